@@ -1,0 +1,101 @@
+//! The chart of accounts: which accounts exist and on which side they grow.
+//!
+//! An [`AccountId`] prints and parses as `kind:key`, e.g. `cash:TB`,
+//! `loan:TB-0001/L1`, `savings:TB-0001/C1`, `interest-income:TB`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::DomainError;
+use super::ids::{BranchId, LoanId, SavingsAccountId};
+
+/// Asset, liability, income or expense: decides the account's normal side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccountKind {
+    /// Debit-normal: cash, loans.
+    Asset,
+    /// Credit-normal: member savings.
+    Liability,
+    /// Credit-normal: interest income.
+    Income,
+    /// Debit-normal.
+    Expense,
+}
+
+impl AccountKind {
+    /// True when debits increase the balance.
+    pub fn is_debit_normal(self) -> bool {
+        matches!(self, AccountKind::Asset | AccountKind::Expense)
+    }
+}
+
+/// One account of the chart.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AccountId {
+    /// A branch's cash (asset). Funded by head office outside this ledger, so
+    /// it may go below zero: it is the branch's net cash movement.
+    Cash(BranchId),
+    /// Interest earned on a branch's loans (income), cash basis.
+    InterestIncome(BranchId),
+    /// One loan's outstanding principal (asset): the loan portfolio, per loan.
+    Loan(LoanId),
+    /// One member savings account (liability): what the branch owes her.
+    Savings(SavingsAccountId),
+}
+
+impl AccountId {
+    /// Asset, liability, income or expense.
+    pub fn kind(&self) -> AccountKind {
+        match self {
+            AccountId::Cash(_) | AccountId::Loan(_) => AccountKind::Asset,
+            AccountId::InterestIncome(_) => AccountKind::Income,
+            AccountId::Savings(_) => AccountKind::Liability,
+        }
+    }
+
+    /// Parses `kind:key` as given in `field`.
+    pub fn parse(field: &str, text: &str) -> Result<AccountId, DomainError> {
+        let Some((kind, key)) = text.split_once(':') else {
+            return Err(DomainError::invalid(
+                field,
+                format!("{text:?} is not an account name (cash:BRANCH, interest-income:BRANCH, loan:LOAN, savings:ACCOUNT)"),
+            ));
+        };
+        match kind {
+            "cash" => Ok(AccountId::Cash(BranchId::parse(field, key)?)),
+            "interest-income" => Ok(AccountId::InterestIncome(BranchId::parse(field, key)?)),
+            "loan" => Ok(AccountId::Loan(LoanId::parse(field, key)?)),
+            "savings" => Ok(AccountId::Savings(SavingsAccountId::parse(field, key)?)),
+            other => Err(DomainError::invalid(
+                field,
+                format!("{other:?} is not an account kind (cash, interest-income, loan, savings)"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccountId::Cash(b) => write!(f, "cash:{b}"),
+            AccountId::InterestIncome(b) => write!(f, "interest-income:{b}"),
+            AccountId::Loan(l) => write!(f, "loan:{l}"),
+            AccountId::Savings(s) => write!(f, "savings:{s}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_names_round_trip() {
+        for text in ["cash:TB", "interest-income:TB", "loan:TB-0001/L1", "savings:TB-0001/V2"] {
+            assert_eq!(AccountId::parse("account", text).unwrap().to_string(), text);
+        }
+        assert!(AccountId::parse("account", "bank:TB").is_err());
+        assert!(AccountId::parse("account", "cash").is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! Commands: what a client asks the ledger to do, already parsed and valid in
+//! shape (ids, amounts, dates). Whether the ledger's state allows a command is
+//! decided by `state::LedgerState::execute`.
+//!
+//! A command's [`Command::request_hash`] covers everything the client sent
+//! except the request id, so a retry can be told from a different request.
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::ids::{Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId};
+use super::money::Currency;
+use super::schedule::{InterestMethod, RepaymentFrequency};
+
+/// A positive amount of money in a currency, as a client sent it (normalised).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    /// Positive, normalised, with at most the currency's decimal places.
+    pub amount: Decimal,
+    /// The currency the client named (VND when it named none).
+    pub currency: Currency,
+}
+
+/// A command with the request id that makes it exactly-once and who sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// The client's id for this request.
+    pub request_id: RequestId,
+    /// Who entered it.
+    pub actor: Actor,
+    /// What to do.
+    pub body: CommandBody,
+}
+
+impl Command {
+    /// SHA-256 of the normalised request (actor and body, not the request id).
+    pub fn request_hash(&self) -> [u8; 32] {
+        let bytes = postcard::to_stdvec(&(&self.actor, &self.body))
+            .expect("postcard encodes plain data into a Vec without failing");
+        Sha256::digest(&bytes).into()
+    }
+}
+
+/// Kind of savings account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SavingsKind {
+    /// Tied to loans; cannot fall below the required share while a loan is outstanding.
+    Compulsory,
+    /// Withdrawable down to zero.
+    Voluntary,
+}
+
+/// Loan terms as a client sends them: the principal carries its currency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoanTermsInput {
+    /// Principal to disburse.
+    pub principal: Money,
+    /// Annual rate in percent, 0 to 100.
+    pub annual_interest_rate_percent: Decimal,
+    /// Flat or declining balance.
+    pub interest_method: InterestMethod,
+    /// 1 to 520.
+    pub installment_count: u32,
+    /// Weekly, fortnightly or monthly.
+    pub frequency: RepaymentFrequency,
+    /// Due date of the first installment.
+    pub first_repayment_date: NaiveDate,
+    /// Installment rounding; `None` means the currency's unit.
+    pub rounding_multiple: Option<Decimal>,
+}
+
+/// What a client asks. Dates left `None` take their default when executed
+/// (today, or the reversed entry's date), and the entry records the result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandBody {
+    /// Create a branch.
+    CreateBranch {
+        branch_id: BranchId,
+        name: Name,
+        time_zone: String,
+        currency: Currency,
+        compulsory_savings_percent: Decimal,
+        opened_on: Option<NaiveDate>,
+    },
+    /// Create a center in a branch.
+    CreateCenter { center_id: CenterId, branch_id: BranchId, name: Name, opened_on: Option<NaiveDate> },
+    /// Create a group in a center.
+    CreateGroup { group_id: GroupId, center_id: CenterId, name: Name, opened_on: Option<NaiveDate> },
+    /// Register a member in a group.
+    RegisterMember { member_id: MemberId, full_name: Name, group_id: GroupId, joined_on: Option<NaiveDate> },
+    /// Open a savings account.
+    OpenSavingsAccount { member_id: MemberId, kind: SavingsKind, opened_on: Option<NaiveDate> },
+    /// Deposit into savings.
+    DepositSavings { account_id: SavingsAccountId, amount: Money, effective_date: Option<NaiveDate> },
+    /// Withdraw from savings.
+    WithdrawSavings { account_id: SavingsAccountId, amount: Money, effective_date: Option<NaiveDate> },
+    /// Disburse a loan.
+    DisburseLoan { member_id: MemberId, terms: LoanTermsInput, disbursed_on: Option<NaiveDate> },
+    /// Repay a loan.
+    RecordRepayment { loan_id: LoanId, amount: Money, effective_date: Option<NaiveDate> },
+    /// Reverse an earlier entry.
+    ReverseEntry { sequence: u64, reason: Name, effective_date: Option<NaiveDate> },
+}
+
+impl CommandBody {
+    /// Snake-case name of the command, as shown in the journal.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandBody::CreateBranch { .. } => "create_branch",
+            CommandBody::CreateCenter { .. } => "create_center",
+            CommandBody::CreateGroup { .. } => "create_group",
+            CommandBody::RegisterMember { .. } => "register_member",
+            CommandBody::OpenSavingsAccount { .. } => "open_savings_account",
+            CommandBody::DepositSavings { .. } => "deposit_savings",
+            CommandBody::WithdrawSavings { .. } => "withdraw_savings",
+            CommandBody::DisburseLoan { .. } => "disburse_loan",
+            CommandBody::RecordRepayment { .. } => "record_repayment",
+            CommandBody::ReverseEntry { .. } => "reverse_entry",
+        }
+    }
+}

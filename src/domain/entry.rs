@@ -1,0 +1,288 @@
+//! Journal entries: the one record of every accepted command.
+//!
+//! An [`Entry`] holds the command as the client sent it, what the ledger
+//! decided (its [`Outcome`]) and the balanced [`Posting`]s. Its canonical bytes
+//! are a version byte followed by the postcard encoding of [`EntryBody`]
+//! (length-prefixed strings and sequences, fixed field order), and its hash is
+//! `SHA-256(previous hash || canonical bytes)`. Entries are never changed once
+//! built; a correction is a new entry that reverses one.
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::account::AccountId;
+use super::command::{CommandBody, SavingsKind};
+use super::ids::{Actor, BranchId, LoanId, RequestId, SavingsAccountId};
+use super::money::Currency;
+use super::schedule::{Installment, LoanTerms};
+
+/// Version of the canonical encoding; the first byte of every entry's bytes.
+pub const ENCODING_VERSION: u8 = 1;
+
+/// A SHA-256 hash.
+pub type Hash = [u8; 32];
+
+/// The hash before the first entry.
+pub const GENESIS_HASH: Hash = [0; 32];
+
+/// Debit or credit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    /// Debit.
+    Debit,
+    /// Credit.
+    Credit,
+}
+
+impl Side {
+    /// The other side.
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Debit => Side::Credit,
+            Side::Credit => Side::Debit,
+        }
+    }
+}
+
+/// One line of an entry: an account moved on one side by a positive amount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posting {
+    /// Account moved.
+    pub account: AccountId,
+    /// Debit or credit.
+    pub side: Side,
+    /// Positive, normalised amount.
+    pub amount: Decimal,
+}
+
+impl Posting {
+    /// A debit of `amount` to `account`.
+    pub fn debit(account: AccountId, amount: Decimal) -> Posting {
+        Posting { account, side: Side::Debit, amount: amount.normalize() }
+    }
+
+    /// A credit of `amount` to `account`.
+    pub fn credit(account: AccountId, amount: Decimal) -> Posting {
+        Posting { account, side: Side::Credit, amount: amount.normalize() }
+    }
+}
+
+/// What a repayment paid on one installment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallmentPayment {
+    /// 1-based installment number.
+    pub number: u32,
+    /// Interest paid on it.
+    pub interest: Decimal,
+    /// Principal paid on it.
+    pub principal: Decimal,
+}
+
+/// What a reversal undoes, copied from the reversed entry so that applying
+/// the reversal needs nothing but itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Undo {
+    /// A deposit of `amount` into `account`.
+    Deposit { account: SavingsAccountId, amount: Decimal },
+    /// A withdrawal of `amount` from `account`.
+    Withdrawal { account: SavingsAccountId, amount: Decimal },
+    /// A loan's disbursement: the loan is cancelled.
+    Disbursement { loan: LoanId, principal: Decimal },
+    /// A repayment's allocation over the loan's installments.
+    Repayment { loan: LoanId, payments: Vec<InstallmentPayment> },
+}
+
+/// What the ledger decided when it executed a command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Structure created (branch, center, group, member).
+    Created,
+    /// A savings account opened, with the id the ledger gave it.
+    SavingsAccountOpened { account: SavingsAccountId, kind: SavingsKind },
+    /// A deposit or withdrawal, with the account's balance after it.
+    SavingsMoved { account: SavingsAccountId, balance_after: Decimal },
+    /// A loan disbursed, with its id, resolved terms and schedule.
+    LoanDisbursed { loan: LoanId, terms: LoanTerms, currency: Currency, schedule: Vec<Installment> },
+    /// A repayment's allocation and whether it closed the loan.
+    RepaymentAllocated {
+        loan: LoanId,
+        payments: Vec<InstallmentPayment>,
+        principal_outstanding_after: Decimal,
+        closed: bool,
+    },
+    /// A reversal of entry `sequence`.
+    Reversed { sequence: u64, undo: Undo },
+}
+
+/// Everything the hash covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryBody {
+    /// Gap-free, from 1.
+    pub sequence: u64,
+    /// Business date in the branch's time zone.
+    pub effective_date: NaiveDate,
+    /// When recorded, microseconds since the Unix epoch, UTC.
+    pub recorded_at_micros: i64,
+    /// Branch the entry belongs to.
+    pub branch: BranchId,
+    /// Who entered it.
+    pub actor: Actor,
+    /// The client's request id.
+    pub request_id: RequestId,
+    /// SHA-256 of the normalised request, to tell a retry from a reuse of the id.
+    pub request_hash: Hash,
+    /// The command as the client sent it.
+    pub command: CommandBody,
+    /// What the ledger decided.
+    pub outcome: Outcome,
+    /// Balanced postings.
+    pub postings: Vec<Posting>,
+}
+
+/// A journal entry: its body and the hash chaining it to the previous one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The hashed content.
+    pub body: EntryBody,
+    /// SHA-256(previous hash || canonical bytes of `body`).
+    pub hash: Hash,
+}
+
+/// Why stored bytes are not an entry.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The version byte is not one this build reads.
+    #[error("unknown entry encoding version {0}")]
+    UnknownVersion(u8),
+    /// No bytes at all.
+    #[error("empty entry")]
+    Empty,
+    /// The body does not decode.
+    #[error("malformed entry body: {0}")]
+    Body(#[from] postcard::Error),
+}
+
+impl EntryBody {
+    /// The canonical bytes: version byte, then the postcard encoding.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut bytes = vec![ENCODING_VERSION];
+        postcard::to_io(self, &mut bytes).expect("postcard encodes plain data into a Vec without failing");
+        bytes
+    }
+
+    /// Decodes canonical bytes.
+    pub fn from_canonical_bytes(bytes: &[u8]) -> Result<EntryBody, DecodeError> {
+        match bytes.split_first() {
+            None => Err(DecodeError::Empty),
+            Some((&ENCODING_VERSION, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&version, _)) => Err(DecodeError::UnknownVersion(version)),
+        }
+    }
+
+    /// Seals the body into an entry chained to `previous_hash`.
+    pub fn seal(self, previous_hash: &Hash) -> Entry {
+        let hash = chain_hash(previous_hash, &self.canonical_bytes());
+        Entry { body: self, hash }
+    }
+
+    /// Sum of debits and sum of credits.
+    pub fn totals(&self) -> (Decimal, Decimal) {
+        let mut debits = Decimal::ZERO;
+        let mut credits = Decimal::ZERO;
+        for posting in &self.postings {
+            // Each amount is at most 10^18 and an entry has a handful of
+            // postings, so these sums cannot overflow a 96-bit decimal.
+            match posting.side {
+                Side::Debit => debits += posting.amount,
+                Side::Credit => credits += posting.amount,
+            }
+        }
+        (debits, credits)
+    }
+
+    /// True when debits equal credits and every amount is positive.
+    pub fn is_balanced(&self) -> bool {
+        let (debits, credits) = self.totals();
+        debits == credits && self.postings.iter().all(|p| p.amount > Decimal::ZERO)
+    }
+}
+
+/// `SHA-256(previous || bytes)`.
+pub fn chain_hash(previous: &Hash, bytes: &[u8]) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update(previous);
+    hasher.update(bytes);
+    hasher.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::Name;
+
+    fn body(amount: i64) -> EntryBody {
+        EntryBody {
+            sequence: 7,
+            effective_date: NaiveDate::from_ymd_opt(2023, 5, 2).unwrap(),
+            recorded_at_micros: 1_700_000_000_000_000,
+            branch: BranchId::parse("b", "TB").unwrap(),
+            actor: Actor::parse("a", "clerk").unwrap(),
+            request_id: RequestId::parse("r", "req-1").unwrap(),
+            request_hash: [3; 32],
+            command: CommandBody::ReverseEntry {
+                sequence: 3,
+                reason: Name::parse("reason", "typo").unwrap(),
+                effective_date: None,
+            },
+            outcome: Outcome::Created,
+            postings: vec![
+                Posting::debit(AccountId::Cash(BranchId::parse("b", "TB").unwrap()), Decimal::new(amount, 0)),
+                Posting::credit(AccountId::InterestIncome(BranchId::parse("b", "TB").unwrap()), Decimal::new(amount, 0)),
+            ],
+        }
+    }
+
+    #[test]
+    fn canonical_bytes_round_trip_and_start_with_the_version() {
+        let body = body(5000);
+        let bytes = body.canonical_bytes();
+        assert_eq!(bytes[0], ENCODING_VERSION);
+        assert_eq!(EntryBody::from_canonical_bytes(&bytes).unwrap(), body);
+    }
+
+    #[test]
+    fn different_entries_give_different_bytes_and_hashes() {
+        let a = body(5000).seal(&GENESIS_HASH);
+        let b = body(5001).seal(&GENESIS_HASH);
+        assert_ne!(a.body.canonical_bytes(), b.body.canonical_bytes());
+        assert_ne!(a.hash, b.hash);
+        // The same entry after a different predecessor hashes differently.
+        assert_ne!(body(5000).seal(&[1; 32]).hash, a.hash);
+    }
+
+    #[test]
+    fn hash_is_sha256_of_previous_hash_and_bytes() {
+        let entry = body(5000).seal(&GENESIS_HASH);
+        let mut input = GENESIS_HASH.to_vec();
+        input.extend(entry.body.canonical_bytes());
+        let expected: Hash = Sha256::digest(&input).into();
+        assert_eq!(entry.hash, expected);
+    }
+
+    #[test]
+    fn unknown_versions_are_refused() {
+        let mut bytes = body(1).canonical_bytes();
+        bytes[0] = 9;
+        assert!(matches!(EntryBody::from_canonical_bytes(&bytes), Err(DecodeError::UnknownVersion(9))));
+    }
+
+    #[test]
+    fn balance_check_sees_unequal_sides() {
+        let mut b = body(5000);
+        assert!(b.is_balanced());
+        b.postings[1].amount = Decimal::new(4999, 0);
+        assert!(!b.is_balanced());
+    }
+}

@@ -1,0 +1,216 @@
+//! Identifiers and short texts, each a newtype whose only way in is `parse`.
+//!
+//! Once an id exists it is valid: 1 to [`ID_LEN_MAX`] characters of
+//! `[A-Za-z0-9._-]` (request ids also allow `:`). Names are 1 to
+//! [`NAME_LEN_MAX`] characters with no control characters.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::DomainError;
+
+/// Longest id of a branch, center, group or member, in characters.
+pub const ID_LEN_MAX: usize = 32;
+/// Longest request id or actor, in characters.
+pub const REQUEST_ID_LEN_MAX: usize = 64;
+/// Longest name or reason, in characters.
+pub const NAME_LEN_MAX: usize = 200;
+
+fn check_id(field: &str, text: &str, len_max: usize, extra: &[char]) -> Result<(), DomainError> {
+    if text.is_empty() {
+        return Err(DomainError::invalid(field, "is required"));
+    }
+    let len = text.chars().count();
+    if len > len_max {
+        return Err(DomainError::invalid(field, format!("is {len} characters long, at most {len_max} allowed")));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || extra.contains(&c);
+    if let Some(bad) = text.chars().find(|&c| !allowed(c)) {
+        let more = if extra.is_empty() { "" } else { ":" };
+        return Err(DomainError::invalid(
+            field,
+            format!("{text:?} contains {bad:?}; use only letters, digits and . _ -{more}"),
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $len_max:expr, $extra:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks `text` as the value of `field`.
+            pub fn parse(field: &str, text: &str) -> Result<$name, DomainError> {
+                check_id(field, text, $len_max, $extra)?;
+                Ok($name(text.to_owned()))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A branch's short code, e.g. `TB`.
+    BranchId, ID_LEN_MAX, &[]
+);
+id_type!(
+    /// A center's id, unique in the ledger.
+    CenterId, ID_LEN_MAX, &[]
+);
+id_type!(
+    /// A group's id, unique in the ledger.
+    GroupId, ID_LEN_MAX, &[]
+);
+id_type!(
+    /// A member's id, unique in the ledger, e.g. `TB-0001`.
+    MemberId, ID_LEN_MAX, &[]
+);
+id_type!(
+    /// A client-chosen request id: the key of exactly-once application.
+    RequestId, REQUEST_ID_LEN_MAX, &[':']
+);
+id_type!(
+    /// Who entered a command: a clerk's user name.
+    Actor, REQUEST_ID_LEN_MAX, &['@', ':']
+);
+
+/// A savings account id the ledger assigns: `MEMBER/C1` (compulsory) or
+/// `MEMBER/V1`, `MEMBER/V2`... (voluntary).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SavingsAccountId(String);
+
+/// A loan id the ledger assigns: `MEMBER/L1`, `MEMBER/L2`...
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LoanId(String);
+
+macro_rules! owned_id {
+    ($name:ident, $letter:literal) => {
+        impl $name {
+            /// The id of a member's `number`th account of this kind.
+            pub fn new(member: &MemberId, letter: char, number: u32) -> $name {
+                $name(format!("{member}/{letter}{number}"))
+            }
+
+            /// Checks the shape `MEMBER/<letter><number>` of a client's text.
+            pub fn parse(field: &str, text: &str) -> Result<$name, DomainError> {
+                let Some((member, suffix)) = text.split_once('/') else {
+                    return Err(DomainError::invalid(
+                        field,
+                        format!("{text:?} is not an id of the form MEMBER/{}N", $letter),
+                    ));
+                };
+                MemberId::parse(field, member)?;
+                let mut chars = suffix.chars();
+                let letter_ok = chars.next().is_some_and(|c| $letter.contains(c));
+                let digits = chars.as_str();
+                let well_formed = letter_ok
+                    && !digits.is_empty()
+                    && digits.len() <= 9
+                    && digits.bytes().all(|b| b.is_ascii_digit());
+                if !well_formed {
+                    return Err(DomainError::invalid(
+                        field,
+                        format!("{text:?} is not an id of the form MEMBER/{}N", $letter),
+                    ));
+                }
+                Ok($name(text.to_owned()))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+owned_id!(SavingsAccountId, "CV");
+owned_id!(LoanId, "L");
+
+/// A display name or reason: 1 to [`NAME_LEN_MAX`] characters, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Name(String);
+
+impl Name {
+    /// Checks `text` as the value of `field`.
+    pub fn parse(field: &str, text: &str) -> Result<Name, DomainError> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(DomainError::invalid(field, "is required"));
+        }
+        let len = trimmed.chars().count();
+        if len > NAME_LEN_MAX {
+            return Err(DomainError::invalid(
+                field,
+                format!("is {len} characters long, at most {NAME_LEN_MAX} allowed"),
+            ));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(DomainError::invalid(field, "contains control characters"));
+        }
+        Ok(Name(trimmed.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_take_letters_digits_and_punctuation_only() {
+        assert!(MemberId::parse("member_id", "TB-0001").is_ok());
+        let err = MemberId::parse("member_id", "TB 0001").unwrap_err().to_string();
+        assert_eq!(err, "member_id: \"TB 0001\" contains ' '; use only letters, digits and . _ -");
+        let err = MemberId::parse("member_id", &"x".repeat(33)).unwrap_err().to_string();
+        assert_eq!(err, "member_id: is 33 characters long, at most 32 allowed");
+        assert_eq!(MemberId::parse("member_id", "").unwrap_err().to_string(), "member_id: is required");
+    }
+
+    #[test]
+    fn owned_ids_have_their_shape() {
+        assert!(LoanId::parse("loan_id", "TB-0001/L1").is_ok());
+        assert!(LoanId::parse("loan_id", "TB-0001/C1").is_err());
+        assert!(LoanId::parse("loan_id", "TB-0001").is_err());
+        assert!(SavingsAccountId::parse("account_id", "TB-0001/C1").is_ok());
+        assert!(SavingsAccountId::parse("account_id", "TB-0001/V12").is_ok());
+        assert!(SavingsAccountId::parse("account_id", "TB-0001/V").is_err());
+    }
+
+    #[test]
+    fn names_keep_vietnamese_text() {
+        let name = Name::parse("full_name", "  Nguyễn Thị Hoa ").unwrap();
+        assert_eq!(name.as_str(), "Nguyễn Thị Hoa");
+        assert!(Name::parse("full_name", "a\u{0}b").is_err());
+    }
+}

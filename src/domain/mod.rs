@@ -1,0 +1,16 @@
+//! The ledger's rules: money, ids, commands, entries and the state machine.
+//!
+//! Architecture invariant: nothing in `domain` does I/O, reads a clock, or
+//! knows about gRPC or storage. It is pure and deterministic.
+
+pub mod account;
+pub mod command;
+pub mod entry;
+pub mod error;
+pub mod ids;
+pub mod money;
+pub mod schedule;
+pub mod state;
+pub mod totals;
+
+pub use error::DomainError;

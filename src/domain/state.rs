@@ -1,0 +1,310 @@
+//! The ledger's state machine: decides commands and applies entries.
+//!
+//! [`LedgerState::execute`] checks a command against the state and builds the
+//! entry body it would produce, changing nothing. [`LedgerState::apply`]
+//! applies a sealed entry. Both are pure and deterministic: the same entries
+//! in the same order give the same state, which is what makes replay,
+//! verification and simulation possible. This module never does I/O and never
+//! reads a clock: the time of recording comes in [`ExecContext`].
+//!
+//! The state is a cache of the journal: every field can be rebuilt by
+//! applying the journal's entries from the first. [`LedgerState::export`]
+//! gives it as sorted key/value records (what the store persists and what
+//! `verify` compares).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+
+use super::account::{AccountId, AccountKind};
+use super::command::{Command, CommandBody, LoanTermsInput, Money, SavingsKind};
+use super::entry::{Entry, EntryBody, GENESIS_HASH, Hash, InstallmentPayment, Outcome, Posting, Undo};
+use super::error::DomainError;
+use super::ids::{BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId};
+use super::money::{Currency, checked_add, checked_sub, format_amount};
+use super::schedule::{Installment, LoanTerms, compute_schedule};
+use super::totals::{BorrowerStep, DayTotals, PeriodFigures, borrower_steps};
+
+mod keys;
+pub use keys::{StateKey, StateRecord};
+
+/// Default share of outstanding principal kept in compulsory savings, in percent.
+pub const COMPULSORY_SAVINGS_PERCENT_DEFAULT: u32 = 5;
+/// Default time zone of a branch's calendar.
+pub const TIME_ZONE_DEFAULT: &str = "Asia/Ho_Chi_Minh";
+
+/// What executing a command may depend on besides the state.
+#[derive(Clone, Copy, Debug)]
+pub struct ExecContext {
+    /// When the entry is recorded; also decides "today" in a branch's zone.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A branch: the root of its centers, groups and members, and its books.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branch {
+    pub id: BranchId,
+    pub name: Name,
+    /// IANA zone of the branch's business dates.
+    pub time_zone: String,
+    /// Currency of every amount in the branch's books.
+    pub currency: Currency,
+    /// Share of outstanding principal a borrower keeps in compulsory savings.
+    pub compulsory_savings_percent: Decimal,
+    pub opened_on: NaiveDate,
+}
+
+/// A center where groups meet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Center {
+    pub id: CenterId,
+    pub branch: BranchId,
+    pub name: Name,
+    pub opened_on: NaiveDate,
+}
+
+/// A group of members who vouch for each other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: GroupId,
+    pub center: CenterId,
+    pub branch: BranchId,
+    pub name: Name,
+    pub opened_on: NaiveDate,
+}
+
+/// A member with the ids of her accounts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: MemberId,
+    pub full_name: Name,
+    pub group: GroupId,
+    pub center: CenterId,
+    pub branch: BranchId,
+    pub joined_on: NaiveDate,
+    /// Her savings accounts, in the order opened.
+    pub savings_accounts: Vec<SavingsAccountId>,
+    /// Her loans, in the order disbursed.
+    pub loans: Vec<LoanId>,
+    /// Voluntary accounts opened so far (numbers the next one).
+    pub voluntary_accounts_opened: u32,
+    /// The steps she currently contributes to her branch's borrower counts,
+    /// kept so that they can be replaced exactly when her loans change.
+    pub borrower_steps: Vec<BorrowerStep>,
+}
+
+/// A savings account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavingsAccount {
+    pub id: SavingsAccountId,
+    pub member: MemberId,
+    pub branch: BranchId,
+    pub kind: SavingsKind,
+    pub opened_on: NaiveDate,
+}
+
+/// Whether a loan is being repaid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoanStatus {
+    /// Principal or interest outstanding.
+    Active,
+    /// Repaid in full.
+    Closed,
+    /// Disbursement reversed.
+    Cancelled,
+}
+
+/// One installment and what was paid on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallmentState {
+    pub due: Installment,
+    pub principal_paid: Decimal,
+    pub interest_paid: Decimal,
+}
+
+impl InstallmentState {
+    /// Interest still owed on it.
+    pub fn interest_unpaid(&self) -> Decimal {
+        self.due.interest - self.interest_paid
+    }
+
+    /// Principal still owed on it.
+    pub fn principal_unpaid(&self) -> Decimal {
+        self.due.principal - self.principal_paid
+    }
+
+    /// True when nothing is owed on it.
+    pub fn is_paid(&self) -> bool {
+        self.interest_unpaid().is_zero() && self.principal_unpaid().is_zero()
+    }
+}
+
+/// A loan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loan {
+    pub id: LoanId,
+    pub member: MemberId,
+    pub branch: BranchId,
+    pub currency: Currency,
+    pub terms: LoanTerms,
+    pub disbursed_on: NaiveDate,
+    pub status: LoanStatus,
+    pub installments: Vec<InstallmentState>,
+    /// Date of the latest repayment (or the disbursement): repayments are
+    /// entered in date order so that allocation follows the calendar.
+    pub last_repayment_on: NaiveDate,
+    /// Principal outstanding changes by effective date (for borrower counts).
+    pub principal_changes: BTreeMap<NaiveDate, Decimal>,
+}
+
+impl Loan {
+    /// Principal not yet repaid.
+    pub fn principal_outstanding(&self) -> Decimal {
+        self.installments.iter().map(InstallmentState::principal_unpaid).sum()
+    }
+
+    /// Scheduled interest not yet paid.
+    pub fn interest_outstanding(&self) -> Decimal {
+        self.installments.iter().map(InstallmentState::interest_unpaid).sum()
+    }
+
+    /// True when any repayment on it stands (not reversed).
+    pub fn has_repayments(&self) -> bool {
+        self.installments.iter().any(|i| !i.principal_paid.is_zero() || !i.interest_paid.is_zero())
+    }
+}
+
+/// Debits and credits posted to one account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    pub debits: Decimal,
+    pub credits: Decimal,
+}
+
+impl Balance {
+    /// The balance on the account's normal side.
+    pub fn on_normal_side(&self, kind: AccountKind) -> Decimal {
+        if kind.is_debit_normal() { self.debits - self.credits } else { self.credits - self.debits }
+    }
+}
+
+/// What a request id was used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The entry it produced.
+    pub sequence: u64,
+    /// Hash of the normalised request.
+    pub request_hash: Hash,
+}
+
+/// What executing a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// The ledger refuses the command.
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    /// Reading an earlier entry failed.
+    #[error("reading entry {sequence}: {message}")]
+    Lookup { sequence: u64, message: String },
+}
+
+/// Why an entry cannot be applied: the journal contradicts the state. Never
+/// happens for entries built by `execute`; found by replay and `verify`.
+#[derive(Debug, thiserror::Error)]
+#[error("entry {sequence} cannot be applied: {message}")]
+pub struct ApplyError {
+    pub sequence: u64,
+    pub message: String,
+}
+
+/// The whole derived state of the ledger.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LedgerState {
+    last_sequence: u64,
+    last_hash: Option<Hash>,
+    branches: BTreeMap<BranchId, Branch>,
+    centers: BTreeMap<CenterId, Center>,
+    groups: BTreeMap<GroupId, Group>,
+    members: BTreeMap<MemberId, Member>,
+    savings: BTreeMap<SavingsAccountId, SavingsAccount>,
+    loans: BTreeMap<LoanId, Loan>,
+    balances: HashMap<AccountId, Balance>,
+    requests: HashMap<RequestId, RequestRecord>,
+    /// Reversed entry -> the entry that reversed it.
+    reversed: HashMap<u64, u64>,
+    days: BTreeMap<BranchId, BTreeMap<NaiveDate, DayTotals>>,
+    /// Keys changed since the last `take_changes`.
+    changed: BTreeSet<StateKey>,
+}
+
+mod apply;
+mod execute;
+mod queries;
+pub use queries::{LoanView, MemberView, SavingsView};
+
+impl LedgerState {
+    /// An empty ledger.
+    pub fn new() -> LedgerState {
+        LedgerState::default()
+    }
+
+    /// Sequence number of the last applied entry (0 when empty).
+    pub fn last_sequence(&self) -> u64 {
+        self.last_sequence
+    }
+
+    /// Hash of the last applied entry.
+    pub fn last_hash(&self) -> Hash {
+        self.last_hash.unwrap_or(GENESIS_HASH)
+    }
+
+    /// What `request_id` was used for, if anything.
+    pub fn request(&self, request_id: &RequestId) -> Option<RequestRecord> {
+        self.requests.get(request_id).copied()
+    }
+
+    /// The entry that reversed `sequence`, if any.
+    pub fn reversed_by(&self, sequence: u64) -> Option<u64> {
+        self.reversed.get(&sequence).copied()
+    }
+
+    /// A branch.
+    pub fn branch(&self, id: &BranchId) -> Option<&Branch> {
+        self.branches.get(id)
+    }
+
+    /// A loan.
+    pub fn loan(&self, id: &LoanId) -> Option<&Loan> {
+        self.loans.get(id)
+    }
+
+    /// Debits and credits of an account (zero if never posted to).
+    pub fn balance(&self, account: &AccountId) -> Balance {
+        self.balances.get(account).copied().unwrap_or_default()
+    }
+
+    /// Figures of one branch over `from..=to`.
+    pub fn period_figures(&self, branch: &BranchId, from: NaiveDate, to: NaiveDate) -> PeriodFigures {
+        match self.days.get(branch) {
+            Some(days) => PeriodFigures::from_days(days, from, to),
+            None => PeriodFigures { from: Some(from), to: Some(to), ..PeriodFigures::default() },
+        }
+    }
+}
+
+/// Today in `time_zone` at `at`.
+pub fn today_in(time_zone: &str, at: DateTime<Utc>) -> NaiveDate {
+    match Tz::from_str(time_zone) {
+        Ok(tz) => at.with_timezone(&tz).date_naive(),
+        Err(_) => at.date_naive(),
+    }
+}
+
+/// Text of an amount in a currency, for messages.
+fn show(amount: Decimal, currency: Currency) -> String {
+    format!("{} {currency}", format_amount(amount, currency))
+}
