@@ -5,7 +5,12 @@
 //! with group commit), `api` (gRPC), `cli` (the client commands) and
 //! `verify` (offline replay and check).
 
+pub mod api;
+pub mod cli;
 pub mod domain;
+pub mod ledger;
+pub mod store;
+pub mod verify;
 
 /// Generated protobuf messages and gRPC services of `mfi.ledger.v1`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -13,5 +18,6 @@ pub mod pb {
     tonic::include_proto!("mfi.ledger.v1");
 
     /// Encoded descriptor set of the protos, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("mfi_ledger_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("mfi_ledger_descriptor");
 }

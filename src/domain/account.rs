@@ -59,7 +59,9 @@ impl AccountId {
         let Some((kind, key)) = text.split_once(':') else {
             return Err(DomainError::invalid(
                 field,
-                format!("{text:?} is not an account name (cash:BRANCH, interest-income:BRANCH, loan:LOAN, savings:ACCOUNT)"),
+                format!(
+                    "{text:?} is not an account name (cash:BRANCH, interest-income:BRANCH, loan:LOAN, savings:ACCOUNT)"
+                ),
             ));
         };
         match kind {
@@ -92,7 +94,12 @@ mod tests {
 
     #[test]
     fn account_names_round_trip() {
-        for text in ["cash:TB", "interest-income:TB", "loan:TB-0001/L1", "savings:TB-0001/V2"] {
+        for text in [
+            "cash:TB",
+            "interest-income:TB",
+            "loan:TB-0001/L1",
+            "savings:TB-0001/V2",
+        ] {
             assert_eq!(AccountId::parse("account", text).unwrap().to_string(), text);
         }
         assert!(AccountId::parse("account", "bank:TB").is_err());

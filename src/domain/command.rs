@@ -10,7 +10,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::ids::{Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId};
+use super::ids::{
+    Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId,
+};
 use super::money::Currency;
 use super::schedule::{InterestMethod, RepaymentFrequency};
 
@@ -85,23 +87,62 @@ pub enum CommandBody {
         opened_on: Option<NaiveDate>,
     },
     /// Create a center in a branch.
-    CreateCenter { center_id: CenterId, branch_id: BranchId, name: Name, opened_on: Option<NaiveDate> },
+    CreateCenter {
+        center_id: CenterId,
+        branch_id: BranchId,
+        name: Name,
+        opened_on: Option<NaiveDate>,
+    },
     /// Create a group in a center.
-    CreateGroup { group_id: GroupId, center_id: CenterId, name: Name, opened_on: Option<NaiveDate> },
+    CreateGroup {
+        group_id: GroupId,
+        center_id: CenterId,
+        name: Name,
+        opened_on: Option<NaiveDate>,
+    },
     /// Register a member in a group.
-    RegisterMember { member_id: MemberId, full_name: Name, group_id: GroupId, joined_on: Option<NaiveDate> },
+    RegisterMember {
+        member_id: MemberId,
+        full_name: Name,
+        group_id: GroupId,
+        joined_on: Option<NaiveDate>,
+    },
     /// Open a savings account.
-    OpenSavingsAccount { member_id: MemberId, kind: SavingsKind, opened_on: Option<NaiveDate> },
+    OpenSavingsAccount {
+        member_id: MemberId,
+        kind: SavingsKind,
+        opened_on: Option<NaiveDate>,
+    },
     /// Deposit into savings.
-    DepositSavings { account_id: SavingsAccountId, amount: Money, effective_date: Option<NaiveDate> },
+    DepositSavings {
+        account_id: SavingsAccountId,
+        amount: Money,
+        effective_date: Option<NaiveDate>,
+    },
     /// Withdraw from savings.
-    WithdrawSavings { account_id: SavingsAccountId, amount: Money, effective_date: Option<NaiveDate> },
+    WithdrawSavings {
+        account_id: SavingsAccountId,
+        amount: Money,
+        effective_date: Option<NaiveDate>,
+    },
     /// Disburse a loan.
-    DisburseLoan { member_id: MemberId, terms: LoanTermsInput, disbursed_on: Option<NaiveDate> },
+    DisburseLoan {
+        member_id: MemberId,
+        terms: LoanTermsInput,
+        disbursed_on: Option<NaiveDate>,
+    },
     /// Repay a loan.
-    RecordRepayment { loan_id: LoanId, amount: Money, effective_date: Option<NaiveDate> },
+    RecordRepayment {
+        loan_id: LoanId,
+        amount: Money,
+        effective_date: Option<NaiveDate>,
+    },
     /// Reverse an earlier entry.
-    ReverseEntry { sequence: u64, reason: Name, effective_date: Option<NaiveDate> },
+    ReverseEntry {
+        sequence: u64,
+        reason: Name,
+        effective_date: Option<NaiveDate>,
+    },
 }
 
 impl CommandBody {

@@ -60,12 +60,20 @@ pub struct Posting {
 impl Posting {
     /// A debit of `amount` to `account`.
     pub fn debit(account: AccountId, amount: Decimal) -> Posting {
-        Posting { account, side: Side::Debit, amount: amount.normalize() }
+        Posting {
+            account,
+            side: Side::Debit,
+            amount: amount.normalize(),
+        }
     }
 
     /// A credit of `amount` to `account`.
     pub fn credit(account: AccountId, amount: Decimal) -> Posting {
-        Posting { account, side: Side::Credit, amount: amount.normalize() }
+        Posting {
+            account,
+            side: Side::Credit,
+            amount: amount.normalize(),
+        }
     }
 }
 
@@ -85,13 +93,22 @@ pub struct InstallmentPayment {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Undo {
     /// A deposit of `amount` into `account`.
-    Deposit { account: SavingsAccountId, amount: Decimal },
+    Deposit {
+        account: SavingsAccountId,
+        amount: Decimal,
+    },
     /// A withdrawal of `amount` from `account`.
-    Withdrawal { account: SavingsAccountId, amount: Decimal },
+    Withdrawal {
+        account: SavingsAccountId,
+        amount: Decimal,
+    },
     /// A loan's disbursement: the loan is cancelled.
     Disbursement { loan: LoanId, principal: Decimal },
     /// A repayment's allocation over the loan's installments.
-    Repayment { loan: LoanId, payments: Vec<InstallmentPayment> },
+    Repayment {
+        loan: LoanId,
+        payments: Vec<InstallmentPayment>,
+    },
 }
 
 /// What the ledger decided when it executed a command.
@@ -100,11 +117,22 @@ pub enum Outcome {
     /// Structure created (branch, center, group, member).
     Created,
     /// A savings account opened, with the id the ledger gave it.
-    SavingsAccountOpened { account: SavingsAccountId, kind: SavingsKind },
+    SavingsAccountOpened {
+        account: SavingsAccountId,
+        kind: SavingsKind,
+    },
     /// A deposit or withdrawal, with the account's balance after it.
-    SavingsMoved { account: SavingsAccountId, balance_after: Decimal },
+    SavingsMoved {
+        account: SavingsAccountId,
+        balance_after: Decimal,
+    },
     /// A loan disbursed, with its id, resolved terms and schedule.
-    LoanDisbursed { loan: LoanId, terms: LoanTerms, currency: Currency, schedule: Vec<Installment> },
+    LoanDisbursed {
+        loan: LoanId,
+        terms: LoanTerms,
+        currency: Currency,
+        schedule: Vec<Installment>,
+    },
     /// A repayment's allocation and whether it closed the loan.
     RepaymentAllocated {
         loan: LoanId,
@@ -168,7 +196,8 @@ impl EntryBody {
     /// The canonical bytes: version byte, then the postcard encoding.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut bytes = vec![ENCODING_VERSION];
-        postcard::to_io(self, &mut bytes).expect("postcard encodes plain data into a Vec without failing");
+        postcard::to_io(self, &mut bytes)
+            .expect("postcard encodes plain data into a Vec without failing");
         bytes
     }
 
@@ -238,8 +267,14 @@ mod tests {
             },
             outcome: Outcome::Created,
             postings: vec![
-                Posting::debit(AccountId::Cash(BranchId::parse("b", "TB").unwrap()), Decimal::new(amount, 0)),
-                Posting::credit(AccountId::InterestIncome(BranchId::parse("b", "TB").unwrap()), Decimal::new(amount, 0)),
+                Posting::debit(
+                    AccountId::Cash(BranchId::parse("b", "TB").unwrap()),
+                    Decimal::new(amount, 0),
+                ),
+                Posting::credit(
+                    AccountId::InterestIncome(BranchId::parse("b", "TB").unwrap()),
+                    Decimal::new(amount, 0),
+                ),
             ],
         }
     }
@@ -275,7 +310,10 @@ mod tests {
     fn unknown_versions_are_refused() {
         let mut bytes = body(1).canonical_bytes();
         bytes[0] = 9;
-        assert!(matches!(EntryBody::from_canonical_bytes(&bytes), Err(DecodeError::UnknownVersion(9))));
+        assert!(matches!(
+            EntryBody::from_canonical_bytes(&bytes),
+            Err(DecodeError::UnknownVersion(9))
+        ));
     }
 
     #[test]

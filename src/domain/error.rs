@@ -11,10 +11,18 @@ pub enum DomainError {
     Invalid { field: String, message: String },
     /// An object named by the command does not exist.
     #[error("{field}: {kind} {id:?} not found")]
-    NotFound { field: String, kind: &'static str, id: String },
+    NotFound {
+        field: String,
+        kind: &'static str,
+        id: String,
+    },
     /// An object the command would create already exists.
     #[error("{field}: {kind} {id:?} already exists")]
-    AlreadyExists { field: String, kind: &'static str, id: String },
+    AlreadyExists {
+        field: String,
+        kind: &'static str,
+        id: String,
+    },
     /// Valid input that the ledger's current state forbids.
     #[error("{field}: {message}")]
     Precondition { field: String, message: String },
@@ -31,21 +39,35 @@ pub enum DomainError {
 impl DomainError {
     /// Malformed input in `field`.
     pub fn invalid(field: &str, message: impl Into<String>) -> DomainError {
-        DomainError::Invalid { field: field.to_owned(), message: message.into() }
+        DomainError::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// Valid input in `field` that the ledger's state forbids.
     pub fn precondition(field: &str, message: impl Into<String>) -> DomainError {
-        DomainError::Precondition { field: field.to_owned(), message: message.into() }
+        DomainError::Precondition {
+            field: field.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// `id`, given in `field`, names no `kind`.
     pub fn not_found(field: &str, kind: &'static str, id: impl Into<String>) -> DomainError {
-        DomainError::NotFound { field: field.to_owned(), kind, id: id.into() }
+        DomainError::NotFound {
+            field: field.to_owned(),
+            kind,
+            id: id.into(),
+        }
     }
 
     /// `id`, given in `field`, already names a `kind`.
     pub fn already_exists(field: &str, kind: &'static str, id: impl Into<String>) -> DomainError {
-        DomainError::AlreadyExists { field: field.to_owned(), kind, id: id.into() }
+        DomainError::AlreadyExists {
+            field: field.to_owned(),
+            kind,
+            id: id.into(),
+        }
     }
 }

@@ -23,9 +23,13 @@ fn check_id(field: &str, text: &str, len_max: usize, extra: &[char]) -> Result<(
     }
     let len = text.chars().count();
     if len > len_max {
-        return Err(DomainError::invalid(field, format!("is {len} characters long, at most {len_max} allowed")));
+        return Err(DomainError::invalid(
+            field,
+            format!("is {len} characters long, at most {len_max} allowed"),
+        ));
     }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || extra.contains(&c);
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || extra.contains(&c);
     if let Some(bad) = text.chars().find(|&c| !allowed(c)) {
         let more = if extra.is_empty() { "" } else { ":" };
         return Err(DomainError::invalid(
@@ -190,11 +194,21 @@ mod tests {
     #[test]
     fn ids_take_letters_digits_and_punctuation_only() {
         assert!(MemberId::parse("member_id", "TB-0001").is_ok());
-        let err = MemberId::parse("member_id", "TB 0001").unwrap_err().to_string();
-        assert_eq!(err, "member_id: \"TB 0001\" contains ' '; use only letters, digits and . _ -");
-        let err = MemberId::parse("member_id", &"x".repeat(33)).unwrap_err().to_string();
+        let err = MemberId::parse("member_id", "TB 0001")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "member_id: \"TB 0001\" contains ' '; use only letters, digits and . _ -"
+        );
+        let err = MemberId::parse("member_id", &"x".repeat(33))
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "member_id: is 33 characters long, at most 32 allowed");
-        assert_eq!(MemberId::parse("member_id", "").unwrap_err().to_string(), "member_id: is required");
+        assert_eq!(
+            MemberId::parse("member_id", "").unwrap_err().to_string(),
+            "member_id: is required"
+        );
     }
 
     #[test]

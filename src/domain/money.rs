@@ -75,8 +75,15 @@ impl fmt::Display for Currency {
 /// Parses a plain decimal string exactly: optional leading `-` only if
 /// `allow_negative`, digits, optionally one `.` followed by digits. No
 /// exponents, spaces, signs `+`, or separators. The result is normalised.
-pub fn parse_decimal(field: &str, text: &str, allow_negative: bool) -> Result<Decimal, DomainError> {
-    let digits = text.strip_prefix('-').filter(|_| allow_negative).unwrap_or(text);
+pub fn parse_decimal(
+    field: &str,
+    text: &str,
+    allow_negative: bool,
+) -> Result<Decimal, DomainError> {
+    let digits = text
+        .strip_prefix('-')
+        .filter(|_| allow_negative)
+        .unwrap_or(text);
     let (whole, fraction) = match digits.split_once('.') {
         Some((whole, fraction)) => (whole, Some(fraction)),
         None => (digits, None),
@@ -88,7 +95,9 @@ pub fn parse_decimal(field: &str, text: &str, allow_negative: bool) -> Result<De
     if !is_digits(whole) || fraction.is_some_and(|f| !is_digits(f)) {
         return Err(DomainError::invalid(
             field,
-            format!("{text:?} is not a plain decimal number (digits, at most one '.', no exponent, spaces or separators)"),
+            format!(
+                "{text:?} is not a plain decimal number (digits, at most one '.', no exponent, spaces or separators)"
+            ),
         ));
     }
     let significant = whole.trim_start_matches('0').len();
@@ -99,7 +108,10 @@ pub fn parse_decimal(field: &str, text: &str, allow_negative: bool) -> Result<De
         ));
     }
     if fraction.is_some_and(|f| f.len() > 28) {
-        return Err(DomainError::invalid(field, format!("{text:?} has more than 28 decimal places")));
+        return Err(DomainError::invalid(
+            field,
+            format!("{text:?} has more than 28 decimal places"),
+        ));
     }
     Decimal::from_str_exact(text)
         .map(|d| d.normalize())
@@ -111,10 +123,16 @@ pub fn parse_decimal(field: &str, text: &str, allow_negative: bool) -> Result<De
 pub fn parse_amount(field: &str, text: &str, currency: Currency) -> Result<Decimal, DomainError> {
     let amount = parse_decimal(field, text, true)?;
     if amount.is_sign_negative() && !amount.is_zero() {
-        return Err(DomainError::invalid(field, format!("{text:?} is negative; amounts must be positive")));
+        return Err(DomainError::invalid(
+            field,
+            format!("{text:?} is negative; amounts must be positive"),
+        ));
     }
     if amount.is_zero() {
-        return Err(DomainError::invalid(field, format!("{text:?} is zero; amounts must be positive")));
+        return Err(DomainError::invalid(
+            field,
+            format!("{text:?} is zero; amounts must be positive"),
+        ));
     }
     if amount.scale() > currency.decimal_places() {
         return Err(DomainError::invalid(
@@ -194,9 +212,15 @@ mod tests {
 
     #[test]
     fn cents_currencies_take_two_places() {
-        assert_eq!(parse_amount("a", "12.34", Currency::Usd).unwrap(), Decimal::new(1234, 2));
+        assert_eq!(
+            parse_amount("a", "12.34", Currency::Usd).unwrap(),
+            Decimal::new(1234, 2)
+        );
         assert!(parse_amount("a", "12.345", Currency::Usd).is_err());
         assert_eq!(format_amount(Decimal::new(125, 1), Currency::Usd), "12.50");
-        assert_eq!(format_amount(Decimal::new(150_000, 0), Currency::Vnd), "150000");
+        assert_eq!(
+            format_amount(Decimal::new(150_000, 0), Currency::Vnd),
+            "150000"
+        );
     }
 }

@@ -22,9 +22,13 @@ use serde::{Deserialize, Serialize};
 
 use super::account::{AccountId, AccountKind};
 use super::command::{Command, CommandBody, LoanTermsInput, Money, SavingsKind};
-use super::entry::{Entry, EntryBody, GENESIS_HASH, Hash, InstallmentPayment, Outcome, Posting, Undo};
+use super::entry::{
+    Entry, EntryBody, GENESIS_HASH, Hash, InstallmentPayment, Outcome, Posting, Undo,
+};
 use super::error::DomainError;
-use super::ids::{BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId};
+use super::ids::{
+    BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId,
+};
 use super::money::{Currency, checked_add, checked_sub, format_amount};
 use super::schedule::{Installment, LoanTerms, compute_schedule};
 use super::totals::{BorrowerStep, DayTotals, PeriodFigures, borrower_steps};
@@ -164,17 +168,25 @@ pub struct Loan {
 impl Loan {
     /// Principal not yet repaid.
     pub fn principal_outstanding(&self) -> Decimal {
-        self.installments.iter().map(InstallmentState::principal_unpaid).sum()
+        self.installments
+            .iter()
+            .map(InstallmentState::principal_unpaid)
+            .sum()
     }
 
     /// Scheduled interest not yet paid.
     pub fn interest_outstanding(&self) -> Decimal {
-        self.installments.iter().map(InstallmentState::interest_unpaid).sum()
+        self.installments
+            .iter()
+            .map(InstallmentState::interest_unpaid)
+            .sum()
     }
 
     /// True when any repayment on it stands (not reversed).
     pub fn has_repayments(&self) -> bool {
-        self.installments.iter().any(|i| !i.principal_paid.is_zero() || !i.interest_paid.is_zero())
+        self.installments
+            .iter()
+            .any(|i| !i.principal_paid.is_zero() || !i.interest_paid.is_zero())
     }
 }
 
@@ -188,7 +200,11 @@ pub struct Balance {
 impl Balance {
     /// The balance on the account's normal side.
     pub fn on_normal_side(&self, kind: AccountKind) -> Decimal {
-        if kind.is_debit_normal() { self.debits - self.credits } else { self.credits - self.debits }
+        if kind.is_debit_normal() {
+            self.debits - self.credits
+        } else {
+            self.credits - self.debits
+        }
     }
 }
 
@@ -244,7 +260,7 @@ pub struct LedgerState {
 mod apply;
 mod execute;
 mod queries;
-pub use queries::{LoanView, MemberView, SavingsView};
+pub use queries::{InstallmentStatus, LoanView, MemberView, SavingsView};
 
 impl LedgerState {
     /// An empty ledger.
@@ -288,10 +304,19 @@ impl LedgerState {
     }
 
     /// Figures of one branch over `from..=to`.
-    pub fn period_figures(&self, branch: &BranchId, from: NaiveDate, to: NaiveDate) -> PeriodFigures {
+    pub fn period_figures(
+        &self,
+        branch: &BranchId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> PeriodFigures {
         match self.days.get(branch) {
             Some(days) => PeriodFigures::from_days(days, from, to),
-            None => PeriodFigures { from: Some(from), to: Some(to), ..PeriodFigures::default() },
+            None => PeriodFigures {
+                from: Some(from),
+                to: Some(to),
+                ..PeriodFigures::default()
+            },
         }
     }
 }

@@ -71,8 +71,16 @@ pub struct PeriodFigures {
 
 impl PeriodFigures {
     /// Sums one branch's days: flows over `from..=to`, stocks up to `to`.
-    pub fn from_days(days: &BTreeMap<NaiveDate, DayTotals>, from: NaiveDate, to: NaiveDate) -> PeriodFigures {
-        let mut figures = PeriodFigures { from: Some(from), to: Some(to), ..PeriodFigures::default() };
+    pub fn from_days(
+        days: &BTreeMap<NaiveDate, DayTotals>,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> PeriodFigures {
+        let mut figures = PeriodFigures {
+            from: Some(from),
+            to: Some(to),
+            ..PeriodFigures::default()
+        };
         for (date, day) in days.range(..=to) {
             figures.savings_balance += day.savings_change;
             figures.portfolio_outstanding += day.portfolio_change;
@@ -112,7 +120,9 @@ impl Period {
             }
             Period::Month { year, month } => {
                 let from = NaiveDate::from_ymd_opt(year, month, 1).ok_or_else(bad)?;
-                let next = from.checked_add_months(chrono::Months::new(1)).ok_or_else(bad)?;
+                let next = from
+                    .checked_add_months(chrono::Months::new(1))
+                    .ok_or_else(bad)?;
                 Ok((from, next.pred_opt().ok_or_else(bad)?))
             }
             Period::Range { from, to } if from <= to => Ok((from, to)),
@@ -128,15 +138,25 @@ impl Period {
     pub fn previous(self) -> Result<Period, DomainError> {
         match self {
             Period::Year(year) => Ok(Period::Year(year - 1)),
-            Period::Month { year, month: 1 } => Ok(Period::Month { year: year - 1, month: 12 }),
-            Period::Month { year, month } => Ok(Period::Month { year, month: month - 1 }),
+            Period::Month { year, month: 1 } => Ok(Period::Month {
+                year: year - 1,
+                month: 12,
+            }),
+            Period::Month { year, month } => Ok(Period::Month {
+                year,
+                month: month - 1,
+            }),
             Period::Range { from, to } => {
                 let (from, to) = Period::Range { from, to }.bounds()?;
                 let days = (to - from).num_days() as u64 + 1;
-                let bad = || DomainError::invalid("range", "the previous period is outside the calendar");
+                let bad =
+                    || DomainError::invalid("range", "the previous period is outside the calendar");
                 let previous_to = from.pred_opt().ok_or_else(bad)?;
                 let previous_from = from.checked_sub_days(Days::new(days)).ok_or_else(bad)?;
-                Ok(Period::Range { from: previous_from, to: previous_to })
+                Ok(Period::Range {
+                    from: previous_from,
+                    to: previous_to,
+                })
             }
         }
     }
@@ -147,8 +167,14 @@ impl Period {
             .ok()
             .filter(|_| text.len() == 7);
         match parsed {
-            Some(date) => Ok(Period::Month { year: date.year(), month: date.month() }),
-            None => Err(DomainError::invalid(field, format!("{text:?} is not a month YYYY-MM"))),
+            Some(date) => Ok(Period::Month {
+                year: date.year(),
+                month: date.month(),
+            }),
+            None => Err(DomainError::invalid(
+                field,
+                format!("{text:?} is not a month YYYY-MM"),
+            )),
         }
     }
 }
@@ -197,7 +223,8 @@ pub fn borrower_steps(
     for (date, change) in active_changes {
         active_loans += change;
         let now_borrower = active_loans > 0;
-        let now_with_savings = now_borrower && savings_opened_on.is_some_and(|opened| opened <= date);
+        let now_with_savings =
+            now_borrower && savings_opened_on.is_some_and(|opened| opened <= date);
         let step = BorrowerStep {
             date,
             borrower: i64::from(now_borrower) - i64::from(borrower),
@@ -220,7 +247,10 @@ mod tests {
     }
 
     fn changes(items: &[(&str, i64)]) -> BTreeMap<NaiveDate, Decimal> {
-        items.iter().map(|(d, a)| (date(d), Decimal::from(*a))).collect()
+        items
+            .iter()
+            .map(|(d, a)| (date(d), Decimal::from(*a)))
+            .collect()
     }
 
     #[test]
@@ -231,8 +261,16 @@ mod tests {
         assert_eq!(
             steps,
             vec![
-                BorrowerStep { date: date("2023-01-10"), borrower: 1, with_savings: 1 },
-                BorrowerStep { date: date("2023-09-01"), borrower: -1, with_savings: -1 },
+                BorrowerStep {
+                    date: date("2023-01-10"),
+                    borrower: 1,
+                    with_savings: 1
+                },
+                BorrowerStep {
+                    date: date("2023-09-01"),
+                    borrower: -1,
+                    with_savings: -1
+                },
             ]
         );
     }
@@ -244,8 +282,16 @@ mod tests {
         assert_eq!(
             steps,
             vec![
-                BorrowerStep { date: date("2023-01-10"), borrower: 1, with_savings: 0 },
-                BorrowerStep { date: date("2023-02-01"), borrower: 0, with_savings: 1 },
+                BorrowerStep {
+                    date: date("2023-01-10"),
+                    borrower: 1,
+                    with_savings: 0
+                },
+                BorrowerStep {
+                    date: date("2023-02-01"),
+                    borrower: 0,
+                    with_savings: 1
+                },
             ]
         );
     }
@@ -254,16 +300,35 @@ mod tests {
     fn previous_periods_have_the_same_length() {
         assert_eq!(Period::Year(2023).previous().unwrap(), Period::Year(2022));
         assert_eq!(
-            Period::Month { year: 2023, month: 1 }.previous().unwrap(),
-            Period::Month { year: 2022, month: 12 }
+            Period::Month {
+                year: 2023,
+                month: 1
+            }
+            .previous()
+            .unwrap(),
+            Period::Month {
+                year: 2022,
+                month: 12
+            }
         );
-        let range = Period::Range { from: date("2023-03-01"), to: date("2023-03-10") };
+        let range = Period::Range {
+            from: date("2023-03-01"),
+            to: date("2023-03-10"),
+        };
         assert_eq!(
             range.previous().unwrap(),
-            Period::Range { from: date("2023-02-19"), to: date("2023-02-28") }
+            Period::Range {
+                from: date("2023-02-19"),
+                to: date("2023-02-28")
+            }
         );
         assert_eq!(
-            Period::Month { year: 2024, month: 2 }.bounds().unwrap(),
+            Period::Month {
+                year: 2024,
+                month: 2
+            }
+            .bounds()
+            .unwrap(),
             (date("2024-02-01"), date("2024-02-29"))
         );
     }
@@ -273,13 +338,27 @@ mod tests {
         let mut days = BTreeMap::new();
         days.insert(
             date("2022-12-31"),
-            DayTotals { loans_disbursed: 1, savings_change: Decimal::from(100), ..Default::default() },
+            DayTotals {
+                loans_disbursed: 1,
+                savings_change: Decimal::from(100),
+                ..Default::default()
+            },
         );
         days.insert(
             date("2023-01-01"),
-            DayTotals { loans_disbursed: 2, savings_change: Decimal::from(50), ..Default::default() },
+            DayTotals {
+                loans_disbursed: 2,
+                savings_change: Decimal::from(50),
+                ..Default::default()
+            },
         );
-        days.insert(date("2024-01-01"), DayTotals { loans_disbursed: 4, ..Default::default() });
+        days.insert(
+            date("2024-01-01"),
+            DayTotals {
+                loans_disbursed: 4,
+                ..Default::default()
+            },
+        );
         let figures = PeriodFigures::from_days(&days, date("2023-01-01"), date("2023-12-31"));
         assert_eq!(figures.loans_disbursed, 2);
         assert_eq!(figures.savings_balance, Decimal::from(150));

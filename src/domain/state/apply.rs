@@ -10,11 +10,18 @@ impl LedgerState {
     /// Applies `entry`, which must follow the last applied one.
     pub fn apply(&mut self, entry: &Entry) -> Result<(), ApplyError> {
         let body = &entry.body;
-        let fail = |message: String| ApplyError { sequence: body.sequence, message };
+        let fail = |message: String| ApplyError {
+            sequence: body.sequence,
+            message,
+        };
         if body.sequence != self.last_sequence + 1 {
-            return Err(fail(format!("expected sequence {}", self.last_sequence + 1)));
+            return Err(fail(format!(
+                "expected sequence {}",
+                self.last_sequence + 1
+            )));
         }
-        if super::super::entry::chain_hash(&self.last_hash(), &body.canonical_bytes()) != entry.hash {
+        if super::super::entry::chain_hash(&self.last_hash(), &body.canonical_bytes()) != entry.hash
+        {
             return Err(fail("hash does not chain to the previous entry".into()));
         }
         if !body.is_balanced() {
@@ -27,12 +34,19 @@ impl LedgerState {
                 super::super::entry::Side::Debit => &mut balance.debits,
                 super::super::entry::Side::Credit => &mut balance.credits,
             };
-            *total = total.checked_add(posting.amount).ok_or_else(|| fail("balance overflow".into()))?;
-            self.changed.insert(StateKey::Balance(posting.account.clone()));
+            *total = total
+                .checked_add(posting.amount)
+                .ok_or_else(|| fail("balance overflow".into()))?;
+            self.changed
+                .insert(StateKey::Balance(posting.account.clone()));
         }
-        let record = RequestRecord { sequence: body.sequence, request_hash: body.request_hash };
+        let record = RequestRecord {
+            sequence: body.sequence,
+            request_hash: body.request_hash,
+        };
         self.requests.insert(body.request_id.clone(), record);
-        self.changed.insert(StateKey::Request(body.request_id.clone()));
+        self.changed
+            .insert(StateKey::Request(body.request_id.clone()));
         self.last_sequence = body.sequence;
         self.last_hash = Some(entry.hash);
         self.changed.insert(StateKey::Head);
@@ -42,7 +56,17 @@ impl LedgerState {
     fn apply_outcome(&mut self, body: &EntryBody) -> Result<(), String> {
         let date = body.effective_date;
         match (&body.command, &body.outcome) {
-            (CommandBody::CreateBranch { branch_id, name, time_zone, currency, compulsory_savings_percent, .. }, _) => {
+            (
+                CommandBody::CreateBranch {
+                    branch_id,
+                    name,
+                    time_zone,
+                    currency,
+                    compulsory_savings_percent,
+                    ..
+                },
+                _,
+            ) => {
                 let branch = Branch {
                     id: branch_id.clone(),
                     name: name.clone(),
@@ -54,13 +78,39 @@ impl LedgerState {
                 self.branches.insert(branch_id.clone(), branch);
                 self.changed.insert(StateKey::Branch(branch_id.clone()));
             }
-            (CommandBody::CreateCenter { center_id, branch_id, name, .. }, _) => {
-                let center = Center { id: center_id.clone(), branch: branch_id.clone(), name: name.clone(), opened_on: date };
+            (
+                CommandBody::CreateCenter {
+                    center_id,
+                    branch_id,
+                    name,
+                    ..
+                },
+                _,
+            ) => {
+                let center = Center {
+                    id: center_id.clone(),
+                    branch: branch_id.clone(),
+                    name: name.clone(),
+                    opened_on: date,
+                };
                 self.centers.insert(center_id.clone(), center);
                 self.changed.insert(StateKey::Center(center_id.clone()));
             }
-            (CommandBody::CreateGroup { group_id, center_id, name, .. }, _) => {
-                let branch = self.centers.get(center_id).ok_or("unknown center")?.branch.clone();
+            (
+                CommandBody::CreateGroup {
+                    group_id,
+                    center_id,
+                    name,
+                    ..
+                },
+                _,
+            ) => {
+                let branch = self
+                    .centers
+                    .get(center_id)
+                    .ok_or("unknown center")?
+                    .branch
+                    .clone();
                 let group = Group {
                     id: group_id.clone(),
                     center: center_id.clone(),
@@ -71,7 +121,15 @@ impl LedgerState {
                 self.groups.insert(group_id.clone(), group);
                 self.changed.insert(StateKey::Group(group_id.clone()));
             }
-            (CommandBody::RegisterMember { member_id, full_name, group_id, .. }, _) => {
+            (
+                CommandBody::RegisterMember {
+                    member_id,
+                    full_name,
+                    group_id,
+                    ..
+                },
+                _,
+            ) => {
                 let group = self.groups.get(group_id).ok_or("unknown group")?;
                 let member = Member {
                     id: member_id.clone(),
@@ -88,7 +146,10 @@ impl LedgerState {
                 self.members.insert(member_id.clone(), member);
                 self.changed.insert(StateKey::Member(member_id.clone()));
             }
-            (CommandBody::OpenSavingsAccount { member_id, .. }, Outcome::SavingsAccountOpened { account, kind }) => {
+            (
+                CommandBody::OpenSavingsAccount { member_id, .. },
+                Outcome::SavingsAccountOpened { account, kind },
+            ) => {
                 let member = self.members.get_mut(member_id).ok_or("unknown member")?;
                 member.savings_accounts.push(account.clone());
                 if *kind == SavingsKind::Voluntary {
@@ -111,10 +172,26 @@ impl LedgerState {
             (CommandBody::WithdrawSavings { amount, .. }, Outcome::SavingsMoved { .. }) => {
                 self.add_day(&body.branch, date, |d| d.savings_change -= amount.amount);
             }
-            (CommandBody::DisburseLoan { member_id, .. }, Outcome::LoanDisbursed { loan, terms, currency, schedule }) => {
+            (
+                CommandBody::DisburseLoan { member_id, .. },
+                Outcome::LoanDisbursed {
+                    loan,
+                    terms,
+                    currency,
+                    schedule,
+                },
+            ) => {
                 self.apply_disbursement(body, member_id, loan, terms, *currency, schedule)?;
             }
-            (CommandBody::RecordRepayment { .. }, Outcome::RepaymentAllocated { loan, payments, closed, .. }) => {
+            (
+                CommandBody::RecordRepayment { .. },
+                Outcome::RepaymentAllocated {
+                    loan,
+                    payments,
+                    closed,
+                    ..
+                },
+            ) => {
                 self.apply_payments(loan, payments, 1, date)?;
                 let state = self.loans.get_mut(loan).ok_or("unknown loan")?;
                 state.last_repayment_on = date;
@@ -135,7 +212,10 @@ impl LedgerState {
                 self.changed.insert(StateKey::Reversed(*sequence));
             }
             (command, outcome) => {
-                return Err(format!("outcome {outcome:?} does not fit command {}", command.name()));
+                return Err(format!(
+                    "outcome {outcome:?} does not fit command {}",
+                    command.name()
+                ));
             }
         }
         Ok(())
@@ -196,20 +276,33 @@ impl LedgerState {
         let loan = self.loans.get_mut(loan_id).ok_or("unknown loan")?;
         let mut principal = Decimal::ZERO;
         for payment in payments {
-            let index = (payment.number as usize).checked_sub(1).ok_or("installment 0")?;
-            let installment = loan.installments.get_mut(index).ok_or("unknown installment")?;
+            let index = (payment.number as usize)
+                .checked_sub(1)
+                .ok_or("installment 0")?;
+            let installment = loan
+                .installments
+                .get_mut(index)
+                .ok_or("unknown installment")?;
             installment.interest_paid += sign * payment.interest;
             installment.principal_paid += sign * payment.principal;
             let paid_ok = |paid: Decimal, due: Decimal| paid >= Decimal::ZERO && paid <= due;
             if !paid_ok(installment.interest_paid, installment.due.interest)
                 || !paid_ok(installment.principal_paid, installment.due.principal)
             {
-                return Err(format!("installment {} paid outside 0..=due", payment.number));
+                return Err(format!(
+                    "installment {} paid outside 0..=due",
+                    payment.number
+                ));
             }
             principal += payment.principal;
         }
         *loan.principal_changes.entry(date).or_default() -= sign * principal;
-        if loan.principal_changes.get(&date).is_some_and(|d| d.is_zero()) && loan.disbursed_on != date {
+        if loan
+            .principal_changes
+            .get(&date)
+            .is_some_and(|d| d.is_zero())
+            && loan.disbursed_on != date
+        {
             loan.principal_changes.remove(&date);
         }
         let member = loan.member.clone();
@@ -217,10 +310,19 @@ impl LedgerState {
         self.refresh_borrower_steps(&member)
     }
 
-    fn apply_undo(&mut self, branch: &BranchId, date: NaiveDate, undo: &Undo) -> Result<(), String> {
+    fn apply_undo(
+        &mut self,
+        branch: &BranchId,
+        date: NaiveDate,
+        undo: &Undo,
+    ) -> Result<(), String> {
         match undo {
-            Undo::Deposit { amount, .. } => self.add_day(branch, date, |d| d.savings_change -= *amount),
-            Undo::Withdrawal { amount, .. } => self.add_day(branch, date, |d| d.savings_change += *amount),
+            Undo::Deposit { amount, .. } => {
+                self.add_day(branch, date, |d| d.savings_change -= *amount)
+            }
+            Undo::Withdrawal { amount, .. } => {
+                self.add_day(branch, date, |d| d.savings_change += *amount)
+            }
             Undo::Disbursement { loan, principal } => {
                 let state = self.loans.get_mut(loan).ok_or("unknown loan")?;
                 state.status = LoanStatus::Cancelled;
@@ -261,14 +363,24 @@ impl LedgerState {
             .filter_map(|id| self.loans.get(id))
             .map(|loan| &loan.principal_changes)
             .collect();
-        let savings_opened_on =
-            member.savings_accounts.iter().filter_map(|id| self.savings.get(id)).map(|a| a.opened_on).min();
+        let savings_opened_on = member
+            .savings_accounts
+            .iter()
+            .filter_map(|id| self.savings.get(id))
+            .map(|a| a.opened_on)
+            .min();
         let new_steps = borrower_steps(&changes, savings_opened_on);
         if new_steps == member.borrower_steps {
             return Ok(());
         }
         let branch = member.branch.clone();
-        let old_steps = std::mem::take(&mut self.members.get_mut(member_id).ok_or("unknown member")?.borrower_steps);
+        let old_steps = std::mem::take(
+            &mut self
+                .members
+                .get_mut(member_id)
+                .ok_or("unknown member")?
+                .borrower_steps,
+        );
         for step in &old_steps {
             self.add_day(&branch, step.date, |d| {
                 d.borrowers_change -= step.borrower;
@@ -281,7 +393,10 @@ impl LedgerState {
                 d.borrowers_with_savings_change += step.with_savings;
             });
         }
-        self.members.get_mut(member_id).ok_or("unknown member")?.borrower_steps = new_steps;
+        self.members
+            .get_mut(member_id)
+            .ok_or("unknown member")?
+            .borrower_steps = new_steps;
         self.changed.insert(StateKey::Member(member_id.clone()));
         Ok(())
     }

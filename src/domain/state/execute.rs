@@ -19,7 +19,12 @@ struct Decision {
 
 impl Decision {
     fn structural(branch: BranchId, effective_date: NaiveDate) -> Decision {
-        Decision { branch, effective_date, outcome: Outcome::Created, postings: Vec::new() }
+        Decision {
+            branch,
+            effective_date,
+            outcome: Outcome::Created,
+            postings: Vec::new(),
+        }
     }
 }
 
@@ -45,7 +50,12 @@ impl LedgerState {
             outcome: decision.outcome,
             postings: decision.postings,
         };
-        assert!(body.is_balanced(), "entry {} is not balanced: {:?}", body.sequence, body.postings);
+        assert!(
+            body.is_balanced(),
+            "entry {} is not balanced: {:?}",
+            body.sequence,
+            body.postings
+        );
         Ok(body)
     }
 
@@ -56,21 +66,51 @@ impl LedgerState {
         lookup: &LookupEntry<'_>,
     ) -> Result<Decision, ExecuteError> {
         Ok(match body {
-            CommandBody::CreateBranch { branch_id, time_zone, compulsory_savings_percent, opened_on, .. } => {
-                self.decide_create_branch(branch_id, time_zone, *compulsory_savings_percent, *opened_on, context)?
-            }
-            CommandBody::CreateCenter { center_id, branch_id, opened_on, .. } => {
+            CommandBody::CreateBranch {
+                branch_id,
+                time_zone,
+                compulsory_savings_percent,
+                opened_on,
+                ..
+            } => self.decide_create_branch(
+                branch_id,
+                time_zone,
+                *compulsory_savings_percent,
+                *opened_on,
+                context,
+            )?,
+            CommandBody::CreateCenter {
+                center_id,
+                branch_id,
+                opened_on,
+                ..
+            } => {
                 if self.centers.contains_key(center_id) {
-                    return Err(DomainError::already_exists("center_id", "center", center_id.as_str()).into());
+                    return Err(DomainError::already_exists(
+                        "center_id",
+                        "center",
+                        center_id.as_str(),
+                    )
+                    .into());
                 }
                 let branch = self.find_branch("branch_id", branch_id)?;
                 let date = self.resolve_date("opened_on", *opened_on, branch, context)?;
                 not_before("opened_on", date, branch.opened_on, "the branch opened")?;
                 Decision::structural(branch.id.clone(), date)
             }
-            CommandBody::CreateGroup { group_id, center_id, opened_on, .. } => {
+            CommandBody::CreateGroup {
+                group_id,
+                center_id,
+                opened_on,
+                ..
+            } => {
                 if self.groups.contains_key(group_id) {
-                    return Err(DomainError::already_exists("group_id", "group", group_id.as_str()).into());
+                    return Err(DomainError::already_exists(
+                        "group_id",
+                        "group",
+                        group_id.as_str(),
+                    )
+                    .into());
                 }
                 let center = self.centers.get(center_id).ok_or_else(|| {
                     DomainError::not_found("center_id", "center", center_id.as_str())
@@ -80,37 +120,58 @@ impl LedgerState {
                 not_before("opened_on", date, center.opened_on, "the center opened")?;
                 Decision::structural(branch.id.clone(), date)
             }
-            CommandBody::RegisterMember { member_id, group_id, joined_on, .. } => {
+            CommandBody::RegisterMember {
+                member_id,
+                group_id,
+                joined_on,
+                ..
+            } => {
                 if self.members.contains_key(member_id) {
-                    return Err(DomainError::already_exists("member_id", "member", member_id.as_str()).into());
+                    return Err(DomainError::already_exists(
+                        "member_id",
+                        "member",
+                        member_id.as_str(),
+                    )
+                    .into());
                 }
-                let group = self
-                    .groups
-                    .get(group_id)
-                    .ok_or_else(|| DomainError::not_found("group_id", "group", group_id.as_str()))?;
+                let group = self.groups.get(group_id).ok_or_else(|| {
+                    DomainError::not_found("group_id", "group", group_id.as_str())
+                })?;
                 let branch = self.find_branch("group_id", &group.branch)?;
                 let date = self.resolve_date("joined_on", *joined_on, branch, context)?;
                 not_before("joined_on", date, group.opened_on, "the group was formed")?;
                 Decision::structural(branch.id.clone(), date)
             }
-            CommandBody::OpenSavingsAccount { member_id, kind, opened_on } => {
-                self.decide_open_savings(member_id, *kind, *opened_on, context)?
-            }
-            CommandBody::DepositSavings { account_id, amount, effective_date } => {
-                self.decide_savings_move(account_id, *amount, *effective_date, true, context)?
-            }
-            CommandBody::WithdrawSavings { account_id, amount, effective_date } => {
-                self.decide_savings_move(account_id, *amount, *effective_date, false, context)?
-            }
-            CommandBody::DisburseLoan { member_id, terms, disbursed_on } => {
-                self.decide_disbursement(member_id, terms, *disbursed_on, context)?
-            }
-            CommandBody::RecordRepayment { loan_id, amount, effective_date } => {
-                self.decide_repayment(loan_id, *amount, *effective_date, context)?
-            }
-            CommandBody::ReverseEntry { sequence, effective_date, .. } => {
-                self.decide_reversal(*sequence, *effective_date, context, lookup)?
-            }
+            CommandBody::OpenSavingsAccount {
+                member_id,
+                kind,
+                opened_on,
+            } => self.decide_open_savings(member_id, *kind, *opened_on, context)?,
+            CommandBody::DepositSavings {
+                account_id,
+                amount,
+                effective_date,
+            } => self.decide_savings_move(account_id, *amount, *effective_date, true, context)?,
+            CommandBody::WithdrawSavings {
+                account_id,
+                amount,
+                effective_date,
+            } => self.decide_savings_move(account_id, *amount, *effective_date, false, context)?,
+            CommandBody::DisburseLoan {
+                member_id,
+                terms,
+                disbursed_on,
+            } => self.decide_disbursement(member_id, terms, *disbursed_on, context)?,
+            CommandBody::RecordRepayment {
+                loan_id,
+                amount,
+                effective_date,
+            } => self.decide_repayment(loan_id, *amount, *effective_date, context)?,
+            CommandBody::ReverseEntry {
+                sequence,
+                effective_date,
+                ..
+            } => self.decide_reversal(*sequence, *effective_date, context, lookup)?,
         })
     }
 
@@ -123,7 +184,11 @@ impl LedgerState {
         context: ExecContext,
     ) -> Result<Decision, DomainError> {
         if self.branches.contains_key(branch_id) {
-            return Err(DomainError::already_exists("branch_id", "branch", branch_id.as_str()));
+            return Err(DomainError::already_exists(
+                "branch_id",
+                "branch",
+                branch_id.as_str(),
+            ));
         }
         if Tz::from_str(time_zone).is_err() {
             return Err(DomainError::invalid(
@@ -131,7 +196,9 @@ impl LedgerState {
                 format!("{time_zone:?} is not an IANA time zone such as \"Asia/Ho_Chi_Minh\""),
             ));
         }
-        if compulsory_savings_percent.is_sign_negative() || compulsory_savings_percent > Decimal::ONE_HUNDRED {
+        if compulsory_savings_percent.is_sign_negative()
+            || compulsory_savings_percent > Decimal::ONE_HUNDRED
+        {
             return Err(DomainError::invalid(
                 "compulsory_savings_percent",
                 format!("{compulsory_savings_percent} is outside 0 to 100"),
@@ -159,12 +226,16 @@ impl LedgerState {
                 if let Some(existing) = self.compulsory_account(member) {
                     return Err(DomainError::precondition(
                         "kind",
-                        format!("member {member_id} already has compulsory savings account {existing}"),
+                        format!(
+                            "member {member_id} already has compulsory savings account {existing}"
+                        ),
                     ));
                 }
                 SavingsAccountId::new(member_id, 'C', 1)
             }
-            SavingsKind::Voluntary => SavingsAccountId::new(member_id, 'V', member.voluntary_accounts_opened + 1),
+            SavingsKind::Voluntary => {
+                SavingsAccountId::new(member_id, 'V', member.voluntary_accounts_opened + 1)
+            }
         };
         Ok(Decision {
             branch: branch.id.clone(),
@@ -182,29 +253,50 @@ impl LedgerState {
         deposit: bool,
         context: ExecContext,
     ) -> Result<Decision, DomainError> {
-        let account = self
-            .savings
-            .get(account_id)
-            .ok_or_else(|| DomainError::not_found("account_id", "savings account", account_id.as_str()))?;
+        let account = self.savings.get(account_id).ok_or_else(|| {
+            DomainError::not_found("account_id", "savings account", account_id.as_str())
+        })?;
         let branch = self.find_branch("account_id", &account.branch)?;
         check_currency("amount.currency", amount, branch)?;
         let date = self.resolve_date("effective_date", effective_date, branch, context)?;
-        not_before("effective_date", date, account.opened_on, "the account opened")?;
+        not_before(
+            "effective_date",
+            date,
+            account.opened_on,
+            "the account opened",
+        )?;
         let savings = AccountId::Savings(account_id.clone());
         let cash = AccountId::Cash(branch.id.clone());
-        let balance = self.balance(&savings).on_normal_side(AccountKind::Liability);
+        let balance = self
+            .balance(&savings)
+            .on_normal_side(AccountKind::Liability);
         let (balance_after, postings) = if deposit {
             let after = checked_add(balance, amount.amount)?;
-            (after, vec![Posting::debit(cash, amount.amount), Posting::credit(savings, amount.amount)])
+            (
+                after,
+                vec![
+                    Posting::debit(cash, amount.amount),
+                    Posting::credit(savings, amount.amount),
+                ],
+            )
         } else {
             let after = checked_sub(balance, amount.amount)?;
             self.check_withdrawal(account, balance, amount.amount, after, branch)?;
-            (after, vec![Posting::debit(savings, amount.amount), Posting::credit(cash, amount.amount)])
+            (
+                after,
+                vec![
+                    Posting::debit(savings, amount.amount),
+                    Posting::credit(cash, amount.amount),
+                ],
+            )
         };
         Ok(Decision {
             branch: branch.id.clone(),
             effective_date: date,
-            outcome: Outcome::SavingsMoved { account: account_id.clone(), balance_after: balance_after.normalize() },
+            outcome: Outcome::SavingsMoved {
+                account: account_id.clone(),
+                balance_after: balance_after.normalize(),
+            },
             postings,
         })
     }
@@ -260,13 +352,18 @@ impl LedgerState {
         if self.compulsory_account(member).is_none() {
             return Err(DomainError::precondition(
                 "member_id",
-                format!("member {member_id} has no compulsory savings account; open one before disbursing a loan"),
+                format!(
+                    "member {member_id} has no compulsory savings account; open one before disbursing a loan"
+                ),
             ));
         }
         if input.first_repayment_date <= date {
             return Err(DomainError::invalid(
                 "terms.first_repayment_date",
-                format!("{} is not after the disbursement date {date}", input.first_repayment_date),
+                format!(
+                    "{} is not after the disbursement date {date}",
+                    input.first_repayment_date
+                ),
             ));
         }
         let terms = LoanTerms {
@@ -276,7 +373,10 @@ impl LedgerState {
             installment_count: input.installment_count,
             frequency: input.frequency,
             first_repayment_date: input.first_repayment_date,
-            rounding_multiple: input.rounding_multiple.unwrap_or(branch.currency.unit()).normalize(),
+            rounding_multiple: input
+                .rounding_multiple
+                .unwrap_or(branch.currency.unit())
+                .normalize(),
             currency_decimal_places: branch.currency.decimal_places(),
         };
         let schedule = compute_schedule(&terms).map_err(|e| {
@@ -305,7 +405,12 @@ impl LedgerState {
                 Posting::debit(AccountId::Loan(loan.clone()), principal),
                 Posting::credit(AccountId::Cash(branch.id.clone()), principal),
             ],
-            outcome: Outcome::LoanDisbursed { loan, terms, currency: branch.currency, schedule },
+            outcome: Outcome::LoanDisbursed {
+                loan,
+                terms,
+                currency: branch.currency,
+                schedule,
+            },
         })
     }
 
@@ -321,7 +426,10 @@ impl LedgerState {
         match loan.status {
             LoanStatus::Active => {}
             LoanStatus::Closed => {
-                return Err(DomainError::precondition("loan_id", format!("loan {loan_id} is closed: repaid in full")));
+                return Err(DomainError::precondition(
+                    "loan_id",
+                    format!("loan {loan_id} is closed: repaid in full"),
+                ));
             }
             LoanStatus::Cancelled => {
                 return Err(DomainError::precondition(
@@ -359,12 +467,18 @@ impl LedgerState {
         let payments = allocate(&loan.installments, amount.amount);
         let principal: Decimal = payments.iter().map(|p| p.principal).sum();
         let interest: Decimal = payments.iter().map(|p| p.interest).sum();
-        let mut postings = vec![Posting::debit(AccountId::Cash(branch.id.clone()), amount.amount)];
+        let mut postings = vec![Posting::debit(
+            AccountId::Cash(branch.id.clone()),
+            amount.amount,
+        )];
         if !principal.is_zero() {
             postings.push(Posting::credit(AccountId::Loan(loan_id.clone()), principal));
         }
         if !interest.is_zero() {
-            postings.push(Posting::credit(AccountId::InterestIncome(branch.id.clone()), interest));
+            postings.push(Posting::credit(
+                AccountId::InterestIncome(branch.id.clone()),
+                interest,
+            ));
         }
         let principal_after = principal_outstanding - principal;
         Ok(Decision {
@@ -389,10 +503,20 @@ impl LedgerState {
     ) -> Result<Decision, ExecuteError> {
         let original = match lookup(sequence) {
             Ok(Some(body)) if sequence >= 1 && sequence <= self.last_sequence => body,
-            Ok(_) => return Err(DomainError::not_found("sequence", "journal entry", sequence.to_string()).into()),
+            Ok(_) => {
+                return Err(DomainError::not_found(
+                    "sequence",
+                    "journal entry",
+                    sequence.to_string(),
+                )
+                .into());
+            }
             Err(message) => return Err(ExecuteError::Lookup { sequence, message }),
         };
-        if let Outcome::Reversed { sequence: reversed, .. } = original.outcome {
+        if let Outcome::Reversed {
+            sequence: reversed, ..
+        } = original.outcome
+        {
             return Err(DomainError::precondition(
                 "sequence",
                 format!("entry {sequence} is itself the reversal of entry {reversed}; a reversal cannot be reversed"),
@@ -400,22 +524,32 @@ impl LedgerState {
             .into());
         }
         if let Some(by) = self.reversed_by(sequence) {
-            return Err(
-                DomainError::precondition("sequence", format!("entry {sequence} was already reversed by entry {by}"))
-                    .into(),
-            );
+            return Err(DomainError::precondition(
+                "sequence",
+                format!("entry {sequence} was already reversed by entry {by}"),
+            )
+            .into());
         }
         let branch = self.find_branch("sequence", &original.branch)?;
         let date = match effective_date {
             Some(date) => self.resolve_date("effective_date", Some(date), branch, context)?,
             None => original.effective_date,
         };
-        not_before("effective_date", date, original.effective_date, "the reversed entry's date")?;
+        not_before(
+            "effective_date",
+            date,
+            original.effective_date,
+            "the reversed entry's date",
+        )?;
         let undo = self.undo_of(&original, branch)?;
         let postings = original
             .postings
             .iter()
-            .map(|p| Posting { account: p.account.clone(), side: p.side.opposite(), amount: p.amount })
+            .map(|p| Posting {
+                account: p.account.clone(),
+                side: p.side.opposite(),
+                amount: p.amount,
+            })
             .collect();
         Ok(Decision {
             branch: branch.id.clone(),
@@ -430,7 +564,9 @@ impl LedgerState {
         let sequence = original.sequence;
         match (&original.command, &original.outcome) {
             (CommandBody::DepositSavings { amount, .. }, Outcome::SavingsMoved { account, .. }) => {
-                let balance = self.balance(&AccountId::Savings(account.clone())).on_normal_side(AccountKind::Liability);
+                let balance = self
+                    .balance(&AccountId::Savings(account.clone()))
+                    .on_normal_side(AccountKind::Liability);
                 if balance < amount.amount {
                     return Err(DomainError::precondition(
                         "sequence",
@@ -441,24 +577,37 @@ impl LedgerState {
                         ),
                     ));
                 }
-                Ok(Undo::Deposit { account: account.clone(), amount: amount.amount })
+                Ok(Undo::Deposit {
+                    account: account.clone(),
+                    amount: amount.amount,
+                })
             }
-            (CommandBody::WithdrawSavings { amount, .. }, Outcome::SavingsMoved { account, .. }) => {
-                Ok(Undo::Withdrawal { account: account.clone(), amount: amount.amount })
-            }
+            (
+                CommandBody::WithdrawSavings { amount, .. },
+                Outcome::SavingsMoved { account, .. },
+            ) => Ok(Undo::Withdrawal {
+                account: account.clone(),
+                amount: amount.amount,
+            }),
             (_, Outcome::LoanDisbursed { loan, terms, .. }) => {
                 let state = self.find_loan("sequence", loan)?;
                 if state.has_repayments() {
                     return Err(DomainError::precondition(
                         "sequence",
-                        format!("loan {loan} disbursed in entry {sequence} has repayments; reverse them first"),
+                        format!(
+                            "loan {loan} disbursed in entry {sequence} has repayments; reverse them first"
+                        ),
                     ));
                 }
-                Ok(Undo::Disbursement { loan: loan.clone(), principal: terms.principal })
+                Ok(Undo::Disbursement {
+                    loan: loan.clone(),
+                    principal: terms.principal,
+                })
             }
-            (_, Outcome::RepaymentAllocated { loan, payments, .. }) => {
-                Ok(Undo::Repayment { loan: loan.clone(), payments: payments.clone() })
-            }
+            (_, Outcome::RepaymentAllocated { loan, payments, .. }) => Ok(Undo::Repayment {
+                loan: loan.clone(),
+                payments: payments.clone(),
+            }),
             (command, _) => Err(DomainError::precondition(
                 "sequence",
                 format!(
@@ -476,8 +625,10 @@ impl LedgerState {
         if account.kind != SavingsKind::Compulsory {
             return Ok(Decimal::ZERO);
         }
-        let (Some(member), Some(branch)) = (self.members.get(&account.member), self.branches.get(&account.branch))
-        else {
+        let (Some(member), Some(branch)) = (
+            self.members.get(&account.member),
+            self.branches.get(&account.branch),
+        ) else {
             return Ok(Decimal::ZERO);
         };
         let mut outstanding = Decimal::ZERO;
@@ -490,14 +641,21 @@ impl LedgerState {
             .checked_mul(branch.compulsory_savings_percent)
             .and_then(|x| x.checked_div(Decimal::ONE_HUNDRED))
             .ok_or(DomainError::Overflow)?;
-        Ok(share.round_dp_with_strategy(branch.currency.decimal_places(), RoundingStrategy::AwayFromZero))
+        Ok(share.round_dp_with_strategy(
+            branch.currency.decimal_places(),
+            RoundingStrategy::AwayFromZero,
+        ))
     }
 
-    pub(super) fn compulsory_account<'a>(&'a self, member: &'a Member) -> Option<&'a SavingsAccountId> {
-        member
-            .savings_accounts
-            .iter()
-            .find(|id| self.savings.get(*id).is_some_and(|a| a.kind == SavingsKind::Compulsory))
+    pub(super) fn compulsory_account<'a>(
+        &'a self,
+        member: &'a Member,
+    ) -> Option<&'a SavingsAccountId> {
+        member.savings_accounts.iter().find(|id| {
+            self.savings
+                .get(*id)
+                .is_some_and(|a| a.kind == SavingsKind::Compulsory)
+        })
     }
 
     fn resolve_date(
@@ -514,15 +672,21 @@ impl LedgerState {
     }
 
     pub(super) fn find_branch(&self, field: &str, id: &BranchId) -> Result<&Branch, DomainError> {
-        self.branches.get(id).ok_or_else(|| DomainError::not_found(field, "branch", id.as_str()))
+        self.branches
+            .get(id)
+            .ok_or_else(|| DomainError::not_found(field, "branch", id.as_str()))
     }
 
     pub(super) fn find_member(&self, field: &str, id: &MemberId) -> Result<&Member, DomainError> {
-        self.members.get(id).ok_or_else(|| DomainError::not_found(field, "member", id.as_str()))
+        self.members
+            .get(id)
+            .ok_or_else(|| DomainError::not_found(field, "member", id.as_str()))
     }
 
     pub(super) fn find_loan(&self, field: &str, id: &LoanId) -> Result<&Loan, DomainError> {
-        self.loans.get(id).ok_or_else(|| DomainError::not_found(field, "loan", id.as_str()))
+        self.loans
+            .get(id)
+            .ok_or_else(|| DomainError::not_found(field, "loan", id.as_str()))
     }
 }
 
@@ -554,13 +718,21 @@ fn check_currency(field: &str, amount: Money, branch: &Branch) -> Result<(), Dom
     if amount.currency != branch.currency {
         return Err(DomainError::invalid(
             field,
-            format!("{} but branch {} keeps its books in {}", amount.currency, branch.id, branch.currency),
+            format!(
+                "{} but branch {} keeps its books in {}",
+                amount.currency, branch.id, branch.currency
+            ),
         ));
     }
     Ok(())
 }
 
-fn not_in_future(field: &str, date: NaiveDate, today: NaiveDate, time_zone: &str) -> Result<(), DomainError> {
+fn not_in_future(
+    field: &str,
+    date: NaiveDate,
+    today: NaiveDate,
+    time_zone: &str,
+) -> Result<(), DomainError> {
     if date > today {
         return Err(DomainError::invalid(
             field,
@@ -570,9 +742,17 @@ fn not_in_future(field: &str, date: NaiveDate, today: NaiveDate, time_zone: &str
     Ok(())
 }
 
-fn not_before(field: &str, date: NaiveDate, earliest: NaiveDate, what: &str) -> Result<(), DomainError> {
+fn not_before(
+    field: &str,
+    date: NaiveDate,
+    earliest: NaiveDate,
+    what: &str,
+) -> Result<(), DomainError> {
     if date < earliest {
-        return Err(DomainError::precondition(field, format!("{date} is before {earliest}, when {what}")));
+        return Err(DomainError::precondition(
+            field,
+            format!("{date} is before {earliest}, when {what}"),
+        ));
     }
     Ok(())
 }

@@ -68,14 +68,21 @@ impl LedgerState {
             StateKey::Balance(account) => self.balances.get(account).map(|b| encode(&(account, b))),
             StateKey::Request(id) => self.requests.get(id).map(|r| encode(&(id, r))),
             StateKey::Reversed(sequence) => self.reversed.get(sequence).map(encode),
-            StateKey::Day(branch, date) => self.days.get(branch).and_then(|days| days.get(date)).map(encode),
+            StateKey::Day(branch, date) => self
+                .days
+                .get(branch)
+                .and_then(|days| days.get(date))
+                .map(encode),
         }
     }
 
     /// The records changed since the last call, in key order.
     pub fn take_changes(&mut self) -> Vec<StateRecord> {
         let changed = std::mem::take(&mut self.changed);
-        changed.iter().map(|key| (key.to_bytes(), self.record(key))).collect()
+        changed
+            .iter()
+            .map(|key| (key.to_bytes(), self.record(key)))
+            .collect()
     }
 
     /// Forgets which records changed (after loading or rebuilding).
@@ -98,14 +105,19 @@ impl LedgerState {
         for (branch, days) in &self.days {
             keys.extend(days.keys().map(|date| StateKey::Day(branch.clone(), *date)));
         }
-        keys.iter().filter_map(|key| Some((key.to_bytes(), self.record(key)?))).collect()
+        keys.iter()
+            .filter_map(|key| Some((key.to_bytes(), self.record(key)?)))
+            .collect()
     }
 
     /// Rebuilds a state from its records (as `export` gives them).
-    pub fn import<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Result<LedgerState, String> {
+    pub fn import<'a>(
+        records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<LedgerState, String> {
         let mut state = LedgerState::new();
         for (key, value) in records {
-            let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
+            let key =
+                std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
             state.import_record(key, value)?;
         }
         Ok(state)
@@ -118,7 +130,9 @@ impl LedgerState {
             self.last_hash = (sequence > 0).then_some(hash);
             return Ok(());
         }
-        let (kind, rest) = key.split_once('/').ok_or_else(|| format!("record key {key:?} has no kind"))?;
+        let (kind, rest) = key
+            .split_once('/')
+            .ok_or_else(|| format!("record key {key:?} has no kind"))?;
         match kind {
             "branch" => {
                 let branch: Branch = decode(key, value)?;
@@ -157,10 +171,15 @@ impl LedgerState {
                 self.reversed.insert(sequence, decode(key, value)?);
             }
             "day" => {
-                let (branch, date) = rest.split_once('/').ok_or_else(|| format!("record key {key:?}"))?;
+                let (branch, date) = rest
+                    .split_once('/')
+                    .ok_or_else(|| format!("record key {key:?}"))?;
                 let branch = BranchId::parse("key", branch).map_err(|e| e.to_string())?;
                 let date: NaiveDate = date.parse().map_err(|_| format!("record key {key:?}"))?;
-                self.days.entry(branch).or_default().insert(date, decode(key, value)?);
+                self.days
+                    .entry(branch)
+                    .or_default()
+                    .insert(date, decode(key, value)?);
             }
             _ => return Err(format!("record key {key:?} has an unknown kind")),
         }

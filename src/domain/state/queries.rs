@@ -48,20 +48,39 @@ impl LedgerState {
         let branch = self.find_branch("member_id", &member.branch)?;
         let mut savings = Vec::new();
         for account_id in &member.savings_accounts {
-            let Some(account) = self.savings.get(account_id) else { continue };
+            let Some(account) = self.savings.get(account_id) else {
+                continue;
+            };
             savings.push(SavingsView {
                 account: account.clone(),
-                balance: self.balance(&AccountId::Savings(account_id.clone())).on_normal_side(AccountKind::Liability),
+                balance: self
+                    .balance(&AccountId::Savings(account_id.clone()))
+                    .on_normal_side(AccountKind::Liability),
                 required_minimum: self.required_savings(account)?,
             });
         }
-        let loans = member.loans.iter().filter_map(|id| self.loans.get(id)).cloned().collect();
-        Ok(MemberView { member: member.clone(), currency: branch.currency, savings, loans })
+        let loans = member
+            .loans
+            .iter()
+            .filter_map(|id| self.loans.get(id))
+            .cloned()
+            .collect();
+        Ok(MemberView {
+            member: member.clone(),
+            currency: branch.currency,
+            savings,
+            loans,
+        })
     }
 
     /// A loan with each installment's status on `as_of` (today in the
     /// branch's zone at `now` when `None`).
-    pub fn loan_view(&self, id: &LoanId, as_of: Option<NaiveDate>, now: DateTime<Utc>) -> Result<LoanView, DomainError> {
+    pub fn loan_view(
+        &self,
+        id: &LoanId,
+        as_of: Option<NaiveDate>,
+        now: DateTime<Utc>,
+    ) -> Result<LoanView, DomainError> {
         let loan = self.find_loan("loan_id", id)?;
         let branch = self.find_branch("loan_id", &loan.branch)?;
         let as_of = as_of.unwrap_or_else(|| today_in(&branch.time_zone, now));

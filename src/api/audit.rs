@@ -1,0 +1,364 @@
+//! `AuditService`: reads of durable state for auditors and managers.
+
+use std::sync::Arc;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use tonic::{Request, Response, Status};
+
+use crate::domain::DomainError;
+use crate::domain::account::{AccountId, AccountKind};
+use crate::domain::command::SavingsKind;
+use crate::domain::entry::GENESIS_HASH;
+use crate::domain::ids::{BranchId, LoanId, MemberId};
+use crate::domain::money::Currency;
+use crate::domain::state::{InstallmentStatus, LoanStatus};
+use crate::domain::totals::{Period, PeriodFigures};
+use crate::ledger::Ledger;
+use crate::pb;
+use crate::pb::audit_service_server::AuditService;
+
+use super::convert::{self, money_out};
+use super::status;
+
+/// Most journal entries in one page.
+pub const PAGE_SIZE_MAX: u32 = 1000;
+/// Journal entries in a page when the client does not say.
+pub const PAGE_SIZE_DEFAULT: u32 = 100;
+
+/// The audit service over a running ledger.
+pub struct AuditApi {
+    ledger: Arc<Ledger>,
+}
+
+impl AuditApi {
+    /// Serves reads of `ledger`.
+    pub fn new(ledger: Arc<Ledger>) -> AuditApi {
+        AuditApi { ledger }
+    }
+}
+
+fn refuse(error: DomainError) -> Status {
+    status::from_domain(&error)
+}
+
+fn loan_status(status: LoanStatus) -> pb::LoanStatus {
+    match status {
+        LoanStatus::Active => pb::LoanStatus::Active,
+        LoanStatus::Closed => pb::LoanStatus::Closed,
+        LoanStatus::Cancelled => pb::LoanStatus::Cancelled,
+    }
+}
+
+#[tonic::async_trait]
+impl AuditService for AuditApi {
+    async fn get_balance(
+        &self,
+        request: Request<pb::GetBalanceRequest>,
+    ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        let r = request.into_inner();
+        let account = AccountId::parse("account", &r.account).map_err(refuse)?;
+        let kind = account.kind();
+        let (currency, balance, sequence) = self
+            .ledger
+            .read(|state| {
+                let currency = state.account_currency(&account)?;
+                Ok::<_, DomainError>((currency, state.balance(&account), state.last_sequence()))
+            })
+            .map_err(refuse)?;
+        Ok(Response::new(pb::GetBalanceResponse {
+            account: account.to_string(),
+            kind: match kind {
+                AccountKind::Asset => pb::AccountKind::Asset,
+                AccountKind::Liability => pb::AccountKind::Liability,
+                AccountKind::Income => pb::AccountKind::Income,
+                AccountKind::Expense => pb::AccountKind::Expense,
+            } as i32,
+            balance: Some(money_out(balance.on_normal_side(kind), currency)),
+            debits: Some(money_out(balance.debits, currency)),
+            credits: Some(money_out(balance.credits, currency)),
+            as_of_sequence: sequence,
+        }))
+    }
+
+    async fn get_member(
+        &self,
+        request: Request<pb::GetMemberRequest>,
+    ) -> Result<Response<pb::GetMemberResponse>, Status> {
+        let r = request.into_inner();
+        let id = MemberId::parse("member_id", &r.member_id).map_err(refuse)?;
+        let view = self
+            .ledger
+            .read(|state| state.member_view(&id))
+            .map_err(refuse)?;
+        let currency = view.currency;
+        let member = view.member;
+        Ok(Response::new(pb::GetMemberResponse {
+            member_id: member.id.to_string(),
+            full_name: member.full_name.to_string(),
+            group_id: member.group.to_string(),
+            center_id: member.center.to_string(),
+            branch_id: member.branch.to_string(),
+            joined_on: member.joined_on.to_string(),
+            savings_accounts: view
+                .savings
+                .iter()
+                .map(|s| pb::SavingsAccount {
+                    account_id: s.account.id.to_string(),
+                    kind: match s.account.kind {
+                        SavingsKind::Compulsory => pb::SavingsKind::Compulsory,
+                        SavingsKind::Voluntary => pb::SavingsKind::Voluntary,
+                    } as i32,
+                    opened_on: s.account.opened_on.to_string(),
+                    balance: Some(money_out(s.balance, currency)),
+                    required_minimum: Some(money_out(s.required_minimum, currency)),
+                })
+                .collect(),
+            loans: view
+                .loans
+                .iter()
+                .map(|loan| pb::LoanSummary {
+                    loan_id: loan.id.to_string(),
+                    status: loan_status(loan.status) as i32,
+                    disbursed_on: loan.disbursed_on.to_string(),
+                    principal: Some(money_out(loan.terms.principal, currency)),
+                    principal_outstanding: Some(money_out(
+                        outstanding_unless_cancelled(loan),
+                        currency,
+                    )),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_loan(
+        &self,
+        request: Request<pb::GetLoanRequest>,
+    ) -> Result<Response<pb::GetLoanResponse>, Status> {
+        let r = request.into_inner();
+        let id = LoanId::parse("loan_id", &r.loan_id).map_err(refuse)?;
+        let as_of = convert::optional_date("as_of_date", &r.as_of_date).map_err(refuse)?;
+        let now = self.ledger.now();
+        let view = self
+            .ledger
+            .read(|state| state.loan_view(&id, as_of, now))
+            .map_err(refuse)?;
+        let loan = &view.loan;
+        let currency = loan.currency;
+        let schedule = loan
+            .installments
+            .iter()
+            .zip(&view.statuses)
+            .map(|(installment, status)| {
+                let status = match status {
+                    InstallmentStatus::Paid => pb::InstallmentStatus::Paid,
+                    InstallmentStatus::NotDue => pb::InstallmentStatus::NotDue,
+                    InstallmentStatus::Due => pb::InstallmentStatus::Due,
+                    InstallmentStatus::Overdue => pb::InstallmentStatus::Overdue,
+                };
+                let paid = (installment.principal_paid, installment.interest_paid);
+                convert::installment_out(&installment.due, paid, status, currency)
+            })
+            .collect();
+        let interest_outstanding = if loan.status == LoanStatus::Cancelled {
+            Decimal::ZERO
+        } else {
+            loan.interest_outstanding()
+        };
+        Ok(Response::new(pb::GetLoanResponse {
+            loan_id: loan.id.to_string(),
+            member_id: loan.member.to_string(),
+            branch_id: loan.branch.to_string(),
+            status: loan_status(loan.status) as i32,
+            terms: Some(convert::loan_terms_out(&loan.terms, currency)),
+            disbursed_on: loan.disbursed_on.to_string(),
+            as_of_date: view.as_of.to_string(),
+            principal_outstanding: Some(money_out(outstanding_unless_cancelled(loan), currency)),
+            interest_outstanding: Some(money_out(interest_outstanding, currency)),
+            principal_overdue: Some(money_out(view.principal_overdue, currency)),
+            interest_overdue: Some(money_out(view.interest_overdue, currency)),
+            schedule,
+        }))
+    }
+
+    async fn get_branch_totals(
+        &self,
+        request: Request<pb::GetBranchTotalsRequest>,
+    ) -> Result<Response<pb::GetBranchTotalsResponse>, Status> {
+        let r = request.into_inner();
+        let branch = BranchId::parse("branch_id", &r.branch_id).map_err(refuse)?;
+        let period = match r.period {
+            Some(pb::get_branch_totals_request::Period::Year(year)) => {
+                if !(1900..=9999).contains(&year) {
+                    return Err(refuse(DomainError::invalid(
+                        "year",
+                        format!("{year} is outside 1900 to 9999"),
+                    )));
+                }
+                Period::Year(year)
+            }
+            Some(pb::get_branch_totals_request::Period::Month(month)) => {
+                Period::parse_month("month", &month).map_err(refuse)?
+            }
+            Some(pb::get_branch_totals_request::Period::Range(range)) => Period::Range {
+                from: convert::date("range.from_date", &range.from_date).map_err(refuse)?,
+                to: convert::date("range.to_date", &range.to_date).map_err(refuse)?,
+            },
+            None => {
+                return Err(refuse(DomainError::invalid(
+                    "period",
+                    "is required: a year, a month or a range",
+                )));
+            }
+        };
+        let (from, to) = period.bounds().map_err(refuse)?;
+        let (previous_from, previous_to) =
+            period.previous().and_then(Period::bounds).map_err(refuse)?;
+        let (currency, current, previous) = self.ledger.read(|state| {
+            let currency = state.branch(&branch).map(|b| b.currency);
+            (
+                currency,
+                state.period_figures(&branch, from, to),
+                state.period_figures(&branch, previous_from, previous_to),
+            )
+        });
+        let currency = currency.ok_or_else(|| {
+            refuse(DomainError::not_found(
+                "branch_id",
+                "branch",
+                branch.as_str(),
+            ))
+        })?;
+        let change = difference(&current, &previous);
+        Ok(Response::new(pb::GetBranchTotalsResponse {
+            branch_id: branch.to_string(),
+            current: Some(period_out(&current, currency)),
+            previous: Some(period_out(&previous, currency)),
+            change: Some(period_out(&change, currency)),
+        }))
+    }
+
+    async fn list_journal_entries(
+        &self,
+        request: Request<pb::ListJournalEntriesRequest>,
+    ) -> Result<Response<pb::ListJournalEntriesResponse>, Status> {
+        let r = request.into_inner();
+        let page_size = match r.page_size {
+            0 => PAGE_SIZE_DEFAULT,
+            size if size > PAGE_SIZE_MAX => {
+                return Err(refuse(DomainError::invalid(
+                    "page_size",
+                    format!("{size} is more than the {PAGE_SIZE_MAX} allowed"),
+                )));
+            }
+            size => size,
+        };
+        let from = r.from_sequence.max(1);
+        let last = self.ledger.read(|state| state.last_sequence());
+        // One entry before the page gives the first entry's previous hash.
+        let read_from = from - 1;
+        let mut entries = if read_from == 0 {
+            self.ledger.entries(1, page_size as usize)
+        } else {
+            self.ledger.entries(read_from, page_size as usize + 1)
+        }
+        .map_err(status::from_store)?;
+        let mut previous_hash = GENESIS_HASH;
+        if read_from > 0 && !entries.is_empty() {
+            previous_hash = entries.remove(0).hash;
+        }
+        let currencies: Vec<Currency> = self.ledger.read(|state| {
+            entries
+                .iter()
+                .map(|e| {
+                    state
+                        .branch(&e.body.branch)
+                        .map(|b| b.currency)
+                        .unwrap_or_else(|| convert::entry_currency(&e.body))
+                })
+                .collect()
+        });
+        let mut page = Vec::with_capacity(entries.len());
+        for (entry, currency) in entries.iter().zip(currencies) {
+            page.push(convert::journal_entry(entry, previous_hash, currency));
+            previous_hash = entry.hash;
+        }
+        let next_sequence = match page.last() {
+            Some(entry) if entry.sequence < last => entry.sequence + 1,
+            _ => 0,
+        };
+        Ok(Response::new(pb::ListJournalEntriesResponse {
+            entries: page,
+            next_sequence,
+        }))
+    }
+
+    async fn get_ledger_info(
+        &self,
+        _request: Request<pb::GetLedgerInfoRequest>,
+    ) -> Result<Response<pb::GetLedgerInfoResponse>, Status> {
+        let (last_sequence, last_hash) = self
+            .ledger
+            .read(|state| (state.last_sequence(), state.last_hash()));
+        Ok(Response::new(pb::GetLedgerInfoResponse {
+            last_sequence,
+            last_hash: hex::encode(last_hash),
+        }))
+    }
+}
+
+fn outstanding_unless_cancelled(loan: &crate::domain::state::Loan) -> Decimal {
+    if loan.status == LoanStatus::Cancelled {
+        Decimal::ZERO
+    } else {
+        loan.principal_outstanding()
+    }
+}
+
+fn difference(current: &PeriodFigures, previous: &PeriodFigures) -> PeriodFigures {
+    PeriodFigures {
+        from: current.from,
+        to: current.to,
+        loans_disbursed: current.loans_disbursed - previous.loans_disbursed,
+        amount_disbursed: current.amount_disbursed - previous.amount_disbursed,
+        principal_collected: current.principal_collected - previous.principal_collected,
+        interest_collected: current.interest_collected - previous.interest_collected,
+        savings_balance: current.savings_balance - previous.savings_balance,
+        portfolio_outstanding: current.portfolio_outstanding - previous.portfolio_outstanding,
+        borrowers: current.borrowers - previous.borrowers,
+        borrowers_with_savings: current.borrowers_with_savings - previous.borrowers_with_savings,
+    }
+}
+
+fn period_out(figures: &PeriodFigures, currency: Currency) -> pb::PeriodTotals {
+    let average = if figures.loans_disbursed > 0 {
+        (figures.amount_disbursed / Decimal::from(figures.loans_disbursed)).round_dp_with_strategy(
+            currency.decimal_places(),
+            RoundingStrategy::MidpointNearestEven,
+        )
+    } else {
+        Decimal::ZERO
+    };
+    let percent = if figures.borrowers > 0 {
+        (Decimal::from(figures.borrowers_with_savings) * Decimal::ONE_HUNDRED
+            / Decimal::from(figures.borrowers))
+        .round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven)
+    } else {
+        Decimal::ZERO
+    };
+    let mut percent_text = percent;
+    percent_text.rescale(2);
+    pb::PeriodTotals {
+        from_date: figures.from.map(|d| d.to_string()).unwrap_or_default(),
+        to_date: figures.to.map(|d| d.to_string()).unwrap_or_default(),
+        loans_disbursed: figures.loans_disbursed,
+        amount_disbursed: Some(money_out(figures.amount_disbursed, currency)),
+        average_loan: Some(money_out(average, currency)),
+        principal_collected: Some(money_out(figures.principal_collected, currency)),
+        interest_collected: Some(money_out(figures.interest_collected, currency)),
+        savings_balance: Some(money_out(figures.savings_balance, currency)),
+        borrowers: figures.borrowers,
+        borrowers_with_savings: figures.borrowers_with_savings,
+        borrowers_with_savings_percent: percent_text.to_string(),
+        portfolio_outstanding: Some(money_out(figures.portfolio_outstanding, currency)),
+    }
+}

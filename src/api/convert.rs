@@ -1,0 +1,363 @@
+//! Conversions between protobuf messages and domain types. Parsing a request
+//! checks its shape (ids, amounts, dates, enums) and names the field at fault.
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+
+use crate::domain::DomainError;
+use crate::domain::command::CommandBody;
+use crate::domain::command::{LoanTermsInput, Money, SavingsKind};
+use crate::domain::entry::{Entry, EntryBody, Outcome, Side};
+use crate::domain::ids::{Actor, RequestId};
+use crate::domain::money::{Currency, format_amount, parse_amount, parse_decimal};
+use crate::domain::schedule::{Installment, InterestMethod, LoanTerms, RepaymentFrequency};
+use crate::pb;
+
+/// Request id and actor from a write's context.
+pub fn context(context: Option<pb::WriteContext>) -> Result<(RequestId, Actor), DomainError> {
+    let context = context
+        .ok_or_else(|| DomainError::invalid("context", "is required (request_id and actor)"))?;
+    Ok((
+        RequestId::parse("context.request_id", &context.request_id)?,
+        Actor::parse("context.actor", &context.actor)?,
+    ))
+}
+
+/// A currency code; empty means VND.
+pub fn currency(field: &str, code: &str) -> Result<Currency, DomainError> {
+    if code.is_empty() {
+        Ok(Currency::Vnd)
+    } else {
+        Currency::parse(field, code)
+    }
+}
+
+/// A positive amount with its currency (VND when none is named).
+pub fn money(field: &str, money: Option<pb::Money>) -> Result<Money, DomainError> {
+    let money = money.ok_or_else(|| DomainError::invalid(field, "is required"))?;
+    let currency = currency(&format!("{field}.currency"), &money.currency)?;
+    let amount = parse_amount(&format!("{field}.amount"), &money.amount, currency)?;
+    Ok(Money { amount, currency })
+}
+
+/// A date "YYYY-MM-DD"; empty means "not given".
+pub fn optional_date(field: &str, text: &str) -> Result<Option<NaiveDate>, DomainError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    date(field, text).map(Some)
+}
+
+/// A required date "YYYY-MM-DD".
+pub fn date(field: &str, text: &str) -> Result<NaiveDate, DomainError> {
+    let parsed = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|_| text.len() == 10);
+    parsed.ok_or_else(|| {
+        if text.is_empty() {
+            DomainError::invalid(field, "is required")
+        } else {
+            DomainError::invalid(field, format!("{text:?} is not a date YYYY-MM-DD"))
+        }
+    })
+}
+
+/// A percentage "0" to "100"; empty gives `default`.
+pub fn percent(field: &str, text: &str, default: Decimal) -> Result<Decimal, DomainError> {
+    if text.is_empty() {
+        return Ok(default);
+    }
+    let value = parse_decimal(field, text, false)?;
+    if value > Decimal::ONE_HUNDRED {
+        return Err(DomainError::invalid(
+            field,
+            format!("{text} is more than 100"),
+        ));
+    }
+    Ok(value)
+}
+
+/// Loan terms as sent.
+pub fn loan_terms(terms: Option<pb::LoanTerms>) -> Result<LoanTermsInput, DomainError> {
+    let terms = terms.ok_or_else(|| DomainError::invalid("terms", "is required"))?;
+    let principal = money("terms.principal", terms.principal)?;
+    let interest_method = match pb::InterestMethod::try_from(terms.interest_method) {
+        Ok(pb::InterestMethod::Flat) => InterestMethod::Flat,
+        Ok(pb::InterestMethod::DecliningBalance) => InterestMethod::DecliningBalance,
+        Ok(pb::InterestMethod::Unspecified) => {
+            return Err(DomainError::invalid(
+                "terms.interest_method",
+                "is required (FLAT or DECLINING_BALANCE)",
+            ));
+        }
+        Err(_) => return Err(unknown_enum("terms.interest_method", terms.interest_method)),
+    };
+    let frequency = match pb::RepaymentFrequency::try_from(terms.repayment_frequency) {
+        Ok(pb::RepaymentFrequency::Weekly) => RepaymentFrequency::Weekly,
+        Ok(pb::RepaymentFrequency::Fortnightly) => RepaymentFrequency::Fortnightly,
+        Ok(pb::RepaymentFrequency::Monthly) => RepaymentFrequency::Monthly,
+        Ok(pb::RepaymentFrequency::Unspecified) => {
+            return Err(DomainError::invalid(
+                "terms.repayment_frequency",
+                "is required (WEEKLY, FORTNIGHTLY or MONTHLY)",
+            ));
+        }
+        Err(_) => {
+            return Err(unknown_enum(
+                "terms.repayment_frequency",
+                terms.repayment_frequency,
+            ));
+        }
+    };
+    let rate_field = "terms.annual_interest_rate_percent";
+    let annual_interest_rate_percent =
+        parse_decimal(rate_field, &terms.annual_interest_rate_percent, false)?;
+    if annual_interest_rate_percent > Decimal::ONE_HUNDRED {
+        return Err(DomainError::invalid(
+            rate_field,
+            format!("{annual_interest_rate_percent} is more than 100"),
+        ));
+    }
+    let rounding_multiple = if terms.rounding_multiple.is_empty() {
+        None
+    } else {
+        let multiple = parse_amount(
+            "terms.rounding_multiple",
+            &terms.rounding_multiple,
+            principal.currency,
+        )?;
+        Some(multiple)
+    };
+    Ok(LoanTermsInput {
+        principal,
+        annual_interest_rate_percent,
+        interest_method,
+        installment_count: terms.installment_count,
+        frequency,
+        first_repayment_date: date("terms.first_repayment_date", &terms.first_repayment_date)?,
+        rounding_multiple,
+    })
+}
+
+/// Savings kind.
+pub fn savings_kind(value: i32) -> Result<SavingsKind, DomainError> {
+    match pb::SavingsKind::try_from(value) {
+        Ok(pb::SavingsKind::Compulsory) => Ok(SavingsKind::Compulsory),
+        Ok(pb::SavingsKind::Voluntary) => Ok(SavingsKind::Voluntary),
+        Ok(pb::SavingsKind::Unspecified) => Err(DomainError::invalid(
+            "kind",
+            "is required (COMPULSORY or VOLUNTARY)",
+        )),
+        Err(_) => Err(unknown_enum("kind", value)),
+    }
+}
+
+fn unknown_enum(field: &str, value: i32) -> DomainError {
+    DomainError::invalid(field, format!("{value} is not a known value"))
+}
+
+/// Money out.
+pub fn money_out(amount: Decimal, currency: Currency) -> pb::Money {
+    pb::Money {
+        amount: format_amount(amount, currency),
+        currency: currency.code().to_owned(),
+    }
+}
+
+/// RFC 3339 time of recording.
+pub fn recorded_at(body: &EntryBody) -> String {
+    DateTime::<Utc>::from_timestamp_micros(body.recorded_at_micros)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}
+
+/// The receipt of an entry.
+pub fn receipt(entry: &Entry) -> pb::EntryReceipt {
+    pb::EntryReceipt {
+        sequence: entry.body.sequence,
+        effective_date: entry.body.effective_date.to_string(),
+        recorded_at: recorded_at(&entry.body),
+        hash: hex::encode(entry.hash),
+    }
+}
+
+/// The currency an entry's amounts are in.
+pub fn entry_currency(body: &EntryBody) -> Currency {
+    match &body.command {
+        CommandBody::DepositSavings { amount, .. }
+        | CommandBody::WithdrawSavings { amount, .. }
+        | CommandBody::RecordRepayment { amount, .. } => amount.currency,
+        CommandBody::DisburseLoan { terms, .. } => terms.principal.currency,
+        CommandBody::CreateBranch { currency, .. } => *currency,
+        _ => match &body.outcome {
+            Outcome::LoanDisbursed { currency, .. } => *currency,
+            _ => Currency::Vnd,
+        },
+    }
+}
+
+/// A journal entry for auditors.
+pub fn journal_entry(
+    entry: &Entry,
+    previous_hash: [u8; 32],
+    currency: Currency,
+) -> pb::JournalEntry {
+    let body = &entry.body;
+    let postings = body
+        .postings
+        .iter()
+        .map(|p| pb::Posting {
+            account: p.account.to_string(),
+            side: match p.side {
+                Side::Debit => pb::PostingSide::Debit,
+                Side::Credit => pb::PostingSide::Credit,
+            } as i32,
+            amount: Some(money_out(p.amount, currency)),
+        })
+        .collect();
+    pb::JournalEntry {
+        sequence: body.sequence,
+        effective_date: body.effective_date.to_string(),
+        recorded_at: recorded_at(body),
+        branch_id: body.branch.to_string(),
+        actor: body.actor.to_string(),
+        request_id: body.request_id.to_string(),
+        command: body.command.name().to_owned(),
+        description: describe(body, currency),
+        reverses_sequence: match body.outcome {
+            Outcome::Reversed { sequence, .. } => sequence,
+            _ => 0,
+        },
+        postings,
+        previous_hash: hex::encode(previous_hash),
+        hash: hex::encode(entry.hash),
+    }
+}
+
+/// One line saying what an entry did.
+pub fn describe(body: &EntryBody, currency: Currency) -> String {
+    let show = |amount: Decimal| format!("{} {currency}", format_amount(amount, currency));
+    match (&body.command, &body.outcome) {
+        (
+            CommandBody::CreateBranch {
+                branch_id, name, ..
+            },
+            _,
+        ) => format!("branch {branch_id} ({name}) created"),
+        (
+            CommandBody::CreateCenter {
+                center_id, name, ..
+            },
+            _,
+        ) => format!("center {center_id} ({name}) created"),
+        (
+            CommandBody::CreateGroup {
+                group_id,
+                center_id,
+                name,
+                ..
+            },
+            _,
+        ) => {
+            format!("group {group_id} ({name}) created in center {center_id}")
+        }
+        (
+            CommandBody::RegisterMember {
+                member_id,
+                full_name,
+                group_id,
+                ..
+            },
+            _,
+        ) => {
+            format!("member {member_id} ({full_name}) registered in group {group_id}")
+        }
+        (_, Outcome::SavingsAccountOpened { account, kind }) => {
+            format!(
+                "{} savings account {account} opened",
+                format!("{kind:?}").to_lowercase()
+            )
+        }
+        (
+            CommandBody::DepositSavings {
+                amount, account_id, ..
+            },
+            _,
+        ) => {
+            format!("deposit of {} into {account_id}", show(amount.amount))
+        }
+        (
+            CommandBody::WithdrawSavings {
+                amount, account_id, ..
+            },
+            _,
+        ) => {
+            format!("withdrawal of {} from {account_id}", show(amount.amount))
+        }
+        (
+            CommandBody::DisburseLoan { member_id, .. },
+            Outcome::LoanDisbursed { loan, terms, .. },
+        ) => format!(
+            "loan {loan} of {} disbursed to {member_id} over {} installments",
+            show(terms.principal),
+            terms.installment_count
+        ),
+        (
+            CommandBody::RecordRepayment {
+                amount, loan_id, ..
+            },
+            _,
+        ) => {
+            format!("repayment of {} on loan {loan_id}", show(amount.amount))
+        }
+        (
+            CommandBody::ReverseEntry {
+                sequence, reason, ..
+            },
+            _,
+        ) => format!("reversal of entry {sequence}: {reason}"),
+        (command, _) => command.name().to_owned(),
+    }
+}
+
+/// Loan terms out.
+pub fn loan_terms_out(terms: &LoanTerms, currency: Currency) -> pb::LoanTerms {
+    pb::LoanTerms {
+        principal: Some(money_out(terms.principal, currency)),
+        annual_interest_rate_percent: terms.annual_interest_rate_percent.normalize().to_string(),
+        interest_method: match terms.interest_method {
+            InterestMethod::Flat => pb::InterestMethod::Flat,
+            InterestMethod::DecliningBalance => pb::InterestMethod::DecliningBalance,
+        } as i32,
+        installment_count: terms.installment_count,
+        repayment_frequency: match terms.frequency {
+            RepaymentFrequency::Weekly => pb::RepaymentFrequency::Weekly,
+            RepaymentFrequency::Fortnightly => pb::RepaymentFrequency::Fortnightly,
+            RepaymentFrequency::Monthly => pb::RepaymentFrequency::Monthly,
+        } as i32,
+        first_repayment_date: terms.first_repayment_date.to_string(),
+        rounding_multiple: terms.rounding_multiple.normalize().to_string(),
+    }
+}
+
+/// An installment out, with what was paid and its status.
+pub fn installment_out(
+    installment: &Installment,
+    paid: (Decimal, Decimal),
+    status: pb::InstallmentStatus,
+    currency: Currency,
+) -> pb::Installment {
+    pb::Installment {
+        number: installment.number,
+        due_date: installment.due_date.to_string(),
+        principal: Some(money_out(installment.principal, currency)),
+        interest: Some(money_out(installment.interest, currency)),
+        total: Some(money_out(
+            installment.principal + installment.interest,
+            currency,
+        )),
+        principal_paid: Some(money_out(paid.0, currency)),
+        interest_paid: Some(money_out(paid.1, currency)),
+        status: status as i32,
+    }
+}

@@ -1,0 +1,77 @@
+//! The gRPC boundary: the only module that knows tonic and the protobuf
+//! types. It parses requests into domain commands, submits them to the
+//! ledger, and turns results and errors into replies and statuses.
+//!
+//! Architecture invariant: handlers never decide money rules and never touch
+//! storage directly; a request that fails to parse reaches no ledger code.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::ledger::Ledger;
+use crate::pb;
+
+mod audit;
+mod branch;
+pub mod convert;
+pub mod status;
+
+pub use audit::{AuditApi, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
+pub use branch::BranchApi;
+
+/// Limits of the gRPC server.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    /// Largest request message accepted, in bytes.
+    pub message_size_max: usize,
+    /// Most requests served at once on one connection.
+    pub requests_per_connection_max: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        ServerLimits {
+            message_size_max: 1 << 20,
+            requests_per_connection_max: 256,
+        }
+    }
+}
+
+/// Serves the ledger on `listener` until `shutdown` resolves; then stops
+/// accepting, lets in-flight requests finish, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    ledger: Arc<Ledger>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::branch_service_server::BranchServiceServer<BranchApi>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::audit_service_server::AuditServiceServer<AuditApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let branch =
+        pb::branch_service_server::BranchServiceServer::new(BranchApi::new(ledger.clone()))
+            .max_decoding_message_size(limits.message_size_max);
+    let audit = pb::audit_service_server::AuditServiceServer::new(AuditApi::new(ledger))
+        .max_decoding_message_size(limits.message_size_max)
+        .max_encoding_message_size(64 << 20);
+    tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(limits.requests_per_connection_max)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(branch)
+        .add_service(audit)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

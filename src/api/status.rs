@@ -1,0 +1,42 @@
+//! The one place where errors become gRPC statuses (design.md §6).
+
+use tonic::{Code, Status};
+
+use crate::domain::DomainError;
+use crate::ledger::SubmitError;
+use crate::store::StoreError;
+
+/// The status a client sees for a domain refusal.
+pub fn from_domain(error: &DomainError) -> Status {
+    let code = match error {
+        DomainError::Invalid { .. } | DomainError::Overflow => Code::InvalidArgument,
+        DomainError::NotFound { .. } => Code::NotFound,
+        DomainError::AlreadyExists { .. } | DomainError::RequestIdReused { .. } => {
+            Code::AlreadyExists
+        }
+        DomainError::Precondition { .. } => Code::FailedPrecondition,
+    };
+    Status::new(code, error.to_string())
+}
+
+/// The status a client sees for a submission that got no entry.
+pub fn from_submit(error: SubmitError) -> Status {
+    match error {
+        SubmitError::Refused(error) => from_domain(&error),
+        SubmitError::Overloaded(_) => Status::resource_exhausted(error.to_string()),
+        SubmitError::Unavailable(_) => Status::unavailable(error.to_string()),
+        SubmitError::Internal(ref cause) => {
+            tracing::error!(%cause, "command failed inside the ledger");
+            Status::internal("internal error; the cause is in the server's log")
+        }
+    }
+}
+
+/// The status a client sees for a storage fault while reading.
+pub fn from_store(error: StoreError) -> Status {
+    tracing::error!(
+        error = &error as &dyn std::error::Error,
+        "storage fault while reading"
+    );
+    Status::internal("internal error reading the journal; the cause is in the server's log")
+}

@@ -1,0 +1,391 @@
+//! The ledger: one writer thread that decides commands in order, appends
+//! each batch to the journal behind one durable barrier (group commit), then
+//! publishes the batch to the read side and answers every waiter.
+//!
+//! Architecture invariants:
+//! - Only the writer thread executes commands, so sequence numbers are
+//!   gap-free and the hash chain is continuous without locks.
+//! - No reply (success or refusal) is sent before the durable barrier of the
+//!   batch the command was decided in.
+//! - The read side only ever holds durable entries; a client that got a
+//!   reply reads its own write.
+//! - Derived state in the store is a cache; startup replays the journal past
+//!   it, and rebuilds it from the journal when it does not fit.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::DomainError;
+use crate::domain::command::Command;
+use crate::domain::entry::{Entry, EntryBody};
+use crate::domain::state::{ExecContext, ExecuteError, LedgerState, StateRecord};
+use crate::store::{Store, StoreError};
+
+mod recovery;
+
+/// Tells the time of recording. Tests and simulations supply their own.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The machine's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Limits of the write path.
+#[derive(Clone, Copy, Debug)]
+pub struct LedgerConfig {
+    /// Most commands decided and made durable together.
+    pub batch_size_max: usize,
+    /// Most commands waiting for the writer; past it, submissions are refused
+    /// as overloaded rather than queued without bound.
+    pub queue_depth_max: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> LedgerConfig {
+        LedgerConfig {
+            batch_size_max: 1024,
+            queue_depth_max: 16_384,
+        }
+    }
+}
+
+/// Why a submitted command got no entry.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SubmitError {
+    /// The ledger refused it; nothing was written.
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    /// Too many commands are waiting; retry later.
+    #[error("too many commands in flight (at most {0}); retry later")]
+    Overloaded(usize),
+    /// The ledger is shutting down or stopped after a storage fault.
+    #[error("the ledger is not accepting writes: {0}")]
+    Unavailable(String),
+    /// A storage fault or a bug; logged with its cause.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+type Reply = oneshot::Sender<Result<Arc<Entry>, SubmitError>>;
+
+struct Submission {
+    command: Command,
+    reply: Reply,
+}
+
+/// A handle to the running ledger, shared by the API's handlers.
+pub struct Ledger {
+    sender: RwLock<Option<mpsc::Sender<Submission>>>,
+    read_side: Arc<RwLock<LedgerState>>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: LedgerConfig,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Ledger {
+    /// Recovers the state from `store` and starts the writer.
+    pub fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: LedgerConfig,
+    ) -> Result<Ledger, StoreError> {
+        let state = recovery::recover(store.as_ref())?;
+        let read_side = Arc::new(RwLock::new(state.clone()));
+        let (sender, receiver) = mpsc::channel(config.queue_depth_max);
+        let (persist_sender, persist_receiver) =
+            std::sync::mpsc::sync_channel::<Vec<StateRecord>>(64);
+        let writer = Writer {
+            state,
+            store: store.clone(),
+            clock: clock.clone(),
+            read_side: read_side.clone(),
+            persist: persist_sender,
+            batch_size_max: config.batch_size_max.max(1),
+            failed: None,
+        };
+        let persister_store = store.clone();
+        let threads = vec![
+            std::thread::Builder::new()
+                .name("ledger-writer".into())
+                .spawn(move || writer.run(receiver))
+                .map_err(StoreError::io("starting the writer thread"))?,
+            std::thread::Builder::new()
+                .name("ledger-persister".into())
+                .spawn(move || persist_loop(persister_store.as_ref(), persist_receiver))
+                .map_err(StoreError::io("starting the persister thread"))?,
+        ];
+        Ok(Ledger {
+            sender: RwLock::new(Some(sender)),
+            read_side,
+            store,
+            clock,
+            config,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Submits a command; resolves once its entry is durable (or it is refused).
+    pub async fn submit(&self, command: Command) -> Result<Arc<Entry>, SubmitError> {
+        let sender = self
+            .sender
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .ok_or_else(|| SubmitError::Unavailable("shutting down".into()))?;
+        let (reply, receiver) = oneshot::channel();
+        sender
+            .try_send(Submission { command, reply })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => {
+                    SubmitError::Overloaded(self.config.queue_depth_max)
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    SubmitError::Unavailable("the writer has stopped".into())
+                }
+            })?;
+        receiver
+            .await
+            .map_err(|_| SubmitError::Unavailable("the writer stopped before answering".into()))?
+    }
+
+    /// Runs `read` on the durable state.
+    pub fn read<R>(&self, read: impl FnOnce(&LedgerState) -> R) -> R {
+        read(
+            &self
+                .read_side
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// Durable entries from `from` on, at most `limit`.
+    pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let last = self.read(LedgerState::last_sequence);
+        let limit = limit.min(last.saturating_sub(from.max(1)).saturating_add(1) as usize);
+        self.store.read_entries(from, limit)
+    }
+
+    /// The clock the ledger records with.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Stops accepting commands, lets the writer finish what it queued,
+    /// writes the state cache through, and waits for both threads.
+    pub fn shutdown(&self) {
+        self.sender
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let threads = std::mem::take(
+            &mut *self
+                .threads
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a ledger thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The single writer: owns the working state (which runs ahead of the read
+/// side by at most the batch being made durable).
+struct Writer {
+    state: LedgerState,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    read_side: Arc<RwLock<LedgerState>>,
+    persist: std::sync::mpsc::SyncSender<Vec<StateRecord>>,
+    batch_size_max: usize,
+    /// Set after a storage fault: the working state may hold entries that
+    /// never became durable, so nothing more is decided.
+    failed: Option<String>,
+}
+
+/// How one submission of a batch will be answered after the barrier.
+enum Answer {
+    /// The entry at this index of the batch's new entries.
+    New(usize),
+    /// An entry that was already durable.
+    Existing(Arc<Entry>),
+    /// A refusal.
+    Error(SubmitError),
+}
+
+impl Writer {
+    fn run(mut self, mut receiver: mpsc::Receiver<Submission>) {
+        let mut batch = Vec::with_capacity(self.batch_size_max);
+        while let Some(first) = receiver.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.batch_size_max {
+                match receiver.try_recv() {
+                    Ok(submission) => batch.push(submission),
+                    Err(_) => break,
+                }
+            }
+            self.process(&mut batch);
+        }
+        tracing::info!(last_sequence = self.state.last_sequence(), "writer stopped");
+    }
+
+    fn process(&mut self, batch: &mut Vec<Submission>) {
+        if let Some(why) = &self.failed {
+            for submission in batch.drain(..) {
+                let _ = submission
+                    .reply
+                    .send(Err(SubmitError::Unavailable(why.clone())));
+            }
+            return;
+        }
+        let mut entries: Vec<Arc<Entry>> = Vec::new();
+        let mut answers = Vec::with_capacity(batch.len());
+        for submission in batch.iter() {
+            answers.push(self.decide(&submission.command, &mut entries));
+        }
+        if !entries.is_empty()
+            && let Err(error) = self.make_durable(&entries)
+        {
+            {
+                let why = format!("storage fault: {error}");
+                tracing::error!(%error, "batch not durable; the writer stops deciding commands");
+                self.failed = Some(why.clone());
+                for submission in batch.drain(..) {
+                    let _ = submission
+                        .reply
+                        .send(Err(SubmitError::Internal(why.clone())));
+                }
+                return;
+            }
+        }
+        for (submission, answer) in batch.drain(..).zip(answers) {
+            let result = match answer {
+                Answer::New(index) => Ok(entries[index].clone()),
+                Answer::Existing(entry) => Ok(entry),
+                Answer::Error(error) => Err(error),
+            };
+            // A client that went away does not stop the others.
+            let _ = submission.reply.send(result);
+        }
+    }
+
+    /// Decides one command against the working state.
+    fn decide(&mut self, command: &Command, entries: &mut Vec<Arc<Entry>>) -> Answer {
+        if let Some(record) = self.state.request(&command.request_id) {
+            if record.request_hash != command.request_hash() {
+                return Answer::Error(SubmitError::Refused(DomainError::RequestIdReused {
+                    request_id: command.request_id.to_string(),
+                    sequence: record.sequence,
+                }));
+            }
+            let durable = self.store.last_sequence();
+            if record.sequence > durable {
+                return Answer::New((record.sequence - durable - 1) as usize);
+            }
+            return match self.store.read_entries(record.sequence, 1) {
+                Ok(mut found) if found.len() == 1 => Answer::Existing(Arc::new(found.remove(0))),
+                Ok(_) => Answer::Error(SubmitError::Internal(format!(
+                    "entry {} is missing",
+                    record.sequence
+                ))),
+                Err(error) => Answer::Error(SubmitError::Internal(error.to_string())),
+            };
+        }
+        let context = ExecContext {
+            recorded_at: self.clock.now(),
+        };
+        let store = self.store.clone();
+        let durable = store.last_sequence();
+        let pending: &[Arc<Entry>] = entries;
+        let lookup = |sequence: u64| -> Result<Option<EntryBody>, String> {
+            if sequence > durable {
+                return Ok(pending
+                    .get((sequence - durable - 1) as usize)
+                    .map(|e| e.body.clone()));
+            }
+            store
+                .read_entries(sequence, 1)
+                .map(|mut v| v.pop().map(|e| e.body))
+                .map_err(|e| e.to_string())
+        };
+        let body = match self.state.execute(command, context, &lookup) {
+            Ok(body) => body,
+            Err(ExecuteError::Refused(error)) => return Answer::Error(SubmitError::Refused(error)),
+            Err(error) => return Answer::Error(SubmitError::Internal(error.to_string())),
+        };
+        let entry = Arc::new(body.seal(&self.state.last_hash()));
+        if let Err(error) = self.state.apply(&entry) {
+            // execute built this entry for this state: failing to apply it is a bug.
+            tracing::error!(%error, "a freshly decided entry did not apply");
+            self.failed = Some(error.to_string());
+            return Answer::Error(SubmitError::Internal(error.to_string()));
+        }
+        self.state.clear_changes();
+        entries.push(entry);
+        Answer::New(entries.len() - 1)
+    }
+
+    /// One durable barrier for the batch, then publication to the read side.
+    fn make_durable(&mut self, entries: &[Arc<Entry>]) -> Result<(), StoreError> {
+        self.store.append(entries)?;
+        let records = {
+            let mut read_side = self
+                .read_side
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for entry in entries {
+                read_side
+                    .apply(entry)
+                    .map_err(|e| StoreError::State(e.to_string()))?;
+            }
+            read_side.take_changes()
+        };
+        if self.persist.send(records).is_err() {
+            tracing::warn!(
+                "state persister has stopped; the cache will be rebuilt from the journal at startup"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Writes state records to the store's cache, coalescing what has queued.
+fn persist_loop(store: &dyn Store, receiver: std::sync::mpsc::Receiver<Vec<StateRecord>>) {
+    while let Ok(mut records) = receiver.recv() {
+        while let Ok(more) = receiver.try_recv() {
+            records.extend(more);
+        }
+        // Later records of a key win; sled applies a batch in order.
+        if let Err(error) = store.save_state(&records) {
+            tracing::error!(%error, "saving derived state failed; it will be rebuilt from the journal at startup");
+        }
+    }
+    if let Err(error) = store.flush_state() {
+        tracing::error!(%error, "flushing derived state at shutdown failed");
+    }
+}

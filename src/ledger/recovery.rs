@@ -1,0 +1,94 @@
+//! Startup: load the derived-state cache, replay the journal past it, and
+//! rebuild from the journal alone when the cache does not fit.
+
+use crate::domain::state::LedgerState;
+use crate::store::{Store, StoreError};
+
+/// Entries read from the journal at a time while replaying.
+const REPLAY_CHUNK: usize = 4096;
+
+/// The state of every durable entry, with the store's cache brought up to date.
+pub fn recover(store: &dyn Store) -> Result<LedgerState, StoreError> {
+    let journal_last = store.last_sequence();
+    let cached = match load_cache(store) {
+        Ok(state) if state.last_sequence() <= journal_last => Some(state),
+        Ok(state) => {
+            tracing::warn!(
+                cache = state.last_sequence(),
+                journal = journal_last,
+                "state cache is ahead of the journal; rebuilding it from the journal"
+            );
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "state cache unreadable; rebuilding it from the journal");
+            None
+        }
+    };
+    if let Some(mut state) = cached {
+        match replay(store, &mut state, journal_last) {
+            Ok(()) => {
+                let replayed = state.take_changes();
+                if !replayed.is_empty() {
+                    store.save_state(&replayed)?;
+                }
+                store.flush_state()?;
+                tracing::info!(
+                    last_sequence = state.last_sequence(),
+                    "ledger recovered from cache and journal"
+                );
+                return Ok(state);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "journal does not continue the state cache; rebuilding it from the journal");
+            }
+        }
+    }
+    rebuild(store, journal_last)
+}
+
+/// Replays the whole journal into a new state and replaces the cache with it.
+fn rebuild(store: &dyn Store, journal_last: u64) -> Result<LedgerState, StoreError> {
+    let mut state = LedgerState::new();
+    replay(store, &mut state, journal_last)?;
+    state.clear_changes();
+    store.clear_state()?;
+    let records: Vec<_> = state
+        .export()
+        .into_iter()
+        .map(|(key, value)| (key, Some(value)))
+        .collect();
+    store.save_state(&records)?;
+    store.flush_state()?;
+    tracing::info!(
+        last_sequence = state.last_sequence(),
+        "ledger rebuilt from the journal"
+    );
+    Ok(state)
+}
+
+fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
+    let records = store.load_state()?;
+    LedgerState::import(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+        .map_err(StoreError::State)
+}
+
+/// Applies journal entries after the state's last up to `last`.
+fn replay(store: &dyn Store, state: &mut LedgerState, last: u64) -> Result<(), StoreError> {
+    while state.last_sequence() < last {
+        let entries = store.read_entries(state.last_sequence() + 1, REPLAY_CHUNK)?;
+        if entries.is_empty() {
+            return Err(StoreError::Corrupt {
+                offset: 0,
+                message: format!("entry {} missing", state.last_sequence() + 1),
+            });
+        }
+        for entry in &entries {
+            state.apply(entry).map_err(|e| StoreError::Corrupt {
+                offset: 0,
+                message: e.to_string(),
+            })?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Storage: the durable journal and the derived-state cache, behind the
+//! [`Store`] trait so that another backend (a distributed database, say) can
+//! be added without touching the ledger's rules.
+//!
+//! Architecture invariant: the store knows entries only as `domain::entry`
+//! types and state only as opaque key/value records. It never decides
+//! anything about money and never knows protobuf or gRPC.
+
+use std::sync::Arc;
+
+use crate::domain::entry::{DecodeError, Entry};
+use crate::domain::state::StateRecord;
+
+mod disk;
+mod journal_file;
+
+pub use disk::{BATCH_BYTES_MAX, DiskStore, STATE_DIR_NAME, load_state_records};
+pub use journal_file::{JOURNAL_FILE_NAME, RECORD_LEN_MAX, read_entry_at as read_entry_at_offset};
+
+/// What storage can fail with. Always a fault of the machine or the files,
+/// never of a client's request.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O call failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The journal file holds something that is not a valid record.
+    #[error("journal is corrupt at byte {offset}: {message}")]
+    Corrupt { offset: u64, message: String },
+    /// A stored entry does not decode.
+    #[error("entry {sequence} does not decode: {source}")]
+    Decode {
+        sequence: u64,
+        #[source]
+        source: DecodeError,
+    },
+    /// The derived-state cache failed.
+    #[error("state store: {0}")]
+    State(String),
+    /// The store was already found broken; nothing more is written.
+    #[error("store is stopped after an earlier failure: {0}")]
+    Stopped(String),
+}
+
+impl StoreError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let context = context.into();
+        move |source| StoreError::Io { context, source }
+    }
+}
+
+/// A stored derived-state record: key bytes and value bytes.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// Durable journal plus derived-state cache.
+///
+/// The journal is the truth: `append` returns only once the entries would
+/// survive a power cut. The state records are a cache of the journal: they
+/// may lag behind it (after a crash) and are rebuilt from it at startup.
+pub trait Store: Send + Sync + 'static {
+    /// Appends entries (which follow the last appended one) and returns only
+    /// after one durable barrier covering all of them.
+    fn append(&self, entries: &[Arc<Entry>]) -> Result<(), StoreError>;
+
+    /// Entries from `from` (1-based) on, at most `limit` of them.
+    fn read_entries(&self, from: u64, limit: usize) -> Result<Vec<Entry>, StoreError>;
+
+    /// Sequence number of the last durable entry (0 when empty).
+    fn last_sequence(&self) -> u64;
+
+    /// Number of durable barriers made so far (for tests and metrics).
+    fn barrier_count(&self) -> u64;
+
+    /// Writes derived-state records atomically (all or none survive a crash).
+    /// Not a durable barrier: the journal is the truth.
+    fn save_state(&self, records: &[StateRecord]) -> Result<(), StoreError>;
+
+    /// Every derived-state record, sorted by key.
+    fn load_state(&self) -> Result<Vec<KeyValue>, StoreError>;
+
+    /// Removes every derived-state record (before a rebuild from the journal).
+    fn clear_state(&self) -> Result<(), StoreError>;
+
+    /// Writes the derived-state cache through to its files.
+    fn flush_state(&self) -> Result<(), StoreError>;
+}
