@@ -108,7 +108,10 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(address = %listener.local_addr()?, data = %args.data.display(), "serving");
+    let address = listener.local_addr()?;
+    tracing::info!(%address, data = %args.data.display(), "serving");
+    // Scripts and tests read the bound address (the port may be 0) from here.
+    println!("mfi-ledger listening on {address}");
     let limits = ServerLimits {
         message_size_max: args.message_size_max,
         requests_per_connection_max: args.requests_per_connection_max,

@@ -271,17 +271,15 @@ impl Writer {
         if !entries.is_empty()
             && let Err(error) = self.make_durable(&entries)
         {
-            {
-                let why = format!("storage fault: {error}");
-                tracing::error!(%error, "batch not durable; the writer stops deciding commands");
-                self.failed = Some(why.clone());
-                for submission in batch.drain(..) {
-                    let _ = submission
-                        .reply
-                        .send(Err(SubmitError::Internal(why.clone())));
-                }
-                return;
+            let why = format!("storage fault: {error}");
+            tracing::error!(%error, "batch not durable; the writer stops deciding commands");
+            self.failed = Some(why.clone());
+            for submission in batch.drain(..) {
+                let _ = submission
+                    .reply
+                    .send(Err(SubmitError::Internal(why.clone())));
             }
+            return;
         }
         for (submission, answer) in batch.drain(..).zip(answers) {
             let result = match answer {
