@@ -229,11 +229,28 @@ impl AuditService for AuditApi {
             ))
         })?;
         let change = difference(&current, &previous);
+        let (current, previous) = (
+            period_out(&current, currency),
+            period_out(&previous, currency),
+        );
+        let mut change = period_out(&change, currency);
+        // Ratios change by the difference of the ratios, not the ratio of the differences.
+        change.average_loan = Some(money_out(
+            amount(&current.average_loan) - amount(&previous.average_loan),
+            currency,
+        ));
+        let percent = |t: &pb::PeriodTotals| {
+            t.borrowers_with_savings_percent
+                .parse::<Decimal>()
+                .unwrap_or_default()
+        };
+        change.borrowers_with_savings_percent =
+            (percent(&current) - percent(&previous)).to_string();
         Ok(Response::new(pb::GetBranchTotalsResponse {
             branch_id: branch.to_string(),
-            current: Some(period_out(&current, currency)),
-            previous: Some(period_out(&previous, currency)),
-            change: Some(period_out(&change, currency)),
+            current: Some(current),
+            previous: Some(previous),
+            change: Some(change),
         }))
     }
 
@@ -304,6 +321,14 @@ impl AuditService for AuditApi {
             last_hash: hex::encode(last_hash),
         }))
     }
+}
+
+/// The amount of a money figure this module formatted itself.
+fn amount(money: &Option<pb::Money>) -> Decimal {
+    money
+        .as_ref()
+        .and_then(|m| m.amount.parse().ok())
+        .unwrap_or_default()
 }
 
 fn outstanding_unless_cancelled(loan: &crate::domain::state::Loan) -> Decimal {

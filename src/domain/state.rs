@@ -260,6 +260,8 @@ pub struct LedgerState {
 mod apply;
 mod execute;
 mod queries;
+#[cfg(test)]
+mod tests;
 pub use queries::{InstallmentStatus, LoanView, MemberView, SavingsView};
 
 impl LedgerState {

@@ -155,6 +155,7 @@ impl LedgerState {
                 if *kind == SavingsKind::Voluntary {
                     member.voluntary_accounts_opened += 1;
                 }
+                self.changed.insert(StateKey::Member(member_id.clone()));
                 let savings = SavingsAccount {
                     id: account.clone(),
                     member: member_id.clone(),
@@ -255,6 +256,7 @@ impl LedgerState {
         self.changed.insert(StateKey::Loan(loan.clone()));
         let member = self.members.get_mut(member_id).ok_or("unknown member")?;
         member.loans.push(loan.clone());
+        self.changed.insert(StateKey::Member(member_id.clone()));
         let principal = terms.principal;
         self.add_day(&body.branch, date, |d| {
             d.loans_disbursed += 1;

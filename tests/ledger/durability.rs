@@ -1,0 +1,189 @@
+//! Acknowledged means durable: no reply before its batch's barrier, and
+//! concurrent commands share barriers (group commit).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use mfi_ledger::domain::command::{Command, CommandBody, Money, SavingsKind};
+use mfi_ledger::domain::entry::Entry;
+use mfi_ledger::domain::ids::{
+    Actor, BranchId, CenterId, GroupId, MemberId, Name, RequestId, SavingsAccountId,
+};
+use mfi_ledger::domain::money::Currency;
+use mfi_ledger::domain::state::StateRecord;
+use mfi_ledger::ledger::{Ledger, LedgerConfig};
+use mfi_ledger::store::{DiskStore, KeyValue, Store, StoreError};
+use rust_decimal::Decimal;
+
+use crate::support::TestClock;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Event {
+    /// The store's barrier covering entries up to this one returned.
+    Durable(u64),
+    /// A client received the reply for this entry.
+    Replied(u64),
+}
+
+/// The real store, slowed down and watched: every barrier is logged when it
+/// completes, after a pause that would let a premature reply show first.
+struct WatchedStore {
+    inner: DiskStore,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Store for WatchedStore {
+    fn append(&self, entries: &[Arc<Entry>]) -> Result<(), StoreError> {
+        std::thread::sleep(Duration::from_millis(3));
+        self.inner.append(entries)?;
+        let last = entries.last().map_or(0, |e| e.body.sequence);
+        self.events.lock().unwrap().push(Event::Durable(last));
+        Ok(())
+    }
+    fn read_entries(&self, from: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.inner.read_entries(from, limit)
+    }
+    fn last_sequence(&self) -> u64 {
+        self.inner.last_sequence()
+    }
+    fn barrier_count(&self) -> u64 {
+        self.inner.barrier_count()
+    }
+    fn save_state(&self, records: &[StateRecord]) -> Result<(), StoreError> {
+        self.inner.save_state(records)
+    }
+    fn load_state(&self) -> Result<Vec<KeyValue>, StoreError> {
+        self.inner.load_state()
+    }
+    fn clear_state(&self) -> Result<(), StoreError> {
+        self.inner.clear_state()
+    }
+    fn flush_state(&self) -> Result<(), StoreError> {
+        self.inner.flush_state()
+    }
+}
+
+fn command(request_id: &str, body: CommandBody) -> Command {
+    Command {
+        request_id: RequestId::parse("request_id", request_id).unwrap(),
+        actor: Actor::parse("actor", "clerk").unwrap(),
+        body,
+    }
+}
+
+fn date(text: &str) -> Option<NaiveDate> {
+    Some(text.parse().unwrap())
+}
+
+fn name(text: &str) -> Name {
+    Name::parse("name", text).unwrap()
+}
+
+async fn set_up(ledger: &Ledger) {
+    let bodies = [
+        CommandBody::CreateBranch {
+            branch_id: BranchId::parse("b", "TB").unwrap(),
+            name: name("Thái Bình"),
+            time_zone: "Asia/Ho_Chi_Minh".into(),
+            currency: Currency::Vnd,
+            compulsory_savings_percent: Decimal::from(5),
+            opened_on: date("2024-01-01"),
+        },
+        CommandBody::CreateCenter {
+            center_id: CenterId::parse("c", "C1").unwrap(),
+            branch_id: BranchId::parse("b", "TB").unwrap(),
+            name: name("Cụm 1"),
+            opened_on: date("2024-01-01"),
+        },
+        CommandBody::CreateGroup {
+            group_id: GroupId::parse("g", "G1").unwrap(),
+            center_id: CenterId::parse("c", "C1").unwrap(),
+            name: name("Nhóm 1"),
+            opened_on: date("2024-01-01"),
+        },
+        CommandBody::RegisterMember {
+            member_id: MemberId::parse("m", "M1").unwrap(),
+            full_name: name("Lê Thị Mai"),
+            group_id: GroupId::parse("g", "G1").unwrap(),
+            joined_on: date("2024-01-01"),
+        },
+        CommandBody::OpenSavingsAccount {
+            member_id: MemberId::parse("m", "M1").unwrap(),
+            kind: SavingsKind::Voluntary,
+            opened_on: date("2024-01-01"),
+        },
+    ];
+    for (i, body) in bodies.into_iter().enumerate() {
+        ledger
+            .submit(command(&format!("setup-{i}"), body))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reply_precedes_its_barrier_and_concurrent_commands_share_barriers() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let store = WatchedStore {
+        inner: DiskStore::open(dir.path()).unwrap(),
+        events: events.clone(),
+    };
+    let ledger = Arc::new(
+        Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap(),
+    );
+    set_up(&ledger).await;
+    let barriers_before = ledger.store().barrier_count();
+    const COMMANDS: usize = 400;
+    let mut tasks = Vec::new();
+    for i in 0..COMMANDS {
+        let ledger = ledger.clone();
+        let events = events.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = CommandBody::DepositSavings {
+                account_id: SavingsAccountId::parse("a", "M1/V1").unwrap(),
+                amount: Money {
+                    amount: Decimal::from(1000 + i as i64),
+                    currency: Currency::Vnd,
+                },
+                effective_date: date("2024-02-01"),
+            };
+            let entry = ledger
+                .submit(command(&format!("dep-{i}"), body))
+                .await
+                .unwrap();
+            events
+                .lock()
+                .unwrap()
+                .push(Event::Replied(entry.body.sequence));
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let events = events.lock().unwrap().clone();
+    let mut durable_up_to = 0;
+    let mut replies = 0;
+    for event in &events {
+        match *event {
+            Event::Durable(last) => durable_up_to = durable_up_to.max(last),
+            Event::Replied(sequence) => {
+                assert!(
+                    sequence <= durable_up_to,
+                    "entry {sequence} was acknowledged before its barrier"
+                );
+                replies += 1;
+            }
+        }
+    }
+    assert_eq!(replies, COMMANDS);
+    let barriers = ledger.store().barrier_count() - barriers_before;
+    assert!(
+        (barriers as usize) < COMMANDS / 4,
+        "{COMMANDS} concurrent commands took {barriers} barriers; group commit should share them"
+    );
+    tokio::task::spawn_blocking(move || ledger.shutdown())
+        .await
+        .unwrap();
+}

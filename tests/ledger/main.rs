@@ -1,0 +1,11 @@
+//! Integration tests: the real server over real gRPC on 127.0.0.1, port 0,
+//! with a temporary store. One binary; each module is one area of the spec.
+
+mod concurrency;
+mod crash;
+mod durability;
+mod exactly_once;
+mod refusals;
+mod support;
+mod totals;
+mod writes;

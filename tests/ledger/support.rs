@@ -1,0 +1,331 @@
+//! Test support: a real server on 127.0.0.1, port 0, with a temporary store,
+//! and small builders so each test reads like what a clerk does.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use mfi_ledger::api::{self, ServerLimits};
+use mfi_ledger::ledger::{Clock, Ledger, LedgerConfig};
+use mfi_ledger::pb;
+use mfi_ledger::pb::audit_service_client::AuditServiceClient;
+use mfi_ledger::pb::branch_service_client::BranchServiceClient;
+use mfi_ledger::store::DiskStore;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+/// A clock the test sets. Starts at 2024-06-30 10:00 in Hà Nội.
+pub struct TestClock(AtomicI64);
+
+impl TestClock {
+    pub fn new() -> Arc<TestClock> {
+        let start = Utc.with_ymd_and_hms(2024, 6, 30, 3, 0, 0).unwrap();
+        Arc::new(TestClock(AtomicI64::new(start.timestamp_micros())))
+    }
+
+    #[allow(dead_code)]
+    pub fn set(&self, at: DateTime<Utc>) {
+        self.0.store(at.timestamp_micros(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(self.0.load(Ordering::SeqCst)).unwrap()
+    }
+}
+
+/// "Today" for the test clock, in the branch's zone.
+pub const TODAY: &str = "2024-06-30";
+
+/// A running server and clients connected to it.
+pub struct App {
+    pub branch: BranchServiceClient<Channel>,
+    pub audit: AuditServiceClient<Channel>,
+    pub ledger: Arc<Ledger>,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn spawn_app() -> App {
+    spawn_app_with(LedgerConfig::default(), ServerLimits::default()).await
+}
+
+pub async fn spawn_app_with(config: LedgerConfig, limits: ServerLimits) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    start_in(dir, config, limits).await
+}
+
+async fn start_in(dir: TempDir, config: LedgerConfig, limits: ServerLimits) -> App {
+    // sled releases its file lock from a background thread: allow it a moment.
+    let mut store = DiskStore::open(dir.path());
+    for _ in 0..250 {
+        if store.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        store = DiskStore::open(dir.path());
+    }
+    let store = store.unwrap();
+    let ledger = Arc::new(Ledger::start(Arc::new(store), TestClock::new(), config).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = ledger.clone();
+    let server = tokio::spawn(async move {
+        api::serve(listener, served, limits, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    App {
+        branch: BranchServiceClient::new(channel.clone()),
+        audit: AuditServiceClient::new(channel),
+        ledger,
+        dir,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl App {
+    /// Stops the server and the ledger, and starts them again on the same data.
+    pub async fn restart(self) -> App {
+        let dir = self.stop().await;
+        start_in(dir, LedgerConfig::default(), ServerLimits::default()).await
+    }
+
+    /// Stops the server and the ledger cleanly; gives back the data directory.
+    pub async fn stop(mut self) -> TempDir {
+        // Disconnect the clients so that the server's connections end.
+        let nowhere = Channel::from_static("http://127.0.0.1:9").connect_lazy();
+        self.branch = BranchServiceClient::new(nowhere.clone());
+        self.audit = AuditServiceClient::new(nowhere);
+        self.stop_server().await;
+        let ledger = self.ledger.clone();
+        tokio::task::spawn_blocking(move || ledger.shutdown())
+            .await
+            .unwrap();
+        // Wait until nothing else holds the ledger, so its store closes.
+        for _ in 0..500 {
+            if Arc::strong_count(&self.ledger) == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let placeholder = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    async fn stop_server(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+    }
+
+    /// The journal's last sequence number.
+    pub async fn last_sequence(&mut self) -> u64 {
+        self.audit
+            .get_ledger_info(pb::GetLedgerInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .last_sequence
+    }
+
+    /// An account's balance on its normal side, as the API prints it.
+    pub async fn balance(&mut self, account: &str) -> String {
+        let request = pb::GetBalanceRequest {
+            account: account.into(),
+        };
+        self.audit
+            .get_balance(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .balance
+            .unwrap()
+            .amount
+    }
+
+    /// Creates branch TB with one center and group (opened 2024-01-01).
+    pub async fn branch_tb(&mut self) {
+        self.branch
+            .create_branch(pb::CreateBranchRequest {
+                context: ctx("setup-branch"),
+                branch_id: "TB".into(),
+                name: "TYM - Chi nhánh Thái Bình".into(),
+                opened_on: "2024-01-01".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        self.branch
+            .create_center(pb::CreateCenterRequest {
+                context: ctx("setup-center"),
+                center_id: "TB-C01".into(),
+                branch_id: "TB".into(),
+                name: "Cụm Vũ Thư 1".into(),
+                opened_on: "2024-01-01".into(),
+            })
+            .await
+            .unwrap();
+        self.branch
+            .create_group(pb::CreateGroupRequest {
+                context: ctx("setup-group"),
+                group_id: "TB-G01".into(),
+                center_id: "TB-C01".into(),
+                name: "Nhóm 1".into(),
+                opened_on: "2024-01-01".into(),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Registers a member in group TB-G01 with a compulsory savings account
+    /// (`MEMBER/C1`), joined 2024-01-02.
+    pub async fn member(&mut self, member_id: &str) -> String {
+        self.branch
+            .register_member(pb::RegisterMemberRequest {
+                context: ctx(&format!("register-{member_id}")),
+                member_id: member_id.into(),
+                full_name: "Nguyễn Thị Hoa".into(),
+                group_id: "TB-G01".into(),
+                joined_on: "2024-01-02".into(),
+            })
+            .await
+            .unwrap();
+        self.branch
+            .open_savings_account(pb::OpenSavingsAccountRequest {
+                context: ctx(&format!("open-{member_id}")),
+                member_id: member_id.into(),
+                kind: pb::SavingsKind::Compulsory as i32,
+                opened_on: "2024-01-02".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .account_id
+    }
+
+    /// Deposits `amount` VND into `account` on `date`.
+    pub async fn deposit(
+        &mut self,
+        request_id: &str,
+        account: &str,
+        amount: &str,
+        date: &str,
+    ) -> Result<pb::DepositSavingsResponse, tonic::Status> {
+        self.branch
+            .deposit_savings(pb::DepositSavingsRequest {
+                context: ctx(request_id),
+                account_id: account.into(),
+                amount: vnd(amount),
+                effective_date: date.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Disburses a flat weekly loan; returns its id.
+    pub async fn disburse(
+        &mut self,
+        request_id: &str,
+        member: &str,
+        terms: pb::LoanTerms,
+        date: &str,
+    ) -> Result<pb::DisburseLoanResponse, tonic::Status> {
+        self.branch
+            .disburse_loan(pb::DisburseLoanRequest {
+                context: ctx(request_id),
+                member_id: member.into(),
+                terms: Some(terms),
+                disbursed_on: date.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Records a repayment.
+    pub async fn repay(
+        &mut self,
+        request_id: &str,
+        loan: &str,
+        amount: &str,
+        date: &str,
+    ) -> Result<pb::RecordRepaymentResponse, tonic::Status> {
+        self.branch
+            .record_repayment(pb::RecordRepaymentRequest {
+                context: ctx(request_id),
+                loan_id: loan.into(),
+                amount: vnd(amount),
+                effective_date: date.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A write context with actor "clerk".
+pub fn ctx(request_id: &str) -> Option<pb::WriteContext> {
+    Some(pb::WriteContext {
+        request_id: request_id.into(),
+        actor: "clerk".into(),
+    })
+}
+
+/// An amount in VND.
+pub fn vnd(amount: &str) -> Option<pb::Money> {
+    Some(pb::Money {
+        amount: amount.into(),
+        currency: "VND".into(),
+    })
+}
+
+/// Flat, weekly, whole-đồng terms.
+pub fn flat_weekly(principal: &str, rate: &str, installments: u32, first: &str) -> pb::LoanTerms {
+    pb::LoanTerms {
+        principal: vnd(principal),
+        annual_interest_rate_percent: rate.into(),
+        interest_method: pb::InterestMethod::Flat as i32,
+        installment_count: installments,
+        repayment_frequency: pb::RepaymentFrequency::Weekly as i32,
+        first_repayment_date: first.into(),
+        rounding_multiple: String::new(),
+    }
+}
+
+/// Parses a date.
+#[allow(dead_code)]
+pub fn date(text: &str) -> NaiveDate {
+    text.parse().unwrap()
+}
+
+/// Asserts a refusal's code and that its message names `field`.
+pub fn assert_refused(status: &tonic::Status, code: tonic::Code, field: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(field),
+        "message {:?} should name {field:?}",
+        status.message()
+    );
+}
