@@ -1,6 +1,39 @@
-//! Client commands (placeholder until the client lands).
+//! The client commands a branch clerk or an auditor runs against the ledger
+//! service: writes (`branch-create` … `reverse`) through `BranchService` and
+//! reads (`balance` … `info`) through `AuditService`.
+//!
+//! Every command prints a readable table or list, or JSON with `--json`
+//! (amounts as exact strings, enum values by name). Every write carries a
+//! request id (`--request-id`, a fresh UUID by default) so that retrying it
+//! is safe, and prints its journal receipt before its result. A refusal is
+//! returned as an error `<code>: <message>`.
+//!
+//! Modules: [`args`] (what each command takes), `connect` (channels and
+//! errors), `setup` and `transactions` (writes), `reads` and `reports`
+//! (reads), `output` (tables and formatting).
+
+pub mod args;
+mod connect;
+mod output;
+mod reads;
+mod reports;
+mod setup;
+mod transactions;
 
 use clap::{Args, Subcommand};
+
+use self::args::{
+    BalanceArgs, BranchCreateArgs, CenterCreateArgs, DisburseArgs, GroupCreateArgs, JournalArgs,
+    LoanArgs, MemberArgs, OpenSavingsArgs, RegisterArgs, RepayArgs, ReverseArgs, SavingsMoveArgs,
+    TotalsArgs,
+};
+use self::connect::WriteSession;
+use self::output::Report;
+
+/// Actor named in writes when neither `--actor` nor `$USER` is set.
+const DEFAULT_ACTOR: &str = "clerk";
+/// Heading of the options every client command takes, in `--help`.
+const CLIENT_OPTIONS: &str = "Client options";
 
 /// Options every client command takes.
 #[derive(Args, Clone, Debug)]
@@ -9,23 +42,128 @@ pub struct ClientOptions {
     #[arg(
         long,
         global = true,
+        help_heading = CLIENT_OPTIONS,
         env = "MFI_LEDGER_SERVER",
         default_value = "http://127.0.0.1:50051"
     )]
     pub server: String,
-    /// Print JSON instead of tables.
-    #[arg(long, global = true)]
+    /// Print JSON instead of tables (amounts as exact strings).
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS)]
     pub json: bool,
+    /// Who enters a write, 1 to 64 characters [default: $USER, else "clerk"].
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "MFI_LEDGER_ACTOR")]
+    pub actor: Option<String>,
+    /// Id of a write, to retry it safely: the ledger applies a request id at
+    /// most once [default: a new UUID].
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, value_name = "ID")]
+    pub request_id: Option<String>,
 }
 
-/// Client commands.
+impl ClientOptions {
+    /// The session a write runs in: actor and request id resolved.
+    fn write_session(&self) -> WriteSession {
+        let actor = self
+            .actor
+            .clone()
+            .filter(|actor| !actor.is_empty())
+            .or_else(|| std::env::var("USER").ok().filter(|user| !user.is_empty()))
+            .unwrap_or_else(|| DEFAULT_ACTOR.to_owned());
+        let request_id = self
+            .request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        WriteSession {
+            server: self.server.clone(),
+            request_id,
+            actor,
+        }
+    }
+}
+
+/// Client commands: writes, then reads.
 #[derive(Subcommand, Clone, Debug)]
 pub enum ClientCommand {
-    /// Show the journal's head.
+    #[command(flatten)]
+    Write(WriteCommand),
+    #[command(flatten)]
+    Read(ReadCommand),
+}
+
+/// Commands that append an entry to the journal.
+#[derive(Subcommand, Clone, Debug)]
+pub enum WriteCommand {
+    /// Create a branch, the root of centers, groups and members.
+    BranchCreate(BranchCreateArgs),
+    /// Create a center (where groups meet) in a branch.
+    CenterCreate(CenterCreateArgs),
+    /// Create a group of members in a center.
+    GroupCreate(GroupCreateArgs),
+    /// Register a member in a group.
+    Register(RegisterArgs),
+    /// Open a compulsory or voluntary savings account; prints its id.
+    OpenSavings(OpenSavingsArgs),
+    /// Record a savings deposit; prints the balance after.
+    Deposit(SavingsMoveArgs),
+    /// Record a savings withdrawal; prints the balance after.
+    Withdraw(SavingsMoveArgs),
+    /// Disburse a loan; prints its id and repayment schedule.
+    Disburse(DisburseArgs),
+    /// Record a loan repayment (interest then principal, oldest installment first).
+    Repay(RepayArgs),
+    /// Reverse an earlier entry with one of opposite postings.
+    Reverse(ReverseArgs),
+}
+
+/// Commands that only read.
+#[derive(Subcommand, Clone, Debug)]
+pub enum ReadCommand {
+    /// Show an account's balance.
+    Balance(BalanceArgs),
+    /// Show a member with her savings accounts and loans.
+    Member(MemberArgs),
+    /// Show a loan: terms, outstanding and overdue, schedule with payments.
+    Loan(LoanArgs),
+    /// Show a branch's totals for a period beside the previous period.
+    Totals(TotalsArgs),
+    /// List journal entries in sequence order.
+    Journal(JournalArgs),
+    /// Show the journal's head: last sequence number and hash.
     Info,
 }
 
-/// Runs a client command.
-pub async fn run(_options: ClientOptions, _command: ClientCommand) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+/// Runs a client command and prints its result.
+pub async fn run(options: ClientOptions, command: ClientCommand) -> anyhow::Result<()> {
+    let report = match command {
+        ClientCommand::Write(command) => write(&options.write_session(), command).await?,
+        ClientCommand::Read(command) => read(&options.server, command).await?,
+    };
+    report.print(options.json)
+}
+
+/// Runs a write.
+async fn write(session: &WriteSession, command: WriteCommand) -> anyhow::Result<Report> {
+    match command {
+        WriteCommand::BranchCreate(args) => setup::branch_create(session, args).await,
+        WriteCommand::CenterCreate(args) => setup::center_create(session, args).await,
+        WriteCommand::GroupCreate(args) => setup::group_create(session, args).await,
+        WriteCommand::Register(args) => setup::register(session, args).await,
+        WriteCommand::OpenSavings(args) => setup::open_savings(session, args).await,
+        WriteCommand::Deposit(args) => transactions::deposit(session, args).await,
+        WriteCommand::Withdraw(args) => transactions::withdraw(session, args).await,
+        WriteCommand::Disburse(args) => transactions::disburse(session, args).await,
+        WriteCommand::Repay(args) => transactions::repay(session, args).await,
+        WriteCommand::Reverse(args) => transactions::reverse(session, args).await,
+    }
+}
+
+/// Runs a read.
+async fn read(server: &str, command: ReadCommand) -> anyhow::Result<Report> {
+    match command {
+        ReadCommand::Balance(args) => reads::balance(server, args).await,
+        ReadCommand::Member(args) => reads::member(server, args).await,
+        ReadCommand::Loan(args) => reads::loan(server, args).await,
+        ReadCommand::Totals(args) => reports::totals(server, args).await,
+        ReadCommand::Journal(args) => reports::journal(server, args).await,
+        ReadCommand::Info => reads::info(server).await,
+    }
 }

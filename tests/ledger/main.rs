@@ -8,4 +8,5 @@ mod exactly_once;
 mod refusals;
 mod support;
 mod totals;
+mod verify;
 mod writes;

@@ -45,6 +45,7 @@ pub struct App {
     pub audit: AuditServiceClient<Channel>,
     pub ledger: Arc<Ledger>,
     pub dir: TempDir,
+    pub address: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -91,6 +92,7 @@ async fn start_in(dir: TempDir, config: LedgerConfig, limits: ServerLimits) -> A
         audit: AuditServiceClient::new(channel),
         ledger,
         dir,
+        address,
         stop: Some(stop),
         server: Some(server),
     }

@@ -1,0 +1,251 @@
+//! What a command prints: a [`Report`] holds both the human text and the JSON
+//! value, and the helpers here format amounts, enum names, hashes, aligned
+//! fields and tables. Amounts stay the exact strings the server sent; only
+//! their display gains thousands separators.
+
+use std::io::{ErrorKind, Write};
+
+use anyhow::Context;
+use comfy_table::{CellAlignment, ContentArrangement, Table, TableStyle, presets};
+use serde_json::{Value, json};
+
+use crate::pb;
+
+/// Number of hex characters of a hash shown in text output.
+const SHORT_HASH_LEN: usize = 16;
+
+/// A command's result, printable as text or as JSON.
+pub struct Report {
+    /// What a person reads.
+    pub text: String,
+    /// What a script reads.
+    pub json: Value,
+}
+
+impl Report {
+    /// Prints the report on stdout, as JSON when `json` is set.
+    /// A closed pipe (`| head`) is not an error.
+    pub fn print(&self, json: bool) -> anyhow::Result<()> {
+        let text = if json {
+            serde_json::to_string_pretty(&self.json)?
+        } else {
+            self.text.trim_end().to_owned()
+        };
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{text}").and_then(|()| out.flush()) {
+            Err(error) if error.kind() == ErrorKind::BrokenPipe => Ok(()),
+            result => result.context("writing to stdout"),
+        }
+    }
+}
+
+/// `amount` with a comma between each group of three integer digits
+/// ("-1234567.50" becomes "-1,234,567.50"); anything that is not a plain
+/// decimal is returned unchanged.
+pub fn grouped(amount: &str) -> String {
+    let (sign, unsigned) = match amount.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", amount),
+    };
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !fraction.is_none_or(digits) {
+        return amount.to_owned();
+    }
+    let mut out = String::from(sign);
+    for (index, digit) in whole.chars().enumerate() {
+        if index > 0 && (whole.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if let Some(fraction) = fraction {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    out
+}
+
+/// An amount for a table cell: grouped digits, no currency ("-" when absent).
+pub fn amount(money: Option<&pb::Money>) -> String {
+    money.map_or_else(|| "-".to_owned(), |m| grouped(&m.amount))
+}
+
+/// An amount with its currency, e.g. "10,000,000 VND" ("-" when absent).
+pub fn money(money: Option<&pb::Money>) -> String {
+    match money {
+        Some(m) if m.currency.is_empty() => grouped(&m.amount),
+        Some(m) => format!("{} {}", grouped(&m.amount), m.currency),
+        None => "-".to_owned(),
+    }
+}
+
+/// An amount as JSON: `{"amount": "10000000", "currency": "VND"}`, exact.
+pub fn money_json(money: Option<&pb::Money>) -> Value {
+    money.map_or(
+        Value::Null,
+        |m| json!({ "amount": m.amount, "currency": m.currency }),
+    )
+}
+
+/// A protobuf enum value's name without its type prefix:
+/// "SAVINGS_KIND_COMPULSORY" becomes "COMPULSORY". Every enum of the API has
+/// a two-word prefix.
+pub fn enum_name(full: &str) -> String {
+    full.splitn(3, '_').nth(2).unwrap_or(full).to_owned()
+}
+
+/// The first 16 hex characters of a hash.
+pub fn short_hash(hash: &str) -> &str {
+    hash.get(..SHORT_HASH_LEN).unwrap_or(hash)
+}
+
+/// "yes" or "no".
+pub fn yes_no(value: bool) -> &'static str {
+    if value { "yes" } else { "no" }
+}
+
+/// Lines of "name: value" with the values aligned.
+pub fn fields(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0) + 1;
+    rows.iter()
+        .map(|(name, value)| format!("{:<width$} {value}\n", format!("{name}:")))
+        .collect()
+}
+
+/// A table with `header`, condensed style, and the columns at
+/// `right_aligned` (amounts, counts) aligned right.
+pub fn table(header: &[&str], right_aligned: &[usize]) -> Table {
+    styled_table(presets::UTF8_FULL_CONDENSED, header, right_aligned)
+}
+
+/// Like [`table`], with a line between rows (for multi-line cells).
+pub fn ruled_table(header: &[&str], right_aligned: &[usize]) -> Table {
+    styled_table(presets::UTF8_FULL, header, right_aligned)
+}
+
+fn styled_table(style: TableStyle, header: &[&str], right_aligned: &[usize]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(style)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    for &index in right_aligned {
+        if let Some(column) = table.column_mut(index) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+}
+
+/// A titled section: the title, then the table or `empty` when it has no rows.
+pub fn section(title: &str, table: &Table, empty: &str) -> String {
+    if table.row_count() == 0 {
+        format!("\n{title}: {empty}\n")
+    } else {
+        format!("\n{title}:\n{table}\n")
+    }
+}
+
+/// The receipt of a write, in text.
+pub fn receipt_fields(receipt: &pb::EntryReceipt) -> Vec<(&'static str, String)> {
+    vec![
+        ("sequence", receipt.sequence.to_string()),
+        ("effective date", receipt.effective_date.clone()),
+        ("hash", short_hash(&receipt.hash).to_owned()),
+    ]
+}
+
+/// The receipt of a write, in JSON (full hash).
+pub fn receipt_json(receipt: &pb::EntryReceipt) -> Value {
+    json!({
+        "sequence": receipt.sequence,
+        "effective_date": receipt.effective_date,
+        "recorded_at": receipt.recorded_at,
+        "hash": receipt.hash,
+    })
+}
+
+/// What a write prints: its receipt, then `rows` (text) or `result`'s fields
+/// (JSON, beside the request id and the receipt).
+pub fn write_report(
+    request_id: &str,
+    receipt: &pb::EntryReceipt,
+    rows: Vec<(&str, String)>,
+    result: Value,
+) -> Report {
+    let mut lines = receipt_fields(receipt);
+    lines.extend(rows);
+    let mut json = json!({
+        "request_id": request_id,
+        "receipt": receipt_json(receipt),
+    });
+    if let (Some(object), Value::Object(extra)) = (json.as_object_mut(), result) {
+        object.extend(extra);
+    }
+    Report {
+        text: fields(&lines),
+        json,
+    }
+}
+
+/// One schedule line as JSON; `with_payments` adds what was paid and the status.
+pub fn installment_json(installment: &pb::Installment, with_payments: bool) -> Value {
+    let mut value = json!({
+        "number": installment.number,
+        "due_date": installment.due_date,
+        "principal": money_json(installment.principal.as_ref()),
+        "interest": money_json(installment.interest.as_ref()),
+        "total": money_json(installment.total.as_ref()),
+    });
+    if with_payments && let Some(object) = value.as_object_mut() {
+        object.insert(
+            "principal_paid".into(),
+            money_json(installment.principal_paid.as_ref()),
+        );
+        object.insert(
+            "interest_paid".into(),
+            money_json(installment.interest_paid.as_ref()),
+        );
+        object.insert(
+            "status".into(),
+            enum_name(installment.status().as_str_name()).into(),
+        );
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_thousands_and_keeps_the_rest() {
+        assert_eq!(grouped("0"), "0");
+        assert_eq!(grouped("999"), "999");
+        assert_eq!(grouped("1000"), "1,000");
+        assert_eq!(grouped("10000000"), "10,000,000");
+        assert_eq!(grouped("-440000"), "-440,000");
+        assert_eq!(grouped("1234567.50"), "1,234,567.50");
+        assert_eq!(grouped("12ab"), "12ab");
+        assert_eq!(grouped(""), "");
+        assert_eq!(grouped("-"), "-");
+        assert_eq!(grouped("1.2.3"), "1.2.3");
+    }
+
+    #[test]
+    fn strips_enum_prefixes() {
+        assert_eq!(enum_name("SAVINGS_KIND_COMPULSORY"), "COMPULSORY");
+        assert_eq!(enum_name("INSTALLMENT_STATUS_NOT_DUE"), "NOT_DUE");
+        assert_eq!(enum_name("ODD"), "ODD");
+    }
+
+    #[test]
+    fn shortens_hashes_safely() {
+        assert_eq!(short_hash("0123456789abcdef0123"), "0123456789abcdef");
+        assert_eq!(short_hash("abc"), "abc");
+    }
+}

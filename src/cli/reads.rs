@@ -1,0 +1,267 @@
+//! Reads of one thing: an account's balance, a member, a loan, the
+//! journal's head.
+
+use serde_json::{Value, json};
+
+use super::args::{BalanceArgs, LoanArgs, MemberArgs};
+use super::connect::{audit, read_error};
+use super::output::{
+    Report, amount, enum_name, fields, installment_json, money, money_json, section, table,
+};
+use crate::pb;
+
+/// `balance`.
+pub async fn balance(server: &str, args: BalanceArgs) -> anyhow::Result<Report> {
+    let request = pb::GetBalanceRequest {
+        account: args.account,
+    };
+    let r = audit(server)
+        .await?
+        .get_balance(request)
+        .await
+        .map_err(read_error)?
+        .into_inner();
+    let kind = enum_name(r.kind().as_str_name());
+    let text = fields(&[
+        ("account", r.account.clone()),
+        ("kind", kind.clone()),
+        ("balance", money(r.balance.as_ref())),
+        ("debits", money(r.debits.as_ref())),
+        ("credits", money(r.credits.as_ref())),
+        ("as of entry", r.as_of_sequence.to_string()),
+    ]);
+    let json = json!({
+        "account": r.account,
+        "kind": kind,
+        "balance": money_json(r.balance.as_ref()),
+        "debits": money_json(r.debits.as_ref()),
+        "credits": money_json(r.credits.as_ref()),
+        "as_of_sequence": r.as_of_sequence,
+    });
+    Ok(Report { text, json })
+}
+
+/// `member`: details, savings accounts and loans.
+pub async fn member(server: &str, args: MemberArgs) -> anyhow::Result<Report> {
+    let request = pb::GetMemberRequest {
+        member_id: args.member_id,
+    };
+    let r = audit(server)
+        .await?
+        .get_member(request)
+        .await
+        .map_err(read_error)?
+        .into_inner();
+    let mut text = fields(&[
+        ("member id", r.member_id.clone()),
+        ("name", r.full_name.clone()),
+        ("group", r.group_id.clone()),
+        ("center", r.center_id.clone()),
+        ("branch", r.branch_id.clone()),
+        ("joined on", r.joined_on.clone()),
+    ]);
+    text += &savings_section(&r.savings_accounts);
+    text += &loans_section(&r.loans);
+    let json = json!({
+        "member_id": r.member_id,
+        "full_name": r.full_name,
+        "group_id": r.group_id,
+        "center_id": r.center_id,
+        "branch_id": r.branch_id,
+        "joined_on": r.joined_on,
+        "savings_accounts": r.savings_accounts.iter().map(savings_json).collect::<Vec<_>>(),
+        "loans": r.loans.iter().map(loan_summary_json).collect::<Vec<_>>(),
+    });
+    Ok(Report { text, json })
+}
+
+fn savings_section(accounts: &[pb::SavingsAccount]) -> String {
+    let header = [
+        "account",
+        "kind",
+        "opened on",
+        "balance",
+        "required minimum",
+    ];
+    let mut rows = table(&header, &[3, 4]);
+    for a in accounts {
+        rows.add_row(vec![
+            a.account_id.clone(),
+            enum_name(a.kind().as_str_name()),
+            a.opened_on.clone(),
+            amount(a.balance.as_ref()),
+            amount(a.required_minimum.as_ref()),
+        ]);
+    }
+    section("savings accounts", &rows, "none")
+}
+
+fn savings_json(a: &pb::SavingsAccount) -> Value {
+    json!({
+        "account_id": a.account_id,
+        "kind": enum_name(a.kind().as_str_name()),
+        "opened_on": a.opened_on,
+        "balance": money_json(a.balance.as_ref()),
+        "required_minimum": money_json(a.required_minimum.as_ref()),
+    })
+}
+
+fn loans_section(loans: &[pb::LoanSummary]) -> String {
+    let header = ["loan", "status", "disbursed on", "principal", "outstanding"];
+    let mut rows = table(&header, &[3, 4]);
+    for l in loans {
+        rows.add_row(vec![
+            l.loan_id.clone(),
+            enum_name(l.status().as_str_name()),
+            l.disbursed_on.clone(),
+            amount(l.principal.as_ref()),
+            amount(l.principal_outstanding.as_ref()),
+        ]);
+    }
+    section("loans", &rows, "none")
+}
+
+fn loan_summary_json(l: &pb::LoanSummary) -> Value {
+    json!({
+        "loan_id": l.loan_id,
+        "status": enum_name(l.status().as_str_name()),
+        "disbursed_on": l.disbursed_on,
+        "principal": money_json(l.principal.as_ref()),
+        "principal_outstanding": money_json(l.principal_outstanding.as_ref()),
+    })
+}
+
+/// `loan`: terms, outstanding and overdue figures, the schedule.
+pub async fn loan(server: &str, args: LoanArgs) -> anyhow::Result<Report> {
+    let request = pb::GetLoanRequest {
+        loan_id: args.loan_id,
+        as_of_date: args.as_of.unwrap_or_default(),
+    };
+    let r = audit(server)
+        .await?
+        .get_loan(request)
+        .await
+        .map_err(read_error)?
+        .into_inner();
+    let terms = r.terms.clone().unwrap_or_default();
+    let mut rows = vec![
+        ("loan id", r.loan_id.clone()),
+        ("member", r.member_id.clone()),
+        ("branch", r.branch_id.clone()),
+        ("status", enum_name(r.status().as_str_name())),
+        ("disbursed on", r.disbursed_on.clone()),
+    ];
+    rows.extend(terms_fields(&terms));
+    rows.extend([
+        ("as of", r.as_of_date.clone()),
+        (
+            "principal outstanding",
+            money(r.principal_outstanding.as_ref()),
+        ),
+        (
+            "interest outstanding",
+            money(r.interest_outstanding.as_ref()),
+        ),
+        ("principal overdue", money(r.principal_overdue.as_ref())),
+        ("interest overdue", money(r.interest_overdue.as_ref())),
+    ]);
+    let text = fields(&rows) + &loan_schedule_section(&r.schedule);
+    Ok(Report {
+        text,
+        json: loan_json(&r, &terms),
+    })
+}
+
+fn terms_fields(terms: &pb::LoanTerms) -> Vec<(&'static str, String)> {
+    let rounding = if terms.rounding_multiple.is_empty() {
+        "currency unit".to_owned()
+    } else {
+        terms.rounding_multiple.clone()
+    };
+    vec![
+        ("principal", money(terms.principal.as_ref())),
+        (
+            "interest rate",
+            format!("{}% a year", terms.annual_interest_rate_percent),
+        ),
+        ("method", enum_name(terms.interest_method().as_str_name())),
+        (
+            "installments",
+            format!(
+                "{} {}",
+                terms.installment_count,
+                enum_name(terms.repayment_frequency().as_str_name())
+            ),
+        ),
+        ("first repayment", terms.first_repayment_date.clone()),
+        ("rounding multiple", rounding),
+    ]
+}
+
+fn loan_schedule_section(schedule: &[pb::Installment]) -> String {
+    let header = [
+        "no",
+        "due date",
+        "principal",
+        "interest",
+        "total",
+        "principal paid",
+        "interest paid",
+        "status",
+    ];
+    let mut rows = table(&header, &[0, 2, 3, 4, 5, 6]);
+    for i in schedule {
+        rows.add_row(vec![
+            i.number.to_string(),
+            i.due_date.clone(),
+            amount(i.principal.as_ref()),
+            amount(i.interest.as_ref()),
+            amount(i.total.as_ref()),
+            amount(i.principal_paid.as_ref()),
+            amount(i.interest_paid.as_ref()),
+            enum_name(i.status().as_str_name()),
+        ]);
+    }
+    section("schedule", &rows, "no installments")
+}
+
+fn loan_json(r: &pb::GetLoanResponse, terms: &pb::LoanTerms) -> Value {
+    json!({
+        "loan_id": r.loan_id,
+        "member_id": r.member_id,
+        "branch_id": r.branch_id,
+        "status": enum_name(r.status().as_str_name()),
+        "terms": {
+            "principal": money_json(terms.principal.as_ref()),
+            "annual_interest_rate_percent": terms.annual_interest_rate_percent,
+            "interest_method": enum_name(terms.interest_method().as_str_name()),
+            "installment_count": terms.installment_count,
+            "repayment_frequency": enum_name(terms.repayment_frequency().as_str_name()),
+            "first_repayment_date": terms.first_repayment_date,
+            "rounding_multiple": terms.rounding_multiple,
+        },
+        "disbursed_on": r.disbursed_on,
+        "as_of_date": r.as_of_date,
+        "principal_outstanding": money_json(r.principal_outstanding.as_ref()),
+        "interest_outstanding": money_json(r.interest_outstanding.as_ref()),
+        "principal_overdue": money_json(r.principal_overdue.as_ref()),
+        "interest_overdue": money_json(r.interest_overdue.as_ref()),
+        "schedule": r.schedule.iter().map(|i| installment_json(i, true)).collect::<Vec<_>>(),
+    })
+}
+
+/// `info`: the journal's head.
+pub async fn info(server: &str) -> anyhow::Result<Report> {
+    let r = audit(server)
+        .await?
+        .get_ledger_info(pb::GetLedgerInfoRequest {})
+        .await
+        .map_err(read_error)?
+        .into_inner();
+    let text = fields(&[
+        ("last sequence", r.last_sequence.to_string()),
+        ("last hash", r.last_hash.clone()),
+    ]);
+    let json = json!({ "last_sequence": r.last_sequence, "last_hash": r.last_hash });
+    Ok(Report { text, json })
+}
