@@ -120,6 +120,18 @@ pub fn parse_decimal(
 
 /// Parses a client's positive amount in `currency`: refused if zero, negative,
 /// malformed, or with more decimal places than the currency has.
+///
+/// ```
+/// use mfi_ledger::domain::money::{Currency, parse_amount};
+///
+/// assert_eq!(parse_amount("amount", "150000", Currency::Vnd).unwrap().to_string(), "150000");
+/// // Equal amounts are equal values: "2.50" is 2.5.
+/// assert_eq!(parse_amount("amount", "2.50", Currency::Usd).unwrap().to_string(), "2.5");
+/// // VND has no minor unit, and nothing but plain decimals is accepted.
+/// let refused = parse_amount("amount", "1000.5", Currency::Vnd).unwrap_err();
+/// assert_eq!(refused.to_string(), "amount: \"1000.5\" has 1 decimal places but VND allows 0");
+/// assert!(parse_amount("amount", "1e6", Currency::Vnd).is_err());
+/// ```
 pub fn parse_amount(field: &str, text: &str, currency: Currency) -> Result<Decimal, DomainError> {
     let amount = parse_decimal(field, text, true)?;
     if amount.is_sign_negative() && !amount.is_zero() {

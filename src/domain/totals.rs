@@ -135,6 +135,14 @@ impl Period {
 
     /// The period of the same length just before: the previous year, the
     /// previous month, or as many days just before a range.
+    ///
+    /// ```
+    /// use mfi_ledger::domain::totals::Period;
+    ///
+    /// let march = Period::Range { from: "2023-03-01".parse().unwrap(), to: "2023-03-31".parse().unwrap() };
+    /// let (from, to) = march.previous().unwrap().bounds().unwrap();
+    /// assert_eq!((from.to_string(), to.to_string()), ("2023-01-29".into(), "2023-02-28".into()));
+    /// ```
     pub fn previous(self) -> Result<Period, DomainError> {
         match self {
             Period::Year(year) => Ok(Period::Year(year - 1)),
