@@ -31,8 +31,19 @@ enum Command {
     /// Check a data directory offline (server stopped): replay the journal,
     /// check every hash and balance, compare the stored derived state.
     Verify(VerifyArgs),
+    /// Serve an echo BranchService that does no ledger work (the RPC
+    /// ceiling for benchmarks).
+    #[command(hide = true)]
+    EchoServer(EchoArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
+}
+
+#[derive(Args)]
+struct EchoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    listen: SocketAddr,
 }
 
 #[derive(Args)]
@@ -82,6 +93,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Serve(serve) => runtime.block_on(run_server(serve)),
         Command::Verify(verify) => run_verify(verify),
+        Command::EchoServer(echo) => runtime.block_on(run_echo(echo)),
         Command::Client(command) => runtime.block_on(cli::run(args.client, command)),
     };
     match result {
@@ -121,6 +133,14 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || ledger.shutdown()).await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+async fn run_echo(args: EchoArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    println!("mfi-ledger echo listening on {}", listener.local_addr()?);
+    api::echo::serve_echo(listener, ServerLimits::default(), shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -17,10 +17,11 @@ use crate::pb;
 mod audit;
 mod branch;
 pub mod convert;
+pub mod echo;
 pub mod status;
 
 pub use audit::{AuditApi, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
-pub use branch::BranchApi;
+pub use branch::{BATCH_COMMANDS_MAX, BranchApi};
 
 /// Limits of the gRPC server.
 #[derive(Clone, Copy, Debug)]

@@ -77,10 +77,14 @@ pub enum SubmitError {
     Internal(String),
 }
 
-type Reply = oneshot::Sender<Result<Arc<Entry>, SubmitError>>;
+/// The result of one command: its durable entry, or why it got none.
+pub type CommandResult = Result<Arc<Entry>, SubmitError>;
 
+type Reply = oneshot::Sender<Vec<CommandResult>>;
+
+/// Commands sent together, answered together, in order.
 struct Submission {
-    command: Command,
+    commands: Vec<Command>,
     reply: Reply,
 }
 
@@ -137,27 +141,47 @@ impl Ledger {
     }
 
     /// Submits a command; resolves once its entry is durable (or it is refused).
-    pub async fn submit(&self, command: Command) -> Result<Arc<Entry>, SubmitError> {
+    pub async fn submit(&self, command: Command) -> CommandResult {
+        let mut results = self.submit_many(vec![command]).await;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(SubmitError::Internal("no result for the command".into())))
+    }
+
+    /// Submits commands to be decided in order, each on its own, sharing
+    /// durable barriers; resolves with one result per command, in order.
+    pub async fn submit_many(&self, commands: Vec<Command>) -> Vec<CommandResult> {
+        let count = commands.len();
+        let refuse_all = |error: SubmitError| vec![Err(error); count];
+        if count == 0 {
+            return Vec::new();
+        }
         let sender = self
             .sender
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-            .ok_or_else(|| SubmitError::Unavailable("shutting down".into()))?;
+            .clone();
+        let Some(sender) = sender else {
+            return refuse_all(SubmitError::Unavailable("shutting down".into()));
+        };
         let (reply, receiver) = oneshot::channel();
-        sender
-            .try_send(Submission { command, reply })
-            .map_err(|error| match error {
+        if let Err(error) = sender.try_send(Submission { commands, reply }) {
+            return refuse_all(match error {
                 mpsc::error::TrySendError::Full(_) => {
                     SubmitError::Overloaded(self.config.queue_depth_max)
                 }
                 mpsc::error::TrySendError::Closed(_) => {
                     SubmitError::Unavailable("the writer has stopped".into())
                 }
-            })?;
-        receiver
-            .await
-            .map_err(|_| SubmitError::Unavailable("the writer stopped before answering".into()))?
+            });
+        }
+        match receiver.await {
+            Ok(results) if results.len() == count => results,
+            Ok(_) => refuse_all(SubmitError::Internal("wrong number of results".into())),
+            Err(_) => refuse_all(SubmitError::Unavailable(
+                "the writer stopped before answering".into(),
+            )),
+        }
     }
 
     /// Runs `read` on the durable state.
@@ -240,12 +264,16 @@ enum Answer {
 
 impl Writer {
     fn run(mut self, mut receiver: mpsc::Receiver<Submission>) {
-        let mut batch = Vec::with_capacity(self.batch_size_max);
+        let mut batch: Vec<Submission> = Vec::new();
         while let Some(first) = receiver.blocking_recv() {
+            let mut commands = first.commands.len();
             batch.push(first);
-            while batch.len() < self.batch_size_max {
+            while commands < self.batch_size_max {
                 match receiver.try_recv() {
-                    Ok(submission) => batch.push(submission),
+                    Ok(submission) => {
+                        commands += submission.commands.len();
+                        batch.push(submission);
+                    }
                     Err(_) => break,
                 }
             }
@@ -257,16 +285,21 @@ impl Writer {
     fn process(&mut self, batch: &mut Vec<Submission>) {
         if let Some(why) = &self.failed {
             for submission in batch.drain(..) {
-                let _ = submission
-                    .reply
-                    .send(Err(SubmitError::Unavailable(why.clone())));
+                let results =
+                    vec![Err(SubmitError::Unavailable(why.clone())); submission.commands.len()];
+                let _ = submission.reply.send(results);
             }
             return;
         }
         let mut entries: Vec<Arc<Entry>> = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
         for submission in batch.iter() {
-            answers.push(self.decide(&submission.command, &mut entries));
+            let decided: Vec<Answer> = submission
+                .commands
+                .iter()
+                .map(|command| self.decide(command, &mut entries))
+                .collect();
+            answers.push(decided);
         }
         if !entries.is_empty()
             && let Err(error) = self.make_durable(&entries)
@@ -275,20 +308,23 @@ impl Writer {
             tracing::error!(%error, "batch not durable; the writer stops deciding commands");
             self.failed = Some(why.clone());
             for submission in batch.drain(..) {
-                let _ = submission
-                    .reply
-                    .send(Err(SubmitError::Internal(why.clone())));
+                let results =
+                    vec![Err(SubmitError::Internal(why.clone())); submission.commands.len()];
+                let _ = submission.reply.send(results);
             }
             return;
         }
-        for (submission, answer) in batch.drain(..).zip(answers) {
-            let result = match answer {
-                Answer::New(index) => Ok(entries[index].clone()),
-                Answer::Existing(entry) => Ok(entry),
-                Answer::Error(error) => Err(error),
-            };
+        for (submission, decided) in batch.drain(..).zip(answers) {
+            let results = decided
+                .into_iter()
+                .map(|answer| match answer {
+                    Answer::New(index) => Ok(entries[index].clone()),
+                    Answer::Existing(entry) => Ok(entry),
+                    Answer::Error(error) => Err(error),
+                })
+                .collect();
             // A client that went away does not stop the others.
-            let _ = submission.reply.send(result);
+            let _ = submission.reply.send(results);
         }
     }
 

@@ -1,0 +1,158 @@
+//! Shared setup for the benchmarks: a ledger on a temporary store with a
+//! branch, members with compulsory savings, and large loans, built through
+//! the same `Ledger::submit_many` path the API uses.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use mfi_ledger::domain::command::{Command, CommandBody, LoanTermsInput, Money, SavingsKind};
+use mfi_ledger::domain::ids::{Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId};
+use mfi_ledger::domain::money::Currency;
+use mfi_ledger::domain::schedule::{InterestMethod, RepaymentFrequency};
+use mfi_ledger::ledger::{Clock, Ledger, LedgerConfig};
+use mfi_ledger::store::DiskStore;
+use rust_decimal::Decimal;
+
+/// A fixed clock (2024-06-30), so that every effective date used is in the past.
+pub struct FixedClock;
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 6, 30, 3, 0, 0).unwrap()
+    }
+}
+
+static REQUEST: AtomicU64 = AtomicU64::new(0);
+
+/// A command with a fresh request id.
+pub fn command(body: CommandBody) -> Command {
+    let n = REQUEST.fetch_add(1, Ordering::Relaxed);
+    Command {
+        request_id: RequestId::parse("request_id", &format!("bench-{n}")).unwrap(),
+        actor: Actor::parse("actor", "bench").unwrap(),
+        body,
+    }
+}
+
+pub fn date(text: &str) -> Option<NaiveDate> {
+    Some(text.parse().unwrap())
+}
+
+fn name(text: &str) -> Name {
+    Name::parse("name", text).unwrap()
+}
+
+pub fn vnd(amount: i64) -> Money {
+    Money { amount: Decimal::from(amount), currency: Currency::Vnd }
+}
+
+pub fn member_id(i: usize) -> MemberId {
+    MemberId::parse("m", &format!("M{i}")).unwrap()
+}
+
+pub fn savings_id(i: usize) -> SavingsAccountId {
+    SavingsAccountId::parse("s", &format!("M{i}/C1")).unwrap()
+}
+
+pub fn loan_id(i: usize) -> LoanId {
+    LoanId::parse("l", &format!("M{i}/L1")).unwrap()
+}
+
+/// Terms of a loan large enough never to be repaid by a benchmark.
+pub fn big_loan() -> LoanTermsInput {
+    LoanTermsInput {
+        principal: vnd(1_000_000_000),
+        annual_interest_rate_percent: Decimal::from(20),
+        interest_method: InterestMethod::Flat,
+        installment_count: 520,
+        frequency: RepaymentFrequency::Weekly,
+        first_repayment_date: "2024-01-08".parse().unwrap(),
+        rounding_multiple: Some(Decimal::from(100)),
+    }
+}
+
+pub fn repayment(member: usize, amount: i64) -> Command {
+    command(CommandBody::RecordRepayment { loan_id: loan_id(member), amount: vnd(amount), effective_date: date("2024-06-01") })
+}
+
+pub fn deposit(member: usize, amount: i64) -> Command {
+    command(CommandBody::DepositSavings { account_id: savings_id(member), amount: vnd(amount), effective_date: date("2024-06-01") })
+}
+
+pub fn disbursement(member: usize) -> Command {
+    let mut terms = big_loan();
+    terms.principal = vnd(5_000_000);
+    terms.installment_count = 50;
+    command(CommandBody::DisburseLoan { member_id: member_id(member), terms, disbursed_on: date("2024-01-01") })
+}
+
+/// Submits commands in chunks of 1,000 and panics on any refusal.
+pub async fn submit_all(ledger: &Ledger, commands: Vec<Command>) {
+    let mut commands = commands.into_iter().peekable();
+    while commands.peek().is_some() {
+        let chunk: Vec<Command> = commands.by_ref().take(1000).collect();
+        for result in ledger.submit_many(chunk).await {
+            result.expect("set-up command accepted");
+        }
+    }
+}
+
+/// A ledger in `dir` with one branch and `members` members, each with a
+/// compulsory savings account and (if `with_loans`) a large loan.
+pub async fn ledger_with_members(dir: &std::path::Path, members: usize, with_loans: bool) -> Arc<Ledger> {
+    let store = DiskStore::open(dir).unwrap();
+    let config = LedgerConfig { batch_size_max: 1000, ..LedgerConfig::default() };
+    let ledger = Arc::new(Ledger::start(Arc::new(store), Arc::new(FixedClock), config).unwrap());
+    let branch = BranchId::parse("b", "TB").unwrap();
+    let mut setup = vec![
+        command(CommandBody::CreateBranch {
+            branch_id: branch.clone(),
+            name: name("Thái Bình"),
+            time_zone: "Asia/Ho_Chi_Minh".into(),
+            currency: Currency::Vnd,
+            compulsory_savings_percent: Decimal::from(5),
+            opened_on: date("2020-01-01"),
+        }),
+        command(CommandBody::CreateCenter {
+            center_id: CenterId::parse("c", "C1").unwrap(),
+            branch_id: branch,
+            name: name("Cụm 1"),
+            opened_on: date("2020-01-01"),
+        }),
+        command(CommandBody::CreateGroup {
+            group_id: GroupId::parse("g", "G1").unwrap(),
+            center_id: CenterId::parse("c", "C1").unwrap(),
+            name: name("Nhóm 1"),
+            opened_on: date("2020-01-01"),
+        }),
+    ];
+    for i in 0..members {
+        setup.push(command(CommandBody::RegisterMember {
+            member_id: member_id(i),
+            full_name: name("Nguyễn Thị Hoa"),
+            group_id: GroupId::parse("g", "G1").unwrap(),
+            joined_on: date("2020-01-01"),
+        }));
+        setup.push(command(CommandBody::OpenSavingsAccount {
+            member_id: member_id(i),
+            kind: SavingsKind::Compulsory,
+            opened_on: date("2020-01-01"),
+        }));
+        if with_loans {
+            setup.push(command(CommandBody::DisburseLoan { member_id: member_id(i), terms: big_loan(), disbursed_on: date("2024-01-01") }));
+        }
+    }
+    submit_all(&ledger, setup).await;
+    ledger
+}
+
+/// Appends `count` repayments and deposits spread over `members` members.
+pub async fn grow_journal(ledger: &Ledger, members: usize, count: usize) {
+    let commands = (0..count)
+        .map(|i| if i % 4 == 3 { deposit(i % members, 1000 + (i % 9) as i64) } else { repayment(i % members, 1000 + (i % 9) as i64) })
+        .collect();
+    submit_all(ledger, commands).await;
+}

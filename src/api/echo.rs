@@ -1,0 +1,191 @@
+//! An echo `BranchService` for benchmarks: the RPC ceiling. It answers every
+//! write at once with a reply of the same shape and size as the ledger's,
+//! doing no ledger work, so that the load generator can measure what gRPC
+//! alone costs with the same messages and concurrency.
+//!
+//! Never part of `serve`; started only by the hidden `echo-server` command.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tonic::{Request, Response, Status};
+
+use crate::pb;
+use crate::pb::batch_command::Command as Write;
+use crate::pb::batch_result::Result as Reply;
+use crate::pb::branch_service_server::BranchService;
+
+/// Answers writes without a ledger.
+#[derive(Default)]
+pub struct EchoBranchApi {
+    sequence: AtomicU64,
+}
+
+impl EchoBranchApi {
+    fn receipt(&self) -> Option<pb::EntryReceipt> {
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        Some(pb::EntryReceipt {
+            sequence,
+            effective_date: "2024-01-08".into(),
+            recorded_at: "2024-01-08T03:00:00.000000Z".into(),
+            hash: format!("{sequence:064x}"),
+        })
+    }
+
+    fn echo(&self, write: &Write) -> Reply {
+        let money = |amount: &str| {
+            Some(pb::Money {
+                amount: amount.into(),
+                currency: "VND".into(),
+            })
+        };
+        let receipt = self.receipt();
+        match write {
+            Write::RecordRepayment(r) => Reply::RecordRepayment(pb::RecordRepaymentResponse {
+                receipt,
+                interest_paid: money("1000"),
+                principal_paid: r.amount.clone().map(|m| pb::Money {
+                    amount: m.amount,
+                    currency: "VND".into(),
+                }),
+                principal_outstanding: money("999000000"),
+                loan_closed: false,
+            }),
+            Write::DepositSavings(r) => Reply::DepositSavings(pb::DepositSavingsResponse {
+                receipt,
+                balance: r.amount.clone(),
+            }),
+            Write::WithdrawSavings(r) => Reply::WithdrawSavings(pb::WithdrawSavingsResponse {
+                receipt,
+                balance: r.amount.clone(),
+            }),
+            Write::CreateBranch(_) => Reply::CreateBranch(pb::CreateBranchResponse { receipt }),
+            Write::CreateCenter(_) => Reply::CreateCenter(pb::CreateCenterResponse { receipt }),
+            Write::CreateGroup(_) => Reply::CreateGroup(pb::CreateGroupResponse { receipt }),
+            Write::RegisterMember(_) => {
+                Reply::RegisterMember(pb::RegisterMemberResponse { receipt })
+            }
+            Write::OpenSavingsAccount(r) => {
+                Reply::OpenSavingsAccount(pb::OpenSavingsAccountResponse {
+                    receipt,
+                    account_id: format!("{}/C1", r.member_id),
+                })
+            }
+            Write::DisburseLoan(r) => Reply::DisburseLoan(pb::DisburseLoanResponse {
+                receipt,
+                loan_id: format!("{}/L1", r.member_id),
+                schedule: Vec::new(),
+            }),
+            Write::ReverseEntry(_) => Reply::ReverseEntry(pb::ReverseEntryResponse { receipt }),
+        }
+    }
+}
+
+fn wrong_kind() -> Status {
+    Status::internal("echo: reply of the wrong kind")
+}
+
+macro_rules! echo_method {
+    ($self:ident, $request:ident, $variant:ident) => {
+        match $self.echo(&Write::$variant($request.into_inner())) {
+            Reply::$variant(reply) => Ok(Response::new(reply)),
+            _ => Err(wrong_kind()),
+        }
+    };
+}
+
+#[tonic::async_trait]
+impl BranchService for EchoBranchApi {
+    async fn create_branch(
+        &self,
+        request: Request<pb::CreateBranchRequest>,
+    ) -> Result<Response<pb::CreateBranchResponse>, Status> {
+        echo_method!(self, request, CreateBranch)
+    }
+    async fn create_center(
+        &self,
+        request: Request<pb::CreateCenterRequest>,
+    ) -> Result<Response<pb::CreateCenterResponse>, Status> {
+        echo_method!(self, request, CreateCenter)
+    }
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
+        echo_method!(self, request, CreateGroup)
+    }
+    async fn register_member(
+        &self,
+        request: Request<pb::RegisterMemberRequest>,
+    ) -> Result<Response<pb::RegisterMemberResponse>, Status> {
+        echo_method!(self, request, RegisterMember)
+    }
+    async fn open_savings_account(
+        &self,
+        request: Request<pb::OpenSavingsAccountRequest>,
+    ) -> Result<Response<pb::OpenSavingsAccountResponse>, Status> {
+        echo_method!(self, request, OpenSavingsAccount)
+    }
+    async fn deposit_savings(
+        &self,
+        request: Request<pb::DepositSavingsRequest>,
+    ) -> Result<Response<pb::DepositSavingsResponse>, Status> {
+        echo_method!(self, request, DepositSavings)
+    }
+    async fn withdraw_savings(
+        &self,
+        request: Request<pb::WithdrawSavingsRequest>,
+    ) -> Result<Response<pb::WithdrawSavingsResponse>, Status> {
+        echo_method!(self, request, WithdrawSavings)
+    }
+    async fn disburse_loan(
+        &self,
+        request: Request<pb::DisburseLoanRequest>,
+    ) -> Result<Response<pb::DisburseLoanResponse>, Status> {
+        echo_method!(self, request, DisburseLoan)
+    }
+    async fn record_repayment(
+        &self,
+        request: Request<pb::RecordRepaymentRequest>,
+    ) -> Result<Response<pb::RecordRepaymentResponse>, Status> {
+        echo_method!(self, request, RecordRepayment)
+    }
+    async fn reverse_entry(
+        &self,
+        request: Request<pb::ReverseEntryRequest>,
+    ) -> Result<Response<pb::ReverseEntryResponse>, Status> {
+        echo_method!(self, request, ReverseEntry)
+    }
+    async fn submit_batch(
+        &self,
+        request: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        let results = request
+            .into_inner()
+            .commands
+            .into_iter()
+            .map(|command| pb::BatchResult {
+                result: command.command.map(|write| self.echo(&write)),
+            })
+            .collect();
+        Ok(Response::new(pb::SubmitBatchResponse { results }))
+    }
+}
+
+/// Serves the echo service on `listener` until `shutdown` resolves.
+pub async fn serve_echo(
+    listener: tokio::net::TcpListener,
+    limits: super::ServerLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let echo = pb::branch_service_server::BranchServiceServer::new(EchoBranchApi::default())
+        .max_decoding_message_size(limits.message_size_max);
+    tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(limits.requests_per_connection_max)
+        .add_service(echo)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}
