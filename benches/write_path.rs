@@ -31,7 +31,10 @@ fn write_path(c: &mut Criterion) {
     record.extend_from_slice(&sample.hash);
 
     let mut group = c.benchmark_group("durable_writes");
-    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
     for batch in BATCH_SIZES {
         group.throughput(Throughput::Elements(batch as u64));
         for (kind, make) in [
@@ -54,60 +57,73 @@ fn write_path(c: &mut Criterion) {
                 })
             });
         }
-        group.bench_with_input(BenchmarkId::new("disbursement", batch), &batch, |b, &batch| {
-            b.iter_custom(|iterations| {
-                let mut elapsed = Duration::ZERO;
-                for _ in 0..iterations {
-                    let commands =
-                        (0..batch).map(|_| disbursement(next.fetch_add(1, Ordering::Relaxed) % MEMBERS)).collect();
+        group.bench_with_input(
+            BenchmarkId::new("disbursement", batch),
+            &batch,
+            |b, &batch| {
+                b.iter_custom(|iterations| {
+                    let mut elapsed = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let commands = (0..batch)
+                            .map(|_| disbursement(next.fetch_add(1, Ordering::Relaxed) % MEMBERS))
+                            .collect();
+                        let start = Instant::now();
+                        let results = runtime.block_on(ledger.submit_many(commands));
+                        elapsed += start.elapsed();
+                        assert!(results.iter().all(Result::is_ok));
+                    }
+                    elapsed
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("baseline_file_fdatasync", batch),
+            &batch,
+            |b, &batch| {
+                let dir = tempfile::tempdir().unwrap();
+                let mut file = File::create(dir.path().join("journal")).unwrap();
+                let mut framed = Vec::new();
+                framed.extend_from_slice(&(record.len() as u32).to_le_bytes());
+                framed.extend_from_slice(&crc32fast::hash(&record).to_le_bytes());
+                framed.extend_from_slice(&record);
+                b.iter_custom(|iterations| {
                     let start = Instant::now();
-                    let results = runtime.block_on(ledger.submit_many(commands));
-                    elapsed += start.elapsed();
-                    assert!(results.iter().all(Result::is_ok));
-                }
-                elapsed
-            })
-        });
-        group.bench_with_input(BenchmarkId::new("baseline_file_fdatasync", batch), &batch, |b, &batch| {
-            let dir = tempfile::tempdir().unwrap();
-            let mut file = File::create(dir.path().join("journal")).unwrap();
-            let mut framed = Vec::new();
-            framed.extend_from_slice(&(record.len() as u32).to_le_bytes());
-            framed.extend_from_slice(&crc32fast::hash(&record).to_le_bytes());
-            framed.extend_from_slice(&record);
-            b.iter_custom(|iterations| {
-                let start = Instant::now();
-                for _ in 0..iterations {
-                    let mut buffer = Vec::with_capacity(framed.len() * batch);
-                    for _ in 0..batch {
-                        buffer.extend_from_slice(&framed);
+                    for _ in 0..iterations {
+                        let mut buffer = Vec::with_capacity(framed.len() * batch);
+                        for _ in 0..batch {
+                            buffer.extend_from_slice(&framed);
+                        }
+                        file.write_all(&buffer).unwrap();
+                        file.sync_data().unwrap();
                     }
-                    file.write_all(&buffer).unwrap();
-                    file.sync_data().unwrap();
-                }
-                start.elapsed()
-            })
-        });
-        group.bench_with_input(BenchmarkId::new("baseline_sled_fdatasync", batch), &batch, |b, &batch| {
-            let dir = tempfile::tempdir().unwrap();
-            let db = sled::open(dir.path().join("sled")).unwrap();
-            let db_file = File::open(dir.path().join("sled").join("db")).unwrap();
-            let mut key = 0u64;
-            b.iter_custom(|iterations| {
-                let start = Instant::now();
-                for _ in 0..iterations {
-                    let mut sled_batch = sled::Batch::default();
-                    for _ in 0..batch {
-                        key += 1;
-                        sled_batch.insert(&key.to_be_bytes(), record.as_slice());
+                    start.elapsed()
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("baseline_sled_fdatasync", batch),
+            &batch,
+            |b, &batch| {
+                let dir = tempfile::tempdir().unwrap();
+                let db = sled::open(dir.path().join("sled")).unwrap();
+                let db_file = File::open(dir.path().join("sled").join("db")).unwrap();
+                let mut key = 0u64;
+                b.iter_custom(|iterations| {
+                    let start = Instant::now();
+                    for _ in 0..iterations {
+                        let mut sled_batch = sled::Batch::default();
+                        for _ in 0..batch {
+                            key += 1;
+                            sled_batch.insert(&key.to_be_bytes(), record.as_slice());
+                        }
+                        db.apply_batch(sled_batch).unwrap();
+                        db.flush().unwrap();
+                        db_file.sync_data().unwrap();
                     }
-                    db.apply_batch(sled_batch).unwrap();
-                    db.flush().unwrap();
-                    db_file.sync_data().unwrap();
-                }
-                start.elapsed()
-            })
-        });
+                    start.elapsed()
+                })
+            },
+        );
     }
     group.finish();
     ledger.shutdown();

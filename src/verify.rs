@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,10 @@ use chrono::DateTime;
 use crate::domain::command::Command;
 use crate::domain::entry::{Entry, EntryBody, GENESIS_HASH, Hash, chain_hash};
 use crate::domain::state::{ExecContext, LedgerState};
-use crate::store::{BATCH_BYTES_MAX, JOURNAL_FILE_NAME, RECORD_LEN_MAX, load_state_records};
+use crate::store::{
+    JOURNAL_FILE_NAME, STATE_DIR_NAME, StoreError, load_state_records, read_entry_at_offset,
+    scan_journal,
+};
 
 /// What a successful verification saw.
 #[derive(Debug, Clone)]
@@ -59,75 +61,94 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         message,
     };
     let file = File::open(&journal_path).map_err(|e| unreadable(e.to_string()))?;
-    let lookup_file = file.try_clone().map_err(|e| unreadable(e.to_string()))?;
     let stored = load_stored_state(dir)?;
     let stored_at = stored.as_ref().map_or(0, |(sequence, _)| *sequence);
-
-    let mut reader = JournalReader::new(file).map_err(unreadable)?;
-    let mut state = LedgerState::new();
-    let mut offsets: Vec<u64> = Vec::new();
-    let mut previous_hash = GENESIS_HASH;
-    let mut compared_at = None;
+    let mut replay = Replay {
+        file: &file,
+        state: LedgerState::new(),
+        offsets: Vec::new(),
+        previous_hash: GENESIS_HASH,
+        stored: stored.as_ref(),
+        stored_at,
+        compared: false,
+        failure: None,
+    };
     if stored_at == 0 {
-        compare_state(&state, stored.as_ref(), 0)?;
-        compared_at = Some(0);
+        compare_state(&replay.state, stored.as_ref(), 0)?;
+        replay.compared = true;
     }
-    loop {
-        let (offset, payload) = match reader.next_record() {
-            Ok(Some(record)) => record,
-            Ok(None) => break,
-            Err(RecordError::Torn) if reader.torn_bytes() <= BATCH_BYTES_MAX => break,
-            Err(RecordError::Torn) => {
-                return Err(VerifyError::Entry {
-                    sequence: offsets.len() as u64 + 1,
-                    message: format!(
-                        "corrupt record at byte {} with {} bytes after it (more than one batch: not a torn write)",
-                        reader.offset,
-                        reader.torn_bytes()
-                    ),
-                });
-            }
-            Err(RecordError::Io(message)) => return Err(unreadable(message)),
-        };
-        let sequence = offsets.len() as u64 + 1;
-        let entry = check_entry(sequence, &payload, &previous_hash)?;
-        let lookup = |wanted: u64| -> Result<Option<EntryBody>, String> {
-            let Some(&at) = offsets.get((wanted.max(1) - 1) as usize) else {
-                return Ok(None);
-            };
-            crate::store::read_entry_at_offset(&lookup_file, at, wanted)
-                .map(|e| Some(e.body))
-                .map_err(|e| e.to_string())
-        };
-        reexecute(&state, &entry, &lookup)?;
-        state.apply(&entry).map_err(|e| VerifyError::Entry {
-            sequence,
-            message: e.message,
-        })?;
-        state.clear_changes();
-        previous_hash = entry.hash;
-        offsets.push(offset);
-        if sequence == stored_at {
-            compare_state(&state, stored.as_ref(), sequence)?;
-            compared_at = Some(sequence);
-        }
+    let scan = scan_journal(&file, |offset, payload| {
+        replay.step(offset, payload).map_err(|failure| {
+            let message = failure.to_string();
+            replay.failure = Some(failure);
+            StoreError::State(message)
+        })
+    });
+    if let Some(failure) = replay.failure {
+        return Err(failure);
     }
-    if compared_at.is_none() {
+    let scan = scan.map_err(|error| VerifyError::Entry {
+        sequence: replay.offsets.len() as u64 + 1,
+        message: format!("journal unreadable: {error}"),
+    })?;
+    if !replay.compared {
         return Err(VerifyError::State {
             sequence: stored_at,
             message: format!(
-                "the state cache is at entry {stored_at} but the journal ends at entry {}",
-                offsets.len()
+                "the state cache is at entry {stored_at} but the journal ends at entry {}: acknowledged entries are missing",
+                replay.offsets.len()
             ),
         });
     }
     Ok(VerifyReport {
-        entries: offsets.len() as u64,
-        last_hash: previous_hash,
+        entries: replay.offsets.len() as u64,
+        last_hash: replay.previous_hash,
         state_compared_at: stored_at,
-        torn_tail_bytes: reader.torn_bytes(),
+        torn_tail_bytes: scan.torn_bytes,
         elapsed: started.elapsed(),
     })
+}
+
+/// The replay in progress.
+struct Replay<'a> {
+    file: &'a File,
+    state: LedgerState,
+    offsets: Vec<u64>,
+    previous_hash: Hash,
+    stored: Option<&'a StoredState>,
+    stored_at: u64,
+    compared: bool,
+    failure: Option<VerifyError>,
+}
+
+impl Replay<'_> {
+    /// Checks and applies the entry held by the record at `offset`.
+    fn step(&mut self, offset: u64, payload: &[u8]) -> Result<(), VerifyError> {
+        let sequence = self.offsets.len() as u64 + 1;
+        let entry = check_entry(sequence, payload, &self.previous_hash)?;
+        let (file, offsets) = (self.file, &self.offsets);
+        let lookup = |wanted: u64| -> Result<Option<EntryBody>, String> {
+            let Some(&at) = offsets.get((wanted.max(1) - 1) as usize) else {
+                return Ok(None);
+            };
+            read_entry_at_offset(file, at, wanted)
+                .map(|e| Some(e.body))
+                .map_err(|e| e.to_string())
+        };
+        reexecute(&self.state, &entry, &lookup)?;
+        self.state.apply(&entry).map_err(|e| VerifyError::Entry {
+            sequence,
+            message: e.message,
+        })?;
+        self.state.clear_changes();
+        self.previous_hash = entry.hash;
+        self.offsets.push(offset);
+        if sequence == self.stored_at {
+            compare_state(&self.state, self.stored, sequence)?;
+            self.compared = true;
+        }
+        Ok(())
+    }
 }
 
 /// Decodes a record's payload and checks its encoding, chain and balance.
@@ -210,7 +231,20 @@ fn reexecute(
 
 type StoredState = (u64, BTreeMap<Vec<u8>, Vec<u8>>);
 
+/// The stored state, read from a copy of the state directory so that
+/// verification never writes to the data directory (opening sled writes).
 fn load_stored_state(dir: &Path) -> Result<Option<StoredState>, VerifyError> {
+    let unreadable = |message: String| VerifyError::Unreadable {
+        path: dir.display().to_string(),
+        message,
+    };
+    if !dir.join(STATE_DIR_NAME).exists() {
+        return Ok(None);
+    }
+    let copy = tempfile::tempdir().map_err(|e| unreadable(e.to_string()))?;
+    copy_dir(&dir.join(STATE_DIR_NAME), &copy.path().join(STATE_DIR_NAME))
+        .map_err(|e| unreadable(e.to_string()))?;
+    let dir = copy.path();
     let records = load_state_records(dir).map_err(|e| VerifyError::Unreadable {
         path: dir.display().to_string(),
         message: e.to_string(),
@@ -273,72 +307,16 @@ fn state_error(sequence: u64, key: &[u8], message: &str) -> VerifyError {
     }
 }
 
-enum RecordError {
-    Torn,
-    Io(String),
-}
-
-/// Streams the journal's records without changing the file.
-struct JournalReader {
-    reader: BufReader<File>,
-    offset: u64,
-    len: u64,
-    torn: u64,
-}
-
-impl JournalReader {
-    fn new(file: File) -> Result<JournalReader, String> {
-        let len = file.metadata().map_err(|e| e.to_string())?.len();
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut magic = [0u8; 8];
-        reader
-            .read_exact(&mut magic)
-            .map_err(|e| format!("reading header: {e}"))?;
-        if &magic != b"MFIJRNL1" {
-            return Err("not an mfi-ledger journal (bad magic)".into());
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
         }
-        Ok(JournalReader {
-            reader,
-            offset: 8,
-            len,
-            torn: 0,
-        })
     }
-
-    fn next_record(&mut self) -> Result<Option<(u64, Vec<u8>)>, RecordError> {
-        let remaining = self.len - self.offset;
-        if remaining == 0 {
-            return Ok(None);
-        }
-        let torn = |this: &mut JournalReader| {
-            this.torn = remaining;
-            Err(RecordError::Torn)
-        };
-        if remaining < 8 {
-            return torn(self);
-        }
-        let mut header = [0u8; 8];
-        self.reader
-            .read_exact(&mut header)
-            .map_err(|e| RecordError::Io(e.to_string()))?;
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        if len > RECORD_LEN_MAX || (8 + len) as u64 > remaining {
-            return torn(self);
-        }
-        let mut payload = vec![0u8; len];
-        self.reader
-            .read_exact(&mut payload)
-            .map_err(|e| RecordError::Io(e.to_string()))?;
-        if crc32fast::hash(&payload) != crc {
-            return torn(self);
-        }
-        let at = self.offset;
-        self.offset += 8 + len as u64;
-        Ok(Some((at, payload)))
-    }
-
-    fn torn_bytes(&self) -> u64 {
-        self.torn
-    }
+    Ok(())
 }

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use mfi_ledger::domain::command::{Command, CommandBody, LoanTermsInput, Money, SavingsKind};
-use mfi_ledger::domain::ids::{Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId};
+use mfi_ledger::domain::ids::{
+    Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId,
+};
 use mfi_ledger::domain::money::Currency;
 use mfi_ledger::domain::schedule::{InterestMethod, RepaymentFrequency};
 use mfi_ledger::ledger::{Clock, Ledger, LedgerConfig};
@@ -46,7 +48,10 @@ fn name(text: &str) -> Name {
 }
 
 pub fn vnd(amount: i64) -> Money {
-    Money { amount: Decimal::from(amount), currency: Currency::Vnd }
+    Money {
+        amount: Decimal::from(amount),
+        currency: Currency::Vnd,
+    }
 }
 
 pub fn member_id(i: usize) -> MemberId {
@@ -75,18 +80,30 @@ pub fn big_loan() -> LoanTermsInput {
 }
 
 pub fn repayment(member: usize, amount: i64) -> Command {
-    command(CommandBody::RecordRepayment { loan_id: loan_id(member), amount: vnd(amount), effective_date: date("2024-06-01") })
+    command(CommandBody::RecordRepayment {
+        loan_id: loan_id(member),
+        amount: vnd(amount),
+        effective_date: date("2024-06-01"),
+    })
 }
 
 pub fn deposit(member: usize, amount: i64) -> Command {
-    command(CommandBody::DepositSavings { account_id: savings_id(member), amount: vnd(amount), effective_date: date("2024-06-01") })
+    command(CommandBody::DepositSavings {
+        account_id: savings_id(member),
+        amount: vnd(amount),
+        effective_date: date("2024-06-01"),
+    })
 }
 
 pub fn disbursement(member: usize) -> Command {
     let mut terms = big_loan();
     terms.principal = vnd(5_000_000);
     terms.installment_count = 50;
-    command(CommandBody::DisburseLoan { member_id: member_id(member), terms, disbursed_on: date("2024-01-01") })
+    command(CommandBody::DisburseLoan {
+        member_id: member_id(member),
+        terms,
+        disbursed_on: date("2024-01-01"),
+    })
 }
 
 /// Submits commands in chunks of 1,000 and panics on any refusal.
@@ -102,9 +119,16 @@ pub async fn submit_all(ledger: &Ledger, commands: Vec<Command>) {
 
 /// A ledger in `dir` with one branch and `members` members, each with a
 /// compulsory savings account and (if `with_loans`) a large loan.
-pub async fn ledger_with_members(dir: &std::path::Path, members: usize, with_loans: bool) -> Arc<Ledger> {
+pub async fn ledger_with_members(
+    dir: &std::path::Path,
+    members: usize,
+    with_loans: bool,
+) -> Arc<Ledger> {
     let store = DiskStore::open(dir).unwrap();
-    let config = LedgerConfig { batch_size_max: 1000, ..LedgerConfig::default() };
+    let config = LedgerConfig {
+        batch_size_max: 1000,
+        ..LedgerConfig::default()
+    };
     let ledger = Arc::new(Ledger::start(Arc::new(store), Arc::new(FixedClock), config).unwrap());
     let branch = BranchId::parse("b", "TB").unwrap();
     let mut setup = vec![
@@ -142,7 +166,11 @@ pub async fn ledger_with_members(dir: &std::path::Path, members: usize, with_loa
             opened_on: date("2020-01-01"),
         }));
         if with_loans {
-            setup.push(command(CommandBody::DisburseLoan { member_id: member_id(i), terms: big_loan(), disbursed_on: date("2024-01-01") }));
+            setup.push(command(CommandBody::DisburseLoan {
+                member_id: member_id(i),
+                terms: big_loan(),
+                disbursed_on: date("2024-01-01"),
+            }));
         }
     }
     submit_all(&ledger, setup).await;
@@ -152,7 +180,13 @@ pub async fn ledger_with_members(dir: &std::path::Path, members: usize, with_loa
 /// Appends `count` repayments and deposits spread over `members` members.
 pub async fn grow_journal(ledger: &Ledger, members: usize, count: usize) {
     let commands = (0..count)
-        .map(|i| if i % 4 == 3 { deposit(i % members, 1000 + (i % 9) as i64) } else { repayment(i % members, 1000 + (i % 9) as i64) })
+        .map(|i| {
+            if i % 4 == 3 {
+                deposit(i % members, 1000 + (i % 9) as i64)
+            } else {
+                repayment(i % members, 1000 + (i % 9) as i64)
+            }
+        })
         .collect();
     submit_all(ledger, commands).await;
 }

@@ -273,12 +273,16 @@ impl AuditService for AuditApi {
         let last = self.ledger.read(|state| state.last_sequence());
         // One entry before the page gives the first entry's previous hash.
         let read_from = from - 1;
-        let mut entries = if read_from == 0 {
-            self.ledger.entries(1, page_size as usize)
+        let ledger = self.ledger.clone();
+        let (first, count) = if read_from == 0 {
+            (1, page_size as usize)
         } else {
-            self.ledger.entries(read_from, page_size as usize + 1)
-        }
-        .map_err(status::from_store)?;
+            (read_from, page_size as usize + 1)
+        };
+        let mut entries = tokio::task::spawn_blocking(move || ledger.entries(first, count))
+            .await
+            .map_err(|error| Status::internal(format!("reading the journal: {error}")))?
+            .map_err(status::from_store)?;
         let mut previous_hash = GENESIS_HASH;
         if read_from > 0 && !entries.is_empty() {
             previous_hash = entries.remove(0).hash;

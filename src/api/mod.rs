@@ -56,6 +56,16 @@ pub async fn serve(
     health_reporter
         .set_serving::<pb::audit_service_server::AuditServiceServer<AuditApi>>()
         .await;
+    // After a storage fault the ledger refuses writes: say so to health checks.
+    let watched = ledger.clone();
+    let watcher = tokio::spawn(async move {
+        while !watched.has_failed() {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        health_reporter
+            .set_not_serving::<pb::branch_service_server::BranchServiceServer<BranchApi>>()
+            .await;
+    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -74,5 +84,6 @@ pub async fn serve(
         .add_service(audit)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
+    watcher.abort();
     Ok(())
 }

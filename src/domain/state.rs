@@ -109,6 +109,39 @@ pub struct SavingsAccount {
     pub branch: BranchId,
     pub kind: SavingsKind,
     pub opened_on: NaiveDate,
+    /// Net change of the balance by effective date, so that a back-dated
+    /// withdrawal or reversal can be checked against every later balance.
+    pub changes: BTreeMap<NaiveDate, Decimal>,
+}
+
+impl SavingsAccount {
+    /// The lowest balance the account has on `from` or on any later date
+    /// with a change, and that date.
+    pub fn lowest_balance_from(&self, from: NaiveDate) -> (Decimal, NaiveDate) {
+        let mut running = Decimal::ZERO;
+        let mut lowest: Option<(Decimal, NaiveDate)> = None;
+        let mut consider = |balance: Decimal, date: NaiveDate| {
+            if lowest.is_none_or(|(low, _)| balance < low) {
+                lowest = Some((balance, date));
+            }
+        };
+        let mut from_seen = false;
+        for (date, change) in &self.changes {
+            if *date > from && !from_seen {
+                consider(running, from);
+                from_seen = true;
+            }
+            running += *change;
+            if *date >= from {
+                consider(running, *date);
+                from_seen = true;
+            }
+        }
+        if !from_seen {
+            consider(running, from);
+        }
+        lowest.unwrap_or((Decimal::ZERO, from))
+    }
 }
 
 /// Whether a loan is being repaid.

@@ -12,11 +12,12 @@
 //! - Derived state in the store is a cache; startup replays the journal past
 //!   it, and rebuilds it from the journal when it does not fit.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::domain::DomainError;
 use crate::domain::command::Command;
@@ -46,8 +47,8 @@ impl Clock for SystemClock {
 pub struct LedgerConfig {
     /// Most commands decided and made durable together.
     pub batch_size_max: usize,
-    /// Most commands waiting for the writer; past it, submissions are refused
-    /// as overloaded rather than queued without bound.
+    /// Most commands submitted and not yet answered; past it, submissions
+    /// are refused as overloaded rather than queued without bound.
     pub queue_depth_max: usize,
 }
 
@@ -91,6 +92,10 @@ struct Submission {
 /// A handle to the running ledger, shared by the API's handlers.
 pub struct Ledger {
     sender: RwLock<Option<mpsc::Sender<Submission>>>,
+    /// One permit per command in flight (`queue_depth_max` in all).
+    in_flight: Arc<Semaphore>,
+    /// Set by the writer when it stops deciding after a fault.
+    failed: Arc<AtomicBool>,
     read_side: Arc<RwLock<LedgerState>>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -107,7 +112,9 @@ impl Ledger {
     ) -> Result<Ledger, StoreError> {
         let state = recovery::recover(store.as_ref())?;
         let read_side = Arc::new(RwLock::new(state.clone()));
-        let (sender, receiver) = mpsc::channel(config.queue_depth_max);
+        let queue_depth_max = config.queue_depth_max.max(1);
+        let (sender, receiver) = mpsc::channel(queue_depth_max);
+        let failed = Arc::new(AtomicBool::new(false));
         let (persist_sender, persist_receiver) =
             std::sync::mpsc::sync_channel::<Vec<StateRecord>>(64);
         let writer = Writer {
@@ -118,6 +125,7 @@ impl Ledger {
             persist: persist_sender,
             batch_size_max: config.batch_size_max.max(1),
             failed: None,
+            failed_flag: failed.clone(),
         };
         let persister_store = store.clone();
         let threads = vec![
@@ -132,6 +140,8 @@ impl Ledger {
         ];
         Ok(Ledger {
             sender: RwLock::new(Some(sender)),
+            in_flight: Arc::new(Semaphore::new(queue_depth_max)),
+            failed,
             read_side,
             store,
             clock,
@@ -156,6 +166,12 @@ impl Ledger {
         if count == 0 {
             return Vec::new();
         }
+        let Some(permits) = u32::try_from(count)
+            .ok()
+            .and_then(|n| self.in_flight.clone().try_acquire_many_owned(n).ok())
+        else {
+            return refuse_all(SubmitError::Overloaded(self.config.queue_depth_max));
+        };
         let sender = self
             .sender
             .read()
@@ -175,13 +191,21 @@ impl Ledger {
                 }
             });
         }
-        match receiver.await {
+        let answered = receiver.await;
+        drop(permits);
+        match answered {
             Ok(results) if results.len() == count => results,
             Ok(_) => refuse_all(SubmitError::Internal("wrong number of results".into())),
             Err(_) => refuse_all(SubmitError::Unavailable(
                 "the writer stopped before answering".into(),
             )),
         }
+    }
+
+    /// True once the writer has stopped deciding after a storage fault or an
+    /// internal error; reads still work, writes are refused until a restart.
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
     }
 
     /// Runs `read` on the durable state.
@@ -250,6 +274,8 @@ struct Writer {
     /// Set after a storage fault: the working state may hold entries that
     /// never became durable, so nothing more is decided.
     failed: Option<String>,
+    /// `failed` as seen by the API (health checks).
+    failed_flag: Arc<AtomicBool>,
 }
 
 /// How one submission of a batch will be answered after the barrier.
@@ -302,15 +328,28 @@ impl Writer {
             answers.push(decided);
         }
         if !entries.is_empty()
-            && let Err(error) = self.make_durable(&entries)
+            && let Err(fault) = self.make_durable(&entries)
         {
-            let why = format!("storage fault: {error}");
-            tracing::error!(%error, "batch not durable; the writer stops deciding commands");
-            self.failed = Some(why.clone());
+            let (why, error) = match fault {
+                Fault::NotDurable(error) => {
+                    let why = format!("storage fault: {error}");
+                    (why.clone(), SubmitError::Internal(why))
+                }
+                // The entries are durable but could not be published: a
+                // restart replays them, and retries then get their results.
+                Fault::NotPublished(message) => (
+                    format!("internal fault after a durable write: {message}"),
+                    SubmitError::Unavailable(
+                        "the ledger stopped after an internal fault; retry after a restart".into(),
+                    ),
+                ),
+            };
+            tracing::error!(%why, "the writer stops deciding commands");
+            self.fail(why);
             for submission in batch.drain(..) {
-                let results =
-                    vec![Err(SubmitError::Internal(why.clone())); submission.commands.len()];
-                let _ = submission.reply.send(results);
+                let _ = submission
+                    .reply
+                    .send(vec![Err(error.clone()); submission.commands.len()]);
             }
             return;
         }
@@ -328,8 +367,17 @@ impl Writer {
         }
     }
 
+    /// Stops deciding commands from now on.
+    fn fail(&mut self, why: String) {
+        self.failed = Some(why);
+        self.failed_flag.store(true, Ordering::SeqCst);
+    }
+
     /// Decides one command against the working state.
     fn decide(&mut self, command: &Command, entries: &mut Vec<Arc<Entry>>) -> Answer {
+        if let Some(why) = &self.failed {
+            return Answer::Error(SubmitError::Unavailable(why.clone()));
+        }
         if let Some(record) = self.state.request(&command.request_id) {
             if record.request_hash != command.request_hash() {
                 return Answer::Error(SubmitError::Refused(DomainError::RequestIdReused {
@@ -376,7 +424,7 @@ impl Writer {
         if let Err(error) = self.state.apply(&entry) {
             // execute built this entry for this state: failing to apply it is a bug.
             tracing::error!(%error, "a freshly decided entry did not apply");
-            self.failed = Some(error.to_string());
+            self.fail(error.to_string());
             return Answer::Error(SubmitError::Internal(error.to_string()));
         }
         self.state.clear_changes();
@@ -385,8 +433,8 @@ impl Writer {
     }
 
     /// One durable barrier for the batch, then publication to the read side.
-    fn make_durable(&mut self, entries: &[Arc<Entry>]) -> Result<(), StoreError> {
-        self.store.append(entries)?;
+    fn make_durable(&mut self, entries: &[Arc<Entry>]) -> Result<(), Fault> {
+        self.store.append(entries).map_err(Fault::NotDurable)?;
         let records = {
             let mut read_side = self
                 .read_side
@@ -395,7 +443,7 @@ impl Writer {
             for entry in entries {
                 read_side
                     .apply(entry)
-                    .map_err(|e| StoreError::State(e.to_string()))?;
+                    .map_err(|e| Fault::NotPublished(e.to_string()))?;
             }
             read_side.take_changes()
         };
@@ -406,6 +454,14 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Why a batch could not be completed.
+enum Fault {
+    /// The durable barrier failed: the entries may not be on disk.
+    NotDurable(StoreError),
+    /// The entries are durable but the read side could not apply them.
+    NotPublished(String),
 }
 
 /// Writes state records to the store's cache, coalescing what has queued.

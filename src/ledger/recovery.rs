@@ -11,12 +11,24 @@ const REPLAY_CHUNK: usize = 4096;
 pub fn recover(store: &dyn Store) -> Result<LedgerState, StoreError> {
     let journal_last = store.last_sequence();
     let cached = match load_cache(store) {
-        Ok(state) if state.last_sequence() <= journal_last => Some(state),
+        Ok(state) if state.last_sequence() > journal_last => {
+            // The cache is written only after the journal's barrier, so this
+            // means the journal lost acknowledged entries.
+            return Err(StoreError::Corrupt {
+                offset: 0,
+                message: format!(
+                    "the state cache is at entry {} but the journal ends at entry {journal_last}: acknowledged \
+                     entries are missing from the journal; refusing to start (restore the journal, or move the \
+                     state directory aside to accept the loss)",
+                    state.last_sequence()
+                ),
+            });
+        }
+        Ok(state) if joins_the_journal(store, &state)? => Some(state),
         Ok(state) => {
             tracing::warn!(
                 cache = state.last_sequence(),
-                journal = journal_last,
-                "state cache is ahead of the journal; rebuilding it from the journal"
+                "state cache does not match the journal's entry at its sequence; rebuilding it from the journal"
             );
             None
         }
@@ -65,6 +77,17 @@ fn rebuild(store: &dyn Store, journal_last: u64) -> Result<LedgerState, StoreErr
         "ledger rebuilt from the journal"
     );
     Ok(state)
+}
+
+/// True when the cache's last entry is the journal's entry at that sequence.
+fn joins_the_journal(store: &dyn Store, state: &LedgerState) -> Result<bool, StoreError> {
+    if state.last_sequence() == 0 {
+        return Ok(true);
+    }
+    let entry = store.read_entries(state.last_sequence(), 1)?;
+    Ok(entry
+        .first()
+        .is_some_and(|entry| entry.hash == state.last_hash()))
 }
 
 fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {

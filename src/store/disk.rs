@@ -16,8 +16,6 @@ use crate::domain::state::StateRecord;
 use super::journal_file::{JournalFile, read_entry_at};
 use super::{KeyValue, Store, StoreError};
 
-/// Most bytes one batch may write; a torn tail longer than this is corruption.
-pub const BATCH_BYTES_MAX: u64 = 64 << 20;
 /// Name of the sled directory in the data directory.
 pub const STATE_DIR_NAME: &str = "state";
 
@@ -26,7 +24,7 @@ pub struct DiskStore {
     dir: PathBuf,
     journal: Mutex<Result<JournalFile, String>>,
     /// A read handle and the entries' offsets, published after each barrier.
-    reader: RwLock<(File, Vec<u64>)>,
+    reader: RwLock<(Arc<File>, Vec<u64>)>,
     last_sequence: AtomicU64,
     barriers: AtomicU64,
     state: sled::Db,
@@ -38,7 +36,10 @@ impl DiskStore {
         std::fs::create_dir_all(dir)
             .map_err(StoreError::io(format!("creating {}", dir.display())))?;
         let journal = JournalFile::open(dir)?;
-        let reader = (journal.try_clone_file()?, journal.offsets().to_vec());
+        let reader = (
+            Arc::new(journal.try_clone_file()?),
+            journal.offsets().to_vec(),
+        );
         let state = sled::Config::new()
             .path(dir.join(STATE_DIR_NAME))
             .flush_every_ms(Some(1000))
@@ -97,14 +98,17 @@ impl Store for DiskStore {
                 "append out of order: expected entry {expected}"
             )));
         }
-        if let Err(error) = journal.append(entries) {
-            // After a failed write or fsync the file's state is unknown:
-            // stop writing rather than risk acknowledging a lost entry.
-            tracing::error!(%error, "journal append failed; the store stops accepting writes");
-            *guard = Err(error.to_string());
-            return Err(error);
-        }
-        self.barriers.fetch_add(1, Ordering::SeqCst);
+        let barriers = match journal.append(entries) {
+            Ok(barriers) => barriers,
+            Err(error) => {
+                // After a failed write or fsync the file's state is unknown:
+                // stop writing rather than risk acknowledging a lost entry.
+                tracing::error!(%error, "journal append failed; the store stops accepting writes");
+                *guard = Err(error.to_string());
+                return Err(error);
+            }
+        };
+        self.barriers.fetch_add(barriers, Ordering::SeqCst);
         let offsets = journal.offsets()[(expected - 1) as usize..].to_vec();
         let mut reader = self
             .reader
@@ -116,18 +120,21 @@ impl Store for DiskStore {
     }
 
     fn read_entries(&self, from: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        let reader = self
-            .reader
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (file, offsets) = &*reader;
         let first = from.max(1);
-        let mut entries = Vec::new();
-        for sequence in first..first.saturating_add(limit as u64) {
-            let Some(&offset) = offsets.get((sequence - 1) as usize) else {
-                break;
-            };
-            entries.push(read_entry_at(file, offset, sequence)?);
+        // Copy the page's offsets and let go of the lock before any disk
+        // read, so that readers never hold up the writer's barrier.
+        let (file, offsets) = {
+            let reader = self
+                .reader
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let start = ((first - 1) as usize).min(reader.1.len());
+            let end = start.saturating_add(limit).min(reader.1.len());
+            (reader.0.clone(), reader.1[start..end].to_vec())
+        };
+        let mut entries = Vec::with_capacity(offsets.len());
+        for (sequence, offset) in (first..).zip(offsets) {
+            entries.push(read_entry_at(&file, offset, sequence)?);
         }
         Ok(entries)
     }

@@ -1,12 +1,17 @@
 //! The journal as one append-only file the service owns.
 //!
-//! Layout: an 8-byte magic `MFIJRNL1`, then records
-//! `[payload length: u32 LE][CRC-32 of payload: u32 LE][payload]` where the
-//! payload is an entry's canonical bytes followed by its 32-byte hash.
-//! A batch is one `write` followed by one `fdatasync`: the durable barrier.
-//! At open, a torn record at the tail (a write cut short by a crash, never
-//! acknowledged) is cut off; a bad record anywhere else is corruption and
-//! the journal refuses to open.
+//! Layout: an 8-byte magic `MFIJRNL2`, then frames, one per durable barrier:
+//! `[FRAME_MAGIC u32][body length u32][CRC-32 of body u32][entry count u32][body]`
+//! where the body is records `[payload length u32][CRC-32 of payload u32][payload]`
+//! and a payload is an entry's canonical bytes followed by its 32-byte hash.
+//! All integers are little-endian.
+//!
+//! A frame is written with one `write` and made durable with one
+//! `fdatasync` before the next frame is written, so a crash can only damage
+//! the last frame. At open, a bad frame is cut off as a torn, never
+//! acknowledged write only if no valid frame follows it; otherwise the
+//! journal is corrupt and refuses to open (acknowledged entries would be
+//! lost by cutting).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -22,9 +27,14 @@ use super::StoreError;
 pub const JOURNAL_FILE_NAME: &str = "journal.log";
 /// Largest payload of one record; an entry is a few hundred bytes.
 pub const RECORD_LEN_MAX: usize = 1 << 20;
+/// Largest frame body: bigger batches are written as several frames.
+pub const FRAME_BYTES_MAX: usize = 16 << 20;
 
-const MAGIC: &[u8; 8] = b"MFIJRNL1";
-const HEADER_LEN: usize = 8;
+const FILE_MAGIC: &[u8; 8] = b"MFIJRNL2";
+const FRAME_MAGIC: u32 = 0x4D46_4946; // "FIFM" little-endian: a frame starts here
+const FRAME_HEADER_LEN: usize = 16;
+const RECORD_HEADER_LEN: usize = 8;
+const PAYLOAD_LEN_MIN: usize = 33;
 
 /// The open journal file: the append handle and each entry's offset.
 pub struct JournalFile {
@@ -34,25 +44,34 @@ pub struct JournalFile {
     end: u64,
 }
 
+/// What a scan of the journal found.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// Offset of every valid record, in order.
+    pub offsets: Vec<u64>,
+    /// Where the valid frames end.
+    pub valid_end: u64,
+    /// Bytes after `valid_end`: a torn last frame (0 when none).
+    pub torn_bytes: u64,
+}
+
 impl JournalFile {
     /// Opens (or creates) the journal in `dir`, cutting off a torn tail.
     pub fn open(dir: &Path) -> Result<JournalFile, StoreError> {
         let path = dir.join(JOURNAL_FILE_NAME);
-        let created = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)
             .map_err(StoreError::io(format!("opening {}", path.display())))?;
-        if created
-            || file
-                .metadata()
-                .map_err(StoreError::io("reading journal size"))?
-                .len()
-                == 0
+        if file
+            .metadata()
+            .map_err(StoreError::io("reading journal size"))?
+            .len()
+            == 0
         {
-            file.write_all(MAGIC)
+            file.write_all(FILE_MAGIC)
                 .map_err(StoreError::io("writing journal header"))?;
             file.sync_all()
                 .map_err(StoreError::io("syncing new journal"))?;
@@ -63,23 +82,23 @@ impl JournalFile {
                     dir.display()
                 )))?;
         }
-        let (offsets, end) = scan(&file)?;
-        let len = file
-            .metadata()
-            .map_err(StoreError::io("reading journal size"))?
-            .len();
-        if end < len {
+        let scan = scan(&file, |_, _| Ok(()))?;
+        if scan.torn_bytes > 0 {
             tracing::warn!(
-                cut_at = end,
-                file_len = len,
-                "cutting a torn, never-acknowledged record off the journal's tail"
+                cut_at = scan.valid_end,
+                torn_bytes = scan.torn_bytes,
+                "cutting a torn, never-acknowledged last frame off the journal"
             );
-            file.set_len(end)
+            file.set_len(scan.valid_end)
                 .map_err(StoreError::io("truncating torn journal tail"))?;
             file.sync_all()
                 .map_err(StoreError::io("syncing truncated journal"))?;
         }
-        Ok(JournalFile { file, offsets, end })
+        Ok(JournalFile {
+            file,
+            offsets: scan.offsets,
+            end: scan.valid_end,
+        })
     }
 
     /// Number of entries.
@@ -88,12 +107,36 @@ impl JournalFile {
         self.offsets.len() as u64
     }
 
-    /// Appends a batch with one write and one `fdatasync`.
-    pub fn append(&mut self, entries: &[Arc<Entry>]) -> Result<(), StoreError> {
-        let mut buffer = Vec::with_capacity(entries.len() * 512);
-        let mut new_offsets = Vec::with_capacity(entries.len());
+    /// Appends entries: each frame is one write and one `fdatasync`.
+    /// Returns the number of durable barriers made.
+    pub fn append(&mut self, entries: &[Arc<Entry>]) -> Result<u64, StoreError> {
+        let mut barriers = 0;
+        let mut rest = entries;
+        while !rest.is_empty() {
+            let (frame, offsets, taken) = self.encode_frame(rest)?;
+            self.file
+                .write_all(&frame)
+                .map_err(StoreError::io("appending to the journal"))?;
+            self.file
+                .sync_data()
+                .map_err(StoreError::io("fdatasync of the journal"))?;
+            self.end += frame.len() as u64;
+            self.offsets.extend(offsets);
+            barriers += 1;
+            rest = &rest[taken..];
+        }
+        Ok(barriers)
+    }
+
+    /// Encodes as many entries as fit in one frame.
+    fn encode_frame(
+        &self,
+        entries: &[Arc<Entry>],
+    ) -> Result<(Vec<u8>, Vec<u64>, usize), StoreError> {
+        let mut body = Vec::with_capacity(entries.len().min(4096) * 400);
+        let mut offsets = Vec::new();
+        let body_start = self.end + FRAME_HEADER_LEN as u64;
         for entry in entries {
-            new_offsets.push(self.end + buffer.len() as u64);
             let mut payload = entry.body.canonical_bytes();
             payload.extend_from_slice(&entry.hash);
             if payload.len() > RECORD_LEN_MAX {
@@ -106,19 +149,24 @@ impl JournalFile {
                     ),
                 });
             }
-            buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            buffer.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-            buffer.extend_from_slice(&payload);
+            if !offsets.is_empty()
+                && body.len() + RECORD_HEADER_LEN + payload.len() > FRAME_BYTES_MAX
+            {
+                break;
+            }
+            offsets.push(body_start + body.len() as u64);
+            body.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            body.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            body.extend_from_slice(&payload);
         }
-        self.file
-            .write_all(&buffer)
-            .map_err(StoreError::io("appending to the journal"))?;
-        self.file
-            .sync_data()
-            .map_err(StoreError::io("fdatasync of the journal"))?;
-        self.end += buffer.len() as u64;
-        self.offsets.extend(new_offsets);
-        Ok(())
+        let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
+        frame.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
+        frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        frame.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&body);
+        let taken = offsets.len();
+        Ok((frame, offsets, taken))
     }
 
     /// A handle for reading entries, independent of the append handle.
@@ -136,18 +184,18 @@ impl JournalFile {
 
 /// Reads the entry whose record starts at `offset`.
 pub fn read_entry_at(file: &File, offset: u64, sequence: u64) -> Result<Entry, StoreError> {
-    let mut header = [0u8; HEADER_LEN];
+    let mut header = [0u8; RECORD_HEADER_LEN];
     file.read_exact_at(&mut header, offset)
         .map_err(StoreError::io(format!("reading entry {sequence}")))?;
-    let (len, crc) = parse_header(&header);
-    if !(33..=RECORD_LEN_MAX).contains(&len) {
+    let (len, crc) = (le_u32(&header, 0) as usize, le_u32(&header, 4));
+    if !(PAYLOAD_LEN_MIN..=RECORD_LEN_MAX).contains(&len) {
         return Err(StoreError::Corrupt {
             offset,
             message: format!("record length {len}"),
         });
     }
     let mut payload = vec![0u8; len];
-    file.read_exact_at(&mut payload, offset + HEADER_LEN as u64)
+    file.read_exact_at(&mut payload, offset + RECORD_HEADER_LEN as u64)
         .map_err(StoreError::io(format!("reading entry {sequence}")))?;
     if crc32fast::hash(&payload) != crc {
         return Err(StoreError::Corrupt {
@@ -158,7 +206,14 @@ pub fn read_entry_at(file: &File, offset: u64, sequence: u64) -> Result<Entry, S
     decode_payload(&payload, sequence)
 }
 
-fn decode_payload(payload: &[u8], sequence: u64) -> Result<Entry, StoreError> {
+/// Splits a record payload into the entry it holds.
+pub fn decode_payload(payload: &[u8], sequence: u64) -> Result<Entry, StoreError> {
+    if payload.len() < PAYLOAD_LEN_MIN {
+        return Err(StoreError::Corrupt {
+            offset: 0,
+            message: format!("entry {sequence} is too short"),
+        });
+    }
     let (bytes, hash) = payload.split_at(payload.len() - 32);
     let body = EntryBody::from_canonical_bytes(bytes)
         .map_err(|source| StoreError::Decode { sequence, source })?;
@@ -166,16 +221,48 @@ fn decode_payload(payload: &[u8], sequence: u64) -> Result<Entry, StoreError> {
     Ok(Entry { body, hash })
 }
 
-fn parse_header(header: &[u8; HEADER_LEN]) -> (usize, u32) {
-    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-    (len, crc)
+fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
 }
 
-/// Finds every complete record; returns their offsets and where the valid
-/// part of the file ends. Fails if a bad record is followed by more than one
-/// batch's worth of bytes (corruption, not a torn write).
-fn scan(file: &File) -> Result<(Vec<u64>, u64), StoreError> {
+/// The records of one frame body: (offset within the body, payload range).
+/// `None` if the body is not exactly `count` well-formed records.
+fn records_of(body: &[u8], count: u32) -> Option<Vec<(usize, std::ops::Range<usize>)>> {
+    let mut records = Vec::with_capacity(count as usize);
+    let mut at = 0;
+    while at < body.len() {
+        let header = body.get(at..at + RECORD_HEADER_LEN)?;
+        let (len, crc) = (le_u32(header, 0) as usize, le_u32(header, 4));
+        if !(PAYLOAD_LEN_MIN..=RECORD_LEN_MAX).contains(&len) {
+            return None;
+        }
+        let range = at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + len;
+        if crc32fast::hash(body.get(range.clone())?) != crc {
+            return None;
+        }
+        records.push((at, range.clone()));
+        at = range.end;
+    }
+    (records.len() == count as usize && count > 0).then_some(records)
+}
+
+/// A frame header: (body length, body CRC, entry count), if plausible.
+fn frame_header(header: &[u8]) -> Option<(usize, u32, u32)> {
+    if header.len() < FRAME_HEADER_LEN || le_u32(header, 0) != FRAME_MAGIC {
+        return None;
+    }
+    let len = le_u32(header, 4) as usize;
+    (len > 0 && len <= FRAME_BYTES_MAX).then_some((len, le_u32(header, 8), le_u32(header, 12)))
+}
+
+/// Reads every frame from the start, calling `visit(offset, payload)` for
+/// each record in order. Stops at the first bad frame: if a valid frame
+/// follows it the journal is corrupt (error); otherwise it is a torn tail.
+/// Never writes.
+pub fn scan(
+    file: &File,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+) -> Result<Scan, StoreError> {
     let len = file
         .metadata()
         .map_err(StoreError::io("reading journal size"))?
@@ -191,55 +278,89 @@ fn scan(file: &File) -> Result<(Vec<u64>, u64), StoreError> {
     reader
         .read_exact(&mut magic)
         .map_err(StoreError::io("reading journal header"))?;
-    if &magic != MAGIC {
+    if &magic != FILE_MAGIC {
         return Err(StoreError::Corrupt {
             offset: 0,
             message: "not an mfi-ledger journal (bad magic)".into(),
         });
     }
     let mut offsets = Vec::new();
-    let mut offset = MAGIC.len() as u64;
-    let mut payload = Vec::new();
-    loop {
+    let mut offset = FILE_MAGIC.len() as u64;
+    let mut body = Vec::new();
+    while offset < len {
         let remaining = len - offset;
-        if remaining == 0 {
-            return Ok((offsets, offset));
-        }
-        let mut header = [0u8; HEADER_LEN];
-        let bad = |message: &str| StoreError::Corrupt {
-            offset,
-            message: message.to_owned(),
-        };
-        let torn = if remaining < HEADER_LEN as u64 {
-            true
-        } else {
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        let frame = if remaining >= FRAME_HEADER_LEN as u64 {
             reader
                 .read_exact(&mut header)
                 .map_err(StoreError::io("reading journal"))?;
-            let (record_len, crc) = parse_header(&header);
-            if !(33..=RECORD_LEN_MAX).contains(&record_len)
-                || (HEADER_LEN + record_len) as u64 > remaining
-            {
-                true
-            } else {
-                payload.resize(record_len, 0);
-                reader
-                    .read_exact(&mut payload)
-                    .map_err(StoreError::io("reading journal"))?;
-                crc32fast::hash(&payload) != crc
-            }
+            frame_header(&header)
+                .filter(|(body_len, _, _)| (FRAME_HEADER_LEN + body_len) as u64 <= remaining)
+        } else {
+            None
         };
-        if torn {
-            // A crash can only tear the last batch written, which is at most
-            // one batch of records.
-            if remaining > super::disk::BATCH_BYTES_MAX {
-                return Err(bad(
-                    "bad record followed by more data than one batch; refusing to cut it",
-                ));
-            }
-            return Ok((offsets, offset));
+        let records = frame.and_then(|(body_len, crc, count)| {
+            body.resize(body_len, 0);
+            reader.read_exact(&mut body).ok()?;
+            (crc32fast::hash(&body) == crc)
+                .then(|| records_of(&body, count))
+                .flatten()
+        });
+        let Some(records) = records else {
+            check_nothing_valid_after(file, offset, len)?;
+            return Ok(Scan {
+                offsets,
+                valid_end: offset,
+                torn_bytes: remaining,
+            });
+        };
+        let body_start = offset + FRAME_HEADER_LEN as u64;
+        for (at, range) in records {
+            let record_offset = body_start + at as u64;
+            visit(record_offset, &body[range])?;
+            offsets.push(record_offset);
         }
-        offsets.push(offset);
-        offset += (HEADER_LEN + payload.len()) as u64;
+        offset = body_start + body.len() as u64;
     }
+    Ok(Scan {
+        offsets,
+        valid_end: offset,
+        torn_bytes: 0,
+    })
+}
+
+/// After a bad frame at `bad`: corruption if any valid frame starts later.
+fn check_nothing_valid_after(file: &File, bad: u64, len: u64) -> Result<(), StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        offset: bad,
+        message,
+    };
+    if len - bad > 2 * FRAME_BYTES_MAX as u64 + FRAME_HEADER_LEN as u64 {
+        return Err(corrupt(format!(
+            "bad frame followed by {} bytes, more than one frame: not a torn write; refusing to cut acknowledged entries",
+            len - bad
+        )));
+    }
+    let mut tail = vec![0u8; (len - bad) as usize];
+    file.read_exact_at(&mut tail, bad)
+        .map_err(StoreError::io("reading journal tail"))?;
+    let magic = FRAME_MAGIC.to_le_bytes();
+    for at in 1..tail.len().saturating_sub(FRAME_HEADER_LEN - 1) {
+        if tail[at..at + 4] != magic {
+            continue;
+        }
+        let Some((body_len, crc, count)) = frame_header(&tail[at..]) else {
+            continue;
+        };
+        let Some(body) = tail.get(at + FRAME_HEADER_LEN..at + FRAME_HEADER_LEN + body_len) else {
+            continue;
+        };
+        if crc32fast::hash(body) == crc && records_of(body, count).is_some() {
+            return Err(corrupt(format!(
+                "bad frame followed by a valid frame at byte {}: acknowledged entries follow the damage; refusing to cut them",
+                bad + at as u64
+            )));
+        }
+    }
+    Ok(())
 }

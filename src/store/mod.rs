@@ -14,8 +14,11 @@ use crate::domain::state::StateRecord;
 mod disk;
 mod journal_file;
 
-pub use disk::{BATCH_BYTES_MAX, DiskStore, STATE_DIR_NAME, load_state_records};
-pub use journal_file::{JOURNAL_FILE_NAME, RECORD_LEN_MAX, read_entry_at as read_entry_at_offset};
+pub use disk::{DiskStore, STATE_DIR_NAME, load_state_records};
+pub use journal_file::{
+    FRAME_BYTES_MAX, JOURNAL_FILE_NAME, RECORD_LEN_MAX, Scan, decode_payload,
+    read_entry_at as read_entry_at_offset, scan as scan_journal,
+};
 
 /// What storage can fail with. Always a fault of the machine or the files,
 /// never of a client's request.

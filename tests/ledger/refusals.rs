@@ -472,3 +472,36 @@ async fn a_loan_needs_compulsory_savings_first() {
     );
     assert_eq!(app.last_sequence().await, before);
 }
+
+#[tokio::test]
+async fn a_back_dated_withdrawal_may_not_overdraw_any_later_day() {
+    let (mut app, before) = ready().await;
+    // 200,000 was deposited on 2024-01-05 (entry 6); a withdrawal dated 2024-01-04 finds nothing.
+    let status = app
+        .branch
+        .withdraw_savings(pb::WithdrawSavingsRequest {
+            context: ctx("wd-early"),
+            account_id: "TB-0001/C1".into(),
+            amount: vnd("1000"),
+            effective_date: "2024-01-04".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_refused(
+        &status,
+        Code::FailedPrecondition,
+        "below zero on 2024-01-04",
+    );
+    // A disbursement may not precede the compulsory account it needs (opened 2024-01-02).
+    let status = app
+        .disburse(
+            "loan-early",
+            "TB-0001",
+            flat_weekly("1000000", "26", 4, "2024-01-15"),
+            "2024-01-01",
+        )
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::FailedPrecondition, "disbursed_on");
+    assert_eq!(snapshot(&mut app).await, before);
+}

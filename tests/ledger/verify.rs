@@ -48,28 +48,71 @@ fn verify(dir: &Path) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// Byte ranges of the journal's frames: (frame start, body start, body end).
+fn frames(bytes: &[u8]) -> Vec<(usize, usize, usize)> {
+    let mut frames = Vec::new();
+    let mut at = 8;
+    while at + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        frames.push((at, at + 16, at + 16 + len));
+        at += 16 + len;
+    }
+    frames
+}
+
 /// Rewrites entry `sequence` of the journal with `change` applied to its body,
-/// keeping its stored hash and giving the record a valid checksum: what a
-/// careful forger would do.
+/// keeping its stored hash and giving record and frame valid checksums: what
+/// a careful forger would do.
 fn forge(dir: &Path, sequence: u64, change: impl FnOnce(&mut EntryBody)) {
     let path = dir.join("journal.log");
     let mut bytes = std::fs::read(&path).unwrap();
-    let mut offset = 8;
-    for _ in 1..sequence {
-        let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
-        offset += 8 + len;
+    let mut seen = 0;
+    for (frame, body_start, body_end) in frames(&bytes) {
+        let mut at = body_start;
+        while at < body_end {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            seen += 1;
+            if seen == sequence {
+                let payload = &bytes[at + 8..at + 8 + len];
+                let (body_bytes, hash) = payload.split_at(len - 32);
+                let mut body = EntryBody::from_canonical_bytes(body_bytes).unwrap();
+                change(&mut body);
+                let mut forged = body.canonical_bytes();
+                forged.extend_from_slice(hash);
+                assert_eq!(forged.len(), len, "the forgery keeps the record's length");
+                bytes[at + 4..at + 8].copy_from_slice(&crc32fast::hash(&forged).to_le_bytes());
+                bytes[at + 8..at + 8 + len].copy_from_slice(&forged);
+                let crc = crc32fast::hash(&bytes[body_start..body_end]);
+                bytes[frame + 8..frame + 12].copy_from_slice(&crc.to_le_bytes());
+                std::fs::write(&path, bytes).unwrap();
+                return;
+            }
+            at += 8 + len;
+        }
     }
-    let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
-    let payload = &bytes[offset + 8..offset + 8 + len];
-    let (body_bytes, hash) = payload.split_at(len - 32);
-    let mut body = EntryBody::from_canonical_bytes(body_bytes).unwrap();
-    change(&mut body);
-    let mut forged = body.canonical_bytes();
-    forged.extend_from_slice(hash);
-    assert_eq!(forged.len(), len, "the forgery keeps the record's length");
-    bytes[offset + 4..offset + 8].copy_from_slice(&crc32fast::hash(&forged).to_le_bytes());
-    bytes[offset + 8..offset + 8 + len].copy_from_slice(&forged);
-    std::fs::write(&path, bytes).unwrap();
+    panic!("no entry {sequence}");
+}
+
+/// Every file under `dir` with its bytes, to see that nothing changed.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(snapshot(&path));
+        } else {
+            files.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+fn open_ledger(dir: &Path) -> Result<mfi_ledger::ledger::Ledger, String> {
+    let store = mfi_ledger::store::DiskStore::open(dir).map_err(|e| e.to_string())?;
+    let clock = crate::support::TestClock::new();
+    mfi_ledger::ledger::Ledger::start(std::sync::Arc::new(store), clock, Default::default())
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::test]
@@ -106,4 +149,97 @@ async fn verify_names_an_altered_state_record() {
     assert!(!ok, "an altered state cache must fail verification: {text}");
     assert!(text.contains("derived state differs"), "{text}");
     assert!(text.contains("balance/cash:TB"), "{text}");
+}
+
+#[tokio::test]
+async fn verify_changes_nothing_in_the_data_directory() {
+    let dir = data_dir().await;
+    let before = snapshot(dir.path());
+    let (ok, text) = verify(dir.path());
+    assert!(ok, "{text}");
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[tokio::test]
+async fn a_damaged_frame_with_entries_after_it_is_corruption_not_a_torn_tail() {
+    let dir = data_dir().await;
+    let path = dir.path().join("journal.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Flip one bit in the body of the third frame (entry 3); entries 4 to 7 follow.
+    let (_, body_start, _) = frames(&bytes)[2];
+    bytes[body_start + 20] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let (ok, text) = verify(dir.path());
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("entry 3") && text.contains("refusing to cut"),
+        "{text}"
+    );
+    // The server refuses to start rather than cut acknowledged entries.
+    let refused = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || open_ledger(&dir).err()
+    })
+    .await
+    .unwrap()
+    .expect("the server must not start on a journal damaged in the middle");
+    assert!(refused.contains("refusing to cut"), "{refused}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+}
+
+#[tokio::test]
+async fn a_torn_last_frame_is_cut_and_loses_nothing_acknowledged() {
+    for tail in [
+        b"\0".repeat(4096),
+        vec![
+            0x46, 0x49, 0x46, 0x4d, 200, 0, 0, 0, 1, 2, 3, 4, 1, 0, 0, 0, 9, 9,
+        ],
+    ] {
+        let dir = data_dir().await;
+        let path = dir.path().join("journal.log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&tail);
+        std::fs::write(&path, &bytes).unwrap();
+        let (ok, text) = verify(dir.path());
+        assert!(ok, "{text}");
+        assert!(text.contains("torn"), "{text}");
+        let ledger = tokio::task::spawn_blocking({
+            let dir = dir.path().to_owned();
+            move || open_ledger(&dir).unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(ledger.read(|state| state.last_sequence()), 7);
+        tokio::task::spawn_blocking(move || ledger.shutdown())
+            .await
+            .unwrap();
+        let (ok, text) = verify(dir.path());
+        assert!(ok && !text.contains("torn"), "the tail was cut: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_journal_that_lost_acknowledged_entries_is_refused_at_startup() {
+    let dir = data_dir().await;
+    let path = dir.path().join("journal.log");
+    let bytes = std::fs::read(&path).unwrap();
+    // Drop the last frame whole: the state cache knows entry 7, the journal ends at 6.
+    let (last, _, _) = *frames(&bytes).last().unwrap();
+    std::fs::write(&path, &bytes[..last]).unwrap();
+    let refused = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || open_ledger(&dir).err()
+    })
+    .await
+    .unwrap()
+    .expect("the server must not start when acknowledged entries are missing");
+    assert!(
+        refused.contains("acknowledged entries are missing"),
+        "{refused}"
+    );
+    let (ok, text) = verify(dir.path());
+    assert!(
+        !ok && text.contains("acknowledged entries are missing"),
+        "{text}"
+    );
 }

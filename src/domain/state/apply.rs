@@ -162,15 +162,21 @@ impl LedgerState {
                     branch: member.branch.clone(),
                     kind: *kind,
                     opened_on: date,
+                    changes: BTreeMap::new(),
                 };
                 self.savings.insert(account.clone(), savings);
                 self.changed.insert(StateKey::Savings(account.clone()));
                 self.refresh_borrower_steps(member_id)?;
             }
-            (CommandBody::DepositSavings { amount, .. }, Outcome::SavingsMoved { .. }) => {
+            (CommandBody::DepositSavings { amount, .. }, Outcome::SavingsMoved { account, .. }) => {
+                self.change_savings(account, date, amount.amount)?;
                 self.add_day(&body.branch, date, |d| d.savings_change += amount.amount);
             }
-            (CommandBody::WithdrawSavings { amount, .. }, Outcome::SavingsMoved { .. }) => {
+            (
+                CommandBody::WithdrawSavings { amount, .. },
+                Outcome::SavingsMoved { account, .. },
+            ) => {
+                self.change_savings(account, date, -amount.amount)?;
                 self.add_day(&body.branch, date, |d| d.savings_change -= amount.amount);
             }
             (
@@ -319,11 +325,13 @@ impl LedgerState {
         undo: &Undo,
     ) -> Result<(), String> {
         match undo {
-            Undo::Deposit { amount, .. } => {
-                self.add_day(branch, date, |d| d.savings_change -= *amount)
+            Undo::Deposit { amount, account } => {
+                self.change_savings(account, date, -*amount)?;
+                self.add_day(branch, date, |d| d.savings_change -= *amount);
             }
-            Undo::Withdrawal { amount, .. } => {
-                self.add_day(branch, date, |d| d.savings_change += *amount)
+            Undo::Withdrawal { amount, account } => {
+                self.change_savings(account, date, *amount)?;
+                self.add_day(branch, date, |d| d.savings_change += *amount);
             }
             Undo::Disbursement { loan, principal } => {
                 let state = self.loans.get_mut(loan).ok_or("unknown loan")?;
@@ -353,6 +361,26 @@ impl LedgerState {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Records a savings balance change on its effective date.
+    fn change_savings(
+        &mut self,
+        account: &SavingsAccountId,
+        date: NaiveDate,
+        change: Decimal,
+    ) -> Result<(), String> {
+        let state = self
+            .savings
+            .get_mut(account)
+            .ok_or("unknown savings account")?;
+        let total = state.changes.entry(date).or_default();
+        *total += change;
+        if total.is_zero() {
+            state.changes.remove(&date);
+        }
+        self.changed.insert(StateKey::Savings(account.clone()));
         Ok(())
     }
 

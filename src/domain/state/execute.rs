@@ -281,7 +281,7 @@ impl LedgerState {
             )
         } else {
             let after = checked_sub(balance, amount.amount)?;
-            self.check_withdrawal(account, balance, amount.amount, after, branch)?;
+            self.check_withdrawal(account, date, balance, amount.amount, after, branch)?;
             (
                 after,
                 vec![
@@ -304,12 +304,25 @@ impl LedgerState {
     fn check_withdrawal(
         &self,
         account: &SavingsAccount,
+        date: NaiveDate,
         balance: Decimal,
         amount: Decimal,
         after: Decimal,
         branch: &Branch,
     ) -> Result<(), DomainError> {
         let currency = branch.currency;
+        let (lowest, on) = account.lowest_balance_from(date);
+        if lowest < amount && lowest < balance {
+            return Err(DomainError::precondition(
+                "amount",
+                format!(
+                    "withdrawing {} on {date} would take savings account {} below zero on {on} (balance then {})",
+                    show(amount, currency),
+                    account.id,
+                    show(lowest, currency)
+                ),
+            ));
+        }
         if after.is_sign_negative() && !after.is_zero() {
             return Err(DomainError::precondition(
                 "amount",
@@ -349,14 +362,23 @@ impl LedgerState {
         check_currency("terms.principal.currency", input.principal, branch)?;
         let date = self.resolve_date("disbursed_on", disbursed_on, branch, context)?;
         not_before("disbursed_on", date, member.joined_on, "the member joined")?;
-        if self.compulsory_account(member).is_none() {
+        let Some(compulsory) = self
+            .compulsory_account(member)
+            .and_then(|id| self.savings.get(id))
+        else {
             return Err(DomainError::precondition(
                 "member_id",
                 format!(
                     "member {member_id} has no compulsory savings account; open one before disbursing a loan"
                 ),
             ));
-        }
+        };
+        not_before(
+            "disbursed_on",
+            date,
+            compulsory.opened_on,
+            "her compulsory savings account opened",
+        )?;
         if input.first_repayment_date <= date {
             return Err(DomainError::invalid(
                 "terms.first_repayment_date",
@@ -541,7 +563,7 @@ impl LedgerState {
             original.effective_date,
             "the reversed entry's date",
         )?;
-        let undo = self.undo_of(&original, branch)?;
+        let undo = self.undo_of(&original, branch, date)?;
         let postings = original
             .postings
             .iter()
@@ -560,20 +582,26 @@ impl LedgerState {
     }
 
     /// What reversing `original` undoes, if the state allows it.
-    fn undo_of(&self, original: &EntryBody, branch: &Branch) -> Result<Undo, DomainError> {
+    fn undo_of(
+        &self,
+        original: &EntryBody,
+        branch: &Branch,
+        date: NaiveDate,
+    ) -> Result<Undo, DomainError> {
         let sequence = original.sequence;
         match (&original.command, &original.outcome) {
             (CommandBody::DepositSavings { amount, .. }, Outcome::SavingsMoved { account, .. }) => {
-                let balance = self
-                    .balance(&AccountId::Savings(account.clone()))
-                    .on_normal_side(AccountKind::Liability);
-                if balance < amount.amount {
+                let state = self.savings.get(account).ok_or_else(|| {
+                    DomainError::not_found("sequence", "savings account", account.as_str())
+                })?;
+                let (lowest, on) = state.lowest_balance_from(date);
+                if lowest < amount.amount {
                     return Err(DomainError::precondition(
                         "sequence",
                         format!(
-                            "reversing the deposit of {} in entry {sequence} would take savings account {account} below zero (balance {})",
+                            "reversing the deposit of {} in entry {sequence} would take savings account {account} below zero on {on} (balance then {})",
                             show(amount.amount, branch.currency),
-                            show(balance, branch.currency)
+                            show(lowest, branch.currency)
                         ),
                     ));
                 }

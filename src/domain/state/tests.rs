@@ -268,6 +268,11 @@ proptest! {
         // The books balance: all debits equal all credits.
         let (debits, credits) = state.balances.values().fold((Decimal::ZERO, Decimal::ZERO), |(d, c), b| (d + b.debits, c + b.credits));
         prop_assert_eq!(debits, credits);
+        // No savings account is below zero on any day.
+        for account in state.savings.values() {
+            let (lowest, on) = account.lowest_balance_from(day(0));
+            prop_assert!(lowest >= Decimal::ZERO, "{} is at {} on {}", account.id, lowest, on);
+        }
         // No savings balance is negative, no loan over-repaid.
         for (account, balance) in &state.balances {
             if let AccountId::Savings(_) | AccountId::Loan(_) = account {
