@@ -60,6 +60,10 @@ struct ServeArgs {
     /// Most commands waiting for the writer before new ones are refused.
     #[arg(long, env = "MFI_LEDGER_QUEUE_DEPTH_MAX", default_value_t = LedgerConfig::default().queue_depth_max)]
     queue_depth_max: usize,
+    /// Entries between checkpoints of the derived-state cache (at most this
+    /// many are replayed from the journal at startup after a crash).
+    #[arg(long, env = "MFI_LEDGER_CHECKPOINT_ENTRIES", default_value_t = LedgerConfig::default().checkpoint_entries)]
+    checkpoint_entries: u64,
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "MFI_LEDGER_MESSAGE_SIZE_MAX", default_value_t = ServerLimits::default().message_size_max)]
     message_size_max: usize,
@@ -111,6 +115,8 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let config = LedgerConfig {
         batch_size_max: args.batch_size_max,
         queue_depth_max: args.queue_depth_max,
+        checkpoint_entries: args.checkpoint_entries,
+        ..LedgerConfig::default()
     };
     let ledger = Arc::new(Ledger::start(
         Arc::new(store),

@@ -20,6 +20,7 @@ use super::schedule::{InterestMethod, RepaymentFrequency};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Money {
     /// Positive, normalised, with at most the currency's decimal places.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub amount: Decimal,
     /// The currency the client named (VND when it named none).
     pub currency: Currency,
@@ -60,6 +61,7 @@ pub struct LoanTermsInput {
     /// Principal to disburse.
     pub principal: Money,
     /// Annual rate in percent, 0 to 100.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub annual_interest_rate_percent: Decimal,
     /// Flat or declining balance.
     pub interest_method: InterestMethod,
@@ -68,8 +70,10 @@ pub struct LoanTermsInput {
     /// Weekly, fortnightly or monthly.
     pub frequency: RepaymentFrequency,
     /// Due date of the first installment.
+    #[serde(with = "crate::domain::codec::date")]
     pub first_repayment_date: NaiveDate,
     /// Installment rounding; `None` means the currency's unit.
+    #[serde(with = "crate::domain::codec::decimal_option")]
     pub rounding_multiple: Option<Decimal>,
 }
 
@@ -83,7 +87,9 @@ pub enum CommandBody {
         name: Name,
         time_zone: String,
         currency: Currency,
+        #[serde(with = "crate::domain::codec::decimal")]
         compulsory_savings_percent: Decimal,
+        #[serde(with = "crate::domain::codec::date_option")]
         opened_on: Option<NaiveDate>,
     },
     /// Create a center in a branch.
@@ -91,6 +97,7 @@ pub enum CommandBody {
         center_id: CenterId,
         branch_id: BranchId,
         name: Name,
+        #[serde(with = "crate::domain::codec::date_option")]
         opened_on: Option<NaiveDate>,
     },
     /// Create a group in a center.
@@ -98,6 +105,7 @@ pub enum CommandBody {
         group_id: GroupId,
         center_id: CenterId,
         name: Name,
+        #[serde(with = "crate::domain::codec::date_option")]
         opened_on: Option<NaiveDate>,
     },
     /// Register a member in a group.
@@ -105,42 +113,49 @@ pub enum CommandBody {
         member_id: MemberId,
         full_name: Name,
         group_id: GroupId,
+        #[serde(with = "crate::domain::codec::date_option")]
         joined_on: Option<NaiveDate>,
     },
     /// Open a savings account.
     OpenSavingsAccount {
         member_id: MemberId,
         kind: SavingsKind,
+        #[serde(with = "crate::domain::codec::date_option")]
         opened_on: Option<NaiveDate>,
     },
     /// Deposit into savings.
     DepositSavings {
         account_id: SavingsAccountId,
         amount: Money,
+        #[serde(with = "crate::domain::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
     /// Withdraw from savings.
     WithdrawSavings {
         account_id: SavingsAccountId,
         amount: Money,
+        #[serde(with = "crate::domain::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
     /// Disburse a loan.
     DisburseLoan {
         member_id: MemberId,
         terms: LoanTermsInput,
+        #[serde(with = "crate::domain::codec::date_option")]
         disbursed_on: Option<NaiveDate>,
     },
     /// Repay a loan.
     RecordRepayment {
         loan_id: LoanId,
         amount: Money,
+        #[serde(with = "crate::domain::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
     /// Reverse an earlier entry.
     ReverseEntry {
         sequence: u64,
         reason: Name,
+        #[serde(with = "crate::domain::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
 }

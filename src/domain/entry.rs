@@ -54,6 +54,7 @@ pub struct Posting {
     /// Debit or credit.
     pub side: Side,
     /// Positive, normalised amount.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub amount: Decimal,
 }
 
@@ -83,8 +84,10 @@ pub struct InstallmentPayment {
     /// 1-based installment number.
     pub number: u32,
     /// Interest paid on it.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub interest: Decimal,
     /// Principal paid on it.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub principal: Decimal,
 }
 
@@ -95,11 +98,13 @@ pub enum Undo {
     /// A deposit of `amount` into `account`.
     Deposit {
         account: SavingsAccountId,
+        #[serde(with = "crate::domain::codec::decimal")]
         amount: Decimal,
     },
     /// A withdrawal of `amount` from `account`.
     Withdrawal {
         account: SavingsAccountId,
+        #[serde(with = "crate::domain::codec::decimal")]
         amount: Decimal,
     },
     /// A loan's disbursement: the loan is cancelled.
@@ -124,6 +129,7 @@ pub enum Outcome {
     /// A deposit or withdrawal, with the account's balance after it.
     SavingsMoved {
         account: SavingsAccountId,
+        #[serde(with = "crate::domain::codec::decimal")]
         balance_after: Decimal,
     },
     /// A loan disbursed, with its id, resolved terms and schedule.
@@ -137,6 +143,7 @@ pub enum Outcome {
     RepaymentAllocated {
         loan: LoanId,
         payments: Vec<InstallmentPayment>,
+        #[serde(with = "crate::domain::codec::decimal")]
         principal_outstanding_after: Decimal,
         closed: bool,
     },
@@ -150,6 +157,7 @@ pub struct EntryBody {
     /// Gap-free, from 1.
     pub sequence: u64,
     /// Business date in the branch's time zone.
+    #[serde(with = "crate::domain::codec::date")]
     pub effective_date: NaiveDate,
     /// When recorded, microseconds since the Unix epoch, UTC.
     pub recorded_at_micros: i64,

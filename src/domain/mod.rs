@@ -4,6 +4,7 @@
 //! knows about gRPC or storage. It is pure and deterministic.
 
 pub mod account;
+pub mod codec;
 pub mod command;
 pub mod entry;
 pub mod error;

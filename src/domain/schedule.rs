@@ -78,8 +78,10 @@ impl RepaymentFrequency {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoanTerms {
     /// Amount lent; must be > 0 with at most `currency_decimal_places` decimals.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub principal: Decimal,
     /// Nominal yearly rate in percent, `0 <= r <= 100`; 18 means 18% a year.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub annual_interest_rate_percent: Decimal,
     /// How interest is charged.
     pub interest_method: InterestMethod,
@@ -88,9 +90,11 @@ pub struct LoanTerms {
     /// How often installments fall due.
     pub frequency: RepaymentFrequency,
     /// Due date of the first installment.
+    #[serde(with = "crate::domain::codec::date")]
     pub first_repayment_date: NaiveDate,
     /// Regular installments are rounded to a multiple of this, e.g. 1 (whole
     /// dong), 1000, or 0.01; must be > 0 and a whole number of minor units.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub rounding_multiple: Decimal,
     /// The currency's minor-unit exponent: VND 0, USD 2.
     pub currency_decimal_places: u32,
@@ -102,10 +106,13 @@ pub struct Installment {
     /// 1-based position in the schedule.
     pub number: u32,
     /// Date the installment falls due.
+    #[serde(with = "crate::domain::codec::date")]
     pub due_date: NaiveDate,
     /// Part of the installment that repays principal.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub principal: Decimal,
     /// Part of the installment that pays interest.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub interest: Decimal,
 }
 

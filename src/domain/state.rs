@@ -58,7 +58,9 @@ pub struct Branch {
     /// Currency of every amount in the branch's books.
     pub currency: Currency,
     /// Share of outstanding principal a borrower keeps in compulsory savings.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub compulsory_savings_percent: Decimal,
+    #[serde(with = "crate::domain::codec::date")]
     pub opened_on: NaiveDate,
 }
 
@@ -68,6 +70,7 @@ pub struct Center {
     pub id: CenterId,
     pub branch: BranchId,
     pub name: Name,
+    #[serde(with = "crate::domain::codec::date")]
     pub opened_on: NaiveDate,
 }
 
@@ -78,6 +81,7 @@ pub struct Group {
     pub center: CenterId,
     pub branch: BranchId,
     pub name: Name,
+    #[serde(with = "crate::domain::codec::date")]
     pub opened_on: NaiveDate,
 }
 
@@ -89,6 +93,7 @@ pub struct Member {
     pub group: GroupId,
     pub center: CenterId,
     pub branch: BranchId,
+    #[serde(with = "crate::domain::codec::date")]
     pub joined_on: NaiveDate,
     /// Her savings accounts, in the order opened.
     pub savings_accounts: Vec<SavingsAccountId>,
@@ -108,9 +113,11 @@ pub struct SavingsAccount {
     pub member: MemberId,
     pub branch: BranchId,
     pub kind: SavingsKind,
+    #[serde(with = "crate::domain::codec::date")]
     pub opened_on: NaiveDate,
     /// Net change of the balance by effective date, so that a back-dated
     /// withdrawal or reversal can be checked against every later balance.
+    #[serde(with = "crate::domain::codec::date_decimal_map")]
     pub changes: BTreeMap<NaiveDate, Decimal>,
 }
 
@@ -159,7 +166,9 @@ pub enum LoanStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstallmentState {
     pub due: Installment,
+    #[serde(with = "crate::domain::codec::decimal")]
     pub principal_paid: Decimal,
+    #[serde(with = "crate::domain::codec::decimal")]
     pub interest_paid: Decimal,
 }
 
@@ -188,31 +197,36 @@ pub struct Loan {
     pub branch: BranchId,
     pub currency: Currency,
     pub terms: LoanTerms,
+    #[serde(with = "crate::domain::codec::date")]
     pub disbursed_on: NaiveDate,
     pub status: LoanStatus,
     pub installments: Vec<InstallmentState>,
     /// Date of the latest repayment (or the disbursement): repayments are
     /// entered in date order so that allocation follows the calendar.
+    #[serde(with = "crate::domain::codec::date")]
     pub last_repayment_on: NaiveDate,
     /// Principal outstanding changes by effective date (for borrower counts).
+    #[serde(with = "crate::domain::codec::date_decimal_map")]
     pub principal_changes: BTreeMap<NaiveDate, Decimal>,
+    /// Sum of the installments' unpaid principal, kept as they change.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub principal_unpaid: Decimal,
+    /// Sum of the installments' unpaid interest, kept as they change.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub interest_unpaid: Decimal,
+    /// Index of the first installment not fully paid (all before it are).
+    pub first_unpaid: u32,
 }
 
 impl Loan {
     /// Principal not yet repaid.
     pub fn principal_outstanding(&self) -> Decimal {
-        self.installments
-            .iter()
-            .map(InstallmentState::principal_unpaid)
-            .sum()
+        self.principal_unpaid
     }
 
     /// Scheduled interest not yet paid.
     pub fn interest_outstanding(&self) -> Decimal {
-        self.installments
-            .iter()
-            .map(InstallmentState::interest_unpaid)
-            .sum()
+        self.interest_unpaid
     }
 
     /// True when any repayment on it stands (not reversed).
@@ -221,12 +235,21 @@ impl Loan {
             .iter()
             .any(|i| !i.principal_paid.is_zero() || !i.interest_paid.is_zero())
     }
+
+    /// The installments not yet fully paid start at this slice.
+    pub fn from_first_unpaid(&self) -> &[InstallmentState] {
+        self.installments
+            .get(self.first_unpaid as usize..)
+            .unwrap_or(&[])
+    }
 }
 
 /// Debits and credits posted to one account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {
+    #[serde(with = "crate::domain::codec::decimal")]
     pub debits: Decimal,
+    #[serde(with = "crate::domain::codec::decimal")]
     pub credits: Decimal,
 }
 
@@ -287,7 +310,33 @@ pub struct LedgerState {
     reversed: HashMap<u64, u64>,
     days: BTreeMap<BranchId, BTreeMap<NaiveDate, DayTotals>>,
     /// Keys changed since the last `take_changes`.
-    changed: BTreeSet<StateKey>,
+    changed: ChangeLog,
+}
+
+/// The keys changed since the last checkpoint, unless tracking is off (the
+/// writer's working copy never persists, so it does not track).
+#[derive(Clone, Debug, PartialEq)]
+struct ChangeLog {
+    enabled: bool,
+    keys: BTreeSet<StateKey>,
+}
+
+impl Default for ChangeLog {
+    fn default() -> ChangeLog {
+        ChangeLog {
+            enabled: true,
+            keys: BTreeSet::new(),
+        }
+    }
+}
+
+impl ChangeLog {
+    /// Notes the key `key()` as changed.
+    fn note(&mut self, key: impl FnOnce() -> StateKey) {
+        if self.enabled {
+            self.keys.insert(key());
+        }
+    }
 }
 
 mod apply;
@@ -301,6 +350,12 @@ impl LedgerState {
     /// An empty ledger.
     pub fn new() -> LedgerState {
         LedgerState::default()
+    }
+
+    /// Stops noting changed keys: for a copy whose records are never taken.
+    pub fn stop_tracking_changes(&mut self) {
+        self.changed.enabled = false;
+        self.changed.keys.clear();
     }
 
     /// Sequence number of the last applied entry (0 when empty).

@@ -22,14 +22,19 @@ pub struct DayTotals {
     /// Loans disbursed, less disbursements reversed.
     pub loans_disbursed: i64,
     /// Principal disbursed, less disbursements reversed.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub amount_disbursed: Decimal,
     /// Principal repaid, less repayments reversed.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub principal_collected: Decimal,
     /// Interest repaid, less repayments reversed.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub interest_collected: Decimal,
     /// Change of all savings balances.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub savings_change: Decimal,
     /// Change of principal outstanding.
+    #[serde(with = "crate::domain::codec::decimal")]
     pub portfolio_change: Decimal,
     /// Change in the number of members with principal outstanding.
     pub borrowers_change: i64,
@@ -191,6 +196,7 @@ impl Period {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BorrowerStep {
     /// Effective date of the change.
+    #[serde(with = "crate::domain::codec::date")]
     pub date: NaiveDate,
     /// +1 when she becomes a borrower, -1 when she stops.
     pub borrower: i64,

@@ -50,6 +50,11 @@ pub struct LedgerConfig {
     /// Most commands submitted and not yet answered; past it, submissions
     /// are refused as overloaded rather than queued without bound.
     pub queue_depth_max: usize,
+    /// Entries after which the derived-state cache is checkpointed; at most
+    /// this many entries are replayed from the journal at startup after a crash.
+    pub checkpoint_entries: u64,
+    /// Longest time between checkpoints while entries arrive.
+    pub checkpoint_interval: std::time::Duration,
 }
 
 impl Default for LedgerConfig {
@@ -57,6 +62,8 @@ impl Default for LedgerConfig {
         LedgerConfig {
             batch_size_max: 1024,
             queue_depth_max: 16_384,
+            checkpoint_entries: 100_000,
+            checkpoint_interval: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -115,10 +122,11 @@ impl Ledger {
         let queue_depth_max = config.queue_depth_max.max(1);
         let (sender, receiver) = mpsc::channel(queue_depth_max);
         let failed = Arc::new(AtomicBool::new(false));
-        let (persist_sender, persist_receiver) =
-            std::sync::mpsc::sync_channel::<Vec<StateRecord>>(64);
+        let (persist_sender, persist_receiver) = std::sync::mpsc::channel::<u64>();
+        let mut working = state;
+        working.stop_tracking_changes();
         let writer = Writer {
-            state,
+            state: working,
             store: store.clone(),
             clock: clock.clone(),
             read_side: read_side.clone(),
@@ -127,7 +135,12 @@ impl Ledger {
             failed: None,
             failed_flag: failed.clone(),
         };
-        let persister_store = store.clone();
+        let persister = Persister {
+            store: store.clone(),
+            read_side: read_side.clone(),
+            checkpoint_entries: config.checkpoint_entries.max(1),
+            checkpoint_interval: config.checkpoint_interval,
+        };
         let threads = vec![
             std::thread::Builder::new()
                 .name("ledger-writer".into())
@@ -135,7 +148,7 @@ impl Ledger {
                 .map_err(StoreError::io("starting the writer thread"))?,
             std::thread::Builder::new()
                 .name("ledger-persister".into())
-                .spawn(move || persist_loop(persister_store.as_ref(), persist_receiver))
+                .spawn(move || persister.run(persist_receiver))
                 .map_err(StoreError::io("starting the persister thread"))?,
         ];
         Ok(Ledger {
@@ -269,7 +282,8 @@ struct Writer {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     read_side: Arc<RwLock<LedgerState>>,
-    persist: std::sync::mpsc::SyncSender<Vec<StateRecord>>,
+    /// Tells the persister how many entries each batch published.
+    persist: std::sync::mpsc::Sender<u64>,
     batch_size_max: usize,
     /// Set after a storage fault: the working state may hold entries that
     /// never became durable, so nothing more is decided.
@@ -435,7 +449,7 @@ impl Writer {
     /// One durable barrier for the batch, then publication to the read side.
     fn make_durable(&mut self, entries: &[Arc<Entry>]) -> Result<(), Fault> {
         self.store.append(entries).map_err(Fault::NotDurable)?;
-        let records = {
+        {
             let mut read_side = self
                 .read_side
                 .write()
@@ -445,9 +459,8 @@ impl Writer {
                     .apply(entry)
                     .map_err(|e| Fault::NotPublished(e.to_string()))?;
             }
-            read_side.take_changes()
-        };
-        if self.persist.send(records).is_err() {
+        }
+        if self.persist.send(entries.len() as u64).is_err() {
             tracing::warn!(
                 "state persister has stopped; the cache will be rebuilt from the journal at startup"
             );
@@ -464,18 +477,55 @@ enum Fault {
     NotPublished(String),
 }
 
-/// Writes state records to the store's cache, coalescing what has queued.
-fn persist_loop(store: &dyn Store, receiver: std::sync::mpsc::Receiver<Vec<StateRecord>>) {
-    while let Ok(mut records) = receiver.recv() {
-        while let Ok(more) = receiver.try_recv() {
-            records.extend(more);
+/// Checkpoints the derived state into the store's cache: the records
+/// changed since the last checkpoint, every `checkpoint_entries` entries or
+/// `checkpoint_interval`, and at shutdown. Between checkpoints the journal
+/// alone holds the newest entries; startup replays them.
+struct Persister {
+    store: Arc<dyn Store>,
+    read_side: Arc<RwLock<LedgerState>>,
+    checkpoint_entries: u64,
+    checkpoint_interval: std::time::Duration,
+}
+
+impl Persister {
+    fn run(self, published: std::sync::mpsc::Receiver<u64>) {
+        let mut pending = 0u64;
+        let mut last = std::time::Instant::now();
+        loop {
+            let wait = self.checkpoint_interval.saturating_sub(last.elapsed());
+            match published.recv_timeout(wait) {
+                Ok(count) => pending += count,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            let due =
+                pending >= self.checkpoint_entries || last.elapsed() >= self.checkpoint_interval;
+            if pending > 0 && due {
+                self.checkpoint();
+                pending = 0;
+            }
+            if due {
+                last = std::time::Instant::now();
+            }
         }
-        // Later records of a key win; sled applies a batch in order.
-        if let Err(error) = store.save_state(&records) {
-            tracing::error!(%error, "saving derived state failed; it will be rebuilt from the journal at startup");
+        self.checkpoint();
+        if let Err(error) = self.store.flush_state() {
+            tracing::error!(%error, "flushing derived state at shutdown failed");
         }
     }
-    if let Err(error) = store.flush_state() {
-        tracing::error!(%error, "flushing derived state at shutdown failed");
+
+    fn checkpoint(&self) {
+        let records: Vec<StateRecord> = self
+            .read_side
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take_changes();
+        if records.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.save_state(&records) {
+            tracing::error!(%error, "saving derived state failed; it will be rebuilt from the journal at startup");
+        }
     }
 }

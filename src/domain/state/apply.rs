@@ -38,7 +38,7 @@ impl LedgerState {
                 .checked_add(posting.amount)
                 .ok_or_else(|| fail("balance overflow".into()))?;
             self.changed
-                .insert(StateKey::Balance(posting.account.clone()));
+                .note(|| StateKey::Balance(posting.account.clone()));
         }
         let record = RequestRecord {
             sequence: body.sequence,
@@ -46,10 +46,10 @@ impl LedgerState {
         };
         self.requests.insert(body.request_id.clone(), record);
         self.changed
-            .insert(StateKey::Request(body.request_id.clone()));
+            .note(|| StateKey::Request(body.request_id.clone()));
         self.last_sequence = body.sequence;
         self.last_hash = Some(entry.hash);
-        self.changed.insert(StateKey::Head);
+        self.changed.note(|| StateKey::Head);
         Ok(())
     }
 
@@ -76,7 +76,7 @@ impl LedgerState {
                     opened_on: date,
                 };
                 self.branches.insert(branch_id.clone(), branch);
-                self.changed.insert(StateKey::Branch(branch_id.clone()));
+                self.changed.note(|| StateKey::Branch(branch_id.clone()));
             }
             (
                 CommandBody::CreateCenter {
@@ -94,7 +94,7 @@ impl LedgerState {
                     opened_on: date,
                 };
                 self.centers.insert(center_id.clone(), center);
-                self.changed.insert(StateKey::Center(center_id.clone()));
+                self.changed.note(|| StateKey::Center(center_id.clone()));
             }
             (
                 CommandBody::CreateGroup {
@@ -119,7 +119,7 @@ impl LedgerState {
                     opened_on: date,
                 };
                 self.groups.insert(group_id.clone(), group);
-                self.changed.insert(StateKey::Group(group_id.clone()));
+                self.changed.note(|| StateKey::Group(group_id.clone()));
             }
             (
                 CommandBody::RegisterMember {
@@ -144,7 +144,7 @@ impl LedgerState {
                     borrower_steps: Vec::new(),
                 };
                 self.members.insert(member_id.clone(), member);
-                self.changed.insert(StateKey::Member(member_id.clone()));
+                self.changed.note(|| StateKey::Member(member_id.clone()));
             }
             (
                 CommandBody::OpenSavingsAccount { member_id, .. },
@@ -155,7 +155,7 @@ impl LedgerState {
                 if *kind == SavingsKind::Voluntary {
                     member.voluntary_accounts_opened += 1;
                 }
-                self.changed.insert(StateKey::Member(member_id.clone()));
+                self.changed.note(|| StateKey::Member(member_id.clone()));
                 let savings = SavingsAccount {
                     id: account.clone(),
                     member: member_id.clone(),
@@ -165,7 +165,7 @@ impl LedgerState {
                     changes: BTreeMap::new(),
                 };
                 self.savings.insert(account.clone(), savings);
-                self.changed.insert(StateKey::Savings(account.clone()));
+                self.changed.note(|| StateKey::Savings(account.clone()));
                 self.refresh_borrower_steps(member_id)?;
             }
             (CommandBody::DepositSavings { amount, .. }, Outcome::SavingsMoved { account, .. }) => {
@@ -216,7 +216,7 @@ impl LedgerState {
             (CommandBody::ReverseEntry { .. }, Outcome::Reversed { sequence, undo }) => {
                 self.apply_undo(&body.branch, date, undo)?;
                 self.reversed.insert(*sequence, body.sequence);
-                self.changed.insert(StateKey::Reversed(*sequence));
+                self.changed.note(|| StateKey::Reversed(*sequence));
             }
             (command, outcome) => {
                 return Err(format!(
@@ -257,12 +257,16 @@ impl LedgerState {
             installments,
             last_repayment_on: date,
             principal_changes: BTreeMap::from([(date, terms.principal)]),
+            principal_unpaid: terms.principal,
+            interest_unpaid: schedule.iter().map(|i| i.interest).sum(),
+            first_unpaid: 0,
         };
         self.loans.insert(loan.clone(), state);
-        self.changed.insert(StateKey::Loan(loan.clone()));
+        self.changed.note(|| StateKey::Loan(loan.clone()));
+        self.changed.note(|| StateKey::LoanProgress(loan.clone()));
         let member = self.members.get_mut(member_id).ok_or("unknown member")?;
         member.loans.push(loan.clone());
-        self.changed.insert(StateKey::Member(member_id.clone()));
+        self.changed.note(|| StateKey::Member(member_id.clone()));
         let principal = terms.principal;
         self.add_day(&body.branch, date, |d| {
             d.loans_disbursed += 1;
@@ -303,6 +307,18 @@ impl LedgerState {
                 ));
             }
             principal += payment.principal;
+            loan.principal_unpaid -= sign * payment.principal;
+            loan.interest_unpaid -= sign * payment.interest;
+            if sign.is_sign_negative() {
+                loan.first_unpaid = loan.first_unpaid.min(index as u32);
+            }
+        }
+        while loan
+            .installments
+            .get(loan.first_unpaid as usize)
+            .is_some_and(InstallmentState::is_paid)
+        {
+            loan.first_unpaid += 1;
         }
         *loan.principal_changes.entry(date).or_default() -= sign * principal;
         if loan
@@ -313,8 +329,20 @@ impl LedgerState {
         {
             loan.principal_changes.remove(&date);
         }
+        // A repayment on the latest date that leaves principal outstanding
+        // cannot change when the loan is active: skip recounting borrowers.
+        let at_the_end = loan
+            .principal_changes
+            .last_key_value()
+            .is_some_and(|(last, _)| *last <= date);
+        let unchanged =
+            sign.is_sign_positive() && at_the_end && loan.principal_unpaid > Decimal::ZERO;
         let member = loan.member.clone();
-        self.changed.insert(StateKey::Loan(loan_id.clone()));
+        self.changed
+            .note(|| StateKey::LoanProgress(loan_id.clone()));
+        if unchanged {
+            return Ok(());
+        }
         self.refresh_borrower_steps(&member)
     }
 
@@ -338,7 +366,7 @@ impl LedgerState {
                 state.status = LoanStatus::Cancelled;
                 *state.principal_changes.entry(date).or_default() -= *principal;
                 let member = state.member.clone();
-                self.changed.insert(StateKey::Loan(loan.clone()));
+                self.changed.note(|| StateKey::LoanProgress(loan.clone()));
                 self.add_day(branch, date, |d| {
                     d.loans_disbursed -= 1;
                     d.amount_disbursed -= *principal;
@@ -380,7 +408,7 @@ impl LedgerState {
         if total.is_zero() {
             state.changes.remove(&date);
         }
-        self.changed.insert(StateKey::Savings(account.clone()));
+        self.changed.note(|| StateKey::Savings(account.clone()));
         Ok(())
     }
 
@@ -427,7 +455,7 @@ impl LedgerState {
             .get_mut(member_id)
             .ok_or("unknown member")?
             .borrower_steps = new_steps;
-        self.changed.insert(StateKey::Member(member_id.clone()));
+        self.changed.note(|| StateKey::Member(member_id.clone()));
         Ok(())
     }
 
@@ -438,6 +466,6 @@ impl LedgerState {
         if day.is_empty() {
             days.remove(&date);
         }
-        self.changed.insert(StateKey::Day(branch.clone(), date));
+        self.changed.note(|| StateKey::Day(branch.clone(), date));
     }
 }

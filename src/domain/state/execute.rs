@@ -486,7 +486,7 @@ impl LedgerState {
                 ),
             ));
         }
-        let payments = allocate(&loan.installments, amount.amount);
+        let payments = allocate(loan.from_first_unpaid(), amount.amount);
         let principal: Decimal = payments.iter().map(|p| p.principal).sum();
         let interest: Decimal = payments.iter().map(|p| p.interest).sum();
         let mut postings = vec![Posting::debit(

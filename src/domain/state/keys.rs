@@ -14,7 +14,10 @@ pub enum StateKey {
     Group(GroupId),
     Member(MemberId),
     Savings(SavingsAccountId),
+    /// A loan's terms and schedule: written once, at disbursement.
     Loan(LoanId),
+    /// What has been repaid on a loan: small, rewritten as it changes.
+    LoanProgress(LoanId),
     Balance(AccountId),
     Request(RequestId),
     Reversed(u64),
@@ -45,6 +48,7 @@ impl StateKey {
             StateKey::Member(id) => format!("member/{id}"),
             StateKey::Savings(id) => format!("savings/{id}"),
             StateKey::Loan(id) => format!("loan/{id}"),
+            StateKey::LoanProgress(id) => format!("repaid/{id}"),
             StateKey::Balance(account) => format!("balance/{account}"),
             StateKey::Request(id) => format!("request/{id}"),
             StateKey::Reversed(sequence) => format!("reversed/{sequence:020}"),
@@ -64,7 +68,11 @@ impl LedgerState {
             StateKey::Group(id) => self.groups.get(id).map(encode),
             StateKey::Member(id) => self.members.get(id).map(encode),
             StateKey::Savings(id) => self.savings.get(id).map(encode),
-            StateKey::Loan(id) => self.loans.get(id).map(encode),
+            StateKey::Loan(id) => self.loans.get(id).map(|loan| encode(&LoanRecord::of(loan))),
+            StateKey::LoanProgress(id) => self
+                .loans
+                .get(id)
+                .map(|loan| encode(&LoanProgress::of(loan))),
             StateKey::Balance(account) => self.balances.get(account).map(|b| encode(&(account, b))),
             StateKey::Request(id) => self.requests.get(id).map(|r| encode(&(id, r))),
             StateKey::Reversed(sequence) => self.reversed.get(sequence).map(encode),
@@ -78,7 +86,7 @@ impl LedgerState {
 
     /// The records changed since the last call, in key order.
     pub fn take_changes(&mut self) -> Vec<StateRecord> {
-        let changed = std::mem::take(&mut self.changed);
+        let changed = std::mem::take(&mut self.changed.keys);
         changed
             .iter()
             .map(|key| (key.to_bytes(), self.record(key)))
@@ -87,7 +95,7 @@ impl LedgerState {
 
     /// Forgets which records changed (after loading or rebuilding).
     pub fn clear_changes(&mut self) {
-        self.changed.clear();
+        self.changed.keys.clear();
     }
 
     /// Every record of the state, sorted by key bytes.
@@ -99,6 +107,7 @@ impl LedgerState {
         keys.extend(self.members.keys().cloned().map(StateKey::Member));
         keys.extend(self.savings.keys().cloned().map(StateKey::Savings));
         keys.extend(self.loans.keys().cloned().map(StateKey::Loan));
+        keys.extend(self.loans.keys().cloned().map(StateKey::LoanProgress));
         keys.extend(self.balances.keys().cloned().map(StateKey::Balance));
         keys.extend(self.requests.keys().cloned().map(StateKey::Request));
         keys.extend(self.reversed.keys().copied().map(StateKey::Reversed));
@@ -155,8 +164,17 @@ impl LedgerState {
                 self.savings.insert(account.id.clone(), account);
             }
             "loan" => {
-                let loan: Loan = decode(key, value)?;
-                self.loans.insert(loan.id.clone(), loan);
+                let loan: LoanRecord = decode(key, value)?;
+                self.loans.insert(loan.id.clone(), loan.into_loan());
+            }
+            "repaid" => {
+                let progress: LoanProgress = decode(key, value)?;
+                let id = LoanId::parse("key", rest).map_err(|e| e.to_string())?;
+                let loan = self
+                    .loans
+                    .get_mut(&id)
+                    .ok_or_else(|| format!("record {key:?} has no loan record"))?;
+                progress.restore(loan)?;
             }
             "balance" => {
                 let (account, balance): (AccountId, Balance) = decode(key, value)?;
@@ -183,6 +201,144 @@ impl LedgerState {
             }
             _ => return Err(format!("record key {key:?} has an unknown kind")),
         }
+        Ok(())
+    }
+}
+
+/// A loan's record without what was repaid: its terms and schedule.
+#[derive(Serialize, Deserialize)]
+struct LoanRecord {
+    id: LoanId,
+    member: MemberId,
+    branch: BranchId,
+    currency: Currency,
+    terms: LoanTerms,
+    #[serde(with = "crate::domain::codec::date")]
+    disbursed_on: NaiveDate,
+    schedule: Vec<Installment>,
+}
+
+impl LoanRecord {
+    fn of(loan: &Loan) -> LoanRecord {
+        LoanRecord {
+            id: loan.id.clone(),
+            member: loan.member.clone(),
+            branch: loan.branch.clone(),
+            currency: loan.currency,
+            terms: loan.terms.clone(),
+            disbursed_on: loan.disbursed_on,
+            schedule: loan.installments.iter().map(|i| i.due.clone()).collect(),
+        }
+    }
+
+    /// The loan as disbursed, before any repayment.
+    fn into_loan(self) -> Loan {
+        let interest_unpaid = self.schedule.iter().map(|i| i.interest).sum();
+        Loan {
+            principal_unpaid: self.terms.principal,
+            interest_unpaid,
+            first_unpaid: 0,
+            id: self.id,
+            member: self.member,
+            branch: self.branch,
+            currency: self.currency,
+            principal_changes: BTreeMap::from([(self.disbursed_on, self.terms.principal)]),
+            terms: self.terms,
+            disbursed_on: self.disbursed_on,
+            status: LoanStatus::Active,
+            installments: self
+                .schedule
+                .into_iter()
+                .map(|due| InstallmentState {
+                    due,
+                    principal_paid: Decimal::ZERO,
+                    interest_paid: Decimal::ZERO,
+                })
+                .collect(),
+            last_repayment_on: self.disbursed_on,
+        }
+    }
+}
+
+/// What was paid on one installment at or after the first unpaid one.
+#[derive(Serialize, Deserialize)]
+struct Paid {
+    number: u32,
+    #[serde(with = "crate::domain::codec::decimal")]
+    principal: Decimal,
+    #[serde(with = "crate::domain::codec::decimal")]
+    interest: Decimal,
+}
+
+/// What has been repaid on a loan, compactly: every installment before
+/// `first_unpaid` is paid in full; the others are listed when partly paid.
+#[derive(Serialize, Deserialize)]
+struct LoanProgress {
+    status: LoanStatus,
+    #[serde(with = "crate::domain::codec::date")]
+    last_repayment_on: NaiveDate,
+    #[serde(with = "crate::domain::codec::date_decimal_map")]
+    principal_changes: BTreeMap<NaiveDate, Decimal>,
+    #[serde(with = "crate::domain::codec::decimal")]
+    principal_unpaid: Decimal,
+    #[serde(with = "crate::domain::codec::decimal")]
+    interest_unpaid: Decimal,
+    first_unpaid: u32,
+    paid_after_first_unpaid: Vec<Paid>,
+}
+
+impl LoanProgress {
+    fn of(loan: &Loan) -> LoanProgress {
+        LoanProgress {
+            status: loan.status,
+            last_repayment_on: loan.last_repayment_on,
+            principal_changes: loan.principal_changes.clone(),
+            principal_unpaid: loan.principal_unpaid,
+            interest_unpaid: loan.interest_unpaid,
+            first_unpaid: loan.first_unpaid,
+            paid_after_first_unpaid: loan
+                .from_first_unpaid()
+                .iter()
+                .filter(|i| !i.principal_paid.is_zero() || !i.interest_paid.is_zero())
+                .map(|i| Paid {
+                    number: i.due.number,
+                    principal: i.principal_paid,
+                    interest: i.interest_paid,
+                })
+                .collect(),
+        }
+    }
+
+    fn restore(self, loan: &mut Loan) -> Result<(), String> {
+        let first = self.first_unpaid as usize;
+        if first > loan.installments.len() {
+            return Err(format!(
+                "loan {}: first unpaid installment {first} out of range",
+                loan.id
+            ));
+        }
+        for installment in &mut loan.installments[..first] {
+            installment.principal_paid = installment.due.principal;
+            installment.interest_paid = installment.due.interest;
+        }
+        for paid in self.paid_after_first_unpaid {
+            let index = (paid.number as usize)
+                .checked_sub(1)
+                .filter(|i| *i >= first);
+            let installment = index
+                .and_then(|i| loan.installments.get_mut(i))
+                .ok_or_else(|| {
+                    format!("loan {}: installment {} out of range", loan.id, paid.number)
+                })?;
+            installment.principal_paid = paid.principal;
+            installment.interest_paid = paid.interest;
+        }
+        loan.status = self.status;
+        loan.last_repayment_on = self.last_repayment_on;
+        loan.principal_changes = self.principal_changes;
+        loan.principal_unpaid = self.principal_unpaid;
+        loan.interest_unpaid = self.interest_unpaid;
+        loan.first_unpaid = self.first_unpaid;
         Ok(())
     }
 }

@@ -268,6 +268,15 @@ proptest! {
         // The books balance: all debits equal all credits.
         let (debits, credits) = state.balances.values().fold((Decimal::ZERO, Decimal::ZERO), |(d, c), b| (d + b.debits, c + b.credits));
         prop_assert_eq!(debits, credits);
+        // The loans' running totals equal their installments.
+        for loan in state.loans.values() {
+            let principal: Decimal = loan.installments.iter().map(InstallmentState::principal_unpaid).sum();
+            let interest: Decimal = loan.installments.iter().map(InstallmentState::interest_unpaid).sum();
+            prop_assert_eq!(loan.principal_unpaid, principal);
+            prop_assert_eq!(loan.interest_unpaid, interest);
+            let first = loan.installments.iter().position(|i| !i.is_paid()).unwrap_or(loan.installments.len());
+            prop_assert_eq!(loan.first_unpaid as usize, first);
+        }
         // No savings account is below zero on any day.
         for account in state.savings.values() {
             let (lowest, on) = account.lowest_balance_from(day(0));

@@ -1,0 +1,174 @@
+//! Compact binary serde encodings for the types the journal and the state
+//! cache store most: a decimal as `(mantissa: i128, scale: u32)` and a date
+//! as days since 1 January of year 1 (`i32`). Used with `#[serde(with)]`;
+//! postcard writes both as varints. Amounts are normalised before they are
+//! stored, so equal amounts have equal bytes.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::Decimal;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+fn to_parts(value: &Decimal) -> (i128, u32) {
+    (value.mantissa(), value.scale())
+}
+
+fn from_parts<E: serde::de::Error>((mantissa, scale): (i128, u32)) -> Result<Decimal, E> {
+    Decimal::try_from_i128_with_scale(mantissa, scale)
+        .map_err(|e| E::custom(format!("bad decimal: {e}")))
+}
+
+fn to_days(date: &NaiveDate) -> i32 {
+    date.num_days_from_ce()
+}
+
+fn from_days<E: serde::de::Error>(days: i32) -> Result<NaiveDate, E> {
+    NaiveDate::from_num_days_from_ce_opt(days)
+        .ok_or_else(|| E::custom(format!("bad date: day {days}")))
+}
+
+/// A decimal.
+pub mod decimal {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+        to_parts(value).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
+        from_parts(<(i128, u32)>::deserialize(deserializer)?)
+    }
+}
+
+/// An optional decimal.
+pub mod decimal_option {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Decimal>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        value.as_ref().map(to_parts).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Decimal>, D::Error> {
+        Option::<(i128, u32)>::deserialize(deserializer)?
+            .map(from_parts)
+            .transpose()
+    }
+}
+
+/// A date.
+pub mod date {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &NaiveDate, serializer: S) -> Result<S::Ok, S::Error> {
+        to_days(value).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NaiveDate, D::Error> {
+        from_days(i32::deserialize(deserializer)?)
+    }
+}
+
+/// An optional date.
+pub mod date_option {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<NaiveDate>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        value.as_ref().map(to_days).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<NaiveDate>, D::Error> {
+        Option::<i32>::deserialize(deserializer)?
+            .map(from_days)
+            .transpose()
+    }
+}
+
+/// Amounts by date, in date order.
+pub mod date_decimal_map {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        value: &BTreeMap<NaiveDate, Decimal>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<(i32, (i128, u32))> = value
+            .iter()
+            .map(|(d, a)| (to_days(d), to_parts(a)))
+            .collect();
+        pairs.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<NaiveDate, Decimal>, D::Error> {
+        let pairs = Vec::<(i32, (i128, u32))>::deserialize(deserializer)?;
+        let mut map = BTreeMap::new();
+        for (days, parts) in pairs {
+            if map.insert(from_days(days)?, from_parts(parts)?).is_some() {
+                return Err(D::Error::custom("a date appears twice"));
+            }
+        }
+        Ok(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Sample {
+        #[serde(with = "decimal")]
+        amount: Decimal,
+        #[serde(with = "date")]
+        on: NaiveDate,
+        #[serde(with = "decimal_option")]
+        multiple: Option<Decimal>,
+        #[serde(with = "date_decimal_map")]
+        changes: BTreeMap<NaiveDate, Decimal>,
+    }
+
+    #[test]
+    fn round_trips_and_is_compact() {
+        let on: NaiveDate = "2024-06-01".parse().unwrap();
+        let sample = Sample {
+            amount: Decimal::new(15_000_050, 2),
+            on,
+            multiple: Some(Decimal::from(1000)),
+            changes: BTreeMap::from([(on, Decimal::from(-5))]),
+        };
+        let bytes = postcard::to_stdvec(&sample).unwrap();
+        assert_eq!(postcard::from_bytes::<Sample>(&bytes).unwrap(), sample);
+        let amount = postcard::to_stdvec(&Sample {
+            multiple: None,
+            changes: BTreeMap::new(),
+            ..sample
+        })
+        .unwrap();
+        assert!(amount.len() <= 12, "{} bytes", amount.len());
+    }
+
+    #[test]
+    fn refuses_bad_parts() {
+        let bytes = postcard::to_stdvec(&(1i128, 40u32)).unwrap();
+        #[derive(Debug, Deserialize)]
+        struct Only(
+            #[serde(with = "decimal")]
+            #[allow(dead_code)]
+            Decimal,
+        );
+        assert!(postcard::from_bytes::<Only>(&bytes).is_err());
+    }
+}
