@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod domain;
 pub mod ledger;
+pub mod load;
 pub mod store;
 pub mod verify;
 

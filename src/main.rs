@@ -31,6 +31,10 @@ enum Command {
     /// Check a data directory offline (server stopped): replay the journal,
     /// check every hash and balance, compare the stored derived state.
     Verify(VerifyArgs),
+    /// Drive a running server with concurrent gRPC clients and report
+    /// throughput and latency, then check every acknowledged command is in
+    /// the ledger.
+    Load(mfi_ledger::load::LoadArgs),
     /// Serve an echo BranchService that does no ledger work (the RPC
     /// ceiling for benchmarks).
     #[command(hide = true)]
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
         Command::Serve(serve) => runtime.block_on(run_server(serve)),
         Command::Verify(verify) => run_verify(verify),
         Command::EchoServer(echo) => runtime.block_on(run_echo(echo)),
+        Command::Load(load) => runtime.block_on(mfi_ledger::load::run(load)),
         Command::Client(command) => runtime.block_on(cli::run(args.client, command)),
     };
     match result {

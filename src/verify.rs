@@ -205,7 +205,7 @@ fn reexecute(
     if let Some(earlier) = state.request(&body.request_id) {
         return Err(fail(format!(
             "reuses request id {} of entry {}",
-            body.request_id, earlier.sequence
+            body.request_id, earlier
         )));
     }
     let command = Command {

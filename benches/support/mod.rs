@@ -177,14 +177,33 @@ pub async fn ledger_with_members(
     ledger
 }
 
-/// Appends `count` repayments and deposits spread over `members` members.
-pub async fn grow_journal(ledger: &Ledger, members: usize, count: usize) {
+/// Appends `count` repayments and deposits spread over `members` members,
+/// with effective dates spread evenly from `first` over `days` days (in
+/// order, as meetings happen).
+pub async fn grow_journal(
+    ledger: &Ledger,
+    members: usize,
+    count: usize,
+    first: NaiveDate,
+    days: u64,
+) {
     let commands = (0..count)
         .map(|i| {
+            let on = Some(first + chrono::Days::new(i as u64 * days / count.max(1) as u64));
+            let member = i % members;
+            let amount = vnd(1000 + (i % 9) as i64);
             if i % 4 == 3 {
-                deposit(i % members, 1000 + (i % 9) as i64)
+                command(CommandBody::DepositSavings {
+                    account_id: savings_id(member),
+                    amount,
+                    effective_date: on,
+                })
             } else {
-                repayment(i % members, 1000 + (i % 9) as i64)
+                command(CommandBody::RecordRepayment {
+                    loan_id: loan_id(member),
+                    amount,
+                    effective_date: on,
+                })
             }
         })
         .collect();

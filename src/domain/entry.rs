@@ -246,6 +246,29 @@ impl EntryBody {
     }
 }
 
+/// The first fields of an entry's encoding, read without decoding the rest.
+#[derive(Deserialize)]
+struct EntryHead<'a> {
+    sequence: u64,
+    _effective_date: i32,
+    _recorded_at_micros: i64,
+    _branch: &'a str,
+    _actor: &'a str,
+    request_id: &'a str,
+}
+
+/// The sequence number and request id of an entry, from its canonical bytes,
+/// cheaply (for rebuilding the request index at startup).
+pub fn peek_request_id(canonical: &[u8]) -> Option<(u64, &str)> {
+    match canonical.split_first() {
+        Some((&ENCODING_VERSION, rest)) => {
+            let (head, _) = postcard::take_from_bytes::<EntryHead>(rest).ok()?;
+            Some((head.sequence, head.request_id))
+        }
+        _ => None,
+    }
+}
+
 /// `SHA-256(previous || bytes)`.
 pub fn chain_hash(previous: &Hash, bytes: &[u8]) -> Hash {
     let mut hasher = Sha256::new();
@@ -312,6 +335,12 @@ mod tests {
         input.extend(entry.body.canonical_bytes());
         let expected: Hash = Sha256::digest(&input).into();
         assert_eq!(entry.hash, expected);
+    }
+
+    #[test]
+    fn the_request_id_can_be_read_without_decoding_the_entry() {
+        let bytes = body(5000).canonical_bytes();
+        assert_eq!(peek_request_id(&bytes), Some((7, "req-1")));
     }
 
     #[test]

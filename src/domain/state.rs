@@ -264,15 +264,6 @@ impl Balance {
     }
 }
 
-/// What a request id was used for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestRecord {
-    /// The entry it produced.
-    pub sequence: u64,
-    /// Hash of the normalised request.
-    pub request_hash: Hash,
-}
-
 /// What executing a command can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
@@ -305,7 +296,12 @@ pub struct LedgerState {
     savings: BTreeMap<SavingsAccountId, SavingsAccount>,
     loans: BTreeMap<LoanId, Loan>,
     balances: HashMap<AccountId, Balance>,
-    requests: HashMap<RequestId, RequestRecord>,
+    /// Request id -> the entry it produced. Not part of the state cache:
+    /// the journal holds every entry's request id, and startup rebuilds this
+    /// index from it, so it is kept exactly as long as the journal.
+    requests: HashMap<RequestId, u64>,
+    /// False on copies that never decide commands (the read side).
+    skip_requests: bool,
     /// Reversed entry -> the entry that reversed it.
     reversed: HashMap<u64, u64>,
     days: BTreeMap<BranchId, BTreeMap<NaiveDate, DayTotals>>,
@@ -368,9 +364,22 @@ impl LedgerState {
         self.last_hash.unwrap_or(GENESIS_HASH)
     }
 
-    /// What `request_id` was used for, if anything.
-    pub fn request(&self, request_id: &RequestId) -> Option<RequestRecord> {
+    /// The entry `request_id` produced, if any.
+    pub fn request(&self, request_id: &RequestId) -> Option<u64> {
         self.requests.get(request_id).copied()
+    }
+
+    /// Does not keep the request index (for a copy that only answers reads).
+    pub fn skip_request_index(&mut self) {
+        self.skip_requests = true;
+        self.requests = HashMap::new();
+    }
+
+    /// Adds `(request id, sequence)` pairs read from the journal.
+    pub fn import_request_index(&mut self, index: impl IntoIterator<Item = (RequestId, u64)>) {
+        if !self.skip_requests {
+            self.requests.extend(index);
+        }
     }
 
     /// The entry that reversed `sequence`, if any.

@@ -118,7 +118,9 @@ impl Ledger {
         config: LedgerConfig,
     ) -> Result<Ledger, StoreError> {
         let state = recovery::recover(store.as_ref())?;
-        let read_side = Arc::new(RwLock::new(state.clone()));
+        let mut reader_copy = state.clone();
+        reader_copy.skip_request_index();
+        let read_side = Arc::new(RwLock::new(reader_copy));
         let queue_depth_max = config.queue_depth_max.max(1);
         let (sender, receiver) = mpsc::channel(queue_depth_max);
         let failed = Arc::new(AtomicBool::new(false));
@@ -392,25 +394,8 @@ impl Writer {
         if let Some(why) = &self.failed {
             return Answer::Error(SubmitError::Unavailable(why.clone()));
         }
-        if let Some(record) = self.state.request(&command.request_id) {
-            if record.request_hash != command.request_hash() {
-                return Answer::Error(SubmitError::Refused(DomainError::RequestIdReused {
-                    request_id: command.request_id.to_string(),
-                    sequence: record.sequence,
-                }));
-            }
-            let durable = self.store.last_sequence();
-            if record.sequence > durable {
-                return Answer::New((record.sequence - durable - 1) as usize);
-            }
-            return match self.store.read_entries(record.sequence, 1) {
-                Ok(mut found) if found.len() == 1 => Answer::Existing(Arc::new(found.remove(0))),
-                Ok(_) => Answer::Error(SubmitError::Internal(format!(
-                    "entry {} is missing",
-                    record.sequence
-                ))),
-                Err(error) => Answer::Error(SubmitError::Internal(error.to_string())),
-            };
+        if let Some(sequence) = self.state.request(&command.request_id) {
+            return self.answer_retry(command, sequence, entries);
         }
         let context = ExecContext {
             recorded_at: self.clock.now(),
@@ -444,6 +429,43 @@ impl Writer {
         self.state.clear_changes();
         entries.push(entry);
         Answer::New(entries.len() - 1)
+    }
+
+    /// A command whose request id produced entry `sequence`: the same
+    /// request gets that entry again; a different one is refused.
+    fn answer_retry(&self, command: &Command, sequence: u64, entries: &[Arc<Entry>]) -> Answer {
+        let durable = self.store.last_sequence();
+        let entry = if sequence > durable {
+            match entries.get((sequence - durable - 1) as usize) {
+                Some(entry) => entry.clone(),
+                None => {
+                    return Answer::Error(SubmitError::Internal(format!(
+                        "entry {sequence} is missing"
+                    )));
+                }
+            }
+        } else {
+            match self.store.read_entries(sequence, 1) {
+                Ok(mut found) if found.len() == 1 => Arc::new(found.remove(0)),
+                Ok(_) => {
+                    return Answer::Error(SubmitError::Internal(format!(
+                        "entry {sequence} is missing"
+                    )));
+                }
+                Err(error) => return Answer::Error(SubmitError::Internal(error.to_string())),
+            }
+        };
+        if entry.body.request_hash != command.request_hash() {
+            return Answer::Error(SubmitError::Refused(DomainError::RequestIdReused {
+                request_id: command.request_id.to_string(),
+                sequence,
+            }));
+        }
+        if sequence > durable {
+            Answer::New((sequence - durable - 1) as usize)
+        } else {
+            Answer::Existing(entry)
+        }
     }
 
     /// One durable barrier for the batch, then publication to the read side.

@@ -1,6 +1,7 @@
 //! Startup: load the derived-state cache, replay the journal past it, and
 //! rebuild from the journal alone when the cache does not fit.
 
+use crate::domain::ids::RequestId;
 use crate::domain::state::LedgerState;
 use crate::store::{Store, StoreError};
 
@@ -9,6 +10,23 @@ const REPLAY_CHUNK: usize = 4096;
 
 /// The state of every durable entry, with the store's cache brought up to date.
 pub fn recover(store: &dyn Store) -> Result<LedgerState, StoreError> {
+    let index = store.take_request_index();
+    let mut state = recover_state(store)?;
+    // The request index lives in the journal: every entry names its request id.
+    let mut parsed = Vec::with_capacity(index.len());
+    for (request_id, sequence) in index {
+        let id = RequestId::parse("request_id", &request_id).map_err(|e| StoreError::Corrupt {
+            offset: 0,
+            message: format!("entry {sequence}: {e}"),
+        })?;
+        parsed.push((id, sequence));
+    }
+    state.import_request_index(parsed);
+    Ok(state)
+}
+
+/// The derived state of every durable entry, without the request index.
+fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
     let journal_last = store.last_sequence();
     let cached = match load_cache(store) {
         Ok(state) if state.last_sequence() > journal_last => {

@@ -139,6 +139,17 @@ impl Store for DiskStore {
         Ok(entries)
     }
 
+    fn take_request_index(&self) -> Vec<(String, u64)> {
+        let mut guard = self
+            .journal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard
+            .as_mut()
+            .map(JournalFile::take_request_index)
+            .unwrap_or_default()
+    }
+
     fn last_sequence(&self) -> u64 {
         self.last_sequence.load(Ordering::SeqCst)
     }

@@ -42,6 +42,8 @@ pub struct JournalFile {
     /// `offsets[i]` is where entry `i + 1`'s record starts.
     offsets: Vec<u64>,
     end: u64,
+    /// (request id, sequence) of every entry found at open, until taken.
+    request_index: Vec<(String, u64)>,
 }
 
 /// What a scan of the journal found.
@@ -82,7 +84,17 @@ impl JournalFile {
                     dir.display()
                 )))?;
         }
-        let scan = scan(&file, |_, _| Ok(()))?;
+        let mut request_index = Vec::new();
+        let scan = scan(&file, |offset, payload| {
+            let canonical = &payload[..payload.len() - 32];
+            let (sequence, request_id) = crate::domain::entry::peek_request_id(canonical)
+                .ok_or_else(|| StoreError::Corrupt {
+                    offset,
+                    message: "entry does not decode".into(),
+                })?;
+            request_index.push((request_id.to_owned(), sequence));
+            Ok(())
+        })?;
         if scan.torn_bytes > 0 {
             tracing::warn!(
                 cut_at = scan.valid_end,
@@ -98,6 +110,7 @@ impl JournalFile {
             file,
             offsets: scan.offsets,
             end: scan.valid_end,
+            request_index,
         })
     }
 
@@ -174,6 +187,11 @@ impl JournalFile {
         self.file
             .try_clone()
             .map_err(StoreError::io("cloning journal handle"))
+    }
+
+    /// The (request id, sequence) pairs of the entries found at open.
+    pub fn take_request_index(&mut self) -> Vec<(String, u64)> {
+        std::mem::take(&mut self.request_index)
     }
 
     /// Offsets of the entries, for readers.

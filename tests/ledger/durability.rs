@@ -44,6 +44,9 @@ impl Store for WatchedStore {
     fn read_entries(&self, from: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
         self.inner.read_entries(from, limit)
     }
+    fn take_request_index(&self) -> Vec<(String, u64)> {
+        self.inner.take_request_index()
+    }
     fn last_sequence(&self) -> u64 {
         self.inner.last_sequence()
     }

@@ -40,13 +40,9 @@ impl LedgerState {
             self.changed
                 .note(|| StateKey::Balance(posting.account.clone()));
         }
-        let record = RequestRecord {
-            sequence: body.sequence,
-            request_hash: body.request_hash,
-        };
-        self.requests.insert(body.request_id.clone(), record);
-        self.changed
-            .note(|| StateKey::Request(body.request_id.clone()));
+        if !self.skip_requests {
+            self.requests.insert(body.request_id.clone(), body.sequence);
+        }
         self.last_sequence = body.sequence;
         self.last_hash = Some(entry.hash);
         self.changed.note(|| StateKey::Head);

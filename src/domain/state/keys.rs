@@ -19,7 +19,6 @@ pub enum StateKey {
     /// What has been repaid on a loan: small, rewritten as it changes.
     LoanProgress(LoanId),
     Balance(AccountId),
-    Request(RequestId),
     Reversed(u64),
     Day(BranchId, NaiveDate),
 }
@@ -50,7 +49,6 @@ impl StateKey {
             StateKey::Loan(id) => format!("loan/{id}"),
             StateKey::LoanProgress(id) => format!("repaid/{id}"),
             StateKey::Balance(account) => format!("balance/{account}"),
-            StateKey::Request(id) => format!("request/{id}"),
             StateKey::Reversed(sequence) => format!("reversed/{sequence:020}"),
             StateKey::Day(branch, date) => format!("day/{branch}/{date}"),
         }
@@ -74,7 +72,6 @@ impl LedgerState {
                 .get(id)
                 .map(|loan| encode(&LoanProgress::of(loan))),
             StateKey::Balance(account) => self.balances.get(account).map(|b| encode(&(account, b))),
-            StateKey::Request(id) => self.requests.get(id).map(|r| encode(&(id, r))),
             StateKey::Reversed(sequence) => self.reversed.get(sequence).map(encode),
             StateKey::Day(branch, date) => self
                 .days
@@ -109,7 +106,6 @@ impl LedgerState {
         keys.extend(self.loans.keys().cloned().map(StateKey::Loan));
         keys.extend(self.loans.keys().cloned().map(StateKey::LoanProgress));
         keys.extend(self.balances.keys().cloned().map(StateKey::Balance));
-        keys.extend(self.requests.keys().cloned().map(StateKey::Request));
         keys.extend(self.reversed.keys().copied().map(StateKey::Reversed));
         for (branch, days) in &self.days {
             keys.extend(days.keys().map(|date| StateKey::Day(branch.clone(), *date)));
@@ -179,10 +175,6 @@ impl LedgerState {
             "balance" => {
                 let (account, balance): (AccountId, Balance) = decode(key, value)?;
                 self.balances.insert(account, balance);
-            }
-            "request" => {
-                let (id, record): (RequestId, RequestRecord) = decode(key, value)?;
-                self.requests.insert(id, record);
             }
             "reversed" => {
                 let sequence: u64 = rest.parse().map_err(|_| format!("record key {key:?}"))?;
