@@ -1,0 +1,533 @@
+//! The load itself: a pool of HTTP/2 connections, N client tasks taking
+//! command indexes from one counter, a latency histogram per client (merged
+//! at the end), and a progress display on stderr.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+use super::Mode;
+use super::workload::{Kind, Workload};
+use crate::pb;
+use crate::pb::batch_result::Result as Reply;
+use crate::pb::branch_service_client::BranchServiceClient;
+
+/// How long to wait for the server to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one call may take before it counts as DEADLINE_EXCEEDED.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest reply accepted (setup batches of disbursements carry schedules).
+const REPLY_SIZE_MAX: usize = 64 << 20;
+/// Highest latency the histograms track, in microseconds (longer calls are
+/// recorded as this).
+const LATENCY_MAX_US: u64 = 60_000_000;
+/// How often the progress display is refreshed.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Opens `count` connections to `server` ("http://host:port"; a bare
+/// "host:port" gets "http://").
+pub async fn connect(server: &str, count: u32) -> anyhow::Result<Vec<Channel>> {
+    let address = if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    };
+    let endpoint = Endpoint::from_shared(address)
+        .with_context(|| format!("--server {server:?} is not a valid address"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT)
+        .tcp_nodelay(true);
+    let mut channels = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        // Each `connect` is its own HTTP/2 connection.
+        channels.push(endpoint.connect().await?);
+    }
+    Ok(channels)
+}
+
+/// A write client with the reply size raised for setup batches.
+pub fn branch_client(channel: &Channel) -> BranchServiceClient<Channel> {
+    BranchServiceClient::new(channel.clone()).max_decoding_message_size(REPLY_SIZE_MAX)
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Unary or batch.
+    pub mode: Mode,
+    /// Client tasks.
+    pub clients: u32,
+    /// Commands per call (1 in unary mode).
+    pub batch_size: u32,
+    /// Most commands in total.
+    pub limit: u64,
+    /// Stop claiming commands after this long.
+    pub duration: Option<Duration>,
+}
+
+/// An acknowledged command: its index and the sequence of its entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ack {
+    /// Sequence number of its journal entry (first, so that acks sort by it).
+    pub sequence: u64,
+    /// Index of the command in the run.
+    pub index: u64,
+}
+
+/// What the clients did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Latency of every call, in microseconds.
+    pub latency: Histogram<u64>,
+    /// Calls made.
+    pub calls: u64,
+    /// Commands sent (acknowledged or not).
+    pub commands: u64,
+    /// Acknowledged commands, in no particular order.
+    pub acks: Vec<Ack>,
+    /// Commands not acknowledged, by gRPC code.
+    pub errors: BTreeMap<i32, u64>,
+    /// Indexes of commands whose outcome is unknown (the call failed in
+    /// transport or timed out: they may or may not have been applied).
+    pub unknown: Vec<u64>,
+    /// From the first call to the last reply.
+    pub elapsed: Duration,
+    /// Whether the run stopped at `limit` before its `duration`.
+    pub capped: bool,
+}
+
+impl Outcome {
+    /// Commands not acknowledged.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// State the clients share.
+struct Shared {
+    workload: Arc<Workload>,
+    plan: Plan,
+    next: AtomicU64,
+    deadline: Option<Instant>,
+    stop: AtomicBool,
+    done: AtomicU64,
+    failed: AtomicU64,
+    abort: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// The next `plan.batch_size` command indexes, or none when the run is over.
+    fn claim(&self) -> Option<std::ops::Range<u64>> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            self.stop.store(true, Ordering::Relaxed);
+            return None;
+        }
+        let size = u64::from(self.plan.batch_size);
+        let start = self.next.fetch_add(size, Ordering::Relaxed);
+        if start >= self.plan.limit {
+            return None;
+        }
+        Some(start..(start + size).min(self.plan.limit))
+    }
+
+    /// Stops every client: the server cannot run this load at all.
+    fn abort(&self, reason: String) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.abort.lock().expect("abort lock").get_or_insert(reason);
+    }
+}
+
+/// One client's results.
+struct ClientLog {
+    latency: Histogram<u32>,
+    calls: u64,
+    commands: u64,
+    acks: Vec<Ack>,
+    errors: BTreeMap<i32, u64>,
+    unknown: Vec<u64>,
+}
+
+impl ClientLog {
+    fn new() -> ClientLog {
+        ClientLog {
+            latency: Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid bounds"),
+            calls: 0,
+            commands: 0,
+            acks: Vec::new(),
+            errors: BTreeMap::new(),
+            unknown: Vec::new(),
+        }
+    }
+
+    fn call(&mut self, started: Instant) {
+        let micros = started
+            .elapsed()
+            .as_micros()
+            .min(u128::from(LATENCY_MAX_US)) as u64;
+        self.latency.saturating_record(micros.max(1));
+        self.calls += 1;
+    }
+
+    fn error(&mut self, code: Code, index: u64) {
+        *self.errors.entry(code as i32).or_default() += 1;
+        if outcome_unknown(code) {
+            self.unknown.push(index);
+        }
+    }
+}
+
+/// Whether a command that failed with `code` may have been applied anyway.
+/// The ledger refuses before writing (INVALID_ARGUMENT, NOT_FOUND,
+/// ALREADY_EXISTS, FAILED_PRECONDITION, RESOURCE_EXHAUSTED, UNIMPLEMENTED...);
+/// a lost connection, a timeout or an internal error leave it unknown.
+fn outcome_unknown(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unavailable
+            | Code::Internal
+            | Code::Aborted
+            | Code::DataLoss
+    )
+}
+
+/// Runs the load on `channels` and returns what happened.
+pub async fn run(
+    channels: &[Channel],
+    workload: Arc<Workload>,
+    plan: &Plan,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let shared = Arc::new(Shared {
+        workload,
+        plan: plan.clone(),
+        next: AtomicU64::new(0),
+        deadline: plan.duration.map(|d| started + d),
+        stop: AtomicBool::new(false),
+        done: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        abort: Mutex::new(None),
+    });
+    let progress = Progress::start(shared.clone());
+    let mut clients = Vec::with_capacity(plan.clients as usize);
+    for i in 0..plan.clients as usize {
+        let client = branch_client(&channels[i % channels.len()]);
+        let shared = shared.clone();
+        clients.push(tokio::spawn(async move {
+            match shared.plan.mode {
+                Mode::Unary => unary_client(client, &shared).await,
+                Mode::Batch => batch_client(client, &shared).await,
+            }
+        }));
+    }
+    let mut logs = Vec::with_capacity(clients.len());
+    for client in clients {
+        logs.push(client.await.context("a client task failed")?);
+    }
+    let elapsed = started.elapsed();
+    progress.finish().await;
+    if let Some(reason) = shared.abort.lock().expect("abort lock").take() {
+        bail!("{reason}");
+    }
+
+    let mut outcome = Outcome {
+        latency: Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid bounds"),
+        calls: 0,
+        commands: 0,
+        acks: Vec::with_capacity(logs.iter().map(|l| l.acks.len()).sum()),
+        errors: BTreeMap::new(),
+        unknown: Vec::new(),
+        elapsed,
+        capped: plan.duration.is_some_and(|d| elapsed < d),
+    };
+    for log in logs {
+        for value in log.latency.iter_recorded() {
+            outcome
+                .latency
+                .record_n(value.value_iterated_to(), u64::from(value.count_at_value()))
+                .expect("within the histogram's bounds");
+        }
+        outcome.calls += log.calls;
+        outcome.commands += log.commands;
+        outcome.acks.extend(log.acks);
+        for (code, count) in log.errors {
+            *outcome.errors.entry(code).or_default() += count;
+        }
+        outcome.unknown.extend(log.unknown);
+    }
+    Ok(outcome)
+}
+
+/// One command per call.
+async fn unary_client(mut client: BranchServiceClient<Channel>, shared: &Shared) -> ClientLog {
+    let mut log = ClientLog::new();
+    let workload = &shared.workload;
+    while let Some(range) = shared.claim() {
+        let n = range.start;
+        let op = workload.op(n);
+        let started = Instant::now();
+        let reply = match op.kind {
+            Kind::Repayment => client
+                .record_repayment(workload.repayment(n, op))
+                .await
+                .map(|r| r.into_inner().receipt),
+            Kind::Deposit => client
+                .deposit_savings(workload.deposit(n, op))
+                .await
+                .map(|r| r.into_inner().receipt),
+        };
+        log.call(started);
+        log.commands += 1;
+        match reply {
+            Ok(Some(receipt)) => log.acks.push(Ack {
+                sequence: receipt.sequence,
+                index: n,
+            }),
+            Ok(None) => {
+                log.error(Code::Internal, n);
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(status) => {
+                if status.code() == Code::Unimplemented {
+                    shared.abort(format!(
+                        "the server does not implement {}: {}",
+                        op.kind.command_name(),
+                        status.message()
+                    ));
+                }
+                log.error(status.code(), n);
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        shared.done.fetch_add(1, Ordering::Relaxed);
+    }
+    log
+}
+
+/// `batch_size` commands per `SubmitBatch` call.
+async fn batch_client(mut client: BranchServiceClient<Channel>, shared: &Shared) -> ClientLog {
+    let mut log = ClientLog::new();
+    let workload = &shared.workload;
+    while let Some(range) = shared.claim() {
+        let request = pb::SubmitBatchRequest {
+            commands: range.clone().map(|n| workload.batch_command(n)).collect(),
+        };
+        let len = range.end - range.start;
+        let started = Instant::now();
+        let reply = client.submit_batch(request).await;
+        log.call(started);
+        log.commands += len;
+        let mut failed = 0;
+        match reply {
+            Ok(reply) => {
+                let results = reply.into_inner().results;
+                if results.len() as u64 != len {
+                    // Which command a result belongs to is unknown: none is acknowledged.
+                    for n in range.clone() {
+                        log.error(Code::Internal, n);
+                    }
+                    failed = len;
+                } else {
+                    for (n, result) in range.clone().zip(results) {
+                        match acknowledged(workload.op(n).kind, result.result) {
+                            Ok(sequence) => log.acks.push(Ack { sequence, index: n }),
+                            Err(code) => {
+                                log.error(code, n);
+                                failed += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(status) => {
+                if status.code() == Code::Unimplemented {
+                    shared.abort(format!(
+                        "the server does not implement SubmitBatch: {}",
+                        status.message()
+                    ));
+                }
+                for n in range.clone() {
+                    log.error(status.code(), n);
+                }
+                failed = len;
+            }
+        }
+        shared.failed.fetch_add(failed, Ordering::Relaxed);
+        shared.done.fetch_add(len, Ordering::Relaxed);
+    }
+    log
+}
+
+/// The sequence of a batch result that acknowledges a command of `kind`, or
+/// the code it failed with (INTERNAL for a reply of the wrong kind).
+fn acknowledged(kind: Kind, result: Option<Reply>) -> Result<u64, Code> {
+    let receipt = match (kind, result) {
+        (Kind::Repayment, Some(Reply::RecordRepayment(reply))) => reply.receipt,
+        (Kind::Deposit, Some(Reply::DepositSavings(reply))) => reply.receipt,
+        (_, Some(Reply::Error(error))) => return Err(Code::from(error.code)),
+        _ => return Err(Code::Internal),
+    };
+    receipt.map(|r| r.sequence).ok_or(Code::Internal)
+}
+
+/// The progress display: commands done (of the count), rate, errors.
+struct Progress {
+    bar: ProgressBar,
+    finished: Arc<AtomicBool>,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(shared: Arc<Shared>) -> Progress {
+        let counted = shared.plan.duration.is_none();
+        let bar = ProgressBar::with_draw_target(
+            counted.then_some(shared.plan.limit),
+            ProgressDrawTarget::stderr(),
+        );
+        let template = if counted {
+            "load     [{elapsed_precise}] {bar:30} {human_pos}/{human_len} {per_sec:>14} {msg}"
+        } else {
+            "load     [{elapsed_precise}] {spinner} {human_pos} commands {per_sec:>14} {msg}"
+        };
+        bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+        let finished = Arc::new(AtomicBool::new(false));
+        let ticker = tokio::spawn({
+            let bar = bar.clone();
+            let finished = finished.clone();
+            async move {
+                while !finished.load(Ordering::Relaxed) {
+                    bar.set_position(shared.done.load(Ordering::Relaxed));
+                    bar.set_message(format!("errors {}", shared.failed.load(Ordering::Relaxed)));
+                    tokio::time::sleep(PROGRESS_EVERY).await;
+                }
+                bar.set_position(shared.done.load(Ordering::Relaxed));
+            }
+        });
+        Progress {
+            bar,
+            finished,
+            ticker,
+        }
+    }
+
+    async fn finish(self) {
+        self.finished.store(true, Ordering::Relaxed);
+        let _ = self.ticker.await;
+        self.bar.finish_and_clear();
+    }
+}
+
+/// The gRPC name of a status code, e.g. "RESOURCE_EXHAUSTED".
+pub fn code_name(code: i32) -> String {
+    let name = match Code::from(code) {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    };
+    if Code::from(code) == Code::Unknown && code != Code::Unknown as i32 {
+        format!("CODE_{code}")
+    } else {
+        name.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(limit: u64, batch_size: u32) -> Shared {
+        Shared {
+            workload: Arc::new(Workload::new("LGT".into(), 10)),
+            plan: Plan {
+                mode: Mode::Batch,
+                clients: 1,
+                batch_size,
+                limit,
+                duration: None,
+            },
+            next: AtomicU64::new(0),
+            deadline: None,
+            stop: AtomicBool::new(false),
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            abort: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn claims_cover_the_count_exactly() {
+        let shared = shared(250, 100);
+        assert_eq!(shared.claim(), Some(0..100));
+        assert_eq!(shared.claim(), Some(100..200));
+        assert_eq!(shared.claim(), Some(200..250));
+        assert_eq!(shared.claim(), None);
+        assert_eq!(shared.claim(), None);
+    }
+
+    #[test]
+    fn abort_stops_claims() {
+        let shared = shared(250, 1);
+        assert_eq!(shared.claim(), Some(0..1));
+        shared.abort("no".into());
+        assert_eq!(shared.claim(), None);
+    }
+
+    #[test]
+    fn code_names() {
+        assert_eq!(code_name(8), "RESOURCE_EXHAUSTED");
+        assert_eq!(code_name(2), "UNKNOWN");
+        assert_eq!(code_name(99), "CODE_99");
+    }
+
+    #[test]
+    fn batch_results() {
+        let receipt = Some(pb::EntryReceipt {
+            sequence: 7,
+            ..Default::default()
+        });
+        let repaid = Some(Reply::RecordRepayment(pb::RecordRepaymentResponse {
+            receipt: receipt.clone(),
+            ..Default::default()
+        }));
+        assert_eq!(acknowledged(Kind::Repayment, repaid.clone()), Ok(7));
+        assert_eq!(acknowledged(Kind::Deposit, repaid), Err(Code::Internal));
+        let refused = Some(Reply::Error(pb::BatchError {
+            code: 9,
+            message: "no".into(),
+        }));
+        assert_eq!(
+            acknowledged(Kind::Deposit, refused),
+            Err(Code::FailedPrecondition)
+        );
+        assert_eq!(acknowledged(Kind::Deposit, None), Err(Code::Internal));
+    }
+}

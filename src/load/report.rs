@@ -1,0 +1,273 @@
+//! The results of a run: a readable summary on stdout and, with
+//! `--json-out`, the same figures as JSON.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::check::Verification;
+use super::drive::{Outcome, code_name};
+use super::setup::SetupReport;
+use super::workload::Workload;
+use super::{LoadArgs, Mode};
+
+/// Everything a run measured and checked.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// "unary" or "batch".
+    pub mode: &'static str,
+    /// "ledger" or "echo".
+    pub target: &'static str,
+    /// The server loaded.
+    pub server: String,
+    /// Client tasks.
+    pub clients: u32,
+    /// HTTP/2 connections they shared.
+    pub connections: u32,
+    /// Commands per call (1 in unary mode).
+    pub batch_size: u32,
+    /// The synthetic branch (empty for the echo target).
+    pub branch_id: String,
+    /// Loans (members) the commands were spread over.
+    pub loans: u32,
+    /// Commands sent, acknowledged or not.
+    pub commands: u64,
+    /// Commands acknowledged.
+    pub acknowledged: u64,
+    /// Calls made.
+    pub calls: u64,
+    /// Seconds from the first call to the last reply.
+    pub seconds: f64,
+    /// Acknowledged commands per second.
+    pub commands_per_second: f64,
+    /// What one latency sample is: "command" (unary) or "batch call".
+    pub latency_of: &'static str,
+    /// Latency percentiles and extremes of each call, in milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Slowest call.
+    pub max_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+    /// Commands not acknowledged.
+    pub errors: u64,
+    /// Of those, how many per gRPC code ("RESOURCE_EXHAUSTED": 3).
+    pub errors_by_code: Map<String, Value>,
+    /// Whether the run stopped at the command cap before its duration.
+    pub capped: bool,
+    /// Whether the verification passed; null when not run (echo target).
+    pub verified: Option<bool>,
+    /// The verification's figures; null when not run.
+    pub verification: Option<Value>,
+    /// The setup's figures; null for the echo target.
+    pub setup: Option<Value>,
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+impl Summary {
+    /// Gathers the figures of a run.
+    pub fn new(
+        args: &LoadArgs,
+        connections: u32,
+        workload: &Workload,
+        setup: Option<SetupReport>,
+        outcome: &Outcome,
+        verification: Option<Verification>,
+    ) -> Summary {
+        let seconds = outcome.elapsed.as_secs_f64();
+        let acknowledged = outcome.acks.len() as u64;
+        let latency = &outcome.latency;
+        let quantile = |q: f64| {
+            if latency.is_empty() {
+                0.0
+            } else {
+                ms(latency.value_at_quantile(q))
+            }
+        };
+        Summary {
+            mode: args.mode.name(),
+            target: args.target.name(),
+            server: args.server.clone(),
+            clients: args.clients,
+            connections,
+            batch_size: args.commands_per_call(),
+            branch_id: setup
+                .as_ref()
+                .map(|_| workload.branch_id().to_owned())
+                .unwrap_or_default(),
+            loans: workload.members(),
+            commands: outcome.commands,
+            acknowledged,
+            calls: outcome.calls,
+            seconds,
+            commands_per_second: if seconds > 0.0 {
+                acknowledged as f64 / seconds
+            } else {
+                0.0
+            },
+            latency_of: match args.mode {
+                Mode::Unary => "command",
+                Mode::Batch => "batch call",
+            },
+            p50_ms: quantile(0.5),
+            p99_ms: quantile(0.99),
+            p999_ms: quantile(0.999),
+            max_ms: if latency.is_empty() {
+                0.0
+            } else {
+                ms(latency.max())
+            },
+            mean_ms: if latency.is_empty() {
+                0.0
+            } else {
+                latency.mean() / 1000.0
+            },
+            errors: outcome.error_count(),
+            errors_by_code: outcome
+                .errors
+                .iter()
+                .map(|(&code, &count)| (code_name(code), Value::from(count)))
+                .collect(),
+            capped: outcome.capped,
+            verified: verification.as_ref().map(Verification::passed),
+            verification: verification.map(|v| {
+                serde_json::json!({
+                    "acknowledged_checked": v.acknowledged,
+                    "entries_read": v.entries_read,
+                    "from_sequence": v.range.0,
+                    "to_sequence": v.range.1,
+                    "mismatches": v.mismatches,
+                    "applied_unacknowledged": v.applied_unacknowledged,
+                    "balances_checked": v.balances_checked,
+                    "balance_mismatches": v.balance_mismatches,
+                    "examples": v.examples,
+                    "seconds": v.elapsed.as_secs_f64(),
+                })
+            }),
+            setup: setup.map(|s| {
+                serde_json::json!({
+                    "commands": s.commands,
+                    "seconds": s.elapsed.as_secs_f64(),
+                    "batched": s.batched,
+                })
+            }),
+        }
+    }
+
+    /// Why the run failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        if self.verified == Some(false) {
+            return Some("verification failed: see the mismatches above".to_owned());
+        }
+        if self.commands > 0 && self.acknowledged == 0 {
+            return Some("no command was acknowledged".to_owned());
+        }
+        None
+    }
+
+    /// Prints the summary on stdout.
+    pub fn print(&self) {
+        print!("{}", self.text());
+    }
+
+    /// The readable summary.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        let per_call = match self.batch_size {
+            1 => String::new(),
+            size => format!(", batches of {size}"),
+        };
+        text += &format!(
+            "load: {} mode{per_call}, {} clients over {} connections, target {} at {}\n",
+            self.mode, self.clients, self.connections, self.target, self.server
+        );
+        if let Some(setup) = &self.setup {
+            text += &format!(
+                "setup: branch {} with {} loans: {} commands in {:.2} s{}\n",
+                self.branch_id,
+                self.loans,
+                setup["commands"],
+                setup["seconds"].as_f64().unwrap_or_default(),
+                if setup["batched"] == Value::Bool(true) {
+                    " (SubmitBatch)"
+                } else {
+                    " (unary calls)"
+                }
+            );
+        }
+        text += &format!(
+            "commands: {} sent in {} calls, {} acknowledged, {} errors in {:.2} s{}\n",
+            self.commands,
+            self.calls,
+            self.acknowledged,
+            self.errors,
+            self.seconds,
+            if self.capped {
+                " (stopped at the command cap)"
+            } else {
+                ""
+            }
+        );
+        text += &format!(
+            "throughput: {:.0} commands/s acknowledged\n",
+            self.commands_per_second
+        );
+        text += &format!(
+            "latency per {}: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms, mean {:.3} ms\n",
+            self.latency_of, self.p50_ms, self.p99_ms, self.p999_ms, self.max_ms, self.mean_ms
+        );
+        if !self.errors_by_code.is_empty() {
+            let codes: Vec<String> = self
+                .errors_by_code
+                .iter()
+                .map(|(code, count)| format!("{code} {count}"))
+                .collect();
+            text += &format!("errors by code: {}\n", codes.join(", "));
+        }
+        match &self.verification {
+            None => text += "verification: not run (echo target)\n",
+            Some(v) => {
+                text += &format!(
+                    "verification: {}: {} acknowledged commands checked against entries {}..={} \
+                     ({} read); {} mismatches; {} applied but unacknowledged; \
+                     {} balances checked, {} off ({:.2} s)\n",
+                    if self.verified == Some(true) {
+                        "passed"
+                    } else {
+                        "FAILED"
+                    },
+                    v["acknowledged_checked"],
+                    v["from_sequence"],
+                    v["to_sequence"],
+                    v["entries_read"],
+                    v["mismatches"],
+                    v["applied_unacknowledged"],
+                    v["balances_checked"],
+                    v["balance_mismatches"],
+                    v["seconds"].as_f64().unwrap_or_default(),
+                );
+                if let Some(examples) = v["examples"].as_array() {
+                    for example in examples {
+                        text += &format!("  {}\n", example.as_str().unwrap_or_default());
+                    }
+                }
+            }
+        }
+        text
+    }
+
+    /// Writes the figures as JSON.
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        let mut json = serde_json::to_string_pretty(self)?;
+        json.push('\n');
+        std::fs::write(path, json)?;
+        Ok(())
+    }
+}

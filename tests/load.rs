@@ -1,0 +1,171 @@
+//! `mfi-ledger load` end to end: start the real server on a free port with a
+//! fresh data directory, run the load generator against it with small
+//! numbers, unary then batched, and check its JSON: every command sent and
+//! acknowledged, no error, and the journal verification passed.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mfi-ledger");
+
+/// A running server, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the server");
+        let stdout = child.stdout.take().expect("server stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the server's address");
+        let address = line
+            .trim()
+            .strip_prefix("mfi-ledger listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            url: format!("http://{address}"),
+            _data: data,
+        }
+    }
+
+    /// Runs `mfi-ledger load` with `args` against this server; it must
+    /// succeed. Returns its JSON output.
+    fn load(&self, args: &[&str]) -> Value {
+        let out = tempfile::tempdir().expect("temp dir");
+        let json_path = out.path().join("load.json");
+        let output = Command::new(BIN)
+            .arg("load")
+            .args(["--server", &self.url])
+            .args(args)
+            .arg("--json-out")
+            .arg(&json_path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run mfi-ledger load");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "load {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("commands/s"), "no summary: {stdout}");
+        read_json(&json_path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("the JSON output");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn assert_clean_run(json: &Value, mode: &str, batch_size: u64) {
+    assert_eq!(json["mode"], mode, "{json:#}");
+    assert_eq!(json["target"], "ledger", "{json:#}");
+    assert_eq!(json["clients"], 8, "{json:#}");
+    assert_eq!(json["batch_size"], batch_size, "{json:#}");
+    assert_eq!(json["commands"], 400, "{json:#}");
+    assert_eq!(json["acknowledged"], 400, "{json:#}");
+    assert_eq!(json["errors"], 0, "{json:#}");
+    assert_eq!(json["verified"], true, "{json:#}");
+    let verification = &json["verification"];
+    assert_eq!(verification["acknowledged_checked"], 400, "{json:#}");
+    assert_eq!(verification["mismatches"], 0, "{json:#}");
+    // The branch's cash and each of the 20 savings accounts.
+    assert_eq!(verification["balances_checked"], 21, "{json:#}");
+    assert_eq!(verification["balance_mismatches"], 0, "{json:#}");
+    assert!(json["commands_per_second"].as_f64().unwrap() > 0.0);
+    let (p50, p99, p999) = (
+        json["p50_ms"].as_f64().unwrap(),
+        json["p99_ms"].as_f64().unwrap(),
+        json["p999_ms"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{json:#}");
+    assert!(json["seconds"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn unary_and_batched_loads_are_all_in_the_journal() {
+    let server = Server::start();
+    let common = ["--clients", "8", "--count", "400", "--setup-loans", "20"];
+
+    let unary = server.load(&[&common[..], &["--mode", "unary"]].concat());
+    assert_clean_run(&unary, "unary", 1);
+    assert_eq!(unary["calls"], 400);
+    assert_eq!(unary["latency_of"], "command");
+
+    // A second run against the same server sets up its own branch.
+    let batched = server.load(&[&common[..], &["--mode", "batch", "--batch-size", "50"]].concat());
+    assert_clean_run(&batched, "batch", 50);
+    assert_eq!(batched["calls"], 8);
+    assert_eq!(batched["latency_of"], "batch call");
+    assert_ne!(unary["branch_id"], batched["branch_id"]);
+}
+
+#[test]
+fn duration_bounded_load_verifies() {
+    let server = Server::start();
+    let json = server.load(&[
+        "--clients",
+        "4",
+        "--duration",
+        "500ms",
+        "--setup-loans",
+        "7",
+        "--mode",
+        "batch",
+        "--batch-size",
+        "10",
+    ]);
+    assert_eq!(json["verified"], true, "{json:#}");
+    assert_eq!(json["errors"], 0, "{json:#}");
+    assert!(json["commands"].as_u64().unwrap() > 0, "{json:#}");
+    assert_eq!(json["commands"], json["acknowledged"], "{json:#}");
+    let seconds = json["seconds"].as_f64().unwrap();
+    assert!((0.5..5.0).contains(&seconds), "{json:#}");
+}
+
+#[test]
+fn refuses_out_of_bounds_arguments_without_contacting_anyone() {
+    // Port 9 (discard) on 127.0.0.1: argument checks come before any connection.
+    for args in [
+        &["--count", "10", "--clients", "1025"][..],
+        &["--count", "10", "--batch-size", "1001"][..],
+        &["--count", "0"][..],
+        &[][..],
+    ] {
+        let output = Command::new(BIN)
+            .args(["load", "--server", "http://127.0.0.1:9"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run mfi-ledger load");
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: a usage error");
+    }
+}
