@@ -187,6 +187,7 @@ fn check_entry(sequence: u64, payload: &[u8], previous_hash: &Hash) -> Result<En
     Ok(Entry {
         body,
         hash: expected,
+        canonical: bytes.to_vec(),
     })
 }
 

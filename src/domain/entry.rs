@@ -184,6 +184,8 @@ pub struct Entry {
     pub body: EntryBody,
     /// SHA-256(previous hash || canonical bytes of `body`).
     pub hash: Hash,
+    /// The canonical bytes of `body`, computed once.
+    pub canonical: Vec<u8>,
 }
 
 /// Why stored bytes are not an entry.
@@ -220,8 +222,13 @@ impl EntryBody {
 
     /// Seals the body into an entry chained to `previous_hash`.
     pub fn seal(self, previous_hash: &Hash) -> Entry {
-        let hash = chain_hash(previous_hash, &self.canonical_bytes());
-        Entry { body: self, hash }
+        let canonical = self.canonical_bytes();
+        let hash = chain_hash(previous_hash, &canonical);
+        Entry {
+            body: self,
+            hash,
+            canonical,
+        }
     }
 
     /// Sum of debits and sum of credits.

@@ -150,7 +150,8 @@ impl JournalFile {
         let mut offsets = Vec::new();
         let body_start = self.end + FRAME_HEADER_LEN as u64;
         for entry in entries {
-            let mut payload = entry.body.canonical_bytes();
+            let mut payload = Vec::with_capacity(entry.canonical.len() + 32);
+            payload.extend_from_slice(&entry.canonical);
             payload.extend_from_slice(&entry.hash);
             if payload.len() > RECORD_LEN_MAX {
                 return Err(StoreError::Corrupt {
@@ -236,7 +237,11 @@ pub fn decode_payload(payload: &[u8], sequence: u64) -> Result<Entry, StoreError
     let body = EntryBody::from_canonical_bytes(bytes)
         .map_err(|source| StoreError::Decode { sequence, source })?;
     let hash: Hash = hash.try_into().expect("split_at left exactly 32 bytes");
-    Ok(Entry { body, hash })
+    Ok(Entry {
+        body,
+        hash,
+        canonical: bytes.to_vec(),
+    })
 }
 
 fn le_u32(bytes: &[u8], at: usize) -> u32 {

@@ -20,8 +20,7 @@ impl LedgerState {
                 self.last_sequence + 1
             )));
         }
-        if super::super::entry::chain_hash(&self.last_hash(), &body.canonical_bytes()) != entry.hash
-        {
+        if super::super::entry::chain_hash(&self.last_hash(), &entry.canonical) != entry.hash {
             return Err(fail("hash does not chain to the previous entry".into()));
         }
         if !body.is_balanced() {
