@@ -1,6 +1,8 @@
-//! The ledger: one writer thread that decides commands in order, appends
-//! each batch to the journal behind one durable barrier (group commit), then
-//! publishes the batch to the read side and answers every waiter.
+//! The ledger: one writer thread that decides commands in order and appends
+//! each batch to the journal behind one durable barrier (group commit); a
+//! publisher thread then applies the durable batch to the read side and
+//! answers every waiter, while the writer decides the next batch; a
+//! persister thread checkpoints the read side into the store's cache.
 //!
 //! Architecture invariants:
 //! - Only the writer thread executes commands, so sequence numbers are
@@ -125,17 +127,24 @@ impl Ledger {
         let (sender, receiver) = mpsc::channel(queue_depth_max);
         let failed = Arc::new(AtomicBool::new(false));
         let (persist_sender, persist_receiver) = std::sync::mpsc::channel::<u64>();
+        // Few durable batches wait for the publisher: it bounds memory and
+        // lets deciding the next batch overlap publishing this one.
+        let (publish_sender, publish_receiver) = std::sync::mpsc::sync_channel::<Durable>(2);
         let mut working = state;
         working.stop_tracking_changes();
         let writer = Writer {
             state: working,
             store: store.clone(),
             clock: clock.clone(),
-            read_side: read_side.clone(),
-            persist: persist_sender,
+            publish: publish_sender,
             batch_size_max: config.batch_size_max.max(1),
             failed: None,
             failed_flag: failed.clone(),
+        };
+        let publisher = Publisher {
+            read_side: read_side.clone(),
+            persist: persist_sender,
+            failed: failed.clone(),
         };
         let persister = Persister {
             store: store.clone(),
@@ -148,6 +157,10 @@ impl Ledger {
                 .name("ledger-writer".into())
                 .spawn(move || writer.run(receiver))
                 .map_err(StoreError::io("starting the writer thread"))?,
+            std::thread::Builder::new()
+                .name("ledger-publisher".into())
+                .spawn(move || publisher.run(publish_receiver))
+                .map_err(StoreError::io("starting the publisher thread"))?,
             std::thread::Builder::new()
                 .name("ledger-persister".into())
                 .spawn(move || persister.run(persist_receiver))
@@ -283,9 +296,8 @@ struct Writer {
     state: LedgerState,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    read_side: Arc<RwLock<LedgerState>>,
-    /// Tells the persister how many entries each batch published.
-    persist: std::sync::mpsc::Sender<u64>,
+    /// Hands durable batches to the publisher.
+    publish: std::sync::mpsc::SyncSender<Durable>,
     batch_size_max: usize,
     /// Set after a storage fault: the working state may hold entries that
     /// never became durable, so nothing more is decided.
@@ -325,6 +337,10 @@ impl Writer {
     }
 
     fn process(&mut self, batch: &mut Vec<Submission>) {
+        if self.failed.is_none() && self.failed_flag.load(Ordering::SeqCst) {
+            self.failed =
+                Some("the ledger stopped after an internal fault; retry after a restart".into());
+        }
         if let Some(why) = &self.failed {
             for submission in batch.drain(..) {
                 let results =
@@ -344,42 +360,32 @@ impl Writer {
             answers.push(decided);
         }
         if !entries.is_empty()
-            && let Err(fault) = self.make_durable(&entries)
+            && let Err(error) = self.store.append(&entries)
         {
-            let (why, error) = match fault {
-                Fault::NotDurable(error) => {
-                    let why = format!("storage fault: {error}");
-                    (why.clone(), SubmitError::Internal(why))
-                }
-                // The entries are durable but could not be published: a
-                // restart replays them, and retries then get their results.
-                Fault::NotPublished(message) => (
-                    format!("internal fault after a durable write: {message}"),
-                    SubmitError::Unavailable(
-                        "the ledger stopped after an internal fault; retry after a restart".into(),
-                    ),
-                ),
-            };
-            tracing::error!(%why, "the writer stops deciding commands");
-            self.fail(why);
+            let why = format!("storage fault: {error}");
+            tracing::error!(%why, "batch not durable; the writer stops deciding commands");
+            self.fail(why.clone());
             for submission in batch.drain(..) {
-                let _ = submission
-                    .reply
-                    .send(vec![Err(error.clone()); submission.commands.len()]);
+                let results =
+                    vec![Err(SubmitError::Internal(why.clone())); submission.commands.len()];
+                let _ = submission.reply.send(results);
             }
             return;
         }
-        for (submission, decided) in batch.drain(..).zip(answers) {
-            let results = decided
-                .into_iter()
-                .map(|answer| match answer {
-                    Answer::New(index) => Ok(entries[index].clone()),
-                    Answer::Existing(entry) => Ok(entry),
-                    Answer::Error(error) => Err(error),
-                })
-                .collect();
-            // A client that went away does not stop the others.
-            let _ = submission.reply.send(results);
+        // Durable: the publisher applies the batch to the read side and
+        // answers, while this thread decides the next batch.
+        let durable = Durable {
+            entries,
+            answers,
+            submissions: std::mem::take(batch),
+        };
+        if let Err(unsent) = self.publish.send(durable) {
+            for submission in unsent.0.submissions {
+                let error = SubmitError::Unavailable("the ledger is stopping".into());
+                let _ = submission
+                    .reply
+                    .send(vec![Err(error); submission.commands.len()]);
+            }
         }
     }
 
@@ -467,36 +473,76 @@ impl Writer {
             Answer::Existing(entry)
         }
     }
+}
 
-    /// One durable barrier for the batch, then publication to the read side.
-    fn make_durable(&mut self, entries: &[Arc<Entry>]) -> Result<(), Fault> {
-        self.store.append(entries).map_err(Fault::NotDurable)?;
-        {
+/// A batch made durable, on its way to the read side and its waiters.
+struct Durable {
+    entries: Vec<Arc<Entry>>,
+    answers: Vec<Vec<Answer>>,
+    submissions: Vec<Submission>,
+}
+
+/// Applies durable batches to the read side in order, then answers their
+/// waiters (so a client reads its own write), then tells the persister.
+struct Publisher {
+    read_side: Arc<RwLock<LedgerState>>,
+    persist: std::sync::mpsc::Sender<u64>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Publisher {
+    fn run(self, batches: std::sync::mpsc::Receiver<Durable>) {
+        while let Ok(batch) = batches.recv() {
+            self.publish(batch);
+        }
+    }
+
+    fn publish(&self, batch: Durable) {
+        let Durable {
+            entries,
+            answers,
+            submissions,
+        } = batch;
+        let applied = {
             let mut read_side = self
                 .read_side
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for entry in entries {
-                read_side
-                    .apply(entry)
-                    .map_err(|e| Fault::NotPublished(e.to_string()))?;
+            entries.iter().try_for_each(|entry| read_side.apply(entry))
+        };
+        if let Err(error) = applied {
+            // Durable but not published: a restart replays the entries, and
+            // retries then get their results. Decide nothing more until then.
+            tracing::error!(%error, "a durable entry did not apply to the read side; the ledger stops deciding commands");
+            self.failed.store(true, Ordering::SeqCst);
+            for submission in submissions {
+                let error = SubmitError::Unavailable(
+                    "the ledger stopped after an internal fault; retry after a restart".into(),
+                );
+                let _ = submission
+                    .reply
+                    .send(vec![Err(error); submission.commands.len()]);
             }
+            return;
         }
-        if self.persist.send(entries.len() as u64).is_err() {
+        for (submission, decided) in submissions.into_iter().zip(answers) {
+            let results = decided
+                .into_iter()
+                .map(|answer| match answer {
+                    Answer::New(index) => Ok(entries[index].clone()),
+                    Answer::Existing(entry) => Ok(entry),
+                    Answer::Error(error) => Err(error),
+                })
+                .collect();
+            // A client that went away does not stop the others.
+            let _ = submission.reply.send(results);
+        }
+        if !entries.is_empty() && self.persist.send(entries.len() as u64).is_err() {
             tracing::warn!(
                 "state persister has stopped; the cache will be rebuilt from the journal at startup"
             );
         }
-        Ok(())
     }
-}
-
-/// Why a batch could not be completed.
-enum Fault {
-    /// The durable barrier failed: the entries may not be on disk.
-    NotDurable(StoreError),
-    /// The entries are durable but the read side could not apply them.
-    NotPublished(String),
 }
 
 /// Checkpoints the derived state into the store's cache: the records
