@@ -19,11 +19,26 @@ struct Server {
 }
 
 impl Server {
+    /// The ledger service.
     fn start() -> Server {
         let data = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data.path())
+            .arg(data.path());
+        Server::spawn(command, "mfi-ledger listening on ", data)
+    }
+
+    /// The echo server: canned replies, no ledger.
+    fn start_echo() -> Server {
+        let mut command = Command::new(BIN);
+        command.args(["echo-server", "--listen", "127.0.0.1:0"]);
+        let data = tempfile::tempdir().expect("temp dir");
+        Server::spawn(command, "mfi-ledger echo listening on ", data)
+    }
+
+    fn spawn(mut command: Command, ready: &str, data: tempfile::TempDir) -> Server {
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -37,7 +52,7 @@ impl Server {
             .expect("read the server's address");
         let address = line
             .trim()
-            .strip_prefix("mfi-ledger listening on ")
+            .strip_prefix(ready)
             .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
             .to_owned();
         Server {
@@ -148,6 +163,29 @@ fn duration_bounded_load_verifies() {
     assert_eq!(json["commands"], json["acknowledged"], "{json:#}");
     let seconds = json["seconds"].as_f64().unwrap();
     assert!((0.5..5.0).contains(&seconds), "{json:#}");
+}
+
+#[test]
+fn echo_target_skips_setup_and_verification() {
+    let server = Server::start_echo();
+    for mode in [
+        &["--mode", "unary"][..],
+        &["--mode", "batch", "--batch-size", "25"][..],
+    ] {
+        let json = server.load(
+            &[
+                &["--target", "echo", "--clients", "8", "--count", "400"][..],
+                mode,
+            ]
+            .concat(),
+        );
+        assert_eq!(json["target"], "echo", "{json:#}");
+        assert_eq!(json["commands"], 400, "{json:#}");
+        assert_eq!(json["acknowledged"], 400, "{json:#}");
+        assert_eq!(json["errors"], 0, "{json:#}");
+        assert_eq!(json["verified"], Value::Null, "{json:#}");
+        assert_eq!(json["setup"], Value::Null, "{json:#}");
+    }
 }
 
 #[test]

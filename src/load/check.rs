@@ -90,16 +90,16 @@ pub async fn ledger_head(channel: &Channel) -> anyhow::Result<u64> {
 pub async fn run(
     channel: &Channel,
     workload: &Workload,
-    outcome: &Outcome,
+    outcome: &mut Outcome,
     first_sequence: u64,
 ) -> anyhow::Result<Verification> {
     let started = Instant::now();
-    let mut acks: Vec<Ack> = outcome.acks.clone();
-    acks.sort_unstable();
+    outcome.acks.sort_unstable();
+    let acks = &outcome.acks;
     let head = ledger_head(channel).await?;
     let mut walk = Walk {
         workload,
-        acks: &acks,
+        acks,
         next_ack: 0,
         deposits: vec![0; workload.members() as usize],
         cash_in: 0,
@@ -337,6 +337,86 @@ fn parse_vnd(text: &str) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(sequence: u64, request_id: &str, command: &str) -> pb::JournalEntry {
+        pb::JournalEntry {
+            sequence,
+            request_id: request_id.to_owned(),
+            command: command.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    fn name(workload: &Workload, n: u64) -> &'static str {
+        workload.op(n).kind.command_name()
+    }
+
+    #[test]
+    fn walk_finds_every_kind_of_mismatch() {
+        let workload = Workload::new("LGT".into(), 4);
+        let id = |n| workload.request_id(n);
+        // Command 3 is a deposit, the others repayments.
+        let acks = [
+            Ack {
+                sequence: 10,
+                index: 0,
+            },
+            Ack {
+                sequence: 11,
+                index: 1,
+            },
+            Ack {
+                sequence: 13,
+                index: 2,
+            },
+            Ack {
+                sequence: 15,
+                index: 3,
+            },
+            Ack {
+                sequence: 16,
+                index: 4,
+            },
+            Ack {
+                sequence: 99,
+                index: 6,
+            },
+        ];
+        let mut walk = Walk {
+            workload: &workload,
+            acks: &acks,
+            next_ack: 0,
+            deposits: vec![0; 4],
+            cash_in: 0,
+            result: Verification::default(),
+        };
+        let entries = [
+            entry(10, &id(0), name(&workload, 0)),         // fine
+            entry(11, "someone-else", "record_repayment"), // another command
+            entry(12, &id(5), name(&workload, 5)),         // applied, never acknowledged
+            entry(14, "someone-else", "create_branch"),    // 13 is missing
+            entry(15, &id(3), "record_repayment"),         // wrong command name
+            entry(16, &id(4), name(&workload, 4)),         // fine
+        ];
+        let mut cursor = 10;
+        for e in &entries {
+            cursor = walk.entry(e, cursor, 20);
+        }
+        // Overlapping pages walk nothing twice; entries past the head are ignored.
+        assert_eq!(walk.entry(&entries[0], cursor, 20), cursor);
+        assert_eq!(walk.entry(&entry(21, &id(7), "x"), cursor, 20), cursor);
+        assert_eq!(cursor, 17);
+        assert_eq!(walk.result.entries_read, 6);
+        assert_eq!(walk.result.mismatches, 3, "{:?}", walk.result.examples);
+        assert_eq!(walk.result.applied_unacknowledged, 1);
+        assert_eq!(walk.next_ack, 5, "the ack at 99 is left for the caller");
+        let applied: u128 = [0, 4, 5]
+            .iter()
+            .map(|&n| u128::from(workload.op(n).amount))
+            .sum();
+        assert_eq!(walk.cash_in, applied);
+        assert!(!walk.result.passed());
+    }
 
     #[test]
     fn amounts() {

@@ -94,9 +94,9 @@ pub struct Outcome {
     pub acks: Vec<Ack>,
     /// Commands not acknowledged, by gRPC code.
     pub errors: BTreeMap<i32, u64>,
-    /// Indexes of commands whose outcome is unknown (the call failed in
-    /// transport or timed out: they may or may not have been applied).
-    pub unknown: Vec<u64>,
+    /// Commands whose outcome is unknown (the call failed in transport or
+    /// timed out: they may or may not have been applied).
+    pub unknown: u64,
     /// From the first call to the last reply.
     pub elapsed: Duration,
     /// Whether the run stopped at `limit` before its `duration`.
@@ -157,7 +157,7 @@ struct ClientLog {
     commands: u64,
     acks: Vec<Ack>,
     errors: BTreeMap<i32, u64>,
-    unknown: Vec<u64>,
+    unknown: u64,
 }
 
 impl ClientLog {
@@ -168,7 +168,7 @@ impl ClientLog {
             commands: 0,
             acks: Vec::new(),
             errors: BTreeMap::new(),
-            unknown: Vec::new(),
+            unknown: 0,
         }
     }
 
@@ -181,10 +181,10 @@ impl ClientLog {
         self.calls += 1;
     }
 
-    fn error(&mut self, code: Code, index: u64) {
+    fn error(&mut self, code: Code) {
         *self.errors.entry(code as i32).or_default() += 1;
         if outcome_unknown(code) {
-            self.unknown.push(index);
+            self.unknown += 1;
         }
     }
 }
@@ -251,7 +251,7 @@ pub async fn run(
         commands: 0,
         acks: Vec::with_capacity(logs.iter().map(|l| l.acks.len()).sum()),
         errors: BTreeMap::new(),
-        unknown: Vec::new(),
+        unknown: 0,
         elapsed,
         capped: plan.duration.is_some_and(|d| elapsed < d),
     };
@@ -268,7 +268,7 @@ pub async fn run(
         for (code, count) in log.errors {
             *outcome.errors.entry(code).or_default() += count;
         }
-        outcome.unknown.extend(log.unknown);
+        outcome.unknown += log.unknown;
     }
     Ok(outcome)
 }
@@ -299,7 +299,7 @@ async fn unary_client(mut client: BranchServiceClient<Channel>, shared: &Shared)
                 index: n,
             }),
             Ok(None) => {
-                log.error(Code::Internal, n);
+                log.error(Code::Internal);
                 shared.failed.fetch_add(1, Ordering::Relaxed);
             }
             Err(status) => {
@@ -310,7 +310,7 @@ async fn unary_client(mut client: BranchServiceClient<Channel>, shared: &Shared)
                         status.message()
                     ));
                 }
-                log.error(status.code(), n);
+                log.error(status.code());
                 shared.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -338,8 +338,8 @@ async fn batch_client(mut client: BranchServiceClient<Channel>, shared: &Shared)
                 let results = reply.into_inner().results;
                 if results.len() as u64 != len {
                     // Which command a result belongs to is unknown: none is acknowledged.
-                    for n in range.clone() {
-                        log.error(Code::Internal, n);
+                    for _ in range.clone() {
+                        log.error(Code::Internal);
                     }
                     failed = len;
                 } else {
@@ -347,7 +347,7 @@ async fn batch_client(mut client: BranchServiceClient<Channel>, shared: &Shared)
                         match acknowledged(workload.op(n).kind, result.result) {
                             Ok(sequence) => log.acks.push(Ack { sequence, index: n }),
                             Err(code) => {
-                                log.error(code, n);
+                                log.error(code);
                                 failed += 1;
                             }
                         }
@@ -361,8 +361,8 @@ async fn batch_client(mut client: BranchServiceClient<Channel>, shared: &Shared)
                         status.message()
                     ));
                 }
-                for n in range.clone() {
-                    log.error(status.code(), n);
+                for _ in range.clone() {
+                    log.error(status.code());
                 }
                 failed = len;
             }
@@ -400,9 +400,9 @@ impl Progress {
             ProgressDrawTarget::stderr(),
         );
         let template = if counted {
-            "load     [{elapsed_precise}] {bar:30} {human_pos}/{human_len} {per_sec:>14} {msg}"
+            "load  [{elapsed_precise}] {bar:24} {human_pos}/{human_len} {msg}"
         } else {
-            "load     [{elapsed_precise}] {spinner} {human_pos} commands {per_sec:>14} {msg}"
+            "load  [{elapsed_precise}] {spinner} {human_pos} commands {msg}"
         };
         bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
         let finished = Arc::new(AtomicBool::new(false));
@@ -410,9 +410,29 @@ impl Progress {
             let bar = bar.clone();
             let finished = finished.clone();
             async move {
+                // The rate over the last second: samples of (when, commands done).
+                let mut samples = std::collections::VecDeque::new();
                 while !finished.load(Ordering::Relaxed) {
-                    bar.set_position(shared.done.load(Ordering::Relaxed));
-                    bar.set_message(format!("errors {}", shared.failed.load(Ordering::Relaxed)));
+                    let (now, done) = (Instant::now(), shared.done.load(Ordering::Relaxed));
+                    samples.push_back((now, done));
+                    while samples.len() > 2
+                        && now.duration_since(samples[0].0) > Duration::from_secs(1)
+                    {
+                        samples.pop_front();
+                    }
+                    let (then, done_then) = samples[0];
+                    let seconds = now.duration_since(then).as_secs_f64();
+                    let rate = if seconds > 0.0 {
+                        (done - done_then) as f64 / seconds
+                    } else {
+                        0.0
+                    };
+                    bar.set_position(done);
+                    bar.set_message(format!(
+                        "{}/s errors {}",
+                        group_thousands(rate as u64),
+                        shared.failed.load(Ordering::Relaxed)
+                    ));
                     tokio::time::sleep(PROGRESS_EVERY).await;
                 }
                 bar.set_position(shared.done.load(Ordering::Relaxed));
@@ -430,6 +450,19 @@ impl Progress {
         let _ = self.ticker.await;
         self.bar.finish_and_clear();
     }
+}
+
+/// 12345 as "12,345".
+pub fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The gRPC name of a status code, e.g. "RESOURCE_EXHAUSTED".
@@ -499,6 +532,14 @@ mod tests {
         assert_eq!(shared.claim(), Some(0..1));
         shared.abort("no".into());
         assert_eq!(shared.claim(), None);
+    }
+
+    #[test]
+    fn thousands() {
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(999), "999");
+        assert_eq!(group_thousands(1000), "1,000");
+        assert_eq!(group_thousands(1234567), "1,234,567");
     }
 
     #[test]

@@ -246,23 +246,31 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         limit,
         duration: args.duration,
     };
-    let outcome = drive::run(&channels, workload.clone(), &plan).await?;
+    let mut outcome = drive::run(&channels, workload.clone(), &plan).await?;
 
-    let verification = match args.target {
-        Target::Ledger => Some(
-            check::run(&channels[0], &workload, &outcome, first_sequence)
-                .await
-                .context("verifying the journal")?,
-        ),
-        Target::Echo => None,
+    let (verification, unverified) = match args.target {
+        Target::Ledger => {
+            match check::run(&channels[0], &workload, &mut outcome, first_sequence).await {
+                Ok(verification) => (Some(verification), None),
+                Err(error) => (None, Some(error.context("verifying the journal"))),
+            }
+        }
+        Target::Echo => (None, None),
     };
 
-    let summary = Summary::new(&args, connections, &workload, setup, &outcome, verification);
+    // The load's figures are reported even when the verification could not run.
+    let mut summary = Summary::new(&args, connections, &workload, setup, &outcome, verification);
+    if let Some(error) = &unverified {
+        summary.verification_failed(format!("{error:#}"));
+    }
     summary.print();
     if let Some(path) = &args.json_out {
         summary
             .write_json(path)
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(error) = unverified {
+        return Err(error);
     }
     if let Some(reason) = summary.failure() {
         bail!("{reason}");
@@ -315,7 +323,15 @@ mod tests {
         assert_eq!(args.batch_size, 100);
         assert_eq!(args.clients, 64);
         assert!((1..=CONNECTIONS_DEFAULT_MAX).contains(&args.connections()));
-        let args = load(&["load", "--count", "5", "--clients", "1", "--connections", "4"]);
+        let args = load(&[
+            "load",
+            "--count",
+            "5",
+            "--clients",
+            "1",
+            "--connections",
+            "4",
+        ]);
         assert_eq!(args.connections(), 1, "never more connections than clients");
     }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::check::Verification;
-use super::drive::{Outcome, code_name};
+use super::drive::{Outcome, code_name, group_thousands};
 use super::setup::SetupReport;
 use super::workload::Workload;
 use super::{LoadArgs, Mode};
@@ -57,6 +57,9 @@ pub struct Summary {
     pub errors: u64,
     /// Of those, how many per gRPC code ("RESOURCE_EXHAUSTED": 3).
     pub errors_by_code: Map<String, Value>,
+    /// Of those, how many have an unknown outcome (transport failure or
+    /// timeout: perhaps applied; the verification finds those that were).
+    pub errors_outcome_unknown: u64,
     /// Whether the run stopped at the command cap before its duration.
     pub capped: bool,
     /// Whether the verification passed; null when not run (echo target).
@@ -135,6 +138,7 @@ impl Summary {
                 .iter()
                 .map(|(&code, &count)| (code_name(code), Value::from(count)))
                 .collect(),
+            errors_outcome_unknown: outcome.unknown,
             capped: outcome.capped,
             verified: verification.as_ref().map(Verification::passed),
             verification: verification.map(|v| {
@@ -159,6 +163,12 @@ impl Summary {
                 })
             }),
         }
+    }
+
+    /// Records that the verification could not run.
+    pub fn verification_failed(&mut self, error: String) {
+        self.verified = Some(false);
+        self.verification = Some(serde_json::json!({ "error": error }));
     }
 
     /// Why the run failed, if it did.
@@ -204,10 +214,10 @@ impl Summary {
         }
         text += &format!(
             "commands: {} sent in {} calls, {} acknowledged, {} errors in {:.2} s{}\n",
-            self.commands,
-            self.calls,
-            self.acknowledged,
-            self.errors,
+            group_thousands(self.commands),
+            group_thousands(self.calls),
+            group_thousands(self.acknowledged),
+            group_thousands(self.errors),
             self.seconds,
             if self.capped {
                 " (stopped at the command cap)"
@@ -216,8 +226,8 @@ impl Summary {
             }
         );
         text += &format!(
-            "throughput: {:.0} commands/s acknowledged\n",
-            self.commands_per_second
+            "throughput: {} commands/s acknowledged\n",
+            group_thousands(self.commands_per_second.round() as u64)
         );
         text += &format!(
             "latency per {}: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms, mean {:.3} ms\n",
@@ -229,10 +239,20 @@ impl Summary {
                 .iter()
                 .map(|(code, count)| format!("{code} {count}"))
                 .collect();
-            text += &format!("errors by code: {}\n", codes.join(", "));
+            text += &format!(
+                "errors by code: {} ({} with an unknown outcome)\n",
+                codes.join(", "),
+                self.errors_outcome_unknown
+            );
         }
         match &self.verification {
             None => text += "verification: not run (echo target)\n",
+            Some(v) if v.get("error").is_some() => {
+                text += &format!(
+                    "verification: FAILED: could not run: {}\n",
+                    v["error"].as_str().unwrap_or_default()
+                );
+            }
             Some(v) => {
                 text += &format!(
                     "verification: {}: {} acknowledged commands checked against entries {}..={} \

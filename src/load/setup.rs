@@ -109,7 +109,7 @@ pub async fn run(channel: &Channel, workload: Arc<Workload>) -> anyhow::Result<S
 fn progress_bar(total: u64) -> ProgressBar {
     let progress = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     progress.set_style(
-        ProgressStyle::with_template("setup    [{elapsed_precise}] {wide_bar} {pos}/{len}")
+        ProgressStyle::with_template("setup [{elapsed_precise}] {bar:24} {human_pos}/{human_len}")
             .expect("valid template"),
     );
     progress
