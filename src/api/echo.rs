@@ -182,10 +182,7 @@ pub async fn serve_echo(
     tonic::transport::Server::builder()
         .concurrency_limit_per_connection(limits.requests_per_connection_max)
         .add_service(echo)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(super::incoming(listener), shutdown)
         .await?;
     Ok(())
 }

@@ -70,6 +70,8 @@ pub struct Plan {
     pub limit: u64,
     /// Stop claiming commands after this long.
     pub duration: Option<Duration>,
+    /// Commands per second offered in total, if paced.
+    pub rate: Option<u64>,
 }
 
 /// An acknowledged command: its index and the sequence of its entry.
@@ -112,6 +114,8 @@ impl Outcome {
 
 /// State the clients share.
 struct Shared {
+    /// When the run started (command `n` is due at `started + n / rate`).
+    started: Instant,
     workload: Arc<Workload>,
     plan: Plan,
     next: AtomicU64,
@@ -141,6 +145,14 @@ impl Shared {
             return None;
         }
         Some(start..(start + size).min(self.plan.limit))
+    }
+
+    /// With a rate, waits until the first command of `range` is due.
+    async fn pace(&self, range: &std::ops::Range<u64>) {
+        if let Some(rate) = self.plan.rate {
+            let due = self.started + Duration::from_secs_f64(range.start as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
     }
 
     /// Stops every client: the server cannot run this load at all.
@@ -214,6 +226,7 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let shared = Arc::new(Shared {
+        started,
         workload,
         plan: plan.clone(),
         next: AtomicU64::new(0),
@@ -278,6 +291,7 @@ async fn unary_client(mut client: BranchServiceClient<Channel>, shared: &Shared)
     let mut log = ClientLog::new();
     let workload = &shared.workload;
     while let Some(range) = shared.claim() {
+        shared.pace(&range).await;
         let n = range.start;
         let op = workload.op(n);
         let started = Instant::now();
@@ -324,6 +338,7 @@ async fn batch_client(mut client: BranchServiceClient<Channel>, shared: &Shared)
     let mut log = ClientLog::new();
     let workload = &shared.workload;
     while let Some(range) = shared.claim() {
+        shared.pace(&range).await;
         let request = pb::SubmitBatchRequest {
             commands: range.clone().map(|n| workload.batch_command(n)).collect(),
         };
@@ -499,6 +514,7 @@ mod tests {
 
     fn shared(limit: u64, batch_size: u32) -> Shared {
         Shared {
+            started: Instant::now(),
             workload: Arc::new(Workload::new("LGT".into(), 10)),
             plan: Plan {
                 mode: Mode::Batch,
@@ -506,6 +522,7 @@ mod tests {
                 batch_size,
                 limit,
                 duration: None,
+                rate: None,
             },
             next: AtomicU64::new(0),
             deadline: None,

@@ -134,6 +134,10 @@ pub struct LoadArgs {
     /// [default: one per CPU core, at most 16].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=CONNECTIONS_MAX as i64))]
     pub connections: Option<u32>,
+    /// Offer at most this many commands per second in total (paced by
+    /// command index), to measure latency below the peak; unlimited when unset.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub rate: Option<u64>,
 }
 
 impl LoadArgs {
@@ -245,6 +249,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         batch_size: args.commands_per_call(),
         limit,
         duration: args.duration,
+        rate: args.rate,
     };
     let mut outcome = drive::run(&channels, workload.clone(), &plan).await?;
 

@@ -27,6 +27,8 @@ pub struct Summary {
     pub connections: u32,
     /// Commands per call (1 in unary mode).
     pub batch_size: u32,
+    /// Commands per second offered, when paced.
+    pub rate: Option<u64>,
     /// The synthetic branch (empty for the echo target).
     pub branch_id: String,
     /// Loans (members) the commands were spread over.
@@ -101,6 +103,7 @@ impl Summary {
             clients: args.clients,
             connections,
             batch_size: args.commands_per_call(),
+            rate: args.rate,
             branch_id: setup
                 .as_ref()
                 .map(|_| workload.branch_id().to_owned())
