@@ -74,7 +74,7 @@ def svg_chart(rates, grpc):
     ]
     values = [v for v in rates.values() if v] + [v for _, v in grpc if v]
     top_value = 10 ** math.ceil(math.log10(max(values))) if values else 1e6
-    low_value = 10 ** math.floor(math.log10(min(values))) if values else 1
+    low_value = 10 ** (math.floor(math.log10(min(values))) - 1) if values else 1
     plot_h = height - top - bottom
 
     def y_of(value):
