@@ -10,49 +10,16 @@
 //! 50,000 − 1,000,000 + 510,000 = −440,000, the loan 500,000 and interest
 //! income 10,000. Compulsory savings must keep 5% of 500,000 = 25,000.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mfi-ledger");
+mod common;
 
-/// A running server, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    _data: tempfile::TempDir,
-}
+use common::{BIN, Server};
 
 impl Server {
-    fn start() -> Server {
-        let data = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the server");
-        let stdout = child.stdout.take().expect("server stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the server's address");
-        let address = line
-            .trim()
-            .strip_prefix("mfi-ledger listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
-            .to_owned();
-        Server {
-            child,
-            url: format!("http://{address}"),
-            _data: data,
-        }
-    }
-
     /// Runs a client command against this server.
     fn run(&self, args: &[&str]) -> Output {
         client(&self.url, args)
@@ -87,13 +54,6 @@ impl Server {
             String::from_utf8_lossy(&output.stdout)
         );
         String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -3,65 +3,16 @@
 //! numbers, unary then batched, and check its JSON: every command sent and
 //! acknowledged, no error, and the journal verification passed.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mfi-ledger");
+mod common;
 
-/// A running server, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    _data: tempfile::TempDir,
-}
+use common::{BIN, Server};
 
 impl Server {
-    /// The ledger service.
-    fn start() -> Server {
-        let data = tempfile::tempdir().expect("temp dir");
-        let mut command = Command::new(BIN);
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data.path());
-        Server::spawn(command, "mfi-ledger listening on ", data)
-    }
-
-    /// The echo server: canned replies, no ledger.
-    fn start_echo() -> Server {
-        let mut command = Command::new(BIN);
-        command.args(["echo-server", "--listen", "127.0.0.1:0"]);
-        let data = tempfile::tempdir().expect("temp dir");
-        Server::spawn(command, "mfi-ledger echo listening on ", data)
-    }
-
-    fn spawn(mut command: Command, ready: &str, data: tempfile::TempDir) -> Server {
-        let mut child = command
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the server");
-        let stdout = child.stdout.take().expect("server stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the server's address");
-        let address = line
-            .trim()
-            .strip_prefix(ready)
-            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
-            .to_owned();
-        Server {
-            child,
-            url: format!("http://{address}"),
-            _data: data,
-        }
-    }
-
     /// Runs `mfi-ledger load` with `args` against this server; it must
     /// succeed. Returns its JSON output.
     fn load(&self, args: &[&str]) -> Value {
@@ -84,13 +35,6 @@ impl Server {
         );
         assert!(stdout.contains("commands/s"), "no summary: {stdout}");
         read_json(&json_path)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -121,32 +121,19 @@ async fn sixty_four_clients_depositing_and_repaying_on_shared_accounts() {
     let expected_entries = 3 + MEMBERS as u64 * 3 + (CLIENTS * COMMANDS_PER_CLIENT) as u64;
     assert_eq!(app.last_sequence().await, expected_entries);
     let (mut debits, mut credits) = (Decimal::ZERO, Decimal::ZERO);
-    let mut from = 1;
-    while from != 0 {
-        let page = app
-            .audit
-            .list_journal_entries(pb::ListJournalEntriesRequest {
-                from_sequence: from,
-                page_size: 1000,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        for entry in &page.entries {
-            let (mut d, mut c) = (Decimal::ZERO, Decimal::ZERO);
-            for posting in &entry.postings {
-                let amount: Decimal = posting.amount.as_ref().unwrap().amount.parse().unwrap();
-                if posting.side == pb::PostingSide::Debit as i32 {
-                    d += amount
-                } else {
-                    c += amount
-                }
+    for entry in &crate::support::read_journal(&mut app.audit, 1000).await {
+        let (mut d, mut c) = (Decimal::ZERO, Decimal::ZERO);
+        for posting in &entry.postings {
+            let amount: Decimal = posting.amount.as_ref().unwrap().amount.parse().unwrap();
+            if posting.side == pb::PostingSide::Debit as i32 {
+                d += amount
+            } else {
+                c += amount
             }
-            assert_eq!(d, c, "entry {} does not balance", entry.sequence);
-            debits += d;
-            credits += c;
         }
-        from = page.next_sequence;
+        assert_eq!(d, c, "entry {} does not balance", entry.sequence);
+        debits += d;
+        credits += c;
     }
     assert_eq!(debits, credits);
 

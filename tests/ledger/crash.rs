@@ -222,35 +222,22 @@ async fn check_every_acknowledged_request_once(
     // Walk the journal: every request id once; every acknowledged one at its sequence.
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut deposited = 0u64;
-    let mut from = 1;
-    while from != 0 {
-        let page = server
-            .audit
-            .list_journal_entries(pb::ListJournalEntriesRequest {
-                from_sequence: from,
-                page_size: 1000,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        for entry in page.entries {
-            if entry.command == "deposit_savings" {
-                deposited += entry.postings[0]
-                    .amount
-                    .as_ref()
-                    .unwrap()
-                    .amount
-                    .parse::<u64>()
-                    .unwrap();
-            }
-            let previous = seen.insert(entry.request_id.clone(), entry.sequence);
-            assert!(
-                previous.is_none(),
-                "request {} appears twice",
-                entry.request_id
-            );
+    for entry in crate::support::read_journal(&mut server.audit, 1000).await {
+        if entry.command == "deposit_savings" {
+            deposited += entry.postings[0]
+                .amount
+                .as_ref()
+                .unwrap()
+                .amount
+                .parse::<u64>()
+                .unwrap();
         }
-        from = page.next_sequence;
+        let previous = seen.insert(entry.request_id.clone(), entry.sequence);
+        assert!(
+            previous.is_none(),
+            "request {} appears twice",
+            entry.request_id
+        );
     }
     assert_eq!(seen.len() as u64, info.last_sequence);
     for (id, (_, sequence)) in acknowledged {

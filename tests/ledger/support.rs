@@ -331,3 +331,28 @@ pub fn assert_refused(status: &tonic::Status, code: tonic::Code, field: &str) {
         status.message()
     );
 }
+
+/// The whole journal, read page by page (`page_size` entries a page), with
+/// the check that no page is longer than asked.
+pub async fn read_journal(
+    audit: &mut AuditServiceClient<Channel>,
+    page_size: u32,
+) -> Vec<pb::JournalEntry> {
+    let mut entries = Vec::new();
+    let mut from = 1;
+    while from != 0 {
+        let request = pb::ListJournalEntriesRequest {
+            from_sequence: from,
+            page_size,
+        };
+        let page = audit
+            .list_journal_entries(request)
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.entries.len() <= page_size as usize);
+        entries.extend(page.entries);
+        from = page.next_sequence;
+    }
+    entries
+}

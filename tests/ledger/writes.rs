@@ -404,22 +404,7 @@ async fn the_journal_pages_in_order_and_every_entry_chains_to_the_previous() {
         .await
         .unwrap();
     let last = app.last_sequence().await;
-    let mut entries = Vec::new();
-    let mut from = 1;
-    while from != 0 {
-        let page = app
-            .audit
-            .list_journal_entries(pb::ListJournalEntriesRequest {
-                from_sequence: from,
-                page_size: 3,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(page.entries.len() <= 3);
-        entries.extend(page.entries);
-        from = page.next_sequence;
-    }
+    let entries = crate::support::read_journal(&mut app.audit, 3).await;
     let sequences: Vec<u64> = entries.iter().map(|e| e.sequence).collect();
     assert_eq!(sequences, (1..=last).collect::<Vec<_>>());
     assert_eq!(entries[0].previous_hash, "0".repeat(64));
