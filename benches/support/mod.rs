@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+/// The same allocator as the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
