@@ -108,7 +108,11 @@ pub enum Undo {
         amount: Decimal,
     },
     /// A loan's disbursement: the loan is cancelled.
-    Disbursement { loan: LoanId, principal: Decimal },
+    Disbursement {
+        loan: LoanId,
+        #[serde(with = "crate::domain::codec::decimal")]
+        principal: Decimal,
+    },
     /// A repayment's allocation over the loan's installments.
     Repayment {
         loan: LoanId,

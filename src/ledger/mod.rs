@@ -24,7 +24,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::domain::DomainError;
 use crate::domain::command::Command;
 use crate::domain::entry::{Entry, EntryBody};
-use crate::domain::state::{ExecContext, ExecuteError, LedgerState, StateRecord};
+use crate::domain::state::{ExecContext, ExecuteError, LedgerState};
 use crate::store::{Store, StoreError};
 
 mod recovery;
@@ -96,6 +96,9 @@ type Reply = oneshot::Sender<Vec<CommandResult>>;
 struct Submission {
     commands: Vec<Command>,
     reply: Reply,
+    /// One permit per command, released when the submission is answered
+    /// and dropped (not when a client gives up waiting).
+    _permits: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// A handle to the running ledger, shared by the API's handlers.
@@ -149,17 +152,20 @@ impl Ledger {
         let persister = Persister {
             store: store.clone(),
             read_side: read_side.clone(),
+            failed: failed.clone(),
             checkpoint_entries: config.checkpoint_entries.max(1),
             checkpoint_interval: config.checkpoint_interval,
         };
         let threads = vec![
             std::thread::Builder::new()
                 .name("ledger-writer".into())
-                .spawn(move || writer.run(receiver))
+                .spawn(guarded(failed.clone(), move || writer.run(receiver)))
                 .map_err(StoreError::io("starting the writer thread"))?,
             std::thread::Builder::new()
                 .name("ledger-publisher".into())
-                .spawn(move || publisher.run(publish_receiver))
+                .spawn(guarded(failed.clone(), move || {
+                    publisher.run(publish_receiver)
+                }))
                 .map_err(StoreError::io("starting the publisher thread"))?,
             std::thread::Builder::new()
                 .name("ledger-persister".into())
@@ -194,6 +200,15 @@ impl Ledger {
         if count == 0 {
             return Vec::new();
         }
+        if count > self.config.queue_depth_max {
+            return refuse_all(SubmitError::Refused(DomainError::invalid(
+                "commands",
+                format!(
+                    "{count} commands in one submission; at most {} are in flight at once",
+                    self.config.queue_depth_max
+                ),
+            )));
+        }
         let Some(permits) = u32::try_from(count)
             .ok()
             .and_then(|n| self.in_flight.clone().try_acquire_many_owned(n).ok())
@@ -209,7 +224,11 @@ impl Ledger {
             return refuse_all(SubmitError::Unavailable("shutting down".into()));
         };
         let (reply, receiver) = oneshot::channel();
-        if let Err(error) = sender.try_send(Submission { commands, reply }) {
+        if let Err(error) = sender.try_send(Submission {
+            commands,
+            reply,
+            _permits: permits,
+        }) {
             return refuse_all(match error {
                 mpsc::error::TrySendError::Full(_) => {
                     SubmitError::Overloaded(self.config.queue_depth_max)
@@ -219,9 +238,7 @@ impl Ledger {
                 }
             });
         }
-        let answered = receiver.await;
-        drop(permits);
-        match answered {
+        match receiver.await {
             Ok(results) if results.len() == count => results,
             Ok(_) => refuse_all(SubmitError::Internal("wrong number of results".into())),
             Err(_) => refuse_all(SubmitError::Unavailable(
@@ -248,8 +265,14 @@ impl Ledger {
 
     /// Durable entries from `from` on, at most `limit`.
     pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        // Only entries the read side holds: the journal may already have
+        // durable entries the publisher has not applied yet.
         let last = self.read(LedgerState::last_sequence);
-        let limit = limit.min(last.saturating_sub(from.max(1)).saturating_add(1) as usize);
+        let from = from.max(1);
+        if from > last {
+            return Ok(Vec::new());
+        }
+        let limit = limit.min((last - from + 1) as usize);
         self.store.read_entries(from, limit)
     }
 
@@ -380,6 +403,7 @@ impl Writer {
             submissions: std::mem::take(batch),
         };
         if let Err(unsent) = self.publish.send(durable) {
+            self.fail("the publisher thread has stopped".into());
             for submission in unsent.0.submissions {
                 let error = SubmitError::Unavailable("the ledger is stopping".into());
                 let _ = submission
@@ -552,6 +576,8 @@ impl Publisher {
 struct Persister {
     store: Arc<dyn Store>,
     read_side: Arc<RwLock<LedgerState>>,
+    /// After a fault the read side may hold half an entry: never checkpoint it.
+    failed: Arc<AtomicBool>,
     checkpoint_entries: u64,
     checkpoint_interval: std::time::Duration,
 }
@@ -584,16 +610,39 @@ impl Persister {
     }
 
     fn checkpoint(&self) {
-        let records: Vec<StateRecord> = self
+        if self.failed.load(Ordering::SeqCst) {
+            return;
+        }
+        let (keys, records) = self
             .read_side
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take_changes();
+            .take_changes_with_keys();
         if records.is_empty() {
             return;
         }
         if let Err(error) = self.store.save_state(&records) {
-            tracing::error!(%error, "saving derived state failed; it will be rebuilt from the journal at startup");
+            // Keep the keys changed so that the next checkpoint writes them:
+            // the cache must never skip a record and then claim a later head.
+            tracing::error!(%error, "saving derived state failed; retrying at the next checkpoint");
+            self.read_side
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .mark_changed(keys);
+        }
+    }
+}
+
+/// Runs a ledger thread's body; if it panics, marks the ledger failed (so
+/// that nothing more is decided and health checks say NOT_SERVING).
+fn guarded(
+    failed: Arc<AtomicBool>,
+    body: impl FnOnce() + Send + 'static,
+) -> impl FnOnce() + Send + 'static {
+    move || {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
+            tracing::error!("a ledger thread panicked; the ledger stops deciding commands");
+            failed.store(true, Ordering::SeqCst);
         }
     }
 }

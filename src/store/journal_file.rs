@@ -67,12 +67,19 @@ impl JournalFile {
             .create(true)
             .open(&path)
             .map_err(StoreError::io(format!("opening {}", path.display())))?;
-        if file
-            .metadata()
-            .map_err(StoreError::io("reading journal size"))?
-            .len()
-            == 0
-        {
+        // One process at a time: a second server on the same directory
+        // could otherwise cut a frame the first is still writing.
+        file.try_lock().map_err(|error| StoreError::Io {
+            context: format!(
+                "locking {}: is another mfi-ledger using this data directory?",
+                path.display()
+            ),
+            source: std::io::Error::from(error),
+        })?;
+        if !has_header(&file)? {
+            // New, or a creation cut short before its header was durable.
+            file.set_len(0)
+                .map_err(StoreError::io("resetting journal"))?;
             file.write_all(FILE_MAGIC)
                 .map_err(StoreError::io("writing journal header"))?;
             file.sync_all()
@@ -96,10 +103,12 @@ impl JournalFile {
             Ok(())
         })?;
         if scan.torn_bytes > 0 {
+            let kept = keep_torn_tail(dir, &file, scan.valid_end)?;
             tracing::warn!(
                 cut_at = scan.valid_end,
                 torn_bytes = scan.torn_bytes,
-                "cutting a torn, never-acknowledged last frame off the journal"
+                kept_in = %kept.display(),
+                "cutting a torn, never-acknowledged last frame off the journal (its bytes are kept aside)"
             );
             file.set_len(scan.valid_end)
                 .map_err(StoreError::io("truncating torn journal tail"))?;
@@ -201,6 +210,41 @@ impl JournalFile {
     }
 }
 
+/// True when the file starts with the journal's magic; false when it is
+/// empty, shorter than the magic, or all zeros (a creation cut short).
+fn has_header(file: &File) -> Result<bool, StoreError> {
+    let len = file
+        .metadata()
+        .map_err(StoreError::io("reading journal size"))?
+        .len();
+    if len < FILE_MAGIC.len() as u64 {
+        return Ok(false);
+    }
+    let mut magic = [0u8; 8];
+    file.read_exact_at(&mut magic, 0)
+        .map_err(StoreError::io("reading journal header"))?;
+    Ok(!(magic == [0u8; 8] && len == FILE_MAGIC.len() as u64))
+}
+
+/// Copies the bytes from `from` to the end into `journal.log.torn-<from>`
+/// (fsynced) before they are cut, so that nothing is destroyed.
+fn keep_torn_tail(dir: &Path, file: &File, from: u64) -> Result<std::path::PathBuf, StoreError> {
+    let len = file
+        .metadata()
+        .map_err(StoreError::io("reading journal size"))?
+        .len();
+    let mut tail = vec![0u8; (len - from) as usize];
+    file.read_exact_at(&mut tail, from)
+        .map_err(StoreError::io("reading the torn tail"))?;
+    let path = dir.join(format!("{JOURNAL_FILE_NAME}.torn-{from}"));
+    let mut kept =
+        File::create(&path).map_err(StoreError::io(format!("creating {}", path.display())))?;
+    kept.write_all(&tail)
+        .and_then(|_| kept.sync_all())
+        .map_err(StoreError::io(format!("writing {}", path.display())))?;
+    Ok(path)
+}
+
 /// Reads the entry whose record starts at `offset`.
 pub fn read_entry_at(file: &File, offset: u64, sequence: u64) -> Result<Entry, StoreError> {
     let mut header = [0u8; RECORD_HEADER_LEN];
@@ -251,7 +295,9 @@ fn le_u32(bytes: &[u8], at: usize) -> u32 {
 /// The records of one frame body: (offset within the body, payload range).
 /// `None` if the body is not exactly `count` well-formed records.
 fn records_of(body: &[u8], count: u32) -> Option<Vec<(usize, std::ops::Range<usize>)>> {
-    let mut records = Vec::with_capacity(count as usize);
+    let mut records = Vec::with_capacity(
+        (count as usize).min(body.len() / (RECORD_HEADER_LEN + PAYLOAD_LEN_MIN)),
+    );
     let mut at = 0;
     while at < body.len() {
         let header = body.get(at..at + RECORD_HEADER_LEN)?;

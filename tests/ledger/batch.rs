@@ -138,3 +138,40 @@ async fn empty_and_oversized_batches_are_refused() {
     crate::support::assert_refused(&status, Code::InvalidArgument, "a batch holds 1 to 1000");
     assert_eq!(app.last_sequence().await, before);
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_the_commands_in_flight_bound_is_refused_not_retried_forever() {
+    use mfi_ledger::api::ServerLimits;
+    use mfi_ledger::ledger::LedgerConfig;
+    let config = LedgerConfig {
+        queue_depth_max: 10,
+        ..LedgerConfig::default()
+    };
+    let mut app = crate::support::spawn_app_with(config, ServerLimits::default()).await;
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    let commands = (0..11).map(|i| deposit(&format!("big-{i}"), "1")).collect();
+    let results = app
+        .branch
+        .submit_batch(pb::SubmitBatchRequest { commands })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    for result in results {
+        let Some(Reply::Error(error)) = result.result else {
+            panic!("{result:?}")
+        };
+        assert_eq!(
+            error.code,
+            Code::InvalidArgument as i32,
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("at most 10 are in flight"),
+            "{}",
+            error.message
+        );
+    }
+}

@@ -215,6 +215,18 @@ async fn a_torn_last_frame_is_cut_and_loses_nothing_acknowledged() {
             .unwrap();
         let (ok, text) = verify(dir.path());
         assert!(ok && !text.contains("torn"), "the tail was cut: {text}");
+        // The cut bytes are kept aside, not destroyed.
+        let kept: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("journal.log.torn-")
+            })
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(std::fs::read(kept[0].path()).unwrap(), tail);
     }
 }
 
@@ -242,4 +254,22 @@ async fn a_journal_that_lost_acknowledged_entries_is_refused_at_startup() {
         !ok && text.contains("acknowledged entries are missing"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_is_refused_and_cuts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = mfi_ledger::store::DiskStore::open(dir.path()).unwrap();
+    let before = std::fs::read(dir.path().join("journal.log")).unwrap();
+    let second = mfi_ledger::store::DiskStore::open(dir.path());
+    let error = second
+        .err()
+        .expect("the journal is locked by the first store")
+        .to_string();
+    assert!(error.contains("another mfi-ledger"), "{error}");
+    assert_eq!(
+        std::fs::read(dir.path().join("journal.log")).unwrap(),
+        before
+    );
+    drop(first);
 }

@@ -81,6 +81,23 @@ impl LedgerState {
         }
     }
 
+    /// The records changed since the last call, with their keys.
+    pub fn take_changes_with_keys(&mut self) -> (Vec<StateKey>, Vec<StateRecord>) {
+        let keys: Vec<StateKey> = std::mem::take(&mut self.changed.keys).into_iter().collect();
+        let records = keys
+            .iter()
+            .map(|key| (key.to_bytes(), self.record(key)))
+            .collect();
+        (keys, records)
+    }
+
+    /// Marks `keys` changed again (their records were not saved).
+    pub fn mark_changed(&mut self, keys: Vec<StateKey>) {
+        if self.changed.enabled {
+            self.changed.keys.extend(keys);
+        }
+    }
+
     /// The records changed since the last call, in key order.
     pub fn take_changes(&mut self) -> Vec<StateRecord> {
         let changed = std::mem::take(&mut self.changed.keys);
@@ -120,10 +137,18 @@ impl LedgerState {
         records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<LedgerState, String> {
         let mut state = LedgerState::new();
+        let (mut any, mut head) = (false, false);
         for (key, value) in records {
             let key =
                 std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
             state.import_record(key, value)?;
+            any = true;
+            head |= key == HEAD_KEY;
+        }
+        // Records without a head are a cache cut short (a clear or a rebuild
+        // interrupted): they say nothing about which entry they reflect.
+        if any && !head {
+            return Err("state records without a head record".into());
         }
         Ok(state)
     }
