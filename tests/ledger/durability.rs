@@ -12,7 +12,7 @@ use mfi_ledger::domain::ids::{
 };
 use mfi_ledger::domain::money::Currency;
 use mfi_ledger::domain::state::StateRecord;
-use mfi_ledger::ledger::{Ledger, LedgerConfig};
+use mfi_ledger::ledger::{Ledger, LedgerConfig, SubmitError};
 use mfi_ledger::store::{DiskStore, KeyValue, Store, StoreError};
 use rust_decimal::Decimal;
 
@@ -31,11 +31,36 @@ enum Event {
 struct WatchedStore {
     inner: DiskStore,
     events: Arc<Mutex<Vec<Event>>>,
+    /// Pause before each barrier.
+    delay: Duration,
+    /// Fail every append once the journal holds this many entries.
+    fail_after: Option<u64>,
+}
+
+impl WatchedStore {
+    fn new(dir: &std::path::Path, events: Arc<Mutex<Vec<Event>>>) -> WatchedStore {
+        WatchedStore {
+            inner: DiskStore::open(dir).unwrap(),
+            events,
+            delay: Duration::from_millis(3),
+            fail_after: None,
+        }
+    }
 }
 
 impl Store for WatchedStore {
     fn append(&self, entries: &[Arc<Entry>]) -> Result<(), StoreError> {
-        std::thread::sleep(Duration::from_millis(3));
+        std::thread::sleep(self.delay);
+        if self
+            .fail_after
+            .is_some_and(|n| self.inner.last_sequence() >= n)
+        {
+            let source = std::io::Error::other("disk on fire");
+            return Err(StoreError::Io {
+                context: "fdatasync of the journal".into(),
+                source,
+            });
+        }
         self.inner.append(entries)?;
         let last = entries.last().map_or(0, |e| e.body.sequence);
         self.events.lock().unwrap().push(Event::Durable(last));
@@ -129,10 +154,7 @@ async fn set_up(ledger: &Ledger) {
 async fn no_reply_precedes_its_barrier_and_concurrent_commands_share_barriers() {
     let dir = tempfile::tempdir().unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
-    let store = WatchedStore {
-        inner: DiskStore::open(dir.path()).unwrap(),
-        events: events.clone(),
-    };
+    let store = WatchedStore::new(dir.path(), events.clone());
     let ledger = Arc::new(
         Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap(),
     );
@@ -186,6 +208,93 @@ async fn no_reply_precedes_its_barrier_and_concurrent_commands_share_barriers() 
         (barriers as usize) < COMMANDS / 4,
         "{COMMANDS} concurrent commands took {barriers} barriers; group commit should share them"
     );
+    tokio::task::spawn_blocking(move || ledger.shutdown())
+        .await
+        .unwrap();
+}
+
+fn deposit(i: usize) -> Command {
+    command(
+        &format!("dep-{i}"),
+        CommandBody::DepositSavings {
+            account_id: SavingsAccountId::parse("a", "M1/V1").unwrap(),
+            amount: Money {
+                amount: Decimal::from(1000 + i as i64),
+                currency: Currency::Vnd,
+            },
+            effective_date: date("2024-02-01"),
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_in_flight_bound_commands_are_refused_as_overloaded_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
+    store.delay = Duration::from_millis(40);
+    let config = LedgerConfig {
+        queue_depth_max: 4,
+        ..LedgerConfig::default()
+    };
+    let ledger = Arc::new(Ledger::start(Arc::new(store), TestClock::new(), config).unwrap());
+    set_up(&ledger).await;
+    let before = ledger.read(|s| s.last_sequence());
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.submit(deposit(i)).await })
+        })
+        .collect();
+    let (mut accepted, mut overloaded) = (0u64, 0u64);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(SubmitError::Overloaded(4)) => overloaded += 1,
+            Err(other) => panic!("unexpected refusal: {other}"),
+        }
+    }
+    assert!(
+        overloaded > 0,
+        "40 commands against a bound of 4 behind a slow disk must overload"
+    );
+    assert_eq!(ledger.read(|s| s.last_sequence()), before + accepted);
+    tokio::task::spawn_blocking(move || ledger.shutdown())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_storage_fault_writes_stop_reads_go_on_and_a_restart_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
+    store.fail_after = Some(5);
+    let ledger = Arc::new(
+        Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap(),
+    );
+    set_up(&ledger).await;
+    let failed = ledger.submit(deposit(0)).await.unwrap_err();
+    assert!(
+        matches!(failed, SubmitError::Internal(ref why) if why.contains("disk on fire")),
+        "{failed}"
+    );
+    assert!(ledger.has_failed());
+    let later = ledger.submit(deposit(1)).await.unwrap_err();
+    assert!(matches!(later, SubmitError::Unavailable(_)), "{later}");
+    // Reads still answer from what was durable.
+    assert_eq!(ledger.read(|s| s.last_sequence()), 5);
+    tokio::task::spawn_blocking({
+        let ledger = ledger.clone();
+        move || ledger.shutdown()
+    })
+    .await
+    .unwrap();
+    drop(ledger);
+    // A restart on a healthy disk has every acknowledged entry and writes again.
+    let store = DiskStore::open(dir.path()).unwrap();
+    let ledger = Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap();
+    assert_eq!(ledger.read(|s| s.last_sequence()), 5);
+    let entry = ledger.submit(deposit(2)).await.unwrap();
+    assert_eq!(entry.body.sequence, 6);
     tokio::task::spawn_blocking(move || ledger.shutdown())
         .await
         .unwrap();
