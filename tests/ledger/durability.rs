@@ -1,6 +1,7 @@
 //! Acknowledged means durable: no reply before its batch's barrier, and
 //! concurrent commands share barriers (group commit).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ struct WatchedStore {
     delay: Duration,
     /// Fail every append once the journal holds this many entries.
     fail_after: Option<u64>,
+    /// Fail this many checkpoints of the state cache.
+    failing_saves: std::sync::atomic::AtomicU32,
 }
 
 impl WatchedStore {
@@ -44,6 +47,7 @@ impl WatchedStore {
             events,
             delay: Duration::from_millis(3),
             fail_after: None,
+            failing_saves: std::sync::atomic::AtomicU32::new(0),
         }
     }
 }
@@ -79,6 +83,13 @@ impl Store for WatchedStore {
         self.inner.barrier_count()
     }
     fn save_state(&self, records: &[StateRecord]) -> Result<(), StoreError> {
+        let failing = &self.failing_saves;
+        if failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::State("sled: no space left on device".into()));
+        }
         self.inner.save_state(records)
     }
     fn load_state(&self) -> Result<Vec<KeyValue>, StoreError> {
@@ -298,4 +309,31 @@ async fn after_a_storage_fault_writes_stop_reads_go_on_and_a_restart_recovers() 
     tokio::task::spawn_blocking(move || ledger.shutdown())
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_checkpoint_is_written_again_and_the_cache_still_matches_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
+    store.failing_saves.store(1, Ordering::SeqCst);
+    let config = LedgerConfig {
+        checkpoint_entries: 1,
+        ..LedgerConfig::default()
+    };
+    let ledger = Arc::new(Ledger::start(Arc::new(store), TestClock::new(), config).unwrap());
+    // The first checkpoint fails; later ones must still write its records.
+    set_up(&ledger).await;
+    for i in 0..20 {
+        ledger.submit(deposit(i)).await.unwrap();
+    }
+    tokio::task::spawn_blocking({
+        let ledger = ledger.clone();
+        move || ledger.shutdown()
+    })
+    .await
+    .unwrap();
+    drop(ledger);
+    let report = mfi_ledger::verify::verify(dir.path()).unwrap();
+    assert_eq!(report.entries, 25);
+    assert_eq!(report.state_compared_at, 25);
 }
