@@ -18,19 +18,25 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Opens a channel to `server` ("http://host:port"; a bare "host:port" gets
 /// "http://").
 pub async fn channel(server: &str) -> anyhow::Result<Channel> {
+    endpoint(server, REQUEST_TIMEOUT)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the ledger at {server}"))
+}
+
+/// The endpoint of `server` ("http://host:port"; a bare "host:port" gets
+/// "http://"), with a connect timeout, `timeout` per call, and TCP_NODELAY.
+pub(crate) fn endpoint(server: &str, timeout: Duration) -> anyhow::Result<Endpoint> {
     let address = if server.contains("://") {
         server.to_owned()
     } else {
         format!("http://{server}")
     };
-    let endpoint = Endpoint::from_shared(address)
+    Ok(Endpoint::from_shared(address)
         .with_context(|| format!("--server {server:?} is not a valid address"))?
         .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT);
-    endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to the ledger at {server}"))
+        .timeout(timeout)
+        .tcp_nodelay(true))
 }
 
 /// A client of the read service.

@@ -13,7 +13,7 @@
 //! (reads), `output` (tables and formatting).
 
 pub mod args;
-mod connect;
+pub(crate) mod connect;
 mod output;
 mod reads;
 mod reports;

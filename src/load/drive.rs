@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::Mode;
 use super::workload::{Kind, Workload};
@@ -19,8 +19,6 @@ use crate::pb;
 use crate::pb::batch_result::Result as Reply;
 use crate::pb::branch_service_client::BranchServiceClient;
 
-/// How long to wait for the server to accept a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one call may take before it counts as DEADLINE_EXCEEDED.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest reply accepted (setup batches of disbursements carry schedules).
@@ -34,16 +32,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// Opens `count` connections to `server` ("http://host:port"; a bare
 /// "host:port" gets "http://").
 pub async fn connect(server: &str, count: u32) -> anyhow::Result<Vec<Channel>> {
-    let address = if server.contains("://") {
-        server.to_owned()
-    } else {
-        format!("http://{server}")
-    };
-    let endpoint = Endpoint::from_shared(address)
-        .with_context(|| format!("--server {server:?} is not a valid address"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CALL_TIMEOUT)
-        .tcp_nodelay(true);
+    let endpoint = crate::cli::connect::endpoint(server, CALL_TIMEOUT)?;
     let mut channels = Vec::with_capacity(count as usize);
     for _ in 0..count {
         // Each `connect` is its own HTTP/2 connection.
