@@ -33,20 +33,7 @@ async fn snapshot(app: &mut App) -> Snapshot {
 
 /// A borrower with 200,000 saved and 1,000,000 borrowed (255,000 a week x 4).
 async fn ready() -> (App, Snapshot) {
-    let mut app = spawn_app().await;
-    app.branch_tb().await;
-    let account = app.member("TB-0001").await;
-    app.deposit("dep-1", &account, "200000", "2024-01-05")
-        .await
-        .unwrap();
-    app.disburse(
-        "loan-1",
-        "TB-0001",
-        flat_weekly("1000000", "26", 4, "2024-01-15"),
-        "2024-01-08",
-    )
-    .await
-    .unwrap();
+    let (mut app, _) = crate::support::borrower().await;
     let before = snapshot(&mut app).await;
     (app, before)
 }

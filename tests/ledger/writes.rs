@@ -2,31 +2,7 @@
 
 use mfi_ledger::pb;
 
-use crate::support::{App, ctx, flat_weekly, spawn_app, vnd};
-
-/// Member TB-0001 with 200,000 VND saved and a 1,000,000 VND flat loan at
-/// 26% a year over 4 weekly installments from 2024-01-15.
-///
-/// Worked by hand: period rate 26% / 52 = 0.5%; interest per installment
-/// 1,000,000 x 0.5% = 5,000; principal 1,000,000 / 4 = 250,000; total 255,000.
-async fn borrower() -> (App, String) {
-    let mut app = spawn_app().await;
-    app.branch_tb().await;
-    let account = app.member("TB-0001").await;
-    app.deposit("dep-1", &account, "200000", "2024-01-05")
-        .await
-        .unwrap();
-    let loan = app
-        .disburse(
-            "loan-1",
-            "TB-0001",
-            flat_weekly("1000000", "26", 4, "2024-01-15"),
-            "2024-01-08",
-        )
-        .await
-        .unwrap();
-    (app, loan.loan_id)
-}
+use crate::support::{borrower, ctx, flat_weekly, spawn_app, vnd};
 
 #[tokio::test]
 async fn structure_and_members_are_recorded_and_readable() {
