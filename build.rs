@@ -11,6 +11,7 @@ const PROTO_FILES: &[&str] = &[
     "mfi/ledger/v1/types.proto",
     "mfi/ledger/v1/branch_service.proto",
     "mfi/ledger/v1/audit_service.proto",
+    "mfi/ledger/v1/product_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -61,6 +61,7 @@ fn queries(c: &mut Criterion) {
                 ledger.read(|s| {
                     s.loan_view(&loan_id(42), Some(date("2024-05-01")), now)
                         .unwrap()
+                        .arrears
                         .principal_overdue
                 })
             })

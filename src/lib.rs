@@ -10,6 +10,7 @@ pub mod cli;
 pub mod domain;
 pub mod ledger;
 pub mod load;
+pub mod report;
 pub mod store;
 pub mod verify;
 

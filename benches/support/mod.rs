@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use mfi_ledger::domain::command::{Command, CommandBody, LoanTermsInput, Money, SavingsKind};
+use mfi_ledger::domain::command::{
+    Command, CommandBody, LoanSpec, LoanTermsInput, Money, SavingsKind,
+};
 use mfi_ledger::domain::ids::{
     Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId,
 };
@@ -105,7 +107,7 @@ pub fn disbursement(member: usize) -> Command {
     terms.installment_count = 50;
     command(CommandBody::DisburseLoan {
         member_id: member_id(member),
-        terms,
+        loan: LoanSpec::Terms(terms),
         disbursed_on: date("2024-01-01"),
     })
 }
@@ -172,7 +174,7 @@ pub async fn ledger_with_members(
         if with_loans {
             setup.push(command(CommandBody::DisburseLoan {
                 member_id: member_id(i),
-                terms: big_loan(),
+                loan: LoanSpec::Terms(big_loan()),
                 disbursed_on: date("2024-01-01"),
             }));
         }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use chrono::{Datelike, NaiveDate};
 use rust_decimal::{Decimal, RoundingStrategy};
 use tonic::{Request, Response, Status};
 
@@ -35,6 +36,21 @@ impl AuditApi {
     pub fn new(ledger: Arc<Ledger>) -> AuditApi {
         AuditApi { ledger }
     }
+
+    /// The date asked for, or today in the branch's zone (UTC+7 by default).
+    fn as_of(&self, text: &str, branch: Option<&BranchId>) -> Result<NaiveDate, Status> {
+        if let Some(date) = convert::optional_date("as_of_date", text).map_err(refuse)? {
+            return Ok(date);
+        }
+        let now = self.ledger.now();
+        let zone = self.ledger.read(|state| {
+            branch
+                .and_then(|b| state.branch(b))
+                .map(|b| b.time_zone.clone())
+                .unwrap_or_else(|| crate::domain::state::TIME_ZONE_DEFAULT.to_owned())
+        });
+        Ok(crate::domain::state::today_in(&zone, now))
+    }
 }
 
 fn refuse(error: DomainError) -> Status {
@@ -46,6 +62,7 @@ fn loan_status(status: LoanStatus) -> pb::LoanStatus {
         LoanStatus::Active => pb::LoanStatus::Active,
         LoanStatus::Closed => pb::LoanStatus::Closed,
         LoanStatus::Cancelled => pb::LoanStatus::Cancelled,
+        LoanStatus::WrittenOff => pb::LoanStatus::WrittenOff,
     }
 }
 
@@ -88,7 +105,7 @@ impl AuditService for AuditApi {
         let id = MemberId::parse("member_id", &r.member_id).map_err(refuse)?;
         let view = self
             .ledger
-            .read(|state| state.member_view(&id))
+            .read(|state| state.member_view(&id, self.ledger.now()))
             .map_err(refuse)?;
         let currency = view.currency;
         let member = view.member;
@@ -155,7 +172,11 @@ impl AuditService for AuditApi {
                     InstallmentStatus::Due => pb::InstallmentStatus::Due,
                     InstallmentStatus::Overdue => pb::InstallmentStatus::Overdue,
                 };
-                let paid = (installment.principal_paid, installment.interest_paid);
+                let paid = (
+                    installment.principal_paid,
+                    installment.interest_paid,
+                    installment.fee_paid,
+                );
                 convert::installment_out(&installment.due, paid, status, currency)
             })
             .collect();
@@ -174,9 +195,177 @@ impl AuditService for AuditApi {
             as_of_date: view.as_of.to_string(),
             principal_outstanding: Some(money_out(outstanding_unless_cancelled(loan), currency)),
             interest_outstanding: Some(money_out(interest_outstanding, currency)),
-            principal_overdue: Some(money_out(view.principal_overdue, currency)),
-            interest_overdue: Some(money_out(view.interest_overdue, currency)),
+            principal_overdue: Some(money_out(view.arrears.principal_overdue, currency)),
+            interest_overdue: Some(money_out(view.arrears.interest_overdue, currency)),
             schedule,
+            product_id: loan
+                .product
+                .as_ref()
+                .map(|(id, _)| id.to_string())
+                .unwrap_or_default(),
+            product_version: loan.product.as_ref().map_or(0, |(_, v)| *v),
+            approved_principal: Some(money_out(loan.approved_principal, currency)),
+            principal_disbursed: Some(money_out(loan.disbursed, currency)),
+            fees_overdue: Some(money_out(view.arrears.fees_overdue, currency)),
+            days_in_arrears: view.arrears.days_in_arrears(),
+            in_arrears: view.arrears.in_arrears,
+            payoff_amount: Some(money_out(view.payoff.total(), currency)),
+            written_off: Some(money_out(loan.written_off, currency)),
+            recovered: Some(money_out(loan.recovered, currency)),
+        }))
+    }
+
+    async fn get_payoff_quote(
+        &self,
+        request: Request<pb::GetPayoffQuoteRequest>,
+    ) -> Result<Response<pb::GetPayoffQuoteResponse>, Status> {
+        let r = request.into_inner();
+        let id = LoanId::parse("loan_id", &r.loan_id).map_err(refuse)?;
+        let as_of = convert::optional_date("as_of_date", &r.as_of_date).map_err(refuse)?;
+        let now = self.ledger.now();
+        let view = self
+            .ledger
+            .read(|state| state.loan_view(&id, as_of, now))
+            .map_err(refuse)?;
+        let loan = &view.loan;
+        if loan.status != LoanStatus::Active {
+            return Err(refuse(DomainError::precondition(
+                "loan_id",
+                format!("loan {id} is not active; there is nothing to pay off"),
+            )));
+        }
+        if view.as_of < loan.last_repayment_on {
+            return Err(refuse(DomainError::precondition(
+                "as_of_date",
+                format!(
+                    "{} is before loan {id}'s last transaction on {}",
+                    view.as_of, loan.last_repayment_on
+                ),
+            )));
+        }
+        let currency = loan.currency;
+        let quote = &view.payoff;
+        let scheduled =
+            loan.principal_outstanding() + loan.interest_outstanding() + loan.fees_outstanding();
+        Ok(Response::new(pb::GetPayoffQuoteResponse {
+            loan_id: id.to_string(),
+            as_of_date: view.as_of.to_string(),
+            principal: Some(money_out(quote.principal(), currency)),
+            interest_due: Some(money_out(quote.due_interest, currency)),
+            interest_accrued: Some(money_out(quote.accrued_interest, currency)),
+            fees: Some(money_out(quote.due_fees + quote.fees_not_due, currency)),
+            total: Some(money_out(quote.total(), currency)),
+            interest_saved: Some(money_out(scheduled - quote.total(), currency)),
+        }))
+    }
+
+    async fn list_loans_in_arrears(
+        &self,
+        request: Request<pb::ListLoansInArrearsRequest>,
+    ) -> Result<Response<pb::ListLoansInArrearsResponse>, Status> {
+        let r = request.into_inner();
+        let branch = optional_branch(&r.branch_id)?;
+        let as_of = self.as_of(&r.as_of_date, branch.as_ref())?;
+        let loans = self
+            .ledger
+            .read(|state| {
+                Ok::<_, DomainError>(
+                    state
+                        .loans_in_arrears(branch.as_ref(), as_of)?
+                        .into_iter()
+                        .map(|(loan, arrears)| {
+                            let currency = loan.currency;
+                            pb::LoanArrears {
+                                loan_id: loan.id.to_string(),
+                                member_id: loan.member.to_string(),
+                                principal_outstanding: Some(money_out(
+                                    arrears.principal_outstanding,
+                                    currency,
+                                )),
+                                principal_overdue: Some(money_out(
+                                    arrears.principal_overdue,
+                                    currency,
+                                )),
+                                interest_overdue: Some(money_out(
+                                    arrears.interest_overdue,
+                                    currency,
+                                )),
+                                fees_overdue: Some(money_out(arrears.fees_overdue, currency)),
+                                days_in_arrears: arrears.days_in_arrears(),
+                            }
+                        })
+                        .collect(),
+                )
+            })
+            .map_err(refuse)?;
+        Ok(Response::new(pb::ListLoansInArrearsResponse {
+            as_of_date: as_of.to_string(),
+            loans,
+        }))
+    }
+
+    async fn get_portfolio_quality(
+        &self,
+        request: Request<pb::GetPortfolioQualityRequest>,
+    ) -> Result<Response<pb::GetPortfolioQualityResponse>, Status> {
+        let r = request.into_inner();
+        let branch = optional_branch(&r.branch_id)?;
+        let as_of = self.as_of(&r.as_of_date, branch.as_ref())?;
+        let (from, to) = match r.period {
+            Some(range) => {
+                let from = convert::date("period.from_date", &range.from_date).map_err(refuse)?;
+                let to = convert::date("period.to_date", &range.to_date).map_err(refuse)?;
+                if to < from {
+                    return Err(refuse(DomainError::invalid(
+                        "period.to_date",
+                        format!("{to} is before from_date {from}"),
+                    )));
+                }
+                (from, to)
+            }
+            None => (
+                NaiveDate::from_ymd_opt(as_of.year(), 1, 1).unwrap_or(as_of),
+                as_of,
+            ),
+        };
+        let q = self
+            .ledger
+            .read(|state| state.portfolio_quality(branch.as_ref(), as_of, from, to))
+            .map_err(refuse)?;
+        let c = q.currency;
+        let percent = |ratio: Option<Decimal>, places: u32, none: Decimal| {
+            let mut value = (ratio.unwrap_or(none) * Decimal::ONE_HUNDRED)
+                .round_dp_with_strategy(places, RoundingStrategy::MidpointNearestEven);
+            value.rescale(places);
+            value.to_string()
+        };
+        let average = q
+            .average_outstanding()
+            .unwrap_or_default()
+            .round_dp_with_strategy(c.decimal_places(), RoundingStrategy::MidpointNearestEven);
+        Ok(Response::new(pb::GetPortfolioQualityResponse {
+            branch_id: r.branch_id,
+            as_of_date: as_of.to_string(),
+            gross_portfolio: Some(money_out(q.gross_portfolio, c)),
+            active_loans: q.active_loans,
+            active_borrowers: q.active_borrowers,
+            average_outstanding: Some(money_out(average, c)),
+            loans_in_arrears: q.loans_in_arrears,
+            par1_amount: Some(money_out(q.par1, c)),
+            par1_percent: percent(q.ratio(q.par1), 4, Decimal::ZERO),
+            par30_amount: Some(money_out(q.par30, c)),
+            par30_percent: percent(q.ratio(q.par30), 4, Decimal::ZERO),
+            par90_amount: Some(money_out(q.par90, c)),
+            par90_percent: percent(q.ratio(q.par90), 4, Decimal::ZERO),
+            period: Some(pb::DateRange {
+                from_date: from.to_string(),
+                to_date: to.to_string(),
+            }),
+            due_in_period: Some(money_out(q.due_in_period, c)),
+            collected_on_time: Some(money_out(q.collected_on_time, c)),
+            repayment_rate_percent: percent(q.repayment_rate(), 2, Decimal::ONE),
+            written_off: Some(money_out(q.written_off, c)),
+            recovered: Some(money_out(q.recovered, c)),
         }))
     }
 
@@ -213,12 +402,15 @@ impl AuditService for AuditApi {
         let (from, to) = period.bounds().map_err(refuse)?;
         let (previous_from, previous_to) =
             period.previous().and_then(Period::bounds).map_err(refuse)?;
-        let (currency, current, previous) = self.ledger.read(|state| {
+        let (currency, current, previous, by_product) = self.ledger.read(|state| {
             let currency = state.branch(&branch).map(|b| b.currency);
             (
                 currency,
                 state.period_figures(&branch, from, to),
                 state.period_figures(&branch, previous_from, previous_to),
+                state
+                    .loans_by_product(&branch, from, to)
+                    .unwrap_or_default(),
             )
         });
         let currency = currency.ok_or_else(|| {
@@ -251,6 +443,15 @@ impl AuditService for AuditApi {
             current: Some(current),
             previous: Some(previous),
             change: Some(change),
+            by_product: by_product
+                .into_iter()
+                .map(|p| pb::ProductTotals {
+                    product_id: p.product.map(|id| id.to_string()).unwrap_or_default(),
+                    name: p.name,
+                    loans: p.loans,
+                    amount: Some(money_out(p.amount, currency)),
+                })
+                .collect(),
         }))
     }
 
@@ -291,8 +492,10 @@ impl AuditService for AuditApi {
             entries
                 .iter()
                 .map(|e| {
-                    state
-                        .branch(&e.body.branch)
+                    e.body
+                        .branch
+                        .as_ref()
+                        .and_then(|b| state.branch(b))
                         .map(|b| b.currency)
                         .unwrap_or_else(|| convert::entry_currency(&e.body))
                 })
@@ -351,6 +554,9 @@ fn difference(current: &PeriodFigures, previous: &PeriodFigures) -> PeriodFigure
         amount_disbursed: current.amount_disbursed - previous.amount_disbursed,
         principal_collected: current.principal_collected - previous.principal_collected,
         interest_collected: current.interest_collected - previous.interest_collected,
+        fees_collected: current.fees_collected - previous.fees_collected,
+        written_off: current.written_off - previous.written_off,
+        recovered: current.recovered - previous.recovered,
         savings_balance: current.savings_balance - previous.savings_balance,
         portfolio_outstanding: current.portfolio_outstanding - previous.portfolio_outstanding,
         borrowers: current.borrowers - previous.borrowers,
@@ -389,5 +595,16 @@ fn period_out(figures: &PeriodFigures, currency: Currency) -> pb::PeriodTotals {
         borrowers_with_savings: figures.borrowers_with_savings,
         borrowers_with_savings_percent: percent_text.to_string(),
         portfolio_outstanding: Some(money_out(figures.portfolio_outstanding, currency)),
+        fees_collected: Some(money_out(figures.fees_collected, currency)),
+        written_off: Some(money_out(figures.written_off, currency)),
+        recovered: Some(money_out(figures.recovered, currency)),
     }
+}
+
+/// A branch id, or none when empty (all branches).
+fn optional_branch(text: &str) -> Result<Option<BranchId>, Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    BranchId::parse("branch_id", text).map(Some).map_err(refuse)
 }

@@ -8,9 +8,11 @@ use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
 use crate::domain::DomainError;
-use crate::domain::command::{Command, CommandBody};
+use crate::domain::command::{CollectionLine, Command, CommandBody, LoanSpec};
 use crate::domain::entry::{Entry, Outcome};
 use crate::domain::ids::{BranchId, CenterId, GroupId, LoanId, MemberId, Name, SavingsAccountId};
+use crate::domain::product::FeeCollection;
+use crate::domain::state::charged;
 use crate::domain::state::{COMPULSORY_SAVINGS_PERCENT_DEFAULT, TIME_ZONE_DEFAULT};
 use crate::ledger::{Ledger, SubmitError};
 use crate::pb;
@@ -19,6 +21,7 @@ use crate::pb::batch_result::Result as Reply;
 use crate::pb::branch_service_server::BranchService;
 
 use super::convert::{self, money_out, receipt};
+use super::products;
 use super::status;
 
 /// Most commands in one `SubmitBatch`.
@@ -127,12 +130,54 @@ pub fn parse(write: Write) -> Result<Command, DomainError> {
         Write::DisburseLoan(r) => (
             r.context,
             (|| {
+                let loan = match r.loan {
+                    Some(pb::disburse_loan_request::Loan::Terms(terms)) => {
+                        LoanSpec::Terms(convert::loan_terms(Some(terms))?)
+                    }
+                    Some(pb::disburse_loan_request::Loan::Application(application)) => {
+                        let (product_id, application) = products::application_in(application)?;
+                        LoanSpec::Product {
+                            product_id,
+                            application,
+                        }
+                    }
+                    None => {
+                        return Err(DomainError::invalid(
+                            "loan",
+                            "is required: an application under a product, or terms",
+                        ));
+                    }
+                };
                 Ok(CommandBody::DisburseLoan {
                     member_id: MemberId::parse("member_id", &r.member_id)?,
-                    terms: convert::loan_terms(r.terms)?,
+                    loan,
                     disbursed_on: convert::optional_date("disbursed_on", &r.disbursed_on)?,
                 })
             })(),
+        ),
+        Write::DisburseTranche(r) => (
+            r.context,
+            (|| {
+                Ok(CommandBody::DisburseTranche {
+                    loan_id: LoanId::parse("loan_id", &r.loan_id)?,
+                    amount: convert::money("amount", r.amount)?,
+                    disbursed_on: convert::optional_date("disbursed_on", &r.disbursed_on)?,
+                })
+            })(),
+        ),
+        Write::WriteOffLoan(r) => (
+            r.context,
+            (|| {
+                Ok(CommandBody::WriteOffLoan {
+                    loan_id: LoanId::parse("loan_id", &r.loan_id)?,
+                    reason: Name::parse("reason", &r.reason)?,
+                    effective_date: convert::optional_date("effective_date", &r.effective_date)?,
+                })
+            })(),
+        ),
+        Write::RecordCollectionSheet(r) => (
+            r.context,
+            collection_sheet(r.center_id, r.meeting_date, r.lines),
         ),
         Write::RecordRepayment(r) => (
             r.context,
@@ -163,6 +208,70 @@ pub fn parse(write: Write) -> Result<Command, DomainError> {
         request_id,
         actor,
         body: body?,
+    })
+}
+
+/// Most lines on one collection sheet.
+pub const COLLECTION_LINES_MAX: usize = 1000;
+
+fn collection_sheet(
+    center_id: String,
+    meeting_date: String,
+    lines: Vec<pb::CollectionLine>,
+) -> Result<CommandBody, DomainError> {
+    if lines.is_empty() || lines.len() > COLLECTION_LINES_MAX {
+        return Err(DomainError::invalid(
+            "lines",
+            format!(
+                "{} lines; a collection sheet holds 1 to {COLLECTION_LINES_MAX}",
+                lines.len()
+            ),
+        ));
+    }
+    let lines = lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            (|| {
+                let repayment = match (line.loan_id.is_empty(), line.repayment) {
+                    (true, None) => None,
+                    (false, amount) => Some((
+                        LoanId::parse("loan_id", &line.loan_id)?,
+                        convert::money("repayment", amount)?,
+                    )),
+                    (true, Some(_)) => {
+                        return Err(DomainError::invalid(
+                            "loan_id",
+                            "is required with a repayment",
+                        ));
+                    }
+                };
+                let deposit = match (line.savings_account_id.is_empty(), line.deposit) {
+                    (true, None) => None,
+                    (false, amount) => Some((
+                        SavingsAccountId::parse("savings_account_id", &line.savings_account_id)?,
+                        convert::money("deposit", amount)?,
+                    )),
+                    (true, Some(_)) => {
+                        return Err(DomainError::invalid(
+                            "savings_account_id",
+                            "is required with a deposit",
+                        ));
+                    }
+                };
+                Ok(CollectionLine {
+                    member_id: MemberId::parse("member_id", &line.member_id)?,
+                    repayment,
+                    deposit,
+                })
+            })()
+            .map_err(|e: DomainError| e.within(&format!("lines[{i}]")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(CommandBody::RecordCollectionSheet {
+        center_id: CenterId::parse("center_id", &center_id)?,
+        lines,
+        meeting_date: convert::optional_date("meeting_date", &meeting_date)?,
     })
 }
 
@@ -229,40 +338,91 @@ pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
                 loan,
                 schedule,
                 currency,
+                product,
+                terms,
+                fees,
                 ..
             },
         ) => {
-            let zero = (Decimal::ZERO, Decimal::ZERO);
-            let schedule = schedule
-                .iter()
-                .map(|i| {
-                    convert::installment_out(i, zero, pb::InstallmentStatus::NotDue, *currency)
-                })
-                .collect();
+            let at_disbursement = charged(fees, FeeCollection::AtDisbursement);
             Reply::DisburseLoan(pb::DisburseLoanResponse {
                 receipt,
                 loan_id: loan.to_string(),
-                schedule,
+                schedule: products::schedule_out(schedule, *currency),
+                product_id: product
+                    .as_ref()
+                    .map(|(id, _)| id.to_string())
+                    .unwrap_or_default(),
+                product_version: product.as_ref().map_or(0, |(_, v)| *v),
+                fees_at_disbursement: Some(money_out(at_disbursement, *currency)),
+                paid_out: Some(money_out(terms.principal - at_disbursement, *currency)),
             })
         }
-        (
-            Write::RecordRepayment(_),
-            Outcome::RepaymentAllocated {
-                payments,
-                principal_outstanding_after,
-                closed,
-                ..
-            },
-        ) => {
+        (Write::DisburseTranche(_), Outcome::TrancheDisbursed { fees, recast, .. }) => {
             let currency = convert::entry_currency(&entry.body);
-            let interest: Decimal = payments.iter().map(|p| p.interest).sum();
-            let principal: Decimal = payments.iter().map(|p| p.principal).sum();
+            let disbursed: Decimal = recast.after.iter().map(|i| i.principal).sum::<Decimal>()
+                - recast.before.iter().map(|i| i.principal).sum::<Decimal>();
+            Reply::DisburseTranche(pb::DisburseTrancheResponse {
+                receipt,
+                principal_disbursed: Some(money_out(disbursed, currency)),
+                fees_at_disbursement: Some(money_out(
+                    charged(fees, FeeCollection::AtDisbursement),
+                    currency,
+                )),
+                schedule: products::schedule_out(&recast.after, currency),
+            })
+        }
+        (Write::RecordRepayment(_), Outcome::RepaymentAllocated(repayment)) => {
+            let currency = convert::entry_currency(&entry.body);
+            let allocation = convert::allocation_out(repayment, currency);
             Reply::RecordRepayment(pb::RecordRepaymentResponse {
                 receipt,
-                interest_paid: Some(money_out(interest, currency)),
-                principal_paid: Some(money_out(principal, currency)),
-                principal_outstanding: Some(money_out(*principal_outstanding_after, currency)),
-                loan_closed: *closed,
+                interest_paid: allocation.interest_paid.clone(),
+                principal_paid: allocation.principal_paid.clone(),
+                principal_outstanding: allocation.principal_outstanding.clone(),
+                loan_closed: repayment.closed,
+                allocation: Some(allocation),
+            })
+        }
+        (Write::WriteOffLoan(_), Outcome::WrittenOff { principal, .. }) => {
+            let currency = convert::entry_currency(&entry.body);
+            Reply::WriteOffLoan(pb::WriteOffLoanResponse {
+                receipt,
+                principal_written_off: Some(money_out(*principal, currency)),
+            })
+        }
+        (Write::RecordCollectionSheet(r), Outcome::CollectionSheetRecorded { lines }) => {
+            let currency = convert::entry_currency(&entry.body);
+            let (mut repaid, mut deposited) = (Decimal::ZERO, Decimal::ZERO);
+            for line in &r.lines {
+                let amount = |m: &Option<pb::Money>| {
+                    m.as_ref()
+                        .and_then(|m| m.amount.parse::<Decimal>().ok())
+                        .unwrap_or_default()
+                };
+                repaid += amount(&line.repayment);
+                deposited += amount(&line.deposit);
+            }
+            Reply::RecordCollectionSheet(pb::RecordCollectionSheetResponse {
+                receipt,
+                lines: r
+                    .lines
+                    .iter()
+                    .zip(lines)
+                    .map(|(request, outcome)| pb::CollectionLineResult {
+                        member_id: request.member_id.clone(),
+                        repayment: outcome
+                            .repayment
+                            .as_ref()
+                            .map(|rep| convert::allocation_out(rep, currency)),
+                        savings_balance: outcome
+                            .deposit
+                            .as_ref()
+                            .map(|d| money_out(d.amount, currency)),
+                    })
+                    .collect(),
+                total_repaid: Some(money_out(repaid, currency)),
+                total_deposited: Some(money_out(deposited, currency)),
             })
         }
         (Write::ReverseEntry(_), Outcome::Reversed { .. }) => {
@@ -404,6 +564,42 @@ impl BranchService for BranchApi {
     ) -> Result<Response<pb::ReverseEntryResponse>, Status> {
         match self.one(Write::ReverseEntry(request.into_inner())).await? {
             Reply::ReverseEntry(reply) => Ok(Response::new(reply)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn disburse_tranche(
+        &self,
+        request: Request<pb::DisburseTrancheRequest>,
+    ) -> Result<Response<pb::DisburseTrancheResponse>, Status> {
+        match self
+            .one(Write::DisburseTranche(request.into_inner()))
+            .await?
+        {
+            Reply::DisburseTranche(reply) => Ok(Response::new(reply)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn write_off_loan(
+        &self,
+        request: Request<pb::WriteOffLoanRequest>,
+    ) -> Result<Response<pb::WriteOffLoanResponse>, Status> {
+        match self.one(Write::WriteOffLoan(request.into_inner())).await? {
+            Reply::WriteOffLoan(reply) => Ok(Response::new(reply)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn record_collection_sheet(
+        &self,
+        request: Request<pb::RecordCollectionSheetRequest>,
+    ) -> Result<Response<pb::RecordCollectionSheetResponse>, Status> {
+        match self
+            .one(Write::RecordCollectionSheet(request.into_inner()))
+            .await?
+        {
+            Reply::RecordCollectionSheet(reply) => Ok(Response::new(reply)),
             _ => Err(unexpected()),
         }
     }

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use crate::domain::DomainError;
 use crate::domain::command::CommandBody;
 use crate::domain::command::{LoanTermsInput, Money, SavingsKind};
-use crate::domain::entry::{Entry, EntryBody, Outcome, Side};
+use crate::domain::entry::{Entry, EntryBody, Outcome, Repayment, Side};
 use crate::domain::ids::{Actor, RequestId};
 use crate::domain::money::{Currency, format_amount, parse_amount, parse_decimal};
 use crate::domain::schedule::{Installment, InterestMethod, LoanTerms, RepaymentFrequency};
@@ -187,8 +187,20 @@ pub fn entry_currency(body: &EntryBody) -> Currency {
         CommandBody::DepositSavings { amount, .. }
         | CommandBody::WithdrawSavings { amount, .. }
         | CommandBody::RecordRepayment { amount, .. } => amount.currency,
-        CommandBody::DisburseLoan { terms, .. } => terms.principal.currency,
+        CommandBody::DisburseTranche { amount, .. } => amount.currency,
         CommandBody::CreateBranch { currency, .. } => *currency,
+        CommandBody::CreateProduct { rules, .. } | CommandBody::UpdateProduct { rules, .. } => {
+            rules.currency
+        }
+        CommandBody::RecordCollectionSheet { lines, .. } => lines
+            .iter()
+            .find_map(|l| {
+                l.repayment
+                    .as_ref()
+                    .map(|r| r.1.currency)
+                    .or(l.deposit.as_ref().map(|d| d.1.currency))
+            })
+            .unwrap_or_default(),
         _ => match &body.outcome {
             Outcome::LoanDisbursed { currency, .. } => *currency,
             _ => Currency::Vnd,
@@ -219,7 +231,11 @@ pub fn journal_entry(
         sequence: body.sequence,
         effective_date: body.effective_date.to_string(),
         recorded_at: recorded_at(body),
-        branch_id: body.branch.to_string(),
+        branch_id: body
+            .branch
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         actor: body.actor.to_string(),
         request_id: body.request_id.to_string(),
         command: body.command.name().to_owned(),
@@ -316,7 +332,65 @@ pub fn describe(body: &EntryBody, currency: Currency) -> String {
             },
             _,
         ) => format!("reversal of entry {sequence}: {reason}"),
+        (CommandBody::CreateProduct { product_id, rules }, _) => {
+            format!("product {product_id} ({}) defined, version 1", rules.name)
+        }
+        (CommandBody::UpdateProduct { product_id, .. }, Outcome::ProductDefined { version }) => {
+            format!("product {product_id} changed: version {version}")
+        }
+        (
+            CommandBody::DisburseTranche {
+                loan_id, amount, ..
+            },
+            _,
+        ) => format!(
+            "tranche of {} disbursed on loan {loan_id}",
+            show(amount.amount)
+        ),
+        (
+            CommandBody::WriteOffLoan {
+                loan_id, reason, ..
+            },
+            Outcome::WrittenOff { principal, .. },
+        ) => {
+            format!(
+                "loan {loan_id} written off: {} principal ({reason})",
+                show(*principal)
+            )
+        }
+        (
+            CommandBody::RecordCollectionSheet {
+                center_id, lines, ..
+            },
+            _,
+        ) => {
+            let repaid: Decimal = lines
+                .iter()
+                .filter_map(|l| l.repayment.as_ref())
+                .map(|r| r.1.amount)
+                .sum();
+            let deposited: Decimal = lines
+                .iter()
+                .filter_map(|l| l.deposit.as_ref())
+                .map(|d| d.1.amount)
+                .sum();
+            format!(
+                "collection sheet of center {center_id}: {} lines, {} repaid, {} deposited",
+                lines.len(),
+                show(repaid),
+                show(deposited)
+            )
+        }
         (command, _) => command.name().to_owned(),
+    }
+}
+
+/// A repayment frequency out.
+pub fn frequency_out(frequency: RepaymentFrequency) -> pb::RepaymentFrequency {
+    match frequency {
+        RepaymentFrequency::Weekly => pb::RepaymentFrequency::Weekly,
+        RepaymentFrequency::Fortnightly => pb::RepaymentFrequency::Fortnightly,
+        RepaymentFrequency::Monthly => pb::RepaymentFrequency::Monthly,
     }
 }
 
@@ -330,20 +404,16 @@ pub fn loan_terms_out(terms: &LoanTerms, currency: Currency) -> pb::LoanTerms {
             InterestMethod::DecliningBalance => pb::InterestMethod::DecliningBalance,
         } as i32,
         installment_count: terms.installment_count,
-        repayment_frequency: match terms.frequency {
-            RepaymentFrequency::Weekly => pb::RepaymentFrequency::Weekly,
-            RepaymentFrequency::Fortnightly => pb::RepaymentFrequency::Fortnightly,
-            RepaymentFrequency::Monthly => pb::RepaymentFrequency::Monthly,
-        } as i32,
+        repayment_frequency: frequency_out(terms.frequency) as i32,
         first_repayment_date: terms.first_repayment_date.to_string(),
-        rounding_multiple: terms.rounding_multiple.normalize().to_string(),
+        rounding_multiple: terms.rounding.multiple.normalize().to_string(),
     }
 }
 
-/// An installment out, with what was paid and its status.
+/// An installment out, with what was paid (principal, interest, fee) and its status.
 pub fn installment_out(
     installment: &Installment,
-    paid: (Decimal, Decimal),
+    paid: (Decimal, Decimal, Decimal),
     status: pb::InstallmentStatus,
     currency: Currency,
 ) -> pb::Installment {
@@ -352,12 +422,26 @@ pub fn installment_out(
         due_date: installment.due_date.to_string(),
         principal: Some(money_out(installment.principal, currency)),
         interest: Some(money_out(installment.interest, currency)),
-        total: Some(money_out(
-            installment.principal + installment.interest,
-            currency,
-        )),
+        total: Some(money_out(installment.total(), currency)),
         principal_paid: Some(money_out(paid.0, currency)),
         interest_paid: Some(money_out(paid.1, currency)),
         status: status as i32,
+        fee: Some(money_out(installment.fee, currency)),
+        fee_paid: Some(money_out(paid.2, currency)),
+        balance_after: None,
+    }
+}
+
+/// A repayment's allocation out.
+pub fn allocation_out(repayment: &Repayment, currency: Currency) -> pb::RepaymentAllocation {
+    pb::RepaymentAllocation {
+        loan_id: repayment.loan.to_string(),
+        interest_paid: Some(money_out(repayment.interest(), currency)),
+        principal_paid: Some(money_out(repayment.principal(), currency)),
+        fees_paid: Some(money_out(repayment.fees(), currency)),
+        principal_prepaid: Some(money_out(repayment.prepaid, currency)),
+        recovery: Some(money_out(repayment.recovery, currency)),
+        principal_outstanding: Some(money_out(repayment.principal_outstanding_after, currency)),
+        loan_closed: repayment.closed,
     }
 }

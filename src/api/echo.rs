@@ -49,6 +49,7 @@ impl EchoBranchApi {
                 }),
                 principal_outstanding: money("999000000"),
                 loan_closed: false,
+                allocation: None,
             }),
             Write::DepositSavings(r) => Reply::DepositSavings(pb::DepositSavingsResponse {
                 receipt,
@@ -74,8 +75,24 @@ impl EchoBranchApi {
                 receipt,
                 loan_id: format!("{}/L1", r.member_id),
                 schedule: Vec::new(),
+                ..Default::default()
             }),
             Write::ReverseEntry(_) => Reply::ReverseEntry(pb::ReverseEntryResponse { receipt }),
+            Write::DisburseTranche(r) => Reply::DisburseTranche(pb::DisburseTrancheResponse {
+                receipt,
+                principal_disbursed: r.amount.clone(),
+                ..Default::default()
+            }),
+            Write::WriteOffLoan(_) => Reply::WriteOffLoan(pb::WriteOffLoanResponse {
+                receipt,
+                principal_written_off: money("0"),
+            }),
+            Write::RecordCollectionSheet(_) => {
+                Reply::RecordCollectionSheet(pb::RecordCollectionSheetResponse {
+                    receipt,
+                    ..Default::default()
+                })
+            }
         }
     }
 }
@@ -154,6 +171,24 @@ impl BranchService for EchoBranchApi {
         request: Request<pb::ReverseEntryRequest>,
     ) -> Result<Response<pb::ReverseEntryResponse>, Status> {
         echo_method!(self, request, ReverseEntry)
+    }
+    async fn disburse_tranche(
+        &self,
+        request: Request<pb::DisburseTrancheRequest>,
+    ) -> Result<Response<pb::DisburseTrancheResponse>, Status> {
+        echo_method!(self, request, DisburseTranche)
+    }
+    async fn write_off_loan(
+        &self,
+        request: Request<pb::WriteOffLoanRequest>,
+    ) -> Result<Response<pb::WriteOffLoanResponse>, Status> {
+        echo_method!(self, request, WriteOffLoan)
+    }
+    async fn record_collection_sheet(
+        &self,
+        request: Request<pb::RecordCollectionSheetRequest>,
+    ) -> Result<Response<pb::RecordCollectionSheetResponse>, Status> {
+        echo_method!(self, request, RecordCollectionSheet)
     }
     async fn submit_batch(
         &self,

@@ -17,10 +17,12 @@ mod audit;
 mod branch;
 pub mod convert;
 pub mod echo;
+mod products;
 pub mod status;
 
 pub use audit::{AuditApi, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
 pub use branch::{BATCH_COMMANDS_MAX, BranchApi};
+pub use products::ProductApi;
 
 /// Limits of the gRPC server.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +63,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<pb::audit_service_server::AuditServiceServer<AuditApi>>()
         .await;
+    health_reporter
+        .set_serving::<pb::product_service_server::ProductServiceServer<ProductApi>>()
+        .await;
     // After a storage fault the ledger refuses writes: say so to health checks.
     let watched = ledger.clone();
     let watcher = tokio::spawn(async move {
@@ -78,6 +83,9 @@ pub async fn serve(
     let branch =
         pb::branch_service_server::BranchServiceServer::new(BranchApi::new(ledger.clone()))
             .max_decoding_message_size(limits.message_size_max);
+    let products =
+        pb::product_service_server::ProductServiceServer::new(ProductApi::new(ledger.clone()))
+            .max_decoding_message_size(limits.message_size_max);
     let audit = pb::audit_service_server::AuditServiceServer::new(AuditApi::new(ledger))
         .max_decoding_message_size(limits.message_size_max)
         .max_encoding_message_size(64 << 20);
@@ -87,6 +95,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(branch)
         .add_service(audit)
+        .add_service(products)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     watcher.abort();

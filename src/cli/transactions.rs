@@ -86,7 +86,7 @@ fn disburse_request(session: &WriteSession, args: DisburseArgs) -> pb::DisburseL
     pb::DisburseLoanRequest {
         context: session.context(),
         member_id: args.member_id,
-        terms: Some(terms),
+        loan: Some(pb::disburse_loan_request::Loan::Terms(terms)),
         disbursed_on: args.date.unwrap_or_default(),
     }
 }

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::error::DomainError;
-use super::ids::{BranchId, LoanId, SavingsAccountId};
+use super::ids::{BranchId, FeeCode, LoanId, SavingsAccountId};
 
 /// Asset, liability, income or expense: decides the account's normal side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +42,12 @@ pub enum AccountId {
     Loan(LoanId),
     /// One member savings account (liability): what the branch owes her.
     Savings(SavingsAccountId),
+    /// A branch's income from one kind of fee (income), e.g. `fee-income:TB/disbursement`.
+    FeeIncome(BranchId, FeeCode),
+    /// Principal a branch wrote off (expense).
+    LoanLoss(BranchId),
+    /// Money collected on written-off loans (income).
+    Recoveries(BranchId),
 }
 
 impl AccountId {
@@ -49,7 +55,10 @@ impl AccountId {
     pub fn kind(&self) -> AccountKind {
         match self {
             AccountId::Cash(_) | AccountId::Loan(_) => AccountKind::Asset,
-            AccountId::InterestIncome(_) => AccountKind::Income,
+            AccountId::InterestIncome(_) | AccountId::FeeIncome(..) | AccountId::Recoveries(_) => {
+                AccountKind::Income
+            }
+            AccountId::LoanLoss(_) => AccountKind::Expense,
             AccountId::Savings(_) => AccountKind::Liability,
         }
     }
@@ -60,7 +69,7 @@ impl AccountId {
             return Err(DomainError::invalid(
                 field,
                 format!(
-                    "{text:?} is not an account name (cash:BRANCH, interest-income:BRANCH, loan:LOAN, savings:ACCOUNT)"
+                    "{text:?} is not an account name (cash:BRANCH, interest-income:BRANCH, fee-income:BRANCH/FEE, loan-loss:BRANCH, recoveries:BRANCH, loan:LOAN, savings:ACCOUNT)"
                 ),
             ));
         };
@@ -69,9 +78,25 @@ impl AccountId {
             "interest-income" => Ok(AccountId::InterestIncome(BranchId::parse(field, key)?)),
             "loan" => Ok(AccountId::Loan(LoanId::parse(field, key)?)),
             "savings" => Ok(AccountId::Savings(SavingsAccountId::parse(field, key)?)),
+            "loan-loss" => Ok(AccountId::LoanLoss(BranchId::parse(field, key)?)),
+            "recoveries" => Ok(AccountId::Recoveries(BranchId::parse(field, key)?)),
+            "fee-income" => {
+                let Some((branch, fee)) = key.split_once('/') else {
+                    return Err(DomainError::invalid(
+                        field,
+                        format!("{text:?} is not of the form fee-income:BRANCH/FEE"),
+                    ));
+                };
+                Ok(AccountId::FeeIncome(
+                    BranchId::parse(field, branch)?,
+                    FeeCode::parse(field, fee)?,
+                ))
+            }
             other => Err(DomainError::invalid(
                 field,
-                format!("{other:?} is not an account kind (cash, interest-income, loan, savings)"),
+                format!(
+                    "{other:?} is not an account kind (cash, interest-income, fee-income, loan-loss, recoveries, loan, savings)"
+                ),
             )),
         }
     }
@@ -84,6 +109,9 @@ impl fmt::Display for AccountId {
             AccountId::InterestIncome(b) => write!(f, "interest-income:{b}"),
             AccountId::Loan(l) => write!(f, "loan:{l}"),
             AccountId::Savings(s) => write!(f, "savings:{s}"),
+            AccountId::FeeIncome(b, fee) => write!(f, "fee-income:{b}/{fee}"),
+            AccountId::LoanLoss(b) => write!(f, "loan-loss:{b}"),
+            AccountId::Recoveries(b) => write!(f, "recoveries:{b}"),
         }
     }
 }
@@ -99,6 +127,9 @@ mod tests {
             "interest-income:TB",
             "loan:TB-0001/L1",
             "savings:TB-0001/V2",
+            "fee-income:TB/disbursement",
+            "loan-loss:TB",
+            "recoveries:TB",
         ] {
             assert_eq!(AccountId::parse("account", text).unwrap().to_string(), text);
         }

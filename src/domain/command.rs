@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ids::{
-    Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId,
+    Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, ProductId, RequestId,
+    SavingsAccountId,
 };
 use super::money::Currency;
+use super::product::{LoanApplication, ProductRules};
 use super::schedule::{InterestMethod, RepaymentFrequency};
 
 /// A positive amount of money in a currency, as a client sent it (normalised).
@@ -77,6 +79,32 @@ pub struct LoanTermsInput {
     pub rounding_multiple: Option<Decimal>,
 }
 
+/// What a loan is disbursed under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoanSpec {
+    /// A catalogue product (its latest version) and the application against it.
+    Product {
+        product_id: ProductId,
+        application: LoanApplication,
+    },
+    /// Terms given in full, outside the catalogue (e.g. loans brought over
+    /// from another system): equal installments, rates per period, half-even
+    /// rounding, no grace, no fees, one tranche; the branch's compulsory
+    /// savings share applies.
+    Terms(LoanTermsInput),
+}
+
+/// One member's line on a center meeting's collection sheet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionLine {
+    /// The member.
+    pub member_id: MemberId,
+    /// Her repayment, if any: the loan and the amount.
+    pub repayment: Option<(LoanId, Money)>,
+    /// Her savings deposit, if any: the account and the amount.
+    pub deposit: Option<(SavingsAccountId, Money)>,
+}
+
 /// What a client asks. Dates left `None` take their default when executed
 /// (today, or the reversed entry's date), and the entry records the result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,12 +165,43 @@ pub enum CommandBody {
         #[serde(with = "crate::domain::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
+    /// Define a new loan product (version 1).
+    CreateProduct {
+        product_id: ProductId,
+        rules: ProductRules,
+    },
+    /// Change a product: its next version.
+    UpdateProduct {
+        product_id: ProductId,
+        rules: ProductRules,
+    },
     /// Disburse a loan.
     DisburseLoan {
         member_id: MemberId,
-        terms: LoanTermsInput,
+        loan: LoanSpec,
         #[serde(with = "crate::domain::codec::date_option")]
         disbursed_on: Option<NaiveDate>,
+    },
+    /// Disburse a further tranche of a loan.
+    DisburseTranche {
+        loan_id: LoanId,
+        amount: Money,
+        #[serde(with = "crate::domain::codec::date_option")]
+        disbursed_on: Option<NaiveDate>,
+    },
+    /// Write a loan's outstanding principal off to loan loss.
+    WriteOffLoan {
+        loan_id: LoanId,
+        reason: Name,
+        #[serde(with = "crate::domain::codec::date_option")]
+        effective_date: Option<NaiveDate>,
+    },
+    /// A center meeting's repayments and deposits, all or nothing.
+    RecordCollectionSheet {
+        center_id: CenterId,
+        lines: Vec<CollectionLine>,
+        #[serde(with = "crate::domain::codec::date_option")]
+        meeting_date: Option<NaiveDate>,
     },
     /// Repay a loan.
     RecordRepayment {
@@ -171,7 +230,12 @@ impl CommandBody {
             CommandBody::OpenSavingsAccount { .. } => "open_savings_account",
             CommandBody::DepositSavings { .. } => "deposit_savings",
             CommandBody::WithdrawSavings { .. } => "withdraw_savings",
+            CommandBody::CreateProduct { .. } => "create_product",
+            CommandBody::UpdateProduct { .. } => "update_product",
             CommandBody::DisburseLoan { .. } => "disburse_loan",
+            CommandBody::DisburseTranche { .. } => "disburse_tranche",
+            CommandBody::WriteOffLoan { .. } => "write_off_loan",
+            CommandBody::RecordCollectionSheet { .. } => "record_collection_sheet",
             CommandBody::RecordRepayment { .. } => "record_repayment",
             CommandBody::ReverseEntry { .. } => "reverse_entry",
         }

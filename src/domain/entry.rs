@@ -14,12 +14,13 @@ use sha2::{Digest, Sha256};
 
 use super::account::AccountId;
 use super::command::{CommandBody, SavingsKind};
-use super::ids::{Actor, BranchId, LoanId, RequestId, SavingsAccountId};
+use super::ids::{Actor, BranchId, FeeCode, LoanId, ProductId, RequestId, SavingsAccountId};
 use super::money::Currency;
+use super::product::{FeeCollection, LoanPolicy};
 use super::schedule::{Installment, LoanTerms};
 
 /// Version of the canonical encoding; the first byte of every entry's bytes.
-pub const ENCODING_VERSION: u8 = 1;
+pub const ENCODING_VERSION: u8 = 2;
 
 /// A SHA-256 hash.
 pub type Hash = [u8; 32];
@@ -83,12 +84,107 @@ impl Posting {
 pub struct InstallmentPayment {
     /// 1-based installment number.
     pub number: u32,
+    /// Fees paid on it.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub fee: Decimal,
     /// Interest paid on it.
     #[serde(with = "crate::domain::codec::decimal")]
     pub interest: Decimal,
     /// Principal paid on it.
     #[serde(with = "crate::domain::codec::decimal")]
     pub principal: Decimal,
+}
+
+impl InstallmentPayment {
+    /// Fee, interest and principal together.
+    pub fn total(&self) -> Decimal {
+        self.fee + self.interest + self.principal
+    }
+}
+
+/// A fee charged on a disbursement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeCharge {
+    /// Which fee; its income account is `fee-income:BRANCH/CODE`.
+    pub code: FeeCode,
+    /// How much.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub amount: Decimal,
+    /// Deducted at disbursement or due with the next installment.
+    pub collection: FeeCollection,
+}
+
+/// Installments recomputed after a tranche or a prepayment: the ones from
+/// `before[0].number` on, as they were and as they are now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recast {
+    /// The installments before the change.
+    pub before: Vec<Installment>,
+    /// The same installments after it.
+    pub after: Vec<Installment>,
+}
+
+/// How a payment on a loan was allocated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repayment {
+    /// The loan.
+    pub loan: LoanId,
+    /// What it paid on each installment, oldest first.
+    pub payments: Vec<InstallmentPayment>,
+    /// Principal paid ahead of the schedule.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub prepaid: Decimal,
+    /// The installments recomputed because principal was paid ahead.
+    pub recast: Option<Recast>,
+    /// Collected on a written-off loan (recovery income).
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub recovery: Decimal,
+    /// Principal outstanding after the payment.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub principal_outstanding_after: Decimal,
+    /// True when it repaid the loan in full.
+    pub closed: bool,
+}
+
+impl Repayment {
+    /// Principal repaid (installments and prepaid).
+    pub fn principal(&self) -> Decimal {
+        self.payments.iter().map(|p| p.principal).sum::<Decimal>() + self.prepaid
+    }
+
+    /// Interest paid.
+    pub fn interest(&self) -> Decimal {
+        self.payments.iter().map(|p| p.interest).sum()
+    }
+
+    /// Fees paid.
+    pub fn fees(&self) -> Decimal {
+        self.payments.iter().map(|p| p.fee).sum()
+    }
+
+    /// Paid on scheduled installments (what arrears are measured against).
+    pub fn to_installments(&self) -> Decimal {
+        self.payments.iter().map(InstallmentPayment::total).sum()
+    }
+}
+
+/// An amount moved in or out of a savings account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavingsAmount {
+    /// The account.
+    pub account: SavingsAccountId,
+    /// The amount (a deposit's amount, or a balance).
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub amount: Decimal,
+}
+
+/// What one line of a collection sheet did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineOutcome {
+    /// The repayment's allocation, if the line had one.
+    pub repayment: Option<Repayment>,
+    /// The deposit's account and the balance after it, if the line had one.
+    pub deposit: Option<SavingsAmount>,
 }
 
 /// What a reversal undoes, copied from the reversed entry so that applying
@@ -112,11 +208,32 @@ pub enum Undo {
         loan: LoanId,
         #[serde(with = "crate::domain::codec::decimal")]
         principal: Decimal,
+        /// Fees deducted at disbursement.
+        #[serde(with = "crate::domain::codec::decimal")]
+        fees: Decimal,
+    },
+    /// A tranche: the principal and the schedule as they were.
+    Tranche {
+        loan: LoanId,
+        #[serde(with = "crate::domain::codec::decimal")]
+        amount: Decimal,
+        /// Fees deducted at disbursement.
+        #[serde(with = "crate::domain::codec::decimal")]
+        fees: Decimal,
+        recast: Recast,
     },
     /// A repayment's allocation over the loan's installments.
-    Repayment {
+    Repayment(Repayment),
+    /// A write-off: the loan is active again.
+    WriteOff {
         loan: LoanId,
-        payments: Vec<InstallmentPayment>,
+        #[serde(with = "crate::domain::codec::decimal")]
+        principal: Decimal,
+    },
+    /// A collection sheet: its repayments, and its deposits (account, amount).
+    CollectionSheet {
+        repayments: Vec<Repayment>,
+        deposits: Vec<SavingsAmount>,
     },
 }
 
@@ -125,6 +242,8 @@ pub enum Undo {
 pub enum Outcome {
     /// Structure created (branch, center, group, member).
     Created,
+    /// A product version defined.
+    ProductDefined { version: u32 },
     /// A savings account opened, with the id the ledger gave it.
     SavingsAccountOpened {
         account: SavingsAccountId,
@@ -136,21 +255,34 @@ pub enum Outcome {
         #[serde(with = "crate::domain::codec::decimal")]
         balance_after: Decimal,
     },
-    /// A loan disbursed, with its id, resolved terms and schedule.
+    /// A loan disbursed, with its id, resolved terms, rules and schedule.
     LoanDisbursed {
         loan: LoanId,
+        product: Option<(ProductId, u32)>,
         terms: LoanTerms,
+        policy: LoanPolicy,
+        #[serde(with = "crate::domain::codec::decimal")]
+        approved_principal: Decimal,
         currency: Currency,
+        fees: Vec<FeeCharge>,
         schedule: Vec<Installment>,
     },
-    /// A repayment's allocation and whether it closed the loan.
-    RepaymentAllocated {
+    /// A further tranche and the installments it recomputed.
+    TrancheDisbursed {
         loan: LoanId,
-        payments: Vec<InstallmentPayment>,
-        #[serde(with = "crate::domain::codec::decimal")]
-        principal_outstanding_after: Decimal,
-        closed: bool,
+        fees: Vec<FeeCharge>,
+        recast: Recast,
     },
+    /// A repayment's allocation and whether it closed the loan.
+    RepaymentAllocated(Repayment),
+    /// A loan's outstanding principal written off.
+    WrittenOff {
+        loan: LoanId,
+        #[serde(with = "crate::domain::codec::decimal")]
+        principal: Decimal,
+    },
+    /// A collection sheet, line by line.
+    CollectionSheetRecorded { lines: Vec<LineOutcome> },
     /// A reversal of entry `sequence`.
     Reversed { sequence: u64, undo: Undo },
 }
@@ -165,8 +297,8 @@ pub struct EntryBody {
     pub effective_date: NaiveDate,
     /// When recorded, microseconds since the Unix epoch, UTC.
     pub recorded_at_micros: i64,
-    /// Branch the entry belongs to.
-    pub branch: BranchId,
+    /// Branch the entry belongs to; none for the institution's product catalogue.
+    pub branch: Option<BranchId>,
     /// Who entered it.
     pub actor: Actor,
     /// The client's request id.
@@ -263,7 +395,7 @@ struct EntryHead<'a> {
     sequence: u64,
     _effective_date: i32,
     _recorded_at_micros: i64,
-    _branch: &'a str,
+    _branch: Option<&'a str>,
     _actor: &'a str,
     request_id: &'a str,
 }
@@ -298,7 +430,7 @@ mod tests {
             sequence: 7,
             effective_date: NaiveDate::from_ymd_opt(2023, 5, 2).unwrap(),
             recorded_at_micros: 1_700_000_000_000_000,
-            branch: BranchId::parse("b", "TB").unwrap(),
+            branch: Some(BranchId::parse("b", "TB").unwrap()),
             actor: Actor::parse("a", "clerk").unwrap(),
             request_id: RequestId::parse("r", "req-1").unwrap(),
             request_hash: [3; 32],

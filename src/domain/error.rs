@@ -71,3 +71,38 @@ impl DomainError {
         }
     }
 }
+
+impl DomainError {
+    /// The same error with its field placed under `prefix` (e.g. a line of a
+    /// collection sheet: `lines[3]` + `amount` = `lines[3].amount`).
+    pub fn within(self, prefix: &str) -> DomainError {
+        let join = |field: String| {
+            if field.is_empty() {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}.{field}")
+            }
+        };
+        match self {
+            DomainError::Invalid { field, message } => DomainError::Invalid {
+                field: join(field),
+                message,
+            },
+            DomainError::NotFound { field, kind, id } => DomainError::NotFound {
+                field: join(field),
+                kind,
+                id,
+            },
+            DomainError::AlreadyExists { field, kind, id } => DomainError::AlreadyExists {
+                field: join(field),
+                kind,
+                id,
+            },
+            DomainError::Precondition { field, message } => DomainError::Precondition {
+                field: join(field),
+                message,
+            },
+            other => other,
+        }
+    }
+}

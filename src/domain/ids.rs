@@ -84,6 +84,14 @@ id_type!(
     MemberId, ID_LEN_MAX, &[]
 );
 id_type!(
+    /// A loan product's id in the catalogue, e.g. `GENERAL`.
+    ProductId, ID_LEN_MAX, &[]
+);
+id_type!(
+    /// A fee's code within a product, e.g. `disbursement`; names its income account.
+    FeeCode, ID_LEN_MAX, &[]
+);
+id_type!(
     /// A client-chosen request id: the key of exactly-once application.
     RequestId, REQUEST_ID_LEN_MAX, &[':']
 );

@@ -10,6 +10,7 @@ pub mod entry;
 pub mod error;
 pub mod ids;
 pub mod money;
+pub mod product;
 pub mod schedule;
 pub mod state;
 pub mod totals;

@@ -19,9 +19,12 @@ use super::error::DomainError;
 pub const AMOUNT_MAX_DIGITS: usize = 18;
 
 /// A currency the ledger can keep books in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord,
+)]
 pub enum Currency {
     /// Vietnamese đồng, no minor unit.
+    #[default]
     Vnd,
     /// US dollar, cents.
     Usd,

@@ -21,16 +21,17 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 use super::account::{AccountId, AccountKind};
-use super::command::{Command, CommandBody, LoanTermsInput, Money, SavingsKind};
+use super::command::{Command, CommandBody, Money, SavingsKind};
 use super::entry::{
     Entry, EntryBody, GENESIS_HASH, Hash, InstallmentPayment, Outcome, Posting, Undo,
 };
 use super::error::DomainError;
 use super::ids::{
-    BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId,
+    BranchId, CenterId, GroupId, LoanId, MemberId, Name, ProductId, RequestId, SavingsAccountId,
 };
 use super::money::{Currency, checked_add, checked_sub, format_amount};
-use super::schedule::{Installment, LoanTerms, compute_schedule};
+use super::product::{LoanPolicy, ProductVersion};
+use super::schedule::{Installment, LoanTerms};
 use super::totals::{BorrowerStep, DayTotals, PeriodFigures, borrower_steps};
 
 mod keys;
@@ -160,6 +161,8 @@ pub enum LoanStatus {
     Closed,
     /// Disbursement reversed.
     Cancelled,
+    /// Outstanding principal written off to loan loss; payments are recoveries.
+    WrittenOff,
 }
 
 /// One installment and what was paid on it.
@@ -170,9 +173,21 @@ pub struct InstallmentState {
     pub principal_paid: Decimal,
     #[serde(with = "crate::domain::codec::decimal")]
     pub interest_paid: Decimal,
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub fee_paid: Decimal,
 }
 
 impl InstallmentState {
+    /// A scheduled installment nothing was paid on yet.
+    pub fn unpaid(due: Installment) -> InstallmentState {
+        InstallmentState {
+            due,
+            principal_paid: Decimal::ZERO,
+            interest_paid: Decimal::ZERO,
+            fee_paid: Decimal::ZERO,
+        }
+    }
+
     /// Interest still owed on it.
     pub fn interest_unpaid(&self) -> Decimal {
         self.due.interest - self.interest_paid
@@ -183,9 +198,19 @@ impl InstallmentState {
         self.due.principal - self.principal_paid
     }
 
+    /// Fees still owed on it.
+    pub fn fee_unpaid(&self) -> Decimal {
+        self.due.fee - self.fee_paid
+    }
+
+    /// Everything still owed on it.
+    pub fn unpaid_total(&self) -> Decimal {
+        self.interest_unpaid() + self.principal_unpaid() + self.fee_unpaid()
+    }
+
     /// True when nothing is owed on it.
     pub fn is_paid(&self) -> bool {
-        self.interest_unpaid().is_zero() && self.principal_unpaid().is_zero()
+        self.unpaid_total().is_zero()
     }
 }
 
@@ -196,44 +221,85 @@ pub struct Loan {
     pub member: MemberId,
     pub branch: BranchId,
     pub currency: Currency,
+    /// Product and version it was disbursed under; none outside the catalogue.
+    pub product: Option<(ProductId, u32)>,
+    /// Rules kept from the product version.
+    pub policy: LoanPolicy,
+    /// Terms of the first disbursement.
     pub terms: LoanTerms,
     #[serde(with = "crate::domain::codec::date")]
     pub disbursed_on: NaiveDate,
+    /// Most the loan's tranches may add up to.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub approved_principal: Decimal,
     pub status: LoanStatus,
     pub installments: Vec<InstallmentState>,
-    /// Date of the latest repayment (or the disbursement): repayments are
-    /// entered in date order so that allocation follows the calendar.
+    /// Date of the latest transaction on the loan: they are entered in date
+    /// order so that allocation follows the calendar.
     #[serde(with = "crate::domain::codec::date")]
     pub last_repayment_on: NaiveDate,
-    /// Principal outstanding changes by effective date (for borrower counts).
+    /// Principal outstanding changes by effective date (portfolio, borrowers).
     #[serde(with = "crate::domain::codec::date_decimal_map")]
     pub principal_changes: BTreeMap<NaiveDate, Decimal>,
+    /// Amounts paid on scheduled installments by effective date (arrears as of a date).
+    #[serde(with = "crate::domain::codec::date_decimal_map")]
+    pub paid_changes: BTreeMap<NaiveDate, Decimal>,
     /// Sum of the installments' unpaid principal, kept as they change.
     #[serde(with = "crate::domain::codec::decimal")]
     pub principal_unpaid: Decimal,
     /// Sum of the installments' unpaid interest, kept as they change.
     #[serde(with = "crate::domain::codec::decimal")]
     pub interest_unpaid: Decimal,
+    /// Sum of the installments' unpaid fees, kept as they change.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub fee_unpaid: Decimal,
     /// Index of the first installment not fully paid (all before it are).
     pub first_unpaid: u32,
+    /// Principal disbursed so far, all tranches.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub disbursed: Decimal,
+    /// Tranches disbursed so far.
+    pub tranches: u32,
+    /// Principal repaid ahead of the schedule.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub principal_prepaid: Decimal,
+    /// Principal written off (zero unless written off).
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub written_off: Decimal,
+    /// Collected since the write-off.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub recovered: Decimal,
+    /// Date it was closed or written off.
+    #[serde(with = "crate::domain::codec::date_option")]
+    pub ended_on: Option<NaiveDate>,
+    /// Entries that changed the loan and still stand, oldest first: only
+    /// the last can be reversed.
+    pub events: Vec<u64>,
 }
 
 impl Loan {
-    /// Principal not yet repaid.
+    /// Principal not yet repaid (zero once written off or cancelled).
     pub fn principal_outstanding(&self) -> Decimal {
-        self.principal_unpaid
+        match self.status {
+            LoanStatus::WrittenOff | LoanStatus::Cancelled => Decimal::ZERO,
+            _ => self.principal_unpaid,
+        }
     }
 
     /// Scheduled interest not yet paid.
     pub fn interest_outstanding(&self) -> Decimal {
-        self.interest_unpaid
+        match self.status {
+            LoanStatus::WrittenOff | LoanStatus::Cancelled => Decimal::ZERO,
+            _ => self.interest_unpaid,
+        }
     }
 
-    /// True when any repayment on it stands (not reversed).
-    pub fn has_repayments(&self) -> bool {
-        self.installments
-            .iter()
-            .any(|i| !i.principal_paid.is_zero() || !i.interest_paid.is_zero())
+    /// Scheduled fees not yet paid.
+    pub fn fees_outstanding(&self) -> Decimal {
+        match self.status {
+            LoanStatus::WrittenOff | LoanStatus::Cancelled => Decimal::ZERO,
+            _ => self.fee_unpaid,
+        }
     }
 
     /// The installments not yet fully paid start at this slice.
@@ -241,6 +307,16 @@ impl Loan {
         self.installments
             .get(self.first_unpaid as usize..)
             .unwrap_or(&[])
+    }
+
+    /// Principal outstanding at the end of `date`.
+    pub fn principal_on(&self, date: NaiveDate) -> Decimal {
+        self.principal_changes.range(..=date).map(|(_, c)| *c).sum()
+    }
+
+    /// Paid on scheduled installments up to the end of `date`.
+    pub fn paid_on(&self, date: NaiveDate) -> Decimal {
+        self.paid_changes.range(..=date).map(|(_, c)| *c).sum()
     }
 }
 
@@ -295,6 +371,8 @@ pub struct LedgerState {
     members: BTreeMap<MemberId, Member>,
     savings: BTreeMap<SavingsAccountId, SavingsAccount>,
     loans: BTreeMap<LoanId, Loan>,
+    /// Every version of every product, oldest first.
+    products: BTreeMap<ProductId, Vec<ProductVersion>>,
     balances: HashMap<AccountId, Balance>,
     /// Request id -> the entry it produced. Not part of the state cache:
     /// the journal holds every entry's request id, and startup rebuilds this
@@ -337,10 +415,14 @@ impl ChangeLog {
 
 mod apply;
 mod execute;
+mod loans;
 mod queries;
 #[cfg(test)]
 mod tests;
-pub use queries::{InstallmentStatus, LoanView, MemberView, SavingsView};
+pub use loans::{Arrears, PayoffQuote, charged, initial_schedule};
+pub use queries::{
+    InstallmentStatus, LoanView, MemberView, PortfolioQuality, ProductCount, SavingsView,
+};
 
 impl LedgerState {
     /// An empty ledger.
@@ -395,6 +477,18 @@ impl LedgerState {
     /// A loan.
     pub fn loan(&self, id: &LoanId) -> Option<&Loan> {
         self.loans.get(id)
+    }
+
+    /// A product's versions, oldest first.
+    pub fn product_versions(&self, id: &ProductId) -> Option<&[ProductVersion]> {
+        self.products.get(id).map(Vec::as_slice)
+    }
+
+    /// Every product's latest version, by id.
+    pub fn products(&self) -> impl Iterator<Item = &ProductVersion> {
+        self.products
+            .values()
+            .filter_map(|versions| versions.last())
     }
 
     /// Debits and credits of an account (zero if never posted to).

@@ -30,6 +30,15 @@ pub struct DayTotals {
     /// Interest repaid, less repayments reversed.
     #[serde(with = "crate::domain::codec::decimal")]
     pub interest_collected: Decimal,
+    /// Fees collected (deducted at disbursement or paid with installments).
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub fees_collected: Decimal,
+    /// Principal written off, less write-offs reversed.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub written_off: Decimal,
+    /// Collected on written-off loans.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub recovered: Decimal,
     /// Change of all savings balances.
     #[serde(with = "crate::domain::codec::decimal")]
     pub savings_change: Decimal,
@@ -64,6 +73,12 @@ pub struct PeriodFigures {
     pub principal_collected: Decimal,
     /// Interest repaid in the period.
     pub interest_collected: Decimal,
+    /// Fees collected in the period.
+    pub fees_collected: Decimal,
+    /// Principal written off in the period.
+    pub written_off: Decimal,
+    /// Collected on written-off loans in the period.
+    pub recovered: Decimal,
     /// All savings balances at the end.
     pub savings_balance: Decimal,
     /// Principal outstanding at the end.
@@ -96,6 +111,9 @@ impl PeriodFigures {
                 figures.amount_disbursed += day.amount_disbursed;
                 figures.principal_collected += day.principal_collected;
                 figures.interest_collected += day.interest_collected;
+                figures.fees_collected += day.fees_collected;
+                figures.written_off += day.written_off;
+                figures.recovered += day.recovered;
             }
         }
         figures

@@ -318,6 +318,9 @@ fn request_id(write: &Write) -> &str {
         Write::DisburseLoan(r) => &r.context,
         Write::RecordRepayment(r) => &r.context,
         Write::ReverseEntry(r) => &r.context,
+        Write::DisburseTranche(r) => &r.context,
+        Write::WriteOffLoan(r) => &r.context,
+        Write::RecordCollectionSheet(r) => &r.context,
     };
     context.as_ref().map_or("", |c| c.request_id.as_str())
 }
@@ -390,7 +393,7 @@ fn member_writes(workload: &Workload, member: u32) -> [Write; 3] {
         Write::DisburseLoan(pb::DisburseLoanRequest {
             context: context(workload, "loan", member),
             member_id,
-            terms: Some(terms),
+            loan: Some(pb::disburse_loan_request::Loan::Terms(terms)),
             disbursed_on: SETUP_DATE.to_owned(),
         }),
     ]

@@ -144,14 +144,18 @@ async fn unknown_members_loans_and_accounts_are_not_found() {
 #[tokio::test]
 async fn a_payment_above_what_is_outstanding_is_refused() {
     let (mut app, before) = ready().await;
-    // Outstanding: 1,000,000 principal + 20,000 interest.
+    // Paying off on 15 January: installment 1 (250,000 + 5,000 interest) and
+    // the 750,000 principal not yet due; no interest has accrued on the next
+    // installment yet (its period starts that day): 1,005,000.
     let status = app
-        .repay("over", "TB-0001/L1", "1020001", "2024-01-15")
+        .repay("over", "TB-0001/L1", "1005001", "2024-01-15")
         .await
         .unwrap_err();
     assert_refused(&status, Code::FailedPrecondition, "amount");
     assert!(
-        status.message().contains("1020000 VND outstanding"),
+        status
+            .message()
+            .contains("more than the 1005000 VND that pays loan TB-0001/L1 off on 2024-01-15"),
         "{}",
         status.message()
     );

@@ -252,7 +252,7 @@ impl App {
             .disburse_loan(pb::DisburseLoanRequest {
                 context: ctx(request_id),
                 member_id: member.into(),
-                terms: Some(terms),
+                loan: Some(pb::disburse_loan_request::Loan::Terms(terms)),
                 disbursed_on: date.into(),
             })
             .await

@@ -142,10 +142,11 @@ async fn a_disbursement_computes_the_schedule_and_posts_loan_against_cash() {
 #[tokio::test]
 async fn a_repayment_pays_interest_then_principal_oldest_installment_first() {
     let (mut app, loan) = borrower().await;
-    // 300,000 = installment 1 (5,000 interest + 250,000 principal)
+    // On 22 January installments 1 and 2 are due. 300,000 = installment 1
+    // (5,000 interest + 250,000 principal)
     //         + installment 2's 5,000 interest + 40,000 of its principal.
     let paid = app
-        .repay("pay-1", &loan, "300000", "2024-01-15")
+        .repay("pay-1", &loan, "300000", "2024-01-22")
         .await
         .unwrap();
     assert_eq!(paid.interest_paid.unwrap().amount, "10000");
@@ -161,7 +162,7 @@ async fn a_repayment_pays_interest_then_principal_oldest_installment_first() {
 #[tokio::test]
 async fn a_loan_shows_paid_due_and_overdue_installments_as_of_a_date() {
     let (mut app, loan) = borrower().await;
-    app.repay("pay-1", &loan, "300000", "2024-01-15")
+    app.repay("pay-1", &loan, "300000", "2024-01-22")
         .await
         .unwrap();
     let read = |as_of: &str| pb::GetLoanRequest {
@@ -203,7 +204,7 @@ async fn a_loan_shows_paid_due_and_overdue_installments_as_of_a_date() {
 #[tokio::test]
 async fn paying_everything_outstanding_closes_the_loan() {
     let (mut app, loan) = borrower().await;
-    app.repay("pay-1", &loan, "300000", "2024-01-15")
+    app.repay("pay-1", &loan, "300000", "2024-01-22")
         .await
         .unwrap();
     // 710,000 principal + 10,000 interest left.
@@ -232,7 +233,7 @@ async fn paying_everything_outstanding_closes_the_loan() {
 #[tokio::test]
 async fn compulsory_savings_can_be_withdrawn_down_to_the_required_share() {
     let (mut app, loan) = borrower().await;
-    app.repay("pay-1", &loan, "300000", "2024-01-15")
+    app.repay("pay-1", &loan, "300000", "2024-01-22")
         .await
         .unwrap();
     // Required: 5% of 710,000 outstanding = 35,500; 200,000 - 164,500 = 35,500.
@@ -267,7 +268,7 @@ async fn compulsory_savings_can_be_withdrawn_down_to_the_required_share() {
 #[tokio::test]
 async fn reversing_a_repayment_restores_the_loan_and_names_the_reversed_entry() {
     let (mut app, loan) = borrower().await;
-    app.repay("pay-1", &loan, "300000", "2024-01-15")
+    app.repay("pay-1", &loan, "300000", "2024-01-22")
         .await
         .unwrap();
     let closing = app
@@ -376,7 +377,7 @@ async fn reversing_a_disbursement_without_repayments_cancels_the_loan() {
 #[tokio::test]
 async fn the_journal_pages_in_order_and_every_entry_chains_to_the_previous() {
     let (mut app, loan) = borrower().await;
-    app.repay("pay-1", &loan, "300000", "2024-01-15")
+    app.repay("pay-1", &loan, "300000", "2024-01-22")
         .await
         .unwrap();
     let last = app.last_sequence().await;
@@ -403,13 +404,13 @@ async fn the_journal_pages_in_order_and_every_entry_chains_to_the_previous() {
     assert_eq!(repayment.request_id, "pay-1");
     assert_eq!(repayment.actor, "clerk");
     assert_eq!(repayment.branch_id, "TB");
-    assert_eq!(repayment.effective_date, "2024-01-15");
+    assert_eq!(repayment.effective_date, "2024-01-22");
 }
 
 #[tokio::test]
 async fn a_restart_keeps_every_entry_and_balance() {
     let (mut app, loan) = borrower().await;
-    app.repay("pay-1", &loan, "300000", "2024-01-15")
+    app.repay("pay-1", &loan, "300000", "2024-01-22")
         .await
         .unwrap();
     let before = app

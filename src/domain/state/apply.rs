@@ -5,6 +5,8 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::*;
+use crate::domain::entry::{Recast, Repayment};
+use crate::domain::product::FeeCollection;
 
 impl LedgerState {
     /// Applies `entry`, which must follow the last applied one.
@@ -165,51 +167,90 @@ impl LedgerState {
             }
             (CommandBody::DepositSavings { amount, .. }, Outcome::SavingsMoved { account, .. }) => {
                 self.change_savings(account, date, amount.amount)?;
-                self.add_day(&body.branch, date, |d| d.savings_change += amount.amount);
+                self.add_day(&entry_branch(body)?, date, |d| {
+                    d.savings_change += amount.amount
+                });
             }
             (
                 CommandBody::WithdrawSavings { amount, .. },
                 Outcome::SavingsMoved { account, .. },
             ) => {
                 self.change_savings(account, date, -amount.amount)?;
-                self.add_day(&body.branch, date, |d| d.savings_change -= amount.amount);
-            }
-            (
-                CommandBody::DisburseLoan { member_id, .. },
-                Outcome::LoanDisbursed {
-                    loan,
-                    terms,
-                    currency,
-                    schedule,
-                },
-            ) => {
-                self.apply_disbursement(body, member_id, loan, terms, *currency, schedule)?;
-            }
-            (
-                CommandBody::RecordRepayment { .. },
-                Outcome::RepaymentAllocated {
-                    loan,
-                    payments,
-                    closed,
-                    ..
-                },
-            ) => {
-                self.apply_payments(loan, payments, 1, date)?;
-                let state = self.loans.get_mut(loan).ok_or("unknown loan")?;
-                state.last_repayment_on = date;
-                if *closed {
-                    state.status = LoanStatus::Closed;
-                }
-                let principal: Decimal = payments.iter().map(|p| p.principal).sum();
-                let interest: Decimal = payments.iter().map(|p| p.interest).sum();
-                self.add_day(&body.branch, date, |d| {
-                    d.principal_collected += principal;
-                    d.interest_collected += interest;
-                    d.portfolio_change -= principal;
+                self.add_day(&entry_branch(body)?, date, |d| {
+                    d.savings_change -= amount.amount
                 });
             }
+            (
+                CommandBody::CreateProduct { product_id, rules }
+                | CommandBody::UpdateProduct { product_id, rules },
+                Outcome::ProductDefined { version },
+            ) => {
+                let versions = self.products.entry(product_id.clone()).or_default();
+                if versions.len() as u32 + 1 != *version {
+                    return Err(format!(
+                        "product {product_id} version {version} out of order"
+                    ));
+                }
+                versions.push(ProductVersion {
+                    id: product_id.clone(),
+                    version: *version,
+                    defined_on: date,
+                    rules: rules.clone(),
+                });
+                self.changed.note(|| StateKey::Product(product_id.clone()));
+            }
+            (CommandBody::DisburseLoan { member_id, .. }, Outcome::LoanDisbursed { .. }) => {
+                self.apply_disbursement(body, member_id)?;
+            }
+            (
+                CommandBody::DisburseTranche { amount, .. },
+                Outcome::TrancheDisbursed { loan, fees, recast },
+            ) => {
+                let branch = entry_branch(body)?;
+                let fees = loans::charged(fees, FeeCollection::AtDisbursement);
+                self.apply_tranche(
+                    &branch,
+                    date,
+                    loan,
+                    amount.amount,
+                    fees,
+                    recast,
+                    Some(body.sequence),
+                )?;
+            }
+            (_, Outcome::RepaymentAllocated(repayment)) => {
+                let branch = entry_branch(body)?;
+                self.apply_repayment(&branch, date, repayment, Some(body.sequence))?;
+            }
+            (_, Outcome::WrittenOff { loan, principal }) => {
+                let branch = entry_branch(body)?;
+                self.apply_write_off(&branch, date, loan, *principal, Some(body.sequence))?;
+            }
+            (
+                CommandBody::RecordCollectionSheet {
+                    lines: commands, ..
+                },
+                Outcome::CollectionSheetRecorded { lines },
+            ) => {
+                let branch = entry_branch(body)?;
+                if commands.len() != lines.len() {
+                    return Err("collection sheet lines do not match their outcomes".into());
+                }
+                for line in lines {
+                    if let Some(repayment) = &line.repayment {
+                        self.apply_repayment(&branch, date, repayment, Some(body.sequence))?;
+                    }
+                }
+                for command in commands {
+                    if let Some((account, amount)) = &command.deposit {
+                        self.change_savings(account, date, amount.amount)?;
+                        self.add_day(&branch, date, |d| d.savings_change += amount.amount);
+                    }
+                }
+            }
             (CommandBody::ReverseEntry { .. }, Outcome::Reversed { sequence, undo }) => {
-                self.apply_undo(&body.branch, date, undo)?;
+                let branch = entry_branch(body)?;
+                self.apply_undo(&branch, date, undo)?;
                 self.reversed.insert(*sequence, body.sequence);
                 self.changed.note(|| StateKey::Reversed(*sequence));
             }
@@ -223,38 +264,52 @@ impl LedgerState {
         Ok(())
     }
 
-    fn apply_disbursement(
-        &mut self,
-        body: &EntryBody,
-        member_id: &MemberId,
-        loan: &LoanId,
-        terms: &LoanTerms,
-        currency: Currency,
-        schedule: &[Installment],
-    ) -> Result<(), String> {
+    fn apply_disbursement(&mut self, body: &EntryBody, member_id: &MemberId) -> Result<(), String> {
+        let Outcome::LoanDisbursed {
+            loan,
+            product,
+            terms,
+            policy,
+            approved_principal,
+            currency,
+            fees,
+            schedule,
+        } = &body.outcome
+        else {
+            return Err("not a disbursement".into());
+        };
+        let branch = entry_branch(body)?;
         let date = body.effective_date;
-        let installments = schedule
-            .iter()
-            .map(|due| InstallmentState {
-                due: due.clone(),
-                principal_paid: Decimal::ZERO,
-                interest_paid: Decimal::ZERO,
-            })
-            .collect();
         let state = Loan {
             id: loan.clone(),
             member: member_id.clone(),
-            branch: body.branch.clone(),
-            currency,
+            branch: branch.clone(),
+            currency: *currency,
+            product: product.clone(),
+            policy: policy.clone(),
             terms: terms.clone(),
             disbursed_on: date,
+            approved_principal: *approved_principal,
             status: LoanStatus::Active,
-            installments,
+            installments: schedule
+                .iter()
+                .cloned()
+                .map(InstallmentState::unpaid)
+                .collect(),
             last_repayment_on: date,
             principal_changes: BTreeMap::from([(date, terms.principal)]),
+            paid_changes: BTreeMap::new(),
             principal_unpaid: terms.principal,
             interest_unpaid: schedule.iter().map(|i| i.interest).sum(),
+            fee_unpaid: schedule.iter().map(|i| i.fee).sum(),
             first_unpaid: 0,
+            disbursed: terms.principal,
+            tranches: 1,
+            principal_prepaid: Decimal::ZERO,
+            written_off: Decimal::ZERO,
+            recovered: Decimal::ZERO,
+            ended_on: None,
+            events: vec![body.sequence],
         };
         self.loans.insert(loan.clone(), state);
         self.changed.note(|| StateKey::Loan(loan.clone()));
@@ -263,66 +318,124 @@ impl LedgerState {
         member.loans.push(loan.clone());
         self.changed.note(|| StateKey::Member(member_id.clone()));
         let principal = terms.principal;
-        self.add_day(&body.branch, date, |d| {
+        let fees = loans::charged(fees, FeeCollection::AtDisbursement);
+        self.add_day(&branch, date, |d| {
             d.loans_disbursed += 1;
             d.amount_disbursed += principal;
             d.portfolio_change += principal;
+            d.fees_collected += fees;
         });
         self.refresh_borrower_steps(member_id)
     }
 
-    /// Adds (`sign` 1) or removes (`sign` -1) payments on a loan's installments.
-    fn apply_payments(
+    /// Applies a tranche (`sequence` is its entry) or, with `None`, undoes it.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_tranche(
         &mut self,
-        loan_id: &LoanId,
-        payments: &[InstallmentPayment],
-        sign: i64,
+        branch: &BranchId,
         date: NaiveDate,
+        loan_id: &LoanId,
+        amount: Decimal,
+        fees: Decimal,
+        recast: &Recast,
+        sequence: Option<u64>,
     ) -> Result<(), String> {
-        let sign = Decimal::from(sign);
+        let forward = sequence.is_some();
+        let sign = if forward { Decimal::ONE } else { -Decimal::ONE };
+        let (from, to) = if forward {
+            (&recast.before, &recast.after)
+        } else {
+            (&recast.after, &recast.before)
+        };
         let loan = self.loans.get_mut(loan_id).ok_or("unknown loan")?;
-        let mut principal = Decimal::ZERO;
-        for payment in payments {
-            let index = (payment.number as usize)
-                .checked_sub(1)
-                .ok_or("installment 0")?;
-            let installment = loan
-                .installments
-                .get_mut(index)
-                .ok_or("unknown installment")?;
-            installment.interest_paid += sign * payment.interest;
-            installment.principal_paid += sign * payment.principal;
-            let paid_ok = |paid: Decimal, due: Decimal| paid >= Decimal::ZERO && paid <= due;
-            if !paid_ok(installment.interest_paid, installment.due.interest)
-                || !paid_ok(installment.principal_paid, installment.due.principal)
-            {
-                return Err(format!(
-                    "installment {} paid outside 0..=due",
-                    payment.number
-                ));
-            }
-            principal += payment.principal;
-            loan.principal_unpaid -= sign * payment.principal;
-            loan.interest_unpaid -= sign * payment.interest;
-            if sign.is_sign_negative() {
-                loan.first_unpaid = loan.first_unpaid.min(index as u32);
-            }
+        replace_installments(loan, from, to)?;
+        loan.disbursed += sign * amount;
+        track_event(loan, sequence, date)?;
+        change_on(
+            &mut loan.principal_changes,
+            date,
+            sign * amount,
+            loan.disbursed_on,
+        );
+        if forward {
+            loan.tranches += 1;
+        } else {
+            loan.tranches -= 1;
         }
-        while loan
-            .installments
-            .get(loan.first_unpaid as usize)
-            .is_some_and(InstallmentState::is_paid)
-        {
-            loan.first_unpaid += 1;
+        let member = loan.member.clone();
+        self.changed.note(|| StateKey::Loan(loan_id.clone()));
+        self.changed
+            .note(|| StateKey::LoanProgress(loan_id.clone()));
+        self.add_day(branch, date, |d| {
+            d.amount_disbursed += sign * amount;
+            d.portfolio_change += sign * amount;
+            d.fees_collected += sign * fees;
+        });
+        self.refresh_borrower_steps(&member)
+    }
+
+    /// Applies a repayment (`sequence` is its entry) or, with `None`, undoes it.
+    fn apply_repayment(
+        &mut self,
+        branch: &BranchId,
+        date: NaiveDate,
+        repayment: &Repayment,
+        sequence: Option<u64>,
+    ) -> Result<(), String> {
+        let forward = sequence.is_some();
+        let sign = if forward { Decimal::ONE } else { -Decimal::ONE };
+        let loan_id = &repayment.loan;
+        let loan = self.loans.get_mut(loan_id).ok_or("unknown loan")?;
+        track_event(loan, sequence, date)?;
+        if !repayment.recovery.is_zero() {
+            loan.recovered += sign * repayment.recovery;
+            self.changed
+                .note(|| StateKey::LoanProgress(loan_id.clone()));
+            let recovery = repayment.recovery;
+            self.add_day(branch, date, |d| d.recovered += sign * recovery);
+            return Ok(());
         }
-        *loan.principal_changes.entry(date).or_default() -= sign * principal;
-        if loan
-            .principal_changes
-            .get(&date)
-            .is_some_and(|d| d.is_zero())
-            && loan.disbursed_on != date
-        {
-            loan.principal_changes.remove(&date);
+        if let Some(recast) = &repayment.recast {
+            let (from, to) = if forward {
+                (&recast.before, &recast.after)
+            } else {
+                (&recast.after, &recast.before)
+            };
+            if forward {
+                replace_installments(loan, from, to)?;
+                apply_payments(loan, &repayment.payments, sign, date)?;
+            } else {
+                apply_payments(loan, &repayment.payments, sign, date)?;
+                replace_installments(loan, from, to)?;
+            }
+            self.changed.note(|| StateKey::Loan(loan_id.clone()));
+        } else {
+            apply_payments(loan, &repayment.payments, sign, date)?;
+        }
+        let prepaid = repayment.prepaid;
+        loan.principal_prepaid += sign * prepaid;
+        let principal = repayment.principal();
+        change_on(
+            &mut loan.principal_changes,
+            date,
+            -sign * principal,
+            loan.disbursed_on,
+        );
+        change_on(
+            &mut loan.paid_changes,
+            date,
+            sign * repayment.to_installments(),
+            loan.disbursed_on,
+        );
+        if forward && repayment.closed {
+            loan.status = LoanStatus::Closed;
+            loan.ended_on = Some(date);
+        } else if !forward && loan.status == LoanStatus::Closed {
+            loan.status = LoanStatus::Active;
+            loan.ended_on = None;
+        }
+        if loan.principal_unpaid.is_sign_negative() || loan.interest_unpaid.is_sign_negative() {
+            return Err(format!("loan {loan_id} would owe less than nothing"));
         }
         // A repayment on the latest date that leaves principal outstanding
         // cannot change when the loan is active: skip recounting borrowers.
@@ -330,14 +443,58 @@ impl LedgerState {
             .principal_changes
             .last_key_value()
             .is_some_and(|(last, _)| *last <= date);
-        let unchanged =
-            sign.is_sign_positive() && at_the_end && loan.principal_unpaid > Decimal::ZERO;
+        let unchanged = forward && at_the_end && loan.principal_unpaid > Decimal::ZERO;
         let member = loan.member.clone();
         self.changed
             .note(|| StateKey::LoanProgress(loan_id.clone()));
+        let (interest, fees) = (repayment.interest(), repayment.fees());
+        self.add_day(branch, date, |d| {
+            d.principal_collected += sign * principal;
+            d.interest_collected += sign * interest;
+            d.fees_collected += sign * fees;
+            d.portfolio_change -= sign * principal;
+        });
         if unchanged {
             return Ok(());
         }
+        self.refresh_borrower_steps(&member)
+    }
+
+    /// Applies a write-off (`sequence` is its entry) or, with `None`, undoes it.
+    fn apply_write_off(
+        &mut self,
+        branch: &BranchId,
+        date: NaiveDate,
+        loan_id: &LoanId,
+        principal: Decimal,
+        sequence: Option<u64>,
+    ) -> Result<(), String> {
+        let forward = sequence.is_some();
+        let sign = if forward { Decimal::ONE } else { -Decimal::ONE };
+        let loan = self.loans.get_mut(loan_id).ok_or("unknown loan")?;
+        track_event(loan, sequence, date)?;
+        if forward {
+            loan.status = LoanStatus::WrittenOff;
+            loan.written_off = principal;
+            loan.ended_on = Some(date);
+        } else {
+            loan.status = LoanStatus::Active;
+            loan.written_off = Decimal::ZERO;
+            loan.ended_on = None;
+        }
+        change_on(
+            &mut loan.principal_changes,
+            date,
+            -sign * principal,
+            loan.disbursed_on,
+        );
+        let member = loan.member.clone();
+        self.changed
+            .note(|| StateKey::LoanProgress(loan_id.clone()));
+        self.add_day(branch, date, |d| {
+            d.written_off += sign * principal;
+            d.portfolio_change -= sign * principal;
+        });
         self.refresh_borrower_steps(&member)
     }
 
@@ -356,9 +513,15 @@ impl LedgerState {
                 self.change_savings(account, date, *amount)?;
                 self.add_day(branch, date, |d| d.savings_change += *amount);
             }
-            Undo::Disbursement { loan, principal } => {
+            Undo::Disbursement {
+                loan,
+                principal,
+                fees,
+            } => {
                 let state = self.loans.get_mut(loan).ok_or("unknown loan")?;
+                track_event(state, None, date)?;
                 state.status = LoanStatus::Cancelled;
+                state.ended_on = Some(date);
                 *state.principal_changes.entry(date).or_default() -= *principal;
                 let member = state.member.clone();
                 self.changed.note(|| StateKey::LoanProgress(loan.clone()));
@@ -366,22 +529,35 @@ impl LedgerState {
                     d.loans_disbursed -= 1;
                     d.amount_disbursed -= *principal;
                     d.portfolio_change -= *principal;
+                    d.fees_collected -= *fees;
                 });
                 self.refresh_borrower_steps(&member)?;
             }
-            Undo::Repayment { loan, payments } => {
-                self.apply_payments(loan, payments, -1, date)?;
-                let state = self.loans.get_mut(loan).ok_or("unknown loan")?;
-                if state.status == LoanStatus::Closed {
-                    state.status = LoanStatus::Active;
+            Undo::Tranche {
+                loan,
+                amount,
+                fees,
+                recast,
+            } => {
+                self.apply_tranche(branch, date, loan, *amount, *fees, recast, None)?;
+            }
+            Undo::Repayment(repayment) => {
+                self.apply_repayment(branch, date, repayment, None)?;
+            }
+            Undo::WriteOff { loan, principal } => {
+                self.apply_write_off(branch, date, loan, *principal, None)?;
+            }
+            Undo::CollectionSheet {
+                repayments,
+                deposits,
+            } => {
+                for repayment in repayments {
+                    self.apply_repayment(branch, date, repayment, None)?;
                 }
-                let principal: Decimal = payments.iter().map(|p| p.principal).sum();
-                let interest: Decimal = payments.iter().map(|p| p.interest).sum();
-                self.add_day(branch, date, |d| {
-                    d.principal_collected -= principal;
-                    d.interest_collected -= interest;
-                    d.portfolio_change += principal;
-                });
+                for deposit in deposits {
+                    self.change_savings(&deposit.account, date, -deposit.amount)?;
+                    self.add_day(branch, date, |d| d.savings_change -= deposit.amount);
+                }
             }
         }
         Ok(())
@@ -463,4 +639,145 @@ impl LedgerState {
         }
         self.changed.note(|| StateKey::Day(branch.clone(), date));
     }
+}
+
+/// The branch of an entry that must have one.
+fn entry_branch(body: &EntryBody) -> Result<BranchId, String> {
+    body.branch
+        .clone()
+        .ok_or_else(|| format!("entry {} names no branch", body.sequence))
+}
+
+/// Adds `change` to `map[date]`, dropping a zero (except on `keep`, the
+/// disbursement date, which always stays).
+fn change_on(
+    map: &mut BTreeMap<NaiveDate, Decimal>,
+    date: NaiveDate,
+    change: Decimal,
+    keep: NaiveDate,
+) {
+    let total = map.entry(date).or_default();
+    *total += change;
+    if total.is_zero() && date != keep {
+        map.remove(&date);
+    }
+}
+
+/// Records entry `sequence` as the loan's latest transaction on `date`, or
+/// with `None`, forgets its latest one (a reversal).
+fn track_event(loan: &mut Loan, sequence: Option<u64>, date: NaiveDate) -> Result<(), String> {
+    match sequence {
+        Some(sequence) => {
+            if loan.events.last() != Some(&sequence) {
+                loan.events.push(sequence);
+            }
+        }
+        None => {
+            loan.events.pop().ok_or("loan has no transaction to undo")?;
+        }
+    }
+    loan.last_repayment_on = loan.last_repayment_on.max(date);
+    Ok(())
+}
+
+/// Replaces the installments `from` (as they are now) by `to`, keeping the
+/// loan's unpaid totals right; what was paid on each must still fit.
+fn replace_installments(
+    loan: &mut Loan,
+    from: &[Installment],
+    to: &[Installment],
+) -> Result<(), String> {
+    if from.len() != to.len() {
+        return Err("recast changes the number of installments".into());
+    }
+    for (old, new) in from.iter().zip(to) {
+        if old.number != new.number || old.due_date != new.due_date {
+            return Err(format!(
+                "recast of installment {} does not match",
+                old.number
+            ));
+        }
+        let index = (old.number as usize)
+            .checked_sub(1)
+            .ok_or("installment 0")?;
+        let installment = loan
+            .installments
+            .get_mut(index)
+            .ok_or("unknown installment")?;
+        if installment.due != *old {
+            return Err(format!(
+                "installment {} is not as the recast found it",
+                old.number
+            ));
+        }
+        installment.due = new.clone();
+        if installment.principal_paid > new.principal
+            || installment.interest_paid > new.interest
+            || installment.fee_paid > new.fee
+        {
+            return Err(format!(
+                "installment {} would be paid beyond what is due",
+                old.number
+            ));
+        }
+        loan.principal_unpaid += new.principal - old.principal;
+        loan.interest_unpaid += new.interest - old.interest;
+        loan.fee_unpaid += new.fee - old.fee;
+    }
+    loan.first_unpaid = loan.first_unpaid.min(
+        from.first()
+            .map(|i| i.number.saturating_sub(1))
+            .unwrap_or(loan.first_unpaid),
+    );
+    advance_first_unpaid(loan);
+    Ok(())
+}
+
+fn advance_first_unpaid(loan: &mut Loan) {
+    while loan
+        .installments
+        .get(loan.first_unpaid as usize)
+        .is_some_and(InstallmentState::is_paid)
+    {
+        loan.first_unpaid += 1;
+    }
+}
+
+/// Adds (`sign` 1) or removes (`sign` -1) payments on a loan's installments.
+fn apply_payments(
+    loan: &mut Loan,
+    payments: &[InstallmentPayment],
+    sign: Decimal,
+    _date: NaiveDate,
+) -> Result<(), String> {
+    for payment in payments {
+        let index = (payment.number as usize)
+            .checked_sub(1)
+            .ok_or("installment 0")?;
+        let installment = loan
+            .installments
+            .get_mut(index)
+            .ok_or("unknown installment")?;
+        installment.fee_paid += sign * payment.fee;
+        installment.interest_paid += sign * payment.interest;
+        installment.principal_paid += sign * payment.principal;
+        let paid_ok = |paid: Decimal, due: Decimal| paid >= Decimal::ZERO && paid <= due;
+        if !paid_ok(installment.interest_paid, installment.due.interest)
+            || !paid_ok(installment.principal_paid, installment.due.principal)
+            || !paid_ok(installment.fee_paid, installment.due.fee)
+        {
+            return Err(format!(
+                "installment {} paid outside 0..=due",
+                payment.number
+            ));
+        }
+        loan.principal_unpaid -= sign * payment.principal;
+        loan.interest_unpaid -= sign * payment.interest;
+        loan.fee_unpaid -= sign * payment.fee;
+        if sign.is_sign_negative() {
+            loan.first_unpaid = loan.first_unpaid.min(index as u32);
+        }
+    }
+    advance_first_unpaid(loan);
+    Ok(())
 }

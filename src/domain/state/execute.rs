@@ -5,13 +5,20 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::*;
+use crate::domain::command::{CollectionLine, LoanSpec};
+use crate::domain::entry::{FeeCharge, LineOutcome, Repayment, SavingsAmount};
+use crate::domain::ids::FeeCode;
+use crate::domain::product::{CompulsorySavings, FeeCollection, ProductRules};
+use crate::domain::schedule::{
+    Amortization, InstallmentBasis, InstallmentRounding, InterestPeriod, RoundingMode,
+};
 
 /// Reads an earlier entry's body (for reversals).
 pub type LookupEntry<'a> = dyn Fn(u64) -> Result<Option<EntryBody>, String> + 'a;
 
 /// A decision: the branch, effective date, outcome and postings of an entry.
 struct Decision {
-    branch: BranchId,
+    branch: Option<BranchId>,
     effective_date: NaiveDate,
     outcome: Outcome,
     postings: Vec<Posting>,
@@ -20,7 +27,7 @@ struct Decision {
 impl Decision {
     fn structural(branch: BranchId, effective_date: NaiveDate) -> Decision {
         Decision {
-            branch,
+            branch: Some(branch),
             effective_date,
             outcome: Outcome::Created,
             postings: Vec::new(),
@@ -157,16 +164,48 @@ impl LedgerState {
                 amount,
                 effective_date,
             } => self.decide_savings_move(account_id, *amount, *effective_date, false, context)?,
+            CommandBody::CreateProduct { product_id, rules } => {
+                self.decide_product(product_id, rules, true, context)?
+            }
+            CommandBody::UpdateProduct { product_id, rules } => {
+                self.decide_product(product_id, rules, false, context)?
+            }
             CommandBody::DisburseLoan {
                 member_id,
-                terms,
+                loan,
                 disbursed_on,
-            } => self.decide_disbursement(member_id, terms, *disbursed_on, context)?,
+            } => self.decide_disbursement(member_id, loan, *disbursed_on, context)?,
+            CommandBody::DisburseTranche {
+                loan_id,
+                amount,
+                disbursed_on,
+            } => self.decide_tranche(loan_id, *amount, *disbursed_on, context)?,
             CommandBody::RecordRepayment {
                 loan_id,
                 amount,
                 effective_date,
-            } => self.decide_repayment(loan_id, *amount, *effective_date, context)?,
+            } => {
+                let loan = self.find_loan("loan_id", loan_id)?;
+                let branch = self.find_branch("loan_id", &loan.branch)?;
+                let date = self.resolve_date("effective_date", *effective_date, branch, context)?;
+                let (repayment, postings) = self.decide_repayment(loan, *amount, date)?;
+                Decision {
+                    branch: Some(branch.id.clone()),
+                    effective_date: date,
+                    postings,
+                    outcome: Outcome::RepaymentAllocated(repayment),
+                }
+            }
+            CommandBody::WriteOffLoan {
+                loan_id,
+                effective_date,
+                ..
+            } => self.decide_write_off(loan_id, *effective_date, context)?,
+            CommandBody::RecordCollectionSheet {
+                center_id,
+                lines,
+                meeting_date,
+            } => self.decide_collection_sheet(center_id, lines, *meeting_date, context)?,
             CommandBody::ReverseEntry {
                 sequence,
                 effective_date,
@@ -210,6 +249,52 @@ impl LedgerState {
         Ok(Decision::structural(branch_id.clone(), date))
     }
 
+    fn decide_product(
+        &self,
+        product_id: &ProductId,
+        rules: &ProductRules,
+        create: bool,
+        context: ExecContext,
+    ) -> Result<Decision, DomainError> {
+        let versions = self.products.get(product_id);
+        let version = match (versions.and_then(|v| v.last()), create) {
+            (Some(_), true) => {
+                return Err(DomainError::already_exists(
+                    "product_id",
+                    "product",
+                    product_id.as_str(),
+                ));
+            }
+            (None, false) => {
+                return Err(DomainError::not_found(
+                    "product_id",
+                    "product",
+                    product_id.as_str(),
+                ));
+            }
+            (None, true) => 1,
+            (Some(latest), false) => {
+                if latest.rules == *rules {
+                    return Err(DomainError::precondition(
+                        "rules",
+                        format!(
+                            "are the same as version {} of product {product_id}; nothing to change",
+                            latest.version
+                        ),
+                    ));
+                }
+                latest.version + 1
+            }
+        };
+        rules.validate()?;
+        Ok(Decision {
+            branch: None,
+            effective_date: context.recorded_at.date_naive(),
+            outcome: Outcome::ProductDefined { version },
+            postings: Vec::new(),
+        })
+    }
+
     fn decide_open_savings(
         &self,
         member_id: &MemberId,
@@ -238,7 +323,7 @@ impl LedgerState {
             }
         };
         Ok(Decision {
-            branch: branch.id.clone(),
+            branch: Some(branch.id.clone()),
             effective_date: date,
             outcome: Outcome::SavingsAccountOpened { account, kind },
             postings: Vec::new(),
@@ -257,8 +342,31 @@ impl LedgerState {
             DomainError::not_found("account_id", "savings account", account_id.as_str())
         })?;
         let branch = self.find_branch("account_id", &account.branch)?;
-        check_currency("amount.currency", amount, branch)?;
         let date = self.resolve_date("effective_date", effective_date, branch, context)?;
+        let (balance_after, postings) =
+            self.savings_move(account, branch, amount, date, deposit)?;
+        Ok(Decision {
+            branch: Some(branch.id.clone()),
+            effective_date: date,
+            outcome: Outcome::SavingsMoved {
+                account: account_id.clone(),
+                balance_after,
+            },
+            postings,
+        })
+    }
+
+    /// Checks a deposit or withdrawal on `date`: the balance after it and its postings.
+    fn savings_move(
+        &self,
+        account: &SavingsAccount,
+        branch: &Branch,
+        amount: Money,
+        date: NaiveDate,
+        deposit: bool,
+    ) -> Result<(Decimal, Vec<Posting>), DomainError> {
+        let account_id = &account.id;
+        check_currency("amount.currency", amount, branch)?;
         not_before(
             "effective_date",
             date,
@@ -290,15 +398,7 @@ impl LedgerState {
                 ],
             )
         };
-        Ok(Decision {
-            branch: branch.id.clone(),
-            effective_date: date,
-            outcome: Outcome::SavingsMoved {
-                account: account_id.clone(),
-                balance_after: balance_after.normalize(),
-            },
-            postings,
-        })
+        Ok((balance_after.normalize(), postings))
     }
 
     fn check_withdrawal(
@@ -334,7 +434,7 @@ impl LedgerState {
                 ),
             ));
         }
-        let required = self.required_savings(account)?;
+        let required = self.required_savings(account, date)?;
         if after < required {
             return Err(DomainError::precondition(
                 "amount",
@@ -353,13 +453,12 @@ impl LedgerState {
     fn decide_disbursement(
         &self,
         member_id: &MemberId,
-        input: &LoanTermsInput,
+        spec: &LoanSpec,
         disbursed_on: Option<NaiveDate>,
         context: ExecContext,
     ) -> Result<Decision, DomainError> {
         let member = self.find_member("member_id", member_id)?;
         let branch = self.find_branch("member_id", &member.branch)?;
-        check_currency("terms.principal.currency", input.principal, branch)?;
         let date = self.resolve_date("disbursed_on", disbursed_on, branch, context)?;
         not_before("disbursed_on", date, member.joined_on, "the member joined")?;
         let Some(compulsory) = self
@@ -379,141 +478,363 @@ impl LedgerState {
             compulsory.opened_on,
             "her compulsory savings account opened",
         )?;
-        if input.first_repayment_date <= date {
-            return Err(DomainError::invalid(
-                "terms.first_repayment_date",
-                format!(
-                    "{} is not after the disbursement date {date}",
-                    input.first_repayment_date
-                ),
-            ));
-        }
-        let terms = LoanTerms {
-            principal: input.principal.amount,
-            annual_interest_rate_percent: input.annual_interest_rate_percent,
-            interest_method: input.interest_method,
-            installment_count: input.installment_count,
-            frequency: input.frequency,
-            first_repayment_date: input.first_repayment_date,
-            rounding_multiple: input
-                .rounding_multiple
-                .unwrap_or(branch.currency.unit())
-                .normalize(),
-            currency_decimal_places: branch.currency.decimal_places(),
-        };
-        let schedule = compute_schedule(&terms).map_err(|e| {
-            let text = e.to_string();
-            match text.split_once(": ") {
-                Some((field, message)) if !field.contains(' ') => {
-                    DomainError::invalid(&format!("terms.{field}"), message)
-                }
-                _ => DomainError::invalid("terms", text),
+        let (product, terms, policy, approved_principal) = match spec {
+            LoanSpec::Terms(input) => {
+                check_currency("terms.principal.currency", input.principal, branch)?;
+                let terms = LoanTerms {
+                    principal: input.principal.amount,
+                    annual_interest_rate_percent: input.annual_interest_rate_percent,
+                    interest_method: input.interest_method,
+                    amortization: Amortization::EqualInstallments,
+                    interest_period: InterestPeriod::PerPeriod,
+                    installment_basis: InstallmentBasis::NominalPeriodRate,
+                    installment_count: input.installment_count,
+                    frequency: input.frequency,
+                    disbursed_on: date,
+                    first_repayment_date: input.first_repayment_date,
+                    rounding: InstallmentRounding {
+                        multiple: input
+                            .rounding_multiple
+                            .unwrap_or(branch.currency.unit())
+                            .normalize(),
+                        mode: RoundingMode::HalfEven,
+                    },
+                    currency_decimal_places: branch.currency.decimal_places(),
+                    grace_on_principal: 0,
+                    grace_on_interest: 0,
+                };
+                let principal = terms.principal;
+                (None, terms, LoanPolicy::outside_catalogue(), principal)
             }
-        })?;
-        let schedule = schedule
-            .into_iter()
-            .map(|mut i| {
-                i.principal = i.principal.normalize();
-                i.interest = i.interest.normalize();
-                i
-            })
-            .collect();
+            LoanSpec::Product {
+                product_id,
+                application,
+            } => {
+                let version = self.latest_product(product_id)?;
+                if version.rules.currency != branch.currency {
+                    return Err(DomainError::precondition(
+                        "product_id",
+                        format!(
+                            "product {product_id} lends in {} but branch {} keeps its books in {}",
+                            version.rules.currency, branch.id, branch.currency
+                        ),
+                    ));
+                }
+                let terms = version.rules.terms_for(application, date)?;
+                let approved = application
+                    .approved_principal
+                    .unwrap_or(application.principal);
+                (
+                    Some((product_id.clone(), version.version)),
+                    terms,
+                    LoanPolicy::of(&version.rules),
+                    approved,
+                )
+            }
+        };
+        let field = match spec {
+            LoanSpec::Terms(_) => "terms",
+            LoanSpec::Product { .. } => "",
+        };
+        let (schedule, fees) =
+            loans::initial_schedule(&terms, &policy.fees, branch.currency, field)?;
         let loan = LoanId::new(member_id, 'L', member.loans.len() as u32 + 1);
         let principal = terms.principal;
+        let postings = disbursement_postings(&loan, &branch.id, principal, &fees);
         Ok(Decision {
-            branch: branch.id.clone(),
+            branch: Some(branch.id.clone()),
             effective_date: date,
-            postings: vec![
-                Posting::debit(AccountId::Loan(loan.clone()), principal),
-                Posting::credit(AccountId::Cash(branch.id.clone()), principal),
-            ],
+            postings,
             outcome: Outcome::LoanDisbursed {
                 loan,
+                product,
                 terms,
+                policy,
+                approved_principal: approved_principal.normalize(),
                 currency: branch.currency,
+                fees,
                 schedule,
             },
         })
     }
 
-    fn decide_repayment(
+    /// A product's latest version.
+    pub(super) fn latest_product(&self, id: &ProductId) -> Result<&ProductVersion, DomainError> {
+        self.products
+            .get(id)
+            .and_then(|versions| versions.last())
+            .ok_or_else(|| DomainError::not_found("product_id", "product", id.as_str()))
+    }
+
+    fn decide_tranche(
         &self,
         loan_id: &LoanId,
         amount: Money,
-        effective_date: Option<NaiveDate>,
+        disbursed_on: Option<NaiveDate>,
         context: ExecContext,
     ) -> Result<Decision, DomainError> {
         let loan = self.find_loan("loan_id", loan_id)?;
         let branch = self.find_branch("loan_id", &loan.branch)?;
-        match loan.status {
-            LoanStatus::Active => {}
-            LoanStatus::Closed => {
-                return Err(DomainError::precondition(
-                    "loan_id",
-                    format!("loan {loan_id} is closed: repaid in full"),
-                ));
-            }
-            LoanStatus::Cancelled => {
-                return Err(DomainError::precondition(
-                    "loan_id",
-                    format!("loan {loan_id} is cancelled: its disbursement was reversed"),
-                ));
-            }
-        }
+        check_active(loan)?;
         check_currency("amount.currency", amount, branch)?;
-        let date = self.resolve_date("effective_date", effective_date, branch, context)?;
-        if date < loan.last_repayment_on {
+        let date = self.resolve_date("disbursed_on", disbursed_on, branch, context)?;
+        in_date_order("disbursed_on", date, loan)?;
+        if loan.tranches >= loan.policy.tranches_max {
             return Err(DomainError::precondition(
-                "effective_date",
+                "loan_id",
                 format!(
-                    "{date} is before loan {loan_id}'s last transaction on {}; enter repayments in date order",
-                    loan.last_repayment_on
+                    "loan {loan_id} has had its {} tranche(s), the most its product allows",
+                    loan.tranches
                 ),
             ));
         }
-        let principal_outstanding = loan.principal_outstanding();
-        let interest_outstanding = loan.interest_outstanding();
-        let outstanding = checked_add(principal_outstanding, interest_outstanding)?;
-        if amount.amount > outstanding {
+        let total = checked_add(loan.disbursed, amount.amount)?;
+        if total > loan.approved_principal {
             return Err(DomainError::precondition(
                 "amount",
                 format!(
-                    "{} is more than the {} outstanding on loan {loan_id} (principal {}, interest {})",
+                    "{} would bring loan {loan_id} to {}, beyond its approved principal {}",
                     show(amount.amount, branch.currency),
-                    show(outstanding, branch.currency),
-                    show(principal_outstanding, branch.currency),
-                    show(interest_outstanding, branch.currency)
+                    show(total, branch.currency),
+                    show(loan.approved_principal, branch.currency)
                 ),
             ));
         }
-        let payments = allocate(loan.from_first_unpaid(), amount.amount);
-        let principal: Decimal = payments.iter().map(|p| p.principal).sum();
-        let interest: Decimal = payments.iter().map(|p| p.interest).sum();
-        let mut postings = vec![Posting::debit(
-            AccountId::Cash(branch.id.clone()),
-            amount.amount,
-        )];
+        let fees = loans::fee_charges(&loan.policy.fees, amount.amount, branch.currency)?;
+        let with_installment = loans::charged(&fees, FeeCollection::WithFirstInstallment);
+        let recast = loan.recast_after_tranche(amount.amount, date, with_installment)?;
+        let postings = disbursement_postings(loan_id, &branch.id, amount.amount, &fees);
+        Ok(Decision {
+            branch: Some(branch.id.clone()),
+            effective_date: date,
+            postings,
+            outcome: Outcome::TrancheDisbursed {
+                loan: loan_id.clone(),
+                fees,
+                recast,
+            },
+        })
+    }
+
+    /// A payment on `loan` on `date`: its allocation and postings.
+    fn decide_repayment(
+        &self,
+        loan: &Loan,
+        amount: Money,
+        date: NaiveDate,
+    ) -> Result<(Repayment, Vec<Posting>), DomainError> {
+        let loan_id = &loan.id;
+        let branch = self.find_branch("loan_id", &loan.branch)?;
+        check_currency("amount.currency", amount, branch)?;
+        in_date_order("effective_date", date, loan)?;
+        let cash = AccountId::Cash(branch.id.clone());
+        match loan.status {
+            LoanStatus::Active => {}
+            LoanStatus::WrittenOff => {
+                let left = loan.written_off - loan.recovered;
+                if amount.amount > left {
+                    return Err(DomainError::precondition(
+                        "amount",
+                        format!(
+                            "{} is more than the {} of loan {loan_id}'s written-off principal not yet recovered",
+                            show(amount.amount, branch.currency),
+                            show(left, branch.currency)
+                        ),
+                    ));
+                }
+                let repayment = Repayment {
+                    loan: loan_id.clone(),
+                    payments: Vec::new(),
+                    prepaid: Decimal::ZERO,
+                    recast: None,
+                    recovery: amount.amount,
+                    principal_outstanding_after: Decimal::ZERO,
+                    closed: false,
+                };
+                let postings = vec![
+                    Posting::debit(cash, amount.amount),
+                    Posting::credit(AccountId::Recoveries(branch.id.clone()), amount.amount),
+                ];
+                return Ok((repayment, postings));
+            }
+            _ => check_active(loan)?,
+        }
+        let repayment = loan.allocate(amount.amount, date)?;
+        let mut postings = vec![Posting::debit(cash, amount.amount)];
+        let principal = repayment.principal();
         if !principal.is_zero() {
             postings.push(Posting::credit(AccountId::Loan(loan_id.clone()), principal));
         }
+        let interest = repayment.interest();
         if !interest.is_zero() {
             postings.push(Posting::credit(
                 AccountId::InterestIncome(branch.id.clone()),
                 interest,
             ));
         }
-        let principal_after = principal_outstanding - principal;
+        let fees = repayment.fees();
+        if !fees.is_zero() {
+            postings.push(Posting::credit(
+                installment_fee_account(loan, &branch.id),
+                fees,
+            ));
+        }
+        Ok((repayment, postings))
+    }
+
+    fn decide_write_off(
+        &self,
+        loan_id: &LoanId,
+        effective_date: Option<NaiveDate>,
+        context: ExecContext,
+    ) -> Result<Decision, DomainError> {
+        let loan = self.find_loan("loan_id", loan_id)?;
+        let branch = self.find_branch("loan_id", &loan.branch)?;
+        check_active(loan)?;
+        let date = self.resolve_date("effective_date", effective_date, branch, context)?;
+        in_date_order("effective_date", date, loan)?;
+        let principal = loan.principal_outstanding();
+        if principal.is_zero() {
+            return Err(DomainError::precondition(
+                "loan_id",
+                format!("loan {loan_id} has no principal outstanding to write off"),
+            ));
+        }
         Ok(Decision {
-            branch: branch.id.clone(),
+            branch: Some(branch.id.clone()),
             effective_date: date,
-            postings,
-            outcome: Outcome::RepaymentAllocated {
+            postings: vec![
+                Posting::debit(AccountId::LoanLoss(branch.id.clone()), principal),
+                Posting::credit(AccountId::Loan(loan_id.clone()), principal),
+            ],
+            outcome: Outcome::WrittenOff {
                 loan: loan_id.clone(),
-                payments,
-                principal_outstanding_after: principal_after.normalize(),
-                closed: amount.amount == outstanding,
+                principal: principal.normalize(),
             },
         })
+    }
+
+    fn decide_collection_sheet(
+        &self,
+        center_id: &CenterId,
+        lines: &[CollectionLine],
+        meeting_date: Option<NaiveDate>,
+        context: ExecContext,
+    ) -> Result<Decision, DomainError> {
+        let center = self
+            .centers
+            .get(center_id)
+            .ok_or_else(|| DomainError::not_found("center_id", "center", center_id.as_str()))?;
+        let branch = self.find_branch("center_id", &center.branch)?;
+        let date = self.resolve_date("meeting_date", meeting_date, branch, context)?;
+        if lines.is_empty() {
+            return Err(DomainError::invalid("lines", "must have at least one line"));
+        }
+        let mut loans_seen = BTreeSet::new();
+        let mut accounts_seen = BTreeSet::new();
+        let mut outcomes = Vec::with_capacity(lines.len());
+        let mut postings = Postings::default();
+        for (i, line) in lines.iter().enumerate() {
+            let prefix = format!("lines[{i}]");
+            let outcome = self
+                .decide_line(
+                    line,
+                    center,
+                    branch,
+                    date,
+                    &mut loans_seen,
+                    &mut accounts_seen,
+                )
+                .map_err(|e| e.within(&prefix))?;
+            postings.extend(outcome.1);
+            outcomes.push(outcome.0);
+        }
+        Ok(Decision {
+            branch: Some(branch.id.clone()),
+            effective_date: date,
+            postings: postings.into_vec(),
+            outcome: Outcome::CollectionSheetRecorded { lines: outcomes },
+        })
+    }
+
+    fn decide_line(
+        &self,
+        line: &CollectionLine,
+        center: &Center,
+        branch: &Branch,
+        date: NaiveDate,
+        loans_seen: &mut BTreeSet<LoanId>,
+        accounts_seen: &mut BTreeSet<SavingsAccountId>,
+    ) -> Result<(LineOutcome, Vec<Posting>), DomainError> {
+        let member = self.find_member("member_id", &line.member_id)?;
+        if member.center != center.id {
+            return Err(DomainError::precondition(
+                "member_id",
+                format!(
+                    "member {} meets at center {}, not {}",
+                    member.id, member.center, center.id
+                ),
+            ));
+        }
+        if line.repayment.is_none() && line.deposit.is_none() {
+            return Err(DomainError::invalid(
+                "",
+                "has neither a repayment nor a deposit",
+            ));
+        }
+        let mut outcome = LineOutcome {
+            repayment: None,
+            deposit: None,
+        };
+        let mut postings = Vec::new();
+        if let Some((loan_id, amount)) = &line.repayment {
+            let loan = self.find_loan("repayment.loan_id", loan_id)?;
+            if loan.member != member.id {
+                return Err(DomainError::precondition(
+                    "repayment.loan_id",
+                    format!("loan {loan_id} is not member {}'s", member.id),
+                ));
+            }
+            if !loans_seen.insert(loan_id.clone()) {
+                return Err(DomainError::invalid(
+                    "repayment.loan_id",
+                    format!("loan {loan_id} is on an earlier line too; one line per loan"),
+                ));
+            }
+            let (repayment, lines) = self
+                .decide_repayment(loan, *amount, date)
+                .map_err(|e| e.within("repayment"))?;
+            outcome.repayment = Some(repayment);
+            postings.extend(lines);
+        }
+        if let Some((account_id, amount)) = &line.deposit {
+            let account = self.savings.get(account_id).ok_or_else(|| {
+                DomainError::not_found("deposit.account_id", "savings account", account_id.as_str())
+            })?;
+            if account.member != member.id {
+                return Err(DomainError::precondition(
+                    "deposit.account_id",
+                    format!("savings account {account_id} is not member {}'s", member.id),
+                ));
+            }
+            if !accounts_seen.insert(account_id.clone()) {
+                return Err(DomainError::invalid(
+                    "deposit.account_id",
+                    format!(
+                        "savings account {account_id} is on an earlier line too; one line per account"
+                    ),
+                ));
+            }
+            let (balance_after, lines) = self
+                .savings_move(account, branch, *amount, date, true)
+                .map_err(|e| e.within("deposit"))?;
+            outcome.deposit = Some(SavingsAmount {
+                account: account_id.clone(),
+                amount: balance_after,
+            });
+            postings.extend(lines);
+        }
+        Ok((outcome, postings))
     }
 
     fn decide_reversal(
@@ -552,7 +873,17 @@ impl LedgerState {
             )
             .into());
         }
-        let branch = self.find_branch("sequence", &original.branch)?;
+        let Some(original_branch) = &original.branch else {
+            return Err(DomainError::precondition(
+                "sequence",
+                format!(
+                    "entry {sequence} ({}) defines a product; products are changed by a new version, not reversed",
+                    original.command.name()
+                ),
+            )
+            .into());
+        };
+        let branch = self.find_branch("sequence", original_branch)?;
         let date = match effective_date {
             Some(date) => self.resolve_date("effective_date", Some(date), branch, context)?,
             None => original.effective_date,
@@ -574,7 +905,7 @@ impl LedgerState {
             })
             .collect();
         Ok(Decision {
-            branch: branch.id.clone(),
+            branch: Some(branch.id.clone()),
             effective_date: date,
             postings,
             outcome: Outcome::Reversed { sequence, undo },
@@ -591,20 +922,7 @@ impl LedgerState {
         let sequence = original.sequence;
         match (&original.command, &original.outcome) {
             (CommandBody::DepositSavings { amount, .. }, Outcome::SavingsMoved { account, .. }) => {
-                let state = self.savings.get(account).ok_or_else(|| {
-                    DomainError::not_found("sequence", "savings account", account.as_str())
-                })?;
-                let (lowest, on) = state.lowest_balance_from(date);
-                if lowest < amount.amount {
-                    return Err(DomainError::precondition(
-                        "sequence",
-                        format!(
-                            "reversing the deposit of {} in entry {sequence} would take savings account {account} below zero on {on} (balance then {})",
-                            show(amount.amount, branch.currency),
-                            show(lowest, branch.currency)
-                        ),
-                    ));
-                }
+                self.check_deposit_reversible(sequence, account, amount.amount, branch, date)?;
                 Ok(Undo::Deposit {
                     account: account.clone(),
                     amount: amount.amount,
@@ -617,39 +935,149 @@ impl LedgerState {
                 account: account.clone(),
                 amount: amount.amount,
             }),
-            (_, Outcome::LoanDisbursed { loan, terms, .. }) => {
+            (
+                _,
+                Outcome::LoanDisbursed {
+                    loan, terms, fees, ..
+                },
+            ) => {
                 let state = self.find_loan("sequence", loan)?;
-                if state.has_repayments() {
+                if state.events.len() > 1 {
                     return Err(DomainError::precondition(
                         "sequence",
                         format!(
-                            "loan {loan} disbursed in entry {sequence} has repayments; reverse them first"
+                            "loan {loan} disbursed in entry {sequence} has later transactions; reverse them first (latest: entry {})",
+                            state.events.last().copied().unwrap_or(sequence)
                         ),
                     ));
                 }
                 Ok(Undo::Disbursement {
                     loan: loan.clone(),
                     principal: terms.principal,
+                    fees: loans::charged(fees, FeeCollection::AtDisbursement),
                 })
             }
-            (_, Outcome::RepaymentAllocated { loan, payments, .. }) => Ok(Undo::Repayment {
-                loan: loan.clone(),
-                payments: payments.clone(),
-            }),
+            (
+                CommandBody::DisburseTranche { amount, .. },
+                Outcome::TrancheDisbursed { loan, recast, fees },
+            ) => {
+                self.check_latest_on_loan(sequence, loan)?;
+                Ok(Undo::Tranche {
+                    loan: loan.clone(),
+                    amount: amount.amount,
+                    fees: loans::charged(fees, FeeCollection::AtDisbursement),
+                    recast: recast.clone(),
+                })
+            }
+            (_, Outcome::RepaymentAllocated(repayment)) => {
+                self.check_latest_on_loan(sequence, &repayment.loan)?;
+                Ok(Undo::Repayment(repayment.clone()))
+            }
+            (_, Outcome::WrittenOff { loan, principal }) => {
+                self.check_latest_on_loan(sequence, loan)?;
+                Ok(Undo::WriteOff {
+                    loan: loan.clone(),
+                    principal: *principal,
+                })
+            }
+            (
+                CommandBody::RecordCollectionSheet {
+                    lines: commands, ..
+                },
+                Outcome::CollectionSheetRecorded { lines },
+            ) => {
+                for (i, (line, command)) in lines.iter().zip(commands).enumerate() {
+                    if let Some(repayment) = &line.repayment {
+                        self.check_latest_on_loan(sequence, &repayment.loan)
+                            .map_err(|e| e.within(&format!("lines[{i}]")))?;
+                    }
+                    if let (Some(deposit), Some((_, amount))) = (&line.deposit, &command.deposit) {
+                        self.check_deposit_reversible(
+                            sequence,
+                            &deposit.account,
+                            amount.amount,
+                            branch,
+                            date,
+                        )
+                        .map_err(|e| e.within(&format!("lines[{i}]")))?;
+                    }
+                }
+                Ok(Undo::CollectionSheet {
+                    repayments: lines.iter().filter_map(|l| l.repayment.clone()).collect(),
+                    deposits: commands
+                        .iter()
+                        .filter_map(|c| c.deposit.as_ref())
+                        .map(|(account, amount)| SavingsAmount {
+                            account: account.clone(),
+                            amount: amount.amount,
+                        })
+                        .collect(),
+                })
+            }
             (command, _) => Err(DomainError::precondition(
                 "sequence",
                 format!(
-                    "entry {sequence} ({}) moves no money; only deposits, withdrawals, disbursements and repayments can be reversed",
+                    "entry {sequence} ({}) moves no money; only entries that move money can be reversed",
                     command.name()
                 ),
             )),
         }
     }
 
-    /// The least balance a withdrawal must leave in `account`: for a
-    /// compulsory account, the branch's share of the member's outstanding
-    /// principal, rounded up to the currency's unit; zero otherwise.
-    pub fn required_savings(&self, account: &SavingsAccount) -> Result<Decimal, DomainError> {
+    fn check_deposit_reversible(
+        &self,
+        sequence: u64,
+        account: &SavingsAccountId,
+        amount: Decimal,
+        branch: &Branch,
+        date: NaiveDate,
+    ) -> Result<(), DomainError> {
+        let state = self.savings.get(account).ok_or_else(|| {
+            DomainError::not_found("sequence", "savings account", account.as_str())
+        })?;
+        let (lowest, on) = state.lowest_balance_from(date);
+        if lowest < amount {
+            return Err(DomainError::precondition(
+                "sequence",
+                format!(
+                    "reversing the deposit of {} in entry {sequence} would take savings account {account} below zero on {on} (balance then {})",
+                    show(amount, branch.currency),
+                    show(lowest, branch.currency)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loan transactions are undone newest first: `sequence` must be the
+    /// latest standing entry on `loan`.
+    fn check_latest_on_loan(&self, sequence: u64, loan: &LoanId) -> Result<(), DomainError> {
+        let state = self.find_loan("sequence", loan)?;
+        match state.events.last() {
+            Some(&last) if last == sequence => Ok(()),
+            Some(&last) => Err(DomainError::precondition(
+                "sequence",
+                format!(
+                    "entry {sequence} is not the latest transaction on loan {loan}; reverse entry {last} first"
+                ),
+            )),
+            None => Err(DomainError::precondition(
+                "sequence",
+                format!("loan {loan} has no transaction to reverse"),
+            )),
+        }
+    }
+
+    /// The least balance a withdrawal on `date` must leave in `account`:
+    /// for a compulsory account, what the rules of the member's active loans
+    /// require (a share of outstanding principal, or a fixed deposit per
+    /// installment due so far), rounded up to the currency's unit; zero
+    /// otherwise.
+    pub fn required_savings(
+        &self,
+        account: &SavingsAccount,
+        date: NaiveDate,
+    ) -> Result<Decimal, DomainError> {
         if account.kind != SavingsKind::Compulsory {
             return Ok(Decimal::ZERO);
         }
@@ -659,17 +1087,37 @@ impl LedgerState {
         ) else {
             return Ok(Decimal::ZERO);
         };
-        let mut outstanding = Decimal::ZERO;
+        let mut required = Decimal::ZERO;
         for loan in member.loans.iter().filter_map(|id| self.loans.get(id)) {
-            if loan.status == LoanStatus::Active {
-                outstanding = checked_add(outstanding, loan.principal_outstanding())?;
+            if loan.status != LoanStatus::Active {
+                continue;
             }
+            let percent = |p: Decimal| {
+                loan.principal_outstanding()
+                    .checked_mul(p)
+                    .and_then(|x| x.checked_div(Decimal::ONE_HUNDRED))
+                    .ok_or(DomainError::Overflow)
+            };
+            let share = match loan.policy.compulsory_savings {
+                CompulsorySavings::PercentOfPrincipal(p) => percent(p)?,
+                CompulsorySavings::FixedPerInstallment(amount) => {
+                    let due = loan
+                        .installments
+                        .iter()
+                        .take_while(|i| i.due.due_date <= date)
+                        .count();
+                    amount
+                        .checked_mul(Decimal::from(due))
+                        .ok_or(DomainError::Overflow)?
+                }
+                CompulsorySavings::None if loan.policy.branch_share => {
+                    percent(branch.compulsory_savings_percent)?
+                }
+                CompulsorySavings::None => Decimal::ZERO,
+            };
+            required = checked_add(required, share)?;
         }
-        let share = outstanding
-            .checked_mul(branch.compulsory_savings_percent)
-            .and_then(|x| x.checked_div(Decimal::ONE_HUNDRED))
-            .ok_or(DomainError::Overflow)?;
-        Ok(share.round_dp_with_strategy(
+        Ok(required.round_dp_with_strategy(
             branch.currency.decimal_places(),
             RoundingStrategy::AwayFromZero,
         ))
@@ -718,28 +1166,95 @@ impl LedgerState {
     }
 }
 
-/// Spreads a payment over installments, oldest first: each installment's
-/// interest, then its principal.
-fn allocate(installments: &[InstallmentState], amount: Decimal) -> Vec<InstallmentPayment> {
-    let mut left = amount;
-    let mut payments = Vec::new();
-    for installment in installments {
-        if left.is_zero() {
-            break;
-        }
-        let interest = installment.interest_unpaid().min(left);
-        left -= interest;
-        let principal = installment.principal_unpaid().min(left);
-        left -= principal;
-        if !interest.is_zero() || !principal.is_zero() {
-            payments.push(InstallmentPayment {
-                number: installment.due.number,
-                interest: interest.normalize(),
-                principal: principal.normalize(),
-            });
+/// Refuses anything but an active loan, saying what it is instead.
+fn check_active(loan: &Loan) -> Result<(), DomainError> {
+    let id = &loan.id;
+    let why = match loan.status {
+        LoanStatus::Active => return Ok(()),
+        LoanStatus::Closed => format!("loan {id} is closed: repaid in full"),
+        LoanStatus::Cancelled => format!("loan {id} is cancelled: its disbursement was reversed"),
+        LoanStatus::WrittenOff => format!("loan {id} is written off"),
+    };
+    Err(DomainError::precondition("loan_id", why))
+}
+
+/// Transactions on a loan are entered in date order.
+fn in_date_order(field: &str, date: NaiveDate, loan: &Loan) -> Result<(), DomainError> {
+    if date < loan.last_repayment_on {
+        return Err(DomainError::precondition(
+            field,
+            format!(
+                "{date} is before loan {}'s last transaction on {}; enter a loan's transactions in date order",
+                loan.id, loan.last_repayment_on
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Debit the loan with the principal; credit cash with what is paid out and
+/// each fee deducted at disbursement to its income account.
+fn disbursement_postings(
+    loan: &LoanId,
+    branch: &BranchId,
+    principal: Decimal,
+    fees: &[FeeCharge],
+) -> Vec<Posting> {
+    let mut postings = vec![Posting::debit(AccountId::Loan(loan.clone()), principal)];
+    let mut paid_out = principal;
+    let mut fee_postings = Vec::new();
+    for fee in fees {
+        if fee.collection == FeeCollection::AtDisbursement {
+            paid_out -= fee.amount;
+            fee_postings.push(Posting::credit(
+                AccountId::FeeIncome(branch.clone(), fee.code.clone()),
+                fee.amount,
+            ));
         }
     }
-    payments
+    if !paid_out.is_zero() {
+        postings.push(Posting::credit(AccountId::Cash(branch.clone()), paid_out));
+    }
+    postings.extend(fee_postings);
+    postings
+}
+
+/// The account installment fees are credited to: the loan's fee collected
+/// with installments (a product has at most one).
+fn installment_fee_account(loan: &Loan, branch: &BranchId) -> AccountId {
+    let code = loan
+        .policy
+        .fees
+        .iter()
+        .find(|f| f.collection == FeeCollection::WithFirstInstallment)
+        .map(|f| f.code.clone())
+        .unwrap_or_else(|| FeeCode::parse("fee", "installment").expect("a valid fee code"));
+    AccountId::FeeIncome(branch.clone(), code)
+}
+
+/// Postings of many lines merged by account and side, in first-seen order.
+#[derive(Default)]
+struct Postings {
+    postings: Vec<Posting>,
+}
+
+impl Postings {
+    fn extend(&mut self, postings: Vec<Posting>) {
+        for posting in postings {
+            match self
+                .postings
+                .iter_mut()
+                .find(|p| p.account == posting.account && p.side == posting.side)
+            {
+                Some(existing) => existing.amount = (existing.amount + posting.amount).normalize(),
+                None => self.postings.push(posting),
+            }
+        }
+    }
+
+    fn into_vec(self) -> Vec<Posting> {
+        self.postings
+    }
 }
 
 fn check_currency(field: &str, amount: Money, branch: &Branch) -> Result<(), DomainError> {

@@ -18,6 +18,8 @@ pub enum StateKey {
     Loan(LoanId),
     /// What has been repaid on a loan: small, rewritten as it changes.
     LoanProgress(LoanId),
+    /// A product's versions.
+    Product(ProductId),
     Balance(AccountId),
     Reversed(u64),
     Day(BranchId, NaiveDate),
@@ -48,6 +50,7 @@ impl StateKey {
             StateKey::Savings(id) => format!("savings/{id}"),
             StateKey::Loan(id) => format!("loan/{id}"),
             StateKey::LoanProgress(id) => format!("repaid/{id}"),
+            StateKey::Product(id) => format!("product/{id}"),
             StateKey::Balance(account) => format!("balance/{account}"),
             StateKey::Reversed(sequence) => format!("reversed/{sequence:020}"),
             StateKey::Day(branch, date) => format!("day/{branch}/{date}"),
@@ -71,6 +74,7 @@ impl LedgerState {
                 .loans
                 .get(id)
                 .map(|loan| encode(&LoanProgress::of(loan))),
+            StateKey::Product(id) => self.products.get(id).map(encode),
             StateKey::Balance(account) => self.balances.get(account).map(|b| encode(&(account, b))),
             StateKey::Reversed(sequence) => self.reversed.get(sequence).map(encode),
             StateKey::Day(branch, date) => self
@@ -122,6 +126,7 @@ impl LedgerState {
         keys.extend(self.savings.keys().cloned().map(StateKey::Savings));
         keys.extend(self.loans.keys().cloned().map(StateKey::Loan));
         keys.extend(self.loans.keys().cloned().map(StateKey::LoanProgress));
+        keys.extend(self.products.keys().cloned().map(StateKey::Product));
         keys.extend(self.balances.keys().cloned().map(StateKey::Balance));
         keys.extend(self.reversed.keys().copied().map(StateKey::Reversed));
         for (branch, days) in &self.days {
@@ -197,6 +202,11 @@ impl LedgerState {
                     .ok_or_else(|| format!("record {key:?} has no loan record"))?;
                 progress.restore(loan)?;
             }
+            "product" => {
+                let versions: Vec<ProductVersion> = decode(key, value)?;
+                let id = ProductId::parse("key", rest).map_err(|e| e.to_string())?;
+                self.products.insert(id, versions);
+            }
             "balance" => {
                 let (account, balance): (AccountId, Balance) = decode(key, value)?;
                 self.balances.insert(account, balance);
@@ -222,16 +232,21 @@ impl LedgerState {
     }
 }
 
-/// A loan's record without what was repaid: its terms and schedule.
+/// A loan's record without what was repaid: its rules, terms and schedule
+/// (rewritten only when a tranche or a prepayment changes the schedule).
 #[derive(Serialize, Deserialize)]
 struct LoanRecord {
     id: LoanId,
     member: MemberId,
     branch: BranchId,
     currency: Currency,
+    product: Option<(ProductId, u32)>,
+    policy: LoanPolicy,
     terms: LoanTerms,
     #[serde(with = "crate::domain::codec::date")]
     disbursed_on: NaiveDate,
+    #[serde(with = "crate::domain::codec::decimal")]
+    approved_principal: Decimal,
     schedule: Vec<Installment>,
 }
 
@@ -242,37 +257,47 @@ impl LoanRecord {
             member: loan.member.clone(),
             branch: loan.branch.clone(),
             currency: loan.currency,
+            product: loan.product.clone(),
+            policy: loan.policy.clone(),
             terms: loan.terms.clone(),
             disbursed_on: loan.disbursed_on,
+            approved_principal: loan.approved_principal,
             schedule: loan.installments.iter().map(|i| i.due.clone()).collect(),
         }
     }
 
-    /// The loan as disbursed, before any repayment.
+    /// The loan with nothing repaid; its progress record completes it.
     fn into_loan(self) -> Loan {
-        let interest_unpaid = self.schedule.iter().map(|i| i.interest).sum();
         Loan {
-            principal_unpaid: self.terms.principal,
-            interest_unpaid,
+            principal_unpaid: Decimal::ZERO,
+            interest_unpaid: Decimal::ZERO,
+            fee_unpaid: Decimal::ZERO,
             first_unpaid: 0,
             id: self.id,
             member: self.member,
             branch: self.branch,
             currency: self.currency,
-            principal_changes: BTreeMap::from([(self.disbursed_on, self.terms.principal)]),
+            product: self.product,
+            policy: self.policy,
+            principal_changes: BTreeMap::new(),
+            paid_changes: BTreeMap::new(),
+            disbursed: self.terms.principal,
             terms: self.terms,
             disbursed_on: self.disbursed_on,
+            approved_principal: self.approved_principal,
             status: LoanStatus::Active,
             installments: self
                 .schedule
                 .into_iter()
-                .map(|due| InstallmentState {
-                    due,
-                    principal_paid: Decimal::ZERO,
-                    interest_paid: Decimal::ZERO,
-                })
+                .map(InstallmentState::unpaid)
                 .collect(),
             last_repayment_on: self.disbursed_on,
+            tranches: 1,
+            principal_prepaid: Decimal::ZERO,
+            written_off: Decimal::ZERO,
+            recovered: Decimal::ZERO,
+            ended_on: None,
+            events: Vec::new(),
         }
     }
 }
@@ -285,10 +310,13 @@ struct Paid {
     principal: Decimal,
     #[serde(with = "crate::domain::codec::decimal")]
     interest: Decimal,
+    #[serde(with = "crate::domain::codec::decimal")]
+    fee: Decimal,
 }
 
-/// What has been repaid on a loan, compactly: every installment before
-/// `first_unpaid` is paid in full; the others are listed when partly paid.
+/// What has happened on a loan since disbursement, compactly: every
+/// installment before `first_unpaid` is paid in full; the others are listed
+/// when partly paid.
 #[derive(Serialize, Deserialize)]
 struct LoanProgress {
     status: LoanStatus,
@@ -296,12 +324,28 @@ struct LoanProgress {
     last_repayment_on: NaiveDate,
     #[serde(with = "crate::domain::codec::date_decimal_map")]
     principal_changes: BTreeMap<NaiveDate, Decimal>,
+    #[serde(with = "crate::domain::codec::date_decimal_map")]
+    paid_changes: BTreeMap<NaiveDate, Decimal>,
     #[serde(with = "crate::domain::codec::decimal")]
     principal_unpaid: Decimal,
     #[serde(with = "crate::domain::codec::decimal")]
     interest_unpaid: Decimal,
+    #[serde(with = "crate::domain::codec::decimal")]
+    fee_unpaid: Decimal,
     first_unpaid: u32,
     paid_after_first_unpaid: Vec<Paid>,
+    #[serde(with = "crate::domain::codec::decimal")]
+    disbursed: Decimal,
+    tranches: u32,
+    #[serde(with = "crate::domain::codec::decimal")]
+    principal_prepaid: Decimal,
+    #[serde(with = "crate::domain::codec::decimal")]
+    written_off: Decimal,
+    #[serde(with = "crate::domain::codec::decimal")]
+    recovered: Decimal,
+    #[serde(with = "crate::domain::codec::date_option")]
+    ended_on: Option<NaiveDate>,
+    events: Vec<u64>,
 }
 
 impl LoanProgress {
@@ -310,19 +354,33 @@ impl LoanProgress {
             status: loan.status,
             last_repayment_on: loan.last_repayment_on,
             principal_changes: loan.principal_changes.clone(),
+            paid_changes: loan.paid_changes.clone(),
             principal_unpaid: loan.principal_unpaid,
             interest_unpaid: loan.interest_unpaid,
+            fee_unpaid: loan.fee_unpaid,
             first_unpaid: loan.first_unpaid,
             paid_after_first_unpaid: loan
                 .from_first_unpaid()
                 .iter()
-                .filter(|i| !i.principal_paid.is_zero() || !i.interest_paid.is_zero())
+                .filter(|i| {
+                    !i.principal_paid.is_zero()
+                        || !i.interest_paid.is_zero()
+                        || !i.fee_paid.is_zero()
+                })
                 .map(|i| Paid {
                     number: i.due.number,
                     principal: i.principal_paid,
                     interest: i.interest_paid,
+                    fee: i.fee_paid,
                 })
                 .collect(),
+            disbursed: loan.disbursed,
+            tranches: loan.tranches,
+            principal_prepaid: loan.principal_prepaid,
+            written_off: loan.written_off,
+            recovered: loan.recovered,
+            ended_on: loan.ended_on,
+            events: loan.events.clone(),
         }
     }
 
@@ -337,6 +395,7 @@ impl LoanProgress {
         for installment in &mut loan.installments[..first] {
             installment.principal_paid = installment.due.principal;
             installment.interest_paid = installment.due.interest;
+            installment.fee_paid = installment.due.fee;
         }
         for paid in self.paid_after_first_unpaid {
             let index = (paid.number as usize)
@@ -349,13 +408,23 @@ impl LoanProgress {
                 })?;
             installment.principal_paid = paid.principal;
             installment.interest_paid = paid.interest;
+            installment.fee_paid = paid.fee;
         }
         loan.status = self.status;
         loan.last_repayment_on = self.last_repayment_on;
         loan.principal_changes = self.principal_changes;
+        loan.paid_changes = self.paid_changes;
         loan.principal_unpaid = self.principal_unpaid;
         loan.interest_unpaid = self.interest_unpaid;
+        loan.fee_unpaid = self.fee_unpaid;
         loan.first_unpaid = self.first_unpaid;
+        loan.disbursed = self.disbursed;
+        loan.tranches = self.tranches;
+        loan.principal_prepaid = self.principal_prepaid;
+        loan.written_off = self.written_off;
+        loan.recovered = self.recovered;
+        loan.ended_on = self.ended_on;
+        loan.events = self.events;
         Ok(())
     }
 }

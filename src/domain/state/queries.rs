@@ -37,15 +37,71 @@ pub struct LoanView {
     pub loan: Loan,
     pub as_of: NaiveDate,
     pub statuses: Vec<InstallmentStatus>,
-    pub principal_overdue: Decimal,
-    pub interest_overdue: Decimal,
+    pub arrears: Arrears,
+    pub payoff: PayoffQuote,
+}
+
+/// Portfolio quality at a date, with flows over a period.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortfolioQuality {
+    pub as_of: NaiveDate,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub currency: Currency,
+    /// Principal outstanding on active loans.
+    pub gross_portfolio: Decimal,
+    pub active_loans: u64,
+    pub active_borrowers: u64,
+    pub loans_in_arrears: u64,
+    /// Outstanding principal of loans more than 1, 30 and 90 days in arrears.
+    pub par1: Decimal,
+    pub par30: Decimal,
+    pub par90: Decimal,
+    /// Installments due in the period, and what of them was paid by their due dates.
+    pub due_in_period: Decimal,
+    pub collected_on_time: Decimal,
+    /// Written off and recovered in the period.
+    pub written_off: Decimal,
+    pub recovered: Decimal,
+}
+
+impl PortfolioQuality {
+    /// `amount / gross portfolio`, or `None` when there is no portfolio.
+    pub fn ratio(&self, amount: Decimal) -> Option<Decimal> {
+        (!self.gross_portfolio.is_zero()).then(|| amount / self.gross_portfolio)
+    }
+
+    /// Average outstanding principal per active loan.
+    pub fn average_outstanding(&self) -> Option<Decimal> {
+        (self.active_loans > 0).then(|| self.gross_portfolio / Decimal::from(self.active_loans))
+    }
+
+    /// Collected on time against due, or `None` when nothing fell due.
+    pub fn repayment_rate(&self) -> Option<Decimal> {
+        (!self.due_in_period.is_zero()).then(|| self.collected_on_time / self.due_in_period)
+    }
+}
+
+/// Loans of one product disbursed in a period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProductCount {
+    pub product: Option<ProductId>,
+    pub name: String,
+    pub loans: u64,
+    pub amount: Decimal,
 }
 
 impl LedgerState {
-    /// A member with her savings and loans.
-    pub fn member_view(&self, id: &MemberId) -> Result<MemberView, DomainError> {
+    /// A member with her savings and loans, the required minimum balances
+    /// as of today in her branch's zone at `now`.
+    pub fn member_view(
+        &self,
+        id: &MemberId,
+        now: DateTime<Utc>,
+    ) -> Result<MemberView, DomainError> {
         let member = self.find_member("member_id", id)?;
         let branch = self.find_branch("member_id", &member.branch)?;
+        let today = today_in(&branch.time_zone, now);
         let mut savings = Vec::new();
         for account_id in &member.savings_accounts {
             let Some(account) = self.savings.get(account_id) else {
@@ -56,7 +112,7 @@ impl LedgerState {
                 balance: self
                     .balance(&AccountId::Savings(account_id.clone()))
                     .on_normal_side(AccountKind::Liability),
-                required_minimum: self.required_savings(account)?,
+                required_minimum: self.required_savings(account, today)?,
             });
         }
         let loans = member
@@ -84,39 +140,172 @@ impl LedgerState {
         let loan = self.find_loan("loan_id", id)?;
         let branch = self.find_branch("loan_id", &loan.branch)?;
         let as_of = as_of.unwrap_or_else(|| today_in(&branch.time_zone, now));
-        let mut view = LoanView {
+        let arrears = loan.arrears_on(as_of);
+        let statuses = loan
+            .installments
+            .iter()
+            .map(|installment| {
+                if installment.is_paid() {
+                    InstallmentStatus::Paid
+                } else if installment.due.due_date > as_of {
+                    InstallmentStatus::NotDue
+                } else if installment.due.due_date == as_of {
+                    InstallmentStatus::Due
+                } else {
+                    InstallmentStatus::Overdue
+                }
+            })
+            .collect();
+        let payoff = loan.payoff_quote(as_of)?;
+        Ok(LoanView {
             loan: loan.clone(),
             as_of,
-            statuses: Vec::with_capacity(loan.installments.len()),
-            principal_overdue: Decimal::ZERO,
-            interest_overdue: Decimal::ZERO,
+            statuses,
+            arrears,
+            payoff,
+        })
+    }
+
+    /// Loans of a branch (or of all branches) in arrears at the end of `as_of`,
+    /// most days first.
+    pub fn loans_in_arrears(
+        &self,
+        branch: Option<&BranchId>,
+        as_of: NaiveDate,
+    ) -> Result<Vec<(&Loan, Arrears)>, DomainError> {
+        if let Some(branch) = branch {
+            self.find_branch("branch_id", branch)?;
+        }
+        let mut loans: Vec<(&Loan, Arrears)> = self
+            .loans
+            .values()
+            .filter(|loan| branch.is_none_or(|b| loan.branch == *b))
+            .map(|loan| (loan, loan.arrears_on(as_of)))
+            .filter(|(_, arrears)| arrears.in_arrears)
+            .collect();
+        loans.sort_by(|a, b| {
+            b.1.days_overdue
+                .cmp(&a.1.days_overdue)
+                .then_with(|| a.0.id.cmp(&b.0.id))
+        });
+        Ok(loans)
+    }
+
+    /// Portfolio quality of a branch (or of all branches) at the end of
+    /// `as_of`, with repayment rate and write-offs over `from..=to`.
+    pub fn portfolio_quality(
+        &self,
+        branch: Option<&BranchId>,
+        as_of: NaiveDate,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<PortfolioQuality, DomainError> {
+        let branches: Vec<&Branch> = match branch {
+            Some(id) => vec![self.find_branch("branch_id", id)?],
+            None => self.branches.values().collect(),
         };
-        for installment in &loan.installments {
-            let status = if installment.is_paid() {
-                InstallmentStatus::Paid
-            } else if installment.due.due_date > as_of {
-                InstallmentStatus::NotDue
-            } else if installment.due.due_date == as_of {
-                InstallmentStatus::Due
-            } else {
-                view.principal_overdue += installment.principal_unpaid();
-                view.interest_overdue += installment.interest_unpaid();
-                InstallmentStatus::Overdue
-            };
-            view.statuses.push(status);
+        let currency = branches
+            .first()
+            .map(|b| b.currency)
+            .unwrap_or(Currency::Vnd);
+        if let Some(other) = branches.iter().find(|b| b.currency != currency) {
+            return Err(DomainError::precondition(
+                "branch_id",
+                format!(
+                    "branches keep books in {currency} and {}; ask for one branch at a time",
+                    other.currency
+                ),
+            ));
         }
-        if loan.status == LoanStatus::Cancelled {
-            view.principal_overdue = Decimal::ZERO;
-            view.interest_overdue = Decimal::ZERO;
+        let mut quality = PortfolioQuality {
+            as_of,
+            from,
+            to,
+            currency,
+            ..PortfolioQuality::default()
+        };
+        let mut borrowers = BTreeSet::new();
+        for loan in self
+            .loans
+            .values()
+            .filter(|loan| branch.is_none_or(|b| loan.branch == *b))
+        {
+            let (due, on_time) = loan.due_and_paid_on_time(from, to);
+            quality.due_in_period += due;
+            quality.collected_on_time += on_time;
+            let outstanding = loan.principal_on(as_of);
+            if !loan.active_on(as_of) || outstanding <= Decimal::ZERO {
+                continue;
+            }
+            quality.gross_portfolio += outstanding;
+            quality.active_loans += 1;
+            borrowers.insert(&loan.member);
+            let arrears = loan.arrears_on(as_of);
+            let days = arrears.days_in_arrears();
+            if arrears.in_arrears {
+                quality.loans_in_arrears += 1;
+            }
+            for (threshold, at_risk) in [
+                (1, &mut quality.par1),
+                (30, &mut quality.par30),
+                (90, &mut quality.par90),
+            ] {
+                if days > threshold {
+                    *at_risk += outstanding;
+                }
+            }
         }
-        Ok(view)
+        quality.active_borrowers = borrowers.len() as u64;
+        for b in &branches {
+            let figures = self.period_figures(&b.id, from, to);
+            quality.written_off += figures.written_off;
+            quality.recovered += figures.recovered;
+        }
+        Ok(quality)
+    }
+
+    /// Loans disbursed in `from..=to` in a branch, by product: (product id and
+    /// name, or none outside the catalogue; count; principal disbursed).
+    pub fn loans_by_product(
+        &self,
+        branch: &BranchId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<ProductCount>, DomainError> {
+        self.find_branch("branch_id", branch)?;
+        let mut counts: BTreeMap<Option<ProductId>, ProductCount> = BTreeMap::new();
+        for loan in self.loans.values().filter(|loan| {
+            loan.branch == *branch
+                && loan.status != LoanStatus::Cancelled
+                && (from..=to).contains(&loan.disbursed_on)
+        }) {
+            let id = loan.product.as_ref().map(|(id, _)| id.clone());
+            let entry = counts.entry(id.clone()).or_insert_with(|| ProductCount {
+                name: id
+                    .as_ref()
+                    .and_then(|id| self.products.get(id))
+                    .and_then(|v| v.last())
+                    .map(|v| v.rules.name.as_str().to_owned())
+                    .unwrap_or_else(|| "outside the catalogue".to_owned()),
+                product: id,
+                loans: 0,
+                amount: Decimal::ZERO,
+            });
+            entry.loans += 1;
+            entry.amount += loan.terms.principal;
+        }
+        Ok(counts.into_values().collect())
     }
 
     /// Checks that an account exists in the chart (its branch, loan or
     /// savings account exists) and gives its currency.
     pub fn account_currency(&self, account: &AccountId) -> Result<Currency, DomainError> {
         let branch = match account {
-            AccountId::Cash(branch) | AccountId::InterestIncome(branch) => branch.clone(),
+            AccountId::Cash(branch)
+            | AccountId::InterestIncome(branch)
+            | AccountId::FeeIncome(branch, _)
+            | AccountId::LoanLoss(branch)
+            | AccountId::Recoveries(branch) => branch.clone(),
             AccountId::Loan(loan) => self.find_loan("account", loan)?.branch.clone(),
             AccountId::Savings(id) => self
                 .savings

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::domain::command::{Command, CommandBody, LoanTermsInput, Money, SavingsKind};
+use crate::domain::command::{Command, CommandBody, LoanSpec, LoanTermsInput, Money, SavingsKind};
 use crate::domain::entry::Entry;
 use crate::domain::ids::{
     Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId,
@@ -167,7 +167,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
             day: d,
         } => CommandBody::DisburseLoan {
             member_id: member(m),
-            terms: LoanTermsInput {
+            loan: LoanSpec::Terms(LoanTermsInput {
                 principal: vnd(u64::from(millions) * 1_000_000),
                 annual_interest_rate_percent: Decimal::from(24),
                 interest_method: if millions % 2 == 0 {
@@ -179,7 +179,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                 frequency: RepaymentFrequency::Weekly,
                 first_repayment_date: day(d + 7),
                 rounding_multiple: Some(Decimal::from(100)),
-            },
+            }),
             disbursed_on: Some(day(d)),
         },
         Step::Repay {

@@ -1,0 +1,551 @@
+//! Loan arithmetic shared by commands and queries: how a payment is
+//! allocated (dues, then a prepayment that recomputes the rest), what paying
+//! a loan off costs on a date, and how a tranche recomputes the schedule.
+//!
+//! The rules, in the order a payment meets them:
+//! 1. Everything due on or before the payment date, oldest installment
+//!    first, each installment in the product's allocation order.
+//! 2. Anything beyond is paid ahead: first the interest accrued in the
+//!    current period up to the payment date, then fees still scheduled, then
+//!    principal. Principal paid ahead recomputes the remaining installments
+//!    ([`schedule::recast`]): a declining-balance loan pays interest on the
+//!    lower balance from the payment date; a flat loan keeps its interest.
+//! 3. Paying exactly the payoff amount closes the loan: interest after the
+//!    payoff date is not charged. Paying more is refused.
+
+use chrono::NaiveDate;
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use super::*;
+use crate::domain::entry::{FeeCharge, InstallmentPayment, Recast, Repayment};
+use crate::domain::product::{AllocationPart, Fee, FeeCollection};
+use crate::domain::schedule::{self, InterestMethod, ScheduleError};
+
+/// What paying a loan off on a date costs, part by part.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PayoffQuote {
+    /// Date of the quote.
+    pub as_of: Option<NaiveDate>,
+    /// Principal, interest and fees of installments due on or before it.
+    pub due_principal: Decimal,
+    pub due_interest: Decimal,
+    pub due_fees: Decimal,
+    /// Interest of the current period up to the date, not yet paid.
+    pub accrued_interest: Decimal,
+    /// Principal not yet due.
+    pub principal_not_due: Decimal,
+    /// Fees scheduled with later installments.
+    pub fees_not_due: Decimal,
+}
+
+impl PayoffQuote {
+    /// The amount that closes the loan on the date.
+    pub fn total(&self) -> Decimal {
+        self.due_principal
+            + self.due_interest
+            + self.due_fees
+            + self.accrued_interest
+            + self.principal_not_due
+            + self.fees_not_due
+    }
+
+    /// Principal the payoff repays.
+    pub fn principal(&self) -> Decimal {
+        self.due_principal + self.principal_not_due
+    }
+}
+
+/// Rounds interest half-even to the currency's unit.
+fn money(x: Decimal, currency: Currency) -> Decimal {
+    x.round_dp_with_strategy(
+        currency.decimal_places(),
+        RoundingStrategy::MidpointNearestEven,
+    )
+    .normalize()
+}
+
+fn schedule_error(e: ScheduleError) -> DomainError {
+    match e {
+        ScheduleError::Overflow => DomainError::Overflow,
+        other => DomainError::invalid("terms", other.to_string()),
+    }
+}
+
+impl Loan {
+    /// Index of the first installment due after `date` (the current period).
+    pub fn current_period(&self, date: NaiveDate) -> Option<usize> {
+        self.installments.iter().position(|i| i.due.due_date > date)
+    }
+
+    /// First day of installment `index`'s period.
+    fn period_start(&self, index: usize) -> NaiveDate {
+        match index.checked_sub(1) {
+            Some(previous) => self.installments[previous].due.due_date,
+            None => self.disbursed_on,
+        }
+    }
+
+    /// Principal of installments from `index` on not yet paid.
+    fn principal_from(&self, index: usize) -> Decimal {
+        self.installments[index..]
+            .iter()
+            .map(InstallmentState::principal_unpaid)
+            .sum()
+    }
+
+    /// The part of installment `index`'s interest that belongs to the days
+    /// from `date` to its due date, on a balance of `balance`.
+    fn interest_after(
+        &self,
+        index: usize,
+        balance: Decimal,
+        date: NaiveDate,
+    ) -> Result<Decimal, DomainError> {
+        let installment = &self.installments[index];
+        let start = self.period_start(index);
+        let end = installment.due.due_date;
+        let from = date.max(start);
+        if self.terms.interest_method == InterestMethod::Flat {
+            // Flat interest is a fixed amount per installment: the share of it
+            // for the days left.
+            let days = (end - start).num_days();
+            if days <= 0 {
+                return Ok(Decimal::ZERO);
+            }
+            let left = Decimal::from((end - from).num_days().max(0));
+            let share = installment
+                .due
+                .interest
+                .checked_mul(left)
+                .and_then(|x| x.checked_div(Decimal::from(days)))
+                .ok_or(DomainError::Overflow)?;
+            return Ok(money(share, self.currency));
+        }
+        let exact = schedule::interest_for_days(&self.terms, balance, start, end, from, end)
+            .map_err(schedule_error)?;
+        Ok(money(exact, self.currency))
+    }
+
+    /// Interest of the current period (installment `index`) accrued up to
+    /// `date` and not yet paid.
+    fn accrued_unpaid(&self, index: usize, date: NaiveDate) -> Result<Decimal, DomainError> {
+        let installment = &self.installments[index];
+        let future = self.interest_after(index, self.principal_from(index), date)?;
+        Ok((installment.interest_unpaid() - future).max(Decimal::ZERO))
+    }
+
+    /// What closes the loan on `date` (interest only up to that date).
+    pub fn payoff_quote(&self, date: NaiveDate) -> Result<PayoffQuote, DomainError> {
+        let mut quote = PayoffQuote {
+            as_of: Some(date),
+            ..PayoffQuote::default()
+        };
+        if self.status != LoanStatus::Active {
+            return Ok(quote);
+        }
+        let current = self.current_period(date);
+        for (index, installment) in self.installments.iter().enumerate() {
+            if current.is_some_and(|c| index >= c) {
+                quote.principal_not_due += installment.principal_unpaid();
+                quote.fees_not_due += installment.fee_unpaid();
+            } else {
+                quote.due_principal += installment.principal_unpaid();
+                quote.due_interest += installment.interest_unpaid();
+                quote.due_fees += installment.fee_unpaid();
+            }
+        }
+        if let Some(index) = current {
+            quote.accrued_interest = self.accrued_unpaid(index, date)?;
+        }
+        Ok(quote)
+    }
+
+    /// Allocates a payment of `amount` on `date`; the loan must be active.
+    pub(super) fn allocate(
+        &self,
+        amount: Decimal,
+        date: NaiveDate,
+    ) -> Result<Repayment, DomainError> {
+        let quote = self.payoff_quote(date)?;
+        let total = quote.total();
+        if amount > total {
+            return Err(DomainError::precondition(
+                "amount",
+                format!(
+                    "{} is more than the {} that pays loan {} off on {date} (principal {}, interest {}, fees {})",
+                    show(amount, self.currency),
+                    show(total, self.currency),
+                    self.id,
+                    show(quote.principal(), self.currency),
+                    show(quote.due_interest + quote.accrued_interest, self.currency),
+                    show(quote.due_fees + quote.fees_not_due, self.currency),
+                ),
+            ));
+        }
+        let current = self.current_period(date);
+        let due_count = current.unwrap_or(self.installments.len());
+        let mut payments = Vec::new();
+        let mut left = amount;
+        for installment in &self.installments[self.first_unpaid as usize..due_count] {
+            if left.is_zero() {
+                break;
+            }
+            let payment = pay_in_order(installment, &self.policy.allocation_order, &mut left);
+            if !payment.total().is_zero() {
+                payments.push(payment);
+            }
+        }
+        let mut prepaid = Decimal::ZERO;
+        let mut recast = None;
+        if let (Some(index), false) = (current, left.is_zero()) {
+            // Paid ahead: accrued interest, then fees still scheduled, then principal.
+            let balance = self.principal_from(index);
+            let interest = quote.accrued_interest.min(left);
+            left -= interest;
+            let mut ahead = vec![InstallmentPayment {
+                number: self.installments[index].due.number,
+                fee: Decimal::ZERO,
+                interest,
+                principal: Decimal::ZERO,
+            }];
+            for (offset, installment) in self.installments[index..].iter().enumerate() {
+                let fee = installment.fee_unpaid().min(left);
+                left -= fee;
+                if offset == 0 {
+                    ahead[0].fee = fee;
+                } else if !fee.is_zero() {
+                    ahead.push(InstallmentPayment {
+                        number: installment.due.number,
+                        fee,
+                        interest: Decimal::ZERO,
+                        principal: Decimal::ZERO,
+                    });
+                }
+            }
+            payments.extend(ahead.into_iter().filter(|p| !p.total().is_zero()));
+            prepaid = left;
+            if !prepaid.is_zero() {
+                recast = Some(self.recast_after_prepayment(index, balance, prepaid, date)?);
+            }
+        }
+        let paid_principal: Decimal = payments.iter().map(|p| p.principal).sum();
+        let principal_after = self.principal_unpaid - paid_principal - prepaid;
+        Ok(Repayment {
+            loan: self.id.clone(),
+            payments,
+            prepaid,
+            recast,
+            recovery: Decimal::ZERO,
+            principal_outstanding_after: principal_after.normalize(),
+            closed: amount == total,
+        })
+    }
+
+    /// The installments from `index` on after `prepaid` of `balance` is
+    /// repaid ahead on `date`.
+    fn recast_after_prepayment(
+        &self,
+        index: usize,
+        balance: Decimal,
+        prepaid: Decimal,
+        date: NaiveDate,
+    ) -> Result<Recast, DomainError> {
+        let before: Vec<Installment> = self.installments[index..]
+            .iter()
+            .map(|i| i.due.clone())
+            .collect();
+        let after_balance = balance - prepaid;
+        let start = self.period_start(index);
+        let current = &self.installments[index];
+        let fixed = current.due.interest - self.interest_after(index, balance, date)?;
+        let after = if self.terms.interest_method == InterestMethod::Flat {
+            let mut future = before.clone();
+            if after_balance.is_zero() {
+                // Paid off: interest only up to the payoff date.
+                future[0].interest = fixed;
+                for installment in &mut future[1..] {
+                    installment.interest = Decimal::ZERO;
+                }
+            }
+            schedule::recast(&self.terms, after_balance, start, &future, None)
+                .map_err(schedule_error)?
+        } else {
+            let first = fixed + self.interest_after(index, after_balance, date)?;
+            schedule::recast(&self.terms, after_balance, start, &before, Some(first))
+                .map_err(schedule_error)?
+        };
+        Ok(Recast { before, after })
+    }
+
+    /// The installments from the current period on after a tranche of
+    /// `amount` on `date`, with the fees due with the next installment.
+    pub(super) fn recast_after_tranche(
+        &self,
+        amount: Decimal,
+        date: NaiveDate,
+        installment_fees: Decimal,
+    ) -> Result<Recast, DomainError> {
+        let Some(index) = self.current_period(date) else {
+            return Err(DomainError::precondition(
+                "disbursed_on",
+                format!(
+                    "{date} is on or after loan {}'s last due date; a tranche needs installments left to repay it",
+                    self.id
+                ),
+            ));
+        };
+        let before: Vec<Installment> = self.installments[index..]
+            .iter()
+            .map(|i| i.due.clone())
+            .collect();
+        let balance = self.principal_from(index);
+        let after_balance = balance + amount;
+        let start = self.period_start(index);
+        let mut after = if self.terms.interest_method == InterestMethod::Flat {
+            // Flat interest on the tranche for the days it is out.
+            let mut future = before.clone();
+            let mut period_start = start;
+            for installment in &mut future {
+                let extra = schedule::interest_for_days(
+                    &self.terms,
+                    amount,
+                    period_start,
+                    installment.due_date,
+                    date.max(period_start),
+                    installment.due_date,
+                )
+                .map_err(schedule_error)?;
+                installment.interest += money(extra, self.currency);
+                period_start = installment.due_date;
+            }
+            schedule::recast(&self.terms, after_balance, start, &future, None)
+                .map_err(schedule_error)?
+        } else {
+            let current = &self.installments[index];
+            let fixed = current.due.interest - self.interest_after(index, balance, date)?;
+            let first = fixed + self.interest_after(index, after_balance, date)?;
+            schedule::recast(&self.terms, after_balance, start, &before, Some(first))
+                .map_err(schedule_error)?
+        };
+        if let Some(first) = after.first_mut() {
+            first.fee += installment_fees;
+        }
+        Ok(Recast { before, after })
+    }
+}
+
+/// Pays one installment from `left`, part by part in `order`.
+fn pay_in_order(
+    installment: &InstallmentState,
+    order: &[AllocationPart; 4],
+    left: &mut Decimal,
+) -> InstallmentPayment {
+    let mut payment = InstallmentPayment {
+        number: installment.due.number,
+        fee: Decimal::ZERO,
+        interest: Decimal::ZERO,
+        principal: Decimal::ZERO,
+    };
+    for part in order {
+        let (owed, paid) = match part {
+            // No product charges penalties yet: nothing is ever owed.
+            AllocationPart::Penalties => continue,
+            AllocationPart::Fees => (installment.fee_unpaid(), &mut payment.fee),
+            AllocationPart::Interest => (installment.interest_unpaid(), &mut payment.interest),
+            AllocationPart::Principal => (installment.principal_unpaid(), &mut payment.principal),
+        };
+        let amount = owed.min(*left);
+        *paid = amount.normalize();
+        *left -= amount;
+    }
+    payment
+}
+
+/// The fees on a disbursement of `principal`: what is deducted now and
+/// what is added to the next installment.
+pub(super) fn fee_charges(
+    fees: &[Fee],
+    principal: Decimal,
+    currency: Currency,
+) -> Result<Vec<FeeCharge>, DomainError> {
+    let mut charges = Vec::new();
+    for fee in fees {
+        let amount = fee.on(principal, currency)?;
+        if !amount.is_zero() {
+            charges.push(FeeCharge {
+                code: fee.code.clone(),
+                amount,
+                collection: fee.collection,
+            });
+        }
+    }
+    Ok(charges)
+}
+
+/// Sum of the charges collected in `collection`.
+pub fn charged(charges: &[FeeCharge], collection: FeeCollection) -> Decimal {
+    charges
+        .iter()
+        .filter(|c| c.collection == collection)
+        .map(|c| c.amount)
+        .sum()
+}
+
+/// Where a loan stands on a date: what is overdue and for how long.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Arrears {
+    /// Principal of installments due before the date and unpaid on it.
+    pub principal_overdue: Decimal,
+    /// Interest of those installments.
+    pub interest_overdue: Decimal,
+    /// Fees of those installments.
+    pub fees_overdue: Decimal,
+    /// Days since the oldest unpaid installment fell due (0 when none).
+    pub days_overdue: u32,
+    /// Whether the loan counts as in arrears under its tolerance.
+    pub in_arrears: bool,
+    /// Principal outstanding on the date.
+    pub principal_outstanding: Decimal,
+}
+
+impl Arrears {
+    /// Everything overdue.
+    pub fn overdue(&self) -> Decimal {
+        self.principal_overdue + self.interest_overdue + self.fees_overdue
+    }
+
+    /// Days in arrears: the days overdue when the loan counts as in arrears.
+    pub fn days_in_arrears(&self) -> u32 {
+        if self.in_arrears {
+            self.days_overdue
+        } else {
+            0
+        }
+    }
+}
+
+impl Loan {
+    /// True when the loan was disbursed and neither ended nor cancelled on `date`.
+    pub fn active_on(&self, date: NaiveDate) -> bool {
+        date >= self.disbursed_on
+            && self.status != LoanStatus::Cancelled
+            && self.ended_on.is_none_or(|end| date < end)
+    }
+
+    /// The loan's arrears at the end of `date`.
+    ///
+    /// Payments settle installments oldest first, so what was paid by a date
+    /// covers the installments in order; and an installment due before a
+    /// date is never changed by anything entered after it (recasts only
+    /// touch later installments). So the arrears on any past date follow
+    /// from the current schedule and the amounts paid by that date.
+    pub fn arrears_on(&self, date: NaiveDate) -> Arrears {
+        let mut arrears = Arrears::default();
+        if !self.active_on(date) {
+            return arrears;
+        }
+        arrears.principal_outstanding = self.principal_on(date);
+        let mut paid = self.paid_on(date);
+        let mut oldest = None;
+        for installment in &self.installments {
+            if installment.due.due_date >= date {
+                break;
+            }
+            let mut owed = [
+                (AllocationPart::Fees, installment.due.fee),
+                (AllocationPart::Interest, installment.due.interest),
+                (AllocationPart::Principal, installment.due.principal),
+            ];
+            owed.sort_by_key(|(part, _)| {
+                self.policy.allocation_order.iter().position(|p| p == part)
+            });
+            for (part, amount) in owed {
+                let covered = amount.min(paid);
+                paid -= covered;
+                let unpaid = amount - covered;
+                if unpaid.is_zero() {
+                    continue;
+                }
+                oldest.get_or_insert(installment.due.due_date);
+                match part {
+                    AllocationPart::Fees => arrears.fees_overdue += unpaid,
+                    AllocationPart::Interest => arrears.interest_overdue += unpaid,
+                    _ => arrears.principal_overdue += unpaid,
+                }
+            }
+        }
+        if let Some(oldest) = oldest {
+            arrears.days_overdue = u32::try_from((date - oldest).num_days()).unwrap_or(u32::MAX);
+            let tolerance = self.policy.arrears_tolerance;
+            arrears.in_arrears =
+                arrears.days_overdue > tolerance.days && arrears.overdue() > tolerance.amount;
+        }
+        arrears
+    }
+
+    /// Of the installments due in `from..=to`: what was due, and what of it
+    /// was paid by each installment's due date.
+    pub fn due_and_paid_on_time(&self, from: NaiveDate, to: NaiveDate) -> (Decimal, Decimal) {
+        let (mut due, mut on_time) = (Decimal::ZERO, Decimal::ZERO);
+        if self.status == LoanStatus::Cancelled {
+            return (due, on_time);
+        }
+        let mut before = Decimal::ZERO;
+        for installment in &self.installments {
+            let date = installment.due.due_date;
+            if date > to {
+                break;
+            }
+            let amount = installment.due.total();
+            if date >= from && self.ended_on.is_none_or(|end| date <= end) {
+                let paid_by_then = self.paid_on(date);
+                let covered = (paid_by_then - before).clamp(Decimal::ZERO, amount);
+                due += amount;
+                on_time += covered;
+            }
+            before += amount;
+        }
+        (due, on_time)
+    }
+}
+
+/// A new loan's schedule and the fees on its disbursement: what a
+/// disbursement records and what a preview shows. Schedule errors name their
+/// field under `field_prefix` (e.g. `terms`), or bare when it is empty.
+pub fn initial_schedule(
+    terms: &LoanTerms,
+    fees: &[Fee],
+    currency: Currency,
+    field_prefix: &str,
+) -> Result<(Vec<Installment>, Vec<FeeCharge>), DomainError> {
+    let mut schedule =
+        schedule::compute_schedule(terms).map_err(|e| schedule_refusal(field_prefix, e))?;
+    let charges = fee_charges(fees, terms.principal, currency)?;
+    for installment in &mut schedule {
+        installment.principal = installment.principal.normalize();
+        installment.interest = installment.interest.normalize();
+    }
+    if let Some(first) = schedule.first_mut() {
+        first.fee = charged(&charges, FeeCollection::WithFirstInstallment);
+    }
+    Ok((schedule, charges))
+}
+
+/// A schedule error as a refusal naming the field under `prefix`.
+pub(super) fn schedule_refusal(prefix: &str, e: ScheduleError) -> DomainError {
+    if e == ScheduleError::Overflow {
+        return DomainError::Overflow;
+    }
+    let text = e.to_string();
+    match text.split_once(": ") {
+        Some((field, message)) if !field.contains(' ') => {
+            let field = if prefix.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{prefix}.{field}")
+            };
+            DomainError::invalid(&field, message)
+        }
+        _ => DomainError::invalid(if prefix.is_empty() { "terms" } else { prefix }, text),
+    }
+}

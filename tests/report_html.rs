@@ -1,0 +1,486 @@
+//! The branch year-end report as HTML: first the document itself (loads
+//! nothing, four charts with one point per figure, the comparison table,
+//! escaping, an empty year), then the same document as headless Chromium
+//! parses, lays out and screenshots it, through `scripts/chromium-screenshot`.
+//!
+//! The fixture is TYM's Thái Bình branch, 2023 against 2022. Its months add
+//! up to the year (2,175 loans, 71,500,000,000 VND disbursed, 68,912,400,000
+//! collected), and so do its three products. The table's expected changes
+//! were worked out by hand: 2,175 − 1,849 = 326 loans and 326 / 1,849 =
+//! 17.63 %; PAR30 1.23 % − 0.83 % = 0.40 pp; borrowers saving 5,102 / 5,318
+//! = 95.94 % against 4,702 / 4,961 = 94.78 %, a change of 1.159 pp.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, PoisonError};
+
+use mfi_ledger::report::{
+    BranchReport, MonthFigures, ProductFigures, YearFigures, render_html, render_table,
+};
+use rust_decimal::Decimal;
+
+fn dec(text: &str) -> Decimal {
+    text.parse().unwrap()
+}
+
+fn year_2023() -> YearFigures {
+    YearFigures {
+        loans_disbursed: 2175,
+        amount_disbursed: dec("71500000000"),
+        average_loan: dec("32873563"),
+        repayments_collected: dec("68912400000"),
+        savings_balance: dec("22400000000"),
+        borrowers: 5318,
+        borrowers_saving: 5102,
+        gross_portfolio: dec("48730000000"),
+        par30: dec("0.0123"),
+        write_offs: dec("96500000"),
+    }
+}
+
+fn year_2022() -> YearFigures {
+    YearFigures {
+        loans_disbursed: 1849,
+        amount_disbursed: dec("58320000000"),
+        average_loan: dec("31541374"),
+        repayments_collected: dec("55870000000"),
+        savings_balance: dec("19850000000"),
+        borrowers: 4961,
+        borrowers_saving: 4702,
+        gross_portfolio: dec("41900000000"),
+        par30: dec("0.0083"),
+        write_offs: dec("121000000"),
+    }
+}
+
+/// January to December 2023: loans, disbursed, collected, savings at month
+/// end, PAR30 at month end.
+const MONTHS_2023: [(u64, &str, &str, &str, &str); 12] = [
+    (142, "4620500000", "5310000000", "20010000000", "0.0085"),
+    (158, "5209500000", "5020000000", "20180000000", "0.0091"),
+    (196, "6480000000", "5640000000", "20420000000", "0.0097"),
+    (181, "5930000000", "5590000000", "20560000000", "0.0102"),
+    (177, "5790000000", "5720000000", "20790000000", "0.0110"),
+    (189, "6230000000", "5810000000", "20950000000", "0.0118"),
+    (172, "5640000000", "5760000000", "21130000000", "0.0125"),
+    (185, "6080000000", "5880000000", "21340000000", "0.0131"),
+    (193, "6350000000", "5910000000", "21580000000", "0.0128"),
+    (178, "5860000000", "5950000000", "21790000000", "0.0126"),
+    (196, "6450000000", "6020000000", "22060000000", "0.0124"),
+    (208, "6860000000", "6302400000", "22400000000", "0.0123"),
+];
+
+fn thai_binh_2023() -> BranchReport {
+    let months = (1..)
+        .zip(MONTHS_2023)
+        .map(
+            |(month, (loans, disbursed, collected, savings, par30))| MonthFigures {
+                month,
+                loans_disbursed: loans,
+                amount_disbursed: dec(disbursed),
+                collected: dec(collected),
+                savings_balance: dec(savings),
+                par30: dec(par30),
+            },
+        )
+        .collect();
+    let product = |id: &str, name: &str, loans, amount| ProductFigures {
+        product_id: id.to_owned(),
+        name: name.to_owned(),
+        loans,
+        amount: dec(amount),
+    };
+    BranchReport {
+        branch_id: "TB01".to_owned(),
+        branch_name: "TYM - Chi nhánh Thái Bình".to_owned(),
+        currency: "VND".to_owned(),
+        currency_decimal_places: 0,
+        year: 2023,
+        current: year_2023(),
+        previous: year_2022(),
+        months,
+        by_product: vec![
+            product("VPTKT", "Vay phát triển kinh tế", 1412, "52180000000"),
+            product("VTD", "Vay tiêu dùng", 596, "14070000000"),
+            product("VNONS", "Vay nhà ở & nước sạch", 167, "5250000000"),
+        ],
+        generated_at: "2024-01-02 08:30 UTC".to_owned(),
+        ledger_head: "#1482230 9f2c4e1a7b3d5c60".to_owned(),
+    }
+}
+
+/// The `<svg id="ID" …>…</svg>` element of a chart, in HTML source or in a
+/// browser's serialization of the DOM.
+fn chart<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("<svg id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no chart {id}"));
+    let end = html[start..].find("</svg>").expect("an unclosed <svg>") + start;
+    &html[start..end + "</svg>".len()]
+}
+
+/// The body rows of the HTML comparison table, each as its cells' text.
+fn html_table_rows(html: &str) -> Vec<Vec<String>> {
+    let start = html.find("<tbody>").expect("no table body");
+    let end = html.find("</tbody>").expect("no table body end");
+    html[start..end]
+        .split("</tr>")
+        .filter(|row| row.contains("<tr>"))
+        .map(|row| {
+            row.replace("</th>", "</td>")
+                .split("</td>")
+                .map(text_of)
+                .filter(|cell| !cell.is_empty())
+                .collect()
+        })
+        .collect()
+}
+
+/// The text of an HTML fragment: its tags removed, trimmed.
+fn text_of(fragment: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in fragment.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.trim().to_owned()
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+/// Checks that `html` (source or DOM) holds the four charts with one point
+/// per figure of the fixture.
+fn assert_charts(html: &str) {
+    assert_eq!(count(html, "<svg"), 4, "one <svg> per chart, no other");
+    let disbursements = chart(html, "chart-disbursements");
+    assert_eq!(count(disbursements, "class=\"point\""), 24);
+    assert_eq!(count(disbursements, "data-series=\"disbursed\""), 12);
+    assert_eq!(count(disbursements, "data-series=\"collected\""), 12);
+    let savings = chart(html, "chart-savings");
+    assert_eq!(count(savings, "class=\"point\""), 12);
+    let par30 = chart(html, "chart-par30");
+    assert_eq!(count(par30, "class=\"point\""), 12);
+    let products = chart(html, "chart-products");
+    assert_eq!(count(products, "class=\"point\""), 3);
+    for id in [
+        "chart-disbursements",
+        "chart-savings",
+        "chart-par30",
+        "chart-products",
+    ] {
+        assert!(
+            chart(html, id).contains(&format!("<title id=\"{id}-title\">")),
+            "{id} has no title"
+        );
+    }
+}
+
+#[test]
+fn fixture_months_and_products_add_up_to_the_year() {
+    let report = thai_binh_2023();
+    let months = &report.months;
+    let loans: u64 = months.iter().map(|m| m.loans_disbursed).sum();
+    let disbursed: Decimal = months.iter().map(|m| m.amount_disbursed).sum();
+    let collected: Decimal = months.iter().map(|m| m.collected).sum();
+    assert_eq!(loans, report.current.loans_disbursed);
+    assert_eq!(disbursed, report.current.amount_disbursed);
+    assert_eq!(collected, report.current.repayments_collected);
+    assert_eq!(months[11].savings_balance, report.current.savings_balance);
+    assert_eq!(months[11].par30, report.current.par30);
+    let product_loans: u64 = report.by_product.iter().map(|p| p.loans).sum();
+    let product_amount: Decimal = report.by_product.iter().map(|p| p.amount).sum();
+    assert_eq!(product_loans, report.current.loans_disbursed);
+    assert_eq!(product_amount, report.current.amount_disbursed);
+}
+
+#[test]
+fn html_loads_nothing_from_outside() {
+    let html = render_html(&thai_binh_2023());
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("<meta charset=\"utf-8\">"));
+    for outside in [
+        "http://", "https://", "<link", "<script", "<img", "<iframe", "<object", "<embed", "src=",
+        "href=", "url(", "@import",
+    ] {
+        assert!(!html.contains(outside), "the report contains {outside:?}");
+    }
+}
+
+#[test]
+fn html_has_four_charts_with_a_point_per_figure() {
+    let html = render_html(&thai_binh_2023());
+    assert_charts(&html);
+    // Each point holds its exact figure.
+    let disbursements = chart(&html, "chart-disbursements");
+    assert!(
+        disbursements
+            .contains("data-series=\"collected\" data-month=\"12\" data-value=\"6302400000\"")
+    );
+    assert!(chart(&html, "chart-par30").contains("data-month=\"8\" data-value=\"0.0131\""));
+    let products = chart(&html, "chart-products");
+    assert!(
+        products.contains("data-product=\"VTD\" data-value=\"596\" data-amount=\"14070000000\"")
+    );
+    // Tens of billions are labelled in billions; PAR30 in percent.
+    assert!(disbursements.contains(">8 bn</text>"));
+    assert!(chart(&html, "chart-savings").contains(">25 bn</text>"));
+    assert!(chart(&html, "chart-par30").contains(">1.5 %</text>"));
+}
+
+#[test]
+fn html_and_terminal_tables_compare_the_two_years() {
+    let report = thai_binh_2023();
+    let html = render_html(&report);
+    let expected = [
+        ("Loans disbursed", "1,849", "2,175", "+326 (+17.63 %)"),
+        (
+            "Amount disbursed",
+            "58,320,000,000 VND",
+            "71,500,000,000 VND",
+            "+13,180,000,000 VND (+22.60 %)",
+        ),
+        (
+            "Average loan",
+            "31,541,374 VND",
+            "32,873,563 VND",
+            "+1,332,189 VND (+4.22 %)",
+        ),
+        (
+            "Share of borrowers saving",
+            "94.78 %",
+            "95.94 %",
+            "+1.16 pp",
+        ),
+        ("Active borrowers", "4,961", "5,318", "+357 (+7.20 %)"),
+        ("PAR30", "0.83 %", "1.23 %", "+0.40 pp"),
+        (
+            "Write-offs",
+            "121,000,000 VND",
+            "96,500,000 VND",
+            "-24,500,000 VND (-20.25 %)",
+        ),
+    ];
+    let rows = html_table_rows(&html);
+    assert_eq!(rows.len(), 10);
+    for (figure, previous, current, change) in expected {
+        let row = rows
+            .iter()
+            .find(|row| row[0] == figure)
+            .unwrap_or_else(|| panic!("no HTML row for {figure}"));
+        assert_eq!(row, &[figure, previous, current, change]);
+    }
+
+    let text = render_table(&report);
+    assert!(text.starts_with("TYM - Chi nhánh Thái Bình (TB01): 2023 against 2022\n"));
+    for (figure, previous, current, change) in expected {
+        let line = text
+            .lines()
+            .find(|line| line.contains(figure))
+            .unwrap_or_else(|| panic!("no terminal row for {figure}\n{text}"));
+        let cells: Vec<&str> = line
+            .split(['│', '┆'])
+            .map(str::trim)
+            .filter(|cell| !cell.is_empty())
+            .collect();
+        assert_eq!(cells, [figure, previous, current, change], "{text}");
+    }
+    assert!(text.ends_with(
+        "Figures from ledger head #1482230 9f2c4e1a7b3d5c60, generated 2024-01-02 08:30 UTC.\n"
+    ));
+}
+
+#[test]
+fn html_escapes_names() {
+    let mut report = thai_binh_2023();
+    report.branch_name = "TYM <Thái Bình> & \"Co\"".to_owned();
+    report.by_product[0].name = "<b>Vay</b> & 'tiết kiệm'".to_owned();
+    let html = render_html(&report);
+    assert!(html.contains("<h1>TYM &lt;Thái Bình&gt; &amp; &quot;Co&quot;</h1>"));
+    assert!(html.contains("&lt;b&gt;Vay&lt;/b&gt; &amp; &#39;tiết kiệm&#39;"));
+    assert!(!html.contains("<Thái Bình>"));
+    assert!(!html.contains("<b>"));
+}
+
+#[test]
+fn an_empty_year_renders_without_dividing_by_zero() {
+    let zero = YearFigures {
+        loans_disbursed: 0,
+        amount_disbursed: Decimal::ZERO,
+        average_loan: Decimal::ZERO,
+        repayments_collected: Decimal::ZERO,
+        savings_balance: Decimal::ZERO,
+        borrowers: 0,
+        borrowers_saving: 0,
+        gross_portfolio: Decimal::ZERO,
+        par30: Decimal::ZERO,
+        write_offs: Decimal::ZERO,
+    };
+    let mut report = thai_binh_2023();
+    report.previous = zero.clone();
+    report.current = zero;
+    for month in &mut report.months {
+        month.loans_disbursed = 0;
+        month.amount_disbursed = Decimal::ZERO;
+        month.collected = Decimal::ZERO;
+        month.savings_balance = Decimal::ZERO;
+        month.par30 = Decimal::ZERO;
+    }
+    report.by_product.clear();
+
+    let html = render_html(&report);
+    for bad in ["NaN", "inf\""] {
+        assert!(!html.contains(bad), "the report contains {bad}");
+    }
+    assert_eq!(
+        count(chart(&html, "chart-disbursements"), "class=\"point\""),
+        24
+    );
+    assert_eq!(count(chart(&html, "chart-savings"), "class=\"point\""), 12);
+    assert_eq!(count(chart(&html, "chart-par30"), "class=\"point\""), 12);
+    let products = chart(&html, "chart-products");
+    assert_eq!(count(products, "class=\"point\""), 0);
+    assert!(products.contains("No loans disbursed in 2023."));
+    // The axes still reach 1 (VND) and 1 %.
+    assert!(chart(&html, "chart-savings").contains(">1</text>"));
+    assert!(chart(&html, "chart-par30").contains(">1 %</text>"));
+    let rows = html_table_rows(&html);
+    assert_eq!(rows[0], ["Loans disbursed", "0", "0", "0 (n/a)"]);
+    assert_eq!(
+        rows[1],
+        ["Amount disbursed", "0 VND", "0 VND", "0 VND (n/a)"]
+    );
+    assert_eq!(rows[5], ["Share of borrowers saving", "n/a", "n/a", "n/a"]);
+
+    let text = render_table(&report);
+    assert!(text.contains("0 VND (n/a)"), "{text}");
+}
+
+/// One Chromium at a time: the machine has two cores, and the first call
+/// may be installing it.
+static BROWSER: Mutex<()> = Mutex::new(());
+
+/// Exit status of the script when Chromium is unavailable.
+const CHROMIUM_UNAVAILABLE: i32 = 3;
+/// Exit status of the script when the page raised an uncaught exception.
+const PAGE_ERRORS: i32 = 4;
+
+/// What `scripts/chromium-screenshot` made of an HTML file.
+struct Rendered {
+    output: Output,
+    png: PathBuf,
+    dom: PathBuf,
+}
+
+impl Rendered {
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "chromium-screenshot exited with {}\nstdout:\n{}\nstderr:\n{}",
+            self.output.status,
+            String::from_utf8_lossy(&self.output.stdout),
+            self.stderr(),
+        )
+    }
+}
+
+/// Writes `html` into `dir` and opens it in headless Chromium; `None` (after
+/// a loud banner) when Chromium is unavailable here.
+fn open_in_chromium(test: &str, html: &str, dir: &Path) -> Option<Rendered> {
+    let _one_at_a_time = BROWSER.lock().unwrap_or_else(PoisonError::into_inner);
+    let page = dir.join("report.html");
+    std::fs::write(&page, html).unwrap();
+    let rendered = Rendered {
+        png: dir.join("report.png"),
+        dom: dir.join("report.dom.html"),
+        output: Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/chromium-screenshot"))
+            .arg(&page)
+            .arg(dir.join("report.png"))
+            .arg(dir.join("report.dom.html"))
+            .output()
+            .expect("running scripts/chromium-screenshot"),
+    };
+    if rendered.output.status.code() == Some(CHROMIUM_UNAVAILABLE) {
+        eprintln!(
+            "\n{banner}\nSKIPPED: {test}: Chromium is unavailable, the report was not opened \
+             in a browser.\n{}{banner}\n",
+            rendered.stderr(),
+            banner = "!".repeat(78),
+        );
+        return None;
+    }
+    Some(rendered)
+}
+
+#[test]
+fn chromium_lays_out_the_report_without_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = render_html(&thai_binh_2023());
+    let Some(rendered) = open_in_chromium(
+        "chromium_lays_out_the_report_without_errors",
+        &html,
+        dir.path(),
+    ) else {
+        return;
+    };
+    assert!(rendered.output.status.success(), "{}", rendered.describe());
+    // The report has no script: the page has nothing to say on the console.
+    let stderr = rendered.stderr();
+    assert!(
+        !stderr.contains(":CONSOLE"),
+        "console messages:\n{}",
+        rendered.describe()
+    );
+
+    let png = std::fs::read(&rendered.png).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert_eq!(&png[12..16], b"IHDR");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((width, height), (1280, 2400));
+    // A blank page of that size compresses to about 14 KB.
+    assert!(
+        png.len() > 60_000,
+        "a {} byte screenshot is too small to show the report",
+        png.len()
+    );
+
+    let dom = std::fs::read_to_string(&rendered.dom).unwrap();
+    assert_charts(&dom);
+    assert!(dom.contains("<h1>TYM - Chi nhánh Thái Bình</h1>"));
+    assert_eq!(html_table_rows(&dom), html_table_rows(&html));
+}
+
+#[test]
+fn chromium_check_catches_script_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>broken</title></head>\
+                <body><p>broken</p><script>reportNotDefined();</script></body></html>";
+    let Some(rendered) = open_in_chromium("chromium_check_catches_script_errors", html, dir.path())
+    else {
+        return;
+    };
+    assert_eq!(
+        rendered.output.status.code(),
+        Some(PAGE_ERRORS),
+        "{}",
+        rendered.describe()
+    );
+    assert!(
+        rendered
+            .stderr()
+            .contains("Uncaught ReferenceError: reportNotDefined is not defined"),
+        "{}",
+        rendered.describe()
+    );
+}
