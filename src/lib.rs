@@ -11,6 +11,7 @@ pub mod domain;
 pub mod ledger;
 pub mod load;
 pub mod report;
+pub mod sim;
 pub mod store;
 pub mod verify;
 

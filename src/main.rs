@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use mfi_ledger::api::{self, ServerLimits};
 use mfi_ledger::cli;
-use mfi_ledger::ledger::{Ledger, LedgerConfig, SystemClock};
+use mfi_ledger::ledger::{Clock, FixedClock, Ledger, LedgerConfig, SystemClock};
 use mfi_ledger::store::DiskStore;
 
 /// glibc's allocator showed as a fifth of the write path's profile; the
@@ -40,12 +40,37 @@ enum Command {
     /// throughput and latency, then check every acknowledged command is in
     /// the ledger.
     Load(mfi_ledger::load::LoadArgs),
+    /// Simulate a branch's years through a running server's gRPC API (a
+    /// deterministic load a person can watch).
+    Simulate(mfi_ledger::sim::SimulateArgs),
+    /// Reports for managers, read from a running server.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Serve an echo BranchService that does no ledger work (the RPC
     /// ceiling for benchmarks).
     #[command(hide = true)]
     EchoServer(EchoArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// A branch's year against the previous year: a table, and with --html a
+    /// self-contained HTML report with charts.
+    Branch(BranchReportArgs),
+}
+
+#[derive(Args)]
+struct BranchReportArgs {
+    /// Branch id, e.g. TB.
+    branch: String,
+    /// The year reported on, e.g. 2023.
+    #[arg(long)]
+    year: i32,
+    /// Also write the HTML report (one file, no network needed) to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -79,6 +104,12 @@ struct ServeArgs {
     /// Most requests served at once on one connection.
     #[arg(long, env = "MFI_LEDGER_REQUESTS_PER_CONNECTION_MAX", default_value_t = ServerLimits::default().requests_per_connection_max)]
     requests_per_connection_max: usize,
+    /// Record every entry at this instant (RFC 3339, e.g. 2024-01-01T00:00:00Z)
+    /// instead of the system time, so that a simulation run twice gives the
+    /// same journal hash for hash. For simulations and demonstrations only:
+    /// "today" never moves.
+    #[arg(long, value_name = "TIME")]
+    fixed_clock: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Args)]
@@ -108,6 +139,14 @@ fn main() -> ExitCode {
         Command::Verify(verify) => run_verify(verify),
         Command::EchoServer(echo) => runtime.block_on(run_echo(echo)),
         Command::Load(load) => runtime.block_on(mfi_ledger::load::run(load)),
+        Command::Simulate(simulate) => runtime.block_on(mfi_ledger::sim::run(
+            &args.client.server,
+            args.client.json,
+            simulate,
+        )),
+        Command::Report(ReportCommand::Branch(report)) => {
+            runtime.block_on(run_branch_report(&args.client, report))
+        }
         Command::Client(command) => runtime.block_on(cli::run(args.client, command)),
     };
     match result {
@@ -128,11 +167,14 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         checkpoint_entries: args.checkpoint_entries,
         ..LedgerConfig::default()
     };
-    let ledger = Arc::new(Ledger::start(
-        Arc::new(store),
-        Arc::new(SystemClock),
-        config,
-    )?);
+    let clock: Arc<dyn Clock> = match args.fixed_clock {
+        Some(at) => {
+            tracing::warn!(%at, "every entry is recorded at a fixed time (--fixed-clock)");
+            Arc::new(FixedClock(at))
+        }
+        None => Arc::new(SystemClock),
+    };
+    let ledger = Arc::new(Ledger::start(Arc::new(store), clock, config)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -148,6 +190,26 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("stopped accepting requests; finishing queued commands");
     tokio::task::spawn_blocking(move || ledger.shutdown()).await?;
     tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn run_branch_report(
+    client: &cli::ClientOptions,
+    args: BranchReportArgs,
+) -> anyhow::Result<()> {
+    let report = mfi_ledger::report::gather_from(&client.server, &args.branch, args.year).await?;
+    if let Some(path) = &args.html {
+        std::fs::write(path, mfi_ledger::report::render_html(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", mfi_ledger::report::render_table(&report));
+        if let Some(path) = &args.html {
+            println!("HTML report written to {}", path.display());
+        }
+    }
     Ok(())
 }
 

@@ -174,13 +174,23 @@ fn disburse(server: &Server) {
     assert_eq!(field(&out, "effective date"), "2024-01-05");
     assert_eq!(field(&out, "hash").len(), 16);
     assert_eq!(field(&out, "loan id"), "TB-0001/L1");
+    assert_eq!(field(&out, "product"), "none (terms outside the catalogue)");
+    assert_eq!(field(&out, "paid out"), "1,000,000 VND");
     assert_eq!(
         row(&out, "1"),
-        ["1", "2024-02-05", "500,000", "10,000", "510,000"]
+        [
+            "1",
+            "2024-02-05",
+            "500,000",
+            "10,000",
+            "0",
+            "510,000",
+            "500,000"
+        ]
     );
     assert_eq!(
         row(&out, "2"),
-        ["2", "2024-03-05", "500,000", "10,000", "510,000"]
+        ["2", "2024-03-05", "500,000", "10,000", "0", "510,000", "0"]
     );
 }
 
@@ -228,9 +238,17 @@ fn walk_through_shows_the_figures_a_clerk_expects() {
     assert_eq!(field(&loan, "interest outstanding"), "10,000 VND");
     assert_eq!(field(&loan, "principal overdue"), "500,000 VND");
     assert_eq!(field(&loan, "interest overdue"), "10,000 VND");
-    let paid = ["500,000", "10,000", "510,000", "500,000", "10,000", "PAID"];
+    assert_eq!(field(&loan, "in arrears"), "yes");
+    assert_eq!(field(&loan, "days in arrears"), "5");
+    // Payoff on 2024-03-10, after the last due date: all that is left.
+    assert_eq!(field(&loan, "payoff amount"), "510,000 VND");
+    let paid = [
+        "500,000", "10,000", "0", "510,000", "500,000", "10,000", "0", "PAID",
+    ];
     assert_eq!(row(&loan, "1")[2..], paid);
-    let overdue = ["500,000", "10,000", "510,000", "0", "0", "OVERDUE"];
+    let overdue = [
+        "500,000", "10,000", "0", "510,000", "0", "0", "0", "OVERDUE",
+    ];
     assert_eq!(row(&loan, "2")[2..], overdue);
 
     let totals = server.ok(&["totals", "TB", "--year", "2024"]);
@@ -470,4 +488,525 @@ fn totals_needs_exactly_one_period() {
         let output = client("http://127.0.0.1:9", args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
+}
+
+/// The product of the catalogue tests, worked out by hand.
+///
+/// GENERAL lends flat at 24% a year over 10 fortnightly installments, each
+/// rounded to a multiple of 1,000, with a 1% fee taken at disbursement and
+/// a 20,000 card fee due with the first installment. On 10,000,000:
+/// - total interest 10,000,000 × 24% × 10/26 = 923,076.92, rounded to
+///   923,077; each installment's share 92,307.7 rounds to 92,000, and the
+///   last takes the rest: 923,077 − 9 × 92,000 = 95,077;
+/// - principal 1,000,000 an installment, so installment 1 is
+///   1,000,000 + 92,000 + 20,000 = 1,112,000, installments 2 to 9 are
+///   1,092,000 and installment 10 is 1,095,077;
+/// - repaid in all 10,000,000 + 923,077 + 20,000 = 10,943,077;
+/// - the fee at disbursement is 100,000, so 9,900,000 is paid out.
+///
+/// On 5,000,000: interest 461,538.46 → 461,538, shares 46,153.8 → 46,000
+/// (the last 461,538 − 9 × 46,000 = 47,538), principal 500,000, installment
+/// 1 = 500,000 + 46,000 + 20,000 = 566,000, later ones 546,000; fee at
+/// disbursement 50,000.
+const GENERAL: &[&str] = &[
+    "product-create",
+    "GENERAL",
+    "--name",
+    "General loan",
+    "--principal-min",
+    "1000000",
+    "--principal-max",
+    "50000000",
+    "--rate",
+    "24",
+    "--method",
+    "flat",
+    "--frequency",
+    "fortnightly",
+    "--installments",
+    "10",
+    "--rounding",
+    "1000",
+    "--fee",
+    "disbursement:1%",
+    "--fee",
+    "card:20000:with-first-installment",
+    "--compulsory-percent",
+    "5",
+];
+
+/// Branch TB, center C1, group G1 and product GENERAL (entries 1 to 4);
+/// members TB-0001 (600,000 in compulsory savings TB-0001/C1) and TB-0002
+/// (300,000 in TB-0002/C1), entries 5 to 10; then TB-0001/L1 of 10,000,000
+/// and TB-0002/L1 of 5,000,000 under GENERAL on 2024-01-05, first
+/// repayment 2024-01-19: entries 11 and 12.
+fn set_up_product_loans(server: &Server) {
+    let opened = "--opened-on=2024-01-01";
+    for args in [
+        &["branch-create", "TB", "--name", "TB", opened][..],
+        &[
+            "center-create",
+            "C1",
+            "--branch",
+            "TB",
+            "--name",
+            "C1",
+            opened,
+        ],
+        &[
+            "group-create",
+            "G1",
+            "--center",
+            "C1",
+            "--name",
+            "G1",
+            opened,
+        ],
+    ] {
+        server.ok(args);
+    }
+    let created = server.ok(GENERAL);
+    assert_eq!(field(&created, "version"), "1");
+    for (member, deposit) in [("TB-0001", "600000"), ("TB-0002", "300000")] {
+        let joined = "--joined-on=2024-01-02";
+        server.ok(&[
+            "register", member, "--name", member, "--group", "G1", joined,
+        ]);
+        let opened = "--opened-on=2024-01-02";
+        server.ok(&["open-savings", member, "--kind", "compulsory", opened]);
+        let account = format!("{member}/C1");
+        server.ok(&["deposit", &account, deposit, "--date", "2024-01-03"]);
+    }
+    let disbursements = [
+        ("TB-0001", "10000000", "100,000 VND", "9,900,000 VND"),
+        ("TB-0002", "5000000", "50,000 VND", "4,950,000 VND"),
+    ];
+    for (member, principal, fees, paid_out) in disbursements {
+        let out = server.ok(&[
+            "disburse",
+            member,
+            "--product",
+            "GENERAL",
+            "--principal",
+            principal,
+            "--first-repayment",
+            "2024-01-19",
+            "--date",
+            "2024-01-05",
+        ]);
+        assert_eq!(field(&out, "loan id"), format!("{member}/L1"));
+        assert_eq!(field(&out, "product"), "GENERAL version 1");
+        assert_eq!(field(&out, "fees at disbursement"), fees);
+        assert_eq!(field(&out, "paid out"), paid_out);
+    }
+}
+
+#[test]
+fn a_product_previews_the_schedule_worked_out_by_hand() {
+    let server = Server::start();
+    server.ok(&[
+        "branch-create",
+        "TB",
+        "--name",
+        "TB",
+        "--opened-on",
+        "2024-01-01",
+    ]);
+    let missing = server.fails(&["product-create", "P", "--name", "P", "--method", "flat"]);
+    assert!(
+        missing.contains("needs --principal-min, --principal-max, --rate"),
+        "{missing}"
+    );
+    let created = server.ok(GENERAL);
+    assert_eq!(field(&created, "sequence"), "2");
+    assert_eq!(field(&created, "version"), "1");
+
+    let preview = [
+        "preview",
+        "GENERAL",
+        "--principal",
+        "10000000",
+        "--date",
+        "2024-01-05",
+        "--first-repayment",
+        "2024-01-19",
+    ];
+    let out = server.ok(&preview);
+    let first = [
+        "1",
+        "2024-01-19",
+        "1,000,000",
+        "92,000",
+        "20,000",
+        "1,112,000",
+        "9,000,000",
+    ];
+    assert_eq!(row(&out, "1"), first);
+    assert_eq!(row(&out, "2")[3..6], ["92,000", "0", "1,092,000"]);
+    let last = [
+        "10",
+        "2024-05-24",
+        "1,000,000",
+        "95,077",
+        "0",
+        "1,095,077",
+        "0",
+    ];
+    assert_eq!(row(&out, "10"), last);
+    let total = ["10,000,000", "923,077", "20,000", "10,943,077"];
+    assert_eq!(row(&out, "total")[2..6], total);
+    assert_eq!(field(&out, "fees at disbursement"), "100,000 VND");
+    assert_eq!(field(&out, "paid out"), "9,900,000 VND");
+    let json = server.json(&preview);
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["total_interest"]["amount"], "923077");
+    assert_eq!(json["schedule"][9]["interest"]["amount"], "95077");
+    assert_eq!(json["schedule"][0]["fee"]["amount"], "20000");
+    assert_eq!(json["schedule"][0]["balance_after"]["amount"], "9000000");
+    assert_eq!(json["paid_out"]["amount"], "9900000");
+    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "2");
+
+    // A new version changes only what is given; the first stays as it was.
+    let updated = server.ok(&[
+        "product-update",
+        "GENERAL",
+        "--rate-min",
+        "20",
+        "--rate-max",
+        "26",
+    ]);
+    assert_eq!(field(&updated, "version"), "2");
+    let latest = server.ok(&["product", "GENERAL"]);
+    assert_eq!(field(&latest, "version"), "2 of 2");
+    assert_eq!(field(&latest, "interest rate"), "20% to 26% a year");
+    assert_eq!(field(&latest, "installments"), "10");
+    assert_eq!(
+        field(&latest, "fees"),
+        "disbursement 1% at disbursement; card 20,000 with first installment"
+    );
+    let first_version = server.json(&["product", "GENERAL", "--version", "1"]);
+    assert_eq!(first_version["rules"]["rate_max_percent"], "24");
+    assert_eq!(first_version["rules"]["rounding_multiple"], "1000");
+    assert_eq!(
+        first_version["rules"]["fees"][1]["collection"],
+        "WITH_FIRST_INSTALLMENT"
+    );
+    let products = server.ok(&["products"]);
+    assert_eq!(row(&products, "GENERAL")[1..3], ["2", "General loan"]);
+
+    let stderr = server.fails(&[
+        "preview",
+        "GENERAL",
+        "--principal",
+        "10000000",
+        "--date",
+        "2024-01-05",
+        "--first-repayment",
+        "2024-01-19",
+    ]);
+    assert!(stderr.contains("rate"), "two rates need --rate: {stderr}");
+}
+
+#[test]
+fn disburse_takes_a_product_or_terms_in_full() {
+    for args in [
+        // Terms outside the catalogue need the method and the frequency...
+        &[
+            "disburse",
+            "M",
+            "--principal",
+            "1",
+            "--rate",
+            "1",
+            "--installments",
+            "1",
+            "--first-repayment",
+            "2024-01-01",
+        ][..],
+        // ...which a product sets itself.
+        &[
+            "disburse",
+            "M",
+            "--product",
+            "P",
+            "--principal",
+            "1",
+            "--method",
+            "flat",
+            "--first-repayment",
+            "2024-01-01",
+        ],
+        &[
+            "disburse",
+            "M",
+            "--product",
+            "P",
+            "--principal",
+            "1",
+            "--rounding",
+            "1000",
+            "--first-repayment",
+            "2024-01-01",
+        ],
+    ] {
+        let output = client("http://127.0.0.1:9", args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn a_collection_sheet_records_every_line_as_one_entry() {
+    let server = Server::start();
+    set_up_product_loans(&server);
+    let loan = server.ok(&["loan", "TB-0001/L1", "--as-of", "2024-01-05"]);
+    assert_eq!(field(&loan, "product"), "GENERAL version 1");
+    assert_eq!(field(&loan, "approved principal"), "10,000,000 VND");
+    assert_eq!(field(&loan, "principal disbursed"), "10,000,000 VND");
+    assert_eq!(field(&loan, "in arrears"), "no");
+    assert_eq!(
+        row(&loan, "1")[2..6],
+        ["1,000,000", "92,000", "20,000", "1,112,000"]
+    );
+
+    // Each borrower pays her first installment and saves a little more.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sheet = dir.path().join("c1-2024-01-19.csv");
+    std::fs::write(
+        &sheet,
+        "# Center C1, meeting of 2024-01-19\n\
+         deposit,member_id,loan_id,repayment,savings_account_id\n\
+         50000,TB-0001,TB-0001/L1,1112000,TB-0001/C1\n\
+         \n\
+         30000,TB-0002,TB-0002/L1,566000,TB-0002/C1\n",
+    )
+    .expect("write the sheet");
+    let file = sheet.to_str().expect("a UTF-8 path");
+    let out = server.ok(&[
+        "collection-sheet",
+        "C1",
+        "--file",
+        file,
+        "--date",
+        "2024-01-19",
+    ]);
+    assert_eq!(field(&out, "sequence"), "13");
+    assert_eq!(field(&out, "lines recorded"), "2");
+    // member, repaid, fees, interest, principal, outstanding, deposit, balance, CSV line
+    assert_eq!(
+        row(&out, "TB-0001")[1..],
+        [
+            "1,112,000",
+            "20,000",
+            "92,000",
+            "1,000,000",
+            "9,000,000",
+            "50,000",
+            "650,000",
+            "3"
+        ]
+    );
+    assert_eq!(
+        row(&out, "TB-0002")[1..],
+        [
+            "566,000",
+            "20,000",
+            "46,000",
+            "500,000",
+            "4,500,000",
+            "30,000",
+            "330,000",
+            "5"
+        ]
+    );
+    assert_eq!(
+        row(&out, "total")[1..8],
+        [
+            "1,678,000",
+            "40,000",
+            "138,000",
+            "1,500,000",
+            "",
+            "80,000",
+            ""
+        ]
+    );
+    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "13");
+    // Cash: 900,000 saved, 14,850,000 paid out (15,000,000 less 150,000 of
+    // fees), 1,758,000 collected.
+    for (account, balance) in [
+        ("savings:TB-0001/C1", "650,000 VND"),
+        ("savings:TB-0002/C1", "330,000 VND"),
+        ("loan:TB-0001/L1", "9,000,000 VND"),
+        ("loan:TB-0002/L1", "4,500,000 VND"),
+        ("fee-income:TB/card", "40,000 VND"),
+        ("fee-income:TB/disbursement", "150,000 VND"),
+        ("interest-income:TB", "138,000 VND"),
+        ("cash:TB", "-12,192,000 VND"),
+    ] {
+        assert_eq!(
+            field(&server.ok(&["balance", account]), "balance"),
+            balance,
+            "{account}"
+        );
+    }
+
+    // TB-0001 pays her second installment on time; TB-0002 misses hers
+    // (546,000 due 2024-02-02).
+    let repaid = server.json(&["repay", "TB-0001/L1", "1092000", "--date", "2024-02-02"]);
+    assert_eq!(repaid["interest_paid"]["amount"], "92000");
+    assert_eq!(repaid["fees_paid"]["amount"], "0");
+    assert_eq!(repaid["principal_prepaid"]["amount"], "0");
+    assert_eq!(repaid["principal_outstanding"]["amount"], "8000000");
+
+    // Paying TB-0002/L1 off on 2024-02-10: the principal 4,500,000, the
+    // overdue interest 46,000, and 8 of the 14 days of installment 3's
+    // 46,000: 46,000 less its 6 days left (19,714.29 → 19,714) = 26,286.
+    // Total 4,572,286. The interest left on the schedule is 8 × 46,000 +
+    // 47,538 = 415,538, so paying off saves 415,538 − 72,286 = 343,252.
+    let payoff = server.json(&["payoff", "TB-0002/L1", "--date", "2024-02-10"]);
+    assert_eq!(payoff["principal"]["amount"], "4500000");
+    assert_eq!(payoff["interest_due"]["amount"], "46000");
+    assert_eq!(payoff["interest_accrued"]["amount"], "26286");
+    assert_eq!(payoff["fees"]["amount"], "0");
+    assert_eq!(payoff["total"]["amount"], "4572286");
+    assert_eq!(payoff["interest_saved"]["amount"], "343252");
+
+    let arrears = server.json(&["arrears", "TB", "--as-of", "2024-02-10"]);
+    assert_eq!(arrears["as_of_date"], "2024-02-10");
+    let loans = arrears["loans"].as_array().expect("loans");
+    assert_eq!(loans.len(), 1, "{arrears}");
+    assert_eq!(loans[0]["loan_id"], "TB-0002/L1");
+    assert_eq!(loans[0]["days_in_arrears"], 8);
+    assert_eq!(loans[0]["principal_outstanding"]["amount"], "4500000");
+    assert_eq!(loans[0]["principal_overdue"]["amount"], "500000");
+    assert_eq!(loans[0]["interest_overdue"]["amount"], "46000");
+
+    // Portfolio on 2024-02-10: 8,000,000 + 4,500,000 outstanding; all of
+    // TB-0002's is at risk (4,500,000 / 12,500,000 = 36%). Due since 1
+    // January: 1,112,000 + 1,092,000 + 566,000 + 546,000 = 3,316,000, of
+    // which 2,770,000 was paid on time: 83.53%.
+    let portfolio = server.json(&[
+        "portfolio",
+        "TB",
+        "--as-of",
+        "2024-02-10",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-02-10",
+    ]);
+    assert_eq!(portfolio["gross_portfolio"]["amount"], "12500000");
+    assert_eq!(portfolio["active_loans"], 2);
+    assert_eq!(portfolio["active_borrowers"], 2);
+    assert_eq!(portfolio["average_outstanding"]["amount"], "6250000");
+    assert_eq!(portfolio["loans_in_arrears"], 1);
+    assert_eq!(portfolio["par1_amount"]["amount"], "4500000");
+    assert_eq!(portfolio["par1_percent"], "36.0000");
+    assert_eq!(portfolio["par30_amount"]["amount"], "0");
+    assert_eq!(portfolio["due_in_period"]["amount"], "3316000");
+    assert_eq!(portfolio["collected_on_time"]["amount"], "2770000");
+    assert_eq!(portfolio["repayment_rate_percent"], "83.53");
+    let text = server.ok(&["portfolio", "--as-of", "2024-02-10"]);
+    assert_eq!(row(&text, "PAR1")[1..], ["4,500,000", "36.0000%"]);
+    assert_eq!(field(&text, "repayment rate"), "83.53%");
+}
+
+#[test]
+fn a_bad_collection_sheet_names_its_csv_line_and_writes_nothing() {
+    let server = Server::start();
+    set_up_product_loans(&server);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sheet = |name: &str, second_repayment: &str| {
+        let path = dir.path().join(name);
+        let text = format!(
+            "member_id,loan_id,repayment,savings_account_id,deposit\n\
+             # first line\n\
+             TB-0001,TB-0001/L1,1112000,TB-0001/C1,50000\n\
+             TB-0002,TB-0002/L1,{second_repayment},TB-0002/C1,30000\n"
+        );
+        std::fs::write(&path, text).expect("write the sheet");
+        path.to_str().expect("a UTF-8 path").to_owned()
+    };
+    let run = |file: &str| {
+        server.fails(&[
+            "collection-sheet",
+            "C1",
+            "--file",
+            file,
+            "--date=2024-01-19",
+        ])
+    };
+
+    // Data line 2 is CSV line 4 (the header, then a comment).
+    let stderr = run(&sheet("separators.csv", "\"566,000\""));
+    assert!(
+        stderr.contains(
+            "separators.csv line 4, column repayment: \"566,000\" is not a plain decimal"
+        ),
+        "{stderr}"
+    );
+
+    // The server refuses lines[1] (VND has no decimals): printed with its CSV line.
+    let stderr = run(&sheet("decimals.csv", "566000.5"));
+    assert!(
+        stderr.starts_with("error: InvalidArgument: lines[1].repayment.amount: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("where: ")
+            && stderr.contains("decimals.csv line 4 (member TB-0002), column repayment"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("request id: "), "{stderr}");
+
+    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "12");
+    let savings = server.ok(&["balance", "savings:TB-0001/C1"]);
+    assert_eq!(field(&savings, "balance"), "600,000 VND");
+}
+
+#[test]
+fn a_write_off_and_its_recovery_show_in_the_loan_and_the_totals() {
+    let server = Server::start();
+    set_up_product_loans(&server);
+    let out = server.ok(&[
+        "write-off",
+        "TB-0002/L1",
+        "--reason",
+        "moved away",
+        "--date",
+        "2024-01-10",
+    ]);
+    assert_eq!(field(&out, "sequence"), "13");
+    assert_eq!(field(&out, "principal written off"), "5,000,000 VND");
+    let out = server.ok(&["repay", "TB-0002/L1", "200000", "--date", "2024-01-20"]);
+    assert_eq!(field(&out, "recovery"), "200,000 VND");
+    assert_eq!(field(&out, "principal paid"), "0 VND");
+
+    let loan = server.ok(&["loan", "TB-0002/L1", "--as-of", "2024-01-20"]);
+    assert_eq!(field(&loan, "status"), "WRITTEN_OFF");
+    assert_eq!(field(&loan, "written off"), "5,000,000 VND");
+    assert_eq!(field(&loan, "recovered"), "200,000 VND");
+    for (account, balance) in [
+        ("loan-loss:TB", "5,000,000 VND"),
+        ("recoveries:TB", "200,000 VND"),
+    ] {
+        let out = server.ok(&["balance", account]);
+        assert_eq!(field(&out, "balance"), balance, "{account}");
+    }
+
+    let totals = server.ok(&["totals", "TB", "--month", "2024-01"]);
+    for (name, value) in [
+        ("fees collected", "150,000"),
+        ("written off", "5,000,000"),
+        ("recovered", "200,000"),
+    ] {
+        assert_eq!(row(&totals, name)[1..], [value, "0", value], "{name}");
+    }
+    assert_eq!(
+        row(&totals, "GENERAL")[1..],
+        ["General loan", "2", "15,000,000"]
+    );
+    let json = server.json(&["totals", "TB", "--month", "2024-01"]);
+    assert_eq!(json["current"]["written_off"]["amount"], "5000000");
+    assert_eq!(json["by_product"][0]["loans"], 2);
 }

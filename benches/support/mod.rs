@@ -56,7 +56,7 @@ fn name(text: &str) -> Name {
 pub fn vnd(amount: i64) -> Money {
     Money {
         amount: Decimal::from(amount),
-        currency: Currency::Vnd,
+        currency: Some(Currency::Vnd),
     }
 }
 

@@ -402,10 +402,14 @@ impl AuditService for AuditApi {
         let (from, to) = period.bounds().map_err(refuse)?;
         let (previous_from, previous_to) =
             period.previous().and_then(Period::bounds).map_err(refuse)?;
-        let (currency, current, previous, by_product) = self.ledger.read(|state| {
+        let (currency, name, current, previous, by_product) = self.ledger.read(|state| {
             let currency = state.branch(&branch).map(|b| b.currency);
             (
                 currency,
+                state
+                    .branch(&branch)
+                    .map(|b| b.name.to_string())
+                    .unwrap_or_default(),
                 state.period_figures(&branch, from, to),
                 state.period_figures(&branch, previous_from, previous_to),
                 state
@@ -440,6 +444,7 @@ impl AuditService for AuditApi {
             (percent(&current) - percent(&previous)).to_string();
         Ok(Response::new(pb::GetBranchTotalsResponse {
             branch_id: branch.to_string(),
+            branch_name: name,
             current: Some(current),
             previous: Some(previous),
             change: Some(change),

@@ -32,12 +32,29 @@ pub fn currency(field: &str, code: &str) -> Result<Currency, DomainError> {
     }
 }
 
-/// A positive amount with its currency (VND when none is named).
+/// A positive amount with the currency named, if any (none: the books').
+/// Its decimal places are checked here against the named currency, and
+/// against the books' currency when the ledger executes it.
 pub fn money(field: &str, money: Option<pb::Money>) -> Result<Money, DomainError> {
     let money = money.ok_or_else(|| DomainError::invalid(field, "is required"))?;
-    let currency = currency(&format!("{field}.currency"), &money.currency)?;
-    let amount = parse_amount(&format!("{field}.amount"), &money.amount, currency)?;
-    Ok(Money { amount, currency })
+    let named = if money.currency.is_empty() {
+        None
+    } else {
+        Some(Currency::parse(
+            &format!("{field}.currency"),
+            &money.currency,
+        )?)
+    };
+    // Until the books are known, allow the most places any currency has.
+    let amount = parse_amount(
+        &format!("{field}.amount"),
+        &money.amount,
+        named.unwrap_or(Currency::MOST_PRECISE),
+    )?;
+    Ok(Money {
+        amount,
+        currency: named,
+    })
 }
 
 /// A date "YYYY-MM-DD"; empty means "not given".
@@ -124,7 +141,7 @@ pub fn loan_terms(terms: Option<pb::LoanTerms>) -> Result<LoanTermsInput, Domain
         let multiple = parse_amount(
             "terms.rounding_multiple",
             &terms.rounding_multiple,
-            principal.currency,
+            principal.currency.unwrap_or(Currency::MOST_PRECISE),
         )?;
         Some(multiple)
     };
@@ -183,29 +200,7 @@ pub fn receipt(entry: &Entry) -> pb::EntryReceipt {
 
 /// The currency an entry's amounts are in.
 pub fn entry_currency(body: &EntryBody) -> Currency {
-    match &body.command {
-        CommandBody::DepositSavings { amount, .. }
-        | CommandBody::WithdrawSavings { amount, .. }
-        | CommandBody::RecordRepayment { amount, .. } => amount.currency,
-        CommandBody::DisburseTranche { amount, .. } => amount.currency,
-        CommandBody::CreateBranch { currency, .. } => *currency,
-        CommandBody::CreateProduct { rules, .. } | CommandBody::UpdateProduct { rules, .. } => {
-            rules.currency
-        }
-        CommandBody::RecordCollectionSheet { lines, .. } => lines
-            .iter()
-            .find_map(|l| {
-                l.repayment
-                    .as_ref()
-                    .map(|r| r.1.currency)
-                    .or(l.deposit.as_ref().map(|d| d.1.currency))
-            })
-            .unwrap_or_default(),
-        _ => match &body.outcome {
-            Outcome::LoanDisbursed { currency, .. } => *currency,
-            _ => Currency::Vnd,
-        },
-    }
+    body.currency
 }
 
 /// A journal entry for auditors.

@@ -462,7 +462,7 @@ pub fn application_in(a: pb::LoanApplication) -> Result<(ProductId, LoanApplicat
         Some(parse_amount(
             "application.approved_principal",
             &a.approved_principal,
-            principal.currency,
+            principal.currency.unwrap_or(Currency::MOST_PRECISE),
         )?)
     };
     let annual_interest_rate_percent = if a.annual_interest_rate_percent.is_empty() {
@@ -478,6 +478,7 @@ pub fn application_in(a: pb::LoanApplication) -> Result<(ProductId, LoanApplicat
         product_id,
         LoanApplication {
             principal: principal.amount,
+            currency: principal.currency,
             approved_principal,
             annual_interest_rate_percent,
             installment_count: (a.installment_count > 0).then_some(a.installment_count),

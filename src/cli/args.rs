@@ -163,37 +163,115 @@ impl From<FrequencyArg> for pb::RepaymentFrequency {
     }
 }
 
-/// Arguments of `disburse`.
+/// Heading of `disburse`'s options for a loan under a catalogue product.
+const UNDER_PRODUCT: &str = "Under a product (--product)";
+/// Heading of `disburse`'s options for a loan outside the catalogue.
+const OUTSIDE_CATALOGUE: &str = "Outside the catalogue (terms in full, no --product)";
+
+/// Arguments of `disburse`: a loan under a catalogue product (`--product`),
+/// or outside the catalogue with its terms in full (`--method`,
+/// `--frequency`, `--rate`, `--installments`).
 #[derive(Args, Clone, Debug)]
 pub struct DisburseArgs {
     /// Borrower; she must hold a compulsory savings account.
     pub member_id: String,
-    /// Principal as a plain decimal, e.g. 10000000.
+    /// Principal (of the first tranche under a product) as a plain decimal, e.g. 10000000.
     #[arg(long, value_name = "AMOUNT")]
     pub principal: String,
     /// ISO 4217 currency of the principal [default: the branch's].
     #[arg(long)]
     pub currency: Option<String>,
-    /// Annual nominal interest rate in percent, 0 to 100, e.g. 18.
-    #[arg(long, value_name = "PERCENT")]
-    pub rate: String,
-    /// Flat or declining balance.
-    #[arg(long, value_enum)]
-    pub method: MethodArg,
-    /// Number of installments, 1 to 520.
-    #[arg(long, value_name = "N")]
-    pub installments: u32,
-    /// How often installments fall due.
-    #[arg(long, value_enum)]
-    pub frequency: FrequencyArg,
+    /// Annual nominal interest rate in percent, e.g. 18 [under a product: its
+    /// rate when it has only one].
+    #[arg(long, value_name = "PERCENT", required_unless_present = "product")]
+    pub rate: Option<String>,
+    /// Number of installments, 1 to 520 [under a product: its default].
+    #[arg(long, value_name = "N", required_unless_present = "product")]
+    pub installments: Option<u32>,
     /// Due date of the first installment, YYYY-MM-DD, after the disbursement date.
     #[arg(long, value_name = "DATE")]
     pub first_repayment: String,
-    /// Round installments to a multiple of this, e.g. 1000 [default: the currency's unit].
-    #[arg(long, value_name = "MULTIPLE")]
-    pub rounding: Option<String>,
     /// Disbursement date, YYYY-MM-DD, not in the future [default: today].
     #[arg(long, value_name = "DATE")]
+    pub date: Option<String>,
+    /// Catalogue product the loan is disbursed under (its latest version),
+    /// which sets method, frequency, rounding, fees and limits.
+    #[arg(long, value_name = "PRODUCT", help_heading = UNDER_PRODUCT)]
+    pub product: Option<String>,
+    /// Total the loan may reach through tranches [default: --principal].
+    #[arg(long, value_name = "AMOUNT", requires = "product", help_heading = UNDER_PRODUCT)]
+    pub approved: Option<String>,
+    /// Flat or declining balance.
+    #[arg(
+        long,
+        value_enum,
+        required_unless_present = "product",
+        conflicts_with = "product",
+        help_heading = OUTSIDE_CATALOGUE
+    )]
+    pub method: Option<MethodArg>,
+    /// How often installments fall due.
+    #[arg(
+        long,
+        value_enum,
+        required_unless_present = "product",
+        conflicts_with = "product",
+        help_heading = OUTSIDE_CATALOGUE
+    )]
+    pub frequency: Option<FrequencyArg>,
+    /// Round installments to a multiple of this, e.g. 1000 [default: the currency's unit].
+    #[arg(
+        long,
+        value_name = "MULTIPLE",
+        conflicts_with = "product",
+        help_heading = OUTSIDE_CATALOGUE
+    )]
+    pub rounding: Option<String>,
+}
+
+/// Arguments of `tranche`.
+#[derive(Args, Clone, Debug)]
+pub struct TrancheArgs {
+    /// Loan, e.g. TB-0001/L1; its product must allow another tranche.
+    pub loan_id: String,
+    /// Amount of the tranche as a plain decimal; the loan's total stays within
+    /// its approved principal.
+    pub amount: String,
+    /// ISO 4217 currency of the amount [default: the branch's].
+    #[arg(long)]
+    pub currency: Option<String>,
+    /// Disbursement date, YYYY-MM-DD, not in the future, before the loan's
+    /// last due date [default: today].
+    #[arg(long, value_name = "DATE")]
+    pub date: Option<String>,
+}
+
+/// Arguments of `write-off`.
+#[derive(Args, Clone, Debug)]
+pub struct WriteOffArgs {
+    /// Loan, e.g. TB-0001/L1; active with principal outstanding.
+    pub loan_id: String,
+    /// Why, for the auditors, 1 to 200 characters.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Business date, YYYY-MM-DD, not in the future nor before the loan's
+    /// last transaction [default: today].
+    #[arg(long, value_name = "DATE")]
+    pub date: Option<String>,
+}
+
+/// Arguments of `collection-sheet`.
+#[derive(Args, Clone, Debug)]
+pub struct CollectionSheetArgs {
+    /// Center that met, e.g. C1.
+    pub center_id: String,
+    /// CSV file with a header row naming the columns member_id, loan_id,
+    /// repayment, savings_account_id, deposit (any order; empty cells allowed;
+    /// lines starting with # and blank lines ignored; amounts as plain decimals).
+    #[arg(long, value_name = "SHEET.csv")]
+    pub file: std::path::PathBuf,
+    /// Date of the meeting, YYYY-MM-DD, the date of every line [default: today].
+    #[arg(long, value_name = "MEETING_DATE")]
     pub date: Option<String>,
 }
 
@@ -202,7 +280,7 @@ pub struct DisburseArgs {
 pub struct RepayArgs {
     /// Loan repaid, e.g. TB-0001/L1.
     pub loan_id: String,
-    /// Positive amount paid, at most what is outstanding (principal plus scheduled interest).
+    /// Positive amount paid, at most the payoff amount on the date (see `payoff`).
     pub amount: String,
     /// ISO 4217 currency of the amount [default: the branch's].
     #[arg(long)]
@@ -229,8 +307,9 @@ pub struct ReverseArgs {
 /// Arguments of `balance`.
 #[derive(Args, Clone, Debug)]
 pub struct BalanceArgs {
-    /// Account: cash:BRANCH, interest-income:BRANCH, savings:ACCOUNT_ID or
-    /// loan:LOAN_ID (e.g. cash:TB, savings:TB-0001/C1, loan:TB-0001/L1).
+    /// Account: cash:BRANCH, interest-income:BRANCH, fee-income:BRANCH/FEE,
+    /// loan-loss:BRANCH, recoveries:BRANCH, savings:ACCOUNT_ID or loan:LOAN_ID
+    /// (e.g. cash:TB, fee-income:TB/disbursement, savings:TB-0001/C1, loan:TB-0001/L1).
     pub account: String,
 }
 
@@ -283,4 +362,377 @@ pub struct JournalArgs {
     #[arg(long, value_name = "N", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
+}
+
+/// Arguments of `payoff`.
+#[derive(Args, Clone, Debug)]
+pub struct PayoffArgs {
+    /// Loan, e.g. TB-0001/L1.
+    pub loan_id: String,
+    /// Date of the payoff, YYYY-MM-DD, not before the loan's last transaction [default: today].
+    #[arg(long, value_name = "DATE")]
+    pub date: Option<String>,
+}
+
+/// Arguments of `arrears`.
+#[derive(Args, Clone, Debug)]
+pub struct ArrearsArgs {
+    /// Branch id, e.g. TB [default: all branches].
+    pub branch: Option<String>,
+    /// Date, YYYY-MM-DD [default: today].
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+}
+
+/// Arguments of `portfolio`.
+#[derive(Args, Clone, Debug)]
+pub struct PortfolioArgs {
+    /// Branch id, e.g. TB [default: all branches, which must share a currency].
+    pub branch: Option<String>,
+    /// Date of the portfolio figures (GLP, PAR, borrowers), YYYY-MM-DD [default: today].
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+    /// First day of the period of the repayment rate, write-offs and
+    /// recoveries, YYYY-MM-DD (with --to) [default: 1 January of --as-of's year].
+    #[arg(long, value_name = "DATE", requires = "to")]
+    pub from: Option<String>,
+    /// Last day of that period, YYYY-MM-DD [default: --as-of].
+    #[arg(long, value_name = "DATE", requires = "from")]
+    pub to: Option<String>,
+}
+
+/// Arguments of `product`.
+#[derive(Args, Clone, Debug)]
+pub struct ProductArgs {
+    /// Product id, e.g. GENERAL.
+    pub product_id: String,
+    /// Version to show [default: the latest].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub version: Option<u32>,
+}
+
+/// Arguments of `preview`.
+#[derive(Args, Clone, Debug)]
+pub struct PreviewArgs {
+    /// Product id, e.g. GENERAL.
+    pub product_id: String,
+    /// Version of the product [default: the latest].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub version: Option<u32>,
+    /// Principal as a plain decimal, e.g. 10000000.
+    #[arg(long, value_name = "AMOUNT")]
+    pub principal: String,
+    /// ISO 4217 currency of the principal [default: the product's].
+    #[arg(long)]
+    pub currency: Option<String>,
+    /// Annual interest rate in percent [default: the product's when it has only one].
+    #[arg(long, value_name = "PERCENT")]
+    pub rate: Option<String>,
+    /// Number of installments [default: the product's default].
+    #[arg(long, value_name = "N")]
+    pub installments: Option<u32>,
+    /// Disbursement date, YYYY-MM-DD.
+    #[arg(long, value_name = "DATE")]
+    pub date: String,
+    /// Due date of the first installment, YYYY-MM-DD, after --date.
+    #[arg(long, value_name = "DATE")]
+    pub first_repayment: String,
+}
+
+/// Arguments of `product-create` and `product-update`.
+#[derive(Args, Clone, Debug)]
+pub struct ProductDefineArgs {
+    /// Product id, 1 to 32 characters of A-Z a-z 0-9 . _ - (e.g. GENERAL).
+    pub product_id: String,
+    #[command(flatten)]
+    pub rules: ProductRulesArgs,
+}
+
+/// Help heading of the product rules about amounts and rates.
+const LIMITS: &str = "Limits";
+/// Help heading of the product rules about the schedule.
+const SCHEDULE: &str = "Schedule";
+/// Help heading of the product rules about rounding.
+const ROUNDING: &str = "Rounding";
+/// Help heading of the product rules about savings, arrears and payments.
+const SAVINGS_ARREARS: &str = "Savings, arrears and payments";
+/// Help heading of the product rules about fees and tranches.
+const FEES_TRANCHES: &str = "Fees and tranches";
+
+/// A product's rules. `product-create` needs --name, --principal-min,
+/// --principal-max, a rate, --method, --frequency and installments; the rest
+/// have the defaults shown. `product-update` starts from the latest version
+/// and changes only what is given.
+#[derive(Args, Clone, Debug)]
+pub struct ProductRulesArgs {
+    /// Display name, 1 to 200 characters, e.g. "General loan".
+    #[arg(long, help_heading = LIMITS)]
+    pub name: Option<String>,
+    /// ISO 4217 currency of its loans [default: VND].
+    #[arg(long, help_heading = LIMITS)]
+    pub currency: Option<String>,
+    /// Smallest principal of a loan (all its tranches), e.g. 1000000.
+    #[arg(long, value_name = "AMOUNT", help_heading = LIMITS)]
+    pub principal_min: Option<String>,
+    /// Largest principal of a loan (all its tranches), e.g. 50000000.
+    #[arg(long, value_name = "AMOUNT", help_heading = LIMITS)]
+    pub principal_max: Option<String>,
+    /// Single annual interest rate in percent, e.g. 24 (sets --rate-min and --rate-max).
+    #[arg(long, value_name = "PERCENT", conflicts_with_all = ["rate_min", "rate_max"],
+          help_heading = LIMITS)]
+    pub rate: Option<String>,
+    /// Lowest annual interest rate in percent.
+    #[arg(long, value_name = "PERCENT", help_heading = LIMITS)]
+    pub rate_min: Option<String>,
+    /// Highest annual interest rate in percent.
+    #[arg(long, value_name = "PERCENT", help_heading = LIMITS)]
+    pub rate_max: Option<String>,
+    /// Flat or declining balance.
+    #[arg(long, value_enum, help_heading = SCHEDULE)]
+    pub method: Option<MethodArg>,
+    /// How a declining-balance loan repays principal [default: equal-installments].
+    #[arg(long, value_enum, help_heading = SCHEDULE)]
+    pub amortization: Option<AmortizationArg>,
+    /// How each period's interest is counted [default: per-period].
+    #[arg(long, value_enum, help_heading = SCHEDULE)]
+    pub interest_period: Option<InterestPeriodArg>,
+    /// Rate the equal installment is computed from [default: nominal].
+    #[arg(long, value_enum, help_heading = SCHEDULE)]
+    pub installment_basis: Option<InstallmentBasisArg>,
+    /// How often installments fall due.
+    #[arg(long, value_enum, help_heading = SCHEDULE)]
+    pub frequency: Option<FrequencyArg>,
+    /// Single number of installments, 1 to 520 (sets min, max and default).
+    #[arg(long, value_name = "N", help_heading = SCHEDULE,
+          conflicts_with_all = ["installments_min", "installments_max", "installments_default"])]
+    pub installments: Option<u32>,
+    /// Fewest installments a loan may have, 1 to 520.
+    #[arg(long, value_name = "N", help_heading = SCHEDULE)]
+    pub installments_min: Option<u32>,
+    /// Most installments a loan may have [default: --installments-min].
+    #[arg(long, value_name = "N", help_heading = SCHEDULE)]
+    pub installments_max: Option<u32>,
+    /// Installments of a loan that names none [default: --installments-min].
+    #[arg(long, value_name = "N", help_heading = SCHEDULE)]
+    pub installments_default: Option<u32>,
+    /// Installments at the start that repay no principal [default: 0].
+    #[arg(long, value_name = "N", help_heading = SCHEDULE)]
+    pub grace_principal: Option<u32>,
+    /// Installments at the start that collect no interest (deferred to the next) [default: 0].
+    #[arg(long, value_name = "N", help_heading = SCHEDULE)]
+    pub grace_interest: Option<u32>,
+    /// Decimal places installments are rounded to [default: the currency's].
+    #[arg(long, value_name = "N", help_heading = ROUNDING)]
+    pub rounding_places: Option<u32>,
+    /// Round installments to a multiple of this, e.g. 1000 [default: one unit of --rounding-places].
+    #[arg(long, value_name = "MULTIPLE", help_heading = ROUNDING)]
+    pub rounding: Option<String>,
+    /// How installments are rounded [default: half-even].
+    #[arg(long, value_enum, help_heading = ROUNDING)]
+    pub rounding_mode: Option<RoundingModeArg>,
+    /// Compulsory savings: this percent of the outstanding principal, e.g. 5 [default: none].
+    #[arg(long, value_name = "P", help_heading = SAVINGS_ARREARS,
+          conflicts_with_all = ["compulsory_per_installment", "no_compulsory"])]
+    pub compulsory_percent: Option<String>,
+    /// Compulsory savings: a fixed deposit with every installment, e.g. 20000.
+    #[arg(long, value_name = "AMOUNT", help_heading = SAVINGS_ARREARS,
+          conflicts_with = "no_compulsory")]
+    pub compulsory_per_installment: Option<String>,
+    /// No compulsory savings (product-update: drop the rule).
+    #[arg(long, help_heading = SAVINGS_ARREARS)]
+    pub no_compulsory: bool,
+    /// Days an installment may be late before the loan is in arrears [default: 0].
+    #[arg(long, value_name = "DAYS", help_heading = SAVINGS_ARREARS)]
+    pub tolerance_days: Option<u32>,
+    /// Overdue amount up to which the loan is not in arrears [default: 0].
+    #[arg(long, value_name = "AMOUNT", help_heading = SAVINGS_ARREARS)]
+    pub tolerance_amount: Option<String>,
+    /// Order in which a payment settles an installment, all four once each
+    /// [default: penalties,fees,interest,principal].
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PARTS",
+          help_heading = SAVINGS_ARREARS)]
+    pub allocation: Option<Vec<AllocationArg>>,
+    /// A fee on each disbursement (repeatable): CODE:AMOUNT[%][:WHEN], WHEN being
+    /// at-disbursement (the default) or with-first-installment; e.g.
+    /// disbursement:1% or card:20000:with-first-installment.
+    #[arg(long, value_name = "FEE", value_parser = parse_fee, help_heading = FEES_TRANCHES,
+          conflicts_with = "no_fees")]
+    pub fee: Vec<FeeArg>,
+    /// No fees (product-update: drop them all).
+    #[arg(long, help_heading = FEES_TRANCHES)]
+    pub no_fees: bool,
+    /// Most disbursements (tranches) a loan may have, 1 to 10 [default: 1].
+    #[arg(long, value_name = "N", help_heading = FEES_TRANCHES)]
+    pub tranches: Option<u32>,
+}
+
+/// How a declining-balance loan repays principal.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AmortizationArg {
+    /// Equal installments (an annuity).
+    EqualInstallments,
+    /// Equal principal parts; installments shrink with the interest.
+    EqualPrincipal,
+}
+
+impl From<AmortizationArg> for pb::Amortization {
+    fn from(value: AmortizationArg) -> Self {
+        match value {
+            AmortizationArg::EqualInstallments => pb::Amortization::EqualInstallments,
+            AmortizationArg::EqualPrincipal => pb::Amortization::EqualPrincipal,
+        }
+    }
+}
+
+/// How each period's interest is counted.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum InterestPeriodArg {
+    /// The annual rate over the periods in a year (52, 26 or 12).
+    PerPeriod,
+    /// From the period's actual days: rate × days / 365.
+    #[value(name = "actual-365")]
+    Actual365,
+}
+
+impl From<InterestPeriodArg> for pb::InterestPeriod {
+    fn from(value: InterestPeriodArg) -> Self {
+        match value {
+            InterestPeriodArg::PerPeriod => pb::InterestPeriod::PerPeriod,
+            InterestPeriodArg::Actual365 => pb::InterestPeriod::Actual365,
+        }
+    }
+}
+
+/// Which rate the equal installment of a declining-balance loan is computed from.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum InstallmentBasisArg {
+    /// The nominal period rate (annual rate / periods per year).
+    Nominal,
+    /// Each period's own day-based rate, so the last installment equals the others.
+    Actual,
+}
+
+impl From<InstallmentBasisArg> for pb::InstallmentBasis {
+    fn from(value: InstallmentBasisArg) -> Self {
+        match value {
+            InstallmentBasisArg::Nominal => pb::InstallmentBasis::NominalPeriodRate,
+            InstallmentBasisArg::Actual => pb::InstallmentBasis::ActualPeriodRates,
+        }
+    }
+}
+
+/// How an installment is rounded to the rounding multiple.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoundingModeArg {
+    /// To the nearest; a tie goes to the even multiple.
+    HalfEven,
+    /// To the nearest; a tie goes away from zero.
+    HalfUp,
+    /// Towards zero.
+    Down,
+    /// Away from zero.
+    Up,
+}
+
+impl From<RoundingModeArg> for pb::RoundingMode {
+    fn from(value: RoundingModeArg) -> Self {
+        match value {
+            RoundingModeArg::HalfEven => pb::RoundingMode::HalfEven,
+            RoundingModeArg::HalfUp => pb::RoundingMode::HalfUp,
+            RoundingModeArg::Down => pb::RoundingMode::Down,
+            RoundingModeArg::Up => pb::RoundingMode::Up,
+        }
+    }
+}
+
+/// One part of what a borrower owes, in a payment's allocation order.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AllocationArg {
+    /// Late-payment penalties.
+    Penalties,
+    /// Fees.
+    Fees,
+    /// Interest.
+    Interest,
+    /// Principal.
+    Principal,
+}
+
+impl From<AllocationArg> for pb::AllocationPart {
+    fn from(value: AllocationArg) -> Self {
+        match value {
+            AllocationArg::Penalties => pb::AllocationPart::Penalties,
+            AllocationArg::Fees => pb::AllocationPart::Fees,
+            AllocationArg::Interest => pb::AllocationPart::Interest,
+            AllocationArg::Principal => pb::AllocationPart::Principal,
+        }
+    }
+}
+
+/// A fee as given on the command line: `CODE:AMOUNT[%][:COLLECTION]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeeArg(pub pb::Fee);
+
+/// Parses `CODE:AMOUNT[%][:at-disbursement|with-first-installment]`.
+fn parse_fee(text: &str) -> Result<FeeArg, String> {
+    let mut parts = text.split(':');
+    let (code, amount) = match (parts.next(), parts.next()) {
+        (Some(code), Some(amount)) if !code.is_empty() && !amount.is_empty() => (code, amount),
+        _ => return Err("expected CODE:AMOUNT[%][:COLLECTION], e.g. disbursement:1%".into()),
+    };
+    let collection = match parts.next() {
+        None | Some("at-disbursement") => pb::FeeCollection::AtDisbursement,
+        Some("with-first-installment") => pb::FeeCollection::WithFirstInstallment,
+        Some(other) => {
+            return Err(format!(
+                "collection {other:?}: expected at-disbursement or with-first-installment"
+            ));
+        }
+    };
+    if parts.next().is_some() {
+        return Err("too many ':'; expected CODE:AMOUNT[%][:COLLECTION]".into());
+    }
+    let amount = match amount.strip_suffix('%') {
+        Some(percent) if !percent.is_empty() => {
+            pb::fee::Amount::PercentOfPrincipal(percent.to_owned())
+        }
+        Some(_) => return Err("a percent needs a number before the %".into()),
+        None => pb::fee::Amount::Fixed(amount.to_owned()),
+    };
+    Ok(FeeArg(pb::Fee {
+        code: code.to_owned(),
+        amount: Some(amount),
+        collection: collection as i32,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fees() {
+        let fee = parse_fee("disbursement:1%").expect("a percent fee").0;
+        assert_eq!(fee.code, "disbursement");
+        assert_eq!(
+            fee.amount,
+            Some(pb::fee::Amount::PercentOfPrincipal("1".into()))
+        );
+        assert_eq!(fee.collection(), pb::FeeCollection::AtDisbursement);
+        let fee = parse_fee("card:20000:with-first-installment")
+            .expect("a fixed fee")
+            .0;
+        assert_eq!(fee.amount, Some(pb::fee::Amount::Fixed("20000".into())));
+        assert_eq!(fee.collection(), pb::FeeCollection::WithFirstInstallment);
+        for bad in [
+            "card",
+            ":1%",
+            "card:",
+            "card:%",
+            "card:1:later",
+            "a:1:at-disbursement:x",
+        ] {
+            assert!(parse_fee(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -9,6 +9,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::pb;
 use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::branch_service_client::BranchServiceClient;
+use crate::pb::product_service_client::ProductServiceClient;
 
 /// How long to wait for the server to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,6 +48,11 @@ pub async fn audit(server: &str) -> anyhow::Result<AuditServiceClient<Channel>> 
 /// A client of the write service.
 pub async fn branch(server: &str) -> anyhow::Result<BranchServiceClient<Channel>> {
     Ok(BranchServiceClient::new(channel(server).await?))
+}
+
+/// A client of the product catalogue.
+pub async fn products(server: &str) -> anyhow::Result<ProductServiceClient<Channel>> {
+    Ok(ProductServiceClient::new(channel(server).await?))
 }
 
 /// A refused or failed read: `<code>: <message>`.
@@ -88,6 +94,11 @@ impl WriteSession {
     /// A write client.
     pub async fn client(&self) -> anyhow::Result<BranchServiceClient<Channel>> {
         branch(&self.server).await
+    }
+
+    /// A product catalogue client, for product definitions.
+    pub async fn products(&self) -> anyhow::Result<ProductServiceClient<Channel>> {
+        products(&self.server).await
     }
 
     /// The error for a failed write.

@@ -1,6 +1,7 @@
-//! The client commands a branch clerk or an auditor runs against the ledger
-//! service: writes (`branch-create` … `reverse`) through `BranchService` and
-//! reads (`balance` … `info`) through `AuditService`.
+//! The client commands a branch clerk, a product manager or an auditor runs
+//! against the ledger service: writes (`branch-create` … `reverse`) through
+//! `BranchService` and `ProductService`, and reads (`balance` … `info`)
+//! through `AuditService` and `ProductService`.
 //!
 //! Every command prints a readable table or list, or JSON with `--json`
 //! (amounts as exact strings, enum values by name). Every write carries a
@@ -9,23 +10,29 @@
 //! returned as an error `<code>: <message>`.
 //!
 //! Modules: [`args`] (what each command takes), `connect` (channels and
-//! errors), `setup` and `transactions` (writes), `reads` and `reports`
-//! (reads), `output` (tables and formatting).
+//! errors), `setup`, `transactions` and `sheet` (writes; `sheet` reads a
+//! collection sheet's CSV), `products` (the catalogue and schedule
+//! previews), `reads`, `reports` and `portfolio` (reads), `output` (tables
+//! and formatting).
 
 pub mod args;
 pub(crate) mod connect;
 mod output;
+mod portfolio;
+mod products;
 mod reads;
 mod reports;
 mod setup;
+mod sheet;
 mod transactions;
 
 use clap::{Args, Subcommand};
 
 use self::args::{
-    BalanceArgs, BranchCreateArgs, CenterCreateArgs, DisburseArgs, GroupCreateArgs, JournalArgs,
-    LoanArgs, MemberArgs, OpenSavingsArgs, RegisterArgs, RepayArgs, ReverseArgs, SavingsMoveArgs,
-    TotalsArgs,
+    ArrearsArgs, BalanceArgs, BranchCreateArgs, CenterCreateArgs, CollectionSheetArgs,
+    DisburseArgs, GroupCreateArgs, JournalArgs, LoanArgs, MemberArgs, OpenSavingsArgs, PayoffArgs,
+    PortfolioArgs, PreviewArgs, ProductArgs, ProductDefineArgs, RegisterArgs, RepayArgs,
+    ReverseArgs, SavingsMoveArgs, TotalsArgs, TrancheArgs, WriteOffArgs,
 };
 use self::connect::WriteSession;
 use self::output::Report;
@@ -102,14 +109,34 @@ pub enum WriteCommand {
     Register(RegisterArgs),
     /// Open a compulsory or voluntary savings account; prints its id.
     OpenSavings(OpenSavingsArgs),
+    /// Define a loan product (its version 1); prints the version.
+    ///
+    /// Needs --name, --principal-min, --principal-max, --rate (or --rate-min
+    /// and --rate-max), --method, --frequency and --installments (or
+    /// --installments-min); every other rule has the default shown.
+    ProductCreate(Box<ProductDefineArgs>),
+    /// Define a product's next version; prints it.
+    ///
+    /// Starts from the latest version's rules and changes only the flags
+    /// given. Loans already disbursed keep their version.
+    ProductUpdate(Box<ProductDefineArgs>),
     /// Record a savings deposit; prints the balance after.
     Deposit(SavingsMoveArgs),
     /// Record a savings withdrawal; prints the balance after.
     Withdraw(SavingsMoveArgs),
-    /// Disburse a loan; prints its id and repayment schedule.
+    /// Disburse a loan under a product (--product) or on terms in full;
+    /// prints its id, fees, cash paid out and schedule.
     Disburse(DisburseArgs),
-    /// Record a loan repayment (interest then principal, oldest installment first).
+    /// Disburse a further tranche of a loan; prints the recomputed installments.
+    Tranche(TrancheArgs),
+    /// Record a loan repayment: dues oldest first, then interest accrued,
+    /// then principal paid ahead; prints the allocation.
     Repay(RepayArgs),
+    /// Record a center meeting's repayments and deposits from a CSV file, as
+    /// one entry (all lines or none).
+    CollectionSheet(CollectionSheetArgs),
+    /// Write a loan's outstanding principal off to loan loss.
+    WriteOff(WriteOffArgs),
     /// Reverse an earlier entry with one of opposite postings.
     Reverse(ReverseArgs),
 }
@@ -121,8 +148,22 @@ pub enum ReadCommand {
     Balance(BalanceArgs),
     /// Show a member with her savings accounts and loans.
     Member(MemberArgs),
-    /// Show a loan: terms, outstanding and overdue, schedule with payments.
+    /// Show a loan: product, terms, outstanding, overdue, arrears, payoff
+    /// amount, schedule with payments.
     Loan(LoanArgs),
+    /// Show what pays a loan off on a date, part by part.
+    Payoff(PayoffArgs),
+    /// List the loan products (latest versions).
+    Products,
+    /// Show a product's rules.
+    Product(ProductArgs),
+    /// Preview the schedule a loan under a product would get (writes nothing).
+    Preview(PreviewArgs),
+    /// List the loans in arrears on a date, most days overdue first.
+    Arrears(ArrearsArgs),
+    /// Show portfolio quality: gross portfolio, PAR1/30/90, borrowers,
+    /// repayment rate, write-offs and recoveries.
+    Portfolio(PortfolioArgs),
     /// Show a branch's totals for a period beside the previous period.
     Totals(TotalsArgs),
     /// List journal entries in sequence order.
@@ -148,10 +189,15 @@ async fn write(session: &WriteSession, command: WriteCommand) -> anyhow::Result<
         WriteCommand::GroupCreate(args) => setup::group_create(session, args).await,
         WriteCommand::Register(args) => setup::register(session, args).await,
         WriteCommand::OpenSavings(args) => setup::open_savings(session, args).await,
+        WriteCommand::ProductCreate(args) => products::create(session, *args).await,
+        WriteCommand::ProductUpdate(args) => products::update(session, *args).await,
         WriteCommand::Deposit(args) => transactions::deposit(session, args).await,
         WriteCommand::Withdraw(args) => transactions::withdraw(session, args).await,
         WriteCommand::Disburse(args) => transactions::disburse(session, args).await,
+        WriteCommand::Tranche(args) => transactions::tranche(session, args).await,
         WriteCommand::Repay(args) => transactions::repay(session, args).await,
+        WriteCommand::CollectionSheet(args) => sheet::collection_sheet(session, args).await,
+        WriteCommand::WriteOff(args) => transactions::write_off(session, args).await,
         WriteCommand::Reverse(args) => transactions::reverse(session, args).await,
     }
 }
@@ -162,6 +208,12 @@ async fn read(server: &str, command: ReadCommand) -> anyhow::Result<Report> {
         ReadCommand::Balance(args) => reads::balance(server, args).await,
         ReadCommand::Member(args) => reads::member(server, args).await,
         ReadCommand::Loan(args) => reads::loan(server, args).await,
+        ReadCommand::Payoff(args) => reads::payoff(server, args).await,
+        ReadCommand::Products => products::list(server).await,
+        ReadCommand::Product(args) => products::show(server, args).await,
+        ReadCommand::Preview(args) => products::preview(server, args).await,
+        ReadCommand::Arrears(args) => portfolio::arrears(server, args).await,
+        ReadCommand::Portfolio(args) => portfolio::portfolio(server, args).await,
         ReadCommand::Totals(args) => reports::totals(server, args).await,
         ReadCommand::Journal(args) => reports::journal(server, args).await,
         ReadCommand::Info => reads::info(server).await,

@@ -193,13 +193,16 @@ pub fn write_report(
 }
 
 /// One schedule line as JSON; `with_payments` adds what was paid and the status.
+/// `balance_after` is null where the server does not send it (a loan's schedule).
 pub fn installment_json(installment: &pb::Installment, with_payments: bool) -> Value {
     let mut value = json!({
         "number": installment.number,
         "due_date": installment.due_date,
         "principal": money_json(installment.principal.as_ref()),
         "interest": money_json(installment.interest.as_ref()),
+        "fee": money_json(installment.fee.as_ref()),
         "total": money_json(installment.total.as_ref()),
+        "balance_after": money_json(installment.balance_after.as_ref()),
     });
     if with_payments && let Some(object) = value.as_object_mut() {
         object.insert(
@@ -210,12 +213,31 @@ pub fn installment_json(installment: &pb::Installment, with_payments: bool) -> V
             "interest_paid".into(),
             money_json(installment.interest_paid.as_ref()),
         );
+        object.insert("fee_paid".into(), money_json(installment.fee_paid.as_ref()));
         object.insert(
             "status".into(),
             enum_name(installment.status().as_str_name()).into(),
         );
     }
     value
+}
+
+/// "GENERAL version 2", or a note that the loan is outside the catalogue.
+pub fn product_label(product_id: &str, version: u32) -> String {
+    if product_id.is_empty() {
+        "none (terms outside the catalogue)".to_owned()
+    } else {
+        format!("{product_id} version {version}")
+    }
+}
+
+/// True when `money` is absent or a decimal zero.
+pub fn is_zero(money: Option<&pb::Money>) -> bool {
+    money.is_none_or(|m| {
+        m.amount
+            .parse::<rust_decimal::Decimal>()
+            .is_ok_and(|d| d.is_zero())
+    })
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
-//! Reads of one thing: an account's balance, a member, a loan, the
-//! journal's head.
+//! Reads of one thing: an account's balance, a member, a loan, a loan's
+//! payoff quote, the journal's head.
 
 use serde_json::{Value, json};
 
-use super::args::{BalanceArgs, LoanArgs, MemberArgs};
+use super::args::{BalanceArgs, LoanArgs, MemberArgs, PayoffArgs};
 use super::connect::{audit, read_error};
 use super::output::{
-    Report, amount, enum_name, fields, installment_json, money, money_json, section, table,
+    Report, amount, enum_name, fields, installment_json, is_zero, money, money_json, product_label,
+    section, table, yes_no,
 };
 use crate::pb;
 
@@ -131,7 +132,8 @@ fn loan_summary_json(l: &pb::LoanSummary) -> Value {
     })
 }
 
-/// `loan`: terms, outstanding and overdue figures, the schedule.
+/// `loan`: product, terms, outstanding, overdue and arrears figures, the
+/// payoff amount, the schedule.
 pub async fn loan(server: &str, args: LoanArgs) -> anyhow::Result<Report> {
     let request = pb::GetLoanRequest {
         loan_id: args.loan_id,
@@ -149,10 +151,13 @@ pub async fn loan(server: &str, args: LoanArgs) -> anyhow::Result<Report> {
         ("member", r.member_id.clone()),
         ("branch", r.branch_id.clone()),
         ("status", enum_name(r.status().as_str_name())),
+        ("product", product_label(&r.product_id, r.product_version)),
         ("disbursed on", r.disbursed_on.clone()),
     ];
     rows.extend(terms_fields(&terms));
     rows.extend([
+        ("approved principal", money(r.approved_principal.as_ref())),
+        ("principal disbursed", money(r.principal_disbursed.as_ref())),
         ("as of", r.as_of_date.clone()),
         (
             "principal outstanding",
@@ -164,7 +169,20 @@ pub async fn loan(server: &str, args: LoanArgs) -> anyhow::Result<Report> {
         ),
         ("principal overdue", money(r.principal_overdue.as_ref())),
         ("interest overdue", money(r.interest_overdue.as_ref())),
+        ("fees overdue", money(r.fees_overdue.as_ref())),
+        ("in arrears", yes_no(r.in_arrears).to_owned()),
+        ("days in arrears", r.days_in_arrears.to_string()),
+        ("payoff amount", money(r.payoff_amount.as_ref())),
     ]);
+    if r.status() == pb::LoanStatus::WrittenOff
+        || !is_zero(r.written_off.as_ref())
+        || !is_zero(r.recovered.as_ref())
+    {
+        rows.extend([
+            ("written off", money(r.written_off.as_ref())),
+            ("recovered", money(r.recovered.as_ref())),
+        ]);
+    }
     let text = fields(&rows) + &loan_schedule_section(&r.schedule);
     Ok(Report {
         text,
@@ -204,21 +222,25 @@ fn loan_schedule_section(schedule: &[pb::Installment]) -> String {
         "due date",
         "principal",
         "interest",
+        "fee",
         "total",
         "principal paid",
         "interest paid",
+        "fee paid",
         "status",
     ];
-    let mut rows = table(&header, &[0, 2, 3, 4, 5, 6]);
+    let mut rows = table(&header, &[0, 2, 3, 4, 5, 6, 7, 8]);
     for i in schedule {
         rows.add_row(vec![
             i.number.to_string(),
             i.due_date.clone(),
             amount(i.principal.as_ref()),
             amount(i.interest.as_ref()),
+            amount(i.fee.as_ref()),
             amount(i.total.as_ref()),
             amount(i.principal_paid.as_ref()),
             amount(i.interest_paid.as_ref()),
+            amount(i.fee_paid.as_ref()),
             enum_name(i.status().as_str_name()),
         ]);
     }
@@ -240,14 +262,59 @@ fn loan_json(r: &pb::GetLoanResponse, terms: &pb::LoanTerms) -> Value {
             "first_repayment_date": terms.first_repayment_date,
             "rounding_multiple": terms.rounding_multiple,
         },
+        "product_id": r.product_id,
+        "product_version": r.product_version,
+        "approved_principal": money_json(r.approved_principal.as_ref()),
+        "principal_disbursed": money_json(r.principal_disbursed.as_ref()),
         "disbursed_on": r.disbursed_on,
         "as_of_date": r.as_of_date,
         "principal_outstanding": money_json(r.principal_outstanding.as_ref()),
         "interest_outstanding": money_json(r.interest_outstanding.as_ref()),
         "principal_overdue": money_json(r.principal_overdue.as_ref()),
         "interest_overdue": money_json(r.interest_overdue.as_ref()),
+        "fees_overdue": money_json(r.fees_overdue.as_ref()),
+        "in_arrears": r.in_arrears,
+        "days_in_arrears": r.days_in_arrears,
+        "payoff_amount": money_json(r.payoff_amount.as_ref()),
+        "written_off": money_json(r.written_off.as_ref()),
+        "recovered": money_json(r.recovered.as_ref()),
         "schedule": r.schedule.iter().map(|i| installment_json(i, true)).collect::<Vec<_>>(),
     })
+}
+
+/// `payoff`: what closes a loan on a date, part by part.
+pub async fn payoff(server: &str, args: PayoffArgs) -> anyhow::Result<Report> {
+    let request = pb::GetPayoffQuoteRequest {
+        loan_id: args.loan_id,
+        as_of_date: args.date.unwrap_or_default(),
+    };
+    let r = audit(server)
+        .await?
+        .get_payoff_quote(request)
+        .await
+        .map_err(read_error)?
+        .into_inner();
+    let text = fields(&[
+        ("loan id", r.loan_id.clone()),
+        ("as of", r.as_of_date.clone()),
+        ("principal", money(r.principal.as_ref())),
+        ("interest due", money(r.interest_due.as_ref())),
+        ("interest accrued", money(r.interest_accrued.as_ref())),
+        ("fees", money(r.fees.as_ref())),
+        ("payoff amount", money(r.total.as_ref())),
+        ("interest saved", money(r.interest_saved.as_ref())),
+    ]);
+    let json = json!({
+        "loan_id": r.loan_id,
+        "as_of_date": r.as_of_date,
+        "principal": money_json(r.principal.as_ref()),
+        "interest_due": money_json(r.interest_due.as_ref()),
+        "interest_accrued": money_json(r.interest_accrued.as_ref()),
+        "fees": money_json(r.fees.as_ref()),
+        "total": money_json(r.total.as_ref()),
+        "interest_saved": money_json(r.interest_saved.as_ref()),
+    });
+    Ok(Report { text, json })
 }
 
 /// `info`: the journal's head.

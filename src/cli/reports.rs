@@ -32,8 +32,8 @@ pub async fn totals(server: &str, args: TotalsArgs) -> anyhow::Result<Report> {
     let current = r.current.unwrap_or_default();
     let previous = r.previous.unwrap_or_default();
     let change = r.change.unwrap_or_default();
-    let text = format!(
-        "branch {}: {} to {} compared with {} to {}\n{}",
+    let mut text = format!(
+        "branch {}: {} to {} compared with {} to {}\n{}\n",
         r.branch_id,
         current.from_date,
         current.to_date,
@@ -41,11 +41,13 @@ pub async fn totals(server: &str, args: TotalsArgs) -> anyhow::Result<Report> {
         previous.to_date,
         totals_table(&current, &previous, &change)
     );
+    text += &by_product_section(&r.by_product, &current);
     let json = json!({
         "branch_id": r.branch_id,
         "current": period_json(&current),
         "previous": period_json(&previous),
         "change": period_json(&change),
+        "by_product": r.by_product.iter().map(product_totals_json).collect::<Vec<_>>(),
     });
     Ok(Report { text, json })
 }
@@ -73,6 +75,9 @@ fn figure_rows(p: &pb::PeriodTotals) -> Vec<(&'static str, String)> {
             amount(p.principal_collected.as_ref()),
         ),
         ("interest collected", amount(p.interest_collected.as_ref())),
+        ("fees collected", amount(p.fees_collected.as_ref())),
+        ("written off", amount(p.written_off.as_ref())),
+        ("recovered", amount(p.recovered.as_ref())),
         ("savings balance (end)", amount(p.savings_balance.as_ref())),
         ("borrowers (end)", p.borrowers.to_string()),
         (
@@ -116,6 +121,43 @@ fn totals_table(
     rows
 }
 
+/// Loans disbursed in the period, by product.
+fn by_product_section(products: &[pb::ProductTotals], current: &pb::PeriodTotals) -> String {
+    let mut rows = table(&["product", "name", "loans", "amount"], &[2, 3]);
+    for p in products {
+        let id = if p.product_id.is_empty() {
+            "(none)".to_owned()
+        } else {
+            p.product_id.clone()
+        };
+        let name = if p.product_id.is_empty() && p.name.is_empty() {
+            "outside the catalogue".to_owned()
+        } else {
+            p.name.clone()
+        };
+        rows.add_row(vec![
+            id,
+            name,
+            p.loans.to_string(),
+            amount(p.amount.as_ref()),
+        ]);
+    }
+    let title = format!(
+        "loans disbursed by product, {} to {}",
+        current.from_date, current.to_date
+    );
+    section(&title, &rows, "none")
+}
+
+fn product_totals_json(p: &pb::ProductTotals) -> Value {
+    json!({
+        "product_id": p.product_id,
+        "name": p.name,
+        "loans": p.loans,
+        "amount": money_json(p.amount.as_ref()),
+    })
+}
+
 fn period_json(p: &pb::PeriodTotals) -> Value {
     json!({
         "from_date": p.from_date,
@@ -125,6 +167,9 @@ fn period_json(p: &pb::PeriodTotals) -> Value {
         "average_loan": money_json(p.average_loan.as_ref()),
         "principal_collected": money_json(p.principal_collected.as_ref()),
         "interest_collected": money_json(p.interest_collected.as_ref()),
+        "fees_collected": money_json(p.fees_collected.as_ref()),
+        "written_off": money_json(p.written_off.as_ref()),
+        "recovered": money_json(p.recovered.as_ref()),
         "savings_balance": money_json(p.savings_balance.as_ref()),
         "borrowers": p.borrowers,
         "borrowers_with_savings": p.borrowers_with_savings,

@@ -1,17 +1,22 @@
 //! Writes that move money: savings deposits and withdrawals, loan
-//! disbursements and repayments, and reversals.
+//! disbursements, tranches, repayments and write-offs, and reversals.
 
+use anyhow::bail;
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::args::{DisburseArgs, RepayArgs, ReverseArgs, SavingsMoveArgs};
+use super::args::{
+    DisburseArgs, RepayArgs, ReverseArgs, SavingsMoveArgs, TrancheArgs, WriteOffArgs,
+};
 use super::connect::WriteSession;
 use super::output::{
-    Report, amount, installment_json, money, money_json, section, table, write_report, yes_no,
+    Report, amount, installment_json, money, money_json, product_label, section, table,
+    write_report, yes_no,
 };
 use crate::pb;
 
 /// An amount as typed, in the currency given (empty: the branch's).
-fn typed_money(amount: String, currency: Option<String>) -> Option<pb::Money> {
+pub fn typed_money(amount: String, currency: Option<String>) -> Option<pb::Money> {
     Some(pb::Money {
         amount,
         currency: currency.unwrap_or_default(),
@@ -72,28 +77,51 @@ fn moved(
     ))
 }
 
-/// The disbursement request the arguments describe.
-fn disburse_request(session: &WriteSession, args: DisburseArgs) -> pb::DisburseLoanRequest {
-    let terms = pb::LoanTerms {
-        principal: typed_money(args.principal, args.currency),
-        annual_interest_rate_percent: args.rate,
-        interest_method: pb::InterestMethod::from(args.method) as i32,
-        installment_count: args.installments,
-        repayment_frequency: pb::RepaymentFrequency::from(args.frequency) as i32,
-        first_repayment_date: args.first_repayment,
-        rounding_multiple: args.rounding.unwrap_or_default(),
+/// The disbursement request the arguments describe: an application under
+/// `--product`, or terms in full (clap makes sure the terms are complete).
+fn disburse_request(
+    session: &WriteSession,
+    args: DisburseArgs,
+) -> anyhow::Result<pb::DisburseLoanRequest> {
+    let principal = typed_money(args.principal, args.currency);
+    let loan = match args.product {
+        Some(product_id) => pb::disburse_loan_request::Loan::Application(pb::LoanApplication {
+            product_id,
+            principal,
+            approved_principal: args.approved.unwrap_or_default(),
+            annual_interest_rate_percent: args.rate.unwrap_or_default(),
+            installment_count: args.installments.unwrap_or_default(),
+            first_repayment_date: args.first_repayment,
+        }),
+        None => {
+            let (Some(rate), Some(method), Some(installments), Some(frequency)) =
+                (args.rate, args.method, args.installments, args.frequency)
+            else {
+                bail!("without --product, give --rate, --method, --installments and --frequency");
+            };
+            pb::disburse_loan_request::Loan::Terms(pb::LoanTerms {
+                principal,
+                annual_interest_rate_percent: rate,
+                interest_method: pb::InterestMethod::from(method) as i32,
+                installment_count: installments,
+                repayment_frequency: pb::RepaymentFrequency::from(frequency) as i32,
+                first_repayment_date: args.first_repayment,
+                rounding_multiple: args.rounding.unwrap_or_default(),
+            })
+        }
     };
-    pb::DisburseLoanRequest {
+    Ok(pb::DisburseLoanRequest {
         context: session.context(),
         member_id: args.member_id,
-        loan: Some(pb::disburse_loan_request::Loan::Terms(terms)),
+        loan: Some(loan),
         disbursed_on: args.date.unwrap_or_default(),
-    }
+    })
 }
 
-/// `disburse`: prints the loan id and the schedule.
+/// `disburse`: prints the loan id, its product, the fees, the cash paid out
+/// and the schedule.
 pub async fn disburse(session: &WriteSession, args: DisburseArgs) -> anyhow::Result<Report> {
-    let request = disburse_request(session, args);
+    let request = disburse_request(session, args)?;
     let response = session
         .client()
         .await?
@@ -102,37 +130,163 @@ pub async fn disburse(session: &WriteSession, args: DisburseArgs) -> anyhow::Res
         .map_err(|status| session.error(status))?
         .into_inner();
     let receipt = session.receipt(response.receipt)?;
-    let schedule: Vec<Value> = response
-        .schedule
-        .iter()
-        .map(|i| installment_json(i, false))
-        .collect();
+    let fees = response.fees_at_disbursement.as_ref();
+    let paid_out = response.paid_out.as_ref();
     let mut report = write_report(
         &session.request_id,
         &receipt,
-        vec![("loan id", response.loan_id.clone())],
-        json!({ "loan_id": response.loan_id, "schedule": schedule }),
+        vec![
+            ("loan id", response.loan_id.clone()),
+            (
+                "product",
+                product_label(&response.product_id, response.product_version),
+            ),
+            ("fees at disbursement", money(fees)),
+            ("paid out", money(paid_out)),
+        ],
+        json!({
+            "loan_id": response.loan_id,
+            "product_id": response.product_id,
+            "product_version": response.product_version,
+            "fees_at_disbursement": money_json(fees),
+            "paid_out": money_json(paid_out),
+            "schedule": schedule_json(&response.schedule),
+        }),
     );
-    report.text += &schedule_section(&response.schedule);
+    report.text += &schedule_section("schedule", &response.schedule, None);
     Ok(report)
 }
 
-/// The schedule of a new loan as a table.
-fn schedule_section(schedule: &[pb::Installment]) -> String {
-    let mut rows = table(
-        &["no", "due date", "principal", "interest", "total"],
-        &[0, 2, 3, 4],
-    );
+/// A new or recomputed schedule as JSON.
+pub fn schedule_json(schedule: &[pb::Installment]) -> Vec<Value> {
+    schedule
+        .iter()
+        .map(|i| installment_json(i, false))
+        .collect()
+}
+
+/// A new or recomputed schedule as a table, with a totals row when `totals`
+/// (principal, interest, fees, repayment) is given.
+pub fn schedule_section(
+    title: &str,
+    schedule: &[pb::Installment],
+    totals: Option<[Option<&pb::Money>; 4]>,
+) -> String {
+    let header = [
+        "no",
+        "due date",
+        "principal",
+        "interest",
+        "fee",
+        "total",
+        "balance after",
+    ];
+    let mut rows = table(&header, &[0, 2, 3, 4, 5, 6]);
     for installment in schedule {
         rows.add_row(vec![
             installment.number.to_string(),
             installment.due_date.clone(),
             amount(installment.principal.as_ref()),
             amount(installment.interest.as_ref()),
+            amount(installment.fee.as_ref()),
             amount(installment.total.as_ref()),
+            amount(installment.balance_after.as_ref()),
         ]);
     }
-    section("schedule", &rows, "no installments")
+    if let (Some([principal, interest, fees, total]), false) = (totals, schedule.is_empty()) {
+        rows.add_row(vec![
+            "total".to_owned(),
+            String::new(),
+            amount(principal),
+            amount(interest),
+            amount(fees),
+            amount(total),
+            String::new(),
+        ]);
+    }
+    section(title, &rows, "no installments")
+}
+
+/// `tranche`: prints the tranche, its fees, the cash paid out and the
+/// recomputed installments.
+pub async fn tranche(session: &WriteSession, args: TrancheArgs) -> anyhow::Result<Report> {
+    let request = pb::DisburseTrancheRequest {
+        context: session.context(),
+        loan_id: args.loan_id.clone(),
+        amount: typed_money(args.amount, args.currency),
+        disbursed_on: args.date.unwrap_or_default(),
+    };
+    let response = session
+        .client()
+        .await?
+        .disburse_tranche(request)
+        .await
+        .map_err(|status| session.error(status))?
+        .into_inner();
+    let receipt = session.receipt(response.receipt)?;
+    let principal = response.principal_disbursed.as_ref();
+    let fees = response.fees_at_disbursement.as_ref();
+    let paid_out = difference(principal, fees);
+    let mut report = write_report(
+        &session.request_id,
+        &receipt,
+        vec![
+            ("loan id", args.loan_id.clone()),
+            ("principal disbursed", money(principal)),
+            ("fees at disbursement", money(fees)),
+            ("paid out", money(paid_out.as_ref())),
+        ],
+        json!({
+            "loan_id": args.loan_id,
+            "principal_disbursed": money_json(principal),
+            "fees_at_disbursement": money_json(fees),
+            "paid_out": money_json(paid_out.as_ref()),
+            "schedule": schedule_json(&response.schedule),
+        }),
+    );
+    report.text += &schedule_section("recomputed installments", &response.schedule, None);
+    Ok(report)
+}
+
+/// `a - b`, exact, in `a`'s currency; `None` unless both are decimals.
+fn difference(a: Option<&pb::Money>, b: Option<&pb::Money>) -> Option<pb::Money> {
+    let (a, b) = (a?, b?);
+    let value = a.amount.parse::<Decimal>().ok()? - b.amount.parse::<Decimal>().ok()?;
+    Some(pb::Money {
+        amount: value.normalize().to_string(),
+        currency: a.currency.clone(),
+    })
+}
+
+/// `write-off`: prints the principal moved to loan loss.
+pub async fn write_off(session: &WriteSession, args: WriteOffArgs) -> anyhow::Result<Report> {
+    let request = pb::WriteOffLoanRequest {
+        context: session.context(),
+        loan_id: args.loan_id.clone(),
+        reason: args.reason,
+        effective_date: args.date.unwrap_or_default(),
+    };
+    let response = session
+        .client()
+        .await?
+        .write_off_loan(request)
+        .await
+        .map_err(|status| session.error(status))?
+        .into_inner();
+    let receipt = session.receipt(response.receipt)?;
+    let written_off = response.principal_written_off.as_ref();
+    Ok(write_report(
+        &session.request_id,
+        &receipt,
+        vec![
+            ("loan id", args.loan_id.clone()),
+            ("principal written off", money(written_off)),
+        ],
+        json!({
+            "loan_id": args.loan_id,
+            "principal_written_off": money_json(written_off),
+        }),
+    ))
 }
 
 /// `repay`: prints how the payment was allocated.
@@ -151,26 +305,55 @@ pub async fn repay(session: &WriteSession, args: RepayArgs) -> anyhow::Result<Re
         .map_err(|status| session.error(status))?
         .into_inner();
     let receipt = session.receipt(response.receipt)?;
-    let (interest, principal) = (response.interest_paid, response.principal_paid);
-    let outstanding = response.principal_outstanding;
-    Ok(write_report(
-        &session.request_id,
-        &receipt,
-        vec![
-            ("loan id", args.loan_id.clone()),
-            ("interest paid", money(interest.as_ref())),
-            ("principal paid", money(principal.as_ref())),
-            ("principal outstanding", money(outstanding.as_ref())),
-            ("closed", yes_no(response.loan_closed).to_owned()),
-        ],
-        json!({
-            "loan_id": args.loan_id,
-            "interest_paid": money_json(interest.as_ref()),
-            "principal_paid": money_json(principal.as_ref()),
-            "principal_outstanding": money_json(outstanding.as_ref()),
-            "loan_closed": response.loan_closed,
-        }),
-    ))
+    // A server without the allocation sends only its first four figures.
+    let allocation = response
+        .allocation
+        .unwrap_or_else(|| pb::RepaymentAllocation {
+            loan_id: args.loan_id.clone(),
+            interest_paid: response.interest_paid,
+            principal_paid: response.principal_paid,
+            principal_outstanding: response.principal_outstanding,
+            loan_closed: response.loan_closed,
+            ..pb::RepaymentAllocation::default()
+        });
+    let mut result = json!({ "loan_id": args.loan_id });
+    if let (Some(object), Value::Object(figures)) =
+        (result.as_object_mut(), allocation_json(&allocation))
+    {
+        object.extend(figures);
+    }
+    let mut rows = vec![("loan id", args.loan_id)];
+    rows.extend(allocation_fields(&allocation));
+    Ok(write_report(&session.request_id, &receipt, rows, result))
+}
+
+/// How a payment was allocated, in text.
+pub fn allocation_fields(a: &pb::RepaymentAllocation) -> Vec<(&'static str, String)> {
+    vec![
+        ("fees paid", money(a.fees_paid.as_ref())),
+        ("interest paid", money(a.interest_paid.as_ref())),
+        ("principal paid", money(a.principal_paid.as_ref())),
+        ("principal prepaid", money(a.principal_prepaid.as_ref())),
+        ("recovery", money(a.recovery.as_ref())),
+        (
+            "principal outstanding",
+            money(a.principal_outstanding.as_ref()),
+        ),
+        ("closed", yes_no(a.loan_closed).to_owned()),
+    ]
+}
+
+/// How a payment was allocated, in JSON.
+pub fn allocation_json(a: &pb::RepaymentAllocation) -> Value {
+    json!({
+        "fees_paid": money_json(a.fees_paid.as_ref()),
+        "interest_paid": money_json(a.interest_paid.as_ref()),
+        "principal_paid": money_json(a.principal_paid.as_ref()),
+        "principal_prepaid": money_json(a.principal_prepaid.as_ref()),
+        "recovery": money_json(a.recovery.as_ref()),
+        "principal_outstanding": money_json(a.principal_outstanding.as_ref()),
+        "loan_closed": a.loan_closed,
+    })
 }
 
 /// `reverse`: prints the reversal's receipt.

@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::error::DomainError;
 use super::ids::{
     Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, ProductId, RequestId,
     SavingsAccountId,
@@ -18,14 +19,45 @@ use super::money::Currency;
 use super::product::{LoanApplication, ProductRules};
 use super::schedule::{InterestMethod, RepaymentFrequency};
 
-/// A positive amount of money in a currency, as a client sent it (normalised).
+/// A positive amount of money, as a client sent it (normalised).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Money {
-    /// Positive, normalised, with at most the currency's decimal places.
+    /// Positive, normalised; the ledger checks its decimal places against
+    /// the currency of the books it goes into.
     #[serde(with = "crate::domain::codec::decimal")]
     pub amount: Decimal,
-    /// The currency the client named (VND when it named none).
-    pub currency: Currency,
+    /// The currency the client named; `None` means that of the books (the
+    /// branch's, or the product's).
+    pub currency: Option<Currency>,
+}
+
+impl Money {
+    /// Refuses the amount unless it can be booked in `books`: the same
+    /// currency (or none named) and no more decimal places than it has.
+    /// `field` names the amount, e.g. `amount` or `lines[2].repayment`;
+    /// `whose` says whose books they are, e.g. "branch TB keeps its books".
+    pub fn check(&self, field: &str, books: Currency, whose: &str) -> Result<(), DomainError> {
+        if let Some(currency) = self.currency
+            && currency != books
+        {
+            return Err(DomainError::invalid(
+                &format!("{field}.currency"),
+                format!("{currency} but {whose} in {books}"),
+            ));
+        }
+        let places = self.amount.normalize().scale();
+        if places > books.decimal_places() {
+            return Err(DomainError::invalid(
+                &format!("{field}.amount"),
+                format!(
+                    "{} has {places} decimal places but {books} allows {}",
+                    self.amount.normalize(),
+                    books.decimal_places()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A command with the request id that makes it exactly-once and who sent it.

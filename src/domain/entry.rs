@@ -311,6 +311,8 @@ pub struct EntryBody {
     pub outcome: Outcome,
     /// Balanced postings.
     pub postings: Vec<Posting>,
+    /// Currency of every amount in the entry: that of the books it is in.
+    pub currency: Currency,
 }
 
 /// A journal entry: its body and the hash chaining it to the previous one.
@@ -450,6 +452,7 @@ mod tests {
                     Decimal::new(amount, 0),
                 ),
             ],
+            currency: Currency::Vnd,
         }
     }
 

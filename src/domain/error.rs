@@ -73,6 +73,36 @@ impl DomainError {
 }
 
 impl DomainError {
+    /// The same error with the leading field component `from` renamed `to`
+    /// (e.g. a command's `amount` is a collection line's `repayment`).
+    pub fn renamed(self, from: &str, to: &str) -> DomainError {
+        let rename = |field: String| match field.strip_prefix(from) {
+            Some(rest) if rest.is_empty() || rest.starts_with('.') => format!("{to}{rest}"),
+            _ => field,
+        };
+        match self {
+            DomainError::Invalid { field, message } => DomainError::Invalid {
+                field: rename(field),
+                message,
+            },
+            DomainError::NotFound { field, kind, id } => DomainError::NotFound {
+                field: rename(field),
+                kind,
+                id,
+            },
+            DomainError::AlreadyExists { field, kind, id } => DomainError::AlreadyExists {
+                field: rename(field),
+                kind,
+                id,
+            },
+            DomainError::Precondition { field, message } => DomainError::Precondition {
+                field: rename(field),
+                message,
+            },
+            other => other,
+        }
+    }
+
     /// The same error with its field placed under `prefix` (e.g. a line of a
     /// collection sheet: `lines[3]` + `amount` = `lines[3].amount`).
     pub fn within(self, prefix: &str) -> DomainError {

@@ -33,6 +33,10 @@ pub enum Currency {
 }
 
 impl Currency {
+    /// The currency with the most decimal places (an amount's places can be
+    /// checked against it before the currency of its books is known).
+    pub const MOST_PRECISE: Currency = Currency::Usd;
+
     /// ISO 4217 alphabetic code.
     pub fn code(self) -> &'static str {
         match self {

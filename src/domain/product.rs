@@ -188,6 +188,8 @@ pub struct LoanApplication {
     /// First (or only) disbursement.
     #[serde(with = "crate::domain::codec::decimal")]
     pub principal: Decimal,
+    /// Currency the client named for the amounts; `None` means the product's.
+    pub currency: Option<Currency>,
     /// Total the loan may reach through tranches; `None` means `principal`.
     #[serde(with = "crate::domain::codec::decimal_option")]
     pub approved_principal: Option<Decimal>,
@@ -262,13 +264,16 @@ impl ProductRules {
                 format!("{} is below rate_min {}", self.rate_max, self.rate_min),
             ));
         }
-        if self.installments_min == 0 || self.installments_max > 520 {
+        if self.installments_min == 0 || self.installments_min > 520 {
             return Err(DomainError::invalid(
                 "rules.installments_min",
-                format!(
-                    "installments {}..={} must lie within 1..=520",
-                    self.installments_min, self.installments_max
-                ),
+                format!("{} is outside 1..=520", self.installments_min),
+            ));
+        }
+        if self.installments_max > 520 {
+            return Err(DomainError::invalid(
+                "rules.installments_max",
+                format!("{} is outside 1..=520", self.installments_max),
             ));
         }
         if self.installments_max < self.installments_min {
@@ -359,6 +364,19 @@ impl ProductRules {
                 }
             }
         }
+        if let Some(second) = self
+            .fees
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.collection == FeeCollection::WithFirstInstallment)
+            .nth(1)
+            .map(|(i, _)| i)
+        {
+            return Err(DomainError::invalid(
+                &format!("rules.fees[{second}].collection"),
+                "a second fee collected with the first installment; at most one fee may be",
+            ));
+        }
         if self.tranches_max == 0 || self.tranches_max > TRANCHES_MAX {
             return Err(DomainError::invalid(
                 "rules.tranches_max",
@@ -376,6 +394,17 @@ impl ProductRules {
         disbursed_on: NaiveDate,
     ) -> Result<LoanTerms, DomainError> {
         let currency = self.currency;
+        let named = |field: &str, amount: Decimal| {
+            crate::domain::command::Money {
+                amount,
+                currency: application.currency,
+            }
+            .check(field, currency, "the product lends")
+        };
+        named("principal", application.principal)?;
+        if let Some(approved) = application.approved_principal {
+            named("approved_principal", approved)?;
+        }
         let approved = application
             .approved_principal
             .unwrap_or(application.principal);

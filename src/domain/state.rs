@@ -65,6 +65,13 @@ pub struct Branch {
     pub opened_on: NaiveDate,
 }
 
+impl Branch {
+    /// "branch TB keeps its books", for messages about currencies.
+    pub fn books(&self) -> String {
+        format!("branch {} keeps its books", self.id)
+    }
+}
+
 /// A center where groups meet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Center {

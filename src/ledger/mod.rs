@@ -44,6 +44,17 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that always tells the same instant: every entry is recorded at
+/// it. With it, the same commands in the same order give the same journal,
+/// hash for hash (reproducible simulations); a real branch never uses it.
+pub struct FixedClock(pub DateTime<Utc>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
 /// Limits of the write path.
 #[derive(Clone, Copy, Debug)]
 pub struct LedgerConfig {

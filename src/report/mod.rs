@@ -1,8 +1,8 @@
 //! A branch's year-end report: the year against the previous one, for the
 //! branch manager.
 //!
-//! [`BranchReport`] holds the figures, which the CLI gathers from the
-//! ledger's reads; this module only renders them, as a terminal table
+//! [`BranchReport`] holds the figures; [`gather`] reads them from a running
+//! ledger over gRPC. The rest only renders them, as a terminal table
 //! ([`render_table`]) or as a self-contained HTML document with charts
 //! ([`render_html`]). Rendering is pure: no I/O, no clock, no network.
 //!
@@ -11,9 +11,11 @@
 //! computed in decimal arithmetic, and a division by zero shows "n/a". Only
 //! the positions of chart elements are floating point.
 
+mod gather;
 mod html;
 mod table;
 
+pub use gather::{gather, gather_from};
 pub use html::render_html;
 pub use table::render_table;
 

@@ -181,7 +181,7 @@ async fn no_reply_precedes_its_barrier_and_concurrent_commands_share_barriers() 
                 account_id: SavingsAccountId::parse("a", "M1/V1").unwrap(),
                 amount: Money {
                     amount: Decimal::from(1000 + i as i64),
-                    currency: Currency::Vnd,
+                    currency: Some(Currency::Vnd),
                 },
                 effective_date: date("2024-02-01"),
             };
@@ -231,7 +231,7 @@ fn deposit(i: usize) -> Command {
             account_id: SavingsAccountId::parse("a", "M1/V1").unwrap(),
             amount: Money {
                 amount: Decimal::from(1000 + i as i64),
-                currency: Currency::Vnd,
+                currency: Some(Currency::Vnd),
             },
             effective_date: date("2024-02-01"),
         },

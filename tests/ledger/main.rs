@@ -2,10 +2,14 @@
 //! with a temporary store. One binary; each module is one area of the spec.
 
 mod batch;
+mod collection;
 mod concurrency;
 mod crash;
 mod durability;
 mod exactly_once;
+mod loans;
+mod portfolio;
+mod products;
 mod refusals;
 mod support;
 mod totals;

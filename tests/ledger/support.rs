@@ -380,3 +380,148 @@ pub async fn borrower() -> (App, String) {
         .unwrap();
     (app, loan.loan_id)
 }
+
+/// A client of the product catalogue on `app`'s server.
+#[allow(dead_code)]
+pub async fn products(
+    app: &App,
+) -> mfi_ledger::pb::product_service_client::ProductServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    mfi_ledger::pb::product_service_client::ProductServiceClient::new(channel)
+}
+
+/// The journal's head and some balances: what a refusal must leave alone.
+#[derive(Debug, PartialEq)]
+pub struct Books {
+    pub head: pb::GetLedgerInfoResponse,
+    pub balances: Vec<(String, String)>,
+}
+
+/// The journal's head and the balances of `accounts`.
+#[allow(dead_code)]
+pub async fn books(app: &mut App, accounts: &[&str]) -> Books {
+    let head = app
+        .audit
+        .get_ledger_info(pb::GetLedgerInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut balances = Vec::new();
+    for account in accounts {
+        balances.push((account.to_string(), app.balance(account).await));
+    }
+    Books { head, balances }
+}
+
+/// Product rules with the given method and frequency and a single rate;
+/// 1 to 10,000,000 VND, `installments` installments (the only count allowed),
+/// whole-đồng half-even rounding, no fees, one tranche, no tolerance.
+#[allow(dead_code)]
+pub fn product_rules(
+    method: pb::InterestMethod,
+    frequency: pb::RepaymentFrequency,
+    rate: &str,
+    installments: u32,
+) -> pb::ProductRules {
+    pb::ProductRules {
+        name: "Vốn sản xuất".into(),
+        currency: "VND".into(),
+        principal_min: "1".into(),
+        principal_max: "10000000".into(),
+        rate_min_percent: rate.into(),
+        rate_max_percent: rate.into(),
+        interest_method: method as i32,
+        repayment_frequency: frequency as i32,
+        installments_min: installments,
+        ..Default::default()
+    }
+}
+
+/// Defines product `id` (version 1) with `rules`.
+#[allow(dead_code)]
+pub async fn create_product(app: &App, id: &str, rules: pb::ProductRules) {
+    products(app)
+        .await
+        .create_product(pb::CreateProductRequest {
+            context: ctx(&format!("product-{id}")),
+            product_id: id.into(),
+            rules: Some(rules),
+        })
+        .await
+        .unwrap();
+}
+
+/// An application under `product` for `principal` VND, first due on `first`,
+/// with the product's rate and installment count.
+#[allow(dead_code)]
+pub fn application(product: &str, principal: &str, first: &str) -> pb::LoanApplication {
+    pb::LoanApplication {
+        product_id: product.into(),
+        principal: vnd(principal),
+        first_repayment_date: first.into(),
+        ..Default::default()
+    }
+}
+
+impl App {
+    /// Disburses a loan applied for under a product.
+    #[allow(dead_code)]
+    pub async fn disburse_under(
+        &mut self,
+        request_id: &str,
+        member: &str,
+        application: pb::LoanApplication,
+        date: &str,
+    ) -> Result<pb::DisburseLoanResponse, tonic::Status> {
+        self.branch
+            .disburse_loan(pb::DisburseLoanRequest {
+                context: ctx(request_id),
+                member_id: member.into(),
+                loan: Some(pb::disburse_loan_request::Loan::Application(application)),
+                disbursed_on: date.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// A loan as of `date`.
+    #[allow(dead_code)]
+    pub async fn loan(&mut self, loan: &str, date: &str) -> pb::GetLoanResponse {
+        self.audit
+            .get_loan(pb::GetLoanRequest {
+                loan_id: loan.into(),
+                as_of_date: date.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Reverses entry `sequence`.
+    #[allow(dead_code)]
+    pub async fn reverse(
+        &mut self,
+        request_id: &str,
+        sequence: u64,
+    ) -> Result<pb::ReverseEntryResponse, tonic::Status> {
+        self.branch
+            .reverse_entry(pb::ReverseEntryRequest {
+                context: ctx(request_id),
+                sequence,
+                reason: "entered by mistake".into(),
+                effective_date: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+/// An amount as the API prints it.
+#[allow(dead_code)]
+pub fn amount(money: &Option<pb::Money>) -> &str {
+    &money.as_ref().expect("an amount").amount
+}

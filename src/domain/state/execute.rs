@@ -45,6 +45,15 @@ impl LedgerState {
         lookup: &LookupEntry<'_>,
     ) -> Result<EntryBody, ExecuteError> {
         let decision = self.decide(&command.body, context, lookup)?;
+        let currency = match (&command.body, &decision.branch) {
+            (CommandBody::CreateBranch { currency, .. }, _) => *currency,
+            (
+                CommandBody::CreateProduct { rules, .. } | CommandBody::UpdateProduct { rules, .. },
+                _,
+            ) => rules.currency,
+            (_, Some(branch)) => self.find_branch("branch_id", branch)?.currency,
+            (_, None) => Currency::default(),
+        };
         let body = EntryBody {
             sequence: self.last_sequence + 1,
             effective_date: decision.effective_date,
@@ -56,6 +65,7 @@ impl LedgerState {
             command: command.body.clone(),
             outcome: decision.outcome,
             postings: decision.postings,
+            currency,
         };
         assert!(
             body.is_balanced(),
@@ -366,7 +376,7 @@ impl LedgerState {
         deposit: bool,
     ) -> Result<(Decimal, Vec<Posting>), DomainError> {
         let account_id = &account.id;
-        check_currency("amount.currency", amount, branch)?;
+        amount.check("amount", branch.currency, &branch.books())?;
         not_before(
             "effective_date",
             date,
@@ -480,7 +490,9 @@ impl LedgerState {
         )?;
         let (product, terms, policy, approved_principal) = match spec {
             LoanSpec::Terms(input) => {
-                check_currency("terms.principal.currency", input.principal, branch)?;
+                input
+                    .principal
+                    .check("terms.principal", branch.currency, &branch.books())?;
                 let terms = LoanTerms {
                     principal: input.principal.amount,
                     annual_interest_rate_percent: input.annual_interest_rate_percent,
@@ -576,7 +588,7 @@ impl LedgerState {
         let loan = self.find_loan("loan_id", loan_id)?;
         let branch = self.find_branch("loan_id", &loan.branch)?;
         check_active(loan)?;
-        check_currency("amount.currency", amount, branch)?;
+        amount.check("amount", branch.currency, &branch.books())?;
         let date = self.resolve_date("disbursed_on", disbursed_on, branch, context)?;
         in_date_order("disbursed_on", date, loan)?;
         if loan.tranches >= loan.policy.tranches_max {
@@ -625,7 +637,7 @@ impl LedgerState {
     ) -> Result<(Repayment, Vec<Posting>), DomainError> {
         let loan_id = &loan.id;
         let branch = self.find_branch("loan_id", &loan.branch)?;
-        check_currency("amount.currency", amount, branch)?;
+        amount.check("amount", branch.currency, &branch.books())?;
         in_date_order("effective_date", date, loan)?;
         let cash = AccountId::Cash(branch.id.clone());
         match loan.status {
@@ -788,38 +800,38 @@ impl LedgerState {
         };
         let mut postings = Vec::new();
         if let Some((loan_id, amount)) = &line.repayment {
-            let loan = self.find_loan("repayment.loan_id", loan_id)?;
+            let loan = self.find_loan("loan_id", loan_id)?;
             if loan.member != member.id {
                 return Err(DomainError::precondition(
-                    "repayment.loan_id",
+                    "loan_id",
                     format!("loan {loan_id} is not member {}'s", member.id),
                 ));
             }
             if !loans_seen.insert(loan_id.clone()) {
                 return Err(DomainError::invalid(
-                    "repayment.loan_id",
+                    "loan_id",
                     format!("loan {loan_id} is on an earlier line too; one line per loan"),
                 ));
             }
             let (repayment, lines) = self
                 .decide_repayment(loan, *amount, date)
-                .map_err(|e| e.within("repayment"))?;
+                .map_err(|e| e.renamed("amount", "repayment"))?;
             outcome.repayment = Some(repayment);
             postings.extend(lines);
         }
         if let Some((account_id, amount)) = &line.deposit {
             let account = self.savings.get(account_id).ok_or_else(|| {
-                DomainError::not_found("deposit.account_id", "savings account", account_id.as_str())
+                DomainError::not_found("savings_account_id", "savings account", account_id.as_str())
             })?;
             if account.member != member.id {
                 return Err(DomainError::precondition(
-                    "deposit.account_id",
+                    "savings_account_id",
                     format!("savings account {account_id} is not member {}'s", member.id),
                 ));
             }
             if !accounts_seen.insert(account_id.clone()) {
                 return Err(DomainError::invalid(
-                    "deposit.account_id",
+                    "savings_account_id",
                     format!(
                         "savings account {account_id} is on an earlier line too; one line per account"
                     ),
@@ -827,7 +839,7 @@ impl LedgerState {
             }
             let (balance_after, lines) = self
                 .savings_move(account, branch, *amount, date, true)
-                .map_err(|e| e.within("deposit"))?;
+                .map_err(|e| e.renamed("amount", "deposit"))?;
             outcome.deposit = Some(SavingsAmount {
                 account: account_id.clone(),
                 amount: balance_after,
@@ -1255,19 +1267,6 @@ impl Postings {
     fn into_vec(self) -> Vec<Posting> {
         self.postings
     }
-}
-
-fn check_currency(field: &str, amount: Money, branch: &Branch) -> Result<(), DomainError> {
-    if amount.currency != branch.currency {
-        return Err(DomainError::invalid(
-            field,
-            format!(
-                "{} but branch {} keeps its books in {}",
-                amount.currency, branch.id, branch.currency
-            ),
-        ));
-    }
-    Ok(())
 }
 
 fn not_in_future(

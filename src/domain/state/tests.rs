@@ -80,7 +80,7 @@ fn id<T>(parse: fn(&str, &str) -> Result<T, DomainError>, text: &str) -> T {
 fn vnd(amount: u64) -> Money {
     Money {
         amount: Decimal::from(amount),
-        currency: Currency::Vnd,
+        currency: Some(Currency::Vnd),
     }
 }
 

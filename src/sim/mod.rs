@@ -1,0 +1,312 @@
+//! `mfi-ledger simulate`: a branch's years, driven through a running
+//! server's real gRPC API.
+//!
+//! The simulated branch ([`model::Model`]) holds centers of groups of about
+//! five women who borrow under the branch's products, repay and save at
+//! weekly center meetings (one collection sheet per meeting), join and
+//! leave; a few pay late and a rare loan is written off. Each day's commands
+//! go to the server in order, in `SubmitBatch` calls, and the replies (loan
+//! ids and schedules) feed back into the model. A run is deterministic: the
+//! same preset, seed and scale give the same commands in the same order, so
+//! a server started with `--fixed-clock` writes the same journal, hash for
+//! hash.
+
+pub mod model;
+pub mod preset;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::{Datelike, Days, NaiveDate};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rust_decimal::Decimal;
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::pb;
+use crate::pb::audit_service_client::AuditServiceClient;
+use crate::pb::batch_command::Command as Write;
+use crate::pb::branch_service_client::BranchServiceClient;
+use crate::pb::product_service_client::ProductServiceClient;
+
+use self::model::{Model, Pending};
+
+/// Most commands in one `SubmitBatch`.
+const BATCH_MAX: usize = 1000;
+/// Time allowed for one call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Replies carry schedules: allow large ones.
+const REPLY_SIZE_MAX: usize = 64 << 20;
+
+/// Arguments of `simulate`.
+#[derive(Args, Clone, Debug)]
+pub struct SimulateArgs {
+    /// Branch to simulate: "tym-thai-binh" (TYM Thái Bình, 2021 to 2023,
+    /// calibrated to its published 2022 and 2023 figures) or "demo" (a small
+    /// branch over 2023).
+    #[arg(long, default_value = "tym-thai-binh")]
+    pub preset: String,
+    /// Seed of the simulated choices [default: the preset's].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Size of the branch in percent of the preset's (centers, loans,
+    /// amounts, savings), for quicker runs of the same shape.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub scale: u32,
+    /// Stop after this day (YYYY-MM-DD) [default: the preset's last day].
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<NaiveDate>,
+    /// Do not draw the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// The clients of a run.
+struct Clients {
+    branch: BranchServiceClient<Channel>,
+    products: ProductServiceClient<Channel>,
+    audit: AuditServiceClient<Channel>,
+}
+
+/// Runs the simulation against `server` and prints a summary (JSON with `json`).
+pub async fn run(server: &str, json: bool, args: SimulateArgs) -> anyhow::Result<()> {
+    let Some(preset) = preset::preset(&args.preset) else {
+        let names: Vec<&str> = preset::presets().iter().map(|p| p.name).collect();
+        bail!(
+            "--preset {:?} is not a preset; choose one of {}",
+            args.preset,
+            names.join(", ")
+        );
+    };
+    let preset = preset.scaled(args.scale);
+    let seed = args.seed.unwrap_or(preset.seed);
+    let end = args.until.unwrap_or(preset.end).min(preset.end);
+    if end < preset.start {
+        bail!(
+            "--until {end} is before the preset's first day {}",
+            preset.start
+        );
+    }
+    let channel = crate::cli::connect::endpoint(server, CALL_TIMEOUT)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the ledger at {server}"))?;
+    let mut clients = Clients {
+        branch: BranchServiceClient::new(channel.clone()).max_decoding_message_size(REPLY_SIZE_MAX),
+        products: ProductServiceClient::new(channel.clone()),
+        audit: AuditServiceClient::new(channel),
+    };
+    let started = Instant::now();
+    let mut model = Model::new(preset.clone(), seed);
+    let opening = model.opening();
+    submit(&mut clients.branch, &mut model, opening, preset.start).await?;
+    for request in model.products() {
+        clients
+            .products
+            .create_product(request)
+            .await
+            .map_err(|s| refused("CreateProduct", &s))?;
+    }
+    let days = (end - preset.start).num_days() as u64 + 1;
+    let bar = progress(days, args.no_progress);
+    let mut day = preset.start;
+    while day <= end {
+        for request in model.product_updates(day) {
+            clients
+                .products
+                .update_product(request)
+                .await
+                .map_err(|s| refused("UpdateProduct", &s))?;
+        }
+        let writes = model.day(day);
+        submit(&mut clients.branch, &mut model, writes, day).await?;
+        bar.inc(1);
+        if day.day() == 1 {
+            let t = model.tally;
+            bar.set_message(format!(
+                "{day}  {} members, {} loans, {} meetings",
+                t.members, t.loans, t.sheets
+            ));
+        }
+        day = day + Days::new(1);
+    }
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    summary(&mut clients, &model, seed, end, elapsed, json).await
+}
+
+fn progress(days: u64, hidden: bool) -> ProgressBar {
+    let target = if hidden {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(Some(days), target);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "simulate [{elapsed_precise}] {bar:30} {pos}/{len} days  {msg}",
+        )
+        .expect("a valid template"),
+    );
+    bar
+}
+
+fn refused(call: &str, status: &tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{call} refused: {:?}: {}", status.code(), status.message())
+}
+
+/// Sends `writes` in order, in batches, and gives each reply to the model.
+async fn submit(
+    client: &mut BranchServiceClient<Channel>,
+    model: &mut Model,
+    writes: Vec<(Write, Pending)>,
+    day: NaiveDate,
+) -> anyhow::Result<()> {
+    let mut writes = writes.into_iter().peekable();
+    while writes.peek().is_some() {
+        let chunk: Vec<(Write, Pending)> = writes.by_ref().take(BATCH_MAX).collect();
+        let (commands, pending): (Vec<_>, Vec<_>) = chunk.into_iter().unzip();
+        let request = pb::SubmitBatchRequest {
+            commands: commands
+                .iter()
+                .cloned()
+                .map(|command| pb::BatchCommand {
+                    command: Some(command),
+                })
+                .collect(),
+        };
+        let results = client
+            .submit_batch(request)
+            .await
+            .map_err(|s| refused("SubmitBatch", &s))?
+            .into_inner()
+            .results;
+        if results.len() != commands.len() {
+            bail!(
+                "{} replies to {} commands on {day}",
+                results.len(),
+                commands.len()
+            );
+        }
+        for ((result, pending), command) in results.into_iter().zip(pending).zip(&commands) {
+            match result.result {
+                Some(pb::batch_result::Result::Error(error)) => bail!(
+                    "the ledger refused a simulated command on {day} (a bug in the simulator or the ledger): {}: {}\n{command:?}",
+                    error.code,
+                    error.message
+                ),
+                Some(reply) => model.settle(pending, &reply, day)?,
+                None => bail!("an empty reply on {day}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints what the run did and the branch's figures per year, as the ledger computes them.
+async fn summary(
+    clients: &mut Clients,
+    model: &Model,
+    seed: u64,
+    end: NaiveDate,
+    elapsed: Duration,
+    json: bool,
+) -> anyhow::Result<()> {
+    let preset = model.preset();
+    let info = clients
+        .audit
+        .get_ledger_info(pb::GetLedgerInfoRequest {})
+        .await
+        .map_err(|s| refused("GetLedgerInfo", &s))?
+        .into_inner();
+    let mut years = Vec::new();
+    for year in preset.start.year()..=end.year() {
+        let totals = clients
+            .audit
+            .get_branch_totals(pb::GetBranchTotalsRequest {
+                branch_id: preset.branch_id.to_owned(),
+                period: Some(pb::get_branch_totals_request::Period::Year(year)),
+            })
+            .await
+            .map_err(|s| refused("GetBranchTotals", &s))?
+            .into_inner();
+        years.push((year, totals.current.unwrap_or_default()));
+    }
+    let ledger_savings: Decimal = years
+        .last()
+        .and_then(|(_, t)| t.savings_balance.as_ref())
+        .and_then(|m| m.amount.parse().ok())
+        .unwrap_or_default();
+    if end == preset.end && ledger_savings != model.savings() {
+        bail!(
+            "the ledger's savings balance {ledger_savings} differs from the {} the simulator deposited",
+            model.savings()
+        );
+    }
+    let seconds = elapsed.as_secs_f64();
+    let rate = info.last_sequence as f64 / seconds.max(1e-9);
+    if json {
+        let figures: Vec<_> = years
+            .iter()
+            .map(|(year, t)| {
+                json!({
+                    "year": year,
+                    "loans_disbursed": t.loans_disbursed,
+                    "amount_disbursed": t.amount_disbursed.as_ref().map(|m| m.amount.clone()),
+                    "savings_balance": t.savings_balance.as_ref().map(|m| m.amount.clone()),
+                    "borrowers": t.borrowers,
+                    "borrowers_with_savings": t.borrowers_with_savings,
+                })
+            })
+            .collect();
+        let out = json!({
+            "preset": preset.name,
+            "seed": seed,
+            "branch_id": preset.branch_id,
+            "first_day": preset.start.to_string(),
+            "last_day": end.to_string(),
+            "entries": info.last_sequence,
+            "last_hash": info.last_hash,
+            "seconds": seconds,
+            "members": model.tally.members,
+            "loans": model.tally.loans,
+            "collection_sheets": model.tally.sheets,
+            "write_offs": model.tally.write_offs,
+            "years": figures,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "simulated {} ({}) from {} to {end}, seed {seed}",
+        preset.branch_name, preset.name, preset.start
+    );
+    println!(
+        "{} entries in {seconds:.1} s ({rate:.0} entries/s): {} members, {} loans, {} collection sheets, {} write-offs",
+        info.last_sequence,
+        model.tally.members,
+        model.tally.loans,
+        model.tally.sheets,
+        model.tally.write_offs
+    );
+    println!(
+        "journal head: entry {} hash {}",
+        info.last_sequence, info.last_hash
+    );
+    for (year, t) in &years {
+        println!(
+            "{year}: {} loans, {} VND disbursed; savings {} VND at year end; {} of {} borrowers saving",
+            t.loans_disbursed,
+            t.amount_disbursed
+                .as_ref()
+                .map_or("0", |m| m.amount.as_str()),
+            t.savings_balance
+                .as_ref()
+                .map_or("0", |m| m.amount.as_str()),
+            t.borrowers_with_savings,
+            t.borrowers
+        );
+    }
+    Ok(())
+}

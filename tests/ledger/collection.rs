@@ -1,0 +1,398 @@
+//! A center meeting's collection sheet: one entry for all its lines, all or
+//! nothing, exactly once, reversed as a whole. Every expected figure is
+//! worked out by hand beside it.
+
+use mfi_ledger::pb;
+use tonic::Code;
+
+use crate::support::{App, Books, amount, assert_refused, books, ctx, flat_weekly, spawn_app, vnd};
+
+/// Every account a sheet touches.
+const ACCOUNTS: [&str; 9] = [
+    "cash:TB",
+    "interest-income:TB",
+    "loan:TB-0001/L1",
+    "loan:TB-0002/L1",
+    "loan:TB-0003/L1",
+    "savings:TB-0001/C1",
+    "savings:TB-0002/C1",
+    "savings:TB-0003/C1",
+    "savings:TB-0004/C1",
+];
+
+/// Center TB-C01 with members TB-0001 to TB-0004; the first three each owe
+/// a 1,000,000 flat loan at 26% over 4 weeks from 15 January (255,000 a week:
+/// 250,000 principal + 5,000 interest). TB-0005 meets at another center,
+/// TB-C02. Cash: -3,000,000.
+async fn center() -> App {
+    let mut app = spawn_app().await;
+    app.branch_tb().await;
+    for member in ["TB-0001", "TB-0002", "TB-0003", "TB-0004"] {
+        app.member(member).await;
+    }
+    for member in ["TB-0001", "TB-0002", "TB-0003"] {
+        app.disburse(
+            &format!("loan-{member}"),
+            member,
+            flat_weekly("1000000", "26", 4, "2024-01-15"),
+            "2024-01-08",
+        )
+        .await
+        .unwrap();
+    }
+    app.branch
+        .create_center(pb::CreateCenterRequest {
+            context: ctx("center-2"),
+            center_id: "TB-C02".into(),
+            branch_id: "TB".into(),
+            name: "Cụm Kiến Xương".into(),
+            opened_on: "2024-01-01".into(),
+        })
+        .await
+        .unwrap();
+    app.branch
+        .create_group(pb::CreateGroupRequest {
+            context: ctx("group-2"),
+            group_id: "TB-G02".into(),
+            center_id: "TB-C02".into(),
+            name: "Nhóm 2".into(),
+            opened_on: "2024-01-01".into(),
+        })
+        .await
+        .unwrap();
+    app.branch
+        .register_member(pb::RegisterMemberRequest {
+            context: ctx("register-TB-0005"),
+            member_id: "TB-0005".into(),
+            full_name: "Phạm Thị Thu".into(),
+            group_id: "TB-G02".into(),
+            joined_on: "2024-01-02".into(),
+        })
+        .await
+        .unwrap();
+    app.branch
+        .open_savings_account(pb::OpenSavingsAccountRequest {
+            context: ctx("open-TB-0005"),
+            member_id: "TB-0005".into(),
+            kind: pb::SavingsKind::Compulsory as i32,
+            opened_on: "2024-01-02".into(),
+        })
+        .await
+        .unwrap();
+    app
+}
+
+fn line(
+    member: &str,
+    repaid: Option<(&str, &str)>,
+    deposited: Option<(&str, &str)>,
+) -> pb::CollectionLine {
+    pb::CollectionLine {
+        member_id: member.into(),
+        loan_id: repaid.map(|(loan, _)| loan.into()).unwrap_or_default(),
+        repayment: repaid.and_then(|(_, amount)| vnd(amount)),
+        savings_account_id: deposited
+            .map(|(account, _)| account.into())
+            .unwrap_or_default(),
+        deposit: deposited.and_then(|(_, amount)| vnd(amount)),
+    }
+}
+
+/// The meeting of 15 January:
+/// 0. TB-0001 pays her installment, 255,000, and saves 20,000.
+/// 1. TB-0002 pays 100,000 of it and saves 10,000.
+/// 2. TB-0003 pays two installments' worth, 510,000.
+/// 3. TB-0004 (no loan) saves 50,000.
+fn meeting() -> Vec<pb::CollectionLine> {
+    vec![
+        line(
+            "TB-0001",
+            Some(("TB-0001/L1", "255000")),
+            Some(("TB-0001/C1", "20000")),
+        ),
+        line(
+            "TB-0002",
+            Some(("TB-0002/L1", "100000")),
+            Some(("TB-0002/C1", "10000")),
+        ),
+        line("TB-0003", Some(("TB-0003/L1", "510000")), None),
+        line("TB-0004", None, Some(("TB-0004/C1", "50000"))),
+    ]
+}
+
+async fn sheet(
+    app: &mut App,
+    request_id: &str,
+    lines: Vec<pb::CollectionLine>,
+) -> Result<pb::RecordCollectionSheetResponse, tonic::Status> {
+    app.branch
+        .record_collection_sheet(pb::RecordCollectionSheetRequest {
+            context: ctx(request_id),
+            center_id: "TB-C01".into(),
+            meeting_date: "2024-01-15".into(),
+            lines,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn all_books(app: &mut App) -> Books {
+    books(app, &ACCOUNTS).await
+}
+
+/// The balances of `ACCOUNTS`, in order.
+async fn balances(app: &mut App) -> Vec<String> {
+    all_books(app)
+        .await
+        .balances
+        .into_iter()
+        .map(|(_, balance)| balance)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_meeting_is_one_entry_with_every_line_allocated() {
+    let mut app = center().await;
+    let before = app.last_sequence().await;
+    let recorded = sheet(&mut app, "sheet-1", meeting()).await.unwrap();
+    let receipt = recorded.receipt.clone().unwrap();
+    assert_eq!(receipt.sequence, before + 1);
+    assert_eq!(app.last_sequence().await, before + 1, "one entry");
+    assert_eq!(receipt.effective_date, "2024-01-15");
+    // 255,000 + 100,000 + 510,000; 20,000 + 10,000 + 50,000.
+    assert_eq!(amount(&recorded.total_repaid), "865000");
+    assert_eq!(amount(&recorded.total_deposited), "80000");
+    assert_eq!(recorded.lines.len(), 4);
+
+    // 0: interest 5,000, principal 250,000; 750,000 left.
+    let first = recorded.lines[0].repayment.as_ref().unwrap();
+    assert_eq!(recorded.lines[0].member_id, "TB-0001");
+    assert_eq!(amount(&first.interest_paid), "5000");
+    assert_eq!(amount(&first.principal_paid), "250000");
+    assert_eq!(amount(&first.principal_outstanding), "750000");
+    assert_eq!(amount(&recorded.lines[0].savings_balance), "20000");
+    // 1: interest first (5,000), then 95,000 principal; 905,000 left.
+    let second = recorded.lines[1].repayment.as_ref().unwrap();
+    assert_eq!(amount(&second.interest_paid), "5000");
+    assert_eq!(amount(&second.principal_paid), "95000");
+    assert_eq!(amount(&second.principal_outstanding), "905000");
+    assert_eq!(amount(&recorded.lines[1].savings_balance), "10000");
+    // 2: installment 1 (5,000 + 250,000), then 255,000 ahead; no interest
+    // has accrued in week 2 on its first day, so all 255,000 is principal
+    // prepaid; 1,000,000 - 505,000 = 495,000 left.
+    let third = recorded.lines[2].repayment.as_ref().unwrap();
+    assert_eq!(amount(&third.interest_paid), "5000");
+    assert_eq!(amount(&third.principal_paid), "505000");
+    assert_eq!(amount(&third.principal_prepaid), "255000");
+    assert_eq!(amount(&third.principal_outstanding), "495000");
+    assert!(recorded.lines[2].savings_balance.is_none());
+    // 3: a deposit only.
+    assert!(recorded.lines[3].repayment.is_none());
+    assert_eq!(amount(&recorded.lines[3].savings_balance), "50000");
+
+    // The books: cash -3,000,000 + 865,000 + 80,000.
+    assert_eq!(
+        balances(&mut app).await,
+        vec![
+            "-2055000", "15000", "750000", "905000", "495000", "20000", "10000", "0", "50000"
+        ]
+    );
+    // TB-0003's flat loan: 495,000 re-spread over weeks 2 to 4, 165,000 each,
+    // interest kept at 5,000.
+    let loan = app.loan("TB-0003/L1", "2024-01-15").await;
+    for installment in &loan.schedule[1..] {
+        assert_eq!(amount(&installment.principal), "165000");
+        assert_eq!(amount(&installment.interest), "5000");
+    }
+
+    // One journal entry, its postings merged by account.
+    let entry = app
+        .audit
+        .list_journal_entries(pb::ListJournalEntriesRequest {
+            from_sequence: receipt.sequence,
+            page_size: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .remove(0);
+    assert_eq!(entry.command, "record_collection_sheet");
+    assert_eq!(entry.request_id, "sheet-1");
+    let mut postings: Vec<(String, i32, String)> = entry
+        .postings
+        .iter()
+        .map(|p| (p.account.clone(), p.side, amount(&p.amount).to_owned()))
+        .collect();
+    postings.sort();
+    let debit = pb::PostingSide::Debit as i32;
+    let credit = pb::PostingSide::Credit as i32;
+    let mut expected = vec![
+        ("cash:TB".to_owned(), debit, "945000".to_owned()),
+        ("interest-income:TB".to_owned(), credit, "15000".to_owned()),
+        ("loan:TB-0001/L1".to_owned(), credit, "250000".to_owned()),
+        ("loan:TB-0002/L1".to_owned(), credit, "95000".to_owned()),
+        ("loan:TB-0003/L1".to_owned(), credit, "505000".to_owned()),
+        ("savings:TB-0001/C1".to_owned(), credit, "20000".to_owned()),
+        ("savings:TB-0002/C1".to_owned(), credit, "10000".to_owned()),
+        ("savings:TB-0004/C1".to_owned(), credit, "50000".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(postings, expected);
+}
+
+#[tokio::test]
+async fn one_bad_line_refuses_the_whole_sheet_naming_the_line() {
+    let mut app = center().await;
+    let before = all_books(&mut app).await;
+    let with = |index: usize, bad: pb::CollectionLine| {
+        let mut lines = meeting();
+        if index == lines.len() {
+            lines.push(bad);
+        } else {
+            lines[index] = bad;
+        }
+        lines
+    };
+    let cases: Vec<(Vec<pb::CollectionLine>, Code, &str)> = vec![
+        // TB-0003's loan is paid off on 15 January by 255,000 due + 750,000
+        // not yet due = 1,005,000 (no interest accrued yet in week 2).
+        (
+            with(2, line("TB-0003", Some(("TB-0003/L1", "1005001")), None)),
+            Code::FailedPrecondition,
+            "lines[2].repayment",
+        ),
+        // TB-0005 meets at TB-C02.
+        (
+            with(1, line("TB-0005", None, Some(("TB-0005/C1", "10000")))),
+            Code::FailedPrecondition,
+            "lines[1].member_id",
+        ),
+        (
+            with(3, line("TB-0004", None, Some(("TB-0004/V9", "50000")))),
+            Code::NotFound,
+            "lines[3].savings_account_id",
+        ),
+        (
+            with(3, line("TB-9999", None, Some(("TB-0004/C1", "50000")))),
+            Code::NotFound,
+            "lines[3].member_id",
+        ),
+        // The same loan on two lines.
+        (
+            with(4, line("TB-0001", Some(("TB-0001/L1", "1000")), None)),
+            Code::InvalidArgument,
+            "lines[4].loan_id",
+        ),
+        // The same account on two lines.
+        (
+            with(4, line("TB-0004", None, Some(("TB-0004/C1", "1000")))),
+            Code::InvalidArgument,
+            "lines[4].savings_account_id",
+        ),
+        // Another member's loan.
+        (
+            with(3, line("TB-0004", Some(("TB-0001/L1", "1000")), None)),
+            Code::FailedPrecondition,
+            "lines[3].loan_id",
+        ),
+        (
+            with(1, line("TB-0002", Some(("TB-0002/L1", "100.5")), None)),
+            Code::InvalidArgument,
+            "lines[1].repayment.amount",
+        ),
+        (
+            with(3, line("TB-0004", None, None)),
+            Code::InvalidArgument,
+            "has neither a repayment nor a deposit",
+        ),
+    ];
+    for (i, (lines, code, field)) in cases.into_iter().enumerate() {
+        let status = sheet(&mut app, &format!("bad-sheet-{i}"), lines)
+            .await
+            .unwrap_err();
+        assert_refused(&status, code, field);
+        // Nothing written: no entry, and none of the good lines applied.
+        assert_eq!(all_books(&mut app).await, before, "case {i}");
+    }
+    let loan = app.loan("TB-0003/L1", "2024-01-15").await;
+    assert_eq!(amount(&loan.principal_outstanding), "1000000");
+    assert_eq!(amount(&loan.schedule[1].principal), "250000");
+    // The good sheet still goes through afterwards.
+    sheet(&mut app, "good-sheet", meeting()).await.unwrap();
+    assert_eq!(app.last_sequence().await, before.head.last_sequence + 1);
+}
+
+#[tokio::test]
+async fn a_sheet_sent_twice_is_recorded_once() {
+    let mut app = center().await;
+    let first = sheet(&mut app, "sheet-1", meeting()).await.unwrap();
+    let after = all_books(&mut app).await;
+    let again = sheet(&mut app, "sheet-1", meeting()).await.unwrap();
+    assert_eq!(again, first, "the same receipt and allocations");
+    assert_eq!(all_books(&mut app).await, after, "applied once");
+    assert_eq!(
+        balances(&mut app).await[0],
+        "-2055000",
+        "cash: -3,000,000 + 945,000, once"
+    );
+    // The same request id for a different sheet is refused.
+    let mut changed = meeting();
+    changed[3] = line("TB-0004", None, Some(("TB-0004/C1", "50001")));
+    let status = sheet(&mut app, "sheet-1", changed).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+    assert_eq!(all_books(&mut app).await, after);
+}
+
+#[tokio::test]
+async fn reversing_a_sheet_undoes_every_line() {
+    let mut app = center().await;
+    let untouched = balances(&mut app).await;
+    assert_eq!(
+        untouched,
+        vec![
+            "-3000000", "0", "1000000", "1000000", "1000000", "0", "0", "0", "0"
+        ]
+    );
+    let recorded = sheet(&mut app, "sheet-1", meeting()).await.unwrap();
+    let sequence = recorded.receipt.unwrap().sequence;
+
+    // TB-0002 pays the rest of installment 1 the next day: 250,000 - 95,000.
+    let later = app
+        .repay("pay-later", "TB-0002/L1", "155000", "2024-01-16")
+        .await
+        .unwrap();
+    assert_eq!(amount(&later.principal_outstanding), "750000");
+    // The sheet is no longer TB-0002's loan's latest transaction.
+    let before = all_books(&mut app).await;
+    let status = app
+        .reverse("reverse-sheet-early", sequence)
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::FailedPrecondition, "lines[1].sequence");
+    assert_eq!(all_books(&mut app).await, before);
+
+    // Newest first: that repayment, then the sheet.
+    app.reverse("reverse-later", later.receipt.unwrap().sequence)
+        .await
+        .unwrap();
+    let reversal = app.reverse("reverse-sheet", sequence).await.unwrap();
+    assert_eq!(reversal.receipt.unwrap().effective_date, "2024-01-15");
+    // Every line undone: loans, interest, savings and cash as before the meeting.
+    assert_eq!(balances(&mut app).await, untouched);
+    let loan = app.loan("TB-0003/L1", "2024-01-15").await;
+    assert_eq!(amount(&loan.principal_outstanding), "1000000");
+    for installment in &loan.schedule {
+        assert_eq!(amount(&installment.principal), "250000");
+        assert_eq!(amount(&installment.principal_paid), "0");
+        assert_eq!(amount(&installment.interest_paid), "0");
+    }
+    let loan = app.loan("TB-0001/L1", "2024-01-16").await;
+    assert_eq!(amount(&loan.principal_overdue), "250000");
+    // A reversal is not reversed twice.
+    let status = app
+        .reverse("reverse-sheet-again", sequence)
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::FailedPrecondition, "sequence");
+}
