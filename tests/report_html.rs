@@ -10,9 +10,9 @@
 //! 17.63 %; PAR30 1.23 % − 0.83 % = 0.40 pp; borrowers saving 5,102 / 5,318
 //! = 95.94 % against 4,702 / 4,961 = 94.78 %, a change of 1.159 pp.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::{Mutex, PoisonError};
+mod common;
+
+use common::chromium::{PAGE_ERRORS, open_in_chromium};
 
 use mfi_ledger::report::{
     BranchReport, MonthFigures, ProductFigures, YearFigures, render_html, render_table,
@@ -360,66 +360,6 @@ fn an_empty_year_renders_without_dividing_by_zero() {
 
     let text = render_table(&report);
     assert!(text.contains("0 VND (n/a)"), "{text}");
-}
-
-/// One Chromium at a time: the machine has two cores, and the first call
-/// may be installing it.
-static BROWSER: Mutex<()> = Mutex::new(());
-
-/// Exit status of the script when Chromium is unavailable.
-const CHROMIUM_UNAVAILABLE: i32 = 3;
-/// Exit status of the script when the page raised an uncaught exception.
-const PAGE_ERRORS: i32 = 4;
-
-/// What `scripts/chromium-screenshot` made of an HTML file.
-struct Rendered {
-    output: Output,
-    png: PathBuf,
-    dom: PathBuf,
-}
-
-impl Rendered {
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.output.stderr).into_owned()
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "chromium-screenshot exited with {}\nstdout:\n{}\nstderr:\n{}",
-            self.output.status,
-            String::from_utf8_lossy(&self.output.stdout),
-            self.stderr(),
-        )
-    }
-}
-
-/// Writes `html` into `dir` and opens it in headless Chromium; `None` (after
-/// a loud banner) when Chromium is unavailable here.
-fn open_in_chromium(test: &str, html: &str, dir: &Path) -> Option<Rendered> {
-    let _one_at_a_time = BROWSER.lock().unwrap_or_else(PoisonError::into_inner);
-    let page = dir.join("report.html");
-    std::fs::write(&page, html).unwrap();
-    let rendered = Rendered {
-        png: dir.join("report.png"),
-        dom: dir.join("report.dom.html"),
-        output: Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/chromium-screenshot"))
-            .arg(&page)
-            .arg(dir.join("report.png"))
-            .arg(dir.join("report.dom.html"))
-            .output()
-            .expect("running scripts/chromium-screenshot"),
-    };
-    if rendered.output.status.code() == Some(CHROMIUM_UNAVAILABLE) {
-        eprintln!(
-            "\n{banner}\nSKIPPED: {test}: Chromium is unavailable, the report was not opened \
-             in a browser.\n{}{banner}\n",
-            rendered.stderr(),
-            banner = "!".repeat(78),
-        );
-        return None;
-    }
-    Some(rendered)
 }
 
 #[test]

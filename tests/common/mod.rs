@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod chromium;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -26,6 +28,25 @@ impl Server {
         let mut command = Command::new(BIN);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data.path());
+        Server::spawn(command, "mfi-ledger listening on ", data)
+    }
+
+    /// The ledger service on a fresh data directory, recording every entry at
+    /// the fixed time `at` (RFC 3339): runs of the same commands write the
+    /// same journal.
+    pub fn start_at(at: &str) -> Server {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new(BIN);
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--fixed-clock",
+                at,
+                "--data",
+            ])
             .arg(data.path());
         Server::spawn(command, "mfi-ledger listening on ", data)
     }

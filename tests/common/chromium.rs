@@ -1,0 +1,68 @@
+//! Opening an HTML file in headless Chromium through
+//! `scripts/chromium-screenshot` (which installs Debian's `chromium` if it is
+//! missing): a screenshot, the DOM as the browser laid it out, and its log.
+//! Where Chromium cannot be had, the caller is told so and says it loudly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, PoisonError};
+
+/// One Chromium at a time: the machine has two cores, and the first call
+/// may be installing it.
+static BROWSER: Mutex<()> = Mutex::new(());
+
+/// Exit status of the script when Chromium is unavailable.
+pub const CHROMIUM_UNAVAILABLE: i32 = 3;
+/// Exit status of the script when the page raised an uncaught exception.
+pub const PAGE_ERRORS: i32 = 4;
+
+/// What `scripts/chromium-screenshot` made of an HTML file.
+pub struct Rendered {
+    pub output: Output,
+    pub png: PathBuf,
+    pub dom: PathBuf,
+}
+
+impl Rendered {
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "chromium-screenshot exited with {}\nstdout:\n{}\nstderr:\n{}",
+            self.output.status,
+            String::from_utf8_lossy(&self.output.stdout),
+            self.stderr(),
+        )
+    }
+}
+
+/// Writes `html` into `dir` and opens it in headless Chromium; `None` (after
+/// a loud banner) when Chromium is unavailable here.
+pub fn open_in_chromium(test: &str, html: &str, dir: &Path) -> Option<Rendered> {
+    let _one_at_a_time = BROWSER.lock().unwrap_or_else(PoisonError::into_inner);
+    let page = dir.join("report.html");
+    std::fs::write(&page, html).unwrap();
+    let rendered = Rendered {
+        png: dir.join("report.png"),
+        dom: dir.join("report.dom.html"),
+        output: Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/chromium-screenshot"))
+            .arg(&page)
+            .arg(dir.join("report.png"))
+            .arg(dir.join("report.dom.html"))
+            .output()
+            .expect("running scripts/chromium-screenshot"),
+    };
+    if rendered.output.status.code() == Some(CHROMIUM_UNAVAILABLE) {
+        eprintln!(
+            "\n{banner}\nSKIPPED: {test}: Chromium is unavailable, the report was not opened \
+             in a browser.\n{}{banner}\n",
+            rendered.stderr(),
+            banner = "!".repeat(78),
+        );
+        return None;
+    }
+    Some(rendered)
+}

@@ -1,0 +1,264 @@
+//! The branch simulator and the year-end report, end to end: the real
+//! binary serves, `mfi-ledger simulate` drives it over gRPC, `mfi-ledger
+//! report branch` reads the figures back, and the test recomputes them on
+//! its own from the journal (read over gRPC, entry by entry).
+//!
+//! The published figures of TYM Thái Bình for 2023 (provincial news report
+//! of 28 December 2023, see `shared/domain.md`): 2,175 loans disbursed, 326
+//! more than in 2022; over 71 billion VND disbursed; every borrower saving;
+//! over 22 billion VND saved.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use common::chromium::open_in_chromium;
+use common::{BIN, Server};
+use mfi_ledger::pb;
+use mfi_ledger::pb::audit_service_client::AuditServiceClient;
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+/// Every entry is recorded at this instant, so that runs can be compared hash for hash.
+const CLOCK: &str = "2024-06-30T00:00:00Z";
+
+fn dec(text: &str) -> Decimal {
+    text.parse()
+        .unwrap_or_else(|_| panic!("{text:?} is not a decimal"))
+}
+
+/// Runs the binary as a client of `server`; panics with its output unless it succeeds.
+fn run(server: &Server, args: &[&str]) -> String {
+    let output = Command::new(BIN)
+        .args(args)
+        .args(["--server", &server.url])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run mfi-ledger");
+    assert!(
+        output.status.success(),
+        "mfi-ledger {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: not JSON:\n{text}"))
+}
+
+fn simulate(server: &Server, extra: &[&str]) -> Value {
+    let mut args = vec!["simulate", "--json", "--no-progress"];
+    args.extend_from_slice(extra);
+    json(&run(server, &args))
+}
+
+/// Figures of one year worked out from the journal alone.
+#[derive(Debug, Default)]
+struct Recomputed {
+    loans: u64,
+    disbursed: Decimal,
+    savings_at_end: Decimal,
+    borrowers_at_end: u64,
+    borrowers_saving_at_end: u64,
+}
+
+/// Reads the whole journal over gRPC and works out `year`'s figures for
+/// `branch` from the entries' commands, dates and postings: loans are
+/// disbursement entries, amounts their debits to `loan:` accounts; savings
+/// are credits less debits of `savings:` accounts; a borrower is a member
+/// with principal outstanding on a `loan:` account at year end, and she
+/// saves when one of her `savings:` accounts holds money then.
+async fn recompute(url: &str, branch: &str, year: i32) -> Recomputed {
+    let mut audit = AuditServiceClient::connect(url.to_owned()).await.unwrap();
+    let year_end = format!("{year}-12-31");
+    let mut figures = Recomputed::default();
+    let mut loans: BTreeMap<String, Decimal> = BTreeMap::new();
+    let mut savings: BTreeMap<String, Decimal> = BTreeMap::new();
+    let mut reversed = BTreeSet::new();
+    let mut next = 1;
+    let mut entries = Vec::new();
+    while next != 0 {
+        let page = audit
+            .list_journal_entries(pb::ListJournalEntriesRequest {
+                from_sequence: next,
+                page_size: 1000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        entries.extend(page.entries);
+        next = page.next_sequence;
+    }
+    for entry in &entries {
+        if entry.reverses_sequence != 0 {
+            reversed.insert(entry.reverses_sequence);
+        }
+    }
+    assert!(reversed.is_empty(), "the simulator reverses nothing");
+    for entry in entries.iter().filter(|e| e.branch_id == branch) {
+        let in_year = entry.effective_date.starts_with(&format!("{year}-"));
+        let by_end = entry.effective_date <= year_end;
+        if entry.command == "disburse_loan" && in_year {
+            figures.loans += 1;
+        }
+        for posting in &entry.postings {
+            let amount = dec(&posting.amount.as_ref().unwrap().amount);
+            let debit = posting.side == pb::PostingSide::Debit as i32;
+            let signed = if debit { amount } else { -amount };
+            if let Some(loan) = posting.account.strip_prefix("loan:") {
+                if entry.command == "disburse_loan" && in_year && debit {
+                    figures.disbursed += amount;
+                }
+                if by_end {
+                    *loans.entry(loan.to_owned()).or_default() += signed;
+                }
+            }
+            if let Some(account) = posting.account.strip_prefix("savings:")
+                && by_end
+            {
+                *savings.entry(account.to_owned()).or_default() -= signed;
+            }
+        }
+    }
+    figures.savings_at_end = savings.values().copied().sum();
+    let member = |account: &str| account.split('/').next().unwrap().to_owned();
+    let borrowers: BTreeSet<String> = loans
+        .iter()
+        .filter(|(_, outstanding)| **outstanding > Decimal::ZERO)
+        .map(|(loan, _)| member(loan))
+        .collect();
+    let savers: BTreeSet<String> = savings
+        .iter()
+        .filter(|(_, balance)| **balance > Decimal::ZERO)
+        .map(|(account, _)| member(account))
+        .collect();
+    figures.borrowers_at_end = borrowers.len() as u64;
+    figures.borrowers_saving_at_end = borrowers.intersection(&savers).count() as u64;
+    figures
+}
+
+#[test]
+fn the_thai_binh_preset_reproduces_the_published_figures() {
+    let server = Server::start_at(CLOCK);
+    let summary = simulate(&server, &["--preset", "tym-thai-binh"]);
+    assert_eq!(summary["branch_id"], "TB");
+
+    let dir = tempfile::tempdir().unwrap();
+    let html_path = dir.path().join("tb-2023.html");
+    let report = json(&run(
+        &server,
+        &[
+            "report",
+            "branch",
+            "TB",
+            "--year",
+            "2023",
+            "--json",
+            "--html",
+            html_path.to_str().unwrap(),
+        ],
+    ));
+    let this = &report["current"];
+    let last = &report["previous"];
+    let figure = |v: &Value| dec(v.as_str().unwrap_or_else(|| panic!("{v} is not a string")));
+    let count = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("{v} is not a count"));
+
+    // The published figures.
+    assert_eq!(count(&this["loans_disbursed"]), 2175);
+    assert_eq!(
+        count(&last["loans_disbursed"]),
+        1849,
+        "2,175 is 326 more than 2022"
+    );
+    let disbursed = figure(&this["amount_disbursed"]);
+    assert!(
+        disbursed > dec("71000000000") && disbursed < dec("72000000000"),
+        "over 71 billion VND disbursed: {disbursed}"
+    );
+    let borrowers = count(&this["borrowers"]);
+    assert!(borrowers > 1000, "{borrowers} borrowers");
+    assert_eq!(
+        count(&this["borrowers_saving"]),
+        borrowers,
+        "every borrower saves"
+    );
+    let saved = figure(&this["savings_balance"]);
+    assert!(
+        saved > dec("22000000000") && saved < dec("23000000000"),
+        "over 22 billion VND saved: {saved}"
+    );
+
+    // The same figures worked out from the journal, entry by entry.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mine = runtime.block_on(recompute(&server.url, "TB", 2023));
+    assert_eq!(mine.loans, 2175);
+    assert_eq!(mine.disbursed, disbursed);
+    assert_eq!(mine.savings_at_end, saved);
+    assert_eq!(mine.borrowers_at_end, borrowers);
+    assert_eq!(mine.borrowers_saving_at_end, borrowers);
+    let before = runtime.block_on(recompute(&server.url, "TB", 2022));
+    assert_eq!(before.loans, 1849);
+    assert_eq!(before.disbursed, figure(&last["amount_disbursed"]));
+    assert_eq!(before.savings_at_end, figure(&last["savings_balance"]));
+
+    // The months add up to the year, and the products too.
+    let months = report["months"].as_array().unwrap();
+    assert_eq!(months.len(), 12);
+    let monthly_loans: u64 = months.iter().map(|m| count(&m["loans_disbursed"])).sum();
+    let monthly_amount: Decimal = months.iter().map(|m| figure(&m["amount_disbursed"])).sum();
+    assert_eq!(monthly_loans, 2175);
+    assert_eq!(monthly_amount, disbursed);
+    assert_eq!(figure(&months[11]["savings_balance"]), saved);
+    let products = report["by_product"].as_array().unwrap();
+    assert_eq!(products.len(), 3, "general, seasonal and housing loans");
+    let product_loans: u64 = products.iter().map(|p| count(&p["loans"])).sum();
+    assert_eq!(product_loans, 2175);
+
+    // The HTML report, as a browser lays it out.
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("TYM - Chi nhánh Thái Bình"));
+    let Some(rendered) = open_in_chromium(
+        "the_thai_binh_preset_reproduces_the_published_figures",
+        &html,
+        dir.path(),
+    ) else {
+        return;
+    };
+    assert!(rendered.output.status.success(), "{}", rendered.describe());
+    assert!(
+        !rendered.stderr().contains(":CONSOLE"),
+        "console messages:\n{}",
+        rendered.describe()
+    );
+    let png = std::fs::read(&rendered.png).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 60_000);
+    let dom = std::fs::read_to_string(&rendered.dom).unwrap();
+    assert_eq!(dom.matches("<svg").count(), 4, "four charts");
+    // 12 months of disbursements and of collections, 12 savings balances,
+    // 12 PAR30 figures and one bar per product.
+    assert_eq!(dom.matches("class=\"point\"").count(), 24 + 12 + 12 + 3);
+}
+
+#[test]
+fn the_same_seed_writes_the_same_journal() {
+    let runs: Vec<Value> = (0..2)
+        .map(|_| {
+            let server = Server::start_at(CLOCK);
+            simulate(&server, &["--preset", "tym-thai-binh", "--scale", "4"])
+        })
+        .collect();
+    assert!(runs[0]["entries"].as_u64().unwrap() > 1000);
+    assert_eq!(runs[0]["entries"], runs[1]["entries"]);
+    assert_eq!(runs[0]["last_hash"], runs[1]["last_hash"]);
+
+    // Another seed is another branch.
+    let server = Server::start_at(CLOCK);
+    let other = simulate(
+        &server,
+        &["--preset", "tym-thai-binh", "--scale", "4", "--seed", "1"],
+    );
+    assert_ne!(other["last_hash"], runs[0]["last_hash"]);
+}
