@@ -511,6 +511,8 @@ fn totals_needs_exactly_one_period() {
 const GENERAL: &[&str] = &[
     "product-create",
     "GENERAL",
+    "--effective-from",
+    "2024-01-01",
     "--name",
     "General loan",
     "--principal-min",
@@ -670,6 +672,8 @@ fn a_product_previews_the_schedule_worked_out_by_hand() {
     let updated = server.ok(&[
         "product-update",
         "GENERAL",
+        "--effective-from",
+        "2024-02-01",
         "--rate-min",
         "20",
         "--rate-max",
@@ -694,15 +698,16 @@ fn a_product_previews_the_schedule_worked_out_by_hand() {
     let products = server.ok(&["products"]);
     assert_eq!(row(&products, "GENERAL")[1..3], ["2", "General loan"]);
 
+    // Loans from 1 February are under version 2, whose rate is a range.
     let stderr = server.fails(&[
         "preview",
         "GENERAL",
         "--principal",
         "10000000",
         "--date",
-        "2024-01-05",
+        "2024-02-05",
         "--first-repayment",
-        "2024-01-19",
+        "2024-02-19",
     ]);
     assert!(stderr.contains("rate"), "two rates need --rate: {stderr}");
 }

@@ -327,7 +327,12 @@ pub fn describe(body: &EntryBody, currency: Currency) -> String {
             },
             _,
         ) => format!("reversal of entry {sequence}: {reason}"),
-        (CommandBody::CreateProduct { product_id, rules }, _) => {
+        (
+            CommandBody::CreateProduct {
+                product_id, rules, ..
+            },
+            _,
+        ) => {
             format!("product {product_id} ({}) defined, version 1", rules.name)
         }
         (CommandBody::UpdateProduct { product_id, .. }, Outcome::ProductDefined { version }) => {

@@ -46,16 +46,26 @@ impl ProductApi {
         context: Option<pb::WriteContext>,
         product_id: &str,
         rules: Option<pb::ProductRules>,
+        effective_from: &str,
         create: bool,
     ) -> Result<(pb::EntryReceipt, u32), Status> {
         let command = (|| {
             let (request_id, actor) = convert::context(context)?;
             let product_id = ProductId::parse("product_id", product_id)?;
             let rules = rules_in(rules)?;
+            let effective_from = convert::optional_date("effective_from", effective_from)?;
             let body = if create {
-                CommandBody::CreateProduct { product_id, rules }
+                CommandBody::CreateProduct {
+                    product_id,
+                    rules,
+                    effective_from,
+                }
             } else {
-                CommandBody::UpdateProduct { product_id, rules }
+                CommandBody::UpdateProduct {
+                    product_id,
+                    rules,
+                    effective_from,
+                }
             };
             Ok::<_, DomainError>(Command {
                 request_id,
@@ -446,7 +456,7 @@ fn product_out(version: &ProductVersion, versions: usize) -> pb::Product {
     pb::Product {
         product_id: version.id.to_string(),
         version: version.version,
-        defined_on: version.defined_on.to_string(),
+        effective_from: version.effective_from.to_string(),
         rules: Some(rules_out(&version.rules)),
         versions: versions as u32,
     }
@@ -516,7 +526,9 @@ impl ProductService for ProductApi {
         request: Request<pb::CreateProductRequest>,
     ) -> Result<Response<pb::CreateProductResponse>, Status> {
         let r = request.into_inner();
-        let (receipt, version) = self.define(r.context, &r.product_id, r.rules, true).await?;
+        let (receipt, version) = self
+            .define(r.context, &r.product_id, r.rules, &r.effective_from, true)
+            .await?;
         Ok(Response::new(pb::CreateProductResponse {
             receipt: Some(receipt),
             version,
@@ -529,7 +541,7 @@ impl ProductService for ProductApi {
     ) -> Result<Response<pb::UpdateProductResponse>, Status> {
         let r = request.into_inner();
         let (receipt, version) = self
-            .define(r.context, &r.product_id, r.rules, false)
+            .define(r.context, &r.product_id, r.rules, &r.effective_from, false)
             .await?;
         Ok(Response::new(pb::UpdateProductResponse {
             receipt: Some(receipt),
@@ -596,7 +608,10 @@ impl ProductService for ProductApi {
                 let versions = state
                     .product_versions(&id)
                     .ok_or_else(|| DomainError::not_found("product_id", "product", id.as_str()))?;
-                pick_version(versions, r.version).cloned()
+                match r.version {
+                    0 => state.product_on(&id, disbursed_on).cloned(),
+                    wanted => pick_version(versions, wanted).cloned(),
+                }
             })
             .map_err(refuse)?;
         let preview = preview(&version, &application, disbursed_on).map_err(refuse)?;

@@ -444,6 +444,10 @@ pub struct PreviewArgs {
 pub struct ProductDefineArgs {
     /// Product id, 1 to 32 characters of A-Z a-z 0-9 . _ - (e.g. GENERAL).
     pub product_id: String,
+    /// Date from which loans disbursed use this version, YYYY-MM-DD, not in
+    /// the future [default: today].
+    #[arg(long, value_name = "DATE")]
+    pub effective_from: Option<String>,
     #[command(flatten)]
     pub rules: ProductRulesArgs,
 }

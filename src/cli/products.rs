@@ -45,6 +45,7 @@ pub async fn create(session: &WriteSession, args: ProductDefineArgs) -> anyhow::
         context: session.context(),
         product_id: args.product_id.clone(),
         rules: Some(rules),
+        effective_from: args.effective_from.clone().unwrap_or_default(),
     };
     let response = session
         .products()
@@ -75,6 +76,7 @@ pub async fn update(session: &WriteSession, args: ProductDefineArgs) -> anyhow::
         context: session.context(),
         product_id: args.product_id.clone(),
         rules: Some(apply(latest, args.rules)),
+        effective_from: args.effective_from.clone().unwrap_or_default(),
     };
     let response = client
         .update_product(request)
@@ -249,7 +251,7 @@ pub async fn show(server: &str, args: ProductArgs) -> anyhow::Result<Report> {
             "version",
             format!("{} of {}", product.version, product.versions),
         ),
-        ("defined on", product.defined_on.clone()),
+        ("effective from", product.effective_from.clone()),
         ("name", r.name.clone()),
         ("currency", r.currency.clone()),
         ("principal", principal_range(&r)),
@@ -463,7 +465,7 @@ fn product_json(p: &pb::Product) -> Value {
         "product_id": p.product_id,
         "version": p.version,
         "versions": p.versions,
-        "defined_on": p.defined_on,
+        "effective_from": p.effective_from,
         "rules": p.rules.as_ref().map(rules_json),
     })
 }

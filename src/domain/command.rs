@@ -114,7 +114,8 @@ pub struct LoanTermsInput {
 /// What a loan is disbursed under.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LoanSpec {
-    /// A catalogue product (its latest version) and the application against it.
+    /// A catalogue product (the version in force on the disbursement date)
+    /// and the application against it.
     Product {
         product_id: ProductId,
         application: LoanApplication,
@@ -201,11 +202,15 @@ pub enum CommandBody {
     CreateProduct {
         product_id: ProductId,
         rules: ProductRules,
+        #[serde(with = "crate::domain::codec::date_option")]
+        effective_from: Option<NaiveDate>,
     },
     /// Change a product: its next version.
     UpdateProduct {
         product_id: ProductId,
         rules: ProductRules,
+        #[serde(with = "crate::domain::codec::date_option")]
+        effective_from: Option<NaiveDate>,
     },
     /// Disburse a loan.
     DisburseLoan {

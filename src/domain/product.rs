@@ -175,9 +175,9 @@ pub struct ProductVersion {
     pub id: ProductId,
     /// 1 for the first definition, then one more per change.
     pub version: u32,
-    /// Date the version was defined (the entry's effective date).
+    /// Date from which loans disbursed use it (the entry's effective date).
     #[serde(with = "crate::domain::codec::date")]
-    pub defined_on: NaiveDate,
+    pub effective_from: NaiveDate,
     /// Its rules.
     pub rules: ProductRules,
 }

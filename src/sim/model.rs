@@ -291,12 +291,14 @@ impl Model {
     /// The product definitions (through `ProductService`, not a batch).
     pub fn products(&mut self) -> Vec<pb::CreateProductRequest> {
         let products = self.preset.products.clone();
+        let start = self.preset.start.to_string();
         products
             .iter()
             .map(|p| pb::CreateProductRequest {
                 context: self.context(),
                 product_id: p.id.to_owned(),
                 rules: Some(product_rules(p, p.rate_percent)),
+                effective_from: start.clone(),
             })
             .collect()
     }
@@ -323,6 +325,7 @@ impl Model {
                     context: self.context(),
                     product_id: plan.id.to_owned(),
                     rules: Some(product_rules(&plan, change.rate_percent)),
+                    effective_from: day.to_string(),
                 });
             }
         }

@@ -139,6 +139,7 @@ async fn products_are_created_read_and_listed() {
             context: ctx("product-general"),
             product_id: "GENERAL".into(),
             rules: Some(general()),
+            effective_from: "2024-01-01".into(),
         })
         .await
         .unwrap()
@@ -146,13 +147,13 @@ async fn products_are_created_read_and_listed() {
     assert_eq!(created.version, 1);
     let receipt = created.receipt.unwrap();
     assert_eq!(receipt.sequence, 1);
-    assert_eq!(receipt.effective_date, crate::support::TODAY);
+    assert_eq!(receipt.effective_date, "2024-01-01");
 
     let product = get_product(&app, "GENERAL", 0).await.unwrap();
     assert_eq!(product.product_id, "GENERAL");
     assert_eq!(product.version, 1);
     assert_eq!(product.versions, 1);
-    assert_eq!(product.defined_on, crate::support::TODAY);
+    assert_eq!(product.effective_from, "2024-01-01");
     let rules = product.rules.unwrap();
     assert_eq!(rules.name, "Vốn sản xuất");
     assert_eq!(rules.currency, "VND");
@@ -206,6 +207,7 @@ async fn products_are_created_read_and_listed() {
             context: ctx("product-general-again"),
             product_id: "GENERAL".into(),
             rules: Some(ranged()),
+            effective_from: "2024-01-01".into(),
         })
         .await
         .unwrap_err();
@@ -215,6 +217,7 @@ async fn products_are_created_read_and_listed() {
             context: ctx("update-missing"),
             product_id: "MISSING".into(),
             rules: Some(general()),
+            effective_from: "2024-01-01".into(),
         })
         .await
         .unwrap_err();
@@ -224,6 +227,7 @@ async fn products_are_created_read_and_listed() {
             context: ctx("update-same"),
             product_id: "GENERAL".into(),
             rules: Some(general()),
+            effective_from: "2024-01-01".into(),
         })
         .await
         .unwrap_err();
@@ -270,6 +274,7 @@ async fn a_new_version_applies_to_new_loans_and_old_loans_keep_theirs() {
                 arrears_tolerance_days: 7,
                 ..general()
             }),
+            effective_from: "2024-01-08".into(),
         })
         .await
         .unwrap()
@@ -285,6 +290,65 @@ async fn a_new_version_applies_to_new_loans_and_old_loans_keep_theirs() {
         .await
         .unwrap();
     assert_eq!(second.product_version, 2);
+
+    // A loan is under the version in force on its date: one back-dated to
+    // 5 January, entered after version 2 was defined, is under version 1.
+    app.member("TB-0003").await;
+    let back_dated = app
+        .disburse_under(
+            "loan-back-dated",
+            "TB-0003",
+            application("GENERAL", "1000000", "2024-01-12"),
+            "2024-01-05",
+        )
+        .await
+        .unwrap();
+    assert_eq!(back_dated.product_version, 1);
+    // Before its first version applies, a product lends nothing.
+    app.member("TB-0004").await;
+    products(&app)
+        .await
+        .create_product(pb::CreateProductRequest {
+            context: ctx("product-later"),
+            product_id: "LATER".into(),
+            rules: Some(general()),
+            effective_from: "2024-03-01".into(),
+        })
+        .await
+        .unwrap();
+    let before = books(&mut app, &[]).await;
+    let status = app
+        .disburse_under(
+            "loan-too-early",
+            "TB-0004",
+            application("LATER", "1000000", "2024-02-08"),
+            "2024-02-01",
+        )
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::FailedPrecondition, "product_id");
+    assert!(
+        status.message().contains("applies only from 2024-03-01"),
+        "{}",
+        status.message()
+    );
+    // A version cannot apply from before the latest one.
+    let status = products(&app)
+        .await
+        .update_product(pb::UpdateProductRequest {
+            context: ctx("general-v3-too-early"),
+            product_id: "GENERAL".into(),
+            rules: Some(pb::ProductRules {
+                rate_min_percent: "30".into(),
+                rate_max_percent: "30".into(),
+                ..general()
+            }),
+            effective_from: "2024-01-07".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::InvalidArgument, "effective_from");
+    assert_eq!(books(&mut app, &[]).await, before);
 
     // Under version 1: 1,000,000 x 26% / 52 = 5,000 interest a week,
     // 1,000,000 / 4 = 250,000 principal: 255,000 a week.
@@ -331,8 +395,11 @@ async fn a_new_version_applies_to_new_loans_and_old_loans_keep_theirs() {
     assert_eq!((latest.version, latest.versions), (2, 2));
     assert_eq!(latest.rules.unwrap().rate_min_percent, "52");
     let listed = list_products(&app).await;
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].version, 2);
+    let versions: Vec<(&str, u32)> = listed
+        .iter()
+        .map(|p| (p.product_id.as_str(), p.version))
+        .collect();
+    assert_eq!(versions, vec![("GENERAL", 2), ("LATER", 1)]);
 }
 
 #[tokio::test]
@@ -744,6 +811,7 @@ async fn invalid_product_rules_are_refused_naming_the_rule() {
                 context: ctx(&format!("bad-create-{i}")),
                 product_id: format!("BAD-{i}"),
                 rules: Some(rules.clone()),
+                effective_from: "2024-01-01".into(),
             })
             .await
             .unwrap_err();
@@ -754,6 +822,7 @@ async fn invalid_product_rules_are_refused_naming_the_rule() {
                 context: ctx(&format!("bad-update-{i}")),
                 product_id: "GENERAL".into(),
                 rules: Some(rules),
+                effective_from: "2024-01-01".into(),
             })
             .await
             .unwrap_err();
@@ -1001,6 +1070,7 @@ async fn two_fees_with_the_first_installment_are_refused() {
                 fees: vec![with_first("insurance"), with_first("training")],
                 ..general()
             }),
+            effective_from: "2024-01-01".into(),
         })
         .await
         .unwrap_err();
@@ -1020,6 +1090,7 @@ async fn too_many_installments_names_installments_max() {
                 installments_max: 600,
                 ..general()
             }),
+            effective_from: "2024-01-01".into(),
         })
         .await
         .unwrap_err();

@@ -450,6 +450,7 @@ pub async fn create_product(app: &App, id: &str, rules: pb::ProductRules) {
             context: ctx(&format!("product-{id}")),
             product_id: id.into(),
             rules: Some(rules),
+            effective_from: "2024-01-01".into(),
         })
         .await
         .unwrap();

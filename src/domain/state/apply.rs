@@ -181,8 +181,12 @@ impl LedgerState {
                 });
             }
             (
-                CommandBody::CreateProduct { product_id, rules }
-                | CommandBody::UpdateProduct { product_id, rules },
+                CommandBody::CreateProduct {
+                    product_id, rules, ..
+                }
+                | CommandBody::UpdateProduct {
+                    product_id, rules, ..
+                },
                 Outcome::ProductDefined { version },
             ) => {
                 let versions = self.products.entry(product_id.clone()).or_default();
@@ -194,7 +198,7 @@ impl LedgerState {
                 versions.push(ProductVersion {
                     id: product_id.clone(),
                     version: *version,
-                    defined_on: date,
+                    effective_from: date,
                     rules: rules.clone(),
                 });
                 self.changed.note(|| StateKey::Product(product_id.clone()));

@@ -174,12 +174,16 @@ impl LedgerState {
                 amount,
                 effective_date,
             } => self.decide_savings_move(account_id, *amount, *effective_date, false, context)?,
-            CommandBody::CreateProduct { product_id, rules } => {
-                self.decide_product(product_id, rules, true, context)?
-            }
-            CommandBody::UpdateProduct { product_id, rules } => {
-                self.decide_product(product_id, rules, false, context)?
-            }
+            CommandBody::CreateProduct {
+                product_id,
+                rules,
+                effective_from,
+            } => self.decide_product(product_id, rules, *effective_from, true, context)?,
+            CommandBody::UpdateProduct {
+                product_id,
+                rules,
+                effective_from,
+            } => self.decide_product(product_id, rules, *effective_from, false, context)?,
             CommandBody::DisburseLoan {
                 member_id,
                 loan,
@@ -263,10 +267,28 @@ impl LedgerState {
         &self,
         product_id: &ProductId,
         rules: &ProductRules,
+        effective_from: Option<NaiveDate>,
         create: bool,
         context: ExecContext,
     ) -> Result<Decision, DomainError> {
+        // The catalogue is the institution's: its calendar is that of the
+        // default zone.
+        let today = today_in(TIME_ZONE_DEFAULT, context.recorded_at);
+        let date = effective_from.unwrap_or(today);
+        not_in_future("effective_from", date, today, TIME_ZONE_DEFAULT)?;
         let versions = self.products.get(product_id);
+        if let Some(latest) = versions.and_then(|v| v.last())
+            && !create
+            && date < latest.effective_from
+        {
+            return Err(DomainError::invalid(
+                "effective_from",
+                format!(
+                    "{date} is before {}, from which version {} of product {product_id} applies",
+                    latest.effective_from, latest.version
+                ),
+            ));
+        }
         let version = match (versions.and_then(|v| v.last()), create) {
             (Some(_), true) => {
                 return Err(DomainError::already_exists(
@@ -299,7 +321,7 @@ impl LedgerState {
         rules.validate()?;
         Ok(Decision {
             branch: None,
-            effective_date: context.recorded_at.date_naive(),
+            effective_date: date,
             outcome: Outcome::ProductDefined { version },
             postings: Vec::new(),
         })
@@ -522,7 +544,7 @@ impl LedgerState {
                 product_id,
                 application,
             } => {
-                let version = self.latest_product(product_id)?;
+                let version = self.product_on(product_id, date)?;
                 if version.rules.currency != branch.currency {
                     return Err(DomainError::precondition(
                         "product_id",
@@ -570,12 +592,30 @@ impl LedgerState {
         })
     }
 
-    /// A product's latest version.
-    pub(super) fn latest_product(&self, id: &ProductId) -> Result<&ProductVersion, DomainError> {
-        self.products
+    /// The version of a product in force on `date`: the latest that applies
+    /// from then or before.
+    pub fn product_on(
+        &self,
+        id: &ProductId,
+        date: NaiveDate,
+    ) -> Result<&ProductVersion, DomainError> {
+        let versions = self
+            .products
             .get(id)
-            .and_then(|versions| versions.last())
-            .ok_or_else(|| DomainError::not_found("product_id", "product", id.as_str()))
+            .ok_or_else(|| DomainError::not_found("product_id", "product", id.as_str()))?;
+        versions
+            .iter()
+            .rev()
+            .find(|v| v.effective_from <= date)
+            .ok_or_else(|| {
+                DomainError::precondition(
+                    "product_id",
+                    format!(
+                        "product {id} applies only from {}; it was not in force on {date}",
+                        versions.first().map_or(date, |v| v.effective_from)
+                    ),
+                )
+            })
     }
 
     fn decide_tranche(
