@@ -161,6 +161,7 @@ impl AuditService for AuditApi {
             .map_err(refuse)?;
         let loan = &view.loan;
         let currency = loan.currency;
+        let mut balance: Decimal = loan.installments.iter().map(|i| i.due.principal).sum();
         let schedule = loan
             .installments
             .iter()
@@ -177,7 +178,10 @@ impl AuditService for AuditApi {
                     installment.interest_paid,
                     installment.fee_paid,
                 );
-                convert::installment_out(&installment.due, paid, status, currency)
+                balance -= installment.due.principal;
+                let mut out = convert::installment_out(&installment.due, paid, status, currency);
+                out.balance_after = Some(money_out(balance, currency));
+                out
             })
             .collect();
         let interest_outstanding = if loan.status == LoanStatus::Cancelled {

@@ -422,6 +422,8 @@ impl ChangeLog {
 
 mod apply;
 mod execute;
+#[cfg(test)]
+mod loan_tests;
 mod loans;
 mod queries;
 #[cfg(test)]

@@ -1,0 +1,1691 @@
+//! Properties of product loans, for any valid product, application and
+//! disbursement date:
+//!
+//! - the product is accepted, and the preview (`initial_schedule`, what
+//!   PreviewSchedule shows) gives the schedule and fees a disbursement
+//!   records; the schedule's principal parts sum to the principal exactly,
+//!   every amount has at most the currency's decimals, non-last installments
+//!   are multiples as `schedule.rs` states it, no running balance or interest
+//!   is negative, and the disbursement pays out the principal less the fees
+//!   deducted;
+//! - after any sequence of payments (on due dates, between them, beyond the
+//!   last; any amount up to the payoff quote), tranches, write-offs,
+//!   recoveries and reversals of the latest loan transaction: the loan
+//!   account equals the loan's principal, the books balance, nothing is paid
+//!   outside `0..=due`, the payoff quote closes the loan, arrears are never
+//!   negative, and the cache records, a replay and an import all give the
+//!   same state.
+//!
+//! Bugs found are kept below as `#[ignore]`d tests with their minimal input.
+
+use chrono::{Days, TimeZone, Utc};
+use proptest::prelude::*;
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use super::*;
+use crate::domain::command::{Command, CommandBody, LoanSpec, Money, SavingsKind};
+use crate::domain::entry::{Entry, FeeCharge, Side};
+use crate::domain::ids::{Actor, CenterId, FeeCode, GroupId, Name, RequestId};
+use crate::domain::product::{
+    AllocationPart, ArrearsTolerance, CompulsorySavings, Fee, FeeAmount, FeeCollection,
+    LoanApplication, ProductRules,
+};
+use crate::domain::schedule::{
+    Amortization, InstallmentBasis, InstallmentRounding, InterestMethod, InterestPeriod,
+    RepaymentFrequency, RoundingMode,
+};
+
+// ---- Fixtures ----------------------------------------------------------------
+
+fn branch_id() -> BranchId {
+    BranchId::parse("b", "TB").unwrap()
+}
+
+fn member_id() -> MemberId {
+    MemberId::parse("m", "M1").unwrap()
+}
+
+fn product_id() -> ProductId {
+    ProductId::parse("p", "P").unwrap()
+}
+
+fn loan_id() -> LoanId {
+    LoanId::new(&member_id(), 'L', 1)
+}
+
+fn name(text: &str) -> Name {
+    Name::parse("name", text).unwrap()
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+/// The branch opens, the member joins and the product is defined on this day.
+fn opened_on() -> NaiveDate {
+    date(2000, 1, 1)
+}
+
+/// Far enough ahead that every date of a loan (and its payments) is in the past.
+fn context() -> ExecContext {
+    ExecContext {
+        recorded_at: Utc.with_ymd_and_hms(2100, 1, 1, 3, 0, 0).unwrap(),
+    }
+}
+
+fn places_ok(x: Decimal, places: u32) -> bool {
+    x.normalize().scale() <= places
+}
+
+/// `x` rounded down to the currency's unit.
+fn floor(x: Decimal, places: u32) -> Decimal {
+    x.round_dp_with_strategy(places, RoundingStrategy::ToZero)
+        .normalize()
+}
+
+/// `per_mille / 1000` of `x`, rounded down to the currency's unit.
+fn share(x: Decimal, per_mille: u32, places: u32) -> Decimal {
+    floor(x * Decimal::from(per_mille) / Decimal::from(1000), places)
+}
+
+fn is_too_coarse(e: &DomainError) -> bool {
+    matches!(e, DomainError::Invalid { field, message }
+        if field == "rounding.multiple" && message.contains("too coarse"))
+}
+
+/// A ledger whose cache records are checked against a full export after
+/// every entry.
+struct Ledger {
+    state: LedgerState,
+    records: BTreeMap<Vec<u8>, Vec<u8>>,
+    entries: Vec<Entry>,
+    /// The loan as it was before each of its transactions (by entry).
+    before: BTreeMap<u64, Loan>,
+    /// Whether a reversal was dated later than the entry it reversed.
+    late_reversal: bool,
+}
+
+impl Ledger {
+    fn new() -> Ledger {
+        Ledger {
+            state: LedgerState::new(),
+            records: BTreeMap::new(),
+            entries: Vec::new(),
+            before: BTreeMap::new(),
+            late_reversal: false,
+        }
+    }
+
+    fn command(&self, body: CommandBody) -> Command {
+        Command {
+            request_id: RequestId::parse("r", &format!("r{}", self.entries.len() + 1)).unwrap(),
+            actor: Actor::parse("a", "clerk").unwrap(),
+            body,
+        }
+    }
+
+    /// Decides `body` against `state` (the ledger's or a copy).
+    fn decide(&self, state: &LedgerState, body: CommandBody) -> Result<EntryBody, ExecuteError> {
+        let command = self.command(body);
+        let entries = &self.entries;
+        let lookup = |sequence: u64| {
+            Ok(entries
+                .get((sequence as usize).wrapping_sub(1))
+                .map(|e| e.body.clone()))
+        };
+        state.execute(&command, context(), &lookup)
+    }
+
+    /// Executes and applies `body`; checks the cache records after it.
+    fn submit(&mut self, body: CommandBody) -> Result<&Entry, ExecuteError> {
+        let decided = self.decide(&self.state, body)?;
+        let entry = decided.seal(&self.state.last_hash());
+        self.state
+            .apply(&entry)
+            .unwrap_or_else(|e| panic!("an executed entry does not apply: {e}"));
+        for (key, value) in self.state.take_changes() {
+            match value {
+                Some(value) => self.records.insert(key, value),
+                None => self.records.remove(&key),
+            };
+        }
+        assert!(
+            self.records == self.state.export(),
+            "cache records drift from the state after entry {}",
+            entry.body.sequence
+        );
+        self.entries.push(entry);
+        Ok(self.entries.last().unwrap())
+    }
+
+    /// The state after `body` on a copy, leaving the ledger as it is.
+    fn try_on_copy(&self, body: CommandBody) -> Result<(LedgerState, EntryBody), ExecuteError> {
+        let mut copy = self.state.clone();
+        let decided = self.decide(&copy, body)?;
+        let entry = decided.clone().seal(&copy.last_hash());
+        copy.apply(&entry)
+            .unwrap_or_else(|e| panic!("an executed entry does not apply: {e}"));
+        Ok((copy, decided))
+    }
+
+    fn loan(&self) -> &Loan {
+        self.state.loan(&loan_id()).expect("the loan was disbursed")
+    }
+
+    fn currency(&self) -> Currency {
+        self.state.branch(&branch_id()).unwrap().currency
+    }
+
+    /// `amount`, naming the currency of the books or (odd units) none.
+    fn money(&self, amount: Decimal) -> Money {
+        let amount = amount.normalize();
+        let odd = (amount.mantissa() % 2) != 0;
+        Money {
+            amount,
+            currency: (!odd).then(|| self.currency()),
+        }
+    }
+
+    fn balance(&self, account: &AccountId) -> Decimal {
+        self.state.balance(account).on_normal_side(account.kind())
+    }
+}
+
+/// Branch, center, group, a member with a compulsory savings account, and
+/// the product.
+fn setup(rules: &ProductRules) -> Ledger {
+    let mut ledger = Ledger::new();
+    let bodies = [
+        CommandBody::CreateBranch {
+            branch_id: branch_id(),
+            name: name("Thái Bình"),
+            time_zone: TIME_ZONE_DEFAULT.into(),
+            currency: rules.currency,
+            compulsory_savings_percent: Decimal::from(10),
+            opened_on: Some(opened_on()),
+        },
+        CommandBody::CreateCenter {
+            center_id: CenterId::parse("c", "C").unwrap(),
+            branch_id: branch_id(),
+            name: name("C"),
+            opened_on: Some(opened_on()),
+        },
+        CommandBody::CreateGroup {
+            group_id: GroupId::parse("g", "G").unwrap(),
+            center_id: CenterId::parse("c", "C").unwrap(),
+            name: name("G"),
+            opened_on: Some(opened_on()),
+        },
+        CommandBody::RegisterMember {
+            member_id: member_id(),
+            full_name: name("Hoa"),
+            group_id: GroupId::parse("g", "G").unwrap(),
+            joined_on: Some(opened_on()),
+        },
+        CommandBody::OpenSavingsAccount {
+            member_id: member_id(),
+            kind: SavingsKind::Compulsory,
+            opened_on: Some(opened_on()),
+        },
+        CommandBody::CreateProduct {
+            product_id: product_id(),
+            rules: rules.clone(),
+        },
+    ];
+    for body in bodies {
+        let what = body.name();
+        if let Err(e) = ledger.submit(body) {
+            panic!("set-up {what} refused: {e}");
+        }
+    }
+    ledger
+}
+
+// ---- Generators ----------------------------------------------------------------
+
+/// A product, a loan application within its limits, and a disbursement date.
+#[derive(Clone, Debug)]
+struct Case {
+    rules: ProductRules,
+    application: LoanApplication,
+    disbursed_on: NaiveDate,
+}
+
+impl Case {
+    fn disburse(&self) -> CommandBody {
+        CommandBody::DisburseLoan {
+            member_id: member_id(),
+            loan: LoanSpec::Product {
+                product_id: product_id(),
+                application: self.application.clone(),
+            },
+            disbursed_on: Some(self.disbursed_on),
+        }
+    }
+}
+
+/// The currency and an installment multiple it allows.
+fn arb_currency() -> impl Strategy<Value = (Currency, Decimal)> {
+    prop_oneof![
+        prop_oneof![Just(1i64), Just(100), Just(1000)]
+            .prop_map(|m| (Currency::Vnd, Decimal::from(m))),
+        prop_oneof![Just(Decimal::new(1, 2)), Just(Decimal::ONE)].prop_map(|m| (Currency::Usd, m)),
+    ]
+}
+
+/// An amount in minor units: small ones too, so that too coarse multiples
+/// and fees larger than a tranche are reached.
+fn arb_units() -> impl Strategy<Value = i64> {
+    prop_oneof![1i64..=100_000, 1i64..=1_000_000_000_000]
+}
+
+fn arb_method() -> impl Strategy<
+    Value = (
+        InterestMethod,
+        Amortization,
+        InterestPeriod,
+        InstallmentBasis,
+    ),
+> {
+    (
+        prop_oneof![
+            Just(InterestMethod::Flat),
+            Just(InterestMethod::DecliningBalance)
+        ],
+        prop_oneof![
+            Just(Amortization::EqualInstallments),
+            Just(Amortization::EqualPrincipal)
+        ],
+        prop_oneof![
+            Just(InterestPeriod::PerPeriod),
+            Just(InterestPeriod::Actual365)
+        ],
+        prop_oneof![
+            Just(InstallmentBasis::NominalPeriodRate),
+            Just(InstallmentBasis::ActualPeriodRates)
+        ],
+    )
+}
+
+fn arb_schedule_shape() -> impl Strategy<Value = (RepaymentFrequency, RoundingMode)> {
+    (
+        prop_oneof![
+            Just(RepaymentFrequency::Weekly),
+            Just(RepaymentFrequency::Fortnightly),
+            Just(RepaymentFrequency::Monthly)
+        ],
+        prop_oneof![
+            Just(RoundingMode::HalfEven),
+            Just(RoundingMode::HalfUp),
+            Just(RoundingMode::Down),
+            Just(RoundingMode::Up)
+        ],
+    )
+}
+
+/// A fee: percent or fixed (`value` is hundredths of a percent, or tenths
+/// of a per mille of the smallest principal), collected at disbursement or
+/// with the first installment.
+#[derive(Clone, Copy, Debug)]
+struct FeeSeed {
+    percent: bool,
+    value: u32,
+    at_disbursement: bool,
+}
+
+fn arb_fee_seed() -> impl Strategy<Value = FeeSeed> {
+    (any::<bool>(), 0u32..=10_000, any::<bool>()).prop_map(|(percent, value, at_disbursement)| {
+        FeeSeed {
+            percent,
+            value,
+            at_disbursement,
+        }
+    })
+}
+
+fn arb_compulsory() -> impl Strategy<Value = (u8, i64)> {
+    (0u8..3, 0i64..=10_000)
+}
+
+fn arb_allocation_order() -> impl Strategy<Value = [AllocationPart; 4]> {
+    Just(vec![
+        AllocationPart::Penalties,
+        AllocationPart::Fees,
+        AllocationPart::Interest,
+        AllocationPart::Principal,
+    ])
+    .prop_shuffle()
+    .prop_map(|v| [v[0], v[1], v[2], v[3]])
+}
+
+prop_compose! {
+    fn arb_case()(
+        (currency, multiple) in arb_currency(),
+        (method, amortization, interest_period, installment_basis) in arb_method(),
+        (frequency, mode) in arb_schedule_shape(),
+        principals in proptest::array::uniform3(arb_units()),
+        first_share in prop_oneof![Just(1000u32), 1u32..=1000],
+        (rate_a, rate_b, one_rate, rate_seed, give_rate) in
+            (prop_oneof![Just(0i64), 0i64..=10_000], 0i64..=10_000, any::<bool>(), any::<u32>(), any::<bool>()),
+        (installments_min, extra, default_seed, count_seed, give_count) in
+            (prop_oneof![1u32..=24, 1u32..=120, 1u32..=520], prop_oneof![Just(0u32), 0u32..=60], any::<u32>(), any::<u32>(), any::<bool>()),
+        (grace_p, grace_i) in (prop_oneof![Just(0u32), any::<u32>()], prop_oneof![Just(0u32), any::<u32>()]),
+        fee_seeds in proptest::collection::vec(arb_fee_seed(), 0..=3),
+        (compulsory_kind, compulsory_value) in arb_compulsory(),
+        (tolerance_days, tolerance_units) in (0u32..=30, 0i64..=100_000),
+        allocation_order in arb_allocation_order(),
+        tranches_max in 1u32..=3,
+        (give_approved, give_currency, day, first_gap) in (any::<bool>(), any::<bool>(), 0u64..=7_300, 1u64..=60),
+    ) -> Case {
+        let places = currency.decimal_places();
+        let amount = |units: i64| Decimal::new(units, places).normalize();
+        let mut principals = principals;
+        principals.sort_unstable();
+        let [min, approved, max] = principals.map(amount);
+        let principal = if tranches_max == 1 {
+            approved
+        } else {
+            share(approved, first_share, places).max(currency.unit())
+        };
+        let approved_principal = if principal != approved || give_approved {
+            Some(approved)
+        } else {
+            None
+        };
+        let (rate_low, rate_high) = if one_rate {
+            (rate_a, rate_a)
+        } else {
+            (rate_a.min(rate_b), rate_a.max(rate_b))
+        };
+        let rate = rate_low + i64::from(rate_seed) % (rate_high - rate_low + 1);
+        let installments_max = (installments_min + extra).min(520);
+        let range = installments_max - installments_min + 1;
+        // Fixed fees deducted at disbursement stay below the smallest
+        // principal, and percents deducted at disbursement below 30% each,
+        // so that a disbursement never deducts more than it lends (see
+        // `fees_deducted_beyond_the_principal_are_refused`).
+        // At most one fee is collected with the first installment.
+        let smallest = principal.min(min);
+        let mut with_first = false;
+        let fees = fee_seeds
+            .iter()
+            .enumerate()
+            .map(|(i, seed)| {
+                let at_disbursement = seed.at_disbursement || with_first;
+                with_first |= !at_disbursement;
+                let value = if at_disbursement { seed.value % 3_000 } else { seed.value };
+                Fee {
+                    code: FeeCode::parse("fee", &format!("f{i}")).unwrap(),
+                    amount: if seed.percent {
+                        FeeAmount::PercentOfPrincipal(Decimal::new(i64::from(value), 2))
+                    } else {
+                        FeeAmount::Fixed(share(smallest, value / 10, places))
+                    },
+                    collection: if at_disbursement {
+                        FeeCollection::AtDisbursement
+                    } else {
+                        FeeCollection::WithFirstInstallment
+                    },
+                }
+            })
+            .collect();
+        let rules = ProductRules {
+            name: Name::parse("name", "Any loan").unwrap(),
+            currency,
+            principal_min: min,
+            principal_max: max,
+            rate_min: Decimal::new(rate_low, 2),
+            rate_max: Decimal::new(rate_high, 2),
+            interest_method: method,
+            amortization,
+            interest_period,
+            installment_basis,
+            frequency,
+            installments_min,
+            installments_max,
+            installments_default: installments_min + default_seed % range,
+            rounding: InstallmentRounding { multiple, mode },
+            grace_on_principal: grace_p % installments_min,
+            grace_on_interest: grace_i % installments_min,
+            compulsory_savings: match compulsory_kind {
+                0 => CompulsorySavings::None,
+                1 => CompulsorySavings::PercentOfPrincipal(Decimal::new(compulsory_value, 2)),
+                _ => CompulsorySavings::FixedPerInstallment(amount(compulsory_value)),
+            },
+            arrears_tolerance: ArrearsTolerance {
+                days: tolerance_days,
+                amount: amount(tolerance_units),
+            },
+            allocation_order,
+            fees,
+            tranches_max,
+        };
+        let disbursed_on = date(2001, 1, 1) + Days::new(day);
+        let application = LoanApplication {
+            principal,
+            currency: give_currency.then_some(currency),
+            approved_principal,
+            annual_interest_rate_percent: (!one_rate || give_rate).then(|| Decimal::new(rate, 2)),
+            installment_count: give_count.then(|| installments_min + count_seed % range),
+            first_repayment_date: disbursed_on + Days::new(first_gap),
+        };
+        Case { rules, application, disbursed_on }
+    }
+}
+
+// ---- Checks --------------------------------------------------------------------
+
+/// A fee on `principal`, computed here from the product's definition.
+fn expected_fee(fee: &Fee, principal: Decimal, places: u32) -> Decimal {
+    let exact = match fee.amount {
+        FeeAmount::Fixed(amount) => amount,
+        FeeAmount::PercentOfPrincipal(percent) => principal * percent / Decimal::ONE_HUNDRED,
+    };
+    exact
+        .round_dp_with_strategy(places, RoundingStrategy::MidpointNearestEven)
+        .normalize()
+}
+
+fn is_annuity(terms: &LoanTerms) -> bool {
+    terms.interest_method == InterestMethod::DecliningBalance
+        && terms.amortization == Amortization::EqualInstallments
+        && !terms.annual_interest_rate_percent.is_zero()
+}
+
+fn is_multiple_of(x: Decimal, m: Decimal) -> bool {
+    (x % m).is_zero()
+}
+
+/// A new loan's schedule and fees, as `schedule.rs`'s own properties state them.
+fn check_schedule(
+    rules: &ProductRules,
+    terms: &LoanTerms,
+    schedule: &[Installment],
+    fees: &[FeeCharge],
+) -> Result<(), TestCaseError> {
+    let places = rules.currency.decimal_places();
+    let m = terms.rounding.multiple;
+    let n = schedule.len();
+    let g = terms.grace_on_principal as usize;
+    let h = terms.grace_on_interest as usize;
+    prop_assert_eq!(n, terms.installment_count as usize);
+    let principal: Decimal = schedule.iter().map(|i| i.principal).sum();
+    prop_assert_eq!(
+        principal,
+        terms.principal,
+        "principal parts do not sum to the principal"
+    );
+    let mut balance = terms.principal;
+    for (k, inst) in schedule.iter().enumerate() {
+        prop_assert_eq!(inst.number, k as u32 + 1);
+        prop_assert!(
+            inst.principal >= Decimal::ZERO,
+            "principal {}",
+            inst.principal
+        );
+        prop_assert!(inst.interest >= Decimal::ZERO, "interest {}", inst.interest);
+        prop_assert!(inst.fee >= Decimal::ZERO, "fee {}", inst.fee);
+        for x in [inst.principal, inst.interest, inst.fee] {
+            prop_assert!(
+                places_ok(x, places),
+                "{} has more than {} decimals",
+                x,
+                places
+            );
+        }
+        balance -= inst.principal;
+        prop_assert!(
+            balance >= Decimal::ZERO,
+            "balance {} after {}",
+            balance,
+            k + 1
+        );
+        if k < g {
+            prop_assert!(inst.principal.is_zero(), "principal in grace {}", k + 1);
+        }
+        if k < h {
+            prop_assert!(inst.interest.is_zero(), "interest in grace {}", k + 1);
+        }
+        if k > 0 {
+            prop_assert!(inst.fee.is_zero(), "fee on installment {}", k + 1);
+        }
+    }
+    // Non-last installments: an annuity's after both grace windows are whole
+    // multiples (fees aside); otherwise every principal part is.
+    let first_regular = if h > 0 { g.max(h + 1) } else { g };
+    for (k, inst) in schedule[..n - 1].iter().enumerate() {
+        if is_annuity(terms) {
+            if k >= first_regular {
+                let total = inst.principal + inst.interest;
+                prop_assert!(
+                    is_multiple_of(total, m),
+                    "installment {} total {}",
+                    k + 1,
+                    total
+                );
+            }
+        } else {
+            prop_assert!(
+                is_multiple_of(inst.principal, m),
+                "installment {} principal {}",
+                k + 1,
+                inst.principal
+            );
+        }
+    }
+    for pair in schedule.windows(2) {
+        prop_assert!(pair[0].due_date < pair[1].due_date);
+    }
+    prop_assert_eq!(schedule[0].due_date, terms.first_repayment_date);
+    // Fees: each the product's, zero ones left out; those with the first
+    // installment are on it.
+    let expected: Vec<(FeeCode, Decimal, FeeCollection)> = rules
+        .fees
+        .iter()
+        .map(|f| {
+            (
+                f.code.clone(),
+                expected_fee(f, terms.principal, places),
+                f.collection,
+            )
+        })
+        .filter(|(_, amount, _)| !amount.is_zero())
+        .collect();
+    let charged: Vec<(FeeCode, Decimal, FeeCollection)> = fees
+        .iter()
+        .map(|c| (c.code.clone(), c.amount, c.collection))
+        .collect();
+    prop_assert_eq!(charged, expected);
+    prop_assert_eq!(
+        schedule[0].fee,
+        charged_in(fees, FeeCollection::WithFirstInstallment)
+    );
+    Ok(())
+}
+
+fn charged_in(fees: &[FeeCharge], collection: FeeCollection) -> Decimal {
+    fees.iter()
+        .filter(|c| c.collection == collection)
+        .map(|c| c.amount)
+        .sum()
+}
+
+/// Every posting of `body` is positive with at most `places` decimals, and
+/// the entry balances.
+fn check_postings(body: &EntryBody, places: u32) -> Result<(), TestCaseError> {
+    prop_assert_eq!(body.currency.decimal_places(), places);
+    prop_assert!(
+        body.is_balanced(),
+        "entry {} does not balance",
+        body.sequence
+    );
+    for posting in &body.postings {
+        prop_assert!(posting.amount > Decimal::ZERO);
+        prop_assert!(places_ok(posting.amount, places), "posting {:?}", posting);
+    }
+    Ok(())
+}
+
+/// Debits less credits of `account` in `body`.
+fn net_debit(body: &EntryBody, account: &AccountId) -> Decimal {
+    body.postings
+        .iter()
+        .filter(|p| p.account == *account)
+        .map(|p| match p.side {
+            Side::Debit => p.amount,
+            Side::Credit => -p.amount,
+        })
+        .sum()
+}
+
+/// Validates the product, previews the loan and disburses it: both agree and
+/// the schedule and entry are right. `None` when the multiple is too coarse
+/// for the loan (both refuse it alike).
+fn check_disbursement(case: &Case) -> Result<Option<Ledger>, TestCaseError> {
+    let rules = &case.rules;
+    let currency = rules.currency;
+    let places = currency.decimal_places();
+    prop_assert_eq!(rules.validate(), Ok(()));
+    let terms = rules.terms_for(&case.application, case.disbursed_on);
+    prop_assert!(terms.is_ok(), "terms refused: {:?}", terms);
+    let terms = terms.unwrap();
+    let preview = initial_schedule(&terms, &rules.fees, currency, "");
+    let mut ledger = setup(rules);
+    let disbursed = ledger.submit(case.disburse()).map(|e| e.body.clone());
+    let (schedule, fees, body) = match (preview, disbursed) {
+        (Err(previewed), Err(ExecuteError::Refused(refused))) => {
+            prop_assert!(
+                is_too_coarse(&previewed),
+                "preview refused: {:?}",
+                previewed
+            );
+            prop_assert_eq!(previewed, refused);
+            return Ok(None);
+        }
+        (Ok((schedule, fees)), Ok(body)) => (schedule, fees, body),
+        (preview, disbursed) => {
+            return Err(TestCaseError::fail(format!(
+                "preview {preview:?} but disbursement {disbursed:?}"
+            )));
+        }
+    };
+    let Outcome::LoanDisbursed {
+        loan,
+        product,
+        terms: recorded_terms,
+        policy,
+        approved_principal,
+        currency: recorded_currency,
+        fees: recorded_fees,
+        schedule: recorded_schedule,
+    } = &body.outcome
+    else {
+        return Err(TestCaseError::fail(format!("outcome {:?}", body.outcome)));
+    };
+    // Preview and disbursement agree.
+    prop_assert_eq!(loan, &loan_id());
+    prop_assert_eq!(product, &Some((product_id(), 1)));
+    prop_assert_eq!(recorded_terms, &terms);
+    prop_assert_eq!(recorded_schedule, &schedule);
+    prop_assert_eq!(recorded_fees, &fees);
+    prop_assert_eq!(policy, &LoanPolicy::of(rules));
+    prop_assert_eq!(*recorded_currency, currency);
+    prop_assert_eq!(
+        *approved_principal,
+        case.application
+            .approved_principal
+            .unwrap_or(case.application.principal)
+    );
+    check_schedule(rules, &terms, &schedule, &fees)?;
+    // The entry: the loan debited with the principal, cash credited with
+    // the principal less the fees deducted, each fee to its income account.
+    check_postings(&body, places)?;
+    let principal = terms.principal;
+    let deducted = charged_in(&fees, FeeCollection::AtDisbursement);
+    let branch = branch_id();
+    prop_assert_eq!(net_debit(&body, &AccountId::Loan(loan_id())), principal);
+    prop_assert_eq!(
+        -net_debit(&body, &AccountId::Cash(branch.clone())),
+        principal - deducted
+    );
+    for fee in fees
+        .iter()
+        .filter(|f| f.collection == FeeCollection::AtDisbursement)
+    {
+        let account = AccountId::FeeIncome(branch.clone(), fee.code.clone());
+        prop_assert_eq!(-net_debit(&body, &account), fee.amount);
+    }
+    prop_assert_eq!(
+        body.postings.len(),
+        1 + usize::from(principal != deducted)
+            + fees
+                .iter()
+                .filter(|f| f.collection == FeeCollection::AtDisbursement)
+                .count()
+    );
+    // The loan as applied.
+    let state = ledger.loan();
+    prop_assert_eq!(state.principal_unpaid, principal);
+    prop_assert_eq!(
+        state.interest_unpaid,
+        schedule.iter().map(|i| i.interest).sum::<Decimal>()
+    );
+    prop_assert_eq!(
+        state.fee_unpaid,
+        charged_in(&fees, FeeCollection::WithFirstInstallment)
+    );
+    prop_assert_eq!(ledger.balance(&AccountId::Loan(loan_id())), principal);
+    check_loan(&ledger)?;
+    Ok(Some(ledger))
+}
+
+/// Dates to look at arrears on: around the disbursement, every due date (or
+/// a sample of them) and the day after, and the last transaction's.
+fn arrears_dates(loan: &Loan) -> Vec<NaiveDate> {
+    let stride = loan.installments.len().div_ceil(40).max(1);
+    let mut dates = vec![
+        loan.disbursed_on,
+        loan.disbursed_on + Days::new(1),
+        loan.last_repayment_on,
+        loan.last_repayment_on + Days::new(1),
+    ];
+    for (k, installment) in loan.installments.iter().enumerate() {
+        if k % stride == 0 || k + 1 == loan.installments.len() {
+            dates.push(installment.due.due_date);
+            dates.push(installment.due.due_date + Days::new(1));
+        }
+    }
+    dates
+}
+
+/// The invariants of the loan and the books, after any step.
+fn check_loan(ledger: &Ledger) -> Result<(), TestCaseError> {
+    let loan = ledger.loan();
+    let places = loan.currency.decimal_places();
+    let loan_account = AccountId::Loan(loan_id());
+    let in_books = ledger.balance(&loan_account);
+    // The loan account holds the principal outstanding.
+    prop_assert_eq!(
+        in_books,
+        loan.principal_outstanding(),
+        "loan account vs principal"
+    );
+    prop_assert_eq!(
+        loan.principal_on(NaiveDate::MAX),
+        in_books,
+        "principal changes"
+    );
+    match loan.status {
+        LoanStatus::WrittenOff | LoanStatus::Cancelled => prop_assert!(in_books.is_zero()),
+        LoanStatus::Active | LoanStatus::Closed => {
+            prop_assert_eq!(in_books, loan.principal_unpaid)
+        }
+    }
+    if loan.status == LoanStatus::Closed {
+        prop_assert!(loan.installments.iter().all(InstallmentState::is_paid));
+    }
+    // The books balance.
+    let (debits, credits) = ledger
+        .state
+        .balances
+        .values()
+        .fold((Decimal::ZERO, Decimal::ZERO), |(d, c), b| {
+            (d + b.debits, c + b.credits)
+        });
+    prop_assert_eq!(debits, credits, "the books do not balance");
+    // The running totals equal the installments; nothing paid outside 0..=due.
+    let sum =
+        |f: fn(&InstallmentState) -> Decimal| loan.installments.iter().map(f).sum::<Decimal>();
+    prop_assert_eq!(
+        loan.principal_unpaid,
+        sum(InstallmentState::principal_unpaid)
+    );
+    prop_assert_eq!(loan.interest_unpaid, sum(InstallmentState::interest_unpaid));
+    prop_assert_eq!(loan.fee_unpaid, sum(InstallmentState::fee_unpaid));
+    let first = loan
+        .installments
+        .iter()
+        .position(|i| !i.is_paid())
+        .unwrap_or(loan.installments.len());
+    // All before `first_unpaid` are paid; it may lag behind installments
+    // with nothing due (see `first_unpaid_skips_installments_with_nothing_due`).
+    prop_assert!(
+        loan.first_unpaid as usize <= first,
+        "first_unpaid {} after {}",
+        loan.first_unpaid,
+        first
+    );
+    prop_assert!(loan.interest_unpaid >= Decimal::ZERO && loan.fee_unpaid >= Decimal::ZERO);
+    for i in &loan.installments {
+        for (paid, due) in [
+            (i.principal_paid, i.due.principal),
+            (i.interest_paid, i.due.interest),
+            (i.fee_paid, i.due.fee),
+        ] {
+            prop_assert!(
+                Decimal::ZERO <= paid && paid <= due,
+                "installment {} paid {} of {}",
+                i.due.number,
+                paid,
+                due
+            );
+            prop_assert!(places_ok(due, places) && places_ok(paid, places));
+        }
+    }
+    // Principal parts sum to what was lent less what was paid ahead.
+    prop_assert_eq!(
+        loan.installments
+            .iter()
+            .map(|i| i.due.principal)
+            .sum::<Decimal>(),
+        loan.disbursed - loan.principal_prepaid,
+        "principal parts vs disbursed less prepaid"
+    );
+    prop_assert!(loan.disbursed <= loan.approved_principal);
+    prop_assert_eq!(
+        loan.paid_on(NaiveDate::MAX),
+        loan.installments
+            .iter()
+            .map(|i| i.principal_paid + i.interest_paid + i.fee_paid)
+            .sum::<Decimal>(),
+        "paid changes vs installments"
+    );
+    // Arrears are never negative.
+    for day in arrears_dates(loan) {
+        let arrears = loan.arrears_on(day);
+        for x in [
+            arrears.principal_overdue,
+            arrears.interest_overdue,
+            arrears.fees_overdue,
+            arrears.principal_outstanding,
+        ] {
+            prop_assert!(x >= Decimal::ZERO, "arrears on {}: {:?}", day, arrears);
+        }
+        // Not after a reversal dated later than its entry: the schedule as
+        // it was comes back for dates when the entry stood (see
+        // `arrears_after_a_later_dated_reversal_of_a_payoff`).
+        if !ledger.late_reversal {
+            prop_assert!(
+                arrears.principal_overdue <= arrears.principal_outstanding,
+                "overdue principal beyond outstanding on {}: {:?}",
+                day,
+                arrears
+            );
+        }
+    }
+    check_payoff(ledger)?;
+    check_replay(ledger)
+}
+
+/// On a few dates from the last transaction on, the payoff quote is not
+/// negative, paying it closes the loan and paying more is refused.
+fn check_payoff(ledger: &Ledger) -> Result<(), TestCaseError> {
+    let loan = ledger.loan();
+    let unit = loan.currency.unit();
+    let last_due = loan.installments.last().map(|i| i.due.due_date).unwrap();
+    let base = loan.last_repayment_on;
+    for day in [
+        base,
+        base + Days::new(10),
+        last_due.max(base) + Days::new(3),
+    ] {
+        let quote = loan.payoff_quote(day);
+        prop_assert!(quote.is_ok(), "payoff quote on {}: {:?}", day, quote);
+        let quote = quote.unwrap();
+        for x in [
+            quote.due_principal,
+            quote.due_interest,
+            quote.due_fees,
+            quote.accrued_interest,
+            quote.principal_not_due,
+            quote.fees_not_due,
+        ] {
+            prop_assert!(x >= Decimal::ZERO, "quote on {}: {:?}", day, quote);
+        }
+        let total = quote.total();
+        if loan.status != LoanStatus::Active {
+            prop_assert!(total.is_zero());
+            continue;
+        }
+        prop_assert!(
+            total > Decimal::ZERO,
+            "an active loan quotes nothing on {}",
+            day
+        );
+        prop_assert_eq!(quote.principal(), loan.principal_unpaid);
+        let pay = |amount: Decimal| CommandBody::RecordRepayment {
+            loan_id: loan_id(),
+            amount: ledger.money(amount),
+            effective_date: Some(day),
+        };
+        if panics_on_payment(loan, day) {
+            continue;
+        }
+        let paid = ledger.try_on_copy(pay(total));
+        if let Err(e) = &paid
+            && is_known_grace_refusal(loan, e)
+        {
+            continue;
+        }
+        prop_assert!(
+            paid.is_ok(),
+            "paying the payoff quote {} on {} is refused: {:?}",
+            total,
+            day,
+            paid.err()
+        );
+        let (after, body) = paid.unwrap();
+        let closed = after.loan(&loan_id()).unwrap();
+        prop_assert_eq!(
+            closed.status,
+            LoanStatus::Closed,
+            "payoff on {} leaves the loan open",
+            day
+        );
+        prop_assert!(closed.installments.iter().all(InstallmentState::is_paid));
+        prop_assert!(closed.principal_unpaid.is_zero());
+        prop_assert!(
+            after
+                .balance(&AccountId::Loan(loan_id()))
+                .on_normal_side(AccountKind::Asset)
+                .is_zero()
+        );
+        check_postings(&body, loan.currency.decimal_places())?;
+        prop_assert_eq!(net_debit(&body, &AccountId::Cash(branch_id())), total);
+        prop_assert!(
+            ledger.try_on_copy(pay(total + unit)).is_err(),
+            "paying more than the payoff quote on {} is accepted",
+            day
+        );
+    }
+    Ok(())
+}
+
+/// A replay of the journal gives the same state; an import of the cache
+/// records gives the same export.
+fn check_replay(ledger: &Ledger) -> Result<(), TestCaseError> {
+    let mut replayed = LedgerState::new();
+    for entry in &ledger.entries {
+        if let Err(e) = replayed.apply(entry) {
+            return Err(TestCaseError::fail(format!("replay: {e}")));
+        }
+    }
+    replayed.clear_changes();
+    prop_assert!(
+        replayed.export() == ledger.state.export(),
+        "replay exports differ"
+    );
+    prop_assert!(replayed == ledger.state, "replayed state differs");
+    let imported = LedgerState::import(
+        ledger
+            .records
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice())),
+    );
+    prop_assert!(imported.is_ok());
+    prop_assert!(
+        imported.unwrap().export() == ledger.state.export(),
+        "import differs"
+    );
+    Ok(())
+}
+
+/// BUG, kept out of the properties (see
+/// `payoff_in_an_interest_grace_period_is_refused`): a declining-balance
+/// loan refuses any prepayment, the payoff included, in a period whose
+/// interest was deferred by `grace_on_interest`: the recast's first
+/// interest comes out negative.
+fn is_known_grace_refusal(loan: &Loan, e: &ExecuteError) -> bool {
+    loan.terms.interest_method == InterestMethod::DecliningBalance
+        && loan.terms.grace_on_interest > 0
+        && matches!(e, ExecuteError::Refused(DomainError::Invalid { field, message })
+            if field == "terms" && message.starts_with("first_interest: -"))
+}
+
+/// BUG, kept out of the properties (see
+/// `payment_after_a_prepayment_that_empties_the_next_installments_panics`):
+/// a prepayment can leave installments with nothing due, and
+/// `first_unpaid` moves past them; a payment dated before their due dates
+/// then panics slicing `installments[first_unpaid..current period]`.
+pub(super) fn panics_on_payment(loan: &Loan, day: NaiveDate) -> bool {
+    loan.status == LoanStatus::Active
+        && loan
+            .current_period(day)
+            .is_some_and(|current| loan.first_unpaid as usize > current)
+}
+
+// ---- Loan transactions -----------------------------------------------------------
+
+/// When a transaction is dated, from the loan's last transaction.
+#[derive(Clone, Copy, Debug)]
+enum When {
+    /// The same day as the last transaction.
+    Same,
+    /// The due date of the first installment due on or after the last
+    /// transaction, or of one `skip` later.
+    Due { skip: u8 },
+    /// Some days later (usually between due dates).
+    Later { days: u16 },
+    /// After the last due date.
+    BeyondLast { days: u16 },
+}
+
+/// How much a payment is, from the payoff quote on its date.
+#[derive(Clone, Copy, Debug)]
+enum Amount {
+    /// The whole quote: closes the loan.
+    Payoff,
+    /// What is due on the date (or one unit when nothing is).
+    Due,
+    /// What is due plus a share of the rest: a prepayment.
+    DuePlus { per_mille: u32 },
+    /// A share of the quote.
+    Share { per_mille: u32 },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Pay {
+        when: When,
+        amount: Amount,
+    },
+    Tranche {
+        when: When,
+        per_mille: u32,
+    },
+    WriteOff {
+        when: When,
+    },
+    Recover {
+        when: When,
+        per_mille: u32,
+    },
+    /// Reverse the loan's latest transaction, on its date or on a later one;
+    /// the disbursement only if `cancel`.
+    Reverse {
+        later: Option<When>,
+        cancel: bool,
+    },
+}
+
+fn arb_when() -> impl Strategy<Value = When> {
+    prop_oneof![
+        1 => Just(When::Same),
+        4 => (0u8..3).prop_map(|skip| When::Due { skip }),
+        4 => (1u16..=45).prop_map(|days| When::Later { days }),
+        1 => (0u16..=90).prop_map(|days| When::BeyondLast { days }),
+    ]
+}
+
+fn arb_amount() -> impl Strategy<Value = Amount> {
+    prop_oneof![
+        1 => Just(Amount::Payoff),
+        3 => Just(Amount::Due),
+        2 => (1u32..=1000).prop_map(|per_mille| Amount::DuePlus { per_mille }),
+        3 => (1u32..=1000).prop_map(|per_mille| Amount::Share { per_mille }),
+    ]
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        10 => (arb_when(), arb_amount()).prop_map(|(when, amount)| Op::Pay { when, amount }),
+        3 => (arb_when(), 1u32..=1000).prop_map(|(when, per_mille)| Op::Tranche { when, per_mille }),
+        1 => arb_when().prop_map(|when| Op::WriteOff { when }),
+        1 => (arb_when(), 1u32..=1000).prop_map(|(when, per_mille)| Op::Recover { when, per_mille }),
+        4 => (proptest::option::weighted(0.3, arb_when()), proptest::bool::weighted(0.1))
+            .prop_map(|(later, cancel)| Op::Reverse { later, cancel }),
+    ]
+}
+
+fn resolve_date(loan: &Loan, when: When) -> NaiveDate {
+    let base = loan.last_repayment_on;
+    let last_due = loan.installments.last().unwrap().due.due_date;
+    match when {
+        When::Same => base,
+        When::Due { skip } => {
+            let dues: Vec<NaiveDate> = loan
+                .installments
+                .iter()
+                .map(|i| i.due.due_date)
+                .filter(|d| *d >= base)
+                .collect();
+            dues.get(usize::from(skip))
+                .or(dues.last())
+                .copied()
+                .unwrap_or(base)
+        }
+        When::Later { days } => base + Days::new(u64::from(days)),
+        When::BeyondLast { days } => last_due.max(base) + Days::new(u64::from(days)),
+    }
+}
+
+fn resolve_amount(quote: &PayoffQuote, amount: Amount, places: u32) -> Decimal {
+    let total = quote.total();
+    let due = quote.due_principal + quote.due_interest + quote.due_fees;
+    let unit = Decimal::new(1, places);
+    let amount = match amount {
+        Amount::Payoff => total,
+        Amount::Due => due.max(unit),
+        Amount::DuePlus { per_mille } => due + share(total - due, per_mille, places).max(unit),
+        Amount::Share { per_mille } => share(total, per_mille, places).max(unit),
+    };
+    amount.min(total)
+}
+
+/// Takes one step on the loan; refusals are checked to be the expected ones.
+fn take(ledger: &mut Ledger, op: Op) -> Result<(), TestCaseError> {
+    let loan = ledger.loan().clone();
+    let places = loan.currency.decimal_places();
+    match op {
+        Op::Pay { when, amount } => {
+            let day = resolve_date(&loan, when);
+            let quote = loan.payoff_quote(day).unwrap();
+            let amount = match loan.status {
+                LoanStatus::Active => resolve_amount(&quote, amount, places),
+                LoanStatus::WrittenOff => {
+                    return take(
+                        ledger,
+                        Op::Recover {
+                            when,
+                            per_mille: 1000,
+                        },
+                    );
+                }
+                // Mostly: the closing payment was a mistake.
+                LoanStatus::Closed if !matches!(amount, Amount::Payoff) => {
+                    let later = matches!(amount, Amount::Share { .. }).then_some(when);
+                    return take(
+                        ledger,
+                        Op::Reverse {
+                            later,
+                            cancel: false,
+                        },
+                    );
+                }
+                // Anything: it must be refused.
+                _ => loan.currency.unit(),
+            };
+            if amount.is_zero() || panics_on_payment(&loan, day) {
+                return Ok(());
+            }
+            let body = CommandBody::RecordRepayment {
+                loan_id: loan_id(),
+                amount: ledger.money(amount),
+                effective_date: Some(day),
+            };
+            let result = ledger.submit(body).map(|e| e.body.clone());
+            if loan.status != LoanStatus::Active {
+                prop_assert!(
+                    result.is_err(),
+                    "a payment on a {:?} loan is accepted",
+                    loan.status
+                );
+                return Ok(());
+            }
+            let body = match result {
+                Ok(body) => body,
+                Err(e) if is_known_grace_refusal(&loan, &e) => return Ok(()),
+                Err(e) => {
+                    return Err(TestCaseError::fail(format!(
+                        "paying {amount} of the quote {} on {day} is refused: {e}",
+                        quote.total()
+                    )));
+                }
+            };
+            check_postings(&body, places)?;
+            let Outcome::RepaymentAllocated(repayment) = &body.outcome else {
+                return Err(TestCaseError::fail("not a repayment"));
+            };
+            prop_assert_eq!(repayment.closed, amount == quote.total());
+            prop_assert_eq!(
+                repayment.principal() + repayment.interest() + repayment.fees(),
+                amount
+            );
+            prop_assert_eq!(
+                repayment.principal_outstanding_after,
+                ledger.loan().principal_unpaid
+            );
+        }
+        Op::Tranche { when, per_mille } => {
+            let day = resolve_date(&loan, when);
+            let room = loan.approved_principal - loan.disbursed;
+            let amount = share(room, per_mille, places).max(loan.currency.unit());
+            let deducted: Decimal = loan
+                .policy
+                .fees
+                .iter()
+                .filter(|f| f.collection == FeeCollection::AtDisbursement)
+                .map(|f| expected_fee(f, amount, places))
+                .sum();
+            if deducted > amount {
+                // See `fees_deducted_beyond_a_tranche_are_refused`.
+                return Ok(());
+            }
+            let allowed = loan.status == LoanStatus::Active
+                && loan.tranches < loan.policy.tranches_max
+                && amount <= room
+                && loan.current_period(day).is_some();
+            let body = CommandBody::DisburseTranche {
+                loan_id: loan_id(),
+                amount: ledger.money(amount),
+                disbursed_on: Some(day),
+            };
+            let result = ledger.submit(body).map(|e| e.body.clone());
+            match result {
+                Ok(body) => {
+                    prop_assert!(allowed, "a tranche is accepted on a loan that allows none");
+                    check_postings(&body, places)?;
+                    prop_assert_eq!(net_debit(&body, &AccountId::Loan(loan_id())), amount);
+                    prop_assert_eq!(
+                        -net_debit(&body, &AccountId::Cash(branch_id())),
+                        amount - deducted
+                    );
+                }
+                Err(e) => prop_assert!(!allowed, "tranche of {} on {} refused: {}", amount, day, e),
+            }
+        }
+        Op::WriteOff { when } => {
+            let day = resolve_date(&loan, when);
+            let allowed =
+                loan.status == LoanStatus::Active && !loan.principal_outstanding().is_zero();
+            let result = ledger.submit(CommandBody::WriteOffLoan {
+                loan_id: loan_id(),
+                reason: name("gone"),
+                effective_date: Some(day),
+            });
+            match result {
+                Ok(_) => {
+                    prop_assert!(allowed, "write-off of a {:?} loan accepted", loan.status);
+                    let after = ledger.loan();
+                    prop_assert_eq!(after.status, LoanStatus::WrittenOff);
+                    prop_assert_eq!(after.written_off, loan.principal_unpaid);
+                }
+                Err(e) => prop_assert!(!allowed, "write-off on {} refused: {}", day, e),
+            }
+        }
+        Op::Recover { when, per_mille } => {
+            let day = resolve_date(&loan, when);
+            let left = loan.written_off - loan.recovered;
+            let amount = share(left, per_mille, places).max(loan.currency.unit());
+            if loan.status == LoanStatus::Active {
+                return Ok(());
+            }
+            let allowed = loan.status == LoanStatus::WrittenOff && amount <= left;
+            let result = ledger.submit(CommandBody::RecordRepayment {
+                loan_id: loan_id(),
+                amount: ledger.money(amount),
+                effective_date: Some(day),
+            });
+            match result {
+                Ok(_) => {
+                    prop_assert!(
+                        allowed,
+                        "a recovery on a {:?} loan is accepted",
+                        loan.status
+                    );
+                    prop_assert_eq!(ledger.loan().recovered, loan.recovered + amount);
+                }
+                Err(e) => {
+                    prop_assert!(!allowed, "recovery of {} on {} refused: {}", amount, day, e)
+                }
+            }
+        }
+        Op::Reverse { later, cancel } => {
+            let Some(&sequence) = loan.events.last() else {
+                return Ok(());
+            };
+            if loan.events.len() == 1 && !cancel {
+                return Ok(());
+            }
+            let original = ledger.entries[sequence as usize - 1].body.effective_date;
+            // A reversal dated before the loan's last transaction breaks the
+            // loan's date order (see
+            // `reversal_dated_before_the_loans_last_transaction`): dated on
+            // the last transaction's day instead.
+            let effective_date = match later {
+                Some(when) => Some(resolve_date(&loan, when)),
+                None if original < loan.last_repayment_on => Some(loan.last_repayment_on),
+                None => None,
+            };
+            let result = ledger.submit(CommandBody::ReverseEntry {
+                sequence,
+                reason: name("mistake"),
+                effective_date,
+            });
+            if let Err(e) = result {
+                return Err(TestCaseError::fail(format!(
+                    "reversing entry {sequence}, the loan's latest, on {effective_date:?} is refused: {e}"
+                )));
+            }
+            ledger.late_reversal |= effective_date.is_some_and(|d| d > original);
+            let after = ledger.loan();
+            match ledger.before.get(&sequence) {
+                // The disbursement: the loan is cancelled.
+                None => {
+                    prop_assert_eq!(after.status, LoanStatus::Cancelled);
+                    prop_assert!(after.events.is_empty());
+                }
+                // Anything else: the loan is as it was before the entry.
+                Some(before) => prop_assert_eq!(progress(after), progress(before)),
+            }
+            return Ok(());
+        }
+    }
+    if ledger.loan().events.last() != loan.events.last() {
+        let sequence = ledger.state.last_sequence();
+        ledger.before.insert(sequence, loan);
+    }
+    Ok(())
+}
+
+/// What a loan transaction changes and its reversal restores (the changes
+/// by date aside, as a reversal may be dated later; and `first_unpaid`,
+/// which may lag at disbursement).
+#[allow(clippy::type_complexity)]
+fn progress(loan: &Loan) -> (LoanStatus, &[InstallmentState], [Decimal; 8], u32, &[u64]) {
+    (
+        loan.status,
+        &loan.installments,
+        [
+            loan.principal_unpaid,
+            loan.interest_unpaid,
+            loan.fee_unpaid,
+            loan.disbursed,
+            loan.principal_prepaid,
+            loan.written_off,
+            loan.recovered,
+            loan.approved_principal,
+        ],
+        loan.tranches,
+        &loan.events,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Part 1: any product, application and date.
+    #[test]
+    fn preview_and_disbursement_agree_for_any_product(case in arb_case()) {
+        check_disbursement(&case)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Part 2: any transactions on such a loan.
+    #[test]
+    fn loan_invariants_hold_for_any_transactions(
+        case in arb_case(),
+        ops in proptest::collection::vec(arb_op(), 1..30),
+    ) {
+        let Some(mut ledger) = check_disbursement(&case)? else {
+            return Ok(());
+        };
+        for op in ops {
+            take(&mut ledger, op)?;
+            check_loan(&ledger)?;
+        }
+    }
+}
+
+// ---- Bugs found, with their minimal inputs ----------------------------------------
+
+/// A plain product: VND, 12% a year declining balance, equal weekly
+/// installments, whole dong, no grace, no fees, one tranche.
+fn plain_rules() -> ProductRules {
+    ProductRules {
+        name: name("Plain"),
+        currency: Currency::Vnd,
+        principal_min: Decimal::ONE,
+        principal_max: Decimal::from(1_000_000_000),
+        rate_min: Decimal::from(12),
+        rate_max: Decimal::from(12),
+        interest_method: InterestMethod::DecliningBalance,
+        amortization: Amortization::EqualInstallments,
+        interest_period: InterestPeriod::PerPeriod,
+        installment_basis: InstallmentBasis::NominalPeriodRate,
+        frequency: RepaymentFrequency::Weekly,
+        installments_min: 1,
+        installments_max: 52,
+        installments_default: 4,
+        rounding: InstallmentRounding {
+            multiple: Decimal::ONE,
+            mode: RoundingMode::HalfEven,
+        },
+        grace_on_principal: 0,
+        grace_on_interest: 0,
+        compulsory_savings: CompulsorySavings::None,
+        arrears_tolerance: ArrearsTolerance {
+            days: 0,
+            amount: Decimal::ZERO,
+        },
+        allocation_order: crate::domain::product::ALLOCATION_ORDER_DEFAULT,
+        fees: Vec::new(),
+        tranches_max: 1,
+    }
+}
+
+/// A loan of `principal` VND (approved up to `approved`) in `count` weekly
+/// installments, disbursed on 1 Jan 2001, the first due on 2 Jan.
+fn plain_loan(rules: &ProductRules, principal: i64, approved: Option<i64>, count: u32) -> Ledger {
+    let case = Case {
+        rules: rules.clone(),
+        application: LoanApplication {
+            principal: Decimal::from(principal),
+            currency: None,
+            approved_principal: approved.map(Decimal::from),
+            annual_interest_rate_percent: None,
+            installment_count: Some(count),
+            first_repayment_date: date(2001, 1, 2),
+        },
+        disbursed_on: date(2001, 1, 1),
+    };
+    let mut ledger = setup(rules);
+    if let Err(e) = ledger.submit(case.disburse()) {
+        panic!("disbursement refused: {e}");
+    }
+    ledger
+}
+
+fn pay(ledger: &mut Ledger, amount: i64, on: NaiveDate) -> Result<EntryBody, ExecuteError> {
+    let body = CommandBody::RecordRepayment {
+        loan_id: loan_id(),
+        amount: ledger.money(Decimal::from(amount)),
+        effective_date: Some(on),
+    };
+    ledger.submit(body).map(|e| e.body.clone())
+}
+
+fn reverse(
+    ledger: &mut Ledger,
+    sequence: u64,
+    on: Option<NaiveDate>,
+) -> Result<EntryBody, ExecuteError> {
+    ledger
+        .submit(CommandBody::ReverseEntry {
+            sequence,
+            reason: name("mistake"),
+            effective_date: on,
+        })
+        .map(|e| e.body.clone())
+}
+
+/// A declining-balance loan cannot be paid off (nor prepaid) in a period
+/// whose interest `grace_on_interest` deferred: the interest already owed
+/// for the period is taken as the installment's (zero) interest less the
+/// interest for the days left, which is negative, and the recast refuses it.
+#[test]
+#[ignore = "BUG: payoff/prepayment refused in a grace_on_interest period of a declining-balance loan (recast first_interest < 0)"]
+fn payoff_in_an_interest_grace_period_is_refused() {
+    let rules = ProductRules {
+        grace_on_interest: 1,
+        installments_min: 2,
+        ..plain_rules()
+    };
+    // 1,000,000 VND, 2 weekly installments, the first one's interest deferred.
+    let mut ledger = plain_loan(&rules, 1_000_000, None, 2);
+    let on = date(2001, 1, 1);
+    let quote = ledger.loan().payoff_quote(on).unwrap();
+    assert_eq!(quote.total(), Decimal::from(1_000_000));
+    // Refused with "terms: first_interest: -2308 must be zero or more ...".
+    let paid = pay(&mut ledger, 1_000_000, on);
+    assert!(paid.is_ok(), "payoff refused: {:?}", paid.err());
+    assert_eq!(ledger.loan().status, LoanStatus::Closed);
+}
+
+/// A prepayment that leaves less principal than installments recasts the
+/// rest with installments that owe nothing; `first_unpaid` moves past them,
+/// and the next payment dated before their due dates panics in
+/// `Loan::allocate` (`installments[first_unpaid..current_period]`, slice
+/// index starts at 2 but ends at 0).
+#[test]
+#[ignore = "BUG: panic (slice index) in Loan::allocate after a prepayment empties the next installments"]
+fn payment_after_a_prepayment_that_empties_the_next_installments_panics() {
+    let rules = ProductRules {
+        rate_min: Decimal::ZERO,
+        rate_max: Decimal::ZERO,
+        interest_method: InterestMethod::Flat,
+        ..plain_rules()
+    };
+    // 93 VND at 0% in 3 weekly installments of 31.
+    let mut ledger = plain_loan(&rules, 93, None, 3);
+    let on = date(2001, 1, 1);
+    // Prepaying 92 leaves 1 VND, recast as 0, 0, 1: installments 1 and 2
+    // owe nothing and first_unpaid moves to 2.
+    pay(&mut ledger, 92, on).unwrap();
+    assert_eq!(ledger.loan().first_unpaid, 2);
+    // Paying the last 1 VND the same day panics.
+    let paid = pay(&mut ledger, 1, on);
+    assert!(paid.is_ok(), "{:?}", paid.err());
+    assert_eq!(ledger.loan().status, LoanStatus::Closed);
+}
+
+/// `ProductRules::validate` accepts fees deducted at disbursement larger
+/// than a loan's principal; the disbursement then builds a credit of a
+/// negative amount to cash and `execute` panics on its balance assertion
+/// instead of refusing.
+#[test]
+#[ignore = "BUG: execute panics (unbalanced entry) when fees deducted at disbursement exceed the principal"]
+fn fees_deducted_beyond_the_principal_are_refused() {
+    let rules = ProductRules {
+        fees: vec![Fee {
+            code: FeeCode::parse("fee", "f0").unwrap(),
+            amount: FeeAmount::Fixed(Decimal::from(2)),
+            collection: FeeCollection::AtDisbursement,
+        }],
+        ..plain_rules()
+    };
+    assert_eq!(rules.validate(), Ok(()));
+    let mut ledger = setup(&rules);
+    let case = Case {
+        rules,
+        application: LoanApplication {
+            principal: Decimal::ONE,
+            currency: None,
+            approved_principal: None,
+            annual_interest_rate_percent: None,
+            installment_count: Some(1),
+            first_repayment_date: date(2001, 1, 2),
+        },
+        disbursed_on: date(2001, 1, 1),
+    };
+    // Panics: "entry 7 is not balanced: [... Cash ... amount: -1 ...]".
+    let disbursed = ledger.submit(case.disburse()).map(|e| e.body.clone());
+    assert!(matches!(
+        disbursed,
+        Err(ExecuteError::Refused(
+            DomainError::Precondition { .. } | DomainError::Invalid { .. }
+        ))
+    ));
+}
+
+/// The same for a tranche smaller than the fixed fee deducted from it.
+#[test]
+#[ignore = "BUG: execute panics (unbalanced entry) when fees deducted from a tranche exceed it"]
+fn fees_deducted_beyond_a_tranche_are_refused() {
+    let rules = ProductRules {
+        fees: vec![Fee {
+            code: FeeCode::parse("fee", "f0").unwrap(),
+            amount: FeeAmount::Fixed(Decimal::from(2)),
+            collection: FeeCollection::AtDisbursement,
+        }],
+        tranches_max: 2,
+        ..plain_rules()
+    };
+    let mut ledger = plain_loan(&rules, 100, Some(101), 2);
+    let tranche = ledger
+        .submit(CommandBody::DisburseTranche {
+            loan_id: loan_id(),
+            amount: ledger.money(Decimal::ONE),
+            disbursed_on: Some(date(2001, 1, 1)),
+        })
+        .map(|e| e.body.clone());
+    assert!(matches!(
+        tranche,
+        Err(ExecuteError::Refused(
+            DomainError::Precondition { .. } | DomainError::Invalid { .. }
+        ))
+    ));
+}
+
+/// Paid off on 1 Jan, the payoff reversed with effect from 20 Jan: on
+/// 10 Jan the loan had been paid off (principal outstanding 0), yet
+/// `arrears_on` reports the restored installments due 2 and 9 Jan as
+/// overdue, the loan in arrears. The reversal restores the schedule the
+/// payoff had recast, including installments due before its own date,
+/// against `arrears_on`'s premise that nothing entered later changes an
+/// installment due before a date.
+#[test]
+#[ignore = "BUG: after a later-dated reversal of a payoff, arrears_on(past date) shows principal overdue beyond the principal outstanding"]
+fn arrears_after_a_later_dated_reversal_of_a_payoff() {
+    let rules = ProductRules {
+        interest_method: InterestMethod::Flat,
+        ..plain_rules()
+    };
+    let mut ledger = plain_loan(&rules, 1_000_000, None, 4);
+    let quote = ledger.loan().payoff_quote(date(2001, 1, 1)).unwrap();
+    let total = i64::try_from(quote.total().mantissa()).unwrap();
+    let payoff = pay(&mut ledger, total, date(2001, 1, 1)).unwrap();
+    assert_eq!(ledger.loan().status, LoanStatus::Closed);
+    reverse(&mut ledger, payoff.sequence, Some(date(2001, 1, 20))).unwrap();
+    let arrears = ledger.loan().arrears_on(date(2001, 1, 10));
+    assert_eq!(arrears.principal_outstanding, Decimal::ZERO);
+    // principal_overdue 500,000, in_arrears true.
+    assert!(
+        arrears.principal_overdue <= arrears.principal_outstanding && !arrears.in_arrears,
+        "{arrears:?}"
+    );
+}
+
+/// A reversal takes the reversed entry's date by default, even when the
+/// loan has a later transaction: the loan's transactions are then out of
+/// date order and its principal (and the branch's portfolio) is negative on
+/// past days. Here: tranche and write-off on 1 Jan, the write-off reversed
+/// with effect from 3 Jan, then the tranche reversed (dated 1 Jan): on
+/// 1 and 2 Jan the loan, active, has -500,000 principal outstanding.
+#[test]
+#[ignore = "BUG: a reversal dated before the loan's last transaction makes principal_on/portfolio negative on past days"]
+fn reversal_dated_before_the_loans_last_transaction() {
+    let rules = ProductRules {
+        tranches_max: 2,
+        ..plain_rules()
+    };
+    let mut ledger = plain_loan(&rules, 1_000_000, Some(1_500_000), 4);
+    let on = date(2001, 1, 1);
+    let tranche = ledger
+        .submit(CommandBody::DisburseTranche {
+            loan_id: loan_id(),
+            amount: ledger.money(Decimal::from(500_000)),
+            disbursed_on: Some(on),
+        })
+        .unwrap()
+        .body
+        .sequence;
+    let write_off = ledger
+        .submit(CommandBody::WriteOffLoan {
+            loan_id: loan_id(),
+            reason: name("gone"),
+            effective_date: Some(on),
+        })
+        .unwrap()
+        .body
+        .sequence;
+    reverse(&mut ledger, write_off, Some(date(2001, 1, 3))).unwrap();
+    let reversed = reverse(&mut ledger, tranche, None);
+    if reversed.is_ok() {
+        let loan = ledger.loan();
+        let figures = ledger.state.period_figures(&branch_id(), on, on);
+        // -500,000 both.
+        assert!(
+            loan.principal_on(on) >= Decimal::ZERO
+                && loan.arrears_on(on).principal_outstanding >= Decimal::ZERO
+                && figures.portfolio_outstanding >= Decimal::ZERO,
+            "principal on {on}: {}, portfolio {}",
+            loan.principal_on(on),
+            figures.portfolio_outstanding
+        );
+    }
+}
+
+/// Minor: `first_unpaid` ("the first installment not fully paid") stays 0
+/// at disbursement when the first installments owe nothing (0% with grace
+/// on principal, or both graces), until a payment moves it. Nothing reads
+/// it wrongly (allocation skips installments owing nothing), but the
+/// cached field disagrees with its definition.
+#[test]
+#[ignore = "BUG (minor): first_unpaid is not advanced past installments owing nothing at disbursement"]
+fn first_unpaid_skips_installments_with_nothing_due() {
+    let rules = ProductRules {
+        rate_min: Decimal::ZERO,
+        rate_max: Decimal::ZERO,
+        grace_on_principal: 1,
+        installments_min: 2,
+        ..plain_rules()
+    };
+    let ledger = plain_loan(&rules, 1_000, None, 3);
+    let loan = ledger.loan();
+    assert!(loan.installments[0].is_paid());
+    assert_eq!(loan.first_unpaid, 1);
+}
