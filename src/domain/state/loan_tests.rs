@@ -230,6 +230,7 @@ fn setup(rules: &ProductRules) -> Ledger {
         CommandBody::CreateProduct {
             product_id: product_id(),
             rules: rules.clone(),
+            effective_from: Some(opened_on()),
         },
     ];
     for body in bodies {

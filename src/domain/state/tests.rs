@@ -58,10 +58,12 @@ enum Step {
     CreateProduct {
         product: usize,
     },
-    /// A new version of a product: its rate range widened by `points`.
+    /// A new version of a product, its rate range widened by `points`,
+    /// for loans disbursed from `day` on.
     UpdateProduct {
         product: usize,
         points: u32,
+        day: u32,
     },
     DisburseProduct {
         member: usize,
@@ -122,7 +124,11 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (1..6u64).prop_map(|back| Step::Reverse { back }),
         3 => member().prop_map(|member| Step::ReverseLoan { member }),
         1 => (0..=PRODUCTS).prop_map(|product| Step::CreateProduct { product }),
-        1 => (0..=PRODUCTS, 1..10u32).prop_map(|(product, points)| Step::UpdateProduct { product, points }),
+        1 => (0..=PRODUCTS, 1..10u32, day()).prop_map(|(product, points, day)| Step::UpdateProduct {
+            product,
+            points,
+            day
+        }),
         3 => (
             member(),
             0..=PRODUCTS,
@@ -340,6 +346,7 @@ fn setup() -> Vec<CommandBody> {
         bodies.push(CommandBody::CreateProduct {
             product_id: product(p),
             rules: product_rules(p),
+            effective_from: Some(day(0)),
         });
     }
     for m in 0..MEMBERS {
@@ -450,8 +457,13 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
         Step::CreateProduct { product: p } => CommandBody::CreateProduct {
             product_id: product(p),
             rules: product_rules(p),
+            effective_from: Some(day(0)),
         },
-        Step::UpdateProduct { product: p, points } => {
+        Step::UpdateProduct {
+            product: p,
+            points,
+            day: d,
+        } => {
             let mut rules = state
                 .product_versions(&product(p))
                 .and_then(|v| v.last())
@@ -460,6 +472,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
             CommandBody::UpdateProduct {
                 product_id: product(p),
                 rules,
+                effective_from: Some(day(d)),
             }
         }
         Step::DisburseProduct {
@@ -470,10 +483,10 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
             installments,
             day: d,
         } => {
+            // The version in force on the disbursement date.
             let rules = state
-                .product_versions(&product(p))
-                .and_then(|v| v.last())
-                .map_or_else(|| product_rules(p), |v| v.rules.clone());
+                .product_on(&product(p), day(d))
+                .map_or_else(|_| product_rules(p), |v| v.rules.clone());
             let range = rules.installments_max - rules.installments_min + 1;
             let principal = Decimal::from(u64::from(millions) * 1_000_000);
             CommandBody::DisburseLoan {
