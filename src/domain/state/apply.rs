@@ -315,6 +315,8 @@ impl LedgerState {
             ended_on: None,
             events: vec![body.sequence],
         };
+        let mut state = state;
+        advance_first_unpaid(&mut state);
         self.loans.insert(loan.clone(), state);
         self.changed.note(|| StateKey::Loan(loan.clone()));
         self.changed.note(|| StateKey::LoanProgress(loan.clone()));

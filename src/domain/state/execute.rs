@@ -572,6 +572,11 @@ impl LedgerState {
         };
         let (schedule, fees) =
             loans::initial_schedule(&terms, &policy.fees, branch.currency, field)?;
+        let principal_field = match spec {
+            LoanSpec::Terms(_) => "terms.principal",
+            LoanSpec::Product { .. } => "principal",
+        };
+        fees_leave_something(principal_field, terms.principal, &fees, branch.currency)?;
         let loan = LoanId::new(member_id, 'L', member.loans.len() as u32 + 1);
         let principal = terms.principal;
         let postings = disbursement_postings(&loan, &branch.id, principal, &fees);
@@ -653,6 +658,7 @@ impl LedgerState {
             ));
         }
         let fees = loans::fee_charges(&loan.policy.fees, amount.amount, branch.currency)?;
+        fees_leave_something("amount", amount.amount, &fees, branch.currency)?;
         let with_installment = loans::charged(&fees, FeeCollection::WithFirstInstallment);
         let recast = loan.recast_after_tranche(amount.amount, date, with_installment)?;
         let postings = disbursement_postings(loan_id, &branch.id, amount.amount, &fees);
@@ -947,6 +953,26 @@ impl LedgerState {
             "the reversed entry's date",
         )?;
         let undo = self.undo_of(&original, branch, date)?;
+        let loan_transaction = matches!(
+            undo,
+            Undo::Tranche { .. }
+                | Undo::Repayment(_)
+                | Undo::WriteOff { .. }
+                | Undo::CollectionSheet { .. }
+        );
+        if loan_transaction && date != original.effective_date {
+            // Undone as of its own date, a loan transaction leaves every
+            // installment due before any later date as it was: arrears on
+            // past dates stay right.
+            return Err(DomainError::invalid(
+                "effective_date",
+                format!(
+                    "{date}: entry {sequence} changed a loan, and a loan's transaction is reversed as of its own date, {}",
+                    original.effective_date
+                ),
+            )
+            .into());
+        }
         let postings = original
             .postings
             .iter()
@@ -1228,6 +1254,27 @@ fn check_active(loan: &Loan) -> Result<(), DomainError> {
         LoanStatus::WrittenOff => format!("loan {id} is written off"),
     };
     Err(DomainError::precondition("loan_id", why))
+}
+
+/// Fees deducted at disbursement must leave money to pay out.
+fn fees_leave_something(
+    field: &str,
+    principal: Decimal,
+    fees: &[FeeCharge],
+    currency: Currency,
+) -> Result<(), DomainError> {
+    let deducted = loans::charged(fees, FeeCollection::AtDisbursement);
+    if deducted >= principal {
+        return Err(DomainError::precondition(
+            field,
+            format!(
+                "the fees deducted at disbursement ({}) leave nothing of {} to pay out",
+                show(deducted, currency),
+                show(principal, currency)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Transactions on a loan are entered in date order.

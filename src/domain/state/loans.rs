@@ -77,6 +77,14 @@ impl Loan {
         self.installments.iter().position(|i| i.due.due_date > date)
     }
 
+    /// Due date of the last installment of the interest grace.
+    fn grace_end(&self) -> NaiveDate {
+        let last = (self.terms.grace_on_interest as usize).saturating_sub(1);
+        self.installments
+            .get(last)
+            .map_or(self.disbursed_on, |i| i.due.due_date)
+    }
+
     /// First day of installment `index`'s period.
     fn period_start(&self, index: usize) -> NaiveDate {
         match index.checked_sub(1) {
@@ -129,9 +137,44 @@ impl Loan {
     /// Interest of the current period (installment `index`) accrued up to
     /// `date` and not yet paid.
     fn accrued_unpaid(&self, index: usize, date: NaiveDate) -> Result<Decimal, DomainError> {
+        if self.in_interest_grace(index) {
+            return self.grace_interest(index, date);
+        }
         let installment = &self.installments[index];
         let future = self.interest_after(index, self.principal_from(index), date)?;
         Ok((installment.interest_unpaid() - future).max(Decimal::ZERO))
+    }
+
+    /// True when installment `index` collects no interest: its period's
+    /// interest is deferred to the first installment after the grace.
+    fn in_interest_grace(&self, index: usize) -> bool {
+        self.installments
+            .get(index)
+            .is_some_and(|i| i.due.number <= self.terms.grace_on_interest)
+    }
+
+    /// Interest deferred by the grace up to `date`, in the grace period of
+    /// installment `index`: every earlier grace period's interest and the
+    /// current one's up to the date, each on the balance scheduled for it
+    /// (flat: on the principal), rounded to the currency like the schedule.
+    fn grace_interest(&self, index: usize, date: NaiveDate) -> Result<Decimal, DomainError> {
+        let mut total = Decimal::ZERO;
+        for j in 0..=index {
+            let start = self.period_start(j);
+            let end = self.installments[j].due.due_date;
+            let base = if self.terms.interest_method == InterestMethod::Flat {
+                self.terms.principal
+            } else {
+                self.installments[j..].iter().map(|i| i.due.principal).sum()
+            };
+            let to = if j == index { date.clamp(start, end) } else { end };
+            let exact = schedule::interest_for_days(&self.terms, base, start, end, start, to)
+                .map_err(schedule_error)?;
+            total = total
+                .checked_add(money(exact, self.currency))
+                .ok_or(DomainError::Overflow)?;
+        }
+        Ok(total)
     }
 
     /// What closes the loan on `date` (interest only up to that date).
@@ -186,7 +229,8 @@ impl Loan {
         let due_count = current.unwrap_or(self.installments.len());
         let mut payments = Vec::new();
         let mut left = amount;
-        for installment in &self.installments[self.first_unpaid as usize..due_count] {
+        let first = (self.first_unpaid as usize).min(due_count);
+        for installment in &self.installments[first..due_count] {
             if left.is_zero() {
                 break;
             }
@@ -199,6 +243,7 @@ impl Loan {
         let mut recast = None;
         if let (Some(index), false) = (current, left.is_zero()) {
             // Paid ahead: accrued interest, then fees still scheduled, then principal.
+            let due_now = amount - left;
             let balance = self.principal_from(index);
             let interest = quote.accrued_interest.min(left);
             left -= interest;
@@ -221,6 +266,20 @@ impl Loan {
                         principal: Decimal::ZERO,
                     });
                 }
+            }
+            if self.in_interest_grace(index) && amount != total {
+                // Interest deferred by the grace is owed only with the
+                // installment after it, or on payoff.
+                return Err(DomainError::precondition(
+                    "amount",
+                    format!(
+                        "loan {} is in its interest grace period until {}: pay what is due ({}) or the whole loan off ({})",
+                        self.id,
+                        self.grace_end(),
+                        show(due_now, self.currency),
+                        show(total, self.currency)
+                    ),
+                ));
             }
             payments.extend(ahead.into_iter().filter(|p| !p.total().is_zero()));
             prepaid = left;
@@ -257,7 +316,14 @@ impl Loan {
         let after_balance = balance - prepaid;
         let start = self.period_start(index);
         let current = &self.installments[index];
-        let fixed = current.due.interest - self.interest_after(index, balance, date)?;
+        // The current installment's interest that no longer depends on the
+        // balance: the days before `date` (in a grace period: all interest
+        // deferred so far, which a payoff pays now).
+        let fixed = if self.in_interest_grace(index) {
+            self.grace_interest(index, date)?
+        } else {
+            current.due.interest - self.interest_after(index, balance, date)?
+        };
         let after = if self.terms.interest_method == InterestMethod::Flat {
             let mut future = before.clone();
             if after_balance.is_zero() {
@@ -294,6 +360,16 @@ impl Loan {
                 ),
             ));
         };
+        if self.in_interest_grace(index) {
+            return Err(DomainError::precondition(
+                "disbursed_on",
+                format!(
+                    "loan {} is in its interest grace period until {}; a tranche can follow it",
+                    self.id,
+                    self.grace_end()
+                ),
+            ));
+        }
         let before: Vec<Installment> = self.installments[index..]
             .iter()
             .map(|i| i.due.clone())
