@@ -135,7 +135,8 @@ pub fn parse(write: Write) -> Result<Command, DomainError> {
                         LoanSpec::Terms(convert::loan_terms(Some(terms))?)
                     }
                     Some(pb::disburse_loan_request::Loan::Application(application)) => {
-                        let (product_id, application) = products::application_in(application)?;
+                        let (product_id, application) =
+                            products::application_in(application, "application.")?;
                         LoanSpec::Product {
                             product_id,
                             application,

@@ -462,15 +462,20 @@ fn product_out(version: &ProductVersion, versions: usize) -> pb::Product {
     }
 }
 
-/// A loan application as sent, in its product's currency.
-pub fn application_in(a: pb::LoanApplication) -> Result<(ProductId, LoanApplication), DomainError> {
-    let product_id = ProductId::parse("application.product_id", &a.product_id)?;
-    let principal = convert::money("application.principal", a.principal)?;
+/// A loan application as sent (its fields named under `prefix`, e.g.
+/// `application.`), in its product's currency.
+pub fn application_in(
+    a: pb::LoanApplication,
+    prefix: &str,
+) -> Result<(ProductId, LoanApplication), DomainError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let product_id = ProductId::parse(&field("product_id"), &a.product_id)?;
+    let principal = convert::money(&field("principal"), a.principal)?;
     let approved_principal = if a.approved_principal.is_empty() {
         None
     } else {
         Some(parse_amount(
-            "application.approved_principal",
+            &field("approved_principal"),
             &a.approved_principal,
             principal.currency.unwrap_or(Currency::MOST_PRECISE),
         )?)
@@ -479,7 +484,7 @@ pub fn application_in(a: pb::LoanApplication) -> Result<(ProductId, LoanApplicat
         None
     } else {
         Some(convert::percent(
-            "application.annual_interest_rate_percent",
+            &field("annual_interest_rate_percent"),
             &a.annual_interest_rate_percent,
             Decimal::ZERO,
         )?)
@@ -493,7 +498,7 @@ pub fn application_in(a: pb::LoanApplication) -> Result<(ProductId, LoanApplicat
             annual_interest_rate_percent,
             installment_count: (a.installment_count > 0).then_some(a.installment_count),
             first_repayment_date: convert::date(
-                "application.first_repayment_date",
+                &field("first_repayment_date"),
                 &a.first_repayment_date,
             )?,
         },
@@ -600,7 +605,7 @@ impl ProductService for ProductApi {
             installment_count: r.installment_count,
             first_repayment_date: r.first_repayment_date,
         };
-        let (_, application) = application_in(application).map_err(refuse)?;
+        let (_, application) = application_in(application, "").map_err(refuse)?;
         let disbursed_on = convert::date("disbursed_on", &r.disbursed_on).map_err(refuse)?;
         let version = self
             .ledger

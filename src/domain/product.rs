@@ -256,11 +256,11 @@ impl ProductRules {
             }
             Ok(())
         };
-        percent("rules.rate_min", self.rate_min)?;
-        percent("rules.rate_max", self.rate_max)?;
+        percent("rules.rate_min_percent", self.rate_min)?;
+        percent("rules.rate_max_percent", self.rate_max)?;
         if self.rate_max < self.rate_min {
             return Err(DomainError::invalid(
-                "rules.rate_max",
+                "rules.rate_max_percent",
                 format!("{} is below rate_min {}", self.rate_max, self.rate_min),
             ));
         }
@@ -315,7 +315,7 @@ impl ProductRules {
         let multiple = self.rounding.multiple;
         if multiple <= Decimal::ZERO || !places_ok(multiple, places) {
             return Err(DomainError::invalid(
-                "rules.rounding.multiple",
+                "rules.rounding_multiple",
                 format!(
                     "{multiple} must be greater than 0 and a whole number of {}'s {places}-decimal units",
                     self.currency
@@ -332,7 +332,7 @@ impl ProductRules {
             }
         }
         money(
-            "rules.arrears_tolerance.amount",
+            "rules.arrears_tolerance_amount",
             self.arrears_tolerance.amount,
         )?;
         let mut seen = Vec::new();

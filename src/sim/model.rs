@@ -124,6 +124,7 @@ pub struct Tally {
 /// The simulated branch.
 pub struct Model {
     preset: Preset,
+    seed: u64,
     rng: oorandom::Rand64,
     members: Vec<Member>,
     centers: Vec<Center>,
@@ -171,6 +172,7 @@ impl Model {
     /// A branch about to open, with its seed.
     pub fn new(preset: Preset, seed: u64) -> Model {
         let mut model = Model {
+            seed,
             rng: oorandom::Rand64::new(u128::from(seed)),
             members: Vec::new(),
             centers: Vec::new(),
@@ -205,7 +207,7 @@ impl Model {
     fn context(&mut self) -> Option<pb::WriteContext> {
         self.requests += 1;
         Some(pb::WriteContext {
-            request_id: format!("sim-{}-{:07}", self.preset.seed, self.requests),
+            request_id: format!("sim-{}-{:07}", self.seed, self.requests),
             actor: "simulator".to_owned(),
         })
     }

@@ -11,6 +11,7 @@ mod loans;
 mod portfolio;
 mod products;
 mod refusals;
+mod rules;
 mod support;
 mod totals;
 mod verify;

@@ -375,8 +375,9 @@ impl LedgerState {
         })?;
         let branch = self.find_branch("account_id", &account.branch)?;
         let date = self.resolve_date("effective_date", effective_date, branch, context)?;
+        let today = today_in(&branch.time_zone, context.recorded_at);
         let (balance_after, postings) =
-            self.savings_move(account, branch, amount, date, deposit)?;
+            self.savings_move(account, branch, amount, date, deposit, today)?;
         Ok(Decision {
             branch: Some(branch.id.clone()),
             effective_date: date,
@@ -388,7 +389,8 @@ impl LedgerState {
         })
     }
 
-    /// Checks a deposit or withdrawal on `date`: the balance after it and its postings.
+    /// Checks a deposit or withdrawal on `date` (`today` being the latest
+    /// day its balance counts for): the balance after it and its postings.
     fn savings_move(
         &self,
         account: &SavingsAccount,
@@ -396,6 +398,7 @@ impl LedgerState {
         amount: Money,
         date: NaiveDate,
         deposit: bool,
+        today: NaiveDate,
     ) -> Result<(Decimal, Vec<Posting>), DomainError> {
         let account_id = &account.id;
         amount.check("amount", branch.currency, &branch.books())?;
@@ -421,7 +424,7 @@ impl LedgerState {
             )
         } else {
             let after = checked_sub(balance, amount.amount)?;
-            self.check_withdrawal(account, date, balance, amount.amount, after, branch)?;
+            self.check_withdrawal(account, date, balance, amount.amount, after, branch, today)?;
             (
                 after,
                 vec![
@@ -433,6 +436,7 @@ impl LedgerState {
         Ok((balance_after.normalize(), postings))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn check_withdrawal(
         &self,
         account: &SavingsAccount,
@@ -441,6 +445,7 @@ impl LedgerState {
         amount: Decimal,
         after: Decimal,
         branch: &Branch,
+        today: NaiveDate,
     ) -> Result<(), DomainError> {
         let currency = branch.currency;
         let (lowest, on) = account.lowest_balance_from(date);
@@ -466,7 +471,9 @@ impl LedgerState {
                 ),
             ));
         }
-        let required = self.required_savings(account, date)?;
+        // A back-dated withdrawal lowers every later balance: it must leave
+        // what is required on the latest of them.
+        let required = self.required_savings(account, date.max(today))?;
         if after < required {
             return Err(DomainError::precondition(
                 "amount",
@@ -554,7 +561,10 @@ impl LedgerState {
                         ),
                     ));
                 }
-                let terms = version.rules.terms_for(application, date)?;
+                let terms = version
+                    .rules
+                    .terms_for(application, date)
+                    .map_err(|e| e.within("application"))?;
                 let approved = application
                     .approved_principal
                     .unwrap_or(application.principal);
@@ -568,13 +578,13 @@ impl LedgerState {
         };
         let field = match spec {
             LoanSpec::Terms(_) => "terms",
-            LoanSpec::Product { .. } => "",
+            LoanSpec::Product { .. } => "application",
         };
         let (schedule, fees) =
             loans::initial_schedule(&terms, &policy.fees, branch.currency, field)?;
         let principal_field = match spec {
             LoanSpec::Terms(_) => "terms.principal",
-            LoanSpec::Product { .. } => "principal",
+            LoanSpec::Product { .. } => "application.principal",
         };
         fees_leave_something(principal_field, terms.principal, &fees, branch.currency)?;
         let loan = LoanId::new(member_id, 'L', member.loans.len() as u32 + 1);
@@ -859,9 +869,10 @@ impl LedgerState {
                     format!("loan {loan_id} is on an earlier line too; one line per loan"),
                 ));
             }
-            let (repayment, lines) = self
-                .decide_repayment(loan, *amount, date)
-                .map_err(|e| e.renamed("amount", "repayment"))?;
+            let (repayment, lines) = self.decide_repayment(loan, *amount, date).map_err(|e| {
+                e.renamed("amount", "repayment")
+                    .renamed("effective_date", "meeting_date")
+            })?;
             outcome.repayment = Some(repayment);
             postings.extend(lines);
         }
@@ -884,8 +895,11 @@ impl LedgerState {
                 ));
             }
             let (balance_after, lines) = self
-                .savings_move(account, branch, *amount, date, true)
-                .map_err(|e| e.renamed("amount", "deposit"))?;
+                .savings_move(account, branch, *amount, date, true, date)
+                .map_err(|e| {
+                    e.renamed("amount", "deposit")
+                        .renamed("effective_date", "meeting_date")
+                })?;
             outcome.deposit = Some(SavingsAmount {
                 account: account_id.clone(),
                 amount: balance_after,

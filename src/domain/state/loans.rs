@@ -77,9 +77,13 @@ impl Loan {
         self.installments.iter().position(|i| i.due.due_date > date)
     }
 
-    /// Due date of the last installment of the interest grace.
+    /// Due date of the last installment of the grace (on interest or principal).
     fn grace_end(&self) -> NaiveDate {
-        let last = (self.terms.grace_on_interest as usize).saturating_sub(1);
+        let grace = self
+            .terms
+            .grace_on_interest
+            .max(self.terms.grace_on_principal);
+        let last = (grace as usize).saturating_sub(1);
         self.installments
             .get(last)
             .map_or(self.disbursed_on, |i| i.due.due_date)
@@ -153,6 +157,18 @@ impl Loan {
             .is_some_and(|i| i.due.number <= self.terms.grace_on_interest)
     }
 
+    /// True when installment `index` is in either grace: a recast (which
+    /// knows nothing of grace) would move principal or interest into it.
+    fn in_grace(&self, index: usize) -> bool {
+        let grace = self
+            .terms
+            .grace_on_interest
+            .max(self.terms.grace_on_principal);
+        self.installments
+            .get(index)
+            .is_some_and(|i| i.due.number <= grace)
+    }
+
     /// Interest deferred by the grace up to `date`, in the grace period of
     /// installment `index`: every earlier grace period's interest and the
     /// current one's up to the date, each on the balance scheduled for it
@@ -167,7 +183,11 @@ impl Loan {
             } else {
                 self.installments[j..].iter().map(|i| i.due.principal).sum()
             };
-            let to = if j == index { date.clamp(start, end) } else { end };
+            let to = if j == index {
+                date.clamp(start, end)
+            } else {
+                end
+            };
             let exact = schedule::interest_for_days(&self.terms, base, start, end, start, to)
                 .map_err(schedule_error)?;
             total = total
@@ -267,13 +287,13 @@ impl Loan {
                     });
                 }
             }
-            if self.in_interest_grace(index) && amount != total {
+            if self.in_grace(index) && amount != total {
                 // Interest deferred by the grace is owed only with the
                 // installment after it, or on payoff.
                 return Err(DomainError::precondition(
                     "amount",
                     format!(
-                        "loan {} is in its interest grace period until {}: pay what is due ({}) or the whole loan off ({})",
+                        "loan {} is in its grace period until {}: pay what is due ({}) or the whole loan off ({})",
                         self.id,
                         self.grace_end(),
                         show(due_now, self.currency),
@@ -360,11 +380,11 @@ impl Loan {
                 ),
             ));
         };
-        if self.in_interest_grace(index) {
+        if self.in_grace(index) {
             return Err(DomainError::precondition(
                 "disbursed_on",
                 format!(
-                    "loan {} is in its interest grace period until {}; a tranche can follow it",
+                    "loan {} is in its grace period until {}; a tranche can follow it",
                     self.id,
                     self.grace_end()
                 ),
@@ -378,10 +398,16 @@ impl Loan {
         let after_balance = balance + amount;
         let start = self.period_start(index);
         let mut after = if self.terms.interest_method == InterestMethod::Flat {
-            // Flat interest on the tranche for the days it is out.
+            // Flat interest on the tranche from the next period on (the
+            // current installment's flat interest stays as it was, so that
+            // what accrues in it before the tranche does not change).
             let mut future = before.clone();
             let mut period_start = start;
-            for installment in &mut future {
+            for (offset, installment) in future.iter_mut().enumerate() {
+                if offset == 0 {
+                    period_start = installment.due_date;
+                    continue;
+                }
                 let extra = schedule::interest_for_days(
                     &self.terms,
                     amount,
@@ -615,8 +641,10 @@ pub(super) fn schedule_refusal(prefix: &str, e: ScheduleError) -> DomainError {
     let text = e.to_string();
     match text.split_once(": ") {
         Some((field, message)) if !field.contains(' ') => {
+            // The proto calls the multiple `rounding_multiple`.
+            let field = field.replace("rounding.multiple", "rounding_multiple");
             let field = if prefix.is_empty() {
-                field.to_owned()
+                field
             } else {
                 format!("{prefix}.{field}")
             };

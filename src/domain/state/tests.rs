@@ -586,7 +586,6 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
     }
 }
 
-
 /// Runs the commands; returns the entries and the final state, checking the
 /// cache records against a full export after every entry.
 fn run(
