@@ -74,7 +74,11 @@ fn schedule_error(e: ScheduleError) -> DomainError {
 impl Loan {
     /// Index of the first installment due after `date` (the current period).
     pub fn current_period(&self, date: NaiveDate) -> Option<usize> {
-        self.installments.iter().position(|i| i.due.due_date > date)
+        // Due dates increase: a binary search.
+        let index = self
+            .installments
+            .partition_point(|i| i.due.due_date <= date);
+        (index < self.installments.len()).then_some(index)
     }
 
     /// Due date of the last installment of the grace (on interest or principal).
@@ -138,14 +142,20 @@ impl Loan {
         Ok(money(exact, self.currency))
     }
 
-    /// Interest of the current period (installment `index`) accrued up to
+    /// Interest of the current period (installment `index`, on whose
+    /// installments onwards `balance` of principal is unpaid) accrued up to
     /// `date` and not yet paid.
-    fn accrued_unpaid(&self, index: usize, date: NaiveDate) -> Result<Decimal, DomainError> {
+    fn accrued_unpaid(
+        &self,
+        index: usize,
+        balance: Decimal,
+        date: NaiveDate,
+    ) -> Result<Decimal, DomainError> {
         if self.in_interest_grace(index) {
             return self.grace_interest(index, date);
         }
         let installment = &self.installments[index];
-        let future = self.interest_after(index, self.principal_from(index), date)?;
+        let future = self.interest_after(index, balance, date)?;
         Ok((installment.interest_unpaid() - future).max(Decimal::ZERO))
     }
 
@@ -206,19 +216,21 @@ impl Loan {
         if self.status != LoanStatus::Active {
             return Ok(quote);
         }
+        // Everything before `first_unpaid` is paid: only the installments
+        // from there to the current period are read; the rest follows from
+        // the loan's running totals.
         let current = self.current_period(date);
-        for (index, installment) in self.installments.iter().enumerate() {
-            if current.is_some_and(|c| index >= c) {
-                quote.principal_not_due += installment.principal_unpaid();
-                quote.fees_not_due += installment.fee_unpaid();
-            } else {
-                quote.due_principal += installment.principal_unpaid();
-                quote.due_interest += installment.interest_unpaid();
-                quote.due_fees += installment.fee_unpaid();
-            }
+        let due_end = current.unwrap_or(self.installments.len());
+        let first = (self.first_unpaid as usize).min(due_end);
+        for installment in &self.installments[first..due_end] {
+            quote.due_principal += installment.principal_unpaid();
+            quote.due_interest += installment.interest_unpaid();
+            quote.due_fees += installment.fee_unpaid();
         }
+        quote.principal_not_due = self.principal_unpaid - quote.due_principal;
+        quote.fees_not_due = self.fee_unpaid - quote.due_fees;
         if let Some(index) = current {
-            quote.accrued_interest = self.accrued_unpaid(index, date)?;
+            quote.accrued_interest = self.accrued_unpaid(index, quote.principal_not_due, date)?;
         }
         Ok(quote)
     }
@@ -229,38 +241,61 @@ impl Loan {
         amount: Decimal,
         date: NaiveDate,
     ) -> Result<Repayment, DomainError> {
-        let quote = self.payoff_quote(date)?;
-        let total = quote.total();
-        if amount > total {
-            return Err(DomainError::precondition(
-                "amount",
-                format!(
-                    "{} is more than the {} that pays loan {} off on {date} (principal {}, interest {}, fees {})",
-                    show(amount, self.currency),
-                    show(total, self.currency),
-                    self.id,
-                    show(quote.principal(), self.currency),
-                    show(quote.due_interest + quote.accrued_interest, self.currency),
-                    show(quote.due_fees + quote.fees_not_due, self.currency),
-                ),
-            ));
-        }
-        let current = self.current_period(date);
-        let due_count = current.unwrap_or(self.installments.len());
         let mut payments = Vec::new();
         let mut left = amount;
-        let first = (self.first_unpaid as usize).min(due_count);
-        for installment in &self.installments[first..due_count] {
-            if left.is_zero() {
+        // Installments due, oldest first, from the first unpaid one (those
+        // before it are paid; reading on from it touches only what it pays,
+        // which matters with long schedules). Most payments stop here, short
+        // of or exactly at what is due: the payoff quote is needed only when
+        // the payment reaches past the dues (or may close the loan).
+        let mut walked_all = true;
+        for installment in self.from_first_unpaid() {
+            if installment.due.due_date > date {
                 break;
+            }
+            if left.is_zero() {
+                walked_all = installment.is_paid();
+                if !walked_all {
+                    break;
+                }
+                continue;
             }
             let payment = pay_in_order(installment, &self.policy.allocation_order, &mut left);
             if !payment.total().is_zero() {
                 payments.push(payment);
             }
         }
+        let quote;
+        let total;
+        if !left.is_zero() || walked_all {
+            quote = self.payoff_quote(date)?;
+            total = quote.total();
+            if amount > total {
+                return Err(DomainError::precondition(
+                    "amount",
+                    format!(
+                        "{} is more than the {} that pays loan {} off on {date} (principal {}, interest {}, fees {})",
+                        show(amount, self.currency),
+                        show(total, self.currency),
+                        self.id,
+                        show(quote.principal(), self.currency),
+                        show(quote.due_interest + quote.accrued_interest, self.currency),
+                        show(quote.due_fees + quote.fees_not_due, self.currency),
+                    ),
+                ));
+            }
+        } else {
+            // Some installment due stays unpaid: the loan stays open.
+            quote = PayoffQuote::default();
+            total = Decimal::MAX;
+        }
         let mut prepaid = Decimal::ZERO;
         let mut recast = None;
+        let current = if left.is_zero() {
+            None
+        } else {
+            self.current_period(date)
+        };
         if let (Some(index), false) = (current, left.is_zero()) {
             // Paid ahead: accrued interest, then fees still scheduled, then principal.
             let due_now = amount - left;
