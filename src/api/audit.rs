@@ -12,7 +12,7 @@ use crate::domain::command::SavingsKind;
 use crate::domain::entry::GENESIS_HASH;
 use crate::domain::ids::{BranchId, LoanId, MemberId};
 use crate::domain::money::Currency;
-use crate::domain::state::{InstallmentStatus, LoanStatus};
+use crate::domain::state::{InstallmentStatus, LoanStatus, LoanView};
 use crate::domain::totals::{Period, PeriodFigures};
 use crate::ledger::Ledger;
 use crate::pb;
@@ -35,6 +35,16 @@ impl AuditApi {
     /// Serves reads of `ledger`.
     pub fn new(ledger: Arc<Ledger>) -> AuditApi {
         AuditApi { ledger }
+    }
+
+    /// A loan as of the date asked for (today when empty).
+    fn loan_view(&self, loan_id: &str, as_of_date: &str) -> Result<LoanView, Status> {
+        let id = LoanId::parse("loan_id", loan_id).map_err(refuse)?;
+        let as_of = convert::optional_date("as_of_date", as_of_date).map_err(refuse)?;
+        let now = self.ledger.now();
+        self.ledger
+            .read(|state| state.loan_view(&id, as_of, now))
+            .map_err(refuse)
     }
 
     /// The date asked for, or today in the branch's zone (UTC+7 by default).
@@ -152,13 +162,7 @@ impl AuditService for AuditApi {
         request: Request<pb::GetLoanRequest>,
     ) -> Result<Response<pb::GetLoanResponse>, Status> {
         let r = request.into_inner();
-        let id = LoanId::parse("loan_id", &r.loan_id).map_err(refuse)?;
-        let as_of = convert::optional_date("as_of_date", &r.as_of_date).map_err(refuse)?;
-        let now = self.ledger.now();
-        let view = self
-            .ledger
-            .read(|state| state.loan_view(&id, as_of, now))
-            .map_err(refuse)?;
+        let view = self.loan_view(&r.loan_id, &r.as_of_date)?;
         let loan = &view.loan;
         let currency = loan.currency;
         let mut balance: Decimal = loan.installments.iter().map(|i| i.due.principal).sum();
@@ -224,14 +228,9 @@ impl AuditService for AuditApi {
         request: Request<pb::GetPayoffQuoteRequest>,
     ) -> Result<Response<pb::GetPayoffQuoteResponse>, Status> {
         let r = request.into_inner();
-        let id = LoanId::parse("loan_id", &r.loan_id).map_err(refuse)?;
-        let as_of = convert::optional_date("as_of_date", &r.as_of_date).map_err(refuse)?;
-        let now = self.ledger.now();
-        let view = self
-            .ledger
-            .read(|state| state.loan_view(&id, as_of, now))
-            .map_err(refuse)?;
+        let view = self.loan_view(&r.loan_id, &r.as_of_date)?;
         let loan = &view.loan;
+        let id = &loan.id;
         if loan.status != LoanStatus::Active {
             return Err(refuse(DomainError::precondition(
                 "loan_id",

@@ -73,66 +73,49 @@ impl DomainError {
 }
 
 impl DomainError {
-    /// The same error with the leading field component `from` renamed `to`
-    /// (e.g. a command's `amount` is a collection line's `repayment`).
-    pub fn renamed(self, from: &str, to: &str) -> DomainError {
-        let rename = |field: String| match field.strip_prefix(from) {
-            Some(rest) if rest.is_empty() || rest.starts_with('.') => format!("{to}{rest}"),
-            _ => field,
-        };
+    /// The same error with its field changed by `change`.
+    fn map_field(self, change: impl FnOnce(String) -> String) -> DomainError {
         match self {
             DomainError::Invalid { field, message } => DomainError::Invalid {
-                field: rename(field),
+                field: change(field),
                 message,
             },
             DomainError::NotFound { field, kind, id } => DomainError::NotFound {
-                field: rename(field),
+                field: change(field),
                 kind,
                 id,
             },
             DomainError::AlreadyExists { field, kind, id } => DomainError::AlreadyExists {
-                field: rename(field),
+                field: change(field),
                 kind,
                 id,
             },
             DomainError::Precondition { field, message } => DomainError::Precondition {
-                field: rename(field),
+                field: change(field),
                 message,
             },
             other => other,
         }
     }
 
+    /// The same error with the leading field component `from` renamed `to`
+    /// (e.g. a command's `amount` is a collection line's `repayment`).
+    pub fn renamed(self, from: &str, to: &str) -> DomainError {
+        self.map_field(|field| match field.strip_prefix(from) {
+            Some(rest) if rest.is_empty() || rest.starts_with('.') => format!("{to}{rest}"),
+            _ => field,
+        })
+    }
+
     /// The same error with its field placed under `prefix` (e.g. a line of a
     /// collection sheet: `lines[3]` + `amount` = `lines[3].amount`).
     pub fn within(self, prefix: &str) -> DomainError {
-        let join = |field: String| {
+        self.map_field(|field| {
             if field.is_empty() {
                 prefix.to_owned()
             } else {
                 format!("{prefix}.{field}")
             }
-        };
-        match self {
-            DomainError::Invalid { field, message } => DomainError::Invalid {
-                field: join(field),
-                message,
-            },
-            DomainError::NotFound { field, kind, id } => DomainError::NotFound {
-                field: join(field),
-                kind,
-                id,
-            },
-            DomainError::AlreadyExists { field, kind, id } => DomainError::AlreadyExists {
-                field: join(field),
-                kind,
-                id,
-            },
-            DomainError::Precondition { field, message } => DomainError::Precondition {
-                field: join(field),
-                message,
-            },
-            other => other,
-        }
+        })
     }
 }
