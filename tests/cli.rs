@@ -1015,3 +1015,84 @@ fn a_write_off_and_its_recovery_show_in_the_loan_and_the_totals() {
     assert_eq!(json["current"]["written_off"]["amount"], "5000000");
     assert_eq!(json["by_product"][0]["loans"], 2);
 }
+
+/// A loan in two tranches: 400,000 VND at 0% over 4 weekly installments
+/// (100,000 each), approved for 1,000,000; a second tranche of 200,000 on
+/// 10 January, before the first due date, spreads 600,000 over the same 4
+/// installments: 150,000 each, the balance after falling by 150,000.
+#[test]
+fn a_tranche_recomputes_the_installments_left() {
+    let server = Server::start();
+    set_up_product_loans(&server);
+    server.ok(&[
+        "product-create",
+        "HOUSE",
+        "--effective-from",
+        "2024-01-01",
+        "--name",
+        "Housing",
+        "--principal-min",
+        "100000",
+        "--principal-max",
+        "1000000",
+        "--rate",
+        "0",
+        "--method",
+        "flat",
+        "--frequency",
+        "weekly",
+        "--installments",
+        "4",
+        "--tranches",
+        "3",
+    ]);
+    let loan = server.json(&[
+        "disburse",
+        "TB-0002",
+        "--product",
+        "HOUSE",
+        "--principal",
+        "400000",
+        "--approved",
+        "1000000",
+        "--first-repayment",
+        "2024-01-15",
+        "--date",
+        "2024-01-08",
+    ]);
+    assert_eq!(loan["loan_id"], "TB-0002/L2");
+    let tranche = server.json(&["tranche", "TB-0002/L2", "200000", "--date", "2024-01-10"]);
+    assert_eq!(tranche["principal_disbursed"]["amount"], "200000");
+    assert_eq!(tranche["paid_out"]["amount"], "200000");
+    let rows: Vec<(String, String, String)> = tranche["schedule"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["due_date"].as_str().unwrap().to_owned(),
+                i["principal"]["amount"].as_str().unwrap().to_owned(),
+                i["balance_after"]["amount"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let row = |due: &str, principal: &str, after: &str| {
+        (due.to_owned(), principal.to_owned(), after.to_owned())
+    };
+    assert_eq!(
+        rows,
+        vec![
+            row("2024-01-15", "150000", "450000"),
+            row("2024-01-22", "150000", "300000"),
+            row("2024-01-29", "150000", "150000"),
+            row("2024-02-05", "150000", "0"),
+        ]
+    );
+    let balance = server.ok(&["balance", "loan:TB-0002/L2"]);
+    assert!(balance.contains("600,000"), "{balance}");
+    // Beyond the approved principal, refused with nothing written.
+    let before = field(&server.ok(&["info"]), "last sequence");
+    let refused = server.fails(&["tranche", "TB-0002/L2", "500000", "--date", "2024-01-10"]);
+    assert!(refused.contains("approved principal"), "{refused}");
+    assert_eq!(field(&server.ok(&["info"]), "last sequence"), before);
+}
