@@ -43,59 +43,6 @@ async fn loan(
     loan
 }
 
-/// Branch HN with one member, HN-0001, and her compulsory savings account.
-async fn branch_hn(app: &mut App) {
-    app.branch
-        .create_branch(pb::CreateBranchRequest {
-            context: ctx("branch-hn"),
-            branch_id: "HN".into(),
-            name: "TYM - Chi nhánh Hà Nội".into(),
-            opened_on: "2024-01-01".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    app.branch
-        .create_center(pb::CreateCenterRequest {
-            context: ctx("center-hn"),
-            center_id: "HN-C01".into(),
-            branch_id: "HN".into(),
-            name: "Cụm Đông Anh".into(),
-            opened_on: "2024-01-01".into(),
-        })
-        .await
-        .unwrap();
-    app.branch
-        .create_group(pb::CreateGroupRequest {
-            context: ctx("group-hn"),
-            group_id: "HN-G01".into(),
-            center_id: "HN-C01".into(),
-            name: "Nhóm 1".into(),
-            opened_on: "2024-01-01".into(),
-        })
-        .await
-        .unwrap();
-    app.branch
-        .register_member(pb::RegisterMemberRequest {
-            context: ctx("member-hn"),
-            member_id: "HN-0001".into(),
-            full_name: "Lê Thị Lan".into(),
-            group_id: "HN-G01".into(),
-            joined_on: "2024-01-02".into(),
-        })
-        .await
-        .unwrap();
-    app.branch
-        .open_savings_account(pb::OpenSavingsAccountRequest {
-            context: ctx("savings-hn"),
-            member_id: "HN-0001".into(),
-            kind: pb::SavingsKind::Compulsory as i32,
-            opened_on: "2024-01-02".into(),
-        })
-        .await
-        .unwrap();
-}
-
 /// The portfolio, as of 30 June 2024 (all loans flat 24%, monthly):
 ///
 /// | loan | member  | principal | per month | paid on                  | outstanding 30/6 | oldest unpaid | days |
@@ -116,7 +63,7 @@ async fn portfolio() -> App {
     for member in ["TB-0001", "TB-0002", "TB-0003", "TB-0004", "TB-0005"] {
         app.member(member).await;
     }
-    branch_hn(&mut app).await;
+    app.other_branch("HN", "VND").await;
     let a1 = monthly("1200000", "2024-02-10");
     loan(
         &mut app,

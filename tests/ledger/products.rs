@@ -504,65 +504,10 @@ async fn preview_is_the_schedule_the_disbursement_records_and_writes_nothing() {
     assert_eq!(app.balance("cash:TB").await, "-1904934");
 }
 
-/// Branch HCM keeping its books in US dollars, with member HCM-0001 and her
-/// compulsory savings account HCM-0001/C1.
-async fn branch_hcm(app: &mut App) {
-    app.branch
-        .create_branch(pb::CreateBranchRequest {
-            context: ctx("branch-usd"),
-            branch_id: "HCM".into(),
-            name: "Chi nhánh đô la".into(),
-            currency: "USD".into(),
-            opened_on: "2024-01-01".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    app.branch
-        .create_center(pb::CreateCenterRequest {
-            context: ctx("center-usd"),
-            center_id: "HCM-C01".into(),
-            branch_id: "HCM".into(),
-            name: "Cụm 1".into(),
-            opened_on: "2024-01-01".into(),
-        })
-        .await
-        .unwrap();
-    app.branch
-        .create_group(pb::CreateGroupRequest {
-            context: ctx("group-usd"),
-            group_id: "HCM-G01".into(),
-            center_id: "HCM-C01".into(),
-            name: "Nhóm 1".into(),
-            opened_on: "2024-01-01".into(),
-        })
-        .await
-        .unwrap();
-    app.branch
-        .register_member(pb::RegisterMemberRequest {
-            context: ctx("member-usd"),
-            member_id: "HCM-0001".into(),
-            full_name: "Trần Thị Mai".into(),
-            group_id: "HCM-G01".into(),
-            joined_on: "2024-01-02".into(),
-        })
-        .await
-        .unwrap();
-    app.branch
-        .open_savings_account(pb::OpenSavingsAccountRequest {
-            context: ctx("savings-usd"),
-            member_id: "HCM-0001".into(),
-            kind: pb::SavingsKind::Compulsory as i32,
-            opened_on: "2024-01-02".into(),
-        })
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn preview_and_disbursement_in_a_two_decimal_currency() {
     let mut app = spawn_app().await;
-    branch_hcm(&mut app).await;
+    app.other_branch("HCM", "USD").await;
     let rules = pb::ProductRules {
         currency: "USD".into(),
         principal_min: "100.00".into(),
@@ -1100,7 +1045,7 @@ async fn too_many_installments_names_installments_max() {
 #[tokio::test]
 async fn an_amount_without_a_currency_is_in_the_branchs_currency() {
     let mut app = spawn_app().await;
-    branch_hcm(&mut app).await;
+    app.other_branch("HCM", "USD").await;
     let deposited = app
         .branch
         .deposit_savings(pb::DepositSavingsRequest {

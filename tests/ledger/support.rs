@@ -469,6 +469,68 @@ pub fn application(product: &str, principal: &str, first: &str) -> pb::LoanAppli
 }
 
 impl App {
+    /// Branch `id` keeping its books in `currency`, with center `ID-C01`,
+    /// group `ID-G01` and member `ID-0001` holding compulsory savings
+    /// `ID-0001/C1` (opened 2024-01-01, joined 2024-01-02).
+    #[allow(dead_code)]
+    pub async fn other_branch(&mut self, id: &str, currency: &str) {
+        let (center, group, member) = (
+            format!("{id}-C01"),
+            format!("{id}-G01"),
+            format!("{id}-0001"),
+        );
+        self.branch
+            .create_branch(pb::CreateBranchRequest {
+                context: ctx(&format!("branch-{id}")),
+                branch_id: id.into(),
+                name: format!("Chi nhánh {id}"),
+                currency: currency.into(),
+                opened_on: "2024-01-01".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        self.branch
+            .create_center(pb::CreateCenterRequest {
+                context: ctx(&format!("center-{id}")),
+                center_id: center.clone(),
+                branch_id: id.into(),
+                name: "Cụm 1".into(),
+                opened_on: "2024-01-01".into(),
+            })
+            .await
+            .unwrap();
+        self.branch
+            .create_group(pb::CreateGroupRequest {
+                context: ctx(&format!("group-{id}")),
+                group_id: group.clone(),
+                center_id: center,
+                name: "Nhóm 1".into(),
+                opened_on: "2024-01-01".into(),
+            })
+            .await
+            .unwrap();
+        self.branch
+            .register_member(pb::RegisterMemberRequest {
+                context: ctx(&format!("member-{id}")),
+                member_id: member.clone(),
+                full_name: "Lê Thị Lan".into(),
+                group_id: group,
+                joined_on: "2024-01-02".into(),
+            })
+            .await
+            .unwrap();
+        self.branch
+            .open_savings_account(pb::OpenSavingsAccountRequest {
+                context: ctx(&format!("savings-{id}")),
+                member_id: member,
+                kind: pb::SavingsKind::Compulsory as i32,
+                opened_on: "2024-01-02".into(),
+            })
+            .await
+            .unwrap();
+    }
+
     /// Disburses a loan applied for under a product.
     #[allow(dead_code)]
     pub async fn disburse_under(
