@@ -250,8 +250,9 @@ async fn tranches_recompute_the_schedule_within_the_approved_principal() {
     assert_refused(&status, Code::FailedPrecondition, "loan_id");
 }
 
-#[tokio::test]
-async fn prepaying_a_declining_balance_loan_lowers_the_later_installments() {
+/// TB-0001's loan TB-0001/L1 under DECLINE: 1,000,000 VND disbursed on 8
+/// January, first due 15 January.
+async fn declining_loan() -> (App, String) {
     let mut app = spawn_app().await;
     app.branch_tb().await;
     app.member("TB-0001").await;
@@ -266,6 +267,12 @@ async fn prepaying_a_declining_balance_loan_lowers_the_later_installments() {
         .await
         .unwrap()
         .loan_id;
+    (app, loan)
+}
+
+#[tokio::test]
+async fn prepaying_a_declining_balance_loan_lowers_the_later_installments() {
+    let (mut app, loan) = declining_loan().await;
     // 556,281 on 15 January: installment 1 (256,281), then 300,000 ahead.
     // Interest accrued in week 2 by its first day: none. So 300,000 principal
     // is prepaid: the balance falls from 753,719 to 453,719.
@@ -315,20 +322,7 @@ async fn prepaying_a_declining_balance_loan_lowers_the_later_installments() {
 
 #[tokio::test]
 async fn paying_off_mid_period_charges_interest_to_the_date_and_closes_the_loan() {
-    let mut app = spawn_app().await;
-    app.branch_tb().await;
-    app.member("TB-0001").await;
-    create_product(&app, "DECLINE", declining()).await;
-    let loan = app
-        .disburse_under(
-            "loan-1",
-            "TB-0001",
-            application("DECLINE", "1000000", "2024-01-15"),
-            "2024-01-08",
-        )
-        .await
-        .unwrap()
-        .loan_id;
+    let (mut app, loan) = declining_loan().await;
     // Nothing paid by 19 January, 4 days into the week 15-22 January.
     // Due: installment 1 (principal 246,281, interest 10,000).
     // Accrued: week 2 on its balance 753,719 for 4 of 7 days,
