@@ -12,9 +12,13 @@
 //! acknowledged write only if no valid frame follows it; otherwise the
 //! journal is corrupt and refuses to open (acknowledged entries would be
 //! lost by cutting).
+//!
+//! Every write and barrier goes through [`JournalMedium`], whose real
+//! implementation is `std::fs::File`; a test implementation records them to
+//! build the disk states a power cut could leave (`crash_states`).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -36,9 +40,59 @@ const FRAME_HEADER_LEN: usize = 16;
 const RECORD_HEADER_LEN: usize = 8;
 const PAYLOAD_LEN_MIN: usize = 33;
 
+/// The calls the journal makes on its file to write it: appends and
+/// barriers, plus the reads and cuts that creating it needs.
+///
+/// `std::fs::File` is the real implementation; [`JournalFile`] is generic
+/// over it and compiled for `File` in the server, so the real write path is
+/// the same code with no indirection. A test records every call instead, to
+/// build the disk states a power cut could leave between barriers.
+pub trait JournalMedium {
+    /// Writes all of `bytes` at the end of the file.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// `fdatasync`: the bytes written so far (and the size needed to read
+    /// them) survive a power cut once this returns.
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// `fsync`: data and metadata survive a power cut once this returns.
+    fn sync_all(&mut self) -> io::Result<()>;
+    /// Cuts (or extends with zeros) the file to `len` bytes.
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Fills `buf` with the bytes at `offset`.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// The file's length in bytes.
+    fn len(&self) -> io::Result<u64>;
+}
+
+impl JournalMedium for File {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        // The journal is opened with O_APPEND: every write lands at the end.
+        self.write_all(bytes)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        File::sync_all(self)
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.read_exact_at(buf, offset)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.metadata().map(|meta| meta.len())
+    }
+}
+
 /// The open journal file: the append handle and each entry's offset.
-pub struct JournalFile {
-    file: File,
+pub struct JournalFile<M: JournalMedium = File> {
+    file: M,
     /// `offsets[i]` is where entry `i + 1`'s record starts.
     offsets: Vec<u64>,
     end: u64,
@@ -78,12 +132,7 @@ impl JournalFile {
         })?;
         if !has_header(&file)? {
             // New, or a creation cut short before its header was durable.
-            file.set_len(0)
-                .map_err(StoreError::io("resetting journal"))?;
-            file.write_all(FILE_MAGIC)
-                .map_err(StoreError::io("writing journal header"))?;
-            file.sync_all()
-                .map_err(StoreError::io("syncing new journal"))?;
+            write_header(&mut file)?;
             File::open(dir)
                 .and_then(|d| d.sync_all())
                 .map_err(StoreError::io(format!(
@@ -123,6 +172,15 @@ impl JournalFile {
         })
     }
 
+    /// A handle for reading entries, independent of the append handle.
+    pub fn try_clone_file(&self) -> Result<File, StoreError> {
+        self.file
+            .try_clone()
+            .map_err(StoreError::io("cloning journal handle"))
+    }
+}
+
+impl<M: JournalMedium> JournalFile<M> {
     /// Number of entries.
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
@@ -137,7 +195,7 @@ impl JournalFile {
         while !rest.is_empty() {
             let (frame, offsets, taken) = self.encode_frame(rest)?;
             self.file
-                .write_all(&frame)
+                .append(&frame)
                 .map_err(StoreError::io("appending to the journal"))?;
             self.file
                 .sync_data()
@@ -192,13 +250,6 @@ impl JournalFile {
         Ok((frame, offsets, taken))
     }
 
-    /// A handle for reading entries, independent of the append handle.
-    pub fn try_clone_file(&self) -> Result<File, StoreError> {
-        self.file
-            .try_clone()
-            .map_err(StoreError::io("cloning journal handle"))
-    }
-
     /// The (request id, sequence) pairs of the entries found at open.
     pub fn take_request_index(&mut self) -> Vec<(String, u64)> {
         std::mem::take(&mut self.request_index)
@@ -210,20 +261,31 @@ impl JournalFile {
     }
 }
 
+/// Writes a new journal's header (over whatever a creation cut short left)
+/// and makes it durable.
+fn write_header<M: JournalMedium>(file: &mut M) -> Result<(), StoreError> {
+    file.set_len(0)
+        .map_err(StoreError::io("resetting journal"))?;
+    file.append(FILE_MAGIC)
+        .map_err(StoreError::io("writing journal header"))?;
+    file.sync_all()
+        .map_err(StoreError::io("syncing new journal"))
+}
+
 /// True when the file starts with the journal's magic; false when it is
-/// empty, shorter than the magic, or all zeros (a creation cut short).
-fn has_header(file: &File) -> Result<bool, StoreError> {
-    let len = file
-        .metadata()
-        .map_err(StoreError::io("reading journal size"))?
-        .len();
+/// empty, shorter than the magic, or a creation cut short: exactly the
+/// magic's length of zeros, or of a torn magic (a prefix of it, then zeros).
+fn has_header<M: JournalMedium>(file: &M) -> Result<bool, StoreError> {
+    let len = file.len().map_err(StoreError::io("reading journal size"))?;
     if len < FILE_MAGIC.len() as u64 {
         return Ok(false);
     }
     let mut magic = [0u8; 8];
-    file.read_exact_at(&mut magic, 0)
+    file.read_at(&mut magic, 0)
         .map_err(StoreError::io("reading journal header"))?;
-    Ok(!(magic == [0u8; 8] && len == FILE_MAGIC.len() as u64))
+    let torn = (0..FILE_MAGIC.len())
+        .any(|kept| magic[..kept] == FILE_MAGIC[..kept] && magic[kept..].iter().all(|&b| b == 0));
+    Ok(!(torn && len == FILE_MAGIC.len() as u64))
 }
 
 /// Copies the bytes from `from` to the end into `journal.log.torn-<from>`
@@ -433,3 +495,6 @@ fn check_nothing_valid_after(file: &File, bad: u64, len: u64) -> Result<(), Stor
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod crash_states;
