@@ -105,8 +105,12 @@ fn duration_bounded_load_verifies() {
     assert_eq!(json["errors"], 0, "{json:#}");
     assert!(json["commands"].as_u64().unwrap() > 0, "{json:#}");
     assert_eq!(json["commands"], json["acknowledged"], "{json:#}");
+    // The run stops at its duration: no sooner, and not at a count (a run
+    // that ignored its duration would go on to the acknowledgement cap, far
+    // longer). The upper bound leaves room for the calls in flight at the
+    // deadline on a loaded two-core machine.
     let seconds = json["seconds"].as_f64().unwrap();
-    assert!((0.5..5.0).contains(&seconds), "{json:#}");
+    assert!((0.5..30.0).contains(&seconds), "{json:#}");
 }
 
 #[test]

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::chromium::{PAGE_ERRORS, open_in_chromium};
+use common::chromium::{PAGE_ERRORS, open_in, open_in_chromium};
 
 use mfi_ledger::report::{
     BranchReport, MonthFigures, ProductFigures, YearFigures, render_html, render_table,
@@ -423,4 +423,26 @@ fn chromium_check_catches_script_errors() {
         "{}",
         rendered.describe()
     );
+}
+
+/// A browser check that cannot start Chromium fails under `CI=true` rather
+/// than passing as a skip (it used to return early, green, in CI too);
+/// outside CI it is skipped, loudly.
+#[test]
+fn without_chromium_the_browser_checks_fail_in_ci_and_skip_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-chromium");
+    let html = "<!DOCTYPE html><html><body><p>report</p></body></html>";
+    let test = "without_chromium_the_browser_checks_fail_in_ci_and_skip_elsewhere";
+    let in_ci = std::panic::catch_unwind(|| open_in(test, html, dir.path(), Some(&missing), true));
+    let why = in_ci.expect_err("an unavailable Chromium must fail the check in CI");
+    let message = why
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(
+        message.contains("Chromium is unavailable under CI=true"),
+        "{message}"
+    );
+    assert!(open_in(test, html, dir.path(), Some(&missing), false).is_none());
 }

@@ -1,6 +1,11 @@
 //! The real binary killed with SIGKILL at random moments under concurrent
 //! writes: after each restart every acknowledged request is there exactly
 //! once, and at the end the journal and derived state verify offline.
+//!
+//! The moments are seeded (the seed is printed; `CRASH_SEED` replays one)
+//! and counted from the first acknowledgements of each round, not from its
+//! start, so a slow, loaded machine changes when the kill lands, never
+//! whether the round has anything to check.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,7 +16,6 @@ use std::time::Duration;
 use mfi_ledger::pb;
 use mfi_ledger::pb::audit_service_client::AuditServiceClient;
 use mfi_ledger::pb::branch_service_client::BranchServiceClient;
-use rand::RngExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
@@ -22,6 +26,10 @@ const BINARY: &str = env!("CARGO_BIN_EXE_mfi-ledger");
 const ROUNDS: usize = 5;
 const WRITERS: usize = 8;
 const COMMANDS_PER_WRITER_MAX: usize = 3000;
+/// Acknowledgements each round waits for before its kill delay starts.
+const ACKNOWLEDGED_BEFORE_KILL: usize = 16;
+/// Longest wait for them: past it the server is stalled, a failure.
+const ACKNOWLEDGED_WAIT: Duration = Duration::from_secs(60);
 
 struct Server {
     child: Child,
@@ -130,15 +138,34 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_request() {
     let mut server = start(dir.path()).await;
     set_up(&mut server).await;
     let mut acknowledged: HashMap<String, (u64, u64)> = HashMap::new();
+    let seed = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |since| since.as_secs())
+        });
+    eprintln!("SIGKILL delays: CRASH_SEED={seed}");
+    let mut rng = oorandom::Rand64::new(u128::from(seed));
     for round in 0..ROUNDS {
-        let (writers, acked) = {
-            let acked = Arc::new(Mutex::new(HashMap::new()));
-            let writers = spawn_writers(&server, round, acked.clone());
-            let delay_ms = rand::rng().random_range(150..600);
-            eprintln!("round {round}: SIGKILL after {delay_ms} ms");
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            (writers, acked)
-        };
+        let acked = Arc::new(Mutex::new(HashMap::new()));
+        let writers = spawn_writers(&server, round, acked.clone());
+        let waited = tokio::time::timeout(ACKNOWLEDGED_WAIT, async {
+            while acked.lock().unwrap().len() < ACKNOWLEDGED_BEFORE_KILL {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "round {round}: fewer than {ACKNOWLEDGED_BEFORE_KILL} writes acknowledged in {ACKNOWLEDGED_WAIT:?}"
+        );
+        let delay_ms = rng.rand_range(0..450);
+        eprintln!(
+            "round {round}: SIGKILL {delay_ms} ms after the first {ACKNOWLEDGED_BEFORE_KILL} acknowledgements"
+        );
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         server.child.start_kill().unwrap();
         server.child.wait().await.unwrap();
         for writer in writers {

@@ -38,6 +38,33 @@ struct WatchedStore {
     fail_after: Option<u64>,
     /// Fail this many checkpoints of the state cache.
     failing_saves: std::sync::atomic::AtomicU32,
+    /// When closed, appends wait here until it opens.
+    gate: Arc<Gate>,
+}
+
+/// A gate appends wait at while it is closed: lets a test hold commands in
+/// flight for as long as it needs, whatever the machine's speed.
+#[derive(Default)]
+struct Gate {
+    closed: Mutex<bool>,
+    opened: std::sync::Condvar,
+    /// Appends that have reached the gate.
+    arrived: std::sync::atomic::AtomicU64,
+}
+
+impl Gate {
+    fn pass(&self) {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        let mut closed = self.closed.lock().unwrap();
+        while *closed {
+            closed = self.opened.wait(closed).unwrap();
+        }
+    }
+
+    fn set_closed(&self, closed: bool) {
+        *self.closed.lock().unwrap() = closed;
+        self.opened.notify_all();
+    }
 }
 
 impl WatchedStore {
@@ -48,12 +75,14 @@ impl WatchedStore {
             delay: Duration::from_millis(3),
             fail_after: None,
             failing_saves: std::sync::atomic::AtomicU32::new(0),
+            gate: Arc::default(),
         }
     }
 }
 
 impl Store for WatchedStore {
     fn append(&self, entries: &[Arc<Entry>]) -> Result<(), StoreError> {
+        self.gate.pass();
         std::thread::sleep(self.delay);
         if self
             .fail_after
@@ -238,11 +267,16 @@ fn deposit(i: usize) -> Command {
     )
 }
 
+/// Past the in-flight bound, commands are refused as overloaded and nothing
+/// is lost. The bound is filled deterministically (a submission of
+/// `queue_depth_max` commands held at the disk), not by racing 40 tasks
+/// against a slow disk, which on a loaded machine could finish each one
+/// before the next arrived and see no overload at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_in_flight_bound_commands_are_refused_as_overloaded_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
-    store.delay = Duration::from_millis(40);
+    let store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
+    let gate = store.gate.clone();
     let config = LedgerConfig {
         queue_depth_max: 4,
         ..LedgerConfig::default()
@@ -250,25 +284,50 @@ async fn past_the_in_flight_bound_commands_are_refused_as_overloaded_and_nothing
     let ledger = Arc::new(Ledger::start(Arc::new(store), TestClock::new(), config).unwrap());
     set_up(&ledger).await;
     let before = ledger.read(|s| s.last_sequence());
-    let tasks: Vec<_> = (0..40)
-        .map(|i| {
-            let ledger = ledger.clone();
-            tokio::spawn(async move { ledger.submit(deposit(i)).await })
-        })
-        .collect();
-    let (mut accepted, mut overloaded) = (0u64, 0u64);
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(_) => accepted += 1,
-            Err(SubmitError::Overloaded(4)) => overloaded += 1,
-            Err(other) => panic!("unexpected refusal: {other}"),
+
+    // Four commands in flight, held at the disk: the bound is full.
+    gate.set_closed(true);
+    let arrived = gate.arrived.load(Ordering::SeqCst);
+    let held = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.submit_many((0..4).map(deposit).collect()).await }
+    });
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while gate.arrived.load(Ordering::SeqCst) == arrived {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    })
+    .await
+    .expect("the held commands reach the disk");
+    for i in 4..40 {
+        let refused = ledger.submit(deposit(i)).await;
+        assert!(
+            matches!(refused, Err(SubmitError::Overloaded(_))),
+            "command {i} past a full in-flight bound: {refused:?}"
+        );
     }
-    assert!(
-        overloaded > 0,
-        "40 commands against a bound of 4 behind a slow disk must overload"
-    );
-    assert_eq!(ledger.read(|s| s.last_sequence()), before + accepted);
+
+    // Once the disk answers, the held commands are durable and the bound frees.
+    gate.set_closed(false);
+    let results = held.await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(ledger.read(|s| s.last_sequence()), before + 4);
+    // (The permits go when the writer drops the answered submission, a
+    // moment after the reply: wait for that, within a bound.)
+    let freed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match ledger.submit(deposit(40)).await {
+                Err(SubmitError::Overloaded(_)) => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the in-flight bound frees once the held commands are answered");
+    freed.unwrap();
+    assert_eq!(ledger.read(|s| s.last_sequence()), before + 5);
     tokio::task::spawn_blocking(move || ledger.shutdown())
         .await
         .unwrap();
