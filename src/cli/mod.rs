@@ -26,6 +26,8 @@ mod setup;
 mod sheet;
 mod transactions;
 
+pub use self::sheet::parse_collection_sheet;
+
 use clap::{Args, Subcommand};
 
 use self::args::{

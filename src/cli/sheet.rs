@@ -245,6 +245,14 @@ fn parse_sheet(file: &str, mut input: impl Read) -> anyhow::Result<Sheet> {
     Ok(sheet)
 }
 
+/// The lines `collection-sheet` would send for the CSV `input` (named
+/// `file` in errors), or the located problem; never contacts a server.
+/// Public for the fuzz tests (`tests/fuzz.rs`).
+pub fn parse_collection_sheet(file: &str, input: &[u8]) -> anyhow::Result<Vec<pb::CollectionLine>> {
+    let sheet = parse_sheet(file, input)?;
+    Ok(sheet.lines.into_iter().map(|line| line.line).collect())
+}
+
 /// The CSV column a server field under `lines[i]` comes from
 /// (`.repayment.amount` is the repayment column).
 fn column_of(path: &str) -> Option<&'static str> {
