@@ -213,7 +213,7 @@ pub fn parse(write: Write) -> Result<Command, DomainError> {
 }
 
 /// Most lines on one collection sheet.
-pub const COLLECTION_LINES_MAX: usize = 1000;
+pub use crate::domain::command::COLLECTION_LINES_MAX;
 
 fn collection_sheet(
     center_id: String,

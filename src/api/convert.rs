@@ -5,9 +5,9 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 
 use crate::domain::DomainError;
-use crate::domain::command::CommandBody;
-use crate::domain::command::{LoanTermsInput, Money, SavingsKind};
+use crate::domain::command::{CommandBody, LoanTermsInput, Money, SavingsKind, check_date};
 use crate::domain::entry::{Entry, EntryBody, Outcome, Repayment, Side};
+use crate::domain::error::echo;
 use crate::domain::ids::{Actor, RequestId};
 use crate::domain::money::{Currency, format_amount, parse_amount, parse_decimal};
 use crate::domain::schedule::{Installment, InterestMethod, LoanTerms, RepaymentFrequency};
@@ -65,18 +65,20 @@ pub fn optional_date(field: &str, text: &str) -> Result<Option<NaiveDate>, Domai
     date(field, text).map(Some)
 }
 
-/// A required date "YYYY-MM-DD".
+/// A required date "YYYY-MM-DD", from 1900-01-01 to 9999-12-31 (the one
+/// range every write and read accepts: `domain::command::DATE_MIN..=DATE_MAX`).
 pub fn date(field: &str, text: &str) -> Result<NaiveDate, DomainError> {
     let parsed = NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
         .filter(|_| text.len() == 10);
-    parsed.ok_or_else(|| {
+    let date = parsed.ok_or_else(|| {
         if text.is_empty() {
             DomainError::invalid(field, "is required")
         } else {
-            DomainError::invalid(field, format!("{text:?} is not a date YYYY-MM-DD"))
+            DomainError::invalid(field, format!("{} is not a date YYYY-MM-DD", echo(text)))
         }
-    })
+    })?;
+    check_date(field, date)
 }
 
 /// A percentage "0" to "100"; empty gives `default`.
@@ -88,7 +90,7 @@ pub fn percent(field: &str, text: &str, default: Decimal) -> Result<Decimal, Dom
     if value > Decimal::ONE_HUNDRED {
         return Err(DomainError::invalid(
             field,
-            format!("{text} is more than 100"),
+            format!("{} is more than 100", echo(text)),
         ));
     }
     Ok(value)

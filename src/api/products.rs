@@ -10,13 +10,13 @@ use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
 use crate::domain::DomainError;
-use crate::domain::command::{Command, CommandBody};
+use crate::domain::command::{Command, CommandBody, check_len};
 use crate::domain::entry::Outcome;
 use crate::domain::ids::{FeeCode, Name, ProductId};
 use crate::domain::money::{Currency, parse_amount, parse_decimal};
 use crate::domain::product::{
-    ALLOCATION_ORDER_DEFAULT, AllocationPart, ArrearsTolerance, CompulsorySavings, Fee, FeeAmount,
-    FeeCollection, LoanApplication, LoanPolicy, ProductRules, ProductVersion,
+    ALLOCATION_ORDER_DEFAULT, AllocationPart, ArrearsTolerance, CompulsorySavings, FEES_MAX, Fee,
+    FeeAmount, FeeCollection, LoanApplication, LoanPolicy, ProductRules, ProductVersion,
 };
 use crate::domain::schedule::{
     Amortization, Installment, InstallmentBasis, InstallmentRounding, InterestMethod,
@@ -255,6 +255,14 @@ pub fn rules_in(rules: Option<pb::ProductRules>) -> Result<ProductRules, DomainE
             )?)
         }
     };
+    check_len(
+        "rules.allocation_order",
+        r.allocation_order.len(),
+        ALLOCATION_ORDER_DEFAULT.len(),
+        true,
+        "parts",
+    )?;
+    check_len("rules.fees", r.fees.len(), FEES_MAX, true, "fees")?;
     let allocation_order = if r.allocation_order.is_empty() {
         ALLOCATION_ORDER_DEFAULT
     } else {
@@ -343,6 +351,7 @@ pub fn rules_in(rules: Option<pb::ProductRules>) -> Result<ProductRules, DomainE
         installments_max: or_min(r.installments_max),
         installments_default: or_min(r.installments_default),
         rounding: InstallmentRounding { multiple, mode },
+        rounding_decimal_places: r.rounding_decimal_places,
         grace_on_principal: r.grace_on_principal,
         grace_on_interest: r.grace_on_interest,
         compulsory_savings,
@@ -395,7 +404,7 @@ pub fn rules_out(rules: &ProductRules) -> pb::ProductRules {
         installments_min: rules.installments_min,
         installments_max: rules.installments_max,
         installments_default: rules.installments_default,
-        rounding_decimal_places: Some(rules.rounding.multiple.normalize().scale()),
+        rounding_decimal_places: rules.rounding_decimal_places,
         rounding_multiple: text(rules.rounding.multiple),
         rounding_mode: match rules.rounding.mode {
             RoundingMode::HalfEven => pb::RoundingMode::HalfEven,

@@ -4,6 +4,11 @@
 //!
 //! A command's [`Command::request_hash`] covers everything the client sent
 //! except the request id, so a retry can be told from a different request.
+//!
+//! Every list a client controls has a bound here or beside its type
+//! ([`COLLECTION_LINES_MAX`], [`crate::domain::product::FEES_MAX`],
+//! [`crate::domain::product::TRANCHES_MAX`], 520 installments), and every
+//! date a command or query names lies in [`DATE_MIN`]`..=`[`DATE_MAX`].
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -18,6 +23,44 @@ use super::ids::{
 use super::money::Currency;
 use super::product::{LoanApplication, ProductRules};
 use super::schedule::{InterestMethod, RepaymentFrequency};
+
+/// Earliest date a command or a query may name.
+pub const DATE_MIN: NaiveDate = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap();
+/// Latest date a command or a query may name, and a loan's last due date.
+pub const DATE_MAX: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap();
+
+/// Most lines on one collection sheet.
+pub const COLLECTION_LINES_MAX: usize = 1000;
+
+/// Refuses a date outside [`DATE_MIN`]`..=`[`DATE_MAX`], naming `field`.
+pub fn check_date(field: &str, date: NaiveDate) -> Result<NaiveDate, DomainError> {
+    if !(DATE_MIN..=DATE_MAX).contains(&date) {
+        return Err(DomainError::invalid(
+            field,
+            format!("{date} is outside {DATE_MIN} to {DATE_MAX}"),
+        ));
+    }
+    Ok(date)
+}
+
+/// Refuses a list of `len` items unless it has 1 to `max` of them (`0` to
+/// `max` when `empty_ok`), naming `field` and saying what `items` are.
+pub fn check_len(
+    field: &str,
+    len: usize,
+    max: usize,
+    empty_ok: bool,
+    items: &str,
+) -> Result<(), DomainError> {
+    let min = usize::from(!empty_ok);
+    if len < min || len > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("has {len} {items}; {min} to {max} allowed"),
+        ));
+    }
+    Ok(())
+}
 
 /// A positive amount of money, as a client sent it (normalised).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

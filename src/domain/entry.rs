@@ -422,6 +422,13 @@ pub fn chain_hash(previous: &Hash, bytes: &[u8]) -> Hash {
     hasher.finalize().into()
 }
 
+/// Largest canonical encoding of one entry, in bytes. A command whose entry
+/// would be larger is refused when it is decided (naming the list that made
+/// it so), so the journal never meets an entry it cannot hold: the store's
+/// record limit (`store::RECORD_LEN_MAX`, 1 MiB, for these bytes and the
+/// 32-byte hash) is 64 KiB above it.
+pub const ENTRY_BYTES_MAX: usize = 960 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,47 @@
 //!
 //! Each variant maps to exactly one gRPC status in `api::status` (the only
 //! place that knows gRPC). Messages name the field or object and the problem.
+//!
+//! A message repeats a client's value only through [`echo`], which cuts it
+//! short: a refusal stays small whatever the client sent (a gRPC client
+//! refuses a status message larger than its metadata limit).
+
+/// Most characters of a client's value a message repeats.
+pub const ECHO_CHARS_MAX: usize = 64;
+
+/// Longest message or field name an error keeps, in bytes: a safety net
+/// under [`echo`], so that no refusal outgrows what a gRPC client accepts.
+pub const MESSAGE_BYTES_MAX: usize = 1024;
+
+/// A client's value as a message shows it: quoted, and when longer than
+/// [`ECHO_CHARS_MAX`] characters, its first ones followed by `…(N bytes)`.
+///
+/// ```
+/// use mfi_ledger::domain::error::echo;
+///
+/// assert_eq!(echo("12a"), "\"12a\"");
+/// let long = "9".repeat(10_000);
+/// assert_eq!(echo(&long), format!("\"{}\"…(10000 bytes)", "9".repeat(64)));
+/// ```
+pub fn echo(text: &str) -> String {
+    match text.char_indices().nth(ECHO_CHARS_MAX) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}…({} bytes)", &text[..cut], text.len()),
+    }
+}
+
+/// `text` cut to at most [`MESSAGE_BYTES_MAX`] bytes, on a character boundary.
+fn bounded(mut text: String) -> String {
+    if text.len() > MESSAGE_BYTES_MAX {
+        let mut cut = MESSAGE_BYTES_MAX - '…'.len_utf8();
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
 
 /// Why the ledger refused a command or a query. A refused command writes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -10,14 +51,14 @@ pub enum DomainError {
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
     /// An object named by the command does not exist.
-    #[error("{field}: {kind} {id:?} not found")]
+    #[error("{field}: {kind} {} not found", echo(id))]
     NotFound {
         field: String,
         kind: &'static str,
         id: String,
     },
     /// An object the command would create already exists.
-    #[error("{field}: {kind} {id:?} already exists")]
+    #[error("{field}: {kind} {} already exists", echo(id))]
     AlreadyExists {
         field: String,
         kind: &'static str,
@@ -28,7 +69,8 @@ pub enum DomainError {
     Precondition { field: String, message: String },
     /// The request id was used before for a different request.
     #[error(
-        "request_id: {request_id:?} was already used for a different request (entry {sequence}); use a new request id"
+        "request_id: {} was already used for a different request (entry {sequence}); use a new request id",
+        echo(request_id)
     )]
     RequestIdReused { request_id: String, sequence: u64 },
     /// A sum or product does not fit in a decimal.
@@ -40,23 +82,23 @@ impl DomainError {
     /// Malformed input in `field`.
     pub fn invalid(field: &str, message: impl Into<String>) -> DomainError {
         DomainError::Invalid {
-            field: field.to_owned(),
-            message: message.into(),
+            field: bounded(field.to_owned()),
+            message: bounded(message.into()),
         }
     }
 
     /// Valid input in `field` that the ledger's state forbids.
     pub fn precondition(field: &str, message: impl Into<String>) -> DomainError {
         DomainError::Precondition {
-            field: field.to_owned(),
-            message: message.into(),
+            field: bounded(field.to_owned()),
+            message: bounded(message.into()),
         }
     }
 
     /// `id`, given in `field`, names no `kind`.
     pub fn not_found(field: &str, kind: &'static str, id: impl Into<String>) -> DomainError {
         DomainError::NotFound {
-            field: field.to_owned(),
+            field: bounded(field.to_owned()),
             kind,
             id: id.into(),
         }
@@ -65,7 +107,7 @@ impl DomainError {
     /// `id`, given in `field`, already names a `kind`.
     pub fn already_exists(field: &str, kind: &'static str, id: impl Into<String>) -> DomainError {
         DomainError::AlreadyExists {
-            field: field.to_owned(),
+            field: bounded(field.to_owned()),
             kind,
             id: id.into(),
         }

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::DomainError;
+use super::error::{DomainError, echo};
 
 /// Longest id of a branch, center, group or member, in characters.
 pub const ID_LEN_MAX: usize = 32;
@@ -34,7 +34,10 @@ fn check_id(field: &str, text: &str, len_max: usize, extra: &[char]) -> Result<(
         let more = if extra.is_empty() { "" } else { ":" };
         return Err(DomainError::invalid(
             field,
-            format!("{text:?} contains {bad:?}; use only letters, digits and . _ -{more}"),
+            format!(
+                "{} contains {bad:?}; use only letters, digits and . _ -{more}",
+                echo(text)
+            ),
         ));
     }
     Ok(())
@@ -122,7 +125,11 @@ macro_rules! owned_id {
                 let Some((member, suffix)) = text.split_once('/') else {
                     return Err(DomainError::invalid(
                         field,
-                        format!("{text:?} is not an id of the form MEMBER/{}N", $letter),
+                        format!(
+                            "{} is not an id of the form MEMBER/{}N",
+                            echo(text),
+                            $letter
+                        ),
                     ));
                 };
                 MemberId::parse(field, member)?;
@@ -136,7 +143,11 @@ macro_rules! owned_id {
                 if !well_formed {
                     return Err(DomainError::invalid(
                         field,
-                        format!("{text:?} is not an id of the form MEMBER/{}N", $letter),
+                        format!(
+                            "{} is not an id of the form MEMBER/{}N",
+                            echo(text),
+                            $letter
+                        ),
                     ));
                 }
                 Ok($name(text.to_owned()))

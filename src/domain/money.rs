@@ -11,7 +11,7 @@ use std::fmt;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::error::DomainError;
+use super::error::{DomainError, echo};
 
 /// Largest amount accepted in one command: 10^18 of the currency's unit.
 /// Far above any microfinance figure, and far below `Decimal::MAX`, so sums of
@@ -62,7 +62,10 @@ impl Currency {
             "EUR" => Ok(Currency::Eur),
             other => Err(DomainError::invalid(
                 field,
-                format!("{other:?} is not a supported currency (VND, USD, EUR)"),
+                format!(
+                    "{} is not a supported currency (VND, USD, EUR)",
+                    echo(other)
+                ),
             )),
         }
     }
@@ -103,7 +106,8 @@ pub fn parse_decimal(
         return Err(DomainError::invalid(
             field,
             format!(
-                "{text:?} is not a plain decimal number (digits, at most one '.', no exponent, spaces or separators)"
+                "{} is not a plain decimal number (digits, at most one '.', no exponent, spaces or separators)",
+                echo(text)
             ),
         ));
     }
@@ -111,18 +115,26 @@ pub fn parse_decimal(
     if significant > AMOUNT_MAX_DIGITS {
         return Err(DomainError::invalid(
             field,
-            format!("{text:?} has more than {AMOUNT_MAX_DIGITS} digits before the decimal point"),
+            format!(
+                "{} has more than {AMOUNT_MAX_DIGITS} digits before the decimal point",
+                echo(text)
+            ),
         ));
     }
     if fraction.is_some_and(|f| f.len() > 28) {
         return Err(DomainError::invalid(
             field,
-            format!("{text:?} has more than 28 decimal places"),
+            format!("{} has more than 28 decimal places", echo(text)),
         ));
     }
     Decimal::from_str_exact(text)
         .map(|d| d.normalize())
-        .map_err(|e| DomainError::invalid(field, format!("{text:?} is not a decimal number: {e}")))
+        .map_err(|e| {
+            DomainError::invalid(
+                field,
+                format!("{} is not a decimal number: {e}", echo(text)),
+            )
+        })
 }
 
 /// Parses a client's positive amount in `currency`: refused if zero, negative,
@@ -144,20 +156,21 @@ pub fn parse_amount(field: &str, text: &str, currency: Currency) -> Result<Decim
     if amount.is_sign_negative() && !amount.is_zero() {
         return Err(DomainError::invalid(
             field,
-            format!("{text:?} is negative; amounts must be positive"),
+            format!("{} is negative; amounts must be positive", echo(text)),
         ));
     }
     if amount.is_zero() {
         return Err(DomainError::invalid(
             field,
-            format!("{text:?} is zero; amounts must be positive"),
+            format!("{} is zero; amounts must be positive", echo(text)),
         ));
     }
     if amount.scale() > currency.decimal_places() {
         return Err(DomainError::invalid(
             field,
             format!(
-                "{text:?} has {} decimal places but {currency} allows {}",
+                "{} has {} decimal places but {currency} allows {}",
+                echo(text),
                 amount.scale(),
                 currency.decimal_places()
             ),

@@ -7,20 +7,27 @@
 //! term, dates) into the [`LoanTerms`] the schedule engine computes, refusing
 //! what the product does not allow.
 
+use std::collections::HashSet;
+
 use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
+use super::command::check_len;
 use super::error::DomainError;
 use super::ids::{FeeCode, Name, ProductId};
 use super::money::{Currency, format_amount};
 use super::schedule::{
     Amortization, InstallmentBasis, InstallmentRounding, InterestMethod, InterestPeriod, LoanTerms,
-    RepaymentFrequency,
+    RepaymentFrequency, ScheduleError, compute_schedule,
 };
 
 /// Most tranches a product may allow.
 pub const TRANCHES_MAX: u32 = 10;
+
+/// Most fees a product may charge. Each fee is copied into every
+/// disbursement's entry (its rules and its charge), so the list is bounded.
+pub const FEES_MAX: usize = 20;
 
 /// One part of what a borrower owes, in the order a payment is allocated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -152,6 +159,9 @@ pub struct ProductRules {
     pub installments_default: u32,
     /// Rounding of installments.
     pub rounding: InstallmentRounding,
+    /// The decimal places the client gave for the rounding (`None`: the
+    /// currency's); kept so the catalogue shows the product as defined.
+    pub rounding_decimal_places: Option<u32>,
     /// Installments at the start that repay no principal.
     pub grace_on_principal: u32,
     /// Installments at the start that collect no interest (deferred).
@@ -322,6 +332,26 @@ impl ProductRules {
                 ),
             ));
         }
+        if let Some(rounding_places) = self.rounding_decimal_places {
+            if rounding_places > places {
+                return Err(DomainError::invalid(
+                    "rules.rounding_decimal_places",
+                    format!(
+                        "{rounding_places} is more than {}'s {places} decimal places",
+                        self.currency
+                    ),
+                ));
+            }
+            if !places_ok(multiple, rounding_places) {
+                return Err(DomainError::invalid(
+                    "rules.rounding_multiple",
+                    format!(
+                        "{multiple} is not a multiple of {} (rounding_decimal_places {rounding_places})",
+                        Decimal::new(1, rounding_places)
+                    ),
+                ));
+            }
+        }
         match self.compulsory_savings {
             CompulsorySavings::None => {}
             CompulsorySavings::PercentOfPrincipal(p) => {
@@ -347,16 +377,16 @@ impl ProductRules {
             }
             seen.push(part);
         }
-        let mut codes = Vec::new();
+        check_len("rules.fees", self.fees.len(), FEES_MAX, true, "fees")?;
+        let mut codes = HashSet::with_capacity(self.fees.len());
         for (i, fee) in self.fees.iter().enumerate() {
             let field = format!("rules.fees[{i}]");
-            if codes.contains(&&fee.code) {
+            if !codes.insert(&fee.code) {
                 return Err(DomainError::invalid(
                     &format!("{field}.code"),
                     format!("{} is used by two fees", fee.code),
                 ));
             }
-            codes.push(&fee.code);
             match fee.amount {
                 FeeAmount::Fixed(a) => money(&format!("{field}.fixed"), a)?,
                 FeeAmount::PercentOfPrincipal(p) => {
@@ -383,7 +413,46 @@ impl ProductRules {
                 format!("{} is outside 1..={TRANCHES_MAX}", self.tranches_max),
             ));
         }
-        Ok(())
+        self.check_largest_loan_schedule()
+    }
+
+    /// Refuses a rounding that leaves an installment of zero even in the
+    /// product's most generous loan (`principal_max` at `rate_max` over
+    /// `installments_min`): no loan under the product could be disbursed.
+    /// Other loans are checked when they are previewed or disbursed.
+    fn check_largest_loan_schedule(&self) -> Result<(), DomainError> {
+        let disbursed_on = NaiveDate::from_ymd_opt(2001, 1, 1).expect("a valid date");
+        let first_repayment_date = self
+            .frequency
+            .due_date(disbursed_on, 1)
+            .expect("a date in 2001 plus one period is valid");
+        let terms = LoanTerms {
+            principal: self.principal_max,
+            annual_interest_rate_percent: self.rate_max,
+            interest_method: self.interest_method,
+            amortization: self.amortization,
+            interest_period: self.interest_period,
+            installment_basis: self.installment_basis,
+            installment_count: self.installments_min,
+            frequency: self.frequency,
+            disbursed_on,
+            first_repayment_date,
+            rounding: self.rounding,
+            currency_decimal_places: self.currency.decimal_places(),
+            grace_on_principal: self.grace_on_principal,
+            grace_on_interest: self.grace_on_interest,
+        };
+        match compute_schedule(&terms) {
+            Err(ScheduleError::InstallmentZero { number, multiple }) => Err(DomainError::invalid(
+                "rules.rounding_multiple",
+                format!(
+                    "{multiple} rounds installment {number} of even the largest loan ({} over {} installments) to 0",
+                    show(self.principal_max, self.currency),
+                    self.installments_min
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The terms of a loan applied for under these rules, disbursed on

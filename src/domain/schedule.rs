@@ -32,6 +32,8 @@ use chrono::{Days, Months, NaiveDate};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
+use super::command::DATE_MAX;
+
 /// Smallest accepted `installment_count`.
 const MIN_INSTALLMENTS: u32 = 1;
 /// Largest accepted `installment_count` (ten years of weekly repayments).
@@ -280,13 +282,23 @@ pub enum ScheduleError {
         /// `installment_count`.
         count: u32,
     },
-    /// A due date falls outside the range `NaiveDate` can represent.
-    #[error(
-        "first_repayment_date: due date of installment {number} is out of the representable range"
-    )]
+    /// A due date falls after [`DATE_MAX`] (or outside what `NaiveDate`
+    /// can represent).
+    #[error("first_repayment_date: installment {number} would fall due after {DATE_MAX}")]
     DueDateOutOfRange {
-        /// 1-based number of the first installment whose date overflows.
+        /// 1-based number of the first installment due too late.
         number: u32,
+    },
+    /// Rounding leaves an installment outside the grace periods with
+    /// nothing to pay (neither principal nor interest).
+    #[error(
+        "rounding.multiple: {multiple} rounds installment {number} to 0; use a smaller multiple, fewer installments or a larger principal"
+    )]
+    InstallmentZero {
+        /// 1-based number of the first such installment.
+        number: u32,
+        /// `rounding.multiple`.
+        multiple: Decimal,
     },
     /// An amount passed to [`recast`] (`balance` or `first_interest`) is
     /// negative or has more decimals than the currency allows.
@@ -355,12 +367,17 @@ pub enum ScheduleError {
 /// - `grace_on_interest` `h`: installments `1..=h` carry no interest; what
 ///   those periods accrued is added to installment `h + 1` (deferred, not
 ///   forgiven).
+/// - Only an installment in the grace on principal (`1..=g`) may come out
+///   as zero; every later one has something to pay.
 ///
 /// # Errors
 /// A [`ScheduleError`] naming the offending field if the terms are invalid,
-/// [`ScheduleError::RoundingMultipleTooCoarse`] if the multiple leaves no
-/// valid last installment, and [`ScheduleError::Overflow`] if an amount does
-/// not fit a [`Decimal`].
+/// [`ScheduleError::DueDateOutOfRange`] if an installment would fall due
+/// after [`DATE_MAX`], [`ScheduleError::RoundingMultipleTooCoarse`] if the
+/// multiple leaves no valid last installment,
+/// [`ScheduleError::InstallmentZero`] if it rounds an installment after the
+/// grace to zero, and [`ScheduleError::Overflow`] if an amount does not fit
+/// a [`Decimal`].
 pub fn compute_schedule(terms: &LoanTerms) -> Result<Vec<Installment>, ScheduleError> {
     validate(terms)?;
     let dates = due_dates(terms)?;
@@ -375,12 +392,21 @@ pub fn compute_schedule(terms: &LoanTerms) -> Result<Vec<Installment>, ScheduleE
         }
     };
     defer_interest(&mut parts, terms.grace_on_interest as usize)?;
-    dates
+    let installments = dates
         .into_iter()
         .zip(parts)
         .zip(1u32..)
         .map(|((due_date, split), number)| installment(number, due_date, split, Decimal::ZERO))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(zero) = installments.iter().find(|i| {
+        i.number > terms.grace_on_principal && i.principal.is_zero() && i.interest.is_zero()
+    }) {
+        return Err(ScheduleError::InstallmentZero {
+            number: zero.number,
+            multiple: terms.rounding.multiple,
+        });
+    }
+    Ok(installments)
 }
 
 /// Recomputes the installments `future` (same numbers and due dates, in order)
@@ -690,6 +716,7 @@ fn due_dates(terms: &LoanTerms) -> Result<Vec<NaiveDate>, ScheduleError> {
             terms
                 .frequency
                 .due_date(terms.first_repayment_date, index)
+                .filter(|due| *due <= DATE_MAX)
                 .ok_or(ScheduleError::DueDateOutOfRange { number: index + 1 })
         })
         .collect()
@@ -2241,8 +2268,64 @@ mod tests {
         let mut terms = vnd_terms("12", InterestMethod::Flat, 12, RepaymentFrequency::Monthly);
         terms.first_repayment_date = NaiveDate::MAX;
         let err = error_of(&terms);
-        assert_eq!(err, ScheduleError::DueDateOutOfRange { number: 2 });
+        assert_eq!(err, ScheduleError::DueDateOutOfRange { number: 1 });
         assert!(err.to_string().starts_with("first_repayment_date: "));
+    }
+
+    /// Reproduces a loan whose due dates ran past year 9999 (`+10043-03-31`)
+    /// while no read accepts such a date: the last due date is 9999-12-31.
+    #[test]
+    fn rejects_due_dates_after_year_9999() {
+        let mut terms = vnd_terms("12", InterestMethod::Flat, 12, RepaymentFrequency::Monthly);
+        terms.disbursed_on = date(9999, 5, 31);
+        terms.first_repayment_date = date(9999, 6, 30);
+        let err = error_of(&terms);
+        // 30 June, 30 July ... 30 December 9999 are installments 1 to 7.
+        assert_eq!(err, ScheduleError::DueDateOutOfRange { number: 8 });
+        assert_eq!(
+            err.to_string(),
+            "first_repayment_date: installment 8 would fall due after 9999-12-31"
+        );
+        terms.installment_count = 7;
+        assert_eq!(
+            compute_schedule(&terms).unwrap().last().unwrap().due_date,
+            date(9999, 12, 30)
+        );
+    }
+
+    /// Reproduces a multiple larger than an installment: 1,000,000 over 10
+    /// installments at 0% with a multiple of 1,000,000 gave nine
+    /// installments of 0 and a balloon last one (100,000 / 1,000,000 rounds
+    /// half-even to 0).
+    #[test]
+    fn rejects_a_multiple_that_rounds_installments_to_zero() {
+        let mut terms = vnd_terms("0", InterestMethod::Flat, 10, RepaymentFrequency::Monthly);
+        terms.principal = dec("1000000");
+        terms.rounding.multiple = dec("1000000");
+        let err = error_of(&terms);
+        assert_eq!(
+            err,
+            ScheduleError::InstallmentZero {
+                number: 1,
+                multiple: dec("1000000")
+            }
+        );
+        assert!(
+            err.to_string()
+                .starts_with("rounding.multiple: 1000000 rounds installment 1 to 0")
+        );
+    }
+
+    /// Installments in a grace on principal may be zero (a 0% loan owes
+    /// nothing in them); the ones after it may not.
+    #[test]
+    fn installments_in_a_grace_may_be_zero() {
+        let mut terms = vnd_terms("0", InterestMethod::Flat, 4, RepaymentFrequency::Monthly);
+        terms.principal = dec("1000");
+        terms.grace_on_principal = 2;
+        let schedule = compute_schedule(&terms).unwrap();
+        let totals: Vec<Decimal> = schedule.iter().map(Installment::total).collect();
+        assert_eq!(totals, [dec("0"), dec("0"), dec("500"), dec("500")]);
     }
 
     #[test]
@@ -3135,10 +3218,15 @@ mod tests {
 
         #[test]
         fn schedules_are_consistent_or_too_coarse(terms in arb_terms()) {
+            // Too coarse: no valid last installment, or one after the grace rounded to 0.
             match compute_schedule(&terms) {
                 Ok(schedule) => check_schedule(&terms, &schedule)?,
                 Err(err) => prop_assert!(
-                    matches!(err, ScheduleError::RoundingMultipleTooCoarse { .. }),
+                    matches!(
+                        err,
+                        ScheduleError::RoundingMultipleTooCoarse { .. }
+                            | ScheduleError::InstallmentZero { .. }
+                    ),
                     "unexpected error {:?}", err
                 ),
             }

@@ -396,3 +396,99 @@ async fn reversing_a_sheet_undoes_every_line() {
         .unwrap_err();
     assert_refused(&status, Code::FailedPrecondition, "sequence");
 }
+
+/// Reproduces a collection sheet whose journal entry was larger than the
+/// journal's record limit: every line paying ahead on a 520-week loan stores
+/// a recast of its 519 remaining installments, before and after (about
+/// 15 KB), so 75 such lines make an entry of about 1.15 MB, over the
+/// journal's 1 MiB record limit. The store refused the record
+/// and then stopped all writes for good. Now the sheet is refused when it
+/// is decided, naming `lines`, nothing is written, and the next write is
+/// accepted.
+#[tokio::test]
+async fn a_sheet_too_large_for_the_journal_is_refused_and_writes_go_on() {
+    const MEMBERS: usize = 75;
+    let mut app = spawn_app().await;
+    app.branch_tb().await;
+    let members: Vec<String> = (1..=MEMBERS).map(|n| format!("TB-{n:04}")).collect();
+    let register = members.iter().map(|member| {
+        pb::batch_command::Command::RegisterMember(pb::RegisterMemberRequest {
+            context: ctx(&format!("register-{member}")),
+            member_id: member.clone(),
+            full_name: "Nguyễn Thị Hoa".into(),
+            group_id: "TB-G01".into(),
+            joined_on: "2024-01-02".into(),
+        })
+    });
+    let open = members.iter().map(|member| {
+        pb::batch_command::Command::OpenSavingsAccount(pb::OpenSavingsAccountRequest {
+            context: ctx(&format!("open-{member}")),
+            member_id: member.clone(),
+            kind: pb::SavingsKind::Compulsory as i32,
+            opened_on: "2024-01-02".into(),
+        })
+    });
+    // 10,000,000 over 520 weeks: about 69,231 a week.
+    let disburse = members.iter().map(|member| {
+        pb::batch_command::Command::DisburseLoan(pb::DisburseLoanRequest {
+            context: ctx(&format!("loan-{member}")),
+            member_id: member.clone(),
+            loan: Some(pb::disburse_loan_request::Loan::Terms(flat_weekly(
+                "10000000",
+                "26",
+                520,
+                "2024-01-15",
+            ))),
+            disbursed_on: "2024-01-08".into(),
+        })
+    });
+    let writes: Vec<_> = register.chain(open).chain(disburse).collect();
+    // 20 commands a batch: the reply to 20 disbursements (with their 520
+    // installments each) stays under the client's 4 MB message limit.
+    for commands in writes.chunks(20) {
+        let commands = commands
+            .iter()
+            .map(|command| pb::BatchCommand {
+                command: Some(command.clone()),
+            })
+            .collect();
+        let results = app
+            .branch
+            .submit_batch(pb::SubmitBatchRequest { commands })
+            .await
+            .unwrap()
+            .into_inner()
+            .results;
+        for result in results {
+            assert!(
+                !matches!(result.result, Some(pb::batch_result::Result::Error(_))),
+                "{result:?}"
+            );
+        }
+    }
+    let before = books(&mut app, &["cash:TB", "loan:TB-0001/L1"]).await;
+    // Each pays 1,000,000: her first installment, and the rest ahead.
+    let lines = members
+        .iter()
+        .map(|member| line(member, Some((&format!("{member}/L1"), "1000000")), None))
+        .collect();
+    let status = sheet(&mut app, "sheet-too-large", lines).await.unwrap_err();
+    assert_refused(&status, Code::InvalidArgument, "lines");
+    assert!(status.message().contains("bytes"), "{}", status.message());
+    assert_eq!(
+        books(&mut app, &["cash:TB", "loan:TB-0001/L1"]).await,
+        before,
+        "nothing written"
+    );
+
+    // The ledger still writes: a smaller sheet, then a deposit.
+    let lines = members[..10]
+        .iter()
+        .map(|member| line(member, Some((&format!("{member}/L1"), "1000000")), None))
+        .collect();
+    sheet(&mut app, "sheet-of-ten", lines).await.unwrap();
+    app.deposit("after", "TB-0075/C1", "50000", "2024-01-15")
+        .await
+        .unwrap();
+    assert_eq!(app.last_sequence().await, before.head.last_sequence + 2);
+}

@@ -1068,3 +1068,141 @@ async fn an_amount_without_a_currency_is_in_the_branchs_currency() {
         })
     );
 }
+
+/// Reproduces a product defined with tens of thousands of fees: it was
+/// accepted, and its first disbursement (which copies the fee list into the
+/// entry twice) made an entry too large for the journal, which stopped all
+/// writes. The fee list is bounded: such a product is refused when it is
+/// defined, naming `rules.fees`, and nothing is written.
+#[tokio::test]
+async fn a_product_with_very_many_fees_is_refused_naming_fees() {
+    let mut app = spawn_app().await;
+    let fees = (0..5_000)
+        .map(|n| pb::Fee {
+            code: format!("fee-{n}"),
+            amount: Some(pb::fee::Amount::Fixed("1".into())),
+            collection: pb::FeeCollection::AtDisbursement as i32,
+        })
+        .collect();
+    let before = app.last_sequence().await;
+    let status = products(&app)
+        .await
+        .create_product(pb::CreateProductRequest {
+            context: ctx("many-fees"),
+            product_id: "MANY-FEES".into(),
+            rules: Some(pb::ProductRules { fees, ..general() }),
+            effective_from: "2024-01-01".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::InvalidArgument, "rules.fees");
+    assert!(
+        status.message().contains("5000 fees"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(app.last_sequence().await, before, "nothing written");
+    assert_eq!(
+        get_product(&app, "MANY-FEES", 0).await.unwrap_err().code(),
+        Code::NotFound
+    );
+}
+
+/// Reproduces `GetProduct` deriving the rounding decimal places from the
+/// multiple: a USD product rounded to 2 places with a multiple of 1 came
+/// back with 0 places. The catalogue now shows the places it was given,
+/// and leaves them unset when they were (the currency's).
+#[tokio::test]
+async fn get_product_returns_the_rounding_places_it_was_created_with() {
+    let app = spawn_app().await;
+    let usd = pb::ProductRules {
+        currency: "USD".into(),
+        principal_min: "100".into(),
+        principal_max: "5000".into(),
+        rounding_decimal_places: Some(2),
+        rounding_multiple: "1".into(),
+        ..general()
+    };
+    create_product(&app, "USD-LOAN", usd).await;
+    let rules = get_product(&app, "USD-LOAN", 0)
+        .await
+        .unwrap()
+        .rules
+        .unwrap();
+    assert_eq!(rules.rounding_decimal_places, Some(2));
+    assert_eq!(rules.rounding_multiple, "1");
+
+    create_product(&app, "GENERAL", general()).await;
+    let rules = get_product(&app, "GENERAL", 0)
+        .await
+        .unwrap()
+        .rules
+        .unwrap();
+    assert_eq!(rules.rounding_decimal_places, None, "as given: unset");
+    assert_eq!(rules.rounding_multiple, "1");
+}
+
+/// Reproduces a `rounding_multiple` larger than an installment: 1,000,000
+/// over 10 weeks rounded to 1,000,000 gave nine installments of 0 and one
+/// of 1,000,000 (100,000 and 5,000 a week round half-even to 0). A product
+/// whose largest loan would round so is refused; under a product whose
+/// larger loans are fine, a smaller loan's preview and disbursement are.
+#[tokio::test]
+async fn a_multiple_that_rounds_installments_to_zero_is_refused() {
+    let mut app = spawn_app().await;
+    let coarse = |principal_max: &str| pb::ProductRules {
+        principal_max: principal_max.into(),
+        rounding_multiple: "1000000".into(),
+        installments_min: 10,
+        ..general()
+    };
+    let status = products(&app)
+        .await
+        .create_product(pb::CreateProductRequest {
+            context: ctx("coarse-small"),
+            product_id: "COARSE-SMALL".into(),
+            rules: Some(coarse("1000000")),
+            effective_from: "2024-01-01".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::InvalidArgument, "rules.rounding_multiple");
+
+    // 100,000,000 over 10 weeks is 10,000,000 a week: a fine multiple of it.
+    create_product(&app, "COARSE", coarse("100000000")).await;
+    let status = preview(
+        &app,
+        pb::PreviewScheduleRequest {
+            product_id: "COARSE".into(),
+            principal: vnd("1000000"),
+            disbursed_on: "2024-01-08".into(),
+            first_repayment_date: "2024-01-15".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_refused(&status, Code::InvalidArgument, "rounding_multiple");
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    let before = app.last_sequence().await;
+    let status = app
+        .disburse_under(
+            "coarse-loan",
+            "TB-0001",
+            application("COARSE", "1000000", "2024-01-15"),
+            "2024-01-08",
+        )
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::InvalidArgument, "rounding_multiple");
+    assert_eq!(app.last_sequence().await, before, "nothing written");
+    app.disburse_under(
+        "fine-loan",
+        "TB-0001",
+        application("COARSE", "100000000", "2024-01-15"),
+        "2024-01-08",
+    )
+    .await
+    .unwrap();
+}

@@ -1,12 +1,20 @@
 //! Deciding commands: checks against the state and builds the entry body.
 //! Nothing here changes the state.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry as Slot;
+
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::domain::command::{CollectionLine, LoanSpec};
-use crate::domain::entry::{FeeCharge, LineOutcome, Repayment, SavingsAmount};
+use crate::domain::command::{
+    COLLECTION_LINES_MAX, CollectionLine, LoanSpec, check_date, check_len,
+};
+use crate::domain::entry::{
+    ENTRY_BYTES_MAX, FeeCharge, LineOutcome, Repayment, SavingsAmount, Side,
+};
+use crate::domain::error::echo;
 use crate::domain::ids::FeeCode;
 use crate::domain::product::{CompulsorySavings, FeeCollection, ProductRules};
 use crate::domain::schedule::{
@@ -73,6 +81,7 @@ impl LedgerState {
             body.sequence,
             body.postings
         );
+        check_entry_size(&body)?;
         Ok(body)
     }
 
@@ -246,7 +255,10 @@ impl LedgerState {
         if Tz::from_str(time_zone).is_err() {
             return Err(DomainError::invalid(
                 "time_zone",
-                format!("{time_zone:?} is not an IANA time zone such as \"Asia/Ho_Chi_Minh\""),
+                format!(
+                    "{} is not an IANA time zone such as \"Asia/Ho_Chi_Minh\"",
+                    echo(time_zone)
+                ),
             ));
         }
         if compulsory_savings_percent.is_sign_negative()
@@ -258,7 +270,7 @@ impl LedgerState {
             ));
         }
         let today = today_in(time_zone, context.recorded_at);
-        let date = opened_on.unwrap_or(today);
+        let date = check_date("opened_on", opened_on.unwrap_or(today))?;
         not_in_future("opened_on", date, today, time_zone)?;
         Ok(Decision::structural(branch_id.clone(), date))
     }
@@ -274,7 +286,7 @@ impl LedgerState {
         // The catalogue is the institution's: its calendar is that of the
         // default zone.
         let today = today_in(TIME_ZONE_DEFAULT, context.recorded_at);
-        let date = effective_from.unwrap_or(today);
+        let date = check_date("effective_from", effective_from.unwrap_or(today))?;
         not_in_future("effective_from", date, today, TIME_ZONE_DEFAULT)?;
         let versions = self.products.get(product_id);
         if let Some(latest) = versions.and_then(|v| v.last())
@@ -795,9 +807,7 @@ impl LedgerState {
             .ok_or_else(|| DomainError::not_found("center_id", "center", center_id.as_str()))?;
         let branch = self.find_branch("center_id", &center.branch)?;
         let date = self.resolve_date("meeting_date", meeting_date, branch, context)?;
-        if lines.is_empty() {
-            return Err(DomainError::invalid("lines", "must have at least one line"));
-        }
+        check_len("lines", lines.len(), COLLECTION_LINES_MAX, false, "lines")?;
         let mut loans_seen = BTreeSet::new();
         let mut accounts_seen = BTreeSet::new();
         let mut outcomes = Vec::with_capacity(lines.len());
@@ -814,7 +824,7 @@ impl LedgerState {
                     &mut accounts_seen,
                 )
                 .map_err(|e| e.within(&prefix))?;
-            postings.extend(outcome.1);
+            postings.extend(outcome.1)?;
             outcomes.push(outcome.0);
         }
         Ok(Decision {
@@ -1234,7 +1244,7 @@ impl LedgerState {
         context: ExecContext,
     ) -> Result<NaiveDate, DomainError> {
         let today = today_in(&branch.time_zone, context.recorded_at);
-        let date = given.unwrap_or(today);
+        let date = check_date(field, given.unwrap_or(today))?;
         not_in_future(field, date, today, &branch.time_zone)?;
         Ok(date)
     }
@@ -1349,25 +1359,59 @@ fn installment_fee_account(loan: &Loan, branch: &BranchId) -> AccountId {
 #[derive(Default)]
 struct Postings {
     postings: Vec<Posting>,
+    /// Where each (account, side) is in `postings`: merging stays linear in
+    /// the number of lines.
+    index: HashMap<(AccountId, bool), usize>,
 }
 
 impl Postings {
-    fn extend(&mut self, postings: Vec<Posting>) {
+    fn extend(&mut self, postings: Vec<Posting>) -> Result<(), DomainError> {
         for posting in postings {
-            match self
-                .postings
-                .iter_mut()
-                .find(|p| p.account == posting.account && p.side == posting.side)
-            {
-                Some(existing) => existing.amount = (existing.amount + posting.amount).normalize(),
-                None => self.postings.push(posting),
+            let debit = posting.side == Side::Debit;
+            match self.index.entry((posting.account.clone(), debit)) {
+                Slot::Occupied(at) => {
+                    let existing = &mut self.postings[*at.get()];
+                    existing.amount = checked_add(existing.amount, posting.amount)?.normalize();
+                }
+                Slot::Vacant(slot) => {
+                    slot.insert(self.postings.len());
+                    self.postings.push(posting);
+                }
             }
         }
+        Ok(())
     }
 
     fn into_vec(self) -> Vec<Posting> {
         self.postings
     }
+}
+
+/// Refuses an entry whose canonical encoding is over [`ENTRY_BYTES_MAX`]:
+/// the journal could not hold it. The field named is the list that made it
+/// so large.
+fn check_entry_size(body: &EntryBody) -> Result<(), DomainError> {
+    // The canonical bytes are a version byte and the postcard encoding.
+    let len = postcard::serialize_with_flavor(body, postcard::ser_flavors::Size::default())
+        .map_or(usize::MAX, |len: usize| len.saturating_add(1));
+    if len <= ENTRY_BYTES_MAX {
+        return Ok(());
+    }
+    let (field, advice) = match &body.command {
+        CommandBody::RecordCollectionSheet { .. } => {
+            ("lines", "; record the meeting on several smaller sheets")
+        }
+        CommandBody::CreateProduct { .. } | CommandBody::UpdateProduct { .. } => ("rules", ""),
+        CommandBody::DisburseLoan { .. } => ("loan", ""),
+        CommandBody::ReverseEntry { .. } => ("sequence", ""),
+        _ => ("", ""),
+    };
+    Err(DomainError::invalid(
+        field,
+        format!(
+            "the journal entry would be {len} bytes, over the {ENTRY_BYTES_MAX} bytes an entry may have{advice}"
+        ),
+    ))
 }
 
 fn not_in_future(

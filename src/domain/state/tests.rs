@@ -200,6 +200,7 @@ fn product_rules(index: usize) -> ProductRules {
             multiple: Decimal::from(1000),
             mode: RoundingMode::HalfUp,
         },
+        rounding_decimal_places: None,
         grace_on_principal: 0,
         grace_on_interest: 0,
         compulsory_savings: CompulsorySavings::PercentOfPrincipal(Decimal::from(5)),
