@@ -240,20 +240,6 @@ async fn shutdown_signal() {
 
 fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     let report = mfi_ledger::verify::verify(&args.data)?;
-    let seconds = report.elapsed.as_secs_f64().max(1e-9);
-    println!(
-        "ok: {} entries verified in {:.3} s ({:.0} entries/s); last hash {}; stored state matches the replay at entry {}",
-        report.entries,
-        seconds,
-        report.entries as f64 / seconds,
-        hex::encode(report.last_hash),
-        report.state_compared_at
-    );
-    if report.torn_tail_bytes > 0 {
-        println!(
-            "note: {} bytes of a torn, never-acknowledged record at the journal's tail; the server cuts them off at its next start",
-            report.torn_tail_bytes
-        );
-    }
+    println!("{report}");
     Ok(())
 }

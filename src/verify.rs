@@ -1,13 +1,21 @@
 //! Offline verification of a data directory (server stopped): replays the
 //! journal from the first entry, checks every record's checksum, every
-//! entry's hash chain, canonical encoding, balance and sequence, re-executes
-//! every command and compares the result with the stored entry, then compares
-//! the rebuilt derived state with the stored cache.
+//! entry's hash chain, canonical encoding, balance and sequence, re-decides
+//! every command under the rules version its entry names and compares the
+//! result with the stored entry, then compares the rebuilt derived state with
+//! the stored cache.
+//!
+//! An entry decided under rules this build does not have (a newer release's)
+//! cannot be re-decided: its recorded outcome is checked by its invariants
+//! instead (encoding, sequence, chain, balance, request id and hash, and that
+//! it applies to the state before it), and the report says how many entries
+//! were checked that way and why.
 //!
 //! Architecture invariant: verify only reads; it never repairs or writes the
 //! journal.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,8 +23,10 @@ use std::time::{Duration, Instant};
 use chrono::DateTime;
 
 use crate::domain::command::Command;
-use crate::domain::entry::{Entry, EntryBody, GENESIS_HASH, Hash, chain_hash};
-use crate::domain::state::{ExecContext, LedgerState};
+use crate::domain::entry::{
+    Entry, EntryBody, GENESIS_HASH, Hash, RULES_VERSION_CURRENT, RulesVersion, chain_hash,
+};
+use crate::domain::state::{ExecContext, ExecuteError, LedgerState};
 use crate::store::{
     JOURNAL_FILE_NAME, STATE_DIR_NAME, StoreError, load_state_records, read_entry_at_offset,
     scan_journal,
@@ -34,8 +44,45 @@ pub struct VerifyReport {
     /// Bytes of a torn, never-acknowledged record at the journal's tail
     /// (the server cuts it off at its next start).
     pub torn_tail_bytes: u64,
+    /// Entries checked by their invariants only, by the rules version they
+    /// name: rules newer than this build's, which it cannot re-decide.
+    pub invariants_only: BTreeMap<RulesVersion, u64>,
     /// Time taken.
     pub elapsed: Duration,
+}
+
+impl fmt::Display for VerifyReport {
+    /// What `mfi-ledger verify` prints: one line, then a note for each
+    /// thing an auditor should know.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seconds = self.elapsed.as_secs_f64().max(1e-9);
+        write!(
+            f,
+            "ok: {} entries verified in {:.3} s ({:.0} entries/s); last hash {}; stored state matches the replay at entry {}",
+            self.entries,
+            seconds,
+            self.entries as f64 / seconds,
+            hex::encode(self.last_hash),
+            self.state_compared_at
+        )?;
+        for (version, count) in &self.invariants_only {
+            write!(
+                f,
+                "\nnote: {count} entries verified by their invariants only (encoding, sequence, hash chain, \
+                 balance, request id and hash, and that each applies to the state before it), not re-decided: \
+                 they name rules version {version}, newer than this build's rules ({RULES_VERSION_CURRENT}); \
+                 verify with a release that has rules version {version} to re-decide them"
+            )?;
+        }
+        if self.torn_tail_bytes > 0 {
+            write!(
+                f,
+                "\nnote: {} bytes of a torn, never-acknowledged record at the journal's tail; the server cuts them off at its next start",
+                self.torn_tail_bytes
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// The first thing found wrong.
@@ -72,6 +119,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         stored_at,
         compared: false,
         failure: None,
+        invariants_only: BTreeMap::new(),
     };
     if stored_at == 0 {
         compare_state(&replay.state, stored.as_ref(), 0)?;
@@ -105,6 +153,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         last_hash: replay.previous_hash,
         state_compared_at: stored_at,
         torn_tail_bytes: scan.torn_bytes,
+        invariants_only: replay.invariants_only,
         elapsed: started.elapsed(),
     })
 }
@@ -119,6 +168,7 @@ struct Replay<'a> {
     stored_at: u64,
     compared: bool,
     failure: Option<VerifyError>,
+    invariants_only: BTreeMap<RulesVersion, u64>,
 }
 
 impl Replay<'_> {
@@ -135,7 +185,12 @@ impl Replay<'_> {
                 .map(|e| Some(e.body))
                 .map_err(|e| e.to_string())
         };
-        reexecute(&self.state, &entry, &lookup)?;
+        if let Checked::ByInvariants = reexecute(&self.state, &entry, &lookup)? {
+            *self
+                .invariants_only
+                .entry(entry.body.rules_version)
+                .or_default() += 1;
+        }
         self.state.apply(&entry).map_err(|e| VerifyError::Entry {
             sequence,
             message: e.message,
@@ -191,13 +246,49 @@ fn check_entry(sequence: u64, payload: &[u8], previous_hash: &Hash) -> Result<En
     })
 }
 
-/// Re-decides the entry's command against the state before it and checks
-/// that the ledger's rules give exactly the stored entry.
+/// Reads an earlier entry's body (for reversals).
+type Lookup<'a> = dyn Fn(u64) -> Result<Option<EntryBody>, String> + 'a;
+
+/// How an entry's decision was checked.
+enum Checked {
+    /// Re-decided under its rules version: the same entry, byte for byte.
+    Redecided,
+    /// Its rules are newer than this build's: checked by its invariants.
+    ByInvariants,
+}
+
+/// Decides `command` under rules `version`, or `None` when this build does
+/// not have that version's decision code. Every released rules version
+/// keeps an arm here: a rules fix adds a version (and `execute` branches on
+/// `ExecContext::rules_version` where the rules differ), never changes one.
+fn decide_under(
+    version: RulesVersion,
+    state: &LedgerState,
+    command: &Command,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+    lookup: &Lookup<'_>,
+) -> Option<Result<EntryBody, ExecuteError>> {
+    let context = ExecContext {
+        recorded_at,
+        rules_version: version,
+    };
+    match version {
+        // The rules of the first release with a journal compatibility promise.
+        1 => Some(state.execute(command, context, lookup)),
+        _ => None,
+    }
+}
+
+/// Re-decides the entry's command against the state before it under the
+/// rules version it names and checks that they give exactly the stored
+/// entry; an entry under rules newer than this build's is checked by its
+/// invariants instead (the caller applies it to the state, which checks
+/// that it fits).
 fn reexecute(
     state: &LedgerState,
     entry: &Entry,
-    lookup: &dyn Fn(u64) -> Result<Option<EntryBody>, String>,
-) -> Result<(), VerifyError> {
+    lookup: &Lookup<'_>,
+) -> Result<Checked, VerifyError> {
     let body = &entry.body;
     let fail = |message: String| VerifyError::Entry {
         sequence: body.sequence,
@@ -219,15 +310,26 @@ fn reexecute(
     }
     let recorded_at = DateTime::from_timestamp_micros(body.recorded_at_micros)
         .ok_or_else(|| fail("time of recording out of range".into()))?;
-    let decided = state
-        .execute(&command, ExecContext { recorded_at }, lookup)
-        .map_err(|e| fail(format!("the ledger's rules refuse its command now: {e}")))?;
+    let version = body.rules_version;
+    let Some(decided) = decide_under(version, state, &command, recorded_at, lookup) else {
+        if version > RULES_VERSION_CURRENT {
+            return Ok(Checked::ByInvariants);
+        }
+        return Err(fail(format!(
+            "names rules version {version}, which no release decided under"
+        )));
+    };
+    let decided = decided.map_err(|e| {
+        fail(format!(
+            "rules version {version} refuse its command now: {e}"
+        ))
+    })?;
     if decided != *body {
-        return Err(fail(
-            "re-executing its command gives a different entry (outcome or postings)".into(),
-        ));
+        return Err(fail(format!(
+            "re-deciding its command under rules version {version} gives a different entry (outcome or postings)"
+        )));
     }
-    Ok(())
+    Ok(Checked::Redecided)
 }
 
 type StoredState = (u64, BTreeMap<Vec<u8>, Vec<u8>>);

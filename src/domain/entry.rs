@@ -2,10 +2,17 @@
 //!
 //! An [`Entry`] holds the command as the client sent it, what the ledger
 //! decided (its [`Outcome`]) and the balanced [`Posting`]s. Its canonical bytes
-//! are a version byte followed by the postcard encoding of [`EntryBody`]
-//! (length-prefixed strings and sequences, fixed field order), and its hash is
+//! are the encoding version byte, the rules version the entry was decided
+//! under (`u16`, little-endian), then the postcard encoding of [`EntryBody`]
+//! (length-prefixed strings and sequences, fixed field order); its hash is
 //! `SHA-256(previous hash || canonical bytes)`. Entries are never changed once
 //! built; a correction is a new entry that reverses one.
+//!
+//! Versions: encoding version 3 is the first with a compatibility promise:
+//! every later release decodes it (decoding dispatches on the version byte,
+//! so a new encoding is added beside the old ones, never in place of them).
+//! The rules version names the decision code an entry was decided by, so that
+//! `verify` re-decides each entry under its own rules after a rules fix.
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -19,8 +26,21 @@ use super::money::Currency;
 use super::product::{FeeCollection, LoanPolicy};
 use super::schedule::{Installment, LoanTerms};
 
-/// Version of the canonical encoding; the first byte of every entry's bytes.
-pub const ENCODING_VERSION: u8 = 2;
+/// Version of the canonical encoding this build writes; the first byte of
+/// every entry's bytes.
+pub const ENCODING_VERSION: u8 = 3;
+
+/// Encoding versions written by development builds before the compatibility
+/// promise (version 3): refused with a message saying so.
+const ENCODING_VERSIONS_BEFORE_PROMISE: std::ops::RangeInclusive<u8> = 1..=2;
+
+/// Version of the ledger's rules (the decision code of `execute`). A rules
+/// fix that changes what any command decides adds a version; the code of
+/// every released version is kept so that old entries re-decide as they were.
+pub type RulesVersion = u16;
+
+/// The rules this build decides new commands under.
+pub const RULES_VERSION_CURRENT: RulesVersion = 1;
 
 /// A SHA-256 hash.
 pub type Hash = [u8; 32];
@@ -290,6 +310,11 @@ pub enum Outcome {
 /// Everything the hash covers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryBody {
+    /// The rules version the entry was decided under. Part of the canonical
+    /// bytes, written ahead of the postcard body by [`EntryBody::canonical_bytes`]
+    /// (so that it can be read without decoding the body), not by serde.
+    #[serde(skip)]
+    pub rules_version: RulesVersion,
     /// Gap-free, from 1.
     pub sequence: u64,
     /// Business date in the branch's time zone.
@@ -329,9 +354,33 @@ pub struct Entry {
 /// Why stored bytes are not an entry.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    /// The version byte is not one this build reads.
+    /// The version byte is not one any release wrote.
     #[error("unknown entry encoding version {0}")]
     UnknownVersion(u8),
+    /// Written by a development build before the compatibility promise.
+    #[error(
+        "entry encoding version {0} was written by a development build before journals were \
+         stable; this release reads encoding version {ENCODING_VERSION} and later (re-enter the \
+         commands into a new data directory, or use the build that wrote it)"
+    )]
+    BeforePromise(u8),
+    /// Written by a newer release than this build.
+    #[error(
+        "entry encoding version {0} was written by a newer release of mfi-ledger than this one \
+         (which reads up to version {ENCODING_VERSION}); upgrade mfi-ledger to read it"
+    )]
+    NewerEncoding(u8),
+    /// Decided under rules newer than this build's: a server running this
+    /// build would decide the next commands under older rules.
+    #[error(
+        "entry {sequence} was decided under rules version {version}, written by a newer release \
+         of mfi-ledger than this one (which decides under rules version {RULES_VERSION_CURRENT}); \
+         upgrade mfi-ledger to serve this journal"
+    )]
+    NewerRules {
+        sequence: u64,
+        version: RulesVersion,
+    },
     /// No bytes at all.
     #[error("empty entry")]
     Empty,
@@ -340,21 +389,73 @@ pub enum DecodeError {
     Body(#[from] postcard::Error),
 }
 
+impl DecodeError {
+    /// True when the bytes may well be an entry, of a version this build
+    /// does not read (as opposed to damaged bytes).
+    pub fn is_version(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::BeforePromise(_)
+                | DecodeError::NewerEncoding(_)
+                | DecodeError::NewerRules { .. }
+        )
+    }
+}
+
+/// Canonical bytes split by their encoding version: a later encoding adds
+/// a variant here and keeps the earlier ones.
+enum Layout<'a> {
+    /// Version 3: the rules version (`u16`, little-endian), then the
+    /// postcard encoding of the body.
+    V3 {
+        rules_version: RulesVersion,
+        body: &'a [u8],
+    },
+}
+
+/// The one place that dispatches on the version byte.
+fn layout(bytes: &[u8]) -> Result<Layout<'_>, DecodeError> {
+    match bytes.split_first() {
+        None => Err(DecodeError::Empty),
+        Some((&3, rest)) => match rest.split_first_chunk::<2>() {
+            Some((rules, body)) => Ok(Layout::V3 {
+                rules_version: RulesVersion::from_le_bytes(*rules),
+                body,
+            }),
+            None => Err(DecodeError::Body(postcard::Error::DeserializeUnexpectedEnd)),
+        },
+        Some((&version, _)) if ENCODING_VERSIONS_BEFORE_PROMISE.contains(&version) => {
+            Err(DecodeError::BeforePromise(version))
+        }
+        Some((&version, _)) if version > ENCODING_VERSION => {
+            Err(DecodeError::NewerEncoding(version))
+        }
+        Some((&version, _)) => Err(DecodeError::UnknownVersion(version)),
+    }
+}
+
 impl EntryBody {
-    /// The canonical bytes: version byte, then the postcard encoding.
+    /// The canonical bytes: version byte, rules version, then the postcard
+    /// encoding of the body.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut bytes = vec![ENCODING_VERSION];
+        bytes.extend_from_slice(&self.rules_version.to_le_bytes());
         postcard::to_io(self, &mut bytes)
             .expect("postcard encodes plain data into a Vec without failing");
         bytes
     }
 
-    /// Decodes canonical bytes.
+    /// Decodes canonical bytes of any encoding version this build reads.
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<EntryBody, DecodeError> {
-        match bytes.split_first() {
-            None => Err(DecodeError::Empty),
-            Some((&ENCODING_VERSION, rest)) => Ok(postcard::from_bytes(rest)?),
-            Some((&version, _)) => Err(DecodeError::UnknownVersion(version)),
+        match layout(bytes)? {
+            Layout::V3 {
+                rules_version,
+                body,
+            } => {
+                let mut body: EntryBody = postcard::from_bytes(body)?;
+                body.rules_version = rules_version;
+                Ok(body)
+            }
         }
     }
 
@@ -403,15 +504,24 @@ struct EntryHead<'a> {
 }
 
 /// The sequence number and request id of an entry, from its canonical bytes,
-/// cheaply (for rebuilding the request index at startup).
-pub fn peek_request_id(canonical: &[u8]) -> Option<(u64, &str)> {
-    match canonical.split_first() {
-        Some((&ENCODING_VERSION, rest)) => {
-            let (head, _) = postcard::take_from_bytes::<EntryHead>(rest).ok()?;
-            Some((head.sequence, head.request_id))
-        }
-        _ => None,
+/// cheaply (for rebuilding the request index at startup). Refuses an entry
+/// this build cannot serve: an encoding it does not read, or rules newer
+/// than its own (it would decide the next commands under older rules).
+pub fn peek_request_id(canonical: &[u8]) -> Result<(u64, &str), DecodeError> {
+    let (rules_version, body) = match layout(canonical)? {
+        Layout::V3 {
+            rules_version,
+            body,
+        } => (rules_version, body),
+    };
+    let (head, _) = postcard::take_from_bytes::<EntryHead>(body)?;
+    if rules_version > RULES_VERSION_CURRENT {
+        return Err(DecodeError::NewerRules {
+            sequence: head.sequence,
+            version: rules_version,
+        });
     }
+    Ok((head.sequence, head.request_id))
 }
 
 /// `SHA-256(previous || bytes)`.
@@ -436,6 +546,7 @@ mod tests {
 
     fn body(amount: i64) -> EntryBody {
         EntryBody {
+            rules_version: RULES_VERSION_CURRENT,
             sequence: 7,
             effective_date: NaiveDate::from_ymd_opt(2023, 5, 2).unwrap(),
             recorded_at_micros: 1_700_000_000_000_000,
@@ -493,17 +604,46 @@ mod tests {
     #[test]
     fn the_request_id_can_be_read_without_decoding_the_entry() {
         let bytes = body(5000).canonical_bytes();
-        assert_eq!(peek_request_id(&bytes), Some((7, "req-1")));
+        assert_eq!(peek_request_id(&bytes).unwrap(), (7, "req-1"));
+    }
+
+    /// The encoding is the version byte, the rules version, then the body:
+    /// what the fixture journal and every later release rely on.
+    #[test]
+    fn the_rules_version_follows_the_version_byte_and_round_trips() {
+        let mut body = body(5000);
+        body.rules_version = 0x0102;
+        let bytes = body.canonical_bytes();
+        assert_eq!(&bytes[..3], &[3, 0x02, 0x01]);
+        assert_eq!(EntryBody::from_canonical_bytes(&bytes).unwrap(), body);
     }
 
     #[test]
-    fn unknown_versions_are_refused() {
+    fn newer_versions_are_refused_as_newer_and_older_as_before_the_promise() {
         let mut bytes = body(1).canonical_bytes();
         bytes[0] = 9;
+        let newer = EntryBody::from_canonical_bytes(&bytes).unwrap_err();
+        assert!(matches!(newer, DecodeError::NewerEncoding(9)), "{newer}");
+        assert!(newer.to_string().contains("newer release"), "{newer}");
+        assert!(newer.to_string().contains("upgrade"), "{newer}");
+        bytes[0] = 2;
+        let old = peek_request_id(&bytes).unwrap_err();
+        assert!(matches!(old, DecodeError::BeforePromise(2)), "{old}");
+        bytes[0] = 0;
         assert!(matches!(
             EntryBody::from_canonical_bytes(&bytes),
-            Err(DecodeError::UnknownVersion(9))
+            Err(DecodeError::UnknownVersion(0))
         ));
+    }
+
+    #[test]
+    fn newer_rules_decode_but_are_refused_for_serving() {
+        let mut body = body(1);
+        body.rules_version = RULES_VERSION_CURRENT + 1;
+        let bytes = body.canonical_bytes();
+        assert_eq!(EntryBody::from_canonical_bytes(&bytes).unwrap(), body);
+        let refused = peek_request_id(&bytes).unwrap_err();
+        assert!(refused.to_string().contains("newer release"), "{refused}");
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub const TIME_ZONE_DEFAULT: &str = "Asia/Ho_Chi_Minh";
 pub struct ExecContext {
     /// When the entry is recorded; also decides "today" in a branch's zone.
     pub recorded_at: DateTime<Utc>,
+    /// The rules version to decide under, recorded in the entry: the
+    /// writer's is `entry::RULES_VERSION_CURRENT`; `verify` passes the one
+    /// each entry names.
+    pub rules_version: super::entry::RulesVersion,
 }
 
 /// A branch: the root of its centers, groups and members, and its books.

@@ -440,6 +440,7 @@ impl Writer {
         }
         let context = ExecContext {
             recorded_at: self.clock.now(),
+            rules_version: crate::domain::entry::RULES_VERSION_CURRENT,
         };
         let store = self.store.clone();
         let durable = store.last_sequence();

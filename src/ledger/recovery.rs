@@ -1,5 +1,8 @@
 //! Startup: load the derived-state cache, replay the journal past it, and
-//! rebuild from the journal alone when the cache does not fit.
+//! rebuild from the journal alone when the cache does not fit: when its
+//! records do not add up to the digest recorded with them (edited or damaged
+//! on disk: the store refuses them), when its head is not the journal's entry
+//! at that sequence, or when the journal does not continue it.
 
 use crate::domain::ids::RequestId;
 use crate::domain::state::LedgerState;
@@ -48,6 +51,10 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
                 cache = state.last_sequence(),
                 "state cache does not match the journal's entry at its sequence; rebuilding it from the journal"
             );
+            None
+        }
+        Err(error @ StoreError::Untrusted(_)) => {
+            tracing::warn!(%error, "state cache does not match its digest; rebuilding it from the journal");
             None
         }
         Err(error) => {

@@ -4,11 +4,24 @@
 //! sled 0.34.7's `flush()` is not a durable barrier on Linux (it uses
 //! `sync_file_range`), which is one reason the journal lives in a file this
 //! store owns and fsyncs itself; sled only ever holds what can be rebuilt.
+//!
+//! The cache is checked before it is trusted: beside the records, sled holds
+//! a digest of them ([`CacheDigest`], an additive multiset hash) updated in
+//! the same atomic batch as every checkpoint, from the changed records alone.
+//! `load_state` refuses records that do not add up to it (edited or damaged on
+//! disk), and startup then rebuilds the cache from the journal.
+//!
+//! The data directory holds personal data: it is created 0700 and its files
+//! 0600, and a looser mode found at open is logged as a warning.
 
+use std::collections::HashMap;
 use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+
+use sha2::{Digest, Sha256};
 
 use crate::domain::entry::Entry;
 use crate::domain::state::StateRecord;
@@ -19,6 +32,67 @@ use super::{KeyValue, Store, StoreError};
 /// Name of the sled directory in the data directory.
 pub const STATE_DIR_NAME: &str = "state";
 
+/// Key of the cache digest in sled, beside the state records. Not UTF-8,
+/// so that no state record's key (always text) can be it.
+const DIGEST_KEY: &[u8] = b"\xffcache-digest";
+
+/// Mode of the data directory and of every directory in it: its owner only.
+pub const DATA_DIR_MODE: u32 = 0o700;
+/// Mode of the files in the data directory: its owner only.
+pub const DATA_FILE_MODE: u32 = 0o600;
+
+/// Additive multiset hash of the cache's records: the sum, modulo 2^256, of
+/// `SHA-256(key length ‖ key ‖ value)` over every record. A record's change
+/// updates it by subtracting the old record's hash and adding the new one's,
+/// so a checkpoint costs O(records changed). The head record (sequence and
+/// hash of the last entry applied) is one of the records, so the digest
+/// binds the records to the journal entry that startup checks the head
+/// against. It detects damage and edits that do not also recompute the
+/// digest; it is not a signature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheDigest([u8; 32]);
+
+impl CacheDigest {
+    fn record_hash(key: &[u8], value: &[u8]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update((key.len() as u64).to_le_bytes());
+        hasher.update(key);
+        hasher.update(value);
+        hasher.finalize().into()
+    }
+
+    /// Adds a record.
+    pub fn add(&mut self, key: &[u8], value: &[u8]) {
+        let term = CacheDigest::record_hash(key, value);
+        let mut carry = 0u16;
+        for (sum, byte) in self.0.iter_mut().zip(term) {
+            let total = u16::from(*sum) + u16::from(byte) + carry;
+            *sum = total as u8;
+            carry = total >> 8;
+        }
+    }
+
+    /// Removes a record that was added.
+    pub fn remove(&mut self, key: &[u8], value: &[u8]) {
+        let term = CacheDigest::record_hash(key, value);
+        let mut borrow = 0i16;
+        for (sum, byte) in self.0.iter_mut().zip(term) {
+            let total = i16::from(*sum) - i16::from(byte) - borrow;
+            *sum = total.rem_euclid(256) as u8;
+            borrow = i16::from(total < 0);
+        }
+    }
+
+    /// The digest of `records`.
+    pub fn of<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> CacheDigest {
+        let mut digest = CacheDigest::default();
+        for (key, value) in records {
+            digest.add(key, value);
+        }
+        digest
+    }
+}
+
 /// Journal file plus sled state cache in one data directory.
 pub struct DiskStore {
     dir: PathBuf,
@@ -28,13 +102,25 @@ pub struct DiskStore {
     last_sequence: AtomicU64,
     barriers: AtomicU64,
     state: sled::Db,
+    /// Serialises checkpoints: each reads the old values it replaces to
+    /// update the digest, so two must not interleave.
+    saving: Mutex<()>,
 }
 
 impl DiskStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<DiskStore, StoreError> {
-        std::fs::create_dir_all(dir)
+        // Files created from here on are the owner's only (the journal, the
+        // torn-tail copies, sled's files, which sled creates itself): the
+        // umask is the one way to reach all of them. It is process-wide, and
+        // nothing else this process writes needs to be open to others.
+        restrict_umask();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DATA_DIR_MODE)
+            .create(dir)
             .map_err(StoreError::io(format!("creating {}", dir.display())))?;
+        warn_if_readable_by_others(dir);
         let journal = JournalFile::open(dir)?;
         let reader = (
             Arc::new(journal.try_clone_file()?),
@@ -57,6 +143,7 @@ impl DiskStore {
             reader: RwLock::new(reader),
             barriers: AtomicU64::new(0),
             state,
+            saving: Mutex::new(()),
         })
     }
 
@@ -159,26 +246,56 @@ impl Store for DiskStore {
     }
 
     fn save_state(&self, records: &[StateRecord]) -> Result<(), StoreError> {
+        let _saving = self
+            .saving
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state_error = |e: sled::Error| StoreError::State(e.to_string());
+        let mut digest = self.stored_digest()?.unwrap_or_default();
+        // Values written earlier in this batch, which sled does not hold yet.
+        let mut written: HashMap<&[u8], Option<&[u8]>> = HashMap::with_capacity(records.len());
         let mut batch = sled::Batch::default();
         for (key, value) in records {
-            match value {
-                Some(value) => batch.insert(key.as_slice(), value.as_slice()),
-                None => batch.remove(key.as_slice()),
+            let key = key.as_slice();
+            let value = value.as_deref();
+            match written.get(key) {
+                Some(Some(old)) => digest.remove(key, old),
+                Some(None) => {}
+                None => {
+                    if let Some(old) = self.state.get(key).map_err(state_error)? {
+                        digest.remove(key, &old);
+                    }
+                }
             }
+            match value {
+                Some(value) => {
+                    digest.add(key, value);
+                    batch.insert(key, value);
+                }
+                None => batch.remove(key),
+            }
+            written.insert(key, value);
         }
-        self.state
-            .apply_batch(batch)
-            .map_err(|e| StoreError::State(e.to_string()))
+        batch.insert(DIGEST_KEY, &digest.0[..]);
+        self.state.apply_batch(batch).map_err(state_error)
     }
 
     fn load_state(&self) -> Result<Vec<KeyValue>, StoreError> {
-        self.state
-            .iter()
-            .map(|item| {
-                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(|e| StoreError::State(e.to_string()))
-            })
-            .collect()
+        let records = records_of(&self.state)?;
+        let stored = self.stored_digest()?;
+        let found = CacheDigest::of(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        match stored {
+            None if records.is_empty() => Ok(records),
+            Some(stored) if stored == found => Ok(records),
+            None => Err(StoreError::Untrusted(format!(
+                "{} records and no digest of them",
+                records.len()
+            ))),
+            Some(_) => Err(StoreError::Untrusted(format!(
+                "its {} records do not add up to the digest recorded with them: edited or damaged on disk",
+                records.len()
+            ))),
+        }
     }
 
     fn clear_state(&self) -> Result<(), StoreError> {
@@ -196,6 +313,74 @@ impl Store for DiskStore {
     }
 }
 
+impl DiskStore {
+    /// The digest recorded with the cache's records, if any.
+    fn stored_digest(&self) -> Result<Option<CacheDigest>, StoreError> {
+        let Some(bytes) = self
+            .state
+            .get(DIGEST_KEY)
+            .map_err(|e| StoreError::State(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let bytes: [u8; 32] = bytes.as_ref().try_into().map_err(|_| {
+            StoreError::Untrusted(format!("its digest is {} bytes, not 32", bytes.len()))
+        })?;
+        Ok(Some(CacheDigest(bytes)))
+    }
+}
+
+/// Every state record in `db`, sorted by key, without the digest.
+fn records_of(db: &sled::Db) -> Result<Vec<KeyValue>, StoreError> {
+    db.iter()
+        .filter(|item| !matches!(item, Ok((key, _)) if key.as_ref() == DIGEST_KEY))
+        .map(|item| {
+            item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| StoreError::State(e.to_string()))
+        })
+        .collect()
+}
+
+/// Sets the process's umask so that new files and directories are the
+/// owner's only.
+fn restrict_umask() {
+    // SAFETY: umask only swaps the process's file-creation mask; it touches
+    // no memory and cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Logs a warning for `path` and everything under it whose mode lets anyone
+/// but its owner in (the data directory holds personal data). Never an
+/// error: an operator may have reasons, but should know.
+pub fn warn_if_readable_by_others(path: &Path) {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        let wanted = if meta.is_dir() {
+            DATA_DIR_MODE
+        } else {
+            DATA_FILE_MODE
+        };
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            wanted = format!("{wanted:o}"),
+            "a data file or directory is open to other users; it holds personal data (chmod it to the wanted mode)"
+        );
+    }
+    if meta.is_dir()
+        && let Ok(entries) = std::fs::read_dir(path)
+    {
+        for entry in entries.flatten() {
+            warn_if_readable_by_others(&entry.path());
+        }
+    }
+}
+
 /// The derived-state records stored in `dir`, without opening the journal
 /// (for offline verification); `None` when there is no state cache.
 pub fn load_state_records(dir: &Path) -> Result<Option<Vec<KeyValue>>, StoreError> {
@@ -207,12 +392,37 @@ pub fn load_state_records(dir: &Path) -> Result<Option<Vec<KeyValue>>, StoreErro
         .path(&path)
         .open()
         .map_err(|e| StoreError::State(format!("opening {}: {e}", path.display())))?;
-    let records = db
-        .iter()
-        .map(|item| {
-            item.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(|e| StoreError::State(e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(records))
+    Ok(Some(records_of(&db)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CacheDigest;
+
+    /// The digest depends on the set of records, not on the order they were
+    /// written in, and a removal undoes an addition (what lets a checkpoint
+    /// update it from the changed records alone).
+    #[test]
+    fn the_digest_is_a_multiset_hash() {
+        let records: [(&[u8], &[u8]); 3] = [(b"a", b"1"), (b"b", b"2"), (b"head", b"x")];
+        let forward = CacheDigest::of(records);
+        let backward = CacheDigest::of(records.into_iter().rev());
+        assert_eq!(forward, backward);
+        let mut changed = forward;
+        changed.remove(b"b", b"2");
+        changed.add(b"b", b"3");
+        assert_ne!(changed, forward);
+        changed.remove(b"b", b"3");
+        changed.add(b"b", b"2");
+        assert_eq!(changed, forward);
+        // A record moved from one key to another is seen.
+        assert_ne!(
+            CacheDigest::of([(&b"ab"[..], &b""[..])]),
+            CacheDigest::of([(&b"a"[..], &b"b"[..])])
+        );
+        let mut empty = CacheDigest::default();
+        empty.add(b"a", b"1");
+        empty.remove(b"a", b"1");
+        assert_eq!(empty, CacheDigest::default());
+    }
 }

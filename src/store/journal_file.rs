@@ -144,10 +144,7 @@ impl JournalFile {
         let scan = scan(&file, |offset, payload| {
             let canonical = &payload[..payload.len() - 32];
             let (sequence, request_id) = crate::domain::entry::peek_request_id(canonical)
-                .ok_or_else(|| StoreError::Corrupt {
-                    offset,
-                    message: "entry does not decode".into(),
-                })?;
+                .map_err(|source| StoreError::undecodable(offset, source))?;
             request_index.push((request_id.to_owned(), sequence));
             Ok(())
         })?;

@@ -14,7 +14,10 @@ use crate::domain::state::StateRecord;
 mod disk;
 mod journal_file;
 
-pub use disk::{DiskStore, STATE_DIR_NAME, load_state_records};
+pub use disk::{
+    CacheDigest, DATA_DIR_MODE, DATA_FILE_MODE, DiskStore, STATE_DIR_NAME, load_state_records,
+    warn_if_readable_by_others,
+};
 pub use journal_file::{
     FRAME_BYTES_MAX, JOURNAL_FILE_NAME, RECORD_LEN_MAX, Scan, decode_payload,
     read_entry_at as read_entry_at_offset, scan as scan_journal,
@@ -34,6 +37,15 @@ pub enum StoreError {
     /// The journal file holds something that is not a valid record.
     #[error("journal is corrupt at byte {offset}: {message}")]
     Corrupt { offset: u64, message: String },
+    /// The journal holds an entry of a version this build does not read or
+    /// serve (a newer release's, or a development build's before journals
+    /// were stable): not damage, and nothing is cut.
+    #[error("journal entry at byte {offset}: {source}")]
+    Version {
+        offset: u64,
+        #[source]
+        source: DecodeError,
+    },
     /// A stored entry does not decode.
     #[error("entry {sequence} does not decode: {source}")]
     Decode {
@@ -44,6 +56,10 @@ pub enum StoreError {
     /// The derived-state cache failed.
     #[error("state store: {0}")]
     State(String),
+    /// The derived-state cache does not match the digest recorded with it,
+    /// so it is not used (startup rebuilds it from the journal).
+    #[error("state cache is not trusted: {0}")]
+    Untrusted(String),
     /// The store was already found broken; nothing more is written.
     #[error("store is stopped after an earlier failure: {0}")]
     Stopped(String),
@@ -54,6 +70,19 @@ impl StoreError {
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
         let context = context.into();
         move |source| StoreError::Io { context, source }
+    }
+
+    /// An entry at `offset` that does not decode: of another version, or
+    /// damaged.
+    pub fn undecodable(offset: u64, source: DecodeError) -> StoreError {
+        if source.is_version() {
+            StoreError::Version { offset, source }
+        } else {
+            StoreError::Corrupt {
+                offset,
+                message: format!("entry does not decode: {source}"),
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod durability;
 mod exactly_once;
+mod fixture;
 mod input_bounds;
 mod loans;
 mod portfolio;

@@ -273,3 +273,247 @@ async fn a_second_server_on_the_same_data_directory_is_refused_and_cuts_nothing(
     );
     drop(first);
 }
+
+/// Rewrites the canonical bytes of entry `sequence` with `change` (keeping
+/// their length) and re-chains every hash from it on, with valid record and
+/// frame checksums: a journal a release with other versions could have
+/// written.
+fn rewrite_and_rechain(dir: &Path, sequence: u64, change: impl FnOnce(&mut Vec<u8>)) {
+    let path = dir.join("journal.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut change = Some(change);
+    let mut previous = mfi_ledger::domain::entry::GENESIS_HASH;
+    let mut seen = 0;
+    for (frame, body_start, body_end) in frames(&bytes) {
+        let mut at = body_start;
+        while at < body_end {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            seen += 1;
+            let payload = at + 8..at + 8 + len;
+            let mut canonical = bytes[payload.start..payload.end - 32].to_vec();
+            if seen == sequence {
+                (change.take().unwrap())(&mut canonical);
+                assert_eq!(canonical.len(), len - 32, "the change keeps the length");
+            }
+            let hash = mfi_ledger::domain::entry::chain_hash(&previous, &canonical);
+            bytes[payload.start..payload.end - 32].copy_from_slice(&canonical);
+            bytes[payload.end - 32..payload.end].copy_from_slice(&hash);
+            let crc = crc32fast::hash(&bytes[payload.clone()]);
+            bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+            previous = hash;
+            at = payload.end;
+        }
+        let crc = crc32fast::hash(&bytes[body_start..body_end]);
+        bytes[frame + 8..frame + 12].copy_from_slice(&crc.to_le_bytes());
+    }
+    assert!(change.is_none(), "no entry {sequence}");
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// Issue 9: `verify` re-executed every entry under today's rules, so a rules
+/// fix would have failed every older journal. An entry names its rules
+/// version; one this build cannot re-decide (a newer release's) is checked
+/// by its invariants, and the output says how many and why; the server,
+/// which would decide the next commands under older rules, refuses to start.
+#[tokio::test]
+async fn entries_under_newer_rules_are_verified_by_invariants_and_not_served() {
+    let dir = data_dir().await;
+    // Entry 7 (the withdrawal) as a release with rules version 2 would write it.
+    rewrite_and_rechain(dir.path(), 7, |canonical| {
+        assert_eq!(canonical[0], 3, "encoding version 3");
+        assert_eq!(&canonical[1..3], &[1, 0], "rules version 1");
+        canonical[1] = 2;
+    });
+    // The cache holds entry 7's old hash: this build would rebuild it.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let (ok, text) = verify(dir.path());
+    assert!(ok, "{text}");
+    assert!(text.starts_with("ok: 7 entries verified"), "{text}");
+    assert!(
+        text.contains("note: 1 entries verified by their invariants only")
+            && text.contains("rules version 2, newer than this build's rules (1)"),
+        "{text}"
+    );
+    let refused = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || open_ledger(&dir).err()
+    })
+    .await
+    .unwrap()
+    .expect("a server with older rules must not decide after newer entries");
+    assert!(
+        refused.contains("rules version 2") && refused.contains("upgrade"),
+        "{refused}"
+    );
+}
+
+/// Issue 9: only encoding version 2 decoded, and any other version was a
+/// generic decode error ("entry does not decode"). An entry of a newer
+/// encoding is refused by serve and verify as written by a newer release,
+/// and one of the development builds' encoding 2 names its version; the
+/// journal is left as it was (nothing is cut as if torn).
+#[tokio::test]
+async fn entries_of_other_encodings_are_refused_naming_the_version() {
+    for (version, expected) in [
+        (4u8, "written by a newer release of mfi-ledger"),
+        (2u8, "version 2 was written by a development build"),
+    ] {
+        let dir = data_dir().await;
+        rewrite_and_rechain(dir.path(), 5, |canonical| canonical[0] = version);
+        let journal = std::fs::read(dir.path().join("journal.log")).unwrap();
+        let (ok, text) = verify(dir.path());
+        assert!(!ok, "{text}");
+        assert!(
+            text.contains("entry 5") && text.contains(expected),
+            "{text}"
+        );
+        let refused = tokio::task::spawn_blocking({
+            let dir = dir.path().to_owned();
+            move || open_ledger(&dir).err()
+        })
+        .await
+        .unwrap()
+        .expect("the server must not start on entries it cannot read");
+        assert!(refused.contains(expected), "{refused}");
+        assert!(!refused.contains("corrupt"), "{refused}");
+        assert_eq!(
+            std::fs::read(dir.path().join("journal.log")).unwrap(),
+            journal,
+            "nothing was cut"
+        );
+    }
+}
+
+/// The real binary serving `dir`; its standard error is collected.
+struct ServedBinary {
+    child: tokio::process::Child,
+    audit: mfi_ledger::pb::audit_service_client::AuditServiceClient<tonic::transport::Channel>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+async fn serve_binary(dir: &Path) -> ServedBinary {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let collected = stderr.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = errors.next_line().await {
+            let mut text = collected.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the server says where it listens within 30 s")
+        .unwrap()
+        .unwrap_or_else(|| panic!("no listening line; stderr: {}", stderr.lock().unwrap()));
+    let address = line.strip_prefix("mfi-ledger listening on ").unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    ServedBinary {
+        child,
+        audit: mfi_ledger::pb::audit_service_client::AuditServiceClient::new(channel),
+        stderr,
+    }
+}
+
+/// Issue 9: startup loaded the state cache whenever its head matched the
+/// journal, so a record edited on disk was served (cash read 0 here) and
+/// used for decisions. The cache's digest no longer adds up: the server says
+/// so, rebuilds from the journal, and serves the journal's figure. A data
+/// directory open to other users is served, with a warning.
+#[tokio::test]
+async fn a_cache_record_edited_on_disk_is_not_served_after_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = data_dir().await;
+    {
+        let db = sled::open(dir.path().join("state")).unwrap();
+        let savings = db.get("balance/savings:TB-0001/C1").unwrap().unwrap();
+        db.insert("balance/cash:TB", savings).unwrap();
+        db.flush().unwrap();
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut server = serve_binary(dir.path()).await;
+    let balance = server
+        .audit
+        .get_balance(pb::GetBalanceRequest {
+            account: "cash:TB".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .balance
+        .unwrap()
+        .amount;
+    server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+    let stderr = server.stderr.lock().unwrap().clone();
+    assert_eq!(balance, "150000", "cash from the journal; stderr: {stderr}");
+    assert!(
+        stderr.contains("state cache does not match its digest; rebuilding it from the journal"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("open to other users"), "{stderr}");
+}
+
+/// Issue 9: the data directory holds personal data: a new one is its
+/// owner's only (directories 0700, files 0600: journal, cache, torn-tail
+/// copies).
+#[tokio::test]
+async fn a_new_data_directory_is_its_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = data_dir().await;
+    let dir = parent.path().join("new-data");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    {
+        let store = mfi_ledger::store::DiskStore::open(&dir).unwrap();
+        let records = vec![(b"head".to_vec(), Some(b"x".to_vec()))];
+        mfi_ledger::store::Store::save_state(&store, &records).unwrap();
+        mfi_ledger::store::Store::flush_state(&store).unwrap();
+    }
+    // A torn tail, kept aside at the next open.
+    let mut journal = std::fs::read(dir.join("journal.log")).unwrap();
+    journal.extend_from_slice(&[0u8; 64]);
+    std::fs::write(dir.join("journal.log"), journal).unwrap();
+    let mut reopened = mfi_ledger::store::DiskStore::open(&dir);
+    for _ in 0..250 {
+        if reopened.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        reopened = mfi_ledger::store::DiskStore::open(&dir);
+    }
+    drop(reopened.unwrap());
+    let mut seen = (0, 0);
+    let mut pending = vec![dir.clone()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{}", path.display());
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            seen.0 += 1;
+        } else {
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+            seen.1 += 1;
+        }
+    }
+    assert!(seen.0 >= 2 && seen.1 >= 3, "{seen:?}");
+    assert!(dir.join("journal.log.torn-8").exists());
+}

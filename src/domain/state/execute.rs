@@ -63,6 +63,7 @@ impl LedgerState {
             (_, None) => Currency::default(),
         };
         let body = EntryBody {
+            rules_version: context.rules_version,
             sequence: self.last_sequence + 1,
             effective_date: decision.effective_date,
             recorded_at_micros: context.recorded_at.timestamp_micros(),

@@ -70,6 +70,7 @@ fn opened_on() -> NaiveDate {
 fn context() -> ExecContext {
     ExecContext {
         recorded_at: Utc.with_ymd_and_hms(2100, 1, 1, 3, 0, 0).unwrap(),
+        rules_version: crate::domain::entry::RULES_VERSION_CURRENT,
     }
 }
 

@@ -597,6 +597,7 @@ fn run(
 ) {
     let context = ExecContext {
         recorded_at: Utc.with_ymd_and_hms(2024, 6, 30, 3, 0, 0).unwrap(),
+        rules_version: crate::domain::entry::RULES_VERSION_CURRENT,
     };
     for body in bodies {
         let command = Command {

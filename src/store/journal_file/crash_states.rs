@@ -28,7 +28,7 @@ use rust_decimal::Decimal;
 
 use super::{JournalFile, JournalMedium, read_entry_at};
 use crate::domain::command::{Command, CommandBody, Money, SavingsKind};
-use crate::domain::entry::{Entry, GENESIS_HASH, chain_hash};
+use crate::domain::entry::{Entry, GENESIS_HASH, RULES_VERSION_CURRENT, chain_hash};
 use crate::domain::ids::SavingsAccountId;
 use crate::domain::ids::{Actor, BranchId, CenterId, GroupId, MemberId, Name, RequestId};
 use crate::domain::money::Currency;
@@ -340,6 +340,7 @@ fn entries(count: usize) -> Vec<Arc<Entry>> {
     }
     let context = ExecContext {
         recorded_at: Utc.with_ymd_and_hms(2024, 1, 2, 3, 0, 0).unwrap(),
+        rules_version: RULES_VERSION_CURRENT,
     };
     let mut state = LedgerState::new();
     let mut entries: Vec<Arc<Entry>> = Vec::new();
