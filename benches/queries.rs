@@ -72,10 +72,12 @@ fn queries(c: &mut Criterion) {
             |b, _| {
                 b.iter(|| {
                     ledger.read(|s| {
-                        let year =
-                            s.period_figures(&branch, date("2024-01-01"), date("2024-12-31"));
-                        let before =
-                            s.period_figures(&branch, date("2023-01-01"), date("2023-12-31"));
+                        let year = s
+                            .period_figures(&branch, date("2024-01-01"), date("2024-12-31"))
+                            .unwrap();
+                        let before = s
+                            .period_figures(&branch, date("2023-01-01"), date("2023-12-31"))
+                            .unwrap();
                         (year.amount_disbursed, before.savings_balance)
                     })
                 })

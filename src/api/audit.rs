@@ -405,34 +405,31 @@ impl AuditService for AuditApi {
         let (from, to) = period.bounds().map_err(refuse)?;
         let (previous_from, previous_to) =
             period.previous().and_then(Period::bounds).map_err(refuse)?;
-        let (currency, name, current, previous, by_product) = self.ledger.read(|state| {
-            let currency = state.branch(&branch).map(|b| b.currency);
-            (
-                currency,
-                state
-                    .branch(&branch)
-                    .map(|b| b.name.to_string())
-                    .unwrap_or_default(),
-                state.period_figures(&branch, from, to),
-                state.period_figures(&branch, previous_from, previous_to),
-                state
-                    .loans_by_product(&branch, from, to)
-                    .unwrap_or_default(),
-            )
-        });
-        let currency = currency.ok_or_else(|| {
-            refuse(DomainError::not_found(
-                "branch_id",
-                "branch",
-                branch.as_str(),
-            ))
-        })?;
-        let change = difference(&current, &previous);
+        let read = branch.clone();
+        let (currency, name, current, previous, by_product) = self
+            .read(move |state| {
+                let branch = read;
+                let found = state.branch(&branch).ok_or_else(|| {
+                    DomainError::not_found("branch_id", "branch", branch.as_str())
+                })?;
+                Ok::<_, DomainError>((
+                    found.currency,
+                    found.name.to_string(),
+                    state.period_figures(&branch, from, to)?,
+                    state.period_figures(&branch, previous_from, previous_to)?,
+                    state.loans_by_product(&branch, from, to)?,
+                ))
+            })
+            .await?
+            .map_err(refuse)?;
+        let change = current
+            .minus(&previous)
+            .map_err(|overflow| refuse(overflow.into()))?;
         let (current, previous) = (
-            period_out(&current, currency),
-            period_out(&previous, currency),
+            period_out(&current, currency)?,
+            period_out(&previous, currency)?,
         );
-        let mut change = period_out(&change, currency);
+        let mut change = period_out(&change, currency)?;
         // Ratios change by the difference of the ratios, not the ratio of the differences.
         change.average_loan = Some(money_out(
             amount(&current.average_loan) - amount(&previous.average_loan),
@@ -554,25 +551,10 @@ fn outstanding_unless_cancelled(loan: &crate::domain::state::Loan) -> Decimal {
     }
 }
 
-fn difference(current: &PeriodFigures, previous: &PeriodFigures) -> PeriodFigures {
-    PeriodFigures {
-        from: current.from,
-        to: current.to,
-        loans_disbursed: current.loans_disbursed - previous.loans_disbursed,
-        amount_disbursed: current.amount_disbursed - previous.amount_disbursed,
-        principal_collected: current.principal_collected - previous.principal_collected,
-        interest_collected: current.interest_collected - previous.interest_collected,
-        fees_collected: current.fees_collected - previous.fees_collected,
-        written_off: current.written_off - previous.written_off,
-        recovered: current.recovered - previous.recovered,
-        savings_balance: current.savings_balance - previous.savings_balance,
-        portfolio_outstanding: current.portfolio_outstanding - previous.portfolio_outstanding,
-        borrowers: current.borrowers - previous.borrowers,
-        borrowers_with_savings: current.borrowers_with_savings - previous.borrowers_with_savings,
-    }
-}
-
-fn period_out(figures: &PeriodFigures, currency: Currency) -> pb::PeriodTotals {
+fn period_out(figures: &PeriodFigures, currency: Currency) -> Result<pb::PeriodTotals, Status> {
+    let repayments = figures
+        .repayments_collected()
+        .map_err(|overflow| refuse(overflow.into()))?;
     let average = if figures.loans_disbursed > 0 {
         (figures.amount_disbursed / Decimal::from(figures.loans_disbursed)).round_dp_with_strategy(
             currency.decimal_places(),
@@ -590,7 +572,7 @@ fn period_out(figures: &PeriodFigures, currency: Currency) -> pb::PeriodTotals {
     };
     let mut percent_text = percent;
     percent_text.rescale(2);
-    pb::PeriodTotals {
+    Ok(pb::PeriodTotals {
         from_date: figures.from.map(|d| d.to_string()).unwrap_or_default(),
         to_date: figures.to.map(|d| d.to_string()).unwrap_or_default(),
         loans_disbursed: figures.loans_disbursed,
@@ -613,6 +595,8 @@ fn period_out(figures: &PeriodFigures, currency: Currency) -> pb::PeriodTotals {
 fn optional_branch(text: &str) -> Result<Option<BranchId>, Status> {
     if text.is_empty() {
         return Ok(None);
-    }
+        fees_withheld_at_disbursement: Some(money_out(figures.fees_withheld, currency)),
+        repayments_collected: Some(money_out(repayments, currency)),
+    })
     BranchId::parse("branch_id", text).map(Some).map_err(refuse)
 }

@@ -18,19 +18,42 @@ fn scope(branch_id: &str) -> String {
     }
 }
 
-/// `arrears`: the loans in arrears, most days overdue first.
+/// `arrears`: the loans in arrears, most days overdue first (the server
+/// lists them in loan id order, a page at a time: every page is read).
 pub async fn arrears(server: &str, args: ArrearsArgs) -> anyhow::Result<Report> {
     let branch_id = args.branch.unwrap_or_default();
-    let request = pb::ListLoansInArrearsRequest {
+    let mut client = audit(server).await?;
+    let mut request = pb::ListLoansInArrearsRequest {
         branch_id: branch_id.clone(),
         as_of_date: args.as_of.unwrap_or_default(),
+        page_size: crate::api::PAGE_SIZE_MAX,
+        page_token: String::new(),
     };
-    let r = audit(server)
-        .await?
-        .list_loans_in_arrears(request)
-        .await
-        .map_err(read_error)?
-        .into_inner();
+    let mut r = pb::ListLoansInArrearsResponse::default();
+    loop {
+        let page = client
+            .list_loans_in_arrears(request.clone())
+            .await
+            .map_err(read_error)?
+            .into_inner();
+        r.loans.extend(page.loans);
+        // Every page of the date the first one answered ("today" could change).
+        r.as_of_date = page.as_of_date;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        anyhow::ensure!(
+            page.next_page_token != request.page_token,
+            "ListLoansInArrears gave the same page token twice"
+        );
+        request.as_of_date = r.as_of_date.clone();
+        request.page_token = page.next_page_token;
+    }
+    r.loans.sort_by(|a, b| {
+        b.days_in_arrears
+            .cmp(&a.days_in_arrears)
+            .then_with(|| a.loan_id.cmp(&b.loan_id))
+    });
     let header = [
         "loan",
         "member",
@@ -103,9 +126,19 @@ pub async fn portfolio(server: &str, args: PortfolioArgs) -> anyhow::Result<Repo
         ("active loans", r.active_loans.to_string()),
         ("active borrowers", r.active_borrowers.to_string()),
         ("average outstanding", money(r.average_outstanding.as_ref())),
-        ("loans in arrears", r.loans_in_arrears.to_string()),
+        (
+            "loans in arrears (product tolerance)",
+            r.loans_in_arrears.to_string(),
+        ),
     ]);
-    let mut par = table(&["portfolio at risk", "amount", "percent"], &[1, 2]);
+    let mut par = table(
+        &[
+            "portfolio at risk (standard, no tolerance)",
+            "amount",
+            "percent",
+        ],
+        &[1, 2],
+    );
     for (name, value, percent) in [
         ("PAR1", &r.par1_amount, &r.par1_percent),
         ("PAR30", &r.par30_amount, &r.par30_percent),

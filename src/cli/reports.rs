@@ -76,16 +76,24 @@ fn figure_rows(p: &pb::PeriodTotals) -> Vec<(&'static str, String)> {
         ),
         ("interest collected", amount(p.interest_collected.as_ref())),
         ("fees collected", amount(p.fees_collected.as_ref())),
+        (
+            "  of which withheld at disbursement",
+            amount(p.fees_withheld_at_disbursement.as_ref()),
+        ),
+        (
+            "repayments collected",
+            amount(p.repayments_collected.as_ref()),
+        ),
         ("written off", amount(p.written_off.as_ref())),
         ("recovered", amount(p.recovered.as_ref())),
         ("savings balance (end)", amount(p.savings_balance.as_ref())),
         ("borrowers (end)", p.borrowers.to_string()),
         (
-            "borrowers with savings",
+            "borrowers with savings > 0",
             p.borrowers_with_savings.to_string(),
         ),
         (
-            "borrowers with savings %",
+            "borrowers with savings > 0 %",
             p.borrowers_with_savings_percent.clone(),
         ),
         (
@@ -168,6 +176,8 @@ fn period_json(p: &pb::PeriodTotals) -> Value {
         "principal_collected": money_json(p.principal_collected.as_ref()),
         "interest_collected": money_json(p.interest_collected.as_ref()),
         "fees_collected": money_json(p.fees_collected.as_ref()),
+        "fees_withheld_at_disbursement": money_json(p.fees_withheld_at_disbursement.as_ref()),
+        "repayments_collected": money_json(p.repayments_collected.as_ref()),
         "written_off": money_json(p.written_off.as_ref()),
         "recovered": money_json(p.recovered.as_ref()),
         "savings_balance": money_json(p.savings_balance.as_ref()),

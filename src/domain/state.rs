@@ -32,10 +32,10 @@ use super::ids::{
 use super::money::{Currency, checked_add, checked_sub, format_amount};
 use super::product::{LoanPolicy, ProductVersion};
 use super::schedule::{Installment, LoanTerms};
-use super::totals::{BorrowerStep, DayTotals, PeriodFigures, borrower_steps};
+use super::totals::{BorrowerStep, DayTotals, Overflow, PeriodFigures, borrower_steps};
 
 mod keys;
-pub use keys::{StateKey, StateRecord};
+pub use keys::{STATE_FORMAT, StateKey, StateRecord};
 
 /// Default share of outstanding principal kept in compulsory savings, in percent.
 pub const COMPULSORY_SAVINGS_PERCENT_DEFAULT: u32 = 5;
@@ -221,7 +221,9 @@ impl InstallmentState {
 
     /// True when nothing is owed on it.
     pub fn is_paid(&self) -> bool {
-        self.unpaid_total().is_zero()
+        self.principal_paid == self.due.principal
+            && self.interest_paid == self.due.interest
+            && self.fee_paid == self.due.fee
     }
 }
 
@@ -321,13 +323,13 @@ impl Loan {
     }
 
     /// Principal outstanding at the end of `date`.
-    pub fn principal_on(&self, date: NaiveDate) -> Decimal {
-        self.principal_changes.range(..=date).map(|(_, c)| *c).sum()
+    pub fn principal_on(&self, date: NaiveDate) -> Result<Decimal, Overflow> {
+        super::totals::sum(self.principal_changes.range(..=date).map(|(_, c)| *c))
     }
 
     /// Paid on scheduled installments up to the end of `date`.
-    pub fn paid_on(&self, date: NaiveDate) -> Decimal {
-        self.paid_changes.range(..=date).map(|(_, c)| *c).sum()
+    pub fn paid_on(&self, date: NaiveDate) -> Result<Decimal, Overflow> {
+        super::totals::sum(self.paid_changes.range(..=date).map(|(_, c)| *c))
     }
 }
 
@@ -429,6 +431,7 @@ mod execute;
 #[cfg(test)]
 mod loan_tests;
 mod loans;
+mod ordered;
 mod queries;
 #[cfg(test)]
 mod tests;
@@ -509,20 +512,20 @@ impl LedgerState {
         self.balances.get(account).copied().unwrap_or_default()
     }
 
-    /// Figures of one branch over `from..=to`.
+    /// Figures of one branch over `from..=to`, from its days: O(days).
     pub fn period_figures(
         &self,
         branch: &BranchId,
         from: NaiveDate,
         to: NaiveDate,
-    ) -> PeriodFigures {
+    ) -> Result<PeriodFigures, DomainError> {
         match self.days.get(branch) {
-            Some(days) => PeriodFigures::from_days(days, from, to),
-            None => PeriodFigures {
+            Some(days) => Ok(PeriodFigures::from_days(days, from, to)?),
+            None => Ok(PeriodFigures {
                 from: Some(from),
                 to: Some(to),
                 ..PeriodFigures::default()
-            },
+            }),
         }
     }
 }

@@ -15,8 +15,15 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::error::DomainError;
+use super::ids::ProductId;
 
 /// One branch's changes on one effective date.
+///
+/// Flows (disbursed, collected, due) count what happened on the day; stock
+/// changes (`*_change`) are differences: a stock on a date is the sum of its
+/// changes up to that date. A loan adds its portfolio-quality stocks as date
+/// ranges (+amount on the first day, -amount after the last), so that PAR on
+/// any date is one sum over days, never a scan of loans.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayTotals {
     /// Loans disbursed, less disbursements reversed.
@@ -33,6 +40,9 @@ pub struct DayTotals {
     /// Fees collected (deducted at disbursement or paid with installments).
     #[serde(with = "crate::domain::codec::decimal")]
     pub fees_collected: Decimal,
+    /// Of `fees_collected`, the fees deducted from a disbursement or tranche.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub fees_withheld: Decimal,
     /// Principal written off, less write-offs reversed.
     #[serde(with = "crate::domain::codec::decimal")]
     pub written_off: Decimal,
@@ -47,14 +57,167 @@ pub struct DayTotals {
     pub portfolio_change: Decimal,
     /// Change in the number of members with principal outstanding.
     pub borrowers_change: i64,
-    /// Change in the number of those who also hold a savings account.
+    /// Change in the number of those who also have a positive savings balance.
     pub borrowers_with_savings_change: i64,
+    /// Change in the number of loans with principal outstanding.
+    pub loans_active_change: i64,
+    /// Change of the outstanding principal of loans with any part of an
+    /// installment unpaid more than 1, 30 and 90 days (standard PAR, no tolerance).
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub par1_change: Decimal,
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub par30_change: Decimal,
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub par90_change: Decimal,
+    /// Change in the number of loans in arrears under their product's tolerance.
+    pub loans_in_arrears_change: i64,
+    /// Installments falling due on the day (principal, interest, fees).
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub due: Decimal,
+    /// Of `due`, what was paid by the day.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub paid_on_time: Decimal,
+    /// Loans first disbursed on the day, by product (none: outside the
+    /// catalogue), less disbursements reversed.
+    pub disbursed_by_product: BTreeMap<Option<ProductId>, ProductDay>,
+}
+
+/// Loans of one product disbursed on a day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductDay {
+    /// Loans disbursed.
+    pub loans: i64,
+    /// Principal of their first disbursements.
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub amount: Decimal,
+}
+
+/// A sum or difference that does not fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("arithmetic overflow: the amounts involved are too large")]
+pub struct Overflow;
+
+impl From<Overflow> for DomainError {
+    fn from(_: Overflow) -> DomainError {
+        DomainError::Overflow
+    }
+}
+
+impl From<Overflow> for String {
+    fn from(overflow: Overflow) -> String {
+        overflow.to_string()
+    }
+}
+
+/// `a + b` normalised (no trailing zeros, never "-0"), or an overflow.
+pub fn plus(a: Decimal, b: Decimal) -> Result<Decimal, Overflow> {
+    a.checked_add(b).map(|x| x.normalize()).ok_or(Overflow)
+}
+
+/// `a - b` normalised, or an overflow.
+pub fn minus(a: Decimal, b: Decimal) -> Result<Decimal, Overflow> {
+    a.checked_sub(b).map(|x| x.normalize()).ok_or(Overflow)
+}
+
+/// `a * b`, or an overflow.
+pub fn times(a: Decimal, b: Decimal) -> Result<Decimal, Overflow> {
+    a.checked_mul(b).ok_or(Overflow)
+}
+
+/// The sum of `values`, or an overflow.
+pub fn sum(values: impl IntoIterator<Item = Decimal>) -> Result<Decimal, Overflow> {
+    values.into_iter().try_fold(Decimal::ZERO, plus)
+}
+
+fn plus_count(a: i64, b: i64) -> Result<i64, Overflow> {
+    a.checked_add(b).ok_or(Overflow)
 }
 
 impl DayTotals {
     /// True when the day changes nothing (and need not be stored).
     pub fn is_empty(&self) -> bool {
         *self == DayTotals::default()
+    }
+
+    /// Adds `other` to this day, field by field, or changes nothing on overflow.
+    pub fn add(&mut self, other: &DayTotals) -> Result<(), Overflow> {
+        let mut by_product = self.disbursed_by_product.clone();
+        for (product, day) in &other.disbursed_by_product {
+            let entry = by_product.entry(product.clone()).or_default();
+            entry.loans = plus_count(entry.loans, day.loans)?;
+            entry.amount = plus(entry.amount, day.amount)?;
+            if entry.loans == 0 && entry.amount.is_zero() {
+                by_product.remove(product);
+            }
+        }
+        let sum = DayTotals {
+            loans_disbursed: plus_count(self.loans_disbursed, other.loans_disbursed)?,
+            amount_disbursed: plus(self.amount_disbursed, other.amount_disbursed)?,
+            principal_collected: plus(self.principal_collected, other.principal_collected)?,
+            interest_collected: plus(self.interest_collected, other.interest_collected)?,
+            fees_collected: plus(self.fees_collected, other.fees_collected)?,
+            fees_withheld: plus(self.fees_withheld, other.fees_withheld)?,
+            written_off: plus(self.written_off, other.written_off)?,
+            recovered: plus(self.recovered, other.recovered)?,
+            savings_change: plus(self.savings_change, other.savings_change)?,
+            portfolio_change: plus(self.portfolio_change, other.portfolio_change)?,
+            borrowers_change: plus_count(self.borrowers_change, other.borrowers_change)?,
+            borrowers_with_savings_change: plus_count(
+                self.borrowers_with_savings_change,
+                other.borrowers_with_savings_change,
+            )?,
+            loans_active_change: plus_count(self.loans_active_change, other.loans_active_change)?,
+            par1_change: plus(self.par1_change, other.par1_change)?,
+            par30_change: plus(self.par30_change, other.par30_change)?,
+            par90_change: plus(self.par90_change, other.par90_change)?,
+            loans_in_arrears_change: plus_count(
+                self.loans_in_arrears_change,
+                other.loans_in_arrears_change,
+            )?,
+            due: plus(self.due, other.due)?,
+            paid_on_time: plus(self.paid_on_time, other.paid_on_time)?,
+            disbursed_by_product: by_product,
+        };
+        *self = sum;
+        Ok(())
+    }
+
+    /// The day with every figure of the opposite sign.
+    pub fn negated(&self) -> DayTotals {
+        DayTotals {
+            loans_disbursed: -self.loans_disbursed,
+            amount_disbursed: -self.amount_disbursed,
+            principal_collected: -self.principal_collected,
+            interest_collected: -self.interest_collected,
+            fees_collected: -self.fees_collected,
+            fees_withheld: -self.fees_withheld,
+            written_off: -self.written_off,
+            recovered: -self.recovered,
+            savings_change: -self.savings_change,
+            portfolio_change: -self.portfolio_change,
+            borrowers_change: -self.borrowers_change,
+            borrowers_with_savings_change: -self.borrowers_with_savings_change,
+            loans_active_change: -self.loans_active_change,
+            par1_change: -self.par1_change,
+            par30_change: -self.par30_change,
+            par90_change: -self.par90_change,
+            loans_in_arrears_change: -self.loans_in_arrears_change,
+            due: -self.due,
+            paid_on_time: -self.paid_on_time,
+            disbursed_by_product: self
+                .disbursed_by_product
+                .iter()
+                .map(|(product, day)| {
+                    (
+                        product.clone(),
+                        ProductDay {
+                            loans: -day.loans,
+                            amount: -day.amount,
+                        },
+                    )
+                })
+                .collect(),
+        }
     }
 }
 
@@ -73,8 +236,10 @@ pub struct PeriodFigures {
     pub principal_collected: Decimal,
     /// Interest repaid in the period.
     pub interest_collected: Decimal,
-    /// Fees collected in the period.
+    /// Fees collected in the period: deducted at disbursement or paid with installments.
     pub fees_collected: Decimal,
+    /// Of those, fees deducted from disbursements and tranches.
+    pub fees_withheld: Decimal,
     /// Principal written off in the period.
     pub written_off: Decimal,
     /// Collected on written-off loans in the period.
@@ -85,38 +250,144 @@ pub struct PeriodFigures {
     pub portfolio_outstanding: Decimal,
     /// Members with principal outstanding at the end.
     pub borrowers: i64,
-    /// Of those, holders of a savings account.
+    /// Of those, members with a positive savings balance at the end.
     pub borrowers_with_savings: i64,
+    /// Loans with principal outstanding at the end.
+    pub loans_active: i64,
+    /// Standard PAR1, PAR30 and PAR90 amounts at the end.
+    pub par1: Decimal,
+    pub par30: Decimal,
+    pub par90: Decimal,
+    /// Loans in arrears under their product's tolerance at the end.
+    pub loans_in_arrears: i64,
+    /// Installments due in the period.
+    pub due: Decimal,
+    /// Of those, paid by their due dates.
+    pub paid_on_time: Decimal,
+    /// Loans first disbursed in the period, by product.
+    pub disbursed_by_product: BTreeMap<Option<ProductId>, ProductDay>,
 }
 
 impl PeriodFigures {
+    /// Repayments collected in the period: principal, interest and the fees
+    /// paid with installments. Fees deducted from a disbursement are not
+    /// repayments (the borrower never held that money), and what is
+    /// collected on written-off loans is `recovered`.
+    pub fn repayments_collected(&self) -> Result<Decimal, Overflow> {
+        let fees_repaid = self
+            .fees_collected
+            .checked_sub(self.fees_withheld)
+            .ok_or(Overflow)?;
+        plus(
+            plus(self.principal_collected, self.interest_collected)?,
+            fees_repaid,
+        )
+    }
+
     /// Sums one branch's days: flows over `from..=to`, stocks up to `to`.
     pub fn from_days(
         days: &BTreeMap<NaiveDate, DayTotals>,
         from: NaiveDate,
         to: NaiveDate,
-    ) -> PeriodFigures {
-        let mut figures = PeriodFigures {
-            from: Some(from),
-            to: Some(to),
-            ..PeriodFigures::default()
-        };
+    ) -> Result<PeriodFigures, Overflow> {
+        let mut sum = DayTotals::default();
         for (date, day) in days.range(..=to) {
-            figures.savings_balance += day.savings_change;
-            figures.portfolio_outstanding += day.portfolio_change;
-            figures.borrowers += day.borrowers_change;
-            figures.borrowers_with_savings += day.borrowers_with_savings_change;
             if *date >= from {
-                figures.loans_disbursed += day.loans_disbursed;
-                figures.amount_disbursed += day.amount_disbursed;
-                figures.principal_collected += day.principal_collected;
-                figures.interest_collected += day.interest_collected;
-                figures.fees_collected += day.fees_collected;
-                figures.written_off += day.written_off;
-                figures.recovered += day.recovered;
+                sum.add(day)?;
+            } else {
+                sum.add(&DayTotals {
+                    savings_change: day.savings_change,
+                    portfolio_change: day.portfolio_change,
+                    borrowers_change: day.borrowers_change,
+                    borrowers_with_savings_change: day.borrowers_with_savings_change,
+                    loans_active_change: day.loans_active_change,
+                    par1_change: day.par1_change,
+                    par30_change: day.par30_change,
+                    par90_change: day.par90_change,
+                    loans_in_arrears_change: day.loans_in_arrears_change,
+                    ..DayTotals::default()
+                })?;
             }
         }
-        figures
+        Ok(PeriodFigures::from_sum(sum, from, to))
+    }
+
+    /// The figures whose flows and stocks `sum` holds.
+    fn from_sum(sum: DayTotals, from: NaiveDate, to: NaiveDate) -> PeriodFigures {
+        PeriodFigures {
+            from: Some(from),
+            to: Some(to),
+            loans_disbursed: sum.loans_disbursed,
+            amount_disbursed: sum.amount_disbursed,
+            principal_collected: sum.principal_collected,
+            interest_collected: sum.interest_collected,
+            fees_collected: sum.fees_collected,
+            fees_withheld: sum.fees_withheld,
+            written_off: sum.written_off,
+            recovered: sum.recovered,
+            savings_balance: sum.savings_change,
+            portfolio_outstanding: sum.portfolio_change,
+            borrowers: sum.borrowers_change,
+            borrowers_with_savings: sum.borrowers_with_savings_change,
+            loans_active: sum.loans_active_change,
+            par1: sum.par1_change,
+            par30: sum.par30_change,
+            par90: sum.par90_change,
+            loans_in_arrears: sum.loans_in_arrears_change,
+            due: sum.due,
+            paid_on_time: sum.paid_on_time,
+            disbursed_by_product: sum.disbursed_by_product,
+        }
+    }
+
+    /// The figures as one day's totals (stocks in the `*_change` fields).
+    fn to_sum(&self) -> DayTotals {
+        DayTotals {
+            loans_disbursed: self.loans_disbursed,
+            amount_disbursed: self.amount_disbursed,
+            principal_collected: self.principal_collected,
+            interest_collected: self.interest_collected,
+            fees_collected: self.fees_collected,
+            fees_withheld: self.fees_withheld,
+            written_off: self.written_off,
+            recovered: self.recovered,
+            savings_change: self.savings_balance,
+            portfolio_change: self.portfolio_outstanding,
+            borrowers_change: self.borrowers,
+            borrowers_with_savings_change: self.borrowers_with_savings,
+            loans_active_change: self.loans_active,
+            par1_change: self.par1,
+            par30_change: self.par30,
+            par90_change: self.par90,
+            loans_in_arrears_change: self.loans_in_arrears,
+            due: self.due,
+            paid_on_time: self.paid_on_time,
+            disbursed_by_product: self.disbursed_by_product.clone(),
+        }
+    }
+
+    /// These figures less `other`'s, field by field (the dates are these).
+    pub fn minus(&self, other: &PeriodFigures) -> Result<PeriodFigures, Overflow> {
+        let mut sum = self.to_sum();
+        sum.add(&other.to_sum().negated())?;
+        Ok(PeriodFigures {
+            from: self.from,
+            to: self.to,
+            ..PeriodFigures::from_sum(sum, NaiveDate::MIN, NaiveDate::MIN)
+        })
+    }
+
+    /// Adds another branch's figures for the same period.
+    pub fn add(&mut self, other: &PeriodFigures) -> Result<(), Overflow> {
+        let mut sum = self.to_sum();
+        sum.add(&other.to_sum())?;
+        let (from, to) = (self.from, self.to);
+        *self = PeriodFigures {
+            from,
+            to,
+            ..PeriodFigures::from_sum(sum, NaiveDate::MIN, NaiveDate::MIN)
+        };
+        Ok(())
     }
 }
 
@@ -223,40 +494,46 @@ pub struct BorrowerStep {
 }
 
 /// The steps of a member's indicators, from her loans' principal changes by
-/// date and the date her first savings account opened.
+/// date and her savings accounts' balance changes by date.
 ///
 /// She is a borrower on a day when any loan has principal outstanding at the
-/// end of that day; a borrower with savings when, in addition, a savings
-/// account of hers is open that day.
+/// end of that day; a borrower who saves when, in addition, her savings
+/// balance (all her accounts) is positive at the end of that day. Holding an
+/// account is not saving: a disbursement already requires one.
 pub fn borrower_steps(
     loans_principal_changes: &[&BTreeMap<NaiveDate, Decimal>],
-    savings_opened_on: Option<NaiveDate>,
-) -> Vec<BorrowerStep> {
-    // Count of loans with principal outstanding, changing by date.
-    let mut active_changes: BTreeMap<NaiveDate, i64> = BTreeMap::new();
-    for changes in loans_principal_changes {
+    savings_changes: &[&BTreeMap<NaiveDate, Decimal>],
+) -> Result<Vec<BorrowerStep>, Overflow> {
+    // Count of loans with principal outstanding, and savings, changing by date.
+    let mut changes: BTreeMap<NaiveDate, (i64, Decimal)> = BTreeMap::new();
+    for loan in loans_principal_changes {
         let mut outstanding = Decimal::ZERO;
         let mut active = false;
-        for (date, change) in changes.iter() {
-            outstanding += *change;
+        for (date, change) in loan.iter() {
+            outstanding = plus(outstanding, *change)?;
             let now_active = outstanding > Decimal::ZERO;
             if now_active != active {
-                *active_changes.entry(*date).or_default() += if now_active { 1 } else { -1 };
+                let entry = changes.entry(*date).or_default();
+                entry.0 += if now_active { 1 } else { -1 };
                 active = now_active;
             }
         }
     }
-    if let Some(opened) = savings_opened_on {
-        active_changes.entry(opened).or_default();
+    for account in savings_changes {
+        for (date, change) in account.iter() {
+            let entry = changes.entry(*date).or_default();
+            entry.1 = plus(entry.1, *change)?;
+        }
     }
     let mut steps = Vec::new();
-    let mut active_loans = 0;
+    let mut active_loans = 0i64;
+    let mut savings = Decimal::ZERO;
     let (mut borrower, mut with_savings) = (false, false);
-    for (date, change) in active_changes {
-        active_loans += change;
+    for (date, (loans_change, savings_change)) in changes {
+        active_loans = plus_count(active_loans, loans_change)?;
+        savings = plus(savings, savings_change)?;
         let now_borrower = active_loans > 0;
-        let now_with_savings =
-            now_borrower && savings_opened_on.is_some_and(|opened| opened <= date);
+        let now_with_savings = now_borrower && savings > Decimal::ZERO;
         let step = BorrowerStep {
             date,
             borrower: i64::from(now_borrower) - i64::from(borrower),
@@ -267,7 +544,7 @@ pub fn borrower_steps(
         }
         (borrower, with_savings) = (now_borrower, now_with_savings);
     }
-    steps
+    Ok(steps)
 }
 
 #[cfg(test)]
@@ -289,7 +566,8 @@ mod tests {
     fn a_member_with_overlapping_loans_counts_once() {
         let first = changes(&[("2023-01-10", 1000), ("2023-06-10", -1000)]);
         let second = changes(&[("2023-03-01", 500), ("2023-09-01", -500)]);
-        let steps = borrower_steps(&[&first, &second], Some(date("2023-01-01")));
+        let savings = changes(&[("2023-01-01", 50)]);
+        let steps = borrower_steps(&[&first, &second], &[&savings]).unwrap();
         assert_eq!(
             steps,
             vec![
@@ -308,9 +586,10 @@ mod tests {
     }
 
     #[test]
-    fn savings_opened_after_the_loan_starts_the_second_count_later() {
+    fn savings_deposited_after_the_loan_starts_the_second_count_later() {
         let loan = changes(&[("2023-01-10", 1000)]);
-        let steps = borrower_steps(&[&loan], Some(date("2023-02-01")));
+        let savings = changes(&[("2023-02-01", 50)]);
+        let steps = borrower_steps(&[&loan], &[&savings]).unwrap();
         assert_eq!(
             steps,
             vec![
@@ -325,6 +604,37 @@ mod tests {
                     with_savings: 1
                 },
             ]
+        );
+    }
+
+    /// A borrower whose savings are back to zero does not save: holding an
+    /// account is not saving (it counted her as saving before).
+    #[test]
+    fn a_borrower_whose_savings_are_zero_does_not_save() {
+        let loan = changes(&[("2023-01-10", 1000)]);
+        let savings = changes(&[("2023-01-05", 50), ("2023-03-01", -50)]);
+        let never = BTreeMap::new();
+        let steps = borrower_steps(&[&loan], &[&savings, &never]).unwrap();
+        assert_eq!(
+            steps,
+            vec![
+                BorrowerStep {
+                    date: date("2023-01-10"),
+                    borrower: 1,
+                    with_savings: 1
+                },
+                BorrowerStep {
+                    date: date("2023-03-01"),
+                    borrower: 0,
+                    with_savings: -1
+                },
+            ]
+        );
+        assert!(
+            borrower_steps(&[&loan], &[&never])
+                .unwrap()
+                .iter()
+                .all(|s| s.with_savings == 0)
         );
     }
 
@@ -391,7 +701,8 @@ mod tests {
                 ..Default::default()
             },
         );
-        let figures = PeriodFigures::from_days(&days, date("2023-01-01"), date("2023-12-31"));
+        let figures =
+            PeriodFigures::from_days(&days, date("2023-01-01"), date("2023-12-31")).unwrap();
         assert_eq!(figures.loans_disbursed, 2);
         assert_eq!(figures.savings_balance, Decimal::from(150));
     }

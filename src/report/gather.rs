@@ -1,6 +1,7 @@
 //! Gathers a [`BranchReport`] from a running ledger over gRPC: the year and
 //! the year before from `GetBranchTotals`, each month's flows and savings,
-//! and PAR30 at each month end from `GetPortfolioQuality`.
+//! and PAR30 (the standard measure, no tolerance) at each month end from
+//! `GetPortfolioQuality`.
 
 use anyhow::{Context, anyhow};
 use chrono::{Months, NaiveDate, Utc};
@@ -63,10 +64,11 @@ async fn par30(
     Ok(percent / Decimal::ONE_HUNDRED)
 }
 
+/// Repayments collected: principal, interest and fees paid with
+/// installments, as the server adds them up (fees withheld at disbursement
+/// are not repayments).
 fn collected(t: &pb::PeriodTotals) -> anyhow::Result<Decimal> {
-    Ok(amount(&t.principal_collected)?
-        + amount(&t.interest_collected)?
-        + amount(&t.fees_collected)?)
+    amount(&t.repayments_collected)
 }
 
 fn year_figures(t: &pb::PeriodTotals, par30: Decimal) -> anyhow::Result<YearFigures> {

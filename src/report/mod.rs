@@ -61,18 +61,20 @@ pub struct YearFigures {
     pub amount_disbursed: Decimal,
     /// Average principal of a loan disbursed in the year.
     pub average_loan: Decimal,
-    /// Principal, interest and fees collected in the year.
+    /// Principal, interest and fees paid with installments in the year
+    /// (fees withheld at disbursement are not repayments).
     pub repayments_collected: Decimal,
     /// Savings balance at year end.
     pub savings_balance: Decimal,
     /// Active borrowers at year end.
     pub borrowers: u64,
-    /// Active borrowers at year end who hold savings.
+    /// Active borrowers at year end with a positive savings balance.
     pub borrowers_saving: u64,
     /// Outstanding principal at year end.
     pub gross_portfolio: Decimal,
-    /// Portfolio at risk over 30 days at year end, as a ratio of the gross
-    /// portfolio (0.0123 is 1.23 %).
+    /// Portfolio at risk over 30 days at year end (the standard measure: any
+    /// part of an installment unpaid more than 30 days, no tolerance), as a
+    /// ratio of the gross portfolio (0.0123 is 1.23 %).
     pub par30: Decimal,
     /// Principal written off in the year.
     pub write_offs: Decimal,
@@ -95,7 +97,7 @@ pub struct MonthFigures {
     pub loans_disbursed: u64,
     /// Total principal disbursed in the month.
     pub amount_disbursed: Decimal,
-    /// Principal, interest and fees collected in the month.
+    /// Repayments collected in the month (as `repayments_collected`).
     pub collected: Decimal,
     /// Savings balance at month end.
     pub savings_balance: Decimal,

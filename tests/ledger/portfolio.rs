@@ -4,7 +4,10 @@
 
 use mfi_ledger::pb;
 
-use crate::support::{App, amount, ctx, flat_weekly, spawn_app};
+use crate::support::{
+    App, amount, application, create_product, ctx, flat_weekly, loans_in_arrears, product_rules,
+    spawn_app,
+};
 
 /// Flat 24% a year, 12 monthly installments: interest 2% of the principal a
 /// month, principal / 12 a month.
@@ -160,15 +163,8 @@ async fn quality(
 }
 
 async fn in_arrears(app: &mut App, branch: &str, as_of: &str) -> Vec<(String, u32)> {
-    app.audit
-        .list_loans_in_arrears(pb::ListLoansInArrearsRequest {
-            branch_id: branch.into(),
-            as_of_date: as_of.into(),
-        })
+    loans_in_arrears(app, branch, as_of)
         .await
-        .unwrap()
-        .into_inner()
-        .loans
         .into_iter()
         .map(|l| (l.loan_id, l.days_in_arrears))
         .collect()
@@ -375,5 +371,86 @@ async fn portfolio_quality_of_all_branches_adds_them_up() {
             ("TB-0003/L1".to_owned(), 45),
             ("TB-0002/L1".to_owned(), 10),
         ]
+    );
+}
+
+/// PAR is the standard measure: a loan 32 days late is in PAR30 even though
+/// its product tolerates 45 days, which still keeps it out of the loans in
+/// arrears (its own status and collection follow-up). Reproduces PAR
+/// applying each product's tolerance, which left this loan out of PAR1 and
+/// PAR30.
+#[tokio::test]
+async fn par_ignores_the_products_tolerance_which_still_decides_arrears() {
+    let mut app = spawn_app().await;
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    app.member("TB-0002").await;
+    // Flat 24% monthly over 4 installments: 250,000 principal + 20,000
+    // interest a month. In arrears only beyond 45 days and 100,000 overdue.
+    create_product(
+        &app,
+        "PATIENT",
+        pb::ProductRules {
+            arrears_tolerance_days: 45,
+            arrears_tolerance_amount: "100000".into(),
+            ..product_rules(
+                pb::InterestMethod::Flat,
+                pb::RepaymentFrequency::Monthly,
+                "24",
+                4,
+            )
+        },
+    )
+    .await;
+    // Late: nothing paid on the installment due 1 February.
+    let late = app
+        .disburse_under(
+            "late",
+            "TB-0001",
+            application("PATIENT", "1000000", "2024-02-01"),
+            "2024-01-02",
+        )
+        .await
+        .unwrap()
+        .loan_id;
+    // Current: paid on its due dates.
+    let current = app
+        .disburse_under(
+            "current",
+            "TB-0002",
+            application("PATIENT", "1000000", "2024-02-01"),
+            "2024-01-02",
+        )
+        .await
+        .unwrap()
+        .loan_id;
+    for (i, day) in ["2024-02-01", "2024-03-01"].into_iter().enumerate() {
+        app.repay(&format!("pay-current-{i}"), &current, "270000", day)
+            .await
+            .unwrap();
+    }
+
+    // 4 March: the late loan's 1 February installment is 32 days unpaid
+    // (and 1 March's 3 days). Gross portfolio 1,000,000 + 500,000.
+    let q = quality(&mut app, "TB", "2024-03-04", None).await;
+    assert_eq!(amount(&q.gross_portfolio), "1500000");
+    // PAR1 and PAR30: the late loan's whole 1,000,000; / 1,500,000 = 66.666666...%.
+    assert_eq!(amount(&q.par1_amount), "1000000");
+    assert_eq!(q.par1_percent, "66.6667");
+    assert_eq!(amount(&q.par30_amount), "1000000");
+    assert_eq!(q.par30_percent, "66.6667");
+    assert_eq!(amount(&q.par90_amount), "0");
+    // Under its 45-day tolerance the loan is not yet in arrears.
+    assert_eq!(q.loans_in_arrears, 0);
+    assert!(in_arrears(&mut app, "TB", "2024-03-04").await.is_empty());
+    assert!(!app.loan(&late, "2024-03-04").await.in_arrears);
+
+    // 18 March: 46 days late and 540,000 overdue, beyond the tolerance too.
+    let q = quality(&mut app, "TB", "2024-03-18", None).await;
+    assert_eq!(amount(&q.par30_amount), "1000000");
+    assert_eq!(q.loans_in_arrears, 1);
+    assert_eq!(
+        in_arrears(&mut app, "TB", "2024-03-18").await,
+        vec![(late.clone(), 46)]
     );
 }

@@ -396,3 +396,107 @@ async fn totals_survive_a_restart_and_refuse_bad_periods() {
     let status = app.audit.get_branch_totals(request).await.unwrap_err();
     crate::support::assert_refused(&status, tonic::Code::InvalidArgument, "period");
 }
+
+/// Totals of branch TB over January and February 2024.
+async fn early_2024(app: &mut App) -> pb::PeriodTotals {
+    totals(
+        app,
+        Period::Range(pb::DateRange {
+            from_date: "2024-01-01".into(),
+            to_date: "2024-02-29".into(),
+        }),
+    )
+    .await
+    .current
+    .unwrap()
+}
+
+/// A borrower with nothing in her savings account does not save: holding
+/// the account a disbursement requires is not saving. Reproduces "borrowers
+/// who save" counting account holders, 100 % by construction.
+#[tokio::test]
+async fn borrowers_who_save_have_a_positive_balance_at_the_periods_end() {
+    let mut app = spawn_app().await;
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    app.member("TB-0002").await;
+    app.deposit("save-2", "TB-0002/C1", "100000", "2024-01-05")
+        .await
+        .unwrap();
+    for member in ["TB-0001", "TB-0002"] {
+        app.disburse(
+            &format!("loan-{member}"),
+            member,
+            crate::support::flat_weekly("1000000", "24", 10, "2024-01-17"),
+            "2024-01-10",
+        )
+        .await
+        .unwrap();
+    }
+    let t = early_2024(&mut app).await;
+    assert_eq!(t.borrowers, 2);
+    // TB-0001's balance is 0: only TB-0002 saves.
+    assert_eq!(t.borrowers_with_savings, 1);
+    assert_eq!(t.borrowers_with_savings_percent, "50.00");
+}
+
+/// Repayments collected are principal, interest and the fees paid with
+/// installments; a fee withheld from the disbursement is a fee collected but
+/// not a repayment. Reproduces the report adding withheld fees into
+/// "repayments collected".
+#[tokio::test]
+async fn repayments_collected_leave_out_fees_withheld_at_disbursement() {
+    use crate::support::{application, create_product, product_rules};
+
+    let mut app = spawn_app().await;
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    // Flat 24% monthly over 4: 250,000 principal + 20,000 interest a month;
+    // 20,000 withheld from the disbursement, 15,000 with the first installment.
+    create_product(
+        &app,
+        "FEES",
+        pb::ProductRules {
+            fees: vec![
+                pb::Fee {
+                    code: "disbursement".into(),
+                    amount: Some(pb::fee::Amount::Fixed("20000".into())),
+                    collection: pb::FeeCollection::AtDisbursement as i32,
+                },
+                pb::Fee {
+                    code: "insurance".into(),
+                    amount: Some(pb::fee::Amount::Fixed("15000".into())),
+                    collection: pb::FeeCollection::WithFirstInstallment as i32,
+                },
+            ],
+            ..product_rules(
+                pb::InterestMethod::Flat,
+                pb::RepaymentFrequency::Monthly,
+                "24",
+                4,
+            )
+        },
+    )
+    .await;
+    let loan = app
+        .disburse_under(
+            "loan",
+            "TB-0001",
+            application("FEES", "1000000", "2024-02-01"),
+            "2024-01-02",
+        )
+        .await
+        .unwrap()
+        .loan_id;
+    app.repay("pay-1", &loan, "285000", "2024-02-01")
+        .await
+        .unwrap();
+    let t = early_2024(&mut app).await;
+    let money = |m: &Option<pb::Money>| m.as_ref().unwrap().amount.clone();
+    assert_eq!(money(&t.principal_collected), "250000");
+    assert_eq!(money(&t.interest_collected), "20000");
+    assert_eq!(money(&t.fees_collected), "35000");
+    assert_eq!(money(&t.fees_withheld_at_disbursement), "20000");
+    // 250,000 + 20,000 + 15,000: what the borrower paid back.
+    assert_eq!(money(&t.repayments_collected), "285000");
+}

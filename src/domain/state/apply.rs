@@ -1,5 +1,14 @@
 //! Applying sealed entries to the state. Deterministic; checks that the entry
 //! fits the state (sequence, chain, balance) and fails rather than guess.
+//!
+//! An entry is applied in two steps. [`Stage`] works out everything it
+//! changes on copies of the objects it touches (loans, members, savings
+//! accounts, the branch's days, balances), with checked arithmetic; only
+//! when all of it fits does [`LedgerState::commit`] write the copies into the
+//! state, a step that cannot fail. An entry that contradicts the state or
+//! overflows leaves the state exactly as it was.
+
+use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -7,20 +16,23 @@ use rust_decimal::Decimal;
 use super::*;
 use crate::domain::entry::{Recast, Repayment};
 use crate::domain::product::FeeCollection;
+use crate::domain::totals::{Overflow, ProductDay, minus, plus, sum};
 
 impl LedgerState {
-    /// Applies `entry`, which must follow the last applied one.
+    /// Applies `entry`, which must follow the last applied one. On an error
+    /// the state is unchanged.
     pub fn apply(&mut self, entry: &Entry) -> Result<(), ApplyError> {
         let body = &entry.body;
         let fail = |message: String| ApplyError {
             sequence: body.sequence,
             message,
         };
-        if body.sequence != self.last_sequence + 1 {
-            return Err(fail(format!(
-                "expected sequence {}",
-                self.last_sequence + 1
-            )));
+        let expected = self
+            .last_sequence
+            .checked_add(1)
+            .ok_or_else(|| fail("sequence overflow".into()))?;
+        if body.sequence != expected {
+            return Err(fail(format!("expected sequence {expected}")));
         }
         if super::super::entry::chain_hash(&self.last_hash(), &entry.canonical) != entry.hash {
             return Err(fail("hash does not chain to the previous entry".into()));
@@ -28,29 +40,190 @@ impl LedgerState {
         if !body.is_balanced() {
             return Err(fail("debits do not equal credits".into()));
         }
-        self.apply_outcome(body).map_err(fail)?;
-        for posting in &body.postings {
-            let balance = self.balances.entry(posting.account.clone()).or_default();
-            let total = match posting.side {
-                super::super::entry::Side::Debit => &mut balance.debits,
-                super::super::entry::Side::Credit => &mut balance.credits,
-            };
-            *total = total
-                .checked_add(posting.amount)
-                .ok_or_else(|| fail("balance overflow".into()))?;
-            self.changed
-                .note(|| StateKey::Balance(posting.account.clone()));
-        }
+        let mut stage = Stage::new(self, body.effective_date);
+        stage.outcome(body).map_err(fail)?;
+        stage.postings(body).map_err(fail)?;
+        let commit = stage.finish().map_err(fail)?;
+        self.commit(commit);
         if !self.skip_requests {
             self.requests.insert(body.request_id.clone(), body.sequence);
         }
         self.last_sequence = body.sequence;
         self.last_hash = Some(entry.hash);
         self.changed.note(|| StateKey::Head);
+        self.changed.note(|| StateKey::Format);
         Ok(())
     }
 
-    fn apply_outcome(&mut self, body: &EntryBody) -> Result<(), String> {
+    /// Writes what a stage worked out. Cannot fail.
+    fn commit(&mut self, commit: Commit) {
+        if let Some(branch) = commit.branch {
+            self.changed.note(|| StateKey::Branch(branch.id.clone()));
+            self.branches.insert(branch.id.clone(), branch);
+        }
+        if let Some(center) = commit.center {
+            self.changed.note(|| StateKey::Center(center.id.clone()));
+            self.centers.insert(center.id.clone(), center);
+        }
+        if let Some(group) = commit.group {
+            self.changed.note(|| StateKey::Group(group.id.clone()));
+            self.groups.insert(group.id.clone(), group);
+        }
+        if let Some(version) = commit.product {
+            self.changed.note(|| StateKey::Product(version.id.clone()));
+            self.products
+                .entry(version.id.clone())
+                .or_default()
+                .push(version);
+        }
+        for member in commit.members {
+            self.changed.note(|| StateKey::Member(member.id.clone()));
+            self.members.insert(member.id.clone(), member);
+        }
+        for account in commit.savings {
+            self.changed.note(|| StateKey::Savings(account.id.clone()));
+            self.savings.insert(account.id.clone(), account);
+        }
+        for (loan, schedule_changed) in commit.loans {
+            if schedule_changed {
+                self.changed.note(|| StateKey::Loan(loan.id.clone()));
+            }
+            self.changed
+                .note(|| StateKey::LoanProgress(loan.id.clone()));
+            self.loans.insert(loan.id.clone(), loan);
+        }
+        for ((branch, date), day) in commit.days {
+            self.changed.note(|| StateKey::Day(branch.clone(), date));
+            let days = self.days.entry(branch).or_default();
+            match day {
+                Some(day) => days.insert(date, day),
+                None => days.remove(&date),
+            };
+        }
+        for (account, balance) in commit.balances {
+            self.changed.note(|| StateKey::Balance(account.clone()));
+            self.balances.insert(account, balance);
+        }
+        if let Some((sequence, by)) = commit.reversed {
+            self.reversed.insert(sequence, by);
+            self.changed.note(|| StateKey::Reversed(sequence));
+        }
+    }
+}
+
+/// Everything an entry changes, ready to be written.
+#[derive(Default)]
+struct Commit {
+    branch: Option<Branch>,
+    center: Option<Center>,
+    group: Option<Group>,
+    product: Option<ProductVersion>,
+    members: Vec<Member>,
+    savings: Vec<SavingsAccount>,
+    /// Loans, and whether their schedule changed (their `Loan` record).
+    loans: Vec<(Loan, bool)>,
+    /// New day totals; `None` removes a day that no longer changes anything.
+    days: BTreeMap<(BranchId, NaiveDate), Option<DayTotals>>,
+    balances: Vec<(AccountId, Balance)>,
+    reversed: Option<(u64, u64)>,
+}
+
+/// A loan being changed by the entry.
+struct StagedLoan {
+    loan: Loan,
+    /// First date whose figures the entry changes.
+    from: NaiveDate,
+    /// The schedule changed (recast, or a new loan).
+    schedule_changed: bool,
+}
+
+/// The entry being applied: copies of what it changes.
+struct Stage<'s> {
+    state: &'s LedgerState,
+    /// The entry's effective date.
+    date: NaiveDate,
+    commit: Commit,
+    members: BTreeMap<MemberId, Member>,
+    savings: BTreeMap<SavingsAccountId, SavingsAccount>,
+    loans: BTreeMap<LoanId, StagedLoan>,
+    /// Members whose borrower steps must be worked out again.
+    refresh: BTreeSet<MemberId>,
+    /// Changes of day totals, by branch and date.
+    days: BTreeMap<(BranchId, NaiveDate), DayTotals>,
+}
+
+impl<'s> Stage<'s> {
+    fn new(state: &'s LedgerState, date: NaiveDate) -> Stage<'s> {
+        Stage {
+            state,
+            date,
+            commit: Commit::default(),
+            members: BTreeMap::new(),
+            savings: BTreeMap::new(),
+            loans: BTreeMap::new(),
+            refresh: BTreeSet::new(),
+            days: BTreeMap::new(),
+        }
+    }
+
+    /// The staged copy of a member.
+    fn member(&mut self, id: &MemberId) -> Result<&mut Member, String> {
+        if !self.members.contains_key(id) {
+            let member = self.state.members.get(id).ok_or("unknown member")?;
+            self.members.insert(id.clone(), member.clone());
+        }
+        self.members
+            .get_mut(id)
+            .ok_or_else(|| "unknown member".into())
+    }
+
+    /// The staged copy of a savings account.
+    fn account(&mut self, id: &SavingsAccountId) -> Result<&mut SavingsAccount, String> {
+        if !self.savings.contains_key(id) {
+            let account = self
+                .state
+                .savings
+                .get(id)
+                .ok_or("unknown savings account")?;
+            self.savings.insert(id.clone(), account.clone());
+        }
+        self.savings
+            .get_mut(id)
+            .ok_or_else(|| "unknown savings account".into())
+    }
+
+    /// The staged copy of a loan, changed from `from` on.
+    fn loan(&mut self, id: &LoanId, from: NaiveDate) -> Result<&mut StagedLoan, String> {
+        if !self.loans.contains_key(id) {
+            let loan = self.state.loans.get(id).ok_or("unknown loan")?;
+            self.loans.insert(
+                id.clone(),
+                StagedLoan {
+                    loan: loan.clone(),
+                    from,
+                    schedule_changed: false,
+                },
+            );
+        }
+        let staged = self.loans.get_mut(id).ok_or("unknown loan")?;
+        staged.from = staged.from.min(from);
+        Ok(staged)
+    }
+
+    /// Adds `change` to a branch's day.
+    fn add_day(
+        &mut self,
+        branch: &BranchId,
+        date: NaiveDate,
+        change: &DayTotals,
+    ) -> Result<(), Overflow> {
+        self.days
+            .entry((branch.clone(), date))
+            .or_default()
+            .add(change)
+    }
+
+    fn outcome(&mut self, body: &EntryBody) -> Result<(), String> {
         let date = body.effective_date;
         match (&body.command, &body.outcome) {
             (
@@ -64,16 +237,14 @@ impl LedgerState {
                 },
                 _,
             ) => {
-                let branch = Branch {
+                self.commit.branch = Some(Branch {
                     id: branch_id.clone(),
                     name: name.clone(),
                     time_zone: time_zone.clone(),
                     currency: *currency,
                     compulsory_savings_percent: *compulsory_savings_percent,
                     opened_on: date,
-                };
-                self.branches.insert(branch_id.clone(), branch);
-                self.changed.note(|| StateKey::Branch(branch_id.clone()));
+                });
             }
             (
                 CommandBody::CreateCenter {
@@ -84,14 +255,12 @@ impl LedgerState {
                 },
                 _,
             ) => {
-                let center = Center {
+                self.commit.center = Some(Center {
                     id: center_id.clone(),
                     branch: branch_id.clone(),
                     name: name.clone(),
                     opened_on: date,
-                };
-                self.centers.insert(center_id.clone(), center);
-                self.changed.note(|| StateKey::Center(center_id.clone()));
+                });
             }
             (
                 CommandBody::CreateGroup {
@@ -103,20 +272,19 @@ impl LedgerState {
                 _,
             ) => {
                 let branch = self
+                    .state
                     .centers
                     .get(center_id)
                     .ok_or("unknown center")?
                     .branch
                     .clone();
-                let group = Group {
+                self.commit.group = Some(Group {
                     id: group_id.clone(),
                     center: center_id.clone(),
                     branch,
                     name: name.clone(),
                     opened_on: date,
-                };
-                self.groups.insert(group_id.clone(), group);
-                self.changed.note(|| StateKey::Group(group_id.clone()));
+                });
             }
             (
                 CommandBody::RegisterMember {
@@ -127,7 +295,7 @@ impl LedgerState {
                 },
                 _,
             ) => {
-                let group = self.groups.get(group_id).ok_or("unknown group")?;
+                let group = self.state.groups.get(group_id).ok_or("unknown group")?;
                 let member = Member {
                     id: member_id.clone(),
                     full_name: full_name.clone(),
@@ -141,44 +309,41 @@ impl LedgerState {
                     borrower_steps: Vec::new(),
                 };
                 self.members.insert(member_id.clone(), member);
-                self.changed.note(|| StateKey::Member(member_id.clone()));
             }
             (
                 CommandBody::OpenSavingsAccount { member_id, .. },
                 Outcome::SavingsAccountOpened { account, kind },
             ) => {
-                let member = self.members.get_mut(member_id).ok_or("unknown member")?;
+                let member = self.member(member_id)?;
                 member.savings_accounts.push(account.clone());
                 if *kind == SavingsKind::Voluntary {
-                    member.voluntary_accounts_opened += 1;
+                    member.voluntary_accounts_opened = member
+                        .voluntary_accounts_opened
+                        .checked_add(1)
+                        .ok_or("too many accounts")?;
                 }
-                self.changed.note(|| StateKey::Member(member_id.clone()));
-                let savings = SavingsAccount {
-                    id: account.clone(),
-                    member: member_id.clone(),
-                    branch: member.branch.clone(),
-                    kind: *kind,
-                    opened_on: date,
-                    changes: BTreeMap::new(),
-                };
-                self.savings.insert(account.clone(), savings);
-                self.changed.note(|| StateKey::Savings(account.clone()));
-                self.refresh_borrower_steps(member_id)?;
+                let branch = member.branch.clone();
+                // An account with nothing in it changes no borrower count.
+                self.savings.insert(
+                    account.clone(),
+                    SavingsAccount {
+                        id: account.clone(),
+                        member: member_id.clone(),
+                        branch,
+                        kind: *kind,
+                        opened_on: date,
+                        changes: BTreeMap::new(),
+                    },
+                );
             }
             (CommandBody::DepositSavings { amount, .. }, Outcome::SavingsMoved { account, .. }) => {
-                self.change_savings(account, date, amount.amount)?;
-                self.add_day(&entry_branch(body)?, date, |d| {
-                    d.savings_change += amount.amount
-                });
+                self.change_savings(&entry_branch(body)?, account, amount.amount)?;
             }
             (
                 CommandBody::WithdrawSavings { amount, .. },
                 Outcome::SavingsMoved { account, .. },
             ) => {
-                self.change_savings(account, date, -amount.amount)?;
-                self.add_day(&entry_branch(body)?, date, |d| {
-                    d.savings_change -= amount.amount
-                });
+                self.change_savings(&entry_branch(body)?, account, -amount.amount)?;
             }
             (
                 CommandBody::CreateProduct {
@@ -189,32 +354,33 @@ impl LedgerState {
                 },
                 Outcome::ProductDefined { version },
             ) => {
-                let versions = self.products.entry(product_id.clone()).or_default();
-                if versions.len() as u32 + 1 != *version {
+                let defined = self.state.products.get(product_id).map_or(0, Vec::len);
+                if u32::try_from(defined).ok().and_then(|n| n.checked_add(1)) != Some(*version) {
                     return Err(format!(
                         "product {product_id} version {version} out of order"
                     ));
                 }
-                versions.push(ProductVersion {
+                self.commit.product = Some(ProductVersion {
                     id: product_id.clone(),
                     version: *version,
                     effective_from: date,
                     rules: rules.clone(),
                 });
-                self.changed.note(|| StateKey::Product(product_id.clone()));
             }
             (CommandBody::DisburseLoan { member_id, .. }, Outcome::LoanDisbursed { .. }) => {
-                self.apply_disbursement(body, member_id)?;
+                self.disbursement(body, member_id)?;
             }
             (
                 CommandBody::DisburseTranche { amount, .. },
                 Outcome::TrancheDisbursed { loan, fees, recast },
             ) => {
                 let branch = entry_branch(body)?;
-                let fees = loans::charged(fees, FeeCollection::AtDisbursement);
-                self.apply_tranche(
+                let fees = sum(fees
+                    .iter()
+                    .filter(|c| c.collection == FeeCollection::AtDisbursement)
+                    .map(|c| c.amount))?;
+                self.tranche(
                     &branch,
-                    date,
                     loan,
                     amount.amount,
                     fees,
@@ -224,11 +390,11 @@ impl LedgerState {
             }
             (_, Outcome::RepaymentAllocated(repayment)) => {
                 let branch = entry_branch(body)?;
-                self.apply_repayment(&branch, date, repayment, Some(body.sequence))?;
+                self.repayment(&branch, repayment, Some(body.sequence))?;
             }
             (_, Outcome::WrittenOff { loan, principal }) => {
                 let branch = entry_branch(body)?;
-                self.apply_write_off(&branch, date, loan, *principal, Some(body.sequence))?;
+                self.write_off(&branch, loan, *principal, Some(body.sequence))?;
             }
             (
                 CommandBody::RecordCollectionSheet {
@@ -242,21 +408,22 @@ impl LedgerState {
                 }
                 for line in lines {
                     if let Some(repayment) = &line.repayment {
-                        self.apply_repayment(&branch, date, repayment, Some(body.sequence))?;
+                        self.repayment(&branch, repayment, Some(body.sequence))?;
                     }
                 }
                 for command in commands {
                     if let Some((account, amount)) = &command.deposit {
-                        self.change_savings(account, date, amount.amount)?;
-                        self.add_day(&branch, date, |d| d.savings_change += amount.amount);
+                        self.change_savings(&branch, account, amount.amount)?;
                     }
                 }
             }
             (CommandBody::ReverseEntry { .. }, Outcome::Reversed { sequence, undo }) => {
                 let branch = entry_branch(body)?;
-                self.apply_undo(&branch, date, undo)?;
-                self.reversed.insert(*sequence, body.sequence);
-                self.changed.note(|| StateKey::Reversed(*sequence));
+                if self.state.reversed.contains_key(sequence) {
+                    return Err(format!("entry {sequence} is already reversed"));
+                }
+                self.undo(&branch, undo)?;
+                self.commit.reversed = Some((*sequence, body.sequence));
             }
             (command, outcome) => {
                 return Err(format!(
@@ -268,7 +435,29 @@ impl LedgerState {
         Ok(())
     }
 
-    fn apply_disbursement(&mut self, body: &EntryBody, member_id: &MemberId) -> Result<(), String> {
+    /// The new balances of the accounts the entry posts to.
+    fn postings(&mut self, body: &EntryBody) -> Result<(), String> {
+        let mut balances: BTreeMap<&AccountId, Balance> = BTreeMap::new();
+        for posting in &body.postings {
+            let balance = balances
+                .entry(&posting.account)
+                .or_insert_with(|| self.state.balance(&posting.account));
+            let total = match posting.side {
+                super::super::entry::Side::Debit => &mut balance.debits,
+                super::super::entry::Side::Credit => &mut balance.credits,
+            };
+            *total = total
+                .checked_add(posting.amount)
+                .ok_or("balance overflow")?;
+        }
+        self.commit.balances = balances
+            .into_iter()
+            .map(|(account, balance)| (account.clone(), balance))
+            .collect();
+        Ok(())
+    }
+
+    fn disbursement(&mut self, body: &EntryBody, member_id: &MemberId) -> Result<(), String> {
         let Outcome::LoanDisbursed {
             loan,
             product,
@@ -282,9 +471,12 @@ impl LedgerState {
         else {
             return Err("not a disbursement".into());
         };
+        if self.state.loans.contains_key(loan) {
+            return Err(format!("loan {loan} already exists"));
+        }
         let branch = entry_branch(body)?;
         let date = body.effective_date;
-        let state = Loan {
+        let mut state = Loan {
             id: loan.clone(),
             member: member_id.clone(),
             branch: branch.clone(),
@@ -304,8 +496,8 @@ impl LedgerState {
             principal_changes: BTreeMap::from([(date, terms.principal)]),
             paid_changes: BTreeMap::new(),
             principal_unpaid: terms.principal,
-            interest_unpaid: schedule.iter().map(|i| i.interest).sum(),
-            fee_unpaid: schedule.iter().map(|i| i.fee).sum(),
+            interest_unpaid: sum(schedule.iter().map(|i| i.interest))?,
+            fee_unpaid: sum(schedule.iter().map(|i| i.fee))?,
             first_unpaid: 0,
             disbursed: terms.principal,
             tranches: 1,
@@ -315,37 +507,55 @@ impl LedgerState {
             ended_on: None,
             events: vec![body.sequence],
         };
-        let mut state = state;
         advance_first_unpaid(&mut state);
-        self.loans.insert(loan.clone(), state);
-        self.changed.note(|| StateKey::Loan(loan.clone()));
-        self.changed.note(|| StateKey::LoanProgress(loan.clone()));
-        let member = self.members.get_mut(member_id).ok_or("unknown member")?;
-        member.loans.push(loan.clone());
-        self.changed.note(|| StateKey::Member(member_id.clone()));
+        self.loans.insert(
+            loan.clone(),
+            StagedLoan {
+                loan: state,
+                from: date,
+                schedule_changed: true,
+            },
+        );
+        self.member(member_id)?.loans.push(loan.clone());
         let principal = terms.principal;
-        let fees = loans::charged(fees, FeeCollection::AtDisbursement);
-        self.add_day(&branch, date, |d| {
-            d.loans_disbursed += 1;
-            d.amount_disbursed += principal;
-            d.portfolio_change += principal;
-            d.fees_collected += fees;
-        });
-        self.refresh_borrower_steps(member_id)
+        let withheld = sum(fees
+            .iter()
+            .filter(|c| c.collection == FeeCollection::AtDisbursement)
+            .map(|c| c.amount))?;
+        self.add_day(
+            &branch,
+            date,
+            &DayTotals {
+                loans_disbursed: 1,
+                amount_disbursed: principal,
+                portfolio_change: principal,
+                fees_collected: withheld,
+                fees_withheld: withheld,
+                disbursed_by_product: BTreeMap::from([(
+                    product.as_ref().map(|(id, _)| id.clone()),
+                    ProductDay {
+                        loans: 1,
+                        amount: principal,
+                    },
+                )]),
+                ..DayTotals::default()
+            },
+        )?;
+        self.refresh.insert(member_id.clone());
+        Ok(())
     }
 
     /// Applies a tranche (`sequence` is its entry) or, with `None`, undoes it.
-    #[allow(clippy::too_many_arguments)]
-    fn apply_tranche(
+    fn tranche(
         &mut self,
         branch: &BranchId,
-        date: NaiveDate,
         loan_id: &LoanId,
         amount: Decimal,
         fees: Decimal,
         recast: &Recast,
         sequence: Option<u64>,
     ) -> Result<(), String> {
+        let date = self.date;
         let forward = sequence.is_some();
         let sign = if forward { Decimal::ONE } else { -Decimal::ONE };
         let (from, to) = if forward {
@@ -353,86 +563,103 @@ impl LedgerState {
         } else {
             (&recast.after, &recast.before)
         };
-        let loan = self.loans.get_mut(loan_id).ok_or("unknown loan")?;
+        let staged = self.loan(loan_id, date)?;
+        staged.schedule_changed = true;
+        let loan = &mut staged.loan;
         replace_installments(loan, from, to)?;
-        loan.disbursed += sign * amount;
+        loan.disbursed = plus(loan.disbursed, sign * amount)?;
         track_event(loan, sequence, date)?;
+        let disbursed_on = loan.disbursed_on;
         change_on(
             &mut loan.principal_changes,
             date,
             sign * amount,
-            loan.disbursed_on,
-        );
-        if forward {
-            loan.tranches += 1;
+            disbursed_on,
+        )?;
+        loan.tranches = if forward {
+            loan.tranches.checked_add(1)
         } else {
-            loan.tranches -= 1;
+            loan.tranches.checked_sub(1)
         }
+        .ok_or("tranche count out of range")?;
         let member = loan.member.clone();
-        self.changed.note(|| StateKey::Loan(loan_id.clone()));
-        self.changed
-            .note(|| StateKey::LoanProgress(loan_id.clone()));
-        self.add_day(branch, date, |d| {
-            d.amount_disbursed += sign * amount;
-            d.portfolio_change += sign * amount;
-            d.fees_collected += sign * fees;
-        });
-        self.refresh_borrower_steps(&member)
+        self.add_day(
+            branch,
+            date,
+            &DayTotals {
+                amount_disbursed: sign * amount,
+                portfolio_change: sign * amount,
+                fees_collected: sign * fees,
+                fees_withheld: sign * fees,
+                ..DayTotals::default()
+            },
+        )?;
+        self.refresh.insert(member);
+        Ok(())
     }
 
     /// Applies a repayment (`sequence` is its entry) or, with `None`, undoes it.
-    fn apply_repayment(
+    fn repayment(
         &mut self,
         branch: &BranchId,
-        date: NaiveDate,
         repayment: &Repayment,
         sequence: Option<u64>,
     ) -> Result<(), String> {
+        let date = self.date;
         let forward = sequence.is_some();
         let sign = if forward { Decimal::ONE } else { -Decimal::ONE };
-        let loan_id = &repayment.loan;
-        let loan = self.loans.get_mut(loan_id).ok_or("unknown loan")?;
+        let staged = self.loan(&repayment.loan, date)?;
+        let loan = &mut staged.loan;
         track_event(loan, sequence, date)?;
         if !repayment.recovery.is_zero() {
-            loan.recovered += sign * repayment.recovery;
-            self.changed
-                .note(|| StateKey::LoanProgress(loan_id.clone()));
-            let recovery = repayment.recovery;
-            self.add_day(branch, date, |d| d.recovered += sign * recovery);
+            loan.recovered = plus(loan.recovered, sign * repayment.recovery)?;
+            let recovered = sign * repayment.recovery;
+            self.add_day(
+                branch,
+                date,
+                &DayTotals {
+                    recovered,
+                    ..DayTotals::default()
+                },
+            )?;
             return Ok(());
         }
         if let Some(recast) = &repayment.recast {
-            let (from, to) = if forward {
-                (&recast.before, &recast.after)
-            } else {
-                (&recast.after, &recast.before)
-            };
+            staged.schedule_changed = true;
+            let loan = &mut staged.loan;
             if forward {
-                replace_installments(loan, from, to)?;
-                apply_payments(loan, &repayment.payments, sign, date)?;
+                replace_installments(loan, &recast.before, &recast.after)?;
+                apply_payments(loan, &repayment.payments, sign)?;
             } else {
-                apply_payments(loan, &repayment.payments, sign, date)?;
-                replace_installments(loan, from, to)?;
+                apply_payments(loan, &repayment.payments, sign)?;
+                replace_installments(loan, &recast.after, &recast.before)?;
             }
-            self.changed.note(|| StateKey::Loan(loan_id.clone()));
         } else {
-            apply_payments(loan, &repayment.payments, sign, date)?;
+            apply_payments(&mut staged.loan, &repayment.payments, sign)?;
         }
-        let prepaid = repayment.prepaid;
-        loan.principal_prepaid += sign * prepaid;
-        let principal = repayment.principal();
+        let loan = &mut staged.loan;
+        let mut principal = repayment.prepaid;
+        let (mut interest, mut fees) = (Decimal::ZERO, Decimal::ZERO);
+        for payment in &repayment.payments {
+            principal = plus(principal, payment.principal)?;
+            interest = plus(interest, payment.interest)?;
+            fees = plus(fees, payment.fee)?;
+        }
+        let to_installments = plus(plus(interest, fees)?, minus(principal, repayment.prepaid)?)?;
+        loan.principal_prepaid = plus(loan.principal_prepaid, sign * repayment.prepaid)?;
+        let disbursed_on = loan.disbursed_on;
         change_on(
             &mut loan.principal_changes,
             date,
             -sign * principal,
-            loan.disbursed_on,
-        );
+            disbursed_on,
+        )?;
         change_on(
             &mut loan.paid_changes,
             date,
-            sign * repayment.to_installments(),
-            loan.disbursed_on,
-        );
+            sign * to_installments,
+            disbursed_on,
+        )?;
         if forward && repayment.closed {
             loan.status = LoanStatus::Closed;
             loan.ended_on = Some(date);
@@ -441,7 +668,7 @@ impl LedgerState {
             loan.ended_on = None;
         }
         if loan.principal_unpaid.is_sign_negative() || loan.interest_unpaid.is_sign_negative() {
-            return Err(format!("loan {loan_id} would owe less than nothing"));
+            return Err(format!("loan {} would owe less than nothing", loan.id));
         }
         // A repayment on the latest date that leaves principal outstanding
         // cannot change when the loan is active: skip recounting borrowers.
@@ -451,33 +678,35 @@ impl LedgerState {
             .is_some_and(|(last, _)| *last <= date);
         let unchanged = forward && at_the_end && loan.principal_unpaid > Decimal::ZERO;
         let member = loan.member.clone();
-        self.changed
-            .note(|| StateKey::LoanProgress(loan_id.clone()));
-        let (interest, fees) = (repayment.interest(), repayment.fees());
-        self.add_day(branch, date, |d| {
-            d.principal_collected += sign * principal;
-            d.interest_collected += sign * interest;
-            d.fees_collected += sign * fees;
-            d.portfolio_change -= sign * principal;
-        });
-        if unchanged {
-            return Ok(());
+        self.add_day(
+            branch,
+            date,
+            &DayTotals {
+                principal_collected: sign * principal,
+                interest_collected: sign * interest,
+                fees_collected: sign * fees,
+                portfolio_change: -sign * principal,
+                ..DayTotals::default()
+            },
+        )?;
+        if !unchanged {
+            self.refresh.insert(member);
         }
-        self.refresh_borrower_steps(&member)
+        Ok(())
     }
 
     /// Applies a write-off (`sequence` is its entry) or, with `None`, undoes it.
-    fn apply_write_off(
+    fn write_off(
         &mut self,
         branch: &BranchId,
-        date: NaiveDate,
         loan_id: &LoanId,
         principal: Decimal,
         sequence: Option<u64>,
     ) -> Result<(), String> {
+        let date = self.date;
         let forward = sequence.is_some();
         let sign = if forward { Decimal::ONE } else { -Decimal::ONE };
-        let loan = self.loans.get_mut(loan_id).ok_or("unknown loan")?;
+        let loan = &mut self.loan(loan_id, date)?.loan;
         track_event(loan, sequence, date)?;
         if forward {
             loan.status = LoanStatus::WrittenOff;
@@ -488,56 +717,89 @@ impl LedgerState {
             loan.written_off = Decimal::ZERO;
             loan.ended_on = None;
         }
+        let disbursed_on = loan.disbursed_on;
         change_on(
             &mut loan.principal_changes,
             date,
             -sign * principal,
-            loan.disbursed_on,
-        );
+            disbursed_on,
+        )?;
         let member = loan.member.clone();
-        self.changed
-            .note(|| StateKey::LoanProgress(loan_id.clone()));
-        self.add_day(branch, date, |d| {
-            d.written_off += sign * principal;
-            d.portfolio_change -= sign * principal;
-        });
-        self.refresh_borrower_steps(&member)
+        self.add_day(
+            branch,
+            date,
+            &DayTotals {
+                written_off: sign * principal,
+                portfolio_change: -sign * principal,
+                ..DayTotals::default()
+            },
+        )?;
+        self.refresh.insert(member);
+        Ok(())
     }
 
-    fn apply_undo(
-        &mut self,
-        branch: &BranchId,
-        date: NaiveDate,
-        undo: &Undo,
-    ) -> Result<(), String> {
+    fn undo(&mut self, branch: &BranchId, undo: &Undo) -> Result<(), String> {
+        let date = self.date;
         match undo {
             Undo::Deposit { amount, account } => {
-                self.change_savings(account, date, -*amount)?;
-                self.add_day(branch, date, |d| d.savings_change -= *amount);
+                self.change_savings(branch, account, -*amount)?;
             }
             Undo::Withdrawal { amount, account } => {
-                self.change_savings(account, date, *amount)?;
-                self.add_day(branch, date, |d| d.savings_change += *amount);
+                self.change_savings(branch, account, *amount)?;
             }
             Undo::Disbursement {
                 loan,
                 principal,
                 fees,
             } => {
-                let state = self.loans.get_mut(loan).ok_or("unknown loan")?;
+                let disbursed_on = self
+                    .state
+                    .loans
+                    .get(loan)
+                    .ok_or("unknown loan")?
+                    .disbursed_on;
+                // Cancelled, the loan's installments count nowhere: its
+                // figures change from its disbursement on.
+                let state = &mut self.loan(loan, disbursed_on)?.loan;
                 track_event(state, None, date)?;
                 state.status = LoanStatus::Cancelled;
                 state.ended_on = Some(date);
-                *state.principal_changes.entry(date).or_default() -= *principal;
+                change_on(
+                    &mut state.principal_changes,
+                    date,
+                    -*principal,
+                    disbursed_on,
+                )?;
                 let member = state.member.clone();
-                self.changed.note(|| StateKey::LoanProgress(loan.clone()));
-                self.add_day(branch, date, |d| {
-                    d.loans_disbursed -= 1;
-                    d.amount_disbursed -= *principal;
-                    d.portfolio_change -= *principal;
-                    d.fees_collected -= *fees;
-                });
-                self.refresh_borrower_steps(&member)?;
+                let product = state.product.as_ref().map(|(id, _)| id.clone());
+                let first_principal = state.terms.principal;
+                self.add_day(
+                    branch,
+                    date,
+                    &DayTotals {
+                        loans_disbursed: -1,
+                        amount_disbursed: -*principal,
+                        portfolio_change: -*principal,
+                        fees_collected: -*fees,
+                        fees_withheld: -*fees,
+                        ..DayTotals::default()
+                    },
+                )?;
+                self.add_day(
+                    branch,
+                    disbursed_on,
+                    &DayTotals {
+                        disbursed_by_product: BTreeMap::from([(
+                            product,
+                            ProductDay {
+                                loans: -1,
+                                amount: -first_principal,
+                            },
+                        )]),
+                        ..DayTotals::default()
+                    },
+                )?;
+                self.refresh.insert(member);
             }
             Undo::Tranche {
                 loan,
@@ -545,105 +807,201 @@ impl LedgerState {
                 fees,
                 recast,
             } => {
-                self.apply_tranche(branch, date, loan, *amount, *fees, recast, None)?;
+                self.tranche(branch, loan, *amount, *fees, recast, None)?;
             }
             Undo::Repayment(repayment) => {
-                self.apply_repayment(branch, date, repayment, None)?;
+                self.repayment(branch, repayment, None)?;
             }
             Undo::WriteOff { loan, principal } => {
-                self.apply_write_off(branch, date, loan, *principal, None)?;
+                self.write_off(branch, loan, *principal, None)?;
             }
             Undo::CollectionSheet {
                 repayments,
                 deposits,
             } => {
                 for repayment in repayments {
-                    self.apply_repayment(branch, date, repayment, None)?;
+                    self.repayment(branch, repayment, None)?;
                 }
                 for deposit in deposits {
-                    self.change_savings(&deposit.account, date, -deposit.amount)?;
-                    self.add_day(branch, date, |d| d.savings_change -= deposit.amount);
+                    self.change_savings(branch, &deposit.account, -deposit.amount)?;
                 }
             }
         }
         Ok(())
     }
 
-    /// Records a savings balance change on its effective date.
+    /// Records a savings balance change on the entry's date.
     fn change_savings(
         &mut self,
+        branch: &BranchId,
         account: &SavingsAccountId,
-        date: NaiveDate,
         change: Decimal,
     ) -> Result<(), String> {
-        let state = self
-            .savings
-            .get_mut(account)
-            .ok_or("unknown savings account")?;
-        let total = state.changes.entry(date).or_default();
-        *total += change;
-        if total.is_zero() {
+        let date = self.date;
+        let state = self.account(account)?;
+        let old = state.changes.get(&date).copied().unwrap_or_default();
+        let new = plus(old, change)?;
+        if new.is_zero() {
             state.changes.remove(&date);
+        } else {
+            state.changes.insert(date, new);
         }
-        self.changed.note(|| StateKey::Savings(account.clone()));
+        let member = state.member.clone();
+        self.add_day(
+            branch,
+            date,
+            &DayTotals {
+                savings_change: change,
+                ..DayTotals::default()
+            },
+        )?;
+        if !self.savings_keep_steps(&member, change)? {
+            self.refresh.insert(member);
+        }
         Ok(())
     }
 
-    /// Replaces a member's contribution to her branch's borrower counts.
-    fn refresh_borrower_steps(&mut self, member_id: &MemberId) -> Result<(), String> {
-        let member = self.members.get(member_id).ok_or("unknown member")?;
-        let changes: Vec<&BTreeMap<NaiveDate, Decimal>> = member
-            .loans
-            .iter()
-            .filter_map(|id| self.loans.get(id))
-            .map(|loan| &loan.principal_changes)
+    /// True when a savings change of `change` on the entry's date leaves a
+    /// member's borrower steps as they are: it is on or after every date
+    /// her savings and loans changed, and her savings are positive both
+    /// before and after it.
+    fn savings_keep_steps(
+        &mut self,
+        member_id: &MemberId,
+        change: Decimal,
+    ) -> Result<bool, String> {
+        let date = self.date;
+        let member = self.member(member_id)?.clone();
+        let mut total = Decimal::ZERO;
+        for id in &member.savings_accounts {
+            let account = self.account(id)?;
+            if account
+                .changes
+                .last_key_value()
+                .is_some_and(|(last, _)| *last > date)
+            {
+                return Ok(false);
+            }
+            total = plus(total, sum(account.changes.values().copied())?)?;
+        }
+        for id in &member.loans {
+            let changes = match self.loans.get(id) {
+                Some(staged) => &staged.loan.principal_changes,
+                None => {
+                    &self
+                        .state
+                        .loans
+                        .get(id)
+                        .ok_or("unknown loan")?
+                        .principal_changes
+                }
+            };
+            if changes
+                .last_key_value()
+                .is_some_and(|(last, _)| *last > date)
+            {
+                return Ok(false);
+            }
+        }
+        let before = minus(total, change)?;
+        Ok(before > Decimal::ZERO && total > Decimal::ZERO)
+    }
+
+    /// Works out the loans' portfolio figures and the members' borrower
+    /// steps, and the days' new totals.
+    fn finish(mut self) -> Result<Commit, String> {
+        let loans = std::mem::take(&mut self.loans);
+        for (id, staged) in &loans {
+            let branch = staged.loan.branch.clone();
+            if let Some(before) = self.state.loans.get(id) {
+                for (date, day) in before.quality_days(staged.from)? {
+                    self.add_day(&branch, date, &day.negated())?;
+                }
+            }
+            for (date, day) in staged.loan.quality_days(staged.from)? {
+                self.add_day(&branch, date, &day)?;
+            }
+        }
+        for member_id in std::mem::take(&mut self.refresh) {
+            let member = self.member(&member_id)?.clone();
+            let mut principal_changes = Vec::with_capacity(member.loans.len());
+            for id in &member.loans {
+                principal_changes.push(match loans.get(id) {
+                    Some(staged) => &staged.loan.principal_changes,
+                    None => {
+                        &self
+                            .state
+                            .loans
+                            .get(id)
+                            .ok_or("unknown loan")?
+                            .principal_changes
+                    }
+                });
+            }
+            let mut savings_changes = Vec::with_capacity(member.savings_accounts.len());
+            for id in &member.savings_accounts {
+                savings_changes.push(match self.savings.get(id) {
+                    Some(account) => &account.changes,
+                    None => {
+                        &self
+                            .state
+                            .savings
+                            .get(id)
+                            .ok_or("unknown savings account")?
+                            .changes
+                    }
+                });
+            }
+            let steps = borrower_steps(&principal_changes, &savings_changes)?;
+            if steps == member.borrower_steps {
+                continue;
+            }
+            let branch = member.branch.clone();
+            for step in &member.borrower_steps {
+                self.add_day(
+                    &branch,
+                    step.date,
+                    &DayTotals {
+                        borrowers_change: -step.borrower,
+                        borrowers_with_savings_change: -step.with_savings,
+                        ..DayTotals::default()
+                    },
+                )?;
+            }
+            for step in &steps {
+                self.add_day(
+                    &branch,
+                    step.date,
+                    &DayTotals {
+                        borrowers_change: step.borrower,
+                        borrowers_with_savings_change: step.with_savings,
+                        ..DayTotals::default()
+                    },
+                )?;
+            }
+            self.member(&member_id)?.borrower_steps = steps;
+        }
+        let mut commit = self.commit;
+        for ((branch, date), change) in self.days {
+            let mut day = self
+                .state
+                .days
+                .get(&branch)
+                .and_then(|days| days.get(&date))
+                .cloned()
+                .unwrap_or_default();
+            day.add(&change)?;
+            commit
+                .days
+                .insert((branch, date), (!day.is_empty()).then_some(day));
+        }
+        commit.members = self.members.into_values().collect();
+        commit.savings = self.savings.into_values().collect();
+        commit.loans = loans
+            .into_values()
+            .map(|staged| (staged.loan, staged.schedule_changed))
             .collect();
-        let savings_opened_on = member
-            .savings_accounts
-            .iter()
-            .filter_map(|id| self.savings.get(id))
-            .map(|a| a.opened_on)
-            .min();
-        let new_steps = borrower_steps(&changes, savings_opened_on);
-        if new_steps == member.borrower_steps {
-            return Ok(());
-        }
-        let branch = member.branch.clone();
-        let old_steps = std::mem::take(
-            &mut self
-                .members
-                .get_mut(member_id)
-                .ok_or("unknown member")?
-                .borrower_steps,
-        );
-        for step in &old_steps {
-            self.add_day(&branch, step.date, |d| {
-                d.borrowers_change -= step.borrower;
-                d.borrowers_with_savings_change -= step.with_savings;
-            });
-        }
-        for step in &new_steps {
-            self.add_day(&branch, step.date, |d| {
-                d.borrowers_change += step.borrower;
-                d.borrowers_with_savings_change += step.with_savings;
-            });
-        }
-        self.members
-            .get_mut(member_id)
-            .ok_or("unknown member")?
-            .borrower_steps = new_steps;
-        self.changed.note(|| StateKey::Member(member_id.clone()));
-        Ok(())
-    }
-
-    fn add_day(&mut self, branch: &BranchId, date: NaiveDate, change: impl FnOnce(&mut DayTotals)) {
-        let days = self.days.entry(branch.clone()).or_default();
-        let day = days.entry(date).or_default();
-        change(day);
-        if day.is_empty() {
-            days.remove(&date);
-        }
-        self.changed.note(|| StateKey::Day(branch.clone(), date));
+        Ok(commit)
     }
 }
 
@@ -661,12 +1019,14 @@ fn change_on(
     date: NaiveDate,
     change: Decimal,
     keep: NaiveDate,
-) {
-    let total = map.entry(date).or_default();
-    *total += change;
+) -> Result<(), Overflow> {
+    let total = plus(map.get(&date).copied().unwrap_or_default(), change)?;
     if total.is_zero() && date != keep {
         map.remove(&date);
+    } else {
+        map.insert(date, total);
     }
+    Ok(())
 }
 
 /// Records entry `sequence` as the loan's latest transaction on `date`, or
@@ -716,7 +1076,6 @@ fn replace_installments(
                 old.number
             ));
         }
-        installment.due = new.clone();
         if installment.principal_paid > new.principal
             || installment.interest_paid > new.interest
             || installment.fee_paid > new.fee
@@ -726,9 +1085,10 @@ fn replace_installments(
                 old.number
             ));
         }
-        loan.principal_unpaid += new.principal - old.principal;
-        loan.interest_unpaid += new.interest - old.interest;
-        loan.fee_unpaid += new.fee - old.fee;
+        installment.due = new.clone();
+        loan.principal_unpaid = plus(loan.principal_unpaid, minus(new.principal, old.principal)?)?;
+        loan.interest_unpaid = plus(loan.interest_unpaid, minus(new.interest, old.interest)?)?;
+        loan.fee_unpaid = plus(loan.fee_unpaid, minus(new.fee, old.fee)?)?;
     }
     loan.first_unpaid = loan.first_unpaid.min(
         from.first()
@@ -754,7 +1114,6 @@ fn apply_payments(
     loan: &mut Loan,
     payments: &[InstallmentPayment],
     sign: Decimal,
-    _date: NaiveDate,
 ) -> Result<(), String> {
     for payment in payments {
         let index = (payment.number as usize)
@@ -764,9 +1123,9 @@ fn apply_payments(
             .installments
             .get_mut(index)
             .ok_or("unknown installment")?;
-        installment.fee_paid += sign * payment.fee;
-        installment.interest_paid += sign * payment.interest;
-        installment.principal_paid += sign * payment.principal;
+        installment.fee_paid = plus(installment.fee_paid, sign * payment.fee)?;
+        installment.interest_paid = plus(installment.interest_paid, sign * payment.interest)?;
+        installment.principal_paid = plus(installment.principal_paid, sign * payment.principal)?;
         let paid_ok = |paid: Decimal, due: Decimal| paid >= Decimal::ZERO && paid <= due;
         if !paid_ok(installment.interest_paid, installment.due.interest)
             || !paid_ok(installment.principal_paid, installment.due.principal)
@@ -777,9 +1136,9 @@ fn apply_payments(
                 payment.number
             ));
         }
-        loan.principal_unpaid -= sign * payment.principal;
-        loan.interest_unpaid -= sign * payment.interest;
-        loan.fee_unpaid -= sign * payment.fee;
+        loan.principal_unpaid = minus(loan.principal_unpaid, sign * payment.principal)?;
+        loan.interest_unpaid = minus(loan.interest_unpaid, sign * payment.interest)?;
+        loan.fee_unpaid = minus(loan.fee_unpaid, sign * payment.fee)?;
         if sign.is_sign_negative() {
             loan.first_unpaid = loan.first_unpaid.min(index as u32);
         }

@@ -9,6 +9,9 @@ use super::*;
 pub enum StateKey {
     /// Last sequence number and hash.
     Head,
+    /// The layout of the records ([`STATE_FORMAT`]): a cache of another
+    /// layout is rebuilt from the journal, never read.
+    Format,
     Branch(BranchId),
     Center(CenterId),
     Group(GroupId),
@@ -29,6 +32,13 @@ pub enum StateKey {
 pub type StateRecord = (Vec<u8>, Option<Vec<u8>>);
 
 const HEAD_KEY: &str = "head";
+const FORMAT_KEY: &str = "format";
+
+/// Layout of the state records. 2: day totals carry the portfolio figures
+/// (loans active, standard PAR, loans in arrears, installments due and paid
+/// on time, disbursements by product) and borrowers who save are those
+/// with a positive savings balance.
+pub const STATE_FORMAT: u32 = 2;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("postcard encodes plain data into a Vec without failing")
@@ -43,6 +53,7 @@ impl StateKey {
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             StateKey::Head => HEAD_KEY.to_owned(),
+            StateKey::Format => FORMAT_KEY.to_owned(),
             StateKey::Branch(id) => format!("branch/{id}"),
             StateKey::Center(id) => format!("center/{id}"),
             StateKey::Group(id) => format!("group/{id}"),
@@ -64,6 +75,7 @@ impl LedgerState {
     fn record(&self, key: &StateKey) -> Option<Vec<u8>> {
         match key {
             StateKey::Head => Some(encode(&(self.last_sequence, self.last_hash()))),
+            StateKey::Format => Some(encode(&STATE_FORMAT)),
             StateKey::Branch(id) => self.branches.get(id).map(encode),
             StateKey::Center(id) => self.centers.get(id).map(encode),
             StateKey::Group(id) => self.groups.get(id).map(encode),
@@ -118,7 +130,7 @@ impl LedgerState {
 
     /// Every record of the state, sorted by key bytes.
     pub fn export(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        let mut keys = vec![StateKey::Head];
+        let mut keys = vec![StateKey::Head, StateKey::Format];
         keys.extend(self.branches.keys().cloned().map(StateKey::Branch));
         keys.extend(self.centers.keys().cloned().map(StateKey::Center));
         keys.extend(self.groups.keys().cloned().map(StateKey::Group));
@@ -142,18 +154,24 @@ impl LedgerState {
         records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<LedgerState, String> {
         let mut state = LedgerState::new();
-        let (mut any, mut head) = (false, false);
+        let (mut any, mut head, mut format) = (false, false, false);
         for (key, value) in records {
             let key =
                 std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
             state.import_record(key, value)?;
             any = true;
             head |= key == HEAD_KEY;
+            format |= key == FORMAT_KEY;
         }
         // Records without a head are a cache cut short (a clear or a rebuild
         // interrupted): they say nothing about which entry they reflect.
         if any && !head {
             return Err("state records without a head record".into());
+        }
+        if any && !format {
+            return Err(format!(
+                "state records without a format record (written before format {STATE_FORMAT})"
+            ));
         }
         Ok(state)
     }
@@ -163,6 +181,15 @@ impl LedgerState {
             let (sequence, hash): (u64, Hash) = decode(key, value)?;
             self.last_sequence = sequence;
             self.last_hash = (sequence > 0).then_some(hash);
+            return Ok(());
+        }
+        if key == FORMAT_KEY {
+            let format: u32 = decode(key, value)?;
+            if format != STATE_FORMAT {
+                return Err(format!(
+                    "state records of format {format}; this release reads format {STATE_FORMAT}"
+                ));
+            }
             return Ok(());
         }
         let (kind, rest) = key

@@ -13,13 +13,14 @@
 //! 3. Paying exactly the payoff amount closes the loan: interest after the
 //!    payoff date is not charged. Paying more is refused.
 
-use chrono::NaiveDate;
+use chrono::{Days, NaiveDate};
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::*;
 use crate::domain::entry::{FeeCharge, InstallmentPayment, Recast, Repayment};
 use crate::domain::product::{AllocationPart, Fee, FeeCollection};
 use crate::domain::schedule::{self, InterestMethod, ScheduleError};
+use crate::domain::totals::{Overflow, minus, plus, sum};
 
 /// What paying a loan off on a date costs, part by part.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,22 +37,34 @@ pub struct PayoffQuote {
     pub principal_not_due: Decimal,
     /// Fees scheduled with later installments.
     pub fees_not_due: Decimal,
+    /// The sum of the parts, checked when the quote was made.
+    total: Decimal,
+    /// Principal due and not due, checked when the quote was made.
+    principal: Decimal,
 }
 
 impl PayoffQuote {
     /// The amount that closes the loan on the date.
     pub fn total(&self) -> Decimal {
-        self.due_principal
-            + self.due_interest
-            + self.due_fees
-            + self.accrued_interest
-            + self.principal_not_due
-            + self.fees_not_due
+        self.total
     }
 
     /// Principal the payoff repays.
     pub fn principal(&self) -> Decimal {
-        self.due_principal + self.principal_not_due
+        self.principal
+    }
+
+    /// Works out the total and the principal from the parts.
+    fn add_up(mut self) -> Result<PayoffQuote, Overflow> {
+        self.principal = plus(self.due_principal, self.principal_not_due)?;
+        self.total = sum([
+            self.principal,
+            self.due_interest,
+            self.due_fees,
+            self.accrued_interest,
+            self.fees_not_due,
+        ])?;
+        Ok(self)
     }
 }
 
@@ -102,11 +115,15 @@ impl Loan {
     }
 
     /// Principal of installments from `index` on not yet paid.
-    fn principal_from(&self, index: usize) -> Decimal {
-        self.installments[index..]
-            .iter()
-            .map(InstallmentState::principal_unpaid)
-            .sum()
+    fn principal_from(&self, index: usize) -> Result<Decimal, Overflow> {
+        let mut total = Decimal::ZERO;
+        for installment in self.installments.get(index..).unwrap_or(&[]) {
+            total = plus(
+                total,
+                minus(installment.due.principal, installment.principal_paid)?,
+            )?;
+        }
+        Ok(total)
     }
 
     /// The part of installment `index`'s interest that belongs to the days
@@ -129,11 +146,12 @@ impl Loan {
                 return Ok(Decimal::ZERO);
             }
             let left = Decimal::from((end - from).num_days().max(0));
+            let days = Decimal::from(days);
             let share = installment
                 .due
                 .interest
                 .checked_mul(left)
-                .and_then(|x| x.checked_div(Decimal::from(days)))
+                .and_then(|x| x.checked_div(days))
                 .ok_or(DomainError::Overflow)?;
             return Ok(money(share, self.currency));
         }
@@ -156,7 +174,8 @@ impl Loan {
         }
         let installment = &self.installments[index];
         let future = self.interest_after(index, balance, date)?;
-        Ok((installment.interest_unpaid() - future).max(Decimal::ZERO))
+        let unpaid = minus(installment.due.interest, installment.interest_paid)?;
+        Ok(minus(unpaid, future)?.max(Decimal::ZERO))
     }
 
     /// True when installment `index` collects no interest: its period's
@@ -191,7 +210,7 @@ impl Loan {
             let base = if self.terms.interest_method == InterestMethod::Flat {
                 self.terms.principal
             } else {
-                self.installments[j..].iter().map(|i| i.due.principal).sum()
+                sum(self.installments[j..].iter().map(|i| i.due.principal))?
             };
             let to = if j == index {
                 date.clamp(start, end)
@@ -214,7 +233,7 @@ impl Loan {
             ..PayoffQuote::default()
         };
         if self.status != LoanStatus::Active {
-            return Ok(quote);
+            return Ok(quote.add_up()?);
         }
         // Everything before `first_unpaid` is paid: only the installments
         // from there to the current period are read; the rest follows from
@@ -223,16 +242,23 @@ impl Loan {
         let due_end = current.unwrap_or(self.installments.len());
         let first = (self.first_unpaid as usize).min(due_end);
         for installment in &self.installments[first..due_end] {
-            quote.due_principal += installment.principal_unpaid();
-            quote.due_interest += installment.interest_unpaid();
-            quote.due_fees += installment.fee_unpaid();
+            let due = &installment.due;
+            quote.due_principal = plus(
+                quote.due_principal,
+                minus(due.principal, installment.principal_paid)?,
+            )?;
+            quote.due_interest = plus(
+                quote.due_interest,
+                minus(due.interest, installment.interest_paid)?,
+            )?;
+            quote.due_fees = plus(quote.due_fees, minus(due.fee, installment.fee_paid)?)?;
         }
-        quote.principal_not_due = self.principal_unpaid - quote.due_principal;
-        quote.fees_not_due = self.fee_unpaid - quote.due_fees;
+        quote.principal_not_due = minus(self.principal_unpaid, quote.due_principal)?;
+        quote.fees_not_due = minus(self.fee_unpaid, quote.due_fees)?;
         if let Some(index) = current {
             quote.accrued_interest = self.accrued_unpaid(index, quote.principal_not_due, date)?;
         }
-        Ok(quote)
+        Ok(quote.add_up()?)
     }
 
     /// Allocates a payment of `amount` on `date`; the loan must be active.
@@ -260,8 +286,8 @@ impl Loan {
                 }
                 continue;
             }
-            let payment = pay_in_order(installment, &self.policy.allocation_order, &mut left);
-            if !payment.total().is_zero() {
+            let payment = pay_in_order(installment, &self.policy.allocation_order, &mut left)?;
+            if !payment_total(&payment)?.is_zero() {
                 payments.push(payment);
             }
         }
@@ -279,8 +305,11 @@ impl Loan {
                         show(total, self.currency),
                         self.id,
                         show(quote.principal(), self.currency),
-                        show(quote.due_interest + quote.accrued_interest, self.currency),
-                        show(quote.due_fees + quote.fees_not_due, self.currency),
+                        show(
+                            plus(quote.due_interest, quote.accrued_interest)?,
+                            self.currency
+                        ),
+                        show(plus(quote.due_fees, quote.fees_not_due)?, self.currency),
                     ),
                 ));
             }
@@ -298,10 +327,10 @@ impl Loan {
         };
         if let (Some(index), false) = (current, left.is_zero()) {
             // Paid ahead: accrued interest, then fees still scheduled, then principal.
-            let due_now = amount - left;
-            let balance = self.principal_from(index);
+            let due_now = minus(amount, left)?;
+            let balance = self.principal_from(index)?;
             let interest = quote.accrued_interest.min(left);
-            left -= interest;
+            left = minus(left, interest)?;
             let mut ahead = vec![InstallmentPayment {
                 number: self.installments[index].due.number,
                 fee: Decimal::ZERO,
@@ -309,8 +338,8 @@ impl Loan {
                 principal: Decimal::ZERO,
             }];
             for (offset, installment) in self.installments[index..].iter().enumerate() {
-                let fee = installment.fee_unpaid().min(left);
-                left -= fee;
+                let fee = minus(installment.due.fee, installment.fee_paid)?.min(left);
+                left = minus(left, fee)?;
                 if offset == 0 {
                     ahead[0].fee = fee;
                 } else if !fee.is_zero() {
@@ -336,14 +365,18 @@ impl Loan {
                     ),
                 ));
             }
-            payments.extend(ahead.into_iter().filter(|p| !p.total().is_zero()));
+            for payment in ahead {
+                if !payment_total(&payment)?.is_zero() {
+                    payments.push(payment);
+                }
+            }
             prepaid = left;
             if !prepaid.is_zero() {
                 recast = Some(self.recast_after_prepayment(index, balance, prepaid, date)?);
             }
         }
-        let paid_principal: Decimal = payments.iter().map(|p| p.principal).sum();
-        let principal_after = self.principal_unpaid - paid_principal - prepaid;
+        let paid_principal = sum(payments.iter().map(|p| p.principal))?;
+        let principal_after = minus(minus(self.principal_unpaid, paid_principal)?, prepaid)?;
         Ok(Repayment {
             loan: self.id.clone(),
             payments,
@@ -368,7 +401,7 @@ impl Loan {
             .iter()
             .map(|i| i.due.clone())
             .collect();
-        let after_balance = balance - prepaid;
+        let after_balance = minus(balance, prepaid)?;
         let start = self.period_start(index);
         let current = &self.installments[index];
         // The current installment's interest that no longer depends on the
@@ -377,7 +410,10 @@ impl Loan {
         let fixed = if self.in_interest_grace(index) {
             self.grace_interest(index, date)?
         } else {
-            current.due.interest - self.interest_after(index, balance, date)?
+            minus(
+                current.due.interest,
+                self.interest_after(index, balance, date)?,
+            )?
         };
         let after = if self.terms.interest_method == InterestMethod::Flat {
             let mut future = before.clone();
@@ -391,7 +427,7 @@ impl Loan {
             schedule::recast(&self.terms, after_balance, start, &future, None)
                 .map_err(schedule_error)?
         } else {
-            let first = fixed + self.interest_after(index, after_balance, date)?;
+            let first = plus(fixed, self.interest_after(index, after_balance, date)?)?;
             schedule::recast(&self.terms, after_balance, start, &before, Some(first))
                 .map_err(schedule_error)?
         };
@@ -429,8 +465,8 @@ impl Loan {
             .iter()
             .map(|i| i.due.clone())
             .collect();
-        let balance = self.principal_from(index);
-        let after_balance = balance + amount;
+        let balance = self.principal_from(index)?;
+        let after_balance = plus(balance, amount)?;
         let start = self.period_start(index);
         let mut after = if self.terms.interest_method == InterestMethod::Flat {
             // Flat interest on the tranche from the next period on (the
@@ -452,20 +488,23 @@ impl Loan {
                     installment.due_date,
                 )
                 .map_err(schedule_error)?;
-                installment.interest += money(extra, self.currency);
+                installment.interest = plus(installment.interest, money(extra, self.currency))?;
                 period_start = installment.due_date;
             }
             schedule::recast(&self.terms, after_balance, start, &future, None)
                 .map_err(schedule_error)?
         } else {
             let current = &self.installments[index];
-            let fixed = current.due.interest - self.interest_after(index, balance, date)?;
-            let first = fixed + self.interest_after(index, after_balance, date)?;
+            let fixed = minus(
+                current.due.interest,
+                self.interest_after(index, balance, date)?,
+            )?;
+            let first = plus(fixed, self.interest_after(index, after_balance, date)?)?;
             schedule::recast(&self.terms, after_balance, start, &before, Some(first))
                 .map_err(schedule_error)?
         };
         if let Some(first) = after.first_mut() {
-            first.fee += installment_fees;
+            first.fee = plus(first.fee, installment_fees)?;
         }
         Ok(Recast { before, after })
     }
@@ -476,7 +515,7 @@ fn pay_in_order(
     installment: &InstallmentState,
     order: &[AllocationPart; 4],
     left: &mut Decimal,
-) -> InstallmentPayment {
+) -> Result<InstallmentPayment, Overflow> {
     let mut payment = InstallmentPayment {
         number: installment.due.number,
         fee: Decimal::ZERO,
@@ -484,18 +523,30 @@ fn pay_in_order(
         principal: Decimal::ZERO,
     };
     for part in order {
+        let due = &installment.due;
         let (owed, paid) = match part {
             // No product charges penalties yet: nothing is ever owed.
             AllocationPart::Penalties => continue,
-            AllocationPart::Fees => (installment.fee_unpaid(), &mut payment.fee),
-            AllocationPart::Interest => (installment.interest_unpaid(), &mut payment.interest),
-            AllocationPart::Principal => (installment.principal_unpaid(), &mut payment.principal),
+            AllocationPart::Fees => (minus(due.fee, installment.fee_paid)?, &mut payment.fee),
+            AllocationPart::Interest => (
+                minus(due.interest, installment.interest_paid)?,
+                &mut payment.interest,
+            ),
+            AllocationPart::Principal => (
+                minus(due.principal, installment.principal_paid)?,
+                &mut payment.principal,
+            ),
         };
         let amount = owed.min(*left);
         *paid = amount.normalize();
-        *left -= amount;
+        *left = minus(*left, amount)?;
     }
-    payment
+    Ok(payment)
+}
+
+/// Everything a payment puts on an installment.
+fn payment_total(payment: &InstallmentPayment) -> Result<Decimal, Overflow> {
+    sum([payment.fee, payment.interest, payment.principal])
 }
 
 /// The fees on a disbursement of `principal`: what is deducted now and
@@ -519,7 +570,9 @@ pub(super) fn fee_charges(
     Ok(charges)
 }
 
-/// Sum of the charges collected in `collection`.
+/// Sum of the charges collected in `collection`. (Unchecked: a product's
+/// fees are bounded in number and each is at most the principal, so their
+/// sum fits; `apply` sums them checked.)
 pub fn charged(charges: &[FeeCharge], collection: FeeCollection) -> Decimal {
     charges
         .iter()
@@ -547,8 +600,12 @@ pub struct Arrears {
 
 impl Arrears {
     /// Everything overdue.
-    pub fn overdue(&self) -> Decimal {
-        self.principal_overdue + self.interest_overdue + self.fees_overdue
+    pub fn overdue(&self) -> Result<Decimal, Overflow> {
+        sum([
+            self.principal_overdue,
+            self.interest_overdue,
+            self.fees_overdue,
+        ])
     }
 
     /// Days in arrears: the days overdue when the loan counts as in arrears.
@@ -576,13 +633,21 @@ impl Loan {
     /// date is never changed by anything entered after it (recasts only
     /// touch later installments). So the arrears on any past date follow
     /// from the current schedule and the amounts paid by that date.
-    pub fn arrears_on(&self, date: NaiveDate) -> Arrears {
-        let mut arrears = Arrears::default();
+    pub fn arrears_on(&self, date: NaiveDate) -> Result<Arrears, Overflow> {
         if !self.active_on(date) {
-            return arrears;
+            return Ok(Arrears::default());
         }
-        arrears.principal_outstanding = self.principal_on(date);
-        let mut paid = self.paid_on(date);
+        self.overdue_on(date)
+    }
+
+    /// What is overdue at the end of `date` from the schedule and the
+    /// amounts paid by then, whatever the loan's status (see [`Loan::arrears_on`]).
+    pub fn overdue_on(&self, date: NaiveDate) -> Result<Arrears, Overflow> {
+        let mut arrears = Arrears {
+            principal_outstanding: self.principal_on(date)?,
+            ..Arrears::default()
+        };
+        let mut paid = self.paid_on(date)?;
         let mut oldest = None;
         for installment in &self.installments {
             if installment.due.due_date >= date {
@@ -598,34 +663,39 @@ impl Loan {
             });
             for (part, amount) in owed {
                 let covered = amount.min(paid);
-                paid -= covered;
-                let unpaid = amount - covered;
+                paid = minus(paid, covered)?;
+                let unpaid = minus(amount, covered)?;
                 if unpaid.is_zero() {
                     continue;
                 }
                 oldest.get_or_insert(installment.due.due_date);
-                match part {
-                    AllocationPart::Fees => arrears.fees_overdue += unpaid,
-                    AllocationPart::Interest => arrears.interest_overdue += unpaid,
-                    _ => arrears.principal_overdue += unpaid,
-                }
+                let overdue = match part {
+                    AllocationPart::Fees => &mut arrears.fees_overdue,
+                    AllocationPart::Interest => &mut arrears.interest_overdue,
+                    _ => &mut arrears.principal_overdue,
+                };
+                *overdue = plus(*overdue, unpaid)?;
             }
         }
         if let Some(oldest) = oldest {
             arrears.days_overdue = u32::try_from((date - oldest).num_days()).unwrap_or(u32::MAX);
             let tolerance = self.policy.arrears_tolerance;
             arrears.in_arrears =
-                arrears.days_overdue > tolerance.days && arrears.overdue() > tolerance.amount;
+                arrears.days_overdue > tolerance.days && arrears.overdue()? > tolerance.amount;
         }
-        arrears
+        Ok(arrears)
     }
 
     /// Of the installments due in `from..=to`: what was due, and what of it
     /// was paid by each installment's due date.
-    pub fn due_and_paid_on_time(&self, from: NaiveDate, to: NaiveDate) -> (Decimal, Decimal) {
+    pub fn due_and_paid_on_time(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<(Decimal, Decimal), Overflow> {
         let (mut due, mut on_time) = (Decimal::ZERO, Decimal::ZERO);
         if self.status == LoanStatus::Cancelled {
-            return (due, on_time);
+            return Ok((due, on_time));
         }
         let mut before = Decimal::ZERO;
         for installment in &self.installments {
@@ -633,17 +703,168 @@ impl Loan {
             if date > to {
                 break;
             }
-            let amount = installment.due.total();
+            let amount = installment_total(&installment.due)?;
             if date >= from && self.ended_on.is_none_or(|end| date <= end) {
-                let paid_by_then = self.paid_on(date);
-                let covered = (paid_by_then - before).clamp(Decimal::ZERO, amount);
-                due += amount;
-                on_time += covered;
+                let paid_by_then = self.paid_on(date)?;
+                let covered = minus(paid_by_then, before)?.clamp(Decimal::ZERO, amount);
+                due = plus(due, amount)?;
+                on_time = plus(on_time, covered)?;
             }
-            before += amount;
+            before = plus(before, amount)?;
         }
-        (due, on_time)
+        Ok((due, on_time))
     }
+}
+
+/// Day-by-day figures a loan adds to its branch's totals.
+impl Loan {
+    /// The loan's contribution to its branch's portfolio figures
+    /// ([`DayTotals`]: loans active, standard PAR, loans in arrears under
+    /// the tolerance, installments due and paid on time), on `from` and
+    /// after; nothing for earlier days.
+    ///
+    /// Between two of the loan's transactions its principal outstanding and
+    /// the amount paid on installments are constant, so the oldest
+    /// installment not fully paid is too (payments cover installments
+    /// oldest first): in each such interval the loan is at risk beyond N
+    /// days from that installment's due date plus N days, a date range.
+    /// Installments due before a date never change after it, so an entry on
+    /// date `t` changes only the contribution on `t` and after: applying it
+    /// replaces this function's result from `t`, computed before and after.
+    pub fn quality_days(
+        &self,
+        from: NaiveDate,
+    ) -> Result<BTreeMap<NaiveDate, DayTotals>, Overflow> {
+        let mut days: BTreeMap<NaiveDate, DayTotals> = BTreeMap::new();
+        // Amount due up to and including each installment.
+        let mut cumulative = Vec::with_capacity(self.installments.len());
+        let mut total_due = Decimal::ZERO;
+        for installment in &self.installments {
+            total_due = plus(total_due, installment_total(&installment.due)?)?;
+            cumulative.push(total_due);
+        }
+        let mut dates: BTreeSet<NaiveDate> = self.principal_changes.keys().copied().collect();
+        dates.extend(self.paid_changes.keys().copied());
+        let dates: Vec<NaiveDate> = dates.into_iter().collect();
+        let (mut principal, mut paid) = (Decimal::ZERO, Decimal::ZERO);
+        let tolerance = self.policy.arrears_tolerance;
+        for (i, start) in dates.iter().copied().enumerate() {
+            principal = plus(
+                principal,
+                self.principal_changes
+                    .get(&start)
+                    .copied()
+                    .unwrap_or_default(),
+            )?;
+            paid = plus(
+                paid,
+                self.paid_changes.get(&start).copied().unwrap_or_default(),
+            )?;
+            let end = dates.get(i + 1).copied();
+            if principal <= Decimal::ZERO || end.is_some_and(|end| end <= from) {
+                continue;
+            }
+            let active = DayTotals {
+                loans_active_change: 1,
+                ..DayTotals::default()
+            };
+            add_range(&mut days, start, end, from, &active)?;
+            // The oldest installment not covered by what was paid.
+            let oldest = cumulative.partition_point(|due| *due <= paid);
+            let Some(oldest_due) = self.installments.get(oldest).map(|i| i.due.due_date) else {
+                continue;
+            };
+            for (days_late, part) in [(1u64, 0usize), (30, 1), (90, 2)] {
+                let Some(at_risk) = oldest_due.checked_add_days(Days::new(days_late + 1)) else {
+                    continue;
+                };
+                let mut change = DayTotals::default();
+                *[
+                    &mut change.par1_change,
+                    &mut change.par30_change,
+                    &mut change.par90_change,
+                ][part] = principal;
+                add_range(&mut days, start.max(at_risk), end, from, &change)?;
+            }
+            // In arrears under the tolerance: late beyond its days, and
+            // more overdue than its amount.
+            let beyond = plus(paid, tolerance.amount)?;
+            let over_amount = cumulative.partition_point(|due| *due <= beyond);
+            let late = oldest_due.checked_add_days(Days::new(u64::from(tolerance.days) + 1));
+            let over = self
+                .installments
+                .get(over_amount)
+                .and_then(|i| i.due.due_date.succ_opt());
+            if let (Some(late), Some(over)) = (late, over) {
+                add_range(
+                    &mut days,
+                    start.max(late).max(over),
+                    end,
+                    from,
+                    &DayTotals {
+                        loans_in_arrears_change: 1,
+                        ..DayTotals::default()
+                    },
+                )?;
+            }
+        }
+        if self.status == LoanStatus::Cancelled {
+            return Ok(days);
+        }
+        // Installments due, and what of each was paid by its due date.
+        let mut paid_changes = self.paid_changes.iter().peekable();
+        let mut paid_by = Decimal::ZERO;
+        let mut before = Decimal::ZERO;
+        for (installment, through) in self.installments.iter().zip(&cumulative) {
+            let date = installment.due.due_date;
+            while let Some((_, change)) = paid_changes.next_if(|(on, _)| **on <= date) {
+                paid_by = plus(paid_by, *change)?;
+            }
+            let counted = date >= from && self.ended_on.is_none_or(|end| date <= end);
+            if counted {
+                let amount = through.checked_sub(before).ok_or(Overflow)?;
+                let covered = paid_by
+                    .checked_sub(before)
+                    .ok_or(Overflow)?
+                    .clamp(Decimal::ZERO, amount);
+                let day = days.entry(date).or_default();
+                day.add(&DayTotals {
+                    due: amount,
+                    paid_on_time: covered,
+                    ..DayTotals::default()
+                })?;
+            }
+            before = *through;
+        }
+        Ok(days)
+    }
+}
+
+/// Everything an installment asks for.
+fn installment_total(installment: &Installment) -> Result<Decimal, Overflow> {
+    plus(
+        plus(installment.principal, installment.interest)?,
+        installment.fee,
+    )
+}
+
+/// Adds `change` to every day of `start..end` (no end: on and on) from
+/// `from` on, as differences: `change` on the first day, its negation on `end`.
+fn add_range(
+    days: &mut BTreeMap<NaiveDate, DayTotals>,
+    start: NaiveDate,
+    end: Option<NaiveDate>,
+    from: NaiveDate,
+    change: &DayTotals,
+) -> Result<(), Overflow> {
+    let first = start.max(from);
+    if let Some(end) = end {
+        if first >= end {
+            return Ok(());
+        }
+        days.entry(end).or_default().add(&change.negated())?;
+    }
+    days.entry(first).or_default().add(change)
 }
 
 /// A new loan's schedule and the fees on its disbursement: what a

@@ -48,12 +48,17 @@ pub struct PortfolioQuality {
     pub from: NaiveDate,
     pub to: NaiveDate,
     pub currency: Currency,
-    /// Principal outstanding on active loans.
+    /// Principal outstanding on every loan (gross loan portfolio).
     pub gross_portfolio: Decimal,
+    /// Loans with principal outstanding.
     pub active_loans: u64,
+    /// Members with principal outstanding.
     pub active_borrowers: u64,
+    /// Loans in arrears under their product's tolerance (collection follow-up).
     pub loans_in_arrears: u64,
-    /// Outstanding principal of loans more than 1, 30 and 90 days in arrears.
+    /// Portfolio at risk, the standard measure (CGAP): the whole outstanding
+    /// principal of every loan with any part of an installment unpaid for
+    /// more than 1, 30 and 90 days, no tolerance.
     pub par1: Decimal,
     pub par30: Decimal,
     pub par90: Decimal,
@@ -68,17 +73,18 @@ pub struct PortfolioQuality {
 impl PortfolioQuality {
     /// `amount / gross portfolio`, or `None` when there is no portfolio.
     pub fn ratio(&self, amount: Decimal) -> Option<Decimal> {
-        (!self.gross_portfolio.is_zero()).then(|| amount / self.gross_portfolio)
+        amount.checked_div(self.gross_portfolio)
     }
 
     /// Average outstanding principal per active loan.
     pub fn average_outstanding(&self) -> Option<Decimal> {
-        (self.active_loans > 0).then(|| self.gross_portfolio / Decimal::from(self.active_loans))
+        self.gross_portfolio
+            .checked_div(Decimal::from(self.active_loans))
     }
 
     /// Collected on time against due, or `None` when nothing fell due.
     pub fn repayment_rate(&self) -> Option<Decimal> {
-        (!self.due_in_period.is_zero()).then(|| self.collected_on_time / self.due_in_period)
+        self.collected_on_time.checked_div(self.due_in_period)
     }
 }
 
@@ -140,7 +146,7 @@ impl LedgerState {
         let loan = self.find_loan("loan_id", id)?;
         let branch = self.find_branch("loan_id", &loan.branch)?;
         let as_of = as_of.unwrap_or_else(|| today_in(&branch.time_zone, now));
-        let arrears = loan.arrears_on(as_of);
+        let arrears = loan.arrears_on(as_of)?;
         let statuses = loan
             .installments
             .iter()
@@ -176,13 +182,17 @@ impl LedgerState {
         if let Some(branch) = branch {
             self.find_branch("branch_id", branch)?;
         }
-        let mut loans: Vec<(&Loan, Arrears)> = self
+        let mut loans: Vec<(&Loan, Arrears)> = Vec::new();
+        for loan in self
             .loans
             .values()
             .filter(|loan| branch.is_none_or(|b| loan.branch == *b))
-            .map(|loan| (loan, loan.arrears_on(as_of)))
-            .filter(|(_, arrears)| arrears.in_arrears)
-            .collect();
+        {
+            let arrears = loan.arrears_on(as_of)?;
+            if arrears.in_arrears {
+                loans.push((loan, arrears));
+            }
+        }
         loans.sort_by(|a, b| {
             b.1.days_overdue
                 .cmp(&a.1.days_overdue)
@@ -191,15 +201,12 @@ impl LedgerState {
         Ok(loans)
     }
 
-    /// Portfolio quality of a branch (or of all branches) at the end of
-    /// `as_of`, with repayment rate and write-offs over `from..=to`.
-    pub fn portfolio_quality(
+    /// The branches a portfolio question is about: one, or all (which must
+    /// share a currency), and their currency.
+    fn quality_branches(
         &self,
         branch: Option<&BranchId>,
-        as_of: NaiveDate,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> Result<PortfolioQuality, DomainError> {
+    ) -> Result<(Vec<&Branch>, Currency), DomainError> {
         let branches: Vec<&Branch> = match branch {
             Some(id) => vec![self.find_branch("branch_id", id)?],
             None => self.branches.values().collect(),
@@ -217,6 +224,57 @@ impl LedgerState {
                 ),
             ));
         }
+        Ok((branches, currency))
+    }
+
+    /// Portfolio quality of a branch (or of all branches) at the end of
+    /// `as_of`, with repayment rate and write-offs over `from..=to`. Read
+    /// from the branches' day totals: O(branches × days), whatever the
+    /// number of loans.
+    pub fn portfolio_quality(
+        &self,
+        branch: Option<&BranchId>,
+        as_of: NaiveDate,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<PortfolioQuality, DomainError> {
+        let (branches, currency) = self.quality_branches(branch)?;
+        let mut stocks = PeriodFigures::default();
+        let mut flows = PeriodFigures::default();
+        for b in &branches {
+            stocks.add(&self.period_figures(&b.id, as_of, as_of)?)?;
+            flows.add(&self.period_figures(&b.id, from, to)?)?;
+        }
+        let count = |n: i64| u64::try_from(n).map_err(|_| DomainError::Overflow);
+        Ok(PortfolioQuality {
+            as_of,
+            from,
+            to,
+            currency,
+            gross_portfolio: stocks.portfolio_outstanding,
+            active_loans: count(stocks.loans_active)?,
+            active_borrowers: count(stocks.borrowers)?,
+            loans_in_arrears: count(stocks.loans_in_arrears)?,
+            par1: stocks.par1,
+            par30: stocks.par30,
+            par90: stocks.par90,
+            due_in_period: flows.due,
+            collected_on_time: flows.paid_on_time,
+            written_off: flows.written_off,
+            recovered: flows.recovered,
+        })
+    }
+
+    /// [`LedgerState::portfolio_quality`] worked out loan by loan: O(loans ×
+    /// installments). The reference the day totals are tested against.
+    pub fn portfolio_quality_scan(
+        &self,
+        branch: Option<&BranchId>,
+        as_of: NaiveDate,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<PortfolioQuality, DomainError> {
+        let (branches, currency) = self.quality_branches(branch)?;
         let mut quality = PortfolioQuality {
             as_of,
             from,
@@ -230,18 +288,17 @@ impl LedgerState {
             .values()
             .filter(|loan| branch.is_none_or(|b| loan.branch == *b))
         {
-            let (due, on_time) = loan.due_and_paid_on_time(from, to);
-            quality.due_in_period += due;
-            quality.collected_on_time += on_time;
-            let outstanding = loan.principal_on(as_of);
-            if !loan.active_on(as_of) || outstanding <= Decimal::ZERO {
+            let (due, on_time) = loan.due_and_paid_on_time(from, to)?;
+            quality.due_in_period = checked_add(quality.due_in_period, due)?;
+            quality.collected_on_time = checked_add(quality.collected_on_time, on_time)?;
+            let outstanding = loan.principal_on(as_of)?;
+            if outstanding <= Decimal::ZERO {
                 continue;
             }
-            quality.gross_portfolio += outstanding;
+            quality.gross_portfolio = checked_add(quality.gross_portfolio, outstanding)?;
             quality.active_loans += 1;
             borrowers.insert(&loan.member);
-            let arrears = loan.arrears_on(as_of);
-            let days = arrears.days_in_arrears();
+            let arrears = loan.overdue_on(as_of)?;
             if arrears.in_arrears {
                 quality.loans_in_arrears += 1;
             }
@@ -250,23 +307,46 @@ impl LedgerState {
                 (30, &mut quality.par30),
                 (90, &mut quality.par90),
             ] {
-                if days > threshold {
-                    *at_risk += outstanding;
+                if arrears.days_overdue > threshold {
+                    *at_risk = checked_add(*at_risk, outstanding)?;
                 }
             }
         }
         quality.active_borrowers = borrowers.len() as u64;
         for b in &branches {
-            let figures = self.period_figures(&b.id, from, to);
-            quality.written_off += figures.written_off;
-            quality.recovered += figures.recovered;
+            let figures = self.period_figures(&b.id, from, to)?;
+            quality.written_off = checked_add(quality.written_off, figures.written_off)?;
+            quality.recovered = checked_add(quality.recovered, figures.recovered)?;
         }
         Ok(quality)
     }
 
     /// Loans disbursed in `from..=to` in a branch, by product: (product id and
-    /// name, or none outside the catalogue; count; principal disbursed).
+    /// name, or none outside the catalogue; count; principal of the first
+    /// disbursement). Read from the branch's day totals: O(days × products).
     pub fn loans_by_product(
+        &self,
+        branch: &BranchId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<ProductCount>, DomainError> {
+        self.find_branch("branch_id", branch)?;
+        let figures = self.period_figures(branch, from, to)?;
+        let mut counts = Vec::new();
+        for (product, day) in figures.disbursed_by_product {
+            counts.push(ProductCount {
+                name: self.product_name(product.as_ref()),
+                product,
+                loans: u64::try_from(day.loans).map_err(|_| DomainError::Overflow)?,
+                amount: day.amount,
+            });
+        }
+        Ok(counts)
+    }
+
+    /// [`LedgerState::loans_by_product`] worked out loan by loan: the
+    /// reference the day totals are tested against.
+    pub fn loans_by_product_scan(
         &self,
         branch: &BranchId,
         from: NaiveDate,
@@ -281,20 +361,23 @@ impl LedgerState {
         }) {
             let id = loan.product.as_ref().map(|(id, _)| id.clone());
             let entry = counts.entry(id.clone()).or_insert_with(|| ProductCount {
-                name: id
-                    .as_ref()
-                    .and_then(|id| self.products.get(id))
-                    .and_then(|v| v.last())
-                    .map(|v| v.rules.name.as_str().to_owned())
-                    .unwrap_or_else(|| "outside the catalogue".to_owned()),
+                name: self.product_name(id.as_ref()),
                 product: id,
                 loans: 0,
                 amount: Decimal::ZERO,
             });
             entry.loans += 1;
-            entry.amount += loan.terms.principal;
+            entry.amount = checked_add(entry.amount, loan.terms.principal)?;
         }
         Ok(counts.into_values().collect())
+    }
+
+    /// A product's latest name, or what loans outside the catalogue are called.
+    fn product_name(&self, id: Option<&ProductId>) -> String {
+        id.and_then(|id| self.products.get(id))
+            .and_then(|v| v.last())
+            .map(|v| v.rules.name.as_str().to_owned())
+            .unwrap_or_else(|| "outside the catalogue".to_owned())
     }
 
     /// Checks that an account exists in the chart (its branch, loan or
