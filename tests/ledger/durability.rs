@@ -285,15 +285,30 @@ async fn past_the_in_flight_bound_commands_are_refused_as_overloaded_and_nothing
     set_up(&ledger).await;
     let before = ledger.read(|s| s.last_sequence());
 
-    // Four commands in flight, held at the disk: the bound is full.
+    // Four commands in flight, held at the disk: the bound is full. (The
+    // set-up's permits go a moment after its replies: until then the four
+    // are refused whole, and are sent again, within a bound.)
     gate.set_closed(true);
     let arrived = gate.arrived.load(Ordering::SeqCst);
-    let held = tokio::spawn({
-        let ledger = ledger.clone();
-        async move { ledger.submit_many((0..4).map(deposit).collect()).await }
-    });
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while gate.arrived.load(Ordering::SeqCst) == arrived {
+    let held = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let held = tokio::spawn({
+                let ledger = ledger.clone();
+                async move { ledger.submit_many((0..4).map(deposit).collect()).await }
+            });
+            while gate.arrived.load(Ordering::SeqCst) == arrived && !held.is_finished() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            if gate.arrived.load(Ordering::SeqCst) > arrived {
+                return held;
+            }
+            let refused = held.await.unwrap();
+            assert!(
+                refused
+                    .iter()
+                    .all(|r| matches!(r, Err(SubmitError::Overloaded(_)))),
+                "{refused:?}"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     })
