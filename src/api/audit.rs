@@ -1,4 +1,11 @@
 //! `AuditService`: reads of durable state for auditors and managers.
+//!
+//! Every read runs off the async runtime's worker threads
+//! ([`Ledger::read_off_runtime`]), so no worker waits on the read lock; the
+//! lists are paged (`super::pages`) and a page of loans in arrears takes the
+//! lock in steps of [`LOANS_PER_HOLD`] loans, so the publisher, which needs
+//! the lock to apply a durable batch and answer its clients, never waits for
+//! a whole scan.
 
 use std::sync::Arc;
 
@@ -12,19 +19,22 @@ use crate::domain::command::SavingsKind;
 use crate::domain::entry::GENESIS_HASH;
 use crate::domain::ids::{BranchId, LoanId, MemberId};
 use crate::domain::money::Currency;
-use crate::domain::state::{InstallmentStatus, LoanStatus, LoanView};
+use crate::domain::state::{Arrears, InstallmentStatus, LedgerState, Loan, LoanStatus, LoanView};
 use crate::domain::totals::{Period, PeriodFigures};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Step};
 use crate::pb;
 use crate::pb::audit_service_server::AuditService;
 
 use super::convert::{self, money_out};
+use super::pages::{self, List, Page};
+pub use super::pages::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
 use super::status;
 
-/// Most journal entries in one page.
-pub const PAGE_SIZE_MAX: u32 = 1000;
-/// Journal entries in a page when the client does not say.
-pub const PAGE_SIZE_DEFAULT: u32 = 100;
+/// Loans looked at in one hold of the read lock while listing loans in arrears.
+pub const LOANS_PER_HOLD: usize = 256;
+/// Most loans looked at for one page of loans in arrears: a page ends there
+/// (with a token) even when it holds fewer loans than asked.
+pub const LOANS_PER_PAGE_MAX: usize = 10_000;
 
 /// The audit service over a running ledger.
 pub struct AuditApi {
@@ -37,34 +47,55 @@ impl AuditApi {
         AuditApi { ledger }
     }
 
+    /// Runs `read` on the durable state in one hold of the read lock, off
+    /// the runtime's worker threads.
+    async fn read<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&LedgerState) -> R + Send + 'static,
+    ) -> Result<R, Status> {
+        self.ledger
+            .read_off_runtime(move |ledger| ledger.read(read))
+            .await
+            .map_err(read_failed)
+    }
+
     /// A loan as of the date asked for (today when empty).
-    fn loan_view(&self, loan_id: &str, as_of_date: &str) -> Result<LoanView, Status> {
+    async fn loan_view(&self, loan_id: &str, as_of_date: &str) -> Result<LoanView, Status> {
         let id = LoanId::parse("loan_id", loan_id).map_err(refuse)?;
         let as_of = convert::optional_date("as_of_date", as_of_date).map_err(refuse)?;
         let now = self.ledger.now();
-        self.ledger
-            .read(|state| state.loan_view(&id, as_of, now))
+        self.read(move |state| state.loan_view(&id, as_of, now))
+            .await?
             .map_err(refuse)
     }
+}
 
-    /// The date asked for, or today in the branch's zone (UTC+7 by default).
-    fn as_of(&self, text: &str, branch: Option<&BranchId>) -> Result<NaiveDate, Status> {
-        if let Some(date) = convert::optional_date("as_of_date", text).map_err(refuse)? {
-            return Ok(date);
-        }
-        let now = self.ledger.now();
-        let zone = self.ledger.read(|state| {
-            branch
-                .and_then(|b| state.branch(b))
-                .map(|b| b.time_zone.clone())
-                .unwrap_or_else(|| crate::domain::state::TIME_ZONE_DEFAULT.to_owned())
-        });
-        Ok(crate::domain::state::today_in(&zone, now))
-    }
+/// The date asked for, or today at `now` in the branch's zone (UTC+7 by
+/// default, and for all branches).
+fn as_of_in(
+    state: &LedgerState,
+    asked: Option<NaiveDate>,
+    branch: Option<&BranchId>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> NaiveDate {
+    asked.unwrap_or_else(|| {
+        let zone = branch
+            .and_then(|b| state.branch(b))
+            .map_or(crate::domain::state::TIME_ZONE_DEFAULT, |b| {
+                b.time_zone.as_str()
+            });
+        crate::domain::state::today_in(zone, now)
+    })
 }
 
 fn refuse(error: DomainError) -> Status {
     status::from_domain(&error)
+}
+
+/// A read that did not complete: a bug, logged here with its cause.
+fn read_failed(error: crate::ledger::ReadError) -> Status {
+    tracing::error!(%error, "a read failed");
+    Status::internal(error.to_string())
 }
 
 fn loan_status(status: LoanStatus) -> pb::LoanStatus {
@@ -85,12 +116,13 @@ impl AuditService for AuditApi {
         let r = request.into_inner();
         let account = AccountId::parse("account", &r.account).map_err(refuse)?;
         let kind = account.kind();
+        let read = account.clone();
         let (currency, balance, sequence) = self
-            .ledger
-            .read(|state| {
-                let currency = state.account_currency(&account)?;
-                Ok::<_, DomainError>((currency, state.balance(&account), state.last_sequence()))
+            .read(move |state| {
+                let currency = state.account_currency(&read)?;
+                Ok::<_, DomainError>((currency, state.balance(&read), state.last_sequence()))
             })
+            .await?
             .map_err(refuse)?;
         Ok(Response::new(pb::GetBalanceResponse {
             account: account.to_string(),
@@ -113,9 +145,10 @@ impl AuditService for AuditApi {
     ) -> Result<Response<pb::GetMemberResponse>, Status> {
         let r = request.into_inner();
         let id = MemberId::parse("member_id", &r.member_id).map_err(refuse)?;
+        let now = self.ledger.now();
         let view = self
-            .ledger
-            .read(|state| state.member_view(&id, self.ledger.now()))
+            .read(move |state| state.member_view(&id, now))
+            .await?
             .map_err(refuse)?;
         let currency = view.currency;
         let member = view.member;
@@ -162,7 +195,7 @@ impl AuditService for AuditApi {
         request: Request<pb::GetLoanRequest>,
     ) -> Result<Response<pb::GetLoanResponse>, Status> {
         let r = request.into_inner();
-        let view = self.loan_view(&r.loan_id, &r.as_of_date)?;
+        let view = self.loan_view(&r.loan_id, &r.as_of_date).await?;
         let loan = &view.loan;
         let currency = loan.currency;
         let mut balance: Decimal = loan.installments.iter().map(|i| i.due.principal).sum();
@@ -228,7 +261,7 @@ impl AuditService for AuditApi {
         request: Request<pb::GetPayoffQuoteRequest>,
     ) -> Result<Response<pb::GetPayoffQuoteResponse>, Status> {
         let r = request.into_inner();
-        let view = self.loan_view(&r.loan_id, &r.as_of_date)?;
+        let view = self.loan_view(&r.loan_id, &r.as_of_date).await?;
         let loan = &view.loan;
         let id = &loan.id;
         if loan.status != LoanStatus::Active {
@@ -267,44 +300,20 @@ impl AuditService for AuditApi {
         request: Request<pb::ListLoansInArrearsRequest>,
     ) -> Result<Response<pb::ListLoansInArrearsResponse>, Status> {
         let r = request.into_inner();
-        let branch = optional_branch(&r.branch_id)?;
-        let as_of = self.as_of(&r.as_of_date, branch.as_ref())?;
-        let loans = self
+        let query = ArrearsQuery {
+            branch: optional_branch(&r.branch_id)?,
+            as_of: convert::optional_date("as_of_date", &r.as_of_date).map_err(refuse)?,
+            now: self.ledger.now(),
+            page_size: pages::page_size(r.page_size).map_err(refuse)?,
+            page_token: r.page_token,
+        };
+        let reply = self
             .ledger
-            .read(|state| {
-                Ok::<_, DomainError>(
-                    state
-                        .loans_in_arrears(branch.as_ref(), as_of)?
-                        .into_iter()
-                        .map(|(loan, arrears)| {
-                            let currency = loan.currency;
-                            pb::LoanArrears {
-                                loan_id: loan.id.to_string(),
-                                member_id: loan.member.to_string(),
-                                principal_outstanding: Some(money_out(
-                                    arrears.principal_outstanding,
-                                    currency,
-                                )),
-                                principal_overdue: Some(money_out(
-                                    arrears.principal_overdue,
-                                    currency,
-                                )),
-                                interest_overdue: Some(money_out(
-                                    arrears.interest_overdue,
-                                    currency,
-                                )),
-                                fees_overdue: Some(money_out(arrears.fees_overdue, currency)),
-                                days_in_arrears: arrears.days_in_arrears(),
-                            }
-                        })
-                        .collect(),
-                )
-            })
+            .read_off_runtime(move |ledger| query.page(ledger))
+            .await
+            .map_err(read_failed)?
             .map_err(refuse)?;
-        Ok(Response::new(pb::ListLoansInArrearsResponse {
-            as_of_date: as_of.to_string(),
-            loans,
-        }))
+        Ok(Response::new(reply))
     }
 
     async fn get_portfolio_quality(
@@ -313,8 +322,8 @@ impl AuditService for AuditApi {
     ) -> Result<Response<pb::GetPortfolioQualityResponse>, Status> {
         let r = request.into_inner();
         let branch = optional_branch(&r.branch_id)?;
-        let as_of = self.as_of(&r.as_of_date, branch.as_ref())?;
-        let (from, to) = match r.period {
+        let asked = convert::optional_date("as_of_date", &r.as_of_date).map_err(refuse)?;
+        let period = match r.period {
             Some(range) => {
                 let from = convert::date("period.from_date", &range.from_date).map_err(refuse)?;
                 let to = convert::date("period.to_date", &range.to_date).map_err(refuse)?;
@@ -324,16 +333,23 @@ impl AuditService for AuditApi {
                         format!("{to} is before from_date {from}"),
                     )));
                 }
-                (from, to)
+                Some((from, to))
             }
-            None => (
-                NaiveDate::from_ymd_opt(as_of.year(), 1, 1).unwrap_or(as_of),
-                as_of,
-            ),
+            None => None,
         };
-        let q = self
-            .ledger
-            .read(|state| state.portfolio_quality(branch.as_ref(), as_of, from, to))
+        let now = self.ledger.now();
+        let (as_of, from, to, q) = self
+            .read(move |state| {
+                let as_of = as_of_in(state, asked, branch.as_ref(), now);
+                let (from, to) = period.unwrap_or((
+                    NaiveDate::from_ymd_opt(as_of.year(), 1, 1).unwrap_or(as_of),
+                    as_of,
+                ));
+                state
+                    .portfolio_quality(branch.as_ref(), as_of, from, to)
+                    .map(|q| (as_of, from, to, q))
+            })
+            .await?
             .map_err(refuse)?;
         let c = q.currency;
         let percent = |ratio: Option<Decimal>, places: u32, none: Decimal| {
@@ -465,60 +481,14 @@ impl AuditService for AuditApi {
         request: Request<pb::ListJournalEntriesRequest>,
     ) -> Result<Response<pb::ListJournalEntriesResponse>, Status> {
         let r = request.into_inner();
-        let page_size = match r.page_size {
-            0 => PAGE_SIZE_DEFAULT,
-            size if size > PAGE_SIZE_MAX => {
-                return Err(refuse(DomainError::invalid(
-                    "page_size",
-                    format!("{size} is more than the {PAGE_SIZE_MAX} allowed"),
-                )));
-            }
-            size => size,
-        };
+        let page_size = pages::page_size(r.page_size).map_err(refuse)?;
         let from = r.from_sequence.max(1);
-        let last = self.ledger.read(|state| state.last_sequence());
-        // One entry before the page gives the first entry's previous hash.
-        let read_from = from - 1;
-        let ledger = self.ledger.clone();
-        let (first, count) = if read_from == 0 {
-            (1, page_size as usize)
-        } else {
-            (read_from, page_size as usize + 1)
-        };
-        let mut entries = tokio::task::spawn_blocking(move || ledger.entries(first, count))
+        let reply = self
+            .ledger
+            .read_off_runtime(move |ledger| journal_page(ledger, from, page_size))
             .await
-            .map_err(|error| Status::internal(format!("reading the journal: {error}")))?
-            .map_err(status::from_store)?;
-        let mut previous_hash = GENESIS_HASH;
-        if read_from > 0 && !entries.is_empty() {
-            previous_hash = entries.remove(0).hash;
-        }
-        let currencies: Vec<Currency> = self.ledger.read(|state| {
-            entries
-                .iter()
-                .map(|e| {
-                    e.body
-                        .branch
-                        .as_ref()
-                        .and_then(|b| state.branch(b))
-                        .map(|b| b.currency)
-                        .unwrap_or_else(|| convert::entry_currency(&e.body))
-                })
-                .collect()
-        });
-        let mut page = Vec::with_capacity(entries.len());
-        for (entry, currency) in entries.iter().zip(currencies) {
-            page.push(convert::journal_entry(entry, previous_hash, currency));
-            previous_hash = entry.hash;
-        }
-        let next_sequence = match page.last() {
-            Some(entry) if entry.sequence < last => entry.sequence + 1,
-            _ => 0,
-        };
-        Ok(Response::new(pb::ListJournalEntriesResponse {
-            entries: page,
-            next_sequence,
-        }))
+            .map_err(read_failed)??;
+        Ok(Response::new(reply))
     }
 
     async fn get_ledger_info(
@@ -526,12 +496,163 @@ impl AuditService for AuditApi {
         _request: Request<pb::GetLedgerInfoRequest>,
     ) -> Result<Response<pb::GetLedgerInfoResponse>, Status> {
         let (last_sequence, last_hash) = self
-            .ledger
-            .read(|state| (state.last_sequence(), state.last_hash()));
+            .read(|state| (state.last_sequence(), state.last_hash()))
+            .await?;
         Ok(Response::new(pb::GetLedgerInfoResponse {
             last_sequence,
             last_hash: hex::encode(last_hash),
         }))
+    }
+}
+
+/// A page of the journal from `from`: at most `page_size` entries, within
+/// the page byte bound; read from the store, only up to the entries the read
+/// side holds.
+fn journal_page(
+    ledger: &Ledger,
+    from: u64,
+    page_size: usize,
+) -> Result<pb::ListJournalEntriesResponse, Status> {
+    // One entry before the page gives the first entry's previous hash.
+    let read_from = from - 1;
+    let (first, count) = if read_from == 0 {
+        (1, page_size)
+    } else {
+        (read_from, page_size + 1)
+    };
+    let mut entries = ledger.entries(first, count).map_err(status::from_store)?;
+    let mut previous_hash = GENESIS_HASH;
+    if read_from > 0 && !entries.is_empty() {
+        previous_hash = entries.remove(0).hash;
+    }
+    let (last, currencies) = ledger.read(|state| {
+        let currencies: Vec<Currency> = entries
+            .iter()
+            .map(|e| {
+                e.body
+                    .branch
+                    .as_ref()
+                    .and_then(|b| state.branch(b))
+                    .map(|b| b.currency)
+                    .unwrap_or_else(|| convert::entry_currency(&e.body))
+            })
+            .collect();
+        (state.last_sequence(), currencies)
+    });
+    let mut page = Page::new(page_size);
+    let mut next_sequence = 0;
+    for (entry, currency) in entries.iter().zip(currencies) {
+        if page
+            .push(convert::journal_entry(entry, previous_hash, currency))
+            .is_err()
+        {
+            next_sequence = entry.body.sequence;
+            break;
+        }
+        previous_hash = entry.hash;
+        if entry.body.sequence < last {
+            next_sequence = entry.body.sequence + 1;
+        } else {
+            next_sequence = 0;
+        }
+    }
+    Ok(pb::ListJournalEntriesResponse {
+        entries: page.into_items(),
+        next_sequence,
+    })
+}
+
+/// A request for a page of loans in arrears, parsed.
+struct ArrearsQuery {
+    branch: Option<BranchId>,
+    /// The date asked for; today in the branch's zone at `now` when none.
+    as_of: Option<NaiveDate>,
+    now: chrono::DateTime<chrono::Utc>,
+    page_size: usize,
+    page_token: String,
+}
+
+impl ArrearsQuery {
+    /// The page: loans in id order from the one after the token's, looked
+    /// at [`LOANS_PER_HOLD`] per hold of the read lock, until the page is
+    /// full, [`LOANS_PER_PAGE_MAX`] were looked at, or the loans end.
+    fn page(self, ledger: &Ledger) -> Result<pb::ListLoansInArrearsResponse, DomainError> {
+        let branch = self.branch.as_ref();
+        let as_of = ledger.read(|state| {
+            if let Some(branch) = branch
+                && state.branch(branch).is_none()
+            {
+                return Err(DomainError::not_found(
+                    "branch_id",
+                    "branch",
+                    branch.as_str(),
+                ));
+            }
+            Ok(as_of_in(state, self.as_of, branch, self.now))
+        })?;
+        let filters = format!(
+            "{}\n{as_of}",
+            branch.map(BranchId::as_str).unwrap_or_default()
+        );
+        let after = pages::key_after(List::LoansInArrears, &filters, &self.page_token)?
+            .map(|key| LoanId::parse("page_token", &key))
+            .transpose()?;
+        let mut page = Page::new(self.page_size);
+        let mut looked_at = 0usize;
+        // The last loan of the page when loans remain after it.
+        let mut next: Option<LoanId> = None;
+        let mut failed = None;
+        ledger.read_in_steps(after, |state, after| {
+            let mut last = after;
+            for (held, loan) in state.loans_after(last.as_ref()).enumerate() {
+                if held == LOANS_PER_HOLD {
+                    return Step::Continue(last);
+                }
+                if page.is_full() || looked_at == LOANS_PER_PAGE_MAX {
+                    next = last;
+                    return Step::Done;
+                }
+                looked_at += 1;
+                if branch.is_none_or(|b| loan.branch == *b) {
+                    let arrears = match loan.arrears_on(as_of) {
+                        Ok(arrears) => arrears,
+                        Err(overflow) => {
+                            failed = Some(DomainError::from(overflow));
+                            return Step::Done;
+                        }
+                    };
+                    if arrears.in_arrears && page.push(arrears_out(loan, &arrears)).is_err() {
+                        next = last;
+                        return Step::Done;
+                    }
+                }
+                last = Some(loan.id.clone());
+            }
+            Step::Done
+        });
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        Ok(pb::ListLoansInArrearsResponse {
+            as_of_date: as_of.to_string(),
+            loans: page.into_items(),
+            next_page_token: next
+                .map(|id| pages::next_page_token(List::LoansInArrears, &filters, id.as_str()))
+                .unwrap_or_default(),
+        })
+    }
+}
+
+fn arrears_out(loan: &Loan, arrears: &Arrears) -> pb::LoanArrears {
+    let currency = loan.currency;
+    pb::LoanArrears {
+        loan_id: loan.id.to_string(),
+        member_id: loan.member.to_string(),
+        principal_outstanding: Some(money_out(arrears.principal_outstanding, currency)),
+        principal_overdue: Some(money_out(arrears.principal_overdue, currency)),
+        interest_overdue: Some(money_out(arrears.interest_overdue, currency)),
+        fees_overdue: Some(money_out(arrears.fees_overdue, currency)),
+        days_in_arrears: arrears.days_in_arrears(),
     }
 }
 
@@ -588,15 +709,15 @@ fn period_out(figures: &PeriodFigures, currency: Currency) -> Result<pb::PeriodT
         fees_collected: Some(money_out(figures.fees_collected, currency)),
         written_off: Some(money_out(figures.written_off, currency)),
         recovered: Some(money_out(figures.recovered, currency)),
-    }
+        fees_withheld_at_disbursement: Some(money_out(figures.fees_withheld, currency)),
+        repayments_collected: Some(money_out(repayments, currency)),
+    })
 }
 
 /// A branch id, or none when empty (all branches).
 fn optional_branch(text: &str) -> Result<Option<BranchId>, Status> {
     if text.is_empty() {
         return Ok(None);
-        fees_withheld_at_disbursement: Some(money_out(figures.fees_withheld, currency)),
-        repayments_collected: Some(money_out(repayments, currency)),
-    })
+    }
     BranchId::parse("branch_id", text).map(Some).map_err(refuse)
 }

@@ -17,6 +17,7 @@ mod audit;
 mod branch;
 pub mod convert;
 pub mod echo;
+pub mod pages;
 mod products;
 pub mod status;
 

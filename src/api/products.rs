@@ -586,18 +586,39 @@ impl ProductService for ProductApi {
 
     async fn list_products(
         &self,
-        _request: Request<pb::ListProductsRequest>,
+        request: Request<pb::ListProductsRequest>,
     ) -> Result<Response<pb::ListProductsResponse>, Status> {
-        let products = self.ledger.read(|state| {
-            state
-                .products()
-                .map(|p| {
-                    let versions = state.product_versions(&p.id).map_or(1, |v| v.len());
-                    product_out(p, versions)
+        use super::pages::{self, List, Page};
+        let r = request.into_inner();
+        let page_size = pages::page_size(r.page_size).map_err(refuse)?;
+        let after = pages::key_after(List::Products, "", &r.page_token)
+            .and_then(|key| key.map(|k| ProductId::parse("page_token", &k)).transpose())
+            .map_err(refuse)?;
+        // One hold of the read lock, bounded by the page, off the runtime's workers.
+        let reply = self
+            .ledger
+            .read_off_runtime(move |ledger| {
+                ledger.read(|state| {
+                    let mut page = Page::new(page_size);
+                    let mut last: Option<&ProductId> = None;
+                    let mut next = None;
+                    for (product, versions) in state.products_after(after.as_ref()) {
+                        if page.is_full() || page.push(product_out(product, versions)).is_err() {
+                            next = last
+                                .map(|id| pages::next_page_token(List::Products, "", id.as_str()));
+                            break;
+                        }
+                        last = Some(&product.id);
+                    }
+                    pb::ListProductsResponse {
+                        products: page.into_items(),
+                        next_page_token: next.unwrap_or_default(),
+                    }
                 })
-                .collect()
-        });
-        Ok(Response::new(pb::ListProductsResponse { products }))
+            })
+            .await
+            .map_err(|error| Status::internal(error.to_string()))?;
+        Ok(Response::new(reply))
     }
 
     async fn preview_schedule(

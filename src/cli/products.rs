@@ -186,12 +186,10 @@ fn apply(mut rules: pb::ProductRules, a: ProductRulesArgs) -> pb::ProductRules {
 
 /// `products`: every product's latest version.
 pub async fn list(server: &str) -> anyhow::Result<Report> {
-    let r = products(server)
-        .await?
-        .list_products(pb::ListProductsRequest {})
-        .await
-        .map_err(read_error)?
-        .into_inner();
+    let r = pb::ListProductsResponse {
+        products: super::reads::all_products(server).await?,
+        ..Default::default()
+    };
     let header = [
         "product",
         "version",

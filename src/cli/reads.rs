@@ -1,10 +1,11 @@
 //! Reads of one thing: an account's balance, a member, a loan, a loan's
-//! payoff quote, the journal's head.
+//! payoff quote, the journal's head; and the whole product catalogue,
+//! page after page.
 
 use serde_json::{Value, json};
 
 use super::args::{BalanceArgs, LoanArgs, MemberArgs, PayoffArgs};
-use super::connect::{audit, read_error};
+use super::connect::{audit, products, read_error};
 use super::output::{
     Report, amount, enum_name, fields, installment_json, is_zero, money, money_json, product_label,
     section, table, yes_no,
@@ -331,4 +332,31 @@ pub async fn info(server: &str) -> anyhow::Result<Report> {
     ]);
     let json = json!({ "last_sequence": r.last_sequence, "last_hash": r.last_hash });
     Ok(Report { text, json })
+}
+
+/// Every product's latest version, following the pages of `ListProducts`.
+pub async fn all_products(server: &str) -> anyhow::Result<Vec<pb::Product>> {
+    let mut client = products(server).await?;
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListProductsRequest {
+            page_size: crate::api::PAGE_SIZE_MAX,
+            page_token: page_token.clone(),
+        };
+        let page = client
+            .list_products(request)
+            .await
+            .map_err(read_error)?
+            .into_inner();
+        all.extend(page.products);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        anyhow::ensure!(
+            page.next_page_token != page_token,
+            "ListProducts gave the same page token twice"
+        );
+        page_token = page.next_page_token;
+    }
 }

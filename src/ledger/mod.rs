@@ -27,7 +27,10 @@ use crate::domain::entry::{Entry, EntryBody};
 use crate::domain::state::{ExecContext, ExecuteError, LedgerState};
 use crate::store::{Store, StoreError};
 
+mod reads;
 mod recovery;
+
+pub use reads::{READS_OFF_RUNTIME_MAX, ReadError, Step};
 
 /// Tells the time of recording. Tests and simulations supply their own.
 pub trait Clock: Send + Sync + 'static {

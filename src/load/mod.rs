@@ -23,8 +23,8 @@
 mod check;
 mod drive;
 mod report;
-mod setup;
-mod workload;
+pub mod setup;
+pub mod workload;
 
 use std::path::PathBuf;
 use std::sync::Arc;

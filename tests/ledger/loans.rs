@@ -7,7 +7,7 @@ use tonic::Code;
 
 use crate::support::{
     App, amount, application, assert_refused, books, borrower, create_product, ctx, flat_weekly,
-    product_rules, spawn_app, vnd,
+    loans_in_arrears, product_rules, spawn_app, vnd,
 };
 
 /// Declining balance, weekly, 52% a year (1% a week), 4 installments.
@@ -110,15 +110,7 @@ async fn payoff_quote(
 }
 
 async fn in_arrears(app: &mut App, date: &str) -> Vec<pb::LoanArrears> {
-    app.audit
-        .list_loans_in_arrears(pb::ListLoansInArrearsRequest {
-            branch_id: "TB".into(),
-            as_of_date: date.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .loans
+    loans_in_arrears(app, "TB", date).await
 }
 
 #[tokio::test]

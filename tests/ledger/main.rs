@@ -12,6 +12,7 @@ mod input_bounds;
 mod loans;
 mod portfolio;
 mod products;
+mod reads_under_load;
 mod refusals;
 mod rules;
 mod support;

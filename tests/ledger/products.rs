@@ -74,7 +74,7 @@ async fn get_product(app: &App, id: &str, version: u32) -> Result<pb::Product, t
 async fn list_products(app: &App) -> Vec<pb::Product> {
     products(app)
         .await
-        .list_products(pb::ListProductsRequest {})
+        .list_products(pb::ListProductsRequest::default())
         .await
         .unwrap()
         .into_inner()

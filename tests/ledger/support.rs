@@ -588,3 +588,35 @@ impl App {
 pub fn amount(money: &Option<pb::Money>) -> &str {
     &money.as_ref().expect("an amount").amount
 }
+
+/// Every loan in arrears in `branch` ("" for all) on `as_of`, read page by
+/// page, most days in arrears first (then by loan id), as the CLI shows them.
+#[allow(dead_code)]
+pub async fn loans_in_arrears(app: &mut App, branch: &str, as_of: &str) -> Vec<pb::LoanArrears> {
+    let mut request = pb::ListLoansInArrearsRequest {
+        branch_id: branch.into(),
+        as_of_date: as_of.into(),
+        ..Default::default()
+    };
+    let mut loans = Vec::new();
+    loop {
+        let page = app
+            .audit
+            .list_loans_in_arrears(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        loans.extend(page.loans);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.as_of_date = page.as_of_date;
+        request.page_token = page.next_page_token;
+    }
+    loans.sort_by(|a: &pb::LoanArrears, b| {
+        b.days_in_arrears
+            .cmp(&a.days_in_arrears)
+            .then_with(|| a.loan_id.cmp(&b.loan_id))
+    });
+    loans
+}
