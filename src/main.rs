@@ -94,6 +94,10 @@ struct ServeArgs {
     /// Most commands waiting for the writer before new ones are refused.
     #[arg(long, env = "MFI_LEDGER_QUEUE_DEPTH_MAX", default_value_t = LedgerConfig::default().queue_depth_max)]
     queue_depth_max: usize,
+    /// Most bytes of commands waiting for the writer (each counted at its
+    /// encoded size) before new ones are refused.
+    #[arg(long, env = "MFI_LEDGER_QUEUE_BYTES_MAX", default_value_t = LedgerConfig::default().queue_bytes_max)]
+    queue_bytes_max: usize,
     /// Entries between checkpoints of the derived-state cache (at most this
     /// many are replayed from the journal at startup after a crash).
     #[arg(long, env = "MFI_LEDGER_CHECKPOINT_ENTRIES", default_value_t = LedgerConfig::default().checkpoint_entries)]
@@ -104,6 +108,13 @@ struct ServeArgs {
     /// Most requests served at once on one connection.
     #[arg(long, env = "MFI_LEDGER_REQUESTS_PER_CONNECTION_MAX", default_value_t = ServerLimits::default().requests_per_connection_max)]
     requests_per_connection_max: usize,
+    /// Most connections open at once from one IP address.
+    #[arg(long, env = "MFI_LEDGER_CONNECTIONS_PER_PEER_MAX", default_value_t = ServerLimits::default().connections_per_peer_max)]
+    connections_per_peer_max: usize,
+    /// Longest time spent on one request, in milliseconds; past it the client
+    /// gets CANCELLED and may retry with the same request id.
+    #[arg(long, env = "MFI_LEDGER_REQUEST_TIMEOUT_MS", default_value_t = ServerLimits::default().request_timeout.as_millis() as u64)]
+    request_timeout_ms: u64,
     /// Record every entry at this instant (RFC 3339, e.g. 2024-01-01T00:00:00Z)
     /// instead of the system time, so that a simulation run twice gives the
     /// same journal hash for hash. For simulations and demonstrations only:
@@ -164,6 +175,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let config = LedgerConfig {
         batch_size_max: args.batch_size_max,
         queue_depth_max: args.queue_depth_max,
+        queue_bytes_max: args.queue_bytes_max,
         checkpoint_entries: args.checkpoint_entries,
         ..LedgerConfig::default()
     };
@@ -185,9 +197,13 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let limits = ServerLimits {
         message_size_max: args.message_size_max,
         requests_per_connection_max: args.requests_per_connection_max,
+        connections_per_peer_max: args.connections_per_peer_max,
+        request_timeout: std::time::Duration::from_millis(args.request_timeout_ms.max(1)),
     };
+    // The ledger runs until the server has answered every call it received
+    // (`api::serve` drains before it returns); only then does it stop.
     api::serve(listener, ledger.clone(), limits, shutdown_signal()).await?;
-    tracing::info!("stopped accepting requests; finishing queued commands");
+    tracing::info!("every call answered; stopping the ledger");
     tokio::task::spawn_blocking(move || ledger.shutdown()).await?;
     tracing::info!("shut down cleanly");
     Ok(())

@@ -15,6 +15,7 @@ use crate::pb;
 
 mod audit;
 mod branch;
+mod connections;
 pub mod convert;
 pub mod echo;
 pub mod pages;
@@ -32,6 +33,18 @@ pub struct ServerLimits {
     pub message_size_max: usize,
     /// Most requests served at once on one connection.
     pub requests_per_connection_max: usize,
+    /// Most connections open at once from one IP address; a connection past
+    /// it is closed as soon as it is accepted (the client sees UNAVAILABLE).
+    pub connections_per_peer_max: usize,
+    /// Longest time the server spends on one request (or less, when the
+    /// client's `grpc-timeout` asks for less). Past it the client gets
+    /// CANCELLED "Timeout expired". A write already handed to the ledger
+    /// is still decided and, if accepted, made durable: a client that timed
+    /// out does not know whether its write was made, and sends it again
+    /// with the same request id, which returns the original result (the
+    /// ledger applies a request id once). A timeout never loses or doubles
+    /// an acknowledged write.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for ServerLimits {
@@ -39,9 +52,14 @@ impl Default for ServerLimits {
         ServerLimits {
             message_size_max: 1 << 20,
             requests_per_connection_max: 256,
+            connections_per_peer_max: 256,
+            request_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
+
+/// How often the health service looks whether the ledger stopped writing.
+const HEALTH_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Accepted connections with TCP_NODELAY: small replies go out at once
 /// instead of waiting for the client's delayed ACK (seen as 40 ms stalls).
@@ -49,8 +67,14 @@ pub(crate) fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIn
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// Serves the ledger on `listener` until `shutdown` resolves; then stops
-/// accepting, lets in-flight requests finish, and returns.
+/// Serves the ledger on `listener` until `shutdown` resolves; then drains
+/// and returns: stops accepting connections and calls (HTTP/2 GOAWAY: the
+/// calls a client sent after it are refused unprocessed, UNAVAILABLE, safe
+/// to retry anywhere), lets every call already received finish and its
+/// reply reach the client, closes each connection once the client has read
+/// everything (see `connections`), and returns when all are closed. The
+/// ledger is still running all along, so every command already submitted is
+/// answered; stop it after this returns.
 pub async fn serve(
     listener: TcpListener,
     ledger: Arc<Ledger>,
@@ -67,14 +91,30 @@ pub async fn serve(
     health_reporter
         .set_serving::<pb::product_service_server::ProductServiceServer<ProductApi>>()
         .await;
-    // After a storage fault the ledger refuses writes: say so to health checks.
+    let stopping = health_reporter.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("stopping: no new calls; answering the calls already received");
+        stopping
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+    };
+    // After a storage fault the ledger refuses writes: every service that
+    // writes, and the server as a whole (""), say so to health checks.
+    // AuditService stays SERVING: reads go on.
     let watched = ledger.clone();
     let watcher = tokio::spawn(async move {
         while !watched.has_failed() {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            tokio::time::sleep(HEALTH_POLL_INTERVAL).await;
         }
         health_reporter
             .set_not_serving::<pb::branch_service_server::BranchServiceServer<BranchApi>>()
+            .await;
+        health_reporter
+            .set_not_serving::<pb::product_service_server::ProductServiceServer<ProductApi>>()
+            .await;
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     });
     let reflection = tonic_reflection::server::Builder::configure()
@@ -90,14 +130,17 @@ pub async fn serve(
     let audit = pb::audit_service_server::AuditServiceServer::new(AuditApi::new(ledger))
         .max_decoding_message_size(limits.message_size_max)
         .max_encoding_message_size(64 << 20);
+    let incoming =
+        connections::PeerLimitedIncoming::new(incoming(listener), limits.connections_per_peer_max);
     tonic::transport::Server::builder()
+        .timeout(limits.request_timeout)
         .concurrency_limit_per_connection(limits.requests_per_connection_max)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(branch)
         .add_service(audit)
         .add_service(products)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     watcher.abort();
     Ok(())

@@ -23,7 +23,9 @@ pub fn from_domain(error: &DomainError) -> Status {
 pub fn from_submit(error: SubmitError) -> Status {
     match error {
         SubmitError::Refused(error) => from_domain(&error),
-        SubmitError::Overloaded(_) => Status::resource_exhausted(error.to_string()),
+        SubmitError::Overloaded(_) | SubmitError::OverloadedBytes(_) => {
+            Status::resource_exhausted(error.to_string())
+        }
         SubmitError::Unavailable(_) => Status::unavailable(error.to_string()),
         SubmitError::Internal(ref cause) => {
             tracing::error!(%cause, "command failed inside the ledger");

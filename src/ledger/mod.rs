@@ -32,6 +32,40 @@ mod recovery;
 
 pub use reads::{READS_OFF_RUNTIME_MAX, ReadError, Step};
 
+/// Reads an earlier entry's body while deciding (for reversals).
+pub type Lookup<'a> = dyn Fn(u64) -> Result<Option<EntryBody>, String> + 'a;
+
+/// The decision step of the writer: the entry body a command produces
+/// against the working state, or why it is refused. It never changes the
+/// state, so a panic inside it is one bad command, not a broken ledger: the
+/// writer refuses that command as internal and goes on.
+pub trait Decide: Send + Sync + 'static {
+    /// Decides `command` against `state`.
+    fn decide(
+        &self,
+        state: &LedgerState,
+        command: &Command,
+        context: ExecContext,
+        lookup: &Lookup<'_>,
+    ) -> Result<EntryBody, ExecuteError>;
+}
+
+/// The ledger's rules: [`LedgerState::execute`]. Every server uses them;
+/// tests supply another [`Decide`] to reproduce a fault from outside.
+pub struct LedgerRules;
+
+impl Decide for LedgerRules {
+    fn decide(
+        &self,
+        state: &LedgerState,
+        command: &Command,
+        context: ExecContext,
+        lookup: &Lookup<'_>,
+    ) -> Result<EntryBody, ExecuteError> {
+        state.execute(command, context, lookup)
+    }
+}
+
 /// Tells the time of recording. Tests and simulations supply their own.
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
@@ -66,6 +100,11 @@ pub struct LedgerConfig {
     /// Most commands submitted and not yet answered; past it, submissions
     /// are refused as overloaded rather than queued without bound.
     pub queue_depth_max: usize,
+    /// Most bytes of commands submitted and not yet answered (each command
+    /// counted at its encoded size, [`command_bytes`]); past it, submissions
+    /// are refused as overloaded. Bounds the memory commands in flight hold
+    /// when they are large (collection sheets, product rules).
+    pub queue_bytes_max: usize,
     /// Entries after which the derived-state cache is checkpointed; at most
     /// this many entries are replayed from the journal at startup after a crash.
     pub checkpoint_entries: u64,
@@ -78,6 +117,7 @@ impl Default for LedgerConfig {
         LedgerConfig {
             batch_size_max: 1024,
             queue_depth_max: 16_384,
+            queue_bytes_max: 64 << 20,
             checkpoint_entries: 100_000,
             checkpoint_interval: std::time::Duration::from_secs(1),
         }
@@ -93,6 +133,11 @@ pub enum SubmitError {
     /// Too many commands are waiting; retry later.
     #[error("too many commands in flight (at most {0}); retry later")]
     Overloaded(usize),
+    /// The commands waiting hold too many bytes; retry later.
+    #[error(
+        "too many bytes of commands in flight (at most {0} bytes); retry later, or send smaller submissions"
+    )]
+    OverloadedBytes(usize),
     /// The ledger is shutting down or stopped after a storage fault.
     #[error("the ledger is not accepting writes: {0}")]
     Unavailable(String),
@@ -113,6 +158,17 @@ struct Submission {
     /// One permit per command, released when the submission is answered
     /// and dropped (not when a client gives up waiting).
     _permits: tokio::sync::OwnedSemaphorePermit,
+    /// One permit per byte of the commands, released with `_permits`.
+    _bytes: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The size a command is counted at against `queue_bytes_max`: its encoded
+/// size (request id, actor and body, as postcard writes them), which grows
+/// with every list and string in it as the request message's size does.
+pub fn command_bytes(command: &Command) -> usize {
+    let encoded = (&command.request_id, &command.actor, &command.body);
+    postcard::serialize_with_flavor(&encoded, postcard::ser_flavors::Size::default())
+        .unwrap_or(usize::MAX)
 }
 
 /// A handle to the running ledger, shared by the API's handlers.
@@ -120,6 +176,10 @@ pub struct Ledger {
     sender: RwLock<Option<mpsc::Sender<Submission>>>,
     /// One permit per command in flight (`queue_depth_max` in all).
     in_flight: Arc<Semaphore>,
+    /// One permit per byte of the commands in flight (`queue_bytes_max`).
+    in_flight_bytes: Arc<Semaphore>,
+    /// `queue_bytes_max`, as the semaphore can hold it.
+    queue_bytes_max: usize,
     /// Set by the writer when it stops deciding after a fault.
     failed: Arc<AtomicBool>,
     read_side: Arc<RwLock<LedgerState>>,
@@ -136,11 +196,25 @@ impl Ledger {
         clock: Arc<dyn Clock>,
         config: LedgerConfig,
     ) -> Result<Ledger, StoreError> {
+        Ledger::start_with(store, clock, config, Arc::new(LedgerRules))
+    }
+
+    /// [`Ledger::start`] with the writer deciding commands by `rules`.
+    pub fn start_with(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: LedgerConfig,
+        rules: Arc<dyn Decide>,
+    ) -> Result<Ledger, StoreError> {
         let state = recovery::recover(store.as_ref())?;
         let mut reader_copy = state.clone();
         reader_copy.skip_request_index();
         let read_side = Arc::new(RwLock::new(reader_copy));
         let queue_depth_max = config.queue_depth_max.max(1);
+        // Permits are taken in u32 counts: a bound above 4 GiB is 4 GiB.
+        let queue_bytes_max = config
+            .queue_bytes_max
+            .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let (sender, receiver) = mpsc::channel(queue_depth_max);
         let failed = Arc::new(AtomicBool::new(false));
         let (persist_sender, persist_receiver) = std::sync::mpsc::channel::<u64>();
@@ -151,6 +225,7 @@ impl Ledger {
         working.stop_tracking_changes();
         let writer = Writer {
             state: working,
+            rules,
             store: store.clone(),
             clock: clock.clone(),
             publish: publish_sender,
@@ -189,6 +264,8 @@ impl Ledger {
         Ok(Ledger {
             sender: RwLock::new(Some(sender)),
             in_flight: Arc::new(Semaphore::new(queue_depth_max)),
+            in_flight_bytes: Arc::new(Semaphore::new(queue_bytes_max)),
+            queue_bytes_max,
             failed,
             read_side,
             store,
@@ -223,11 +300,30 @@ impl Ledger {
                 ),
             )));
         }
+        let bytes = commands
+            .iter()
+            .map(command_bytes)
+            .fold(0usize, usize::saturating_add);
+        if bytes > self.queue_bytes_max {
+            return refuse_all(SubmitError::Refused(DomainError::invalid(
+                "commands",
+                format!(
+                    "{bytes} bytes of commands in one submission; at most {} bytes are in flight at once",
+                    self.queue_bytes_max
+                ),
+            )));
+        }
         let Some(permits) = u32::try_from(count)
             .ok()
             .and_then(|n| self.in_flight.clone().try_acquire_many_owned(n).ok())
         else {
             return refuse_all(SubmitError::Overloaded(self.config.queue_depth_max));
+        };
+        let Some(byte_permits) = u32::try_from(bytes)
+            .ok()
+            .and_then(|n| self.in_flight_bytes.clone().try_acquire_many_owned(n).ok())
+        else {
+            return refuse_all(SubmitError::OverloadedBytes(self.queue_bytes_max));
         };
         let sender = self
             .sender
@@ -242,6 +338,7 @@ impl Ledger {
             commands,
             reply,
             _permits: permits,
+            _bytes: byte_permits,
         }) {
             return refuse_all(match error {
                 mpsc::error::TrySendError::Full(_) => {
@@ -265,6 +362,11 @@ impl Ledger {
     /// internal error; reads still work, writes are refused until a restart.
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of commands submitted and not yet answered (see `queue_bytes_max`).
+    pub fn bytes_in_flight(&self) -> usize {
+        self.queue_bytes_max - self.in_flight_bytes.available_permits()
     }
 
     /// Runs `read` on the durable state.
@@ -331,6 +433,8 @@ impl Drop for Ledger {
 /// side by at most the batch being made durable).
 struct Writer {
     state: LedgerState,
+    /// Decides each command against `state`.
+    rules: Arc<dyn Decide>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     /// Hands durable batches to the publisher.
@@ -459,10 +563,29 @@ impl Writer {
                 .map(|mut v| v.pop().map(|e| e.body))
                 .map_err(|e| e.to_string())
         };
-        let body = match self.state.execute(command, context, &lookup) {
-            Ok(body) => body,
-            Err(ExecuteError::Refused(error)) => return Answer::Error(SubmitError::Refused(error)),
-            Err(error) => return Answer::Error(SubmitError::Internal(error.to_string())),
+        // Deciding never changes the state (only `apply` does), so a panic
+        // here leaves it whole: refuse this command and keep deciding.
+        let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.rules.decide(&self.state, command, context, &lookup)
+        }));
+        let body = match decided {
+            Ok(Ok(body)) => body,
+            Ok(Err(ExecuteError::Refused(error))) => {
+                return Answer::Error(SubmitError::Refused(error));
+            }
+            Ok(Err(error)) => return Answer::Error(SubmitError::Internal(error.to_string())),
+            Err(panic) => {
+                let cause = panic_message(panic.as_ref());
+                tracing::error!(
+                    request_id = %command.request_id,
+                    %cause,
+                    "deciding a command panicked; it is refused, nothing is written, and the writer goes on"
+                );
+                return Answer::Error(SubmitError::Internal(format!(
+                    "deciding request {} panicked: {cause}",
+                    command.request_id
+                )));
+            }
         };
         let entry = Arc::new(body.seal(&self.state.last_hash()));
         if let Err(error) = self.state.apply(&entry) {
@@ -660,4 +783,13 @@ fn guarded(
             failed.store(true, Ordering::SeqCst);
         }
     }
+}
+
+/// The message a panic was raised with, when it is text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }

@@ -620,3 +620,56 @@ pub async fn loans_in_arrears(app: &mut App, branch: &str, as_of: &str) -> Vec<p
     });
     loans
 }
+
+/// Serves `ledger`, which the test started itself (on its own store or with
+/// its own rules), on 127.0.0.1 port 0; `dir` lives as long as the app.
+#[allow(dead_code)]
+pub async fn serve_ledger(ledger: Arc<Ledger>, dir: TempDir, limits: ServerLimits) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = ledger.clone();
+    let server = tokio::spawn(async move {
+        api::serve(listener, served, limits, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    App {
+        branch: BranchServiceClient::new(channel.clone()),
+        audit: AuditServiceClient::new(channel),
+        ledger,
+        dir,
+        address,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+/// What the server's health service says of `service` ("" for the server
+/// as a whole).
+#[allow(dead_code)]
+pub async fn health(
+    app: &App,
+    service: &str,
+) -> tonic_health::pb::health_check_response::ServingStatus {
+    let channel = Channel::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let reply = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    reply.status()
+}

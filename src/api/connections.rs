@@ -1,0 +1,214 @@
+//! The server's accepted connections: TCP_NODELAY, at most
+//! `connections_per_peer_max` live at once per peer IP address, and a
+//! lingering close.
+//!
+//! A connection past the per-peer bound is closed as soon as it is accepted
+//! (the client sees UNAVAILABLE) and logged; the peer's other connections
+//! go on. A lingering close: when the server closes a connection (after its
+//! last reply, at shutdown), it shuts its sending side and reads, and
+//! discards, what the client still sends until the client closes too (at
+//! most [`LINGER_MAX`]). Closing a socket with unread bytes makes the kernel
+//! reset the connection and drop the replies not yet delivered: a client
+//! would be told a write failed that the journal holds.
+//!
+//! Never looks at what the bytes say: that is hyper's and tonic's work.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tonic::codegen::tokio_stream::Stream;
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+
+/// Longest a closing connection waits for the client to close its side.
+pub const LINGER_MAX: Duration = Duration::from_secs(2);
+
+/// Live connections per peer IP address.
+type LiveByPeer = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// Accepted connections, at most `per_peer_max` live per peer IP address.
+pub struct PeerLimitedIncoming {
+    accepted: TcpIncoming,
+    live: LiveByPeer,
+    per_peer_max: usize,
+}
+
+impl PeerLimitedIncoming {
+    /// Connections accepted by `accepted`, at most `per_peer_max` (at
+    /// least 1) live at once from one IP address.
+    pub fn new(accepted: TcpIncoming, per_peer_max: usize) -> PeerLimitedIncoming {
+        PeerLimitedIncoming {
+            accepted,
+            live: Arc::default(),
+            per_peer_max: per_peer_max.max(1),
+        }
+    }
+
+    /// A slot for one more connection from `peer`, if it has fewer than the bound.
+    fn admit(&self, peer: IpAddr) -> Option<PeerSlot> {
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = live.entry(peer).or_default();
+        if *count >= self.per_peer_max {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot {
+            peer,
+            live: self.live.clone(),
+        })
+    }
+}
+
+impl Stream for PeerLimitedIncoming {
+    type Item = io::Result<Connection>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let stream = match ready!(Pin::new(&mut self.accepted).poll_next(cx)) {
+                Some(Ok(stream)) => stream,
+                other => return Poll::Ready(other.map(|failed| failed.map(Connection::unbounded))),
+            };
+            let Ok(peer) = stream.peer_addr() else {
+                // Gone before we looked: nothing to serve.
+                continue;
+            };
+            match self.admit(peer.ip()) {
+                Some(slot) => return Poll::Ready(Some(Ok(Connection::new(stream, Some(slot))))),
+                None => {
+                    tracing::warn!(
+                        %peer,
+                        connections_per_peer_max = self.per_peer_max,
+                        "connection refused: its address has the most connections allowed"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Holds one of a peer's connection slots; gives it back when dropped.
+struct PeerSlot {
+    peer: IpAddr,
+    live: LiveByPeer,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = live.get_mut(&self.peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                live.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// An accepted connection: the TCP stream, its peer's slot, and a
+/// lingering close (see the module's doc).
+pub struct Connection {
+    stream: TcpStream,
+    _slot: Option<PeerSlot>,
+    /// Set once the sending side is shut: until when to read what the
+    /// client still sends.
+    lingering: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Connection {
+    fn new(stream: TcpStream, slot: Option<PeerSlot>) -> Connection {
+        Connection {
+            stream,
+            _slot: slot,
+            lingering: None,
+        }
+    }
+
+    fn unbounded(stream: TcpStream) -> Connection {
+        Connection::new(stream, None)
+    }
+
+    /// Reads and discards until the client closes, fails, or the deadline passes.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut discard = [0u8; 4096];
+        loop {
+            let mut buffer = ReadBuf::new(&mut discard);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut buffer) {
+                Poll::Ready(Ok(())) if buffer.filled().is_empty() => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => {
+                    return match &mut self.lingering {
+                        Some(deadline) => deadline.as_mut().poll(cx),
+                        None => Poll::Ready(()),
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl Connected for Connection {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buffer)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, bytes)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, buffers)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    /// Shuts the sending side (the client reads every reply, then the end),
+    /// then lingers until the client closes: see the module's doc.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.lingering.is_none() {
+            ready!(Pin::new(&mut self.stream).poll_shutdown(cx))?;
+            self.lingering = Some(Box::pin(tokio::time::sleep(LINGER_MAX)));
+        }
+        self.poll_drain(cx).map(Ok)
+    }
+}
