@@ -16,6 +16,7 @@ mod reads_under_load;
 mod refusals;
 mod rules;
 mod server_limits;
+mod shutdown;
 mod support;
 mod totals;
 mod verify;
