@@ -55,7 +55,9 @@ pub struct Plan {
     pub clients: u32,
     /// Commands per call (1 in unary mode).
     pub batch_size: u32,
-    /// Most commands in total.
+    /// Index of the first command.
+    pub first: u64,
+    /// Index past the last command that may be sent.
     pub limit: u64,
     /// Stop claiming commands after this long.
     pub duration: Option<Duration>,
@@ -99,6 +101,27 @@ impl Outcome {
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
+
+    /// The acknowledgements of `first` and of `second` (if any) together,
+    /// for the verification of both runs; the other figures are `first`'s.
+    pub fn acknowledged_of(first: &Outcome, second: Option<&Outcome>) -> Outcome {
+        let mut acks = first.acks.clone();
+        let mut unknown = first.unknown;
+        if let Some(second) = second {
+            acks.extend_from_slice(&second.acks);
+            unknown += second.unknown;
+        }
+        Outcome {
+            latency: first.latency.clone(),
+            calls: first.calls,
+            commands: first.commands,
+            acks,
+            errors: first.errors.clone(),
+            unknown,
+            elapsed: first.elapsed,
+            capped: first.capped,
+        }
+    }
 }
 
 /// State the clients share.
@@ -139,7 +162,8 @@ impl Shared {
     /// With a rate, waits until the first command of `range` is due.
     async fn pace(&self, range: &std::ops::Range<u64>) {
         if let Some(rate) = self.plan.rate {
-            let due = self.started + Duration::from_secs_f64(range.start as f64 / rate as f64);
+            let offered = range.start.saturating_sub(self.plan.first);
+            let due = self.started + Duration::from_secs_f64(offered as f64 / rate as f64);
             tokio::time::sleep_until(due.into()).await;
         }
     }
@@ -218,7 +242,7 @@ pub async fn run(
         started,
         workload,
         plan: plan.clone(),
-        next: AtomicU64::new(0),
+        next: AtomicU64::new(plan.first),
         deadline: plan.duration.map(|d| started + d),
         stop: AtomicBool::new(false),
         done: AtomicU64::new(0),
@@ -509,6 +533,7 @@ mod tests {
                 mode: Mode::Batch,
                 clients: 1,
                 batch_size,
+                first: 0,
                 limit,
                 duration: None,
                 rate: None,

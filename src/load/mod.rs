@@ -12,16 +12,24 @@
 //! branch's cash and every savings balance are what the applied commands
 //! add up to. A failed check exits non-zero.
 //!
+//! `--reader KIND` runs one more client beside the writers, looping one of
+//! the ledger's most expensive reads (portfolio quality, every page of the
+//! loans in arrears, branch totals) until the writers stop; with
+//! `--compare-without-reader` the same load then runs again without the
+//! reader, and the report puts the write latency of both runs side by side
+//! (the verification covers both).
+//!
 //! `--target echo` runs the same messages at the same concurrency against a
 //! server that only echoes (no setup, no verification): the RPC ceiling.
 //!
 //! Modules: `workload` (which command the n-th one is: deterministic, no
 //! randomness), `setup` (the synthetic branch), `drive` (channels, clients,
-//! latency, progress), `check` (the verification), `report` (summary and
-//! JSON).
+//! latency, progress), `reader` (the reader beside the writers), `check`
+//! (the verification), `report` (summary and JSON).
 
 mod check;
 mod drive;
+pub mod reader;
 mod report;
 pub mod setup;
 pub mod workload;
@@ -33,6 +41,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
+use self::reader::{Reader, ReaderLog};
 use self::report::Summary;
 use self::workload::Workload;
 
@@ -138,6 +147,14 @@ pub struct LoadArgs {
     /// command index), to measure latency below the peak; unlimited when unset.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub rate: Option<u64>,
+    /// Also run one client, on its own connection, that loops this read
+    /// over the branch while the writers write.
+    #[arg(long, value_enum)]
+    pub reader: Option<Reader>,
+    /// Then run the same load again without the reader, and report the
+    /// write latency of both runs side by side.
+    #[arg(long, requires = "reader")]
+    pub compare_without_reader: bool,
 }
 
 impl LoadArgs {
@@ -217,12 +234,20 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         (None, None) => bail!("give --count or --duration"),
     };
     let capacity = workload.capacity();
-    if args.target == Target::Ledger && args.count.is_some_and(|count| count > capacity) {
+    let runs = if args.compare_without_reader { 2 } else { 1 };
+    if args.target == Target::Ledger
+        && args
+            .count
+            .is_some_and(|count| count.saturating_mul(runs) > capacity)
+    {
         bail!(
-            "--count {limit} could overpay the {} loans set up (at most {capacity} commands); \
-             raise --setup-loans",
+            "--count {limit} in {runs} run(s) could overpay the {} loans set up (at most \
+             {capacity} commands); raise --setup-loans",
             args.setup_loans
         );
+    }
+    if args.reader.is_some() && args.target == Target::Echo {
+        bail!("--reader reads the ledger: it needs --target ledger");
     }
     let limit = limit.min(capacity);
     let connections = args.connections();
@@ -247,15 +272,40 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         mode: args.mode,
         clients: args.clients,
         batch_size: args.commands_per_call(),
+        first: 0,
         limit,
         duration: args.duration,
         rate: args.rate,
     };
-    let mut outcome = drive::run(&channels, workload.clone(), &plan).await?;
+    let reader_channel = match args.reader {
+        Some(_) => Some(drive::connect(&args.server, 1).await?.remove(0)),
+        None => None,
+    };
+    let (outcome, reader_log) =
+        run_with_reader(&channels, &workload, &plan, reader_channel, args.reader).await?;
+    // The same load again without the reader, on the commands after the first run's.
+    let without_reader = if args.compare_without_reader {
+        let first = outcome.commands;
+        if first >= capacity {
+            bail!("the first run used every command the loans allow; raise --setup-loans");
+        }
+        let plan = drive::Plan {
+            first,
+            limit: match args.count {
+                Some(count) => first + count,
+                None => capacity,
+            },
+            ..plan
+        };
+        Some(drive::run(&channels, workload.clone(), &plan).await?)
+    } else {
+        None
+    };
 
+    let mut checked = drive::Outcome::acknowledged_of(&outcome, without_reader.as_ref());
     let (verification, unverified) = match args.target {
         Target::Ledger => {
-            match check::run(&channels[0], &workload, &mut outcome, first_sequence).await {
+            match check::run(&channels[0], &workload, &mut checked, first_sequence).await {
                 Ok(verification) => (Some(verification), None),
                 Err(error) => (None, Some(error.context("verifying the journal"))),
             }
@@ -265,6 +315,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
 
     // The load's figures are reported even when the verification could not run.
     let mut summary = Summary::new(&args, connections, &workload, setup, &outcome, verification);
+    if let Some(log) = &reader_log {
+        summary.add_reader(log, without_reader.as_ref());
+    }
     if let Some(error) = &unverified {
         summary.verification_failed(format!("{error:#}"));
     }
@@ -281,6 +334,26 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         bail!("{reason}");
     }
     Ok(())
+}
+
+/// Runs the load of `plan` with, when `reader` is given, one client on
+/// `channel` looping that read until the writers are done.
+async fn run_with_reader(
+    channels: &[tonic::transport::Channel],
+    workload: &Arc<Workload>,
+    plan: &drive::Plan,
+    channel: Option<tonic::transport::Channel>,
+    reader: Option<Reader>,
+) -> anyhow::Result<(drive::Outcome, Option<ReaderLog>)> {
+    let (Some(channel), Some(kind)) = (channel, reader) else {
+        return Ok((drive::run(channels, workload.clone(), plan).await?, None));
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let task = tokio::spawn(reader::run(channel, workload.clone(), kind, stop.clone()));
+    let outcome = drive::run(channels, workload.clone(), plan).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let log = task.await.context("the reader task failed")?;
+    Ok((outcome?, Some(log)))
 }
 
 #[cfg(test)]
@@ -357,6 +430,19 @@ mod tests {
         assert!(parse(&["--count", "1", "--setup-loans", "0"]).is_err());
         assert!(parse(&["--duration", "2h"]).is_err());
         assert!(parse(&["--count", "1", "--clients", "1024", "--batch-size", "1000"]).is_ok());
+        assert!(
+            parse(&["--count", "1", "--compare-without-reader"]).is_err(),
+            "comparing needs a reader"
+        );
+        assert!(parse(&["--count", "1", "--reader", "sometimes"]).is_err());
+        let compare = [
+            "--count",
+            "1",
+            "--reader",
+            "arrears",
+            "--compare-without-reader",
+        ];
+        assert!(parse(&compare).is_ok());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::check::Verification;
 use super::drive::{Outcome, code_name, group_thousands};
+use super::reader::ReaderLog;
 use super::setup::SetupReport;
 use super::workload::Workload;
 use super::{LoadArgs, Mode};
@@ -70,6 +71,28 @@ pub struct Summary {
     pub verification: Option<Value>,
     /// The setup's figures; null for the echo target.
     pub setup: Option<Value>,
+    /// The reader looping a read beside the writers (`--reader`): its read,
+    /// reads done and their latency; null without a reader.
+    pub reader: Option<Value>,
+    /// The same load run again without the reader
+    /// (`--compare-without-reader`): its write figures, and `p99_ratio`, the
+    /// p99 with the reader over the p99 without; null when not run.
+    pub without_reader: Option<Value>,
+}
+
+/// Percentiles and extremes of a latency histogram in microseconds, in
+/// milliseconds: p50, p99, p99.9, max, mean (zeros when empty).
+fn latency_ms(latency: &hdrhistogram::Histogram<u64>) -> [f64; 5] {
+    if latency.is_empty() {
+        return [0.0; 5];
+    }
+    [
+        ms(latency.value_at_quantile(0.5)),
+        ms(latency.value_at_quantile(0.99)),
+        ms(latency.value_at_quantile(0.999)),
+        ms(latency.max()),
+        latency.mean() / 1000.0,
+    ]
 }
 
 fn ms(micros: u64) -> f64 {
@@ -165,7 +188,48 @@ impl Summary {
                     "batched": s.batched,
                 })
             }),
+            reader: None,
+            without_reader: None,
         }
+    }
+
+    /// Adds what the reader did and, when the load ran again without it,
+    /// that run's write figures beside this one's.
+    pub fn add_reader(&mut self, log: &ReaderLog, without_reader: Option<&Outcome>) {
+        let [p50, p99, p999, max, mean] = latency_ms(&log.latency);
+        let errors: u64 = log.errors.values().sum();
+        self.reader = Some(serde_json::json!({
+            "read": log.reader.name(),
+            "reads": log.reads,
+            "calls": log.calls,
+            "errors": errors,
+            "errors_by_code": log.errors.iter()
+                .map(|(&code, &count)| (code_name(code), Value::from(count)))
+                .collect::<Map<String, Value>>(),
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "p999_ms": p999,
+            "max_ms": max,
+            "mean_ms": mean,
+        }));
+        self.without_reader = without_reader.map(|outcome| {
+            let [p50, p99, p999, max, mean] = latency_ms(&outcome.latency);
+            let seconds = outcome.elapsed.as_secs_f64();
+            let acknowledged = outcome.acks.len() as u64;
+            serde_json::json!({
+                "commands": outcome.commands,
+                "acknowledged": acknowledged,
+                "errors": outcome.error_count(),
+                "seconds": seconds,
+                "commands_per_second": if seconds > 0.0 { acknowledged as f64 / seconds } else { 0.0 },
+                "p50_ms": p50,
+                "p99_ms": p99,
+                "p999_ms": p999,
+                "max_ms": max,
+                "mean_ms": mean,
+                "p99_ratio": if p99 > 0.0 { self.p99_ms / p99 } else { 0.0 },
+            })
+        });
     }
 
     /// Records that the verification could not run.
@@ -181,6 +245,15 @@ impl Summary {
         }
         if self.commands > 0 && self.acknowledged == 0 {
             return Some("no command was acknowledged".to_owned());
+        }
+        if let Some(reader) = &self.reader
+            && reader["errors"].as_u64().unwrap_or_default() > 0
+        {
+            return Some(format!(
+                "the reader's {} failed {} times",
+                reader["read"].as_str().unwrap_or_default(),
+                reader["errors"]
+            ));
         }
         None
     }
@@ -236,6 +309,7 @@ impl Summary {
             "latency per {}: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms, mean {:.3} ms\n",
             self.latency_of, self.p50_ms, self.p99_ms, self.p999_ms, self.max_ms, self.mean_ms
         );
+        text += &self.reader_text();
         if !self.errors_by_code.is_empty() {
             let codes: Vec<String> = self
                 .errors_by_code
@@ -283,6 +357,54 @@ impl Summary {
                 }
             }
         }
+        text
+    }
+
+    /// The reader's line and, after a comparison, the write figures with
+    /// and without the reader side by side.
+    fn reader_text(&self) -> String {
+        let Some(reader) = &self.reader else {
+            return String::new();
+        };
+        let figure = |v: &Value, key: &str| v[key].as_f64().unwrap_or_default();
+        let mut text = format!(
+            "reader: {} looped beside the writers: {} reads in {} calls, {} errors; \
+             read p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms\n",
+            reader["read"].as_str().unwrap_or_default(),
+            reader["reads"],
+            reader["calls"],
+            reader["errors"],
+            figure(reader, "p50_ms"),
+            figure(reader, "p99_ms"),
+            figure(reader, "max_ms"),
+        );
+        let Some(without) = &self.without_reader else {
+            return text;
+        };
+        text += &format!(
+            "write latency per {}, with the reader and then without it:\n",
+            self.latency_of
+        );
+        text += &format!(
+            "  {:<12} {:>14} {:>14} {:>7}\n",
+            "", "with reader", "without", "ratio"
+        );
+        for (name, with, key) in [
+            ("p50", self.p50_ms, "p50_ms"),
+            ("p99", self.p99_ms, "p99_ms"),
+            ("p99.9", self.p999_ms, "p999_ms"),
+            ("max", self.max_ms, "max_ms"),
+        ] {
+            let alone = figure(without, key);
+            let ratio = if alone > 0.0 { with / alone } else { 0.0 };
+            text += &format!("  {name:<12} {with:>11.3} ms {alone:>11.3} ms {ratio:>7.2}\n");
+        }
+        text += &format!(
+            "  {:<12} {:>14} {:>14}\n",
+            "commands/s",
+            group_thousands(self.commands_per_second.round() as u64),
+            group_thousands(figure(without, "commands_per_second").round() as u64)
+        );
         text
     }
 
