@@ -290,6 +290,8 @@ async fn past_the_in_flight_bound_commands_are_refused_as_overloaded_and_nothing
     // are refused whole, and are sent again, within a bound.)
     gate.set_closed(true);
     let arrived = gate.arrived.load(Ordering::SeqCst);
+    // The block hands back the task that holds the bound (awaited below).
+    #[allow(clippy::async_yields_async)]
     let held = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let held = tokio::spawn({

@@ -1392,9 +1392,11 @@ impl Postings {
 /// the journal could not hold it. The field named is the list that made it
 /// so large.
 fn check_entry_size(body: &EntryBody) -> Result<(), DomainError> {
-    // The canonical bytes are a version byte and the postcard encoding.
+    // The canonical bytes are the version byte, the rules version, then the
+    // postcard encoding of the body.
+    let header = 1 + std::mem::size_of::<crate::domain::entry::RulesVersion>();
     let len = postcard::serialize_with_flavor(body, postcard::ser_flavors::Size::default())
-        .map_or(usize::MAX, |len: usize| len.saturating_add(1));
+        .map_or(usize::MAX, |len: usize| len.saturating_add(header));
     if len <= ENTRY_BYTES_MAX {
         return Ok(());
     }
