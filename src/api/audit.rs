@@ -20,12 +20,12 @@ use crate::domain::entry::GENESIS_HASH;
 use crate::domain::ids::{BranchId, LoanId, MemberId};
 use crate::domain::money::Currency;
 use crate::domain::state::{Arrears, InstallmentStatus, LedgerState, Loan, LoanStatus, LoanView};
-use crate::domain::totals::{Period, PeriodFigures};
+use crate::domain::totals::{Overflow, Period, PeriodFigures, minus, plus, sum, times};
 use crate::ledger::{Ledger, Step};
 use crate::pb;
 use crate::pb::audit_service_server::AuditService;
 
-use super::convert::{self, money_out};
+use super::convert::{self, money_out, stored_figure};
 use super::pages::{self, List, Page};
 pub use super::pages::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
 use super::status;
@@ -198,7 +198,10 @@ impl AuditService for AuditApi {
         let view = self.loan_view(&r.loan_id, &r.as_of_date).await?;
         let loan = &view.loan;
         let currency = loan.currency;
-        let mut balance: Decimal = loan.installments.iter().map(|i| i.due.principal).sum();
+        let mut balance = stored_figure(
+            "balance_after",
+            sum(loan.installments.iter().map(|i| i.due.principal)),
+        )?;
         let schedule = loan
             .installments
             .iter()
@@ -215,12 +218,16 @@ impl AuditService for AuditApi {
                     installment.interest_paid,
                     installment.fee_paid,
                 );
-                balance -= installment.due.principal;
-                let mut out = convert::installment_out(&installment.due, paid, status, currency);
+                balance =
+                    stored_figure("balance_after", minus(balance, installment.due.principal))?;
+                let mut out = stored_figure(
+                    "schedule",
+                    convert::installment_out(&installment.due, paid, status, currency),
+                )?;
                 out.balance_after = Some(money_out(balance, currency));
-                out
+                Ok(out)
             })
-            .collect();
+            .collect::<Result<_, Status>>()?;
         let interest_outstanding = if loan.status == LoanStatus::Cancelled {
             Decimal::ZERO
         } else {
@@ -281,17 +288,25 @@ impl AuditService for AuditApi {
         }
         let currency = loan.currency;
         let quote = &view.payoff;
-        let scheduled =
-            loan.principal_outstanding() + loan.interest_outstanding() + loan.fees_outstanding();
+        let scheduled = stored_figure(
+            "interest_saved",
+            sum([
+                loan.principal_outstanding(),
+                loan.interest_outstanding(),
+                loan.fees_outstanding(),
+            ]),
+        )?;
+        let fees = stored_figure("fees", plus(quote.due_fees, quote.fees_not_due))?;
+        let interest_saved = stored_figure("interest_saved", minus(scheduled, quote.total()))?;
         Ok(Response::new(pb::GetPayoffQuoteResponse {
             loan_id: id.to_string(),
             as_of_date: view.as_of.to_string(),
             principal: Some(money_out(quote.principal(), currency)),
             interest_due: Some(money_out(quote.due_interest, currency)),
             interest_accrued: Some(money_out(quote.accrued_interest, currency)),
-            fees: Some(money_out(quote.due_fees + quote.fees_not_due, currency)),
+            fees: Some(money_out(fees, currency)),
             total: Some(money_out(quote.total(), currency)),
-            interest_saved: Some(money_out(scheduled - quote.total(), currency)),
+            interest_saved: Some(money_out(interest_saved, currency)),
         }))
     }
 
@@ -353,10 +368,11 @@ impl AuditService for AuditApi {
             .map_err(refuse)?;
         let c = q.currency;
         let percent = |ratio: Option<Decimal>, places: u32, none: Decimal| {
-            let mut value = (ratio.unwrap_or(none) * Decimal::ONE_HUNDRED)
+            let hundredfold = times(ratio.unwrap_or(none), Decimal::ONE_HUNDRED);
+            let mut value = stored_figure("percent", hundredfold)?
                 .round_dp_with_strategy(places, RoundingStrategy::MidpointNearestEven);
             value.rescale(places);
-            value.to_string()
+            Ok::<_, Status>(value.to_string())
         };
         let average = q
             .average_outstanding()
@@ -371,18 +387,18 @@ impl AuditService for AuditApi {
             average_outstanding: Some(money_out(average, c)),
             loans_in_arrears: q.loans_in_arrears,
             par1_amount: Some(money_out(q.par1, c)),
-            par1_percent: percent(q.ratio(q.par1), 4, Decimal::ZERO),
+            par1_percent: percent(q.ratio(q.par1), 4, Decimal::ZERO)?,
             par30_amount: Some(money_out(q.par30, c)),
-            par30_percent: percent(q.ratio(q.par30), 4, Decimal::ZERO),
+            par30_percent: percent(q.ratio(q.par30), 4, Decimal::ZERO)?,
             par90_amount: Some(money_out(q.par90, c)),
-            par90_percent: percent(q.ratio(q.par90), 4, Decimal::ZERO),
+            par90_percent: percent(q.ratio(q.par90), 4, Decimal::ZERO)?,
             period: Some(pb::DateRange {
                 from_date: from.to_string(),
                 to_date: to.to_string(),
             }),
             due_in_period: Some(money_out(q.due_in_period, c)),
             collected_on_time: Some(money_out(q.collected_on_time, c)),
-            repayment_rate_percent: percent(q.repayment_rate(), 2, Decimal::ONE),
+            repayment_rate_percent: percent(q.repayment_rate(), 2, Decimal::ONE)?,
             written_off: Some(money_out(q.written_off, c)),
             recovered: Some(money_out(q.recovered, c)),
         }))
@@ -447,8 +463,12 @@ impl AuditService for AuditApi {
         );
         let mut change = period_out(&change, currency)?;
         // Ratios change by the difference of the ratios, not the ratio of the differences.
+        let average_change = minus(
+            amount(&current.average_loan),
+            amount(&previous.average_loan),
+        );
         change.average_loan = Some(money_out(
-            amount(&current.average_loan) - amount(&previous.average_loan),
+            stored_figure("average_loan", average_change)?,
             currency,
         ));
         let percent = |t: &pb::PeriodTotals| {
@@ -456,8 +476,12 @@ impl AuditService for AuditApi {
                 .parse::<Decimal>()
                 .unwrap_or_default()
         };
+        // Not normalised: the change keeps the percentages' two places.
+        let percent_change = percent(&current)
+            .checked_sub(percent(&previous))
+            .ok_or(Overflow);
         change.borrowers_with_savings_percent =
-            (percent(&current) - percent(&previous)).to_string();
+            stored_figure("borrowers_with_savings_percent", percent_change)?.to_string();
         Ok(Response::new(pb::GetBranchTotalsResponse {
             branch_id: branch.to_string(),
             branch_name: name,
@@ -676,21 +700,26 @@ fn period_out(figures: &PeriodFigures, currency: Currency) -> Result<pb::PeriodT
     let repayments = figures
         .repayments_collected()
         .map_err(|overflow| refuse(overflow.into()))?;
-    let average = if figures.loans_disbursed > 0 {
-        (figures.amount_disbursed / Decimal::from(figures.loans_disbursed)).round_dp_with_strategy(
+    // No loans or no borrowers: the ratio is zero (checked_div gives None).
+    let average = figures
+        .amount_disbursed
+        .checked_div(Decimal::from(figures.loans_disbursed))
+        .unwrap_or_default()
+        .round_dp_with_strategy(
             currency.decimal_places(),
             RoundingStrategy::MidpointNearestEven,
-        )
-    } else {
-        Decimal::ZERO
-    };
-    let percent = if figures.borrowers > 0 {
-        (Decimal::from(figures.borrowers_with_savings) * Decimal::ONE_HUNDRED
-            / Decimal::from(figures.borrowers))
-        .round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven)
-    } else {
-        Decimal::ZERO
-    };
+        );
+    let with_savings = stored_figure(
+        "borrowers_with_savings_percent",
+        times(
+            Decimal::from(figures.borrowers_with_savings),
+            Decimal::ONE_HUNDRED,
+        ),
+    )?;
+    let percent = with_savings
+        .checked_div(Decimal::from(figures.borrowers))
+        .unwrap_or_default()
+        .round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven);
     let mut percent_text = percent;
     percent_text.rescale(2);
     Ok(pb::PeriodTotals {

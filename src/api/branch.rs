@@ -14,13 +14,14 @@ use crate::domain::ids::{BranchId, CenterId, GroupId, LoanId, MemberId, Name, Sa
 use crate::domain::product::FeeCollection;
 use crate::domain::state::charged;
 use crate::domain::state::{COMPULSORY_SAVINGS_PERCENT_DEFAULT, TIME_ZONE_DEFAULT};
+use crate::domain::totals::{Overflow, minus, plus, sum};
 use crate::ledger::{Ledger, SubmitError};
 use crate::pb;
 use crate::pb::batch_command::Command as Write;
 use crate::pb::batch_result::Result as Reply;
 use crate::pb::branch_service_server::BranchService;
 
-use super::convert::{self, money_out, receipt};
+use super::convert::{self, money_out, receipt, stored_figure};
 use super::products;
 use super::status;
 
@@ -345,37 +346,52 @@ pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
                 ..
             },
         ) => {
-            let at_disbursement = charged(fees, FeeCollection::AtDisbursement);
+            let at_disbursement = stored_figure(
+                "fees_at_disbursement",
+                charged(fees, FeeCollection::AtDisbursement),
+            )?;
+            let paid_out = stored_figure(
+                "paid_out",
+                terms.principal.checked_sub(at_disbursement).ok_or(Overflow),
+            )?;
             Reply::DisburseLoan(pb::DisburseLoanResponse {
                 receipt,
                 loan_id: loan.to_string(),
-                schedule: products::schedule_out(schedule, *currency),
+                schedule: stored_figure("schedule", products::schedule_out(schedule, *currency))?,
                 product_id: product
                     .as_ref()
                     .map(|(id, _)| id.to_string())
                     .unwrap_or_default(),
                 product_version: product.as_ref().map_or(0, |(_, v)| *v),
                 fees_at_disbursement: Some(money_out(at_disbursement, *currency)),
-                paid_out: Some(money_out(terms.principal - at_disbursement, *currency)),
+                paid_out: Some(money_out(paid_out, *currency)),
             })
         }
         (Write::DisburseTranche(_), Outcome::TrancheDisbursed { fees, recast, .. }) => {
             let currency = convert::entry_currency(&entry.body);
-            let disbursed: Decimal = recast.after.iter().map(|i| i.principal).sum::<Decimal>()
-                - recast.before.iter().map(|i| i.principal).sum::<Decimal>();
+            let disbursed = stored_figure(
+                "principal_disbursed",
+                sum(recast.after.iter().map(|i| i.principal)).and_then(|after| {
+                    minus(after, sum(recast.before.iter().map(|i| i.principal))?)
+                }),
+            )?;
+            let fees_at_disbursement = stored_figure(
+                "fees_at_disbursement",
+                charged(fees, FeeCollection::AtDisbursement),
+            )?;
             Reply::DisburseTranche(pb::DisburseTrancheResponse {
                 receipt,
                 principal_disbursed: Some(money_out(disbursed, currency)),
-                fees_at_disbursement: Some(money_out(
-                    charged(fees, FeeCollection::AtDisbursement),
-                    currency,
-                )),
-                schedule: products::schedule_out(&recast.after, currency),
+                fees_at_disbursement: Some(money_out(fees_at_disbursement, currency)),
+                schedule: stored_figure(
+                    "schedule",
+                    products::schedule_out(&recast.after, currency),
+                )?,
             })
         }
         (Write::RecordRepayment(_), Outcome::RepaymentAllocated(repayment)) => {
             let currency = convert::entry_currency(&entry.body);
-            let allocation = convert::allocation_out(repayment, currency);
+            let allocation = convert::allocation_out(repayment, currency)?;
             Reply::RecordRepayment(pb::RecordRepaymentResponse {
                 receipt,
                 interest_paid: allocation.interest_paid.clone(),
@@ -401,27 +417,28 @@ pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
                         .and_then(|m| m.amount.parse::<Decimal>().ok())
                         .unwrap_or_default()
                 };
-                repaid += amount(&line.repayment);
-                deposited += amount(&line.deposit);
+                repaid = stored_figure("total_repaid", plus(repaid, amount(&line.repayment)))?;
+                deposited =
+                    stored_figure("total_deposited", plus(deposited, amount(&line.deposit)))?;
+            }
+            let mut results = Vec::with_capacity(lines.len());
+            for (request, outcome) in r.lines.iter().zip(lines) {
+                results.push(pb::CollectionLineResult {
+                    member_id: request.member_id.clone(),
+                    repayment: outcome
+                        .repayment
+                        .as_ref()
+                        .map(|rep| convert::allocation_out(rep, currency))
+                        .transpose()?,
+                    savings_balance: outcome
+                        .deposit
+                        .as_ref()
+                        .map(|d| money_out(d.amount, currency)),
+                });
             }
             Reply::RecordCollectionSheet(pb::RecordCollectionSheetResponse {
                 receipt,
-                lines: r
-                    .lines
-                    .iter()
-                    .zip(lines)
-                    .map(|(request, outcome)| pb::CollectionLineResult {
-                        member_id: request.member_id.clone(),
-                        repayment: outcome
-                            .repayment
-                            .as_ref()
-                            .map(|rep| convert::allocation_out(rep, currency)),
-                        savings_balance: outcome
-                            .deposit
-                            .as_ref()
-                            .map(|d| money_out(d.amount, currency)),
-                    })
-                    .collect(),
+                lines: results,
                 total_repaid: Some(money_out(repaid, currency)),
                 total_deposited: Some(money_out(deposited, currency)),
             })

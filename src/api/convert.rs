@@ -11,7 +11,9 @@ use crate::domain::error::echo;
 use crate::domain::ids::{Actor, RequestId};
 use crate::domain::money::{Currency, format_amount, parse_amount, parse_decimal};
 use crate::domain::schedule::{Installment, InterestMethod, LoanTerms, RepaymentFrequency};
+use crate::domain::totals::{Overflow, sum};
 use crate::pb;
+use tonic::Status;
 
 /// Request id and actor from a write's context.
 pub fn context(context: Option<pb::WriteContext>) -> Result<(RequestId, Actor), DomainError> {
@@ -366,21 +368,24 @@ pub fn describe(body: &EntryBody, currency: Currency) -> String {
             },
             _,
         ) => {
-            let repaid: Decimal = lines
+            // Each sum is a posting of the entry, so it fits; were it not
+            // to, the description says so rather than fail the page.
+            let shown = |total: Result<Decimal, Overflow>| {
+                total.map_or_else(|_| "more than a decimal holds".to_owned(), show)
+            };
+            let repaid = sum(lines
                 .iter()
                 .filter_map(|l| l.repayment.as_ref())
-                .map(|r| r.1.amount)
-                .sum();
-            let deposited: Decimal = lines
+                .map(|r| r.1.amount));
+            let deposited = sum(lines
                 .iter()
                 .filter_map(|l| l.deposit.as_ref())
-                .map(|d| d.1.amount)
-                .sum();
+                .map(|d| d.1.amount));
             format!(
                 "collection sheet of center {center_id}: {} lines, {} repaid, {} deposited",
                 lines.len(),
-                show(repaid),
-                show(deposited)
+                shown(repaid),
+                shown(deposited)
             )
         }
         (command, _) => command.name().to_owned(),
@@ -418,32 +423,61 @@ pub fn installment_out(
     paid: (Decimal, Decimal, Decimal),
     status: pb::InstallmentStatus,
     currency: Currency,
-) -> pb::Installment {
-    pb::Installment {
+) -> Result<pb::Installment, Overflow> {
+    Ok(pb::Installment {
         number: installment.number,
         due_date: installment.due_date.to_string(),
         principal: Some(money_out(installment.principal, currency)),
         interest: Some(money_out(installment.interest, currency)),
-        total: Some(money_out(installment.total(), currency)),
+        total: Some(money_out(installment_total(installment)?, currency)),
         principal_paid: Some(money_out(paid.0, currency)),
         interest_paid: Some(money_out(paid.1, currency)),
         status: status as i32,
         fee: Some(money_out(installment.fee, currency)),
         fee_paid: Some(money_out(paid.2, currency)),
         balance_after: None,
-    }
+    })
 }
 
-/// A repayment's allocation out.
-pub fn allocation_out(repayment: &Repayment, currency: Currency) -> pb::RepaymentAllocation {
-    pb::RepaymentAllocation {
+/// An installment's principal, interest and fee together, or an overflow
+/// (`Installment::total` would panic).
+pub fn installment_total(installment: &Installment) -> Result<Decimal, Overflow> {
+    sum([installment.principal, installment.interest, installment.fee])
+}
+
+/// A figure worked out from what the ledger holds (entries, loans) that does
+/// not fit in a decimal: a fault in the books, not in the request. Logged
+/// with `figure`; the client sees INTERNAL.
+pub fn stored_figure<T>(figure: &'static str, value: Result<T, Overflow>) -> Result<T, Status> {
+    value.map_err(|overflow| {
+        tracing::error!(figure, %overflow, "a figure from the ledger's own records overflows");
+        Status::internal("internal error; the cause is in the server's log")
+    })
+}
+
+/// A repayment's allocation out (from a durable entry: an overflow is a
+/// fault in the books, INTERNAL).
+pub fn allocation_out(
+    repayment: &Repayment,
+    currency: Currency,
+) -> Result<pb::RepaymentAllocation, Status> {
+    Ok(pb::RepaymentAllocation {
         loan_id: repayment.loan.to_string(),
-        interest_paid: Some(money_out(repayment.interest(), currency)),
-        principal_paid: Some(money_out(repayment.principal(), currency)),
-        fees_paid: Some(money_out(repayment.fees(), currency)),
+        interest_paid: Some(money_out(
+            stored_figure("interest_paid", repayment.interest())?,
+            currency,
+        )),
+        principal_paid: Some(money_out(
+            stored_figure("principal_paid", repayment.principal())?,
+            currency,
+        )),
+        fees_paid: Some(money_out(
+            stored_figure("fees_paid", repayment.fees())?,
+            currency,
+        )),
         principal_prepaid: Some(money_out(repayment.prepaid, currency)),
         recovery: Some(money_out(repayment.recovery, currency)),
         principal_outstanding: Some(money_out(repayment.principal_outstanding_after, currency)),
         loan_closed: repayment.closed,
-    }
+    })
 }

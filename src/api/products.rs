@@ -23,6 +23,7 @@ use crate::domain::schedule::{
     InterestPeriod, RepaymentFrequency, RoundingMode,
 };
 use crate::domain::state::{charged, initial_schedule};
+use crate::domain::totals::{Overflow, fees_overflow, sum, too_large};
 use crate::ledger::Ledger;
 use crate::pb;
 use crate::pb::product_service_server::ProductService;
@@ -514,21 +515,25 @@ pub fn application_in(
     ))
 }
 
-/// A schedule out, with the balance after each installment.
-pub fn schedule_out(schedule: &[Installment], currency: Currency) -> Vec<pb::Installment> {
-    let mut balance: Decimal = schedule.iter().map(|i| i.principal).sum();
+/// A schedule out, with the balance after each installment, or an overflow
+/// (the caller knows whether that is the request's fault or the books').
+pub fn schedule_out(
+    schedule: &[Installment],
+    currency: Currency,
+) -> Result<Vec<pb::Installment>, Overflow> {
+    let mut balance = sum(schedule.iter().map(|i| i.principal))?;
     schedule
         .iter()
         .map(|i| {
-            balance -= i.principal;
+            balance = balance.checked_sub(i.principal).ok_or(Overflow)?;
             let mut out = convert::installment_out(
                 i,
                 (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO),
                 pb::InstallmentStatus::NotDue,
                 currency,
-            );
+            )?;
             out.balance_after = Some(money_out(balance, currency));
-            out
+            Ok(out)
         })
         .collect()
 }
@@ -676,19 +681,28 @@ pub fn preview(
     let currency = rules.currency;
     let terms = rules.terms_for(application, disbursed_on)?;
     let (schedule, fees) = initial_schedule(&terms, &LoanPolicy::of(rules).fees, currency, "")?;
-    let at_disbursement = charged(&fees, FeeCollection::AtDisbursement);
-    let principal: Decimal = schedule.iter().map(|i| i.principal).sum();
-    let interest: Decimal = schedule.iter().map(|i| i.interest).sum();
-    let fees: Decimal = schedule.iter().map(|i| i.fee).sum();
+    // Every figure here comes from the application's principal and rate.
+    let refuse = |_: Overflow| too_large("principal");
+    let at_disbursement =
+        charged(&fees, FeeCollection::AtDisbursement).map_err(|_| fees_overflow("principal"))?;
+    let principal = sum(schedule.iter().map(|i| i.principal)).map_err(refuse)?;
+    let interest = sum(schedule.iter().map(|i| i.interest)).map_err(refuse)?;
+    let fees = sum(schedule.iter().map(|i| i.fee)).map_err(refuse)?;
+    let total_repayment = sum([principal, interest, fees]).map_err(refuse)?;
+    let paid_out = terms
+        .principal
+        .checked_sub(at_disbursement)
+        .ok_or(Overflow)
+        .map_err(refuse)?;
     Ok(pb::PreviewScheduleResponse {
         product_id: version.id.to_string(),
         version: version.version,
-        schedule: schedule_out(&schedule, currency),
+        schedule: schedule_out(&schedule, currency).map_err(refuse)?,
         total_principal: Some(money_out(principal, currency)),
         total_interest: Some(money_out(interest, currency)),
         total_fees: Some(money_out(fees, currency)),
-        total_repayment: Some(money_out(principal + interest + fees, currency)),
+        total_repayment: Some(money_out(total_repayment, currency)),
         fees_at_disbursement: Some(money_out(at_disbursement, currency)),
-        paid_out: Some(money_out(terms.principal - at_disbursement, currency)),
+        paid_out: Some(money_out(paid_out, currency)),
     })
 }

@@ -25,6 +25,7 @@ use super::ids::{Actor, BranchId, FeeCode, LoanId, ProductId, RequestId, Savings
 use super::money::Currency;
 use super::product::{FeeCollection, LoanPolicy};
 use super::schedule::{Installment, LoanTerms};
+use super::totals::Overflow;
 
 /// Version of the canonical encoding this build writes; the first byte of
 /// every entry's bytes.
@@ -116,9 +117,9 @@ pub struct InstallmentPayment {
 }
 
 impl InstallmentPayment {
-    /// Fee, interest and principal together.
-    pub fn total(&self) -> Decimal {
-        self.fee + self.interest + self.principal
+    /// Fee, interest and principal together, or an overflow.
+    pub fn total(&self) -> Result<Decimal, Overflow> {
+        checked_sum([self.fee, self.interest, self.principal])
     }
 }
 
@@ -167,25 +168,39 @@ pub struct Repayment {
 }
 
 impl Repayment {
-    /// Principal repaid (installments and prepaid).
-    pub fn principal(&self) -> Decimal {
-        self.payments.iter().map(|p| p.principal).sum::<Decimal>() + self.prepaid
+    /// Principal repaid (installments and prepaid), or an overflow.
+    pub fn principal(&self) -> Result<Decimal, Overflow> {
+        let installments = checked_sum(self.payments.iter().map(|p| p.principal))?;
+        checked_sum([installments, self.prepaid])
     }
 
-    /// Interest paid.
-    pub fn interest(&self) -> Decimal {
-        self.payments.iter().map(|p| p.interest).sum()
+    /// Interest paid, or an overflow.
+    pub fn interest(&self) -> Result<Decimal, Overflow> {
+        checked_sum(self.payments.iter().map(|p| p.interest))
     }
 
-    /// Fees paid.
-    pub fn fees(&self) -> Decimal {
-        self.payments.iter().map(|p| p.fee).sum()
+    /// Fees paid, or an overflow.
+    pub fn fees(&self) -> Result<Decimal, Overflow> {
+        checked_sum(self.payments.iter().map(|p| p.fee))
     }
 
-    /// Paid on scheduled installments (what arrears are measured against).
-    pub fn to_installments(&self) -> Decimal {
-        self.payments.iter().map(InstallmentPayment::total).sum()
+    /// Paid on scheduled installments (what arrears are measured against),
+    /// or an overflow.
+    pub fn to_installments(&self) -> Result<Decimal, Overflow> {
+        self.payments
+            .iter()
+            .try_fold(Decimal::ZERO, |sum, payment| {
+                sum.checked_add(payment.total()?).ok_or(Overflow)
+            })
     }
+}
+
+/// The sum of `values` exactly as `Iterator::sum` gives it (not normalised),
+/// or an overflow instead of a panic.
+fn checked_sum(values: impl IntoIterator<Item = Decimal>) -> Result<Decimal, Overflow> {
+    values.into_iter().try_fold(Decimal::ZERO, |sum, value| {
+        sum.checked_add(value).ok_or(Overflow)
+    })
 }
 
 /// An amount moved in or out of a savings account.

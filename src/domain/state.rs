@@ -427,6 +427,8 @@ impl ChangeLog {
 }
 
 mod apply;
+#[cfg(test)]
+mod apply_overflow_tests;
 mod execute;
 #[cfg(test)]
 mod loan_tests;

@@ -109,6 +109,24 @@ impl From<Overflow> for String {
     }
 }
 
+/// A refusal of `field`: the amounts it brings together (with the ledger's
+/// own) add up to more than a decimal holds.
+pub fn too_large(field: &str) -> DomainError {
+    DomainError::invalid(
+        field,
+        "too large: the amounts it brings together do not fit in a decimal",
+    )
+}
+
+/// A refusal of the amount in `field` whose fees add up to more than a
+/// decimal holds.
+pub fn fees_overflow(field: &str) -> DomainError {
+    DomainError::invalid(
+        field,
+        "the product's fees on this principal add up to more than a decimal holds",
+    )
+}
+
 /// `a + b` normalised (no trailing zeros, never "-0"), or an overflow.
 pub fn plus(a: Decimal, b: Decimal) -> Result<Decimal, Overflow> {
     a.checked_add(b).map(|x| x.normalize()).ok_or(Overflow)

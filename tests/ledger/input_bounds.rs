@@ -193,3 +193,106 @@ async fn terms_that_round_installments_to_zero_are_refused() {
     assert!(status.message().contains("to 0"), "{status:?}");
     assert_eq!(app.last_sequence().await, before, "nothing written");
 }
+
+/// `Decimal::MAX` and its neighbours, as a client might type them.
+const NEAR_DECIMAL_MAX: [&str; 5] = [
+    "79228162514264337593543950335",
+    "79228162514264337593543950336",
+    "7922816251426433759354395033.5",
+    "1000000000000000000000000000",
+    "1000000000000000000",
+];
+
+/// Reproduces the arithmetic item of the hardening issue from a client's
+/// side: amounts at and around `Decimal::MAX`, in every place a request
+/// carries an amount or a rate, must get INVALID_ARGUMENT naming the field
+/// (never INTERNAL, a panic or a dropped connection) and write nothing; the
+/// largest amounts accepted add up exactly, and a repayment that large is
+/// refused by the payoff arithmetic as more than the loan owes.
+#[tokio::test]
+async fn amounts_near_the_decimal_maximum_are_refused_by_name() {
+    let (mut app, loan) = borrower().await;
+    let account = "TB-0001/C1";
+    let before = app.last_sequence().await;
+    for (i, amount) in NEAR_DECIMAL_MAX.iter().enumerate() {
+        let status = app
+            .deposit(&format!("huge-deposit-{i}"), account, amount, "2024-01-15")
+            .await
+            .unwrap_err();
+        assert_refused(&status, Code::InvalidArgument, "amount");
+        assert_short(&status);
+        let status = app
+            .repay(&format!("huge-repay-{i}"), &loan, amount, "2024-01-15")
+            .await
+            .unwrap_err();
+        assert_refused(&status, Code::InvalidArgument, "amount");
+        let status = app
+            .disburse(
+                &format!("huge-loan-{i}"),
+                "TB-0001",
+                flat_weekly(amount, "26", 4, "2024-01-22"),
+                "2024-01-15",
+            )
+            .await
+            .unwrap_err();
+        assert_refused(&status, Code::InvalidArgument, "principal");
+        let mut terms = flat_weekly("1000000", amount, 4, "2024-01-22");
+        let status = app
+            .disburse(
+                &format!("huge-rate-{i}"),
+                "TB-0001",
+                terms.clone(),
+                "2024-01-15",
+            )
+            .await
+            .unwrap_err();
+        assert_refused(
+            &status,
+            Code::InvalidArgument,
+            "annual_interest_rate_percent",
+        );
+        terms.annual_interest_rate_percent = "26".into();
+        terms.rounding_multiple = amount.to_string();
+        let status = app
+            .disburse(
+                &format!("huge-multiple-{i}"),
+                "TB-0001",
+                terms,
+                "2024-01-15",
+            )
+            .await
+            .unwrap_err();
+        assert_refused(&status, Code::InvalidArgument, "rounding_multiple");
+    }
+    assert_eq!(app.last_sequence().await, before, "nothing written");
+
+    // The largest amount a request may carry (18 digits), twice: the
+    // balance is the exact sum.
+    let largest = "999999999999999999";
+    let balance = |text: String| text.parse::<rust_decimal::Decimal>().unwrap();
+    let start = balance(app.balance("savings:TB-0001/C1").await);
+    for request_id in ["largest-1", "largest-2"] {
+        app.deposit(request_id, account, largest, "2024-01-15")
+            .await
+            .unwrap();
+    }
+    let twice = balance(largest.into()) * rust_decimal::Decimal::TWO;
+    assert_eq!(
+        balance(app.balance("savings:TB-0001/C1").await),
+        start + twice
+    );
+
+    // A repayment that large goes through the allocation and payoff
+    // arithmetic and is refused as more than the loan owes.
+    let status = app
+        .repay("largest-repay", &loan, largest, "2024-01-15")
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::FailedPrecondition, "amount");
+    assert_short(&status);
+    assert_eq!(
+        app.last_sequence().await,
+        before + 2,
+        "nothing more written"
+    );
+}

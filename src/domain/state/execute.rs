@@ -20,6 +20,7 @@ use crate::domain::product::{CompulsorySavings, FeeCollection, ProductRules};
 use crate::domain::schedule::{
     Amortization, InstallmentBasis, InstallmentRounding, InterestPeriod, RoundingMode,
 };
+use crate::domain::totals::{fees_overflow, too_large};
 
 /// Reads an earlier entry's body (for reversals).
 pub type LookupEntry<'a> = dyn Fn(u64) -> Result<Option<EntryBody>, String> + 'a;
@@ -427,7 +428,7 @@ impl LedgerState {
             .balance(&savings)
             .on_normal_side(AccountKind::Liability);
         let (balance_after, postings) = if deposit {
-            let after = checked_add(balance, amount.amount)?;
+            let after = checked_add(balance, amount.amount).map_err(|_| too_large("amount"))?;
             (
                 after,
                 vec![
@@ -436,7 +437,7 @@ impl LedgerState {
                 ],
             )
         } else {
-            let after = checked_sub(balance, amount.amount)?;
+            let after = checked_sub(balance, amount.amount).map_err(|_| too_large("amount"))?;
             self.check_withdrawal(account, date, balance, amount.amount, after, branch, today)?;
             (
                 after,
@@ -602,7 +603,8 @@ impl LedgerState {
         fees_leave_something(principal_field, terms.principal, &fees, branch.currency)?;
         let loan = LoanId::new(member_id, 'L', member.loans.len() as u32 + 1);
         let principal = terms.principal;
-        let postings = disbursement_postings(&loan, &branch.id, principal, &fees);
+        let postings = disbursement_postings(&loan, &branch.id, principal, &fees)
+            .map_err(|_| too_large(principal_field))?;
         Ok(Decision {
             branch: Some(branch.id.clone()),
             effective_date: date,
@@ -668,7 +670,7 @@ impl LedgerState {
                 ),
             ));
         }
-        let total = checked_add(loan.disbursed, amount.amount)?;
+        let total = checked_add(loan.disbursed, amount.amount).map_err(|_| too_large("amount"))?;
         if total > loan.approved_principal {
             return Err(DomainError::precondition(
                 "amount",
@@ -682,9 +684,11 @@ impl LedgerState {
         }
         let fees = loans::fee_charges(&loan.policy.fees, amount.amount, branch.currency)?;
         fees_leave_something("amount", amount.amount, &fees, branch.currency)?;
-        let with_installment = loans::charged(&fees, FeeCollection::WithFirstInstallment);
+        let with_installment = loans::charged(&fees, FeeCollection::WithFirstInstallment)
+            .map_err(|_| fees_overflow("amount"))?;
         let recast = loan.recast_after_tranche(amount.amount, date, with_installment)?;
-        let postings = disbursement_postings(loan_id, &branch.id, amount.amount, &fees);
+        let postings = disbursement_postings(loan_id, &branch.id, amount.amount, &fees)
+            .map_err(|_| too_large("amount"))?;
         Ok(Decision {
             branch: Some(branch.id.clone()),
             effective_date: date,
@@ -712,7 +716,7 @@ impl LedgerState {
         match loan.status {
             LoanStatus::Active => {}
             LoanStatus::WrittenOff => {
-                let left = loan.written_off - loan.recovered;
+                let left = checked_sub(loan.written_off, loan.recovered)?;
                 if amount.amount > left {
                     return Err(DomainError::precondition(
                         "amount",
@@ -742,18 +746,18 @@ impl LedgerState {
         }
         let repayment = loan.allocate(amount.amount, date)?;
         let mut postings = vec![Posting::debit(cash, amount.amount)];
-        let principal = repayment.principal();
+        let principal = repayment.principal().map_err(|_| too_large("amount"))?;
         if !principal.is_zero() {
             postings.push(Posting::credit(AccountId::Loan(loan_id.clone()), principal));
         }
-        let interest = repayment.interest();
+        let interest = repayment.interest().map_err(|_| too_large("amount"))?;
         if !interest.is_zero() {
             postings.push(Posting::credit(
                 AccountId::InterestIncome(branch.id.clone()),
                 interest,
             ));
         }
-        let fees = repayment.fees();
+        let fees = repayment.fees().map_err(|_| too_large("amount"))?;
         if !fees.is_zero() {
             postings.push(Posting::credit(
                 installment_fee_account(loan, &branch.id),
@@ -1057,7 +1061,7 @@ impl LedgerState {
                 Ok(Undo::Disbursement {
                     loan: loan.clone(),
                     principal: terms.principal,
-                    fees: loans::charged(fees, FeeCollection::AtDisbursement),
+                    fees: loans::charged(fees, FeeCollection::AtDisbursement)?,
                 })
             }
             (
@@ -1068,7 +1072,7 @@ impl LedgerState {
                 Ok(Undo::Tranche {
                     loan: loan.clone(),
                     amount: amount.amount,
-                    fees: loans::charged(fees, FeeCollection::AtDisbursement),
+                    fees: loans::charged(fees, FeeCollection::AtDisbursement)?,
                     recast: recast.clone(),
                 })
             }
@@ -1288,7 +1292,8 @@ fn fees_leave_something(
     fees: &[FeeCharge],
     currency: Currency,
 ) -> Result<(), DomainError> {
-    let deducted = loans::charged(fees, FeeCollection::AtDisbursement);
+    let deducted =
+        loans::charged(fees, FeeCollection::AtDisbursement).map_err(|_| fees_overflow(field))?;
     if deducted >= principal {
         return Err(DomainError::precondition(
             field,
@@ -1323,13 +1328,13 @@ fn disbursement_postings(
     branch: &BranchId,
     principal: Decimal,
     fees: &[FeeCharge],
-) -> Vec<Posting> {
+) -> Result<Vec<Posting>, Overflow> {
     let mut postings = vec![Posting::debit(AccountId::Loan(loan.clone()), principal)];
     let mut paid_out = principal;
     let mut fee_postings = Vec::new();
     for fee in fees {
         if fee.collection == FeeCollection::AtDisbursement {
-            paid_out -= fee.amount;
+            paid_out = paid_out.checked_sub(fee.amount).ok_or(Overflow)?;
             fee_postings.push(Posting::credit(
                 AccountId::FeeIncome(branch.clone(), fee.code.clone()),
                 fee.amount,
@@ -1340,7 +1345,7 @@ fn disbursement_postings(
         postings.push(Posting::credit(AccountId::Cash(branch.clone()), paid_out));
     }
     postings.extend(fee_postings);
-    postings
+    Ok(postings)
 }
 
 /// The account installment fees are credited to: the loan's fee collected
@@ -1372,7 +1377,9 @@ impl Postings {
             match self.index.entry((posting.account.clone(), debit)) {
                 Slot::Occupied(at) => {
                     let existing = &mut self.postings[*at.get()];
-                    existing.amount = checked_add(existing.amount, posting.amount)?.normalize();
+                    existing.amount = checked_add(existing.amount, posting.amount)
+                        .map_err(|_| too_large("lines"))?
+                        .normalize();
                 }
                 Slot::Vacant(slot) => {
                     slot.insert(self.postings.len());

@@ -1184,7 +1184,9 @@ fn take(ledger: &mut Ledger, op: Op) -> Result<(), TestCaseError> {
             };
             prop_assert_eq!(repayment.closed, amount == quote.total());
             prop_assert_eq!(
-                repayment.principal() + repayment.interest() + repayment.fees(),
+                repayment.principal().unwrap()
+                    + repayment.interest().unwrap()
+                    + repayment.fees().unwrap(),
                 amount
             );
             prop_assert_eq!(

@@ -20,7 +20,7 @@ use super::*;
 use crate::domain::entry::{FeeCharge, InstallmentPayment, Recast, Repayment};
 use crate::domain::product::{AllocationPart, Fee, FeeCollection};
 use crate::domain::schedule::{self, InterestMethod, ScheduleError};
-use crate::domain::totals::{Overflow, minus, plus, sum};
+use crate::domain::totals::{Overflow, fees_overflow, minus, plus, sum, too_large};
 
 /// What paying a loan off on a date costs, part by part.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -570,15 +570,16 @@ pub(super) fn fee_charges(
     Ok(charges)
 }
 
-/// Sum of the charges collected in `collection`. (Unchecked: a product's
-/// fees are bounded in number and each is at most the principal, so their
-/// sum fits; `apply` sums them checked.)
-pub fn charged(charges: &[FeeCharge], collection: FeeCollection) -> Decimal {
+/// Sum of the charges collected in `collection` (not normalised, as
+/// `Iterator::sum` gives it, since schedules hold it as is), or an overflow:
+/// flat fees are bounded in number, not in their sum.
+pub fn charged(charges: &[FeeCharge], collection: FeeCollection) -> Result<Decimal, Overflow> {
     charges
         .iter()
         .filter(|c| c.collection == collection)
-        .map(|c| c.amount)
-        .sum()
+        .try_fold(Decimal::ZERO, |sum, c| {
+            sum.checked_add(c.amount).ok_or(Overflow)
+        })
 }
 
 /// Where a loan stands on a date: what is overdue and for how long.
@@ -884,7 +885,13 @@ pub fn initial_schedule(
         installment.interest = installment.interest.normalize();
     }
     if let Some(first) = schedule.first_mut() {
-        first.fee = charged(&charges, FeeCollection::WithFirstInstallment);
+        first.fee =
+            charged(&charges, FeeCollection::WithFirstInstallment).map_err(
+                |_| match field_prefix {
+                    "" => fees_overflow("principal"),
+                    prefix => fees_overflow(&format!("{prefix}.principal")),
+                },
+            )?;
     }
     Ok((schedule, charges))
 }
@@ -892,7 +899,12 @@ pub fn initial_schedule(
 /// A schedule error as a refusal naming the field under `prefix`.
 pub(super) fn schedule_refusal(prefix: &str, e: ScheduleError) -> DomainError {
     if e == ScheduleError::Overflow {
-        return DomainError::Overflow;
+        // The principal, rate and installments together do not fit.
+        return too_large(if prefix.is_empty() {
+            "principal"
+        } else {
+            prefix
+        });
     }
     let text = e.to_string();
     match text.split_once(": ") {

@@ -1,0 +1,175 @@
+//! `apply` meeting amounts that do not fit in a decimal: it refuses the
+//! entry and the state stays exactly as it was (no half-applied entry), and
+//! the ledger goes on applying ordinary entries after it.
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use rust_decimal::Decimal;
+
+use super::*;
+use crate::domain::command::{Command, CommandBody, Money, SavingsKind};
+use crate::domain::entry::{Entry, Posting};
+use crate::domain::ids::{Actor, BranchId, CenterId, GroupId, MemberId, Name, RequestId};
+
+fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 1, 2).unwrap()
+}
+
+fn branch() -> BranchId {
+    BranchId::parse("b", "TB").unwrap()
+}
+
+fn name(text: &str) -> Name {
+    Name::parse("name", text).unwrap()
+}
+
+fn vnd(amount: Decimal) -> Money {
+    Money {
+        amount,
+        currency: None,
+    }
+}
+
+/// A state with one member whose compulsory savings hold `1e18` đồng (the
+/// most digits a request may carry), and the sealed entries that built it.
+struct Books {
+    state: LedgerState,
+    entries: Vec<Entry>,
+}
+
+impl Books {
+    fn decide(&self, body: CommandBody) -> EntryBody {
+        let command = Command {
+            request_id: RequestId::parse("r", &format!("r{}", self.entries.len() + 1)).unwrap(),
+            actor: Actor::parse("a", "clerk").unwrap(),
+            body,
+        };
+        let context = ExecContext {
+            recorded_at: Utc.with_ymd_and_hms(2024, 6, 1, 3, 0, 0).unwrap(),
+            rules_version: crate::domain::entry::RULES_VERSION_CURRENT,
+        };
+        let lookup = |_: u64| Ok(None);
+        self.state
+            .execute(&command, context, &lookup)
+            .unwrap_or_else(|e| panic!("set-up refused: {e}"))
+    }
+
+    fn submit(&mut self, body: CommandBody) {
+        let entry = self.decide(body).seal(&self.state.last_hash());
+        self.state.apply(&entry).expect("a decided entry applies");
+        self.entries.push(entry);
+    }
+
+    fn new() -> Books {
+        let mut books = Books {
+            state: LedgerState::new(),
+            entries: Vec::new(),
+        };
+        let member = MemberId::parse("m", "M1").unwrap();
+        for body in [
+            CommandBody::CreateBranch {
+                branch_id: branch(),
+                name: name("Thái Bình"),
+                time_zone: TIME_ZONE_DEFAULT.into(),
+                currency: crate::domain::money::Currency::Vnd,
+                compulsory_savings_percent: Decimal::from(10),
+                opened_on: Some(day()),
+            },
+            CommandBody::CreateCenter {
+                center_id: CenterId::parse("c", "C").unwrap(),
+                branch_id: branch(),
+                name: name("C"),
+                opened_on: Some(day()),
+            },
+            CommandBody::CreateGroup {
+                group_id: GroupId::parse("g", "G").unwrap(),
+                center_id: CenterId::parse("c", "C").unwrap(),
+                name: name("G"),
+                opened_on: Some(day()),
+            },
+            CommandBody::RegisterMember {
+                member_id: member.clone(),
+                full_name: name("Hoa"),
+                group_id: GroupId::parse("g", "G").unwrap(),
+                joined_on: Some(day()),
+            },
+            CommandBody::OpenSavingsAccount {
+                member_id: member,
+                kind: SavingsKind::Compulsory,
+                opened_on: Some(day()),
+            },
+        ] {
+            books.submit(body);
+        }
+        let account = books.account();
+        books.submit(CommandBody::DepositSavings {
+            account_id: account,
+            amount: vnd(Decimal::from(10u64.pow(18))),
+            effective_date: Some(day()),
+        });
+        books
+    }
+
+    /// The member's compulsory savings account (opened by the fifth entry).
+    fn account(&self) -> SavingsAccountId {
+        match &self.entries[4].body.outcome {
+            Outcome::SavingsAccountOpened { account, .. } => account.clone(),
+            other => panic!("not an account opening: {other:?}"),
+        }
+    }
+
+    fn deposit(&self, amount: Decimal) -> CommandBody {
+        CommandBody::DepositSavings {
+            account_id: self.account(),
+            amount: vnd(amount),
+            effective_date: Some(day()),
+        }
+    }
+}
+
+/// Reproduces the arithmetic item of the hardening issue: an entry whose
+/// amounts pass `Decimal::MAX` once added to the books (a savings balance of
+/// 1e18 credited `Decimal::MAX`, after a first posting that fits) must be
+/// refused by `apply` with an error, not a panic, and leave every record of
+/// the state as it was: an unchecked `+`, or a change written before the
+/// overflowing one was worked out, fails this test.
+#[test]
+fn an_entry_that_overflows_a_balance_is_refused_and_changes_nothing() {
+    let mut books = Books::new();
+    // A real deposit of 1, then its amounts made enormous by hand: the
+    // postings still balance, so only the arithmetic can refuse it.
+    let mut body = books.decide(books.deposit(Decimal::ONE));
+    let savings = AccountId::Savings(books.account());
+    body.postings = vec![
+        // Fits: nothing was ever posted to the loan-loss account.
+        Posting::debit(AccountId::LoanLoss(branch()), Decimal::MAX),
+        // Overflows: the savings account already holds 1e18.
+        Posting::credit(savings, Decimal::MAX),
+    ];
+    if let CommandBody::DepositSavings { amount, .. } = &mut body.command {
+        amount.amount = Decimal::MAX;
+    }
+    if let Outcome::SavingsMoved { balance_after, .. } = &mut body.outcome {
+        *balance_after = Decimal::MAX;
+    }
+    let entry = body.seal(&books.state.last_hash());
+    let before = books.state.export();
+    let sequence = books.state.last_sequence();
+    let _ = books.state.take_changes();
+
+    let refused = books.state.apply(&entry);
+
+    let error = refused.expect_err("an overflowing entry was applied");
+    assert!(error.to_string().contains("overflow"), "{error}");
+    assert_eq!(books.state.last_sequence(), sequence);
+    assert!(
+        books.state.export() == before,
+        "a refused entry changed the state"
+    );
+    assert!(
+        books.state.take_changes().is_empty(),
+        "a refused entry left changes for the cache"
+    );
+    // The ledger goes on: the same sequence number takes an ordinary entry.
+    books.submit(books.deposit(Decimal::from(5000)));
+    assert_eq!(books.state.last_sequence(), sequence + 1);
+}
