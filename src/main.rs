@@ -111,6 +111,9 @@ struct ServeArgs {
     /// Most connections open at once from one IP address.
     #[arg(long, env = "MFI_LEDGER_CONNECTIONS_PER_PEER_MAX", default_value_t = ServerLimits::default().connections_per_peer_max)]
     connections_per_peer_max: usize,
+    /// Most connections open at once in all.
+    #[arg(long, env = "MFI_LEDGER_CONNECTIONS_MAX", default_value_t = ServerLimits::default().connections_max)]
+    connections_max: usize,
     /// Longest time spent on one request, in milliseconds; past it the client
     /// gets CANCELLED and may retry with the same request id.
     #[arg(long, env = "MFI_LEDGER_REQUEST_TIMEOUT_MS", default_value_t = ServerLimits::default().request_timeout.as_millis() as u64)]
@@ -198,6 +201,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         message_size_max: args.message_size_max,
         requests_per_connection_max: args.requests_per_connection_max,
         connections_per_peer_max: args.connections_per_peer_max,
+        connections_max: args.connections_max,
         request_timeout: std::time::Duration::from_millis(args.request_timeout_ms.max(1)),
     };
     // The ledger runs until the server has answered every call it received

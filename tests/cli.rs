@@ -267,7 +267,7 @@ fn walk_through_shows_the_figures_a_clerk_expects() {
         // Nothing happened in 2023, so the change is the current figure.
         assert_eq!(row(&totals, name)[1..], [value, "0", value], "{name}");
     }
-    let percent = row(&totals, "borrowers with savings %");
+    let percent = row(&totals, "borrowers with savings > 0 %");
     assert_eq!(percent[1..3], ["100.00", "0.00"]);
 
     let journal = server.ok(&["journal"]);

@@ -537,54 +537,65 @@ fn journal_page(
     from: u64,
     page_size: usize,
 ) -> Result<pb::ListJournalEntriesResponse, Status> {
-    // One entry before the page gives the first entry's previous hash.
-    let read_from = from - 1;
-    let (first, count) = if read_from == 0 {
-        (1, page_size)
-    } else {
-        (read_from, page_size + 1)
-    };
-    let mut entries = ledger.entries(first, count).map_err(status::from_store)?;
+    let last = ledger.read(LedgerState::last_sequence);
+    // The entry before the page gives the first entry's previous hash.
     let mut previous_hash = GENESIS_HASH;
-    if read_from > 0 && !entries.is_empty() {
-        previous_hash = entries.remove(0).hash;
+    if from > 1 && from <= last {
+        let before = ledger.entries(from - 1, 1).map_err(status::from_store)?;
+        if let Some(entry) = before.first() {
+            previous_hash = entry.hash;
+        }
     }
-    let (last, currencies) = ledger.read(|state| {
-        let currencies: Vec<Currency> = entries
-            .iter()
-            .map(|e| {
-                e.body
-                    .branch
-                    .as_ref()
-                    .and_then(|b| state.branch(b))
-                    .map(|b| b.currency)
-                    .unwrap_or_else(|| convert::entry_currency(&e.body))
-            })
-            .collect();
-        (state.last_sequence(), currencies)
-    });
+    // Entries are read a few at a time and the page stops at its byte
+    // bound, so a page of large entries reads little more than it returns.
     let mut page = Page::new(page_size);
     let mut next_sequence = 0;
-    for (entry, currency) in entries.iter().zip(currencies) {
-        if page
-            .push(convert::journal_entry(entry, previous_hash, currency))
-            .is_err()
-        {
-            next_sequence = entry.body.sequence;
+    let mut sequence = from;
+    'page: while sequence <= last && !page.is_full() {
+        let want = JOURNAL_ENTRIES_PER_READ.min(page_size - page.len());
+        let chunk = ledger.entries(sequence, want).map_err(status::from_store)?;
+        if chunk.is_empty() {
             break;
         }
-        previous_hash = entry.hash;
-        if entry.body.sequence < last {
-            next_sequence = entry.body.sequence + 1;
-        } else {
-            next_sequence = 0;
+        let currencies: Vec<Currency> = ledger.read(|state| {
+            chunk
+                .iter()
+                .map(|e| {
+                    e.body
+                        .branch
+                        .as_ref()
+                        .and_then(|b| state.branch(b))
+                        .map(|b| b.currency)
+                        .unwrap_or_else(|| convert::entry_currency(&e.body))
+                })
+                .collect()
+        });
+        for (entry, currency) in chunk.iter().zip(currencies) {
+            if page
+                .push(convert::journal_entry(entry, previous_hash, currency))
+                .is_err()
+            {
+                next_sequence = entry.body.sequence;
+                break 'page;
+            }
+            previous_hash = entry.hash;
+            next_sequence = if entry.body.sequence < last {
+                entry.body.sequence + 1
+            } else {
+                0
+            };
         }
+        sequence += chunk.len() as u64;
     }
     Ok(pb::ListJournalEntriesResponse {
         entries: page.into_items(),
         next_sequence,
     })
 }
+
+/// Entries read from the journal at a time for a page: with entries of up
+/// to `ENTRY_BYTES_MAX`, a page reads at most this many past its byte bound.
+const JOURNAL_ENTRIES_PER_READ: usize = 16;
 
 /// A request for a page of loans in arrears, parsed.
 struct ArrearsQuery {

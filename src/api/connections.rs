@@ -1,5 +1,6 @@
 //! The server's accepted connections: TCP_NODELAY, at most
-//! `connections_per_peer_max` live at once per peer IP address, and a
+//! `connections_per_peer_max` live at once per peer IP address and
+//! `connections_max` in all (refusals logged at most once a second), and a
 //! lingering close.
 //!
 //! A connection past the per-peer bound is closed as soon as it is accepted
@@ -29,42 +30,93 @@ use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 /// Longest a closing connection waits for the client to close its side.
 pub const LINGER_MAX: Duration = Duration::from_secs(2);
 
-/// Live connections per peer IP address.
-type LiveByPeer = Arc<Mutex<HashMap<IpAddr, usize>>>;
+/// Most reads of discarded bytes in one poll of a lingering close.
+const DRAIN_READS_PER_POLL_MAX: usize = 16;
 
-/// Accepted connections, at most `per_peer_max` live per peer IP address.
+/// Live connections per peer IP address.
+/// Live connections, by peer address and in all.
+#[derive(Default)]
+struct Live {
+    by_peer: HashMap<IpAddr, usize>,
+    total: usize,
+}
+
+type LiveByPeer = Arc<Mutex<Live>>;
+
+/// Accepted connections, at most `per_peer_max` live per peer IP address
+/// and `total_max` in all.
 pub struct PeerLimitedIncoming {
     accepted: TcpIncoming,
     live: LiveByPeer,
     per_peer_max: usize,
+    total_max: usize,
+    /// Refusals are logged at most once per [`REFUSALS_LOGGED_EVERY`], with
+    /// the count of those not logged, so a flood does not flood the log.
+    refusals_unlogged: u64,
+    refusal_logged_at: Option<std::time::Instant>,
 }
+
+/// Shortest time between two log lines about refused connections.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(1);
 
 impl PeerLimitedIncoming {
     /// Connections accepted by `accepted`, at most `per_peer_max` (at
-    /// least 1) live at once from one IP address.
-    pub fn new(accepted: TcpIncoming, per_peer_max: usize) -> PeerLimitedIncoming {
+    /// least 1) live at once from one IP address and `total_max` (at least
+    /// 1) in all.
+    pub fn new(
+        accepted: TcpIncoming,
+        per_peer_max: usize,
+        total_max: usize,
+    ) -> PeerLimitedIncoming {
         PeerLimitedIncoming {
             accepted,
             live: Arc::default(),
             per_peer_max: per_peer_max.max(1),
+            total_max: total_max.max(1),
+            refusals_unlogged: 0,
+            refusal_logged_at: None,
         }
     }
 
-    /// A slot for one more connection from `peer`, if it has fewer than the bound.
-    fn admit(&self, peer: IpAddr) -> Option<PeerSlot> {
+    /// A slot for one more connection from `peer`, if neither it nor the
+    /// server is at its bound; otherwise which bound was reached.
+    fn admit(&self, peer: IpAddr) -> Result<PeerSlot, &'static str> {
         let mut live = self
             .live
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = live.entry(peer).or_default();
+        if live.total >= self.total_max {
+            return Err("the server has the most connections allowed (connections_max)");
+        }
+        let count = live.by_peer.entry(peer).or_default();
         if *count >= self.per_peer_max {
-            return None;
+            return Err("its address has the most connections allowed (connections_per_peer_max)");
         }
         *count += 1;
-        Some(PeerSlot {
+        live.total += 1;
+        Ok(PeerSlot {
             peer,
             live: self.live.clone(),
         })
+    }
+
+    /// Logs a refusal unless one was logged less than a second ago.
+    fn log_refusal(&mut self, peer: std::net::SocketAddr, why: &str) {
+        let now = std::time::Instant::now();
+        if self
+            .refusal_logged_at
+            .is_some_and(|at| now.duration_since(at) < REFUSALS_LOGGED_EVERY)
+        {
+            self.refusals_unlogged += 1;
+            return;
+        }
+        tracing::warn!(
+            %peer,
+            refused_since_last_line = self.refusals_unlogged,
+            "connection refused: {why}"
+        );
+        self.refusals_unlogged = 0;
+        self.refusal_logged_at = Some(now);
     }
 }
 
@@ -82,14 +134,8 @@ impl Stream for PeerLimitedIncoming {
                 continue;
             };
             match self.admit(peer.ip()) {
-                Some(slot) => return Poll::Ready(Some(Ok(Connection::new(stream, Some(slot))))),
-                None => {
-                    tracing::warn!(
-                        %peer,
-                        connections_per_peer_max = self.per_peer_max,
-                        "connection refused: its address has the most connections allowed"
-                    );
-                }
+                Ok(slot) => return Poll::Ready(Some(Ok(Connection::new(stream, Some(slot))))),
+                Err(why) => self.log_refusal(peer, why),
             }
         }
     }
@@ -107,10 +153,11 @@ impl Drop for PeerSlot {
             .live
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = live.get_mut(&self.peer) {
+        live.total = live.total.saturating_sub(1);
+        if let Some(count) = live.by_peer.get_mut(&self.peer) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                live.remove(&self.peer);
+                live.by_peer.remove(&self.peer);
             }
         }
     }
@@ -140,9 +187,17 @@ impl Connection {
     }
 
     /// Reads and discards until the client closes, fails, or the deadline passes.
+    ///
+    /// The deadline is checked before every read (`is_elapsed` needs no
+    /// poll, so a client that keeps the socket full cannot hide it), and one
+    /// poll discards at most [`DRAIN_READS_PER_POLL_MAX`] buffers before it
+    /// yields, so a draining connection never monopolises a worker.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut discard = [0u8; 4096];
-        loop {
+        for _ in 0..DRAIN_READS_PER_POLL_MAX {
+            if self.lingering.as_ref().is_some_and(|d| d.is_elapsed()) {
+                return Poll::Ready(());
+            }
             let mut buffer = ReadBuf::new(&mut discard);
             match Pin::new(&mut self.stream).poll_read(cx, &mut buffer) {
                 Poll::Ready(Ok(())) if buffer.filled().is_empty() => return Poll::Ready(()),
@@ -156,6 +211,9 @@ impl Connection {
                 }
             }
         }
+        // More to discard: come back after the other tasks had their turn.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 

@@ -36,6 +36,9 @@ pub struct ServerLimits {
     /// Most connections open at once from one IP address; a connection past
     /// it is closed as soon as it is accepted (the client sees UNAVAILABLE).
     pub connections_per_peer_max: usize,
+    /// Most connections open at once in all (many addresses, or clients
+    /// behind one proxy, cannot exhaust the process's file descriptors).
+    pub connections_max: usize,
     /// Longest time the server spends on one request (or less, when the
     /// client's `grpc-timeout` asks for less). Past it the client gets
     /// CANCELLED "Timeout expired". A write already handed to the ledger
@@ -53,6 +56,7 @@ impl Default for ServerLimits {
             message_size_max: 1 << 20,
             requests_per_connection_max: 256,
             connections_per_peer_max: 256,
+            connections_max: 4096,
             request_timeout: std::time::Duration::from_secs(30),
         }
     }
@@ -130,8 +134,11 @@ pub async fn serve(
     let audit = pb::audit_service_server::AuditServiceServer::new(AuditApi::new(ledger))
         .max_decoding_message_size(limits.message_size_max)
         .max_encoding_message_size(64 << 20);
-    let incoming =
-        connections::PeerLimitedIncoming::new(incoming(listener), limits.connections_per_peer_max);
+    let incoming = connections::PeerLimitedIncoming::new(
+        incoming(listener),
+        limits.connections_per_peer_max,
+        limits.connections_max,
+    );
     tonic::transport::Server::builder()
         .timeout(limits.request_timeout)
         .concurrency_limit_per_connection(limits.requests_per_connection_max)

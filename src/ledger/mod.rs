@@ -581,9 +581,10 @@ impl Writer {
                     %cause,
                     "deciding a command panicked; it is refused, nothing is written, and the writer goes on"
                 );
+                // The cause stays in the log: it may quote the request's data.
                 return Answer::Error(SubmitError::Internal(format!(
-                    "deciding request {} panicked: {cause}",
-                    command.request_id
+                    "deciding request {} failed on an internal error (logged); nothing was written",
+                    crate::domain::error::echo(command.request_id.as_str())
                 )));
             }
         };

@@ -56,14 +56,21 @@ impl Ledger {
         self: &Arc<Ledger>,
         read: impl FnOnce(&Ledger) -> R + Send + 'static,
     ) -> Result<R, ReadError> {
-        let _turn = READS_OFF_RUNTIME
+        let turn = READS_OFF_RUNTIME
             .acquire()
             .await
             .map_err(|error| ReadError::Failed(error.to_string()))?;
         let ledger = self.clone();
-        tokio::task::spawn_blocking(move || read(&ledger))
-            .await
-            .map_err(|error| ReadError::Failed(error.to_string()))
+        // The turn goes with the read, not with this future: a caller that
+        // gives up (a deadline, a client gone) leaves the read running on its
+        // thread, and it keeps its turn until it ends, so cancelled reads
+        // cannot pile up past the bound.
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            read(&ledger)
+        })
+        .await
+        .map_err(|error| ReadError::Failed(error.to_string()))
     }
 
     /// Runs `step` under the read lock again and again, from `start`, each
@@ -121,6 +128,44 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(steps, vec![0, 1, 2, 3]);
+    }
+
+    /// Reads whose callers gave up still hold their turns until they end:
+    /// reproduces a bound that callers with short deadlines could get
+    /// around (each cancelled call gave its turn back at once while its read
+    /// went on, so reads piled up on blocking threads without limit).
+    #[tokio::test]
+    async fn cancelled_reads_keep_their_turns_until_they_end() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger(dir.path());
+        let running = Arc::new(AtomicUsize::new(0));
+        let running_max = Arc::new(AtomicUsize::new(0));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = Arc::new(std::sync::Mutex::new(released));
+        for _ in 0..3 * READS_OFF_RUNTIME_MAX {
+            let (running, running_max, released) =
+                (running.clone(), running_max.clone(), released.clone());
+            let read = ledger.read_off_runtime(move |_| {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                running_max.fetch_max(now, Ordering::SeqCst);
+                // Held until the test lets one read end.
+                let _ = released.lock().unwrap().recv();
+                running.fetch_sub(1, Ordering::SeqCst);
+            });
+            // The caller gives up almost at once.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(5), read).await;
+        }
+        assert!(
+            running.load(Ordering::SeqCst) <= READS_OFF_RUNTIME_MAX,
+            "{} reads running at once",
+            running.load(Ordering::SeqCst)
+        );
+        for _ in 0..3 * READS_OFF_RUNTIME_MAX {
+            let _ = release.send(());
+        }
+        drop(release);
+        assert!(running_max.load(Ordering::SeqCst) <= READS_OFF_RUNTIME_MAX);
     }
 
     /// A read that panics is one failed read, not a panic in its caller.

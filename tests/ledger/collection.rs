@@ -397,20 +397,12 @@ async fn reversing_a_sheet_undoes_every_line() {
     assert_refused(&status, Code::FailedPrecondition, "sequence");
 }
 
-/// Reproduces a collection sheet whose journal entry was larger than the
-/// journal's record limit: every line paying ahead on a 520-week loan stores
-/// a recast of its 519 remaining installments, before and after (about
-/// 15 KB), so 75 such lines make an entry of about 1.15 MB, over the
-/// journal's 1 MiB record limit. The store refused the record
-/// and then stopped all writes for good. Now the sheet is refused when it
-/// is decided, naming `lines`, nothing is written, and the next write is
-/// accepted.
-#[tokio::test]
-async fn a_sheet_too_large_for_the_journal_is_refused_and_writes_go_on() {
-    const MEMBERS: usize = 75;
-    let mut app = spawn_app().await;
-    app.branch_tb().await;
-    let members: Vec<String> = (1..=MEMBERS).map(|n| format!("TB-{n:04}")).collect();
+/// Registers `count` members of TB-G01 (TB-0001...), each with compulsory
+/// savings (TB-0001/C1...) and, when `long_loans`, a 10,000,000 VND loan
+/// over 520 weeks (so that paying ahead recasts hundreds of installments);
+/// returns their ids.
+async fn members_of_tb_g01(app: &mut App, count: usize, long_loans: bool) -> Vec<String> {
+    let members: Vec<String> = (1..=count).map(|n| format!("TB-{n:04}")).collect();
     let register = members.iter().map(|member| {
         pb::batch_command::Command::RegisterMember(pb::RegisterMemberRequest {
             context: ctx(&format!("register-{member}")),
@@ -429,7 +421,7 @@ async fn a_sheet_too_large_for_the_journal_is_refused_and_writes_go_on() {
         })
     });
     // 10,000,000 over 520 weeks: about 69,231 a week.
-    let disburse = members.iter().map(|member| {
+    let disburse = members.iter().filter(|_| long_loans).map(|member| {
         pb::batch_command::Command::DisburseLoan(pb::DisburseLoanRequest {
             context: ctx(&format!("loan-{member}")),
             member_id: member.clone(),
@@ -466,6 +458,23 @@ async fn a_sheet_too_large_for_the_journal_is_refused_and_writes_go_on() {
             );
         }
     }
+    members
+}
+
+/// Reproduces a collection sheet whose journal entry was larger than the
+/// journal's record limit: every line paying ahead on a 520-week loan stores
+/// a recast of its 519 remaining installments, before and after (about
+/// 15 KB), so 75 such lines make an entry of about 1.15 MB, over the
+/// journal's 1 MiB record limit. The store refused the record
+/// and then stopped all writes for good. Now the sheet is refused when it
+/// is decided, naming `lines`, nothing is written, and the next write is
+/// accepted.
+#[tokio::test]
+async fn a_sheet_too_large_for_the_journal_is_refused_and_writes_go_on() {
+    const MEMBERS: usize = 75;
+    let mut app = spawn_app().await;
+    app.branch_tb().await;
+    let members = members_of_tb_g01(&mut app, MEMBERS, true).await;
     let before = books(&mut app, &["cash:TB", "loan:TB-0001/L1"]).await;
     // Each pays 1,000,000: her first installment, and the rest ahead.
     let lines = members
@@ -491,4 +500,56 @@ async fn a_sheet_too_large_for_the_journal_is_refused_and_writes_go_on() {
         .await
         .unwrap();
     assert_eq!(app.last_sequence().await, before.head.last_sequence + 2);
+}
+
+/// The byte bound of a journal page, with entries large enough to reach it
+/// (the other paging tests use small entries that never do). Sheets of 300
+/// deposit lines make journal entries of about 15 KB on the wire (one
+/// posting per savings account): a page asked for 100 entries stops at its
+/// 1 MiB bound, holds at least one entry, and the next page goes on from the
+/// entry that did not fit, every entry once. (A page also reads the journal
+/// only a few entries past what it returns; that is not visible over gRPC
+/// and not what this test checks.)
+#[tokio::test]
+async fn a_journal_page_of_large_entries_stops_at_its_byte_bound() {
+    const SHEETS: usize = 100;
+    let mut app = spawn_app().await;
+    app.branch_tb().await;
+    let members = members_of_tb_g01(&mut app, 300, false).await;
+    let first_sheet = app.last_sequence().await + 1;
+    for round in 0..SHEETS {
+        let lines = members
+            .iter()
+            .map(|member| line(member, None, Some((&format!("{member}/C1"), "10000"))))
+            .collect();
+        sheet(&mut app, &format!("sheet-{round}"), lines)
+            .await
+            .unwrap();
+    }
+    let last = app.last_sequence().await;
+    let mut from = first_sheet;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    while from != 0 {
+        let page = app
+            .audit
+            .list_journal_entries(pb::ListJournalEntriesRequest {
+                from_sequence: from,
+                page_size: 100,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let bytes = prost::Message::encoded_len(&page);
+        assert!(!page.entries.is_empty(), "a page holds at least one entry");
+        assert!(
+            bytes <= mfi_ledger::api::pages::PAGE_BYTES_MAX,
+            "a page of {bytes} bytes"
+        );
+        seen.extend(page.entries.iter().map(|e| e.sequence));
+        from = page.next_sequence;
+        pages += 1;
+    }
+    assert!(pages > 1, "{SHEETS} sheets of 300 lines fit one page");
+    assert_eq!(seen, (first_sheet..=last).collect::<Vec<_>>());
 }

@@ -195,6 +195,34 @@ async fn connections_from_one_address_are_bounded() {
     served.expect("a new connection is served once one closed");
 }
 
+/// Reproduces: connections were bounded per address only, so many
+/// addresses (or many clients behind one proxy) could open connections
+/// without limit. With at most 2 in all (and 10 per address), a third is
+/// refused while the first two are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_in_all_are_bounded() {
+    let limits = ServerLimits {
+        connections_per_peer_max: 10,
+        connections_max: 2,
+        ..ServerLimits::default()
+    };
+    let mut app = spawn_app_with(LedgerConfig::default(), limits).await;
+    app.last_sequence().await;
+    let second = Channel::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut second = AuditServiceClient::new(second);
+    second
+        .get_ledger_info(pb::GetLedgerInfoRequest {})
+        .await
+        .unwrap();
+    let refused = over_new_connection(&app).await;
+    assert!(refused.is_err(), "a third connection was served");
+    app.last_sequence().await;
+}
+
 /// Reproduces: no request had a deadline on the server, so a request held
 /// up inside the ledger ran as long as the hold. With a 200 ms deadline the
 /// client gets CANCELLED in time; the write it had handed to the ledger is
