@@ -5,11 +5,15 @@
 //! writing to apply each durable batch before it answers the batch's
 //! clients. A read holds the lock's read side while it runs, and a writer
 //! waiting for the lock also holds back new readers. So:
-//! - a read that may take long runs on a blocking thread
+//! - a read that may take long runs on one of the read threads
 //!   ([`Ledger::read_off_runtime`]), never on the async runtime's worker
 //!   threads, so no worker (and no write handler queued behind it) waits on
 //!   the lock; at most [`READS_OFF_RUNTIME_MAX`] such reads run at once, the
 //!   others wait for a turn without holding a thread;
+//! - the read threads run at a lower scheduling priority than the rest of
+//!   the process (Linux `nice` +[`READ_THREAD_NICE`]): on a busy machine a
+//!   long read takes the CPU the write path leaves, instead of half of it,
+//!   and reads still get the whole machine when nothing is written;
 //! - a read over a collection does bounded work per hold of the lock
 //!   ([`Ledger::read_in_steps`]): it releases the lock between steps, so the
 //!   publisher waits at most one step, not the whole scan.
@@ -27,8 +31,73 @@ use crate::domain::state::LedgerState;
 /// Most reads running on blocking threads at once, in this process.
 pub const READS_OFF_RUNTIME_MAX: usize = 8;
 
-/// Turns for reads on blocking threads.
+/// Turns for reads on the read threads.
 static READS_OFF_RUNTIME: Semaphore = Semaphore::const_new(READS_OFF_RUNTIME_MAX);
+
+/// How much lower the read threads' scheduling priority is (Linux nice
+/// value, added to the process's).
+pub const READ_THREAD_NICE: i32 = 10;
+
+/// A read handed to a read thread.
+type ReadJob = Box<dyn FnOnce() + Send>;
+
+/// The read threads: [`READS_OFF_RUNTIME_MAX`] of them, started with the
+/// first read, each at [`READ_THREAD_NICE`]. A read's turn admits it, so no
+/// more than that many jobs are ever queued or running.
+fn read_threads() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<ReadJob>> {
+    static THREADS: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<ReadJob>>> =
+        std::sync::OnceLock::new();
+    THREADS.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel::<ReadJob>();
+        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        for index in 0..READS_OFF_RUNTIME_MAX {
+            let receiver = receiver.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("ledger-read-{index}"))
+                .spawn(move || {
+                    lower_this_threads_priority();
+                    loop {
+                        let job = receiver
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(error) = started {
+                tracing::error!(%error, "starting a read thread failed");
+            }
+        }
+        std::sync::Mutex::new(sender)
+    })
+}
+
+/// Lowers the calling thread's scheduling priority by [`READ_THREAD_NICE`].
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread's own id; no
+        // memory is shared with the kernel.
+        let result = unsafe {
+            let thread = libc::gettid();
+            let current = libc::getpriority(libc::PRIO_PROCESS, thread as libc::id_t);
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                thread as libc::id_t,
+                current.saturating_add(READ_THREAD_NICE),
+            )
+        };
+        if result != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "could not lower a read thread's priority; reads compete with writes for the CPU"
+            );
+        }
+    }
+}
 
 /// What one step of a read in steps decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,16 +130,33 @@ impl Ledger {
             .await
             .map_err(|error| ReadError::Failed(error.to_string()))?;
         let ledger = self.clone();
+        let (reply, answer) = tokio::sync::oneshot::channel();
         // The turn goes with the read, not with this future: a caller that
         // gives up (a deadline, a client gone) leaves the read running on its
         // thread, and it keeps its turn until it ends, so cancelled reads
         // cannot pile up past the bound.
-        tokio::task::spawn_blocking(move || {
+        let job: ReadJob = Box::new(move || {
             let _turn = turn;
-            read(&ledger)
-        })
-        .await
-        .map_err(|error| ReadError::Failed(error.to_string()))
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&ledger)))
+                .map_err(|panic| {
+                    let cause = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_owned());
+                    tracing::error!(%cause, "a read panicked");
+                    ReadError::Failed("the read failed on an internal error (logged)".into())
+                });
+            let _ = reply.send(result);
+        });
+        read_threads()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .send(job)
+            .map_err(|_| ReadError::Failed("the read threads have stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| ReadError::Failed("the read thread stopped before answering".into()))?
     }
 
     /// Runs `step` under the read lock again and again, from `start`, each
@@ -166,6 +252,24 @@ mod tests {
         }
         drop(release);
         assert!(running_max.load(Ordering::SeqCst) <= READS_OFF_RUNTIME_MAX);
+    }
+
+    /// Reads run below the write path's priority, so that on a busy
+    /// machine a long read takes the CPU the writes leave.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn reads_run_at_a_lower_priority_than_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger(dir.path());
+        // SAFETY: reads the calling process's and thread's nice values.
+        let process = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let reader = ledger
+            .read_off_runtime(|_| unsafe {
+                libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t)
+            })
+            .await
+            .unwrap();
+        assert_eq!(reader, (process + READ_THREAD_NICE).min(19));
     }
 
     /// A read that panics is one failed read, not a panic in its caller.
