@@ -159,44 +159,69 @@ impl DayTotals {
 
     /// Adds `other` to this day, field by field, or changes nothing on overflow.
     pub fn add(&mut self, other: &DayTotals) -> Result<(), Overflow> {
-        let mut by_product = self.disbursed_by_product.clone();
-        for (product, day) in &other.disbursed_by_product {
-            let entry = by_product.entry(product.clone()).or_default();
-            entry.loans = plus_count(entry.loans, day.loans)?;
-            entry.amount = plus(entry.amount, day.amount)?;
-            if entry.loans == 0 && entry.amount.is_zero() {
-                by_product.remove(product);
-            }
+        // Most changes carry one or two figures: the others are kept as they
+        // are, without arithmetic (adding zero would only normalise them).
+        macro_rules! amount {
+            ($field:ident) => {
+                if other.$field.is_zero() {
+                    self.$field
+                } else {
+                    plus(self.$field, other.$field)?
+                }
+            };
         }
-        let sum = DayTotals {
-            loans_disbursed: plus_count(self.loans_disbursed, other.loans_disbursed)?,
-            amount_disbursed: plus(self.amount_disbursed, other.amount_disbursed)?,
-            principal_collected: plus(self.principal_collected, other.principal_collected)?,
-            interest_collected: plus(self.interest_collected, other.interest_collected)?,
-            fees_collected: plus(self.fees_collected, other.fees_collected)?,
-            fees_withheld: plus(self.fees_withheld, other.fees_withheld)?,
-            written_off: plus(self.written_off, other.written_off)?,
-            recovered: plus(self.recovered, other.recovered)?,
-            savings_change: plus(self.savings_change, other.savings_change)?,
-            portfolio_change: plus(self.portfolio_change, other.portfolio_change)?,
-            borrowers_change: plus_count(self.borrowers_change, other.borrowers_change)?,
-            borrowers_with_savings_change: plus_count(
-                self.borrowers_with_savings_change,
-                other.borrowers_with_savings_change,
-            )?,
-            loans_active_change: plus_count(self.loans_active_change, other.loans_active_change)?,
-            par1_change: plus(self.par1_change, other.par1_change)?,
-            par30_change: plus(self.par30_change, other.par30_change)?,
-            par90_change: plus(self.par90_change, other.par90_change)?,
-            loans_in_arrears_change: plus_count(
-                self.loans_in_arrears_change,
-                other.loans_in_arrears_change,
-            )?,
-            due: plus(self.due, other.due)?,
-            paid_on_time: plus(self.paid_on_time, other.paid_on_time)?,
-            disbursed_by_product: by_product,
+        macro_rules! count {
+            ($field:ident) => {
+                if other.$field == 0 {
+                    self.$field
+                } else {
+                    plus_count(self.$field, other.$field)?
+                }
+            };
+        }
+        let by_product = if other.disbursed_by_product.is_empty() {
+            None
+        } else {
+            let mut by_product = self.disbursed_by_product.clone();
+            for (product, day) in &other.disbursed_by_product {
+                let entry = by_product.entry(product.clone()).or_default();
+                entry.loans = plus_count(entry.loans, day.loans)?;
+                entry.amount = plus(entry.amount, day.amount)?;
+                if entry.loans == 0 && entry.amount.is_zero() {
+                    by_product.remove(product);
+                }
+            }
+            Some(by_product)
         };
-        *self = sum;
+        let sum = DayTotals {
+            loans_disbursed: count!(loans_disbursed),
+            amount_disbursed: amount!(amount_disbursed),
+            principal_collected: amount!(principal_collected),
+            interest_collected: amount!(interest_collected),
+            fees_collected: amount!(fees_collected),
+            fees_withheld: amount!(fees_withheld),
+            written_off: amount!(written_off),
+            recovered: amount!(recovered),
+            savings_change: amount!(savings_change),
+            portfolio_change: amount!(portfolio_change),
+            borrowers_change: count!(borrowers_change),
+            borrowers_with_savings_change: count!(borrowers_with_savings_change),
+            loans_active_change: count!(loans_active_change),
+            par1_change: amount!(par1_change),
+            par30_change: amount!(par30_change),
+            par90_change: amount!(par90_change),
+            loans_in_arrears_change: count!(loans_in_arrears_change),
+            due: amount!(due),
+            paid_on_time: amount!(paid_on_time),
+            disbursed_by_product: BTreeMap::new(),
+        };
+        // Nothing can fail from here: the day changes whole or not at all.
+        let by_product =
+            by_product.unwrap_or_else(|| std::mem::take(&mut self.disbursed_by_product));
+        *self = DayTotals {
+            disbursed_by_product: by_product,
+            ..sum
+        };
         Ok(())
     }
 

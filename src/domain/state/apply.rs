@@ -913,13 +913,19 @@ impl<'s> Stage<'s> {
         let loans = std::mem::take(&mut self.loans);
         for (id, staged) in &loans {
             let branch = staged.loan.branch.clone();
+            // The loan's contribution from `from` on, after less before: an
+            // entry changes few of its days (a payment, the installments it
+            // settles), so only the days that differ are touched.
+            let mut change = staged.loan.quality_days(staged.from)?;
             if let Some(before) = self.state.loans.get(id) {
                 for (date, day) in before.quality_days(staged.from)? {
-                    self.add_day(&branch, date, &day.negated())?;
+                    change.entry(date).or_default().subtract(&day)?;
                 }
             }
-            for (date, day) in staged.loan.quality_days(staged.from)? {
-                self.add_day(&branch, date, &day)?;
+            for (date, day) in change {
+                if !day.is_empty() {
+                    self.add_day(&branch, date, &day.day_totals())?;
+                }
             }
         }
         for member_id in std::mem::take(&mut self.refresh) {

@@ -717,6 +717,84 @@ impl Loan {
     }
 }
 
+/// One loan's part of one day's portfolio figures: the fields of
+/// [`DayTotals`] that [`Loan::quality_days`] computes. Small and `Copy`,
+/// because every transaction on a loan recomputes dozens of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QualityDay {
+    /// Change in the number of loans with principal outstanding.
+    pub loans_active_change: i64,
+    /// Change of the outstanding principal at risk beyond 1, 30 and 90 days.
+    pub par_change: [Decimal; 3],
+    /// Change in the number of loans in arrears under their tolerance.
+    pub loans_in_arrears_change: i64,
+    /// Installments falling due on the day.
+    pub due: Decimal,
+    /// Of `due`, what was paid by the day.
+    pub paid_on_time: Decimal,
+}
+
+impl QualityDay {
+    /// `self + sign × other`, field by field; unchanged on overflow.
+    fn add_signed(&mut self, other: &QualityDay, negate: bool) -> Result<(), Overflow> {
+        let amount = |a: Decimal, b: Decimal| -> Result<Decimal, Overflow> {
+            match (b.is_zero(), negate) {
+                (true, _) => Ok(a),
+                (false, false) => plus(a, b),
+                (false, true) => minus(a, b),
+            }
+        };
+        let count = |a: i64, b: i64| -> Result<i64, Overflow> {
+            if negate {
+                a.checked_sub(b)
+            } else {
+                a.checked_add(b)
+            }
+            .ok_or(Overflow)
+        };
+        let mut next = *self;
+        next.loans_active_change = count(self.loans_active_change, other.loans_active_change)?;
+        for (part, change) in next.par_change.iter_mut().enumerate() {
+            *change = amount(self.par_change[part], other.par_change[part])?;
+        }
+        next.loans_in_arrears_change =
+            count(self.loans_in_arrears_change, other.loans_in_arrears_change)?;
+        next.due = amount(self.due, other.due)?;
+        next.paid_on_time = amount(self.paid_on_time, other.paid_on_time)?;
+        *self = next;
+        Ok(())
+    }
+
+    /// Adds `other`; unchanged on overflow.
+    pub fn add(&mut self, other: &QualityDay) -> Result<(), Overflow> {
+        self.add_signed(other, false)
+    }
+
+    /// Subtracts `other`; unchanged on overflow.
+    pub fn subtract(&mut self, other: &QualityDay) -> Result<(), Overflow> {
+        self.add_signed(other, true)
+    }
+
+    /// True when it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == QualityDay::default()
+    }
+
+    /// As a change of a day's totals.
+    pub fn day_totals(&self) -> DayTotals {
+        DayTotals {
+            loans_active_change: self.loans_active_change,
+            par1_change: self.par_change[0],
+            par30_change: self.par_change[1],
+            par90_change: self.par_change[2],
+            loans_in_arrears_change: self.loans_in_arrears_change,
+            due: self.due,
+            paid_on_time: self.paid_on_time,
+            ..DayTotals::default()
+        }
+    }
+}
+
 /// Day-by-day figures a loan adds to its branch's totals.
 impl Loan {
     /// The loan's contribution to its branch's portfolio figures
@@ -735,8 +813,11 @@ impl Loan {
     pub fn quality_days(
         &self,
         from: NaiveDate,
-    ) -> Result<BTreeMap<NaiveDate, DayTotals>, Overflow> {
-        let mut days: BTreeMap<NaiveDate, DayTotals> = BTreeMap::new();
+    ) -> Result<BTreeMap<NaiveDate, QualityDay>, Overflow> {
+        // Changes are collected in a list, then sorted and merged by date
+        // once: cheaper than keeping a map ordered while they come.
+        let mut days: Vec<(NaiveDate, QualityDay)> =
+            Vec::with_capacity(2 * self.installments.len() + 8);
         // Amount due up to and including each installment.
         let mut cumulative = Vec::with_capacity(self.installments.len());
         let mut total_due = Decimal::ZERO;
@@ -765,9 +846,9 @@ impl Loan {
             if principal <= Decimal::ZERO || end.is_some_and(|end| end <= from) {
                 continue;
             }
-            let active = DayTotals {
+            let active = QualityDay {
                 loans_active_change: 1,
-                ..DayTotals::default()
+                ..QualityDay::default()
             };
             add_range(&mut days, start, end, from, &active)?;
             // The oldest installment not covered by what was paid.
@@ -779,12 +860,8 @@ impl Loan {
                 let Some(at_risk) = oldest_due.checked_add_days(Days::new(days_late + 1)) else {
                     continue;
                 };
-                let mut change = DayTotals::default();
-                *[
-                    &mut change.par1_change,
-                    &mut change.par30_change,
-                    &mut change.par90_change,
-                ][part] = principal;
+                let mut change = QualityDay::default();
+                change.par_change[part] = principal;
                 add_range(&mut days, start.max(at_risk), end, from, &change)?;
             }
             // In arrears under the tolerance: late beyond its days, and
@@ -802,15 +879,15 @@ impl Loan {
                     start.max(late).max(over),
                     end,
                     from,
-                    &DayTotals {
+                    &QualityDay {
                         loans_in_arrears_change: 1,
-                        ..DayTotals::default()
+                        ..QualityDay::default()
                     },
                 )?;
             }
         }
         if self.status == LoanStatus::Cancelled {
-            return Ok(days);
+            return merge_by_date(days);
         }
         // Installments due, and what of each was paid by its due date.
         let mut paid_changes = self.paid_changes.iter().peekable();
@@ -828,17 +905,34 @@ impl Loan {
                     .checked_sub(before)
                     .ok_or(Overflow)?
                     .clamp(Decimal::ZERO, amount);
-                let day = days.entry(date).or_default();
-                day.add(&DayTotals {
-                    due: amount,
-                    paid_on_time: covered,
-                    ..DayTotals::default()
-                })?;
+                days.push((
+                    date,
+                    QualityDay {
+                        due: amount,
+                        paid_on_time: covered,
+                        ..QualityDay::default()
+                    },
+                ));
             }
             before = *through;
         }
-        Ok(days)
+        merge_by_date(days)
     }
+}
+
+/// The changes summed by date, in date order.
+fn merge_by_date(
+    mut days: Vec<(NaiveDate, QualityDay)>,
+) -> Result<BTreeMap<NaiveDate, QualityDay>, Overflow> {
+    days.sort_by_key(|(date, _)| *date);
+    let mut merged: Vec<(NaiveDate, QualityDay)> = Vec::with_capacity(days.len());
+    for (date, day) in days {
+        match merged.last_mut() {
+            Some((last, sum)) if *last == date => sum.add(&day)?,
+            _ => merged.push((date, day)),
+        }
+    }
+    Ok(merged.into_iter().collect())
 }
 
 /// Everything an installment asks for.
@@ -852,20 +946,23 @@ fn installment_total(installment: &Installment) -> Result<Decimal, Overflow> {
 /// Adds `change` to every day of `start..end` (no end: on and on) from
 /// `from` on, as differences: `change` on the first day, its negation on `end`.
 fn add_range(
-    days: &mut BTreeMap<NaiveDate, DayTotals>,
+    days: &mut Vec<(NaiveDate, QualityDay)>,
     start: NaiveDate,
     end: Option<NaiveDate>,
     from: NaiveDate,
-    change: &DayTotals,
+    change: &QualityDay,
 ) -> Result<(), Overflow> {
     let first = start.max(from);
     if let Some(end) = end {
         if first >= end {
             return Ok(());
         }
-        days.entry(end).or_default().add(&change.negated())?;
+        let mut undo = QualityDay::default();
+        undo.subtract(change)?;
+        days.push((end, undo));
     }
-    days.entry(first).or_default().add(change)
+    days.push((first, *change));
+    Ok(())
 }
 
 /// A new loan's schedule and the fees on its disbursement: what a
