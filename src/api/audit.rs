@@ -648,7 +648,9 @@ impl ArrearsQuery {
                     return Step::Done;
                 }
                 looked_at += 1;
-                if branch.is_none_or(|b| loan.branch == *b) {
+                let candidate = branch.is_none_or(|b| loan.branch == *b)
+                    && loan.may_be_in_arrears_on(as_of).unwrap_or(true);
+                if candidate {
                     let arrears = match loan.arrears_on(as_of) {
                         Ok(arrears) => arrears,
                         Err(overflow) => {

@@ -641,6 +641,38 @@ impl Loan {
         self.overdue_on(date)
     }
 
+    /// False when the loan cannot be in arrears under its tolerance at the
+    /// end of `date` (true does not say it is: [`Loan::arrears_on`] does).
+    /// A cheap test before the full computation, for listings that look at
+    /// every loan: being in arrears needs an installment due more than the
+    /// tolerance's days before `date` that is not fully paid, and payments
+    /// settle installments oldest first, so what fell due before then must
+    /// exceed what was paid by `date`.
+    pub fn may_be_in_arrears_on(&self, date: NaiveDate) -> Result<bool, Overflow> {
+        if !self.active_on(date) {
+            return Ok(false);
+        }
+        let days = u64::from(self.policy.arrears_tolerance.days);
+        let Some(cutoff) = date.checked_sub_days(Days::new(days)) else {
+            return Ok(false);
+        };
+        let mut due_before = Decimal::ZERO;
+        for installment in &self.installments {
+            if installment.due.due_date >= cutoff.min(date) {
+                break;
+            }
+            let total = due_before
+                .checked_add(installment.due.principal)
+                .and_then(|d| d.checked_add(installment.due.interest))
+                .and_then(|d| d.checked_add(installment.due.fee));
+            due_before = total.ok_or(Overflow)?;
+        }
+        if due_before.is_zero() {
+            return Ok(false);
+        }
+        Ok(due_before > self.paid_on(date)?)
+    }
+
     /// What is overdue at the end of `date` from the schedule and the
     /// amounts paid by then, whatever the loan's status (see [`Loan::arrears_on`]).
     pub fn overdue_on(&self, date: NaiveDate) -> Result<Arrears, Overflow> {
