@@ -156,6 +156,21 @@ async fn over_new_connection(app: &App) -> Result<u64, String> {
         .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
 }
 
+/// A second connection to the app, served once.
+async fn second_connection(app: &App) -> AuditServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = AuditServiceClient::new(channel);
+    client
+        .get_ledger_info(pb::GetLedgerInfoRequest {})
+        .await
+        .unwrap();
+    client
+}
+
 /// Reproduces: any number of connections from one address were accepted.
 /// With at most 2 per address, the app's own connection and one more are
 /// served, a third is refused, and once one closes a new one is served.
@@ -167,16 +182,7 @@ async fn connections_from_one_address_are_bounded() {
     };
     let mut app = spawn_app_with(LedgerConfig::default(), limits).await;
     app.last_sequence().await;
-    let second = Channel::from_shared(format!("http://{}", app.address))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut second = AuditServiceClient::new(second);
-    second
-        .get_ledger_info(pb::GetLedgerInfoRequest {})
-        .await
-        .unwrap();
+    let mut second = second_connection(&app).await;
     let refused = over_new_connection(&app).await;
     assert!(refused.is_err(), "a third connection was served");
     // The two admitted ones still work.
@@ -208,16 +214,7 @@ async fn connections_in_all_are_bounded() {
     };
     let mut app = spawn_app_with(LedgerConfig::default(), limits).await;
     app.last_sequence().await;
-    let second = Channel::from_shared(format!("http://{}", app.address))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut second = AuditServiceClient::new(second);
-    second
-        .get_ledger_info(pb::GetLedgerInfoRequest {})
-        .await
-        .unwrap();
+    let _second = second_connection(&app).await;
     let refused = over_new_connection(&app).await;
     assert!(refused.is_err(), "a third connection was served");
     app.last_sequence().await;
