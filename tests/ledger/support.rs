@@ -71,31 +71,7 @@ async fn start_in(dir: TempDir, config: LedgerConfig, limits: ServerLimits) -> A
     }
     let store = store.unwrap();
     let ledger = Arc::new(Ledger::start(Arc::new(store), TestClock::new(), config).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let served = ledger.clone();
-    let server = tokio::spawn(async move {
-        api::serve(listener, served, limits, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    App {
-        branch: BranchServiceClient::new(channel.clone()),
-        audit: AuditServiceClient::new(channel),
-        ledger,
-        dir,
-        address,
-        stop: Some(stop),
-        server: Some(server),
-    }
+    serve_ledger(ledger, dir, limits).await
 }
 
 impl App {
@@ -623,7 +599,6 @@ pub async fn loans_in_arrears(app: &mut App, branch: &str, as_of: &str) -> Vec<p
 
 /// Serves `ledger`, which the test started itself (on its own store or with
 /// its own rules), on 127.0.0.1 port 0; `dir` lives as long as the app.
-#[allow(dead_code)]
 pub async fn serve_ledger(ledger: Arc<Ledger>, dir: TempDir, limits: ServerLimits) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
