@@ -9,18 +9,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mfi_ledger::pb;
 use mfi_ledger::pb::audit_service_client::AuditServiceClient;
 use mfi_ledger::pb::branch_service_client::BranchServiceClient;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tonic::transport::Channel;
 
-use crate::support::{ctx, vnd};
+use crate::support::{ctx, serve_binary, vnd};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mfi-ledger");
 const ROUNDS: usize = 5;
@@ -38,26 +36,7 @@ struct Server {
 }
 
 async fn start(dir: &Path) -> Server {
-    let mut child = Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the server binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server says where it listens within 30 s")
-        .unwrap()
-        .expect("a line on stdout");
-    let address = line
-        .strip_prefix("mfi-ledger listening on ")
-        .expect("the listening line")
-        .to_owned();
+    let (child, address) = serve_binary(BINARY, dir).await;
     let channel = Channel::from_shared(format!("http://{address}"))
         .unwrap()
         .connect()

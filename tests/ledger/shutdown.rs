@@ -5,20 +5,19 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mfi_ledger::pb;
 use mfi_ledger::pb::branch_service_client::BranchServiceClient;
 use mfi_ledger::store::{DiskStore, Store};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
-use crate::support::{ctx, vnd};
+use crate::support::{ctx, serve_binary, vnd};
 
 /// The server binary: this build's, or the one named by
 /// `SHUTDOWN_TEST_BINARY` (a way to run these tests against another build,
@@ -38,27 +37,7 @@ const ACKNOWLEDGED_BEFORE_SIGNAL: usize = 1_000;
 
 /// Starts `mfi-ledger serve` on port 0; returns it and its address.
 async fn start(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the server binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server says where it listens within 30 s")
-        .unwrap()
-        .expect("a line on stdout");
-    let address = line
-        .strip_prefix("mfi-ledger listening on ")
-        .expect("the listening line")
-        .to_owned();
-    (child, address)
+    serve_binary(&binary(), dir).await
 }
 
 async fn connect(address: &str) -> BranchServiceClient<Channel> {

@@ -648,3 +648,30 @@ pub async fn health(
         .into_inner();
     reply.status()
 }
+
+/// Starts the binary at `binary` as `serve` on 127.0.0.1 port 0 over `dir`
+/// (killed when dropped); returns it and the address it says it listens on.
+pub async fn serve_binary(binary: &str, dir: &std::path::Path) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the server says where it listens within 30 s")
+        .unwrap()
+        .expect("a line on stdout");
+    let address = line
+        .strip_prefix("mfi-ledger listening on ")
+        .expect("the listening line")
+        .to_owned();
+    (child, address)
+}
