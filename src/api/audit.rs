@@ -2,10 +2,10 @@
 //!
 //! Every read runs off the async runtime's worker threads
 //! ([`Ledger::read_off_runtime`]), so no worker waits on the read lock; the
-//! lists are paged (`super::pages`) and a page of loans in arrears takes the
-//! lock in steps of [`LOANS_PER_HOLD`] loans, so the publisher, which needs
-//! the lock to apply a durable batch and answer its clients, never waits for
-//! a whole scan.
+//! lists are paged (`super::pages`) and a page of loans in arrears takes its
+//! loans out of the read lock [`LOANS_PER_HOLD`] at a time and works out
+//! their arrears after releasing it, so the publisher, which needs the lock
+//! to apply a durable batch and answer its clients, never waits for a scan.
 
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use crate::domain::ids::{BranchId, LoanId, MemberId};
 use crate::domain::money::Currency;
 use crate::domain::state::{Arrears, InstallmentStatus, LedgerState, Loan, LoanStatus, LoanView};
 use crate::domain::totals::{Overflow, Period, PeriodFigures, minus, plus, sum, times};
-use crate::ledger::{Ledger, Step};
+use crate::ledger::Ledger;
 use crate::pb;
 use crate::pb::audit_service_server::AuditService;
 
@@ -30,7 +30,7 @@ use super::pages::{self, List, Page};
 pub use super::pages::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
 use super::status;
 
-/// Loans looked at in one hold of the read lock while listing loans in arrears.
+/// Loans taken in one hold of the read lock while listing loans in arrears.
 pub const LOANS_PER_HOLD: usize = 256;
 /// Most loans looked at for one page of loans in arrears: a page ends there
 /// (with a token) even when it holds fewer loans than asked.
@@ -608,9 +608,12 @@ struct ArrearsQuery {
 }
 
 impl ArrearsQuery {
-    /// The page: loans in id order from the one after the token's, looked
-    /// at [`LOANS_PER_HOLD`] per hold of the read lock, until the page is
-    /// full, [`LOANS_PER_PAGE_MAX`] were looked at, or the loans end.
+    /// The page: loans in id order from the one after the token's, until
+    /// the page is full, [`LOANS_PER_PAGE_MAX`] were looked at, or the
+    /// loans end. The loans are taken [`LOANS_PER_HOLD`] at a time in short
+    /// holds of the read lock (shared handles, no copies) and looked at
+    /// after it is released, so the publisher never waits for a page's
+    /// arrears to be worked out, however slowly this read thread runs.
     fn page(self, ledger: &Ledger) -> Result<pb::ListLoansInArrearsResponse, DomainError> {
         let branch = self.branch.as_ref();
         let as_of = ledger.read(|state| {
@@ -634,41 +637,38 @@ impl ArrearsQuery {
             .transpose()?;
         let mut page = Page::new(self.page_size);
         let mut looked_at = 0usize;
+        // The last loan looked at; the next page starts after it.
+        let mut last = after;
         // The last loan of the page when loans remain after it.
         let mut next: Option<LoanId> = None;
-        let mut failed = None;
-        ledger.read_in_steps(after, |state, after| {
-            let mut last = after;
-            for (held, loan) in state.loans_after(last.as_ref()).enumerate() {
-                if held == LOANS_PER_HOLD {
-                    return Step::Continue(last);
-                }
+        'steps: loop {
+            let taken: Vec<Arc<Loan>> = ledger.read(|state| {
+                state
+                    .loans_after(last.as_ref())
+                    .take(LOANS_PER_HOLD)
+                    .cloned()
+                    .collect()
+            });
+            for loan in &taken {
                 if page.is_full() || looked_at == LOANS_PER_PAGE_MAX {
                     next = last;
-                    return Step::Done;
+                    break 'steps;
                 }
                 looked_at += 1;
                 let candidate = branch.is_none_or(|b| loan.branch == *b)
                     && loan.may_be_in_arrears_on(as_of).unwrap_or(true);
                 if candidate {
-                    let arrears = match loan.arrears_on(as_of) {
-                        Ok(arrears) => arrears,
-                        Err(overflow) => {
-                            failed = Some(DomainError::from(overflow));
-                            return Step::Done;
-                        }
-                    };
+                    let arrears = loan.arrears_on(as_of).map_err(DomainError::from)?;
                     if arrears.in_arrears && page.push(arrears_out(loan, &arrears)).is_err() {
                         next = last;
-                        return Step::Done;
+                        break 'steps;
                     }
                 }
                 last = Some(loan.id.clone());
             }
-            Step::Done
-        });
-        if let Some(error) = failed {
-            return Err(error);
+            if taken.len() < LOANS_PER_HOLD {
+                break;
+            }
         }
         Ok(pb::ListLoansInArrearsResponse {
             as_of_date: as_of.to_string(),

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -383,7 +384,10 @@ pub struct LedgerState {
     groups: BTreeMap<GroupId, Group>,
     members: BTreeMap<MemberId, Member>,
     savings: BTreeMap<SavingsAccountId, SavingsAccount>,
-    loans: BTreeMap<LoanId, Loan>,
+    /// Shared, so that a read can take loans out of the lock and look at
+    /// them after releasing it; applying an entry replaces a changed loan
+    /// with a new one (it stages a copy anyway), never edits a shared one.
+    loans: BTreeMap<LoanId, Arc<Loan>>,
     /// Every version of every product, oldest first.
     products: BTreeMap<ProductId, Vec<ProductVersion>>,
     balances: HashMap<AccountId, Balance>,
@@ -494,7 +498,7 @@ impl LedgerState {
 
     /// A loan.
     pub fn loan(&self, id: &LoanId) -> Option<&Loan> {
-        self.loans.get(id)
+        self.loans.get(id).map(Arc::as_ref)
     }
 
     /// A product's versions, oldest first.

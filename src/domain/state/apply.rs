@@ -90,7 +90,7 @@ impl LedgerState {
             }
             self.changed
                 .note(|| StateKey::LoanProgress(loan.id.clone()));
-            self.loans.insert(loan.id.clone(), loan);
+            self.loans.insert(loan.id.clone(), Arc::new(loan));
         }
         for ((branch, date), day) in commit.days {
             self.changed.note(|| StateKey::Day(branch.clone(), date));
@@ -199,7 +199,7 @@ impl<'s> Stage<'s> {
             self.loans.insert(
                 id.clone(),
                 StagedLoan {
-                    loan: loan.clone(),
+                    loan: Loan::clone(loan),
                     from,
                     schedule_changed: false,
                 },

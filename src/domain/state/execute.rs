@@ -1267,8 +1267,7 @@ impl LedgerState {
     }
 
     pub(super) fn find_loan(&self, field: &str, id: &LoanId) -> Result<&Loan, DomainError> {
-        self.loans
-            .get(id)
+        self.loan(id)
             .ok_or_else(|| DomainError::not_found(field, "loan", id.as_str()))
     }
 }

@@ -218,7 +218,8 @@ impl LedgerState {
             }
             "loan" => {
                 let loan: LoanRecord = decode(key, value)?;
-                self.loans.insert(loan.id.clone(), loan.into_loan());
+                self.loans
+                    .insert(loan.id.clone(), Arc::new(loan.into_loan()));
             }
             "repaid" => {
                 let progress: LoanProgress = decode(key, value)?;
@@ -226,6 +227,7 @@ impl LedgerState {
                 let loan = self
                     .loans
                     .get_mut(&id)
+                    .map(Arc::make_mut)
                     .ok_or_else(|| format!("record {key:?} has no loan record"))?;
                 progress.restore(loan)?;
             }

@@ -675,41 +675,77 @@ impl Loan {
 
     /// What is overdue at the end of `date` from the schedule and the
     /// amounts paid by then, whatever the loan's status (see [`Loan::arrears_on`]).
+    ///
+    /// Payments cover installments oldest first, each in the product's
+    /// allocation order; an installment that what was paid covers whole, or
+    /// that nothing paid reaches, needs no allocation, so only the one
+    /// installment a payment covers in part is split by parts. Listings of
+    /// loans in arrears call this for every loan they look at.
     pub fn overdue_on(&self, date: NaiveDate) -> Result<Arrears, Overflow> {
         let mut arrears = Arrears {
             principal_outstanding: self.principal_on(date)?,
             ..Arrears::default()
         };
+        let mut order = [
+            AllocationPart::Fees,
+            AllocationPart::Interest,
+            AllocationPart::Principal,
+        ];
+        order.sort_by_key(|part| self.policy.allocation_order.iter().position(|p| p == part));
         let mut paid = self.paid_on(date)?;
         let mut oldest = None;
+        // Unpaid fees, interest and principal, added up unnormalised.
+        let mut unpaid = [Decimal::ZERO; 3];
+        let slot = |part: AllocationPart| match part {
+            AllocationPart::Fees => 0,
+            AllocationPart::Interest => 1,
+            _ => 2,
+        };
+        let add = |sum: &mut Decimal, amount: Decimal| -> Result<(), Overflow> {
+            *sum = sum.checked_add(amount).ok_or(Overflow)?;
+            Ok(())
+        };
         for installment in &self.installments {
-            if installment.due.due_date >= date {
+            let due = &installment.due;
+            if due.due_date >= date {
                 break;
             }
-            let mut owed = [
-                (AllocationPart::Fees, installment.due.fee),
-                (AllocationPart::Interest, installment.due.interest),
-                (AllocationPart::Principal, installment.due.principal),
-            ];
-            owed.sort_by_key(|(part, _)| {
-                self.policy.allocation_order.iter().position(|p| p == part)
-            });
-            for (part, amount) in owed {
-                let covered = amount.min(paid);
-                paid = minus(paid, covered)?;
-                let unpaid = minus(amount, covered)?;
-                if unpaid.is_zero() {
+            let parts = [due.fee, due.interest, due.principal];
+            let whole = parts.iter().all(|amount| !amount.is_sign_negative());
+            if whole && paid.is_zero() {
+                // Nothing paid reaches it: all of it is unpaid.
+                if parts.iter().any(|amount| !amount.is_zero()) {
+                    oldest.get_or_insert(due.due_date);
+                }
+                for (sum, amount) in unpaid.iter_mut().zip(parts) {
+                    add(sum, amount)?;
+                }
+                continue;
+            }
+            if whole {
+                let total = installment_total(due)?;
+                if paid >= total {
+                    // Covered whole.
+                    paid = paid.checked_sub(total).ok_or(Overflow)?;
                     continue;
                 }
-                oldest.get_or_insert(installment.due.due_date);
-                let overdue = match part {
-                    AllocationPart::Fees => &mut arrears.fees_overdue,
-                    AllocationPart::Interest => &mut arrears.interest_overdue,
-                    _ => &mut arrears.principal_overdue,
-                };
-                *overdue = plus(*overdue, unpaid)?;
+            }
+            for part in order {
+                let amount = parts[slot(part)];
+                let covered = amount.min(paid);
+                paid = minus(paid, covered)?;
+                let left = minus(amount, covered)?;
+                if left.is_zero() {
+                    continue;
+                }
+                oldest.get_or_insert(due.due_date);
+                add(&mut unpaid[slot(part)], left)?;
             }
         }
+        let [fees, interest, principal] = unpaid;
+        arrears.fees_overdue = fees.normalize();
+        arrears.interest_overdue = interest.normalize();
+        arrears.principal_overdue = principal.normalize();
         if let Some(oldest) = oldest {
             arrears.days_overdue = u32::try_from((date - oldest).num_days()).unwrap_or(u32::MAX);
             let tolerance = self.policy.arrears_tolerance;

@@ -124,7 +124,7 @@ impl LedgerState {
         let loans = member
             .loans
             .iter()
-            .filter_map(|id| self.loans.get(id))
+            .filter_map(|id| self.loan(id))
             .cloned()
             .collect();
         Ok(MemberView {

@@ -384,7 +384,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
         }
         _ => day(d),
     };
-    let loan_day = |m: usize, d: u32| after_last(state.loans.get(&latest_loan(m)), d);
+    let loan_day = |m: usize, d: u32| after_last(state.loan(&latest_loan(m)), d);
     match step.clone() {
         Step::Deposit {
             member: m,
@@ -445,7 +445,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                 .members
                 .get(&member(m))
                 .and_then(|x| {
-                    let loans = || x.loans.iter().rev().filter_map(|l| state.loans.get(l));
+                    let loans = || x.loans.iter().rev().filter_map(|l| state.loan(l));
                     loans()
                         .find(|loan| loan.events.len() > 1)
                         .or_else(|| loans().next())
@@ -521,7 +521,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                 x.loans
                     .iter()
                     .rev()
-                    .filter_map(|l| state.loans.get(l))
+                    .filter_map(|l| state.loan(l))
                     .find(|loan| {
                         loan.status == LoanStatus::Active
                             && loan.tranches < loan.policy.tranches_max
@@ -578,7 +578,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                 meeting_date: Some(after_last(
                     (0..MEMBERS)
                         .filter(|&m| lines[m].0.is_some())
-                        .filter_map(|m| state.loans.get(&latest_loan(m)))
+                        .filter_map(|m| state.loan(&latest_loan(m)))
                         .max_by_key(|loan| loan.last_repayment_on),
                     d,
                 )),
