@@ -441,6 +441,7 @@ mod ordered;
 mod queries;
 #[cfg(test)]
 mod tests;
+pub use apply::Written;
 pub use loans::{Arrears, PayoffQuote, charged, initial_schedule};
 pub use queries::{
     InstallmentStatus, LoanView, MemberView, PortfolioQuality, ProductCount, SavingsView,

@@ -24,7 +24,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::domain::DomainError;
 use crate::domain::command::Command;
 use crate::domain::entry::{Entry, EntryBody};
-use crate::domain::state::{ExecContext, ExecuteError, LedgerState};
+use crate::domain::state::{ExecContext, ExecuteError, LedgerState, Written};
 use crate::store::{Store, StoreError};
 
 mod reads;
@@ -491,12 +491,13 @@ impl Writer {
             return;
         }
         let mut entries: Vec<Arc<Entry>> = Vec::new();
+        let mut written = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
         for submission in batch.iter() {
             let decided: Vec<Answer> = submission
                 .commands
                 .iter()
-                .map(|command| self.decide(command, &mut entries))
+                .map(|command| self.decide(command, &mut entries, &mut written))
                 .collect();
             answers.push(decided);
         }
@@ -517,6 +518,7 @@ impl Writer {
         // answers, while this thread decides the next batch.
         let durable = Durable {
             entries,
+            written,
             answers,
             submissions: std::mem::take(batch),
         };
@@ -537,8 +539,14 @@ impl Writer {
         self.failed_flag.store(true, Ordering::SeqCst);
     }
 
-    /// Decides one command against the working state.
-    fn decide(&mut self, command: &Command, entries: &mut Vec<Arc<Entry>>) -> Answer {
+    /// Decides one command against the working state; a new entry goes to
+    /// `entries`, and what applying it wrote to `written`.
+    fn decide(
+        &mut self,
+        command: &Command,
+        entries: &mut Vec<Arc<Entry>>,
+        written: &mut Vec<Written>,
+    ) -> Answer {
         if let Some(why) = &self.failed {
             return Answer::Error(SubmitError::Unavailable(why.clone()));
         }
@@ -589,11 +597,14 @@ impl Writer {
             }
         };
         let entry = Arc::new(body.seal(&self.state.last_hash()));
-        if let Err(error) = self.state.apply(&entry) {
-            // execute built this entry for this state: failing to apply it is a bug.
-            tracing::error!(%error, "a freshly decided entry did not apply");
-            self.fail(error.to_string());
-            return Answer::Error(SubmitError::Internal(error.to_string()));
+        match self.state.apply_and_keep(&entry) {
+            Ok(change) => written.push(change),
+            Err(error) => {
+                // execute built this entry for this state: failing to apply it is a bug.
+                tracing::error!(%error, "a freshly decided entry did not apply");
+                self.fail(error.to_string());
+                return Answer::Error(SubmitError::Internal(error.to_string()));
+            }
         }
         self.state.clear_changes();
         entries.push(entry);
@@ -641,12 +652,18 @@ impl Writer {
 /// A batch made durable, on its way to the read side and its waiters.
 struct Durable {
     entries: Vec<Arc<Entry>>,
+    /// What applying each entry to the writer's state wrote: the read side,
+    /// one batch behind at the same head, takes it instead of applying the
+    /// entries again.
+    written: Vec<Written>,
     answers: Vec<Vec<Answer>>,
     submissions: Vec<Submission>,
 }
 
-/// Applies durable batches to the read side in order, then answers their
-/// waiters (so a client reads its own write), then tells the persister.
+/// Applies durable batches to the read side in order (writing what the
+/// writer's apply worked out, [`Written`], rather than working it out
+/// again), then answers their waiters (so a client reads its own write),
+/// then tells the persister.
 struct Publisher {
     read_side: Arc<RwLock<LedgerState>>,
     persist: std::sync::mpsc::Sender<u64>,
@@ -663,6 +680,7 @@ impl Publisher {
     fn publish(&self, batch: Durable) {
         let Durable {
             entries,
+            written,
             answers,
             submissions,
         } = batch;
@@ -671,7 +689,10 @@ impl Publisher {
                 .read_side
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            entries.iter().try_for_each(|entry| read_side.apply(entry))
+            entries
+                .iter()
+                .zip(written)
+                .try_for_each(|(entry, written)| read_side.apply_written(entry, written))
         };
         if let Err(error) = applied {
             // Durable but not published: a restart replays the entries, and

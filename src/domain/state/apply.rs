@@ -18,10 +18,45 @@ use crate::domain::entry::{Recast, Repayment};
 use crate::domain::product::FeeCollection;
 use crate::domain::totals::{Overflow, ProductDay, minus, plus, sum};
 
+/// What applying one entry wrote into the state: the new value of every
+/// object the entry changed. A second copy of the state at the same head
+/// takes it with [`LedgerState::apply_written`] instead of working the
+/// entry out again (the writer applies each entry to its working state,
+/// and the read side takes what it wrote).
+#[derive(Clone)]
+pub struct Written(Commit);
+
 impl LedgerState {
     /// Applies `entry`, which must follow the last applied one. On an error
     /// the state is unchanged.
     pub fn apply(&mut self, entry: &Entry) -> Result<(), ApplyError> {
+        let commit = self.stage(entry)?;
+        self.commit_entry(entry, commit);
+        Ok(())
+    }
+
+    /// Applies `entry` as [`LedgerState::apply`] does, and returns what it
+    /// wrote, for a copy of the state at the same head.
+    pub fn apply_and_keep(&mut self, entry: &Entry) -> Result<Written, ApplyError> {
+        let commit = self.stage(entry)?;
+        let written = Written(commit.clone());
+        self.commit_entry(entry, commit);
+        Ok(written)
+    }
+
+    /// Applies `entry` by writing what applying it to a copy of this state
+    /// at the same head wrote ([`LedgerState::apply_and_keep`]): the same
+    /// state as [`LedgerState::apply`], without working it out again. The
+    /// entry must still follow the last applied one and chain to it.
+    pub fn apply_written(&mut self, entry: &Entry, written: Written) -> Result<(), ApplyError> {
+        self.check_follows(entry)?;
+        self.commit_entry(entry, written.0);
+        Ok(())
+    }
+
+    /// Checks that `entry` follows the last applied one: sequence, hash
+    /// chain, balance.
+    fn check_follows(&self, entry: &Entry) -> Result<(), ApplyError> {
         let body = &entry.body;
         let fail = |message: String| ApplyError {
             sequence: body.sequence,
@@ -40,10 +75,26 @@ impl LedgerState {
         if !body.is_balanced() {
             return Err(fail("debits do not equal credits".into()));
         }
+        Ok(())
+    }
+
+    /// Works out everything `entry` changes, leaving the state as it is.
+    fn stage(&self, entry: &Entry) -> Result<Commit, ApplyError> {
+        self.check_follows(entry)?;
+        let body = &entry.body;
+        let fail = |message: String| ApplyError {
+            sequence: body.sequence,
+            message,
+        };
         let mut stage = Stage::new(self, body.effective_date);
         stage.outcome(body).map_err(fail)?;
         stage.postings(body).map_err(fail)?;
-        let commit = stage.finish().map_err(fail)?;
+        stage.finish().map_err(fail)
+    }
+
+    /// Writes what staging `entry` worked out, and moves the head to it.
+    fn commit_entry(&mut self, entry: &Entry, commit: Commit) {
+        let body = &entry.body;
         self.commit(commit);
         if !self.skip_requests {
             self.requests.insert(body.request_id.clone(), body.sequence);
@@ -52,7 +103,6 @@ impl LedgerState {
         self.last_hash = Some(entry.hash);
         self.changed.note(|| StateKey::Head);
         self.changed.note(|| StateKey::Format);
-        Ok(())
     }
 
     /// Writes what a stage worked out. Cannot fail.
@@ -90,7 +140,7 @@ impl LedgerState {
             }
             self.changed
                 .note(|| StateKey::LoanProgress(loan.id.clone()));
-            self.loans.insert(loan.id.clone(), Arc::new(loan));
+            self.loans.insert(loan.id.clone(), loan);
         }
         for ((branch, date), day) in commit.days {
             self.changed.note(|| StateKey::Day(branch.clone(), date));
@@ -112,7 +162,7 @@ impl LedgerState {
 }
 
 /// Everything an entry changes, ready to be written.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Commit {
     branch: Option<Branch>,
     center: Option<Center>,
@@ -121,7 +171,8 @@ struct Commit {
     members: Vec<Member>,
     savings: Vec<SavingsAccount>,
     /// Loans, and whether their schedule changed (their `Loan` record).
-    loans: Vec<(Loan, bool)>,
+    /// Shared: the read side takes the writer's (see [`Written`]).
+    loans: Vec<(Arc<Loan>, bool)>,
     /// New day totals; `None` removes a day that no longer changes anything.
     days: BTreeMap<(BranchId, NaiveDate), Option<DayTotals>>,
     balances: Vec<(AccountId, Balance)>,
@@ -916,12 +967,12 @@ impl<'s> Stage<'s> {
             // The loan's contribution from `from` on, after less before: an
             // entry changes few of its days (a payment, the installments it
             // settles), so only the days that differ are touched.
-            let mut change = staged.loan.quality_days(staged.from)?;
-            if let Some(before) = self.state.loans.get(id) {
-                for (date, day) in before.quality_days(staged.from)? {
-                    change.entry(date).or_default().subtract(&day)?;
-                }
-            }
+            let after = staged.loan.quality_days(staged.from)?;
+            let before = match self.state.loans.get(id) {
+                Some(before) => before.quality_days(staged.from)?,
+                None => Vec::new(),
+            };
+            let change = loans::quality_change(after, before)?;
             for (date, day) in change {
                 if !day.is_empty() {
                     self.add_day(&branch, date, &day.day_totals())?;
@@ -1005,7 +1056,7 @@ impl<'s> Stage<'s> {
         commit.savings = self.savings.into_values().collect();
         commit.loans = loans
             .into_values()
-            .map(|staged| (staged.loan, staged.schedule_changed))
+            .map(|staged| (Arc::new(staged.loan), staged.schedule_changed))
             .collect();
         Ok(commit)
     }

@@ -99,6 +99,9 @@ fn is_too_coarse(e: &DomainError) -> bool {
 /// every entry.
 struct Ledger {
     state: LedgerState,
+    /// A second copy, fed what applying each entry to `state` wrote (as the
+    /// read side is fed the writer's).
+    mirror: LedgerState,
     records: BTreeMap<Vec<u8>, Vec<u8>>,
     entries: Vec<Entry>,
     /// The loan as it was before each of its transactions (by entry).
@@ -111,6 +114,7 @@ impl Ledger {
     fn new() -> Ledger {
         Ledger {
             state: LedgerState::new(),
+            mirror: LedgerState::new(),
             records: BTreeMap::new(),
             entries: Vec::new(),
             before: BTreeMap::new(),
@@ -148,9 +152,18 @@ impl Ledger {
             .loans_after(None)
             .map(|loan| (loan.clone(), Loan::clone(loan)))
             .collect();
-        self.state
-            .apply(&entry)
+        let written = self
+            .state
+            .apply_and_keep(&entry)
             .unwrap_or_else(|e| panic!("an executed entry does not apply: {e}"));
+        self.mirror
+            .apply_written(&entry, written)
+            .unwrap_or_else(|e| panic!("what the entry wrote does not apply: {e}"));
+        assert!(
+            self.mirror.export() == self.state.export(),
+            "the copy fed what entry {} wrote differs from the state",
+            entry.body.sequence
+        );
         // Applying replaces a loan it changes: a read that took the loan
         // still sees it as it was (listings look at loans after releasing
         // the lock).

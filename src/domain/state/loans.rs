@@ -878,24 +878,32 @@ impl Loan {
     /// Installments due before a date never change after it, so an entry on
     /// date `t` changes only the contribution on `t` and after: applying it
     /// replaces this function's result from `t`, computed before and after.
-    pub fn quality_days(
-        &self,
-        from: NaiveDate,
-    ) -> Result<BTreeMap<NaiveDate, QualityDay>, Overflow> {
+    ///
+    /// The days come in date order, one entry per date.
+    pub fn quality_days(&self, from: NaiveDate) -> Result<Vec<(NaiveDate, QualityDay)>, Overflow> {
         // Changes are collected in a list, then sorted and merged by date
         // once: cheaper than keeping a map ordered while they come.
         let mut days: Vec<(NaiveDate, QualityDay)> =
             Vec::with_capacity(2 * self.installments.len() + 8);
-        // Amount due up to and including each installment.
+        // Amount due up to and including each installment (compared and
+        // subtracted only, so left unnormalised).
         let mut cumulative = Vec::with_capacity(self.installments.len());
         let mut total_due = Decimal::ZERO;
         for installment in &self.installments {
-            total_due = plus(total_due, installment_total(&installment.due)?)?;
+            let due = &installment.due;
+            total_due = [due.principal, due.interest, due.fee]
+                .into_iter()
+                .try_fold(total_due, Decimal::checked_add)
+                .ok_or(Overflow)?;
             cumulative.push(total_due);
         }
-        let mut dates: BTreeSet<NaiveDate> = self.principal_changes.keys().copied().collect();
+        // The dates of either kind of change, in order, once each.
+        let mut dates: Vec<NaiveDate> =
+            Vec::with_capacity(self.principal_changes.len() + self.paid_changes.len());
+        dates.extend(self.principal_changes.keys().copied());
         dates.extend(self.paid_changes.keys().copied());
-        let dates: Vec<NaiveDate> = dates.into_iter().collect();
+        dates.sort_unstable();
+        dates.dedup();
         let (mut principal, mut paid) = (Decimal::ZERO, Decimal::ZERO);
         let tolerance = self.policy.arrears_tolerance;
         for (i, start) in dates.iter().copied().enumerate() {
@@ -991,7 +999,7 @@ impl Loan {
 /// The changes summed by date, in date order.
 fn merge_by_date(
     mut days: Vec<(NaiveDate, QualityDay)>,
-) -> Result<BTreeMap<NaiveDate, QualityDay>, Overflow> {
+) -> Result<Vec<(NaiveDate, QualityDay)>, Overflow> {
     days.sort_by_key(|(date, _)| *date);
     let mut merged: Vec<(NaiveDate, QualityDay)> = Vec::with_capacity(days.len());
     for (date, day) in days {
@@ -1000,7 +1008,37 @@ fn merge_by_date(
             _ => merged.push((date, day)),
         }
     }
-    Ok(merged.into_iter().collect())
+    Ok(merged)
+}
+
+/// `after - before`, day by day, of two lists of [`Loan::quality_days`]
+/// (each in date order, one entry per date): the days that differ, in order.
+pub fn quality_change(
+    after: Vec<(NaiveDate, QualityDay)>,
+    before: Vec<(NaiveDate, QualityDay)>,
+) -> Result<Vec<(NaiveDate, QualityDay)>, Overflow> {
+    let mut change = Vec::with_capacity(after.len().max(before.len()));
+    let mut before = before.into_iter().peekable();
+    for (date, mut day) in after {
+        while let Some((earlier, gone)) = before.next_if(|(on, _)| *on < date) {
+            let mut undo = QualityDay::default();
+            undo.subtract(&gone)?;
+            change.push((earlier, undo));
+        }
+        if let Some((_, was)) = before.next_if(|(on, _)| *on == date) {
+            day.subtract(&was)?;
+        }
+        if !day.is_empty() {
+            change.push((date, day));
+        }
+    }
+    for (date, gone) in before {
+        let mut undo = QualityDay::default();
+        undo.subtract(&gone)?;
+        change.push((date, undo));
+    }
+    change.retain(|(_, day)| !day.is_empty());
+    Ok(change)
 }
 
 /// Everything an installment asks for.

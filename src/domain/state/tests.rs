@@ -599,6 +599,9 @@ fn run(
         recorded_at: Utc.with_ymd_and_hms(2024, 6, 30, 3, 0, 0).unwrap(),
         rules_version: crate::domain::entry::RULES_VERSION_CURRENT,
     };
+    // The writer's copy: `state` is fed what applying each entry to it
+    // wrote, as the read side is (the replay checks compare it with `apply`).
+    let mut working = state.clone();
     for body in bodies {
         let command = Command {
             request_id: RequestId::parse("r", &format!("r{}", entries.len() + 1000)).unwrap(),
@@ -610,11 +613,17 @@ fn run(
                 .get((sequence as usize).wrapping_sub(1))
                 .map(|e| e.body.clone()))
         };
-        let Ok(body) = state.execute(&command, context, &lookup) else {
+        let Ok(body) = working.execute(&command, context, &lookup) else {
             continue;
         };
-        let entry = body.seal(&state.last_hash());
-        state.apply(&entry).unwrap();
+        let entry = body.seal(&working.last_hash());
+        let written = working.apply_and_keep(&entry).unwrap();
+        state.apply_written(&entry, written).unwrap();
+        assert!(
+            working.export() == state.export(),
+            "what entry {} wrote differs from applying it",
+            entry.body.sequence
+        );
         for (key, value) in state.take_changes() {
             match value {
                 Some(value) => records.insert(key, value),
