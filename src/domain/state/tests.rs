@@ -726,6 +726,21 @@ fn aggregates_equal_the_scan(state: &LedgerState) -> Result<(), TestCaseError> {
                 .portfolio_quality_scan(which, as_of, from, as_of)
                 .unwrap();
             prop_assert_eq!(&quick, &scan, "portfolio quality on {}", as_of);
+            // The loans in arrears are the ones the arrears listing lists.
+            let mut listed = 0u64;
+            for loan in state.loans_after(None) {
+                if which.is_none_or(|b| loan.branch == *b)
+                    && loan.arrears_on(as_of).unwrap().in_arrears
+                {
+                    listed += 1;
+                }
+            }
+            prop_assert_eq!(
+                quick.loans_in_arrears,
+                listed,
+                "loans in arrears listed on {}",
+                as_of
+            );
         }
         prop_assert_eq!(
             state.loans_by_product(&branch, from, as_of).unwrap(),
