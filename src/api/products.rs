@@ -574,15 +574,21 @@ impl ProductService for ProductApi {
     ) -> Result<Response<pb::GetProductResponse>, Status> {
         let r = request.into_inner();
         let id = ProductId::parse("product_id", &r.product_id).map_err(refuse)?;
+        // Off the runtime's workers, like every read: a worker never waits
+        // on the read lock.
         let product = self
             .ledger
-            .read(|state| {
-                let versions = state
-                    .product_versions(&id)
-                    .ok_or_else(|| DomainError::not_found("product_id", "product", id.as_str()))?;
-                let chosen = pick_version(versions, r.version)?;
-                Ok::<_, DomainError>(product_out(chosen, versions.len()))
+            .read_off_runtime(move |ledger| {
+                ledger.read(|state| {
+                    let versions = state.product_versions(&id).ok_or_else(|| {
+                        DomainError::not_found("product_id", "product", id.as_str())
+                    })?;
+                    let chosen = pick_version(versions, r.version)?;
+                    Ok::<_, DomainError>(product_out(chosen, versions.len()))
+                })
             })
+            .await
+            .map_err(|error| Status::internal(error.to_string()))?
             .map_err(refuse)?;
         Ok(Response::new(pb::GetProductResponse {
             product: Some(product),
@@ -642,17 +648,22 @@ impl ProductService for ProductApi {
         };
         let (_, application) = application_in(application, "").map_err(refuse)?;
         let disbursed_on = convert::date("disbursed_on", &r.disbursed_on).map_err(refuse)?;
+        let wanted = r.version;
         let version = self
             .ledger
-            .read(|state| {
-                let versions = state
-                    .product_versions(&id)
-                    .ok_or_else(|| DomainError::not_found("product_id", "product", id.as_str()))?;
-                match r.version {
-                    0 => state.product_on(&id, disbursed_on).cloned(),
-                    wanted => pick_version(versions, wanted).cloned(),
-                }
+            .read_off_runtime(move |ledger| {
+                ledger.read(|state| {
+                    let versions = state.product_versions(&id).ok_or_else(|| {
+                        DomainError::not_found("product_id", "product", id.as_str())
+                    })?;
+                    match wanted {
+                        0 => state.product_on(&id, disbursed_on).cloned(),
+                        wanted => pick_version(versions, wanted).cloned(),
+                    }
+                })
             })
+            .await
+            .map_err(|error| Status::internal(error.to_string()))?
             .map_err(refuse)?;
         let preview = preview(&version, &application, disbursed_on).map_err(refuse)?;
         Ok(Response::new(preview))

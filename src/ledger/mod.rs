@@ -1,7 +1,8 @@
 //! The ledger: one writer thread that decides commands in order and appends
 //! each batch to the journal behind one durable barrier (group commit); a
-//! publisher thread then applies the durable batch to the read side and
-//! answers every waiter, while the writer decides the next batch; a
+//! publisher thread then writes the durable batch into the read side (what
+//! the writer's apply of each entry wrote, [`Written`]) and answers every
+//! waiter, while the writer decides the next batch; a
 //! persister thread checkpoints the read side into the store's cache.
 //!
 //! Architecture invariants:
@@ -514,7 +515,7 @@ impl Writer {
             }
             return;
         }
-        // Durable: the publisher applies the batch to the read side and
+        // Durable: the publisher writes the batch into the read side and
         // answers, while this thread decides the next batch.
         let durable = Durable {
             entries,

@@ -17,11 +17,13 @@
 //!   reads wait, within the request deadline: the acknowledgements come
 //!   first;
 //! - since a read at that priority can be kept off the CPU while it holds
-//!   the lock, every hold is short: a read over many loans takes shared
-//!   handles to a bounded number of them in one hold and looks at them
-//!   after releasing it (the state replaces a loan it changes, never edits
-//!   one a reader may hold); the other reads are bounded by days and
-//!   products, not by loans or entries.
+//!   the lock, and the publisher then waits for it, holds are kept small: a
+//!   read over many loans takes shared handles to a bounded number of them
+//!   in one hold and looks at them after releasing it (the state replaces a
+//!   loan it changes, never edits one a reader may hold); portfolio quality
+//!   and branch totals hold the lock while they sum the per-day totals, a
+//!   hold that grows with the days of history (under a millisecond at p50
+//!   in the benchmark), not with loans or entries.
 //!
 //! Each hold sees the state after some whole durable batch; consecutive
 //! holds of one read may see consecutive batches.
@@ -85,8 +87,11 @@ fn read_threads() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<ReadJob>>
 /// refused, [`READ_THREAD_NICE`] below the process.
 ///
 /// Measured with one client looping every page of the loans in arrears
-/// beside 64 writers (BENCHMARKS.md): the writers' p99 latency is 1.46x the
-/// run without the reader at `SCHED_IDLE`, 1.61x at nice +10.
+/// beside 64 writers (BENCHMARKS.md), the writers' p99 latency over the run
+/// without the reader: 1.14x to 1.61x in seven runs at `SCHED_IDLE` (median
+/// 1.43x); 1.46x to 1.62x in four runs at nice +10 or +19. A CPU-bound
+/// process beside the server cost the writers 1.23x at `SCHED_IDLE` and
+/// 1.55x at nice +10.
 fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     {
@@ -227,19 +232,29 @@ mod tests {
         assert!(running_max.load(Ordering::SeqCst) <= READS_OFF_RUNTIME_MAX);
     }
 
-    /// Reads run at the lowest priority, so that on a busy machine a long
+    /// Reads run at the lowest priority (`SCHED_IDLE`, or nice +10 below
+    /// the process where that is refused), so that on a busy machine a long
     /// read takes the CPU the writes leave.
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn reads_run_at_the_lowest_priority() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger(dir.path());
-        // SAFETY: reads the calling thread's scheduling policy.
-        let policy = ledger
-            .read_off_runtime(|_| unsafe { libc::sched_getscheduler(0) })
+        // SAFETY: reads the calling process's and thread's scheduling.
+        let process = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let (policy, nice) = ledger
+            .read_off_runtime(|_| unsafe {
+                (
+                    libc::sched_getscheduler(0),
+                    libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t),
+                )
+            })
             .await
             .unwrap();
-        assert_eq!(policy, libc::SCHED_IDLE);
+        assert!(
+            policy == libc::SCHED_IDLE || nice == (process + READ_THREAD_NICE).min(19),
+            "a read thread runs at policy {policy}, nice {nice} (the process at {process})"
+        );
     }
 
     /// A read that panics is one failed read, not a panic in its caller.
