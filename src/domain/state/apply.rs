@@ -24,7 +24,12 @@ use crate::domain::totals::{Overflow, ProductDay, minus, plus, sum};
 /// entry out again (the writer applies each entry to its working state,
 /// and the read side takes what it wrote).
 #[derive(Clone)]
-pub struct Written(Commit);
+pub struct Written {
+    /// The entry applied: its sequence number and hash.
+    sequence: u64,
+    hash: Hash,
+    commit: Commit,
+}
 
 impl LedgerState {
     /// Applies `entry`, which must follow the last applied one. On an error
@@ -39,7 +44,11 @@ impl LedgerState {
     /// wrote, for a copy of the state at the same head.
     pub fn apply_and_keep(&mut self, entry: &Entry) -> Result<Written, ApplyError> {
         let commit = self.stage(entry)?;
-        let written = Written(commit.clone());
+        let written = Written {
+            sequence: entry.body.sequence,
+            hash: entry.hash,
+            commit: commit.clone(),
+        };
         self.commit_entry(entry, commit);
         Ok(written)
     }
@@ -50,7 +59,16 @@ impl LedgerState {
     /// entry must still follow the last applied one and chain to it.
     pub fn apply_written(&mut self, entry: &Entry, written: Written) -> Result<(), ApplyError> {
         self.check_follows(entry)?;
-        self.commit_entry(entry, written.0);
+        if (written.sequence, written.hash) != (entry.body.sequence, entry.hash) {
+            return Err(ApplyError {
+                sequence: entry.body.sequence,
+                message: format!(
+                    "what was written is entry {}'s, not this one's",
+                    written.sequence
+                ),
+            });
+        }
+        self.commit_entry(entry, written.commit);
         Ok(())
     }
 

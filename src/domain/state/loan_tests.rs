@@ -1776,3 +1776,43 @@ fn first_unpaid_skips_installments_with_nothing_due() {
     assert!(loan.installments[0].is_paid());
     assert_eq!(loan.first_unpaid, 1);
 }
+
+/// What applying one entry wrote is refused for another entry: a read side
+/// fed out of step would otherwise take one entry's changes as the next's.
+#[test]
+fn what_one_entry_wrote_is_refused_for_another() {
+    let ledger = setup(&plain_rules());
+    let mut copy = ledger.state.clone();
+    let mut mirror = ledger.state.clone();
+    let deposit = |amount: i64| CommandBody::DepositSavings {
+        account_id: crate::domain::ids::SavingsAccountId::parse(
+            "a",
+            &format!("{}/C1", member_id()),
+        )
+        .unwrap(),
+        amount: Money {
+            amount: Decimal::from(amount),
+            currency: None,
+        },
+        effective_date: Some(opened_on()),
+    };
+    let first = ledger
+        .decide(&copy, deposit(1000))
+        .unwrap()
+        .seal(&copy.last_hash());
+    let written_first = copy.apply_and_keep(&first).unwrap();
+    let second = ledger
+        .decide(&copy, deposit(2000))
+        .unwrap()
+        .seal(&copy.last_hash());
+    let written_second = copy.apply_and_keep(&second).unwrap();
+    // The first entry with the second entry's changes: refused, nothing changed.
+    let before = mirror.export();
+    let refused = mirror.apply_written(&first, written_second.clone());
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(mirror.export() == before);
+    // In order, each with its own: the same state as applying them.
+    mirror.apply_written(&first, written_first).unwrap();
+    mirror.apply_written(&second, written_second).unwrap();
+    assert!(mirror.export() == copy.export());
+}
