@@ -155,3 +155,32 @@ fn refuses_out_of_bounds_arguments_without_contacting_anyone() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: a usage error");
     }
 }
+
+/// `--reader` loops a read on its own connection (and thread) beside the
+/// writers, then `--compare-without-reader` runs the writes again without
+/// it: the reader's reads all answer, and both runs' writes are verified.
+#[test]
+fn a_looping_reader_beside_the_writers_reads_and_every_write_is_verified() {
+    let server = Server::start();
+    let json = server.load(&[
+        "--clients",
+        "8",
+        "--duration",
+        "1s",
+        "--setup-loans",
+        "40",
+        "--reader",
+        "arrears",
+        "--compare-without-reader",
+    ]);
+    let reader = &json["reader"];
+    assert_eq!(reader["read"], "arrears", "{json:#}");
+    assert!(reader["reads"].as_u64().unwrap() > 0, "{json:#}");
+    assert_eq!(reader["errors"], 0, "{json:#}");
+    assert!(
+        json["without_reader"]["p99_ratio"].as_f64().unwrap() > 0.0,
+        "{json:#}"
+    );
+    assert_eq!(json["errors"], 0, "{json:#}");
+    assert_eq!(json["verified"], true, "{json:#}");
+}

@@ -21,7 +21,7 @@ use crate::domain::ids::{BranchId, LoanId, MemberId};
 use crate::domain::money::Currency;
 use crate::domain::state::{Arrears, InstallmentStatus, LedgerState, Loan, LoanStatus, LoanView};
 use crate::domain::totals::{Overflow, Period, PeriodFigures, minus, plus, sum, times};
-use crate::ledger::Ledger;
+use crate::ledger::{Holds, Ledger};
 use crate::pb;
 use crate::pb::audit_service_server::AuditService;
 
@@ -324,7 +324,7 @@ impl AuditService for AuditApi {
         };
         let reply = self
             .ledger
-            .read_off_runtime(move |ledger| query.page(ledger))
+            .read_off_runtime_holding(Holds::Briefly, move |ledger| query.page(ledger))
             .await
             .map_err(read_failed)?
             .map_err(refuse)?;

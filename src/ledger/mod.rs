@@ -31,7 +31,7 @@ use crate::store::{Store, StoreError};
 mod reads;
 mod recovery;
 
-pub use reads::{READS_OFF_RUNTIME_MAX, ReadError};
+pub use reads::{Holds, READS_OFF_RUNTIME_MAX, ReadError};
 
 /// Reads an earlier entry's body while deciding (for reversals).
 pub type Lookup<'a> = dyn Fn(u64) -> Result<Option<EntryBody>, String> + 'a;

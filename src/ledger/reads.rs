@@ -10,20 +10,20 @@
 //!   threads, so no worker (and no write handler queued behind it) waits on
 //!   the lock; at most [`READS_OFF_RUNTIME_MAX`] such reads run at once, the
 //!   others wait for a turn without holding a thread;
-//! - the read threads run at the lowest scheduling priority (Linux
-//!   `SCHED_IDLE`; where that is refused, `nice` +[`READ_THREAD_NICE`]): a
-//!   long read takes the CPU the write path leaves, and gets the whole
-//!   machine when nothing is written. On a machine kept busy by writes,
-//!   reads wait, within the request deadline: the acknowledgements come
-//!   first;
-//! - since a read at that priority can be kept off the CPU while it holds
-//!   the lock, and the publisher then waits for it, holds are kept small: a
-//!   read over many loans takes shared handles to a bounded number of them
-//!   in one hold and looks at them after releasing it (the state replaces a
-//!   loan it changes, never edits one a reader may hold); portfolio quality
-//!   and branch totals hold the lock while they sum the per-day totals, a
-//!   hold that grows with the days of history (under a millisecond at p50
-//!   in the benchmark), not with loans or entries.
+//! - the read threads run below the write path's priority, so a long read
+//!   takes the CPU the write path leaves and gets the whole machine when
+//!   nothing is written. But a read thread that the scheduler keeps off the
+//!   CPU while it holds the lock keeps the publisher waiting for it, so how
+//!   low depends on how the read holds the lock ([`Holds`]):
+//!   - a read over many loans takes shared handles to a bounded number of
+//!     them in one short hold and looks at them after releasing it (the
+//!     state replaces a loan it changes, never edits one a reader may
+//!     hold); such reads run at Linux `SCHED_IDLE`;
+//!   - portfolio quality and branch totals hold the lock while they sum the
+//!     per-day totals, a hold that grows with the days of history (under a
+//!     millisecond at p50 in the benchmark), not with loans or entries;
+//!     they run at nice +[`READ_THREAD_NICE`], which a busy machine still
+//!     gives a share of the CPU, so the hold ends soon even then.
 //!
 //! Each hold sees the state after some whole durable batch; consecutive
 //! holds of one read may see consecutive batches.
@@ -44,24 +44,48 @@ static READS_OFF_RUNTIME: Semaphore = Semaphore::const_new(READS_OFF_RUNTIME_MAX
 /// value, added to the process's), where `SCHED_IDLE` is refused.
 pub const READ_THREAD_NICE: i32 = 10;
 
+/// How a read holds the read lock, which decides the priority it runs at.
+/// A read thread that the scheduler keeps off the CPU while it holds the
+/// lock keeps the publisher (and so the acknowledgements) waiting, so only
+/// reads that hold the lock briefly run at the very lowest priority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holds {
+    /// For its whole work, as the sums over per-day totals do (bounded by
+    /// the days of history, not by loans or entries): at nice
+    /// +[`READ_THREAD_NICE`], a share of the CPU that a busy machine still
+    /// gives it, so it releases the lock soon even then.
+    Throughout,
+    /// Only in short holds that take shared handles, doing its work after
+    /// releasing the lock (the arrears listing): at Linux
+    /// `SCHED_IDLE` (nice +[`READ_THREAD_NICE`] where that is refused).
+    Briefly,
+}
+
 /// A read handed to a read thread.
 type ReadJob = Box<dyn FnOnce() + Send>;
 
-/// The read threads: [`READS_OFF_RUNTIME_MAX`] of them, started with the
-/// first read, each at the lowest priority. A read's turn admits it, so no
-/// more than that many jobs are ever queued or running.
-fn read_threads() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<ReadJob>> {
-    static THREADS: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<ReadJob>>> =
-        std::sync::OnceLock::new();
-    THREADS.get_or_init(|| {
+type ReadThreads = std::sync::Mutex<std::sync::mpsc::Sender<ReadJob>>;
+
+/// The read threads for reads that hold the lock as `holds` says:
+/// [`READS_OFF_RUNTIME_MAX`] of them, started with the first such read. A
+/// read's turn admits it, so no more than that many jobs are ever queued or
+/// running in both pools together.
+fn read_threads(holds: Holds) -> &'static ReadThreads {
+    static THROUGHOUT: std::sync::OnceLock<ReadThreads> = std::sync::OnceLock::new();
+    static BRIEFLY: std::sync::OnceLock<ReadThreads> = std::sync::OnceLock::new();
+    let (pool, name) = match holds {
+        Holds::Throughout => (&THROUGHOUT, "ledger-read"),
+        Holds::Briefly => (&BRIEFLY, "ledger-scan"),
+    };
+    pool.get_or_init(|| {
         let (sender, receiver) = std::sync::mpsc::channel::<ReadJob>();
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
         for index in 0..READS_OFF_RUNTIME_MAX {
             let receiver = receiver.clone();
             let started = std::thread::Builder::new()
-                .name(format!("ledger-read-{index}"))
+                .name(format!("{name}-{index}"))
                 .spawn(move || {
-                    lower_this_threads_priority();
+                    lower_this_threads_priority(holds);
                     loop {
                         let job = receiver
                             .lock()
@@ -81,28 +105,34 @@ fn read_threads() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<ReadJob>>
     })
 }
 
-/// Puts the calling thread at the lowest scheduling priority: Linux
-/// `SCHED_IDLE` (it runs when no thread of normal priority wants the CPU,
-/// and one that wakes takes the CPU from it at once), or, where that is
-/// refused, [`READ_THREAD_NICE`] below the process.
+/// Lowers the calling thread's scheduling priority for reads that hold the
+/// lock as `holds` says: [`READ_THREAD_NICE`] below the process, or for
+/// brief holds Linux `SCHED_IDLE` (it runs when no thread of normal priority
+/// wants the CPU, and one that wakes takes the CPU from it at once), falling
+/// back to the nice value where that is refused.
 ///
 /// Measured with one client looping every page of the loans in arrears
 /// beside 64 writers (BENCHMARKS.md), the writers' p99 latency over the run
-/// without the reader: 1.14x to 1.61x in seven runs at `SCHED_IDLE` (median
-/// 1.43x); 1.46x to 1.62x in four runs at nice +10 or +19. A CPU-bound
-/// process beside the server cost the writers 1.23x at `SCHED_IDLE` and
-/// 1.55x at nice +10.
-fn lower_this_threads_priority() {
+/// without the reader: 1.14x to 1.77x in fifteen runs with the listing at
+/// `SCHED_IDLE` (median 1.52x); 1.46x to 1.62x in four runs at nice +10 or
+/// +19. A CPU-bound process beside the server cost the writers 1.23x at
+/// `SCHED_IDLE` and 1.55x at nice +10.
+fn lower_this_threads_priority(holds: Holds) {
     #[cfg(target_os = "linux")]
     {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: plain system calls on the calling thread (0 is the
-        // caller); `param` outlives the call.
-        let idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-        if idle == 0 {
-            return;
+        if holds == Holds::Briefly {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: plain system calls on the calling thread (0 is the
+            // caller); `param` outlives the call.
+            let idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+            if idle == 0 {
+                return;
+            }
+            tracing::info!(
+                error = %std::io::Error::last_os_error(),
+                "SCHED_IDLE was refused; brief reads run at nice +{READ_THREAD_NICE}"
+            );
         }
-        let idle_error = std::io::Error::last_os_error();
         // SAFETY: as above, on the calling thread's own id.
         let result = unsafe {
             let thread = libc::gettid();
@@ -113,9 +143,7 @@ fn lower_this_threads_priority() {
                 current.saturating_add(READ_THREAD_NICE),
             )
         };
-        if result == 0 {
-            tracing::info!(error = %idle_error, "read threads run at nice +{READ_THREAD_NICE}: SCHED_IDLE was refused");
-        } else {
+        if result != 0 {
             tracing::warn!(
                 error = %std::io::Error::last_os_error(),
                 "could not lower a read thread's priority; reads compete with writes for the CPU"
@@ -133,12 +161,22 @@ pub enum ReadError {
 }
 
 impl Ledger {
-    /// Runs `read` on a blocking thread and resolves with its result. The
-    /// async runtime's workers never wait on the read lock for it; `read`
-    /// gets the ledger, so it can take the lock ([`Ledger::read`]) once or
-    /// several times.
+    /// Runs `read` on a read thread and resolves with its result. The async
+    /// runtime's workers never wait on the read lock for it; `read` gets the
+    /// ledger, so it can take the lock ([`Ledger::read`]) once or several
+    /// times. For a read that holds the lock throughout its work.
     pub async fn read_off_runtime<R: Send + 'static>(
         self: &Arc<Ledger>,
+        read: impl FnOnce(&Ledger) -> R + Send + 'static,
+    ) -> Result<R, ReadError> {
+        self.read_off_runtime_holding(Holds::Throughout, read).await
+    }
+
+    /// [`Ledger::read_off_runtime`] for a read that holds the lock as
+    /// `holds` says (see [`Holds`]).
+    pub async fn read_off_runtime_holding<R: Send + 'static>(
+        self: &Arc<Ledger>,
+        holds: Holds,
         read: impl FnOnce(&Ledger) -> R + Send + 'static,
     ) -> Result<R, ReadError> {
         let turn = READS_OFF_RUNTIME
@@ -165,7 +203,7 @@ impl Ledger {
                 });
             let _ = reply.send(result);
         });
-        read_threads()
+        read_threads(holds)
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .send(job)
@@ -232,28 +270,37 @@ mod tests {
         assert!(running_max.load(Ordering::SeqCst) <= READS_OFF_RUNTIME_MAX);
     }
 
-    /// Reads run at the lowest priority (`SCHED_IDLE`, or nice +10 below
-    /// the process where that is refused), so that on a busy machine a long
-    /// read takes the CPU the writes leave.
+    /// Reads run below the write path's priority, so that on a busy
+    /// machine a long read takes the CPU the writes leave: nice +10 for
+    /// reads that hold the lock throughout (so a holder still gets a share
+    /// of a busy CPU), `SCHED_IDLE` (or nice +10 where refused) for reads
+    /// that hold it briefly.
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn reads_run_at_the_lowest_priority() {
+    async fn reads_run_below_the_write_path() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger(dir.path());
         // SAFETY: reads the calling process's and thread's scheduling.
         let process = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let lowered = (process + READ_THREAD_NICE).min(19);
+        let scheduling = || unsafe {
+            (
+                libc::sched_getscheduler(0),
+                libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t),
+            )
+        };
         let (policy, nice) = ledger
-            .read_off_runtime(|_| unsafe {
-                (
-                    libc::sched_getscheduler(0),
-                    libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t),
-                )
-            })
+            .read_off_runtime_holding(Holds::Throughout, move |_| scheduling())
+            .await
+            .unwrap();
+        assert_eq!((policy, nice), (libc::SCHED_OTHER, lowered));
+        let (policy, nice) = ledger
+            .read_off_runtime_holding(Holds::Briefly, move |_| scheduling())
             .await
             .unwrap();
         assert!(
-            policy == libc::SCHED_IDLE || nice == (process + READ_THREAD_NICE).min(19),
-            "a read thread runs at policy {policy}, nice {nice} (the process at {process})"
+            policy == libc::SCHED_IDLE || nice == lowered,
+            "a brief read runs at policy {policy}, nice {nice} (the process at {process})"
         );
     }
 

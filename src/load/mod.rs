@@ -277,12 +277,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         duration: args.duration,
         rate: args.rate,
     };
-    let reader_channel = match args.reader {
-        Some(_) => Some(drive::connect(&args.server, 1).await?.remove(0)),
-        None => None,
-    };
     let (outcome, reader_log) =
-        run_with_reader(&channels, &workload, &plan, reader_channel, args.reader).await?;
+        run_with_reader(&channels, &workload, &plan, &args.server, args.reader).await?;
     // The same load again without the reader, on the commands after the first run's.
     let without_reader = if args.compare_without_reader {
         let first = outcome.commands;
@@ -336,23 +332,60 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the load of `plan` with, when `reader` is given, one client on
-/// `channel` looping that read until the writers are done.
+/// Runs the load of `plan` with, when `reader` is given, one client looping
+/// that read on its own connection to `server` until the writers are done.
+///
+/// The reader runs on its own thread and runtime, as an auditor's client
+/// runs on its own machine: decoding its large pages must not hold up the
+/// writers' clients on this process's runtime, or their latency would
+/// measure the load generator rather than the server.
 async fn run_with_reader(
     channels: &[tonic::transport::Channel],
     workload: &Arc<Workload>,
     plan: &drive::Plan,
-    channel: Option<tonic::transport::Channel>,
+    server: &str,
     reader: Option<Reader>,
 ) -> anyhow::Result<(drive::Outcome, Option<ReaderLog>)> {
-    let (Some(channel), Some(kind)) = (channel, reader) else {
+    let Some(kind) = reader else {
         return Ok((drive::run(channels, workload.clone(), plan).await?, None));
     };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let task = tokio::spawn(reader::run(channel, workload.clone(), kind, stop.clone()));
+    let (connected, ready) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+    let (done, finished) = tokio::sync::oneshot::channel::<ReaderLog>();
+    let thread = {
+        let (server, workload, stop) = (server.to_owned(), workload.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("load-reader".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = connected.send(Err(error.into()));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let channel = match drive::connect(&server, 1).await {
+                        Ok(mut channels) => channels.remove(0),
+                        Err(error) => {
+                            let _ = connected.send(Err(error));
+                            return;
+                        }
+                    };
+                    let _ = connected.send(Ok(()));
+                    let _ = done.send(reader::run(channel, workload, kind, stop).await);
+                });
+            })
+            .context("starting the reader's thread")?
+    };
+    ready.await.context("the reader's thread stopped")??;
     let outcome = drive::run(channels, workload.clone(), plan).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let log = task.await.context("the reader task failed")?;
+    let log = finished.await.context("the reader's thread stopped")?;
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     Ok((outcome?, Some(log)))
 }
 
