@@ -112,8 +112,9 @@ fn read_threads(holds: Holds) -> &'static ReadThreads {
 /// back to the nice value where that is refused.
 ///
 /// Measured with one client looping every page of the loans in arrears
-/// beside 64 writers (BENCHMARKS.md), the writers' p99 latency over the run
-/// without the reader: 1.14x to 1.77x in fifteen runs with the listing at
+/// beside 64 writers, before the listing was paced (BENCHMARKS.md), the
+/// writers' p99 latency over the run without the reader: 1.14x to 1.77x in
+/// fifteen runs with the listing at
 /// `SCHED_IDLE` (median 1.52x); 1.46x to 1.62x in four runs at nice +10 or
 /// +19. A CPU-bound process beside the server cost the writers 1.23x at
 /// `SCHED_IDLE` and 1.55x at nice +10.
