@@ -901,6 +901,17 @@ fn check_loan(ledger: &Ledger) -> Result<(), TestCaseError> {
             "overdue on {}",
             day
         );
+        // The arrears listing lists the loan exactly when portfolio quality
+        // counts it in arrears (principal outstanding and in arrears).
+        let counted = loan.principal_on(day).unwrap() > Decimal::ZERO && quick.in_arrears;
+        prop_assert_eq!(
+            arrears.in_arrears,
+            counted,
+            "listed vs counted in arrears on {} ({:?}, ended {:?})",
+            day,
+            loan.status,
+            loan.ended_on
+        );
         // The listing's cheap test never skips a loan in arrears.
         if arrears.in_arrears {
             prop_assert!(
@@ -1815,4 +1826,28 @@ fn what_one_entry_wrote_is_refused_for_another() {
     mirror.apply_written(&first, written_first).unwrap();
     mirror.apply_written(&second, written_second).unwrap();
     assert!(mirror.export() == copy.export());
+}
+
+/// A loan whose disbursement is reversed with a later date was in the books
+/// until that date: on a date before it, a loan with installments unpaid
+/// past its tolerance is in arrears for the arrears listing as it is for
+/// portfolio quality (which counts it from its outstanding principal).
+#[test]
+fn a_loan_cancelled_later_is_in_arrears_before_its_cancellation() {
+    // 1,000,000 VND, 4 weekly installments from 2 January 2001; nothing paid.
+    let mut ledger = plain_loan(&plain_rules(), 1_000_000, None, 4);
+    let disbursement = ledger.state.last_sequence();
+    reverse(&mut ledger, disbursement, Some(date(2001, 3, 1))).unwrap();
+    let loan = ledger.loan();
+    assert_eq!(loan.status, LoanStatus::Cancelled);
+    let before = date(2001, 1, 20);
+    assert!(loan.principal_on(before).unwrap() > Decimal::ZERO);
+    let counted = loan.overdue_on(before).unwrap();
+    assert!(counted.in_arrears, "{counted:?}");
+    let listed = loan.arrears_on(before).unwrap();
+    assert!(listed.in_arrears, "listed on {before}: {listed:?}");
+    // From the cancellation on, neither counts it.
+    let after = date(2001, 3, 2);
+    assert_eq!(loan.principal_on(after).unwrap(), Decimal::ZERO);
+    assert!(!loan.arrears_on(after).unwrap().in_arrears);
 }

@@ -620,11 +620,12 @@ impl Arrears {
 }
 
 impl Loan {
-    /// True when the loan was disbursed and neither ended nor cancelled on `date`.
+    /// True when the loan was disbursed and had not ended by `date`. A
+    /// cancelled loan ended on its cancellation's date (its disbursement's
+    /// reversal may be dated later than the disbursement): before that it
+    /// was in the books, as portfolio quality counts it.
     pub fn active_on(&self, date: NaiveDate) -> bool {
-        date >= self.disbursed_on
-            && self.status != LoanStatus::Cancelled
-            && self.ended_on.is_none_or(|end| date < end)
+        date >= self.disbursed_on && self.ended_on.is_none_or(|end| date < end)
     }
 
     /// The loan's arrears at the end of `date`.
