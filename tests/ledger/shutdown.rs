@@ -154,18 +154,7 @@ async fn sigterm_under_load_answers_every_write_the_journal_holds() {
         })
         .collect();
     // Mid-load: once the clients are writing (bounded in time).
-    for _ in 0..300 {
-        if outcomes.lock().unwrap().len() >= ACKNOWLEDGED_BEFORE_SIGNAL {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let pid = child.id().unwrap().to_string();
-    let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(signalled.success());
+    sigterm_after(&outcomes, ACKNOWLEDGED_BEFORE_SIGNAL, &child).await;
     let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("the server stops within 10 s of SIGTERM")
@@ -186,6 +175,23 @@ async fn sigterm_under_load_answers_every_write_the_journal_holds() {
 
 /// Checks what every client was told against the journal in `dir`: a write
 /// the journal holds was answered OK at its sequence number, and every
+/// Sends SIGTERM to the server once `count` writes have an outcome, or
+/// after 3 s if they do not (bounded in time).
+async fn sigterm_after(outcomes: &Outcomes, count: usize, child: &Child) {
+    for _ in 0..300 {
+        if outcomes.lock().unwrap().len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+}
+
 /// acknowledged write is in the journal. Returns how many were acknowledged.
 fn check_against_journal(dir: &Path, outcomes: &Outcomes, round: &str) -> usize {
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
@@ -426,18 +432,7 @@ async fn queued_reply_round(round: &str) {
             ))
         })
         .collect();
-    for _ in 0..300 {
-        if outcomes.lock().unwrap().len() >= 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let pid = child.id().unwrap().to_string();
-    let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(signalled.success());
+    sigterm_after(&outcomes, 200, &child).await;
     let mut holding = relay.held.subscribe();
     tokio::time::timeout(Duration::from_secs(10), holding.wait_for(|held| *held))
         .await
