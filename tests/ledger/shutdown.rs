@@ -173,8 +173,6 @@ async fn sigterm_under_load_answers_every_write_the_journal_holds() {
     );
 }
 
-/// Checks what every client was told against the journal in `dir`: a write
-/// the journal holds was answered OK at its sequence number, and every
 /// Sends SIGTERM to the server once `count` writes have an outcome, or
 /// after 3 s if they do not (bounded in time).
 async fn sigterm_after(outcomes: &Outcomes, count: usize, child: &Child) {
@@ -192,6 +190,8 @@ async fn sigterm_after(outcomes: &Outcomes, count: usize, child: &Child) {
     assert!(signalled.success());
 }
 
+/// Checks what every client was told against the journal in `dir`: a write
+/// the journal holds was answered OK at its sequence number, and every
 /// acknowledged write is in the journal. Returns how many were acknowledged.
 fn check_against_journal(dir: &Path, outcomes: &Outcomes, round: &str) -> usize {
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
