@@ -13,8 +13,9 @@
 //! errors), `setup`, `transactions` and `sheet` (writes; `sheet` reads a
 //! collection sheet's CSV), `products` (the catalogue and schedule
 //! previews), `reads`, `reports` and `portfolio` (reads), `output` (tables
-//! and formatting).
+//! and formatting), `access` (principals, roles and credentials).
 
+mod access;
 pub mod args;
 pub(crate) mod connect;
 mod output;
@@ -89,13 +90,15 @@ impl ClientOptions {
     }
 }
 
-/// Client commands: writes, then reads.
+/// Client commands: writes, then reads, then access control.
 #[derive(Subcommand, Clone, Debug)]
 pub enum ClientCommand {
     #[command(flatten)]
     Write(WriteCommand),
     #[command(flatten)]
     Read(ReadCommand),
+    #[command(flatten)]
+    Access(access::AccessCommand),
 }
 
 /// Commands that append an entry to the journal.
@@ -179,6 +182,7 @@ pub async fn run(options: ClientOptions, command: ClientCommand) -> anyhow::Resu
     let report = match command {
         ClientCommand::Write(command) => write(&options.write_session(), command).await?,
         ClientCommand::Read(command) => read(&options.server, command).await?,
+        ClientCommand::Access(command) => access::run(&options, command).await?,
     };
     report.print(options.json)
 }
