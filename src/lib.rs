@@ -6,6 +6,7 @@
 //! `verify` (offline replay and check).
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod domain;
 pub mod ledger;

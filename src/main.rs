@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use mfi_ledger::api::{self, ServerLimits};
@@ -124,6 +125,34 @@ struct ServeArgs {
     /// "today" never moves.
     #[arg(long, value_name = "TIME")]
     fixed_clock: Option<chrono::DateTime<chrono::Utc>>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// How the server protects its connections.
+#[derive(Args)]
+#[command(next_help_heading = "TLS")]
+struct TlsArgs {
+    /// Serve over TLS with this certificate chain (PEM, the server's
+    /// certificate first); needs --tls-key.
+    #[arg(long, env = "MFI_LEDGER_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "MFI_LEDGER_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Verify client certificates against this CA (PEM); needs --tls-cert.
+    /// A client may still connect without a certificate (and authenticate
+    /// with a token), but one presenting a certificate that does not chain
+    /// to this CA, has expired or is not for client authentication is
+    /// refused.
+    #[arg(long, env = "MFI_LEDGER_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// Listen without TLS on an address other hosts can reach (behind a
+    /// TLS-terminating proxy, or on a network you trust): calls, tokens
+    /// included, then cross the network in clear text. Without TLS and
+    /// without this flag the server listens only on loopback addresses.
+    #[arg(long, env = "MFI_LEDGER_ALLOW_INSECURE_LISTEN", value_parser = BoolishValueParser::new())]
+    allow_insecure_listen: bool,
 }
 
 #[derive(Args)]
@@ -148,6 +177,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if !matches!(args.command, Command::Serve(_) | Command::Verify(_)) {
+        match args.client.credentials() {
+            Ok(credentials) => cli::connect::set_credentials(credentials),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let result = match args.command {
         Command::Serve(serve) => runtime.block_on(run_server(serve)),
         Command::Verify(verify) => run_verify(verify),
@@ -173,6 +211,9 @@ fn main() -> ExitCode {
 }
 
 async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
+    // Before the port is bound and the data directory opened: a server that
+    // may not listen as asked touches nothing.
+    let tls = server_tls(args.listen, &args.tls)?;
     let store = DiskStore::open(&args.data)
         .with_context(|| format!("opening data directory {}", args.data.display()))?;
     let config = LedgerConfig {
@@ -190,11 +231,28 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
     let ledger = Arc::new(Ledger::start(Arc::new(store), clock, config)?);
+    if let Some(path) = mfi_ledger::auth::bootstrap(&ledger, &args.data).await? {
+        tracing::info!(
+            principal = mfi_ledger::auth::FIRST_ADMINISTRATOR,
+            token_file = %path.display(),
+            "created the first administrator; its token is in the token file (readable by \
+             this user only): use it to create the principals who work with the ledger"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, data = %args.data.display(), "serving");
+    tracing::info!(
+        %address,
+        data = %args.data.display(),
+        tls = tls.is_some(),
+        client_certificates = args.tls.tls_client_ca.is_some(),
+        "serving"
+    );
+    if tls.is_none() && !address.ip().to_canonical().is_loopback() {
+        tracing::warn!(%address, "listening without TLS (--allow-insecure-listen)");
+    }
     // Scripts and tests read the bound address (the port may be 0) from here.
     println!("mfi-ledger listening on {address}");
     let limits = ServerLimits {
@@ -206,11 +264,46 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     };
     // The ledger runs until the server has answered every call it received
     // (`api::serve` drains before it returns); only then does it stop.
-    api::serve(listener, ledger.clone(), limits, shutdown_signal()).await?;
+    api::serve(listener, ledger.clone(), limits, tls, shutdown_signal()).await?;
     tracing::info!("every call answered; stopping the ledger");
     tokio::task::spawn_blocking(move || ledger.shutdown()).await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// The server's TLS configuration, or `None` to listen in clear text.
+/// Refuses a certificate without its key (or a key without its
+/// certificate), a client CA without TLS, and clear text on an address that
+/// is not loopback unless `--allow-insecure-listen` is given.
+fn server_tls(
+    listen: SocketAddr,
+    args: &TlsArgs,
+) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(certificate), Some(key)) => Ok(Some(api::tls::server_config(
+            certificate,
+            key,
+            args.tls_client_ca.as_deref(),
+        )?)),
+        (Some(_), None) => bail!("--tls-cert needs --tls-key (the certificate's private key, PEM)"),
+        (None, Some(_)) => bail!("--tls-key needs --tls-cert (the server's certificate, PEM)"),
+        (None, None) if args.tls_client_ca.is_some() => bail!(
+            "--tls-client-ca needs --tls-cert and --tls-key: \
+             client certificates are only verified over TLS"
+        ),
+        (None, None)
+            if !listen.ip().to_canonical().is_loopback() && !args.allow_insecure_listen =>
+        {
+            bail!(
+                "refusing to listen on {listen} without TLS: other hosts could read and \
+                 send the ledger's calls in clear text. Give --tls-cert and --tls-key, \
+                 or listen on a loopback address (e.g. --listen 127.0.0.1:50051), or, \
+                 behind a TLS-terminating proxy or on a network you trust, \
+                 pass --allow-insecure-listen"
+            )
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 async fn run_branch_report(

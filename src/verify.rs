@@ -275,6 +275,9 @@ fn decide_under(
     match version {
         // The rules of the first release with a journal compatibility promise.
         1 => Some(state.execute(command, context, lookup)),
+        // Access control: every command names its principal, whose roles
+        // (as of the entry) must allow it.
+        2 => Some(state.execute(command, context, lookup)),
         _ => None,
     }
 }
@@ -303,6 +306,7 @@ fn reexecute(
     let command = Command {
         request_id: body.request_id.clone(),
         actor: body.actor.clone(),
+        principal: body.attribution.as_ref().map(|a| a.principal.clone()),
         body: body.command.clone(),
     };
     if command.request_hash() != body.request_hash {

@@ -22,7 +22,13 @@ use common::{BIN, Server};
 impl Server {
     /// Runs a client command against this server.
     fn run(&self, args: &[&str]) -> Output {
-        client(&self.url, args)
+        self.client()
+            .args(args)
+            .env("MFI_LEDGER_ACTOR", "hoa.clerk")
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the client")
     }
 
     /// Runs a client command that must succeed; returns its stdout.
@@ -170,7 +176,7 @@ fn disburse(server: &Server) {
         "--date",
         "2024-01-05",
     ]);
-    assert_eq!(field(&out, "sequence"), "7");
+    assert_eq!(field(&out, "sequence"), "9");
     assert_eq!(field(&out, "effective date"), "2024-01-05");
     assert_eq!(field(&out, "hash").len(), 16);
     assert_eq!(field(&out, "loan id"), "TB-0001/L1");
@@ -196,7 +202,7 @@ fn disburse(server: &Server) {
 
 fn repay_first_installment(server: &Server) {
     let out = server.ok(&["repay", "TB-0001/L1", "510000", "--date", "2024-02-05"]);
-    assert_eq!(field(&out, "sequence"), "8");
+    assert_eq!(field(&out, "sequence"), "10");
     assert_eq!(field(&out, "interest paid"), "10,000 VND");
     assert_eq!(field(&out, "principal paid"), "500,000 VND");
     assert_eq!(field(&out, "principal outstanding"), "500,000 VND");
@@ -216,7 +222,7 @@ fn walk_through_shows_the_figures_a_clerk_expects() {
     ] {
         let out = server.ok(&["balance", account]);
         assert_eq!(field(&out, "balance"), balance, "{account}");
-        assert_eq!(field(&out, "as of entry"), "8");
+        assert_eq!(field(&out, "as of entry"), "10");
     }
 
     let member = server.ok(&["member", "TB-0001"]);
@@ -272,18 +278,18 @@ fn walk_through_shows_the_figures_a_clerk_expects() {
 
     let journal = server.ok(&["journal"]);
     assert!(!journal.contains("more entries follow"), "{journal}");
-    assert_eq!(row(&journal, "6")[4], "Dr cash:TB 50,000");
-    assert_eq!(row(&journal, "7")[4], "Dr loan:TB-0001/L1 1,000,000");
-    assert_eq!(row(&journal, "8")[2], "record_repayment");
+    assert_eq!(row(&journal, "8")[4], "Dr cash:TB 50,000");
+    assert_eq!(row(&journal, "9")[4], "Dr loan:TB-0001/L1 1,000,000");
+    assert_eq!(row(&journal, "10")[2], "record_repayment");
     for line in ["Cr loan:TB-0001/L1 500,000", "Cr interest-income:TB 10,000"] {
         assert!(journal.contains(line), "{line} missing from:\n{journal}");
     }
 
     let info = server.ok(&["info"]);
-    assert_eq!(field(&info, "last sequence"), "8");
+    assert_eq!(field(&info, "last sequence"), "10");
     let last_hash = field(&info, "last hash");
     assert_eq!(last_hash.len(), 64);
-    assert!(last_hash.starts_with(&row(&journal, "8")[5]));
+    assert!(last_hash.starts_with(&row(&journal, "10")[5]));
 }
 
 #[test]
@@ -291,22 +297,22 @@ fn journal_pages_from_a_sequence_up_to_the_limit() {
     let server = Server::start();
     set_up_borrower(&server);
 
-    let page = server.ok(&["journal", "--from", "3", "--limit", "2"]);
-    assert_eq!(row(&page, "3")[2], "create_group");
-    assert_eq!(row(&page, "4")[2], "register_member");
-    assert!(!page.contains("│   5 ┆"), "{page}");
+    let page = server.ok(&["journal", "--from", "5", "--limit", "2"]);
+    assert_eq!(row(&page, "5")[2], "create_group");
+    assert_eq!(row(&page, "6")[2], "register_member");
+    assert!(!page.contains("│   7 ┆"), "{page}");
     assert!(
-        page.contains("more entries follow: journal --from 5"),
+        page.contains("more entries follow: journal --from 7"),
         "{page}"
     );
 
-    let json = server.json(&["journal", "--from", "7"]);
+    let json = server.json(&["journal", "--from", "9"]);
     let entries = json["entries"].as_array().expect("entries");
     let sequences: Vec<u64> = entries
         .iter()
         .filter_map(|e| e["sequence"].as_u64())
         .collect();
-    assert_eq!(sequences, [7, 8]);
+    assert_eq!(sequences, [9, 10]);
     assert_eq!(json["next_sequence"], Value::Null);
     assert_eq!(entries[0]["actor"], "hoa.clerk");
     assert_eq!(entries[1]["previous_hash"], entries[0]["hash"]);
@@ -331,7 +337,7 @@ fn json_output_is_exact_and_names_enums() {
         "dep-json-1",
     ]);
     assert_eq!(deposit["request_id"], "dep-json-1");
-    assert_eq!(deposit["receipt"]["sequence"], 9);
+    assert_eq!(deposit["receipt"]["sequence"], 11);
     assert_eq!(deposit["receipt"]["effective_date"], "2024-02-06");
     assert_eq!(deposit["receipt"]["hash"].as_str().map(str::len), Some(64));
     assert_eq!(deposit["balance"]["amount"], "60000");
@@ -340,7 +346,7 @@ fn json_output_is_exact_and_names_enums() {
     let balance = server.json(&["balance", "cash:TB"]);
     assert_eq!(balance["kind"], "ASSET");
     assert_eq!(balance["balance"]["amount"], "-430000");
-    assert_eq!(balance["as_of_sequence"], 9);
+    assert_eq!(balance["as_of_sequence"], 11);
 
     let member = server.json(&["member", "TB-0001"]);
     assert_eq!(member["full_name"], "Nguyễn Thị Hoa");
@@ -374,7 +380,7 @@ fn json_output_is_exact_and_names_enums() {
     assert_eq!(totals["previous"]["to_date"], "2023-12-31");
 
     let info = server.json(&["info"]);
-    assert_eq!(info["last_sequence"], 10);
+    assert_eq!(info["last_sequence"], 12);
     assert_eq!(info["last_hash"], closing["receipt"]["hash"]);
 }
 
@@ -416,7 +422,7 @@ fn refused_withdrawal_fails_with_the_field_and_the_request_id() {
         "{stderr}"
     );
 
-    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "8");
+    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "10");
     let stderr = server.fails(&["balance", "savings:TB-0009/C1"]);
     assert!(stderr.starts_with("error: NotFound: "), "{stderr}");
 }
@@ -438,7 +444,7 @@ fn retrying_a_write_with_its_request_id_applies_it_once() {
     let second = server.ok(&deposit);
     assert_eq!(first, second);
     assert_eq!(field(&first, "balance"), "60,000 VND");
-    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "9");
+    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "11");
 
     let mut changed = deposit;
     changed[2] = "20000";
@@ -450,13 +456,13 @@ fn retrying_a_write_with_its_request_id_applies_it_once() {
 fn reversing_a_repayment_restores_the_loan() {
     let server = Server::start();
     set_up_borrower(&server);
-    let out = server.ok(&["reverse", "8", "--reason", "entered on the wrong loan"]);
-    assert_eq!(field(&out, "sequence"), "9");
+    let out = server.ok(&["reverse", "10", "--reason", "entered on the wrong loan"]);
+    assert_eq!(field(&out, "sequence"), "11");
     assert_eq!(field(&out, "effective date"), "2024-02-05");
-    assert_eq!(field(&out, "reverses"), "entry 8");
+    assert_eq!(field(&out, "reverses"), "entry 10");
     let loan = server.ok(&["balance", "loan:TB-0001/L1"]);
     assert_eq!(field(&loan, "balance"), "1,000,000 VND");
-    let stderr = server.fails(&["reverse", "8", "--reason", "again"]);
+    let stderr = server.fails(&["reverse", "10", "--reason", "again"]);
     assert!(
         stderr.contains("FailedPrecondition: sequence: "),
         "{stderr}"
@@ -620,7 +626,7 @@ fn a_product_previews_the_schedule_worked_out_by_hand() {
         "{missing}"
     );
     let created = server.ok(GENERAL);
-    assert_eq!(field(&created, "sequence"), "2");
+    assert_eq!(field(&created, "sequence"), "4");
     assert_eq!(field(&created, "version"), "1");
 
     let preview = [
@@ -666,7 +672,7 @@ fn a_product_previews_the_schedule_worked_out_by_hand() {
     assert_eq!(json["schedule"][0]["fee"]["amount"], "20000");
     assert_eq!(json["schedule"][0]["balance_after"]["amount"], "9000000");
     assert_eq!(json["paid_out"]["amount"], "9900000");
-    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "2");
+    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "4");
 
     // A new version changes only what is given; the first stays as it was.
     let updated = server.ok(&[
@@ -794,7 +800,7 @@ fn a_collection_sheet_records_every_line_as_one_entry() {
         "--date",
         "2024-01-19",
     ]);
-    assert_eq!(field(&out, "sequence"), "13");
+    assert_eq!(field(&out, "sequence"), "15");
     assert_eq!(field(&out, "lines recorded"), "2");
     // member, repaid, fees, interest, principal, outstanding, deposit, balance, CSV line
     assert_eq!(
@@ -835,7 +841,7 @@ fn a_collection_sheet_records_every_line_as_one_entry() {
             ""
         ]
     );
-    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "13");
+    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "15");
     // Cash: 900,000 saved, 14,850,000 paid out (15,000,000 less 150,000 of
     // fees), 1,758,000 collected.
     for (account, balance) in [
@@ -964,7 +970,7 @@ fn a_bad_collection_sheet_names_its_csv_line_and_writes_nothing() {
     );
     assert!(stderr.contains("request id: "), "{stderr}");
 
-    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "12");
+    assert_eq!(field(&server.ok(&["info"]), "last sequence"), "14");
     let savings = server.ok(&["balance", "savings:TB-0001/C1"]);
     assert_eq!(field(&savings, "balance"), "600,000 VND");
 }
@@ -981,7 +987,7 @@ fn a_write_off_and_its_recovery_show_in_the_loan_and_the_totals() {
         "--date",
         "2024-01-10",
     ]);
-    assert_eq!(field(&out, "sequence"), "13");
+    assert_eq!(field(&out, "sequence"), "15");
     assert_eq!(field(&out, "principal written off"), "5,000,000 VND");
     let out = server.ok(&["repay", "TB-0002/L1", "200000", "--date", "2024-01-20"]);
     assert_eq!(field(&out, "recovery"), "200,000 VND");

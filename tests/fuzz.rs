@@ -172,6 +172,7 @@ fn valid() -> &'static Valid {
         let server = Server::start_at("2024-01-01T00:00:00Z");
         let simulated = Command::new(BIN)
             .args(["simulate", "--server", &server.url])
+            .env("MFI_LEDGER_TOKEN_FILE", &server.token_file)
             .args(["--preset", "demo", "--until", "2023-02-15", "--no-progress"])
             .stdin(Stdio::null())
             .output()

@@ -18,7 +18,12 @@ impl Server {
     fn load(&self, args: &[&str]) -> Value {
         let out = tempfile::tempdir().expect("temp dir");
         let json_path = out.path().join("load.json");
-        let output = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        if self.token_file.exists() {
+            // The echo server takes no credentials.
+            command.env("MFI_LEDGER_TOKEN_FILE", &self.token_file);
+        }
+        let output = command
             .arg("load")
             .args(["--server", &self.url])
             .args(args)

@@ -12,11 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use mfi_ledger::domain::access::{Role, RoleGrant, Scope};
 use mfi_ledger::domain::command::{
     Command, CommandBody, LoanSpec, LoanTermsInput, Money, SavingsKind,
 };
 use mfi_ledger::domain::ids::{
-    Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, RequestId, SavingsAccountId,
+    Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, PrincipalId, RequestId,
+    SavingsAccountId,
 };
 use mfi_ledger::domain::money::Currency;
 use mfi_ledger::domain::schedule::{InterestMethod, RepaymentFrequency};
@@ -35,12 +37,18 @@ impl Clock for FixedClock {
 
 static REQUEST: AtomicU64 = AtomicU64::new(0);
 
+/// The principal the benchmarks write as: a manager and product admin of
+/// the institution, as a branch's system would be (its roles are checked
+/// on every command, as in the server).
+pub const BENCH_PRINCIPAL: &str = "bench";
+
 /// A command with a fresh request id.
 pub fn command(body: CommandBody) -> Command {
     let n = REQUEST.fetch_add(1, Ordering::Relaxed);
     Command {
         request_id: RequestId::parse("request_id", &format!("bench-{n}")).unwrap(),
         actor: Actor::parse("actor", "bench").unwrap(),
+        principal: Some(PrincipalId::parse("principal", BENCH_PRINCIPAL).unwrap()),
         body,
     }
 }
@@ -136,6 +144,18 @@ pub async fn ledger_with_members(
         ..LedgerConfig::default()
     };
     let ledger = Arc::new(Ledger::start(Arc::new(store), Arc::new(FixedClock), config).unwrap());
+    mfi_ledger::auth::bootstrap(&ledger, dir).await.unwrap();
+    let grants = [Role::Manager, Role::ProductAdmin]
+        .into_iter()
+        .map(|role| RoleGrant {
+            role,
+            scope: Scope::Institution,
+        })
+        .collect();
+    let admin = PrincipalId::parse("p", mfi_ledger::auth::FIRST_ADMINISTRATOR).unwrap();
+    mfi_ledger::auth::create_principal_in_process(&ledger, &admin, BENCH_PRINCIPAL, grants, 365)
+        .await
+        .unwrap();
     let branch = BranchId::parse("b", "TB").unwrap();
     let mut setup = vec![
         command(CommandBody::CreateBranch {

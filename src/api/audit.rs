@@ -14,6 +14,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use tonic::{Request, Response, Status};
 
 use crate::domain::DomainError;
+use crate::domain::access::Action;
 use crate::domain::account::{AccountId, AccountKind};
 use crate::domain::command::SavingsKind;
 use crate::domain::entry::GENESIS_HASH;
@@ -25,6 +26,7 @@ use crate::ledger::{Holds, Ledger};
 use crate::pb;
 use crate::pb::audit_service_server::AuditService;
 
+use super::access::{self, Caller};
 use super::convert::{self, money_out, stored_figure};
 use super::pages::{self, List, Page};
 pub use super::pages::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
@@ -60,13 +62,23 @@ impl AuditApi {
     }
 
     /// A loan as of the date asked for (today when empty).
-    async fn loan_view(&self, loan_id: &str, as_of_date: &str) -> Result<LoanView, Status> {
+    async fn loan_view(
+        &self,
+        caller: Caller,
+        loan_id: &str,
+        as_of_date: &str,
+    ) -> Result<LoanView, Status> {
         let id = LoanId::parse("loan_id", loan_id).map_err(refuse)?;
         let as_of = convert::optional_date("as_of_date", as_of_date).map_err(refuse)?;
         let now = self.ledger.now();
-        self.read(move |state| state.loan_view(&id, as_of, now))
-            .await?
-            .map_err(refuse)
+        self.read(move |state| {
+            if let Some(loan) = state.loan(&id) {
+                may_read(&caller, Some(&loan.branch))?;
+            }
+            state.loan_view(&id, as_of, now)
+        })
+        .await?
+        .map_err(refuse)
     }
 }
 
@@ -86,6 +98,14 @@ fn as_of_in(
             });
         crate::domain::state::today_in(zone, now)
     })
+}
+
+/// Refuses the read unless `caller` may read `branch`'s books (`None`:
+/// every branch's).
+fn may_read(caller: &Caller, branch: Option<&BranchId>) -> Result<(), DomainError> {
+    caller
+        .access
+        .authorize(&caller.principal, Action::ReadBranch, branch)
 }
 
 fn refuse(error: DomainError) -> Status {
@@ -113,12 +133,14 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        let caller = access::caller(&request)?;
         let r = request.into_inner();
         let account = AccountId::parse("account", &r.account).map_err(refuse)?;
         let kind = account.kind();
         let read = account.clone();
         let (currency, balance, sequence) = self
             .read(move |state| {
+                may_read(&caller, Some(&state.account_branch(&read)?))?;
                 let currency = state.account_currency(&read)?;
                 Ok::<_, DomainError>((currency, state.balance(&read), state.last_sequence()))
             })
@@ -143,11 +165,17 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetMemberRequest>,
     ) -> Result<Response<pb::GetMemberResponse>, Status> {
+        let caller = access::caller(&request)?;
         let r = request.into_inner();
         let id = MemberId::parse("member_id", &r.member_id).map_err(refuse)?;
         let now = self.ledger.now();
         let view = self
-            .read(move |state| state.member_view(&id, now))
+            .read(move |state| {
+                if let Some(branch) = state.member_branch(&id) {
+                    may_read(&caller, Some(branch))?;
+                }
+                state.member_view(&id, now)
+            })
             .await?
             .map_err(refuse)?;
         let currency = view.currency;
@@ -194,8 +222,9 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetLoanRequest>,
     ) -> Result<Response<pb::GetLoanResponse>, Status> {
+        let caller = access::caller(&request)?;
         let r = request.into_inner();
-        let view = self.loan_view(&r.loan_id, &r.as_of_date).await?;
+        let view = self.loan_view(caller, &r.loan_id, &r.as_of_date).await?;
         let loan = &view.loan;
         let currency = loan.currency;
         let mut balance = stored_figure(
@@ -267,8 +296,9 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetPayoffQuoteRequest>,
     ) -> Result<Response<pb::GetPayoffQuoteResponse>, Status> {
+        let caller = access::caller(&request)?;
         let r = request.into_inner();
-        let view = self.loan_view(&r.loan_id, &r.as_of_date).await?;
+        let view = self.loan_view(caller, &r.loan_id, &r.as_of_date).await?;
         let loan = &view.loan;
         let id = &loan.id;
         if loan.status != LoanStatus::Active {
@@ -314,9 +344,12 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::ListLoansInArrearsRequest>,
     ) -> Result<Response<pb::ListLoansInArrearsResponse>, Status> {
+        let caller = access::caller(&request)?;
         let r = request.into_inner();
+        let branch = optional_branch(&r.branch_id)?;
+        may_read(&caller, branch.as_ref()).map_err(refuse)?;
         let query = ArrearsQuery {
-            branch: optional_branch(&r.branch_id)?,
+            branch,
             as_of: convert::optional_date("as_of_date", &r.as_of_date).map_err(refuse)?,
             now: self.ledger.now(),
             page_size: pages::page_size(r.page_size).map_err(refuse)?,
@@ -341,8 +374,10 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetPortfolioQualityRequest>,
     ) -> Result<Response<pb::GetPortfolioQualityResponse>, Status> {
+        let caller = access::caller(&request)?;
         let r = request.into_inner();
         let branch = optional_branch(&r.branch_id)?;
+        may_read(&caller, branch.as_ref()).map_err(refuse)?;
         let asked = convert::optional_date("as_of_date", &r.as_of_date).map_err(refuse)?;
         let period = match r.period {
             Some(range) => {
@@ -414,8 +449,10 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetBranchTotalsRequest>,
     ) -> Result<Response<pb::GetBranchTotalsResponse>, Status> {
+        let caller = access::caller(&request)?;
         let r = request.into_inner();
         let branch = BranchId::parse("branch_id", &r.branch_id).map_err(refuse)?;
+        may_read(&caller, Some(&branch)).map_err(refuse)?;
         let period = match r.period {
             Some(pb::get_branch_totals_request::Period::Year(year)) => {
                 if !(1900..=9999).contains(&year) {
@@ -510,6 +547,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::ListJournalEntriesRequest>,
     ) -> Result<Response<pb::ListJournalEntriesResponse>, Status> {
+        access::caller(&request)?.authorize(Action::ReadJournal, None)?;
         let r = request.into_inner();
         let page_size = pages::page_size(r.page_size).map_err(refuse)?;
         let from = r.from_sequence.max(1);

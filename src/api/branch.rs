@@ -10,7 +10,9 @@ use tonic::{Request, Response, Status};
 use crate::domain::DomainError;
 use crate::domain::command::{CollectionLine, Command, CommandBody, LoanSpec};
 use crate::domain::entry::{Entry, Outcome};
-use crate::domain::ids::{BranchId, CenterId, GroupId, LoanId, MemberId, Name, SavingsAccountId};
+use crate::domain::ids::{
+    BranchId, CenterId, GroupId, LoanId, MemberId, Name, PrincipalId, SavingsAccountId,
+};
 use crate::domain::product::FeeCollection;
 use crate::domain::state::charged;
 use crate::domain::state::{COMPULSORY_SAVINGS_PERCENT_DEFAULT, TIME_ZONE_DEFAULT};
@@ -21,6 +23,7 @@ use crate::pb::batch_command::Command as Write;
 use crate::pb::batch_result::Result as Reply;
 use crate::pb::branch_service_server::BranchService;
 
+use super::access;
 use super::convert::{self, money_out, receipt, stored_figure};
 use super::products;
 use super::status;
@@ -39,9 +42,10 @@ impl BranchApi {
         BranchApi { ledger }
     }
 
-    /// One write, as a unary call.
-    async fn one(&self, write: Write) -> Result<Reply, Status> {
-        let command = parse(write.clone()).map_err(|e| status::from_domain(&e))?;
+    /// One write, as a unary call by `principal`.
+    async fn one(&self, principal: PrincipalId, write: Write) -> Result<Reply, Status> {
+        let mut command = parse(write.clone()).map_err(|e| status::from_domain(&e))?;
+        command.principal = Some(principal);
         let entry = self
             .ledger
             .submit(command)
@@ -51,7 +55,8 @@ impl BranchApi {
     }
 }
 
-/// The command a write asks for, with its request id and actor.
+/// The command a write asks for, with its request id and actor (and no
+/// principal: the handler sets the authenticated one).
 pub fn parse(write: Write) -> Result<Command, DomainError> {
     let (context, body) = match write {
         Write::CreateBranch(r) => (
@@ -209,6 +214,7 @@ pub fn parse(write: Write) -> Result<Command, DomainError> {
     Ok(Command {
         request_id,
         actor,
+        principal: None,
         body: body?,
     })
 }
@@ -475,7 +481,13 @@ impl BranchService for BranchApi {
         &self,
         request: Request<pb::CreateBranchRequest>,
     ) -> Result<Response<pb::CreateBranchResponse>, Status> {
-        match self.one(Write::CreateBranch(request.into_inner())).await? {
+        match self
+            .one(
+                access::principal(&request)?,
+                Write::CreateBranch(request.into_inner()),
+            )
+            .await?
+        {
             Reply::CreateBranch(reply) => Ok(Response::new(reply)),
             _ => Err(unexpected()),
         }
@@ -485,7 +497,13 @@ impl BranchService for BranchApi {
         &self,
         request: Request<pb::CreateCenterRequest>,
     ) -> Result<Response<pb::CreateCenterResponse>, Status> {
-        match self.one(Write::CreateCenter(request.into_inner())).await? {
+        match self
+            .one(
+                access::principal(&request)?,
+                Write::CreateCenter(request.into_inner()),
+            )
+            .await?
+        {
             Reply::CreateCenter(reply) => Ok(Response::new(reply)),
             _ => Err(unexpected()),
         }
@@ -495,7 +513,13 @@ impl BranchService for BranchApi {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Result<Response<pb::CreateGroupResponse>, Status> {
-        match self.one(Write::CreateGroup(request.into_inner())).await? {
+        match self
+            .one(
+                access::principal(&request)?,
+                Write::CreateGroup(request.into_inner()),
+            )
+            .await?
+        {
             Reply::CreateGroup(reply) => Ok(Response::new(reply)),
             _ => Err(unexpected()),
         }
@@ -506,7 +530,10 @@ impl BranchService for BranchApi {
         request: Request<pb::RegisterMemberRequest>,
     ) -> Result<Response<pb::RegisterMemberResponse>, Status> {
         match self
-            .one(Write::RegisterMember(request.into_inner()))
+            .one(
+                access::principal(&request)?,
+                Write::RegisterMember(request.into_inner()),
+            )
             .await?
         {
             Reply::RegisterMember(reply) => Ok(Response::new(reply)),
@@ -519,7 +546,10 @@ impl BranchService for BranchApi {
         request: Request<pb::OpenSavingsAccountRequest>,
     ) -> Result<Response<pb::OpenSavingsAccountResponse>, Status> {
         match self
-            .one(Write::OpenSavingsAccount(request.into_inner()))
+            .one(
+                access::principal(&request)?,
+                Write::OpenSavingsAccount(request.into_inner()),
+            )
             .await?
         {
             Reply::OpenSavingsAccount(reply) => Ok(Response::new(reply)),
@@ -532,7 +562,10 @@ impl BranchService for BranchApi {
         request: Request<pb::DepositSavingsRequest>,
     ) -> Result<Response<pb::DepositSavingsResponse>, Status> {
         match self
-            .one(Write::DepositSavings(request.into_inner()))
+            .one(
+                access::principal(&request)?,
+                Write::DepositSavings(request.into_inner()),
+            )
             .await?
         {
             Reply::DepositSavings(reply) => Ok(Response::new(reply)),
@@ -545,7 +578,10 @@ impl BranchService for BranchApi {
         request: Request<pb::WithdrawSavingsRequest>,
     ) -> Result<Response<pb::WithdrawSavingsResponse>, Status> {
         match self
-            .one(Write::WithdrawSavings(request.into_inner()))
+            .one(
+                access::principal(&request)?,
+                Write::WithdrawSavings(request.into_inner()),
+            )
             .await?
         {
             Reply::WithdrawSavings(reply) => Ok(Response::new(reply)),
@@ -557,7 +593,13 @@ impl BranchService for BranchApi {
         &self,
         request: Request<pb::DisburseLoanRequest>,
     ) -> Result<Response<pb::DisburseLoanResponse>, Status> {
-        match self.one(Write::DisburseLoan(request.into_inner())).await? {
+        match self
+            .one(
+                access::principal(&request)?,
+                Write::DisburseLoan(request.into_inner()),
+            )
+            .await?
+        {
             Reply::DisburseLoan(reply) => Ok(Response::new(reply)),
             _ => Err(unexpected()),
         }
@@ -568,7 +610,10 @@ impl BranchService for BranchApi {
         request: Request<pb::RecordRepaymentRequest>,
     ) -> Result<Response<pb::RecordRepaymentResponse>, Status> {
         match self
-            .one(Write::RecordRepayment(request.into_inner()))
+            .one(
+                access::principal(&request)?,
+                Write::RecordRepayment(request.into_inner()),
+            )
             .await?
         {
             Reply::RecordRepayment(reply) => Ok(Response::new(reply)),
@@ -580,7 +625,13 @@ impl BranchService for BranchApi {
         &self,
         request: Request<pb::ReverseEntryRequest>,
     ) -> Result<Response<pb::ReverseEntryResponse>, Status> {
-        match self.one(Write::ReverseEntry(request.into_inner())).await? {
+        match self
+            .one(
+                access::principal(&request)?,
+                Write::ReverseEntry(request.into_inner()),
+            )
+            .await?
+        {
             Reply::ReverseEntry(reply) => Ok(Response::new(reply)),
             _ => Err(unexpected()),
         }
@@ -591,7 +642,10 @@ impl BranchService for BranchApi {
         request: Request<pb::DisburseTrancheRequest>,
     ) -> Result<Response<pb::DisburseTrancheResponse>, Status> {
         match self
-            .one(Write::DisburseTranche(request.into_inner()))
+            .one(
+                access::principal(&request)?,
+                Write::DisburseTranche(request.into_inner()),
+            )
             .await?
         {
             Reply::DisburseTranche(reply) => Ok(Response::new(reply)),
@@ -603,7 +657,13 @@ impl BranchService for BranchApi {
         &self,
         request: Request<pb::WriteOffLoanRequest>,
     ) -> Result<Response<pb::WriteOffLoanResponse>, Status> {
-        match self.one(Write::WriteOffLoan(request.into_inner())).await? {
+        match self
+            .one(
+                access::principal(&request)?,
+                Write::WriteOffLoan(request.into_inner()),
+            )
+            .await?
+        {
             Reply::WriteOffLoan(reply) => Ok(Response::new(reply)),
             _ => Err(unexpected()),
         }
@@ -614,7 +674,10 @@ impl BranchService for BranchApi {
         request: Request<pb::RecordCollectionSheetRequest>,
     ) -> Result<Response<pb::RecordCollectionSheetResponse>, Status> {
         match self
-            .one(Write::RecordCollectionSheet(request.into_inner()))
+            .one(
+                access::principal(&request)?,
+                Write::RecordCollectionSheet(request.into_inner()),
+            )
             .await?
         {
             Reply::RecordCollectionSheet(reply) => Ok(Response::new(reply)),
@@ -626,6 +689,7 @@ impl BranchService for BranchApi {
         &self,
         request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        let principal = access::principal(&request)?;
         let commands = request.into_inner().commands;
         if commands.is_empty() || commands.len() > BATCH_COMMANDS_MAX {
             let message = format!(
@@ -647,7 +711,8 @@ impl BranchService for BranchApi {
                 continue;
             };
             match parse(write.clone()) {
-                Ok(command) => {
+                Ok(mut command) => {
+                    command.principal = Some(principal.clone());
                     parsed.push(command);
                     writes.push(Ok(write));
                 }

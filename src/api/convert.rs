@@ -236,6 +236,17 @@ pub fn journal_entry(
             .map(ToString::to_string)
             .unwrap_or_default(),
         actor: body.actor.to_string(),
+        principal: body
+            .attribution
+            .as_ref()
+            .map(|a| a.principal.to_string())
+            .unwrap_or_default(),
+        approved_by: body
+            .attribution
+            .as_ref()
+            .and_then(|a| a.approved_by.as_ref())
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         request_id: body.request_id.to_string(),
         command: body.command.name().to_owned(),
         description: describe(body, currency),
@@ -250,6 +261,53 @@ pub fn journal_entry(
 }
 
 /// One line saying what an entry did.
+/// What an access entry did (never a secret: credentials are digests).
+fn describe_access(command: &crate::domain::access::AccessCommand) -> String {
+    use crate::domain::access::AccessCommand as A;
+    match command {
+        A::Bootstrap { principal_id, .. } => {
+            format!("first administrator {principal_id} created, with a token")
+        }
+        A::CreatePrincipal {
+            principal_id,
+            grants,
+            credential,
+            ..
+        } => {
+            let roles: Vec<String> = grants.iter().map(ToString::to_string).collect();
+            format!(
+                "principal {principal_id} created with roles [{}]{}",
+                roles.join(", "),
+                if credential.is_some() {
+                    " and a token"
+                } else {
+                    ""
+                }
+            )
+        }
+        A::GrantRole {
+            principal_id,
+            grant,
+        } => format!("{grant} granted to {principal_id}"),
+        A::RevokeRole {
+            principal_id,
+            grant,
+        } => format!("{grant} revoked from {principal_id}"),
+        A::IssueCredential {
+            principal_id,
+            credential,
+        } => match credential.kind {
+            crate::domain::access::CredentialKind::Token => {
+                format!("token issued to {principal_id}")
+            }
+            crate::domain::access::CredentialKind::Certificate => {
+                format!("certificate registered for {principal_id}")
+            }
+        },
+        A::RevokeCredential { credential_id } => format!("credential {credential_id} revoked"),
+    }
+}
+
 pub fn describe(body: &EntryBody, currency: Currency) -> String {
     let show = |amount: Decimal| format!("{} {currency}", format_amount(amount, currency));
     match (&body.command, &body.outcome) {
@@ -331,6 +389,7 @@ pub fn describe(body: &EntryBody, currency: Currency) -> String {
             },
             _,
         ) => format!("reversal of entry {sequence}: {reason}"),
+        (CommandBody::Access(access), _) => describe_access(access),
         (
             CommandBody::CreateProduct {
                 product_id, rules, ..

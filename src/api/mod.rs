@@ -13,17 +13,21 @@ use tokio::net::TcpListener;
 use crate::ledger::Ledger;
 use crate::pb;
 
+pub mod access;
 mod audit;
 mod branch;
 mod connections;
 pub mod convert;
 pub mod echo;
 pub mod pages;
+mod principals;
 mod products;
 pub mod status;
+pub mod tls;
 
 pub use audit::{AuditApi, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
 pub use branch::{BATCH_COMMANDS_MAX, BranchApi};
+pub use principals::AccessApi;
 pub use products::ProductApi;
 
 /// Limits of the gRPC server.
@@ -79,10 +83,14 @@ pub(crate) fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIn
 /// everything (see `connections`), and returns when all are closed. The
 /// ledger is still running all along, so every command already submitted is
 /// answered; stop it after this returns.
+///
+/// With `tls` (see [`tls::server_config`]) every connection is TLS; a
+/// failed handshake closes the connection (tonic logs it at debug level).
 pub async fn serve(
     listener: TcpListener,
     ledger: Arc<Ledger>,
     limits: ServerLimits,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -131,22 +139,31 @@ pub async fn serve(
     let products =
         pb::product_service_server::ProductServiceServer::new(ProductApi::new(ledger.clone()))
             .max_decoding_message_size(limits.message_size_max);
-    let audit = pb::audit_service_server::AuditServiceServer::new(AuditApi::new(ledger))
+    let audit = pb::audit_service_server::AuditServiceServer::new(AuditApi::new(ledger.clone()))
         .max_decoding_message_size(limits.message_size_max)
         .max_encoding_message_size(64 << 20);
+    let access_service =
+        pb::access_service_server::AccessServiceServer::new(AccessApi::new(ledger.clone()))
+            .max_decoding_message_size(limits.message_size_max);
     let incoming = connections::PeerLimitedIncoming::new(
         incoming(listener),
         limits.connections_per_peer_max,
         limits.connections_max,
     );
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .timeout(limits.request_timeout)
         .concurrency_limit_per_connection(limits.requests_per_connection_max)
+        .layer(access::AuthenticateLayer::new(ledger))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(branch)
         .add_service(audit)
         .add_service(products)
+        .add_service(access_service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     watcher.abort();

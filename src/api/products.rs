@@ -30,6 +30,7 @@ use crate::pb::product_service_server::ProductService;
 
 use super::convert::{self, money_out};
 use super::status;
+use crate::domain::ids::PrincipalId;
 
 /// The product service over a running ledger.
 pub struct ProductApi {
@@ -44,6 +45,7 @@ impl ProductApi {
 
     async fn define(
         &self,
+        principal: PrincipalId,
         context: Option<pb::WriteContext>,
         product_id: &str,
         rules: Option<pb::ProductRules>,
@@ -71,6 +73,7 @@ impl ProductApi {
             Ok::<_, DomainError>(Command {
                 request_id,
                 actor,
+                principal: Some(principal),
                 body,
             })
         })()
@@ -544,9 +547,17 @@ impl ProductService for ProductApi {
         &self,
         request: Request<pb::CreateProductRequest>,
     ) -> Result<Response<pb::CreateProductResponse>, Status> {
+        let principal = super::access::principal(&request)?;
         let r = request.into_inner();
         let (receipt, version) = self
-            .define(r.context, &r.product_id, r.rules, &r.effective_from, true)
+            .define(
+                principal,
+                r.context,
+                &r.product_id,
+                r.rules,
+                &r.effective_from,
+                true,
+            )
             .await?;
         Ok(Response::new(pb::CreateProductResponse {
             receipt: Some(receipt),
@@ -558,9 +569,17 @@ impl ProductService for ProductApi {
         &self,
         request: Request<pb::UpdateProductRequest>,
     ) -> Result<Response<pb::UpdateProductResponse>, Status> {
+        let principal = super::access::principal(&request)?;
         let r = request.into_inner();
         let (receipt, version) = self
-            .define(r.context, &r.product_id, r.rules, &r.effective_from, false)
+            .define(
+                principal,
+                r.context,
+                &r.product_id,
+                r.rules,
+                &r.effective_from,
+                false,
+            )
             .await?;
         Ok(Response::new(pb::UpdateProductResponse {
             receipt: Some(receipt),

@@ -15,6 +15,7 @@ pub fn from_domain(error: &DomainError) -> Status {
             Code::AlreadyExists
         }
         DomainError::Precondition { .. } => Code::FailedPrecondition,
+        DomainError::PermissionDenied { .. } => Code::PermissionDenied,
     };
     Status::new(code, error.to_string())
 }

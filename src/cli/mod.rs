@@ -17,7 +17,7 @@
 
 mod access;
 pub mod args;
-pub(crate) mod connect;
+pub mod connect;
 mod output;
 mod portfolio;
 mod products;
@@ -28,6 +28,8 @@ mod sheet;
 mod transactions;
 
 pub use self::sheet::parse_collection_sheet;
+
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
@@ -67,6 +69,53 @@ pub struct ClientOptions {
     /// most once [default: a new UUID].
     #[arg(long, global = true, help_heading = CLIENT_OPTIONS, value_name = "ID")]
     pub request_id: Option<String>,
+    /// The bearer token to authenticate with [default: --token-file, else
+    /// ~/.config/mfi-ledger/token if it exists].
+    #[arg(
+        long,
+        global = true,
+        help_heading = CLIENT_OPTIONS,
+        env = "MFI_LEDGER_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// A file holding the bearer token (e.g. the first administrator's,
+    /// DATA/admin.token).
+    #[arg(
+        long,
+        global = true,
+        help_heading = CLIENT_OPTIONS,
+        env = "MFI_LEDGER_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// For an https:// server: the CA certificate (PEM) that signed its certificate.
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "MFI_LEDGER_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// For mutual TLS: the client certificate (PEM); needs --key and --ca.
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "MFI_LEDGER_CERT", value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// For mutual TLS: the client certificate's private key (PEM).
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "MFI_LEDGER_KEY", value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+impl ClientOptions {
+    /// The credentials these options give: the token, and TLS settings.
+    pub fn credentials(&self) -> anyhow::Result<connect::Credentials> {
+        let token = connect::resolve_token(self.token.clone(), self.token_file.as_deref())?;
+        let tls = match (&self.ca, &self.cert, &self.key) {
+            (None, None, _) => None,
+            (None, Some(_), _) => {
+                anyhow::bail!("--cert needs --ca (the CA of the server's certificate)")
+            }
+            (Some(ca), cert, key) => Some(crate::api::tls::client_config(
+                ca,
+                cert.as_deref().zip(key.as_deref()),
+            )?),
+        };
+        Ok(connect::Credentials { token, tls })
+    }
 }
 
 impl ClientOptions {

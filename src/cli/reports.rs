@@ -1,9 +1,9 @@
 //! Reads over many entries: a branch's totals for a period and pages of the
 //! journal.
 
+use crate::cli::connect::Conn;
 use anyhow::bail;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use super::args::{JournalArgs, TotalsArgs};
 use super::connect::{audit, read_error};
@@ -206,7 +206,7 @@ pub async fn journal(server: &str, args: JournalArgs) -> anyhow::Result<Report> 
 /// Entries from `from`, at most `limit`, and the sequence to ask for next
 /// (`None` at the journal's end).
 async fn fetch_entries(
-    client: &mut AuditServiceClient<Channel>,
+    client: &mut AuditServiceClient<Conn>,
     from: u64,
     limit: usize,
 ) -> anyhow::Result<(Vec<pb::JournalEntry>, Option<u64>)> {

@@ -15,9 +15,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::access::AccessCommand;
 use super::error::DomainError;
 use super::ids::{
-    Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, ProductId, RequestId,
+    Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, PrincipalId, ProductId, RequestId,
     SavingsAccountId,
 };
 use super::money::Currency;
@@ -108,17 +109,27 @@ impl Money {
 pub struct Command {
     /// The client's id for this request.
     pub request_id: RequestId,
-    /// Who entered it.
+    /// Who entered it (as the client says: a clerk at a shared terminal).
     pub actor: Actor,
+    /// The authenticated principal who asked for it. Every entry decided
+    /// under rules version 2 or later names one; entries of rules version 1
+    /// (written before access control) have none.
+    pub principal: Option<PrincipalId>,
     /// What to do.
     pub body: CommandBody,
 }
 
 impl Command {
-    /// SHA-256 of the normalised request (actor and body, not the request id).
+    /// SHA-256 of the normalised request (principal, actor and body, not the
+    /// request id): a request id reused by another principal is a different
+    /// request, never a retry that returns someone else's result. Without a
+    /// principal (rules version 1) it covers actor and body, as it did then.
     pub fn request_hash(&self) -> [u8; 32] {
-        let bytes = postcard::to_stdvec(&(&self.actor, &self.body))
-            .expect("postcard encodes plain data into a Vec without failing");
+        let bytes = match &self.principal {
+            None => postcard::to_stdvec(&(&self.actor, &self.body)),
+            Some(principal) => postcard::to_stdvec(&(principal, &self.actor, &self.body)),
+        }
+        .expect("postcard encodes plain data into a Vec without failing");
         Sha256::digest(&bytes).into()
     }
 }
@@ -297,6 +308,9 @@ pub enum CommandBody {
         #[serde(with = "crate::domain::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
+    /// Principals, roles and credentials (added after encoding version 3:
+    /// new variants go at the end, so older entries decode unchanged).
+    Access(AccessCommand),
 }
 
 impl CommandBody {
@@ -318,6 +332,7 @@ impl CommandBody {
             CommandBody::RecordCollectionSheet { .. } => "record_collection_sheet",
             CommandBody::RecordRepayment { .. } => "record_repayment",
             CommandBody::ReverseEntry { .. } => "reverse_entry",
+            CommandBody::Access(command) => command.name(),
         }
     }
 }

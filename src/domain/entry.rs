@@ -11,6 +11,10 @@
 //! Versions: encoding version 3 is the first with a compatibility promise:
 //! every later release decodes it (decoding dispatches on the version byte,
 //! so a new encoding is added beside the old ones, never in place of them).
+//! Encoding version 4 is version 3 followed by the entry's [`Attribution`]
+//! (the authenticated principal who asked, and who approved): an entry with
+//! an attribution is written as version 4, one without (written before
+//! access control) as version 3, byte for byte as it always was.
 //! The rules version names the decision code an entry was decided by, so that
 //! `verify` re-decides each entry under its own rules after a rules fix.
 
@@ -21,15 +25,20 @@ use sha2::{Digest, Sha256};
 
 use super::account::AccountId;
 use super::command::{CommandBody, SavingsKind};
-use super::ids::{Actor, BranchId, FeeCode, LoanId, ProductId, RequestId, SavingsAccountId};
+use super::ids::{
+    Actor, BranchId, FeeCode, LoanId, PrincipalId, ProductId, RequestId, SavingsAccountId,
+};
 use super::money::Currency;
 use super::product::{FeeCollection, LoanPolicy};
 use super::schedule::{Installment, LoanTerms};
 use super::totals::Overflow;
 
-/// Version of the canonical encoding this build writes; the first byte of
-/// every entry's bytes.
-pub const ENCODING_VERSION: u8 = 3;
+/// Newest version of the canonical encoding this build writes and reads;
+/// the first byte of an entry's bytes.
+pub const ENCODING_VERSION: u8 = 4;
+
+/// The encoding of entries without an [`Attribution`].
+const ENCODING_VERSION_UNATTRIBUTED: u8 = 3;
 
 /// Encoding versions written by development builds before the compatibility
 /// promise (version 3): refused with a message saying so.
@@ -41,7 +50,17 @@ const ENCODING_VERSIONS_BEFORE_PROMISE: std::ops::RangeInclusive<u8> = 1..=2;
 pub type RulesVersion = u16;
 
 /// The rules this build decides new commands under.
-pub const RULES_VERSION_CURRENT: RulesVersion = 1;
+pub const RULES_VERSION_CURRENT: RulesVersion = 2;
+
+/// The rules of the first release with a journal compatibility promise,
+/// before access control: entries name no principal. Tests of the money
+/// rules alone decide under them.
+pub const RULES_VERSION_FIRST: RulesVersion = 1;
+
+/// The first rules version with access control: every entry names the
+/// principal who asked, and `execute` refuses a command its roles do not
+/// allow. Entries of earlier rules have no principal and no such check.
+pub const RULES_VERSION_ACCESS: RulesVersion = 2;
 
 /// A SHA-256 hash.
 pub type Hash = [u8; 32];
@@ -320,6 +339,8 @@ pub enum Outcome {
     CollectionSheetRecorded { lines: Vec<LineOutcome> },
     /// A reversal of entry `sequence`.
     Reversed { sequence: u64, undo: Undo },
+    /// Principals, roles or credentials changed (see [`CommandBody::Access`]).
+    AccessChanged,
 }
 
 /// Everything the hash covers.
@@ -353,6 +374,20 @@ pub struct EntryBody {
     pub postings: Vec<Posting>,
     /// Currency of every amount in the entry: that of the books it is in.
     pub currency: Currency,
+    /// Who asked for it (and who approved it), authenticated. Encoded after
+    /// the body (encoding version 4), not by serde.
+    #[serde(skip)]
+    pub attribution: Option<Attribution>,
+}
+
+/// The authenticated principals behind an entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribution {
+    /// The principal whose credential sent the command.
+    pub principal: PrincipalId,
+    /// The principal who approved it, for a command that needed a second
+    /// principal's approval (maker-checker); `None` otherwise.
+    pub approved_by: Option<PrincipalId>,
 }
 
 /// A journal entry: its body and the hash chaining it to the previous one.
@@ -402,6 +437,9 @@ pub enum DecodeError {
     /// The body does not decode.
     #[error("malformed entry body: {0}")]
     Body(#[from] postcard::Error),
+    /// Bytes after the end of the entry's encoding.
+    #[error("malformed entry: {0} bytes after its end")]
+    Trailing(usize),
 }
 
 impl DecodeError {
@@ -426,19 +464,54 @@ enum Layout<'a> {
         rules_version: RulesVersion,
         body: &'a [u8],
     },
+    /// Version 4: as version 3, then the postcard encoding of the entry's
+    /// [`Attribution`] (`body` holds both; the body's own encoding ends
+    /// where the attribution's begins).
+    V4 {
+        rules_version: RulesVersion,
+        body: &'a [u8],
+    },
+}
+
+impl<'a> Layout<'a> {
+    fn parts(&self) -> (RulesVersion, &'a [u8]) {
+        match *self {
+            Layout::V3 {
+                rules_version,
+                body,
+            }
+            | Layout::V4 {
+                rules_version,
+                body,
+            } => (rules_version, body),
+        }
+    }
 }
 
 /// The one place that dispatches on the version byte.
 fn layout(bytes: &[u8]) -> Result<Layout<'_>, DecodeError> {
+    fn rules_and_body(rest: &[u8]) -> Result<(RulesVersion, &[u8]), DecodeError> {
+        match rest.split_first_chunk::<2>() {
+            Some((rules, body)) => Ok((RulesVersion::from_le_bytes(*rules), body)),
+            None => Err(DecodeError::Body(postcard::Error::DeserializeUnexpectedEnd)),
+        }
+    }
     match bytes.split_first() {
         None => Err(DecodeError::Empty),
-        Some((&3, rest)) => match rest.split_first_chunk::<2>() {
-            Some((rules, body)) => Ok(Layout::V3 {
-                rules_version: RulesVersion::from_le_bytes(*rules),
+        Some((&3, rest)) => {
+            let (rules_version, body) = rules_and_body(rest)?;
+            Ok(Layout::V3 {
+                rules_version,
                 body,
-            }),
-            None => Err(DecodeError::Body(postcard::Error::DeserializeUnexpectedEnd)),
-        },
+            })
+        }
+        Some((&4, rest)) => {
+            let (rules_version, body) = rules_and_body(rest)?;
+            Ok(Layout::V4 {
+                rules_version,
+                body,
+            })
+        }
         Some((&version, _)) if ENCODING_VERSIONS_BEFORE_PROMISE.contains(&version) => {
             Err(DecodeError::BeforePromise(version))
         }
@@ -450,13 +523,20 @@ fn layout(bytes: &[u8]) -> Result<Layout<'_>, DecodeError> {
 }
 
 impl EntryBody {
-    /// The canonical bytes: version byte, rules version, then the postcard
-    /// encoding of the body.
+    /// The canonical bytes: version byte, rules version, the postcard
+    /// encoding of the body, then (version 4) that of the attribution.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut bytes = vec![ENCODING_VERSION];
+        let version = match self.attribution {
+            None => ENCODING_VERSION_UNATTRIBUTED,
+            Some(_) => ENCODING_VERSION,
+        };
+        let mut bytes = vec![version];
         bytes.extend_from_slice(&self.rules_version.to_le_bytes());
-        postcard::to_io(self, &mut bytes)
-            .expect("postcard encodes plain data into a Vec without failing");
+        let encoded = postcard::to_io(self, &mut bytes).and_then(|bytes| match &self.attribution {
+            None => Ok(bytes),
+            Some(attribution) => postcard::to_io(attribution, bytes),
+        });
+        encoded.expect("postcard encodes plain data into a Vec without failing");
         bytes
     }
 
@@ -468,6 +548,19 @@ impl EntryBody {
                 body,
             } => {
                 let mut body: EntryBody = postcard::from_bytes(body)?;
+                body.rules_version = rules_version;
+                Ok(body)
+            }
+            Layout::V4 {
+                rules_version,
+                body,
+            } => {
+                let (mut body, rest): (EntryBody, _) = postcard::take_from_bytes(body)?;
+                let (attribution, rest) = postcard::take_from_bytes(rest)?;
+                if !rest.is_empty() {
+                    return Err(DecodeError::Trailing(rest.len()));
+                }
+                body.attribution = Some(attribution);
                 body.rules_version = rules_version;
                 Ok(body)
             }
@@ -523,12 +616,7 @@ struct EntryHead<'a> {
 /// this build cannot serve: an encoding it does not read, or rules newer
 /// than its own (it would decide the next commands under older rules).
 pub fn peek_request_id(canonical: &[u8]) -> Result<(u64, &str), DecodeError> {
-    let (rules_version, body) = match layout(canonical)? {
-        Layout::V3 {
-            rules_version,
-            body,
-        } => (rules_version, body),
-    };
+    let (rules_version, body) = layout(canonical)?.parts();
     let (head, _) = postcard::take_from_bytes::<EntryHead>(body)?;
     if rules_version > RULES_VERSION_CURRENT {
         return Err(DecodeError::NewerRules {
@@ -586,6 +674,17 @@ mod tests {
                 ),
             ],
             currency: Currency::Vnd,
+            attribution: None,
+        }
+    }
+
+    fn attributed(amount: i64) -> EntryBody {
+        EntryBody {
+            attribution: Some(Attribution {
+                principal: PrincipalId::parse("p", "clerk.tb").unwrap(),
+                approved_by: Some(PrincipalId::parse("p", "manager.tb").unwrap()),
+            }),
+            ..body(amount)
         }
     }
 
@@ -593,8 +692,35 @@ mod tests {
     fn canonical_bytes_round_trip_and_start_with_the_version() {
         let body = body(5000);
         let bytes = body.canonical_bytes();
-        assert_eq!(bytes[0], ENCODING_VERSION);
+        assert_eq!(bytes[0], 3, "an entry without a principal keeps version 3");
         assert_eq!(EntryBody::from_canonical_bytes(&bytes).unwrap(), body);
+        let attributed = attributed(5000);
+        let bytes = attributed.canonical_bytes();
+        assert_eq!(bytes[0], ENCODING_VERSION);
+        assert_eq!(EntryBody::from_canonical_bytes(&bytes).unwrap(), attributed);
+        assert_eq!(peek_request_id(&bytes).unwrap(), (7, "req-1"));
+    }
+
+    /// Version 4 is version 3's bytes then the attribution's: the principal
+    /// is covered by the hash, and changing it changes the hash.
+    #[test]
+    fn the_attribution_follows_the_version_3_body_and_is_hashed() {
+        let plain = body(5000).canonical_bytes();
+        let attributed = attributed(5000);
+        let bytes = attributed.canonical_bytes();
+        assert_eq!(&bytes[1..plain.len()], &plain[1..]);
+        let mut other = attributed.clone();
+        other.attribution.as_mut().unwrap().approved_by = None;
+        assert_ne!(
+            other.seal(&GENESIS_HASH).hash,
+            attributed.seal(&GENESIS_HASH).hash
+        );
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(matches!(
+            EntryBody::from_canonical_bytes(&trailing),
+            Err(DecodeError::Trailing(1))
+        ));
     }
 
     #[test]

@@ -76,6 +76,11 @@ pub enum DomainError {
     /// A sum or product does not fit in a decimal.
     #[error("arithmetic overflow: the amounts involved are too large")]
     Overflow,
+    /// The principal holds no role that allows the command or the read.
+    /// The message names what was refused and which roles allow it, never
+    /// anything about the object asked for.
+    #[error("permission denied: {message}")]
+    PermissionDenied { message: String },
 }
 
 impl DomainError {

@@ -102,6 +102,11 @@ id_type!(
     /// Who entered a command: a clerk's user name.
     Actor, REQUEST_ID_LEN_MAX, &['@', ':']
 );
+id_type!(
+    /// An authenticated principal: a person or a system that holds roles,
+    /// e.g. `clerk.tb.hoa` or `branch-app-tb`.
+    PrincipalId, REQUEST_ID_LEN_MAX, &['@']
+);
 
 /// A savings account id the ledger assigns: `MEMBER/C1` (compulsory) or
 /// `MEMBER/V1`, `MEMBER/V2`... (voluntary).

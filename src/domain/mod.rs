@@ -3,6 +3,7 @@
 //! Architecture invariant: nothing in `domain` does I/O, reads a clock, or
 //! knows about gRPC or storage. It is pure and deterministic.
 
+pub mod access;
 pub mod account;
 pub mod codec;
 pub mod command;

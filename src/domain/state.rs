@@ -21,6 +21,7 @@ use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
+use super::access::Access;
 use super::account::{AccountId, AccountKind};
 use super::command::{Command, CommandBody, Money, SavingsKind};
 use super::entry::{
@@ -400,6 +401,10 @@ pub struct LedgerState {
     /// Reversed entry -> the entry that reversed it.
     reversed: HashMap<u64, u64>,
     days: BTreeMap<BranchId, BTreeMap<NaiveDate, DayTotals>>,
+    /// Principals, roles and credentials: shared, so that the server can
+    /// authenticate a call without taking the state's lock (an access
+    /// command replaces it whole; access changes are rare and small).
+    access: Arc<Access>,
     /// Keys changed since the last `take_changes`.
     changed: ChangeLog,
 }
@@ -512,6 +517,11 @@ impl LedgerState {
         self.products
             .values()
             .filter_map(|versions| versions.last())
+    }
+
+    /// Who may do what, as of the last applied entry.
+    pub fn access(&self) -> &Arc<Access> {
+        &self.access
     }
 
     /// Debits and credits of an account (zero if never posted to).

@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::domain::DomainError;
+use crate::domain::access::Access;
 use crate::domain::command::Command;
 use crate::domain::entry::{Entry, EntryBody};
 use crate::domain::state::{ExecContext, ExecuteError, LedgerState, Written};
@@ -378,6 +379,12 @@ impl Ledger {
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         )
+    }
+
+    /// Who may do what, as of the last durable entry: what authenticates
+    /// and authorizes calls (a revocation is in it before it is answered).
+    pub fn access(&self) -> Arc<Access> {
+        self.read(|state| state.access().clone())
     }
 
     /// Durable entries from `from` on, at most `limit`.

@@ -12,9 +12,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::cli::connect::Conn;
 use anyhow::{Context, anyhow};
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
 
 use super::drive::{Ack, Outcome};
 use super::workload::{Kind, PRINCIPAL_VND, Workload};
@@ -76,7 +76,7 @@ impl Verification {
 }
 
 /// The journal's last sequence number.
-pub async fn ledger_head(channel: &Channel) -> anyhow::Result<u64> {
+pub async fn ledger_head(channel: &Conn) -> anyhow::Result<u64> {
     Ok(AuditServiceClient::new(channel.clone())
         .get_ledger_info(pb::GetLedgerInfoRequest {})
         .await
@@ -88,7 +88,7 @@ pub async fn ledger_head(channel: &Channel) -> anyhow::Result<u64> {
 /// Checks the run's `outcome` against the journal from `first_sequence` (the
 /// first entry after the setup) to the head.
 pub async fn run(
-    channel: &Channel,
+    channel: &Conn,
     workload: &Workload,
     outcome: &mut Outcome,
     first_sequence: u64,
@@ -152,7 +152,7 @@ pub async fn run(
 
 /// One page of the journal from `from`.
 async fn page(
-    mut audit: AuditServiceClient<Channel>,
+    mut audit: AuditServiceClient<Conn>,
     from: u64,
 ) -> anyhow::Result<Vec<pb::JournalEntry>> {
     Ok(audit
@@ -171,7 +171,7 @@ async fn page(
 /// sequence to walk.
 async fn walk_page(
     walk: &mut Walk<'_>,
-    audit: &AuditServiceClient<Channel>,
+    audit: &AuditServiceClient<Conn>,
     mut cursor: u64,
     start: u64,
     entries: Vec<pb::JournalEntry>,
@@ -275,7 +275,7 @@ impl Walk<'_> {
 /// Compares the branch's cash and every savings balance with the sums of
 /// the applied commands (the branch is new: everything in it is this run's).
 async fn check_balances(
-    channel: &Channel,
+    channel: &Conn,
     workload: &Workload,
     deposits: &[u64],
     cash_in: u128,

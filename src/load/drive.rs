@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cli::connect::Conn;
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tonic::Code;
-use tonic::transport::Channel;
 
 use super::Mode;
 use super::workload::{Kind, Workload};
@@ -31,18 +31,20 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// Opens `count` connections to `server` ("http://host:port"; a bare
 /// "host:port" gets "http://").
-pub async fn connect(server: &str, count: u32) -> anyhow::Result<Vec<Channel>> {
+pub async fn connect(server: &str, count: u32) -> anyhow::Result<Vec<Conn>> {
     let endpoint = crate::cli::connect::endpoint(server, CALL_TIMEOUT)?;
     let mut channels = Vec::with_capacity(count as usize);
     for _ in 0..count {
         // Each `connect` is its own HTTP/2 connection.
-        channels.push(endpoint.connect().await?);
+        channels.push(crate::cli::connect::with_credentials(
+            endpoint.connect().await?,
+        )?);
     }
     Ok(channels)
 }
 
 /// A write client with the reply size raised for setup batches.
-pub fn branch_client(channel: &Channel) -> BranchServiceClient<Channel> {
+pub fn branch_client(channel: &Conn) -> BranchServiceClient<Conn> {
     BranchServiceClient::new(channel.clone()).max_decoding_message_size(REPLY_SIZE_MAX)
 }
 
@@ -233,7 +235,7 @@ fn outcome_unknown(code: Code) -> bool {
 
 /// Runs the load on `channels` and returns what happened.
 pub async fn run(
-    channels: &[Channel],
+    channels: &[Conn],
     workload: Arc<Workload>,
     plan: &Plan,
 ) -> anyhow::Result<Outcome> {
@@ -300,7 +302,7 @@ pub async fn run(
 }
 
 /// One command per call.
-async fn unary_client(mut client: BranchServiceClient<Channel>, shared: &Shared) -> ClientLog {
+async fn unary_client(mut client: BranchServiceClient<Conn>, shared: &Shared) -> ClientLog {
     let mut log = ClientLog::new();
     let workload = &shared.workload;
     while let Some(range) = shared.claim() {
@@ -347,7 +349,7 @@ async fn unary_client(mut client: BranchServiceClient<Channel>, shared: &Shared)
 }
 
 /// `batch_size` commands per `SubmitBatch` call.
-async fn batch_client(mut client: BranchServiceClient<Channel>, shared: &Shared) -> ClientLog {
+async fn batch_client(mut client: BranchServiceClient<Conn>, shared: &Shared) -> ClientLog {
     let mut log = ClientLog::new();
     let workload = &shared.workload;
     while let Some(range) = shared.claim() {

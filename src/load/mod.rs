@@ -340,7 +340,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
 /// writers' clients on this process's runtime, or their latency would
 /// measure the load generator rather than the server.
 async fn run_with_reader(
-    channels: &[tonic::transport::Channel],
+    channels: &[crate::cli::connect::Conn],
     workload: &Arc<Workload>,
     plan: &drive::Plan,
     server: &str,

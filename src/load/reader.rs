@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::cli::connect::Conn;
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
 use tonic::Code;
-use tonic::transport::Channel;
 
 use super::workload::{SETUP_DATE, Workload};
 use crate::pb;
@@ -62,7 +62,7 @@ pub struct ReaderLog {
 
 /// Loops `reader` over the workload's branch on `channel` until `stop`.
 pub async fn run(
-    channel: Channel,
+    channel: Conn,
     workload: Arc<Workload>,
     reader: Reader,
     stop: Arc<AtomicBool>,
@@ -100,7 +100,7 @@ pub async fn run(
 
 /// One whole read.
 async fn read_once(
-    audit: &mut AuditServiceClient<Channel>,
+    audit: &mut AuditServiceClient<Conn>,
     branch_id: &str,
     reader: Reader,
     calls: &mut u64,

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cli::connect::Conn;
 use anyhow::{Context, anyhow, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::task::JoinSet;
 use tonic::Code;
-use tonic::transport::Channel;
 
 use super::drive::{branch_client, code_name};
 use super::workload::{
@@ -45,7 +45,7 @@ pub struct SetupReport {
 
 /// Creates the workload's branch, center, groups, members, savings accounts
 /// and loans.
-pub async fn run(channel: &Channel, workload: Arc<Workload>) -> anyhow::Result<SetupReport> {
+pub async fn run(channel: &Conn, workload: Arc<Workload>) -> anyhow::Result<SetupReport> {
     let started = Instant::now();
     let client = branch_client(channel);
     let total = 2 + u64::from(workload.groups()) + 3 * u64::from(workload.members());
@@ -122,7 +122,7 @@ fn chunks(n: u32, size: u32) -> impl Iterator<Item = std::ops::Range<u32>> {
 
 /// Sends batches, a few at a time.
 async fn run_batches(
-    client: &BranchServiceClient<Channel>,
+    client: &BranchServiceClient<Conn>,
     batches: Vec<Vec<Write>>,
     progress: &ProgressBar,
 ) -> anyhow::Result<()> {
@@ -146,7 +146,7 @@ async fn run_batches(
 /// Sends sequences of writes one call each: the writes of a sequence in
 /// order, a few sequences at a time.
 async fn run_unary(
-    client: &BranchServiceClient<Channel>,
+    client: &BranchServiceClient<Conn>,
     sequences: Vec<Vec<Write>>,
     progress: &ProgressBar,
 ) -> anyhow::Result<()> {
@@ -199,7 +199,7 @@ fn is_unimplemented(error: &anyhow::Error) -> bool {
 }
 
 /// Sends one batch; every command must be accepted with the reply it asks for.
-async fn batch(mut client: BranchServiceClient<Channel>, writes: Vec<Write>) -> anyhow::Result<()> {
+async fn batch(mut client: BranchServiceClient<Conn>, writes: Vec<Write>) -> anyhow::Result<()> {
     let request = pb::SubmitBatchRequest {
         commands: writes
             .iter()
@@ -243,7 +243,7 @@ async fn batch(mut client: BranchServiceClient<Channel>, writes: Vec<Write>) -> 
 }
 
 /// Sends one write as its own call.
-async fn unary(mut client: BranchServiceClient<Channel>, write: Write) -> anyhow::Result<()> {
+async fn unary(mut client: BranchServiceClient<Conn>, write: Write) -> anyhow::Result<()> {
     let id = request_id(&write).to_owned();
     let refused = |status: tonic::Status| Refused {
         code: status.code(),

@@ -3,10 +3,10 @@
 //! and PAR30 (the standard measure, no tolerance) at each month end from
 //! `GetPortfolioQuality`.
 
+use crate::cli::connect::Conn;
 use anyhow::{Context, anyhow};
 use chrono::{Months, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use tonic::transport::Channel;
 
 use super::{BranchReport, MonthFigures, ProductFigures, YearFigures};
 use crate::pb;
@@ -28,7 +28,7 @@ fn refused(call: &str, status: tonic::Status) -> anyhow::Error {
 }
 
 async fn totals(
-    audit: &mut AuditServiceClient<Channel>,
+    audit: &mut AuditServiceClient<Conn>,
     branch: &str,
     period: Period,
 ) -> anyhow::Result<pb::GetBranchTotalsResponse> {
@@ -44,7 +44,7 @@ async fn totals(
 
 /// PAR30 of `branch` at the end of `day`, as a ratio.
 async fn par30(
-    audit: &mut AuditServiceClient<Channel>,
+    audit: &mut AuditServiceClient<Conn>,
     branch: &str,
     day: NaiveDate,
 ) -> anyhow::Result<Decimal> {
@@ -88,7 +88,7 @@ fn year_figures(t: &pb::PeriodTotals, par30: Decimal) -> anyhow::Result<YearFigu
 
 /// The year-end report of `branch` for `year`, read from the ledger at `server`.
 pub async fn gather(
-    audit: &mut AuditServiceClient<Channel>,
+    audit: &mut AuditServiceClient<Conn>,
     branch: &str,
     year: i32,
 ) -> anyhow::Result<BranchReport> {

@@ -16,13 +16,13 @@ pub mod preset;
 
 use std::time::{Duration, Instant};
 
+use crate::cli::connect::Conn;
 use anyhow::{Context, bail};
 use chrono::{Datelike, Days, NaiveDate};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rust_decimal::Decimal;
 use serde_json::json;
-use tonic::transport::Channel;
 
 use crate::pb;
 use crate::pb::audit_service_client::AuditServiceClient;
@@ -64,9 +64,9 @@ pub struct SimulateArgs {
 
 /// The clients of a run.
 struct Clients {
-    branch: BranchServiceClient<Channel>,
-    products: ProductServiceClient<Channel>,
-    audit: AuditServiceClient<Channel>,
+    branch: BranchServiceClient<Conn>,
+    products: ProductServiceClient<Conn>,
+    audit: AuditServiceClient<Conn>,
 }
 
 /// Runs the simulation against `server` and prints a summary (JSON with `json`).
@@ -92,6 +92,7 @@ pub async fn run(server: &str, json: bool, args: SimulateArgs) -> anyhow::Result
         .connect()
         .await
         .with_context(|| format!("cannot connect to the ledger at {server}"))?;
+    let channel = crate::cli::connect::with_credentials(channel)?;
     let mut clients = Clients {
         branch: BranchServiceClient::new(channel.clone()).max_decoding_message_size(REPLY_SIZE_MAX),
         products: ProductServiceClient::new(channel.clone()),
@@ -158,7 +159,7 @@ fn refused(call: &str, status: &tonic::Status) -> anyhow::Error {
 
 /// Sends `writes` in order, in batches, and gives each reply to the model.
 async fn submit(
-    client: &mut BranchServiceClient<Channel>,
+    client: &mut BranchServiceClient<Conn>,
     model: &mut Model,
     writes: Vec<(Write, Pending)>,
     day: NaiveDate,

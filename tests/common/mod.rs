@@ -18,6 +18,9 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// The file holding the token of `tester`, a manager, product admin and
+    /// auditor of the whole institution (none for the echo server).
+    pub token_file: std::path::PathBuf,
     _data: tempfile::TempDir,
 }
 
@@ -80,12 +83,92 @@ impl Server {
             .strip_prefix(ready)
             .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
             .to_owned();
+        let url = format!("http://{address}");
+        let token_file = data.path().join("tester.token");
+        if data.path().join(ADMIN_TOKEN_FILE).exists() {
+            provision_tester(&url, data.path(), &token_file);
+        }
         Server {
             child,
-            url: format!("http://{address}"),
+            url,
+            token_file,
             _data: data,
         }
     }
+
+    /// The client binary, pointed at this server with tester's token.
+    pub fn client(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(["--server", &self.url])
+            .env("MFI_LEDGER_TOKEN_FILE", &self.token_file);
+        command
+    }
+
+    /// The token in `token_file`.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(&self.token_file)
+            .expect("the tester's token file")
+            .trim()
+            .to_owned()
+    }
+}
+
+/// Where a new server writes its first administrator's token.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Creates principal `tester` (manager, product admin and auditor of the
+/// institution) as the first administrator, and writes its token to
+/// `token_file`.
+fn provision_tester(url: &str, data: &std::path::Path, token_file: &std::path::Path) {
+    use mfi_ledger::pb;
+    let admin = std::fs::read_to_string(data.join(ADMIN_TOKEN_FILE)).expect("admin token");
+    let url = url.to_owned();
+    let token = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let channel = tonic::transport::Channel::from_shared(url)
+                    .unwrap()
+                    .connect()
+                    .await
+                    .expect("connect to the server");
+                let bearer = mfi_ledger::cli::connect::Bearer::new(Some(admin.trim())).unwrap();
+                let mut access = pb::access_service_client::AccessServiceClient::new(
+                    tonic::service::interceptor::InterceptedService::new(channel, bearer),
+                );
+                let roles = ["manager", "product-admin", "auditor"]
+                    .into_iter()
+                    .map(|role| pb::RoleGrant {
+                        role: role.into(),
+                        branch_id: String::new(),
+                    })
+                    .collect();
+                access
+                    .create_principal(pb::CreatePrincipalRequest {
+                        context: Some(pb::WriteContext {
+                            request_id: "create-tester".into(),
+                            actor: "test".into(),
+                        }),
+                        principal_id: "tester".into(),
+                        name: "Tester".into(),
+                        roles,
+                        issue_token: true,
+                        token_valid_days: 0,
+                    })
+                    .await
+                    .expect("create the tester principal")
+                    .into_inner()
+                    .token
+                    .expect("a token")
+                    .token
+            })
+    })
+    .join()
+    .unwrap();
+    std::fs::write(token_file, format!("{token}\n")).unwrap();
 }
 
 impl Server {

@@ -16,7 +16,6 @@ use mfi_ledger::pb;
 use mfi_ledger::pb::audit_service_client::AuditServiceClient;
 use mfi_ledger::pb::branch_service_client::BranchServiceClient;
 use tokio::process::Child;
-use tonic::transport::Channel;
 
 use crate::support::{ctx, serve_binary, vnd};
 
@@ -31,17 +30,14 @@ const ACKNOWLEDGED_WAIT: Duration = Duration::from_secs(60);
 
 struct Server {
     child: Child,
-    branch: BranchServiceClient<Channel>,
-    audit: AuditServiceClient<Channel>,
+    branch: BranchServiceClient<crate::support::Conn>,
+    audit: AuditServiceClient<crate::support::Conn>,
 }
 
 async fn start(dir: &Path) -> Server {
     let (child, address) = serve_binary(BINARY, dir).await;
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let token = crate::support::tester_token_over_grpc(&address, dir).await;
+    let channel = crate::support::connect(address.parse().unwrap(), &token).await;
     Server {
         child,
         branch: BranchServiceClient::new(channel.clone()),

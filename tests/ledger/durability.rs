@@ -136,6 +136,9 @@ fn command(request_id: &str, body: CommandBody) -> Command {
     Command {
         request_id: RequestId::parse("request_id", request_id).unwrap(),
         actor: Actor::parse("actor", "clerk").unwrap(),
+        principal: Some(
+            mfi_ledger::domain::ids::PrincipalId::parse("p", crate::support::TESTER).unwrap(),
+        ),
         body,
     }
 }
@@ -149,6 +152,8 @@ fn name(text: &str) -> Name {
 }
 
 async fn set_up(ledger: &Ledger) {
+    let principals = tempfile::tempdir().unwrap();
+    crate::support::tester_token(ledger, principals.path()).await;
     let bodies = [
         CommandBody::CreateBranch {
             branch_id: BranchId::parse("b", "TB").unwrap(),
@@ -354,7 +359,9 @@ async fn past_the_in_flight_bound_commands_are_refused_as_overloaded_and_nothing
 async fn after_a_storage_fault_writes_stop_reads_go_on_and_a_restart_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
-    store.fail_after = Some(5);
+    // The access entries and the five of set-up, then the fault.
+    let set_up_entries = crate::support::ACCESS_ENTRIES + 5;
+    store.fail_after = Some(set_up_entries);
     let ledger = Arc::new(
         Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap(),
     );
@@ -368,7 +375,7 @@ async fn after_a_storage_fault_writes_stop_reads_go_on_and_a_restart_recovers() 
     let later = ledger.submit(deposit(1)).await.unwrap_err();
     assert!(matches!(later, SubmitError::Unavailable(_)), "{later}");
     // Reads still answer from what was durable.
-    assert_eq!(ledger.read(|s| s.last_sequence()), 5);
+    assert_eq!(ledger.read(|s| s.last_sequence()), set_up_entries);
     tokio::task::spawn_blocking({
         let ledger = ledger.clone();
         move || ledger.shutdown()
@@ -379,9 +386,9 @@ async fn after_a_storage_fault_writes_stop_reads_go_on_and_a_restart_recovers() 
     // A restart on a healthy disk has every acknowledged entry and writes again.
     let store = DiskStore::open(dir.path()).unwrap();
     let ledger = Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap();
-    assert_eq!(ledger.read(|s| s.last_sequence()), 5);
+    assert_eq!(ledger.read(|s| s.last_sequence()), set_up_entries);
     let entry = ledger.submit(deposit(2)).await.unwrap();
-    assert_eq!(entry.body.sequence, 6);
+    assert_eq!(entry.body.sequence, set_up_entries + 1);
     tokio::task::spawn_blocking(move || ledger.shutdown())
         .await
         .unwrap();
@@ -410,6 +417,7 @@ async fn a_failed_checkpoint_is_written_again_and_the_cache_still_matches_the_jo
     .unwrap();
     drop(ledger);
     let report = mfi_ledger::verify::verify(dir.path()).unwrap();
-    assert_eq!(report.entries, 25);
-    assert_eq!(report.state_compared_at, 25);
+    let entries = crate::support::ACCESS_ENTRIES + 25;
+    assert_eq!(report.entries, entries);
+    assert_eq!(report.state_compared_at, entries);
 }

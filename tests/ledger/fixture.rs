@@ -51,7 +51,6 @@ use mfi_ledger::pb::audit_service_client::AuditServiceClient;
 use mfi_ledger::store::{decode_payload, scan_journal};
 use rust_decimal::Decimal;
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
 
 use crate::support::{App, application, ctx, flat_weekly, products, spawn_app, vnd};
 
@@ -96,7 +95,7 @@ fn fixture_dir() -> PathBuf {
 
 /// A server on a copy of a data directory.
 struct Served {
-    audit: AuditServiceClient<Channel>,
+    audit: AuditServiceClient<crate::support::Conn>,
     ledger: Arc<Ledger>,
     stop: oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
@@ -120,17 +119,16 @@ async fn serve(dir: &Path) -> Served {
     let (stop, stopped) = oneshot::channel::<()>();
     let served = ledger.clone();
     let server = tokio::spawn(async move {
-        api::serve(listener, served, ServerLimits::default(), async {
+        api::serve(listener, served, ServerLimits::default(), None, async {
             let _ = stopped.await;
         })
         .await
         .unwrap();
     });
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    // A journal written before access control gets its first administrator
+    // and the tests' principal as its next entries (encoding version 4).
+    let token = crate::support::tester_token(&ledger, dir).await;
+    let channel = crate::support::connect(address, &token).await;
     Served {
         audit: AuditServiceClient::new(channel),
         ledger,
@@ -189,8 +187,20 @@ async fn check_fixture(journal: &Path) -> String {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(info.last_sequence, FIXTURE_ENTRIES);
-    assert_eq!(info.last_hash, head);
+    // The fixture's entries, then the two that set up access.
+    assert_eq!(info.last_sequence, FIXTURE_ENTRIES + 2);
+    let page = served
+        .audit
+        .list_journal_entries(pb::ListJournalEntriesRequest {
+            from_sequence: FIXTURE_ENTRIES,
+            page_size: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.entries[0].hash, head);
+    assert_eq!(page.entries[1].command, "bootstrap_access");
+    assert_eq!(page.entries[2].command, "create_principal");
 
     // Savings: deposits, withdrawals and their reversals.
     // 100,000 at joining, then 10,000 a week for six weeks.
@@ -303,6 +313,9 @@ async fn check_fixture(journal: &Path) -> String {
     assert_eq!(served.balance("fee-income:TB/ins").await, "25000");
     assert_eq!(served.balance("fee-income:TB/appr").await, "15000");
     served.shut().await;
+    // The upgraded journal, version 3 entries then version 4 ones, verifies.
+    let upgraded = mfi_ledger::verify::verify(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(upgraded.entries, FIXTURE_ENTRIES + 2);
     head
 }
 
@@ -417,6 +430,8 @@ fn command_kind(command: &CommandBody) -> &'static str {
         CommandBody::RecordCollectionSheet { .. } => "RecordCollectionSheet",
         CommandBody::RecordRepayment { .. } => "RecordRepayment",
         CommandBody::ReverseEntry { .. } => "ReverseEntry",
+        // Added with encoding version 4: not in the version 3 fixture.
+        CommandBody::Access(_) => "Access",
     }
 }
 
@@ -433,6 +448,7 @@ fn outcome_kind(outcome: &Outcome) -> &'static str {
         Outcome::WrittenOff { .. } => "WrittenOff",
         Outcome::CollectionSheetRecorded { .. } => "CollectionSheetRecorded",
         Outcome::Reversed { .. } => "Reversed",
+        Outcome::AccessChanged => "AccessChanged",
     }
 }
 

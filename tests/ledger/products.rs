@@ -146,7 +146,7 @@ async fn products_are_created_read_and_listed() {
         .into_inner();
     assert_eq!(created.version, 1);
     let receipt = created.receipt.unwrap();
-    assert_eq!(receipt.sequence, 1);
+    assert_eq!(receipt.sequence, crate::support::ACCESS_ENTRIES + 1);
     assert_eq!(receipt.effective_date, "2024-01-01");
 
     let product = get_product(&app, "GENERAL", 0).await.unwrap();

@@ -19,7 +19,6 @@ use mfi_ledger::pb::branch_service_client::BranchServiceClient;
 use mfi_ledger::pb::product_service_client::ProductServiceClient;
 use prost::Message;
 use tonic::Code;
-use tonic::transport::Channel;
 
 use crate::support::{App, TODAY, assert_refused, create_product, product_rules, spawn_app};
 
@@ -32,12 +31,8 @@ const WRITERS: u64 = 64;
 /// Writes of each writer.
 const WRITES_EACH: u64 = 8;
 
-async fn channel(app: &App) -> Channel {
-    Channel::from_shared(format!("http://{}", app.address))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+async fn channel(app: &App) -> crate::support::Conn {
+    crate::support::connect(app.address, &app.token).await
 }
 
 /// Encoded size of a list reply: within the byte bound unless its one item
@@ -53,7 +48,7 @@ fn assert_within_bytes(reply: &impl Message, items: usize, what: &str) {
 /// Every page of the loans in arrears in `branch` on `as_of`, `page_size` at
 /// a time: each within its bounds; the loan ids in the order given.
 async fn arrears_pages(
-    audit: &mut AuditServiceClient<Channel>,
+    audit: &mut AuditServiceClient<crate::support::Conn>,
     branch: &str,
     as_of: &str,
     page_size: u32,

@@ -235,10 +235,17 @@ async fn reversing_twice_or_reversing_a_reversal_is_refused() {
     assert_refused(&status, Code::FailedPrecondition, "cannot be reversed");
     let status = app
         .branch
-        .reverse_entry(reverse("rev-4", 1))
+        .reverse_entry(reverse("rev-4", crate::support::ACCESS_ENTRIES + 1))
         .await
         .unwrap_err();
     assert_refused(&status, Code::FailedPrecondition, "moves no money");
+    // Entry 1 created the first administrator: access is not reversed.
+    let status = app
+        .branch
+        .reverse_entry(reverse("rev-access", 1))
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::FailedPrecondition, "changes access");
     let status = app
         .branch
         .reverse_entry(reverse("rev-5", 999))
@@ -279,7 +286,7 @@ async fn a_reversal_that_would_make_a_balance_impossible_is_refused() {
     // Entries: branch, center, group, member, account, then the deposit (6).
     let status = app
         .branch
-        .reverse_entry(reverse("rev-dep", 6))
+        .reverse_entry(reverse("rev-dep", crate::support::ACCESS_ENTRIES + 6))
         .await
         .unwrap_err();
     assert_refused(&status, Code::FailedPrecondition, "below zero");

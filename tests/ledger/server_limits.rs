@@ -149,7 +149,7 @@ async fn over_new_connection(app: &App) -> Result<u64, String> {
         .connect()
         .await
         .map_err(|error| error.to_string())?;
-    AuditServiceClient::new(channel)
+    AuditServiceClient::new(crate::support::with_token(channel, &app.token))
         .get_ledger_info(pb::GetLedgerInfoRequest {})
         .await
         .map(|reply| reply.into_inner().last_sequence)
@@ -157,13 +157,13 @@ async fn over_new_connection(app: &App) -> Result<u64, String> {
 }
 
 /// A second connection to the app, served once.
-async fn second_connection(app: &App) -> AuditServiceClient<Channel> {
+async fn second_connection(app: &App) -> AuditServiceClient<crate::support::Conn> {
     let channel = Channel::from_shared(format!("http://{}", app.address))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let mut client = AuditServiceClient::new(channel);
+    let mut client = AuditServiceClient::new(crate::support::with_token(channel, &app.token));
     client
         .get_ledger_info(pb::GetLedgerInfoRequest {})
         .await

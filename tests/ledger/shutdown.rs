@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::Conn;
 use mfi_ledger::pb;
 use mfi_ledger::pb::branch_service_client::BranchServiceClient;
 use mfi_ledger::store::{DiskStore, Store};
@@ -15,7 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::process::Child;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use crate::support::{ctx, serve_binary, vnd};
 
@@ -36,21 +36,19 @@ const COMMANDS_PER_CLIENT_MAX: usize = 20_000;
 const ACKNOWLEDGED_BEFORE_SIGNAL: usize = 1_000;
 
 /// Starts `mfi-ledger serve` on port 0; returns it and its address.
-async fn start(dir: &Path) -> (Child, String) {
-    serve_binary(&binary(), dir).await
+/// The server on `dir`, its address, and the tests' principal's token.
+async fn start(dir: &Path) -> (Child, String, String) {
+    let (child, address) = serve_binary(&binary(), dir).await;
+    let token = crate::support::tester_token_over_grpc(&address, dir).await;
+    (child, address, token)
 }
 
-async fn connect(address: &str) -> BranchServiceClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    BranchServiceClient::new(channel)
+async fn connect(address: &str, token: &str) -> BranchServiceClient<Conn> {
+    BranchServiceClient::new(crate::support::connect(address.parse().unwrap(), token).await)
 }
 
 /// Branch TB with member TB-0001 holding voluntary savings `TB-0001/V1`.
-async fn set_up(branch: &mut BranchServiceClient<Channel>) {
+async fn set_up(branch: &mut BranchServiceClient<Conn>) {
     let opened_on = || "2024-01-01".to_string();
     branch
         .create_branch(pb::CreateBranchRequest {
@@ -108,7 +106,7 @@ type Outcomes = Arc<Mutex<HashMap<String, Result<u64, tonic::Status>>>>;
 
 /// One client, depositing until a call fails.
 async fn write_until_refused(
-    mut branch: BranchServiceClient<Channel>,
+    mut branch: BranchServiceClient<Conn>,
     client: usize,
     outcomes: Outcomes,
 ) {
@@ -140,12 +138,12 @@ async fn write_until_refused(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_every_write_the_journal_holds() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, address) = start(dir.path()).await;
-    set_up(&mut connect(&address).await).await;
+    let (mut child, address, token) = start(dir.path()).await;
+    set_up(&mut connect(&address, &token).await).await;
     let outcomes: Outcomes = Arc::default();
     let mut connections = Vec::new();
     for _ in 0..CONNECTIONS {
-        connections.push(connect(&address).await);
+        connections.push(connect(&address, &token).await);
     }
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
@@ -417,12 +415,12 @@ async fn sigterm_with_replies_queued_and_clients_still_sending() {
 /// journal.
 async fn queued_reply_round(round: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, server) = start(dir.path()).await;
-    set_up(&mut connect(&server).await).await;
+    let (mut child, server, token) = start(dir.path()).await;
+    set_up(&mut connect(&server, &token).await).await;
     let relay = Relay::start(server.parse().unwrap()).await;
     let outcomes: Outcomes = Arc::default();
     // One connection shared by every client, as a load balancer would.
-    let shared = connect(&relay.address).await;
+    let shared = connect(&relay.address, &token).await;
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
             tokio::spawn(write_until_refused(

@@ -41,8 +41,11 @@ pub const TODAY: &str = "2024-06-30";
 
 /// A running server and clients connected to it.
 pub struct App {
-    pub branch: BranchServiceClient<Channel>,
-    pub audit: AuditServiceClient<Channel>,
+    pub branch: BranchServiceClient<Conn>,
+    pub audit: AuditServiceClient<Conn>,
+    /// The token of `tester`: manager, product admin and auditor of the
+    /// whole institution (what the clients above send).
+    pub token: String,
     pub ledger: Arc<Ledger>,
     pub dir: TempDir,
     pub address: std::net::SocketAddr,
@@ -84,7 +87,10 @@ impl App {
     /// Stops the server and the ledger cleanly; gives back the data directory.
     pub async fn stop(mut self) -> TempDir {
         // Disconnect the clients so that the server's connections end.
-        let nowhere = Channel::from_static("http://127.0.0.1:9").connect_lazy();
+        let nowhere = with_token(
+            Channel::from_static("http://127.0.0.1:9").connect_lazy(),
+            &self.token,
+        );
         self.branch = BranchServiceClient::new(nowhere.clone());
         self.audit = AuditServiceClient::new(nowhere);
         self.stop_server().await;
@@ -311,7 +317,7 @@ pub fn assert_refused(status: &tonic::Status, code: tonic::Code, field: &str) {
 /// The whole journal, read page by page (`page_size` entries a page), with
 /// the check that no page is longer than asked.
 pub async fn read_journal(
-    audit: &mut AuditServiceClient<Channel>,
+    audit: &mut AuditServiceClient<Conn>,
     page_size: u32,
 ) -> Vec<pb::JournalEntry> {
     let mut entries = Vec::new();
@@ -361,13 +367,10 @@ pub async fn borrower() -> (App, String) {
 #[allow(dead_code)]
 pub async fn products(
     app: &App,
-) -> mfi_ledger::pb::product_service_client::ProductServiceClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{}", app.address))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    mfi_ledger::pb::product_service_client::ProductServiceClient::new(channel)
+) -> mfi_ledger::pb::product_service_client::ProductServiceClient<Conn> {
+    mfi_ledger::pb::product_service_client::ProductServiceClient::new(
+        connect(app.address, &app.token).await,
+    )
 }
 
 /// The journal's head and some balances: what a refusal must leave alone.
@@ -605,26 +608,123 @@ pub async fn serve_ledger(ledger: Arc<Ledger>, dir: TempDir, limits: ServerLimit
     let (stop, stopped) = oneshot::channel::<()>();
     let served = ledger.clone();
     let server = tokio::spawn(async move {
-        api::serve(listener, served, limits, async {
+        api::serve(listener, served, limits, None, async {
             let _ = stopped.await;
         })
         .await
         .unwrap();
     });
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let token = tester_token(&ledger, dir.path()).await;
+    let channel = connect(address, &token).await;
     App {
         branch: BranchServiceClient::new(channel.clone()),
         audit: AuditServiceClient::new(channel),
+        token,
         ledger,
         dir,
         address,
         stop: Some(stop),
         server: Some(server),
     }
+}
+
+/// A channel that sends `token`.
+pub type Conn = mfi_ledger::cli::connect::Conn;
+
+/// `channel`, sending `token` with every call.
+pub fn with_token(channel: Channel, token: &str) -> Conn {
+    tonic::service::interceptor::InterceptedService::new(
+        channel,
+        mfi_ledger::cli::connect::Bearer::new(Some(token)).unwrap(),
+    )
+}
+
+/// A new connection to the server at `address`, sending `token`.
+pub async fn connect(address: std::net::SocketAddr, token: &str) -> Conn {
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    with_token(channel, token)
+}
+
+/// Entries a new test ledger starts with: the first administrator and
+/// `tester` (see [`tester_token`]).
+pub const ACCESS_ENTRIES: u64 = 2;
+
+/// The principal the tests write and read as.
+pub const TESTER: &str = "tester";
+
+/// The first administrator's token (written by the bootstrap in `dir`).
+#[allow(dead_code)]
+pub fn admin_token(dir: &std::path::Path) -> String {
+    mfi_ledger::auth::read_secret(&dir.join(mfi_ledger::auth::FIRST_ADMINISTRATOR_TOKEN_FILE))
+        .unwrap()
+}
+
+/// On a new ledger: the first administrator (entry 1) and `tester`, a
+/// manager, product admin and auditor of the whole institution (entry 2),
+/// whose token is kept in `dir` for restarts. Returns tester's token.
+pub async fn tester_token(ledger: &Ledger, dir: &std::path::Path) -> String {
+    use mfi_ledger::domain::access::{Role, RoleGrant, Scope};
+    let file = dir.join("tester.token");
+    if file.exists() {
+        return mfi_ledger::auth::read_secret(&file).unwrap();
+    }
+    mfi_ledger::auth::bootstrap(ledger, dir).await.unwrap();
+    let admin = mfi_ledger::domain::ids::PrincipalId::parse("p", "admin").unwrap();
+    let grants = [Role::Manager, Role::ProductAdmin, Role::Auditor]
+        .into_iter()
+        .map(|role| RoleGrant {
+            role,
+            scope: Scope::Institution,
+        })
+        .collect();
+    // Valid for a century: a test ledger's clock is in 2024, and some tests
+    // serve its data directory again with the binary, on the machine's clock.
+    let token =
+        mfi_ledger::auth::create_principal_in_process(ledger, &admin, TESTER, grants, 36_500)
+            .await
+            .unwrap();
+    mfi_ledger::auth::write_secret(&file, &token).unwrap();
+    token
+}
+
+/// On a server started from the binary on `dir` (which wrote the first
+/// administrator's token there): creates `tester` over gRPC, as
+/// [`tester_token`] does in process, keeping its token in `dir`.
+#[allow(dead_code)]
+pub async fn tester_token_over_grpc(address: &str, dir: &std::path::Path) -> String {
+    let file = dir.join("tester.token");
+    if file.exists() {
+        return mfi_ledger::auth::read_secret(&file).unwrap();
+    }
+    let admin = admin_token(dir);
+    let channel = connect(address.parse().unwrap(), &admin).await;
+    let mut access = mfi_ledger::pb::access_service_client::AccessServiceClient::new(channel);
+    let roles = ["manager", "product-admin", "auditor"]
+        .into_iter()
+        .map(|role| pb::RoleGrant {
+            role: role.into(),
+            branch_id: String::new(),
+        })
+        .collect();
+    let reply = access
+        .create_principal(pb::CreatePrincipalRequest {
+            context: ctx("create-tester"),
+            principal_id: TESTER.into(),
+            name: TESTER.into(),
+            roles,
+            issue_token: true,
+            token_valid_days: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let token = reply.token.unwrap().token;
+    mfi_ledger::auth::write_secret(&file, &token).unwrap();
+    token
 }
 
 /// What the server's health service says of `service` ("" for the server

@@ -13,7 +13,14 @@ use crate::support::{ctx, spawn_app, vnd};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mfi-ledger");
 
-/// A stopped ledger with a member, a deposit (entry 6) and a withdrawal (7).
+/// The deposit's entry in [`data_dir`] (after the access entries, the
+/// branch, center, group, member and account).
+const DEPOSIT: u64 = crate::support::ACCESS_ENTRIES + 6;
+/// The withdrawal's entry: the last.
+const WITHDRAWAL: u64 = DEPOSIT + 1;
+
+/// A stopped ledger with a member, a deposit ([`DEPOSIT`]) and a withdrawal
+/// ([`WITHDRAWAL`]), the last entry.
 async fn data_dir() -> TempDir {
     let mut app = spawn_app().await;
     app.branch_tb().await;
@@ -120,20 +127,22 @@ async fn verify_passes_on_a_clean_data_directory() {
     let dir = data_dir().await;
     let (ok, text) = verify(dir.path());
     assert!(ok, "{text}");
-    assert!(text.starts_with("ok: 7 entries verified"), "{text}");
+    let expected = format!("ok: {WITHDRAWAL} entries verified");
+    assert!(text.starts_with(&expected), "{text}");
 }
 
 #[tokio::test]
 async fn verify_names_an_altered_entry() {
     let dir = data_dir().await;
-    forge(dir.path(), 6, |body| {
+    forge(dir.path(), DEPOSIT, |body| {
         for posting in &mut body.postings {
             posting.amount = Decimal::from(900_000);
         }
     });
     let (ok, text) = verify(dir.path());
     assert!(!ok, "an altered amount must fail verification: {text}");
-    assert!(text.contains("entry 6: hash mismatch"), "{text}");
+    let expected = format!("entry {DEPOSIT}: hash mismatch");
+    assert!(text.contains(&expected), "{text}");
 }
 
 #[tokio::test]
@@ -209,7 +218,7 @@ async fn a_torn_last_frame_is_cut_and_loses_nothing_acknowledged() {
         })
         .await
         .unwrap();
-        assert_eq!(ledger.read(|state| state.last_sequence()), 7);
+        assert_eq!(ledger.read(|state| state.last_sequence()), WITHDRAWAL);
         tokio::task::spawn_blocking(move || ledger.shutdown())
             .await
             .unwrap();
@@ -235,7 +244,8 @@ async fn a_journal_that_lost_acknowledged_entries_is_refused_at_startup() {
     let dir = data_dir().await;
     let path = dir.path().join("journal.log");
     let bytes = std::fs::read(&path).unwrap();
-    // Drop the last frame whole: the state cache knows entry 7, the journal ends at 6.
+    // Drop the last frame whole: the state cache knows the withdrawal, the
+    // journal ends at the deposit.
     let (last, _, _) = *frames(&bytes).last().unwrap();
     std::fs::write(&path, &bytes[..last]).unwrap();
     let refused = tokio::task::spawn_blocking({
@@ -318,20 +328,21 @@ fn rewrite_and_rechain(dir: &Path, sequence: u64, change: impl FnOnce(&mut Vec<u
 #[tokio::test]
 async fn entries_under_newer_rules_are_verified_by_invariants_and_not_served() {
     let dir = data_dir().await;
-    // Entry 7 (the withdrawal) as a release with rules version 2 would write it.
-    rewrite_and_rechain(dir.path(), 7, |canonical| {
-        assert_eq!(canonical[0], 3, "encoding version 3");
-        assert_eq!(&canonical[1..3], &[1, 0], "rules version 1");
-        canonical[1] = 2;
+    // The withdrawal as a release with rules version 3 would write it.
+    rewrite_and_rechain(dir.path(), WITHDRAWAL, |canonical| {
+        assert_eq!(canonical[0], 4, "encoding version 4");
+        assert_eq!(&canonical[1..3], &[2, 0], "rules version 2");
+        canonical[1] = 3;
     });
-    // The cache holds entry 7's old hash: this build would rebuild it.
+    // The cache holds the withdrawal's old hash: this build would rebuild it.
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
     let (ok, text) = verify(dir.path());
     assert!(ok, "{text}");
-    assert!(text.starts_with("ok: 7 entries verified"), "{text}");
+    let expected = format!("ok: {WITHDRAWAL} entries verified");
+    assert!(text.starts_with(&expected), "{text}");
     assert!(
         text.contains("note: 1 entries verified by their invariants only")
-            && text.contains("rules version 2, newer than this build's rules (1)"),
+            && text.contains("rules version 3, newer than this build's rules (2)"),
         "{text}"
     );
     let refused = tokio::task::spawn_blocking({
@@ -342,7 +353,7 @@ async fn entries_under_newer_rules_are_verified_by_invariants_and_not_served() {
     .unwrap()
     .expect("a server with older rules must not decide after newer entries");
     assert!(
-        refused.contains("rules version 2") && refused.contains("upgrade"),
+        refused.contains("rules version 3") && refused.contains("upgrade"),
         "{refused}"
     );
 }
@@ -355,7 +366,7 @@ async fn entries_under_newer_rules_are_verified_by_invariants_and_not_served() {
 #[tokio::test]
 async fn entries_of_other_encodings_are_refused_naming_the_version() {
     for (version, expected) in [
-        (4u8, "written by a newer release of mfi-ledger"),
+        (5u8, "written by a newer release of mfi-ledger"),
         (2u8, "version 2 was written by a development build"),
     ] {
         let dir = data_dir().await;
@@ -387,7 +398,7 @@ async fn entries_of_other_encodings_are_refused_naming_the_version() {
 /// The real binary serving `dir`; its standard error is collected.
 struct ServedBinary {
     child: tokio::process::Child,
-    audit: mfi_ledger::pb::audit_service_client::AuditServiceClient<tonic::transport::Channel>,
+    audit: mfi_ledger::pb::audit_service_client::AuditServiceClient<crate::support::Conn>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -420,11 +431,8 @@ async fn serve_binary(dir: &Path) -> ServedBinary {
         .unwrap()
         .unwrap_or_else(|| panic!("no listening line; stderr: {}", stderr.lock().unwrap()));
     let address = line.strip_prefix("mfi-ledger listening on ").unwrap();
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let token = crate::support::tester_token_over_grpc(address, dir).await;
+    let channel = crate::support::connect(address.parse().unwrap(), &token).await;
     ServedBinary {
         child,
         audit: mfi_ledger::pb::audit_service_client::AuditServiceClient::new(channel),

@@ -51,7 +51,10 @@ async fn structure_and_members_are_recorded_and_readable() {
         crate::support::TODAY
     );
     // Every command is one entry: branch, center, group, member, 2 accounts.
-    assert_eq!(app.last_sequence().await, 6);
+    assert_eq!(
+        app.last_sequence().await,
+        crate::support::ACCESS_ENTRIES + 6
+    );
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::*;
+use crate::domain::access::{Access, Stamp};
 use crate::domain::entry::{Recast, Repayment};
 use crate::domain::product::FeeCollection;
 use crate::domain::totals::{Overflow, ProductDay, minus, plus, sum};
@@ -176,6 +177,10 @@ impl LedgerState {
             self.reversed.insert(sequence, by);
             self.changed.note(|| StateKey::Reversed(sequence));
         }
+        if let Some(access) = commit.access {
+            self.access = access;
+            self.changed.note(|| StateKey::Access);
+        }
     }
 }
 
@@ -195,6 +200,8 @@ struct Commit {
     days: BTreeMap<(BranchId, NaiveDate), Option<DayTotals>>,
     balances: Vec<(AccountId, Balance)>,
     reversed: Option<(u64, u64)>,
+    /// Who may do what, after an access command.
+    access: Option<Arc<Access>>,
 }
 
 /// A loan being changed by the entry.
@@ -493,6 +500,15 @@ impl<'s> Stage<'s> {
                 }
                 self.undo(&branch, undo)?;
                 self.commit.reversed = Some((*sequence, body.sequence));
+            }
+            (CommandBody::Access(command), Outcome::AccessChanged) => {
+                let mut access = Access::clone(&self.state.access);
+                let stamp = Stamp {
+                    sequence: body.sequence,
+                    at_micros: body.recorded_at_micros,
+                };
+                access.apply(command, stamp)?;
+                self.commit.access = Some(Arc::new(access));
             }
             (command, outcome) => {
                 return Err(format!(

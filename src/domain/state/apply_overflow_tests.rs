@@ -41,11 +41,12 @@ impl Books {
         let command = Command {
             request_id: RequestId::parse("r", &format!("r{}", self.entries.len() + 1)).unwrap(),
             actor: Actor::parse("a", "clerk").unwrap(),
+            principal: None,
             body,
         };
         let context = ExecContext {
             recorded_at: Utc.with_ymd_and_hms(2024, 6, 1, 3, 0, 0).unwrap(),
-            rules_version: crate::domain::entry::RULES_VERSION_CURRENT,
+            rules_version: crate::domain::entry::RULES_VERSION_FIRST,
         };
         let lookup = |_: u64| Ok(None);
         self.state

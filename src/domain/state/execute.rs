@@ -8,11 +8,13 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::*;
+use crate::domain::access::{AccessCommand, Action};
 use crate::domain::command::{
     COLLECTION_LINES_MAX, CollectionLine, LoanSpec, check_date, check_len,
 };
 use crate::domain::entry::{
-    ENTRY_BYTES_MAX, FeeCharge, LineOutcome, Repayment, SavingsAmount, Side,
+    Attribution, ENTRY_BYTES_MAX, FeeCharge, LineOutcome, RULES_VERSION_ACCESS, Repayment,
+    SavingsAmount, Side,
 };
 use crate::domain::error::echo;
 use crate::domain::ids::FeeCode;
@@ -53,7 +55,25 @@ impl LedgerState {
         context: ExecContext,
         lookup: &LookupEntry<'_>,
     ) -> Result<EntryBody, ExecuteError> {
-        let decision = self.decide(&command.body, context, lookup)?;
+        let action = self.authorize(command, context, lookup)?;
+        let decision = match &command.body {
+            CommandBody::Access(access) => self.decide_access(command, access, context)?,
+            body => self.decide(body, context, lookup)?,
+        };
+        if let (Some(action), Some(principal)) = (action, &command.principal) {
+            // The branch the decision found is the one the entry is in: the
+            // principal's roles must cover it (they covered the branch found
+            // before deciding; this holds the two to the same answer).
+            self.access
+                .authorize(principal, action, decision.branch.as_ref())?;
+        }
+        let attribution = (context.rules_version >= RULES_VERSION_ACCESS).then(|| Attribution {
+            principal: command
+                .principal
+                .clone()
+                .expect("authorize refused a command without a principal"),
+            approved_by: None,
+        });
         let currency = match (&command.body, &decision.branch) {
             (CommandBody::CreateBranch { currency, .. }, _) => *currency,
             (
@@ -76,6 +96,7 @@ impl LedgerState {
             outcome: decision.outcome,
             postings: decision.postings,
             currency,
+            attribution,
         };
         assert!(
             body.is_balanced(),
@@ -85,6 +106,108 @@ impl LedgerState {
         );
         check_entry_size(&body)?;
         Ok(body)
+    }
+
+    /// Under rules with access control, checks that the command's principal
+    /// holds a role that allows it in the branch it writes in, before
+    /// anything about that branch's objects is looked at (so a refusal
+    /// tells nothing about them). Returns the action checked, for the check
+    /// against the decided entry's branch; `None` for access commands,
+    /// which [`Access::decide`] checks, and under earlier rules.
+    fn authorize(
+        &self,
+        command: &Command,
+        context: ExecContext,
+        lookup: &LookupEntry<'_>,
+    ) -> Result<Option<Action>, ExecuteError> {
+        if context.rules_version < RULES_VERSION_ACCESS {
+            if let CommandBody::Access(access) = &command.body {
+                return Err(DomainError::invalid(
+                    "command",
+                    format!(
+                        "{} needs rules version {RULES_VERSION_ACCESS} or later",
+                        access.name()
+                    ),
+                )
+                .into());
+            }
+            return Ok(None);
+        }
+        let Some(principal) = &command.principal else {
+            return Err(DomainError::invalid(
+                "principal",
+                "is required: every command names the principal who sent it",
+            )
+            .into());
+        };
+        let Some(action) = action_of(&command.body) else {
+            return Ok(None);
+        };
+        match self.branch_of(&command.body, lookup) {
+            Some(branch) => self.access.authorize(principal, action, branch.as_ref())?,
+            None => self.access.authorize_somewhere(principal, action)?,
+        }
+        Ok(Some(action))
+    }
+
+    /// The branch a command writes in (`Some(None)`: the institution's
+    /// catalogue), or `None` when an object it names does not exist
+    /// (deciding it then refuses it as not found).
+    fn branch_of(&self, body: &CommandBody, lookup: &LookupEntry<'_>) -> Option<Option<BranchId>> {
+        let member = |id: &MemberId| self.members.get(id).map(|m| m.branch.clone());
+        let loan = |id: &LoanId| self.loan(id).map(|l| l.branch.clone());
+        let branch = match body {
+            CommandBody::CreateBranch { branch_id, .. }
+            | CommandBody::CreateCenter { branch_id, .. } => Some(branch_id.clone()),
+            CommandBody::CreateGroup { center_id, .. }
+            | CommandBody::RecordCollectionSheet { center_id, .. } => {
+                self.centers.get(center_id).map(|c| c.branch.clone())
+            }
+            CommandBody::RegisterMember { group_id, .. } => {
+                self.groups.get(group_id).map(|g| g.branch.clone())
+            }
+            CommandBody::OpenSavingsAccount { member_id, .. }
+            | CommandBody::DisburseLoan { member_id, .. } => member(member_id),
+            CommandBody::DepositSavings { account_id, .. }
+            | CommandBody::WithdrawSavings { account_id, .. } => {
+                self.savings.get(account_id).map(|a| a.branch.clone())
+            }
+            CommandBody::DisburseTranche { loan_id, .. }
+            | CommandBody::WriteOffLoan { loan_id, .. }
+            | CommandBody::RecordRepayment { loan_id, .. } => loan(loan_id),
+            CommandBody::ReverseEntry { sequence, .. } => {
+                if *sequence > self.last_sequence {
+                    return None;
+                }
+                return lookup(*sequence).ok().flatten().map(|entry| entry.branch);
+            }
+            CommandBody::CreateProduct { .. }
+            | CommandBody::UpdateProduct { .. }
+            | CommandBody::Access(_) => return Some(None),
+        };
+        branch.map(Some)
+    }
+
+    /// Decides an access command: no postings, in no branch, dated today
+    /// in the institution's default zone.
+    fn decide_access(
+        &self,
+        command: &Command,
+        access: &AccessCommand,
+        context: ExecContext,
+    ) -> Result<Decision, DomainError> {
+        let principal = command
+            .principal
+            .as_ref()
+            .expect("authorize refused a command without a principal");
+        self.access
+            .decide(access, principal, context.recorded_at.timestamp_micros())?;
+        Ok(Decision {
+            branch: None,
+            effective_date: today_in(TIME_ZONE_DEFAULT, context.recorded_at),
+            outcome: Outcome::AccessChanged,
+            postings: Vec::new(),
+        })
     }
 
     fn decide(
@@ -236,6 +359,7 @@ impl LedgerState {
                 effective_date,
                 ..
             } => self.decide_reversal(*sequence, *effective_date, context, lookup)?,
+            CommandBody::Access(_) => unreachable!("execute decides access commands"),
         })
     }
 
@@ -960,6 +1084,17 @@ impl LedgerState {
             )
             .into());
         }
+        if let CommandBody::Access(access) = &original.command {
+            return Err(DomainError::precondition(
+                "sequence",
+                format!(
+                    "entry {sequence} ({}) changes access; access is changed by a new grant or \
+                     revocation, not reversed",
+                    access.name()
+                ),
+            )
+            .into());
+        }
         let Some(original_branch) = &original.branch else {
             return Err(DomainError::precondition(
                 "sequence",
@@ -1270,6 +1405,27 @@ impl LedgerState {
         self.loan(id)
             .ok_or_else(|| DomainError::not_found(field, "loan", id.as_str()))
     }
+}
+
+/// The action a command needs; `None` for access commands, which
+/// [`crate::domain::access::Access::decide`] checks.
+pub fn action_of(body: &CommandBody) -> Option<Action> {
+    Some(match body {
+        CommandBody::CreateBranch { .. }
+        | CommandBody::CreateCenter { .. }
+        | CommandBody::CreateGroup { .. } => Action::Organize,
+        CommandBody::RegisterMember { .. }
+        | CommandBody::OpenSavingsAccount { .. }
+        | CommandBody::DepositSavings { .. }
+        | CommandBody::WithdrawSavings { .. }
+        | CommandBody::DisburseLoan { .. }
+        | CommandBody::DisburseTranche { .. }
+        | CommandBody::RecordCollectionSheet { .. }
+        | CommandBody::RecordRepayment { .. } => Action::Write,
+        CommandBody::WriteOffLoan { .. } | CommandBody::ReverseEntry { .. } => Action::Correct,
+        CommandBody::CreateProduct { .. } | CommandBody::UpdateProduct { .. } => Action::Catalogue,
+        CommandBody::Access(_) => return None,
+    })
 }
 
 /// Refuses anything but an active loan, saying what it is instead.

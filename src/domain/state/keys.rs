@@ -26,6 +26,9 @@ pub enum StateKey {
     Balance(AccountId),
     Reversed(u64),
     Day(BranchId, NaiveDate),
+    /// Principals, roles and credentials, as one record (small, and
+    /// rarely changed).
+    Access,
 }
 
 /// A record: key bytes and value bytes, or `None` when the key is gone.
@@ -33,6 +36,7 @@ pub type StateRecord = (Vec<u8>, Option<Vec<u8>>);
 
 const HEAD_KEY: &str = "head";
 const FORMAT_KEY: &str = "format";
+const ACCESS_KEY: &str = "access";
 
 /// Layout of the state records. 2: day totals carry the portfolio figures
 /// (loans active, standard PAR, loans in arrears, installments due and paid
@@ -65,6 +69,7 @@ impl StateKey {
             StateKey::Balance(account) => format!("balance/{account}"),
             StateKey::Reversed(sequence) => format!("reversed/{sequence:020}"),
             StateKey::Day(branch, date) => format!("day/{branch}/{date}"),
+            StateKey::Access => ACCESS_KEY.to_owned(),
         }
         .into_bytes()
     }
@@ -94,6 +99,7 @@ impl LedgerState {
                 .get(branch)
                 .and_then(|days| days.get(date))
                 .map(encode),
+            StateKey::Access => (!self.access.is_empty()).then(|| encode(&*self.access)),
         }
     }
 
@@ -130,7 +136,7 @@ impl LedgerState {
 
     /// Every record of the state, sorted by key bytes.
     pub fn export(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        let mut keys = vec![StateKey::Head, StateKey::Format];
+        let mut keys = vec![StateKey::Head, StateKey::Format, StateKey::Access];
         keys.extend(self.branches.keys().cloned().map(StateKey::Branch));
         keys.extend(self.centers.keys().cloned().map(StateKey::Center));
         keys.extend(self.groups.keys().cloned().map(StateKey::Group));
@@ -190,6 +196,12 @@ impl LedgerState {
                     "state records of format {format}; this release reads format {STATE_FORMAT}"
                 ));
             }
+            return Ok(());
+        }
+        if key == ACCESS_KEY {
+            let mut access: Access = decode(key, value)?;
+            access.reindex();
+            self.access = Arc::new(access);
             return Ok(());
         }
         let (kind, rest) = key

@@ -70,7 +70,7 @@ fn opened_on() -> NaiveDate {
 fn context() -> ExecContext {
     ExecContext {
         recorded_at: Utc.with_ymd_and_hms(2100, 1, 1, 3, 0, 0).unwrap(),
-        rules_version: crate::domain::entry::RULES_VERSION_CURRENT,
+        rules_version: crate::domain::entry::RULES_VERSION_FIRST,
     }
 }
 
@@ -126,6 +126,7 @@ impl Ledger {
         Command {
             request_id: RequestId::parse("r", &format!("r{}", self.entries.len() + 1)).unwrap(),
             actor: Actor::parse("a", "clerk").unwrap(),
+            principal: None,
             body,
         }
     }

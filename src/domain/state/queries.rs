@@ -383,7 +383,13 @@ impl LedgerState {
     /// Checks that an account exists in the chart (its branch, loan or
     /// savings account exists) and gives its currency.
     pub fn account_currency(&self, account: &AccountId) -> Result<Currency, DomainError> {
-        let branch = match account {
+        let branch = self.account_branch(account)?;
+        Ok(self.find_branch("account", &branch)?.currency)
+    }
+
+    /// The branch whose books hold `account`.
+    pub fn account_branch(&self, account: &AccountId) -> Result<BranchId, DomainError> {
+        Ok(match account {
             AccountId::Cash(branch)
             | AccountId::InterestIncome(branch)
             | AccountId::FeeIncome(branch, _)
@@ -396,7 +402,11 @@ impl LedgerState {
                 .ok_or_else(|| DomainError::not_found("account", "savings account", id.as_str()))?
                 .branch
                 .clone(),
-        };
-        Ok(self.find_branch("account", &branch)?.currency)
+        })
+    }
+
+    /// The branch a member belongs to, if she exists.
+    pub fn member_branch(&self, id: &MemberId) -> Option<&BranchId> {
+        self.members.get(id).map(|member| &member.branch)
     }
 }

@@ -597,7 +597,7 @@ fn run(
 ) {
     let context = ExecContext {
         recorded_at: Utc.with_ymd_and_hms(2024, 6, 30, 3, 0, 0).unwrap(),
-        rules_version: crate::domain::entry::RULES_VERSION_CURRENT,
+        rules_version: crate::domain::entry::RULES_VERSION_FIRST,
     };
     // The writer's copy: `state` is fed what applying each entry to it
     // wrote, as the read side is (the replay checks compare it with `apply`).
@@ -606,6 +606,7 @@ fn run(
         let command = Command {
             request_id: RequestId::parse("r", &format!("r{}", entries.len() + 1000)).unwrap(),
             actor: Actor::parse("a", "clerk").unwrap(),
+            principal: None,
             body,
         };
         let lookup = |sequence: u64| {

@@ -29,7 +29,7 @@ use rust_decimal::Decimal;
 
 use super::{JournalFile, JournalMedium, read_entry_at};
 use crate::domain::command::{Command, CommandBody, Money, SavingsKind};
-use crate::domain::entry::{Entry, GENESIS_HASH, RULES_VERSION_CURRENT, chain_hash};
+use crate::domain::entry::{Entry, GENESIS_HASH, RULES_VERSION_FIRST, chain_hash};
 use crate::domain::ids::SavingsAccountId;
 use crate::domain::ids::{Actor, BranchId, CenterId, GroupId, MemberId, Name, RequestId};
 use crate::domain::money::Currency;
@@ -341,7 +341,7 @@ fn entries(count: usize) -> Vec<Arc<Entry>> {
     }
     let context = ExecContext {
         recorded_at: Utc.with_ymd_and_hms(2024, 1, 2, 3, 0, 0).unwrap(),
-        rules_version: RULES_VERSION_CURRENT,
+        rules_version: RULES_VERSION_FIRST,
     };
     let mut state = LedgerState::new();
     let mut entries: Vec<Arc<Entry>> = Vec::new();
@@ -349,6 +349,7 @@ fn entries(count: usize) -> Vec<Arc<Entry>> {
         let command = Command {
             request_id: RequestId::parse("id", &format!("request-{n}")).unwrap(),
             actor: Actor::parse("id", "clerk").unwrap(),
+            principal: None,
             body,
         };
         let lookup = |sequence: u64| {
