@@ -18,6 +18,7 @@ mod rules;
 mod server_limits;
 mod shutdown;
 mod support;
+mod tokens;
 mod totals;
 mod verify;
 mod writer_faults;
