@@ -119,6 +119,7 @@ pub async fn bootstrap(ledger: &Ledger, data_dir: &Path) -> anyhow::Result<Optio
         request_id: RequestId::parse("request_id", "bootstrap-access")?,
         actor: Actor::parse("actor", "mfi-ledger")?,
         principal: Some(principal.clone()),
+        approval: None,
         body: CommandBody::Access(AccessCommand::Bootstrap {
             principal_id: principal,
             name: Name::parse("name", "First administrator")?,
@@ -157,6 +158,7 @@ pub async fn create_principal_in_process(
         request_id: RequestId::parse("request_id", &format!("create-principal-{id}"))?,
         actor: Actor::parse("actor", "mfi-ledger")?,
         principal: Some(by.clone()),
+        approval: None,
         body: CommandBody::Access(AccessCommand::CreatePrincipal {
             principal_id: PrincipalId::parse("principal_id", id)?,
             name: Name::parse("name", id)?,

@@ -307,6 +307,7 @@ fn reexecute(
         request_id: body.request_id.clone(),
         actor: body.actor.clone(),
         principal: body.attribution.as_ref().map(|a| a.principal.clone()),
+        approval: body.attribution.as_ref().and_then(|a| a.approval.clone()),
         body: body.command.clone(),
     };
     if command.request_hash() != body.request_hash {

@@ -49,6 +49,7 @@ pub fn command(body: CommandBody) -> Command {
         request_id: RequestId::parse("request_id", &format!("bench-{n}")).unwrap(),
         actor: Actor::parse("actor", "bench").unwrap(),
         principal: Some(PrincipalId::parse("principal", BENCH_PRINCIPAL).unwrap()),
+        approval: None,
         body,
     }
 }

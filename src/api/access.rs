@@ -66,6 +66,9 @@ pub const RPCS: &[Rpc] = rpcs! {
         "RecordCollectionSheet": Write,
         "ReverseEntry": Correct,
         "SubmitBatch": Write,
+        "Approve": Approve,
+        "Reject": Approve,
+        "ListPendingRequests": ReadBranch,
     }
     "ProductService" => {
         "CreateProduct": Catalogue,
@@ -73,6 +76,7 @@ pub const RPCS: &[Rpc] = rpcs! {
         "GetProduct": ReadCatalogue,
         "ListProducts": ReadCatalogue,
         "PreviewSchedule": ReadCatalogue,
+        "SetApprovalLimit": Catalogue,
     }
     "AuditService" => {
         "GetBalance": ReadBranch,
@@ -340,7 +344,11 @@ fn credential(request: &http::Request<Body>) -> Result<(CredentialKind, [u8; 32]
         let token = value
             .to_str()
             .ok()
-            .and_then(|text| text.strip_prefix("Bearer "))
+            .and_then(|text| {
+                // The scheme is case-insensitive (RFC 9110, 11.1).
+                let (scheme, token) = text.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            })
             .ok_or_else(|| Status::unauthenticated("authorization: expected \"Bearer <token>\""))?;
         let digest = auth::token_digest(token.trim()).ok_or_else(|| {
             Status::unauthenticated(format!(

@@ -24,6 +24,7 @@ use crate::pb::batch_result::Result as Reply;
 use crate::pb::branch_service_server::BranchService;
 
 use super::access;
+use super::approvals;
 use super::convert::{self, money_out, receipt, stored_figure};
 use super::products;
 use super::status;
@@ -215,6 +216,7 @@ pub fn parse(write: Write) -> Result<Command, DomainError> {
         request_id,
         actor,
         principal: None,
+        approval: None,
         body: body?,
     })
 }
@@ -313,6 +315,9 @@ fn create_branch(
 pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
     let receipt = Some(receipt(entry));
     let outcome = &entry.body.outcome;
+    if let Outcome::ApprovalRequested { expires_at_micros } = outcome {
+        return pending_reply(write, entry, *expires_at_micros);
+    }
     Ok(match (write, outcome) {
         (Write::CreateBranch(_), _) => Reply::CreateBranch(pb::CreateBranchResponse { receipt }),
         (Write::CreateCenter(_), _) => Reply::CreateCenter(pb::CreateCenterResponse { receipt }),
@@ -371,6 +376,7 @@ pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
                 product_version: product.as_ref().map_or(0, |(_, v)| *v),
                 fees_at_disbursement: Some(money_out(at_disbursement, *currency)),
                 paid_out: Some(money_out(paid_out, *currency)),
+                pending: None,
             })
         }
         (Write::DisburseTranche(_), Outcome::TrancheDisbursed { fees, recast, .. }) => {
@@ -393,6 +399,7 @@ pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
                     "schedule",
                     products::schedule_out(&recast.after, currency),
                 )?,
+                pending: None,
             })
         }
         (Write::RecordRepayment(_), Outcome::RepaymentAllocated(repayment)) => {
@@ -412,6 +419,7 @@ pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
             Reply::WriteOffLoan(pb::WriteOffLoanResponse {
                 receipt,
                 principal_written_off: Some(money_out(*principal, currency)),
+                pending: None,
             })
         }
         (Write::RecordCollectionSheet(r), Outcome::CollectionSheetRecorded { lines }) => {
@@ -450,7 +458,10 @@ pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
             })
         }
         (Write::ReverseEntry(_), Outcome::Reversed { .. }) => {
-            Reply::ReverseEntry(pb::ReverseEntryResponse { receipt })
+            Reply::ReverseEntry(pb::ReverseEntryResponse {
+                receipt,
+                pending: None,
+            })
         }
         _ => {
             tracing::error!(
@@ -461,6 +472,37 @@ pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
                 "internal error; the cause is in the server's log",
             ));
         }
+    })
+}
+
+/// The reply to a write recorded as a pending request: its receipt and
+/// the request, nothing else.
+fn pending_reply(write: &Write, entry: &Entry, expires_at_micros: i64) -> Result<Reply, Status> {
+    let receipt = Some(receipt(entry));
+    let pending = Some(pb::PendingApproval {
+        request: entry.body.sequence,
+        expires_at: convert::rfc3339(expires_at_micros),
+    });
+    Ok(match write {
+        Write::ReverseEntry(_) => {
+            Reply::ReverseEntry(pb::ReverseEntryResponse { receipt, pending })
+        }
+        Write::WriteOffLoan(_) => Reply::WriteOffLoan(pb::WriteOffLoanResponse {
+            receipt,
+            pending,
+            ..Default::default()
+        }),
+        Write::DisburseLoan(_) => Reply::DisburseLoan(pb::DisburseLoanResponse {
+            receipt,
+            pending,
+            ..Default::default()
+        }),
+        Write::DisburseTranche(_) => Reply::DisburseTranche(pb::DisburseTrancheResponse {
+            receipt,
+            pending,
+            ..Default::default()
+        }),
+        _ => return Err(unexpected()),
     })
 }
 
@@ -683,6 +725,34 @@ impl BranchService for BranchApi {
             Reply::RecordCollectionSheet(reply) => Ok(Response::new(reply)),
             _ => Err(unexpected()),
         }
+    }
+
+    async fn approve(
+        &self,
+        request: Request<pb::ApproveRequest>,
+    ) -> Result<Response<pb::ApproveResponse>, Status> {
+        let caller = access::caller(&request)?;
+        approvals::approve(&self.ledger, caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn reject(
+        &self,
+        request: Request<pb::RejectRequest>,
+    ) -> Result<Response<pb::RejectResponse>, Status> {
+        let caller = access::caller(&request)?;
+        approvals::reject(&self.ledger, caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_pending_requests(
+        &self,
+        request: Request<pb::ListPendingRequestsRequest>,
+    ) -> Result<Response<pb::ListPendingRequestsResponse>, Status> {
+        let caller = access::caller(&request)?;
+        approvals::list(&self.ledger, caller, request.into_inner()).map(Response::new)
     }
 
     async fn submit_batch(

@@ -244,8 +244,8 @@ pub fn journal_entry(
         approved_by: body
             .attribution
             .as_ref()
-            .and_then(|a| a.approved_by.as_ref())
-            .map(ToString::to_string)
+            .and_then(|a| a.approval.as_ref())
+            .map(|approval| approval.by.to_string())
             .unwrap_or_default(),
         request_id: body.request_id.to_string(),
         command: body.command.name().to_owned(),
@@ -261,6 +261,13 @@ pub fn journal_entry(
 }
 
 /// One line saying what an entry did.
+/// Microseconds since the Unix epoch as RFC 3339, UTC (empty when out of range).
+pub fn rfc3339(micros: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
 /// What an access entry did (never a secret: credentials are digests).
 fn describe_access(command: &crate::domain::access::AccessCommand) -> String {
     use crate::domain::access::AccessCommand as A;
@@ -305,11 +312,30 @@ fn describe_access(command: &crate::domain::access::AccessCommand) -> String {
             }
         },
         A::RevokeCredential { credential_id } => format!("credential {credential_id} revoked"),
+        A::RejectRequest { request, reason } => format!("request {request} rejected: {reason}"),
+        A::SetApprovalLimit {
+            product_id,
+            above: Some(limit),
+        } => format!(
+            "disbursements of product {product_id} above {} need a manager's approval",
+            limit.amount
+        ),
+        A::SetApprovalLimit {
+            product_id,
+            above: None,
+        } => format!("disbursements of product {product_id} need no approval"),
     }
 }
 
 pub fn describe(body: &EntryBody, currency: Currency) -> String {
     let show = |amount: Decimal| format!("{} {currency}", format_amount(amount, currency));
+    if let Outcome::ApprovalRequested { expires_at_micros } = body.outcome {
+        return format!(
+            "{} awaiting a manager's approval (until {})",
+            body.command.name(),
+            rfc3339(expires_at_micros)
+        );
+    }
     match (&body.command, &body.outcome) {
         (
             CommandBody::CreateBranch {

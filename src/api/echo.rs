@@ -77,7 +77,10 @@ impl EchoBranchApi {
                 schedule: Vec::new(),
                 ..Default::default()
             }),
-            Write::ReverseEntry(_) => Reply::ReverseEntry(pb::ReverseEntryResponse { receipt }),
+            Write::ReverseEntry(_) => Reply::ReverseEntry(pb::ReverseEntryResponse {
+                receipt,
+                pending: None,
+            }),
             Write::DisburseTranche(r) => Reply::DisburseTranche(pb::DisburseTrancheResponse {
                 receipt,
                 principal_disbursed: r.amount.clone(),
@@ -86,6 +89,7 @@ impl EchoBranchApi {
             Write::WriteOffLoan(_) => Reply::WriteOffLoan(pb::WriteOffLoanResponse {
                 receipt,
                 principal_written_off: money("0"),
+                pending: None,
             }),
             Write::RecordCollectionSheet(_) => {
                 Reply::RecordCollectionSheet(pb::RecordCollectionSheetResponse {
@@ -190,6 +194,31 @@ impl BranchService for EchoBranchApi {
     ) -> Result<Response<pb::RecordCollectionSheetResponse>, Status> {
         echo_method!(self, request, RecordCollectionSheet)
     }
+    async fn approve(
+        &self,
+        _request: Request<pb::ApproveRequest>,
+    ) -> Result<Response<pb::ApproveResponse>, Status> {
+        Err(Status::unimplemented(
+            "the echo server records nothing to approve",
+        ))
+    }
+
+    async fn reject(
+        &self,
+        _request: Request<pb::RejectRequest>,
+    ) -> Result<Response<pb::RejectResponse>, Status> {
+        Err(Status::unimplemented(
+            "the echo server records nothing to reject",
+        ))
+    }
+
+    async fn list_pending_requests(
+        &self,
+        _request: Request<pb::ListPendingRequestsRequest>,
+    ) -> Result<Response<pb::ListPendingRequestsResponse>, Status> {
+        Ok(Response::new(pb::ListPendingRequestsResponse::default()))
+    }
+
     async fn submit_batch(
         &self,
         request: Request<pb::SubmitBatchRequest>,

@@ -14,6 +14,7 @@ use crate::ledger::Ledger;
 use crate::pb;
 
 pub mod access;
+mod approvals;
 mod audit;
 mod branch;
 mod connections;

@@ -55,6 +55,7 @@ impl AccessApi {
                 request_id,
                 actor,
                 principal: Some(caller.principal.clone()),
+                approval: None,
                 body: CommandBody::Access(body?),
             })
         })()

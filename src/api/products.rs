@@ -30,6 +30,7 @@ use crate::pb::product_service_server::ProductService;
 
 use super::convert::{self, money_out};
 use super::status;
+use crate::domain::access::AccessCommand;
 use crate::domain::ids::PrincipalId;
 
 /// The product service over a running ledger.
@@ -74,6 +75,7 @@ impl ProductApi {
                 request_id,
                 actor,
                 principal: Some(principal),
+                approval: None,
                 body,
             })
         })()
@@ -649,6 +651,40 @@ impl ProductService for ProductApi {
             .await
             .map_err(|error| Status::internal(error.to_string()))?;
         Ok(Response::new(reply))
+    }
+
+    async fn set_approval_limit(
+        &self,
+        request: Request<pb::SetApprovalLimitRequest>,
+    ) -> Result<Response<pb::SetApprovalLimitResponse>, Status> {
+        let principal = super::access::principal(&request)?;
+        let r = request.into_inner();
+        let command = (|| {
+            let (request_id, actor) = convert::context(r.context)?;
+            let above = match r.above {
+                None => None,
+                Some(money) => Some(convert::money("above", Some(money))?),
+            };
+            Ok::<_, DomainError>(Command {
+                request_id,
+                actor,
+                principal: Some(principal),
+                approval: None,
+                body: CommandBody::Access(AccessCommand::SetApprovalLimit {
+                    product_id: ProductId::parse("product_id", &r.product_id)?,
+                    above,
+                }),
+            })
+        })()
+        .map_err(refuse)?;
+        let entry = self
+            .ledger
+            .submit(command)
+            .await
+            .map_err(status::from_submit)?;
+        Ok(Response::new(pb::SetApprovalLimitResponse {
+            receipt: Some(convert::receipt(&entry)),
+        }))
     }
 
     async fn preview_schedule(

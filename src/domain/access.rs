@@ -15,9 +15,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use rust_decimal::Decimal;
+
+use super::command::{CommandBody, Money};
 use super::entry::Hash;
 use super::error::{DomainError, echo};
-use super::ids::{BranchId, Name, PrincipalId};
+use super::ids::{Actor, BranchId, Name, PrincipalId, ProductId};
 
 /// A role a principal holds within a [`Scope`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -42,6 +45,9 @@ pub enum Action {
     Write,
     /// Corrections: reversals and write-offs.
     Correct,
+    /// The checker's side of maker-checker: approving or rejecting another
+    /// principal's pending request.
+    Approve,
     /// Branches, centers and groups.
     Organize,
     /// Changes to the product catalogue.
@@ -73,9 +79,10 @@ pub enum Reach {
 
 impl Action {
     /// Every action, in the order the README's table lists them.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::Write,
         Action::Correct,
+        Action::Approve,
         Action::Organize,
         Action::Catalogue,
         Action::ReadBranch,
@@ -89,9 +96,11 @@ impl Action {
     /// Where a grant must apply for the action.
     pub fn reach(self) -> Reach {
         match self {
-            Action::Write | Action::Correct | Action::Organize | Action::ReadBranch => {
-                Reach::Branch
-            }
+            Action::Write
+            | Action::Correct
+            | Action::Approve
+            | Action::Organize
+            | Action::ReadBranch => Reach::Branch,
             Action::Catalogue | Action::ReadJournal | Action::Administer | Action::ReadAccess => {
                 Reach::Institution
             }
@@ -113,6 +122,7 @@ impl Action {
         match self {
             Action::Write => "write a branch's daily transactions",
             Action::Correct => "reverse entries or write loans off",
+            Action::Approve => "approve or reject another principal's pending request",
             Action::Organize => "create branches, centers or groups",
             Action::Catalogue => "change the product catalogue",
             Action::ReadBranch => "read a branch's books",
@@ -142,7 +152,7 @@ impl Role {
             Role::Clerk => matches!(action, Write | ReadBranch | ReadCatalogue | Identify),
             Role::Manager => matches!(
                 action,
-                Write | Correct | ReadBranch | ReadCatalogue | Identify
+                Write | Correct | Approve | ReadBranch | ReadCatalogue | Identify
             ),
             Role::ProductAdmin => matches!(action, Organize | Catalogue | ReadCatalogue | Identify),
             Role::Auditor => matches!(
@@ -301,6 +311,15 @@ pub enum AccessCommand {
     },
     /// The end of a credential (named by the entry that issued it).
     RevokeCredential { credential_id: u64 },
+    /// A checker turns down a pending request (named by the entry that
+    /// recorded it); it will never take effect.
+    RejectRequest { request: u64, reason: Name },
+    /// Disbursements of a product above `above` need a manager's approval
+    /// (`None`: no limit). Set by a product admin.
+    SetApprovalLimit {
+        product_id: ProductId,
+        above: Option<Money>,
+    },
 }
 
 /// Most roles given in one command.
@@ -316,6 +335,8 @@ impl AccessCommand {
             AccessCommand::RevokeRole { .. } => "revoke_role",
             AccessCommand::IssueCredential { .. } => "issue_credential",
             AccessCommand::RevokeCredential { .. } => "revoke_credential",
+            AccessCommand::RejectRequest { .. } => "reject_request",
+            AccessCommand::SetApprovalLimit { .. } => "set_approval_limit",
         }
     }
 }
@@ -403,11 +424,52 @@ pub enum AuthFailure {
     Revoked,
 }
 
+/// A command recorded as waiting for a checker's approval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRequest {
+    /// The entry that recorded it.
+    pub sequence: u64,
+    /// Who asked (the maker).
+    pub maker: PrincipalId,
+    /// Who entered it, as the maker's client said.
+    pub actor: Actor,
+    /// The branch it is in.
+    pub branch: BranchId,
+    /// What it does once approved.
+    pub command: CommandBody,
+    pub requested_at_micros: i64,
+    /// No approval is accepted from then on.
+    pub expires_at_micros: i64,
+    /// Approved or rejected, and by which entry.
+    pub resolution: Option<Resolution>,
+}
+
+/// How a pending request ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resolution {
+    /// Approved by `by`: entry `sequence` is the command taking effect.
+    Approved { by: PrincipalId, sequence: u64 },
+    /// Rejected by `by` in entry `sequence`.
+    Rejected {
+        by: PrincipalId,
+        sequence: u64,
+        reason: Name,
+    },
+}
+
+/// How long a pending request waits for approval.
+pub const APPROVAL_WAIT_DAYS: i64 = 7;
+
 /// Every principal and credential.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Access {
     principals: BTreeMap<PrincipalId, Principal>,
     credentials: BTreeMap<u64, Credential>,
+    /// Requests waiting for (or given) a checker's decision, by the entry
+    /// that recorded them.
+    pending: BTreeMap<u64, PendingRequest>,
+    /// Disbursements above these amounts need approval, by product.
+    approval_limits: BTreeMap<ProductId, Money>,
     /// Digest -> credential id, rebuilt from `credentials`.
     #[serde(skip)]
     by_digest: HashMap<Hash, u64>,
@@ -441,6 +503,94 @@ impl Access {
     /// Every credential, by id.
     pub fn credentials(&self) -> impl Iterator<Item = &Credential> {
         self.credentials.values()
+    }
+
+    /// Every request that needed approval, by the entry that recorded it.
+    pub fn pending_requests(&self) -> impl Iterator<Item = &PendingRequest> {
+        self.pending.values()
+    }
+
+    /// The request recorded by entry `sequence`.
+    pub fn pending_request(&self, sequence: u64) -> Option<&PendingRequest> {
+        self.pending.get(&sequence)
+    }
+
+    /// The amount above which disbursements of `product` need approval.
+    pub fn approval_limit(&self, product: &ProductId) -> Option<Decimal> {
+        self.approval_limits.get(product).map(|limit| limit.amount)
+    }
+
+    /// Checks that `approval` may make `command` (by `maker`) take effect
+    /// at `now_micros`: the request is pending and unexpired, it is this
+    /// command by this maker, and the checker is another principal who may
+    /// approve in the request's branch.
+    pub fn check_approval(
+        &self,
+        approval: &super::entry::Approval,
+        maker: &PrincipalId,
+        command: &CommandBody,
+        now_micros: i64,
+    ) -> Result<(), DomainError> {
+        let request = approval.request;
+        let pending = self.pending.get(&request).ok_or_else(|| {
+            DomainError::not_found("request", "pending request", request.to_string())
+        })?;
+        if &pending.maker != maker || &pending.command != command {
+            return Err(DomainError::invalid(
+                "request",
+                format!("entry {request} recorded another request"),
+            ));
+        }
+        if approval.by == pending.maker {
+            return Err(DomainError::PermissionDenied {
+                message: format!(
+                    "principal {} made request {request} and may not approve it: \
+                     another manager of its branch must",
+                    approval.by
+                ),
+            });
+        }
+        self.authorize(&approval.by, Action::Approve, Some(&pending.branch))?;
+        check_undecided(request, pending)?;
+        if now_micros >= pending.expires_at_micros {
+            return Err(DomainError::precondition(
+                "request",
+                format!(
+                    "request {request} expired at {}; the maker asks again",
+                    micros_text(pending.expires_at_micros)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records a pending request (applying its entry).
+    pub fn add_pending(&mut self, request: PendingRequest) -> Result<(), String> {
+        if self.pending.contains_key(&request.sequence) {
+            return Err(format!("request {} is already pending", request.sequence));
+        }
+        self.pending.insert(request.sequence, request);
+        Ok(())
+    }
+
+    /// Marks a request approved by entry `sequence` (applying it).
+    pub fn resolve_approved(
+        &mut self,
+        approval: &super::entry::Approval,
+        sequence: u64,
+    ) -> Result<(), String> {
+        let pending = self
+            .pending
+            .get_mut(&approval.request)
+            .ok_or_else(|| format!("no pending request {}", approval.request))?;
+        if pending.resolution.is_some() {
+            return Err(format!("request {} is already decided", approval.request));
+        }
+        pending.resolution = Some(Resolution::Approved {
+            by: approval.by.clone(),
+            sequence,
+        });
+        Ok(())
     }
 
     /// The principal a credential of `kind` with `digest` authenticates at
@@ -525,9 +675,24 @@ impl Access {
             }
             return self.check_new_credential("token", token, now_micros);
         }
+        match command {
+            AccessCommand::RejectRequest { request, .. } => {
+                let pending = self.pending.get(request).ok_or_else(|| {
+                    DomainError::not_found("request", "pending request", request.to_string())
+                })?;
+                self.authorize(by, Action::Approve, Some(&pending.branch))?;
+                return check_undecided(*request, pending);
+            }
+            AccessCommand::SetApprovalLimit { .. } => {
+                return self.authorize(by, Action::Catalogue, None);
+            }
+            _ => {}
+        }
         self.authorize(by, Action::Administer, None)?;
         match command {
-            AccessCommand::Bootstrap { .. } => unreachable!("handled above"),
+            AccessCommand::Bootstrap { .. }
+            | AccessCommand::RejectRequest { .. }
+            | AccessCommand::SetApprovalLimit { .. } => unreachable!("handled above"),
             AccessCommand::CreatePrincipal {
                 principal_id,
                 grants,
@@ -597,8 +762,13 @@ impl Access {
         }
     }
 
-    /// Applies a decided access command recorded at `stamp`.
-    pub fn apply(&mut self, command: &AccessCommand, stamp: Stamp) -> Result<(), String> {
+    /// Applies a decided access command by `by`, recorded at `stamp`.
+    pub fn apply(
+        &mut self,
+        command: &AccessCommand,
+        by: &PrincipalId,
+        stamp: Stamp,
+    ) -> Result<(), String> {
         match command {
             AccessCommand::Bootstrap {
                 principal_id,
@@ -659,6 +829,28 @@ impl Access {
                     .get_mut(credential_id)
                     .ok_or_else(|| format!("no credential {credential_id}"))?;
                 credential.revoked = Some(stamp);
+                Ok(())
+            }
+            AccessCommand::RejectRequest { request, reason } => {
+                let pending = self
+                    .pending
+                    .get_mut(request)
+                    .ok_or_else(|| format!("no pending request {request}"))?;
+                if pending.resolution.is_some() {
+                    return Err(format!("request {request} is already decided"));
+                }
+                pending.resolution = Some(Resolution::Rejected {
+                    by: by.clone(),
+                    sequence: stamp.sequence,
+                    reason: reason.clone(),
+                });
+                Ok(())
+            }
+            AccessCommand::SetApprovalLimit { product_id, above } => {
+                match above {
+                    Some(limit) => self.approval_limits.insert(product_id.clone(), *limit),
+                    None => self.approval_limits.remove(product_id),
+                };
                 Ok(())
             }
         }
@@ -756,6 +948,28 @@ impl Access {
             _ => Ok(()),
         }
     }
+}
+
+/// Refuses a request already approved or rejected.
+fn check_undecided(request: u64, pending: &PendingRequest) -> Result<(), DomainError> {
+    match &pending.resolution {
+        None => Ok(()),
+        Some(Resolution::Approved { sequence, .. }) => Err(DomainError::precondition(
+            "request",
+            format!("request {request} was already approved: entry {sequence}"),
+        )),
+        Some(Resolution::Rejected { sequence, .. }) => Err(DomainError::precondition(
+            "request",
+            format!("request {request} was rejected by entry {sequence}"),
+        )),
+    }
+}
+
+/// A time as RFC 3339, for messages.
+fn micros_text(micros: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| micros.to_string())
 }
 
 /// Refuses an empty-scoped or repeated list of grants.

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::access::AccessCommand;
+use super::entry::Approval;
 use super::error::DomainError;
 use super::ids::{
     Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, PrincipalId, ProductId, RequestId,
@@ -115,6 +116,9 @@ pub struct Command {
     /// under rules version 2 or later names one; entries of rules version 1
     /// (written before access control) have none.
     pub principal: Option<PrincipalId>,
+    /// For a command that needed approval: the checker's approval of the
+    /// pending request (the principal is then the maker who asked).
+    pub approval: Option<Approval>,
     /// What to do.
     pub body: CommandBody,
 }
@@ -125,9 +129,12 @@ impl Command {
     /// request, never a retry that returns someone else's result. Without a
     /// principal (rules version 1) it covers actor and body, as it did then.
     pub fn request_hash(&self) -> [u8; 32] {
-        let bytes = match &self.principal {
-            None => postcard::to_stdvec(&(&self.actor, &self.body)),
-            Some(principal) => postcard::to_stdvec(&(principal, &self.actor, &self.body)),
+        let bytes = match (&self.principal, &self.approval) {
+            (None, _) => postcard::to_stdvec(&(&self.actor, &self.body)),
+            (Some(principal), None) => postcard::to_stdvec(&(principal, &self.actor, &self.body)),
+            (Some(principal), Some(approval)) => {
+                postcard::to_stdvec(&(principal, approval, &self.actor, &self.body))
+            }
         }
         .expect("postcard encodes plain data into a Vec without failing");
         Sha256::digest(&bytes).into()

@@ -341,6 +341,10 @@ pub enum Outcome {
     Reversed { sequence: u64, undo: Undo },
     /// Principals, roles or credentials changed (see [`CommandBody::Access`]).
     AccessChanged,
+    /// The command needs a second principal's approval: recorded as a
+    /// pending request, it changes nothing until a manager of its branch
+    /// approves it (before `expires_at_micros`), as a later entry.
+    ApprovalRequested { expires_at_micros: i64 },
 }
 
 /// Everything the hash covers.
@@ -383,11 +387,21 @@ pub struct EntryBody {
 /// The authenticated principals behind an entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attribution {
-    /// The principal whose credential sent the command.
+    /// The principal whose credential sent the command (the maker, for a
+    /// command that needed approval).
     pub principal: PrincipalId,
-    /// The principal who approved it, for a command that needed a second
-    /// principal's approval (maker-checker); `None` otherwise.
-    pub approved_by: Option<PrincipalId>,
+    /// For a command that needed a second principal's approval
+    /// (maker-checker): who approved which pending request.
+    pub approval: Option<Approval>,
+}
+
+/// A checker's approval of a pending request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Approval {
+    /// The principal who approved it.
+    pub by: PrincipalId,
+    /// The entry that recorded the request as pending.
+    pub request: u64,
 }
 
 /// A journal entry: its body and the hash chaining it to the previous one.
@@ -682,7 +696,10 @@ mod tests {
         EntryBody {
             attribution: Some(Attribution {
                 principal: PrincipalId::parse("p", "clerk.tb").unwrap(),
-                approved_by: Some(PrincipalId::parse("p", "manager.tb").unwrap()),
+                approval: Some(Approval {
+                    by: PrincipalId::parse("p", "manager.tb").unwrap(),
+                    request: 5,
+                }),
             }),
             ..body(amount)
         }
@@ -710,7 +727,7 @@ mod tests {
         let bytes = attributed.canonical_bytes();
         assert_eq!(&bytes[1..plain.len()], &plain[1..]);
         let mut other = attributed.clone();
-        other.attribution.as_mut().unwrap().approved_by = None;
+        other.attribution.as_mut().unwrap().approval = None;
         assert_ne!(
             other.seal(&GENESIS_HASH).hash,
             attributed.seal(&GENESIS_HASH).hash

@@ -139,6 +139,7 @@ fn command(request_id: &str, body: CommandBody) -> Command {
         principal: Some(
             mfi_ledger::domain::ids::PrincipalId::parse("p", crate::support::TESTER).unwrap(),
         ),
+        approval: None,
         body,
     }
 }

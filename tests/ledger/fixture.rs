@@ -449,6 +449,7 @@ fn outcome_kind(outcome: &Outcome) -> &'static str {
         Outcome::CollectionSheetRecorded { .. } => "CollectionSheetRecorded",
         Outcome::Reversed { .. } => "Reversed",
         Outcome::AccessChanged => "AccessChanged",
+        Outcome::ApprovalRequested { .. } => "ApprovalRequested",
     }
 }
 
@@ -1042,15 +1043,14 @@ async fn repayments(app: &mut App) {
     app.repay("fx-payoff-TB-0008", "TB-0008/L1", &payoff, "2024-02-19")
         .await
         .unwrap();
-    app.branch
-        .write_off_loan(pb::WriteOffLoanRequest {
-            context: ctx("fx-write-off-TB-0009"),
-            loan_id: "TB-0009/L1".into(),
-            reason: "member moved away".into(),
-            effective_date: "2024-04-01".into(),
-        })
-        .await
-        .unwrap();
+    app.write_off_approved(pb::WriteOffLoanRequest {
+        context: ctx("fx-write-off-TB-0009"),
+        loan_id: "TB-0009/L1".into(),
+        reason: "member moved away".into(),
+        effective_date: "2024-04-01".into(),
+    })
+    .await
+    .unwrap();
     app.repay("fx-recovery-TB-0009", "TB-0009/L1", "100000", "2024-05-02")
         .await
         .unwrap();
@@ -1432,16 +1432,14 @@ async fn declining_loans(app: &mut App) {
     let first = totals(response.schedule).remove(0);
     repay_in(app, "TB-0032/L1", &first, "VND", "2024-03-18").await;
     let written_off = app
-        .branch
-        .write_off_loan(pb::WriteOffLoanRequest {
+        .write_off_approved(pb::WriteOffLoanRequest {
             context: ctx("fx-write-off-TB-0032"),
             loan_id: "TB-0032/L1".into(),
             reason: "entered against the wrong loan".into(),
             effective_date: "2024-05-02".into(),
         })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     app.reverse("fx-reverse-write-off", sequence(written_off.receipt))
         .await
         .unwrap();

@@ -84,15 +84,13 @@ async fn write_off(
     loan: &str,
     date: &str,
 ) -> Result<pb::WriteOffLoanResponse, tonic::Status> {
-    app.branch
-        .write_off_loan(pb::WriteOffLoanRequest {
-            context: ctx(request_id),
-            loan_id: loan.into(),
-            reason: "member moved away, unreachable".into(),
-            effective_date: date.into(),
-        })
-        .await
-        .map(|r| r.into_inner())
+    app.write_off_approved(pb::WriteOffLoanRequest {
+        context: ctx(request_id),
+        loan_id: loan.into(),
+        reason: "member moved away, unreachable".into(),
+        effective_date: date.into(),
+    })
+    .await
 }
 
 async fn payoff_quote(

@@ -117,15 +117,14 @@ async fn portfolio() -> App {
     .await;
     let e = monthly("1200000", "2024-02-05");
     let e = loan(&mut app, "TB-0005", e, "2024-01-05", "124000", &[]).await;
-    app.branch
-        .write_off_loan(pb::WriteOffLoanRequest {
-            context: ctx("write-off-e"),
-            loan_id: e.clone(),
-            reason: "left the province".into(),
-            effective_date: "2024-06-01".into(),
-        })
-        .await
-        .unwrap();
+    app.write_off_approved(pb::WriteOffLoanRequest {
+        context: ctx("write-off-e"),
+        loan_id: e.clone(),
+        reason: "left the province".into(),
+        effective_date: "2024-06-01".into(),
+    })
+    .await
+    .unwrap();
     app.repay("recover-e", &e, "50000", "2024-06-15")
         .await
         .unwrap();

@@ -214,41 +214,34 @@ async fn reversing_twice_or_reversing_a_reversal_is_refused() {
         .unwrap();
     let paid_at = paid.receipt.unwrap().sequence;
     let reversal = app
-        .branch
-        .reverse_entry(reverse("rev-1", paid_at))
+        .reverse_approved(reverse("rev-1", paid_at))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let reversal_at = reversal.receipt.unwrap().sequence;
     let before = snapshot(&mut app).await;
     let status = app
-        .branch
-        .reverse_entry(reverse("rev-2", paid_at))
+        .reverse_approved(reverse("rev-2", paid_at))
         .await
         .unwrap_err();
     assert_refused(&status, Code::FailedPrecondition, "already reversed");
     let status = app
-        .branch
-        .reverse_entry(reverse("rev-3", reversal_at))
+        .reverse_approved(reverse("rev-3", reversal_at))
         .await
         .unwrap_err();
     assert_refused(&status, Code::FailedPrecondition, "cannot be reversed");
     let status = app
-        .branch
-        .reverse_entry(reverse("rev-4", crate::support::ACCESS_ENTRIES + 1))
+        .reverse_approved(reverse("rev-4", crate::support::ACCESS_ENTRIES + 1))
         .await
         .unwrap_err();
     assert_refused(&status, Code::FailedPrecondition, "moves no money");
     // Entry 1 created the first administrator: access is not reversed.
     let status = app
-        .branch
-        .reverse_entry(reverse("rev-access", 1))
+        .reverse_approved(reverse("rev-access", 1))
         .await
         .unwrap_err();
     assert_refused(&status, Code::FailedPrecondition, "changes access");
     let status = app
-        .branch
-        .reverse_entry(reverse("rev-5", 999))
+        .reverse_approved(reverse("rev-5", 999))
         .await
         .unwrap_err();
     assert_refused(&status, Code::NotFound, "sequence");
@@ -265,8 +258,7 @@ async fn a_reversal_that_would_make_a_balance_impossible_is_refused() {
     let before = snapshot(&mut app).await;
     // The loan has a repayment: its disbursement cannot be undone first.
     let status = app
-        .branch
-        .reverse_entry(reverse("rev-loan", before_pay))
+        .reverse_approved(reverse("rev-loan", before_pay))
         .await
         .unwrap_err();
     assert_refused(&status, Code::FailedPrecondition, "reverse them first");
@@ -285,8 +277,7 @@ async fn a_reversal_that_would_make_a_balance_impossible_is_refused() {
     let before = snapshot(&mut app).await;
     // Entries: branch, center, group, member, account, then the deposit (6).
     let status = app
-        .branch
-        .reverse_entry(reverse("rev-dep", crate::support::ACCESS_ENTRIES + 6))
+        .reverse_approved(reverse("rev-dep", crate::support::ACCESS_ENTRIES + 6))
         .await
         .unwrap_err();
     assert_refused(&status, Code::FailedPrecondition, "below zero");

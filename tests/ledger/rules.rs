@@ -150,8 +150,7 @@ async fn a_loan_transaction_is_reversed_as_of_its_own_date() {
     let account = format!("loan:{loan}");
     let before = books(&mut app, &[CASH, &account]).await;
     let status = app
-        .branch
-        .reverse_entry(pb::ReverseEntryRequest {
+        .reverse_approved(pb::ReverseEntryRequest {
             context: ctx("reverse-later"),
             sequence,
             reason: "wrong loan".into(),

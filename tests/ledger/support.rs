@@ -550,15 +550,85 @@ impl App {
         request_id: &str,
         sequence: u64,
     ) -> Result<pb::ReverseEntryResponse, tonic::Status> {
-        self.branch
-            .reverse_entry(pb::ReverseEntryRequest {
-                context: ctx(request_id),
-                sequence,
-                reason: "entered by mistake".into(),
-                effective_date: String::new(),
+        self.reverse_approved(pb::ReverseEntryRequest {
+            context: ctx(request_id),
+            sequence,
+            reason: "entered by mistake".into(),
+            effective_date: String::new(),
+        })
+        .await
+    }
+
+    /// The token of `checker`, a manager of the whole institution who
+    /// approves what `tester` asks (created on first use, so that tests
+    /// without approvals keep their sequence numbers).
+    pub async fn checker_token(&mut self) -> String {
+        use mfi_ledger::domain::access::{Role, RoleGrant, Scope};
+        let file = self.dir.path().join("checker.token");
+        if file.exists() {
+            return mfi_ledger::auth::read_secret(&file).unwrap();
+        }
+        let admin = mfi_ledger::domain::ids::PrincipalId::parse("p", "admin").unwrap();
+        let grants = vec![RoleGrant {
+            role: Role::Manager,
+            scope: Scope::Institution,
+        }];
+        let token = mfi_ledger::auth::create_principal_in_process(
+            &self.ledger,
+            &admin,
+            CHECKER,
+            grants,
+            36_500,
+        )
+        .await
+        .unwrap();
+        mfi_ledger::auth::write_secret(&file, &token).unwrap();
+        token
+    }
+
+    /// Approves pending request `request` as `checker`: the command's reply.
+    pub async fn approve(
+        &mut self,
+        request: u64,
+    ) -> Result<pb::batch_result::Result, tonic::Status> {
+        let token = self.checker_token().await;
+        let mut checker = BranchServiceClient::new(connect(self.address, &token).await);
+        let approved = checker
+            .approve(pb::ApproveRequest {
+                context: ctx(&format!("approve-{request}")),
+                request,
             })
-            .await
-            .map(|r| r.into_inner())
+            .await?
+            .into_inner();
+        Ok(approved.result.unwrap().result.unwrap())
+    }
+
+    /// Asks for a reversal (which waits for approval) and has `checker`
+    /// approve it: the reversal's reply, or the refusal of either step.
+    pub async fn reverse_approved(
+        &mut self,
+        request: pb::ReverseEntryRequest,
+    ) -> Result<pb::ReverseEntryResponse, tonic::Status> {
+        let asked = self.branch.reverse_entry(request).await?.into_inner();
+        let pending = asked.pending.expect("a reversal waits for approval");
+        match self.approve(pending.request).await? {
+            pb::batch_result::Result::ReverseEntry(reply) => Ok(reply),
+            other => panic!("approving a reversal gave {other:?}"),
+        }
+    }
+
+    /// Asks for a write-off (which waits for approval) and has `checker`
+    /// approve it: the write-off's reply, or the refusal of either step.
+    pub async fn write_off_approved(
+        &mut self,
+        request: pb::WriteOffLoanRequest,
+    ) -> Result<pb::WriteOffLoanResponse, tonic::Status> {
+        let asked = self.branch.write_off_loan(request).await?.into_inner();
+        let pending = asked.pending.expect("a write-off waits for approval");
+        match self.approve(pending.request).await? {
+            pb::batch_result::Result::WriteOffLoan(reply) => Ok(reply),
+            other => panic!("approving a write-off gave {other:?}"),
+        }
     }
 }
 
@@ -652,6 +722,9 @@ pub async fn connect(address: std::net::SocketAddr, token: &str) -> Conn {
 /// Entries a new test ledger starts with: the first administrator and
 /// `tester` (see [`tester_token`]).
 pub const ACCESS_ENTRIES: u64 = 2;
+
+/// The principal who approves what `tester` asks (see [`App::checker_token`]).
+pub const CHECKER: &str = "checker";
 
 /// The principal the tests write and read as.
 pub const TESTER: &str = "tester";

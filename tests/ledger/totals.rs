@@ -154,15 +154,14 @@ async fn history() -> App {
         .deposit("c-typo", "C/C1", "999", "2023-08-01")
         .await
         .unwrap();
-    app.branch
-        .reverse_entry(pb::ReverseEntryRequest {
-            context: ctx("c-typo-reversed"),
-            sequence: mistake.receipt.unwrap().sequence,
-            reason: "typed into the wrong account".into(),
-            effective_date: String::new(),
-        })
-        .await
-        .unwrap();
+    app.reverse_approved(pb::ReverseEntryRequest {
+        context: ctx("c-typo-reversed"),
+        sequence: mistake.receipt.unwrap().sequence,
+        reason: "typed into the wrong account".into(),
+        effective_date: String::new(),
+    })
+    .await
+    .unwrap();
     let closed = app
         .repay("b-pay", "B/L1", "2080000", "2023-12-01")
         .await

@@ -280,8 +280,7 @@ async fn reversing_a_repayment_restores_the_loan_and_names_the_reversed_entry() 
         .unwrap();
     let closing_sequence = closing.receipt.unwrap().sequence;
     let reversal = app
-        .branch
-        .reverse_entry(pb::ReverseEntryRequest {
+        .reverse_approved(pb::ReverseEntryRequest {
             context: ctx("rev-1"),
             sequence: closing_sequence,
             reason: "entered twice".into(),
@@ -289,7 +288,6 @@ async fn reversing_a_repayment_restores_the_loan_and_names_the_reversed_entry() 
         })
         .await
         .unwrap()
-        .into_inner()
         .receipt
         .unwrap();
     // The reversal takes the reversed entry's date unless told otherwise.
@@ -348,15 +346,14 @@ async fn reversing_a_repayment_restores_the_loan_and_names_the_reversed_entry() 
 async fn reversing_a_disbursement_without_repayments_cancels_the_loan() {
     let (mut app, loan) = borrower().await;
     let disbursement = app.last_sequence().await;
-    app.branch
-        .reverse_entry(pb::ReverseEntryRequest {
-            context: ctx("rev-loan"),
-            sequence: disbursement,
-            reason: "wrong member".into(),
-            effective_date: "2024-01-09".into(),
-        })
-        .await
-        .unwrap();
+    app.reverse_approved(pb::ReverseEntryRequest {
+        context: ctx("rev-loan"),
+        sequence: disbursement,
+        reason: "wrong member".into(),
+        effective_date: "2024-01-09".into(),
+    })
+    .await
+    .unwrap();
     let state = app
         .audit
         .get_loan(pb::GetLoanRequest {

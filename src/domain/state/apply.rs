@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::domain::access::{Access, Stamp};
+use crate::domain::access::{Access, PendingRequest, Stamp};
 use crate::domain::entry::{Recast, Repayment};
 use crate::domain::product::FeeCollection;
 use crate::domain::totals::{Overflow, ProductDay, minus, plus, sum};
@@ -300,6 +300,53 @@ impl<'s> Stage<'s> {
     }
 
     fn outcome(&mut self, body: &EntryBody) -> Result<(), String> {
+        if let Outcome::ApprovalRequested { expires_at_micros } = body.outcome {
+            return self.approval_requested(body, expires_at_micros);
+        }
+        self.command_outcome(body)?;
+        if let Some(approval) = body.attribution.as_ref().and_then(|a| a.approval.as_ref()) {
+            let mut access = match self.commit.access.take() {
+                Some(access) => Arc::unwrap_or_clone(access),
+                None => Access::clone(&self.state.access),
+            };
+            access.resolve_approved(approval, body.sequence)?;
+            self.commit.access = Some(Arc::new(access));
+        }
+        Ok(())
+    }
+
+    /// A command recorded as waiting for approval: it changes nothing but
+    /// the list of pending requests.
+    fn approval_requested(
+        &mut self,
+        body: &EntryBody,
+        expires_at_micros: i64,
+    ) -> Result<(), String> {
+        let maker = body
+            .attribution
+            .as_ref()
+            .ok_or("a pending request names no principal")?
+            .principal
+            .clone();
+        if !body.postings.is_empty() {
+            return Err("a pending request moves no money".into());
+        }
+        let mut access = Access::clone(&self.state.access);
+        access.add_pending(PendingRequest {
+            sequence: body.sequence,
+            maker,
+            actor: body.actor.clone(),
+            branch: entry_branch(body)?,
+            command: body.command.clone(),
+            requested_at_micros: body.recorded_at_micros,
+            expires_at_micros,
+            resolution: None,
+        })?;
+        self.commit.access = Some(Arc::new(access));
+        Ok(())
+    }
+
+    fn command_outcome(&mut self, body: &EntryBody) -> Result<(), String> {
         let date = body.effective_date;
         match (&body.command, &body.outcome) {
             (
@@ -507,7 +554,12 @@ impl<'s> Stage<'s> {
                     sequence: body.sequence,
                     at_micros: body.recorded_at_micros,
                 };
-                access.apply(command, stamp)?;
+                let by = &body
+                    .attribution
+                    .as_ref()
+                    .ok_or("an access entry names no principal")?
+                    .principal;
+                access.apply(command, by, stamp)?;
                 self.commit.access = Some(Arc::new(access));
             }
             (command, outcome) => {

@@ -42,6 +42,7 @@ impl Books {
             request_id: RequestId::parse("r", &format!("r{}", self.entries.len() + 1)).unwrap(),
             actor: Actor::parse("a", "clerk").unwrap(),
             principal: None,
+            approval: None,
             body,
         };
         let context = ExecContext {

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::domain::access::{AccessCommand, Action};
+use crate::domain::access::{APPROVAL_WAIT_DAYS, AccessCommand, Action};
 use crate::domain::command::{
     COLLECTION_LINES_MAX, CollectionLine, LoanSpec, check_date, check_len,
 };
@@ -56,7 +56,18 @@ impl LedgerState {
         lookup: &LookupEntry<'_>,
     ) -> Result<EntryBody, ExecuteError> {
         let action = self.authorize(command, context, lookup)?;
-        let decision = match &command.body {
+        let now = context.recorded_at.timestamp_micros();
+        if let (Some(approval), Some(maker)) = (&command.approval, &command.principal) {
+            self.access
+                .check_approval(approval, maker, &command.body, now)?;
+        } else if command.approval.is_some() {
+            return Err(DomainError::invalid(
+                "approval",
+                "only a command with a principal (rules version 2 or later) is approved",
+            )
+            .into());
+        }
+        let mut decision = match &command.body {
             CommandBody::Access(access) => self.decide_access(command, access, context)?,
             body => self.decide(body, context, lookup)?,
         };
@@ -66,13 +77,27 @@ impl LedgerState {
             // before deciding; this holds the two to the same answer).
             self.access
                 .authorize(principal, action, decision.branch.as_ref())?;
+            // Maker-checker: decided in full (so that a request that could
+            // never be made is refused now), then recorded as pending.
+            if command.approval.is_none() && self.needs_approval(&command.body, &decision) {
+                decision = Decision {
+                    branch: decision.branch,
+                    effective_date: decision.effective_date,
+                    outcome: Outcome::ApprovalRequested {
+                        expires_at_micros: (context.recorded_at
+                            + chrono::Duration::days(APPROVAL_WAIT_DAYS))
+                        .timestamp_micros(),
+                    },
+                    postings: Vec::new(),
+                };
+            }
         }
         let attribution = (context.rules_version >= RULES_VERSION_ACCESS).then(|| Attribution {
             principal: command
                 .principal
                 .clone()
                 .expect("authorize refused a command without a principal"),
-            approved_by: None,
+            approval: command.approval.clone(),
         });
         let currency = match (&command.body, &decision.branch) {
             (CommandBody::CreateBranch { currency, .. }, _) => *currency,
@@ -188,6 +213,37 @@ impl LedgerState {
         branch.map(Some)
     }
 
+    /// True when a decided command takes effect only once another manager
+    /// of its branch approves it: reversals, write-offs, and disbursements
+    /// above their product's approval limit.
+    fn needs_approval(&self, body: &CommandBody, decision: &Decision) -> bool {
+        match (body, &decision.outcome) {
+            (CommandBody::ReverseEntry { .. } | CommandBody::WriteOffLoan { .. }, _) => true,
+            (
+                CommandBody::DisburseLoan { .. },
+                Outcome::LoanDisbursed {
+                    product: Some((product, _)),
+                    approved_principal,
+                    ..
+                },
+            ) => self
+                .access
+                .approval_limit(product)
+                .is_some_and(|limit| *approved_principal > limit),
+            (
+                CommandBody::DisburseTranche {
+                    loan_id, amount, ..
+                },
+                _,
+            ) => self
+                .loan(loan_id)
+                .and_then(|loan| loan.product.as_ref())
+                .and_then(|(product, _)| self.access.approval_limit(product))
+                .is_some_and(|limit| amount.amount > limit),
+            _ => false,
+        }
+    }
+
     /// Decides an access command: no postings, in no branch, dated today
     /// in the institution's default zone.
     fn decide_access(
@@ -202,6 +258,15 @@ impl LedgerState {
             .expect("authorize refused a command without a principal");
         self.access
             .decide(access, principal, context.recorded_at.timestamp_micros())?;
+        if let AccessCommand::SetApprovalLimit { product_id, above } = access {
+            let versions = self.products.get(product_id).ok_or_else(|| {
+                DomainError::not_found("product_id", "product", product_id.as_str())
+            })?;
+            if let (Some(limit), Some(latest)) = (above, versions.last()) {
+                let books = latest.rules.currency;
+                limit.check("above", books, &format!("product {product_id} lends"))?;
+            }
+        }
         Ok(Decision {
             branch: None,
             effective_date: today_in(TIME_ZONE_DEFAULT, context.recorded_at),

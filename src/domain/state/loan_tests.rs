@@ -127,6 +127,7 @@ impl Ledger {
             request_id: RequestId::parse("r", &format!("r{}", self.entries.len() + 1)).unwrap(),
             actor: Actor::parse("a", "clerk").unwrap(),
             principal: None,
+            approval: None,
             body,
         }
     }

@@ -607,6 +607,7 @@ fn run(
             request_id: RequestId::parse("r", &format!("r{}", entries.len() + 1000)).unwrap(),
             actor: Actor::parse("a", "clerk").unwrap(),
             principal: None,
+            approval: None,
             body,
         };
         let lookup = |sequence: u64| {

@@ -350,6 +350,7 @@ fn entries(count: usize) -> Vec<Arc<Entry>> {
             request_id: RequestId::parse("id", &format!("request-{n}")).unwrap(),
             actor: Actor::parse("id", "clerk").unwrap(),
             principal: None,
+            approval: None,
             body,
         };
         let lookup = |sequence: u64| {
