@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real gRPC on 127.0.0.1, port 0,
 //! with a temporary store. One binary; each module is one area of the spec.
 
+mod access_table;
 mod batch;
 mod collection;
 mod concurrency;
