@@ -16,6 +16,7 @@
 //! and formatting), `access` (principals, roles and credentials).
 
 mod access;
+mod approvals;
 pub mod args;
 pub mod connect;
 mod output;
@@ -148,6 +149,8 @@ pub enum ClientCommand {
     Read(ReadCommand),
     #[command(flatten)]
     Access(access::AccessCommand),
+    #[command(flatten)]
+    Approvals(approvals::ApprovalCommand),
 }
 
 /// Commands that append an entry to the journal.
@@ -232,6 +235,7 @@ pub async fn run(options: ClientOptions, command: ClientCommand) -> anyhow::Resu
         ClientCommand::Write(command) => write(&options.write_session(), command).await?,
         ClientCommand::Read(command) => read(&options.server, command).await?,
         ClientCommand::Access(command) => access::run(&options, command).await?,
+        ClientCommand::Approvals(command) => approvals::run(&options, command).await?,
     };
     report.print(options.json)
 }

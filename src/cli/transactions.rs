@@ -1,5 +1,10 @@
 //! Writes that move money: savings deposits and withdrawals, loan
 //! disbursements, tranches, repayments and write-offs, and reversals.
+//!
+//! Reversals, write-offs, and disbursements or tranches above their
+//! product's approval limit may be recorded as requests waiting for another
+//! manager's approval (maker-checker): then the reply has only the receipt
+//! and the request, and the command prints that instead of its figures.
 
 use anyhow::bail;
 use rust_decimal::Decimal;
@@ -21,6 +26,41 @@ pub fn typed_money(amount: String, currency: Option<String>) -> Option<pb::Money
         amount,
         currency: currency.unwrap_or_default(),
     })
+}
+
+/// What a write recorded as a request waiting for a manager's approval
+/// prints instead of its figures (the server sends none): `rows` and
+/// `result` (what names the write), then the request and until when it may
+/// be approved.
+pub fn pending_report(
+    request_id: &str,
+    receipt: &pb::EntryReceipt,
+    pending: &pb::PendingApproval,
+    mut rows: Vec<(&'static str, String)>,
+    mut result: Value,
+) -> Report {
+    // The request's id is the sequence of the entry that recorded it.
+    let request = match pending.request {
+        0 => receipt.sequence,
+        request => request,
+    };
+    rows.extend([
+        ("status", "waiting for a manager's approval".to_owned()),
+        ("request", request.to_string()),
+        ("expires at", pending.expires_at.clone()),
+        (
+            "note",
+            format!("nothing changes until another manager of the branch runs `approve {request}`"),
+        ),
+    ]);
+    if let Some(object) = result.as_object_mut() {
+        object.insert("status".into(), "pending_approval".into());
+        object.insert(
+            "pending".into(),
+            json!({ "request": request, "expires_at": pending.expires_at }),
+        );
+    }
+    write_report(request_id, receipt, rows, result)
 }
 
 /// `deposit`: prints the balance after.
@@ -121,6 +161,7 @@ fn disburse_request(
 /// `disburse`: prints the loan id, its product, the fees, the cash paid out
 /// and the schedule.
 pub async fn disburse(session: &WriteSession, args: DisburseArgs) -> anyhow::Result<Report> {
+    let member_id = args.member_id.clone();
     let request = disburse_request(session, args)?;
     let response = session
         .client()
@@ -130,6 +171,15 @@ pub async fn disburse(session: &WriteSession, args: DisburseArgs) -> anyhow::Res
         .map_err(|status| session.error(status))?
         .into_inner();
     let receipt = session.receipt(response.receipt)?;
+    if let Some(pending) = &response.pending {
+        return Ok(pending_report(
+            &session.request_id,
+            &receipt,
+            pending,
+            vec![("member id", member_id.clone())],
+            json!({ "member_id": member_id }),
+        ));
+    }
     let fees = response.fees_at_disbursement.as_ref();
     let paid_out = response.paid_out.as_ref();
     let mut report = write_report(
@@ -224,6 +274,15 @@ pub async fn tranche(session: &WriteSession, args: TrancheArgs) -> anyhow::Resul
         .map_err(|status| session.error(status))?
         .into_inner();
     let receipt = session.receipt(response.receipt)?;
+    if let Some(pending) = &response.pending {
+        return Ok(pending_report(
+            &session.request_id,
+            &receipt,
+            pending,
+            vec![("loan id", args.loan_id.clone())],
+            json!({ "loan_id": args.loan_id }),
+        ));
+    }
     let principal = response.principal_disbursed.as_ref();
     let fees = response.fees_at_disbursement.as_ref();
     let paid_out = difference(principal, fees);
@@ -249,7 +308,7 @@ pub async fn tranche(session: &WriteSession, args: TrancheArgs) -> anyhow::Resul
 }
 
 /// `a - b`, exact, in `a`'s currency; `None` unless both are decimals.
-fn difference(a: Option<&pb::Money>, b: Option<&pb::Money>) -> Option<pb::Money> {
+pub fn difference(a: Option<&pb::Money>, b: Option<&pb::Money>) -> Option<pb::Money> {
     let (a, b) = (a?, b?);
     let value = a.amount.parse::<Decimal>().ok()? - b.amount.parse::<Decimal>().ok()?;
     Some(pb::Money {
@@ -274,6 +333,15 @@ pub async fn write_off(session: &WriteSession, args: WriteOffArgs) -> anyhow::Re
         .map_err(|status| session.error(status))?
         .into_inner();
     let receipt = session.receipt(response.receipt)?;
+    if let Some(pending) = &response.pending {
+        return Ok(pending_report(
+            &session.request_id,
+            &receipt,
+            pending,
+            vec![("loan id", args.loan_id.clone())],
+            json!({ "loan_id": args.loan_id }),
+        ));
+    }
     let written_off = response.principal_written_off.as_ref();
     Ok(write_report(
         &session.request_id,
@@ -356,7 +424,8 @@ pub fn allocation_json(a: &pb::RepaymentAllocation) -> Value {
     })
 }
 
-/// `reverse`: prints the reversal's receipt.
+/// `reverse`: prints the reversal's receipt (or the request waiting for
+/// approval).
 pub async fn reverse(session: &WriteSession, args: ReverseArgs) -> anyhow::Result<Report> {
     let request = pb::ReverseEntryRequest {
         context: session.context(),
@@ -372,10 +441,10 @@ pub async fn reverse(session: &WriteSession, args: ReverseArgs) -> anyhow::Resul
         .map_err(|status| session.error(status))?
         .into_inner();
     let receipt = session.receipt(response.receipt)?;
-    Ok(write_report(
-        &session.request_id,
-        &receipt,
-        vec![("reverses", format!("entry {}", args.sequence))],
-        json!({ "reverses_sequence": args.sequence }),
-    ))
+    let rows = vec![("reverses", format!("entry {}", args.sequence))];
+    let result = json!({ "reverses_sequence": args.sequence });
+    Ok(match &response.pending {
+        Some(pending) => pending_report(&session.request_id, &receipt, pending, rows, result),
+        None => write_report(&session.request_id, &receipt, rows, result),
+    })
 }
