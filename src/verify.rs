@@ -44,6 +44,8 @@ pub struct VerifyReport {
     /// Bytes of a torn, never-acknowledged record at the journal's tail
     /// (the server cuts it off at its next start).
     pub torn_tail_bytes: u64,
+    /// Records of the access log checked (numbering and hash chain).
+    pub access_records: u64,
     /// Entries checked by their invariants only, by the rules version they
     /// name: rules newer than this build's, which it cannot re-decide.
     pub invariants_only: BTreeMap<RulesVersion, u64>,
@@ -65,6 +67,7 @@ impl fmt::Display for VerifyReport {
             hex::encode(self.last_hash),
             self.state_compared_at
         )?;
+        write!(f, "; {} access log records chain", self.access_records)?;
         for (version, count) in &self.invariants_only {
             write!(
                 f,
@@ -97,6 +100,9 @@ pub enum VerifyError {
     /// The stored derived state differs from the replay.
     #[error("derived state differs from the journal's replay at entry {sequence}: {message}")]
     State { sequence: u64, message: String },
+    /// The access log's records do not number or chain.
+    #[error("{0}")]
+    AccessLog(#[from] crate::store::access_log::AccessLogError),
 }
 
 /// Verifies the data directory `dir`.
@@ -148,7 +154,11 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
             ),
         });
     }
+    let access_records =
+        crate::store::access_log::read_all(&dir.join(crate::store::access_log::ACCESS_LOG_FILE))?
+            .len() as u64;
     Ok(VerifyReport {
+        access_records,
         entries: replay.offsets.len() as u64,
         last_hash: replay.previous_hash,
         state_compared_at: stored_at,

@@ -31,6 +31,26 @@ impl Server {
             .expect("run the client")
     }
 
+    /// Approves pending request `request` as `checker`, a second manager;
+    /// returns the output.
+    fn approve(&self, request: &str) -> String {
+        let output = self
+            .client()
+            .args(["approve", request])
+            .env("MFI_LEDGER_TOKEN_FILE", self.approver_token_file())
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the client");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "approve {request} failed\nstdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
     /// Runs a client command that must succeed; returns its stdout.
     fn ok(&self, args: &[&str]) -> String {
         let output = self.run(args);
@@ -456,10 +476,16 @@ fn retrying_a_write_with_its_request_id_applies_it_once() {
 fn reversing_a_repayment_restores_the_loan() {
     let server = Server::start();
     set_up_borrower(&server);
+    // A reversal waits for a second manager's approval (maker-checker).
     let out = server.ok(&["reverse", "10", "--reason", "entered on the wrong loan"]);
-    assert_eq!(field(&out, "sequence"), "11");
+    assert_eq!(field(&out, "request"), "11");
+    assert_eq!(field(&out, "status"), "waiting for a manager's approval");
+    let loan = server.ok(&["balance", "loan:TB-0001/L1"]);
+    assert_eq!(field(&loan, "balance"), "500,000 VND");
+    // Entry 12 creates the approving manager; 13 is the reversal in effect.
+    let out = server.approve("11");
+    assert_eq!(field(&out, "sequence"), "13");
     assert_eq!(field(&out, "effective date"), "2024-02-05");
-    assert_eq!(field(&out, "reverses"), "entry 10");
     let loan = server.ok(&["balance", "loan:TB-0001/L1"]);
     assert_eq!(field(&loan, "balance"), "1,000,000 VND");
     let stderr = server.fails(&["reverse", "10", "--reason", "again"]);
@@ -987,7 +1013,9 @@ fn a_write_off_and_its_recovery_show_in_the_loan_and_the_totals() {
         "--date",
         "2024-01-10",
     ]);
-    assert_eq!(field(&out, "sequence"), "15");
+    assert_eq!(field(&out, "request"), "15");
+    let out = server.approve("15");
+    assert_eq!(field(&out, "sequence"), "17");
     assert_eq!(field(&out, "principal written off"), "5,000,000 VND");
     let out = server.ok(&["repay", "TB-0002/L1", "200000", "--date", "2024-01-20"]);
     assert_eq!(field(&out, "recovery"), "200,000 VND");

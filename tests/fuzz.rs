@@ -173,6 +173,10 @@ fn valid() -> &'static Valid {
         let simulated = Command::new(BIN)
             .args(["simulate", "--server", &server.url])
             .env("MFI_LEDGER_TOKEN_FILE", &server.token_file)
+            .env(
+                "MFI_LEDGER_APPROVER_TOKEN_FILE",
+                server.approver_token_file(),
+            )
             .args(["--preset", "demo", "--until", "2023-02-15", "--no-progress"])
             .stdin(Stdio::null())
             .output()

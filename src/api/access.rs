@@ -4,7 +4,7 @@
 //!
 //! [`RPCS`] maps every RPC to the [`Action`] it needs; with
 //! [`Role::may`] (the role × action table in `domain::access`) it is the
-//! role × RPC table the README shows and `tests/ledger/access.rs` runs cell
+//! role × RPC table the README shows and `tests/ledger/access_table.rs` runs cell
 //! by cell. The layer finds the caller's principal from its credential
 //! (bearer token, else TLS client certificate), refuses a caller whose roles
 //! allow the RPC nowhere, and hands the principal to the handler, which
@@ -88,6 +88,7 @@ pub const RPCS: &[Rpc] = rpcs! {
         "GetPortfolioQuality": ReadBranch,
         "ListJournalEntries": ReadJournal,
         "GetLedgerInfo": Identify,
+        "ListAccessLog": ReadAccess,
     }
     "AccessService" => {
         "WhoAmI": Identify,
@@ -140,6 +141,30 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
         .get::<Caller>()
         .cloned()
         .ok_or_else(|| Status::unauthenticated("no credential was checked for this call"))
+}
+
+/// What a read named (a member, loan, account, branch...), as the handler
+/// tells the layer for the access log.
+#[derive(Clone, Default)]
+pub struct Subject(Arc<Mutex<String>>);
+
+/// Notes what `request` reads, for the access log (e.g. `member:TB-0001`).
+pub fn read_subject<T>(request: &tonic::Request<T>, subject: impl Into<String>) {
+    if let Some(slot) = request.extensions().get::<Subject>() {
+        *slot.0.lock().unwrap_or_else(|p| p.into_inner()) = subject.into();
+    }
+}
+
+/// True for the actions that only read: their calls go to the access log.
+pub fn is_read(action: Action) -> bool {
+    matches!(
+        action,
+        Action::ReadBranch
+            | Action::ReadCatalogue
+            | Action::ReadJournal
+            | Action::ReadAccess
+            | Action::Identify
+    )
 }
 
 /// The principal who sent `request`.
@@ -266,17 +291,41 @@ where
             return Box::pin(inner.call(request));
         }
         let peer = peer_address(&request);
+        let method = path.trim_start_matches("/mfi.ledger.v1.").to_owned();
+        let read = action_of(path).is_some_and(is_read);
+        let ledger = self.layer.ledger.clone();
         match self.layer.check(&request, path) {
             Ok(caller) => {
                 self.layer.throttle.succeeded(peer);
+                if !read {
+                    request.extensions_mut().insert(caller);
+                    return Box::pin(inner.call(request));
+                }
+                let subject = Subject::default();
+                let principal = caller.principal.to_string();
                 request.extensions_mut().insert(caller);
-                Box::pin(inner.call(request))
+                request.extensions_mut().insert(subject.clone());
+                Box::pin(async move {
+                    let response = inner.call(request).await?;
+                    let outcome = response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|code| code.to_str().ok()?.parse::<i32>().ok())
+                        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                    let subject = subject.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    record_read(&ledger, principal, method, subject, outcome);
+                    Ok(response)
+                })
             }
-            Err(refusal) => {
+            Err((refusal, who)) => {
                 let delay = match refusal.code() {
                     tonic::Code::Unauthenticated => self.layer.throttle.failed(peer),
                     _ => Duration::ZERO,
                 };
+                if read {
+                    let principal = who.map(|p| p.to_string()).unwrap_or_default();
+                    record_read(&ledger, principal, method, String::new(), refusal.code());
+                }
                 Box::pin(async move {
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
@@ -289,29 +338,39 @@ where
 }
 
 impl AuthenticateLayer {
-    /// The caller of `request`, or the refusal (logged with who, what and
-    /// why; never the credential).
-    fn check(&self, request: &http::Request<Body>, path: &str) -> Result<Caller, Status> {
+    /// The caller of `request`, or the refusal and, if it authenticated,
+    /// who was refused (logged with who, what and why; never the credential).
+    fn check(
+        &self,
+        request: &http::Request<Body>,
+        path: &str,
+    ) -> Result<Caller, (Status, Option<PrincipalId>)> {
         let peer = peer_address(request);
         let Some(action) = action_of(path) else {
             // Not an RPC of the ledger's services: tonic answers UNIMPLEMENTED.
-            return Err(Status::unimplemented(format!("unknown method {path}")));
+            return Err((
+                Status::unimplemented(format!("unknown method {path}")),
+                None,
+            ));
         };
         let access = self.ledger.access();
-        let (kind, digest) = credential(request).inspect_err(|why| {
-            tracing::info!(rpc = path, peer = ?peer, reason = why.message(), "unauthenticated call refused");
-        })?;
+        let (kind, digest) = credential(request)
+            .inspect_err(|why| {
+                tracing::info!(rpc = path, peer = ?peer, reason = why.message(), "unauthenticated call refused");
+            })
+            .map_err(|status| (status, None))?;
         let principal = access
             .authenticate(kind, &digest, self.ledger.now().timestamp_micros())
             .map_err(|failure| {
                 tracing::info!(rpc = path, peer = ?peer, reason = %failure, "unauthenticated call refused");
-                Status::unauthenticated(format!(
+                let status = Status::unauthenticated(format!(
                     "the {} is not valid: unknown, expired or revoked",
                     match kind {
                         CredentialKind::Token => "token",
                         CredentialKind::Certificate => "client certificate",
                     }
-                ))
+                ));
+                (status, None)
             })?;
         let principal = principal.id.clone();
         // Actions of the institution are checked in full here; those in a
@@ -327,13 +386,32 @@ impl AuthenticateLayer {
                 reason = %refused,
                 "call refused: no role allows it"
             );
-            return Err(super::status::from_domain(&refused));
+            return Err((super::status::from_domain(&refused), Some(principal)));
         }
         Ok(Caller {
             principal,
             credential: kind,
             access,
         })
+    }
+}
+
+/// Records a read in the ledger's access log (when its store keeps one).
+fn record_read(
+    ledger: &Ledger,
+    principal: String,
+    method: String,
+    subject: String,
+    outcome: tonic::Code,
+) {
+    if let Some(log) = ledger.access_log() {
+        log.record(crate::store::access_log::Access {
+            at_micros: ledger.now().timestamp_micros(),
+            principal,
+            method,
+            subject,
+            outcome: format!("{outcome:?}"),
+        });
     }
 }
 

@@ -41,8 +41,8 @@ pub async fn approve(
             DomainError::not_found("request", "pending request", request.request.to_string())
         })
         .map_err(refuse)?;
-    // Nothing about the request is told to a caller who may not approve in
-    // its branch.
+    // Nothing about the request but its existence is told to a caller who
+    // may not approve in its branch.
     caller.authorize(Action::Approve, Some(&pending.branch))?;
     let command = Command {
         request_id,

@@ -100,6 +100,14 @@ fn as_of_in(
     })
 }
 
+/// A branch as the access log names it (`branch:*` for every branch).
+fn branch_subject(branch_id: &str) -> String {
+    match branch_id {
+        "" => "branch:*".to_owned(),
+        id => format!("branch:{id}"),
+    }
+}
+
 /// Refuses the read unless `caller` may read `branch`'s books (`None`:
 /// every branch's).
 fn may_read(caller: &Caller, branch: Option<&BranchId>) -> Result<(), DomainError> {
@@ -133,6 +141,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        access::read_subject(&request, format!("account:{}", request.get_ref().account));
         let caller = access::caller(&request)?;
         let r = request.into_inner();
         let account = AccountId::parse("account", &r.account).map_err(refuse)?;
@@ -165,6 +174,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetMemberRequest>,
     ) -> Result<Response<pb::GetMemberResponse>, Status> {
+        access::read_subject(&request, format!("member:{}", request.get_ref().member_id));
         let caller = access::caller(&request)?;
         let r = request.into_inner();
         let id = MemberId::parse("member_id", &r.member_id).map_err(refuse)?;
@@ -222,6 +232,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetLoanRequest>,
     ) -> Result<Response<pb::GetLoanResponse>, Status> {
+        access::read_subject(&request, format!("loan:{}", request.get_ref().loan_id));
         let caller = access::caller(&request)?;
         let r = request.into_inner();
         let view = self.loan_view(caller, &r.loan_id, &r.as_of_date).await?;
@@ -296,6 +307,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetPayoffQuoteRequest>,
     ) -> Result<Response<pb::GetPayoffQuoteResponse>, Status> {
+        access::read_subject(&request, format!("loan:{}", request.get_ref().loan_id));
         let caller = access::caller(&request)?;
         let r = request.into_inner();
         let view = self.loan_view(caller, &r.loan_id, &r.as_of_date).await?;
@@ -344,6 +356,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::ListLoansInArrearsRequest>,
     ) -> Result<Response<pb::ListLoansInArrearsResponse>, Status> {
+        access::read_subject(&request, branch_subject(&request.get_ref().branch_id));
         let caller = access::caller(&request)?;
         let r = request.into_inner();
         let branch = optional_branch(&r.branch_id)?;
@@ -374,6 +387,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetPortfolioQualityRequest>,
     ) -> Result<Response<pb::GetPortfolioQualityResponse>, Status> {
+        access::read_subject(&request, branch_subject(&request.get_ref().branch_id));
         let caller = access::caller(&request)?;
         let r = request.into_inner();
         let branch = optional_branch(&r.branch_id)?;
@@ -449,6 +463,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetBranchTotalsRequest>,
     ) -> Result<Response<pb::GetBranchTotalsResponse>, Status> {
+        access::read_subject(&request, branch_subject(&request.get_ref().branch_id));
         let caller = access::caller(&request)?;
         let r = request.into_inner();
         let branch = BranchId::parse("branch_id", &r.branch_id).map_err(refuse)?;
@@ -547,6 +562,10 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::ListJournalEntriesRequest>,
     ) -> Result<Response<pb::ListJournalEntriesResponse>, Status> {
+        access::read_subject(
+            &request,
+            format!("journal:{}", request.get_ref().from_sequence.max(1)),
+        );
         access::caller(&request)?.authorize(Action::ReadJournal, None)?;
         let r = request.into_inner();
         let page_size = pages::page_size(r.page_size).map_err(refuse)?;
@@ -557,6 +576,58 @@ impl AuditService for AuditApi {
             .await
             .map_err(read_failed)??;
         Ok(Response::new(reply))
+    }
+
+    async fn list_access_log(
+        &self,
+        request: Request<pb::ListAccessLogRequest>,
+    ) -> Result<Response<pb::ListAccessLogResponse>, Status> {
+        access::caller(&request)?.authorize(Action::ReadAccess, None)?;
+        access::read_subject(&request, "access-log");
+        let r = request.into_inner();
+        let page_size = pages::page_size(r.page_size).map_err(refuse)? as u64;
+        let from = r.from_sequence.max(1);
+        let records = self
+            .ledger
+            .read_off_runtime(|ledger| ledger.access_log().map(|log| log.records()))
+            .await
+            .map_err(read_failed)?
+            .transpose()
+            .map_err(|e| {
+                tracing::error!(error = %e, "the access log does not check out");
+                Status::internal(
+                    "internal error reading the access log; the cause is in the server's log",
+                )
+            })?
+            .unwrap_or_default();
+        let page: Vec<pb::AccessRecord> = records
+            .iter()
+            .skip((from - 1) as usize)
+            .take(page_size as usize)
+            .map(|record| pb::AccessRecord {
+                sequence: record.sequence,
+                recorded_at: chrono::DateTime::<chrono::Utc>::from_timestamp_micros(
+                    record.access.at_micros,
+                )
+                .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                .unwrap_or_default(),
+                principal: record.access.principal.clone(),
+                method: record.access.method.clone(),
+                subject: record.access.subject.clone(),
+                outcome: record.access.outcome.clone(),
+                hash: hex::encode(record.hash),
+            })
+            .collect();
+        let next = from + page.len() as u64;
+        let next_sequence = if next <= records.len() as u64 {
+            next
+        } else {
+            0
+        };
+        Ok(Response::new(pb::ListAccessLogResponse {
+            records: page,
+            next_sequence,
+        }))
     }
 
     async fn get_ledger_info(

@@ -752,6 +752,14 @@ impl BranchService for BranchApi {
         request: Request<pb::ListPendingRequestsRequest>,
     ) -> Result<Response<pb::ListPendingRequestsResponse>, Status> {
         let caller = access::caller(&request)?;
+        let branch = &request.get_ref().branch_id;
+        access::read_subject(
+            &request,
+            match branch.as_str() {
+                "" => "branch:*".to_owned(),
+                id => format!("branch:{id}"),
+            },
+        );
         approvals::list(&self.ledger, caller, request.into_inner()).map(Response::new)
     }
 

@@ -593,6 +593,10 @@ impl ProductService for ProductApi {
         &self,
         request: Request<pb::GetProductRequest>,
     ) -> Result<Response<pb::GetProductResponse>, Status> {
+        super::access::read_subject(
+            &request,
+            format!("product:{}", request.get_ref().product_id),
+        );
         let r = request.into_inner();
         let id = ProductId::parse("product_id", &r.product_id).map_err(refuse)?;
         // Off the runtime's workers, like every read: a worker never waits
@@ -691,6 +695,10 @@ impl ProductService for ProductApi {
         &self,
         request: Request<pb::PreviewScheduleRequest>,
     ) -> Result<Response<pb::PreviewScheduleResponse>, Status> {
+        super::access::read_subject(
+            &request,
+            format!("product:{}", request.get_ref().product_id),
+        );
         let r = request.into_inner();
         let id = ProductId::parse("product_id", &r.product_id).map_err(refuse)?;
         let application = pb::LoanApplication {

@@ -387,6 +387,11 @@ impl Ledger {
         self.read(|state| state.access().clone())
     }
 
+    /// The log of reads, if the store keeps one.
+    pub fn access_log(&self) -> Option<&crate::store::access_log::AccessLog> {
+        self.store.access_log()
+    }
+
     /// Durable entries from `from` on, at most `limit`.
     pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
         // Only entries the read side holds: the journal may already have

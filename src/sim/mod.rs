@@ -60,11 +60,18 @@ pub struct SimulateArgs {
     /// Do not draw the progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Token file of a second manager who approves the simulated branch's
+    /// write-offs (maker-checker: the principal running the simulation, a
+    /// clerk or manager of the branch, cannot approve its own requests).
+    #[arg(long, env = "MFI_LEDGER_APPROVER_TOKEN_FILE", value_name = "FILE")]
+    pub approver_token_file: Option<std::path::PathBuf>,
 }
 
 /// The clients of a run.
 struct Clients {
     branch: BranchServiceClient<Conn>,
+    /// The approving manager's, if there is one.
+    approver: Option<BranchServiceClient<Conn>>,
     products: ProductServiceClient<Conn>,
     audit: AuditServiceClient<Conn>,
 }
@@ -92,8 +99,19 @@ pub async fn run(server: &str, json: bool, args: SimulateArgs) -> anyhow::Result
         .connect()
         .await
         .with_context(|| format!("cannot connect to the ledger at {server}"))?;
+    let approver = match &args.approver_token_file {
+        None => None,
+        Some(path) => {
+            let token = crate::auth::read_secret(path)?;
+            let bearer = crate::cli::connect::Bearer::new(Some(&token))?;
+            Some(BranchServiceClient::new(
+                tonic::service::interceptor::InterceptedService::new(channel.clone(), bearer),
+            ))
+        }
+    };
     let channel = crate::cli::connect::with_credentials(channel)?;
     let mut clients = Clients {
+        approver,
         branch: BranchServiceClient::new(channel.clone()).max_decoding_message_size(REPLY_SIZE_MAX),
         products: ProductServiceClient::new(channel.clone()),
         audit: AuditServiceClient::new(channel),
@@ -101,7 +119,7 @@ pub async fn run(server: &str, json: bool, args: SimulateArgs) -> anyhow::Result
     let started = Instant::now();
     let mut model = Model::new(preset.clone(), seed);
     let opening = model.opening();
-    submit(&mut clients.branch, &mut model, opening, preset.start).await?;
+    submit(&mut clients, &mut model, opening, preset.start).await?;
     for request in model.products() {
         clients
             .products
@@ -121,7 +139,7 @@ pub async fn run(server: &str, json: bool, args: SimulateArgs) -> anyhow::Result
                 .map_err(|s| refused("UpdateProduct", &s))?;
         }
         let writes = model.day(day);
-        submit(&mut clients.branch, &mut model, writes, day).await?;
+        submit(&mut clients, &mut model, writes, day).await?;
         bar.inc(1);
         if day.day() == 1 {
             let t = model.tally;
@@ -158,15 +176,27 @@ fn refused(call: &str, status: &tonic::Status) -> anyhow::Error {
 }
 
 /// Sends `writes` in order, in batches, and gives each reply to the model.
+/// A command that waits for approval (a write-off) ends its batch and is
+/// approved by the approving manager before the next command is sent, so
+/// that every command takes effect in the simulated order.
 async fn submit(
-    client: &mut BranchServiceClient<Conn>,
+    clients: &mut Clients,
     model: &mut Model,
     writes: Vec<(Write, Pending)>,
     day: NaiveDate,
 ) -> anyhow::Result<()> {
+    let client = &mut clients.branch;
     let mut writes = writes.into_iter().peekable();
     while writes.peek().is_some() {
-        let chunk: Vec<(Write, Pending)> = writes.by_ref().take(BATCH_MAX).collect();
+        let mut chunk: Vec<(Write, Pending)> = Vec::new();
+        while chunk.len() < BATCH_MAX {
+            let Some(write) = writes.next() else { break };
+            let waits = matches!(write.0, Write::WriteOffLoan(_) | Write::ReverseEntry(_));
+            chunk.push(write);
+            if waits {
+                break;
+            }
+        }
         let (commands, pending): (Vec<_>, Vec<_>) = chunk.into_iter().unzip();
         let request = pb::SubmitBatchRequest {
             commands: commands
@@ -197,12 +227,60 @@ async fn submit(
                     error.code,
                     error.message
                 ),
-                Some(reply) => model.settle(pending, &reply, day)?,
+                Some(reply) => {
+                    let reply = match waiting_approval(&reply) {
+                        None => reply,
+                        Some(request) => approve(clients.approver.as_mut(), request, day).await?,
+                    };
+                    model.settle(pending, &reply, day)?
+                }
                 None => bail!("an empty reply on {day}"),
             }
         }
     }
     Ok(())
+}
+
+/// The pending request a reply says its command waits on.
+fn waiting_approval(reply: &pb::batch_result::Result) -> Option<u64> {
+    use pb::batch_result::Result as R;
+    let pending = match reply {
+        R::WriteOffLoan(r) => r.pending.as_ref(),
+        R::ReverseEntry(r) => r.pending.as_ref(),
+        R::DisburseLoan(r) => r.pending.as_ref(),
+        R::DisburseTranche(r) => r.pending.as_ref(),
+        _ => None,
+    };
+    pending.map(|p| p.request)
+}
+
+/// Approves `request` as the approving manager: the command's reply.
+async fn approve(
+    approver: Option<&mut BranchServiceClient<Conn>>,
+    request: u64,
+    day: NaiveDate,
+) -> anyhow::Result<pb::batch_result::Result> {
+    let Some(approver) = approver else {
+        bail!(
+            "a simulated write-off on {day} waits for a manager's approval: give a second \
+             manager's token with --approver-token-file"
+        );
+    };
+    let approved = approver
+        .approve(pb::ApproveRequest {
+            context: Some(pb::WriteContext {
+                request_id: format!("sim-approve-{request}"),
+                actor: "sim-manager".to_owned(),
+            }),
+            request,
+        })
+        .await
+        .map_err(|s| refused("Approve", &s))?
+        .into_inner();
+    approved
+        .result
+        .and_then(|r| r.result)
+        .ok_or_else(|| anyhow::anyhow!("the approval of request {request} had no reply"))
 }
 
 /// Prints what the run did and the branch's figures per year, as the ledger computes them.

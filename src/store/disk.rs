@@ -105,6 +105,8 @@ pub struct DiskStore {
     /// Serialises checkpoints: each reads the old values it replaces to
     /// update the digest, so two must not interleave.
     saving: Mutex<()>,
+    /// Every read of the books (`access.log`).
+    access_log: super::access_log::AccessLog,
 }
 
 impl DiskStore {
@@ -144,6 +146,7 @@ impl DiskStore {
             barriers: AtomicU64::new(0),
             state,
             saving: Mutex::new(()),
+            access_log: super::access_log::AccessLog::open(dir)?,
         })
     }
 
@@ -310,6 +313,10 @@ impl Store for DiskStore {
             .flush()
             .map(|_| ())
             .map_err(|e| StoreError::State(e.to_string()))
+    }
+
+    fn access_log(&self) -> Option<&super::access_log::AccessLog> {
+        Some(&self.access_log)
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::domain::entry::{DecodeError, Entry};
 use crate::domain::state::StateRecord;
 
+pub mod access_log;
 mod disk;
 mod journal_file;
 
@@ -124,4 +125,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes the derived-state cache through to its files.
     fn flush_state(&self) -> Result<(), StoreError>;
+
+    /// The log of reads kept beside the journal, if the store keeps one.
+    fn access_log(&self) -> Option<&access_log::AccessLog> {
+        None
+    }
 }

@@ -86,7 +86,13 @@ impl Server {
         let url = format!("http://{address}");
         let token_file = data.path().join("tester.token");
         if data.path().join(ADMIN_TOKEN_FILE).exists() {
-            provision_tester(&url, data.path(), &token_file);
+            provision(
+                &url,
+                data.path(),
+                "tester",
+                &["manager", "product-admin", "auditor"],
+                &token_file,
+            );
         }
         Server {
             child,
@@ -105,6 +111,17 @@ impl Server {
         command
     }
 
+    /// The token file of `checker`, a second manager of the institution who
+    /// approves what `tester` asks (created on first use, so that a test
+    /// without approvals keeps its sequence numbers).
+    pub fn approver_token_file(&self) -> std::path::PathBuf {
+        let file = self._data.path().join("checker.token");
+        if !file.exists() {
+            provision(&self.url, self._data.path(), "checker", &["manager"], &file);
+        }
+        file
+    }
+
     /// The token in `token_file`.
     pub fn token(&self) -> String {
         std::fs::read_to_string(&self.token_file)
@@ -117,13 +134,20 @@ impl Server {
 /// Where a new server writes its first administrator's token.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
-/// Creates principal `tester` (manager, product admin and auditor of the
-/// institution) as the first administrator, and writes its token to
-/// `token_file`.
-fn provision_tester(url: &str, data: &std::path::Path, token_file: &std::path::Path) {
+/// Creates principal `id` with `roles` (institution-wide) as the first
+/// administrator, and writes its token to `token_file`.
+fn provision(
+    url: &str,
+    data: &std::path::Path,
+    id: &str,
+    roles: &[&str],
+    token_file: &std::path::Path,
+) {
     use mfi_ledger::pb;
     let admin = std::fs::read_to_string(data.join(ADMIN_TOKEN_FILE)).expect("admin token");
     let url = url.to_owned();
+    let id = id.to_owned();
+    let roles: Vec<String> = roles.iter().map(|role| role.to_string()).collect();
     let token = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -139,27 +163,27 @@ fn provision_tester(url: &str, data: &std::path::Path, token_file: &std::path::P
                 let mut access = pb::access_service_client::AccessServiceClient::new(
                     tonic::service::interceptor::InterceptedService::new(channel, bearer),
                 );
-                let roles = ["manager", "product-admin", "auditor"]
+                let roles = roles
                     .into_iter()
                     .map(|role| pb::RoleGrant {
-                        role: role.into(),
+                        role,
                         branch_id: String::new(),
                     })
                     .collect();
                 access
                     .create_principal(pb::CreatePrincipalRequest {
                         context: Some(pb::WriteContext {
-                            request_id: "create-tester".into(),
+                            request_id: format!("create-{id}"),
                             actor: "test".into(),
                         }),
-                        principal_id: "tester".into(),
-                        name: "Tester".into(),
+                        principal_id: id.clone(),
+                        name: id.clone(),
                         roles,
                         issue_token: true,
                         token_valid_days: 0,
                     })
                     .await
-                    .expect("create the tester principal")
+                    .expect("create a principal")
                     .into_inner()
                     .token
                     .expect("a token")

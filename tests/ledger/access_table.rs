@@ -610,6 +610,10 @@ impl Setup {
                 }))
             }
             "GetLedgerInfo" => send!(audit.get_ledger_info(pb::GetLedgerInfoRequest {})),
+            "ListAccessLog" => send!(audit.list_access_log(pb::ListAccessLogRequest {
+                from_sequence: 1,
+                page_size: 10,
+            })),
             "WhoAmI" => send!(access.who_am_i(pb::WhoAmIRequest {})),
             "CreatePrincipal" => send!(access.create_principal(pb::CreatePrincipalRequest {
                 context,

@@ -1,7 +1,9 @@
 //! Integration tests: the real server over real gRPC on 127.0.0.1, port 0,
 //! with a temporary store. One binary; each module is one area of the spec.
 
+mod access_log;
 mod access_table;
+mod approvals;
 mod batch;
 mod collection;
 mod concurrency;

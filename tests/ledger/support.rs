@@ -46,6 +46,8 @@ pub struct App {
     /// The token of `tester`: manager, product admin and auditor of the
     /// whole institution (what the clients above send).
     pub token: String,
+    /// The ledger's clock, when `spawn_app` made it (tests move it).
+    pub clock: Option<Arc<TestClock>>,
     pub ledger: Arc<Ledger>,
     pub dir: TempDir,
     pub address: std::net::SocketAddr,
@@ -73,8 +75,11 @@ async fn start_in(dir: TempDir, config: LedgerConfig, limits: ServerLimits) -> A
         store = DiskStore::open(dir.path());
     }
     let store = store.unwrap();
-    let ledger = Arc::new(Ledger::start(Arc::new(store), TestClock::new(), config).unwrap());
-    serve_ledger(ledger, dir, limits).await
+    let clock = TestClock::new();
+    let ledger = Arc::new(Ledger::start(Arc::new(store), clock.clone(), config).unwrap());
+    let mut app = serve_ledger(ledger, dir, limits).await;
+    app.clock = Some(clock);
+    app
 }
 
 impl App {
@@ -690,6 +695,7 @@ pub async fn serve_ledger(ledger: Arc<Ledger>, dir: TempDir, limits: ServerLimit
         branch: BranchServiceClient::new(channel.clone()),
         audit: AuditServiceClient::new(channel),
         token,
+        clock: None,
         ledger,
         dir,
         address,

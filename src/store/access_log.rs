@@ -1,0 +1,431 @@
+//! The access log: one record per read of the books (who, which RPC, which
+//! member, loan, account or branch, when, and with what outcome), appended
+//! to `access.log` in the data directory, hash-chained like the journal.
+//!
+//! Member data is personal data; the log is what lets the institution show
+//! who looked at it. Recording a read costs the read a channel send: a
+//! writer thread appends the records in order and makes them durable with
+//! one `fdatasync` per [`SYNC_INTERVAL`] (group commit), so no read waits on
+//! a disk barrier. The price is that a crash can lose the records of the
+//! last interval; [`AccessLog::flush`] makes every record sent so far
+//! durable (what a query of the log does first).
+//!
+//! A record is one line of tab-separated fields:
+//! `sequence, recorded at (µs since the epoch), principal, method, subject,
+//! outcome (gRPC code name), previous hash, hash`, where the hash is
+//! SHA-256 of the previous hash and the line's first six fields joined by
+//! tabs. Fields never hold tabs or newlines (they come from checked ids and
+//! fixed names). `verify` checks the numbering and the chain: a changed or
+//! removed record breaks them. (Records cut from the end leave a shorter
+//! valid chain: the signed checkpoints of the journal are where the log's
+//! head will be anchored.)
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::StoreError;
+
+/// Name of the access log in the data directory.
+pub const ACCESS_LOG_FILE: &str = "access.log";
+
+/// Most characters of a field a record keeps.
+pub const FIELD_CHARS_MAX: usize = 100;
+
+/// Longest time a record waits before it is made durable.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A read, as the server saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Microseconds since the Unix epoch, UTC.
+    pub at_micros: i64,
+    /// The authenticated principal; empty when the caller was not authenticated.
+    pub principal: String,
+    /// The RPC, e.g. `AuditService/GetMember`.
+    pub method: String,
+    /// What was read, e.g. `member:TB-0001`; empty when the call named nothing.
+    pub subject: String,
+    /// The gRPC status code name, e.g. `Ok`, `PermissionDenied`.
+    pub outcome: String,
+}
+
+/// A record of the log: a read, its number and its hashes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Gap-free, from 1.
+    pub sequence: u64,
+    pub access: Access,
+    pub previous: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+impl Record {
+    fn fields(sequence: u64, access: &Access) -> String {
+        format!(
+            "{sequence}\t{}\t{}\t{}\t{}\t{}",
+            access.at_micros, access.principal, access.method, access.subject, access.outcome
+        )
+    }
+
+    fn chain(previous: &[u8; 32], fields: &str) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(previous);
+        hasher.update(fields.as_bytes());
+        hasher.finalize().into()
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{}\t{}\t{}\n",
+            Record::fields(self.sequence, &self.access),
+            hex::encode(self.previous),
+            hex::encode(self.hash)
+        )
+    }
+
+    /// Parses and checks one line (its own hash; the chain is the caller's).
+    fn parse(line: &str) -> Result<Record, String> {
+        let parts: Vec<&str> = line.split('\t').collect();
+        let [
+            sequence,
+            at,
+            principal,
+            method,
+            subject,
+            outcome,
+            previous,
+            hash,
+        ] = parts[..]
+        else {
+            return Err(format!("{} fields, not 8", parts.len()));
+        };
+        let hex32 = |text: &str| -> Result<[u8; 32], String> {
+            let bytes = hex::decode(text).map_err(|e| format!("hash {text:?}: {e}"))?;
+            bytes
+                .try_into()
+                .map_err(|_| format!("hash {text:?} is not 32 bytes"))
+        };
+        let record = Record {
+            sequence: sequence
+                .parse()
+                .map_err(|_| format!("sequence {sequence:?}"))?,
+            access: Access {
+                at_micros: at.parse().map_err(|_| format!("time {at:?}"))?,
+                principal: principal.to_owned(),
+                method: method.to_owned(),
+                subject: subject.to_owned(),
+                outcome: outcome.to_owned(),
+            },
+            previous: hex32(previous)?,
+            hash: hex32(hash)?,
+        };
+        let fields = Record::fields(record.sequence, &record.access);
+        if Record::chain(&record.previous, &fields) != record.hash {
+            return Err("its hash does not match its fields".into());
+        }
+        Ok(record)
+    }
+}
+
+/// Why the access log does not check out.
+#[derive(Debug, thiserror::Error)]
+#[error("access log line {line}: {message}")]
+pub struct AccessLogError {
+    /// 1-based line number.
+    pub line: usize,
+    pub message: String,
+}
+
+/// Reads and checks every record of the log at `path` (none when there is
+/// no file): numbering from 1 without gaps, each record's hash, and the
+/// chain. A last line without its newline (a write cut by a crash) is left
+/// out.
+pub fn read_all(path: &Path) -> Result<Vec<Record>, AccessLogError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(AccessLogError {
+                line: 0,
+                message: format!("cannot read {}: {e}", path.display()),
+            });
+        }
+    };
+    let mut reader = BufReader::new(file);
+    let mut records = Vec::new();
+    let mut previous = [0u8; 32];
+    let mut line = String::new();
+    for number in 1.. {
+        line.clear();
+        let read = reader.read_line(&mut line).map_err(|e| AccessLogError {
+            line: number,
+            message: e.to_string(),
+        })?;
+        if read == 0 || !line.ends_with('\n') {
+            break;
+        }
+        let fail = |message: String| AccessLogError {
+            line: number,
+            message,
+        };
+        let record = Record::parse(line.trim_end_matches('\n')).map_err(fail)?;
+        if record.sequence != number as u64 {
+            return Err(fail(format!(
+                "record {} where record {number} belongs: a record was removed or moved",
+                record.sequence
+            )));
+        }
+        if record.previous != previous {
+            return Err(fail(
+                "does not chain to the record before it: a record was changed or removed".into(),
+            ));
+        }
+        previous = record.hash;
+        records.push(record);
+    }
+    Ok(records)
+}
+
+enum Message {
+    Record(Access),
+    /// Make everything sent so far durable, then answer.
+    Flush(mpsc::Sender<()>),
+}
+
+/// The access log of a data directory: records are sent to a writer
+/// thread, which appends and syncs them.
+pub struct AccessLog {
+    sender: Mutex<Option<mpsc::Sender<Message>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+impl AccessLog {
+    /// Opens (or creates, mode 0600) `dir/access.log`, checks it, cuts a
+    /// torn last line, and starts the writer after its last record.
+    pub fn open(dir: &Path) -> Result<AccessLog, StoreError> {
+        let path = dir.join(ACCESS_LOG_FILE);
+        let records = read_all(&path).map_err(|e| StoreError::Corrupt {
+            offset: 0,
+            message: e.to_string(),
+        })?;
+        let (mut sequence, mut previous) = records
+            .last()
+            .map_or((0, [0u8; 32]), |r| (r.sequence, r.hash));
+        let valid: u64 = records.iter().map(|r| r.line().len() as u64).sum();
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .mode(super::disk::DATA_FILE_MODE)
+            .open(&path)
+            .map_err(StoreError::io("opening the access log"))?;
+        // A line cut by a crash was never made durable whole: drop it.
+        file.set_len(valid)
+            .map_err(StoreError::io("cutting the access log's torn line"))?;
+        let mut file = std::io::BufWriter::new(file);
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::End(0))
+            .map_err(StoreError::io("opening the access log"))?;
+        let (sender, receiver) = mpsc::channel::<Message>();
+        let writer = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                let mut unsynced = false;
+                loop {
+                    let message = if unsynced {
+                        match receiver.recv_timeout(SYNC_INTERVAL) {
+                            Ok(message) => Some(message),
+                            Err(mpsc::RecvTimeoutError::Timeout) => None,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        }
+                    } else {
+                        match receiver.recv() {
+                            Ok(message) => Some(message),
+                            Err(_) => break,
+                        }
+                    };
+                    match message {
+                        Some(Message::Record(access)) => {
+                            sequence += 1;
+                            let fields = Record::fields(sequence, &access);
+                            let hash = Record::chain(&previous, &fields);
+                            let record = Record {
+                                sequence,
+                                access,
+                                previous,
+                                hash,
+                            };
+                            previous = hash;
+                            if let Err(e) = file.write_all(record.line().as_bytes()) {
+                                tracing::error!(error = %e, "cannot write the access log");
+                            }
+                            unsynced = true;
+                        }
+                        Some(Message::Flush(done)) => {
+                            sync(&mut file);
+                            unsynced = false;
+                            let _ = done.send(());
+                        }
+                        None => {
+                            sync(&mut file);
+                            unsynced = false;
+                        }
+                    }
+                }
+                sync(&mut file);
+            })
+            .map_err(StoreError::io("starting the access log's writer"))?;
+        Ok(AccessLog {
+            sender: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+            path,
+        })
+    }
+
+    /// Records a read. Never waits on the disk. Fields are kept to
+    /// [`FIELD_CHARS_MAX`] characters, control characters (tabs, newlines)
+    /// shown as `?`: a client's text cannot break a record's line.
+    pub fn record(&self, mut access: Access) {
+        for field in [
+            &mut access.principal,
+            &mut access.method,
+            &mut access.subject,
+            &mut access.outcome,
+        ] {
+            if field.len() > FIELD_CHARS_MAX || field.chars().any(char::is_control) {
+                *field = field
+                    .chars()
+                    .take(FIELD_CHARS_MAX)
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect();
+            }
+        }
+        if let Some(sender) = &*self.sender.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = sender.send(Message::Record(access));
+        }
+    }
+
+    /// Returns once every record sent before the call is durable.
+    pub fn flush(&self) {
+        let (done, wait) = mpsc::channel();
+        let sent = match &*self.sender.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(sender) => sender.send(Message::Flush(done)).is_ok(),
+            None => false,
+        };
+        if sent {
+            let _ = wait.recv();
+        }
+    }
+
+    /// Every record, after making the ones sent so far durable.
+    pub fn records(&self) -> Result<Vec<Record>, AccessLogError> {
+        self.flush();
+        read_all(&self.path)
+    }
+
+    /// Makes every record durable and stops the writer.
+    pub fn close(&self) {
+        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn sync(file: &mut std::io::BufWriter<File>) {
+    let synced = file.flush().and_then(|()| file.get_ref().sync_data());
+    if let Err(e) = synced {
+        tracing::error!(error = %e, "cannot make the access log durable");
+    }
+}
+
+/// The shared handle servers record through.
+pub type SharedAccessLog = Arc<AccessLog>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(i: i64) -> Access {
+        Access {
+            at_micros: i,
+            principal: "auditor.hn".into(),
+            method: "AuditService/GetMember".into(),
+            subject: format!("member:TB-{i:04}"),
+            outcome: "Ok".into(),
+        }
+    }
+
+    #[test]
+    fn records_survive_a_reopen_in_order_and_chain_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AccessLog::open(dir.path()).unwrap();
+        for i in 0..5 {
+            log.record(read(i));
+        }
+        let records = log.records().unwrap();
+        assert_eq!(records.len(), 5);
+        assert_eq!(records[4].access, read(4));
+        drop(log);
+        let log = AccessLog::open(dir.path()).unwrap();
+        log.record(read(5));
+        let records = log.records().unwrap();
+        assert_eq!(records.len(), 6);
+        assert_eq!(records[5].sequence, 6);
+        assert_eq!(records[5].previous, records[4].hash);
+    }
+
+    #[test]
+    fn a_changed_or_removed_record_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AccessLog::open(dir.path()).unwrap();
+        for i in 0..4 {
+            log.record(read(i));
+        }
+        log.close();
+        let path = dir.path().join(ACCESS_LOG_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let changed = text.replace("member:TB-0002", "member:TB-0009");
+        std::fs::write(&path, changed).unwrap();
+        let error = read_all(&path).unwrap_err();
+        assert_eq!(error.line, 3, "{error}");
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.remove(1);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let error = read_all(&path).unwrap_err();
+        assert_eq!(error.line, 2, "{error}");
+        assert!(error.message.contains("removed"), "{error}");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AccessLog::open(dir.path()).unwrap();
+        log.record(read(0));
+        log.close();
+        let path = dir.path().join(ACCESS_LOG_FILE);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"2\t17\tpartial").unwrap();
+        drop(file);
+        let log = AccessLog::open(dir.path()).unwrap();
+        log.record(read(1));
+        let records = log.records().unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].access, read(1));
+    }
+}
