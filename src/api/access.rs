@@ -488,3 +488,44 @@ pub fn table_markdown() -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    /// The README's role × RPC table is this code's, row for row.
+    #[test]
+    fn the_readme_shows_the_role_by_rpc_table() {
+        let readme = include_str!("../../README.md");
+        let table = table_markdown();
+        assert!(
+            readme.contains(&table),
+            "README.md's role x RPC table is out of date; it is:\n{table}"
+        );
+    }
+
+    #[test]
+    fn every_rpc_of_the_services_is_in_the_table_once() {
+        let descriptors = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set decodes");
+        let mut served = Vec::new();
+        for file in descriptors.file {
+            for service in &file.service {
+                for method in &service.method {
+                    served.push(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+        let mut listed: Vec<String> = RPCS.iter().map(|rpc| rpc.path.to_owned()).collect();
+        served.sort();
+        listed.sort();
+        assert_eq!(listed, served);
+    }
+}
