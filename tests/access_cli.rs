@@ -318,3 +318,78 @@ fn tokens_are_printed_once_or_saved_for_later_commands() {
     assert!(refused.contains("exists"), "{refused}");
     assert_eq!(std::fs::read_to_string(&taken).unwrap(), "keep me");
 }
+
+/// `access-log` shows an auditor every read, refusals included, in order;
+/// a clerk may not read it.
+#[test]
+fn the_access_log_shows_every_read_to_an_institution_auditor() {
+    let setup = Setup::start();
+    let auditor = setup.path("auditor.token");
+    let clerk = setup.path("clerk.token");
+    let auditor_file = auditor.to_str().unwrap();
+    let clerk_file = clerk.to_str().unwrap();
+    setup.admin(&[
+        "principal-create",
+        "aud",
+        "--grant",
+        "auditor",
+        "--token-out",
+        auditor_file,
+    ]);
+    setup.admin(&[
+        "principal-create",
+        "clk",
+        "--grant",
+        "clerk:TB",
+        "--token-out",
+        clerk_file,
+    ]);
+    // A read by the clerk, then a refused one (the journal needs an
+    // institution-wide auditor).
+    setup.ok_with(&["--token-file", clerk_file], &["info"]);
+    setup.fails_with(&["--token-file", clerk_file], &["journal"]);
+    setup.fails_with(&["--token-file", clerk_file], &["access-log"]);
+    let stdout = setup.ok_with(&["--token-file", auditor_file], &["--json", "access-log"]);
+    let log: Value = serde_json::from_str(&stdout).unwrap();
+    let records: Vec<(String, String, String)> = log["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["principal"].as_str().unwrap().to_owned(),
+                r["method"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let clerks: Vec<&(String, String, String)> =
+        records.iter().filter(|(who, _, _)| who == "clk").collect();
+    assert_eq!(
+        clerks,
+        [
+            &(
+                "clk".into(),
+                "AuditService/GetLedgerInfo".into(),
+                "Ok".into()
+            ),
+            &(
+                "clk".into(),
+                "AuditService/ListJournalEntries".into(),
+                "PermissionDenied".into()
+            ),
+            &(
+                "clk".into(),
+                "AuditService/ListAccessLog".into(),
+                "PermissionDenied".into()
+            ),
+        ]
+    );
+    let sequences: Vec<u64> = log["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sequences, (1..=sequences.len() as u64).collect::<Vec<_>>());
+}

@@ -298,8 +298,24 @@ where
             Ok(caller) => {
                 self.layer.throttle.succeeded(peer);
                 if !read {
+                    // A write refused by the ledger for the principal's
+                    // roles in the entry's branch is logged here, as the
+                    // layer's own refusals are.
+                    let principal = caller.principal.clone();
                     request.extensions_mut().insert(caller);
-                    return Box::pin(inner.call(request));
+                    let call = inner.call(request);
+                    return Box::pin(async move {
+                        let response = call.await?;
+                        if grpc_code(&response) == tonic::Code::PermissionDenied {
+                            tracing::info!(
+                                rpc = method,
+                                principal = %principal,
+                                reason = grpc_message(&response),
+                                "call refused: no role allows it in this branch"
+                            );
+                        }
+                        Ok(response)
+                    });
                 }
                 let subject = Subject::default();
                 let principal = caller.principal.to_string();
@@ -307,11 +323,7 @@ where
                 request.extensions_mut().insert(subject.clone());
                 Box::pin(async move {
                     let response = inner.call(request).await?;
-                    let outcome = response
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|code| code.to_str().ok()?.parse::<i32>().ok())
-                        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                    let outcome = grpc_code(&response);
                     let subject = subject.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     record_read(&ledger, principal, method, subject, outcome);
                     Ok(response)
@@ -394,6 +406,26 @@ impl AuthenticateLayer {
             access,
         })
     }
+}
+
+/// The status of a response: from its headers when the call failed at once
+/// (trailers-only), otherwise OK (a unary reply's trailers come later).
+fn grpc_code(response: &http::Response<Body>) -> tonic::Code {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|code| code.to_str().ok()?.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32)
+}
+
+/// The status message of a failed response (percent-encoded as sent).
+fn grpc_message(response: &http::Response<Body>) -> String {
+    response
+        .headers()
+        .get("grpc-message")
+        .and_then(|message| message.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Records a read in the ledger's access log (when its store keeps one).

@@ -52,6 +52,9 @@ pub enum AccessCommand {
     /// List every principal with its roles and credentials, now or as they
     /// stood just after an entry.
     Principals(PrincipalsArgs),
+    /// Show the access log: every read of the books (who, which method,
+    /// what it named, when, outcome), oldest first.
+    AccessLog(AccessLogArgs),
 }
 
 /// A role in a scope, as typed: `ROLE` (institution-wide) or `ROLE:BRANCH`.
@@ -183,11 +186,23 @@ pub struct PrincipalsArgs {
     pub as_of_sequence: Option<u64>,
 }
 
+/// Arguments of `access-log`.
+#[derive(Args, Clone, Debug)]
+pub struct AccessLogArgs {
+    /// First record to show.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub from: u64,
+    /// Most records to show.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub limit: u32,
+}
+
 /// Runs an access command.
 pub async fn run(options: &ClientOptions, command: AccessCommand) -> anyhow::Result<Report> {
     match command {
         AccessCommand::WhoAmI => whoami(&options.server).await,
         AccessCommand::Principals(args) => principals(&options.server, args).await,
+        AccessCommand::AccessLog(args) => access_log(&options.server, args).await,
         AccessCommand::PrincipalCreate(args) => {
             principal_create(&options.write_session(), args).await
         }
@@ -689,6 +704,56 @@ async fn principals(server: &str, args: PrincipalsArgs) -> anyhow::Result<Report
                 "revoked_sequence": (c.revoked_sequence != 0).then_some(c.revoked_sequence),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+    });
+    Ok(Report { text, json })
+}
+
+async fn access_log(server: &str, args: AccessLogArgs) -> anyhow::Result<Report> {
+    let audit = crate::cli::connect::audit(server).await?;
+    let mut audit = audit;
+    let r = audit
+        .list_access_log(pb::ListAccessLogRequest {
+            from_sequence: args.from,
+            page_size: args.limit,
+        })
+        .await
+        .map_err(read_error)?
+        .into_inner();
+    let mut rows = table(
+        &["record", "at", "principal", "method", "subject", "outcome"],
+        &[0],
+    );
+    for record in &r.records {
+        rows.add_row(vec![
+            record.sequence.to_string(),
+            record.recorded_at.clone(),
+            match record.principal.as_str() {
+                "" => "-".to_owned(),
+                principal => principal.to_owned(),
+            },
+            record.method.clone(),
+            record.subject.clone(),
+            record.outcome.clone(),
+        ]);
+    }
+    let mut text = section("access log", &rows, "no records");
+    if r.next_sequence != 0 {
+        text += &format!(
+            "more records follow: access-log --from {}\n",
+            r.next_sequence
+        );
+    }
+    let json = json!({
+        "records": r.records.iter().map(|record| json!({
+            "sequence": record.sequence,
+            "recorded_at": record.recorded_at,
+            "principal": record.principal,
+            "method": record.method,
+            "subject": record.subject,
+            "outcome": record.outcome,
+            "hash": record.hash,
+        })).collect::<Vec<_>>(),
+        "next_sequence": (r.next_sequence != 0).then_some(r.next_sequence),
     });
     Ok(Report { text, json })
 }
