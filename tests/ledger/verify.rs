@@ -525,3 +525,60 @@ async fn a_new_data_directory_is_its_owners_only() {
     assert!(seen.0 >= 2 && seen.1 >= 3, "{seen:?}");
     assert!(dir.join("journal.log.torn-8").exists());
 }
+
+/// Issue 10: every entry names the principal who asked for it, and verify
+/// re-decides it with that principal's roles as they stood: an entry
+/// rewritten (and rechained) to name a principal without the role (an
+/// auditor, who never writes) fails verification.
+#[tokio::test]
+async fn verify_refuses_an_entry_whose_principal_lacked_the_role() {
+    use mfi_ledger::domain::access::{Role, RoleGrant, Scope};
+    use mfi_ledger::domain::ids::PrincipalId;
+    let mut app = spawn_app().await;
+    // As long as "tester", so that the entry keeps its length.
+    let auditor = "audit1";
+    let admin = PrincipalId::parse("p", "admin").unwrap();
+    let grants = vec![RoleGrant {
+        role: Role::Auditor,
+        scope: Scope::Institution,
+    }];
+    mfi_ledger::auth::create_principal_in_process(&app.ledger, &admin, auditor, grants, 36_500)
+        .await
+        .unwrap();
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    let deposit = app
+        .deposit("dep", "TB-0001/C1", "200000", "2024-02-01")
+        .await
+        .unwrap()
+        .receipt
+        .unwrap()
+        .sequence;
+    let dir = app.stop().await;
+    let (ok, text) = verify(dir.path());
+    assert!(ok, "{text}");
+    rewrite_and_rechain(dir.path(), deposit, |canonical| {
+        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
+        let attribution = body.attribution.as_mut().expect("a principal");
+        assert_eq!(attribution.principal.as_str(), crate::support::TESTER);
+        attribution.principal = PrincipalId::parse("p", auditor).unwrap();
+        // A forger recomputes the request hash too (it covers the principal).
+        body.request_hash = mfi_ledger::domain::command::Command {
+            request_id: body.request_id.clone(),
+            actor: body.actor.clone(),
+            principal: Some(PrincipalId::parse("p", auditor).unwrap()),
+            approval: None,
+            body: body.command.clone(),
+        }
+        .request_hash();
+        *canonical = body.canonical_bytes();
+    });
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let (ok, text) = verify(dir.path());
+    assert!(!ok, "{text}");
+    let expected = format!("entry {deposit}");
+    assert!(
+        text.contains(&expected) && text.contains("permission denied") && text.contains(auditor),
+        "{text}"
+    );
+}
