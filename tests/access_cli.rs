@@ -12,7 +12,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{BIN, Server};
+use common::{BIN, Server, expect_failure, expect_success, field};
 
 /// A server, a temporary HOME for its clients and the administrator's token file.
 struct Setup {
@@ -58,25 +58,12 @@ impl Setup {
 
     /// A command with `credential` that must succeed; its stdout.
     fn ok_with(&self, credential: &[&str], args: &[&str]) -> String {
-        let output = self.run(credential, args);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        expect_success(self.run(credential, args), &format!("{args:?}"))
     }
 
     /// A command with `credential` that must fail; its stderr.
     fn fails_with(&self, credential: &[&str], args: &[&str]) -> String {
-        let output = self.run(credential, args);
-        assert!(
-            !output.status.success(),
-            "{args:?} succeeded: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
+        expect_failure(self.run(credential, args), &format!("{args:?}"))
     }
 
     /// A command run by the first administrator that must succeed.
@@ -119,17 +106,6 @@ impl Setup {
         assert!(!stdout.contains("mfi_"), "the token was printed:\n{stdout}");
         file
     }
-}
-
-/// The value of the line "name: value" in a command's text output.
-fn field(stdout: &str, name: &str) -> String {
-    let prefix = format!("{name}:");
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no field {name:?} in:\n{stdout}"))
-        .trim()
-        .to_owned()
 }
 
 /// The (role, scope) pairs of a `whoami --json`.

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{BIN, Server};
+use common::{BIN, Server, expect_failure, expect_success, field, find_field, row};
 
 /// A server, a temporary HOME for its clients, and the checker's token file.
 struct Setup {
@@ -89,14 +89,7 @@ impl Setup {
 
     /// A command that must succeed; its stdout.
     fn ok(&self, who: Who, args: &[&str]) -> String {
-        let output = self.run(who, args);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{who:?} {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        expect_success(self.run(who, args), &format!("{who:?} {args:?}"))
     }
 
     /// Like [`Setup::ok`], with `--json`.
@@ -109,13 +102,7 @@ impl Setup {
 
     /// A command that must fail; its stderr.
     fn fails(&self, who: Who, args: &[&str]) -> String {
-        let output = self.run(who, args);
-        assert!(
-            !output.status.success(),
-            "{who:?} {args:?} succeeded: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
+        expect_failure(self.run(who, args), &format!("{who:?} {args:?}"))
     }
 
     /// Branch TB, center C1, group G1, members `members`, by tester.
@@ -169,33 +156,6 @@ impl Setup {
     fn balance(&self, account: &str) -> String {
         field(&self.ok(Who::Tester, &["balance", account]), "balance")
     }
-}
-
-/// The value of the line "name: value" in a command's text output.
-fn field(stdout: &str, name: &str) -> String {
-    find_field(stdout, name).unwrap_or_else(|| panic!("no field {name:?} in:\n{stdout}"))
-}
-
-fn find_field(stdout: &str, name: &str) -> Option<String> {
-    let prefix = format!("{name}:");
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map(|value| value.trim().to_owned())
-}
-
-/// The cells of the table row whose first cell is `first`.
-fn row(stdout: &str, first: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .map(|line| {
-            line.trim_matches('│')
-                .split('┆')
-                .map(|cell| cell.trim().to_owned())
-                .collect::<Vec<_>>()
-        })
-        .find(|cells| cells.first().is_some_and(|cell| cell == first))
-        .unwrap_or_else(|| panic!("no row starting {first:?} in:\n{stdout}"))
 }
 
 /// `args` as string slices.

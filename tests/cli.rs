@@ -17,7 +17,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{BIN, Server};
+use common::{BIN, Server, expect_failure, expect_success, field, row};
 
 impl Server {
     /// Runs a client command against this server.
@@ -42,25 +42,12 @@ impl Server {
             .stdin(Stdio::null())
             .output()
             .expect("run the client");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "approve {request} failed\nstdout:\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        expect_success(output, &format!("approve {request}"))
     }
 
     /// Runs a client command that must succeed; returns its stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        expect_success(self.run(args), &format!("{args:?}"))
     }
 
     /// Runs a client command with `--json` that must succeed; returns the parsed JSON.
@@ -73,13 +60,7 @@ impl Server {
 
     /// Runs a client command that must fail; returns its stderr.
     fn fails(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            !output.status.success(),
-            "{args:?} succeeded: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
+        expect_failure(self.run(args), &format!("{args:?}"))
     }
 }
 
@@ -93,31 +74,6 @@ fn client(url: &str, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run the client")
-}
-
-/// The value of the line "name: value" in a command's text output.
-fn field(stdout: &str, name: &str) -> String {
-    let prefix = format!("{name}:");
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no field {name:?} in:\n{stdout}"))
-        .trim()
-        .to_owned()
-}
-
-/// The cells of the table row whose first cell is `first`.
-fn row(stdout: &str, first: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .map(|line| {
-            line.trim_matches('│')
-                .split('┆')
-                .map(|cell| cell.trim().to_owned())
-                .collect::<Vec<_>>()
-        })
-        .find(|cells| cells.first().is_some_and(|cell| cell == first))
-        .unwrap_or_else(|| panic!("no row starting {first:?} in:\n{stdout}"))
 }
 
 /// Branch TB, center C1, group G1, member TB-0001 with compulsory savings

@@ -12,212 +12,17 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use mfi_ledger::api::{self, ServerLimits};
-use mfi_ledger::ledger::{Ledger, LedgerConfig, SystemClock};
+use common::certs::{CLIENT_WAIT_MAX, Ca, Files, Leaf, TlsServer, Validity, bounded, connect};
+use mfi_ledger::api;
 use mfi_ledger::pb;
 use mfi_ledger::pb::audit_service_client::AuditServiceClient;
-use mfi_ledger::store::DiskStore;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use tempfile::TempDir;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::oneshot;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint, ServerTlsConfig};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
-
-/// Longest any one test may take.
-const TEST_TIME_MAX: Duration = Duration::from_secs(60);
-
-/// Longest a client waits to connect, or for a reply.
-const CLIENT_WAIT_MAX: Duration = Duration::from_secs(5);
-
-/// Whether a certificate is valid now or expired (2020 to 2021).
-#[derive(Clone, Copy, PartialEq)]
-enum Validity {
-    Current,
-    Expired,
-}
-
-/// A certificate authority made for one test.
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.self_signed(&key).unwrap();
-        Ca {
-            pem: certificate.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// The server's certificate: for 127.0.0.1 and localhost.
-    fn server(&self, validity: Validity) -> Leaf {
-        self.issue(
-            "mfi-ledger",
-            &["127.0.0.1", "localhost"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-            validity,
-        )
-    }
-
-    /// A client's certificate.
-    fn client(&self, name: &str, validity: Validity) -> Leaf {
-        self.issue(name, &[], ExtendedKeyUsagePurpose::ClientAuth, validity)
-    }
-
-    fn issue(
-        &self,
-        name: &str,
-        names: &[&str],
-        purpose: ExtendedKeyUsagePurpose,
-        validity: Validity,
-    ) -> Leaf {
-        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![purpose];
-        if validity == Validity::Expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            pem: certificate.pem(),
-            key_pem: key.serialize_pem(),
-            der: certificate.der().to_vec(),
-        }
-    }
-}
-
-/// A certificate and its key.
-struct Leaf {
-    pem: String,
-    key_pem: String,
-    der: Vec<u8>,
-}
-
-/// The PEM files of one test.
-struct Files(TempDir);
-
-impl Files {
-    fn new() -> Files {
-        Files(tempfile::tempdir().unwrap())
-    }
-
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.0.path().join(name);
-        std::fs::write(&path, contents).unwrap();
-        path
-    }
-
-    fn ca(&self, name: &str, ca: &Ca) -> PathBuf {
-        self.write(&format!("{name}.pem"), &ca.pem)
-    }
-
-    /// The certificate's and the key's files.
-    fn leaf(&self, name: &str, leaf: &Leaf) -> (PathBuf, PathBuf) {
-        (
-            self.write(&format!("{name}.pem"), &leaf.pem),
-            self.write(&format!("{name}.key"), &leaf.key_pem),
-        )
-    }
-
-    /// The server's TLS configuration from `server`'s files, verifying
-    /// client certificates against `client_ca` if given.
-    fn server_config(&self, server: &Leaf, client_ca: Option<&Ca>) -> ServerTlsConfig {
-        let (certificate, key) = self.leaf("server", server);
-        let client_ca = client_ca.map(|ca| self.ca("client-ca", ca));
-        api::tls::server_config(&certificate, &key, client_ca.as_deref()).unwrap()
-    }
-
-    /// A client trusting `ca`, presenting `certificate` if given.
-    fn client_config(&self, ca: &Ca, certificate: Option<&Leaf>) -> ClientTlsConfig {
-        let ca = self.ca("trusted-ca", ca);
-        let certificate = certificate.map(|leaf| self.leaf("client", leaf));
-        let certificate = certificate
-            .as_ref()
-            .map(|(certificate, key)| (certificate.as_path(), key.as_path()));
-        api::tls::client_config(&ca, certificate).unwrap()
-    }
-}
-
-/// The ledger served by `api::serve` over TLS on 127.0.0.1, port 0.
-struct TlsServer {
-    address: SocketAddr,
-    ledger: Arc<Ledger>,
-    stop: oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<()>,
-    _data: TempDir,
-}
-
-impl TlsServer {
-    async fn start(tls: ServerTlsConfig) -> TlsServer {
-        let data = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(data.path()).unwrap();
-        let ledger = tokio::task::spawn_blocking(move || {
-            Ledger::start(
-                Arc::new(store),
-                Arc::new(SystemClock),
-                LedgerConfig::default(),
-            )
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        let ledger = Arc::new(ledger);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let served = ledger.clone();
-        let server = tokio::spawn(async move {
-            api::serve(
-                listener,
-                served,
-                ServerLimits::default(),
-                Some(tls),
-                async {
-                    let _ = stopped.await;
-                },
-            )
-            .await
-            .unwrap();
-        });
-        TlsServer {
-            address,
-            ledger,
-            stop,
-            server,
-            _data: data,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.server.await.unwrap();
-        let ledger = self.ledger;
-        tokio::task::spawn_blocking(move || ledger.shutdown())
-            .await
-            .unwrap();
-    }
-}
 
 /// What a client saw of `AuditService/GetLedgerInfo`: a failed connection,
 /// or the call's outcome.
@@ -270,13 +75,6 @@ fn assert_refused(outcome: Outcome) {
         }
         Ok(Ok(info)) => panic!("the call was answered: {info:?}"),
     }
-}
-
-/// Runs a test body, failing it past [`TEST_TIME_MAX`].
-async fn bounded(test: impl std::future::Future<Output = ()>) {
-    tokio::time::timeout(TEST_TIME_MAX, test)
-        .await
-        .expect("the test took too long");
 }
 
 #[tokio::test]
@@ -392,15 +190,7 @@ async fn a_handler_sees_the_fingerprint_of_the_client_certificate() {
         let check = |certificate: Option<&Leaf>| {
             let config = files.client_config(&ca, certificate);
             async move {
-                let channel = Endpoint::from_shared(format!("https://{address}"))
-                    .unwrap()
-                    .connect_timeout(CLIENT_WAIT_MAX)
-                    .timeout(CLIENT_WAIT_MAX)
-                    .tls_config(config)
-                    .unwrap()
-                    .connect()
-                    .await
-                    .unwrap();
+                let channel = connect(address, config).await;
                 tonic_health::pb::health_client::HealthClient::new(channel)
                     .check(tonic_health::pb::HealthCheckRequest::default())
                     .await
@@ -412,7 +202,7 @@ async fn a_handler_sees_the_fingerprint_of_the_client_certificate() {
         check(Some(&teller)).await;
         check(None).await;
 
-        let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&teller.der));
+        let expected = teller.fingerprint();
         assert_eq!(*seen.lock().unwrap(), vec![Some(expected), None]);
         let _ = stop.send(());
         server.await.unwrap().unwrap();

@@ -5,10 +5,11 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod chromium;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_mfi-ledger");
@@ -129,6 +130,57 @@ impl Server {
             .trim()
             .to_owned()
     }
+}
+
+/// The stdout of a client command `what` (e.g. its arguments) that must
+/// have succeeded; panics with its stdout and stderr if it failed.
+pub fn expect_success(output: Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The stderr of a client command `what` that must have failed; panics
+/// with its stdout if it succeeded.
+pub fn expect_failure(output: Output, what: &str) -> String {
+    assert!(
+        !output.status.success(),
+        "{what} succeeded: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The value of the line "name: value" in a command's text output.
+pub fn field(stdout: &str, name: &str) -> String {
+    find_field(stdout, name).unwrap_or_else(|| panic!("no field {name:?} in:\n{stdout}"))
+}
+
+/// Like [`field`], `None` when there is no such line.
+pub fn find_field(stdout: &str, name: &str) -> Option<String> {
+    let prefix = format!("{name}:");
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.trim().to_owned())
+}
+
+/// The cells of the table row whose first cell is `first`.
+pub fn row(stdout: &str, first: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(|line| {
+            line.trim_matches('│')
+                .split('┆')
+                .map(|cell| cell.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| cells.first().is_some_and(|cell| cell == first))
+        .unwrap_or_else(|| panic!("no row starting {first:?} in:\n{stdout}"))
 }
 
 /// Where a new server writes its first administrator's token.
