@@ -9,14 +9,11 @@
 //! its format may change between releases for that reason). sled's files are
 //! also large for what they hold.
 //!
-//! The generator is the ignored test `regenerate`: it runs the scenario below
-//! through a real server with a fixed clock (every entry recorded at
-//! 2024-06-30T03:00:00Z), so that its journal is the same byte for byte on
-//! every run. Run it while entries still change before a release with
-//! `cargo test --test ledger fixture::regenerate -- --ignored --nocapture`,
-//! then set [`FIXTURE_HEAD_HASH`] to the hash it prints. Once released, the
-//! fixture is frozen: a later release that cannot read it has broken its
-//! promise.
+//! It was written by running the scenario below through a real server of
+//! that release with a fixed clock. It is frozen: a later release that
+//! cannot read it has broken its promise. This release writes encoding
+//! version 4, so the scenario now writes `tests/fixtures/v4-journal/` (see
+//! `fixture_v4.rs`).
 //!
 //! The scenario writes every kind of command, outcome and reversal, and loans
 //! under every option of the schedule and product rules (declining balance
@@ -52,7 +49,7 @@ use mfi_ledger::store::{decode_payload, scan_journal};
 use rust_decimal::Decimal;
 use tokio::sync::oneshot;
 
-use crate::support::{App, application, ctx, flat_weekly, products, spawn_app, vnd};
+use crate::support::{App, application, ctx, flat_weekly, products, vnd};
 
 /// Entries in the fixture: what the scenario submits (see [`write_scenario`]).
 const FIXTURE_ENTRIES: u64 = 418;
@@ -560,7 +557,12 @@ fn loan_options(
 /// The fixture's entries, decoded with the library's journal scanner and
 /// entry decoding (reading the committed file, writing nothing).
 fn fixture_entries() -> Vec<EntryBody> {
-    let file = std::fs::File::open(fixture_dir().join("journal.log")).unwrap();
+    journal_entries(&fixture_dir())
+}
+
+/// Every entry of the journal in `dir`, decoded.
+pub(crate) fn journal_entries(dir: &Path) -> Vec<EntryBody> {
+    let file = std::fs::File::open(dir.join("journal.log")).unwrap();
     let mut entries = Vec::new();
     let scan = scan_journal(&file, |_, payload| {
         let sequence = entries.len() as u64 + 1;
@@ -659,29 +661,6 @@ fn the_fixture_holds_every_kind_of_entry_and_every_schedule_option() {
     assert_eq!(entries.len() as u64, FIXTURE_ENTRIES);
 }
 
-/// Writes the fixture: runs the scenario through a real server with a fixed
-/// clock and copies its journal into `tests/fixtures/v3-journal/`.
-#[tokio::test]
-#[ignore = "writes tests/fixtures/v3-journal; run by hand before a release"]
-async fn regenerate() {
-    let mut app = spawn_app().await;
-    write_scenario(&mut app).await;
-    let written = app.stop().await;
-    let target = fixture_dir();
-    std::fs::create_dir_all(&target).unwrap();
-    std::fs::copy(
-        written.path().join("journal.log"),
-        target.join("journal.log"),
-    )
-    .unwrap();
-    let head = check_fixture(&target.join("journal.log")).await;
-    println!("FIXTURE_HEAD_HASH = {head:?}");
-    assert_eq!(
-        head, FIXTURE_HEAD_HASH,
-        "fixture written; set FIXTURE_HEAD_HASH in tests/ledger/fixture.rs to {head:?}"
-    );
-}
-
 /// A request id naming an account or a loan (ids hold no '/').
 fn request_id(text: &str) -> String {
     text.replace('/', ".")
@@ -694,7 +673,7 @@ fn sequence(receipt: Option<pb::EntryReceipt>) -> u64 {
 
 /// The fixture's scenario: every kind of command, outcome and reversal, and
 /// every schedule option (see [`the_fixture_holds_every_kind_of_entry_and_every_schedule_option`]).
-async fn write_scenario(app: &mut App) {
+pub(crate) async fn write_scenario(app: &mut App) {
     structure(app).await;
     savings(app).await;
     catalogue(app).await;

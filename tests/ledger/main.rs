@@ -11,6 +11,7 @@ mod crash;
 mod durability;
 mod exactly_once;
 mod fixture;
+mod fixture_v4;
 mod input_bounds;
 mod loans;
 mod portfolio;
