@@ -10,6 +10,7 @@ pub mod command;
 pub mod entry;
 pub mod error;
 pub mod ids;
+pub mod merkle;
 pub mod money;
 pub mod product;
 pub mod schedule;
