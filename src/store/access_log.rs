@@ -213,10 +213,8 @@ impl AccessLog {
     /// torn last line, and starts the writer after its last record.
     pub fn open(dir: &Path) -> Result<AccessLog, StoreError> {
         let path = dir.join(ACCESS_LOG_FILE);
-        let records = read_all(&path).map_err(|e| StoreError::Corrupt {
-            offset: 0,
-            message: e.to_string(),
-        })?;
+        let records = read_all(&path)
+            .map_err(|e| StoreError::AccessLog(format!("{}: {e}", path.display())))?;
         let (mut sequence, mut previous) = records
             .last()
             .map_or((0, [0u8; 32]), |r| (r.sequence, r.hash));
@@ -410,6 +408,30 @@ mod tests {
         let error = read_all(&path).unwrap_err();
         assert_eq!(error.line, 2, "{error}");
         assert!(error.message.contains("removed"), "{error}");
+    }
+
+    #[test]
+    fn a_damaged_log_is_not_appended_to_and_the_refusal_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AccessLog::open(dir.path()).unwrap();
+        log.record(read(0));
+        log.record(read(1));
+        log.close();
+        let path = dir.path().join(ACCESS_LOG_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("auditor.hn", "auditor.tb", 1)).unwrap();
+        let refused = AccessLog::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            refused.contains("access.log")
+                && refused.contains("line 1")
+                && refused.contains("move it aside"),
+            "{refused}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            text.replacen("auditor.hn", "auditor.tb", 1),
+            "left as it was"
+        );
     }
 
     #[test]

@@ -64,6 +64,13 @@ pub enum StoreError {
     /// The store was already found broken; nothing more is written.
     #[error("store is stopped after an earlier failure: {0}")]
     Stopped(String),
+    /// The access log's records do not number or chain (changed or removed
+    /// on disk): the server does not append to it.
+    #[error(
+        "{0}; the access log is evidence of who read what: move it aside (keep it) and start \
+         the server again to begin a new log"
+    )]
+    AccessLog(String),
 }
 
 impl StoreError {
