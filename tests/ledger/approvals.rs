@@ -294,3 +294,54 @@ async fn a_disbursement_above_its_products_limit_waits_and_one_below_does_not() 
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_approval_limit_for_an_unknown_product_or_in_another_currency_is_refused() {
+    let mut app = spawn_app().await;
+    let mut products = crate::support::products(&app).await;
+    products
+        .create_product(pb::CreateProductRequest {
+            context: ctx("product"),
+            product_id: "GENERAL".into(),
+            rules: Some(crate::support::product_rules(
+                pb::InterestMethod::Flat,
+                pb::RepaymentFrequency::Weekly,
+                "26",
+                4,
+            )),
+            effective_from: "2024-01-01".into(),
+        })
+        .await
+        .unwrap();
+    let head = app.last_sequence().await;
+    let limit =
+        |id: &str, product: &str, amount: &str, currency: &str| pb::SetApprovalLimitRequest {
+            context: ctx(id),
+            product_id: product.into(),
+            above: Some(pb::Money {
+                amount: amount.into(),
+                currency: currency.into(),
+            }),
+        };
+    let unknown = products
+        .set_approval_limit(limit("unknown", "NOSUCH", "1000", "VND"))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+    assert!(unknown.message().contains("product_id"), "{unknown:?}");
+    let currency = products
+        .set_approval_limit(limit("usd", "GENERAL", "1000", "USD"))
+        .await
+        .unwrap_err();
+    assert_eq!(currency.code(), Code::InvalidArgument, "{currency:?}");
+    assert!(
+        currency.message().contains("above.currency"),
+        "{currency:?}"
+    );
+    let places = products
+        .set_approval_limit(limit("places", "GENERAL", "1000.5", "VND"))
+        .await
+        .unwrap_err();
+    assert_eq!(places.code(), Code::InvalidArgument, "{places:?}");
+    assert_eq!(app.last_sequence().await, head, "refusals wrote nothing");
+}
