@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod checkpoint;
 pub mod cli;
 pub mod domain;
 pub mod ledger;
