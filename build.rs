@@ -13,6 +13,7 @@ const PROTO_FILES: &[&str] = &[
     "mfi/ledger/v1/audit_service.proto",
     "mfi/ledger/v1/product_service.proto",
     "mfi/ledger/v1/access_service.proto",
+    "mfi/ledger/v1/proof_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use mfi_ledger::api::{self, ServerLimits};
 use mfi_ledger::cli;
-use mfi_ledger::ledger::{Clock, FixedClock, Ledger, LedgerConfig, SystemClock};
+use mfi_ledger::ledger::{CheckpointPolicy, Clock, FixedClock, Ledger, LedgerConfig, SystemClock};
 use mfi_ledger::store::DiskStore;
 
 /// glibc's allocator showed as a fifth of the write path's profile; the
@@ -126,7 +126,27 @@ struct ServeArgs {
     #[arg(long, value_name = "TIME")]
     fixed_clock: Option<chrono::DateTime<chrono::Utc>>,
     #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
     tls: TlsArgs,
+}
+
+/// The journal's signed checkpoints.
+#[derive(Args)]
+#[command(next_help_heading = "Checkpoints")]
+struct LogArgs {
+    /// The log's origin (the first line of its checkpoints, and its key's
+    /// name), e.g. `ledger.tym.example/thai-binh`; used when the data
+    /// directory's log key (DATA/log.key) is created, and checked against it
+    /// after. Default: `mfi-ledger/` and 16 random hex digits.
+    #[arg(long, env = "MFI_LEDGER_LOG_ORIGIN", value_name = "ORIGIN")]
+    log_origin: Option<String>,
+    /// Entries after which a checkpoint of the journal is signed.
+    #[arg(long, env = "MFI_LEDGER_LOG_CHECKPOINT_ENTRIES", default_value_t = CheckpointPolicy::default().every_entries)]
+    log_checkpoint_entries: u64,
+    /// Longest time between checkpoints while entries arrive, in seconds.
+    #[arg(long, env = "MFI_LEDGER_LOG_CHECKPOINT_SECONDS", default_value_t = CheckpointPolicy::default().every.as_secs())]
+    log_checkpoint_seconds: u64,
 }
 
 /// How the server protects its connections.
@@ -216,11 +236,23 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let tls = server_tls(args.listen, &args.tls)?;
     let store = DiskStore::open(&args.data)
         .with_context(|| format!("opening data directory {}", args.data.display()))?;
+    let signer =
+        mfi_ledger::checkpoint::keys::log_signer(&args.data, args.log.log_origin.as_deref())
+            .context("the log's signing key")?;
+    tracing::info!(
+        verifier_key = %signer.verifier().to_text(),
+        "checkpoints are signed with the log key in DATA/log.key; its verifier key is in DATA/log.pub"
+    );
     let config = LedgerConfig {
         batch_size_max: args.batch_size_max,
         queue_depth_max: args.queue_depth_max,
         queue_bytes_max: args.queue_bytes_max,
         checkpoint_entries: args.checkpoint_entries,
+        log_checkpoints: CheckpointPolicy {
+            signer: Some(Arc::new(signer)),
+            every_entries: args.log.log_checkpoint_entries.max(1),
+            every: std::time::Duration::from_secs(args.log.log_checkpoint_seconds.max(1)),
+        },
         ..LedgerConfig::default()
     };
     let clock: Arc<dyn Clock> = match args.fixed_clock {

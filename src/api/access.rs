@@ -100,6 +100,14 @@ pub const RPCS: &[Rpc] = rpcs! {
         "RevokeCredential": Administer,
         "ListPrincipals": ReadAccess,
     }
+    "ProofService" => {
+        "GetCheckpoint": ReadJournal,
+        "CreateCheckpoint": ReadJournal,
+        "GetInclusionProof": ReadJournal,
+        "GetConsistencyProof": ReadJournal,
+        "GetVerifierKey": Identify,
+        "AddCosignature": ReadJournal,
+    }
 };
 
 /// The action `path` needs, for an RPC of the ledger's services.

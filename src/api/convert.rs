@@ -257,6 +257,7 @@ pub fn journal_entry(
         postings,
         previous_hash: hex::encode(previous_hash),
         hash: hex::encode(entry.hash),
+        canonical: entry.canonical.clone(),
     }
 }
 

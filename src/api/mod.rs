@@ -23,6 +23,7 @@ pub mod echo;
 pub mod pages;
 mod principals;
 mod products;
+pub mod proofs;
 pub mod status;
 pub mod tls;
 
@@ -146,6 +147,9 @@ pub async fn serve(
     let access_service =
         pb::access_service_server::AccessServiceServer::new(AccessApi::new(ledger.clone()))
             .max_decoding_message_size(limits.message_size_max);
+    let proofs =
+        pb::proof_service_server::ProofServiceServer::new(proofs::ProofApi::new(ledger.clone()))
+            .max_decoding_message_size(limits.message_size_max);
     let incoming = connections::PeerLimitedIncoming::new(
         incoming(listener),
         limits.connections_per_peer_max,
@@ -165,6 +169,7 @@ pub async fn serve(
         .add_service(audit)
         .add_service(products)
         .add_service(access_service)
+        .add_service(proofs)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     watcher.abort();

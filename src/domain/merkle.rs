@@ -4,8 +4,11 @@
 //! entries. Appending a leaf costs O(1) amortised (it completes at most one
 //! subtree per level), and the root of any size, the inclusion proof of any
 //! leaf and the consistency proof between any two sizes cost O(log n)
-//! hashes: every subtree the RFC's recursion asks for is either a complete,
-//! aligned subtree the tree keeps, or splits into one and a smaller range.
+//! subtree reads: every range the RFC's recursion asks for is either a
+//! complete, aligned subtree, or ends at the tree's size and starts where one
+//! of its complete subtrees does, and those right-edge hashes are folded once
+//! per size ([`Subtrees`] is where the complete subtrees are kept: in memory
+//! here, in the tree file beside the journal in the store).
 //!
 //! The verifiers are the RFC 9162 algorithms (2.1.3.2 and 2.1.4.2): what an
 //! auditor runs against a checkpoint, needing nothing but the proof.
@@ -55,11 +58,238 @@ pub enum ProofError {
     Sizes { first: u64, second: u64, size: u64 },
 }
 
-/// The tree: the hashes of every complete, aligned subtree, level by level
-/// (level 0 holds the leaves' hashes).
+/// Where the hashes of a tree's complete, aligned subtrees are kept: in
+/// memory ([`MerkleTree`]) or in a file beside the journal (the store's tree
+/// file). Everything else (roots, proofs) is worked out from them here.
+pub trait Subtrees {
+    /// What reading a subtree's hash can fail with.
+    type Error;
+
+    /// Leaves in the tree.
+    fn size(&self) -> u64;
+
+    /// The hash of the complete subtree of 2^`level` leaves starting at leaf
+    /// `index` · 2^`level` (level 0: the leaves), which lies within `size`.
+    fn subtree(&self, level: u32, index: u64) -> Result<Hash, Self::Error>;
+}
+
+/// Why a root or a proof could not be worked out.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError<E> {
+    /// The sizes or the leaf asked for are out of range.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    /// Reading a subtree's hash failed.
+    #[error("reading the Merkle tree: {0}")]
+    Read(E),
+}
+
+/// The tree of the first `size` leaves of `tree`, with the hashes of its
+/// right edge (MTH(D[start:size]) for the start of each of its complete
+/// subtrees) worked out once, so that every range the RFC's recursion asks
+/// for costs one subtree read: a range whose length is a power of two is a
+/// complete, aligned subtree, and any other ends at `size` and starts where
+/// one of the tree's complete subtrees does.
+struct Sized<'a, T: Subtrees> {
+    tree: &'a T,
+    size: u64,
+    /// (start, MTH(D[start:size])), by start, for each complete subtree.
+    right_edge: Vec<(u64, Hash)>,
+}
+
+impl<'a, T: Subtrees> Sized<'a, T> {
+    fn new(tree: &'a T, size: u64) -> Result<Sized<'a, T>, TreeError<T::Error>> {
+        let mut peaks = Vec::new();
+        let mut start = 0u64;
+        for level in (0..64u32).rev() {
+            if size & (1 << level) != 0 {
+                let hash = tree
+                    .subtree(level, start >> level)
+                    .map_err(TreeError::Read)?;
+                peaks.push((start, hash));
+                start += 1 << level;
+            }
+        }
+        let mut right_edge = peaks.clone();
+        for i in (0..right_edge.len().saturating_sub(1)).rev() {
+            right_edge[i].1 = node_hash(&peaks[i].1, &right_edge[i + 1].1);
+        }
+        Ok(Sized {
+            tree,
+            size,
+            right_edge,
+        })
+    }
+
+    /// MTH(D[start:end]) for a range the RFC's recursion asks for.
+    fn range(&self, start: u64, end: u64) -> Result<Hash, TreeError<T::Error>> {
+        let len = end - start;
+        if len.is_power_of_two() && start.is_multiple_of(len) {
+            let level = len.trailing_zeros();
+            return self
+                .tree
+                .subtree(level, start >> level)
+                .map_err(TreeError::Read);
+        }
+        debug_assert_eq!(end, self.size, "a partial range ends at the tree's size");
+        let at = self
+            .right_edge
+            .binary_search_by_key(&start, |(peak, _)| *peak)
+            .expect("a partial range starts at a complete subtree");
+        Ok(self.right_edge[at].1)
+    }
+
+    fn root(&self) -> Hash {
+        self.right_edge
+            .first()
+            .map_or_else(empty_root, |(_, hash)| *hash)
+    }
+
+    fn path(
+        &self,
+        index: u64,
+        start: u64,
+        end: u64,
+        proof: &mut Vec<Hash>,
+    ) -> Result<(), TreeError<T::Error>> {
+        let len = end - start;
+        if len == 1 {
+            return Ok(());
+        }
+        let k = split(len);
+        if index < k {
+            self.path(index, start, start + k, proof)?;
+            proof.push(self.range(start + k, end)?);
+        } else {
+            self.path(index - k, start + k, end, proof)?;
+            proof.push(self.range(start, start + k)?);
+        }
+        Ok(())
+    }
+
+    fn subproof(
+        &self,
+        m: u64,
+        start: u64,
+        end: u64,
+        whole: bool,
+        proof: &mut Vec<Hash>,
+    ) -> Result<(), TreeError<T::Error>> {
+        let n = end - start;
+        if m == n {
+            if !whole {
+                proof.push(self.range(start, end)?);
+            }
+            return Ok(());
+        }
+        let k = split(n);
+        if m <= k {
+            self.subproof(m, start, start + k, whole, proof)?;
+            proof.push(self.range(start + k, end)?);
+        } else {
+            self.subproof(m - k, start + k, end, false, proof)?;
+            proof.push(self.range(start, start + k)?);
+        }
+        Ok(())
+    }
+}
+
+/// The root of the tree of the first `size` leaves (`size` ≤ the tree's).
+pub fn root_at<T: Subtrees>(tree: &T, size: u64) -> Result<Hash, TreeError<T::Error>> {
+    if size > tree.size() {
+        return Err(ProofError::Sizes {
+            first: size,
+            second: size,
+            size: tree.size(),
+        }
+        .into());
+    }
+    Ok(Sized::new(tree, size)?.root())
+}
+
+/// The inclusion proof of leaf `index` in the tree of `size` leaves
+/// (RFC 6962 2.1.1, the audit path), deepest sibling first.
+pub fn inclusion_proof<T: Subtrees>(
+    tree: &T,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, TreeError<T::Error>> {
+    if index >= size || size > tree.size() {
+        return Err(ProofError::LeafOutOfRange { index, size }.into());
+    }
+    let sized = Sized::new(tree, size)?;
+    let mut proof = Vec::new();
+    sized.path(index, 0, size, &mut proof)?;
+    Ok(proof)
+}
+
+/// The consistency proof between the trees of `first` and `second` leaves
+/// (RFC 6962 2.1.2), 1 ≤ first ≤ second ≤ the tree's size.
+pub fn consistency_proof<T: Subtrees>(
+    tree: &T,
+    first: u64,
+    second: u64,
+) -> Result<Vec<Hash>, TreeError<T::Error>> {
+    if first == 0 || first > second || second > tree.size() {
+        return Err(ProofError::Sizes {
+            first,
+            second,
+            size: tree.size(),
+        }
+        .into());
+    }
+    let sized = Sized::new(tree, second)?;
+    let mut proof = Vec::new();
+    sized.subproof(first, 0, second, true, &mut proof)?;
+    Ok(proof)
+}
+
+/// The hashes of the complete subtrees that a new leaf completes, in the
+/// order they complete: the leaf's own hash, then one node per level while
+/// the leaf closes a subtree there. `peaks` holds the hashes of the tree's
+/// complete subtrees on its right edge (largest first) before the leaf with
+/// index `index` is added, and after it on return. This is the order of a
+/// post-order walk of the tree, which is how the store's tree file keeps
+/// them.
+pub fn push_leaf(peaks: &mut Vec<Hash>, index: u64, leaf: Hash, completed: &mut Vec<Hash>) {
+    peaks.push(leaf);
+    completed.push(leaf);
+    let mut closing = index;
+    while closing & 1 == 1 {
+        let right = peaks.pop().expect("a closed subtree has two halves");
+        let left = peaks.pop().expect("a closed subtree has two halves");
+        let parent = node_hash(&left, &right);
+        peaks.push(parent);
+        completed.push(parent);
+        closing >>= 1;
+    }
+}
+
+/// The tree in memory: the hashes of every complete, aligned subtree, level
+/// by level (level 0 holds the leaves' hashes).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MerkleTree {
     levels: Vec<Vec<Hash>>,
+}
+
+impl Subtrees for MerkleTree {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> u64 {
+        self.levels.first().map_or(0, |leaves| leaves.len() as u64)
+    }
+
+    fn subtree(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+        Ok(self.levels[level as usize][index as usize])
+    }
+}
+
+/// A proof error of the in-memory tree, which cannot fail to read.
+fn proof_only(error: TreeError<std::convert::Infallible>) -> ProofError {
+    match error {
+        TreeError::Proof(error) => error,
+        TreeError::Read(never) => match never {},
+    }
 }
 
 impl MerkleTree {
@@ -70,7 +300,7 @@ impl MerkleTree {
 
     /// Leaves in the tree.
     pub fn size(&self) -> u64 {
-        self.levels.first().map_or(0, |leaves| leaves.len() as u64)
+        Subtrees::size(self)
     }
 
     /// Appends the leaf whose hash is `leaf`.
@@ -94,25 +324,9 @@ impl MerkleTree {
         self.levels.get(level).map_or(&[], Vec::as_slice)
     }
 
-    /// MTH(D[start:end]) for a range the RFC's recursion asks for: `start`
-    /// is a multiple of the largest power of two not above `end - start`.
-    fn range(&self, start: u64, end: u64) -> Hash {
-        let len = end - start;
-        if len.is_power_of_two() {
-            let level = len.trailing_zeros() as usize;
-            return self.levels[level][(start >> level) as usize];
-        }
-        let k = split(len);
-        node_hash(&self.range(start, start + k), &self.range(start + k, end))
-    }
-
     /// The root of the tree of the first `size` leaves (`size` ≤ the tree's).
     pub fn root_at(&self, size: u64) -> Option<Hash> {
-        match size {
-            0 => Some(empty_root()),
-            n if n <= self.size() => Some(self.range(0, n)),
-            _ => None,
-        }
+        root_at(self, size).ok()
     }
 
     /// The root of the whole tree.
@@ -123,60 +337,13 @@ impl MerkleTree {
     /// The inclusion proof of leaf `index` in the tree of `size` leaves
     /// (RFC 6962 2.1.1, the audit path), deepest sibling first.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-        if index >= size || size > self.size() {
-            return Err(ProofError::LeafOutOfRange { index, size });
-        }
-        let mut proof = Vec::new();
-        self.path(index, 0, size, &mut proof);
-        Ok(proof)
-    }
-
-    fn path(&self, index: u64, start: u64, end: u64, proof: &mut Vec<Hash>) {
-        let len = end - start;
-        if len == 1 {
-            return;
-        }
-        let k = split(len);
-        if index < k {
-            self.path(index, start, start + k, proof);
-            proof.push(self.range(start + k, end));
-        } else {
-            self.path(index - k, start + k, end, proof);
-            proof.push(self.range(start, start + k));
-        }
+        inclusion_proof(self, index, size).map_err(proof_only)
     }
 
     /// The consistency proof between the trees of `first` and `second`
     /// leaves (RFC 6962 2.1.2), 1 ≤ first ≤ second ≤ the tree's size.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
-        if first == 0 || first > second || second > self.size() {
-            return Err(ProofError::Sizes {
-                first,
-                second,
-                size: self.size(),
-            });
-        }
-        let mut proof = Vec::new();
-        self.subproof(first, 0, second, true, &mut proof);
-        Ok(proof)
-    }
-
-    fn subproof(&self, m: u64, start: u64, end: u64, whole: bool, proof: &mut Vec<Hash>) {
-        let n = end - start;
-        if m == n {
-            if !whole {
-                proof.push(self.range(start, end));
-            }
-            return;
-        }
-        let k = split(n);
-        if m <= k {
-            self.subproof(m, start, start + k, whole, proof);
-            proof.push(self.range(start + k, end));
-        } else {
-            self.subproof(m - k, start + k, end, false, proof);
-            proof.push(self.range(start, start + k));
-        }
+        consistency_proof(self, first, second).map_err(proof_only)
     }
 }
 
@@ -416,5 +583,83 @@ mod tests {
         assert!(tree.consistency_proof(3, 2).is_err());
         assert!(tree.consistency_proof(2, 6).is_err());
         assert_eq!(tree.root_at(6), None);
+    }
+    /// Counts the subtree reads a root or proof takes.
+    struct Counting<'a> {
+        tree: &'a MerkleTree,
+        reads: std::cell::Cell<u64>,
+    }
+
+    impl Subtrees for Counting<'_> {
+        type Error = std::convert::Infallible;
+        fn size(&self) -> u64 {
+            self.tree.size()
+        }
+        fn subtree(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+            self.reads.set(self.reads.get() + 1);
+            self.tree.subtree(level, index)
+        }
+    }
+
+    #[test]
+    fn proofs_read_a_logarithmic_number_of_subtrees() {
+        let n = (1u64 << 14) + 1234;
+        let tree = tree_of(n as usize);
+        let counting = Counting {
+            tree: &tree,
+            reads: std::cell::Cell::new(0),
+        };
+        let log = 64 - n.leading_zeros() as u64;
+        for (first, second) in [(1, n), (5000, n), (n - 1, n), (777, 9999), (8192, 16384)] {
+            counting.reads.set(0);
+            let proof = consistency_proof(&counting, first, second).unwrap();
+            assert!(
+                counting.reads.get() <= 3 * log,
+                "{first}..{second}: {} reads",
+                counting.reads.get()
+            );
+            assert!(proof.len() as u64 <= 2 * log);
+            let (a, b) = (tree.root_at(first).unwrap(), tree.root_at(second).unwrap());
+            assert!(verify_consistency(first, second, &a, &b, &proof));
+        }
+        for index in [0, 1, 4095, 8191, 8192, n - 2, n - 1] {
+            counting.reads.set(0);
+            let proof = inclusion_proof(&counting, index, n).unwrap();
+            assert!(
+                counting.reads.get() <= 2 * log,
+                "leaf {index}: {} reads",
+                counting.reads.get()
+            );
+            assert!(verify_inclusion(
+                index,
+                n,
+                &tree.level(0)[index as usize],
+                &proof,
+                &tree.root()
+            ));
+        }
+    }
+
+    #[test]
+    fn push_leaf_completes_subtrees_in_post_order() {
+        let tree = tree_of(100);
+        let mut peaks = Vec::new();
+        let mut completed = Vec::new();
+        for (index, leaf) in tree.level(0).iter().enumerate() {
+            push_leaf(&mut peaks, index as u64, *leaf, &mut completed);
+        }
+        // Post order: the node (level, i) follows the leaf that completes it.
+        let mut expected = Vec::new();
+        for leaf in 0..100u64 {
+            expected.push(tree.level(0)[leaf as usize]);
+            let mut level = 1;
+            while (leaf + 1) % (1 << level) == 0 {
+                expected.push(tree.level(level)[((leaf + 1) >> level) as usize - 1]);
+                level += 1;
+            }
+        }
+        assert_eq!(completed, expected);
+        assert_eq!(completed.len() as u64, 2 * 100 - 100u64.count_ones() as u64);
+        assert_eq!(peaks.len() as u32, 100u64.count_ones());
     }
 }

@@ -29,9 +29,12 @@ use crate::domain::entry::{Entry, EntryBody};
 use crate::domain::state::{ExecContext, ExecuteError, LedgerState, Written};
 use crate::store::{Store, StoreError};
 
+mod checkpoints;
+mod proofs;
 mod reads;
 mod recovery;
 
+pub use checkpoints::{CheckpointPolicy, ProofError, ServedCheckpoint};
 pub use reads::{Holds, READS_OFF_RUNTIME_MAX, ReadError};
 
 /// Reads an earlier entry's body while deciding (for reversals).
@@ -95,7 +98,7 @@ impl Clock for FixedClock {
 }
 
 /// Limits of the write path.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LedgerConfig {
     /// Most commands decided and made durable together.
     pub batch_size_max: usize,
@@ -112,6 +115,8 @@ pub struct LedgerConfig {
     pub checkpoint_entries: u64,
     /// Longest time between checkpoints while entries arrive.
     pub checkpoint_interval: std::time::Duration,
+    /// When the journal's signed checkpoints are made, and the log's key.
+    pub log_checkpoints: CheckpointPolicy,
 }
 
 impl Default for LedgerConfig {
@@ -122,6 +127,7 @@ impl Default for LedgerConfig {
             queue_bytes_max: 64 << 20,
             checkpoint_entries: 100_000,
             checkpoint_interval: std::time::Duration::from_secs(1),
+            log_checkpoints: CheckpointPolicy::default(),
         }
     }
 }
@@ -189,6 +195,8 @@ pub struct Ledger {
     clock: Arc<dyn Clock>,
     config: LedgerConfig,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Asks the checkpointer for a checkpoint now (none without a log key).
+    checkpointer: Mutex<Option<std::sync::mpsc::Sender<checkpoints::Request>>>,
 }
 
 impl Ledger {
@@ -209,6 +217,10 @@ impl Ledger {
         rules: Arc<dyn Decide>,
     ) -> Result<Ledger, StoreError> {
         let state = recovery::recover(store.as_ref())?;
+        checkpoints::recover_tree(store.as_ref())?;
+        if let Some(signer) = &config.log_checkpoints.signer {
+            checkpoints::check_latest(store.as_ref(), &signer.verifier())?;
+        }
         let mut reader_copy = state.clone();
         reader_copy.skip_request_index();
         let read_side = Arc::new(RwLock::new(reader_copy));
@@ -235,10 +247,18 @@ impl Ledger {
             failed: None,
             failed_flag: failed.clone(),
         };
+        let (checkpoint_sender, checkpoint_receiver) = std::sync::mpsc::channel();
         let publisher = Publisher {
             read_side: read_side.clone(),
             persist: persist_sender,
             failed: failed.clone(),
+            store: store.clone(),
+            tree_failed: AtomicBool::new(false),
+            checkpointer: config
+                .log_checkpoints
+                .signer
+                .is_some()
+                .then(|| checkpoint_sender.clone()),
         };
         let persister = Persister {
             store: store.clone(),
@@ -247,7 +267,7 @@ impl Ledger {
             checkpoint_entries: config.checkpoint_entries.max(1),
             checkpoint_interval: config.checkpoint_interval,
         };
-        let threads = vec![
+        let mut threads = vec![
             std::thread::Builder::new()
                 .name("ledger-writer".into())
                 .spawn(guarded(failed.clone(), move || writer.run(receiver)))
@@ -263,6 +283,24 @@ impl Ledger {
                 .spawn(move || persister.run(persist_receiver))
                 .map_err(StoreError::io("starting the persister thread"))?,
         ];
+        let checkpointer = match &config.log_checkpoints.signer {
+            Some(signer) => {
+                let checkpointer = checkpoints::Checkpointer {
+                    store: store.clone(),
+                    signer: signer.clone(),
+                    every_entries: config.log_checkpoints.every_entries.max(1),
+                    every: config.log_checkpoints.every,
+                };
+                threads.push(
+                    std::thread::Builder::new()
+                        .name("ledger-checkpointer".into())
+                        .spawn(move || checkpointer.run(checkpoint_receiver))
+                        .map_err(StoreError::io("starting the checkpointer thread"))?,
+                );
+                Some(checkpoint_sender)
+            }
+            None => None,
+        };
         Ok(Ledger {
             sender: RwLock::new(Some(sender)),
             in_flight: Arc::new(Semaphore::new(queue_depth_max)),
@@ -274,6 +312,7 @@ impl Ledger {
             clock,
             config,
             threads: Mutex::new(threads),
+            checkpointer: Mutex::new(checkpointer),
         })
     }
 
@@ -420,6 +459,12 @@ impl Ledger {
     pub fn shutdown(&self) {
         self.sender
             .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        // The checkpointer signs its last checkpoint once the publisher,
+        // which holds the other sender, has published everything.
+        self.checkpointer
+            .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         let threads = std::mem::take(
@@ -681,6 +726,13 @@ struct Publisher {
     read_side: Arc<RwLock<LedgerState>>,
     persist: std::sync::mpsc::Sender<u64>,
     failed: Arc<AtomicBool>,
+    /// Where the Merkle tree's hashes are kept.
+    store: Arc<dyn Store>,
+    /// Set when writing the tree failed: it is left behind the journal (and
+    /// no checkpoint is signed) until a restart brings it level.
+    tree_failed: AtomicBool,
+    /// Told the tree's size after each batch, when checkpoints are signed.
+    checkpointer: Option<std::sync::mpsc::Sender<checkpoints::Request>>,
 }
 
 impl Publisher {
@@ -734,10 +786,32 @@ impl Publisher {
             // A client that went away does not stop the others.
             let _ = submission.reply.send(results);
         }
+        self.grow_tree(&entries);
         if !entries.is_empty() && self.persist.send(entries.len() as u64).is_err() {
             tracing::warn!(
                 "state persister has stopped; the cache will be rebuilt from the journal at startup"
             );
+        }
+    }
+}
+
+impl Publisher {
+    /// Appends a durable batch's leaves to the Merkle tree, after its
+    /// waiters are answered: the tree is derived from the journal.
+    fn grow_tree(&self, entries: &[Arc<Entry>]) {
+        let Some(tree) = self.store.tree() else {
+            return;
+        };
+        if entries.is_empty() || self.tree_failed.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(error) = tree.append(&checkpoints::leaves(entries)) {
+            tracing::error!(%error, "writing the Merkle tree failed; no checkpoint is signed until a restart rebuilds it");
+            self.tree_failed.store(true, Ordering::Relaxed);
+            return;
+        }
+        if let Some(checkpointer) = &self.checkpointer {
+            let _ = checkpointer.send(checkpoints::Request::Grew(tree.leaves()));
         }
     }
 }

@@ -107,6 +107,10 @@ pub struct DiskStore {
     saving: Mutex<()>,
     /// Every read of the books (`access.log`).
     access_log: super::access_log::AccessLog,
+    /// The Merkle tree's hashes (`merkle.tree`), derived from the journal.
+    tree: super::tree_file::TreeFile,
+    /// Every checkpoint issued (`checkpoints.log`).
+    checkpoints: super::checkpoint_log::CheckpointLog,
 }
 
 impl DiskStore {
@@ -147,6 +151,8 @@ impl DiskStore {
             state,
             saving: Mutex::new(()),
             access_log: super::access_log::AccessLog::open(dir)?,
+            tree: super::tree_file::TreeFile::open(dir)?,
+            checkpoints: super::checkpoint_log::CheckpointLog::open(dir)?,
         })
     }
 
@@ -317,6 +323,14 @@ impl Store for DiskStore {
 
     fn access_log(&self) -> Option<&super::access_log::AccessLog> {
         Some(&self.access_log)
+    }
+
+    fn tree(&self) -> Option<&super::tree_file::TreeFile> {
+        Some(&self.tree)
+    }
+
+    fn checkpoints(&self) -> Option<&super::checkpoint_log::CheckpointLog> {
+        Some(&self.checkpoints)
     }
 }
 

@@ -12,8 +12,10 @@ use crate::domain::entry::{DecodeError, Entry};
 use crate::domain::state::StateRecord;
 
 pub mod access_log;
+pub mod checkpoint_log;
 mod disk;
 mod journal_file;
+pub mod tree_file;
 
 pub use disk::{
     CacheDigest, DATA_DIR_MODE, DATA_FILE_MODE, DiskStore, STATE_DIR_NAME, load_state_records,
@@ -135,6 +137,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// The log of reads kept beside the journal, if the store keeps one.
     fn access_log(&self) -> Option<&access_log::AccessLog> {
+        None
+    }
+
+    /// The Merkle tree's hashes kept beside the journal, if the store keeps
+    /// them (the ledger then maintains the tree and issues checkpoints).
+    fn tree(&self) -> Option<&tree_file::TreeFile> {
+        None
+    }
+
+    /// Every checkpoint issued and its cosignatures, if the store keeps them.
+    fn checkpoints(&self) -> Option<&checkpoint_log::CheckpointLog> {
         None
     }
 }

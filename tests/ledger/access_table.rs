@@ -15,6 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use mfi_ledger::api::access::{RPCS, Rpc};
+use mfi_ledger::checkpoint::{KeyKind, Note, Signer};
 use mfi_ledger::domain::access::{Action, Reach, Role, RoleGrant, Scope};
 use mfi_ledger::domain::ids::{BranchId, PrincipalId};
 use mfi_ledger::pb;
@@ -22,6 +23,7 @@ use mfi_ledger::pb::access_service_client::AccessServiceClient;
 use mfi_ledger::pb::audit_service_client::AuditServiceClient;
 use mfi_ledger::pb::branch_service_client::BranchServiceClient;
 use mfi_ledger::pb::product_service_client::ProductServiceClient;
+use mfi_ledger::pb::proof_service_client::ProofServiceClient;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -44,6 +46,7 @@ struct Clients {
     products: ProductServiceClient<Conn>,
     audit: AuditServiceClient<Conn>,
     access: AccessServiceClient<Conn>,
+    proofs: ProofServiceClient<Conn>,
 }
 
 impl Clients {
@@ -67,7 +70,8 @@ impl Clients {
             branch: BranchServiceClient::new(conn.clone()),
             products: ProductServiceClient::new(conn.clone()),
             audit: AuditServiceClient::new(conn.clone()),
-            access: AccessServiceClient::new(conn),
+            access: AccessServiceClient::new(conn.clone()),
+            proofs: ProofServiceClient::new(conn),
         }
     }
 }
@@ -193,6 +197,13 @@ impl Setup {
                 issue_token: false,
                 token_valid_days: 0,
             })
+            .await
+            .unwrap();
+        // A checkpoint for the proof RPCs to read.
+        setup
+            .tester
+            .proofs
+            .create_checkpoint(pb::CreateCheckpointRequest {})
             .await
             .unwrap();
         setup
@@ -656,6 +667,48 @@ impl Setup {
             }
             "ListPrincipals" => {
                 send!(access.list_principals(pb::ListPrincipalsRequest::default()))
+            }
+            "GetCheckpoint" => {
+                send!(proofs.get_checkpoint(pb::GetCheckpointRequest { tree_size: 0 }))
+            }
+            "CreateCheckpoint" => {
+                send!(proofs.create_checkpoint(pb::CreateCheckpointRequest {}))
+            }
+            "GetInclusionProof" => {
+                send!(proofs.get_inclusion_proof(pb::GetInclusionProofRequest {
+                    sequence: 1,
+                    tree_size: 0,
+                }))
+            }
+            "GetConsistencyProof" => {
+                send!(
+                    proofs.get_consistency_proof(pb::GetConsistencyProofRequest {
+                        first_size: 1,
+                        second_size: 2,
+                    })
+                )
+            }
+            "GetVerifierKey" => send!(proofs.get_verifier_key(pb::GetVerifierKeyRequest {})),
+            "AddCosignature" => {
+                // The witness cosigns the latest checkpoint, read by tester.
+                let mut proofs = self.tester.proofs.clone();
+                let note = proofs
+                    .get_checkpoint(pb::GetCheckpointRequest { tree_size: 0 })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .checkpoint
+                    .unwrap()
+                    .note;
+                let witness =
+                    Signer::generate(&format!("witness-{n}"), KeyKind::Cosignature).unwrap();
+                let mut cosigned = Note::parse(&note).unwrap();
+                let line = witness.cosignature_line(&cosigned.text, 1_700_000_000);
+                cosigned.add_signature_line(&line).unwrap();
+                send!(proofs.add_cosignature(pb::AddCosignatureRequest {
+                    note: cosigned.to_text(),
+                    witness_key: witness.verifier().to_text(),
+                }))
             }
             other => panic!("no case for {other}: add one to tests/ledger/access_table.rs"),
         };

@@ -16,6 +16,7 @@ mod input_bounds;
 mod loans;
 mod portfolio;
 mod products;
+mod proofs;
 mod reads_under_load;
 mod refusals;
 mod rules;

@@ -64,7 +64,15 @@ pub async fn spawn_app_with(config: LedgerConfig, limits: ServerLimits) -> App {
     start_in(dir, config, limits).await
 }
 
-async fn start_in(dir: TempDir, config: LedgerConfig, limits: ServerLimits) -> App {
+/// The origin of the test ledgers' checkpoints.
+pub const LOG_ORIGIN: &str = "mfi-ledger.test/ledger";
+
+async fn start_in(dir: TempDir, mut config: LedgerConfig, limits: ServerLimits) -> App {
+    if config.log_checkpoints.signer.is_none() {
+        let signer =
+            mfi_ledger::checkpoint::keys::log_signer(dir.path(), Some(LOG_ORIGIN)).unwrap();
+        config.log_checkpoints.signer = Some(Arc::new(signer));
+    }
     // sled releases its file lock from a background thread: allow it a moment.
     let mut store = DiskStore::open(dir.path());
     for _ in 0..250 {
@@ -80,6 +88,12 @@ async fn start_in(dir: TempDir, config: LedgerConfig, limits: ServerLimits) -> A
     let mut app = serve_ledger(ledger, dir, limits).await;
     app.clock = Some(clock);
     app
+}
+
+/// Starts the server and the ledger again on a data directory `App::stop`
+/// gave back (changed in between, say).
+pub async fn start_again(dir: TempDir) -> App {
+    start_in(dir, LedgerConfig::default(), ServerLimits::default()).await
 }
 
 impl App {

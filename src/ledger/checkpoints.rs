@@ -1,0 +1,304 @@
+//! The Merkle tree over the journal and the checkpoints signed of it.
+//!
+//! The publisher appends each durable batch's leaves to the store's tree
+//! file after answering the batch's waiters; the checkpointer thread signs a
+//! checkpoint (a C2SP `tlog-checkpoint` note, `crate::checkpoint`) of the
+//! tree every [`CheckpointPolicy::every_entries`] entries or
+//! [`CheckpointPolicy::every`] while entries arrive, on request, and at
+//! shutdown, and keeps each in the store's checkpoint log (durably) before
+//! anyone sees it. Proofs are read from the tree file in O(log n).
+//!
+//! At startup the tree is brought level with the journal (hashing only the
+//! entries past it), and the latest checkpoint is checked against it: a
+//! journal that no longer gives the root this server signed was changed
+//! after it was checkpointed, and the server refuses to start on it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::checkpoint::{Checkpoint, Note, Signer, Verifier};
+use crate::domain::entry::Entry;
+use crate::domain::merkle::{self, TreeError};
+use crate::store::checkpoint_log::StoredCheckpoint;
+use crate::store::{Store, StoreError};
+
+/// Entries hashed at a time while the tree catches up with the journal.
+const CATCH_UP_CHUNK: usize = 4096;
+
+/// When checkpoints are signed, and with which key.
+#[derive(Clone, Debug)]
+pub struct CheckpointPolicy {
+    /// The log's key; without one no checkpoint is issued (the tree is
+    /// still kept).
+    pub signer: Option<Arc<Signer>>,
+    /// Entries after which a checkpoint is signed.
+    pub every_entries: u64,
+    /// Longest time between checkpoints while entries arrive.
+    pub every: Duration,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> CheckpointPolicy {
+        CheckpointPolicy {
+            signer: None,
+            every_entries: 100_000,
+            every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a checkpoint or a proof could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    /// The sizes or the entry asked for are out of range.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// No such checkpoint, or none yet.
+    #[error("{0}")]
+    NotFound(String),
+    /// This ledger keeps no tree or signs no checkpoints.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A cosignature that does not verify or does not fit.
+    #[error("{0}")]
+    Invalid(String),
+    /// Reading or writing the tree or the checkpoints failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<TreeError<StoreError>> for ProofError {
+    fn from(error: TreeError<StoreError>) -> ProofError {
+        match error {
+            TreeError::Proof(error) => ProofError::OutOfRange(error.to_string()),
+            TreeError::Read(error) => ProofError::Store(error),
+        }
+    }
+}
+
+/// Brings the store's tree level with its journal: cuts leaves the journal
+/// no longer has, throws the tree away when its last leaf is not the
+/// journal's entry, and hashes the entries past it.
+pub(super) fn recover_tree(store: &dyn Store) -> Result<(), StoreError> {
+    let Some(tree) = store.tree() else {
+        return Ok(());
+    };
+    let journal = store.last_sequence();
+    if tree.leaves() > journal {
+        tracing::warn!(
+            tree = tree.leaves(),
+            journal,
+            "the Merkle tree has more leaves than the journal has entries; cutting it"
+        );
+        tree.truncate(journal)?;
+    }
+    if tree.leaves() > 0 {
+        let last = tree.leaves();
+        let entry = store.read_entries(last, 1)?;
+        let kept = merkle::Subtrees::subtree(tree, 0, last - 1)?;
+        if entry.first().map(|e| merkle::leaf_hash(&e.canonical)) != Some(kept) {
+            tracing::warn!(
+                leaf = last,
+                "the Merkle tree's last leaf is not the journal's entry; rebuilding the tree from the journal"
+            );
+            tree.truncate(0)?;
+        }
+    }
+    let behind = journal - tree.leaves();
+    while tree.leaves() < journal {
+        let entries = store.read_entries(tree.leaves() + 1, CATCH_UP_CHUNK)?;
+        if entries.is_empty() {
+            return Err(StoreError::Corrupt {
+                offset: 0,
+                message: format!("entry {} missing", tree.leaves() + 1),
+            });
+        }
+        tree.append(&leaves(&entries))?;
+    }
+    if behind > 0 {
+        tracing::info!(
+            hashed = behind,
+            leaves = journal,
+            "Merkle tree caught up with the journal"
+        );
+    }
+    Ok(())
+}
+
+/// The leaf hashes of `entries`.
+pub(super) fn leaves<E: std::borrow::Borrow<Entry>>(
+    entries: &[E],
+) -> Vec<crate::domain::entry::Hash> {
+    entries
+        .iter()
+        .map(|entry| merkle::leaf_hash(&entry.borrow().canonical))
+        .collect()
+}
+
+/// Checks the latest checkpoint this server issued against its tree: signed
+/// by its key, no larger than the tree, and with the tree's root at its size.
+pub(super) fn check_latest(store: &dyn Store, log: &Verifier) -> Result<(), StoreError> {
+    let (Some(tree), Some(checkpoints)) = (store.tree(), store.checkpoints()) else {
+        return Ok(());
+    };
+    let Some(latest) = checkpoints.latest()? else {
+        return Ok(());
+    };
+    let refuse = |why: String| StoreError::Corrupt {
+        offset: 0,
+        message: format!("{why}; refusing to start"),
+    };
+    let (checkpoint, _) = Checkpoint::open(&latest.note, log).map_err(|e| {
+        refuse(format!(
+            "the latest checkpoint (tree size {}) does not verify with the log's key: {e} \
+             (was the key in log.key replaced?)",
+            latest.size
+        ))
+    })?;
+    if checkpoint.size > tree.leaves() {
+        return Err(refuse(format!(
+            "this server signed a checkpoint of {} entries but the journal holds {}: \
+             signed entries are missing from the journal",
+            checkpoint.size,
+            tree.leaves()
+        )));
+    }
+    let root = tree.root_at(checkpoint.size).map_err(|e| match e {
+        TreeError::Read(e) => e,
+        TreeError::Proof(e) => refuse(e.to_string()),
+    })?;
+    if root != checkpoint.root {
+        return Err(refuse(format!(
+            "the journal's first {} entries do not give the root this server signed in its \
+             checkpoint of that size: the journal was changed after it was checkpointed \
+             (`mfi-ledger verify` names the first entry that differs)",
+            checkpoint.size
+        )));
+    }
+    Ok(())
+}
+
+/// What the checkpointer is asked.
+pub(super) enum Request {
+    /// The tree has grown to this many leaves.
+    Grew(u64),
+    /// Sign a checkpoint of the tree as it is now.
+    Now(oneshot::Sender<Result<StoredCheckpoint, ProofError>>),
+}
+
+/// Signs checkpoints, one thread.
+pub(super) struct Checkpointer {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) signer: Arc<Signer>,
+    pub(super) every_entries: u64,
+    pub(super) every: Duration,
+}
+
+impl Checkpointer {
+    pub(super) fn run(self, requests: std::sync::mpsc::Receiver<Request>) {
+        let (Some(tree), Some(checkpoints)) = (self.store.tree(), self.store.checkpoints()) else {
+            return;
+        };
+        let mut signed = checkpoints.sizes().last().copied().unwrap_or(0);
+        let mut grown = tree.leaves();
+        let mut last = Instant::now();
+        loop {
+            let wait = self.every.saturating_sub(last.elapsed());
+            match requests.recv_timeout(wait) {
+                Ok(Request::Grew(leaves)) => grown = grown.max(leaves),
+                Ok(Request::Now(reply)) => {
+                    let result = self.sign(tree.leaves());
+                    if let Ok(checkpoint) = &result {
+                        signed = checkpoint.size;
+                        last = Instant::now();
+                    }
+                    let _ = reply.send(result);
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            let due =
+                grown >= signed.saturating_add(self.every_entries) || last.elapsed() >= self.every;
+            if grown > signed && due {
+                match self.sign(grown) {
+                    Ok(checkpoint) => signed = checkpoint.size,
+                    Err(error) => tracing::error!(%error, "signing a checkpoint failed"),
+                }
+            }
+            if due {
+                last = Instant::now();
+            }
+        }
+        // At shutdown, a checkpoint of everything the ledger wrote.
+        if tree.leaves() > signed
+            && let Err(error) = self.sign(tree.leaves())
+        {
+            tracing::error!(%error, "signing the checkpoint at shutdown failed");
+        }
+    }
+
+    /// Signs and keeps the checkpoint of the first `size` leaves, or returns
+    /// the latest when it is of that size already.
+    fn sign(&self, size: u64) -> Result<StoredCheckpoint, ProofError> {
+        let (Some(tree), Some(checkpoints)) = (self.store.tree(), self.store.checkpoints()) else {
+            return Err(ProofError::Unavailable(
+                "this store keeps no checkpoints".into(),
+            ));
+        };
+        if let Some(latest) = checkpoints.latest()?
+            && latest.size >= size
+        {
+            return Ok(latest);
+        }
+        if size == 0 {
+            return Err(ProofError::NotFound(
+                "the journal is empty: there is nothing to checkpoint yet".into(),
+            ));
+        }
+        let checkpoint = Checkpoint {
+            origin: self.signer.name().to_owned(),
+            size,
+            root: tree.root_at(size)?,
+            extensions: Vec::new(),
+        };
+        let note = checkpoint.sign(&self.signer);
+        checkpoints.append_checkpoint(size, &note)?;
+        tracing::info!(tree_size = size, "checkpoint signed");
+        Ok(StoredCheckpoint {
+            size,
+            note,
+            cosignatures: Vec::new(),
+        })
+    }
+}
+
+/// A kept checkpoint as served: its note with the cosignatures received for
+/// it appended to its signature lines, and what it says.
+#[derive(Clone, Debug)]
+pub struct ServedCheckpoint {
+    pub note: String,
+    pub checkpoint: Checkpoint,
+}
+
+/// Serves a kept checkpoint: the cosignature lines join the note's own.
+pub(super) fn served(stored: &StoredCheckpoint) -> Result<ServedCheckpoint, ProofError> {
+    let corrupt = |why: String| {
+        ProofError::Store(StoreError::Corrupt {
+            offset: 0,
+            message: format!("kept checkpoint of size {}: {why}", stored.size),
+        })
+    };
+    let mut note = Note::parse(&stored.note).map_err(|e| corrupt(e.to_string()))?;
+    for line in &stored.cosignatures {
+        note.add_signature_line(line)
+            .map_err(|e| corrupt(e.to_string()))?;
+    }
+    let checkpoint = Checkpoint::parse_body(&note.text).map_err(|e| corrupt(e.to_string()))?;
+    Ok(ServedCheckpoint {
+        note: note.to_text(),
+        checkpoint,
+    })
+}

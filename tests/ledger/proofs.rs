@@ -1,0 +1,388 @@
+//! The provable journal over gRPC: signed checkpoints of the Merkle tree
+//! over the entries, inclusion and consistency proofs checked with nothing
+//! but the published verifier key and the entries' canonical bytes (what an
+//! auditor has), cosignatures, and the tree kept across restarts.
+
+use mfi_ledger::checkpoint::{Checkpoint, KeyKind, Note, Signer, Verifier};
+use mfi_ledger::domain::merkle::{MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
+use mfi_ledger::ledger::{CheckpointPolicy, LedgerConfig};
+use mfi_ledger::pb;
+use mfi_ledger::pb::proof_service_client::ProofServiceClient;
+use tonic::Code;
+
+use mfi_ledger::api::ServerLimits;
+
+use crate::support::{App, Conn, LOG_ORIGIN, connect, read_journal, spawn_app, spawn_app_with};
+
+fn hash(bytes: &[u8]) -> [u8; 32] {
+    bytes.try_into().expect("a 32-byte hash")
+}
+
+async fn proofs(app: &App) -> ProofServiceClient<Conn> {
+    ProofServiceClient::new(connect(app.address, &app.token).await)
+}
+
+/// The log's verifier key as `serve` publishes it (DATA/log.pub).
+fn published_key(app: &App) -> Verifier {
+    let text = std::fs::read_to_string(app.dir.path().join("log.pub")).unwrap();
+    Verifier::parse(text.trim()).unwrap()
+}
+
+/// Deposits `count` times into TB-0001's savings, from request `tag`-0 on.
+async fn deposits(app: &mut App, tag: &str, count: u32) {
+    for i in 0..count {
+        app.deposit(&format!("{tag}-{i}"), "TB-0001/C1", "1000", "2024-03-01")
+            .await
+            .unwrap();
+    }
+}
+
+async fn with_member(mut app: App) -> App {
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    app
+}
+
+/// The tree an auditor computes from the journal's canonical bytes.
+async fn tree_from_journal(app: &mut App) -> MerkleTree {
+    let mut tree = MerkleTree::new();
+    for entry in read_journal(&mut app.audit, 100).await {
+        tree.push(leaf_hash(&entry.canonical));
+    }
+    tree
+}
+
+async fn create(proofs: &mut ProofServiceClient<Conn>) -> pb::Checkpoint {
+    proofs
+        .create_checkpoint(pb::CreateCheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint
+        .unwrap()
+}
+
+#[tokio::test]
+async fn checkpoints_are_signed_and_every_entry_is_proved_in_them() {
+    let mut app = with_member(spawn_app().await).await;
+    deposits(&mut app, "first", 7).await;
+    let mut proofs = proofs(&app).await;
+    let key = published_key(&app);
+    assert_eq!(key.name(), LOG_ORIGIN);
+    let served_key = proofs
+        .get_verifier_key(pb::GetVerifierKeyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .verifier_key;
+    assert_eq!(served_key, key.to_text());
+
+    let first = create(&mut proofs).await;
+    let (checkpoint, _) = Checkpoint::open(&first.note, &key).expect("signed by the log key");
+    let size = app.last_sequence().await;
+    assert_eq!((checkpoint.size, first.tree_size), (size, size));
+    assert_eq!(checkpoint.origin, LOG_ORIGIN);
+    let tree = tree_from_journal(&mut app).await;
+    assert_eq!(checkpoint.root, tree.root(), "the root is the journal's");
+    assert_eq!(first.root_hash, tree.root().to_vec());
+    // Nothing new: the same checkpoint.
+    assert_eq!(create(&mut proofs).await.note, first.note);
+
+    for sequence in 1..=size {
+        let proof = proofs
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                sequence,
+                tree_size: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(proof.tree_size, size);
+        let leaf = tree.level(0)[sequence as usize - 1];
+        assert_eq!(proof.leaf_hash, leaf.to_vec());
+        let path: Vec<[u8; 32]> = proof.hashes.iter().map(|h| hash(h)).collect();
+        assert!(
+            verify_inclusion(sequence - 1, size, &leaf, &path, &checkpoint.root),
+            "entry {sequence}"
+        );
+        // The same path does not prove another leaf.
+        let other = leaf_hash(b"not an entry");
+        assert!(!verify_inclusion(
+            sequence - 1,
+            size,
+            &other,
+            &path,
+            &checkpoint.root
+        ));
+    }
+
+    deposits(&mut app, "second", 5).await;
+    let second = create(&mut proofs).await;
+    let (later, _) = Checkpoint::open(&second.note, &key).unwrap();
+    assert_eq!(later.size, size + 5);
+    let proof = proofs
+        .get_consistency_proof(pb::GetConsistencyProofRequest {
+            first_size: size,
+            second_size: later.size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let path: Vec<[u8; 32]> = proof.hashes.iter().map(|h| hash(h)).collect();
+    assert!(verify_consistency(
+        size,
+        later.size,
+        &checkpoint.root,
+        &later.root,
+        &path
+    ));
+    assert!(!verify_consistency(
+        size,
+        later.size,
+        &leaf_hash(b"x"),
+        &later.root,
+        &path
+    ));
+
+    // Every checkpoint issued is kept and served by its size.
+    let again = proofs
+        .get_checkpoint(pb::GetCheckpointRequest { tree_size: size })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint
+        .unwrap();
+    assert_eq!(again.note, first.note);
+    let latest = proofs
+        .get_checkpoint(pb::GetCheckpointRequest { tree_size: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint
+        .unwrap();
+    assert_eq!(latest.note, second.note);
+}
+
+#[tokio::test]
+async fn bad_sizes_and_sequences_are_refused_naming_the_field() {
+    let mut app = with_member(spawn_app().await).await;
+    let mut proofs = proofs(&app).await;
+    let size = create(&mut proofs).await.tree_size;
+    let cases = [
+        (0, 0, "sequence"),
+        (size + 1, 0, "sequence"),
+        (1, size + 100, "tree_size"),
+    ];
+    for (sequence, tree_size, field) in cases {
+        let status = proofs
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                sequence,
+                tree_size,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{sequence}/{tree_size}"
+        );
+        assert!(status.message().starts_with(field), "{}", status.message());
+    }
+    for (first, second, field) in [
+        (0, size, "first_size"),
+        (3, 2, "first_size"),
+        (1, size + 9, "second_size"),
+    ] {
+        let status = proofs
+            .get_consistency_proof(pb::GetConsistencyProofRequest {
+                first_size: first,
+                second_size: second,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().starts_with(field), "{}", status.message());
+    }
+    let status = proofs
+        .get_checkpoint(pb::GetCheckpointRequest {
+            tree_size: size - 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(
+        status.message().contains("tree_size"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(app.last_sequence().await, size, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_checkpoint_is_signed_every_n_entries_without_being_asked() {
+    let config = LedgerConfig {
+        log_checkpoints: CheckpointPolicy {
+            every_entries: 4,
+            ..CheckpointPolicy::default()
+        },
+        ..LedgerConfig::default()
+    };
+    let mut app = with_member(spawn_app_with(config, ServerLimits::default()).await).await;
+    deposits(&mut app, "auto", 10).await;
+    let mut proofs = proofs(&app).await;
+    // The checkpointer runs beside the writer: give it a moment.
+    let mut latest = 0;
+    for _ in 0..200 {
+        latest = proofs
+            .get_checkpoint(pb::GetCheckpointRequest { tree_size: 0 })
+            .await
+            .map(|r| r.into_inner().checkpoint.unwrap().tree_size)
+            .unwrap_or(0);
+        if latest + 4 > app.last_sequence().await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let head = app.last_sequence().await;
+    assert!(
+        latest + 4 > head,
+        "latest checkpoint {latest}, journal {head}"
+    );
+}
+
+#[tokio::test]
+async fn a_witness_cosignature_is_checked_kept_and_served() {
+    let mut app = with_member(spawn_app().await).await;
+    let mut proofs = proofs(&app).await;
+    let issued = create(&mut proofs).await;
+    let witness = Signer::generate("witness.example/w1", KeyKind::Cosignature).unwrap();
+    let mut note = Note::parse(&issued.note).unwrap();
+    note.add_signature_line(&witness.cosignature_line(&note.text, 1_750_000_000))
+        .unwrap();
+
+    // A cosignature of a text the server did not issue is refused.
+    deposits(&mut app, "more", 1).await;
+    let mut forged = note.text.clone();
+    forged = forged.replacen(
+        &format!("\n{}\n", issued.tree_size),
+        &format!("\n{}\n", issued.tree_size + 1),
+        1,
+    );
+    let mut other = Note::parse(&format!(
+        "{forged}\n{}",
+        witness.cosignature_line(&forged, 1)
+    ))
+    .unwrap();
+    other.signatures.truncate(1);
+    let status = proofs
+        .add_cosignature(pb::AddCosignatureRequest {
+            note: other.to_text(),
+            witness_key: witness.verifier().to_text(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().starts_with("note"), "{}", status.message());
+    // A line that does not verify is refused.
+    let impostor = Signer::generate("witness.example/w1", KeyKind::Cosignature).unwrap();
+    let status = proofs
+        .add_cosignature(pb::AddCosignatureRequest {
+            note: note.to_text(),
+            witness_key: impostor.verifier().to_text(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    let kept = proofs
+        .add_cosignature(pb::AddCosignatureRequest {
+            note: note.to_text(),
+            witness_key: witness.verifier().to_text(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint
+        .unwrap();
+    let served = proofs
+        .get_checkpoint(pb::GetCheckpointRequest {
+            tree_size: issued.tree_size,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint
+        .unwrap();
+    assert_eq!(served.note, kept.note);
+    let served = Note::parse(&served.note).unwrap();
+    assert!(served.verify(&witness.verifier()).unwrap().is_some());
+    assert!(served.verify(&published_key(&app)).unwrap().is_some());
+
+    // Kept across a restart.
+    let size = issued.tree_size;
+    let app = app.restart().await;
+    let mut proofs = self::proofs(&app).await;
+    let served = proofs
+        .get_checkpoint(pb::GetCheckpointRequest { tree_size: size })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint
+        .unwrap();
+    assert!(
+        Note::parse(&served.note)
+            .unwrap()
+            .verify(&witness.verifier())
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn the_tree_is_kept_across_restarts_and_caught_up_after_a_lost_tail() {
+    let mut app = with_member(spawn_app().await).await;
+    deposits(&mut app, "before", 20).await;
+    let mut proofs = proofs(&app).await;
+    let before = create(&mut proofs).await;
+    let tree_file = app.dir.path().join("merkle.tree");
+    let bytes = std::fs::metadata(&tree_file).unwrap().len();
+    assert_eq!(
+        bytes,
+        (2 * before.tree_size - u64::from(before.tree_size.count_ones())) * 32
+    );
+
+    // A restart keeps the file as it is (nothing is rehashed) ...
+    let mut app = app.restart().await;
+    assert_eq!(std::fs::metadata(&tree_file).unwrap().len(), bytes);
+    deposits(&mut app, "after", 3).await;
+    // ... and a tree file cut short (its writes are not durable) is caught
+    // up from the journal at the next start.
+    let dir = app.stop().await;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("merkle.tree"))
+        .unwrap();
+    file.set_len(5 * 32 + 7).unwrap();
+    drop(file);
+    let mut app = crate::support::start_again(dir).await;
+    let mut proofs = self::proofs(&app).await;
+    let after = create(&mut proofs).await;
+    let tree = tree_from_journal(&mut app).await;
+    assert_eq!(after.root_hash, tree.root().to_vec());
+    let proof = proofs
+        .get_consistency_proof(pb::GetConsistencyProofRequest {
+            first_size: before.tree_size,
+            second_size: after.tree_size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let path: Vec<[u8; 32]> = proof.hashes.iter().map(|h| hash(h)).collect();
+    assert!(verify_consistency(
+        before.tree_size,
+        after.tree_size,
+        &hash(&before.root_hash),
+        &hash(&after.root_hash),
+        &path
+    ));
+}
