@@ -18,6 +18,7 @@
 mod access;
 mod approvals;
 pub mod args;
+mod audit;
 pub mod connect;
 mod output;
 mod portfolio;
@@ -27,6 +28,7 @@ mod reports;
 mod setup;
 mod sheet;
 mod transactions;
+mod witness;
 
 pub use self::sheet::parse_collection_sheet;
 
@@ -151,6 +153,13 @@ pub enum ClientCommand {
     Access(access::AccessCommand),
     #[command(flatten)]
     Approvals(approvals::ApprovalCommand),
+    /// Check the books without trusting the server: keep signed
+    /// checkpoints, prove entries in them, replay the journal against them.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Cosign the log's checkpoints, each only if it extends the last one
+    /// this witness cosigned.
+    Witness(witness::WitnessArgs),
 }
 
 /// Commands that append an entry to the journal.
@@ -236,6 +245,8 @@ pub async fn run(options: ClientOptions, command: ClientCommand) -> anyhow::Resu
         ClientCommand::Read(command) => read(&options.server, command).await?,
         ClientCommand::Access(command) => access::run(&options, command).await?,
         ClientCommand::Approvals(command) => approvals::run(&options, command).await?,
+        ClientCommand::Audit(command) => audit::run(&options.server, command).await?,
+        ClientCommand::Witness(args) => witness::run(&options.server, options.json, args).await?,
     };
     report.print(options.json)
 }
