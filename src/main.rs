@@ -180,6 +180,21 @@ struct VerifyArgs {
     /// Data directory to check.
     #[arg(long, env = "MFI_LEDGER_DATA", default_value = "./data")]
     data: PathBuf,
+    /// The log's verifier key (the text, or a file holding it) to check the
+    /// checkpoints with, e.g. the one the institution published; default:
+    /// DATA/log.pub, the data directory's own copy.
+    #[arg(long, value_name = "KEY")]
+    log_key: Option<String>,
+}
+
+/// A key given as its text or as the path of a file holding it.
+fn key_text(key: &str) -> anyhow::Result<String> {
+    let path = std::path::Path::new(key);
+    if path.exists() {
+        return std::fs::read_to_string(path)
+            .with_context(|| format!("reading the key in {}", path.display()));
+    }
+    Ok(key.to_owned())
 }
 
 fn main() -> ExitCode {
@@ -384,7 +399,13 @@ async fn shutdown_signal() {
 }
 
 fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let report = mfi_ledger::verify::verify(&args.data)?;
+    let log_key = match &args.log_key {
+        Some(key) => Some(mfi_ledger::checkpoint::Verifier::parse(
+            key_text(key)?.trim(),
+        )?),
+        None => None,
+    };
+    let report = mfi_ledger::verify::verify_with(&args.data, log_key.as_ref())?;
     println!("{report}");
     Ok(())
 }

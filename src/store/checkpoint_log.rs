@@ -118,6 +118,26 @@ impl CheckpointLog {
         })
     }
 
+    /// Opens `dir/checkpoints.log` to read only (what `verify` does): a torn
+    /// last record is left as it is and not read, and nothing can be kept.
+    pub fn open_read_only(dir: &Path) -> Result<CheckpointLog, StoreError> {
+        let path = dir.join(CHECKPOINT_LOG_FILE);
+        let file =
+            File::open(&path).map_err(StoreError::io(format!("opening {}", path.display())))?;
+        let bytes =
+            std::fs::read(&path).map_err(StoreError::io(format!("reading {}", path.display())))?;
+        let (index, _) = Self::scan(&bytes, &path)?;
+        let reader = file
+            .try_clone()
+            .map_err(StoreError::io(format!("opening {}", path.display())))?;
+        Ok(CheckpointLog {
+            path,
+            file: Mutex::new(file),
+            reader,
+            index: RwLock::new(index),
+        })
+    }
+
     /// The records of `bytes`, and how many bytes of it are whole records.
     /// Only the last record may be incomplete; anything else is corrupt.
     fn scan(bytes: &[u8], path: &Path) -> Result<(Index, usize), StoreError> {

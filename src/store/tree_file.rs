@@ -44,7 +44,7 @@ fn position(level: u32, index: u64) -> u64 {
 }
 
 /// The most leaves whose hashes fit in `hashes` stored hashes.
-fn leaves_within(hashes: u64) -> u64 {
+pub fn leaves_within(hashes: u64) -> u64 {
     // hashes_for is increasing, and hashes_for(n) ≥ 2n − 64.
     let (mut low, mut high) = (0u64, hashes / 2 + 64);
     while low < high {

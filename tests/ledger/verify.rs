@@ -287,8 +287,18 @@ async fn a_second_server_on_the_same_data_directory_is_refused_and_cuts_nothing(
 /// Rewrites the canonical bytes of entry `sequence` with `change` (keeping
 /// their length) and re-chains every hash from it on, with valid record and
 /// frame checksums: a journal a release with other versions could have
-/// written.
+/// written. That release would have kept its own Merkle tree and signed its
+/// own checkpoints: the tree file and the checkpoints go (the server
+/// rebuilds the tree; `tamper.rs` keeps them, as a forger would find them).
 fn rewrite_and_rechain(dir: &Path, sequence: u64, change: impl FnOnce(&mut Vec<u8>)) {
+    rechain_only(dir, sequence, change);
+    std::fs::remove_file(dir.join("merkle.tree")).unwrap();
+    std::fs::remove_file(dir.join("checkpoints.log")).unwrap();
+}
+
+/// [`rewrite_and_rechain`], leaving the tree file and the checkpoints as
+/// they were.
+pub fn rechain_only(dir: &Path, sequence: u64, change: impl FnOnce(&mut Vec<u8>)) {
     let path = dir.join("journal.log");
     let mut bytes = std::fs::read(&path).unwrap();
     let mut change = Some(change);

@@ -11,8 +11,15 @@
 //! it applies to the state before it), and the report says how many entries
 //! were checked that way and why.
 //!
+//! The Merkle tree is recomputed along the replay and compared with the
+//! server's tree file and every checkpoint it signed (`tree`).
+//!
 //! Architecture invariant: verify only reads; it never repairs or writes the
 //! journal.
+
+mod tree;
+
+pub use tree::TreeReport;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,6 +56,8 @@ pub struct VerifyReport {
     /// Entries checked by their invariants only, by the rules version they
     /// name: rules newer than this build's, which it cannot re-decide.
     pub invariants_only: BTreeMap<RulesVersion, u64>,
+    /// The Merkle tree and checkpoints checked.
+    pub tree: TreeReport,
     /// Time taken.
     pub elapsed: Duration,
 }
@@ -68,6 +77,16 @@ impl fmt::Display for VerifyReport {
             self.state_compared_at
         )?;
         write!(f, "; {} access log records chain", self.access_records)?;
+        write!(
+            f,
+            "; Merkle tree recomputed: {} leaves of {} match, {} signed checkpoints verify",
+            self.tree.file_leaves,
+            crate::store::tree_file::TREE_FILE_NAME,
+            self.tree.checkpoints
+        )?;
+        if self.tree.checkpoints > 0 {
+            write!(f, " (latest of size {})", self.tree.latest_checkpoint)?;
+        }
         for (version, count) in &self.invariants_only {
             write!(
                 f,
@@ -105,9 +124,20 @@ pub enum VerifyError {
     AccessLog(#[from] crate::store::access_log::AccessLogError),
 }
 
-/// Verifies the data directory `dir`.
+/// Verifies the data directory `dir`, its checkpoints with the verifier
+/// key the server published there (`log.pub`).
 pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
+    verify_with(dir, None)
+}
+
+/// Verifies the data directory `dir`, its checkpoints with `log_key` when
+/// given (the key the institution published, rather than the copy's).
+pub fn verify_with(
+    dir: &Path,
+    log_key: Option<&crate::checkpoint::Verifier>,
+) -> Result<VerifyReport, VerifyError> {
     let started = Instant::now();
+    let tree = tree::TreeCheck::open(dir, log_key)?;
     let journal_path = dir.join(JOURNAL_FILE_NAME);
     let unreadable = |message: String| VerifyError::Unreadable {
         path: journal_path.display().to_string(),
@@ -126,6 +156,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         compared: false,
         failure: None,
         invariants_only: BTreeMap::new(),
+        tree,
     };
     if stored_at == 0 {
         compare_state(&replay.state, stored.as_ref(), 0)?;
@@ -154,6 +185,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
             ),
         });
     }
+    let tree = replay.tree.finish()?;
     let access_records =
         crate::store::access_log::read_all(&dir.join(crate::store::access_log::ACCESS_LOG_FILE))?
             .len() as u64;
@@ -164,6 +196,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         state_compared_at: stored_at,
         torn_tail_bytes: scan.torn_bytes,
         invariants_only: replay.invariants_only,
+        tree,
         elapsed: started.elapsed(),
     })
 }
@@ -179,6 +212,7 @@ struct Replay<'a> {
     compared: bool,
     failure: Option<VerifyError>,
     invariants_only: BTreeMap<RulesVersion, u64>,
+    tree: tree::TreeCheck,
 }
 
 impl Replay<'_> {
@@ -186,6 +220,7 @@ impl Replay<'_> {
     fn step(&mut self, offset: u64, payload: &[u8]) -> Result<(), VerifyError> {
         let sequence = self.offsets.len() as u64 + 1;
         let entry = check_entry(sequence, payload, &self.previous_hash)?;
+        self.tree.push(sequence, &entry.canonical)?;
         let (file, offsets) = (self.file, &self.offsets);
         let lookup = |wanted: u64| -> Result<Option<EntryBody>, String> {
             let Some(&at) = offsets.get((wanted.max(1) - 1) as usize) else {

@@ -1,0 +1,226 @@
+//! The Merkle tree and the checkpoints, as `verify` checks them: the tree is
+//! recomputed from the journal's entries as they are replayed (only its
+//! right edge is kept, O(log n) memory), compared hash by hash with the tree
+//! file the server keeps (`merkle.tree`, written in the same post order), and
+//! every checkpoint the server issued (`checkpoints.log`) must be signed by
+//! the log's key and give the recomputed root at its size.
+//!
+//! A journal rewritten consistently (checksums and hash chain recomputed)
+//! passes the chain check; it is caught here: its leaves differ from the tree
+//! file's (which names the first entry that differs) and its roots from the
+//! signed checkpoints'.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use crate::checkpoint::{Checkpoint, Verifier};
+use crate::domain::entry::Hash;
+use crate::domain::merkle::{self, node_hash};
+use crate::store::checkpoint_log::{CHECKPOINT_LOG_FILE, CheckpointLog};
+use crate::store::tree_file::{TREE_FILE_NAME, leaves_within};
+
+use super::VerifyError;
+
+/// A checkpoint to check, once the replay reaches its size.
+struct Expected {
+    size: u64,
+    root: Hash,
+}
+
+/// The tree being recomputed and what it is checked against.
+pub(super) struct TreeCheck {
+    peaks: Vec<Hash>,
+    completed: Vec<Hash>,
+    leaves: u64,
+    /// The server's tree file, read along, and how many leaves it holds.
+    file: Option<(BufReader<File>, u64)>,
+    /// The checkpoints, by size, and the next to reach.
+    checkpoints: Vec<Expected>,
+    next: usize,
+}
+
+/// What the tree check saw.
+#[derive(Debug, Clone, Default)]
+pub struct TreeReport {
+    /// Leaves of the tree file compared with the recomputed tree.
+    pub file_leaves: u64,
+    /// Checkpoints whose signature and root were checked.
+    pub checkpoints: u64,
+    /// Tree size of the latest of them.
+    pub latest_checkpoint: u64,
+}
+
+fn unreadable(path: &Path, message: impl std::fmt::Display) -> VerifyError {
+    VerifyError::Unreadable {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+impl TreeCheck {
+    /// Opens the tree file and the checkpoints of `dir`; the checkpoints'
+    /// signatures are checked with `log_key` (default: `dir/log.pub`).
+    pub(super) fn open(dir: &Path, log_key: Option<&Verifier>) -> Result<TreeCheck, VerifyError> {
+        let tree_path = dir.join(TREE_FILE_NAME);
+        let file = match File::open(&tree_path) {
+            Ok(file) => {
+                let bytes = file
+                    .metadata()
+                    .map_err(|e| unreadable(&tree_path, e))?
+                    .len();
+                let leaves = leaves_within(bytes / 32);
+                Some((BufReader::with_capacity(1 << 16, file), leaves))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => return Err(unreadable(&tree_path, error)),
+        };
+        let checkpoints = if dir.join(CHECKPOINT_LOG_FILE).exists() {
+            read_checkpoints(dir, log_key)?
+        } else {
+            Vec::new()
+        };
+        Ok(TreeCheck {
+            peaks: Vec::new(),
+            completed: Vec::new(),
+            leaves: 0,
+            file,
+            checkpoints,
+            next: 0,
+        })
+    }
+
+    /// Adds the leaf of entry `sequence` (`leaves` + 1), whose canonical bytes
+    /// are `canonical`.
+    pub(super) fn push(&mut self, sequence: u64, canonical: &[u8]) -> Result<(), VerifyError> {
+        self.completed.clear();
+        merkle::push_leaf(
+            &mut self.peaks,
+            self.leaves,
+            merkle::leaf_hash(canonical),
+            &mut self.completed,
+        );
+        self.leaves += 1;
+        if let Some((file, leaves)) = &mut self.file
+            && self.leaves <= *leaves
+        {
+            for expected in &self.completed {
+                let mut kept = [0u8; 32];
+                file.read_exact(&mut kept)
+                    .map_err(|e| unreadable(Path::new(TREE_FILE_NAME), e))?;
+                if kept != *expected {
+                    return Err(VerifyError::Entry {
+                        sequence,
+                        message: format!(
+                            "the Merkle tree the server keeps ({TREE_FILE_NAME}) holds another hash for this entry \
+                             or a subtree it closes: the entry was changed after the tree was written (or \
+                             {TREE_FILE_NAME} was damaged: moved aside, the server rebuilds it from the journal)"
+                        ),
+                    });
+                }
+            }
+        }
+        while let Some(expected) = self.checkpoints.get(self.next)
+            && expected.size == self.leaves
+        {
+            if self.root() != expected.root {
+                return Err(VerifyError::Entry {
+                    sequence,
+                    message: format!(
+                        "the journal's first {} entries do not give the root of the checkpoint of that size \
+                         signed by the log's key: one of the entries up to {sequence} was changed after it was \
+                         signed",
+                        expected.size
+                    ),
+                });
+            }
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    fn root(&self) -> Hash {
+        let mut peaks = self.peaks.iter().rev();
+        let Some(last) = peaks.next() else {
+            return merkle::empty_root();
+        };
+        peaks.fold(*last, |right, left| node_hash(left, &right))
+    }
+
+    /// Ends the check once every entry is pushed.
+    pub(super) fn finish(self) -> Result<TreeReport, VerifyError> {
+        if let Some(missing) = self.checkpoints.get(self.next) {
+            return Err(VerifyError::Entry {
+                sequence: self.leaves + 1,
+                message: format!(
+                    "missing: the log's key signed a checkpoint of {} entries, but the journal ends at entry {}",
+                    missing.size, self.leaves
+                ),
+            });
+        }
+        Ok(TreeReport {
+            file_leaves: self
+                .file
+                .as_ref()
+                .map_or(0, |(_, leaves)| (*leaves).min(self.leaves)),
+            checkpoints: self.checkpoints.len() as u64,
+            latest_checkpoint: self.checkpoints.last().map_or(0, |c| c.size),
+        })
+    }
+}
+
+/// Every kept checkpoint, its signature checked with `log_key` (or the key
+/// in `dir/log.pub`).
+fn read_checkpoints(dir: &Path, log_key: Option<&Verifier>) -> Result<Vec<Expected>, VerifyError> {
+    let log_path = dir.join(CHECKPOINT_LOG_FILE);
+    let log = CheckpointLog::open_read_only(dir).map_err(|e| unreadable(&log_path, e))?;
+    let sizes = log.sizes();
+    if sizes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let published;
+    let key = match log_key {
+        Some(key) => key,
+        None => {
+            let path = dir.join(crate::checkpoint::keys::LOG_VERIFIER_FILE);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                unreadable(
+                    &path,
+                    format!("{e} (the log's verifier key checks its checkpoints)"),
+                )
+            })?;
+            published = Verifier::parse(text.trim()).map_err(|e| unreadable(&path, e))?;
+            &published
+        }
+    };
+    let mut expected = Vec::with_capacity(sizes.len());
+    for size in sizes {
+        let stored = log
+            .at(size)
+            .map_err(|e| unreadable(&log_path, e))?
+            .ok_or_else(|| unreadable(&log_path, format!("checkpoint {size} vanished")))?;
+        let (checkpoint, _) = Checkpoint::open(&stored.note, key).map_err(|e| {
+            unreadable(
+                &log_path,
+                format!(
+                    "the checkpoint of size {size} does not verify with the log key {}: {e}",
+                    key.name()
+                ),
+            )
+        })?;
+        if checkpoint.size != size {
+            return Err(unreadable(
+                &log_path,
+                format!(
+                    "the checkpoint kept as size {size} says size {}",
+                    checkpoint.size
+                ),
+            ));
+        }
+        expected.push(Expected {
+            size,
+            root: checkpoint.root,
+        });
+    }
+    Ok(expected)
+}
