@@ -13,7 +13,9 @@
 //! errors), `setup`, `transactions` and `sheet` (writes; `sheet` reads a
 //! collection sheet's CSV), `products` (the catalogue and schedule
 //! previews), `reads`, `reports` and `portfolio` (reads), `output` (tables
-//! and formatting), `access` (principals, roles and credentials).
+//! and formatting), `access` (principals, roles and credentials), `audit`
+//! (the auditor's side of the provable journal: kept checkpoints, inclusion
+//! proofs, replay) and `witness` (cosigning checkpoints that extend the last).
 
 mod access;
 mod approvals;
