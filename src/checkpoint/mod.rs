@@ -24,7 +24,8 @@ pub use note::{KeyKind, Note, NoteError, SignatureLine, Signer, Verified, Verifi
 pub type Hash = crate::domain::entry::Hash;
 
 /// Extension lines a checkpoint may carry (the spec does not recommend
-/// any; this ledger writes none).
+/// any; this ledger writes one, the access log's anchor:
+/// `ledger::access_log_anchor`).
 pub const EXTENSIONS_MAX: usize = 16;
 
 /// A tree head: the tree of the first `size` entries of the log `origin`
@@ -37,7 +38,8 @@ pub struct Checkpoint {
     pub size: u64,
     /// The RFC 6962 root hash of that tree.
     pub root: Hash,
-    /// Opaque, non-empty lines after the root (none from this ledger).
+    /// Opaque, non-empty lines after the root (from this ledger, the access
+    /// log's anchor).
     pub extensions: Vec<String>,
 }
 

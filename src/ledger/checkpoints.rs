@@ -258,11 +258,20 @@ impl Checkpointer {
                 "the journal is empty: there is nothing to checkpoint yet".into(),
             ));
         }
+        // The access log's durable head, so that records cut from its end
+        // are seen (its chain alone would still hold).
+        let extensions = self
+            .store
+            .access_log()
+            .and_then(|log| log.durable_head())
+            .map(|(records, hash)| access_log_anchor(records, &hash))
+            .into_iter()
+            .collect();
         let checkpoint = Checkpoint {
             origin: self.signer.name().to_owned(),
             size,
             root: tree.root_at(size)?,
-            extensions: Vec::new(),
+            extensions,
         };
         let note = checkpoint.sign(&self.signer);
         checkpoints.append_checkpoint(size, &note)?;
@@ -273,6 +282,29 @@ impl Checkpointer {
             cosignatures: Vec::new(),
         })
     }
+}
+
+/// The extension line of a checkpoint that anchors the access log: its
+/// number of records and the last one's hash.
+pub fn access_log_anchor(records: u64, hash: &[u8; 32]) -> String {
+    format!("{ACCESS_LOG_ANCHOR} {records} {}", hex::encode(hash))
+}
+
+/// The first word of the access log's anchor line.
+pub const ACCESS_LOG_ANCHOR: &str = "access-log";
+
+/// The access log's anchor in a checkpoint's extension lines, if any:
+/// (records, hash of the last one).
+pub fn parse_access_log_anchor(extensions: &[String]) -> Option<(u64, [u8; 32])> {
+    extensions.iter().find_map(|line| {
+        let mut words = line.split(' ');
+        if words.next()? != ACCESS_LOG_ANCHOR {
+            return None;
+        }
+        let records = words.next()?.parse().ok()?;
+        let hash = hex::decode(words.next()?).ok()?.try_into().ok()?;
+        words.next().is_none().then_some((records, hash))
+    })
 }
 
 /// A kept checkpoint as served: its note with the cosignatures received for

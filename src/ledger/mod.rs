@@ -34,7 +34,10 @@ mod proofs;
 mod reads;
 mod recovery;
 
-pub use checkpoints::{CheckpointPolicy, ProofError, ServedCheckpoint};
+pub use checkpoints::{
+    ACCESS_LOG_ANCHOR, CheckpointPolicy, ProofError, ServedCheckpoint, access_log_anchor,
+    parse_access_log_anchor,
+};
 pub use reads::{Holds, READS_OFF_RUNTIME_MAX, ReadError};
 
 /// Reads an earlier entry's body while deciding (for reversals).

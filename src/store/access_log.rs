@@ -16,9 +16,10 @@
 //! SHA-256 of the previous hash and the line's first six fields joined by
 //! tabs. Fields never hold tabs or newlines (they come from checked ids and
 //! fixed names). `verify` checks the numbering and the chain: a changed or
-//! removed record breaks them. (Records cut from the end leave a shorter
-//! valid chain: the signed checkpoints of the journal are where the log's
-//! head will be anchored.)
+//! removed record breaks them. Records cut from the end would leave a
+//! shorter valid chain: each signed checkpoint of the journal anchors the
+//! log's durable head (`access-log <records> <hash>`, an extension line), and
+//! `verify` checks every anchor.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -198,6 +199,8 @@ enum Message {
     Record(Access),
     /// Make everything sent so far durable, then answer.
     Flush(mpsc::Sender<()>),
+    /// Makes every record durable, then answers the last one's number and hash.
+    Head(mpsc::Sender<(u64, [u8; 32])>),
 }
 
 /// The access log of a data directory: records are sent to a writer
@@ -273,6 +276,11 @@ impl AccessLog {
                             unsynced = false;
                             let _ = done.send(());
                         }
+                        Some(Message::Head(answer)) => {
+                            sync(&mut file);
+                            unsynced = false;
+                            let _ = answer.send((sequence, previous));
+                        }
                         None => {
                             sync(&mut file);
                             unsynced = false;
@@ -322,6 +330,18 @@ impl AccessLog {
         if sent {
             let _ = wait.recv();
         }
+    }
+
+    /// The number and hash of the last record, once every record sent so far
+    /// is durable (what a checkpoint of the journal anchors); `None` when the
+    /// writer has stopped.
+    pub fn durable_head(&self) -> Option<(u64, [u8; 32])> {
+        let (answer, wait) = mpsc::channel();
+        let sent = match &*self.sender.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(sender) => sender.send(Message::Head(answer)).is_ok(),
+            None => false,
+        };
+        if sent { wait.recv().ok() } else { None }
     }
 
     /// Every record, after making the ones sent so far durable.

@@ -122,6 +122,9 @@ pub enum VerifyError {
     /// The access log's records do not number or chain.
     #[error("{0}")]
     AccessLog(#[from] crate::store::access_log::AccessLogError),
+    /// The access log does not hold a head a signed checkpoint anchors.
+    #[error("access log: {0}")]
+    AccessLogAnchor(String),
 }
 
 /// Verifies the data directory `dir`, its checkpoints with the verifier
@@ -186,9 +189,10 @@ pub fn verify_with(
         });
     }
     let tree = replay.tree.finish()?;
-    let access_records =
-        crate::store::access_log::read_all(&dir.join(crate::store::access_log::ACCESS_LOG_FILE))?
-            .len() as u64;
+    let access_log =
+        crate::store::access_log::read_all(&dir.join(crate::store::access_log::ACCESS_LOG_FILE))?;
+    check_access_log_anchors(&access_log, &tree)?;
+    let access_records = access_log.len() as u64;
     Ok(VerifyReport {
         access_records,
         entries: replay.offsets.len() as u64,
@@ -199,6 +203,32 @@ pub fn verify_with(
         tree,
         elapsed: started.elapsed(),
     })
+}
+
+/// Every access log head a signed checkpoint anchors is in the log: the
+/// record of that number has that hash (records cut from the log's end, or
+/// the log replaced, leave a chain that holds but not the anchors).
+fn check_access_log_anchors(
+    records: &[crate::store::access_log::Record],
+    tree: &TreeReport,
+) -> Result<(), VerifyError> {
+    for &(size, count, hash) in &tree.access_log_anchors {
+        if count == 0 {
+            continue;
+        }
+        let kept = records.get(count as usize - 1);
+        if kept.is_none_or(|record| record.hash != hash) {
+            return Err(VerifyError::AccessLogAnchor(format!(
+                "the checkpoint of size {size} signed by the log's key anchors access log record {count}                  with hash {}, but the access log {}: records were cut from it or it was replaced",
+                hex::encode(hash),
+                match kept {
+                    None => format!("holds only {} records", records.len()),
+                    Some(record) => format!("has hash {} there", hex::encode(record.hash)),
+                }
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The replay in progress.

@@ -26,6 +26,8 @@ use super::VerifyError;
 struct Expected {
     size: u64,
     root: Hash,
+    /// The access log's head it anchors: (records, last record's hash).
+    access_log: Option<(u64, Hash)>,
 }
 
 /// The tree being recomputed and what it is checked against.
@@ -49,6 +51,9 @@ pub struct TreeReport {
     pub checkpoints: u64,
     /// Tree size of the latest of them.
     pub latest_checkpoint: u64,
+    /// The access log's heads the checkpoints anchor: (tree size, records,
+    /// last record's hash).
+    pub access_log_anchors: Vec<(u64, u64, Hash)>,
 }
 
 fn unreadable(path: &Path, message: impl std::fmt::Display) -> VerifyError {
@@ -165,6 +170,11 @@ impl TreeCheck {
                 .map_or(0, |(_, leaves)| (*leaves).min(self.leaves)),
             checkpoints: self.checkpoints.len() as u64,
             latest_checkpoint: self.checkpoints.last().map_or(0, |c| c.size),
+            access_log_anchors: self
+                .checkpoints
+                .iter()
+                .filter_map(|c| c.access_log.map(|(records, hash)| (c.size, records, hash)))
+                .collect(),
         })
     }
 }
@@ -220,6 +230,7 @@ fn read_checkpoints(dir: &Path, log_key: Option<&Verifier>) -> Result<Vec<Expect
         expected.push(Expected {
             size,
             root: checkpoint.root,
+            access_log: crate::ledger::parse_access_log_anchor(&checkpoint.extensions),
         });
     }
     Ok(expected)

@@ -160,3 +160,46 @@ async fn every_read_is_recorded_in_order_and_verify_checks_the_chain() {
         "{removed}"
     );
 }
+
+/// Records cut from the log's end leave a chain that still holds; the
+/// checkpoints of the journal anchor the log's head, so `verify` sees it.
+#[tokio::test]
+async fn records_cut_from_the_end_are_caught_by_the_checkpoints_anchor() {
+    let mut app = crate::support::spawn_app().await;
+    for _ in 0..3 {
+        app.last_sequence().await;
+    }
+    let mut proofs = mfi_ledger::pb::proof_service_client::ProofServiceClient::new(
+        crate::support::connect(app.address, &app.token).await,
+    );
+    // A write, so that the tree grows and a new checkpoint is signed.
+    app.branch_tb().await;
+    let note = proofs
+        .create_checkpoint(mfi_ledger::pb::CreateCheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint
+        .unwrap()
+        .note;
+    assert!(note.contains("\naccess-log "), "{note}");
+    let dir = app.stop().await;
+    let report = mfi_ledger::verify::verify(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!report.tree.access_log_anchors.is_empty(), "{report}");
+    let (_, anchored, _) = *report.tree.access_log_anchors.last().unwrap();
+    assert!(anchored >= 3, "{report}");
+
+    // Cut the records from the anchored one on: the rest still chains.
+    let path = dir.path().join(ACCESS_LOG_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text.lines().take(anchored as usize - 1).collect();
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    let error = mfi_ledger::verify::verify(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&format!("anchors access log record {anchored}"))
+            && error.contains(&format!("holds only {} records", anchored - 1)),
+        "{error}"
+    );
+}
