@@ -428,7 +428,10 @@ pub fn verify_consistency(
 mod tests {
     use super::*;
 
-    /// The leaves of the RFC 6962 test vectors (certificate-transparency's).
+    /// The leaves of the RFC 6962 test vectors: Certificate Transparency's,
+    /// as transparency-dev/merkle publishes them in `testonly/constants.go`
+    /// (`LeafInputs`, `RootHashes`, and the inclusion proofs used below;
+    /// https://github.com/transparency-dev/merkle/blob/main/testonly/constants.go).
     const LEAVES: [&str; 8] = [
         "",
         "00",
