@@ -52,6 +52,17 @@ async fn tree_from_journal(app: &mut App) -> MerkleTree {
     tree
 }
 
+/// The checkpoint of `tree_size` (0: the latest), which must exist.
+async fn get(proofs: &mut ProofServiceClient<Conn>, tree_size: u64) -> pb::Checkpoint {
+    proofs
+        .get_checkpoint(pb::GetCheckpointRequest { tree_size })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint
+        .unwrap()
+}
+
 async fn create(proofs: &mut ProofServiceClient<Conn>) -> pb::Checkpoint {
     proofs
         .create_checkpoint(pb::CreateCheckpointRequest {})
@@ -145,21 +156,9 @@ async fn checkpoints_are_signed_and_every_entry_is_proved_in_them() {
     ));
 
     // Every checkpoint issued is kept and served by its size.
-    let again = proofs
-        .get_checkpoint(pb::GetCheckpointRequest { tree_size: size })
-        .await
-        .unwrap()
-        .into_inner()
-        .checkpoint
-        .unwrap();
+    let again = get(&mut proofs, size).await;
     assert_eq!(again.note, first.note);
-    let latest = proofs
-        .get_checkpoint(pb::GetCheckpointRequest { tree_size: 0 })
-        .await
-        .unwrap()
-        .into_inner()
-        .checkpoint
-        .unwrap();
+    let latest = get(&mut proofs, 0).await;
     assert_eq!(latest.note, second.note);
 }
 
@@ -304,15 +303,7 @@ async fn a_witness_cosignature_is_checked_kept_and_served() {
         .into_inner()
         .checkpoint
         .unwrap();
-    let served = proofs
-        .get_checkpoint(pb::GetCheckpointRequest {
-            tree_size: issued.tree_size,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .checkpoint
-        .unwrap();
+    let served = get(&mut proofs, issued.tree_size).await;
     assert_eq!(served.note, kept.note);
     let served = Note::parse(&served.note).unwrap();
     assert!(served.verify(&witness.verifier()).unwrap().is_some());
@@ -322,13 +313,7 @@ async fn a_witness_cosignature_is_checked_kept_and_served() {
     let size = issued.tree_size;
     let app = app.restart().await;
     let mut proofs = self::proofs(&app).await;
-    let served = proofs
-        .get_checkpoint(pb::GetCheckpointRequest { tree_size: size })
-        .await
-        .unwrap()
-        .into_inner()
-        .checkpoint
-        .unwrap();
+    let served = get(&mut proofs, size).await;
     assert!(
         Note::parse(&served.note)
             .unwrap()
