@@ -260,3 +260,117 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A server on a data directory the test owns, so that it can be stopped,
+/// the directory changed (or copied) and a server started on it again.
+/// Starting is an `Err` holding what the server wrote to stderr when it
+/// exits without listening (a refusal to start).
+pub struct ServerOn {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// `DATA/tester.token`: `tester`, a manager, product admin and auditor
+    /// of the whole institution, made on the directory's first start.
+    pub token_file: std::path::PathBuf,
+}
+
+impl ServerOn {
+    /// `serve` on `data`, new or existing.
+    pub fn start(data: &std::path::Path) -> Result<ServerOn, String> {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        // Drained all along, so that a server that logs cannot block on a
+        // full pipe.
+        let stderr = child.stderr.take().expect("server stderr");
+        let said = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+            text
+        });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("server stdout"))
+            .read_line(&mut line)
+            .expect("read the server's first line");
+        let Some(address) = line.trim().strip_prefix("mfi-ledger listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = said.join().unwrap_or_default();
+            return Err(format!("{line}{stderr}"));
+        };
+        let url = format!("http://{address}");
+        let token_file = data.join("tester.token");
+        if !token_file.exists() {
+            provision(
+                &url,
+                data,
+                "tester",
+                &["manager", "product-admin", "auditor"],
+                &token_file,
+            );
+        }
+        Ok(ServerOn {
+            child,
+            url,
+            token_file,
+        })
+    }
+
+    /// The client binary, pointed at this server with tester's token.
+    pub fn client(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(["--server", &self.url])
+            .env("MFI_LEDGER_TOKEN_FILE", &self.token_file);
+        command
+    }
+
+    /// Stops the server as an operator does (SIGTERM: it answers what it
+    /// took, signs its last checkpoint and exits), within 10 s.
+    pub fn stop(mut self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: a signal to the child this value owns and has not reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self
+                .child
+                .try_wait()
+                .expect("wait for the server")
+                .is_some()
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the server did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for ServerOn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies the directory `from` (and everything under it) to `to`.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for item in std::fs::read_dir(from).expect("read the directory") {
+        let item = item.expect("a directory entry");
+        let target = to.join(item.file_name());
+        if item.file_type().expect("a file type").is_dir() {
+            copy_dir(&item.path(), &target);
+        } else {
+            std::fs::copy(item.path(), &target).expect("copy a file");
+        }
+    }
+}
