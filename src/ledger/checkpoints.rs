@@ -94,26 +94,30 @@ pub(super) fn recover_tree(store: &dyn Store) -> Result<(), StoreError> {
         );
         tree.truncate(journal)?;
     }
-    if tree.leaves() > 0 {
-        let last = tree.leaves();
-        let entry = store.read_entries(last, 1)?;
-        let kept = merkle::Subtrees::subtree(tree, 0, last - 1)?;
-        if entry.first().map(|e| merkle::leaf_hash(&e.canonical)) != Some(kept) {
-            tracing::warn!(
-                leaf = last,
-                "the Merkle tree's last leaf is not the journal's entry; rebuilding the tree from the journal"
-            );
-            tree.truncate(0)?;
-        }
+    // The leaves up to the latest checkpoint are bound to the journal by
+    // `check_latest` (the chain hash it signed); the ones after it are
+    // compared with the journal's entries here, and the tree is kept up to
+    // the first that differs (a crash, or a journal changed since).
+    let signed = store
+        .checkpoints()
+        .and_then(|checkpoints| checkpoints.sizes().last().copied())
+        .unwrap_or(0)
+        .min(tree.leaves());
+    if let Some(differs) = first_leaf_differing(store, tree, signed + 1)? {
+        tracing::warn!(
+            entry = differs,
+            "the Merkle tree's leaf is not the journal's entry; rebuilding the tree from there"
+        );
+        tree.truncate(differs - 1)?;
     }
     let behind = journal - tree.leaves();
     while tree.leaves() < journal {
         let entries = store.read_entries(tree.leaves() + 1, CATCH_UP_CHUNK)?;
         if entries.is_empty() {
-            return Err(StoreError::Corrupt {
-                offset: 0,
-                message: format!("entry {} missing", tree.leaves() + 1),
-            });
+            return Err(StoreError::Inconsistent(format!(
+                "entry {} is missing from the journal",
+                tree.leaves() + 1
+            )));
         }
         tree.append(&leaves(&entries))?;
     }
@@ -125,6 +129,33 @@ pub(super) fn recover_tree(store: &dyn Store) -> Result<(), StoreError> {
         );
     }
     Ok(())
+}
+
+/// The first entry from `from` on whose leaf in `tree` is not its hash.
+fn first_leaf_differing(
+    store: &dyn Store,
+    tree: &crate::store::tree_file::TreeFile,
+    from: u64,
+) -> Result<Option<u64>, StoreError> {
+    let mut next = from;
+    while next <= tree.leaves() {
+        let entries = store.read_entries(next, CATCH_UP_CHUNK)?;
+        if entries.is_empty() {
+            return Ok(Some(next));
+        }
+        for entry in &entries {
+            let sequence = entry.body.sequence;
+            if sequence > tree.leaves() {
+                return Ok(None);
+            }
+            let kept = merkle::Subtrees::subtree(tree, 0, sequence - 1)?;
+            if kept != merkle::leaf_hash(&entry.canonical) {
+                return Ok(Some(sequence));
+            }
+        }
+        next += entries.len() as u64;
+    }
+    Ok(None)
 }
 
 /// The leaf hashes of `entries`.
@@ -146,10 +177,7 @@ pub(super) fn check_latest(store: &dyn Store, log: &Verifier) -> Result<(), Stor
     let Some(latest) = checkpoints.latest()? else {
         return Ok(());
     };
-    let refuse = |why: String| StoreError::Corrupt {
-        offset: 0,
-        message: format!("{why}; refusing to start"),
-    };
+    let refuse = |why: String| StoreError::Inconsistent(format!("{why}; refusing to start"));
     let (checkpoint, _) = Checkpoint::open(&latest.note, log).map_err(|e| {
         refuse(format!(
             "the latest checkpoint (tree size {}) does not verify with the log's key: {e} \
@@ -169,6 +197,17 @@ pub(super) fn check_latest(store: &dyn Store, log: &Verifier) -> Result<(), Stor
         TreeError::Read(e) => e,
         TreeError::Proof(e) => refuse(e.to_string()),
     })?;
+    if let Some(signed) = parse_journal_anchor(&checkpoint.extensions) {
+        let entry = store.read_entries(checkpoint.size, 1)?;
+        if entry.first().map(|e| e.hash) != Some(signed) {
+            return Err(refuse(format!(
+                "entry {} of the journal does not have the chain hash this server signed in its \
+                 checkpoint of that size: the journal up to it was rewritten after it was signed \
+                 (`mfi-ledger verify` names the first entry that differs)",
+                checkpoint.size
+            )));
+        }
+    }
     if root != checkpoint.root {
         return Err(refuse(format!(
             "the journal's first {} entries do not give the root this server signed in its \
@@ -258,15 +297,23 @@ impl Checkpointer {
                 "the journal is empty: there is nothing to checkpoint yet".into(),
             ));
         }
-        // The access log's durable head, so that records cut from its end
-        // are seen (its chain alone would still hold).
-        let extensions = self
-            .store
-            .access_log()
-            .and_then(|log| log.durable_head())
-            .map(|(records, hash)| access_log_anchor(records, &hash))
-            .into_iter()
-            .collect();
+        // The journal's chain hash at that size, which binds the tree to the
+        // journal's bytes (a startup checks it in O(1)); and the access log's
+        // durable head, so that records cut from its end are seen (its chain
+        // alone would still hold).
+        let head = self.store.read_entries(size, 1)?;
+        let head = head.first().ok_or_else(|| {
+            ProofError::Store(StoreError::Inconsistent(format!(
+                "entry {size} is not in the journal"
+            )))
+        })?;
+        let mut extensions = vec![journal_anchor(&head.hash)];
+        extensions.extend(
+            self.store
+                .access_log()
+                .and_then(|log| log.durable_head())
+                .map(|(records, hash)| access_log_anchor(records, &hash)),
+        );
         let checkpoint = Checkpoint {
             origin: self.signer.name().to_owned(),
             size,
@@ -288,6 +335,23 @@ impl Checkpointer {
 /// number of records and the last one's hash.
 pub fn access_log_anchor(records: u64, hash: &[u8; 32]) -> String {
     format!("{ACCESS_LOG_ANCHOR} {records} {}", hex::encode(hash))
+}
+
+/// The first word of the journal's anchor line.
+pub const JOURNAL_ANCHOR: &str = "journal";
+
+/// The extension line of a checkpoint that names the chain hash of the
+/// journal's entry at the checkpoint's size.
+pub fn journal_anchor(hash: &[u8; 32]) -> String {
+    format!("{JOURNAL_ANCHOR} {}", hex::encode(hash))
+}
+
+/// The chain hash a checkpoint's extension lines name for its last entry.
+pub fn parse_journal_anchor(extensions: &[String]) -> Option<[u8; 32]> {
+    extensions.iter().find_map(|line| {
+        let hash = line.strip_prefix(JOURNAL_ANCHOR)?.strip_prefix(' ')?;
+        hex::decode(hash).ok()?.try_into().ok()
+    })
 }
 
 /// The first word of the access log's anchor line.
@@ -318,10 +382,10 @@ pub struct ServedCheckpoint {
 /// Serves a kept checkpoint: the cosignature lines join the note's own.
 pub(super) fn served(stored: &StoredCheckpoint) -> Result<ServedCheckpoint, ProofError> {
     let corrupt = |why: String| {
-        ProofError::Store(StoreError::Corrupt {
-            offset: 0,
-            message: format!("kept checkpoint of size {}: {why}", stored.size),
-        })
+        ProofError::Store(StoreError::Inconsistent(format!(
+            "kept checkpoint of size {}: {why}",
+            stored.size
+        )))
     };
     let mut note = Note::parse(&stored.note).map_err(|e| corrupt(e.to_string()))?;
     for line in &stored.cosignatures {

@@ -35,8 +35,8 @@ mod reads;
 mod recovery;
 
 pub use checkpoints::{
-    ACCESS_LOG_ANCHOR, CheckpointPolicy, ProofError, ServedCheckpoint, access_log_anchor,
-    parse_access_log_anchor,
+    ACCESS_LOG_ANCHOR, CheckpointPolicy, JOURNAL_ANCHOR, ProofError, ServedCheckpoint,
+    access_log_anchor, journal_anchor, parse_access_log_anchor, parse_journal_anchor,
 };
 pub use reads::{Holds, READS_OFF_RUNTIME_MAX, ReadError};
 

@@ -18,10 +18,8 @@ pub fn recover(store: &dyn Store) -> Result<LedgerState, StoreError> {
     // The request index lives in the journal: every entry names its request id.
     let mut parsed = Vec::with_capacity(index.len());
     for (request_id, sequence) in index {
-        let id = RequestId::parse("request_id", &request_id).map_err(|e| StoreError::Corrupt {
-            offset: 0,
-            message: format!("entry {sequence}: {e}"),
-        })?;
+        let id = RequestId::parse("request_id", &request_id)
+            .map_err(|e| StoreError::Inconsistent(format!("entry {sequence}: {e}")))?;
         parsed.push((id, sequence));
     }
     state.import_request_index(parsed);
@@ -35,15 +33,12 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
         Ok(state) if state.last_sequence() > journal_last => {
             // The cache is written only after the journal's barrier, so this
             // means the journal lost acknowledged entries.
-            return Err(StoreError::Corrupt {
-                offset: 0,
-                message: format!(
-                    "the state cache is at entry {} but the journal ends at entry {journal_last}: acknowledged \
+            return Err(StoreError::Inconsistent(format!(
+                "the state cache is at entry {} but the journal ends at entry {journal_last}: acknowledged \
                      entries are missing from the journal; refusing to start (restore the journal, or move the \
                      state directory aside to accept the loss)",
-                    state.last_sequence()
-                ),
-            });
+                state.last_sequence()
+            )));
         }
         Ok(state) if joins_the_journal(store, &state)? => Some(state),
         Ok(state) => {
@@ -126,16 +121,15 @@ fn replay(store: &dyn Store, state: &mut LedgerState, last: u64) -> Result<(), S
     while state.last_sequence() < last {
         let entries = store.read_entries(state.last_sequence() + 1, REPLAY_CHUNK)?;
         if entries.is_empty() {
-            return Err(StoreError::Corrupt {
-                offset: 0,
-                message: format!("entry {} missing", state.last_sequence() + 1),
-            });
+            return Err(StoreError::Inconsistent(format!(
+                "entry {} missing",
+                state.last_sequence() + 1
+            )));
         }
         for entry in &entries {
-            state.apply(entry).map_err(|e| StoreError::Corrupt {
-                offset: 0,
-                message: e.to_string(),
-            })?;
+            state
+                .apply(entry)
+                .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
         }
     }
     Ok(())

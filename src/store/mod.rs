@@ -49,6 +49,10 @@ pub enum StoreError {
         #[source]
         source: DecodeError,
     },
+    /// The journal, the cache, the tree or the checkpoints do not agree
+    /// (no one byte offset is at fault).
+    #[error("{0}")]
+    Inconsistent(String),
     /// A stored entry does not decode.
     #[error("entry {sequence} does not decode: {source}")]
     Decode {

@@ -206,13 +206,10 @@ impl Subtrees for TreeFile {
             .checked_shl(level)
             .filter(|end| *end <= self.leaves());
         if end.is_none() {
-            return Err(StoreError::Corrupt {
-                offset: 0,
-                message: format!(
-                    "subtree {level}/{index} is past the tree's {} leaves",
-                    self.leaves()
-                ),
-            });
+            return Err(StoreError::Inconsistent(format!(
+                "subtree {level}/{index} is past the tree's {} leaves",
+                self.leaves()
+            )));
         }
         self.read(level, index)
     }

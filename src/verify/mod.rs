@@ -116,6 +116,14 @@ pub enum VerifyError {
     /// An entry does not check out.
     #[error("entry {sequence}: {message}")]
     Entry { sequence: u64, message: String },
+    /// The entries since the previous signed checkpoint do not give the one
+    /// of `size` (the first of them changed lies in `from..=size`).
+    #[error("entries {from}..={size}: {message}")]
+    Checkpoint {
+        from: u64,
+        size: u64,
+        message: String,
+    },
     /// The stored derived state differs from the replay.
     #[error("derived state differs from the journal's replay at entry {sequence}: {message}")]
     State { sequence: u64, message: String },
@@ -250,7 +258,7 @@ impl Replay<'_> {
     fn step(&mut self, offset: u64, payload: &[u8]) -> Result<(), VerifyError> {
         let sequence = self.offsets.len() as u64 + 1;
         let entry = check_entry(sequence, payload, &self.previous_hash)?;
-        self.tree.push(sequence, &entry.canonical)?;
+        self.tree.push(sequence, &entry.canonical, &entry.hash)?;
         let (file, offsets) = (self.file, &self.offsets);
         let lookup = |wanted: u64| -> Result<Option<EntryBody>, String> {
             let Some(&at) = offsets.get((wanted.max(1) - 1) as usize) else {

@@ -28,6 +28,8 @@ struct Expected {
     root: Hash,
     /// The access log's head it anchors: (records, last record's hash).
     access_log: Option<(u64, Hash)>,
+    /// The chain hash it names for its last entry.
+    journal: Option<Hash>,
 }
 
 /// The tree being recomputed and what it is checked against.
@@ -96,8 +98,13 @@ impl TreeCheck {
     }
 
     /// Adds the leaf of entry `sequence` (`leaves` + 1), whose canonical bytes
-    /// are `canonical`.
-    pub(super) fn push(&mut self, sequence: u64, canonical: &[u8]) -> Result<(), VerifyError> {
+    /// are `canonical` and chain hash `hash`.
+    pub(super) fn push(
+        &mut self,
+        sequence: u64,
+        canonical: &[u8],
+        hash: &Hash,
+    ) -> Result<(), VerifyError> {
         self.completed.clear();
         merkle::push_leaf(
             &mut self.peaks,
@@ -128,16 +135,29 @@ impl TreeCheck {
         while let Some(expected) = self.checkpoints.get(self.next)
             && expected.size == self.leaves
         {
+            let from = self
+                .next
+                .checked_sub(1)
+                .map_or(0, |i| self.checkpoints[i].size)
+                + 1;
+            let fail = |message: String| VerifyError::Checkpoint {
+                from,
+                size: expected.size,
+                message,
+            };
+            if expected.journal.is_some_and(|signed| signed != *hash) {
+                return Err(fail(format!(
+                    "the chain hash of entry {} is not the one the log's key signed in the checkpoint \
+                     of that size: one of these entries was changed after it was signed",
+                    expected.size
+                )));
+            }
             if self.root() != expected.root {
-                return Err(VerifyError::Entry {
-                    sequence,
-                    message: format!(
-                        "the journal's first {} entries do not give the root of the checkpoint of that size \
-                         signed by the log's key: one of the entries up to {sequence} was changed after it was \
-                         signed",
-                        expected.size
-                    ),
-                });
+                return Err(fail(format!(
+                    "they do not give the root of the checkpoint of size {} signed by the log's key: \
+                     one of them was changed after it was signed",
+                    expected.size
+                )));
             }
             self.next += 1;
         }
@@ -231,6 +251,7 @@ fn read_checkpoints(dir: &Path, log_key: Option<&Verifier>) -> Result<Vec<Expect
             size,
             root: checkpoint.root,
             access_log: crate::ledger::parse_access_log_anchor(&checkpoint.extensions),
+            journal: crate::ledger::parse_journal_anchor(&checkpoint.extensions),
         });
     }
     Ok(expected)

@@ -371,3 +371,46 @@ async fn the_tree_is_kept_across_restarts_and_caught_up_after_a_lost_tail() {
         &path
     ));
 }
+
+/// Entries after the latest checkpoint are not bound by a signature: a
+/// start compares their leaves with the journal and rebuilds the tree from
+/// the first that differs (here, an entry rewritten after a crash lost the
+/// shutdown's checkpoint), so no checkpoint is ever signed of stale leaves.
+#[tokio::test]
+async fn leaves_past_the_latest_checkpoint_are_checked_against_the_journal_at_start() {
+    let mut app = with_member(spawn_app().await).await;
+    let mut proofs = proofs(&app).await;
+    let signed = create(&mut proofs).await;
+    deposits(&mut app, "tail", 3).await;
+    let rewritten = app.last_sequence().await - 1;
+    drop(proofs);
+    let dir = app.stop().await;
+    // Keep only the first checkpoint (as after a crash), then rewrite an
+    // entry after it, re-chained, leaving merkle.tree as it was.
+    let path = dir.path().join("checkpoints.log");
+    let log = std::fs::read_to_string(&path).unwrap();
+    let second = log[1..]
+        .find("\ncheckpoint ")
+        .map(|at| at + 2)
+        .expect("a shutdown checkpoint");
+    std::fs::write(&path, &log[..second]).unwrap();
+    crate::verify::rechain_only(dir.path(), rewritten, |canonical| {
+        let at = canonical
+            .windows(5)
+            .position(|w| w == b"clerk")
+            .expect("the actor's name");
+        canonical[at..at + 5].copy_from_slice(b"clark");
+    });
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+
+    let mut app = crate::support::start_again(dir).await;
+    let mut proofs = self::proofs(&app).await;
+    let after = create(&mut proofs).await;
+    let tree = tree_from_journal(&mut app).await;
+    assert_eq!(
+        after.root_hash,
+        tree.root().to_vec(),
+        "signed of the journal as it is"
+    );
+    assert!(after.tree_size > signed.tree_size);
+}
