@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use mfi_ledger::checkpoint::{KeyKind, Signer};
 use mfi_ledger::domain::access::{Role, RoleGrant, Scope};
 use mfi_ledger::domain::command::{
     Command, CommandBody, LoanSpec, LoanTermsInput, Money, SavingsKind,
@@ -139,12 +140,36 @@ pub async fn ledger_with_members(
     members: usize,
     with_loans: bool,
 ) -> Arc<Ledger> {
-    let store = DiskStore::open(dir).unwrap();
-    let config = LedgerConfig {
+    let store = Arc::new(DiskStore::open(dir).unwrap());
+    ledger_with_members_on(dir, store, bench_config(), members, with_loans).await
+}
+
+/// The configuration the benchmarks' ledgers run with: batches of up to
+/// 1,000 commands, the rest as `LedgerConfig::default()`.
+pub fn bench_config() -> LedgerConfig {
+    LedgerConfig {
         batch_size_max: 1000,
         ..LedgerConfig::default()
-    };
-    let ledger = Arc::new(Ledger::start(Arc::new(store), Arc::new(FixedClock), config).unwrap());
+    }
+}
+
+/// The log key of the benchmarks' ledgers (a fixed seed: no figure depends
+/// on which key signs).
+pub fn bench_log_signer() -> Arc<Signer> {
+    Arc::new(Signer::from_seed("bench.example/log", KeyKind::Ed25519, [7; 32]).unwrap())
+}
+
+/// [`ledger_with_members`] on a store and with a configuration of the
+/// caller's (the Merkle tree's benchmarks compare a store keeping the tree
+/// with one opened by `DiskStore::open_without_tree`, and sign checkpoints).
+pub async fn ledger_with_members_on(
+    dir: &std::path::Path,
+    store: Arc<DiskStore>,
+    config: LedgerConfig,
+    members: usize,
+    with_loans: bool,
+) -> Arc<Ledger> {
+    let ledger = Arc::new(Ledger::start(store, Arc::new(FixedClock), config).unwrap());
     mfi_ledger::auth::bootstrap(&ledger, dir).await.unwrap();
     let grants = [Role::Manager, Role::ProductAdmin]
         .into_iter()

@@ -107,8 +107,9 @@ pub struct DiskStore {
     saving: Mutex<()>,
     /// Every read of the books (`access.log`).
     access_log: super::access_log::AccessLog,
-    /// The Merkle tree's hashes (`merkle.tree`), derived from the journal.
-    tree: super::tree_file::TreeFile,
+    /// The Merkle tree's hashes (`merkle.tree`), derived from the journal;
+    /// `None` only when opened by [`DiskStore::open_without_tree`].
+    tree: Option<super::tree_file::TreeFile>,
     /// Every checkpoint issued (`checkpoints.log`).
     checkpoints: super::checkpoint_log::CheckpointLog,
 }
@@ -116,6 +117,21 @@ pub struct DiskStore {
 impl DiskStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<DiskStore, StoreError> {
+        DiskStore::open_with_tree(dir, true)
+    }
+
+    /// For benchmarks: the write path without the Merkle tree. Opens the
+    /// store in `dir` keeping no `merkle.tree` ([`Store::tree`] is `None`),
+    /// so a ledger on it maintains no tree, signs no checkpoint and gives
+    /// no proof. Everything else is as [`DiskStore::open`]. Not for serving;
+    /// entries written without the tree are hashed into it when the
+    /// directory is next opened with [`DiskStore::open`] (startup brings the
+    /// tree level with the journal).
+    pub fn open_without_tree(dir: &Path) -> Result<DiskStore, StoreError> {
+        DiskStore::open_with_tree(dir, false)
+    }
+
+    fn open_with_tree(dir: &Path, tree: bool) -> Result<DiskStore, StoreError> {
         // Files created from here on are the owner's only (the journal, the
         // torn-tail copies, sled's files, which sled creates itself): the
         // umask is the one way to reach all of them. It is process-wide, and
@@ -151,7 +167,11 @@ impl DiskStore {
             state,
             saving: Mutex::new(()),
             access_log: super::access_log::AccessLog::open(dir)?,
-            tree: super::tree_file::TreeFile::open(dir)?,
+            tree: if tree {
+                Some(super::tree_file::TreeFile::open(dir)?)
+            } else {
+                None
+            },
             checkpoints: super::checkpoint_log::CheckpointLog::open(dir)?,
         })
     }
@@ -326,7 +346,7 @@ impl Store for DiskStore {
     }
 
     fn tree(&self) -> Option<&super::tree_file::TreeFile> {
-        Some(&self.tree)
+        self.tree.as_ref()
     }
 
     fn checkpoints(&self) -> Option<&super::checkpoint_log::CheckpointLog> {
