@@ -182,9 +182,16 @@ struct VerifyArgs {
     data: PathBuf,
     /// The log's verifier key (the text, or a file holding it) to check the
     /// checkpoints with, e.g. the one the institution published; default:
-    /// DATA/log.pub, the data directory's own copy.
+    /// the --checkpoints folder's log.pub, else DATA/log.pub, the data
+    /// directory's own copy.
     #[arg(long, value_name = "KEY")]
     log_key: Option<String>,
+    /// An auditor's folder (`audit fetch --dir DIR`): the journal must also
+    /// give every checkpoint kept there (checked with its log.pub unless
+    /// --log-key is given), so a copy whose own checkpoints were removed or
+    /// replaced is still held to what the auditor saw.
+    #[arg(long, value_name = "DIR")]
+    checkpoints: Option<PathBuf>,
 }
 
 /// A key given as its text or as the path of a file holding it.
@@ -405,7 +412,11 @@ fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
         )?),
         None => None,
     };
-    let report = mfi_ledger::verify::verify_with(&args.data, log_key.as_ref())?;
+    let evidence = mfi_ledger::verify::Evidence {
+        log_key: log_key.as_ref(),
+        auditor_folder: args.checkpoints.as_deref(),
+    };
+    let report = mfi_ledger::verify::verify_with(&args.data, &evidence)?;
     println!("{report}");
     Ok(())
 }

@@ -124,6 +124,9 @@ pub enum VerifyError {
         size: u64,
         message: String,
     },
+    /// Two checkpoints signed by the log's key disagree about one size.
+    #[error("split view: {0}")]
+    SplitView(String),
     /// The stored derived state differs from the replay.
     #[error("derived state differs from the journal's replay at entry {sequence}: {message}")]
     State { sequence: u64, message: String },
@@ -138,17 +141,25 @@ pub enum VerifyError {
 /// Verifies the data directory `dir`, its checkpoints with the verifier
 /// key the server published there (`log.pub`).
 pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
-    verify_with(dir, None)
+    verify_with(dir, &Evidence::default())
 }
 
-/// Verifies the data directory `dir`, its checkpoints with `log_key` when
-/// given (the key the institution published, rather than the copy's).
-pub fn verify_with(
-    dir: &Path,
-    log_key: Option<&crate::checkpoint::Verifier>,
-) -> Result<VerifyReport, VerifyError> {
+/// What `verify` checks the checkpoints with, besides the data directory's.
+#[derive(Debug, Default)]
+pub struct Evidence<'a> {
+    /// The log's verifier key the institution published (else the auditor
+    /// folder's `log.pub`, else the data directory's).
+    pub log_key: Option<&'a crate::checkpoint::Verifier>,
+    /// An auditor's folder (`audit fetch --dir`): every checkpoint kept there
+    /// must hold for the journal too, so a copy whose server's own
+    /// checkpoints were replaced is still held to what the auditor saw.
+    pub auditor_folder: Option<&'a Path>,
+}
+
+/// Verifies the data directory `dir`, its checkpoints with `evidence`.
+pub fn verify_with(dir: &Path, evidence: &Evidence) -> Result<VerifyReport, VerifyError> {
     let started = Instant::now();
-    let tree = tree::TreeCheck::open(dir, log_key)?;
+    let tree = tree::TreeCheck::open(dir, evidence.log_key, evidence.auditor_folder)?;
     let journal_path = dir.join(JOURNAL_FILE_NAME);
     let unreadable = |message: String| VerifyError::Unreadable {
         path: journal_path.display().to_string(),

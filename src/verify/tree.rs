@@ -66,9 +66,15 @@ fn unreadable(path: &Path, message: impl std::fmt::Display) -> VerifyError {
 }
 
 impl TreeCheck {
-    /// Opens the tree file and the checkpoints of `dir`; the checkpoints'
-    /// signatures are checked with `log_key` (default: `dir/log.pub`).
-    pub(super) fn open(dir: &Path, log_key: Option<&Verifier>) -> Result<TreeCheck, VerifyError> {
+    /// Opens the tree file and the checkpoints of `dir`, and those an
+    /// auditor kept in `folder` (`audit fetch --dir`); the checkpoints'
+    /// signatures are checked with `log_key` (default: the folder's
+    /// `log.pub`, else `dir/log.pub`).
+    pub(super) fn open(
+        dir: &Path,
+        log_key: Option<&Verifier>,
+        folder: Option<&Path>,
+    ) -> Result<TreeCheck, VerifyError> {
         let tree_path = dir.join(TREE_FILE_NAME);
         let file = match File::open(&tree_path) {
             Ok(file) => {
@@ -82,11 +88,23 @@ impl TreeCheck {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => return Err(unreadable(&tree_path, error)),
         };
-        let checkpoints = if dir.join(CHECKPOINT_LOG_FILE).exists() {
-            read_checkpoints(dir, log_key)?
-        } else {
-            Vec::new()
+        let published = match (log_key, folder) {
+            (Some(_), _) => None,
+            (None, Some(folder)) => match read_key(folder)? {
+                Some(key) => Some(key),
+                None => read_key(dir)?,
+            },
+            (None, None) => read_key(dir)?,
         };
+        let key = log_key.or(published.as_ref());
+        let mut notes = Vec::new();
+        if dir.join(CHECKPOINT_LOG_FILE).exists() {
+            notes.extend(server_notes(dir)?);
+        }
+        if let Some(folder) = folder {
+            notes.extend(folder_notes(folder)?);
+        }
+        let checkpoints = expected(notes, key)?;
         Ok(TreeCheck {
             peaks: Vec::new(),
             completed: Vec::new(),
@@ -199,60 +217,102 @@ impl TreeCheck {
     }
 }
 
-/// Every kept checkpoint, its signature checked with `log_key` (or the key
-/// in `dir/log.pub`).
-fn read_checkpoints(dir: &Path, log_key: Option<&Verifier>) -> Result<Vec<Expected>, VerifyError> {
+/// The log's verifier key in `dir/log.pub`, read when a checkpoint needs it.
+fn read_key(dir: &Path) -> Result<Option<Verifier>, VerifyError> {
+    let path = dir.join(crate::checkpoint::keys::LOG_VERIFIER_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Verifier::parse(text.trim())
+            .map(Some)
+            .map_err(|e| unreadable(&path, e)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(unreadable(&path, error)),
+    }
+}
+
+/// A signed note and where it was read.
+struct Found {
+    note: String,
+    from: String,
+}
+
+/// The checkpoints the server kept in `dir/checkpoints.log`.
+fn server_notes(dir: &Path) -> Result<Vec<Found>, VerifyError> {
     let log_path = dir.join(CHECKPOINT_LOG_FILE);
     let log = CheckpointLog::open_read_only(dir).map_err(|e| unreadable(&log_path, e))?;
-    let sizes = log.sizes();
-    if sizes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let published;
-    let key = match log_key {
-        Some(key) => key,
-        None => {
-            let path = dir.join(crate::checkpoint::keys::LOG_VERIFIER_FILE);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                unreadable(
-                    &path,
-                    format!("{e} (the log's verifier key checks its checkpoints)"),
-                )
-            })?;
-            published = Verifier::parse(text.trim()).map_err(|e| unreadable(&path, e))?;
-            &published
-        }
-    };
-    let mut expected = Vec::with_capacity(sizes.len());
-    for size in sizes {
+    let mut found = Vec::new();
+    for size in log.sizes() {
         let stored = log
             .at(size)
             .map_err(|e| unreadable(&log_path, e))?
             .ok_or_else(|| unreadable(&log_path, format!("checkpoint {size} vanished")))?;
-        let (checkpoint, _) = Checkpoint::open(&stored.note, key).map_err(|e| {
+        found.push(Found {
+            note: stored.note,
+            from: format!("{} (size {size})", log_path.display()),
+        });
+    }
+    Ok(found)
+}
+
+/// The checkpoints an auditor kept: `folder/checkpoints/*.note`.
+fn folder_notes(folder: &Path) -> Result<Vec<Found>, VerifyError> {
+    let dir = folder.join("checkpoints");
+    let entries = std::fs::read_dir(&dir).map_err(|e| unreadable(&dir, e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| unreadable(&dir, e))?.path();
+        if path.extension().is_some_and(|e| e == "note") {
+            let note = std::fs::read_to_string(&path).map_err(|e| unreadable(&path, e))?;
+            found.push(Found {
+                note,
+                from: path.display().to_string(),
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The checkpoints to check, by size, each signature checked with `key`;
+/// two that disagree about one size are a split view.
+fn expected(notes: Vec<Found>, key: Option<&Verifier>) -> Result<Vec<Expected>, VerifyError> {
+    if notes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(key) = key else {
+        return Err(VerifyError::Unreadable {
+            path: notes[0].from.clone(),
+            message:
+                "no verifier key to check the checkpoints with (log.pub is missing; give --log-key)"
+                    .into(),
+        });
+    };
+    let mut by_size: std::collections::BTreeMap<u64, (Expected, String)> = Default::default();
+    for found in notes {
+        let (checkpoint, _) = Checkpoint::open(&found.note, key).map_err(|e| {
             unreadable(
-                &log_path,
-                format!(
-                    "the checkpoint of size {size} does not verify with the log key {}: {e}",
-                    key.name()
-                ),
+                Path::new(&found.from),
+                format!("does not verify with the log key {}: {e}", key.name()),
             )
         })?;
-        if checkpoint.size != size {
-            return Err(unreadable(
-                &log_path,
-                format!(
-                    "the checkpoint kept as size {size} says size {}",
-                    checkpoint.size
-                ),
-            ));
-        }
-        expected.push(Expected {
-            size,
+        let expected = Expected {
+            size: checkpoint.size,
             root: checkpoint.root,
             access_log: crate::ledger::parse_access_log_anchor(&checkpoint.extensions),
             journal: crate::ledger::parse_journal_anchor(&checkpoint.extensions),
-        });
+        };
+        if let Some((kept, from)) = by_size.get(&checkpoint.size) {
+            if kept.root != expected.root {
+                return Err(VerifyError::SplitView(format!(
+                    "the log's key signed two checkpoints of size {} with different roots: {from} \
+                     and {}",
+                    checkpoint.size, found.from
+                )));
+            }
+            continue;
+        }
+        by_size.insert(checkpoint.size, (expected, found.from));
     }
-    Ok(expected)
+    Ok(by_size
+        .into_values()
+        .map(|(expected, _)| expected)
+        .collect())
 }
