@@ -19,7 +19,7 @@
 //! `target/bench/proofs.md`. `BENCH_ONLY=tree_writes` (or `proofs`,
 //! `checkpoints`) runs one group.
 //!
-//! `cargo bench --bench proofs` (about 4 minutes on a 2-core machine).
+//! `cargo bench --bench proofs` (about 2 minutes on a 2-core machine).
 
 mod support;
 
