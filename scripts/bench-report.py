@@ -129,6 +129,25 @@ def svg_chart(rates, grpc):
     return "\n".join(parts)
 
 
+def kept_sections(generated, notes_text):
+    """The sections of the current BENCHMARKS.md that neither this script nor
+    docs/benchmarks-notes.md writes, in their order."""
+    current = ROOT / "BENCHMARKS.md"
+    if not current.exists():
+        return []
+    written = {line for line in generated if line.startswith("## ")}
+    written |= {line for line in notes_text.splitlines() if line.startswith("## ")}
+    kept, section = [], None
+    for line in current.read_text().splitlines():
+        if line.startswith("## "):
+            section = None if line in written or line.startswith("## Over gRPC") or line.startswith("## Recovery and disk") else []
+            if section is not None:
+                kept.append(section)
+        if section is not None:
+            section.append(line)
+    return [line for section in kept for line in section + [""]]
+
+
 def main():
     machine = (BENCH / "machine.txt").read_text().strip() if (BENCH / "machine.txt").exists() else "unknown"
     rates = write_rates()
@@ -145,7 +164,9 @@ def main():
     lines = ["# Benchmarks", ""]
     lines += [
         "Every figure below comes from one run of `scripts/bench-all` on the machine",
-        "described here; ratios compare figures measured side by side in that run.",
+        "described here, except the sections that give their own command, which",
+        "come from their own runs; ratios compare figures measured side by side in",
+        "one run.",
         "The machine is shared and noisy, so read the ratios first.",
         "",
         "```",
@@ -225,8 +246,12 @@ def main():
         "",
     ]
     notes = ROOT / "docs" / "benchmarks-notes.md"
-    if notes.exists():
-        lines += [notes.read_text().strip(), ""]
+    notes_text = notes.read_text().strip() if notes.exists() else ""
+    # Sections measured by their own runs (their commands are given in them)
+    # are kept as they are: a bench-all run does not reproduce them.
+    lines += kept_sections(lines, notes_text)
+    if notes_text:
+        lines += [notes_text, ""]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
     grpc = [
         ("ledger unary", cps(ledger_unary)),
