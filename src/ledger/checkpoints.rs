@@ -8,10 +8,13 @@
 //! shutdown, and keeps each in the store's checkpoint log (durably) before
 //! anyone sees it. Proofs are read from the tree file in O(log n).
 //!
-//! At startup the tree is brought level with the journal (hashing only the
-//! entries past it), and the latest checkpoint is checked against it: a
-//! journal that no longer gives the root this server signed was changed
-//! after it was checkpointed, and the server refuses to start on it.
+//! The tree file is synced before each checkpoint of it is signed. At
+//! startup the hashes past the latest checkpoint are worked out again from
+//! the journal (at most one checkpoint interval of entries), and the latest
+//! checkpoint is checked against the journal and the tree: a journal whose
+//! entry at its size no longer has the chain hash it signed, or that no
+//! longer gives its root, was changed after it was checkpointed, and the
+//! server refuses to start on it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,21 +97,18 @@ pub(super) fn recover_tree(store: &dyn Store) -> Result<(), StoreError> {
         );
         tree.truncate(journal)?;
     }
-    // The leaves up to the latest checkpoint are bound to the journal by
-    // `check_latest` (the chain hash it signed); the ones after it are
-    // compared with the journal's entries here, and the tree is kept up to
-    // the first that differs (a crash, or a journal changed since).
+    // The hashes up to the latest checkpoint were made durable before it was
+    // signed, and `check_latest` binds them to the journal (its chain hash
+    // and root). The ones after it were never synced (a crash may have left
+    // any of them half written) nor signed: they are worked out again from
+    // the journal's entries past the checkpoint (at most one checkpoint
+    // interval of them).
     let signed = store
         .checkpoints()
         .and_then(|checkpoints| checkpoints.sizes().last().copied())
-        .unwrap_or(0)
-        .min(tree.leaves());
-    if let Some(differs) = first_leaf_differing(store, tree, signed + 1)? {
-        tracing::warn!(
-            entry = differs,
-            "the Merkle tree's leaf is not the journal's entry; rebuilding the tree from there"
-        );
-        tree.truncate(differs - 1)?;
+        .unwrap_or(0);
+    if tree.leaves() > signed {
+        tree.truncate(signed)?;
     }
     let behind = journal - tree.leaves();
     while tree.leaves() < journal {
@@ -129,33 +129,6 @@ pub(super) fn recover_tree(store: &dyn Store) -> Result<(), StoreError> {
         );
     }
     Ok(())
-}
-
-/// The first entry from `from` on whose leaf in `tree` is not its hash.
-fn first_leaf_differing(
-    store: &dyn Store,
-    tree: &crate::store::tree_file::TreeFile,
-    from: u64,
-) -> Result<Option<u64>, StoreError> {
-    let mut next = from;
-    while next <= tree.leaves() {
-        let entries = store.read_entries(next, CATCH_UP_CHUNK)?;
-        if entries.is_empty() {
-            return Ok(Some(next));
-        }
-        for entry in &entries {
-            let sequence = entry.body.sequence;
-            if sequence > tree.leaves() {
-                return Ok(None);
-            }
-            let kept = merkle::Subtrees::subtree(tree, 0, sequence - 1)?;
-            if kept != merkle::leaf_hash(&entry.canonical) {
-                return Ok(Some(sequence));
-            }
-        }
-        next += entries.len() as u64;
-    }
-    Ok(None)
 }
 
 /// The leaf hashes of `entries`.
@@ -321,6 +294,9 @@ impl Checkpointer {
             extensions,
         };
         let note = checkpoint.sign(&self.signer);
+        // The hashes it covers become durable before it is: a start trusts
+        // the tree up to the latest checkpoint.
+        tree.sync()?;
         checkpoints.append_checkpoint(size, &note)?;
         tracing::info!(tree_size = size, "checkpoint signed");
         Ok(StoredCheckpoint {

@@ -767,6 +767,7 @@ impl Publisher {
             // retries then get their results. Decide nothing more until then.
             tracing::error!(%error, "a durable entry did not apply to the read side; the ledger stops deciding commands");
             self.failed.store(true, Ordering::SeqCst);
+            self.tree_failed.store(true, Ordering::Relaxed);
             for submission in submissions {
                 let error = SubmitError::Unavailable(
                     "the ledger stopped after an internal fault; retry after a restart".into(),
@@ -777,6 +778,9 @@ impl Publisher {
             }
             return;
         }
+        // Before the replies: a checkpoint asked for after a write was
+        // acknowledged covers it.
+        self.grow_tree(&entries);
         for (submission, decided) in submissions.into_iter().zip(answers) {
             let results = decided
                 .into_iter()
@@ -789,7 +793,6 @@ impl Publisher {
             // A client that went away does not stop the others.
             let _ = submission.reply.send(results);
         }
-        self.grow_tree(&entries);
         if !entries.is_empty() && self.persist.send(entries.len() as u64).is_err() {
             tracing::warn!(
                 "state persister has stopped; the cache will be rebuilt from the journal at startup"
@@ -799,13 +802,24 @@ impl Publisher {
 }
 
 impl Publisher {
-    /// Appends a durable batch's leaves to the Merkle tree, after its
-    /// waiters are answered: the tree is derived from the journal.
+    /// Appends a durable batch's leaves to the Merkle tree (derived from the
+    /// journal: never a barrier). A tree that would not follow the batch (a
+    /// batch lost to a fault before it) is left as it is, a prefix of the
+    /// journal, until a restart brings it level.
     fn grow_tree(&self, entries: &[Arc<Entry>]) {
         let Some(tree) = self.store.tree() else {
             return;
         };
         if entries.is_empty() || self.tree_failed.load(Ordering::Relaxed) {
+            return;
+        }
+        if entries[0].body.sequence != tree.leaves() + 1 {
+            tracing::error!(
+                tree = tree.leaves(),
+                batch = entries[0].body.sequence,
+                "the Merkle tree does not end where the batch begins; it is left behind until a restart rebuilds it"
+            );
+            self.tree_failed.store(true, Ordering::Relaxed);
             return;
         }
         if let Err(error) = tree.append(&checkpoints::leaves(entries)) {

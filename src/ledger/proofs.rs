@@ -137,7 +137,8 @@ impl Ledger {
 
     /// Keeps a witness's cosignature of a checkpoint this server issued:
     /// `note` is that checkpoint's note with the witness's line among its
-    /// signatures, checked with `witness`.
+    /// signatures, checked with `witness`. A witness has one line per
+    /// checkpoint: a newer one replaces its older one.
     pub fn add_cosignature(
         &self,
         note: &str,
@@ -147,6 +148,16 @@ impl Ledger {
             return Err(ProofError::Invalid(
                 "witness_key: not a cosignature/v1 key (its type byte must be 0x04)".into(),
             ));
+        }
+        // A line by a key named like the log (its key hash is only 32 bits)
+        // would be taken for the log's own and fail every auditor's check.
+        if let Some(log) = self.log_verifier()
+            && witness.name() == log.name()
+        {
+            return Err(ProofError::Invalid(format!(
+                "witness_key: a witness may not be named {:?}, the log's own name",
+                log.name()
+            )));
         }
         let parsed = Note::parse(note).map_err(|e| ProofError::Invalid(format!("note: {e}")))?;
         let body = crate::checkpoint::Checkpoint::parse_body(&parsed.text)
@@ -177,8 +188,9 @@ impl Ledger {
             }
             Err(e) => return Err(ProofError::Invalid(format!("note: {e}"))),
         }
+        let identity = format!("{}+{}", witness.name(), hex::encode(witness.key_hash()));
         for line in parsed.signature_lines_by(witness).into_iter().take(1) {
-            if !log.add_cosignature(body.size, &line)? {
+            if !log.add_cosignature(body.size, &identity, &line)? {
                 return Err(ProofError::Invalid(format!(
                     "note: the checkpoint of tree size {} has the most cosignatures kept",
                     body.size

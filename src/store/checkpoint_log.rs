@@ -4,8 +4,11 @@
 //!
 //! ```text
 //! checkpoint <tree size> <length>\n<the signed note>
-//! cosignature <tree size> <length>\n<a cosignature line>
+//! cosignature <tree size> <length> <witness>\n<a cosignature line>
 //! ```
+//!
+//! A witness (named by its key's name and key hash) has one line per
+//! checkpoint: a later line of the same witness replaces the earlier one.
 //!
 //! Each record is made durable (`fdatasync`) before it is served: a
 //! checkpoint an auditor has seen is never lost by a crash. A torn last
@@ -44,7 +47,8 @@ pub struct StoredCheckpoint {
 struct Index {
     /// (tree size, offset of the note, its length), by size.
     checkpoints: Vec<(u64, u64, usize)>,
-    cosignatures: BTreeMap<u64, Vec<String>>,
+    /// By tree size: (witness, line), one line per witness.
+    cosignatures: BTreeMap<u64, Vec<(String, String)>>,
 }
 
 /// The checkpoint log, opened.
@@ -64,11 +68,13 @@ impl std::fmt::Debug for CheckpointLog {
     }
 }
 
-/// One parsed record: kind, tree size, offset and length of its bytes.
+/// One parsed record header: kind, tree size, length of its bytes, and the
+/// witness of a cosignature.
 struct Header<'a> {
     kind: &'a str,
     size: u64,
     length: usize,
+    witness: Option<&'a str>,
 }
 
 fn parse_header(line: &str) -> Option<Header<'_>> {
@@ -76,10 +82,30 @@ fn parse_header(line: &str) -> Option<Header<'_>> {
     let kind = fields.next()?;
     let size = fields.next()?.parse().ok()?;
     let length: usize = fields.next()?.parse().ok()?;
+    let witness = fields.next();
     if fields.next().is_some() || length > RECORD_BYTES_MAX {
         return None;
     }
-    Some(Header { kind, size, length })
+    Some(Header {
+        kind,
+        size,
+        length,
+        witness,
+    })
+}
+
+/// Keeps `line` as `witness`'s cosignature, replacing its earlier one.
+/// False when the checkpoint already has [`COSIGNATURES_MAX`] witnesses.
+fn keep_line(lines: &mut Vec<(String, String)>, witness: &str, line: &str) -> bool {
+    if let Some(kept) = lines.iter_mut().find(|(w, _)| w == witness) {
+        kept.1 = line.to_owned();
+        return true;
+    }
+    if lines.len() >= COSIGNATURES_MAX {
+        return false;
+    }
+    lines.push((witness.to_owned(), line.to_owned()));
+    true
 }
 
 impl CheckpointLog {
@@ -177,11 +203,18 @@ impl CheckpointLog {
                         .checkpoints
                         .push((header.size, start as u64, header.length));
                 }
-                "cosignature" => index
-                    .cosignatures
-                    .entry(header.size)
-                    .or_default()
-                    .push(record.to_owned()),
+                "cosignature" => {
+                    let witness = header
+                        .witness
+                        .ok_or_else(|| corrupt("a cosignature names no witness".into()))?;
+                    let lines = index.cosignatures.entry(header.size).or_default();
+                    if !keep_line(lines, witness, record) {
+                        return Err(corrupt(format!(
+                            "more than {COSIGNATURES_MAX} witnesses cosigned the checkpoint of size {}",
+                            header.size
+                        )));
+                    }
+                }
                 other => return Err(corrupt(format!("unknown record kind {other:?}"))),
             }
             at = start + header.length;
@@ -189,10 +222,12 @@ impl CheckpointLog {
         Ok((index, at))
     }
 
-    fn append(&self, kind: &str, size: u64, text: &str) -> Result<u64, StoreError> {
+    /// Appends the record `<header> <length><suffix>\n<text>`, durably;
+    /// returns the offset of its text.
+    fn append(&self, header: &str, suffix: &str, text: &str) -> Result<u64, StoreError> {
         if text.len() > RECORD_BYTES_MAX {
             return Err(StoreError::Stopped(format!(
-                "a {kind} of {} bytes is over the log's {RECORD_BYTES_MAX}",
+                "a record of {} bytes is over the log's {RECORD_BYTES_MAX}",
                 text.len()
             )));
         }
@@ -201,8 +236,7 @@ impl CheckpointLog {
             .metadata()
             .map_err(StoreError::io(format!("reading {}", self.path.display())))?
             .len();
-        let header = format!("{kind} {size} {}\n", text.len());
-        let mut record = header.into_bytes();
+        let mut record = format!("{header} {}{suffix}\n", text.len()).into_bytes();
         record.extend_from_slice(text.as_bytes());
         let written = file.write_all(&record).and_then(|()| file.sync_data());
         if let Err(error) = written {
@@ -225,30 +259,41 @@ impl CheckpointLog {
                 "checkpoint of size {size} after one of size {last}"
             )));
         }
-        let offset = self.append("checkpoint", size, note)?;
+        let offset = self.append(&format!("checkpoint {size}"), "", note)?;
         index.checkpoints.push((size, offset, note.len()));
         Ok(())
     }
 
-    /// Keeps a cosignature line of the checkpoint of `size`, durably; a
-    /// line already kept is not written again. Returns false when the
-    /// checkpoint already has [`COSIGNATURES_MAX`] lines.
-    pub fn add_cosignature(&self, size: u64, line: &str) -> Result<bool, StoreError> {
+    /// Keeps `witness`'s cosignature line of the checkpoint of `size`,
+    /// durably, in place of its earlier one; the same line again is not
+    /// written. `witness` is one word (the key's name and hash, say).
+    /// Returns false when the checkpoint already has [`COSIGNATURES_MAX`]
+    /// other witnesses.
+    pub fn add_cosignature(
+        &self,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<bool, StoreError> {
+        if witness.is_empty() || witness.contains([' ', '\n']) {
+            return Err(StoreError::Stopped(format!(
+                "a witness is named by one word, not {witness:?}"
+            )));
+        }
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         let kept = index.cosignatures.get(&size).map_or(&[][..], Vec::as_slice);
-        if kept.iter().any(|l| l == line) {
+        if kept.iter().any(|(w, l)| w == witness && l == line) {
             return Ok(true);
         }
-        if kept.len() >= COSIGNATURES_MAX {
+        if !kept.iter().any(|(w, _)| w == witness) && kept.len() >= COSIGNATURES_MAX {
             return Ok(false);
         }
-        self.append("cosignature", size, line)?;
-        index
-            .cosignatures
-            .entry(size)
-            .or_default()
-            .push(line.to_owned());
-        Ok(true)
+        self.append(&format!("cosignature {size}"), &format!(" {witness}"), line)?;
+        Ok(keep_line(
+            index.cosignatures.entry(size).or_default(),
+            witness,
+            line,
+        ))
     }
 
     fn read(&self, index: &Index, at: usize) -> Result<StoredCheckpoint, StoreError> {
@@ -264,7 +309,11 @@ impl CheckpointLog {
         Ok(StoredCheckpoint {
             size,
             note,
-            cosignatures: index.cosignatures.get(&size).cloned().unwrap_or_default(),
+            cosignatures: index
+                .cosignatures
+                .get(&size)
+                .map(|lines| lines.iter().map(|(_, line)| line.clone()).collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -322,8 +371,9 @@ mod tests {
         log.append_checkpoint(3, "o\n3\nAAA=\n\n— o sig\n").unwrap();
         log.append_checkpoint(9, "o\n9\nBBB=\n\n— o sig\n").unwrap();
         assert!(log.append_checkpoint(9, "again").is_err());
-        assert!(log.add_cosignature(3, "— w cosig\n").unwrap());
-        assert!(log.add_cosignature(3, "— w cosig\n").unwrap());
+        assert!(log.add_cosignature(3, "w+1", "— w old\n").unwrap());
+        assert!(log.add_cosignature(3, "w+1", "— w cosig\n").unwrap());
+        assert!(log.add_cosignature(3, "w+1", "— w cosig\n").unwrap());
         drop(log);
         let path = dir.path().join(CHECKPOINT_LOG_FILE);
         let mut bytes = std::fs::read(&path).unwrap();

@@ -9,9 +9,10 @@
 //! Appending a batch of leaves writes their hashes and the subtrees they
 //! close in one `write`; nothing is rewritten, so readers (proofs) read
 //! hashes already published while the next batch is written. The file is
-//! derived from the journal and never a durable barrier: after a crash it
-//! may lag the journal, and startup hashes only the entries past it (the
-//! ones the journal replay reads anyway). `verify` recomputes it.
+//! derived from the journal and not a barrier of the write path: it is
+//! synced before each checkpoint of it is signed, and startup works out the
+//! hashes past the latest checkpoint again from the journal. `verify`
+//! recomputes all of it.
 //!
 //! Architecture invariant: only hashes below the published leaf count are
 //! read, and they never change once written.
@@ -175,6 +176,14 @@ impl TreeFile {
         self.leaves
             .store(first + leaves.len() as u64, Ordering::Release);
         Ok(())
+    }
+
+    /// Makes every hash written so far durable (before a checkpoint that
+    /// covers them is signed).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.file
+            .sync_data()
+            .map_err(StoreError::io(format!("syncing {}", self.path.display())))
     }
 
     /// The root of the tree of the first `size` leaves.

@@ -3,7 +3,7 @@
 //! but the published verifier key and the entries' canonical bytes (what an
 //! auditor has), cosignatures, and the tree kept across restarts.
 
-use mfi_ledger::checkpoint::{Checkpoint, KeyKind, Note, Signer, Verifier};
+use mfi_ledger::checkpoint::{Checkpoint, KeyKind, Note, SignatureLine, Signer, Verifier};
 use mfi_ledger::domain::merkle::{MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
 use mfi_ledger::ledger::{CheckpointPolicy, LedgerConfig};
 use mfi_ledger::pb;
@@ -282,16 +282,45 @@ async fn a_witness_cosignature_is_checked_kept_and_served() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().starts_with("note"), "{}", status.message());
-    // A line that does not verify is refused.
-    let impostor = Signer::generate("witness.example/w1", KeyKind::Cosignature).unwrap();
+    // A line by the witness's key whose signature does not verify is refused.
+    let mut bad =
+        SignatureLine::parse(&witness.cosignature_line(&note.text, 1_750_000_000)).unwrap();
+    *bad.signature.last_mut().unwrap() ^= 1;
+    let mut tampered = Note::parse(&issued.note).unwrap();
+    tampered.add_signature_line(&bad.to_line()).unwrap();
     let status = proofs
         .add_cosignature(pb::AddCosignatureRequest {
-            note: note.to_text(),
-            witness_key: impostor.verifier().to_text(),
+            note: tampered.to_text(),
+            witness_key: witness.verifier().to_text(),
         })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("does not verify"),
+        "{}",
+        status.message()
+    );
+    // A witness named like the log is refused: its line would be taken for
+    // the log's own signature by every auditor.
+    let named_as_log = Signer::generate(LOG_ORIGIN, KeyKind::Cosignature).unwrap();
+    let mut posing = Note::parse(&issued.note).unwrap();
+    posing
+        .add_signature_line(&named_as_log.cosignature_line(&posing.text, 1_750_000_000))
+        .unwrap();
+    let status = proofs
+        .add_cosignature(pb::AddCosignatureRequest {
+            note: posing.to_text(),
+            witness_key: named_as_log.verifier().to_text(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with("witness_key"),
+        "{}",
+        status.message()
+    );
 
     let kept = proofs
         .add_cosignature(pb::AddCosignatureRequest {
@@ -308,6 +337,26 @@ async fn a_witness_cosignature_is_checked_kept_and_served() {
     let served = Note::parse(&served.note).unwrap();
     assert!(served.verify(&witness.verifier()).unwrap().is_some());
     assert!(served.verify(&published_key(&app)).unwrap().is_some());
+
+    // The witness cosigns again (a later round): its newer line replaces
+    // the older one, so an idle log's checkpoint never fills up.
+    for round in 1..=40u64 {
+        let mut again = Note::parse(&issued.note).unwrap();
+        again
+            .add_signature_line(&witness.cosignature_line(&again.text, 1_750_000_000 + round))
+            .unwrap();
+        proofs
+            .add_cosignature(pb::AddCosignatureRequest {
+                note: again.to_text(),
+                witness_key: witness.verifier().to_text(),
+            })
+            .await
+            .unwrap();
+    }
+    let served = Note::parse(&get(&mut proofs, issued.tree_size).await.note).unwrap();
+    assert_eq!(served.signature_lines_by(&witness.verifier()).len(), 1);
+    let verified = served.verify(&witness.verifier()).unwrap().unwrap();
+    assert_eq!(verified.timestamp, Some(1_750_000_040));
 
     // Kept across a restart.
     let size = issued.tree_size;
@@ -372,12 +421,12 @@ async fn the_tree_is_kept_across_restarts_and_caught_up_after_a_lost_tail() {
     ));
 }
 
-/// Entries after the latest checkpoint are not bound by a signature: a
-/// start compares their leaves with the journal and rebuilds the tree from
-/// the first that differs (here, an entry rewritten after a crash lost the
-/// shutdown's checkpoint), so no checkpoint is ever signed of stale leaves.
+/// Hashes after the latest checkpoint were never synced nor signed: a start
+/// works them out again from the journal (here, an entry rewritten after a
+/// crash lost the shutdown's checkpoint, under a tree file that still holds
+/// the old leaf), so no checkpoint is ever signed of stale hashes.
 #[tokio::test]
-async fn leaves_past_the_latest_checkpoint_are_checked_against_the_journal_at_start() {
+async fn hashes_past_the_latest_checkpoint_are_worked_out_again_at_start() {
     let mut app = with_member(spawn_app().await).await;
     let mut proofs = proofs(&app).await;
     let signed = create(&mut proofs).await;
