@@ -285,7 +285,8 @@ fn expected(notes: Vec<Found>, key: Option<&Verifier>) -> Result<Vec<Expected>, 
                     .into(),
         });
     };
-    let mut by_size: std::collections::BTreeMap<u64, (Expected, String)> = Default::default();
+    let mut by_size: std::collections::BTreeMap<u64, (Expected, String, String)> =
+        Default::default();
     for found in notes {
         let (checkpoint, _) = Checkpoint::open(&found.note, key).map_err(|e| {
             unreadable(
@@ -299,7 +300,8 @@ fn expected(notes: Vec<Found>, key: Option<&Verifier>) -> Result<Vec<Expected>, 
             access_log: crate::ledger::parse_access_log_anchor(&checkpoint.extensions),
             journal: crate::ledger::parse_journal_anchor(&checkpoint.extensions),
         };
-        if let Some((kept, from)) = by_size.get(&checkpoint.size) {
+        let body = checkpoint.body();
+        if let Some((kept, kept_body, from)) = by_size.get(&checkpoint.size) {
             if kept.root != expected.root {
                 return Err(VerifyError::SplitView(format!(
                     "the log's key signed two checkpoints of size {} with different roots: {from} \
@@ -307,12 +309,21 @@ fn expected(notes: Vec<Found>, key: Option<&Verifier>) -> Result<Vec<Expected>, 
                     checkpoint.size, found.from
                 )));
             }
+            // Same root, other anchors (the access log's head, say): the key
+            // signed two statements about one size, and one hides something.
+            if *kept_body != body {
+                return Err(VerifyError::SplitView(format!(
+                    "the log's key signed two checkpoints of size {} with different texts: {from} \
+                     and {}",
+                    checkpoint.size, found.from
+                )));
+            }
             continue;
         }
-        by_size.insert(checkpoint.size, (expected, found.from));
+        by_size.insert(checkpoint.size, (expected, body, found.from));
     }
     Ok(by_size
         .into_values()
-        .map(|(expected, _)| expected)
+        .map(|(expected, _, _)| expected)
         .collect())
 }

@@ -463,3 +463,50 @@ async fn hashes_past_the_latest_checkpoint_are_worked_out_again_at_start() {
     );
     assert!(after.tree_size > signed.tree_size);
 }
+
+/// The key's holder re-signs a size with another access-log anchor (after
+/// cutting the log, say): the root is the same, but the two signed texts
+/// about one size contradict each other, and `verify` held to the
+/// auditor's kept note says so.
+#[tokio::test]
+async fn verify_calls_two_signed_texts_of_one_size_a_split_view() {
+    let mut app = with_member(spawn_app().await).await;
+    let mut proofs = proofs(&app).await;
+    let kept = create(&mut proofs).await;
+    drop(proofs);
+    let dir = app.stop().await;
+    let key = std::fs::read_to_string(dir.path().join("log.key")).unwrap();
+    let signer = Signer::from_text(key.trim()).unwrap();
+    // The auditor's folder keeps the checkpoint as served.
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::create_dir(folder.path().join("checkpoints")).unwrap();
+    let note_path = folder
+        .path()
+        .join(format!("checkpoints/{}.note", kept.tree_size));
+    std::fs::write(&note_path, &kept.note).unwrap();
+    std::fs::write(folder.path().join("log.pub"), signer.verifier().to_text()).unwrap();
+    let evidence = mfi_ledger::verify::Evidence {
+        log_key: None,
+        auditor_folder: Some(folder.path()),
+    };
+    mfi_ledger::verify::verify_with(dir.path(), &evidence).unwrap_or_else(|e| panic!("{e}"));
+
+    let (mut checkpoint, _) = Checkpoint::open(&kept.note, &signer.verifier()).unwrap();
+    let anchor = checkpoint
+        .extensions
+        .iter_mut()
+        .find(|line| line.starts_with("access-log "))
+        .expect("an access-log anchor");
+    *anchor = "access-log 1 ".to_owned() + &"00".repeat(32);
+    std::fs::write(&note_path, checkpoint.sign(&signer)).unwrap();
+    let error = mfi_ledger::verify::verify_with(dir.path(), &evidence)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&format!(
+            "split view: the log's key signed two checkpoints of size {} with different texts",
+            kept.tree_size
+        )),
+        "{error}"
+    );
+}
