@@ -470,7 +470,7 @@ async fn hashes_past_the_latest_checkpoint_are_worked_out_again_at_start() {
 /// auditor's kept note says so.
 #[tokio::test]
 async fn verify_calls_two_signed_texts_of_one_size_a_split_view() {
-    let mut app = with_member(spawn_app().await).await;
+    let app = with_member(spawn_app().await).await;
     let mut proofs = proofs(&app).await;
     let kept = create(&mut proofs).await;
     drop(proofs);
