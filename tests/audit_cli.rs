@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use mfi_ledger::checkpoint::{KeyKind, Signer, Verifier};
+use mfi_ledger::checkpoint::{Checkpoint, KeyKind, Signer, Verifier};
 
 mod common;
 
@@ -521,7 +521,8 @@ fn a_replay_against_another_history_names_the_first_changed_entry_or_the_range()
         s(&log_pub),
         "--create",
     ]);
-    setup.ok(&["audit", "replay", "--dir", s(&dir)]);
+    let replayed = setup.ok(&["audit", "replay", "--dir", s(&dir)]);
+    let verified: u64 = field(&replayed, "verified size").parse().unwrap();
     setup.write("C", 1);
     let latest = setup.ok(&["audit", "fetch", "--dir", s(&dir), "--create"]);
     let size: u64 = field(&latest, "tree size").parse().unwrap();
@@ -559,9 +560,241 @@ fn a_replay_against_another_history_names_the_first_changed_entry_or_the_range()
         "{stderr}"
     );
 
-    // Nothing was recorded by the failures: the true server still replays.
+    // Nothing was recorded by the failures: the leaves are the verified
+    // ones, and the true server still replays.
+    let leaves = |dir: &Path| std::fs::metadata(dir.join("leaves")).map_or(0, |m| m.len());
+    assert_eq!(leaves(&dir), 32 * verified);
+    assert_eq!(leaves(&fresh), 0);
     let replayed = setup.ok(&["audit", "replay", "--dir", s(&dir)]);
     assert_eq!(field(&replayed, "verified size"), size.to_string());
     let replayed = setup.ok(&["audit", "replay", "--dir", s(&fresh)]);
     assert_eq!(field(&replayed, "verified size"), size.to_string());
+    assert_eq!(leaves(&dir), 32 * size);
+    assert_eq!(leaves(&fresh), 32 * size);
+}
+
+#[test]
+fn an_auditor_keeps_the_first_text_of_a_size_and_only_adds_signature_lines_to_it() {
+    let setup = Setup::start();
+    let log_pub = setup.log_pub();
+    setup.write("B", 2);
+    let dir = setup.path("audit");
+    let first = setup.ok(&[
+        "audit",
+        "fetch",
+        "--dir",
+        s(&dir),
+        "--log-key",
+        s(&log_pub),
+        "--create",
+    ]);
+    let size: u64 = field(&first, "tree size").parse().unwrap();
+    let file = dir.join("checkpoints").join(format!("{size}.note"));
+    let log = Verifier::parse(std::fs::read_to_string(&log_pub).unwrap().trim()).unwrap();
+    let (checkpoint, mut note) =
+        Checkpoint::open(&std::fs::read_to_string(&file).unwrap(), &log).unwrap();
+    assert!(
+        checkpoint
+            .extensions
+            .iter()
+            .any(|l| l.starts_with("journal ")),
+        "{checkpoint:?}"
+    );
+
+    // A cosignature the auditor has from elsewhere (a mirror), then the
+    // witness's on the server's copy: the fetch adds the witness's line and
+    // drops none.
+    let mirror = Signer::generate("witness.example/mirror", KeyKind::Cosignature).unwrap();
+    let mirror_line = mirror.cosignature_line(&note.text, 1_700_000_000);
+    note.add_signature_line(&mirror_line).unwrap();
+    std::fs::write(&file, note.to_text()).unwrap();
+    let witness_key = setup.path("witness.key");
+    setup.ok(&[
+        "witness",
+        "--witness-key",
+        s(&witness_key),
+        "--state",
+        s(&setup.path("witness")),
+        "--log-key",
+        s(&log_pub),
+        "--name",
+        "witness.example/w1",
+        "--once",
+    ]);
+    let witness_pub = setup.path("witness.key.pub");
+    let fetched = setup.ok(&[
+        "audit",
+        "fetch",
+        "--dir",
+        s(&dir),
+        "--witness",
+        s(&witness_pub),
+    ]);
+    assert_eq!(
+        field(&fetched, "consistency"),
+        "the same tree as the kept checkpoint"
+    );
+    let kept = std::fs::read_to_string(&file).unwrap();
+    let (_, kept_note) = Checkpoint::open(&kept, &log).unwrap();
+    assert_eq!(kept_note.text, note.text);
+    assert!(
+        kept.starts_with(&note.to_text()),
+        "a kept line was dropped:\n{kept}"
+    );
+    assert_eq!(kept_note.signatures.len(), 3, "{kept}");
+    let witness = Verifier::parse(std::fs::read_to_string(&witness_pub).unwrap().trim()).unwrap();
+    assert!(kept_note.verify(&witness).unwrap().is_some(), "{kept}");
+    assert_eq!(
+        field(&fetched, "signature lines"),
+        "the note kept before stays (2 signature lines), 1 new added"
+    );
+
+    // Nothing new: the note stays as it is.
+    let again = setup.ok(&["audit", "fetch", "--dir", s(&dir)]);
+    assert_eq!(
+        field(&again, "signature lines"),
+        "the note kept before stays (3 signature lines), 0 new added"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), kept);
+
+    // The log's key signs the same size and root again with another
+    // access-log anchor (as after cutting the access log): two texts of one
+    // size are a split view, and the note kept first stays. (Here the kept
+    // note is the re-signed one and the server's the original: the same
+    // contradiction, seen from the other side.)
+    let signer = mfi_ledger::checkpoint::keys::load(&setup.server.data_dir().join("log.key"))
+        .expect("the log key");
+    let empty = format!("access-log 0 {}", "00".repeat(32));
+    let anchor = if checkpoint.extensions.contains(&empty) {
+        format!("access-log 1 {}", "11".repeat(32))
+    } else {
+        empty
+    };
+    let mut resigned = checkpoint.clone();
+    resigned
+        .extensions
+        .retain(|line| !line.starts_with("access-log "));
+    resigned.extensions.push(anchor.clone());
+    assert_ne!(resigned.body(), checkpoint.body());
+    let other_text = resigned.sign(&signer);
+    std::fs::write(&file, &other_text).unwrap();
+    let stderr = setup.fails(&["audit", "fetch", "--dir", s(&dir)]);
+    assert!(
+        stderr.contains(&format!(
+            "split view: two checkpoints of size {size} signed by the log key with different texts"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&anchor), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), other_text);
+
+    // The witness, which cosigned the server's text, refuses the other one.
+    let state = setup.path("witness").join("checkpoint.note");
+    let cosigned = std::fs::read_to_string(&state).unwrap();
+    let (_, mut other_note) = Checkpoint::open(&other_text, &log).unwrap();
+    let witness_signer = mfi_ledger::checkpoint::keys::load(&witness_key).unwrap();
+    other_note
+        .add_signature_line(&witness_signer.cosignature_line(&other_note.text, 1_700_000_000))
+        .unwrap();
+    std::fs::write(&state, other_note.to_text()).unwrap();
+    let stderr = setup.fails(&[
+        "witness",
+        "--witness-key",
+        s(&witness_key),
+        "--state",
+        s(&setup.path("witness")),
+        "--log-key",
+        s(&log_pub),
+        "--once",
+    ]);
+    assert!(
+        stderr.contains("refusing to cosign: split view: two checkpoints of size"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&state).unwrap(),
+        other_note.to_text()
+    );
+    assert_ne!(other_note.to_text(), cosigned);
+}
+
+#[test]
+fn a_witness_does_not_cosign_again_a_checkpoint_it_cosigned() {
+    let setup = Setup::start();
+    let log_pub = setup.log_pub();
+    setup.write("B", 2);
+    setup.ok(&[
+        "audit",
+        "fetch",
+        "--dir",
+        s(&setup.path("audit")),
+        "--log-key",
+        s(&log_pub),
+        "--create",
+    ]);
+    let witness_key = setup.path("witness.key");
+    let state = setup.path("witness");
+    let round = || {
+        setup.ok(&[
+            "witness",
+            "--witness-key",
+            s(&witness_key),
+            "--state",
+            s(&state),
+            "--log-key",
+            s(&log_pub),
+            "--name",
+            "witness.example/w1",
+            "--once",
+        ])
+    };
+    let first = round();
+    let size = field(&first, "tree size");
+    assert!(first.contains(&format!("cosigned the checkpoint of size {size}")));
+    let cosigned = std::fs::read_to_string(state.join("checkpoint.note")).unwrap();
+
+    // Later, the log has not moved: nothing to do (a fresh timestamp each
+    // round would fill the server's lines on an idle log).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = round();
+    assert!(
+        second.contains(&format!("checkpoint {size} already cosigned")),
+        "{second}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("checkpoint.note")).unwrap(),
+        cosigned
+    );
+    let fresh = setup.path("fresh");
+    setup.ok(&[
+        "audit",
+        "fetch",
+        "--dir",
+        s(&fresh),
+        "--log-key",
+        s(&log_pub),
+    ]);
+    let served =
+        std::fs::read_to_string(fresh.join("checkpoints").join(format!("{size}.note"))).unwrap();
+    let witness = Verifier::parse(
+        std::fs::read_to_string(setup.path("witness.key.pub"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let lines = mfi_ledger::checkpoint::Note::parse(&served)
+        .unwrap()
+        .signature_lines_by(&witness);
+    assert_eq!(lines.len(), 1, "{served}");
+
+    // The log grows: the next round cosigns the new checkpoint.
+    setup.write("C", 1);
+    setup.ok(&["audit", "fetch", "--dir", s(&fresh), "--create"]);
+    let third = round();
+    let grown: u64 = field(&third, "tree size").parse().unwrap();
+    assert!(
+        third.contains(&format!("cosigned the checkpoint of size {grown}")),
+        "{third}"
+    );
+    assert!(grown > size.parse().unwrap());
 }

@@ -4,7 +4,12 @@
 //! the latest checkpoint, open it with the log's key, check it extends the
 //! checkpoint kept in the state folder (the same tree, or a verified
 //! consistency proof), cosign it (C2SP `cosignature/v1`, timestamped now),
-//! keep it, and send the cosignature to the server (AddCosignature).
+//! keep it, and send the cosignature to the server (AddCosignature). When
+//! the latest checkpoint is the one cosigned last (the same text) and the
+//! server's note carries a valid line by the witness's key, the round does
+//! nothing ("checkpoint N already cosigned"): a fresh line per round would
+//! fill the server's bounded list of lines on an idle log. When the
+//! server's note lacks it, the line kept is sent again.
 //!
 //! The state folder holds `checkpoint.note`, the last checkpoint cosigned
 //! (with the witness's line). The witness's key is created on first use
@@ -142,7 +147,8 @@ struct Witness<'a> {
 }
 
 impl Witness<'_> {
-    /// One round: fetch, check, cosign, keep, send.
+    /// One round: fetch, check, cosign, keep, send (or nothing, when the
+    /// server already has this witness's line on the checkpoint).
     async fn round(&self) -> anyhow::Result<Report> {
         let last = self.last()?;
         let mut client = log::proofs(self.server).await?;
@@ -157,9 +163,24 @@ impl Witness<'_> {
         )
         .await
         .map_err(refusal)?;
+        let verifier = self.signer.verifier();
+        // The checkpoint cosigned last, again (check_extends refuses another
+        // text of its size): the server keeps a bounded number of lines per
+        // checkpoint, so a witness adds none while the log stands still.
+        let again = last.filter(|last| last.note.text == fetched.note.text);
+        if let Some(last) = &again {
+            if matches!(fetched.note.verify(&verifier), Ok(Some(_))) {
+                return Ok(self.already_cosigned(&fetched, &extension));
+            }
+            // The server's copy lacks this witness's line: the one kept.
+            if let Ok(Some(kept)) = last.note.verify(&verifier) {
+                let timestamp = kept.timestamp.unwrap_or(0);
+                let signatures = send(&mut client, last, &verifier).await?;
+                return Ok(self.report(&fetched, &extension, timestamp, signatures));
+            }
+        }
         let timestamp = chrono::Utc::now().timestamp().max(0) as u64;
         let line = self.signer.cosignature_line(&fetched.note.text, timestamp);
-        let verifier = self.signer.verifier();
         fetched
             .note
             .signatures
@@ -183,6 +204,32 @@ impl Witness<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", self.state.display())),
         }
+    }
+
+    /// The round that found the checkpoint cosigned last, with this
+    /// witness's line on the server: nothing to do.
+    fn already_cosigned(&self, signed: &Signed, extension: &Extension) -> Report {
+        let checkpoint = &signed.checkpoint;
+        let text = fields(&[
+            ("origin", checkpoint.origin.clone()),
+            ("tree size", checkpoint.size.to_string()),
+            ("root hash", log::root_text(&checkpoint.root)),
+            ("consistency", extension.text()),
+            ("witness", self.signer.name().to_owned()),
+        ]) + &format!(
+            "checkpoint {} already cosigned: the server's note carries this witness's line\n",
+            checkpoint.size
+        );
+        let json = json!({
+            "origin": checkpoint.origin,
+            "tree_size": checkpoint.size,
+            "root_hash": log::root_text(&checkpoint.root),
+            "consistency": extension.text(),
+            "witness": self.signer.name(),
+            "witness_key": self.signer.verifier().to_text(),
+            "already_cosigned": true,
+        });
+        Report { text, json }
     }
 
     fn report(
@@ -216,6 +263,7 @@ impl Witness<'_> {
             "witness_key": self.signer.verifier().to_text(),
             "timestamp": timestamp,
             "signatures": signatures,
+            "already_cosigned": false,
         });
         Report { text, json }
     }

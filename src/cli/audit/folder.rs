@@ -5,9 +5,13 @@
 //! DIR/                       0700, created on first use
 //!   log.pub                  the log's verifier key (from the first --log-key)
 //!   checkpoints/<size>.note  every checkpoint kept, the signed note as
-//!                            fetched (cosignatures included)
+//!                            first fetched, with the signature lines
+//!                            (cosignatures) later fetches of the same
+//!                            text brought; a line is never dropped
 //!   leaves                   the leaf hashes of entries 1..=verified size,
 //!                            32 bytes each, as `audit replay` verified them
+//!                            (read streaming; bytes past the verified size
+//!                            count for nothing and are cut)
 //!   replay.json              the verified size, the hash of its last entry
 //!                            (the chain head) and when each replay ended
 //! ```
@@ -62,6 +66,19 @@ pub struct ReplayRun {
     pub size: u64,
     /// When it ended (RFC 3339, UTC).
     pub at: String,
+}
+
+/// What keeping a checkpoint did.
+#[derive(Clone, Debug)]
+pub struct Kept {
+    /// The note's file.
+    pub path: PathBuf,
+    /// Signature lines of the note kept before, when there was one.
+    pub before: Option<usize>,
+    /// Signature lines added to it.
+    pub added: usize,
+    /// New signature lines left out: the note had the most a note may have.
+    pub not_kept: usize,
 }
 
 impl ReplayState {
@@ -174,16 +191,53 @@ impl AuditFolder {
         Ok(self.checkpoints(log)?.pop())
     }
 
-    /// Keeps a checkpoint's note (replacing a kept one of the same size,
-    /// whose tree is the same: the new note may carry more cosignatures).
-    /// Returns the file.
-    pub fn keep_checkpoint(&self, signed: &Signed) -> anyhow::Result<PathBuf> {
+    /// Keeps a checkpoint's note. When a note of that size is kept already,
+    /// it stays: its text must be the new one's (two texts of one size
+    /// signed by the log key are a split view, an error that keeps the old
+    /// note), and only the signature lines it does not have (witnesses'
+    /// cosignatures) are added to it; none of its lines is ever dropped.
+    pub fn keep_checkpoint(&self, log: &Verifier, signed: &Signed) -> anyhow::Result<Kept> {
         let path = self
             .dir
             .join(CHECKPOINTS_DIR)
             .join(format!("{}.note", signed.checkpoint.size));
-        replace(&path, signed.note.to_text().as_bytes())?;
-        Ok(path)
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                replace(&path, signed.note.to_text().as_bytes())?;
+                return Ok(Kept {
+                    path,
+                    before: None,
+                    added: 0,
+                    not_kept: 0,
+                });
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let whose = format!("the kept checkpoint {}", path.display());
+        let mut kept = log::open(&text, log, &whose)?;
+        log::same_text(&kept.checkpoint, &whose, &signed.checkpoint)?;
+        let before = kept.note.signatures.len();
+        let mut not_kept = 0;
+        for line in &signed.note.signatures {
+            if kept.note.signatures.contains(line) {
+                continue;
+            }
+            // Only when the note holds the most lines a note may have.
+            if kept.note.add_signature_line(&line.to_line()).is_err() {
+                not_kept += 1;
+            }
+        }
+        let added = kept.note.signatures.len() - before;
+        if added > 0 {
+            replace(&path, kept.note.to_text().as_bytes())?;
+        }
+        Ok(Kept {
+            path,
+            before: Some(before),
+            added,
+            not_kept,
+        })
     }
 
     /// What replay verified so far.
@@ -200,45 +254,48 @@ impl AuditFolder {
         }
     }
 
-    /// The verified leaves (entries 1..=`count`).
-    pub fn leaves(&self, count: u64) -> anyhow::Result<Vec<Hash>> {
+    /// A reader of the verified leaves (entries 1..=`count`), one at a
+    /// time: the file is streamed, never held whole.
+    pub fn leaf_reader(&self, count: u64) -> anyhow::Result<LeafReader> {
         let path = self.dir.join(LEAVES_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        let wanted = count
+            .checked_mul(LEAF_BYTES as u64)
+            .ok_or_else(|| anyhow!("{count} leaves do not fit in a file"))?;
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let wanted = usize::try_from(count)
-            .ok()
-            .and_then(|count| count.checked_mul(LEAF_BYTES))
-            .ok_or_else(|| anyhow!("{count} leaves do not fit in memory"))?;
-        if bytes.len() < wanted {
+        let length = match &file {
+            Some(file) => file
+                .metadata()
+                .with_context(|| format!("reading {}", path.display()))?
+                .len(),
+            None => 0,
+        };
+        if length < wanted {
             bail!(
-                "{} holds {} bytes, fewer than the {wanted} of the {count} verified leaves",
-                path.display(),
-                bytes.len()
+                "{} holds {length} bytes, fewer than the {wanted} of the {count} verified leaves",
+                path.display()
             );
         }
-        Ok(bytes[..wanted]
-            .chunks_exact(LEAF_BYTES)
-            .map(|chunk| Hash::try_from(chunk).expect("chunks of 32 bytes"))
-            .collect())
+        Ok(LeafReader {
+            file: file.map(std::io::BufReader::new),
+            path,
+            left: count,
+        })
     }
 
-    /// Records a replay that verified `new_leaves`, the entries after
-    /// `verified_before`: the leaves first (appended after the kept ones),
-    /// then the state that says how many of them count.
-    pub fn record_replay(
-        &self,
-        verified_before: u64,
-        new_leaves: &[Hash],
-        state: &ReplayState,
-    ) -> anyhow::Result<()> {
+    /// A writer of the leaves verified after the first `verified_before`:
+    /// the file is cut to those and the new ones go after them. They count
+    /// only once `record_replay` says so; a replay that fails cuts them
+    /// (`LeafWriter::abandon`), and bytes a crash left past the verified
+    /// size count for nothing and are cut by the next replay.
+    pub fn leaf_writer(&self, verified_before: u64) -> anyhow::Result<LeafWriter> {
         use std::io::{Seek as _, SeekFrom};
         let path = self.dir.join(LEAVES_FILE);
         let kept_bytes = verified_before * LEAF_BYTES as u64;
-        let bytes: Vec<u8> = new_leaves.iter().flatten().copied().collect();
-        let written = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
@@ -246,12 +303,85 @@ impl AuditFolder {
             .and_then(|mut file| {
                 file.set_len(kept_bytes)?;
                 file.seek(SeekFrom::Start(kept_bytes))?;
-                file.write_all(&bytes)?;
-                file.sync_all()
-            });
-        written.with_context(|| format!("writing {}", path.display()))?;
+                Ok(file)
+            })
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(LeafWriter {
+            file: std::io::BufWriter::new(file),
+            path,
+            kept_bytes,
+        })
+    }
+
+    /// Records a replay: the new leaves (written and synced by `leaves`)
+    /// first, then the state that says how many of them count.
+    pub fn record_replay(&self, leaves: LeafWriter, state: &ReplayState) -> anyhow::Result<()> {
+        leaves.finish()?;
         let json = serde_json::to_vec_pretty(state).context("encoding the replay state")?;
         replace(&self.dir.join(REPLAY_FILE), &json)
+    }
+}
+
+/// The verified leaves, read in order.
+pub struct LeafReader {
+    file: Option<std::io::BufReader<std::fs::File>>,
+    path: PathBuf,
+    /// Leaves not read yet.
+    left: u64,
+}
+
+impl LeafReader {
+    /// The next verified leaf; `None` past the verified ones.
+    pub fn next_leaf(&mut self) -> anyhow::Result<Option<Hash>> {
+        use std::io::Read as _;
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let file = self
+            .file
+            .as_mut()
+            .expect("a file holds every verified leaf");
+        let mut leaf = [0u8; LEAF_BYTES];
+        file.read_exact(&mut leaf)
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        self.left -= 1;
+        Ok(Some(leaf))
+    }
+}
+
+/// The leaves a replay verifies, appended after the verified ones.
+pub struct LeafWriter {
+    file: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
+    /// Bytes of the leaves verified before.
+    kept_bytes: u64,
+}
+
+impl LeafWriter {
+    /// Appends a leaf.
+    pub fn push(&mut self, leaf: &Hash) -> anyhow::Result<()> {
+        self.file
+            .write_all(leaf)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    /// Cuts what this replay wrote (it failed): the file is the verified
+    /// leaves again. Best effort: bytes left past the verified size count
+    /// for nothing.
+    pub fn abandon(self) {
+        if let Ok(file) = self.file.into_inner() {
+            let _ = file.set_len(self.kept_bytes);
+        }
+    }
+
+    /// Writes what is buffered and syncs the file.
+    fn finish(self) -> anyhow::Result<()> {
+        let path = self.path;
+        self.file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all())
+            .with_context(|| format!("writing {}", path.display()))
     }
 }
 

@@ -136,7 +136,8 @@ pub async fn fetch_latest(
 pub enum Extension {
     /// Nothing was kept before.
     First,
-    /// The same tree as the kept checkpoint.
+    /// The same checkpoint as the kept one (the same text, signature
+    /// lines aside).
     Same,
     /// The kept checkpoint of size `from` is a prefix: a consistency proof
     /// of `proof_hashes` hashes verified.
@@ -161,7 +162,7 @@ impl Extension {
     }
 }
 
-/// Checks that `new` extends `kept` (when there is one): the same root at
+/// Checks that `new` extends `kept` (when there is one): the same text at
 /// the same size, a verified consistency proof to a larger size. A smaller
 /// tree or a proof that fails is an error saying so (a split view).
 /// `kept_label` names the kept checkpoint in messages ("the kept
@@ -191,11 +192,10 @@ pub async fn check_extends(
         )));
     }
     if new.size == kept.size {
-        return if new.root == kept.root {
-            Ok(Extension::Same)
-        } else {
-            Err(split("same size, different root"))
-        };
+        if new.root != kept.root {
+            return Err(split("same size, different root"));
+        }
+        return same_text(kept, kept_label, new).map(|()| Extension::Same);
     }
     if kept.size == 0 {
         return if kept.root == merkle::empty_root() {
@@ -230,6 +230,31 @@ pub async fn check_extends(
             kept.size, new.size
         )))
     }
+}
+
+/// Two checkpoints of one size must be one text: the log's key signs a
+/// size once, so a second text (the same root with another extension line,
+/// such as an access-log anchor signed again after the access log was cut)
+/// contradicts the first, just as a second root would.
+pub fn same_text(kept: &Checkpoint, kept_label: &str, new: &Checkpoint) -> anyhow::Result<()> {
+    if new.body() == kept.body() {
+        return Ok(());
+    }
+    Err(contradiction(format!(
+        "split view: two checkpoints of size {} signed by the log key with different texts: \
+         {kept_label} says {} where the server's says {}",
+        new.size,
+        lines_text(&kept.body()),
+        lines_text(&new.body())
+    )))
+}
+
+/// A note text on one line: its lines quoted, separated by " / ".
+fn lines_text(text: &str) -> String {
+    text.lines()
+        .map(|line| format!("{line:?}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 /// A proof's hashes, each 32 bytes.

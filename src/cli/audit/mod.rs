@@ -2,7 +2,8 @@
 //! server. An auditor keeps, in a folder of their own, the log's verifier
 //! key (as the institution published it) and every checkpoint they saw;
 //! `audit fetch` keeps a new checkpoint only when it is signed by that key
-//! and extends the last one kept, `audit inclusion` proves one entry is in
+//! and extends the last one kept (one of the same size must be the same
+//! text; it only adds signature lines to the note kept), `audit inclusion` proves one entry is in
 //! the latest kept checkpoint, and `audit replay` downloads the journal and
 //! recomputes the tree and the hash chain against every kept checkpoint.
 //!
@@ -23,7 +24,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use self::folder::AuditFolder;
+use self::folder::{AuditFolder, Kept};
 use self::log::{Extension, Signed};
 use super::output::{Report, fields};
 use crate::checkpoint::Verifier;
@@ -147,8 +148,8 @@ async fn fetch(server: &str, args: FetchArgs) -> anyhow::Result<Report> {
     if new_key {
         folder.keep_key(&key)?;
     }
-    let file = folder.keep_checkpoint(&fetched)?;
-    Ok(fetch_report(&key, &fetched, &extension, &cosigned, &file))
+    let kept = folder.keep_checkpoint(&key, &fetched)?;
+    Ok(fetch_report(&key, &fetched, &extension, &cosigned, &kept))
 }
 
 /// Each witness's cosignature time; an error naming the first witness
@@ -180,8 +181,9 @@ fn fetch_report(
     fetched: &Signed,
     extension: &Extension,
     cosigned: &[(String, u64)],
-    file: &std::path::Path,
+    kept: &Kept,
 ) -> Report {
+    let file = &kept.path;
     let checkpoint = &fetched.checkpoint;
     let signature = format!(
         "verified with the log key {} ({})",
@@ -203,6 +205,21 @@ fn fetch_report(
         rows.push(("witnesses", witnesses.join("; ")));
     }
     rows.push(("kept", file.display().to_string()));
+    if let Some(before) = kept.before {
+        let mut lines = format!(
+            "the note kept before stays ({before} signature {}), {} new added",
+            if before == 1 { "line" } else { "lines" },
+            kept.added
+        );
+        if kept.not_kept > 0 {
+            lines.push_str(&format!(
+                ", {} left out (a note holds at most {})",
+                kept.not_kept,
+                crate::checkpoint::note::SIGNATURES_MAX
+            ));
+        }
+        rows.push(("signature lines", lines));
+    }
     let text = fields(&rows);
     let (from, proof_hashes) = match extension {
         Extension::Grows { from, proof_hashes } => (Some(*from), Some(*proof_hashes)),
@@ -227,6 +244,9 @@ fn fetch_report(
             "name": name, "timestamp": at,
         })).collect::<Vec<Value>>(),
         "kept": file.display().to_string(),
+        "kept_before": kept.before.is_some(),
+        "signature_lines_added": kept.added,
+        "signature_lines_left_out": kept.not_kept,
     });
     Report { text, json }
 }

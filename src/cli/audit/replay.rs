@@ -17,13 +17,13 @@
 use anyhow::{anyhow, bail};
 use serde_json::json;
 
-use super::folder::{AuditFolder, ReplayRun, ReplayState};
+use super::folder::{AuditFolder, LeafReader, LeafWriter, ReplayRun, ReplayState};
 use super::{ReplayArgs, log};
 use crate::checkpoint::{Checkpoint, Hash};
 use crate::cli::connect::{Conn, audit, read_error};
 use crate::cli::output::{Report, fields};
 use crate::domain::entry::{EntryBody, chain_hash};
-use crate::domain::merkle::{MerkleTree, leaf_hash};
+use crate::domain::merkle::{self, leaf_hash};
 use crate::pb;
 use crate::pb::audit_service_client::AuditServiceClient;
 
@@ -64,16 +64,16 @@ pub async fn run(server: &str, args: ReplayArgs) -> anyhow::Result<Report> {
             verified + 1
         );
     }
-    let kept = folder.leaves(verified)?;
     let head = hash_from_hex(&state.head_hash)
         .ok_or_else(|| anyhow!("replay.json: the chain head is not 64 hex digits"))?;
     let mut client = audit(server).await?;
-    let mut replay = Replay::new(&state, &kept, head, &checkpoints, from);
+    let mut replay = Replay::new(&folder, &state, head, &checkpoints, from)?;
     let mut restarted = false;
     let outcome = match replay.run(&mut client, latest.size).await {
         Err(Failure::Join { found }) => {
             restarted = true;
-            let mut again = Replay::new(&state, &kept, head, &checkpoints, 1);
+            replay.leaves.abandon();
+            let mut again = Replay::new(&folder, &state, head, &checkpoints, 1)?;
             let outcome = again.run(&mut client, latest.size).await;
             replay = again;
             outcome.map_err(|failure| match failure {
@@ -91,11 +91,16 @@ pub async fn run(server: &str, args: ReplayArgs) -> anyhow::Result<Report> {
         Err(Failure::Error(error)) => Err(error),
         Ok(()) => Ok(()),
     };
-    outcome?;
     let new_state = replay.state_after(&latest, &state);
-    let new_leaves = &replay.leaves[usize::try_from(verified).expect("kept leaves fit")..];
-    folder.record_replay(verified, new_leaves, &new_state)?;
-    Ok(report(&replay, &latest, verified, restarted))
+    let report = report(&replay, &latest, verified, restarted);
+    match outcome {
+        Ok(()) => folder.record_replay(replay.leaves, &new_state)?,
+        Err(error) => {
+            replay.leaves.abandon();
+            return Err(error);
+        }
+    }
+    Ok(report)
 }
 
 /// Why a replay stopped.
@@ -113,18 +118,24 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-/// One pass over the journal.
+/// One pass over the journal. It holds no leaf but the one at hand: the
+/// tree is its right edge (`peaks`, one hash per bit of the size), the
+/// leaves verified before are read from the folder as their entries come,
+/// and the new ones are written to it as they are verified.
 struct Replay<'a> {
     state: &'a ReplayState,
-    /// Leaves verified by earlier replays (entries 1..=their count).
-    kept: &'a [Hash],
     /// The kept checkpoints, smallest first.
     checkpoints: &'a [Checkpoint],
+    /// The first kept checkpoint whose root this pass has not reached.
+    next_checkpoint: usize,
     /// First entry downloaded.
     start: u64,
-    /// Every leaf so far: the kept ones before `start`, then downloaded.
-    leaves: Vec<Hash>,
-    tree: MerkleTree,
+    /// Leaves verified by earlier replays (entries 1..=their count) not
+    /// yet compared.
+    kept: LeafReader,
+    /// Where the leaves past the verified ones go.
+    leaves: LeafWriter,
+    tree: Peaks,
     /// Hash of the entry before the next one.
     head: Hash,
     /// The largest size whose root is verified.
@@ -134,29 +145,36 @@ struct Replay<'a> {
 }
 
 impl<'a> Replay<'a> {
+    /// A pass from entry `start`: the tree of the kept leaves before it is
+    /// rebuilt from the folder.
     fn new(
+        folder: &AuditFolder,
         state: &'a ReplayState,
-        kept: &'a [Hash],
         kept_head: Hash,
         checkpoints: &'a [Checkpoint],
         start: u64,
-    ) -> Replay<'a> {
-        let before = usize::try_from(start - 1).expect("kept leaves fit");
-        let mut tree = MerkleTree::new();
-        for leaf in &kept[..before] {
-            tree.push(*leaf);
+    ) -> anyhow::Result<Replay<'a>> {
+        let mut kept = folder.leaf_reader(state.verified_size)?;
+        let mut tree = Peaks::default();
+        while tree.size() < start - 1 {
+            let leaf = kept
+                .next_leaf()?
+                .expect("a replay starts at most one past the verified leaves");
+            tree.push(leaf);
         }
-        Replay {
+        let leaves = folder.leaf_writer(state.verified_size)?;
+        Ok(Replay {
             state,
-            kept,
             checkpoints,
+            next_checkpoint: checkpoints.partition_point(|c| c.size < start),
             start,
-            leaves: kept[..before].to_vec(),
+            kept,
+            leaves,
             tree,
             head: if start == 1 { [0; 32] } else { kept_head },
             verified_root_size: start - 1,
             roots_checked: Vec::new(),
-        }
+        })
     }
 
     /// Downloads and checks entries `start..=end`.
@@ -238,20 +256,20 @@ impl<'a> Replay<'a> {
             )));
         }
         let leaf = leaf_hash(&entry.canonical);
-        let index = usize::try_from(sequence - 1).expect("leaves fit");
-        if let Some(kept) = self.kept.get(index)
-            && *kept != leaf
-        {
-            return Err(bad(format!(
-                "entry {sequence} differs from the entry {sequence} verified on {}: \
-                 its leaf hash is {}, the one kept is {}",
-                self.state.verified_on(sequence),
-                hex::encode(leaf),
-                hex::encode(kept)
-            )));
+        match self.kept.next_leaf()? {
+            Some(kept) if kept != leaf => {
+                return Err(bad(format!(
+                    "entry {sequence} differs from the entry {sequence} verified on {}: \
+                     its leaf hash is {}, the one kept is {}",
+                    self.state.verified_on(sequence),
+                    hex::encode(leaf),
+                    hex::encode(kept)
+                )));
+            }
+            Some(_) => {}
+            None => self.leaves.push(&leaf)?,
         }
         self.head = computed;
-        self.leaves.push(leaf);
         self.tree.push(leaf);
         self.check_root()
     }
@@ -259,9 +277,13 @@ impl<'a> Replay<'a> {
     /// When a kept checkpoint has the tree's size, its root must be the tree's.
     fn check_root(&mut self) -> Result<(), Failure> {
         let size = self.tree.size();
-        let Some(checkpoint) = self.checkpoints.iter().find(|c| c.size == size) else {
+        let Some(checkpoint) = self.checkpoints.get(self.next_checkpoint) else {
             return Ok(());
         };
+        if checkpoint.size != size {
+            return Ok(());
+        }
+        self.next_checkpoint += 1;
         let root = self.tree.root();
         if root != checkpoint.root {
             return Err(anyhow!(
@@ -346,8 +368,63 @@ fn report(replay: &Replay, latest: &Checkpoint, verified_before: u64, restarted:
     Report { text, json }
 }
 
+/// The tree of the leaves so far, as its right edge: the hashes of the
+/// complete subtrees the size's bits make, largest first (O(log n) hashes,
+/// whatever the size).
+#[derive(Debug, Default)]
+struct Peaks {
+    peaks: Vec<Hash>,
+    /// `push_leaf`'s completed subtrees, cleared after each leaf.
+    completed: Vec<Hash>,
+    size: u64,
+}
+
+impl Peaks {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn push(&mut self, leaf: Hash) {
+        merkle::push_leaf(&mut self.peaks, self.size, leaf, &mut self.completed);
+        self.completed.clear();
+        self.size += 1;
+    }
+
+    /// The root of the tree of the leaves so far: the peaks folded from the
+    /// right.
+    fn root(&self) -> Hash {
+        let mut peaks = self.peaks.iter().rev();
+        let Some(last) = peaks.next() else {
+            return merkle::empty_root();
+        };
+        peaks.fold(*last, |right, left| merkle::node_hash(left, &right))
+    }
+}
+
 /// 64 hex digits as a hash.
 fn hash_from_hex(text: &str) -> Option<Hash> {
     let bytes = hex::decode(text).ok()?;
     Hash::try_from(bytes.as_slice()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::merkle::MerkleTree;
+
+    #[test]
+    fn the_right_edge_gives_every_root_in_log_n_hashes() {
+        let mut peaks = Peaks::default();
+        let mut tree = MerkleTree::new();
+        assert_eq!(peaks.root(), merkle::empty_root());
+        for n in 0u64..300 {
+            let leaf = leaf_hash(&n.to_be_bytes());
+            peaks.push(leaf);
+            tree.push(leaf);
+            assert_eq!(peaks.size(), n + 1);
+            assert_eq!(peaks.root(), tree.root(), "size {}", n + 1);
+            assert_eq!(peaks.peaks.len(), (n + 1).count_ones() as usize);
+            assert!(peaks.completed.is_empty());
+        }
+    }
 }
