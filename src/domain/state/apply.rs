@@ -1053,9 +1053,29 @@ impl<'s> Stage<'s> {
             // The loan's contribution from `from` on, after less before: an
             // entry changes few of its days (a payment, the installments it
             // settles), so only the days that differ are touched.
-            let after = staged.loan.quality_days(staged.from)?;
-            let before = match self.state.loans.get(id) {
-                Some(before) => before.quality_days(staged.from)?,
+            let was = self.state.loans.get(id);
+            // With the schedule and the end unchanged, the installments no
+            // payment before or after the entry reaches are the same in
+            // both and left out of both: a repayment costs the installments
+            // it can reach, not the whole schedule.
+            let paid_bound = match was {
+                Some(was)
+                    if !staged.schedule_changed
+                        && was.ended_on == staged.loan.ended_on
+                        && was.status == staged.loan.status =>
+                {
+                    Some(
+                        was.paid_on_installments()?
+                            .max(staged.loan.paid_on_installments()?),
+                    )
+                }
+                _ => None,
+            };
+            let after = staged
+                .loan
+                .quality_days_paid_below(staged.from, paid_bound)?;
+            let before = match was {
+                Some(before) => before.quality_days_paid_below(staged.from, paid_bound)?,
                 None => Vec::new(),
             };
             let change = loans::quality_change(after, before)?;

@@ -882,6 +882,29 @@ impl Loan {
     ///
     /// The days come in date order, one entry per date.
     pub fn quality_days(&self, from: NaiveDate) -> Result<Vec<(NaiveDate, QualityDay)>, Overflow> {
+        self.quality_days_paid_below(from, None)
+    }
+
+    /// What this loan has paid on its installments, in all.
+    pub fn paid_on_installments(&self) -> Result<Decimal, Overflow> {
+        self.paid_changes
+            .values()
+            .try_fold(Decimal::ZERO, |sum, paid| plus(sum, *paid))
+    }
+
+    /// [`Loan::quality_days`], leaving out the installments (due and paid
+    /// on time) that start at or past `paid_bound` of cumulative dues: no
+    /// payment reaches them while the loan has paid at most that much, so
+    /// each is counted due and unpaid. Two states of one loan with the same
+    /// schedule and end, each having paid at most `paid_bound`, give the
+    /// same days for those installments, and their difference (what
+    /// applying an entry needs) is the same without them, at the cost of
+    /// the installments payments reach rather than of the whole schedule.
+    pub fn quality_days_paid_below(
+        &self,
+        from: NaiveDate,
+        paid_bound: Option<Decimal>,
+    ) -> Result<Vec<(NaiveDate, QualityDay)>, Overflow> {
         // Changes are collected in a list, then sorted and merged by date
         // once: cheaper than keeping a map ordered while they come.
         let mut days: Vec<(NaiveDate, QualityDay)> =
@@ -971,6 +994,9 @@ impl Loan {
         let mut paid_by = Decimal::ZERO;
         let mut before = Decimal::ZERO;
         for (installment, through) in self.installments.iter().zip(&cumulative) {
+            if paid_bound.is_some_and(|bound| before >= bound) {
+                break;
+            }
             let date = installment.due.due_date;
             while let Some((_, change)) = paid_changes.next_if(|(on, _)| **on <= date) {
                 paid_by = plus(paid_by, *change)?;
