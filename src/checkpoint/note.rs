@@ -101,6 +101,15 @@ impl KeyKind {
     }
 }
 
+/// `<name>+<key hash in hex>+<base64 of the type byte and key>`: the text
+/// form of a verifier key, and of a private key after `PRIVATE+KEY+`.
+fn key_text(name: &str, key_hash: [u8; 4], kind: KeyKind, key: &[u8]) -> String {
+    let mut typed = Vec::with_capacity(1 + key.len());
+    typed.push(kind.type_byte());
+    typed.extend_from_slice(key);
+    format!("{name}+{}+{}", hex::encode(key_hash), BASE64.encode(typed))
+}
+
 /// SHA-256(name ‖ "\n" ‖ type ‖ public key)[:4]: the key ID every
 /// signature line and key text carries.
 pub fn key_hash(name: &str, kind: KeyKind, public_key: &[u8; PUBLIC_KEY_BYTES]) -> [u8; 4] {
@@ -235,14 +244,9 @@ impl Signer {
 
     /// The private key text (see [`Signer::from_text`]). A secret.
     pub fn to_text(&self) -> String {
-        let mut key = Vec::with_capacity(1 + SEED_BYTES);
-        key.push(self.kind.type_byte());
-        key.extend_from_slice(&self.seed);
         format!(
-            "PRIVATE+KEY+{}+{}+{}",
-            self.name,
-            hex::encode(self.key_hash),
-            BASE64.encode(key)
+            "PRIVATE+KEY+{}",
+            key_text(&self.name, self.key_hash, self.kind, &self.seed)
         )
     }
 
@@ -383,15 +387,7 @@ impl Verifier {
 
     /// The verifier key text (see [`Verifier::parse`]).
     pub fn to_text(&self) -> String {
-        let mut key = Vec::with_capacity(1 + PUBLIC_KEY_BYTES);
-        key.push(self.kind.type_byte());
-        key.extend_from_slice(&self.public_key);
-        format!(
-            "{}+{}+{}",
-            self.name,
-            hex::encode(self.key_hash),
-            BASE64.encode(key)
-        )
+        key_text(&self.name, self.key_hash, self.kind, &self.public_key)
     }
 
     /// The key's name.
