@@ -112,36 +112,14 @@ impl CheckpointLog {
     /// Opens (or creates) `dir/checkpoints.log`, cutting a torn last record.
     pub fn open(dir: &Path) -> Result<CheckpointLog, StoreError> {
         let path = dir.join(CHECKPOINT_LOG_FILE);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .mode(super::DATA_FILE_MODE)
             .open(&path)
             .map_err(StoreError::io(format!("opening {}", path.display())))?;
-        let bytes =
-            std::fs::read(&path).map_err(StoreError::io(format!("reading {}", path.display())))?;
-        let (index, valid) = Self::scan(&bytes, &path)?;
-        if valid < bytes.len() {
-            tracing::warn!(
-                path = %path.display(),
-                cut = bytes.len() - valid,
-                "cutting a torn last record of the checkpoint log"
-            );
-            file.set_len(valid as u64)
-                .map_err(StoreError::io(format!("cutting {}", path.display())))?;
-            file.flush()
-                .map_err(StoreError::io(format!("cutting {}", path.display())))?;
-        }
-        let reader = file
-            .try_clone()
-            .map_err(StoreError::io(format!("opening {}", path.display())))?;
-        Ok(CheckpointLog {
-            path,
-            file: Mutex::new(file),
-            reader,
-            index: RwLock::new(index),
-        })
+        Self::from_file(path, file, true)
     }
 
     /// Opens `dir/checkpoints.log` to read only (what `verify` does): a torn
@@ -150,9 +128,23 @@ impl CheckpointLog {
         let path = dir.join(CHECKPOINT_LOG_FILE);
         let file =
             File::open(&path).map_err(StoreError::io(format!("opening {}", path.display())))?;
+        Self::from_file(path, file, false)
+    }
+
+    /// Reads the records of `file`, cutting a torn last one when `cut`.
+    fn from_file(path: PathBuf, file: File, cut: bool) -> Result<CheckpointLog, StoreError> {
         let bytes =
             std::fs::read(&path).map_err(StoreError::io(format!("reading {}", path.display())))?;
-        let (index, _) = Self::scan(&bytes, &path)?;
+        let (index, valid) = Self::scan(&bytes, &path)?;
+        if cut && valid < bytes.len() {
+            tracing::warn!(
+                path = %path.display(),
+                cut = bytes.len() - valid,
+                "cutting a torn last record of the checkpoint log"
+            );
+            file.set_len(valid as u64)
+                .map_err(StoreError::io(format!("cutting {}", path.display())))?;
+        }
         let reader = file
             .try_clone()
             .map_err(StoreError::io(format!("opening {}", path.display())))?;
