@@ -15,7 +15,10 @@ use mfi_ledger::checkpoint::{Checkpoint, KeyKind, Signer, Verifier};
 
 mod common;
 
-use common::{BIN, Server, expect_failure, expect_success, field};
+use common::{
+    BIN, Client, Server, audit_fetch, audit_replay, expect_failure, expect_success, field,
+    kept_sizes, s, witness_once,
+};
 
 /// A server, and a temporary folder for the auditor's and witness's files.
 struct Setup {
@@ -41,26 +44,6 @@ impl Setup {
         self.server.data_dir().join("log.pub")
     }
 
-    /// Runs a client command as `tester` (manager, product admin, auditor).
-    fn run(&self, args: &[&str]) -> Output {
-        self.server
-            .client()
-            .args(args)
-            .env("MFI_LEDGER_ACTOR", "audit.test")
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the client")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        expect_success(self.run(args), &format!("{args:?}"))
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        expect_failure(self.run(args), &format!("{args:?}"))
-    }
-
     /// Writes `count` entries (branches named `prefix`1, `prefix`2, ...).
     fn write(&self, prefix: &str, count: usize) {
         for n in 1..=count {
@@ -84,21 +67,18 @@ impl Setup {
     }
 }
 
-fn s(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-/// The sizes of the checkpoints kept in an audit folder.
-fn kept_sizes(dir: &Path) -> Vec<u64> {
-    let mut sizes: Vec<u64> = std::fs::read_dir(dir.join("checkpoints"))
-        .expect("checkpoints folder")
-        .filter_map(|item| {
-            let name = item.ok()?.file_name().into_string().ok()?;
-            name.strip_suffix(".note")?.parse().ok()
-        })
-        .collect();
-    sizes.sort_unstable();
-    sizes
+impl Client for Setup {
+    /// Runs a client command as `tester` (manager, product admin, auditor).
+    fn run(&self, args: &[&str]) -> Output {
+        self.server
+            .client()
+            .args(args)
+            .env("MFI_LEDGER_ACTOR", "audit.test")
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the client")
+    }
 }
 
 #[test]
@@ -108,15 +88,7 @@ fn an_auditor_keeps_checkpoints_proves_entries_replays_and_requires_a_witness() 
     let log_pub = setup.log_pub();
 
     // First visit: the key as the institution published it.
-    let first = setup.ok(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&dir),
-        "--log-key",
-        s(&log_pub),
-        "--create",
-    ]);
+    let first = setup.ok(&audit_fetch(&dir, &["--log-key", s(&log_pub), "--create"]));
     let first_size: u64 = field(&first, "tree size").parse().unwrap();
     assert_eq!(first_size, setup.last_sequence());
     assert!(field(&first, "signature").starts_with("verified with the log key"));
@@ -137,7 +109,7 @@ fn an_auditor_keeps_checkpoints_proves_entries_replays_and_requires_a_witness() 
 
     // More books, a second visit: the new tree extends the kept one.
     setup.write("B", 5);
-    let second = setup.ok(&["audit", "fetch", "--dir", s(&dir), "--create"]);
+    let second = setup.ok(&audit_fetch(&dir, &["--create"]));
     let second_size: u64 = field(&second, "tree size").parse().unwrap();
     assert_eq!(second_size, first_size + 5);
     assert!(
@@ -167,7 +139,7 @@ fn an_auditor_keeps_checkpoints_proves_entries_replays_and_requires_a_witness() 
     );
 
     // Replay: every entry, both roots.
-    let replayed = setup.ok(&["audit", "replay", "--dir", s(&dir)]);
+    let replayed = setup.ok(&audit_replay(&dir, &[]));
     assert_eq!(field(&replayed, "verified size"), second_size.to_string());
     assert_eq!(
         field(&replayed, "checkpoint roots verified"),
@@ -180,14 +152,14 @@ fn an_auditor_keeps_checkpoints_proves_entries_replays_and_requires_a_witness() 
 
     // The next replay continues from there; --from 1 compares everything.
     setup.write("C", 2);
-    setup.ok(&["audit", "fetch", "--dir", s(&dir), "--create"]);
+    setup.ok(&audit_fetch(&dir, &["--create"]));
     let third_size = second_size + 2;
-    let next = setup.ok(&["audit", "replay", "--dir", s(&dir)]);
+    let next = setup.ok(&audit_replay(&dir, &[]));
     assert_eq!(
         field(&next, "entries downloaded"),
         format!("{}..={third_size} (2)", second_size + 1)
     );
-    let again = setup.ok(&["audit", "replay", "--dir", s(&dir), "--from", "1"]);
+    let again = setup.ok(&audit_replay(&dir, &["--from", "1"]));
     assert_eq!(
         field(&again, "compared"),
         format!("entries 1..={third_size} equal the leaves kept")
@@ -195,28 +167,15 @@ fn an_auditor_keeps_checkpoints_proves_entries_replays_and_requires_a_witness() 
 
     // A witness cosigns; the auditor then requires its cosignature.
     let witness_key = setup.path("witness.key");
-    let cosigned = setup.ok(&[
-        "witness",
-        "--witness-key",
-        s(&witness_key),
-        "--state",
-        s(&setup.path("witness")),
-        "--log-key",
-        s(&log_pub),
-        "--name",
-        "witness.example/w1",
-        "--once",
-    ]);
+    let cosigned = setup.ok(&witness_once(
+        &witness_key,
+        &setup.path("witness"),
+        &log_pub,
+        &["--name", "witness.example/w1"],
+    ));
     assert!(cosigned.contains(&format!("cosigned the checkpoint of size {third_size}")));
     let witness_pub = setup.path("witness.key.pub");
-    let fetched = setup.ok(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&dir),
-        "--witness",
-        s(&witness_pub),
-    ]);
+    let fetched = setup.ok(&audit_fetch(&dir, &["--witness", s(&witness_pub)]));
     assert_eq!(
         field(&fetched, "consistency"),
         "the same tree as the kept checkpoint"
@@ -229,17 +188,16 @@ fn an_auditor_keeps_checkpoints_proves_entries_replays_and_requires_a_witness() 
     // A witness that never cosigned: refused, and nothing new is kept.
     let stranger = Signer::generate("witness.example/w2", KeyKind::Cosignature).unwrap();
     setup.write("D", 1);
-    let stderr = setup.fails(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&dir),
-        "--create",
-        "--witness",
-        s(&witness_pub),
-        "--witness",
-        &stranger.verifier().to_text(),
-    ]);
+    let stderr = setup.fails(&audit_fetch(
+        &dir,
+        &[
+            "--create",
+            "--witness",
+            s(&witness_pub),
+            "--witness",
+            &stranger.verifier().to_text(),
+        ],
+    ));
     assert!(
         stderr.contains("missing witness cosignature") && stderr.contains("witness.example/"),
         "{stderr}"
@@ -256,15 +214,10 @@ fn a_log_key_that_is_not_the_logs_is_refused_and_nothing_is_kept() {
 
     // Another key of the same name: the signature does not verify.
     let impostor = Signer::generate(log.name(), KeyKind::Ed25519).unwrap();
-    let stderr = setup.fails(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&dir),
-        "--log-key",
-        &impostor.verifier().to_text(),
-        "--create",
-    ]);
+    let stderr = setup.fails(&audit_fetch(
+        &dir,
+        &["--log-key", &impostor.verifier().to_text(), "--create"],
+    ));
     assert!(stderr.contains("signature:"), "{stderr}");
     assert!(
         stderr.contains("does not verify with the log key"),
@@ -274,37 +227,28 @@ fn a_log_key_that_is_not_the_logs_is_refused_and_nothing_is_kept() {
     assert!(kept_sizes(&dir).is_empty());
 
     // Not a key at all.
-    let stderr = setup.fails(&["audit", "fetch", "--dir", s(&dir), "--log-key", "nonsense"]);
+    let stderr = setup.fails(&audit_fetch(&dir, &["--log-key", "nonsense"]));
     assert!(
         stderr.contains("--log-key") && stderr.contains("not a verifier key"),
         "{stderr}"
     );
 
     // No key the first time.
-    let stderr = setup.fails(&["audit", "fetch", "--dir", s(&dir)]);
+    let stderr = setup.fails(&audit_fetch(&dir, &[]));
     assert!(
         stderr.contains("the first fetch needs --log-key"),
         "{stderr}"
     );
 
     // Once the right key is kept, another one is refused.
-    setup.ok(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&dir),
-        "--log-key",
-        published.trim(),
-        "--create",
-    ]);
-    let stderr = setup.fails(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&dir),
-        "--log-key",
-        &impostor.verifier().to_text(),
-    ]);
+    setup.ok(&audit_fetch(
+        &dir,
+        &["--log-key", published.trim(), "--create"],
+    ));
+    let stderr = setup.fails(&audit_fetch(
+        &dir,
+        &["--log-key", &impostor.verifier().to_text()],
+    ));
     assert!(stderr.contains("is not the log key kept in"), "{stderr}");
     assert_eq!(
         std::fs::read_to_string(dir.join("log.pub")).unwrap(),
@@ -379,19 +323,6 @@ impl Fork {
         file
     }
 
-    /// Runs a client command as the second server's auditor.
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_as(&self.auditor(), args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        expect_success(self.run(args), &format!("{args:?}"))
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        expect_failure(self.run(args), &format!("{args:?}"))
-    }
-
     /// Writes `count` entries (principals named `prefix`1, ...).
     fn write(&self, prefix: &str, count: u64) {
         for n in 1..=count {
@@ -400,6 +331,13 @@ impl Fork {
             let args = ["principal-create", &id, "--name", &id, "--grant", "auditor"];
             expect_success(self.run_as(&admin, &args), "principal-create");
         }
+    }
+}
+
+impl Client for Fork {
+    /// Runs a client command as the second server's auditor.
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_as(&self.auditor(), args)
     }
 }
 
@@ -416,45 +354,22 @@ fn a_witness_and_an_auditor_refuse_a_history_that_does_not_extend_what_they_kept
     let log_pub = setup.log_pub();
     setup.write("B", 3);
     let dir = setup.path("audit");
-    let kept = setup.ok(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&dir),
-        "--log-key",
-        s(&log_pub),
-        "--create",
-    ]);
+    let kept = setup.ok(&audit_fetch(&dir, &["--log-key", s(&log_pub), "--create"]));
     let kept_size: u64 = field(&kept, "tree size").parse().unwrap();
     let state = setup.path("witness");
     let witness_key = setup.path("witness.key");
-    let witness = |run: &dyn Fn(&[&str]) -> Output| {
-        run(&[
-            "witness",
-            "--witness-key",
-            s(&witness_key),
-            "--state",
-            s(&state),
-            "--log-key",
-            s(&log_pub),
-            "--once",
-        ])
-    };
+    let witness =
+        |run: &dyn Fn(&[&str]) -> Output| run(&witness_once(&witness_key, &state, &log_pub, &[]));
     expect_success(witness(&|args| setup.run(args)), "witness");
     let cosigned = std::fs::read_to_string(state.join("checkpoint.note")).unwrap();
 
     // The same key, another history, smaller for now.
     let fork = Fork::start(setup.server.data_dir());
     let fork_dir = setup.path("fork-audit");
-    let fork_kept = fork.ok(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&fork_dir),
-        "--log-key",
-        s(&log_pub),
-        "--create",
-    ]);
+    let fork_kept = fork.ok(&audit_fetch(
+        &fork_dir,
+        &["--log-key", s(&log_pub), "--create"],
+    ));
     let fork_size: u64 = field(&fork_kept, "tree size").parse().unwrap();
     assert!(fork_size < kept_size, "{fork_size} < {kept_size}");
     let stderr = expect_failure(witness(&|args| fork.run(args)), "witness on the fork");
@@ -463,7 +378,7 @@ fn a_witness_and_an_auditor_refuse_a_history_that_does_not_extend_what_they_kept
 
     // Larger than what the witness cosigned, but not an extension of it.
     fork.write("p", kept_size - fork_size + 2);
-    fork.ok(&["audit", "fetch", "--dir", s(&fork_dir), "--create"]);
+    fork.ok(&audit_fetch(&fork_dir, &["--create"]));
     let stderr = expect_failure(witness(&|args| fork.run(args)), "witness on the fork");
     assert!(
         stderr.contains("refusing to cosign: split view"),
@@ -481,20 +396,14 @@ fn a_witness_and_an_auditor_refuse_a_history_that_does_not_extend_what_they_kept
         "the witness kept a checkpoint it refused"
     );
     let witness_pub = setup.path("witness.key.pub");
-    let stderr = fork.fails(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&setup.path("fresh")),
-        "--log-key",
-        s(&log_pub),
-        "--witness",
-        s(&witness_pub),
-    ]);
+    let stderr = fork.fails(&audit_fetch(
+        &setup.path("fresh"),
+        &["--log-key", s(&log_pub), "--witness", s(&witness_pub)],
+    ));
     assert!(stderr.contains("missing witness cosignature"), "{stderr}");
 
     // The auditor who kept the first server's checkpoint sees the split view.
-    let stderr = fork.fails(&["audit", "fetch", "--dir", s(&dir)]);
+    let stderr = fork.fails(&audit_fetch(&dir, &[]));
     assert!(
         stderr.contains("split view: the checkpoint of size"),
         "{stderr}"
@@ -512,19 +421,11 @@ fn a_replay_against_another_history_names_the_first_changed_entry_or_the_range()
     let log_pub = setup.log_pub();
     setup.write("B", 2);
     let dir = setup.path("audit");
-    setup.ok(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&dir),
-        "--log-key",
-        s(&log_pub),
-        "--create",
-    ]);
-    let replayed = setup.ok(&["audit", "replay", "--dir", s(&dir)]);
+    setup.ok(&audit_fetch(&dir, &["--log-key", s(&log_pub), "--create"]));
+    let replayed = setup.ok(&audit_replay(&dir, &[]));
     let verified: u64 = field(&replayed, "verified size").parse().unwrap();
     setup.write("C", 1);
-    let latest = setup.ok(&["audit", "fetch", "--dir", s(&dir), "--create"]);
+    let latest = setup.ok(&audit_fetch(&dir, &["--create"]));
     let size: u64 = field(&latest, "tree size").parse().unwrap();
 
     // The same log key over another journal at least as long.
@@ -532,7 +433,7 @@ fn a_replay_against_another_history_names_the_first_changed_entry_or_the_range()
     fork.write("p", size);
 
     // Entries already verified: the kept leaves name the first that changed.
-    let stderr = fork.fails(&["audit", "replay", "--dir", s(&dir)]);
+    let stderr = fork.fails(&audit_replay(&dir, &[]));
     assert!(
         stderr.contains("first bad sequence: 1: entry 1 differs from the entry 1 verified on"),
         "{stderr}"
@@ -544,15 +445,8 @@ fn a_replay_against_another_history_names_the_first_changed_entry_or_the_range()
 
     // Entries never verified: only the root can say, for the whole range.
     let fresh = setup.path("fresh");
-    setup.ok(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&fresh),
-        "--log-key",
-        s(&log_pub),
-    ]);
-    let stderr = fork.fails(&["audit", "replay", "--dir", s(&fresh)]);
+    setup.ok(&audit_fetch(&fresh, &["--log-key", s(&log_pub)]));
+    let stderr = fork.fails(&audit_replay(&fresh, &[]));
     assert!(
         stderr.contains(&format!(
             "entries 1..={size} do not match the checkpoint of size {size}"
@@ -565,9 +459,9 @@ fn a_replay_against_another_history_names_the_first_changed_entry_or_the_range()
     let leaves = |dir: &Path| std::fs::metadata(dir.join("leaves")).map_or(0, |m| m.len());
     assert_eq!(leaves(&dir), 32 * verified);
     assert_eq!(leaves(&fresh), 0);
-    let replayed = setup.ok(&["audit", "replay", "--dir", s(&dir)]);
+    let replayed = setup.ok(&audit_replay(&dir, &[]));
     assert_eq!(field(&replayed, "verified size"), size.to_string());
-    let replayed = setup.ok(&["audit", "replay", "--dir", s(&fresh)]);
+    let replayed = setup.ok(&audit_replay(&fresh, &[]));
     assert_eq!(field(&replayed, "verified size"), size.to_string());
     assert_eq!(leaves(&dir), 32 * size);
     assert_eq!(leaves(&fresh), 32 * size);
@@ -579,15 +473,7 @@ fn an_auditor_keeps_the_first_text_of_a_size_and_only_adds_signature_lines_to_it
     let log_pub = setup.log_pub();
     setup.write("B", 2);
     let dir = setup.path("audit");
-    let first = setup.ok(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&dir),
-        "--log-key",
-        s(&log_pub),
-        "--create",
-    ]);
+    let first = setup.ok(&audit_fetch(&dir, &["--log-key", s(&log_pub), "--create"]));
     let size: u64 = field(&first, "tree size").parse().unwrap();
     let file = dir.join("checkpoints").join(format!("{size}.note"));
     let log = Verifier::parse(std::fs::read_to_string(&log_pub).unwrap().trim()).unwrap();
@@ -609,27 +495,14 @@ fn an_auditor_keeps_the_first_text_of_a_size_and_only_adds_signature_lines_to_it
     note.add_signature_line(&mirror_line).unwrap();
     std::fs::write(&file, note.to_text()).unwrap();
     let witness_key = setup.path("witness.key");
-    setup.ok(&[
-        "witness",
-        "--witness-key",
-        s(&witness_key),
-        "--state",
-        s(&setup.path("witness")),
-        "--log-key",
-        s(&log_pub),
-        "--name",
-        "witness.example/w1",
-        "--once",
-    ]);
+    setup.ok(&witness_once(
+        &witness_key,
+        &setup.path("witness"),
+        &log_pub,
+        &["--name", "witness.example/w1"],
+    ));
     let witness_pub = setup.path("witness.key.pub");
-    let fetched = setup.ok(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&dir),
-        "--witness",
-        s(&witness_pub),
-    ]);
+    let fetched = setup.ok(&audit_fetch(&dir, &["--witness", s(&witness_pub)]));
     assert_eq!(
         field(&fetched, "consistency"),
         "the same tree as the kept checkpoint"
@@ -650,7 +523,7 @@ fn an_auditor_keeps_the_first_text_of_a_size_and_only_adds_signature_lines_to_it
     );
 
     // Nothing new: the note stays as it is.
-    let again = setup.ok(&["audit", "fetch", "--dir", s(&dir)]);
+    let again = setup.ok(&audit_fetch(&dir, &[]));
     assert_eq!(
         field(&again, "signature lines"),
         "the note kept before stays (3 signature lines), 0 new added"
@@ -678,7 +551,7 @@ fn an_auditor_keeps_the_first_text_of_a_size_and_only_adds_signature_lines_to_it
     assert_ne!(resigned.body(), checkpoint.body());
     let other_text = resigned.sign(&signer);
     std::fs::write(&file, &other_text).unwrap();
-    let stderr = setup.fails(&["audit", "fetch", "--dir", s(&dir)]);
+    let stderr = setup.fails(&audit_fetch(&dir, &[]));
     assert!(
         stderr.contains(&format!(
             "split view: two checkpoints of size {size} signed by the log key with different texts"
@@ -697,16 +570,12 @@ fn an_auditor_keeps_the_first_text_of_a_size_and_only_adds_signature_lines_to_it
         .add_signature_line(&witness_signer.cosignature_line(&other_note.text, 1_700_000_000))
         .unwrap();
     std::fs::write(&state, other_note.to_text()).unwrap();
-    let stderr = setup.fails(&[
-        "witness",
-        "--witness-key",
-        s(&witness_key),
-        "--state",
-        s(&setup.path("witness")),
-        "--log-key",
-        s(&log_pub),
-        "--once",
-    ]);
+    let stderr = setup.fails(&witness_once(
+        &witness_key,
+        &setup.path("witness"),
+        &log_pub,
+        &[],
+    ));
     assert!(
         stderr.contains("refusing to cosign: split view: two checkpoints of size"),
         "{stderr}"
@@ -723,30 +592,19 @@ fn a_witness_does_not_cosign_again_a_checkpoint_it_cosigned() {
     let setup = Setup::start();
     let log_pub = setup.log_pub();
     setup.write("B", 2);
-    setup.ok(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&setup.path("audit")),
-        "--log-key",
-        s(&log_pub),
-        "--create",
-    ]);
+    setup.ok(&audit_fetch(
+        &setup.path("audit"),
+        &["--log-key", s(&log_pub), "--create"],
+    ));
     let witness_key = setup.path("witness.key");
     let state = setup.path("witness");
     let round = || {
-        setup.ok(&[
-            "witness",
-            "--witness-key",
-            s(&witness_key),
-            "--state",
-            s(&state),
-            "--log-key",
-            s(&log_pub),
-            "--name",
-            "witness.example/w1",
-            "--once",
-        ])
+        setup.ok(&witness_once(
+            &witness_key,
+            &state,
+            &log_pub,
+            &["--name", "witness.example/w1"],
+        ))
     };
     let first = round();
     let size = field(&first, "tree size");
@@ -766,14 +624,7 @@ fn a_witness_does_not_cosign_again_a_checkpoint_it_cosigned() {
         cosigned
     );
     let fresh = setup.path("fresh");
-    setup.ok(&[
-        "audit",
-        "fetch",
-        "--dir",
-        s(&fresh),
-        "--log-key",
-        s(&log_pub),
-    ]);
+    setup.ok(&audit_fetch(&fresh, &["--log-key", s(&log_pub)]));
     let served =
         std::fs::read_to_string(fresh.join("checkpoints").join(format!("{size}.note"))).unwrap();
     let witness = Verifier::parse(
@@ -789,7 +640,7 @@ fn a_witness_does_not_cosign_again_a_checkpoint_it_cosigned() {
 
     // The log grows: the next round cosigns the new checkpoint.
     setup.write("C", 1);
-    setup.ok(&["audit", "fetch", "--dir", s(&fresh), "--create"]);
+    setup.ok(&audit_fetch(&fresh, &["--create"]));
     let third = round();
     let grown: u64 = field(&third, "tree size").parse().unwrap();
     assert!(

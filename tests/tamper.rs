@@ -29,7 +29,10 @@ use mfi_ledger::domain::entry::{EntryBody, GENESIS_HASH, chain_hash};
 
 mod common;
 
-use common::{BIN, ServerOn, copy_dir, expect_failure, expect_success, field};
+use common::{
+    BIN, Client, ServerOn, audit_fetch, audit_replay, copy_dir, expect_failure, expect_success,
+    field, kept_sizes, s, witness_once,
+};
 
 /// The journal file as frames of records, each record's payload being an
 /// entry's canonical bytes then its 32-byte hash (`store::journal_file`).
@@ -172,27 +175,16 @@ fn forge_name(journal: &mut Journal, sequence: u64) {
     payload[..canonical].copy_from_slice(&forged);
 }
 
-fn s(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn run(server: &ServerOn, args: &[&str]) -> Output {
-    server
-        .client()
-        .args(args)
-        .env("MFI_LEDGER_ACTOR", "tamper.test")
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the client")
-}
-
-fn ok(server: &ServerOn, args: &[&str]) -> String {
-    expect_success(run(server, args), &format!("{args:?}"))
-}
-
-fn fails(server: &ServerOn, args: &[&str]) -> String {
-    expect_failure(run(server, args), &format!("{args:?}"))
+impl Client for ServerOn {
+    fn run(&self, args: &[&str]) -> Output {
+        self.client()
+            .args(args)
+            .env("MFI_LEDGER_ACTOR", "tamper.test")
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the client")
+    }
 }
 
 /// Writes `count` branches named `prefix`1, `prefix`2, ..., one entry (and
@@ -202,47 +194,41 @@ fn write(server: &ServerOn, prefix: &str, count: usize) {
         let branch = format!("{prefix}{n}");
         let name = format!("Branch {branch}");
         let args = ["branch-create", &branch, "--name", &name];
-        ok(
-            server,
-            &[&args[..], &["--opened-on", "2024-01-02"]].concat(),
-        );
+        server.ok(&[&args[..], &["--opened-on", "2024-01-02"]].concat());
     }
 }
 
-fn verify(dir: &Path, log_key: &Path) -> Output {
+/// `mfi-ledger verify --data DIR`, then `more`.
+fn verify_with(dir: &Path, more: &[&str]) -> Output {
     Command::new(BIN)
-        .args(["verify", "--data", s(dir), "--log-key", s(log_key)])
+        .args(["verify", "--data", s(dir)])
+        .args(more)
         .env("RUST_LOG", "error")
         .output()
         .expect("run verify")
+}
+
+/// `mfi-ledger verify` of `dir` with the log's key in `log_key`.
+/// The journal's last sequence number, as `server` tells it.
+fn last_sequence(server: &ServerOn) -> u64 {
+    field(&server.ok(&["info"]), "last sequence")
+        .parse()
+        .expect("a number")
+}
+
+fn verify(dir: &Path, log_key: &Path) -> Output {
+    verify_with(dir, &["--log-key", s(log_key)])
 }
 
 /// `mfi-ledger verify` of `dir` held to the checkpoints an auditor kept in
 /// `folder` too (with the folder's copy of the log's key).
 fn verify_against(dir: &Path, folder: &Path) -> Output {
-    Command::new(BIN)
-        .args(["verify", "--data", s(dir), "--checkpoints", s(folder)])
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run verify")
+    verify_with(dir, &["--checkpoints", s(folder)])
 }
 
 /// The stderr of a `verify` that must fail.
 fn verify_fails(dir: &Path, log_key: &Path) -> String {
     expect_failure(verify(dir, log_key), "verify")
-}
-
-/// The sizes of the checkpoints kept in an audit folder.
-fn kept_sizes(dir: &Path) -> Vec<u64> {
-    let mut sizes: Vec<u64> = std::fs::read_dir(dir.join("checkpoints"))
-        .expect("checkpoints folder")
-        .filter_map(|item| {
-            let name = item.ok()?.file_name().into_string().ok()?;
-            name.strip_suffix(".note")?.parse().ok()
-        })
-        .collect();
-    sizes.sort_unstable();
-    sizes
 }
 
 /// Books written by the real server and the evidence kept of them, the
@@ -264,9 +250,7 @@ impl Books {
             base: 0,
         };
         let server = ServerOn::start(&books.data()).expect("a new server starts");
-        let base = field(&ok(&server, &["info"]), "last sequence")
-            .parse()
-            .expect("a number");
+        let base = last_sequence(&server);
         let books = Books { base, ..books };
         std::fs::copy(books.data().join("log.pub"), books.log_pub()).expect("publish log.pub");
         // Two visits: after B1, B2 (the first checkpoint), after C1..C4.
@@ -274,10 +258,9 @@ impl Books {
             write(&server, prefix, count);
             for dir in [books.replayed(), books.kept_only()] {
                 let log_key = books.log_pub();
-                let args = ["audit", "fetch", "--dir", s(&dir), "--create"];
-                ok(&server, &[&args[..], &["--log-key", s(&log_key)]].concat());
+                server.ok(&audit_fetch(&dir, &["--create", "--log-key", s(&log_key)]));
             }
-            ok(&server, &["audit", "replay", "--dir", s(&books.replayed())]);
+            server.ok(&audit_replay(&books.replayed(), &[]));
         }
         let cosigned = expect_success(books.witness(&server), "witness");
         assert!(cosigned.contains(&format!("cosigned the checkpoint of size {}", books.last())));
@@ -337,11 +320,25 @@ impl Books {
     /// One round of the witness against `server`.
     fn witness(&self, server: &ServerOn) -> Output {
         let (key, state) = (self.path("witness.key"), self.path("witness"));
-        let args = ["witness", "--witness-key", s(&key), "--state", s(&state)];
-        run(
-            server,
-            &[&args[..], &["--log-key", s(&self.log_pub()), "--once"]].concat(),
-        )
+        server.run(&witness_once(&key, &state, &self.log_pub(), &[]))
+    }
+
+    /// The stderr of the replaying auditor's next fetch from `server`,
+    /// which must fail.
+    fn fetch_fails(&self, server: &ServerOn) -> String {
+        server.fails(&audit_fetch(&self.replayed(), &["--create"]))
+    }
+
+    /// The stderr of the fetch-only auditor's first replay from `server`,
+    /// which must fail.
+    fn replay_never_fails(&self, server: &ServerOn) -> String {
+        server.fails(&audit_replay(&self.kept_only(), &[]))
+    }
+
+    /// The stderr of the replaying auditor's replay of every entry again
+    /// (`--from 1`) from `server`, which must fail.
+    fn replay_again_fails(&self, server: &ServerOn) -> String {
+        server.fails(&audit_replay(&self.replayed(), &["--from", "1"]))
     }
 
     /// A copy of the data directory, its journal changed by `tamper`.
@@ -361,11 +358,8 @@ impl Books {
 fn assert_the_evidence_catches(books: &Books, server: &ServerOn, first_bad: u64) {
     let last = books.last();
     write(server, "N", 2);
-    let now = field(&ok(server, &["info"]), "last sequence");
-    let fetched = fails(
-        server,
-        &["audit", "fetch", "--dir", s(&books.replayed()), "--create"],
-    );
+    let now = last_sequence(server);
+    let fetched = books.fetch_fails(server);
     assert!(
         fetched.contains(&format!("split view: the checkpoint of size {now} (root "))
             && fetched.contains(&format!(
@@ -389,19 +383,14 @@ fn assert_the_evidence_catches(books: &Books, server: &ServerOn, first_bad: u64)
             )),
         "{refused}"
     );
-
-    let replayed = s(&books.replayed()).to_owned();
-    let again = fails(
-        server,
-        &["audit", "replay", "--dir", &replayed, "--from", "1"],
-    );
+    let again = books.replay_again_fails(server);
     assert!(
         again.contains(&format!(
             "first bad sequence: {first_bad}: entry {first_bad} differs from the entry {first_bad} verified on"
         )),
         "{again}"
     );
-    let never = fails(server, &["audit", "replay", "--dir", s(&books.kept_only())]);
+    let never = books.replay_never_fails(server);
     assert!(
         never.contains(&format!(
             "entries {first_bad}..={last} do not match the checkpoint of size {last}"
@@ -426,31 +415,21 @@ fn a_byte_changed_in_an_entry_is_named_by_verify_and_by_replaying_it() {
     // below the journal's last): the auditors read the changed entry.
     let server = ServerOn::start(&forged).expect("the server starts");
     let hash_mismatch = format!("first bad sequence: {target}: its hash ");
-    let never = fails(
-        &server,
-        &["audit", "replay", "--dir", s(&books.kept_only())],
-    );
+    let never = books.replay_never_fails(&server);
     assert!(
         never.contains(&hash_mismatch) && never.contains("a hash mismatch"),
         "{never}"
     );
-    let replayed = s(&books.replayed()).to_owned();
-    let again = fails(
-        &server,
-        &["audit", "replay", "--dir", &replayed, "--from", "1"],
-    );
+    let again = books.replay_again_fails(&server);
     assert!(again.contains(&hash_mismatch), "{again}");
     let sequence = target.to_string();
-    let proof = fails(
-        &server,
-        &[
-            "audit",
-            "inclusion",
-            &sequence,
-            "--dir",
-            s(&books.kept_only()),
-        ],
-    );
+    let proof = server.fails(&[
+        "audit",
+        "inclusion",
+        &sequence,
+        "--dir",
+        s(&books.kept_only()),
+    ]);
     assert!(
         proof.contains(&format!(
             "entry {target} is not proven in the checkpoint of size {}",
@@ -515,16 +494,9 @@ fn swapped_entries_are_named_by_verify_and_by_replaying_them() {
         "first bad sequence: {target}: the server sent entry {} where entry {target} was expected",
         target + 1
     );
-    let never = fails(
-        &server,
-        &["audit", "replay", "--dir", s(&books.kept_only())],
-    );
+    let never = books.replay_never_fails(&server);
     assert!(never.contains(&jump), "{never}");
-    let replayed = s(&books.replayed()).to_owned();
-    let again = fails(
-        &server,
-        &["audit", "replay", "--dir", &replayed, "--from", "1"],
-    );
+    let again = books.replay_again_fails(&server);
     assert!(again.contains(&jump), "{again}");
 }
 
@@ -597,10 +569,7 @@ fn a_server_restarted_on_a_rewritten_journal_with_the_same_key_is_caught_by_the_
     std::fs::remove_file(forged.join("checkpoints.log")).expect("remove checkpoints.log");
 
     let server = ServerOn::start(&forged).expect("the server starts");
-    let fetched = fails(
-        &server,
-        &["audit", "fetch", "--dir", s(&books.replayed()), "--create"],
-    );
+    let fetched = books.fetch_fails(&server);
     assert!(
         fetched.contains(&format!("split view: the checkpoint of size {last} (root "))
             && fetched.contains("same size, different root"),

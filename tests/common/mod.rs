@@ -374,3 +374,61 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Something that runs the client binary against a server (as some
+/// principal): `ok` for a command that must succeed, `fails` for one that
+/// must fail.
+pub trait Client {
+    /// Runs a client command with `args`.
+    fn run(&self, args: &[&str]) -> Output;
+
+    /// The stdout of `args`, which must succeed.
+    fn ok(&self, args: &[&str]) -> String {
+        expect_success(self.run(args), &format!("{args:?}"))
+    }
+
+    /// The stderr of `args`, which must fail.
+    fn fails(&self, args: &[&str]) -> String {
+        expect_failure(self.run(args), &format!("{args:?}"))
+    }
+}
+
+/// A path as a command-line argument.
+pub fn s(path: &std::path::Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// The sizes of the checkpoints kept in an audit folder.
+pub fn kept_sizes(dir: &std::path::Path) -> Vec<u64> {
+    let mut sizes: Vec<u64> = std::fs::read_dir(dir.join("checkpoints"))
+        .expect("checkpoints folder")
+        .filter_map(|item| {
+            let name = item.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".note")?.parse().ok()
+        })
+        .collect();
+    sizes.sort_unstable();
+    sizes
+}
+
+/// `audit fetch --dir DIR`, then `more`.
+pub fn audit_fetch<'a>(dir: &'a std::path::Path, more: &[&'a str]) -> Vec<&'a str> {
+    [&["audit", "fetch", "--dir", s(dir)][..], more].concat()
+}
+
+/// `audit replay --dir DIR`, then `more`.
+pub fn audit_replay<'a>(dir: &'a std::path::Path, more: &[&'a str]) -> Vec<&'a str> {
+    [&["audit", "replay", "--dir", s(dir)][..], more].concat()
+}
+
+/// One round of `witness` with its key, its state folder and the log's
+/// key, then `more` (e.g. `--name`).
+pub fn witness_once<'a>(
+    key: &'a std::path::Path,
+    state: &'a std::path::Path,
+    log_key: &'a std::path::Path,
+    more: &[&'a str],
+) -> Vec<&'a str> {
+    let args = ["witness", "--witness-key", s(key), "--state", s(state)];
+    [&args[..], &["--log-key", s(log_key)], more, &["--once"]].concat()
+}
