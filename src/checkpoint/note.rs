@@ -101,6 +101,33 @@ impl KeyKind {
     }
 }
 
+/// The fields of a key's text form after its name: the key ID, and the
+/// type byte and the 32 key bytes (a seed or a public key) in base64.
+fn key_fields(
+    name: &str,
+    hash_hex: &str,
+    key_base64: &str,
+    what: &str,
+    bytes_are: &str,
+) -> Result<([u8; 4], KeyKind, [u8; 32]), NoteError> {
+    check_name(name)?;
+    let hash = parse_key_hash(hash_hex)?;
+    let key = BASE64
+        .decode(key_base64)
+        .map_err(|e| malformed_key(format!("{what} is not base64: {e}")))?;
+    let Some((&type_byte, bytes)) = key.split_first() else {
+        return Err(malformed_key(format!("{what} is empty")));
+    };
+    let kind = KeyKind::from_type_byte(type_byte)?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+        malformed_key(format!(
+            "{what} of {name} has {} bytes, not a 32{bytes_are}",
+            bytes.len()
+        ))
+    })?;
+    Ok((hash, kind, bytes))
+}
+
 /// `<name>+<key hash in hex>+<base64 of the type byte and key>`: the text
 /// form of a verifier key, and of a private key after `PRIVATE+KEY+`.
 fn key_text(name: &str, key_hash: [u8; 4], kind: KeyKind, key: &[u8]) -> String {
@@ -217,21 +244,8 @@ impl Signer {
                 "a private key reads PRIVATE+KEY+<name>+<key ID>+<key>",
             ));
         };
-        check_name(name)?;
-        let hash = parse_key_hash(hash_hex)?;
-        let key = BASE64
-            .decode(key_base64)
-            .map_err(|e| malformed_key(format!("private key is not base64: {e}")))?;
-        let Some((&type_byte, seed)) = key.split_first() else {
-            return Err(malformed_key("private key is empty"));
-        };
-        let kind = KeyKind::from_type_byte(type_byte)?;
-        let seed: [u8; SEED_BYTES] = seed.try_into().map_err(|_| {
-            malformed_key(format!(
-                "private key of {name} has {} bytes, not a {SEED_BYTES}-byte seed",
-                seed.len()
-            ))
-        })?;
+        let (hash, kind, seed) =
+            key_fields(name, hash_hex, key_base64, "private key", "-byte seed")?;
         let signer = Signer::from_seed(name, kind, seed)?;
         if signer.key_hash != hash {
             return Err(malformed_key(format!(
@@ -355,21 +369,13 @@ impl Verifier {
         else {
             return Err(malformed_key("a verifier key reads <name>+<key ID>+<key>"));
         };
-        check_name(name)?;
-        let hash = parse_key_hash(hash_hex)?;
-        let key = BASE64
-            .decode(key_base64)
-            .map_err(|e| malformed_key(format!("verifier key is not base64: {e}")))?;
-        let Some((&type_byte, public_key)) = key.split_first() else {
-            return Err(malformed_key("verifier key is empty"));
-        };
-        let kind = KeyKind::from_type_byte(type_byte)?;
-        let public_key: [u8; PUBLIC_KEY_BYTES] = public_key.try_into().map_err(|_| {
-            malformed_key(format!(
-                "public key of {name} has {} bytes, not {PUBLIC_KEY_BYTES}",
-                public_key.len()
-            ))
-        })?;
+        let (hash, kind, public_key) = key_fields(
+            name,
+            hash_hex,
+            key_base64,
+            "verifier key",
+            "-byte public key",
+        )?;
         let expected = key_hash(name, kind, &public_key);
         if expected != hash {
             return Err(malformed_key(format!(
