@@ -162,6 +162,7 @@ impl AuditService for AuditApi {
                 AccountKind::Liability => pb::AccountKind::Liability,
                 AccountKind::Income => pb::AccountKind::Income,
                 AccountKind::Expense => pb::AccountKind::Expense,
+                AccountKind::Equity => pb::AccountKind::Equity,
             } as i32,
             balance: Some(money_out(balance.on_normal_side(kind), currency)),
             debits: Some(money_out(balance.debits, currency)),

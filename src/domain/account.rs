@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::error::DomainError;
 use super::ids::{BranchId, FeeCode, LoanId, SavingsAccountId};
 
-/// Asset, liability, income or expense: decides the account's normal side.
+/// Asset, liability, equity, income or expense: decides the account's normal side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccountKind {
     /// Debit-normal: cash, loans.
@@ -21,6 +21,8 @@ pub enum AccountKind {
     Income,
     /// Debit-normal.
     Expense,
+    /// Credit-normal: retained earnings.
+    Equity,
 }
 
 impl AccountKind {
@@ -48,6 +50,13 @@ pub enum AccountId {
     LoanLoss(BranchId),
     /// Money collected on written-off loans (income).
     Recoveries(BranchId),
+    /// Results of a branch's closed years (equity): each year-end close
+    /// carries the year's income and expenses into it. (Added after
+    /// encoding version 4's first release: new accounts go at the end, so
+    /// older entries decode unchanged.)
+    RetainedEarnings(BranchId),
+    /// Interest a branch pays on its members' savings (expense).
+    InterestExpense(BranchId),
 }
 
 impl AccountId {
@@ -58,8 +67,9 @@ impl AccountId {
             AccountId::InterestIncome(_) | AccountId::FeeIncome(..) | AccountId::Recoveries(_) => {
                 AccountKind::Income
             }
-            AccountId::LoanLoss(_) => AccountKind::Expense,
+            AccountId::LoanLoss(_) | AccountId::InterestExpense(_) => AccountKind::Expense,
             AccountId::Savings(_) => AccountKind::Liability,
+            AccountId::RetainedEarnings(_) => AccountKind::Equity,
         }
     }
 
@@ -69,7 +79,7 @@ impl AccountId {
             return Err(DomainError::invalid(
                 field,
                 format!(
-                    "{text:?} is not an account name (cash:BRANCH, interest-income:BRANCH, fee-income:BRANCH/FEE, loan-loss:BRANCH, recoveries:BRANCH, loan:LOAN, savings:ACCOUNT)"
+                    "{text:?} is not an account name (cash:BRANCH, interest-income:BRANCH, fee-income:BRANCH/FEE, loan-loss:BRANCH, recoveries:BRANCH, interest-expense:BRANCH, retained-earnings:BRANCH, loan:LOAN, savings:ACCOUNT)"
                 ),
             ));
         };
@@ -80,6 +90,8 @@ impl AccountId {
             "savings" => Ok(AccountId::Savings(SavingsAccountId::parse(field, key)?)),
             "loan-loss" => Ok(AccountId::LoanLoss(BranchId::parse(field, key)?)),
             "recoveries" => Ok(AccountId::Recoveries(BranchId::parse(field, key)?)),
+            "retained-earnings" => Ok(AccountId::RetainedEarnings(BranchId::parse(field, key)?)),
+            "interest-expense" => Ok(AccountId::InterestExpense(BranchId::parse(field, key)?)),
             "fee-income" => {
                 let Some((branch, fee)) = key.split_once('/') else {
                     return Err(DomainError::invalid(
@@ -95,7 +107,7 @@ impl AccountId {
             other => Err(DomainError::invalid(
                 field,
                 format!(
-                    "{other:?} is not an account kind (cash, interest-income, fee-income, loan-loss, recoveries, loan, savings)"
+                    "{other:?} is not an account kind (cash, interest-income, fee-income, loan-loss, recoveries, interest-expense, retained-earnings, loan, savings)"
                 ),
             )),
         }
@@ -112,6 +124,8 @@ impl fmt::Display for AccountId {
             AccountId::FeeIncome(b, fee) => write!(f, "fee-income:{b}/{fee}"),
             AccountId::LoanLoss(b) => write!(f, "loan-loss:{b}"),
             AccountId::Recoveries(b) => write!(f, "recoveries:{b}"),
+            AccountId::RetainedEarnings(b) => write!(f, "retained-earnings:{b}"),
+            AccountId::InterestExpense(b) => write!(f, "interest-expense:{b}"),
         }
     }
 }
@@ -130,6 +144,8 @@ mod tests {
             "fee-income:TB/disbursement",
             "loan-loss:TB",
             "recoveries:TB",
+            "retained-earnings:TB",
+            "interest-expense:TB",
         ] {
             assert_eq!(AccountId::parse("account", text).unwrap().to_string(), text);
         }

@@ -4,6 +4,7 @@
 //! knows about gRPC or storage. It is pure and deterministic.
 
 pub mod access;
+pub mod books;
 pub mod account;
 pub mod codec;
 pub mod command;

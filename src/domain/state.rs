@@ -22,6 +22,8 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 use super::access::Access;
+pub use super::books::Balance;
+use super::books::Books;
 use super::account::{AccountId, AccountKind};
 use super::command::{Command, CommandBody, Money, SavingsKind};
 use super::entry::{
@@ -335,26 +337,6 @@ impl Loan {
     }
 }
 
-/// Debits and credits posted to one account.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Balance {
-    #[serde(with = "crate::domain::codec::decimal")]
-    pub debits: Decimal,
-    #[serde(with = "crate::domain::codec::decimal")]
-    pub credits: Decimal,
-}
-
-impl Balance {
-    /// The balance on the account's normal side.
-    pub fn on_normal_side(&self, kind: AccountKind) -> Decimal {
-        if kind.is_debit_normal() {
-            self.debits - self.credits
-        } else {
-            self.credits - self.debits
-        }
-    }
-}
-
 /// What executing a command can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
@@ -392,6 +374,9 @@ pub struct LedgerState {
     /// Every version of every product, oldest first.
     products: BTreeMap<ProductId, Vec<ProductVersion>>,
     balances: HashMap<AccountId, Balance>,
+    /// Every account's and every general-ledger line's history, for
+    /// figures as of a date or a sequence.
+    books: Books,
     /// Request id -> the entry it produced. Not part of the state cache:
     /// the journal holds every entry's request id, and startup rebuilds this
     /// index from it, so it is kept exactly as long as the journal.
@@ -522,6 +507,11 @@ impl LedgerState {
     /// Who may do what, as of the last applied entry.
     pub fn access(&self) -> &Arc<Access> {
         &self.access
+    }
+
+    /// The general ledger: every account's and line's history.
+    pub fn books(&self) -> &Books {
+        &self.books
     }
 
     /// Debits and credits of an account (zero if never posted to).

@@ -115,6 +115,7 @@ impl LedgerState {
     fn commit_entry(&mut self, entry: &Entry, commit: Commit) {
         let body = &entry.body;
         self.commit(commit);
+        self.book(body);
         if !self.skip_requests {
             self.requests.insert(body.request_id.clone(), body.sequence);
         }
@@ -122,6 +123,32 @@ impl LedgerState {
         self.last_hash = Some(entry.hash);
         self.changed.note(|| StateKey::Head);
         self.changed.note(|| StateKey::Format);
+    }
+
+    /// Books the entry's postings in the general ledger, after the commit
+    /// (a savings account opened by the entry is then known). Cannot fail:
+    /// the running totals are bounded by the balances `stage` checked.
+    fn book(&mut self, body: &EntryBody) {
+        let Some(branch) = &body.branch else {
+            return;
+        };
+        for posting in &body.postings {
+            let savings = match &posting.account {
+                AccountId::Savings(id) => self.savings.get(id).map(|account| account.kind),
+                _ => None,
+            };
+            let line = crate::domain::books::Line::of(&posting.account, savings);
+            self.books.post(
+                body.sequence,
+                body.effective_date,
+                branch,
+                &posting.account,
+                line,
+                Balance::of(posting.side, posting.amount),
+            );
+            self.changed
+                .note(|| StateKey::Posting(posting.account.clone(), body.sequence));
+        }
     }
 
     /// Writes what a stage worked out. Cannot fail.

@@ -29,6 +29,11 @@ pub enum StateKey {
     /// Principals, roles and credentials, as one record (small, and
     /// rarely changed).
     Access,
+    /// What one entry posted to one account (the general ledger's history):
+    /// written once.
+    Posting(AccountId, u64),
+    /// What a branch's year-end close on a date carried into retained earnings.
+    Carry(BranchId, NaiveDate),
 }
 
 /// A record: key bytes and value bytes, or `None` when the key is gone.
@@ -42,7 +47,9 @@ const ACCESS_KEY: &str = "access";
 /// (loans active, standard PAR, loans in arrears, installments due and paid
 /// on time, disbursements by product) and borrowers who save are those
 /// with a positive savings balance.
-pub const STATE_FORMAT: u32 = 2;
+/// 3: the general ledger's history, one record per posting, and the
+/// year-end carries.
+pub const STATE_FORMAT: u32 = 3;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("postcard encodes plain data into a Vec without failing")
@@ -70,6 +77,8 @@ impl StateKey {
             StateKey::Reversed(sequence) => format!("reversed/{sequence:020}"),
             StateKey::Day(branch, date) => format!("day/{branch}/{date}"),
             StateKey::Access => ACCESS_KEY.to_owned(),
+            StateKey::Posting(account, sequence) => format!("posting/{account}/{sequence:020}"),
+            StateKey::Carry(branch, date) => format!("carry/{branch}/{date}"),
         }
         .into_bytes()
     }
@@ -100,6 +109,15 @@ impl LedgerState {
                 .and_then(|days| days.get(date))
                 .map(encode),
             StateKey::Access => (!self.access.is_empty()).then(|| encode(&*self.access)),
+            StateKey::Posting(account, sequence) => self
+                .books
+                .posting_record(account, *sequence)
+                .map(|r| encode(&r)),
+            StateKey::Carry(branch, date) => self
+                .books
+                .carries()
+                .find(|((b, d), _)| b == branch && d == date)
+                .map(|(_, lines)| encode(lines)),
         }
     }
 
@@ -150,6 +168,16 @@ impl LedgerState {
         for (branch, days) in &self.days {
             keys.extend(days.keys().map(|date| StateKey::Day(branch.clone(), *date)));
         }
+        keys.extend(
+            self.books
+                .posting_keys()
+                .map(|(account, sequence)| StateKey::Posting(account.clone(), sequence)),
+        );
+        keys.extend(
+            self.books
+                .carries()
+                .map(|((branch, date), _)| StateKey::Carry(branch.clone(), *date)),
+        );
         keys.iter()
             .filter_map(|key| Some((key.to_bytes(), self.record(key)?)))
             .collect()
@@ -161,10 +189,31 @@ impl LedgerState {
     ) -> Result<LedgerState, String> {
         let mut state = LedgerState::new();
         let (mut any, mut head, mut format) = (false, false, false);
+        let mut postings = Vec::new();
+        let mut carries = Vec::new();
         for (key, value) in records {
             let key =
                 std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
-            state.import_record(key, value)?;
+            if let Some(rest) = key.strip_prefix("posting/") {
+                let (account, sequence) = rest
+                    .rsplit_once('/')
+                    .ok_or_else(|| format!("record key {key:?}"))?;
+                let account = AccountId::parse("key", account).map_err(|e| e.to_string())?;
+                let sequence: u64 = sequence
+                    .parse()
+                    .map_err(|_| format!("record key {key:?}"))?;
+                postings.push((account, sequence, decode(key, value)?));
+            } else if let Some(rest) = key.strip_prefix("carry/") {
+                let (branch, date) = rest
+                    .split_once('/')
+                    .ok_or_else(|| format!("record key {key:?}"))?;
+                let branch = BranchId::parse("key", branch).map_err(|e| e.to_string())?;
+                let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                    .map_err(|_| format!("record key {key:?}"))?;
+                carries.push((branch, date, decode(key, value)?));
+            } else {
+                state.import_record(key, value)?;
+            }
             any = true;
             head |= key == HEAD_KEY;
             format |= key == FORMAT_KEY;
@@ -178,6 +227,10 @@ impl LedgerState {
             return Err(format!(
                 "state records without a format record (written before format {STATE_FORMAT})"
             ));
+        }
+        state.books = crate::domain::books::Books::from_records(postings);
+        for (branch, date, lines) in carries {
+            state.books.note_carry(&branch, date, lines);
         }
         Ok(state)
     }

@@ -394,7 +394,9 @@ impl LedgerState {
             | AccountId::InterestIncome(branch)
             | AccountId::FeeIncome(branch, _)
             | AccountId::LoanLoss(branch)
-            | AccountId::Recoveries(branch) => branch.clone(),
+            | AccountId::Recoveries(branch)
+            | AccountId::RetainedEarnings(branch)
+            | AccountId::InterestExpense(branch) => branch.clone(),
             AccountId::Loan(loan) => self.find_loan("account", loan)?.branch.clone(),
             AccountId::Savings(id) => self
                 .savings

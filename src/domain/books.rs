@@ -1,0 +1,716 @@
+//! The general ledger: every account's history of debits and credits, so
+//! that any balance can be read as of an effective date (the business view)
+//! or as of a journal sequence (what the books said then, before later
+//! back-dated entries) with a binary search; the general-ledger lines the
+//! accounts roll up to (one per branch and line), and the trial balance,
+//! balance sheet and income statement worked out from those lines.
+//!
+//! A history keeps two running totals: one per entry that posted to the
+//! account, in sequence order (entries arrive in that order, so it only
+//! grows at its end), and one per effective date (a back-dated entry is
+//! inserted at its date and moves the totals after it). Debits and credits
+//! are each sums of positive amounts, so every running total lies between
+//! zero and the account's total, which `apply` checked before the entry was
+//! booked: booking cannot overflow.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::account::{AccountId, AccountKind};
+use super::command::SavingsKind;
+use super::entry::Side;
+use super::error::DomainError;
+use super::ids::{BranchId, FeeCode};
+
+/// Debits and credits posted to one account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub debits: Decimal,
+    #[serde(with = "crate::domain::codec::decimal")]
+    pub credits: Decimal,
+}
+
+impl Balance {
+    /// The balance on the account's normal side.
+    pub fn on_normal_side(&self, kind: AccountKind) -> Decimal {
+        if kind.is_debit_normal() {
+            self.debits - self.credits
+        } else {
+            self.credits - self.debits
+        }
+    }
+
+    /// One posting's debit or credit.
+    pub fn of(side: Side, amount: Decimal) -> Balance {
+        match side {
+            Side::Debit => Balance {
+                debits: amount,
+                credits: Decimal::ZERO,
+            },
+            Side::Credit => Balance {
+                debits: Decimal::ZERO,
+                credits: amount,
+            },
+        }
+    }
+
+    /// The sum; the callers' totals are bounded by a checked total.
+    fn plus(self, other: Balance) -> Balance {
+        Balance {
+            debits: self.debits + other.debits,
+            credits: self.credits + other.credits,
+        }
+    }
+
+    /// What was posted between `earlier` and `self`.
+    pub fn since(self, earlier: Balance) -> Balance {
+        Balance {
+            debits: self.debits - earlier.debits,
+            credits: self.credits - earlier.credits,
+        }
+    }
+}
+
+/// The moment a figure is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    /// Everything booked so far.
+    Latest,
+    /// What the books said right after this entry: entries up to it, whatever their date.
+    Sequence(u64),
+    /// The business view at the end of this day: every entry dated on or
+    /// before it, including those booked later (back-dated).
+    Date(NaiveDate),
+}
+
+/// The general-ledger line an account rolls up to in its branch's books.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Line {
+    /// Cash on hand and in banks.
+    Cash,
+    /// Gross loan portfolio: principal outstanding.
+    LoanPortfolio,
+    /// Interest earned and not yet received (the ledger books interest when
+    /// received, so this line stays at zero; it is in the chart for an
+    /// institution that accrues).
+    InterestReceivable,
+    /// Allowance for loan losses (contra asset; in the chart, unused while
+    /// losses are booked as write-offs).
+    LoanLossAllowance,
+    /// Compulsory savings members keep while they borrow.
+    CompulsorySavings,
+    /// Voluntary savings.
+    VoluntarySavings,
+    /// Results of closed years.
+    RetainedEarnings,
+    /// Interest income on loans.
+    InterestIncome,
+    /// Income from one kind of fee.
+    FeeIncome(FeeCode),
+    /// Collected on loans written off.
+    Recoveries,
+    /// Interest paid on members' savings.
+    InterestExpense,
+    /// Principal written off (loan-loss expense).
+    LoanLoss,
+}
+
+/// The part of a statement a line belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    Assets,
+    Liabilities,
+    Equity,
+    Income,
+    Expenses,
+}
+
+impl Line {
+    /// The line `account` rolls up to; `savings` is the kind of a savings account.
+    pub fn of(account: &AccountId, savings: Option<SavingsKind>) -> Line {
+        match account {
+            AccountId::Cash(_) => Line::Cash,
+            AccountId::Loan(_) => Line::LoanPortfolio,
+            AccountId::Savings(_) => match savings {
+                Some(SavingsKind::Compulsory) => Line::CompulsorySavings,
+                _ => Line::VoluntarySavings,
+            },
+            AccountId::InterestIncome(_) => Line::InterestIncome,
+            AccountId::FeeIncome(_, fee) => Line::FeeIncome(fee.clone()),
+            AccountId::LoanLoss(_) => Line::LoanLoss,
+            AccountId::Recoveries(_) => Line::Recoveries,
+            AccountId::RetainedEarnings(_) => Line::RetainedEarnings,
+            AccountId::InterestExpense(_) => Line::InterestExpense,
+        }
+    }
+
+    /// The lines every branch's books show, in chart order (fee lines are
+    /// added as fees are booked).
+    pub const FIXED: [Line; 11] = [
+        Line::Cash,
+        Line::LoanPortfolio,
+        Line::InterestReceivable,
+        Line::LoanLossAllowance,
+        Line::CompulsorySavings,
+        Line::VoluntarySavings,
+        Line::RetainedEarnings,
+        Line::InterestIncome,
+        Line::Recoveries,
+        Line::InterestExpense,
+        Line::LoanLoss,
+    ];
+
+    /// Where the line goes in the statements.
+    pub fn section(&self) -> Section {
+        match self {
+            Line::Cash
+            | Line::LoanPortfolio
+            | Line::InterestReceivable
+            | Line::LoanLossAllowance => Section::Assets,
+            Line::CompulsorySavings | Line::VoluntarySavings => Section::Liabilities,
+            Line::RetainedEarnings => Section::Equity,
+            Line::InterestIncome | Line::FeeIncome(_) | Line::Recoveries => Section::Income,
+            Line::InterestExpense | Line::LoanLoss => Section::Expenses,
+        }
+    }
+
+    /// The side its balance normally lies on.
+    pub fn kind(&self) -> AccountKind {
+        match self.section() {
+            // The allowance is a contra asset: shown under assets, credit-normal.
+            _ if *self == Line::LoanLossAllowance => AccountKind::Liability,
+            Section::Assets => AccountKind::Asset,
+            Section::Liabilities => AccountKind::Liability,
+            Section::Equity => AccountKind::Equity,
+            Section::Income => AccountKind::Income,
+            Section::Expenses => AccountKind::Expense,
+        }
+    }
+
+    /// Its balance as the statements show it: positive on the normal side
+    /// of its section (an allowance shows negative among the assets).
+    pub fn in_section(&self, balance: Balance) -> Decimal {
+        match self {
+            Line::LoanLossAllowance => balance.debits - balance.credits,
+            _ => balance.on_normal_side(self.kind()),
+        }
+    }
+
+    /// The line's name in the chart configuration, e.g. `cash`, `fee-income/disbursement`.
+    pub fn key(&self) -> String {
+        match self {
+            Line::FeeIncome(fee) => format!("fee-income/{fee}"),
+            other => other.fixed_key().to_owned(),
+        }
+    }
+
+    fn fixed_key(&self) -> &'static str {
+        match self {
+            Line::Cash => "cash",
+            Line::LoanPortfolio => "loan-portfolio",
+            Line::InterestReceivable => "interest-receivable",
+            Line::LoanLossAllowance => "loan-loss-allowance",
+            Line::CompulsorySavings => "savings-compulsory",
+            Line::VoluntarySavings => "savings-voluntary",
+            Line::RetainedEarnings => "retained-earnings",
+            Line::InterestIncome => "interest-income",
+            Line::FeeIncome(_) => "fee-income",
+            Line::Recoveries => "recoveries",
+            Line::InterestExpense => "interest-expense",
+            Line::LoanLoss => "loan-loss",
+        }
+    }
+
+    /// Parses a line's key as [`Line::key`] gives it (`fee-income` alone is
+    /// the default of every fee line).
+    pub fn parse(field: &str, text: &str) -> Result<Option<Line>, DomainError> {
+        if text == "fee-income" {
+            return Ok(None);
+        }
+        if let Some(fee) = text.strip_prefix("fee-income/") {
+            return Ok(Some(Line::FeeIncome(FeeCode::parse(field, fee)?)));
+        }
+        Line::FIXED
+            .into_iter()
+            .find(|line| line.fixed_key() == text)
+            .map(Some)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    field,
+                    format!(
+                        "{} is not a line of the chart; use one of {}, fee-income or fee-income/FEE",
+                        super::error::echo(text),
+                        Line::FIXED.map(|l| l.fixed_key()).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key())
+    }
+}
+
+/// An account's running totals after one entry that posted to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Step {
+    sequence: u64,
+    date: NaiveDate,
+    total: Balance,
+}
+
+/// One movement of an account: what one entry posted to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Movement {
+    pub sequence: u64,
+    pub date: NaiveDate,
+    pub posted: Balance,
+}
+
+/// An account's (or a line's) running totals by sequence and by date.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    by_sequence: Vec<Step>,
+    /// Totals at the end of each date something is dated on, date order.
+    by_date: Vec<(NaiveDate, Balance)>,
+}
+
+impl History {
+    /// Books what entry `sequence`, dated `date`, posted; entries come in
+    /// sequence order (several postings of one entry add up).
+    pub fn post(&mut self, sequence: u64, date: NaiveDate, posted: Balance) {
+        match self.by_sequence.last_mut() {
+            Some(last) if last.sequence == sequence => last.total = last.total.plus(posted),
+            last => {
+                let total = last.map_or(posted, |last| last.total.plus(posted));
+                self.by_sequence.push(Step {
+                    sequence,
+                    date,
+                    total,
+                });
+            }
+        }
+        let at = self.by_date.partition_point(|(d, _)| *d < date);
+        if self.by_date.get(at).is_none_or(|(d, _)| *d != date) {
+            let before = at
+                .checked_sub(1)
+                .map_or(Balance::default(), |i| self.by_date[i].1);
+            self.by_date.insert(at, (date, before));
+        }
+        for (_, total) in &mut self.by_date[at..] {
+            *total = total.plus(posted);
+        }
+    }
+
+    /// Everything posted.
+    pub fn latest(&self) -> Balance {
+        self.by_sequence
+            .last()
+            .map_or(Balance::default(), |s| s.total)
+    }
+
+    /// Posted by entries up to `sequence`.
+    pub fn at_sequence(&self, sequence: u64) -> Balance {
+        let at = self.by_sequence.partition_point(|s| s.sequence <= sequence);
+        at.checked_sub(1)
+            .map_or(Balance::default(), |i| self.by_sequence[i].total)
+    }
+
+    /// Posted by entries dated on or before `date`.
+    pub fn on_date(&self, date: NaiveDate) -> Balance {
+        let at = self.by_date.partition_point(|(d, _)| *d <= date);
+        at.checked_sub(1)
+            .map_or(Balance::default(), |i| self.by_date[i].1)
+    }
+
+    /// The total as of `as_of`.
+    pub fn as_of(&self, as_of: AsOf) -> Balance {
+        match as_of {
+            AsOf::Latest => self.latest(),
+            AsOf::Sequence(sequence) => self.at_sequence(sequence),
+            AsOf::Date(date) => self.on_date(date),
+        }
+    }
+
+    /// What entry `sequence` posted, if it posted here.
+    pub fn posted_by(&self, sequence: u64) -> Option<Movement> {
+        let at = self
+            .by_sequence
+            .binary_search_by_key(&sequence, |s| s.sequence)
+            .ok()?;
+        Some(self.movement(at))
+    }
+
+    fn movement(&self, at: usize) -> Movement {
+        let step = self.by_sequence[at];
+        let before = at
+            .checked_sub(1)
+            .map_or(Balance::default(), |i| self.by_sequence[i].total);
+        Movement {
+            sequence: step.sequence,
+            date: step.date,
+            posted: step.total.since(before),
+        }
+    }
+
+    /// Every movement dated `from..=to`, in date order (sequence order within a date).
+    pub fn movements(&self, from: NaiveDate, to: NaiveDate) -> Vec<Movement> {
+        let mut movements: Vec<Movement> = (0..self.by_sequence.len())
+            .filter(|&i| (from..=to).contains(&self.by_sequence[i].date))
+            .map(|i| self.movement(i))
+            .collect();
+        movements.sort_by_key(|m| (m.date, m.sequence));
+        movements
+    }
+
+    /// How many entries posted here.
+    pub fn len(&self) -> usize {
+        self.by_sequence.len()
+    }
+
+    /// True when nothing was posted.
+    pub fn is_empty(&self) -> bool {
+        self.by_sequence.is_empty()
+    }
+}
+
+/// One account's book: where it belongs and what was posted to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountBook {
+    pub branch: BranchId,
+    pub line: Line,
+    pub history: History,
+}
+
+/// One posting as the state cache keeps it (`posting/ACCOUNT/SEQUENCE`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostingRecord {
+    pub branch: BranchId,
+    pub line: Line,
+    #[serde(with = "crate::domain::codec::date")]
+    pub date: NaiveDate,
+    pub posted: Balance,
+}
+
+/// The general ledger of every branch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Books {
+    accounts: BTreeMap<AccountId, AccountBook>,
+    lines: BTreeMap<(BranchId, Line), History>,
+    /// What each year-end close carried out of the income and expense
+    /// lines into retained earnings, by branch and the close's date, so that
+    /// an income statement leaves the closing entry out.
+    carried: BTreeMap<(BranchId, NaiveDate), Vec<(Line, Balance)>>,
+}
+
+impl Books {
+    /// Books one posting of entry `sequence`, dated `date`, in `branch`.
+    pub fn post(
+        &mut self,
+        sequence: u64,
+        date: NaiveDate,
+        branch: &BranchId,
+        account: &AccountId,
+        line: Line,
+        posted: Balance,
+    ) {
+        self.lines
+            .entry((branch.clone(), line.clone()))
+            .or_default()
+            .post(sequence, date, posted);
+        match self.accounts.get_mut(account) {
+            Some(book) => book.history.post(sequence, date, posted),
+            None => {
+                let mut history = History::default();
+                history.post(sequence, date, posted);
+                self.accounts.insert(
+                    account.clone(),
+                    AccountBook {
+                        branch: branch.clone(),
+                        line,
+                        history,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Notes that entry postings on `date` in `branch` closed the year:
+    /// what they took out of each income and expense line.
+    pub fn note_carry(
+        &mut self,
+        branch: &BranchId,
+        date: NaiveDate,
+        carried: Vec<(Line, Balance)>,
+    ) {
+        self.carried.insert((branch.clone(), date), carried);
+    }
+
+    /// The year-end carries, as records: `((branch, date), lines)`.
+    pub fn carries(&self) -> impl Iterator<Item = (&(BranchId, NaiveDate), &Vec<(Line, Balance)>)> {
+        self.carried.iter()
+    }
+
+    /// An account's book.
+    pub fn account(&self, account: &AccountId) -> Option<&AccountBook> {
+        self.accounts.get(account)
+    }
+
+    /// Every account with a posting, in name order, from `after` on (exclusive).
+    pub fn accounts_after<'a>(
+        &'a self,
+        after: Option<&AccountId>,
+    ) -> impl Iterator<Item = (&'a AccountId, &'a AccountBook)> + 'a {
+        use std::ops::Bound;
+        let start = match after {
+            Some(after) => Bound::Excluded(after.clone()),
+            None => Bound::Unbounded,
+        };
+        self.accounts.range((start, Bound::Unbounded))
+    }
+
+    /// How many accounts have postings.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// The record of what entry `sequence` posted to `account`.
+    pub fn posting_record(&self, account: &AccountId, sequence: u64) -> Option<PostingRecord> {
+        let book = self.accounts.get(account)?;
+        let movement = book.history.posted_by(sequence)?;
+        Some(PostingRecord {
+            branch: book.branch.clone(),
+            line: book.line.clone(),
+            date: movement.date,
+            posted: movement.posted,
+        })
+    }
+
+    /// Every posting, as `(account, sequence)` keys.
+    pub fn posting_keys(&self) -> impl Iterator<Item = (&AccountId, u64)> {
+        self.accounts.iter().flat_map(|(account, book)| {
+            book.history
+                .by_sequence
+                .iter()
+                .map(move |s| (account, s.sequence))
+        })
+    }
+
+    /// Rebuilds the books from posting records in any order.
+    pub fn from_records(mut records: Vec<(AccountId, u64, PostingRecord)>) -> Books {
+        records.sort_by_key(|(_, sequence, _)| *sequence);
+        let mut books = Books::default();
+        for (account, sequence, record) in records {
+            books.post(
+                sequence,
+                record.date,
+                &record.branch,
+                &account,
+                record.line,
+                record.posted,
+            );
+        }
+        books
+    }
+
+    /// A line of a branch's books as of `as_of`.
+    pub fn line(&self, branch: &BranchId, line: &Line, as_of: AsOf) -> Balance {
+        self.lines
+            .get(&(branch.clone(), line.clone()))
+            .map_or(Balance::default(), |history| history.as_of(as_of))
+    }
+
+    /// The lines of `branch` (every branch's, added up, when `None`) as of
+    /// `as_of`: the fixed lines of the chart and every line booked to.
+    pub fn lines(&self, branch: Option<&BranchId>, as_of: AsOf) -> BTreeMap<Line, Balance> {
+        let mut lines: BTreeMap<Line, Balance> = Line::FIXED
+            .into_iter()
+            .map(|line| (line, Balance::default()))
+            .collect();
+        for ((b, line), history) in &self.lines {
+            let balance = history.as_of(as_of);
+            // A fee line shows once something was booked to it.
+            if branch.is_none_or(|branch| branch == b) && balance != Balance::default() {
+                let total = lines.entry(line.clone()).or_default();
+                *total = total.plus(balance);
+            }
+        }
+        lines
+    }
+
+    /// The trial balance of `branch` (of the institution when `None`).
+    pub fn trial_balance(&self, branch: Option<&BranchId>, as_of: AsOf) -> TrialBalance {
+        let rows: Vec<(Line, Balance)> = self.lines(branch, as_of).into_iter().collect();
+        let debits = rows.iter().map(|(_, b)| b.debits).sum();
+        let credits = rows.iter().map(|(_, b)| b.credits).sum();
+        TrialBalance {
+            rows,
+            debits,
+            credits,
+        }
+    }
+
+    /// The balance sheet at the end of `date`.
+    pub fn balance_sheet(&self, branch: Option<&BranchId>, date: NaiveDate) -> BalanceSheet {
+        let lines = self.lines(branch, AsOf::Date(date));
+        let mut sheet = BalanceSheet {
+            date,
+            ..BalanceSheet::default()
+        };
+        for (line, balance) in lines {
+            let amount = line.in_section(balance);
+            match line.section() {
+                Section::Assets => sheet.assets.push((line, amount)),
+                Section::Liabilities => sheet.liabilities.push((line, amount)),
+                Section::Equity => sheet.equity.push((line, amount)),
+                Section::Income => sheet.result += amount,
+                Section::Expenses => sheet.result -= amount,
+            }
+        }
+        sheet
+    }
+
+    /// The income statement of `from..=to`: what was earned and spent,
+    /// leaving out the year-end closing entries.
+    pub fn income_statement(
+        &self,
+        branch: Option<&BranchId>,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> IncomeStatement {
+        let end = self.lines(branch, AsOf::Date(to));
+        let start = match from.pred_opt() {
+            Some(before) => self.lines(branch, AsOf::Date(before)),
+            None => BTreeMap::new(),
+        };
+        let mut moved: BTreeMap<Line, Balance> = end
+            .into_iter()
+            .filter(|(line, _)| matches!(line.section(), Section::Income | Section::Expenses))
+            .map(|(line, total)| {
+                let before = start.get(&line).copied().unwrap_or_default();
+                (line, total.since(before))
+            })
+            .collect();
+        for ((b, date), carried) in &self.carried {
+            if branch.is_none_or(|branch| branch == b) && (from..=to).contains(date) {
+                for (line, balance) in carried {
+                    let total = moved.entry(line.clone()).or_default();
+                    *total = total.since(*balance);
+                }
+            }
+        }
+        let mut statement = IncomeStatement {
+            from,
+            to,
+            ..IncomeStatement::default()
+        };
+        for (line, balance) in moved {
+            let amount = line.in_section(balance);
+            match line.section() {
+                Section::Income => {
+                    statement.income.push((line, amount));
+                    statement.result += amount;
+                }
+                _ => {
+                    statement.expenses.push((line, amount));
+                    statement.result -= amount;
+                }
+            }
+        }
+        statement
+    }
+}
+
+/// Every line with its debits, credits and balance; debits equal credits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrialBalance {
+    pub rows: Vec<(Line, Balance)>,
+    pub debits: Decimal,
+    pub credits: Decimal,
+}
+
+/// Assets, liabilities and equity at the end of a date.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BalanceSheet {
+    pub date: NaiveDate,
+    pub assets: Vec<(Line, Decimal)>,
+    pub liabilities: Vec<(Line, Decimal)>,
+    /// Retained earnings.
+    pub equity: Vec<(Line, Decimal)>,
+    /// Income less expenses not yet carried into retained earnings.
+    pub result: Decimal,
+}
+
+impl BalanceSheet {
+    /// Total assets.
+    pub fn total_assets(&self) -> Decimal {
+        self.assets.iter().map(|(_, a)| a).sum()
+    }
+
+    /// Total liabilities.
+    pub fn total_liabilities(&self) -> Decimal {
+        self.liabilities.iter().map(|(_, a)| a).sum()
+    }
+
+    /// Total equity: retained earnings and the result not yet carried.
+    pub fn total_equity(&self) -> Decimal {
+        self.equity.iter().map(|(_, a)| a).sum::<Decimal>() + self.result
+    }
+}
+
+/// Income and expenses of a period and the result.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IncomeStatement {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub income: Vec<(Line, Decimal)>,
+    pub expenses: Vec<(Line, Decimal)>,
+    /// Income less expenses.
+    pub result: Decimal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 1, d).unwrap()
+    }
+
+    fn debit(amount: i64) -> Balance {
+        Balance::of(Side::Debit, Decimal::from(amount))
+    }
+
+    #[test]
+    fn a_history_answers_by_sequence_and_by_date() {
+        let mut history = History::default();
+        history.post(1, day(10), debit(100));
+        history.post(2, day(12), debit(20));
+        // Entry 3 is back-dated before both.
+        history.post(3, day(5), debit(3));
+        history.post(3, day(5), Balance::of(Side::Credit, Decimal::ONE));
+        assert_eq!(history.at_sequence(0), Balance::default());
+        assert_eq!(history.at_sequence(1).debits, Decimal::from(100));
+        assert_eq!(history.at_sequence(2).debits, Decimal::from(120));
+        assert_eq!(history.at_sequence(9).debits, Decimal::from(123));
+        assert_eq!(history.on_date(day(4)), Balance::default());
+        assert_eq!(history.on_date(day(5)).debits, Decimal::from(3));
+        assert_eq!(history.on_date(day(11)).debits, Decimal::from(103));
+        assert_eq!(history.on_date(day(31)).debits, Decimal::from(123));
+        assert_eq!(history.on_date(day(31)).credits, Decimal::ONE);
+        let moves = history.movements(day(1), day(11));
+        assert_eq!(
+            moves.iter().map(|m| m.sequence).collect::<Vec<_>>(),
+            vec![3, 1]
+        );
+        assert_eq!(moves[0].posted.debits, Decimal::from(3));
+        assert_eq!(moves[0].posted.credits, Decimal::ONE);
+    }
+}
