@@ -566,7 +566,7 @@ const DAYS_DIVISOR: Decimal = Decimal::from_parts(36_500, 0, 0, false, 0);
 
 impl RoundingMode {
     /// The `rust_decimal` strategy this mode rounds with.
-    fn strategy(self) -> RoundingStrategy {
+    pub(crate) fn strategy(self) -> RoundingStrategy {
         match self {
             Self::HalfEven => RoundingStrategy::MidpointNearestEven,
             Self::HalfUp => RoundingStrategy::MidpointAwayFromZero,
