@@ -14,6 +14,7 @@ const PROTO_FILES: &[&str] = &[
     "mfi/ledger/v1/product_service.proto",
     "mfi/ledger/v1/access_service.proto",
     "mfi/ledger/v1/proof_service.proto",
+    "mfi/ledger/v1/books_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

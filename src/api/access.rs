@@ -108,6 +108,13 @@ pub const RPCS: &[Rpc] = rpcs! {
         "GetVerifierKey": Identify,
         "AddCosignature": ReadJournal,
     }
+    "BooksService" => {
+        "ListAccounts": ReadBranch,
+        "GetTrialBalance": ReadBranch,
+        "GetBalanceSheet": ReadBranch,
+        "GetIncomeStatement": ReadBranch,
+        "GetAccountStatement": ReadBranch,
+    }
 };
 
 /// The action `path` needs, for an RPC of the ledger's services.

@@ -15,7 +15,8 @@ use tonic::{Request, Response, Status};
 
 use crate::domain::DomainError;
 use crate::domain::access::Action;
-use crate::domain::account::{AccountId, AccountKind};
+use crate::domain::account::AccountId;
+use crate::domain::books::{AsOf, Balance};
 use crate::domain::command::SavingsKind;
 use crate::domain::entry::GENESIS_HASH;
 use crate::domain::ids::{BranchId, LoanId, MemberId};
@@ -110,18 +111,18 @@ fn branch_subject(branch_id: &str) -> String {
 
 /// Refuses the read unless `caller` may read `branch`'s books (`None`:
 /// every branch's).
-fn may_read(caller: &Caller, branch: Option<&BranchId>) -> Result<(), DomainError> {
+pub(super) fn may_read(caller: &Caller, branch: Option<&BranchId>) -> Result<(), DomainError> {
     caller
         .access
         .authorize(&caller.principal, Action::ReadBranch, branch)
 }
 
-fn refuse(error: DomainError) -> Status {
+pub(super) fn refuse(error: DomainError) -> Status {
     status::from_domain(&error)
 }
 
 /// A read that did not complete: a bug, logged here with its cause.
-fn read_failed(error: crate::ledger::ReadError) -> Status {
+pub(super) fn read_failed(error: crate::ledger::ReadError) -> Status {
     tracing::error!(%error, "a read failed");
     Status::internal(error.to_string())
 }
@@ -145,25 +146,28 @@ impl AuditService for AuditApi {
         let caller = access::caller(&request)?;
         let r = request.into_inner();
         let account = AccountId::parse("account", &r.account).map_err(refuse)?;
+        let as_of = convert::as_of("as_of", r.as_of).map_err(refuse)?;
         let kind = account.kind();
         let read = account.clone();
         let (currency, balance, sequence) = self
             .read(move |state| {
                 may_read(&caller, Some(&state.account_branch(&read)?))?;
+                state.check_as_of("as_of", as_of)?;
                 let currency = state.account_currency(&read)?;
-                Ok::<_, DomainError>((currency, state.balance(&read), state.last_sequence()))
+                let balance = match as_of {
+                    AsOf::Latest => state.balance(&read),
+                    as_of => state
+                        .books()
+                        .account(&read)
+                        .map_or_else(Balance::default, |book| book.history.as_of(as_of)),
+                };
+                Ok::<_, DomainError>((currency, balance, state.reflects(as_of)))
             })
             .await?
             .map_err(refuse)?;
         Ok(Response::new(pb::GetBalanceResponse {
             account: account.to_string(),
-            kind: match kind {
-                AccountKind::Asset => pb::AccountKind::Asset,
-                AccountKind::Liability => pb::AccountKind::Liability,
-                AccountKind::Income => pb::AccountKind::Income,
-                AccountKind::Expense => pb::AccountKind::Expense,
-                AccountKind::Equity => pb::AccountKind::Equity,
-            } as i32,
+            kind: convert::kind_out(kind) as i32,
             balance: Some(money_out(balance.on_normal_side(kind), currency)),
             debits: Some(money_out(balance.debits, currency)),
             credits: Some(money_out(balance.credits, currency)),

@@ -177,6 +177,31 @@ fn unknown_enum(field: &str, value: i32) -> DomainError {
     DomainError::invalid(field, format!("{value} is not a known value"))
 }
 
+/// The kind of account, for clients.
+pub fn kind_out(kind: crate::domain::account::AccountKind) -> pb::AccountKind {
+    use crate::domain::account::AccountKind;
+    match kind {
+        AccountKind::Asset => pb::AccountKind::Asset,
+        AccountKind::Liability => pb::AccountKind::Liability,
+        AccountKind::Equity => pb::AccountKind::Equity,
+        AccountKind::Income => pb::AccountKind::Income,
+        AccountKind::Expense => pb::AccountKind::Expense,
+    }
+}
+
+/// The moment asked for in `field` (unset: now).
+pub fn as_of(
+    field: &str,
+    as_of: Option<pb::AsOf>,
+) -> Result<crate::domain::books::AsOf, DomainError> {
+    use crate::domain::books::AsOf;
+    Ok(match as_of.and_then(|a| a.point) {
+        None => AsOf::Latest,
+        Some(pb::as_of::Point::Date(text)) => AsOf::Date(date(&format!("{field}.date"), &text)?),
+        Some(pb::as_of::Point::Sequence(sequence)) => AsOf::Sequence(sequence),
+    })
+}
+
 /// Money out.
 pub fn money_out(amount: Decimal, currency: Currency) -> pb::Money {
     pb::Money {

@@ -16,6 +16,7 @@ use crate::pb;
 pub mod access;
 mod approvals;
 mod audit;
+mod books;
 mod branch;
 mod connections;
 pub mod convert;
@@ -150,6 +151,10 @@ pub async fn serve(
     let proofs =
         pb::proof_service_server::ProofServiceServer::new(proofs::ProofApi::new(ledger.clone()))
             .max_decoding_message_size(limits.message_size_max);
+    let books =
+        pb::books_service_server::BooksServiceServer::new(books::BooksApi::new(ledger.clone()))
+            .max_decoding_message_size(limits.message_size_max)
+            .max_encoding_message_size(64 << 20);
     let incoming = connections::PeerLimitedIncoming::new(
         incoming(listener),
         limits.connections_per_peer_max,
@@ -170,6 +175,7 @@ pub async fn serve(
         .add_service(products)
         .add_service(access_service)
         .add_service(proofs)
+        .add_service(books)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     watcher.abort();

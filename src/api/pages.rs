@@ -41,6 +41,8 @@ pub enum List {
     LoansInArrears,
     /// `ListProducts`: the key is a product id.
     Products,
+    /// `ListAccounts`: the key is an account name.
+    Accounts,
 }
 
 impl List {
@@ -48,6 +50,7 @@ impl List {
         match self {
             List::LoansInArrears => b'a',
             List::Products => b'p',
+            List::Accounts => b'c',
         }
     }
 }

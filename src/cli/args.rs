@@ -308,9 +308,36 @@ pub struct ReverseArgs {
 #[derive(Args, Clone, Debug)]
 pub struct BalanceArgs {
     /// Account: cash:BRANCH, interest-income:BRANCH, fee-income:BRANCH/FEE,
-    /// loan-loss:BRANCH, recoveries:BRANCH, savings:ACCOUNT_ID or loan:LOAN_ID
+    /// loan-loss:BRANCH, recoveries:BRANCH, interest-expense:BRANCH,
+    /// retained-earnings:BRANCH, savings:ACCOUNT_ID or loan:LOAN_ID
     /// (e.g. cash:TB, fee-income:TB/disbursement, savings:TB-0001/C1, loan:TB-0001/L1).
     pub account: String,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
+}
+
+/// A figure as of a date or a journal sequence number.
+#[derive(Args, Clone, Debug, Default)]
+pub struct AsOfArgs {
+    /// The books at the end of this business date, YYYY-MM-DD (entries dated
+    /// on or before it, back-dated ones included) [default: now].
+    #[arg(long, value_name = "DATE", conflicts_with = "as_of_sequence")]
+    pub as_of_date: Option<String>,
+    /// The books as they stood right after this journal entry.
+    #[arg(long, value_name = "SEQUENCE")]
+    pub as_of_sequence: Option<u64>,
+}
+
+impl AsOfArgs {
+    /// The request's `as_of`.
+    pub fn to_pb(&self) -> Option<pb::AsOf> {
+        let point = match (&self.as_of_date, self.as_of_sequence) {
+            (Some(date), _) => pb::as_of::Point::Date(date.clone()),
+            (None, Some(sequence)) => pb::as_of::Point::Sequence(sequence),
+            (None, None) => return None,
+        };
+        Some(pb::AsOf { point: Some(point) })
+    }
 }
 
 /// Arguments of `member`.

@@ -21,6 +21,7 @@ mod access;
 mod approvals;
 pub mod args;
 mod audit;
+mod books;
 pub mod connect;
 mod output;
 mod portfolio;
@@ -155,6 +156,8 @@ pub enum ClientCommand {
     Access(access::AccessCommand),
     #[command(flatten)]
     Approvals(approvals::ApprovalCommand),
+    #[command(flatten)]
+    Books(books::BooksCommand),
     /// Check the books without trusting the server: keep signed
     /// checkpoints, prove entries in them, replay the journal against them.
     #[command(subcommand)]
@@ -247,6 +250,7 @@ pub async fn run(options: ClientOptions, command: ClientCommand) -> anyhow::Resu
         ClientCommand::Read(command) => read(&options.server, command).await?,
         ClientCommand::Access(command) => access::run(&options, command).await?,
         ClientCommand::Approvals(command) => approvals::run(&options, command).await?,
+        ClientCommand::Books(command) => books::run(&options.server, command).await?,
         ClientCommand::Audit(command) => audit::run(&options.server, command).await?,
         ClientCommand::Witness(args) => witness::run(&options.server, options.json, args).await?,
     };

@@ -39,35 +39,7 @@ impl Report {
     }
 }
 
-/// `amount` with a comma between each group of three integer digits
-/// ("-1234567.50" becomes "-1,234,567.50"); anything that is not a plain
-/// decimal is returned unchanged.
-pub fn grouped(amount: &str) -> String {
-    let (sign, unsigned) = match amount.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", amount),
-    };
-    let (whole, fraction) = match unsigned.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
-        None => (unsigned, None),
-    };
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() || !digits(whole) || !fraction.is_none_or(digits) {
-        return amount.to_owned();
-    }
-    let mut out = String::from(sign);
-    for (index, digit) in whole.chars().enumerate() {
-        if index > 0 && (whole.len() - index) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    if let Some(fraction) = fraction {
-        out.push('.');
-        out.push_str(fraction);
-    }
-    out
-}
+pub use crate::domain::money::grouped;
 
 /// An amount for a table cell: grouped digits, no currency ("-" when absent).
 pub fn amount(money: Option<&pb::Money>) -> String {

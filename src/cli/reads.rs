@@ -15,6 +15,7 @@ use crate::pb;
 /// `balance`.
 pub async fn balance(server: &str, args: BalanceArgs) -> anyhow::Result<Report> {
     let request = pb::GetBalanceRequest {
+        as_of: args.as_of.to_pb(),
         account: args.account,
     };
     let r = audit(server)

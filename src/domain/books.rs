@@ -26,6 +26,9 @@ use super::entry::Side;
 use super::error::DomainError;
 use super::ids::{BranchId, FeeCode};
 
+mod chart;
+pub use chart::{Chart, GlAccount};
+
 /// Debits and credits posted to one account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {

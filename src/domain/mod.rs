@@ -4,8 +4,8 @@
 //! knows about gRPC or storage. It is pure and deterministic.
 
 pub mod access;
-pub mod books;
 pub mod account;
+pub mod books;
 pub mod codec;
 pub mod command;
 pub mod entry;
@@ -14,6 +14,7 @@ pub mod ids;
 pub mod merkle;
 pub mod money;
 pub mod product;
+pub mod savings_interest;
 pub mod schedule;
 pub mod state;
 pub mod totals;

@@ -22,9 +22,9 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 use super::access::Access;
+use super::account::{AccountId, AccountKind};
 pub use super::books::Balance;
 use super::books::Books;
-use super::account::{AccountId, AccountKind};
 use super::command::{Command, CommandBody, Money, SavingsKind};
 use super::entry::{
     Entry, EntryBody, GENESIS_HASH, Hash, InstallmentPayment, Outcome, Posting, Undo,

@@ -120,6 +120,8 @@ pub struct LedgerConfig {
     pub checkpoint_interval: std::time::Duration,
     /// When the journal's signed checkpoints are made, and the log's key.
     pub log_checkpoints: CheckpointPolicy,
+    /// The general-ledger codes and names the books are shown with.
+    pub chart: Arc<crate::domain::books::Chart>,
 }
 
 impl Default for LedgerConfig {
@@ -131,6 +133,7 @@ impl Default for LedgerConfig {
             checkpoint_entries: 100_000,
             checkpoint_interval: std::time::Duration::from_secs(1),
             log_checkpoints: CheckpointPolicy::default(),
+            chart: Arc::default(),
         }
     }
 }
@@ -445,6 +448,11 @@ impl Ledger {
         }
         let limit = limit.min((last - from + 1) as usize);
         self.store.read_entries(from, limit)
+    }
+
+    /// The general-ledger codes and names of the institution's chart.
+    pub fn chart(&self) -> &Arc<crate::domain::books::Chart> {
+        &self.config.chart
     }
 
     /// The clock the ledger records with.

@@ -302,6 +302,7 @@ async fn check_balances(
             in_flight.spawn(async move {
                 let reply = audit
                     .get_balance(pb::GetBalanceRequest {
+                        as_of: None,
                         account: account.clone(),
                     })
                     .await

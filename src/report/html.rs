@@ -717,7 +717,7 @@ fn shortened(text: &str, max_chars: usize) -> String {
 }
 
 /// `text` safe in HTML text and in double- or single-quoted attributes.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -13,6 +13,7 @@
 
 mod gather;
 mod html;
+pub mod passbook;
 mod table;
 
 pub use gather::{gather, gather_from};

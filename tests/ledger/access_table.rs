@@ -21,6 +21,7 @@ use mfi_ledger::domain::ids::{BranchId, PrincipalId};
 use mfi_ledger::pb;
 use mfi_ledger::pb::access_service_client::AccessServiceClient;
 use mfi_ledger::pb::audit_service_client::AuditServiceClient;
+use mfi_ledger::pb::books_service_client::BooksServiceClient;
 use mfi_ledger::pb::branch_service_client::BranchServiceClient;
 use mfi_ledger::pb::product_service_client::ProductServiceClient;
 use mfi_ledger::pb::proof_service_client::ProofServiceClient;
@@ -47,6 +48,7 @@ struct Clients {
     audit: AuditServiceClient<Conn>,
     access: AccessServiceClient<Conn>,
     proofs: ProofServiceClient<Conn>,
+    books: BooksServiceClient<Conn>,
 }
 
 impl Clients {
@@ -71,7 +73,8 @@ impl Clients {
             products: ProductServiceClient::new(conn.clone()),
             audit: AuditServiceClient::new(conn.clone()),
             access: AccessServiceClient::new(conn.clone()),
-            proofs: ProofServiceClient::new(conn),
+            proofs: ProofServiceClient::new(conn.clone()),
+            books: BooksServiceClient::new(conn),
         }
     }
 }
@@ -584,6 +587,7 @@ impl Setup {
             })),
             "GetBalance" => send!(audit.get_balance(pb::GetBalanceRequest {
                 account: format!("savings:{voluntary}"),
+                as_of: None,
             })),
             "GetMember" => send!(audit.get_member(pb::GetMemberRequest { member_id: member })),
             "GetLoan" => send!(audit.get_loan(pb::GetLoanRequest {
@@ -708,6 +712,33 @@ impl Setup {
                 send!(proofs.add_cosignature(pb::AddCosignatureRequest {
                     note: cosigned.to_text(),
                     witness_key: witness.verifier().to_text(),
+                }))
+            }
+            "ListAccounts" => send!(books.list_accounts(pb::ListAccountsRequest {
+                branch_id: b.clone(),
+                ..Default::default()
+            })),
+            "GetTrialBalance" => send!(books.get_trial_balance(pb::GetTrialBalanceRequest {
+                branch_id: b.clone(),
+                as_of: None,
+            })),
+            "GetBalanceSheet" => send!(books.get_balance_sheet(pb::GetBalanceSheetRequest {
+                branch_id: b.clone(),
+                date: TODAY.into(),
+                ..Default::default()
+            })),
+            "GetIncomeStatement" => {
+                send!(books.get_income_statement(pb::GetIncomeStatementRequest {
+                    branch_id: b.clone(),
+                    to: TODAY.into(),
+                    ..Default::default()
+                }))
+            }
+            "GetAccountStatement" => {
+                send!(books.get_account_statement(pb::GetAccountStatementRequest {
+                    account: format!("savings:{voluntary}"),
+                    to: TODAY.into(),
+                    ..Default::default()
                 }))
             }
             other => panic!("no case for {other}: add one to tests/ledger/access_table.rs"),

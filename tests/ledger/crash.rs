@@ -254,6 +254,7 @@ async fn check_every_acknowledged_request_once(
         .audit
         .get_balance(pb::GetBalanceRequest {
             account: "savings:TB-0001/V1".into(),
+            as_of: None,
         })
         .await;
     assert_eq!(

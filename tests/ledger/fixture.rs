@@ -138,6 +138,7 @@ impl Served {
     async fn balance(&mut self, account: &str) -> String {
         let request = pb::GetBalanceRequest {
             account: account.into(),
+            as_of: None,
         };
         let response = self.audit.get_balance(request).await.unwrap();
         response.into_inner().balance.unwrap().amount

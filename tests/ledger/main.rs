@@ -5,6 +5,7 @@ mod access_log;
 mod access_table;
 mod approvals;
 mod batch;
+mod books;
 mod collection;
 mod concurrency;
 mod crash;

@@ -125,6 +125,7 @@ async fn unknown_members_loans_and_accounts_are_not_found() {
         .audit
         .get_balance(pb::GetBalanceRequest {
             account: "savings:TB-0002/C1".into(),
+            as_of: None,
         })
         .await
         .unwrap_err();

@@ -151,6 +151,7 @@ impl App {
     pub async fn balance(&mut self, account: &str) -> String {
         let request = pb::GetBalanceRequest {
             account: account.into(),
+            as_of: None,
         };
         self.audit
             .get_balance(request)

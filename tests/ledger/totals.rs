@@ -61,7 +61,7 @@ async fn join(app: &mut App, member: &str, on: &str) {
         .unwrap();
 }
 
-async fn history() -> App {
+pub(crate) async fn history() -> App {
     let mut app = spawn_app().await;
     let b = &mut app.branch;
     b.create_branch(pb::CreateBranchRequest {

@@ -471,6 +471,7 @@ async fn a_cache_record_edited_on_disk_is_not_served_after_a_restart() {
         .audit
         .get_balance(pb::GetBalanceRequest {
             account: "cash:TB".into(),
+            as_of: None,
         })
         .await
         .unwrap()

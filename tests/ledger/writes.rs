@@ -85,6 +85,7 @@ async fn deposits_and_withdrawals_move_cash_and_savings() {
         .audit
         .get_balance(pb::GetBalanceRequest {
             account: "cash:TB".into(),
+            as_of: None,
         })
         .await
         .unwrap()

@@ -412,3 +412,62 @@ impl LedgerState {
         self.members.get(id).map(|member| &member.branch)
     }
 }
+
+/// What the books are asked about: a branch's, or the institution's.
+impl LedgerState {
+    /// The currency of `branch`'s books, or of every branch's when `None`
+    /// (refused when branches keep books in different currencies: their
+    /// figures do not add up).
+    pub fn books_currency(&self, branch: Option<&BranchId>) -> Result<Currency, DomainError> {
+        if let Some(branch) = branch {
+            return Ok(self.find_branch("branch_id", branch)?.currency);
+        }
+        let mut currencies = self.branches.values().map(|b| b.currency);
+        let first = currencies.next().unwrap_or(Currency::Vnd);
+        if let Some(other) = currencies.find(|c| *c != first) {
+            return Err(DomainError::precondition(
+                "branch_id",
+                format!(
+                    "branches keep their books in {first} and {other}: ask for one branch at a time"
+                ),
+            ));
+        }
+        Ok(first)
+    }
+
+    /// Today in `branch`'s zone (the default zone for the institution).
+    pub fn today_for(&self, branch: Option<&BranchId>, now: DateTime<Utc>) -> NaiveDate {
+        let zone = branch
+            .and_then(|b| self.branches.get(b))
+            .map_or(TIME_ZONE_DEFAULT, |b| b.time_zone.as_str());
+        today_in(zone, now)
+    }
+
+    /// Refuses a sequence past the last entry (or 0), naming `field`.
+    pub fn check_as_of(
+        &self,
+        field: &str,
+        as_of: crate::domain::books::AsOf,
+    ) -> Result<(), DomainError> {
+        if let crate::domain::books::AsOf::Sequence(sequence) = as_of
+            && (sequence == 0 || sequence > self.last_sequence)
+        {
+            return Err(DomainError::invalid(
+                &format!("{field}.sequence"),
+                format!(
+                    "{sequence} is not an entry of the journal (1 to {})",
+                    self.last_sequence
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The sequence number a figure as of `as_of` reflects.
+    pub fn reflects(&self, as_of: crate::domain::books::AsOf) -> u64 {
+        match as_of {
+            crate::domain::books::AsOf::Sequence(sequence) => sequence,
+            _ => self.last_sequence,
+        }
+    }
+}

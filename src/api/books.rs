@@ -1,0 +1,526 @@
+//! `BooksService`: the chart of accounts, the trial balance, the balance
+//! sheet, the income statement and an account's statement, from the general
+//! ledger the state keeps (`domain::books`), with the institution's
+//! general-ledger codes (`LedgerConfig::chart`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{Datelike, Months, NaiveDate};
+use rust_decimal::Decimal;
+use tonic::{Request, Response, Status};
+
+use crate::domain::DomainError;
+use crate::domain::account::AccountId;
+use crate::domain::books::{AsOf, Balance, Chart, Line, Movement};
+use crate::domain::ids::BranchId;
+use crate::domain::money::Currency;
+use crate::domain::state::LedgerState;
+use crate::ledger::Ledger;
+use crate::pb;
+use crate::pb::books_service_server::BooksService;
+
+use super::access::{self, Caller};
+use super::audit::{may_read, read_failed, refuse};
+use super::convert::{self, kind_out, money_out};
+use super::pages::{self, List, Page};
+
+/// The books service over a running ledger.
+pub struct BooksApi {
+    ledger: Arc<Ledger>,
+}
+
+impl BooksApi {
+    /// Serves the books of `ledger`.
+    pub fn new(ledger: Arc<Ledger>) -> BooksApi {
+        BooksApi { ledger }
+    }
+
+    /// Runs `read` on the read side, off the runtime's workers.
+    async fn read<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&LedgerState) -> Result<R, DomainError> + Send + 'static,
+    ) -> Result<R, Status> {
+        self.ledger
+            .read_off_runtime(move |ledger| ledger.read(read))
+            .await
+            .map_err(read_failed)?
+            .map_err(refuse)
+    }
+}
+
+/// The branch named in `field`; empty names the institution.
+fn branch_in(field: &str, text: &str) -> Result<Option<BranchId>, DomainError> {
+    (!text.is_empty())
+        .then(|| BranchId::parse(field, text))
+        .transpose()
+}
+
+/// The caller may read `branch`'s books (the institution's when `None`),
+/// and the books exist; their currency.
+fn books_of(
+    caller: &Caller,
+    state: &LedgerState,
+    branch: Option<&BranchId>,
+) -> Result<Currency, DomainError> {
+    may_read(caller, branch)?;
+    state.books_currency(branch)
+}
+
+/// The same day `months` earlier (the last of the month when it has fewer days).
+fn months_before(date: NaiveDate, months: u32) -> NaiveDate {
+    date.checked_sub_months(Months::new(months)).unwrap_or(date)
+}
+
+/// A statement line with the previous figure beside it.
+fn statement_line(
+    chart: &Chart,
+    line: Option<&Line>,
+    amounts: (Decimal, Decimal),
+    currency: Currency,
+) -> pb::StatementLine {
+    let (gl_code, gl_name, key) = match line {
+        Some(line) => {
+            let account = chart.account(line);
+            (account.code, account.name, line.key())
+        }
+        None => (
+            String::new(),
+            "Result not yet carried into retained earnings".to_owned(),
+            "result".to_owned(),
+        ),
+    };
+    pb::StatementLine {
+        gl_code,
+        gl_name,
+        line: key,
+        amount: Some(money_out(amounts.0, currency)),
+        previous_amount: Some(money_out(amounts.1, currency)),
+    }
+}
+
+/// Lines of two periods side by side, in the order of the chart's codes.
+fn side_by_side(
+    chart: &Chart,
+    now: &[(Line, Decimal)],
+    before: &[(Line, Decimal)],
+    currency: Currency,
+) -> Vec<pb::StatementLine> {
+    let mut lines: BTreeMap<Line, (Decimal, Decimal)> = BTreeMap::new();
+    for (line, amount) in now {
+        lines.entry(line.clone()).or_default().0 = *amount;
+    }
+    for (line, amount) in before {
+        lines.entry(line.clone()).or_default().1 = *amount;
+    }
+    let mut out: Vec<pb::StatementLine> = lines
+        .iter()
+        .map(|(line, amounts)| statement_line(chart, Some(line), *amounts, currency))
+        .collect();
+    out.sort_by(|a, b| a.gl_code.cmp(&b.gl_code));
+    out
+}
+
+fn total(name: &str, amounts: (Decimal, Decimal), currency: Currency) -> pb::StatementLine {
+    pb::StatementLine {
+        gl_code: String::new(),
+        gl_name: name.to_owned(),
+        line: "total".to_owned(),
+        amount: Some(money_out(amounts.0, currency)),
+        previous_amount: Some(money_out(amounts.1, currency)),
+    }
+}
+
+/// A movement on the account's normal side.
+fn signed(kind: crate::domain::account::AccountKind, posted: Balance) -> Decimal {
+    posted.on_normal_side(kind)
+}
+
+#[tonic::async_trait]
+impl BooksService for BooksApi {
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        access::read_subject(
+            &request,
+            format!("accounts:{}", request.get_ref().branch_id),
+        );
+        let caller = access::caller(&request)?;
+        let r = request.into_inner();
+        let branch = branch_in("branch_id", &r.branch_id).map_err(refuse)?;
+        let page_size = pages::page_size(r.page_size).map_err(refuse)?;
+        let after = pages::key_after(List::Accounts, &r.branch_id, &r.page_token)
+            .map_err(refuse)?
+            .map(|key| AccountId::parse("page_token", &key))
+            .transpose()
+            .map_err(refuse)?;
+        let chart = self.ledger.chart().clone();
+        let filters = r.branch_id.clone();
+        let (accounts, last, sequence) = self
+            .read(move |state| {
+                books_of(&caller, state, branch.as_ref())?;
+                let mut page = Page::new(page_size);
+                let mut last = None;
+                let mut more = false;
+                for (account, book) in state.books().accounts_after(after.as_ref()) {
+                    if branch.as_ref().is_some_and(|b| *b != book.branch) {
+                        continue;
+                    }
+                    if page.is_full() {
+                        more = true;
+                        break;
+                    }
+                    let currency = state.books_currency(Some(&book.branch))?;
+                    let gl = chart.account(&book.line);
+                    let item = pb::ChartAccount {
+                        account: account.to_string(),
+                        branch_id: book.branch.to_string(),
+                        kind: kind_out(account.kind()) as i32,
+                        line: book.line.key(),
+                        gl_code: gl.code,
+                        gl_name: gl.name,
+                        balance: Some(money_out(
+                            book.history.latest().on_normal_side(account.kind()),
+                            currency,
+                        )),
+                    };
+                    if page.push(item).is_err() {
+                        more = true;
+                        break;
+                    }
+                    last = Some(account.to_string());
+                }
+                Ok((
+                    page.into_items(),
+                    last.filter(|_| more),
+                    state.last_sequence(),
+                ))
+            })
+            .await?;
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts,
+            next_page_token: last
+                .map(|last| pages::next_page_token(List::Accounts, &filters, &last))
+                .unwrap_or_default(),
+            as_of_sequence: sequence,
+        }))
+    }
+
+    async fn get_trial_balance(
+        &self,
+        request: Request<pb::GetTrialBalanceRequest>,
+    ) -> Result<Response<pb::GetTrialBalanceResponse>, Status> {
+        access::read_subject(
+            &request,
+            format!("trial-balance:{}", request.get_ref().branch_id),
+        );
+        let caller = access::caller(&request)?;
+        let r = request.into_inner();
+        let branch = branch_in("branch_id", &r.branch_id).map_err(refuse)?;
+        let as_of = convert::as_of("as_of", r.as_of).map_err(refuse)?;
+        let read_branch = branch.clone();
+        let (currency, trial, sequence) = self
+            .read(move |state| {
+                let currency = books_of(&caller, state, read_branch.as_ref())?;
+                state.check_as_of("as_of", as_of)?;
+                Ok((
+                    currency,
+                    state.books().trial_balance(read_branch.as_ref(), as_of),
+                    state.reflects(as_of),
+                ))
+            })
+            .await?;
+        let chart = self.ledger.chart();
+        let mut rows: Vec<pb::TrialBalanceRow> = trial
+            .rows
+            .iter()
+            .map(|(line, balance)| {
+                let gl = chart.account(line);
+                let net = balance.debits - balance.credits;
+                pb::TrialBalanceRow {
+                    gl_code: gl.code,
+                    gl_name: gl.name,
+                    line: line.key(),
+                    kind: kind_out(line.kind()) as i32,
+                    debits: Some(money_out(balance.debits, currency)),
+                    credits: Some(money_out(balance.credits, currency)),
+                    debit_balance: Some(money_out(net.max(Decimal::ZERO), currency)),
+                    credit_balance: Some(money_out((-net).max(Decimal::ZERO), currency)),
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.gl_code.cmp(&b.gl_code));
+        let net = |(_, balance): &(Line, Balance)| balance.debits - balance.credits;
+        let debit_balance: Decimal = trial
+            .rows
+            .iter()
+            .map(net)
+            .filter(|n| *n > Decimal::ZERO)
+            .sum();
+        let credit_balance: Decimal = -trial
+            .rows
+            .iter()
+            .map(net)
+            .filter(|n| *n < Decimal::ZERO)
+            .sum::<Decimal>();
+        Ok(Response::new(pb::GetTrialBalanceResponse {
+            branch_id: branch.map(|b| b.to_string()).unwrap_or_default(),
+            rows,
+            total_debits: Some(money_out(trial.debits, currency)),
+            total_credits: Some(money_out(trial.credits, currency)),
+            total_debit_balance: Some(money_out(debit_balance, currency)),
+            total_credit_balance: Some(money_out(credit_balance, currency)),
+            as_of_date: match as_of {
+                AsOf::Date(date) => date.to_string(),
+                _ => String::new(),
+            },
+            as_of_sequence: sequence,
+        }))
+    }
+
+    async fn get_balance_sheet(
+        &self,
+        request: Request<pb::GetBalanceSheetRequest>,
+    ) -> Result<Response<pb::GetBalanceSheetResponse>, Status> {
+        access::read_subject(
+            &request,
+            format!("balance-sheet:{}", request.get_ref().branch_id),
+        );
+        let caller = access::caller(&request)?;
+        let r = request.into_inner();
+        let branch = branch_in("branch_id", &r.branch_id).map_err(refuse)?;
+        let date = convert::optional_date("date", &r.date).map_err(refuse)?;
+        let previous = convert::optional_date("previous_date", &r.previous_date).map_err(refuse)?;
+        let now = self.ledger.now();
+        let read_branch = branch.clone();
+        let (currency, sheet, before, sequence) = self
+            .read(move |state| {
+                let currency = books_of(&caller, state, read_branch.as_ref())?;
+                let date = date.unwrap_or_else(|| state.today_for(read_branch.as_ref(), now));
+                let previous = previous.unwrap_or_else(|| months_before(date, 12));
+                let books = state.books();
+                Ok((
+                    currency,
+                    books.balance_sheet(read_branch.as_ref(), date),
+                    books.balance_sheet(read_branch.as_ref(), previous),
+                    state.last_sequence(),
+                ))
+            })
+            .await?;
+        let chart = self.ledger.chart();
+        let mut equity = side_by_side(chart, &sheet.equity, &before.equity, currency);
+        equity.push(statement_line(
+            chart,
+            None,
+            (sheet.result, before.result),
+            currency,
+        ));
+        Ok(Response::new(pb::GetBalanceSheetResponse {
+            branch_id: branch.map(|b| b.to_string()).unwrap_or_default(),
+            date: sheet.date.to_string(),
+            previous_date: before.date.to_string(),
+            assets: side_by_side(chart, &sheet.assets, &before.assets, currency),
+            liabilities: side_by_side(chart, &sheet.liabilities, &before.liabilities, currency),
+            equity,
+            total_assets: Some(total(
+                "Total assets",
+                (sheet.total_assets(), before.total_assets()),
+                currency,
+            )),
+            total_liabilities_and_equity: Some(total(
+                "Total liabilities and equity",
+                (
+                    sheet.total_liabilities() + sheet.total_equity(),
+                    before.total_liabilities() + before.total_equity(),
+                ),
+                currency,
+            )),
+            as_of_sequence: sequence,
+        }))
+    }
+
+    async fn get_income_statement(
+        &self,
+        request: Request<pb::GetIncomeStatementRequest>,
+    ) -> Result<Response<pb::GetIncomeStatementResponse>, Status> {
+        access::read_subject(
+            &request,
+            format!("income-statement:{}", request.get_ref().branch_id),
+        );
+        let caller = access::caller(&request)?;
+        let r = request.into_inner();
+        let branch = branch_in("branch_id", &r.branch_id).map_err(refuse)?;
+        let from = convert::optional_date("from", &r.from).map_err(refuse)?;
+        let to = convert::optional_date("to", &r.to).map_err(refuse)?;
+        let previous_from =
+            convert::optional_date("previous_from", &r.previous_from).map_err(refuse)?;
+        let previous_to = convert::optional_date("previous_to", &r.previous_to).map_err(refuse)?;
+        let now = self.ledger.now();
+        let read_branch = branch.clone();
+        let (currency, statement, before, sequence) = self
+            .read(move |state| {
+                let currency = books_of(&caller, state, read_branch.as_ref())?;
+                let to = to.unwrap_or_else(|| state.today_for(read_branch.as_ref(), now));
+                let from =
+                    from.unwrap_or_else(|| NaiveDate::from_ymd_opt(to.year(), 1, 1).unwrap_or(to));
+                if from > to {
+                    return Err(DomainError::invalid(
+                        "from",
+                        format!("{from} is after to ({to})"),
+                    ));
+                }
+                let previous_from = previous_from.unwrap_or_else(|| months_before(from, 12));
+                let previous_to = previous_to.unwrap_or_else(|| months_before(to, 12));
+                if previous_from > previous_to {
+                    return Err(DomainError::invalid(
+                        "previous_from",
+                        format!("{previous_from} is after previous_to ({previous_to})"),
+                    ));
+                }
+                let books = state.books();
+                Ok((
+                    currency,
+                    books.income_statement(read_branch.as_ref(), from, to),
+                    books.income_statement(read_branch.as_ref(), previous_from, previous_to),
+                    state.last_sequence(),
+                ))
+            })
+            .await?;
+        let chart = self.ledger.chart();
+        Ok(Response::new(pb::GetIncomeStatementResponse {
+            branch_id: branch.map(|b| b.to_string()).unwrap_or_default(),
+            from: statement.from.to_string(),
+            to: statement.to.to_string(),
+            previous_from: before.from.to_string(),
+            previous_to: before.to.to_string(),
+            income: side_by_side(chart, &statement.income, &before.income, currency),
+            expenses: side_by_side(chart, &statement.expenses, &before.expenses, currency),
+            result: Some(total(
+                "Result (income less expenses)",
+                (statement.result, before.result),
+                currency,
+            )),
+            as_of_sequence: sequence,
+        }))
+    }
+
+    async fn get_account_statement(
+        &self,
+        request: Request<pb::GetAccountStatementRequest>,
+    ) -> Result<Response<pb::GetAccountStatementResponse>, Status> {
+        access::read_subject(&request, format!("statement:{}", request.get_ref().account));
+        let caller = access::caller(&request)?;
+        let r = request.into_inner();
+        let account = AccountId::parse("account", &r.account).map_err(refuse)?;
+        let from = convert::optional_date("from", &r.from).map_err(refuse)?;
+        let to = convert::optional_date("to", &r.to).map_err(refuse)?;
+        let now = self.ledger.now();
+        let kind = account.kind();
+        let read_account = account.clone();
+        let ledger = self.ledger.clone();
+        let statement = self
+            .ledger
+            .read_off_runtime(move |_| {
+                let read = ledger.read(|state| {
+                    let branch = state.account_branch(&read_account)?;
+                    may_read(&caller, Some(&branch))?;
+                    let currency = state.account_currency(&read_account)?;
+                    let to = to.unwrap_or_else(|| state.today_for(Some(&branch), now));
+                    let book = state.books().account(&read_account);
+                    let from = from
+                        .or_else(|| {
+                            book.and_then(|b| {
+                                b.history
+                                    .movements(crate::domain::command::DATE_MIN, to)
+                                    .first()
+                                    .map(|m| m.date)
+                            })
+                        })
+                        .unwrap_or(to);
+                    if from > to {
+                        return Err(DomainError::invalid(
+                            "from",
+                            format!("{from} is after to ({to})"),
+                        ));
+                    }
+                    let (opening, movements) = match book {
+                        Some(book) => (
+                            from.pred_opt()
+                                .map_or(Balance::default(), |d| book.history.on_date(d)),
+                            book.history.movements(from, to),
+                        ),
+                        None => (Balance::default(), Vec::new()),
+                    };
+                    let reversed: Vec<u64> = movements
+                        .iter()
+                        .map(|m| state.reversed_by(m.sequence).unwrap_or(0))
+                        .collect();
+                    Ok((
+                        branch,
+                        currency,
+                        from,
+                        to,
+                        opening,
+                        movements,
+                        reversed,
+                        state.last_sequence(),
+                    ))
+                });
+                let read = read?;
+                // The entries' names and request ids, from the journal,
+                // outside the state's lock.
+                let mut entries = Vec::with_capacity(read.5.len());
+                for movement in &read.5 {
+                    let entry = ledger
+                        .entries(movement.sequence, 1)
+                        .map_err(|e| DomainError::invalid("account", e.to_string()))?;
+                    entries.push(
+                        entry
+                            .into_iter()
+                            .next()
+                            .map(|e| (e.body.command.name(), e.body.request_id.to_string()))
+                            .unwrap_or(("", String::new())),
+                    );
+                }
+                Ok::<_, DomainError>((read, entries))
+            })
+            .await
+            .map_err(read_failed)?
+            .map_err(refuse)?;
+        let ((branch, currency, from, to, opening, movements, reversed, sequence), entries) =
+            statement;
+        let mut balance = signed(kind, opening);
+        let out: Vec<pb::StatementMovement> = movements
+            .iter()
+            .zip(entries)
+            .zip(reversed)
+            .map(
+                |((movement, (command, request_id)), reversed_by): ((&Movement, _), u64)| {
+                    balance += signed(kind, movement.posted);
+                    pb::StatementMovement {
+                        sequence: movement.sequence,
+                        date: movement.date.to_string(),
+                        command: command.to_owned(),
+                        request_id,
+                        debit: Some(money_out(movement.posted.debits, currency)),
+                        credit: Some(money_out(movement.posted.credits, currency)),
+                        balance: Some(money_out(balance, currency)),
+                        reversed_by,
+                    }
+                },
+            )
+            .collect();
+        Ok(Response::new(pb::GetAccountStatementResponse {
+            account: account.to_string(),
+            kind: kind_out(kind) as i32,
+            branch_id: branch.to_string(),
+            from: from.to_string(),
+            to: to.to_string(),
+            opening_balance: Some(money_out(signed(kind, opening), currency)),
+            movements: out,
+            closing_balance: Some(money_out(balance, currency)),
+            as_of_sequence: sequence,
+        }))
+    }
+}
