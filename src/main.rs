@@ -125,6 +125,11 @@ struct ServeArgs {
     /// "today" never moves.
     #[arg(long, value_name = "TIME")]
     fixed_clock: Option<chrono::DateTime<chrono::Utc>>,
+    /// The institution's chart of accounts: a TOML file giving the
+    /// general-ledger code and name of the lines it names (see the README);
+    /// the other lines keep the default MFI chart's.
+    #[arg(long, env = "MFI_LEDGER_CHART", value_name = "FILE")]
+    chart: Option<PathBuf>,
     #[command(flatten)]
     log: LogArgs,
     #[command(flatten)]
@@ -256,6 +261,15 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     // Before the port is bound and the data directory opened: a server that
     // may not listen as asked touches nothing.
     let tls = server_tls(args.listen, &args.tls)?;
+    let chart = match &args.chart {
+        None => mfi_ledger::domain::books::Chart::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the chart of accounts {}", path.display()))?;
+            mfi_ledger::domain::books::Chart::from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("the chart of accounts {}: {e}", path.display()))?
+        }
+    };
     let store = DiskStore::open(&args.data)
         .with_context(|| format!("opening data directory {}", args.data.display()))?;
     let signer =
@@ -275,6 +289,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
             every_entries: args.log.log_checkpoint_entries.max(1),
             every: std::time::Duration::from_secs(args.log.log_checkpoint_seconds.max(1)),
         },
+        chart: Arc::new(chart),
         ..LedgerConfig::default()
     };
     let clock: Arc<dyn Clock> = match args.fixed_clock {

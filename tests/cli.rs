@@ -1086,3 +1086,106 @@ fn a_tranche_recomputes_the_installments_left() {
     assert!(refused.contains("approved principal"), "{refused}");
     assert_eq!(field(&server.ok(&["info"]), "last sequence"), before);
 }
+
+#[test]
+fn the_books_show_the_walk_through_in_the_institutions_chart_and_print_a_passbook() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("chart.toml");
+    std::fs::write(
+        &chart,
+        "[lines]\ncash = { code = \"101\", name = \"Tiền mặt\" }\n",
+    )
+    .unwrap();
+    let server = Server::start_with(&["--chart", chart.to_str().unwrap()]);
+    set_up_borrower(&server);
+
+    // The walk-through's balances (see the header), line by line, in the
+    // institution's codes: cash took 50,000 + 510,000 in and paid 1,000,000 out.
+    let trial = server.ok(&["trial-balance", "--branch", "TB"]);
+    assert_eq!(
+        row(&trial, "101"),
+        ["101", "Tiền mặt", "560,000", "1,000,000", "0", "440,000"]
+    );
+    assert_eq!(
+        row(&trial, "1311")[2..],
+        ["1,000,000", "500,000", "500,000", "0"]
+    );
+    assert_eq!(row(&trial, "2111")[2..], ["0", "50,000", "0", "50,000"]);
+    assert_eq!(row(&trial, "4111")[2..], ["0", "10,000", "0", "10,000"]);
+    assert_eq!(
+        row(&trial, "Total")[2..],
+        ["1,560,000", "1,560,000", "500,000", "500,000"]
+    );
+
+    // Cash as the books stood after entry 8 (the deposit), and on the day before it.
+    let after_deposit = server.ok(&["balance", "cash:TB", "--as-of-sequence", "8"]);
+    assert_eq!(field(&after_deposit, "balance"), "50,000 VND");
+    assert_eq!(field(&after_deposit, "as of entry"), "8");
+    let before = server.ok(&["balance", "cash:TB", "--as-of-date", "2024-01-02"]);
+    assert_eq!(field(&before, "balance"), "0 VND");
+
+    let sheet = server.json(&["balance-sheet", "--branch", "TB", "--date", "2024-02-29"]);
+    assert_eq!(sheet["total_assets"]["amount"]["amount"], "60000");
+    assert_eq!(
+        sheet["total_liabilities_and_equity"]["amount"]["amount"],
+        "60000"
+    );
+
+    let passbook = dir.path().join("passbook.html");
+    let statement = server.ok(&[
+        "statement",
+        "savings:TB-0001/C1",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-03-31",
+        "--html",
+        passbook.to_str().unwrap(),
+    ]);
+    assert_eq!(field(&statement, "opening balance"), "0 VND");
+    assert_eq!(field(&statement, "closing balance"), "50,000 VND");
+    assert_eq!(
+        row(&statement, "2024-01-03"),
+        [
+            "2024-01-03",
+            "8",
+            "deposit_savings",
+            "0",
+            "50,000",
+            "50,000",
+            ""
+        ]
+    );
+    let html = std::fs::read_to_string(&passbook).unwrap();
+    assert!(html.contains("Sổ tiết kiệm"), "{html}");
+    assert!(html.contains("50.000 VND"), "{html}");
+
+    let refused = server.fails(&["trial-balance", "--branch", "TB", "--as-of-sequence", "99"]);
+    assert!(refused.contains("as_of.sequence"), "{refused}");
+}
+
+#[test]
+fn a_chart_file_naming_an_unknown_line_stops_the_server_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("chart.toml");
+    std::fs::write(
+        &chart,
+        "[lines]\nbank = { code = \"1\", name = \"Bank\" }\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--chart"])
+        .arg(&chart)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("lines.bank") && stderr.contains("not a line"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data").exists(), "nothing created");
+}

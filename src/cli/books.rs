@@ -196,8 +196,8 @@ async fn trial_balance(server: &str, args: TrialBalanceArgs) -> anyhow::Result<R
         ]);
     }
     rows.add_row(vec![
-        String::new(),
         "Total".to_owned(),
+        String::new(),
         amount(r.total_debits.as_ref()),
         amount(r.total_credits.as_ref()),
         amount(r.total_debit_balance.as_ref()),

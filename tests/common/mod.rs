@@ -28,10 +28,17 @@ pub struct Server {
 impl Server {
     /// The ledger service on a fresh data directory.
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// The ledger service on a fresh data directory, started with `args` too.
+    pub fn start_with(args: &[&str]) -> Server {
         let data = tempfile::tempdir().expect("temp dir");
         let mut command = Command::new(BIN);
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .arg("--data")
             .arg(data.path());
         Server::spawn(command, "mfi-ledger listening on ", data)
     }
