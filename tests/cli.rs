@@ -1162,6 +1162,20 @@ fn the_books_show_the_walk_through_in_the_institutions_chart_and_print_a_passboo
 
     let refused = server.fails(&["trial-balance", "--branch", "TB", "--as-of-sequence", "99"]);
     assert!(refused.contains("as_of.sequence"), "{refused}");
+
+    // January closed: a deposit dated in it is refused, naming the close.
+    let closed = server.ok(&["close-period", "TB", "--through", "2024-01-31"]);
+    assert_eq!(field(&closed, "closed through"), "2024-01-31");
+    assert_eq!(
+        field(&closed, "carried to retained earnings"),
+        "no (not a year end)"
+    );
+    let late = server.fails(&["deposit", "TB-0001/C1", "1000", "--date", "2024-01-20"]);
+    assert!(
+        late.contains("FAILED_PRECONDITION") || late.contains("FailedPrecondition"),
+        "{late}"
+    );
+    assert!(late.contains("closed through 2024-01-31"), "{late}");
 }
 
 #[test]

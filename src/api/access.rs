@@ -65,6 +65,8 @@ pub const RPCS: &[Rpc] = rpcs! {
         "WriteOffLoan": Correct,
         "RecordCollectionSheet": Write,
         "ReverseEntry": Correct,
+        "ClosePeriod": Close,
+        "ReopenPeriod": Close,
         "SubmitBatch": Write,
         "Approve": Approve,
         "Reject": Approve,

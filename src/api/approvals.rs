@@ -60,6 +60,7 @@ pub async fn approve(
         CommandBody::WriteOffLoan { .. } => Write::WriteOffLoan(Default::default()),
         CommandBody::DisburseLoan { .. } => Write::DisburseLoan(Default::default()),
         CommandBody::DisburseTranche { .. } => Write::DisburseTranche(Default::default()),
+        CommandBody::ReopenPeriod { .. } => Write::ReopenPeriod(Default::default()),
         other => {
             tracing::error!(
                 command = other.name(),

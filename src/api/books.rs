@@ -245,8 +245,22 @@ impl BooksService for BooksApi {
                     kind: kind_out(line.kind()) as i32,
                     debits: Some(money_out(balance.debits, currency)),
                     credits: Some(money_out(balance.credits, currency)),
-                    debit_balance: Some(money_out(net.max(Decimal::ZERO), currency)),
-                    credit_balance: Some(money_out((-net).max(Decimal::ZERO), currency)),
+                    debit_balance: Some(money_out(
+                        if net > Decimal::ZERO {
+                            net
+                        } else {
+                            Decimal::ZERO
+                        },
+                        currency,
+                    )),
+                    credit_balance: Some(money_out(
+                        if net < Decimal::ZERO {
+                            -net
+                        } else {
+                            Decimal::ZERO
+                        },
+                        currency,
+                    )),
                 }
             })
             .collect();

@@ -187,6 +187,25 @@ pub fn parse(write: Write) -> Result<Command, DomainError> {
             r.context,
             collection_sheet(r.center_id, r.meeting_date, r.lines),
         ),
+        Write::ClosePeriod(r) => (
+            r.context,
+            (|| {
+                Ok(CommandBody::ClosePeriod {
+                    branch_id: BranchId::parse("branch_id", &r.branch_id)?,
+                    through: convert::date("through", &r.through)?,
+                })
+            })(),
+        ),
+        Write::ReopenPeriod(r) => (
+            r.context,
+            (|| {
+                Ok(CommandBody::ReopenPeriod {
+                    branch_id: BranchId::parse("branch_id", &r.branch_id)?,
+                    from: convert::date("from", &r.from)?,
+                    reason: Name::parse("reason", &r.reason)?,
+                })
+            })(),
+        ),
         Write::RecordRepayment(r) => (
             r.context,
             (|| {
@@ -463,6 +482,36 @@ pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
                 pending: None,
             })
         }
+        (Write::ClosePeriod(_), Outcome::PeriodClosed { carried, .. }) => {
+            let currency = convert::entry_currency(&entry.body);
+            let result: Decimal = entry
+                .body
+                .postings
+                .iter()
+                .filter(|p| {
+                    matches!(
+                        p.account,
+                        crate::domain::account::AccountId::RetainedEarnings(_)
+                    )
+                })
+                .map(|p| match p.side {
+                    crate::domain::entry::Side::Credit => p.amount,
+                    crate::domain::entry::Side::Debit => -p.amount,
+                })
+                .sum();
+            Reply::ClosePeriod(pb::ClosePeriodResponse {
+                receipt,
+                carried_to_retained_earnings: *carried,
+                result_carried: Some(money_out(result, currency)),
+            })
+        }
+        (Write::ReopenPeriod(_), Outcome::PeriodReopened { closed_through }) => {
+            Reply::ReopenPeriod(pb::ReopenPeriodResponse {
+                receipt,
+                closed_through: closed_through.map(|d| d.to_string()).unwrap_or_default(),
+                pending: None,
+            })
+        }
         _ => {
             tracing::error!(
                 sequence = entry.body.sequence,
@@ -498,6 +547,11 @@ fn pending_reply(write: &Write, entry: &Entry, expires_at_micros: i64) -> Result
             ..Default::default()
         }),
         Write::DisburseTranche(_) => Reply::DisburseTranche(pb::DisburseTrancheResponse {
+            receipt,
+            pending,
+            ..Default::default()
+        }),
+        Write::ReopenPeriod(_) => Reply::ReopenPeriod(pb::ReopenPeriodResponse {
             receipt,
             pending,
             ..Default::default()
@@ -723,6 +777,38 @@ impl BranchService for BranchApi {
             .await?
         {
             Reply::RecordCollectionSheet(reply) => Ok(Response::new(reply)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn close_period(
+        &self,
+        request: Request<pb::ClosePeriodRequest>,
+    ) -> Result<Response<pb::ClosePeriodResponse>, Status> {
+        match self
+            .one(
+                access::principal(&request)?,
+                Write::ClosePeriod(request.into_inner()),
+            )
+            .await?
+        {
+            Reply::ClosePeriod(reply) => Ok(Response::new(reply)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn reopen_period(
+        &self,
+        request: Request<pb::ReopenPeriodRequest>,
+    ) -> Result<Response<pb::ReopenPeriodResponse>, Status> {
+        match self
+            .one(
+                access::principal(&request)?,
+                Write::ReopenPeriod(request.into_inner()),
+            )
+            .await?
+        {
+            Reply::ReopenPeriod(reply) => Ok(Response::new(reply)),
             _ => Err(unexpected()),
         }
     }

@@ -499,6 +499,26 @@ pub fn describe(body: &EntryBody, currency: Currency) -> String {
                 shown(deposited)
             )
         }
+        (
+            CommandBody::ClosePeriod { branch_id, through },
+            Outcome::PeriodClosed { carried, .. },
+        ) => {
+            if *carried {
+                format!(
+                    "books of branch {branch_id} closed through {through}; the year's result carried into retained earnings"
+                )
+            } else {
+                format!("books of branch {branch_id} closed through {through}")
+            }
+        }
+        (
+            CommandBody::ReopenPeriod {
+                branch_id,
+                from,
+                reason,
+            },
+            _,
+        ) => format!("books of branch {branch_id} reopened from {from}: {reason}"),
         (command, _) => command.name().to_owned(),
     }
 }

@@ -97,6 +97,14 @@ impl EchoBranchApi {
                     ..Default::default()
                 })
             }
+            Write::ClosePeriod(_) => Reply::ClosePeriod(pb::ClosePeriodResponse {
+                receipt,
+                ..Default::default()
+            }),
+            Write::ReopenPeriod(_) => Reply::ReopenPeriod(pb::ReopenPeriodResponse {
+                receipt,
+                ..Default::default()
+            }),
         }
     }
 }
@@ -193,6 +201,18 @@ impl BranchService for EchoBranchApi {
         request: Request<pb::RecordCollectionSheetRequest>,
     ) -> Result<Response<pb::RecordCollectionSheetResponse>, Status> {
         echo_method!(self, request, RecordCollectionSheet)
+    }
+    async fn close_period(
+        &self,
+        request: Request<pb::ClosePeriodRequest>,
+    ) -> Result<Response<pb::ClosePeriodResponse>, Status> {
+        echo_method!(self, request, ClosePeriod)
+    }
+    async fn reopen_period(
+        &self,
+        request: Request<pb::ReopenPeriodRequest>,
+    ) -> Result<Response<pb::ReopenPeriodResponse>, Status> {
+        echo_method!(self, request, ReopenPeriod)
     }
     async fn approve(
         &self,

@@ -260,6 +260,30 @@ pub struct WriteOffArgs {
     pub date: Option<String>,
 }
 
+/// Arguments of `close-period`.
+#[derive(Args, Clone, Debug)]
+pub struct ClosePeriodArgs {
+    /// Branch, e.g. TB.
+    pub branch_id: String,
+    /// Last day closed, YYYY-MM-DD: a day that is over (31 December also
+    /// carries the year's result into retained earnings).
+    #[arg(long, value_name = "DATE")]
+    pub through: String,
+}
+
+/// Arguments of `reopen-period`.
+#[derive(Args, Clone, Debug)]
+pub struct ReopenPeriodArgs {
+    /// Branch, e.g. TB.
+    pub branch_id: String,
+    /// First day reopened, YYYY-MM-DD; the books stay closed through the day before.
+    #[arg(long, value_name = "DATE")]
+    pub from: String,
+    /// Why, for the auditors, 1 to 200 characters.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
 /// Arguments of `collection-sheet`.
 #[derive(Args, Clone, Debug)]
 pub struct CollectionSheetArgs {

@@ -40,10 +40,11 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use self::args::{
-    ArrearsArgs, BalanceArgs, BranchCreateArgs, CenterCreateArgs, CollectionSheetArgs,
-    DisburseArgs, GroupCreateArgs, JournalArgs, LoanArgs, MemberArgs, OpenSavingsArgs, PayoffArgs,
-    PortfolioArgs, PreviewArgs, ProductArgs, ProductDefineArgs, RegisterArgs, RepayArgs,
-    ReverseArgs, SavingsMoveArgs, TotalsArgs, TrancheArgs, WriteOffArgs,
+    ArrearsArgs, BalanceArgs, BranchCreateArgs, CenterCreateArgs, ClosePeriodArgs,
+    CollectionSheetArgs, DisburseArgs, GroupCreateArgs, JournalArgs, LoanArgs, MemberArgs,
+    OpenSavingsArgs, PayoffArgs, PortfolioArgs, PreviewArgs, ProductArgs, ProductDefineArgs,
+    RegisterArgs, ReopenPeriodArgs, RepayArgs, ReverseArgs, SavingsMoveArgs, TotalsArgs,
+    TrancheArgs, WriteOffArgs,
 };
 use self::connect::WriteSession;
 use self::output::Report;
@@ -210,6 +211,13 @@ pub enum WriteCommand {
     WriteOff(WriteOffArgs),
     /// Reverse an earlier entry with one of opposite postings.
     Reverse(ReverseArgs),
+    /// Close a branch's books through a date: later writes dated on or
+    /// before it are refused; 31 December carries the year's result into
+    /// retained earnings.
+    ClosePeriod(ClosePeriodArgs),
+    /// Ask to reopen a branch's closed books from a date (a second manager
+    /// approves it).
+    ReopenPeriod(ReopenPeriodArgs),
 }
 
 /// Commands that only read.
@@ -275,6 +283,8 @@ async fn write(session: &WriteSession, command: WriteCommand) -> anyhow::Result<
         WriteCommand::CollectionSheet(args) => sheet::collection_sheet(session, args).await,
         WriteCommand::WriteOff(args) => transactions::write_off(session, args).await,
         WriteCommand::Reverse(args) => transactions::reverse(session, args).await,
+        WriteCommand::ClosePeriod(args) => transactions::close_period(session, args).await,
+        WriteCommand::ReopenPeriod(args) => transactions::reopen_period(session, args).await,
     }
 }
 

@@ -11,7 +11,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::args::{
-    DisburseArgs, RepayArgs, ReverseArgs, SavingsMoveArgs, TrancheArgs, WriteOffArgs,
+    ClosePeriodArgs, DisburseArgs, ReopenPeriodArgs, RepayArgs, ReverseArgs, SavingsMoveArgs,
+    TrancheArgs, WriteOffArgs,
 };
 use super::connect::WriteSession;
 use super::output::{
@@ -354,6 +355,85 @@ pub async fn write_off(session: &WriteSession, args: WriteOffArgs) -> anyhow::Re
             "loan_id": args.loan_id,
             "principal_written_off": money_json(written_off),
         }),
+    ))
+}
+
+/// `close-period`: prints the close and the result it carried.
+pub async fn close_period(session: &WriteSession, args: ClosePeriodArgs) -> anyhow::Result<Report> {
+    let request = pb::ClosePeriodRequest {
+        context: session.context(),
+        branch_id: args.branch_id.clone(),
+        through: args.through.clone(),
+    };
+    let response = session
+        .client()
+        .await?
+        .close_period(request)
+        .await
+        .map_err(|status| session.error(status))?
+        .into_inner();
+    let receipt = session.receipt(response.receipt)?;
+    let carried = response.result_carried.as_ref();
+    Ok(write_report(
+        &session.request_id,
+        &receipt,
+        vec![
+            ("branch", args.branch_id.clone()),
+            ("closed through", args.through.clone()),
+            (
+                "carried to retained earnings",
+                if response.carried_to_retained_earnings {
+                    money(carried)
+                } else {
+                    "no (not a year end)".to_owned()
+                },
+            ),
+        ],
+        json!({
+            "branch_id": args.branch_id,
+            "closed_through": args.through,
+            "carried_to_retained_earnings": response.carried_to_retained_earnings,
+            "result_carried": money_json(carried),
+        }),
+    ))
+}
+
+/// `reopen-period`: asks to reopen a branch's books (a second manager approves).
+pub async fn reopen_period(
+    session: &WriteSession,
+    args: ReopenPeriodArgs,
+) -> anyhow::Result<Report> {
+    let request = pb::ReopenPeriodRequest {
+        context: session.context(),
+        branch_id: args.branch_id.clone(),
+        from: args.from.clone(),
+        reason: args.reason,
+    };
+    let response = session
+        .client()
+        .await?
+        .reopen_period(request)
+        .await
+        .map_err(|status| session.error(status))?
+        .into_inner();
+    let receipt = session.receipt(response.receipt)?;
+    if let Some(pending) = &response.pending {
+        return Ok(pending_report(
+            &session.request_id,
+            &receipt,
+            pending,
+            vec![("branch", args.branch_id.clone())],
+            json!({ "branch_id": args.branch_id }),
+        ));
+    }
+    Ok(write_report(
+        &session.request_id,
+        &receipt,
+        vec![
+            ("branch", args.branch_id.clone()),
+            ("closed through", response.closed_through.clone()),
+        ],
+        json!({ "branch_id": args.branch_id, "closed_through": response.closed_through }),
     ))
 }
 

@@ -45,6 +45,8 @@ pub enum Action {
     Write,
     /// Corrections: reversals and write-offs.
     Correct,
+    /// Closing a branch's books through a date, and reopening them.
+    Close,
     /// The checker's side of maker-checker: approving or rejecting another
     /// principal's pending request.
     Approve,
@@ -79,9 +81,10 @@ pub enum Reach {
 
 impl Action {
     /// Every action, in the order the README's table lists them.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::Write,
         Action::Correct,
+        Action::Close,
         Action::Approve,
         Action::Organize,
         Action::Catalogue,
@@ -98,6 +101,7 @@ impl Action {
         match self {
             Action::Write
             | Action::Correct
+            | Action::Close
             | Action::Approve
             | Action::Organize
             | Action::ReadBranch => Reach::Branch,
@@ -122,6 +126,7 @@ impl Action {
         match self {
             Action::Write => "write a branch's daily transactions",
             Action::Correct => "reverse entries or write loans off",
+            Action::Close => "close or reopen a branch's books",
             Action::Approve => "approve or reject another principal's pending request",
             Action::Organize => "create branches, centers or groups",
             Action::Catalogue => "change the product catalogue",
@@ -152,7 +157,7 @@ impl Role {
             Role::Clerk => matches!(action, Write | ReadBranch | ReadCatalogue | Identify),
             Role::Manager => matches!(
                 action,
-                Write | Correct | Approve | ReadBranch | ReadCatalogue | Identify
+                Write | Correct | Close | Approve | ReadBranch | ReadCatalogue | Identify
             ),
             Role::ProductAdmin => matches!(action, Organize | Catalogue | ReadCatalogue | Identify),
             Role::Auditor => matches!(

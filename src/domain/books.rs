@@ -152,6 +152,22 @@ impl Line {
         }
     }
 
+    /// The branch's one account on this line, for the lines that have one
+    /// account per branch (not loans and savings).
+    pub fn account(&self, branch: &BranchId) -> Option<AccountId> {
+        let b = branch.clone();
+        Some(match self {
+            Line::Cash => AccountId::Cash(b),
+            Line::InterestIncome => AccountId::InterestIncome(b),
+            Line::FeeIncome(fee) => AccountId::FeeIncome(b, fee.clone()),
+            Line::Recoveries => AccountId::Recoveries(b),
+            Line::InterestExpense => AccountId::InterestExpense(b),
+            Line::LoanLoss => AccountId::LoanLoss(b),
+            Line::RetainedEarnings => AccountId::RetainedEarnings(b),
+            _ => return None,
+        })
+    }
+
     /// The lines every branch's books show, in chart order (fee lines are
     /// added as fees are booked).
     pub const FIXED: [Line; 11] = [
@@ -453,7 +469,14 @@ impl Books {
         date: NaiveDate,
         carried: Vec<(Line, Balance)>,
     ) {
-        self.carried.insert((branch.clone(), date), carried);
+        // A year closed again after a reopening carries what was added.
+        let lines = self.carried.entry((branch.clone(), date)).or_default();
+        for (line, balance) in carried {
+            match lines.iter_mut().find(|(l, _)| *l == line) {
+                Some((_, total)) => *total = total.plus(balance),
+                None => lines.push((line, balance)),
+            }
+        }
     }
 
     /// The year-end carries, as records: `((branch, date), lines)`.
@@ -546,6 +569,19 @@ impl Books {
             }
         }
         lines
+    }
+
+    /// The income and expense lines of `branch` with a balance on `date`,
+    /// for the year-end close to carry.
+    pub fn nominal_lines(&self, branch: &BranchId, date: NaiveDate) -> Vec<(Line, Balance)> {
+        self.lines
+            .iter()
+            .filter(|((b, line), _)| {
+                b == branch && matches!(line.section(), Section::Income | Section::Expenses)
+            })
+            .map(|((_, line), history)| (line.clone(), history.on_date(date)))
+            .filter(|(_, balance)| balance.debits != balance.credits)
+            .collect()
     }
 
     /// The trial balance of `branch` (of the institution when `None`).

@@ -318,6 +318,22 @@ pub enum CommandBody {
     /// Principals, roles and credentials (added after encoding version 3:
     /// new variants go at the end, so older entries decode unchanged).
     Access(AccessCommand),
+    /// Close a branch's books through a date: no entry may be dated on or
+    /// before it afterwards. Closing through 31 December also carries the
+    /// year's income and expenses into retained earnings, by the entry.
+    ClosePeriod {
+        branch_id: BranchId,
+        #[serde(with = "crate::domain::codec::date")]
+        through: NaiveDate,
+    },
+    /// Reopen a branch's closed books from a date on (needs a second
+    /// manager's approval): they stay closed through the day before.
+    ReopenPeriod {
+        branch_id: BranchId,
+        #[serde(with = "crate::domain::codec::date")]
+        from: NaiveDate,
+        reason: Name,
+    },
 }
 
 impl CommandBody {
@@ -340,6 +356,8 @@ impl CommandBody {
             CommandBody::RecordRepayment { .. } => "record_repayment",
             CommandBody::ReverseEntry { .. } => "reverse_entry",
             CommandBody::Access(command) => command.name(),
+            CommandBody::ClosePeriod { .. } => "close_period",
+            CommandBody::ReopenPeriod { .. } => "reopen_period",
         }
     }
 }

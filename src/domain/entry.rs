@@ -345,6 +345,20 @@ pub enum Outcome {
     /// pending request, it changes nothing until a manager of its branch
     /// approves it (before `expires_at_micros`), as a later entry.
     ApprovalRequested { expires_at_micros: i64 },
+    /// A branch's books closed through a date; `carried` when the close
+    /// carried the year's income and expenses into retained earnings (the
+    /// entry's postings).
+    PeriodClosed {
+        #[serde(with = "crate::domain::codec::date")]
+        through: NaiveDate,
+        carried: bool,
+    },
+    /// A branch's books reopened: closed through `closed_through` now
+    /// (the day before the reopened date), or not at all.
+    PeriodReopened {
+        #[serde(with = "crate::domain::codec::date_option")]
+        closed_through: Option<NaiveDate>,
+    },
 }
 
 /// Everything the hash covers.

@@ -71,9 +71,35 @@ pub struct Branch {
     pub compulsory_savings_percent: Decimal,
     #[serde(with = "crate::domain::codec::date")]
     pub opened_on: NaiveDate,
+    /// The books are closed through this date, by this entry: no entry may
+    /// be dated on or before it.
+    pub closed: Option<Closed>,
+}
+
+/// How far a branch's books are closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closed {
+    #[serde(with = "crate::domain::codec::date")]
+    pub through: NaiveDate,
+    /// The entry that closed them.
+    pub by: u64,
 }
 
 impl Branch {
+    /// Refuses `date`, given in `field`, when it lies in the closed period.
+    pub fn check_open(&self, field: &str, date: NaiveDate) -> Result<(), DomainError> {
+        match self.closed {
+            Some(closed) if date <= closed.through => Err(DomainError::precondition(
+                field,
+                format!(
+                    "{date} is in branch {}'s closed period (closed through {} by entry {}); date the entry after {}, or reopen the period",
+                    self.id, closed.through, closed.by, closed.through
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// "branch TB keeps its books", for messages about currencies.
     pub fn books(&self) -> String {
         format!("branch {} keeps its books", self.id)

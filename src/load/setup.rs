@@ -321,6 +321,8 @@ fn request_id(write: &Write) -> &str {
         Write::DisburseTranche(r) => &r.context,
         Write::WriteOffLoan(r) => &r.context,
         Write::RecordCollectionSheet(r) => &r.context,
+        Write::ClosePeriod(r) => &r.context,
+        Write::ReopenPeriod(r) => &r.context,
     };
     context.as_ref().map_or("", |c| c.request_id.as_str())
 }

@@ -741,6 +741,17 @@ impl Setup {
                     ..Default::default()
                 }))
             }
+            "ClosePeriod" => send!(branch.close_period(pb::ClosePeriodRequest {
+                context,
+                branch_id: b.clone(),
+                through: format!("2024-01-{:02}", 1 + n % 28),
+            })),
+            "ReopenPeriod" => send!(branch.reopen_period(pb::ReopenPeriodRequest {
+                context,
+                branch_id: b.clone(),
+                from: "2024-01-01".into(),
+                reason: "a deposit was left out".into(),
+            })),
             other => panic!("no case for {other}: add one to tests/ledger/access_table.rs"),
         };
         (place, call)
@@ -779,6 +790,7 @@ fn writes(action: Action) -> bool {
     match action {
         Action::Write
         | Action::Correct
+        | Action::Close
         | Action::Approve
         | Action::Organize
         | Action::Catalogue

@@ -98,6 +98,17 @@ async fn the_trial_balance_on_a_date_is_the_hand_worked_one_and_balances() {
     assert_eq!(amount(&trial.total_debit_balance), "2000000");
     assert_eq!(amount(&trial.total_credit_balance), "2000000");
     assert_eq!(trial.as_of_date, "2023-12-31");
+    // No amount shows as "-0".
+    for row in &trial.rows {
+        for money in [
+            &row.debits,
+            &row.credits,
+            &row.debit_balance,
+            &row.credit_balance,
+        ] {
+            assert!(!amount(money).starts_with("-0"), "{row:?}");
+        }
+    }
     // Every line of the chart is there, with the default codes, in code order.
     let codes: Vec<&str> = trial.rows.iter().map(|r| r.gl_code.as_str()).collect();
     let mut sorted = codes.clone();

@@ -430,6 +430,9 @@ fn command_kind(command: &CommandBody) -> &'static str {
         CommandBody::ReverseEntry { .. } => "ReverseEntry",
         // Added with encoding version 4: not in the version 3 fixture.
         CommandBody::Access(_) => "Access",
+        // Added with the books (closing), after both fixtures.
+        CommandBody::ClosePeriod { .. } => "ClosePeriod",
+        CommandBody::ReopenPeriod { .. } => "ReopenPeriod",
     }
 }
 
@@ -448,6 +451,8 @@ fn outcome_kind(outcome: &Outcome) -> &'static str {
         Outcome::Reversed { .. } => "Reversed",
         Outcome::AccessChanged => "AccessChanged",
         Outcome::ApprovalRequested { .. } => "ApprovalRequested",
+        Outcome::PeriodClosed { .. } => "PeriodClosed",
+        Outcome::PeriodReopened { .. } => "PeriodReopened",
     }
 }
 

@@ -6,6 +6,7 @@ mod access_table;
 mod approvals;
 mod batch;
 mod books;
+mod closing;
 mod collection;
 mod concurrency;
 mod crash;

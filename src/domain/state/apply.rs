@@ -149,6 +149,26 @@ impl LedgerState {
             self.changed
                 .note(|| StateKey::Posting(posting.account.clone(), body.sequence));
         }
+        if let Outcome::PeriodClosed {
+            through,
+            carried: true,
+        } = &body.outcome
+        {
+            let carried = body
+                .postings
+                .iter()
+                .filter(|p| !matches!(p.account, AccountId::RetainedEarnings(_)))
+                .map(|p| {
+                    (
+                        crate::domain::books::Line::of(&p.account, None),
+                        Balance::of(p.side, p.amount),
+                    )
+                })
+                .collect();
+            self.books.note_carry(branch, *through, carried);
+            self.changed
+                .note(|| StateKey::Carry(branch.clone(), *through));
+        }
     }
 
     /// Writes what a stage worked out. Cannot fail.
@@ -394,6 +414,7 @@ impl<'s> Stage<'s> {
                     currency: *currency,
                     compulsory_savings_percent: *compulsory_savings_percent,
                     opened_on: date,
+                    closed: None,
                 });
             }
             (
@@ -574,6 +595,28 @@ impl<'s> Stage<'s> {
                 }
                 self.undo(&branch, undo)?;
                 self.commit.reversed = Some((*sequence, body.sequence));
+            }
+            (CommandBody::ClosePeriod { branch_id, .. }, Outcome::PeriodClosed { through, .. }) => {
+                let mut branch = self.find_branch(branch_id)?.clone();
+                branch.closed = Some(Closed {
+                    through: *through,
+                    by: body.sequence,
+                });
+                self.commit.branch = Some(branch);
+            }
+            (
+                CommandBody::ReopenPeriod { branch_id, .. },
+                Outcome::PeriodReopened { closed_through },
+            ) => {
+                let mut branch = self.find_branch(branch_id)?.clone();
+                branch.closed = match (branch.closed, closed_through) {
+                    (Some(closed), Some(through)) => Some(Closed {
+                        through: *through,
+                        by: closed.by,
+                    }),
+                    _ => None,
+                };
+                self.commit.branch = Some(branch);
             }
             (CommandBody::Access(command), Outcome::AccessChanged) => {
                 let mut access = Access::clone(&self.state.access);
@@ -900,6 +943,13 @@ impl<'s> Stage<'s> {
         )?;
         self.refresh.insert(member);
         Ok(())
+    }
+
+    fn find_branch(&self, id: &BranchId) -> Result<&Branch, String> {
+        self.state
+            .branches
+            .get(id)
+            .ok_or_else(|| format!("unknown branch {id}"))
     }
 
     fn undo(&mut self, branch: &BranchId, undo: &Undo) -> Result<(), String> {

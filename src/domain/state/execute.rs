@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as Slot;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
 use super::*;
@@ -71,6 +71,7 @@ impl LedgerState {
             CommandBody::Access(access) => self.decide_access(command, access, context)?,
             body => self.decide(body, context, lookup)?,
         };
+        self.check_not_closed(&command.body, &decision)?;
         if let (Some(action), Some(principal)) = (action, &command.principal) {
             // The branch the decision found is the one the entry is in: the
             // principal's roles must cover it (they covered the branch found
@@ -133,6 +134,131 @@ impl LedgerState {
         Ok(body)
     }
 
+    /// Refuses an entry dated in its branch's closed period, naming the
+    /// command's date field: every command, whatever path decided it
+    /// (batches, collection sheets, reversals, approvals), meets this one
+    /// check. Closing and reopening are dated as they say.
+    fn check_not_closed(&self, body: &CommandBody, decision: &Decision) -> Result<(), DomainError> {
+        let field = match body {
+            CommandBody::ClosePeriod { .. } | CommandBody::ReopenPeriod { .. } => return Ok(()),
+            CommandBody::CreateBranch { .. }
+            | CommandBody::CreateCenter { .. }
+            | CommandBody::CreateGroup { .. }
+            | CommandBody::OpenSavingsAccount { .. } => "opened_on",
+            CommandBody::RegisterMember { .. } => "joined_on",
+            CommandBody::DisburseLoan { .. } | CommandBody::DisburseTranche { .. } => {
+                "disbursed_on"
+            }
+            CommandBody::RecordCollectionSheet { .. } => "meeting_date",
+            CommandBody::CreateProduct { .. } | CommandBody::UpdateProduct { .. } => {
+                "effective_from"
+            }
+            _ => "effective_date",
+        };
+        match decision.branch.as_ref().and_then(|b| self.branches.get(b)) {
+            Some(branch) => branch.check_open(field, decision.effective_date),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes `branch_id`'s books through `through`; through 31 December,
+    /// the entry carries the year's income and expenses into retained
+    /// earnings: each income line is debited, each expense line credited,
+    /// by its balance on that date, and retained earnings take the result.
+    fn decide_close(
+        &self,
+        branch_id: &BranchId,
+        through: NaiveDate,
+        context: ExecContext,
+    ) -> Result<Decision, DomainError> {
+        let branch = self.find_branch("branch_id", branch_id)?;
+        let through = check_date("through", through)?;
+        let today = today_in(&branch.time_zone, context.recorded_at);
+        if through >= today {
+            return Err(DomainError::invalid(
+                "through",
+                format!(
+                    "{through} has not ended yet (today is {today} in {}); close a day that is over",
+                    branch.time_zone
+                ),
+            ));
+        }
+        if let Some(closed) = branch.closed
+            && through <= closed.through
+        {
+            return Err(DomainError::precondition(
+                "through",
+                format!(
+                    "branch {branch_id}'s books are already closed through {} (entry {})",
+                    closed.through, closed.by
+                ),
+            ));
+        }
+        let year_end = through.month() == 12 && through.day() == 31;
+        let mut postings = Vec::new();
+        if year_end {
+            let mut result = Decimal::ZERO;
+            for (line, balance) in self.books.nominal_lines(branch_id, through) {
+                let account = line
+                    .account(branch_id)
+                    .expect("income and expense lines have one account per branch");
+                // Debit what the line holds on the credit side, credit what it holds on the debit side.
+                let net = balance.credits - balance.debits;
+                result += net;
+                match net.cmp(&Decimal::ZERO) {
+                    std::cmp::Ordering::Greater => postings.push(Posting::debit(account, net)),
+                    std::cmp::Ordering::Less => postings.push(Posting::credit(account, -net)),
+                    std::cmp::Ordering::Equal => {}
+                }
+            }
+            let retained = AccountId::RetainedEarnings(branch_id.clone());
+            match result.cmp(&Decimal::ZERO) {
+                std::cmp::Ordering::Greater => postings.push(Posting::credit(retained, result)),
+                std::cmp::Ordering::Less => postings.push(Posting::debit(retained, -result)),
+                std::cmp::Ordering::Equal => {}
+            }
+        }
+        Ok(Decision {
+            branch: Some(branch_id.clone()),
+            effective_date: through,
+            postings,
+            outcome: Outcome::PeriodClosed {
+                through,
+                carried: year_end,
+            },
+        })
+    }
+
+    /// Reopens `branch_id`'s books from `from` on; dated today.
+    fn decide_reopen(
+        &self,
+        branch_id: &BranchId,
+        from: NaiveDate,
+        context: ExecContext,
+    ) -> Result<Decision, DomainError> {
+        let branch = self.find_branch("branch_id", branch_id)?;
+        let from = check_date("from", from)?;
+        if branch.closed.is_none_or(|closed| from > closed.through) {
+            return Err(DomainError::precondition(
+                "from",
+                match branch.closed {
+                    Some(closed) => format!(
+                        "{from} is after {}, through which branch {branch_id}'s books are closed: it is open already",
+                        closed.through
+                    ),
+                    None => format!("branch {branch_id}'s books are not closed"),
+                },
+            ));
+        }
+        let closed_through = from.pred_opt().filter(|day| *day >= branch.opened_on);
+        Ok(Decision {
+            branch: Some(branch_id.clone()),
+            effective_date: today_in(&branch.time_zone, context.recorded_at),
+            postings: Vec::new(),
+            outcome: Outcome::PeriodReopened { closed_through },
+        })
+    }
+
     /// Under rules with access control, checks that the command's principal
     /// holds a role that allows it in the branch it writes in, before
     /// anything about that branch's objects is looked at (so a refusal
@@ -183,7 +309,9 @@ impl LedgerState {
         let loan = |id: &LoanId| self.loan(id).map(|l| l.branch.clone());
         let branch = match body {
             CommandBody::CreateBranch { branch_id, .. }
-            | CommandBody::CreateCenter { branch_id, .. } => Some(branch_id.clone()),
+            | CommandBody::CreateCenter { branch_id, .. }
+            | CommandBody::ClosePeriod { branch_id, .. }
+            | CommandBody::ReopenPeriod { branch_id, .. } => Some(branch_id.clone()),
             CommandBody::CreateGroup { center_id, .. }
             | CommandBody::RecordCollectionSheet { center_id, .. } => {
                 self.centers.get(center_id).map(|c| c.branch.clone())
@@ -218,7 +346,12 @@ impl LedgerState {
     /// above their product's approval limit.
     fn needs_approval(&self, body: &CommandBody, decision: &Decision) -> bool {
         match (body, &decision.outcome) {
-            (CommandBody::ReverseEntry { .. } | CommandBody::WriteOffLoan { .. }, _) => true,
+            (
+                CommandBody::ReverseEntry { .. }
+                | CommandBody::WriteOffLoan { .. }
+                | CommandBody::ReopenPeriod { .. },
+                _,
+            ) => true,
             (
                 CommandBody::DisburseLoan { .. },
                 Outcome::LoanDisbursed {
@@ -424,6 +557,12 @@ impl LedgerState {
                 effective_date,
                 ..
             } => self.decide_reversal(*sequence, *effective_date, context, lookup)?,
+            CommandBody::ClosePeriod { branch_id, through } => {
+                self.decide_close(branch_id, *through, context)?
+            }
+            CommandBody::ReopenPeriod {
+                branch_id, from, ..
+            } => self.decide_reopen(branch_id, *from, context)?,
             CommandBody::Access(_) => unreachable!("execute decides access commands"),
         })
     }
@@ -1171,9 +1310,15 @@ impl LedgerState {
             .into());
         };
         let branch = self.find_branch("sequence", original_branch)?;
-        let date = match effective_date {
-            Some(date) => self.resolve_date("effective_date", Some(date), branch, context)?,
-            None => original.effective_date,
+        // An entry of the closed period is reversed after the close, so that
+        // the closed books stay as they are.
+        let in_closed_period = branch
+            .closed
+            .filter(|closed| original.effective_date <= closed.through);
+        let date = match (effective_date, in_closed_period) {
+            (Some(date), _) => self.resolve_date("effective_date", Some(date), branch, context)?,
+            (None, Some(closed)) => closed.through.succ_opt().unwrap_or(closed.through),
+            (None, None) => original.effective_date,
         };
         not_before(
             "effective_date",
@@ -1189,6 +1334,18 @@ impl LedgerState {
                 | Undo::WriteOff { .. }
                 | Undo::CollectionSheet { .. }
         );
+        if let Some(closed) = in_closed_period
+            && (loan_transaction || matches!(undo, Undo::Disbursement { .. }))
+        {
+            return Err(DomainError::precondition(
+                "sequence",
+                format!(
+                    "entry {sequence} changed a loan on {}, in branch {}'s closed period (closed through {} by entry {}): a loan's transaction is reversed as of its own date, which would change the closed books; reopen the period to reverse it",
+                    original.effective_date, branch.id, closed.through, closed.by
+                ),
+            )
+            .into());
+        }
         if loan_transaction && date != original.effective_date {
             // Undone as of its own date, a loan transaction leaves every
             // installment due before any later date as it was: arrears on
@@ -1488,6 +1645,7 @@ pub fn action_of(body: &CommandBody) -> Option<Action> {
         | CommandBody::RecordCollectionSheet { .. }
         | CommandBody::RecordRepayment { .. } => Action::Write,
         CommandBody::WriteOffLoan { .. } | CommandBody::ReverseEntry { .. } => Action::Correct,
+        CommandBody::ClosePeriod { .. } | CommandBody::ReopenPeriod { .. } => Action::Close,
         CommandBody::CreateProduct { .. } | CommandBody::UpdateProduct { .. } => Action::Catalogue,
         CommandBody::Access(_) => return None,
     })

@@ -3,7 +3,7 @@
 //! sheets and reversals): the cache records equal a full export, a replay of
 //! the entries gives the same state, and the books balance.
 
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
@@ -90,6 +90,11 @@ enum Step {
         lines: [(Option<u32>, Option<u32>); MEMBERS],
         day: u32,
     },
+    /// Close the branch's books through a day (364 is 31 December 2023:
+    /// the year-end close carries the year's result).
+    Close {
+        day: u32,
+    },
 }
 
 /// Members, all meeting at the one center.
@@ -122,6 +127,7 @@ fn step() -> impl Strategy<Value = Step> {
             day
         }),
         3 => (1..6u64).prop_map(|back| Step::Reverse { back }),
+        1 => prop_oneof![Just(364u32), 30..300u32].prop_map(|day| Step::Close { day }),
         3 => member().prop_map(|member| Step::ReverseLoan { member }),
         1 => (0..=PRODUCTS).prop_map(|product| Step::CreateProduct { product }),
         1 => (0..=PRODUCTS, 1..10u32, day()).prop_map(|(product, points, day)| Step::UpdateProduct {
@@ -433,6 +439,10 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
             loan_id: latest_loan(m),
             amount: vnd(u64::from(thousands) * 1000),
             effective_date: Some(loan_day(m, d)),
+        },
+        Step::Close { day: d } => CommandBody::ClosePeriod {
+            branch_id: id(BranchId::parse, "TB"),
+            through: day(d),
         },
         Step::Reverse { back } => CommandBody::ReverseEntry {
             sequence: state.last_sequence().saturating_sub(back).max(1),
@@ -873,6 +883,75 @@ proptest! {
             prop_assert_eq!(trial.debits, trial.credits, "trial balance on {}", date);
             let sheet = state.books().balance_sheet(Some(&tb), date);
             prop_assert_eq!(sheet.total_assets(), sheet.total_liabilities() + sheet.total_equity(), "balance sheet on {}", date);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Closing: once a branch's books are closed through a date, no later
+    /// entry is dated on or before it, and every figure of the closed
+    /// period (each account on each closed date, the trial balance, the
+    /// branch's period figures) stays what it was at the close. A year-end
+    /// close empties the income and expense lines into retained earnings
+    /// by exactly the year's result.
+    #[test]
+    fn closed_figures_never_change(steps in proptest::collection::vec(step(), 1..70), close_at in 0..70usize, year_end: bool) {
+        use crate::domain::books::{AsOf, Line, Section};
+        let tb = id(BranchId::parse, "TB");
+        let mut state = LedgerState::new();
+        let mut records = BTreeMap::new();
+        let mut entries = Vec::new();
+        run(setup(), &mut state, &mut records, &mut entries);
+        let mut snapshots = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let body = if i == close_at.min(steps.len() - 1) {
+                CommandBody::ClosePeriod { branch_id: tb.clone(), through: day(if year_end { 364 } else { 150 }) }
+            } else {
+                body_of(step, &state)
+            };
+            let closes = matches!(body, CommandBody::ClosePeriod { .. });
+            let retained_before = state.books().line(&tb, &Line::RetainedEarnings, AsOf::Latest);
+            let before = state.last_sequence();
+            run([body], &mut state, &mut records, &mut entries);
+            if !closes || state.last_sequence() == before {
+                continue;
+            }
+            let entry = entries.last().unwrap();
+            let through = entry.body.effective_date;
+            let Outcome::PeriodClosed { carried, .. } = entry.body.outcome else { panic!("a close") };
+            if carried {
+                // The year's result, as the income statement shows it, went to retained earnings.
+                let year = state.books().income_statement(Some(&tb), through.with_ordinal(1).unwrap(), through);
+                let retained = state.books().line(&tb, &Line::RetainedEarnings, AsOf::Latest);
+                prop_assert_eq!(retained.on_normal_side(crate::domain::account::AccountKind::Equity) - retained_before.on_normal_side(crate::domain::account::AccountKind::Equity), year.result);
+                for (line, balance) in state.books().lines(Some(&tb), AsOf::Date(through)) {
+                    if matches!(line.section(), Section::Income | Section::Expenses) {
+                        prop_assert_eq!(balance.debits, balance.credits, "{} after the close", line);
+                    }
+                }
+            }
+            let accounts: Vec<(AccountId, Balance)> = state.balances.keys().map(|a| (a.clone(), state.books().account(a).unwrap().history.on_date(through))).collect();
+            snapshots.push((
+                entry.body.sequence,
+                through,
+                accounts,
+                state.books().trial_balance(Some(&tb), AsOf::Date(through)),
+                state.period_figures(&tb, day(0), through).unwrap(),
+            ));
+        }
+        for (sequence, through, accounts, trial, figures) in &snapshots {
+            // The institution's catalogue is in no branch's books.
+            for entry in entries.iter().filter(|e| e.body.sequence > *sequence && e.body.branch.is_some()) {
+                prop_assert!(entry.body.effective_date > *through || matches!(entry.body.command, CommandBody::ClosePeriod { .. }),
+                    "entry {} ({}) dated {} after the close through {}", entry.body.sequence, entry.body.command.name(), entry.body.effective_date, through);
+            }
+            for (account, balance) in accounts {
+                prop_assert_eq!(state.books().account(account).unwrap().history.on_date(*through), *balance, "{} on {}", account, through);
+            }
+            prop_assert_eq!(&state.books().trial_balance(Some(&tb), AsOf::Date(*through)), trial);
+            prop_assert_eq!(&state.period_figures(&tb, day(0), *through).unwrap(), figures);
         }
     }
 }
