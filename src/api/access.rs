@@ -67,6 +67,7 @@ pub const RPCS: &[Rpc] = rpcs! {
         "ReverseEntry": Correct,
         "ClosePeriod": Close,
         "ReopenPeriod": Close,
+        "PostSavingsInterest": Close,
         "SubmitBatch": Write,
         "Approve": Approve,
         "Reject": Approve,
@@ -79,6 +80,8 @@ pub const RPCS: &[Rpc] = rpcs! {
         "ListProducts": ReadCatalogue,
         "PreviewSchedule": ReadCatalogue,
         "SetApprovalLimit": Catalogue,
+        "DefineSavingsProduct": Catalogue,
+        "ListSavingsProducts": ReadCatalogue,
     }
     "AuditService" => {
         "GetBalance": ReadBranch,

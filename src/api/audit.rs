@@ -17,7 +17,6 @@ use crate::domain::DomainError;
 use crate::domain::access::Action;
 use crate::domain::account::AccountId;
 use crate::domain::books::{AsOf, Balance};
-use crate::domain::command::SavingsKind;
 use crate::domain::entry::GENESIS_HASH;
 use crate::domain::ids::{BranchId, LoanId, MemberId};
 use crate::domain::money::Currency;
@@ -207,10 +206,7 @@ impl AuditService for AuditApi {
                 .iter()
                 .map(|s| pb::SavingsAccount {
                     account_id: s.account.id.to_string(),
-                    kind: match s.account.kind {
-                        SavingsKind::Compulsory => pb::SavingsKind::Compulsory,
-                        SavingsKind::Voluntary => pb::SavingsKind::Voluntary,
-                    } as i32,
+                    kind: convert::savings_kind_out(s.account.kind) as i32,
                     opened_on: s.account.opened_on.to_string(),
                     balance: Some(money_out(s.balance, currency)),
                     required_minimum: Some(money_out(s.required_minimum, currency)),

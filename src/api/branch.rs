@@ -206,6 +206,15 @@ pub fn parse(write: Write) -> Result<Command, DomainError> {
                 })
             })(),
         ),
+        Write::PostSavingsInterest(r) => (
+            r.context,
+            (|| {
+                Ok(CommandBody::PostSavingsInterest {
+                    branch_id: BranchId::parse("branch_id", &r.branch_id)?,
+                    period_end: convert::date("period_end", &r.period_end)?,
+                })
+            })(),
+        ),
         Write::RecordRepayment(r) => (
             r.context,
             (|| {
@@ -505,6 +514,21 @@ pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
                 result_carried: Some(money_out(result, currency)),
             })
         }
+        (Write::PostSavingsInterest(_), Outcome::SavingsInterestPosted { credited, .. }) => {
+            let currency = convert::entry_currency(&entry.body);
+            let total = stored_figure("total", sum(credited.iter().map(|c| c.amount)))?;
+            Reply::PostSavingsInterest(pb::PostSavingsInterestResponse {
+                receipt,
+                credits: credited
+                    .iter()
+                    .map(|c| pb::InterestCredit {
+                        account_id: c.account.to_string(),
+                        amount: Some(money_out(c.amount, currency)),
+                    })
+                    .collect(),
+                total: Some(money_out(total, currency)),
+            })
+        }
         (Write::ReopenPeriod(_), Outcome::PeriodReopened { closed_through }) => {
             Reply::ReopenPeriod(pb::ReopenPeriodResponse {
                 receipt,
@@ -793,6 +817,22 @@ impl BranchService for BranchApi {
             .await?
         {
             Reply::ClosePeriod(reply) => Ok(Response::new(reply)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn post_savings_interest(
+        &self,
+        request: Request<pb::PostSavingsInterestRequest>,
+    ) -> Result<Response<pb::PostSavingsInterestResponse>, Status> {
+        match self
+            .one(
+                access::principal(&request)?,
+                Write::PostSavingsInterest(request.into_inner()),
+            )
+            .await?
+        {
+            Reply::PostSavingsInterest(reply) => Ok(Response::new(reply)),
             _ => Err(unexpected()),
         }
     }

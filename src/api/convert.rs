@@ -173,6 +173,14 @@ pub fn savings_kind(value: i32) -> Result<SavingsKind, DomainError> {
     }
 }
 
+/// The kind of savings, for clients.
+pub fn savings_kind_out(kind: SavingsKind) -> pb::SavingsKind {
+    match kind {
+        SavingsKind::Compulsory => pb::SavingsKind::Compulsory,
+        SavingsKind::Voluntary => pb::SavingsKind::Voluntary,
+    }
+}
+
 fn unknown_enum(field: &str, value: i32) -> DomainError {
     DomainError::invalid(field, format!("{value} is not a known value"))
 }
@@ -519,6 +527,31 @@ pub fn describe(body: &EntryBody, currency: Currency) -> String {
             },
             _,
         ) => format!("books of branch {branch_id} reopened from {from}: {reason}"),
+        (
+            CommandBody::DefineSavingsProduct {
+                product_id,
+                name,
+                rules,
+                ..
+            },
+            Outcome::ProductDefined { version },
+        ) => format!(
+            "savings product {product_id} ({name}) version {version}: {}% a year, posted {}",
+            rules.annual_rate_percent.normalize(),
+            rules.posting.name()
+        ),
+        (
+            CommandBody::PostSavingsInterest {
+                branch_id,
+                period_end,
+            },
+            Outcome::SavingsInterestPosted { credited, .. },
+        ) => format!(
+            "savings interest of branch {branch_id} for the period ending {period_end}: {} accounts, {}",
+            credited.len(),
+            sum(credited.iter().map(|c| c.amount))
+                .map_or_else(|_| "more than a decimal holds".to_owned(), show)
+        ),
         (command, _) => command.name().to_owned(),
     }
 }

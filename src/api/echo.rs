@@ -105,6 +105,12 @@ impl EchoBranchApi {
                 receipt,
                 ..Default::default()
             }),
+            Write::PostSavingsInterest(_) => {
+                Reply::PostSavingsInterest(pb::PostSavingsInterestResponse {
+                    receipt,
+                    ..Default::default()
+                })
+            }
         }
     }
 }
@@ -213,6 +219,12 @@ impl BranchService for EchoBranchApi {
         request: Request<pb::ReopenPeriodRequest>,
     ) -> Result<Response<pb::ReopenPeriodResponse>, Status> {
         echo_method!(self, request, ReopenPeriod)
+    }
+    async fn post_savings_interest(
+        &self,
+        request: Request<pb::PostSavingsInterestRequest>,
+    ) -> Result<Response<pb::PostSavingsInterestResponse>, Status> {
+        echo_method!(self, request, PostSavingsInterest)
     }
     async fn approve(
         &self,

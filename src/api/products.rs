@@ -94,6 +94,8 @@ impl ProductApi {
     }
 }
 
+mod savings;
+
 fn refuse(error: DomainError) -> Status {
     status::from_domain(&error)
 }
@@ -655,6 +657,28 @@ impl ProductService for ProductApi {
             .await
             .map_err(|error| Status::internal(error.to_string()))?;
         Ok(Response::new(reply))
+    }
+
+    async fn define_savings_product(
+        &self,
+        request: Request<pb::DefineSavingsProductRequest>,
+    ) -> Result<Response<pb::DefineSavingsProductResponse>, Status> {
+        let principal = super::access::principal(&request)?;
+        savings::define(&self.ledger, principal, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_savings_products(
+        &self,
+        request: Request<pb::ListSavingsProductsRequest>,
+    ) -> Result<Response<pb::ListSavingsProductsResponse>, Status> {
+        super::access::read_subject(&request, "savings-products");
+        self.ledger
+            .read_off_runtime(|ledger| ledger.read(savings::list))
+            .await
+            .map(Response::new)
+            .map_err(|e| Status::internal(e.to_string()))
     }
 
     async fn set_approval_limit(

@@ -284,6 +284,69 @@ pub struct ReopenPeriodArgs {
     pub reason: String,
 }
 
+/// Arguments of `post-interest`.
+#[derive(Args, Clone, Debug)]
+pub struct PostInterestArgs {
+    /// Branch, e.g. TB.
+    pub branch_id: String,
+    /// Last day of the posting period, YYYY-MM-DD (a month's, quarter's,
+    /// half-year's or year's end, as the savings products post).
+    #[arg(long, value_name = "DATE")]
+    pub period_end: String,
+}
+
+/// How often savings interest is posted.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PostingArg {
+    /// At each month's end.
+    Monthly,
+    /// At the end of each quarter.
+    Quarterly,
+    /// At the end of June and December.
+    HalfYearly,
+    /// At the end of December.
+    Yearly,
+}
+
+impl From<PostingArg> for pb::PostingFrequency {
+    fn from(value: PostingArg) -> Self {
+        match value {
+            PostingArg::Monthly => pb::PostingFrequency::Monthly,
+            PostingArg::Quarterly => pb::PostingFrequency::Quarterly,
+            PostingArg::HalfYearly => pb::PostingFrequency::HalfYearly,
+            PostingArg::Yearly => pb::PostingFrequency::Yearly,
+        }
+    }
+}
+
+/// Arguments of `savings-product-define`.
+#[derive(Args, Clone, Debug)]
+pub struct SavingsProductArgs {
+    /// Product id, e.g. SAVE-VOL.
+    pub product_id: String,
+    /// Its name.
+    #[arg(long, value_name = "TEXT")]
+    pub name: String,
+    /// The kind of savings it covers (one product per kind).
+    #[arg(long, value_enum)]
+    pub kind: SavingsKindArg,
+    /// Yearly rate in percent, on the daily closing balance, actual/365.
+    #[arg(long, value_name = "PERCENT")]
+    pub rate: String,
+    /// When interest is posted.
+    #[arg(long, value_enum, default_value = "monthly")]
+    pub posting: PostingArg,
+    /// The posted amount is a multiple of this.
+    #[arg(long, value_name = "MULTIPLE", default_value = "1")]
+    pub rounding: String,
+    /// How it is rounded to the multiple.
+    #[arg(long, value_enum, default_value = "half-even")]
+    pub rounding_mode: RoundingModeArg,
+    /// First day the rate applies, YYYY-MM-DD [default: today].
+    #[arg(long, value_name = "DATE")]
+    pub effective_from: Option<String>,
+}
+
 /// Arguments of `collection-sheet`.
 #[derive(Args, Clone, Debug)]
 pub struct CollectionSheetArgs {

@@ -42,9 +42,9 @@ use clap::{Args, Subcommand};
 use self::args::{
     ArrearsArgs, BalanceArgs, BranchCreateArgs, CenterCreateArgs, ClosePeriodArgs,
     CollectionSheetArgs, DisburseArgs, GroupCreateArgs, JournalArgs, LoanArgs, MemberArgs,
-    OpenSavingsArgs, PayoffArgs, PortfolioArgs, PreviewArgs, ProductArgs, ProductDefineArgs,
-    RegisterArgs, ReopenPeriodArgs, RepayArgs, ReverseArgs, SavingsMoveArgs, TotalsArgs,
-    TrancheArgs, WriteOffArgs,
+    OpenSavingsArgs, PayoffArgs, PortfolioArgs, PostInterestArgs, PreviewArgs, ProductArgs,
+    ProductDefineArgs, RegisterArgs, ReopenPeriodArgs, RepayArgs, ReverseArgs, SavingsMoveArgs,
+    SavingsProductArgs, TotalsArgs, TrancheArgs, WriteOffArgs,
 };
 use self::connect::WriteSession;
 use self::output::Report;
@@ -218,6 +218,12 @@ pub enum WriteCommand {
     /// Ask to reopen a branch's closed books from a date (a second manager
     /// approves it).
     ReopenPeriod(ReopenPeriodArgs),
+    /// Post the savings interest a branch's accounts earned over the period
+    /// ending on a date (once per period); prints each account credited.
+    PostInterest(PostInterestArgs),
+    /// Define a savings product (compulsory or voluntary) or its next
+    /// version: the interest its kind of account earns.
+    SavingsProductDefine(SavingsProductArgs),
 }
 
 /// Commands that only read.
@@ -234,6 +240,8 @@ pub enum ReadCommand {
     Payoff(PayoffArgs),
     /// List the loan products (latest versions).
     Products,
+    /// List the savings products with every version.
+    SavingsProducts,
     /// Show a product's rules.
     Product(ProductArgs),
     /// Preview the schedule a loan under a product would get (writes nothing).
@@ -285,6 +293,8 @@ async fn write(session: &WriteSession, command: WriteCommand) -> anyhow::Result<
         WriteCommand::Reverse(args) => transactions::reverse(session, args).await,
         WriteCommand::ClosePeriod(args) => transactions::close_period(session, args).await,
         WriteCommand::ReopenPeriod(args) => transactions::reopen_period(session, args).await,
+        WriteCommand::PostInterest(args) => transactions::post_interest(session, args).await,
+        WriteCommand::SavingsProductDefine(args) => products::define_savings(session, args).await,
     }
 }
 
@@ -296,6 +306,7 @@ async fn read(server: &str, command: ReadCommand) -> anyhow::Result<Report> {
         ReadCommand::Loan(args) => reads::loan(server, args).await,
         ReadCommand::Payoff(args) => reads::payoff(server, args).await,
         ReadCommand::Products => products::list(server).await,
+        ReadCommand::SavingsProducts => products::list_savings(server).await,
         ReadCommand::Product(args) => products::show(server, args).await,
         ReadCommand::Preview(args) => products::preview(server, args).await,
         ReadCommand::Arrears(args) => portfolio::arrears(server, args).await,

@@ -5,9 +5,13 @@
 use anyhow::bail;
 use serde_json::{Value, json};
 
-use super::args::{PreviewArgs, ProductArgs, ProductDefineArgs, ProductRulesArgs};
+use super::args::{
+    PreviewArgs, ProductArgs, ProductDefineArgs, ProductRulesArgs, SavingsProductArgs,
+};
 use super::connect::{WriteSession, products, read_error};
-use super::output::{Report, enum_name, fields, grouped, money, money_json, table, write_report};
+use super::output::{
+    Report, enum_name, fields, grouped, money, money_json, section, table, write_report,
+};
 use super::transactions::{schedule_json, schedule_section, typed_money};
 use crate::pb;
 
@@ -182,6 +186,94 @@ fn apply(mut rules: pb::ProductRules, a: ProductRulesArgs) -> pb::ProductRules {
     }
     set_u32(&mut rules.tranches_max, a.tranches);
     rules
+}
+
+/// `savings-product-define`: defines a savings product or its next version.
+pub async fn define_savings(
+    session: &WriteSession,
+    args: SavingsProductArgs,
+) -> anyhow::Result<Report> {
+    let request = pb::DefineSavingsProductRequest {
+        context: session.context(),
+        product_id: args.product_id.clone(),
+        name: args.name,
+        kind: pb::SavingsKind::from(args.kind) as i32,
+        interest: Some(pb::SavingsInterestRules {
+            annual_rate_percent: args.rate.clone(),
+            posting: pb::PostingFrequency::from(args.posting) as i32,
+            rounding_multiple: args.rounding,
+            rounding_mode: pb::RoundingMode::from(args.rounding_mode) as i32,
+        }),
+        effective_from: args.effective_from.unwrap_or_default(),
+    };
+    let response = session
+        .products()
+        .await?
+        .define_savings_product(request)
+        .await
+        .map_err(|status| session.error(status))?
+        .into_inner();
+    let receipt = session.receipt(response.receipt)?;
+    Ok(write_report(
+        &session.request_id,
+        &receipt,
+        vec![
+            ("product", args.product_id.clone()),
+            ("version", response.version.to_string()),
+            ("rate", format!("{}% a year", args.rate)),
+        ],
+        json!({ "product_id": args.product_id, "version": response.version }),
+    ))
+}
+
+/// `savings-products`: every version of every savings product.
+pub async fn list_savings(server: &str) -> anyhow::Result<Report> {
+    let r = products(server)
+        .await?
+        .list_savings_products(pb::ListSavingsProductsRequest {})
+        .await
+        .map_err(read_error)?
+        .into_inner();
+    let mut rows = table(
+        &[
+            "product", "name", "kind", "version", "from", "rate %", "posting", "rounding",
+        ],
+        &[3, 5],
+    );
+    let mut json_rows = Vec::new();
+    for v in &r.versions {
+        let interest = v.interest.clone().unwrap_or_default();
+        let posting = enum_name(interest.posting().as_str_name());
+        rows.add_row(vec![
+            v.product_id.clone(),
+            v.name.clone(),
+            enum_name(v.kind().as_str_name()),
+            v.version.to_string(),
+            v.effective_from.clone(),
+            interest.annual_rate_percent.clone(),
+            posting.clone(),
+            format!(
+                "{} {}",
+                interest.rounding_multiple,
+                enum_name(interest.rounding_mode().as_str_name())
+            ),
+        ]);
+        json_rows.push(json!({
+            "product_id": v.product_id,
+            "name": v.name,
+            "kind": enum_name(v.kind().as_str_name()),
+            "version": v.version,
+            "effective_from": v.effective_from,
+            "annual_rate_percent": interest.annual_rate_percent,
+            "posting": posting,
+            "rounding_multiple": interest.rounding_multiple,
+            "rounding_mode": enum_name(interest.rounding_mode().as_str_name()),
+        }));
+    }
+    Ok(Report {
+        text: section("Savings products", &rows, "none defined"),
+        json: json!({ "versions": json_rows }),
+    })
 }
 
 /// `products`: every product's latest version.

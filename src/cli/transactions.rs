@@ -11,8 +11,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::args::{
-    ClosePeriodArgs, DisburseArgs, ReopenPeriodArgs, RepayArgs, ReverseArgs, SavingsMoveArgs,
-    TrancheArgs, WriteOffArgs,
+    ClosePeriodArgs, DisburseArgs, PostInterestArgs, ReopenPeriodArgs, RepayArgs, ReverseArgs,
+    SavingsMoveArgs, TrancheArgs, WriteOffArgs,
 };
 use super::connect::WriteSession;
 use super::output::{
@@ -435,6 +435,54 @@ pub async fn reopen_period(
         ],
         json!({ "branch_id": args.branch_id, "closed_through": response.closed_through }),
     ))
+}
+
+/// `post-interest`: prints each account credited.
+pub async fn post_interest(
+    session: &WriteSession,
+    args: PostInterestArgs,
+) -> anyhow::Result<Report> {
+    let request = pb::PostSavingsInterestRequest {
+        context: session.context(),
+        branch_id: args.branch_id.clone(),
+        period_end: args.period_end.clone(),
+    };
+    let response = session
+        .client()
+        .await?
+        .post_savings_interest(request)
+        .await
+        .map_err(|status| session.error(status))?
+        .into_inner();
+    let receipt = session.receipt(response.receipt)?;
+    let mut report = write_report(
+        &session.request_id,
+        &receipt,
+        vec![
+            ("branch", args.branch_id.clone()),
+            ("period end", args.period_end.clone()),
+            ("accounts credited", response.credits.len().to_string()),
+            ("interest posted", money(response.total.as_ref())),
+        ],
+        json!({
+            "branch_id": args.branch_id,
+            "period_end": args.period_end,
+            "total": money_json(response.total.as_ref()),
+            "credits": response.credits.iter().map(|c| json!({
+                "account_id": c.account_id,
+                "amount": money_json(c.amount.as_ref()),
+            })).collect::<Vec<_>>(),
+        }),
+    );
+    let mut rows = table(&["account", "interest"], &[1]);
+    for credit in &response.credits {
+        rows.add_row(vec![
+            credit.account_id.clone(),
+            amount(credit.amount.as_ref()),
+        ]);
+    }
+    report.text += &section("Credited", &rows, "none");
+    Ok(report)
 }
 
 /// `repay`: prints how the payment was allocated.

@@ -45,7 +45,8 @@ pub enum Action {
     Write,
     /// Corrections: reversals and write-offs.
     Correct,
-    /// Closing a branch's books through a date, and reopening them.
+    /// A branch's period-end work: posting savings interest, closing its
+    /// books through a date, and reopening them.
     Close,
     /// The checker's side of maker-checker: approving or rejecting another
     /// principal's pending request.
@@ -126,7 +127,9 @@ impl Action {
         match self {
             Action::Write => "write a branch's daily transactions",
             Action::Correct => "reverse entries or write loans off",
-            Action::Close => "close or reopen a branch's books",
+            Action::Close => {
+                "do a branch's period-end work (post savings interest, close or reopen its books)"
+            }
             Action::Approve => "approve or reject another principal's pending request",
             Action::Organize => "create branches, centers or groups",
             Action::Catalogue => "change the product catalogue",

@@ -334,6 +334,24 @@ pub enum CommandBody {
         from: NaiveDate,
         reason: Name,
     },
+    /// Define a savings product (version 1), or its next version: the
+    /// interest every savings account of its kind earns from
+    /// `effective_from` on. One product per kind.
+    DefineSavingsProduct {
+        product_id: ProductId,
+        name: Name,
+        kind: SavingsKind,
+        rules: crate::domain::savings_interest::SavingsInterestRules,
+        #[serde(with = "crate::domain::codec::date_option")]
+        effective_from: Option<NaiveDate>,
+    },
+    /// Post the interest a branch's savings accounts earned over the
+    /// posting period ending on `period_end`, once per period.
+    PostSavingsInterest {
+        branch_id: BranchId,
+        #[serde(with = "crate::domain::codec::date")]
+        period_end: NaiveDate,
+    },
 }
 
 impl CommandBody {
@@ -358,6 +376,8 @@ impl CommandBody {
             CommandBody::Access(command) => command.name(),
             CommandBody::ClosePeriod { .. } => "close_period",
             CommandBody::ReopenPeriod { .. } => "reopen_period",
+            CommandBody::DefineSavingsProduct { .. } => "define_savings_product",
+            CommandBody::PostSavingsInterest { .. } => "post_savings_interest",
         }
     }
 }

@@ -359,6 +359,14 @@ pub enum Outcome {
         #[serde(with = "crate::domain::codec::date_option")]
         closed_through: Option<NaiveDate>,
     },
+    /// Interest posted to savings accounts for the period ending on the
+    /// entry's date: the kinds of savings whose period it ends, and each
+    /// account credited with its amount (accounts that earned nothing are
+    /// left out).
+    SavingsInterestPosted {
+        kinds: Vec<SavingsKind>,
+        credited: Vec<SavingsAmount>,
+    },
 }
 
 /// Everything the hash covers.

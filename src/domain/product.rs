@@ -192,6 +192,25 @@ pub struct ProductVersion {
     pub rules: ProductRules,
 }
 
+/// A version of a savings product: the interest every savings account of
+/// its kind earns from `effective_from` on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavingsProductVersion {
+    /// The product.
+    pub id: ProductId,
+    /// Its name.
+    pub name: crate::domain::ids::Name,
+    /// The kind of savings it covers (fixed at version 1).
+    pub kind: crate::domain::command::SavingsKind,
+    /// 1 for the first definition, then one more per change.
+    pub version: u32,
+    /// First day its rate applies (the entry's effective date).
+    #[serde(with = "crate::domain::codec::date")]
+    pub effective_from: NaiveDate,
+    /// Rate, posting frequency and rounding.
+    pub rules: crate::domain::savings_interest::SavingsInterestRules,
+}
+
 /// A loan application against a product.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoanApplication {

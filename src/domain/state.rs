@@ -74,6 +74,10 @@ pub struct Branch {
     /// The books are closed through this date, by this entry: no entry may
     /// be dated on or before it.
     pub closed: Option<Closed>,
+    /// By kind of savings, the last period end its interest was posted for:
+    /// no savings movement of that kind may be dated on or before it (the
+    /// interest was paid on the balances then).
+    pub interest_posted: Vec<(SavingsKind, NaiveDate)>,
 }
 
 /// How far a branch's books are closed.
@@ -86,6 +90,14 @@ pub struct Closed {
 }
 
 impl Branch {
+    /// The last period end interest on `kind` savings was posted for.
+    pub fn interest_posted_through(&self, kind: SavingsKind) -> Option<NaiveDate> {
+        self.interest_posted
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, date)| *date)
+    }
+
     /// Refuses `date`, given in `field`, when it lies in the closed period.
     pub fn check_open(&self, field: &str, date: NaiveDate) -> Result<(), DomainError> {
         match self.closed {
@@ -399,6 +411,8 @@ pub struct LedgerState {
     loans: BTreeMap<LoanId, Arc<Loan>>,
     /// Every version of every product, oldest first.
     products: BTreeMap<ProductId, Vec<ProductVersion>>,
+    /// Every version of every savings product, oldest first.
+    savings_products: BTreeMap<ProductId, Vec<crate::domain::product::SavingsProductVersion>>,
     balances: HashMap<AccountId, Balance>,
     /// Every account's and every general-ledger line's history, for
     /// figures as of a date or a sequence.
@@ -521,6 +535,32 @@ impl LedgerState {
     /// A product's versions, oldest first.
     pub fn product_versions(&self, id: &ProductId) -> Option<&[ProductVersion]> {
         self.products.get(id).map(Vec::as_slice)
+    }
+
+    /// A savings product's versions, oldest first.
+    pub fn savings_product_versions(
+        &self,
+        id: &ProductId,
+    ) -> Option<&[crate::domain::product::SavingsProductVersion]> {
+        self.savings_products.get(id).map(Vec::as_slice)
+    }
+
+    /// Every savings product's versions, by id.
+    pub fn savings_products(
+        &self,
+    ) -> impl Iterator<Item = &Vec<crate::domain::product::SavingsProductVersion>> {
+        self.savings_products.values()
+    }
+
+    /// The savings product of `kind`, if one is defined.
+    pub fn savings_product_of(
+        &self,
+        kind: SavingsKind,
+    ) -> Option<&[crate::domain::product::SavingsProductVersion]> {
+        self.savings_products
+            .values()
+            .find(|versions| versions.first().is_some_and(|v| v.kind == kind))
+            .map(Vec::as_slice)
     }
 
     /// Every product's latest version, by id.

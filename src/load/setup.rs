@@ -323,6 +323,7 @@ fn request_id(write: &Write) -> &str {
         Write::RecordCollectionSheet(r) => &r.context,
         Write::ClosePeriod(r) => &r.context,
         Write::ReopenPeriod(r) => &r.context,
+        Write::PostSavingsInterest(r) => &r.context,
     };
     context.as_ref().map_or("", |c| c.request_id.as_str())
 }

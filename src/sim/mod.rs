@@ -127,6 +127,13 @@ pub async fn run(server: &str, json: bool, args: SimulateArgs) -> anyhow::Result
             .await
             .map_err(|s| refused("CreateProduct", &s))?;
     }
+    for request in model.savings_products() {
+        clients
+            .products
+            .define_savings_product(request)
+            .await
+            .map_err(|s| refused("DefineSavingsProduct", &s))?;
+    }
     let days = (end - preset.start).num_days() as u64 + 1;
     let bar = progress(days, args.no_progress);
     let mut day = preset.start;
@@ -138,6 +145,8 @@ pub async fn run(server: &str, json: bool, args: SimulateArgs) -> anyhow::Result
                 .await
                 .map_err(|s| refused("UpdateProduct", &s))?;
         }
+        let month_end = model.month_end(day);
+        submit(&mut clients, &mut model, month_end, day).await?;
         let writes = model.day(day);
         submit(&mut clients, &mut model, writes, day).await?;
         bar.inc(1);
@@ -149,6 +158,12 @@ pub async fn run(server: &str, json: bool, args: SimulateArgs) -> anyhow::Result
             ));
         }
         day = day + Days::new(1);
+    }
+    // The last month's interest (and, at a year's end, its close), as the
+    // first day after the run would do it.
+    if let Some(after) = end.succ_opt() {
+        let month_end = model.month_end(after);
+        submit(&mut clients, &mut model, month_end, after).await?;
     }
     bar.finish_and_clear();
     let elapsed = started.elapsed();

@@ -741,6 +741,48 @@ impl Setup {
                     ..Default::default()
                 }))
             }
+            "PostSavingsInterest" => {
+                send!(
+                    branch.post_savings_interest(pb::PostSavingsInterestRequest {
+                        context,
+                        branch_id: b.clone(),
+                        period_end: "2024-05-31".into(),
+                    })
+                )
+            }
+            "DefineSavingsProduct" => {
+                send!(
+                    products.define_savings_product(pb::DefineSavingsProductRequest {
+                        context,
+                        product_id: format!("S-{n}"),
+                        name: format!("Savings {n}"),
+                        kind: pb::SavingsKind::Voluntary as i32,
+                        interest: Some(pb::SavingsInterestRules {
+                            annual_rate_percent: "5".into(),
+                            posting: pb::PostingFrequency::Monthly as i32,
+                            ..Default::default()
+                        }),
+                        effective_from: "2024-01-01".into(),
+                    })
+                )
+            }
+            "ListSavingsProducts" => {
+                send!(products.list_savings_products(pb::ListSavingsProductsRequest {}))
+            }
+            "ExportBooks" => {
+                // A stream: the call is the whole export, read to its end.
+                let request = pb::ExportBooksRequest {
+                    kind: pb::ExportKind::Postings as i32,
+                    format: pb::ExportFormat::Csv as i32,
+                    branch_id: b.clone(),
+                    ..Default::default()
+                };
+                call(move |mut clients: Clients| async move {
+                    let mut stream = clients.books.export_books(request).await?.into_inner();
+                    while stream.message().await?.is_some() {}
+                    Ok(())
+                })
+            }
             "ClosePeriod" => send!(branch.close_period(pb::ClosePeriodRequest {
                 context,
                 branch_id: b.clone(),

@@ -433,6 +433,8 @@ fn command_kind(command: &CommandBody) -> &'static str {
         // Added with the books (closing), after both fixtures.
         CommandBody::ClosePeriod { .. } => "ClosePeriod",
         CommandBody::ReopenPeriod { .. } => "ReopenPeriod",
+        CommandBody::DefineSavingsProduct { .. } => "DefineSavingsProduct",
+        CommandBody::PostSavingsInterest { .. } => "PostSavingsInterest",
     }
 }
 
@@ -453,6 +455,7 @@ fn outcome_kind(outcome: &Outcome) -> &'static str {
         Outcome::ApprovalRequested { .. } => "ApprovalRequested",
         Outcome::PeriodClosed { .. } => "PeriodClosed",
         Outcome::PeriodReopened { .. } => "PeriodReopened",
+        Outcome::SavingsInterestPosted { .. } => "SavingsInterestPosted",
     }
 }
 

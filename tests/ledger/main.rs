@@ -15,6 +15,7 @@ mod exactly_once;
 mod fixture;
 mod fixture_v4;
 mod input_bounds;
+mod interest;
 mod loans;
 mod portfolio;
 mod products;

@@ -192,6 +192,14 @@ impl LedgerState {
                 .or_default()
                 .push(version);
         }
+        if let Some(version) = commit.savings_product {
+            self.changed
+                .note(|| StateKey::SavingsProduct(version.id.clone()));
+            self.savings_products
+                .entry(version.id.clone())
+                .or_default()
+                .push(version);
+        }
         for member in commit.members {
             self.changed.note(|| StateKey::Member(member.id.clone()));
             self.members.insert(member.id.clone(), member);
@@ -238,6 +246,7 @@ struct Commit {
     center: Option<Center>,
     group: Option<Group>,
     product: Option<ProductVersion>,
+    savings_product: Option<crate::domain::product::SavingsProductVersion>,
     members: Vec<Member>,
     savings: Vec<SavingsAccount>,
     /// Loans, and whether their schedule changed (their `Loan` record).
@@ -415,6 +424,7 @@ impl<'s> Stage<'s> {
                     compulsory_savings_percent: *compulsory_savings_percent,
                     opened_on: date,
                     closed: None,
+                    interest_posted: Vec::new(),
                 });
             }
             (
@@ -616,6 +626,39 @@ impl<'s> Stage<'s> {
                     }),
                     _ => None,
                 };
+                self.commit.branch = Some(branch);
+            }
+            (
+                CommandBody::DefineSavingsProduct {
+                    product_id,
+                    name,
+                    kind,
+                    rules,
+                    ..
+                },
+                Outcome::ProductDefined { version },
+            ) => {
+                self.commit.savings_product = Some(crate::domain::product::SavingsProductVersion {
+                    id: product_id.clone(),
+                    name: name.clone(),
+                    kind: *kind,
+                    version: *version,
+                    effective_from: date,
+                    rules: *rules,
+                });
+            }
+            (
+                CommandBody::PostSavingsInterest { branch_id, .. },
+                Outcome::SavingsInterestPosted { kinds, credited },
+            ) => {
+                for credit in credited {
+                    self.change_savings(branch_id, &credit.account, credit.amount)?;
+                }
+                let mut branch = self.find_branch(branch_id)?.clone();
+                for kind in kinds {
+                    branch.interest_posted.retain(|(k, _)| k != kind);
+                    branch.interest_posted.push((*kind, date));
+                }
                 self.commit.branch = Some(branch);
             }
             (CommandBody::Access(command), Outcome::AccessChanged) => {

@@ -34,6 +34,8 @@ pub enum StateKey {
     Posting(AccountId, u64),
     /// What a branch's year-end close on a date carried into retained earnings.
     Carry(BranchId, NaiveDate),
+    /// A savings product's versions.
+    SavingsProduct(ProductId),
 }
 
 /// A record: key bytes and value bytes, or `None` when the key is gone.
@@ -79,6 +81,7 @@ impl StateKey {
             StateKey::Access => ACCESS_KEY.to_owned(),
             StateKey::Posting(account, sequence) => format!("posting/{account}/{sequence:020}"),
             StateKey::Carry(branch, date) => format!("carry/{branch}/{date}"),
+            StateKey::SavingsProduct(id) => format!("savings-product/{id}"),
         }
         .into_bytes()
     }
@@ -113,6 +116,7 @@ impl LedgerState {
                 .books
                 .posting_record(account, *sequence)
                 .map(|r| encode(&r)),
+            StateKey::SavingsProduct(id) => self.savings_products.get(id).map(encode),
             StateKey::Carry(branch, date) => self
                 .books
                 .carries()
@@ -163,6 +167,12 @@ impl LedgerState {
         keys.extend(self.loans.keys().cloned().map(StateKey::Loan));
         keys.extend(self.loans.keys().cloned().map(StateKey::LoanProgress));
         keys.extend(self.products.keys().cloned().map(StateKey::Product));
+        keys.extend(
+            self.savings_products
+                .keys()
+                .cloned()
+                .map(StateKey::SavingsProduct),
+        );
         keys.extend(self.balances.keys().cloned().map(StateKey::Balance));
         keys.extend(self.reversed.keys().copied().map(StateKey::Reversed));
         for (branch, days) in &self.days {
@@ -295,6 +305,12 @@ impl LedgerState {
                     .map(Arc::make_mut)
                     .ok_or_else(|| format!("record {key:?} has no loan record"))?;
                 progress.restore(loan)?;
+            }
+            "savings-product" => {
+                let versions: Vec<crate::domain::product::SavingsProductVersion> =
+                    decode(key, value)?;
+                let id = ProductId::parse("key", rest).map_err(|e| e.to_string())?;
+                self.savings_products.insert(id, versions);
             }
             "product" => {
                 let versions: Vec<ProductVersion> = decode(key, value)?;

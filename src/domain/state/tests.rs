@@ -95,6 +95,10 @@ enum Step {
     Close {
         day: u32,
     },
+    /// Post the savings interest of a month of 2023 (1 to 12).
+    Interest {
+        month: u32,
+    },
 }
 
 /// Members, all meeting at the one center.
@@ -128,6 +132,7 @@ fn step() -> impl Strategy<Value = Step> {
         }),
         3 => (1..6u64).prop_map(|back| Step::Reverse { back }),
         1 => prop_oneof![Just(364u32), 30..300u32].prop_map(|day| Step::Close { day }),
+        1 => (1..=12u32).prop_map(|month| Step::Interest { month }),
         3 => member().prop_map(|member| Step::ReverseLoan { member }),
         1 => (0..=PRODUCTS).prop_map(|product| Step::CreateProduct { product }),
         1 => (0..=PRODUCTS, 1..10u32, day()).prop_map(|(product, points, day)| Step::UpdateProduct {
@@ -369,6 +374,25 @@ fn setup() -> Vec<CommandBody> {
             opened_on: Some(day(0)),
         });
     }
+    for (product, kind, rate) in [
+        ("SAVE-C", SavingsKind::Compulsory, 3),
+        ("SAVE-V", SavingsKind::Voluntary, 7),
+    ] {
+        bodies.push(CommandBody::DefineSavingsProduct {
+            product_id: id(ProductId::parse, product),
+            name: name(product),
+            kind,
+            rules: crate::domain::savings_interest::SavingsInterestRules {
+                annual_rate_percent: Decimal::from(rate),
+                posting: crate::domain::savings_interest::PostingFrequency::Monthly,
+                rounding: InstallmentRounding {
+                    multiple: Decimal::ONE,
+                    mode: RoundingMode::HalfEven,
+                },
+            },
+            effective_from: Some(day(0)),
+        });
+    }
     bodies
 }
 
@@ -439,6 +463,12 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
             loan_id: latest_loan(m),
             amount: vnd(u64::from(thousands) * 1000),
             effective_date: Some(loan_day(m, d)),
+        },
+        Step::Interest { month } => CommandBody::PostSavingsInterest {
+            branch_id: id(BranchId::parse, "TB"),
+            period_end: crate::domain::savings_interest::PostingFrequency::Monthly
+                .period_of(NaiveDate::from_ymd_opt(2023, month, 1).unwrap())
+                .1,
         },
         Step::Close { day: d } => CommandBody::ClosePeriod {
             branch_id: id(BranchId::parse, "TB"),

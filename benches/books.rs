@@ -1,0 +1,230 @@
+//! The books' point-in-time reads (issue "The books"), in one run, at
+//! journal sizes 10^4, 10^5 and 10^6 (repayments and deposits of 1,000
+//! members, dates in order, as `benches/queries.rs` grows them):
+//!
+//! - a balance as of a date and as of a sequence number (the branch's cash,
+//!   posted to by every entry, and one member's savings);
+//! - the branch's trial balance as of a date and as of a sequence number;
+//! - the balance sheet and the income statement of a year;
+//! - the baseline a ledger without the books' histories would have: the
+//!   same cash balance as of a date worked out by scanning the journal's
+//!   entries (`Ledger::entries`, a page of 10,000 at a time), timed once
+//!   per size.
+//!
+//! Besides criterion's output, the run writes its table to
+//! `target/bench/books.md`. `cargo bench --bench books` (about 2 minutes on
+//! a 2-core machine).
+
+mod support;
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use criterion::{BenchmarkId, Criterion};
+use mfi_ledger::domain::account::AccountId;
+use mfi_ledger::domain::books::{AsOf, Balance};
+use mfi_ledger::domain::entry::Side;
+use mfi_ledger::domain::ids::BranchId;
+use mfi_ledger::ledger::Ledger;
+
+use support::{grow_journal, ledger_with_members, savings_id};
+
+const MEMBERS: usize = 1000;
+const SIZES: [(usize, &str, u64); 3] = [
+    (10_000, "2024-01-02", 9),
+    (100_000, "2024-01-11", 49),
+    (1_000_000, "2024-03-01", 120),
+];
+
+fn date(text: &str) -> NaiveDate {
+    text.parse().unwrap()
+}
+
+/// The cash balance as of `on`, the way a ledger without histories would
+/// work it out: every entry of the journal, read and summed.
+fn scanned(ledger: &Ledger, cash: &AccountId, on: NaiveDate) -> Balance {
+    let mut total = Balance::default();
+    let mut next = 1;
+    loop {
+        let page = ledger.entries(next, 10_000).unwrap();
+        let Some(last) = page.last() else {
+            return total;
+        };
+        next = last.body.sequence + 1;
+        for entry in page.iter().filter(|e| e.body.effective_date <= on) {
+            for posting in entry.body.postings.iter().filter(|p| p.account == *cash) {
+                match posting.side {
+                    Side::Debit => total.debits += posting.amount,
+                    Side::Credit => total.credits += posting.amount,
+                }
+            }
+        }
+    }
+}
+
+fn median_micros(c: &Criterion, group: &str, name: &str, size: usize) -> f64 {
+    let _ = c;
+    let path = std::path::Path::new("target/criterion")
+        .join(group)
+        .join(name)
+        .join(size.to_string())
+        .join("new/estimates.json");
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|json| json["median"]["point_estimate"].as_f64())
+        .map_or(f64::NAN, |nanos| nanos / 1000.0)
+}
+
+const READS: [&str; 8] = [
+    "cash_on_date",
+    "cash_at_sequence",
+    "savings_on_date",
+    "trial_balance_on_date",
+    "trial_balance_at_sequence",
+    "balance_sheet",
+    "income_statement",
+    "balance_now",
+];
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = runtime.block_on(ledger_with_members(dir.path(), MEMBERS, true));
+    let branch = BranchId::parse("b", "TB").unwrap();
+    let cash = AccountId::Cash(branch.clone());
+    let savings = AccountId::Savings(savings_id(7));
+    let mut scans = Vec::new();
+    for (size, first, days) in SIZES {
+        let have = ledger.read(|s| s.last_sequence()) as usize;
+        runtime.block_on(grow_journal(
+            &ledger,
+            MEMBERS,
+            size.saturating_sub(have),
+            date(first),
+            days,
+        ));
+        let head = ledger.read(|s| s.last_sequence());
+        eprintln!("journal now has {head} entries");
+        // A date and a sequence in the middle of the history.
+        let middle = date(first);
+        let half = head / 2;
+        let mut group = c.benchmark_group("books");
+        group
+            .sample_size(30)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2));
+        let account = |s: &mfi_ledger::domain::state::LedgerState, a: &AccountId, as_of| {
+            s.books().account(a).map(|b| b.history.as_of(as_of))
+        };
+        group.bench_with_input(BenchmarkId::new("cash_on_date", size), &size, |b, _| {
+            b.iter(|| ledger.read(|s| account(s, &cash, AsOf::Date(middle))))
+        });
+        group.bench_with_input(BenchmarkId::new("cash_at_sequence", size), &size, |b, _| {
+            b.iter(|| ledger.read(|s| account(s, &cash, AsOf::Sequence(half))))
+        });
+        group.bench_with_input(BenchmarkId::new("savings_on_date", size), &size, |b, _| {
+            b.iter(|| ledger.read(|s| account(s, &savings, AsOf::Date(middle))))
+        });
+        group.bench_with_input(BenchmarkId::new("balance_now", size), &size, |b, _| {
+            b.iter(|| ledger.read(|s| s.balance(&cash)))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("trial_balance_on_date", size),
+            &size,
+            |b, _| {
+                b.iter(|| {
+                    ledger.read(|s| s.books().trial_balance(Some(&branch), AsOf::Date(middle)))
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("trial_balance_at_sequence", size),
+            &size,
+            |b, _| {
+                b.iter(|| {
+                    ledger.read(|s| s.books().trial_balance(Some(&branch), AsOf::Sequence(half)))
+                })
+            },
+        );
+        group.bench_with_input(BenchmarkId::new("balance_sheet", size), &size, |b, _| {
+            b.iter(|| {
+                ledger.read(|s| {
+                    (
+                        s.books().balance_sheet(Some(&branch), date("2024-12-31")),
+                        s.books().balance_sheet(Some(&branch), date("2023-12-31")),
+                    )
+                })
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("income_statement", size), &size, |b, _| {
+            b.iter(|| {
+                ledger.read(|s| {
+                    (
+                        s.books().income_statement(
+                            Some(&branch),
+                            date("2024-01-01"),
+                            date("2024-12-31"),
+                        ),
+                        s.books().income_statement(
+                            Some(&branch),
+                            date("2023-01-01"),
+                            date("2023-12-31"),
+                        ),
+                    )
+                })
+            })
+        });
+        group.finish();
+        // The scan baseline, timed once (it reads the whole journal).
+        let started = Instant::now();
+        let by_scan = scanned(&ledger, &cash, middle);
+        let scan = started.elapsed();
+        let indexed = ledger
+            .read(|s| account(s, &cash, AsOf::Date(middle)))
+            .unwrap();
+        assert_eq!(by_scan, indexed, "the scan and the history agree");
+        scans.push((size, scan));
+    }
+    ledger.shutdown();
+    c.final_summary();
+
+    let mut table = String::from(
+        "| read (µs) | 10^4 entries | 10^5 entries | 10^6 entries |\n|---|---:|---:|---:|\n",
+    );
+    for read in READS {
+        let cells: Vec<String> = SIZES
+            .iter()
+            .map(|(size, ..)| format!("{:.2}", median_micros(&c, "books", read, *size)))
+            .collect();
+        writeln!(table, "| {read} | {} |", cells.join(" | ")).unwrap();
+    }
+    let scan_cells: Vec<String> = scans
+        .iter()
+        .map(|(_, scan)| format!("{:.0}", scan.as_secs_f64() * 1e6))
+        .collect();
+    writeln!(
+        table,
+        "| cash on a date by scanning the journal (baseline) | {} |",
+        scan_cells.join(" | ")
+    )
+    .unwrap();
+    let ratios: Vec<String> = scans
+        .iter()
+        .map(|(size, scan)| {
+            let indexed = median_micros(&c, "books", "cash_on_date", *size);
+            format!("{:.0}x", scan.as_secs_f64() * 1e6 / indexed)
+        })
+        .collect();
+    writeln!(
+        table,
+        "| baseline ÷ cash_on_date | {} |",
+        ratios.join(" | ")
+    )
+    .unwrap();
+    std::fs::create_dir_all("target/bench").unwrap();
+    std::fs::write("target/bench/books.md", &table).unwrap();
+    println!("{table}");
+}
