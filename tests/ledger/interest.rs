@@ -10,8 +10,8 @@
 //!   credited on 29 February.
 //! - March: 1,500,000 in on 11 March, 700,000 out on 21 March. Balances
 //!   2,002,740 for 10 days, 3,502,740 for 10 days, 2,802,740 for 11 days:
-//!   (20,027,400 + 35,027,400 + 30,830,140) × 5% / 365 = 11,765.060… → 11,765.
-//! (Checked with exact fractions: 85,884,940 × 5 / 36,500.)
+//!   (20,027,400 + 35,027,400 + 30,830,140) × 5% / 365 = 11,765.060… → 11,765
+//!   (checked with exact fractions: 85,884,940 × 5 / 36,500).
 
 use mfi_ledger::pb;
 use mfi_ledger::pb::product_service_client::ProductServiceClient;
