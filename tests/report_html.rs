@@ -9,13 +9,25 @@
 //! were worked out by hand: 2,175 − 1,849 = 326 loans and 326 / 1,849 =
 //! 17.63 %; PAR30 1.23 % − 0.83 % = 0.40 pp; borrowers saving 5,102 / 5,318
 //! = 95.94 % against 4,702 / 4,961 = 94.78 %, a change of 1.159 pp.
+//!
+//! Its statements add up as well. At 31 December 2023: assets 7,514,150,000
+//! cash + 48,730,000,000 portfolio + 412,350,000 interest receivable −
+//! 487,300,000 allowance = 56,169,200,000 = 22,400,000,000 savings +
+//! 24,500,000,000 retained earnings + 9,269,200,000 result of 2023 (not
+//! yet carried); at 31 December 2022 (closed): 2,512,800,000 +
+//! 41,900,000,000 + 356,200,000 − 419,000,000 = 44,350,000,000 =
+//! 19,850,000,000 + 24,500,000,000. The 2023 result is income
+//! 10,573,000,000 less expenses 1,303,800,000 = 9,269,200,000 (2022:
+//! 8,712,700,000 − 1,198,200,000 = 7,514,500,000).
 
 mod common;
 
 use common::chromium::{PAGE_ERRORS, open_in, open_in_chromium};
 
+use chrono::NaiveDate;
 use mfi_ledger::report::{
-    BranchReport, MonthFigures, ProductFigures, YearFigures, render_html, render_table,
+    Amounts, BalanceSheet, BranchReport, IncomeStatement, MonthFigures, ProductFigures,
+    StatementLine, YearFigures, render_html, render_table,
 };
 use rust_decimal::Decimal;
 
@@ -70,6 +82,150 @@ const MONTHS_2023: [(u64, &str, &str, &str, &str); 12] = [
     (208, "6860000000", "6302400000", "22400000000", "0.0123"),
 ];
 
+fn line(code: &str, name: &str, key: &str, amount: &str, previous: &str) -> StatementLine {
+    StatementLine {
+        gl_code: code.to_owned(),
+        gl_name: name.to_owned(),
+        line: key.to_owned(),
+        amount: dec(amount),
+        previous_amount: dec(previous),
+    }
+}
+
+fn amounts(amount: &str, previous: &str) -> Amounts {
+    Amounts {
+        amount: dec(amount),
+        previous_amount: dec(previous),
+    }
+}
+
+fn day(year: i32, month: u32, day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(year, month, day).unwrap()
+}
+
+/// The balance sheet at 31 December 2023 beside 31 December 2022, in the
+/// default chart's codes.
+fn balance_sheet_2023() -> BalanceSheet {
+    BalanceSheet {
+        date: day(2023, 12, 31),
+        previous_date: day(2022, 12, 31),
+        assets: vec![
+            line(
+                "1011",
+                "Cash on hand and in banks",
+                "cash",
+                "7514150000",
+                "2512800000",
+            ),
+            line(
+                "1311",
+                "Gross loan portfolio",
+                "loan-portfolio",
+                "48730000000",
+                "41900000000",
+            ),
+            line(
+                "1351",
+                "Interest receivable on loans",
+                "interest-receivable",
+                "412350000",
+                "356200000",
+            ),
+            line(
+                "1391",
+                "Allowance for loan losses",
+                "loan-loss-allowance",
+                "-487300000",
+                "-419000000",
+            ),
+        ],
+        liabilities: vec![
+            line(
+                "2111",
+                "Compulsory savings",
+                "savings-compulsory",
+                "9850000000",
+                "8910000000",
+            ),
+            line(
+                "2121",
+                "Voluntary savings",
+                "savings-voluntary",
+                "12550000000",
+                "10940000000",
+            ),
+        ],
+        equity: vec![
+            line(
+                "3211",
+                "Retained earnings",
+                "retained-earnings",
+                "24500000000",
+                "24500000000",
+            ),
+            line(
+                "",
+                "Result not yet carried into retained earnings",
+                "result",
+                "9269200000",
+                "0",
+            ),
+        ],
+        total_assets: amounts("56169200000", "44350000000"),
+        total_liabilities_and_equity: amounts("56169200000", "44350000000"),
+    }
+}
+
+/// The income statement of 2023 beside 2022.
+fn income_statement_2023() -> IncomeStatement {
+    IncomeStatement {
+        from: day(2023, 1, 1),
+        to: day(2023, 12, 31),
+        previous_from: day(2022, 1, 1),
+        previous_to: day(2022, 12, 31),
+        income: vec![
+            line(
+                "4111",
+                "Interest income on loans",
+                "interest-income",
+                "9845600000",
+                "8120400000",
+            ),
+            line(
+                "4211.disbursement",
+                "Fee income: disbursement",
+                "fee-income/disbursement",
+                "715000000",
+                "583200000",
+            ),
+            line(
+                "4311",
+                "Recoveries of loans written off",
+                "recoveries",
+                "12400000",
+                "9100000",
+            ),
+        ],
+        expenses: vec![
+            line(
+                "5111",
+                "Interest expense on savings",
+                "interest-expense",
+                "1120000000",
+                "992500000",
+            ),
+            line(
+                "5311",
+                "Loan-loss expense and write-offs",
+                "loan-loss",
+                "183800000",
+                "205700000",
+            ),
+        ],
+        result: amounts("9269200000", "7514500000"),
+    }
+}
+
 fn thai_binh_2023() -> BranchReport {
     let months = (1..)
         .zip(MONTHS_2023)
@@ -104,6 +260,8 @@ fn thai_binh_2023() -> BranchReport {
             product("VTD", "Vay tiêu dùng", 596, "14070000000"),
             product("VNONS", "Vay nhà ở & nước sạch", 167, "5250000000"),
         ],
+        balance_sheet: balance_sheet_2023(),
+        income_statement: income_statement_2023(),
         generated_at: "2024-01-02 08:30 UTC".to_owned(),
         ledger_head: "#1482230 9f2c4e1a7b3d5c60".to_owned(),
     }
@@ -126,6 +284,27 @@ fn html_table_rows(html: &str) -> Vec<Vec<String>> {
     html[start..end]
         .split("</tr>")
         .filter(|row| row.contains("<tr>"))
+        .map(|row| {
+            row.replace("</th>", "</td>")
+                .split("</td>")
+                .map(text_of)
+                .filter(|cell| !cell.is_empty())
+                .collect()
+        })
+        .collect()
+}
+
+/// The body rows of the statement table `id`, each as its cells' text.
+fn statement_rows(html: &str, id: &str) -> Vec<Vec<String>> {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no table {id}"));
+    let table = &html[start..];
+    let body = table.find("<tbody>").expect("no table body");
+    let end = table.find("</tbody>").expect("no table body end");
+    table[body..end]
+        .split("</tr>")
+        .filter(|row| row.contains("<tr"))
         .map(|row| {
             row.replace("</th>", "</td>")
                 .split("</td>")
@@ -198,6 +377,178 @@ fn fixture_months_and_products_add_up_to_the_year() {
     let product_amount: Decimal = report.by_product.iter().map(|p| p.amount).sum();
     assert_eq!(product_loans, report.current.loans_disbursed);
     assert_eq!(product_amount, report.current.amount_disbursed);
+}
+
+#[test]
+fn fixture_statements_add_up() {
+    let report = thai_binh_2023();
+    let sheet = &report.balance_sheet;
+    let sum = |lines: &[StatementLine]| Amounts::sum(lines).unwrap();
+    assert_eq!(sum(&sheet.assets), sheet.total_assets);
+    let liabilities_and_equity = sum(&sheet.liabilities)
+        .checked_add(sum(&sheet.equity))
+        .unwrap();
+    assert_eq!(liabilities_and_equity, sheet.total_liabilities_and_equity);
+    assert_eq!(sheet.total_assets, sheet.total_liabilities_and_equity);
+    let statement = &report.income_statement;
+    let result = sum(&statement.income)
+        .checked_sub(sum(&statement.expenses))
+        .unwrap();
+    assert_eq!(result, statement.result);
+    // The portfolio and savings are the figures of the comparison.
+    assert_eq!(sheet.assets[1].amount, report.current.gross_portfolio);
+    assert_eq!(
+        sheet.assets[1].previous_amount,
+        report.previous.gross_portfolio
+    );
+    assert_eq!(
+        sum(&sheet.liabilities).amount,
+        report.current.savings_balance
+    );
+    // The year's result is the equity's line not yet carried.
+    assert_eq!(sheet.equity[1].amount, statement.result.amount);
+}
+
+#[test]
+fn html_and_terminal_show_the_balance_sheet_and_the_income_statement() {
+    let report = thai_binh_2023();
+    let html = render_html(&report);
+    assert!(html.contains("<h2>Balance sheet at 31 Dec 2023 against 31 Dec 2022 (VND)</h2>"));
+    assert!(html.contains("<h2>Income statement 2023 against 2022 (VND)</h2>"));
+    let sheet = statement_rows(&html, "balance-sheet");
+    let expected_sheet: [&[&str]; 15] = [
+        &["Assets"],
+        &[
+            "1011",
+            "Cash on hand and in banks",
+            "2,512,800,000",
+            "7,514,150,000",
+        ],
+        &[
+            "1311",
+            "Gross loan portfolio",
+            "41,900,000,000",
+            "48,730,000,000",
+        ],
+        &[
+            "1351",
+            "Interest receivable on loans",
+            "356,200,000",
+            "412,350,000",
+        ],
+        &[
+            "1391",
+            "Allowance for loan losses",
+            "-419,000,000",
+            "-487,300,000",
+        ],
+        &["Total assets", "44,350,000,000", "56,169,200,000"],
+        &["Liabilities"],
+        &[
+            "2111",
+            "Compulsory savings",
+            "8,910,000,000",
+            "9,850,000,000",
+        ],
+        &[
+            "2121",
+            "Voluntary savings",
+            "10,940,000,000",
+            "12,550,000,000",
+        ],
+        &["Total liabilities", "19,850,000,000", "22,400,000,000"],
+        &["Equity"],
+        &[
+            "3211",
+            "Retained earnings",
+            "24,500,000,000",
+            "24,500,000,000",
+        ],
+        &[
+            "Result not yet carried into retained earnings",
+            "0",
+            "9,269,200,000",
+        ],
+        &["Total equity", "24,500,000,000", "33,769,200,000"],
+        &[
+            "Total liabilities and equity",
+            "44,350,000,000",
+            "56,169,200,000",
+        ],
+    ];
+    assert_eq!(sheet, expected_sheet);
+    let income = statement_rows(&html, "income-statement");
+    let expected_income: [&[&str]; 10] = [
+        &["Income"],
+        &[
+            "4111",
+            "Interest income on loans",
+            "8,120,400,000",
+            "9,845,600,000",
+        ],
+        &[
+            "4211.disbursement",
+            "Fee income: disbursement",
+            "583,200,000",
+            "715,000,000",
+        ],
+        &[
+            "4311",
+            "Recoveries of loans written off",
+            "9,100,000",
+            "12,400,000",
+        ],
+        &["Total income", "8,712,700,000", "10,573,000,000"],
+        &["Expenses"],
+        &[
+            "5111",
+            "Interest expense on savings",
+            "992,500,000",
+            "1,120,000,000",
+        ],
+        &[
+            "5311",
+            "Loan-loss expense and write-offs",
+            "205,700,000",
+            "183,800,000",
+        ],
+        &["Total expenses", "1,198,200,000", "1,303,800,000"],
+        &["Result", "7,514,500,000", "9,269,200,000"],
+    ];
+    assert_eq!(income, expected_income);
+
+    // The terminal prints the same rows, after the comparison.
+    let text = render_table(&report);
+    let terminal_rows = |title: &str| -> Vec<Vec<String>> {
+        let start = text
+            .find(title)
+            .unwrap_or_else(|| panic!("no {title:?}\n{text}"));
+        text[start..]
+            .lines()
+            .skip(1)
+            .take_while(|line| !line.is_empty() && !line.starts_with("Figures from"))
+            .filter(|line| line.starts_with('│'))
+            .skip(1) // the column headings
+            .map(|line| {
+                line.split(['│', '┆'])
+                    .map(str::trim)
+                    .filter(|cell| !cell.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .collect()
+    };
+    assert!(text.find("Loans disbursed") < text.find("Balance sheet at"));
+    assert_eq!(
+        terminal_rows("Balance sheet at 31 Dec 2023 against 31 Dec 2022 (VND)\n"),
+        expected_sheet,
+        "{text}"
+    );
+    assert_eq!(
+        terminal_rows("Income statement 2023 against 2022 (VND)\n"),
+        expected_income,
+        "{text}"
+    );
 }
 
 #[test]
@@ -399,6 +750,9 @@ fn chromium_lays_out_the_report_without_errors() {
     assert_charts(&dom);
     assert!(dom.contains("<h1>TYM - Chi nhánh Thái Bình</h1>"));
     assert_eq!(html_table_rows(&dom), html_table_rows(&html));
+    for id in ["balance-sheet", "income-statement"] {
+        assert_eq!(statement_rows(&dom, id), statement_rows(&html, id));
+    }
 }
 
 #[test]

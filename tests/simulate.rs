@@ -1,7 +1,8 @@
 //! The branch simulator and the year-end report, end to end: the real
 //! binary serves, `mfi-ledger simulate` drives it over gRPC, `mfi-ledger
-//! report branch` reads the figures back, and the test recomputes them on
-//! its own from the journal (read over gRPC, entry by entry).
+//! report branch` reads the figures back (as the README's `reader`, an
+//! auditor of the branch alone), and the test recomputes them on its own
+//! from the journal (read over gRPC, entry by entry).
 //!
 //! The published figures of TYM Thái Bình for 2023 (provincial news report
 //! of 28 December 2023, see `shared/domain.md`): 2,175 loans disbursed, 326
@@ -166,6 +167,22 @@ fn the_thai_binh_preset_reproduces_the_published_figures() {
 
     let dir = tempfile::tempdir().unwrap();
     let html_path = dir.path().join("tb-2023.html");
+    // The report reads as the README's reader: an auditor of TB alone.
+    let admin_token = server.data_dir().join("admin.token");
+    let reader_token = dir.path().join("reader.token");
+    run(
+        &server,
+        &[
+            "principal-create",
+            "reader",
+            "--grant",
+            "auditor:TB",
+            "--token-out",
+            reader_token.to_str().unwrap(),
+            "--token-file",
+            admin_token.to_str().unwrap(),
+        ],
+    );
     let report = json(&run(
         &server,
         &[
@@ -177,6 +194,8 @@ fn the_thai_binh_preset_reproduces_the_published_figures() {
             "--json",
             "--html",
             html_path.to_str().unwrap(),
+            "--token-file",
+            reader_token.to_str().unwrap(),
         ],
     ));
     let this = &report["current"];
@@ -207,6 +226,61 @@ fn the_thai_binh_preset_reproduces_the_published_figures() {
     assert!(
         saved > dec("22000000000") && saved < dec("23000000000"),
         "over 22 billion VND saved: {saved}"
+    );
+
+    // The books at both year ends: the balance sheet balances, line by
+    // line and in its totals, and each year's result is its income less
+    // its expenses.
+    let sheet = &report["balance_sheet"];
+    let statement = &report["income_statement"];
+    assert_eq!(sheet["date"], "2023-12-31");
+    assert_eq!(sheet["previous_date"], "2022-12-31");
+    assert_eq!(statement["from"], "2023-01-01");
+    assert_eq!(statement["previous_to"], "2022-12-31");
+    let sum = |lines: &Value, field: &str| -> Decimal {
+        lines
+            .as_array()
+            .unwrap_or_else(|| panic!("{lines} is not a list of lines"))
+            .iter()
+            .map(|line| figure(&line[field]))
+            .sum()
+    };
+    for field in ["amount", "previous_amount"] {
+        let assets = figure(&sheet["total_assets"][field]);
+        assert!(assets > Decimal::ZERO, "{field}: total assets {assets}");
+        assert_eq!(
+            assets,
+            figure(&sheet["total_liabilities_and_equity"][field]),
+            "{field}: total assets against total liabilities and equity"
+        );
+        assert_eq!(assets, sum(&sheet["assets"], field), "{field}: asset lines");
+        assert_eq!(
+            assets,
+            sum(&sheet["liabilities"], field) + sum(&sheet["equity"], field),
+            "{field}: liability and equity lines"
+        );
+        let income = sum(&statement["income"], field);
+        assert!(income > Decimal::ZERO, "{field}: income {income}");
+        assert_eq!(
+            figure(&statement["result"][field]),
+            income - sum(&statement["expenses"], field),
+            "{field}: the result is income less expenses"
+        );
+    }
+    // The balance sheet's portfolio is the comparison's gross portfolio.
+    let portfolio = sheet["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|line| line["line"] == "loan-portfolio")
+        .expect("a loan portfolio line");
+    assert_eq!(
+        figure(&portfolio["amount"]),
+        figure(&this["gross_portfolio"])
+    );
+    assert_eq!(
+        figure(&portfolio["previous_amount"]),
+        figure(&last["gross_portfolio"])
     );
 
     // The same figures worked out from the journal, entry by entry.

@@ -1,5 +1,8 @@
 //! The report as one self-contained HTML5 document: inline CSS, the
-//! year-against-previous table and four inline SVG charts drawn here. It
+//! year-against-previous table, four inline SVG charts drawn here, then the
+//! balance sheet and the income statement as tables (`id="balance-sheet"`
+//! and `id="income-statement"`, a row per general-ledger line with its
+//! `data-line`, amounts right-aligned with the report's digit grouping). It
 //! loads nothing (no script, font, image or style sheet), so it opens from a
 //! file with no network, and it prints on A4.
 //!
@@ -17,6 +20,10 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
 use super::{BranchReport, MonthFigures, comparison_rows, month_abbreviation};
+use super::{RowKind, StatementRow};
+use super::{
+    balance_sheet_heading, balance_sheet_rows, income_statement_heading, income_statement_rows,
+};
 use super::{format_count, format_decimal, format_money, format_percent};
 
 /// Width of every chart's view box; text in it is sized in the same units.
@@ -70,6 +77,10 @@ pub fn render_html(report: &BranchReport) -> String {
 {par}
 {products}
 </section>
+<section class="statements">
+{balance_sheet}
+{income_statement}
+</section>
 <footer>Generated {generated} from ledger head <code>{head}</code>.</footer>
 </main>
 </body>
@@ -82,6 +93,8 @@ pub fn render_html(report: &BranchReport) -> String {
         savings = savings_chart(report),
         par = par_chart(report),
         products = products_chart(report),
+        balance_sheet = balance_sheet_table(report),
+        income_statement = income_statement_table(report),
         generated = escape(&report.generated_at),
         head = escape(&report.ledger_head),
     )
@@ -106,6 +119,16 @@ table.figures thead th { border-bottom: 2px solid var(--ink); }
 table.figures td.current { font-weight: 600; }
 table.figures td.change { color: var(--muted); white-space: normal; }
 table.figures td.change span { white-space: nowrap; }
+table.statement { margin-bottom: 8px; }
+table.statement thead th:nth-child(2), table.statement th[scope="row"] { text-align: left;
+  white-space: normal; }
+table.statement td.code { width: 10em; color: var(--muted); }
+table.statement thead th:nth-child(n+3) { width: 12em; }
+table.statement tr[data-line] th { font-weight: 400; }
+table.statement tr.heading th { padding-top: 14px; font-weight: 600; }
+table.statement tr.subtotal th, table.statement tr.subtotal td { font-weight: 600; }
+table.statement tr.total th, table.statement tr.total td { font-weight: 700;
+  border-top: 1px solid var(--ink); border-bottom: 3px double var(--ink); }
 .charts { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 28px 36px;
   margin-top: 28px; }
 figure.chart { margin: 0; break-inside: avoid; }
@@ -122,6 +145,7 @@ footer { margin-top: 28px; padding-top: 10px; border-top: 1px solid var(--rule);
   body { background: #fff; font-size: 10pt; }
   main { max-width: none; padding: 0; }
   table.figures { break-inside: avoid; }
+  .statements { break-before: page; }
   .charts { grid-template-columns: minmax(0, 1fr); gap: 16px; }
   figure.chart svg { max-width: 150mm; }
 }
@@ -157,6 +181,71 @@ fn comparison_table(report: &BranchReport) -> String {
          <tbody>\n{rows}</tbody>\n</table>",
         report.year.saturating_sub(1),
         report.year,
+    )
+}
+
+/// The balance sheet as an HTML table under its title.
+fn balance_sheet_table(report: &BranchReport) -> String {
+    let (title, previous, current) = balance_sheet_heading(report);
+    statement_table(
+        "balance-sheet",
+        &title,
+        (&previous, &current),
+        balance_sheet_rows(report),
+    )
+}
+
+/// The income statement as an HTML table under its title.
+fn income_statement_table(report: &BranchReport) -> String {
+    let (title, previous, current) = income_statement_heading(report);
+    statement_table(
+        "income-statement",
+        &title,
+        (&previous, &current),
+        income_statement_rows(report),
+    )
+}
+
+/// A statement's title and table: code, line, the previous and the current
+/// figure; a heading row per section, a row per line and the totals.
+fn statement_table(
+    id: &str,
+    title: &str,
+    (previous, current): (&str, &str),
+    rows: Vec<StatementRow>,
+) -> String {
+    let rows: String = rows.into_iter().map(statement_row).collect();
+    format!(
+        "<h2>{title}</h2>\n<table class=\"figures statement\" id=\"{id}\">\n\
+         <thead><tr><th scope=\"col\">Code</th><th scope=\"col\">Line</th>\
+         <th scope=\"col\">{previous}</th><th scope=\"col\">{current}</th></tr></thead>\n\
+         <tbody>\n{rows}</tbody>\n</table>",
+        title = escape(title),
+        previous = escape(previous),
+        current = escape(current),
+    )
+}
+
+/// One row of a statement's table.
+fn statement_row(row: StatementRow) -> String {
+    let attributes = match row.kind {
+        RowKind::Heading => {
+            return format!(
+                "<tr class=\"heading\"><th colspan=\"4\">{}</th></tr>\n",
+                escape(&row.name)
+            );
+        }
+        RowKind::Line => format!(" data-line=\"{}\"", escape(&row.line)),
+        RowKind::Subtotal => " class=\"subtotal\"".to_owned(),
+        RowKind::Total => " class=\"total\"".to_owned(),
+    };
+    format!(
+        "<tr{attributes}><td class=\"code\">{}</td><th scope=\"row\">{}</th><td>{}</td>\
+         <td class=\"current\">{}</td></tr>\n",
+        escape(&row.code),
+        escape(&row.name),
+        escape(&row.previous),
+        escape(&row.current),
     )
 }
 

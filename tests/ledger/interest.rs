@@ -133,6 +133,22 @@ async fn interest_is_the_worked_example_posted_once_per_period() {
         .unwrap_err();
     assert_eq!(late.code(), Code::FailedPrecondition);
     assert!(late.message().contains("interest"), "{}", late.message());
+    let reversal = app
+        .branch
+        .reverse_entry(pb::ReverseEntryRequest {
+            context: ctx("reverse-interest"),
+            sequence: head,
+            reason: "wrong rate".into(),
+            effective_date: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reversal.code(), Code::FailedPrecondition);
+    assert!(
+        reversal.message().contains("savings interest"),
+        "{}",
+        reversal.message()
+    );
     assert_eq!(app.last_sequence().await, head);
 }
 

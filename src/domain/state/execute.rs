@@ -1728,6 +1728,21 @@ impl LedgerState {
                         .collect(),
                 })
             }
+            (CommandBody::ClosePeriod { .. } | CommandBody::ReopenPeriod { .. }, _) => {
+                Err(DomainError::precondition(
+                    "sequence",
+                    format!(
+                        "entry {sequence} ({}) closes or reopens the books; it is not reversed: reopen them (reopen-period) or close them again",
+                        original.command.name()
+                    ),
+                ))
+            }
+            (CommandBody::PostSavingsInterest { .. }, _) => Err(DomainError::precondition(
+                "sequence",
+                format!(
+                    "entry {sequence} posts savings interest, which is not reversed: the periods after it build on the balances it credited; a different rate applies from a new version of the savings product"
+                ),
+            )),
             (command, _) => Err(DomainError::precondition(
                 "sequence",
                 format!(
