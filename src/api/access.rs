@@ -119,6 +119,7 @@ pub const RPCS: &[Rpc] = rpcs! {
         "GetBalanceSheet": ReadBranch,
         "GetIncomeStatement": ReadBranch,
         "GetAccountStatement": ReadBranch,
+        "ExportBooks": ReadBranch,
     }
 };
 

@@ -1,7 +1,8 @@
 //! `BooksService`: the chart of accounts, the trial balance, the balance
 //! sheet, the income statement and an account's statement, from the general
 //! ledger the state keeps (`domain::books`), with the institution's
-//! general-ledger codes (`LedgerConfig::chart`).
+//! general-ledger codes (`LedgerConfig::chart`); and exports of the books,
+//! streamed (`export`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,8 +12,11 @@ use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
 use crate::domain::DomainError;
+use crate::domain::access::Action;
 use crate::domain::account::AccountId;
-use crate::domain::books::{AsOf, Balance, Chart, Line, Movement};
+use crate::domain::books::{
+    AsOf, Balance, BalanceSheet, Chart, IncomeStatement, Line, Movement, TrialBalance,
+};
 use crate::domain::ids::BranchId;
 use crate::domain::money::Currency;
 use crate::domain::state::LedgerState;
@@ -25,15 +29,24 @@ use super::audit::{may_read, read_failed, refuse};
 use super::convert::{self, kind_out, money_out};
 use super::pages::{self, List, Page};
 
+mod export;
+
+use export::EXPORTS_AT_ONCE_MAX;
+
 /// The books service over a running ledger.
 pub struct BooksApi {
     ledger: Arc<Ledger>,
+    /// Turns for exports: at most [`EXPORTS_AT_ONCE_MAX`] run at once.
+    exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl BooksApi {
     /// Serves the books of `ledger`.
     pub fn new(ledger: Arc<Ledger>) -> BooksApi {
-        BooksApi { ledger }
+        BooksApi {
+            ledger,
+            exports: Arc::new(tokio::sync::Semaphore::new(EXPORTS_AT_ONCE_MAX)),
+        }
     }
 
     /// Runs `read` on the read side, off the runtime's workers.
@@ -136,8 +149,189 @@ fn signed(kind: crate::domain::account::AccountKind, posted: Balance) -> Decimal
     posted.on_normal_side(kind)
 }
 
+/// The trial balance as the client reads it: every line with its GL code, in
+/// code order, and the totals.
+fn trial_balance_out(
+    chart: &Chart,
+    branch: Option<&BranchId>,
+    trial: &TrialBalance,
+    currency: Currency,
+    as_of: AsOf,
+    sequence: u64,
+) -> pb::GetTrialBalanceResponse {
+    let mut rows: Vec<pb::TrialBalanceRow> = trial
+        .rows
+        .iter()
+        .map(|(line, balance)| {
+            let gl = chart.account(line);
+            let net = balance.debits - balance.credits;
+            pb::TrialBalanceRow {
+                gl_code: gl.code,
+                gl_name: gl.name,
+                line: line.key(),
+                kind: kind_out(line.kind()) as i32,
+                debits: Some(money_out(balance.debits, currency)),
+                credits: Some(money_out(balance.credits, currency)),
+                debit_balance: Some(money_out(
+                    if net > Decimal::ZERO {
+                        net
+                    } else {
+                        Decimal::ZERO
+                    },
+                    currency,
+                )),
+                credit_balance: Some(money_out(
+                    if net < Decimal::ZERO {
+                        -net
+                    } else {
+                        Decimal::ZERO
+                    },
+                    currency,
+                )),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| a.gl_code.cmp(&b.gl_code));
+    let net = |(_, balance): &(Line, Balance)| balance.debits - balance.credits;
+    let debit_balance: Decimal = trial
+        .rows
+        .iter()
+        .map(net)
+        .filter(|n| *n > Decimal::ZERO)
+        .sum();
+    let credit_balance: Decimal = -trial
+        .rows
+        .iter()
+        .map(net)
+        .filter(|n| *n < Decimal::ZERO)
+        .sum::<Decimal>();
+    pb::GetTrialBalanceResponse {
+        branch_id: branch.map(|b| b.to_string()).unwrap_or_default(),
+        rows,
+        total_debits: Some(money_out(trial.debits, currency)),
+        total_credits: Some(money_out(trial.credits, currency)),
+        total_debit_balance: Some(money_out(debit_balance, currency)),
+        total_credit_balance: Some(money_out(credit_balance, currency)),
+        as_of_date: match as_of {
+            AsOf::Date(date) => date.to_string(),
+            _ => String::new(),
+        },
+        as_of_sequence: sequence,
+    }
+}
+
+/// The balance sheet at `sheet`'s date beside `before`'s, as the client reads it.
+fn balance_sheet_out(
+    chart: &Chart,
+    branch: Option<&BranchId>,
+    (sheet, before): (&BalanceSheet, &BalanceSheet),
+    currency: Currency,
+    sequence: u64,
+) -> pb::GetBalanceSheetResponse {
+    let mut equity = side_by_side(chart, &sheet.equity, &before.equity, currency);
+    equity.push(statement_line(
+        chart,
+        None,
+        (sheet.result, before.result),
+        currency,
+    ));
+    pb::GetBalanceSheetResponse {
+        branch_id: branch.map(|b| b.to_string()).unwrap_or_default(),
+        date: sheet.date.to_string(),
+        previous_date: before.date.to_string(),
+        assets: side_by_side(chart, &sheet.assets, &before.assets, currency),
+        liabilities: side_by_side(chart, &sheet.liabilities, &before.liabilities, currency),
+        equity,
+        total_assets: Some(total(
+            "Total assets",
+            (sheet.total_assets(), before.total_assets()),
+            currency,
+        )),
+        total_liabilities_and_equity: Some(total(
+            "Total liabilities and equity",
+            (
+                sheet.total_liabilities() + sheet.total_equity(),
+                before.total_liabilities() + before.total_equity(),
+            ),
+            currency,
+        )),
+        as_of_sequence: sequence,
+    }
+}
+
+/// The income statement of `statement`'s period beside `before`'s, as the
+/// client reads it.
+fn income_statement_out(
+    chart: &Chart,
+    branch: Option<&BranchId>,
+    (statement, before): (&IncomeStatement, &IncomeStatement),
+    currency: Currency,
+    sequence: u64,
+) -> pb::GetIncomeStatementResponse {
+    pb::GetIncomeStatementResponse {
+        branch_id: branch.map(|b| b.to_string()).unwrap_or_default(),
+        from: statement.from.to_string(),
+        to: statement.to.to_string(),
+        previous_from: before.from.to_string(),
+        previous_to: before.to.to_string(),
+        income: side_by_side(chart, &statement.income, &before.income, currency),
+        expenses: side_by_side(chart, &statement.expenses, &before.expenses, currency),
+        result: Some(total(
+            "Result (income less expenses)",
+            (statement.result, before.result),
+            currency,
+        )),
+        as_of_sequence: sequence,
+    }
+}
+
+/// The period of an income statement ending `to`: from `from`, or from 1
+/// January of to's year; refused when it starts after it ends.
+fn statement_period(
+    from: Option<NaiveDate>,
+    to: NaiveDate,
+) -> Result<(NaiveDate, NaiveDate), DomainError> {
+    let from = from.unwrap_or_else(|| NaiveDate::from_ymd_opt(to.year(), 1, 1).unwrap_or(to));
+    if from > to {
+        return Err(DomainError::invalid(
+            "from",
+            format!("{from} is after to ({to})"),
+        ));
+    }
+    Ok((from, to))
+}
+
 #[tonic::async_trait]
 impl BooksService for BooksApi {
+    type ExportBooksStream = export::ExportStream;
+
+    async fn export_books(
+        &self,
+        request: Request<pb::ExportBooksRequest>,
+    ) -> Result<Response<Self::ExportBooksStream>, Status> {
+        access::read_subject(&request, export::subject(request.get_ref()));
+        let caller = access::caller(&request)?;
+        let asked = export::ExportRequest::parse(request.get_ref()).map_err(refuse)?;
+        if asked.kind == export::Kind::Journal {
+            caller.authorize(Action::ReadJournal, None)?;
+        }
+        let turn = self.exports.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{EXPORTS_AT_ONCE_MAX} exports are running on this server; try again when one ends"
+            ))
+        })?;
+        let plan = self
+            .ledger
+            .read_off_runtime(move |ledger| export::plan(ledger, &caller, asked))
+            .await
+            .map_err(read_failed)??;
+        Ok(Response::new(export::start(
+            self.ledger.clone(),
+            plan,
+            turn,
+        )))
+    }
+
     async fn list_accounts(
         &self,
         request: Request<pb::ListAccountsRequest>,
@@ -231,66 +425,14 @@ impl BooksService for BooksApi {
                 ))
             })
             .await?;
-        let chart = self.ledger.chart();
-        let mut rows: Vec<pb::TrialBalanceRow> = trial
-            .rows
-            .iter()
-            .map(|(line, balance)| {
-                let gl = chart.account(line);
-                let net = balance.debits - balance.credits;
-                pb::TrialBalanceRow {
-                    gl_code: gl.code,
-                    gl_name: gl.name,
-                    line: line.key(),
-                    kind: kind_out(line.kind()) as i32,
-                    debits: Some(money_out(balance.debits, currency)),
-                    credits: Some(money_out(balance.credits, currency)),
-                    debit_balance: Some(money_out(
-                        if net > Decimal::ZERO {
-                            net
-                        } else {
-                            Decimal::ZERO
-                        },
-                        currency,
-                    )),
-                    credit_balance: Some(money_out(
-                        if net < Decimal::ZERO {
-                            -net
-                        } else {
-                            Decimal::ZERO
-                        },
-                        currency,
-                    )),
-                }
-            })
-            .collect();
-        rows.sort_by(|a, b| a.gl_code.cmp(&b.gl_code));
-        let net = |(_, balance): &(Line, Balance)| balance.debits - balance.credits;
-        let debit_balance: Decimal = trial
-            .rows
-            .iter()
-            .map(net)
-            .filter(|n| *n > Decimal::ZERO)
-            .sum();
-        let credit_balance: Decimal = -trial
-            .rows
-            .iter()
-            .map(net)
-            .filter(|n| *n < Decimal::ZERO)
-            .sum::<Decimal>();
-        Ok(Response::new(pb::GetTrialBalanceResponse {
-            branch_id: branch.map(|b| b.to_string()).unwrap_or_default(),
-            rows,
-            total_debits: Some(money_out(trial.debits, currency)),
-            total_credits: Some(money_out(trial.credits, currency)),
-            total_debit_balance: Some(money_out(debit_balance, currency)),
-            total_credit_balance: Some(money_out(credit_balance, currency)),
-            as_of_date: match as_of {
-                AsOf::Date(date) => date.to_string(),
-                _ => String::new(),
-            },
-            as_of_sequence: sequence,
-        }))
+        Ok(Response::new(trial_balance_out(
+            self.ledger.chart(),
+            branch.as_ref(),
+            &trial,
+            currency,
+            as_of,
+            sequence,
+        )))
     }
 
     async fn get_balance_sheet(
@@ -322,36 +464,13 @@ impl BooksService for BooksApi {
                 ))
             })
             .await?;
-        let chart = self.ledger.chart();
-        let mut equity = side_by_side(chart, &sheet.equity, &before.equity, currency);
-        equity.push(statement_line(
-            chart,
-            None,
-            (sheet.result, before.result),
+        Ok(Response::new(balance_sheet_out(
+            self.ledger.chart(),
+            branch.as_ref(),
+            (&sheet, &before),
             currency,
-        ));
-        Ok(Response::new(pb::GetBalanceSheetResponse {
-            branch_id: branch.map(|b| b.to_string()).unwrap_or_default(),
-            date: sheet.date.to_string(),
-            previous_date: before.date.to_string(),
-            assets: side_by_side(chart, &sheet.assets, &before.assets, currency),
-            liabilities: side_by_side(chart, &sheet.liabilities, &before.liabilities, currency),
-            equity,
-            total_assets: Some(total(
-                "Total assets",
-                (sheet.total_assets(), before.total_assets()),
-                currency,
-            )),
-            total_liabilities_and_equity: Some(total(
-                "Total liabilities and equity",
-                (
-                    sheet.total_liabilities() + sheet.total_equity(),
-                    before.total_liabilities() + before.total_equity(),
-                ),
-                currency,
-            )),
-            as_of_sequence: sequence,
-        }))
+            sequence,
+        )))
     }
 
     async fn get_income_statement(
@@ -376,14 +495,7 @@ impl BooksService for BooksApi {
             .read(move |state| {
                 let currency = books_of(&caller, state, read_branch.as_ref())?;
                 let to = to.unwrap_or_else(|| state.today_for(read_branch.as_ref(), now));
-                let from =
-                    from.unwrap_or_else(|| NaiveDate::from_ymd_opt(to.year(), 1, 1).unwrap_or(to));
-                if from > to {
-                    return Err(DomainError::invalid(
-                        "from",
-                        format!("{from} is after to ({to})"),
-                    ));
-                }
+                let (from, to) = statement_period(from, to)?;
                 let previous_from = previous_from.unwrap_or_else(|| months_before(from, 12));
                 let previous_to = previous_to.unwrap_or_else(|| months_before(to, 12));
                 if previous_from > previous_to {
@@ -401,22 +513,13 @@ impl BooksService for BooksApi {
                 ))
             })
             .await?;
-        let chart = self.ledger.chart();
-        Ok(Response::new(pb::GetIncomeStatementResponse {
-            branch_id: branch.map(|b| b.to_string()).unwrap_or_default(),
-            from: statement.from.to_string(),
-            to: statement.to.to_string(),
-            previous_from: before.from.to_string(),
-            previous_to: before.to.to_string(),
-            income: side_by_side(chart, &statement.income, &before.income, currency),
-            expenses: side_by_side(chart, &statement.expenses, &before.expenses, currency),
-            result: Some(total(
-                "Result (income less expenses)",
-                (statement.result, before.result),
-                currency,
-            )),
-            as_of_sequence: sequence,
-        }))
+        Ok(Response::new(income_statement_out(
+            self.ledger.chart(),
+            branch.as_ref(),
+            (&statement, &before),
+            currency,
+            sequence,
+        )))
     }
 
     async fn get_account_statement(

@@ -12,6 +12,7 @@ mod concurrency;
 mod crash;
 mod durability;
 mod exactly_once;
+mod export;
 mod fixture;
 mod fixture_v4;
 mod input_bounds;
