@@ -1203,3 +1203,94 @@ fn a_chart_file_naming_an_unknown_line_stops_the_server_before_it_starts() {
     );
     assert!(!dir.path().join("data").exists(), "nothing created");
 }
+
+#[test]
+fn export_writes_the_books_to_stdout_or_a_file_and_checks_them() {
+    let server = Server::start();
+    set_up_borrower(&server);
+
+    // To standard output: the CSV alone there, the summary on stderr.
+    let output = server.run(&["export", "postings", "--branch", "TB"]);
+    let stdout = expect_success(output.clone(), "export postings");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut reader = csv::Reader::from_reader(stdout.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "sequence",
+            "effective_date",
+            "branch_id",
+            "account",
+            "line",
+            "gl_code",
+            "gl_name",
+            "side",
+            "amount",
+            "currency"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    // The deposit (2 postings), the disbursement (2) and the repayment (3).
+    assert_eq!(rows.len(), 7, "{stdout}");
+    let cash: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| &r[3] == "cash:TB")
+        .map(|r| (&r[7], &r[8]))
+        .collect();
+    assert_eq!(
+        cash,
+        [
+            ("debit", "50000"),
+            ("credit", "1000000"),
+            ("debit", "510000")
+        ]
+    );
+    assert_eq!(field(&stderr, "rows"), "7", "{stderr}");
+    assert_eq!(field(&stderr, "head sequence"), "10", "{stderr}");
+
+    // To a file: the summary is the report.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("journal.jsonl");
+    let summary = server.json(&[
+        "export",
+        "journal",
+        "--format",
+        "json-lines",
+        "--to",
+        "2024-01-31",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    let written = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<Value> = written
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    // Every entry dated in January 2024: all but the repayment of
+    // 2024-02-05 and the access entries, dated the day the server started.
+    assert_eq!(lines.len(), 7, "{written}");
+    assert_eq!(summary["rows"], 7);
+    assert_eq!(summary["bytes"], written.len());
+    assert_eq!(summary["last_date"], "2024-01-05");
+    assert_eq!(summary["out"], file.to_str().unwrap());
+    assert_eq!(lines[0]["sequence"], 3);
+    assert_eq!(lines[6]["command"], "disburse_loan");
+
+    // A refusal names the field, and leaves no file behind.
+    let refused_file = dir.path().join("refused.csv");
+    let refused = server.fails(&[
+        "export",
+        "trial-balance",
+        "--from",
+        "2024-01-01",
+        "--out",
+        refused_file.to_str().unwrap(),
+    ]);
+    assert!(refused.contains("from"), "{refused}");
+    assert!(!refused_file.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only the journal's file"
+    );
+}

@@ -338,6 +338,8 @@ fn the_thai_binh_preset_reproduces_the_published_figures() {
     let product_loans: u64 = products.iter().map(|p| count(&p["loans"])).sum();
     assert_eq!(product_loans, 2175);
 
+    the_exported_postings_add_up_to_the_trial_balance(&server, &runtime, dir.path());
+
     // The HTML report, as a browser lays it out.
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert!(html.contains("TYM - Chi nhánh Thái Bình"));
@@ -361,6 +363,141 @@ fn the_thai_binh_preset_reproduces_the_published_figures() {
     // 12 months of disbursements and of collections, 12 savings balances,
     // 12 PAR30 figures and one bar per product.
     assert_eq!(dom.matches("class=\"point\"").count(), 24 + 12 + 12 + 3);
+}
+
+/// TB's 2023 postings, exported with the CLI (`export postings`) and
+/// added up by an independent reader (`scripts/trial-balance-from-export.py`,
+/// Python's standard library) on top of 2022's closing trial balance, give
+/// `GetTrialBalance` at the end of 2023, line by line. Python 3 is on every
+/// machine that runs the tests: without it this fails.
+fn the_exported_postings_add_up_to_the_trial_balance(
+    server: &Server,
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+) {
+    let postings = dir.join("tb-2023-postings.csv");
+    let started = std::time::Instant::now();
+    let summary = json(&run(
+        server,
+        &[
+            "export",
+            "postings",
+            "--branch",
+            "TB",
+            "--from",
+            "2023-01-01",
+            "--to",
+            "2023-12-31",
+            "--format",
+            "csv",
+            "--out",
+            postings.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    let exported_in = started.elapsed();
+    let opening = dir.join("tb-2022.json");
+    let opening_json = run(
+        server,
+        &[
+            "trial-balance",
+            "--branch",
+            "TB",
+            "--as-of-date",
+            "2022-12-31",
+            "--json",
+        ],
+    );
+    std::fs::write(&opening, opening_json).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/trial-balance-from-export.py"
+    );
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(&postings)
+        .arg("--opening")
+        .arg(&opening)
+        .output()
+        .unwrap_or_else(|e| panic!("python3 is needed to run {script}: {e}"));
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let independent: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(independent["postings"], summary["rows"]);
+    assert!(summary["rows"].as_u64().unwrap() > 10_000, "{summary}");
+    eprintln!(
+        "exported {} postings ({} bytes) in {exported_in:?}",
+        summary["rows"], summary["bytes"]
+    );
+
+    let closing = runtime.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(server.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let bearer = mfi_ledger::cli::connect::Bearer::new(Some(&server.token())).unwrap();
+        pb::books_service_client::BooksServiceClient::new(
+            tonic::service::interceptor::InterceptedService::new(channel, bearer),
+        )
+        .get_trial_balance(pb::GetTrialBalanceRequest {
+            branch_id: "TB".into(),
+            as_of: Some(pb::AsOf {
+                point: Some(pb::as_of::Point::Date("2023-12-31".into())),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+    });
+    let amount = |money: &Option<pb::Money>| dec(&money.as_ref().unwrap().amount);
+    let ledger: Vec<(String, String, [Decimal; 4])> = closing
+        .rows
+        .iter()
+        .filter(|r| amount(&r.debits) != Decimal::ZERO || amount(&r.credits) != Decimal::ZERO)
+        .map(|r| {
+            (
+                r.gl_code.clone(),
+                r.line.clone(),
+                [
+                    amount(&r.debits),
+                    amount(&r.credits),
+                    amount(&r.debit_balance),
+                    amount(&r.credit_balance),
+                ],
+            )
+        })
+        .collect();
+    let text = |v: &Value| {
+        v.as_str()
+            .unwrap_or_else(|| panic!("{v} is not text"))
+            .to_owned()
+    };
+    let theirs: Vec<(String, String, [Decimal; 4])> = independent["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                text(&r["gl_code"]),
+                text(&r["line"]),
+                ["debits", "credits", "debit_balance", "credit_balance"].map(|k| dec(&text(&r[k]))),
+            )
+        })
+        .collect();
+    assert!(ledger.len() >= 5, "{ledger:?}");
+    assert_eq!(theirs, ledger);
+    assert_eq!(
+        dec(&text(&independent["total_debits"])),
+        amount(&closing.total_debits)
+    );
+    assert_eq!(
+        dec(&text(&independent["total_credit_balance"])),
+        amount(&closing.total_credit_balance)
+    );
 }
 
 /// SHA-256 over every entry the simulation wrote, without their hashes:

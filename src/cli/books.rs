@@ -1,7 +1,8 @@
 //! The books from the accountant's side (`BooksService`): the chart of
 //! accounts, the trial balance, the balance sheet and the income statement
 //! of a branch or of the institution, and an account's statement (a
-//! member's passbook), also as a printable HTML page.
+//! member's passbook), also as a printable HTML page; and exports of the
+//! books for an auditor's spreadsheet (`export`).
 
 use std::path::PathBuf;
 
@@ -15,6 +16,10 @@ use super::output::{Report, amount, enum_name, fields, money, money_json, sectio
 use crate::pb;
 use crate::pb::books_service_client::BooksServiceClient;
 use crate::report::passbook::{self, Language};
+
+mod export;
+
+pub use export::ExportArgs;
 
 /// The books' commands.
 #[derive(Subcommand, Clone, Debug)]
@@ -32,6 +37,10 @@ pub enum BooksCommand {
     /// Show an account's statement (a member's passbook): opening balance,
     /// each movement with the running balance, closing balance.
     Statement(StatementArgs),
+    /// Export the journal, its postings, the trial balance or a statement as
+    /// CSV or JSON lines, for a spreadsheet; checks what it wrote against
+    /// the server's row count and SHA-256.
+    Export(ExportArgs),
 }
 
 /// Arguments of `accounts`.
@@ -111,6 +120,7 @@ pub async fn run(server: &str, command: BooksCommand) -> anyhow::Result<Report> 
         BooksCommand::BalanceSheet(args) => balance_sheet(server, args).await,
         BooksCommand::IncomeStatement(args) => income_statement(server, args).await,
         BooksCommand::Statement(args) => statement(server, args).await,
+        BooksCommand::Export(args) => export::export(server, args).await,
     }
 }
 

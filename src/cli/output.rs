@@ -23,9 +23,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// Prints the report on stdout, as JSON when `json` is set.
-    /// A closed pipe (`| head`) is not an error.
+    /// Prints the report on stdout, as JSON when `json` is set; nothing for
+    /// a report with neither text nor JSON (a command that wrote its output
+    /// itself). A closed pipe (`| head`) is not an error.
     pub fn print(&self, json: bool) -> anyhow::Result<()> {
+        if self.text.is_empty() && self.json.is_null() {
+            return Ok(());
+        }
         let text = if json {
             serde_json::to_string_pretty(&self.json)?
         } else {
