@@ -408,11 +408,26 @@ pub struct AccountBook {
     pub history: History,
 }
 
-/// One posting as the state cache keeps it (`posting/ACCOUNT/SEQUENCE`).
+/// Entries per bucket of an account's history in the state cache: the
+/// postings of entries `b × POSTING_BUCKET ..` to `(b + 1) × POSTING_BUCKET`
+/// to one account are one record, so a checkpoint rewrites one record per
+/// account it changed, not one per posting.
+pub const POSTING_BUCKET: u64 = 4096;
+
+/// What one bucket of entries posted to one account, as the state cache
+/// keeps it (`posting/ACCOUNT/BUCKET`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PostingRecord {
+pub struct PostingBucket {
     pub branch: BranchId,
     pub line: Line,
+    /// Sequence, effective date and what the entry posted, in sequence order.
+    pub postings: Vec<BucketPosting>,
+}
+
+/// One entry's postings to the account, in a [`PostingBucket`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketPosting {
+    pub sequence: u64,
     #[serde(with = "crate::domain::codec::date")]
     pub date: NaiveDate,
     pub posted: Balance,
@@ -422,11 +437,14 @@ pub struct PostingRecord {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Books {
     accounts: BTreeMap<AccountId, AccountBook>,
-    lines: BTreeMap<(BranchId, Line), History>,
+    lines: BTreeMap<BranchId, BTreeMap<Line, History>>,
     /// What each year-end close carried out of the income and expense
     /// lines into retained earnings, by branch and the close's date, so that
     /// an income statement leaves the closing entry out.
     carried: BTreeMap<(BranchId, NaiveDate), Vec<(Line, Balance)>>,
+    /// True on a copy that keeps only the lines (the writer's, which
+    /// decides commands and answers no reads).
+    lines_only: bool,
 }
 
 impl Books {
@@ -440,10 +458,21 @@ impl Books {
         line: Line,
         posted: Balance,
     ) {
-        self.lines
-            .entry((branch.clone(), line.clone()))
-            .or_default()
-            .post(sequence, date, posted);
+        // Looked up by reference first: booking allocates only for a new line.
+        let lines = match self.lines.get_mut(branch) {
+            Some(lines) => lines,
+            None => self.lines.entry(branch.clone()).or_default(),
+        };
+        match lines.get_mut(&line) {
+            Some(history) => history.post(sequence, date, posted),
+            None => lines
+                .entry(line.clone())
+                .or_default()
+                .post(sequence, date, posted),
+        }
+        if self.lines_only {
+            return;
+        }
         match self.accounts.get_mut(account) {
             Some(book) => book.history.post(sequence, date, posted),
             None => {
@@ -459,6 +488,13 @@ impl Books {
                 );
             }
         }
+    }
+
+    /// Keeps only the general-ledger lines from now on: drops the accounts'
+    /// histories (for a copy that decides commands and answers no reads).
+    pub fn keep_lines_only(&mut self) {
+        self.lines_only = true;
+        self.accounts = BTreeMap::new();
     }
 
     /// Notes that entry postings on `date` in `branch` closed the year:
@@ -507,40 +543,61 @@ impl Books {
         self.accounts.len()
     }
 
-    /// The record of what entry `sequence` posted to `account`.
-    pub fn posting_record(&self, account: &AccountId, sequence: u64) -> Option<PostingRecord> {
+    /// The cache record of bucket `bucket` of `account`'s history.
+    pub fn bucket_record(&self, account: &AccountId, bucket: u64) -> Option<PostingBucket> {
         let book = self.accounts.get(account)?;
-        let movement = book.history.posted_by(sequence)?;
-        Some(PostingRecord {
+        let steps = &book.history.by_sequence;
+        let first = bucket.checked_mul(POSTING_BUCKET)?;
+        let from = steps.partition_point(|s| s.sequence < first);
+        let to = steps.partition_point(|s| s.sequence < first.saturating_add(POSTING_BUCKET));
+        (from < to).then(|| PostingBucket {
             branch: book.branch.clone(),
             line: book.line.clone(),
-            date: movement.date,
-            posted: movement.posted,
+            postings: (from..to)
+                .map(|i| {
+                    let movement = book.history.movement(i);
+                    BucketPosting {
+                        sequence: movement.sequence,
+                        date: movement.date,
+                        posted: movement.posted,
+                    }
+                })
+                .collect(),
         })
     }
 
-    /// Every posting, as `(account, sequence)` keys.
-    pub fn posting_keys(&self) -> impl Iterator<Item = (&AccountId, u64)> {
+    /// Every bucket of every account's history, as `(account, bucket)` keys.
+    pub fn bucket_keys(&self) -> impl Iterator<Item = (&AccountId, u64)> {
         self.accounts.iter().flat_map(|(account, book)| {
-            book.history
+            let mut buckets: Vec<u64> = book
+                .history
                 .by_sequence
                 .iter()
-                .map(move |s| (account, s.sequence))
+                .map(|s| s.sequence / POSTING_BUCKET)
+                .collect();
+            buckets.dedup();
+            buckets.into_iter().map(move |bucket| (account, bucket))
         })
     }
 
-    /// Rebuilds the books from posting records in any order.
-    pub fn from_records(mut records: Vec<(AccountId, u64, PostingRecord)>) -> Books {
-        records.sort_by_key(|(_, sequence, _)| *sequence);
+    /// Rebuilds the books from bucket records in any order.
+    pub fn from_buckets(records: Vec<(AccountId, PostingBucket)>) -> Books {
+        let mut postings: Vec<(u64, usize, &BucketPosting)> = records
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, bucket))| bucket.postings.iter().map(move |p| (p.sequence, i, p)))
+            .collect();
+        postings.sort_by_key(|(sequence, i, _)| (*sequence, *i));
         let mut books = Books::default();
-        for (account, sequence, record) in records {
+        for (_, i, posting) in postings {
+            let (account, bucket) = &records[i];
             books.post(
-                sequence,
-                record.date,
-                &record.branch,
-                &account,
-                record.line,
-                record.posted,
+                posting.sequence,
+                posting.date,
+                &bucket.branch,
+                account,
+                bucket.line.clone(),
+                posting.posted,
             );
         }
         books
@@ -549,7 +606,8 @@ impl Books {
     /// A line of a branch's books as of `as_of`.
     pub fn line(&self, branch: &BranchId, line: &Line, as_of: AsOf) -> Balance {
         self.lines
-            .get(&(branch.clone(), line.clone()))
+            .get(branch)
+            .and_then(|lines| lines.get(line))
             .map_or(Balance::default(), |history| history.as_of(as_of))
     }
 
@@ -560,12 +618,17 @@ impl Books {
             .into_iter()
             .map(|line| (line, Balance::default()))
             .collect();
-        for ((b, line), history) in &self.lines {
-            let balance = history.as_of(as_of);
-            // A fee line shows once something was booked to it.
-            if branch.is_none_or(|branch| branch == b) && balance != Balance::default() {
-                let total = lines.entry(line.clone()).or_default();
-                *total = total.plus(balance);
+        for (b, histories) in &self.lines {
+            if branch.is_some_and(|branch| branch != b) {
+                continue;
+            }
+            for (line, history) in histories {
+                let balance = history.as_of(as_of);
+                // A fee line shows once something was booked to it.
+                if balance != Balance::default() {
+                    let total = lines.entry(line.clone()).or_default();
+                    *total = total.plus(balance);
+                }
             }
         }
         lines
@@ -575,11 +638,11 @@ impl Books {
     /// for the year-end close to carry.
     pub fn nominal_lines(&self, branch: &BranchId, date: NaiveDate) -> Vec<(Line, Balance)> {
         self.lines
-            .iter()
-            .filter(|((b, line), _)| {
-                b == branch && matches!(line.section(), Section::Income | Section::Expenses)
-            })
-            .map(|((_, line), history)| (line.clone(), history.on_date(date)))
+            .get(branch)
+            .into_iter()
+            .flatten()
+            .filter(|(line, _)| matches!(line.section(), Section::Income | Section::Expenses))
+            .map(|(line, history)| (line.clone(), history.on_date(date)))
             .filter(|(_, balance)| balance.debits != balance.credits)
             .collect()
     }

@@ -489,6 +489,14 @@ impl LedgerState {
         self.changed.keys.clear();
     }
 
+    /// Keeps only what deciding commands needs of the general ledger (its
+    /// lines, not each account's history): for the writer's copy, which
+    /// answers no reads and whose records are never taken.
+    pub fn keep_decisions_only(&mut self) {
+        self.stop_tracking_changes();
+        self.books.keep_lines_only();
+    }
+
     /// Sequence number of the last applied entry (0 when empty).
     pub fn last_sequence(&self) -> u64 {
         self.last_sequence

@@ -242,7 +242,7 @@ impl Ledger {
         // lets deciding the next batch overlap publishing this one.
         let (publish_sender, publish_receiver) = std::sync::mpsc::sync_channel::<Durable>(2);
         let mut working = state;
-        working.stop_tracking_changes();
+        working.keep_decisions_only();
         let writer = Writer {
             state: working,
             rules,

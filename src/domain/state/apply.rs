@@ -146,8 +146,12 @@ impl LedgerState {
                 line,
                 Balance::of(posting.side, posting.amount),
             );
-            self.changed
-                .note(|| StateKey::Posting(posting.account.clone(), body.sequence));
+            self.changed.note(|| {
+                StateKey::Posting(
+                    posting.account.clone(),
+                    body.sequence / crate::domain::books::POSTING_BUCKET,
+                )
+            });
         }
         if let Outcome::PeriodClosed {
             through,

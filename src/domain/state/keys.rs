@@ -29,8 +29,9 @@ pub enum StateKey {
     /// Principals, roles and credentials, as one record (small, and
     /// rarely changed).
     Access,
-    /// What one entry posted to one account (the general ledger's history):
-    /// written once.
+    /// What the entries of one bucket of sequence numbers posted to one
+    /// account (the general ledger's history, [`crate::domain::books::POSTING_BUCKET`]
+    /// entries a bucket).
     Posting(AccountId, u64),
     /// What a branch's year-end close on a date carried into retained earnings.
     Carry(BranchId, NaiveDate),
@@ -49,8 +50,9 @@ const ACCESS_KEY: &str = "access";
 /// (loans active, standard PAR, loans in arrears, installments due and paid
 /// on time, disbursements by product) and borrowers who save are those
 /// with a positive savings balance.
-/// 3: the general ledger's history, one record per posting, and the
-/// year-end carries.
+/// 3: the general ledger's history, one record per account and bucket of
+/// entries, the year-end carries, savings products, closes and interest
+/// postings.
 pub const STATE_FORMAT: u32 = 3;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -79,7 +81,7 @@ impl StateKey {
             StateKey::Reversed(sequence) => format!("reversed/{sequence:020}"),
             StateKey::Day(branch, date) => format!("day/{branch}/{date}"),
             StateKey::Access => ACCESS_KEY.to_owned(),
-            StateKey::Posting(account, sequence) => format!("posting/{account}/{sequence:020}"),
+            StateKey::Posting(account, bucket) => format!("posting/{account}/{bucket:016}"),
             StateKey::Carry(branch, date) => format!("carry/{branch}/{date}"),
             StateKey::SavingsProduct(id) => format!("savings-product/{id}"),
         }
@@ -112,9 +114,9 @@ impl LedgerState {
                 .and_then(|days| days.get(date))
                 .map(encode),
             StateKey::Access => (!self.access.is_empty()).then(|| encode(&*self.access)),
-            StateKey::Posting(account, sequence) => self
+            StateKey::Posting(account, bucket) => self
                 .books
-                .posting_record(account, *sequence)
+                .bucket_record(account, *bucket)
                 .map(|r| encode(&r)),
             StateKey::SavingsProduct(id) => self.savings_products.get(id).map(encode),
             StateKey::Carry(branch, date) => self
@@ -180,8 +182,8 @@ impl LedgerState {
         }
         keys.extend(
             self.books
-                .posting_keys()
-                .map(|(account, sequence)| StateKey::Posting(account.clone(), sequence)),
+                .bucket_keys()
+                .map(|(account, bucket)| StateKey::Posting(account.clone(), bucket)),
         );
         keys.extend(
             self.books
@@ -209,10 +211,10 @@ impl LedgerState {
                     .rsplit_once('/')
                     .ok_or_else(|| format!("record key {key:?}"))?;
                 let account = AccountId::parse("key", account).map_err(|e| e.to_string())?;
-                let sequence: u64 = sequence
-                    .parse()
+                sequence
+                    .parse::<u64>()
                     .map_err(|_| format!("record key {key:?}"))?;
-                postings.push((account, sequence, decode(key, value)?));
+                postings.push((account, decode(key, value)?));
             } else if let Some(rest) = key.strip_prefix("carry/") {
                 let (branch, date) = rest
                     .split_once('/')
@@ -238,7 +240,7 @@ impl LedgerState {
                 "state records without a format record (written before format {STATE_FORMAT})"
             ));
         }
-        state.books = crate::domain::books::Books::from_records(postings);
+        state.books = crate::domain::books::Books::from_buckets(postings);
         for (branch, date, lines) in carries {
             state.books.note_carry(&branch, date, lines);
         }
