@@ -14,6 +14,7 @@ mod durability;
 mod exactly_once;
 mod export;
 mod fixture;
+mod fixture_books;
 mod fixture_v4;
 mod input_bounds;
 mod interest;
