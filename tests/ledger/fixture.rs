@@ -430,7 +430,7 @@ fn command_kind(command: &CommandBody) -> &'static str {
         CommandBody::ReverseEntry { .. } => "ReverseEntry",
         // Added with encoding version 4: not in the version 3 fixture.
         CommandBody::Access(_) => "Access",
-        // Added with the books (closing), after both fixtures.
+        // Added with the books: in the books fixture (`fixture_books.rs`).
         CommandBody::ClosePeriod { .. } => "ClosePeriod",
         CommandBody::ReopenPeriod { .. } => "ReopenPeriod",
         CommandBody::DefineSavingsProduct { .. } => "DefineSavingsProduct",
