@@ -339,6 +339,7 @@ fn the_thai_binh_preset_reproduces_the_published_figures() {
     assert_eq!(product_loans, 2175);
 
     the_exported_postings_add_up_to_the_trial_balance(&server, &runtime, dir.path());
+    runtime.block_on(the_books_balance_every_day_and_the_closes_carry_the_results(&server));
 
     // The HTML report, as a browser lays it out.
     let html = std::fs::read_to_string(&html_path).unwrap();
@@ -555,4 +556,109 @@ fn the_same_seed_writes_the_same_journal() {
         &["--preset", "tym-thai-binh", "--scale", "4", "--seed", "1"],
     );
     assert_ne!(simulated_entries(&server), runs[0].1);
+}
+
+/// The simulated books: the trial balance of every day of 2023 has debits
+/// equal to credits; each year's close (the simulator closes 2021 and 2022
+/// on the first days of the next years, and 2023 at the end of the run)
+/// moved retained earnings by exactly that year's result, and left the
+/// income and expense lines empty; savings earned interest.
+async fn the_books_balance_every_day_and_the_closes_carry_the_results(server: &Server) {
+    use chrono::Datelike;
+    use mfi_ledger::pb::books_service_client::BooksServiceClient;
+    let channel = tonic::transport::Channel::from_shared(server.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let bearer = mfi_ledger::cli::connect::Bearer::new(Some(&server.token())).unwrap();
+    let mut books = BooksServiceClient::new(tonic::service::interceptor::InterceptedService::new(
+        channel, bearer,
+    ));
+    let amount = |m: &Option<pb::Money>| dec(&m.as_ref().unwrap().amount);
+    let on = |date: String| pb::GetTrialBalanceRequest {
+        branch_id: "TB".into(),
+        as_of: Some(pb::AsOf {
+            point: Some(pb::as_of::Point::Date(date)),
+        }),
+    };
+    let mut day = chrono::NaiveDate::from_ymd_opt(2023, 1, 1).unwrap();
+    while day.year() == 2023 {
+        let trial = books
+            .get_trial_balance(on(day.to_string()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            amount(&trial.total_debits),
+            amount(&trial.total_credits),
+            "{day}"
+        );
+        assert_eq!(
+            amount(&trial.total_debit_balance),
+            amount(&trial.total_credit_balance),
+            "{day}"
+        );
+        day = day.succ_opt().unwrap();
+    }
+    let retained = |trial: &pb::GetTrialBalanceResponse| {
+        let line = trial
+            .rows
+            .iter()
+            .find(|r| r.line == "retained-earnings")
+            .unwrap();
+        amount(&line.credit_balance) - amount(&line.debit_balance)
+    };
+    let mut interest_paid = Decimal::ZERO;
+    for year in [2022, 2023] {
+        let before = books
+            .get_trial_balance(on(format!("{}-12-31", year - 1)))
+            .await
+            .unwrap()
+            .into_inner();
+        let after = books
+            .get_trial_balance(on(format!("{year}-12-31")))
+            .await
+            .unwrap()
+            .into_inner();
+        let statement = books
+            .get_income_statement(pb::GetIncomeStatementRequest {
+                branch_id: "TB".into(),
+                from: format!("{year}-01-01"),
+                to: format!("{year}-12-31"),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let result = amount(&statement.result.as_ref().unwrap().amount);
+        assert!(result != Decimal::ZERO, "{year} had a result");
+        assert_eq!(
+            retained(&after) - retained(&before),
+            result,
+            "{year}'s close carried its result"
+        );
+        for row in after.rows.iter().filter(|r| {
+            r.kind == pb::AccountKind::Income as i32 || r.kind == pb::AccountKind::Expense as i32
+        }) {
+            assert_eq!(
+                amount(&row.debit_balance) + amount(&row.credit_balance),
+                Decimal::ZERO,
+                "{year}: {} after the close",
+                row.line
+            );
+        }
+        if year == 2023 {
+            interest_paid = statement
+                .expenses
+                .iter()
+                .find(|l| l.line == "interest-expense")
+                .map(|l| amount(&l.amount))
+                .unwrap_or_default();
+        }
+    }
+    assert!(
+        interest_paid > Decimal::ZERO,
+        "savings earned interest in 2023"
+    );
 }
