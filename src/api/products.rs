@@ -119,6 +119,22 @@ where
         .ok_or_else(|| DomainError::invalid(field, format!("{value} is not a known value")))
 }
 
+/// A rounding mode as `field` gives it; unset means half-even.
+fn rounding_mode_in(field: &str, value: i32) -> Result<RoundingMode, DomainError> {
+    enum_in(
+        field,
+        value,
+        RoundingMode::HalfEven,
+        |v: pb::RoundingMode| match v {
+            pb::RoundingMode::HalfEven => Some(RoundingMode::HalfEven),
+            pb::RoundingMode::HalfUp => Some(RoundingMode::HalfUp),
+            pb::RoundingMode::Down => Some(RoundingMode::Down),
+            pb::RoundingMode::Up => Some(RoundingMode::Up),
+            pb::RoundingMode::Unspecified => None,
+        },
+    )
+}
+
 /// A non-negative decimal with at most the currency's places; empty gives `default`.
 fn amount_or(
     field: &str,
@@ -206,18 +222,7 @@ pub fn rules_in(rules: Option<pb::ProductRules>) -> Result<ProductRules, DomainE
             pb::InstallmentBasis::Unspecified => None,
         },
     )?;
-    let mode = enum_in(
-        "rules.rounding_mode",
-        r.rounding_mode,
-        RoundingMode::HalfEven,
-        |v: pb::RoundingMode| match v {
-            pb::RoundingMode::HalfEven => Some(RoundingMode::HalfEven),
-            pb::RoundingMode::HalfUp => Some(RoundingMode::HalfUp),
-            pb::RoundingMode::Down => Some(RoundingMode::Down),
-            pb::RoundingMode::Up => Some(RoundingMode::Up),
-            pb::RoundingMode::Unspecified => None,
-        },
-    )?;
+    let mode = rounding_mode_in("rules.rounding_mode", r.rounding_mode)?;
     let places = match r.rounding_decimal_places {
         Some(places) if places > currency.decimal_places() => {
             return Err(DomainError::invalid(

@@ -569,6 +569,21 @@ fn fixture_entries() -> Vec<EntryBody> {
     journal_entries(&fixture_dir())
 }
 
+/// Verifies a copy of the frozen journal in `dir` and holds it to the
+/// entry count and head hash it was frozen with.
+pub(crate) fn verify_frozen(dir: &Path, entries: u64, head_hash: &str) {
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.join("journal.log"), copy.path().join("journal.log")).unwrap();
+    let report = mfi_ledger::verify::verify(copy.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.entries, entries);
+    assert!(report.invariants_only.is_empty(), "{report}");
+    assert_eq!(
+        hex::encode(report.last_hash),
+        head_hash,
+        "the fixture's head entry changed: a released fixture is never rewritten"
+    );
+}
+
 /// Every entry of the journal in `dir`, decoded.
 pub(crate) fn journal_entries(dir: &Path) -> Vec<EntryBody> {
     let file = std::fs::File::open(dir.join("journal.log")).unwrap();

@@ -34,6 +34,30 @@ async fn post(
         .map(|r| r.into_inner())
 }
 
+/// A savings product's definition at `rate` percent, posted monthly in
+/// whole dong, half-even.
+fn product(
+    request_id: &str,
+    id: &str,
+    kind: pb::SavingsKind,
+    rate: &str,
+    from: &str,
+) -> pb::DefineSavingsProductRequest {
+    pb::DefineSavingsProductRequest {
+        context: ctx(request_id),
+        product_id: id.into(),
+        name: "Tiết kiệm tự nguyện".into(),
+        kind: kind as i32,
+        interest: Some(pb::SavingsInterestRules {
+            annual_rate_percent: rate.into(),
+            posting: pb::PostingFrequency::Monthly as i32,
+            rounding_multiple: "1".into(),
+            rounding_mode: pb::RoundingMode::HalfEven as i32,
+        }),
+        effective_from: from.into(),
+    }
+}
+
 async fn voluntary_saver() -> App {
     let mut app = spawn_app().await;
     app.branch_tb().await;
@@ -49,19 +73,13 @@ async fn voluntary_saver() -> App {
         .unwrap();
     let mut products = ProductServiceClient::new(connect(app.address, &app.token).await);
     let defined = products
-        .define_savings_product(pb::DefineSavingsProductRequest {
-            context: ctx("define-vol"),
-            product_id: "SAVE-VOL".into(),
-            name: "Tiết kiệm tự nguyện".into(),
-            kind: pb::SavingsKind::Voluntary as i32,
-            interest: Some(pb::SavingsInterestRules {
-                annual_rate_percent: "5".into(),
-                posting: pb::PostingFrequency::Monthly as i32,
-                rounding_multiple: "1".into(),
-                rounding_mode: pb::RoundingMode::HalfEven as i32,
-            }),
-            effective_from: "2024-01-01".into(),
-        })
+        .define_savings_product(product(
+            "define-vol",
+            "SAVE-VOL",
+            pb::SavingsKind::Voluntary,
+            "5",
+            "2024-01-01",
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -161,19 +179,13 @@ async fn a_new_version_pays_its_rate_from_its_date() {
     // 2,000,000 × 5 × 5% / 365 + 2,000,000 × 5 × 7.3% / 365
     // = 1,369.863… + 2,000 = 3,369.863… → 3,370.
     products
-        .define_savings_product(pb::DefineSavingsProductRequest {
-            context: ctx("vol-v2"),
-            product_id: "SAVE-VOL".into(),
-            name: "Tiết kiệm tự nguyện".into(),
-            kind: pb::SavingsKind::Voluntary as i32,
-            interest: Some(pb::SavingsInterestRules {
-                annual_rate_percent: "7.3".into(),
-                posting: pb::PostingFrequency::Monthly as i32,
-                rounding_multiple: "1".into(),
-                rounding_mode: pb::RoundingMode::HalfEven as i32,
-            }),
-            effective_from: "2024-02-25".into(),
-        })
+        .define_savings_product(product(
+            "vol-v2",
+            "SAVE-VOL",
+            pb::SavingsKind::Voluntary,
+            "7.3",
+            "2024-02-25",
+        ))
         .await
         .unwrap();
     let february = post(&mut app, "interest-2024-02", "2024-02-29")
@@ -202,35 +214,25 @@ async fn a_new_version_pays_its_rate_from_its_date() {
     );
     // A second product of the same kind is refused: one product per kind.
     let second = products
-        .define_savings_product(pb::DefineSavingsProductRequest {
-            context: ctx("vol-other"),
-            product_id: "SAVE-VOL-2".into(),
-            name: "Khác".into(),
-            kind: pb::SavingsKind::Voluntary as i32,
-            interest: Some(pb::SavingsInterestRules {
-                annual_rate_percent: "6".into(),
-                posting: pb::PostingFrequency::Monthly as i32,
-                ..Default::default()
-            }),
-            effective_from: "2024-01-01".into(),
-        })
+        .define_savings_product(product(
+            "vol-other",
+            "SAVE-VOL-2",
+            pb::SavingsKind::Voluntary,
+            "6",
+            "2024-01-01",
+        ))
         .await
         .unwrap_err();
     assert_eq!(second.code(), Code::FailedPrecondition);
     assert!(second.message().contains("kind"), "{}", second.message());
     let bad_rate = products
-        .define_savings_product(pb::DefineSavingsProductRequest {
-            context: ctx("vol-bad"),
-            product_id: "SAVE-X".into(),
-            name: "X".into(),
-            kind: pb::SavingsKind::Compulsory as i32,
-            interest: Some(pb::SavingsInterestRules {
-                annual_rate_percent: "120".into(),
-                posting: pb::PostingFrequency::Monthly as i32,
-                ..Default::default()
-            }),
-            effective_from: "2024-01-01".into(),
-        })
+        .define_savings_product(product(
+            "vol-bad",
+            "SAVE-X",
+            pb::SavingsKind::Compulsory,
+            "120",
+            "2024-01-01",
+        ))
         .await
         .unwrap_err();
     assert_eq!(bad_rate.code(), Code::InvalidArgument);

@@ -14,7 +14,7 @@ use crate::ledger::Ledger;
 use crate::pb;
 
 use super::super::{convert, status};
-use super::enum_in;
+use super::rounding_mode_in;
 
 fn rules_in(rules: Option<pb::SavingsInterestRules>) -> Result<SavingsInterestRules, DomainError> {
     let r = rules.ok_or_else(|| DomainError::invalid("interest", "is required"))?;
@@ -52,18 +52,7 @@ fn rules_in(rules: Option<pb::SavingsInterestRules>) -> Result<SavingsInterestRu
             )
         })?
     };
-    let mode = enum_in(
-        "interest.rounding_mode",
-        r.rounding_mode,
-        RoundingMode::HalfEven,
-        |v: pb::RoundingMode| match v {
-            pb::RoundingMode::HalfEven => Some(RoundingMode::HalfEven),
-            pb::RoundingMode::HalfUp => Some(RoundingMode::HalfUp),
-            pb::RoundingMode::Down => Some(RoundingMode::Down),
-            pb::RoundingMode::Up => Some(RoundingMode::Up),
-            pb::RoundingMode::Unspecified => None,
-        },
-    )?;
+    let mode = rounding_mode_in("interest.rounding_mode", r.rounding_mode)?;
     let rules = SavingsInterestRules {
         annual_rate_percent: rate.normalize(),
         posting,
