@@ -209,10 +209,29 @@ pub fn accrued(
     if from > to {
         return Ok(Decimal::ZERO);
     }
-    let mut balance = Decimal::ZERO;
+    let mut opening = Decimal::ZERO;
     for change in changes.range(..from).map(|(_, change)| *change) {
-        balance = plus(balance, change)?;
+        opening = plus(opening, change)?;
     }
+    accrued_from(opening, changes, from, to, annual_rate_percent)
+}
+
+/// [`accrued`] for a caller who knows the closing balance of the day
+/// before `from` (`opening`): only the changes dated `from..=to` are read.
+///
+/// # Errors
+/// [`Overflow`] when a balance or the sum does not fit in a [`Decimal`].
+pub fn accrued_from(
+    opening: Decimal,
+    changes: &BTreeMap<NaiveDate, Decimal>,
+    from: NaiveDate,
+    to: NaiveDate,
+    annual_rate_percent: Decimal,
+) -> Result<Decimal, Overflow> {
+    if from > to {
+        return Ok(Decimal::ZERO);
+    }
+    let mut balance = opening;
     // Σ balance × days, one segment per change: `balance` closed every day
     // from `segment_start` up to (not including) the next change's date.
     let mut balance_days = Decimal::ZERO;

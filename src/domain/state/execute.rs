@@ -281,7 +281,7 @@ impl LedgerState {
         period_end: NaiveDate,
         context: ExecContext,
     ) -> Result<Decision, DomainError> {
-        use crate::domain::savings_interest::{accrued, posted};
+        use crate::domain::savings_interest::{accrued_from, posted};
         let branch = self.find_branch("branch_id", branch_id)?;
         let period_end = check_date("period_end", period_end)?;
         let today = today_in(&branch.time_zone, context.recorded_at);
@@ -343,6 +343,17 @@ impl LedgerState {
                 .filter(|a| a.branch == *branch_id && a.kind == *kind)
             {
                 let from = start.max(account.opened_on);
+                // The balance at the end of the day before `from`: today's
+                // less the changes dated from then on (few: the period's),
+                // so a posting reads the period, not the account's history.
+                let now = self
+                    .balance(&AccountId::Savings(account.id.clone()))
+                    .on_normal_side(AccountKind::Liability);
+                let since_from = crate::domain::totals::sum(
+                    account.changes.range(from..).map(|(_, change)| *change),
+                )
+                .map_err(overflow)?;
+                let opening = checked_sub(now, since_from).map_err(|_| too_large("period_end"))?;
                 let mut earned = Decimal::ZERO;
                 for (i, version) in versions.iter().enumerate() {
                     let until = versions
@@ -353,7 +364,15 @@ impl LedgerState {
                     if since > until {
                         continue;
                     }
-                    let part = accrued(
+                    let before_since = crate::domain::totals::sum(
+                        account
+                            .changes
+                            .range(from..since)
+                            .map(|(_, change)| *change),
+                    )
+                    .map_err(overflow)?;
+                    let part = accrued_from(
+                        checked_add(opening, before_since).map_err(|_| too_large("period_end"))?,
                         &account.changes,
                         since,
                         until,

@@ -727,8 +727,12 @@ proptest! {
             let first = loan.installments.iter().position(|i| !i.is_paid()).unwrap_or(loan.installments.len());
             prop_assert_eq!(loan.first_unpaid as usize, first);
         }
-        // No savings account is below zero on any day.
+        // No savings account is below zero on any day, and its changes by
+        // date add up to its balance (interest postings count on it).
         for account in state.savings.values() {
+            let changes: Decimal = account.changes.values().copied().sum();
+            let savings = AccountId::Savings(account.id.clone());
+            prop_assert_eq!(changes, state.balance(&savings).on_normal_side(savings.kind()), "{}", account.id);
             let (lowest, on) = account.lowest_balance_from(day(0));
             prop_assert!(lowest >= Decimal::ZERO, "{} is at {} on {}", account.id, lowest, on);
         }
