@@ -291,6 +291,44 @@ async fn every_write_dated_into_the_closed_period_is_refused_and_writes_nothing(
 }
 
 #[tokio::test]
+async fn reopening_open_books_or_posting_interest_without_a_product_is_refused_by_field() {
+    let mut app = quarter().await;
+    let head = app.last_sequence().await;
+    let reopen = app
+        .branch
+        .reopen_period(pb::ReopenPeriodRequest {
+            context: ctx("reopen-open"),
+            branch_id: "TB".into(),
+            from: "2024-03-01".into(),
+            reason: "nothing is closed".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reopen.code(), Code::FailedPrecondition);
+    assert!(
+        reopen.message().contains("not closed"),
+        "{}",
+        reopen.message()
+    );
+    let interest = app
+        .branch
+        .post_savings_interest(pb::PostSavingsInterestRequest {
+            context: ctx("interest-no-product"),
+            branch_id: "TB".into(),
+            period_end: "2024-03-31".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(interest.code(), Code::InvalidArgument);
+    assert!(
+        interest.message().contains("period_end"),
+        "{}",
+        interest.message()
+    );
+    assert_eq!(app.last_sequence().await, head, "nothing was written");
+}
+
+#[tokio::test]
 async fn a_deposit_of_the_closed_period_is_reversed_after_the_close_and_the_closed_books_stay() {
     let mut app = quarter().await;
     let deposit = app.last_sequence().await; // TB-0002's 100,000 on 2024-03-20
