@@ -57,9 +57,10 @@ fn run(server: &Server, args: &[&str]) -> String {
         .expect("run mfi-ledger");
     assert!(
         output.status.success(),
-        "mfi-ledger {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        "mfi-ledger {args:?} failed\nstdout:\n{}\nstderr:\n{}\nthe server's log:\n{}",
         String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&output.stderr),
+        server.log_tail()
     );
     String::from_utf8(output.stdout).expect("UTF-8 output")
 }

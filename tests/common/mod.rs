@@ -23,6 +23,9 @@ pub struct Server {
     /// auditor of the whole institution (none for the echo server).
     pub token_file: std::path::PathBuf,
     _data: tempfile::TempDir,
+    /// What the server writes to stderr (its log, at warn and above), kept
+    /// outside its data directory so that a failing test can show the cause.
+    log: tempfile::NamedTempFile,
 }
 
 impl Server {
@@ -74,11 +77,13 @@ impl Server {
     }
 
     fn spawn(mut command: Command, ready: &str, data: tempfile::TempDir) -> Server {
+        let log = tempfile::NamedTempFile::new().expect("a file for the server's log");
+        let stderr = log.reopen().expect("the server's log file");
         let mut child = command
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start the server");
         let stdout = child.stdout.take().expect("server stdout");
@@ -107,7 +112,16 @@ impl Server {
             url,
             token_file,
             _data: data,
+            log,
         }
+    }
+
+    /// The last lines of what the server logged (warnings and errors), for
+    /// a failing test's message.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// The client binary, pointed at this server with tester's token.
