@@ -17,6 +17,7 @@ use crate::domain::DomainError;
 use crate::domain::access::Action;
 use crate::domain::account::AccountId;
 use crate::domain::books::{AsOf, Balance};
+use crate::domain::entry::EntryBody;
 use crate::domain::entry::GENESIS_HASH;
 use crate::domain::ids::{BranchId, LoanId, MemberId};
 use crate::domain::money::Currency;
@@ -61,24 +62,67 @@ impl AuditApi {
             .map_err(read_failed)
     }
 
-    /// A loan as of the date asked for (today when empty).
+    /// Runs `read` on the durable state with a reader of the journal's
+    /// entries (for figures as they stood after an earlier entry); with
+    /// the sequence number the answer reflects. A journal that cannot be
+    /// read is an internal error, logged with its cause.
+    async fn read_past<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(
+            &LedgerState,
+            &mut dyn FnMut(u64) -> Result<EntryBody, String>,
+        ) -> Result<R, DomainError>
+        + Send
+        + 'static,
+    ) -> Result<R, Status> {
+        self.ledger
+            .read_off_runtime(move |ledger| {
+                let mut failure = None;
+                let result = {
+                    let mut lookup = |sequence: u64| {
+                        ledger
+                            .entry_body(sequence)
+                            .inspect_err(|error| failure = Some(error.clone()))
+                    };
+                    ledger.read(|state| read(state, &mut lookup))
+                };
+                match failure {
+                    Some(cause) => {
+                        tracing::error!(%cause, "reading the journal for a past figure failed");
+                        Err(Status::internal(
+                            "internal error reading the journal; the cause is in the server's log",
+                        ))
+                    }
+                    None => result.map_err(refuse),
+                }
+            })
+            .await
+            .map_err(read_failed)?
+    }
+
+    /// A loan as of the date asked for (today when empty), as it stands now
+    /// or, with `as_of_sequence`, as it stood right after that entry; with
+    /// the sequence number it reflects.
     async fn loan_view(
         &self,
         caller: Caller,
         loan_id: &str,
         as_of_date: &str,
-    ) -> Result<LoanView, Status> {
+        as_of_sequence: u64,
+    ) -> Result<(LoanView, u64), Status> {
         let id = LoanId::parse("loan_id", loan_id).map_err(refuse)?;
         let as_of = convert::optional_date("as_of_date", as_of_date).map_err(refuse)?;
         let now = self.ledger.now();
-        self.read(move |state| {
+        self.read_past(move |state, lookup| {
             if let Some(loan) = state.loan(&id) {
                 may_read(&caller, Some(&loan.branch))?;
             }
-            state.loan_view(&id, as_of, now)
+            match as_of_sequence {
+                0 => Ok((state.loan_view(&id, as_of, now)?, state.last_sequence())),
+                sequence => Ok((state.loan_view_at(&id, sequence, as_of, lookup)?, sequence)),
+            }
         })
-        .await?
-        .map_err(refuse)
+        .await
     }
 }
 
@@ -183,15 +227,17 @@ impl AuditService for AuditApi {
         let r = request.into_inner();
         let id = MemberId::parse("member_id", &r.member_id).map_err(refuse)?;
         let now = self.ledger.now();
-        let view = self
-            .read(move |state| {
+        let (view, reflects) = self
+            .read_past(move |state, lookup| {
                 if let Some(branch) = state.member_branch(&id) {
                     may_read(&caller, Some(branch))?;
                 }
-                state.member_view(&id, now)
+                match r.as_of_sequence {
+                    0 => Ok((state.member_view(&id, now)?, state.last_sequence())),
+                    sequence => Ok((state.member_view_at(&id, sequence, lookup)?, sequence)),
+                }
             })
-            .await?
-            .map_err(refuse)?;
+            .await?;
         let currency = view.currency;
         let member = view.member;
         Ok(Response::new(pb::GetMemberResponse {
@@ -226,6 +272,7 @@ impl AuditService for AuditApi {
                     )),
                 })
                 .collect(),
+            as_of_sequence: reflects,
         }))
     }
 
@@ -236,7 +283,9 @@ impl AuditService for AuditApi {
         access::read_subject(&request, format!("loan:{}", request.get_ref().loan_id));
         let caller = access::caller(&request)?;
         let r = request.into_inner();
-        let view = self.loan_view(caller, &r.loan_id, &r.as_of_date).await?;
+        let (view, reflects) = self
+            .loan_view(caller, &r.loan_id, &r.as_of_date, r.as_of_sequence)
+            .await?;
         let loan = &view.loan;
         let currency = loan.currency;
         let mut balance = stored_figure(
@@ -301,6 +350,7 @@ impl AuditService for AuditApi {
             payoff_amount: Some(money_out(view.payoff.total(), currency)),
             written_off: Some(money_out(loan.written_off, currency)),
             recovered: Some(money_out(loan.recovered, currency)),
+            as_of_sequence: reflects,
         }))
     }
 
@@ -311,7 +361,7 @@ impl AuditService for AuditApi {
         access::read_subject(&request, format!("loan:{}", request.get_ref().loan_id));
         let caller = access::caller(&request)?;
         let r = request.into_inner();
-        let view = self.loan_view(caller, &r.loan_id, &r.as_of_date).await?;
+        let (view, _) = self.loan_view(caller, &r.loan_id, &r.as_of_date, 0).await?;
         let loan = &view.loan;
         let id = &loan.id;
         if loan.status != LoanStatus::Active {

@@ -432,6 +432,11 @@ impl AsOfArgs {
 pub struct MemberArgs {
     /// Member id, e.g. TB-0001.
     pub member_id: String,
+    /// The member as she stood right after this journal entry: her accounts
+    /// and loans then, each as it was (later entries, back-dated ones too,
+    /// left out) [default: now].
+    #[arg(long, value_name = "SEQUENCE")]
+    pub as_of_sequence: Option<u64>,
 }
 
 /// Arguments of `loan`.
@@ -440,9 +445,14 @@ pub struct LoanArgs {
     /// Loan id, e.g. TB-0001/L1.
     pub loan_id: String,
     /// Date installment statuses are computed for, YYYY-MM-DD [default: today
-    /// in the branch's time zone].
+    /// in the branch's time zone; with --as-of-sequence, the day that entry
+    /// was recorded].
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
+    /// The loan as it stood right after this journal entry (later entries,
+    /// back-dated ones too, left out) [default: now].
+    #[arg(long, value_name = "SEQUENCE")]
+    pub as_of_sequence: Option<u64>,
 }
 
 /// Arguments of `totals`: a branch and exactly one period.

@@ -48,6 +48,7 @@ pub async fn balance(server: &str, args: BalanceArgs) -> anyhow::Result<Report> 
 pub async fn member(server: &str, args: MemberArgs) -> anyhow::Result<Report> {
     let request = pb::GetMemberRequest {
         member_id: args.member_id,
+        as_of_sequence: args.as_of_sequence.unwrap_or_default(),
     };
     let r = audit(server)
         .await?
@@ -62,6 +63,7 @@ pub async fn member(server: &str, args: MemberArgs) -> anyhow::Result<Report> {
         ("center", r.center_id.clone()),
         ("branch", r.branch_id.clone()),
         ("joined on", r.joined_on.clone()),
+        ("as of entry", r.as_of_sequence.to_string()),
     ]);
     text += &savings_section(&r.savings_accounts);
     text += &loans_section(&r.loans);
@@ -74,6 +76,7 @@ pub async fn member(server: &str, args: MemberArgs) -> anyhow::Result<Report> {
         "joined_on": r.joined_on,
         "savings_accounts": r.savings_accounts.iter().map(savings_json).collect::<Vec<_>>(),
         "loans": r.loans.iter().map(loan_summary_json).collect::<Vec<_>>(),
+        "as_of_sequence": r.as_of_sequence,
     });
     Ok(Report { text, json })
 }
@@ -140,6 +143,7 @@ pub async fn loan(server: &str, args: LoanArgs) -> anyhow::Result<Report> {
     let request = pb::GetLoanRequest {
         loan_id: args.loan_id,
         as_of_date: args.as_of.unwrap_or_default(),
+        as_of_sequence: args.as_of_sequence.unwrap_or_default(),
     };
     let r = audit(server)
         .await?
@@ -161,6 +165,7 @@ pub async fn loan(server: &str, args: LoanArgs) -> anyhow::Result<Report> {
         ("approved principal", money(r.approved_principal.as_ref())),
         ("principal disbursed", money(r.principal_disbursed.as_ref())),
         ("as of", r.as_of_date.clone()),
+        ("as of entry", r.as_of_sequence.to_string()),
         (
             "principal outstanding",
             money(r.principal_outstanding.as_ref()),
@@ -255,6 +260,7 @@ fn loan_json(r: &pb::GetLoanResponse, terms: &pb::LoanTerms) -> Value {
         "member_id": r.member_id,
         "branch_id": r.branch_id,
         "status": enum_name(r.status().as_str_name()),
+        "as_of_sequence": r.as_of_sequence,
         "terms": {
             "principal": money_json(terms.principal.as_ref()),
             "annual_interest_rate_percent": terms.annual_interest_rate_percent,

@@ -149,6 +149,8 @@ pub struct Member {
     pub branch: BranchId,
     #[serde(with = "crate::domain::codec::date")]
     pub joined_on: NaiveDate,
+    /// The entry that registered her.
+    pub registered: u64,
     /// Her savings accounts, in the order opened.
     pub savings_accounts: Vec<SavingsAccountId>,
     /// Her loans, in the order disbursed.
@@ -169,6 +171,8 @@ pub struct SavingsAccount {
     pub kind: SavingsKind,
     #[serde(with = "crate::domain::codec::date")]
     pub opened_on: NaiveDate,
+    /// The entry that opened it.
+    pub opened: u64,
     /// Net change of the balance by effective date, so that a back-dated
     /// withdrawal or reversal can be checked against every later balance.
     #[serde(with = "crate::domain::codec::date_decimal_map")]
@@ -330,6 +334,10 @@ pub struct Loan {
     /// Entries that changed the loan and still stand, oldest first: only
     /// the last can be reversed.
     pub events: Vec<u64>,
+    /// Every entry that changed the loan, in order, including those since
+    /// reversed and their reversals: what [`LedgerState::loan_at`] replays
+    /// to show the loan as it stood after any entry.
+    pub history: Vec<u64>,
 }
 
 impl Loan {

@@ -450,6 +450,18 @@ impl Ledger {
         self.store.read_entries(from, limit)
     }
 
+    /// The body of durable entry `sequence`: what working out a figure as
+    /// it stood after an earlier entry ([`LedgerState::loan_at`]) reads the
+    /// journal with.
+    pub fn entry_body(&self, sequence: u64) -> Result<EntryBody, String> {
+        self.store
+            .read_entries(sequence, 1)
+            .map_err(|error| error.to_string())?
+            .pop()
+            .map(|entry| entry.body)
+            .ok_or_else(|| format!("entry {sequence} is not in the journal"))
+    }
+
     /// The general-ledger codes and names of the institution's chart.
     pub fn chart(&self) -> &Arc<crate::domain::books::Chart> {
         &self.config.chart

@@ -74,6 +74,7 @@ async fn every_read_is_recorded_in_order_and_verify_checks_the_chain() {
 
     app.audit
         .get_member(pb::GetMemberRequest {
+            as_of_sequence: 0,
             member_id: "TB-0001".into(),
         })
         .await
@@ -82,6 +83,7 @@ async fn every_read_is_recorded_in_order_and_verify_checks_the_chain() {
     let missing = app
         .audit
         .get_loan(pb::GetLoanRequest {
+            as_of_sequence: 0,
             loan_id: "TB-0001/L9".into(),
             as_of_date: String::new(),
         })
@@ -92,6 +94,7 @@ async fn every_read_is_recorded_in_order_and_verify_checks_the_chain() {
     let mut hn = AuditServiceClient::new(connect(app.address, &clerk_hn).await);
     let refused = hn
         .get_member(pb::GetMemberRequest {
+            as_of_sequence: 0,
             member_id: "TB-0001".into(),
         })
         .await

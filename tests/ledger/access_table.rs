@@ -589,8 +589,12 @@ impl Setup {
                 account: format!("savings:{voluntary}"),
                 as_of: None,
             })),
-            "GetMember" => send!(audit.get_member(pb::GetMemberRequest { member_id: member })),
+            "GetMember" => send!(audit.get_member(pb::GetMemberRequest {
+                as_of_sequence: 0,
+                member_id: member
+            })),
             "GetLoan" => send!(audit.get_loan(pb::GetLoanRequest {
+                as_of_sequence: 0,
                 loan_id: loan,
                 as_of_date: TODAY.into(),
             })),

@@ -280,6 +280,7 @@ async fn a_disbursement_above_its_products_limit_waits_and_one_below_does_not() 
     let refused = app
         .audit
         .get_loan(pb::GetLoanRequest {
+            as_of_sequence: 0,
             loan_id: "TB-0002/L1".into(),
             as_of_date: String::new(),
         })

@@ -146,6 +146,7 @@ impl Served {
 
     async fn loan(&mut self, loan: &str) -> pb::GetLoanResponse {
         let request = pb::GetLoanRequest {
+            as_of_sequence: 0,
             loan_id: loan.into(),
             as_of_date: "2024-06-30".into(),
         };

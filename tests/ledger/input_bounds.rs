@@ -127,6 +127,7 @@ async fn dates_before_1900_are_refused_in_writes_and_reads() {
     let status = app
         .audit
         .get_loan(pb::GetLoanRequest {
+            as_of_sequence: 0,
             loan_id: loan,
             as_of_date: "1899-12-31".into(),
         })

@@ -4,6 +4,7 @@
 mod access_log;
 mod access_table;
 mod approvals;
+mod as_of;
 mod batch;
 mod books;
 mod closing;

@@ -957,6 +957,7 @@ async fn applications_outside_the_product_are_refused_and_write_nothing() {
     let member = app
         .audit
         .get_member(pb::GetMemberRequest {
+            as_of_sequence: 0,
             member_id: "TB-0001".into(),
         })
         .await

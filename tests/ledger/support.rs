@@ -555,6 +555,7 @@ impl App {
     pub async fn loan(&mut self, loan: &str, date: &str) -> pb::GetLoanResponse {
         self.audit
             .get_loan(pb::GetLoanRequest {
+                as_of_sequence: 0,
                 loan_id: loan.into(),
                 as_of_date: date.into(),
             })

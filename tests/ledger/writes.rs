@@ -13,6 +13,7 @@ async fn structure_and_members_are_recorded_and_readable() {
     let member = app
         .audit
         .get_member(pb::GetMemberRequest {
+            as_of_sequence: 0,
             member_id: "TB-0001".into(),
         })
         .await
@@ -170,6 +171,7 @@ async fn a_loan_shows_paid_due_and_overdue_installments_as_of_a_date() {
         .await
         .unwrap();
     let read = |as_of: &str| pb::GetLoanRequest {
+        as_of_sequence: 0,
         loan_id: loan.clone(),
         as_of_date: as_of.into(),
     };
@@ -219,6 +221,7 @@ async fn paying_everything_outstanding_closes_the_loan() {
     assert!(paid.loan_closed);
     assert_eq!(paid.principal_outstanding.unwrap().amount, "0");
     let read = app.audit.get_loan(pb::GetLoanRequest {
+        as_of_sequence: 0,
         loan_id: loan.clone(),
         as_of_date: String::new(),
     });
@@ -244,6 +247,7 @@ async fn compulsory_savings_can_be_withdrawn_down_to_the_required_share() {
     let member = app
         .audit
         .get_member(pb::GetMemberRequest {
+            as_of_sequence: 0,
             member_id: "TB-0001".into(),
         })
         .await
@@ -298,6 +302,7 @@ async fn reversing_a_repayment_restores_the_loan_and_names_the_reversed_entry() 
     let state = app
         .audit
         .get_loan(pb::GetLoanRequest {
+            as_of_sequence: 0,
             loan_id: loan.clone(),
             as_of_date: String::new(),
         })
@@ -358,6 +363,7 @@ async fn reversing_a_disbursement_without_repayments_cancels_the_loan() {
     let state = app
         .audit
         .get_loan(pb::GetLoanRequest {
+            as_of_sequence: 0,
             loan_id: loan.clone(),
             as_of_date: String::new(),
         })

@@ -105,7 +105,7 @@ impl LedgerState {
             sequence: body.sequence,
             message,
         };
-        let mut stage = Stage::new(self, body.effective_date);
+        let mut stage = Stage::new(self, body.sequence, body.effective_date);
         stage.outcome(body).map_err(fail)?;
         stage.postings(body).map_err(fail)?;
         stage.finish().map_err(fail)
@@ -276,6 +276,8 @@ struct StagedLoan {
 /// The entry being applied: copies of what it changes.
 struct Stage<'s> {
     state: &'s LedgerState,
+    /// The entry's sequence number.
+    sequence: u64,
     /// The entry's effective date.
     date: NaiveDate,
     commit: Commit,
@@ -289,9 +291,10 @@ struct Stage<'s> {
 }
 
 impl<'s> Stage<'s> {
-    fn new(state: &'s LedgerState, date: NaiveDate) -> Stage<'s> {
+    fn new(state: &'s LedgerState, sequence: u64, date: NaiveDate) -> Stage<'s> {
         Stage {
             state,
+            sequence,
             date,
             commit: Commit::default(),
             members: BTreeMap::new(),
@@ -488,6 +491,7 @@ impl<'s> Stage<'s> {
                     center: group.center.clone(),
                     branch: group.branch.clone(),
                     joined_on: date,
+                    registered: body.sequence,
                     savings_accounts: Vec::new(),
                     loans: Vec::new(),
                     voluntary_accounts_opened: 0,
@@ -517,6 +521,7 @@ impl<'s> Stage<'s> {
                         branch,
                         kind: *kind,
                         opened_on: date,
+                        opened: body.sequence,
                         changes: BTreeMap::new(),
                     },
                 );
@@ -715,12 +720,8 @@ impl<'s> Stage<'s> {
         let Outcome::LoanDisbursed {
             loan,
             product,
-            terms,
-            policy,
-            approved_principal,
-            currency,
             fees,
-            schedule,
+            ..
         } = &body.outcome
         else {
             return Err("not a disbursement".into());
@@ -730,38 +731,8 @@ impl<'s> Stage<'s> {
         }
         let branch = entry_branch(body)?;
         let date = body.effective_date;
-        let mut state = Loan {
-            id: loan.clone(),
-            member: member_id.clone(),
-            branch: branch.clone(),
-            currency: *currency,
-            product: product.clone(),
-            policy: policy.clone(),
-            terms: terms.clone(),
-            disbursed_on: date,
-            approved_principal: *approved_principal,
-            status: LoanStatus::Active,
-            installments: schedule
-                .iter()
-                .cloned()
-                .map(InstallmentState::unpaid)
-                .collect(),
-            last_repayment_on: date,
-            principal_changes: BTreeMap::from([(date, terms.principal)]),
-            paid_changes: BTreeMap::new(),
-            principal_unpaid: terms.principal,
-            interest_unpaid: sum(schedule.iter().map(|i| i.interest))?,
-            fee_unpaid: sum(schedule.iter().map(|i| i.fee))?,
-            first_unpaid: 0,
-            disbursed: terms.principal,
-            tranches: 1,
-            principal_prepaid: Decimal::ZERO,
-            written_off: Decimal::ZERO,
-            recovered: Decimal::ZERO,
-            ended_on: None,
-            events: vec![body.sequence],
-        };
-        advance_first_unpaid(&mut state);
+        let state = disbursed_loan(body, member_id)?;
+        let principal = state.terms.principal;
         self.loans.insert(
             loan.clone(),
             StagedLoan {
@@ -771,7 +742,6 @@ impl<'s> Stage<'s> {
             },
         );
         self.member(member_id)?.loans.push(loan.clone());
-        let principal = terms.principal;
         let withheld = sum(fees
             .iter()
             .filter(|c| c.collection == FeeCollection::AtDisbursement)
@@ -798,7 +768,160 @@ impl<'s> Stage<'s> {
         self.refresh.insert(member_id.clone());
         Ok(())
     }
+}
 
+impl LedgerState {
+    /// Loan `id` as it stood right after entry `sequence` (`None` before its
+    /// disbursement). Replays the loan's own entries, read with `lookup`,
+    /// through the code that applied them: the answer is what a read right
+    /// after `sequence` gave, and its cost grows with the loan's entries,
+    /// not with the journal.
+    pub fn loan_at(
+        &self,
+        id: &LoanId,
+        sequence: u64,
+        lookup: &mut dyn FnMut(u64) -> Result<EntryBody, String>,
+    ) -> Result<Option<Loan>, String> {
+        let Some(now) = self.loans.get(id) else {
+            return Ok(None);
+        };
+        let count = now.history.partition_point(|at| *at <= sequence);
+        if count == now.history.len() {
+            return Ok(Some(Loan::clone(now)));
+        }
+        let Some(&first) = now.history.first().filter(|_| count > 0) else {
+            return Ok(None);
+        };
+        let body = lookup(first)?;
+        let CommandBody::DisburseLoan { member_id, .. } = &body.command else {
+            return Err(format!("entry {first} did not disburse loan {id}"));
+        };
+        let mut loan = disbursed_loan(&body, member_id)?;
+        note_in_history(&mut loan, first);
+        for &at in &now.history[1..count] {
+            let body = lookup(at)?;
+            let mut stage = Stage::new(self, at, body.effective_date);
+            stage.loans.insert(
+                id.clone(),
+                StagedLoan {
+                    loan,
+                    from: body.effective_date,
+                    schedule_changed: false,
+                },
+            );
+            stage.replay_loan(&body, id)?;
+            loan = stage
+                .loans
+                .remove(id)
+                .ok_or("the loan left the stage")?
+                .loan;
+            note_in_history(&mut loan, at);
+        }
+        Ok(Some(loan))
+    }
+}
+
+impl Stage<'_> {
+    /// Applies what entry `body` did to loan `id`, and nothing else.
+    fn replay_loan(&mut self, body: &EntryBody, id: &LoanId) -> Result<(), String> {
+        let branch = entry_branch(body)?;
+        let sequence = Some(body.sequence);
+        match (&body.command, &body.outcome) {
+            (_, Outcome::RepaymentAllocated(repayment)) if repayment.loan == *id => {
+                self.repayment(&branch, repayment, sequence)
+            }
+            (
+                CommandBody::DisburseTranche { amount, .. },
+                Outcome::TrancheDisbursed { loan, fees, recast },
+            ) if loan == id => {
+                let fees = sum(fees
+                    .iter()
+                    .filter(|c| c.collection == FeeCollection::AtDisbursement)
+                    .map(|c| c.amount))?;
+                self.tranche(&branch, loan, amount.amount, fees, recast, sequence)
+            }
+            (_, Outcome::WrittenOff { loan, principal }) if loan == id => {
+                self.write_off(&branch, loan, *principal, sequence)
+            }
+            (_, Outcome::CollectionSheetRecorded { lines }) => {
+                for repayment in lines.iter().filter_map(|line| line.repayment.as_ref()) {
+                    if repayment.loan == *id {
+                        self.repayment(&branch, repayment, sequence)?;
+                    }
+                }
+                Ok(())
+            }
+            (
+                _,
+                Outcome::Reversed {
+                    undo: Undo::CollectionSheet { repayments, .. },
+                    ..
+                },
+            ) => {
+                for repayment in repayments.iter().filter(|r| r.loan == *id) {
+                    self.repayment(&branch, repayment, None)?;
+                }
+                Ok(())
+            }
+            (_, Outcome::Reversed { undo, .. }) => self.undo(&branch, undo),
+            _ => Err(format!("entry {} did not change loan {id}", body.sequence)),
+        }
+    }
+}
+
+/// The loan a disbursement entry creates, as it stands right after it.
+fn disbursed_loan(body: &EntryBody, member_id: &MemberId) -> Result<Loan, String> {
+    let Outcome::LoanDisbursed {
+        loan,
+        product,
+        terms,
+        policy,
+        approved_principal,
+        currency,
+        schedule,
+        ..
+    } = &body.outcome
+    else {
+        return Err("not a disbursement".into());
+    };
+    let date = body.effective_date;
+    let mut state = Loan {
+        id: loan.clone(),
+        member: member_id.clone(),
+        branch: entry_branch(body)?,
+        currency: *currency,
+        product: product.clone(),
+        policy: policy.clone(),
+        terms: terms.clone(),
+        disbursed_on: date,
+        approved_principal: *approved_principal,
+        status: LoanStatus::Active,
+        installments: schedule
+            .iter()
+            .cloned()
+            .map(InstallmentState::unpaid)
+            .collect(),
+        last_repayment_on: date,
+        principal_changes: BTreeMap::from([(date, terms.principal)]),
+        paid_changes: BTreeMap::new(),
+        principal_unpaid: terms.principal,
+        interest_unpaid: sum(schedule.iter().map(|i| i.interest))?,
+        fee_unpaid: sum(schedule.iter().map(|i| i.fee))?,
+        first_unpaid: 0,
+        disbursed: terms.principal,
+        tranches: 1,
+        principal_prepaid: Decimal::ZERO,
+        written_off: Decimal::ZERO,
+        recovered: Decimal::ZERO,
+        ended_on: None,
+        events: vec![body.sequence],
+        history: Vec::new(),
+    };
+    advance_first_unpaid(&mut state);
+    Ok(state)
+}
+
+impl Stage<'_> {
     /// Applies a tranche (`sequence` is its entry) or, with `None`, undoes it.
     fn tranche(
         &mut self,
@@ -1171,7 +1294,10 @@ impl<'s> Stage<'s> {
     /// Works out the loans' portfolio figures and the members' borrower
     /// steps, and the days' new totals.
     fn finish(mut self) -> Result<Commit, String> {
-        let loans = std::mem::take(&mut self.loans);
+        let mut loans = std::mem::take(&mut self.loans);
+        for staged in loans.values_mut() {
+            note_in_history(&mut staged.loan, self.sequence);
+        }
         for (id, staged) in &loans {
             let branch = staged.loan.branch.clone();
             // The loan's contribution from `from` on, after less before: an
@@ -1314,6 +1440,13 @@ fn change_on(
         map.insert(date, total);
     }
     Ok(())
+}
+
+/// Adds entry `sequence` to the entries that changed the loan.
+fn note_in_history(loan: &mut Loan, sequence: u64) {
+    if loan.history.last() != Some(&sequence) {
+        loan.history.push(sequence);
+    }
 }
 
 /// Records entry `sequence` as the loan's latest transaction on `date`, or

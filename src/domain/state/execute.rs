@@ -1826,17 +1826,29 @@ impl LedgerState {
         account: &SavingsAccount,
         date: NaiveDate,
     ) -> Result<Decimal, DomainError> {
+        let Some(member) = self.members.get(&account.member) else {
+            return Ok(Decimal::ZERO);
+        };
+        let loans = member.loans.iter().filter_map(|id| self.loans.get(id));
+        self.required_savings_with(account, date, loans.map(|loan| &**loan))
+    }
+
+    /// [`Self::required_savings`] with the member's loans as given (as they
+    /// stood after an earlier entry, say).
+    pub fn required_savings_with<'a>(
+        &self,
+        account: &SavingsAccount,
+        date: NaiveDate,
+        loans: impl IntoIterator<Item = &'a Loan>,
+    ) -> Result<Decimal, DomainError> {
         if account.kind != SavingsKind::Compulsory {
             return Ok(Decimal::ZERO);
         }
-        let (Some(member), Some(branch)) = (
-            self.members.get(&account.member),
-            self.branches.get(&account.branch),
-        ) else {
+        let Some(branch) = self.branches.get(&account.branch) else {
             return Ok(Decimal::ZERO);
         };
         let mut required = Decimal::ZERO;
-        for loan in member.loans.iter().filter_map(|id| self.loans.get(id)) {
+        for loan in loans {
             if loan.status != LoanStatus::Active {
                 continue;
             }

@@ -53,7 +53,10 @@ const ACCESS_KEY: &str = "access";
 /// 3: the general ledger's history, one record per account and bucket of
 /// entries, the year-end carries, savings products, closes and interest
 /// postings.
-pub const STATE_FORMAT: u32 = 3;
+/// 4: every entry that changed a loan (its history, replayed for a loan as
+/// it stood after an entry), and the entry that registered each member and
+/// opened each savings account.
+pub const STATE_FORMAT: u32 = 4;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("postcard encodes plain data into a Vec without failing")
@@ -410,6 +413,7 @@ impl LoanRecord {
             recovered: Decimal::ZERO,
             ended_on: None,
             events: Vec::new(),
+            history: Vec::new(),
         }
     }
 }
@@ -458,6 +462,7 @@ struct LoanProgress {
     #[serde(with = "crate::domain::codec::date_option")]
     ended_on: Option<NaiveDate>,
     events: Vec<u64>,
+    history: Vec<u64>,
 }
 
 impl LoanProgress {
@@ -493,6 +498,7 @@ impl LoanProgress {
             recovered: loan.recovered,
             ended_on: loan.ended_on,
             events: loan.events.clone(),
+            history: loan.history.clone(),
         }
     }
 
@@ -537,6 +543,7 @@ impl LoanProgress {
         loan.recovered = self.recovered;
         loan.ended_on = self.ended_on;
         loan.events = self.events;
+        loan.history = self.history;
         Ok(())
     }
 }

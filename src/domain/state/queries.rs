@@ -146,32 +146,154 @@ impl LedgerState {
         let loan = self.find_loan("loan_id", id)?;
         let branch = self.find_branch("loan_id", &loan.branch)?;
         let as_of = as_of.unwrap_or_else(|| today_in(&branch.time_zone, now));
-        let arrears = loan.arrears_on(as_of)?;
-        let statuses = loan
-            .installments
-            .iter()
-            .map(|installment| {
-                if installment.is_paid() {
-                    InstallmentStatus::Paid
-                } else if installment.due.due_date > as_of {
-                    InstallmentStatus::NotDue
-                } else if installment.due.due_date == as_of {
-                    InstallmentStatus::Due
-                } else {
-                    InstallmentStatus::Overdue
-                }
-            })
-            .collect();
-        let payoff = loan.payoff_quote(as_of)?;
-        Ok(LoanView {
-            loan: loan.clone(),
-            as_of,
-            statuses,
-            arrears,
-            payoff,
+        view_of_loan(loan, as_of)
+    }
+
+    /// A member as she stood right after entry `sequence`: the accounts she
+    /// had opened and the loans she had by then, each balance and loan as
+    /// it was then, the required minimums as of the day that entry was
+    /// recorded (in her branch's zone). Reads her loans' entries with
+    /// `lookup` ([`LedgerState::loan_at`]).
+    pub fn member_view_at(
+        &self,
+        id: &MemberId,
+        sequence: u64,
+        lookup: &mut dyn FnMut(u64) -> Result<EntryBody, String>,
+    ) -> Result<MemberView, DomainError> {
+        let at = crate::domain::books::AsOf::Sequence(sequence);
+        self.check_sequence("as_of_sequence", sequence)?;
+        let member = self.find_member("member_id", id)?;
+        if member.registered > sequence {
+            return Err(DomainError::invalid(
+                "as_of_sequence",
+                format!(
+                    "member {id} was registered by entry {}, after entry {sequence}",
+                    member.registered
+                ),
+            ));
+        }
+        let branch = self.find_branch("member_id", &member.branch)?;
+        let today = self.day_of_entry(sequence, &branch.time_zone, lookup)?;
+        let mut loans = Vec::new();
+        for loan_id in &member.loans {
+            if let Some(loan) = self
+                .loan_at(loan_id, sequence, lookup)
+                .map_err(lookup_failed)?
+            {
+                loans.push(loan);
+            }
+        }
+        let mut savings = Vec::new();
+        for account_id in &member.savings_accounts {
+            let Some(account) = self
+                .savings
+                .get(account_id)
+                .filter(|a| a.opened <= sequence)
+            else {
+                continue;
+            };
+            let balance = self
+                .books()
+                .account(&AccountId::Savings(account_id.clone()))
+                .map_or_else(Default::default, |book| book.history.as_of(at));
+            savings.push(SavingsView {
+                account: account.clone(),
+                balance: balance.on_normal_side(AccountKind::Liability),
+                required_minimum: self.required_savings_with(account, today, &loans)?,
+            });
+        }
+        let mut member = member.clone();
+        member.savings_accounts = savings.iter().map(|s| s.account.id.clone()).collect();
+        member.loans = loans.iter().map(|loan| loan.id.clone()).collect();
+        Ok(MemberView {
+            member,
+            currency: branch.currency,
+            savings,
+            loans,
         })
     }
 
+    /// A loan as it stood right after entry `sequence`, each installment's
+    /// status on `as_of` (by default the day that entry was recorded, in
+    /// the branch's zone: what a read right after it showed).
+    pub fn loan_view_at(
+        &self,
+        id: &LoanId,
+        sequence: u64,
+        as_of: Option<NaiveDate>,
+        lookup: &mut dyn FnMut(u64) -> Result<EntryBody, String>,
+    ) -> Result<LoanView, DomainError> {
+        self.check_sequence("as_of_sequence", sequence)?;
+        let now = self.find_loan("loan_id", id)?;
+        let Some(loan) = self.loan_at(id, sequence, lookup).map_err(lookup_failed)? else {
+            return Err(DomainError::invalid(
+                "as_of_sequence",
+                format!(
+                    "loan {id} was disbursed by entry {}, after entry {sequence}",
+                    now.history.first().copied().unwrap_or_default()
+                ),
+            ));
+        };
+        let branch = self.find_branch("loan_id", &loan.branch)?;
+        let as_of = match as_of {
+            Some(date) => date,
+            None => self.day_of_entry(sequence, &branch.time_zone, lookup)?,
+        };
+        view_of_loan(&loan, as_of)
+    }
+
+    /// The day entry `sequence` was recorded on, in time zone `zone`.
+    fn day_of_entry(
+        &self,
+        sequence: u64,
+        zone: &str,
+        lookup: &mut dyn FnMut(u64) -> Result<EntryBody, String>,
+    ) -> Result<NaiveDate, DomainError> {
+        let body = lookup(sequence).map_err(lookup_failed)?;
+        let recorded = DateTime::<Utc>::from_timestamp_micros(body.recorded_at_micros)
+            .ok_or_else(|| lookup_failed(format!("entry {sequence} has no valid time")))?;
+        Ok(today_in(zone, recorded))
+    }
+}
+
+/// A journal read that failed while working out a past figure (the
+/// caller's `lookup` keeps the cause, and answers with an internal error).
+fn lookup_failed(message: String) -> DomainError {
+    DomainError::precondition(
+        "as_of_sequence",
+        format!("the journal could not be read: {message}"),
+    )
+}
+
+/// `loan` with each installment's status, its arrears and its payoff on `as_of`.
+fn view_of_loan(loan: &Loan, as_of: NaiveDate) -> Result<LoanView, DomainError> {
+    let arrears = loan.arrears_on(as_of)?;
+    let statuses = loan
+        .installments
+        .iter()
+        .map(|installment| {
+            if installment.is_paid() {
+                InstallmentStatus::Paid
+            } else if installment.due.due_date > as_of {
+                InstallmentStatus::NotDue
+            } else if installment.due.due_date == as_of {
+                InstallmentStatus::Due
+            } else {
+                InstallmentStatus::Overdue
+            }
+        })
+        .collect();
+    let payoff = loan.payoff_quote(as_of)?;
+    Ok(LoanView {
+        loan: loan.clone(),
+        as_of,
+        statuses,
+        arrears,
+        payoff,
+    })
+}
+
+impl LedgerState {
     /// Loans of a branch (or of all branches) in arrears at the end of `as_of`,
     /// most days first.
     pub fn loans_in_arrears(
@@ -449,11 +571,19 @@ impl LedgerState {
         field: &str,
         as_of: crate::domain::books::AsOf,
     ) -> Result<(), DomainError> {
-        if let crate::domain::books::AsOf::Sequence(sequence) = as_of
-            && (sequence == 0 || sequence > self.last_sequence)
-        {
+        match as_of {
+            crate::domain::books::AsOf::Sequence(sequence) => {
+                self.check_sequence(&format!("{field}.sequence"), sequence)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses `sequence`, given in `field`, unless it is an entry of the journal.
+    pub fn check_sequence(&self, field: &str, sequence: u64) -> Result<(), DomainError> {
+        if sequence == 0 || sequence > self.last_sequence {
             return Err(DomainError::invalid(
-                &format!("{field}.sequence"),
+                field,
                 format!(
                     "{sequence} is not an entry of the journal (1 to {})",
                     self.last_sequence

@@ -867,8 +867,25 @@ proptest! {
         for step in &steps {
             let body = body_of(step, &state);
             run([body], &mut state, &mut records, &mut entries);
-            live.push((state.last_sequence(), state.balances.clone(), state.books().trial_balance(Some(&tb), AsOf::Latest)));
+            let now = Utc.with_ymd_and_hms(2024, 6, 30, 3, 0, 0).unwrap();
+            let members: BTreeMap<MemberId, MemberView> = state
+                .members
+                .keys()
+                .map(|id| (id.clone(), state.member_view(id, now).unwrap()))
+                .collect();
+            let loan_views: BTreeMap<LoanId, LoanView> = state
+                .loans
+                .keys()
+                .map(|id| (id.clone(), state.loan_view(id, None, now).unwrap()))
+                .collect();
+            live.push((state.last_sequence(), state.balances.clone(), state.books().trial_balance(Some(&tb), AsOf::Latest), (state.loans.clone(), members, loan_views)));
         }
+        let mut lookup = |sequence: u64| {
+            entries
+                .get((sequence as usize).wrapping_sub(1))
+                .map(|e| e.body.clone())
+                .ok_or_else(|| format!("no entry {sequence}"))
+        };
         let line_of = |state: &LedgerState, account: &AccountId| {
             let kind = match account {
                 AccountId::Savings(id) => state.savings.get(id).map(|a| a.kind),
@@ -876,7 +893,28 @@ proptest! {
             };
             Line::of(account, kind)
         };
-        for (sequence, balances, trial) in &live {
+        for (sequence, balances, trial, (loans, members, loan_views)) in &live {
+            // Every loan as it stood right after entry s, replayed from its
+            // own entries, is the loan read live then (or none before it),
+            // and so is its view (statuses, arrears, payoff on that day).
+            for id in state.loans.keys() {
+                let replayed = state.loan_at(id, *sequence, &mut lookup).unwrap();
+                prop_assert_eq!(replayed.as_ref(), loans.get(id).map(|loan| &**loan), "loan {} as of {}", id, sequence);
+                let view = state.loan_view_at(id, *sequence, None, &mut lookup).ok();
+                prop_assert_eq!(view.as_ref(), loan_views.get(id), "loan view {} as of {}", id, sequence);
+            }
+            // Every member: her accounts opened by then with their balances
+            // and required minimums, and her loans, as read live.
+            for id in state.members.keys() {
+                let at = state.member_view_at(id, *sequence, &mut lookup).ok();
+                let then = members.get(id);
+                prop_assert_eq!(at.is_some(), then.is_some(), "member {} as of {}", id, sequence);
+                let (Some(at), Some(then)) = (at, then) else { continue };
+                prop_assert_eq!(&at.loans, &then.loans, "member {} loans as of {}", id, sequence);
+                let brief = |view: &MemberView| view.savings.iter().map(|s| (s.account.id.clone(), s.account.kind, s.account.opened_on, s.balance, s.required_minimum)).collect::<Vec<_>>();
+                prop_assert_eq!(brief(&at), brief(then), "member {} savings as of {}", id, sequence);
+                prop_assert_eq!((&at.member.full_name, &at.member.group, at.member.joined_on), (&then.member.full_name, &then.member.group, then.member.joined_on));
+            }
             for (account, balance) in balances {
                 let book = state.books().account(account).unwrap();
                 prop_assert_eq!(book.history.at_sequence(*sequence), *balance, "{} as of {}", account, sequence);

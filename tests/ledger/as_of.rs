@@ -1,0 +1,119 @@
+//! A member and a loan as they stood right after an entry: what an auditor
+//! reads to see what the books said at that moment, before the entries
+//! since (a reversal, a repayment back-dated before the others, a
+//! deposit). Each answer is the one read live right after that entry.
+
+use mfi_ledger::pb;
+use tonic::Code;
+
+use crate::support::{App, assert_refused, borrower};
+
+async fn loan_at(app: &mut App, loan: &str, sequence: u64, date: &str) -> pb::GetLoanResponse {
+    app.audit
+        .get_loan(pb::GetLoanRequest {
+            loan_id: loan.into(),
+            as_of_date: date.into(),
+            as_of_sequence: sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn member_at(app: &mut App, member: &str, sequence: u64) -> pb::GetMemberResponse {
+    app.audit
+        .get_member(pb::GetMemberRequest {
+            member_id: member.into(),
+            as_of_sequence: sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn a_member_and_a_loan_as_of_an_entry_are_what_was_read_right_after_it() {
+    let (mut app, loan) = borrower().await;
+    let disbursed = app.last_sequence().await;
+    app.repay("pay-1", &loan, "260000", "2024-01-15")
+        .await
+        .unwrap();
+    let first_paid = app.last_sequence().await;
+    app.repay("pay-2", &loan, "260000", "2024-01-22")
+        .await
+        .unwrap();
+    let second_paid = app.last_sequence().await;
+    let live_loan = loan_at(&mut app, &loan, 0, "2024-02-01").await;
+    let live_member = member_at(&mut app, "TB-0001", 0).await;
+    assert_eq!(live_loan.as_of_sequence, second_paid);
+    assert_eq!(live_member.as_of_sequence, second_paid);
+
+    // Since then: the second payment reversed, paid again larger, a deposit.
+    app.reverse("undo-pay-2", second_paid).await.unwrap();
+    app.repay("pay-2-again", &loan, "520000", "2024-01-22")
+        .await
+        .unwrap();
+    app.deposit("dep-2", "TB-0001/C1", "50000", "2024-01-23")
+        .await
+        .unwrap();
+    let now = loan_at(&mut app, &loan, 0, "2024-02-01").await;
+    assert_ne!(
+        now.principal_outstanding, live_loan.principal_outstanding,
+        "the entries since change the loan"
+    );
+
+    // As of the second payment: the loan and the member read live then.
+    let then = loan_at(&mut app, &loan, second_paid, "2024-02-01").await;
+    assert_eq!(then, live_loan);
+    let member_then = member_at(&mut app, "TB-0001", second_paid).await;
+    assert_eq!(member_then, live_member);
+
+    // As of the first payment: one installment paid, one to go by 22 January.
+    let first = loan_at(&mut app, &loan, first_paid, "2024-01-23").await;
+    assert_eq!(first.as_of_sequence, first_paid);
+    let paid: Vec<i32> = first.schedule.iter().map(|i| i.status).collect();
+    assert_eq!(
+        paid,
+        [
+            pb::InstallmentStatus::Paid as i32,
+            pb::InstallmentStatus::Overdue as i32,
+            pb::InstallmentStatus::NotDue as i32,
+            pb::InstallmentStatus::NotDue as i32,
+        ]
+    );
+    assert!(first.in_arrears);
+    // Without a date, the statuses are those of the day the entry was
+    // recorded (what a read right after it showed).
+    let recorded = loan_at(&mut app, &loan, first_paid, "").await;
+    assert_eq!(
+        recorded.as_of_date,
+        loan_at(&mut app, &loan, 0, "").await.as_of_date
+    );
+
+    // Before the disbursement the member had no loan; before the loan
+    // existed, asking for it is refused by name.
+    let before = member_at(&mut app, "TB-0001", disbursed - 1).await;
+    assert!(before.loans.is_empty());
+    assert_eq!(before.savings_accounts.len(), 1);
+    let refused = app
+        .audit
+        .get_loan(pb::GetLoanRequest {
+            loan_id: loan.clone(),
+            as_of_date: String::new(),
+            as_of_sequence: disbursed - 1,
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&refused, Code::InvalidArgument, "as_of_sequence");
+    assert!(refused.message().contains("disbursed by entry"));
+    let last = app.last_sequence().await;
+    let beyond = app
+        .audit
+        .get_member(pb::GetMemberRequest {
+            member_id: "TB-0001".into(),
+            as_of_sequence: last + 1,
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&beyond, Code::InvalidArgument, "as_of_sequence");
+}
