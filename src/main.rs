@@ -228,7 +228,7 @@ fn main() -> ExitCode {
         match args.client.credentials() {
             Ok(credentials) => cli::connect::set_credentials(credentials),
             Err(error) => {
-                eprintln!("error: {error:#}");
+                eprintln!("error: {}", cli::describe(&error));
                 return ExitCode::FAILURE;
             }
         }
@@ -251,7 +251,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", cli::describe(&error));
             ExitCode::FAILURE
         }
     }

@@ -378,8 +378,12 @@ fn refused_withdrawal_fails_with_the_field_and_the_request_id() {
         stderr.starts_with("error: FailedPrecondition: amount: "),
         "{stderr}"
     );
-    assert!(stderr.contains("request id: wd-too-much"), "{stderr}");
-    assert!(stderr.contains("--request-id wd-too-much"), "{stderr}");
+    // Refused: nothing to retry, and nothing says a retry is the way.
+    assert!(
+        stderr.contains("request id: wd-too-much (refused: nothing was written)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("retrying"), "{stderr}");
 
     // 50,000 - 30,000 would leave less than the 25,000 the loan requires.
     let stderr = server.fails(&["withdraw", "TB-0001/C1", "30000", "--date", "2024-02-06"]);
@@ -426,6 +430,31 @@ fn retrying_a_write_with_its_request_id_applies_it_once() {
     changed[2] = "20000";
     let stderr = server.fails(&changed);
     assert!(stderr.contains("AlreadyExists"), "{stderr}");
+    assert!(stderr.contains("use a new request id"), "{stderr}");
+    assert!(
+        !stderr.contains("retrying"),
+        "one advice, not two: {stderr}"
+    );
+}
+
+#[test]
+fn a_second_server_on_a_data_directory_in_use_says_why_once() {
+    let server = Server::start();
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(server.data_dir())
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run a second server");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is another mfi-ledger using this data directory?"),
+        "{stderr}"
+    );
+    // The OS's reason, once (it used to follow its own quotation).
+    let reason = std::io::Error::from(std::io::ErrorKind::WouldBlock).to_string();
+    assert_eq!(stderr.matches(reason.as_str()).count(), 1, "{stderr}");
 }
 
 #[test]

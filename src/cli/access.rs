@@ -346,8 +346,9 @@ impl TokenDestination {
         })();
         written.map(|()| Some(path.clone())).map_err(|e| {
             anyhow!(
-                "{e:#}\nthe token (credential {id}) was issued but not saved, and is not shown \
+                "{}\nthe token (credential {id}) was issued but not saved, and is not shown \
                  again: revoke it with `credential-revoke {id}` and issue another",
+                crate::cli::describe(&e),
                 id = token.credential_id
             )
         })

@@ -185,15 +185,35 @@ pub fn read_error(status: tonic::Status) -> anyhow::Error {
     anyhow!("{:?}: {}", status.code(), status.message())
 }
 
-/// A refused or failed write, with the request id it was sent under and how
-/// to retry it safely.
+/// A refused or failed write, with the request id it was sent under: when
+/// the outcome may be unknown (the server unreachable, overloaded, too
+/// slow), how to retry it safely; when the ledger refused it, that nothing
+/// was written.
 pub fn write_error(status: tonic::Status, request_id: &str) -> anyhow::Error {
     anyhow!(
-        "{:?}: {}\nrequest id: {request_id} (retrying with --request-id {request_id} is safe: \
-         the ledger applies a request id at most once)",
+        "{:?}: {}\nrequest id: {request_id} ({})",
         status.code(),
-        status.message()
+        status.message(),
+        write_outcome(status.code(), request_id)
     )
+}
+
+/// What a client knows of a write that got `code` instead of a receipt.
+fn write_outcome(code: tonic::Code, request_id: &str) -> String {
+    use tonic::Code;
+    match code {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Unknown
+        | Code::Internal => format!(
+            "retrying with --request-id {request_id} is safe: the ledger applies a request \
+             id at most once"
+        ),
+        _ => "refused: nothing was written".to_owned(),
+    }
 }
 
 /// Who writes and under which request id.
@@ -239,5 +259,30 @@ impl WriteSession {
                 self.request_id
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_outcome;
+    use tonic::Code;
+
+    #[test]
+    fn only_a_write_of_unknown_outcome_is_told_to_retry() {
+        for code in [Code::Unavailable, Code::DeadlineExceeded, Code::Cancelled] {
+            let advice = write_outcome(code, "r-1");
+            assert!(
+                advice.contains("--request-id r-1 is safe"),
+                "{code:?}: {advice}"
+            );
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+        ] {
+            assert_eq!(write_outcome(code, "r-1"), "refused: nothing was written");
+        }
     }
 }

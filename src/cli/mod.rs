@@ -24,6 +24,7 @@ mod audit;
 mod books;
 pub mod connect;
 mod output;
+pub use output::describe;
 mod portfolio;
 mod products;
 mod reads;

@@ -247,3 +247,41 @@ mod tests {
         assert_eq!(short_hash("abc"), "abc");
     }
 }
+
+/// An error with its causes, for a person: each cause once. Errors that
+/// quote their source in their own message (an I/O error's "Read-only file
+/// system (os error 30)", say) would otherwise print it twice, as `{:#}`
+/// does.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::describe;
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(30);
+        let quoted = format!("journal.log: {io}");
+        let error = anyhow::Error::new(io).context(quoted.clone());
+        assert_eq!(
+            format!("{error:#}"),
+            format!("{quoted}: {}", error.root_cause())
+        );
+        assert_eq!(describe(&error), quoted);
+        let plain = anyhow::anyhow!("disk full").context("saving the cache");
+        assert_eq!(describe(&plain), "saving the cache: disk full");
+    }
+}

@@ -87,7 +87,10 @@ pub async fn run(server: &str, json: bool, args: WitnessArgs) -> anyhow::Result<
         match witness.round().await {
             Ok(report) => report.print(json)?,
             Err(error) if is_refusal(&error) => return Err(error),
-            Err(error) => eprintln!("witness round failed (retrying): {error:#}"),
+            Err(error) => eprintln!(
+                "witness round failed (retrying): {}",
+                crate::cli::describe(&error)
+            ),
         }
         tokio::time::sleep(Duration::from_secs(args.interval)).await;
     }
