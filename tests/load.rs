@@ -5,12 +5,13 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
 
-use common::{BIN, Server};
+use common::{BIN, Server, field};
 
 impl Server {
     /// Runs `mfi-ledger load` with `args` against this server; it must
@@ -188,4 +189,51 @@ fn a_looping_reader_beside_the_writers_reads_and_every_write_is_verified() {
     );
     assert_eq!(json["errors"], 0, "{json:#}");
     assert_eq!(json["verified"], true, "{json:#}");
+}
+
+#[test]
+fn a_load_stops_soon_after_its_server_does_and_says_why() {
+    let mut server = Server::start();
+    let mut load = Command::new(BIN)
+        .env("MFI_LEDGER_TOKEN_FILE", &server.token_file)
+        .args(["load", "--server", &server.url])
+        .args(["--clients", "4", "--duration", "10m", "--rate", "300"])
+        .args(["--setup-loans", "5", "--mode", "unary"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mfi-ledger load");
+    // Let it run: past its setup, commands acknowledged.
+    let running = Instant::now();
+    loop {
+        let info = server.client().arg("info").output().expect("run info");
+        let last: u64 = field(&String::from_utf8_lossy(&info.stdout), "last sequence")
+            .parse()
+            .unwrap_or(0);
+        if last > 100 {
+            break;
+        }
+        assert!(
+            running.elapsed() < Duration::from_secs(60),
+            "the load did not get going"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.kill();
+    let stopped = Instant::now();
+    while load.try_wait().expect("poll the load").is_none() {
+        if stopped.elapsed() > Duration::from_secs(60) {
+            let _ = load.kill();
+            panic!("the load still runs a minute after its server stopped");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = load.wait_with_output().expect("the load's output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("connections in a row") && stderr.contains("the load stops here"),
+        "{stderr}"
+    );
 }

@@ -137,6 +137,8 @@ struct Shared {
     stop: AtomicBool,
     done: AtomicU64,
     failed: AtomicU64,
+    /// Calls in a row that found no server to connect to.
+    refused_in_a_row: AtomicU64,
     abort: Mutex<Option<String>>,
 }
 
@@ -170,11 +172,49 @@ impl Shared {
         }
     }
 
+    /// Notes how a call went as far as connecting is concerned: a server
+    /// that refused [`REFUSED_IN_A_ROW_MAX`] connections in a row has
+    /// stopped, and the load stops too rather than hammer a closed port.
+    fn connection(&self, status: Option<&tonic::Status>) {
+        if !status.is_some_and(connection_refused) {
+            self.refused_in_a_row.store(0, Ordering::Relaxed);
+            return;
+        }
+        let refused = self.refused_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        if refused >= REFUSED_IN_A_ROW_MAX {
+            self.abort(format!(
+                "the server refused {refused} connections in a row: it has stopped or is \
+                 unreachable, so the load stops here (the commands acknowledged before are \
+                 in its journal; those refused never reached it)"
+            ));
+        }
+    }
+
     /// Stops every client: the server cannot run this load at all.
     fn abort(&self, reason: String) {
         self.stop.store(true, Ordering::Relaxed);
         self.abort.lock().expect("abort lock").get_or_insert(reason);
     }
+}
+
+/// Connections refused in a row, by all clients together, after which the
+/// load stops.
+const REFUSED_IN_A_ROW_MAX: u64 = 50;
+
+/// Whether a call failed because no server accepted the connection: the
+/// command never reached a ledger, so its outcome is known (not applied).
+fn connection_refused(status: &tonic::Status) -> bool {
+    if status.code() != Code::Unavailable {
+        return false;
+    }
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.contains("Connection refused") || text.contains("tcp connect error")
 }
 
 /// One client's results.
@@ -214,6 +254,16 @@ impl ClientLog {
             self.unknown += 1;
         }
     }
+
+    /// A failed call: a connection the server refused is a known outcome
+    /// (nothing reached it); any other failure, as its code says.
+    fn failed(&mut self, status: &tonic::Status) {
+        if connection_refused(status) {
+            *self.errors.entry(status.code() as i32).or_default() += 1;
+        } else {
+            self.error(status.code());
+        }
+    }
 }
 
 /// Whether a command that failed with `code` may have been applied anyway.
@@ -249,6 +299,7 @@ pub async fn run(
         stop: AtomicBool::new(false),
         done: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        refused_in_a_row: AtomicU64::new(0),
         abort: Mutex::new(None),
     });
     let progress = Progress::start(shared.clone());
@@ -322,6 +373,7 @@ async fn unary_client(mut client: BranchServiceClient<Conn>, shared: &Shared) ->
         };
         log.call(started);
         log.commands += 1;
+        shared.connection(reply.as_ref().err());
         match reply {
             Ok(Some(receipt)) => log.acks.push(Ack {
                 sequence: receipt.sequence,
@@ -339,7 +391,7 @@ async fn unary_client(mut client: BranchServiceClient<Conn>, shared: &Shared) ->
                         status.message()
                     ));
                 }
-                log.error(status.code());
+                log.failed(&status);
                 shared.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -361,6 +413,7 @@ async fn batch_client(mut client: BranchServiceClient<Conn>, shared: &Shared) ->
         let started = Instant::now();
         let reply = client.submit_batch(request).await;
         log.call(started);
+        shared.connection(reply.as_ref().err());
         log.commands += len;
         let mut failed = 0;
         match reply {
@@ -392,7 +445,7 @@ async fn batch_client(mut client: BranchServiceClient<Conn>, shared: &Shared) ->
                     ));
                 }
                 for _ in range.clone() {
-                    log.error(status.code());
+                    log.failed(&status);
                 }
                 failed = len;
             }
@@ -545,6 +598,7 @@ mod tests {
             stop: AtomicBool::new(false),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            refused_in_a_row: AtomicU64::new(0),
             abort: Mutex::new(None),
         }
     }

@@ -315,7 +315,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         summary.add_reader(log, without_reader.as_ref());
     }
     if let Some(error) = &unverified {
-        summary.verification_failed(format!("{error:#}"));
+        summary.verification_failed(crate::cli::describe(error));
     }
     summary.print();
     if let Some(path) = &args.json_out {

@@ -273,6 +273,12 @@ impl Server {
     pub fn data_dir(&self) -> &std::path::Path {
         self._data.path()
     }
+
+    /// Kills the server now (as a crash or an operator would stop it).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Server {
