@@ -199,6 +199,18 @@ async fn every_write_dated_into_the_closed_period_is_refused_and_writes_nothing(
             .unwrap_err(),
         ),
         (
+            "opened_on",
+            b.create_center(pb::CreateCenterRequest {
+                context: ctx("late-center"),
+                center_id: "TB-C02".into(),
+                branch_id: "TB".into(),
+                name: "Cụm 2".into(),
+                opened_on: day.into(),
+            })
+            .await
+            .unwrap_err(),
+        ),
+        (
             // A reversal dated into the closed period.
             "effective_date",
             b.reverse_entry(pb::ReverseEntryRequest {

@@ -1255,10 +1255,22 @@ impl Stage<'_> {
         change: Decimal,
     ) -> Result<bool, String> {
         let date = self.date;
-        let member = self.member(member_id)?.clone();
+        // Read, not staged: what is only read here is not copied (nor
+        // written back to the cache as if it had changed).
+        let member = match self.members.get(member_id) {
+            Some(member) => member,
+            None => self.state.members.get(member_id).ok_or("unknown member")?,
+        };
         let mut total = Decimal::ZERO;
         for id in &member.savings_accounts {
-            let account = self.account(id)?;
+            let account = match self.savings.get(id) {
+                Some(account) => account,
+                None => self
+                    .state
+                    .savings
+                    .get(id)
+                    .ok_or("unknown savings account")?,
+            };
             if account
                 .changes
                 .last_key_value()
