@@ -469,7 +469,7 @@ async fn the_server_answers_health_checks_and_reflection() {
             .into_inner();
         assert_eq!(reply.status, ServingStatus::Serving as i32, "{service}");
     }
-    let mut reflection = ServerReflectionClient::new(channel);
+    let mut reflection = ServerReflectionClient::new(channel.clone());
     let request = tonic_reflection::pb::v1::ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -494,4 +494,28 @@ async fn the_server_answers_health_checks_and_reflection() {
             "{service} missing from {names:?}"
         );
     }
+
+    // v1alpha too, for the older tools that speak only it.
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as Alpha;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaResponse;
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(AlphaRequest::ListServices(String::new())),
+    };
+    let mut replies = Alpha::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    let Some(AlphaResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("{reply:?}")
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "mfi.ledger.v1.BooksService"),
+        "{list:?}"
+    );
 }
