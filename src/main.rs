@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use mfi_ledger::api::{self, ServerLimits};
 use mfi_ledger::cli;
@@ -209,8 +209,44 @@ fn key_text(key: &str) -> anyhow::Result<String> {
     Ok(key.to_owned())
 }
 
+/// The client's options are global (every client command takes them), but
+/// `serve`, `verify` and `echo-server` are no clients, and `report` only
+/// reads: their help lists none of the options that are not theirs. An
+/// argument of the subcommand's own with the same id keeps clap from
+/// copying the global one in; it is hidden, and nothing reads it.
+fn without_foreign_options(cli: clap::Command) -> clap::Command {
+    // (id, long name) of each.
+    const CLIENT: [(&str, &str); 9] = [
+        ("server", "server"),
+        ("json", "json"),
+        ("actor", "actor"),
+        ("request_id", "request-id"),
+        ("token", "token"),
+        ("token_file", "token-file"),
+        ("ca", "ca"),
+        ("cert", "cert"),
+        ("key", "key"),
+    ];
+    const WRITE: [(&str, &str); 2] = [("actor", "actor"), ("request_id", "request-id")];
+    let shadow = |command: clap::Command, options: &[(&'static str, &'static str)]| {
+        options.iter().fold(command, |command, (id, long)| {
+            command.arg(clap::Arg::new(*id).long(*long).hide(true).num_args(0..=1))
+        })
+    };
+    cli.mut_subcommand("serve", |c| shadow(c, &CLIENT))
+        .mut_subcommand("verify", |c| shadow(c, &CLIENT))
+        .mut_subcommand("echo-server", |c| shadow(c, &CLIENT))
+        .mut_subcommand("report", |report| {
+            report.mut_subcommand("branch", |c| shadow(c, &WRITE))
+        })
+}
+
 fn main() -> ExitCode {
-    let args = Cli::parse();
+    let matches = without_foreign_options(Cli::command()).get_matches();
+    let args = match Cli::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

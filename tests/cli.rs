@@ -1323,3 +1323,34 @@ fn export_writes_the_books_to_stdout_or_a_file_and_checks_them() {
         "only the journal's file"
     );
 }
+
+#[test]
+fn each_command_lists_only_the_options_it_takes() {
+    let help = |args: &[&str]| {
+        let output = Command::new(BIN).args(args).output().expect("run --help");
+        assert!(output.status.success(), "{args:?}");
+        String::from_utf8(output.stdout).expect("UTF-8 help")
+    };
+    for command in [&["serve", "--help"][..], &["verify", "--help"]] {
+        let text = help(command);
+        for option in ["--server", "--token", "--actor", "--request-id", "--json"] {
+            assert!(
+                !text.contains(option),
+                "{command:?} lists {option}:\n{text}"
+            );
+        }
+    }
+    // A report reads: where and as whom, but no write's options.
+    let report = help(&["report", "branch", "--help"]);
+    assert!(report.contains("--server") && report.contains("--token-file"));
+    for option in ["--actor", "--request-id"] {
+        assert!(!report.contains(option), "report lists {option}:\n{report}");
+    }
+    let deposit = help(&["deposit", "--help"]);
+    for option in ["--server", "--actor", "--request-id"] {
+        assert!(
+            deposit.contains(option),
+            "deposit lacks {option}:\n{deposit}"
+        );
+    }
+}
