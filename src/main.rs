@@ -26,8 +26,24 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(flatten)]
     client: cli::ClientOptions,
+    /// How log lines on stderr are written: text for a person, json (one
+    /// object per line) for a log collector. Colour only on a terminal.
+    #[arg(
+        long,
+        global = true,
+        env = "MFI_LEDGER_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -81,14 +97,22 @@ struct EchoArgs {
     listen: SocketAddr,
 }
 
+/// The data directory `serve` creates without `--init`.
+const DATA_DEFAULT: &str = "./data";
+
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "MFI_LEDGER_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
-    /// Directory of the journal and the state cache (created if missing).
-    #[arg(long, env = "MFI_LEDGER_DATA", default_value = "./data")]
+    /// Directory of the journal and the state cache. Only the default,
+    /// ./data, is created when missing; any other needs --init.
+    #[arg(long, env = "MFI_LEDGER_DATA", default_value = DATA_DEFAULT)]
     data: PathBuf,
+    /// Create the data directory if it does not exist: a new, empty ledger
+    /// (without it a mistyped --data is refused, not served empty).
+    #[arg(long)]
+    init: bool,
     /// Most commands made durable together by one fsync.
     #[arg(long, env = "MFI_LEDGER_BATCH_SIZE_MAX", default_value_t = LedgerConfig::default().batch_size_max)]
     batch_size_max: usize,
@@ -199,6 +223,29 @@ struct VerifyArgs {
     checkpoints: Option<PathBuf>,
 }
 
+/// A shared lock on DATA/journal.log (none when there is no journal), or
+/// a refusal when a server holds it: a directory being served changes
+/// under a verification, and a copy or a backup is what to verify.
+fn journal_lock_shared(data: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
+    let path = data.join("journal.log");
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("opening {}", path.display())),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{} is in use: a running server holds its journal's lock. Verify a backup or a \
+             copy of the directory, or stop the server first",
+            data.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 /// A key given as its text or as the path of a file holding it.
 fn key_text(key: &str) -> anyhow::Result<String> {
     let path = std::path::Path::new(key);
@@ -247,12 +294,16 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(error) => error.exit(),
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -306,6 +357,17 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("the chart of accounts {}: {e}", path.display()))?
         }
     };
+    if !args.init && args.data != std::path::Path::new(DATA_DEFAULT) && !args.data.exists() {
+        bail!(
+            "data directory {} does not exist: to start a new, empty ledger there, add --init \
+             (nothing was created)",
+            args.data.display()
+        );
+    }
+    // The port first: a server that cannot listen creates no data directory.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
     let store = DiskStore::open(&args.data)
         .with_context(|| format!("opening data directory {}", args.data.display()))?;
     let signer =
@@ -344,9 +406,6 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
              this user only): use it to create the principals who work with the ledger"
         );
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(
         %address,
@@ -457,6 +516,9 @@ async fn shutdown_signal() {
 }
 
 fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
+    // Held while verifying: a running server holds the journal's lock, and
+    // no server starts on the directory meanwhile.
+    let _journal_lock = journal_lock_shared(&args.data)?;
     let log_key = match &args.log_key {
         Some(key) => Some(mfi_ledger::checkpoint::Verifier::parse(
             key_text(key)?.trim(),

@@ -1354,3 +1354,107 @@ fn each_command_lists_only_the_options_it_takes() {
         );
     }
 }
+
+#[test]
+fn a_missing_data_directory_is_created_only_with_init_and_after_the_port_is_bound() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("mistyped");
+    let serve = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .arg("--data")
+            .arg(&missing)
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run serve")
+    };
+    // A --data naming no directory: refused, nothing created.
+    let output = serve(&["--listen", "127.0.0.1:0"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("--init"),
+        "{stderr}"
+    );
+    assert!(!missing.exists(), "a refused start created {missing:?}");
+    // With --init, but on a port already taken: no directory either.
+    let taken = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = taken.local_addr().unwrap().to_string();
+    let output = serve(&["--init", "--listen", &address]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("listening on"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !missing.exists(),
+        "a server that could not listen created {missing:?}"
+    );
+    drop(taken);
+}
+
+#[test]
+fn verify_refuses_a_directory_a_server_is_using() {
+    let server = Server::start();
+    let output = Command::new(BIN)
+        .arg("verify")
+        .arg("--data")
+        .arg(server.data_dir())
+        .output()
+        .expect("run verify");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("in use") && stderr.contains("copy"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn logs_are_json_lines_on_request_and_never_coloured_off_a_terminal() {
+    use std::io::{BufRead, BufReader, Read};
+    let logs = |format: &str| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", format])
+            .arg("--data")
+            .arg(dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("the listening line");
+        assert!(line.starts_with("mfi-ledger listening on "), "{line}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        stderr
+    };
+    let json = logs("json");
+    let lines: Vec<&str> = json.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{json}");
+    for line in &lines {
+        let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            value["level"].is_string() && value["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+    let text = logs("text");
+    assert!(text.contains("serving"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a pipe: {text:?}");
+}

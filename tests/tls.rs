@@ -215,7 +215,7 @@ async fn a_handler_sees_the_fingerprint_of_the_client_certificate() {
 fn serve_command(dir: &TempDir, listen: &str) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(common::BIN);
     command
-        .args(["serve", "--listen", listen, "--data"])
+        .args(["serve", "--init", "--listen", listen, "--data"])
         .arg(dir.path().join("data"))
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())

@@ -305,7 +305,7 @@ impl ServerOn {
     /// `serve` on `data`, new or existing.
     pub fn start(data: &std::path::Path) -> Result<ServerOn, String> {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--init", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")

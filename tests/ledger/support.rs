@@ -849,7 +849,7 @@ pub async fn health(
 pub async fn serve_binary(binary: &str, dir: &std::path::Path) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args(["serve", "--init", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())

@@ -415,7 +415,7 @@ struct ServedBinary {
 async fn serve_binary(dir: &Path) -> ServedBinary {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = tokio::process::Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args(["serve", "--init", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir)
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
