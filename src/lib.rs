@@ -12,6 +12,7 @@ pub mod cli;
 pub mod domain;
 pub mod ledger;
 pub mod load;
+pub mod metrics;
 pub mod report;
 pub mod sim;
 pub mod store;

@@ -1,6 +1,7 @@
 //! The `mfi-ledger` binary: the server (`serve`), offline verification
 //! (`verify`), and the client commands a branch clerk or auditor uses.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,6 +114,10 @@ struct ServeArgs {
     /// (without it a mistyped --data is refused, not served empty).
     #[arg(long)]
     init: bool,
+    /// Serve Prometheus metrics (GET /metrics, plain HTTP) on this address,
+    /// e.g. 127.0.0.1:9090; off unless given. The names are in the README.
+    #[arg(long, env = "MFI_LEDGER_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Most commands made durable together by one fsync.
     #[arg(long, env = "MFI_LEDGER_BATCH_SIZE_MAX", default_value_t = LedgerConfig::default().batch_size_max)]
     batch_size_max: usize,
@@ -368,6 +373,14 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
+    let metrics_listener = match args.metrics_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening for metrics on {address}"))?,
+        ),
+        None => None,
+    };
     let store = DiskStore::open(&args.data)
         .with_context(|| format!("opening data directory {}", args.data.display()))?;
     let signer =
@@ -419,6 +432,22 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Scripts and tests read the bound address (the port may be 0) from here.
     println!("mfi-ledger listening on {address}");
+    let metrics = match metrics_listener {
+        Some(metrics_listener) => {
+            let metrics_address = metrics_listener.local_addr()?;
+            tracing::info!(address = %metrics_address, "serving metrics at /metrics");
+            // Second line, after the address scripts wait for; one that
+            // stopped reading is no reason to stop serving.
+            let _ = writeln!(std::io::stdout(), "mfi-ledger metrics on {metrics_address}");
+            Some(tokio::spawn(api::metrics_http::serve_metrics(
+                metrics_listener,
+                ledger.clone(),
+                args.data.join("journal.log"),
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
     let limits = ServerLimits {
         message_size_max: args.message_size_max,
         requests_per_connection_max: args.requests_per_connection_max,
@@ -429,6 +458,9 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     // The ledger runs until the server has answered every call it received
     // (`api::serve` drains before it returns); only then does it stop.
     api::serve(listener, ledger.clone(), limits, tls, shutdown_signal()).await?;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     tracing::info!("every call answered; stopping the ledger");
     tokio::task::spawn_blocking(move || ledger.shutdown()).await?;
     tracing::info!("shut down cleanly");

@@ -237,3 +237,100 @@ fn a_load_stops_soon_after_its_server_does_and_says_why() {
         "{stderr}"
     );
 }
+
+/// `GET /metrics` from `address`: each sample line's name (with labels) and value.
+fn scrape(address: &str) -> std::collections::BTreeMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the metrics");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("the metrics");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn the_metrics_count_what_a_load_sent_and_what_was_refused() {
+    let mut server = Server::start_with(&["--metrics-listen", "127.0.0.1:0"]);
+    let line = server.stdout_line();
+    let metrics_address = line
+        .strip_prefix("mfi-ledger metrics on ")
+        .unwrap_or_else(|| panic!("no metrics address: {line:?}"))
+        .to_owned();
+    let load = server.load(&[
+        "--clients",
+        "4",
+        "--count",
+        "200",
+        "--setup-loans",
+        "5",
+        "--mode",
+        "batch",
+        "--batch-size",
+        "50",
+    ]);
+    assert_eq!(load["acknowledged"], 200, "{load:#}");
+    // One write refused: an account that does not exist.
+    let refused = server
+        .client()
+        .args(["deposit", "LGT-NOPE/C1", "1000", "--date", "2024-01-02"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let info = server.client().arg("info").output().unwrap();
+    let entries: f64 = field(&String::from_utf8_lossy(&info.stdout), "last sequence")
+        .parse()
+        .unwrap();
+
+    let metrics = scrape(&metrics_address);
+    let value = |name: &str| {
+        metrics
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| panic!("no {name} in {metrics:#?}"))
+    };
+    // Every entry of the journal is a command the ledger acknowledged.
+    assert_eq!(value("mfi_ledger_journal_entries"), entries);
+    assert_eq!(
+        value("mfi_ledger_commands_total{outcome=\"acknowledged\"}"),
+        entries
+    );
+    assert_eq!(
+        value("mfi_ledger_commands_refused_total{reason=\"not_found\"}"),
+        1.0
+    );
+    // The load's 4 calls (200 commands in batches of 50), beside its setup's.
+    assert_eq!(load["calls"], 4, "{load:#}");
+    let batches =
+        value("mfi_ledger_requests_total{code=\"OK\",method=\"BranchService/SubmitBatch\"}");
+    assert!(batches >= 4.0, "{batches}");
+    assert_eq!(
+        value(
+            "mfi_ledger_requests_total{code=\"NOT_FOUND\",method=\"BranchService/DepositSavings\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value("mfi_ledger_request_duration_seconds_count{method=\"BranchService/SubmitBatch\"}"),
+        batches
+    );
+    assert!(value("mfi_ledger_barrier_duration_seconds_count") >= 1.0);
+    assert_eq!(value("mfi_ledger_batch_entries_sum"), entries);
+    assert_eq!(value("mfi_ledger_serving"), 1.0);
+    assert_eq!(value("mfi_ledger_read_side_lag_entries"), 0.0);
+    assert!(value("mfi_ledger_journal_bytes") > 0.0);
+}

@@ -199,12 +199,14 @@ fn trial_balance_out(
         .map(net)
         .filter(|n| *n > Decimal::ZERO)
         .sum();
-    let credit_balance: Decimal = -trial
+    // Credits less debits of the credit-balance lines: never a "-0".
+    let credit_balance: Decimal = trial
         .rows
         .iter()
         .map(net)
         .filter(|n| *n < Decimal::ZERO)
-        .sum::<Decimal>();
+        .map(|n| -n)
+        .sum();
     pb::GetTrialBalanceResponse {
         branch_id: branch.map(|b| b.to_string()).unwrap_or_default(),
         rows,

@@ -21,6 +21,7 @@ mod branch;
 mod connections;
 pub mod convert;
 pub mod echo;
+pub mod metrics_http;
 pub mod pages;
 mod principals;
 mod products;
@@ -172,6 +173,7 @@ pub async fn serve(
     server
         .timeout(limits.request_timeout)
         .concurrency_limit_per_connection(limits.requests_per_connection_max)
+        .layer(metrics_http::RequestMetricsLayer)
         .layer(access::AuthenticateLayer::new(ledger))
         .add_service(health_service)
         .add_service(reflection)

@@ -299,6 +299,13 @@ impl Checkpointer {
         tree.sync()?;
         checkpoints.append_checkpoint(size, &note)?;
         tracing::info!(tree_size = size, "checkpoint signed");
+        let metrics = crate::metrics::metrics();
+        metrics
+            .checkpoint_size
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
+        metrics
+            .checkpoint_timestamp
+            .set(chrono::Utc::now().timestamp());
         Ok(StoredCheckpoint {
             size,
             note,

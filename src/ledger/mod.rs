@@ -333,6 +333,54 @@ impl Ledger {
     /// Submits commands to be decided in order, each on its own, sharing
     /// durable barriers; resolves with one result per command, in order.
     pub async fn submit_many(&self, commands: Vec<Command>) -> Vec<CommandResult> {
+        let results = self.submit_many_uncounted(commands).await;
+        let metrics = crate::metrics::metrics();
+        for result in &results {
+            let outcome = match result {
+                Ok(_) => "acknowledged",
+                Err(SubmitError::Refused(error)) => {
+                    metrics
+                        .refused
+                        .with_label_values(&[refusal_reason(error)])
+                        .inc();
+                    "refused"
+                }
+                Err(SubmitError::Overloaded(_) | SubmitError::OverloadedBytes(_)) => "overloaded",
+                Err(SubmitError::Unavailable(_)) => "unavailable",
+                Err(SubmitError::Internal(_)) => "internal",
+            };
+            metrics.commands.with_label_values(&[outcome]).inc();
+        }
+        results
+    }
+
+    /// Sets the gauges read off the ledger (queue, commands in flight, the
+    /// journal's length, the read side's lag, serving), for a scrape.
+    pub fn refresh_gauges(&self) {
+        let metrics = crate::metrics::metrics();
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let in_flight = self
+            .config
+            .queue_depth_max
+            .saturating_sub(self.in_flight.available_permits());
+        metrics.in_flight.set(count(in_flight as u64));
+        let queued = self
+            .sender
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .map_or(0, |sender| sender.max_capacity() - sender.capacity());
+        metrics.queue_submissions.set(count(queued as u64));
+        let readable = self.read(LedgerState::last_sequence);
+        let durable = self.store.last_sequence();
+        metrics.journal_entries.set(count(durable));
+        metrics
+            .read_side_lag
+            .set(count(durable.saturating_sub(readable)));
+        metrics.serving.set(i64::from(!self.has_failed()));
+    }
+
+    async fn submit_many_uncounted(&self, commands: Vec<Command>) -> Vec<CommandResult> {
         let count = commands.len();
         let refuse_all = |error: SubmitError| vec![Err(error); count];
         if count == 0 {
@@ -582,9 +630,20 @@ impl Writer {
                 .collect();
             answers.push(decided);
         }
-        if !entries.is_empty()
-            && let Err(error) = self.store.append(&entries)
-        {
+        let barrier = std::time::Instant::now();
+        let appended = if entries.is_empty() {
+            Ok(())
+        } else {
+            self.store.append(&entries)
+        };
+        if !entries.is_empty() {
+            let metrics = crate::metrics::metrics();
+            metrics
+                .barrier_seconds
+                .observe(barrier.elapsed().as_secs_f64());
+            metrics.batch_entries.observe(entries.len() as f64);
+        }
+        if let Err(error) = appended {
             let why = format!("storage fault: {error}");
             tracing::error!(%why, "batch not durable; the writer stops deciding commands");
             self.fail(why.clone());
@@ -928,6 +987,19 @@ fn guarded(
             tracing::error!("a ledger thread panicked; the ledger stops deciding commands");
             failed.store(true, Ordering::SeqCst);
         }
+    }
+}
+
+/// The label a refusal is counted under.
+fn refusal_reason(error: &DomainError) -> &'static str {
+    match error {
+        DomainError::Invalid { .. } => "invalid",
+        DomainError::NotFound { .. } => "not_found",
+        DomainError::AlreadyExists { .. } => "already_exists",
+        DomainError::Precondition { .. } => "failed_precondition",
+        DomainError::RequestIdReused { .. } => "request_id_reused",
+        DomainError::Overflow => "overflow",
+        DomainError::PermissionDenied { .. } => "permission_denied",
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Server {
     /// What the server writes to stderr (its log, at warn and above), kept
     /// outside its data directory so that a failing test can show the cause.
     log: tempfile::NamedTempFile,
+    /// The rest of its stdout, kept open (a closed pipe would fail a later line).
+    stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Server {
@@ -86,9 +88,9 @@ impl Server {
             .stderr(stderr)
             .spawn()
             .expect("start the server");
-        let stdout = child.stdout.take().expect("server stdout");
+        let mut stdout = BufReader::new(child.stdout.take().expect("server stdout"));
         let mut line = String::new();
-        BufReader::new(stdout)
+        stdout
             .read_line(&mut line)
             .expect("read the server's address");
         let address = line
@@ -113,7 +115,17 @@ impl Server {
             token_file,
             _data: data,
             log,
+            stdout,
         }
+    }
+
+    /// The next line the server prints on stdout (after its address).
+    pub fn stdout_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read the server's stdout");
+        line.trim_end().to_owned()
     }
 
     /// The last lines of what the server logged (warnings and errors), for

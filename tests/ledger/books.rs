@@ -126,6 +126,22 @@ async fn the_trial_balance_on_a_date_is_the_hand_worked_one_and_balances() {
         .into_inner();
     assert_eq!(rows(&institution), rows(&trial));
     assert_eq!(institution.branch_id, "");
+    // Before any entry: nothing, and zeros that are plain zeros (no "-0").
+    let empty = books
+        .get_trial_balance(pb::GetTrialBalanceRequest {
+            branch_id: "TB".into(),
+            as_of: on_date("2000-01-01"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            amount(&empty.total_debit_balance),
+            amount(&empty.total_credit_balance)
+        ),
+        ("0", "0")
+    );
 }
 
 #[tokio::test]
