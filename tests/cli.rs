@@ -1458,3 +1458,45 @@ fn logs_are_json_lines_on_request_and_never_coloured_off_a_terminal() {
     assert!(text.contains("serving"), "{text}");
     assert!(!text.contains('\u{1b}'), "colour codes in a pipe: {text:?}");
 }
+
+#[test]
+fn the_systemd_unit_verifies_and_runs_the_binary_as_documented() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/mfi-ledger.service"
+    ))
+    .expect("deploy/mfi-ledger.service");
+    let exec = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart=/usr/local/bin/mfi-ledger "))
+        .expect("an ExecStart of /usr/local/bin/mfi-ledger");
+    // Its options are the binary's: they parse (and serve refuses to start
+    // only for want of the directory, not for an unknown option).
+    let output = Command::new(BIN)
+        .args(exec.split_whitespace())
+        .args(["--listen", "127.0.0.1:0", "--help"])
+        .output()
+        .expect("run the unit's command line");
+    assert!(output.status.success(), "{output:?}");
+    let available = Command::new("systemd-analyze").arg("--version").output();
+    if available.is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "systemd-analyze is missing (CI checks the unit with it)"
+        );
+        eprintln!("systemd-analyze is missing: the unit's syntax is not checked");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mfi-ledger.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/mfi-ledger", BIN)).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("run systemd-analyze");
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success(), "{said}");
+    // An unknown key or a bad value is only a warning to systemd: none.
+    assert!(said.trim().is_empty(), "{said}");
+}
