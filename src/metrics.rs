@@ -23,6 +23,7 @@
 //!   (its age is `time() - ...` in PromQL);
 //! - `mfi_ledger_serving`: 1 while the ledger decides commands, 0 after a fault.
 
+use std::cell::RefCell;
 use std::sync::LazyLock;
 
 use prometheus::{
@@ -170,6 +171,39 @@ pub fn method_label(path: &str) -> &str {
         }
     }
     "other"
+}
+
+/// What the log line of the call being served says beyond its RPC, status
+/// and duration: who called, and for a write its request id and entry.
+/// Filled by whoever learns it while the call is served (authentication,
+/// the ledger's submit), read by the layer that logs the call.
+#[derive(Clone, Debug, Default)]
+pub struct CallNote {
+    pub principal: Option<String>,
+    pub request_id: Option<String>,
+    pub sequence: Option<u64>,
+    /// Commands submitted (a batch's size), and of them acknowledged.
+    pub commands: u64,
+    pub acknowledged: u64,
+}
+
+tokio::task_local! {
+    static CALL: RefCell<CallNote>;
+}
+
+/// Runs `call` with a fresh [`CallNote`] for it; returns both.
+pub async fn noting<F: std::future::Future>(call: F) -> (F::Output, CallNote) {
+    CALL.scope(RefCell::new(CallNote::default()), async {
+        let output = call.await;
+        let note = CALL.with(|note| note.borrow().clone());
+        (output, note)
+    })
+    .await
+}
+
+/// Adds to the note of the call being served (nothing outside a call).
+pub fn note_call(change: impl FnOnce(&mut CallNote)) {
+    let _ = CALL.try_with(|note| change(&mut note.borrow_mut()));
 }
 
 #[cfg(test)]

@@ -1500,3 +1500,80 @@ fn the_systemd_unit_verifies_and_runs_the_binary_as_documented() {
     // An unknown key or a bad value is only a warning to systemd: none.
     assert!(said.trim().is_empty(), "{said}");
 }
+
+#[test]
+fn each_call_is_one_log_line_with_its_principal_entry_and_status_and_no_names() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data")
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let url = format!(
+        "http://{}",
+        line.trim()
+            .strip_prefix("mfi-ledger listening on ")
+            .unwrap()
+    );
+    let admin = dir.path().join("admin.token");
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["--server", &url, "--token-file"])
+            .arg(&admin)
+            .args(args)
+            .output()
+            .expect("run the client")
+    };
+    let created = cli(&[
+        "principal-create",
+        "hoa",
+        "--name",
+        "Nguyễn Thị Hoa",
+        "--grant",
+        "auditor",
+        "--request-id",
+        "log-line-1",
+    ]);
+    assert!(created.status.success(), "{created:?}");
+    let refused = cli(&["principal-create", "not ok!", "--grant", "auditor"]);
+    assert!(!refused.status.success());
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let mut logs = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+
+    assert!(!logs.contains("Nguyễn"), "a name in the logs:\n{logs}");
+    let calls: Vec<Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["fields"]["message"] == "call")
+        .collect();
+    let create: Vec<&Value> = calls
+        .iter()
+        .filter(|call| call["fields"]["rpc"] == "AccessService/CreatePrincipal")
+        .collect();
+    assert_eq!(create.len(), 2, "one line per call:\n{logs}");
+    let ok = &create[0]["fields"];
+    assert_eq!(ok["status"], "OK", "{ok}");
+    assert_eq!(ok["principal"], "admin", "{ok}");
+    assert_eq!(ok["request_id"], "log-line-1", "{ok}");
+    assert!(ok["sequence"].as_u64().is_some_and(|s| s >= 2), "{ok}");
+    assert!(ok["duration_ms"].as_f64().is_some(), "{ok}");
+    let bad = &create[1]["fields"];
+    assert_eq!(bad["status"], "INVALID_ARGUMENT", "{bad}");
+    assert_eq!(bad["refused_field"], "principal_id", "{bad}");
+}

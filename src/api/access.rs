@@ -318,6 +318,9 @@ where
         match self.layer.check(&request, path) {
             Ok(caller) => {
                 self.layer.throttle.succeeded(peer);
+                let who = caller.principal.to_string();
+                let call_note =
+                    move || crate::metrics::note_call(|note| note.principal = Some(who));
                 if !read {
                     // A write refused by the ledger for the principal's
                     // roles in the entry's branch is logged here, as the
@@ -326,6 +329,7 @@ where
                     request.extensions_mut().insert(caller);
                     let call = inner.call(request);
                     return Box::pin(async move {
+                        call_note();
                         let response = call.await?;
                         if grpc_code(&response) == tonic::Code::PermissionDenied {
                             tracing::info!(
@@ -343,6 +347,7 @@ where
                 request.extensions_mut().insert(caller);
                 request.extensions_mut().insert(subject.clone());
                 Box::pin(async move {
+                    call_note();
                     let response = inner.call(request).await?;
                     let outcome = grpc_code(&response);
                     let subject = subject.0.lock().unwrap_or_else(|p| p.into_inner()).clone();

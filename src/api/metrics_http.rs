@@ -13,8 +13,10 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use tonic::body::Body;
 
+use tracing::Instrument;
+
 use crate::ledger::Ledger;
-use crate::metrics::{method_label, metrics};
+use crate::metrics::{CallNote, method_label, metrics, noting};
 
 /// Counts and times every call (see [`RequestMetrics`]).
 #[derive(Clone, Copy, Debug, Default)]
@@ -60,26 +62,83 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let method = method_label(request.uri().path()).to_owned();
         let started = Instant::now();
-        Box::pin(async move {
-            let response = inner.call(request).await?;
-            let code = response
-                .headers()
-                .get("grpc-status")
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.parse::<i32>().ok())
-                .map_or(tonic::Code::Ok, tonic::Code::from);
-            let metrics = metrics();
-            metrics
-                .requests
-                .with_label_values(&[method.as_str(), code_name(code)])
-                .inc();
-            metrics
-                .request_seconds
-                .with_label_values(&[method.as_str()])
-                .observe(started.elapsed().as_secs_f64());
-            Ok(response)
-        })
+        let span = tracing::info_span!("call", rpc = %method);
+        let call = inner.call(request);
+        Box::pin(
+            async move {
+                let (response, note) = noting(call).await;
+                let response = response?;
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from);
+                count(&method, code, started);
+                log_call(&method, code, &response, &note, started);
+                Ok(response)
+            }
+            .instrument(span),
+        )
     }
+}
+
+/// One line per call: at info for the ledger's services (RPC, principal,
+/// status, duration; a write's request id and entry, a batch's counts; a
+/// refusal's field), at debug for health checks and reflection. Ids only:
+/// never a member's name, nor a refusal's message (it may quote a value).
+fn log_call(
+    method: &str,
+    code: tonic::Code,
+    response: &http::Response<Body>,
+    note: &CallNote,
+    started: Instant,
+) {
+    let status = code_name(code);
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let refused_field = (code != tonic::Code::Ok)
+        .then(|| response.headers().get("grpc-message"))
+        .flatten()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|message| message.split_once(':').or(message.split_once("%3A")))
+        .map(|(field, _)| field)
+        .filter(|field| {
+            field.len() <= 64
+                && field
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.[]".contains(&b))
+        });
+    let principal = note.principal.as_deref();
+    let request_id = note.request_id.as_deref();
+    if method.starts_with("Health/") || method.starts_with("v1") || method == "other" {
+        tracing::debug!(rpc = method, status, duration_ms, "call");
+        return;
+    }
+    tracing::info!(
+        rpc = method,
+        principal,
+        status,
+        duration_ms,
+        request_id,
+        sequence = note.sequence,
+        commands = (note.commands > 1).then_some(note.commands),
+        acknowledged = (note.commands > 1).then_some(note.acknowledged),
+        refused_field,
+        "call"
+    );
+}
+
+/// Counts a call and its duration.
+fn count(method: &str, code: tonic::Code, started: Instant) {
+    let metrics = metrics();
+    metrics
+        .requests
+        .with_label_values(&[method, code_name(code)])
+        .inc();
+    metrics
+        .request_seconds
+        .with_label_values(&[method])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 /// A status code's name, as the gRPC specification spells it.

@@ -333,7 +333,18 @@ impl Ledger {
     /// Submits commands to be decided in order, each on its own, sharing
     /// durable barriers; resolves with one result per command, in order.
     pub async fn submit_many(&self, commands: Vec<Command>) -> Vec<CommandResult> {
+        let first = commands
+            .first()
+            .map(|command| command.request_id.to_string());
         let results = self.submit_many_uncounted(commands).await;
+        crate::metrics::note_call(|note| {
+            note.commands += results.len() as u64;
+            note.acknowledged += results.iter().filter(|r| r.is_ok()).count() as u64;
+            if results.len() == 1 {
+                note.request_id = first;
+                note.sequence = results[0].as_ref().ok().map(|entry| entry.body.sequence);
+            }
+        });
         let metrics = crate::metrics::metrics();
         for result in &results {
             let outcome = match result {
