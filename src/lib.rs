@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod load;
 pub mod metrics;
 pub mod report;
+pub mod serve_config;
 pub mod sim;
 pub mod store;
 pub mod verify;

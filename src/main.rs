@@ -114,6 +114,11 @@ struct ServeArgs {
     /// (without it a mistyped --data is refused, not served empty).
     #[arg(long)]
     init: bool,
+    /// Read settings from this TOML file: each key is an option's long name
+    /// with `_` for `-` (e.g. `batch_size_max = 1024`); flags and the
+    /// environment win over it. Every key is in the README.
+    #[arg(long, env = "MFI_LEDGER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Serve Prometheus metrics (GET /metrics, plain HTTP) on this address,
     /// e.g. 127.0.0.1:9090; off unless given. The names are in the README.
     #[arg(long, env = "MFI_LEDGER_METRICS_LISTEN", value_name = "ADDR")]
@@ -293,7 +298,33 @@ fn without_foreign_options(cli: clap::Command) -> clap::Command {
         })
 }
 
+/// Stands `serve --config FILE`'s keys in for the environment variables not
+/// already set (see `serve_config`), before the command line is parsed.
+fn read_serve_config() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(path) = mfi_ledger::serve_config::config_path(&args) else {
+        return Ok(());
+    };
+    let file = mfi_ledger::serve_config::ServeFile::read(&path)?;
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    for (name, value) in file.variables(dir) {
+        if std::env::var_os(name).is_none() {
+            // SAFETY: called first thing in main, before any other thread
+            // (the runtime, the logger) exists.
+            unsafe { std::env::set_var(name, value) };
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    if let Err(error) = read_serve_config() {
+        eprintln!("error: {}", cli::describe(&error));
+        return ExitCode::FAILURE;
+    }
     let matches = without_foreign_options(Cli::command()).get_matches();
     let args = match Cli::from_arg_matches(&matches) {
         Ok(args) => args,

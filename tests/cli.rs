@@ -1577,3 +1577,62 @@ fn each_call_is_one_log_line_with_its_principal_entry_and_status_and_no_names() 
     assert_eq!(bad["status"], "INVALID_ARGUMENT", "{bad}");
     assert_eq!(bad["refused_field"], "principal_id", "{bad}");
 }
+
+#[test]
+fn serve_reads_its_settings_from_a_config_file_and_flags_win() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("mfi-ledger.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\ndata = \"ledger\"\nmetrics_listen = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let start = |extra: &[&str]| {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--init", "--config"])
+            .arg(&config)
+            .args(extra)
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the server");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = [String::new(), String::new()];
+        for line in &mut lines {
+            stdout.read_line(line).unwrap();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        lines
+    };
+    // The file's data (relative to the file) and metrics address are used.
+    let lines = start(&[]);
+    assert!(
+        lines[0].starts_with("mfi-ledger listening on "),
+        "{lines:?}"
+    );
+    assert!(lines[1].starts_with("mfi-ledger metrics on "), "{lines:?}");
+    assert!(dir.path().join("ledger/admin.token").exists());
+    // A flag wins over the file.
+    let other = dir.path().join("other");
+    let lines = start(&["--data", other.to_str().unwrap()]);
+    assert!(
+        lines[0].starts_with("mfi-ledger listening on "),
+        "{lines:?}"
+    );
+    assert!(other.join("admin.token").exists());
+
+    // A key that is none of serve's is refused by name.
+    std::fs::write(&config, "listne = \"127.0.0.1:0\"\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("listne"), "{stderr}");
+}
