@@ -1413,26 +1413,38 @@ fn verify_refuses_a_directory_a_server_is_using() {
     );
 }
 
+/// `serve` on `dir` logging at info in `format`, its stderr piped: the
+/// child and its address (`http://…`).
+fn serve_logging(dir: &std::path::Path, format: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", format])
+        .arg("--data")
+        .arg(dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("the listening line");
+    let address = line
+        .trim()
+        .strip_prefix("mfi-ledger listening on ")
+        .unwrap_or_else(|| panic!("not the listening line: {line:?}"));
+    let url = format!("http://{address}");
+    (child, url)
+}
+
 #[test]
 fn logs_are_json_lines_on_request_and_never_coloured_off_a_terminal() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::Read;
     let logs = |format: &str| {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", format])
-            .arg("--data")
-            .arg(dir.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("the listening line");
-        assert!(line.starts_with("mfi-ledger listening on "), "{line}");
+        let (mut child, _) = serve_logging(dir.path(), format);
         child.kill().unwrap();
         child.wait().unwrap();
         let mut stderr = String::new();
@@ -1503,27 +1515,9 @@ fn the_systemd_unit_verifies_and_runs_the_binary_as_documented() {
 
 #[test]
 fn each_call_is_one_log_line_with_its_principal_entry_and_status_and_no_names() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::Read;
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .arg("--data")
-        .arg(dir.path())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the server");
-    let mut stdout = BufReader::new(server.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let url = format!(
-        "http://{}",
-        line.trim()
-            .strip_prefix("mfi-ledger listening on ")
-            .unwrap()
-    );
+    let (mut server, url) = serve_logging(dir.path(), "json");
     let admin = dir.path().join("admin.token");
     let cli = |args: &[&str]| {
         Command::new(BIN)

@@ -16,7 +16,7 @@ use tonic::body::Body;
 use tracing::Instrument;
 
 use crate::ledger::Ledger;
-use crate::metrics::{CallNote, method_label, metrics, noting};
+use crate::metrics::{CallNote, code_name, method_label, metrics, noting};
 
 /// Counts and times every call (see [`RequestMetrics`]).
 #[derive(Clone, Copy, Debug, Default)]
@@ -139,30 +139,6 @@ fn count(method: &str, code: tonic::Code, started: Instant) {
         .request_seconds
         .with_label_values(&[method])
         .observe(started.elapsed().as_secs_f64());
-}
-
-/// A status code's name, as the gRPC specification spells it.
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// Most scrapes served at once; more connections wait to be accepted.

@@ -548,31 +548,13 @@ pub fn group_thousands(n: u64) -> String {
     out
 }
 
-/// The gRPC name of a status code, e.g. "RESOURCE_EXHAUSTED".
+/// The gRPC name of a status code, e.g. "RESOURCE_EXHAUSTED"; `CODE_n`
+/// for a number that is none of gRPC's.
 pub fn code_name(code: i32) -> String {
-    let name = match Code::from(code) {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    };
     if Code::from(code) == Code::Unknown && code != Code::Unknown as i32 {
         format!("CODE_{code}")
     } else {
-        name.to_owned()
+        crate::metrics::code_name(Code::from(code)).to_owned()
     }
 }
 
