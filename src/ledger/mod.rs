@@ -345,22 +345,36 @@ impl Ledger {
                 note.sequence = results[0].as_ref().ok().map(|entry| entry.body.sequence);
             }
         });
+        // Counted once per outcome and submission, not per command: a
+        // labelled counter is a hash lookup, and a batch holds up to 1,000.
         let metrics = crate::metrics::metrics();
+        let mut outcomes: [(&str, u64); 5] = [
+            ("acknowledged", 0),
+            ("refused", 0),
+            ("overloaded", 0),
+            ("unavailable", 0),
+            ("internal", 0),
+        ];
         for result in &results {
             let outcome = match result {
-                Ok(_) => "acknowledged",
+                Ok(_) => 0,
                 Err(SubmitError::Refused(error)) => {
                     metrics
                         .refused
                         .with_label_values(&[refusal_reason(error)])
                         .inc();
-                    "refused"
+                    1
                 }
-                Err(SubmitError::Overloaded(_) | SubmitError::OverloadedBytes(_)) => "overloaded",
-                Err(SubmitError::Unavailable(_)) => "unavailable",
-                Err(SubmitError::Internal(_)) => "internal",
+                Err(SubmitError::Overloaded(_) | SubmitError::OverloadedBytes(_)) => 2,
+                Err(SubmitError::Unavailable(_)) => 3,
+                Err(SubmitError::Internal(_)) => 4,
             };
-            metrics.commands.with_label_values(&[outcome]).inc();
+            outcomes[outcome].1 += 1;
+        }
+        for (outcome, count) in outcomes {
+            if count > 0 {
+                metrics.commands.with_label_values(&[outcome]).inc_by(count);
+            }
         }
         results
     }
