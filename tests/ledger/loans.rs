@@ -610,3 +610,55 @@ async fn write_off_recovery_and_their_reversals() {
     // 5,000 (TB-0001's first week) + 20,000 (TB-0002's loan) + 5,000.
     assert_eq!(app.balance("interest-income:TB").await, "30000");
 }
+
+#[tokio::test]
+async fn a_tranche_dated_into_a_closed_period_is_refused_and_one_after_it_is_not() {
+    let mut app = spawn_app().await;
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    create_product(
+        &app,
+        "GROWTH",
+        pb::ProductRules {
+            tranches_max: 2,
+            ..declining()
+        },
+    )
+    .await;
+    let loan = app
+        .disburse_under(
+            "loan-1",
+            "TB-0001",
+            pb::LoanApplication {
+                approved_principal: "2500000".into(),
+                ..application("GROWTH", "1000000", "2024-01-15")
+            },
+            "2024-01-08",
+        )
+        .await
+        .unwrap()
+        .loan_id;
+    app.branch
+        .close_period(pb::ClosePeriodRequest {
+            context: ctx("close"),
+            branch_id: "TB".into(),
+            through: "2024-01-10".into(),
+        })
+        .await
+        .unwrap();
+    let head = app.last_sequence().await;
+    let status = tranche(&mut app, "in-closed", &loan, "500000", "2024-01-09")
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::FailedPrecondition, "disbursed_on");
+    assert!(
+        status.message().contains("closed through 2024-01-10"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(app.last_sequence().await, head, "nothing was written");
+    // The same tranche after the close is what the product allows.
+    tranche(&mut app, "after-close", &loan, "500000", "2024-01-11")
+        .await
+        .unwrap();
+}
