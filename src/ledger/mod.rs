@@ -333,9 +333,12 @@ impl Ledger {
     /// Submits commands to be decided in order, each on its own, sharing
     /// durable barriers; resolves with one result per command, in order.
     pub async fn submit_many(&self, commands: Vec<Command>) -> Vec<CommandResult> {
-        let first = commands
-            .first()
-            .map(|command| command.request_id.to_string());
+        // A single command's request id, for the call's log line (a batch's
+        // line gives counts: no copy of its ids).
+        let first = match commands.as_slice() {
+            [command] => Some(command.request_id.to_string()),
+            _ => None,
+        };
         let results = self.submit_many_uncounted(commands).await;
         crate::metrics::note_call(|note| {
             note.commands += results.len() as u64;
