@@ -302,6 +302,7 @@ fn the_thai_binh_preset_reproduces_the_published_figures() {
         let mut audit = auditor(&server).await;
         audit
             .get_portfolio_quality(pb::GetPortfolioQualityRequest {
+                as_of_sequence: 0,
                 branch_id: "TB".into(),
                 as_of_date: "2023-12-31".into(),
                 period: None,

@@ -459,19 +459,29 @@ impl AuditService for AuditApi {
             None => None,
         };
         let now = self.ledger.now();
-        let (as_of, from, to, q) = self
-            .read(move |state| {
-                let as_of = as_of_in(state, asked, branch.as_ref(), now);
+        let sequence = r.as_of_sequence;
+        let (as_of, from, to, q, reflects) = self
+            .read_past(move |state, lookup| {
+                let (as_of, at) = match sequence {
+                    0 => (as_of_in(state, asked, branch.as_ref(), now), None),
+                    sequence => {
+                        state.check_sequence("as_of_sequence", sequence)?;
+                        let day = match asked {
+                            Some(day) => day,
+                            None => state.recorded_day(sequence, branch.as_ref(), lookup)?,
+                        };
+                        (day, Some(sequence))
+                    }
+                };
                 let (from, to) = period.unwrap_or((
                     NaiveDate::from_ymd_opt(as_of.year(), 1, 1).unwrap_or(as_of),
                     as_of,
                 ));
                 state
-                    .portfolio_quality(branch.as_ref(), as_of, from, to)
-                    .map(|q| (as_of, from, to, q))
+                    .portfolio_quality_at(branch.as_ref(), as_of, from, to, at)
+                    .map(|q| (as_of, from, to, q, at.unwrap_or(state.last_sequence())))
             })
-            .await?
-            .map_err(refuse)?;
+            .await?;
         let c = q.currency;
         let percent = |ratio: Option<Decimal>, places: u32, none: Decimal| {
             let hundredfold = times(ratio.unwrap_or(none), Decimal::ONE_HUNDRED);
@@ -507,6 +517,7 @@ impl AuditService for AuditApi {
             repayment_rate_percent: percent(q.repayment_rate(), 2, Decimal::ONE)?,
             written_off: Some(money_out(q.written_off, c)),
             recovered: Some(money_out(q.recovered, c)),
+            as_of_sequence: reflects,
         }))
     }
 
@@ -547,18 +558,27 @@ impl AuditService for AuditApi {
         let (previous_from, previous_to) =
             period.previous().and_then(Period::bounds).map_err(refuse)?;
         let read = branch.clone();
-        let (currency, name, current, previous, by_product) = self
+        let sequence = r.as_of_sequence;
+        let (currency, name, current, previous, by_product, reflects) = self
             .read(move |state| {
                 let branch = read;
                 let found = state.branch(&branch).ok_or_else(|| {
                     DomainError::not_found("branch_id", "branch", branch.as_str())
                 })?;
+                let at = match sequence {
+                    0 => None,
+                    sequence => {
+                        state.check_sequence("as_of_sequence", sequence)?;
+                        Some(sequence)
+                    }
+                };
                 Ok::<_, DomainError>((
                     found.currency,
                     found.name.to_string(),
-                    state.period_figures(&branch, from, to)?,
-                    state.period_figures(&branch, previous_from, previous_to)?,
-                    state.loans_by_product(&branch, from, to)?,
+                    state.period_figures_at(&branch, from, to, at)?,
+                    state.period_figures_at(&branch, previous_from, previous_to, at)?,
+                    state.loans_by_product_at(&branch, from, to, at)?,
+                    at.unwrap_or(state.last_sequence()),
                 ))
             })
             .await?
@@ -594,6 +614,7 @@ impl AuditService for AuditApi {
         Ok(Response::new(pb::GetBranchTotalsResponse {
             branch_id: branch.to_string(),
             branch_name: name,
+            as_of_sequence: reflects,
             current: Some(current),
             previous: Some(previous),
             change: Some(change),

@@ -474,6 +474,10 @@ pub struct TotalsArgs {
     /// Last day of the range, YYYY-MM-DD, on or after --from.
     #[arg(long, value_name = "DATE", requires = "from")]
     pub to: Option<String>,
+    /// The totals as the books gave them right after this journal entry
+    /// (later entries, back-dated ones too, left out) [default: now].
+    #[arg(long, value_name = "SEQUENCE")]
+    pub as_of_sequence: Option<u64>,
 }
 
 /// Arguments of `journal`.
@@ -513,9 +517,14 @@ pub struct ArrearsArgs {
 pub struct PortfolioArgs {
     /// Branch id, e.g. TB [default: all branches, which must share a currency].
     pub branch: Option<String>,
-    /// Date of the portfolio figures (GLP, PAR, borrowers), YYYY-MM-DD [default: today].
+    /// Date of the portfolio figures (GLP, PAR, borrowers), YYYY-MM-DD [default: today; with
+    /// --as-of-sequence, the day that entry was recorded].
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
+    /// The figures as the books gave them right after this journal entry
+    /// (later entries, back-dated ones too, left out) [default: now].
+    #[arg(long, value_name = "SEQUENCE")]
+    pub as_of_sequence: Option<u64>,
     /// First day of the period of the repayment rate, write-offs and
     /// recoveries, YYYY-MM-DD (with --to) [default: 1 January of --as-of's year].
     #[arg(long, value_name = "DATE", requires = "to")]

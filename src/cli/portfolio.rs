@@ -112,6 +112,7 @@ pub async fn portfolio(server: &str, args: PortfolioArgs) -> anyhow::Result<Repo
         branch_id: args.branch.unwrap_or_default(),
         as_of_date: args.as_of.unwrap_or_default(),
         period,
+        as_of_sequence: args.as_of_sequence.unwrap_or_default(),
     };
     let r = audit(server)
         .await?
@@ -122,6 +123,7 @@ pub async fn portfolio(server: &str, args: PortfolioArgs) -> anyhow::Result<Repo
     let period = r.period.clone().unwrap_or_default();
     let mut text = format!("{} on {}\n", scope(&r.branch_id), r.as_of_date);
     text += &fields(&[
+        ("as of entry", r.as_of_sequence.to_string()),
         ("gross loan portfolio", money(r.gross_portfolio.as_ref())),
         ("active loans", r.active_loans.to_string()),
         ("active borrowers", r.active_borrowers.to_string()),
@@ -162,6 +164,7 @@ pub async fn portfolio(server: &str, args: PortfolioArgs) -> anyhow::Result<Repo
     let json = json!({
         "branch_id": r.branch_id,
         "as_of_date": r.as_of_date,
+        "as_of_sequence": r.as_of_sequence,
         "gross_portfolio": money_json(r.gross_portfolio.as_ref()),
         "active_loans": r.active_loans,
         "active_borrowers": r.active_borrowers,

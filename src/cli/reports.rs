@@ -21,6 +21,7 @@ const PAGE_SIZE_MAX: usize = 1000;
 pub async fn totals(server: &str, args: TotalsArgs) -> anyhow::Result<Report> {
     let request = pb::GetBranchTotalsRequest {
         branch_id: args.branch.clone(),
+        as_of_sequence: args.as_of_sequence.unwrap_or_default(),
         period: Some(period(args)?),
     };
     let r = audit(server)
@@ -33,17 +34,19 @@ pub async fn totals(server: &str, args: TotalsArgs) -> anyhow::Result<Report> {
     let previous = r.previous.unwrap_or_default();
     let change = r.change.unwrap_or_default();
     let mut text = format!(
-        "branch {}: {} to {} compared with {} to {}\n{}\n",
+        "branch {}: {} to {} compared with {} to {}, as of entry {}\n{}\n",
         r.branch_id,
         current.from_date,
         current.to_date,
         previous.from_date,
         previous.to_date,
+        r.as_of_sequence,
         totals_table(&current, &previous, &change)
     );
     text += &by_product_section(&r.by_product, &current);
     let json = json!({
         "branch_id": r.branch_id,
+        "as_of_sequence": r.as_of_sequence,
         "current": period_json(&current),
         "previous": period_json(&previous),
         "change": period_json(&change),

@@ -434,6 +434,9 @@ pub struct LedgerState {
     /// Reversed entry -> the entry that reversed it.
     reversed: HashMap<u64, u64>,
     days: BTreeMap<BranchId, BTreeMap<NaiveDate, DayTotals>>,
+    /// Each branch's days as they stood after any entry, for figures as of
+    /// a sequence number.
+    day_log: crate::domain::day_log::DayLog,
     /// Principals, roles and credentials: shared, so that the server can
     /// authenticate a call without taking the state's lock (an access
     /// command replaces it whole; access changes are rare and small).
@@ -503,6 +506,7 @@ impl LedgerState {
     pub fn keep_decisions_only(&mut self) {
         self.stop_tracking_changes();
         self.books.keep_lines_only();
+        self.day_log.stop();
     }
 
     /// Sequence number of the last applied entry (0 when empty).
@@ -608,7 +612,29 @@ impl LedgerState {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<PeriodFigures, DomainError> {
-        match self.days.get(branch) {
+        self.period_figures_at(branch, from, to, None)
+    }
+
+    /// Figures of one branch over `from..=to` as the books gave them right
+    /// after entry `sequence` (`None`: now), before any later entry,
+    /// back-dated ones included. O(days) now; O(days +
+    /// [`crate::domain::day_log::DAY_CHUNK`]) as of an earlier entry.
+    pub fn period_figures_at(
+        &self,
+        branch: &BranchId,
+        from: NaiveDate,
+        to: NaiveDate,
+        sequence: Option<u64>,
+    ) -> Result<PeriodFigures, DomainError> {
+        let past;
+        let days = match sequence.filter(|s| *s < self.last_sequence) {
+            Some(sequence) => {
+                past = self.days_at(branch, sequence)?;
+                Some(&past)
+            }
+            None => self.days.get(branch),
+        };
+        match days {
             Some(days) => Ok(PeriodFigures::from_days(days, from, to)?),
             None => Ok(PeriodFigures {
                 from: Some(from),
@@ -616,6 +642,23 @@ impl LedgerState {
                 ..PeriodFigures::default()
             }),
         }
+    }
+
+    /// `branch`'s days as they stood right after entry `sequence`.
+    fn days_at(
+        &self,
+        branch: &BranchId,
+        sequence: u64,
+    ) -> Result<crate::domain::day_log::Days, DomainError> {
+        self.day_log
+            .days_at(branch, sequence)
+            .map_err(|message| DomainError::Precondition {
+                field: "as_of_sequence".into(),
+                message: format!(
+                    "the state cache cannot answer as of entry {sequence} ({message}); \
+                     `mfi-ledger verify` compares it with the journal"
+                ),
+            })
     }
 }
 

@@ -121,6 +121,7 @@ async fn read_once(
             let year = SETUP_DATE[..4].parse().unwrap_or(2024);
             audit
                 .get_branch_totals(pb::GetBranchTotalsRequest {
+                    as_of_sequence: 0,
                     branch_id: branch_id.to_owned(),
                     period: Some(pb::get_branch_totals_request::Period::Year(year)),
                 })

@@ -45,6 +45,7 @@ async fn totals(
 ) -> anyhow::Result<pb::GetBranchTotalsResponse> {
     Ok(audit
         .get_branch_totals(pb::GetBranchTotalsRequest {
+            as_of_sequence: 0,
             branch_id: branch.to_owned(),
             period: Some(period),
         })
@@ -61,6 +62,7 @@ async fn par30(
 ) -> anyhow::Result<Decimal> {
     let quality = audit
         .get_portfolio_quality(pb::GetPortfolioQualityRequest {
+            as_of_sequence: 0,
             branch_id: branch.to_owned(),
             as_of_date: day.to_string(),
             period: None,

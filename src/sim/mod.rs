@@ -319,6 +319,7 @@ async fn summary(
         let totals = clients
             .audit
             .get_branch_totals(pb::GetBranchTotalsRequest {
+                as_of_sequence: 0,
                 branch_id: preset.branch_id.to_owned(),
                 period: Some(pb::get_branch_totals_request::Period::Year(year)),
             })

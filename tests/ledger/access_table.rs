@@ -599,6 +599,7 @@ impl Setup {
                 as_of_date: TODAY.into(),
             })),
             "GetBranchTotals" => send!(audit.get_branch_totals(pb::GetBranchTotalsRequest {
+                as_of_sequence: 0,
                 branch_id: b.clone(),
                 period: Some(pb::get_branch_totals_request::Period::Month(
                     "2024-06".into()

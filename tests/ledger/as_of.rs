@@ -117,3 +117,97 @@ async fn a_member_and_a_loan_as_of_an_entry_are_what_was_read_right_after_it() {
         .unwrap_err();
     assert_refused(&beyond, Code::InvalidArgument, "as_of_sequence");
 }
+
+async fn totals_at(app: &mut App, sequence: u64) -> pb::GetBranchTotalsResponse {
+    app.audit
+        .get_branch_totals(pb::GetBranchTotalsRequest {
+            branch_id: "TB".into(),
+            period: Some(pb::get_branch_totals_request::Period::Month(
+                "2024-01".into(),
+            )),
+            as_of_sequence: sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn quality_at(app: &mut App, branch: &str, sequence: u64) -> pb::GetPortfolioQualityResponse {
+    app.audit
+        .get_portfolio_quality(pb::GetPortfolioQualityRequest {
+            branch_id: branch.into(),
+            as_of_date: "2024-02-10".into(),
+            period: None,
+            as_of_sequence: sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn branch_totals_and_portfolio_quality_as_of_an_entry_are_what_was_read_right_after_it() {
+    let (mut app, loan) = borrower().await;
+    app.repay("pay-1", &loan, "260000", "2024-01-15")
+        .await
+        .unwrap();
+    let paid = app.last_sequence().await;
+    let live_totals = totals_at(&mut app, 0).await;
+    let live_quality = quality_at(&mut app, "TB", 0).await;
+    let live_all = quality_at(&mut app, "", 0).await;
+    assert_eq!(live_totals.as_of_sequence, paid);
+    assert_eq!(live_quality.as_of_sequence, paid);
+    // Two installments unpaid by 10 February: the whole loan is at risk.
+    assert_eq!(live_quality.par1_amount, live_quality.gross_portfolio);
+
+    // Since then, all dated in January: the payment reversed, a larger one,
+    // and a deposit.
+    app.reverse("undo-pay-1", paid).await.unwrap();
+    app.repay("pay-1-again", &loan, "520000", "2024-01-22")
+        .await
+        .unwrap();
+    app.deposit("dep-2", "TB-0001/C1", "50000", "2024-01-20")
+        .await
+        .unwrap();
+    let now = totals_at(&mut app, 0).await;
+    assert_ne!(
+        now.current, live_totals.current,
+        "the entries since change January"
+    );
+    let quality_now = quality_at(&mut app, "TB", 0).await;
+    assert_ne!(quality_now.par1_amount, live_quality.par1_amount);
+
+    // As of the payment: what was read right after it, named by its entry.
+    assert_eq!(totals_at(&mut app, paid).await, live_totals);
+    assert_eq!(quality_at(&mut app, "TB", paid).await, live_quality);
+    assert_eq!(quality_at(&mut app, "", paid).await, live_all);
+
+    // Before the disbursement the branch had lent nothing.
+    let before = totals_at(&mut app, 2).await;
+    assert_eq!(before.as_of_sequence, 2);
+    let current = before.current.unwrap();
+    assert_eq!(current.loans_disbursed, 0);
+
+    let last = app.last_sequence().await;
+    let beyond = app
+        .audit
+        .get_branch_totals(pb::GetBranchTotalsRequest {
+            branch_id: "TB".into(),
+            period: Some(pb::get_branch_totals_request::Period::Year(2024)),
+            as_of_sequence: last + 1,
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&beyond, Code::InvalidArgument, "as_of_sequence");
+    let beyond = app
+        .audit
+        .get_portfolio_quality(pb::GetPortfolioQualityRequest {
+            branch_id: "TB".into(),
+            as_of_date: String::new(),
+            period: None,
+            as_of_sequence: last + 1,
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&beyond, Code::InvalidArgument, "as_of_sequence");
+}

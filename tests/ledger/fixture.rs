@@ -251,6 +251,7 @@ async fn check_fixture(journal: &Path) -> String {
     let totals = served
         .audit
         .get_branch_totals(pb::GetBranchTotalsRequest {
+            as_of_sequence: 0,
             branch_id: "ND".into(),
             period: Some(pb::get_branch_totals_request::Period::Year(2024)),
         })

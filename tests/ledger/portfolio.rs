@@ -149,6 +149,7 @@ async fn quality(
 ) -> pb::GetPortfolioQualityResponse {
     app.audit
         .get_portfolio_quality(pb::GetPortfolioQualityRequest {
+            as_of_sequence: 0,
             branch_id: branch.into(),
             as_of_date: as_of.into(),
             period: period.map(|(from, to)| pb::DateRange {

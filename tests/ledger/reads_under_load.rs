@@ -138,6 +138,7 @@ async fn writes_are_acknowledged_and_reads_answer_while_one_client_loops_the_lon
                 assert_each_once(&listed, &every_loan, "loans in arrears under load");
                 audit
                     .get_branch_totals(pb::GetBranchTotalsRequest {
+                        as_of_sequence: 0,
                         branch_id: branch_id.clone(),
                         period: Some(pb::get_branch_totals_request::Period::Year(2024)),
                     })

@@ -133,6 +133,7 @@ async fn unknown_members_loans_and_accounts_are_not_found() {
     let status = app
         .audit
         .get_branch_totals(pb::GetBranchTotalsRequest {
+            as_of_sequence: 0,
             branch_id: "HN".into(),
             period: Some(pb::get_branch_totals_request::Period::Year(2023)),
         })

@@ -212,6 +212,7 @@ fn expect(values: [&str; 12]) -> Vec<(&'static str, String)> {
 
 async fn totals(app: &mut App, period: Period) -> pb::GetBranchTotalsResponse {
     let request = pb::GetBranchTotalsRequest {
+        as_of_sequence: 0,
         branch_id: "TB".into(),
         period: Some(period),
     };
@@ -382,6 +383,7 @@ async fn totals_survive_a_restart_and_refuse_bad_periods() {
         (Period::Year(0), "year"),
     ] {
         let request = pb::GetBranchTotalsRequest {
+            as_of_sequence: 0,
             branch_id: "TB".into(),
             period: Some(period),
         };
@@ -389,6 +391,7 @@ async fn totals_survive_a_restart_and_refuse_bad_periods() {
         crate::support::assert_refused(&status, tonic::Code::InvalidArgument, field);
     }
     let request = pb::GetBranchTotalsRequest {
+        as_of_sequence: 0,
         branch_id: "TB".into(),
         period: None,
     };

@@ -112,8 +112,15 @@ impl LedgerState {
     }
 
     /// Writes what staging `entry` worked out, and moves the head to it.
-    fn commit_entry(&mut self, entry: &Entry, commit: Commit) {
+    fn commit_entry(&mut self, entry: &Entry, mut commit: Commit) {
         let body = &entry.body;
+        for (branch, changes) in std::mem::take(&mut commit.day_changes) {
+            let before = self.days.get(&branch);
+            if let Some(chunk) = self.day_log.note(body.sequence, &branch, before, &changes) {
+                self.changed
+                    .note(|| StateKey::DayChunk(branch.clone(), chunk));
+            }
+        }
         self.commit(commit);
         self.book(body);
         if !self.skip_requests {
@@ -258,6 +265,8 @@ struct Commit {
     loans: Vec<(Arc<Loan>, bool)>,
     /// New day totals; `None` removes a day that no longer changes anything.
     days: BTreeMap<(BranchId, NaiveDate), Option<DayTotals>>,
+    /// What the entry changed of each branch's days (for the day log).
+    day_changes: BTreeMap<BranchId, Vec<(NaiveDate, DayTotals)>>,
     balances: Vec<(AccountId, Balance)>,
     reversed: Option<(u64, u64)>,
     /// Who may do what, after an access command.
@@ -1408,6 +1417,13 @@ impl Stage<'_> {
         }
         let mut commit = self.commit;
         for ((branch, date), change) in self.days {
+            if !change.is_empty() {
+                commit
+                    .day_changes
+                    .entry(branch.clone())
+                    .or_default()
+                    .push((date, change.clone()));
+            }
             let mut day = self
                 .state
                 .days

@@ -37,6 +37,8 @@ pub enum StateKey {
     Carry(BranchId, NaiveDate),
     /// A savings product's versions.
     SavingsProduct(ProductId),
+    /// One chunk of a branch's day log ([`crate::domain::day_log`]).
+    DayChunk(BranchId, u64),
 }
 
 /// A record: key bytes and value bytes, or `None` when the key is gone.
@@ -56,7 +58,8 @@ const ACCESS_KEY: &str = "access";
 /// 4: every entry that changed a loan (its history, replayed for a loan as
 /// it stood after an entry), and the entry that registered each member and
 /// opened each savings account.
-pub const STATE_FORMAT: u32 = 4;
+/// 5: each branch's day log (its days as they stood after any entry).
+pub const STATE_FORMAT: u32 = 5;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("postcard encodes plain data into a Vec without failing")
@@ -87,6 +90,7 @@ impl StateKey {
             StateKey::Posting(account, bucket) => format!("posting/{account}/{bucket:016}"),
             StateKey::Carry(branch, date) => format!("carry/{branch}/{date}"),
             StateKey::SavingsProduct(id) => format!("savings-product/{id}"),
+            StateKey::DayChunk(branch, chunk) => format!("daylog/{branch}/{chunk:010}"),
         }
         .into_bytes()
     }
@@ -122,6 +126,7 @@ impl LedgerState {
                 .bucket_record(account, *bucket)
                 .map(|r| encode(&r)),
             StateKey::SavingsProduct(id) => self.savings_products.get(id).map(encode),
+            StateKey::DayChunk(branch, chunk) => self.day_log.chunk(branch, *chunk).map(encode),
             StateKey::Carry(branch, date) => self
                 .books
                 .carries()
@@ -189,6 +194,11 @@ impl LedgerState {
                 .map(|(account, bucket)| StateKey::Posting(account.clone(), bucket)),
         );
         keys.extend(
+            self.day_log
+                .keys()
+                .map(|(branch, chunk)| StateKey::DayChunk(branch.clone(), chunk)),
+        );
+        keys.extend(
             self.books
                 .carries()
                 .map(|((branch, date), _)| StateKey::Carry(branch.clone(), *date)),
@@ -206,6 +216,7 @@ impl LedgerState {
         let (mut any, mut head, mut format) = (false, false, false);
         let mut postings = Vec::new();
         let mut carries = Vec::new();
+        let mut day_chunks = Vec::new();
         for (key, value) in records {
             let key =
                 std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
@@ -226,6 +237,15 @@ impl LedgerState {
                 let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
                     .map_err(|_| format!("record key {key:?}"))?;
                 carries.push((branch, date, decode(key, value)?));
+            } else if let Some(rest) = key.strip_prefix("daylog/") {
+                let (branch, chunk) = rest
+                    .rsplit_once('/')
+                    .ok_or_else(|| format!("record key {key:?}"))?;
+                let branch = BranchId::parse("key", branch).map_err(|e| e.to_string())?;
+                let chunk = chunk
+                    .parse::<u64>()
+                    .map_err(|_| format!("record key {key:?}"))?;
+                day_chunks.push((branch, chunk, decode(key, value)?));
             } else {
                 state.import_record(key, value)?;
             }
@@ -246,6 +266,10 @@ impl LedgerState {
         state.books = crate::domain::books::Books::from_buckets(postings);
         for (branch, date, lines) in carries {
             state.books.note_carry(&branch, date, lines);
+        }
+        day_chunks.sort_by(|(b1, c1, _), (b2, c2, _)| (b1, c1).cmp(&(b2, c2)));
+        for (branch, chunk, record) in day_chunks {
+            state.day_log.restore(branch, chunk, record)?;
         }
         Ok(state)
     }

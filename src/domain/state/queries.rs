@@ -242,6 +242,21 @@ impl LedgerState {
         view_of_loan(&loan, as_of)
     }
 
+    /// The day entry `sequence` was recorded on, in `branch`'s time zone
+    /// (the default zone for all branches): the day a read right after it
+    /// took as today.
+    pub fn recorded_day(
+        &self,
+        sequence: u64,
+        branch: Option<&BranchId>,
+        lookup: &mut dyn FnMut(u64) -> Result<EntryBody, String>,
+    ) -> Result<NaiveDate, DomainError> {
+        let zone = branch
+            .and_then(|b| self.branches.get(b))
+            .map_or(TIME_ZONE_DEFAULT, |b| b.time_zone.as_str());
+        self.day_of_entry(sequence, zone, lookup)
+    }
+
     /// The day entry `sequence` was recorded on, in time zone `zone`.
     fn day_of_entry(
         &self,
@@ -360,12 +375,25 @@ impl LedgerState {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<PortfolioQuality, DomainError> {
+        self.portfolio_quality_at(branch, as_of, from, to, None)
+    }
+
+    /// [`LedgerState::portfolio_quality`] as the books gave it right after
+    /// entry `sequence` (`None`: now), before any later entry.
+    pub fn portfolio_quality_at(
+        &self,
+        branch: Option<&BranchId>,
+        as_of: NaiveDate,
+        from: NaiveDate,
+        to: NaiveDate,
+        sequence: Option<u64>,
+    ) -> Result<PortfolioQuality, DomainError> {
         let (branches, currency) = self.quality_branches(branch)?;
         let mut stocks = PeriodFigures::default();
         let mut flows = PeriodFigures::default();
         for b in &branches {
-            stocks.add(&self.period_figures(&b.id, as_of, as_of)?)?;
-            flows.add(&self.period_figures(&b.id, from, to)?)?;
+            stocks.add(&self.period_figures_at(&b.id, as_of, as_of, sequence)?)?;
+            flows.add(&self.period_figures_at(&b.id, from, to, sequence)?)?;
         }
         let count = |n: i64| u64::try_from(n).map_err(|_| DomainError::Overflow);
         Ok(PortfolioQuality {
@@ -452,8 +480,20 @@ impl LedgerState {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<ProductCount>, DomainError> {
+        self.loans_by_product_at(branch, from, to, None)
+    }
+
+    /// [`LedgerState::loans_by_product`] as the books gave it right after
+    /// entry `sequence` (`None`: now).
+    pub fn loans_by_product_at(
+        &self,
+        branch: &BranchId,
+        from: NaiveDate,
+        to: NaiveDate,
+        sequence: Option<u64>,
+    ) -> Result<Vec<ProductCount>, DomainError> {
         self.find_branch("branch_id", branch)?;
-        let figures = self.period_figures(branch, from, to)?;
+        let figures = self.period_figures_at(branch, from, to, sequence)?;
         let mut counts = Vec::new();
         for (product, day) in figures.disbursed_by_product {
             counts.push(ProductCount {

@@ -878,7 +878,10 @@ proptest! {
                 .keys()
                 .map(|id| (id.clone(), state.loan_view(id, None, now).unwrap()))
                 .collect();
-            live.push((state.last_sequence(), state.balances.clone(), state.books().trial_balance(Some(&tb), AsOf::Latest), (state.loans.clone(), members, loan_views)));
+            let quality = [(day(20), day(1), day(40)), (day(100), day(60), day(100)), (day(400), day(1), day(400))]
+                .map(|(at, from, to)| state.portfolio_quality(Some(&tb), at, from, to).unwrap());
+            let days = state.days.get(&tb).cloned().unwrap_or_default();
+            live.push((state.last_sequence(), state.balances.clone(), state.books().trial_balance(Some(&tb), AsOf::Latest), (state.loans.clone(), members, loan_views), (days, quality)));
         }
         let mut lookup = |sequence: u64| {
             entries
@@ -893,7 +896,18 @@ proptest! {
             };
             Line::of(account, kind)
         };
-        for (sequence, balances, trial, (loans, members, loan_views)) in &live {
+        for (sequence, balances, trial, (loans, members, loan_views), (days, quality)) in &live {
+            // The branch's days, and so its totals and portfolio quality on
+            // any date, as they stood right after entry s.
+            prop_assert_eq!(&state.days_at(&tb, *sequence).unwrap(), days, "days as of {}", sequence);
+            let then = [(day(20), day(1), day(40)), (day(100), day(60), day(100)), (day(400), day(1), day(400))]
+                .map(|(at, from, to)| state.portfolio_quality_at(Some(&tb), at, from, to, Some(*sequence)).unwrap());
+            prop_assert_eq!(&then, quality, "portfolio quality as of {}", sequence);
+            prop_assert_eq!(
+                state.period_figures_at(&tb, day(1), day(400), Some(*sequence)).unwrap(),
+                PeriodFigures::from_days(days, day(1), day(400)).unwrap(),
+                "branch totals as of {}", sequence
+            );
             // Every loan as it stood right after entry s, replayed from its
             // own entries, is the loan read live then (or none before it),
             // and so is its view (statuses, arrears, payoff on that day).
