@@ -6,6 +6,10 @@
 //!   posted to by every entry, and one member's savings);
 //! - the branch's trial balance as of a date and as of a sequence number;
 //! - the balance sheet and the income statement of a year;
+//! - the branch's totals and portfolio quality as of a date, and as of a
+//!   sequence number (from the day log), against the baseline a ledger
+//!   without the day log would have: replaying the journal up to that
+//!   entry, timed once per size (the run checks both give the same figures);
 //! - the baseline a ledger without the books' histories would have: the
 //!   same cash balance as of a date worked out by scanning the journal's
 //!   entries (`Ledger::entries`, a page of 10,000 at a time), timed once
@@ -26,6 +30,8 @@ use mfi_ledger::domain::account::AccountId;
 use mfi_ledger::domain::books::{AsOf, Balance};
 use mfi_ledger::domain::entry::Side;
 use mfi_ledger::domain::ids::BranchId;
+use mfi_ledger::domain::state::LedgerState;
+use mfi_ledger::domain::totals::PeriodFigures;
 use mfi_ledger::ledger::Ledger;
 
 use support::{grow_journal, ledger_with_members, savings_id};
@@ -77,7 +83,33 @@ fn median_micros(c: &Criterion, group: &str, name: &str, size: usize) -> f64 {
         .map_or(f64::NAN, |nanos| nanos / 1000.0)
 }
 
-const READS: [&str; 8] = [
+/// The branch's totals over `from..=to` as they stood after entry `upto`,
+/// the way a ledger without the day log would work them out: the journal
+/// replayed up to that entry into a fresh state.
+fn replayed_totals(
+    ledger: &Ledger,
+    branch: &BranchId,
+    upto: u64,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> PeriodFigures {
+    let mut state = LedgerState::new();
+    state.stop_tracking_changes();
+    let mut next = 1;
+    while next <= upto {
+        let page = ledger.entries(next, 10_000).unwrap();
+        for entry in page.iter().filter(|e| e.body.sequence <= upto) {
+            state.apply(entry).unwrap();
+        }
+        next = page.last().unwrap().body.sequence + 1;
+    }
+    state.period_figures(branch, from, to).unwrap()
+}
+
+const READS: [&str; 11] = [
+    "branch_totals_on_date",
+    "branch_totals_at_sequence",
+    "portfolio_quality_at_sequence",
     "cash_on_date",
     "cash_at_sequence",
     "savings_on_date",
@@ -97,6 +129,7 @@ fn main() {
     let cash = AccountId::Cash(branch.clone());
     let savings = AccountId::Savings(savings_id(7));
     let mut scans = Vec::new();
+    let mut replays = Vec::new();
     for (size, first, days) in SIZES {
         let have = ledger.read(|s| s.last_sequence()) as usize;
         runtime.block_on(grow_journal(
@@ -177,7 +210,47 @@ fn main() {
                 })
             })
         });
+        let year = date("2024-01-01");
+        group.bench_with_input(
+            BenchmarkId::new("branch_totals_on_date", size),
+            &size,
+            |b, _| b.iter(|| ledger.read(|s| s.period_figures(&branch, year, middle).unwrap())),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("branch_totals_at_sequence", size),
+            &size,
+            |b, _| {
+                b.iter(|| {
+                    ledger.read(|s| {
+                        s.period_figures_at(&branch, year, middle, Some(half))
+                            .unwrap()
+                    })
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("portfolio_quality_at_sequence", size),
+            &size,
+            |b, _| {
+                b.iter(|| {
+                    ledger.read(|s| {
+                        s.portfolio_quality_at(Some(&branch), middle, year, middle, Some(half))
+                            .unwrap()
+                    })
+                })
+            },
+        );
         group.finish();
+        // The replay baseline, timed once (it applies half the journal).
+        let started = Instant::now();
+        let by_replay = replayed_totals(&ledger, &branch, half, year, middle);
+        let replay = started.elapsed();
+        let logged = ledger.read(|s| {
+            s.period_figures_at(&branch, year, middle, Some(half))
+                .unwrap()
+        });
+        assert_eq!(by_replay, logged, "the replay and the day log agree");
+        replays.push(replay);
         // The scan baseline, timed once (it reads the whole journal).
         let started = Instant::now();
         let by_scan = scanned(&ledger, &cash, middle);
@@ -221,6 +294,30 @@ fn main() {
     writeln!(
         table,
         "| baseline ÷ cash_on_date | {} |",
+        ratios.join(" | ")
+    )
+    .unwrap();
+    let replay_cells: Vec<String> = replays
+        .iter()
+        .map(|replay| format!("{:.0}", replay.as_secs_f64() * 1e6))
+        .collect();
+    writeln!(
+        table,
+        "| branch totals as of an entry by replaying the journal (baseline) | {} |",
+        replay_cells.join(" | ")
+    )
+    .unwrap();
+    let ratios: Vec<String> = SIZES
+        .iter()
+        .zip(&replays)
+        .map(|((size, ..), replay)| {
+            let logged = median_micros(&c, "books", "branch_totals_at_sequence", *size);
+            format!("{:.0}x", replay.as_secs_f64() * 1e6 / logged)
+        })
+        .collect();
+    writeln!(
+        table,
+        "| baseline ÷ branch_totals_at_sequence | {} |",
         ratios.join(" | ")
     )
     .unwrap();
