@@ -15,6 +15,7 @@ const PROTO_FILES: &[&str] = &[
     "mfi/ledger/v1/access_service.proto",
     "mfi/ledger/v1/proof_service.proto",
     "mfi/ledger/v1/books_service.proto",
+    "mfi/ledger/v1/operations_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

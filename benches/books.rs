@@ -130,6 +130,7 @@ fn main() {
     let savings = AccountId::Savings(savings_id(7));
     let mut scans = Vec::new();
     let mut replays = Vec::new();
+    let mut day_log_bytes = Vec::new();
     for (size, first, days) in SIZES {
         let have = ledger.read(|s| s.last_sequence()) as usize;
         runtime.block_on(grow_journal(
@@ -251,6 +252,7 @@ fn main() {
         });
         assert_eq!(by_replay, logged, "the replay and the day log agree");
         replays.push(replay);
+        day_log_bytes.push(ledger.read(|s| s.day_log().bytes()) as f64 / head as f64);
         // The scan baseline, timed once (it reads the whole journal).
         let started = Instant::now();
         let by_scan = scanned(&ledger, &cash, middle);
@@ -319,6 +321,13 @@ fn main() {
         table,
         "| baseline ÷ branch_totals_at_sequence | {} |",
         ratios.join(" | ")
+    )
+    .unwrap();
+    let cells: Vec<String> = day_log_bytes.iter().map(|b| format!("{b:.0}")).collect();
+    writeln!(
+        table,
+        "| day log: bytes kept per entry (memory and cache) | {} |",
+        cells.join(" | ")
     )
     .unwrap();
     std::fs::create_dir_all("target/bench").unwrap();

@@ -334,3 +334,114 @@ fn the_metrics_count_what_a_load_sent_and_what_was_refused() {
     assert_eq!(value("mfi_ledger_read_side_lag_entries"), 0.0);
     assert!(value("mfi_ledger_journal_bytes") > 0.0);
 }
+
+/// The journal's head as `info --json` gives it: (last sequence, last hash).
+fn head(client: Command) -> (u64, String) {
+    let mut client = client;
+    let out = common::expect_success(
+        client.args(["--json", "info"]).output().expect("run info"),
+        "info",
+    );
+    let json: Value = serde_json::from_str(&out).expect("info's JSON");
+    (
+        json["last_sequence"].as_u64().expect("a sequence"),
+        json["last_hash"].as_str().expect("a hash").to_owned(),
+    )
+}
+
+/// An operator's online backup: taken while 64 clients write, it holds
+/// every entry acknowledged before it started, verifies, and a server
+/// started on it serves the same head; the writes go on meanwhile and their
+/// own end-of-run check passes. An auditor without the administrator's
+/// role is refused and left with no directory.
+#[test]
+fn a_backup_taken_under_load_verifies_serves_and_holds_what_was_acknowledged_before_it() {
+    let server = Server::start();
+    let out = tempfile::tempdir().expect("temp dir");
+    let copy = out.path().join("copy");
+    let admin_token = server.data_dir().join(common::ADMIN_TOKEN_FILE);
+    let refused = common::expect_failure(
+        server
+            .client()
+            .args(["backup", "--to"])
+            .arg(out.path().join("refused"))
+            .output()
+            .expect("run backup"),
+        "backup as a manager",
+    );
+    assert!(refused.contains("PermissionDenied"), "{refused}");
+    assert!(!out.path().join("refused").exists());
+    std::thread::scope(|scope| {
+        let load = scope
+            .spawn(|| server.load(&["--clients", "64", "--duration", "5s", "--setup-loans", "64"]));
+        // Once the clients write (past the load's setup), note the head:
+        // every entry up to it was acknowledged before the backup started.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let acknowledged = loop {
+            let (sequence, _) = head(server.client());
+            if sequence >= 1_000 {
+                break sequence;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the load wrote {sequence} entries in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let taken = common::expect_success(
+            Command::new(BIN)
+                .args(["--server", &server.url, "--json", "backup", "--to"])
+                .arg(&copy)
+                .env("MFI_LEDGER_TOKEN_FILE", &admin_token)
+                .output()
+                .expect("run backup"),
+            "backup",
+        );
+        let taken: Value = serde_json::from_str(&taken).expect("backup's JSON");
+        assert_eq!(taken["verified"], true, "{taken:#}");
+        let backed_up = taken["head_sequence"].as_u64().expect("a head");
+        let backed_up_hash = taken["head_hash"].as_str().expect("a hash").to_owned();
+        assert!(
+            backed_up >= acknowledged,
+            "the backup holds entries up to {backed_up}, not all {acknowledged} acknowledged before it"
+        );
+        let (after, _) = head(server.client());
+        assert!(
+            after > backed_up,
+            "the writes went on while the backup was taken"
+        );
+        let json = load.join().expect("the load");
+        assert_eq!(json["errors"], 0, "{json:#}");
+        assert_eq!(json["verified"], true, "{json:#}");
+
+        // The original's entry at the backup's head is the one the copy ends with.
+        let entry = common::expect_success(
+            server
+                .client()
+                .args(["--json", "journal", "--limit", "1", "--from"])
+                .arg(backed_up.to_string())
+                .output()
+                .expect("run journal"),
+            "journal",
+        );
+        assert!(entry.contains(&backed_up_hash), "{entry}");
+
+        // `verify` passes on the copy, and a server started on it serves
+        // the same head, with the same credentials.
+        let verified = common::expect_success(
+            Command::new(BIN)
+                .args(["verify", "--data"])
+                .arg(&copy)
+                .output()
+                .expect("run verify"),
+            "verify the copy",
+        );
+        assert!(verified.contains(&backed_up_hash), "{verified}");
+        for token in [common::ADMIN_TOKEN_FILE, "tester.token"] {
+            std::fs::copy(server.data_dir().join(token), copy.join(token)).expect("copy a token");
+        }
+        let restored = common::ServerOn::start(&copy).expect("a server on the copy");
+        assert_eq!(head(restored.client()), (backed_up, backed_up_hash));
+        restored.stop();
+    });
+}

@@ -121,6 +121,9 @@ pub const RPCS: &[Rpc] = rpcs! {
         "GetAccountStatement": ReadBranch,
         "ExportBooks": ReadBranch,
     }
+    "OperationsService" => {
+        "Backup": Administer,
+    }
 };
 
 /// The action `path` needs, for an RPC of the ledger's services.

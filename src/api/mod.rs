@@ -22,6 +22,7 @@ mod connections;
 pub mod convert;
 pub mod echo;
 pub mod metrics_http;
+mod operations;
 pub mod pages;
 mod principals;
 mod products;
@@ -161,6 +162,11 @@ pub async fn serve(
         pb::books_service_server::BooksServiceServer::new(books::BooksApi::new(ledger.clone()))
             .max_decoding_message_size(limits.message_size_max)
             .max_encoding_message_size(64 << 20);
+    let operations = pb::operations_service_server::OperationsServiceServer::new(
+        operations::OperationsApi::new(ledger.clone()),
+    )
+    .max_decoding_message_size(limits.message_size_max)
+    .max_encoding_message_size(2 * operations::BACKUP_CHUNK_BYTES);
     let incoming = connections::PeerLimitedIncoming::new(
         incoming(listener),
         limits.connections_per_peer_max,
@@ -184,6 +190,7 @@ pub async fn serve(
         .add_service(access_service)
         .add_service(proofs)
         .add_service(books)
+        .add_service(operations)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     watcher.abort();

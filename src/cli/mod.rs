@@ -21,6 +21,7 @@ mod access;
 mod approvals;
 pub mod args;
 mod audit;
+mod backup;
 mod books;
 pub mod connect;
 mod output;
@@ -167,6 +168,10 @@ pub enum ClientCommand {
     /// Cosign the log's checkpoints, each only if it extends the last one
     /// this witness cosigned.
     Witness(witness::WitnessArgs),
+    /// Copy a running server's data directory to a new directory while it
+    /// serves (the journal up to its durable head, the checkpoints, the
+    /// access log and the log's keys), then verify the copy. Administrators.
+    Backup(backup::BackupArgs),
 }
 
 /// Commands that append an entry to the journal.
@@ -270,6 +275,7 @@ pub async fn run(options: ClientOptions, command: ClientCommand) -> anyhow::Resu
         ClientCommand::Books(command) => books::run(&options.server, command).await?,
         ClientCommand::Audit(command) => audit::run(&options.server, command).await?,
         ClientCommand::Witness(args) => witness::run(&options.server, options.json, args).await?,
+        ClientCommand::Backup(args) => backup::backup(&options.server, args).await?,
     };
     report.print(options.json)
 }

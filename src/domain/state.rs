@@ -595,6 +595,11 @@ impl LedgerState {
         &self.access
     }
 
+    /// Every branch's days as they stood after any entry.
+    pub fn day_log(&self) -> &crate::domain::day_log::DayLog {
+        &self.day_log
+    }
+
     /// The general ledger: every account's and line's history.
     pub fn books(&self) -> &Books {
         &self.books
@@ -617,8 +622,8 @@ impl LedgerState {
 
     /// Figures of one branch over `from..=to` as the books gave them right
     /// after entry `sequence` (`None`: now), before any later entry,
-    /// back-dated ones included. O(days) now; O(days +
-    /// [`crate::domain::day_log::DAY_CHUNK`]) as of an earlier entry.
+    /// back-dated ones included. O(days), now or as of an earlier entry
+    /// ([`crate::domain::day_log`]).
     pub fn period_figures_at(
         &self,
         branch: &BranchId,

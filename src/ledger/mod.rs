@@ -32,7 +32,7 @@ use crate::store::{Store, StoreError};
 mod checkpoints;
 mod proofs;
 mod reads;
-mod recovery;
+pub mod recovery;
 
 pub use checkpoints::{
     ACCESS_LOG_ANCHOR, CheckpointPolicy, JOURNAL_ANCHOR, ProofError, ServedCheckpoint,

@@ -34,6 +34,8 @@ mod report;
 pub mod setup;
 pub mod workload;
 
+pub use drive::group_thousands;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

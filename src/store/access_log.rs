@@ -201,6 +201,8 @@ enum Message {
     Flush(mpsc::Sender<()>),
     /// Makes every record durable, then answers the last one's number and hash.
     Head(mpsc::Sender<(u64, [u8; 32])>),
+    /// Makes every record durable, then answers the file's length in bytes.
+    Length(mpsc::Sender<u64>),
 }
 
 /// The access log of a data directory: records are sent to a writer
@@ -222,6 +224,7 @@ impl AccessLog {
             .last()
             .map_or((0, [0u8; 32]), |r| (r.sequence, r.hash));
         let valid: u64 = records.iter().map(|r| r.line().len() as u64).sum();
+        let mut written = valid;
         let file = OpenOptions::new()
             .create(true)
             .read(true)
@@ -266,8 +269,12 @@ impl AccessLog {
                                 hash,
                             };
                             previous = hash;
-                            if let Err(e) = file.write_all(record.line().as_bytes()) {
-                                tracing::error!(error = %e, "cannot write the access log");
+                            let line = record.line();
+                            match file.write_all(line.as_bytes()) {
+                                Ok(()) => written += line.len() as u64,
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot write the access log")
+                                }
                             }
                             unsynced = true;
                         }
@@ -280,6 +287,11 @@ impl AccessLog {
                             sync(&mut file);
                             unsynced = false;
                             let _ = answer.send((sequence, previous));
+                        }
+                        Some(Message::Length(answer)) => {
+                            sync(&mut file);
+                            unsynced = false;
+                            let _ = answer.send(written);
                         }
                         None => {
                             sync(&mut file);
@@ -339,6 +351,17 @@ impl AccessLog {
         let (answer, wait) = mpsc::channel();
         let sent = match &*self.sender.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(sender) => sender.send(Message::Head(answer)).is_ok(),
+            None => false,
+        };
+        if sent { wait.recv().ok() } else { None }
+    }
+
+    /// The file's length in bytes once every record sent so far is durable
+    /// (whole records only); `None` when the writer has stopped.
+    pub fn durable_len(&self) -> Option<u64> {
+        let (answer, wait) = mpsc::channel();
+        let sent = match &*self.sender.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(sender) => sender.send(Message::Length(answer)).is_ok(),
             None => false,
         };
         if sent { wait.recv().ok() } else { None }

@@ -241,6 +241,16 @@ impl CheckpointLog {
         Ok(offset + record.len() as u64 - text.len() as u64)
     }
 
+    /// The log's length in bytes: whole, durable records only (an append
+    /// holds the file while it writes and syncs).
+    pub fn durable_len(&self) -> Result<u64, StoreError> {
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(file
+            .metadata()
+            .map_err(StoreError::io(format!("reading {}", self.path.display())))?
+            .len())
+    }
+
     /// Keeps a checkpoint of `size` (larger than the last one's), durably.
     pub fn append_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());

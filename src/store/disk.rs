@@ -352,6 +352,59 @@ impl Store for DiskStore {
     fn checkpoints(&self) -> Option<&super::checkpoint_log::CheckpointLog> {
         Some(&self.checkpoints)
     }
+
+    /// The journal up to its durable head, the checkpoints and the access
+    /// log as they stood just before it, and the `whole` files. Each length
+    /// is taken under the lock its file's appends hold, so each prefix ends
+    /// on a whole record; the checkpoints first, then the access log, then
+    /// the journal, so that every checkpoint copied is of a journal size the
+    /// copy holds, and every access-log head one anchors is in the copy.
+    /// The Merkle tree and the state cache are not copied: they are derived
+    /// from the journal, and the copy's first start (or `verify`) rebuilds
+    /// them.
+    fn backup_plan(&self, whole: &[&str]) -> Option<Result<super::BackupPlan, StoreError>> {
+        Some(self.plan_backup(whole))
+    }
+}
+
+impl DiskStore {
+    fn plan_backup(&self, whole: &[&str]) -> Result<super::BackupPlan, StoreError> {
+        use super::checkpoint_log::CHECKPOINT_LOG_FILE;
+        let mut files = Vec::new();
+        for name in whole {
+            let path = self.dir.join(name);
+            match std::fs::metadata(&path) {
+                Ok(meta) => files.push(((*name).to_owned(), path, meta.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(format!("reading {}", path.display()))(e)),
+            }
+        }
+        let checkpoints = self.checkpoints.durable_len()?;
+        files.push((
+            CHECKPOINT_LOG_FILE.to_owned(),
+            self.dir.join(CHECKPOINT_LOG_FILE),
+            checkpoints,
+        ));
+        let access = self
+            .access_log
+            .durable_len()
+            .ok_or_else(|| StoreError::Stopped("the access log's writer has stopped".to_owned()))?;
+        let access_name = super::access_log::ACCESS_LOG_FILE;
+        files.push((access_name.to_owned(), self.dir.join(access_name), access));
+        let (head, end) = {
+            let guard = self
+                .journal
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let journal = guard
+                .as_ref()
+                .map_err(|why| StoreError::Stopped(why.clone()))?;
+            (journal.len(), journal.end())
+        };
+        let journal_name = super::journal_file::JOURNAL_FILE_NAME;
+        files.push((journal_name.to_owned(), self.dir.join(journal_name), end));
+        Ok(super::BackupPlan { head, files })
+    }
 }
 
 impl DiskStore {

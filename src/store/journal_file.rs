@@ -252,6 +252,11 @@ impl<M: JournalMedium> JournalFile<M> {
         std::mem::take(&mut self.request_index)
     }
 
+    /// Where the last durable frame ends: the journal's length in bytes.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
     /// Offsets of the entries, for readers.
     pub fn offsets(&self) -> &[u64] {
         &self.offsets

@@ -100,6 +100,18 @@ impl StoreError {
     }
 }
 
+/// What a consistent online backup copies: a prefix of each file of the
+/// data directory, taken so that the copy is a data directory as it stood
+/// at one durable head ([`Store::backup_plan`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupPlan {
+    /// The last entry the copy holds.
+    pub head: u64,
+    /// Each file: its name in the data directory, its path, and how many of
+    /// its bytes (from the start) the copy holds.
+    pub files: Vec<(String, std::path::PathBuf, u64)>,
+}
+
 /// A stored derived-state record: key bytes and value bytes.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
@@ -152,6 +164,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every checkpoint issued and its cosignatures, if the store keeps them.
     fn checkpoints(&self) -> Option<&checkpoint_log::CheckpointLog> {
+        None
+    }
+
+    /// The files a consistent online backup copies, and how much of each,
+    /// while writes go on, with the files named in `whole` (small ones that
+    /// never change, such as keys) copied whole when they exist; `None` when
+    /// the store keeps no files of its own.
+    fn backup_plan(&self, whole: &[&str]) -> Option<Result<BackupPlan, StoreError>> {
+        let _ = whole;
         None
     }
 }

@@ -23,6 +23,7 @@ use mfi_ledger::pb::access_service_client::AccessServiceClient;
 use mfi_ledger::pb::audit_service_client::AuditServiceClient;
 use mfi_ledger::pb::books_service_client::BooksServiceClient;
 use mfi_ledger::pb::branch_service_client::BranchServiceClient;
+use mfi_ledger::pb::operations_service_client::OperationsServiceClient;
 use mfi_ledger::pb::product_service_client::ProductServiceClient;
 use mfi_ledger::pb::proof_service_client::ProofServiceClient;
 use tonic::transport::Channel;
@@ -49,6 +50,7 @@ struct Clients {
     access: AccessServiceClient<Conn>,
     proofs: ProofServiceClient<Conn>,
     books: BooksServiceClient<Conn>,
+    operations: OperationsServiceClient<Conn>,
 }
 
 impl Clients {
@@ -74,7 +76,8 @@ impl Clients {
             audit: AuditServiceClient::new(conn.clone()),
             access: AccessServiceClient::new(conn.clone()),
             proofs: ProofServiceClient::new(conn.clone()),
-            books: BooksServiceClient::new(conn),
+            books: BooksServiceClient::new(conn.clone()),
+            operations: OperationsServiceClient::new(conn),
         }
     }
 }
@@ -784,6 +787,18 @@ impl Setup {
                 };
                 call(move |mut clients: Clients| async move {
                     let mut stream = clients.books.export_books(request).await?.into_inner();
+                    while stream.message().await?.is_some() {}
+                    Ok(())
+                })
+            }
+            "Backup" => {
+                // A stream: the call is the whole backup, read to its end.
+                call(move |mut clients: Clients| async move {
+                    let mut stream = clients
+                        .operations
+                        .backup(pb::BackupRequest {})
+                        .await?
+                        .into_inner();
                     while stream.message().await?.is_some() {}
                     Ok(())
                 })
