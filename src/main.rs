@@ -114,6 +114,12 @@ struct ServeArgs {
     /// (without it a mistyped --data is refused, not served empty).
     #[arg(long)]
     init: bool,
+    /// Serve a copy of the books (a backup, or a directory on read-only
+    /// media) without writing to it: every read is answered, every write is
+    /// refused (FAILED_PRECONDITION). The state is rebuilt in memory from the
+    /// journal; reads are not recorded in the access log.
+    #[arg(long, conflicts_with = "init")]
+    read_only: bool,
     /// Read settings from this TOML file: each key is an option's long name
     /// with `_` for `-` (e.g. `batch_size_max = 1024`); flags and the
     /// environment win over it. Every key is in the README.
@@ -412,22 +418,15 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let store = DiskStore::open(&args.data)
-        .with_context(|| format!("opening data directory {}", args.data.display()))?;
-    let signer =
-        mfi_ledger::checkpoint::keys::log_signer(&args.data, args.log.log_origin.as_deref())
-            .context("the log's signing key")?;
-    tracing::info!(
-        verifier_key = %signer.verifier().to_text(),
-        "checkpoints are signed with the log key in DATA/log.key; its verifier key is in DATA/log.pub"
-    );
+    let (store, signer) = open_store(&args)?;
     let config = LedgerConfig {
         batch_size_max: args.batch_size_max,
         queue_depth_max: args.queue_depth_max,
         queue_bytes_max: args.queue_bytes_max,
         checkpoint_entries: args.checkpoint_entries,
+        read_only: args.read_only,
         log_checkpoints: CheckpointPolicy {
-            signer: Some(Arc::new(signer)),
+            signer: signer.map(Arc::new),
             every_entries: args.log.log_checkpoint_entries.max(1),
             every: std::time::Duration::from_secs(args.log.log_checkpoint_seconds.max(1)),
         },
@@ -441,8 +440,12 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => Arc::new(SystemClock),
     };
-    let ledger = Arc::new(Ledger::start(Arc::new(store), clock, config)?);
-    if let Some(path) = mfi_ledger::auth::bootstrap(&ledger, &args.data).await? {
+    let ledger = Arc::new(Ledger::start(store, clock, config)?);
+    let bootstrap = match args.read_only {
+        true => None,
+        false => mfi_ledger::auth::bootstrap(&ledger, &args.data).await?,
+    };
+    if let Some(path) = bootstrap {
         tracing::info!(
             principal = mfi_ledger::auth::FIRST_ADMINISTRATOR,
             token_file = %path.display(),
@@ -496,6 +499,47 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || ledger.shutdown()).await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// The data directory's store and the log's signing key: read-only with
+/// `--read-only` (nothing created or written; the key only if there is
+/// one), else the embedded store, the key created when missing.
+fn open_store(
+    args: &ServeArgs,
+) -> anyhow::Result<(
+    Arc<dyn mfi_ledger::store::Store>,
+    Option<mfi_ledger::checkpoint::Signer>,
+)> {
+    use mfi_ledger::checkpoint::keys;
+    let opening = || format!("opening data directory {}", args.data.display());
+    if !args.read_only {
+        let store = DiskStore::open(&args.data).with_context(opening)?;
+        let signer = keys::log_signer(&args.data, args.log.log_origin.as_deref())
+            .context("the log's signing key")?;
+        tracing::info!(
+            verifier_key = %signer.verifier().to_text(),
+            "checkpoints are signed with the log key in DATA/log.key; its verifier key is in DATA/log.pub"
+        );
+        return Ok((Arc::new(store), Some(signer)));
+    }
+    let store = mfi_ledger::store::ReadOnlyStore::open(&args.data).with_context(opening)?;
+    let key = args.data.join(keys::LOG_KEY_FILE);
+    let signer = match key.exists() {
+        true => Some(keys::load(&key).context("the log's signing key")?),
+        false => {
+            tracing::warn!(
+                "no log key in the data directory: the checkpoints kept are served, without the \
+                 verifier key"
+            );
+            None
+        }
+    };
+    tracing::warn!(
+        data = %args.data.display(),
+        "serving a read-only copy of the books: every write is refused, no checkpoint is \
+         signed, and reads are not recorded in the access log (it cannot be appended to)"
+    );
+    Ok((Arc::new(store), signer))
 }
 
 /// The server's TLS configuration, or `None` to listen in clear text.

@@ -351,9 +351,10 @@ fn head(client: Command) -> (u64, String) {
 
 /// An operator's online backup: taken while 64 clients write, it holds
 /// every entry acknowledged before it started, verifies, and a server
-/// started on it serves the same head; the writes go on meanwhile and their
-/// own end-of-run check passes. An auditor without the administrator's
-/// role is refused and left with no directory.
+/// started on it (read-only, refusing a write; then as the server of
+/// record) serves the same head; the writes go on meanwhile and their own
+/// end-of-run check passes. A manager without the administrator's role is
+/// refused and left with no directory.
 #[test]
 fn a_backup_taken_under_load_verifies_serves_and_holds_what_was_acknowledged_before_it() {
     let server = Server::start();
@@ -437,6 +438,52 @@ fn a_backup_taken_under_load_verifies_serves_and_holds_what_was_acknowledged_bef
             "verify the copy",
         );
         assert!(verified.contains(&backed_up_hash), "{verified}");
+        // Served read-only (an auditor's copy): the same head; a write is
+        // refused and changes nothing.
+        let mut read_only = Command::new(BIN)
+            .args(["serve", "--read-only", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&copy)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve the copy read-only");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(read_only.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("the read-only server's first line");
+        let url = format!(
+            "http://{}",
+            line.trim()
+                .strip_prefix("mfi-ledger listening on ")
+                .unwrap_or_else(|| panic!("not listening: {line}"))
+        );
+        let on_copy = || {
+            let mut client = Command::new(BIN);
+            client.args(["--server", &url]).env(
+                "MFI_LEDGER_TOKEN_FILE",
+                server.data_dir().join("tester.token"),
+            );
+            client
+        };
+        assert_eq!(head(on_copy()), (backed_up, backed_up_hash.clone()));
+        let refused = common::expect_failure(
+            on_copy()
+                .args(["deposit", "LOAD-0001/C1", "1000"])
+                .output()
+                .expect("run deposit"),
+            "a deposit on the read-only copy",
+        );
+        assert!(
+            refused.contains("FailedPrecondition") && refused.contains("read-only"),
+            "{refused}"
+        );
+        assert_eq!(head(on_copy()).0, backed_up);
+        let _ = read_only.kill();
+        let _ = read_only.wait();
         for token in [common::ADMIN_TOKEN_FILE, "tester.token"] {
             std::fs::copy(server.data_dir().join(token), copy.join(token)).expect("copy a token");
         }

@@ -28,6 +28,7 @@ pub fn from_submit(error: SubmitError) -> Status {
             Status::resource_exhausted(error.to_string())
         }
         SubmitError::Unavailable(_) => Status::unavailable(error.to_string()),
+        SubmitError::ReadOnly => Status::failed_precondition(error.to_string()),
         SubmitError::Internal(ref cause) => {
             tracing::error!(%cause, "command failed inside the ledger");
             Status::internal("internal error; the cause is in the server's log")

@@ -122,6 +122,9 @@ pub struct LedgerConfig {
     pub log_checkpoints: CheckpointPolicy,
     /// The general-ledger codes and names the books are shown with.
     pub chart: Arc<crate::domain::books::Chart>,
+    /// Serves a copy of the books: refuses every write, signs no
+    /// checkpoint and keeps no cosignature (`serve --read-only`).
+    pub read_only: bool,
 }
 
 impl Default for LedgerConfig {
@@ -134,6 +137,7 @@ impl Default for LedgerConfig {
             checkpoint_interval: std::time::Duration::from_secs(1),
             log_checkpoints: CheckpointPolicy::default(),
             chart: Arc::default(),
+            read_only: false,
         }
     }
 }
@@ -155,6 +159,12 @@ pub enum SubmitError {
     /// The ledger is shutting down or stopped after a storage fault.
     #[error("the ledger is not accepting writes: {0}")]
     Unavailable(String),
+    /// The ledger serves a read-only copy of the books.
+    #[error(
+        "this server serves a read-only copy of the books (serve --read-only): it refuses every \
+         write; nothing was written"
+    )]
+    ReadOnly,
     /// A storage fault or a bug; logged with its cause.
     #[error("internal error: {0}")]
     Internal(String),
@@ -260,10 +270,7 @@ impl Ledger {
             failed: failed.clone(),
             store: store.clone(),
             tree_failed: AtomicBool::new(false),
-            checkpointer: config
-                .log_checkpoints
-                .signer
-                .is_some()
+            checkpointer: (config.log_checkpoints.signer.is_some() && !config.read_only)
                 .then(|| checkpoint_sender.clone()),
         };
         let persister = Persister {
@@ -289,7 +296,12 @@ impl Ledger {
                 .spawn(move || persister.run(persist_receiver))
                 .map_err(StoreError::io("starting the persister thread"))?,
         ];
-        let checkpointer = match &config.log_checkpoints.signer {
+        let signer = config
+            .log_checkpoints
+            .signer
+            .as_ref()
+            .filter(|_| !config.read_only);
+        let checkpointer = match signer {
             Some(signer) => {
                 let checkpointer = checkpoints::Checkpointer {
                     store: store.clone(),
@@ -369,6 +381,10 @@ impl Ledger {
                     1
                 }
                 Err(SubmitError::Overloaded(_) | SubmitError::OverloadedBytes(_)) => 2,
+                Err(SubmitError::ReadOnly) => {
+                    metrics.refused.with_label_values(&["read_only"]).inc();
+                    1
+                }
                 Err(SubmitError::Unavailable(_)) => 3,
                 Err(SubmitError::Internal(_)) => 4,
             };
@@ -413,6 +429,9 @@ impl Ledger {
         let refuse_all = |error: SubmitError| vec![Err(error); count];
         if count == 0 {
             return Vec::new();
+        }
+        if self.config.read_only {
+            return refuse_all(SubmitError::ReadOnly);
         }
         if count > self.config.queue_depth_max {
             return refuse_all(SubmitError::Refused(DomainError::invalid(

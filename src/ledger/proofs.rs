@@ -64,6 +64,13 @@ impl Ledger {
     /// Signs a checkpoint of every entry in the tree now (or returns the
     /// latest, when the tree has not grown since).
     pub async fn create_checkpoint(&self) -> Result<ServedCheckpoint, ProofError> {
+        if self.config.read_only {
+            return Err(ProofError::Unavailable(
+                "this server serves a read-only copy of the books (serve --read-only): it signs \
+                 no checkpoints; ask for an existing one"
+                    .into(),
+            ));
+        }
         let sender = self
             .checkpointer
             .lock()
@@ -144,6 +151,13 @@ impl Ledger {
         note: &str,
         witness: &Verifier,
     ) -> Result<ServedCheckpoint, ProofError> {
+        if self.config.read_only {
+            return Err(ProofError::Unavailable(
+                "this server serves a read-only copy of the books (serve --read-only): it keeps \
+                 no cosignature; send it to the server of record"
+                    .into(),
+            ));
+        }
         if witness.kind() != KeyKind::Cosignature {
             return Err(ProofError::Invalid(
                 "witness_key: not a cosignature/v1 key (its type byte must be 0x04)".into(),

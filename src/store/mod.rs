@@ -15,6 +15,7 @@ pub mod access_log;
 pub mod checkpoint_log;
 mod disk;
 mod journal_file;
+mod read_only;
 pub mod tree_file;
 
 pub use disk::{
@@ -25,6 +26,7 @@ pub use journal_file::{
     FRAME_BYTES_MAX, JOURNAL_FILE_NAME, RECORD_LEN_MAX, Scan, decode_payload,
     read_entry_at as read_entry_at_offset, scan as scan_journal,
 };
+pub use read_only::ReadOnlyStore;
 
 /// What storage can fail with. Always a fault of the machine or the files,
 /// never of a client's request.

@@ -86,6 +86,7 @@ impl Clients {
 struct Principal {
     grant: RoleGrant,
     clients: Clients,
+    token: String,
 }
 
 impl Principal {
@@ -131,6 +132,7 @@ async fn principals(app: &App) -> Vec<Principal> {
             principals.push(Principal {
                 grant,
                 clients: Clients::new(app, Some(&token)).await,
+                token,
             });
         }
     }
@@ -1006,5 +1008,93 @@ async fn every_cell_of_the_role_by_rpc_table_is_what_the_server_does() {
         mismatches.len(),
         cells.len(),
         mismatches.join("\n")
+    );
+}
+
+/// The RPCs that write: a journal entry (the actions [`writes`] names,
+/// but for `Backup`, which reads), a signed checkpoint or a kept
+/// cosignature.
+fn rpc_writes(rpc: &Rpc) -> bool {
+    let method = rpc.path.rsplit('/').next().unwrap_or_default();
+    match method {
+        "Backup" => false,
+        "CreateCheckpoint" | "AddCosignature" => true,
+        _ => writes(rpc.action),
+    }
+}
+
+/// Every file of `dir` (not the temporary files of a test) and its bytes.
+fn files_of(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// `serve --read-only` on a stopped server's directory: every RPC, called
+/// as a principal who may call it, answers as on the server of record when
+/// it reads, and is refused with FAILED_PRECONDITION when it writes; not a
+/// byte of the directory changes.
+#[tokio::test]
+async fn a_read_only_copy_answers_every_read_and_refuses_every_write() {
+    let app = spawn_app().await;
+    let mut setup = Setup::set_up(&app).await;
+    let principals = principals(&app).await;
+    // One call per RPC, prepared on the server of record, each with a
+    // principal of the institution who may make it.
+    let mut calls = Vec::new();
+    for rpc in RPCS {
+        let target = match rpc.action.reach() {
+            Reach::Branch => Some(OWN),
+            Reach::Institution | Reach::Anywhere => None,
+        };
+        let (place, call) = setup.prepare(rpc, target).await;
+        let branch = place.as_deref().map(branch_id);
+        let token = principals
+            .iter()
+            .filter(|p| p.grant.scope == Scope::Institution)
+            .find(|p| p.may(rpc.action, branch.as_ref()))
+            .map(|p| p.token.clone())
+            .unwrap_or_else(|| admin_token(app.dir.path()));
+        calls.push((rpc, token, call));
+    }
+    drop(setup);
+    drop(principals);
+    let dir = app.stop().await;
+    let before = files_of(dir.path());
+    let copy = crate::support::start_read_only(dir).await;
+    let mut wrong = Vec::new();
+    for (rpc, token, call) in calls {
+        let outcome = call(Clients::new(&copy, Some(&token)).await).await;
+        let ok = match (&outcome, rpc_writes(rpc)) {
+            (Ok(()), false) => true,
+            (Err(status), true) => {
+                status.code() == Code::FailedPrecondition && status.message().contains("read-only")
+            }
+            _ => false,
+        };
+        if !ok {
+            wrong.push(format!("{}: {:?}", rpc.path, outcome.err()));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "on the read-only copy:\n{}",
+        wrong.join("\n")
+    );
+    assert!(RPCS.iter().filter(|rpc| rpc_writes(rpc)).count() >= 30);
+    let dir = copy.stop().await;
+    assert!(
+        before == files_of(dir.path()),
+        "the read-only server changed its directory"
     );
 }

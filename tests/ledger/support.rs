@@ -90,6 +90,22 @@ async fn start_in(dir: TempDir, mut config: LedgerConfig, limits: ServerLimits) 
     app
 }
 
+/// Serves a data directory `App::stop` gave back read-only, as `serve
+/// --read-only` does: nothing in it is written.
+#[allow(dead_code)]
+pub async fn start_read_only(dir: TempDir) -> App {
+    let store = mfi_ledger::store::ReadOnlyStore::open(dir.path()).unwrap();
+    let key = dir.path().join(mfi_ledger::checkpoint::keys::LOG_KEY_FILE);
+    let signer = mfi_ledger::checkpoint::keys::load(&key).unwrap();
+    let mut config = LedgerConfig {
+        read_only: true,
+        ..LedgerConfig::default()
+    };
+    config.log_checkpoints.signer = Some(Arc::new(signer));
+    let ledger = Arc::new(Ledger::start(Arc::new(store), TestClock::new(), config).unwrap());
+    serve_ledger(ledger, dir, ServerLimits::default()).await
+}
+
 /// Starts the server and the ledger again on a data directory `App::stop`
 /// gave back (changed in between, say).
 pub async fn start_again(dir: TempDir) -> App {
