@@ -561,7 +561,9 @@ fn the_same_seed_writes_the_same_journal() {
 }
 
 /// The simulated books: the trial balance of every day of 2023 has debits
-/// equal to credits; each year's close (the simulator closes 2021 and 2022
+/// equal to credits; the branch's cash is never below zero at the end of
+/// any day of the run, funded by its opening capital and head office's
+/// top-ups; each year's close (the simulator closes 2021 and 2022
 /// on the first days of the next years, and 2023 at the end of the run)
 /// moved retained earnings by exactly that year's result, and left the
 /// income and expense lines empty; savings earned interest.
@@ -601,8 +603,44 @@ async fn the_books_balance_every_day_and_the_closes_carry_the_results(server: &S
             amount(&trial.total_credit_balance),
             "{day}"
         );
+        let cash = trial.rows.iter().find(|r| r.line == "cash").unwrap();
+        assert_eq!(amount(&cash.credit_balance), Decimal::ZERO, "cash on {day}");
         day = day.succ_opt().unwrap();
     }
+    // The years before, day by day: cash at the end of each.
+    let mut audit = auditor(server).await;
+    let mut day = chrono::NaiveDate::from_ymd_opt(2021, 1, 4).unwrap();
+    while day.year() < 2023 {
+        let cash = audit
+            .get_balance(pb::GetBalanceRequest {
+                account: "cash:TB".into(),
+                as_of: Some(pb::AsOf {
+                    point: Some(pb::as_of::Point::Date(day.to_string())),
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(amount(&cash.balance) >= Decimal::ZERO, "cash on {day}");
+        day = day.succ_opt().unwrap();
+    }
+    // Capital opened the branch; head office funded the rest.
+    let end = books
+        .get_trial_balance(on("2023-12-31".into()))
+        .await
+        .unwrap()
+        .into_inner();
+    let line = |name: &str| end.rows.iter().find(|r| r.line == name).unwrap();
+    assert_eq!(
+        amount(&line("capital").credit_balance),
+        dec("2000000000"),
+        "the opening capital"
+    );
+    let head_office = amount(&line("head-office-funding").credit_balance);
+    assert!(
+        head_office > Decimal::ZERO && head_office % dec("500000000") == Decimal::ZERO,
+        "head office tops up in steps of 500 million: {head_office}"
+    );
     let retained = |trial: &pb::GetTrialBalanceResponse| {
         let line = trial
             .rows

@@ -68,6 +68,8 @@ pub const RPCS: &[Rpc] = rpcs! {
         "ClosePeriod": Close,
         "ReopenPeriod": Close,
         "PostSavingsInterest": Close,
+        "FundBranch": Fund,
+        "ReturnBranchFunding": Fund,
         "SubmitBatch": Write,
         "Approve": Approve,
         "Reject": Approve,

@@ -8,7 +8,9 @@ use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
 use crate::domain::DomainError;
-use crate::domain::command::{CollectionLine, Command, CommandBody, LoanSpec};
+use crate::domain::command::{
+    CollectionLine, Command, CommandBody, FundingSource, LoanSpec, Money,
+};
 use crate::domain::entry::{Entry, Outcome};
 use crate::domain::ids::{
     BranchId, CenterId, GroupId, LoanId, MemberId, Name, PrincipalId, SavingsAccountId,
@@ -215,6 +217,28 @@ pub fn parse(write: Write) -> Result<Command, DomainError> {
                 })
             })(),
         ),
+        Write::FundBranch(r) => (
+            r.context,
+            funding(r.branch_id, r.source, r.amount, r.effective_date).map(
+                |(branch_id, source, amount, effective_date)| CommandBody::FundBranch {
+                    branch_id,
+                    source,
+                    amount,
+                    effective_date,
+                },
+            ),
+        ),
+        Write::ReturnBranchFunding(r) => (
+            r.context,
+            funding(r.branch_id, r.source, r.amount, r.effective_date).map(
+                |(branch_id, source, amount, effective_date)| CommandBody::ReturnBranchFunding {
+                    branch_id,
+                    source,
+                    amount,
+                    effective_date,
+                },
+            ),
+        ),
         Write::RecordRepayment(r) => (
             r.context,
             (|| {
@@ -311,6 +335,21 @@ fn collection_sheet(
         lines,
         meeting_date: convert::optional_date("meeting_date", &meeting_date)?,
     })
+}
+
+/// The fields of a funding or a return: branch, source, amount and date.
+fn funding(
+    branch_id: String,
+    source: i32,
+    amount: Option<pb::Money>,
+    effective_date: String,
+) -> Result<(BranchId, FundingSource, Money, Option<chrono::NaiveDate>), DomainError> {
+    Ok((
+        BranchId::parse("branch_id", &branch_id)?,
+        convert::funding_source("source", source)?,
+        convert::money("amount", amount)?,
+        convert::optional_date("effective_date", &effective_date)?,
+    ))
 }
 
 fn create_branch(
@@ -529,6 +568,22 @@ pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
                 total: Some(money_out(total, currency)),
             })
         }
+        (Write::FundBranch(_), Outcome::FundingMoved { source, .. }) => {
+            let (account, source_balance) = funding_reply(entry, *source);
+            Reply::FundBranch(pb::FundBranchResponse {
+                receipt,
+                account,
+                source_balance,
+            })
+        }
+        (Write::ReturnBranchFunding(_), Outcome::FundingMoved { source, .. }) => {
+            let (account, source_balance) = funding_reply(entry, *source);
+            Reply::ReturnBranchFunding(pb::ReturnBranchFundingResponse {
+                receipt,
+                account,
+                source_balance,
+            })
+        }
         (Write::ReopenPeriod(_), Outcome::PeriodReopened { closed_through }) => {
             Reply::ReopenPeriod(pb::ReopenPeriodResponse {
                 receipt,
@@ -546,6 +601,22 @@ pub fn reply(write: &Write, entry: &Entry) -> Result<Reply, Status> {
             ));
         }
     })
+}
+
+/// The source's account a funding entry moved, and what the branch holds
+/// from the source after it.
+fn funding_reply(entry: &Entry, source: FundingSource) -> (String, Option<pb::Money>) {
+    let Outcome::FundingMoved { balance_after, .. } = &entry.body.outcome else {
+        return (String::new(), None);
+    };
+    let account = entry
+        .body
+        .branch
+        .as_ref()
+        .map(|branch| source.account(branch).to_string())
+        .unwrap_or_default();
+    let currency = convert::entry_currency(&entry.body);
+    (account, Some(money_out(*balance_after, currency)))
 }
 
 /// The reply to a write recorded as a pending request: its receipt and
@@ -833,6 +904,38 @@ impl BranchService for BranchApi {
             .await?
         {
             Reply::PostSavingsInterest(reply) => Ok(Response::new(reply)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn fund_branch(
+        &self,
+        request: Request<pb::FundBranchRequest>,
+    ) -> Result<Response<pb::FundBranchResponse>, Status> {
+        match self
+            .one(
+                access::principal(&request)?,
+                Write::FundBranch(request.into_inner()),
+            )
+            .await?
+        {
+            Reply::FundBranch(reply) => Ok(Response::new(reply)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn return_branch_funding(
+        &self,
+        request: Request<pb::ReturnBranchFundingRequest>,
+    ) -> Result<Response<pb::ReturnBranchFundingResponse>, Status> {
+        match self
+            .one(
+                access::principal(&request)?,
+                Write::ReturnBranchFunding(request.into_inner()),
+            )
+            .await?
+        {
+            Reply::ReturnBranchFunding(reply) => Ok(Response::new(reply)),
             _ => Err(unexpected()),
         }
     }

@@ -5,7 +5,9 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 
 use crate::domain::DomainError;
-use crate::domain::command::{CommandBody, LoanTermsInput, Money, SavingsKind, check_date};
+use crate::domain::command::{
+    CommandBody, FundingSource, LoanTermsInput, Money, SavingsKind, check_date,
+};
 use crate::domain::entry::{Entry, EntryBody, Outcome, Repayment, Side};
 use crate::domain::error::echo;
 use crate::domain::ids::{Actor, RequestId};
@@ -170,6 +172,19 @@ pub fn savings_kind(value: i32) -> Result<SavingsKind, DomainError> {
             "is required (COMPULSORY or VOLUNTARY)",
         )),
         Err(_) => Err(unknown_enum("kind", value)),
+    }
+}
+
+/// A funding source from the wire, in `field`.
+pub fn funding_source(field: &str, value: i32) -> Result<FundingSource, DomainError> {
+    match pb::FundingSource::try_from(value) {
+        Ok(pb::FundingSource::HeadOffice) => Ok(FundingSource::HeadOffice),
+        Ok(pb::FundingSource::Capital) => Ok(FundingSource::Capital),
+        Ok(pb::FundingSource::Unspecified) => Err(DomainError::invalid(
+            field,
+            "is required (HEAD_OFFICE or CAPITAL)",
+        )),
+        Err(_) => Err(unknown_enum(field, value)),
     }
 }
 
@@ -551,6 +566,30 @@ pub fn describe(body: &EntryBody, currency: Currency) -> String {
             credited.len(),
             sum(credited.iter().map(|c| c.amount))
                 .map_or_else(|_| "more than a decimal holds".to_owned(), show)
+        ),
+        (
+            CommandBody::FundBranch {
+                branch_id,
+                source,
+                amount,
+                ..
+            },
+            _,
+        ) => format!(
+            "branch {branch_id} funded with {} from {source}",
+            show(amount.amount)
+        ),
+        (
+            CommandBody::ReturnBranchFunding {
+                branch_id,
+                source,
+                amount,
+                ..
+            },
+            _,
+        ) => format!(
+            "branch {branch_id} gave {} back to {source}",
+            show(amount.amount)
         ),
         (command, _) => command.name().to_owned(),
     }

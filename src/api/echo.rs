@@ -111,6 +111,16 @@ impl EchoBranchApi {
                     ..Default::default()
                 })
             }
+            Write::FundBranch(_) => Reply::FundBranch(pb::FundBranchResponse {
+                receipt,
+                ..Default::default()
+            }),
+            Write::ReturnBranchFunding(_) => {
+                Reply::ReturnBranchFunding(pb::ReturnBranchFundingResponse {
+                    receipt,
+                    ..Default::default()
+                })
+            }
         }
     }
 }
@@ -225,6 +235,18 @@ impl BranchService for EchoBranchApi {
         request: Request<pb::PostSavingsInterestRequest>,
     ) -> Result<Response<pb::PostSavingsInterestResponse>, Status> {
         echo_method!(self, request, PostSavingsInterest)
+    }
+    async fn fund_branch(
+        &self,
+        request: Request<pb::FundBranchRequest>,
+    ) -> Result<Response<pb::FundBranchResponse>, Status> {
+        echo_method!(self, request, FundBranch)
+    }
+    async fn return_branch_funding(
+        &self,
+        request: Request<pb::ReturnBranchFundingRequest>,
+    ) -> Result<Response<pb::ReturnBranchFundingResponse>, Status> {
+        echo_method!(self, request, ReturnBranchFunding)
     }
     async fn approve(
         &self,

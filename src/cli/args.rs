@@ -295,6 +295,42 @@ pub struct PostInterestArgs {
     pub period_end: String,
 }
 
+/// Where a branch's funds come from.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FundingSourceArg {
+    /// The head office, which the branch owes them (a liability).
+    HeadOffice,
+    /// Paid-in capital or donated equity (equity).
+    Capital,
+}
+
+impl From<FundingSourceArg> for pb::FundingSource {
+    fn from(source: FundingSourceArg) -> Self {
+        match source {
+            FundingSourceArg::HeadOffice => pb::FundingSource::HeadOffice,
+            FundingSourceArg::Capital => pb::FundingSource::Capital,
+        }
+    }
+}
+
+/// Arguments of `fund` and `return-funding`.
+#[derive(Args, Clone, Debug)]
+pub struct FundingArgs {
+    /// Branch, e.g. TB.
+    pub branch_id: String,
+    /// Positive amount as a plain decimal, e.g. 500000000 (no separators).
+    pub amount: String,
+    /// Where the money comes from (or, returning it, goes back to).
+    #[arg(long, value_enum)]
+    pub source: FundingSourceArg,
+    /// ISO 4217 currency of the amount [default: the branch's].
+    #[arg(long)]
+    pub currency: Option<String>,
+    /// Business date, YYYY-MM-DD, not in the future [default: today].
+    #[arg(long, value_name = "DATE")]
+    pub date: Option<String>,
+}
+
 /// How often savings interest is posted.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum PostingArg {
@@ -396,7 +432,8 @@ pub struct ReverseArgs {
 pub struct BalanceArgs {
     /// Account: cash:BRANCH, interest-income:BRANCH, fee-income:BRANCH/FEE,
     /// loan-loss:BRANCH, recoveries:BRANCH, interest-expense:BRANCH,
-    /// retained-earnings:BRANCH, savings:ACCOUNT_ID or loan:LOAN_ID
+    /// retained-earnings:BRANCH, head-office-funding:BRANCH, capital:BRANCH,
+    /// savings:ACCOUNT_ID or loan:LOAN_ID
     /// (e.g. cash:TB, fee-income:TB/disbursement, savings:TB-0001/C1, loan:TB-0001/L1).
     pub account: String,
     #[command(flatten)]

@@ -43,10 +43,10 @@ use clap::{Args, Subcommand};
 
 use self::args::{
     ArrearsArgs, BalanceArgs, BranchCreateArgs, CenterCreateArgs, ClosePeriodArgs,
-    CollectionSheetArgs, DisburseArgs, GroupCreateArgs, JournalArgs, LoanArgs, MemberArgs,
-    OpenSavingsArgs, PayoffArgs, PortfolioArgs, PostInterestArgs, PreviewArgs, ProductArgs,
-    ProductDefineArgs, RegisterArgs, ReopenPeriodArgs, RepayArgs, ReverseArgs, SavingsMoveArgs,
-    SavingsProductArgs, TotalsArgs, TrancheArgs, WriteOffArgs,
+    CollectionSheetArgs, DisburseArgs, FundingArgs, GroupCreateArgs, JournalArgs, LoanArgs,
+    MemberArgs, OpenSavingsArgs, PayoffArgs, PortfolioArgs, PostInterestArgs, PreviewArgs,
+    ProductArgs, ProductDefineArgs, RegisterArgs, ReopenPeriodArgs, RepayArgs, ReverseArgs,
+    SavingsMoveArgs, SavingsProductArgs, TotalsArgs, TrancheArgs, WriteOffArgs,
 };
 use self::connect::WriteSession;
 use self::output::Report;
@@ -230,6 +230,13 @@ pub enum WriteCommand {
     /// Define a savings product (compulsory or voluntary) or its next
     /// version: the interest its kind of account earns.
     SavingsProductDefine(SavingsProductArgs),
+    /// Record money put into a branch's cash from head office or capital
+    /// (debit cash, credit the source); prints what the branch holds from
+    /// the source.
+    Fund(FundingArgs),
+    /// Record money of a branch's cash given back to head office or capital
+    /// (debit the source, credit cash), at most what it holds from it.
+    ReturnFunding(FundingArgs),
 }
 
 /// Commands that only read.
@@ -302,6 +309,8 @@ async fn write(session: &WriteSession, command: WriteCommand) -> anyhow::Result<
         WriteCommand::ReopenPeriod(args) => transactions::reopen_period(session, args).await,
         WriteCommand::PostInterest(args) => transactions::post_interest(session, args).await,
         WriteCommand::SavingsProductDefine(args) => products::define_savings(session, args).await,
+        WriteCommand::Fund(args) => transactions::fund(session, args).await,
+        WriteCommand::ReturnFunding(args) => transactions::return_funding(session, args).await,
     }
 }
 

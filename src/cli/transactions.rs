@@ -1,5 +1,6 @@
 //! Writes that move money: savings deposits and withdrawals, loan
-//! disbursements, tranches, repayments and write-offs, and reversals.
+//! disbursements, tranches, repayments and write-offs, reversals, and a
+//! branch's funding from head office or capital.
 //!
 //! Reversals, write-offs, and disbursements or tranches above their
 //! product's approval limit may be recorded as requests waiting for another
@@ -11,8 +12,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::args::{
-    ClosePeriodArgs, DisburseArgs, PostInterestArgs, ReopenPeriodArgs, RepayArgs, ReverseArgs,
-    SavingsMoveArgs, TrancheArgs, WriteOffArgs,
+    ClosePeriodArgs, DisburseArgs, FundingArgs, PostInterestArgs, ReopenPeriodArgs, RepayArgs,
+    ReverseArgs, SavingsMoveArgs, TrancheArgs, WriteOffArgs,
 };
 use super::connect::WriteSession;
 use super::output::{
@@ -575,4 +576,79 @@ pub async fn reverse(session: &WriteSession, args: ReverseArgs) -> anyhow::Resul
         Some(pending) => pending_report(&session.request_id, &receipt, pending, rows, result),
         None => write_report(&session.request_id, &receipt, rows, result),
     })
+}
+
+/// `fund`: prints the source's account and what the branch holds from it.
+pub async fn fund(session: &WriteSession, args: FundingArgs) -> anyhow::Result<Report> {
+    let request = pb::FundBranchRequest {
+        context: session.context(),
+        branch_id: args.branch_id.clone(),
+        source: pb::FundingSource::from(args.source) as i32,
+        amount: typed_money(args.amount, args.currency),
+        effective_date: args.date.unwrap_or_default(),
+    };
+    let response = session
+        .client()
+        .await?
+        .fund_branch(request)
+        .await
+        .map_err(|status| session.error(status))?
+        .into_inner();
+    funding_report(
+        session,
+        response.receipt,
+        &args.branch_id,
+        response.account,
+        response.source_balance,
+    )
+}
+
+/// `return-funding`: prints the source's account and what the branch
+/// still holds from it.
+pub async fn return_funding(session: &WriteSession, args: FundingArgs) -> anyhow::Result<Report> {
+    let request = pb::ReturnBranchFundingRequest {
+        context: session.context(),
+        branch_id: args.branch_id.clone(),
+        source: pb::FundingSource::from(args.source) as i32,
+        amount: typed_money(args.amount, args.currency),
+        effective_date: args.date.unwrap_or_default(),
+    };
+    let response = session
+        .client()
+        .await?
+        .return_branch_funding(request)
+        .await
+        .map_err(|status| session.error(status))?
+        .into_inner();
+    funding_report(
+        session,
+        response.receipt,
+        &args.branch_id,
+        response.account,
+        response.source_balance,
+    )
+}
+
+fn funding_report(
+    session: &WriteSession,
+    receipt: Option<pb::EntryReceipt>,
+    branch_id: &str,
+    account: String,
+    held: Option<pb::Money>,
+) -> anyhow::Result<Report> {
+    let receipt = session.receipt(receipt)?;
+    Ok(write_report(
+        &session.request_id,
+        &receipt,
+        vec![
+            ("branch", branch_id.to_owned()),
+            ("source account", account.clone()),
+            ("held from the source", money(held.as_ref())),
+        ],
+        json!({
+            "branch_id": branch_id,
+            "account": account,
+            "source_balance": money_json(held.as_ref()),
+        }),
+    ))
 }

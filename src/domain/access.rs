@@ -27,7 +27,8 @@ use super::ids::{Actor, BranchId, Name, PrincipalId, ProductId};
 pub enum Role {
     /// A branch's daily writes and reads of its branch.
     Clerk,
-    /// What a clerk may do, plus corrections (reversals, write-offs).
+    /// What a clerk may do, plus corrections (reversals, write-offs), the
+    /// period-end work and the branch's funding.
     Manager,
     /// Head office: the product catalogue; branches, centers and groups.
     ProductAdmin,
@@ -48,6 +49,9 @@ pub enum Action {
     /// A branch's period-end work: posting savings interest, closing its
     /// books through a date, and reopening them.
     Close,
+    /// Money put into a branch's cash from head office or capital, and
+    /// given back: the branch's funding, which its manager records.
+    Fund,
     /// The checker's side of maker-checker: approving or rejecting another
     /// principal's pending request.
     Approve,
@@ -82,10 +86,11 @@ pub enum Reach {
 
 impl Action {
     /// Every action, in the order the README's table lists them.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::Write,
         Action::Correct,
         Action::Close,
+        Action::Fund,
         Action::Approve,
         Action::Organize,
         Action::Catalogue,
@@ -103,6 +108,7 @@ impl Action {
             Action::Write
             | Action::Correct
             | Action::Close
+            | Action::Fund
             | Action::Approve
             | Action::Organize
             | Action::ReadBranch => Reach::Branch,
@@ -130,6 +136,7 @@ impl Action {
             Action::Close => {
                 "do a branch's period-end work (post savings interest, close or reopen its books)"
             }
+            Action::Fund => "record a branch's funding (from head office or capital, or returned)",
             Action::Approve => "approve or reject another principal's pending request",
             Action::Organize => "create branches, centers or groups",
             Action::Catalogue => "change the product catalogue",
@@ -160,7 +167,7 @@ impl Role {
             Role::Clerk => matches!(action, Write | ReadBranch | ReadCatalogue | Identify),
             Role::Manager => matches!(
                 action,
-                Write | Correct | Close | Approve | ReadBranch | ReadCatalogue | Identify
+                Write | Correct | Close | Fund | Approve | ReadBranch | ReadCatalogue | Identify
             ),
             Role::ProductAdmin => matches!(action, Organize | Catalogue | ReadCatalogue | Identify),
             Role::Auditor => matches!(

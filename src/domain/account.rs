@@ -15,13 +15,13 @@ use super::ids::{BranchId, FeeCode, LoanId, SavingsAccountId};
 pub enum AccountKind {
     /// Debit-normal: cash, loans.
     Asset,
-    /// Credit-normal: member savings.
+    /// Credit-normal: member savings, funding from head office.
     Liability,
     /// Credit-normal: interest income.
     Income,
     /// Debit-normal.
     Expense,
-    /// Credit-normal: retained earnings.
+    /// Credit-normal: capital, retained earnings.
     Equity,
 }
 
@@ -35,8 +35,11 @@ impl AccountKind {
 /// One account of the chart.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AccountId {
-    /// A branch's cash (asset). Funded by head office outside this ledger, so
-    /// it may go below zero: it is the branch's net cash movement.
+    /// A branch's cash (asset). Money comes in by funding (`FundBranch`:
+    /// from head office or capital), repayments and deposits, and goes out by
+    /// disbursements, withdrawals and funding returned. The ledger records
+    /// what happened and does not refuse a disbursement for want of cash, so
+    /// a branch that is not funded shows it below zero.
     Cash(BranchId),
     /// Interest earned on a branch's loans (income), cash basis.
     InterestIncome(BranchId),
@@ -57,6 +60,13 @@ pub enum AccountId {
     RetainedEarnings(BranchId),
     /// Interest a branch pays on its members' savings (expense).
     InterestExpense(BranchId),
+    /// What a branch owes its head office for the funds it sent it
+    /// (liability), e.g. `head-office-funding:TB`. (Added with branch
+    /// funding: at the end, so older entries decode unchanged.)
+    HeadOfficeFunding(BranchId),
+    /// Paid-in capital and donated equity placed in a branch (equity),
+    /// e.g. `capital:TB`.
+    Capital(BranchId),
 }
 
 impl AccountId {
@@ -68,8 +78,8 @@ impl AccountId {
                 AccountKind::Income
             }
             AccountId::LoanLoss(_) | AccountId::InterestExpense(_) => AccountKind::Expense,
-            AccountId::Savings(_) => AccountKind::Liability,
-            AccountId::RetainedEarnings(_) => AccountKind::Equity,
+            AccountId::Savings(_) | AccountId::HeadOfficeFunding(_) => AccountKind::Liability,
+            AccountId::RetainedEarnings(_) | AccountId::Capital(_) => AccountKind::Equity,
         }
     }
 
@@ -79,7 +89,7 @@ impl AccountId {
             return Err(DomainError::invalid(
                 field,
                 format!(
-                    "{text:?} is not an account name (cash:BRANCH, interest-income:BRANCH, fee-income:BRANCH/FEE, loan-loss:BRANCH, recoveries:BRANCH, interest-expense:BRANCH, retained-earnings:BRANCH, loan:LOAN, savings:ACCOUNT)"
+                    "{text:?} is not an account name (cash:BRANCH, interest-income:BRANCH, fee-income:BRANCH/FEE, loan-loss:BRANCH, recoveries:BRANCH, interest-expense:BRANCH, retained-earnings:BRANCH, head-office-funding:BRANCH, capital:BRANCH, loan:LOAN, savings:ACCOUNT)"
                 ),
             ));
         };
@@ -92,6 +102,8 @@ impl AccountId {
             "recoveries" => Ok(AccountId::Recoveries(BranchId::parse(field, key)?)),
             "retained-earnings" => Ok(AccountId::RetainedEarnings(BranchId::parse(field, key)?)),
             "interest-expense" => Ok(AccountId::InterestExpense(BranchId::parse(field, key)?)),
+            "head-office-funding" => Ok(AccountId::HeadOfficeFunding(BranchId::parse(field, key)?)),
+            "capital" => Ok(AccountId::Capital(BranchId::parse(field, key)?)),
             "fee-income" => {
                 let Some((branch, fee)) = key.split_once('/') else {
                     return Err(DomainError::invalid(
@@ -107,7 +119,7 @@ impl AccountId {
             other => Err(DomainError::invalid(
                 field,
                 format!(
-                    "{other:?} is not an account kind (cash, interest-income, fee-income, loan-loss, recoveries, interest-expense, retained-earnings, loan, savings)"
+                    "{other:?} is not an account kind (cash, interest-income, fee-income, loan-loss, recoveries, interest-expense, retained-earnings, head-office-funding, capital, loan, savings)"
                 ),
             )),
         }
@@ -126,6 +138,8 @@ impl fmt::Display for AccountId {
             AccountId::Recoveries(b) => write!(f, "recoveries:{b}"),
             AccountId::RetainedEarnings(b) => write!(f, "retained-earnings:{b}"),
             AccountId::InterestExpense(b) => write!(f, "interest-expense:{b}"),
+            AccountId::HeadOfficeFunding(b) => write!(f, "head-office-funding:{b}"),
+            AccountId::Capital(b) => write!(f, "capital:{b}"),
         }
     }
 }
@@ -146,6 +160,8 @@ mod tests {
             "recoveries:TB",
             "retained-earnings:TB",
             "interest-expense:TB",
+            "head-office-funding:TB",
+            "capital:TB",
         ] {
             assert_eq!(AccountId::parse("account", text).unwrap().to_string(), text);
         }

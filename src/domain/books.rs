@@ -121,6 +121,12 @@ pub enum Line {
     InterestExpense,
     /// Principal written off (loan-loss expense).
     LoanLoss,
+    /// Funds from head office the branch owes back (added with branch
+    /// funding: new lines go at the end, so the state cache's records of
+    /// the others decode unchanged; the chart orders lines by code).
+    HeadOfficeFunding,
+    /// Paid-in capital and donated equity placed in the branch.
+    Capital,
 }
 
 /// The part of a statement a line belongs to.
@@ -149,6 +155,8 @@ impl Line {
             AccountId::Recoveries(_) => Line::Recoveries,
             AccountId::RetainedEarnings(_) => Line::RetainedEarnings,
             AccountId::InterestExpense(_) => Line::InterestExpense,
+            AccountId::HeadOfficeFunding(_) => Line::HeadOfficeFunding,
+            AccountId::Capital(_) => Line::Capital,
         }
     }
 
@@ -164,19 +172,23 @@ impl Line {
             Line::InterestExpense => AccountId::InterestExpense(b),
             Line::LoanLoss => AccountId::LoanLoss(b),
             Line::RetainedEarnings => AccountId::RetainedEarnings(b),
+            Line::HeadOfficeFunding => AccountId::HeadOfficeFunding(b),
+            Line::Capital => AccountId::Capital(b),
             _ => return None,
         })
     }
 
     /// The lines every branch's books show, in chart order (fee lines are
     /// added as fees are booked).
-    pub const FIXED: [Line; 11] = [
+    pub const FIXED: [Line; 13] = [
         Line::Cash,
         Line::LoanPortfolio,
         Line::InterestReceivable,
         Line::LoanLossAllowance,
         Line::CompulsorySavings,
         Line::VoluntarySavings,
+        Line::HeadOfficeFunding,
+        Line::Capital,
         Line::RetainedEarnings,
         Line::InterestIncome,
         Line::Recoveries,
@@ -191,8 +203,10 @@ impl Line {
             | Line::LoanPortfolio
             | Line::InterestReceivable
             | Line::LoanLossAllowance => Section::Assets,
-            Line::CompulsorySavings | Line::VoluntarySavings => Section::Liabilities,
-            Line::RetainedEarnings => Section::Equity,
+            Line::CompulsorySavings | Line::VoluntarySavings | Line::HeadOfficeFunding => {
+                Section::Liabilities
+            }
+            Line::Capital | Line::RetainedEarnings => Section::Equity,
             Line::InterestIncome | Line::FeeIncome(_) | Line::Recoveries => Section::Income,
             Line::InterestExpense | Line::LoanLoss => Section::Expenses,
         }
@@ -242,6 +256,8 @@ impl Line {
             Line::Recoveries => "recoveries",
             Line::InterestExpense => "interest-expense",
             Line::LoanLoss => "loan-loss",
+            Line::HeadOfficeFunding => "head-office-funding",
+            Line::Capital => "capital",
         }
     }
 
@@ -347,6 +363,22 @@ impl History {
         let at = self.by_date.partition_point(|(d, _)| *d <= date);
         at.checked_sub(1)
             .map_or(Balance::default(), |i| self.by_date[i].1)
+    }
+
+    /// The least balance on `kind`'s normal side at the end of `date` and
+    /// of every later date something is dated on, and the first date it is
+    /// that low: how much can leave the account on `date` without taking it
+    /// below zero on any day after.
+    pub fn lowest_from(&self, date: NaiveDate, kind: AccountKind) -> (Decimal, NaiveDate) {
+        let at = self.by_date.partition_point(|(d, _)| *d <= date);
+        let mut lowest = (self.on_date(date).on_normal_side(kind), date);
+        for (d, total) in &self.by_date[at..] {
+            let balance = total.on_normal_side(kind);
+            if balance < lowest.0 {
+                lowest = (balance, *d);
+            }
+        }
+        lowest
     }
 
     /// The total as of `as_of`.
@@ -611,6 +643,22 @@ impl Books {
             .map_or(Balance::default(), |history| history.as_of(as_of))
     }
 
+    /// [`History::lowest_from`] of a line of a branch's books (zero on
+    /// `date` for a line nothing was booked to).
+    pub fn line_lowest_from(
+        &self,
+        branch: &BranchId,
+        line: &Line,
+        date: NaiveDate,
+    ) -> (Decimal, NaiveDate) {
+        self.lines
+            .get(branch)
+            .and_then(|lines| lines.get(line))
+            .map_or((Decimal::ZERO, date), |history| {
+                history.lowest_from(date, line.kind())
+            })
+    }
+
     /// The lines of `branch` (every branch's, added up, when `None`) as of
     /// `as_of`: the fixed lines of the chart and every line booked to.
     pub fn lines(&self, branch: Option<&BranchId>, as_of: AsOf) -> BTreeMap<Line, Balance> {
@@ -744,7 +792,7 @@ pub struct BalanceSheet {
     pub date: NaiveDate,
     pub assets: Vec<(Line, Decimal)>,
     pub liabilities: Vec<(Line, Decimal)>,
-    /// Retained earnings.
+    /// Capital and retained earnings.
     pub equity: Vec<(Line, Decimal)>,
     /// Income less expenses not yet carried into retained earnings.
     pub result: Decimal,
@@ -761,7 +809,7 @@ impl BalanceSheet {
         self.liabilities.iter().map(|(_, a)| a).sum()
     }
 
-    /// Total equity: retained earnings and the result not yet carried.
+    /// Total equity: capital, retained earnings and the result not yet carried.
     pub fn total_equity(&self) -> Decimal {
         self.equity.iter().map(|(_, a)| a).sum::<Decimal>() + self.result
     }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::access::AccessCommand;
+use super::account::AccountId;
 use super::entry::Approval;
 use super::error::DomainError;
 use super::ids::{
@@ -148,6 +149,62 @@ pub enum SavingsKind {
     Compulsory,
     /// Withdrawable down to zero.
     Voluntary,
+}
+
+/// Where money put into a branch's cash comes from, and so the line of the
+/// branch's books credited with it (and debited when it goes back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FundingSource {
+    /// Funds the head office lends or transfers to the branch to lend out:
+    /// a liability of the branch to the head office (the institution's
+    /// borrowings and other funding as the branch sees them).
+    HeadOffice,
+    /// Paid-in capital or donated equity placed in the branch: equity.
+    Capital,
+}
+
+impl FundingSource {
+    /// Every source.
+    pub const ALL: [FundingSource; 2] = [FundingSource::HeadOffice, FundingSource::Capital];
+
+    /// The source's name on the wire and in the CLI: `head-office`, `capital`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FundingSource::HeadOffice => "head-office",
+            FundingSource::Capital => "capital",
+        }
+    }
+
+    /// The source named `text` (as [`FundingSource::name`] gives it), for `field`.
+    pub fn parse(field: &str, text: &str) -> Result<FundingSource, DomainError> {
+        FundingSource::ALL
+            .into_iter()
+            .find(|source| source.name() == text)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    field,
+                    format!(
+                        "{} is not a funding source; use one of {}",
+                        super::error::echo(text),
+                        FundingSource::ALL.map(FundingSource::name).join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// The branch's account credited with funds from this source.
+    pub fn account(self, branch: &BranchId) -> AccountId {
+        match self {
+            FundingSource::HeadOffice => AccountId::HeadOfficeFunding(branch.clone()),
+            FundingSource::Capital => AccountId::Capital(branch.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for FundingSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Loan terms as a client sends them: the principal carries its currency.
@@ -352,6 +409,25 @@ pub enum CommandBody {
         #[serde(with = "crate::domain::codec::date")]
         period_end: NaiveDate,
     },
+    /// Put money into a branch's cash from a funding source: cash debited,
+    /// the source's line credited (head-office funding, or capital).
+    FundBranch {
+        branch_id: BranchId,
+        source: FundingSource,
+        amount: Money,
+        #[serde(with = "crate::domain::codec::date_option")]
+        effective_date: Option<NaiveDate>,
+    },
+    /// Give money of a branch's cash back to the source it came from: the
+    /// source's line debited, cash credited; never more than the branch
+    /// holds from that source on any day from the return on.
+    ReturnBranchFunding {
+        branch_id: BranchId,
+        source: FundingSource,
+        amount: Money,
+        #[serde(with = "crate::domain::codec::date_option")]
+        effective_date: Option<NaiveDate>,
+    },
 }
 
 impl CommandBody {
@@ -378,6 +454,8 @@ impl CommandBody {
             CommandBody::ReopenPeriod { .. } => "reopen_period",
             CommandBody::DefineSavingsProduct { .. } => "define_savings_product",
             CommandBody::PostSavingsInterest { .. } => "post_savings_interest",
+            CommandBody::FundBranch { .. } => "fund_branch",
+            CommandBody::ReturnBranchFunding { .. } => "return_branch_funding",
         }
     }
 }

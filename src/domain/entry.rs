@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::account::AccountId;
-use super::command::{CommandBody, SavingsKind};
+use super::command::{CommandBody, FundingSource, SavingsKind};
 use super::ids::{
     Actor, BranchId, FeeCode, LoanId, PrincipalId, ProductId, RequestId, SavingsAccountId,
 };
@@ -289,6 +289,15 @@ pub enum Undo {
         repayments: Vec<Repayment>,
         deposits: Vec<SavingsAmount>,
     },
+    /// A branch's funding from `source` of `amount` (or, when `returned`,
+    /// funds of that amount given back to it). Added with branch funding: at
+    /// the end, so older entries decode unchanged.
+    Funding {
+        source: FundingSource,
+        #[serde(with = "crate::domain::codec::decimal")]
+        amount: Decimal,
+        returned: bool,
+    },
 }
 
 /// What the ledger decided when it executed a command.
@@ -366,6 +375,14 @@ pub enum Outcome {
     SavingsInterestPosted {
         kinds: Vec<SavingsKind>,
         credited: Vec<SavingsAmount>,
+    },
+    /// Money put into a branch's cash from a funding source, or given back
+    /// to it, with what the branch holds from that source after it (the
+    /// source account's balance, every entry so far counted).
+    FundingMoved {
+        source: FundingSource,
+        #[serde(with = "crate::domain::codec::decimal")]
+        balance_after: Decimal,
     },
 }
 

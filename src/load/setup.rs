@@ -324,6 +324,8 @@ fn request_id(write: &Write) -> &str {
         Write::ClosePeriod(r) => &r.context,
         Write::ReopenPeriod(r) => &r.context,
         Write::PostSavingsInterest(r) => &r.context,
+        Write::FundBranch(r) => &r.context,
+        Write::ReturnBranchFunding(r) => &r.context,
     };
     context.as_ref().map_or("", |c| c.request_id.as_str())
 }

@@ -4,7 +4,9 @@
 //! The simulated branch ([`model::Model`]) holds centers of groups of about
 //! five women who borrow under the branch's products, repay and save at
 //! weekly center meetings (one collection sheet per meeting), join and
-//! leave; a few pay late and a rare loan is written off. Each day's commands
+//! leave; a few pay late and a rare loan is written off. Capital funds the
+//! branch's cash when it opens, and head office tops it up before any day
+//! that would take it below zero. Each day's commands
 //! go to the server in order, in `SubmitBatch` calls, and the replies (loan
 //! ids and schedules) feed back into the model. A run is deterministic: the
 //! same preset, seed and scale give the same commands in the same order, so
@@ -337,6 +339,26 @@ async fn summary(
         bail!(
             "the ledger's savings balance {ledger_savings} differs from the {} the simulator deposited",
             model.savings()
+        );
+    }
+    let cash = clients
+        .audit
+        .get_balance(pb::GetBalanceRequest {
+            account: format!("cash:{}", preset.branch_id),
+            as_of: None,
+        })
+        .await
+        .map_err(|s| refused("GetBalance", &s))?
+        .into_inner();
+    let ledger_cash: Decimal = cash
+        .balance
+        .as_ref()
+        .and_then(|m| m.amount.parse().ok())
+        .unwrap_or_default();
+    if ledger_cash != model.cash() {
+        bail!(
+            "the ledger's cash {ledger_cash} differs from the {} the simulator moved",
+            model.cash()
         );
     }
     let seconds = elapsed.as_secs_f64();

@@ -137,6 +137,9 @@ pub struct Model {
     disbursed: BTreeMap<i32, (Decimal, u32)>,
     /// Branch savings as the simulator has moved them.
     savings: Decimal,
+    /// The branch's cash as the simulator has moved it: funded so that it
+    /// never goes below zero.
+    cash: Decimal,
     /// Multiplies voluntary deposits to steer savings towards the year's target.
     voluntary_factor: Decimal,
     /// This week's savings flows: other than voluntary deposits (compulsory
@@ -182,6 +185,7 @@ impl Model {
             quota: BTreeMap::new(),
             disbursed: BTreeMap::new(),
             savings: Decimal::ZERO,
+            cash: Decimal::ZERO,
             voluntary_factor: Decimal::ONE,
             week_other: Decimal::ZERO,
             week_voluntary_base: Decimal::ZERO,
@@ -265,8 +269,9 @@ impl Model {
         }
     }
 
-    /// The commands that open the branch: the branch, its products, its
-    /// founding centers and members with the savings they bring.
+    /// The commands that open the branch: the branch, the capital placed in
+    /// its cash, its founding centers and members with the savings they
+    /// bring.
     pub fn opening(&mut self) -> Vec<(Write, Pending)> {
         let preset = self.preset.clone();
         let day = preset.start.to_string();
@@ -282,6 +287,14 @@ impl Model {
             }),
             Pending::None,
         )];
+        if preset.opening_capital > Decimal::ZERO {
+            let funding = self.funding(
+                pb::FundingSource::Capital,
+                preset.opening_capital,
+                preset.start,
+            );
+            writes.push(funding);
+        }
         for _ in 0..preset.centers {
             let center = self.new_center(preset.start, &mut writes);
             for _ in 0..preset.groups_per_center * preset.members_per_group {
@@ -289,7 +302,85 @@ impl Model {
                 self.new_member(center, preset.start, opening, &mut writes);
             }
         }
+        self.keep_cash(preset.start, &mut writes);
         writes
+    }
+
+    /// Funds of `amount` put into the branch's cash from `source` on `day`.
+    fn funding(
+        &mut self,
+        source: pb::FundingSource,
+        amount: Decimal,
+        day: NaiveDate,
+    ) -> (Write, Pending) {
+        (
+            Write::FundBranch(pb::FundBranchRequest {
+                context: self.context(),
+                branch_id: self.preset.branch_id.to_owned(),
+                source: source as i32,
+                amount: money(amount),
+                effective_date: day.to_string(),
+            }),
+            Pending::None,
+        )
+    }
+
+    /// What `write` moves into (positive) or out of the branch's cash, as
+    /// the ledger books it: a disbursement pays out its principal less the
+    /// fee its product deducts at disbursement.
+    fn cash_effect(&self, write: &Write) -> Decimal {
+        let amount = |money: &Option<pb::Money>| -> Decimal {
+            money
+                .as_ref()
+                .and_then(|m| m.amount.parse().ok())
+                .unwrap_or_default()
+        };
+        match write {
+            Write::FundBranch(r) => amount(&r.amount),
+            Write::ReturnBranchFunding(r) => -amount(&r.amount),
+            Write::DepositSavings(r) => amount(&r.amount),
+            Write::WithdrawSavings(r) => -amount(&r.amount),
+            Write::RecordCollectionSheet(r) => r
+                .lines
+                .iter()
+                .map(|line| amount(&line.repayment) + amount(&line.deposit))
+                .sum(),
+            Write::DisburseLoan(r) => match &r.loan {
+                Some(pb::disburse_loan_request::Loan::Application(application)) => {
+                    let fee = self
+                        .preset
+                        .products
+                        .iter()
+                        .find(|p| p.id == application.product_id)
+                        .map_or(0, |p| p.fee);
+                    -(amount(&application.principal) - whole(fee))
+                }
+                Some(pb::disburse_loan_request::Loan::Terms(terms)) => -amount(&terms.principal),
+                None => Decimal::ZERO,
+            },
+            _ => Decimal::ZERO,
+        }
+    }
+
+    /// Keeps the branch's cash at or above zero after every one of a day's
+    /// `writes`, in their order: when they would take it below, head office
+    /// tops it up first, in whole funding steps. Then counts their cash.
+    /// (No random choice: the rest of the run is the same, funded or not.)
+    fn keep_cash(&mut self, day: NaiveDate, writes: &mut Vec<(Write, Pending)>) {
+        let mut cash = self.cash;
+        let mut lowest = self.cash;
+        for (write, _) in writes.iter() {
+            cash += self.cash_effect(write);
+            lowest = lowest.min(cash);
+        }
+        if lowest < Decimal::ZERO {
+            let step = self.preset.funding_step;
+            let top_up = (-lowest / step).ceil() * step;
+            let funding = self.funding(pb::FundingSource::HeadOffice, top_up, day);
+            writes.insert(0, funding);
+            cash += top_up;
+        }
+        self.cash = cash;
     }
 
     /// The product definitions (through `ProductService`, not a batch).
@@ -483,8 +574,14 @@ impl Model {
 
     /// The commands of one day: product changes aside, new members and
     /// loans, the collection sheets of the centers meeting, withdrawals,
-    /// write-offs.
+    /// write-offs; first, when they need it, funds from head office.
     pub fn day(&mut self, day: NaiveDate) -> Vec<(Write, Pending)> {
+        let mut writes = self.day_writes(day);
+        self.keep_cash(day, &mut writes);
+        writes
+    }
+
+    fn day_writes(&mut self, day: NaiveDate) -> Vec<(Write, Pending)> {
         let mut writes = Vec::new();
         if day.weekday() == Weekday::Mon {
             self.steer_savings(day);
@@ -947,6 +1044,11 @@ impl Model {
     /// Branch savings as the simulator moved them (the ledger's figure must agree).
     pub fn savings(&self) -> Decimal {
         self.savings
+    }
+
+    /// The branch's cash as the simulator moved it (the ledger's must agree).
+    pub fn cash(&self) -> Decimal {
+        self.cash
     }
 
     /// The savings products the branch's accounts earn under, from the

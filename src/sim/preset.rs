@@ -80,6 +80,11 @@ pub struct Preset {
     pub members_per_group: u32,
     /// Average savings a founding member brings from before the ledger.
     pub opening_savings: Decimal,
+    /// Paid-in capital placed in the branch's cash when it opens.
+    pub opening_capital: Decimal,
+    /// Head office tops the branch's cash up in multiples of this, before
+    /// a day whose disbursements and withdrawals it could not pay.
+    pub funding_step: Decimal,
     pub products: Vec<ProductPlan>,
     pub years: Vec<YearPlan>,
     /// Days without center meetings (Tết), inclusive.
@@ -180,6 +185,8 @@ pub fn tym_thai_binh() -> Preset {
         groups_per_center: 6,
         members_per_group: 5,
         opening_savings: vnd(4),
+        opening_capital: vnd(2_000),
+        funding_step: vnd(500),
         products: tym_products(),
         years: vec![
             YearPlan {
@@ -229,6 +236,8 @@ pub fn demo() -> Preset {
         groups_per_center: 5,
         members_per_group: 5,
         opening_savings: vnd(2),
+        opening_capital: vnd(200),
+        funding_step: vnd(50),
         products: tym_products(),
         years: vec![YearPlan {
             year: 2023,
@@ -253,6 +262,8 @@ impl Preset {
         let factor = Decimal::from(percent) / Decimal::ONE_HUNDRED;
         let scale = |n: u32| ((n as u64 * percent as u64).div_ceil(100)).max(1) as u32;
         self.centers = scale(self.centers);
+        self.opening_capital = (self.opening_capital * factor).round_dp(0);
+        self.funding_step = (self.funding_step * factor).round_dp(0).max(Decimal::ONE);
         for year in &mut self.years {
             year.loans = scale(year.loans);
             year.amount = (year.amount * factor).round_dp(0);

@@ -816,6 +816,24 @@ impl Setup {
                 from: "2024-01-01".into(),
                 reason: "a deposit was left out".into(),
             })),
+            "FundBranch" => send!(branch.fund_branch(pb::FundBranchRequest {
+                context,
+                branch_id: b.clone(),
+                source: pb::FundingSource::HeadOffice as i32,
+                amount: vnd("1000000"),
+                effective_date: TODAY.into(),
+            })),
+            "ReturnBranchFunding" => {
+                send!(
+                    branch.return_branch_funding(pb::ReturnBranchFundingRequest {
+                        context,
+                        branch_id: b.clone(),
+                        source: pb::FundingSource::HeadOffice as i32,
+                        amount: vnd("1"),
+                        effective_date: TODAY.into(),
+                    })
+                )
+            }
             other => panic!("no case for {other}: add one to tests/ledger/access_table.rs"),
         };
         (place, call)
@@ -855,6 +873,7 @@ fn writes(action: Action) -> bool {
         Action::Write
         | Action::Correct
         | Action::Close
+        | Action::Fund
         | Action::Approve
         | Action::Organize
         | Action::Catalogue

@@ -440,7 +440,11 @@ async fn the_year_end_close_carries_the_result_into_retained_earnings_and_reopen
         .collect();
     assert_eq!(
         equity,
-        vec![("retained-earnings", "100000"), ("result", "0")]
+        vec![
+            ("capital", "0"),
+            ("retained-earnings", "100000"),
+            ("result", "0")
+        ]
     );
 
     // Reopening waits for a second manager, and names the reason.

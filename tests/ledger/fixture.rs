@@ -437,6 +437,9 @@ fn command_kind(command: &CommandBody) -> &'static str {
         CommandBody::ReopenPeriod { .. } => "ReopenPeriod",
         CommandBody::DefineSavingsProduct { .. } => "DefineSavingsProduct",
         CommandBody::PostSavingsInterest { .. } => "PostSavingsInterest",
+        // Added with branch funding, after every fixture.
+        CommandBody::FundBranch { .. } => "FundBranch",
+        CommandBody::ReturnBranchFunding { .. } => "ReturnBranchFunding",
     }
 }
 
@@ -458,6 +461,7 @@ fn outcome_kind(outcome: &Outcome) -> &'static str {
         Outcome::PeriodClosed { .. } => "PeriodClosed",
         Outcome::PeriodReopened { .. } => "PeriodReopened",
         Outcome::SavingsInterestPosted { .. } => "SavingsInterestPosted",
+        Outcome::FundingMoved { .. } => "FundingMoved",
     }
 }
 
@@ -471,6 +475,8 @@ fn undo_kind(undo: &Undo) -> &'static str {
         Undo::Repayment(_) => "Repayment",
         Undo::WriteOff { .. } => "WriteOff",
         Undo::CollectionSheet { .. } => "CollectionSheet",
+        // Added with branch funding, after every fixture.
+        Undo::Funding { .. } => "Funding",
     }
 }
 

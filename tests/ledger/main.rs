@@ -17,6 +17,7 @@ mod export;
 mod fixture;
 mod fixture_books;
 mod fixture_v4;
+mod funding;
 mod input_bounds;
 mod interest;
 mod loans;

@@ -29,7 +29,7 @@ pub struct Chart {
 }
 
 /// The usual MFI chart: key, code, name.
-const DEFAULT: [(&str, &str, &str); 12] = [
+const DEFAULT: [(&str, &str, &str); 14] = [
     ("cash", "1011", "Cash on hand and in banks"),
     ("loan-portfolio", "1311", "Gross loan portfolio"),
     (
@@ -40,6 +40,8 @@ const DEFAULT: [(&str, &str, &str); 12] = [
     ("loan-loss-allowance", "1391", "Allowance for loan losses"),
     ("savings-compulsory", "2111", "Compulsory savings"),
     ("savings-voluntary", "2121", "Voluntary savings"),
+    ("head-office-funding", "2311", "Funding from head office"),
+    ("capital", "3111", "Paid-in capital and donated equity"),
     ("retained-earnings", "3211", "Retained earnings"),
     ("interest-income", "4111", "Interest income on loans"),
     ("fee-income", "4211", "Fee income"),

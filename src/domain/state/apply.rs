@@ -679,6 +679,14 @@ impl<'s> Stage<'s> {
                 }
                 self.commit.branch = Some(branch);
             }
+            (
+                CommandBody::FundBranch { branch_id, .. }
+                | CommandBody::ReturnBranchFunding { branch_id, .. },
+                Outcome::FundingMoved { .. },
+            ) => {
+                // Its postings are all it changes.
+                self.find_branch(branch_id)?;
+            }
             (CommandBody::Access(command), Outcome::AccessChanged) => {
                 let mut access = Access::clone(&self.state.access);
                 let stamp = Stamp {
@@ -1219,6 +1227,8 @@ impl Stage<'_> {
                     self.change_savings(branch, &deposit.account, -deposit.amount)?;
                 }
             }
+            // Funding moves only the accounts the reversal's postings name.
+            Undo::Funding { .. } => {}
         }
         Ok(())
     }

@@ -9,8 +9,9 @@ use rust_decimal::Decimal;
 
 use super::*;
 use crate::domain::access::{APPROVAL_WAIT_DAYS, AccessCommand, Action};
+use crate::domain::books::Line;
 use crate::domain::command::{
-    COLLECTION_LINES_MAX, CollectionLine, LoanSpec, check_date, check_len,
+    COLLECTION_LINES_MAX, CollectionLine, FundingSource, LoanSpec, check_date, check_len,
 };
 use crate::domain::entry::{
     Attribution, ENTRY_BYTES_MAX, FeeCharge, LineOutcome, RULES_VERSION_ACCESS, Repayment,
@@ -568,7 +569,9 @@ impl LedgerState {
             | CommandBody::CreateCenter { branch_id, .. }
             | CommandBody::ClosePeriod { branch_id, .. }
             | CommandBody::ReopenPeriod { branch_id, .. }
-            | CommandBody::PostSavingsInterest { branch_id, .. } => Some(branch_id.clone()),
+            | CommandBody::PostSavingsInterest { branch_id, .. }
+            | CommandBody::FundBranch { branch_id, .. }
+            | CommandBody::ReturnBranchFunding { branch_id, .. } => Some(branch_id.clone()),
             CommandBody::CreateGroup { center_id, .. }
             | CommandBody::RecordCollectionSheet { center_id, .. } => {
                 self.centers.get(center_id).map(|c| c.branch.clone())
@@ -832,6 +835,22 @@ impl LedgerState {
                 branch_id,
                 period_end,
             } => self.decide_savings_interest(branch_id, *period_end, context)?,
+            CommandBody::FundBranch {
+                branch_id,
+                source,
+                amount,
+                effective_date,
+            } => {
+                self.decide_funding(branch_id, *source, *amount, *effective_date, false, context)?
+            }
+            CommandBody::ReturnBranchFunding {
+                branch_id,
+                source,
+                amount,
+                effective_date,
+            } => {
+                self.decide_funding(branch_id, *source, *amount, *effective_date, true, context)?
+            }
             CommandBody::Access(_) => unreachable!("execute decides access commands"),
         })
     }
@@ -1756,6 +1775,29 @@ impl LedgerState {
                     ),
                 ))
             }
+            (
+                CommandBody::FundBranch { amount, .. }
+                | CommandBody::ReturnBranchFunding { amount, .. },
+                Outcome::FundingMoved { source, .. },
+            ) => {
+                let returned = matches!(original.command, CommandBody::ReturnBranchFunding { .. });
+                if !returned {
+                    // Undoing a funding takes it out of the source again.
+                    self.check_funding_held(
+                        "sequence",
+                        branch,
+                        *source,
+                        amount.amount,
+                        date,
+                        &format!("reversing the funding of entry {sequence}"),
+                    )?;
+                }
+                Ok(Undo::Funding {
+                    source: *source,
+                    amount: amount.amount,
+                    returned,
+                })
+            }
             (CommandBody::PostSavingsInterest { .. }, _) => Err(DomainError::precondition(
                 "sequence",
                 format!(
@@ -1770,6 +1812,90 @@ impl LedgerState {
                 ),
             )),
         }
+    }
+
+    /// Funds put into a branch's cash from `source` (debit cash, credit
+    /// the source's account), or, when `returned`, given back to it (debit
+    /// the source, credit cash): never more than the branch holds from that
+    /// source on the return's date or any later one.
+    fn decide_funding(
+        &self,
+        branch_id: &BranchId,
+        source: FundingSource,
+        amount: Money,
+        effective_date: Option<NaiveDate>,
+        returned: bool,
+        context: ExecContext,
+    ) -> Result<Decision, DomainError> {
+        let branch = self.find_branch("branch_id", branch_id)?;
+        let date = self.resolve_date("effective_date", effective_date, branch, context)?;
+        not_before(
+            "effective_date",
+            date,
+            branch.opened_on,
+            "the branch opened",
+        )?;
+        amount.check("amount", branch.currency, &branch.books())?;
+        let cash = AccountId::Cash(branch_id.clone());
+        let account = source.account(branch_id);
+        let held = self.balance(&account).on_normal_side(account.kind());
+        let (balance_after, postings) = if returned {
+            self.check_funding_held("amount", branch, source, amount.amount, date, "the return")?;
+            let after = checked_sub(held, amount.amount).map_err(|_| too_large("amount"))?;
+            (
+                after,
+                vec![
+                    Posting::debit(account, amount.amount),
+                    Posting::credit(cash, amount.amount),
+                ],
+            )
+        } else {
+            let after = checked_add(held, amount.amount).map_err(|_| too_large("amount"))?;
+            (
+                after,
+                vec![
+                    Posting::debit(cash, amount.amount),
+                    Posting::credit(account, amount.amount),
+                ],
+            )
+        };
+        Ok(Decision {
+            branch: Some(branch_id.clone()),
+            effective_date: date,
+            outcome: Outcome::FundingMoved {
+                source,
+                balance_after: balance_after.normalize(),
+            },
+            postings,
+        })
+    }
+
+    /// Refuses taking `amount` out of what `branch` holds from `source` on
+    /// `date` when that would leave less than nothing on that day or a
+    /// later one (`what` says what takes it, for the message).
+    fn check_funding_held(
+        &self,
+        field: &str,
+        branch: &Branch,
+        source: FundingSource,
+        amount: Decimal,
+        date: NaiveDate,
+        what: &str,
+    ) -> Result<(), DomainError> {
+        let line = Line::of(&source.account(&branch.id), None);
+        let (lowest, on) = self.books.line_lowest_from(&branch.id, &line, date);
+        if lowest < amount {
+            return Err(DomainError::precondition(
+                field,
+                format!(
+                    "{what} of {} dated {date} is more than branch {} holds from {source} on {on}: {}",
+                    show(amount, branch.currency),
+                    branch.id,
+                    show(lowest, branch.currency)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_deposit_reversible(
@@ -1944,6 +2070,7 @@ pub fn action_of(body: &CommandBody) -> Option<Action> {
         CommandBody::ClosePeriod { .. }
         | CommandBody::ReopenPeriod { .. }
         | CommandBody::PostSavingsInterest { .. } => Action::Close,
+        CommandBody::FundBranch { .. } | CommandBody::ReturnBranchFunding { .. } => Action::Fund,
         CommandBody::DefineSavingsProduct { .. } => Action::Catalogue,
         CommandBody::CreateProduct { .. } | CommandBody::UpdateProduct { .. } => Action::Catalogue,
         CommandBody::Access(_) => return None,

@@ -558,7 +558,9 @@ impl LedgerState {
             | AccountId::LoanLoss(branch)
             | AccountId::Recoveries(branch)
             | AccountId::RetainedEarnings(branch)
-            | AccountId::InterestExpense(branch) => branch.clone(),
+            | AccountId::InterestExpense(branch)
+            | AccountId::HeadOfficeFunding(branch)
+            | AccountId::Capital(branch) => branch.clone(),
             AccountId::Loan(loan) => self.find_loan("account", loan)?.branch.clone(),
             AccountId::Savings(id) => self
                 .savings

@@ -1,7 +1,8 @@
 //! Properties of the state machine for any sequence of commands (savings,
 //! loans on terms and under products, tranches, write-offs, collection
-//! sheets and reversals): the cache records equal a full export, a replay of
-//! the entries gives the same state, and the books balance.
+//! sheets, the branch's funding and reversals): the cache records equal a
+//! full export, a replay of the entries gives the same state, and the books
+//! balance. Then the branch's funding, worked by hand.
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
@@ -9,7 +10,8 @@ use rust_decimal::Decimal;
 
 use super::*;
 use crate::domain::command::{
-    CollectionLine, Command, CommandBody, LoanSpec, LoanTermsInput, Money, SavingsKind,
+    CollectionLine, Command, CommandBody, FundingSource, LoanSpec, LoanTermsInput, Money,
+    SavingsKind,
 };
 use crate::domain::entry::{Entry, Side};
 use crate::domain::ids::{
@@ -99,6 +101,14 @@ enum Step {
     Interest {
         month: u32,
     },
+    /// Fund the branch's cash from head office (or capital), or give
+    /// funds back (refused for more than the branch holds).
+    Fund {
+        capital: bool,
+        returned: bool,
+        millions: u32,
+        day: u32,
+    },
 }
 
 /// Members, all meeting at the one center.
@@ -133,6 +143,12 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (1..6u64).prop_map(|back| Step::Reverse { back }),
         1 => prop_oneof![Just(364u32), 30..300u32].prop_map(|day| Step::Close { day }),
         1 => (1..=12u32).prop_map(|month| Step::Interest { month }),
+        1 => (any::<bool>(), any::<bool>(), 1..50u32, day()).prop_map(|(capital, returned, millions, day)| Step::Fund {
+            capital,
+            returned,
+            millions,
+            day
+        }),
         3 => member().prop_map(|member| Step::ReverseLoan { member }),
         1 => (0..=PRODUCTS).prop_map(|product| Step::CreateProduct { product }),
         1 => (0..=PRODUCTS, 1..10u32, day()).prop_map(|(product, points, day)| Step::UpdateProduct {
@@ -470,6 +486,36 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                 .period_of(NaiveDate::from_ymd_opt(2023, month, 1).unwrap())
                 .1,
         },
+        Step::Fund {
+            capital,
+            returned,
+            millions,
+            day: d,
+        } => {
+            let branch_id = id(BranchId::parse, "TB");
+            let source = if capital {
+                FundingSource::Capital
+            } else {
+                FundingSource::HeadOffice
+            };
+            let amount = vnd(u64::from(millions) * 1_000_000);
+            let effective_date = Some(day(d));
+            if returned {
+                CommandBody::ReturnBranchFunding {
+                    branch_id,
+                    source,
+                    amount,
+                    effective_date,
+                }
+            } else {
+                CommandBody::FundBranch {
+                    branch_id,
+                    source,
+                    amount,
+                    effective_date,
+                }
+            }
+        }
         Step::Close { day: d } => CommandBody::ClosePeriod {
             branch_id: id(BranchId::parse, "TB"),
             through: day(d),
@@ -1040,4 +1086,235 @@ proptest! {
             prop_assert_eq!(&state.period_figures(&tb, day(0), *through).unwrap(), figures);
         }
     }
+}
+
+/// Decides `body` against `state` (the entries so far for reversals), as
+/// [`run`] does, without applying it.
+fn decide(
+    state: &LedgerState,
+    entries: &[Entry],
+    body: CommandBody,
+) -> Result<EntryBody, DomainError> {
+    let context = ExecContext {
+        recorded_at: Utc.with_ymd_and_hms(2024, 6, 30, 3, 0, 0).unwrap(),
+        rules_version: crate::domain::entry::RULES_VERSION_FIRST,
+    };
+    let command = Command {
+        request_id: RequestId::parse("r", "decide").unwrap(),
+        actor: Actor::parse("a", "manager").unwrap(),
+        principal: None,
+        approval: None,
+        body,
+    };
+    let lookup = |sequence: u64| {
+        Ok(entries
+            .get((sequence as usize).wrapping_sub(1))
+            .map(|e| e.body.clone()))
+    };
+    state
+        .execute(&command, context, &lookup)
+        .map_err(|e| match e {
+            ExecuteError::Refused(e) => e,
+            other => panic!("{other}"),
+        })
+}
+
+fn fund(source: FundingSource, millions: u64, d: u32, returned: bool) -> CommandBody {
+    let branch_id = id(BranchId::parse, "TB");
+    let amount = vnd(millions * 1_000_000);
+    let effective_date = Some(day(d));
+    if returned {
+        CommandBody::ReturnBranchFunding {
+            branch_id,
+            source,
+            amount,
+            effective_date,
+        }
+    } else {
+        CommandBody::FundBranch {
+            branch_id,
+            source,
+            amount,
+            effective_date,
+        }
+    }
+}
+
+/// A branch funded from head office and with capital: cash debited, the
+/// source's line credited (a liability, equity), the books balanced; a
+/// return debits the source and is refused for more than the branch holds
+/// from it on its date or after, and so is a reversal of a funding that
+/// was partly given back; bad input is refused naming the field.
+#[test]
+fn funding_moves_cash_and_its_source_and_never_gives_back_more_than_was_given() {
+    use crate::domain::books::{AsOf, Line};
+    let tb = id(BranchId::parse, "TB");
+    let million = |m: i64| Decimal::from(m * 1_000_000);
+    let mut state = LedgerState::new();
+    let mut records = BTreeMap::new();
+    let mut entries = Vec::new();
+    run(setup(), &mut state, &mut records, &mut entries);
+    let before = entries.len();
+    run(
+        [
+            fund(FundingSource::Capital, 200, 5, false),
+            fund(FundingSource::HeadOffice, 500, 10, false),
+        ],
+        &mut state,
+        &mut records,
+        &mut entries,
+    );
+    assert_eq!(entries.len(), before + 2, "both fundings are booked");
+    let funding = entries.last().unwrap().body.clone();
+    assert_eq!(
+        funding.postings,
+        vec![
+            Posting::debit(AccountId::Cash(tb.clone()), million(500)),
+            Posting::credit(AccountId::HeadOfficeFunding(tb.clone()), million(500)),
+        ]
+    );
+    assert_eq!(
+        funding.outcome,
+        Outcome::FundingMoved {
+            source: FundingSource::HeadOffice,
+            balance_after: million(500),
+        }
+    );
+    let line = |state: &LedgerState, line: Line, date: u32| {
+        state
+            .books()
+            .line(&tb, &line, AsOf::Date(day(date)))
+            .on_normal_side(line.kind())
+    };
+    assert_eq!(line(&state, Line::Cash, 10), million(700));
+    assert_eq!(
+        line(&state, Line::Cash, 7),
+        million(200),
+        "capital came first"
+    );
+    assert_eq!(line(&state, Line::HeadOfficeFunding, 10), million(500));
+    assert_eq!(line(&state, Line::Capital, 10), million(200));
+    let sheet = state.books().balance_sheet(Some(&tb), day(10));
+    assert!(
+        sheet
+            .liabilities
+            .contains(&(Line::HeadOfficeFunding, million(500)))
+    );
+    assert!(sheet.equity.contains(&(Line::Capital, million(200))));
+    assert_eq!(sheet.total_assets(), million(700));
+    assert_eq!(
+        sheet.total_assets(),
+        sheet.total_liabilities() + sheet.total_equity()
+    );
+    let trial = state.books().trial_balance(Some(&tb), AsOf::Latest);
+    assert_eq!(trial.debits, trial.credits);
+
+    // More than head office sent, or dated before it did: refused.
+    let refusal =
+        |state: &LedgerState, entries: &[Entry], body| decide(state, entries, body).unwrap_err();
+    for body in [
+        fund(FundingSource::HeadOffice, 501, 20, true),
+        fund(FundingSource::HeadOffice, 1, 9, true),
+    ] {
+        let error = refusal(&state, &entries, body);
+        assert!(
+            matches!(&error, DomainError::Precondition { field, .. } if field == "amount"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("head-office"), "{error}");
+    }
+    let error = refusal(
+        &state,
+        &entries,
+        fund(FundingSource::Capital, 201, 20, true),
+    );
+    assert!(error.to_string().contains("capital"), "{error}");
+    // In another currency than the branch's books, or for no branch.
+    let mut dollars = fund(FundingSource::HeadOffice, 1, 20, false);
+    if let CommandBody::FundBranch { amount, .. } = &mut dollars {
+        amount.currency = Some(Currency::Usd);
+    }
+    let error = refusal(&state, &entries, dollars);
+    assert!(
+        matches!(&error, DomainError::Invalid { field, .. } if field == "amount.currency"),
+        "{error}"
+    );
+    let mut elsewhere = fund(FundingSource::HeadOffice, 1, 20, false);
+    if let CommandBody::FundBranch { branch_id, .. } = &mut elsewhere {
+        *branch_id = id(BranchId::parse, "HN");
+    }
+    assert!(matches!(
+        refusal(&state, &entries, elsewhere),
+        DomainError::NotFound { field, .. } if field == "branch_id"
+    ));
+    // Before the branch opened, or in the future.
+    let mut early = fund(FundingSource::HeadOffice, 1, 0, false);
+    if let CommandBody::FundBranch { effective_date, .. } = &mut early {
+        *effective_date = day(0).pred_opt();
+    }
+    assert!(matches!(
+        refusal(&state, &entries, early),
+        DomainError::Precondition { field, .. } if field == "effective_date"
+    ));
+    assert!(matches!(
+        refusal(&state, &entries, fund(FundingSource::HeadOffice, 1, 600, false)),
+        DomainError::Invalid { field, .. } if field == "effective_date"
+    ));
+
+    // 200 million given back on day 20: 300 million held from then on.
+    run(
+        [fund(FundingSource::HeadOffice, 200, 20, true)],
+        &mut state,
+        &mut records,
+        &mut entries,
+    );
+    let returned = entries.last().unwrap().body.clone();
+    assert_eq!(returned.command.name(), "return_branch_funding");
+    assert_eq!(
+        returned.postings,
+        vec![
+            Posting::debit(AccountId::HeadOfficeFunding(tb.clone()), million(200)),
+            Posting::credit(AccountId::Cash(tb.clone()), million(200)),
+        ]
+    );
+    assert_eq!(line(&state, Line::HeadOfficeFunding, 20), million(300));
+    assert_eq!(line(&state, Line::Cash, 20), million(500));
+    // Reversing the 500 million would leave less than nothing from day 20.
+    let funded_in = funding.sequence;
+    let reverse = |sequence: u64| CommandBody::ReverseEntry {
+        sequence,
+        reason: Name::parse("reason", "entered twice").unwrap(),
+        effective_date: None,
+    };
+    let error = refusal(&state, &entries, reverse(funded_in));
+    assert!(
+        matches!(&error, DomainError::Precondition { field, .. } if field == "sequence"),
+        "{error}"
+    );
+    // Reversing the return first, then the funding: nothing held, cash as
+    // the capital left it.
+    run(
+        [reverse(returned.sequence), reverse(funded_in)],
+        &mut state,
+        &mut records,
+        &mut entries,
+    );
+    assert!(matches!(
+        entries.last().unwrap().body.outcome,
+        Outcome::Reversed {
+            undo: Undo::Funding {
+                returned: false,
+                ..
+            },
+            ..
+        }
+    ));
+    assert_eq!(line(&state, Line::HeadOfficeFunding, 30), Decimal::ZERO);
+    assert_eq!(line(&state, Line::Cash, 30), million(200));
+    let mut replayed = LedgerState::new();
+    for entry in &entries {
+        replayed.apply(entry).unwrap();
+    }
+    replayed.clear_changes();
+    assert_eq!(replayed.export(), state.export());
 }
