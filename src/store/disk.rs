@@ -148,16 +148,7 @@ impl DiskStore {
             Arc::new(journal.try_clone_file()?),
             journal.offsets().to_vec(),
         );
-        let state = sled::Config::new()
-            .path(dir.join(STATE_DIR_NAME))
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| {
-                StoreError::State(format!(
-                    "opening {}: {e}",
-                    dir.join(STATE_DIR_NAME).display()
-                ))
-            })?;
+        let state = open_cache(&dir.join(STATE_DIR_NAME))?;
         Ok(DiskStore {
             dir: dir.to_owned(),
             last_sequence: AtomicU64::new(journal.len()),
@@ -482,16 +473,73 @@ pub fn load_state_records(dir: &Path) -> Result<Option<Vec<KeyValue>>, StoreErro
     if !path.exists() {
         return Ok(None);
     }
-    let db = sled::Config::new()
-        .path(&path)
+    let db = cache_config(&path)
         .open()
         .map_err(|e| StoreError::State(format!("opening {}: {e}", path.display())))?;
     Ok(Some(records_of(&db)?))
 }
 
+/// sled's segments: 8 MiB. sled 0.34.7 writes a page of more than a
+/// quarter of a segment as a separate blob, and a `flush` after such writes
+/// could wait forever (a test that writes a few hundred kilobytes of
+/// records hung at shutdown about one run in two with 512 KiB segments,
+/// sled's default, and never in as many runs with 8 MiB). With 8 MiB, a page
+/// goes to a blob only past 2 MiB, and no record of the cache comes near it.
+pub const CACHE_SEGMENT_BYTES: usize = 8 << 20;
+
+fn cache_config(path: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(path)
+        .segment_size(CACHE_SEGMENT_BYTES)
+        .flush_every_ms(Some(1000))
+}
+
+/// Opens the state cache at `path`. One written with another segment size
+/// (by an earlier release) cannot be opened with this one: it is removed,
+/// and startup rebuilds the cache from the journal, as after any cache it
+/// cannot use.
+fn open_cache(path: &Path) -> Result<sled::Db, StoreError> {
+    let opening = |e: sled::Error| StoreError::State(format!("opening {}: {e}", path.display()));
+    match cache_config(path).open() {
+        Err(sled::Error::Unsupported(why)) if why.contains("io buffer size") => {
+            tracing::warn!(
+                cache = %path.display(),
+                %why,
+                "the state cache was written with another sled segment size; removing it, to \
+                 rebuild it from the journal"
+            );
+            std::fs::remove_dir_all(path)
+                .map_err(StoreError::io(format!("removing {}", path.display())))?;
+            cache_config(path).open().map_err(opening)
+        }
+        opened => opened.map_err(opening),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::CacheDigest;
+
+    /// A cache an earlier release wrote with sled's default segments opens
+    /// empty (to be rebuilt from the journal), not as an error.
+    #[test]
+    fn a_cache_of_another_segment_size_is_removed_to_be_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::STATE_DIR_NAME);
+        {
+            let old = sled::Config::new().path(&path).open().unwrap();
+            old.insert(b"head", b"old").unwrap();
+            old.flush().unwrap();
+        }
+        let reopened = super::open_cache(&path).unwrap();
+        assert!(reopened.get(b"head").unwrap().is_none());
+        reopened.insert(b"head", b"new").unwrap();
+        reopened.flush().unwrap();
+        drop(reopened);
+        // The new cache is kept from then on.
+        let again = super::open_cache(&path).unwrap();
+        assert_eq!(again.get(b"head").unwrap().as_deref(), Some(&b"new"[..]));
+    }
 
     /// The digest depends on the set of records, not on the order they were
     /// written in, and a removal undoes an addition (what lets a checkpoint

@@ -19,8 +19,8 @@ mod read_only;
 pub mod tree_file;
 
 pub use disk::{
-    CacheDigest, DATA_DIR_MODE, DATA_FILE_MODE, DiskStore, STATE_DIR_NAME, load_state_records,
-    warn_if_readable_by_others,
+    CACHE_SEGMENT_BYTES, CacheDigest, DATA_DIR_MODE, DATA_FILE_MODE, DiskStore, STATE_DIR_NAME,
+    load_state_records, warn_if_readable_by_others,
 };
 pub use journal_file::{
     FRAME_BYTES_MAX, JOURNAL_FILE_NAME, RECORD_LEN_MAX, Scan, decode_payload,

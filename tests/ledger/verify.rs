@@ -149,7 +149,11 @@ async fn verify_names_an_altered_entry() {
 async fn verify_names_an_altered_state_record() {
     let dir = data_dir().await;
     {
-        let db = sled::open(dir.path().join("state")).unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("state"))
+            .segment_size(mfi_ledger::store::CACHE_SEGMENT_BYTES)
+            .open()
+            .unwrap();
         let savings = db.get("balance/savings:TB-0001/C1").unwrap().unwrap();
         db.insert("balance/cash:TB", savings).unwrap();
         db.flush().unwrap();
@@ -460,7 +464,11 @@ async fn a_cache_record_edited_on_disk_is_not_served_after_a_restart() {
     use std::os::unix::fs::PermissionsExt;
     let dir = data_dir().await;
     {
-        let db = sled::open(dir.path().join("state")).unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("state"))
+            .segment_size(mfi_ledger::store::CACHE_SEGMENT_BYTES)
+            .open()
+            .unwrap();
         let savings = db.get("balance/savings:TB-0001/C1").unwrap().unwrap();
         db.insert("balance/cash:TB", savings).unwrap();
         db.flush().unwrap();
