@@ -400,6 +400,9 @@ fn a_backup_taken_under_load_verifies_serves_and_holds_what_was_acknowledged_bef
         );
         let taken: Value = serde_json::from_str(&taken).expect("backup's JSON");
         assert_eq!(taken["verified"], true, "{taken:#}");
+        // Written beside it, and renamed into place once verified.
+        assert!(copy.join("journal.log").exists());
+        assert!(!out.path().join(".copy.partial").exists());
         let backed_up = taken["head_sequence"].as_u64().expect("a head");
         let backed_up_hash = taken["head_hash"].as_str().expect("a hash").to_owned();
         assert!(

@@ -318,7 +318,9 @@ where
         }
         let peer = peer_address(&request);
         let method = path.trim_start_matches("/mfi.ledger.v1.").to_owned();
-        let read = action_of(path).is_some_and(is_read);
+        // A backup copies every member's data: recorded like a read.
+        let read = action_of(path).is_some_and(is_read)
+            || path == "/mfi.ledger.v1.OperationsService/Backup";
         let ledger = self.layer.ledger.clone();
         match self.layer.check(&request, path) {
             Ok(caller) => {

@@ -661,7 +661,7 @@ impl AuditService for AuditApi {
         let from = r.from_sequence.max(1);
         let records = self
             .ledger
-            .read_off_runtime(|ledger| ledger.access_log().map(|log| log.records()))
+            .read_off_runtime(|ledger| ledger.store().access_records())
             .await
             .map_err(read_failed)?
             .transpose()

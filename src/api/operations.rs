@@ -60,6 +60,7 @@ impl OperationsService for OperationsApi {
         &self,
         request: Request<pb::BackupRequest>,
     ) -> Result<Response<BackupStream>, Status> {
+        access::read_subject(&request, "data-directory");
         access::caller(&request)?.authorize(Action::Administer, None)?;
         let turn = self.backups.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted("a backup is running on this server; try again when it ends")
@@ -125,7 +126,12 @@ fn plan(ledger: &Ledger) -> Result<(BackupPlan, String), Status> {
     let hash = match plan.head {
         0 => GENESIS_HASH,
         head => {
-            let entries = ledger.entries(head, 1).map_err(status::from_store)?;
+            // From the store: the read side may not have applied the
+            // journal's last durable entries yet.
+            let entries = ledger
+                .store()
+                .read_entries(head, 1)
+                .map_err(status::from_store)?;
             let entry = entries
                 .first()
                 .ok_or_else(|| Status::internal(format!("entry {head} is not in the journal")))?;

@@ -34,10 +34,17 @@ struct Writing {
     written: u64,
 }
 
-/// Takes the backup and verifies the copy.
+/// Takes the backup and verifies the copy: written into a directory beside
+/// `--to` and renamed to it only once it verifies, so that a backup that
+/// fails half way leaves nothing a server could be started on.
 pub async fn backup(server: &str, args: BackupArgs) -> anyhow::Result<Report> {
     let dir = args.to;
     refuse_non_empty(&dir)?;
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow::anyhow!("{} names no directory", dir.display()))?;
+    let partial = dir.with_file_name(format!(".{name}.partial"));
     let mut client =
         OperationsServiceClient::new(channel(server).await?).max_decoding_message_size(4 << 20);
     let mut stream = client
@@ -59,8 +66,73 @@ pub async fn backup(server: &str, args: BackupArgs) -> anyhow::Result<Report> {
             );
         }
     }
+    if !manifest
+        .files
+        .iter()
+        .any(|f| f.name == crate::store::JOURNAL_FILE_NAME)
+    {
+        bail!("the server's backup holds no journal");
+    }
     // Only now, so that a refused backup leaves nothing behind.
-    prepare(&dir)?;
+    if partial.exists() {
+        // Left by a backup that failed; nothing else is named so.
+        std::fs::remove_dir_all(&partial)
+            .with_context(|| format!("removing {}", partial.display()))?;
+    }
+    prepare(&partial)?;
+    let taken = match receive(&mut stream, &manifest, &partial).await {
+        Ok(bytes) => check(partial.clone(), &manifest)
+            .await
+            .map(|report| (bytes, report)),
+        Err(error) => Err(error),
+    };
+    let (bytes, report) = match taken {
+        Ok(taken) => taken,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(error.context(format!(
+                "the backup into {} failed; nothing was kept",
+                dir.display()
+            )));
+        }
+    };
+    if dir.exists() {
+        // Empty (checked above): the rename takes its place.
+        std::fs::remove_dir(&dir).with_context(|| format!("replacing {}", dir.display()))?;
+    }
+    std::fs::rename(&partial, &dir)
+        .with_context(|| format!("renaming {} to {}", partial.display(), dir.display()))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", parent.display()))?;
+    }
+    let text = format!(
+        "backup of {} entries in {} ({} bytes), head {}\nverified: {report}\nstart a server on it (`serve --data {}`) to serve or restore it\n",
+        crate::load::group_thousands(manifest.head_sequence),
+        dir.display(),
+        crate::load::group_thousands(bytes),
+        manifest.head_hash,
+        dir.display()
+    );
+    let json = json!({
+        "dir": dir.display().to_string(),
+        "head_sequence": manifest.head_sequence,
+        "head_hash": manifest.head_hash,
+        "bytes": bytes,
+        "files": manifest.files.iter().map(|f| json!({"name": f.name, "bytes": f.bytes})).collect::<Vec<_>>(),
+        "verified": true,
+    });
+    Ok(Report { text, json })
+}
+
+/// Writes the files of `manifest` into `dir` as the stream brings them;
+/// the bytes written.
+async fn receive(
+    stream: &mut tonic::Streaming<pb::BackupResponse>,
+    manifest: &pb::BackupManifest,
+    dir: &Path,
+) -> anyhow::Result<u64> {
     let mut files = manifest.files.iter();
     let mut writing: Option<Writing> = None;
     let mut bytes = 0u64;
@@ -90,12 +162,14 @@ pub async fn backup(server: &str, args: BackupArgs) -> anyhow::Result<Report> {
             bail!("the server's backup sent more than its manifest holds");
         };
         let fits = current.written.checked_add(chunk.data.len() as u64);
-        if chunk.name != current.name
+        if chunk.data.is_empty()
+            || chunk.name != current.name
             || chunk.offset != current.written
             || fits.is_none_or(|end| end > current.expected)
         {
             bail!(
-                "the server's backup sent {} at byte {} where {} at byte {} was due",
+                "the server's backup sent {} bytes of {} at byte {} where {} at byte {} was due",
+                chunk.data.len(),
                 chunk.name,
                 chunk.offset,
                 current.name,
@@ -111,20 +185,26 @@ pub async fn backup(server: &str, args: BackupArgs) -> anyhow::Result<Report> {
     }
     if let Some(short) = writing {
         bail!(
-            "the backup stopped after {} of {}'s {} bytes: the copy in {} is incomplete",
+            "the backup stopped after {} of {}'s {} bytes",
             short.written,
             short.name,
-            short.expected,
-            dir.display()
+            short.expected
         );
     }
-    std::fs::File::open(&dir)
+    std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", dir.display()))?;
-    // The state cache, as a server's start builds it from the journal, so
-    // that a server started on the copy starts at once; then `verify`,
-    // which also holds the cache to its own replay.
-    let copy = dir.clone();
+    Ok(bytes)
+}
+
+/// Builds the copy's state cache, as a server's start would (so that a
+/// server started on it starts at once), then runs `verify` on it, which
+/// also holds the cache to its own replay, and checks that the copy ends at
+/// the head the server named.
+async fn check(
+    copy: PathBuf,
+    manifest: &pb::BackupManifest,
+) -> anyhow::Result<crate::verify::VerifyReport> {
     let report = tokio::task::spawn_blocking(move || {
         {
             let store = crate::store::DiskStore::open(&copy)
@@ -141,30 +221,13 @@ pub async fn backup(server: &str, args: BackupArgs) -> anyhow::Result<Report> {
     let hash = hex::encode(report.last_hash);
     if report.entries != manifest.head_sequence || hash != manifest.head_hash {
         bail!(
-            "the copy in {} verifies to entry {} ({hash}), not the server's head {} ({})",
-            dir.display(),
+            "the copy verifies to entry {} ({hash}), not the server's head {} ({})",
             report.entries,
             manifest.head_sequence,
             manifest.head_hash
         );
     }
-    let text = format!(
-        "backup of {} entries in {} ({} bytes), head {}\nverified: {report}\nstart a server on it (`serve --data {}`) to serve or restore it\n",
-        crate::load::group_thousands(manifest.head_sequence),
-        dir.display(),
-        crate::load::group_thousands(bytes),
-        manifest.head_hash,
-        dir.display()
-    );
-    let json = json!({
-        "dir": dir.display().to_string(),
-        "head_sequence": manifest.head_sequence,
-        "head_hash": manifest.head_hash,
-        "bytes": bytes,
-        "files": manifest.files.iter().map(|f| json!({"name": f.name, "bytes": f.bytes})).collect::<Vec<_>>(),
-        "verified": true,
-    });
-    Ok(Report { text, json })
+    Ok(report)
 }
 
 /// Refuses `dir` if it exists and holds anything.

@@ -50,7 +50,7 @@ const ENCODING_VERSIONS_BEFORE_PROMISE: std::ops::RangeInclusive<u8> = 1..=2;
 pub type RulesVersion = u16;
 
 /// The rules this build decides new commands under.
-pub const RULES_VERSION_CURRENT: RulesVersion = 2;
+pub const RULES_VERSION_CURRENT: RulesVersion = RULES_VERSION_FUNDING;
 
 /// The rules of the first release with a journal compatibility promise,
 /// before access control: entries name no principal. Tests of the money
@@ -61,6 +61,14 @@ pub const RULES_VERSION_FIRST: RulesVersion = 1;
 /// principal who asked, and `execute` refuses a command its roles do not
 /// allow. Entries of earlier rules have no principal and no such check.
 pub const RULES_VERSION_ACCESS: RulesVersion = 2;
+
+/// The first rules version with branch funding (`FundBranch`,
+/// `ReturnBranchFunding`); every other command decides as under version 2.
+/// Entries written from then on name it, so that an earlier release, which
+/// knows no funding, refuses such a journal with a message naming the
+/// version (as the README's downgrade policy says) instead of failing to
+/// decode an entry.
+pub const RULES_VERSION_FUNDING: RulesVersion = 3;
 
 /// A SHA-256 hash.
 pub type Hash = [u8; 32];

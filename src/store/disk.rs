@@ -508,8 +508,20 @@ fn open_cache(path: &Path) -> Result<sled::Db, StoreError> {
                 "the state cache was written with another sled segment size; removing it, to \
                  rebuild it from the journal"
             );
-            std::fs::remove_dir_all(path)
-                .map_err(StoreError::io(format!("removing {}", path.display())))?;
+            // Renamed aside first: a crash while removing it cannot leave a
+            // half-removed cache where the new one goes.
+            let aside = path.with_file_name(format!(
+                "{}.old-segments",
+                path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
+            ));
+            if aside.exists() {
+                std::fs::remove_dir_all(&aside)
+                    .map_err(StoreError::io(format!("removing {}", aside.display())))?;
+            }
+            std::fs::rename(path, &aside)
+                .map_err(StoreError::io(format!("moving {} aside", path.display())))?;
+            std::fs::remove_dir_all(&aside)
+                .map_err(StoreError::io(format!("removing {}", aside.display())))?;
             cache_config(path).open().map_err(opening)
         }
         opened => opened.map_err(opening),

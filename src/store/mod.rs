@@ -158,6 +158,14 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Every record of the access log, if there is one (kept by this store,
+    /// or only read, on a copy served read-only).
+    fn access_records(
+        &self,
+    ) -> Option<Result<Vec<access_log::Record>, access_log::AccessLogError>> {
+        self.access_log().map(access_log::AccessLog::records)
+    }
+
     /// The Merkle tree's hashes kept beside the journal, if the store keeps
     /// them (the ledger then maintains the tree and issues checkpoints).
     fn tree(&self) -> Option<&tree_file::TreeFile> {

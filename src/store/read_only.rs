@@ -135,6 +135,15 @@ impl Store for ReadOnlyStore {
         Some(&self.tree)
     }
 
+    /// The copy's access log as it is: what was read on the server of
+    /// record (reads of the copy are not added).
+    fn access_records(
+        &self,
+    ) -> Option<Result<Vec<super::access_log::Record>, super::access_log::AccessLogError>> {
+        let path = self.dir.join(super::access_log::ACCESS_LOG_FILE);
+        path.exists().then(|| super::access_log::read_all(&path))
+    }
+
     fn checkpoints(&self) -> Option<&super::checkpoint_log::CheckpointLog> {
         Some(&self.checkpoints)
     }

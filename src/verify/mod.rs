@@ -372,6 +372,8 @@ fn decide_under(
         // Access control: every command names its principal, whose roles
         // (as of the entry) must allow it.
         2 => Some(state.execute(command, context, lookup)),
+        // Branch funding; every other command as under version 2.
+        3 => Some(state.execute(command, context, lookup)),
         _ => None,
     }
 }

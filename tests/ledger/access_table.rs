@@ -1111,6 +1111,20 @@ async fn a_read_only_copy_answers_every_read_and_refuses_every_write() {
         wrong.join("\n")
     );
     assert!(RPCS.iter().filter(|rpc| rpc_writes(rpc)).count() >= 30);
+    // The access log served is the copy's: the reads made on the server
+    // of record (those of the copy are not added to it).
+    let administrator = Clients::new(&copy, Some(&admin_token(copy.dir.path()))).await;
+    let log = administrator
+        .audit
+        .clone()
+        .list_access_log(pb::ListAccessLogRequest {
+            from_sequence: 1,
+            page_size: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!log.records.is_empty(), "the copy's access log is served");
     let dir = copy.stop().await;
     assert!(
         before == files_of(dir.path()),

@@ -342,11 +342,17 @@ pub fn rechain_only(dir: &Path, sequence: u64, change: impl FnOnce(&mut Vec<u8>)
 #[tokio::test]
 async fn entries_under_newer_rules_are_verified_by_invariants_and_not_served() {
     let dir = data_dir().await;
-    // The withdrawal as a release with rules version 3 would write it.
+    // The withdrawal as a release with the next rules version would write it.
+    let current = mfi_ledger::domain::entry::RULES_VERSION_CURRENT;
+    let next = current + 1;
     rewrite_and_rechain(dir.path(), WITHDRAWAL, |canonical| {
         assert_eq!(canonical[0], 4, "encoding version 4");
-        assert_eq!(&canonical[1..3], &[2, 0], "rules version 2");
-        canonical[1] = 3;
+        assert_eq!(
+            &canonical[1..3],
+            &current.to_le_bytes(),
+            "this build's rules"
+        );
+        canonical[1..3].copy_from_slice(&next.to_le_bytes());
     });
     // The cache holds the withdrawal's old hash: this build would rebuild it.
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
@@ -356,7 +362,9 @@ async fn entries_under_newer_rules_are_verified_by_invariants_and_not_served() {
     assert!(text.starts_with(&expected), "{text}");
     assert!(
         text.contains("note: 1 entries verified by their invariants only")
-            && text.contains("rules version 3, newer than this build's rules (2)"),
+            && text.contains(&format!(
+                "rules version {next}, newer than this build's rules ({current})"
+            )),
         "{text}"
     );
     let refused = tokio::task::spawn_blocking({
@@ -367,7 +375,7 @@ async fn entries_under_newer_rules_are_verified_by_invariants_and_not_served() {
     .unwrap()
     .expect("a server with older rules must not decide after newer entries");
     assert!(
-        refused.contains("rules version 3") && refused.contains("upgrade"),
+        refused.contains(&format!("rules version {next}")) && refused.contains("upgrade"),
         "{refused}"
     );
 }

@@ -58,8 +58,10 @@ const ACCESS_KEY: &str = "access";
 /// 4: every entry that changed a loan (its history, replayed for a loan as
 /// it stood after an entry), and the entry that registered each member and
 /// opened each savings account.
-/// 5: each branch's day log (its days as they stood after any entry).
-pub const STATE_FORMAT: u32 = 5;
+/// 5: each branch's day log (its days as they stood after any entry), in
+/// chunks of 4,096 entries.
+/// 6: day-log chunks end by their bytes, not their entries.
+pub const STATE_FORMAT: u32 = 6;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("postcard encodes plain data into a Vec without failing")
