@@ -5,7 +5,7 @@
 //!   PreviewSchedule shows) gives the schedule and fees a disbursement
 //!   records; the schedule's principal parts sum to the principal exactly,
 //!   every amount has at most the currency's decimals, non-last installments
-//!   are multiples as `schedule.rs` states it, no running balance or interest
+//!   are multiples as `domain::schedule` states it, no running balance or interest
 //!   is negative, and the disbursement pays out the principal less the fees
 //!   deducted;
 //! - after any sequence of payments (on due dates, between them, beyond the
@@ -532,7 +532,7 @@ fn is_multiple_of(x: Decimal, m: Decimal) -> bool {
     (x % m).is_zero()
 }
 
-/// A new loan's schedule and fees, as `schedule.rs`'s own properties state them.
+/// A new loan's schedule and fees, as `domain::schedule`'s own properties state them.
 fn check_schedule(
     rules: &ProductRules,
     terms: &LoanTerms,
