@@ -666,296 +666,50 @@ fn unexpected() -> Status {
     Status::internal("internal error: a reply of the wrong kind")
 }
 
-#[tonic::async_trait]
-impl BranchService for BranchApi {
-    async fn create_branch(
-        &self,
-        request: Request<pb::CreateBranchRequest>,
-    ) -> Result<Response<pb::CreateBranchResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::CreateBranch(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::CreateBranch(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
+/// `BranchService`: the unary writes, each one command through
+/// [`BranchApi::one`] whose reply is the variant of the same name, then the
+/// approvals and the batch (`$rest`).
+macro_rules! branch_service {
+    ($($method:ident: $request:ident => $response:ident, $variant:ident;)* { $($rest:tt)* }) => {
+        #[tonic::async_trait]
+        impl BranchService for BranchApi {
+            $(
+                async fn $method(
+                    &self,
+                    request: Request<pb::$request>,
+                ) -> Result<Response<pb::$response>, Status> {
+                    let principal = access::principal(&request)?;
+                    match self.one(principal, Write::$variant(request.into_inner())).await? {
+                        Reply::$variant(reply) => Ok(Response::new(reply)),
+                        _ => Err(unexpected()),
+                    }
+                }
+            )*
+            $($rest)*
         }
-    }
+    };
+}
 
-    async fn create_center(
-        &self,
-        request: Request<pb::CreateCenterRequest>,
-    ) -> Result<Response<pb::CreateCenterResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::CreateCenter(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::CreateCenter(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn create_group(
-        &self,
-        request: Request<pb::CreateGroupRequest>,
-    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::CreateGroup(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::CreateGroup(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn register_member(
-        &self,
-        request: Request<pb::RegisterMemberRequest>,
-    ) -> Result<Response<pb::RegisterMemberResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::RegisterMember(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::RegisterMember(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn open_savings_account(
-        &self,
-        request: Request<pb::OpenSavingsAccountRequest>,
-    ) -> Result<Response<pb::OpenSavingsAccountResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::OpenSavingsAccount(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::OpenSavingsAccount(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn deposit_savings(
-        &self,
-        request: Request<pb::DepositSavingsRequest>,
-    ) -> Result<Response<pb::DepositSavingsResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::DepositSavings(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::DepositSavings(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn withdraw_savings(
-        &self,
-        request: Request<pb::WithdrawSavingsRequest>,
-    ) -> Result<Response<pb::WithdrawSavingsResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::WithdrawSavings(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::WithdrawSavings(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn disburse_loan(
-        &self,
-        request: Request<pb::DisburseLoanRequest>,
-    ) -> Result<Response<pb::DisburseLoanResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::DisburseLoan(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::DisburseLoan(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn record_repayment(
-        &self,
-        request: Request<pb::RecordRepaymentRequest>,
-    ) -> Result<Response<pb::RecordRepaymentResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::RecordRepayment(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::RecordRepayment(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn reverse_entry(
-        &self,
-        request: Request<pb::ReverseEntryRequest>,
-    ) -> Result<Response<pb::ReverseEntryResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::ReverseEntry(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::ReverseEntry(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn disburse_tranche(
-        &self,
-        request: Request<pb::DisburseTrancheRequest>,
-    ) -> Result<Response<pb::DisburseTrancheResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::DisburseTranche(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::DisburseTranche(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn write_off_loan(
-        &self,
-        request: Request<pb::WriteOffLoanRequest>,
-    ) -> Result<Response<pb::WriteOffLoanResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::WriteOffLoan(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::WriteOffLoan(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn record_collection_sheet(
-        &self,
-        request: Request<pb::RecordCollectionSheetRequest>,
-    ) -> Result<Response<pb::RecordCollectionSheetResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::RecordCollectionSheet(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::RecordCollectionSheet(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn close_period(
-        &self,
-        request: Request<pb::ClosePeriodRequest>,
-    ) -> Result<Response<pb::ClosePeriodResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::ClosePeriod(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::ClosePeriod(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn post_savings_interest(
-        &self,
-        request: Request<pb::PostSavingsInterestRequest>,
-    ) -> Result<Response<pb::PostSavingsInterestResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::PostSavingsInterest(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::PostSavingsInterest(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn fund_branch(
-        &self,
-        request: Request<pb::FundBranchRequest>,
-    ) -> Result<Response<pb::FundBranchResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::FundBranch(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::FundBranch(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn return_branch_funding(
-        &self,
-        request: Request<pb::ReturnBranchFundingRequest>,
-    ) -> Result<Response<pb::ReturnBranchFundingResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::ReturnBranchFunding(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::ReturnBranchFunding(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn reopen_period(
-        &self,
-        request: Request<pb::ReopenPeriodRequest>,
-    ) -> Result<Response<pb::ReopenPeriodResponse>, Status> {
-        match self
-            .one(
-                access::principal(&request)?,
-                Write::ReopenPeriod(request.into_inner()),
-            )
-            .await?
-        {
-            Reply::ReopenPeriod(reply) => Ok(Response::new(reply)),
-            _ => Err(unexpected()),
-        }
-    }
-
+branch_service! {
+    create_branch: CreateBranchRequest => CreateBranchResponse, CreateBranch;
+    create_center: CreateCenterRequest => CreateCenterResponse, CreateCenter;
+    create_group: CreateGroupRequest => CreateGroupResponse, CreateGroup;
+    register_member: RegisterMemberRequest => RegisterMemberResponse, RegisterMember;
+    open_savings_account: OpenSavingsAccountRequest => OpenSavingsAccountResponse, OpenSavingsAccount;
+    deposit_savings: DepositSavingsRequest => DepositSavingsResponse, DepositSavings;
+    withdraw_savings: WithdrawSavingsRequest => WithdrawSavingsResponse, WithdrawSavings;
+    disburse_loan: DisburseLoanRequest => DisburseLoanResponse, DisburseLoan;
+    record_repayment: RecordRepaymentRequest => RecordRepaymentResponse, RecordRepayment;
+    reverse_entry: ReverseEntryRequest => ReverseEntryResponse, ReverseEntry;
+    disburse_tranche: DisburseTrancheRequest => DisburseTrancheResponse, DisburseTranche;
+    write_off_loan: WriteOffLoanRequest => WriteOffLoanResponse, WriteOffLoan;
+    record_collection_sheet: RecordCollectionSheetRequest => RecordCollectionSheetResponse, RecordCollectionSheet;
+    close_period: ClosePeriodRequest => ClosePeriodResponse, ClosePeriod;
+    post_savings_interest: PostSavingsInterestRequest => PostSavingsInterestResponse, PostSavingsInterest;
+    fund_branch: FundBranchRequest => FundBranchResponse, FundBranch;
+    return_branch_funding: ReturnBranchFundingRequest => ReturnBranchFundingResponse, ReturnBranchFunding;
+    reopen_period: ReopenPeriodRequest => ReopenPeriodResponse, ReopenPeriod;
+{
     async fn approve(
         &self,
         request: Request<pb::ApproveRequest>,
@@ -1047,4 +801,5 @@ impl BranchService for BranchApi {
         }
         Ok(Response::new(pb::SubmitBatchResponse { results }))
     }
+}
 }
