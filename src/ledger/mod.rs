@@ -184,6 +184,9 @@ struct Submission {
     _permits: tokio::sync::OwnedSemaphorePermit,
     /// One permit per byte of the commands, released with `_permits`.
     _bytes: tokio::sync::OwnedSemaphorePermit,
+    /// The span of the call that submitted them: the writer's and the
+    /// publisher's span of the batch follows from it.
+    span: tracing::Span,
 }
 
 /// The size a command is counted at against `queue_bytes_max`: its encoded
@@ -481,6 +484,7 @@ impl Ledger {
             reply,
             _permits: permits,
             _bytes: byte_permits,
+            span: tracing::Span::current(),
         }) {
             return refuse_all(match error {
                 mpsc::error::TrySendError::Full(_) => {
@@ -666,6 +670,17 @@ impl Writer {
             }
             return;
         }
+        // One span per batch, across deciding, the journal's barrier and
+        // publishing, following from each call whose commands it holds.
+        let span = tracing::info_span!(
+            "batch",
+            submissions = batch.len(),
+            last_sequence = tracing::field::Empty
+        );
+        for submission in batch.iter() {
+            span.follows_from(&submission.span);
+        }
+        let _entered = span.enter();
         let mut entries: Vec<Arc<Entry>> = Vec::new();
         let mut written = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
@@ -703,11 +718,15 @@ impl Writer {
         }
         // Durable: the publisher writes the batch into the read side and
         // answers, while this thread decides the next batch.
+        if let Some(last) = entries.last() {
+            span.record("last_sequence", last.body.sequence);
+        }
         let durable = Durable {
             entries,
             written,
             answers,
             submissions: std::mem::take(batch),
+            span: span.clone(),
         };
         if let Err(unsent) = self.publish.send(durable) {
             self.fail("the publisher thread has stopped".into());
@@ -845,6 +864,8 @@ struct Durable {
     written: Vec<Written>,
     answers: Vec<Vec<Answer>>,
     submissions: Vec<Submission>,
+    /// The writer's span of the batch.
+    span: tracing::Span,
 }
 
 /// Applies durable batches to the read side in order (writing what the
@@ -877,7 +898,9 @@ impl Publisher {
             written,
             answers,
             submissions,
+            span,
         } = batch;
+        let _entered = span.enter();
         let applied = {
             let mut read_side = self
                 .read_side
