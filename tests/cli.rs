@@ -257,6 +257,19 @@ fn walk_through_shows_the_figures_a_clerk_expects() {
     assert_eq!(row(&journal, "8")[4], "Dr cash:TB 50,000");
     assert_eq!(row(&journal, "9")[4], "Dr loan:TB-0001/L1 1,000,000");
     assert_eq!(row(&journal, "10")[2], "record_repayment");
+    // The descriptions group digits like the postings beside them.
+    assert_eq!(
+        row(&journal, "8")[3],
+        "deposit of 50,000 VND into TB-0001/C1"
+    );
+    assert_eq!(
+        row(&journal, "9")[3],
+        "loan TB-0001/L1 of 1,000,000 VND disbursed to TB-0001 over 2 installments"
+    );
+    assert_eq!(
+        row(&journal, "10")[3],
+        "repayment of 510,000 VND on loan TB-0001/L1"
+    );
     for line in ["Cr loan:TB-0001/L1 500,000", "Cr interest-income:TB 10,000"] {
         assert!(journal.contains(line), "{line} missing from:\n{journal}");
     }
@@ -388,7 +401,7 @@ fn refused_withdrawal_fails_with_the_field_and_the_request_id() {
     // 50,000 - 30,000 would leave less than the 25,000 the loan requires.
     let stderr = server.fails(&["withdraw", "TB-0001/C1", "30000", "--date", "2024-02-06"]);
     assert!(stderr.contains("FailedPrecondition: amount: "), "{stderr}");
-    assert!(stderr.contains("25000"), "{stderr}");
+    assert!(stderr.contains("below the 25,000 VND required"), "{stderr}");
     let request_id = stderr
         .lines()
         .find_map(|line| line.strip_prefix("request id: "))

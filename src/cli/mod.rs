@@ -23,7 +23,7 @@ pub mod args;
 mod audit;
 mod books;
 pub mod connect;
-mod output;
+pub(crate) mod output;
 pub use output::describe;
 mod portfolio;
 mod products;

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use super::args::{BalanceArgs, LoanArgs, MemberArgs, PayoffArgs};
 use super::connect::{audit, products, read_error};
 use super::output::{
-    Report, amount, enum_name, fields, installment_json, is_zero, money, money_json, product_label,
-    section, table, yes_no,
+    Report, amount, count, enum_name, fields, grouped, installment_json, is_zero, money,
+    money_json, product_label, section, table, yes_no,
 };
 use crate::pb;
 
@@ -178,7 +178,7 @@ pub async fn loan(server: &str, args: LoanArgs) -> anyhow::Result<Report> {
         ("interest overdue", money(r.interest_overdue.as_ref())),
         ("fees overdue", money(r.fees_overdue.as_ref())),
         ("in arrears", yes_no(r.in_arrears).to_owned()),
-        ("days in arrears", r.days_in_arrears.to_string()),
+        ("days in arrears", count(r.days_in_arrears)),
         ("payoff amount", money(r.payoff_amount.as_ref())),
     ]);
     if r.status() == pb::LoanStatus::WrittenOff
@@ -198,10 +198,11 @@ pub async fn loan(server: &str, args: LoanArgs) -> anyhow::Result<Report> {
 }
 
 fn terms_fields(terms: &pb::LoanTerms) -> Vec<(&'static str, String)> {
-    let rounding = if terms.rounding_multiple.is_empty() {
-        "currency unit".to_owned()
-    } else {
-        terms.rounding_multiple.clone()
+    let currency = terms.principal.as_ref().map_or("", |m| m.currency.as_str());
+    let rounding = match (terms.rounding_multiple.as_str(), currency) {
+        ("", _) => "currency unit".to_owned(),
+        (multiple, "") => grouped(multiple),
+        (multiple, currency) => format!("{} {currency}", grouped(multiple)),
     };
     vec![
         ("principal", money(terms.principal.as_ref())),
@@ -214,7 +215,7 @@ fn terms_fields(terms: &pb::LoanTerms) -> Vec<(&'static str, String)> {
             "installments",
             format!(
                 "{} {}",
-                terms.installment_count,
+                count(terms.installment_count),
                 enum_name(terms.repayment_frequency().as_str_name())
             ),
         ),

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::args::CollectionSheetArgs;
 use super::connect::WriteSession;
-use super::output::{Report, amount, grouped, is_zero, money_json, table, write_report};
+use super::output::{Report, amount, count, grouped, is_zero, money_json, table, write_report};
 use super::transactions::allocation_json;
 use crate::pb;
 
@@ -323,7 +323,7 @@ pub async fn collection_sheet(
         vec![
             ("center", args.center_id.clone()),
             ("file", file.clone()),
-            ("lines recorded", response.lines.len().to_string()),
+            ("lines recorded", count(response.lines.len())),
         ],
         sheet_json(&args.center_id, &file, &sheet, &response),
     );
