@@ -8,7 +8,8 @@
 //! collected), and so do its three products. The table's expected changes
 //! were worked out by hand: 2,175 − 1,849 = 326 loans and 326 / 1,849 =
 //! 17.63 %; PAR30 1.23 % − 0.83 % = 0.40 pp; borrowers saving 5,102 / 5,318
-//! = 95.94 % against 4,702 / 4,961 = 94.78 %, a change of 1.159 pp.
+//! = 95.94 % against 4,702 / 4,961 = 94.78 %, a change of 1.16 pp
+//! (changes are of the percentages as shown; the exact one is 1.159 pp).
 //!
 //! Its statements add up as well. At 31 December 2023: assets 7,514,150,000
 //! cash + 48,730,000,000 portfolio + 412,350,000 interest receivable −
