@@ -688,8 +688,13 @@ fn a_product_previews_the_schedule_worked_out_by_hand() {
     let total = ["10,000,000", "923,077", "20,000", "10,943,077"];
     assert_eq!(row(&out, "total")[2..6], total);
     assert_eq!(field(&out, "fees at disbursement"), "100,000 VND");
+    // The card fee comes with the first installment, the 1% off the money
+    // paid out: 20,000 + 100,000.
+    assert_eq!(field(&out, "fees with installments"), "20,000 VND");
+    assert_eq!(field(&out, "fees in all"), "120,000 VND");
     assert_eq!(field(&out, "paid out"), "9,900,000 VND");
     let json = server.json(&preview);
+    assert_eq!(json["fees_in_all"]["amount"], "120000");
     assert_eq!(json["version"], 1);
     assert_eq!(json["total_interest"]["amount"], "923077");
     assert_eq!(json["schedule"][9]["interest"]["amount"], "95077");

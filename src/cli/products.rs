@@ -3,6 +3,7 @@
 //! and show products, and preview the schedule a loan would get.
 
 use anyhow::bail;
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::args::{
@@ -393,7 +394,7 @@ pub async fn show(server: &str, args: ProductArgs) -> anyhow::Result<Report> {
 }
 
 /// `preview`: the schedule a loan would get, its totals, the fees taken at
-/// disbursement and the cash paid out.
+/// disbursement, all fees together and the cash paid out.
 pub async fn preview(server: &str, args: PreviewArgs) -> anyhow::Result<Report> {
     let request = pb::PreviewScheduleRequest {
         product_id: args.product_id,
@@ -410,16 +411,18 @@ pub async fn preview(server: &str, args: PreviewArgs) -> anyhow::Result<Report> 
         .await
         .map_err(read_error)?
         .into_inner();
+    let fees_in_all = money_sum(r.total_fees.as_ref(), r.fees_at_disbursement.as_ref());
     let mut text = fields(&[
         ("product", format!("{} version {}", r.product_id, r.version)),
         ("principal", money(r.total_principal.as_ref())),
         ("total interest", money(r.total_interest.as_ref())),
-        ("total fees", money(r.total_fees.as_ref())),
+        ("fees with installments", money(r.total_fees.as_ref())),
         ("total repayment", money(r.total_repayment.as_ref())),
         (
             "fees at disbursement",
             money(r.fees_at_disbursement.as_ref()),
         ),
+        ("fees in all", money(fees_in_all.as_ref())),
         ("paid out", money(r.paid_out.as_ref())),
     ]);
     let totals = [
@@ -438,9 +441,28 @@ pub async fn preview(server: &str, args: PreviewArgs) -> anyhow::Result<Report> 
         "total_fees": money_json(r.total_fees.as_ref()),
         "total_repayment": money_json(r.total_repayment.as_ref()),
         "fees_at_disbursement": money_json(r.fees_at_disbursement.as_ref()),
+        "fees_in_all": money_json(fees_in_all.as_ref()),
         "paid_out": money_json(r.paid_out.as_ref()),
     });
     Ok(Report { text, json })
+}
+
+/// `a + b`, exact, in their currency; `None` when either is absent, not a
+/// decimal, in another currency, or the sum overflows.
+fn money_sum(a: Option<&pb::Money>, b: Option<&pb::Money>) -> Option<pb::Money> {
+    let (a, b) = (a?, b?);
+    if a.currency != b.currency {
+        return None;
+    }
+    let sum = a
+        .amount
+        .parse::<Decimal>()
+        .ok()?
+        .checked_add(b.amount.parse::<Decimal>().ok()?)?;
+    Some(pb::Money {
+        amount: sum.normalize().to_string(),
+        currency: a.currency.clone(),
+    })
 }
 
 /// "EQUAL_INSTALLMENTS" (the enum's prefix is one word, unlike the others).
@@ -610,4 +632,29 @@ fn rules_json(r: &pb::ProductRules) -> Value {
         "fees": fees,
         "tranches_max": r.tranches_max,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vnd(amount: &str) -> pb::Money {
+        pb::Money {
+            amount: amount.to_owned(),
+            currency: "VND".to_owned(),
+        }
+    }
+
+    #[test]
+    fn fees_in_all_add_the_two_kinds_exactly() {
+        let sum = money_sum(Some(&vnd("20000")), Some(&vnd("100000")));
+        assert_eq!(sum, Some(vnd("120000")));
+        let usd = pb::Money {
+            amount: "1.50".to_owned(),
+            currency: "USD".to_owned(),
+        };
+        assert_eq!(money_sum(Some(&vnd("1")), Some(&usd)), None);
+        assert_eq!(money_sum(Some(&vnd("1")), None), None);
+        assert_eq!(money_sum(Some(&vnd("x")), Some(&vnd("1"))), None);
+    }
 }
