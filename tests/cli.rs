@@ -713,6 +713,12 @@ fn a_product_previews_the_schedule_worked_out_by_hand() {
         "20",
         "--rate-max",
         "26",
+        "--tolerance-days",
+        "7",
+        "--tolerance-amount",
+        "5000",
+        "--grace-principal",
+        "1",
     ]);
     assert_eq!(field(&updated, "version"), "2");
     let latest = server.ok(&["product", "GENERAL"]);
@@ -721,7 +727,20 @@ fn a_product_previews_the_schedule_worked_out_by_hand() {
     assert_eq!(field(&latest, "installments"), "10");
     assert_eq!(
         field(&latest, "fees"),
-        "disbursement 1% at disbursement; card 20,000 with first installment"
+        "disbursement 1% at disbursement; card 20,000 VND with first installment"
+    );
+    // Every figure says what it counts.
+    assert_eq!(
+        field(&latest, "rounding"),
+        "multiple of 1,000 VND, HALF_EVEN"
+    );
+    assert_eq!(
+        field(&latest, "grace"),
+        "1 installment on principal, 0 installments on interest"
+    );
+    assert_eq!(
+        field(&latest, "arrears tolerance"),
+        "7 days late, or 5,000 VND overdue"
     );
     let first_version = server.json(&["product", "GENERAL", "--version", "1"]);
     assert_eq!(first_version["rules"]["rate_max_percent"], "24");
