@@ -212,6 +212,8 @@ fn walk_through_shows_the_figures_a_clerk_expects() {
         row(&member, "TB-0001/L1"),
         ["TB-0001/L1", "ACTIVE", "2024-01-05", "1,000,000", "500,000"]
     );
+    // She holds her minimum: nothing to explain.
+    assert!(!member.contains("short of"), "{member}");
 
     let loan = server.ok(&["loan", "TB-0001/L1", "--as-of", "2024-03-10"]);
     assert_eq!(field(&loan, "status"), "ACTIVE");
@@ -279,6 +281,50 @@ fn walk_through_shows_the_figures_a_clerk_expects() {
     let last_hash = field(&info, "last hash");
     assert_eq!(last_hash.len(), 64);
     assert!(last_hash.starts_with(&row(&journal, "10")[5]));
+}
+
+#[test]
+fn a_member_short_of_her_compulsory_minimum_is_told_why() {
+    let server = Server::start();
+    set_up_borrower(&server);
+    // A second loan of 1,000,000 beside the 500,000 left of the first: 5% of
+    // 1,500,000 = 75,000 required, against the 50,000 she holds.
+    server.ok(&[
+        "disburse",
+        "TB-0001",
+        "--principal",
+        "1000000",
+        "--rate",
+        "12",
+        "--method",
+        "flat",
+        "--installments",
+        "2",
+        "--frequency",
+        "monthly",
+        "--first-repayment",
+        "2024-03-06",
+        "--date",
+        "2024-02-06",
+    ]);
+    let member = server.ok(&["member", "TB-0001"]);
+    assert_eq!(
+        row(&member, "TB-0001/C1")[3..],
+        ["50,000", "75,000"],
+        "{member}"
+    );
+    assert!(
+        member.contains(
+            "TB-0001/C1 is 25,000 VND short of its required minimum of 75,000 VND: the \
+             compulsory savings her active loans TB-0001/L1, TB-0001/L2 require while \
+             outstanding. Nothing can be withdrawn from it until deposits make up the 25,000 VND."
+        ),
+        "{member}"
+    );
+    let json = server.json(&["member", "TB-0001"]);
+    let account = &json["savings_accounts"][0];
+    assert_eq!(account["shortfall"]["amount"], "25000");
+    assert_eq!(account["required_by_loans"][1], "TB-0001/L2");
 }
 
 #[test]
