@@ -1042,24 +1042,50 @@ fn a_bad_collection_sheet_names_its_csv_line_and_writes_nothing() {
         ])
     };
 
-    // Data line 2 is CSV line 4 (the header, then a comment).
+    // Data line 2 is CSV line 4 (the header, then a comment): every message
+    // counts the file's lines, as a spreadsheet numbers its rows.
     let stderr = run(&sheet("separators.csv", "\"566,000\""));
     assert!(
         stderr.contains(
-            "separators.csv line 4, column repayment: \"566,000\" is not a plain decimal"
+            "separators.csv line 4 (spreadsheet row 4), column repayment: \"566,000\" is not a \
+             plain decimal"
         ),
         "{stderr}"
     );
 
-    // The server refuses lines[1] (VND has no decimals): printed with its CSV line.
+    // The server refuses lines[1] (VND has no decimals): told as the CSV line
+    // it came from, with no other numbering beside it.
     let stderr = run(&sheet("decimals.csv", "566000.5"));
+    assert!(stderr.starts_with("error: InvalidArgument: "), "{stderr}");
     assert!(
-        stderr.starts_with("error: InvalidArgument: lines[1].repayment.amount: "),
+        stderr.contains(
+            "decimals.csv line 4 (spreadsheet row 4, member TB-0002), column repayment: \
+             566000.5 has 1 decimal places but VND allows 0; nothing on the sheet was recorded"
+        ),
         "{stderr}"
     );
     assert!(
-        stderr.contains("where: ")
-            && stderr.contains("decimals.csv line 4 (member TB-0002), column repayment"),
+        stderr.contains("; nothing on the sheet was recorded"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("lines["), "{stderr}");
+
+    // A loan twice: the server's "an earlier line" is named, in the same numbering.
+    let twice = dir.path().join("twice.csv");
+    std::fs::write(
+        &twice,
+        "member_id,loan_id,repayment\n\
+         TB-0001,TB-0001/L1,1112000\n\
+         # the clerk typed her twice\n\
+         TB-0001,TB-0001/L1,1000\n",
+    )
+    .expect("write the sheet");
+    let stderr = run(twice.to_str().expect("a UTF-8 path"));
+    assert!(
+        stderr.contains(
+            "twice.csv line 4 (spreadsheet row 4, member TB-0001), column loan_id: \
+             loan TB-0001/L1 is on line 2 too; one line per loan"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("request id: "), "{stderr}");
