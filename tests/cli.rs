@@ -212,6 +212,8 @@ fn walk_through_shows_the_figures_a_clerk_expects() {
         row(&member, "TB-0001/L1"),
         ["TB-0001/L1", "ACTIVE", "2024-01-05", "1,000,000", "500,000"]
     );
+    // She holds her minimum: nothing to explain.
+    assert!(!member.contains("short of"), "{member}");
 
     let loan = server.ok(&["loan", "TB-0001/L1", "--as-of", "2024-03-10"]);
     assert_eq!(field(&loan, "status"), "ACTIVE");
@@ -257,6 +259,19 @@ fn walk_through_shows_the_figures_a_clerk_expects() {
     assert_eq!(row(&journal, "8")[4], "Dr cash:TB 50,000");
     assert_eq!(row(&journal, "9")[4], "Dr loan:TB-0001/L1 1,000,000");
     assert_eq!(row(&journal, "10")[2], "record_repayment");
+    // The descriptions group digits like the postings beside them.
+    assert_eq!(
+        row(&journal, "8")[3],
+        "deposit of 50,000 VND into TB-0001/C1"
+    );
+    assert_eq!(
+        row(&journal, "9")[3],
+        "loan TB-0001/L1 of 1,000,000 VND disbursed to TB-0001 over 2 installments"
+    );
+    assert_eq!(
+        row(&journal, "10")[3],
+        "repayment of 510,000 VND on loan TB-0001/L1"
+    );
     for line in ["Cr loan:TB-0001/L1 500,000", "Cr interest-income:TB 10,000"] {
         assert!(journal.contains(line), "{line} missing from:\n{journal}");
     }
@@ -266,6 +281,50 @@ fn walk_through_shows_the_figures_a_clerk_expects() {
     let last_hash = field(&info, "last hash");
     assert_eq!(last_hash.len(), 64);
     assert!(last_hash.starts_with(&row(&journal, "10")[5]));
+}
+
+#[test]
+fn a_member_short_of_her_compulsory_minimum_is_told_why() {
+    let server = Server::start();
+    set_up_borrower(&server);
+    // A second loan of 1,000,000 beside the 500,000 left of the first: 5% of
+    // 1,500,000 = 75,000 required, against the 50,000 she holds.
+    server.ok(&[
+        "disburse",
+        "TB-0001",
+        "--principal",
+        "1000000",
+        "--rate",
+        "12",
+        "--method",
+        "flat",
+        "--installments",
+        "2",
+        "--frequency",
+        "monthly",
+        "--first-repayment",
+        "2024-03-06",
+        "--date",
+        "2024-02-06",
+    ]);
+    let member = server.ok(&["member", "TB-0001"]);
+    assert_eq!(
+        row(&member, "TB-0001/C1")[3..],
+        ["50,000", "75,000"],
+        "{member}"
+    );
+    assert!(
+        member.contains(
+            "TB-0001/C1 is 25,000 VND short of its required minimum of 75,000 VND: the \
+             compulsory savings her active loans TB-0001/L1, TB-0001/L2 require while \
+             outstanding. Nothing can be withdrawn from it until deposits make up the 25,000 VND."
+        ),
+        "{member}"
+    );
+    let json = server.json(&["member", "TB-0001"]);
+    let account = &json["savings_accounts"][0];
+    assert_eq!(account["shortfall"]["amount"], "25000");
+    assert_eq!(account["required_by_loans"][1], "TB-0001/L2");
 }
 
 #[test]
@@ -388,7 +447,7 @@ fn refused_withdrawal_fails_with_the_field_and_the_request_id() {
     // 50,000 - 30,000 would leave less than the 25,000 the loan requires.
     let stderr = server.fails(&["withdraw", "TB-0001/C1", "30000", "--date", "2024-02-06"]);
     assert!(stderr.contains("FailedPrecondition: amount: "), "{stderr}");
-    assert!(stderr.contains("25000"), "{stderr}");
+    assert!(stderr.contains("below the 25,000 VND required"), "{stderr}");
     let request_id = stderr
         .lines()
         .find_map(|line| line.strip_prefix("request id: "))
@@ -675,8 +734,13 @@ fn a_product_previews_the_schedule_worked_out_by_hand() {
     let total = ["10,000,000", "923,077", "20,000", "10,943,077"];
     assert_eq!(row(&out, "total")[2..6], total);
     assert_eq!(field(&out, "fees at disbursement"), "100,000 VND");
+    // The card fee comes with the first installment, the 1% off the money
+    // paid out: 20,000 + 100,000.
+    assert_eq!(field(&out, "fees with installments"), "20,000 VND");
+    assert_eq!(field(&out, "fees in all"), "120,000 VND");
     assert_eq!(field(&out, "paid out"), "9,900,000 VND");
     let json = server.json(&preview);
+    assert_eq!(json["fees_in_all"]["amount"], "120000");
     assert_eq!(json["version"], 1);
     assert_eq!(json["total_interest"]["amount"], "923077");
     assert_eq!(json["schedule"][9]["interest"]["amount"], "95077");
@@ -695,6 +759,12 @@ fn a_product_previews_the_schedule_worked_out_by_hand() {
         "20",
         "--rate-max",
         "26",
+        "--tolerance-days",
+        "7",
+        "--tolerance-amount",
+        "5000",
+        "--grace-principal",
+        "1",
     ]);
     assert_eq!(field(&updated, "version"), "2");
     let latest = server.ok(&["product", "GENERAL"]);
@@ -703,7 +773,20 @@ fn a_product_previews_the_schedule_worked_out_by_hand() {
     assert_eq!(field(&latest, "installments"), "10");
     assert_eq!(
         field(&latest, "fees"),
-        "disbursement 1% at disbursement; card 20,000 with first installment"
+        "disbursement 1% at disbursement; card 20,000 VND with first installment"
+    );
+    // Every figure says what it counts.
+    assert_eq!(
+        field(&latest, "rounding"),
+        "multiple of 1,000 VND, HALF_EVEN"
+    );
+    assert_eq!(
+        field(&latest, "grace"),
+        "1 installment on principal, 0 installments on interest"
+    );
+    assert_eq!(
+        field(&latest, "arrears tolerance"),
+        "7 days late, or 5,000 VND overdue"
     );
     let first_version = server.json(&["product", "GENERAL", "--version", "1"]);
     assert_eq!(first_version["rules"]["rate_max_percent"], "24");
@@ -959,24 +1042,50 @@ fn a_bad_collection_sheet_names_its_csv_line_and_writes_nothing() {
         ])
     };
 
-    // Data line 2 is CSV line 4 (the header, then a comment).
+    // Data line 2 is CSV line 4 (the header, then a comment): every message
+    // counts the file's lines, as a spreadsheet numbers its rows.
     let stderr = run(&sheet("separators.csv", "\"566,000\""));
     assert!(
         stderr.contains(
-            "separators.csv line 4, column repayment: \"566,000\" is not a plain decimal"
+            "separators.csv line 4 (spreadsheet row 4), column repayment: \"566,000\" is not a \
+             plain decimal"
         ),
         "{stderr}"
     );
 
-    // The server refuses lines[1] (VND has no decimals): printed with its CSV line.
+    // The server refuses lines[1] (VND has no decimals): told as the CSV line
+    // it came from, with no other numbering beside it.
     let stderr = run(&sheet("decimals.csv", "566000.5"));
+    assert!(stderr.starts_with("error: InvalidArgument: "), "{stderr}");
     assert!(
-        stderr.starts_with("error: InvalidArgument: lines[1].repayment.amount: "),
+        stderr.contains(
+            "decimals.csv line 4 (spreadsheet row 4, member TB-0002), column repayment: \
+             566000.5 has 1 decimal places but VND allows 0; nothing on the sheet was recorded"
+        ),
         "{stderr}"
     );
     assert!(
-        stderr.contains("where: ")
-            && stderr.contains("decimals.csv line 4 (member TB-0002), column repayment"),
+        stderr.contains("; nothing on the sheet was recorded"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("lines["), "{stderr}");
+
+    // A loan twice: the server's "an earlier line" is named, in the same numbering.
+    let twice = dir.path().join("twice.csv");
+    std::fs::write(
+        &twice,
+        "member_id,loan_id,repayment\n\
+         TB-0001,TB-0001/L1,1112000\n\
+         # the clerk typed her twice\n\
+         TB-0001,TB-0001/L1,1000\n",
+    )
+    .expect("write the sheet");
+    let stderr = run(twice.to_str().expect("a UTF-8 path"));
+    assert!(
+        stderr.contains(
+            "twice.csv line 4 (spreadsheet row 4, member TB-0001), column loan_id: \
+             loan TB-0001/L1 is on line 2 too; one line per loan"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("request id: "), "{stderr}");

@@ -11,7 +11,7 @@ use crate::domain::command::{
 use crate::domain::entry::{Entry, EntryBody, Outcome, Repayment, Side};
 use crate::domain::error::echo;
 use crate::domain::ids::{Actor, RequestId};
-use crate::domain::money::{Currency, format_amount, parse_amount, parse_decimal};
+use crate::domain::money::{Currency, format_amount, grouped, parse_amount, parse_decimal};
 use crate::domain::schedule::{Installment, InterestMethod, LoanTerms, RepaymentFrequency};
 use crate::domain::totals::{Overflow, sum};
 use crate::pb;
@@ -367,7 +367,13 @@ fn describe_access(command: &crate::domain::access::AccessCommand) -> String {
             above: Some(limit),
         } => format!(
             "disbursements of product {product_id} above {} need a manager's approval",
-            limit.amount
+            match limit.currency {
+                Some(currency) => format!(
+                    "{} {currency}",
+                    grouped(&format_amount(limit.amount, currency))
+                ),
+                None => grouped(&limit.amount.to_string()),
+            }
         ),
         A::SetApprovalLimit {
             product_id,
@@ -376,8 +382,12 @@ fn describe_access(command: &crate::domain::access::AccessCommand) -> String {
     }
 }
 
+/// Amounts and counts in it have grouped digits ("10,000,000 VND"), as the
+/// CLI shows amounts; entry sequence numbers do not.
 pub fn describe(body: &EntryBody, currency: Currency) -> String {
-    let show = |amount: Decimal| format!("{} {currency}", format_amount(amount, currency));
+    let show =
+        |amount: Decimal| format!("{} {currency}", grouped(&format_amount(amount, currency)));
+    let count = |n: usize| grouped(&n.to_string());
     if let Outcome::ApprovalRequested { expires_at_micros } = body.outcome {
         return format!(
             "{} awaiting a manager's approval (until {})",
@@ -448,7 +458,7 @@ pub fn describe(body: &EntryBody, currency: Currency) -> String {
         ) => format!(
             "loan {loan} of {} disbursed to {member_id} over {} installments",
             show(terms.principal),
-            terms.installment_count
+            grouped(&terms.installment_count.to_string())
         ),
         (
             CommandBody::RecordRepayment {
@@ -517,7 +527,7 @@ pub fn describe(body: &EntryBody, currency: Currency) -> String {
                 .map(|d| d.1.amount));
             format!(
                 "collection sheet of center {center_id}: {} lines, {} repaid, {} deposited",
-                lines.len(),
+                count(lines.len()),
                 shown(repaid),
                 shown(deposited)
             )
@@ -563,7 +573,7 @@ pub fn describe(body: &EntryBody, currency: Currency) -> String {
             Outcome::SavingsInterestPosted { credited, .. },
         ) => format!(
             "savings interest of branch {branch_id} for the period ending {period_end}: {} accounts, {}",
-            credited.len(),
+            count(credited.len()),
             sum(credited.iter().map(|c| c.amount))
                 .map_or_else(|_| "more than a decimal holds".to_owned(), show)
         ),

@@ -24,7 +24,7 @@ mod audit;
 mod backup;
 mod books;
 pub mod connect;
-mod output;
+pub(crate) mod output;
 pub use output::describe;
 mod portfolio;
 mod products;

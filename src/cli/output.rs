@@ -1,7 +1,9 @@
 //! What a command prints: a [`Report`] holds both the human text and the JSON
 //! value, and the helpers here format amounts, enum names, hashes, aligned
 //! fields and tables. Amounts stay the exact strings the server sent; only
-//! their display gains thousands separators.
+//! their display gains thousands separators, as do counts ([`count`]).
+//! Identifiers a user types back as an argument (entry sequence numbers,
+//! request and installment numbers) are shown without separators.
 
 use std::io::{ErrorKind, Write};
 
@@ -44,6 +46,11 @@ impl Report {
 }
 
 pub use crate::domain::money::grouped;
+
+/// A count with grouped digits: "2,175" (loans, borrowers, lines, days).
+pub fn count(value: impl std::fmt::Display) -> String {
+    grouped(&value.to_string())
+}
 
 /// An amount for a table cell: grouped digits, no currency ("-" when absent).
 pub fn amount(money: Option<&pb::Money>) -> String {
@@ -232,6 +239,14 @@ mod tests {
         assert_eq!(grouped(""), "");
         assert_eq!(grouped("-"), "-");
         assert_eq!(grouped("1.2.3"), "1.2.3");
+    }
+
+    #[test]
+    fn counts_are_grouped_like_amounts() {
+        assert_eq!(count(999_u64), "999");
+        assert_eq!(count(2175_u64), "2,175");
+        assert_eq!(count(-1849_i64), "-1,849");
+        assert_eq!(count(1_000_000_usize), "1,000,000");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::args::{ArrearsArgs, PortfolioArgs};
 use super::connect::{audit, read_error};
-use super::output::{Report, amount, fields, money, money_json, section, table};
+use super::output::{Report, amount, count, fields, money, money_json, section, table};
 use crate::pb;
 
 /// "branch TB", or "all branches" for an empty id.
@@ -68,7 +68,7 @@ pub async fn arrears(server: &str, args: ArrearsArgs) -> anyhow::Result<Report> 
         rows.add_row(vec![
             l.loan_id.clone(),
             l.member_id.clone(),
-            l.days_in_arrears.to_string(),
+            count(l.days_in_arrears),
             amount(l.principal_outstanding.as_ref()),
             amount(l.principal_overdue.as_ref()),
             amount(l.interest_overdue.as_ref()),
@@ -79,7 +79,7 @@ pub async fn arrears(server: &str, args: ArrearsArgs) -> anyhow::Result<Report> 
         "loans in arrears in {} on {} ({})",
         scope(&branch_id),
         r.as_of_date,
-        r.loans.len()
+        count(r.loans.len())
     );
     let text = section(&title, &rows, "none").trim_start().to_owned();
     let json = json!({
@@ -125,12 +125,12 @@ pub async fn portfolio(server: &str, args: PortfolioArgs) -> anyhow::Result<Repo
     text += &fields(&[
         ("as of entry", r.as_of_sequence.to_string()),
         ("gross loan portfolio", money(r.gross_portfolio.as_ref())),
-        ("active loans", r.active_loans.to_string()),
-        ("active borrowers", r.active_borrowers.to_string()),
+        ("active loans", count(r.active_loans)),
+        ("active borrowers", count(r.active_borrowers)),
         ("average outstanding", money(r.average_outstanding.as_ref())),
         (
             "loans in arrears (product tolerance)",
-            r.loans_in_arrears.to_string(),
+            count(r.loans_in_arrears),
         ),
     ]);
     let mut par = table(

@@ -3,6 +3,7 @@
 //! and show products, and preview the schedule a loan would get.
 
 use anyhow::bail;
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::args::{
@@ -10,7 +11,7 @@ use super::args::{
 };
 use super::connect::{WriteSession, products, read_error};
 use super::output::{
-    Report, enum_name, fields, grouped, money, money_json, section, table, write_report,
+    Report, count, enum_name, fields, grouped, money, money_json, section, table, write_report,
 };
 use super::transactions::{schedule_json, schedule_section, typed_money};
 use crate::pb;
@@ -253,8 +254,8 @@ pub async fn list_savings(server: &str) -> anyhow::Result<Report> {
             interest.annual_rate_percent.clone(),
             posting.clone(),
             format!(
-                "{} {}",
-                interest.rounding_multiple,
+                "multiple of {}, {}",
+                grouped(&interest.rounding_multiple),
                 enum_name(interest.rounding_mode().as_str_name())
             ),
         ]);
@@ -307,7 +308,7 @@ pub async fn list(server: &str) -> anyhow::Result<Report> {
                 installments_text(&rules),
                 enum_name(rules.repayment_frequency().as_str_name())
             ),
-            fees_short(&rules.fees),
+            fees_short(&rules.fees, &rules.currency),
         ]);
     }
     let text = if r.products.is_empty() {
@@ -366,24 +367,11 @@ pub async fn show(server: &str, args: ProductArgs) -> anyhow::Result<Report> {
         ),
         ("installments", installments_text(&r)),
         ("rounding", rounding_text(&r)),
-        (
-            "grace",
-            format!(
-                "{} on principal, {} on interest",
-                r.grace_on_principal, r.grace_on_interest
-            ),
-        ),
+        ("grace", grace_text(&r)),
         ("compulsory savings", compulsory_text(&r)),
-        (
-            "arrears tolerance",
-            format!(
-                "{} days, {}",
-                r.arrears_tolerance_days,
-                grouped(&r.arrears_tolerance_amount)
-            ),
-        ),
+        ("arrears tolerance", tolerance_text(&r)),
         ("allocation order", allocation_names(&r).join(", ")),
-        ("fees", fees_text(&r.fees)),
+        ("fees", fees_text(&r.fees, &r.currency)),
         ("tranches", format!("at most {}", r.tranches_max)),
     ]);
     Ok(Report {
@@ -393,7 +381,7 @@ pub async fn show(server: &str, args: ProductArgs) -> anyhow::Result<Report> {
 }
 
 /// `preview`: the schedule a loan would get, its totals, the fees taken at
-/// disbursement and the cash paid out.
+/// disbursement, all fees together and the cash paid out.
 pub async fn preview(server: &str, args: PreviewArgs) -> anyhow::Result<Report> {
     let request = pb::PreviewScheduleRequest {
         product_id: args.product_id,
@@ -410,16 +398,18 @@ pub async fn preview(server: &str, args: PreviewArgs) -> anyhow::Result<Report> 
         .await
         .map_err(read_error)?
         .into_inner();
+    let fees_in_all = money_sum(r.total_fees.as_ref(), r.fees_at_disbursement.as_ref());
     let mut text = fields(&[
         ("product", format!("{} version {}", r.product_id, r.version)),
         ("principal", money(r.total_principal.as_ref())),
         ("total interest", money(r.total_interest.as_ref())),
-        ("total fees", money(r.total_fees.as_ref())),
+        ("fees with installments", money(r.total_fees.as_ref())),
         ("total repayment", money(r.total_repayment.as_ref())),
         (
             "fees at disbursement",
             money(r.fees_at_disbursement.as_ref()),
         ),
+        ("fees in all", money(fees_in_all.as_ref())),
         ("paid out", money(r.paid_out.as_ref())),
     ]);
     let totals = [
@@ -438,9 +428,28 @@ pub async fn preview(server: &str, args: PreviewArgs) -> anyhow::Result<Report> 
         "total_fees": money_json(r.total_fees.as_ref()),
         "total_repayment": money_json(r.total_repayment.as_ref()),
         "fees_at_disbursement": money_json(r.fees_at_disbursement.as_ref()),
+        "fees_in_all": money_json(fees_in_all.as_ref()),
         "paid_out": money_json(r.paid_out.as_ref()),
     });
     Ok(Report { text, json })
+}
+
+/// `a + b`, exact, in their currency; `None` when either is absent, not a
+/// decimal, in another currency, or the sum overflows.
+fn money_sum(a: Option<&pb::Money>, b: Option<&pb::Money>) -> Option<pb::Money> {
+    let (a, b) = (a?, b?);
+    if a.currency != b.currency {
+        return None;
+    }
+    let sum = a
+        .amount
+        .parse::<Decimal>()
+        .ok()?
+        .checked_add(b.amount.parse::<Decimal>().ok()?)?;
+    Some(pb::Money {
+        amount: sum.normalize().to_string(),
+        currency: a.currency.clone(),
+    })
 }
 
 /// "EQUAL_INSTALLMENTS" (the enum's prefix is one word, unlike the others).
@@ -482,22 +491,68 @@ fn installments_text(r: &pb::ProductRules) -> String {
     }
 }
 
-/// "multiple of 1,000, HALF_EVEN".
+/// "multiple of 1,000 VND, HALF_EVEN".
 fn rounding_text(r: &pb::ProductRules) -> String {
     format!(
         "multiple of {}, {}",
-        grouped(&r.rounding_multiple),
+        with_currency(&r.rounding_multiple, &r.currency),
         enum_name(r.rounding_mode().as_str_name())
     )
 }
 
-/// "5% of outstanding principal", "20,000 per installment" or "none".
+/// "5% of outstanding principal", "20,000 VND per installment" or "none".
 fn compulsory_text(r: &pb::ProductRules) -> String {
     use pb::compulsory_savings_rule::Rule;
     match r.compulsory_savings.as_ref().and_then(|c| c.rule.as_ref()) {
         Some(Rule::PercentOfPrincipal(p)) => format!("{p}% of outstanding principal"),
-        Some(Rule::FixedPerInstallment(a)) => format!("{} per installment", grouped(a)),
+        Some(Rule::FixedPerInstallment(a)) => {
+            format!("{} per installment", with_currency(a, &r.currency))
+        }
         None => "none".to_owned(),
+    }
+}
+
+/// "2 installments on principal, 1 installment on interest": how many
+/// installments at the start repay no principal, and collect no interest.
+fn grace_text(r: &pb::ProductRules) -> String {
+    format!(
+        "{} on principal, {} on interest",
+        installments(r.grace_on_principal),
+        installments(r.grace_on_interest)
+    )
+}
+
+/// "1 installment", "0 installments".
+fn installments(n: u32) -> String {
+    let noun = if n == 1 {
+        "installment"
+    } else {
+        "installments"
+    };
+    format!("{} {noun}", count(n))
+}
+
+/// "7 days late, or 0 VND overdue": a loan is not in arrears while its
+/// oldest unpaid installment is at most that many days late, nor while the
+/// overdue amount is at most that much.
+fn tolerance_text(r: &pb::ProductRules) -> String {
+    let amount = match r.arrears_tolerance_amount.as_str() {
+        "" => "0",
+        amount => amount,
+    };
+    format!(
+        "{} days late, or {} overdue",
+        count(r.arrears_tolerance_days),
+        with_currency(amount, &r.currency)
+    )
+}
+
+/// "20,000 VND": an amount with grouped digits and its currency, if known.
+fn with_currency(amount: &str, currency: &str) -> String {
+    if currency.is_empty() {
+        grouped(amount)
+    } else {
+        format!("{} {currency}", grouped(amount))
     }
 }
 
@@ -514,8 +569,8 @@ fn allocation_names(r: &pb::ProductRules) -> Vec<String> {
         .collect()
 }
 
-/// "disbursement 1% at disbursement; card 20,000 with first installment", or "none".
-fn fees_text(fees: &[pb::Fee]) -> String {
+/// "disbursement 1% at disbursement; card 20,000 VND with first installment", or "none".
+fn fees_text(fees: &[pb::Fee], currency: &str) -> String {
     if fees.is_empty() {
         return "none".to_owned();
     }
@@ -525,26 +580,30 @@ fn fees_text(fees: &[pb::Fee]) -> String {
                 pb::FeeCollection::WithFirstInstallment => "with first installment",
                 _ => "at disbursement",
             };
-            format!("{} {} {collection}", fee.code, fee_amount_text(fee))
+            format!(
+                "{} {} {collection}",
+                fee.code,
+                fee_amount_text(fee, currency)
+            )
         })
         .collect::<Vec<_>>()
         .join("; ")
 }
 
-/// "disbursement 1%, card 20,000", or "none".
-fn fees_short(fees: &[pb::Fee]) -> String {
+/// "disbursement 1%, card 20,000 VND", or "none".
+fn fees_short(fees: &[pb::Fee], currency: &str) -> String {
     if fees.is_empty() {
         return "none".to_owned();
     }
     fees.iter()
-        .map(|fee| format!("{} {}", fee.code, fee_amount_text(fee)))
+        .map(|fee| format!("{} {}", fee.code, fee_amount_text(fee, currency)))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn fee_amount_text(fee: &pb::Fee) -> String {
+fn fee_amount_text(fee: &pb::Fee, currency: &str) -> String {
     match &fee.amount {
-        Some(pb::fee::Amount::Fixed(a)) => grouped(a),
+        Some(pb::fee::Amount::Fixed(a)) => with_currency(a, currency),
         Some(pb::fee::Amount::PercentOfPrincipal(p)) => format!("{p}%"),
         None => "-".to_owned(),
     }
@@ -610,4 +669,49 @@ fn rules_json(r: &pb::ProductRules) -> Value {
         "fees": fees,
         "tranches_max": r.tranches_max,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vnd(amount: &str) -> pb::Money {
+        pb::Money {
+            amount: amount.to_owned(),
+            currency: "VND".to_owned(),
+        }
+    }
+
+    #[test]
+    fn fees_in_all_add_the_two_kinds_exactly() {
+        let sum = money_sum(Some(&vnd("20000")), Some(&vnd("100000")));
+        assert_eq!(sum, Some(vnd("120000")));
+        let usd = pb::Money {
+            amount: "1.50".to_owned(),
+            currency: "USD".to_owned(),
+        };
+        assert_eq!(money_sum(Some(&vnd("1")), Some(&usd)), None);
+        assert_eq!(money_sum(Some(&vnd("1")), None), None);
+        assert_eq!(money_sum(Some(&vnd("x")), Some(&vnd("1"))), None);
+    }
+
+    #[test]
+    fn every_rule_figure_names_its_unit() {
+        let rules = pb::ProductRules {
+            currency: "VND".to_owned(),
+            arrears_tolerance_days: 7,
+            grace_on_principal: 1,
+            ..pb::ProductRules::default()
+        };
+        assert_eq!(tolerance_text(&rules), "7 days late, or 0 VND overdue");
+        assert_eq!(
+            grace_text(&rules),
+            "1 installment on principal, 0 installments on interest"
+        );
+        let rules = pb::ProductRules {
+            arrears_tolerance_amount: "15000".to_owned(),
+            ..rules
+        };
+        assert_eq!(tolerance_text(&rules), "7 days late, or 15,000 VND overdue");
+    }
 }

@@ -2,13 +2,14 @@
 //! payoff quote, the journal's head; and the whole product catalogue,
 //! page after page.
 
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::args::{BalanceArgs, LoanArgs, MemberArgs, PayoffArgs};
 use super::connect::{audit, products, read_error};
 use super::output::{
-    Report, amount, enum_name, fields, installment_json, is_zero, money, money_json, product_label,
-    section, table, yes_no,
+    Report, amount, count, enum_name, fields, grouped, installment_json, is_zero, money,
+    money_json, product_label, section, table, yes_no,
 };
 use crate::pb;
 
@@ -66,6 +67,9 @@ pub async fn member(server: &str, args: MemberArgs) -> anyhow::Result<Report> {
         ("as of entry", r.as_of_sequence.to_string()),
     ]);
     text += &savings_section(&r.savings_accounts);
+    for note in shortfall_notes(&r.savings_accounts, &r.loans) {
+        text += &format!("{}\n", note.text());
+    }
     text += &loans_section(&r.loans);
     let json = json!({
         "member_id": r.member_id,
@@ -74,7 +78,7 @@ pub async fn member(server: &str, args: MemberArgs) -> anyhow::Result<Report> {
         "center_id": r.center_id,
         "branch_id": r.branch_id,
         "joined_on": r.joined_on,
-        "savings_accounts": r.savings_accounts.iter().map(savings_json).collect::<Vec<_>>(),
+        "savings_accounts": r.savings_accounts.iter().map(|a| savings_json(a, &r.loans)).collect::<Vec<_>>(),
         "loans": r.loans.iter().map(loan_summary_json).collect::<Vec<_>>(),
         "as_of_sequence": r.as_of_sequence,
     });
@@ -102,14 +106,87 @@ fn savings_section(accounts: &[pb::SavingsAccount]) -> String {
     section("savings accounts", &rows, "none")
 }
 
-fn savings_json(a: &pb::SavingsAccount) -> Value {
+fn savings_json(a: &pb::SavingsAccount, loans: &[pb::LoanSummary]) -> Value {
+    let shortfall = Shortfall::of(a, loans);
     json!({
         "account_id": a.account_id,
         "kind": enum_name(a.kind().as_str_name()),
         "opened_on": a.opened_on,
         "balance": money_json(a.balance.as_ref()),
         "required_minimum": money_json(a.required_minimum.as_ref()),
+        "shortfall": shortfall.as_ref().map(|s| json!({
+            "amount": s.amount.to_string(),
+            "currency": s.currency,
+        })),
+        "required_by_loans": shortfall.map(|s| s.loans),
     })
+}
+
+/// A compulsory savings account holding less than the minimum its
+/// member's active loans require: why the member view shows a required
+/// minimum above the balance, and what it means.
+#[derive(Debug, PartialEq)]
+struct Shortfall {
+    account_id: String,
+    /// Required minimum less balance, positive.
+    amount: Decimal,
+    required: String,
+    currency: String,
+    /// The member's active loans, which require the minimum.
+    loans: Vec<String>,
+}
+
+impl Shortfall {
+    /// The shortfall of `account`, or `None` when it holds its minimum.
+    fn of(account: &pb::SavingsAccount, loans: &[pb::LoanSummary]) -> Option<Shortfall> {
+        let decimal = |m: Option<&pb::Money>| m.and_then(|m| m.amount.parse::<Decimal>().ok());
+        let required = decimal(account.required_minimum.as_ref())?;
+        let balance = decimal(account.balance.as_ref())?;
+        let amount = required
+            .checked_sub(balance)
+            .filter(|a| a.is_sign_positive() && !a.is_zero())?;
+        let minimum = account.required_minimum.as_ref()?;
+        Some(Shortfall {
+            account_id: account.account_id.clone(),
+            amount: amount.normalize(),
+            required: minimum.amount.clone(),
+            currency: minimum.currency.clone(),
+            loans: loans
+                .iter()
+                .filter(|l| l.status() == pb::LoanStatus::Active)
+                .map(|l| l.loan_id.clone())
+                .collect(),
+        })
+    }
+
+    /// "TB-0001/C1 is 290,000 VND short of its required minimum of 490,000 VND, ..."
+    fn text(&self) -> String {
+        let show = |amount: &str| match self.currency.as_str() {
+            "" => grouped(amount),
+            currency => format!("{} {currency}", grouped(amount)),
+        };
+        let why = match self.loans.as_slice() {
+            [] => "her loans require".to_owned(),
+            [loan] => format!("her active loan {loan} requires"),
+            loans => format!("her active loans {} require", loans.join(", ")),
+        };
+        format!(
+            "{} is {} short of its required minimum of {}: the compulsory savings {why} \
+             while outstanding. Nothing can be withdrawn from it until deposits make up the {}.",
+            self.account_id,
+            show(&self.amount.to_string()),
+            show(&self.required),
+            show(&self.amount.to_string()),
+        )
+    }
+}
+
+/// The shortfall of each of `accounts` that holds less than its minimum.
+fn shortfall_notes(accounts: &[pb::SavingsAccount], loans: &[pb::LoanSummary]) -> Vec<Shortfall> {
+    accounts
+        .iter()
+        .filter_map(|account| Shortfall::of(account, loans))
+        .collect()
 }
 
 fn loans_section(loans: &[pb::LoanSummary]) -> String {
@@ -178,7 +255,7 @@ pub async fn loan(server: &str, args: LoanArgs) -> anyhow::Result<Report> {
         ("interest overdue", money(r.interest_overdue.as_ref())),
         ("fees overdue", money(r.fees_overdue.as_ref())),
         ("in arrears", yes_no(r.in_arrears).to_owned()),
-        ("days in arrears", r.days_in_arrears.to_string()),
+        ("days in arrears", count(r.days_in_arrears)),
         ("payoff amount", money(r.payoff_amount.as_ref())),
     ]);
     if r.status() == pb::LoanStatus::WrittenOff
@@ -198,10 +275,11 @@ pub async fn loan(server: &str, args: LoanArgs) -> anyhow::Result<Report> {
 }
 
 fn terms_fields(terms: &pb::LoanTerms) -> Vec<(&'static str, String)> {
-    let rounding = if terms.rounding_multiple.is_empty() {
-        "currency unit".to_owned()
-    } else {
-        terms.rounding_multiple.clone()
+    let currency = terms.principal.as_ref().map_or("", |m| m.currency.as_str());
+    let rounding = match (terms.rounding_multiple.as_str(), currency) {
+        ("", _) => "currency unit".to_owned(),
+        (multiple, "") => grouped(multiple),
+        (multiple, currency) => format!("{} {currency}", grouped(multiple)),
     };
     vec![
         ("principal", money(terms.principal.as_ref())),
@@ -214,7 +292,7 @@ fn terms_fields(terms: &pb::LoanTerms) -> Vec<(&'static str, String)> {
             "installments",
             format!(
                 "{} {}",
-                terms.installment_count,
+                count(terms.installment_count),
                 enum_name(terms.repayment_frequency().as_str_name())
             ),
         ),
@@ -365,5 +443,72 @@ pub async fn all_products(server: &str) -> anyhow::Result<Vec<pb::Product>> {
             "ListProducts gave the same page token twice"
         );
         page_token = page.next_page_token;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vnd(amount: &str) -> Option<pb::Money> {
+        Some(pb::Money {
+            amount: amount.to_owned(),
+            currency: "VND".to_owned(),
+        })
+    }
+
+    fn compulsory(balance: &str, required: &str) -> pb::SavingsAccount {
+        pb::SavingsAccount {
+            account_id: "TB-0001/C1".to_owned(),
+            kind: pb::SavingsKind::Compulsory as i32,
+            opened_on: "2024-01-03".to_owned(),
+            balance: vnd(balance),
+            required_minimum: vnd(required),
+        }
+    }
+
+    fn loan(id: &str, status: pb::LoanStatus) -> pb::LoanSummary {
+        pb::LoanSummary {
+            loan_id: id.to_owned(),
+            status: status as i32,
+            ..pb::LoanSummary::default()
+        }
+    }
+
+    #[test]
+    fn a_minimum_above_the_balance_is_explained_by_the_active_loans() {
+        let loans = [
+            loan("TB-0001/L1", pb::LoanStatus::Closed),
+            loan("TB-0001/L2", pb::LoanStatus::Active),
+        ];
+        let notes = shortfall_notes(&[compulsory("200000", "490000")], &loans);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(
+            notes[0].text(),
+            "TB-0001/C1 is 290,000 VND short of its required minimum of 490,000 VND: the \
+             compulsory savings her active loan TB-0001/L2 requires while outstanding. Nothing \
+             can be withdrawn from it until deposits make up the 290,000 VND."
+        );
+        let both = [
+            loan("TB-0001/L1", pb::LoanStatus::Active),
+            loan("TB-0001/L2", pb::LoanStatus::Active),
+        ];
+        let notes = shortfall_notes(&[compulsory("0", "75000")], &both);
+        assert!(
+            notes[0]
+                .text()
+                .contains("her active loans TB-0001/L1, TB-0001/L2 require"),
+            "{}",
+            notes[0].text()
+        );
+    }
+
+    #[test]
+    fn an_account_holding_its_minimum_has_no_note() {
+        let loans = [loan("TB-0001/L1", pb::LoanStatus::Active)];
+        for (balance, required) in [("490000", "490000"), ("500000", "490000"), ("50000", "0")] {
+            let notes = shortfall_notes(&[compulsory(balance, required)], &loans);
+            assert!(notes.is_empty(), "{balance} against {required}: {notes:?}");
+        }
     }
 }

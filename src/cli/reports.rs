@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::args::{JournalArgs, TotalsArgs};
 use super::connect::{audit, read_error};
 use super::output::{
-    Report, amount, enum_name, money_json, ruled_table, section, short_hash, table,
+    Report, amount, count, enum_name, money_json, ruled_table, section, short_hash, table,
 };
 use crate::pb;
 use crate::pb::audit_service_client::AuditServiceClient;
@@ -70,7 +70,7 @@ fn period(args: TotalsArgs) -> anyhow::Result<Period> {
 /// One row per figure: its name and the three values.
 fn figure_rows(p: &pb::PeriodTotals) -> Vec<(&'static str, String)> {
     vec![
-        ("loans disbursed", p.loans_disbursed.to_string()),
+        ("loans disbursed", count(p.loans_disbursed)),
         ("amount disbursed", amount(p.amount_disbursed.as_ref())),
         ("average loan", amount(p.average_loan.as_ref())),
         (
@@ -90,10 +90,10 @@ fn figure_rows(p: &pb::PeriodTotals) -> Vec<(&'static str, String)> {
         ("written off", amount(p.written_off.as_ref())),
         ("recovered", amount(p.recovered.as_ref())),
         ("savings balance (end)", amount(p.savings_balance.as_ref())),
-        ("borrowers (end)", p.borrowers.to_string()),
+        ("borrowers (end)", count(p.borrowers)),
         (
             "borrowers with savings > 0",
-            p.borrowers_with_savings.to_string(),
+            count(p.borrowers_with_savings),
         ),
         (
             "borrowers with savings > 0 %",
@@ -146,12 +146,7 @@ fn by_product_section(products: &[pb::ProductTotals], current: &pb::PeriodTotals
         } else {
             p.name.clone()
         };
-        rows.add_row(vec![
-            id,
-            name,
-            p.loans.to_string(),
-            amount(p.amount.as_ref()),
-        ]);
+        rows.add_row(vec![id, name, count(p.loans), amount(p.amount.as_ref())]);
     }
     let title = format!(
         "loans disbursed by product, {} to {}",

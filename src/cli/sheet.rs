@@ -12,9 +12,14 @@
 //! `#` and blank lines are ignored; a cell may be quoted ("...") but not
 //! span lines. A UTF-8 byte order mark and CRLF line ends are accepted.
 //!
-//! Every problem names the file, its line number and the column; a refusal
-//! from the server (`lines[3].repayment.amount: ...`) is printed with the
-//! CSV line that `lines[3]` came from.
+//! Every problem names the file, its line number and the column. One
+//! convention for line numbers, in every message and in the output: a
+//! line's number in the file, counting from 1 at the top with the header,
+//! comments and blank lines included, which is the row number a
+//! spreadsheet shows ("meeting.csv line 4 (spreadsheet row 4)"). A refusal
+//! from the server names the request's field (`lines[1].repayment.amount`,
+//! counted from 0 among the lines sent); it is printed with that field
+//! replaced by the file's line it came from, so a clerk sees one numbering.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -26,7 +31,7 @@ use serde_json::{Value, json};
 
 use super::args::CollectionSheetArgs;
 use super::connect::WriteSession;
-use super::output::{Report, amount, grouped, is_zero, money_json, table, write_report};
+use super::output::{Report, amount, count, grouped, is_zero, money_json, table, write_report};
 use super::transactions::allocation_json;
 use crate::pb;
 
@@ -56,16 +61,24 @@ struct Sheet {
     skipped: Vec<(u64, String)>,
 }
 
-/// A problem with the file, located: `SHEET.csv line 4, column repayment: ...`.
+/// Where a line of the file is, stating the numbering:
+/// "SHEET.csv line 4 (spreadsheet row 4)".
+fn place(file: &str, line: u64) -> String {
+    format!("{file} line {line} (spreadsheet row {line})")
+}
+
+/// A problem with the file, located:
+/// `SHEET.csv line 4 (spreadsheet row 4), column repayment: ...`.
 fn located(
     file: &str,
     line: u64,
     column: Option<&str>,
     problem: impl std::fmt::Display,
 ) -> anyhow::Error {
+    let place = place(file, line);
     match column {
-        Some(column) => anyhow!("{file} line {line}, column {column}: {problem}; nothing was sent"),
-        None => anyhow!("{file} line {line}: {problem}; nothing was sent"),
+        Some(column) => anyhow!("{place}, column {column}: {problem}; nothing was sent"),
+        None => anyhow!("{place}: {problem}; nothing was sent"),
     }
 }
 
@@ -268,19 +281,59 @@ fn column_of(path: &str) -> Option<&'static str> {
     })
 }
 
-/// Where a refusal naming `lines[i]` points in the file, e.g.
-/// "SHEET.csv line 5 (member TB-0002), column repayment"; `None` when the
-/// message names no line.
+/// A server's refusal naming `lines[i]` (counted from 0 among the lines
+/// sent) told in the file's numbering: the field replaced by the line it
+/// came from, e.g. `lines[1].repayment.amount: "5.5" has 1 decimal places`
+/// becomes `SHEET.csv line 5 (spreadsheet row 5, member TB-0002), column
+/// repayment: "5.5" has 1 decimal places`, and "an earlier line" named;
+/// `None` when the message names no line of the sheet.
 fn locate_refusal(file: &str, message: &str, lines: &[SheetLine]) -> Option<String> {
-    let rest = &message[message.find("lines[")? + "lines[".len()..];
+    let start = message.find("lines[")?;
+    let rest = &message[start + "lines[".len()..];
     let (number, rest) = rest.split_once(']')?;
-    let line = lines.get(number.parse::<usize>().ok()?)?;
-    let path = rest.split(':').next().unwrap_or_default();
-    let column = column_of(path).map_or(String::new(), |c| format!(", column {c}"));
-    Some(format!(
-        "{file} line {} (member {}){column}",
-        line.csv_line, line.line.member_id
-    ))
+    let index = number.parse::<usize>().ok()?;
+    let line = lines.get(index)?;
+    let path_len = rest.find([':', ' ']).unwrap_or(rest.len());
+    let (path, after) = rest.split_at(path_len);
+    let column = column_of(path);
+    let place = format!(
+        "{file} line {} (spreadsheet row {}, member {}){}",
+        line.csv_line,
+        line.csv_line,
+        line.line.member_id,
+        column.map_or(String::new(), |c| format!(", column {c}"))
+    );
+    let after = name_earlier_line(after, column, line, &lines[..index]);
+    Some(format!("{}{place}{after}", &message[..start]))
+}
+
+/// `text` with "an earlier line" (the server's word for the loan or the
+/// account of `column` already on the sheet) replaced by that line's number.
+fn name_earlier_line(
+    text: &str,
+    column: Option<&str>,
+    line: &SheetLine,
+    before: &[SheetLine],
+) -> String {
+    const EARLIER: &str = "on an earlier line too";
+    if !text.contains(EARLIER) {
+        return text.to_owned();
+    }
+    let (this, column) = (&line.line, column.unwrap_or_default());
+    let same = |other: &SheetLine| {
+        let that = &other.line;
+        match column {
+            "loan_id" => that.repayment.is_some() && that.loan_id == this.loan_id,
+            "savings_account_id" => {
+                that.deposit.is_some() && that.savings_account_id == this.savings_account_id
+            }
+            _ => false,
+        }
+    };
+    match before.iter().find(|other| same(other)) {
+        Some(earlier) => text.replacen(EARLIER, &format!("on line {} too", earlier.csv_line), 1),
+        None => text.to_owned(),
+    }
 }
 
 /// `collection-sheet`: reads the CSV, sends one RecordCollectionSheet,
@@ -304,12 +357,9 @@ pub async fn collection_sheet(
         .await
         .map_err(|status| {
             let status = match locate_refusal(&file, status.message(), &sheet.lines) {
-                Some(place) => tonic::Status::new(
+                Some(located) => tonic::Status::new(
                     status.code(),
-                    format!(
-                        "{}\nwhere: {place}; nothing on the sheet was recorded",
-                        status.message()
-                    ),
+                    format!("{located}; nothing on the sheet was recorded"),
                 ),
                 None => status,
             };
@@ -323,11 +373,11 @@ pub async fn collection_sheet(
         vec![
             ("center", args.center_id.clone()),
             ("file", file.clone()),
-            ("lines recorded", response.lines.len().to_string()),
+            ("lines recorded", count(response.lines.len())),
         ],
         sheet_json(&args.center_id, &file, &sheet, &response),
     );
-    report.text += &sheet_text(&sheet, &response);
+    report.text += &sheet_text(&file, &sheet, &response);
     Ok(report)
 }
 
@@ -344,7 +394,7 @@ fn sum<'a>(amounts: impl Iterator<Item = Option<&'a pb::Money>>) -> Decimal {
         .sum()
 }
 
-fn sheet_text(sheet: &Sheet, r: &pb::RecordCollectionSheetResponse) -> String {
+fn sheet_text(file: &str, sheet: &Sheet, r: &pb::RecordCollectionSheetResponse) -> String {
     let header = [
         "member",
         "repaid",
@@ -412,7 +462,8 @@ fn sheet_text(sheet: &Sheet, r: &pb::RecordCollectionSheetResponse) -> String {
         .as_ref()
         .map(|m| m.currency.clone())
         .unwrap_or_default();
-    let mut text = format!("\ncollected ({currency}):\n{rows}\n");
+    let mut text =
+        format!("\ncollected ({currency}; line: the file's line, its spreadsheet row):\n{rows}\n");
     if !recoveries.is_empty() {
         text += &format!(
             "recovered on written-off loans: {}\n",
@@ -420,7 +471,10 @@ fn sheet_text(sheet: &Sheet, r: &pb::RecordCollectionSheetResponse) -> String {
         );
     }
     for (line, member) in &sheet.skipped {
-        text += &format!("skipped line {line} (member {member}): no repayment and no deposit\n");
+        text += &format!(
+            "skipped {} (member {member}): no repayment and no deposit\n",
+            place(file, *line)
+        );
     }
     text
 }
@@ -522,34 +576,38 @@ mod tests {
         let bad_amount = format!("{header}TB-1,TB-1/L1,500,,\n# note\nTB-2,TB-2/L1,\"1,000\",,\n");
         assert_eq!(
             error(&bad_amount),
-            "s.csv line 4, column repayment: \"1,000\" is not a plain decimal amount \
-             (digits, optionally a point and decimals; no separators or signs); nothing was sent"
+            "s.csv line 4 (spreadsheet row 4), column repayment: \"1,000\" is not a plain \
+             decimal amount (digits, optionally a point and decimals; no separators or signs); \
+             nothing was sent"
         );
         for (text, expected) in [
             (
                 format!("{header}TB-1,,500,,\n"),
-                "s.csv line 2, column loan_id: is empty",
+                "s.csv line 2 (spreadsheet row 2), column loan_id: is empty",
             ),
             (
                 format!("{header},TB-1/L1,500,,\n"),
-                "s.csv line 2, column member_id: is empty",
+                "s.csv line 2 (spreadsheet row 2), column member_id: is empty",
             ),
             (
                 format!("{header}TB-1,,,TB-1/C1,-5\n"),
-                "s.csv line 2, column deposit: \"-5\"",
+                "s.csv line 2 (spreadsheet row 2), column deposit: \"-5\"",
             ),
             (
                 format!("{header}TB-1,,,,1e3\n"),
-                "s.csv line 2, column deposit: \"1e3\"",
+                "s.csv line 2 (spreadsheet row 2), column deposit: \"1e3\"",
             ),
-            (format!("{header}TB-1,,,,1,2\n"), "s.csv line 2: 6 cells"),
+            (
+                format!("{header}TB-1,,,,1,2\n"),
+                "s.csv line 2 (spreadsheet row 2): 6 cells",
+            ),
             (
                 "member,repayment\n".to_owned(),
-                "s.csv line 1, column member: unknown column",
+                "s.csv line 1 (spreadsheet row 1), column member: unknown column",
             ),
             (
                 "member_id,repayment\n".to_owned(),
-                "s.csv line 1: the header has no loan_id",
+                "s.csv line 1 (spreadsheet row 1): the header has no loan_id",
             ),
             (
                 "member_id,loan_id\n".to_owned(),
@@ -567,31 +625,68 @@ mod tests {
     }
 
     #[test]
-    fn refusals_point_at_the_csv_line() {
+    fn refusals_are_told_in_the_files_line_numbers() {
         let sheet = parse(
             "member_id,loan_id,repayment,savings_account_id,deposit\n\
              # first\n\
              TB-1,TB-1/L1,500,,\n\
-             TB-2,TB-2/L1,600,TB-2/C1,100\n",
+             TB-2,TB-2/L1,600,TB-2/C1,100\n\
+             TB-3,TB-1/L1,700,TB-2/C1,100\n",
         )
         .expect("a good sheet");
         let at = |message: &str| locate_refusal("s.csv", message, &sheet.lines);
         assert_eq!(
             at("lines[1].repayment.amount: \"600.5\" has too many decimal places").as_deref(),
-            Some("s.csv line 4 (member TB-2), column repayment")
+            Some(
+                "s.csv line 4 (spreadsheet row 4, member TB-2), column repayment: \
+                 \"600.5\" has too many decimal places"
+            )
         );
         assert_eq!(
             at("lines[1].deposit.account_id: savings account \"TB-2/C1\" not found").as_deref(),
-            Some("s.csv line 4 (member TB-2), column savings_account_id")
+            Some(
+                "s.csv line 4 (spreadsheet row 4, member TB-2), column savings_account_id: \
+                 savings account \"TB-2/C1\" not found"
+            )
         );
         assert_eq!(
             at("lines[0].repayment.loan_id: loan TB-1/L1 is not member TB-1's").as_deref(),
-            Some("s.csv line 3 (member TB-1), column loan_id")
+            Some(
+                "s.csv line 3 (spreadsheet row 3, member TB-1), column loan_id: \
+                 loan TB-1/L1 is not member TB-1's"
+            )
         );
         assert_eq!(
             at("lines[0]: has neither a repayment nor a deposit").as_deref(),
-            Some("s.csv line 3 (member TB-1)")
+            Some(
+                "s.csv line 3 (spreadsheet row 3, member TB-1): has neither a repayment nor a deposit"
+            )
         );
+        // "An earlier line" is named, in the same numbering.
+        assert_eq!(
+            at("lines[2].loan_id: loan TB-1/L1 is on an earlier line too; one line per loan")
+                .as_deref(),
+            Some(
+                "s.csv line 5 (spreadsheet row 5, member TB-3), column loan_id: \
+                 loan TB-1/L1 is on line 3 too; one line per loan"
+            )
+        );
+        assert_eq!(
+            at(
+                "lines[2].savings_account_id: savings account TB-2/C1 is on an earlier line too; \
+                one line per account"
+            )
+            .as_deref(),
+            Some(
+                "s.csv line 5 (spreadsheet row 5, member TB-3), column savings_account_id: \
+                 savings account TB-2/C1 is on line 4 too; one line per account"
+            )
+        );
+        // No "lines[" is left for a clerk to count differently.
+        for index in 0..3 {
+            let message = at(&format!("lines[{index}].member_id: x")).expect("located");
+            assert!(!message.contains("lines["), "{message}");
+        }
         assert_eq!(at("center_id: center \"C9\" not found"), None);
         assert_eq!(at("lines[7].member_id: x"), None);
     }

@@ -17,7 +17,7 @@ use super::args::{
 };
 use super::connect::WriteSession;
 use super::output::{
-    Report, amount, installment_json, money, money_json, product_label, section, table,
+    Report, amount, count, installment_json, money, money_json, product_label, section, table,
     write_report, yes_no,
 };
 use crate::pb;
@@ -462,7 +462,7 @@ pub async fn post_interest(
         vec![
             ("branch", args.branch_id.clone()),
             ("period end", args.period_end.clone()),
-            ("accounts credited", response.credits.len().to_string()),
+            ("accounts credited", count(response.credits.len())),
             ("interest posted", money(response.total.as_ref())),
         ],
         json!({

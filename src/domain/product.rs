@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::command::check_len;
 use super::error::DomainError;
 use super::ids::{FeeCode, Name, ProductId};
-use super::money::{Currency, format_amount};
+use super::money::{Currency, format_amount, grouped};
 use super::schedule::{
     Amortization, InstallmentBasis, InstallmentRounding, InterestMethod, InterestPeriod, LoanTerms,
     RepaymentFrequency, ScheduleError, compute_schedule,
@@ -237,7 +237,7 @@ fn places_ok(value: Decimal, places: u32) -> bool {
 }
 
 fn show(value: Decimal, currency: Currency) -> String {
-    format!("{} {currency}", format_amount(value, currency))
+    format!("{} {currency}", grouped(&format_amount(value, currency)))
 }
 
 impl ProductRules {

@@ -33,7 +33,7 @@ use super::error::DomainError;
 use super::ids::{
     BranchId, CenterId, GroupId, LoanId, MemberId, Name, ProductId, RequestId, SavingsAccountId,
 };
-use super::money::{Currency, checked_add, checked_sub, format_amount};
+use super::money::{Currency, checked_add, checked_sub, format_amount, grouped};
 use super::product::{LoanPolicy, ProductVersion};
 use super::schedule::{Installment, LoanTerms};
 use super::totals::{BorrowerStep, DayTotals, Overflow, PeriodFigures, borrower_steps};
@@ -675,7 +675,7 @@ pub fn today_in(time_zone: &str, at: DateTime<Utc>) -> NaiveDate {
     }
 }
 
-/// Text of an amount in a currency, for messages.
+/// Text of an amount in a currency, for messages: "1,005,000 VND".
 fn show(amount: Decimal, currency: Currency) -> String {
-    format!("{} {currency}", format_amount(amount, currency))
+    format!("{} {currency}", grouped(&format_amount(amount, currency)))
 }

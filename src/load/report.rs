@@ -278,8 +278,8 @@ impl Summary {
             text += &format!(
                 "setup: branch {} with {} loans: {} commands in {:.2} s{}\n",
                 self.branch_id,
-                self.loans,
-                setup["commands"],
+                group_thousands(u64::from(self.loans)),
+                counted(&setup["commands"]),
                 setup["seconds"].as_f64().unwrap_or_default(),
                 if setup["batched"] == Value::Bool(true) {
                     " (SubmitBatch)"
@@ -314,12 +314,12 @@ impl Summary {
             let codes: Vec<String> = self
                 .errors_by_code
                 .iter()
-                .map(|(code, count)| format!("{code} {count}"))
+                .map(|(code, count)| format!("{code} {}", counted(count)))
                 .collect();
             text += &format!(
                 "errors by code: {} ({} with an unknown outcome)\n",
                 codes.join(", "),
-                self.errors_outcome_unknown
+                group_thousands(self.errors_outcome_unknown)
             );
         }
         match &self.verification {
@@ -340,14 +340,14 @@ impl Summary {
                     } else {
                         "FAILED"
                     },
-                    v["acknowledged_checked"],
+                    counted(&v["acknowledged_checked"]),
                     v["from_sequence"],
                     v["to_sequence"],
-                    v["entries_read"],
-                    v["mismatches"],
-                    v["applied_unacknowledged"],
-                    v["balances_checked"],
-                    v["balance_mismatches"],
+                    counted(&v["entries_read"]),
+                    counted(&v["mismatches"]),
+                    counted(&v["applied_unacknowledged"]),
+                    counted(&v["balances_checked"]),
+                    counted(&v["balance_mismatches"]),
                     v["seconds"].as_f64().unwrap_or_default(),
                 );
                 if let Some(examples) = v["examples"].as_array() {
@@ -371,9 +371,9 @@ impl Summary {
             "reader: {} looped beside the writers: {} reads in {} calls, {} errors; \
              read p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms\n",
             reader["read"].as_str().unwrap_or_default(),
-            reader["reads"],
-            reader["calls"],
-            reader["errors"],
+            counted(&reader["reads"]),
+            counted(&reader["calls"]),
+            counted(&reader["errors"]),
             figure(reader, "p50_ms"),
             figure(reader, "p99_ms"),
             figure(reader, "max_ms"),
@@ -414,5 +414,26 @@ impl Summary {
         json.push('\n');
         std::fs::write(path, json)?;
         Ok(())
+    }
+}
+
+/// A count from the JSON figures with grouped digits ("12,345"); anything
+/// else as JSON writes it. Entry sequence numbers are shown as they are.
+fn counted(value: &Value) -> String {
+    value
+        .as_u64()
+        .map_or_else(|| value.to_string(), group_thousands)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted;
+    use serde_json::json;
+
+    #[test]
+    fn counts_from_the_figures_are_grouped() {
+        assert_eq!(counted(&json!(1_482_230)), "1,482,230");
+        assert_eq!(counted(&json!(12)), "12");
+        assert_eq!(counted(&json!(null)), "null");
     }
 }

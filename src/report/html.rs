@@ -30,15 +30,24 @@ use super::{format_count, format_decimal, format_money, format_percent};
 const WIDTH: f64 = 560.0;
 /// Height of the monthly charts' view box.
 const MONTHLY_HEIGHT: f64 = 300.0;
-/// Height of one product's row in the product chart.
-const PRODUCT_ROW: f64 = 40.0;
+/// Font size of chart text, in view box units (the style sheet's
+/// `svg text { font-size: 12px }`).
+const TEXT_SIZE: f64 = 12.0;
+/// The widest a character of a chart label is taken to be: one em. No
+/// Latin or Vietnamese glyph of the usual sans-serif fonts is wider (in
+/// DejaVu Sans, "W" is 0.99 em and the average 0.5 em), so a label wrapped
+/// to this estimate always fits the width it was wrapped for.
+const CHAR_WIDTH_MAX: f64 = TEXT_SIZE;
+/// Distance between the baselines of a wrapped label's lines.
+const LABEL_LINE: f64 = 15.0;
+/// Height of a product's bar.
+const PRODUCT_BAR: f64 = 22.0;
+/// Space above a product's name, between it and its bar, and below the bar.
+const PRODUCT_GAP: f64 = 6.0;
 /// The shortest bar drawn for a positive figure.
 const MIN_BAR: f64 = 1.5;
 /// Intervals a value axis aims for; it may use fewer.
 const TARGET_INTERVALS: u32 = 5;
-/// Product names longer than this many characters are shortened on the
-/// chart (the full name is in the tooltip and the data).
-const PRODUCT_NAME_CHARS: usize = 24;
 
 /// Colour of disbursements, savings and product bars.
 const BLUE: &str = "#1f4e79";
@@ -135,6 +144,7 @@ figure.chart { margin: 0; break-inside: avoid; }
 figure.chart svg { display: block; width: 100%; height: auto; }
 svg text { font-size: 12px; fill: var(--muted); }
 svg text.value { fill: var(--ink); font-weight: 600; }
+svg text.label { fill: var(--ink); }
 svg .grid { stroke: var(--grid); }
 svg .axis { stroke: #9aa5b1; }
 footer { margin-top: 28px; padding-top: 10px; border-top: 1px solid var(--rule);
@@ -387,7 +397,10 @@ fn par_chart(report: &BranchReport) -> String {
 }
 
 /// Chart 4: the loans disbursed per product, as horizontal bars of the
-/// number of loans, each labelled with that number and the amount.
+/// number of loans, each labelled with that number and the amount. Each
+/// product's name is written whole above its bar, across the chart's
+/// width, wrapped onto more lines when it is longer than fits
+/// ([`ProductRows`]): never cut.
 fn products_chart(report: &BranchReport) -> String {
     let title = format!("Loans disbursed in {} by product", report.year);
     if report.by_product.is_empty() {
@@ -398,13 +411,8 @@ fn products_chart(report: &BranchReport) -> String {
         );
         return chart("chart-products", &title, 110.0, &body);
     }
-    let rows = report.by_product.len() as f64;
-    let plot = Plot {
-        left: 180.0,
-        right: WIDTH - 140.0,
-        top: 12.0,
-        bottom: 12.0 + rows * PRODUCT_ROW,
-    };
+    let rows = ProductRows::new(report.by_product.iter().map(|p| p.name.as_str()));
+    let plot = rows.plot;
     let height = plot.bottom + 30.0;
     let largest = report.by_product.iter().map(|p| p.loans).max().unwrap_or(0);
     let axis = Axis::new(Decimal::from(largest), Decimal::ONE, Decimal::ONE);
@@ -426,9 +434,8 @@ fn products_chart(report: &BranchReport) -> String {
         top = plot.top,
         bottom = plot.bottom,
     ));
-    for (index, product) in report.by_product.iter().enumerate() {
-        let row_top = plot.top + index as f64 * PRODUCT_ROW;
-        let middle = row_top + PRODUCT_ROW / 2.0;
+    for (product, row) in report.by_product.iter().zip(&rows.rows) {
+        let middle = row.bar_y + PRODUCT_BAR / 2.0;
         let length = axis.bar_length(Decimal::from(product.loans), plot.width());
         let loans = loans(product.loans);
         let tooltip = format!(
@@ -436,24 +443,30 @@ fn products_chart(report: &BranchReport) -> String {
             product.name,
             money(report, product.amount)
         );
+        let name: String = row
+            .lines
+            .iter()
+            .zip(&row.baselines)
+            .map(|(line, y)| {
+                format!(
+                    "<tspan x=\"{x:.1}\" y=\"{y:.1}\">{line}</tspan>",
+                    x = plot.left,
+                    line = escape(line)
+                )
+            })
+            .collect();
         body.push_str(&format!(
-            "<text x=\"{name_x:.1}\" y=\"{text_y:.1}\" text-anchor=\"end\">{short}\
-             <title>{name}</title></text>\n\
+            "<text class=\"label\" data-label=\"{id}\">{name}</text>\n\
              <rect class=\"point\" data-product=\"{id}\" data-value=\"{value}\" \
              data-amount=\"{amount}\" x=\"{x:.1}\" y=\"{bar_y:.1}\" width=\"{length:.1}\" \
-             height=\"{bar_height:.1}\" fill=\"{BLUE}\"><title>{tooltip}</title></rect>\n\
+             height=\"{PRODUCT_BAR:.1}\" fill=\"{BLUE}\"><title>{tooltip}</title></rect>\n\
              <text class=\"value\" x=\"{label_x:.1}\" y=\"{first_line:.1}\">{loans}</text>\n\
              <text x=\"{label_x:.1}\" y=\"{second_line:.1}\">{amount_label}</text>\n",
-            name_x = plot.left - 10.0,
-            text_y = middle + 4.0,
-            short = escape(&shortened(&product.name, PRODUCT_NAME_CHARS)),
-            name = escape(&product.name),
             id = escape(&product.product_id),
             value = product.loans,
             amount = product.amount,
             x = plot.left,
-            bar_y = middle - PRODUCT_ROW * 0.3,
-            bar_height = PRODUCT_ROW * 0.6,
+            bar_y = row.bar_y,
             tooltip = escape(&tooltip),
             label_x = plot.right + 12.0,
             first_line = middle - 2.0,
@@ -466,6 +479,70 @@ fn products_chart(report: &BranchReport) -> String {
         ));
     }
     chart("chart-products", &title, height, &body)
+}
+
+/// The layout of the product chart's rows: each product's name, wrapped to
+/// the chart's width, above its bar.
+struct ProductRows {
+    /// Where the bars are drawn: from the left margin to the value labels'
+    /// column, from the first row's top to the last row's bottom.
+    plot: Plot,
+    rows: Vec<ProductRow>,
+}
+
+/// One product's row.
+struct ProductRow {
+    /// The name's lines, each at most [`ProductRows::label_chars_max`].
+    lines: Vec<String>,
+    /// Each line's baseline.
+    baselines: Vec<f64>,
+    /// Top of the bar, below the name.
+    bar_y: f64,
+}
+
+impl ProductRows {
+    /// Left margin of the names and the bars.
+    const LEFT: f64 = 12.0;
+    /// Right margin of the names.
+    const RIGHT: f64 = 12.0;
+    /// Width of the column of value labels, right of the bars.
+    const VALUES: f64 = 140.0;
+    /// Top of the first row.
+    const TOP: f64 = 8.0;
+
+    fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> ProductRows {
+        let chars_max = ProductRows::label_chars_max();
+        let mut top = ProductRows::TOP;
+        let mut rows = Vec::new();
+        for name in names {
+            let lines = wrapped(name, chars_max);
+            let baselines: Vec<f64> = (0..lines.len())
+                .map(|line| top + PRODUCT_GAP + TEXT_SIZE + line as f64 * LABEL_LINE)
+                .collect();
+            let bar_y = top + PRODUCT_GAP + lines.len() as f64 * LABEL_LINE + PRODUCT_GAP;
+            top = bar_y + PRODUCT_BAR + PRODUCT_GAP;
+            rows.push(ProductRow {
+                lines,
+                baselines,
+                bar_y,
+            });
+        }
+        ProductRows {
+            plot: Plot {
+                left: ProductRows::LEFT,
+                right: WIDTH - ProductRows::VALUES,
+                top: ProductRows::TOP,
+                bottom: top,
+            },
+            rows,
+        }
+    }
+
+    /// The most characters of a name on one line: as many of the widest
+    /// as the chart's width holds between its margins.
+    fn label_chars_max() -> usize {
+        ((WIDTH - ProductRows::LEFT - ProductRows::RIGHT) / CHAR_WIDTH_MAX) as usize
+    }
 }
 
 /// One `<figure>` holding a titled chart.
@@ -796,13 +873,29 @@ fn trimmed(value: Decimal) -> String {
     format_decimal(value, value.scale())
 }
 
-/// `text` cut to `max_chars` characters, the last one an ellipsis.
-fn shortened(text: &str, max_chars: usize) -> String {
-    if text.chars().count() <= max_chars {
-        return text.to_owned();
+/// `text` in lines of at most `max_chars` characters, broken between
+/// words; a word longer than a line is broken inside. Nothing is left
+/// out: the lines hold every character of `text` but its spaces between
+/// words (a blank `text` is one empty line).
+fn wrapped(text: &str, max_chars: usize) -> Vec<String> {
+    let max_chars = max_chars.max(1);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let word: Vec<char> = word.chars().collect();
+        for piece in word.chunks(max_chars) {
+            let used = line.chars().count();
+            if used > 0 && used + 1 + piece.len() > max_chars {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.extend(piece);
+        }
     }
-    let kept: String = text.chars().take(max_chars.saturating_sub(1)).collect();
-    format!("{}…", kept.trim_end())
+    lines.push(line);
+    lines
 }
 
 /// `text` safe in HTML text and in double- or single-quoted attributes.
@@ -897,15 +990,71 @@ mod tests {
     }
 
     #[test]
-    fn text_is_escaped_and_shortened_by_characters() {
+    fn text_is_escaped() {
         assert_eq!(
             escape(r#"<b>"Thái" & 'Bình'</b>"#),
             "&lt;b&gt;&quot;Thái&quot; &amp; &#39;Bình&#39;&lt;/b&gt;"
         );
-        assert_eq!(shortened("Vay tiêu dùng", 24), "Vay tiêu dùng");
+    }
+
+    #[test]
+    fn labels_wrap_between_words_and_lose_nothing() {
+        assert_eq!(wrapped("Vay tiêu dùng", 24), ["Vay tiêu dùng"]);
         assert_eq!(
-            shortened("Vay nhà ở và nước sạch nông thôn", 12),
-            "Vay nhà ở v…"
+            wrapped("Vay nhà ở và nước sạch nông thôn", 12),
+            ["Vay nhà ở và", "nước sạch", "nông thôn"]
         );
+        // A word longer than a line is broken inside it.
+        assert_eq!(
+            wrapped("ab Nhàởnướcsạch cd", 5),
+            ["ab", "Nhàởn", "ướcsạ", "ch cd"]
+        );
+        assert_eq!(wrapped("", 5), [""]);
+        for name in [
+            "Vay cải thiện nhà ở (housing)",
+            "Vay cải thiện nhà ở, công trình nước sạch và vệ sinh môi trường nông thôn (housing)",
+            "Vaynhàởvànướcsạchnôngthônkhôngcódấucáchnàocảtrongtêndàinày",
+            "  spaces   around  ",
+        ] {
+            for max_chars in [1, 7, 24, 44] {
+                let lines = wrapped(name, max_chars);
+                for line in &lines {
+                    assert!(line.chars().count() <= max_chars, "{line:?} of {name:?}");
+                }
+                let kept: String = lines.concat().split_whitespace().collect();
+                let all: String = name.split_whitespace().collect();
+                assert_eq!(kept, all, "{name:?} in {max_chars}");
+            }
+        }
+    }
+
+    #[test]
+    fn product_names_fit_the_chart_whole_above_their_bars() {
+        let names = [
+            "Vay vốn chung (general)",
+            "Vay cải thiện nhà ở (housing)",
+            "Vay cải thiện nhà ở, công trình nước sạch và vệ sinh môi trường nông thôn (housing)",
+        ];
+        let rows = ProductRows::new(names);
+        // The housing loan's name, 29 characters, is one line.
+        assert_eq!(rows.rows[1].lines, [names[1]]);
+        assert!(rows.rows[2].lines.len() > 1);
+        let mut previous_bottom = 0.0;
+        for row in &rows.rows {
+            for (line, baseline) in row.lines.iter().zip(&row.baselines) {
+                // At its widest, the line fits between the margins.
+                let width = line.chars().count() as f64 * CHAR_WIDTH_MAX;
+                assert!(
+                    ProductRows::LEFT + width <= WIDTH - ProductRows::RIGHT,
+                    "{line}"
+                );
+                // Below the row above, above its own bar.
+                assert!(baseline - TEXT_SIZE >= previous_bottom, "{line}");
+                assert!(*baseline + LABEL_LINE - TEXT_SIZE <= row.bar_y, "{line}");
+            }
+            previous_bottom = row.bar_y + PRODUCT_BAR;
+        }
+        assert!(rows.plot.bottom >= previous_bottom);
+        assert_eq!(ProductRows::label_chars_max(), 44);
     }
 }

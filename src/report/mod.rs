@@ -568,10 +568,19 @@ fn not_available() -> String {
     "n/a".to_owned()
 }
 
+/// Decimals of a percentage in the report.
+const PERCENT_PLACES: u32 = 2;
+
+/// `value` rounded half away from zero to `places` decimals, as the report
+/// shows it.
+fn rounded(value: Decimal, places: u32) -> Decimal {
+    value.round_dp_with_strategy(places, RoundingStrategy::MidpointAwayFromZero)
+}
+
 /// `value` rounded half away from zero to exactly `places` decimals, with a
 /// comma between each group of three integer digits: "-1,234,567.50".
 fn format_decimal(value: Decimal, places: u32) -> String {
-    let mut rounded = value.round_dp_with_strategy(places, RoundingStrategy::MidpointAwayFromZero);
+    let mut rounded = rounded(value, places);
     rounded.rescale(places);
     if rounded.is_zero() {
         // Rounding -0.001 gives "-0.00"; show it unsigned.
@@ -635,7 +644,7 @@ fn format_percent(ratio: Decimal) -> String {
     ratio
         .checked_mul(Decimal::ONE_HUNDRED)
         .map_or_else(not_available, |percent| {
-            format!("{} %", format_decimal(percent, 2))
+            format!("{} %", format_decimal(percent, PERCENT_PLACES))
         })
 }
 
@@ -646,8 +655,14 @@ fn relative_change(previous: Decimal, current: Decimal) -> Option<Decimal> {
 }
 
 /// The change of a count or amount, absolute and relative:
-/// "+326 (+17.63 %)", or "+326 (n/a)" from zero.
+/// "+326 (+17.63 %)", or "+326 (n/a)" from zero. Both are worked out from
+/// the figures as shown (an amount rounded to the currency's places), so
+/// that the difference is the one a reader computes from them.
 fn format_change(previous: Decimal, current: Decimal, unit: &Unit<'_>) -> Change {
+    let (previous, current) = match unit {
+        Unit::Count => (previous, current),
+        Unit::Money { places, .. } => (rounded(previous, *places), rounded(current, *places)),
+    };
     let Some(difference) = current.checked_sub(previous) else {
         return Change {
             difference: not_available(),
@@ -672,14 +687,21 @@ fn format_change(previous: Decimal, current: Decimal, unit: &Unit<'_>) -> Change
 }
 
 /// The change of a ratio in percentage points: "+0.40 pp", or "n/a" when
-/// either ratio is unknown.
+/// either ratio is unknown. It is the difference of the two percentages as
+/// shown (rounded to 2 places, [`format_percent`]), so that the three
+/// figures on a line agree: 2.5149 % and 3.0151 % are "2.51 %" and
+/// "3.02 %", a change of "+0.51 pp" (not the exact +0.5002).
 fn format_points_change(previous: Option<Decimal>, current: Option<Decimal>) -> Change {
+    let as_shown = |ratio: Decimal| {
+        ratio
+            .checked_mul(Decimal::ONE_HUNDRED)
+            .map(|percent| rounded(percent, PERCENT_PLACES))
+    };
     let difference = previous
         .zip(current)
-        .and_then(|(previous, current)| current.checked_sub(previous))
-        .and_then(|difference| difference.checked_mul(Decimal::ONE_HUNDRED))
+        .and_then(|(previous, current)| as_shown(current)?.checked_sub(as_shown(previous)?))
         .map_or_else(not_available, |points| {
-            format!("{} pp", format_signed(points, 2))
+            format!("{} pp", format_signed(points, PERCENT_PLACES))
         });
     Change {
         difference,
@@ -783,6 +805,33 @@ mod tests {
         assert_eq!(
             format_points_change(None, Some(dec("0.5"))).to_string(),
             "n/a"
+        );
+    }
+
+    #[test]
+    fn a_change_agrees_with_the_rounded_figures_beside_it() {
+        // 2.5149 % and 3.0151 % are shown as 2.51 % and 3.02 %; the exact
+        // change, 0.5002 pp, would show as +0.50 pp.
+        let (previous, current) = (dec("0.025149"), dec("0.030151"));
+        assert_eq!(format_percent(previous), "2.51 %");
+        assert_eq!(format_percent(current), "3.02 %");
+        assert_eq!(
+            format_points_change(Some(previous), Some(current)).to_string(),
+            "+0.51 pp"
+        );
+        // And downwards: 3.0149 % → 2.5151 % is 3.01 % → 2.52 %, -0.49 pp.
+        assert_eq!(
+            format_points_change(Some(dec("0.030149")), Some(dec("0.025151"))).to_string(),
+            "-0.49 pp"
+        );
+        // An amount with decimals: 10.5 and 20.4 VND show as 11 and 20.
+        let vnd = Unit::Money {
+            currency: "VND",
+            places: 0,
+        };
+        assert_eq!(
+            format_change(dec("10.5"), dec("20.4"), &vnd).difference,
+            "+9 VND"
         );
     }
 

@@ -19,6 +19,7 @@ pub mod preset;
 use std::time::{Duration, Instant};
 
 use crate::cli::connect::Conn;
+use crate::cli::output::{count, grouped};
 use anyhow::{Context, bail};
 use chrono::{Datelike, Days, NaiveDate};
 use clap::Args;
@@ -156,7 +157,9 @@ pub async fn run(server: &str, json: bool, args: SimulateArgs) -> anyhow::Result
             let t = model.tally;
             bar.set_message(format!(
                 "{day}  {} members, {} loans, {} meetings",
-                t.members, t.loans, t.sheets
+                count(t.members),
+                count(t.loans),
+                count(t.sheets)
             ));
         }
         day = day + Days::new(1);
@@ -362,7 +365,6 @@ async fn summary(
         );
     }
     let seconds = elapsed.as_secs_f64();
-    let rate = info.last_sequence as f64 / seconds.max(1e-9);
     if json {
         let figures: Vec<_> = years
             .iter()
@@ -395,35 +397,130 @@ async fn summary(
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
-        "simulated {} ({}) from {} to {end}, seed {seed}",
-        preset.branch_name, preset.name, preset.start
-    );
-    println!(
-        "{} entries in {seconds:.1} s ({rate:.0} entries/s): {} members, {} loans, {} collection sheets, {} write-offs",
-        info.last_sequence,
-        model.tally.members,
-        model.tally.loans,
-        model.tally.sheets,
-        model.tally.write_offs
-    );
-    println!(
-        "journal head: entry {} hash {}",
-        info.last_sequence, info.last_hash
-    );
-    for (year, t) in &years {
-        println!(
-            "{year}: {} loans, {} VND disbursed; savings {} VND at year end; {} of {} borrowers saving",
-            t.loans_disbursed,
-            t.amount_disbursed
+    let text = SummaryText {
+        preset,
+        seed,
+        end,
+        entries: info.last_sequence,
+        last_hash: &info.last_hash,
+        seconds,
+        tally: model.tally,
+        years: &years,
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// The summary a person reads at the end of a run.
+struct SummaryText<'a> {
+    preset: &'a preset::Preset,
+    seed: u64,
+    end: NaiveDate,
+    /// Entries in the journal (its head's sequence number).
+    entries: u64,
+    last_hash: &'a str,
+    seconds: f64,
+    tally: model::Tally,
+    /// Each year's figures, as the ledger computes them.
+    years: &'a [(i32, pb::PeriodTotals)],
+}
+
+impl std::fmt::Display for SummaryText<'_> {
+    /// Counts and amounts with grouped digits, as the CLI shows them; the
+    /// journal head's sequence number without, as `journal --from` takes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (preset, tally) = (self.preset, self.tally);
+        let rate = self.entries as f64 / self.seconds.max(1e-9);
+        writeln!(
+            f,
+            "simulated {} ({}) from {} to {}, seed {}",
+            preset.branch_name, preset.name, preset.start, self.end, self.seed
+        )?;
+        writeln!(
+            f,
+            "{} entries in {:.1} s ({} entries/s): {} members, {} loans, {} collection sheets, {} write-offs",
+            count(self.entries),
+            self.seconds,
+            count(rate.round() as u64),
+            count(tally.members),
+            count(tally.loans),
+            count(tally.sheets),
+            count(tally.write_offs)
+        )?;
+        writeln!(
+            f,
+            "journal head: entry {} hash {}",
+            self.entries, self.last_hash
+        )?;
+        let amount = |money: &Option<pb::Money>| {
+            money
                 .as_ref()
-                .map_or("0", |m| m.amount.as_str()),
-            t.savings_balance
-                .as_ref()
-                .map_or("0", |m| m.amount.as_str()),
-            t.borrowers_with_savings,
-            t.borrowers
+                .map_or("0".to_owned(), |m| grouped(&m.amount))
+        };
+        for (year, t) in self.years {
+            writeln!(
+                f,
+                "{year}: {} loans, {} VND disbursed; savings {} VND at year end; {} of {} borrowers saving",
+                count(t.loans_disbursed),
+                amount(&t.amount_disbursed),
+                amount(&t.savings_balance),
+                count(t.borrowers_with_savings),
+                count(t.borrowers)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn money(amount: &str) -> Option<pb::Money> {
+        Some(pb::Money {
+            amount: amount.to_owned(),
+            currency: "VND".to_owned(),
+        })
+    }
+
+    #[test]
+    fn the_summary_groups_counts_and_amounts_but_not_the_head_sequence() {
+        let preset = preset::preset("tym-thai-binh").expect("the preset");
+        let year = pb::PeriodTotals {
+            loans_disbursed: 2175,
+            amount_disbursed: money("71034500000"),
+            savings_balance: money("22104250000"),
+            borrowers: 5318,
+            borrowers_with_savings: 5318,
+            ..pb::PeriodTotals::default()
+        };
+        let text = SummaryText {
+            preset: &preset,
+            seed: 7,
+            end: preset.end,
+            entries: 123_456,
+            last_hash: "ab12",
+            seconds: 24.5,
+            tally: model::Tally {
+                members: 5_400,
+                loans: 6_100,
+                sheets: 15_000,
+                write_offs: 12,
+            },
+            years: &[(2023, year)],
+        }
+        .to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1],
+            "123,456 entries in 24.5 s (5,039 entries/s): 5,400 members, 6,100 loans, \
+             15,000 collection sheets, 12 write-offs"
+        );
+        assert_eq!(lines[2], "journal head: entry 123456 hash ab12");
+        assert_eq!(
+            lines[3],
+            "2023: 2,175 loans, 71,034,500,000 VND disbursed; savings 22,104,250,000 VND \
+             at year end; 5,318 of 5,318 borrowers saving"
         );
     }
-    Ok(())
 }

@@ -65,42 +65,50 @@ pub struct VerifyReport {
 impl fmt::Display for VerifyReport {
     /// What `mfi-ledger verify` prints: one line, then a note for each
     /// thing an auditor should know.
+    /// Counts have grouped digits, as the CLI shows them; entry sequence
+    /// numbers and tree sizes, which name an entry or a checkpoint, do not.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = |n: u64| crate::domain::money::grouped(&n.to_string());
         let seconds = self.elapsed.as_secs_f64().max(1e-9);
         write!(
             f,
-            "ok: {} entries verified in {:.3} s ({:.0} entries/s); last hash {}; stored state matches the replay at entry {}",
-            self.entries,
+            "ok: {} entries verified in {:.3} s ({} entries/s); last hash {}; stored state matches the replay at entry {}",
+            count(self.entries),
             seconds,
-            self.entries as f64 / seconds,
+            count((self.entries as f64 / seconds).round() as u64),
             hex::encode(self.last_hash),
             self.state_compared_at
         )?;
-        write!(f, "; {} access log records chain", self.access_records)?;
+        write!(
+            f,
+            "; {} access log records chain",
+            count(self.access_records)
+        )?;
         write!(
             f,
             "; Merkle tree recomputed: {} leaves of {} match, {} signed checkpoints verify",
-            self.tree.file_leaves,
+            count(self.tree.file_leaves),
             crate::store::tree_file::TREE_FILE_NAME,
-            self.tree.checkpoints
+            count(self.tree.checkpoints)
         )?;
         if self.tree.checkpoints > 0 {
             write!(f, " (latest of size {})", self.tree.latest_checkpoint)?;
         }
-        for (version, count) in &self.invariants_only {
+        for (version, entries) in &self.invariants_only {
             write!(
                 f,
-                "\nnote: {count} entries verified by their invariants only (encoding, sequence, hash chain, \
+                "\nnote: {} entries verified by their invariants only (encoding, sequence, hash chain, \
                  balance, request id and hash, and that each applies to the state before it), not re-decided: \
                  they name rules version {version}, newer than this build's rules ({RULES_VERSION_CURRENT}); \
-                 verify with a release that has rules version {version} to re-decide them"
+                 verify with a release that has rules version {version} to re-decide them",
+                count(*entries)
             )?;
         }
         if self.torn_tail_bytes > 0 {
             write!(
                 f,
                 "\nnote: {} bytes of a torn, never-acknowledged record at the journal's tail; the server cuts them off at its next start",
-                self.torn_tail_bytes
+                count(self.torn_tail_bytes)
             )?;
         }
         Ok(())
@@ -523,4 +531,44 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+
+    #[test]
+    fn the_report_groups_counts_but_not_sequence_numbers() {
+        let report = VerifyReport {
+            entries: 1_482_230,
+            last_hash: [0xab; 32],
+            state_compared_at: 1_400_000,
+            torn_tail_bytes: 4_096,
+            access_records: 12_345,
+            invariants_only: BTreeMap::new(),
+            tree: TreeReport {
+                file_leaves: 1_482_230,
+                checkpoints: 1_500,
+                latest_checkpoint: 1_482_000,
+                access_log_anchors: Vec::new(),
+            },
+            elapsed: Duration::from_secs(10),
+        };
+        let text = report.to_string();
+        assert!(
+            text.starts_with("ok: 1,482,230 entries verified in 10.000 s (148,223 entries/s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("matches the replay at entry 1400000;"),
+            "{text}"
+        );
+        assert!(text.contains("; 12,345 access log records chain"), "{text}");
+        assert!(
+            text.contains("1,482,230 leaves of merkle.tree match, 1,500 signed checkpoints"),
+            "{text}"
+        );
+        assert!(text.contains("(latest of size 1482000)"), "{text}");
+        assert!(text.contains("note: 4,096 bytes of a torn"), "{text}");
+    }
 }

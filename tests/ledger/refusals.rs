@@ -157,7 +157,7 @@ async fn a_payment_above_what_is_outstanding_is_refused() {
     assert!(
         status
             .message()
-            .contains("more than the 1005000 VND that pays loan TB-0001/L1 off on 2024-01-15"),
+            .contains("more than the 1,005,000 VND that pays loan TB-0001/L1 off on 2024-01-15"),
         "{}",
         status.message()
     );
@@ -180,7 +180,7 @@ async fn a_withdrawal_below_the_compulsory_minimum_is_refused() {
         .unwrap_err();
     assert_refused(&status, Code::FailedPrecondition, "amount");
     assert!(
-        status.message().contains("50000 VND required"),
+        status.message().contains("50,000 VND required"),
         "{}",
         status.message()
     );

@@ -207,7 +207,11 @@ async fn a_back_dated_withdrawal_keeps_the_minimum_required_today() {
         .await
         .unwrap_err();
     assert_refused(&status, Code::FailedPrecondition, "amount");
-    assert!(status.message().contains("80000"), "{}", status.message());
+    assert!(
+        status.message().contains("80,000 VND"),
+        "{}",
+        status.message()
+    );
     assert_eq!(books(&mut app, &["savings:TB-0001/C1"]).await, before);
     app.branch
         .withdraw_savings(withdraw("wd-ok", "520000"))
