@@ -129,7 +129,7 @@ async fn funding_moves_cash_and_the_source_line_and_the_books_stay_balanced() {
     assert_eq!(entry.command, "fund_branch");
     assert_eq!(
         entry.description,
-        "branch TB funded with 200000000 VND from capital"
+        "branch TB funded with 200,000,000 VND from capital"
     );
     let postings: Vec<(String, i32, &str)> = entry
         .postings
@@ -373,7 +373,7 @@ async fn bad_funding_is_refused_naming_the_field_and_writes_nothing() {
     assert!(
         refused
             .message()
-            .contains("holds from capital on 2024-02-01: 200000000 VND"),
+            .contains("holds from capital on 2024-02-01: 200,000,000 VND"),
         "{refused:?} should say what is held"
     );
     assert_eq!(books(&mut app, &accounts).await, before);
