@@ -586,15 +586,17 @@ async fn run_branch_report(
         std::fs::write(path, mfi_ledger::report::render_html(&report))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if client.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", mfi_ledger::report::render_table(&report));
-        if let Some(path) = &args.html {
-            println!("HTML report written to {}", path.display());
-        }
+    let mut text = mfi_ledger::report::render_table(&report);
+    if let Some(path) = &args.html {
+        text += &format!("HTML report written to {}\n", path.display());
     }
-    Ok(())
+    // Printed as every client command prints: a reader that stops early
+    // (`| head`) ends the output, not the process with a panic.
+    cli::Report {
+        text,
+        json: serde_json::to_value(&report)?,
+    }
+    .print(client.json)
 }
 
 async fn run_echo(args: EchoArgs) -> anyhow::Result<()> {
@@ -637,6 +639,9 @@ fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
         auditor_folder: args.checkpoints.as_deref(),
     };
     let report = mfi_ledger::verify::verify_with(&args.data, &evidence)?;
-    println!("{report}");
-    Ok(())
+    cli::Report {
+        text: report.to_string(),
+        json: serde_json::Value::Null,
+    }
+    .print(false)
 }

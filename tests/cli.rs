@@ -1739,3 +1739,23 @@ fn serve_reads_its_settings_from_a_config_file_and_flags_win() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("listne"), "{stderr}");
 }
+
+/// A reader that stops early (`verify … | head -c 0`) ends the output, not
+/// the process with a panic: `verify` and `report branch` print as every
+/// client command does.
+#[test]
+fn verify_into_a_closed_pipe_exits_cleanly() {
+    let mut server = Server::start();
+    server.kill();
+    let script = format!(
+        "{BIN} verify --data '{}' | head -c 0; exit ${{PIPESTATUS[0]}}",
+        server.data_dir().display()
+    );
+    let output = Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("run bash");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}\n{stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -25,7 +25,7 @@ mod backup;
 mod books;
 pub mod connect;
 pub(crate) mod output;
-pub use output::describe;
+pub use output::{Report, describe};
 mod portfolio;
 mod products;
 mod reads;
@@ -49,7 +49,6 @@ use self::args::{
     SavingsMoveArgs, SavingsProductArgs, TotalsArgs, TrancheArgs, WriteOffArgs,
 };
 use self::connect::WriteSession;
-use self::output::Report;
 
 /// Actor named in writes when neither `--actor` nor `$USER` is set.
 const DEFAULT_ACTOR: &str = "clerk";
