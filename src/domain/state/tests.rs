@@ -492,29 +492,12 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
             millions,
             day: d,
         } => {
-            let branch_id = id(BranchId::parse, "TB");
             let source = if capital {
                 FundingSource::Capital
             } else {
                 FundingSource::HeadOffice
             };
-            let amount = vnd(u64::from(millions) * 1_000_000);
-            let effective_date = Some(day(d));
-            if returned {
-                CommandBody::ReturnBranchFunding {
-                    branch_id,
-                    source,
-                    amount,
-                    effective_date,
-                }
-            } else {
-                CommandBody::FundBranch {
-                    branch_id,
-                    source,
-                    amount,
-                    effective_date,
-                }
-            }
+            fund(source, u64::from(millions), d, returned)
         }
         Step::Close { day: d } => CommandBody::ClosePeriod {
             branch_id: id(BranchId::parse, "TB"),
