@@ -9,7 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod checkpoint;
 pub mod cli;
-pub mod domain;
+pub use mfi_ledger_domain as domain;
 pub mod ledger;
 pub mod load;
 pub mod metrics;

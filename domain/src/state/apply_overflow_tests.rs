@@ -6,9 +6,9 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::domain::command::{Command, CommandBody, Money, SavingsKind};
-use crate::domain::entry::{Entry, Posting};
-use crate::domain::ids::{Actor, BranchId, CenterId, GroupId, MemberId, Name, RequestId};
+use crate::command::{Command, CommandBody, Money, SavingsKind};
+use crate::entry::{Entry, Posting};
+use crate::ids::{Actor, BranchId, CenterId, GroupId, MemberId, Name, RequestId};
 
 fn day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 1, 2).unwrap()
@@ -47,7 +47,7 @@ impl Books {
         };
         let context = ExecContext {
             recorded_at: Utc.with_ymd_and_hms(2024, 6, 1, 3, 0, 0).unwrap(),
-            rules_version: crate::domain::entry::RULES_VERSION_FIRST,
+            rules_version: crate::entry::RULES_VERSION_FIRST,
         };
         let lookup = |_: u64| Ok(None);
         self.state
@@ -72,7 +72,7 @@ impl Books {
                 branch_id: branch(),
                 name: name("Thái Bình"),
                 time_zone: TIME_ZONE_DEFAULT.into(),
-                currency: crate::domain::money::Currency::Vnd,
+                currency: crate::money::Currency::Vnd,
                 compulsory_savings_percent: Decimal::from(10),
                 opened_on: Some(day()),
             },

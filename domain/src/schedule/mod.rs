@@ -136,7 +136,7 @@ pub enum RoundingMode {
 pub struct InstallmentRounding {
     /// Installments are a multiple of this, e.g. 1 (whole dong), 1000, or
     /// 0.01; > 0 and a whole number of the currency's minor units.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub multiple: Decimal,
     /// How a value between two multiples is rounded.
     pub mode: RoundingMode,
@@ -146,10 +146,10 @@ pub struct InstallmentRounding {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoanTerms {
     /// Amount lent; must be > 0 with at most `currency_decimal_places` decimals.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub principal: Decimal,
     /// Nominal yearly rate in percent, `0 <= r <= 100`; 18 means 18% a year.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub annual_interest_rate_percent: Decimal,
     /// How interest is charged.
     pub interest_method: InterestMethod,
@@ -165,10 +165,10 @@ pub struct LoanTerms {
     /// How often installments fall due.
     pub frequency: RepaymentFrequency,
     /// Date the money is paid out: the start of the first period.
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub disbursed_on: NaiveDate,
     /// Due date of the first installment; after `disbursed_on`.
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub first_repayment_date: NaiveDate,
     /// How installments are rounded.
     pub rounding: InstallmentRounding,
@@ -189,17 +189,17 @@ pub struct Installment {
     /// 1-based position in the schedule.
     pub number: u32,
     /// Date the installment falls due.
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub due_date: NaiveDate,
     /// Part of the installment that repays principal.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub principal: Decimal,
     /// Part of the installment that pays interest.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub interest: Decimal,
     /// Fees due with the installment (set by the ledger from the product's
     /// fees; [`compute_schedule`] leaves it zero).
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub fee: Decimal,
 }
 

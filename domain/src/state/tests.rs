@@ -9,20 +9,20 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::domain::command::{
+use crate::command::{
     CollectionLine, Command, CommandBody, FundingSource, LoanSpec, LoanTermsInput, Money,
     SavingsKind,
 };
-use crate::domain::entry::{Entry, Side};
-use crate::domain::ids::{
+use crate::entry::{Entry, Side};
+use crate::ids::{
     Actor, BranchId, CenterId, FeeCode, GroupId, LoanId, MemberId, Name, ProductId, RequestId,
     SavingsAccountId,
 };
-use crate::domain::product::{
+use crate::product::{
     ALLOCATION_ORDER_DEFAULT, AllocationPart, ArrearsTolerance, CompulsorySavings, Fee, FeeAmount,
     FeeCollection, LoanApplication, ProductRules,
 };
-use crate::domain::schedule::{
+use crate::schedule::{
     Amortization, InstallmentBasis, InstallmentRounding, InterestMethod, InterestPeriod,
     RepaymentFrequency, RoundingMode,
 };
@@ -398,9 +398,9 @@ fn setup() -> Vec<CommandBody> {
             product_id: id(ProductId::parse, product),
             name: name(product),
             kind,
-            rules: crate::domain::savings_interest::SavingsInterestRules {
+            rules: crate::savings_interest::SavingsInterestRules {
                 annual_rate_percent: Decimal::from(rate),
-                posting: crate::domain::savings_interest::PostingFrequency::Monthly,
+                posting: crate::savings_interest::PostingFrequency::Monthly,
                 rounding: InstallmentRounding {
                     multiple: Decimal::ONE,
                     mode: RoundingMode::HalfEven,
@@ -482,7 +482,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
         },
         Step::Interest { month } => CommandBody::PostSavingsInterest {
             branch_id: id(BranchId::parse, "TB"),
-            period_end: crate::domain::savings_interest::PostingFrequency::Monthly
+            period_end: crate::savings_interest::PostingFrequency::Monthly
                 .period_of(NaiveDate::from_ymd_opt(2023, month, 1).unwrap())
                 .1,
         },
@@ -666,7 +666,7 @@ fn run(
 ) {
     let context = ExecContext {
         recorded_at: Utc.with_ymd_and_hms(2024, 6, 30, 3, 0, 0).unwrap(),
-        rules_version: crate::domain::entry::RULES_VERSION_FIRST,
+        rules_version: crate::entry::RULES_VERSION_FIRST,
     };
     // The writer's copy: `state` is fed what applying each entry to it
     // wrote, as the read side is (the replay checks compare it with `apply`).
@@ -886,7 +886,7 @@ proptest! {
     /// entries dated on or before d; and debits equal credits on every date.
     #[test]
     fn figures_as_of_a_sequence_or_a_date_equal_the_live_and_recomputed_ones(steps in proptest::collection::vec(step(), 1..60)) {
-        use crate::domain::books::{AsOf, Line};
+        use crate::books::{AsOf, Line};
         let tb = id(BranchId::parse, "TB");
         let mut state = LedgerState::new();
         let mut records = BTreeMap::new();
@@ -1013,7 +1013,7 @@ proptest! {
     /// by exactly the year's result.
     #[test]
     fn closed_figures_never_change(steps in proptest::collection::vec(step(), 1..70), close_at in 0..70usize, year_end: bool) {
-        use crate::domain::books::{AsOf, Line, Section};
+        use crate::books::{AsOf, Line, Section};
         let tb = id(BranchId::parse, "TB");
         let mut state = LedgerState::new();
         let mut records = BTreeMap::new();
@@ -1040,7 +1040,7 @@ proptest! {
                 // The year's result, as the income statement shows it, went to retained earnings.
                 let year = state.books().income_statement(Some(&tb), through.with_ordinal(1).unwrap(), through);
                 let retained = state.books().line(&tb, &Line::RetainedEarnings, AsOf::Latest);
-                prop_assert_eq!(retained.on_normal_side(crate::domain::account::AccountKind::Equity) - retained_before.on_normal_side(crate::domain::account::AccountKind::Equity), year.result);
+                prop_assert_eq!(retained.on_normal_side(crate::account::AccountKind::Equity) - retained_before.on_normal_side(crate::account::AccountKind::Equity), year.result);
                 for (line, balance) in state.books().lines(Some(&tb), AsOf::Date(through)) {
                     if matches!(line.section(), Section::Income | Section::Expenses) {
                         prop_assert_eq!(balance.debits, balance.credits, "{} after the close", line);
@@ -1080,7 +1080,7 @@ fn decide(
 ) -> Result<EntryBody, DomainError> {
     let context = ExecContext {
         recorded_at: Utc.with_ymd_and_hms(2024, 6, 30, 3, 0, 0).unwrap(),
-        rules_version: crate::domain::entry::RULES_VERSION_FIRST,
+        rules_version: crate::entry::RULES_VERSION_FIRST,
     };
     let command = Command {
         request_id: RequestId::parse("r", "decide").unwrap(),
@@ -1130,7 +1130,7 @@ fn fund(source: FundingSource, millions: u64, d: u32, returned: bool) -> Command
 /// was partly given back; bad input is refused naming the field.
 #[test]
 fn funding_moves_cash_and_its_source_and_never_gives_back_more_than_was_given() {
-    use crate::domain::books::{AsOf, Line};
+    use crate::books::{AsOf, Line};
     let tb = id(BranchId::parse, "TB");
     let million = |m: i64| Decimal::from(m * 1_000_000);
     let mut state = LedgerState::new();

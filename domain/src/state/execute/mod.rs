@@ -8,22 +8,22 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::domain::access::{APPROVAL_WAIT_DAYS, AccessCommand, Action};
-use crate::domain::books::Line;
-use crate::domain::command::{
+use crate::access::{APPROVAL_WAIT_DAYS, AccessCommand, Action};
+use crate::books::Line;
+use crate::command::{
     COLLECTION_LINES_MAX, CollectionLine, FundingSource, LoanSpec, check_date, check_len,
 };
-use crate::domain::entry::{
+use crate::entry::{
     Attribution, ENTRY_BYTES_MAX, FeeCharge, LineOutcome, RULES_VERSION_ACCESS, Repayment,
     SavingsAmount, Side,
 };
-use crate::domain::error::echo;
-use crate::domain::ids::FeeCode;
-use crate::domain::product::{CompulsorySavings, FeeCollection, ProductRules};
-use crate::domain::schedule::{
+use crate::error::echo;
+use crate::ids::FeeCode;
+use crate::product::{CompulsorySavings, FeeCollection, ProductRules};
+use crate::schedule::{
     Amortization, InstallmentBasis, InstallmentRounding, InterestPeriod, RoundingMode,
 };
-use crate::domain::totals::{fees_overflow, too_large};
+use crate::totals::{fees_overflow, too_large};
 
 mod books;
 mod collection;
@@ -513,7 +513,7 @@ impl LedgerState {
 }
 
 /// The action a command needs; `None` for access commands, which
-/// [`crate::domain::access::Access::decide`] checks.
+/// [`crate::access::Access::decide`] checks.
 pub fn action_of(body: &CommandBody) -> Option<Action> {
     Some(match body {
         CommandBody::CreateBranch { .. }
@@ -578,7 +578,7 @@ impl Postings {
 fn check_entry_size(body: &EntryBody) -> Result<(), DomainError> {
     // The canonical bytes are the version byte, the rules version, then the
     // postcard encoding of the body.
-    let header = 1 + std::mem::size_of::<crate::domain::entry::RulesVersion>();
+    let header = 1 + std::mem::size_of::<crate::entry::RulesVersion>();
     let len = postcard::serialize_with_flavor(body, postcard::ser_flavors::Size::default())
         .map_or(usize::MAX, |len: usize| len.saturating_add(header));
     if len <= ENTRY_BYTES_MAX {

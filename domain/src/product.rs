@@ -54,9 +54,9 @@ pub const ALLOCATION_ORDER_DEFAULT: [AllocationPart; 4] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FeeAmount {
     /// A fixed amount in the product's currency.
-    Fixed(#[serde(with = "crate::domain::codec::decimal")] Decimal),
+    Fixed(#[serde(with = "crate::codec::decimal")] Decimal),
     /// A share of the principal disbursed, in percent.
-    PercentOfPrincipal(#[serde(with = "crate::domain::codec::decimal")] Decimal),
+    PercentOfPrincipal(#[serde(with = "crate::codec::decimal")] Decimal),
 }
 
 /// When a fee is collected.
@@ -105,10 +105,10 @@ pub enum CompulsorySavings {
     /// Nothing.
     None,
     /// A share of the outstanding principal, in percent.
-    PercentOfPrincipal(#[serde(with = "crate::domain::codec::decimal")] Decimal),
+    PercentOfPrincipal(#[serde(with = "crate::codec::decimal")] Decimal),
     /// A fixed deposit with every installment: the balance may not fall below
     /// this amount times the installments due so far.
-    FixedPerInstallment(#[serde(with = "crate::domain::codec::decimal")] Decimal),
+    FixedPerInstallment(#[serde(with = "crate::codec::decimal")] Decimal),
 }
 
 /// When a loan counts as in arrears.
@@ -118,7 +118,7 @@ pub struct ArrearsTolerance {
     /// than this many days overdue.
     pub days: u32,
     /// Nor while the overdue amount is at most this.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub amount: Decimal,
 }
 
@@ -130,16 +130,16 @@ pub struct ProductRules {
     /// Currency of its loans.
     pub currency: Currency,
     /// Smallest principal a loan (all its tranches) may have.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub principal_min: Decimal,
     /// Largest principal a loan (all its tranches) may have.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub principal_max: Decimal,
     /// Lowest annual rate in percent.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub rate_min: Decimal,
     /// Highest annual rate in percent.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub rate_max: Decimal,
     /// Flat or declining balance.
     pub interest_method: InterestMethod,
@@ -186,7 +186,7 @@ pub struct ProductVersion {
     /// 1 for the first definition, then one more per change.
     pub version: u32,
     /// Date from which loans disbursed use it (the entry's effective date).
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub effective_from: NaiveDate,
     /// Its rules.
     pub rules: ProductRules,
@@ -199,36 +199,36 @@ pub struct SavingsProductVersion {
     /// The product.
     pub id: ProductId,
     /// Its name.
-    pub name: crate::domain::ids::Name,
+    pub name: crate::ids::Name,
     /// The kind of savings it covers (fixed at version 1).
-    pub kind: crate::domain::command::SavingsKind,
+    pub kind: crate::command::SavingsKind,
     /// 1 for the first definition, then one more per change.
     pub version: u32,
     /// First day its rate applies (the entry's effective date).
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub effective_from: NaiveDate,
     /// Rate, posting frequency and rounding.
-    pub rules: crate::domain::savings_interest::SavingsInterestRules,
+    pub rules: crate::savings_interest::SavingsInterestRules,
 }
 
 /// A loan application against a product.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoanApplication {
     /// First (or only) disbursement.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub principal: Decimal,
     /// Currency the client named for the amounts; `None` means the product's.
     pub currency: Option<Currency>,
     /// Total the loan may reach through tranches; `None` means `principal`.
-    #[serde(with = "crate::domain::codec::decimal_option")]
+    #[serde(with = "crate::codec::decimal_option")]
     pub approved_principal: Option<Decimal>,
     /// Annual rate in percent; `None` only when the product has one rate.
-    #[serde(with = "crate::domain::codec::decimal_option")]
+    #[serde(with = "crate::codec::decimal_option")]
     pub annual_interest_rate_percent: Option<Decimal>,
     /// Number of installments; `None` means the product's default.
     pub installment_count: Option<u32>,
     /// Due date of the first installment.
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub first_repayment_date: NaiveDate,
 }
 
@@ -483,7 +483,7 @@ impl ProductRules {
     ) -> Result<LoanTerms, DomainError> {
         let currency = self.currency;
         let named = |field: &str, amount: Decimal| {
-            crate::domain::command::Money {
+            crate::command::Money {
                 amount,
                 currency: application.currency,
             }

@@ -23,14 +23,14 @@ use proptest::prelude::*;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::*;
-use crate::domain::command::{Command, CommandBody, LoanSpec, Money, SavingsKind};
-use crate::domain::entry::{Entry, FeeCharge, Side};
-use crate::domain::ids::{Actor, CenterId, FeeCode, GroupId, Name, RequestId};
-use crate::domain::product::{
+use crate::command::{Command, CommandBody, LoanSpec, Money, SavingsKind};
+use crate::entry::{Entry, FeeCharge, Side};
+use crate::ids::{Actor, CenterId, FeeCode, GroupId, Name, RequestId};
+use crate::product::{
     AllocationPart, ArrearsTolerance, CompulsorySavings, Fee, FeeAmount, FeeCollection,
     LoanApplication, ProductRules,
 };
-use crate::domain::schedule::{
+use crate::schedule::{
     Amortization, InstallmentBasis, InstallmentRounding, InterestMethod, InterestPeriod,
     RepaymentFrequency, RoundingMode,
 };
@@ -70,7 +70,7 @@ fn opened_on() -> NaiveDate {
 fn context() -> ExecContext {
     ExecContext {
         recorded_at: Utc.with_ymd_and_hms(2100, 1, 1, 3, 0, 0).unwrap(),
-        rules_version: crate::domain::entry::RULES_VERSION_FIRST,
+        rules_version: crate::entry::RULES_VERSION_FIRST,
     }
 }
 
@@ -954,7 +954,7 @@ fn check_loan(ledger: &Ledger) -> Result<(), TestCaseError> {
 /// in the allocation order: the reference [`Loan::overdue_on`] is checked
 /// against (its quick paths skip the split where it cannot matter).
 fn overdue_split_by_parts(loan: &Loan, date: NaiveDate) -> Arrears {
-    use crate::domain::product::AllocationPart;
+    use crate::product::AllocationPart;
     let mut arrears = Arrears {
         principal_outstanding: loan.principal_on(date).unwrap(),
         ..Arrears::default()
@@ -1536,7 +1536,7 @@ fn plain_rules() -> ProductRules {
             days: 0,
             amount: Decimal::ZERO,
         },
-        allocation_order: crate::domain::product::ALLOCATION_ORDER_DEFAULT,
+        allocation_order: crate::product::ALLOCATION_ORDER_DEFAULT,
         fees: Vec::new(),
         tranches_max: 1,
     }
@@ -1801,11 +1801,8 @@ fn what_one_entry_wrote_is_refused_for_another() {
     let mut copy = ledger.state.clone();
     let mut mirror = ledger.state.clone();
     let deposit = |amount: i64| CommandBody::DepositSavings {
-        account_id: crate::domain::ids::SavingsAccountId::parse(
-            "a",
-            &format!("{}/C1", member_id()),
-        )
-        .unwrap(),
+        account_id: crate::ids::SavingsAccountId::parse("a", &format!("{}/C1", member_id()))
+            .unwrap(),
         amount: Money {
             amount: Decimal::from(amount),
             currency: None,

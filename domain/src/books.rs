@@ -32,9 +32,9 @@ pub use chart::{Chart, GlAccount};
 /// Debits and credits posted to one account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub debits: Decimal,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub credits: Decimal,
 }
 
@@ -460,7 +460,7 @@ pub struct PostingBucket {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketPosting {
     pub sequence: u64,
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub date: NaiveDate,
     pub posted: Balance,
 }

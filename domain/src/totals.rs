@@ -29,31 +29,31 @@ pub struct DayTotals {
     /// Loans disbursed, less disbursements reversed.
     pub loans_disbursed: i64,
     /// Principal disbursed, less disbursements reversed.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub amount_disbursed: Decimal,
     /// Principal repaid, less repayments reversed.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub principal_collected: Decimal,
     /// Interest repaid, less repayments reversed.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub interest_collected: Decimal,
     /// Fees collected (deducted at disbursement or paid with installments).
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub fees_collected: Decimal,
     /// Of `fees_collected`, the fees deducted from a disbursement or tranche.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub fees_withheld: Decimal,
     /// Principal written off, less write-offs reversed.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub written_off: Decimal,
     /// Collected on written-off loans.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub recovered: Decimal,
     /// Change of all savings balances.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub savings_change: Decimal,
     /// Change of principal outstanding.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub portfolio_change: Decimal,
     /// Change in the number of members with principal outstanding.
     pub borrowers_change: i64,
@@ -63,19 +63,19 @@ pub struct DayTotals {
     pub loans_active_change: i64,
     /// Change of the outstanding principal of loans with any part of an
     /// installment unpaid more than 1, 30 and 90 days (standard PAR, no tolerance).
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub par1_change: Decimal,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub par30_change: Decimal,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub par90_change: Decimal,
     /// Change in the number of loans in arrears under their product's tolerance.
     pub loans_in_arrears_change: i64,
     /// Installments falling due on the day (principal, interest, fees).
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub due: Decimal,
     /// Of `due`, what was paid by the day.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub paid_on_time: Decimal,
     /// Loans first disbursed on the day, by product (none: outside the
     /// catalogue), less disbursements reversed.
@@ -88,7 +88,7 @@ pub struct ProductDay {
     /// Loans disbursed.
     pub loans: i64,
     /// Principal of their first disbursements.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub amount: Decimal,
 }
 
@@ -474,7 +474,7 @@ impl Period {
     /// previous month, or as many days just before a range.
     ///
     /// ```
-    /// use mfi_ledger::domain::totals::Period;
+    /// use mfi_ledger_domain::totals::Period;
     ///
     /// let march = Period::Range { from: "2023-03-01".parse().unwrap(), to: "2023-03-31".parse().unwrap() };
     /// let (from, to) = march.previous().unwrap().bounds().unwrap();
@@ -528,7 +528,7 @@ impl Period {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BorrowerStep {
     /// Effective date of the change.
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub date: NaiveDate,
     /// +1 when she becomes a borrower, -1 when she stops.
     pub borrower: i64,

@@ -160,7 +160,7 @@ impl LedgerState {
         sequence: u64,
         lookup: &mut dyn FnMut(u64) -> Result<EntryBody, String>,
     ) -> Result<MemberView, DomainError> {
-        let at = crate::domain::books::AsOf::Sequence(sequence);
+        let at = crate::books::AsOf::Sequence(sequence);
         self.check_sequence("as_of_sequence", sequence)?;
         let member = self.find_member("member_id", id)?;
         if member.registered > sequence {
@@ -608,13 +608,9 @@ impl LedgerState {
     }
 
     /// Refuses a sequence past the last entry (or 0), naming `field`.
-    pub fn check_as_of(
-        &self,
-        field: &str,
-        as_of: crate::domain::books::AsOf,
-    ) -> Result<(), DomainError> {
+    pub fn check_as_of(&self, field: &str, as_of: crate::books::AsOf) -> Result<(), DomainError> {
         match as_of {
-            crate::domain::books::AsOf::Sequence(sequence) => {
+            crate::books::AsOf::Sequence(sequence) => {
                 self.check_sequence(&format!("{field}.sequence"), sequence)
             }
             _ => Ok(()),
@@ -636,9 +632,9 @@ impl LedgerState {
     }
 
     /// The sequence number a figure as of `as_of` reflects.
-    pub fn reflects(&self, as_of: crate::domain::books::AsOf) -> u64 {
+    pub fn reflects(&self, as_of: crate::books::AsOf) -> u64 {
         match as_of {
-            crate::domain::books::AsOf::Sequence(sequence) => sequence,
+            crate::books::AsOf::Sequence(sequence) => sequence,
             _ => self.last_sequence,
         }
     }

@@ -141,7 +141,7 @@ pub fn parse_decimal(
 /// malformed, or with more decimal places than the currency has.
 ///
 /// ```
-/// use mfi_ledger::domain::money::{Currency, parse_amount};
+/// use mfi_ledger_domain::money::{Currency, parse_amount};
 ///
 /// assert_eq!(parse_amount("amount", "150000", Currency::Vnd).unwrap().to_string(), "150000");
 /// // Equal amounts are equal values: "2.50" is 2.5.

@@ -115,7 +115,7 @@ impl Chart {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ids::FeeCode;
+    use crate::ids::FeeCode;
 
     #[test]
     fn the_default_chart_names_every_line() {

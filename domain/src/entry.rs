@@ -103,7 +103,7 @@ pub struct Posting {
     /// Debit or credit.
     pub side: Side,
     /// Positive, normalised amount.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub amount: Decimal,
 }
 
@@ -133,13 +133,13 @@ pub struct InstallmentPayment {
     /// 1-based installment number.
     pub number: u32,
     /// Fees paid on it.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub fee: Decimal,
     /// Interest paid on it.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub interest: Decimal,
     /// Principal paid on it.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub principal: Decimal,
 }
 
@@ -156,7 +156,7 @@ pub struct FeeCharge {
     /// Which fee; its income account is `fee-income:BRANCH/CODE`.
     pub code: FeeCode,
     /// How much.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub amount: Decimal,
     /// Deducted at disbursement or due with the next installment.
     pub collection: FeeCollection,
@@ -180,15 +180,15 @@ pub struct Repayment {
     /// What it paid on each installment, oldest first.
     pub payments: Vec<InstallmentPayment>,
     /// Principal paid ahead of the schedule.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub prepaid: Decimal,
     /// The installments recomputed because principal was paid ahead.
     pub recast: Option<Recast>,
     /// Collected on a written-off loan (recovery income).
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub recovery: Decimal,
     /// Principal outstanding after the payment.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub principal_outstanding_after: Decimal,
     /// True when it repaid the loan in full.
     pub closed: bool,
@@ -236,7 +236,7 @@ pub struct SavingsAmount {
     /// The account.
     pub account: SavingsAccountId,
     /// The amount (a deposit's amount, or a balance).
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub amount: Decimal,
 }
 
@@ -256,31 +256,31 @@ pub enum Undo {
     /// A deposit of `amount` into `account`.
     Deposit {
         account: SavingsAccountId,
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         amount: Decimal,
     },
     /// A withdrawal of `amount` from `account`.
     Withdrawal {
         account: SavingsAccountId,
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         amount: Decimal,
     },
     /// A loan's disbursement: the loan is cancelled.
     Disbursement {
         loan: LoanId,
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         principal: Decimal,
         /// Fees deducted at disbursement.
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         fees: Decimal,
     },
     /// A tranche: the principal and the schedule as they were.
     Tranche {
         loan: LoanId,
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         amount: Decimal,
         /// Fees deducted at disbursement.
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         fees: Decimal,
         recast: Recast,
     },
@@ -289,7 +289,7 @@ pub enum Undo {
     /// A write-off: the loan is active again.
     WriteOff {
         loan: LoanId,
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         principal: Decimal,
     },
     /// A collection sheet: its repayments, and its deposits (account, amount).
@@ -302,7 +302,7 @@ pub enum Undo {
     /// the end, so older entries decode unchanged.
     Funding {
         source: FundingSource,
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         amount: Decimal,
         returned: bool,
     },
@@ -323,7 +323,7 @@ pub enum Outcome {
     /// A deposit or withdrawal, with the account's balance after it.
     SavingsMoved {
         account: SavingsAccountId,
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         balance_after: Decimal,
     },
     /// A loan disbursed, with its id, resolved terms, rules and schedule.
@@ -332,7 +332,7 @@ pub enum Outcome {
         product: Option<(ProductId, u32)>,
         terms: LoanTerms,
         policy: LoanPolicy,
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         approved_principal: Decimal,
         currency: Currency,
         fees: Vec<FeeCharge>,
@@ -349,7 +349,7 @@ pub enum Outcome {
     /// A loan's outstanding principal written off.
     WrittenOff {
         loan: LoanId,
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         principal: Decimal,
     },
     /// A collection sheet, line by line.
@@ -366,14 +366,14 @@ pub enum Outcome {
     /// carried the year's income and expenses into retained earnings (the
     /// entry's postings).
     PeriodClosed {
-        #[serde(with = "crate::domain::codec::date")]
+        #[serde(with = "crate::codec::date")]
         through: NaiveDate,
         carried: bool,
     },
     /// A branch's books reopened: closed through `closed_through` now
     /// (the day before the reopened date), or not at all.
     PeriodReopened {
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         closed_through: Option<NaiveDate>,
     },
     /// Interest posted to savings accounts for the period ending on the
@@ -389,7 +389,7 @@ pub enum Outcome {
     /// source account's balance, every entry so far counted).
     FundingMoved {
         source: FundingSource,
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         balance_after: Decimal,
     },
 }
@@ -405,7 +405,7 @@ pub struct EntryBody {
     /// Gap-free, from 1.
     pub sequence: u64,
     /// Business date in the branch's time zone.
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub effective_date: NaiveDate,
     /// When recorded, microseconds since the Unix epoch, UTC.
     pub recorded_at_micros: i64,
@@ -706,7 +706,7 @@ pub const ENTRY_BYTES_MAX: usize = 960 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ids::Name;
+    use crate::ids::Name;
 
     fn body(amount: i64) -> EntryBody {
         EntryBody {

@@ -139,7 +139,7 @@ fn days_in_month(year: i32, month: u32) -> u32 {
 pub struct SavingsInterestRules {
     /// Nominal yearly rate in percent, `0 <= r <= 100`; 5 means 5% a year,
     /// counted on 365 days whatever the year's length.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub annual_rate_percent: Decimal,
     /// When interest is posted: the end of each period.
     pub posting: PostingFrequency,
@@ -286,7 +286,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::domain::schedule::RoundingMode;
+    use crate::schedule::RoundingMode;
 
     fn dec(text: &str) -> Decimal {
         text.parse().unwrap()

@@ -67,9 +67,9 @@ pub struct Branch {
     /// Currency of every amount in the branch's books.
     pub currency: Currency,
     /// Share of outstanding principal a borrower keeps in compulsory savings.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub compulsory_savings_percent: Decimal,
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub opened_on: NaiveDate,
     /// The books are closed through this date, by this entry: no entry may
     /// be dated on or before it.
@@ -83,7 +83,7 @@ pub struct Branch {
 /// How far a branch's books are closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Closed {
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub through: NaiveDate,
     /// The entry that closed them.
     pub by: u64,
@@ -124,7 +124,7 @@ pub struct Center {
     pub id: CenterId,
     pub branch: BranchId,
     pub name: Name,
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub opened_on: NaiveDate,
 }
 
@@ -135,7 +135,7 @@ pub struct Group {
     pub center: CenterId,
     pub branch: BranchId,
     pub name: Name,
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub opened_on: NaiveDate,
 }
 
@@ -147,7 +147,7 @@ pub struct Member {
     pub group: GroupId,
     pub center: CenterId,
     pub branch: BranchId,
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub joined_on: NaiveDate,
     /// The entry that registered her.
     pub registered: u64,
@@ -169,13 +169,13 @@ pub struct SavingsAccount {
     pub member: MemberId,
     pub branch: BranchId,
     pub kind: SavingsKind,
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub opened_on: NaiveDate,
     /// The entry that opened it.
     pub opened: u64,
     /// Net change of the balance by effective date, so that a back-dated
     /// withdrawal or reversal can be checked against every later balance.
-    #[serde(with = "crate::domain::codec::date_decimal_map")]
+    #[serde(with = "crate::codec::date_decimal_map")]
     pub changes: BTreeMap<NaiveDate, Decimal>,
 }
 
@@ -226,11 +226,11 @@ pub enum LoanStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstallmentState {
     pub due: Installment,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub principal_paid: Decimal,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub interest_paid: Decimal,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub fee_paid: Decimal,
 }
 
@@ -286,50 +286,50 @@ pub struct Loan {
     pub policy: LoanPolicy,
     /// Terms of the first disbursement.
     pub terms: LoanTerms,
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub disbursed_on: NaiveDate,
     /// Most the loan's tranches may add up to.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub approved_principal: Decimal,
     pub status: LoanStatus,
     pub installments: Vec<InstallmentState>,
     /// Date of the latest transaction on the loan: they are entered in date
     /// order so that allocation follows the calendar.
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub last_repayment_on: NaiveDate,
     /// Principal outstanding changes by effective date (portfolio, borrowers).
-    #[serde(with = "crate::domain::codec::date_decimal_map")]
+    #[serde(with = "crate::codec::date_decimal_map")]
     pub principal_changes: BTreeMap<NaiveDate, Decimal>,
     /// Amounts paid on scheduled installments by effective date (arrears as of a date).
-    #[serde(with = "crate::domain::codec::date_decimal_map")]
+    #[serde(with = "crate::codec::date_decimal_map")]
     pub paid_changes: BTreeMap<NaiveDate, Decimal>,
     /// Sum of the installments' unpaid principal, kept as they change.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub principal_unpaid: Decimal,
     /// Sum of the installments' unpaid interest, kept as they change.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub interest_unpaid: Decimal,
     /// Sum of the installments' unpaid fees, kept as they change.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub fee_unpaid: Decimal,
     /// Index of the first installment not fully paid (all before it are).
     pub first_unpaid: u32,
     /// Principal disbursed so far, all tranches.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub disbursed: Decimal,
     /// Tranches disbursed so far.
     pub tranches: u32,
     /// Principal repaid ahead of the schedule.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub principal_prepaid: Decimal,
     /// Principal written off (zero unless written off).
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub written_off: Decimal,
     /// Collected since the write-off.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub recovered: Decimal,
     /// Date it was closed or written off.
-    #[serde(with = "crate::domain::codec::date_option")]
+    #[serde(with = "crate::codec::date_option")]
     pub ended_on: Option<NaiveDate>,
     /// Entries that changed the loan and still stand, oldest first: only
     /// the last can be reversed.
@@ -420,7 +420,7 @@ pub struct LedgerState {
     /// Every version of every product, oldest first.
     products: BTreeMap<ProductId, Vec<ProductVersion>>,
     /// Every version of every savings product, oldest first.
-    savings_products: BTreeMap<ProductId, Vec<crate::domain::product::SavingsProductVersion>>,
+    savings_products: BTreeMap<ProductId, Vec<crate::product::SavingsProductVersion>>,
     balances: HashMap<AccountId, Balance>,
     /// Every account's and every general-ledger line's history, for
     /// figures as of a date or a sequence.
@@ -436,7 +436,7 @@ pub struct LedgerState {
     days: BTreeMap<BranchId, BTreeMap<NaiveDate, DayTotals>>,
     /// Each branch's days as they stood after any entry, for figures as of
     /// a sequence number.
-    day_log: crate::domain::day_log::DayLog,
+    day_log: crate::day_log::DayLog,
     /// Principals, roles and credentials: shared, so that the server can
     /// authenticate a call without taking the state's lock (an access
     /// command replaces it whole; access changes are rare and small).
@@ -561,14 +561,14 @@ impl LedgerState {
     pub fn savings_product_versions(
         &self,
         id: &ProductId,
-    ) -> Option<&[crate::domain::product::SavingsProductVersion]> {
+    ) -> Option<&[crate::product::SavingsProductVersion]> {
         self.savings_products.get(id).map(Vec::as_slice)
     }
 
     /// Every savings product's versions, by id.
     pub fn savings_products(
         &self,
-    ) -> impl Iterator<Item = &Vec<crate::domain::product::SavingsProductVersion>> {
+    ) -> impl Iterator<Item = &Vec<crate::product::SavingsProductVersion>> {
         self.savings_products.values()
     }
 
@@ -576,7 +576,7 @@ impl LedgerState {
     pub fn savings_product_of(
         &self,
         kind: SavingsKind,
-    ) -> Option<&[crate::domain::product::SavingsProductVersion]> {
+    ) -> Option<&[crate::product::SavingsProductVersion]> {
         self.savings_products
             .values()
             .find(|versions| versions.first().is_some_and(|v| v.kind == kind))
@@ -596,7 +596,7 @@ impl LedgerState {
     }
 
     /// Every branch's days as they stood after any entry.
-    pub fn day_log(&self) -> &crate::domain::day_log::DayLog {
+    pub fn day_log(&self) -> &crate::day_log::DayLog {
         &self.day_log
     }
 
@@ -623,7 +623,7 @@ impl LedgerState {
     /// Figures of one branch over `from..=to` as the books gave them right
     /// after entry `sequence` (`None`: now), before any later entry,
     /// back-dated ones included. O(days), now or as of an earlier entry
-    /// ([`crate::domain::day_log`]).
+    /// ([`crate::day_log`]).
     pub fn period_figures_at(
         &self,
         branch: &BranchId,
@@ -654,7 +654,7 @@ impl LedgerState {
         &self,
         branch: &BranchId,
         sequence: u64,
-    ) -> Result<crate::domain::day_log::Days, DomainError> {
+    ) -> Result<crate::day_log::Days, DomainError> {
         self.day_log
             .days_at(branch, sequence)
             .map_err(|message| DomainError::Precondition {

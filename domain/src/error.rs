@@ -18,7 +18,7 @@ pub const MESSAGE_BYTES_MAX: usize = 1024;
 /// [`ECHO_CHARS_MAX`] characters, its first ones followed by `…(N bytes)`.
 ///
 /// ```
-/// use mfi_ledger::domain::error::echo;
+/// use mfi_ledger_domain::error::echo;
 ///
 /// assert_eq!(echo("12a"), "\"12a\"");
 /// let long = "9".repeat(10_000);

@@ -17,10 +17,10 @@ use chrono::{Days, NaiveDate};
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::*;
-use crate::domain::entry::{FeeCharge, InstallmentPayment, Recast, Repayment};
-use crate::domain::product::{AllocationPart, Fee, FeeCollection};
-use crate::domain::schedule::{self, InterestMethod, ScheduleError};
-use crate::domain::totals::{Overflow, fees_overflow, minus, plus, sum, too_large};
+use crate::entry::{FeeCharge, InstallmentPayment, Recast, Repayment};
+use crate::product::{AllocationPart, Fee, FeeCollection};
+use crate::schedule::{self, InterestMethod, ScheduleError};
+use crate::totals::{Overflow, fees_overflow, minus, plus, sum, too_large};
 
 /// What paying a loan off on a date costs, part by part.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -14,10 +14,10 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::domain::access::{Access, PendingRequest, Stamp};
-use crate::domain::entry::{Recast, Repayment};
-use crate::domain::product::FeeCollection;
-use crate::domain::totals::{Overflow, ProductDay, minus, plus, sum};
+use crate::access::{Access, PendingRequest, Stamp};
+use crate::entry::{Recast, Repayment};
+use crate::product::FeeCollection;
+use crate::totals::{Overflow, ProductDay, minus, plus, sum};
 
 /// What applying one entry wrote into the state: the new value of every
 /// object the entry changed. A second copy of the state at the same head
@@ -144,7 +144,7 @@ impl LedgerState {
                 AccountId::Savings(id) => self.savings.get(id).map(|account| account.kind),
                 _ => None,
             };
-            let line = crate::domain::books::Line::of(&posting.account, savings);
+            let line = crate::books::Line::of(&posting.account, savings);
             self.books.post(
                 body.sequence,
                 body.effective_date,
@@ -156,7 +156,7 @@ impl LedgerState {
             self.changed.note(|| {
                 StateKey::Posting(
                     posting.account.clone(),
-                    body.sequence / crate::domain::books::POSTING_BUCKET,
+                    body.sequence / crate::books::POSTING_BUCKET,
                 )
             });
         }
@@ -171,7 +171,7 @@ impl LedgerState {
                 .filter(|p| !matches!(p.account, AccountId::RetainedEarnings(_)))
                 .map(|p| {
                     (
-                        crate::domain::books::Line::of(&p.account, None),
+                        crate::books::Line::of(&p.account, None),
                         Balance::of(p.side, p.amount),
                     )
                 })
@@ -257,7 +257,7 @@ struct Commit {
     center: Option<Center>,
     group: Option<Group>,
     product: Option<ProductVersion>,
-    savings_product: Option<crate::domain::product::SavingsProductVersion>,
+    savings_product: Option<crate::product::SavingsProductVersion>,
     members: Vec<Member>,
     savings: Vec<SavingsAccount>,
     /// Loans, and whether their schedule changed (their `Loan` record).
@@ -656,7 +656,7 @@ impl<'s> Stage<'s> {
                 },
                 Outcome::ProductDefined { version },
             ) => {
-                self.commit.savings_product = Some(crate::domain::product::SavingsProductVersion {
+                self.commit.savings_product = Some(crate::product::SavingsProductVersion {
                     id: product_id.clone(),
                     name: name.clone(),
                     kind: *kind,

@@ -56,7 +56,7 @@ impl LedgerState {
         &self,
         product_id: &ProductId,
         kind: SavingsKind,
-        rules: &crate::domain::savings_interest::SavingsInterestRules,
+        rules: &crate::savings_interest::SavingsInterestRules,
         effective_from: Option<NaiveDate>,
         context: ExecContext,
     ) -> Result<Decision, DomainError> {
@@ -119,7 +119,7 @@ impl LedgerState {
         period_end: NaiveDate,
         context: ExecContext,
     ) -> Result<Decision, DomainError> {
-        use crate::domain::savings_interest::{accrued_from, posted};
+        use crate::savings_interest::{accrued_from, posted};
         let branch = self.find_branch("branch_id", branch_id)?;
         let period_end = check_date("period_end", period_end)?;
         let today = today_in(&branch.time_zone, context.recorded_at);
@@ -187,10 +187,9 @@ impl LedgerState {
                 let now = self
                     .balance(&AccountId::Savings(account.id.clone()))
                     .on_normal_side(AccountKind::Liability);
-                let since_from = crate::domain::totals::sum(
-                    account.changes.range(from..).map(|(_, change)| *change),
-                )
-                .map_err(overflow)?;
+                let since_from =
+                    crate::totals::sum(account.changes.range(from..).map(|(_, change)| *change))
+                        .map_err(overflow)?;
                 let opening = checked_sub(now, since_from).map_err(|_| too_large("period_end"))?;
                 let mut earned = Decimal::ZERO;
                 for (i, version) in versions.iter().enumerate() {
@@ -202,7 +201,7 @@ impl LedgerState {
                     if since > until {
                         continue;
                     }
-                    let before_since = crate::domain::totals::sum(
+                    let before_since = crate::totals::sum(
                         account
                             .changes
                             .range(from..since)

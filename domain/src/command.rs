@@ -6,8 +6,8 @@
 //! except the request id, so a retry can be told from a different request.
 //!
 //! Every list a client controls has a bound here or beside its type
-//! ([`COLLECTION_LINES_MAX`], [`crate::domain::product::FEES_MAX`],
-//! [`crate::domain::product::TRANCHES_MAX`], 520 installments), and every
+//! ([`COLLECTION_LINES_MAX`], [`crate::product::FEES_MAX`],
+//! [`crate::product::TRANCHES_MAX`], 520 installments), and every
 //! date a command or query names lies in [`DATE_MIN`]`..=`[`DATE_MAX`].
 
 use chrono::NaiveDate;
@@ -70,7 +70,7 @@ pub fn check_len(
 pub struct Money {
     /// Positive, normalised; the ledger checks its decimal places against
     /// the currency of the books it goes into.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub amount: Decimal,
     /// The currency the client named; `None` means that of the books (the
     /// branch's, or the product's).
@@ -213,7 +213,7 @@ pub struct LoanTermsInput {
     /// Principal to disburse.
     pub principal: Money,
     /// Annual rate in percent, 0 to 100.
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     pub annual_interest_rate_percent: Decimal,
     /// Flat or declining balance.
     pub interest_method: InterestMethod,
@@ -222,10 +222,10 @@ pub struct LoanTermsInput {
     /// Weekly, fortnightly or monthly.
     pub frequency: RepaymentFrequency,
     /// Due date of the first installment.
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     pub first_repayment_date: NaiveDate,
     /// Installment rounding; `None` means the currency's unit.
-    #[serde(with = "crate::domain::codec::decimal_option")]
+    #[serde(with = "crate::codec::decimal_option")]
     pub rounding_multiple: Option<Decimal>,
 }
 
@@ -266,9 +266,9 @@ pub enum CommandBody {
         name: Name,
         time_zone: String,
         currency: Currency,
-        #[serde(with = "crate::domain::codec::decimal")]
+        #[serde(with = "crate::codec::decimal")]
         compulsory_savings_percent: Decimal,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         opened_on: Option<NaiveDate>,
     },
     /// Create a center in a branch.
@@ -276,7 +276,7 @@ pub enum CommandBody {
         center_id: CenterId,
         branch_id: BranchId,
         name: Name,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         opened_on: Option<NaiveDate>,
     },
     /// Create a group in a center.
@@ -284,7 +284,7 @@ pub enum CommandBody {
         group_id: GroupId,
         center_id: CenterId,
         name: Name,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         opened_on: Option<NaiveDate>,
     },
     /// Register a member in a group.
@@ -292,84 +292,84 @@ pub enum CommandBody {
         member_id: MemberId,
         full_name: Name,
         group_id: GroupId,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         joined_on: Option<NaiveDate>,
     },
     /// Open a savings account.
     OpenSavingsAccount {
         member_id: MemberId,
         kind: SavingsKind,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         opened_on: Option<NaiveDate>,
     },
     /// Deposit into savings.
     DepositSavings {
         account_id: SavingsAccountId,
         amount: Money,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
     /// Withdraw from savings.
     WithdrawSavings {
         account_id: SavingsAccountId,
         amount: Money,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
     /// Define a new loan product (version 1).
     CreateProduct {
         product_id: ProductId,
         rules: ProductRules,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         effective_from: Option<NaiveDate>,
     },
     /// Change a product: its next version.
     UpdateProduct {
         product_id: ProductId,
         rules: ProductRules,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         effective_from: Option<NaiveDate>,
     },
     /// Disburse a loan.
     DisburseLoan {
         member_id: MemberId,
         loan: LoanSpec,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         disbursed_on: Option<NaiveDate>,
     },
     /// Disburse a further tranche of a loan.
     DisburseTranche {
         loan_id: LoanId,
         amount: Money,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         disbursed_on: Option<NaiveDate>,
     },
     /// Write a loan's outstanding principal off to loan loss.
     WriteOffLoan {
         loan_id: LoanId,
         reason: Name,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
     /// A center meeting's repayments and deposits, all or nothing.
     RecordCollectionSheet {
         center_id: CenterId,
         lines: Vec<CollectionLine>,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         meeting_date: Option<NaiveDate>,
     },
     /// Repay a loan.
     RecordRepayment {
         loan_id: LoanId,
         amount: Money,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
     /// Reverse an earlier entry.
     ReverseEntry {
         sequence: u64,
         reason: Name,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
     /// Principals, roles and credentials (added after encoding version 3:
@@ -380,14 +380,14 @@ pub enum CommandBody {
     /// year's income and expenses into retained earnings, by the entry.
     ClosePeriod {
         branch_id: BranchId,
-        #[serde(with = "crate::domain::codec::date")]
+        #[serde(with = "crate::codec::date")]
         through: NaiveDate,
     },
     /// Reopen a branch's closed books from a date on (needs a second
     /// manager's approval): they stay closed through the day before.
     ReopenPeriod {
         branch_id: BranchId,
-        #[serde(with = "crate::domain::codec::date")]
+        #[serde(with = "crate::codec::date")]
         from: NaiveDate,
         reason: Name,
     },
@@ -398,15 +398,15 @@ pub enum CommandBody {
         product_id: ProductId,
         name: Name,
         kind: SavingsKind,
-        rules: crate::domain::savings_interest::SavingsInterestRules,
-        #[serde(with = "crate::domain::codec::date_option")]
+        rules: crate::savings_interest::SavingsInterestRules,
+        #[serde(with = "crate::codec::date_option")]
         effective_from: Option<NaiveDate>,
     },
     /// Post the interest a branch's savings accounts earned over the
     /// posting period ending on `period_end`, once per period.
     PostSavingsInterest {
         branch_id: BranchId,
-        #[serde(with = "crate::domain::codec::date")]
+        #[serde(with = "crate::codec::date")]
         period_end: NaiveDate,
     },
     /// Put money into a branch's cash from a funding source: cash debited,
@@ -415,7 +415,7 @@ pub enum CommandBody {
         branch_id: BranchId,
         source: FundingSource,
         amount: Money,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
     /// Give money of a branch's cash back to the source it came from: the
@@ -425,7 +425,7 @@ pub enum CommandBody {
         branch_id: BranchId,
         source: FundingSource,
         amount: Money,
-        #[serde(with = "crate::domain::codec::date_option")]
+        #[serde(with = "crate::codec::date_option")]
         effective_date: Option<NaiveDate>,
     },
 }

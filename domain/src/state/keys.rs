@@ -30,14 +30,14 @@ pub enum StateKey {
     /// rarely changed).
     Access,
     /// What the entries of one bucket of sequence numbers posted to one
-    /// account (the general ledger's history, [`crate::domain::books::POSTING_BUCKET`]
+    /// account (the general ledger's history, [`crate::books::POSTING_BUCKET`]
     /// entries a bucket).
     Posting(AccountId, u64),
     /// What a branch's year-end close on a date carried into retained earnings.
     Carry(BranchId, NaiveDate),
     /// A savings product's versions.
     SavingsProduct(ProductId),
-    /// One chunk of a branch's day log ([`crate::domain::day_log`]).
+    /// One chunk of a branch's day log ([`crate::day_log`]).
     DayChunk(BranchId, u64),
 }
 
@@ -265,7 +265,7 @@ impl LedgerState {
                 "state records without a format record (written before format {STATE_FORMAT})"
             ));
         }
-        state.books = crate::domain::books::Books::from_buckets(postings);
+        state.books = crate::books::Books::from_buckets(postings);
         for (branch, date, lines) in carries {
             state.books.note_carry(&branch, date, lines);
         }
@@ -338,8 +338,7 @@ impl LedgerState {
                 progress.restore(loan)?;
             }
             "savings-product" => {
-                let versions: Vec<crate::domain::product::SavingsProductVersion> =
-                    decode(key, value)?;
+                let versions: Vec<crate::product::SavingsProductVersion> = decode(key, value)?;
                 let id = ProductId::parse("key", rest).map_err(|e| e.to_string())?;
                 self.savings_products.insert(id, versions);
             }
@@ -384,9 +383,9 @@ struct LoanRecord {
     product: Option<(ProductId, u32)>,
     policy: LoanPolicy,
     terms: LoanTerms,
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     disbursed_on: NaiveDate,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     approved_principal: Decimal,
     schedule: Vec<Installment>,
 }
@@ -448,11 +447,11 @@ impl LoanRecord {
 #[derive(Serialize, Deserialize)]
 struct Paid {
     number: u32,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     principal: Decimal,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     interest: Decimal,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     fee: Decimal,
 }
 
@@ -462,30 +461,30 @@ struct Paid {
 #[derive(Serialize, Deserialize)]
 struct LoanProgress {
     status: LoanStatus,
-    #[serde(with = "crate::domain::codec::date")]
+    #[serde(with = "crate::codec::date")]
     last_repayment_on: NaiveDate,
-    #[serde(with = "crate::domain::codec::date_decimal_map")]
+    #[serde(with = "crate::codec::date_decimal_map")]
     principal_changes: BTreeMap<NaiveDate, Decimal>,
-    #[serde(with = "crate::domain::codec::date_decimal_map")]
+    #[serde(with = "crate::codec::date_decimal_map")]
     paid_changes: BTreeMap<NaiveDate, Decimal>,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     principal_unpaid: Decimal,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     interest_unpaid: Decimal,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     fee_unpaid: Decimal,
     first_unpaid: u32,
     paid_after_first_unpaid: Vec<Paid>,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     disbursed: Decimal,
     tranches: u32,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     principal_prepaid: Decimal,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     written_off: Decimal,
-    #[serde(with = "crate::domain::codec::decimal")]
+    #[serde(with = "crate::codec::decimal")]
     recovered: Decimal,
-    #[serde(with = "crate::domain::codec::date_option")]
+    #[serde(with = "crate::codec::date_option")]
     ended_on: Option<NaiveDate>,
     events: Vec<u64>,
     history: Vec<u64>,
