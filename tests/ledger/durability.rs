@@ -34,8 +34,9 @@ struct WatchedStore {
     events: Arc<Mutex<Vec<Event>>>,
     /// Pause before each barrier.
     delay: Duration,
-    /// Fail every append once the journal holds this many entries.
-    fail_after: Option<u64>,
+    /// Fail every append once the journal holds this many entries
+    /// (`u64::MAX`: never); a test may move it while the store serves.
+    fail_after: Arc<std::sync::atomic::AtomicU64>,
     /// Fail this many checkpoints of the state cache.
     failing_saves: std::sync::atomic::AtomicU32,
     /// When closed, appends wait here until it opens.
@@ -73,7 +74,7 @@ impl WatchedStore {
             inner: DiskStore::open(dir).unwrap(),
             events,
             delay: Duration::from_millis(3),
-            fail_after: None,
+            fail_after: Arc::new(u64::MAX.into()),
             failing_saves: std::sync::atomic::AtomicU32::new(0),
             gate: Arc::default(),
         }
@@ -84,10 +85,7 @@ impl Store for WatchedStore {
     fn append(&self, entries: &[Arc<Entry>]) -> Result<(), StoreError> {
         self.gate.pass();
         std::thread::sleep(self.delay);
-        if self
-            .fail_after
-            .is_some_and(|n| self.inner.last_sequence() >= n)
-        {
+        if self.inner.last_sequence() >= self.fail_after.load(Ordering::SeqCst) {
             let source = std::io::Error::other("disk on fire");
             return Err(StoreError::Io {
                 context: "fdatasync of the journal".into(),
@@ -359,10 +357,10 @@ async fn past_the_in_flight_bound_commands_are_refused_as_overloaded_and_nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_storage_fault_writes_stop_reads_go_on_and_a_restart_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
+    let store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
     // The access entries and the five of set-up, then the fault.
     let set_up_entries = crate::support::ACCESS_ENTRIES + 5;
-    store.fail_after = Some(set_up_entries);
+    store.fail_after.store(set_up_entries, Ordering::SeqCst);
     let ledger = Arc::new(
         Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap(),
     );
@@ -421,4 +419,84 @@ async fn a_failed_checkpoint_is_written_again_and_the_cache_still_matches_the_jo
     let entries = crate::support::ACCESS_ENTRIES + 25;
     assert_eq!(report.entries, entries);
     assert_eq!(report.state_compared_at, entries);
+}
+
+/// An operator follows a request from its log line to the store: the
+/// writer's span of the batch that held it follows from the call's span,
+/// names the last entry the batch made durable, and holds the storage fault
+/// when the journal's barrier fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_span_follows_from_its_call_and_holds_the_storage_fault() {
+    let seen = crate::span_capture::seen();
+    let dir = tempfile::tempdir().unwrap();
+    let store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
+    let fail_after = store.fail_after.clone();
+    let ledger = Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap();
+    let mut app = crate::support::serve_ledger(
+        Arc::new(ledger),
+        dir,
+        mfi_ledger::api::ServerLimits::default(),
+    )
+    .await;
+    app.branch_tb().await;
+    let account = app.member("TB-0001").await;
+    // Request ids no other test uses: the capture sees the whole binary.
+    let ok = format!("span-ok-{}", uuid::Uuid::new_v4());
+    let failing = format!("span-fault-{}", uuid::Uuid::new_v4());
+    let receipt = app
+        .deposit(&ok, &account, "50000", "2024-01-08")
+        .await
+        .unwrap()
+        .receipt
+        .unwrap();
+    fail_after.store(app.last_sequence().await, Ordering::SeqCst);
+    let refused = app
+        .deposit(&failing, &account, "50000", "2024-01-08")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Internal, "{refused:?}");
+    app.stop().await;
+
+    // The call's log line is in the call's span; find that span.
+    let seen = seen.lock().unwrap();
+    let call_of = |request_id: &str| -> u64 {
+        let lines: Vec<_> = seen.events_with("request_id", request_id).collect();
+        assert_eq!(lines.len(), 1, "one log line for {request_id}: {lines:?}");
+        let call = lines[0].scope[0];
+        assert_eq!(seen.span(call).name, "call");
+        assert_eq!(
+            seen.span(call).fields["rpc"],
+            "BranchService/DepositSavings"
+        );
+        call
+    };
+
+    // A durable write: its batch follows from its call and names its entry,
+    // the sequence its log line gives.
+    let call = call_of(&ok);
+    let line = seen.events_with("request_id", &ok).next().unwrap();
+    assert_eq!(line.fields["sequence"], receipt.sequence.to_string());
+    let batches = seen.following(call, "batch");
+    assert_eq!(batches.len(), 1, "one batch follows from the call");
+    assert_eq!(
+        seen.span(batches[0]).fields["last_sequence"],
+        receipt.sequence.to_string()
+    );
+
+    // A write the store failed: the writer's report of the fault is in the
+    // batch span that follows from the call.
+    let call = call_of(&failing);
+    let batches = seen.following(call, "batch");
+    assert_eq!(batches.len(), 1, "one batch follows from the call");
+    let faults: Vec<_> = seen
+        .events
+        .iter()
+        .filter(|event| event.scope.first() == Some(&batches[0]))
+        .collect();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert!(
+        faults[0].fields["message"].contains("batch not durable")
+            && faults[0].fields["why"].contains("disk on fire"),
+        "{faults:?}"
+    );
 }

@@ -29,6 +29,7 @@ mod refusals;
 mod rules;
 mod server_limits;
 mod shutdown;
+mod span_capture;
 mod support;
 mod tokens;
 mod totals;
