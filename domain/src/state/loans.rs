@@ -907,20 +907,11 @@ impl Loan {
     ) -> Result<Vec<(NaiveDate, QualityDay)>, Overflow> {
         // Changes are collected in a list, then sorted and merged by date
         // once: cheaper than keeping a map ordered while they come.
-        let mut days: Vec<(NaiveDate, QualityDay)> =
-            Vec::with_capacity(2 * self.installments.len() + 8);
-        // Amount due up to and including each installment (compared and
-        // subtracted only, so left unnormalised).
-        let mut cumulative = Vec::with_capacity(self.installments.len());
-        let mut total_due = Decimal::ZERO;
-        for installment in &self.installments {
-            let due = &installment.due;
-            total_due = [due.principal, due.interest, due.fee]
-                .into_iter()
-                .try_fold(total_due, Decimal::checked_add)
-                .ok_or(Overflow)?;
-            cumulative.push(total_due);
-        }
+        // Not sized for the whole schedule: a payment reaches a few
+        // installments, and a list as long as the schedule, allocated and
+        // dropped twice per entry, cost more than the work itself.
+        let mut days: Vec<(NaiveDate, QualityDay)> = Vec::new();
+        let mut cumulative = CumulativeDue::new(&self.installments);
         // The dates of either kind of change, in order, once each.
         let mut dates: Vec<NaiveDate> =
             Vec::with_capacity(self.principal_changes.len() + self.paid_changes.len());
@@ -952,7 +943,7 @@ impl Loan {
             };
             add_range(&mut days, start, end, from, &active)?;
             // The oldest installment not covered by what was paid.
-            let oldest = cumulative.partition_point(|due| *due <= paid);
+            let oldest = cumulative.first_above(paid)?;
             let Some(oldest_due) = self.installments.get(oldest).map(|i| i.due.due_date) else {
                 continue;
             };
@@ -967,7 +958,7 @@ impl Loan {
             // In arrears under the tolerance: late beyond its days, and
             // more overdue than its amount.
             let beyond = plus(paid, tolerance.amount)?;
-            let over_amount = cumulative.partition_point(|due| *due <= beyond);
+            let over_amount = cumulative.first_above(beyond)?;
             let late = oldest_due.checked_add_days(Days::new(u64::from(tolerance.days) + 1));
             let over = self
                 .installments
@@ -993,10 +984,11 @@ impl Loan {
         let mut paid_changes = self.paid_changes.iter().peekable();
         let mut paid_by = Decimal::ZERO;
         let mut before = Decimal::ZERO;
-        for (installment, through) in self.installments.iter().zip(&cumulative) {
+        for (index, installment) in self.installments.iter().enumerate() {
             if paid_bound.is_some_and(|bound| before >= bound) {
                 break;
             }
+            let through = cumulative.through(index)?;
             let date = installment.due.due_date;
             while let Some((_, change)) = paid_changes.next_if(|(on, _)| **on <= date) {
                 paid_by = plus(paid_by, *change)?;
@@ -1017,9 +1009,67 @@ impl Loan {
                     },
                 ));
             }
-            before = *through;
+            before = through;
         }
         merge_by_date(days)
+    }
+}
+
+/// The amount due up to and including each installment of a schedule,
+/// summed only as far as a question needs: a repayment asks about the
+/// first installments not yet paid, not about the whole schedule. The
+/// sums are compared and subtracted only, so left unnormalised.
+struct CumulativeDue<'a> {
+    installments: &'a [InstallmentState],
+    sums: Vec<Decimal>,
+}
+
+impl<'a> CumulativeDue<'a> {
+    fn new(installments: &'a [InstallmentState]) -> CumulativeDue<'a> {
+        CumulativeDue {
+            installments,
+            sums: Vec::new(),
+        }
+    }
+
+    /// Sums one more installment; false when every one is summed.
+    fn extend(&mut self) -> Result<bool, Overflow> {
+        let Some(installment) = self.installments.get(self.sums.len()) else {
+            return Ok(false);
+        };
+        let due = &installment.due;
+        let total = [due.principal, due.interest, due.fee]
+            .into_iter()
+            .try_fold(
+                self.sums.last().copied().unwrap_or_default(),
+                Decimal::checked_add,
+            )
+            .ok_or(Overflow)?;
+        self.sums.push(total);
+        Ok(true)
+    }
+
+    /// Due up to and including installment `index` (which exists).
+    fn through(&mut self, index: usize) -> Result<Decimal, Overflow> {
+        while self.sums.len() <= index {
+            if !self.extend()? {
+                break;
+            }
+        }
+        self.sums.get(index).copied().ok_or(Overflow)
+    }
+
+    /// The index of the first installment whose cumulative due is above
+    /// `amount` (the schedule's length when none is): how many are covered
+    /// by paying `amount`. Amounts due are never negative, so the sums only
+    /// grow and the first sum above `amount` ends the search.
+    fn first_above(&mut self, amount: Decimal) -> Result<usize, Overflow> {
+        while self.sums.last().is_none_or(|sum| *sum <= amount) {
+            if !self.extend()? {
+                break;
+            }
+        }
+        Ok(self.sums.partition_point(|sum| *sum <= amount))
     }
 }
 

@@ -1,0 +1,375 @@
+//! The realistic workload: the commands of a simulated TYM branch (collection
+//! sheets of center meetings, compulsory and voluntary deposits,
+//! disbursements with schedules, tranches, prepayments, reversals,
+//! write-offs with their approvals, month-end interest and year-end
+//! closes), replayed in process through `Ledger::submit_many` at batch 1,
+//! 10, 100 and 1,000, each into a fresh ledger, beside repayments and
+//! disbursements alone. Each row gives commands/s (wall) and the process's
+//! CPU time per command (user + system, every thread: the writer, the
+//! publisher, the persister and the runtime), so a figure does not depend
+//! on how many cores are idle.
+//!
+//! The mix is written once by the release binary: `serve --fixed-clock` and
+//! `simulate --preset tym-thai-binh` (scale `MIX_SCALE`, percent, default
+//! 100: about 24,000 entries), kept in `target/bench/mix-corpus-SCALE/` and
+//! written again when the binary changes. A replay gives the simulated
+//! journal entry for entry: its last hash is checked against the corpus's.
+//!
+//! `cargo bench --bench mix` (results in `target/bench/mix.json`);
+//! `cargo bench --bench mix -- WORKLOAD [BATCH]` runs only the rows whose
+//! workload starts with WORKLOAD (and of that batch), for a profiler.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mfi_ledger::domain::command::Command;
+use mfi_ledger::domain::entry::Entry;
+use mfi_ledger::ledger::Ledger;
+use mfi_ledger::store::{DiskStore, Store};
+use serde_json::json;
+
+use support::{FixedClock, bench_config, disbursement, ledger_with_members, repayment};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mfi-ledger");
+/// The benchmarks' clock ([`FixedClock`]), so replayed decisions match.
+const CLOCK: &str = "2024-06-30T03:00:00Z";
+const BATCH_SIZES: [usize; 4] = [1, 10, 100, 1000];
+/// Commands of one kind in a single-kind row.
+const SINGLE_KIND_COMMANDS: usize = 20_000;
+const MEMBERS: usize = 1000;
+
+fn out_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// CPU time this process has used (user + system, all threads).
+fn cpu_time() -> Duration {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct it is given.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(rc, 0, "getrusage");
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+/// A server of the release binary on a fresh data directory, stopped on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let mut child = Process::new(BIN)
+            .args([
+                "serve",
+                "--init",
+                "--listen",
+                "127.0.0.1:0",
+                "--fixed-clock",
+                CLOCK,
+            ])
+            .arg("--data")
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            let line = lines
+                .next()
+                .expect("the server printed its address")
+                .unwrap();
+            if let Some(address) = line.split("listening on ").nth(1) {
+                break address.trim().to_owned();
+            }
+        };
+        Server {
+            child,
+            url: format!("http://{address}"),
+        }
+    }
+
+    fn run(&self, token_file: &Path, args: &[&str]) {
+        let status = Process::new(BIN)
+            .args(args)
+            .args(["--server", &self.url])
+            .env("MFI_LEDGER_TOKEN_FILE", token_file)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .status()
+            .expect("run mfi-ledger");
+        assert!(status.success(), "mfi-ledger {args:?} failed");
+    }
+
+    fn stop(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap();
+    }
+}
+
+/// The simulated branch's data directory at `scale` percent, written by the
+/// current binary.
+fn corpus(scale: u32) -> PathBuf {
+    let dir = out_dir().join(format!("mix-corpus-{scale}"));
+    let binary = std::fs::metadata(BIN).unwrap();
+    let stamp = format!("{:?} {}", binary.modified().unwrap(), binary.len());
+    let marker = dir.join("written-by");
+    if std::fs::read_to_string(&marker).is_ok_and(|s| s == stamp) {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    eprintln!("writing the mix: simulate --preset tym-thai-binh --scale {scale}");
+    let started = Instant::now();
+    let server = Server::start(&data);
+    let admin = data.join("admin.token");
+    let sim = dir.join("sim.token");
+    let checker = dir.join("checker.token");
+    for (name, grants, file) in [
+        ("sim", "product-admin,manager:TB", &sim),
+        ("sim-checker", "manager:TB", &checker),
+    ] {
+        server.run(
+            &admin,
+            &[
+                "principal-create",
+                name,
+                "--grant",
+                grants,
+                "--token-out",
+                file.to_str().unwrap(),
+            ],
+        );
+    }
+    server.run(
+        &sim,
+        &[
+            "simulate",
+            "--preset",
+            "tym-thai-binh",
+            "--scale",
+            &scale.to_string(),
+            "--no-progress",
+            "--json",
+            "--approver-token-file",
+            checker.to_str().unwrap(),
+        ],
+    );
+    server.stop();
+    eprintln!("  written in {:.1?}", started.elapsed());
+    std::fs::write(&marker, stamp).unwrap();
+    dir
+}
+
+/// Every entry of the journal in `data`.
+fn entries(data: &Path) -> Vec<Entry> {
+    let store = DiskStore::open(data).unwrap();
+    let mut entries = Vec::new();
+    loop {
+        let page = store.read_entries(entries.len() as u64 + 1, 4096).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        entries.extend(page);
+    }
+    entries
+}
+
+/// The command an entry records, as its client sent it.
+fn command_of(entry: &Entry) -> Command {
+    let body = &entry.body;
+    Command {
+        request_id: body.request_id.clone(),
+        actor: body.actor.clone(),
+        principal: body.attribution.as_ref().map(|a| a.principal.clone()),
+        approval: body.attribution.as_ref().and_then(|a| a.approval.clone()),
+        body: body.command.clone(),
+    }
+}
+
+/// One row: `commands` commands in `batches`, wall and CPU time.
+struct Run {
+    commands: usize,
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.commands as f64 / self.wall.as_secs_f64()
+    }
+    fn cpu_micros(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.commands as f64
+    }
+    fn json(&self, workload: &str, batch: usize) -> serde_json::Value {
+        json!({
+            "workload": workload,
+            "batch": batch,
+            "commands": self.commands,
+            "commands_per_second": self.per_second(),
+            "cpu_us_per_command": self.cpu_micros(),
+        })
+    }
+}
+
+/// Submits `batches` in order, each as one `submit_many`; every command
+/// must be accepted.
+fn submit(runtime: &tokio::runtime::Runtime, ledger: &Ledger, batches: Vec<Vec<Command>>) -> Run {
+    let commands = batches.iter().map(Vec::len).sum();
+    let cpu = cpu_time();
+    let started = Instant::now();
+    for batch in batches {
+        for result in runtime.block_on(ledger.submit_many(batch)) {
+            if let Err(e) = result {
+                panic!("a command of the workload was refused: {e}");
+            }
+        }
+    }
+    Run {
+        commands,
+        wall: started.elapsed(),
+        cpu: cpu_time() - cpu,
+    }
+}
+
+/// `-- by-kind`: the mix at batch 1, wall time summed by kind of command,
+/// most expensive first (where the mix's time goes).
+fn by_kind(runtime: &tokio::runtime::Runtime, commands: &[Command]) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(DiskStore::open(dir.path()).unwrap());
+    let ledger = Ledger::start(store, Arc::new(FixedClock), bench_config()).unwrap();
+    let mut kinds: std::collections::BTreeMap<&str, (usize, Duration)> = Default::default();
+    for command in commands {
+        let started = Instant::now();
+        let result = runtime.block_on(ledger.submit(command.clone()));
+        let took = started.elapsed();
+        result.expect("a command of the workload was refused");
+        let kind = kinds.entry(command.body.name()).or_default();
+        kind.0 += 1;
+        kind.1 += took;
+    }
+    ledger.shutdown();
+    let total: Duration = kinds.values().map(|k| k.1).sum();
+    let mut rows: Vec<_> = kinds.into_iter().collect();
+    rows.sort_by_key(|(_, (_, took))| std::cmp::Reverse(*took));
+    println!(
+        "{:<32} {:>8} {:>10} {:>8} {:>12}",
+        "kind", "count", "total ms", "share", "µs each"
+    );
+    for (kind, (count, took)) in rows {
+        println!(
+            "{kind:<32} {count:>8} {:>10.0} {:>7.1}% {:>12.0}",
+            took.as_secs_f64() * 1e3,
+            100.0 * took.as_secs_f64() / total.as_secs_f64(),
+            took.as_secs_f64() * 1e6 / count as f64
+        );
+    }
+}
+
+fn main() {
+    let scale: u32 = std::env::var("MIX_SCALE")
+        .ok()
+        .map_or(100, |s| s.parse().expect("MIX_SCALE is a percentage"));
+    // cargo bench passes --bench; the rest filter the rows.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |workload: &str, batch: usize| {
+        filters
+            .first()
+            .is_none_or(|w| workload.starts_with(w.as_str()) || w == "by-kind")
+            && filters.get(1).is_none_or(|b| *b == batch.to_string())
+    };
+    // The corpus is read only when a row replays it (a profile of the
+    // single-kind rows then holds nothing else).
+    let (commands, head) = if BATCH_SIZES.iter().any(|&b| wanted("mix", b)) {
+        let journal = entries(&corpus(scale).join("data"));
+        let last = journal.last().expect("the mix has entries");
+        let head = (last.body.sequence, last.hash);
+        (journal.iter().map(command_of).collect(), head)
+    } else {
+        (Vec::new(), (0, Default::default()))
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    if filters.first().is_some_and(|f| f == "by-kind") {
+        by_kind(&runtime, &commands);
+        return;
+    }
+    let mut results = Vec::new();
+    if !commands.is_empty() {
+        println!(
+            "realistic mix: {} commands of a simulated TYM branch (scale {scale}%)",
+            commands.len()
+        );
+    }
+    println!(
+        "{:<28} {:>6} {:>10} {:>14} {:>12}",
+        "workload", "batch", "commands", "commands/s", "CPU µs/cmd"
+    );
+    let mut row = |workload: &str, batch: usize, run: Run| {
+        println!(
+            "{workload:<28} {batch:>6} {:>10} {:>14.0} {:>12.1}",
+            run.commands,
+            run.per_second(),
+            run.cpu_micros()
+        );
+        results.push(run.json(workload, batch));
+    };
+    for batch in BATCH_SIZES {
+        if !wanted("mix", batch) {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(DiskStore::open(dir.path()).unwrap());
+        let ledger = Ledger::start(store, Arc::new(FixedClock), bench_config()).unwrap();
+        let batches = commands.chunks(batch).map(<[Command]>::to_vec).collect();
+        let run = submit(&runtime, &ledger, batches);
+        let replayed = ledger.read(|s| (s.last_sequence(), s.last_hash()));
+        assert_eq!(replayed, head, "the replay gives the simulated journal");
+        ledger.shutdown();
+        row("mix", batch, run);
+    }
+    let kinds: [(&str, fn(usize) -> Command, &[usize]); 2] = [
+        ("repayment", |member| repayment(member, 1000), &BATCH_SIZES),
+        ("disbursement (50 inst.)", disbursement, &[100]),
+    ];
+    for (kind, make, batches) in kinds {
+        for &batch in batches {
+            if !wanted(kind, batch) {
+                continue;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let ledger = runtime.block_on(ledger_with_members(dir.path(), MEMBERS, true));
+            let count = if batch == 1 {
+                2_000
+            } else {
+                SINGLE_KIND_COMMANDS
+            };
+            let commands: Vec<Command> = (0..count).map(|i| make(i % MEMBERS)).collect();
+            let batches = commands.chunks(batch).map(<[Command]>::to_vec).collect();
+            let run = submit(&runtime, &ledger, batches);
+            ledger.shutdown();
+            row(kind, batch, run);
+        }
+    }
+    let path = out_dir().join("mix.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&json!({ "scale": scale, "rows": results })).unwrap(),
+    )
+    .unwrap();
+    println!("written to {}", path.display());
+}
