@@ -224,6 +224,9 @@ impl Run {
     }
 }
 
+/// A single-kind row: its name, its command for a member, its batch sizes.
+type SingleKind = (&'static str, fn(usize) -> Command, &'static [usize]);
+
 /// Submits `batches` in order, each as one `submit_many`; every command
 /// must be accepted.
 fn submit(runtime: &tokio::runtime::Runtime, ledger: &Ledger, batches: Vec<Vec<Command>>) -> Run {
@@ -342,7 +345,7 @@ fn main() {
         ledger.shutdown();
         row("mix", batch, run);
     }
-    let kinds: [(&str, fn(usize) -> Command, &[usize]); 2] = [
+    let kinds: [SingleKind; 2] = [
         ("repayment", |member| repayment(member, 1000), &BATCH_SIZES),
         ("disbursement (50 inst.)", disbursement, &[100]),
     ];
