@@ -27,7 +27,7 @@ use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mfi_ledger::domain::command::Command;
+use mfi_ledger::domain::command::{Command, CommandBody};
 use mfi_ledger::domain::entry::Entry;
 use mfi_ledger::ledger::Ledger;
 use mfi_ledger::store::{DiskStore, Store};
@@ -254,16 +254,25 @@ fn by_kind(runtime: &tokio::runtime::Runtime, commands: &[Command]) {
     let store = Arc::new(DiskStore::open(dir.path()).unwrap());
     let ledger = Ledger::start(store, Arc::new(FixedClock), bench_config()).unwrap();
     let mut kinds: std::collections::BTreeMap<&str, (usize, Duration)> = Default::default();
+    let mut lines = 0;
     for command in commands {
         let started = Instant::now();
         let result = runtime.block_on(ledger.submit(command.clone()));
         let took = started.elapsed();
         result.expect("a command of the workload was refused");
+        if let CommandBody::RecordCollectionSheet { lines: sheet, .. } = &command.body {
+            lines += sheet.len();
+        }
         let kind = kinds.entry(command.body.name()).or_default();
         kind.0 += 1;
         kind.1 += took;
     }
     ledger.shutdown();
+    let sheets = kinds.get("record_collection_sheet").map_or(0, |k| k.0);
+    println!(
+        "collection sheets: {sheets}, {:.1} lines each",
+        lines as f64 / sheets.max(1) as f64
+    );
     let total: Duration = kinds.values().map(|k| k.1).sum();
     let mut rows: Vec<_> = kinds.into_iter().collect();
     rows.sort_by_key(|(_, (_, took))| std::cmp::Reverse(*took));

@@ -412,7 +412,9 @@ pub struct LedgerState {
     centers: BTreeMap<CenterId, Center>,
     groups: BTreeMap<GroupId, Group>,
     members: BTreeMap<MemberId, Member>,
-    savings: BTreeMap<SavingsAccountId, SavingsAccount>,
+    /// Shared like loans: what an entry wrote goes to the read side without
+    /// a copy (an account's change history grows with every deposit).
+    savings: BTreeMap<SavingsAccountId, Arc<SavingsAccount>>,
     /// Shared, so that a read can take loans out of the lock and look at
     /// them after releasing it; applying an entry replaces a changed loan
     /// with a new one (it stages a copy anyway), never edits a shared one.

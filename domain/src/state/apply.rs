@@ -259,7 +259,7 @@ struct Commit {
     product: Option<ProductVersion>,
     savings_product: Option<crate::product::SavingsProductVersion>,
     members: Vec<Member>,
-    savings: Vec<SavingsAccount>,
+    savings: Vec<Arc<SavingsAccount>>,
     /// Loans, and whether their schedule changed (their `Loan` record).
     /// Shared: the read side takes the writer's (see [`Written`]).
     loans: Vec<(Arc<Loan>, bool)>,
@@ -333,7 +333,8 @@ impl<'s> Stage<'s> {
                 .savings
                 .get(id)
                 .ok_or("unknown savings account")?;
-            self.savings.insert(id.clone(), account.clone());
+            self.savings
+                .insert(id.clone(), SavingsAccount::clone(account));
         }
         self.savings
             .get_mut(id)
@@ -1447,7 +1448,7 @@ impl Stage<'_> {
                 .insert((branch, date), (!day.is_empty()).then_some(day));
         }
         commit.members = self.members.into_values().collect();
-        commit.savings = self.savings.into_values().collect();
+        commit.savings = self.savings.into_values().map(Arc::new).collect();
         commit.loans = loans
             .into_values()
             .map(|staged| (Arc::new(staged.loan), staged.schedule_changed))

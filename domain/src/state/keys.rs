@@ -108,7 +108,7 @@ impl LedgerState {
             StateKey::Center(id) => self.centers.get(id).map(encode),
             StateKey::Group(id) => self.groups.get(id).map(encode),
             StateKey::Member(id) => self.members.get(id).map(encode),
-            StateKey::Savings(id) => self.savings.get(id).map(encode),
+            StateKey::Savings(id) => self.savings.get(id).map(|account| encode(&**account)),
             StateKey::Loan(id) => self.loans.get(id).map(|loan| encode(&LoanRecord::of(loan))),
             StateKey::LoanProgress(id) => self
                 .loans
@@ -320,7 +320,7 @@ impl LedgerState {
             }
             "savings" => {
                 let account: SavingsAccount = decode(key, value)?;
-                self.savings.insert(account.id.clone(), account);
+                self.savings.insert(account.id.clone(), Arc::new(account));
             }
             "loan" => {
                 let loan: LoanRecord = decode(key, value)?;

@@ -114,7 +114,7 @@ impl LedgerState {
                 continue;
             };
             savings.push(SavingsView {
-                account: account.clone(),
+                account: SavingsAccount::clone(account),
                 balance: self
                     .balance(&AccountId::Savings(account_id.clone()))
                     .on_normal_side(AccountKind::Liability),
@@ -197,7 +197,7 @@ impl LedgerState {
                 .account(&AccountId::Savings(account_id.clone()))
                 .map_or_else(Default::default, |book| book.history.as_of(at));
             savings.push(SavingsView {
-                account: account.clone(),
+                account: SavingsAccount::clone(account),
                 balance: balance.on_normal_side(AccountKind::Liability),
                 required_minimum: self.required_savings_with(account, today, &loans)?,
             });
