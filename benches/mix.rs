@@ -59,6 +59,25 @@ fn cpu_time() -> Duration {
     Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
+/// CPU time of this process's waited-for children (user + system).
+fn children_cpu_time() -> Duration {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct it is given.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0, "getrusage");
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+/// The mix written over gRPC: `simulate` (the simulator's own client, in
+/// `SubmitBatch` calls of each day's commands) against a fresh server.
+struct GrpcRun {
+    entries: u64,
+    wall: Duration,
+    server_cpu: Duration,
+    client_cpu: Duration,
+}
+
 /// A server of the release binary on a fresh data directory, stopped on drop.
 struct Server {
     child: Child,
@@ -111,6 +130,24 @@ impl Server {
         assert!(status.success(), "mfi-ledger {args:?} failed");
     }
 
+    /// CPU time the server has used so far (user + system, every thread).
+    fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read the server's /proc stat");
+        // Fields after the command name (which may hold spaces): state is
+        // field 3, utime and stime fields 14 and 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("a /proc stat line")
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_micros(ticks * 1_000_000 / per_second)
+    }
+
     fn stop(mut self) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -129,10 +166,19 @@ fn corpus(scale: u32) -> PathBuf {
         return dir;
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let data = dir.join("data");
-    std::fs::create_dir_all(&dir).unwrap();
     eprintln!("writing the mix: simulate --preset tym-thai-binh --scale {scale}");
     let started = Instant::now();
+    simulate_into(&dir, scale);
+    eprintln!("  written in {:.1?}", started.elapsed());
+    std::fs::write(&marker, stamp).unwrap();
+    dir
+}
+
+/// Writes the simulated branch at `scale` percent into `dir/data` through a
+/// server of the release binary, and measures the simulation's part.
+fn simulate_into(dir: &Path, scale: u32) -> GrpcRun {
+    let data = dir.join("data");
+    std::fs::create_dir_all(dir).unwrap();
     let server = Server::start(&data);
     let admin = data.join("admin.token");
     let sim = dir.join("sim.token");
@@ -153,6 +199,9 @@ fn corpus(scale: u32) -> PathBuf {
             ],
         );
     }
+    let server_cpu = server.cpu();
+    let client_cpu = children_cpu_time();
+    let started = Instant::now();
     server.run(
         &sim,
         &[
@@ -167,10 +216,68 @@ fn corpus(scale: u32) -> PathBuf {
             checker.to_str().unwrap(),
         ],
     );
+    let run = GrpcRun {
+        entries: 0,
+        wall: started.elapsed(),
+        server_cpu: server.cpu() - server_cpu,
+        client_cpu: children_cpu_time() - client_cpu,
+    };
     server.stop();
-    eprintln!("  written in {:.1?}", started.elapsed());
-    std::fs::write(&marker, stamp).unwrap();
-    dir
+    // The set-up's entries (the first administrator, two principals) are
+    // not the simulation's.
+    let journal = entries(&data);
+    let setup = journal
+        .iter()
+        .take_while(|e| {
+            matches!(
+                e.body.command.name(),
+                "bootstrap_access" | "create_principal"
+            )
+        })
+        .count();
+    assert_eq!(
+        setup, 3,
+        "the set-up wrote three entries before the simulation"
+    );
+    GrpcRun {
+        entries: (journal.len() - setup) as u64,
+        ..run
+    }
+}
+
+/// Bytes of the files under `path`.
+fn bytes_under(path: &Path) -> u64 {
+    let meta = std::fs::metadata(path).unwrap();
+    if meta.is_file() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .unwrap()
+        .map(|entry| bytes_under(&entry.unwrap().path()))
+        .sum()
+}
+
+/// Disk of the simulated branch's data directory, per entry.
+fn disk(data: &Path, entries: usize) -> serde_json::Value {
+    let journal = bytes_under(&data.join("journal.log"));
+    let tree = bytes_under(&data.join("merkle.tree"));
+    let cache = bytes_under(&data.join("state"));
+    let all = bytes_under(data);
+    let per = |bytes: u64| bytes as f64 / entries as f64;
+    println!(
+        "disk: {:.0} bytes per entry (journal {:.0}, state cache {:.0}, Merkle tree {:.0}), {entries} entries",
+        per(all),
+        per(journal),
+        per(cache),
+        per(tree)
+    );
+    json!({
+        "entries": entries,
+        "bytes_per_entry": per(all),
+        "journal_bytes_per_entry": per(journal),
+        "cache_bytes_per_entry": per(cache),
+        "tree_bytes_per_entry": per(tree),
+    })
 }
 
 /// Every entry of the journal in `data`.
@@ -307,13 +414,15 @@ fn main() {
     };
     // The corpus is read only when a row replays it (a profile of the
     // single-kind rows then holds nothing else).
-    let (commands, head) = if BATCH_SIZES.iter().any(|&b| wanted("mix", b)) {
-        let journal = entries(&corpus(scale).join("data"));
+    let (commands, head, disk) = if BATCH_SIZES.iter().any(|&b| wanted("mix", b)) {
+        let data = corpus(scale).join("data");
+        let journal = entries(&data);
         let last = journal.last().expect("the mix has entries");
         let head = (last.body.sequence, last.hash);
-        (journal.iter().map(command_of).collect(), head)
+        let disk = disk(&data, journal.len());
+        (journal.iter().map(command_of).collect(), head, disk)
     } else {
-        (Vec::new(), (0, Default::default()))
+        (Vec::new(), (0, Default::default()), serde_json::Value::Null)
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     if filters.first().is_some_and(|f| f == "by-kind") {
@@ -331,6 +440,28 @@ fn main() {
         "{:<28} {:>6} {:>10} {:>14} {:>12}",
         "workload", "batch", "commands", "commands/s", "CPU µs/cmd"
     );
+    if wanted("mix over gRPC", 0) {
+        let dir = tempfile::tempdir().unwrap();
+        let run = simulate_into(dir.path(), scale);
+        let per_entry = |cpu: Duration| cpu.as_secs_f64() * 1e6 / run.entries as f64;
+        println!(
+            "{:<28} {:>6} {:>10} {:>14.0} {:>12.1}   (server; the simulator's client {:.1} µs/entry)",
+            "mix over gRPC (simulate)",
+            "day",
+            run.entries,
+            run.entries as f64 / run.wall.as_secs_f64(),
+            per_entry(run.server_cpu),
+            per_entry(run.client_cpu),
+        );
+        results.push(json!({
+            "workload": "mix over gRPC",
+            "batch": "a day's commands per SubmitBatch",
+            "commands": run.entries,
+            "commands_per_second": run.entries as f64 / run.wall.as_secs_f64(),
+            "server_cpu_us_per_command": per_entry(run.server_cpu),
+            "client_cpu_us_per_command": per_entry(run.client_cpu),
+        }));
+    }
     let mut row = |workload: &str, batch: usize, run: Run| {
         println!(
             "{workload:<28} {batch:>6} {:>10} {:>14.0} {:>12.1}",
@@ -380,7 +511,8 @@ fn main() {
     let path = out_dir().join("mix.json");
     std::fs::write(
         &path,
-        serde_json::to_string_pretty(&json!({ "scale": scale, "rows": results })).unwrap(),
+        serde_json::to_string_pretty(&json!({ "scale": scale, "rows": results, "disk": disk }))
+            .unwrap(),
     )
     .unwrap();
     println!("written to {}", path.display());

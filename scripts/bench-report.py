@@ -1,14 +1,28 @@
 #!/usr/bin/env python3
 """Writes BENCHMARKS.md and docs/benchmarks.svg from the results that
-scripts/bench-all leaves in target/bench and target/criterion."""
+scripts/bench-all leaves in target/bench and target/criterion, beside the
+previous release's figures (benchmarks/releases/VERSION.json).
 
+  scripts/bench-report.py                  BENCHMARKS.md from this run
+  scripts/bench-report.py --record         also keep this run's figures as
+                                           this version's results file
+  scripts/bench-report.py --collect DIR --version V --commit C
+                                           writes V's results file from the
+                                           run left in DIR/target (another
+                                           checkout's)
+"""
+
+import argparse
+import datetime
 import json
 import math
 import pathlib
+import subprocess
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BENCH = ROOT / "target" / "bench"
 CRITERION = ROOT / "target" / "criterion"
+RELEASES = ROOT / "benchmarks" / "releases"
 BATCHES = [1, 10, 100, 1000]
 KINDS = ["repayment", "deposit", "disbursement", "baseline_file_fdatasync", "baseline_sled_fdatasync"]
 
@@ -60,6 +74,196 @@ def query_micros():
             seconds = criterion_seconds("queries", query, str(size))
             table[(query, size)] = None if seconds is None else seconds * 1e6
     return table
+
+
+GRPC_RUNS = ["ledger-unary", "ledger-batch", "ledger-unary-half-rate", "echo-unary", "echo-batch"]
+
+
+def collect():
+    """Every figure of a bench-all run, by a stable key: what a release's
+    results file keeps and the next release's report compares against."""
+    figures = {}
+    for (kind, batch), value in write_rates().items():
+        figures[f"write.{kind}.{batch}.commands_per_second"] = value
+    for name in GRPC_RUNS:
+        result = load(name + ".json") or {}
+        for metric in ["commands_per_second", "p50_ms", "p99_ms", "p999_ms"]:
+            figures[f"grpc.{name}.{metric}"] = result.get(metric)
+    postgres = load("postgres.json") or {}
+    figures["postgres.commands_per_second"] = postgres.get("tps")
+    for (query, size), value in query_micros().items():
+        figures[f"query.{query}.{size}.us"] = value
+    for key, value in (load("recovery.json") or {}).items():
+        figures[f"recovery.{key}"] = value
+    mix = load("mix.json") or {}
+    for row in mix.get("rows", []):
+        for metric, value in row.items():
+            if metric not in ("workload", "batch", "commands"):
+                figures[f"mix.{row['workload']}.{row['batch']}.{metric}"] = value
+    for metric, value in (mix.get("disk") or {}).items():
+        figures[f"mix.disk.{metric}"] = value
+    return {key: value for key, value in figures.items() if isinstance(value, (int, float))}
+
+
+def version():
+    for line in (ROOT / "Cargo.toml").read_text().splitlines():
+        if line.startswith("version = "):
+            return line.split('"')[1]
+    raise SystemExit("no version in Cargo.toml")
+
+
+def version_key(text):
+    return tuple(int(part) for part in text.split("."))
+
+
+def previous_release(current):
+    """The newest results file of a release before `current`, if any."""
+    older = [
+        path for path in RELEASES.glob("*.json")
+        if version_key(path.stem) < version_key(current)
+    ]
+    if not older:
+        return None
+    newest = max(older, key=lambda path: version_key(path.stem))
+    return json.loads(newest.read_text())
+
+
+def lower_is_better(key):
+    return any(key.endswith(s) for s in ("_ms", ".us", "_us_per_command", "seconds", "bytes_per_entry", "_bytes"))
+
+
+def fmt_figure(value):
+    if value is None:
+        return "n/a"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}"
+
+
+def comparison_lines(figures, previous):
+    """This run beside the previous release's, figure by figure."""
+    if previous is None:
+        return ["No results file of an earlier release (benchmarks/releases/): nothing to compare.", ""]
+    theirs = previous["figures"]
+    lines = [
+        f"Release {previous['version']} (commit {previous['commit'][:7]}, measured {previous['date']}) "
+        "against this build, every figure both runs have, from `benchmarks/releases/"
+        f"{previous['version']}.json` and this run. The two were measured at different times on a "
+        "shared machine: read differences within about 15 % as noise. \"better\" is this build's "
+        "figure over the release's where more is better, the release's over this build's where less is.",
+        "",
+        f"| figure | {previous['version']} | this build | better |",
+        "|---|---:|---:|---:|",
+    ]
+    for key in sorted(set(figures) & set(theirs)):
+        mine, old = figures[key], theirs[key]
+        if not mine or not old:
+            ratio = "n/a"
+        elif lower_is_better(key):
+            ratio = f"{old / mine:.2f}x"
+        else:
+            ratio = f"{mine / old:.2f}x"
+        lines.append(f"| `{key}` | {fmt_figure(old)} | {fmt_figure(mine)} | {ratio} |")
+    only_new = sorted(set(figures) - set(theirs))
+    if only_new:
+        lines += ["", f"Measured by this build only: {', '.join(f'`{k}`' for k in only_new)}."]
+    return lines + [""]
+
+
+def ratio_of(figures, a, b):
+    x, y = figures.get(a), figures.get(b)
+    return x / y if x and y else None
+
+
+# The goals of the performance issue: (goal, how this run measures it,
+# the figure, the bound, "max" when the figure must stay at or below it).
+GOALS = [
+    ("a repayment ≤ 5 µs of CPU", "in process, batch 1,000, µs per command",
+     lambda f: f.get("mix.repayment.1000.cpu_us_per_command"), 5, "max"),
+    ("≥ 200,000 repayments/s at batch 1,000 in process", "commands/s",
+     lambda f: f.get("write.repayment.1000.commands_per_second"), 200_000, "min"),
+    ("≥ 1.0x the sled baseline at batch 100", "repayments ÷ sled + fdatasync",
+     lambda f: ratio_of(f, "write.repayment.100.commands_per_second", "write.baseline_sled_fdatasync.100.commands_per_second"), 1.0, "min"),
+    ("≥ 1.0x the sled baseline at batch 1,000", "repayments ÷ sled + fdatasync",
+     lambda f: ratio_of(f, "write.repayment.1000.commands_per_second", "write.baseline_sled_fdatasync.1000.commands_per_second"), 1.0, "min"),
+    ("a 50-installment disbursement ≤ 50 µs of CPU", "in process, batch 100, µs per command",
+     lambda f: f.get("mix.disbursement (50 inst.).100.cpu_us_per_command"), 50, "max"),
+    ("≤ 1 KB of disk per entry of the mix", "the simulated branch's data directory, bytes per entry",
+     lambda f: f.get("mix.disk.bytes_per_entry"), 1024, "max"),
+    ("restart after a clean stop ≤ 2 s", "at the recovery benchmark's size, seconds",
+     lambda f: f.get("recovery.restart_seconds"), 2, "max"),
+    ("restart after a crash ≤ 10 s", "rebuilding the whole state from the journal, seconds",
+     lambda f: f.get("recovery.rebuild_seconds"), 10, "max"),
+    ("`verify` ≥ 500,000 entries/s re-executing every command", "entries/s",
+     lambda f: f.get("recovery.verify_entries_per_second"), 500_000, "min"),
+    ("gRPC unary at 64 clients ≥ 0.5x the echo ceiling", "ledger ÷ echo",
+     lambda f: ratio_of(f, "grpc.ledger-unary.commands_per_second", "grpc.echo-unary.commands_per_second"), 0.5, "min"),
+    ("SubmitBatch of 100 ≥ 0.3x the echo ceiling's batched rate", "ledger ÷ echo",
+     lambda f: ratio_of(f, "grpc.ledger-batch.commands_per_second", "grpc.echo-batch.commands_per_second"), 0.3, "min"),
+]
+
+
+def goal_lines(figures, previous):
+    theirs = previous["figures"] if previous else {}
+    head = previous["version"] if previous else "previous release"
+    lines = [
+        f"| goal | measured as | {head} | this build | |",
+        "|---|---|---:|---:|---|",
+    ]
+    for goal, measured_as, figure, bound, kind in GOALS:
+        mine, old = figure(figures), figure(theirs)
+        if mine is None:
+            status = "not measured"
+        elif (mine <= bound) if kind == "max" else (mine >= bound):
+            status = "met"
+        elif kind == "max":
+            status = f"missed: {mine / bound:.1f}x the bound"
+        else:
+            status = f"missed: {mine / bound:.2f} of the bound"
+        lines.append(f"| {goal} | {measured_as} | {fmt_figure(old)} | {fmt_figure(mine)} | {status} |")
+    return lines + [""]
+
+
+def mix_lines(figures, previous):
+    mix = load("mix.json") or {}
+    theirs = previous["figures"] if previous else {}
+    head = previous["version"] if previous else "previous release"
+    lines = [
+        "## The realistic mix: a simulated TYM branch (in process and over gRPC)",
+        "",
+        f"`cargo bench --bench mix`: the journal of `simulate --preset tym-thai-binh --scale {mix.get('scale', 100)}`",
+        "(collection sheets of about 40 lines, compulsory and voluntary deposits and",
+        "withdrawals, disbursements with schedules, month-end interest, write-offs with",
+        "their approvals, year-end closes) replayed through `Ledger::submit_many` into a",
+        "fresh ledger at each batch size, its last hash checked against the simulated",
+        "journal's; beside it repayments alone and 50-installment disbursements alone",
+        "(1,000 members, each with a 520-installment loan). CPU is the whole process's",
+        "(writer, publisher, persister, runtime) per command. Over gRPC, the simulator's",
+        "own client writes the same branch into a fresh server (a day's commands per",
+        "`SubmitBatch`); CPU is the server's.",
+        "",
+        f"| workload | batch | commands | commands/s | CPU µs per command | {head} CPU µs | better |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in mix.get("rows", []):
+        key = f"mix.{row['workload']}.{row['batch']}."
+        cpu_key = key + ("server_cpu_us_per_command" if "server_cpu_us_per_command" in row else "cpu_us_per_command")
+        mine, old = figures.get(cpu_key), theirs.get(cpu_key)
+        better = f"{old / mine:.2f}x" if mine and old else "n/a"
+        batch = f"{row['batch']:,}" if isinstance(row["batch"], int) else "a day"
+        lines.append(
+            f"| {row['workload']} | {batch} | {row['commands']:,} | {fmt_rate(row.get('commands_per_second'))} | "
+            f"{fmt_figure(figures.get(cpu_key))} | {fmt_figure(old)} | {better} |"
+        )
+    disk = mix.get("disk")
+    if disk:
+        lines += [
+            "",
+            f"Disk of the simulated branch ({disk['entries']:,} entries, written over gRPC): "
+            f"{disk['bytes_per_entry']:,.0f} bytes per entry, the journal {disk['journal_bytes_per_entry']:,.0f} "
+            f"and the state cache (sled) {disk['cache_bytes_per_entry']:,.0f}.",
+        ]
+    return lines + [""]
 
 
 def svg_chart(rates, grpc):
@@ -148,8 +352,51 @@ def kept_sections(generated, notes_text):
     return [line for section in kept for line in section + [""]]
 
 
-def main():
+def results_file(release, commit):
     machine = (BENCH / "machine.txt").read_text().strip() if (BENCH / "machine.txt").exists() else "unknown"
+    measured = datetime.datetime.fromtimestamp(
+        max((p.stat().st_mtime for p in BENCH.glob("*.json")), default=0), datetime.timezone.utc
+    )
+    return {
+        "version": release,
+        "commit": commit,
+        "date": measured.strftime("%Y-%m-%d"),
+        "machine": machine,
+        "figures": collect(),
+    }
+
+
+def head_commit():
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def write_results(results):
+    RELEASES.mkdir(parents=True, exist_ok=True)
+    path = RELEASES / f"{results['version']}.json"
+    path.write_text(json.dumps(results, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    print(f"{path.relative_to(ROOT)} written ({len(results['figures'])} figures)")
+
+
+def main():
+    global BENCH, CRITERION
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--record", action="store_true", help="keep this run as this version's results file")
+    parser.add_argument("--collect", metavar="DIR", help="another checkout whose target/ holds a bench-all run")
+    parser.add_argument("--version", help="with --collect: the release that checkout built")
+    parser.add_argument("--commit", help="with --collect: its commit")
+    args = parser.parse_args()
+    if args.collect:
+        if not (args.version and args.commit):
+            raise SystemExit("--collect needs --version and --commit")
+        BENCH = pathlib.Path(args.collect) / "target" / "bench"
+        CRITERION = pathlib.Path(args.collect) / "target" / "criterion"
+        write_results(results_file(args.version, args.commit))
+        return
+    machine = (BENCH / "machine.txt").read_text().strip() if (BENCH / "machine.txt").exists() else "unknown"
+    figures = collect()
+    previous = previous_release(version())
+    if args.record:
+        write_results(results_file(version(), head_commit()))
     rates = write_rates()
     queries = query_micros()
     recovery = load("recovery.json") or {}
@@ -173,10 +420,16 @@ def main():
         machine,
         "```",
         "",
-        "Reproduce everything (about 15 minutes): `scripts/bench-all`",
+        "Reproduce everything (about 20 minutes): `scripts/bench-all`",
         "",
         "![throughput](docs/benchmarks.svg)",
         "",
+        "## Goals of this release, and the previous release beside them",
+        "",
+    ]
+    lines += goal_lines(figures, previous)
+    lines += mix_lines(figures, previous)
+    lines += [
         "## Durable writes in process (commands/s)",
         "",
         "`Ledger::submit_many` with `batch` commands per call: each batch is decided,",
@@ -245,6 +498,8 @@ def main():
         f"({recovery.get('journal_bytes_per_entry', float('nan')):.0f} + {recovery.get('state_bytes_per_entry', float('nan')):.0f}) |",
         "",
     ]
+    lines += ["## Every figure against the previous release", ""]
+    lines += comparison_lines(figures, previous)
     notes = ROOT / "docs" / "benchmarks-notes.md"
     notes_text = notes.read_text().strip() if notes.exists() else ""
     # Sections measured by their own runs (their commands are given in them)
