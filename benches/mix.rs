@@ -455,7 +455,7 @@ fn main() {
         );
         results.push(json!({
             "workload": "mix over gRPC",
-            "batch": "a day's commands per SubmitBatch",
+            "batch": "day",
             "commands": run.entries,
             "commands_per_second": run.entries as f64 / run.wall.as_secs_f64(),
             "server_cpu_us_per_command": per_entry(run.server_cpu),

@@ -219,6 +219,16 @@ impl LedgerState {
             self.changed.note(|| StateKey::Savings(account.id.clone()));
             self.savings.insert(account.id.clone(), account);
         }
+        for (id, date, moved) in commit.savings_moves {
+            if let Some(account) = self.savings.get_mut(&id) {
+                // Shared with the other side only until its first change
+                // after opening: then each side has its own.
+                let account = Arc::make_mut(account);
+                // Checked when staged: it fits.
+                let _ = move_on(&mut account.changes, date, moved);
+                self.changed.note(|| StateKey::Savings(id));
+            }
+        }
         for (loan, schedule_changed) in commit.loans {
             if schedule_changed {
                 self.changed.note(|| StateKey::Loan(loan.id.clone()));
@@ -259,7 +269,12 @@ struct Commit {
     product: Option<ProductVersion>,
     savings_product: Option<crate::product::SavingsProductVersion>,
     members: Vec<Member>,
+    /// Accounts opened by the entry.
     savings: Vec<Arc<SavingsAccount>>,
+    /// Net change of existing accounts' balances on the entry's date: each
+    /// side writes it into its own copy of the account, in place, instead
+    /// of both taking a copy of the whole change history.
+    savings_moves: Vec<(SavingsAccountId, NaiveDate, Decimal)>,
     /// Loans, and whether their schedule changed (their `Loan` record).
     /// Shared: the read side takes the writer's (see [`Written`]).
     loans: Vec<(Arc<Loan>, bool)>,
@@ -291,7 +306,10 @@ struct Stage<'s> {
     date: NaiveDate,
     commit: Commit,
     members: BTreeMap<MemberId, Member>,
+    /// Accounts the entry opens.
     savings: BTreeMap<SavingsAccountId, SavingsAccount>,
+    /// Net change of existing accounts on the entry's date.
+    savings_moves: BTreeMap<SavingsAccountId, Decimal>,
     loans: BTreeMap<LoanId, StagedLoan>,
     /// Members whose borrower steps must be worked out again.
     refresh: BTreeSet<MemberId>,
@@ -308,6 +326,7 @@ impl<'s> Stage<'s> {
             commit: Commit::default(),
             members: BTreeMap::new(),
             savings: BTreeMap::new(),
+            savings_moves: BTreeMap::new(),
             loans: BTreeMap::new(),
             refresh: BTreeSet::new(),
             days: BTreeMap::new(),
@@ -323,22 +342,6 @@ impl<'s> Stage<'s> {
         self.members
             .get_mut(id)
             .ok_or_else(|| "unknown member".into())
-    }
-
-    /// The staged copy of a savings account.
-    fn account(&mut self, id: &SavingsAccountId) -> Result<&mut SavingsAccount, String> {
-        if !self.savings.contains_key(id) {
-            let account = self
-                .state
-                .savings
-                .get(id)
-                .ok_or("unknown savings account")?;
-            self.savings
-                .insert(id.clone(), SavingsAccount::clone(account));
-        }
-        self.savings
-            .get_mut(id)
-            .ok_or_else(|| "unknown savings account".into())
     }
 
     /// The staged copy of a loan, changed from `from` on.
@@ -1242,15 +1245,32 @@ impl Stage<'_> {
         change: Decimal,
     ) -> Result<(), String> {
         let date = self.date;
-        let state = self.account(account)?;
-        let old = state.changes.get(&date).copied().unwrap_or_default();
-        let new = plus(old, change)?;
-        if new.is_zero() {
-            state.changes.remove(&date);
+        let member = if let Some(opened) = self.savings.get_mut(account) {
+            // Opened by this entry: its staged copy.
+            let old = opened.changes.get(&date).copied().unwrap_or_default();
+            let new = plus(old, change)?;
+            if new.is_zero() {
+                opened.changes.remove(&date);
+            } else {
+                opened.changes.insert(date, new);
+            }
+            opened.member.clone()
         } else {
-            state.changes.insert(date, new);
-        }
-        let member = state.member.clone();
+            let existing = self
+                .state
+                .savings
+                .get(account)
+                .ok_or("unknown savings account")?;
+            let moved = self.savings_moves.entry(account.clone()).or_default();
+            *moved = plus(*moved, change)?;
+            // What the account will hold on the date must fit, as when the
+            // change is written.
+            plus(
+                existing.changes.get(&date).copied().unwrap_or_default(),
+                *moved,
+            )?;
+            existing.member.clone()
+        };
         self.add_day(
             branch,
             date,
@@ -1299,6 +1319,10 @@ impl Stage<'_> {
                 return Ok(false);
             }
             total = plus(total, sum(account.changes.values().copied())?)?;
+            if let Some(moved) = self.savings_moves.get(id) {
+                // A change on the entry's date: it moves no date past it.
+                total = plus(total, *moved)?;
+            }
         }
         for id in &member.loans {
             let changes = match self.loans.get(id) {
@@ -1383,18 +1407,35 @@ impl Stage<'_> {
                     }
                 });
             }
+            // Her accounts' histories as the entry leaves them.
+            let mut moved_changes = Vec::new();
+            for id in &member.savings_accounts {
+                if let Some(moved) = self.savings_moves.get(id) {
+                    let account = self
+                        .state
+                        .savings
+                        .get(id)
+                        .ok_or("unknown savings account")?;
+                    let mut changes = account.changes.clone();
+                    move_on(&mut changes, self.date, *moved)?;
+                    moved_changes.push((id, changes));
+                }
+            }
             let mut savings_changes = Vec::with_capacity(member.savings_accounts.len());
             for id in &member.savings_accounts {
                 savings_changes.push(match self.savings.get(id) {
                     Some(account) => &account.changes,
-                    None => {
-                        &self
-                            .state
-                            .savings
-                            .get(id)
-                            .ok_or("unknown savings account")?
-                            .changes
-                    }
+                    None => match moved_changes.iter().find(|(moved, _)| *moved == id) {
+                        Some((_, changes)) => changes,
+                        None => {
+                            &self
+                                .state
+                                .savings
+                                .get(id)
+                                .ok_or("unknown savings account")?
+                                .changes
+                        }
+                    },
                 });
             }
             let steps = borrower_steps(&principal_changes, &savings_changes)?;
@@ -1449,12 +1490,34 @@ impl Stage<'_> {
         }
         commit.members = self.members.into_values().collect();
         commit.savings = self.savings.into_values().map(Arc::new).collect();
+        let date = self.date;
+        commit.savings_moves = self
+            .savings_moves
+            .into_iter()
+            .map(|(id, moved)| (id, date, moved))
+            .collect();
         commit.loans = loans
             .into_values()
             .map(|staged| (Arc::new(staged.loan), staged.schedule_changed))
             .collect();
         Ok(commit)
     }
+}
+
+/// Adds `moved` to an account's change on `date`; a change that comes to
+/// zero leaves no date behind.
+fn move_on(
+    changes: &mut BTreeMap<NaiveDate, Decimal>,
+    date: NaiveDate,
+    moved: Decimal,
+) -> Result<(), Overflow> {
+    let new = plus(changes.get(&date).copied().unwrap_or_default(), moved)?;
+    if new.is_zero() {
+        changes.remove(&date);
+    } else {
+        changes.insert(date, new);
+    }
+    Ok(())
 }
 
 /// The branch of an entry that must have one.
