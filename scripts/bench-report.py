@@ -349,7 +349,12 @@ def kept_sections(generated, notes_text):
                 kept.append(section)
         if section is not None:
             section.append(line)
-    return [line for section in kept for line in section + [""]]
+    lines = []
+    for section in kept:
+        while section and not section[-1].strip():
+            section.pop()
+        lines += section + [""]
+    return lines
 
 
 def results_file(release, commit):
@@ -412,8 +417,11 @@ def main():
     lines += [
         "Every figure below comes from one run of `scripts/bench-all` on the machine",
         "described here, except the sections that give their own command, which",
-        "come from their own runs; ratios compare figures measured side by side in",
-        "one run.",
+        "come from their own runs (those after \"Query latency\" and \"Recovery and",
+        "disk\" were measured on release 0.1.0's builds: their \"this release\" is",
+        "0.1.0); ratios compare figures measured side by side in one run. The",
+        "previous release's figures come from its results file",
+        "(`benchmarks/releases/`), measured by its own run of the same script.",
         "The machine is shared and noisy, so read the ratios first.",
         "",
         "```",
