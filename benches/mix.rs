@@ -49,24 +49,25 @@ fn out_dir() -> PathBuf {
     dir
 }
 
-/// CPU time this process has used (user + system, all threads).
-fn cpu_time() -> Duration {
+/// CPU time (user + system) of `who`: this process, all its threads
+/// (`RUSAGE_SELF`), or its waited-for children (`RUSAGE_CHILDREN`).
+fn rusage_cpu(who: libc::c_int) -> Duration {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct it is given.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let rc = unsafe { libc::getrusage(who, &mut usage) };
     assert_eq!(rc, 0, "getrusage");
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
     Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
+/// CPU time this process has used (user + system, all threads).
+fn cpu_time() -> Duration {
+    rusage_cpu(libc::RUSAGE_SELF)
+}
+
 /// CPU time of this process's waited-for children (user + system).
 fn children_cpu_time() -> Duration {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct it is given.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    assert_eq!(rc, 0, "getrusage");
-    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+    rusage_cpu(libc::RUSAGE_CHILDREN)
 }
 
 /// The mix written over gRPC: `simulate` (the simulator's own client, in
