@@ -412,8 +412,10 @@ pub struct LedgerState {
     centers: BTreeMap<CenterId, Center>,
     groups: BTreeMap<GroupId, Group>,
     members: BTreeMap<MemberId, Member>,
-    /// Shared like loans: what an entry wrote goes to the read side without
-    /// a copy (an account's change history grows with every deposit).
+    /// Shared like loans: an account an entry opens goes to the read side
+    /// without a copy; each later change is written into each side's own
+    /// account in place (`Arc::make_mut`), since an account's change history
+    /// grows with every deposit.
     savings: BTreeMap<SavingsAccountId, Arc<SavingsAccount>>,
     /// Shared, so that a read can take loans out of the lock and look at
     /// them after releasing it; applying an entry replaces a changed loan

@@ -1201,3 +1201,75 @@ pub(super) fn schedule_refusal(prefix: &str, e: ScheduleError) -> DomainError {
         _ => DomainError::invalid(if prefix.is_empty() { "terms" } else { prefix }, text),
     }
 }
+
+#[cfg(test)]
+mod cumulative_due_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn schedule(parts: &[(i64, i64, i64)]) -> Vec<InstallmentState> {
+        let first: NaiveDate = "2024-01-08".parse().unwrap();
+        parts
+            .iter()
+            .enumerate()
+            .map(|(i, &(principal, interest, fee))| {
+                InstallmentState::unpaid(schedule::Installment {
+                    number: i as u32 + 1,
+                    due_date: first + Days::new(7 * i as u64),
+                    principal: Decimal::from(principal),
+                    interest: Decimal::from(interest),
+                    fee: Decimal::from(fee),
+                })
+            })
+            .collect()
+    }
+
+    /// The whole schedule's sums, as they were worked out before.
+    fn full_sums(installments: &[InstallmentState]) -> Vec<Decimal> {
+        let mut total = Decimal::ZERO;
+        installments
+            .iter()
+            .map(|i| {
+                total += i.due.principal + i.due.interest + i.due.fee;
+                total
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Summing lazily answers as the whole schedule's sums do, asked in
+        /// any order: the paid amounts of a loan go up and down (reversals).
+        #[test]
+        fn lazy_sums_answer_as_the_whole_schedule(
+            parts in proptest::collection::vec((0i64..5_000, 0i64..500, 0i64..3), 0..60),
+            asks in proptest::collection::vec(0i64..400_000, 1..20),
+        ) {
+            let installments = schedule(&parts);
+            let full = full_sums(&installments);
+            let mut lazy = CumulativeDue::new(&installments);
+            for amount in asks {
+                let amount = Decimal::from(amount);
+                prop_assert_eq!(
+                    lazy.first_above(amount).unwrap(),
+                    full.partition_point(|sum| *sum <= amount)
+                );
+            }
+            for (index, sum) in full.iter().enumerate().rev() {
+                prop_assert_eq!(lazy.through(index).unwrap(), *sum);
+            }
+        }
+    }
+
+    #[test]
+    fn an_amount_at_a_sum_covers_that_installment_and_not_the_next() {
+        let installments = schedule(&[(100, 10, 0), (100, 10, 0), (100, 10, 0)]);
+        let mut lazy = CumulativeDue::new(&installments);
+        assert_eq!(lazy.first_above(Decimal::ZERO).unwrap(), 0);
+        assert_eq!(lazy.first_above(Decimal::from(110)).unwrap(), 1);
+        // Only as far as the question needed.
+        assert_eq!(lazy.sums.len(), 2);
+        assert_eq!(lazy.first_above(Decimal::from(219)).unwrap(), 1);
+        assert_eq!(lazy.first_above(Decimal::from(330)).unwrap(), 3);
+        assert_eq!(lazy.first_above(Decimal::from(10_000)).unwrap(), 3);
+    }
+}
