@@ -17,7 +17,8 @@
 //!
 //! `cargo bench --bench mix` (results in `target/bench/mix.json`);
 //! `cargo bench --bench mix -- WORKLOAD [BATCH]` runs only the rows whose
-//! workload starts with WORKLOAD (and of that batch), for a profiler.
+//! workload starts with WORKLOAD (and of that batch), for a profiler
+//! (results in `target/bench/mix-filtered.json`, so the full run's stay).
 
 mod support;
 
@@ -509,7 +510,14 @@ fn main() {
             row(kind, batch, run);
         }
     }
-    let path = out_dir().join("mix.json");
+    // A filtered run (for a profiler) never replaces the full run's results,
+    // which the report reads.
+    let name = if filters.is_empty() {
+        "mix.json"
+    } else {
+        "mix-filtered.json"
+    };
+    let path = out_dir().join(name);
     std::fs::write(
         &path,
         serde_json::to_string_pretty(&json!({ "scale": scale, "rows": results, "disk": disk }))
