@@ -1,5 +1,6 @@
 //! At 10^6 journal entries: restart time (after a clean stop, and rebuilding
-//! the state cache from the journal alone), offline verification speed, and
+//! the state cache from the journal alone), offline verification speed (in
+//! full, and the chain pass alone), and
 //! disk bytes per entry (journal plus sled state cache).
 //!
 //! `cargo bench --bench recovery` prints a table and writes
@@ -111,6 +112,17 @@ fn main() {
         assert_eq!(report.entries, entries);
         begun.elapsed()
     });
+    let verify_chain = median(|| {
+        let begun = Instant::now();
+        let report = mfi_ledger::verify::verify_to(
+            dir.path(),
+            &Default::default(),
+            mfi_ledger::verify::Depth::Chain,
+        )
+        .unwrap();
+        assert_eq!(report.entries, entries);
+        begun.elapsed()
+    });
     let per_entry = |bytes: u64| bytes as f64 / entries as f64;
     println!("recovery at {entries} entries (median of {RUNS}):");
     println!(
@@ -127,6 +139,11 @@ fn main() {
         entries as f64 / verify.as_secs_f64()
     );
     println!(
+        "  offline verify, chain only      {:>8.3} s  ({:.0} entries/s)",
+        verify_chain.as_secs_f64(),
+        entries as f64 / verify_chain.as_secs_f64()
+    );
+    println!(
         "  disk bytes per entry            {:>8.1}    (journal {:.1} + state cache {:.1})",
         per_entry(journal + state),
         per_entry(journal),
@@ -138,6 +155,8 @@ fn main() {
         "rebuild_seconds": rebuild.as_secs_f64(),
         "verify_seconds": verify.as_secs_f64(),
         "verify_entries_per_second": entries as f64 / verify.as_secs_f64(),
+        "verify_chain_seconds": verify_chain.as_secs_f64(),
+        "verify_chain_entries_per_second": entries as f64 / verify_chain.as_secs_f64(),
         "disk_bytes_per_entry": per_entry(journal + state),
         "journal_bytes_per_entry": per_entry(journal),
         "state_bytes_per_entry": per_entry(state),

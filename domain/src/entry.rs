@@ -601,6 +601,55 @@ impl EntryBody {
         bytes
     }
 
+    /// Whether `bytes` are exactly [`canonical_bytes`](Self::canonical_bytes),
+    /// compared as they are encoded, without writing them out (what
+    /// `verify` asks of every stored entry).
+    pub fn has_canonical_bytes(&self, bytes: &[u8]) -> bool {
+        /// Consumes the expected bytes as the encoder writes them, failing
+        /// at the first difference.
+        struct Compare<'a>(&'a [u8]);
+        impl postcard::ser_flavors::Flavor for Compare<'_> {
+            type Output = bool;
+            fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+                match self.0.split_first() {
+                    Some((&expected, rest)) if expected == byte => {
+                        self.0 = rest;
+                        Ok(())
+                    }
+                    _ => Err(postcard::Error::SerializeBufferFull),
+                }
+            }
+            fn try_extend(&mut self, written: &[u8]) -> postcard::Result<()> {
+                let rest = self.0.strip_prefix(written);
+                self.0 = rest.ok_or(postcard::Error::SerializeBufferFull)?;
+                Ok(())
+            }
+            fn finalize(self) -> postcard::Result<bool> {
+                Ok(self.0.is_empty())
+            }
+        }
+        let version = match self.attribution {
+            None => ENCODING_VERSION_UNATTRIBUTED,
+            Some(_) => ENCODING_VERSION,
+        };
+        let Some(rest) = bytes
+            .strip_prefix(&[version])
+            .and_then(|rest| rest.strip_prefix(&self.rules_version.to_le_bytes()[..]))
+        else {
+            return false;
+        };
+        match &self.attribution {
+            None => postcard::serialize_with_flavor(self, Compare(rest)).unwrap_or(false),
+            Some(attribution) => {
+                /// The body, then its attribution.
+                #[derive(Serialize)]
+                struct Attributed<'a>(&'a EntryBody, &'a Attribution);
+                postcard::serialize_with_flavor(&Attributed(self, attribution), Compare(rest))
+                    .unwrap_or(false)
+            }
+        }
+    }
+
     /// Decodes canonical bytes of any encoding version this build reads.
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<EntryBody, DecodeError> {
         match layout(bytes)? {
@@ -763,6 +812,25 @@ mod tests {
         assert_eq!(bytes[0], ENCODING_VERSION);
         assert_eq!(EntryBody::from_canonical_bytes(&bytes).unwrap(), attributed);
         assert_eq!(peek_request_id(&bytes).unwrap(), (7, "req-1"));
+    }
+
+    /// The check `verify` makes without writing the bytes out agrees with
+    /// comparing them: equal bytes pass, a changed, missing or extra byte
+    /// fails.
+    #[test]
+    fn has_canonical_bytes_is_equality_with_the_encoding() {
+        for body in [body(5000), attributed(5000)] {
+            let bytes = body.canonical_bytes();
+            assert!(body.has_canonical_bytes(&bytes));
+            for at in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+                let mut changed = bytes.clone();
+                changed[at] ^= 1;
+                assert!(!body.has_canonical_bytes(&changed), "byte {at} changed");
+            }
+            assert!(!body.has_canonical_bytes(&bytes[..bytes.len() - 1]));
+            assert!(!body.has_canonical_bytes(&[bytes.as_slice(), &[0]].concat()));
+            assert!(!body.has_canonical_bytes(&[]));
+        }
     }
 
     /// Version 4 is version 3's bytes then the attribution's: the principal

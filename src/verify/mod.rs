@@ -46,7 +46,10 @@ pub struct VerifyReport {
     pub entries: u64,
     /// Hash of the last entry.
     pub last_hash: Hash,
-    /// Sequence number the stored state cache was at when compared.
+    /// How far the verification went.
+    pub depth: Depth,
+    /// Sequence number the stored state cache was at when compared (with
+    /// [`Depth::Full`]).
     pub state_compared_at: u64,
     /// Bytes of a torn, never-acknowledged record at the journal's tail
     /// (the server cuts it off at its next start).
@@ -72,13 +75,24 @@ impl fmt::Display for VerifyReport {
         let seconds = self.elapsed.as_secs_f64().max(1e-9);
         write!(
             f,
-            "ok: {} entries verified in {:.3} s ({} entries/s); last hash {}; stored state matches the replay at entry {}",
+            "ok: {} entries verified in {:.3} s ({} entries/s); last hash {}",
             count(self.entries),
             seconds,
             count((self.entries as f64 / seconds).round() as u64),
             hex::encode(self.last_hash),
-            self.state_compared_at
         )?;
+        match self.depth {
+            Depth::Full => write!(
+                f,
+                "; every command re-decided; stored state matches the replay at entry {}",
+                self.state_compared_at
+            )?,
+            Depth::Chain => write!(
+                f,
+                "; chain only: checksums, encoding, sequence, hash chain and balance checked, \
+                 commands not re-decided and the stored state not compared"
+            )?,
+        }
         write!(
             f,
             "; {} access log records chain",
@@ -166,70 +180,237 @@ pub struct Evidence<'a> {
 
 /// Verifies the data directory `dir`, its checkpoints with `evidence`.
 pub fn verify_with(dir: &Path, evidence: &Evidence) -> Result<VerifyReport, VerifyError> {
+    verify_to(dir, evidence, Depth::Full)
+}
+
+/// How far `verify` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Depth {
+    /// The chain pass and the re-execution pass: every command re-decided
+    /// and the stored state compared with the replay.
+    #[default]
+    Full,
+    /// The chain pass only: checksums, encoding, sequence, hash chain,
+    /// balance, the Merkle tree and its signed checkpoints, the access
+    /// log. Commands are not re-decided and the stored state is not
+    /// compared.
+    Chain,
+}
+
+/// Entries the chain pass hands to the re-execution pass at a time.
+const HANDOFF: usize = 256;
+/// Handoffs in flight between the passes (bounds the memory held).
+const HANDOFFS_IN_FLIGHT: usize = 16;
+
+/// Verifies the data directory `dir` to `depth`, its checkpoints with
+/// `evidence`.
+///
+/// Two passes run side by side on their own threads: the chain pass reads
+/// the journal and checks each record's checksum, encoding, sequence, hash
+/// chain and balance and the Merkle tree; the re-execution pass takes the
+/// entries it passed, in order, re-decides each command against the state
+/// before it and applies it. The first thing found wrong, by entry, is
+/// reported, as a single pass would.
+pub fn verify_to(
+    dir: &Path,
+    evidence: &Evidence,
+    depth: Depth,
+) -> Result<VerifyReport, VerifyError> {
     let started = Instant::now();
     let tree = tree::TreeCheck::open(dir, evidence.log_key, evidence.auditor_folder)?;
     let journal_path = dir.join(JOURNAL_FILE_NAME);
-    let unreadable = |message: String| VerifyError::Unreadable {
+    let file = File::open(&journal_path).map_err(|e| VerifyError::Unreadable {
         path: journal_path.display().to_string(),
-        message,
-    };
-    let file = File::open(&journal_path).map_err(|e| unreadable(e.to_string()))?;
-    let stored = load_stored_state(dir)?;
-    let stored_at = stored.as_ref().map_or(0, |(sequence, _)| *sequence);
-    let mut replay = Replay {
-        file: &file,
-        state: LedgerState::new(),
-        offsets: Vec::new(),
-        previous_hash: GENESIS_HASH,
-        stored: stored.as_ref(),
-        stored_at,
-        compared: false,
-        failure: None,
-        invariants_only: BTreeMap::new(),
-        tree,
-    };
-    if stored_at == 0 {
-        compare_state(&replay.state, stored.as_ref(), 0)?;
-        replay.compared = true;
-    }
-    let scan = scan_journal(&file, |offset, payload| {
-        replay.step(offset, payload).map_err(|failure| {
-            let message = failure.to_string();
-            replay.failure = Some(failure);
-            StoreError::State(message)
-        })
-    });
-    if let Some(failure) = replay.failure {
-        return Err(failure);
-    }
-    let scan = scan.map_err(|error| VerifyError::Entry {
-        sequence: replay.offsets.len() as u64 + 1,
-        message: format!("journal unreadable: {error}"),
+        message: e.to_string(),
     })?;
-    if !replay.compared {
+    let stored = match depth {
+        Depth::Full => load_stored_state(dir)?,
+        Depth::Chain => None,
+    };
+    let stored_at = stored.as_ref().map_or(0, |(sequence, _)| *sequence);
+    let (chain, replay) = std::thread::scope(|scope| {
+        let (handoff, receive) = std::sync::mpsc::sync_channel(HANDOFFS_IN_FLIGHT);
+        let replay = (depth == Depth::Full).then(|| {
+            let (file, stored) = (&file, stored.as_ref());
+            scope.spawn(move || replay_pass(file, stored, stored_at, receive))
+        });
+        let handoff = replay.is_some().then_some(handoff);
+        let chain = chain_pass(&file, tree, handoff);
+        let replay = replay.map(|pass| {
+            pass.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        (chain, replay)
+    });
+    // The re-execution pass only saw entries the chain pass passed, so its
+    // failure comes first.
+    let replay = replay.transpose()?;
+    let chain = chain?;
+    if let Some(replay) = &replay
+        && !replay.compared
+    {
         return Err(VerifyError::State {
             sequence: stored_at,
             message: format!(
                 "the state cache is at entry {stored_at} but the journal ends at entry {}: acknowledged entries are missing",
-                replay.offsets.len()
+                chain.entries
             ),
         });
     }
-    let tree = replay.tree.finish()?;
+    let tree = chain.tree.finish()?;
     let access_log =
         crate::store::access_log::read_all(&dir.join(crate::store::access_log::ACCESS_LOG_FILE))?;
     check_access_log_anchors(&access_log, &tree)?;
     let access_records = access_log.len() as u64;
     Ok(VerifyReport {
         access_records,
-        entries: replay.offsets.len() as u64,
-        last_hash: replay.previous_hash,
+        entries: chain.entries,
+        last_hash: chain.last_hash,
+        depth,
         state_compared_at: stored_at,
-        torn_tail_bytes: scan.torn_bytes,
-        invariants_only: replay.invariants_only,
+        torn_tail_bytes: chain.torn_tail_bytes,
+        invariants_only: replay.map(|r| r.invariants_only).unwrap_or_default(),
         tree,
         elapsed: started.elapsed(),
     })
+}
+
+/// What the chain pass saw.
+struct ChainPass {
+    entries: u64,
+    last_hash: Hash,
+    torn_tail_bytes: u64,
+    tree: tree::TreeCheck,
+}
+
+/// Entries (with their records' offsets) handed to the re-execution pass.
+type Handoff = Vec<(u64, Entry)>;
+
+/// Reads the journal, checks every record and the Merkle tree, and hands
+/// the entries to the re-execution pass (`handoff`) in order. Stops early,
+/// without an error of its own, when that pass has stopped on one.
+fn chain_pass(
+    file: &File,
+    mut tree: tree::TreeCheck,
+    handoff: Option<std::sync::mpsc::SyncSender<Handoff>>,
+) -> Result<ChainPass, VerifyError> {
+    let mut entries = 0u64;
+    let mut previous_hash = GENESIS_HASH;
+    let mut failure = None;
+    let mut pending: Handoff = Vec::with_capacity(HANDOFF);
+    let mut replay_stopped = false;
+    let send = |pending: &mut Handoff| match &handoff {
+        Some(handoff) if !pending.is_empty() => {
+            let full = std::mem::replace(pending, Vec::with_capacity(HANDOFF));
+            handoff.send(full).is_ok()
+        }
+        _ => {
+            pending.clear();
+            true
+        }
+    };
+    let scan = scan_journal(file, |offset, payload| {
+        let sequence = entries + 1;
+        let checked = check_entry(sequence, payload, &previous_hash).and_then(|entry| {
+            tree.push(sequence, &entry.canonical, &entry.hash)
+                .map(|()| entry)
+        });
+        let entry = checked.map_err(|error| {
+            let message = error.to_string();
+            failure = Some(error);
+            StoreError::State(message)
+        })?;
+        previous_hash = entry.hash;
+        entries = sequence;
+        pending.push((offset, entry));
+        if pending.len() == HANDOFF && !send(&mut pending) {
+            replay_stopped = true;
+            return Err(StoreError::State("the re-execution pass stopped".into()));
+        }
+        Ok(())
+    });
+    // Entries before a failure go to the re-execution pass too: a fault it
+    // finds in them comes before this one.
+    if !replay_stopped {
+        send(&mut pending);
+    }
+    drop(handoff);
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    let torn_tail_bytes = match scan {
+        Ok(scan) => scan.torn_bytes,
+        // The re-execution pass reports what stopped it.
+        Err(_) if replay_stopped => 0,
+        Err(error) => {
+            return Err(VerifyError::Entry {
+                sequence: entries + 1,
+                message: format!("journal unreadable: {error}"),
+            });
+        }
+    };
+    Ok(ChainPass {
+        entries,
+        last_hash: previous_hash,
+        torn_tail_bytes,
+        tree,
+    })
+}
+
+/// What the re-execution pass saw.
+struct ReplayPass {
+    compared: bool,
+    invariants_only: BTreeMap<RulesVersion, u64>,
+}
+
+/// Re-decides and applies every entry handed over, in order, and compares
+/// the state with the stored cache at the entry it was stored at.
+fn replay_pass(
+    file: &File,
+    stored: Option<&StoredState>,
+    stored_at: u64,
+    handoffs: std::sync::mpsc::Receiver<Handoff>,
+) -> Result<ReplayPass, VerifyError> {
+    let mut state = LedgerState::new();
+    let mut offsets: Vec<u64> = Vec::new();
+    let mut pass = ReplayPass {
+        compared: false,
+        invariants_only: BTreeMap::new(),
+    };
+    if stored_at == 0 {
+        compare_state(&state, stored, 0)?;
+        pass.compared = true;
+    }
+    for handoff in handoffs {
+        for (offset, entry) in handoff {
+            let sequence = entry.body.sequence;
+            let lookup = |wanted: u64| -> Result<Option<EntryBody>, String> {
+                let Some(&at) = offsets.get((wanted.max(1) - 1) as usize) else {
+                    return Ok(None);
+                };
+                read_entry_at_offset(file, at, wanted)
+                    .map(|e| Some(e.body))
+                    .map_err(|e| e.to_string())
+            };
+            if let Checked::ByInvariants = reexecute(&state, &entry, &lookup)? {
+                *pass
+                    .invariants_only
+                    .entry(entry.body.rules_version)
+                    .or_default() += 1;
+            }
+            state.apply(&entry).map_err(|e| VerifyError::Entry {
+                sequence,
+                message: e.message,
+            })?;
+            state.clear_changes();
+            offsets.push(offset);
+            if sequence == stored_at {
+                compare_state(&state, stored, sequence)?;
+                pass.compared = true;
+            }
+        }
+    }
+    Ok(pass)
 }
 
 /// Every access log head a signed checkpoint anchors is in the log: the
@@ -258,56 +439,6 @@ fn check_access_log_anchors(
     Ok(())
 }
 
-/// The replay in progress.
-struct Replay<'a> {
-    file: &'a File,
-    state: LedgerState,
-    offsets: Vec<u64>,
-    previous_hash: Hash,
-    stored: Option<&'a StoredState>,
-    stored_at: u64,
-    compared: bool,
-    failure: Option<VerifyError>,
-    invariants_only: BTreeMap<RulesVersion, u64>,
-    tree: tree::TreeCheck,
-}
-
-impl Replay<'_> {
-    /// Checks and applies the entry held by the record at `offset`.
-    fn step(&mut self, offset: u64, payload: &[u8]) -> Result<(), VerifyError> {
-        let sequence = self.offsets.len() as u64 + 1;
-        let entry = check_entry(sequence, payload, &self.previous_hash)?;
-        self.tree.push(sequence, &entry.canonical, &entry.hash)?;
-        let (file, offsets) = (self.file, &self.offsets);
-        let lookup = |wanted: u64| -> Result<Option<EntryBody>, String> {
-            let Some(&at) = offsets.get((wanted.max(1) - 1) as usize) else {
-                return Ok(None);
-            };
-            read_entry_at_offset(file, at, wanted)
-                .map(|e| Some(e.body))
-                .map_err(|e| e.to_string())
-        };
-        if let Checked::ByInvariants = reexecute(&self.state, &entry, &lookup)? {
-            *self
-                .invariants_only
-                .entry(entry.body.rules_version)
-                .or_default() += 1;
-        }
-        self.state.apply(&entry).map_err(|e| VerifyError::Entry {
-            sequence,
-            message: e.message,
-        })?;
-        self.state.clear_changes();
-        self.previous_hash = entry.hash;
-        self.offsets.push(offset);
-        if sequence == self.stored_at {
-            compare_state(&self.state, self.stored, sequence)?;
-            self.compared = true;
-        }
-        Ok(())
-    }
-}
-
 /// Decodes a record's payload and checks its encoding, chain and balance.
 fn check_entry(sequence: u64, payload: &[u8], previous_hash: &Hash) -> Result<Entry, VerifyError> {
     let fail = |message: String| VerifyError::Entry { sequence, message };
@@ -322,7 +453,7 @@ fn check_entry(sequence: u64, payload: &[u8], previous_hash: &Hash) -> Result<En
             body.sequence
         )));
     }
-    if body.canonical_bytes() != bytes {
+    if !body.has_canonical_bytes(bytes) {
         return Err(fail(
             "stored bytes are not the canonical encoding of the entry".into(),
         ));
@@ -542,6 +673,7 @@ mod report_tests {
         let report = VerifyReport {
             entries: 1_482_230,
             last_hash: [0xab; 32],
+            depth: Depth::Full,
             state_compared_at: 1_400_000,
             torn_tail_bytes: 4_096,
             access_records: 12_345,

@@ -41,10 +41,17 @@ async fn data_dir() -> TempDir {
 }
 
 fn verify(dir: &Path) -> (bool, String) {
+    verify_args(dir, &[])
+}
+
+/// `mfi-ledger verify --data DIR ARGS...`: whether it passed, and what it
+/// printed.
+fn verify_args(dir: &Path, args: &[&str]) -> (bool, String) {
     let output = Command::new(BINARY)
         .arg("verify")
         .arg("--data")
         .arg(dir)
+        .args(args)
         .output()
         .unwrap();
     let text = format!(
@@ -143,6 +150,53 @@ async fn verify_names_an_altered_entry() {
     assert!(!ok, "an altered amount must fail verification: {text}");
     let expected = format!("entry {DEPOSIT}: hash mismatch");
     assert!(text.contains(&expected), "{text}");
+}
+
+/// Issue 14: `verify --chain-only` checks the chain without re-deciding
+/// the commands. Full verification runs the two passes side by side and
+/// still reports the first fault by entry: a rechained forgery (a deposit
+/// whose amount no longer matches its command) before a later entry whose
+/// bytes were changed under its hash, which is all the chain pass sees.
+#[tokio::test]
+async fn the_chain_pass_alone_and_both_passes_report_their_first_fault() {
+    let dir = data_dir().await;
+    let set_amounts = |body: &mut EntryBody, amount: u64| {
+        for posting in &mut body.postings {
+            posting.amount = Decimal::from(amount);
+        }
+    };
+    rewrite_and_rechain(dir.path(), DEPOSIT, |canonical| {
+        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
+        set_amounts(&mut body, 900_000);
+        *canonical = body.canonical_bytes();
+    });
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let redecided = format!("entry {DEPOSIT}: re-deciding its command");
+
+    let (ok, text) = verify(dir.path());
+    assert!(
+        !ok,
+        "a rechained forgery must fail full verification: {text}"
+    );
+    assert!(text.contains(&redecided), "{text}");
+    let (ok, text) = verify_args(dir.path(), &["--chain-only"]);
+    assert!(ok, "the chain of a rechained forgery holds: {text}");
+    assert!(
+        text.starts_with(&format!("ok: {WITHDRAWAL} entries verified"))
+            && text.contains("chain only"),
+        "{text}"
+    );
+
+    forge(dir.path(), WITHDRAWAL, |body| set_amounts(body, 90_000));
+    let (ok, text) = verify_args(dir.path(), &["--chain-only"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("entry {WITHDRAWAL}: hash mismatch")),
+        "{text}"
+    );
+    let (ok, text) = verify(dir.path());
+    assert!(!ok, "{text}");
+    assert!(text.contains(&redecided), "the earlier fault first: {text}");
 }
 
 #[tokio::test]
