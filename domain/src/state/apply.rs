@@ -1303,13 +1303,22 @@ impl Stage<'_> {
         };
         let mut total = Decimal::ZERO;
         for id in &member.savings_accounts {
-            let account = match self.savings.get(id) {
-                Some(account) => account,
-                None => self
-                    .state
-                    .savings
-                    .get(id)
-                    .ok_or("unknown savings account")?,
+            let (account, held) = match self.savings.get(id) {
+                // Opened by this entry: its changes are this entry's.
+                Some(account) => (account, sum(account.changes.values().copied())?),
+                // Its changes add up to its balance before this entry (an
+                // invariant the state's property tests check): read that,
+                // not every change in its history.
+                None => {
+                    let account = self
+                        .state
+                        .savings
+                        .get(id)
+                        .ok_or("unknown savings account")?;
+                    let ledger_account = AccountId::Savings(id.clone());
+                    let balance = self.state.balance(&ledger_account);
+                    (&**account, balance.on_normal_side(ledger_account.kind()))
+                }
             };
             if account
                 .changes
@@ -1318,7 +1327,7 @@ impl Stage<'_> {
             {
                 return Ok(false);
             }
-            total = plus(total, sum(account.changes.values().copied())?)?;
+            total = plus(total, held)?;
             if let Some(moved) = self.savings_moves.get(id) {
                 // A change on the entry's date: it moves no date past it.
                 total = plus(total, *moved)?;
