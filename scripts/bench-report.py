@@ -430,7 +430,7 @@ def main():
         machine,
         "```",
         "",
-        "Reproduce everything (about 20 minutes): `scripts/bench-all`",
+        "Reproduce everything (20 to 30 minutes): `scripts/bench-all`",
         "",
         "![throughput](docs/benchmarks.svg)",
         "",
