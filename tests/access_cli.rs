@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 use common::{BIN, Server, expect_failure, expect_success, field};
 

@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 use common::{BIN, Server, expect_failure, expect_success, field, find_field, row};
 

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use mfi_ledger::checkpoint::{Checkpoint, KeyKind, Signer, Verifier};
 
-mod common;
+use crate::common;
 
 use common::{
     BIN, Client, Server, audit_fetch, audit_replay, expect_failure, expect_success, field,

@@ -18,7 +18,7 @@
 //! thread during each call, so a length prefix of 4 GB that was believed
 //! would fail the test instead of the machine.
 
-mod common;
+use crate::common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

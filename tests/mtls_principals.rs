@@ -8,7 +8,7 @@
 //! The CA, leaf and server helpers are shared with `tests/tls.rs`
 //! (`tests/common/certs.rs`).
 
-mod common;
+use crate::common;
 
 use common::certs::{Ca, Files, Leaf, TlsServer, Validity, bounded, connect};
 use mfi_ledger::cli::connect::{Bearer, Conn};

@@ -21,7 +21,7 @@
 //! 10,573,000,000 less expenses 1,303,800,000 = 9,269,200,000 (2022:
 //! 8,712,700,000 − 1,198,200,000 = 7,514,500,000).
 
-mod common;
+use crate::common;
 
 use common::chromium::{PAGE_ERRORS, open_in, open_in_chromium};
 

@@ -9,7 +9,7 @@
 //! more than in 2022; over 71 billion VND disbursed; every borrower saving;
 //! over 22 billion VND saved.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;

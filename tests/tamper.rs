@@ -27,7 +27,7 @@ use std::process::{Command, Output, Stdio};
 
 use mfi_ledger::domain::entry::{EntryBody, GENESIS_HASH, chain_hash};
 
-mod common;
+use crate::common;
 
 use common::{
     BIN, Client, ServerOn, audit_fetch, audit_replay, copy_dir, expect_failure, expect_success,

@@ -9,7 +9,7 @@
 //! may show on the first call rather than on connect: "refused" means the
 //! connection or the first call failed before reaching the application.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -22,6 +22,11 @@ const WITHDRAWAL: u64 = DEPOSIT + 1;
 /// A stopped ledger with a member, a deposit ([`DEPOSIT`]) and a withdrawal
 /// ([`WITHDRAWAL`]), the last entry.
 async fn data_dir() -> TempDir {
+    data_dir_with(0).await
+}
+
+/// [`data_dir`] with `more` deposits after the withdrawal.
+async fn data_dir_with(more: usize) -> TempDir {
     let mut app = spawn_app().await;
     app.branch_tb().await;
     app.member("TB-0001").await;
@@ -37,6 +42,31 @@ async fn data_dir() -> TempDir {
         })
         .await
         .unwrap();
+    let deposit = |n: usize| pb::BatchCommand {
+        command: Some(pb::batch_command::Command::DepositSavings(
+            pb::DepositSavingsRequest {
+                context: ctx(&format!("more-{n}")),
+                account_id: "TB-0001/C1".into(),
+                amount: vnd("1000"),
+                effective_date: "2024-02-03".into(),
+            },
+        )),
+    };
+    for from in (0..more).step_by(500) {
+        let commands = (from..more.min(from + 500)).map(deposit).collect();
+        let results = app
+            .branch
+            .submit_batch(pb::SubmitBatchRequest { commands })
+            .await
+            .unwrap()
+            .into_inner()
+            .results;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r.result, Some(pb::batch_result::Result::DepositSavings(_))))
+        );
+    }
     app.stop().await
 }
 
@@ -197,6 +227,38 @@ async fn the_chain_pass_alone_and_both_passes_report_their_first_fault() {
     let (ok, text) = verify(dir.path());
     assert!(!ok, "{text}");
     assert!(text.contains(&redecided), "the earlier fault first: {text}");
+}
+
+/// The two passes hand entries over 256 at a time, 16 handovers in
+/// flight: when re-execution fails early in a journal longer than that,
+/// the chain pass stops scanning at its next handover, and the
+/// re-execution fault is the one reported, not the broken handover.
+#[tokio::test]
+async fn an_early_re_execution_fault_in_a_long_journal_is_the_one_reported() {
+    let more = 5_000;
+    let dir = data_dir_with(more).await;
+    rewrite_and_rechain(dir.path(), DEPOSIT, |canonical| {
+        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
+        for posting in &mut body.postings {
+            posting.amount = Decimal::from(900_000);
+        }
+        *canonical = body.canonical_bytes();
+    });
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let (ok, text) = verify(dir.path());
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("entry {DEPOSIT}: re-deciding its command")),
+        "{text}"
+    );
+    let (ok, text) = verify_args(dir.path(), &["--chain-only"]);
+    assert!(ok, "{text}");
+    let last = WITHDRAWAL + more as u64;
+    let last = format!("{},{:03}", last / 1000, last % 1000);
+    assert!(
+        text.starts_with(&format!("ok: {last} entries verified")),
+        "{text}"
+    );
 }
 
 #[tokio::test]
