@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use mfi_ledger::domain::access::{Role, RoleGrant, Scope};
 use mfi_ledger::domain::ids::{BranchId, PrincipalId};
 use mfi_ledger::pb;
-use mfi_ledger::pb::batch_command::Command as Write;
 use mfi_ledger::pb::books_service_client::BooksServiceClient;
 use mfi_ledger::pb::export_books_response::Part;
 use mfi_ledger::pb::proof_service_client::ProofServiceClient;
@@ -18,7 +17,7 @@ use sha2::{Digest, Sha256};
 use tonic::{Code, Status};
 
 use crate::support::{
-    App, Conn, amount, assert_refused, connect, ctx, read_journal, spawn_app, vnd, with_token,
+    App, Conn, amount, assert_refused, connect, read_journal, spawn_app, with_token,
 };
 use crate::totals::history;
 
@@ -779,34 +778,6 @@ async fn bad_requests_and_callers_are_refused_by_name() {
     }
 }
 
-/// Deposits `count` times 1,000 VND into `TB-0001/C1`, a thousand a batch.
-async fn deposits(app: &mut App, count: usize) {
-    for batch in 0..count.div_ceil(1000) {
-        let commands = (batch * 1000..((batch + 1) * 1000).min(count))
-            .map(|i| pb::BatchCommand {
-                command: Some(Write::DepositSavings(pb::DepositSavingsRequest {
-                    context: ctx(&format!("deposit-{i}")),
-                    account_id: "TB-0001/C1".into(),
-                    amount: vnd("1000"),
-                    effective_date: "2024-03-01".into(),
-                })),
-            })
-            .collect();
-        let results = app
-            .branch
-            .submit_batch(pb::SubmitBatchRequest { commands })
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
-        assert!(
-            results
-                .iter()
-                .all(|r| matches!(r.result, Some(pb::batch_result::Result::DepositSavings(_))))
-        );
-    }
-}
-
 /// An export holds one of the server's turns while its client reads it:
 /// with two clients that stopped reading, a third export waits for a turn
 /// (RESOURCE_EXHAUSTED); when one of them goes away its export stops and
@@ -817,7 +788,7 @@ async fn an_export_holds_a_turn_until_its_client_reads_it_all_or_goes_away() {
     let mut app = spawn_app().await;
     app.branch_tb().await;
     app.member("TB-0001").await;
-    deposits(&mut app, 4000).await;
+    app.deposits(4000, "2024-03-01").await;
     let slow = || async {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.address))
             .unwrap()

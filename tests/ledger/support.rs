@@ -258,6 +258,37 @@ impl App {
             .map(|r| r.into_inner())
     }
 
+    /// Deposits `count` times 1,000 VND into `TB-0001/C1` on `date`, a
+    /// thousand a batch; panics unless every one is accepted.
+    pub async fn deposits(&mut self, count: usize, date: &str) {
+        for batch in 0..count.div_ceil(1000) {
+            let commands = (batch * 1000..((batch + 1) * 1000).min(count))
+                .map(|i| pb::BatchCommand {
+                    command: Some(pb::batch_command::Command::DepositSavings(
+                        pb::DepositSavingsRequest {
+                            context: ctx(&format!("deposit-{i}")),
+                            account_id: "TB-0001/C1".into(),
+                            amount: vnd("1000"),
+                            effective_date: date.into(),
+                        },
+                    )),
+                })
+                .collect();
+            let results = self
+                .branch
+                .submit_batch(pb::SubmitBatchRequest { commands })
+                .await
+                .unwrap()
+                .into_inner()
+                .results;
+            assert!(
+                results
+                    .iter()
+                    .all(|r| matches!(r.result, Some(pb::batch_result::Result::DepositSavings(_))))
+            );
+        }
+    }
+
     /// Disburses a flat weekly loan; returns its id.
     pub async fn disburse(
         &mut self,

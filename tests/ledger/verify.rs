@@ -42,31 +42,7 @@ async fn data_dir_with(more: usize) -> TempDir {
         })
         .await
         .unwrap();
-    let deposit = |n: usize| pb::BatchCommand {
-        command: Some(pb::batch_command::Command::DepositSavings(
-            pb::DepositSavingsRequest {
-                context: ctx(&format!("more-{n}")),
-                account_id: "TB-0001/C1".into(),
-                amount: vnd("1000"),
-                effective_date: "2024-02-03".into(),
-            },
-        )),
-    };
-    for from in (0..more).step_by(500) {
-        let commands = (from..more.min(from + 500)).map(deposit).collect();
-        let results = app
-            .branch
-            .submit_batch(pb::SubmitBatchRequest { commands })
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
-        assert!(
-            results
-                .iter()
-                .all(|r| matches!(r.result, Some(pb::batch_result::Result::DepositSavings(_))))
-        );
-    }
+    app.deposits(more, "2024-02-03").await;
     app.stop().await
 }
 
