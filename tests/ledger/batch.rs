@@ -151,13 +151,7 @@ async fn a_batch_larger_than_the_commands_in_flight_bound_is_refused_not_retried
     app.branch_tb().await;
     app.member("TB-0001").await;
     let commands = (0..11).map(|i| deposit(&format!("big-{i}"), "1")).collect();
-    let results = app
-        .branch
-        .submit_batch(pb::SubmitBatchRequest { commands })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+    let results = app.submit_batch(commands).await;
     for result in results {
         let Some(Reply::Error(error)) = result.result else {
             panic!("{result:?}")

@@ -444,13 +444,7 @@ async fn members_of_tb_g01(app: &mut App, count: usize, long_loans: bool) -> Vec
                 command: Some(command.clone()),
             })
             .collect();
-        let results = app
-            .branch
-            .submit_batch(pb::SubmitBatchRequest { commands })
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
+        let results = app.submit_batch(commands).await;
         for result in results {
             assert!(
                 !matches!(result.result, Some(pb::batch_result::Result::Error(_))),

@@ -258,6 +258,17 @@ impl App {
             .map(|r| r.into_inner())
     }
 
+    /// Submits `commands` as one batch; panics if the batch is refused
+    /// whole. Each command's result, in order.
+    pub async fn submit_batch(&mut self, commands: Vec<pb::BatchCommand>) -> Vec<pb::BatchResult> {
+        self.branch
+            .submit_batch(pb::SubmitBatchRequest { commands })
+            .await
+            .unwrap()
+            .into_inner()
+            .results
+    }
+
     /// Deposits `count` times 1,000 VND into `TB-0001/C1` on `date`, a
     /// thousand a batch; panics unless every one is accepted.
     pub async fn deposits(&mut self, count: usize, date: &str) {
@@ -274,13 +285,7 @@ impl App {
                     )),
                 })
                 .collect();
-            let results = self
-                .branch
-                .submit_batch(pb::SubmitBatchRequest { commands })
-                .await
-                .unwrap()
-                .into_inner()
-                .results;
+            let results = self.submit_batch(commands).await;
             assert!(
                 results
                     .iter()
