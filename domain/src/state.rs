@@ -39,6 +39,7 @@ use super::schedule::{Installment, LoanTerms};
 use super::totals::{BorrowerStep, DayTotals, Overflow, PeriodFigures, borrower_steps};
 
 mod keys;
+pub use installments::Installments;
 pub use keys::{STATE_FORMAT, StateKey, StateRecord};
 
 /// Default share of outstanding principal kept in compulsory savings, in percent.
@@ -292,7 +293,7 @@ pub struct Loan {
     #[serde(with = "crate::codec::decimal")]
     pub approved_principal: Decimal,
     pub status: LoanStatus,
-    pub installments: Vec<InstallmentState>,
+    pub installments: Installments,
     /// Date of the latest transaction on the loan: they are entered in date
     /// order so that allocation follows the calendar.
     #[serde(with = "crate::codec::date")]
@@ -365,11 +366,9 @@ impl Loan {
         }
     }
 
-    /// The installments not yet fully paid start at this slice.
-    pub fn from_first_unpaid(&self) -> &[InstallmentState] {
-        self.installments
-            .get(self.first_unpaid as usize..)
-            .unwrap_or(&[])
+    /// The installments not yet fully paid, in order.
+    pub fn from_first_unpaid(&self) -> impl Iterator<Item = &InstallmentState> + Clone + '_ {
+        self.installments.iter_from(self.first_unpaid as usize)
     }
 
     /// Principal outstanding at the end of `date`.
@@ -479,6 +478,7 @@ mod apply;
 #[cfg(test)]
 mod apply_overflow_tests;
 mod execute;
+mod installments;
 #[cfg(test)]
 mod loan_tests;
 mod loans;

@@ -503,7 +503,6 @@ impl LoanProgress {
             first_unpaid: loan.first_unpaid,
             paid_after_first_unpaid: loan
                 .from_first_unpaid()
-                .iter()
                 .filter(|i| {
                     !i.principal_paid.is_zero()
                         || !i.interest_paid.is_zero()
@@ -535,11 +534,11 @@ impl LoanProgress {
                 loan.id
             ));
         }
-        for installment in &mut loan.installments[..first] {
+        loan.installments.for_each_before_mut(first, |installment| {
             installment.principal_paid = installment.due.principal;
             installment.interest_paid = installment.due.interest;
             installment.fee_paid = installment.due.fee;
-        }
+        });
         for paid in self.paid_after_first_unpaid {
             let index = (paid.number as usize)
                 .checked_sub(1)

@@ -856,7 +856,7 @@ fn check_loan(ledger: &Ledger) -> Result<(), TestCaseError> {
         first
     );
     prop_assert!(loan.interest_unpaid >= Decimal::ZERO && loan.fee_unpaid >= Decimal::ZERO);
-    for i in &loan.installments {
+    for i in loan.installments.iter() {
         for (paid, due) in [
             (i.principal_paid, i.due.principal),
             (i.interest_paid, i.due.interest),
@@ -961,7 +961,7 @@ fn overdue_split_by_parts(loan: &Loan, date: NaiveDate) -> Arrears {
     };
     let mut paid = loan.paid_on(date).unwrap();
     let mut oldest = None;
-    for installment in &loan.installments {
+    for installment in loan.installments.iter() {
         if installment.due.due_date >= date {
             break;
         }
@@ -1456,7 +1456,7 @@ fn take(ledger: &mut Ledger, op: Op) -> Result<(), TestCaseError> {
 /// by date aside, as a reversal may be dated later; and `first_unpaid`,
 /// which may lag at disbursement).
 #[allow(clippy::type_complexity)]
-fn progress(loan: &Loan) -> (LoanStatus, &[InstallmentState], [Decimal; 8], u32, &[u64]) {
+fn progress(loan: &Loan) -> (LoanStatus, &Installments, [Decimal; 8], u32, &[u64]) {
     (
         loan.status,
         &loan.installments,

@@ -117,7 +117,7 @@ impl Loan {
     /// Principal of installments from `index` on not yet paid.
     fn principal_from(&self, index: usize) -> Result<Decimal, Overflow> {
         let mut total = Decimal::ZERO;
-        for installment in self.installments.get(index..).unwrap_or(&[]) {
+        for installment in self.installments.iter_from(index) {
             total = plus(
                 total,
                 minus(installment.due.principal, installment.principal_paid)?,
@@ -210,7 +210,7 @@ impl Loan {
             let base = if self.terms.interest_method == InterestMethod::Flat {
                 self.terms.principal
             } else {
-                sum(self.installments[j..].iter().map(|i| i.due.principal))?
+                sum(self.installments.iter_from(j).map(|i| i.due.principal))?
             };
             let to = if j == index {
                 date.clamp(start, end)
@@ -241,7 +241,7 @@ impl Loan {
         let current = self.current_period(date);
         let due_end = current.unwrap_or(self.installments.len());
         let first = (self.first_unpaid as usize).min(due_end);
-        for installment in &self.installments[first..due_end] {
+        for installment in self.installments.range(first, due_end) {
             let due = &installment.due;
             quote.due_principal = plus(
                 quote.due_principal,
@@ -337,7 +337,7 @@ impl Loan {
                 interest,
                 principal: Decimal::ZERO,
             }];
-            for (offset, installment) in self.installments[index..].iter().enumerate() {
+            for (offset, installment) in self.installments.iter_from(index).enumerate() {
                 let fee = minus(installment.due.fee, installment.fee_paid)?.min(left);
                 left = minus(left, fee)?;
                 if offset == 0 {
@@ -397,8 +397,9 @@ impl Loan {
         prepaid: Decimal,
         date: NaiveDate,
     ) -> Result<Recast, DomainError> {
-        let before: Vec<Installment> = self.installments[index..]
-            .iter()
+        let before: Vec<Installment> = self
+            .installments
+            .iter_from(index)
             .map(|i| i.due.clone())
             .collect();
         let after_balance = minus(balance, prepaid)?;
@@ -461,8 +462,9 @@ impl Loan {
                 ),
             ));
         }
-        let before: Vec<Installment> = self.installments[index..]
-            .iter()
+        let before: Vec<Installment> = self
+            .installments
+            .iter_from(index)
             .map(|i| i.due.clone())
             .collect();
         let balance = self.principal_from(index)?;
@@ -658,7 +660,7 @@ impl Loan {
             return Ok(false);
         };
         let mut due_before = Decimal::ZERO;
-        for installment in &self.installments {
+        for installment in self.installments.iter() {
             if installment.due.due_date >= cutoff.min(date) {
                 break;
             }
@@ -706,7 +708,7 @@ impl Loan {
             *sum = sum.checked_add(amount).ok_or(Overflow)?;
             Ok(())
         };
-        for installment in &self.installments {
+        for installment in self.installments.iter() {
             let due = &installment.due;
             if due.due_date >= date {
                 break;
@@ -768,7 +770,7 @@ impl Loan {
             return Ok((due, on_time));
         }
         let mut before = Decimal::ZERO;
-        for installment in &self.installments {
+        for installment in self.installments.iter() {
             let date = installment.due.due_date;
             if date > to {
                 break;
@@ -1020,12 +1022,12 @@ impl Loan {
 /// first installments not yet paid, not about the whole schedule. The
 /// sums are compared and subtracted only, so left unnormalised.
 struct CumulativeDue<'a> {
-    installments: &'a [InstallmentState],
+    installments: &'a Installments,
     sums: Vec<Decimal>,
 }
 
 impl<'a> CumulativeDue<'a> {
-    fn new(installments: &'a [InstallmentState]) -> CumulativeDue<'a> {
+    fn new(installments: &'a Installments) -> CumulativeDue<'a> {
         CumulativeDue {
             installments,
             sums: Vec::new(),
@@ -1246,6 +1248,7 @@ mod cumulative_due_tests {
         ) {
             let installments = schedule(&parts);
             let full = full_sums(&installments);
+            let installments = Installments::from(installments);
             let mut lazy = CumulativeDue::new(&installments);
             for amount in asks {
                 let amount = Decimal::from(amount);
@@ -1262,7 +1265,8 @@ mod cumulative_due_tests {
 
     #[test]
     fn an_amount_at_a_sum_covers_that_installment_and_not_the_next() {
-        let installments = schedule(&[(100, 10, 0), (100, 10, 0), (100, 10, 0)]);
+        let installments =
+            Installments::from(schedule(&[(100, 10, 0), (100, 10, 0), (100, 10, 0)]));
         let mut lazy = CumulativeDue::new(&installments);
         assert_eq!(lazy.first_above(Decimal::ZERO).unwrap(), 0);
         assert_eq!(lazy.first_above(Decimal::from(110)).unwrap(), 1);

@@ -745,7 +745,7 @@ proptest! {
             prop_assert_eq!(loan.principal_unpaid, principal);
             prop_assert_eq!(loan.interest_unpaid, interest);
             prop_assert_eq!(loan.fee_unpaid, fees);
-            for i in &loan.installments {
+            for i in loan.installments.iter() {
                 for (paid, due) in [(i.principal_paid, i.due.principal), (i.interest_paid, i.due.interest), (i.fee_paid, i.due.fee)] {
                     prop_assert!(Decimal::ZERO <= paid && paid <= due, "{} installment {} paid {} of {}", loan.id, i.due.number, paid, due);
                 }
