@@ -237,13 +237,17 @@ impl LedgerState {
                 .note(|| StateKey::LoanProgress(loan.id.clone()));
             self.loans.insert(loan.id.clone(), loan);
         }
-        for ((branch, date), day) in commit.days {
-            self.changed.note(|| StateKey::Day(branch.clone(), date));
+        for (branch, changed) in commit.days {
+            for (date, _) in &changed {
+                self.changed.note(|| StateKey::Day(branch.clone(), *date));
+            }
             let days = self.days.entry(branch).or_default();
-            match day {
-                Some(day) => days.insert(date, day),
-                None => days.remove(&date),
-            };
+            for (date, day) in changed {
+                match day {
+                    Some(day) => days.insert(date, day),
+                    None => days.remove(&date),
+                };
+            }
         }
         for (account, balance) in commit.balances {
             self.changed.note(|| StateKey::Balance(account.clone()));
@@ -278,8 +282,10 @@ struct Commit {
     /// Loans, and whether their schedule changed (their `Loan` record).
     /// Shared: the read side takes the writer's (see [`Written`]).
     loans: Vec<(Arc<Loan>, bool)>,
-    /// New day totals; `None` removes a day that no longer changes anything.
-    days: BTreeMap<(BranchId, NaiveDate), Option<DayTotals>>,
+    /// New day totals by branch, in date order; `None` removes a day that
+    /// no longer changes anything. A list per branch, not a map keyed by
+    /// branch and date: copied for the read side at every entry.
+    days: BTreeMap<BranchId, Vec<(NaiveDate, Option<DayTotals>)>>,
     /// What the entry changed of each branch's days (for the day log).
     day_changes: BTreeMap<BranchId, Vec<(NaiveDate, DayTotals)>>,
     balances: Vec<(AccountId, Balance)>,
@@ -313,8 +319,9 @@ struct Stage<'s> {
     loans: BTreeMap<LoanId, StagedLoan>,
     /// Members whose borrower steps must be worked out again.
     refresh: BTreeSet<MemberId>,
-    /// Changes of day totals, by branch and date.
-    days: BTreeMap<(BranchId, NaiveDate), DayTotals>,
+    /// Changes of day totals, by branch and date (by branch first: an entry
+    /// changes one branch's days, and its id is then copied once).
+    days: BTreeMap<BranchId, BTreeMap<NaiveDate, DayTotals>>,
 }
 
 impl<'s> Stage<'s> {
@@ -369,10 +376,11 @@ impl<'s> Stage<'s> {
         date: NaiveDate,
         change: &DayTotals,
     ) -> Result<(), Overflow> {
-        self.days
-            .entry((branch.clone(), date))
-            .or_default()
-            .add(change)
+        let days = match self.days.get_mut(branch) {
+            Some(days) => days,
+            None => self.days.entry(branch.clone()).or_default(),
+        };
+        days.entry(date).or_default().add(change)
     }
 
     fn outcome(&mut self, body: &EntryBody) -> Result<(), String> {
@@ -1477,25 +1485,25 @@ impl Stage<'_> {
             self.member(&member_id)?.borrower_steps = steps;
         }
         let mut commit = self.commit;
-        for ((branch, date), change) in self.days {
-            if !change.is_empty() {
-                commit
-                    .day_changes
-                    .entry(branch.clone())
-                    .or_default()
-                    .push((date, change.clone()));
+        for (branch, changes) in self.days {
+            let held = self.state.days.get(&branch);
+            let mut days = Vec::with_capacity(changes.len());
+            let mut day_changes = Vec::with_capacity(changes.len());
+            for (date, change) in changes {
+                let mut day = held
+                    .and_then(|days| days.get(&date))
+                    .cloned()
+                    .unwrap_or_default();
+                day.add(&change)?;
+                days.push((date, (!day.is_empty()).then_some(day)));
+                if !change.is_empty() {
+                    day_changes.push((date, change));
+                }
             }
-            let mut day = self
-                .state
-                .days
-                .get(&branch)
-                .and_then(|days| days.get(&date))
-                .cloned()
-                .unwrap_or_default();
-            day.add(&change)?;
-            commit
-                .days
-                .insert((branch, date), (!day.is_empty()).then_some(day));
+            if !day_changes.is_empty() {
+                commit.day_changes.insert(branch.clone(), day_changes);
+            }
+            commit.days.insert(branch, days);
         }
         commit.members = self.members.into_values().collect();
         commit.savings = self.savings.into_values().map(Arc::new).collect();

@@ -912,7 +912,9 @@ impl Loan {
         // Not sized for the whole schedule: a payment reaches a few
         // installments, and a list as long as the schedule, allocated and
         // dropped twice per entry, cost more than the work itself.
-        let mut days: Vec<(NaiveDate, QualityDay)> = Vec::new();
+        // Room for a few payments' ranges at once, rather than growing from
+        // nothing in four steps.
+        let mut days: Vec<(NaiveDate, QualityDay)> = Vec::with_capacity(16);
         let mut cumulative = CumulativeDue::new(&self.installments);
         // The dates of either kind of change, in order, once each.
         let mut dates: Vec<NaiveDate> =
