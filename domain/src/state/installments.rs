@@ -107,19 +107,6 @@ impl Installments {
         }
     }
 
-    /// Adds an installment at the end.
-    pub fn push(&mut self, installment: InstallmentState) {
-        match self.chunks.last_mut() {
-            Some(chunk) if chunk.len() < CHUNK => Arc::make_mut(chunk).push(installment),
-            _ => {
-                let mut chunk = Vec::with_capacity(CHUNK);
-                chunk.push(installment);
-                self.chunks.push(Arc::new(chunk));
-            }
-        }
-        self.len += 1;
-    }
-
     /// The installments as one list.
     pub fn to_vec(&self) -> Vec<InstallmentState> {
         self.iter().cloned().collect()
@@ -142,17 +129,21 @@ impl Index<usize> for Installments {
 
 impl FromIterator<InstallmentState> for Installments {
     fn from_iter<I: IntoIterator<Item = InstallmentState>>(iter: I) -> Installments {
-        let mut installments = Installments::default();
-        for installment in iter {
-            installments.push(installment);
-        }
-        installments
+        Installments::from(iter.into_iter().collect::<Vec<_>>())
     }
 }
 
 impl From<Vec<InstallmentState>> for Installments {
+    /// Each chunk holds exactly its installments: no room left over in the
+    /// last one, kept for as long as the loan.
     fn from(list: Vec<InstallmentState>) -> Installments {
-        list.into_iter().collect()
+        Installments {
+            chunks: list
+                .chunks(CHUNK)
+                .map(|chunk| Arc::new(chunk.to_vec()))
+                .collect(),
+            len: list.len(),
+        }
     }
 }
 
@@ -255,6 +246,17 @@ mod tests {
             .count();
         assert_eq!(shared, original.chunks.len() - 1);
         assert_ne!(original, copy);
+    }
+
+    #[test]
+    fn no_chunk_keeps_room_it_does_not_use() {
+        let installments = Installments::from(list(50));
+        let sizes: Vec<_> = installments
+            .chunks
+            .iter()
+            .map(|chunk| (chunk.len(), chunk.capacity()))
+            .collect();
+        assert_eq!(sizes, [(32, 32), (18, 18)]);
     }
 
     #[test]
