@@ -563,6 +563,54 @@ fn the_same_seed_writes_the_same_journal() {
     assert_ne!(simulated_entries(&server), runs[0].1);
 }
 
+/// A reader that stops reading (`simulate | head -1`) does not make the
+/// run fail or panic: its summary goes to a closed pipe, quietly, in
+/// either output format, and the branch is written all the same.
+#[test]
+fn a_reader_that_stops_reading_ends_the_summary_quietly() {
+    for format in [&["--json"][..], &[][..]] {
+        let server = Server::start_at(CLOCK);
+        let mut child = Command::new(BIN)
+            .args([
+                "simulate",
+                "--no-progress",
+                "--scale",
+                "1",
+                "--until",
+                "2021-01-31",
+            ])
+            .args(format)
+            .args(["--server", &server.url])
+            .env("MFI_LEDGER_TOKEN_FILE", &server.token_file)
+            .env(
+                "MFI_LEDGER_APPROVER_TOKEN_FILE",
+                server.approver_token_file(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run mfi-ledger simulate");
+        // The reader goes away before the summary is written.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && !stderr.contains("panicked"),
+            "simulate {format:?} into a closed pipe: {}\n{stderr}",
+            output.status
+        );
+        let journal = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(read_journal(&server));
+        let sheets = journal
+            .iter()
+            .filter(|entry| entry.command == "record_collection_sheet")
+            .count();
+        assert!(sheets > 0, "January's center meetings are in the journal");
+    }
+}
+
 /// The simulated books: the trial balance of every day of 2023 has debits
 /// equal to credits; the branch's cash is never below zero at the end of
 /// any day of the run, funded by its opening capital and head office's

@@ -19,7 +19,7 @@ pub mod preset;
 use std::time::{Duration, Instant};
 
 use crate::cli::connect::Conn;
-use crate::cli::output::{count, grouped};
+use crate::cli::output::{Report, count, grouped};
 use anyhow::{Context, bail};
 use chrono::{Datelike, Days, NaiveDate};
 use clap::Args;
@@ -394,8 +394,13 @@ async fn summary(
             "write_offs": model.tally.write_offs,
             "years": figures,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        // Through `Report`, as every command prints: a reader that stopped
+        // reading (`| head`) is not an error.
+        return Report {
+            text: String::new(),
+            json: out,
+        }
+        .print(true);
     }
     let text = SummaryText {
         preset,
@@ -407,8 +412,11 @@ async fn summary(
         tally: model.tally,
         years: &years,
     };
-    print!("{text}");
-    Ok(())
+    Report {
+        text: text.to_string(),
+        json: serde_json::Value::Null,
+    }
+    .print(false)
 }
 
 /// The summary a person reads at the end of a run.
