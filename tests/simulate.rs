@@ -42,9 +42,10 @@ async fn auditor(server: &Server) -> AuditServiceClient<mfi_ledger::cli::connect
     ))
 }
 
-/// Runs the binary as a client of `server`; panics with its output unless it succeeds.
-fn run(server: &Server, args: &[&str]) -> String {
-    let output = Command::new(BIN)
+/// The binary as a client of `server`, with `args`, as the tests' principal.
+fn client(server: &Server, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
         .args(args)
         .args(["--server", &server.url])
         .env("MFI_LEDGER_TOKEN_FILE", &server.token_file)
@@ -52,9 +53,13 @@ fn run(server: &Server, args: &[&str]) -> String {
             "MFI_LEDGER_APPROVER_TOKEN_FILE",
             server.approver_token_file(),
         )
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run mfi-ledger");
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Runs the binary as a client of `server`; panics with its output unless it succeeds.
+fn run(server: &Server, args: &[&str]) -> String {
+    let output = client(server, args).output().expect("run mfi-ledger");
     assert!(
         output.status.success(),
         "mfi-ledger {args:?} failed\nstdout:\n{}\nstderr:\n{}\nthe server's log:\n{}",
@@ -570,23 +575,16 @@ fn the_same_seed_writes_the_same_journal() {
 fn a_reader_that_stops_reading_ends_the_summary_quietly() {
     for format in [&["--json"][..], &[][..]] {
         let server = Server::start_at(CLOCK);
-        let mut child = Command::new(BIN)
-            .args([
-                "simulate",
-                "--no-progress",
-                "--scale",
-                "1",
-                "--until",
-                "2021-01-31",
-            ])
-            .args(format)
-            .args(["--server", &server.url])
-            .env("MFI_LEDGER_TOKEN_FILE", &server.token_file)
-            .env(
-                "MFI_LEDGER_APPROVER_TOKEN_FILE",
-                server.approver_token_file(),
-            )
-            .env("RUST_LOG", "warn")
+        let mut args = vec![
+            "simulate",
+            "--no-progress",
+            "--scale",
+            "1",
+            "--until",
+            "2021-01-31",
+        ];
+        args.extend_from_slice(format);
+        let mut child = client(&server, &args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
