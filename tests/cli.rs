@@ -234,6 +234,19 @@ fn walk_through_shows_the_figures_a_clerk_expects() {
         "500,000", "10,000", "0", "510,000", "0", "0", "0", "OVERDUE",
     ];
     assert_eq!(row(&loan, "2")[2..], overdue);
+    // The schedule's columns added up: the principal lent, the interest it
+    // costs, and what was paid of each.
+    let total = [
+        "1,000,000",
+        "20,000",
+        "0",
+        "1,020,000",
+        "500,000",
+        "10,000",
+        "0",
+        "",
+    ];
+    assert_eq!(row(&loan, "total")[2..], total);
 
     let totals = server.ok(&["totals", "TB", "--year", "2024"]);
     assert!(totals.contains("2024-01-01 to 2024-12-31"), "{totals}");

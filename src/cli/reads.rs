@@ -329,7 +329,43 @@ fn loan_schedule_section(schedule: &[pb::Installment]) -> String {
             enum_name(i.status().as_str_name()),
         ]);
     }
+    if let Some(totals) = schedule_totals(schedule) {
+        let mut row = vec!["total".to_owned(), String::new()];
+        row.extend(totals.iter().map(|sum| grouped(&sum.to_string())));
+        row.push(String::new());
+        rows.add_row(row);
+    }
     section("schedule", &rows, "no installments")
+}
+
+/// Each amount column of a loan's schedule added up (principal, interest,
+/// fee, total, and what was paid of each part), exactly: the clerk checks
+/// the loan's principal and what it will cost at a glance. None for an
+/// empty schedule, or one with an amount that is not a decimal.
+fn schedule_totals(schedule: &[pb::Installment]) -> Option<[Decimal; 7]> {
+    if schedule.is_empty() {
+        return None;
+    }
+    let mut totals = [Decimal::ZERO; 7];
+    for i in schedule {
+        let parts = [
+            &i.principal,
+            &i.interest,
+            &i.fee,
+            &i.total,
+            &i.principal_paid,
+            &i.interest_paid,
+            &i.fee_paid,
+        ];
+        for (sum, part) in totals.iter_mut().zip(parts) {
+            let value = match part {
+                Some(money) => money.amount.parse().ok()?,
+                None => Decimal::ZERO,
+            };
+            *sum = sum.checked_add(value)?;
+        }
+    }
+    Some(totals.map(|sum| sum.normalize()))
 }
 
 fn loan_json(r: &pb::GetLoanResponse, terms: &pb::LoanTerms) -> Value {
