@@ -106,11 +106,6 @@ impl Installments {
             None => self.len,
         }
     }
-
-    /// The installments as one list.
-    pub fn to_vec(&self) -> Vec<InstallmentState> {
-        self.iter().cloned().collect()
-    }
 }
 
 impl Index<usize> for Installments {
@@ -210,7 +205,7 @@ mod tests {
             let plain = list(count);
             let chunked = Installments::from(plain.clone());
             assert_eq!(chunked.len(), plain.len());
-            assert_eq!(chunked.to_vec(), plain);
+            assert_eq!(chunked.iter().cloned().collect::<Vec<_>>(), plain);
             assert!(chunked.iter().eq(plain.iter()));
             assert!(chunked.iter().rev().eq(plain.iter().rev()));
             for start in 0..=plain.len() + 2 {
