@@ -1,24 +1,44 @@
-//! At 10^6 journal entries: restart time (after a clean stop, and rebuilding
-//! the state cache from the journal alone), offline verification speed (in
-//! full, and the chain pass alone), and
-//! disk bytes per entry (journal plus sled state cache).
+//! At 10^6 journal entries (repayments and deposits of 1,000 members, each
+//! with a 520-installment loan): restart time after a clean stop, after a
+//! crash (the writer killed with SIGKILL while it writes), and with the
+//! state cache lost (rebuilt from the journal alone); the memory a restarted
+//! ledger holds; offline verification speed (in full, and the chain pass
+//! alone); disk bytes per entry (journal plus sled state cache).
+//!
+//! The ledger is configured as `serve` runs it: its checkpoints are signed
+//! (a clean stop signs one, so the Merkle tree is not hashed again at the
+//! next start). Each restart runs in a process of its own (this binary, run
+//! again with `MFI_BENCH_RECOVERY_CHILD` set), so its time and memory are
+//! that process's alone.
 //!
 //! `cargo bench --bench recovery` prints a table and writes
-//! `target/bench/recovery.json`. Set `MFI_BENCH_ENTRIES` for another size.
+//! `target/bench/recovery.json`. Set `MFI_BENCH_ENTRIES` for another size
+//! (its figures go to `target/bench/recovery-SIZE.json`),
+//! and `MFI_BENCH_DIR` to build the data directory there and keep it (or to
+//! measure the one already there): to profile a restart, run this binary
+//! with `MFI_BENCH_RECOVERY_CHILD="restart DIR"`.
 
 mod support;
 
+use std::io::BufRead;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mfi_ledger::ledger::{Ledger, LedgerConfig};
+use mfi_ledger::ledger::{CheckpointPolicy, Ledger, LedgerConfig};
 use mfi_ledger::store::DiskStore;
 
-use support::{FixedClock, grow_journal, ledger_with_members};
+use support::{
+    FixedClock, bench_config, grow_journal, ledger_with_members_on, start_request_ids_at,
+};
 
 const MEMBERS: usize = 1000;
 const RUNS: usize = 3;
+/// Set in a child process: `restart DIR` or `write DIR RUN`.
+const CHILD: &str = "MFI_BENCH_RECOVERY_CHILD";
+/// How long the crashed writer writes before it is killed.
+const WRITE_BEFORE_CRASH: Duration = Duration::from_secs(3);
 
 fn dir_bytes(path: &Path) -> u64 {
     let Ok(meta) = std::fs::metadata(path) else {
@@ -33,39 +53,144 @@ fn dir_bytes(path: &Path) -> u64 {
     }
 }
 
+/// The configuration `serve` runs with: checkpoints of the journal signed
+/// by the log key it keeps in the data directory (`log.key`, with `log.pub`
+/// beside it for `verify`).
+fn config(dir: &Path) -> LedgerConfig {
+    let signer = mfi_ledger::checkpoint::keys::log_signer(dir, Some("bench.example/log")).unwrap();
+    LedgerConfig {
+        log_checkpoints: CheckpointPolicy {
+            signer: Some(Arc::new(signer)),
+            ..CheckpointPolicy::default()
+        },
+        ..bench_config()
+    }
+}
+
 fn start(dir: &Path) -> Ledger {
     let store = DiskStore::open(dir).unwrap();
-    Ledger::start(
-        Arc::new(store),
-        Arc::new(FixedClock),
-        LedgerConfig::default(),
-    )
-    .unwrap()
+    Ledger::start(Arc::new(store), Arc::new(FixedClock), config(dir)).unwrap()
+}
+
+/// A figure of this process from /proc/self/status, in bytes.
+fn proc_status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// What one restart in a child process measured.
+#[derive(Clone, Copy, Debug)]
+struct Restart {
+    seconds: f64,
+    entries: u64,
+    resident_bytes: u64,
+    peak_bytes: u64,
+}
+
+/// The child's side: `restart DIR` starts the ledger, reports, and stops
+/// it cleanly; `write DIR RUN` writes until it is killed.
+fn child(task: &str) {
+    let mut words = task.split(' ');
+    let (kind, dir) = (words.next().unwrap(), Path::new(words.next().unwrap()));
+    match kind {
+        "restart" => {
+            let begun = Instant::now();
+            let ledger = start(dir);
+            let seconds = begun.elapsed().as_secs_f64();
+            println!(
+                "{seconds} {} {} {}",
+                ledger.read(|s| s.last_sequence()),
+                proc_status_bytes("VmRSS"),
+                proc_status_bytes("VmHWM")
+            );
+            ledger.shutdown();
+        }
+        "write" => {
+            let run: u64 = words.next().unwrap().parse().unwrap();
+            start_request_ids_at((run + 1) << 40);
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let ledger = start(dir);
+            let on = "2024-06-21".parse().unwrap();
+            let mut first = true;
+            loop {
+                runtime.block_on(grow_journal(&ledger, MEMBERS, 1000, on, 0));
+                if first {
+                    println!("writing");
+                    first = false;
+                }
+            }
+        }
+        other => panic!("unknown child task {other:?}"),
+    }
+}
+
+/// Runs `task` in a child process of this binary; its stdout.
+fn spawn(task: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .env(CHILD, task)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Restarts the ledger in `dir` in a child process.
+fn restart(dir: &Path) -> Restart {
+    let output = spawn(&format!("restart {}", dir.display()))
+        .wait_with_output()
+        .unwrap();
+    assert!(output.status.success(), "restart failed: {output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let figures: Vec<&str> = text.split_whitespace().collect();
+    Restart {
+        seconds: figures[0].parse().unwrap(),
+        entries: figures[1].parse().unwrap(),
+        resident_bytes: figures[2].parse().unwrap(),
+        peak_bytes: figures[3].parse().unwrap(),
+    }
+}
+
+/// Writes into `dir` in a child process for a while and kills it (SIGKILL)
+/// mid-write.
+fn crash_while_writing(dir: &Path, run: usize) {
+    let mut writer = spawn(&format!("write {} {run}", dir.display()));
+    let mut line = String::new();
+    std::io::BufReader::new(writer.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "writing");
+    std::thread::sleep(WRITE_BEFORE_CRASH);
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+}
+
+/// The run with the median time of `RUNS` runs.
+fn median(mut run: impl FnMut(usize) -> Restart) -> Restart {
+    let mut runs: Vec<Restart> = (0..RUNS).map(&mut run).collect();
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    runs[RUNS / 2]
 }
 
 /// The median of `RUNS` timings of `run`.
-fn median(mut run: impl FnMut() -> Duration) -> Duration {
+fn median_time(mut run: impl FnMut() -> Duration) -> Duration {
     let mut times: Vec<Duration> = (0..RUNS).map(|_| run()).collect();
     times.sort();
     times[RUNS / 2]
 }
 
-fn main() {
-    // `cargo bench` passes --bench; a filter that excludes us runs nothing.
-    if std::env::args()
-        .skip(1)
-        .any(|a| !a.starts_with('-') && !"recovery".contains(a.as_str()))
-    {
-        return;
-    }
-    let target: usize = std::env::var("MFI_BENCH_ENTRIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+/// Writes a journal of about `target` entries into `dir`; its entries.
+fn build(dir: &Path, target: usize) -> u64 {
+    std::fs::create_dir_all(dir).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let ledger = runtime.block_on(ledger_with_members(dir.path(), MEMBERS, true));
+    let ledger = runtime.block_on(async {
+        let store = Arc::new(DiskStore::open(dir).unwrap());
+        ledger_with_members_on(dir, store, config(dir), MEMBERS, true).await
+    });
     let have = ledger.read(|s| s.last_sequence()) as usize;
     let first = "2024-01-02".parse().unwrap();
     runtime.block_on(grow_journal(
@@ -77,45 +202,62 @@ fn main() {
     ));
     let entries = ledger.read(|s| s.last_sequence());
     ledger.shutdown();
-    drop(ledger);
     eprintln!(
         "built {entries} entries in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    entries
+}
 
-    let journal = dir_bytes(&dir.path().join("journal.log"));
-    let state = dir_bytes(&dir.path().join("state"));
-    let restart = median(|| {
-        let begun = Instant::now();
-        let ledger = start(dir.path());
-        let took = begun.elapsed();
-        assert_eq!(ledger.read(|s| s.last_sequence()), entries);
-        drop(ledger);
-        took
+fn main() {
+    if let Ok(task) = std::env::var(CHILD) {
+        return child(&task);
+    }
+    // `cargo bench` passes --bench; a filter that excludes us runs nothing.
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && !"recovery".contains(a.as_str()))
+    {
+        return;
+    }
+    let target: usize = std::env::var("MFI_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let kept = std::env::var_os("MFI_BENCH_DIR").map(std::path::PathBuf::from);
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = kept.as_deref().unwrap_or(temporary.path());
+    let entries = match dir.join("journal.log").exists() {
+        true => restart(dir).entries,
+        false => build(dir, target),
+    };
+
+    let journal = dir_bytes(&dir.join("journal.log"));
+    let state = dir_bytes(&dir.join("state"));
+    let clean = median(|_| {
+        let restart = restart(dir);
+        assert_eq!(restart.entries, entries);
+        restart
     });
-    let rebuild = median(|| {
+    let rebuild = median(|_| {
         let copy = tempfile::tempdir().unwrap();
-        std::fs::copy(
-            dir.path().join("journal.log"),
-            copy.path().join("journal.log"),
-        )
-        .unwrap();
-        let begun = Instant::now();
-        let ledger = start(copy.path());
-        let took = begun.elapsed();
-        assert_eq!(ledger.read(|s| s.last_sequence()), entries);
-        took
+        for file in ["journal.log", "log.key", "log.pub"] {
+            std::fs::copy(dir.join(file), copy.path().join(file)).unwrap();
+        }
+        let restart = restart(copy.path());
+        assert_eq!(restart.entries, entries);
+        restart
     });
-    let verify = median(|| {
+    let verify = median_time(|| {
         let begun = Instant::now();
-        let report = mfi_ledger::verify::verify(dir.path()).unwrap();
+        let report = mfi_ledger::verify::verify(dir).unwrap();
         assert_eq!(report.entries, entries);
         begun.elapsed()
     });
-    let verify_chain = median(|| {
+    let verify_chain = median_time(|| {
         let begun = Instant::now();
         let report = mfi_ledger::verify::verify_to(
-            dir.path(),
+            dir,
             &Default::default(),
             mfi_ledger::verify::Depth::Chain,
         )
@@ -123,16 +265,31 @@ fn main() {
         assert_eq!(report.entries, entries);
         begun.elapsed()
     });
+    // Last, since each crash adds the entries written before it.
+    let mut before = entries;
+    let crash = median(|run| {
+        crash_while_writing(dir, run);
+        let restart = restart(dir);
+        assert!(restart.entries > before, "the crashed writer wrote nothing");
+        before = restart.entries;
+        restart
+    });
     let per_entry = |bytes: u64| bytes as f64 / entries as f64;
     println!("recovery at {entries} entries (median of {RUNS}):");
-    println!(
-        "  restart after a clean stop      {:>8.3} s",
-        restart.as_secs_f64()
-    );
-    println!(
-        "  restart rebuilding the cache    {:>8.3} s",
-        rebuild.as_secs_f64()
-    );
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    for (what, restart) in [
+        ("restart after a clean stop     ", clean),
+        ("restart after a crash          ", crash),
+        ("restart rebuilding the cache   ", rebuild),
+    ] {
+        println!(
+            "  {what} {:>8.3} s  (resident {:.0} MiB, peak {:.0} MiB, {} entries)",
+            restart.seconds,
+            mib(restart.resident_bytes),
+            mib(restart.peak_bytes),
+            restart.entries
+        );
+    }
     println!(
         "  offline verify                  {:>8.3} s  ({:.0} entries/s)",
         verify.as_secs_f64(),
@@ -151,8 +308,14 @@ fn main() {
     );
     let json = serde_json::json!({
         "entries": entries,
-        "restart_seconds": restart.as_secs_f64(),
-        "rebuild_seconds": rebuild.as_secs_f64(),
+        "restart_seconds": clean.seconds,
+        "restart_resident_bytes": clean.resident_bytes,
+        "restart_peak_bytes": clean.peak_bytes,
+        "crash_restart_seconds": crash.seconds,
+        "crash_restart_entries": crash.entries,
+        "crash_restart_resident_bytes": crash.resident_bytes,
+        "rebuild_seconds": rebuild.seconds,
+        "rebuild_peak_bytes": rebuild.peak_bytes,
         "verify_seconds": verify.as_secs_f64(),
         "verify_entries_per_second": entries as f64 / verify.as_secs_f64(),
         "verify_chain_seconds": verify_chain.as_secs_f64(),
@@ -161,10 +324,11 @@ fn main() {
         "journal_bytes_per_entry": per_entry(journal),
         "state_bytes_per_entry": per_entry(state),
     });
+    // The default size's figures are the report's; other sizes beside them.
+    let file = match std::env::var_os("MFI_BENCH_ENTRIES") {
+        None => "target/bench/recovery.json".to_owned(),
+        Some(_) => format!("target/bench/recovery-{target}.json"),
+    };
     std::fs::create_dir_all("target/bench").unwrap();
-    std::fs::write(
-        "target/bench/recovery.json",
-        serde_json::to_string_pretty(&json).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(file, serde_json::to_string_pretty(&json).unwrap()).unwrap();
 }

@@ -43,6 +43,14 @@ static REQUEST: AtomicU64 = AtomicU64::new(0);
 /// on every command, as in the server).
 pub const BENCH_PRINCIPAL: &str = "bench";
 
+/// Starts this process's request ids at `bench-{first}`: a process that
+/// writes into a journal another process wrote (the recovery benchmark's
+/// crashed writer) must not reuse its ids, which would be answered as
+/// duplicates.
+pub fn start_request_ids_at(first: u64) {
+    REQUEST.store(first, Ordering::Relaxed);
+}
+
 /// A command with a fresh request id.
 pub fn command(body: CommandBody) -> Command {
     let n = REQUEST.fetch_add(1, Ordering::Relaxed);
