@@ -332,6 +332,13 @@ impl History {
                 });
             }
         }
+        self.post_dated(date, posted);
+    }
+
+    /// Books a posting dated `date` into the totals by date alone: a
+    /// history kept only this way (the writer's lines) answers by date and
+    /// [`History::latest`], not by sequence.
+    pub fn post_dated(&mut self, date: NaiveDate, posted: Balance) {
         let at = self.by_date.partition_point(|(d, _)| *d < date);
         if self.by_date.get(at).is_none_or(|(d, _)| *d != date) {
             let before = at
@@ -344,11 +351,20 @@ impl History {
         }
     }
 
-    /// Everything posted.
+    /// An empty history with room for `steps` entries' postings.
+    fn with_capacity(steps: usize) -> History {
+        History {
+            by_sequence: Vec::with_capacity(steps),
+            by_date: Vec::new(),
+        }
+    }
+
+    /// Everything posted: the total at the end of the latest date (kept
+    /// also by a history kept by date alone).
     pub fn latest(&self) -> Balance {
-        self.by_sequence
+        self.by_date
             .last()
-            .map_or(Balance::default(), |s| s.total)
+            .map_or(Balance::default(), |(_, total)| *total)
     }
 
     /// Posted by entries up to `sequence`.
@@ -495,16 +511,18 @@ impl Books {
             Some(lines) => lines,
             None => self.lines.entry(branch.clone()).or_default(),
         };
-        match lines.get_mut(&line) {
-            Some(history) => history.post(sequence, date, posted),
-            None => lines
-                .entry(line.clone())
-                .or_default()
-                .post(sequence, date, posted),
-        }
+        let history = match lines.get_mut(&line) {
+            Some(history) => history,
+            None => lines.entry(line.clone()).or_default(),
+        };
         if self.lines_only {
+            // The writer decides by date (balances that must not go below
+            // zero on any later date, the year-end close) and answers no
+            // reads: its lines keep no step per entry.
+            history.post_dated(date, posted);
             return;
         }
+        history.post(sequence, date, posted);
         match self.accounts.get_mut(account) {
             Some(book) => book.history.post(sequence, date, posted),
             None => {
@@ -522,11 +540,43 @@ impl Books {
         }
     }
 
-    /// Keeps only the general-ledger lines from now on: drops the accounts'
-    /// histories (for a copy that decides commands and answers no reads).
+    /// Keeps only the general-ledger lines, by date, from now on: drops the
+    /// accounts' histories and the lines' steps by entry (for a copy that
+    /// decides commands and answers no reads).
     pub fn keep_lines_only(&mut self) {
         self.lines_only = true;
         self.accounts = BTreeMap::new();
+        for history in self.lines.values_mut().flat_map(BTreeMap::values_mut) {
+            history.by_sequence = Vec::new();
+        }
+    }
+
+    /// A copy keeping only the lines, by date ([`Books::keep_lines_only`]),
+    /// made without copying what that drops.
+    pub fn lines_by_date(&self) -> Books {
+        let lines = self
+            .lines
+            .iter()
+            .map(|(branch, lines)| {
+                let lines = lines
+                    .iter()
+                    .map(|(line, history)| {
+                        let history = History {
+                            by_sequence: Vec::new(),
+                            by_date: history.by_date.clone(),
+                        };
+                        (line.clone(), history)
+                    })
+                    .collect();
+                (branch.clone(), lines)
+            })
+            .collect();
+        Books {
+            accounts: BTreeMap::new(),
+            lines,
+            carried: self.carried.clone(),
+            lines_only: true,
+        }
     }
 
     /// Notes that entry postings on `date` in `branch` closed the year:
@@ -612,25 +662,43 @@ impl Books {
         })
     }
 
-    /// Rebuilds the books from bucket records in any order.
-    pub fn from_buckets(records: Vec<(AccountId, PostingBucket)>) -> Books {
-        let mut postings: Vec<(u64, usize, &BucketPosting)> = records
-            .iter()
-            .enumerate()
-            .flat_map(|(i, (_, bucket))| bucket.postings.iter().map(move |p| (p.sequence, i, p)))
-            .collect();
-        postings.sort_by_key(|(sequence, i, _)| (*sequence, *i));
+    /// Rebuilds the books from bucket records in any order: each account's
+    /// history from its own buckets, each line's from the postings of its
+    /// accounts, every history sized for what it holds.
+    pub fn from_buckets(mut records: Vec<(AccountId, PostingBucket)>) -> Books {
+        let first = |bucket: &PostingBucket| bucket.postings.first().map(|p| p.sequence);
+        records.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| first(x).cmp(&first(y))));
         let mut books = Books::default();
-        for (_, i, posting) in postings {
-            let (account, bucket) = &records[i];
-            books.post(
-                posting.sequence,
-                posting.date,
-                &bucket.branch,
-                account,
-                bucket.line.clone(),
-                posting.posted,
+        let mut lines: BTreeMap<(BranchId, Line), Vec<&BucketPosting>> = BTreeMap::new();
+        for group in records.chunk_by(|(a, _), (b, _)| a == b) {
+            let (account, bucket) = &group[0];
+            let postings = group.iter().flat_map(|(_, bucket)| &bucket.postings);
+            let mut history = History::with_capacity(postings.clone().count());
+            for posting in postings.clone() {
+                history.post(posting.sequence, posting.date, posting.posted);
+            }
+            books.accounts.insert(
+                account.clone(),
+                AccountBook {
+                    branch: bucket.branch.clone(),
+                    line: bucket.line.clone(),
+                    history,
+                },
             );
+            lines
+                .entry((bucket.branch.clone(), bucket.line.clone()))
+                .or_default()
+                .extend(postings);
+        }
+        for ((branch, line), mut postings) in lines {
+            // Several accounts' postings of one entry add up in any order.
+            postings.sort_unstable_by_key(|posting| posting.sequence);
+            let mut history = History::with_capacity(postings.len());
+            for posting in postings {
+                history.post(posting.sequence, posting.date, posting.posted);
+            }
+            history.by_sequence.shrink_to_fit();
+            books.lines.entry(branch).or_default().insert(line, history);
         }
         books
     }
@@ -862,5 +930,113 @@ mod tests {
         );
         assert_eq!(moves[0].posted.debits, Decimal::from(3));
         assert_eq!(moves[0].posted.credits, Decimal::ONE);
+    }
+
+    /// Postings to two branches' cash and interest income, some back-dated,
+    /// over several buckets of entries.
+    fn postings() -> Vec<(u64, NaiveDate, BranchId, AccountId, Balance)> {
+        let branches = ["TB", "HN"].map(|b| BranchId::parse("branch", b).unwrap());
+        let mut postings = Vec::new();
+        for n in 1..=40u64 {
+            let sequence = n * POSTING_BUCKET / 4 + n;
+            let branch = &branches[(sequence % 2) as usize];
+            let date = day(1 + ((sequence * 7) % 20) as u32);
+            let amount = Decimal::from(10 + sequence as i64);
+            postings.push((
+                sequence,
+                date,
+                branch.clone(),
+                AccountId::Cash(branch.clone()),
+                Balance::of(Side::Debit, amount),
+            ));
+            postings.push((
+                sequence,
+                date,
+                branch.clone(),
+                AccountId::InterestIncome(branch.clone()),
+                Balance::of(Side::Credit, amount),
+            ));
+            if n.is_multiple_of(5) {
+                // Cash goes out again: its lowest point moves.
+                postings.push((
+                    sequence,
+                    date,
+                    branch.clone(),
+                    AccountId::Cash(branch.clone()),
+                    Balance::of(Side::Credit, amount * Decimal::from(3)),
+                ));
+            }
+        }
+        postings
+    }
+
+    #[test]
+    fn the_writers_lines_by_date_answer_as_the_full_books_do() {
+        let mut full = Books::default();
+        let mut writer = None;
+        for (i, (sequence, date, branch, account, posted)) in postings().into_iter().enumerate() {
+            if i == 30 {
+                // The writer's copy is made part way, as at a restart.
+                writer = Some(full.lines_by_date());
+            }
+            let line = Line::of(&account, None);
+            full.post(sequence, date, &branch, &account, line.clone(), posted);
+            if let Some(writer) = writer.as_mut() {
+                writer.post(sequence, date, &branch, &account, line, posted);
+            }
+        }
+        let writer = writer.unwrap();
+        assert!(writer.accounts.is_empty());
+        for (branch, lines) in &full.lines {
+            for line in lines.keys() {
+                let theirs = &writer.lines[branch][line];
+                assert!(
+                    theirs.by_sequence.is_empty(),
+                    "the writer keeps no step per entry"
+                );
+                for d in 0..=22 {
+                    let date = day(1) + chrono::Days::new(d);
+                    assert_eq!(
+                        writer.line(branch, line, AsOf::Date(date)),
+                        full.line(branch, line, AsOf::Date(date))
+                    );
+                    assert_eq!(
+                        writer.line_lowest_from(branch, line, date),
+                        full.line_lowest_from(branch, line, date)
+                    );
+                }
+                assert_eq!(
+                    writer.line(branch, line, AsOf::Latest),
+                    full.line(branch, line, AsOf::Latest)
+                );
+                assert_ne!(full.line(branch, line, AsOf::Latest), Balance::default());
+            }
+            assert_eq!(
+                writer.nominal_lines(branch, day(31)),
+                full.nominal_lines(branch, day(31))
+            );
+            assert!(!full.nominal_lines(branch, day(31)).is_empty());
+        }
+    }
+
+    #[test]
+    fn books_rebuilt_from_their_buckets_are_the_books() {
+        let mut books = Books::default();
+        for (sequence, date, branch, account, posted) in postings() {
+            let line = Line::of(&account, None);
+            books.post(sequence, date, &branch, &account, line, posted);
+        }
+        let mut records: Vec<(AccountId, PostingBucket)> = books
+            .bucket_keys()
+            .map(|(account, bucket)| {
+                (
+                    account.clone(),
+                    books.bucket_record(account, bucket).unwrap(),
+                )
+            })
+            .collect();
+        // In any order, as records may come.
+        records.reverse();
+        assert_eq!(Books::from_buckets(records), books);
     }
 }

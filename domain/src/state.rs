@@ -504,6 +504,26 @@ impl LedgerState {
         self.changed.keys.clear();
     }
 
+    /// Splits a recovered state into the read side's copy (the books'
+    /// histories and the day log, no request index) and the writer's
+    /// ([`LedgerState::keep_decisions_only`], with the request index),
+    /// copying only what both keep: neither side's peak holds a copy of
+    /// what the other alone keeps.
+    pub fn split_for_writer(mut self) -> (LedgerState, LedgerState) {
+        let books = std::mem::take(&mut self.books);
+        let day_log = std::mem::take(&mut self.day_log);
+        let requests = std::mem::take(&mut self.requests);
+        let mut writer = self.clone();
+        writer.books = books.lines_by_date();
+        writer.requests = requests;
+        writer.keep_decisions_only();
+        let mut reader = self;
+        reader.books = books;
+        reader.day_log = day_log;
+        reader.skip_request_index();
+        (reader, writer)
+    }
+
     /// Keeps only what deciding commands needs of the general ledger (its
     /// lines, not each account's history): for the writer's copy, which
     /// answers no reads and whose records are never taken.

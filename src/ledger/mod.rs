@@ -240,8 +240,7 @@ impl Ledger {
         if let Some(signer) = &config.log_checkpoints.signer {
             checkpoints::check_latest(store.as_ref(), &signer.verifier())?;
         }
-        let mut reader_copy = state.clone();
-        reader_copy.skip_request_index();
+        let (reader_copy, working) = state.split_for_writer();
         let read_side = Arc::new(RwLock::new(reader_copy));
         let queue_depth_max = config.queue_depth_max.max(1);
         // Permits are taken in u32 counts: a bound above 4 GiB is 4 GiB.
@@ -254,8 +253,6 @@ impl Ledger {
         // Few durable batches wait for the publisher: it bounds memory and
         // lets deciding the next batch overlap publishing this one.
         let (publish_sender, publish_receiver) = std::sync::mpsc::sync_channel::<Durable>(2);
-        let mut working = state;
-        working.keep_decisions_only();
         let writer = Writer {
             state: working,
             rules,
