@@ -663,43 +663,72 @@ impl Books {
     }
 
     /// Rebuilds the books from bucket records in any order: each account's
-    /// history from its own buckets, each line's from the postings of its
-    /// accounts, every history sized for what it holds.
+    /// history from its own buckets (each let go once read), then each
+    /// line's from its accounts' histories, every history sized for what it
+    /// holds.
     pub fn from_buckets(mut records: Vec<(AccountId, PostingBucket)>) -> Books {
         let first = |bucket: &PostingBucket| bucket.postings.first().map(|p| p.sequence);
         records.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| first(x).cmp(&first(y))));
         let mut books = Books::default();
-        let mut lines: BTreeMap<(BranchId, Line), Vec<&BucketPosting>> = BTreeMap::new();
-        for group in records.chunk_by(|(a, _), (b, _)| a == b) {
-            let (account, bucket) = &group[0];
-            let postings = group.iter().flat_map(|(_, bucket)| &bucket.postings);
-            let mut history = History::with_capacity(postings.clone().count());
-            for posting in postings.clone() {
+        let mut records = records.into_iter().peekable();
+        while let Some((account, bucket)) = records.next() {
+            let mut group = vec![bucket];
+            while let Some((_, next)) = records.next_if(|(next, _)| *next == account) {
+                group.push(next);
+            }
+            let steps = group.iter().map(|bucket| bucket.postings.len()).sum();
+            let mut history = History::with_capacity(steps);
+            for posting in group.iter().flat_map(|bucket| &bucket.postings) {
                 history.post(posting.sequence, posting.date, posting.posted);
             }
-            books.accounts.insert(
-                account.clone(),
-                AccountBook {
-                    branch: bucket.branch.clone(),
-                    line: bucket.line.clone(),
-                    history,
-                },
-            );
-            lines
-                .entry((bucket.branch.clone(), bucket.line.clone()))
+            let PostingBucket { branch, line, .. } = group.swap_remove(0);
+            drop(group);
+            let book = AccountBook {
+                branch,
+                line,
+                history,
+            };
+            books.accounts.insert(account, book);
+        }
+        let mut members: BTreeMap<(&BranchId, &Line), Vec<&History>> = BTreeMap::new();
+        for book in books.accounts.values() {
+            members
+                .entry((&book.branch, &book.line))
                 .or_default()
-                .extend(postings);
+                .push(&book.history);
         }
-        for ((branch, line), mut postings) in lines {
-            // Several accounts' postings of one entry add up in any order.
-            postings.sort_unstable_by_key(|posting| posting.sequence);
-            let mut history = History::with_capacity(postings.len());
-            for posting in postings {
-                history.post(posting.sequence, posting.date, posting.posted);
-            }
-            history.by_sequence.shrink_to_fit();
-            books.lines.entry(branch).or_default().insert(line, history);
+        let mut lines: BTreeMap<BranchId, BTreeMap<Line, History>> = BTreeMap::new();
+        for ((branch, line), histories) in members {
+            let history = match histories[..] {
+                // A line of one account (a branch's cash, its interest
+                // income) has that account's history.
+                [only] => only.clone(),
+                _ => {
+                    let mut postings: Vec<(u64, NaiveDate, Balance)> =
+                        Vec::with_capacity(histories.iter().map(|h| h.len()).sum());
+                    for account in histories {
+                        let mut before = Balance::default();
+                        for step in &account.by_sequence {
+                            postings.push((step.sequence, step.date, step.total.since(before)));
+                            before = step.total;
+                        }
+                    }
+                    // Several accounts' postings of one entry add up in any order.
+                    postings.sort_unstable_by_key(|(sequence, _, _)| *sequence);
+                    let mut history = History::with_capacity(postings.len());
+                    for (sequence, date, posted) in postings {
+                        history.post(sequence, date, posted);
+                    }
+                    history.by_sequence.shrink_to_fit();
+                    history
+                }
+            };
+            lines
+                .entry(branch.clone())
+                .or_default()
+                .insert(line.clone(), history);
         }
+        books.lines = lines;
         books
     }
 
@@ -932,8 +961,8 @@ mod tests {
         assert_eq!(moves[0].posted.credits, Decimal::ONE);
     }
 
-    /// Postings to two branches' cash and interest income, some back-dated,
-    /// over several buckets of entries.
+    /// Postings to two branches' cash, interest income and loans, some
+    /// back-dated, over several buckets of entries.
     fn postings() -> Vec<(u64, NaiveDate, BranchId, AccountId, Balance)> {
         let branches = ["TB", "HN"].map(|b| BranchId::parse("branch", b).unwrap());
         let mut postings = Vec::new();
@@ -955,6 +984,16 @@ mod tests {
                 branch.clone(),
                 AccountId::InterestIncome(branch.clone()),
                 Balance::of(Side::Credit, amount),
+            ));
+            // A line of several accounts: the branch's loans.
+            let loan =
+                crate::ids::LoanId::parse("loan", &format!("{branch}-M{}/L1", n % 3)).unwrap();
+            postings.push((
+                sequence,
+                date,
+                branch.clone(),
+                AccountId::Loan(loan),
+                Balance::of(Side::Debit, Decimal::from(n as i64)),
             ));
             if n.is_multiple_of(5) {
                 // Cash goes out again: its lowest point moves.

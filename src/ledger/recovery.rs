@@ -5,7 +5,7 @@
 //! at that sequence, or when the journal does not continue it.
 
 use crate::domain::ids::RequestId;
-use crate::domain::state::LedgerState;
+use crate::domain::state::{LedgerState, StateImport};
 use crate::store::{Store, StoreError};
 
 /// Entries read from the journal at a time while replaying.
@@ -111,9 +111,9 @@ fn joins_the_journal(store: &dyn Store, state: &LedgerState) -> Result<bool, Sto
 }
 
 fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
-    let records = store.load_state()?;
-    LedgerState::import(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
-        .map_err(StoreError::State)
+    let mut import = StateImport::default();
+    store.load_state(&mut |key, value| import.add(key, value))?;
+    import.finish().map_err(StoreError::State)
 }
 
 /// Applies journal entries after the state's last up to `last`.

@@ -300,22 +300,41 @@ impl Store for DiskStore {
         self.state.apply_batch(batch).map_err(state_error)
     }
 
-    fn load_state(&self) -> Result<Vec<KeyValue>, StoreError> {
-        let records = records_of(&self.state)?;
+    fn load_state(&self, visit: &mut super::StateVisitor<'_>) -> Result<(), StoreError> {
         let stored = self.stored_digest()?;
-        let found = CacheDigest::of(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
-        match stored {
-            None if records.is_empty() => Ok(records),
-            Some(stored) if stored == found => Ok(records),
-            None => Err(StoreError::Untrusted(format!(
-                "{} records and no digest of them",
-                records.len()
-            ))),
-            Some(_) => Err(StoreError::Untrusted(format!(
-                "its {} records do not add up to the digest recorded with them: edited or damaged on disk",
-                records.len()
-            ))),
+        let mut found = CacheDigest::default();
+        let mut count = 0usize;
+        let mut refused = None;
+        for item in self.state.iter() {
+            let (key, value) = item.map_err(|e| StoreError::State(e.to_string()))?;
+            if key.as_ref() == DIGEST_KEY {
+                continue;
+            }
+            found.add(&key, &value);
+            count += 1;
+            // Read on after a refusal: records that do not add up to their
+            // digest say more (edited or damaged) than the record refused.
+            if refused.is_none()
+                && let Err(why) = visit(&key, &value)
+            {
+                refused = Some(why);
+            }
         }
+        match stored {
+            None if count == 0 => {}
+            Some(stored) if stored == found => {}
+            None => {
+                return Err(StoreError::Untrusted(format!(
+                    "{count} records and no digest of them"
+                )));
+            }
+            Some(_) => {
+                return Err(StoreError::Untrusted(format!(
+                    "its {count} records do not add up to the digest recorded with them: edited or damaged on disk"
+                )));
+            }
+        }
+        refused.map_or(Ok(()), |why| Err(StoreError::State(why)))
     }
 
     fn clear_state(&self) -> Result<(), StoreError> {

@@ -117,6 +117,10 @@ pub struct BackupPlan {
 /// A stored derived-state record: key bytes and value bytes.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
+/// What takes in the state cache's records as [`Store::load_state`] reads
+/// them: `Err` with why a record cannot be used.
+pub type StateVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), String> + 'a;
+
 /// Durable journal plus derived-state cache.
 ///
 /// The journal is the truth: `append` returns only once the entries would
@@ -144,8 +148,13 @@ pub trait Store: Send + Sync + 'static {
     /// Not a durable barrier: the journal is the truth.
     fn save_state(&self, records: &[StateRecord]) -> Result<(), StoreError>;
 
-    /// Every derived-state record, sorted by key.
-    fn load_state(&self) -> Result<Vec<KeyValue>, StoreError>;
+    /// Hands every derived-state record to `visit`, in key order, one at a
+    /// time (they need not all be in memory at once), and checks them
+    /// against the digest recorded with them once all are read. On any
+    /// error, what `visit` made of them must not be used: `Untrusted` when
+    /// they do not add up to their digest, `State` when `visit` refused one
+    /// (its message) or they could not be read.
+    fn load_state(&self, visit: &mut StateVisitor<'_>) -> Result<(), StoreError>;
 
     /// Removes every derived-state record (before a rebuild from the journal).
     fn clear_state(&self) -> Result<(), StoreError>;

@@ -18,7 +18,7 @@ use crate::domain::entry::Entry;
 use crate::domain::state::StateRecord;
 
 use super::journal_file::{JOURNAL_FILE_NAME, read_entry_at, scan};
-use super::{KeyValue, Store, StoreError};
+use super::{Store, StoreError};
 
 /// A data directory's journal and checkpoints, read only.
 pub struct ReadOnlyStore {
@@ -119,8 +119,8 @@ impl Store for ReadOnlyStore {
     }
 
     /// No cache: startup rebuilds the state from the journal.
-    fn load_state(&self) -> Result<Vec<KeyValue>, StoreError> {
-        Ok(Vec::new())
+    fn load_state(&self, _visit: &mut super::StateVisitor<'_>) -> Result<(), StoreError> {
+        Ok(())
     }
 
     fn clear_state(&self) -> Result<(), StoreError> {

@@ -14,7 +14,7 @@ use mfi_ledger::domain::ids::{
 use mfi_ledger::domain::money::Currency;
 use mfi_ledger::domain::state::StateRecord;
 use mfi_ledger::ledger::{Ledger, LedgerConfig, SubmitError};
-use mfi_ledger::store::{DiskStore, KeyValue, Store, StoreError};
+use mfi_ledger::store::{DiskStore, StateVisitor, Store, StoreError};
 use rust_decimal::Decimal;
 
 use crate::support::TestClock;
@@ -119,8 +119,8 @@ impl Store for WatchedStore {
         }
         self.inner.save_state(records)
     }
-    fn load_state(&self) -> Result<Vec<KeyValue>, StoreError> {
-        self.inner.load_state()
+    fn load_state(&self, visit: &mut StateVisitor<'_>) -> Result<(), StoreError> {
+        self.inner.load_state(visit)
     }
     fn clear_state(&self) -> Result<(), StoreError> {
         self.inner.clear_state()

@@ -3,6 +3,8 @@
 //! that records sort by kind; values are postcard bytes.
 
 use super::*;
+use crate::books::{Balance, Line, PostingBucket};
+use crate::day_log::DayChunk;
 
 /// One piece of the state that can change.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -214,66 +216,11 @@ impl LedgerState {
     pub fn import<'a>(
         records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<LedgerState, String> {
-        let mut state = LedgerState::new();
-        let (mut any, mut head, mut format) = (false, false, false);
-        let mut postings = Vec::new();
-        let mut carries = Vec::new();
-        let mut day_chunks = Vec::new();
+        let mut import = StateImport::default();
         for (key, value) in records {
-            let key =
-                std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
-            if let Some(rest) = key.strip_prefix("posting/") {
-                let (account, sequence) = rest
-                    .rsplit_once('/')
-                    .ok_or_else(|| format!("record key {key:?}"))?;
-                let account = AccountId::parse("key", account).map_err(|e| e.to_string())?;
-                sequence
-                    .parse::<u64>()
-                    .map_err(|_| format!("record key {key:?}"))?;
-                postings.push((account, decode(key, value)?));
-            } else if let Some(rest) = key.strip_prefix("carry/") {
-                let (branch, date) = rest
-                    .split_once('/')
-                    .ok_or_else(|| format!("record key {key:?}"))?;
-                let branch = BranchId::parse("key", branch).map_err(|e| e.to_string())?;
-                let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-                    .map_err(|_| format!("record key {key:?}"))?;
-                carries.push((branch, date, decode(key, value)?));
-            } else if let Some(rest) = key.strip_prefix("daylog/") {
-                let (branch, chunk) = rest
-                    .rsplit_once('/')
-                    .ok_or_else(|| format!("record key {key:?}"))?;
-                let branch = BranchId::parse("key", branch).map_err(|e| e.to_string())?;
-                let chunk = chunk
-                    .parse::<u64>()
-                    .map_err(|_| format!("record key {key:?}"))?;
-                day_chunks.push((branch, chunk, decode(key, value)?));
-            } else {
-                state.import_record(key, value)?;
-            }
-            any = true;
-            head |= key == HEAD_KEY;
-            format |= key == FORMAT_KEY;
+            import.add(key, value)?;
         }
-        // Records without a head are a cache cut short (a clear or a rebuild
-        // interrupted): they say nothing about which entry they reflect.
-        if any && !head {
-            return Err("state records without a head record".into());
-        }
-        if any && !format {
-            return Err(format!(
-                "state records without a format record (written before format {STATE_FORMAT})"
-            ));
-        }
-        state.books = crate::books::Books::from_buckets(postings);
-        for (branch, date, lines) in carries {
-            state.books.note_carry(&branch, date, lines);
-        }
-        day_chunks.sort_by(|(b1, c1, _), (b2, c2, _)| (b1, c1).cmp(&(b2, c2)));
-        for (branch, chunk, record) in day_chunks {
-            state.day_log.restore(branch, chunk, record)?;
-        }
-        Ok(state)
+        import.finish()
     }
 
     fn import_record(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
@@ -569,5 +516,94 @@ impl LoanProgress {
         loan.events = self.events;
         loan.history = self.history;
         Ok(())
+    }
+}
+
+/// What a year-end close carried out of a branch's lines on a date.
+type Carry = (BranchId, NaiveDate, Vec<(Line, Balance)>);
+
+/// A state being rebuilt from its records, one at a time as a store reads
+/// them (so that the records need not all be in memory at once):
+/// [`LedgerState::import`] record by record.
+#[derive(Default)]
+pub struct StateImport {
+    state: LedgerState,
+    any: bool,
+    head: bool,
+    format: bool,
+    postings: Vec<(AccountId, PostingBucket)>,
+    carries: Vec<Carry>,
+    day_chunks: Vec<(BranchId, u64, DayChunk)>,
+}
+
+impl StateImport {
+    /// Takes in one record.
+    pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
+        if let Some(rest) = key.strip_prefix("posting/") {
+            let (account, sequence) = rest
+                .rsplit_once('/')
+                .ok_or_else(|| format!("record key {key:?}"))?;
+            let account = AccountId::parse("key", account).map_err(|e| e.to_string())?;
+            sequence
+                .parse::<u64>()
+                .map_err(|_| format!("record key {key:?}"))?;
+            self.postings.push((account, decode(key, value)?));
+        } else if let Some(rest) = key.strip_prefix("carry/") {
+            let (branch, date) = rest
+                .split_once('/')
+                .ok_or_else(|| format!("record key {key:?}"))?;
+            let branch = BranchId::parse("key", branch).map_err(|e| e.to_string())?;
+            let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .map_err(|_| format!("record key {key:?}"))?;
+            self.carries.push((branch, date, decode(key, value)?));
+        } else if let Some(rest) = key.strip_prefix("daylog/") {
+            let (branch, chunk) = rest
+                .rsplit_once('/')
+                .ok_or_else(|| format!("record key {key:?}"))?;
+            let branch = BranchId::parse("key", branch).map_err(|e| e.to_string())?;
+            let chunk = chunk
+                .parse::<u64>()
+                .map_err(|_| format!("record key {key:?}"))?;
+            self.day_chunks.push((branch, chunk, decode(key, value)?));
+        } else {
+            self.state.import_record(key, value)?;
+        }
+        self.any = true;
+        self.head |= key == HEAD_KEY;
+        self.format |= key == FORMAT_KEY;
+        Ok(())
+    }
+
+    /// The state the records make up.
+    pub fn finish(self) -> Result<LedgerState, String> {
+        let StateImport {
+            mut state,
+            any,
+            head,
+            format,
+            postings,
+            carries,
+            mut day_chunks,
+        } = self;
+        // Records without a head are a cache cut short (a clear or a rebuild
+        // interrupted): they say nothing about which entry they reflect.
+        if any && !head {
+            return Err("state records without a head record".into());
+        }
+        if any && !format {
+            return Err(format!(
+                "state records without a format record (written before format {STATE_FORMAT})"
+            ));
+        }
+        state.books = crate::books::Books::from_buckets(postings);
+        for (branch, date, lines) in carries {
+            state.books.note_carry(&branch, date, lines);
+        }
+        day_chunks.sort_by(|(b1, c1, _), (b2, c2, _)| (b1, c1).cmp(&(b2, c2)));
+        for (branch, chunk, record) in day_chunks {
+            state.day_log.restore(branch, chunk, record)?;
+        }
+        Ok(state)
     }
 }
