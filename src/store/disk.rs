@@ -550,6 +550,68 @@ fn open_cache(path: &Path) -> Result<sled::Db, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::CacheDigest;
+    use crate::store::{DiskStore, Store, StoreError};
+
+    /// A store whose cache holds two records and their digest.
+    fn store_with_two_records(dir: &std::path::Path) -> DiskStore {
+        let store = DiskStore::open(dir).unwrap();
+        let records = vec![
+            (b"a".to_vec(), Some(b"1".to_vec())),
+            (b"b".to_vec(), Some(b"2".to_vec())),
+        ];
+        store.save_state(&records).unwrap();
+        store
+    }
+
+    /// The records are handed over in key order, one at a time; a record
+    /// the visitor refuses is the error when the records add up to their
+    /// digest.
+    #[test]
+    fn load_state_hands_each_record_over_and_reports_a_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_records(dir.path());
+        let mut seen = Vec::new();
+        store
+            .load_state(&mut |key, value| {
+                seen.push((key.to_vec(), value.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), b"2".to_vec())
+            ]
+        );
+        let refused = store.load_state(&mut |key, _| match key {
+            b"a" => Err("record a is not a record".to_owned()),
+            _ => Ok(()),
+        });
+        assert!(
+            matches!(&refused, Err(StoreError::State(why)) if why == "record a is not a record"),
+            "{refused:?}"
+        );
+    }
+
+    /// A record changed behind the digest's back is reported as that (the
+    /// cache is not to be trusted), even when the visitor refused it first.
+    #[test]
+    fn load_state_reports_records_that_do_not_add_up_even_after_a_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_records(dir.path());
+        store.state.insert(b"a", &b"edited"[..]).unwrap();
+        for refuse in [false, true] {
+            let loaded = store.load_state(&mut |_, value| match refuse && value == b"edited" {
+                true => Err("undecodable".to_owned()),
+                false => Ok(()),
+            });
+            assert!(
+                matches!(&loaded, Err(StoreError::Untrusted(_))),
+                "refusing: {refuse}: {loaded:?}"
+            );
+        }
+    }
 
     /// A cache an earlier release wrote with sled's default segments opens
     /// empty (to be rebuilt from the journal), not as an error.
