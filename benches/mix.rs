@@ -298,14 +298,7 @@ fn entries(data: &Path) -> Vec<Entry> {
 
 /// The command an entry records, as its client sent it.
 fn command_of(entry: &Entry) -> Command {
-    let body = &entry.body;
-    Command {
-        request_id: body.request_id.clone(),
-        actor: body.actor.clone(),
-        principal: body.attribution.as_ref().map(|a| a.principal.clone()),
-        approval: body.attribution.as_ref().and_then(|a| a.approval.clone()),
-        body: body.command.clone(),
-    }
+    entry.body.client_command()
 }
 
 /// One row: `commands` commands in `batches`, wall and CPU time.

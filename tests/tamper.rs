@@ -162,14 +162,7 @@ fn forge_name(journal: &mut Journal, sequence: u64) {
     let payload = journal.payload(sequence);
     let canonical = payload.len() - 32;
     let mut body = EntryBody::from_canonical_bytes(&payload[..canonical]).expect("decodes");
-    let command = mfi_ledger::domain::command::Command {
-        request_id: body.request_id.clone(),
-        actor: body.actor.clone(),
-        principal: body.attribution.as_ref().map(|a| a.principal.clone()),
-        approval: body.attribution.as_ref().and_then(|a| a.approval.clone()),
-        body: body.command.clone(),
-    };
-    body.request_hash = command.request_hash();
+    body.request_hash = body.client_command().request_hash();
     let forged = body.canonical_bytes();
     assert_eq!(forged.len(), canonical, "the forgery keeps the length");
     payload[..canonical].copy_from_slice(&forged);

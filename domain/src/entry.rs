@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::account::AccountId;
-use super::command::{CommandBody, FundingSource, SavingsKind};
+use super::command::{Command, CommandBody, FundingSource, SavingsKind};
 use super::ids::{
     Actor, BranchId, FeeCode, LoanId, PrincipalId, ProductId, RequestId, SavingsAccountId,
 };
@@ -584,6 +584,18 @@ fn layout(bytes: &[u8]) -> Result<Layout<'_>, DecodeError> {
 }
 
 impl EntryBody {
+    /// The command the entry records, as its client sent it (what
+    /// [`Command::request_hash`] of the entry was worked out from).
+    pub fn client_command(&self) -> Command {
+        Command {
+            request_id: self.request_id.clone(),
+            actor: self.actor.clone(),
+            principal: self.attribution.as_ref().map(|a| a.principal.clone()),
+            approval: self.attribution.as_ref().and_then(|a| a.approval.clone()),
+            body: self.command.clone(),
+        }
+    }
+
     /// The canonical bytes: version byte, rules version, the postcard
     /// encoding of the body, then (version 4) that of the attribution.
     pub fn canonical_bytes(&self) -> Vec<u8> {

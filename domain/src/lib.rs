@@ -15,6 +15,7 @@ pub mod ids;
 pub mod merkle;
 pub mod money;
 pub mod product;
+pub mod request_index;
 pub mod savings_interest;
 pub mod schedule;
 pub mod state;

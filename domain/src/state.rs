@@ -35,6 +35,7 @@ use super::ids::{
 };
 use super::money::{Currency, checked_add, checked_sub, format_amount, grouped};
 use super::product::{LoanPolicy, ProductVersion};
+use super::request_index::RequestIndex;
 use super::schedule::{Installment, LoanTerms};
 use super::totals::{BorrowerStep, DayTotals, Overflow, PeriodFigures, borrower_steps};
 
@@ -428,10 +429,11 @@ pub struct LedgerState {
     /// Every account's and every general-ledger line's history, for
     /// figures as of a date or a sequence.
     books: Books,
-    /// Request id -> the entry it produced. Not part of the state cache:
-    /// the journal holds every entry's request id, and startup rebuilds this
-    /// index from it, so it is kept exactly as long as the journal.
-    requests: HashMap<RequestId, u64>,
+    /// Request id -> the entry it produced, by the id's hash. Not part of
+    /// the state cache: the journal holds every entry's request id, and
+    /// startup rebuilds this index from it, so it is kept exactly as long
+    /// as the journal.
+    requests: RequestIndex,
     /// False on copies that never decide commands (the read side).
     skip_requests: bool,
     /// Reversed entry -> the entry that reversed it.
@@ -544,21 +546,26 @@ impl LedgerState {
         self.last_hash.unwrap_or(GENESIS_HASH)
     }
 
-    /// The entry `request_id` produced, if any.
-    pub fn request(&self, request_id: &RequestId) -> Option<u64> {
-        self.requests.get(request_id).copied()
+    /// The entries that may have been produced by `request_id`, oldest
+    /// first: at most one was, the one whose entry records that id
+    /// ([`RequestIndex::candidates`]).
+    pub fn request_candidates<'a>(
+        &'a self,
+        request_id: &'a RequestId,
+    ) -> impl Iterator<Item = u64> + 'a {
+        self.requests.candidates(request_id.as_str())
     }
 
     /// Does not keep the request index (for a copy that only answers reads).
     pub fn skip_request_index(&mut self) {
         self.skip_requests = true;
-        self.requests = HashMap::new();
+        self.requests = RequestIndex::default();
     }
 
-    /// Adds `(request id, sequence)` pairs read from the journal.
-    pub fn import_request_index(&mut self, index: impl IntoIterator<Item = (RequestId, u64)>) {
+    /// Takes the request index startup rebuilt from the journal.
+    pub fn import_request_index(&mut self, index: RequestIndex) {
         if !self.skip_requests {
-            self.requests.extend(index);
+            self.requests = index;
         }
     }
 

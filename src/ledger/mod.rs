@@ -753,8 +753,16 @@ impl Writer {
         if let Some(why) = &self.failed {
             return Answer::Error(SubmitError::Unavailable(why.clone()));
         }
-        if let Some(sequence) = self.state.request(&command.request_id) {
-            return self.answer_retry(command, sequence, entries);
+        // The index names the entries whose request ids hash like this
+        // one's; the one recording this very id, if any, is the retry's.
+        for sequence in self.state.request_candidates(&command.request_id) {
+            let entry = match self.entry_at(sequence, entries) {
+                Ok(entry) => entry,
+                Err(error) => return Answer::Error(error),
+            };
+            if entry.body.request_id == command.request_id {
+                return self.answer_retry(command, sequence, entry);
+            }
         }
         let context = ExecContext {
             recorded_at: self.clock.now(),
@@ -816,28 +824,27 @@ impl Writer {
 
     /// A command whose request id produced entry `sequence`: the same
     /// request gets that entry again; a different one is refused.
-    fn answer_retry(&self, command: &Command, sequence: u64, entries: &[Arc<Entry>]) -> Answer {
+    /// Entry `sequence`: durable, or one of this batch's `entries`.
+    fn entry_at(&self, sequence: u64, entries: &[Arc<Entry>]) -> Result<Arc<Entry>, SubmitError> {
+        let missing = || SubmitError::Internal(format!("entry {sequence} is missing"));
         let durable = self.store.last_sequence();
-        let entry = if sequence > durable {
-            match entries.get((sequence - durable - 1) as usize) {
-                Some(entry) => entry.clone(),
-                None => {
-                    return Answer::Error(SubmitError::Internal(format!(
-                        "entry {sequence} is missing"
-                    )));
-                }
-            }
-        } else {
-            match self.store.read_entries(sequence, 1) {
-                Ok(mut found) if found.len() == 1 => Arc::new(found.remove(0)),
-                Ok(_) => {
-                    return Answer::Error(SubmitError::Internal(format!(
-                        "entry {sequence} is missing"
-                    )));
-                }
-                Err(error) => return Answer::Error(SubmitError::Internal(error.to_string())),
-            }
-        };
+        if sequence > durable {
+            return entries
+                .get((sequence - durable - 1) as usize)
+                .cloned()
+                .ok_or_else(missing);
+        }
+        match self.store.read_entries(sequence, 1) {
+            Ok(mut found) if found.len() == 1 => Ok(Arc::new(found.remove(0))),
+            Ok(_) => Err(missing()),
+            Err(error) => Err(SubmitError::Internal(error.to_string())),
+        }
+    }
+
+    /// The answer to a command whose request id produced `entry`
+    /// (`sequence`) already: that entry again, if the command is the same.
+    fn answer_retry(&self, command: &Command, sequence: u64, entry: Arc<Entry>) -> Answer {
+        let durable = self.store.last_sequence();
         if entry.body.request_hash != command.request_hash() {
             return Answer::Error(SubmitError::Refused(DomainError::RequestIdReused {
                 request_id: command.request_id.to_string(),

@@ -4,7 +4,6 @@
 //! on disk: the store refuses them), when its head is not the journal's entry
 //! at that sequence, or when the journal does not continue it.
 
-use crate::domain::ids::RequestId;
 use crate::domain::state::{LedgerState, StateImport};
 use crate::store::{Store, StoreError};
 
@@ -13,16 +12,11 @@ const REPLAY_CHUNK: usize = 4096;
 
 /// The state of every durable entry, with the store's cache brought up to date.
 pub fn recover(store: &dyn Store) -> Result<LedgerState, StoreError> {
+    // The request index lives in the journal: every entry names its
+    // request id, and the store indexed them as it opened.
     let index = store.take_request_index();
     let mut state = recover_state(store)?;
-    // The request index lives in the journal: every entry names its request id.
-    let mut parsed = Vec::with_capacity(index.len());
-    for (request_id, sequence) in index {
-        let id = RequestId::parse("request_id", &request_id)
-            .map_err(|e| StoreError::Inconsistent(format!("entry {sequence}: {e}")))?;
-        parsed.push((id, sequence));
-    }
-    state.import_request_index(parsed);
+    state.import_request_index(index);
     Ok(state)
 }
 

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
 use crate::domain::entry::Entry;
+use crate::domain::request_index::RequestIndex;
 use crate::domain::state::StateRecord;
 
 use super::journal_file::{JournalFile, read_entry_at};
@@ -143,11 +144,8 @@ impl DiskStore {
             .create(dir)
             .map_err(StoreError::io(format!("creating {}", dir.display())))?;
         warn_if_readable_by_others(dir);
-        let journal = JournalFile::open(dir)?;
-        let reader = (
-            Arc::new(journal.try_clone_file()?),
-            journal.offsets().to_vec(),
-        );
+        let mut journal = JournalFile::open(dir)?;
+        let reader = (Arc::new(journal.try_clone_file()?), journal.take_offsets());
         let state = open_cache(&dir.join(STATE_DIR_NAME))?;
         Ok(DiskStore {
             dir: dir.to_owned(),
@@ -205,8 +203,8 @@ impl Store for DiskStore {
                 "append out of order: expected entry {expected}"
             )));
         }
-        let barriers = match journal.append(entries) {
-            Ok(barriers) => barriers,
+        let (barriers, offsets) = match journal.append(entries) {
+            Ok(appended) => appended,
             Err(error) => {
                 // After a failed write or fsync the file's state is unknown:
                 // stop writing rather than risk acknowledging a lost entry.
@@ -216,7 +214,6 @@ impl Store for DiskStore {
             }
         };
         self.barriers.fetch_add(barriers, Ordering::SeqCst);
-        let offsets = journal.offsets()[(expected - 1) as usize..].to_vec();
         let mut reader = self
             .reader
             .write()
@@ -246,7 +243,7 @@ impl Store for DiskStore {
         Ok(entries)
     }
 
-    fn take_request_index(&self) -> Vec<(String, u64)> {
+    fn take_request_index(&self) -> RequestIndex {
         let mut guard = self
             .journal
             .lock()

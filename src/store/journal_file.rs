@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::domain::entry::{Entry, EntryBody, Hash};
+use crate::domain::request_index::RequestIndex;
 
 use super::StoreError;
 
@@ -93,11 +94,17 @@ impl JournalMedium for File {
 /// The open journal file: the append handle and each entry's offset.
 pub struct JournalFile<M: JournalMedium = File> {
     file: M,
-    /// `offsets[i]` is where entry `i + 1`'s record starts.
+    /// `offsets[i]` is where entry `i + 1`'s record starts, until
+    /// [`JournalFile::take_offsets`] hands them to the store, which keeps
+    /// them for its readers (once, not twice: 8 bytes an entry).
     offsets: Vec<u64>,
+    /// True once the offsets were taken: appends return theirs and keep none.
+    offsets_taken: bool,
+    /// Number of entries.
+    len: u64,
     end: u64,
-    /// (request id, sequence) of every entry found at open, until taken.
-    request_index: Vec<(String, u64)>,
+    /// The request id of every entry found at open, until taken.
+    request_index: RequestIndex,
 }
 
 /// What a scan of the journal found.
@@ -140,12 +147,12 @@ impl JournalFile {
                     dir.display()
                 )))?;
         }
-        let mut request_index = Vec::new();
+        let mut request_index = RequestIndex::default();
         let scan = scan(&file, |offset, payload| {
             let canonical = &payload[..payload.len() - 32];
             let (sequence, request_id) = crate::domain::entry::peek_request_id(canonical)
                 .map_err(|source| StoreError::undecodable(offset, source))?;
-            request_index.push((request_id.to_owned(), sequence));
+            request_index.insert(request_id, sequence);
             Ok(())
         })?;
         if scan.torn_bytes > 0 {
@@ -163,7 +170,9 @@ impl JournalFile {
         }
         Ok(JournalFile {
             file,
+            len: scan.offsets.len() as u64,
             offsets: scan.offsets,
+            offsets_taken: false,
             end: scan.valid_end,
             request_index,
         })
@@ -181,13 +190,15 @@ impl<M: JournalMedium> JournalFile<M> {
     /// Number of entries.
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
-        self.offsets.len() as u64
+        self.len
     }
 
     /// Appends entries: each frame is one write and one `fdatasync`.
-    /// Returns the number of durable barriers made.
-    pub fn append(&mut self, entries: &[Arc<Entry>]) -> Result<u64, StoreError> {
+    /// Returns the number of durable barriers made and where each entry's
+    /// record starts.
+    pub fn append(&mut self, entries: &[Arc<Entry>]) -> Result<(u64, Vec<u64>), StoreError> {
         let mut barriers = 0;
+        let mut appended = Vec::with_capacity(entries.len());
         let mut rest = entries;
         while !rest.is_empty() {
             let (frame, offsets, taken) = self.encode_frame(rest)?;
@@ -198,11 +209,15 @@ impl<M: JournalMedium> JournalFile<M> {
                 .sync_data()
                 .map_err(StoreError::io("fdatasync of the journal"))?;
             self.end += frame.len() as u64;
-            self.offsets.extend(offsets);
+            self.len += offsets.len() as u64;
+            if !self.offsets_taken {
+                self.offsets.extend_from_slice(&offsets);
+            }
+            appended.extend(offsets);
             barriers += 1;
             rest = &rest[taken..];
         }
-        Ok(barriers)
+        Ok((barriers, appended))
     }
 
     /// Encodes as many entries as fit in one frame.
@@ -247,8 +262,8 @@ impl<M: JournalMedium> JournalFile<M> {
         Ok((frame, offsets, taken))
     }
 
-    /// The (request id, sequence) pairs of the entries found at open.
-    pub fn take_request_index(&mut self) -> Vec<(String, u64)> {
+    /// The request index of the entries found at open.
+    pub fn take_request_index(&mut self) -> RequestIndex {
         std::mem::take(&mut self.request_index)
     }
 
@@ -257,9 +272,17 @@ impl<M: JournalMedium> JournalFile<M> {
         self.end
     }
 
-    /// Offsets of the entries, for readers.
+    /// Offsets of the entries (until taken).
+    #[cfg(test)]
     pub fn offsets(&self) -> &[u64] {
         &self.offsets
+    }
+
+    /// The entries' offsets, for a caller that keeps them from now on
+    /// ([`JournalFile::append`] returns each new entry's).
+    pub fn take_offsets(&mut self) -> Vec<u64> {
+        self.offsets_taken = true;
+        std::mem::take(&mut self.offsets)
     }
 }
 

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use crate::domain::entry::{DecodeError, Entry};
+use crate::domain::request_index::RequestIndex;
 use crate::domain::state::StateRecord;
 
 pub mod access_log;
@@ -134,9 +135,9 @@ pub trait Store: Send + Sync + 'static {
     /// Entries from `from` (1-based) on, at most `limit` of them.
     fn read_entries(&self, from: u64, limit: usize) -> Result<Vec<Entry>, StoreError>;
 
-    /// The request id and sequence number of every entry that was in the
-    /// journal when the store opened (given once; later calls give nothing).
-    fn take_request_index(&self) -> Vec<(String, u64)>;
+    /// The request index of every entry that was in the journal when the
+    /// store opened (given once; later calls give an empty one).
+    fn take_request_index(&self) -> RequestIndex;
 
     /// Sequence number of the last durable entry (0 when empty).
     fn last_sequence(&self) -> u64;

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::domain::entry::Entry;
+use crate::domain::request_index::RequestIndex;
 use crate::domain::state::StateRecord;
 
 use super::journal_file::{JOURNAL_FILE_NAME, read_entry_at, scan};
@@ -101,8 +102,8 @@ impl Store for ReadOnlyStore {
             .collect()
     }
 
-    fn take_request_index(&self) -> Vec<(String, u64)> {
-        Vec::new()
+    fn take_request_index(&self) -> RequestIndex {
+        RequestIndex::default()
     }
 
     fn last_sequence(&self) -> u64 {

@@ -532,19 +532,18 @@ fn reexecute(
         sequence: body.sequence,
         message,
     };
-    if let Some(earlier) = state.request(&body.request_id) {
-        return Err(fail(format!(
-            "reuses request id {} of entry {}",
-            body.request_id, earlier
-        )));
+    for earlier in state.request_candidates(&body.request_id) {
+        let recorded = lookup(earlier)
+            .map_err(|e| fail(format!("reading entry {earlier}: {e}")))?
+            .map(|earlier| earlier.request_id);
+        if recorded.as_ref() == Some(&body.request_id) {
+            return Err(fail(format!(
+                "reuses request id {} of entry {}",
+                body.request_id, earlier
+            )));
+        }
     }
-    let command = Command {
-        request_id: body.request_id.clone(),
-        actor: body.actor.clone(),
-        principal: body.attribution.as_ref().map(|a| a.principal.clone()),
-        approval: body.attribution.as_ref().and_then(|a| a.approval.clone()),
-        body: body.command.clone(),
-    };
+    let command = body.client_command();
     if command.request_hash() != body.request_hash {
         return Err(fail("request hash does not match the command".into()));
     }

@@ -12,6 +12,7 @@ use mfi_ledger::domain::ids::{
     Actor, BranchId, CenterId, GroupId, MemberId, Name, RequestId, SavingsAccountId,
 };
 use mfi_ledger::domain::money::Currency;
+use mfi_ledger::domain::request_index::RequestIndex;
 use mfi_ledger::domain::state::StateRecord;
 use mfi_ledger::ledger::{Ledger, LedgerConfig, SubmitError};
 use mfi_ledger::store::{DiskStore, StateVisitor, Store, StoreError};
@@ -41,6 +42,8 @@ struct WatchedStore {
     failing_saves: std::sync::atomic::AtomicU32,
     /// When closed, appends wait here until it opens.
     gate: Arc<Gate>,
+    /// Give a request index under which every id hashes alike.
+    index_all_alike: bool,
 }
 
 /// A gate appends wait at while it is closed: lets a test hold commands in
@@ -77,6 +80,7 @@ impl WatchedStore {
             fail_after: Arc::new(u64::MAX.into()),
             failing_saves: std::sync::atomic::AtomicU32::new(0),
             gate: Arc::default(),
+            index_all_alike: false,
         }
     }
 }
@@ -100,8 +104,16 @@ impl Store for WatchedStore {
     fn read_entries(&self, from: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
         self.inner.read_entries(from, limit)
     }
-    fn take_request_index(&self) -> Vec<(String, u64)> {
-        self.inner.take_request_index()
+    fn take_request_index(&self) -> RequestIndex {
+        let index = self.inner.take_request_index();
+        if !self.index_all_alike {
+            return index;
+        }
+        let mut alike = RequestIndex::all_alike();
+        for entry in self.inner.read_entries(1, usize::MAX).unwrap() {
+            alike.insert(entry.body.request_id.as_str(), entry.body.sequence);
+        }
+        alike
     }
     fn last_sequence(&self) -> u64 {
         self.inner.last_sequence()
@@ -499,4 +511,65 @@ async fn a_batch_span_follows_from_its_call_and_holds_the_storage_fault() {
             && faults[0].fields["why"].contains("disk on fire"),
         "{faults:?}"
     );
+}
+
+/// The request index names entries by a hash of their request ids, and two
+/// ids can hash alike: a retry must get the entry recording its very id,
+/// whatever other entries the index names. Under an index where every id
+/// hashes alike, each retry still gets its own entry, a reused id with
+/// another command is still refused, and a new id still writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_get_their_own_entry_when_request_ids_hash_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::start(
+        Arc::new(DiskStore::open(dir.path()).unwrap()),
+        TestClock::new(),
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    set_up(&ledger).await;
+    let mut written = Vec::new();
+    for i in 0..3 {
+        written.push(ledger.submit(deposit(i)).await.unwrap());
+    }
+    tokio::task::spawn_blocking(move || ledger.shutdown())
+        .await
+        .unwrap();
+    let mut store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
+    store.delay = Duration::ZERO;
+    store.index_all_alike = true;
+    let ledger = Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap();
+    let head = ledger.read(|s| s.last_sequence());
+    for (i, first) in written.iter().enumerate().rev() {
+        let again = ledger.submit(deposit(i)).await.unwrap();
+        assert_eq!(again.hash, first.hash, "retry of dep-{i}");
+    }
+    let mut reused = deposit(1);
+    reused.body = deposit(2).body;
+    let refused = ledger.submit(reused).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            SubmitError::Refused(mfi_ledger::domain::DomainError::RequestIdReused { sequence, .. })
+                if sequence == written[1].body.sequence
+        ),
+        "{refused}"
+    );
+    assert_eq!(
+        ledger.read(|s| s.last_sequence()),
+        head,
+        "nothing new written"
+    );
+    // A new id writes, and its own retry (indexed since the restart) finds it.
+    let new = ledger.submit(deposit(7)).await.unwrap();
+    assert_eq!(new.body.sequence, head + 1);
+    assert_eq!(ledger.submit(deposit(7)).await.unwrap().hash, new.hash);
+    assert_eq!(
+        ledger.submit(deposit(0)).await.unwrap().hash,
+        written[0].hash
+    );
+    assert_eq!(ledger.read(|s| s.last_sequence()), head + 1);
+    tokio::task::spawn_blocking(move || ledger.shutdown())
+        .await
+        .unwrap();
 }

@@ -701,3 +701,39 @@ async fn verify_refuses_an_entry_whose_principal_lacked_the_role() {
         "{text}"
     );
 }
+
+/// Exactly once, checked offline: an entry recording the request id of an
+/// earlier entry (written with its checksums, request hash and chain made
+/// to fit) is named by `verify`, with the entry it repeats.
+#[tokio::test]
+async fn verify_names_an_entry_that_reuses_an_earlier_request_id() {
+    let dir = data_dir_with(2).await;
+    let (earlier, last) = (WITHDRAWAL + 1, WITHDRAWAL + 2);
+    let mut earlier_id = None;
+    rechain_only(dir.path(), earlier, |canonical| {
+        earlier_id = Some(
+            EntryBody::from_canonical_bytes(canonical)
+                .unwrap()
+                .request_id,
+        );
+    });
+    let earlier_id = earlier_id.unwrap();
+    rewrite_and_rechain(dir.path(), last, |canonical| {
+        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
+        assert_ne!(body.request_id, earlier_id);
+        body.request_id = earlier_id.clone();
+        body.request_hash = body.client_command().request_hash();
+        *canonical = body.canonical_bytes();
+    });
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let (ok, text) = verify(dir.path());
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "entry {last}: reuses request id {earlier_id} of entry {earlier}"
+        )),
+        "{text}"
+    );
+    let (ok, text) = verify_args(dir.path(), &["--chain-only"]);
+    assert!(ok, "the chain holds: {text}");
+}

@@ -124,7 +124,8 @@ impl LedgerState {
         self.commit(commit);
         self.book(body);
         if !self.skip_requests {
-            self.requests.insert(body.request_id.clone(), body.sequence);
+            self.requests
+                .insert(body.request_id.as_str(), body.sequence);
         }
         self.last_sequence = body.sequence;
         self.last_hash = Some(entry.hash);

@@ -3,7 +3,7 @@
 //! that records sort by kind; values are postcard bytes.
 
 use super::*;
-use crate::books::{Balance, Line, PostingBucket};
+use crate::books::{Balance, Line};
 use crate::day_log::DayChunk;
 
 /// One piece of the state that can change.
@@ -531,7 +531,7 @@ pub struct StateImport {
     any: bool,
     head: bool,
     format: bool,
-    postings: Vec<(AccountId, PostingBucket)>,
+    books: crate::books::BooksImport,
     carries: Vec<Carry>,
     day_chunks: Vec<(BranchId, u64, DayChunk)>,
 }
@@ -548,7 +548,7 @@ impl StateImport {
             sequence
                 .parse::<u64>()
                 .map_err(|_| format!("record key {key:?}"))?;
-            self.postings.push((account, decode(key, value)?));
+            self.books.add(account, decode(key, value)?);
         } else if let Some(rest) = key.strip_prefix("carry/") {
             let (branch, date) = rest
                 .split_once('/')
@@ -582,7 +582,7 @@ impl StateImport {
             any,
             head,
             format,
-            postings,
+            books,
             carries,
             mut day_chunks,
         } = self;
@@ -596,7 +596,7 @@ impl StateImport {
                 "state records without a format record (written before format {STATE_FORMAT})"
             ));
         }
-        state.books = crate::books::Books::from_buckets(postings);
+        state.books = books.finish();
         for (branch, date, lines) in carries {
             state.books.note_carry(&branch, date, lines);
         }

@@ -33,6 +33,7 @@ use crate::domain::entry::{Entry, GENESIS_HASH, RULES_VERSION_FIRST, chain_hash}
 use crate::domain::ids::SavingsAccountId;
 use crate::domain::ids::{Actor, BranchId, CenterId, GroupId, MemberId, Name, RequestId};
 use crate::domain::money::Currency;
+use crate::domain::request_index::RequestIndex;
 use crate::domain::state::{ExecContext, LedgerState, TIME_ZONE_DEFAULT};
 use crate::store::{DiskStore, JOURNAL_FILE_NAME, Store};
 
@@ -401,10 +402,10 @@ fn recover(image: &[u8], dir: &Path) -> Result<Vec<Entry>, String> {
         }
         recovered.push(entry);
     }
-    let expected_index: Vec<(String, u64)> = recovered
-        .iter()
-        .map(|e| (e.body.request_id.as_str().to_owned(), e.body.sequence))
-        .collect();
+    let mut expected_index = RequestIndex::default();
+    for entry in &recovered {
+        expected_index.insert(entry.body.request_id.as_str(), entry.body.sequence);
+    }
     if index != expected_index {
         return Err("the request index differs from the entries".into());
     }
@@ -542,8 +543,10 @@ fn every_power_cut_state_recovers_every_acknowledged_entry_and_no_partial_one() 
     let mut journal = JournalFile {
         file: Recorder::default(),
         offsets: Vec::new(),
+        offsets_taken: false,
+        len: 0,
         end: 8,
-        request_index: Vec::new(),
+        request_index: RequestIndex::default(),
     };
     super::write_header(&mut journal.file).unwrap();
     let mut calls = Vec::new();
@@ -563,8 +566,10 @@ fn every_power_cut_state_recovers_every_acknowledged_entry_and_no_partial_one() 
     let mut journal = JournalFile {
         file: Recorder::holding(durable),
         offsets: reopened.offsets().to_vec(),
+        offsets_taken: false,
+        len: reopened.len(),
         end: reopened.end,
-        request_index: Vec::new(),
+        request_index: RequestIndex::default(),
     };
     drop(reopened);
     let mut calls = Vec::new();

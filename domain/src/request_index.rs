@@ -1,0 +1,154 @@
+//! The request index: which entry each request id produced, so that a
+//! client's retry gets the entry its first attempt wrote and never a second
+//! one. It holds an entry for every entry of the journal, so it is kept
+//! small: not the id's text (a few dozen bytes and an allocation each) but
+//! a 64-bit keyed hash of it and the sequence, 16 bytes an entry. A hash
+//! names the entries that may have the id (two ids can hash alike); the
+//! caller reads those entries from the journal, which holds each entry's
+//! request id, and keeps the one whose id is the same. Nothing here is
+//! stored: startup rebuilds the index from the journal.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::OnceLock;
+
+/// Request-id hash -> sequence; for the rare later entry whose id hashes
+/// like an earlier one's, the later sequences apart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestIndex {
+    first: HashMap<u64, u64, Prehashed>,
+    more: HashMap<u64, Vec<u64>, Prehashed>,
+    /// Every id hashes alike (tests of the callers' check of the id).
+    all_alike: bool,
+}
+
+impl RequestIndex {
+    /// An index under which every request id hashes alike, so that every
+    /// lookup names every entry: for tests that the caller keeps only the
+    /// entry recording the very id.
+    pub fn all_alike() -> RequestIndex {
+        RequestIndex {
+            all_alike: true,
+            ..RequestIndex::default()
+        }
+    }
+
+    /// The hash a request id is indexed by: SipHash under a key drawn once
+    /// per process, so that ids cannot be chosen to hash alike.
+    fn key(&self, request_id: &str) -> u64 {
+        static KEY: OnceLock<RandomState> = OnceLock::new();
+        if self.all_alike {
+            return 0;
+        }
+        KEY.get_or_init(RandomState::new).hash_one(request_id)
+    }
+
+    /// Notes that the request whose id has hash `key` produced `sequence`.
+    fn insert_key(&mut self, key: u64, sequence: u64) {
+        use std::collections::hash_map::Entry;
+        match self.first.entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert(sequence);
+            }
+            Entry::Occupied(_) => self.more.entry(key).or_default().push(sequence),
+        }
+    }
+
+    /// Notes that the request `request_id` produced `sequence`.
+    pub fn insert(&mut self, request_id: &str, sequence: u64) {
+        self.insert_key(self.key(request_id), sequence);
+    }
+
+    /// The entries that may have been produced by `request_id`, oldest
+    /// first: at most one of them was (its id is in the journal).
+    pub fn candidates(&self, request_id: &str) -> impl Iterator<Item = u64> + '_ {
+        let key = self.key(request_id);
+        let first = self.first.get(&key).copied();
+        let more = first
+            .and_then(|_| self.more.get(&key))
+            .into_iter()
+            .flatten()
+            .copied();
+        first.into_iter().chain(more)
+    }
+
+    /// How many entries are indexed.
+    pub fn len(&self) -> usize {
+        self.first.len() + self.more.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// True when nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_empty()
+    }
+
+    /// Room for `additional` more entries.
+    pub fn reserve(&mut self, additional: usize) {
+        self.first.reserve(additional);
+    }
+}
+
+/// The index's keys are hashes already: the map uses them as they are.
+#[derive(Clone, Copy, Debug, Default)]
+struct Prehashed;
+
+impl BuildHasher for Prehashed {
+    type Hasher = PassThrough;
+
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; any other input is folded in.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_id_finds_its_entry_and_ids_that_hash_alike_find_all_theirs() {
+        let mut index = RequestIndex::default();
+        for sequence in 1..=1000u64 {
+            index.insert(&format!("req-{sequence}"), sequence);
+        }
+        assert_eq!(index.len(), 1000);
+        for sequence in 1..=1000u64 {
+            let found: Vec<u64> = index.candidates(&format!("req-{sequence}")).collect();
+            assert_eq!(found, vec![sequence]);
+        }
+        assert_eq!(index.candidates("req-1001").count(), 0);
+        // Two ids that hash alike (forced here: a 64-bit keyed hash makes
+        // it vanishingly rare) both stay findable; the caller tells them
+        // apart by the id each entry records.
+        let key = index.key("req-7");
+        index.insert_key(key, 2000);
+        index.insert_key(key, 2001);
+        assert_eq!(
+            index.candidates("req-7").collect::<Vec<_>>(),
+            vec![7, 2000, 2001]
+        );
+        assert_eq!(index.len(), 1002);
+        let mut alike = RequestIndex::all_alike();
+        alike.insert("a", 1);
+        alike.insert("b", 2);
+        assert_eq!(alike.candidates("c").collect::<Vec<_>>(), vec![1, 2]);
+    }
+}
