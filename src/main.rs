@@ -98,6 +98,16 @@ struct EchoArgs {
     listen: SocketAddr,
 }
 
+/// Gives the memory the allocator holds free back to the system: startup
+/// reads the state cache whole and builds the state from it, and what it
+/// freed would otherwise stay resident, kept by mimalloc for later
+/// allocations (at 10^6 entries, about 140 MiB more than the state holds).
+fn release_freed_memory() {
+    // SAFETY: `mi_collect` only walks mimalloc's own heaps and returns their
+    // free pages to the system; it touches no memory in use.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 /// The data directory `serve` creates without `--init`.
 const DATA_DEFAULT: &str = "./data";
 
@@ -447,6 +457,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
     let ledger = Arc::new(Ledger::start(store, clock, config)?);
+    release_freed_memory();
     let bootstrap = match args.read_only {
         true => None,
         false => mfi_ledger::auth::bootstrap(&ledger, &args.data).await?,
