@@ -2,7 +2,9 @@
 //! client's retry gets the entry its first attempt wrote and never a second
 //! one. It holds an entry for every entry of the journal, so it is kept
 //! small: not the id's text (a few dozen bytes and an allocation each) but
-//! a 64-bit keyed hash of it and the sequence, 16 bytes an entry. A hash
+//! a 64-bit keyed hash of it and the sequence: the entries found in the
+//! journal at startup in one array sorted by hash (16 bytes an entry), the
+//! ones written since in a hash map. A hash
 //! names the entries that may have the id (two ids can hash alike); the
 //! caller reads those entries from the journal, which holds each entry's
 //! request id, and keeps the one whose id is the same. Nothing here is
@@ -16,6 +18,9 @@ use std::sync::OnceLock;
 /// like an earlier one's, the later sequences apart.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RequestIndex {
+    /// `(hash, sequence)` of the entries found at startup, in order once
+    /// [`RequestIndex::seal`]ed.
+    found: Vec<(u64, u64)>,
     first: HashMap<u64, u64, Prehashed>,
     more: HashMap<u64, Vec<u64>, Prehashed>,
     /// Every id hashes alike (tests of the callers' check of the id).
@@ -54,6 +59,20 @@ impl RequestIndex {
         }
     }
 
+    /// Notes an entry found in the journal at startup, before any other:
+    /// [`RequestIndex::seal`] must follow the last one, before a lookup.
+    pub fn note_found(&mut self, request_id: &str, sequence: u64) {
+        let key = self.key(request_id);
+        self.found.push((key, sequence));
+    }
+
+    /// Orders the entries found at startup for lookups, and lets go of the
+    /// room the array grew by.
+    pub fn seal(&mut self) {
+        self.found.sort_unstable();
+        self.found.shrink_to_fit();
+    }
+
     /// Notes that the request `request_id` produced `sequence`.
     pub fn insert(&mut self, request_id: &str, sequence: u64) {
         self.insert_key(self.key(request_id), sequence);
@@ -63,23 +82,28 @@ impl RequestIndex {
     /// first: at most one of them was (its id is in the journal).
     pub fn candidates(&self, request_id: &str) -> impl Iterator<Item = u64> + '_ {
         let key = self.key(request_id);
+        let at = self.found.partition_point(|(k, _)| *k < key);
+        let found = self.found[at..]
+            .iter()
+            .take_while(move |(k, _)| *k == key)
+            .map(|(_, sequence)| *sequence);
         let first = self.first.get(&key).copied();
         let more = first
             .and_then(|_| self.more.get(&key))
             .into_iter()
             .flatten()
             .copied();
-        first.into_iter().chain(more)
+        found.chain(first).chain(more)
     }
 
     /// How many entries are indexed.
     pub fn len(&self) -> usize {
-        self.first.len() + self.more.values().map(Vec::len).sum::<usize>()
+        self.found.len() + self.first.len() + self.more.values().map(Vec::len).sum::<usize>()
     }
 
     /// True when nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.first.is_empty()
+        self.found.is_empty() && self.first.is_empty()
     }
 
     /// Room for `additional` more entries.
@@ -150,5 +174,30 @@ mod tests {
         alike.insert("a", 1);
         alike.insert("b", 2);
         assert_eq!(alike.candidates("c").collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn entries_found_at_startup_and_written_since_are_both_found() {
+        let mut index = RequestIndex::default();
+        for sequence in (1..=500u64).rev() {
+            index.note_found(&format!("req-{sequence}"), sequence);
+        }
+        index.seal();
+        for sequence in 501..=600u64 {
+            index.insert(&format!("req-{sequence}"), sequence);
+        }
+        assert_eq!(index.len(), 600);
+        for sequence in 1..=600u64 {
+            let found: Vec<u64> = index.candidates(&format!("req-{sequence}")).collect();
+            assert_eq!(found, vec![sequence], "req-{sequence}");
+        }
+        assert_eq!(index.candidates("req-0").count(), 0);
+        let mut alike = RequestIndex::all_alike();
+        alike.note_found("a", 2);
+        alike.note_found("b", 1);
+        alike.seal();
+        alike.insert("c", 3);
+        alike.insert("d", 4);
+        assert_eq!(alike.candidates("e").collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     }
 }

@@ -152,9 +152,13 @@ impl JournalFile {
             let canonical = &payload[..payload.len() - 32];
             let (sequence, request_id) = crate::domain::entry::peek_request_id(canonical)
                 .map_err(|source| StoreError::undecodable(offset, source))?;
-            request_index.insert(request_id, sequence);
+            request_index.note_found(request_id, sequence);
             Ok(())
         })?;
+        request_index.seal();
+        // Kept for as long as the journal: without the room they grew by.
+        let mut scan = scan;
+        scan.offsets.shrink_to_fit();
         if scan.torn_bytes > 0 {
             let kept = keep_torn_tail(dir, &file, scan.valid_end)?;
             tracing::warn!(

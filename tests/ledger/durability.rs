@@ -111,8 +111,9 @@ impl Store for WatchedStore {
         }
         let mut alike = RequestIndex::all_alike();
         for entry in self.inner.read_entries(1, usize::MAX).unwrap() {
-            alike.insert(entry.body.request_id.as_str(), entry.body.sequence);
+            alike.note_found(entry.body.request_id.as_str(), entry.body.sequence);
         }
+        alike.seal();
         alike
     }
     fn last_sequence(&self) -> u64 {

@@ -404,8 +404,9 @@ fn recover(image: &[u8], dir: &Path) -> Result<Vec<Entry>, String> {
     }
     let mut expected_index = RequestIndex::default();
     for entry in &recovered {
-        expected_index.insert(entry.body.request_id.as_str(), entry.body.sequence);
+        expected_index.note_found(entry.body.request_id.as_str(), entry.body.sequence);
     }
+    expected_index.seal();
     if index != expected_index {
         return Err("the request index differs from the entries".into());
     }
