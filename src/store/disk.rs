@@ -432,7 +432,24 @@ impl DiskStore {
         if let Some(db) = state.as_ref() {
             return Ok(db.clone());
         }
-        let db = open_cache(&self.dir.join(STATE_DIR_NAME))?;
+        let path = self.dir.join(STATE_DIR_NAME);
+        // The closed instance's lock is released by one of its background
+        // threads as it stops, shortly after the close: wait for it (up to
+        // five seconds) rather than fail the checkpoint.
+        let mut waited = 0;
+        let db = loop {
+            match cache_config(&path).open() {
+                Ok(db) => break db,
+                // sled gives no kind for it: its message names it.
+                Err(sled::Error::Io(error))
+                    if error.to_string().contains("could not acquire lock") && waited < 250 =>
+                {
+                    waited += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(_) => break open_cache(&path)?,
+            }
+        };
         *state = Some(db.clone());
         Ok(db)
     }
@@ -579,6 +596,28 @@ fn open_cache(path: &Path) -> Result<sled::Db, StoreError> {
 mod tests {
     use super::CacheDigest;
     use crate::store::{DiskStore, Store, StoreError};
+
+    /// Startup reads the cache and closes it; the checkpoint right after
+    /// (at once, as a replay past the cache makes one) opens it again,
+    /// while the closed instance may still hold its lock.
+    #[test]
+    fn a_checkpoint_right_after_startup_read_the_cache_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_records(dir.path());
+        for round in 0..20u8 {
+            let mut seen = 0;
+            store
+                .load_state(&mut |_, _| {
+                    seen += 1;
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(seen, 2 + usize::from(round.min(1)));
+            store
+                .save_state(&[(b"c".to_vec(), Some(vec![round]))])
+                .unwrap();
+        }
+    }
 
     /// A store whose cache holds two records and their digest.
     fn store_with_two_records(dir: &std::path::Path) -> DiskStore {
