@@ -105,11 +105,6 @@ impl RequestIndex {
     pub fn is_empty(&self) -> bool {
         self.found.is_empty() && self.first.is_empty()
     }
-
-    /// Room for `additional` more entries.
-    pub fn reserve(&mut self, additional: usize) {
-        self.first.reserve(additional);
-    }
 }
 
 /// The index's keys are hashes already: the map uses them as they are.
