@@ -134,7 +134,14 @@ impl Default for LedgerConfig {
             queue_depth_max: 16_384,
             queue_bytes_max: 64 << 20,
             checkpoint_entries: 100_000,
-            checkpoint_interval: std::time::Duration::from_secs(1),
+            // What a crash replays is bounded by `checkpoint_entries`; the
+            // interval only saves entries that trickle in. Each checkpoint
+            // encodes every record changed since the last one whole, so a
+            // longer interval writes a record changed many times once: at
+            // 10 s instead of 1 s the simulated branch's server spent about
+            // a sixth less CPU (release build), its persister a quarter as
+            // much (debug build).
+            checkpoint_interval: std::time::Duration::from_secs(10),
             log_checkpoints: CheckpointPolicy::default(),
             chart: Arc::default(),
             read_only: false,

@@ -157,20 +157,70 @@ impl Steps {
             None => return Balance::default(),
             _ => {}
         }
-        self.block_of(sequence, |s, _| s)
-            .and_then(|walk| {
-                walk.take_while(|(step, _)| step.sequence <= sequence)
-                    .last()
-            })
-            .map_or(Balance::default(), |(step, _)| step.total)
+        let found = self.blocks.partition_point(|b| b.sequence <= sequence);
+        match found.checked_sub(1) {
+            Some(block) => {
+                let gap = sequence - self.blocks[block].sequence;
+                self.sum_in_block(block, |gaps| gaps.sequence <= gap)
+            }
+            None => Balance::default(),
+        }
     }
 
     /// The totals after every step dated on or before `date`, for steps
     /// whose dates do not decrease.
     pub fn total_on_date_in_order(&self, date: NaiveDate) -> Balance {
-        self.block_of(date, |_, d| d)
-            .and_then(|walk| walk.take_while(|(step, _)| step.date <= date).last())
-            .map_or(Balance::default(), |(step, _)| step.total)
+        let found = self.blocks.partition_point(|b| b.date <= date);
+        let Some(block) = found.checked_sub(1) else {
+            return Balance::default();
+        };
+        let days = (date - self.blocks[block].date).num_days();
+        self.sum_in_block(block, |gaps| gaps.days <= days)
+    }
+
+    /// The totals after the steps of `block` that `keep` keeps, up to the
+    /// first it does not (every later one is after it too). Lookups by
+    /// entry or date come here: it adds whole amounts (every VND amount)
+    /// as integers and keeps sequences and dates as distances from the
+    /// block's start, so no `Decimal` addition or date is computed per
+    /// step, only once at the end.
+    fn sum_in_block(&self, block: usize, keep: impl Fn(&Gaps) -> bool) -> Balance {
+        let start = &self.blocks[block];
+        let end = self
+            .blocks
+            .get(block + 1)
+            .map_or(self.bytes.len(), |b| b.at as usize);
+        let mut at = start.at as usize;
+        let mut gaps = Gaps {
+            sequence: 0,
+            days: 0,
+        };
+        let mut whole = [0i128; 2];
+        let mut scaled = [Decimal::ZERO; 2];
+        while at < end {
+            let (record, next) = decode_raw(&self.bytes, at);
+            let step = Gaps {
+                sequence: gaps.sequence + record.sequence_gap,
+                days: gaps.days + record.day_gap,
+            };
+            if !keep(&step) {
+                break;
+            }
+            gaps = step;
+            for (side, (mantissa, scale)) in record.amounts.into_iter().enumerate() {
+                if scale == 0 {
+                    whole[side] += mantissa;
+                } else {
+                    scaled[side] += Decimal::from_i128_with_scale(mantissa, scale);
+                }
+            }
+            at = next;
+        }
+        let sum = |side: usize| Decimal::from_i128_with_scale(whole[side], 0) + scaled[side];
+        start.before.plus(Balance {
+            debits: sum(0),
+            credits: sum(1),
+        })
     }
 
     /// The step of entry `sequence` and what it posted, if it posted here.
@@ -276,12 +326,39 @@ fn encode(bytes: &mut Vec<u8>, sequence_gap: u64, day_gap: i64, posted: Balance)
     }
 }
 
-fn decode(bytes: &[u8], mut at: usize) -> (Record, usize) {
+fn decode(bytes: &[u8], at: usize) -> (Record, usize) {
+    let (raw, at) = decode_raw(bytes, at);
+    let [debits, credits] = raw
+        .amounts
+        .map(|(mantissa, scale)| Decimal::from_i128_with_scale(mantissa, scale));
+    let record = Record {
+        sequence_gap: raw.sequence_gap,
+        day_gap: raw.day_gap,
+        posted: Balance { debits, credits },
+    };
+    (record, at)
+}
+
+/// A step's sequence and date as distances from its block's start.
+struct Gaps {
+    sequence: u64,
+    days: i64,
+}
+
+/// A record's fields as stored: the amounts as digits and scale.
+struct RawRecord {
+    sequence_gap: u64,
+    day_gap: i64,
+    /// Debits and credits: mantissa and scale (zero when absent).
+    amounts: [(i128, u32); 2],
+}
+
+fn decode_raw(bytes: &[u8], mut at: usize) -> (RawRecord, usize) {
     let sequence_gap = read_varint(bytes, &mut at) as u64;
     let day_gap = unzigzag(read_varint(bytes, &mut at) as u64);
     let flags = bytes[at];
     at += 1;
-    let mut amounts = [Decimal::ZERO; 2];
+    let mut amounts = [(0i128, 0u32); 2];
     for (amount, present, scaled) in [(0, DEBITS, DEBITS_SCALED), (1, CREDITS, CREDITS_SCALED)] {
         if flags & present != 0 {
             let digits = read_varint(bytes, &mut at);
@@ -297,17 +374,13 @@ fn decode(bytes: &[u8], mut at: usize) -> (Record, usize) {
             } else {
                 0
             };
-            amounts[amount] = Decimal::from_i128_with_scale(mantissa, scale);
+            amounts[amount] = (mantissa, scale);
         }
     }
-    let posted = Balance {
-        debits: amounts[0],
-        credits: amounts[1],
-    };
-    let record = Record {
+    let record = RawRecord {
         sequence_gap,
         day_gap,
-        posted,
+        amounts,
     };
     (record, at)
 }
@@ -449,7 +522,12 @@ mod tests {
         let mut plain_postings = Vec::new();
         for n in 0..(BLOCK as u64 * 3) {
             let date = day((n / 3) as u32 * 2);
-            let posted = Balance::of(crate::entry::Side::Credit, Decimal::from(n + 1));
+            // Whole amounts, and now and then one with cents.
+            let amount = match n % 5 {
+                4 => amount(i128::from(n) * 101, 2),
+                _ => Decimal::from(n + 1),
+            };
+            let posted = Balance::of(crate::entry::Side::Credit, amount);
             steps.push(n + 1, date, posted);
             plain_postings.push((n + 1, date, posted));
         }

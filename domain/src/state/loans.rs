@@ -13,6 +13,8 @@
 //! 3. Paying exactly the payoff amount closes the loan: interest after the
 //!    payoff date is not charged. Paying more is refused.
 
+use std::collections::btree_map;
+
 use chrono::{Days, NaiveDate};
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -916,28 +918,19 @@ impl Loan {
         // nothing in four steps.
         let mut days: Vec<(NaiveDate, QualityDay)> = Vec::with_capacity(16);
         let mut cumulative = CumulativeDue::new(&self.installments);
-        // The dates of either kind of change, in order, once each.
-        let mut dates: Vec<NaiveDate> =
-            Vec::with_capacity(self.principal_changes.len() + self.paid_changes.len());
-        dates.extend(self.principal_changes.keys().copied());
-        dates.extend(self.paid_changes.keys().copied());
-        dates.sort_unstable();
-        dates.dedup();
+        // The dates of either kind of change, in order, once each, with
+        // what changed on each: the two maps walked side by side.
+        let mut changes = ChangesByDate {
+            principal: self.principal_changes.iter().peekable(),
+            paid: self.paid_changes.iter().peekable(),
+        }
+        .peekable();
         let (mut principal, mut paid) = (Decimal::ZERO, Decimal::ZERO);
         let tolerance = self.policy.arrears_tolerance;
-        for (i, start) in dates.iter().copied().enumerate() {
-            principal = plus(
-                principal,
-                self.principal_changes
-                    .get(&start)
-                    .copied()
-                    .unwrap_or_default(),
-            )?;
-            paid = plus(
-                paid,
-                self.paid_changes.get(&start).copied().unwrap_or_default(),
-            )?;
-            let end = dates.get(i + 1).copied();
+        while let Some((start, principal_change, paid_change)) = changes.next() {
+            principal = plus(principal, principal_change)?;
+            paid = plus(paid, paid_change)?;
+            let end = changes.peek().map(|(date, _, _)| *date);
             if principal <= Decimal::ZERO || end.is_some_and(|end| end <= from) {
                 continue;
             }
@@ -1128,6 +1121,33 @@ fn installment_total(installment: &Installment) -> Result<Decimal, Overflow> {
         plus(installment.principal, installment.interest)?,
         installment.fee,
     )
+}
+
+/// The dates of two maps of changes by date, in order, once each, with
+/// each map's change on that date (zero where it has none).
+struct ChangesByDate<'a> {
+    principal: std::iter::Peekable<btree_map::Iter<'a, NaiveDate, Decimal>>,
+    paid: std::iter::Peekable<btree_map::Iter<'a, NaiveDate, Decimal>>,
+}
+
+impl Iterator for ChangesByDate<'_> {
+    type Item = (NaiveDate, Decimal, Decimal);
+
+    fn next(&mut self) -> Option<(NaiveDate, Decimal, Decimal)> {
+        let date = match (self.principal.peek(), self.paid.peek()) {
+            (Some((a, _)), Some((b, _))) => (**a).min(**b),
+            (Some((a, _)), None) => **a,
+            (None, Some((b, _))) => **b,
+            (None, None) => return None,
+        };
+        let principal = self.principal.next_if(|(on, _)| **on == date);
+        let paid = self.paid.next_if(|(on, _)| **on == date);
+        Some((
+            date,
+            principal.map_or(Decimal::ZERO, |(_, change)| *change),
+            paid.map_or(Decimal::ZERO, |(_, change)| *change),
+        ))
+    }
 }
 
 /// Adds `change` to every day of `start..end` (no end: on and on) from
