@@ -12,7 +12,7 @@
 //! gives it as sorted key/value records (what the store persists and what
 //! `verify` compares).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -455,14 +455,18 @@ pub struct LedgerState {
 #[derive(Clone, Debug, PartialEq)]
 struct ChangeLog {
     enabled: bool,
-    keys: BTreeSet<StateKey>,
+    /// Hashed, not ordered: an entry notes ten or so keys, most of them
+    /// noted already since the last checkpoint, and a hash and one
+    /// comparison cost less than a walk down a tree comparing ids that
+    /// share long prefixes. They are sorted once when taken.
+    keys: HashSet<StateKey>,
 }
 
 impl Default for ChangeLog {
     fn default() -> ChangeLog {
         ChangeLog {
             enabled: true,
-            keys: BTreeSet::new(),
+            keys: HashSet::new(),
         }
     }
 }

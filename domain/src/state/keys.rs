@@ -141,12 +141,19 @@ impl LedgerState {
 
     /// The records changed since the last call, with their keys.
     pub fn take_changes_with_keys(&mut self) -> (Vec<StateKey>, Vec<StateRecord>) {
-        let keys: Vec<StateKey> = std::mem::take(&mut self.changed.keys).into_iter().collect();
+        let keys = self.take_changed_keys();
         let records = keys
             .iter()
             .map(|key| (key.to_bytes(), self.record(key)))
             .collect();
         (keys, records)
+    }
+
+    /// The keys changed since the last call, in key order.
+    fn take_changed_keys(&mut self) -> Vec<StateKey> {
+        let mut keys: Vec<StateKey> = std::mem::take(&mut self.changed.keys).into_iter().collect();
+        keys.sort_unstable();
+        keys
     }
 
     /// Marks `keys` changed again (their records were not saved).
@@ -158,8 +165,7 @@ impl LedgerState {
 
     /// The records changed since the last call, in key order.
     pub fn take_changes(&mut self) -> Vec<StateRecord> {
-        let changed = std::mem::take(&mut self.changed.keys);
-        changed
+        self.take_changed_keys()
             .iter()
             .map(|key| (key.to_bytes(), self.record(key)))
             .collect()
