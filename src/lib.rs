@@ -20,4 +20,11 @@ pub mod store;
 pub mod verify;
 
 /// Generated protobuf messages and gRPC services of `mfi.ledger.v1`.
-pub use mfi_ledger_pb as pb;
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("mfi.ledger.v1");
+
+    /// Encoded descriptor set of the protos, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("mfi_ledger_descriptor");
+}

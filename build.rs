@@ -1,4 +1,4 @@
-//! Compiles `../proto/` with protox (pure Rust, no system `protoc`) and generates
+//! Compiles `proto/` with protox (pure Rust, no system `protoc`) and generates
 //! the tonic services and prost messages, plus the encoded descriptor set that
 //! gRPC server reflection serves.
 
@@ -6,7 +6,7 @@ use std::{env, fs, path::PathBuf};
 
 use protox::prost::Message;
 
-const PROTO_ROOT: &str = "../proto";
+const PROTO_ROOT: &str = "proto";
 const PROTO_FILES: &[&str] = &[
     "mfi/ledger/v1/types.proto",
     "mfi/ledger/v1/branch_service.proto",
