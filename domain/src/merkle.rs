@@ -131,7 +131,7 @@ impl<'a, T: Subtrees> Sized<'a, T> {
                 .subtree(level, start >> level)
                 .map_err(TreeError::Read);
         }
-        debug_assert_eq!(end, self.size, "a partial range ends at the tree's size");
+        assert_eq!(end, self.size, "a partial range ends at the tree's size");
         let at = self
             .right_edge
             .binary_search_by_key(&start, |(peak, _)| *peak)
