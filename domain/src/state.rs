@@ -41,7 +41,7 @@ use super::totals::{BorrowerStep, DayTotals, Overflow, PeriodFigures, borrower_s
 
 mod keys;
 pub use installments::Installments;
-pub use keys::{STATE_FORMAT, StateKey, StateRecord};
+pub use keys::{STATE_FORMAT, StateKey, StateRecord, records_format};
 
 /// Default share of outstanding principal kept in compulsory savings, in percent.
 pub const COMPULSORY_SAVINGS_PERCENT_DEFAULT: u32 = 5;

@@ -33,7 +33,9 @@ use crate::domain::command::Command;
 use crate::domain::entry::{
     Entry, EntryBody, GENESIS_HASH, Hash, RULES_VERSION_CURRENT, RulesVersion, chain_hash,
 };
-use crate::domain::state::{ExecContext, ExecuteError, LedgerState};
+use crate::domain::state::{
+    ExecContext, ExecuteError, LedgerState, STATE_FORMAT, StateKey, records_format,
+};
 use crate::store::{
     JOURNAL_FILE_NAME, STATE_DIR_NAME, StoreError, load_state_records, read_entry_at_offset,
     scan_journal,
@@ -51,6 +53,11 @@ pub struct VerifyReport {
     /// Sequence number the stored state cache was at when compared (with
     /// [`Depth::Full`]).
     pub state_compared_at: u64,
+    /// Why the stored state cache was not compared although every command
+    /// was re-decided: there is none, or another release wrote it in a
+    /// layout this build does not read (a cache, which the server rebuilds
+    /// from the journal at its next start, not the books).
+    pub state_not_compared: Option<String>,
     /// Bytes of a torn, never-acknowledged record at the journal's tail
     /// (the server cuts it off at its next start).
     pub torn_tail_bytes: u64,
@@ -81,13 +88,17 @@ impl fmt::Display for VerifyReport {
             count((self.entries as f64 / seconds).round() as u64),
             hex::encode(self.last_hash),
         )?;
-        match self.depth {
-            Depth::Full => write!(
+        match (self.depth, &self.state_not_compared) {
+            (Depth::Full, None) => write!(
                 f,
                 "; every command re-decided; stored state matches the replay at entry {}",
                 self.state_compared_at
             )?,
-            Depth::Chain => write!(
+            (Depth::Full, Some(why)) => write!(
+                f,
+                "; every command re-decided; the stored state not compared: {why}"
+            )?,
+            (Depth::Chain, _) => write!(
                 f,
                 "; chain only: checksums, encoding, sequence, hash chain and balance checked, \
                  commands not re-decided and the stored state not compared"
@@ -223,9 +234,13 @@ pub fn verify_to(
         path: journal_path.display().to_string(),
         message: e.to_string(),
     })?;
-    let stored = match depth {
-        Depth::Full => load_stored_state(dir)?,
-        Depth::Chain => None,
+    let (stored, state_not_compared) = match depth {
+        Depth::Full => match load_stored_state(dir)? {
+            StoredCache::Records(stored) => (Some(stored), None),
+            StoredCache::Absent => (None, Some("the data directory keeps no state cache".into())),
+            StoredCache::OtherFormat(why) => (None, Some(why)),
+        },
+        Depth::Chain => (None, None),
     };
     let stored_at = stored.as_ref().map_or(0, |(sequence, _)| *sequence);
     let (chain, replay) = std::thread::scope(|scope| {
@@ -268,6 +283,7 @@ pub fn verify_to(
         last_hash: chain.last_hash,
         depth,
         state_compared_at: stored_at,
+        state_not_compared,
         torn_tail_bytes: chain.torn_tail_bytes,
         invariants_only: replay.map(|r| r.invariants_only).unwrap_or_default(),
         tree,
@@ -573,15 +589,28 @@ fn reexecute(
 
 type StoredState = (u64, BTreeMap<Vec<u8>, Vec<u8>>);
 
+/// The stored state cache, as verification finds it.
+enum StoredCache {
+    /// Records in this build's layout, and the entry they stand at.
+    Records(StoredState),
+    /// No state directory, or no records in it.
+    Absent,
+    /// Records in a layout another release wrote ([`STATE_FORMAT`] moves
+    /// when the cache's records change): not this build's to compare, and
+    /// not a fault of the journal, which every later build verifies. Why,
+    /// as the report says it.
+    OtherFormat(String),
+}
+
 /// The stored state, read from a copy of the state directory so that
 /// verification never writes to the data directory (opening sled writes).
-fn load_stored_state(dir: &Path) -> Result<Option<StoredState>, VerifyError> {
+fn load_stored_state(dir: &Path) -> Result<StoredCache, VerifyError> {
     let unreadable = |message: String| VerifyError::Unreadable {
         path: dir.display().to_string(),
         message,
     };
     if !dir.join(STATE_DIR_NAME).exists() {
-        return Ok(None);
+        return Ok(StoredCache::Absent);
     }
     let copy = tempfile::tempdir().map_err(|e| unreadable(e.to_string()))?;
     copy_dir(&dir.join(STATE_DIR_NAME), &copy.path().join(STATE_DIR_NAME))
@@ -592,18 +621,38 @@ fn load_stored_state(dir: &Path) -> Result<Option<StoredState>, VerifyError> {
         message: e.to_string(),
     })?;
     let Some(records) = records else {
-        return Ok(None);
+        return Ok(StoredCache::Absent);
     };
     let records: BTreeMap<Vec<u8>, Vec<u8>> = records.into_iter().collect();
     if records.is_empty() {
-        return Ok(None);
+        return Ok(StoredCache::Absent);
+    }
+    let rebuilt = "the server rebuilds it from the journal at its next start";
+    let format = records.get(&StateKey::Format.to_bytes()).map(Vec::as_slice);
+    match records_format(format).map_err(|message| VerifyError::State {
+        sequence: 0,
+        message,
+    })? {
+        Some(STATE_FORMAT) => {}
+        Some(format) => {
+            return Ok(StoredCache::OtherFormat(format!(
+                "its records are in format {format}, written by another release, and this build reads \
+                 format {STATE_FORMAT}; {rebuilt}"
+            )));
+        }
+        None => {
+            return Ok(StoredCache::OtherFormat(format!(
+                "its records have no format record (written by a release before format records), and \
+                 this build reads format {STATE_FORMAT}; {rebuilt}"
+            )));
+        }
     }
     let state = LedgerState::import(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
         .map_err(|message| VerifyError::State {
             sequence: 0,
             message,
         })?;
-    Ok(Some((state.last_sequence(), records)))
+    Ok(StoredCache::Records((state.last_sequence(), records)))
 }
 
 fn compare_state(
@@ -674,6 +723,7 @@ mod report_tests {
             last_hash: [0xab; 32],
             depth: Depth::Full,
             state_compared_at: 1_400_000,
+            state_not_compared: None,
             torn_tail_bytes: 4_096,
             access_records: 12_345,
             invariants_only: BTreeMap::new(),

@@ -256,6 +256,78 @@ async fn verify_names_an_altered_state_record() {
     assert!(text.contains("balance/cash:TB"), "{text}");
 }
 
+/// Reproduces: `verify` of a data directory whose state cache another
+/// release wrote (each release whose cache records changed moved the
+/// cache's format) failed on the cache ("state records of format 5; this
+/// release reads format 6") although its journal, which every later build
+/// must verify, was sound. Now the journal is verified in full and the
+/// report says the cache was not compared, and why; the server rebuilds the
+/// cache at its next start, and verify compares it again.
+#[tokio::test]
+async fn a_state_cache_another_release_wrote_is_not_compared_and_the_journal_verifies() {
+    use mfi_ledger::domain::state::STATE_FORMAT;
+    use mfi_ledger::store::{DiskStore, Store};
+    let older = postcard::to_stdvec(&(STATE_FORMAT - 1)).unwrap();
+    for (format, says) in [
+        (
+            Some(older),
+            format!(
+                "; every command re-decided; the stored state not compared: its records are in format {}, \
+                 written by another release, and this build reads format {STATE_FORMAT}; the server rebuilds it \
+                 from the journal at its next start",
+                STATE_FORMAT - 1
+            ),
+        ),
+        (
+            None,
+            "the stored state not compared: its records have no format record".into(),
+        ),
+    ] {
+        let dir = data_dir().await;
+        {
+            let store = DiskStore::open(dir.path()).unwrap();
+            store.save_state(&[(b"format".to_vec(), format)]).unwrap();
+            store.flush_state().unwrap();
+        }
+        let (ok, text) = verify(dir.path());
+        assert!(ok, "{text}");
+        assert!(text.contains(&says), "{text}");
+        assert!(!text.contains("matches the replay"), "{text}");
+        let ledger = tokio::task::spawn_blocking({
+            let dir = dir.path().to_owned();
+            move || open_ledger(&dir).unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(ledger.read(|state| state.last_sequence()), WITHDRAWAL);
+        tokio::task::spawn_blocking(move || ledger.shutdown())
+            .await
+            .unwrap();
+        let (ok, text) = verify(dir.path());
+        assert!(
+            ok && text.contains(&format!(
+                "stored state matches the replay at entry {WITHDRAWAL};"
+            )),
+            "the rebuilt cache is compared: {text}"
+        );
+    }
+}
+
+/// A copy of a data directory without its state cache (the server builds
+/// one from the journal): its journal verifies, and the report does not
+/// claim a comparison it did not make.
+#[tokio::test]
+async fn a_data_directory_without_a_state_cache_verifies_and_says_so() {
+    let dir = data_dir().await;
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let (ok, text) = verify(dir.path());
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("the stored state not compared: the data directory keeps no state cache"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn verify_changes_nothing_in_the_data_directory() {
     let dir = data_dir().await;

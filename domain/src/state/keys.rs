@@ -65,6 +65,16 @@ const ACCESS_KEY: &str = "access";
 /// 6: day-log chunks end by their bytes, not their entries.
 pub const STATE_FORMAT: u32 = 6;
 
+/// The layout a cache's records were written in, from its format record
+/// (`format_record`, the value under [`StateKey::Format`]): `None` when it
+/// has none (records written before format records were kept), `Err` when
+/// the record does not decode.
+pub fn records_format(format_record: Option<&[u8]>) -> Result<Option<u32>, String> {
+    format_record
+        .map(|value| decode(FORMAT_KEY, value))
+        .transpose()
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("postcard encodes plain data into a Vec without failing")
 }
