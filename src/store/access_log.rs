@@ -8,7 +8,10 @@
 //! one `fdatasync` per [`SYNC_INTERVAL`] (group commit), so no read waits on
 //! a disk barrier. The price is that a crash can lose the records of the
 //! last interval; [`AccessLog::flush`] makes every record sent so far
-//! durable (what a query of the log does first).
+//! durable (what a query of the log does first). The file holds whole,
+//! durable records only: a write or a barrier that fails is cut off and its
+//! records are written again at the next sync (while the disk refuses,
+//! records wait in memory, up to [`PENDING_BYTES_MAX`] bytes of them).
 //!
 //! A record is one line of tab-separated fields:
 //! `sequence, recorded at (µs since the epoch), principal, method, subject,
@@ -22,7 +25,7 @@
 //! `verify` checks every anchor.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -220,11 +223,10 @@ impl AccessLog {
         let path = dir.join(ACCESS_LOG_FILE);
         let records = read_all(&path)
             .map_err(|e| StoreError::AccessLog(format!("{}: {e}", path.display())))?;
-        let (mut sequence, mut previous) = records
+        let (sequence, previous) = records
             .last()
             .map_or((0, [0u8; 32]), |r| (r.sequence, r.hash));
         let valid: u64 = records.iter().map(|r| r.line().len() as u64).sum();
-        let mut written = valid;
         let file = OpenOptions::new()
             .create(true)
             .read(true)
@@ -235,71 +237,49 @@ impl AccessLog {
         // A line cut by a crash was never made durable whole: drop it.
         file.set_len(valid)
             .map_err(StoreError::io("cutting the access log's torn line"))?;
-        let mut file = std::io::BufWriter::new(file);
-        use std::io::Seek;
-        file.seek(std::io::SeekFrom::End(0))
-            .map_err(StoreError::io("opening the access log"))?;
+        let mut writer = LogWriter::new(
+            file,
+            Durable {
+                sequence,
+                hash: previous,
+                len: valid,
+            },
+        );
         let (sender, receiver) = mpsc::channel::<Message>();
         let writer = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
-                let mut unsynced = false;
                 loop {
-                    let message = if unsynced {
+                    let message = if writer.pending.is_empty() {
+                        match receiver.recv() {
+                            Ok(message) => Some(message),
+                            Err(_) => break,
+                        }
+                    } else {
                         match receiver.recv_timeout(SYNC_INTERVAL) {
                             Ok(message) => Some(message),
                             Err(mpsc::RecvTimeoutError::Timeout) => None,
                             Err(mpsc::RecvTimeoutError::Disconnected) => break,
                         }
-                    } else {
-                        match receiver.recv() {
-                            Ok(message) => Some(message),
-                            Err(_) => break,
-                        }
                     };
                     match message {
-                        Some(Message::Record(access)) => {
-                            sequence += 1;
-                            let fields = Record::fields(sequence, &access);
-                            let hash = Record::chain(&previous, &fields);
-                            let record = Record {
-                                sequence,
-                                access,
-                                previous,
-                                hash,
-                            };
-                            previous = hash;
-                            let line = record.line();
-                            match file.write_all(line.as_bytes()) {
-                                Ok(()) => written += line.len() as u64,
-                                Err(e) => {
-                                    tracing::error!(error = %e, "cannot write the access log")
-                                }
-                            }
-                            unsynced = true;
-                        }
+                        Some(Message::Record(access)) => writer.record(access),
                         Some(Message::Flush(done)) => {
-                            sync(&mut file);
-                            unsynced = false;
+                            writer.sync();
                             let _ = done.send(());
                         }
                         Some(Message::Head(answer)) => {
-                            sync(&mut file);
-                            unsynced = false;
-                            let _ = answer.send((sequence, previous));
+                            writer.sync();
+                            let _ = answer.send((writer.durable.sequence, writer.durable.hash));
                         }
                         Some(Message::Length(answer)) => {
-                            sync(&mut file);
-                            unsynced = false;
-                            let _ = answer.send(written);
+                            writer.sync();
+                            let _ = answer.send(writer.durable.len);
                         }
-                        None => {
-                            sync(&mut file);
-                            unsynced = false;
-                        }
+                        None => writer.sync(),
                     }
                 }
-                sync(&mut file);
+                writer.sync();
             })
             .map_err(StoreError::io("starting the access log's writer"))?;
         Ok(AccessLog {
@@ -388,10 +368,128 @@ impl Drop for AccessLog {
     }
 }
 
-fn sync(file: &mut std::io::BufWriter<File>) {
-    let synced = file.flush().and_then(|()| file.get_ref().sync_data());
-    if let Err(e) = synced {
-        tracing::error!(error = %e, "cannot make the access log durable");
+/// Most bytes of records kept waiting while the log cannot be written;
+/// reads past it go unrecorded (and are counted in the error logged).
+const PENDING_BYTES_MAX: usize = 64 << 20;
+
+/// What the writer needs of the log's file (tests fail it on demand).
+trait LogFile: Send + 'static {
+    /// Writes `bytes` at `offset` and makes them durable.
+    fn write_durably(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()>;
+    /// Cuts the file to `len` bytes.
+    fn cut(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl LogFile for File {
+    fn write_durably(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.write_all_at(bytes, offset)?;
+        self.sync_data()
+    }
+
+    fn cut(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+/// The last record made durable, and the file's length with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Durable {
+    sequence: u64,
+    hash: [u8; 32],
+    len: u64,
+}
+
+/// Numbers, chains and writes records. The file holds whole, durable
+/// records only: a write or a barrier that fails is cut off the file and
+/// its records are written again at the next sync, so the chain on disk
+/// never skips a record, whatever the disk did.
+struct LogWriter<F> {
+    file: F,
+    durable: Durable,
+    /// Records made since the last sync, as lines.
+    pending: Vec<u8>,
+    /// The last record made, durable or pending: its number and hash.
+    head: (u64, [u8; 32]),
+    /// Reads left unrecorded since the log last could be written.
+    dropped: u64,
+    /// The last sync failed (said once, and once when it works again).
+    failing: bool,
+    /// Cutting a failed write off failed too: the file may hold bytes past
+    /// the durable records, to cut once writing works again.
+    cut_owed: bool,
+}
+
+impl<F: LogFile> LogWriter<F> {
+    fn new(file: F, durable: Durable) -> LogWriter<F> {
+        LogWriter {
+            file,
+            durable,
+            pending: Vec::new(),
+            head: (durable.sequence, durable.hash),
+            dropped: 0,
+            failing: false,
+            cut_owed: false,
+        }
+    }
+
+    fn record(&mut self, access: Access) {
+        if self.pending.len() >= PENDING_BYTES_MAX {
+            self.dropped += 1;
+            return;
+        }
+        let (previous_sequence, previous) = self.head;
+        let sequence = previous_sequence + 1;
+        let fields = Record::fields(sequence, &access);
+        let hash = Record::chain(&previous, &fields);
+        let record = Record {
+            sequence,
+            access,
+            previous,
+            hash,
+        };
+        self.pending.extend_from_slice(record.line().as_bytes());
+        self.head = (sequence, hash);
+    }
+
+    /// Writes the pending records and makes them durable; on a failure,
+    /// cuts what was written and keeps them pending.
+    fn sync(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        match self.file.write_durably(self.durable.len, &self.pending) {
+            Ok(()) => {
+                self.durable = Durable {
+                    sequence: self.head.0,
+                    hash: self.head.1,
+                    len: self.durable.len + self.pending.len() as u64,
+                };
+                self.pending.clear();
+                if self.cut_owed {
+                    self.cut_owed = self.file.cut(self.durable.len).is_err();
+                }
+                if self.failing {
+                    tracing::warn!(unrecorded = self.dropped, "the access log is written again");
+                    self.failing = false;
+                    self.dropped = 0;
+                }
+            }
+            Err(error) => {
+                let cut = self.file.cut(self.durable.len);
+                if !self.failing {
+                    tracing::error!(
+                        %error,
+                        "cannot write the access log; its records are kept and written again at the next sync"
+                    );
+                    self.failing = true;
+                }
+                if let Err(error) = &cut {
+                    tracing::error!(%error, "cannot cut a failed write off the access log");
+                }
+                self.cut_owed |= cut.is_err();
+            }
+        }
     }
 }
 
@@ -401,6 +499,7 @@ pub type SharedAccessLog = Arc<AccessLog>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn read(i: i64) -> Access {
         Access {
@@ -475,6 +574,80 @@ mod tests {
             text.replacen("auditor.hn", "auditor.tb", 1),
             "left as it was"
         );
+    }
+
+    /// A file whose next write stores `fail` bytes (all of them: the
+    /// barrier fails) and then fails.
+    #[derive(Clone, Default)]
+    struct FlakyFile {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        fail: Arc<Mutex<Option<usize>>>,
+    }
+
+    impl LogFile for FlakyFile {
+        fn write_durably(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+            let fail = self.fail.lock().unwrap().take();
+            let stored = fail.map_or(bytes.len(), |n| n.min(bytes.len()));
+            let mut data = self.bytes.lock().unwrap();
+            let offset = offset as usize;
+            let len = data.len().max(offset + stored);
+            data.resize(len, 0);
+            data[offset..offset + stored].copy_from_slice(&bytes[..stored]);
+            match fail {
+                Some(_) => Err(std::io::Error::other("no space left on device")),
+                None => Ok(()),
+            }
+        }
+
+        fn cut(&mut self, len: u64) -> std::io::Result<()> {
+            self.bytes.lock().unwrap().truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    /// Reproduces: a record whose write failed still took its number and
+    /// moved the chain on, and half a line could stay in the file, so the
+    /// log skipped a record and was refused at the next start. Now a failed
+    /// write or barrier is cut off and its records are written again at the
+    /// next sync: the file holds every record, numbered and chained.
+    #[test]
+    fn a_failed_write_is_cut_and_its_records_written_at_the_next_sync() {
+        let file = FlakyFile::default();
+        let mut writer = LogWriter::new(
+            file.clone(),
+            Durable {
+                sequence: 0,
+                hash: [0; 32],
+                len: 0,
+            },
+        );
+        writer.record(read(0));
+        writer.record(read(1));
+        writer.sync();
+        let whole = file.bytes.lock().unwrap().clone();
+        // A write cut short, then a barrier that fails after a whole write.
+        for stored in [40, usize::MAX] {
+            *file.fail.lock().unwrap() = Some(stored);
+            writer.record(read(2));
+            writer.sync();
+            assert_eq!(
+                *file.bytes.lock().unwrap(),
+                whole,
+                "cut back to whole records"
+            );
+            assert_eq!(writer.durable.sequence, 2);
+        }
+        writer.record(read(3));
+        writer.sync();
+        assert_eq!(writer.durable.sequence, 5);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ACCESS_LOG_FILE);
+        std::fs::write(&path, &*file.bytes.lock().unwrap()).unwrap();
+        let records = read_all(&path).unwrap();
+        let kept: Vec<Access> = records.iter().map(|r| r.access.clone()).collect();
+        assert_eq!(kept, [read(0), read(1), read(2), read(2), read(3)]);
+        assert_eq!(records[4].hash, writer.durable.hash);
+        assert_eq!(writer.durable.len, file.bytes.lock().unwrap().len() as u64);
     }
 
     #[test]
