@@ -434,7 +434,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let (store, signer) = open_store(&args)?;
+    let (store, keys) = open_store(&args)?;
     let config = LedgerConfig {
         batch_size_max: args.batch_size_max,
         queue_depth_max: args.queue_depth_max,
@@ -442,7 +442,8 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         checkpoint_entries: args.checkpoint_entries,
         read_only: args.read_only,
         log_checkpoints: CheckpointPolicy {
-            signer: signer.map(Arc::new),
+            signer: keys.signer.map(Arc::new),
+            verifier: keys.verifier,
             every_entries: args.log.log_checkpoint_entries.max(1),
             every: std::time::Duration::from_secs(args.log.log_checkpoint_seconds.max(1)),
         },
@@ -518,15 +519,19 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The data directory's store and the log's signing key: read-only with
-/// `--read-only` (nothing created or written; the key only if there is
-/// one), else the embedded store, the key created when missing.
-fn open_store(
-    args: &ServeArgs,
-) -> anyhow::Result<(
-    Arc<dyn mfi_ledger::store::Store>,
-    Option<mfi_ledger::checkpoint::Signer>,
-)> {
+/// The log's keys a server holds.
+struct LogKeys {
+    /// The signing key (`DATA/log.key`), on the server of record.
+    signer: Option<mfi_ledger::checkpoint::Signer>,
+    /// The verifier key alone (`DATA/log.pub`), on a read-only copy.
+    verifier: Option<mfi_ledger::checkpoint::Verifier>,
+}
+
+/// The data directory's store and the log's keys: read-only with
+/// `--read-only` (nothing created or written, and only the verifier key
+/// read: an auditor's copy need not hold the private key), else the
+/// embedded store and the signing key, created when missing.
+fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn mfi_ledger::store::Store>, LogKeys)> {
     use mfi_ledger::checkpoint::keys;
     let opening = || format!("opening data directory {}", args.data.display());
     if !args.read_only {
@@ -537,26 +542,30 @@ fn open_store(
             verifier_key = %signer.verifier().to_text(),
             "checkpoints are signed with the log key in DATA/log.key; its verifier key is in DATA/log.pub"
         );
-        return Ok((Arc::new(store), Some(signer)));
+        let keys = LogKeys {
+            signer: Some(signer),
+            verifier: None,
+        };
+        return Ok((Arc::new(store), keys));
     }
     let store = mfi_ledger::store::ReadOnlyStore::open(&args.data).with_context(opening)?;
-    let key = args.data.join(keys::LOG_KEY_FILE);
-    let signer = match key.exists() {
-        true => Some(keys::load(&key).context("the log's signing key")?),
-        false => {
-            tracing::warn!(
-                "no log key in the data directory: the checkpoints kept are served, without the \
-                 verifier key"
-            );
-            None
-        }
-    };
+    let verifier = keys::log_verifier(&args.data)?;
+    if verifier.is_none() {
+        tracing::warn!(
+            "no log verifier key (log.pub) in the data directory: the checkpoints kept are \
+             served, without it"
+        );
+    }
     tracing::warn!(
         data = %args.data.display(),
         "serving a read-only copy of the books: every write is refused, no checkpoint is \
          signed, and reads are not recorded in the access log (it cannot be appended to)"
     );
-    Ok((Arc::new(store), signer))
+    let keys = LogKeys {
+        signer: None,
+        verifier,
+    };
+    Ok((Arc::new(store), keys))
 }
 
 /// The server's TLS configuration, or `None` to listen in clear text.

@@ -336,6 +336,33 @@ fn the_metrics_count_what_a_load_sent_and_what_was_refused() {
 }
 
 /// The journal's head as `info --json` gives it: (last sequence, last hash).
+/// The log's verifier key the server at `url` serves (`GetVerifierKey`).
+fn served_verifier_key(url: &str, token_file: &Path) -> String {
+    let token = std::fs::read_to_string(token_file).expect("read the token");
+    let url = url.to_owned();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            let channel = tonic::transport::Channel::from_shared(url)
+                .unwrap()
+                .connect()
+                .await
+                .expect("connect to the server");
+            let bearer = mfi_ledger::cli::connect::Bearer::new(Some(token.trim())).unwrap();
+            let mut proofs = mfi_ledger::pb::proof_service_client::ProofServiceClient::new(
+                tonic::service::interceptor::InterceptedService::new(channel, bearer),
+            );
+            proofs
+                .get_verifier_key(mfi_ledger::pb::GetVerifierKeyRequest {})
+                .await
+                .expect("the verifier key")
+                .into_inner()
+                .verifier_key
+        })
+}
+
 fn head(client: Command) -> (u64, String) {
     let mut client = client;
     let out = common::expect_success(
@@ -441,8 +468,12 @@ fn a_backup_taken_under_load_verifies_serves_and_holds_what_was_acknowledged_bef
             "verify the copy",
         );
         assert!(verified.contains(&backed_up_hash), "{verified}");
-        // Served read-only (an auditor's copy): the same head; a write is
-        // refused and changes nothing.
+        // Served read-only (an auditor's copy, handed over without the
+        // log's private key): the same head and the log's verifier key; a
+        // write is refused and changes nothing.
+        let private_key = copy.join(mfi_ledger::checkpoint::keys::LOG_KEY_FILE);
+        let kept_key = out.path().join("log.key");
+        std::fs::rename(&private_key, &kept_key).expect("set the private key aside");
         let mut read_only = Command::new(BIN)
             .args(["serve", "--read-only", "--listen", "127.0.0.1:0", "--data"])
             .arg(&copy)
@@ -473,6 +504,13 @@ fn a_backup_taken_under_load_verifies_serves_and_holds_what_was_acknowledged_bef
             client
         };
         assert_eq!(head(on_copy()), (backed_up, backed_up_hash.clone()));
+        assert_eq!(
+            served_verifier_key(&url, &server.data_dir().join("tester.token")),
+            std::fs::read_to_string(copy.join("log.pub"))
+                .expect("the copy's log.pub")
+                .trim(),
+            "the read-only copy serves the verifier key of log.pub"
+        );
         let refused = common::expect_failure(
             on_copy()
                 .args(["deposit", "LOAD-0001/C1", "1000"])
@@ -487,6 +525,7 @@ fn a_backup_taken_under_load_verifies_serves_and_holds_what_was_acknowledged_bef
         assert_eq!(head(on_copy()).0, backed_up);
         let _ = read_only.kill();
         let _ = read_only.wait();
+        std::fs::rename(&kept_key, &private_key).expect("put the private key back");
         for token in [common::ADMIN_TOKEN_FILE, "tester.token"] {
             std::fs::copy(server.data_dir().join(token), copy.join(token)).expect("copy a token");
         }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 
-use super::note::{KeyKind, Signer};
+use super::note::{KeyKind, Signer, Verifier};
 
 /// The log's private key file, in the data directory.
 pub const LOG_KEY_FILE: &str = "log.key";
@@ -46,6 +46,25 @@ pub fn log_signer(data_dir: &Path, origin: Option<&str>) -> anyhow::Result<Signe
     }
     write_verifier(&data_dir.join(LOG_VERIFIER_FILE), &signer)?;
     Ok(signer)
+}
+
+/// The log's verifier key in `DATA/log.pub`, for a server that signs
+/// nothing: a read-only copy of the data directory, which an auditor is
+/// handed with the verifier key and never the private key. `None` when the
+/// copy has none.
+pub fn log_verifier(data_dir: &Path) -> anyhow::Result<Option<Verifier>> {
+    let path = data_dir.join(LOG_VERIFIER_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("reading the log's verifier key {}", path.display()));
+        }
+    };
+    Verifier::parse(text.trim())
+        .map(Some)
+        .map_err(|e| anyhow!("{} is not a verifier key: {e}", path.display()))
 }
 
 /// A key file anywhere (a witness's): loads it, or creates it with `name`

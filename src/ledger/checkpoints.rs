@@ -36,6 +36,10 @@ pub struct CheckpointPolicy {
     /// The log's key; without one no checkpoint is issued (the tree is
     /// still kept).
     pub signer: Option<Arc<Signer>>,
+    /// The log's verifier key for a ledger that signs nothing (a read-only
+    /// copy): the latest checkpoint is checked with it at startup, and it
+    /// is served. A signer's own verifier key comes before it.
+    pub verifier: Option<Verifier>,
     /// Entries after which a checkpoint is signed.
     pub every_entries: u64,
     /// Longest time between checkpoints while entries arrive.
@@ -46,8 +50,19 @@ impl Default for CheckpointPolicy {
     fn default() -> CheckpointPolicy {
         CheckpointPolicy {
             signer: None,
+            verifier: None,
             every_entries: 100_000,
             every: Duration::from_secs(60),
+        }
+    }
+}
+
+impl CheckpointPolicy {
+    /// The log's verifier key: the signer's, else the one given.
+    pub fn verifier(&self) -> Option<Verifier> {
+        match &self.signer {
+            Some(signer) => Some(signer.verifier()),
+            None => self.verifier.clone(),
         }
     }
 }

@@ -244,8 +244,8 @@ impl Ledger {
     ) -> Result<Ledger, StoreError> {
         let state = recovery::recover(store.as_ref())?;
         checkpoints::recover_tree(store.as_ref())?;
-        if let Some(signer) = &config.log_checkpoints.signer {
-            checkpoints::check_latest(store.as_ref(), &signer.verifier())?;
+        if let Some(verifier) = config.log_checkpoints.verifier() {
+            checkpoints::check_latest(store.as_ref(), &verifier)?;
         }
         let (reader_copy, working) = state.split_for_writer();
         let read_side = Arc::new(RwLock::new(reader_copy));

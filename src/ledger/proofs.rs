@@ -31,13 +31,10 @@ impl Ledger {
             .ok_or_else(|| ProofError::Unavailable("this store keeps no checkpoints".into()))
     }
 
-    /// The log's verifier key, when the ledger signs checkpoints.
+    /// The log's verifier key, when the ledger signs checkpoints or serves
+    /// a copy that holds the key.
     pub fn log_verifier(&self) -> Option<Verifier> {
-        self.config
-            .log_checkpoints
-            .signer
-            .as_ref()
-            .map(|signer| signer.verifier())
+        self.config.log_checkpoints.verifier()
     }
 
     /// The checkpoint of tree size `size` (0: the latest), with the

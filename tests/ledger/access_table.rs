@@ -1089,6 +1089,8 @@ async fn a_read_only_copy_answers_every_read_and_refuses_every_write() {
     drop(setup);
     drop(principals);
     let dir = app.stop().await;
+    // An auditor's copy: the log's verifier key, not its private key.
+    std::fs::remove_file(dir.path().join(mfi_ledger::checkpoint::keys::LOG_KEY_FILE)).unwrap();
     let before = files_of(dir.path());
     let copy = crate::support::start_read_only(dir).await;
     let mut wrong = Vec::new();

@@ -95,13 +95,12 @@ async fn start_in(dir: TempDir, mut config: LedgerConfig, limits: ServerLimits) 
 #[allow(dead_code)]
 pub async fn start_read_only(dir: TempDir) -> App {
     let store = mfi_ledger::store::ReadOnlyStore::open(dir.path()).unwrap();
-    let key = dir.path().join(mfi_ledger::checkpoint::keys::LOG_KEY_FILE);
-    let signer = mfi_ledger::checkpoint::keys::load(&key).unwrap();
     let mut config = LedgerConfig {
         read_only: true,
         ..LedgerConfig::default()
     };
-    config.log_checkpoints.signer = Some(Arc::new(signer));
+    config.log_checkpoints.verifier =
+        mfi_ledger::checkpoint::keys::log_verifier(dir.path()).unwrap();
     let ledger = Arc::new(Ledger::start(Arc::new(store), TestClock::new(), config).unwrap());
     serve_ledger(ledger, dir, ServerLimits::default()).await
 }
