@@ -336,6 +336,17 @@ fn the_metrics_count_what_a_load_sent_and_what_was_refused() {
 }
 
 /// The journal's head as `info --json` gives it: (last sequence, last hash).
+/// A child process killed (and reaped) when dropped, so that a failing
+/// assertion leaves no server running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The log's verifier key the server at `url` serves (`GetVerifierKey`).
 fn served_verifier_key(url: &str, token_file: &Path) -> String {
     let token = std::fs::read_to_string(token_file).expect("read the token");
@@ -474,18 +485,20 @@ fn a_backup_taken_under_load_verifies_serves_and_holds_what_was_acknowledged_bef
         let private_key = copy.join(mfi_ledger::checkpoint::keys::LOG_KEY_FILE);
         let kept_key = out.path().join("log.key");
         std::fs::rename(&private_key, &kept_key).expect("set the private key aside");
-        let mut read_only = Command::new(BIN)
-            .args(["serve", "--read-only", "--listen", "127.0.0.1:0", "--data"])
-            .arg(&copy)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve the copy read-only");
+        let mut read_only = KillOnDrop(
+            Command::new(BIN)
+                .args(["serve", "--read-only", "--listen", "127.0.0.1:0", "--data"])
+                .arg(&copy)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("serve the copy read-only"),
+        );
         let mut line = String::new();
         std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(read_only.stdout.take().expect("stdout")),
+            &mut std::io::BufReader::new(read_only.0.stdout.take().expect("stdout")),
             &mut line,
         )
         .expect("the read-only server's first line");
@@ -523,8 +536,7 @@ fn a_backup_taken_under_load_verifies_serves_and_holds_what_was_acknowledged_bef
             "{refused}"
         );
         assert_eq!(head(on_copy()).0, backed_up);
-        let _ = read_only.kill();
-        let _ = read_only.wait();
+        drop(read_only);
         std::fs::rename(&kept_key, &private_key).expect("put the private key back");
         for token in [common::ADMIN_TOKEN_FILE, "tester.token"] {
             std::fs::copy(server.data_dir().join(token), copy.join(token)).expect("copy a token");
