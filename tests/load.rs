@@ -350,28 +350,14 @@ impl Drop for KillOnDrop {
 /// The log's verifier key the server at `url` serves (`GetVerifierKey`).
 fn served_verifier_key(url: &str, token_file: &Path) -> String {
     let token = std::fs::read_to_string(token_file).expect("read the token");
-    let url = url.to_owned();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async move {
-            let channel = tonic::transport::Channel::from_shared(url)
-                .unwrap()
-                .connect()
-                .await
-                .expect("connect to the server");
-            let bearer = mfi_ledger::cli::connect::Bearer::new(Some(token.trim())).unwrap();
-            let mut proofs = mfi_ledger::pb::proof_service_client::ProofServiceClient::new(
-                tonic::service::interceptor::InterceptedService::new(channel, bearer),
-            );
-            proofs
-                .get_verifier_key(mfi_ledger::pb::GetVerifierKeyRequest {})
-                .await
-                .expect("the verifier key")
-                .into_inner()
-                .verifier_key
-        })
+    common::call_as(url, &token, |channel| async move {
+        mfi_ledger::pb::proof_service_client::ProofServiceClient::new(channel)
+            .get_verifier_key(mfi_ledger::pb::GetVerifierKeyRequest {})
+            .await
+            .expect("the verifier key")
+            .into_inner()
+            .verifier_key
+    })
 }
 
 fn head(client: Command) -> (u64, String) {

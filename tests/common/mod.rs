@@ -234,50 +234,71 @@ fn provision(
     let id = id.to_owned();
     let roles: Vec<String> = roles.iter().map(|role| role.to_string()).collect();
     let token = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let channel = tonic::transport::Channel::from_shared(url)
-                    .unwrap()
-                    .connect()
-                    .await
-                    .expect("connect to the server");
-                let bearer = mfi_ledger::cli::connect::Bearer::new(Some(admin.trim())).unwrap();
-                let mut access = pb::access_service_client::AccessServiceClient::new(
-                    tonic::service::interceptor::InterceptedService::new(channel, bearer),
-                );
-                let roles = roles
-                    .into_iter()
-                    .map(|role| pb::RoleGrant {
-                        role,
-                        branch_id: String::new(),
-                    })
-                    .collect();
-                access
-                    .create_principal(pb::CreatePrincipalRequest {
-                        context: Some(pb::WriteContext {
-                            request_id: format!("create-{id}"),
-                            actor: "test".into(),
-                        }),
-                        principal_id: id.clone(),
-                        name: id.clone(),
-                        roles,
-                        issue_token: true,
-                        token_valid_days: 0,
-                    })
-                    .await
-                    .expect("create a principal")
-                    .into_inner()
-                    .token
-                    .expect("a token")
-                    .token
-            })
+        call_as(&url, &admin, |channel| async move {
+            let mut access = pb::access_service_client::AccessServiceClient::new(channel);
+            let roles = roles
+                .into_iter()
+                .map(|role| pb::RoleGrant {
+                    role,
+                    branch_id: String::new(),
+                })
+                .collect();
+            access
+                .create_principal(pb::CreatePrincipalRequest {
+                    context: Some(pb::WriteContext {
+                        request_id: format!("create-{id}"),
+                        actor: "test".into(),
+                    }),
+                    principal_id: id.clone(),
+                    name: id.clone(),
+                    roles,
+                    issue_token: true,
+                    token_valid_days: 0,
+                })
+                .await
+                .expect("create a principal")
+                .into_inner()
+                .token
+                .expect("a token")
+                .token
+        })
     })
     .join()
     .unwrap();
     std::fs::write(token_file, format!("{token}\n")).unwrap();
+}
+
+/// A channel to a server that sends a bearer token with every call.
+pub type TokenChannel = tonic::service::interceptor::InterceptedService<
+    tonic::transport::Channel,
+    mfi_ledger::cli::connect::Bearer,
+>;
+
+/// Runs `call` on a channel to the server at `url` that presents `token`,
+/// on a runtime of its own (from a test that has none), and gives back what
+/// it gave.
+pub fn call_as<F: std::future::Future>(
+    url: &str,
+    token: &str,
+    call: impl FnOnce(TokenChannel) -> F,
+) -> F::Output {
+    let url = url.to_owned();
+    let bearer = mfi_ledger::cli::connect::Bearer::new(Some(token.trim())).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            let channel = tonic::transport::Channel::from_shared(url)
+                .unwrap()
+                .connect()
+                .await
+                .expect("connect to the server");
+            call(tonic::service::interceptor::InterceptedService::new(
+                channel, bearer,
+            ))
+            .await
+        })
 }
 
 impl Server {

@@ -135,6 +135,20 @@ fn open_ledger(dir: &Path) -> Result<mfi_ledger::ledger::Ledger, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Starts the ledger on `dir` (recovering it as a start does) and stops it
+/// cleanly; gives the last entry it held.
+async fn start_and_stop(dir: &Path) -> u64 {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let ledger = open_ledger(&dir).unwrap();
+        let last = ledger.read(|state| state.last_sequence());
+        ledger.shutdown();
+        last
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn verify_passes_on_a_clean_data_directory() {
     let dir = data_dir().await;
@@ -293,16 +307,7 @@ async fn a_state_cache_another_release_wrote_is_not_compared_and_the_journal_ver
         assert!(ok, "{text}");
         assert!(text.contains(&says), "{text}");
         assert!(!text.contains("matches the replay"), "{text}");
-        let ledger = tokio::task::spawn_blocking({
-            let dir = dir.path().to_owned();
-            move || open_ledger(&dir).unwrap()
-        })
-        .await
-        .unwrap();
-        assert_eq!(ledger.read(|state| state.last_sequence()), WITHDRAWAL);
-        tokio::task::spawn_blocking(move || ledger.shutdown())
-            .await
-            .unwrap();
+        assert_eq!(start_and_stop(dir.path()).await, WITHDRAWAL);
         let (ok, text) = verify(dir.path());
         assert!(
             ok && text.contains(&format!(
@@ -380,16 +385,7 @@ async fn a_torn_last_frame_is_cut_and_loses_nothing_acknowledged() {
         let (ok, text) = verify(dir.path());
         assert!(ok, "{text}");
         assert!(text.contains("torn"), "{text}");
-        let ledger = tokio::task::spawn_blocking({
-            let dir = dir.path().to_owned();
-            move || open_ledger(&dir).unwrap()
-        })
-        .await
-        .unwrap();
-        assert_eq!(ledger.read(|state| state.last_sequence()), WITHDRAWAL);
-        tokio::task::spawn_blocking(move || ledger.shutdown())
-            .await
-            .unwrap();
+        assert_eq!(start_and_stop(dir.path()).await, WITHDRAWAL);
         let (ok, text) = verify(dir.path());
         assert!(ok && !text.contains("torn"), "the tail was cut: {text}");
         // The cut bytes are kept aside, not destroyed.
