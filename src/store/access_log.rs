@@ -369,7 +369,8 @@ impl Drop for AccessLog {
 }
 
 /// Most bytes of records kept waiting while the log cannot be written;
-/// reads past it go unrecorded (and are counted in the error logged).
+/// reads past it go unrecorded (counted in the warning logged when the log
+/// is written again).
 const PENDING_BYTES_MAX: usize = 64 << 20;
 
 /// What the writer needs of the log's file (tests fail it on demand).
