@@ -158,6 +158,24 @@ mod tests {
     use super::*;
     use crate::checkpoint::Verifier;
 
+    /// A read-only copy's verifier key: none without `log.pub`, the
+    /// signer's from it, and a file that is not a verifier key refused
+    /// naming it.
+    #[test]
+    fn the_verifier_key_of_a_copy_comes_from_log_pub_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(log_verifier(dir.path()).unwrap(), None);
+        let signer = log_signer(dir.path(), None).unwrap();
+        std::fs::remove_file(dir.path().join(LOG_KEY_FILE)).unwrap();
+        assert_eq!(log_verifier(dir.path()).unwrap(), Some(signer.verifier()));
+        std::fs::write(dir.path().join(LOG_VERIFIER_FILE), "not a key\n").unwrap();
+        let refused = log_verifier(dir.path()).unwrap_err().to_string();
+        assert!(
+            refused.contains("log.pub") && refused.contains("not a verifier key"),
+            "{refused}"
+        );
+    }
+
     #[test]
     fn a_new_data_directory_gets_a_private_key_and_its_verifier() {
         let dir = tempfile::tempdir().unwrap();

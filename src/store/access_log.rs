@@ -412,6 +412,8 @@ struct LogWriter<F> {
     pending: Vec<u8>,
     /// The last record made, durable or pending: its number and hash.
     head: (u64, [u8; 32]),
+    /// Most bytes of records kept pending ([`PENDING_BYTES_MAX`]).
+    pending_max: usize,
     /// Reads left unrecorded since the log last could be written.
     dropped: u64,
     /// The last sync failed (said once, and once when it works again).
@@ -428,6 +430,7 @@ impl<F: LogFile> LogWriter<F> {
             durable,
             pending: Vec::new(),
             head: (durable.sequence, durable.hash),
+            pending_max: PENDING_BYTES_MAX,
             dropped: 0,
             failing: false,
             cut_owed: false,
@@ -435,7 +438,7 @@ impl<F: LogFile> LogWriter<F> {
     }
 
     fn record(&mut self, access: Access) {
-        if self.pending.len() >= PENDING_BYTES_MAX {
+        if self.pending.len() >= self.pending_max {
             self.dropped += 1;
             return;
         }
@@ -649,6 +652,41 @@ mod tests {
         assert_eq!(kept, [read(0), read(1), read(2), read(2), read(3)]);
         assert_eq!(records[4].hash, writer.durable.hash);
         assert_eq!(writer.durable.len, file.bytes.lock().unwrap().len() as u64);
+    }
+
+    /// While the disk refuses, records wait up to the bound; reads past it
+    /// go unrecorded (counted) without a gap in the numbering or the chain.
+    #[test]
+    fn records_past_the_pending_bound_are_counted_and_leave_no_gap() {
+        let file = FlakyFile::default();
+        let mut writer = LogWriter::new(
+            file.clone(),
+            Durable {
+                sequence: 0,
+                hash: [0; 32],
+                len: 0,
+            },
+        );
+        writer.pending_max = 1;
+        *file.fail.lock().unwrap() = Some(0);
+        writer.record(read(0));
+        writer.sync();
+        writer.record(read(1));
+        writer.record(read(2));
+        assert_eq!(writer.dropped, 2);
+        writer.sync();
+        assert_eq!(writer.dropped, 0, "counted, then reset once written");
+        writer.record(read(3));
+        writer.sync();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ACCESS_LOG_FILE);
+        std::fs::write(&path, &*file.bytes.lock().unwrap()).unwrap();
+        let kept: Vec<Access> = read_all(&path)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.access)
+            .collect();
+        assert_eq!(kept, [read(0), read(3)]);
     }
 
     #[test]

@@ -318,6 +318,24 @@ async fn a_state_cache_another_release_wrote_is_not_compared_and_the_journal_ver
     }
 }
 
+/// A format record that does not decode is damage, not another release's
+/// cache: verify fails naming it.
+#[tokio::test]
+async fn a_state_cache_whose_format_record_does_not_decode_fails_verify() {
+    use mfi_ledger::store::{DiskStore, Store};
+    let dir = data_dir().await;
+    {
+        let store = DiskStore::open(dir.path()).unwrap();
+        store
+            .save_state(&[(b"format".to_vec(), Some(vec![0xff; 6]))])
+            .unwrap();
+        store.flush_state().unwrap();
+    }
+    let (ok, text) = verify(dir.path());
+    assert!(!ok, "{text}");
+    assert!(text.contains("\"format\""), "{text}");
+}
+
 /// A copy of a data directory without its state cache (the server builds
 /// one from the journal): its journal verifies, and the report does not
 /// claim a comparison it did not make.
