@@ -12,7 +12,7 @@
 //!   (`acknowledged`, `refused`, `overloaded`, `unavailable`, `internal`);
 //! - `mfi_ledger_commands_refused_total{reason}`: refusals by reason
 //!   (`invalid`, `not_found`, `already_exists`, `failed_precondition`,
-//!   `request_id_reused`, `overflow`, `permission_denied`);
+//!   `request_id_reused`, `overflow`, `permission_denied`, `damaged`);
 //! - `mfi_ledger_batch_entries`: entries made durable by one barrier;
 //! - `mfi_ledger_barrier_duration_seconds`: one barrier (write + fdatasync);
 //! - `mfi_ledger_writer_queue_submissions`, `mfi_ledger_commands_in_flight`:

@@ -81,6 +81,10 @@ pub enum DomainError {
     /// anything about the object asked for.
     #[error("permission denied: {message}")]
     PermissionDenied { message: String },
+    /// What the ledger keeps cannot answer: damaged, a fault of the
+    /// ledger's and not of the request (which changed nothing).
+    #[error("{message}")]
+    Damaged { message: String },
 }
 
 impl DomainError {

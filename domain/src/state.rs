@@ -693,11 +693,10 @@ impl LedgerState {
     ) -> Result<crate::day_log::Days, DomainError> {
         self.day_log
             .days_at(branch, sequence)
-            .map_err(|message| DomainError::Precondition {
-                field: "as_of_sequence".into(),
+            .map_err(|message| DomainError::Damaged {
                 message: format!(
-                    "the state cache cannot answer as of entry {sequence} ({message}); \
-                     `mfi-ledger verify` compares it with the journal"
+                    "the ledger's day figures as of entry {sequence} are damaged ({message}); \
+                     `mfi-ledger verify` compares the state cache with the journal"
                 ),
             })
     }

@@ -16,6 +16,10 @@ pub fn from_domain(error: &DomainError) -> Status {
         }
         DomainError::Precondition { .. } => Code::FailedPrecondition,
         DomainError::PermissionDenied { .. } => Code::PermissionDenied,
+        DomainError::Damaged { .. } => {
+            tracing::error!(%error, "the ledger's state could not answer");
+            Code::DataLoss
+        }
     };
     Status::new(code, error.to_string())
 }
@@ -43,4 +47,27 @@ pub fn from_store(error: StoreError) -> Status {
         "storage fault while reading"
     );
     Status::internal("internal error reading the journal; the cause is in the server's log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal names what the caller can change; damage inside the ledger
+    /// is DATA_LOSS, which a client does not retry as if its input were
+    /// wrong, with the message that says where to look.
+    #[test]
+    fn damage_is_data_loss_and_a_refusal_is_not() {
+        let damaged = from_domain(&DomainError::Damaged {
+            message: "the ledger's day figures as of entry 3 are damaged".into(),
+        });
+        assert_eq!(damaged.code(), Code::DataLoss);
+        assert_eq!(
+            damaged.message(),
+            "the ledger's day figures as of entry 3 are damaged"
+        );
+        let refused = from_domain(&DomainError::precondition("as_of_sequence", "too late"));
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+        assert_eq!(refused.message(), "as_of_sequence: too late");
+    }
 }

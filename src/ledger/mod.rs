@@ -1081,6 +1081,7 @@ fn refusal_reason(error: &DomainError) -> &'static str {
         DomainError::RequestIdReused { .. } => "request_id_reused",
         DomainError::Overflow => "overflow",
         DomainError::PermissionDenied { .. } => "permission_denied",
+        DomainError::Damaged { .. } => "damaged",
     }
 }
 

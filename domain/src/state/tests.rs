@@ -1316,3 +1316,54 @@ fn funding_moves_cash_and_its_source_and_never_gives_back_more_than_was_given() 
     replayed.clear_changes();
     assert_eq!(replayed.export(), state.export());
 }
+
+/// Figures as of an earlier entry read from a damaged day log answer
+/// `Damaged` (a fault of the ledger's, which the server reports as
+/// DATA_LOSS), not a refusal of the request; figures now still answer.
+#[test]
+fn figures_as_of_an_entry_from_a_damaged_day_log_are_reported_damaged() {
+    let tb = id(BranchId::parse, "TB");
+    let mut state = LedgerState::new();
+    let mut records = BTreeMap::new();
+    let mut entries = Vec::new();
+    run(setup(), &mut state, &mut records, &mut entries);
+    run(
+        [
+            fund(FundingSource::Capital, 200, 5, false),
+            fund(FundingSource::HeadOffice, 500, 10, false),
+        ],
+        &mut state,
+        &mut records,
+        &mut entries,
+    );
+    let earlier = entries.len() as u64 - 1;
+    assert!(
+        state
+            .period_figures_at(&tb, day(0), day(30), Some(earlier))
+            .is_ok(),
+        "the log as kept answers"
+    );
+    let mut damaged = crate::day_log::DayLog::default();
+    damaged
+        .restore(
+            tb.clone(),
+            0,
+            crate::day_log::DayChunk {
+                first_sequence: 1,
+                entries: 1,
+                before: vec![0xff; 4],
+                changes: Vec::new(),
+            },
+        )
+        .unwrap();
+    state.day_log = damaged;
+    match state.period_figures_at(&tb, day(0), day(30), Some(earlier)) {
+        Err(DomainError::Damaged { message }) => assert!(
+            message.contains(&format!("as of entry {earlier} are damaged"))
+                && message.contains("mfi-ledger verify"),
+            "{message}"
+        ),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+    assert!(state.period_figures_at(&tb, day(0), day(30), None).is_ok());
+}
