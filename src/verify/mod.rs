@@ -197,18 +197,18 @@ pub fn verify_with(dir: &Path, evidence: &Evidence) -> Result<VerifyReport, Veri
 /// How far `verify` goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Depth {
-    /// The chain pass and the re-execution pass: every command re-decided
-    /// and the stored state compared with the replay.
+    /// The chain and entry passes and the re-execution pass: every command
+    /// re-decided and the stored state compared with the replay.
     #[default]
     Full,
-    /// The chain pass only: checksums, encoding, sequence, hash chain,
+    /// The chain and entry passes only: checksums, encoding, sequence, hash chain,
     /// balance, the Merkle tree and its signed checkpoints, the access
     /// log. Commands are not re-decided and the stored state is not
     /// compared.
     Chain,
 }
 
-/// Entries the chain pass hands to the re-execution pass at a time.
+/// Records or entries one pass hands to the next at a time.
 const HANDOFF: usize = 256;
 /// Handoffs in flight between the passes (bounds the memory held).
 const HANDOFFS_IN_FLIGHT: usize = 16;
@@ -216,12 +216,13 @@ const HANDOFFS_IN_FLIGHT: usize = 16;
 /// Verifies the data directory `dir` to `depth`, its checkpoints with
 /// `evidence`.
 ///
-/// Two passes run side by side on their own threads: the chain pass reads
-/// the journal and checks each record's checksum, encoding, sequence, hash
-/// chain and balance and the Merkle tree; the re-execution pass takes the
-/// entries it passed, in order, re-decides each command against the state
-/// before it and applies it. The first thing found wrong, by entry, is
-/// reported, as a single pass would.
+/// Three passes run side by side on their own threads, each handing what
+/// it passed to the next in order: the chain pass reads the journal and
+/// checks each record's checksum, hash chain and the Merkle tree; the
+/// entry pass decodes each record and checks its encoding, sequence number
+/// and balance; the re-execution pass (at [`Depth::Full`]) re-decides
+/// each command against the state before it and applies it. The first
+/// thing found wrong, by entry, is reported, as a single pass would.
 pub fn verify_to(
     dir: &Path,
     evidence: &Evidence,
@@ -243,24 +244,37 @@ pub fn verify_to(
         Depth::Chain => (None, None),
     };
     let stored_at = stored.as_ref().map_or(0, |(sequence, _)| *sequence);
-    let (chain, replay) = std::thread::scope(|scope| {
+    let (chain, checked, replay) = std::thread::scope(|scope| {
+        let (records, receive_records) = std::sync::mpsc::sync_channel(HANDOFFS_IN_FLIGHT);
         let (handoff, receive) = std::sync::mpsc::sync_channel(HANDOFFS_IN_FLIGHT);
         let replay = (depth == Depth::Full).then(|| {
             let (file, stored) = (&file, stored.as_ref());
             scope.spawn(move || replay_pass(file, stored, stored_at, receive))
         });
         let handoff = replay.is_some().then_some(handoff);
-        let chain = chain_pass(&file, tree, handoff);
+        let checked = scope.spawn(move || entry_pass(receive_records, handoff));
+        let chain = chain_pass(&file, tree, records);
+        let checked = checked
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         let replay = replay.map(|pass| {
             pass.join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         });
-        (chain, replay)
+        (chain, checked, replay)
     });
-    // The re-execution pass only saw entries the chain pass passed, so its
-    // failure comes first.
+    // The re-execution pass only saw entries both other passes passed, so
+    // its failure comes first; then the earlier entry's, and at one entry
+    // the check a single pass would have made first.
     let replay = replay.transpose()?;
-    let chain = chain?;
+    let mut chain = chain;
+    let first = [chain.failure.take(), checked]
+        .into_iter()
+        .flatten()
+        .min_by_key(|failure| (failure.sequence, failure.rank));
+    if let Some(failure) = first {
+        return Err(failure.error);
+    }
     if let Some(replay) = &replay
         && !replay.compared
     {
@@ -297,24 +311,156 @@ struct ChainPass {
     last_hash: Hash,
     torn_tail_bytes: u64,
     tree: tree::TreeCheck,
+    /// The first record it found wrong.
+    failure: Option<Failure>,
+}
+
+/// A pass's first fault, with where it stands among the other passes'.
+struct Failure {
+    sequence: u64,
+    /// At one entry, the order a single pass checks in: the encoding and
+    /// the sequence number, then the hash chain, the balance, the Merkle
+    /// tree.
+    rank: u8,
+    error: VerifyError,
+}
+
+/// A record the chain pass hands to the entry pass: its offset, sequence
+/// number, canonical bytes and hash, and whether its hash and tree checked.
+struct Record {
+    offset: u64,
+    sequence: u64,
+    canonical: Vec<u8>,
+    hash: Hash,
+    chained: bool,
 }
 
 /// Entries (with their records' offsets) handed to the re-execution pass.
 type Handoff = Vec<(u64, Entry)>;
 
-/// Reads the journal, checks every record and the Merkle tree, and hands
-/// the entries to the re-execution pass (`handoff`) in order. Stops early,
-/// without an error of its own, when that pass has stopped on one.
+/// Reads the journal and checks each record's hash chain and the Merkle
+/// tree, and hands the records to the entry pass (`records`) in order, the
+/// first one found wrong included (the entry pass may find an earlier
+/// fault in it). Decoding is the entry pass's, on its own thread. Stops
+/// early, without an error of its own, when that pass has stopped.
 fn chain_pass(
     file: &File,
     mut tree: tree::TreeCheck,
-    handoff: Option<std::sync::mpsc::SyncSender<Handoff>>,
-) -> Result<ChainPass, VerifyError> {
+    records: std::sync::mpsc::SyncSender<Vec<Record>>,
+) -> ChainPass {
     let mut entries = 0u64;
     let mut previous_hash = GENESIS_HASH;
     let mut failure = None;
+    let mut pending: Vec<Record> = Vec::with_capacity(HANDOFF);
+    let mut entry_pass_stopped = false;
+    let send = |pending: &mut Vec<Record>| {
+        pending.is_empty()
+            || records
+                .send(std::mem::replace(pending, Vec::with_capacity(HANDOFF)))
+                .is_ok()
+    };
+    let scan = scan_journal(file, |offset, payload| {
+        let sequence = entries + 1;
+        let fail = |rank, error: VerifyError| {
+            let message = error.to_string();
+            (
+                Failure {
+                    sequence,
+                    rank,
+                    error,
+                },
+                StoreError::State(message),
+            )
+        };
+        if payload.len() < 33 {
+            let (f, stop) = fail(
+                0,
+                VerifyError::Entry {
+                    sequence,
+                    message: "record too short".into(),
+                },
+            );
+            failure = Some(f);
+            return Err(stop);
+        }
+        let (bytes, stored) = payload.split_at(payload.len() - 32);
+        let hash = chain_hash(&previous_hash, bytes);
+        let checked = if hash.as_slice() != stored {
+            Err(fail(
+                1,
+                VerifyError::Entry {
+                    sequence,
+                    message: format!(
+                        "hash mismatch: stored {}, expected {} from the previous hash and the entry's bytes",
+                        hex::encode(stored),
+                        hex::encode(hash)
+                    ),
+                },
+            ))
+        } else {
+            tree.push(sequence, bytes, &hash)
+                .map_err(|error| fail(3, error))
+        };
+        pending.push(Record {
+            offset,
+            sequence,
+            canonical: bytes.to_vec(),
+            hash,
+            chained: checked.is_ok(),
+        });
+        if let Err((f, stop)) = checked {
+            failure = Some(f);
+            return Err(stop);
+        }
+        previous_hash = hash;
+        entries = sequence;
+        if pending.len() == HANDOFF && !send(&mut pending) {
+            entry_pass_stopped = true;
+            return Err(StoreError::State("the entry pass stopped".into()));
+        }
+        Ok(())
+    });
+    // Records up to a failure go to the entry pass too: a fault it finds
+    // in them comes before this one.
+    if !entry_pass_stopped {
+        send(&mut pending);
+    }
+    drop(records);
+    let torn_tail_bytes = match scan {
+        Ok(scan) => scan.torn_bytes,
+        // The failure, or the pass that stopped, reports what it found.
+        Err(_) if failure.is_some() || entry_pass_stopped => 0,
+        Err(error) => {
+            failure = Some(Failure {
+                sequence: entries + 1,
+                rank: 0,
+                error: VerifyError::Entry {
+                    sequence: entries + 1,
+                    message: format!("journal unreadable: {error}"),
+                },
+            });
+            0
+        }
+    };
+    ChainPass {
+        entries,
+        last_hash: previous_hash,
+        torn_tail_bytes,
+        tree,
+        failure,
+    }
+}
+
+/// Decodes each record the chain pass handed over and checks its
+/// encoding, sequence number and balance, and hands the entries that
+/// passed every check to the re-execution pass (`handoff`) in order.
+/// Returns its first fault; stops early, without one, when the
+/// re-execution pass has stopped on its own.
+fn entry_pass(
+    records: std::sync::mpsc::Receiver<Vec<Record>>,
+    handoff: Option<std::sync::mpsc::SyncSender<Handoff>>,
+) -> Option<Failure> {
     let mut pending: Handoff = Vec::with_capacity(HANDOFF);
-    let mut replay_stopped = false;
     let send = |pending: &mut Handoff| match &handoff {
         Some(handoff) if !pending.is_empty() => {
             let full = std::mem::replace(pending, Vec::with_capacity(HANDOFF));
@@ -325,52 +471,33 @@ fn chain_pass(
             true
         }
     };
-    let scan = scan_journal(file, |offset, payload| {
-        let sequence = entries + 1;
-        let checked = check_entry(sequence, payload, &previous_hash).and_then(|entry| {
-            tree.push(sequence, &entry.canonical, &entry.hash)
-                .map(|()| entry)
-        });
-        let entry = checked.map_err(|error| {
-            let message = error.to_string();
-            failure = Some(error);
-            StoreError::State(message)
-        })?;
-        previous_hash = entry.hash;
-        entries = sequence;
-        pending.push((offset, entry));
-        if pending.len() == HANDOFF && !send(&mut pending) {
-            replay_stopped = true;
-            return Err(StoreError::State("the re-execution pass stopped".into()));
+    for batch in records {
+        for record in batch {
+            let (offset, sequence) = (record.offset, record.sequence);
+            let entry = match check_entry(record) {
+                Ok(Some(entry)) => entry,
+                // Its hash or tree did not check: the chain pass reports it.
+                Ok(None) => {
+                    send(&mut pending);
+                    return None;
+                }
+                Err((rank, error)) => {
+                    send(&mut pending);
+                    return Some(Failure {
+                        sequence,
+                        rank,
+                        error,
+                    });
+                }
+            };
+            pending.push((offset, entry));
+            if pending.len() == HANDOFF && !send(&mut pending) {
+                return None;
+            }
         }
-        Ok(())
-    });
-    // Entries before a failure go to the re-execution pass too: a fault it
-    // finds in them comes before this one.
-    if !replay_stopped {
-        send(&mut pending);
     }
-    drop(handoff);
-    if let Some(failure) = failure {
-        return Err(failure);
-    }
-    let torn_tail_bytes = match scan {
-        Ok(scan) => scan.torn_bytes,
-        // The re-execution pass reports what stopped it.
-        Err(_) if replay_stopped => 0,
-        Err(error) => {
-            return Err(VerifyError::Entry {
-                sequence: entries + 1,
-                message: format!("journal unreadable: {error}"),
-            });
-        }
-    };
-    Ok(ChainPass {
-        entries,
-        last_hash: previous_hash,
-        torn_tail_bytes,
-        tree,
-    })
+    send(&mut pending);
+    None
 }
 
 /// What the re-execution pass saw.
@@ -455,44 +582,45 @@ fn check_access_log_anchors(
     Ok(())
 }
 
-/// Decodes a record's payload and checks its encoding, chain and balance.
-fn check_entry(sequence: u64, payload: &[u8], previous_hash: &Hash) -> Result<Entry, VerifyError> {
-    let fail = |message: String| VerifyError::Entry { sequence, message };
-    if payload.len() < 33 {
-        return Err(fail("record too short".into()));
-    }
-    let (bytes, hash) = payload.split_at(payload.len() - 32);
-    let body = EntryBody::from_canonical_bytes(bytes).map_err(|e| fail(e.to_string()))?;
+/// Decodes a record's canonical bytes and checks its encoding, sequence
+/// number and balance: `None` when they hold but the chain pass found its
+/// hash or tree wrong (which it reports); a fault with its rank (see
+/// [`Failure`]).
+fn check_entry(record: Record) -> Result<Option<Entry>, (u8, VerifyError)> {
+    let sequence = record.sequence;
+    let fail = |rank, message: String| (rank, VerifyError::Entry { sequence, message });
+    let bytes = &record.canonical;
+    let body = EntryBody::from_canonical_bytes(bytes).map_err(|e| fail(0, e.to_string()))?;
     if body.sequence != sequence {
-        return Err(fail(format!(
-            "holds sequence number {} (a gap or a duplicate)",
-            body.sequence
-        )));
+        return Err(fail(
+            0,
+            format!(
+                "holds sequence number {} (a gap or a duplicate)",
+                body.sequence
+            ),
+        ));
     }
     if !body.has_canonical_bytes(bytes) {
         return Err(fail(
+            0,
             "stored bytes are not the canonical encoding of the entry".into(),
         ));
     }
-    let expected = chain_hash(previous_hash, bytes);
-    if expected != hash {
-        return Err(fail(format!(
-            "hash mismatch: stored {}, expected {} from the previous hash and the entry's bytes",
-            hex::encode(hash),
-            hex::encode(expected)
-        )));
-    }
     if !body.is_balanced() {
         let (debits, credits) = body.totals();
-        return Err(fail(format!(
-            "postings do not balance: debits {debits}, credits {credits}"
-        )));
+        return Err(fail(
+            2,
+            format!("postings do not balance: debits {debits}, credits {credits}"),
+        ));
     }
-    Ok(Entry {
+    if !record.chained {
+        return Ok(None);
+    }
+    Ok(Some(Entry {
         body,
-        hash: expected,
-        canonical: bytes.to_vec(),
-    })
+        hash: record.hash,
+        canonical: record.canonical,
+    }))
 }
 
 /// Reads an earlier entry's body (for reversals).

@@ -219,10 +219,47 @@ async fn the_chain_pass_alone_and_both_passes_report_their_first_fault() {
     assert!(text.contains(&redecided), "the earlier fault first: {text}");
 }
 
-/// The two passes hand entries over 256 at a time, 16 handovers in
-/// flight: when re-execution fails early in a journal longer than that,
-/// the chain pass stops scanning at its next handover, and the
-/// re-execution fault is the one reported, not the broken handover.
+/// The chain pass (hashes, tree) and the entry pass (decoding, balance)
+/// run on their own threads: the earlier entry's fault is still the one
+/// reported, and at one entry the one a single pass finds first (its hash
+/// before its balance).
+#[tokio::test]
+async fn an_entry_fault_and_a_later_chain_fault_report_the_earlier_entry() {
+    let unbalance = |body: &mut EntryBody| {
+        body.postings[0].amount += Decimal::ONE;
+    };
+    let dir = data_dir().await;
+    rewrite_and_rechain(dir.path(), DEPOSIT, |canonical| {
+        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
+        unbalance(&mut body);
+        *canonical = body.canonical_bytes();
+    });
+    forge(dir.path(), WITHDRAWAL, |body| {
+        body.postings[0].amount = Decimal::from(90_000);
+    });
+    for args in [&[][..], &["--chain-only"][..]] {
+        let (ok, text) = verify_args(dir.path(), args);
+        assert!(!ok, "{args:?}: {text}");
+        assert!(
+            text.contains(&format!("entry {DEPOSIT}: postings do not balance")),
+            "{args:?}: the earlier entry's fault: {text}"
+        );
+    }
+
+    let dir = data_dir().await;
+    forge(dir.path(), DEPOSIT, unbalance);
+    let (ok, text) = verify_args(dir.path(), &["--chain-only"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("entry {DEPOSIT}: hash mismatch")),
+        "its hash before its balance: {text}"
+    );
+}
+
+/// The passes hand entries over 256 at a time, 16 handovers in flight:
+/// when re-execution fails early in a journal longer than that, the entry
+/// pass and then the chain pass stop at their next handover, and the
+/// re-execution fault is the one reported, not a broken handover.
 #[tokio::test]
 async fn an_early_re_execution_fault_in_a_long_journal_is_the_one_reported() {
     let more = 5_000;
