@@ -1138,16 +1138,17 @@ fn fund(source: FundingSource, millions: u64, d: u32, returned: bool) -> Command
     }
 }
 
-/// A branch funded from head office and with capital: cash debited, the
-/// source's line credited (a liability, equity), the books balanced; a
-/// return debits the source and is refused for more than the branch holds
-/// from it on its date or after, and so is a reversal of a funding that
-/// was partly given back; bad input is refused naming the field.
-#[test]
-fn funding_moves_cash_and_its_source_and_never_gives_back_more_than_was_given() {
-    use crate::books::{AsOf, Line};
-    let tb = id(BranchId::parse, "TB");
-    let million = |m: i64| Decimal::from(m * 1_000_000);
+/// The setup's ledger, then the branch funded with 200 million of capital
+/// on day 5 and 500 million from head office on day 10.
+struct Funded {
+    state: LedgerState,
+    records: BTreeMap<Vec<u8>, Vec<u8>>,
+    entries: Vec<Entry>,
+    /// Entries the setup wrote, before the fundings.
+    before: usize,
+}
+
+fn funded() -> Funded {
     let mut state = LedgerState::new();
     let mut records = BTreeMap::new();
     let mut entries = Vec::new();
@@ -1162,6 +1163,30 @@ fn funding_moves_cash_and_its_source_and_never_gives_back_more_than_was_given() 
         &mut records,
         &mut entries,
     );
+    Funded {
+        state,
+        records,
+        entries,
+        before,
+    }
+}
+
+/// A branch funded from head office and with capital: cash debited, the
+/// source's line credited (a liability, equity), the books balanced; a
+/// return debits the source and is refused for more than the branch holds
+/// from it on its date or after, and so is a reversal of a funding that
+/// was partly given back; bad input is refused naming the field.
+#[test]
+fn funding_moves_cash_and_its_source_and_never_gives_back_more_than_was_given() {
+    use crate::books::{AsOf, Line};
+    let tb = id(BranchId::parse, "TB");
+    let million = |m: i64| Decimal::from(m * 1_000_000);
+    let Funded {
+        mut state,
+        mut records,
+        mut entries,
+        before,
+    } = funded();
     assert_eq!(entries.len(), before + 2, "both fundings are booked");
     let funding = entries.last().unwrap().body.clone();
     assert_eq!(
@@ -1323,19 +1348,9 @@ fn funding_moves_cash_and_its_source_and_never_gives_back_more_than_was_given() 
 #[test]
 fn figures_as_of_an_entry_from_a_damaged_day_log_are_reported_damaged() {
     let tb = id(BranchId::parse, "TB");
-    let mut state = LedgerState::new();
-    let mut records = BTreeMap::new();
-    let mut entries = Vec::new();
-    run(setup(), &mut state, &mut records, &mut entries);
-    run(
-        [
-            fund(FundingSource::Capital, 200, 5, false),
-            fund(FundingSource::HeadOffice, 500, 10, false),
-        ],
-        &mut state,
-        &mut records,
-        &mut entries,
-    );
+    let Funded {
+        mut state, entries, ..
+    } = funded();
     let earlier = entries.len() as u64 - 1;
     assert!(
         state
