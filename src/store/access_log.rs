@@ -609,6 +609,18 @@ mod tests {
         }
     }
 
+    /// A writer starting an empty log in `file`.
+    fn empty_log(file: &FlakyFile) -> LogWriter<FlakyFile> {
+        LogWriter::new(
+            file.clone(),
+            Durable {
+                sequence: 0,
+                hash: [0; 32],
+                len: 0,
+            },
+        )
+    }
+
     /// Reproduces: a record whose write failed still took its number and
     /// moved the chain on, and half a line could stay in the file, so the
     /// log skipped a record and was refused at the next start. Now a failed
@@ -617,14 +629,7 @@ mod tests {
     #[test]
     fn a_failed_write_is_cut_and_its_records_written_at_the_next_sync() {
         let file = FlakyFile::default();
-        let mut writer = LogWriter::new(
-            file.clone(),
-            Durable {
-                sequence: 0,
-                hash: [0; 32],
-                len: 0,
-            },
-        );
+        let mut writer = empty_log(&file);
         writer.record(read(0));
         writer.record(read(1));
         writer.sync();
@@ -659,14 +664,7 @@ mod tests {
     #[test]
     fn records_past_the_pending_bound_are_counted_and_leave_no_gap() {
         let file = FlakyFile::default();
-        let mut writer = LogWriter::new(
-            file.clone(),
-            Durable {
-                sequence: 0,
-                hash: [0; 32],
-                len: 0,
-            },
-        );
+        let mut writer = empty_log(&file);
         writer.pending_max = 1;
         *file.fail.lock().unwrap() = Some(0);
         writer.record(read(0));
