@@ -603,7 +603,11 @@ impl EntryBody {
             None => ENCODING_VERSION_UNATTRIBUTED,
             Some(_) => ENCODING_VERSION,
         };
-        let mut bytes = vec![version];
+        // Room for a small entry, and about what a line takes for the
+        // rest: growing the buffer byte by byte from empty reallocates it
+        // many times.
+        let mut bytes = Vec::with_capacity(256 + 96 * self.postings.len());
+        bytes.push(version);
         bytes.extend_from_slice(&self.rules_version.to_le_bytes());
         let encoded = postcard::to_io(self, &mut bytes).and_then(|bytes| match &self.attribution {
             None => Ok(bytes),

@@ -154,7 +154,59 @@ fn plus_count(a: i64, b: i64) -> Result<i64, Overflow> {
 impl DayTotals {
     /// True when the day changes nothing (and need not be stored).
     pub fn is_empty(&self) -> bool {
-        *self == DayTotals::default()
+        // Field by field (every field named, so a new one cannot be left
+        // out): the same as comparing with an empty day, without building
+        // one and comparing decimals by value.
+        let DayTotals {
+            loans_disbursed,
+            amount_disbursed,
+            principal_collected,
+            interest_collected,
+            fees_collected,
+            fees_withheld,
+            written_off,
+            recovered,
+            savings_change,
+            portfolio_change,
+            borrowers_change,
+            borrowers_with_savings_change,
+            loans_active_change,
+            par1_change,
+            par30_change,
+            par90_change,
+            loans_in_arrears_change,
+            due,
+            paid_on_time,
+            disbursed_by_product,
+        } = self;
+        [
+            loans_disbursed,
+            borrowers_change,
+            borrowers_with_savings_change,
+            loans_active_change,
+            loans_in_arrears_change,
+        ]
+        .iter()
+        .all(|count| **count == 0)
+            && [
+                amount_disbursed,
+                principal_collected,
+                interest_collected,
+                fees_collected,
+                fees_withheld,
+                written_off,
+                recovered,
+                savings_change,
+                portfolio_change,
+                par1_change,
+                par30_change,
+                par90_change,
+                due,
+                paid_on_time,
+            ]
+            .iter()
+            .all(|amount| amount.is_zero())
+            && disbursed_by_product.is_empty()
     }
 
     /// Adds `other` to this day, field by field, or changes nothing on overflow.
@@ -603,6 +655,61 @@ mod tests {
             .iter()
             .map(|(d, a)| (date(d), Decimal::from(*a)))
             .collect()
+    }
+
+    /// A day is empty exactly when it equals the empty day: any one figure
+    /// moved makes it not, and zeros written with decimal places do not.
+    #[test]
+    fn a_day_is_empty_when_every_figure_is_zero() {
+        let zero = Decimal::new(0, 2);
+        let zeros = DayTotals {
+            amount_disbursed: zero,
+            principal_collected: zero,
+            interest_collected: zero,
+            fees_collected: zero,
+            fees_withheld: zero,
+            written_off: zero,
+            recovered: zero,
+            savings_change: zero,
+            portfolio_change: zero,
+            par1_change: zero,
+            par30_change: zero,
+            par90_change: zero,
+            due: zero,
+            paid_on_time: zero,
+            ..DayTotals::default()
+        };
+        assert!(zeros.is_empty() && zeros == DayTotals::default());
+        let moves: Vec<fn(&mut DayTotals)> = vec![
+            |d| d.loans_disbursed = 1,
+            |d| d.amount_disbursed = Decimal::new(1, 2),
+            |d| d.principal_collected = Decimal::new(1, 2),
+            |d| d.interest_collected = Decimal::new(1, 2),
+            |d| d.fees_collected = Decimal::new(1, 2),
+            |d| d.fees_withheld = Decimal::new(1, 2),
+            |d| d.written_off = Decimal::new(1, 2),
+            |d| d.recovered = Decimal::new(1, 2),
+            |d| d.savings_change = Decimal::new(-1, 2),
+            |d| d.portfolio_change = Decimal::new(-1, 2),
+            |d| d.borrowers_change = -1,
+            |d| d.borrowers_with_savings_change = 1,
+            |d| d.loans_active_change = 1,
+            |d| d.par1_change = Decimal::new(1, 2),
+            |d| d.par30_change = Decimal::new(1, 2),
+            |d| d.par90_change = Decimal::new(1, 2),
+            |d| d.loans_in_arrears_change = 1,
+            |d| d.due = Decimal::new(1, 2),
+            |d| d.paid_on_time = Decimal::new(1, 2),
+            |d| {
+                d.disbursed_by_product.insert(None, ProductDay::default());
+            },
+        ];
+        for (i, moved) in moves.iter().enumerate() {
+            let mut day = zeros.clone();
+            moved(&mut day);
+            assert!(!day.is_empty(), "figure {i} moved: {day:?}");
+            assert_ne!(day, DayTotals::default(), "figure {i}");
+        }
     }
 
     #[test]

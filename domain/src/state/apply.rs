@@ -29,6 +29,9 @@ pub struct Written {
     /// The entry applied: its sequence number and hash.
     sequence: u64,
     hash: Hash,
+    /// The hash it chains to: the writer checked the entry's hash against
+    /// it and its canonical bytes, and its balance, before applying it.
+    previous: Hash,
     commit: Commit,
 }
 
@@ -44,10 +47,12 @@ impl LedgerState {
     /// Applies `entry` as [`LedgerState::apply`] does, and returns what it
     /// wrote, for a copy of the state at the same head.
     pub fn apply_and_keep(&mut self, entry: &Entry) -> Result<Written, ApplyError> {
+        let previous = self.last_hash();
         let commit = self.stage(entry)?;
         let written = Written {
             sequence: entry.body.sequence,
             hash: entry.hash,
+            previous,
             commit: commit.clone(),
         };
         self.commit_entry(entry, commit);
@@ -57,9 +62,18 @@ impl LedgerState {
     /// Applies `entry` by writing what applying it to a copy of this state
     /// at the same head wrote ([`LedgerState::apply_and_keep`]): the same
     /// state as [`LedgerState::apply`], without working it out again. The
-    /// entry must still follow the last applied one and chain to it.
+    /// entry must still follow the last applied one and chain to it: its
+    /// sequence number comes next, and the hash it was applied after is
+    /// this state's last (the writer checked its hash and balance, so they
+    /// are not worked out a second time).
     pub fn apply_written(&mut self, entry: &Entry, written: Written) -> Result<(), ApplyError> {
-        self.check_follows(entry)?;
+        self.check_next(&entry.body)?;
+        if written.previous != self.last_hash() {
+            return Err(ApplyError {
+                sequence: entry.body.sequence,
+                message: "hash does not chain to the previous entry".into(),
+            });
+        }
         if (written.sequence, written.hash) != (entry.body.sequence, entry.hash) {
             return Err(ApplyError {
                 sequence: entry.body.sequence,
@@ -81,18 +95,28 @@ impl LedgerState {
             sequence: body.sequence,
             message,
         };
+        self.check_next(body)?;
+        if super::super::entry::chain_hash(&self.last_hash(), &entry.canonical) != entry.hash {
+            return Err(fail("hash does not chain to the previous entry".into()));
+        }
+        if !body.is_balanced() {
+            return Err(fail("debits do not equal credits".into()));
+        }
+        Ok(())
+    }
+
+    /// Checks that `body`'s sequence number is the next one.
+    fn check_next(&self, body: &EntryBody) -> Result<(), ApplyError> {
+        let fail = |message: String| ApplyError {
+            sequence: body.sequence,
+            message,
+        };
         let expected = self
             .last_sequence
             .checked_add(1)
             .ok_or_else(|| fail("sequence overflow".into()))?;
         if body.sequence != expected {
             return Err(fail(format!("expected sequence {expected}")));
-        }
-        if super::super::entry::chain_hash(&self.last_hash(), &entry.canonical) != entry.hash {
-            return Err(fail("hash does not chain to the previous entry".into()));
-        }
-        if !body.is_balanced() {
-            return Err(fail("debits do not equal credits".into()));
         }
         Ok(())
     }
