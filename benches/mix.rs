@@ -491,10 +491,12 @@ fn main() {
             }
             let dir = tempfile::tempdir().unwrap();
             let ledger = runtime.block_on(ledger_with_members(dir.path(), MEMBERS, true));
-            let count = if batch == 1 {
-                2_000
-            } else {
-                SINGLE_KIND_COMMANDS
+            // MIX_COMMANDS: more commands, for a profile that the setup
+            // (the members' loans) does not dominate.
+            let count = match std::env::var("MIX_COMMANDS") {
+                Ok(count) => count.parse().expect("MIX_COMMANDS is a count"),
+                Err(_) if batch == 1 => 2_000,
+                Err(_) => SINGLE_KIND_COMMANDS,
             };
             let commands: Vec<Command> = (0..count).map(|i| make(i % MEMBERS)).collect();
             let batches = commands.chunks(batch).map(<[Command]>::to_vec).collect();
