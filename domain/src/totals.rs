@@ -158,7 +158,11 @@ impl DayTotals {
         // out): the same as comparing with an empty day, without building
         // one and comparing decimals by value.
         let DayTotals {
-            loans_disbursed,
+            loans_disbursed: 0,
+            borrowers_change: 0,
+            borrowers_with_savings_change: 0,
+            loans_active_change: 0,
+            loans_in_arrears_change: 0,
             amount_disbursed,
             principal_collected,
             interest_collected,
@@ -168,44 +172,30 @@ impl DayTotals {
             recovered,
             savings_change,
             portfolio_change,
-            borrowers_change,
-            borrowers_with_savings_change,
-            loans_active_change,
             par1_change,
             par30_change,
             par90_change,
-            loans_in_arrears_change,
             due,
             paid_on_time,
             disbursed_by_product,
-        } = self;
-        [
-            loans_disbursed,
-            borrowers_change,
-            borrowers_with_savings_change,
-            loans_active_change,
-            loans_in_arrears_change,
-        ]
-        .iter()
-        .all(|count| **count == 0)
-            && [
-                amount_disbursed,
-                principal_collected,
-                interest_collected,
-                fees_collected,
-                fees_withheld,
-                written_off,
-                recovered,
-                savings_change,
-                portfolio_change,
-                par1_change,
-                par30_change,
-                par90_change,
-                due,
-                paid_on_time,
-            ]
-            .iter()
-            .all(|amount| amount.is_zero())
+        } = self
+        else {
+            return false;
+        };
+        amount_disbursed.is_zero()
+            && principal_collected.is_zero()
+            && interest_collected.is_zero()
+            && fees_collected.is_zero()
+            && fees_withheld.is_zero()
+            && written_off.is_zero()
+            && recovered.is_zero()
+            && savings_change.is_zero()
+            && portfolio_change.is_zero()
+            && par1_change.is_zero()
+            && par30_change.is_zero()
+            && par90_change.is_zero()
+            && due.is_zero()
+            && paid_on_time.is_zero()
             && disbursed_by_product.is_empty()
     }
 
