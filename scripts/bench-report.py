@@ -267,7 +267,9 @@ def goal_lines(figures, previous):
         elif (mine <= bound) if kind == "max" else (mine >= bound):
             status = "met"
         elif kind == "max":
-            status = f"missed: {mine / bound:.1f}x the bound"
+            over = mine / bound
+            # Two places near the bound: 10.25 s against 10 s is 1.03x, not 1.0x.
+            status = f"missed: {over:.2f}x the bound" if over < 1.1 else f"missed: {over:.1f}x the bound"
         else:
             status = f"missed: {mine / bound:.2f} of the bound"
         lines.append(f"| {goal} | {measured_as} | {fmt_figure(old)} | {fmt_figure(mine)} | {status} |")
@@ -478,7 +480,7 @@ def main():
         machine,
         "```",
         "",
-        "Reproduce everything (20 to 30 minutes): `scripts/bench-all`",
+        "Reproduce everything (30 to 45 minutes): `scripts/bench-all`",
         "",
         "![throughput](docs/benchmarks.svg)",
         "",
