@@ -1793,14 +1793,10 @@ fn first_unpaid_skips_installments_with_nothing_due() {
     assert_eq!(loan.first_unpaid, 1);
 }
 
-/// What applying one entry wrote is refused for another entry: a read side
-/// fed out of step would otherwise take one entry's changes as the next's.
-#[test]
-fn what_one_entry_wrote_is_refused_for_another() {
-    let ledger = setup(&plain_rules());
-    let mut copy = ledger.state.clone();
-    let mut mirror = ledger.state.clone();
-    let deposit = |amount: i64| CommandBody::DepositSavings {
+/// A deposit of `amount` into the member's compulsory savings, on the
+/// day the loan was disbursed.
+fn deposit_to_compulsory(amount: i64) -> CommandBody {
+    CommandBody::DepositSavings {
         account_id: crate::ids::SavingsAccountId::parse("a", &format!("{}/C1", member_id()))
             .unwrap(),
         amount: Money {
@@ -1808,14 +1804,23 @@ fn what_one_entry_wrote_is_refused_for_another() {
             currency: None,
         },
         effective_date: Some(opened_on()),
-    };
+    }
+}
+
+/// What applying one entry wrote is refused for another entry: a read side
+/// fed out of step would otherwise take one entry's changes as the next's.
+#[test]
+fn what_one_entry_wrote_is_refused_for_another() {
+    let ledger = setup(&plain_rules());
+    let mut copy = ledger.state.clone();
+    let mut mirror = ledger.state.clone();
     let first = ledger
-        .decide(&copy, deposit(1000))
+        .decide(&copy, deposit_to_compulsory(1000))
         .unwrap()
         .seal(&copy.last_hash());
     let written_first = copy.apply_and_keep(&first).unwrap();
     let second = ledger
-        .decide(&copy, deposit(2000))
+        .decide(&copy, deposit_to_compulsory(2000))
         .unwrap()
         .seal(&copy.last_hash());
     let written_second = copy.apply_and_keep(&second).unwrap();
@@ -1828,6 +1833,37 @@ fn what_one_entry_wrote_is_refused_for_another() {
     mirror.apply_written(&first, written_first).unwrap();
     mirror.apply_written(&second, written_second).unwrap();
     assert!(mirror.export() == copy.export());
+}
+
+/// What was written after one entry is refused by a state whose last
+/// entry is another at the same sequence number: the read side checks the
+/// chain against the hash the writer applied after, so a side that forked
+/// cannot take the writer's next entry as if it followed its own.
+#[test]
+fn what_was_written_after_one_entry_is_refused_after_another() {
+    let ledger = setup(&plain_rules());
+    let mut writer = ledger.state.clone();
+    let mut forked = ledger.state.clone();
+    let sealed = |state: &LedgerState, amount: i64| {
+        ledger
+            .decide(state, deposit_to_compulsory(amount))
+            .unwrap()
+            .seal(&state.last_hash())
+    };
+    let first = sealed(&writer, 1000);
+    writer.apply_and_keep(&first).unwrap();
+    let other = sealed(&forked, 3000);
+    forked.apply(&other).unwrap();
+    assert_eq!(forked.last_sequence(), writer.last_sequence());
+    let second = sealed(&writer, 2000);
+    let written = writer.apply_and_keep(&second).unwrap();
+    let before = forked.export();
+    let refused = forked.apply_written(&second, written);
+    let message = refused
+        .expect_err("a forked side took the writer's next entry")
+        .message;
+    assert!(message.contains("does not chain"), "{message}");
+    assert!(forked.export() == before);
 }
 
 /// A loan whose disbursement is reversed with a later date was in the books
