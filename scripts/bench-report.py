@@ -553,7 +553,7 @@ def main():
         "|---|---:|",
         f"| restart after a clean stop | {recovery.get('restart_seconds', float('nan')):.2f} s |",
         f"| restart after a crash (writer killed mid-write; {recovery.get('crash_restart_entries', 0):,} entries then) | {recovery.get('crash_restart_seconds', float('nan')):.2f} s |",
-        f"| restart with the state cache lost (rebuilt from the journal) | {recovery.get('rebuild_seconds', float('nan')):.2f} s |",
+        f"| restart with the state cache lost (rebuilt from the journal) | {seconds(recovery.get('rebuild_seconds'))} s |",
         f"| resident memory after a clean restart (peak) | {mib(recovery.get('restart_resident_bytes'))} ({mib(recovery.get('restart_peak_bytes'))}) MiB |",
         f"| resident memory after a crash restart | {mib(recovery.get('crash_restart_resident_bytes'))} MiB |",
         f"| offline verify (re-executes every command) | {fmt_rate(recovery.get('verify_entries_per_second'))} entries/s |",
