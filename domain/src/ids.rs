@@ -1,10 +1,16 @@
 //! Identifiers and short texts, each a newtype whose only way in is `parse`.
 //!
+//! An id's text is shared (`Arc<str>`): the state keys its maps, stages
+//! copies of the objects an entry changes and hands them to the read side
+//! by id, and a copy of an id is a count, not a new string. Encoded as
+//! the text itself, the same bytes as a `String`.
+//!
 //! Once an id exists it is valid: 1 to [`ID_LEN_MAX`] characters of
 //! `[A-Za-z0-9._-]` (request ids also allow `:`). Names are 1 to
 //! [`NAME_LEN_MAX`] characters with no control characters.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -47,13 +53,13 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $len_max:expr, $extra:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Checks `text` as the value of `field`.
             pub fn parse(field: &str, text: &str) -> Result<$name, DomainError> {
                 check_id(field, text, $len_max, $extra)?;
-                Ok($name(text.to_owned()))
+                Ok($name(Arc::from(text)))
             }
 
             /// The id as text.
@@ -111,18 +117,18 @@ id_type!(
 /// A savings account id the ledger assigns: `MEMBER/C1` (compulsory) or
 /// `MEMBER/V1`, `MEMBER/V2`... (voluntary).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct SavingsAccountId(String);
+pub struct SavingsAccountId(Arc<str>);
 
 /// A loan id the ledger assigns: `MEMBER/L1`, `MEMBER/L2`...
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct LoanId(String);
+pub struct LoanId(Arc<str>);
 
 macro_rules! owned_id {
     ($name:ident, $letter:literal) => {
         impl $name {
             /// The id of a member's `number`th account of this kind.
             pub fn new(member: &MemberId, letter: char, number: u32) -> $name {
-                $name(format!("{member}/{letter}{number}"))
+                $name(Arc::from(format!("{member}/{letter}{number}")))
             }
 
             /// Checks the shape `MEMBER/<letter><number>` of a client's text.
@@ -155,7 +161,7 @@ macro_rules! owned_id {
                         ),
                     ));
                 }
-                Ok($name(text.to_owned()))
+                Ok($name(Arc::from(text)))
             }
 
             /// The id as text.
@@ -214,6 +220,22 @@ impl fmt::Display for Name {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Journals and state caches hold ids as their text: a shared id
+    /// encodes and decodes as the `String` it was before.
+    #[test]
+    fn an_id_is_encoded_as_its_text() {
+        let member = MemberId::parse("member_id", "TB-0001").unwrap();
+        let loan = LoanId::new(&member, 'L', 2);
+        for (id, text) in [
+            (postcard::to_stdvec(&member).unwrap(), "TB-0001"),
+            (postcard::to_stdvec(&loan).unwrap(), "TB-0001/L2"),
+        ] {
+            assert_eq!(id, postcard::to_stdvec(&text.to_owned()).unwrap());
+        }
+        let bytes = postcard::to_stdvec(&"TB-0001/L2".to_owned()).unwrap();
+        assert_eq!(postcard::from_bytes::<LoanId>(&bytes).unwrap(), loan);
+    }
 
     #[test]
     fn ids_take_letters_digits_and_punctuation_only() {
