@@ -108,6 +108,28 @@ fn release_freed_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
+/// Where `serve` keeps the journal of record.
+#[derive(Clone, Debug)]
+enum StoreChoice {
+    /// The journal file in the data directory.
+    Embedded,
+    /// A PostgreSQL database (its connection string).
+    Postgres(String),
+}
+
+fn parse_store(text: &str) -> Result<StoreChoice, String> {
+    if text == "embedded" {
+        Ok(StoreChoice::Embedded)
+    } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        Ok(StoreChoice::Postgres(text.to_owned()))
+    } else {
+        Err(
+            "must be `embedded` or a PostgreSQL connection string (postgres://USER@HOST/DATABASE)"
+                .to_owned(),
+        )
+    }
+}
+
 /// The data directory `serve` creates without `--init`.
 const DATA_DEFAULT: &str = "./data";
 
@@ -120,6 +142,21 @@ struct ServeArgs {
     /// ./data, is created when missing; any other needs --init.
     #[arg(long, env = "MFI_LEDGER_DATA", default_value = DATA_DEFAULT)]
     data: PathBuf,
+    /// Where the journal of record is kept: `embedded` (a file in the data
+    /// directory, fsynced per batch), or a PostgreSQL connection string
+    /// (`postgres://USER@HOST:PORT/DATABASE`) whose database then holds the
+    /// journal, while the data directory keeps what is derived from it
+    /// (state cache, Merkle tree, checkpoints, access log).
+    #[arg(long, env = "MFI_LEDGER_STORE", default_value = "embedded", value_name = "STORE",
+          value_parser = parse_store, conflicts_with = "read_only")]
+    store: StoreChoice,
+    /// With a PostgreSQL store: how long the writer's lease on the journal
+    /// lasts unless renewed (it is renewed every third of it). A second
+    /// server waits to write until the lease is given back (a clean stop) or
+    /// expires (a crash).
+    #[arg(long, env = "MFI_LEDGER_LEASE_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    lease_seconds: u64,
     /// Create the data directory if it does not exist: a new, empty ledger
     /// (without it a mistyped --data is refused, not served empty).
     #[arg(long)]
@@ -535,7 +572,23 @@ fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn mfi_ledger::store::St
     use mfi_ledger::checkpoint::keys;
     let opening = || format!("opening data directory {}", args.data.display());
     if !args.read_only {
-        let store = DiskStore::open(&args.data).with_context(opening)?;
+        let store: Arc<dyn mfi_ledger::store::Store> = match &args.store {
+            StoreChoice::Embedded => Arc::new(DiskStore::open(&args.data).with_context(opening)?),
+            StoreChoice::Postgres(url) => {
+                let options = mfi_ledger::store::PostgresOptions {
+                    lease: std::time::Duration::from_secs(args.lease_seconds),
+                    ..mfi_ledger::store::PostgresOptions::new(url)
+                };
+                let store = mfi_ledger::store::PostgresStore::open(&args.data, &options)
+                    .with_context(|| {
+                        format!(
+                            "opening the PostgreSQL journal, with its derived files in {}",
+                            args.data.display()
+                        )
+                    })?;
+                Arc::new(store)
+            }
+        };
         let signer = keys::log_signer(&args.data, args.log.log_origin.as_deref())
             .context("the log's signing key")?;
         tracing::info!(
@@ -546,7 +599,7 @@ fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn mfi_ledger::store::St
             signer: Some(signer),
             verifier: None,
         };
-        return Ok((Arc::new(store), keys));
+        return Ok((store, keys));
     }
     let store = mfi_ledger::store::ReadOnlyStore::open(&args.data).with_context(opening)?;
     let verifier = keys::log_verifier(&args.data)?;

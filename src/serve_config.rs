@@ -8,6 +8,8 @@
 //! ```toml
 //! listen = "0.0.0.0:50051"          # --listen
 //! data = "/var/lib/mfi-ledger"      # --data
+//! store = "postgres://ledger@db.example/books" # --store (default embedded)
+//! lease_seconds = 5                 # --lease-seconds
 //! metrics_listen = "127.0.0.1:9090" # --metrics-listen
 //! log_format = "json"               # --log-format (text, json)
 //! batch_size_max = 1024             # --batch-size-max
@@ -44,6 +46,8 @@ use serde::Deserialize;
 pub struct ServeFile {
     pub listen: Option<String>,
     pub data: Option<PathBuf>,
+    pub store: Option<String>,
+    pub lease_seconds: Option<u64>,
     pub metrics_listen: Option<String>,
     pub log_format: Option<String>,
     pub batch_size_max: Option<u64>,
@@ -86,6 +90,8 @@ impl ServeFile {
         [
             ("MFI_LEDGER_LISTEN", text(&self.listen)),
             ("MFI_LEDGER_DATA", path(&self.data)),
+            ("MFI_LEDGER_STORE", text(&self.store)),
+            ("MFI_LEDGER_LEASE_SECONDS", number(&self.lease_seconds)),
             ("MFI_LEDGER_METRICS_LISTEN", text(&self.metrics_listen)),
             ("MFI_LEDGER_LOG_FORMAT", text(&self.log_format)),
             ("MFI_LEDGER_BATCH_SIZE_MAX", number(&self.batch_size_max)),
@@ -169,7 +175,7 @@ mod tests {
         let file: ServeFile = toml::from_str(&example).unwrap();
         let variables = file.variables(Path::new("/etc/mfi-ledger"));
         // Every key of the struct is in the example, and becomes a variable.
-        assert_eq!(variables.len(), 21, "{variables:?}");
+        assert_eq!(variables.len(), 23, "{variables:?}");
         assert!(variables.contains(&("MFI_LEDGER_CHART", "/etc/mfi-ledger/chart.toml".into())));
         assert!(variables.contains(&("MFI_LEDGER_DATA", "/var/lib/mfi-ledger".into())));
         // The README lists every key too.

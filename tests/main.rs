@@ -117,6 +117,9 @@ mod loans;
 #[path = "ledger/portfolio.rs"]
 mod portfolio;
 
+#[path = "ledger/postgres_store.rs"]
+mod postgres_store;
+
 #[path = "ledger/products.rs"]
 mod products;
 

@@ -710,12 +710,21 @@ impl Writer {
             metrics.batch_entries.observe(entries.len() as f64);
         }
         if let Err(error) = appended {
-            let why = format!("storage fault: {error}");
+            // Fenced: another server writes the journal now, and nothing of
+            // this batch was written; the client may send it there.
+            let fenced = matches!(error, StoreError::Fenced(_));
+            let why = match fenced {
+                true => error.to_string(),
+                false => format!("storage fault: {error}"),
+            };
             tracing::error!(%why, "batch not durable; the writer stops deciding commands");
             self.fail(why.clone());
             for submission in batch.drain(..) {
-                let results =
-                    vec![Err(SubmitError::Internal(why.clone())); submission.commands.len()];
+                let error = match fenced {
+                    true => SubmitError::Unavailable(why.clone()),
+                    false => SubmitError::Internal(why.clone()),
+                };
+                let results = vec![Err(error); submission.commands.len()];
                 let _ = submission.reply.send(results);
             }
             return;

@@ -96,12 +96,20 @@ impl CacheDigest {
 
 /// Journal file plus sled state cache in one data directory.
 pub struct DiskStore {
-    dir: PathBuf,
     journal: Mutex<Result<JournalFile, String>>,
     /// A read handle and the entries' offsets, published after each barrier.
     reader: RwLock<(Arc<File>, Vec<u64>)>,
     last_sequence: AtomicU64,
     barriers: AtomicU64,
+    /// The state cache, the tree, the checkpoints and the access log.
+    local: LocalFiles,
+}
+
+/// What a store keeps in its data directory on local disk, whatever holds
+/// its journal: the derived-state cache (sled), the Merkle tree's hashes,
+/// the checkpoints issued and the access log.
+pub(super) struct LocalFiles {
+    dir: PathBuf,
     /// The state cache; closed after startup reads it whole
     /// ([`Store::load_state`]) and opened again at its next use, so that
     /// the pages sled kept of that read are let go (its page cache keeps
@@ -111,12 +119,12 @@ pub struct DiskStore {
     /// update the digest, so two must not interleave.
     saving: Mutex<()>,
     /// Every read of the books (`access.log`).
-    access_log: super::access_log::AccessLog,
+    pub(super) access_log: super::access_log::AccessLog,
     /// The Merkle tree's hashes (`merkle.tree`), derived from the journal;
     /// `None` only when opened by [`DiskStore::open_without_tree`].
-    tree: Option<super::tree_file::TreeFile>,
+    pub(super) tree: Option<super::tree_file::TreeFile>,
     /// Every checkpoint issued (`checkpoints.log`).
-    checkpoints: super::checkpoint_log::CheckpointLog,
+    pub(super) checkpoints: super::checkpoint_log::CheckpointLog,
 }
 
 impl DiskStore {
@@ -137,41 +145,21 @@ impl DiskStore {
     }
 
     fn open_with_tree(dir: &Path, tree: bool) -> Result<DiskStore, StoreError> {
-        // Files created from here on are the owner's only (the journal, the
-        // torn-tail copies, sled's files, which sled creates itself): the
-        // umask is the one way to reach all of them. It is process-wide, and
-        // nothing else this process writes needs to be open to others.
-        restrict_umask();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DATA_DIR_MODE)
-            .create(dir)
-            .map_err(StoreError::io(format!("creating {}", dir.display())))?;
-        warn_if_readable_by_others(dir);
+        LocalFiles::create_dir(dir)?;
         let mut journal = JournalFile::open(dir)?;
         let reader = (Arc::new(journal.try_clone_file()?), journal.take_offsets());
-        let state = open_cache(&dir.join(STATE_DIR_NAME))?;
         Ok(DiskStore {
-            dir: dir.to_owned(),
             last_sequence: AtomicU64::new(journal.len()),
             journal: Mutex::new(Ok(journal)),
             reader: RwLock::new(reader),
             barriers: AtomicU64::new(0),
-            state: Mutex::new(Some(state)),
-            saving: Mutex::new(()),
-            access_log: super::access_log::AccessLog::open(dir)?,
-            tree: if tree {
-                Some(super::tree_file::TreeFile::open(dir)?)
-            } else {
-                None
-            },
-            checkpoints: super::checkpoint_log::CheckpointLog::open(dir)?,
+            local: LocalFiles::open(dir, tree)?,
         })
     }
 
     /// The data directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.local.dir
     }
 
     /// Bytes on disk: journal plus state cache.
@@ -188,7 +176,7 @@ impl DiskStore {
                 meta.len()
             }
         }
-        walk(&self.dir)
+        walk(&self.local.dir)
     }
 }
 
@@ -267,6 +255,132 @@ impl Store for DiskStore {
     }
 
     fn save_state(&self, records: &[StateRecord]) -> Result<(), StoreError> {
+        self.local.save_state(records)
+    }
+
+    fn load_state(&self, visit: &mut super::StateVisitor<'_>) -> Result<(), StoreError> {
+        self.local.load_state(visit)
+    }
+
+    fn clear_state(&self) -> Result<(), StoreError> {
+        self.local.clear_state()
+    }
+
+    fn flush_state(&self) -> Result<(), StoreError> {
+        self.local.flush_state()
+    }
+
+    fn access_log(&self) -> Option<&super::access_log::AccessLog> {
+        Some(&self.local.access_log)
+    }
+
+    fn tree(&self) -> Option<&super::tree_file::TreeFile> {
+        self.local.tree.as_ref()
+    }
+
+    fn checkpoints(&self) -> Option<&super::checkpoint_log::CheckpointLog> {
+        Some(&self.local.checkpoints)
+    }
+
+    /// The journal up to its durable head, the checkpoints and the access
+    /// log as they stood just before it, and the `whole` files. Each length
+    /// is taken under the lock its file's appends hold, so each prefix ends
+    /// on a whole record; the checkpoints first, then the access log, then
+    /// the journal, so that every checkpoint copied is of a journal size the
+    /// copy holds, and every access-log head one anchors is in the copy.
+    /// The Merkle tree and the state cache are not copied: they are derived
+    /// from the journal, and the copy's first start (or `verify`) rebuilds
+    /// them.
+    fn backup_plan(&self, whole: &[&str]) -> Option<Result<super::BackupPlan, StoreError>> {
+        Some(self.plan_backup(whole))
+    }
+}
+
+impl DiskStore {
+    fn plan_backup(&self, whole: &[&str]) -> Result<super::BackupPlan, StoreError> {
+        use super::checkpoint_log::CHECKPOINT_LOG_FILE;
+        let mut files = Vec::new();
+        for name in whole {
+            let path = self.local.dir.join(name);
+            match std::fs::metadata(&path) {
+                Ok(meta) => files.push(((*name).to_owned(), path, meta.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(format!("reading {}", path.display()))(e)),
+            }
+        }
+        let checkpoints = self.local.checkpoints.durable_len()?;
+        files.push((
+            CHECKPOINT_LOG_FILE.to_owned(),
+            self.local.dir.join(CHECKPOINT_LOG_FILE),
+            checkpoints,
+        ));
+        let access =
+            self.local.access_log.durable_len().ok_or_else(|| {
+                StoreError::Stopped("the access log's writer has stopped".to_owned())
+            })?;
+        let access_name = super::access_log::ACCESS_LOG_FILE;
+        files.push((
+            access_name.to_owned(),
+            self.local.dir.join(access_name),
+            access,
+        ));
+        let (head, end) = {
+            let guard = self
+                .journal
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let journal = guard
+                .as_ref()
+                .map_err(|why| StoreError::Stopped(why.clone()))?;
+            (journal.len(), journal.end())
+        };
+        let journal_name = super::journal_file::JOURNAL_FILE_NAME;
+        files.push((
+            journal_name.to_owned(),
+            self.local.dir.join(journal_name),
+            end,
+        ));
+        Ok(super::BackupPlan { head, files })
+    }
+}
+
+impl LocalFiles {
+    /// Creates the data directory `dir` (its owner's only) if it is not
+    /// there, and makes every file created from here on its owner's only.
+    pub(super) fn create_dir(dir: &Path) -> Result<(), StoreError> {
+        // Files created from here on are the owner's only (the journal, the
+        // torn-tail copies, sled's files, which sled creates itself): the
+        // umask is the one way to reach all of them. It is process-wide, and
+        // nothing else this process writes needs to be open to others.
+        restrict_umask();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DATA_DIR_MODE)
+            .create(dir)
+            .map_err(StoreError::io(format!("creating {}", dir.display())))?;
+        warn_if_readable_by_others(dir);
+        Ok(())
+    }
+
+    /// Opens the local files in `dir` (made by [`LocalFiles::create_dir`]),
+    /// with the Merkle tree's when `tree`.
+    pub(super) fn open(dir: &Path, tree: bool) -> Result<LocalFiles, StoreError> {
+        let state = open_cache(&dir.join(STATE_DIR_NAME))?;
+        Ok(LocalFiles {
+            dir: dir.to_owned(),
+            state: Mutex::new(Some(state)),
+            saving: Mutex::new(()),
+            access_log: super::access_log::AccessLog::open(dir)?,
+            tree: if tree {
+                Some(super::tree_file::TreeFile::open(dir)?)
+            } else {
+                None
+            },
+            checkpoints: super::checkpoint_log::CheckpointLog::open(dir)?,
+        })
+    }
+
+    pub(super) fn save_state(&self, records: &[StateRecord]) -> Result<(), StoreError> {
         let _saving = self
             .saving
             .lock()
@@ -302,7 +416,7 @@ impl Store for DiskStore {
         db.apply_batch(batch).map_err(state_error)
     }
 
-    fn load_state(&self, visit: &mut super::StateVisitor<'_>) -> Result<(), StoreError> {
+    pub(super) fn load_state(&self, visit: &mut super::StateVisitor<'_>) -> Result<(), StoreError> {
         let db = self.cache()?;
         let stored = stored_digest(&db)?;
         let mut found = CacheDigest::default();
@@ -341,88 +455,20 @@ impl Store for DiskStore {
         refused.map_or(Ok(()), |why| Err(StoreError::State(why)))
     }
 
-    fn clear_state(&self) -> Result<(), StoreError> {
+    pub(super) fn clear_state(&self) -> Result<(), StoreError> {
         self.cache()?
             .clear()
             .map_err(|e| StoreError::State(e.to_string()))?;
         self.flush_state()
     }
 
-    fn flush_state(&self) -> Result<(), StoreError> {
+    pub(super) fn flush_state(&self) -> Result<(), StoreError> {
         self.cache()?
             .flush()
             .map(|_| ())
             .map_err(|e| StoreError::State(e.to_string()))
     }
 
-    fn access_log(&self) -> Option<&super::access_log::AccessLog> {
-        Some(&self.access_log)
-    }
-
-    fn tree(&self) -> Option<&super::tree_file::TreeFile> {
-        self.tree.as_ref()
-    }
-
-    fn checkpoints(&self) -> Option<&super::checkpoint_log::CheckpointLog> {
-        Some(&self.checkpoints)
-    }
-
-    /// The journal up to its durable head, the checkpoints and the access
-    /// log as they stood just before it, and the `whole` files. Each length
-    /// is taken under the lock its file's appends hold, so each prefix ends
-    /// on a whole record; the checkpoints first, then the access log, then
-    /// the journal, so that every checkpoint copied is of a journal size the
-    /// copy holds, and every access-log head one anchors is in the copy.
-    /// The Merkle tree and the state cache are not copied: they are derived
-    /// from the journal, and the copy's first start (or `verify`) rebuilds
-    /// them.
-    fn backup_plan(&self, whole: &[&str]) -> Option<Result<super::BackupPlan, StoreError>> {
-        Some(self.plan_backup(whole))
-    }
-}
-
-impl DiskStore {
-    fn plan_backup(&self, whole: &[&str]) -> Result<super::BackupPlan, StoreError> {
-        use super::checkpoint_log::CHECKPOINT_LOG_FILE;
-        let mut files = Vec::new();
-        for name in whole {
-            let path = self.dir.join(name);
-            match std::fs::metadata(&path) {
-                Ok(meta) => files.push(((*name).to_owned(), path, meta.len())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io(format!("reading {}", path.display()))(e)),
-            }
-        }
-        let checkpoints = self.checkpoints.durable_len()?;
-        files.push((
-            CHECKPOINT_LOG_FILE.to_owned(),
-            self.dir.join(CHECKPOINT_LOG_FILE),
-            checkpoints,
-        ));
-        let access = self
-            .access_log
-            .durable_len()
-            .ok_or_else(|| StoreError::Stopped("the access log's writer has stopped".to_owned()))?;
-        let access_name = super::access_log::ACCESS_LOG_FILE;
-        files.push((access_name.to_owned(), self.dir.join(access_name), access));
-        let (head, end) = {
-            let guard = self
-                .journal
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let journal = guard
-                .as_ref()
-                .map_err(|why| StoreError::Stopped(why.clone()))?;
-            (journal.len(), journal.end())
-        };
-        let journal_name = super::journal_file::JOURNAL_FILE_NAME;
-        files.push((journal_name.to_owned(), self.dir.join(journal_name), end));
-        Ok(super::BackupPlan { head, files })
-    }
-}
-
-impl DiskStore {
-    /// The digest recorded with the cache's records, if any.
     /// The state cache, opened again if it was closed.
     fn cache(&self) -> Result<sled::Db, StoreError> {
         let mut state = self
@@ -667,7 +713,7 @@ mod tests {
     fn load_state_reports_records_that_do_not_add_up_even_after_a_refusal() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_two_records(dir.path());
-        store.cache().unwrap().insert(b"a", &b"edited"[..]).unwrap();
+        store.local.cache().unwrap().insert(b"a", &b"edited"[..]).unwrap();
         for refuse in [false, true] {
             let loaded = store.load_state(&mut |_, value| match refuse && value == b"edited" {
                 true => Err("undecodable".to_owned()),

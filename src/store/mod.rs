@@ -16,6 +16,7 @@ pub mod access_log;
 pub mod checkpoint_log;
 mod disk;
 mod journal_file;
+mod postgres;
 mod read_only;
 pub mod tree_file;
 
@@ -27,6 +28,7 @@ pub use journal_file::{
     FRAME_BYTES_MAX, JOURNAL_FILE_NAME, RECORD_LEN_MAX, Scan, decode_payload,
     read_entry_at as read_entry_at_offset, scan as scan_journal,
 };
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use read_only::ReadOnlyStore;
 
 /// What storage can fail with. Always a fault of the machine or the files,
@@ -70,6 +72,14 @@ pub enum StoreError {
     /// so it is not used (startup rebuilds it from the journal).
     #[error("state cache is not trusted: {0}")]
     Untrusted(String),
+    /// The database holding the journal failed or refused (the PostgreSQL
+    /// store).
+    #[error("{0}")]
+    Database(String),
+    /// Another writer holds the journal now: this one wrote nothing of the
+    /// batch and writes no more (the PostgreSQL store).
+    #[error("this server no longer writes the journal: {0}")]
+    Fenced(String),
     /// The store was already found broken; nothing more is written.
     #[error("store is stopped after an earlier failure: {0}")]
     Stopped(String),

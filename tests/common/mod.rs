@@ -7,6 +7,7 @@
 
 pub mod certs;
 pub mod chromium;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};

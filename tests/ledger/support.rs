@@ -67,12 +67,7 @@ pub async fn spawn_app_with(config: LedgerConfig, limits: ServerLimits) -> App {
 /// The origin of the test ledgers' checkpoints.
 pub const LOG_ORIGIN: &str = "mfi-ledger.test/ledger";
 
-async fn start_in(dir: TempDir, mut config: LedgerConfig, limits: ServerLimits) -> App {
-    if config.log_checkpoints.signer.is_none() {
-        let signer =
-            mfi_ledger::checkpoint::keys::log_signer(dir.path(), Some(LOG_ORIGIN)).unwrap();
-        config.log_checkpoints.signer = Some(Arc::new(signer));
-    }
+async fn start_in(dir: TempDir, config: LedgerConfig, limits: ServerLimits) -> App {
     // sled releases its file lock from a background thread: allow it a moment.
     let mut store = DiskStore::open(dir.path());
     for _ in 0..250 {
@@ -82,9 +77,24 @@ async fn start_in(dir: TempDir, mut config: LedgerConfig, limits: ServerLimits) 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         store = DiskStore::open(dir.path());
     }
-    let store = store.unwrap();
+    start_on(Arc::new(store.unwrap()), dir, config, limits).await
+}
+
+/// Starts the ledger and the server on `store`, whose derived files (and
+/// the log key) are in `dir`.
+pub async fn start_on(
+    store: Arc<dyn mfi_ledger::store::Store>,
+    dir: TempDir,
+    mut config: LedgerConfig,
+    limits: ServerLimits,
+) -> App {
+    if config.log_checkpoints.signer.is_none() {
+        let signer =
+            mfi_ledger::checkpoint::keys::log_signer(dir.path(), Some(LOG_ORIGIN)).unwrap();
+        config.log_checkpoints.signer = Some(Arc::new(signer));
+    }
     let clock = TestClock::new();
-    let ledger = Arc::new(Ledger::start(Arc::new(store), clock.clone(), config).unwrap());
+    let ledger = Arc::new(Ledger::start(store, clock.clone(), config).unwrap());
     let mut app = serve_ledger(ledger, dir, limits).await;
     app.clock = Some(clock);
     app

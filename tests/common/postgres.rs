@@ -1,0 +1,276 @@
+//! Throw-away PostgreSQL clusters for the PostgreSQL store's tests, from
+//! Debian's packages: `initdb` into a temporary directory, the server
+//! listening on a Unix socket in it only (no TCP port), run as the
+//! `postgres` user when the tests run as root (PostgreSQL refuses root).
+//! Durability is the server's default (fsync and synchronous commit on):
+//! the tests rely on what a commit promises.
+//!
+//! Without PostgreSQL's programs a test is skipped, loudly; under `CI=true`
+//! it fails instead (`.ci/run` installs them).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::chromium::in_ci;
+
+/// A running cluster; stopped (SIGKILL, as a crash) and removed when dropped.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    server: Option<Child>,
+    owner: Option<(u32, u32)>,
+}
+
+/// The directory of PostgreSQL's programs: `PG_BIN_DIR`, else the newest
+/// `/usr/lib/postgresql/*/bin` that has `postgres`.
+fn bin_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("PG_BIN_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("postgres").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+/// The uid and gid of the `postgres` user, when the tests run as root.
+fn owner() -> Option<(u32, u32)> {
+    // SAFETY: getuid cannot fail; getpwnam is given a NUL-terminated name
+    // and its result is read at once, before any other call could reuse it.
+    unsafe {
+        if libc::getuid() != 0 {
+            return None;
+        }
+        let user = libc::getpwnam(c"postgres".as_ptr());
+        assert!(
+            !user.is_null(),
+            "the tests run as root and there is no `postgres` user to run PostgreSQL as \
+             (PostgreSQL refuses root): install Debian's postgresql package"
+        );
+        Some(((*user).pw_uid, (*user).pw_gid))
+    }
+}
+
+impl Cluster {
+    /// Starts a new, empty cluster; `None` (after a loud banner) when
+    /// PostgreSQL is not installed here, a failure under `CI=true`.
+    pub fn start(test: &str) -> Option<Cluster> {
+        let Some(bin) = bin_dir() else {
+            assert!(
+                !in_ci(),
+                "{test}: PostgreSQL is not installed, so the PostgreSQL store was not tested; \
+                 this test may not be skipped in CI (install Debian's postgresql package)"
+            );
+            eprintln!(
+                "\n{banner}\nSKIPPED: {test}: PostgreSQL is not installed (no \
+                 /usr/lib/postgresql/*/bin/postgres, and PG_BIN_DIR is not set).\n{banner}\n",
+                banner = "!".repeat(78),
+            );
+            return None;
+        };
+        // Short: a Unix socket's path is limited to about 107 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("pg")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let owner = owner();
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let mut cluster = Cluster {
+            dir,
+            bin,
+            server: None,
+            owner,
+        };
+        let data = cluster.data_dir();
+        let initdb = cluster
+            .command("initdb")
+            .args(["-U", "postgres", "--auth=trust", "-N", "-E", "UTF8", "-D"])
+            .arg(&data)
+            .output()
+            .expect("running initdb");
+        assert!(
+            initdb.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        cluster.start_server();
+        Some(cluster)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The socket directory.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A PostgreSQL program, run as the cluster's owner.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin.join(program));
+        command.current_dir(self.dir.path());
+        if let Some((uid, gid)) = self.owner {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
+    /// Starts the server (again) on the cluster's data directory and waits
+    /// until it takes connections.
+    pub fn start_server(&mut self) {
+        assert!(self.server.is_none(), "the server is running already");
+        let mut command = self.command("postgres");
+        command
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-c", "listen_addresses="])
+            .arg("-c")
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.dir.path().display()
+            ))
+            .args(["-c", "max_connections=50", "-c", "shared_buffers=16MB"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(self.dir.path().join("server.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            );
+        // Its own process group, so that a crash kills its backends too.
+        command.process_group(0);
+        // SAFETY: prctl only sets this process's parent-death signal; it
+        // runs after the fork (and after the uid change, which would clear
+        // it), before exec. A test that dies without dropping the cluster
+        // takes its server with it.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.server = Some(command.spawn().expect("starting postgres"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = self
+                .command("pg_isready")
+                .arg("-h")
+                .arg(self.dir.path())
+                .args(["-U", "postgres", "-q"])
+                .status()
+                .expect("running pg_isready");
+            if ready.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not start within 30 s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server at once, the postmaster and its backends (SIGKILL
+    /// to its process group): a crash.
+    pub fn kill_server(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let group = libc::pid_t::try_from(server.id()).expect("a pid");
+            // SAFETY: a signal to the process group the server leads (its
+            // postmaster is not reaped yet, so the group id is not reused).
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+            let _ = server.wait();
+            // Until its backends are gone, a new server refuses the data
+            // directory (their shared memory is still attached).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while running_in_group(group) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Creates a database and gives its connection string.
+    pub fn database(&self, name: &str) -> String {
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url(name)
+    }
+
+    /// The connection string of database `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!(
+            "postgresql://postgres@localhost/{name}?host={}",
+            self.dir.path().display()
+        )
+    }
+
+    /// Runs `sql` in `database` with psql; its output, unaligned.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let output = self
+            .command("psql")
+            .arg("-h")
+            .arg(self.dir.path())
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-AtX",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("running psql");
+        assert!(
+            output.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+}
+
+/// Whether a process of process group `group` is still running (not a
+/// zombie waiting to be reaped: its memory is released already).
+fn running_in_group(group: libc::pid_t) -> bool {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    processes.flatten().any(|process| {
+        let Ok(stat) = std::fs::read_to_string(process.path().join("stat")) else {
+            return false;
+        };
+        // "pid (comm) state ppid pgrp ...": the fields after the last ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        fields.len() > 2 && fields[0] != "Z" && fields[2] == group.to_string()
+    })
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_server();
+    }
+}

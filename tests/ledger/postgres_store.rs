@@ -1,0 +1,269 @@
+//! The PostgreSQL store (`serve --store postgres://...`): the journal of
+//! record in a real PostgreSQL server started by the test, one writer at a
+//! time under a lease, and no acknowledgement without a commit, even while
+//! the database is down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mfi_ledger::api::ServerLimits;
+use mfi_ledger::ledger::LedgerConfig;
+use mfi_ledger::pb;
+use mfi_ledger::store::{PostgresOptions, PostgresStore, StoreError};
+use tempfile::TempDir;
+
+use crate::common::postgres::Cluster;
+use crate::support::{App, ctx, start_on, vnd};
+
+/// Opens the store on database `url` with its derived files in `dir`.
+async fn open(
+    dir: &TempDir,
+    url: &str,
+    lease_wait: Option<Duration>,
+) -> Result<PostgresStore, StoreError> {
+    let options = PostgresOptions {
+        // Long: no renewal happens within a test unless it waits for one.
+        lease: Duration::from_secs(30),
+        lease_wait,
+        ..PostgresOptions::new(url)
+    };
+    let path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || PostgresStore::open(&path, &options))
+        .await
+        .unwrap()
+}
+
+/// A server on the PostgreSQL journal at `url`, with its derived files in
+/// `dir`.
+async fn serve(dir: TempDir, url: &str) -> App {
+    let store = open(&dir, url, None).await.unwrap();
+    start_on(
+        Arc::new(store),
+        dir,
+        LedgerConfig::default(),
+        ServerLimits::default(),
+    )
+    .await
+}
+
+/// A new, empty data directory for another server on the same journal,
+/// with the token of `tester` (a principal in the journal) kept in `dir`.
+fn another_dir(dir: &std::path::Path) -> TempDir {
+    let other = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.join("tester.token"), other.path().join("tester.token")).unwrap();
+    other
+}
+
+/// A branch, a member and `deposits` deposits into her account.
+async fn books(app: &mut App, deposits: usize) {
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    app.deposits(deposits, "2024-06-03").await;
+}
+
+fn deposit(request_id: &str, amount: &str) -> pb::DepositSavingsRequest {
+    pb::DepositSavingsRequest {
+        context: ctx(request_id),
+        account_id: "TB-0001/C1".into(),
+        amount: vnd(amount),
+        effective_date: "2024-06-04".into(),
+    }
+}
+
+/// The sequence number a deposit was recorded at.
+fn sequence(reply: &pb::DepositSavingsResponse) -> u64 {
+    reply.receipt.as_ref().unwrap().sequence
+}
+
+#[tokio::test]
+async fn the_books_are_in_the_database_and_a_new_server_rebuilds_them_from_it() {
+    let Some(cluster) = Cluster::start("postgres_store::the_books_are_in_the_database") else {
+        return;
+    };
+    let url = cluster.database("books");
+    let mut app = serve(tempfile::tempdir().unwrap(), &url).await;
+    books(&mut app, 1500).await;
+    let late = app
+        .branch
+        .deposit_savings(deposit("late", "5000"))
+        .await
+        .unwrap()
+        .into_inner();
+    let last = app.last_sequence().await;
+    assert_eq!(sequence(&late), last);
+    let balance = app.balance("savings:TB-0001/C1").await;
+    assert_eq!(balance, "1505000");
+
+    // Every entry is a row, each chained to the one before; the head names
+    // the last, and a clean stop gave the lease back.
+    let dir = app.stop().await;
+    assert_eq!(
+        cluster.psql(
+            "books",
+            "SELECT count(*), min(seq), max(seq) FROM mfi_ledger_journal"
+        ),
+        format!("{last}|1|{last}")
+    );
+    assert_eq!(
+        cluster.psql(
+            "books",
+            "SELECT count(*) FROM mfi_ledger_journal j JOIN mfi_ledger_journal p \
+             ON p.seq = j.seq - 1 WHERE j.prev_hash <> p.hash"
+        ),
+        "0"
+    );
+    assert_eq!(
+        cluster.psql(
+            "books",
+            "SELECT h.seq, h.holder, h.hash = j.hash FROM mfi_ledger_head h \
+             JOIN mfi_ledger_journal j ON j.seq = h.seq"
+        ),
+        format!("{last}||t")
+    );
+
+    // The same data directory: its state cache, checked against the
+    // database's journal.
+    let elsewhere_dir = another_dir(dir.path());
+    let mut again = serve(dir, &url).await;
+    assert_eq!(again.last_sequence().await, last);
+    assert_eq!(again.balance("savings:TB-0001/C1").await, balance);
+    drop(again.stop().await);
+
+    // A new machine (an empty data directory): the state is rebuilt from
+    // the database's journal, and a client's retry is answered from it,
+    // exactly once.
+    let mut elsewhere = serve(elsewhere_dir, &url).await;
+    assert_eq!(elsewhere.last_sequence().await, last);
+    assert_eq!(elsewhere.balance("savings:TB-0001/C1").await, balance);
+    let retried = elsewhere
+        .branch
+        .deposit_savings(deposit("late", "5000"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, late);
+    let next = elsewhere
+        .branch
+        .deposit_savings(deposit("next", "1000"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sequence(&next), last + 1);
+    assert_eq!(elsewhere.balance("savings:TB-0001/C1").await, "1506000");
+}
+
+#[tokio::test]
+async fn one_server_writes_at_a_time_and_one_that_lost_the_lease_writes_nothing() {
+    let Some(cluster) = Cluster::start("postgres_store::one_server_writes_at_a_time") else {
+        return;
+    };
+    let url = cluster.database("books");
+    let mut first = serve(tempfile::tempdir().unwrap(), &url).await;
+    books(&mut first, 10).await;
+    let before = first.last_sequence().await;
+
+    // A second server on the same database does not write while the first
+    // holds the lease: it waits, here for half a second, then gives up.
+    let second_dir = another_dir(first.dir.path());
+    let refused = open(&second_dir, &url, Some(Duration::from_millis(500)))
+        .await
+        .err()
+        .expect("a second writer while the first holds the lease");
+    assert!(
+        matches!(&refused, StoreError::Fenced(why) if why.contains("holds the journal's lease")),
+        "{refused}"
+    );
+
+    // The first server's lease lapses (its host stalled past it, say) and
+    // the second takes it.
+    cluster.psql(
+        "books",
+        "UPDATE mfi_ledger_head SET lease_expires = now() - interval '1 second'",
+    );
+    let mut second = serve(second_dir, &url).await;
+    assert_eq!(second.last_sequence().await, before);
+
+    // The first server's next command is refused as unavailable, nothing
+    // of it is written, and it decides nothing more.
+    let lost = first
+        .branch
+        .deposit_savings(deposit("to-the-first", "1000"))
+        .await
+        .unwrap_err();
+    assert_eq!(lost.code(), tonic::Code::Unavailable, "{lost:?}");
+    assert!(lost.message().contains("no longer writes"), "{lost:?}");
+    assert!(first.ledger.has_failed());
+    let again = first
+        .branch
+        .deposit_savings(deposit("to-the-first-again", "1000"))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::Unavailable, "{again:?}");
+
+    // The second writes on from the same head: no fork, and the command
+    // the first refused is written once when sent to the second.
+    let moved = second
+        .branch
+        .deposit_savings(deposit("to-the-first", "1000"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sequence(&moved), before + 1);
+    assert_eq!(
+        cluster.psql(
+            "books",
+            "SELECT count(*), max(seq), count(DISTINCT epoch) FROM mfi_ledger_journal"
+        ),
+        format!("{}|{}|2", before + 1, before + 1)
+    );
+    assert_eq!(second.balance("savings:TB-0001/C1").await, "11000");
+}
+
+#[tokio::test]
+async fn a_batch_waits_while_the_database_is_down_and_is_written_once_when_it_is_back() {
+    let Some(mut cluster) = Cluster::start("postgres_store::a_batch_waits") else {
+        return;
+    };
+    let url = cluster.database("books");
+    let mut app = serve(tempfile::tempdir().unwrap(), &url).await;
+    books(&mut app, 10).await;
+    let before = app.last_sequence().await;
+
+    // The database crashes; a deposit sent now is not acknowledged while
+    // it is down.
+    cluster.kill_server();
+    let mut branch = app.branch.clone();
+    let pending =
+        tokio::spawn(async move { branch.deposit_savings(deposit("while-down", "2000")).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !pending.is_finished(),
+        "a deposit was answered while the database was down: {:?}",
+        pending.await
+    );
+    // Reads go on from the server's state meanwhile.
+    assert_eq!(app.balance("savings:TB-0001/C1").await, "10000");
+
+    // The database is back: the deposit is written, once, and answered.
+    cluster.start_server();
+    let written = tokio::time::timeout(Duration::from_secs(30), pending)
+        .await
+        .expect("the deposit is answered once the database is back")
+        .unwrap()
+        .unwrap()
+        .into_inner();
+    assert_eq!(sequence(&written), before + 1);
+    assert!(!app.ledger.has_failed());
+    let retried = app
+        .branch
+        .deposit_savings(deposit("while-down", "2000"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, written);
+    assert_eq!(
+        cluster.psql("books", "SELECT count(*), max(seq) FROM mfi_ledger_journal"),
+        format!("{}|{}", before + 1, before + 1)
+    );
+    assert_eq!(app.balance("savings:TB-0001/C1").await, "12000");
+}
