@@ -54,6 +54,11 @@ enum Command {
     /// Check a data directory offline (server stopped): replay the journal,
     /// check every hash and balance, compare the stored derived state.
     Verify(VerifyArgs),
+    /// Copy a ledger's journal between the embedded store and PostgreSQL,
+    /// either way, checking the chain on both sides: from a data directory
+    /// (server stopped) into an empty PostgreSQL database, or from a
+    /// PostgreSQL database into a new data directory.
+    Migrate(MigrateArgs),
     /// Drive a running server with concurrent gRPC clients and report
     /// throughput and latency, then check every acknowledged command is in
     /// the ledger.
@@ -268,10 +273,30 @@ struct TlsArgs {
 }
 
 #[derive(Args)]
+struct MigrateArgs {
+    /// The journal to copy: a data directory, or a PostgreSQL connection
+    /// string (postgres://USER@HOST/DATABASE).
+    #[arg(long, value_name = "DATA|URL")]
+    from: String,
+    /// Where to copy it: an empty PostgreSQL database (its connection
+    /// string), or a new data directory.
+    #[arg(long, value_name = "URL|DATA")]
+    to: String,
+}
+
+#[derive(Args)]
 struct VerifyArgs {
-    /// Data directory to check.
+    /// Data directory to check. With a PostgreSQL --store: the server's
+    /// data directory, whose checkpoints (and log.pub) the journal in the
+    /// database is checked against, when it is there.
     #[arg(long, env = "MFI_LEDGER_DATA", default_value = "./data")]
     data: PathBuf,
+    /// Where the journal is: `embedded` (in the data directory) or a
+    /// PostgreSQL connection string; the database's journal is copied, as
+    /// it stands, into a temporary directory and checked there.
+    #[arg(long, env = "MFI_LEDGER_STORE", default_value = "embedded", value_name = "STORE",
+          value_parser = parse_store)]
+    store: StoreChoice,
     /// The log's verifier key (the text, or a file holding it) to check the
     /// checkpoints with, e.g. the one the institution published; default:
     /// the --checkpoints folder's log.pub, else DATA/log.pub, the data
@@ -313,6 +338,77 @@ fn journal_lock_shared(data: &std::path::Path) -> anyhow::Result<Option<std::fs:
             Err(error).with_context(|| format!("locking {}", path.display()))
         }
     }
+}
+
+/// The PostgreSQL journal at `url`, copied as it stands into a temporary
+/// data directory with the server's log key, checkpoints and access log
+/// from `data`, copied first and in that order (as a backup copies them):
+/// every checkpoint is then of a journal size the copy holds, and every
+/// access-log record one anchors is in the copy.
+fn copy_for_verify(url: &str, data: &std::path::Path) -> anyhow::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = tempfile::Builder::new()
+        .prefix("mfi-ledger-verify-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .context("making a temporary directory for the journal's copy")?;
+    use mfi_ledger::store::{access_log::ACCESS_LOG_FILE, checkpoint_log::CHECKPOINT_LOG_FILE};
+    let log_pub = mfi_ledger::checkpoint::keys::LOG_VERIFIER_FILE;
+    for name in [log_pub, CHECKPOINT_LOG_FILE, ACCESS_LOG_FILE] {
+        let from = data.join(name);
+        if from.exists() {
+            std::fs::copy(&from, scratch.path().join(name))
+                .with_context(|| format!("copying {}", from.display()))?;
+        }
+    }
+    mfi_ledger::store::export_journal(url, scratch.path())
+        .context("copying the PostgreSQL journal to verify it")?;
+    Ok(scratch)
+}
+
+fn run_migrate(args: MigrateArgs, json: bool) -> anyhow::Result<()> {
+    let is_url = |text: &str| text.starts_with("postgres://") || text.starts_with("postgresql://");
+    let (copied, next) = match (is_url(&args.from), is_url(&args.to)) {
+        (false, true) => {
+            let from = std::path::Path::new(&args.from);
+            let options = mfi_ledger::store::PostgresOptions::new(&args.to);
+            let copied = mfi_ledger::store::import_journal(from, &options).with_context(|| {
+                format!("copying the journal in {} to PostgreSQL", from.display())
+            })?;
+            let next = format!(
+                "serve it with `mfi-ledger serve --store URL --data NEW_DIR`; copy log.key and \
+                 log.pub from {} into NEW_DIR first to go on signing checkpoints with the same key",
+                from.display()
+            );
+            (copied, next)
+        }
+        (true, false) => {
+            let to = std::path::Path::new(&args.to);
+            let copied = mfi_ledger::store::export_journal(&args.from, to)
+                .with_context(|| format!("copying the PostgreSQL journal to {}", to.display()))?;
+            let next = format!(
+                "serve it with `mfi-ledger serve --data {}` (its first start rebuilds the state); \
+                 copy log.key and log.pub from the PostgreSQL server's data directory into it \
+                 first to go on signing checkpoints with the same key",
+                to.display()
+            );
+            (copied, next)
+        }
+        _ => bail!(
+            "--from and --to: one must be a data directory and the other a PostgreSQL connection \
+             string (postgres://...)"
+        ),
+    };
+    let last_hash = hex::encode(copied.last_hash);
+    cli::Report {
+        text: format!(
+            "copied {} entries; the copy ends at the same hash as the original, {last_hash}, \
+             and every entry's hash matches\n{next}\n",
+            copied.entries
+        ),
+        json: serde_json::json!({ "entries": copied.entries, "last_hash": last_hash }),
+    }
+    .print(json)
 }
 
 /// A key given as its text or as the path of a file holding it.
@@ -418,6 +514,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Serve(serve) => runtime.block_on(run_server(serve)),
         Command::Verify(verify) => run_verify(verify),
+        Command::Migrate(migrate) => run_migrate(migrate, args.client.json),
         Command::EchoServer(echo) => runtime.block_on(run_echo(echo)),
         Command::Load(load) => runtime.block_on(mfi_ledger::load::run(load)),
         Command::Simulate(simulate) => runtime.block_on(mfi_ledger::sim::run(
@@ -707,6 +804,14 @@ fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     // Held while verifying: a running server holds the journal's lock, and
     // no server starts on the directory meanwhile.
     let _journal_lock = journal_lock_shared(&args.data)?;
+    // A PostgreSQL journal is checked in a copy, as it stands now.
+    let scratch = match &args.store {
+        StoreChoice::Embedded => None,
+        StoreChoice::Postgres(url) => Some(copy_for_verify(url, &args.data)?),
+    };
+    let data = scratch
+        .as_ref()
+        .map_or(args.data.as_path(), |scratch| scratch.path());
     let log_key = match &args.log_key {
         Some(key) => Some(mfi_ledger::checkpoint::Verifier::parse(
             key_text(key)?.trim(),
@@ -722,7 +827,7 @@ fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     } else {
         mfi_ledger::verify::Depth::Full
     };
-    let report = mfi_ledger::verify::verify_to(&args.data, &evidence, depth)?;
+    let report = mfi_ledger::verify::verify_to(data, &evidence, depth)?;
     cli::Report {
         text: report.to_string(),
         json: serde_json::Value::Null,

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use common::chromium::open_in_chromium;
+use common::postgres::Cluster;
 use common::{BIN, Server};
 use mfi_ledger::pb;
 use mfi_ledger::pb::audit_service_client::AuditServiceClient;
@@ -169,7 +170,7 @@ fn recompute(entries: &[pb::JournalEntry], branch: &str, year: i32) -> Recompute
 
 #[test]
 fn the_thai_binh_preset_reproduces_the_published_figures() {
-    let server = Server::start_at(CLOCK);
+    let mut server = Server::start_at(CLOCK);
     let summary = simulate(&server, &["--preset", "tym-thai-binh"]);
     assert_eq!(summary["branch_id"], "TB");
 
@@ -350,6 +351,7 @@ fn the_thai_binh_preset_reproduces_the_published_figures() {
 
     the_exported_postings_add_up_to_the_trial_balance(&server, &runtime, dir.path());
     runtime.block_on(the_books_balance_every_day_and_the_closes_carry_the_results(&server));
+    the_years_move_to_postgres_and_back_hash_for_hash(&mut server);
 
     // The HTML report, as a browser lays it out.
     let html = std::fs::read_to_string(&html_path).unwrap();
@@ -374,6 +376,74 @@ fn the_thai_binh_preset_reproduces_the_published_figures() {
     // 12 months of disbursements and of collections, 12 savings balances,
     // 12 PAR30 figures and one bar per product.
     assert_eq!(dom.matches("class=\"point\"").count(), 24 + 12 + 12 + 3);
+}
+
+/// The simulated years' journal, copied into a PostgreSQL database with
+/// `migrate` and from it into a new data directory, ends at the same entry
+/// with the same hash each way (the hash chains every entry before it), and
+/// both copies verify: the database's against the server's own checkpoints.
+/// Stops the server (`migrate` copies a directory no server holds), which
+/// signs a last checkpoint of the whole journal.
+fn the_years_move_to_postgres_and_back_hash_for_hash(server: &mut Server) {
+    let info = json(&run(server, &["--json", "info"]));
+    let (entries, last_hash) = (&info["last_sequence"], &info["last_hash"]);
+    assert!(entries.as_u64().unwrap() > 20_000, "{info}");
+    server.stop();
+    let Some(cluster) = Cluster::start("the_years_move_to_postgres_and_back_hash_for_hash") else {
+        return;
+    };
+    let url = cluster.database("books");
+    let mfi = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run mfi-ledger");
+        assert!(
+            output.status.success(),
+            "mfi-ledger {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        String::from_utf8(output.stdout).expect("UTF-8 output")
+    };
+    let data = server.data_dir().to_str().unwrap();
+    let into = json(&mfi(&["--json", "migrate", "--from", data, "--to", &url]));
+    // Only into an empty database: a second copy changes nothing.
+    let again = Command::new(BIN)
+        .args(["migrate", "--from", data, "--to", &url])
+        .output()
+        .expect("run mfi-ledger");
+    let refusal = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "{refusal}");
+    assert!(
+        refusal.contains(&format!("holds a journal of {entries} entries already")),
+        "{refusal}"
+    );
+    let back_dir = tempfile::tempdir().unwrap();
+    let back = back_dir.path().join("data");
+    let back = back.to_str().unwrap();
+    let out = json(&mfi(&["--json", "migrate", "--from", &url, "--to", back]));
+    for copy in [&into, &out] {
+        assert_eq!((&copy["entries"], &copy["last_hash"]), (entries, last_hash));
+    }
+    let last_hash = last_hash.as_str().unwrap();
+    let report = mfi(&["verify", "--chain-only", "--data", back]);
+    assert!(report.starts_with("ok: "), "{report}");
+    assert!(
+        report.contains(&format!("last hash {last_hash}")),
+        "{report}"
+    );
+    // The server's own checkpoints hold for the database's journal.
+    let report = mfi(&["verify", "--chain-only", "--store", &url, "--data", data]);
+    assert!(
+        report.contains(&format!("last hash {last_hash}")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("(latest of size {entries})")),
+        "{report}"
+    );
 }
 
 /// TB's 2023 postings, exported with the CLI (`export postings`) and

@@ -713,7 +713,12 @@ mod tests {
     fn load_state_reports_records_that_do_not_add_up_even_after_a_refusal() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_two_records(dir.path());
-        store.local.cache().unwrap().insert(b"a", &b"edited"[..]).unwrap();
+        store
+            .local
+            .cache()
+            .unwrap()
+            .insert(b"a", &b"edited"[..])
+            .unwrap();
         for refuse in [false, true] {
             let loaded = store.load_state(&mut |_, value| match refuse && value == b"edited" {
                 true => Err("undecodable".to_owned()),

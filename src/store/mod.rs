@@ -28,7 +28,7 @@ pub use journal_file::{
     FRAME_BYTES_MAX, JOURNAL_FILE_NAME, RECORD_LEN_MAX, Scan, decode_payload,
     read_entry_at as read_entry_at_offset, scan as scan_journal,
 };
-pub use postgres::{PostgresOptions, PostgresStore};
+pub use postgres::{Copied, PostgresOptions, PostgresStore, export_journal, import_journal};
 pub use read_only::ReadOnlyStore;
 
 /// What storage can fail with. Always a fault of the machine or the files,

@@ -308,6 +308,12 @@ impl Server {
         self._data.path()
     }
 
+    /// Stops the server as an operator does (SIGTERM: it answers what it
+    /// took, signs its last checkpoint and exits), within 10 s.
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+
     /// Kills the server now (as a crash or an operator would stop it).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -396,23 +402,23 @@ impl ServerOn {
     /// Stops the server as an operator does (SIGTERM: it answers what it
     /// took, signs its last checkpoint and exits), within 10 s.
     pub fn stop(mut self) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
-        // SAFETY: a signal to the child this value owns and has not reaped.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if self
-                .child
-                .try_wait()
-                .expect("wait for the server")
-                .is_some()
-            {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        panic!("the server did not stop within 10 s of SIGTERM");
+        stop_child(&mut self.child);
     }
+}
+
+/// Sends SIGTERM to a server and waits (at most 10 s) for it to exit.
+fn stop_child(child: &mut Child) {
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    // SAFETY: a signal to the child this value owns and has not reaped.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().expect("wait for the server").is_some() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the server did not stop within 10 s of SIGTERM");
 }
 
 impl Drop for ServerOn {

@@ -49,6 +49,10 @@ use crate::domain::entry::{Entry, EntryBody, GENESIS_HASH, Hash, chain_hash};
 use crate::domain::request_index::RequestIndex;
 use crate::domain::state::StateRecord;
 
+mod copy;
+
+pub use copy::{Copied, export_journal, import_journal};
+
 use super::disk::LocalFiles;
 use super::journal_file::JOURNAL_FILE_NAME;
 use super::{Store, StoreError};
@@ -225,7 +229,7 @@ impl Store for PostgresStore {
     }
 
     fn last_sequence(&self) -> u64 {
-        self.journal.last_sequence.load(Ordering::SeqCst)
+        self.journal.last_sequence()
     }
 
     fn barrier_count(&self) -> u64 {
@@ -341,6 +345,23 @@ fn describe(error: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The client's configuration for `url`: a broken connection is noticed
+/// within seconds (TCP keepalives), and one that cannot be made gives up
+/// after five.
+fn connection_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Database(format!("the PostgreSQL connection string: {e}")))?;
+    config
+        .application_name("mfi-ledger")
+        .connect_timeout(Duration::from_secs(5))
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(15));
+    Ok(config)
+}
+
 async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
@@ -373,17 +394,7 @@ fn hash_of(bytes: &[u8]) -> Hash {
 
 impl PgJournal {
     pub(super) fn open(options: &PostgresOptions) -> Result<PgJournal, StoreError> {
-        let mut config: tokio_postgres::Config = options
-            .url
-            .parse()
-            .map_err(|e| StoreError::Database(format!("the PostgreSQL connection string: {e}")))?;
-        config
-            .application_name("mfi-ledger")
-            .connect_timeout(Duration::from_secs(5))
-            .keepalives_idle(Duration::from_secs(5))
-            .keepalives_interval(Duration::from_secs(2))
-            .keepalives_retries(3)
-            .tcp_user_timeout(Duration::from_secs(15));
+        let config = connection_config(&options.url)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("postgres-store")
@@ -444,6 +455,11 @@ impl PgJournal {
             fenced,
             renewal: Some(renewal),
         })
+    }
+
+    /// The last entry written.
+    fn last_sequence(&self) -> u64 {
+        self.last_sequence.load(Ordering::SeqCst)
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
