@@ -162,6 +162,13 @@ struct ServeArgs {
     #[arg(long, env = "MFI_LEDGER_LEASE_SECONDS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     lease_seconds: u64,
+    /// With a PostgreSQL store: start as a hot standby. It follows the
+    /// journal the writer writes, serves every read (point auditors at it),
+    /// refuses writes (UNAVAILABLE), and takes over writing, without a
+    /// restart, when the writer's lease lapses (given back at its clean
+    /// stop, or expired after a crash).
+    #[arg(long, env = "MFI_LEDGER_STANDBY", value_parser = BoolishValueParser::new())]
+    standby: bool,
     /// Create the data directory if it does not exist: a new, empty ledger
     /// (without it a mistyped --data is refused, not served empty).
     #[arg(long)]
@@ -568,13 +575,17 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let (store, keys) = open_store(&args)?;
+    if args.standby && matches!(args.store, StoreChoice::Embedded) {
+        bail!("--standby follows a PostgreSQL journal: give --store postgres://...");
+    }
+    let (store, keys, follower) = open_store(&args)?;
     let config = LedgerConfig {
         batch_size_max: args.batch_size_max,
         queue_depth_max: args.queue_depth_max,
         queue_bytes_max: args.queue_bytes_max,
         checkpoint_entries: args.checkpoint_entries,
         read_only: args.read_only,
+        standby: args.standby,
         log_checkpoints: CheckpointPolicy {
             signer: keys.signer.map(Arc::new),
             verifier: keys.verifier,
@@ -593,7 +604,11 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     };
     let ledger = Arc::new(Ledger::start(store, clock, config)?);
     release_freed_memory();
-    let bootstrap = match args.read_only {
+    if let Some(follower) = follower {
+        mfi_ledger::ledger::standby::spawn_follower(follower, ledger.clone())
+            .context("starting the standby's follower")?;
+    }
+    let bootstrap = match args.read_only || args.standby {
         true => None,
         false => mfi_ledger::auth::bootstrap(&ledger, &args.data).await?,
     };
@@ -665,12 +680,35 @@ struct LogKeys {
 /// `--read-only` (nothing created or written, and only the verifier key
 /// read: an auditor's copy need not hold the private key), else the
 /// embedded store and the signing key, created when missing.
-fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn mfi_ledger::store::Store>, LogKeys)> {
+/// A PostgreSQL store opened as a standby, which its follower thread drives.
+type Follower = Option<Arc<mfi_ledger::store::PostgresStore>>;
+
+fn open_store(
+    args: &ServeArgs,
+) -> anyhow::Result<(Arc<dyn mfi_ledger::store::Store>, LogKeys, Follower)> {
     use mfi_ledger::checkpoint::keys;
     let opening = || format!("opening data directory {}", args.data.display());
     if !args.read_only {
+        let mut follower = None;
         let store: Arc<dyn mfi_ledger::store::Store> = match &args.store {
             StoreChoice::Embedded => Arc::new(DiskStore::open(&args.data).with_context(opening)?),
+            StoreChoice::Postgres(url) if args.standby => {
+                let options = mfi_ledger::store::PostgresOptions {
+                    lease: std::time::Duration::from_secs(args.lease_seconds),
+                    ..mfi_ledger::store::PostgresOptions::new(url)
+                };
+                let store = mfi_ledger::store::PostgresStore::open_standby(&args.data, &options)
+                    .with_context(|| {
+                        format!(
+                            "opening the PostgreSQL journal as a standby, with its derived \
+                             files in {}",
+                            args.data.display()
+                        )
+                    })?;
+                let store = Arc::new(store);
+                follower = Some(store.clone());
+                store
+            }
             StoreChoice::Postgres(url) => {
                 let options = mfi_ledger::store::PostgresOptions {
                     lease: std::time::Duration::from_secs(args.lease_seconds),
@@ -696,7 +734,7 @@ fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn mfi_ledger::store::St
             signer: Some(signer),
             verifier: None,
         };
-        return Ok((store, keys));
+        return Ok((store, keys, follower));
     }
     let store = mfi_ledger::store::ReadOnlyStore::open(&args.data).with_context(opening)?;
     let verifier = keys::log_verifier(&args.data)?;
@@ -715,7 +753,7 @@ fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn mfi_ledger::store::St
         signer: None,
         verifier,
     };
-    Ok((Arc::new(store), keys))
+    Ok((Arc::new(store), keys, None))
 }
 
 /// The server's TLS configuration, or `None` to listen in clear text.

@@ -80,6 +80,28 @@ pub(crate) fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIn
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
+/// Says to health checks whether the services that write, and the server
+/// as a whole (""), are serving.
+async fn set_writes_serving(reporter: &tonic_health::server::HealthReporter, serving: bool) {
+    let status = match serving {
+        true => tonic_health::ServingStatus::Serving,
+        false => tonic_health::ServingStatus::NotServing,
+    };
+    reporter
+        .set_service_status(
+            <pb::branch_service_server::BranchServiceServer<BranchApi> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+    reporter
+        .set_service_status(
+            <pb::product_service_server::ProductServiceServer<ProductApi> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+    reporter.set_service_status("", status).await;
+}
+
 /// Serves the ledger on `listener` until `shutdown` resolves; then drains
 /// and returns: stops accepting connections and calls (HTTP/2 GOAWAY: the
 /// calls a client sent after it are refused unprocessed, UNAVAILABLE, safe
@@ -100,14 +122,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
-        .set_serving::<pb::branch_service_server::BranchServiceServer<BranchApi>>()
-        .await;
-    health_reporter
         .set_serving::<pb::audit_service_server::AuditServiceServer<AuditApi>>()
         .await;
-    health_reporter
-        .set_serving::<pb::product_service_server::ProductServiceServer<ProductApi>>()
-        .await;
+    set_writes_serving(&health_reporter, ledger.can_write()).await;
     let stopping = health_reporter.clone();
     let shutdown = async move {
         shutdown.await;
@@ -116,23 +133,21 @@ pub async fn serve(
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
-    // After a storage fault the ledger refuses writes: every service that
-    // writes, and the server as a whole (""), say so to health checks.
-    // AuditService stays SERVING: reads go on.
+    // After a storage fault the ledger refuses writes, and a standby refuses
+    // them until it takes over: every service that writes, and the server as
+    // a whole (""), say so to health checks. AuditService stays SERVING:
+    // reads go on.
     let watched = ledger.clone();
     let watcher = tokio::spawn(async move {
+        let mut serving = watched.can_write();
         while !watched.has_failed() {
             tokio::time::sleep(HEALTH_POLL_INTERVAL).await;
+            if watched.can_write() != serving {
+                serving = !serving;
+                set_writes_serving(&health_reporter, serving).await;
+            }
         }
-        health_reporter
-            .set_not_serving::<pb::branch_service_server::BranchServiceServer<BranchApi>>()
-            .await;
-        health_reporter
-            .set_not_serving::<pb::product_service_server::ProductServiceServer<ProductApi>>()
-            .await;
-        health_reporter
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
+        set_writes_serving(&health_reporter, false).await;
     });
     // Reflection in both versions: older grpcurl, Postman and Evans speak
     // v1alpha only.

@@ -33,6 +33,7 @@ mod checkpoints;
 mod proofs;
 mod reads;
 pub mod recovery;
+pub mod standby;
 
 pub use checkpoints::{
     ACCESS_LOG_ANCHOR, CheckpointPolicy, JOURNAL_ANCHOR, ProofError, ServedCheckpoint,
@@ -125,6 +126,11 @@ pub struct LedgerConfig {
     /// Serves a copy of the books: refuses every write, signs no
     /// checkpoint and keeps no cosignature (`serve --read-only`).
     pub read_only: bool,
+    /// Starts as a standby (`serve --standby`): another server writes the
+    /// journal, this one applies what it wrote ([`Ledger::apply_followed`])
+    /// and serves reads, refusing writes (UNAVAILABLE) until it takes over
+    /// ([`Ledger::promote`]).
+    pub standby: bool,
 }
 
 impl Default for LedgerConfig {
@@ -143,6 +149,7 @@ impl Default for LedgerConfig {
             // much (debug build).
             checkpoint_interval: std::time::Duration::from_secs(10),
             log_checkpoints: CheckpointPolicy::default(),
+            standby: false,
             chart: Arc::default(),
             read_only: false,
         }
@@ -185,6 +192,9 @@ type Reply = oneshot::Sender<Vec<CommandResult>>;
 /// Commands sent together, answered together, in order.
 struct Submission {
     commands: Vec<Command>,
+    /// Entries another server wrote, for a standby to apply
+    /// ([`Ledger::apply_followed`]); empty for commands.
+    followed: Vec<Entry>,
     reply: Reply,
     /// One permit per command, released when the submission is answered
     /// and dropped (not when a client gives up waiting).
@@ -216,6 +226,8 @@ pub struct Ledger {
     queue_bytes_max: usize,
     /// Set by the writer when it stops deciding after a fault.
     failed: Arc<AtomicBool>,
+    /// Set while a standby: writes are refused, followed entries applied.
+    standby: Arc<AtomicBool>,
     read_side: Arc<RwLock<LedgerState>>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -256,6 +268,7 @@ impl Ledger {
             .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let (sender, receiver) = mpsc::channel(queue_depth_max);
         let failed = Arc::new(AtomicBool::new(false));
+        let standby = Arc::new(AtomicBool::new(config.standby));
         let (persist_sender, persist_receiver) = std::sync::mpsc::channel::<u64>();
         // Few durable batches wait for the publisher: it bounds memory and
         // lets deciding the next batch overlap publishing this one.
@@ -269,6 +282,7 @@ impl Ledger {
             batch_size_max: config.batch_size_max.max(1),
             failed: None,
             failed_flag: failed.clone(),
+            standby: standby.clone(),
         };
         let (checkpoint_sender, checkpoint_receiver) = std::sync::mpsc::channel();
         let publisher = Publisher {
@@ -332,6 +346,7 @@ impl Ledger {
             in_flight_bytes: Arc::new(Semaphore::new(queue_bytes_max)),
             queue_bytes_max,
             failed,
+            standby,
             read_side,
             store,
             clock,
@@ -440,6 +455,9 @@ impl Ledger {
         if self.config.read_only {
             return refuse_all(SubmitError::ReadOnly);
         }
+        if self.standby.load(Ordering::SeqCst) {
+            return refuse_all(SubmitError::Unavailable(STANDBY.into()));
+        }
         if count > self.config.queue_depth_max {
             return refuse_all(SubmitError::Refused(DomainError::invalid(
                 "commands",
@@ -485,6 +503,7 @@ impl Ledger {
         let (reply, receiver) = oneshot::channel();
         if let Err(error) = sender.try_send(Submission {
             commands,
+            followed: Vec::new(),
             reply,
             _permits: permits,
             _bytes: byte_permits,
@@ -512,6 +531,59 @@ impl Ledger {
     /// internal error; reads still work, writes are refused until a restart.
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Whether writes are taken: not failed, not a standby, not read-only.
+    pub fn can_write(&self) -> bool {
+        !self.has_failed() && !self.is_standby() && !self.config.read_only
+    }
+
+    /// True while a standby: another server writes the journal.
+    pub fn is_standby(&self) -> bool {
+        self.standby.load(Ordering::SeqCst)
+    }
+
+    /// On a standby: applies `entries`, which another server wrote to the
+    /// journal this one follows and which follow the last applied, to the
+    /// state (the writer's and the read side's, as if written here), and
+    /// returns once reads see them. Call from a plain thread, not an async
+    /// context.
+    pub fn apply_followed(&self, entries: Vec<Entry>) -> Result<(), SubmitError> {
+        let sender = self
+            .sender
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .ok_or_else(|| SubmitError::Unavailable("shutting down".into()))?;
+        let no_permits = || {
+            Arc::new(Semaphore::new(0))
+                .try_acquire_many_owned(0)
+                .map_err(|_| SubmitError::Internal("no permit".into()))
+        };
+        let (reply, receiver) = oneshot::channel();
+        sender
+            .blocking_send(Submission {
+                commands: Vec::new(),
+                followed: entries,
+                reply,
+                _permits: no_permits()?,
+                _bytes: no_permits()?,
+                span: tracing::Span::current(),
+            })
+            .map_err(|_| SubmitError::Unavailable("the writer has stopped".into()))?;
+        match receiver.blocking_recv() {
+            Ok(results) => results.into_iter().next().map_or(Ok(()), |r| r.map(|_| ())),
+            Err(_) => Err(SubmitError::Unavailable(
+                "the writer stopped before applying the entries".into(),
+            )),
+        }
+    }
+
+    /// Makes a standby the writer: from now on it decides commands. The
+    /// store must hold the journal's lease and every entry in it must have
+    /// been applied ([`Ledger::apply_followed`]).
+    pub fn promote(&self) {
+        self.standby.store(false, Ordering::SeqCst);
     }
 
     /// Bytes of commands submitted and not yet answered (see `queue_bytes_max`).
@@ -629,6 +701,8 @@ struct Writer {
     failed: Option<String>,
     /// `failed` as seen by the API (health checks).
     failed_flag: Arc<AtomicBool>,
+    /// Set while a standby ([`LedgerConfig::standby`]).
+    standby: Arc<AtomicBool>,
 }
 
 /// How one submission of a batch will be answered after the barrier.
@@ -668,10 +742,18 @@ impl Writer {
         }
         if let Some(why) = &self.failed {
             for submission in batch.drain(..) {
-                let results =
-                    vec![Err(SubmitError::Unavailable(why.clone())); submission.commands.len()];
+                // One refusal for followed entries, one per command else.
+                let count = match submission.followed.is_empty() {
+                    true => submission.commands.len(),
+                    false => 1,
+                };
+                let results = vec![Err(SubmitError::Unavailable(why.clone())); count];
                 let _ = submission.reply.send(results);
             }
+            return;
+        }
+        if self.standby.load(Ordering::SeqCst) || batch.iter().any(|s| !s.followed.is_empty()) {
+            self.follow(batch);
             return;
         }
         // One span per batch, across deciding, the journal's barrier and
@@ -748,6 +830,59 @@ impl Writer {
                 let _ = submission
                     .reply
                     .send(vec![Err(error); submission.commands.len()]);
+            }
+        }
+    }
+
+    /// On a standby: applies the entries another server wrote, and refuses
+    /// commands; then hands them to the publisher as a durable batch (they
+    /// are in the journal already).
+    fn follow(&mut self, batch: &mut Vec<Submission>) {
+        let standby = self.standby.load(Ordering::SeqCst);
+        let mut entries: Vec<Arc<Entry>> = Vec::new();
+        let mut written = Vec::new();
+        let mut answers = Vec::with_capacity(batch.len());
+        for submission in batch.iter_mut() {
+            let mut refusals: Vec<Answer> = (0..submission.commands.len())
+                .map(|_| Answer::Error(SubmitError::Unavailable(STANDBY.into())))
+                .collect();
+            for entry in std::mem::take(&mut submission.followed) {
+                let applied = match standby {
+                    true => self.state.apply_and_keep(&entry).map_err(|e| e.to_string()),
+                    false => Err("this server writes the journal: it follows no other".into()),
+                };
+                match applied {
+                    Ok(change) => {
+                        written.push(change);
+                        entries.push(Arc::new(entry));
+                    }
+                    Err(why) => {
+                        // The state may not hold what the journal holds:
+                        // decide nothing, and say so to the follower.
+                        let why = format!("a followed entry did not apply: {why}");
+                        tracing::error!(%why, "the standby stops");
+                        if standby {
+                            self.fail(why.clone());
+                        }
+                        refusals = vec![Answer::Error(SubmitError::Internal(why))];
+                        break;
+                    }
+                }
+            }
+            answers.push(refusals);
+        }
+        let durable = Durable {
+            entries,
+            written,
+            answers,
+            submissions: std::mem::take(batch),
+            span: tracing::info_span!("followed"),
+        };
+        if let Err(unsent) = self.publish.send(durable) {
+            self.fail("the publisher thread has stopped".into());
+            for submission in unsent.0.submissions {
+                let error = SubmitError::Unavailable("the ledger is stopping".into());
+                let _ = submission.reply.send(vec![Err(error); submission.commands.len().max(1)]);
             }
         }
     }
@@ -1065,6 +1200,10 @@ impl Persister {
         }
     }
 }
+
+/// Why a standby refuses a write.
+const STANDBY: &str = "this server is a standby: it serves reads and takes over writing when the \
+    writer's lease on the journal lapses; send writes to the writer";
 
 /// Runs a ledger thread's body; if it panics, marks the ledger failed (so
 /// that nothing more is decided and health checks say NOT_SERVING).

@@ -12,8 +12,10 @@ use mfi_ledger::pb;
 use mfi_ledger::store::{PostgresOptions, PostgresStore, StoreError};
 use tempfile::TempDir;
 
+use tonic_health::pb::health_check_response::ServingStatus;
+
 use crate::common::postgres::Cluster;
-use crate::support::{App, ctx, start_on, vnd};
+use crate::support::{App, ctx, health, start_on, vnd};
 
 /// Opens the store on database `url` with its derived files in `dir`.
 async fn open(
@@ -44,6 +46,39 @@ async fn serve(dir: TempDir, url: &str) -> App {
         ServerLimits::default(),
     )
     .await
+}
+
+/// A standby on the PostgreSQL journal at `url`, with its derived files in
+/// `dir`, following it on its own thread.
+async fn standby(dir: TempDir, url: &str) -> App {
+    let options = PostgresOptions {
+        lease: Duration::from_secs(30),
+        ..PostgresOptions::new(url)
+    };
+    let path = dir.path().to_owned();
+    let store = tokio::task::spawn_blocking(move || PostgresStore::open_standby(&path, &options))
+        .await
+        .unwrap()
+        .unwrap();
+    let store = Arc::new(store);
+    let config = LedgerConfig {
+        standby: true,
+        ..LedgerConfig::default()
+    };
+    let app = start_on(store.clone(), dir, config, ServerLimits::default()).await;
+    mfi_ledger::ledger::standby::spawn_follower(store, app.ledger.clone()).unwrap();
+    app
+}
+
+/// Waits (at most 10 s) until `app` has applied entry `sequence`.
+async fn caught_up(app: &mut App, sequence: u64) {
+    for _ in 0..200 {
+        if app.last_sequence().await >= sequence {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the standby did not reach entry {sequence} within 10 s");
 }
 
 /// A new, empty data directory for another server on the same journal,
@@ -266,4 +301,82 @@ async fn a_batch_waits_while_the_database_is_down_and_is_written_once_when_it_is
         format!("{}|{}", before + 1, before + 1)
     );
     assert_eq!(app.balance("savings:TB-0001/C1").await, "12000");
+}
+
+#[tokio::test]
+async fn a_standby_follows_serves_reads_and_takes_over_when_the_writer_stops() {
+    let Some(cluster) = Cluster::start("postgres_store::a_standby_follows") else {
+        return;
+    };
+    let url = cluster.database("books");
+    let mut writer = serve(tempfile::tempdir().unwrap(), &url).await;
+    books(&mut writer, 10).await;
+    let mut standby = standby(another_dir(writer.dir.path()), &url).await;
+
+    // It follows what the writer writes, and serves it.
+    let acknowledged = writer
+        .branch
+        .deposit_savings(deposit("on-the-writer", "5000"))
+        .await
+        .unwrap()
+        .into_inner();
+    caught_up(&mut standby, sequence(&acknowledged)).await;
+    assert_eq!(standby.balance("savings:TB-0001/C1").await, "15000");
+
+    // It refuses writes, and says so to health checks; reads are served.
+    let refused = standby
+        .branch
+        .deposit_savings(deposit("on-the-standby", "1000"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("standby"), "{refused:?}");
+    let branch_service = "mfi.ledger.v1.BranchService";
+    assert_eq!(health(&standby, branch_service).await, ServingStatus::NotServing);
+    assert_eq!(health(&standby, "").await, ServingStatus::NotServing);
+    assert_eq!(
+        health(&standby, "mfi.ledger.v1.AuditService").await,
+        ServingStatus::Serving
+    );
+
+    // The writer stops (giving its lease back): the standby takes over,
+    // without a restart, within seconds.
+    drop(writer.stop().await);
+    let started = std::time::Instant::now();
+    let written = loop {
+        match standby
+            .branch
+            .deposit_savings(deposit("on-the-standby", "1000"))
+            .await
+        {
+            Ok(reply) => break reply.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                assert!(started.elapsed() < Duration::from_secs(10), "{status:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    };
+    assert_eq!(sequence(&written), sequence(&acknowledged) + 1);
+    // Health checks say so at their next look.
+    let mut status = health(&standby, branch_service).await;
+    while status != ServingStatus::Serving && started.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = health(&standby, branch_service).await;
+    }
+    assert_eq!(status, ServingStatus::Serving);
+
+    // A retry of what the writer acknowledged is answered from the journal.
+    let retried = standby
+        .branch
+        .deposit_savings(deposit("on-the-writer", "5000"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, acknowledged);
+    assert_eq!(standby.balance("savings:TB-0001/C1").await, "16000");
+    assert_eq!(
+        cluster.psql("books", "SELECT count(*), count(DISTINCT epoch) FROM mfi_ledger_journal"),
+        format!("{}|2", sequence(&written))
+    );
 }

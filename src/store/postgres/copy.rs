@@ -58,9 +58,10 @@ pub fn export_journal(url: &str, dir: &Path) -> Result<Copied, StoreError> {
         let client = connect(&config)
             .await
             .map_err(database_error("connecting to the PostgreSQL journal"))?;
-        let (head, head_hash, ..) = read_head(&client).await.map_err(database_error(
+        let read = read_head(&client).await.map_err(database_error(
             "reading the journal's head (is this a ledger's database?)",
         ))?;
+        let (head, head_hash) = (read.sequence, read.hash);
         let rows = client
             .query_raw(READ_ROWS, [head as i64])
             .await

@@ -100,7 +100,7 @@ const GIVE_BACK_LEASE: &str = "UPDATE mfi_ledger_head
 
 /// The head and the lease as they stand.
 const READ_HEAD: &str = "SELECT seq, hash, epoch, holder,
-    CAST(EXTRACT(EPOCH FROM (lease_expires - now())) AS BIGINT)
+    CAST(EXTRACT(EPOCH FROM (lease_expires - now())) AS BIGINT), lease_expires < now()
     FROM mfi_ledger_head WHERE id = 1";
 
 /// One batch: moves the head from this writer's last entry to the batch's
@@ -166,6 +166,14 @@ impl PostgresStore {
     /// missing, and taking the writer's lease, waiting for it as
     /// `options.lease_wait` says) and the derived files in `dir`.
     pub fn open(dir: &Path, options: &PostgresOptions) -> Result<PostgresStore, StoreError> {
+        PostgresStore::open_as(dir, options, false)
+    }
+
+    fn open_as(
+        dir: &Path,
+        options: &PostgresOptions,
+        standby: bool,
+    ) -> Result<PostgresStore, StoreError> {
         LocalFiles::create_dir(dir)?;
         if dir.join(JOURNAL_FILE_NAME).exists() {
             return Err(StoreError::Inconsistent(format!(
@@ -175,7 +183,10 @@ impl PostgresStore {
             )));
         }
         let lock = lock_dir(dir)?;
-        let journal = PgJournal::open(options)?;
+        let journal = match standby {
+            true => PgJournal::open_standby(options)?,
+            false => PgJournal::open(options)?,
+        };
         Ok(PostgresStore {
             journal,
             local: LocalFiles::open(dir, true)?,
@@ -183,9 +194,33 @@ impl PostgresStore {
         })
     }
 
-    /// The lease's epoch this store writes under.
-    pub fn epoch(&self) -> i64 {
-        self.journal.epoch
+    /// Opens the store as a standby: the database's journal is read, not
+    /// written (no lease is taken) until [`PostgresStore::follow`] takes
+    /// over; the derived files are in `dir`.
+    pub fn open_standby(dir: &Path, options: &PostgresOptions) -> Result<PostgresStore, StoreError> {
+        PostgresStore::open_as(dir, options, true)
+    }
+
+    /// On a standby: follows the journal, handing each run of entries the
+    /// writer wrote to `apply` (the ledger's [`crate::ledger::Ledger::apply_followed`]),
+    /// until the writer's lease lapses; then takes the lease and returns
+    /// `Ok(true)`: this store writes from then on (the caller then makes
+    /// the ledger the writer). `Ok(false)` once `stopping` says so.
+    pub fn follow(
+        &self,
+        apply: &mut dyn FnMut(Vec<Entry>) -> Result<(), String>,
+        stopping: &dyn Fn() -> bool,
+    ) -> Result<bool, StoreError> {
+        self.journal.follow(apply, stopping)
+    }
+
+    /// The lease's epoch this store writes under; `None` on a standby.
+    pub fn epoch(&self) -> Option<i64> {
+        self.journal
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .epoch
     }
 }
 
@@ -271,10 +306,13 @@ struct Head {
     hash: Hash,
 }
 
-/// The writer's connection and head, or why it stopped.
+/// The writer's connection, lease and head, or why it stopped.
 struct Writer {
     client: Option<Arc<Client>>,
+    /// The last entry written (or, on a standby, followed).
     head: Head,
+    /// The lease's epoch this store writes under; `None` on a standby.
+    epoch: Option<i64>,
     stopped: Option<String>,
 }
 
@@ -286,7 +324,10 @@ pub(super) struct PgJournal {
     config: Arc<tokio_postgres::Config>,
     /// The lease's length, as the SQL interval text (`"5 seconds"`).
     lease_text: Arc<str>,
-    epoch: i64,
+    lease: Duration,
+    /// Who this store is, in the lease's row: host, process, and a random
+    /// part.
+    holder: Arc<str>,
     writer: Mutex<Writer>,
     /// The readers' connection, made again when it breaks.
     reader: Mutex<Option<Arc<Client>>>,
@@ -295,7 +336,7 @@ pub(super) struct PgJournal {
     request_index: Mutex<RequestIndex>,
     /// Set when the lease's renewal found another writer's epoch.
     fenced: Arc<AtomicBool>,
-    renewal: Option<tokio::task::JoinHandle<()>>,
+    renewal: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// What a failed statement means for the batch it carried.
@@ -372,18 +413,29 @@ async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgr
     Ok(client)
 }
 
-/// The head row: sequence, hash, epoch, holder, seconds left on the lease.
-type HeadRow = (u64, Hash, i64, String, i64);
+/// The head row as it stands.
+struct HeadRow {
+    sequence: u64,
+    hash: Hash,
+    epoch: i64,
+    /// Who holds the lease (empty when it was given back).
+    holder: String,
+    seconds_left: i64,
+    /// The lease has expired or was given back: another may take it.
+    lapsed: bool,
+}
 
 async fn read_head(client: &Client) -> Result<HeadRow, tokio_postgres::Error> {
     let row = client.query_one(READ_HEAD, &[]).await?;
-    Ok((
-        row.get::<_, i64>(0) as u64,
-        hash_of(row.get(1)),
-        row.get(2),
-        row.get(3),
-        row.get(4),
-    ))
+    let holder: String = row.get(3);
+    Ok(HeadRow {
+        sequence: row.get::<_, i64>(0) as u64,
+        hash: hash_of(row.get(1)),
+        epoch: row.get(2),
+        lapsed: row.get::<_, bool>(5) || holder.is_empty(),
+        holder,
+        seconds_left: row.get(4),
+    })
 }
 
 /// A 32-byte hash from a column; zeros when it is not 32 bytes (it then
@@ -393,7 +445,19 @@ fn hash_of(bytes: &[u8]) -> Hash {
 }
 
 impl PgJournal {
+    /// Opens the journal as its writer: takes the lease (waiting for it as
+    /// `options.lease_wait` says).
     pub(super) fn open(options: &PostgresOptions) -> Result<PgJournal, StoreError> {
+        PgJournal::start(options, false)
+    }
+
+    /// Opens the journal as a standby: reads it, takes no lease, writes
+    /// nothing until [`PgJournal::follow`] takes over.
+    pub(super) fn open_standby(options: &PostgresOptions) -> Result<PgJournal, StoreError> {
+        PgJournal::start(options, true)
+    }
+
+    fn start(options: &PostgresOptions, standby: bool) -> Result<PgJournal, StoreError> {
         let config = connection_config(&options.url)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -403,17 +467,26 @@ impl PgJournal {
             .map_err(StoreError::io("starting the PostgreSQL store's runtime"))?;
         let config = Arc::new(config);
         let lease_text: Arc<str> = format!("{} milliseconds", options.lease.as_millis()).into();
-        let holder = format!(
+        let holder: Arc<str> = format!(
             "{}:{}:{}",
             hostname(),
             std::process::id(),
             uuid::Uuid::new_v4().simple()
-        );
+        )
+        .into();
         let opened = {
-            let (config, lease_text, lease_wait) =
-                (config.clone(), lease_text.clone(), options.lease_wait);
+            let (config, holder, lease_text, lease_wait) = (
+                config.clone(),
+                holder.clone(),
+                lease_text.clone(),
+                options.lease_wait,
+            );
             let opened = block(&runtime, async move {
-                open_journal(&config, &holder, &lease_text, lease_wait).await
+                let lease = match standby {
+                    true => None,
+                    false => Some((&*holder, &*lease_text, lease_wait)),
+                };
+                open_journal(&config, lease).await
             });
             match opened {
                 Ok(Ok(opened)) => opened,
@@ -425,36 +498,164 @@ impl PgJournal {
                 }
             }
         };
-        let fenced = Arc::new(AtomicBool::new(false));
-        let renewal = runtime.spawn(renew_lease(
-            config.clone(),
-            opened.epoch,
-            lease_text.clone(),
-            options.lease / 3,
-            fenced.clone(),
-        ));
-        tracing::info!(
-            epoch = opened.epoch,
-            entries = opened.head.sequence,
-            "holding the lease of the PostgreSQL journal"
-        );
-        Ok(PgJournal {
+        let journal = PgJournal {
             runtime: Some(runtime),
             config,
             lease_text,
-            epoch: opened.epoch,
+            lease: options.lease,
+            holder,
             last_sequence: AtomicU64::new(opened.head.sequence),
             writer: Mutex::new(Writer {
                 client: Some(opened.client.clone()),
                 head: opened.head,
+                epoch: opened.epoch,
                 stopped: None,
             }),
             reader: Mutex::new(Some(opened.client)),
             barriers: AtomicU64::new(0),
             request_index: Mutex::new(opened.request_index),
-            fenced,
-            renewal: Some(renewal),
-        })
+            fenced: Arc::new(AtomicBool::new(false)),
+            renewal: Mutex::new(None),
+        };
+        match opened.epoch {
+            Some(epoch) => journal.hold_lease(epoch),
+            None => tracing::info!(
+                entries = journal.last_sequence(),
+                "following the PostgreSQL journal as a standby"
+            ),
+        }
+        Ok(journal)
+    }
+
+    /// Starts renewing the lease of `epoch`, which this store holds.
+    fn hold_lease(&self, epoch: i64) {
+        let renewal = self.runtime().spawn(renew_lease(
+            self.config.clone(),
+            epoch,
+            self.lease_text.clone(),
+            self.lease / 3,
+            self.fenced.clone(),
+        ));
+        *self
+            .renewal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(renewal);
+        tracing::info!(
+            epoch,
+            entries = self.last_sequence(),
+            "holding the lease of the PostgreSQL journal"
+        );
+    }
+
+    /// On a standby: follows the journal another server writes, handing
+    /// each run of new entries, in order, to `apply` (which applies them to
+    /// the ledger's state), until the writer's lease lapses (given back at
+    /// a clean stop, or expired after a crash); then takes the lease,
+    /// applies what the writer wrote last, and returns `Ok(true)`: from then
+    /// on this store writes. Returns `Ok(false)` as soon as `stopping` says
+    /// so, and an error when `apply` refuses an entry. While the database
+    /// cannot be reached it tries again, as long as it takes.
+    pub(super) fn follow(
+        &self,
+        apply: &mut dyn FnMut(Vec<Entry>) -> Result<(), String>,
+        stopping: &dyn Fn() -> bool,
+    ) -> Result<bool, StoreError> {
+        let mut client: Option<Arc<Client>> = None;
+        let mut outage = 0u32;
+        while !stopping() {
+            let applied = self.last_sequence();
+            let step = block(
+                self.runtime(),
+                follow_step(
+                    self.config.clone(),
+                    client.take(),
+                    applied,
+                    self.holder.clone(),
+                    self.lease_text.clone(),
+                ),
+            )?;
+            let (connected, step) = step;
+            client = connected;
+            match step {
+                Ok(Step::Entries(entries)) => {
+                    outage = 0;
+                    self.apply_followed(entries, apply)?;
+                }
+                Ok(Step::Idle) => {
+                    outage = 0;
+                    std::thread::sleep(FOLLOW_POLL);
+                }
+                Ok(Step::TookLease { epoch, head }) => {
+                    // Renewed from now on: catching up may take a while.
+                    self.hold_lease(epoch);
+                    while self.last_sequence() < head.sequence {
+                        let (from, to) = (
+                            self.last_sequence() + 1,
+                            head.sequence.min(self.last_sequence() + CHUNK as u64),
+                        );
+                        let config = self.config.clone();
+                        let entries = block(self.runtime(), async move {
+                            let client = connect(&config)
+                                .await
+                                .map_err(database_error("connecting to read the journal"))?;
+                            fetch(&client, from, to).await
+                        })??;
+                        self.apply_followed(entries, apply)?;
+                    }
+                    let mut writer = self
+                        .writer
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    if writer.head.hash != head.hash {
+                        return Err(StoreError::Inconsistent(format!(
+                            "the journal's head names entry {} with another hash than the one \
+                             followed",
+                            head.sequence
+                        )));
+                    }
+                    writer.epoch = Some(epoch);
+                    writer.client = client;
+                    tracing::info!(
+                        epoch,
+                        entries = head.sequence,
+                        "the writer's lease lapsed: this server took it and writes the journal now"
+                    );
+                    return Ok(true);
+                }
+                Err(why) => {
+                    if outage.is_multiple_of(240) {
+                        tracing::warn!(%why, "the standby cannot read the PostgreSQL journal; trying again");
+                    }
+                    outage += 1;
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Hands followed entries to `apply`, then counts them as the journal's.
+    fn apply_followed(
+        &self,
+        entries: Vec<Entry>,
+        apply: &mut dyn FnMut(Vec<Entry>) -> Result<(), String>,
+    ) -> Result<(), StoreError> {
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let head = Head {
+            sequence: last.body.sequence,
+            hash: last.hash,
+        };
+        apply(entries).map_err(|why| {
+            StoreError::Inconsistent(format!("a followed entry was not applied: {why}"))
+        })?;
+        self.last_sequence.store(head.sequence, Ordering::SeqCst);
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .head = head;
+        Ok(())
     }
 
     /// The last entry written.
@@ -479,6 +680,11 @@ impl PgJournal {
         if let Some(why) = &writer.stopped {
             return Err(StoreError::Stopped(why.clone()));
         }
+        let Some(epoch) = writer.epoch else {
+            return Err(StoreError::Stopped(
+                "a standby does not write the journal".to_owned(),
+            ));
+        };
         if self.fenced.load(Ordering::SeqCst) {
             let why = "another writer took the journal's lease".to_owned();
             writer.stopped = Some(why.clone());
@@ -506,7 +712,7 @@ impl PgJournal {
                 self.config.clone(),
                 client,
                 batch,
-                self.epoch,
+                epoch,
                 self.lease_text.clone(),
                 from,
                 Head {
@@ -547,7 +753,7 @@ impl PgJournal {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         let config = self.config.clone();
-        let (client, rows) = block(self.runtime(), async move {
+        let (client, entries) = block(self.runtime(), async move {
             // A connection that broke is made again, once.
             let client = match client {
                 Some(client) if !client.is_closed() => client,
@@ -557,49 +763,39 @@ impl PgJournal {
                         .map_err(database_error("connecting to read the journal"))?,
                 ),
             };
-            let rows = client
-                .query(READ_ENTRIES, &[&(first as i64), &(last as i64)])
-                .await
-                .map_err(database_error("reading the journal"))?;
-            Ok::<_, StoreError>((client, rows))
+            let entries = fetch(&client, first, last).await?;
+            Ok::<_, StoreError>((client, entries))
         })??;
         *self
             .reader
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(client);
-        let mut entries = Vec::with_capacity(rows.len());
-        for (expected, row) in (first..).zip(rows) {
-            let sequence = row.get::<_, i64>(0) as u64;
-            if sequence != expected {
-                return Err(StoreError::Inconsistent(format!(
-                    "entry {expected} is missing from the PostgreSQL journal (found {sequence})"
-                )));
-            }
-            entries.push(entry_of(sequence, row.get(1), row.get(2))?);
-        }
-        if entries.len() as u64 != last - first + 1 {
-            return Err(StoreError::Inconsistent(format!(
-                "entry {} is missing from the PostgreSQL journal",
-                first + entries.len() as u64
-            )));
-        }
         Ok(entries)
     }
 }
 
 impl Drop for PgJournal {
     fn drop(&mut self) {
-        if let Some(renewal) = self.renewal.take() {
-            renewal.abort();
-        }
-        let stopped = self
-            .writer
+        let renewal = self
+            .renewal
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .stopped
-            .is_some();
-        if !stopped && !self.fenced.load(Ordering::SeqCst) {
-            self.give_back_lease();
+            .take();
+        if let Some(renewal) = renewal {
+            renewal.abort();
+        }
+        let (stopped, epoch) = {
+            let writer = self
+                .writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            (writer.stopped.is_some(), writer.epoch)
+        };
+        if let Some(epoch) = epoch
+            && !stopped
+            && !self.fenced.load(Ordering::SeqCst)
+        {
+            self.give_back_lease(epoch);
         }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
@@ -608,10 +804,10 @@ impl Drop for PgJournal {
 }
 
 impl PgJournal {
-    fn give_back_lease(&self) {
+    fn give_back_lease(&self, epoch: i64) {
         // Give the lease back, so that the next writer starts at once. At
         // worst (the database is gone) it expires.
-        let (config, epoch) = (self.config.clone(), self.epoch);
+        let config = self.config.clone();
         let given = block(self.runtime(), async move {
             tokio::time::timeout(Duration::from_secs(2), async move {
                 let client = connect(&config).await?;
@@ -624,6 +820,97 @@ impl PgJournal {
             _ => tracing::warn!(epoch, "could not give the lease back; it expires by itself"),
         }
     }
+}
+
+/// How often a standby reads the journal's head when nothing is new.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+/// Entries a standby reads at a time.
+const CHUNK: usize = 1000;
+
+/// What a standby found at one look at the journal.
+enum Step {
+    /// Entries after the last it applied.
+    Entries(Vec<Entry>),
+    /// Nothing new, and the writer holds its lease.
+    Idle,
+    /// The writer's lease had lapsed, and this standby took it: the head
+    /// as it stood then (no one else can move it now).
+    TookLease { epoch: i64, head: Head },
+}
+
+/// One look at the journal by a standby that applied entries up to
+/// `applied`: new entries, or the lease when it lapsed. Gives back the
+/// connection (none when it broke) and what it found, or why it could not.
+async fn follow_step(
+    config: Arc<tokio_postgres::Config>,
+    client: Option<Arc<Client>>,
+    applied: u64,
+    holder: Arc<str>,
+    lease_text: Arc<str>,
+) -> (Option<Arc<Client>>, Result<Step, String>) {
+    let client = match client {
+        Some(client) if !client.is_closed() => client,
+        _ => match connect(&config).await {
+            Ok(client) => Arc::new(client),
+            Err(error) => return (None, Err(describe(&error))),
+        },
+    };
+    let step = async {
+        let head = read_head(&client).await.map_err(|e| describe(&e))?;
+        if head.sequence > applied {
+            let to = head.sequence.min(applied + CHUNK as u64);
+            let entries = fetch(&client, applied + 1, to)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(Step::Entries(entries));
+        }
+        if !head.lapsed {
+            return Ok(Step::Idle);
+        }
+        let taken = client
+            .query_opt(TAKE_LEASE, &[&&*holder, &&*lease_text])
+            .await
+            .map_err(|e| describe(&e))?;
+        Ok(match taken {
+            Some(row) => Step::TookLease {
+                epoch: row.get(0),
+                head: Head {
+                    sequence: row.get::<_, i64>(1) as u64,
+                    hash: hash_of(row.get(2)),
+                },
+            },
+            // Another standby was quicker.
+            None => Step::Idle,
+        })
+    }
+    .await;
+    (Some(client), step)
+}
+
+/// Entries `from..=to`, which the journal holds.
+async fn fetch(client: &Client, from: u64, to: u64) -> Result<Vec<Entry>, StoreError> {
+    let rows = client
+        .query(READ_ENTRIES, &[&(from as i64), &(to as i64)])
+        .await
+        .map_err(database_error("reading the journal"))?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for (expected, row) in (from..).zip(rows) {
+        let sequence = row.get::<_, i64>(0) as u64;
+        if sequence != expected {
+            return Err(StoreError::Inconsistent(format!(
+                "entry {expected} is missing from the PostgreSQL journal (found {sequence})"
+            )));
+        }
+        entries.push(entry_of(sequence, row.get(1), row.get(2))?);
+    }
+    if entries.len() as u64 != to + 1 - from {
+        return Err(StoreError::Inconsistent(format!(
+            "entry {} is missing from the PostgreSQL journal",
+            from + entries.len() as u64
+        )));
+    }
+    Ok(entries)
 }
 
 /// A decoded entry from its columns.
@@ -673,21 +960,57 @@ fn hostname() -> String {
 /// What opening the journal found.
 struct Opened {
     client: Arc<Client>,
-    epoch: i64,
+    /// The lease's epoch, when taken.
+    epoch: Option<i64>,
     head: Head,
     request_index: RequestIndex,
 }
 
+/// Connects, creates the tables when missing, and reads the journal's head
+/// and request ids; with `lease` (holder, length, longest wait), takes the
+/// lease first.
 async fn open_journal(
     config: &tokio_postgres::Config,
-    holder: &str,
-    lease_text: &str,
-    lease_wait: Option<Duration>,
+    lease: Option<(&str, &str, Option<Duration>)>,
 ) -> Result<Opened, StoreError> {
     let client = connect(config)
         .await
         .map_err(database_error("connecting to the PostgreSQL journal"))?;
     create_schema(&client).await?;
+    let (epoch, head) = match lease {
+        Some((holder, lease_text, lease_wait)) => {
+            let (epoch, head) = take_lease(&client, holder, lease_text, lease_wait).await?;
+            (Some(epoch), head)
+        }
+        None => {
+            let read = read_head(&client)
+                .await
+                .map_err(database_error("reading the journal's head"))?;
+            let head = Head {
+                sequence: read.sequence,
+                hash: read.hash,
+            };
+            (None, head)
+        }
+    };
+    check_head(&client, &head).await?;
+    let request_index = read_request_index(&client, head.sequence).await?;
+    Ok(Opened {
+        client: Arc::new(client),
+        epoch,
+        head,
+        request_index,
+    })
+}
+
+/// Takes the lease, waiting while another writer holds it (at most
+/// `lease_wait`); gives the new epoch and the head.
+async fn take_lease(
+    client: &Client,
+    holder: &str,
+    lease_text: &str,
+    lease_wait: Option<Duration>,
+) -> Result<(i64, Head), StoreError> {
     let started = tokio::time::Instant::now();
     let mut told = None;
     let (epoch, head) = loop {
@@ -703,7 +1026,12 @@ async fn open_journal(
             };
             break (epoch, head);
         }
-        let (_, _, epoch, other, left) = read_head(&client)
+        let HeadRow {
+            epoch,
+            holder: other,
+            seconds_left: left,
+            ..
+        } = read_head(&client)
             .await
             .map_err(database_error("reading the journal's lease"))?;
         if lease_wait.is_some_and(|wait| started.elapsed() >= wait) {
@@ -723,14 +1051,7 @@ async fn open_journal(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    check_head(&client, &head).await?;
-    let request_index = read_request_index(&client, head.sequence).await?;
-    Ok(Opened {
-        client: Arc::new(client),
-        epoch,
-        head,
-        request_index,
-    })
+    Ok((epoch, head))
 }
 
 /// Creates the tables when missing. Two processes starting together may
@@ -980,7 +1301,13 @@ async fn append_batch(
             }
         }
         // Whether the batch is in: the head tells.
-        let (sequence, hash, head_epoch, holder, _) = match read_head(&connected).await {
+        let HeadRow {
+            sequence,
+            hash,
+            epoch: head_epoch,
+            holder,
+            ..
+        } = match read_head(&connected).await {
             Ok(head) => head,
             Err(error) => {
                 wait_for_database(&mut down, &describe(&error)).await;
