@@ -42,6 +42,9 @@ mod load;
 #[path = "mtls_principals.rs"]
 mod mtls_principals;
 
+#[path = "postgres_failover.rs"]
+mod postgres_failover;
+
 #[path = "readme.rs"]
 mod readme;
 

@@ -882,7 +882,9 @@ impl Writer {
             self.fail("the publisher thread has stopped".into());
             for submission in unsent.0.submissions {
                 let error = SubmitError::Unavailable("the ledger is stopping".into());
-                let _ = submission.reply.send(vec![Err(error); submission.commands.len().max(1)]);
+                let _ = submission
+                    .reply
+                    .send(vec![Err(error); submission.commands.len().max(1)]);
             }
         }
     }

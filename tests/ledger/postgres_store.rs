@@ -332,7 +332,10 @@ async fn a_standby_follows_serves_reads_and_takes_over_when_the_writer_stops() {
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert!(refused.message().contains("standby"), "{refused:?}");
     let branch_service = "mfi.ledger.v1.BranchService";
-    assert_eq!(health(&standby, branch_service).await, ServingStatus::NotServing);
+    assert_eq!(
+        health(&standby, branch_service).await,
+        ServingStatus::NotServing
+    );
     assert_eq!(health(&standby, "").await, ServingStatus::NotServing);
     assert_eq!(
         health(&standby, "mfi.ledger.v1.AuditService").await,
@@ -376,7 +379,10 @@ async fn a_standby_follows_serves_reads_and_takes_over_when_the_writer_stops() {
     assert_eq!(retried, acknowledged);
     assert_eq!(standby.balance("savings:TB-0001/C1").await, "16000");
     assert_eq!(
-        cluster.psql("books", "SELECT count(*), count(DISTINCT epoch) FROM mfi_ledger_journal"),
+        cluster.psql(
+            "books",
+            "SELECT count(*), count(DISTINCT epoch) FROM mfi_ledger_journal"
+        ),
         format!("{}|2", sequence(&written))
     );
 }

@@ -197,7 +197,10 @@ impl PostgresStore {
     /// Opens the store as a standby: the database's journal is read, not
     /// written (no lease is taken) until [`PostgresStore::follow`] takes
     /// over; the derived files are in `dir`.
-    pub fn open_standby(dir: &Path, options: &PostgresOptions) -> Result<PostgresStore, StoreError> {
+    pub fn open_standby(
+        dir: &Path,
+        options: &PostgresOptions,
+    ) -> Result<PostgresStore, StoreError> {
         PostgresStore::open_as(dir, options, true)
     }
 
@@ -1031,7 +1034,7 @@ async fn take_lease(
             holder: other,
             seconds_left: left,
             ..
-        } = read_head(&client)
+        } = read_head(client)
             .await
             .map_err(database_error("reading the journal's lease"))?;
         if lease_wait.is_some_and(|wait| started.elapsed() >= wait) {
