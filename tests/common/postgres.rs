@@ -216,10 +216,86 @@ impl Cluster {
 
     /// The connection string of database `name`.
     pub fn url(&self, name: &str) -> String {
-        format!(
-            "postgresql://postgres@localhost/{name}?host={}",
-            self.dir.path().display()
-        )
+        Cluster::url_of(&[self], name)
+    }
+
+    /// The connection string of database `name` on the first of `clusters`
+    /// that takes writes (a primary, or a standby once promoted).
+    pub fn url_of(clusters: &[&Cluster], name: &str) -> String {
+        // The socket directories, percent-encoded, as the hosts.
+        let hosts: Vec<String> = clusters
+            .iter()
+            .map(|cluster| {
+                let dir = cluster.dir.path().display().to_string();
+                format!("{}:5432", dir.replace('/', "%2F"))
+            })
+            .collect();
+        let mut url = format!("postgresql://postgres@{}/{name}", hosts.join(","));
+        if clusters.len() > 1 {
+            url.push_str("?target_session_attrs=read-write");
+        }
+        url
+    }
+
+    /// A new cluster streaming this one's WAL, as its synchronous standby
+    /// (a commit on this one returns once the standby has it on disk);
+    /// serves reads until [`Cluster::promote`]d.
+    pub fn start_replica(&self) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("pg")
+            .tempdir_in("/tmp")
+            .unwrap();
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let mut replica = Cluster {
+            dir,
+            bin: self.bin.clone(),
+            server: None,
+            owner: self.owner,
+        };
+        let backup = replica
+            .command("pg_basebackup")
+            .arg("-d")
+            .arg(format!(
+                "host={} user=postgres application_name=replica",
+                self.dir.path().display()
+            ))
+            .arg("-D")
+            .arg(replica.data_dir())
+            .args(["-R", "-X", "stream", "-c", "fast", "-N"])
+            .output()
+            .expect("running pg_basebackup");
+        assert!(
+            backup.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&backup.stderr)
+        );
+        replica.start_server();
+        self.psql(
+            "postgres",
+            "ALTER SYSTEM SET synchronous_standby_names = 'replica'",
+        );
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+        ) != "1"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the replica did not become synchronous within 30 s: {}",
+                replica.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        replica
+    }
+
+    /// Promotes a replica to primary, and waits until it takes writes.
+    pub fn promote(&self) {
+        assert_eq!(self.psql("postgres", "SELECT pg_promote(true, 30)"), "t");
     }
 
     /// Runs `sql` in `database` with psql; its output, unaligned.

@@ -386,3 +386,55 @@ async fn a_standby_follows_serves_reads_and_takes_over_when_the_writer_stops() {
         format!("{}|2", sequence(&written))
     );
 }
+
+#[tokio::test]
+async fn the_ledger_goes_on_with_the_promoted_replica_when_the_primary_dies() {
+    let Some(mut primary) = Cluster::start("postgres_store::the_ledger_goes_on_with_the_replica")
+    else {
+        return;
+    };
+    primary.database("books");
+    let replica = primary.start_replica();
+    let url = Cluster::url_of(&[&primary, &replica], "books");
+    let mut app = serve(tempfile::tempdir().unwrap(), &url).await;
+    books(&mut app, 10).await;
+    let acknowledged = app
+        .branch
+        .deposit_savings(deposit("before", "5000"))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // The primary dies; a deposit sent now waits, unacknowledged.
+    primary.kill_server();
+    let mut branch = app.branch.clone();
+    let pending =
+        tokio::spawn(async move { branch.deposit_savings(deposit("during", "2000")).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!pending.is_finished(), "{:?}", pending.await);
+
+    // The replica is promoted: the ledger reconnects to it by itself.
+    replica.promote();
+    let written = tokio::time::timeout(Duration::from_secs(30), pending)
+        .await
+        .expect("the deposit is answered once the replica is promoted")
+        .unwrap()
+        .unwrap()
+        .into_inner();
+    assert_eq!(sequence(&written), sequence(&acknowledged) + 1);
+
+    // Every entry acknowledged is in the promoted database, once.
+    assert_eq!(
+        replica.psql("books", "SELECT count(*), max(seq) FROM mfi_ledger_journal"),
+        format!("{}|{}", sequence(&written), sequence(&written))
+    );
+    let retried = app
+        .branch
+        .deposit_savings(deposit("before", "5000"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, acknowledged);
+    assert_eq!(app.balance("savings:TB-0001/C1").await, "17000");
+    assert!(!app.ledger.has_failed());
+}
