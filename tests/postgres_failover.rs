@@ -58,18 +58,8 @@ async fn written_on(standby: &mut BranchServiceClient<Conn>, request_id: &str) -
     }
 }
 
-#[test]
-fn the_standby_takes_over_from_a_killed_writer_and_loses_nothing_acknowledged() {
-    let Some(cluster) = Cluster::start("postgres_failover") else {
-        return;
-    };
-    let url = cluster.database("books");
-    let store = ["--store", url.as_str(), "--lease-seconds", "2"];
-    let mut writer = Server::start_with(&store);
-    let token = writer.token();
-    let mut standby_args = store.to_vec();
-    standby_args.push("--standby");
-    let standby = Server::start_with(&standby_args);
+/// Branch TB, member TB-0001 and her compulsory savings account TB-0001/C1.
+fn set_up_member(server: &Server) {
     for args in [
         &[
             "branch-create",
@@ -118,9 +108,133 @@ fn the_standby_takes_over_from_a_killed_writer_and_loses_nothing_acknowledged() 
             "2024-01-02",
         ],
     ] {
-        let output = writer.client().args(args).output().unwrap();
+        let output = server.client().args(args).output().unwrap();
         expect_success(output, &format!("{args:?}"));
     }
+}
+
+/// `serve` with `args` on a new data directory, started on a thread of its
+/// own: the server comes through the channel once it listens.
+fn start_in_background(args: &[&str]) -> std::sync::mpsc::Receiver<Server> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let _ = sender.send(Server::start_with(&args));
+    });
+    receiver
+}
+
+#[test]
+fn two_servers_started_together_on_one_database_take_turns_to_write() {
+    let Some(cluster) = Cluster::start("two_servers_started_together") else {
+        return;
+    };
+    let url = cluster.database("books");
+    let args = ["--store", url.as_str(), "--lease-seconds", "2"];
+    let (a, b) = (start_in_background(&args), start_in_background(&args));
+    // One takes the lease and serves; the other waits for it, not listening.
+    let wait = Duration::from_secs(20);
+    let (mut first, second) = match a.recv_timeout(wait) {
+        Ok(server) => (server, b),
+        Err(_) => (b.recv_timeout(wait).expect("one of the servers listens"), a),
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        second.try_recv().is_err(),
+        "both servers took the journal's lease"
+    );
+
+    // Under load on the first, the second writes nothing.
+    set_up_member(&first);
+    let token = first.token();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let acknowledged: u64 = runtime.block_on(async {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|client| {
+                let (url, token) = (first.url.clone(), token.clone());
+                tokio::spawn(async move {
+                    let mut to_first = branch(&url, &token).await;
+                    for i in 0..50 {
+                        let request_id = format!("client-{client}-{i}");
+                        to_first
+                            .deposit_savings(deposit(&request_id))
+                            .await
+                            .unwrap();
+                    }
+                    50u64
+                })
+            })
+            .collect();
+        let mut acknowledged = 0;
+        for client in clients {
+            acknowledged += client.await.unwrap();
+        }
+        acknowledged
+    });
+    assert!(
+        second.try_recv().is_err(),
+        "the second server took the lease while the first held it"
+    );
+    let head: u64 = cluster
+        .psql("books", "SELECT seq FROM mfi_ledger_head")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        cluster.psql(
+            "books",
+            "SELECT count(*), count(DISTINCT epoch), count(DISTINCT request_id) \
+             FROM mfi_ledger_journal"
+        ),
+        format!("{head}|1|{head}")
+    );
+    assert_eq!(
+        cluster.psql(
+            "books",
+            "SELECT count(*) FROM mfi_ledger_journal WHERE request_id LIKE 'client-%'"
+        ),
+        acknowledged.to_string()
+    );
+
+    // The first crashes: the second takes the lease once it expires, and
+    // writes on from the same head.
+    first.kill();
+    let second = second
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the second server takes over within 10 s");
+    let output = std::process::Command::new(BIN)
+        .args(["deposit", "TB-0001/C1", "1000", "--date", "2024-01-03"])
+        .args(["--server", &second.url])
+        .env("MFI_LEDGER_TOKEN_FILE", &first.token_file)
+        .output()
+        .unwrap();
+    expect_success(output, "a deposit on the second server");
+    assert_eq!(
+        cluster.psql(
+            "books",
+            "SELECT count(*), max(seq), count(DISTINCT epoch) FROM mfi_ledger_journal"
+        ),
+        format!("{}|{}|2", head + 1, head + 1)
+    );
+}
+
+#[test]
+fn the_standby_takes_over_from_a_killed_writer_and_loses_nothing_acknowledged() {
+    let Some(cluster) = Cluster::start("postgres_failover") else {
+        return;
+    };
+    let url = cluster.database("books");
+    let store = ["--store", url.as_str(), "--lease-seconds", "2"];
+    let mut writer = Server::start_with(&store);
+    let token = writer.token();
+    let mut standby_args = store.to_vec();
+    standby_args.push("--standby");
+    let standby = Server::start_with(&standby_args);
+    set_up_member(&writer);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
