@@ -326,6 +326,24 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// At the test binary's exit: kills the server and removes its
+    /// directory (a cluster kept in a static is never dropped).
+    pub fn remove_at_exit(&self) {
+        if let Some(server) = &self.server
+            && let Ok(group) = libc::pid_t::try_from(server.id())
+        {
+            // SAFETY: a signal to the process group the server leads.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while running_in_group(group) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.dir.path());
+    }
+}
+
 /// Whether a process of process group `group` is still running (not a
 /// zombie waiting to be reaped: its memory is released already).
 fn running_in_group(group: libc::pid_t) -> bool {

@@ -149,7 +149,7 @@ async fn only_another_manager_of_the_branch_approves_and_only_once() {
 
     // verify re-decides the approved entry, approval and all.
     let dir = app.stop().await;
-    let report = mfi_ledger::verify::verify(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let report = crate::support::verify(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.entries, in_effect);
 }
 

@@ -142,6 +142,6 @@ async fn sixty_four_clients_depositing_and_repaying_on_shared_accounts() {
 
     // Offline verification of the same data after a clean stop.
     let dir = app.stop().await;
-    let report = mfi_ledger::verify::verify(dir.path()).unwrap();
+    let report = crate::support::verify(dir.path()).unwrap();
     assert_eq!(report.entries, expected_entries);
 }

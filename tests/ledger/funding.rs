@@ -273,7 +273,7 @@ async fn funding_moves_cash_and_the_source_line_and_the_books_stay_balanced() {
     // verify re-decides every funding entry.
     let entries = app.last_sequence().await;
     let dir = app.stop().await;
-    let report = mfi_ledger::verify::verify(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let report = crate::support::verify(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.entries, entries);
 }
 

@@ -68,6 +68,10 @@ pub async fn spawn_app_with(config: LedgerConfig, limits: ServerLimits) -> App {
 pub const LOG_ORIGIN: &str = "mfi-ledger.test/ledger";
 
 async fn start_in(dir: TempDir, config: LedgerConfig, limits: ServerLimits) -> App {
+    if crate::ON_POSTGRES {
+        let store = postgres::open(dir.path()).await;
+        return start_on(store, dir, config, limits).await;
+    }
     // sled releases its file lock from a background thread: allow it a moment.
     let mut store = DiskStore::open(dir.path());
     for _ in 0..250 {
@@ -930,4 +934,103 @@ pub async fn serve_binary(binary: &str, dir: &std::path::Path) -> (tokio::proces
         .expect("the listening line")
         .to_owned();
     (child, address)
+}
+
+/// `verify` of a stopped server's data directory: on the PostgreSQL store,
+/// of a copy of it with the database's journal copied in (the journal, the
+/// state cache, the checkpoints and the access log all checked).
+pub fn verify(
+    dir: &std::path::Path,
+) -> Result<mfi_ledger::verify::VerifyReport, mfi_ledger::verify::VerifyError> {
+    if !crate::ON_POSTGRES || !dir.join("postgres.url").exists() {
+        return mfi_ledger::verify::verify(dir);
+    }
+    let copy = tempfile::tempdir().unwrap();
+    crate::common::copy_dir(dir, copy.path());
+    let url = std::fs::read_to_string(dir.join("postgres.url")).unwrap();
+    let path = copy.path().to_owned();
+    // Off the test's runtime: the copy runs one of its own.
+    std::thread::spawn(move || mfi_ledger::store::export_journal(&url, &path))
+        .join()
+        .unwrap()
+        .unwrap();
+    mfi_ledger::verify::verify(copy.path())
+}
+
+/// The suite on the PostgreSQL store (`tests/postgres_suite.rs`): each data
+/// directory's journal is a database of one PostgreSQL server the test
+/// binary starts once and stops at exit.
+mod postgres {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, OnceLock};
+
+    use mfi_ledger::store::{PostgresOptions, PostgresStore, Store};
+
+    use crate::common::postgres::Cluster;
+
+    /// The server, started on a thread that never ends (its parent-death
+    /// signal is the thread's), and stopped at exit.
+    fn cluster() -> Option<&'static Cluster> {
+        static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+        CLUSTER
+            .get_or_init(|| {
+                let (sender, receiver) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let _ = sender.send(Cluster::start("the suite on the PostgreSQL store"));
+                    loop {
+                        std::thread::park();
+                    }
+                });
+                let cluster = receiver.recv().unwrap();
+                extern "C" fn stop() {
+                    if let Some(Some(cluster)) = CLUSTER.get() {
+                        cluster.remove_at_exit();
+                    }
+                }
+                // SAFETY: registers a function without arguments that the C
+                // runtime calls once at exit.
+                unsafe { libc::atexit(stop) };
+                cluster
+            })
+            .as_ref()
+    }
+
+    /// The store of data directory `dir`: its database named in
+    /// `dir/postgres.url`, made on the directory's first start. Without
+    /// PostgreSQL (outside CI: `Cluster::start` fails under CI=true), the
+    /// embedded store, after the banner `Cluster::start` printed.
+    pub async fn open(dir: &std::path::Path) -> Arc<dyn Store> {
+        static DATABASES: AtomicU64 = AtomicU64::new(0);
+        let Some(cluster) = cluster() else {
+            return Arc::new(mfi_ledger::store::DiskStore::open(dir).unwrap());
+        };
+        let file = dir.join("postgres.url");
+        let url = match std::fs::read_to_string(&file) {
+            Ok(url) => url,
+            Err(_) => {
+                let name = format!("books_{}", DATABASES.fetch_add(1, Ordering::SeqCst));
+                let url = cluster.database(&name);
+                std::fs::write(&file, &url).unwrap();
+                url
+            }
+        };
+        let options = PostgresOptions::new(url);
+        // The last server on the directory lets go of its lock as it stops:
+        // allow it a moment.
+        for attempt in 0.. {
+            let (path, options) = (dir.to_owned(), options.clone());
+            let opened = tokio::task::spawn_blocking(move || PostgresStore::open(&path, &options))
+                .await
+                .unwrap();
+            match opened {
+                Ok(store) => return Arc::new(store),
+                Err(error) if attempt < 250 => {
+                    let _ = error;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(error) => panic!("opening the PostgreSQL store: {error}"),
+            }
+        }
+        unreachable!()
+    }
 }
