@@ -6,7 +6,6 @@
 //! sled cache, crash states, `verify` of a data directory) run on it alone.
 
 #[path = "common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 /// The ledger's tests here run on the PostgreSQL store.
