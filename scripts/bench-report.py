@@ -136,6 +136,16 @@ def collect():
         figures[f"recovery.{key}"] = value
     for key, value in (load("recovery-10000000.json") or {}).items():
         figures[f"recovery10m.{key}"] = value
+    stores = load("postgres-store.json") or {}
+    for store in STORES:
+        for batch in BATCHES:
+            figures[f"stores.{store}.{batch}.commands_per_second"] = per_second(
+                batch, criterion_seconds("stores", store, str(batch))
+            )
+        figures[f"stores.{store}.unary.commands_per_second"] = (
+            stores.get("unary", {}).get(store, {}).get("commands_per_second")
+        )
+    figures["stores.failover_seconds"] = stores.get("failover_seconds")
     mix = load("mix.json") or {}
     for row in mix.get("rows", []):
         for metric, value in row.items():
@@ -318,6 +328,57 @@ def mix_lines(figures, previous):
     return lines + [""]
 
 
+STORES = ["embedded", "postgres"]
+
+
+def stores_lines():
+    """The PostgreSQL store beside the embedded one, from
+    scripts/bench-postgres-store (which scripts/bench-all runs)."""
+    result = load("postgres-store.json")
+    if not result:
+        return []
+    rate = lambda store, batch: per_second(batch, criterion_seconds("stores", store, str(batch)))
+    lines = [
+        "## The PostgreSQL store beside the embedded store",
+        "",
+        "`scripts/bench-postgres-store`, against a throw-away PostgreSQL cluster on",
+        "this machine (Unix socket, `fsync` and `synchronous_commit` on). Durable",
+        "repayments in process through `Ledger::submit_many` (one `fdatasync` of the",
+        "journal file, or one committed statement, per batch), commands/s:",
+        "",
+        "| batch | embedded | PostgreSQL | PostgreSQL ÷ embedded |",
+        "|---:|---:|---:|---:|",
+    ]
+    for batch in BATCHES:
+        embedded, postgres = rate("embedded", batch), rate("postgres", batch)
+        lines.append(f"| {batch:,} | {fmt_rate(embedded)} | {fmt_rate(postgres)} | {fmt_ratio(postgres, embedded)} |")
+    unary = result.get("unary", {})
+    cps = lambda store: unary.get(store, {}).get("commands_per_second")
+    lines += [
+        "",
+        f"gRPC unary at {unary.get('embedded', {}).get('clients', 64)} clients (`mfi-ledger load`, every acknowledged",
+        "command then checked in the journal):",
+        "",
+        "| store | commands/s | p50 ms | p99 ms | p99.9 ms | verified |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for store in STORES:
+        run = unary.get(store, {})
+        lines.append(
+            f"| {store} | {fmt_rate(run.get('commands_per_second'))} | {fmt_ms(run.get('p50_ms'))} | "
+            f"{fmt_ms(run.get('p99_ms'))} | {fmt_ms(run.get('p999_ms'))} | {run.get('verified', 'n/a')} |"
+        )
+    lines += [
+        "",
+        f"- PostgreSQL ÷ embedded over gRPC: {fmt_ratio(cps('postgres'), cps('embedded'))}",
+        f"- failover: a standby acknowledged a write {result.get('failover_seconds', 'n/a')} s after the writer",
+        f"  was killed (SIGKILL) with a {result.get('lease_seconds', 'n/a')} s lease: the lease's expiry, then at most",
+        "  one look at the journal's head (every 100 ms) and the client's retry.",
+        "",
+    ]
+    return lines
+
+
 def svg_chart(rates, grpc):
     """Two bar charts on a log scale: durable writes by batch size, and gRPC."""
     width, height, left, top, bottom = 860, 620, 90, 40, 250
@@ -441,7 +502,13 @@ def main():
     parser.add_argument("--collect", metavar="DIR", help="another checkout whose target/ holds a bench-all run")
     parser.add_argument("--version", help="with --collect: the release that checkout built")
     parser.add_argument("--commit", help="with --collect: its commit")
+    parser.add_argument(
+        "--print-stores", action="store_true", help="print the PostgreSQL store's section alone, and stop"
+    )
     args = parser.parse_args()
+    if args.print_stores:
+        print("\n".join(stores_lines()))
+        return
     if args.collect:
         if not (args.version and args.commit):
             raise SystemExit("--collect needs --version and --commit")
@@ -537,6 +604,9 @@ def main():
         f"- ledger batched ÷ echo batched: {fmt_ratio(cps(ledger_batch), cps(echo_batch))}",
         f"- ledger unary ÷ PostgreSQL: {fmt_ratio(cps(ledger_unary), postgres.get('tps'))}",
         "",
+    ]
+    lines += stores_lines()
+    lines += [
         "## Query latency by journal size (µs, in process)",
         "",
         "| query | 10^4 entries | 10^5 entries | 10^6 entries |",

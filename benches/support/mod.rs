@@ -172,7 +172,7 @@ pub fn bench_log_signer() -> Arc<Signer> {
 /// with one opened by `DiskStore::open_without_tree`, and sign checkpoints).
 pub async fn ledger_with_members_on(
     dir: &std::path::Path,
-    store: Arc<DiskStore>,
+    store: Arc<dyn mfi_ledger::store::Store>,
     config: LedgerConfig,
     members: usize,
     with_loans: bool,
