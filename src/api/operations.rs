@@ -121,7 +121,12 @@ fn plan(ledger: &Ledger) -> Result<(BackupPlan, String), Status> {
     let plan = ledger
         .store()
         .backup_plan(&[LOG_VERIFIER_FILE, LOG_KEY_FILE])
-        .ok_or_else(|| Status::unimplemented("this store keeps no files to back up"))?
+        .ok_or_else(|| {
+            Status::unimplemented(
+                "this server's journal is in a database: back it up with the database's own \
+                 tools, or copy it into a data directory with `mfi-ledger migrate`",
+            )
+        })?
         .map_err(status::from_store)?;
     let hash = match plan.head {
         0 => GENESIS_HASH,

@@ -332,7 +332,7 @@ pub(super) struct PgJournal {
     /// part.
     holder: Arc<str>,
     writer: Mutex<Writer>,
-    /// The readers' connection, made again when it breaks.
+    /// The readers' connection (shared), made again when it breaks.
     reader: Mutex<Option<Arc<Client>>>,
     last_sequence: AtomicU64,
     barriers: AtomicU64,
@@ -750,14 +750,16 @@ impl PgJournal {
         if last < first {
             return Ok(Vec::new());
         }
+        // One connection for every reader: tokio-postgres pipelines the
+        // queries of concurrent callers over it.
         let client = self
             .reader
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+            .clone();
         let config = self.config.clone();
         let (client, entries) = block(self.runtime(), async move {
-            // A connection that broke is made again, once.
+            // A connection that broke is made again.
             let client = match client {
                 Some(client) if !client.is_closed() => client,
                 _ => Arc::new(
@@ -769,10 +771,13 @@ impl PgJournal {
             let entries = fetch(&client, first, last).await?;
             Ok::<_, StoreError>((client, entries))
         })??;
-        *self
+        let mut reader = self
             .reader
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(client);
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if reader.as_ref().is_none_or(|kept| kept.is_closed()) {
+            *reader = Some(client);
+        }
         Ok(entries)
     }
 }
