@@ -2,8 +2,11 @@
 //! files as `tests/main.rs` names under `tests/ledger/`, with
 //! `support::start_in` opening each data directory's journal in a database
 //! of one PostgreSQL server this binary starts (and stops at exit). The
-//! tests that reach into the embedded store's files (the journal file, the
-//! sled cache, crash states, `verify` of a data directory) run on it alone.
+//! tests that reach into the embedded store's journal file or stand in for
+//! it (crash states, forged or torn frames, the committed fixture journals,
+//! a read-only copy, proofs over a rewritten journal, faulty stores, the
+//! SIGTERM drain checked against the file) run on it alone; `verify` here
+//! checks a copy with the database's journal copied in.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -14,6 +17,9 @@ const ON_POSTGRES: bool = true;
 #[path = "ledger/support.rs"]
 #[allow(dead_code)]
 mod support;
+
+#[path = "ledger/access_log.rs"]
+mod access_log;
 
 #[path = "ledger/approvals.rs"]
 mod approvals;
@@ -68,6 +74,12 @@ mod refusals;
 
 #[path = "ledger/rules.rs"]
 mod rules;
+
+#[path = "ledger/server_limits.rs"]
+mod server_limits;
+
+#[path = "ledger/tokens.rs"]
+mod tokens;
 
 #[path = "ledger/totals.rs"]
 mod totals;

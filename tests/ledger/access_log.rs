@@ -141,23 +141,19 @@ async fn every_read_is_recorded_in_order_and_verify_checks_the_chain() {
     assert!(own.iter().all(|r| *r == listing), "{own:?}");
 
     let dir = app.stop().await;
-    let report = mfi_ledger::verify::verify(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let report = crate::support::verify(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     assert!(report.access_records >= expected.len() as u64, "{report}");
 
     // A record changed on disk, or removed, fails verification.
     let path = dir.path().join(ACCESS_LOG_FILE);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replacen("member:TB-0001", "member:TB-0002", 1)).unwrap();
-    let changed = mfi_ledger::verify::verify(dir.path())
-        .unwrap_err()
-        .to_string();
+    let changed = crate::support::verify(dir.path()).unwrap_err().to_string();
     assert!(changed.contains("access log line 1"), "{changed}");
     let mut lines: Vec<&str> = text.lines().collect();
     lines.remove(2);
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    let removed = mfi_ledger::verify::verify(dir.path())
-        .unwrap_err()
-        .to_string();
+    let removed = crate::support::verify(dir.path()).unwrap_err().to_string();
     assert!(
         removed.contains("access log line 3") && removed.contains("removed"),
         "{removed}"
@@ -187,7 +183,7 @@ async fn records_cut_from_the_end_are_caught_by_the_checkpoints_anchor() {
         .note;
     assert!(note.contains("\naccess-log "), "{note}");
     let dir = app.stop().await;
-    let report = mfi_ledger::verify::verify(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let report = crate::support::verify(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     assert!(!report.tree.access_log_anchors.is_empty(), "{report}");
     let (_, anchored, _) = *report.tree.access_log_anchors.last().unwrap();
     assert!(anchored >= 3, "{report}");
@@ -197,9 +193,7 @@ async fn records_cut_from_the_end_are_caught_by_the_checkpoints_anchor() {
     let text = std::fs::read_to_string(&path).unwrap();
     let kept: Vec<&str> = text.lines().take(anchored as usize - 1).collect();
     std::fs::write(&path, kept.join("\n") + "\n").unwrap();
-    let error = mfi_ledger::verify::verify(dir.path())
-        .unwrap_err()
-        .to_string();
+    let error = crate::support::verify(dir.path()).unwrap_err().to_string();
     assert!(
         error.contains(&format!("anchors access log record {anchored}"))
             && error.contains(&format!("holds only {} records", anchored - 1)),

@@ -12,7 +12,6 @@ use mfi_ledger::domain::state::{ExecContext, ExecuteError, LedgerState};
 use mfi_ledger::ledger::{Decide, Ledger, LedgerConfig, LedgerRules, Lookup};
 use mfi_ledger::pb;
 use mfi_ledger::pb::audit_service_client::AuditServiceClient;
-use mfi_ledger::store::DiskStore;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -62,9 +61,8 @@ async fn app_holding_on(
         released: released.clone(),
     };
     let dir = tempfile::tempdir().unwrap();
-    let store = DiskStore::open(dir.path()).unwrap();
-    let ledger =
-        Ledger::start_with(Arc::new(store), TestClock::new(), config, Arc::new(rules)).unwrap();
+    let store = crate::support::open_store(dir.path()).await;
+    let ledger = Ledger::start_with(store, TestClock::new(), config, Arc::new(rules)).unwrap();
     let mut app = serve_ledger(Arc::new(ledger), dir, limits).await;
     app.branch_tb().await;
     app.member("TB-0001").await;

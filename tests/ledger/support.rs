@@ -936,6 +936,15 @@ pub async fn serve_binary(binary: &str, dir: &std::path::Path) -> (tokio::proces
     (child, address)
 }
 
+/// The store of a new data directory `dir`: the embedded one, or on the
+/// PostgreSQL suite a database of its server.
+pub async fn open_store(dir: &std::path::Path) -> Arc<dyn mfi_ledger::store::Store> {
+    match crate::ON_POSTGRES {
+        true => postgres::open(dir).await,
+        false => Arc::new(DiskStore::open(dir).unwrap()),
+    }
+}
+
 /// `verify` of a stopped server's data directory: on the PostgreSQL store,
 /// of a copy of it with the database's journal copied in (the journal, the
 /// state cache, the checkpoints and the access log all checked).

@@ -16,7 +16,6 @@ use mfi_ledger::ledger::{Clock, Ledger, LedgerConfig};
 use mfi_ledger::pb;
 use mfi_ledger::pb::access_service_client::AccessServiceClient;
 use mfi_ledger::pb::branch_service_client::BranchServiceClient;
-use mfi_ledger::store::DiskStore;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -38,9 +37,9 @@ async fn bounded<T>(test: impl std::future::Future<Output = T>) -> T {
 /// A server whose ledger runs on a clock the test moves.
 async fn spawn_app_with_clock() -> (App, Arc<TestClock>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = DiskStore::open(dir.path()).unwrap();
+    let store = crate::support::open_store(dir.path()).await;
     let clock = TestClock::new();
-    let ledger = Ledger::start(Arc::new(store), clock.clone(), LedgerConfig::default()).unwrap();
+    let ledger = Ledger::start(store, clock.clone(), LedgerConfig::default()).unwrap();
     let app = serve_ledger(Arc::new(ledger), dir, ServerLimits::default()).await;
     (app, clock)
 }
