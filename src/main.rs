@@ -349,9 +349,11 @@ fn journal_lock_shared(data: &std::path::Path) -> anyhow::Result<Option<std::fs:
 
 /// The PostgreSQL journal at `url`, copied as it stands into a temporary
 /// data directory with the server's log key, checkpoints and access log
-/// from `data`, copied first and in that order (as a backup copies them):
-/// every checkpoint is then of a journal size the copy holds, and every
-/// access-log record one anchors is in the copy.
+/// from `data`, copied first and in that order: every checkpoint is then of
+/// a journal size the copy holds, and every access-log record one anchors
+/// is in the copy. Those two files are copied as they are: on a running
+/// server, a record being appended at that instant may be cut, and
+/// `verify` then says so (verify again).
 fn copy_for_verify(url: &str, data: &std::path::Path) -> anyhow::Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
     let scratch = tempfile::Builder::new()

@@ -255,6 +255,8 @@ impl Ledger {
         rules: Arc<dyn Decide>,
     ) -> Result<Ledger, StoreError> {
         let state = recovery::recover(store.as_ref())?;
+        let failed = Arc::new(AtomicBool::new(false));
+        store.watch_ledger(failed.clone());
         checkpoints::recover_tree(store.as_ref())?;
         if let Some(verifier) = config.log_checkpoints.verifier() {
             checkpoints::check_latest(store.as_ref(), &verifier)?;
@@ -267,7 +269,6 @@ impl Ledger {
             .queue_bytes_max
             .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let (sender, receiver) = mpsc::channel(queue_depth_max);
-        let failed = Arc::new(AtomicBool::new(false));
         let standby = Arc::new(AtomicBool::new(config.standby));
         let (persist_sender, persist_receiver) = std::sync::mpsc::channel::<u64>();
         // Few durable batches wait for the publisher: it bounds memory and
@@ -535,7 +536,7 @@ impl Ledger {
 
     /// Whether writes are taken: not failed, not a standby, not read-only.
     pub fn can_write(&self) -> bool {
-        !self.has_failed() && !self.is_standby() && !self.config.read_only
+        !self.has_failed() && !self.is_standby() && !self.config.read_only && self.store.writable()
     }
 
     /// True while a standby: another server writes the journal.
@@ -671,6 +672,16 @@ impl Ledger {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
+        // The writer finishes the batches it took; one waiting for a
+        // database that cannot be reached is given up after 10 s (its
+        // commands unanswered, as if the server had crashed).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while threads.first().is_some_and(|writer| !writer.is_finished())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.store.release();
         for thread in threads {
             if thread.join().is_err() {
                 tracing::error!("a ledger thread panicked");
@@ -792,8 +803,10 @@ impl Writer {
             metrics.batch_entries.observe(entries.len() as f64);
         }
         if let Err(error) = appended {
-            // Fenced: another server writes the journal now, and nothing of
-            // this batch was written; the client may send it there.
+            // Fenced: another server writes the journal now; this batch is
+            // not written by this one (or, when its answer was lost before,
+            // may have been): the client sends it there, with its request
+            // ids.
             let fenced = matches!(error, StoreError::Fenced(_));
             let why = match fenced {
                 true => error.to_string(),
@@ -1078,9 +1091,9 @@ impl Publisher {
                 let error = SubmitError::Unavailable(
                     "the ledger stopped after an internal fault; retry after a restart".into(),
                 );
-                let _ = submission
-                    .reply
-                    .send(vec![Err(error); submission.commands.len()]);
+                // A submission of followed entries (no commands) gets one.
+                let count = submission.commands.len().max(1);
+                let _ = submission.reply.send(vec![Err(error); count]);
             }
             return;
         }

@@ -76,8 +76,9 @@ pub enum StoreError {
     /// store).
     #[error("{0}")]
     Database(String),
-    /// Another writer holds the journal now: this one wrote nothing of the
-    /// batch and writes no more (the PostgreSQL store).
+    /// Another writer holds the journal now: this one did not write the
+    /// batch (unless an earlier attempt whose answer was lost did: the
+    /// request ids tell) and writes no more (the PostgreSQL store).
     #[error("this server no longer writes the journal: {0}")]
     Fenced(String),
     /// The store was already found broken; nothing more is written.
@@ -172,6 +173,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes the derived-state cache through to its files.
     fn flush_state(&self) -> Result<(), StoreError>;
+
+    /// Hands the store the flag the ledger sets when it stops deciding (a
+    /// fault): a store that holds a lease on its journal gives it back then,
+    /// so that another server can take over.
+    fn watch_ledger(&self, failed: Arc<std::sync::atomic::AtomicBool>) {
+        let _ = failed;
+    }
+
+    /// The ledger stops: a store that holds a lease gives it back, and an
+    /// append waiting for a database that cannot be reached gives up (its
+    /// outcome unknown, nothing acknowledged).
+    fn release(&self) {}
+
+    /// Whether this store may append now: false for a store that lost, gave
+    /// up or does not hold its journal's lease (health checks say so).
+    fn writable(&self) -> bool {
+        true
+    }
 
     /// The log of reads kept beside the journal, if the store keeps one.
     fn access_log(&self) -> Option<&access_log::AccessLog> {

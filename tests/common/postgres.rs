@@ -141,7 +141,7 @@ impl Cluster {
                 "unix_socket_directories={}",
                 self.dir.path().display()
             ))
-            .args(["-c", "max_connections=50", "-c", "shared_buffers=16MB"])
+            .args(["-c", "max_connections=300", "-c", "shared_buffers=16MB"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(

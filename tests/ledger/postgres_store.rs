@@ -23,9 +23,19 @@ async fn open(
     url: &str,
     lease_wait: Option<Duration>,
 ) -> Result<PostgresStore, StoreError> {
+    // Long: no renewal happens within a test unless it waits for one.
+    open_with_lease(dir, url, lease_wait, Duration::from_secs(30)).await
+}
+
+/// [`open`] with a lease of `lease`.
+async fn open_with_lease(
+    dir: &TempDir,
+    url: &str,
+    lease_wait: Option<Duration>,
+    lease: Duration,
+) -> Result<PostgresStore, StoreError> {
     let options = PostgresOptions {
-        // Long: no renewal happens within a test unless it waits for one.
-        lease: Duration::from_secs(30),
+        lease,
         lease_wait,
         ..PostgresOptions::new(url)
     };
@@ -38,7 +48,12 @@ async fn open(
 /// A server on the PostgreSQL journal at `url`, with its derived files in
 /// `dir`.
 async fn serve(dir: TempDir, url: &str) -> App {
-    let store = open(&dir, url, None).await.unwrap();
+    serve_with_lease(dir, url, Duration::from_secs(30)).await
+}
+
+/// [`serve`] with a lease of `lease`.
+async fn serve_with_lease(dir: TempDir, url: &str, lease: Duration) -> App {
+    let store = open_with_lease(&dir, url, None, lease).await.unwrap();
     start_on(
         Arc::new(store),
         dir,
@@ -48,19 +63,23 @@ async fn serve(dir: TempDir, url: &str) -> App {
     .await
 }
 
-/// A standby on the PostgreSQL journal at `url`, with its derived files in
-/// `dir`, following it on its own thread.
-async fn standby(dir: TempDir, url: &str) -> App {
+/// Opens the store on database `url` as a standby, its derived files in
+/// `dir`.
+async fn open_standby(dir: &TempDir, url: &str) -> Result<PostgresStore, StoreError> {
     let options = PostgresOptions {
         lease: Duration::from_secs(30),
         ..PostgresOptions::new(url)
     };
     let path = dir.path().to_owned();
-    let store = tokio::task::spawn_blocking(move || PostgresStore::open_standby(&path, &options))
+    tokio::task::spawn_blocking(move || PostgresStore::open_standby(&path, &options))
         .await
         .unwrap()
-        .unwrap();
-    let store = Arc::new(store);
+}
+
+/// A standby on the PostgreSQL journal at `url`, with its derived files in
+/// `dir`, following it on its own thread.
+async fn standby(dir: TempDir, url: &str) -> App {
+    let store = Arc::new(open_standby(&dir, url).await.unwrap());
     let config = LedgerConfig {
         standby: true,
         ..LedgerConfig::default()
@@ -193,7 +212,9 @@ async fn one_server_writes_at_a_time_and_one_that_lost_the_lease_writes_nothing(
         return;
     };
     let url = cluster.database("books");
-    let mut first = serve(tempfile::tempdir().unwrap(), &url).await;
+    // Renewed every second: it finds out it lost the lease within one.
+    let mut first =
+        serve_with_lease(tempfile::tempdir().unwrap(), &url, Duration::from_secs(3)).await;
     books(&mut first, 10).await;
     let before = first.last_sequence().await;
 
@@ -210,13 +231,26 @@ async fn one_server_writes_at_a_time_and_one_that_lost_the_lease_writes_nothing(
     );
 
     // The first server's lease lapses (its host stalled past it, say) and
-    // the second takes it.
+    // another takes it (the epoch rises); then the second takes it.
     cluster.psql(
         "books",
-        "UPDATE mfi_ledger_head SET lease_expires = now() - interval '1 second'",
+        "UPDATE mfi_ledger_head SET epoch = epoch + 1, holder = '', \
+         lease_expires = now() - interval '1 second'",
     );
     let mut second = serve(second_dir, &url).await;
     assert_eq!(second.last_sequence().await, before);
+
+    // The first finds out at its next renewal, before any write: health
+    // checks say it takes no writes.
+    let branch_service = "mfi.ledger.v1.BranchService";
+    let started = std::time::Instant::now();
+    while health(&first, branch_service).await != ServingStatus::NotServing {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a server that lost its lease still says SERVING"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The first server's next command is refused as unavailable, nothing
     // of it is written, and it decides nothing more.
@@ -311,7 +345,25 @@ async fn a_standby_follows_serves_reads_and_takes_over_when_the_writer_stops() {
     let url = cluster.database("books");
     let mut writer = serve(tempfile::tempdir().unwrap(), &url).await;
     books(&mut writer, 10).await;
+    // A standby opens while the writer writes (a busy branch): its view of
+    // the journal is taken at one head.
+    let mut busy = writer.branch.clone();
+    let load = tokio::spawn(async move {
+        for i in 0.. {
+            let request = deposit(&format!("busy-{i}"), "1000");
+            if busy.deposit_savings(request).await.is_err() {
+                return i;
+            }
+        }
+        unreachable!()
+    });
+    for _ in 0..5 {
+        let dir = another_dir(writer.dir.path());
+        drop(open_standby(&dir, &url).await.unwrap());
+    }
     let mut standby = standby(another_dir(writer.dir.path()), &url).await;
+    load.abort();
+    let _ = load.await;
 
     // It follows what the writer writes, and serves it.
     let acknowledged = writer
@@ -321,7 +373,8 @@ async fn a_standby_follows_serves_reads_and_takes_over_when_the_writer_stops() {
         .unwrap()
         .into_inner();
     caught_up(&mut standby, sequence(&acknowledged)).await;
-    assert_eq!(standby.balance("savings:TB-0001/C1").await, "15000");
+    let balance = writer.balance("savings:TB-0001/C1").await;
+    assert_eq!(standby.balance("savings:TB-0001/C1").await, balance);
 
     // It refuses writes, and says so to health checks; reads are served.
     let refused = standby
@@ -377,7 +430,11 @@ async fn a_standby_follows_serves_reads_and_takes_over_when_the_writer_stops() {
         .unwrap()
         .into_inner();
     assert_eq!(retried, acknowledged);
-    assert_eq!(standby.balance("savings:TB-0001/C1").await, "16000");
+    let after: u64 = balance.parse::<u64>().unwrap() + 1000;
+    assert_eq!(
+        standby.balance("savings:TB-0001/C1").await,
+        after.to_string()
+    );
     assert_eq!(
         cluster.psql(
             "books",
@@ -437,4 +494,51 @@ async fn the_ledger_goes_on_with_the_promoted_replica_when_the_primary_dies() {
     assert_eq!(retried, acknowledged);
     assert_eq!(app.balance("savings:TB-0001/C1").await, "17000");
     assert!(!app.ledger.has_failed());
+}
+
+#[tokio::test]
+async fn a_writer_stopped_by_a_fault_gives_its_lease_to_the_standby() {
+    let Some(cluster) = Cluster::start("postgres_store::a_writer_stopped_by_a_fault") else {
+        return;
+    };
+    let url = cluster.database("books");
+    let mut writer = serve(tempfile::tempdir().unwrap(), &url).await;
+    books(&mut writer, 10).await;
+    let mut standby = standby(another_dir(writer.dir.path()), &url).await;
+    let last = writer.last_sequence().await;
+    caught_up(&mut standby, last).await;
+
+    // The database refuses the writer's next batch (a constraint an
+    // operator added, say): nothing is written, and the writer stops.
+    cluster.psql(
+        "books",
+        "ALTER TABLE mfi_ledger_journal ADD CONSTRAINT refused \
+         CHECK (request_id <> 'refused')",
+    );
+    let refused = writer
+        .branch
+        .deposit_savings(deposit("refused", "1000"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Internal, "{refused:?}");
+    assert!(writer.ledger.has_failed());
+
+    // It gives its 30 s lease back at once: the standby writes within
+    // seconds, from the same head.
+    let started = std::time::Instant::now();
+    let written = loop {
+        match standby
+            .branch
+            .deposit_savings(deposit("after", "1000"))
+            .await
+        {
+            Ok(reply) => break reply.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                assert!(started.elapsed() < Duration::from_secs(10), "{status:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    };
+    assert_eq!(sequence(&written), last + 1);
 }

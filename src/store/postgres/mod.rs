@@ -122,11 +122,14 @@ const APPEND: &str = "WITH moved AS (
 const READ_ENTRIES: &str = "SELECT seq, hash, body FROM mfi_ledger_journal
     WHERE seq >= $1 AND seq <= $2 ORDER BY seq";
 
-/// Every entry's request id, for the exactly-once index.
-const READ_REQUEST_IDS: &str = "SELECT seq, request_id FROM mfi_ledger_journal ORDER BY seq";
+/// Every entry's request id up to the head read at open (a writer may
+/// append meanwhile, on a standby), for the exactly-once index.
+const READ_REQUEST_IDS: &str =
+    "SELECT seq, request_id FROM mfi_ledger_journal WHERE seq <= $1 ORDER BY seq";
 
-/// The journal's last row.
-const READ_LAST: &str = "SELECT seq, hash, body FROM mfi_ledger_journal ORDER BY seq DESC LIMIT 1";
+/// The journal's last row up to the head read at open: the head's own.
+const READ_LAST: &str = "SELECT seq, hash, body FROM mfi_ledger_journal
+    WHERE seq <= $1 ORDER BY seq DESC LIMIT 1";
 
 /// How the store reaches its database.
 #[derive(Clone, Debug)]
@@ -278,6 +281,18 @@ impl Store for PostgresStore {
         self.local.save_state(records)
     }
 
+    fn watch_ledger(&self, failed: Arc<AtomicBool>) {
+        let _ = self.journal.flags.ledger_failed.set(failed);
+    }
+
+    fn release(&self) {
+        self.journal.flags.release();
+    }
+
+    fn writable(&self) -> bool {
+        self.journal.flags.writing.load(Ordering::SeqCst)
+    }
+
     fn load_state(&self, visit: &mut super::StateVisitor<'_>) -> Result<(), StoreError> {
         self.local.load_state(visit)
     }
@@ -337,9 +352,44 @@ pub(super) struct PgJournal {
     last_sequence: AtomicU64,
     barriers: AtomicU64,
     request_index: Mutex<RequestIndex>,
-    /// Set when the lease's renewal found another writer's epoch.
-    fenced: Arc<AtomicBool>,
+    /// What the store and the lease's renewal share.
+    flags: Arc<LeaseFlags>,
     renewal: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// What the store and the lease's renewal task share.
+#[derive(Default)]
+struct LeaseFlags {
+    /// Another writer's epoch was found: this store writes no more.
+    fenced: AtomicBool,
+    /// This store gives the lease up (it stopped after a fault, or it is
+    /// released at shutdown): the renewal gives it back, and a batch
+    /// waiting for the database gives up, unacknowledged.
+    released: AtomicBool,
+    /// The lease was given back.
+    given_back: AtomicBool,
+    /// The ledger's failure flag ([`Store::watch_ledger`]): once it is set,
+    /// the lease is given back, so that a standby takes over.
+    ledger_failed: std::sync::OnceLock<Arc<AtomicBool>>,
+    /// This store holds the lease and may write.
+    writing: AtomicBool,
+}
+
+impl LeaseFlags {
+    /// Whether the lease is to be given back.
+    fn given_up(&self) -> bool {
+        self.released.load(Ordering::SeqCst)
+            || self
+                .ledger_failed
+                .get()
+                .is_some_and(|failed| failed.load(Ordering::SeqCst))
+    }
+
+    /// Stops writing; the renewal then gives the lease back.
+    fn release(&self) {
+        self.writing.store(false, Ordering::SeqCst);
+        self.released.store(true, Ordering::SeqCst);
+    }
 }
 
 /// What a failed statement means for the batch it carried.
@@ -356,7 +406,15 @@ enum Failure {
 
 fn classify(error: &tokio_postgres::Error) -> Failure {
     let Some(db) = error.as_db_error() else {
-        return Failure::Unknown(error.to_string());
+        // A broken connection, or one that timed out: the answer was lost.
+        // Anything else (a value the client could not encode) failed
+        // before anything was sent, and would fail again.
+        let lost = error.is_closed()
+            || std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>());
+        return match lost {
+            true => Failure::Unknown(error.to_string()),
+            false => Failure::Fatal(error.to_string()),
+        };
     };
     let code = db.code();
     let text = format!("{} ({})", db.message(), code.code());
@@ -517,11 +575,14 @@ impl PgJournal {
             reader: Mutex::new(Some(opened.client)),
             barriers: AtomicU64::new(0),
             request_index: Mutex::new(opened.request_index),
-            fenced: Arc::new(AtomicBool::new(false)),
+            flags: Arc::new(LeaseFlags::default()),
             renewal: Mutex::new(None),
         };
         match opened.epoch {
-            Some(epoch) => journal.hold_lease(epoch),
+            Some(epoch) => {
+                journal.hold_lease(epoch);
+                journal.flags.writing.store(true, Ordering::SeqCst);
+            }
             None => tracing::info!(
                 entries = journal.last_sequence(),
                 "following the PostgreSQL journal as a standby"
@@ -537,7 +598,7 @@ impl PgJournal {
             epoch,
             self.lease_text.clone(),
             self.lease / 3,
-            self.fenced.clone(),
+            self.flags.clone(),
         ));
         *self
             .renewal
@@ -589,41 +650,12 @@ impl PgJournal {
                     std::thread::sleep(FOLLOW_POLL);
                 }
                 Ok(Step::TookLease { epoch, head }) => {
-                    // Renewed from now on: catching up may take a while.
-                    self.hold_lease(epoch);
-                    while self.last_sequence() < head.sequence {
-                        let (from, to) = (
-                            self.last_sequence() + 1,
-                            head.sequence.min(self.last_sequence() + CHUNK as u64),
-                        );
-                        let config = self.config.clone();
-                        let entries = block(self.runtime(), async move {
-                            let client = connect(&config)
-                                .await
-                                .map_err(database_error("connecting to read the journal"))?;
-                            fetch(&client, from, to).await
-                        })??;
-                        self.apply_followed(entries, apply)?;
+                    let taken = self.take_over(epoch, &head, client.take(), apply, stopping);
+                    if taken.is_err() {
+                        // Given back: another standby may do better.
+                        self.flags.release();
                     }
-                    let mut writer = self
-                        .writer
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    if writer.head.hash != head.hash {
-                        return Err(StoreError::Inconsistent(format!(
-                            "the journal's head names entry {} with another hash than the one \
-                             followed",
-                            head.sequence
-                        )));
-                    }
-                    writer.epoch = Some(epoch);
-                    writer.client = client;
-                    tracing::info!(
-                        epoch,
-                        entries = head.sequence,
-                        "the writer's lease lapsed: this server took it and writes the journal now"
-                    );
-                    return Ok(true);
+                    return taken;
                 }
                 Err(why) => {
                     if outage.is_multiple_of(240) {
@@ -637,7 +669,73 @@ impl PgJournal {
         Ok(false)
     }
 
-    /// Hands followed entries to `apply`, then counts them as the journal's.
+    /// Having taken the lease of `epoch` at `head`: applies what the writer
+    /// wrote last, then writes from then on (`Ok(true)`); `Ok(false)` when
+    /// `stopping` says so first. The catch-up's reads are tried again while
+    /// the database cannot be reached.
+    fn take_over(
+        &self,
+        epoch: i64,
+        head: &Head,
+        client: Option<Arc<Client>>,
+        apply: &mut dyn FnMut(Vec<Entry>) -> Result<(), String>,
+        stopping: &dyn Fn() -> bool,
+    ) -> Result<bool, StoreError> {
+        // Renewed from now on: catching up may take a while.
+        self.hold_lease(epoch);
+        let mut failures = 0u32;
+        while self.last_sequence() < head.sequence {
+            if stopping() {
+                return Ok(false);
+            }
+            let (from, to) = (
+                self.last_sequence() + 1,
+                head.sequence.min(self.last_sequence() + CHUNK as u64),
+            );
+            let config = self.config.clone();
+            let fetched = block(self.runtime(), async move {
+                let client = connect(&config)
+                    .await
+                    .map_err(database_error("connecting to read the journal"))?;
+                fetch(&client, from, to).await
+            })?;
+            match fetched {
+                Ok(entries) => self.apply_followed(entries, apply)?,
+                Err(error @ StoreError::Database(_)) => {
+                    failures += 1;
+                    if failures > 120 {
+                        return Err(error);
+                    }
+                    tracing::warn!(%error, "catching up with the journal after taking the lease; trying again");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let mut writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if writer.head.hash != head.hash {
+            return Err(StoreError::Inconsistent(format!(
+                "the journal's head names entry {} with another hash than the one followed",
+                head.sequence
+            )));
+        }
+        writer.epoch = Some(epoch);
+        writer.client = client;
+        self.flags.writing.store(true, Ordering::SeqCst);
+        tracing::info!(
+            epoch,
+            entries = head.sequence,
+            "the writer's lease lapsed: this server took it and writes the journal now"
+        );
+        Ok(true)
+    }
+
+    /// Counts followed entries as the journal's (they are committed), then
+    /// hands them to `apply`: a reader sent to the store by what the ledger
+    /// published finds them.
     fn apply_followed(
         &self,
         entries: Vec<Entry>,
@@ -650,15 +748,14 @@ impl PgJournal {
             sequence: last.body.sequence,
             hash: last.hash,
         };
-        apply(entries).map_err(|why| {
-            StoreError::Inconsistent(format!("a followed entry was not applied: {why}"))
-        })?;
         self.last_sequence.store(head.sequence, Ordering::SeqCst);
         self.writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .head = head;
-        Ok(())
+        apply(entries).map_err(|why| {
+            StoreError::Inconsistent(format!("a followed entry was not applied: {why}"))
+        })
     }
 
     /// The last entry written.
@@ -688,8 +785,11 @@ impl PgJournal {
                 "a standby does not write the journal".to_owned(),
             ));
         };
-        if self.fenced.load(Ordering::SeqCst) {
-            let why = "another writer took the journal's lease".to_owned();
+        if self.flags.fenced.load(Ordering::SeqCst) || self.flags.given_up() {
+            let why = match self.flags.fenced.load(Ordering::SeqCst) {
+                true => "another writer took the journal's lease".to_owned(),
+                false => "this server gave the journal's lease up".to_owned(),
+            };
             writer.stopped = Some(why.clone());
             return Err(StoreError::Fenced(why));
         }
@@ -717,11 +817,14 @@ impl PgJournal {
                 batch,
                 epoch,
                 self.lease_text.clone(),
-                from,
-                Head {
-                    sequence: to.sequence,
-                    hash: to.hash,
-                },
+                self.flags.clone(),
+                (
+                    from,
+                    Head {
+                        sequence: to.sequence,
+                        hash: to.hash,
+                    },
+                ),
             ),
         )?;
         match outcome {
@@ -736,6 +839,14 @@ impl PgJournal {
             Err(error) => {
                 tracing::error!(%error, "the PostgreSQL journal refused a batch; the store stops accepting writes");
                 writer.stopped = Some(error.to_string());
+                match &error {
+                    StoreError::Fenced(_) => {
+                        self.flags.writing.store(false, Ordering::SeqCst);
+                        self.flags.fenced.store(true, Ordering::SeqCst);
+                    }
+                    // Nothing more is written here: another may take over.
+                    _ => self.flags.release(),
+                }
                 Err(error)
             }
         }
@@ -801,7 +912,8 @@ impl Drop for PgJournal {
         };
         if let Some(epoch) = epoch
             && !stopped
-            && !self.fenced.load(Ordering::SeqCst)
+            && !self.flags.fenced.load(Ordering::SeqCst)
+            && !self.flags.given_back.load(Ordering::SeqCst)
         {
             self.give_back_lease(epoch);
         }
@@ -1093,7 +1205,7 @@ async fn create_schema(client: &Client) -> Result<(), StoreError> {
 /// build reads it.
 async fn check_head(client: &Client, head: &Head) -> Result<(), StoreError> {
     let last = client
-        .query_opt(READ_LAST, &[])
+        .query_opt(READ_LAST, &[&(head.sequence as i64)])
         .await
         .map_err(database_error("reading the journal's last entry"))?;
     let found = match &last {
@@ -1117,7 +1229,7 @@ async fn check_head(client: &Client, head: &Head) -> Result<(), StoreError> {
 async fn read_request_index(client: &Client, last: u64) -> Result<RequestIndex, StoreError> {
     use tokio_stream::StreamExt;
     let rows = client
-        .query_raw(READ_REQUEST_IDS, std::iter::empty::<i64>())
+        .query_raw(READ_REQUEST_IDS, [last as i64])
         .await
         .map_err(database_error("reading the journal's request ids"))?;
     let mut rows = std::pin::pin!(rows);
@@ -1145,17 +1257,43 @@ async fn read_request_index(client: &Client, last: u64) -> Result<RequestIndex, 
 }
 
 /// Renews the lease every `every`; marks the store fenced when the epoch
-/// is no longer this writer's.
+/// is no longer this writer's, and gives the lease back (once) when the
+/// store gives it up ([`LeaseFlags::given_up`]).
 async fn renew_lease(
     config: Arc<tokio_postgres::Config>,
     epoch: i64,
     lease_text: Arc<str>,
     every: Duration,
-    fenced: Arc<AtomicBool>,
+    flags: Arc<LeaseFlags>,
 ) {
     let mut client: Option<Client> = None;
+    let mut next = tokio::time::Instant::now() + every;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(Duration::from_millis(100).min(every)).await;
+        if flags.given_up() {
+            flags.writing.store(false, Ordering::SeqCst);
+            let given = tokio::time::timeout(Duration::from_secs(5), async {
+                let connected = match client.take() {
+                    Some(connected) if !connected.is_closed() => connected,
+                    _ => connect(&config).await?,
+                };
+                connected.execute(GIVE_BACK_LEASE, &[&epoch]).await
+            })
+            .await;
+            if matches!(given, Ok(Ok(_))) {
+                flags.given_back.store(true, Ordering::SeqCst);
+                tracing::info!(
+                    epoch,
+                    "this server writes no more: it gave the PostgreSQL journal's lease back, for \
+                     another to take"
+                );
+            }
+            return;
+        }
+        if tokio::time::Instant::now() < next {
+            continue;
+        }
+        next = tokio::time::Instant::now() + every;
         if client.as_ref().is_none_or(Client::is_closed) {
             client = connect(&config).await.ok();
         }
@@ -1172,7 +1310,8 @@ async fn renew_lease(
                     epoch,
                     "another writer took the PostgreSQL journal's lease; this one writes no more"
                 );
-                fenced.store(true, Ordering::SeqCst);
+                flags.writing.store(false, Ordering::SeqCst);
+                flags.fenced.store(true, Ordering::SeqCst);
                 return;
             }
             Err(error) => {
@@ -1241,8 +1380,8 @@ async fn append_batch(
     batch: Batch,
     epoch: i64,
     lease_text: Arc<str>,
-    from: Head,
-    to: Head,
+    flags: Arc<LeaseFlags>,
+    (from, to): (Head, Head),
 ) -> Result<Arc<Client>, StoreError> {
     let mut client = client;
     let mut retries = 0u32;
@@ -1253,7 +1392,7 @@ async fn append_batch(
             _ => match connect(&config).await {
                 Ok(connected) => Arc::new(connected),
                 Err(error) => {
-                    wait_for_database(&mut down, &describe(&error)).await;
+                    wait_for_database(&mut down, &describe(&error), &flags).await?;
                     continue;
                 }
             },
@@ -1304,7 +1443,7 @@ async fn append_batch(
             }
             Some(Failure::Fenced(why)) => return Err(StoreError::Fenced(why)),
             Some(Failure::Unknown(why)) => {
-                wait_for_database(&mut down, &why).await;
+                wait_for_database(&mut down, &why, &flags).await?;
                 continue;
             }
         }
@@ -1318,7 +1457,7 @@ async fn append_batch(
         } = match read_head(&connected).await {
             Ok(head) => head,
             Err(error) => {
-                wait_for_database(&mut down, &describe(&error)).await;
+                wait_for_database(&mut down, &describe(&error), &flags).await?;
                 continue;
             }
         };
@@ -1334,9 +1473,21 @@ async fn append_batch(
 }
 
 /// Waits before the next attempt while the database cannot be reached,
-/// saying so at the first attempt and then about every minute.
-async fn wait_for_database(attempts: &mut u32, why: &str) {
+/// saying so at the first attempt and then about every minute; gives up
+/// (the batch unacknowledged, its outcome unknown) once the store gives
+/// its lease up (shutdown, or the ledger failed).
+async fn wait_for_database(
+    attempts: &mut u32,
+    why: &str,
+    flags: &LeaseFlags,
+) -> Result<(), StoreError> {
     const PAUSE: Duration = Duration::from_millis(250);
+    if flags.given_up() {
+        return Err(StoreError::Stopped(format!(
+            "stopping while the PostgreSQL journal cannot be reached ({why}): whether the last \
+             batch was written is not known; send its commands again with the same request ids"
+        )));
+    }
     if attempts.is_multiple_of(240) {
         tracing::warn!(
             %why,
@@ -1347,4 +1498,5 @@ async fn wait_for_database(attempts: &mut u32, why: &str) {
     }
     *attempts += 1;
     tokio::time::sleep(PAUSE).await;
+    Ok(())
 }
