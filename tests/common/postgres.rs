@@ -298,6 +298,18 @@ impl Cluster {
         assert_eq!(self.psql("postgres", "SELECT pg_promote(true, 30)"), "t");
     }
 
+    /// How many rows of the ledger's journal in `database` do not chain to
+    /// the row before (their previous-hash column is not its hash).
+    pub fn chain_breaks(&self, database: &str) -> u64 {
+        self.psql(
+            database,
+            "SELECT count(*) FROM mfi_ledger_journal j JOIN mfi_ledger_journal p \
+             ON p.seq = j.seq - 1 WHERE j.prev_hash <> p.hash",
+        )
+        .parse()
+        .unwrap()
+    }
+
     /// Runs `sql` in `database` with psql; its output, unaligned.
     pub fn psql(&self, database: &str, sql: &str) -> String {
         let output = self
