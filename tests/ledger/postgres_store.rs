@@ -461,15 +461,32 @@ async fn the_ledger_goes_on_with_the_promoted_replica_when_the_primary_dies() {
         .unwrap()
         .into_inner();
 
-    // The primary dies; a deposit sent now waits, unacknowledged.
+    // Four clients deposit all along; the primary dies under them.
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let mut branch = app.branch.clone();
+            tokio::spawn(async move {
+                let mut written = Vec::new();
+                for i in 0..40 {
+                    let request = deposit(&format!("client-{client}-{i}"), "1000");
+                    let reply = branch.deposit_savings(request).await.unwrap();
+                    written.push(sequence(&reply.into_inner()));
+                }
+                written
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     primary.kill_server();
+    // A deposit sent now waits, unacknowledged.
     let mut branch = app.branch.clone();
     let pending =
         tokio::spawn(async move { branch.deposit_savings(deposit("during", "2000")).await });
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!pending.is_finished(), "{:?}", pending.await);
 
-    // The replica is promoted: the ledger reconnects to it by itself.
+    // The replica is promoted: the ledger reconnects to it by itself, and
+    // every client's deposits are written, once each.
     replica.promote();
     let written = tokio::time::timeout(Duration::from_secs(30), pending)
         .await
@@ -477,13 +494,25 @@ async fn the_ledger_goes_on_with_the_promoted_replica_when_the_primary_dies() {
         .unwrap()
         .unwrap()
         .into_inner();
-    assert_eq!(sequence(&written), sequence(&acknowledged) + 1);
+    let mut sequences = vec![sequence(&acknowledged), sequence(&written)];
+    for client in clients {
+        sequences.extend(client.await.unwrap());
+    }
+    sequences.sort_unstable();
+    sequences.dedup();
+    assert_eq!(sequences.len(), 2 + 4 * 40);
+    let last = *sequences.last().unwrap();
+    assert_eq!(last, sequence(&acknowledged) + 1 + 4 * 40);
 
-    // Every entry acknowledged is in the promoted database, once.
+    // Every entry acknowledged is in the promoted database, once, chained.
     assert_eq!(
-        replica.psql("books", "SELECT count(*), max(seq) FROM mfi_ledger_journal"),
-        format!("{}|{}", sequence(&written), sequence(&written))
+        replica.psql(
+            "books",
+            "SELECT count(*), max(seq), count(DISTINCT request_id) FROM mfi_ledger_journal"
+        ),
+        format!("{last}|{last}|{last}")
     );
+    assert_eq!(replica.chain_breaks("books"), 0);
     let retried = app
         .branch
         .deposit_savings(deposit("before", "5000"))
@@ -491,7 +520,7 @@ async fn the_ledger_goes_on_with_the_promoted_replica_when_the_primary_dies() {
         .unwrap()
         .into_inner();
     assert_eq!(retried, acknowledged);
-    assert_eq!(app.balance("savings:TB-0001/C1").await, "17000");
+    assert_eq!(app.balance("savings:TB-0001/C1").await, "177000");
     assert!(!app.ledger.has_failed());
 }
 
