@@ -836,15 +836,7 @@ impl Writer {
             submissions: std::mem::take(batch),
             span: span.clone(),
         };
-        if let Err(unsent) = self.publish.send(durable) {
-            self.fail("the publisher thread has stopped".into());
-            for submission in unsent.0.submissions {
-                let error = SubmitError::Unavailable("the ledger is stopping".into());
-                let _ = submission
-                    .reply
-                    .send(vec![Err(error); submission.commands.len()]);
-            }
-        }
+        self.hand_to_publisher(durable);
     }
 
     /// On a standby: applies the entries another server wrote, and refuses
@@ -891,13 +883,20 @@ impl Writer {
             submissions: std::mem::take(batch),
             span: tracing::info_span!("followed"),
         };
+        self.hand_to_publisher(durable);
+    }
+
+    /// Hands a durable batch to the publisher, which answers it; when the
+    /// publisher has stopped, answers it here as unavailable and decides
+    /// nothing more.
+    fn hand_to_publisher(&mut self, durable: Durable) {
         if let Err(unsent) = self.publish.send(durable) {
             self.fail("the publisher thread has stopped".into());
             for submission in unsent.0.submissions {
                 let error = SubmitError::Unavailable("the ledger is stopping".into());
-                let _ = submission
-                    .reply
-                    .send(vec![Err(error); submission.commands.len().max(1)]);
+                // A submission of followed entries (no commands) gets one.
+                let count = submission.commands.len().max(1);
+                let _ = submission.reply.send(vec![Err(error); count]);
             }
         }
     }

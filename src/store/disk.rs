@@ -94,6 +94,48 @@ impl CacheDigest {
     }
 }
 
+/// The [`Store`] methods a store answers from the [`LocalFiles`] it keeps
+/// in its field `local`: the state cache, the access log, the tree and the
+/// checkpoints (the embedded store and the PostgreSQL store).
+macro_rules! local_files_methods {
+    () => {
+        fn save_state(
+            &self,
+            records: &[crate::domain::state::StateRecord],
+        ) -> Result<(), crate::store::StoreError> {
+            self.local.save_state(records)
+        }
+
+        fn load_state(
+            &self,
+            visit: &mut crate::store::StateVisitor<'_>,
+        ) -> Result<(), crate::store::StoreError> {
+            self.local.load_state(visit)
+        }
+
+        fn clear_state(&self) -> Result<(), crate::store::StoreError> {
+            self.local.clear_state()
+        }
+
+        fn flush_state(&self) -> Result<(), crate::store::StoreError> {
+            self.local.flush_state()
+        }
+
+        fn access_log(&self) -> Option<&crate::store::access_log::AccessLog> {
+            Some(&self.local.access_log)
+        }
+
+        fn tree(&self) -> Option<&crate::store::tree_file::TreeFile> {
+            self.local.tree.as_ref()
+        }
+
+        fn checkpoints(&self) -> Option<&crate::store::checkpoint_log::CheckpointLog> {
+            Some(&self.local.checkpoints)
+        }
+    };
+}
+pub(super) use local_files_methods;
+
 /// Journal file plus sled state cache in one data directory.
 pub struct DiskStore {
     journal: Mutex<Result<JournalFile, String>>,
@@ -254,33 +296,7 @@ impl Store for DiskStore {
         self.barriers.load(Ordering::SeqCst)
     }
 
-    fn save_state(&self, records: &[StateRecord]) -> Result<(), StoreError> {
-        self.local.save_state(records)
-    }
-
-    fn load_state(&self, visit: &mut super::StateVisitor<'_>) -> Result<(), StoreError> {
-        self.local.load_state(visit)
-    }
-
-    fn clear_state(&self) -> Result<(), StoreError> {
-        self.local.clear_state()
-    }
-
-    fn flush_state(&self) -> Result<(), StoreError> {
-        self.local.flush_state()
-    }
-
-    fn access_log(&self) -> Option<&super::access_log::AccessLog> {
-        Some(&self.local.access_log)
-    }
-
-    fn tree(&self) -> Option<&super::tree_file::TreeFile> {
-        self.local.tree.as_ref()
-    }
-
-    fn checkpoints(&self) -> Option<&super::checkpoint_log::CheckpointLog> {
-        Some(&self.local.checkpoints)
-    }
+    local_files_methods!();
 
     /// The journal up to its durable head, the checkpoints and the access
     /// log as they stood just before it, and the `whole` files. Each length

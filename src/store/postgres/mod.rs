@@ -47,7 +47,6 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::domain::entry::{Entry, EntryBody, GENESIS_HASH, Hash, chain_hash};
 use crate::domain::request_index::RequestIndex;
-use crate::domain::state::StateRecord;
 
 mod copy;
 
@@ -277,9 +276,7 @@ impl Store for PostgresStore {
         self.journal.barriers.load(Ordering::SeqCst)
     }
 
-    fn save_state(&self, records: &[StateRecord]) -> Result<(), StoreError> {
-        self.local.save_state(records)
-    }
+    super::disk::local_files_methods!();
 
     fn watch_ledger(&self, failed: Arc<AtomicBool>) {
         let _ = self.journal.flags.ledger_failed.set(failed);
@@ -291,30 +288,6 @@ impl Store for PostgresStore {
 
     fn writable(&self) -> bool {
         self.journal.flags.writing.load(Ordering::SeqCst)
-    }
-
-    fn load_state(&self, visit: &mut super::StateVisitor<'_>) -> Result<(), StoreError> {
-        self.local.load_state(visit)
-    }
-
-    fn clear_state(&self) -> Result<(), StoreError> {
-        self.local.clear_state()
-    }
-
-    fn flush_state(&self) -> Result<(), StoreError> {
-        self.local.flush_state()
-    }
-
-    fn access_log(&self) -> Option<&super::access_log::AccessLog> {
-        Some(&self.local.access_log)
-    }
-
-    fn tree(&self) -> Option<&super::tree_file::TreeFile> {
-        self.local.tree.as_ref()
-    }
-
-    fn checkpoints(&self) -> Option<&super::checkpoint_log::CheckpointLog> {
-        Some(&self.local.checkpoints)
     }
 }
 
