@@ -130,13 +130,7 @@ impl JournalFile {
             .map_err(StoreError::io(format!("opening {}", path.display())))?;
         // One process at a time: a second server on the same directory
         // could otherwise cut a frame the first is still writing.
-        file.try_lock().map_err(|error| StoreError::Io {
-            context: format!(
-                "locking {}: is another mfi-ledger using this data directory?",
-                path.display()
-            ),
-            source: std::io::Error::from(error),
-        })?;
+        super::lock_for_this_process(&file, &path)?;
         if !has_header(&file)? {
             // New, or a creation cut short before its header was durable.
             write_header(&mut file)?;

@@ -114,6 +114,22 @@ impl StoreError {
     }
 }
 
+/// Locks `file` (at `path`, in a data directory) for this process until it
+/// is closed: a second server on the same data directory is refused before
+/// it reads or writes anything there.
+pub(crate) fn lock_for_this_process(
+    file: &std::fs::File,
+    path: &std::path::Path,
+) -> Result<(), StoreError> {
+    file.try_lock().map_err(|error| StoreError::Io {
+        context: format!(
+            "locking {}: is another mfi-ledger using this data directory?",
+            path.display()
+        ),
+        source: std::io::Error::from(error),
+    })
+}
+
 /// What a consistent online backup copies: a prefix of each file of the
 /// data directory, taken so that the copy is a data directory as it stood
 /// at one durable head ([`Store::backup_plan`]).

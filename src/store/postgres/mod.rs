@@ -239,13 +239,7 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
         .write(true)
         .open(&path)
         .map_err(StoreError::io(format!("opening {}", path.display())))?;
-    file.try_lock().map_err(|error| StoreError::Io {
-        context: format!(
-            "locking {}: is another mfi-ledger using this data directory?",
-            path.display()
-        ),
-        source: std::io::Error::from(error),
-    })?;
+    super::lock_for_this_process(&file, &path)?;
     Ok(file)
 }
 
