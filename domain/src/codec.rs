@@ -4,8 +4,6 @@
 //! postcard writes both as varints. Amounts are normalised before they are
 //! stored, so equal amounts have equal bytes.
 
-use std::collections::BTreeMap;
-
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::de::Error as _;
@@ -95,12 +93,14 @@ pub mod date_option {
     }
 }
 
-/// Amounts by date, in date order.
+/// Amounts by date, in date order ([`DatedAmounts`]): a list of `(days,
+/// decimal)` pairs.
 pub mod date_decimal_map {
     use super::*;
+    use crate::dated::DatedAmounts;
 
     pub fn serialize<S: Serializer>(
-        value: &BTreeMap<NaiveDate, Decimal>,
+        value: &DatedAmounts,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         let pairs: Vec<(i32, (i128, u32))> = value
@@ -112,20 +112,25 @@ pub mod date_decimal_map {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<BTreeMap<NaiveDate, Decimal>, D::Error> {
+    ) -> Result<DatedAmounts, D::Error> {
         let pairs = Vec::<(i32, (i128, u32))>::deserialize(deserializer)?;
-        let mut map = BTreeMap::new();
+        let mut amounts = DatedAmounts::new();
         for (days, parts) in pairs {
-            if map.insert(from_days(days)?, from_parts(parts)?).is_some() {
+            if amounts
+                .insert(from_days(days)?, from_parts(parts)?)
+                .is_some()
+            {
                 return Err(D::Error::custom("a date appears twice"));
             }
         }
-        Ok(map)
+        Ok(amounts)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -137,7 +142,7 @@ mod tests {
         #[serde(with = "decimal_option")]
         multiple: Option<Decimal>,
         #[serde(with = "date_decimal_map")]
-        changes: BTreeMap<NaiveDate, Decimal>,
+        changes: crate::dated::DatedAmounts,
     }
 
     #[test]
@@ -147,17 +152,45 @@ mod tests {
             amount: Decimal::new(15_000_050, 2),
             on,
             multiple: Some(Decimal::from(1000)),
-            changes: BTreeMap::from([(on, Decimal::from(-5))]),
+            changes: crate::dated::DatedAmounts::from([(on, Decimal::from(-5))]),
         };
         let bytes = postcard::to_stdvec(&sample).unwrap();
         assert_eq!(postcard::from_bytes::<Sample>(&bytes).unwrap(), sample);
         let amount = postcard::to_stdvec(&Sample {
             multiple: None,
-            changes: BTreeMap::new(),
+            changes: crate::dated::DatedAmounts::new(),
             ..sample
         })
         .unwrap();
         assert!(amount.len() <= 12, "{} bytes", amount.len());
+    }
+
+    /// Amounts by date are written as they were when they were held in a
+    /// `BTreeMap` (state caches written then are read as they are): the
+    /// pairs in date order; a date twice is refused.
+    #[test]
+    fn amounts_by_date_keep_their_bytes() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Changes(#[serde(with = "date_decimal_map")] crate::dated::DatedAmounts);
+        let (a, b): (NaiveDate, NaiveDate) =
+            ("2024-06-01".parse().unwrap(), "2023-01-31".parse().unwrap());
+        let changes = Changes([(a, Decimal::new(-5, 1)), (b, Decimal::from(7))].into());
+        let bytes = postcard::to_stdvec(&changes).unwrap();
+        let pairs: Vec<(i32, (i128, u32))> =
+            BTreeMap::from([(a, Decimal::new(-5, 1)), (b, Decimal::from(7))])
+                .iter()
+                .map(|(d, v)| (to_days(d), to_parts(v)))
+                .collect();
+        assert_eq!(bytes, postcard::to_stdvec(&pairs).unwrap());
+        assert_eq!(postcard::from_bytes::<Changes>(&bytes).unwrap(), changes);
+        let twice = postcard::to_stdvec(&vec![(to_days(&a), (1i128, 0u32)), (to_days(&a), (2, 0))])
+            .unwrap();
+        let refused = postcard::from_bytes::<Changes>(&twice).unwrap_err();
+        assert!(
+            refused.to_string().contains("twice")
+                || matches!(refused, postcard::Error::SerdeDeCustom),
+            "{refused}"
+        );
     }
 
     #[test]

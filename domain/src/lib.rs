@@ -8,6 +8,7 @@ pub mod account;
 pub mod books;
 pub mod codec;
 pub mod command;
+pub mod dated;
 pub mod day_log;
 pub mod entry;
 pub mod error;

@@ -17,8 +17,6 @@
 //! anything itself; the ledger decides when a period ends and records the
 //! amount.
 
-use std::collections::BTreeMap;
-
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -201,7 +199,7 @@ impl SavingsInterestRules {
 /// # Errors
 /// [`Overflow`] when a balance or the sum does not fit in a [`Decimal`].
 pub fn accrued(
-    changes: &BTreeMap<NaiveDate, Decimal>,
+    changes: &crate::dated::DatedAmounts,
     from: NaiveDate,
     to: NaiveDate,
     annual_rate_percent: Decimal,
@@ -223,7 +221,7 @@ pub fn accrued(
 /// [`Overflow`] when a balance or the sum does not fit in a [`Decimal`].
 pub fn accrued_from(
     opening: Decimal,
-    changes: &BTreeMap<NaiveDate, Decimal>,
+    changes: &crate::dated::DatedAmounts,
     from: NaiveDate,
     to: NaiveDate,
     annual_rate_percent: Decimal,
@@ -273,7 +271,7 @@ pub fn posted(accrued: Decimal, rounding: InstallmentRounding) -> Result<Decimal
 /// # Errors
 /// [`Overflow`] as [`accrued`] and [`posted`] give it.
 pub fn interest_for_period(
-    changes: &BTreeMap<NaiveDate, Decimal>,
+    changes: &crate::dated::DatedAmounts,
     (from, to): (NaiveDate, NaiveDate),
     rules: &SavingsInterestRules,
 ) -> Result<Decimal, Overflow> {
@@ -296,7 +294,7 @@ mod tests {
         text.parse().unwrap()
     }
 
-    fn changes(items: &[(&str, i64)]) -> BTreeMap<NaiveDate, Decimal> {
+    fn changes(items: &[(&str, i64)]) -> crate::dated::DatedAmounts {
         items
             .iter()
             .map(|(day, amount)| (date(day), Decimal::from(*amount)))
@@ -319,7 +317,7 @@ mod tests {
     }
 
     /// January 2024 accrued at 5% a year on `account`.
-    fn january(account: &BTreeMap<NaiveDate, Decimal>) -> Decimal {
+    fn january(account: &crate::dated::DatedAmounts) -> Decimal {
         accrued(account, date("2024-01-01"), date("2024-01-31"), dec("5")).unwrap()
     }
 
@@ -449,7 +447,7 @@ mod tests {
 
     #[test]
     fn an_empty_account_or_an_empty_range_accrues_nothing() {
-        assert_eq!(january(&BTreeMap::new()), Decimal::ZERO);
+        assert_eq!(january(&crate::dated::DatedAmounts::new()), Decimal::ZERO);
         let emptied = changes(&[("2023-12-15", 730_000), ("2023-12-20", -730_000)]);
         assert_eq!(january(&emptied), Decimal::ZERO);
         let account = changes(&[("2023-12-15", 730_000)]);
@@ -467,7 +465,7 @@ mod tests {
 
     #[test]
     fn a_balance_too_large_for_a_decimal_is_an_overflow() {
-        let account: BTreeMap<NaiveDate, Decimal> = [(date("2023-12-15"), Decimal::MAX)].into();
+        let account: crate::dated::DatedAmounts = [(date("2023-12-15"), Decimal::MAX)].into();
         assert_eq!(
             accrued(&account, date("2024-01-01"), date("2024-01-31"), dec("5")),
             Err(Overflow)
@@ -659,7 +657,7 @@ mod tests {
     /// Day-by-day: the closing balance of every day summed, then one
     /// multiplication by the rate and one division by 36,500.
     fn accrued_day_by_day(
-        changes: &BTreeMap<NaiveDate, Decimal>,
+        changes: &crate::dated::DatedAmounts,
         from: NaiveDate,
         to: NaiveDate,
         rate: Decimal,
@@ -677,8 +675,7 @@ mod tests {
     /// Up to 40 changes over 2023-2024 (with the leap day), in dong or in
     /// hundredths, and a range that may start before the first and end after
     /// the last, or be empty.
-    fn arb_account() -> impl Strategy<Value = (BTreeMap<NaiveDate, Decimal>, NaiveDate, NaiveDate)>
-    {
+    fn arb_account() -> impl Strategy<Value = (crate::dated::DatedAmounts, NaiveDate, NaiveDate)> {
         let start = date("2023-01-01");
         let day = move |offset: i64| start + chrono::Days::new(offset as u64);
         let change = (0..730i64, -50_000_000i64..50_000_000, 0..=2u32)
@@ -689,9 +686,10 @@ mod tests {
             -3..420i64,
         )
             .prop_map(move |(items, from, length)| {
-                let mut account = BTreeMap::new();
+                let mut account = crate::dated::DatedAmounts::new();
                 for (date, amount) in items {
-                    *account.entry(date).or_insert(Decimal::ZERO) += amount;
+                    let sum = account.get(&date).copied().unwrap_or_default() + amount;
+                    account.insert(date, sum);
                 }
                 let from = day(from);
                 let to = from + chrono::Duration::days(length);

@@ -178,7 +178,7 @@ pub struct SavingsAccount {
     /// Net change of the balance by effective date, so that a back-dated
     /// withdrawal or reversal can be checked against every later balance.
     #[serde(with = "crate::codec::date_decimal_map")]
-    pub changes: BTreeMap<NaiveDate, Decimal>,
+    pub changes: crate::dated::DatedAmounts,
 }
 
 impl SavingsAccount {
@@ -301,10 +301,10 @@ pub struct Loan {
     pub last_repayment_on: NaiveDate,
     /// Principal outstanding changes by effective date (portfolio, borrowers).
     #[serde(with = "crate::codec::date_decimal_map")]
-    pub principal_changes: BTreeMap<NaiveDate, Decimal>,
+    pub principal_changes: crate::dated::DatedAmounts,
     /// Amounts paid on scheduled installments by effective date (arrears as of a date).
     #[serde(with = "crate::codec::date_decimal_map")]
-    pub paid_changes: BTreeMap<NaiveDate, Decimal>,
+    pub paid_changes: crate::dated::DatedAmounts,
     /// Sum of the installments' unpaid principal, kept as they change.
     #[serde(with = "crate::codec::decimal")]
     pub principal_unpaid: Decimal,

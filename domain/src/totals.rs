@@ -586,8 +586,8 @@ pub struct BorrowerStep {
 /// balance (all her accounts) is positive at the end of that day. Holding an
 /// account is not saving: a disbursement already requires one.
 pub fn borrower_steps(
-    loans_principal_changes: &[&BTreeMap<NaiveDate, Decimal>],
-    savings_changes: &[&BTreeMap<NaiveDate, Decimal>],
+    loans_principal_changes: &[&crate::dated::DatedAmounts],
+    savings_changes: &[&crate::dated::DatedAmounts],
 ) -> Result<Vec<BorrowerStep>, Overflow> {
     // Count of loans with principal outstanding, and savings, changing by date.
     let mut changes: BTreeMap<NaiveDate, (i64, Decimal)> = BTreeMap::new();
@@ -640,7 +640,7 @@ mod tests {
         text.parse().unwrap()
     }
 
-    fn changes(items: &[(&str, i64)]) -> BTreeMap<NaiveDate, Decimal> {
+    fn changes(items: &[(&str, i64)]) -> crate::dated::DatedAmounts {
         items
             .iter()
             .map(|(d, a)| (date(d), Decimal::from(*a)))
@@ -753,7 +753,7 @@ mod tests {
     fn a_borrower_whose_savings_are_zero_does_not_save() {
         let loan = changes(&[("2023-01-10", 1000)]);
         let savings = changes(&[("2023-01-05", 50), ("2023-03-01", -50)]);
-        let never = BTreeMap::new();
+        let never = crate::dated::DatedAmounts::new();
         let steps = borrower_steps(&[&loan], &[&savings, &never]).unwrap();
         assert_eq!(
             steps,

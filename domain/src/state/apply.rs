@@ -568,7 +568,7 @@ impl<'s> Stage<'s> {
                         kind: *kind,
                         opened_on: date,
                         opened: body.sequence,
-                        changes: BTreeMap::new(),
+                        changes: crate::dated::DatedAmounts::new(),
                     },
                 );
             }
@@ -956,8 +956,8 @@ fn disbursed_loan(body: &EntryBody, member_id: &MemberId) -> Result<Loan, String
             .map(InstallmentState::unpaid)
             .collect(),
         last_repayment_on: date,
-        principal_changes: BTreeMap::from([(date, terms.principal)]),
-        paid_changes: BTreeMap::new(),
+        principal_changes: crate::dated::DatedAmounts::from([(date, terms.principal)]),
+        paid_changes: crate::dated::DatedAmounts::new(),
         principal_unpaid: terms.principal,
         interest_unpaid: sum(schedule.iter().map(|i| i.interest))?,
         fee_unpaid: sum(schedule.iter().map(|i| i.fee))?,
@@ -1549,7 +1549,7 @@ impl Stage<'_> {
 /// Adds `moved` to an account's change on `date`; a change that comes to
 /// zero leaves no date behind.
 fn move_on(
-    changes: &mut BTreeMap<NaiveDate, Decimal>,
+    changes: &mut crate::dated::DatedAmounts,
     date: NaiveDate,
     moved: Decimal,
 ) -> Result<(), Overflow> {
@@ -1572,7 +1572,7 @@ fn entry_branch(body: &EntryBody) -> Result<BranchId, String> {
 /// Adds `change` to `map[date]`, dropping a zero (except on `keep`, the
 /// disbursement date, which always stays).
 fn change_on(
-    map: &mut BTreeMap<NaiveDate, Decimal>,
+    map: &mut crate::dated::DatedAmounts,
     date: NaiveDate,
     change: Decimal,
     keep: NaiveDate,

@@ -382,8 +382,8 @@ impl LoanRecord {
             currency: self.currency,
             product: self.product,
             policy: self.policy,
-            principal_changes: BTreeMap::new(),
-            paid_changes: BTreeMap::new(),
+            principal_changes: crate::dated::DatedAmounts::new(),
+            paid_changes: crate::dated::DatedAmounts::new(),
             disbursed: self.terms.principal,
             terms: self.terms,
             disbursed_on: self.disbursed_on,
@@ -427,9 +427,9 @@ struct LoanProgress {
     #[serde(with = "crate::codec::date")]
     last_repayment_on: NaiveDate,
     #[serde(with = "crate::codec::date_decimal_map")]
-    principal_changes: BTreeMap<NaiveDate, Decimal>,
+    principal_changes: crate::dated::DatedAmounts,
     #[serde(with = "crate::codec::date_decimal_map")]
-    paid_changes: BTreeMap<NaiveDate, Decimal>,
+    paid_changes: crate::dated::DatedAmounts,
     #[serde(with = "crate::codec::decimal")]
     principal_unpaid: Decimal,
     #[serde(with = "crate::codec::decimal")]

@@ -13,7 +13,7 @@
 //! 3. Paying exactly the payoff amount closes the loan: interest after the
 //!    payoff date is not charged. Paying more is refused.
 
-use std::collections::btree_map;
+use crate::dated::DatedAmounts;
 
 use chrono::{Days, NaiveDate};
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -921,8 +921,8 @@ impl Loan {
         // The dates of either kind of change, in order, once each, with
         // what changed on each: the two maps walked side by side.
         let mut changes = ChangesByDate {
-            principal: self.principal_changes.iter().peekable(),
-            paid: self.paid_changes.iter().peekable(),
+            principal: self.principal_changes.into_iter().peekable(),
+            paid: self.paid_changes.into_iter().peekable(),
         }
         .peekable();
         let (mut principal, mut paid) = (Decimal::ZERO, Decimal::ZERO);
@@ -1126,8 +1126,8 @@ fn installment_total(installment: &Installment) -> Result<Decimal, Overflow> {
 /// The dates of two maps of changes by date, in order, once each, with
 /// each map's change on that date (zero where it has none).
 struct ChangesByDate<'a> {
-    principal: std::iter::Peekable<btree_map::Iter<'a, NaiveDate, Decimal>>,
-    paid: std::iter::Peekable<btree_map::Iter<'a, NaiveDate, Decimal>>,
+    principal: std::iter::Peekable<<&'a DatedAmounts as IntoIterator>::IntoIter>,
+    paid: std::iter::Peekable<<&'a DatedAmounts as IntoIterator>::IntoIter>,
 }
 
 impl Iterator for ChangesByDate<'_> {
