@@ -3,9 +3,13 @@
 //! one. It holds an entry for every entry of the journal, so it is kept
 //! small: not the id's text (a few dozen bytes and an allocation each) but
 //! a 64-bit keyed hash of it and the sequence: the entries found in the
-//! journal at startup in one array sorted by hash (16 bytes an entry), the
-//! ones written since in a hash map. A hash
-//! names the entries that may have the id (two ids can hash alike); the
+//! journal at startup in one array sorted by hash, the ones written since
+//! in a hash map. The array, which grows with the journal, keeps 8 bytes
+//! an entry: the hash's high 32 bits and the sequence as 32 bits (entries
+//! past 2^32, if a journal ever holds them, in an array of full hashes and
+//! sequences beside it). A hash names the entries that may have the id
+//! (two ids can hash alike: with 32 bits, a lookup among 10^7 entries
+//! found at startup names one other entry about once in 430 lookups); the
 //! caller reads those entries from the journal, which holds each entry's
 //! request id, and keeps the one whose id is the same. Nothing here is
 //! stored: startup rebuilds the index from the journal.
@@ -18,9 +22,13 @@ use std::sync::OnceLock;
 /// like an earlier one's, the later sequences apart.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RequestIndex {
-    /// `(hash, sequence)` of the entries found at startup, in order once
+    /// `(high 32 bits of the hash, sequence)` of the entries found at
+    /// startup whose sequence fits in 32 bits, in order once
     /// [`RequestIndex::seal`]ed.
-    found: Vec<(u64, u64)>,
+    found: Vec<(u32, u32)>,
+    /// `(hash, sequence)` of the entries found at startup past sequence
+    /// 2^32 - 1, in order once sealed.
+    found_wide: Vec<(u64, u64)>,
     first: HashMap<u64, u64, Prehashed>,
     more: HashMap<u64, Vec<u64>, Prehashed>,
     /// Every id hashes alike (tests of the callers' check of the id).
@@ -63,14 +71,19 @@ impl RequestIndex {
     /// [`RequestIndex::seal`] must follow the last one, before a lookup.
     pub fn note_found(&mut self, request_id: &str, sequence: u64) {
         let key = self.key(request_id);
-        self.found.push((key, sequence));
+        match u32::try_from(sequence) {
+            Ok(narrow) => self.found.push((high(key), narrow)),
+            Err(_) => self.found_wide.push((key, sequence)),
+        }
     }
 
     /// Orders the entries found at startup for lookups, and lets go of the
-    /// room the array grew by.
+    /// room the arrays grew by.
     pub fn seal(&mut self) {
         self.found.sort_unstable();
         self.found.shrink_to_fit();
+        self.found_wide.sort_unstable();
+        self.found_wide.shrink_to_fit();
     }
 
     /// Notes that the request `request_id` produced `sequence`.
@@ -82,8 +95,14 @@ impl RequestIndex {
     /// first: at most one of them was (its id is in the journal).
     pub fn candidates(&self, request_id: &str) -> impl Iterator<Item = u64> + '_ {
         let key = self.key(request_id);
-        let at = self.found.partition_point(|(k, _)| *k < key);
+        let narrow_key = high(key);
+        let at = self.found.partition_point(|(k, _)| *k < narrow_key);
         let found = self.found[at..]
+            .iter()
+            .take_while(move |(k, _)| *k == narrow_key)
+            .map(|(_, sequence)| u64::from(*sequence));
+        let at = self.found_wide.partition_point(|(k, _)| *k < key);
+        let found_wide = self.found_wide[at..]
             .iter()
             .take_while(move |(k, _)| *k == key)
             .map(|(_, sequence)| *sequence);
@@ -93,18 +112,27 @@ impl RequestIndex {
             .into_iter()
             .flatten()
             .copied();
-        found.chain(first).chain(more)
+        found.chain(found_wide).chain(first).chain(more)
     }
 
     /// How many entries are indexed.
     pub fn len(&self) -> usize {
-        self.found.len() + self.first.len() + self.more.values().map(Vec::len).sum::<usize>()
+        self.found.len()
+            + self.found_wide.len()
+            + self.first.len()
+            + self.more.values().map(Vec::len).sum::<usize>()
     }
 
     /// True when nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.found.is_empty() && self.first.is_empty()
+        self.found.is_empty() && self.found_wide.is_empty() && self.first.is_empty()
     }
+}
+
+/// The high 32 bits of a hash: what the array of entries found at startup
+/// keeps of it.
+fn high(key: u64) -> u32 {
+    (key >> 32) as u32
 }
 
 /// The index's keys are hashes already: the map uses them as they are.
@@ -169,6 +197,38 @@ mod tests {
         alike.insert("a", 1);
         alike.insert("b", 2);
         assert_eq!(alike.candidates("c").collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    /// An entry found at startup past sequence 2^32 - 1 keeps its whole
+    /// sequence; ids whose hashes share their high 32 bits name each
+    /// other's entries (the caller tells them apart), and never lose one.
+    #[test]
+    fn sequences_past_32_bits_and_hashes_alike_in_their_high_bits() {
+        let mut index = RequestIndex::default();
+        let past = u64::from(u32::MAX) + 5;
+        index.note_found("req-wide", past);
+        index.note_found("req-narrow", 7);
+        index.note_found("req-top", u64::from(u32::MAX));
+        index.seal();
+        assert_eq!(index.candidates("req-wide").collect::<Vec<_>>(), vec![past]);
+        assert_eq!(index.candidates("req-narrow").collect::<Vec<_>>(), vec![7]);
+        assert_eq!(
+            index.candidates("req-top").collect::<Vec<_>>(),
+            vec![u64::from(u32::MAX)]
+        );
+        assert_eq!(index.len(), 3);
+        // Two keys alike in their high bits, different in their low ones.
+        let mut alike = RequestIndex::default();
+        let key = alike.key("req-a");
+        alike.found.push((high(key), 1));
+        alike.found.push((high(key), 2));
+        alike.seal();
+        assert_eq!(alike.candidates("req-a").collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            std::mem::size_of::<(u32, u32)>(),
+            8,
+            "8 bytes an entry found"
+        );
     }
 
     #[test]
