@@ -354,15 +354,16 @@ fn scan_bytes(journal: &[u8]) -> Result<Vec<u64>, String> {
             journal.len() as u64,
             "the scan accounts for every byte"
         );
+        let offsets: Vec<u64> = scan.offsets.iter().collect();
         assert!(
-            scan.offsets.windows(2).all(|w| w[0] < w[1])
-                && scan.offsets.last().is_none_or(|&o| o < scan.valid_end),
+            offsets.windows(2).all(|w| w[0] < w[1])
+                && offsets.last().is_none_or(|&o| o < scan.valid_end),
             "record offsets in order, within the valid frames"
         );
-        for (sequence, &offset) in (1..).zip(&scan.offsets) {
+        for (sequence, &offset) in (1..).zip(&offsets) {
             let _ = read_entry_at_offset(&file, offset, sequence);
         }
-        Ok(scan.offsets)
+        Ok(offsets)
     })
 }
 

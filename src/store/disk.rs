@@ -28,6 +28,7 @@ use crate::domain::request_index::RequestIndex;
 use crate::domain::state::StateRecord;
 
 use super::journal_file::{JournalFile, read_entry_at};
+use super::offsets::Offsets;
 use super::{KeyValue, Store, StoreError};
 
 /// Name of the sled directory in the data directory.
@@ -140,7 +141,7 @@ pub(super) use local_files_methods;
 pub struct DiskStore {
     journal: Mutex<Result<JournalFile, String>>,
     /// A read handle and the entries' offsets, published after each barrier.
-    reader: RwLock<(Arc<File>, Vec<u64>)>,
+    reader: RwLock<(Arc<File>, Offsets)>,
     last_sequence: AtomicU64,
     barriers: AtomicU64,
     /// The state cache, the tree, the checkpoints and the access log.
@@ -268,7 +269,7 @@ impl Store for DiskStore {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let start = ((first - 1) as usize).min(reader.1.len());
             let end = start.saturating_add(limit).min(reader.1.len());
-            (reader.0.clone(), reader.1[start..end].to_vec())
+            (reader.0.clone(), reader.1.range(start, end))
         };
         let mut entries = Vec::with_capacity(offsets.len());
         for (sequence, offset) in (first..).zip(offsets) {

@@ -27,6 +27,7 @@ use crate::domain::entry::{Entry, EntryBody, Hash};
 use crate::domain::request_index::RequestIndex;
 
 use super::StoreError;
+use super::offsets::Offsets;
 
 /// Name of the journal file in the data directory.
 pub const JOURNAL_FILE_NAME: &str = "journal.log";
@@ -97,7 +98,7 @@ pub struct JournalFile<M: JournalMedium = File> {
     /// `offsets[i]` is where entry `i + 1`'s record starts, until
     /// [`JournalFile::take_offsets`] hands them to the store, which keeps
     /// them for its readers (once, not twice: 8 bytes an entry).
-    offsets: Vec<u64>,
+    offsets: Offsets,
     /// True once the offsets were taken: appends return theirs and keep none.
     offsets_taken: bool,
     /// Number of entries.
@@ -111,7 +112,7 @@ pub struct JournalFile<M: JournalMedium = File> {
 #[derive(Debug, Clone)]
 pub struct Scan {
     /// Offset of every valid record, in order.
-    pub offsets: Vec<u64>,
+    pub offsets: Offsets,
     /// Where the valid frames end.
     pub valid_end: u64,
     /// Bytes after `valid_end`: a torn last frame (0 when none).
@@ -209,7 +210,7 @@ impl<M: JournalMedium> JournalFile<M> {
             self.end += frame.len() as u64;
             self.len += offsets.len() as u64;
             if !self.offsets_taken {
-                self.offsets.extend_from_slice(&offsets);
+                self.offsets.extend(offsets.iter().copied());
             }
             appended.extend(offsets);
             barriers += 1;
@@ -272,13 +273,13 @@ impl<M: JournalMedium> JournalFile<M> {
 
     /// Offsets of the entries (until taken).
     #[cfg(test)]
-    pub fn offsets(&self) -> &[u64] {
-        &self.offsets
+    pub fn offsets(&self) -> Vec<u64> {
+        self.offsets.iter().collect()
     }
 
     /// The entries' offsets, for a caller that keeps them from now on
     /// ([`JournalFile::append`] returns each new entry's).
-    pub fn take_offsets(&mut self) -> Vec<u64> {
+    pub fn take_offsets(&mut self) -> Offsets {
         self.offsets_taken = true;
         std::mem::take(&mut self.offsets)
     }
@@ -438,7 +439,7 @@ pub fn scan(
             message: "not an mfi-ledger journal (bad magic)".into(),
         });
     }
-    let mut offsets = Vec::new();
+    let mut offsets = Offsets::new();
     let mut offset = FILE_MAGIC.len() as u64;
     let mut body = Vec::new();
     while offset < len {

@@ -16,6 +16,8 @@ pub mod access_log;
 pub mod checkpoint_log;
 mod disk;
 mod journal_file;
+mod offsets;
+pub use offsets::Offsets;
 mod postgres;
 mod read_only;
 pub mod tree_file;

@@ -25,7 +25,7 @@ use super::{Store, StoreError};
 pub struct ReadOnlyStore {
     dir: std::path::PathBuf,
     journal: File,
-    offsets: Vec<u64>,
+    offsets: super::offsets::Offsets,
     /// Where the last whole frame ends.
     journal_end: u64,
     tree: super::tree_file::TreeFile,
@@ -97,8 +97,8 @@ impl Store for ReadOnlyStore {
         let start = ((first - 1) as usize).min(self.offsets.len());
         let end = start.saturating_add(limit).min(self.offsets.len());
         (first..)
-            .zip(&self.offsets[start..end])
-            .map(|(sequence, offset)| read_entry_at(&self.journal, *offset, sequence))
+            .zip(self.offsets.range(start, end))
+            .map(|(sequence, offset)| read_entry_at(&self.journal, offset, sequence))
             .collect()
     }
 

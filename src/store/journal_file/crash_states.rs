@@ -392,7 +392,7 @@ fn recover(image: &[u8], dir: &Path) -> Result<Vec<Entry>, String> {
     let index = journal.take_request_index();
     let file = journal.try_clone_file().unwrap();
     let mut recovered = Vec::new();
-    for (sequence, &offset) in (1..).zip(journal.offsets()) {
+    for (sequence, offset) in (1..).zip(journal.offsets()) {
         let entry = read_entry_at(&file, offset, sequence).map_err(|e| e.to_string())?;
         if entry.body.sequence != sequence {
             return Err(format!(
@@ -410,11 +410,11 @@ fn recover(image: &[u8], dir: &Path) -> Result<Vec<Entry>, String> {
     if index != expected_index {
         return Err("the request index differs from the entries".into());
     }
-    let offsets = journal.offsets().to_vec();
+    let offsets = journal.offsets();
     // The clone shares the journal's lock: both go before the second open.
     drop((journal, file));
     let again = JournalFile::open(dir).map_err(|e| format!("second open: {e}"))?;
-    if again.offsets() != offsets.as_slice() {
+    if again.offsets() != offsets {
         return Err("a second open finds other entries".into());
     }
     Ok(recovered)
@@ -543,7 +543,7 @@ fn every_power_cut_state_recovers_every_acknowledged_entry_and_no_partial_one() 
     // A new journal: its header, then the batches.
     let mut journal = JournalFile {
         file: Recorder::default(),
-        offsets: Vec::new(),
+        offsets: super::Offsets::new(),
         offsets_taken: false,
         len: 0,
         end: 8,
@@ -566,7 +566,7 @@ fn every_power_cut_state_recovers_every_acknowledged_entry_and_no_partial_one() 
     let durable = std::fs::read(dir.path().join(JOURNAL_FILE_NAME)).unwrap();
     let mut journal = JournalFile {
         file: Recorder::holding(durable),
-        offsets: reopened.offsets().to_vec(),
+        offsets: reopened.offsets().into_iter().collect(),
         offsets_taken: false,
         len: reopened.len(),
         end: reopened.end,
