@@ -97,7 +97,7 @@ pub struct JournalFile<M: JournalMedium = File> {
     file: M,
     /// `offsets[i]` is where entry `i + 1`'s record starts, until
     /// [`JournalFile::take_offsets`] hands them to the store, which keeps
-    /// them for its readers (once, not twice: 8 bytes an entry).
+    /// them for its readers (once, not twice: about 4 bytes an entry).
     offsets: Offsets,
     /// True once the offsets were taken: appends return theirs and keep none.
     offsets_taken: bool,
