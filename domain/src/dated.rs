@@ -62,11 +62,6 @@ impl DatedAmounts {
         self.0.last().map(|(date, amount)| (date, amount))
     }
 
-    /// The first date and its amount.
-    pub fn first_key_value(&self) -> Option<(&NaiveDate, &Decimal)> {
-        self.0.first().map(|(date, amount)| (date, amount))
-    }
-
     /// The dates in `range`, with their amounts, in date order.
     pub fn range<R: RangeBounds<NaiveDate>>(
         &self,
@@ -95,11 +90,6 @@ impl DatedAmounts {
     /// The amounts, in date order.
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &Decimal> + Clone {
         self.0.iter().map(|(_, amount)| amount)
-    }
-
-    /// The dates, in order.
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &NaiveDate> + Clone {
-        self.0.iter().map(|(date, _)| date)
     }
 
     /// How many dates have an amount.
@@ -185,7 +175,6 @@ mod tests {
             }
             prop_assert_eq!(list.iter().collect::<Vec<_>>(), map.iter().collect::<Vec<_>>());
             prop_assert_eq!(list.last_key_value(), map.last_key_value());
-            prop_assert_eq!(list.first_key_value(), map.first_key_value());
             prop_assert_eq!(list.len(), map.len());
             for d in 0..60 {
                 prop_assert_eq!(list.get(&day(d)), map.get(&day(d)));
