@@ -552,11 +552,12 @@ impl LedgerState {
 
     /// The entries that may have been produced by `request_id`, oldest
     /// first: at most one was, the one whose entry records that id
-    /// ([`RequestIndex::candidates`]).
+    /// ([`RequestIndex::candidates`]). An error: the index on disk could
+    /// not be read.
     pub fn request_candidates<'a>(
         &'a self,
         request_id: &'a RequestId,
-    ) -> impl Iterator<Item = u64> + 'a {
+    ) -> Result<impl Iterator<Item = u64> + 'a, String> {
         self.requests.candidates(request_id.as_str())
     }
 

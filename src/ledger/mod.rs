@@ -920,7 +920,17 @@ impl Writer {
         }
         // The index names the entries whose request ids hash like this
         // one's; the one recording this very id, if any, is the retry's.
-        for sequence in self.state.request_candidates(&command.request_id) {
+        let candidates = match self.state.request_candidates(&command.request_id) {
+            Ok(candidates) => candidates,
+            // Not knowing whether the request was written, writing it could
+            // write a retry twice: refuse it (the client retries later).
+            Err(why) => {
+                return Answer::Error(SubmitError::Unavailable(format!(
+                    "looking up the request id: {why}"
+                )));
+            }
+        };
+        for sequence in candidates {
             let entry = match self.entry_at(sequence, entries) {
                 Ok(entry) => entry,
                 Err(error) => return Answer::Error(error),

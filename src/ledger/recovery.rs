@@ -16,6 +16,8 @@ pub fn recover(store: &dyn Store) -> Result<LedgerState, StoreError> {
     // request id, and the store indexed them as it opened.
     let index = store.take_request_index();
     let mut state = recover_state(store)?;
+    // The journal's frames its index spared reading, checked meanwhile.
+    store.check_journal()?;
     state.import_request_index(index);
     Ok(state)
 }

@@ -28,7 +28,7 @@ use crate::domain::request_index::RequestIndex;
 use crate::domain::state::StateRecord;
 
 use super::journal_file::{JournalFile, read_entry_at};
-use super::offsets::Offsets;
+use super::offsets::EntryOffsets;
 use super::{KeyValue, Store, StoreError};
 
 /// Name of the sled directory in the data directory.
@@ -141,9 +141,11 @@ pub(super) use local_files_methods;
 pub struct DiskStore {
     journal: Mutex<Result<JournalFile, String>>,
     /// A read handle and the entries' offsets, published after each barrier.
-    reader: RwLock<(Arc<File>, Offsets)>,
+    reader: RwLock<(Arc<File>, EntryOffsets)>,
     last_sequence: AtomicU64,
     barriers: AtomicU64,
+    /// The check of the journal's frames its index spared reading at open.
+    frame_check: Mutex<Option<std::thread::JoinHandle<Result<(), StoreError>>>>,
     /// The state cache, the tree, the checkpoints and the access log.
     local: LocalFiles,
 }
@@ -192,6 +194,7 @@ impl DiskStore {
         let mut journal = JournalFile::open(dir)?;
         let reader = (Arc::new(journal.try_clone_file()?), journal.take_offsets());
         Ok(DiskStore {
+            frame_check: Mutex::new(journal.take_frame_check()),
             last_sequence: AtomicU64::new(journal.len()),
             journal: Mutex::new(Ok(journal)),
             reader: RwLock::new(reader),
@@ -267,10 +270,10 @@ impl Store for DiskStore {
                 .reader
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let start = ((first - 1) as usize).min(reader.1.len());
-            let end = start.saturating_add(limit).min(reader.1.len());
-            (reader.0.clone(), reader.1.range(start, end))
+            let end = first.saturating_add(limit as u64);
+            (reader.0.clone(), reader.1.slice(first, end))
         };
+        let offsets = offsets.read()?;
         let mut entries = Vec::with_capacity(offsets.len());
         for (sequence, offset) in (first..).zip(offsets) {
             entries.push(read_entry_at(&file, offset, sequence)?);
@@ -291,6 +294,37 @@ impl Store for DiskStore {
 
     fn last_sequence(&self) -> u64 {
         self.last_sequence.load(Ordering::SeqCst)
+    }
+
+    /// Waits for the check of the frames the journal's index spared reading
+    /// at open.
+    fn check_journal(&self) -> Result<(), StoreError> {
+        let check = self
+            .frame_check
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        match check.map(std::thread::JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(checked)) => checked,
+            Some(Err(_)) => Err(StoreError::Inconsistent(
+                "the check of the journal's frames panicked".into(),
+            )),
+        }
+    }
+
+    /// At a stop: writes the journal's index up to the last entry, so that
+    /// the next start reads none of the journal.
+    fn release(&self) {
+        let mut guard = self
+            .journal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Ok(journal) = guard.as_mut()
+            && let Err(error) = journal.write_index()
+        {
+            tracing::warn!(%error, "writing the journal's index at the stop failed; the next start reads the journal past the old one");
+        }
     }
 
     fn barrier_count(&self) -> u64 {

@@ -20,14 +20,15 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::domain::entry::{Entry, EntryBody, Hash};
-use crate::domain::request_index::RequestIndex;
+use crate::domain::request_index::{HashKey, RequestIndex};
 
 use super::StoreError;
-use super::offsets::Offsets;
+use super::journal_index::{JournalIndex, Last};
+use super::offsets::{EntryOffsets, Offsets};
 
 /// Name of the journal file in the data directory.
 pub const JOURNAL_FILE_NAME: &str = "journal.log";
@@ -38,7 +39,7 @@ pub const FRAME_BYTES_MAX: usize = 16 << 20;
 
 const FILE_MAGIC: &[u8; 8] = b"MFIJRNL2";
 const FRAME_MAGIC: u32 = 0x4D46_4946; // "FIFM" little-endian: a frame starts here
-const FRAME_HEADER_LEN: usize = 16;
+pub(super) const FRAME_HEADER_LEN: usize = 16;
 const RECORD_HEADER_LEN: usize = 8;
 const PAYLOAD_LEN_MIN: usize = 33;
 
@@ -95,10 +96,10 @@ impl JournalMedium for File {
 /// The open journal file: the append handle and each entry's offset.
 pub struct JournalFile<M: JournalMedium = File> {
     file: M,
-    /// `offsets[i]` is where entry `i + 1`'s record starts, until
-    /// [`JournalFile::take_offsets`] hands them to the store, which keeps
-    /// them for its readers (once, not twice: about 4 bytes an entry).
-    offsets: Offsets,
+    /// Where each entry's record starts (those the index covers, in its
+    /// file), until [`JournalFile::take_offsets`] hands them to the store,
+    /// which keeps them for its readers (once, not twice).
+    offsets: EntryOffsets,
     /// True once the offsets were taken: appends return theirs and keep none.
     offsets_taken: bool,
     /// Number of entries.
@@ -106,6 +107,15 @@ pub struct JournalFile<M: JournalMedium = File> {
     end: u64,
     /// The request id of every entry found at open, until taken.
     request_index: RequestIndex,
+    /// The data directory (`None` for a test's medium): where the index is
+    /// written.
+    dir: Option<PathBuf>,
+    /// The journal's index on disk, covering its first entries.
+    index: Option<Arc<JournalIndex>>,
+    /// Where the last entry sits (`None` while there is none).
+    last: Option<Last>,
+    /// The check of the frames the index spared reading at open, running.
+    frame_check: Option<std::thread::JoinHandle<Result<(), StoreError>>>,
 }
 
 /// What a scan of the journal found.
@@ -113,6 +123,8 @@ pub struct JournalFile<M: JournalMedium = File> {
 pub struct Scan {
     /// Offset of every valid record, in order.
     pub offsets: Offsets,
+    /// Where the last valid frame starts (0 when there is none).
+    pub last_frame: u64,
     /// Where the valid frames end.
     pub valid_end: u64,
     /// Bytes after `valid_end`: a torn last frame (0 when none).
@@ -135,25 +147,45 @@ impl JournalFile {
         if !has_header(&file)? {
             // New, or a creation cut short before its header was durable.
             write_header(&mut file)?;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(StoreError::io(format!(
-                    "syncing directory {}",
-                    dir.display()
-                )))?;
+            sync_dir(dir)?;
         }
-        let mut request_index = RequestIndex::default();
-        let scan = scan(&file, |offset, payload| {
-            let canonical = &payload[..payload.len() - 32];
+        let len = file
+            .metadata()
+            .map_err(StoreError::io("reading journal size"))?
+            .len();
+        // The index covers the journal's first entries: only the frames
+        // past it are read.
+        let index = JournalIndex::load(dir, &file, len);
+        let key = index
+            .as_ref()
+            .map_or_else(HashKey::random, |index| index.key());
+        let (from, mut last) = match &index {
+            Some(index) => (index.last().frame_end, Some(index.last())),
+            None => (FILE_MAGIC.len() as u64, None),
+        };
+        let first = index.as_ref().map_or(0, |index| index.count()) + 1;
+        let mut hashes = Vec::new();
+        let mut in_sequence = true;
+        let mut last_record = None;
+        let scan = scan_from(&file, from, |offset, payload| {
+            let (canonical, hash) = payload.split_at(payload.len() - 32);
             let (sequence, request_id) = crate::domain::entry::peek_request_id(canonical)
                 .map_err(|source| StoreError::undecodable(offset, source))?;
-            request_index.note_found(request_id, sequence);
+            // Out of sequence (a gap or a duplicate, which recovery
+            // refuses): noted as it is, and not indexed.
+            in_sequence &= sequence == first + hashes.len() as u64;
+            hashes.push((key.hash(request_id), sequence));
+            last_record = Some((offset, <Hash>::try_from(hash).expect("32 bytes")));
             Ok(())
         })?;
-        request_index.seal();
-        // Kept for as long as the journal: without the room they grew by.
-        let mut scan = scan;
-        scan.offsets.shrink_to_fit();
+        if let Some((offset, hash)) = last_record {
+            last = Some(Last {
+                frame_start: scan.last_frame,
+                frame_end: scan.valid_end,
+                offset,
+                hash,
+            });
+        }
         if scan.torn_bytes > 0 {
             let kept = keep_torn_tail(dir, &file, scan.valid_end)?;
             tracing::warn!(
@@ -167,14 +199,83 @@ impl JournalFile {
             file.sync_all()
                 .map_err(StoreError::io("syncing truncated journal"))?;
         }
+        // The frames the index spared reading are checked beside the rest
+        // of startup ([`JournalFile::take_frame_check`]).
+        let frame_check = match &index {
+            Some(index) => {
+                // Its own handle, not a clone: a clone would hold the
+                // directory's lock for as long as the check runs.
+                let file = File::open(&path)
+                    .map_err(StoreError::io(format!("opening {}", path.display())))?;
+                let end = index.last().frame_end;
+                Some(
+                    std::thread::Builder::new()
+                        .name("journal-check".into())
+                        .spawn(move || check_frames(&file, end))
+                        .map_err(StoreError::io("starting the journal's check"))?,
+                )
+            }
+            None => None,
+        };
+        let mut tail = scan.offsets;
+        let last = last.filter(|_| in_sequence);
+        let (index, request_index) =
+            match Self::index_tail(dir, key, index, &mut tail, &mut hashes, last) {
+                Some(index) => (Some(index.clone()), RequestIndex::on_disk(index)),
+                None => (None, RequestIndex::keyed(key)),
+            };
+        let mut request_index = request_index;
+        // The entries the index does not cover (it could not be written).
+        for (hash, sequence) in hashes {
+            request_index.note_found_hash(hash, sequence);
+        }
+        request_index.seal();
+        // Kept for as long as the journal: without the room they grew by.
+        tail.shrink_to_fit();
+        let offsets = EntryOffsets::new(index.clone(), tail);
         Ok(JournalFile {
             file,
-            len: scan.offsets.len() as u64,
-            offsets: scan.offsets,
+            len: offsets.len(),
+            offsets,
             offsets_taken: false,
             end: scan.valid_end,
             request_index,
+            dir: Some(dir.to_owned()),
+            index,
+            last,
+            frame_check,
         })
+    }
+
+    /// Writes the index of the entries found at open when some were past
+    /// the old one (a first start, or after a crash), so that the next
+    /// start reads none of them again: the new index, with `tail` and
+    /// `hashes` emptied; or, when it cannot be written, the old one (`None`
+    /// if none) and them as they are (the server keeps in memory what the
+    /// index does not cover).
+    fn index_tail(
+        dir: &Path,
+        key: HashKey,
+        old: Option<JournalIndex>,
+        tail: &mut Offsets,
+        hashes: &mut Vec<(u64, u64)>,
+        last: Option<Last>,
+    ) -> Option<Arc<JournalIndex>> {
+        let Some(last) = last.filter(|_| !tail.is_empty()) else {
+            return old.map(Arc::new);
+        };
+        match JournalIndex::write(dir, key, old.as_ref(), tail, hashes, last) {
+            Ok(index) => {
+                *tail = Offsets::new();
+                hashes.clear();
+                hashes.shrink_to_fit();
+                Some(Arc::new(index))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the journal's index cannot be written; the entries past it are kept in memory");
+                old.map(Arc::new)
+            }
+        }
     }
 
     /// A handle for reading entries, independent of the append handle.
@@ -182,6 +283,43 @@ impl JournalFile {
         self.file
             .try_clone()
             .map_err(StoreError::io("cloning journal handle"))
+    }
+
+    /// Writes the journal's index up to the last entry, when entries were
+    /// appended past it (at a clean stop: the next start then reads none of
+    /// the journal). Reads those entries back to hash their request ids.
+    pub fn write_index(&mut self) -> Result<(), StoreError> {
+        let (Some(dir), Some(last)) = (self.dir.clone(), self.last) else {
+            return Ok(());
+        };
+        if self.indexed() == self.len {
+            return Ok(());
+        }
+        let old = self.index.clone();
+        let key = old
+            .as_ref()
+            .map_or_else(HashKey::random, |index| index.key());
+        let from = old
+            .as_ref()
+            .map_or(FILE_MAGIC.len() as u64, |index| index.last().frame_end);
+        let mut hashes = Vec::new();
+        let scan = scan_from(&self.file, from, |offset, payload| {
+            let canonical = &payload[..payload.len() - 32];
+            let (sequence, request_id) = crate::domain::entry::peek_request_id(canonical)
+                .map_err(|source| StoreError::undecodable(offset, source))?;
+            hashes.push((key.hash(request_id), sequence));
+            Ok(())
+        })?;
+        if scan.valid_end != self.end || scan.torn_bytes > 0 {
+            return Err(StoreError::Inconsistent(format!(
+                "the journal reads to byte {} of {} while indexing it",
+                scan.valid_end, self.end
+            )));
+        }
+        let index =
+            JournalIndex::write(&dir, key, old.as_deref(), &scan.offsets, &mut hashes, last)?;
+        self.index = Some(Arc::new(index));
+        Ok(())
     }
 }
 
@@ -207,6 +345,14 @@ impl<M: JournalMedium> JournalFile<M> {
             self.file
                 .sync_data()
                 .map_err(StoreError::io("fdatasync of the journal"))?;
+            if let Some((&offset, entry)) = offsets.last().zip(rest[..taken].last()) {
+                self.last = Some(Last {
+                    frame_start: self.end,
+                    frame_end: self.end + frame.len() as u64,
+                    offset,
+                    hash: entry.hash,
+                });
+            }
             self.end += frame.len() as u64;
             self.len += offsets.len() as u64;
             if !self.offsets_taken {
@@ -274,15 +420,40 @@ impl<M: JournalMedium> JournalFile<M> {
     /// Offsets of the entries (until taken).
     #[cfg(test)]
     pub fn offsets(&self) -> Vec<u64> {
-        self.offsets.iter().collect()
+        self.offsets
+            .slice(1, self.offsets.len() + 1)
+            .read()
+            .expect("the index reads")
     }
 
     /// The entries' offsets, for a caller that keeps them from now on
     /// ([`JournalFile::append`] returns each new entry's).
-    pub fn take_offsets(&mut self) -> Offsets {
+    pub fn take_offsets(&mut self) -> EntryOffsets {
         self.offsets_taken = true;
         std::mem::take(&mut self.offsets)
     }
+
+    /// The check of the frames the journal's index spared reading at open,
+    /// running beside the rest of startup (`None` when open read them all).
+    pub fn take_frame_check(&mut self) -> Option<std::thread::JoinHandle<Result<(), StoreError>>> {
+        self.frame_check.take()
+    }
+
+    /// How many entries the journal's index on disk covers.
+    pub fn indexed(&self) -> u64 {
+        self.index.as_ref().map_or(0, |index| index.count())
+    }
+}
+
+/// `fsync` of the directory `dir`: the names created or renamed in it
+/// survive a power cut once this returns.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io(format!(
+            "syncing directory {}",
+            dir.display()
+        )))
 }
 
 /// Writes a new journal's header (over whatever a creation cut short left)
@@ -380,7 +551,7 @@ fn le_u32(bytes: &[u8], at: usize) -> u32 {
 
 /// The records of one frame body: (offset within the body, payload range).
 /// `None` if the body is not exactly `count` well-formed records.
-fn records_of(body: &[u8], count: u32) -> Option<Vec<(usize, std::ops::Range<usize>)>> {
+pub(super) fn records_of(body: &[u8], count: u32) -> Option<Vec<(usize, std::ops::Range<usize>)>> {
     let mut records = Vec::with_capacity(
         (count as usize).min(body.len() / (RECORD_HEADER_LEN + PAYLOAD_LEN_MIN)),
     );
@@ -402,7 +573,7 @@ fn records_of(body: &[u8], count: u32) -> Option<Vec<(usize, std::ops::Range<usi
 }
 
 /// A frame header: (body length, body CRC, entry count), if plausible.
-fn frame_header(header: &[u8]) -> Option<(usize, u32, u32)> {
+pub(super) fn frame_header(header: &[u8]) -> Option<(usize, u32, u32)> {
     if header.len() < FRAME_HEADER_LEN || le_u32(header, 0) != FRAME_MAGIC {
         return None;
     }
@@ -416,12 +587,51 @@ fn frame_header(header: &[u8]) -> Option<(usize, u32, u32)> {
 /// Never writes.
 pub fn scan(
     file: &File,
+    visit: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+) -> Result<Scan, StoreError> {
+    scan_from(file, FILE_MAGIC.len() as u64, visit)
+}
+
+/// [`scan`] from the frame that starts at `from` (the journal's magic is
+/// still checked): the offsets it returns are of the records from there.
+pub fn scan_from(
+    file: &File,
+    from: u64,
+    visit: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+) -> Result<Scan, StoreError> {
+    scan_range(file, from, u64::MAX, visit)
+}
+
+/// Checks every frame from the journal's start to `end` (where the index's
+/// last frame ends) as a scan would: run beside startup when the index
+/// spared it reading them, so that a server still refuses to start on a
+/// journal damaged before its end.
+pub fn check_frames(file: &File, end: u64) -> Result<(), StoreError> {
+    let scanned = scan_range(file, FILE_MAGIC.len() as u64, end, |_, _| Ok(()))?;
+    if scanned.valid_end != end {
+        return Err(StoreError::Corrupt {
+            offset: scanned.valid_end,
+            message: format!(
+                "bad frame in the journal's first {end} bytes, which its index covers: not a torn \
+                 write; refusing to cut acknowledged entries"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// [`scan_from`] that reads no further than `until`.
+fn scan_range(
+    file: &File,
+    from: u64,
+    until: u64,
     mut visit: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
 ) -> Result<Scan, StoreError> {
     let len = file
         .metadata()
         .map_err(StoreError::io("reading journal size"))?
-        .len();
+        .len()
+        .min(until);
     let mut reader = BufReader::with_capacity(
         1 << 20,
         file.try_clone().map_err(StoreError::io("cloning"))?,
@@ -440,7 +650,11 @@ pub fn scan(
         });
     }
     let mut offsets = Offsets::new();
-    let mut offset = FILE_MAGIC.len() as u64;
+    let mut offset = from.max(FILE_MAGIC.len() as u64);
+    reader
+        .seek(SeekFrom::Start(offset))
+        .map_err(StoreError::io("seeking journal"))?;
+    let mut last_frame = 0;
     let mut body = Vec::new();
     while offset < len {
         let remaining = len - offset;
@@ -465,6 +679,7 @@ pub fn scan(
             check_nothing_valid_after(file, offset, len)?;
             return Ok(Scan {
                 offsets,
+                last_frame,
                 valid_end: offset,
                 torn_bytes: remaining,
             });
@@ -475,10 +690,12 @@ pub fn scan(
             visit(record_offset, &body[range])?;
             offsets.push(record_offset);
         }
+        last_frame = offset;
         offset = body_start + body.len() as u64;
     }
     Ok(Scan {
         offsets,
+        last_frame,
         valid_end: offset,
         torn_bytes: 0,
     })
@@ -521,4 +738,4 @@ fn check_nothing_valid_after(file: &File, bad: u64, len: u64) -> Result<(), Stor
 }
 
 #[cfg(test)]
-mod crash_states;
+pub(super) mod crash_states;

@@ -16,6 +16,7 @@ pub mod access_log;
 pub mod checkpoint_log;
 mod disk;
 mod journal_file;
+mod journal_index;
 mod offsets;
 pub use offsets::Offsets;
 mod postgres;
@@ -30,6 +31,7 @@ pub use journal_file::{
     FRAME_BYTES_MAX, JOURNAL_FILE_NAME, RECORD_LEN_MAX, Scan, decode_payload,
     read_entry_at as read_entry_at_offset, scan as scan_journal,
 };
+pub use journal_index::{IndexCheck, IndexFile, JOURNAL_INDEX_FILE_NAME};
 pub use postgres::{Copied, PostgresOptions, PostgresStore, export_journal, import_journal};
 pub use read_only::ReadOnlyStore;
 
@@ -197,6 +199,13 @@ pub trait Store: Send + Sync + 'static {
     /// so that another server can take over.
     fn watch_ledger(&self, failed: Arc<std::sync::atomic::AtomicBool>) {
         let _ = failed;
+    }
+
+    /// Startup's last step: whatever the store checks of its journal beside
+    /// the rest of startup (the frames the embedded store's index spared
+    /// reading) has found it sound. An error: the ledger must not start.
+    fn check_journal(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// The ledger stops: a store that holds a lease gives it back, and an

@@ -9,6 +9,11 @@
 //! not fit (offsets out of order, or records beyond the journal's limits)
 //! is kept whole instead, so any list is kept exactly.
 
+use std::sync::Arc;
+
+use super::StoreError;
+use super::journal_index::JournalIndex;
+
 /// Entries a block's first offset serves.
 const BLOCK: usize = 1024;
 
@@ -117,6 +122,77 @@ impl FromIterator<u64> for Offsets {
         let mut list = Offsets::new();
         list.extend(offsets);
         list
+    }
+}
+
+/// Every entry's offset: those of the entries the journal's index on disk
+/// covers read from it when asked, the later ones kept here.
+#[derive(Clone, Debug, Default)]
+pub struct EntryOffsets {
+    indexed: Option<Arc<JournalIndex>>,
+    tail: Offsets,
+}
+
+impl EntryOffsets {
+    /// The offsets of the entries `indexed` covers, then `tail`'s.
+    pub fn new(indexed: Option<Arc<JournalIndex>>, tail: Offsets) -> EntryOffsets {
+        EntryOffsets { indexed, tail }
+    }
+
+    fn indexed_count(&self) -> u64 {
+        self.indexed.as_ref().map_or(0, |index| index.count())
+    }
+
+    /// How many entries' offsets it gives.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> u64 {
+        self.indexed_count() + self.tail.len() as u64
+    }
+
+    /// The offsets of entries `first` up to (not including) `end`, counted
+    /// from 1 and each within the list, to read without holding this list
+    /// ([`OffsetsSlice::read`]).
+    pub fn slice(&self, first: u64, end: u64) -> OffsetsSlice {
+        let first = first.max(1);
+        let end = end.min(self.len() + 1).max(first);
+        let indexed_count = self.indexed_count();
+        let indexed = self
+            .indexed
+            .as_ref()
+            .filter(|_| first <= indexed_count)
+            .map(|index| (index.clone(), first, end.min(indexed_count + 1) - first));
+        let tail_start = first.max(indexed_count + 1) - indexed_count - 1;
+        let tail_end = end.max(indexed_count + 1) - indexed_count - 1;
+        OffsetsSlice {
+            indexed,
+            tail: self.tail.range(tail_start as usize, tail_end as usize),
+        }
+    }
+}
+
+impl Extend<u64> for EntryOffsets {
+    fn extend<I: IntoIterator<Item = u64>>(&mut self, offsets: I) {
+        self.tail.extend(offsets);
+    }
+}
+
+/// Some entries' offsets, as [`EntryOffsets::slice`] took them.
+#[derive(Debug)]
+pub struct OffsetsSlice {
+    /// The index, the first entry and how many to read from it.
+    indexed: Option<(Arc<JournalIndex>, u64, u64)>,
+    tail: Vec<u64>,
+}
+
+impl OffsetsSlice {
+    /// The offsets, in order (those in the index read from its file).
+    pub fn read(self) -> Result<Vec<u64>, StoreError> {
+        let mut offsets = match &self.indexed {
+            Some((index, first, count)) => index.offsets(*first, *count)?,
+            None => Vec::new(),
+        };
+        offsets.extend(self.tail);
+        Ok(offsets)
     }
 }
 

@@ -37,8 +37,8 @@ use crate::domain::state::{
     ExecContext, ExecuteError, LedgerState, STATE_FORMAT, StateKey, records_format,
 };
 use crate::store::{
-    JOURNAL_FILE_NAME, STATE_DIR_NAME, StoreError, load_state_records, read_entry_at_offset,
-    scan_journal,
+    IndexCheck, IndexFile, JOURNAL_FILE_NAME, JOURNAL_INDEX_FILE_NAME, STATE_DIR_NAME, StoreError,
+    load_state_records, read_entry_at_offset, scan_journal,
 };
 
 /// What a successful verification saw.
@@ -68,6 +68,8 @@ pub struct VerifyReport {
     pub invariants_only: BTreeMap<RulesVersion, u64>,
     /// The Merkle tree and checkpoints checked.
     pub tree: TreeReport,
+    /// The journal's index (`journal.idx`) compared with the journal.
+    pub journal_index: IndexCheck,
     /// Time taken.
     pub elapsed: Duration,
 }
@@ -119,6 +121,19 @@ impl fmt::Display for VerifyReport {
         if self.tree.checkpoints > 0 {
             write!(f, " (latest of size {})", self.tree.latest_checkpoint)?;
         }
+        match &self.journal_index {
+            IndexCheck::Matches(entries) => write!(
+                f,
+                "; {JOURNAL_INDEX_FILE_NAME}: the offsets and request ids of its {} entries match",
+                count(*entries)
+            )?,
+            IndexCheck::NotUsed(why) => write!(
+                f,
+                "\nnote: {JOURNAL_INDEX_FILE_NAME} is not the journal's ({why}); the server does not \
+                 use it: it reads the journal whole at its next start and writes it again"
+            )?,
+            IndexCheck::Absent => {}
+        }
         for (version, entries) in &self.invariants_only {
             write!(
                 f,
@@ -169,6 +184,10 @@ pub enum VerifyError {
     /// The access log does not hold a head a signed checkpoint anchors.
     #[error("access log: {0}")]
     AccessLogAnchor(String),
+    /// The journal's index, which the server would use, is not the
+    /// journal's: a retried request could be written twice.
+    #[error("{JOURNAL_INDEX_FILE_NAME}: {0}")]
+    JournalIndex(String),
 }
 
 /// Verifies the data directory `dir`, its checkpoints with the verifier
@@ -244,7 +263,15 @@ pub fn verify_to(
         Depth::Chain => (None, None),
     };
     let stored_at = stored.as_ref().map_or(0, |(sequence, _)| *sequence);
-    let (chain, checked, replay) = std::thread::scope(|scope| {
+    let (index_file, mut journal_index) = match IndexFile::open(dir) {
+        Ok(Some(index)) => (Some(index), IndexCheck::Absent),
+        Ok(None) => (None, IndexCheck::Absent),
+        Err(why) => (None, IndexCheck::NotUsed(why)),
+    };
+    let indexed = index_file
+        .as_ref()
+        .map(|index| (index.key(), index.count()));
+    let (chain, (checked, requests), replay) = std::thread::scope(|scope| {
         let (records, receive_records) = std::sync::mpsc::sync_channel(HANDOFFS_IN_FLIGHT);
         let (handoff, receive) = std::sync::mpsc::sync_channel(HANDOFFS_IN_FLIGHT);
         let replay = (depth == Depth::Full).then(|| {
@@ -252,7 +279,7 @@ pub fn verify_to(
             scope.spawn(move || replay_pass(file, stored, stored_at, receive))
         });
         let handoff = replay.is_some().then_some(handoff);
-        let checked = scope.spawn(move || entry_pass(receive_records, handoff));
+        let checked = scope.spawn(move || entry_pass(receive_records, handoff, indexed));
         let chain = chain_pass(&file, tree, records);
         let checked = checked
             .join()
@@ -286,6 +313,18 @@ pub fn verify_to(
             ),
         });
     }
+    if let Some(index) = &index_file {
+        let journal_len = file
+            .metadata()
+            .map_err(|e| VerifyError::Unreadable {
+                path: journal_path.display().to_string(),
+                message: e.to_string(),
+            })?
+            .len();
+        journal_index = index
+            .compare(&file, journal_len, &requests)
+            .map_err(VerifyError::JournalIndex)?;
+    }
     let tree = chain.tree.finish()?;
     let access_log =
         crate::store::access_log::read_all(&dir.join(crate::store::access_log::ACCESS_LOG_FILE))?;
@@ -301,6 +340,7 @@ pub fn verify_to(
         torn_tail_bytes: chain.torn_tail_bytes,
         invariants_only: replay.map(|r| r.invariants_only).unwrap_or_default(),
         tree,
+        journal_index,
         elapsed: started.elapsed(),
     })
 }
@@ -456,10 +496,15 @@ fn chain_pass(
 /// passed every check to the re-execution pass (`handoff`) in order.
 /// Returns its first fault; stops early, without one, when the
 /// re-execution pass has stopped on its own.
+/// With `indexed`, the key and count of the journal's index: it also
+/// returns the offset and request-id hash of each of the entries the index
+/// covers, in order, to compare with it.
 fn entry_pass(
     records: std::sync::mpsc::Receiver<Vec<Record>>,
     handoff: Option<std::sync::mpsc::SyncSender<Handoff>>,
-) -> Option<Failure> {
+    indexed: Option<(crate::domain::request_index::HashKey, u64)>,
+) -> (Option<Failure>, Vec<(u64, u64)>) {
+    let mut requests = Vec::new();
     let mut pending: Handoff = Vec::with_capacity(HANDOFF);
     let send = |pending: &mut Handoff| match &handoff {
         Some(handoff) if !pending.is_empty() => {
@@ -479,25 +524,33 @@ fn entry_pass(
                 // Its hash or tree did not check: the chain pass reports it.
                 Ok(None) => {
                     send(&mut pending);
-                    return None;
+                    return (None, requests);
                 }
                 Err((rank, error)) => {
                     send(&mut pending);
-                    return Some(Failure {
-                        sequence,
-                        rank,
-                        error,
-                    });
+                    return (
+                        Some(Failure {
+                            sequence,
+                            rank,
+                            error,
+                        }),
+                        requests,
+                    );
                 }
             };
+            if let Some((key, count)) = indexed
+                && sequence <= count
+            {
+                requests.push((offset, key.hash(entry.body.request_id.as_str())));
+            }
             pending.push((offset, entry));
             if pending.len() == HANDOFF && !send(&mut pending) {
-                return None;
+                return (None, requests);
             }
         }
     }
     send(&mut pending);
-    None
+    (None, requests)
 }
 
 /// What the re-execution pass saw.
@@ -676,7 +729,10 @@ fn reexecute(
         sequence: body.sequence,
         message,
     };
-    for earlier in state.request_candidates(&body.request_id) {
+    let candidates = state
+        .request_candidates(&body.request_id)
+        .map_err(|e| fail(format!("looking up request id {}: {e}", body.request_id)))?;
+    for earlier in candidates {
         let recorded = lookup(earlier)
             .map_err(|e| fail(format!("reading entry {earlier}: {e}")))?
             .map(|earlier| earlier.request_id);
@@ -861,6 +917,7 @@ mod report_tests {
                 latest_checkpoint: 1_482_000,
                 access_log_anchors: Vec::new(),
             },
+            journal_index: IndexCheck::Matches(1_482_000),
             elapsed: Duration::from_secs(10),
         };
         let text = report.to_string();
@@ -879,5 +936,11 @@ mod report_tests {
         );
         assert!(text.contains("(latest of size 1482000)"), "{text}");
         assert!(text.contains("note: 4,096 bytes of a torn"), "{text}");
+        assert!(
+            text.contains(
+                "journal.idx: the offsets and request ids of its 1,482,000 entries match"
+            ),
+            "{text}"
+        );
     }
 }

@@ -860,3 +860,66 @@ async fn verify_names_an_entry_that_reuses_an_earlier_request_id() {
     let (ok, text) = verify_args(dir.path(), &["--chain-only"]);
     assert!(ok, "the chain holds: {text}");
 }
+
+/// `journal.idx`, which a stopped server leaves beside the journal so that
+/// its next start reads none of it, is compared with the journal: every
+/// offset and request-id hash. One the server would use (its checksum
+/// holds and it is tied to the journal's last frame) but that is not the
+/// journal's fails verify, naming what differs; one the server would not
+/// use is a note.
+#[tokio::test]
+async fn verify_compares_the_journals_index_with_the_journal() {
+    let dir = data_dir_with(20).await;
+    let path = dir.path().join("journal.idx");
+    let pristine = std::fs::read(&path).expect("a stopped server leaves journal.idx");
+    let (ok, text) = verify(dir.path());
+    assert!(ok, "{text}");
+    let count = u64::from_le_bytes(pristine[24..32].try_into().unwrap());
+    assert!(count > 20, "{count}");
+    assert!(
+        text.contains(&format!("ok: {count} entries verified"))
+            && text.contains(&format!(
+                "journal.idx: the offsets and request ids of its {count} entries match"
+            )),
+        "{text}"
+    );
+    // Edited, with its checksum made to hold again.
+    let edited = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = pristine.clone();
+        edit(&mut bytes);
+        let end = bytes.len() - 8;
+        let crc = crc32fast::hash(&bytes[..end]);
+        bytes[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        verify(dir.path())
+    };
+    let hashes_at = 32 + count as usize * 8;
+    // Two request ids' entries swapped.
+    let (ok, text) = edited(&|bytes| {
+        let first = bytes[hashes_at + 8..hashes_at + 16].to_vec();
+        bytes.copy_within(hashes_at + 24..hashes_at + 32, hashes_at + 8);
+        bytes[hashes_at + 24..hashes_at + 32].copy_from_slice(&first);
+    });
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("journal.idx: its request-id hashes are not the journal's"),
+        "{text}"
+    );
+    // Entry 2's record put where entry 3's is.
+    let (ok, text) = edited(&|bytes| bytes.copy_within(32 + 16..32 + 24, 32 + 8));
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("journal.idx: entry 2: the index puts its record at byte"),
+        "{text}"
+    );
+    // Cut short: the server would not use it.
+    std::fs::write(&path, &pristine[..pristine.len() - 1]).unwrap();
+    let (ok, text) = verify(dir.path());
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("note: journal.idx is not the journal's")
+            && text.contains("not the size of an index of"),
+        "{text}"
+    );
+    assert!(!text.contains("entries match"), "{text}");
+}

@@ -1,0 +1,916 @@
+//! `journal.idx`: the journal's index beside it, so that startup neither
+//! reads the whole journal nor holds every entry's offset and request-id
+//! hash in memory.
+//!
+//! Derived from the journal, as `merkle.tree` is, it covers entries 1 to S:
+//!
+//! ```text
+//! header   "MFIJIDX1" | SipHash key (16) | S (u64)
+//! offsets  S x u64: where each entry's record starts in journal.log
+//! hashes   S x (u64 hash, u64 sequence), sorted: each request id's hash
+//! trailer  last frame's start (u64) | its end (u64) | entry S's offset (u64)
+//!          | entry S's hash (32) | CRC-32 of all before (u32) | "IDX."
+//! ```
+//!
+//! All integers little-endian. It is written whole to a new file, made
+//! durable and renamed over the old one: when the journal is opened with
+//! entries past the index (a first start, or after a crash), and when the
+//! store is released at a clean stop. Startup uses it only if its CRC holds
+//! and it is tied to the journal: the frame it names as the last is a whole
+//! frame of the journal ending where it says, holding entry S with that
+//! hash. The journal only grows at its end (a torn frame cut off at startup
+//! was never in an index: an index covers durable frames only), so an
+//! index that holds there covers the journal's first S entries. Anything
+//! else (no file, a torn or edited one, a journal replaced or cut shorter)
+//! and the journal is read whole, as without an index, and a new index is
+//! written.
+//!
+//! In memory it keeps a Bloom filter of the hashes (1 byte an entry: about
+//! 3 lookups in 100 of a new id read the file) and the first hash of each
+//! block of [`BLOCK`] hashes, so that a lookup reads one block (4 KiB);
+//! an entry's offset is read from the file when the entry is.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::domain::entry::Hash;
+use crate::domain::request_index::{FoundRequests, HashKey};
+
+use super::StoreError;
+use super::offsets::Offsets;
+
+/// Name of the index file in the data directory.
+pub const JOURNAL_INDEX_FILE_NAME: &str = "journal.idx";
+
+const MAGIC: &[u8; 8] = b"MFIJIDX1";
+const END_MAGIC: &[u8; 4] = b"IDX.";
+const HEADER_LEN: u64 = 8 + 16 + 8;
+const TRAILER_LEN: u64 = 8 + 8 + 8 + 32 + 4 + 4;
+/// Hashes per block a lookup reads (16 bytes each: 4 KiB).
+const BLOCK: u64 = 256;
+/// Bloom filter bits per entry and probes per lookup.
+const BLOOM_BITS_PER_ENTRY: u64 = 8;
+const BLOOM_PROBES: u32 = 3;
+
+/// Where the last entry an index covers sits in the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Last {
+    /// Where the frame holding it starts.
+    pub frame_start: u64,
+    /// Where that frame ends: the journal past the index starts here.
+    pub frame_end: u64,
+    /// Where its record starts.
+    pub offset: u64,
+    /// Its hash.
+    pub hash: Hash,
+}
+
+/// An index file as read or written: what lookups need of it.
+pub struct JournalIndex {
+    file: File,
+    path: PathBuf,
+    key: HashKey,
+    count: u64,
+    last: Last,
+    /// Bit `i` set when some hash probes it.
+    bloom: Vec<u64>,
+    bloom_bits: u64,
+    /// The first hash of each block of [`BLOCK`] hashes.
+    fences: Vec<u64>,
+}
+
+impl std::fmt::Debug for JournalIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalIndex")
+            .field("path", &self.path)
+            .field("count", &self.count)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Bloom filter's probe positions for `hash` among `bits` bits: two
+/// halves of the hash, combined (Kirsch and Mitzenmacher), each mapped onto
+/// the bits by a multiply and shift.
+fn probes(hash: u64, bits: u64) -> impl Iterator<Item = u64> {
+    let (h1, h2) = (hash as u32, ((hash >> 32) as u32) | 1);
+    (0..BLOOM_PROBES).map(move |i| {
+        let h = h1.wrapping_add(i.wrapping_mul(h2));
+        (u64::from(h) * bits) >> 32
+    })
+}
+
+/// Builds the in-memory parts as the sorted hashes go by.
+struct Summary {
+    bloom: Vec<u64>,
+    bloom_bits: u64,
+    fences: Vec<u64>,
+    seen: u64,
+    previous: Option<(u64, u64)>,
+}
+
+impl Summary {
+    fn new(count: u64) -> Summary {
+        let bloom_bits = (count * BLOOM_BITS_PER_ENTRY).div_ceil(64).max(1) * 64;
+        Summary {
+            bloom: vec![0; (bloom_bits / 64) as usize],
+            bloom_bits,
+            fences: Vec::with_capacity(count.div_ceil(BLOCK) as usize),
+            seen: 0,
+            previous: None,
+        }
+    }
+
+    /// Notes the next `(hash, sequence)`; false when out of order.
+    fn note(&mut self, hash: u64, sequence: u64) -> bool {
+        if self
+            .previous
+            .is_some_and(|previous| previous >= (hash, sequence))
+        {
+            return false;
+        }
+        self.previous = Some((hash, sequence));
+        if self.seen.is_multiple_of(BLOCK) {
+            self.fences.push(hash);
+        }
+        self.seen += 1;
+        for bit in probes(hash, self.bloom_bits) {
+            self.bloom[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        true
+    }
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+impl JournalIndex {
+    /// How many entries it covers (1 to this).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Where its last entry sits in the journal.
+    pub fn last(&self) -> Last {
+        self.last
+    }
+
+    /// The SipHash key its hashes are made under.
+    pub fn key(&self) -> HashKey {
+        self.key
+    }
+
+    /// The record offsets of entries `first..first + count` (from 1), all
+    /// within the index.
+    pub fn offsets(&self, first: u64, count: u64) -> Result<Vec<u64>, StoreError> {
+        if first == 0 || first + count > self.count + 1 {
+            return Err(StoreError::Inconsistent(format!(
+                "entries {first} to {} are not all in the journal's index of {} entries",
+                first + count - 1,
+                self.count
+            )));
+        }
+        let mut bytes = vec![0u8; (count * 8) as usize];
+        self.file
+            .read_exact_at(&mut bytes, HEADER_LEN + (first - 1) * 8)
+            .map_err(StoreError::io(format!("reading {}", self.path.display())))?;
+        Ok(bytes.chunks_exact(8).map(|b| le_u64(b, 0)).collect())
+    }
+
+    /// The sequences of the entries whose request-id hash is `hash`.
+    fn lookup(&self, hash: u64) -> Result<Vec<u64>, StoreError> {
+        if !probes(hash, self.bloom_bits)
+            .all(|bit| self.bloom[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+        {
+            return Ok(Vec::new());
+        }
+        // The first block that may hold `hash`: the one before the first
+        // whose first hash is not below it.
+        let mut block =
+            (self.fences.partition_point(|fence| *fence < hash) as u64).saturating_sub(1);
+        let hashes_at = HEADER_LEN + self.count * 8;
+        let mut found = Vec::new();
+        let mut bytes = Vec::new();
+        while block * BLOCK < self.count {
+            let records = BLOCK.min(self.count - block * BLOCK);
+            bytes.resize((records * 16) as usize, 0);
+            self.file
+                .read_exact_at(&mut bytes, hashes_at + block * BLOCK * 16)
+                .map_err(StoreError::io(format!("reading {}", self.path.display())))?;
+            let mut past = false;
+            for record in bytes.chunks_exact(16) {
+                let (h, sequence) = (le_u64(record, 0), le_u64(record, 8));
+                if h == hash {
+                    found.push(sequence);
+                } else if h > hash {
+                    past = true;
+                    break;
+                }
+            }
+            if past {
+                break;
+            }
+            block += 1;
+        }
+        found.sort_unstable();
+        Ok(found)
+    }
+
+    /// Reads `dir`'s index, if there is one that holds and is tied to the
+    /// journal `journal` of `journal_len` bytes. `None`, with a warning
+    /// saying why, for one that is not (the caller reads the journal
+    /// whole); `None` quietly when there is none.
+    pub fn load(dir: &Path, journal: &File, journal_len: u64) -> Option<JournalIndex> {
+        let path = dir.join(JOURNAL_INDEX_FILE_NAME);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(error) => {
+                tracing::warn!(%error, path = %path.display(), "the journal's index cannot be opened; reading the journal whole");
+                return None;
+            }
+        };
+        match JournalIndex::read(file, path.clone(), journal, journal_len) {
+            Ok(index) => Some(index),
+            Err(why) => {
+                tracing::warn!(%why, path = %path.display(), "the journal's index is not used; reading the journal whole");
+                None
+            }
+        }
+    }
+
+    fn read(
+        file: File,
+        path: PathBuf,
+        journal: &File,
+        journal_len: u64,
+    ) -> Result<JournalIndex, String> {
+        let (key, count, last, summary) = parse(&file)?;
+        tied_to_journal(journal, journal_len, count, &last)?;
+        Ok(JournalIndex::of(file, path, key, count, last, summary))
+    }
+
+    /// Writes the index of entries 1 to `old`'s count and then `tail`'s,
+    /// in `dir`, replacing the old one: `tail_offsets` are the offsets of
+    /// the entries after `old`'s, `tail_hashes` their `(hash, sequence)`
+    /// under `key` (`old`'s key when there is an old one), in any order
+    /// (sorted here), and `last` where the last of them sits.
+    pub fn write(
+        dir: &Path,
+        key: HashKey,
+        old: Option<&JournalIndex>,
+        tail_offsets: &Offsets,
+        tail_hashes: &mut [(u64, u64)],
+        last: Last,
+    ) -> Result<JournalIndex, StoreError> {
+        if old.is_some_and(|old| old.key != key) {
+            return Err(StoreError::Inconsistent(
+                "the journal's index is extended under another key".into(),
+            ));
+        }
+        let old_count = old.map_or(0, |old| old.count);
+        let count = old_count + tail_offsets.len() as u64;
+        if tail_hashes.len() != tail_offsets.len() {
+            return Err(StoreError::Inconsistent(
+                "the journal's index is given offsets and hashes of different entries".into(),
+            ));
+        }
+        tail_hashes.sort_unstable();
+        let path = dir.join(JOURNAL_INDEX_FILE_NAME);
+        let temporary = dir.join(format!("{JOURNAL_INDEX_FILE_NAME}.new"));
+        let writing = |error| StoreError::io(format!("writing {}", temporary.display()))(error);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(super::DATA_FILE_MODE)
+            .open(&temporary)
+            .map_err(writing)?;
+        let mut out = Crc32Writer {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            crc: crc32fast::Hasher::new(),
+        };
+        out.write_all(MAGIC).map_err(writing)?;
+        out.write_all(&key.0).map_err(writing)?;
+        out.write_all(&count.to_le_bytes()).map_err(writing)?;
+        let mut chunk = vec![0u8; 1 << 16];
+        if let Some(old) = old {
+            let mut at = HEADER_LEN;
+            let mut left = old_count * 8;
+            while left > 0 {
+                let take = left.min(chunk.len() as u64) as usize;
+                old.file
+                    .read_exact_at(&mut chunk[..take], at)
+                    .map_err(StoreError::io(format!("reading {}", old.path.display())))?;
+                out.write_all(&chunk[..take]).map_err(writing)?;
+                at += take as u64;
+                left -= take as u64;
+            }
+        }
+        for offset in tail_offsets.iter() {
+            out.write_all(&offset.to_le_bytes()).map_err(writing)?;
+        }
+        // The old hashes and the new, merged in order.
+        let mut summary = Summary::new(count);
+        let mut new = tail_hashes.iter().copied().peekable();
+        let mut put = |out: &mut Crc32Writer, hash: u64, sequence: u64| {
+            if !summary.note(hash, sequence) {
+                return Err(StoreError::Inconsistent(format!(
+                    "entry {sequence} is indexed twice in the journal's index"
+                )));
+            }
+            out.write_all(&hash.to_le_bytes())
+                .and_then(|()| out.write_all(&sequence.to_le_bytes()))
+                .map_err(writing)
+        };
+        if let Some(old) = old {
+            let mut at = HEADER_LEN + old_count * 8;
+            let mut left = old_count * 16;
+            while left > 0 {
+                let take = left.min(chunk.len() as u64) as usize;
+                old.file
+                    .read_exact_at(&mut chunk[..take], at)
+                    .map_err(StoreError::io(format!("reading {}", old.path.display())))?;
+                for record in chunk[..take].chunks_exact(16) {
+                    let (hash, sequence) = (le_u64(record, 0), le_u64(record, 8));
+                    while let Some(&(h, s)) = new.peek().filter(|next| **next < (hash, sequence)) {
+                        put(&mut out, h, s)?;
+                        new.next();
+                    }
+                    put(&mut out, hash, sequence)?;
+                }
+                at += take as u64;
+                left -= take as u64;
+            }
+        }
+        for (hash, sequence) in new {
+            put(&mut out, hash, sequence)?;
+        }
+        let mut trailer = Vec::with_capacity(TRAILER_LEN as usize);
+        trailer.extend_from_slice(&last.frame_start.to_le_bytes());
+        trailer.extend_from_slice(&last.frame_end.to_le_bytes());
+        trailer.extend_from_slice(&last.offset.to_le_bytes());
+        trailer.extend_from_slice(&last.hash);
+        out.write_all(&trailer).map_err(writing)?;
+        let crc = out.crc.clone().finalize();
+        let mut file = out
+            .inner
+            .into_inner()
+            .map_err(|error| writing(error.into_error()))?;
+        file.write_all(&crc.to_le_bytes())
+            .and_then(|()| file.write_all(END_MAGIC))
+            .and_then(|()| file.sync_data())
+            .map_err(writing)?;
+        drop(file);
+        std::fs::rename(&temporary, &path)
+            .map_err(StoreError::io(format!("renaming {}", temporary.display())))?;
+        super::journal_file::sync_dir(dir)?;
+        let file =
+            File::open(&path).map_err(StoreError::io(format!("opening {}", path.display())))?;
+        Ok(JournalIndex::of(file, path, key, count, last, summary))
+    }
+
+    fn of(
+        file: File,
+        path: PathBuf,
+        key: HashKey,
+        count: u64,
+        last: Last,
+        summary: Summary,
+    ) -> JournalIndex {
+        JournalIndex {
+            file,
+            path,
+            key,
+            count,
+            last,
+            bloom: summary.bloom,
+            bloom_bits: summary.bloom_bits,
+            fences: summary.fences,
+        }
+    }
+}
+
+/// Reads an index file whole: its key, count, last entry and in-memory
+/// summary, if its size, order and CRC hold (not yet whether it is the
+/// journal's).
+fn parse(file: &File) -> Result<(HashKey, u64, Last, Summary), String> {
+    let io = |error: std::io::Error| format!("reading it: {error}");
+    let len = file.metadata().map_err(io)?.len();
+    if len < HEADER_LEN + TRAILER_LEN {
+        return Err(format!("{len} bytes, shorter than its header and trailer"));
+    }
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut crc = crc32fast::Hasher::new();
+    let mut header = [0u8; HEADER_LEN as usize];
+    reader.read_exact(&mut header).map_err(io)?;
+    crc.update(&header);
+    if &header[..8] != MAGIC {
+        return Err("not a journal index (bad magic)".into());
+    }
+    let key = HashKey(header[8..24].try_into().expect("16 bytes"));
+    let count = le_u64(&header, 24);
+    if count == 0
+        || count
+            .checked_mul(24)
+            .and_then(|b| b.checked_add(HEADER_LEN + TRAILER_LEN))
+            != Some(len)
+    {
+        return Err(format!(
+            "{len} bytes, not the size of an index of {count} entries"
+        ));
+    }
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut last_offset = 0;
+    let mut left = count * 8;
+    while left > 0 {
+        let take = left.min(chunk.len() as u64) as usize;
+        reader.read_exact(&mut chunk[..take]).map_err(io)?;
+        crc.update(&chunk[..take]);
+        last_offset = le_u64(&chunk, take - 8);
+        left -= take as u64;
+    }
+    let mut summary = Summary::new(count);
+    let mut left = count * 16;
+    while left > 0 {
+        let take = left.min(chunk.len() as u64) as usize;
+        reader.read_exact(&mut chunk[..take]).map_err(io)?;
+        crc.update(&chunk[..take]);
+        for record in chunk[..take].chunks_exact(16) {
+            if !summary.note(le_u64(record, 0), le_u64(record, 8)) {
+                return Err("its hashes are out of order".into());
+            }
+        }
+        left -= take as u64;
+    }
+    let mut trailer = [0u8; TRAILER_LEN as usize];
+    reader.read_exact(&mut trailer).map_err(io)?;
+    crc.update(&trailer[..TRAILER_LEN as usize - 8]);
+    let stored = u32::from_le_bytes(trailer[56..60].try_into().expect("4 bytes"));
+    if &trailer[60..] != END_MAGIC || crc.finalize() != stored {
+        return Err("its checksum does not hold (a torn or edited file)".into());
+    }
+    let last = Last {
+        frame_start: le_u64(&trailer, 0),
+        frame_end: le_u64(&trailer, 8),
+        offset: le_u64(&trailer, 16),
+        hash: trailer[24..56].try_into().expect("32 bytes"),
+    };
+    if last.offset != last_offset {
+        return Err("its last offset is not its trailer's".into());
+    }
+    Ok((key, count, last, summary))
+}
+
+/// What `verify` found of the journal's index.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum IndexCheck {
+    /// There is none (a directory a server never stopped or started in
+    /// since it had entries, or one copied without it).
+    #[default]
+    Absent,
+    /// The server would not use it (it reads the journal whole, and writes
+    /// it again): why.
+    NotUsed(String),
+    /// It is the journal's: every offset and request-id hash of its
+    /// entries, this many, is the journal's.
+    Matches(u64),
+}
+
+/// An index file as `verify` reads it: whole and sound, to be compared
+/// with the journal.
+pub struct IndexFile {
+    file: File,
+    key: HashKey,
+    count: u64,
+    last: Last,
+}
+
+impl IndexFile {
+    /// `dir`'s index file: `Ok(None)` when there is none, `Err(why)` when
+    /// it is not sound (the server would not use it).
+    pub fn open(dir: &Path) -> Result<Option<IndexFile>, String> {
+        let file = match File::open(dir.join(JOURNAL_INDEX_FILE_NAME)) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(format!("opening it: {error}")),
+        };
+        let (key, count, last, _) = parse(&file)?;
+        Ok(Some(IndexFile {
+            file,
+            key,
+            count,
+            last,
+        }))
+    }
+
+    /// The key its request-id hashes are made under.
+    pub fn key(&self) -> HashKey {
+        self.key
+    }
+
+    /// How many entries it covers.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Compares it with the journal `journal` of `journal_len` bytes whose
+    /// entries (at least the index's, in order) are at `entries`' offsets
+    /// with those request-id hashes under [`IndexFile::key`]: `Ok` with
+    /// whether the server would use it, `Err` naming the first difference
+    /// when it would use one that is not the journal's.
+    pub fn compare(
+        &self,
+        journal: &File,
+        journal_len: u64,
+        entries: &[(u64, u64)],
+    ) -> Result<IndexCheck, String> {
+        if (entries.len() as u64) < self.count {
+            return Ok(IndexCheck::NotUsed(format!(
+                "it covers {} entries and the journal holds {}",
+                self.count,
+                entries.len()
+            )));
+        }
+        if let Err(why) = tied_to_journal(journal, journal_len, self.count, &self.last) {
+            return Ok(IndexCheck::NotUsed(why));
+        }
+        let entries = &entries[..self.count as usize];
+        let read = |bytes: &mut [u8], at: u64| {
+            self.file
+                .read_exact_at(bytes, at)
+                .map_err(|error| format!("reading it: {error}"))
+        };
+        let mut chunk = vec![0u8; 1 << 16];
+        for (block, expected) in entries.chunks(chunk.len() / 8).enumerate() {
+            let bytes = &mut chunk[..expected.len() * 8];
+            read(bytes, HEADER_LEN + (block * (1 << 16)) as u64)?;
+            for (i, (found, (offset, _))) in bytes.chunks_exact(8).zip(expected).enumerate() {
+                if le_u64(found, 0) != *offset {
+                    return Err(format!(
+                        "entry {}: the index puts its record at byte {}, the journal at {offset}",
+                        block * (1 << 13) + i + 1,
+                        le_u64(found, 0)
+                    ));
+                }
+            }
+        }
+        let mut hashes: Vec<(u64, u64)> = (1..)
+            .zip(entries)
+            .map(|(sequence, (_, hash))| (*hash, sequence))
+            .collect();
+        hashes.sort_unstable();
+        let hashes_at = HEADER_LEN + self.count * 8;
+        for (block, expected) in hashes.chunks(chunk.len() / 16).enumerate() {
+            let bytes = &mut chunk[..expected.len() * 16];
+            read(bytes, hashes_at + (block * (1 << 16)) as u64)?;
+            for (found, (hash, sequence)) in bytes.chunks_exact(16).zip(expected) {
+                if (le_u64(found, 0), le_u64(found, 8)) != (*hash, *sequence) {
+                    return Err(format!(
+                        "its request-id hashes are not the journal's (entry {sequence}'s, or one \
+                         the index holds in its place)"
+                    ));
+                }
+            }
+        }
+        Ok(IndexCheck::Matches(self.count))
+    }
+}
+
+/// A writer that keeps the CRC of what went through it.
+struct Crc32Writer {
+    inner: BufWriter<File>,
+    crc: crc32fast::Hasher,
+}
+
+impl Write for Crc32Writer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.crc.update(&bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Checks that the journal's frame at `last.frame_start` is whole, ends at
+/// `last.frame_end`, and holds entry `count` at `last.offset` with hash
+/// `last.hash`.
+fn tied_to_journal(
+    journal: &File,
+    journal_len: u64,
+    count: u64,
+    last: &Last,
+) -> Result<(), String> {
+    use super::journal_file::{FRAME_HEADER_LEN, frame_header, records_of};
+    let differs = |what: &str| format!("the journal differs from it ({what})");
+    if last.frame_end > journal_len || last.frame_start >= last.frame_end {
+        return Err(differs("shorter than the index"));
+    }
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    journal
+        .read_exact_at(&mut header, last.frame_start)
+        .map_err(|error| format!("reading the journal: {error}"))?;
+    let Some((body_len, crc, records)) = frame_header(&header) else {
+        return Err(differs("no frame where its last frame starts"));
+    };
+    let body_start = last.frame_start + FRAME_HEADER_LEN as u64;
+    if body_start + body_len as u64 != last.frame_end {
+        return Err(differs("its last frame ends elsewhere"));
+    }
+    let mut body = vec![0u8; body_len];
+    journal
+        .read_exact_at(&mut body, body_start)
+        .map_err(|error| format!("reading the journal: {error}"))?;
+    if crc32fast::hash(&body) != crc {
+        return Err(differs("its last frame's checksum"));
+    }
+    let Some(records) = records_of(&body, records) else {
+        return Err(differs("its last frame's records"));
+    };
+    let Some((_, payload)) = records
+        .into_iter()
+        .find(|(at, _)| body_start + *at as u64 == last.offset)
+    else {
+        return Err(differs("no record where its last entry starts"));
+    };
+    let payload = &body[payload];
+    let (canonical, hash) = payload.split_at(payload.len() - 32);
+    let sequence = crate::domain::entry::peek_request_id(canonical)
+        .map(|(sequence, _)| sequence)
+        .map_err(|error| differs(&format!("its last entry does not decode: {error}")))?;
+    if sequence != count || hash != last.hash {
+        return Err(differs(&format!(
+            "entry {sequence} where its entry {count} was"
+        )));
+    }
+    Ok(())
+}
+
+impl FoundRequests for JournalIndex {
+    fn candidates(&self, key: u64) -> Result<Vec<u64>, String> {
+        self.lookup(key).map_err(|error| error.to_string())
+    }
+
+    fn hash_key(&self) -> HashKey {
+        self.key
+    }
+
+    fn len(&self) -> u64 {
+        self.count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::entry::Entry;
+    use crate::store::journal_file::crash_states::entries;
+    use crate::store::journal_file::{JOURNAL_FILE_NAME, JournalFile};
+
+    fn append_in(journal: &mut JournalFile, entries: &[Arc<Entry>], batch: usize) {
+        for chunk in entries.chunks(batch) {
+            journal.append(chunk).unwrap();
+        }
+    }
+
+    /// Every entry's offset is where it is, and its request id names it.
+    fn finds_every_entry(journal: &mut JournalFile, entries: &[Arc<Entry>]) {
+        assert_eq!(journal.len(), entries.len() as u64);
+        let file = journal.try_clone_file().unwrap();
+        for (entry, offset) in entries.iter().zip(journal.offsets()) {
+            let read =
+                crate::store::read_entry_at_offset(&file, offset, entry.body.sequence).unwrap();
+            assert_eq!(read.hash, entry.hash, "entry {}", entry.body.sequence);
+        }
+        let index = journal.take_request_index();
+        assert_eq!(index.len(), entries.len());
+        for entry in entries {
+            let found: Vec<u64> = index
+                .candidates(entry.body.request_id.as_str())
+                .unwrap()
+                .collect();
+            assert_eq!(found, vec![entry.body.sequence]);
+        }
+        assert_eq!(index.candidates("request-none").unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_index_is_written_at_the_stop_and_after_a_crash_and_read_instead_of_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = entries(400);
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        append_in(&mut journal, &all[..300], 7);
+        assert_eq!(journal.indexed(), 0);
+        // A clean stop writes it.
+        journal.write_index().unwrap();
+        assert_eq!(journal.indexed(), 300);
+        drop(journal);
+
+        // The next start reads the index, and none of the journal's frames
+        // before its end: a byte changed in the first frame goes unseen by
+        // the open ...
+        let path = dir.path().join(JOURNAL_FILE_NAME);
+        let pristine = std::fs::read(&path).unwrap();
+        let mut damaged = pristine.clone();
+        damaged[40] ^= 0x55;
+        std::fs::write(&path, &damaged).unwrap();
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        assert_eq!(journal.indexed(), 300);
+        // ... but the check run beside the rest of startup (recovery waits
+        // for it before the server serves) finds it.
+        let check = journal.take_frame_check().expect("a check of the frames");
+        let found = check.join().unwrap().expect_err("the damage is found");
+        assert!(found.to_string().contains("refusing to cut"), "{found}");
+        drop(journal);
+        std::fs::write(&path, &pristine).unwrap();
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        let check = journal.take_frame_check().expect("a check of the frames");
+        check.join().unwrap().expect("a sound journal checks");
+        finds_every_entry(&mut journal, &all[..300]);
+
+        // Entries past the index and a crash (no stop): the next start reads
+        // them and indexes them.
+        append_in(&mut journal, &all[300..], 30);
+        drop(journal);
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        assert_eq!(journal.indexed(), 400);
+        finds_every_entry(&mut journal, &all);
+    }
+
+    #[test]
+    fn an_index_that_does_not_hold_or_is_not_the_journals_is_not_used() {
+        let all = entries(200);
+        let index_path = |dir: &Path| dir.join(JOURNAL_INDEX_FILE_NAME);
+        let journal_path = |dir: &Path| dir.join(JOURNAL_FILE_NAME);
+        // A journal of `entries` in batches of `batch`, indexed.
+        let indexed = |entries: &[Arc<Entry>], batch: usize| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut journal = JournalFile::open(dir.path()).unwrap();
+            append_in(&mut journal, entries, batch);
+            journal.write_index().unwrap();
+            dir
+        };
+        let reopened = |dir: &Path, entries: &[Arc<Entry>]| {
+            let mut journal = JournalFile::open(dir).unwrap();
+            // Read whole, and indexed again.
+            assert_eq!(journal.indexed(), entries.len() as u64);
+            finds_every_entry(&mut journal, entries);
+        };
+
+        // A byte changed, or the file cut short.
+        let dir = indexed(&all, 9);
+        let mut bytes = std::fs::read(index_path(dir.path())).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(index_path(dir.path()), &bytes).unwrap();
+        reopened(dir.path(), &all);
+        let len = std::fs::metadata(index_path(dir.path())).unwrap().len();
+        std::fs::File::options()
+            .write(true)
+            .open(index_path(dir.path()))
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        reopened(dir.path(), &all);
+
+        // The journal put back to an earlier copy, shorter than the index.
+        let shorter = indexed(&all[..120], 9);
+        let dir = indexed(&all, 9);
+        std::fs::copy(journal_path(shorter.path()), journal_path(dir.path())).unwrap();
+        reopened(dir.path(), &all[..120]);
+
+        // The same entries framed otherwise: the offsets differ.
+        let other = indexed(&all, 13);
+        let dir = indexed(&all, 9);
+        std::fs::copy(journal_path(other.path()), journal_path(dir.path())).unwrap();
+        reopened(dir.path(), &all);
+
+        // Another journal's index beside this one, at the same length.
+        let dir = indexed(&all, 9);
+        let other = indexed(&entries(200)[..150], 1);
+        std::fs::copy(index_path(other.path()), index_path(dir.path())).unwrap();
+        reopened(dir.path(), &all);
+    }
+
+    /// The hashes of `count` entries, some shared by several (runs that
+    /// cross blocks among them).
+    fn hashes(seed: u64, count: u64) -> Vec<(u64, u64)> {
+        let mut rng = oorandom::Rand64::new(seed.into());
+        let mut hashes = Vec::new();
+        let mut sequence = 0;
+        while sequence < count {
+            let hash = rng.rand_u64() >> (rng.rand_range(0..3) * 20);
+            let run = if rng.rand_range(0..10) == 0 {
+                rng.rand_range(1..600)
+            } else {
+                1
+            };
+            for _ in 0..run.min(count - sequence) {
+                sequence += 1;
+                hashes.push((hash, sequence));
+            }
+        }
+        hashes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Written in two steps (an index, then one extending it), every
+        /// hash names exactly its entries, every offset reads back, and a
+        /// hash of none names none.
+        #[test]
+        fn lookups_and_offsets_match_what_was_indexed(
+            seed in any::<u64>(),
+            first in 1u64..3000,
+            more in 0u64..3000,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let all = hashes(seed, first + more);
+            let offsets: Vec<u64> = (0..first + more).map(|i| 8 + i * 311 + (i % 7)).collect();
+            let key = HashKey([7; 16]);
+            let last = |count: u64| Last {
+                frame_start: count,
+                frame_end: count + 1,
+                offset: offsets[count as usize - 1],
+                hash: [count as u8; 32],
+            };
+            let mut head = all[..first as usize].to_vec();
+            let old = JournalIndex::write(
+                dir.path(),
+                key,
+                None,
+                &offsets[..first as usize].iter().copied().collect(),
+                &mut head,
+                last(first),
+            )
+            .unwrap();
+            let mut tail = all[first as usize..].to_vec();
+            let index = JournalIndex::write(
+                dir.path(),
+                key,
+                Some(&old),
+                &offsets[first as usize..].iter().copied().collect(),
+                &mut tail,
+                last(first + more),
+            )
+            .unwrap();
+            prop_assert_eq!(index.count(), first + more);
+            prop_assert_eq!(index.offsets(1, first + more).unwrap(), offsets.clone());
+            prop_assert_eq!(
+                index.offsets(first, 1).unwrap(),
+                vec![offsets[first as usize - 1]]
+            );
+            prop_assert!(index.offsets(first + more, 2).is_err());
+            let mut by_hash = std::collections::BTreeMap::<u64, Vec<u64>>::new();
+            for (hash, sequence) in &all {
+                by_hash.entry(*hash).or_default().push(*sequence);
+            }
+            for (hash, sequences) in &by_hash {
+                prop_assert_eq!(&index.lookup(*hash).unwrap(), sequences);
+                for absent in [hash.wrapping_add(1), hash.wrapping_sub(1)] {
+                    let expected = by_hash.get(&absent).cloned().unwrap_or_default();
+                    prop_assert_eq!(index.lookup(absent).unwrap(), expected);
+                }
+            }
+            prop_assert_eq!(index.lookup(0).unwrap(), by_hash.get(&0).cloned().unwrap_or_default());
+            prop_assert_eq!(
+                index.lookup(u64::MAX).unwrap(),
+                by_hash.get(&u64::MAX).cloned().unwrap_or_default()
+            );
+        }
+    }
+
+    #[test]
+    fn the_bloom_filter_spares_most_lookups_of_a_new_id_a_read() {
+        let count = 100_000u64;
+        let mut rng = oorandom::Rand64::new(11);
+        let mut summary = Summary::new(count);
+        let mut all: Vec<u64> = (0..count).map(|_| rng.rand_u64()).collect();
+        all.sort_unstable();
+        for (sequence, hash) in all.iter().enumerate() {
+            assert!(summary.note(*hash, sequence as u64 + 1));
+        }
+        let maybe = (0..count)
+            .filter(|_| {
+                let hash = rng.rand_u64();
+                probes(hash, summary.bloom_bits)
+                    .all(|bit| summary.bloom[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+            })
+            .count();
+        // About 3 % at 8 bits an entry and 3 probes.
+        assert!(maybe < count as usize / 20, "{maybe} of {count}");
+        // One byte an entry.
+        assert_eq!(summary.bloom.len() as u64 * 8, count);
+    }
+}
