@@ -34,6 +34,9 @@ use super::offsets::{EntryOffsets, Offsets};
 pub const JOURNAL_FILE_NAME: &str = "journal.log";
 /// Largest payload of one record; an entry is a few hundred bytes.
 pub const RECORD_LEN_MAX: usize = 1 << 20;
+/// The most entries past the journal's index that open keeps in memory
+/// without writing the index again (about 12 MiB of them).
+pub const TAIL_KEPT_MAX: usize = 1 << 20;
 /// Largest frame body: bigger batches are written as several frames.
 pub const FRAME_BYTES_MAX: usize = 16 << 20;
 
@@ -247,9 +250,10 @@ impl JournalFile {
         })
     }
 
-    /// Writes the index of the entries found at open when some were past
-    /// the old one (a first start, or after a crash), so that the next
-    /// start reads none of them again: the new index, with `tail` and
+    /// Writes the index of the entries found at open when they were past
+    /// no index (a first start on a journal) or many past the old one
+    /// ([`TAIL_KEPT_MAX`] or more, after crashes), so that the next start
+    /// reads none of them again: the new index, with `tail` and
     /// `hashes` emptied; or, when it cannot be written, the old one (`None`
     /// if none) and them as they are (the server keeps in memory what the
     /// index does not cover).
@@ -261,7 +265,12 @@ impl JournalFile {
         hashes: &mut Vec<(u64, u64)>,
         last: Option<Last>,
     ) -> Option<Arc<JournalIndex>> {
-        let Some(last) = last.filter(|_| !tail.is_empty()) else {
+        // A short tail past an index (after a crash) is kept in memory and
+        // indexed at the next clean stop: writing the whole index again
+        // now (reading, writing and syncing 24 bytes an entry of it) would
+        // cost a restart after a crash more than reading the tail saves.
+        let worth_writing = old.is_none() || tail.len() >= TAIL_KEPT_MAX;
+        let Some(last) = last.filter(|_| !tail.is_empty() && worth_writing) else {
             return old.map(Arc::new);
         };
         match JournalIndex::write(dir, key, old.as_ref(), tail, hashes, last) {

@@ -13,9 +13,9 @@
 //! ```
 //!
 //! All integers little-endian. It is written whole to a new file, made
-//! durable and renamed over the old one: when the journal is opened with
-//! entries past the index (a first start, or after a crash), and when the
-//! store is released at a clean stop. Startup uses it only if its CRC holds
+//! durable and renamed over the old one: when the store is released at a
+//! clean stop, and when the journal is opened with no index or with many
+//! entries past it (see `JournalFile::open`). Startup uses it only if its CRC holds
 //! and it is tied to the journal: the frame it names as the last is a whole
 //! frame of the journal ending where it says, holding entry S with that
 //! hash. The journal only grows at its end (a torn frame cut off at startup
@@ -739,8 +739,15 @@ mod tests {
         finds_every_entry(&mut journal, &all[..300]);
 
         // Entries past the index and a crash (no stop): the next start reads
-        // them and indexes them.
+        // them and keeps them in memory beside the index, which the next
+        // clean stop extends.
         append_in(&mut journal, &all[300..], 30);
+        drop(journal);
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        assert_eq!(journal.indexed(), 300);
+        journal.write_index().unwrap();
+        assert_eq!(journal.indexed(), 400);
+        finds_every_entry(&mut journal, &all);
         drop(journal);
         let mut journal = JournalFile::open(dir.path()).unwrap();
         assert_eq!(journal.indexed(), 400);
