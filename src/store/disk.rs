@@ -652,8 +652,18 @@ fn cache_config(path: &Path) -> sled::Config {
     sled::Config::new()
         .path(path)
         .segment_size(CACHE_SEGMENT_BYTES)
+        .cache_capacity(CACHE_MEMORY_BYTES)
         .flush_every_ms(Some(1000))
 }
+
+/// The pages sled keeps in memory for the state cache: 64 MiB, not its
+/// default of 1 GiB. Startup reads the cache whole, once, and sled keeps
+/// what it read up to this bound until the cache is closed: with 1 GiB a
+/// restart at 10^7 entries peaked at about 1,630 MiB for the 970 it kept,
+/// with 64 MiB at about 1,180 (BENCHMARKS.md). A checkpoint reads and
+/// writes the records that changed since the last, which fit in far less
+/// (the realistic mix ran no slower).
+pub const CACHE_MEMORY_BYTES: u64 = 64 << 20;
 
 /// Opens the state cache at `path`. One written with another segment size
 /// (by an earlier release) cannot be opened with this one: it is removed,
