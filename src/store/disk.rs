@@ -137,6 +137,15 @@ macro_rules! local_files_methods {
 }
 pub(super) use local_files_methods;
 
+/// The check of the frames the journal's index spared reading at open.
+enum FrameCheck {
+    /// Running (`None` when there was nothing to check).
+    Running(Option<std::thread::JoinHandle<Result<(), StoreError>>>),
+    /// Done: what it found wrong, if anything (every later call says it
+    /// again).
+    Done(Option<String>),
+}
+
 /// Journal file plus sled state cache in one data directory.
 pub struct DiskStore {
     journal: Mutex<Result<JournalFile, String>>,
@@ -144,8 +153,9 @@ pub struct DiskStore {
     reader: RwLock<(Arc<File>, EntryOffsets)>,
     last_sequence: AtomicU64,
     barriers: AtomicU64,
-    /// The check of the journal's frames its index spared reading at open.
-    frame_check: Mutex<Option<std::thread::JoinHandle<Result<(), StoreError>>>>,
+    /// The check of the journal's frames its index spared reading at open,
+    /// then what it found wrong, if anything.
+    frame_check: Mutex<FrameCheck>,
     /// The state cache, the tree, the checkpoints and the access log.
     local: LocalFiles,
 }
@@ -194,7 +204,7 @@ impl DiskStore {
         let mut journal = JournalFile::open(dir)?;
         let reader = (Arc::new(journal.try_clone_file()?), journal.take_offsets());
         Ok(DiskStore {
-            frame_check: Mutex::new(journal.take_frame_check()),
+            frame_check: Mutex::new(FrameCheck::Running(journal.take_frame_check())),
             last_sequence: AtomicU64::new(journal.len()),
             journal: Mutex::new(Ok(journal)),
             reader: RwLock::new(reader),
@@ -299,17 +309,21 @@ impl Store for DiskStore {
     /// Waits for the check of the frames the journal's index spared reading
     /// at open.
     fn check_journal(&self) -> Result<(), StoreError> {
-        let check = self
+        let mut check = self
             .frame_check
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        match check.map(std::thread::JoinHandle::join) {
-            None => Ok(()),
-            Some(Ok(checked)) => checked,
-            Some(Err(_)) => Err(StoreError::Inconsistent(
-                "the check of the journal's frames panicked".into(),
-            )),
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let FrameCheck::Running(running) = &mut *check {
+            let found = match running.take().map(std::thread::JoinHandle::join) {
+                None | Some(Ok(Ok(()))) => None,
+                Some(Ok(Err(error))) => Some(error.to_string()),
+                Some(Err(_)) => Some("the check of the journal's frames panicked".into()),
+            };
+            *check = FrameCheck::Done(found);
+        }
+        match &*check {
+            FrameCheck::Done(Some(why)) => Err(StoreError::Inconsistent(why.clone())),
+            _ => Ok(()),
         }
     }
 

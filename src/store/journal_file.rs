@@ -150,6 +150,14 @@ impl JournalFile {
         if !has_header(&file)? {
             // New, or a creation cut short before its header was durable.
             write_header(&mut file)?;
+            // An index left from another journal is not this one's.
+            match std::fs::remove_file(dir.join(super::journal_index::JOURNAL_INDEX_FILE_NAME)) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    return Err(StoreError::io("removing an old journal index")(error));
+                }
+            }
             sync_dir(dir)?;
         }
         let len = file
@@ -158,7 +166,7 @@ impl JournalFile {
             .len();
         // The index covers the journal's first entries: only the frames
         // past it are read.
-        let index = JournalIndex::load(dir, &file, len);
+        let index = JournalIndex::load(dir, &file, len).map(Arc::new);
         let key = index
             .as_ref()
             .map_or_else(HashKey::random, |index| index.key());
@@ -210,11 +218,11 @@ impl JournalFile {
                 // directory's lock for as long as the check runs.
                 let file = File::open(&path)
                     .map_err(StoreError::io(format!("opening {}", path.display())))?;
-                let end = index.last().frame_end;
+                let index = index.clone();
                 Some(
                     std::thread::Builder::new()
                         .name("journal-check".into())
-                        .spawn(move || check_frames(&file, end))
+                        .spawn(move || check_frames(&file, &index))
                         .map_err(StoreError::io("starting the journal's check"))?,
                 )
             }
@@ -222,6 +230,11 @@ impl JournalFile {
         };
         let mut tail = scan.offsets;
         let last = last.filter(|_| in_sequence);
+        if !tail.is_empty() {
+            // An index covers durable frames only.
+            file.sync_data()
+                .map_err(StoreError::io("fdatasync of the journal"))?;
+        }
         let (index, request_index) =
             match Self::index_tail(dir, key, index, &mut tail, &mut hashes, last) {
                 Some(index) => (Some(index.clone()), RequestIndex::on_disk(index)),
@@ -260,7 +273,7 @@ impl JournalFile {
     fn index_tail(
         dir: &Path,
         key: HashKey,
-        old: Option<JournalIndex>,
+        old: Option<Arc<JournalIndex>>,
         tail: &mut Offsets,
         hashes: &mut Vec<(u64, u64)>,
         last: Option<Last>,
@@ -271,9 +284,9 @@ impl JournalFile {
         // cost a restart after a crash more than reading the tail saves.
         let worth_writing = old.is_none() || tail.len() >= TAIL_KEPT_MAX;
         let Some(last) = last.filter(|_| !tail.is_empty() && worth_writing) else {
-            return old.map(Arc::new);
+            return old;
         };
-        match JournalIndex::write(dir, key, old.as_ref(), tail, hashes, last) {
+        match JournalIndex::write(dir, key, old.as_deref(), tail, hashes, last) {
             Ok(index) => {
                 *tail = Offsets::new();
                 hashes.clear();
@@ -282,7 +295,7 @@ impl JournalFile {
             }
             Err(error) => {
                 tracing::warn!(%error, "the journal's index cannot be written; the entries past it are kept in memory");
-                old.map(Arc::new)
+                old
             }
         }
     }
@@ -323,6 +336,23 @@ impl JournalFile {
             return Err(StoreError::Inconsistent(format!(
                 "the journal reads to byte {} of {} while indexing it",
                 scan.valid_end, self.end
+            )));
+        }
+        // Only the entries that follow the index, in sequence, are indexed.
+        let first = self.indexed() + 1;
+        if let Some((expected, (_, sequence))) = (first..)
+            .zip(&hashes)
+            .find(|(expected, (_, sequence))| sequence != expected)
+        {
+            return Err(StoreError::Inconsistent(format!(
+                "entry {sequence} where entry {expected} was expected while indexing the journal"
+            )));
+        }
+        if first + hashes.len() as u64 != self.len + 1 {
+            return Err(StoreError::Inconsistent(format!(
+                "{} entries past the index where {} were expected while indexing the journal",
+                hashes.len(),
+                self.len + 1 - first
             )));
         }
         let index =
@@ -615,8 +645,42 @@ pub fn scan_from(
 /// last frame ends) as a scan would: run beside startup when the index
 /// spared it reading them, so that a server still refuses to start on a
 /// journal damaged before its end.
-pub fn check_frames(file: &File, end: u64) -> Result<(), StoreError> {
-    let scanned = scan_range(file, FILE_MAGIC.len() as u64, end, |_, _| Ok(()))?;
+pub fn check_frames(file: &File, index: &JournalIndex) -> Result<(), StoreError> {
+    let end = index.last().frame_end;
+    // Every record where the index puts it, read from the index a chunk
+    // at a time.
+    const CHUNK: u64 = 8192;
+    let mut expected: Vec<u64> = Vec::new();
+    let mut seen = 0u64;
+    let scanned = scan_range(file, FILE_MAGIC.len() as u64, end, |offset, _| {
+        if seen.is_multiple_of(CHUNK) {
+            let count = CHUNK.min(index.count().saturating_sub(seen));
+            expected = index.offsets(seen + 1, count)?;
+        }
+        let indexed = expected.get((seen % CHUNK) as usize).copied();
+        seen += 1;
+        match indexed {
+            Some(indexed) if indexed == offset => Ok(()),
+            _ => Err(StoreError::Corrupt {
+                offset,
+                message: format!(
+                    "entry {seen}'s record is not where the journal's index puts it: the index \
+                     is not this journal's (move journal.idx aside: the next start reads the \
+                     journal whole and writes it again)"
+                ),
+            }),
+        }
+    })?;
+    if seen != index.count() && scanned.valid_end == end {
+        return Err(StoreError::Corrupt {
+            offset: end,
+            message: format!(
+                "the journal holds {seen} entries where its index covers {}: the index is not \
+                 this journal's (move journal.idx aside)",
+                index.count()
+            ),
+        });
+    }
     if scanned.valid_end != end {
         return Err(StoreError::Corrupt {
             offset: scanned.valid_end,

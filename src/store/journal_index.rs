@@ -174,10 +174,13 @@ impl JournalIndex {
     /// The record offsets of entries `first..first + count` (from 1), all
     /// within the index.
     pub fn offsets(&self, first: u64, count: u64) -> Result<Vec<u64>, StoreError> {
-        if first == 0 || first + count > self.count + 1 {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        if first == 0 || first.saturating_add(count) > self.count + 1 {
             return Err(StoreError::Inconsistent(format!(
                 "entries {first} to {} are not all in the journal's index of {} entries",
-                first + count - 1,
+                first.saturating_add(count - 1),
                 self.count
             )));
         }
@@ -641,11 +644,16 @@ fn tied_to_journal(
     let Some(records) = records_of(&body, records) else {
         return Err(differs("its last frame's records"));
     };
+    // Its last entry is the frame's last record: the journal past the
+    // index starts with the next frame.
     let Some((_, payload)) = records
         .into_iter()
-        .find(|(at, _)| body_start + *at as u64 == last.offset)
+        .last()
+        .filter(|(at, _)| body_start + *at as u64 == last.offset)
     else {
-        return Err(differs("no record where its last entry starts"));
+        return Err(differs(
+            "its last entry is not its last frame's last record",
+        ));
     };
     let payload = &body[payload];
     let (canonical, hash) = payload.split_at(payload.len() - 32);
@@ -815,6 +823,106 @@ mod tests {
         let other = indexed(&entries(200)[..150], 1);
         std::fs::copy(index_path(other.path()), index_path(dir.path())).unwrap();
         reopened(dir.path(), &all);
+    }
+
+    /// An index of `count` of `entries` (appended in one frame each
+    /// `batch`) with `offsets` as its offsets and `last` as its last entry,
+    /// its CRC holding: as if edited, or another journal's.
+    fn forged_index(dir: &Path, entries: &[Arc<Entry>], offsets: &[u64], last: Last) {
+        let key = HashKey([9; 16]);
+        let mut hashes: Vec<(u64, u64)> = entries
+            .iter()
+            .map(|e| (key.hash(e.body.request_id.as_str()), e.body.sequence))
+            .collect();
+        JournalIndex::write(
+            dir,
+            key,
+            None,
+            &offsets.iter().copied().collect(),
+            &mut hashes,
+            last,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn an_index_whose_body_is_not_the_journals_is_caught_before_the_server_serves() {
+        let all = entries(30);
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        // One frame of 10, then 20 in frames of 5.
+        append_in(&mut journal, &all[..10], 10);
+        append_in(&mut journal, &all[10..], 5);
+        let offsets = journal.offsets();
+        let end = journal.end();
+        drop(journal);
+        let frame_of_ten_end = offsets[10] - 16;
+
+        // Covering 9 of the first frame's 10 entries: its last entry is not
+        // the frame's last record, so the journal would be read on from the
+        // next frame and entry 10 missed. Not used.
+        forged_index(
+            dir.path(),
+            &all[..9],
+            &offsets[..9],
+            Last {
+                frame_start: 8,
+                frame_end: frame_of_ten_end,
+                offset: offsets[8],
+                hash: all[8].hash,
+            },
+        );
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        assert_eq!(journal.len(), 30);
+        // Read whole, and indexed again.
+        assert_eq!(journal.indexed(), 30);
+        assert!(journal.take_frame_check().is_none());
+        finds_every_entry(&mut journal, &all);
+        drop(journal);
+
+        // Tied to the journal by its last frame, but entry 2's record put
+        // where entry 3's is: the open uses it, and the check beside the
+        // rest of startup (which recovery waits for) finds it.
+        let mut wrong = offsets.clone();
+        wrong[1] = offsets[2];
+        forged_index(
+            dir.path(),
+            &all,
+            &wrong,
+            Last {
+                frame_start: offsets[29] - 16 - (offsets[29] - offsets[25]),
+                frame_end: end,
+                offset: offsets[29],
+                hash: all[29].hash,
+            },
+        );
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        assert_eq!(journal.indexed(), 30);
+        let found = journal
+            .take_frame_check()
+            .expect("a check")
+            .join()
+            .unwrap()
+            .expect_err("the wrong offset is found");
+        assert!(
+            found
+                .to_string()
+                .contains("entry 2's record is not where the journal's index puts it"),
+            "{found}"
+        );
+        drop(journal);
+
+        // A new journal where an old index lies: the index goes.
+        std::fs::remove_file(dir.path().join(JOURNAL_FILE_NAME)).unwrap();
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        assert_eq!((journal.len(), journal.indexed()), (0, 0));
+        assert!(!dir.path().join(JOURNAL_INDEX_FILE_NAME).exists());
+        append_in(&mut journal, &all[..3], 2);
+        journal.write_index().unwrap();
+        drop(journal);
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        assert_eq!(journal.indexed(), 3);
+        finds_every_entry(&mut journal, &all[..3]);
     }
 
     /// The hashes of `count` entries, some shared by several (runs that
