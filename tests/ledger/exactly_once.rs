@@ -1,7 +1,6 @@
 //! A request id is applied once: retries get the original result.
 
 use mfi_ledger::pb;
-use mfi_ledger::store::JOURNAL_INDEX_FILE_NAME;
 
 use crate::support::{App, ctx, spawn_app};
 
@@ -69,57 +68,6 @@ async fn a_retry_after_a_restart_is_still_recognised() {
         .unwrap()
         .into_inner();
     assert_eq!(retry, first);
-    assert_eq!(app.balance("savings:TB-0001/C1").await, "50000");
-}
-
-/// A retry of an entry `journal.idx` covers is found by reading that file.
-/// While it cannot be read, the writer cannot tell a retry from a new
-/// request: it refuses the request (UNAVAILABLE, naming the index) and
-/// writes nothing, rather than write a retry twice; once the file reads
-/// again, the same retry gets its first reply.
-#[tokio::test]
-async fn a_retry_is_refused_unwritten_while_the_journals_index_cannot_be_read() {
-    let mut app = with_account().await;
-    let first = app
-        .branch
-        .deposit_savings(deposit("50000"))
-        .await
-        .unwrap()
-        .into_inner();
-    // The clean stop writes the index; the restart looks ids up in it.
-    let mut app = app.restart().await;
-    let index = app.dir.path().join(JOURNAL_INDEX_FILE_NAME);
-    let whole = std::fs::read(&index).unwrap();
-    let head = app.last_sequence().await;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&index)
-        .unwrap()
-        .set_len(24)
-        .unwrap();
-    let refused = app
-        .branch
-        .deposit_savings(deposit("50000"))
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
-    assert!(
-        refused.message().contains("request id") && refused.message().contains("journal.idx"),
-        "{}",
-        refused.message()
-    );
-    assert_eq!(app.last_sequence().await, head, "nothing written");
-    assert_eq!(app.balance("savings:TB-0001/C1").await, "50000");
-    // The same file, whole again: the retry is recognised, still once.
-    std::fs::write(&index, &whole).unwrap();
-    let retry = app
-        .branch
-        .deposit_savings(deposit("50000"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(retry, first);
-    assert_eq!(app.last_sequence().await, head);
     assert_eq!(app.balance("savings:TB-0001/C1").await, "50000");
 }
 
