@@ -113,15 +113,19 @@ fn set_up_member(server: &Server) {
     }
 }
 
-/// `serve` with `args` on a new data directory, started on a thread of its
-/// own: the server comes through the channel once it listens.
-fn start_in_background(args: &[&str]) -> std::sync::mpsc::Receiver<Server> {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+/// `serve` with `args` on two new data directories at once, each started on
+/// a thread of its own: each server comes through the one channel once it
+/// listens, whichever that is first.
+fn start_two_in_background(args: &[&str]) -> std::sync::mpsc::Receiver<Server> {
     let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let _ = sender.send(Server::start_with(&args));
-    });
+    for _ in 0..2 {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let _ = sender.send(Server::start_with(&args));
+        });
+    }
     receiver
 }
 
@@ -132,13 +136,12 @@ fn two_servers_started_together_on_one_database_take_turns_to_write() {
     };
     let url = cluster.database("books");
     let args = ["--store", url.as_str(), "--lease-seconds", "2"];
-    let (a, b) = (start_in_background(&args), start_in_background(&args));
+    let servers = start_two_in_background(&args);
     // One takes the lease and serves; the other waits for it, not listening.
-    let wait = Duration::from_secs(20);
-    let (mut first, second) = match a.recv_timeout(wait) {
-        Ok(server) => (server, b),
-        Err(_) => (b.recv_timeout(wait).expect("one of the servers listens"), a),
-    };
+    let mut first = servers
+        .recv_timeout(Duration::from_secs(20))
+        .expect("one of the servers listens");
+    let second = servers;
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         second.try_recv().is_err(),
