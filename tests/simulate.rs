@@ -207,6 +207,18 @@ fn the_thai_binh_preset_reproduces_the_published_figures() {
             reader_token.to_str().unwrap(),
         ],
     ));
+    // The HTML report, laid out by a browser beside the checks below.
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("TYM - Chi nhánh Thái Bình"));
+    let browser_dir = dir.path().to_owned();
+    let browser = std::thread::spawn(move || {
+        open_in_chromium(
+            "the_thai_binh_preset_reproduces_the_published_figures",
+            &html,
+            &browser_dir,
+        )
+    });
+
     let this = &report["current"];
     let last = &report["previous"];
     let figure = |v: &Value| dec(v.as_str().unwrap_or_else(|| panic!("{v} is not a string")));
@@ -353,14 +365,8 @@ fn the_thai_binh_preset_reproduces_the_published_figures() {
     runtime.block_on(the_books_balance_every_day_and_the_closes_carry_the_results(&server));
     the_years_move_to_postgres_and_back_hash_for_hash(&mut server);
 
-    // The HTML report, as a browser lays it out.
-    let html = std::fs::read_to_string(&html_path).unwrap();
-    assert!(html.contains("TYM - Chi nhánh Thái Bình"));
-    let Some(rendered) = open_in_chromium(
-        "the_thai_binh_preset_reproduces_the_published_figures",
-        &html,
-        dir.path(),
-    ) else {
+    // The HTML report, as the browser laid it out.
+    let Some(rendered) = browser.join().unwrap() else {
         return;
     };
     assert!(rendered.output.status.success(), "{}", rendered.describe());
@@ -618,24 +624,25 @@ fn simulated_entries(server: &Server) -> String {
 
 #[test]
 fn the_same_seed_writes_the_same_journal() {
-    let runs: Vec<(Value, String)> = (0..2)
-        .map(|_| {
+    // Three runs, each on a server of its own, side by side: each run
+    // waits on its server's replies most of the time.
+    let run = |extra: &'static [&'static str]| {
+        std::thread::spawn(move || {
             let server = Server::start_at(CLOCK);
-            let run = simulate(&server, &["--preset", "tym-thai-binh", "--scale", "4"]);
-            (run, simulated_entries(&server))
+            let mut args = vec!["--preset", "tym-thai-binh", "--scale", "4"];
+            args.extend_from_slice(extra);
+            (simulate(&server, &args), simulated_entries(&server))
         })
-        .collect();
+    };
+    // The preset's own seed twice, and another.
+    let runs = [run(&[]), run(&[]), run(&["--seed", "1"])].map(|run| run.join().unwrap());
+    assert_ne!(runs[0].0["seed"], runs[2].0["seed"]);
     assert!(runs[0].0["entries"].as_u64().unwrap() > 1000);
     assert_eq!(runs[0].0["entries"], runs[1].0["entries"]);
     assert_eq!(runs[0].1, runs[1].1, "the simulated entries differ");
 
     // Another seed is another branch.
-    let server = Server::start_at(CLOCK);
-    simulate(
-        &server,
-        &["--preset", "tym-thai-binh", "--scale", "4", "--seed", "1"],
-    );
-    assert_ne!(simulated_entries(&server), runs[0].1);
+    assert_ne!(runs[2].1, runs[0].1);
 }
 
 /// A reader that stops reading (`simulate | head -1`) does not make the
