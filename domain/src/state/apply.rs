@@ -956,8 +956,8 @@ fn disbursed_loan(body: &EntryBody, member_id: &MemberId) -> Result<Loan, String
             .map(InstallmentState::unpaid)
             .collect(),
         last_repayment_on: date,
-        principal_changes: crate::dated::DatedAmounts::from([(date, terms.principal)]),
-        paid_changes: crate::dated::DatedAmounts::new(),
+        principal_changes: crate::dated::DatedAmounts::from([(date, terms.principal)]).with_sums(),
+        paid_changes: crate::dated::DatedAmounts::new().with_sums(),
         principal_unpaid: terms.principal,
         interest_unpaid: sum(schedule.iter().map(|i| i.interest))?,
         fee_unpaid: sum(schedule.iter().map(|i| i.fee))?,
@@ -1395,6 +1395,7 @@ impl Stage<'_> {
         let mut loans = std::mem::take(&mut self.loans);
         for staged in loans.values_mut() {
             note_in_history(&mut staged.loan, self.sequence);
+            staged.loan.keep_running_sums();
         }
         for (id, staged) in &loans {
             let branch = staged.loan.branch.clone();

@@ -519,6 +519,7 @@ impl LoanProgress {
         loan.last_repayment_on = self.last_repayment_on;
         loan.principal_changes = self.principal_changes;
         loan.paid_changes = self.paid_changes;
+        loan.keep_running_sums();
         loan.principal_unpaid = self.principal_unpaid;
         loan.interest_unpaid = self.interest_unpaid;
         loan.fee_unpaid = self.fee_unpaid;

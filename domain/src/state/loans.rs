@@ -889,11 +889,20 @@ impl Loan {
         self.quality_days_paid_below(from, None)
     }
 
+    /// Keeps the running sums of the loan's principal and paid changes
+    /// while it is active, when entries on it come week after week; drops
+    /// them once it is closed, cancelled or written off (16 bytes a change,
+    /// for every loan the institution ever made), its figures then worked
+    /// out by walking its changes.
+    pub fn keep_running_sums(&mut self) {
+        let active = self.status == LoanStatus::Active;
+        self.principal_changes.keep_sums(active);
+        self.paid_changes.keep_sums(active);
+    }
+
     /// What this loan has paid on its installments, in all.
     pub fn paid_on_installments(&self) -> Result<Decimal, Overflow> {
-        self.paid_changes
-            .values()
-            .try_fold(Decimal::ZERO, |sum, paid| plus(sum, *paid))
+        self.paid_changes.sum()
     }
 
     /// [`Loan::quality_days`], leaving out the installments (due and paid
@@ -918,14 +927,29 @@ impl Loan {
         // nothing in four steps.
         let mut days: Vec<(NaiveDate, QualityDay)> = Vec::with_capacity(16);
         let mut cumulative = CumulativeDue::new(&self.installments);
+        // The intervals that end on or before `from` add nothing: the walk
+        // starts at the last change on or before `from`, with what the
+        // changes before it sum to (running sums: no walk through the
+        // loan's history).
+        let start = [&self.principal_changes, &self.paid_changes]
+            .into_iter()
+            .filter_map(|changes| changes.last_date_through(from))
+            .max();
+        let (mut principal, mut paid) = match start {
+            Some(start) => (
+                self.principal_changes.sum_before(start)?,
+                self.paid_changes.sum_before(start)?,
+            ),
+            None => (Decimal::ZERO, Decimal::ZERO),
+        };
+        let start = start.unwrap_or(NaiveDate::MIN);
         // The dates of either kind of change, in order, once each, with
-        // what changed on each: the two maps walked side by side.
+        // what changed on each: the two lists walked side by side.
         let mut changes = ChangesByDate {
-            principal: self.principal_changes.into_iter().peekable(),
-            paid: self.paid_changes.into_iter().peekable(),
+            principal: self.principal_changes.iter_from(start).peekable(),
+            paid: self.paid_changes.iter_from(start).peekable(),
         }
         .peekable();
-        let (mut principal, mut paid) = (Decimal::ZERO, Decimal::ZERO);
         let tolerance = self.policy.arrears_tolerance;
         while let Some((start, principal_change, paid_change)) = changes.next() {
             principal = plus(principal, principal_change)?;
@@ -977,11 +1001,28 @@ impl Loan {
         if self.status == LoanStatus::Cancelled {
             return merge_by_date(days);
         }
-        // Installments due, and what of each was paid by its due date.
-        let mut paid_changes = self.paid_changes.iter().peekable();
-        let mut paid_by = Decimal::ZERO;
+        // Installments due, and what of each was paid by its due date, from
+        // the first installment due on or after `from` (the ones before add
+        // nothing): what was paid by its due date is a running sum.
+        let Some((first, first_date)) = self
+            .installments
+            .iter()
+            .map(|installment| installment.due.due_date)
+            .enumerate()
+            .find(|(_, date)| *date >= from)
+        else {
+            return merge_by_date(days);
+        };
         let mut before = Decimal::ZERO;
-        for (index, installment) in self.installments.iter().enumerate() {
+        for index in 0..first {
+            if paid_bound.is_some_and(|bound| before >= bound) {
+                return merge_by_date(days);
+            }
+            before = cumulative.through(index)?;
+        }
+        let mut paid_by = self.paid_changes.sum_through(first_date)?;
+        let mut paid_changes = self.paid_changes.iter_after(first_date).peekable();
+        for (index, installment) in self.installments.iter().enumerate().skip(first) {
             if paid_bound.is_some_and(|bound| before >= bound) {
                 break;
             }
