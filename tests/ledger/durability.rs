@@ -582,15 +582,8 @@ async fn retries_get_their_own_entry_when_request_ids_hash_alike() {
 /// again, the same retry gets its first reply.
 #[tokio::test]
 async fn a_retry_is_refused_unwritten_while_the_journals_index_cannot_be_read() {
-    let mut app = crate::support::spawn_app().await;
-    app.branch_tb().await;
-    app.member("TB-0001").await;
-    let deposit = |amount: &str| mfi_ledger::pb::DepositSavingsRequest {
-        context: crate::support::ctx("meeting-2024-02-01-TB-0001"),
-        account_id: "TB-0001/C1".into(),
-        amount: crate::support::vnd(amount),
-        effective_date: "2024-02-01".into(),
-    };
+    use crate::exactly_once::{deposit, with_account};
+    let mut app = with_account().await;
     let first = app
         .branch
         .deposit_savings(deposit("50000"))

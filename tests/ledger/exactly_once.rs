@@ -4,14 +4,16 @@ use mfi_ledger::pb;
 
 use crate::support::{App, ctx, spawn_app};
 
-async fn with_account() -> App {
+/// A server with branch TB and member TB-0001 (savings account TB-0001/C1).
+pub(crate) async fn with_account() -> App {
     let mut app = spawn_app().await;
     app.branch_tb().await;
     app.member("TB-0001").await;
     app
 }
 
-fn deposit(amount: &str) -> pb::DepositSavingsRequest {
+/// A deposit of `amount` VND into TB-0001/C1, always under the same request id.
+pub(crate) fn deposit(amount: &str) -> pb::DepositSavingsRequest {
     pb::DepositSavingsRequest {
         context: ctx("meeting-2024-02-01-TB-0001"),
         account_id: "TB-0001/C1".into(),
