@@ -1631,7 +1631,7 @@ fn replace_installments(
         let index = (old.number as usize)
             .checked_sub(1)
             .ok_or("installment 0")?;
-        let installment = loan
+        let mut installment = loan
             .installments
             .get_mut(index)
             .ok_or("unknown installment")?;
@@ -1684,7 +1684,7 @@ fn apply_payments(
         let index = (payment.number as usize)
             .checked_sub(1)
             .ok_or("installment 0")?;
-        let installment = loan
+        let mut installment = loan
             .installments
             .get_mut(index)
             .ok_or("unknown installment")?;

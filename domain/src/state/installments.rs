@@ -6,10 +6,17 @@
 //! weekly loan, 520): with the schedule in one list, every repayment copied
 //! all of it (about 60 KB). Here a copy of the loan shares the chunks, and
 //! changing an installment copies only its chunk ([`Arc::make_mut`]).
+//!
+//! Beside them, while the loan is active, what is due up to and including
+//! each installment ([`Installments::cumulative_dues`]): the loan's
+//! portfolio figures, worked out before and after every entry on it, ask
+//! which installments a payment covers, and adding the schedule up from
+//! its first installment each time cost as much as the rest of them.
 
-use std::ops::Index;
+use std::ops::{Deref, DerefMut, Index};
 use std::sync::Arc;
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::InstallmentState;
@@ -24,6 +31,11 @@ pub struct Installments {
     /// Full chunks of [`CHUNK`] installments, the last one possibly shorter.
     chunks: Vec<Arc<Vec<InstallmentState>>>,
     len: usize,
+    /// What is due (principal, interest and fees) up to and including each
+    /// installment, from the first, when kept; it stops before the first
+    /// sum that would overflow. Shared by copies of the loan; dropped when
+    /// an installment's amounts due change, until kept again.
+    cumulative_dues: Option<Arc<Vec<Decimal>>>,
 }
 
 impl Installments {
@@ -48,10 +60,47 @@ impl Installments {
     }
 
     /// Installment `index` to change: its chunk is copied first if another
-    /// copy of the loan shares it.
-    pub fn get_mut(&mut self, index: usize) -> Option<&mut InstallmentState> {
+    /// copy of the loan shares it. Changing its amounts due drops the
+    /// cumulative dues (see [`InstallmentMut`]).
+    pub fn get_mut(&mut self, index: usize) -> Option<InstallmentMut<'_>> {
         let chunk = self.chunks.get_mut(index / CHUNK)?;
-        Arc::make_mut(chunk).get_mut(index % CHUNK)
+        let installment = Arc::make_mut(chunk).get_mut(index % CHUNK)?;
+        Some(InstallmentMut {
+            due: due_amounts(installment),
+            installment,
+            cumulative_dues: &mut self.cumulative_dues,
+        })
+    }
+
+    /// Keeps [`Installments::cumulative_dues`] (worked out now if they are
+    /// not kept yet), or drops them.
+    pub fn keep_cumulative_dues(&mut self, keep: bool) {
+        if !keep {
+            self.cumulative_dues = None;
+        } else if self.cumulative_dues.is_none() {
+            let mut sums = Vec::with_capacity(self.len);
+            let mut total = Decimal::ZERO;
+            for installment in self.iter() {
+                let Some(next) = due_amounts(installment)
+                    .into_iter()
+                    .try_fold(total, Decimal::checked_add)
+                else {
+                    break;
+                };
+                sums.push(next);
+                total = next;
+            }
+            self.cumulative_dues = Some(Arc::new(sums));
+        }
+    }
+
+    /// What is due up to and including each installment, from the first,
+    /// when kept ([`Installments::keep_cumulative_dues`]): as many sums as
+    /// installments, or fewer when the next sum would overflow. Each sum is
+    /// added principal, interest, then fees, onto the one before, so it is
+    /// the same number, scale included, as the same addition made anew.
+    pub fn cumulative_dues(&self) -> Option<&[Decimal]> {
+        self.cumulative_dues.as_deref().map(Vec::as_slice)
     }
 
     /// Every installment, in order.
@@ -83,6 +132,12 @@ impl Installments {
     /// The installments before `end`, changed in place (chunks shared
     /// with another copy of the loan are copied first).
     pub fn for_each_before_mut(&mut self, end: usize, mut f: impl FnMut(&mut InstallmentState)) {
+        let mut due_changed = false;
+        let mut f = |installment: &mut InstallmentState| {
+            let due = due_amounts(installment);
+            f(installment);
+            due_changed |= !same_amounts(due, due_amounts(installment));
+        };
         for (number, chunk) in self.chunks.iter_mut().enumerate() {
             let start = number * CHUNK;
             if start >= end {
@@ -91,6 +146,9 @@ impl Installments {
             for installment in Arc::make_mut(chunk).iter_mut().take(end - start) {
                 f(installment);
             }
+        }
+        if due_changed {
+            self.cumulative_dues = None;
         }
     }
 
@@ -104,6 +162,52 @@ impl Installments {
         match self.chunks.get(whole) {
             Some(chunk) => whole * CHUNK + chunk.partition_point(pred),
             None => self.len,
+        }
+    }
+}
+
+/// An installment's amounts due, in the order the cumulative dues add them.
+fn due_amounts(installment: &InstallmentState) -> [Decimal; 3] {
+    let due = &installment.due;
+    [due.principal, due.interest, due.fee]
+}
+
+/// Whether two lists of amounts are the same numbers with the same scales
+/// (`==` on decimals ignores the scale: 1.0 equals 1.00).
+fn same_amounts(a: [Decimal; 3], b: [Decimal; 3]) -> bool {
+    a.iter()
+        .zip(&b)
+        .all(|(a, b)| a.serialize() == b.serialize())
+}
+
+/// An installment being changed ([`Installments::get_mut`]): read and
+/// written as the installment itself. When it is done with, a change to
+/// its amounts due (a recast) drops the loan's cumulative dues, which no
+/// longer add up to the schedule; they are worked out again when next kept.
+pub struct InstallmentMut<'a> {
+    installment: &'a mut InstallmentState,
+    due: [Decimal; 3],
+    cumulative_dues: &'a mut Option<Arc<Vec<Decimal>>>,
+}
+
+impl Deref for InstallmentMut<'_> {
+    type Target = InstallmentState;
+
+    fn deref(&self) -> &InstallmentState {
+        self.installment
+    }
+}
+
+impl DerefMut for InstallmentMut<'_> {
+    fn deref_mut(&mut self) -> &mut InstallmentState {
+        self.installment
+    }
+}
+
+impl Drop for InstallmentMut<'_> {
+    fn drop(&mut self) {
+        if !same_amounts(self.due, due_amounts(self.installment)) {
+            *self.cumulative_dues = None;
         }
     }
 }
@@ -138,6 +242,7 @@ impl From<Vec<InstallmentState>> for Installments {
                 .map(|chunk| Arc::new(chunk.to_vec()))
                 .collect(),
             len: list.len(),
+            cumulative_dues: None,
         }
     }
 }

@@ -506,7 +506,7 @@ impl LoanProgress {
             let index = (paid.number as usize)
                 .checked_sub(1)
                 .filter(|i| *i >= first);
-            let installment = index
+            let mut installment = index
                 .and_then(|i| loan.installments.get_mut(i))
                 .ok_or_else(|| {
                     format!("loan {}: installment {} out of range", loan.id, paid.number)

@@ -889,15 +889,17 @@ impl Loan {
         self.quality_days_paid_below(from, None)
     }
 
-    /// Keeps the running sums of the loan's principal and paid changes
-    /// while it is active, when entries on it come week after week; drops
-    /// them once it is closed, cancelled or written off (16 bytes a change,
-    /// for every loan the institution ever made), its figures then worked
-    /// out by walking its changes.
+    /// Keeps the running sums of the loan's principal and paid changes, and
+    /// the cumulative dues of its schedule, while it is active, when
+    /// entries on it come week after week; drops them once it is closed,
+    /// cancelled or written off (16 bytes a change or installment, for
+    /// every loan the institution ever made), its figures then worked out
+    /// by walking its changes and adding up its schedule.
     pub fn keep_running_sums(&mut self) {
         let active = self.status == LoanStatus::Active;
         self.principal_changes.keep_sums(active);
         self.paid_changes.keep_sums(active);
+        self.installments.keep_cumulative_dues(active);
     }
 
     /// What this loan has paid on its installments, in all.
@@ -1004,25 +1006,19 @@ impl Loan {
         // Installments due, and what of each was paid by its due date, from
         // the first installment due on or after `from` (the ones before add
         // nothing): what was paid by its due date is a running sum.
-        let Some((first, first_date)) = self
+        // Due dates increase: a binary search.
+        let first = self
             .installments
-            .iter()
-            .map(|installment| installment.due.due_date)
-            .enumerate()
-            .find(|(_, date)| *date >= from)
-        else {
+            .partition_point(|installment| installment.due.due_date < from);
+        let Some(first_date) = self.installments.get(first).map(|i| i.due.due_date) else {
             return merge_by_date(days);
         };
-        let mut before = Decimal::ZERO;
-        for index in 0..first {
-            if paid_bound.is_some_and(|bound| before >= bound) {
-                return merge_by_date(days);
-            }
-            before = cumulative.through(index)?;
-        }
+        let Some(mut before) = cumulative.due_before(first, paid_bound)? else {
+            return merge_by_date(days);
+        };
         let mut paid_by = self.paid_changes.sum_through(first_date)?;
         let mut paid_changes = self.paid_changes.iter_after(first_date).peekable();
-        for (index, installment) in self.installments.iter().enumerate().skip(first) {
+        for (index, installment) in (first..).zip(self.installments.iter_from(first)) {
             if paid_bound.is_some_and(|bound| before >= bound) {
                 break;
             }
@@ -1053,12 +1049,16 @@ impl Loan {
     }
 }
 
-/// The amount due up to and including each installment of a schedule,
-/// summed only as far as a question needs: a repayment asks about the
-/// first installments not yet paid, not about the whole schedule. The
-/// sums are compared and subtracted only, so left unnormalised.
+/// The amount due up to and including each installment of a schedule: the
+/// sums the loan keeps while it is active
+/// ([`Installments::cumulative_dues`]), otherwise summed only as far as a
+/// question needs (a repayment asks about the first installments not yet
+/// paid, not about the whole schedule). The sums are compared and
+/// subtracted only, so left unnormalised.
 struct CumulativeDue<'a> {
     installments: &'a Installments,
+    /// The loan's own sums, up to the first that would overflow.
+    kept: Option<&'a [Decimal]>,
     sums: Vec<Decimal>,
 }
 
@@ -1066,6 +1066,7 @@ impl<'a> CumulativeDue<'a> {
     fn new(installments: &'a Installments) -> CumulativeDue<'a> {
         CumulativeDue {
             installments,
+            kept: installments.cumulative_dues(),
             sums: Vec::new(),
         }
     }
@@ -1089,6 +1090,10 @@ impl<'a> CumulativeDue<'a> {
 
     /// Due up to and including installment `index` (which exists).
     fn through(&mut self, index: usize) -> Result<Decimal, Overflow> {
+        if let Some(kept) = self.kept {
+            // Past the kept sums: past the schedule, or a sum that overflows.
+            return kept.get(index).copied().ok_or(Overflow);
+        }
         while self.sums.len() <= index {
             if !self.extend()? {
                 break;
@@ -1102,6 +1107,14 @@ impl<'a> CumulativeDue<'a> {
     /// by paying `amount`. Amounts due are never negative, so the sums only
     /// grow and the first sum above `amount` ends the search.
     fn first_above(&mut self, amount: Decimal) -> Result<usize, Overflow> {
+        if let Some(kept) = self.kept {
+            let covered = partition_point_from_start(kept, |sum| *sum <= amount);
+            if covered == kept.len() && kept.len() < self.installments.len() {
+                // The next sum, which would have to be looked at, overflows.
+                return Err(Overflow);
+            }
+            return Ok(covered);
+        }
         while self.sums.last().is_none_or(|sum| *sum <= amount) {
             if !self.extend()? {
                 break;
@@ -1109,6 +1122,66 @@ impl<'a> CumulativeDue<'a> {
         }
         Ok(self.sums.partition_point(|sum| *sum <= amount))
     }
+
+    /// What is due before installment `first` (up to and including
+    /// installment `first - 1`), or None when some installment before it
+    /// already starts at or past `bound` of cumulative dues (see
+    /// [`Loan::quality_days_paid_below`]). As if asked of each installment
+    /// in turn, stopping at the first that starts at or past the bound: the
+    /// same answer, overflow included, without the walk when the sums are
+    /// kept.
+    fn due_before(
+        &mut self,
+        first: usize,
+        bound: Option<Decimal>,
+    ) -> Result<Option<Decimal>, Overflow> {
+        let Some(last) = first.checked_sub(1) else {
+            return Ok(Some(Decimal::ZERO));
+        };
+        let Some(kept) = self.kept else {
+            let mut before = Decimal::ZERO;
+            for index in 0..first {
+                if bound.is_some_and(|bound| before >= bound) {
+                    return Ok(None);
+                }
+                before = self.through(index)?;
+            }
+            return Ok(Some(before));
+        };
+        if let Some(bound) = bound {
+            // Installment i starts at the sum through i - 1 (0 for the
+            // first). The sums only grow, so whether one of those before
+            // `first` starts at or past the bound is the last of them the
+            // walk would reach: the one before `last`, or the last kept one
+            // when a sum overflows before it.
+            if Decimal::ZERO >= bound {
+                return Ok(None);
+            }
+            let reached = last.checked_sub(1).zip(kept.len().checked_sub(1));
+            if let Some(start) = reached.map(|(before, kept)| before.min(kept))
+                && kept[start] >= bound
+            {
+                return Ok(None);
+            }
+        }
+        kept.get(last).copied().map(Some).ok_or(Overflow)
+    }
+}
+
+/// [`slice::partition_point`], searching from the start outwards (1, 2, 4,
+/// ... elements, then halving): the first installments not covered by what
+/// a loan has paid are near its start while it is young, and a search of
+/// the whole schedule of a long loan compared ten sums where this compares
+/// two or three.
+fn partition_point_from_start<T>(list: &[T], mut pred: impl FnMut(&T) -> bool) -> usize {
+    let mut end = 1;
+    while end < list.len() && pred(&list[end - 1]) {
+        end *= 2;
+    }
+    // Every element before `end / 2` satisfies `pred`.
+    let start = end / 2;
+    let end = end.min(list.len());
+    start + list[start..end].partition_point(pred)
 }
 
 /// The changes summed by date, in date order.
@@ -1322,6 +1395,132 @@ mod cumulative_due_tests {
             }
             for (index, sum) in full.iter().enumerate().rev() {
                 prop_assert_eq!(lazy.through(index).unwrap(), *sum);
+            }
+        }
+    }
+
+    /// The installments as given, and the same installments keeping their
+    /// cumulative dues.
+    fn plain_and_kept(installments: Vec<InstallmentState>) -> (Installments, Installments) {
+        let plain = Installments::from(installments);
+        let mut kept = plain.clone();
+        kept.keep_cumulative_dues(true);
+        (plain, kept)
+    }
+
+    /// Amounts from a few units to past what a decimal holds, so that some
+    /// schedules' sums overflow partway.
+    fn amount() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            (0i64..5_000).prop_map(Decimal::from),
+            (0u32..4).prop_map(|i| Decimal::MAX / Decimal::from(1 + i)),
+        ]
+    }
+
+    proptest! {
+        /// The sums a loan keeps answer every question as summing on demand
+        /// does, overflow included: the same sums, the same installments
+        /// covered, the same refusals, and the same stop at a bound.
+        #[test]
+        fn kept_sums_answer_as_summing_on_demand(
+            parts in proptest::collection::vec((amount(), 0i64..500, 0i64..3), 0..40),
+            asks in proptest::collection::vec(
+                prop_oneof![(0i64..200_000).prop_map(Decimal::from), amount()],
+                1..12,
+            ),
+            firsts in proptest::collection::vec(0usize..45, 1..8),
+        ) {
+            let installments: Vec<InstallmentState> = parts
+                .iter()
+                .enumerate()
+                .map(|(i, &(principal, interest, fee))| {
+                    InstallmentState::unpaid(schedule::Installment {
+                        number: i as u32 + 1,
+                        due_date: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()
+                            + Days::new(7 * i as u64),
+                        principal,
+                        interest: Decimal::from(interest),
+                        fee: Decimal::from(fee),
+                    })
+                })
+                .collect();
+            let (plain, kept) = plain_and_kept(installments);
+            prop_assert!(plain.cumulative_dues().is_none());
+            prop_assert!(kept.cumulative_dues().is_some());
+            let mut lazy = CumulativeDue::new(&plain);
+            let mut read = CumulativeDue::new(&kept);
+            for &amount in &asks {
+                prop_assert_eq!(read.first_above(amount), lazy.first_above(amount));
+            }
+            for index in (0..parts.len() + 2).rev() {
+                let (a, b) = (read.through(index), lazy.through(index));
+                prop_assert_eq!(a, b);
+                // The same number to the last digit of its scale.
+                prop_assert_eq!(a.map(|d| d.serialize()), b.map(|d| d.serialize()));
+            }
+            // Bounds between the sums and at them.
+            let sums = kept.cumulative_dues().unwrap_or_default().to_vec();
+            let bounds: Vec<Option<Decimal>> = asks
+                .iter()
+                .chain(&sums)
+                .copied()
+                .map(Some)
+                .chain([None, Some(Decimal::ZERO)])
+                .collect();
+            for &first in &firsts {
+                for &bound in &bounds {
+                    // Fresh each time: the walk without kept sums stops
+                    // early, and must not lean on an earlier question's sums.
+                    let mut lazy = CumulativeDue::new(&plain);
+                    prop_assert_eq!(
+                        CumulativeDue::new(&kept).due_before(first, bound),
+                        lazy.due_before(first, bound),
+                        "first {}, bound {:?}", first, bound
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_recast_drops_the_kept_sums_and_keeping_them_again_sums_the_new_dues() {
+        let (_, mut kept) = plain_and_kept(schedule(&[(100, 10, 0), (100, 10, 0), (100, 10, 0)]));
+        // A payment leaves them.
+        kept.get_mut(0).unwrap().principal_paid = Decimal::from(100);
+        assert_eq!(
+            kept.cumulative_dues(),
+            Some(&[110, 220, 330].map(Decimal::from)[..])
+        );
+        // The same amount at another scale is another number to them.
+        kept.get_mut(1).unwrap().due.interest = Decimal::new(1000, 2);
+        assert_eq!(kept.cumulative_dues(), None);
+        kept.keep_cumulative_dues(true);
+        kept.get_mut(1).unwrap().due.principal = Decimal::from(50);
+        assert_eq!(kept.cumulative_dues(), None);
+        kept.keep_cumulative_dues(true);
+        assert_eq!(
+            kept.cumulative_dues(),
+            Some(&[110, 170, 280].map(Decimal::from)[..])
+        );
+        kept.for_each_before_mut(3, |i| i.fee_paid = i.due.fee);
+        assert!(kept.cumulative_dues().is_some());
+        kept.for_each_before_mut(3, |i| i.due.fee = Decimal::ONE);
+        assert_eq!(kept.cumulative_dues(), None);
+        kept.keep_cumulative_dues(true);
+        kept.keep_cumulative_dues(false);
+        assert_eq!(kept.cumulative_dues(), None);
+    }
+
+    #[test]
+    fn searching_from_the_start_finds_what_a_binary_search_finds() {
+        for len in 0..70usize {
+            let list: Vec<usize> = (0..len).map(|i| i / 3).collect();
+            for bound in 0..=len / 3 + 1 {
+                assert_eq!(
+                    partition_point_from_start(&list, |x| *x < bound),
+                    list.partition_point(|x| *x < bound),
+                    "{len} elements, below {bound}"
+                );
             }
         }
     }
