@@ -40,7 +40,7 @@ use super::schedule::{Installment, LoanTerms};
 use super::totals::{BorrowerStep, DayTotals, Overflow, PeriodFigures, borrower_steps};
 
 mod keys;
-pub use installments::Installments;
+pub use installments::{InstallmentMut, Installments};
 pub use keys::{STATE_FORMAT, StateKey, StateRecord, records_format};
 
 /// Default share of outstanding principal kept in compulsory savings, in percent.

@@ -824,6 +824,13 @@ fn check_loan(ledger: &Ledger) -> Result<(), TestCaseError> {
     if loan.status == LoanStatus::Closed {
         prop_assert!(loan.installments.iter().all(InstallmentState::is_paid));
     }
+    // An active loan keeps its cumulative dues, and they add up to its
+    // schedule as it is now (a recast drops them until they are kept again).
+    if loan.status == LoanStatus::Active {
+        let mut fresh = Installments::from(loan.installments.iter().cloned().collect::<Vec<_>>());
+        fresh.keep_cumulative_dues(true);
+        prop_assert_eq!(loan.installments.cumulative_dues(), fresh.cumulative_dues());
+    }
     // The books balance.
     let (debits, credits) = ledger
         .state

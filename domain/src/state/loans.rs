@@ -1088,7 +1088,8 @@ impl<'a> CumulativeDue<'a> {
         Ok(true)
     }
 
-    /// Due up to and including installment `index` (which exists).
+    /// Due up to and including installment `index`; `Overflow` past the
+    /// schedule, or when a sum up to it overflows.
     fn through(&mut self, index: usize) -> Result<Decimal, Overflow> {
         if let Some(kept) = self.kept {
             // Past the kept sums: past the schedule, or a sum that overflows.
@@ -1408,12 +1409,15 @@ mod cumulative_due_tests {
         (plain, kept)
     }
 
-    /// Amounts from a few units to past what a decimal holds, so that some
-    /// schedules' sums overflow partway.
+    /// Amounts in whole units and in hundredths (where a sum too large for
+    /// its decimals is rounded before it overflows), and now and then one
+    /// large enough that a schedule's sums overflow partway.
     fn amount() -> impl Strategy<Value = Decimal> {
         prop_oneof![
-            (0i64..5_000).prop_map(Decimal::from),
-            (0u32..4).prop_map(|i| Decimal::MAX / Decimal::from(1 + i)),
+            20 => (0i64..5_000).prop_map(Decimal::from),
+            15 => (0i64..500_000).prop_map(|cents| Decimal::new(cents, 2)),
+            1 => (0u32..4).prop_map(|i| Decimal::MAX / Decimal::from(1 + i)),
+            1 => (0u32..4).prop_map(|i| Decimal::MAX / Decimal::from(100 + i) + Decimal::new(1, 2)),
         ]
     }
 
@@ -1423,7 +1427,7 @@ mod cumulative_due_tests {
         /// covered, the same refusals, and the same stop at a bound.
         #[test]
         fn kept_sums_answer_as_summing_on_demand(
-            parts in proptest::collection::vec((amount(), 0i64..500, 0i64..3), 0..40),
+            parts in proptest::collection::vec((amount(), 0i64..500, 0i64..3), 0..80),
             asks in proptest::collection::vec(
                 prop_oneof![(0i64..200_000).prop_map(Decimal::from), amount()],
                 1..12,
