@@ -93,7 +93,8 @@ pub mod date_option {
     }
 }
 
-/// Amounts by date, in date order ([`DatedAmounts`]): a list of `(days,
+/// Amounts by date, in date order
+/// ([`DatedAmounts`](crate::dated::DatedAmounts)): a list of `(days,
 /// decimal)` pairs.
 pub mod date_decimal_map {
     use super::*;

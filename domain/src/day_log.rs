@@ -40,9 +40,9 @@ pub struct DayChunk {
     /// Entries in the chunk.
     pub entries: u32,
     /// The branch's days as they stood before the first entry: postcard
-    /// [`CompactDay`]s in date order.
+    /// `CompactDay`s in date order.
     pub before: Vec<u8>,
-    /// Each entry's changes, in sequence order: postcard [`EntryChanges`],
+    /// Each entry's changes, in sequence order: postcard `EntryChanges`,
     /// one after another.
     pub changes: Vec<u8>,
 }

@@ -199,8 +199,8 @@ pub fn principal<T>(request: &tonic::Request<T>) -> Result<PrincipalId, Status> 
 }
 
 /// Failed authentications per peer address: past
-/// [`FAILURES_FREE`] in [`FAILURE_WINDOW`], each refusal waits longer
-/// (doubling, up to [`FAILURE_DELAY_MAX`]) before it is answered.
+/// `FAILURES_FREE` in `FAILURE_WINDOW`, each refusal waits longer
+/// (doubling, up to `FAILURE_DELAY_MAX`) before it is answered.
 #[derive(Default)]
 pub struct Throttle {
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,

@@ -137,7 +137,7 @@ fn key_text(name: &str, key_hash: [u8; 4], kind: KeyKind, key: &[u8]) -> String 
     format!("{name}+{}+{}", hex::encode(key_hash), BASE64.encode(typed))
 }
 
-/// SHA-256(name ‖ "\n" ‖ type ‖ public key)[:4]: the key ID every
+/// SHA-256(name ‖ "\n" ‖ type ‖ public key)\[:4\]: the key ID every
 /// signature line and key text carries.
 pub fn key_hash(name: &str, kind: KeyKind, public_key: &[u8; PUBLIC_KEY_BYTES]) -> [u8; 4] {
     let mut hasher = Sha256::new();

@@ -52,12 +52,12 @@ pub const READ_THREAD_NICE: i32 = 10;
 pub enum Holds {
     /// For its whole work, as the sums over per-day totals do (bounded by
     /// the days of history, not by loans or entries): at nice
-    /// +[`READ_THREAD_NICE`], a share of the CPU that a busy machine still
+    /// +`READ_THREAD_NICE`, a share of the CPU that a busy machine still
     /// gives it, so it releases the lock soon even then.
     Throughout,
     /// Only in short holds that take shared handles, doing its work after
     /// releasing the lock (the arrears listing): at Linux
-    /// `SCHED_IDLE` (nice +[`READ_THREAD_NICE`] where that is refused).
+    /// `SCHED_IDLE` (nice +`READ_THREAD_NICE` where that is refused).
     Briefly,
 }
 

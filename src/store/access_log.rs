@@ -11,7 +11,7 @@
 //! durable (what a query of the log does first). The file holds whole,
 //! durable records only: a write or a barrier that fails is cut off and its
 //! records are written again at the next sync (while the disk refuses,
-//! records wait in memory, up to [`PENDING_BYTES_MAX`] bytes of them).
+//! records wait in memory, up to `PENDING_BYTES_MAX` bytes of them).
 //!
 //! A record is one line of tab-separated fields:
 //! `sequence, recorded at (µs since the epoch), principal, method, subject,
