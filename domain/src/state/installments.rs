@@ -167,7 +167,7 @@ impl Installments {
 }
 
 /// An installment's amounts due, in the order the cumulative dues add them.
-fn due_amounts(installment: &InstallmentState) -> [Decimal; 3] {
+pub(super) fn due_amounts(installment: &InstallmentState) -> [Decimal; 3] {
     let due = &installment.due;
     [due.principal, due.interest, due.fee]
 }

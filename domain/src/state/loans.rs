@@ -1076,8 +1076,8 @@ impl<'a> CumulativeDue<'a> {
         let Some(installment) = self.installments.get(self.sums.len()) else {
             return Ok(false);
         };
-        let due = &installment.due;
-        let total = [due.principal, due.interest, due.fee]
+        // Added as the kept sums are, so that both give the same numbers.
+        let total = super::installments::due_amounts(installment)
             .into_iter()
             .try_fold(
                 self.sums.last().copied().unwrap_or_default(),
