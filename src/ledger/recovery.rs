@@ -4,7 +4,7 @@
 //! on disk: the store refuses them), when its head is not the journal's entry
 //! at that sequence, or when the journal does not continue it.
 
-use crate::domain::state::{LedgerState, StateImport};
+use crate::domain::state::{BooksRecords, LedgerState, StateImport};
 use crate::store::{Store, StoreError};
 
 /// Entries read from the journal at a time while replaying.
@@ -106,10 +106,67 @@ fn joins_the_journal(store: &dyn Store, state: &LedgerState) -> Result<bool, Sto
         .is_some_and(|entry| entry.hash == state.last_hash()))
 }
 
+/// Books' records handed to their thread at a time.
+const BOOKS_BATCH: usize = 256;
+
+/// Reads the state cache back. The books' records (most of a long
+/// journal's, and most of the work of reading them) are taken in on a
+/// thread of their own, beside the rest of the state on this one and the
+/// store's reading on its own (BENCHMARKS.md, restart).
 fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
-    let mut import = StateImport::default();
-    store.load_state(&mut |key, value| import.add(key, value))?;
-    import.finish().map_err(StoreError::State)
+    let (to_books, books_records) = std::sync::mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(2);
+    std::thread::scope(|scope| {
+        let books = std::thread::Builder::new()
+            .name("cache-books".into())
+            .spawn_scoped(scope, move || {
+                let mut books = BooksRecords::default();
+                let mut refused = None;
+                for batch in books_records {
+                    for (key, value) in batch {
+                        // Taken on after a refusal, for the store to finish
+                        // its reading (and its digest's check).
+                        if refused.is_none()
+                            && let Err(why) = books.add(&key, &value)
+                        {
+                            refused = Some(why);
+                        }
+                    }
+                }
+                match refused {
+                    Some(why) => Err(why),
+                    None => Ok(books.finish()),
+                }
+            })
+            .map_err(StoreError::io("starting the books' reader"))?;
+        let mut import = StateImport::default();
+        let mut batch = Vec::with_capacity(BOOKS_BATCH);
+        let loaded = store.load_state(&mut |key, value| {
+            if !BooksRecords::holds(key) {
+                return import.add(key, value);
+            }
+            batch.push((key.to_vec(), value.to_vec()));
+            if batch.len() == BOOKS_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BOOKS_BATCH));
+                to_books
+                    .send(full)
+                    .map_err(|_| "the books' reader stopped".to_owned())?;
+            }
+            Ok(())
+        });
+        if !batch.is_empty() && loaded.is_ok() {
+            // A send fails only when the thread is gone: its join says why.
+            let _ = to_books.send(batch);
+        }
+        drop(to_books);
+        let books = books
+            .join()
+            .unwrap_or_else(|_| Err("the books' reader stopped on a panic".to_owned()));
+        // The store's verdict first: records that do not add up to their
+        // digest say more than one the books refused.
+        loaded?;
+        let books = books.map_err(StoreError::State)?;
+        import.finish_with_books(books).map_err(StoreError::State)
+    })
 }
 
 /// Applies journal entries after the state's last up to `last`.

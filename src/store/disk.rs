@@ -484,25 +484,40 @@ impl LocalFiles {
     pub(super) fn load_state(&self, visit: &mut super::StateVisitor<'_>) -> Result<(), StoreError> {
         let db = self.cache()?;
         let stored = stored_digest(&db)?;
-        let mut found = CacheDigest::default();
-        let mut count = 0usize;
-        let mut refused = None;
-        for item in db.iter() {
-            let (key, value) = item.map_err(|e| StoreError::State(e.to_string()))?;
-            if key.as_ref() == DIGEST_KEY {
-                continue;
+        // sled's reading and the digest's hashing on a thread of their own,
+        // the records handed over in batches and taken in on this one: at
+        // 10^7 entries each side is about half of what startup spends on
+        // the cache (BENCHMARKS.md). The batches in flight are bounded, so
+        // the records need not all be in memory at once.
+        let (batches, received) =
+            std::sync::mpsc::sync_channel::<Vec<(sled::IVec, sled::IVec)>>(LOAD_BATCHES_IN_FLIGHT);
+        let (read, refused) = std::thread::scope(|scope| {
+            let reader = std::thread::Builder::new()
+                .name("cache-reader".into())
+                .spawn_scoped(scope, || read_records(&db, batches))
+                .map_err(StoreError::io("starting the state cache's reader"))?;
+            let mut refused = None;
+            for batch in received {
+                // Read on after a refusal: records that do not add up to
+                // their digest say more (edited or damaged) than the record
+                // refused.
+                for (key, value) in batch {
+                    if refused.is_none()
+                        && let Err(why) = visit(&key, &value)
+                    {
+                        refused = Some(why);
+                    }
+                }
             }
-            found.add(&key, &value);
-            count += 1;
-            // Read on after a refusal: records that do not add up to their
-            // digest say more (edited or damaged) than the record refused.
-            if refused.is_none()
-                && let Err(why) = visit(&key, &value)
-            {
-                refused = Some(why);
-            }
-        }
+            let read = reader.join().unwrap_or_else(|_| {
+                Err(StoreError::State(
+                    "the state cache's reader stopped on a panic".into(),
+                ))
+            });
+            Ok::<_, StoreError>((read, refused))
+        })?;
         self.close_cache(db);
+        let (found, count) = read?;
         match stored {
             None if count == 0 => {}
             Some(stored) if stored == found => {}
@@ -574,6 +589,49 @@ impl LocalFiles {
         let kept = state.take();
         drop((kept, db));
     }
+}
+
+/// Batches of records [`LocalFiles::load_state`]'s reader may have handed
+/// over and not yet had taken in.
+const LOAD_BATCHES_IN_FLIGHT: usize = 2;
+/// A batch of records is handed over once it holds this many bytes...
+const LOAD_BATCH_BYTES: usize = 1 << 20;
+/// ... or this many records.
+const LOAD_BATCH_RECORDS: usize = 1024;
+
+/// Reads every state record of `db` in key order, but the digest's, and
+/// hands them to `batches`; the digest of what it read and how many.
+fn read_records(
+    db: &sled::Db,
+    batches: std::sync::mpsc::SyncSender<Vec<(sled::IVec, sled::IVec)>>,
+) -> Result<(CacheDigest, usize), StoreError> {
+    let mut found = CacheDigest::default();
+    let mut count = 0usize;
+    let mut batch = Vec::with_capacity(LOAD_BATCH_RECORDS);
+    let mut bytes = 0usize;
+    for item in db.iter() {
+        let (key, value) = item.map_err(|e| StoreError::State(e.to_string()))?;
+        if key.as_ref() == DIGEST_KEY {
+            continue;
+        }
+        found.add(&key, &value);
+        count += 1;
+        bytes += key.len() + value.len();
+        batch.push((key, value));
+        if batch.len() == LOAD_BATCH_RECORDS || bytes >= LOAD_BATCH_BYTES {
+            // The receiver stops taking only when its thread is gone, and
+            // then nobody reads what this returns.
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(LOAD_BATCH_RECORDS));
+            if batches.send(full).is_err() {
+                break;
+            }
+            bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = batches.send(batch);
+    }
+    Ok((found, count))
 }
 
 /// The digest recorded with the cache's records, if any.
@@ -780,6 +838,54 @@ mod tests {
             matches!(&refused, Err(StoreError::State(why)) if why == "record a is not a record"),
             "{refused:?}"
         );
+    }
+
+    /// A cache larger than the reader's batches (by count and by bytes) is
+    /// handed over whole and in key order; a record changed in one of the
+    /// last batches still makes the whole load untrusted.
+    #[test]
+    fn load_state_hands_over_a_large_cache_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let count = 3 * super::LOAD_BATCH_RECORDS + 17;
+        let record = |i: usize| {
+            // Every hundredth value larger, so that some batches end by bytes.
+            let len = if i.is_multiple_of(100) { 64 << 10 } else { 8 };
+            (format!("k{i:06}").into_bytes(), vec![(i % 251) as u8; len])
+        };
+        let records: Vec<_> = (0..count)
+            .map(|i| {
+                let (key, value) = record(i);
+                (key, Some(value))
+            })
+            .collect();
+        store.save_state(&records).unwrap();
+        let mut seen = Vec::new();
+        store
+            .load_state(&mut |key, value| {
+                seen.push((key.to_vec(), value.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, (0..count).map(record).collect::<Vec<_>>());
+
+        let last = format!("k{:06}", count - 2);
+        store
+            .local
+            .cache()
+            .unwrap()
+            .insert(last.as_bytes(), &b"edited"[..])
+            .unwrap();
+        let mut visited = 0;
+        let loaded = store.load_state(&mut |_, _| {
+            visited += 1;
+            Ok(())
+        });
+        assert!(
+            matches!(&loaded, Err(StoreError::Untrusted(_))),
+            "{loaded:?}"
+        );
+        assert_eq!(visited, count);
     }
 
     /// A record changed behind the digest's back is reported as that (the

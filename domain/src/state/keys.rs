@@ -539,6 +539,57 @@ impl LoanProgress {
 /// What a year-end close carried out of a branch's lines on a date.
 type Carry = (BranchId, NaiveDate, Vec<(Line, Balance)>);
 
+/// Prefix of the keys of the books' records (`posting/ACCOUNT/BUCKET`).
+const POSTING_PREFIX: &str = "posting/";
+
+/// The books made up from their records apart from the rest of the state
+/// (on a thread of their own at startup: at 10^7 entries they are most of
+/// the records and most of the work of reading them back).
+#[derive(Default)]
+pub struct BooksRecords {
+    import: crate::books::BooksImport,
+    records: usize,
+}
+
+/// The books [`BooksRecords`] made up, for [`StateImport::finish_with_books`].
+pub struct ImportedBooks {
+    books: crate::books::Books,
+    records: usize,
+}
+
+impl BooksRecords {
+    /// True for a record of the books ([`BooksRecords::add`] takes it in).
+    pub fn holds(key: &[u8]) -> bool {
+        key.starts_with(POSTING_PREFIX.as_bytes())
+    }
+
+    /// Takes in one record of the books.
+    pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
+        let rest = key
+            .strip_prefix(POSTING_PREFIX)
+            .ok_or_else(|| format!("record key {key:?} is not one of the books'"))?;
+        let (account, sequence) = rest
+            .rsplit_once('/')
+            .ok_or_else(|| format!("record key {key:?}"))?;
+        let account = AccountId::parse("key", account).map_err(|e| e.to_string())?;
+        sequence
+            .parse::<u64>()
+            .map_err(|_| format!("record key {key:?}"))?;
+        self.import.add(account, decode(key, value)?);
+        self.records += 1;
+        Ok(())
+    }
+
+    /// The books the records make up.
+    pub fn finish(self) -> ImportedBooks {
+        ImportedBooks {
+            books: self.import.finish(),
+            records: self.records,
+        }
+    }
+}
+
 /// A state being rebuilt from its records, one at a time as a store reads
 /// them (so that the records need not all be in memory at once):
 /// [`LedgerState::import`] record by record.
@@ -548,7 +599,7 @@ pub struct StateImport {
     any: bool,
     head: bool,
     format: bool,
-    books: crate::books::BooksImport,
+    books: BooksRecords,
     carries: Vec<Carry>,
     day_chunks: Vec<(BranchId, u64, DayChunk)>,
 }
@@ -557,15 +608,8 @@ impl StateImport {
     /// Takes in one record.
     pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
-        if let Some(rest) = key.strip_prefix("posting/") {
-            let (account, sequence) = rest
-                .rsplit_once('/')
-                .ok_or_else(|| format!("record key {key:?}"))?;
-            let account = AccountId::parse("key", account).map_err(|e| e.to_string())?;
-            sequence
-                .parse::<u64>()
-                .map_err(|_| format!("record key {key:?}"))?;
-            self.books.add(account, decode(key, value)?);
+        if key.starts_with(POSTING_PREFIX) {
+            self.books.add(key.as_bytes(), value)?;
         } else if let Some(rest) = key.strip_prefix("carry/") {
             let (branch, date) = rest
                 .split_once('/')
@@ -593,16 +637,25 @@ impl StateImport {
     }
 
     /// The state the records make up.
-    pub fn finish(self) -> Result<LedgerState, String> {
+    pub fn finish(mut self) -> Result<LedgerState, String> {
+        let books = std::mem::take(&mut self.books).finish();
+        self.finish_with_books(books)
+    }
+
+    /// The state the records make up, with books made up apart from them
+    /// ([`BooksRecords`]: the books' records handed there, not to
+    /// [`StateImport::add`]).
+    pub fn finish_with_books(self, books: ImportedBooks) -> Result<LedgerState, String> {
         let StateImport {
             mut state,
-            any,
+            mut any,
             head,
             format,
-            books,
+            books: _,
             carries,
             mut day_chunks,
         } = self;
+        any |= books.records > 0;
         // Records without a head are a cache cut short (a clear or a rebuild
         // interrupted): they say nothing about which entry they reflect.
         if any && !head {
@@ -613,7 +666,7 @@ impl StateImport {
                 "state records without a format record (written before format {STATE_FORMAT})"
             ));
         }
-        state.books = books.finish();
+        state.books = books.books;
         for (branch, date, lines) in carries {
             state.books.note_carry(&branch, date, lines);
         }

@@ -722,6 +722,44 @@ fn run(
     }
 }
 
+/// The books' records taken in apart from the rest: without the rest (no
+/// head record) they are a cache cut short, as they would be taken in with
+/// it; a books' record that does not decode is refused, naming its key.
+#[test]
+fn books_records_apart_from_the_rest_are_checked_as_with_it() {
+    let mut state = LedgerState::new();
+    let mut records = BTreeMap::new();
+    let mut entries = Vec::new();
+    run(setup(), &mut state, &mut records, &mut entries);
+    let deposit = Step::Deposit {
+        member: 0,
+        thousands: 50,
+        day: 3,
+    };
+    let body = body_of(&deposit, &state);
+    run([body], &mut state, &mut records, &mut entries);
+    let mut books = BooksRecords::default();
+    for (key, value) in records.iter().filter(|(key, _)| BooksRecords::holds(key)) {
+        books.add(key, value).unwrap();
+    }
+    let alone = StateImport::default().finish_with_books(books.finish());
+    assert!(
+        matches!(&alone, Err(why) if why.contains("without a head record")),
+        "{:?}",
+        alone.map(|s| s.last_sequence())
+    );
+    let (key, _) = records
+        .iter()
+        .find(|(key, _)| BooksRecords::holds(key))
+        .expect("the deposit posts");
+    let refused = BooksRecords::default().add(key, b"\xff\xff\xff");
+    assert!(
+        matches!(&refused, Err(why) if why.contains(std::str::from_utf8(key).unwrap())),
+        "{refused:?}"
+    );
+    assert!(BooksRecords::default().add(b"head", b"").is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -749,6 +787,20 @@ proptest! {
         // came: every account's history and every line's (which the records
         // hold only as the accounts' postings).
         prop_assert_eq!(imported.books(), state.books());
+        // So do the records taken in as startup takes them: the books' apart
+        // from the rest, in key order each.
+        let mut rest = StateImport::default();
+        let mut books = BooksRecords::default();
+        for (key, value) in &records {
+            if BooksRecords::holds(key) {
+                books.add(key, value).unwrap();
+            } else {
+                rest.add(key, value).unwrap();
+            }
+        }
+        let split = rest.finish_with_books(books.finish()).unwrap();
+        prop_assert_eq!(split.export(), state.export());
+        prop_assert_eq!(split.books(), state.books());
         // The books balance: all debits equal all credits.
         let (debits, credits) = state.balances.values().fold((Decimal::ZERO, Decimal::ZERO), |(d, c), b| (d + b.debits, c + b.credits));
         prop_assert_eq!(debits, credits);
