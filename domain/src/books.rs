@@ -575,6 +575,39 @@ impl BooksImport {
         }
     }
 
+    /// Takes in what another import took in (of other accounts, when the
+    /// buckets were shared out by account; an account both took in is
+    /// booked in sequence order at the end, as a bucket out of order is).
+    pub fn absorb(&mut self, other: BooksImport) {
+        let BooksImport { accounts, late } = other;
+        for (account, book) in accounts {
+            match self.accounts.entry(account) {
+                std::collections::btree_map::Entry::Vacant(vacant) => {
+                    vacant.insert(book);
+                }
+                std::collections::btree_map::Entry::Occupied(held) => {
+                    let postings = book
+                        .history
+                        .steps
+                        .iter()
+                        .map(|(step, posted)| BucketPosting {
+                            sequence: step.sequence,
+                            date: step.date,
+                            posted,
+                        })
+                        .collect();
+                    let bucket = PostingBucket {
+                        branch: book.branch,
+                        line: book.line,
+                        postings,
+                    };
+                    self.late.push((held.key().clone(), bucket));
+                }
+            }
+        }
+        self.late.extend(late);
+    }
+
     /// The books the buckets make up.
     pub fn finish(self) -> Books {
         let BooksImport { mut accounts, late } = self;
@@ -613,6 +646,46 @@ impl BooksImport {
             ..Books::default()
         }
         .with_lines_of_accounts()
+    }
+}
+
+/// Threads [`Books`] merges its lines' histories on when it is rebuilt.
+const LINE_MERGE_THREADS: usize = 4;
+
+/// A line's history from its accounts'.
+fn merged_line(histories: &[&History]) -> History {
+    match histories {
+        // A line of one account (a branch's cash, its interest income) has
+        // that account's history, with its totals by date kept as every
+        // line's are.
+        [only] => {
+            let mut history = (*only).clone();
+            history.keep_dates();
+            history
+        }
+        _ => {
+            // The accounts' steps merged in sequence order, one step of each
+            // account waiting at a time (several accounts' postings of one
+            // entry add up in any order).
+            let mut walks: Vec<_> = histories.iter().map(|h| h.steps.iter()).collect();
+            let mut next: std::collections::BinaryHeap<_> = walks
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, walk)| walk.next().map(|s| Waiting(s, i)))
+                .collect();
+            let mut history = History::default();
+            history
+                .steps
+                .reserve(histories.iter().map(|h| h.len()).sum());
+            while let Some(Waiting((step, posted), i)) = next.pop() {
+                history.post(step.sequence, step.date, posted);
+                if let Some(s) = walks[i].next() {
+                    next.push(Waiting(s, i));
+                }
+            }
+            history.steps.shrink_to_fit();
+            history
+        }
     }
 }
 
@@ -824,7 +897,10 @@ impl Books {
     }
 
     /// The lines, from the accounts' histories: each line's steps are its
-    /// accounts' merged, every history sized for what it holds.
+    /// accounts' merged, every history sized for what it holds. The lines
+    /// are merged on as many threads as the machine has cores (up to
+    /// [`LINE_MERGE_THREADS`]), their steps shared out about evenly: at
+    /// startup this is most of what remains once the cache is read.
     fn with_lines_of_accounts(self) -> Books {
         let mut books = self;
         let mut members: BTreeMap<(&BranchId, &Line), Vec<&History>> = BTreeMap::new();
@@ -834,45 +910,51 @@ impl Books {
                 .or_default()
                 .push(&book.history);
         }
+        let mut work: Vec<((&BranchId, &Line), Vec<&History>)> = members.into_iter().collect();
+        let steps = |histories: &[&History]| histories.iter().map(|h| h.len()).sum::<usize>();
+        // Largest first, each to the share with the fewest steps so far.
+        work.sort_by_key(|(_, histories)| std::cmp::Reverse(steps(histories)));
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, LINE_MERGE_THREADS);
+        let mut shares: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); threads];
+        for (i, (_, histories)) in work.iter().enumerate() {
+            if let Some(share) = shares.iter_mut().min_by_key(|(held, _)| *held) {
+                share.0 += steps(histories);
+                share.1.push(i);
+            }
+        }
+        let merge_share = |share: &[usize]| -> Vec<(usize, History)> {
+            share
+                .iter()
+                .map(|&i| (i, merged_line(&work[i].1)))
+                .collect()
+        };
+        let mut merged: Vec<(usize, History)> = std::thread::scope(|scope| {
+            let others: Vec<_> = shares[1..]
+                .iter()
+                .filter(|(_, share)| !share.is_empty())
+                .map(|(_, share)| scope.spawn(|| merge_share(share)))
+                .collect();
+            let mut merged = merge_share(&shares[0].1);
+            for other in others {
+                // A merge only adds up what was booked already: it has
+                // nothing to panic on; if it did, the panic goes on here.
+                merged.extend(
+                    other
+                        .join()
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                );
+            }
+            merged
+        });
+        merged.sort_by_key(|(i, _)| *i);
         let mut lines: BTreeMap<BranchId, BTreeMap<Line, History>> = BTreeMap::new();
-        for ((branch, line), histories) in members {
-            let history = match histories[..] {
-                // A line of one account (a branch's cash, its interest
-                // income) has that account's history, with its totals by
-                // date kept as every line's are.
-                [only] => {
-                    let mut history = only.clone();
-                    history.keep_dates();
-                    history
-                }
-                _ => {
-                    // The accounts' steps merged in sequence order, one
-                    // step of each account waiting at a time (several
-                    // accounts' postings of one entry add up in any order).
-                    let mut walks: Vec<_> = histories.iter().map(|h| h.steps.iter()).collect();
-                    let mut next: std::collections::BinaryHeap<_> = walks
-                        .iter_mut()
-                        .enumerate()
-                        .filter_map(|(i, walk)| walk.next().map(|s| Waiting(s, i)))
-                        .collect();
-                    let mut history = History::default();
-                    history
-                        .steps
-                        .reserve(histories.iter().map(|h| h.len()).sum());
-                    while let Some(Waiting((step, posted), i)) = next.pop() {
-                        history.post(step.sequence, step.date, posted);
-                        if let Some(s) = walks[i].next() {
-                            next.push(Waiting(s, i));
-                        }
-                    }
-                    history.steps.shrink_to_fit();
-                    history
-                }
-            };
+        for (((branch, line), _), (_, history)) in work.iter().zip(merged) {
             lines
-                .entry(branch.clone())
+                .entry((*branch).clone())
                 .or_default()
-                .insert(line.clone(), history);
+                .insert((*line).clone(), history);
         }
         books.lines = lines;
         books

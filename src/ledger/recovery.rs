@@ -108,65 +108,90 @@ fn joins_the_journal(store: &dyn Store, state: &LedgerState) -> Result<bool, Sto
 
 /// Books' records handed to their thread at a time.
 const BOOKS_BATCH: usize = 256;
+/// Threads the books' records are shared out between, by account (at most;
+/// no more than the machine's cores).
+const BOOKS_THREADS: usize = 2;
 
 /// Reads the state cache back. The books' records (most of a long
-/// journal's, and most of the work of reading them) are taken in on a
-/// thread of their own, beside the rest of the state on this one and the
-/// store's reading on its own (BENCHMARKS.md, restart).
+/// journal's, and most of the work of reading them) are taken in on
+/// threads of their own, shared out by account, beside the rest of the
+/// state on this one and the store's reading on its own (BENCHMARKS.md,
+/// restart).
 fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
-    let (to_books, books_records) = std::sync::mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(2);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, BOOKS_THREADS);
     std::thread::scope(|scope| {
-        let books = std::thread::Builder::new()
-            .name("cache-books".into())
-            .spawn_scoped(scope, move || {
-                let mut books = BooksRecords::default();
-                let mut refused = None;
-                for batch in books_records {
-                    for (key, value) in batch {
-                        // Taken on after a refusal, for the store to finish
-                        // its reading (and its digest's check).
-                        if refused.is_none()
-                            && let Err(why) = books.add(&key, &value)
-                        {
-                            refused = Some(why);
-                        }
-                    }
-                }
-                match refused {
-                    Some(why) => Err(why),
-                    None => Ok(books.finish()),
-                }
-            })
-            .map_err(StoreError::io("starting the books' reader"))?;
+        let mut feeds = Vec::with_capacity(threads);
+        let mut readers = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let (feed, records) = std::sync::mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(2);
+            let reader = std::thread::Builder::new()
+                .name("cache-books".into())
+                .spawn_scoped(scope, move || take_books(records))
+                .map_err(StoreError::io("starting the books' reader"))?;
+            feeds.push((feed, Vec::with_capacity(BOOKS_BATCH)));
+            readers.push(reader);
+        }
         let mut import = StateImport::default();
-        let mut batch = Vec::with_capacity(BOOKS_BATCH);
         let loaded = store.load_state(&mut |key, value| {
             if !BooksRecords::holds(key) {
                 return import.add(key, value);
             }
+            let (feed, batch) = &mut feeds[BooksRecords::share_of(key, threads)];
             batch.push((key.to_vec(), value.to_vec()));
             if batch.len() == BOOKS_BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BOOKS_BATCH));
-                to_books
-                    .send(full)
+                let full = std::mem::replace(batch, Vec::with_capacity(BOOKS_BATCH));
+                feed.send(full)
                     .map_err(|_| "the books' reader stopped".to_owned())?;
             }
             Ok(())
         });
-        if !batch.is_empty() && loaded.is_ok() {
-            // A send fails only when the thread is gone: its join says why.
-            let _ = to_books.send(batch);
+        for (feed, batch) in feeds {
+            if !batch.is_empty() && loaded.is_ok() {
+                // A send fails only when the thread is gone: its join says why.
+                let _ = feed.send(batch);
+            }
         }
-        drop(to_books);
-        let books = books
-            .join()
-            .unwrap_or_else(|_| Err("the books' reader stopped on a panic".to_owned()));
+        let mut books: Result<BooksRecords, String> = Ok(BooksRecords::default());
+        for reader in readers {
+            let share = reader
+                .join()
+                .unwrap_or_else(|_| Err("the books' reader stopped on a panic".to_owned()));
+            books = match (books, share) {
+                (Ok(mut books), Ok(share)) => {
+                    books.absorb(share);
+                    Ok(books)
+                }
+                (Err(why), _) | (_, Err(why)) => Err(why),
+            };
+        }
         // The store's verdict first: records that do not add up to their
         // digest say more than one the books refused.
         loaded?;
-        let books = books.map_err(StoreError::State)?;
+        let books = books.map_err(StoreError::State)?.finish();
         import.finish_with_books(books).map_err(StoreError::State)
     })
+}
+
+/// Takes in the books' records handed over until the sender is done; the
+/// first refused is the error (the rest are taken on, for the store to
+/// finish its reading and its digest's check).
+fn take_books(
+    records: std::sync::mpsc::Receiver<Vec<(Vec<u8>, Vec<u8>)>>,
+) -> Result<BooksRecords, String> {
+    let mut books = BooksRecords::default();
+    let mut refused = None;
+    for batch in records {
+        for (key, value) in batch {
+            if refused.is_none()
+                && let Err(why) = books.add(&key, &value)
+            {
+                refused = Some(why);
+            }
+        }
+    }
+    refused.map_or(Ok(books), Err)
 }
 
 /// Applies journal entries after the state's last up to `last`.

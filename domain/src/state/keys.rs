@@ -581,6 +581,28 @@ impl BooksRecords {
         Ok(())
     }
 
+    /// Takes in what another took in: the books' records may be shared
+    /// out between several, by account ([`BooksRecords::share_of`]).
+    pub fn absorb(&mut self, other: BooksRecords) {
+        self.import.absorb(other.import);
+        self.records += other.records;
+    }
+
+    /// Which of `shares` takes a record of the books in: the same for every
+    /// record of one account, so that each account's come to one share in
+    /// key order.
+    pub fn share_of(key: &[u8], shares: usize) -> usize {
+        let account = key
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map_or(key, |slash| &key[..slash]);
+        // FNV-1a: any spread will do, the same in every process is not needed.
+        let hash = account.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &b| {
+            (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        usize::try_from(hash % shares.max(1) as u64).unwrap_or(0)
+    }
+
     /// The books the records make up.
     pub fn finish(self) -> ImportedBooks {
         ImportedBooks {

@@ -758,6 +758,54 @@ fn books_records_apart_from_the_rest_are_checked_as_with_it() {
         "{refused:?}"
     );
     assert!(BooksRecords::default().add(b"head", b"").is_err());
+
+    // An account whose records two took in (its postings split in two
+    // buckets, one each) is booked whole, in sequence order, once absorbed.
+    let mut deposits = Vec::new();
+    for d in 4..8 {
+        let step = Step::Deposit {
+            member: 0,
+            thousands: d * 10,
+            day: d,
+        };
+        deposits.push(body_of(&step, &state));
+    }
+    run(deposits, &mut state, &mut records, &mut entries);
+    let her = SavingsAccountId::parse("a", "M0/C1").unwrap();
+    let account = format!("posting/{}/", AccountId::Savings(her));
+    let (key, value) = records
+        .iter()
+        .find(|(key, _)| key.starts_with(account.as_bytes()))
+        .expect("the deposits post to her account");
+    let bucket: crate::books::PostingBucket = postcard::from_bytes(value).unwrap();
+    assert!(bucket.postings.len() >= 4, "{bucket:?}");
+    let (early, late) = bucket.postings.split_at(bucket.postings.len() / 2);
+    let half = |postings: &[crate::books::BucketPosting]| {
+        postcard::to_stdvec(&crate::books::PostingBucket {
+            postings: postings.to_vec(),
+            ..bucket.clone()
+        })
+        .unwrap()
+    };
+    let (mut first, mut second, mut rest) = (
+        BooksRecords::default(),
+        BooksRecords::default(),
+        StateImport::default(),
+    );
+    for (k, v) in &records {
+        if k == key {
+            // The later half to the first share: out of order as well.
+            first.add(k, &half(late)).unwrap();
+            second.add(k, &half(early)).unwrap();
+        } else if BooksRecords::holds(k) {
+            first.add(k, v).unwrap();
+        } else {
+            rest.add(k, v).unwrap();
+        }
+    }
+    first.absorb(second);
+    let absorbed = rest.finish_with_books(first.finish()).unwrap();
+    assert_eq!(absorbed.books(), state.books());
 }
 
 proptest! {
@@ -789,14 +837,19 @@ proptest! {
         prop_assert_eq!(imported.books(), state.books());
         // So do the records taken in as startup takes them: the books' apart
         // from the rest, in key order each.
+        // shared out by account between three.
         let mut rest = StateImport::default();
-        let mut books = BooksRecords::default();
+        let mut shares: Vec<BooksRecords> = (0..3).map(|_| BooksRecords::default()).collect();
         for (key, value) in &records {
             if BooksRecords::holds(key) {
-                books.add(key, value).unwrap();
+                shares[BooksRecords::share_of(key, 3)].add(key, value).unwrap();
             } else {
                 rest.add(key, value).unwrap();
             }
+        }
+        let mut books = BooksRecords::default();
+        for share in shares {
+            books.absorb(share);
         }
         let split = rest.finish_with_books(books.finish()).unwrap();
         prop_assert_eq!(split.export(), state.export());
