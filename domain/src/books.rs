@@ -610,6 +610,12 @@ impl BooksImport {
 
     /// The books the buckets make up.
     pub fn finish(self) -> Books {
+        self.finish_on(1)
+    }
+
+    /// The books the buckets make up, the lines merged on up to `threads`
+    /// threads (the caller's included; [`LINE_MERGE_THREADS`] at most).
+    pub fn finish_on(self, threads: usize) -> Books {
         let BooksImport { mut accounts, late } = self;
         // An account with buckets out of order: its postings sorted and
         // booked again.
@@ -645,7 +651,7 @@ impl BooksImport {
             accounts,
             ..Books::default()
         }
-        .with_lines_of_accounts()
+        .with_lines_of_accounts(threads)
     }
 }
 
@@ -898,10 +904,11 @@ impl Books {
 
     /// The lines, from the accounts' histories: each line's steps are its
     /// accounts' merged, every history sized for what it holds. The lines
-    /// are merged on as many threads as the machine has cores (up to
-    /// [`LINE_MERGE_THREADS`]), their steps shared out about evenly: at
-    /// startup this is most of what remains once the cache is read.
-    fn with_lines_of_accounts(self) -> Books {
+    /// are merged on up to `threads` threads (the caller's included; at
+    /// most [`LINE_MERGE_THREADS`]), their steps shared out about evenly:
+    /// at startup this is most of what remains once the cache is read. A
+    /// thread that cannot be started leaves its share to the caller's.
+    fn with_lines_of_accounts(self, threads: usize) -> Books {
         let mut books = self;
         let mut members: BTreeMap<(&BranchId, &Line), Vec<&History>> = BTreeMap::new();
         for book in books.accounts.values() {
@@ -914,9 +921,7 @@ impl Books {
         let steps = |histories: &[&History]| histories.iter().map(|h| h.len()).sum::<usize>();
         // Largest first, each to the share with the fewest steps so far.
         work.sort_by_key(|(_, histories)| std::cmp::Reverse(steps(histories)));
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .clamp(1, LINE_MERGE_THREADS);
+        let threads = threads.clamp(1, LINE_MERGE_THREADS);
         let mut shares: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); threads];
         for (i, (_, histories)) in work.iter().enumerate() {
             if let Some(share) = shares.iter_mut().min_by_key(|(held, _)| *held) {
@@ -931,12 +936,18 @@ impl Books {
                 .collect()
         };
         let mut merged: Vec<(usize, History)> = std::thread::scope(|scope| {
-            let others: Vec<_> = shares[1..]
-                .iter()
-                .filter(|(_, share)| !share.is_empty())
-                .map(|(_, share)| scope.spawn(|| merge_share(share)))
-                .collect();
-            let mut merged = merge_share(&shares[0].1);
+            let mut here: Vec<usize> = shares[0].1.clone();
+            let mut others = Vec::new();
+            for (_, share) in shares[1..].iter().filter(|(_, share)| !share.is_empty()) {
+                match std::thread::Builder::new()
+                    .name("books-lines".into())
+                    .spawn_scoped(scope, || merge_share(share))
+                {
+                    Ok(other) => others.push(other),
+                    Err(_) => here.extend_from_slice(share),
+                }
+            }
+            let mut merged = merge_share(&here);
             for other in others {
                 // A merge only adds up what was booked already: it has
                 // nothing to panic on; if it did, the panic goes on here.

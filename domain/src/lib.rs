@@ -1,7 +1,9 @@
 //! The ledger's rules: money, ids, commands, entries and the state machine.
 //!
 //! Architecture invariant: nothing in `domain` does I/O, reads a clock, or
-//! knows about gRPC or storage. It is pure and deterministic.
+//! knows about gRPC or storage. It is pure and deterministic (the books
+//! rebuilt from the cache's records merge their lines on as many threads
+//! as the caller asks for, with the same result on any number).
 
 pub mod access;
 pub mod account;

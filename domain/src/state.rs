@@ -493,7 +493,7 @@ mod queries;
 #[cfg(test)]
 mod tests;
 pub use apply::Written;
-pub use keys::{BooksRecords, ImportedBooks, StateImport};
+pub use keys::{BooksRecords, StateImport};
 pub use loans::{Arrears, PayoffQuote, charged, initial_schedule};
 pub use queries::{
     InstallmentStatus, LoanView, MemberView, PortfolioQuality, ProductCount, SavingsView,

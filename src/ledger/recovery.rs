@@ -120,26 +120,35 @@ const BOOKS_THREADS: usize = 2;
 /// journal's, and most of the work of reading them) are taken in on
 /// threads of their own, shared out by account, beside the rest of the
 /// state on this one and the store's reading on its own (BENCHMARKS.md,
-/// restart).
+/// restart); the books' lines are then merged on as many threads. Which
+/// thread's refusal is reported when several refuse is not the first in
+/// key order, only one of them: any refusal rebuilds the cache. Without
+/// threads (none could be started) everything is taken in on this one.
 fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, BOOKS_THREADS);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     std::thread::scope(|scope| {
-        let mut feeds = Vec::with_capacity(threads);
-        let mut readers = Vec::with_capacity(threads);
-        for _ in 0..threads {
+        let mut feeds = Vec::new();
+        let mut readers = Vec::new();
+        for _ in 0..cores.clamp(1, BOOKS_THREADS) {
             let (feed, records) = std::sync::mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(2);
-            let reader = std::thread::Builder::new()
+            match std::thread::Builder::new()
                 .name("cache-books".into())
                 .spawn_scoped(scope, move || take_books(records))
-                .map_err(StoreError::io("starting the books' reader"))?;
-            feeds.push((feed, Vec::with_capacity(BOOKS_BATCH), 0usize));
-            readers.push(reader);
+            {
+                Ok(reader) => {
+                    feeds.push((feed, Vec::with_capacity(BOOKS_BATCH), 0usize));
+                    readers.push(reader);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not start a thread to read the books back; reading them on fewer");
+                    break;
+                }
+            }
         }
+        let threads = feeds.len();
         let mut import = StateImport::default();
         let loaded = store.load_state(&mut |key, value| {
-            if !BooksRecords::holds(key) {
+            if threads == 0 || !BooksRecords::holds(key) {
                 return import.add(key, value);
             }
             let (feed, batch, bytes) = &mut feeds[BooksRecords::share_of(key, threads)];
@@ -161,9 +170,11 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
         }
         let mut books: Result<BooksRecords, String> = Ok(BooksRecords::default());
         for reader in readers {
+            // Taking records in has nothing to panic on: if it did, the
+            // panic goes on here, as it would on one thread.
             let share = reader
                 .join()
-                .unwrap_or_else(|_| Err("the books' reader stopped on a panic".to_owned()));
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             books = match (books, share) {
                 (Ok(mut books), Ok(share)) => {
                     books.absorb(share);
@@ -175,8 +186,10 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
         // The store's verdict first: records that do not add up to their
         // digest say more than one the books refused.
         loaded?;
-        let books = books.map_err(StoreError::State)?.finish();
-        import.finish_with_books(books).map_err(StoreError::State)
+        let books = books.map_err(StoreError::State)?;
+        import
+            .finish_with_books(books, cores)
+            .map_err(StoreError::State)
     })
 }
 

@@ -489,33 +489,48 @@ impl LocalFiles {
         // 10^7 entries each side is about half of what startup spends on
         // the cache (BENCHMARKS.md). The batches in flight are bounded, so
         // the records need not all be in memory at once.
-        let (batches, received) =
-            std::sync::mpsc::sync_channel::<Vec<(sled::IVec, sled::IVec)>>(LOAD_BATCHES_IN_FLIGHT);
-        let (read, refused) = std::thread::scope(|scope| {
-            let reader = std::thread::Builder::new()
-                .name("cache-reader".into())
-                .spawn_scoped(scope, || read_records(&db, batches))
-                .map_err(StoreError::io("starting the state cache's reader"))?;
-            let mut refused = None;
-            for batch in received {
-                // Read on after a refusal: records that do not add up to
-                // their digest say more (edited or damaged) than the record
-                // refused.
-                for (key, value) in batch {
-                    if refused.is_none()
-                        && let Err(why) = visit(&key, &value)
-                    {
-                        refused = Some(why);
-                    }
+        let mut refused = None;
+        // Read on after a refusal: records that do not add up to their
+        // digest say more (edited or damaged) than the record refused.
+        let mut take = |batch: Vec<(sled::IVec, sled::IVec)>| {
+            for (key, value) in batch {
+                if refused.is_none()
+                    && let Err(why) = visit(&key, &value)
+                {
+                    refused = Some(why);
                 }
             }
-            let read = reader.join().unwrap_or_else(|_| {
-                Err(StoreError::State(
-                    "the state cache's reader stopped on a panic".into(),
-                ))
-            });
-            Ok::<_, StoreError>((read, refused))
-        })?;
+        };
+        let (batches, received) =
+            std::sync::mpsc::sync_channel::<Vec<(sled::IVec, sled::IVec)>>(LOAD_BATCHES_IN_FLIGHT);
+        let cache = &db;
+        let read = std::thread::scope(|scope| {
+            // The sender moves to the reader: the batches end when it does.
+            let reader = std::thread::Builder::new()
+                .name("cache-reader".into())
+                .spawn_scoped(scope, move || {
+                    read_records(cache, |batch| batches.send(batch).is_ok())
+                });
+            match reader {
+                Ok(reader) => {
+                    for batch in received {
+                        take(batch);
+                    }
+                    // Reading has nothing to panic on: if it did, the
+                    // panic goes on here, as it would on one thread.
+                    reader
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not start a thread to read the state cache; reading it on this one");
+                    read_records(cache, |batch| {
+                        take(batch);
+                        true
+                    })
+                }
+            }
+        });
         self.close_cache(db);
         let (found, count) = read?;
         match stored {
@@ -600,10 +615,11 @@ const LOAD_BATCH_BYTES: usize = 1 << 20;
 const LOAD_BATCH_RECORDS: usize = 1024;
 
 /// Reads every state record of `db` in key order, but the digest's, and
-/// hands them to `batches`; the digest of what it read and how many.
+/// hands them over in batches (until `hand_over` says no more are taken);
+/// the digest of what it read and how many.
 fn read_records(
     db: &sled::Db,
-    batches: std::sync::mpsc::SyncSender<Vec<(sled::IVec, sled::IVec)>>,
+    mut hand_over: impl FnMut(Vec<(sled::IVec, sled::IVec)>) -> bool,
 ) -> Result<(CacheDigest, usize), StoreError> {
     let mut found = CacheDigest::default();
     let mut count = 0usize;
@@ -622,14 +638,14 @@ fn read_records(
             // The receiver stops taking only when its thread is gone, and
             // then nobody reads what this returns.
             let full = std::mem::replace(&mut batch, Vec::with_capacity(LOAD_BATCH_RECORDS));
-            if batches.send(full).is_err() {
+            if !hand_over(full) {
                 break;
             }
             bytes = 0;
         }
     }
     if !batch.is_empty() {
-        let _ = batches.send(batch);
+        hand_over(batch);
     }
     Ok((found, count))
 }

@@ -551,12 +551,6 @@ pub struct BooksRecords {
     records: usize,
 }
 
-/// The books [`BooksRecords`] made up, for [`StateImport::finish_with_books`].
-pub struct ImportedBooks {
-    books: crate::books::Books,
-    records: usize,
-}
-
 impl BooksRecords {
     /// True for a record of the books ([`BooksRecords::add`] takes it in).
     pub fn holds(key: &[u8]) -> bool {
@@ -601,14 +595,6 @@ impl BooksRecords {
             (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
         usize::try_from(hash % shares.max(1) as u64).unwrap_or(0)
-    }
-
-    /// The books the records make up.
-    pub fn finish(self) -> ImportedBooks {
-        ImportedBooks {
-            books: self.import.finish(),
-            records: self.records,
-        }
     }
 }
 
@@ -659,24 +645,29 @@ impl StateImport {
     }
 
     /// The state the records make up.
-    pub fn finish(mut self) -> Result<LedgerState, String> {
-        let books = std::mem::take(&mut self.books).finish();
-        self.finish_with_books(books)
+    pub fn finish(self) -> Result<LedgerState, String> {
+        self.finish_with_books(BooksRecords::default(), 1)
     }
 
-    /// The state the records make up, with books made up apart from them
-    /// ([`BooksRecords`]: the books' records handed there, not to
-    /// [`StateImport::add`]).
-    pub fn finish_with_books(self, books: ImportedBooks) -> Result<LedgerState, String> {
+    /// The state the records make up, with the books' records taken in
+    /// apart from them ([`BooksRecords`]; any handed to
+    /// [`StateImport::add`] as well count too), the books' lines merged on
+    /// up to `threads` threads.
+    pub fn finish_with_books(
+        self,
+        mut books: BooksRecords,
+        threads: usize,
+    ) -> Result<LedgerState, String> {
         let StateImport {
             mut state,
             mut any,
             head,
             format,
-            books: _,
+            books: added,
             carries,
             mut day_chunks,
         } = self;
+        books.absorb(added);
         any |= books.records > 0;
         // Records without a head are a cache cut short (a clear or a rebuild
         // interrupted): they say nothing about which entry they reflect.
@@ -688,7 +679,7 @@ impl StateImport {
                 "state records without a format record (written before format {STATE_FORMAT})"
             ));
         }
-        state.books = books.books;
+        state.books = books.import.finish_on(threads);
         for (branch, date, lines) in carries {
             state.books.note_carry(&branch, date, lines);
         }

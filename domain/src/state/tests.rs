@@ -742,7 +742,7 @@ fn books_records_apart_from_the_rest_are_checked_as_with_it() {
     for (key, value) in records.iter().filter(|(key, _)| BooksRecords::holds(key)) {
         books.add(key, value).unwrap();
     }
-    let alone = StateImport::default().finish_with_books(books.finish());
+    let alone = StateImport::default().finish_with_books(books, 1);
     assert!(
         matches!(&alone, Err(why) if why.contains("without a head record")),
         "{:?}",
@@ -804,7 +804,7 @@ fn books_records_apart_from_the_rest_are_checked_as_with_it() {
         }
     }
     first.absorb(second);
-    let absorbed = rest.finish_with_books(first.finish()).unwrap();
+    let absorbed = rest.finish_with_books(first, 1).unwrap();
     assert_eq!(absorbed.books(), state.books());
 }
 
@@ -836,8 +836,8 @@ proptest! {
         // hold only as the accounts' postings).
         prop_assert_eq!(imported.books(), state.books());
         // So do the records taken in as startup takes them: the books' apart
-        // from the rest, in key order each.
-        // shared out by account between three.
+        // from the rest, in key order each, shared out by account between
+        // three, their lines merged on two threads.
         let mut rest = StateImport::default();
         let mut shares: Vec<BooksRecords> = (0..3).map(|_| BooksRecords::default()).collect();
         for (key, value) in &records {
@@ -851,7 +851,7 @@ proptest! {
         for share in shares {
             books.absorb(share);
         }
-        let split = rest.finish_with_books(books.finish()).unwrap();
+        let split = rest.finish_with_books(books, 2).unwrap();
         prop_assert_eq!(split.export(), state.export());
         prop_assert_eq!(split.books(), state.books());
         // The books balance: all debits equal all credits.
