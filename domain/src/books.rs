@@ -525,6 +525,17 @@ pub struct BucketPosting {
     pub posted: Balance,
 }
 
+impl BucketPosting {
+    /// The posting a step's entry made.
+    fn of((step, posted): (Step, Balance)) -> BucketPosting {
+        BucketPosting {
+            sequence: step.sequence,
+            date: step.date,
+            posted,
+        }
+    }
+}
+
 /// Books being rebuilt from the state cache's bucket records, one at a
 /// time as the store reads them: each bucket is booked into its account's
 /// history as it comes and let go (the records of one account come in
@@ -586,16 +597,7 @@ impl BooksImport {
                     vacant.insert(book);
                 }
                 std::collections::btree_map::Entry::Occupied(held) => {
-                    let postings = book
-                        .history
-                        .steps
-                        .iter()
-                        .map(|(step, posted)| BucketPosting {
-                            sequence: step.sequence,
-                            date: step.date,
-                            posted,
-                        })
-                        .collect();
+                    let postings = book.history.steps.iter().map(BucketPosting::of).collect();
                     let bucket = PostingBucket {
                         branch: book.branch,
                         line: book.line,
@@ -627,16 +629,7 @@ impl BooksImport {
             let Some(book) = accounts.get_mut(&account) else {
                 continue;
             };
-            postings.extend(
-                book.history
-                    .steps
-                    .iter()
-                    .map(|(step, posted)| BucketPosting {
-                        sequence: step.sequence,
-                        date: step.date,
-                        posted,
-                    }),
-            );
+            postings.extend(book.history.steps.iter().map(BucketPosting::of));
             postings.sort_by_key(|p| p.sequence);
             let mut history = History::dated_by_steps();
             for posting in postings {
@@ -865,11 +858,7 @@ impl Books {
             .history
             .steps
             .between(first, first.saturating_add(POSTING_BUCKET))
-            .map(|(step, posted)| BucketPosting {
-                sequence: step.sequence,
-                date: step.date,
-                posted,
-            })
+            .map(BucketPosting::of)
             .collect();
         (!postings.is_empty()).then(|| PostingBucket {
             branch: book.branch.clone(),
