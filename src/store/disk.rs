@@ -825,13 +825,8 @@ mod tests {
         store
     }
 
-    /// The records are handed over in key order, one at a time; a record
-    /// the visitor refuses is the error when the records add up to their
-    /// digest.
-    #[test]
-    fn load_state_hands_each_record_over_and_reports_a_refusal() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store_with_two_records(dir.path());
+    /// Every record `load_state` hands over, in the order it does.
+    fn every_record(store: &DiskStore) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut seen = Vec::new();
         store
             .load_state(&mut |key, value| {
@@ -839,6 +834,17 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+        seen
+    }
+
+    /// The records are handed over in key order, one at a time; a record
+    /// the visitor refuses is the error when the records add up to their
+    /// digest.
+    #[test]
+    fn load_state_hands_each_record_over_and_reports_a_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_records(dir.path());
+        let seen = every_record(&store);
         assert_eq!(
             seen,
             vec![
@@ -876,13 +882,7 @@ mod tests {
             })
             .collect();
         store.save_state(&records).unwrap();
-        let mut seen = Vec::new();
-        store
-            .load_state(&mut |key, value| {
-                seen.push((key.to_vec(), value.to_vec()));
-                Ok(())
-            })
-            .unwrap();
+        let seen = every_record(&store);
         assert_eq!(seen, (0..count).map(record).collect::<Vec<_>>());
 
         let last = format!("k{:06}", count - 2);
