@@ -95,33 +95,132 @@ mod compact_fields {
     }
 }
 
+/// [`EntryChanges`] encoded straight from the entry's changes, without
+/// building a `CompactDay` (and its lists) for each of its days: the same
+/// bytes.
+struct EntryChangesOf<'a> {
+    sequence: u64,
+    days: &'a [(NaiveDate, DayTotals)],
+}
+
+impl Serialize for EntryChangesOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut entry = serializer.serialize_struct("EntryChanges", 2)?;
+        entry.serialize_field("sequence", &self.sequence)?;
+        entry.serialize_field(
+            "days",
+            &DaysOf(self.days.iter().map(|(date, day)| (date, day))),
+        )?;
+        entry.end()
+    }
+}
+
+/// Days encoded as a list of `CompactDay`s, straight from their totals.
+struct DaysOf<I>(I);
+
+impl<'a, I> Serialize for DaysOf<I>
+where
+    I: Iterator<Item = (&'a NaiveDate, &'a DayTotals)> + ExactSizeIterator + Clone,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut days = serializer.serialize_seq(Some(self.0.len()))?;
+        for (date, day) in self.0.clone() {
+            days.serialize_element(&CompactDayOf { date: *date, day })?;
+        }
+        days.end()
+    }
+}
+
+/// A `CompactDay` encoded straight from a day's totals.
+struct CompactDayOf<'a> {
+    date: NaiveDate,
+    day: &'a DayTotals,
+}
+
+impl Serialize for CompactDayOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        struct Date(NaiveDate);
+        impl Serialize for Date {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                super::codec::date::serialize(&self.0, serializer)
+            }
+        }
+        struct Fields([Decimal; FIELDS]);
+        impl Serialize for Fields {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let present = self.0.iter().filter(|value| !value.is_zero()).count();
+                let mut fields = serializer.serialize_seq(Some(present))?;
+                for (field, value) in (0u8..).zip(self.0) {
+                    if !value.is_zero() {
+                        fields.serialize_element(&(field, CompactDecimal(value)))?;
+                    }
+                }
+                fields.end()
+            }
+        }
+        struct Products<'a>(&'a BTreeMap<Option<ProductId>, ProductDay>);
+        impl Serialize for Products<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut products = serializer.serialize_seq(Some(self.0.len()))?;
+                for (product, day) in self.0 {
+                    products.serialize_element(&(
+                        product,
+                        day.loans,
+                        CompactDecimal(day.amount),
+                    ))?;
+                }
+                products.end()
+            }
+        }
+        let mut day = serializer.serialize_struct("CompactDay", 3)?;
+        day.serialize_field("date", &Date(self.date))?;
+        day.serialize_field("fields", &Fields(field_values(self.day)))?;
+        day.serialize_field("products", &Products(&self.day.disbursed_by_product))?;
+        day.end()
+    }
+}
+
+/// Fields of a [`DayTotals`] a `CompactDay` numbers.
+const FIELDS: usize = 19;
+
+/// A day's figures, numbered as `CompactDay` numbers them (in
+/// [`DayTotals`]'s declaration order).
+fn field_values(day: &DayTotals) -> [Decimal; FIELDS] {
+    [
+        Decimal::from(day.loans_disbursed),
+        day.amount_disbursed,
+        day.principal_collected,
+        day.interest_collected,
+        day.fees_collected,
+        day.fees_withheld,
+        day.written_off,
+        day.recovered,
+        day.savings_change,
+        day.portfolio_change,
+        Decimal::from(day.borrowers_change),
+        Decimal::from(day.borrowers_with_savings_change),
+        Decimal::from(day.loans_active_change),
+        day.par1_change,
+        day.par30_change,
+        day.par90_change,
+        Decimal::from(day.loans_in_arrears_change),
+        day.due,
+        day.paid_on_time,
+    ]
+}
+
 impl CompactDay {
+    /// The day's compact form (what [`CompactDayOf`] encodes without
+    /// building it).
+    #[cfg(test)]
     fn of(date: NaiveDate, day: &DayTotals) -> CompactDay {
-        let values: [Decimal; 19] = [
-            Decimal::from(day.loans_disbursed),
-            day.amount_disbursed,
-            day.principal_collected,
-            day.interest_collected,
-            day.fees_collected,
-            day.fees_withheld,
-            day.written_off,
-            day.recovered,
-            day.savings_change,
-            day.portfolio_change,
-            Decimal::from(day.borrowers_change),
-            Decimal::from(day.borrowers_with_savings_change),
-            Decimal::from(day.loans_active_change),
-            day.par1_change,
-            day.par30_change,
-            day.par90_change,
-            Decimal::from(day.loans_in_arrears_change),
-            day.due,
-            day.paid_on_time,
-        ];
         CompactDay {
             date,
             fields: (0u8..)
-                .zip(values)
+                .zip(field_values(day))
                 .filter(|(_, value)| !value.is_zero())
                 .collect(),
             products: day
@@ -194,9 +293,8 @@ pub struct DayLog {
 }
 
 fn encode_into<T: Serialize>(value: &T, bytes: &mut Vec<u8>) {
-    let encoded =
-        postcard::to_stdvec(value).expect("postcard encodes plain data into a Vec without failing");
-    bytes.extend_from_slice(&encoded);
+    *bytes = postcard::to_extend(value, std::mem::take(bytes))
+        .expect("postcard encodes plain data into a Vec without failing");
 }
 
 impl DayLog {
@@ -204,6 +302,11 @@ impl DayLog {
     pub fn stop(&mut self) {
         self.off = true;
         self.branches = BTreeMap::new();
+    }
+
+    /// True once [`DayLog::stop`] was called: it notes nothing.
+    pub fn is_off(&self) -> bool {
+        self.off
     }
 
     /// Notes what entry `sequence` changed of `branch`'s days, which stood
@@ -228,12 +331,8 @@ impl DayLog {
             .is_none_or(|last| last.changes.len() >= last.before.len().max(DAY_CHUNK_BYTES_MIN))
         {
             let mut starting = Vec::new();
-            let days: Vec<CompactDay> = before
-                .into_iter()
-                .flatten()
-                .map(|(date, day)| CompactDay::of(*date, day))
-                .collect();
-            encode_into(&days, &mut starting);
+            let empty = Days::new();
+            encode_into(&DaysOf(before.unwrap_or(&empty).iter()), &mut starting);
             chunks.push(Arc::new(DayChunk {
                 first_sequence: sequence,
                 entries: 0,
@@ -245,12 +344,9 @@ impl DayLog {
         let chunk = Arc::make_mut(&mut chunks[index]);
         chunk.entries += 1;
         encode_into(
-            &EntryChanges {
+            &EntryChangesOf {
                 sequence,
-                days: changes
-                    .iter()
-                    .map(|(date, day)| CompactDay::of(*date, day))
-                    .collect(),
+                days: changes,
             },
             &mut chunk.changes,
         );
@@ -438,5 +534,65 @@ mod tests {
             stopped.note(8, &branch, Some(&live), &[(date(1), change(1))]),
             None
         );
+    }
+
+    #[test]
+    fn changes_are_encoded_as_their_compact_days_are() {
+        // The chunks already in state caches hold `CompactDay`s: encoding
+        // straight from the totals must give the very same bytes.
+        let product = ProductId::parse("product", "P1").expect("an id");
+        let mut full = change(-5_000_000);
+        full.principal_collected = Decimal::new(12_345_678, 3);
+        full.interest_collected = Decimal::new(-1, 0);
+        full.loans_in_arrears_change = 3;
+        full.paid_on_time = Decimal::MAX;
+        full.disbursed_by_product = [
+            (
+                None,
+                ProductDay {
+                    loans: -1,
+                    amount: Decimal::new(-15, 1),
+                },
+            ),
+            (
+                Some(product),
+                ProductDay {
+                    loans: 2,
+                    amount: Decimal::from(9_000_000),
+                },
+            ),
+        ]
+        .into();
+        let days = [
+            (date(1), DayTotals::default()),
+            (date(2), change(100)),
+            (date(30), full),
+        ];
+        let owned = EntryChanges {
+            sequence: 300,
+            days: days
+                .iter()
+                .map(|(date, day)| CompactDay::of(*date, day))
+                .collect(),
+        };
+        let mut borrowed = vec![7];
+        encode_into(
+            &EntryChangesOf {
+                sequence: 300,
+                days: &days,
+            },
+            &mut borrowed,
+        );
+        let mut expected = vec![7];
+        expected.extend(postcard::to_stdvec(&owned).expect("encodes"));
+        assert_eq!(borrowed, expected);
+        let held: Days = days.iter().cloned().collect();
+        let owned: Vec<CompactDay> = held
+            .iter()
+            .map(|(date, day)| CompactDay::of(*date, day))
+            .collect();
+        let mut borrowed = Vec::new();
+        encode_into(&DaysOf(held.iter()), &mut borrowed);
+        assert_eq!(borrowed, postcard::to_stdvec(&owned).expect("encodes"));
     }
 }

@@ -201,70 +201,78 @@ impl DayTotals {
 
     /// Adds `other` to this day, field by field, or changes nothing on overflow.
     pub fn add(&mut self, other: &DayTotals) -> Result<(), Overflow> {
-        // Most changes carry one or two figures: the others are kept as they
-        // are, without arithmetic (adding zero would only normalise them).
-        macro_rules! amount {
-            ($field:ident) => {
-                if other.$field.is_zero() {
-                    self.$field
-                } else {
-                    plus(self.$field, other.$field)?
+        // Most changes carry one or two figures: only those are summed, and
+        // only those written back, once every sum is known to fit (a day is
+        // some 300 bytes: building a whole new one for each change cost
+        // more than the sums).
+        macro_rules! add_fields {
+            (amounts: $($amount:ident),*; counts: $($count:ident),*;) => {
+                // Every field named (a new one cannot be left out).
+                let DayTotals {
+                    $($amount: _,)*
+                    $($count: _,)*
+                    disbursed_by_product: _,
+                } = other;
+                $(
+                    let $amount = if other.$amount.is_zero() {
+                        None
+                    } else {
+                        Some(plus(self.$amount, other.$amount)?)
+                    };
+                )*
+                $(
+                    let $count = if other.$count == 0 {
+                        None
+                    } else {
+                        Some(plus_count(self.$count, other.$count)?)
+                    };
+                )*
+                let by_product = self.by_product_plus(&other.disbursed_by_product)?;
+                // Nothing can fail from here: the day changes whole or not at all.
+                $(
+                    if let Some(sum) = $amount {
+                        self.$amount = sum;
+                    }
+                )*
+                $(
+                    if let Some(sum) = $count {
+                        self.$count = sum;
+                    }
+                )*
+                if let Some(by_product) = by_product {
+                    self.disbursed_by_product = by_product;
                 }
             };
         }
-        macro_rules! count {
-            ($field:ident) => {
-                if other.$field == 0 {
-                    self.$field
-                } else {
-                    plus_count(self.$field, other.$field)?
-                }
-            };
-        }
-        let by_product = if other.disbursed_by_product.is_empty() {
-            None
-        } else {
-            let mut by_product = self.disbursed_by_product.clone();
-            for (product, day) in &other.disbursed_by_product {
-                let entry = by_product.entry(product.clone()).or_default();
-                entry.loans = plus_count(entry.loans, day.loans)?;
-                entry.amount = plus(entry.amount, day.amount)?;
-                if entry.loans == 0 && entry.amount.is_zero() {
-                    by_product.remove(product);
-                }
-            }
-            Some(by_product)
-        };
-        let sum = DayTotals {
-            loans_disbursed: count!(loans_disbursed),
-            amount_disbursed: amount!(amount_disbursed),
-            principal_collected: amount!(principal_collected),
-            interest_collected: amount!(interest_collected),
-            fees_collected: amount!(fees_collected),
-            fees_withheld: amount!(fees_withheld),
-            written_off: amount!(written_off),
-            recovered: amount!(recovered),
-            savings_change: amount!(savings_change),
-            portfolio_change: amount!(portfolio_change),
-            borrowers_change: count!(borrowers_change),
-            borrowers_with_savings_change: count!(borrowers_with_savings_change),
-            loans_active_change: count!(loans_active_change),
-            par1_change: amount!(par1_change),
-            par30_change: amount!(par30_change),
-            par90_change: amount!(par90_change),
-            loans_in_arrears_change: count!(loans_in_arrears_change),
-            due: amount!(due),
-            paid_on_time: amount!(paid_on_time),
-            disbursed_by_product: BTreeMap::new(),
-        };
-        // Nothing can fail from here: the day changes whole or not at all.
-        let by_product =
-            by_product.unwrap_or_else(|| std::mem::take(&mut self.disbursed_by_product));
-        *self = DayTotals {
-            disbursed_by_product: by_product,
-            ..sum
-        };
+        add_fields!(
+            amounts: amount_disbursed, principal_collected, interest_collected, fees_collected,
+                fees_withheld, written_off, recovered, savings_change, portfolio_change,
+                par1_change, par30_change, par90_change, due, paid_on_time;
+            counts: loans_disbursed, borrowers_change, borrowers_with_savings_change,
+                loans_active_change, loans_in_arrears_change;
+        );
         Ok(())
+    }
+
+    /// The day's loans by product with `other` added (`None`: `other` adds
+    /// nothing), or an overflow.
+    fn by_product_plus(
+        &self,
+        other: &BTreeMap<Option<ProductId>, ProductDay>,
+    ) -> Result<Option<BTreeMap<Option<ProductId>, ProductDay>>, Overflow> {
+        if other.is_empty() {
+            return Ok(None);
+        }
+        let mut by_product = self.disbursed_by_product.clone();
+        for (product, day) in other {
+            let entry = by_product.entry(product.clone()).or_default();
+            entry.loans = plus_count(entry.loans, day.loans)?;
+            entry.amount = plus(entry.amount, day.amount)?;
+            if entry.loans == 0 && entry.amount.is_zero() {
+                by_product.remove(product);
+            }
+        }
+        Ok(Some(by_product))
     }
 
     /// The day with every figure of the opposite sign.

@@ -48,12 +48,22 @@ impl LedgerState {
     /// wrote, for a copy of the state at the same head.
     pub fn apply_and_keep(&mut self, entry: &Entry) -> Result<Written, ApplyError> {
         let previous = self.last_hash();
-        let commit = self.stage(entry)?;
+        let mut commit = self.stage(entry)?;
+        // What the entry changed of its days goes only to a day log: one
+        // that keeps none (the writer's) gives them away rather than copy
+        // them.
+        let day_changes = match self.day_log.is_off() {
+            true => std::mem::take(&mut commit.day_changes),
+            false => commit.day_changes.clone(),
+        };
         let written = Written {
             sequence: entry.body.sequence,
             hash: entry.hash,
             previous,
-            commit: commit.clone(),
+            commit: Commit {
+                day_changes,
+                ..commit.clone()
+            },
         };
         self.commit_entry(entry, commit);
         Ok(written)
@@ -347,6 +357,41 @@ struct Stage<'s> {
     /// Changes of day totals, by branch and date (by branch first: an entry
     /// changes one branch's days, and its id is then copied once).
     days: BTreeMap<BranchId, BTreeMap<NaiveDate, DayTotals>>,
+    /// The loans' changes of their branch's portfolio figures, by branch:
+    /// each loan's in date order, one after another. Kept apart from
+    /// `days` and merged with them once: a new loan changes a day per
+    /// installment, and each as a whole day in a map cost more than the
+    /// figures.
+    quality: BTreeMap<BranchId, QualityChanges>,
+}
+
+/// Loans' changes of one branch's portfolio figures ([`QualityDay`]).
+#[derive(Default)]
+struct QualityChanges {
+    days: Vec<(NaiveDate, loans::QualityDay)>,
+    /// More than one loan's list: no longer in date order.
+    several: bool,
+}
+
+impl QualityChanges {
+    /// Adds one loan's changes (in date order, one per date).
+    fn extend(&mut self, change: Vec<(NaiveDate, loans::QualityDay)>) {
+        if self.days.is_empty() {
+            self.days = change;
+        } else if !change.is_empty() {
+            self.days.extend(change);
+            self.several = true;
+        }
+    }
+
+    /// The changes summed by date, in date order.
+    fn by_date(self) -> Result<Vec<(NaiveDate, loans::QualityDay)>, Overflow> {
+        if self.several {
+            loans::merge_by_date(self.days)
+        } else {
+            Ok(self.days)
+        }
+    }
 }
 
 impl<'s> Stage<'s> {
@@ -362,6 +407,7 @@ impl<'s> Stage<'s> {
             loans: BTreeMap::new(),
             refresh: BTreeSet::new(),
             days: BTreeMap::new(),
+            quality: BTreeMap::new(),
         }
     }
 
@@ -1428,11 +1474,7 @@ impl Stage<'_> {
                 None => Vec::new(),
             };
             let change = loans::quality_change(after, before)?;
-            for (date, day) in change {
-                if !day.is_empty() {
-                    self.add_day(&branch, date, &day.day_totals())?;
-                }
-            }
+            self.quality.entry(branch).or_default().extend(change);
         }
         for member_id in std::mem::take(&mut self.refresh) {
             let member = self.member(&member_id)?.clone();
@@ -1511,11 +1553,36 @@ impl Stage<'_> {
             self.member(&member_id)?.borrower_steps = steps;
         }
         let mut commit = self.commit;
+        let mut quality = std::mem::take(&mut self.quality);
+        for branch in quality.keys() {
+            if !self.days.contains_key(branch) {
+                self.days.insert(branch.clone(), BTreeMap::new());
+            }
+        }
         for (branch, changes) in self.days {
             let held = self.state.days.get(&branch);
-            let mut days = Vec::with_capacity(changes.len());
-            let mut day_changes = Vec::with_capacity(changes.len());
-            for (date, change) in changes {
+            let quality = match quality.remove(&branch) {
+                Some(quality) => quality.by_date()?,
+                None => Vec::new(),
+            };
+            let mut days = Vec::with_capacity(changes.len() + quality.len());
+            let mut day_changes = Vec::with_capacity(changes.len() + quality.len());
+            // The two lists of changes, both in date order, merged by date.
+            let mut changes = changes.into_iter().peekable();
+            let mut quality = quality.into_iter().peekable();
+            loop {
+                let date = match (changes.peek(), quality.peek()) {
+                    (Some((a, _)), Some((b, _))) => *a.min(b),
+                    (Some((date, _)), None) | (None, Some((date, _))) => *date,
+                    (None, None) => break,
+                };
+                let mut change = changes
+                    .next_if(|(on, _)| *on == date)
+                    .map(|(_, change)| change)
+                    .unwrap_or_default();
+                if let Some((_, loans)) = quality.next_if(|(on, _)| *on == date) {
+                    loans.add_to(&mut change)?;
+                }
                 let mut day = held
                     .and_then(|days| days.get(&date))
                     .cloned()

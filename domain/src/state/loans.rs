@@ -853,6 +853,35 @@ impl QualityDay {
         *self == QualityDay::default()
     }
 
+    /// Adds this change to a day's totals, or changes nothing on overflow:
+    /// [`DayTotals::add`] of [`QualityDay::day_totals`], without building
+    /// a whole day for a few figures.
+    pub fn add_to(&self, day: &mut DayTotals) -> Result<(), Overflow> {
+        let mut sums = QualityDay {
+            loans_active_change: day.loans_active_change,
+            par_change: [day.par1_change, day.par30_change, day.par90_change],
+            loans_in_arrears_change: day.loans_in_arrears_change,
+            due: day.due,
+            paid_on_time: day.paid_on_time,
+        };
+        sums.add(self)?;
+        let QualityDay {
+            loans_active_change,
+            par_change: [par1_change, par30_change, par90_change],
+            loans_in_arrears_change,
+            due,
+            paid_on_time,
+        } = sums;
+        day.loans_active_change = loans_active_change;
+        day.par1_change = par1_change;
+        day.par30_change = par30_change;
+        day.par90_change = par90_change;
+        day.loans_in_arrears_change = loans_in_arrears_change;
+        day.due = due;
+        day.paid_on_time = paid_on_time;
+        Ok(())
+    }
+
     /// As a change of a day's totals.
     pub fn day_totals(&self) -> DayTotals {
         DayTotals {
@@ -1186,7 +1215,7 @@ fn partition_point_from_start<T>(list: &[T], mut pred: impl FnMut(&T) -> bool) -
 }
 
 /// The changes summed by date, in date order.
-fn merge_by_date(
+pub(crate) fn merge_by_date(
     mut days: Vec<(NaiveDate, QualityDay)>,
 ) -> Result<Vec<(NaiveDate, QualityDay)>, Overflow> {
     days.sort_by_key(|(date, _)| *date);
