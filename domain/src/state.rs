@@ -460,6 +460,10 @@ struct ChangeLog {
     /// comparison cost less than a walk down a tree comparing ids that
     /// share long prefixes. They are sorted once when taken.
     keys: HashSet<StateKey>,
+    /// The days changed, by branch (`StateKey::Day`): a new loan changes a
+    /// day per installment, and a key of its own for each, with a copy of
+    /// the branch's id hashed every time, cost more than the day itself.
+    days: BTreeMap<BranchId, BTreeSet<NaiveDate>>,
 }
 
 impl Default for ChangeLog {
@@ -467,6 +471,7 @@ impl Default for ChangeLog {
         ChangeLog {
             enabled: true,
             keys: HashSet::new(),
+            days: BTreeMap::new(),
         }
     }
 }
@@ -475,8 +480,45 @@ impl ChangeLog {
     /// Notes the key `key()` as changed.
     fn note(&mut self, key: impl FnOnce() -> StateKey) {
         if self.enabled {
-            self.keys.insert(key());
+            match key() {
+                StateKey::Day(branch, date) => {
+                    self.days.entry(branch).or_default().insert(date);
+                }
+                key => {
+                    self.keys.insert(key);
+                }
+            }
         }
+    }
+
+    /// Where to note `branch`'s changed days (`None`: not tracking).
+    fn days_of(&mut self, branch: &BranchId) -> Option<&mut BTreeSet<NaiveDate>> {
+        if !self.enabled {
+            return None;
+        }
+        if !self.days.contains_key(branch) {
+            self.days.insert(branch.clone(), BTreeSet::new());
+        }
+        self.days.get_mut(branch)
+    }
+
+    /// Every key noted, in no order; none is noted any more.
+    fn take(&mut self) -> Vec<StateKey> {
+        let mut keys: Vec<StateKey> = std::mem::take(&mut self.keys).into_iter().collect();
+        for (branch, dates) in std::mem::take(&mut self.days) {
+            keys.extend(
+                dates
+                    .into_iter()
+                    .map(|date| StateKey::Day(branch.clone(), date)),
+            );
+        }
+        keys
+    }
+
+    /// Forgets every key noted.
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.days.clear();
     }
 }
 
@@ -508,7 +550,7 @@ impl LedgerState {
     /// Stops noting changed keys: for a copy whose records are never taken.
     pub fn stop_tracking_changes(&mut self) {
         self.changed.enabled = false;
-        self.changed.keys.clear();
+        self.changed.clear();
     }
 
     /// Splits a recovered state into the read side's copy (the books'

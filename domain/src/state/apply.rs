@@ -272,16 +272,18 @@ impl LedgerState {
                 .note(|| StateKey::LoanProgress(loan.id.clone()));
             self.loans.insert(loan.id.clone(), loan);
         }
-        for (branch, changed) in commit.days {
-            for (date, _) in &changed {
-                self.changed.note(|| StateKey::Day(branch.clone(), *date));
+        // The last side to write the days takes them; the first copies
+        // each day it writes.
+        match Arc::try_unwrap(commit.days) {
+            Ok(owned) => {
+                for (branch, changed) in owned {
+                    self.write_days(&branch, changed);
+                }
             }
-            let days = self.days.entry(branch).or_default();
-            for (date, day) in changed {
-                match day {
-                    Some(day) => days.insert(date, day),
-                    None => days.remove(&date),
-                };
+            Err(shared) => {
+                for (branch, changed) in shared.iter() {
+                    self.write_days(branch, changed.iter().cloned());
+                }
             }
         }
         for (account, balance) in commit.balances {
@@ -295,6 +297,30 @@ impl LedgerState {
         if let Some(access) = commit.access {
             self.access = access;
             self.changed.note(|| StateKey::Access);
+        }
+    }
+}
+
+impl LedgerState {
+    /// Writes a branch's new day totals (`None`: the day is gone).
+    fn write_days(
+        &mut self,
+        branch: &BranchId,
+        changed: impl IntoIterator<Item = (NaiveDate, Option<DayTotals>)>,
+    ) {
+        let days = match self.days.get_mut(branch) {
+            Some(days) => days,
+            None => self.days.entry(branch.clone()).or_default(),
+        };
+        let mut noted = self.changed.days_of(branch);
+        for (date, day) in changed {
+            if let Some(noted) = noted.as_mut() {
+                noted.insert(date);
+            }
+            match day {
+                Some(day) => days.insert(date, day),
+                None => days.remove(&date),
+            };
         }
     }
 }
@@ -319,8 +345,9 @@ struct Commit {
     loans: Vec<(Arc<Loan>, bool)>,
     /// New day totals by branch, in date order; `None` removes a day that
     /// no longer changes anything. A list per branch, not a map keyed by
-    /// branch and date: copied for the read side at every entry.
-    days: BTreeMap<BranchId, Vec<(NaiveDate, Option<DayTotals>)>>,
+    /// branch and date; shared by the writer and the read side (a new
+    /// loan's run to a day per installment, some 300 bytes each).
+    days: Arc<BTreeMap<BranchId, Vec<(NaiveDate, Option<DayTotals>)>>>,
     /// What the entry changed of each branch's days (for the day log).
     day_changes: BTreeMap<BranchId, Vec<(NaiveDate, DayTotals)>>,
     balances: Vec<(AccountId, Balance)>,
@@ -1553,6 +1580,7 @@ impl Stage<'_> {
             self.member(&member_id)?.borrower_steps = steps;
         }
         let mut commit = self.commit;
+        let mut new_days = BTreeMap::new();
         let mut quality = std::mem::take(&mut self.quality);
         for branch in quality.keys() {
             if !self.days.contains_key(branch) {
@@ -1567,19 +1595,24 @@ impl Stage<'_> {
             };
             let mut days = Vec::with_capacity(changes.len() + quality.len());
             let mut day_changes = Vec::with_capacity(changes.len() + quality.len());
-            // The two lists of changes, both in date order, merged by date.
-            let mut changes = changes.into_iter().peekable();
+            // The two lists of changes, both in date order, merged by date
+            // (the entry's own changes, a day or two, taken from their map
+            // as the loans' reach them: a whole day is not moved about).
+            let mut changes = changes;
             let mut quality = quality.into_iter().peekable();
             loop {
-                let date = match (changes.peek(), quality.peek()) {
+                let date = match (changes.first_key_value(), quality.peek()) {
                     (Some((a, _)), Some((b, _))) => *a.min(b),
                     (Some((date, _)), None) | (None, Some((date, _))) => *date,
                     (None, None) => break,
                 };
-                let mut change = changes
-                    .next_if(|(on, _)| *on == date)
-                    .map(|(_, change)| change)
-                    .unwrap_or_default();
+                let mut change = match changes.first_key_value() {
+                    Some((first, _)) if *first == date => {
+                        changes.pop_first().map(|(_, change)| change)
+                    }
+                    _ => None,
+                }
+                .unwrap_or_default();
                 if let Some((_, loans)) = quality.next_if(|(on, _)| *on == date) {
                     loans.add_to(&mut change)?;
                 }
@@ -1596,8 +1629,9 @@ impl Stage<'_> {
             if !day_changes.is_empty() {
                 commit.day_changes.insert(branch.clone(), day_changes);
             }
-            commit.days.insert(branch, days);
+            new_days.insert(branch, days);
         }
+        commit.days = Arc::new(new_days);
         commit.members = self.members.into_values().collect();
         commit.savings = self.savings.into_values().map(Arc::new).collect();
         let date = self.date;

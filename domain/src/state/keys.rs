@@ -161,15 +161,15 @@ impl LedgerState {
 
     /// The keys changed since the last call, in key order.
     fn take_changed_keys(&mut self) -> Vec<StateKey> {
-        let mut keys: Vec<StateKey> = std::mem::take(&mut self.changed.keys).into_iter().collect();
+        let mut keys = self.changed.take();
         keys.sort_unstable();
         keys
     }
 
     /// Marks `keys` changed again (their records were not saved).
     pub fn mark_changed(&mut self, keys: Vec<StateKey>) {
-        if self.changed.enabled {
-            self.changed.keys.extend(keys);
+        for key in keys {
+            self.changed.note(|| key);
         }
     }
 
@@ -183,7 +183,7 @@ impl LedgerState {
 
     /// Forgets which records changed (after loading or rebuilding).
     pub fn clear_changes(&mut self) {
-        self.changed.keys.clear();
+        self.changed.clear();
     }
 
     /// Every record of the state, sorted by key bytes.
