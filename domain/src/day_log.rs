@@ -595,4 +595,39 @@ mod tests {
         encode_into(&DaysOf(held.iter()), &mut borrowed);
         assert_eq!(borrowed, postcard::to_stdvec(&owned).expect("encodes"));
     }
+
+    #[test]
+    fn an_entrys_changes_keep_the_bytes_caches_hold() {
+        // Worked out by hand from postcard's rules (varints, zigzag for
+        // signed integers, a field's number as a byte): the encoding the
+        // caches written so far hold, whatever code produces it now.
+        let mut second = DayTotals {
+            interest_collected: Decimal::NEGATIVE_ONE,
+            paid_on_time: Decimal::from_i128_with_scale(1 << 63, 0),
+            ..DayTotals::default()
+        };
+        second.disbursed_by_product.insert(
+            None,
+            ProductDay {
+                loans: -1,
+                amount: Decimal::new(-15, 1),
+            },
+        );
+        let days = [(date(2), change(100)), (date(30), second)];
+        let mut bytes = Vec::new();
+        encode_into(
+            &EntryChangesOf {
+                sequence: 300,
+                days: &days,
+            },
+            &mut bytes,
+        );
+        let expected: [u8; 47] = [
+            0xac, 0x02, 0x02, 0x8e, 0x99, 0x5a, 0x04, 0x00, 0x02, 0x00, 0x01, 0xc8, 0x01, 0x00,
+            0x0a, 0x01, 0x00, 0x0e, 0xf1, 0xc0, 0x01, 0x02, 0x00, 0xc6, 0x99, 0x5a, 0x02, 0x03,
+            0x01, 0x00, 0x12, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02, 0x00,
+            0x01, 0x00, 0x01, 0x1d, 0x01,
+        ];
+        assert_eq!(bytes, expected);
+    }
 }

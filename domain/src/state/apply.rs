@@ -52,9 +52,10 @@ impl LedgerState {
         // What the entry changed of its days goes only to a day log: one
         // that keeps none (the writer's) gives them away rather than copy
         // them.
-        let day_changes = match self.day_log.is_off() {
-            true => std::mem::take(&mut commit.day_changes),
-            false => commit.day_changes.clone(),
+        let day_changes = std::mem::take(&mut commit.day_changes);
+        let kept = match self.day_log.is_off() {
+            true => BTreeMap::new(),
+            false => day_changes.clone(),
         };
         let written = Written {
             sequence: entry.body.sequence,
@@ -65,6 +66,7 @@ impl LedgerState {
                 ..commit.clone()
             },
         };
+        commit.day_changes = kept;
         self.commit_entry(entry, commit);
         Ok(written)
     }
@@ -325,6 +327,9 @@ impl LedgerState {
     }
 }
 
+/// A branch's new day totals, in date order (`None`: the day is gone).
+type NewDays = Vec<(NaiveDate, Option<DayTotals>)>;
+
 /// Everything an entry changes, ready to be written.
 #[derive(Clone, Default)]
 struct Commit {
@@ -347,7 +352,7 @@ struct Commit {
     /// no longer changes anything. A list per branch, not a map keyed by
     /// branch and date; shared by the writer and the read side (a new
     /// loan's run to a day per installment, some 300 bytes each).
-    days: Arc<BTreeMap<BranchId, Vec<(NaiveDate, Option<DayTotals>)>>>,
+    days: Arc<BTreeMap<BranchId, NewDays>>,
     /// What the entry changed of each branch's days (for the day log).
     day_changes: BTreeMap<BranchId, Vec<(NaiveDate, DayTotals)>>,
     balances: Vec<(AccountId, Balance)>,
@@ -1501,7 +1506,9 @@ impl Stage<'_> {
                 None => Vec::new(),
             };
             let change = loans::quality_change(after, before)?;
-            self.quality.entry(branch).or_default().extend(change);
+            if !change.is_empty() {
+                self.quality.entry(branch).or_default().extend(change);
+            }
         }
         for member_id in std::mem::take(&mut self.refresh) {
             let member = self.member(&member_id)?.clone();

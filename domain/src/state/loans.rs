@@ -951,12 +951,23 @@ impl Loan {
     ) -> Result<Vec<(NaiveDate, QualityDay)>, Overflow> {
         // Changes are collected in a list, then sorted and merged by date
         // once: cheaper than keeping a map ordered while they come.
-        // Not sized for the whole schedule: a payment reaches a few
-        // installments, and a list as long as the schedule, allocated and
-        // dropped twice per entry, cost more than the work itself.
-        // Room for a few payments' ranges at once, rather than growing from
-        // nothing in four steps.
-        let mut days: Vec<(NaiveDate, QualityDay)> = Vec::with_capacity(16);
+        // Bounded by what was paid (a payment), not sized for the whole
+        // schedule: a payment reaches a few installments, and a list as
+        // long as the schedule, allocated and dropped twice per entry, cost
+        // more than the work itself; room for a few payments' ranges at
+        // once, rather than growing from nothing in four steps. Unbounded
+        // (a new loan, a schedule changed), every installment due from
+        // `from` on is counted: room for them all at once.
+        let capacity = match paid_bound {
+            Some(_) => 16,
+            None => {
+                let before_from = self
+                    .installments
+                    .partition_point(|installment| installment.due.due_date < from);
+                self.installments.len().saturating_sub(before_from) + 16
+            }
+        };
+        let mut days: Vec<(NaiveDate, QualityDay)> = Vec::with_capacity(capacity);
         let mut cumulative = CumulativeDue::new(&self.installments);
         // The intervals that end on or before `from` add nothing: the walk
         // starts at the last change on or before `from`, with what the
@@ -1235,6 +1246,12 @@ pub fn quality_change(
     after: Vec<(NaiveDate, QualityDay)>,
     before: Vec<(NaiveDate, QualityDay)>,
 ) -> Result<Vec<(NaiveDate, QualityDay)>, Overflow> {
+    if before.is_empty() {
+        // A new loan: its days are the change.
+        let mut change = after;
+        change.retain(|(_, day)| !day.is_empty());
+        return Ok(change);
+    }
     let mut change = Vec::with_capacity(after.len().max(before.len()));
     let mut before = before.into_iter().peekable();
     for (date, mut day) in after {

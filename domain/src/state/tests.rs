@@ -668,11 +668,11 @@ fn run(
         recorded_at: Utc.with_ymd_and_hms(2024, 6, 30, 3, 0, 0).unwrap(),
         rules_version: crate::entry::RULES_VERSION_FIRST,
     };
-    // The writer's copy: `state` is fed what applying each entry to it
-    // wrote, as the read side is (the replay checks compare it with `apply`).
+    // A full copy that applies each entry itself: `state` is fed what the
+    // writer wrote, as the read side is, and must come out the same.
     let mut working = state.clone();
-    // The server's writer keeps the books' lines by date alone: it must
-    // decide every command as the full state does.
+    // The server's writer keeps the books' lines by date alone and no day
+    // log: it must decide every command as the full state does.
     let (_, mut writer) = state.clone().split_for_writer();
     for body in bodies {
         let command = Command {
@@ -698,8 +698,10 @@ fn run(
             continue;
         };
         let entry = body.seal(&working.last_hash());
-        writer.apply_and_keep(&entry).unwrap();
-        let written = working.apply_and_keep(&entry).unwrap();
+        // What the server's writer wrote (its day log off: the entry's day
+        // changes handed over, not copied) makes the read side.
+        let written = writer.apply_and_keep(&entry).unwrap();
+        working.apply(&entry).unwrap();
         state.apply_written(&entry, written).unwrap();
         assert!(
             working.export() == state.export(),
@@ -722,11 +724,9 @@ fn run(
     }
 }
 
-/// The books' records taken in apart from the rest: without the rest (no
-/// head record) they are a cache cut short, as they would be taken in with
-/// it; a books' record that does not decode is refused, naming its key.
-#[test]
-fn books_records_apart_from_the_rest_are_checked_as_with_it() {
+/// The set-up and a deposit, run: the state, its cache records, the
+/// entries.
+fn set_up_and_deposit() -> (LedgerState, BTreeMap<Vec<u8>, Vec<u8>>, Vec<Entry>) {
     let mut state = LedgerState::new();
     let mut records = BTreeMap::new();
     let mut entries = Vec::new();
@@ -738,6 +738,37 @@ fn books_records_apart_from_the_rest_are_checked_as_with_it() {
     };
     let body = body_of(&deposit, &state);
     run([body], &mut state, &mut records, &mut entries);
+    (state, records, entries)
+}
+
+/// A checkpoint that fails marks its keys changed again: the next one
+/// takes every one of them, the days (noted apart) as the rest.
+#[test]
+fn keys_marked_changed_again_are_taken_again() {
+    let (_, _, entries) = set_up_and_deposit();
+    let mut replayed = LedgerState::new();
+    for entry in &entries {
+        replayed.apply(entry).unwrap();
+    }
+    let (keys, _) = replayed.take_changes_with_keys();
+    assert!(
+        keys.iter().any(|key| matches!(key, StateKey::Day(..))),
+        "the set-up changes days"
+    );
+    assert!(keys.iter().any(|key| !matches!(key, StateKey::Day(..))));
+    assert!(replayed.take_changes_with_keys().0.is_empty());
+    replayed.mark_changed(keys.clone());
+    let (again, records_again) = replayed.take_changes_with_keys();
+    assert_eq!(again, keys);
+    assert_eq!(records_again.len(), keys.len());
+}
+
+/// The books' records taken in apart from the rest: without the rest (no
+/// head record) they are a cache cut short, as they would be taken in with
+/// it; a books' record that does not decode is refused, naming its key.
+#[test]
+fn books_records_apart_from_the_rest_are_checked_as_with_it() {
+    let (mut state, mut records, mut entries) = set_up_and_deposit();
     let mut books = BooksRecords::default();
     for (key, value) in records.iter().filter(|(key, _)| BooksRecords::holds(key)) {
         books.add(key, value).unwrap();
