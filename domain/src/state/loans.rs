@@ -882,8 +882,10 @@ impl QualityDay {
         Ok(())
     }
 
-    /// As a change of a day's totals.
-    pub fn day_totals(&self) -> DayTotals {
+    /// As a change of a day's totals (what [`QualityDay::add_to`] adds
+    /// without building it).
+    #[cfg(test)]
+    fn day_totals(&self) -> DayTotals {
         DayTotals {
             loans_active_change: self.loans_active_change,
             par1_change: self.par_change[0],
@@ -1384,6 +1386,66 @@ pub(super) fn schedule_refusal(prefix: &str, e: ScheduleError) -> DomainError {
             DomainError::invalid(&field, message)
         }
         _ => DomainError::invalid(if prefix.is_empty() { "terms" } else { prefix }, text),
+    }
+}
+
+#[cfg(test)]
+mod quality_day_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Amounts of either sign, in whole units or hundredths, now and then
+    /// one near the largest decimal (so that sums overflow).
+    fn amount() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            4 => Just(Decimal::ZERO),
+            8 => (-5_000i64..5_000).prop_map(Decimal::from),
+            4 => (-500_000i64..500_000).prop_map(|cents| Decimal::new(cents, 2)),
+            1 => prop_oneof![Just(Decimal::MAX), Just(Decimal::MIN)],
+        ]
+    }
+
+    fn quality_day() -> impl Strategy<Value = QualityDay> {
+        (
+            -3i64..3,
+            [amount(), amount(), amount()],
+            -3i64..3,
+            amount(),
+            amount(),
+        )
+            .prop_map(
+                |(active, par_change, arrears, due, paid_on_time)| QualityDay {
+                    loans_active_change: active,
+                    par_change,
+                    loans_in_arrears_change: arrears,
+                    due,
+                    paid_on_time,
+                },
+            )
+    }
+
+    proptest! {
+        /// Adding a loan's change of a day straight into the day's totals
+        /// gives what adding it as a whole day does, field by field, and on
+        /// overflow leaves the day as it was, as that does.
+        #[test]
+        fn a_change_added_in_place_is_the_change_added_as_a_day(
+            held in quality_day(),
+            change in quality_day(),
+            collected in amount(),
+        ) {
+            let mut day = held.day_totals();
+            day.principal_collected = collected;
+            day.loans_disbursed = 2;
+            let mut in_place = day.clone();
+            let mut as_a_day = day.clone();
+            let expected = as_a_day.add(&change.day_totals());
+            prop_assert_eq!(change.add_to(&mut in_place), expected);
+            prop_assert_eq!(&in_place, &as_a_day);
+            if expected.is_err() {
+                prop_assert_eq!(&in_place, &day);
+            }
+        }
     }
 }
 
