@@ -231,6 +231,8 @@ pub enum Depth {
 const HANDOFF: usize = 256;
 /// Handoffs in flight between the passes (bounds the memory held).
 const HANDOFFS_IN_FLIGHT: usize = 16;
+/// Most threads the entry pass checks batches on (one per core up to it).
+const ENTRY_PASS_WORKERS: usize = 4;
 
 /// Verifies the data directory `dir` to `depth`, its checkpoints with
 /// `evidence`.
@@ -279,7 +281,10 @@ pub fn verify_to(
             scope.spawn(move || replay_pass(file, stored, stored_at, receive))
         });
         let handoff = replay.is_some().then_some(handoff);
-        let checked = scope.spawn(move || entry_pass(receive_records, handoff, indexed));
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |cores| cores.get())
+            .min(ENTRY_PASS_WORKERS);
+        let checked = scope.spawn(move || entry_pass(receive_records, handoff, indexed, workers));
         let chain = chain_pass(&file, tree, records);
         let checked = checked
             .join()
@@ -499,57 +504,153 @@ fn chain_pass(
 /// With `indexed`, the key and count of the journal's index: it also
 /// returns the offset and request-id hash of each of the entries the index
 /// covers, in order, to compare with it.
+///
+/// Decoding and checking are the longest part of `verify --chain-only`
+/// (about twice the chain pass's work), so the batches are checked on
+/// `workers` threads, each taking the next batch as it is free, and put
+/// back in order here: what is reported and handed on is what one thread
+/// checking the records in order would give.
 fn entry_pass(
     records: std::sync::mpsc::Receiver<Vec<Record>>,
     handoff: Option<std::sync::mpsc::SyncSender<Handoff>>,
     indexed: Option<(crate::domain::request_index::HashKey, u64)>,
+    workers: usize,
+) -> (Option<Failure>, Vec<(u64, u64)>) {
+    // The next batch and its place: taken under the lock, so that the
+    // places follow the journal.
+    let next = std::sync::Mutex::new((records, 0u64));
+    let stopped = std::sync::atomic::AtomicBool::new(false);
+    let (checked, receive) = std::sync::mpsc::sync_channel::<CheckedBatch>(HANDOFFS_IN_FLIGHT);
+    // Without a re-execution pass the entries are let go where they were
+    // decoded (freeing them on another thread cost more than checking).
+    let keep = handoff.is_some();
+    std::thread::scope(|scope| {
+        for _ in 0..workers.max(1) {
+            let (next, stopped, checked) = (&next, &stopped, checked.clone());
+            // As the other passes' threads: one that cannot be started panics.
+            scope.spawn(move || {
+                loop {
+                    let (place, batch) = {
+                        let mut next = next
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let Ok(batch) = next.0.recv() else {
+                            return;
+                        };
+                        next.1 += 1;
+                        (next.1 - 1, batch)
+                    };
+                    if stopped.load(std::sync::atomic::Ordering::Relaxed)
+                        || checked
+                            .send(check_batch(place, batch, indexed, keep))
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(checked);
+        let found = in_order(receive, handoff);
+        // The workers stop at their next batch; the chain pass, once they
+        // have and the records' receiver is gone, at its next handover.
+        stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+        found
+    })
+}
+
+/// What the entry pass found in one batch of records.
+struct CheckedBatch {
+    /// The batch's place among the chain pass's (0 for the first).
+    place: u64,
+    /// The entries that passed every check, in order, up to where the
+    /// checks stopped (none when there is no re-execution pass to take
+    /// them).
+    entries: Handoff,
+    /// The offset and request-id hash of each of them the journal's index
+    /// covers.
+    requests: Vec<(u64, u64)>,
+    /// Where the checks stopped, if they did before the batch's end: at a
+    /// fault, or (`Some(None)`) at a record whose hash or tree did not
+    /// check, which the chain pass reports.
+    stop: Option<Option<Failure>>,
+}
+
+/// Checks one batch of records (see [`entry_pass`]); keeps the entries
+/// that passed when `keep`.
+fn check_batch(
+    place: u64,
+    batch: Vec<Record>,
+    indexed: Option<(crate::domain::request_index::HashKey, u64)>,
+    keep: bool,
+) -> CheckedBatch {
+    let mut checked = CheckedBatch {
+        place,
+        entries: Vec::with_capacity(batch.len()),
+        requests: Vec::new(),
+        stop: None,
+    };
+    for record in batch {
+        let (offset, sequence) = (record.offset, record.sequence);
+        let entry = match check_entry(record) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                checked.stop = Some(None);
+                break;
+            }
+            Err((rank, error)) => {
+                checked.stop = Some(Some(Failure {
+                    sequence,
+                    rank,
+                    error,
+                }));
+                break;
+            }
+        };
+        if let Some((key, count)) = indexed
+            && sequence <= count
+        {
+            checked
+                .requests
+                .push((offset, key.hash(entry.body.request_id.as_str())));
+        }
+        if keep {
+            checked.entries.push((offset, entry));
+        }
+    }
+    checked
+}
+
+/// Takes the checked batches in the chain pass's order, whatever order the
+/// workers finish them in: gathers the request-id hashes, hands the entries
+/// to the re-execution pass and stops at the first batch whose checks
+/// stopped (or when the re-execution pass stopped on its own). Batches
+/// finished early wait here, never on the channel, so a worker still
+/// checking an earlier one is never blocked: at most what the other
+/// workers check while it checks one batch waits.
+fn in_order(
+    checked: std::sync::mpsc::Receiver<CheckedBatch>,
+    handoff: Option<std::sync::mpsc::SyncSender<Handoff>>,
 ) -> (Option<Failure>, Vec<(u64, u64)>) {
     let mut requests = Vec::new();
-    let mut pending: Handoff = Vec::with_capacity(HANDOFF);
-    let send = |pending: &mut Handoff| match &handoff {
-        Some(handoff) if !pending.is_empty() => {
-            let full = std::mem::replace(pending, Vec::with_capacity(HANDOFF));
-            handoff.send(full).is_ok()
-        }
-        _ => {
-            pending.clear();
-            true
-        }
-    };
-    for batch in records {
-        for record in batch {
-            let (offset, sequence) = (record.offset, record.sequence);
-            let entry = match check_entry(record) {
-                Ok(Some(entry)) => entry,
-                // Its hash or tree did not check: the chain pass reports it.
-                Ok(None) => {
-                    send(&mut pending);
-                    return (None, requests);
-                }
-                Err((rank, error)) => {
-                    send(&mut pending);
-                    return (
-                        Some(Failure {
-                            sequence,
-                            rank,
-                            error,
-                        }),
-                        requests,
-                    );
-                }
-            };
-            if let Some((key, count)) = indexed
-                && sequence <= count
+    let mut waiting: BTreeMap<u64, CheckedBatch> = BTreeMap::new();
+    let mut next = 0u64;
+    for batch in checked {
+        waiting.insert(batch.place, batch);
+        while let Some(batch) = waiting.remove(&next) {
+            next += 1;
+            requests.extend(batch.requests);
+            if let Some(handoff) = &handoff
+                && !batch.entries.is_empty()
+                && handoff.send(batch.entries).is_err()
             {
-                requests.push((offset, key.hash(entry.body.request_id.as_str())));
-            }
-            pending.push((offset, entry));
-            if pending.len() == HANDOFF && !send(&mut pending) {
                 return (None, requests);
+            }
+            if let Some(stop) = batch.stop {
+                return (stop, requests);
             }
         }
     }
-    send(&mut pending);
     (None, requests)
 }
 
@@ -942,5 +1043,71 @@ mod report_tests {
             ),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod entry_pass_tests {
+    use super::*;
+
+    fn batch(place: u64, requests: &[u64], fault_at: Option<u64>) -> CheckedBatch {
+        CheckedBatch {
+            place,
+            entries: Vec::new(),
+            requests: requests.iter().map(|&r| (r, r)).collect(),
+            stop: fault_at.map(|sequence| {
+                Some(Failure {
+                    sequence,
+                    rank: 2,
+                    error: VerifyError::Entry {
+                        sequence,
+                        message: "postings do not balance".into(),
+                    },
+                })
+            }),
+        }
+    }
+
+    /// The batches as the workers finish them.
+    fn finished(batches: Vec<CheckedBatch>) -> (Option<Failure>, Vec<(u64, u64)>) {
+        let (send, receive) = std::sync::mpsc::sync_channel(batches.len());
+        for batch in batches {
+            send.send(batch).unwrap();
+        }
+        drop(send);
+        in_order(receive, None)
+    }
+
+    #[test]
+    fn batches_finished_out_of_order_are_taken_in_the_journals() {
+        let (fault, requests) = finished(vec![
+            batch(2, &[5, 6], None),
+            batch(0, &[1, 2], None),
+            batch(1, &[3, 4], None),
+        ]);
+        assert!(fault.is_none());
+        let order: Vec<u64> = requests.iter().map(|(offset, _)| *offset).collect();
+        assert_eq!(order, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_later_batchs_fault_found_first_gives_way_to_an_earlier_one() {
+        let (fault, requests) = finished(vec![
+            batch(2, &[5], Some(600)),
+            batch(1, &[3], Some(300)),
+            batch(0, &[1, 2], None),
+        ]);
+        assert_eq!(fault.map(|f| f.sequence), Some(300));
+        let order: Vec<u64> = requests.iter().map(|(offset, _)| *offset).collect();
+        assert_eq!(order, [1, 2, 3], "nothing gathered past the fault");
+    }
+
+    #[test]
+    fn a_batch_never_finished_holds_back_the_ones_after_it() {
+        // A worker stopped before finishing batch 0 (the pass stopped):
+        // nothing after it is taken as checked.
+        let (fault, requests) = finished(vec![batch(1, &[3], Some(300))]);
+        assert!(fault.is_none());
+        assert!(requests.is_empty());
     }
 }

@@ -256,6 +256,32 @@ async fn an_entry_fault_and_a_later_chain_fault_report_the_earlier_entry() {
     );
 }
 
+/// The entry pass checks its batches of 256 records on several threads,
+/// which may finish a later batch first: two unbalanced entries in batches
+/// apart are still reported by the earlier one, with and without
+/// re-execution.
+#[tokio::test]
+async fn of_two_entry_faults_batches_apart_the_earlier_is_reported() {
+    let dir = data_dir_with(700).await;
+    let unbalance = |canonical: &mut Vec<u8>| {
+        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
+        body.postings[0].amount += Decimal::ONE;
+        *canonical = body.canonical_bytes();
+    };
+    let (earlier, later) = (WITHDRAWAL + 10, WITHDRAWAL + 600);
+    assert!(later / 256 > earlier / 256 + 1, "batches apart");
+    rewrite_and_rechain(dir.path(), earlier, unbalance);
+    rechain_only(dir.path(), later, unbalance);
+    for args in [&[][..], &["--chain-only"][..]] {
+        let (ok, text) = verify_args(dir.path(), args);
+        assert!(!ok, "{args:?}: {text}");
+        assert!(
+            text.contains(&format!("entry {earlier}: postings do not balance")),
+            "{args:?}: the earlier entry's fault: {text}"
+        );
+    }
+}
+
 /// The passes hand entries over 256 at a time, 16 handovers in flight:
 /// when re-execution fails early in a journal longer than that, the entry
 /// pass and then the chain pass stop at their next handover, and the
@@ -288,19 +314,98 @@ async fn an_early_re_execution_fault_in_a_long_journal_is_the_one_reported() {
     );
 }
 
+/// The re-execution pass compares the rebuilt state with the cache at the
+/// entry the cache stands at, which after a crash is behind the journal's
+/// end: a cache record altered there comes before a later entry that no
+/// longer re-decides, and an earlier entry that no longer re-decides comes
+/// before the altered record. The first fault by entry is the one reported.
+#[tokio::test]
+async fn the_earlier_of_a_cache_fault_and_a_re_execution_fault_is_reported() {
+    let dir = data_dir().await;
+    let cache_at_withdrawal = tempfile::tempdir().unwrap();
+    copy_tree(&dir.path().join("state"), cache_at_withdrawal.path());
+    let mut app = crate::support::start_again(dir).await;
+    app.deposits(3, "2024-02-03").await;
+    let dir = app.stop().await;
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    copy_tree(cache_at_withdrawal.path(), &dir.path().join("state"));
+    let (ok, text) = verify(dir.path());
+    assert!(
+        ok,
+        "a cache behind the journal is compared where it stands: {text}"
+    );
+
+    let later = WITHDRAWAL + 2;
+    rewrite_and_rechain(dir.path(), later, |canonical| {
+        // A deposit of 1,000 VND: 2,000 encodes in as many bytes.
+        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
+        for posting in &mut body.postings {
+            posting.amount = Decimal::from(2_000);
+        }
+        *canonical = body.canonical_bytes();
+    });
+    let (ok, text) = verify(dir.path());
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("entry {later}: re-deciding its command")),
+        "{text}"
+    );
+
+    alter_cash_balance(dir.path());
+    let (ok, text) = verify(dir.path());
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("entry {WITHDRAWAL}")) && text.contains("balance/cash:TB"),
+        "the cache's fault, at entry {WITHDRAWAL}, comes first: {text}"
+    );
+    assert!(!text.contains("re-deciding"), "{text}");
+
+    rechain_only(dir.path(), DEPOSIT, |canonical| {
+        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
+        for posting in &mut body.postings {
+            posting.amount = Decimal::from(900_000);
+        }
+        *canonical = body.canonical_bytes();
+    });
+    let (ok, text) = verify(dir.path());
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("entry {DEPOSIT}: re-deciding its command")),
+        "the entry's fault, before the cache's entry, comes first: {text}"
+    );
+}
+
+/// Copies the directory `from` (a stopped server's state cache) to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Writes the member's savings balance record under the branch's cash
+/// account in the state cache.
+fn alter_cash_balance(dir: &Path) {
+    let db = sled::Config::new()
+        .path(dir.join("state"))
+        .segment_size(mfi_ledger::store::CACHE_SEGMENT_BYTES)
+        .open()
+        .unwrap();
+    let savings = db.get("balance/savings:TB-0001/C1").unwrap().unwrap();
+    db.insert("balance/cash:TB", savings).unwrap();
+    db.flush().unwrap();
+}
+
 #[tokio::test]
 async fn verify_names_an_altered_state_record() {
     let dir = data_dir().await;
-    {
-        let db = sled::Config::new()
-            .path(dir.path().join("state"))
-            .segment_size(mfi_ledger::store::CACHE_SEGMENT_BYTES)
-            .open()
-            .unwrap();
-        let savings = db.get("balance/savings:TB-0001/C1").unwrap().unwrap();
-        db.insert("balance/cash:TB", savings).unwrap();
-        db.flush().unwrap();
-    }
+    alter_cash_balance(dir.path());
     let (ok, text) = verify(dir.path());
     assert!(!ok, "an altered state cache must fail verification: {text}");
     assert!(text.contains("derived state differs"), "{text}");
