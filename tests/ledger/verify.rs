@@ -229,22 +229,14 @@ async fn an_entry_fault_and_a_later_chain_fault_report_the_earlier_entry() {
         body.postings[0].amount += Decimal::ONE;
     };
     let dir = data_dir().await;
-    rewrite_and_rechain(dir.path(), DEPOSIT, |canonical| {
-        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
-        unbalance(&mut body);
-        *canonical = body.canonical_bytes();
-    });
+    rewrite_and_rechain(dir.path(), DEPOSIT, body_changed(unbalance));
     forge(dir.path(), WITHDRAWAL, |body| {
         body.postings[0].amount = Decimal::from(90_000);
     });
-    for args in [&[][..], &["--chain-only"][..]] {
-        let (ok, text) = verify_args(dir.path(), args);
-        assert!(!ok, "{args:?}: {text}");
-        assert!(
-            text.contains(&format!("entry {DEPOSIT}: postings do not balance")),
-            "{args:?}: the earlier entry's fault: {text}"
-        );
-    }
+    both_depths_name(
+        dir.path(),
+        &format!("entry {DEPOSIT}: postings do not balance"),
+    );
 
     let dir = data_dir().await;
     forge(dir.path(), DEPOSIT, unbalance);
@@ -263,22 +255,25 @@ async fn an_entry_fault_and_a_later_chain_fault_report_the_earlier_entry() {
 #[tokio::test]
 async fn of_two_entry_faults_batches_apart_the_earlier_is_reported() {
     let dir = data_dir_with(700).await;
-    let unbalance = |canonical: &mut Vec<u8>| {
-        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
+    let unbalance = |body: &mut EntryBody| {
         body.postings[0].amount += Decimal::ONE;
-        *canonical = body.canonical_bytes();
     };
     let (earlier, later) = (WITHDRAWAL + 10, WITHDRAWAL + 600);
     assert!(later / 256 > earlier / 256 + 1, "batches apart");
-    rewrite_and_rechain(dir.path(), earlier, unbalance);
-    rechain_only(dir.path(), later, unbalance);
+    rewrite_and_rechain(dir.path(), earlier, body_changed(unbalance));
+    rechain_only(dir.path(), later, body_changed(unbalance));
+    both_depths_name(
+        dir.path(),
+        &format!("entry {earlier}: postings do not balance"),
+    );
+}
+
+/// Full verification and `--chain-only` both fail, naming `fault`.
+fn both_depths_name(dir: &Path, fault: &str) {
     for args in [&[][..], &["--chain-only"][..]] {
-        let (ok, text) = verify_args(dir.path(), args);
+        let (ok, text) = verify_args(dir, args);
         assert!(!ok, "{args:?}: {text}");
-        assert!(
-            text.contains(&format!("entry {earlier}: postings do not balance")),
-            "{args:?}: the earlier entry's fault: {text}"
-        );
+        assert!(text.contains(fault), "{args:?}: {text}");
     }
 }
 
@@ -290,13 +285,7 @@ async fn of_two_entry_faults_batches_apart_the_earlier_is_reported() {
 async fn an_early_re_execution_fault_in_a_long_journal_is_the_one_reported() {
     let more = 5_000;
     let dir = data_dir_with(more).await;
-    rewrite_and_rechain(dir.path(), DEPOSIT, |canonical| {
-        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
-        for posting in &mut body.postings {
-            posting.amount = Decimal::from(900_000);
-        }
-        *canonical = body.canonical_bytes();
-    });
+    rewrite_and_rechain(dir.path(), DEPOSIT, every_amount(900_000));
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
     let (ok, text) = verify(dir.path());
     assert!(!ok, "{text}");
@@ -336,43 +325,52 @@ async fn the_earlier_of_a_cache_fault_and_a_re_execution_fault_is_reported() {
     );
 
     let later = WITHDRAWAL + 2;
-    rewrite_and_rechain(dir.path(), later, |canonical| {
-        // A deposit of 1,000 VND: 2,000 encodes in as many bytes.
-        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
-        for posting in &mut body.postings {
-            posting.amount = Decimal::from(2_000);
-        }
-        *canonical = body.canonical_bytes();
-    });
-    let (ok, text) = verify(dir.path());
-    assert!(!ok, "{text}");
-    assert!(
-        text.contains(&format!("entry {later}: re-deciding its command")),
-        "{text}"
+    // A deposit of 1,000 VND: 2,000 encodes in as many bytes.
+    rewrite_and_rechain(dir.path(), later, every_amount(2_000));
+    fails_naming(
+        dir.path(),
+        &format!("entry {later}: re-deciding its command"),
     );
 
     alter_cash_balance(dir.path());
-    let (ok, text) = verify(dir.path());
-    assert!(!ok, "{text}");
-    assert!(
-        text.contains(&format!("entry {WITHDRAWAL}")) && text.contains("balance/cash:TB"),
-        "the cache's fault, at entry {WITHDRAWAL}, comes first: {text}"
+    // The cache's fault, at entry WITHDRAWAL, comes first.
+    fails_naming(
+        dir.path(),
+        &format!("replay at entry {WITHDRAWAL}: record \"balance/cash:TB\""),
     );
-    assert!(!text.contains("re-deciding"), "{text}");
 
-    rechain_only(dir.path(), DEPOSIT, |canonical| {
-        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
-        for posting in &mut body.postings {
-            posting.amount = Decimal::from(900_000);
-        }
-        *canonical = body.canonical_bytes();
-    });
-    let (ok, text) = verify(dir.path());
-    assert!(!ok, "{text}");
-    assert!(
-        text.contains(&format!("entry {DEPOSIT}: re-deciding its command")),
-        "the entry's fault, before the cache's entry, comes first: {text}"
+    rechain_only(dir.path(), DEPOSIT, every_amount(900_000));
+    // The entry's fault, before the cache's entry, comes first.
+    fails_naming(
+        dir.path(),
+        &format!("entry {DEPOSIT}: re-deciding its command"),
     );
+}
+
+/// Full verification fails, naming `fault`.
+fn fails_naming(dir: &Path, fault: &str) {
+    let (ok, text) = verify(dir);
+    assert!(!ok, "{text}");
+    assert!(text.contains(fault), "{fault}: {text}");
+}
+
+/// `change` as a change of an entry's canonical bytes (for
+/// [`rechain_only`]; the bytes must keep their length).
+fn body_changed(change: impl FnOnce(&mut EntryBody)) -> impl FnOnce(&mut Vec<u8>) {
+    move |canonical| {
+        let mut body = EntryBody::from_canonical_bytes(canonical).unwrap();
+        change(&mut body);
+        *canonical = body.canonical_bytes();
+    }
+}
+
+/// Sets every posting's amount of an entry to `amount`.
+fn every_amount(amount: u64) -> impl FnOnce(&mut Vec<u8>) {
+    body_changed(move |body| {
+        for posting in &mut body.postings {
+            posting.amount = Decimal::from(amount);
+        }
+    })
 }
 
 /// Copies the directory `from` (a stopped server's state cache) to `to`.
@@ -791,16 +789,7 @@ async fn serve_binary(dir: &Path) -> ServedBinary {
 async fn a_cache_record_edited_on_disk_is_not_served_after_a_restart() {
     use std::os::unix::fs::PermissionsExt;
     let dir = data_dir().await;
-    {
-        let db = sled::Config::new()
-            .path(dir.path().join("state"))
-            .segment_size(mfi_ledger::store::CACHE_SEGMENT_BYTES)
-            .open()
-            .unwrap();
-        let savings = db.get("balance/savings:TB-0001/C1").unwrap().unwrap();
-        db.insert("balance/cash:TB", savings).unwrap();
-        db.flush().unwrap();
-    }
+    alter_cash_balance(dir.path());
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut server = serve_binary(dir.path()).await;
     let balance = server
