@@ -167,6 +167,47 @@ impl Steps {
         }
     }
 
+    /// The totals at the end of each date a step is dated on, in date
+    /// order, for steps whose dates do not decrease: what walking the steps
+    /// and keeping each date's last total gives, worked out as
+    /// [`Steps::sum_in_block`] works a total out (whole amounts added as
+    /// integers, a `Decimal` total made only where the date changes). A
+    /// line of one account (a branch's cash) is given its totals by date
+    /// from its steps at startup, every step of the journal's for the
+    /// cash: decoding each into a step with its `Decimal` totals was most
+    /// of that.
+    pub fn totals_by_date_in_order(&self) -> Vec<(NaiveDate, Balance)> {
+        let mut dates: Vec<(NaiveDate, Balance)> = Vec::new();
+        let mut current: Option<NaiveDate> = None;
+        // The totals so far: the block's totals before it, plus its
+        // amounts since.
+        let mut sums = BlockSums::new(Balance::default());
+        for (index, block) in self.blocks.iter().enumerate() {
+            let end = self
+                .blocks
+                .get(index + 1)
+                .map_or(self.bytes.len(), |b| b.at as usize);
+            sums = BlockSums::new(block.before);
+            let mut days = 0i64;
+            let mut at = block.at as usize;
+            while at < end {
+                let (record, next) = decode_raw(&self.bytes, at);
+                days += record.day_gap;
+                let date = block.date + chrono::Duration::days(days);
+                if let Some(last) = current.filter(|last| *last != date) {
+                    dates.push((last, sums.total()));
+                }
+                current = Some(date);
+                sums.add(&record);
+                at = next;
+            }
+        }
+        if let Some(last) = current {
+            dates.push((last, sums.total()));
+        }
+        dates
+    }
+
     /// The totals after every step dated on or before `date`, for steps
     /// whose dates do not decrease.
     pub fn total_on_date_in_order(&self, date: NaiveDate) -> Balance {
@@ -195,8 +236,7 @@ impl Steps {
             sequence: 0,
             days: 0,
         };
-        let mut whole = [0i128; 2];
-        let mut scaled = [Decimal::ZERO; 2];
+        let mut sums = BlockSums::new(start.before);
         while at < end {
             let (record, next) = decode_raw(&self.bytes, at);
             let step = Gaps {
@@ -207,20 +247,10 @@ impl Steps {
                 break;
             }
             gaps = step;
-            for (side, (mantissa, scale)) in record.amounts.into_iter().enumerate() {
-                if scale == 0 {
-                    whole[side] += mantissa;
-                } else {
-                    scaled[side] += Decimal::from_i128_with_scale(mantissa, scale);
-                }
-            }
+            sums.add(&record);
             at = next;
         }
-        let sum = |side: usize| Decimal::from_i128_with_scale(whole[side], 0) + scaled[side];
-        start.before.plus(Balance {
-            debits: sum(0),
-            credits: sum(1),
-        })
+        sums.total()
     }
 
     /// The step of entry `sequence` and what it posted, if it posted here.
@@ -279,6 +309,46 @@ impl Iterator for Walk<'_> {
             self.previous = Some(step);
         }
         Some((step, record.posted))
+    }
+}
+
+/// A block's totals before it plus amounts of its steps, the whole ones
+/// (every VND amount) added as integers and only the others as `Decimal`s:
+/// the total is made once, when asked.
+struct BlockSums {
+    before: Balance,
+    whole: [i128; 2],
+    scaled: [Decimal; 2],
+}
+
+impl BlockSums {
+    fn new(before: Balance) -> BlockSums {
+        BlockSums {
+            before,
+            whole: [0; 2],
+            scaled: [Decimal::ZERO; 2],
+        }
+    }
+
+    /// Adds what a step posted.
+    fn add(&mut self, record: &RawRecord) {
+        for (side, (mantissa, scale)) in record.amounts.into_iter().enumerate() {
+            if scale == 0 {
+                self.whole[side] += mantissa;
+            } else {
+                self.scaled[side] += Decimal::from_i128_with_scale(mantissa, scale);
+            }
+        }
+    }
+
+    /// The totals after the steps added.
+    fn total(&self) -> Balance {
+        let sum =
+            |side: usize| Decimal::from_i128_with_scale(self.whole[side], 0) + self.scaled[side];
+        self.before.plus(Balance {
+            debits: sum(0),
+            credits: sum(1),
+        })
     }
 }
 
@@ -514,6 +584,67 @@ mod tests {
             "{} bytes",
             steps.bytes.len()
         );
+    }
+
+    /// Each date's last total, from the plain steps, as a history kept its
+    /// totals by date before.
+    fn plain_by_date(steps: &[(Step, Balance)]) -> Vec<(NaiveDate, Balance)> {
+        let mut dates: Vec<(NaiveDate, Balance)> = Vec::new();
+        for (step, _) in steps {
+            match dates.last_mut() {
+                Some((date, total)) if *date == step.date => *total = step.total,
+                _ => dates.push((step.date, step.total)),
+            }
+        }
+        dates
+    }
+
+    #[test]
+    fn totals_by_date_are_the_walks_to_the_digit() {
+        // Runs of one date across blocks' edges, a date changing at a
+        // block's first step, scaled and negative amounts on both sides,
+        // entries posting twice, one huge amount.
+        let mut postings = Vec::new();
+        for n in 0..(BLOCK as u64 * 5 + 3) {
+            let date = day(match n {
+                0..=40 => 0,
+                41..=63 => (n / 4) as u32,
+                _ => (n / 32) as u32 * 3,
+            });
+            let debits = match n % 6 {
+                0 => amount(1_000, 0),
+                1 => amount(i128::from(n) * 7_919, 2),
+                2 => amount(100_000_000_000_000_000_000, 0),
+                3 => amount(-25, 1),
+                _ => Decimal::ZERO,
+            };
+            let credits = match n % 4 {
+                0 => amount(5, 3),
+                1 => amount(200_000, 0),
+                _ => Decimal::ZERO,
+            };
+            postings.push((n + 1, date, Balance { debits, credits }));
+            if n % 9 == 0 {
+                postings.push((
+                    n + 1,
+                    date,
+                    Balance::of(crate::entry::Side::Debit, amount(7, 0)),
+                ));
+            }
+        }
+        for length in [0, 1, BLOCK, BLOCK + 1, postings.len()] {
+            let mut steps = Steps::default();
+            for &(sequence, date, posted) in &postings[..length] {
+                steps.push(sequence, date, posted);
+            }
+            let expected = plain_by_date(&steps.iter().collect::<Vec<_>>());
+            let found = steps.totals_by_date_in_order();
+            assert_eq!(found, expected, "{length} postings");
+            // The same digits and scale, not only equal values: statements
+            // print them.
+            let text = |dates: &[(NaiveDate, Balance)]| format!("{dates:?}");
+            assert_eq!(text(&found), text(&expected), "{length} postings");
+        }
     }
 
     #[test]
