@@ -519,16 +519,20 @@ fn entry_pass(
     // The next batch and its place: taken under the lock, so that the
     // places follow the journal.
     let next = std::sync::Mutex::new((records, 0u64));
-    let stopped = std::sync::atomic::AtomicBool::new(false);
+    let window = Window::default();
     let (checked, receive) = std::sync::mpsc::sync_channel::<CheckedBatch>(HANDOFFS_IN_FLIGHT);
     // Without a re-execution pass the entries are let go where they were
     // decoded (freeing them on another thread cost more than checking).
     let keep = handoff.is_some();
     std::thread::scope(|scope| {
         for _ in 0..workers.max(1) {
-            let (next, stopped, checked) = (&next, &stopped, checked.clone());
+            let (next, window, checked) = (&next, &window, checked.clone());
             // As the other passes' threads: one that cannot be started panics.
             scope.spawn(move || {
+                // A worker that panics stops the others rather than leave
+                // them waiting for the batch it held (the panic goes on when
+                // the scope ends).
+                let _stop_on_panic = StopOnPanic(window);
                 loop {
                     let (place, batch) = {
                         let mut next = next
@@ -540,7 +544,7 @@ fn entry_pass(
                         next.1 += 1;
                         (next.1 - 1, batch)
                     };
-                    if stopped.load(std::sync::atomic::Ordering::Relaxed)
+                    if !window.wait_for_turn(place)
                         || checked
                             .send(check_batch(place, batch, indexed, keep))
                             .is_err()
@@ -551,12 +555,72 @@ fn entry_pass(
             });
         }
         drop(checked);
-        let found = in_order(receive, handoff);
+        let found = in_order(receive, handoff, |released| window.release(released));
         // The workers stop at their next batch; the chain pass, once they
         // have and the records' receiver is gone, at its next handover.
-        stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+        window.stop();
         found
     })
+}
+
+/// How far ahead of the batch awaited in order the entry pass's workers
+/// may check: a batch more than [`HANDOFFS_IN_FLIGHT`] places ahead waits
+/// (the batch awaited itself never does), so the batches held, checked or
+/// waiting to be taken in order stay bounded whatever a worker's pace.
+#[derive(Default)]
+struct Window {
+    /// Batches taken in order so far, and whether the pass stopped.
+    state: std::sync::Mutex<(u64, bool)>,
+    turn: std::sync::Condvar,
+}
+
+impl Window {
+    /// Waits until batch `place` may be checked; false when the pass
+    /// stopped.
+    fn wait_for_turn(&self, place: u64) -> bool {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while !state.1 && place >= state.0 + HANDOFFS_IN_FLIGHT as u64 {
+            state = self
+                .turn
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        !state.1
+    }
+
+    /// Notes that the batches before `released` were taken in order.
+    fn release(&self, released: u64) {
+        self.update(|state| state.0 = released);
+    }
+
+    /// Stops the pass: waiting workers return.
+    fn stop(&self) {
+        self.update(|state| state.1 = true);
+    }
+
+    fn update(&self, change: impl FnOnce(&mut (u64, bool))) {
+        change(
+            &mut self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        self.turn.notify_all();
+    }
+}
+
+/// Stops the entry pass's window when its worker's thread panics.
+struct StopOnPanic<'a>(&'a Window);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
+    }
 }
 
 /// What the entry pass found in one batch of records.
@@ -586,7 +650,7 @@ fn check_batch(
 ) -> CheckedBatch {
     let mut checked = CheckedBatch {
         place,
-        entries: Vec::with_capacity(batch.len()),
+        entries: Vec::with_capacity(if keep { batch.len() } else { 0 }),
         requests: Vec::new(),
         stop: None,
     };
@@ -626,11 +690,12 @@ fn check_batch(
 /// to the re-execution pass and stops at the first batch whose checks
 /// stopped (or when the re-execution pass stopped on its own). Batches
 /// finished early wait here, never on the channel, so a worker still
-/// checking an earlier one is never blocked: at most what the other
-/// workers check while it checks one batch waits.
+/// checking an earlier one is never blocked; `release` is told how many
+/// were taken in order (the workers' [`Window`]).
 fn in_order(
     checked: std::sync::mpsc::Receiver<CheckedBatch>,
     handoff: Option<std::sync::mpsc::SyncSender<Handoff>>,
+    mut release: impl FnMut(u64),
 ) -> (Option<Failure>, Vec<(u64, u64)>) {
     let mut requests = Vec::new();
     let mut waiting: BTreeMap<u64, CheckedBatch> = BTreeMap::new();
@@ -639,6 +704,7 @@ fn in_order(
         waiting.insert(batch.place, batch);
         while let Some(batch) = waiting.remove(&next) {
             next += 1;
+            release(next);
             requests.extend(batch.requests);
             if let Some(handoff) = &handoff
                 && !batch.entries.is_empty()
@@ -1075,7 +1141,7 @@ mod entry_pass_tests {
             send.send(batch).unwrap();
         }
         drop(send);
-        in_order(receive, None)
+        in_order(receive, None, |_| {})
     }
 
     #[test]
