@@ -1168,6 +1168,60 @@ mod entry_pass_tests {
         assert_eq!(order, [1, 2, 3], "nothing gathered past the fault");
     }
 
+    /// What `wait_for_turn(place)` returns, waited for on another thread.
+    fn turn_taken(window: &std::sync::Arc<Window>, place: u64) -> std::sync::mpsc::Receiver<bool> {
+        let (sent, taken) = std::sync::mpsc::channel();
+        let window = window.clone();
+        std::thread::spawn(move || {
+            let _ = sent.send(window.wait_for_turn(place));
+        });
+        taken
+    }
+
+    #[test]
+    fn a_worker_waits_sixteen_batches_ahead_until_the_first_is_taken() {
+        let window = std::sync::Arc::new(Window::default());
+        let last_free = HANDOFFS_IN_FLIGHT as u64 - 1;
+        assert!(window.wait_for_turn(0));
+        assert!(window.wait_for_turn(last_free), "within the window");
+        let waiting = turn_taken(&window, last_free + 1);
+        let short = std::time::Duration::from_millis(200);
+        assert!(
+            waiting.recv_timeout(short).is_err(),
+            "batch {} waits while batch 0 is not taken",
+            last_free + 1
+        );
+        window.release(1);
+        let long = std::time::Duration::from_secs(30);
+        assert_eq!(waiting.recv_timeout(long), Ok(true));
+    }
+
+    #[test]
+    fn a_stopped_window_lets_its_waiting_workers_go_and_stop() {
+        let window = std::sync::Arc::new(Window::default());
+        let waiting = turn_taken(&window, 100);
+        window.stop();
+        let long = std::time::Duration::from_secs(30);
+        assert_eq!(waiting.recv_timeout(long), Ok(false));
+        assert!(!window.wait_for_turn(0), "nothing is checked once stopped");
+    }
+
+    #[test]
+    fn a_panicking_worker_stops_the_window() {
+        let window = std::sync::Arc::new(Window::default());
+        let held = window.clone();
+        let worker = std::thread::spawn(move || {
+            let _guard = StopOnPanic(&held);
+            panic!("a worker's bug");
+        });
+        assert!(worker.join().is_err());
+        assert!(!window.wait_for_turn(0));
+        // A worker that ends without panicking leaves it running.
+        let window = Window::default();
+        drop(StopOnPanic(&window));
+        assert!(window.wait_for_turn(0));
+    }
+
     #[test]
     fn a_batch_never_finished_holds_back_the_ones_after_it() {
         // A worker stopped before finishing batch 0 (the pass stopped):
