@@ -32,7 +32,8 @@ use super::ids::{BranchId, FeeCode};
 mod chart;
 mod steps;
 pub use chart::{Chart, GlAccount};
-use steps::{Step, Steps};
+pub use steps::RECORD_STEPS;
+use steps::{BlockStart, Step, Steps};
 
 /// Debits and credits posted to one account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -493,215 +494,301 @@ pub struct AccountBook {
     pub history: History,
 }
 
-/// Entries per bucket of an account's history in the state cache: the
-/// postings of entries `b × POSTING_BUCKET ..` to `(b + 1) × POSTING_BUCKET`
-/// to one account are one record, so a checkpoint rewrites one record per
-/// account it changed, not one per posting.
-pub const POSTING_BUCKET: u64 = 4096;
-
-/// What one bucket of entries posted to one account, as the state cache
-/// keeps it (`posting/ACCOUNT/BUCKET`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PostingBucket {
-    pub branch: BranchId,
-    pub line: Line,
-    /// Sequence, effective date and what the entry posted, in sequence order.
-    pub postings: Vec<BucketPosting>,
+/// Which records of the state cache one posting changed: the last of its
+/// account's history and of its line's ([`Books::account_record`],
+/// [`Books::line_record`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PostedRecords {
+    pub account: u64,
+    pub line: u64,
 }
 
-/// One entry's postings to the account, in a [`PostingBucket`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BucketPosting {
-    pub sequence: u64,
-    #[serde(with = "crate::codec::date")]
-    pub date: NaiveDate,
-    pub posted: Balance,
+/// The head of an account's record of steps in the state cache: where the
+/// account belongs and where the record's blocks start; the steps' bytes
+/// follow it in the record's value as they are.
+#[derive(Serialize, Deserialize)]
+struct AccountStepsHead {
+    branch: BranchId,
+    line: Line,
+    starts: Vec<BlockStart>,
 }
 
-impl BucketPosting {
-    /// The posting a step's entry made.
-    fn of((step, posted): (Step, Balance)) -> BucketPosting {
-        BucketPosting {
-            sequence: step.sequence,
-            date: step.date,
-            posted,
+/// A record's value: a postcard head followed by the steps' bytes.
+fn steps_value<H: Serialize>(head: &H, bytes: &[u8]) -> Vec<u8> {
+    let mut value =
+        postcard::to_stdvec(head).expect("postcard encodes plain data into a Vec without failing");
+    value.extend_from_slice(bytes);
+    value
+}
+
+/// A history being read back from its records.
+#[derive(Debug)]
+struct Reading {
+    history: History,
+    /// Every step so far dated on or after the one before.
+    in_date_order: bool,
+    /// Its totals by date worked out for the steps it holds.
+    settled: bool,
+}
+
+impl Reading {
+    fn new() -> Reading {
+        Reading {
+            history: History::default(),
+            in_date_order: true,
+            settled: false,
         }
+    }
+
+    fn append(&mut self, starts: &[BlockStart], bytes: &[u8]) -> Result<(), String> {
+        let in_order = self.history.steps.append_record(starts, bytes)?;
+        self.in_date_order &= in_order;
+        self.settled = false;
+        Ok(())
+    }
+
+    /// Works out its totals by date: kept apart for a line, and for an
+    /// account whose steps are not in date order (as booking keeps them).
+    fn settle(&mut self, line: bool) {
+        if self.settled {
+            return;
+        }
+        let history = &mut self.history;
+        if !line && self.in_date_order {
+            history.by_date = Vec::new();
+            history.dates_from_steps = true;
+        } else {
+            history.by_date = history.steps.totals_by_date(self.in_date_order);
+            history.dates_from_steps = false;
+        }
+        history.steps.shrink_to_fit();
+        self.settled = true;
+    }
+
+    /// Its records again, as [`Reading::append`] takes them.
+    fn records(&self) -> impl Iterator<Item = (u64, Vec<BlockStart>, Vec<u8>)> + '_ {
+        (0..self.history.steps.record_count()).filter_map(|k| {
+            let (starts, bytes) = self.history.steps.record(k)?;
+            Some((k as u64, starts, bytes.to_vec()))
+        })
     }
 }
 
-/// Books being rebuilt from the state cache's bucket records, one at a
-/// time as the store reads them: each bucket is booked into its account's
-/// history as it comes and let go (the records of one account come in
-/// bucket order as sled reads them; one that comes after a later bucket of
-/// its account is kept aside and booked in order at the end).
+/// Whose history a record of steps is.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum StepsOf {
+    Account(AccountId),
+    Line(BranchId, Line),
+}
+
+/// A record read out of its history's order, kept until the ones before
+/// it are read.
+struct LateRecord {
+    of: StepsOf,
+    index: u64,
+    head: Option<(BranchId, Line)>,
+    starts: Vec<BlockStart>,
+    bytes: Vec<u8>,
+}
+
+/// Books being read back from the state cache's records of steps, one at
+/// a time as the store reads them: each record's steps are appended to
+/// its history as they come (an account's or a line's records come in
+/// order as sled reads them; one that comes before the record preceding
+/// it is kept aside until that one is read).
 #[derive(Default)]
 pub struct BooksImport {
-    accounts: BTreeMap<AccountId, AccountBook>,
-    late: Vec<(AccountId, PostingBucket)>,
+    accounts: BTreeMap<AccountId, (BranchId, Line, Reading)>,
+    lines: BTreeMap<(BranchId, Line), Reading>,
+    late: Vec<LateRecord>,
 }
 
 impl BooksImport {
-    /// Takes in one bucket record of `account`.
-    pub fn add(&mut self, account: AccountId, bucket: PostingBucket) {
-        let Some(first) = bucket.postings.first().map(|p| p.sequence) else {
-            return;
+    /// Takes in record `index` of `account`'s steps (its value as
+    /// [`Books::account_record`] gave it).
+    pub fn add_account(
+        &mut self,
+        account: AccountId,
+        index: u64,
+        value: &[u8],
+    ) -> Result<(), String> {
+        let (head, bytes): (AccountStepsHead, &[u8]) =
+            postcard::take_from_bytes(value).map_err(|e| e.to_string())?;
+        self.take(
+            StepsOf::Account(account),
+            index,
+            Some((head.branch, head.line)),
+            &head.starts,
+            bytes,
+        )
+    }
+
+    /// Takes in record `index` of the steps of `line` of `branch` (its
+    /// value as [`Books::line_record`] gave it).
+    pub fn add_line(
+        &mut self,
+        branch: BranchId,
+        line: Line,
+        index: u64,
+        value: &[u8],
+    ) -> Result<(), String> {
+        let (starts, bytes): (Vec<BlockStart>, &[u8]) =
+            postcard::take_from_bytes(value).map_err(|e| e.to_string())?;
+        self.take(StepsOf::Line(branch, line), index, None, &starts, bytes)
+    }
+
+    fn take(
+        &mut self,
+        of: StepsOf,
+        index: u64,
+        head: Option<(BranchId, Line)>,
+        starts: &[BlockStart],
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        let reading = match (&of, &head) {
+            (StepsOf::Account(account), Some((branch, line))) => {
+                let (held_branch, held_line, reading) = self
+                    .accounts
+                    .entry(account.clone())
+                    .or_insert_with(|| (branch.clone(), line.clone(), Reading::new()));
+                if (&*held_branch, &*held_line) != (branch, line) {
+                    return Err(format!(
+                        "the account's records name line {line} of branch {branch} and line \
+                         {held_line} of branch {held_branch}"
+                    ));
+                }
+                reading
+            }
+            (StepsOf::Line(branch, line), None) => self
+                .lines
+                .entry((branch.clone(), line.clone()))
+                .or_insert_with(Reading::new),
+            _ => return Err("a record of steps without its account's line".into()),
         };
-        match self.accounts.get_mut(&account) {
-            Some(book)
-                if book
-                    .history
-                    .steps
-                    .last()
-                    .is_some_and(|s| s.sequence >= first) =>
-            {
-                self.late.push((account, bucket));
-            }
-            Some(book) => {
-                for posting in &bucket.postings {
-                    book.history
-                        .post(posting.sequence, posting.date, posting.posted);
-                }
-            }
-            None => {
-                let mut history = History::dated_by_steps();
-                history.steps.reserve(bucket.postings.len());
-                for posting in &bucket.postings {
-                    history.post(posting.sequence, posting.date, posting.posted);
-                }
-                let PostingBucket { branch, line, .. } = bucket;
-                let book = AccountBook {
-                    branch,
-                    line,
-                    history,
-                };
-                self.accounts.insert(account, book);
-            }
+        let next = reading.history.steps.record_count() as u64;
+        if index == next {
+            return reading.append(starts, bytes);
+        }
+        if index < next {
+            return Err(format!("record {index} of the steps read twice"));
+        }
+        self.late.push(LateRecord {
+            of,
+            index,
+            head,
+            starts: starts.to_vec(),
+            bytes: bytes.to_vec(),
+        });
+        Ok(())
+    }
+
+    /// Works out the totals by date of the histories read so far (on the
+    /// reading thread, before [`BooksImport::absorb`] gathers them).
+    pub fn settle(&mut self) {
+        for (_, _, reading) in self.accounts.values_mut() {
+            reading.settle(false);
+        }
+        for reading in self.lines.values_mut() {
+            reading.settle(true);
         }
     }
 
-    /// Takes in what another import took in (of other accounts, when the
-    /// buckets were shared out by account; an account both took in is
-    /// booked in sequence order at the end, as a bucket out of order is).
+    /// Takes in what another import took in (of other histories, when the
+    /// records were shared out by history; a history both took in has the
+    /// other's records taken in again, in order, at the end).
     pub fn absorb(&mut self, other: BooksImport) {
-        let BooksImport { accounts, late } = other;
-        for (account, book) in accounts {
+        let BooksImport {
+            accounts,
+            lines,
+            late,
+        } = other;
+        for (account, (branch, line, reading)) in accounts {
             match self.accounts.entry(account) {
                 std::collections::btree_map::Entry::Vacant(vacant) => {
-                    vacant.insert(book);
+                    vacant.insert((branch, line, reading));
                 }
                 std::collections::btree_map::Entry::Occupied(held) => {
-                    let postings = book.history.steps.iter().map(BucketPosting::of).collect();
-                    let bucket = PostingBucket {
-                        branch: book.branch,
-                        line: book.line,
-                        postings,
-                    };
-                    self.late.push((held.key().clone(), bucket));
+                    for (index, starts, bytes) in reading.records() {
+                        self.late.push(LateRecord {
+                            of: StepsOf::Account(held.key().clone()),
+                            index,
+                            head: Some((branch.clone(), line.clone())),
+                            starts,
+                            bytes,
+                        });
+                    }
+                }
+            }
+        }
+        for (key, reading) in lines {
+            match self.lines.entry(key) {
+                std::collections::btree_map::Entry::Vacant(vacant) => {
+                    vacant.insert(reading);
+                }
+                std::collections::btree_map::Entry::Occupied(held) => {
+                    let (branch, line) = held.key();
+                    for (index, starts, bytes) in reading.records() {
+                        self.late.push(LateRecord {
+                            of: StepsOf::Line(branch.clone(), line.clone()),
+                            index,
+                            head: None,
+                            starts,
+                            bytes,
+                        });
+                    }
                 }
             }
         }
         self.late.extend(late);
     }
 
-    /// The books the buckets make up.
-    pub fn finish(self) -> Books {
-        self.finish_on(1)
-    }
-
-    /// The books the buckets make up, the lines merged on up to `threads`
-    /// threads (the caller's included; [`LINE_MERGE_THREADS`] at most).
-    pub fn finish_on(self, threads: usize) -> Books {
-        let BooksImport { mut accounts, late } = self;
-        // An account with buckets out of order: its postings sorted and
-        // booked again.
-        let mut redo: BTreeMap<AccountId, Vec<BucketPosting>> = BTreeMap::new();
-        for (account, bucket) in late {
-            redo.entry(account).or_default().extend(bucket.postings);
+    /// The books the records make up: refused when a history's records
+    /// leave a gap.
+    pub fn finish(mut self) -> Result<Books, String> {
+        let mut late = std::mem::take(&mut self.late);
+        late.sort_by(|a, b| (&a.of, a.index).cmp(&(&b.of, b.index)));
+        for record in late {
+            self.take(
+                record.of,
+                record.index,
+                record.head,
+                &record.starts,
+                &record.bytes,
+            )?;
         }
-        for (account, mut postings) in redo {
-            let Some(book) = accounts.get_mut(&account) else {
-                continue;
-            };
-            postings.extend(book.history.steps.iter().map(BucketPosting::of));
-            postings.sort_by_key(|p| p.sequence);
-            let mut history = History::dated_by_steps();
-            for posting in postings {
-                history.post(posting.sequence, posting.date, posting.posted);
-            }
-            book.history = history;
+        if let Some(gap) = self.late.first() {
+            return Err(format!(
+                "record {} of the steps of {:?} follows no record {}",
+                gap.index,
+                gap.of,
+                gap.index - 1
+            ));
         }
-        for book in accounts.values_mut() {
-            book.history.steps.shrink_to_fit();
+        self.settle();
+        let accounts = self
+            .accounts
+            .into_iter()
+            .map(|(account, (branch, line, reading))| {
+                let book = AccountBook {
+                    branch,
+                    line,
+                    history: reading.history,
+                };
+                (account, book)
+            })
+            .collect();
+        let mut lines: BTreeMap<BranchId, BTreeMap<Line, History>> = BTreeMap::new();
+        for ((branch, line), reading) in self.lines {
+            lines
+                .entry(branch)
+                .or_default()
+                .insert(line, reading.history);
         }
-        Books {
+        Ok(Books {
             accounts,
+            lines,
             ..Books::default()
-        }
-        .with_lines_of_accounts(threads)
-    }
-}
-
-/// Threads [`Books`] merges its lines' histories on when it is rebuilt.
-const LINE_MERGE_THREADS: usize = 4;
-
-/// A line's history from its accounts'.
-fn merged_line(histories: &[&History]) -> History {
-    match histories {
-        // A line of one account (a branch's cash, its interest income) has
-        // that account's history, with its totals by date kept as every
-        // line's are.
-        [only] => {
-            let mut history = (*only).clone();
-            history.keep_dates();
-            history
-        }
-        _ => {
-            // The accounts' steps merged in sequence order, one step of each
-            // account waiting at a time (several accounts' postings of one
-            // entry add up in any order).
-            let mut walks: Vec<_> = histories.iter().map(|h| h.steps.iter()).collect();
-            let mut next: std::collections::BinaryHeap<_> = walks
-                .iter_mut()
-                .enumerate()
-                .filter_map(|(i, walk)| walk.next().map(|s| Waiting(s, i)))
-                .collect();
-            let mut history = History::default();
-            history
-                .steps
-                .reserve(histories.iter().map(|h| h.len()).sum());
-            while let Some(Waiting((step, posted), i)) = next.pop() {
-                history.post(step.sequence, step.date, posted);
-                if let Some(s) = walks[i].next() {
-                    next.push(Waiting(s, i));
-                }
-            }
-            history.steps.shrink_to_fit();
-            history
-        }
-    }
-}
-
-/// An account's next step in a merge of several: the heap pops the
-/// lowest sequence first.
-struct Waiting((Step, Balance), usize);
-
-impl PartialEq for Waiting {
-    fn eq(&self, other: &Waiting) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl Eq for Waiting {}
-
-impl PartialOrd for Waiting {
-    fn partial_cmp(&self, other: &Waiting) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Waiting {
-    fn cmp(&self, other: &Waiting) -> std::cmp::Ordering {
-        (other.0.0.sequence, other.1).cmp(&(self.0.0.sequence, self.1))
+        })
     }
 }
 
@@ -720,7 +807,9 @@ pub struct Books {
 }
 
 impl Books {
-    /// Books one posting of entry `sequence`, dated `date`, in `branch`.
+    /// Books one posting of entry `sequence`, dated `date`, in `branch`:
+    /// which records of the state cache it changed (`None` on a copy that
+    /// keeps only the lines, which has none).
     pub fn post(
         &mut self,
         sequence: u64,
@@ -729,7 +818,7 @@ impl Books {
         account: &AccountId,
         line: Line,
         posted: Balance,
-    ) {
+    ) -> Option<PostedRecords> {
         // Looked up by reference first: booking allocates only for a new line.
         let lines = match self.lines.get_mut(branch) {
             Some(lines) => lines,
@@ -744,11 +833,15 @@ impl Books {
             // zero on any later date, the year-end close) and answers no
             // reads: its lines keep no step per entry.
             history.post_dated(date, posted);
-            return;
+            return None;
         }
         history.post(sequence, date, posted);
-        match self.accounts.get_mut(account) {
-            Some(book) => book.history.post(sequence, date, posted),
+        let line_record = history.steps.last_record() as u64;
+        let account_record = match self.accounts.get_mut(account) {
+            Some(book) => {
+                book.history.post(sequence, date, posted);
+                book.history.steps.last_record()
+            }
             None => {
                 let mut history = History::dated_by_steps();
                 history.post(sequence, date, posted);
@@ -760,8 +853,13 @@ impl Books {
                         history,
                     },
                 );
+                0
             }
-        }
+        };
+        Some(PostedRecords {
+            account: account_record as u64,
+            line: line_record,
+        })
     }
 
     /// Keeps only the general-ledger lines, by date, from now on: drops the
@@ -843,126 +941,56 @@ impl Books {
         self.accounts.len()
     }
 
-    /// The cache record of bucket `bucket` of `account`'s history.
-    pub fn bucket_record(&self, account: &AccountId, bucket: u64) -> Option<PostingBucket> {
+    /// The state cache's record `index` of `account`'s steps (its value).
+    pub fn account_record(&self, account: &AccountId, index: u64) -> Option<Vec<u8>> {
         let book = self.accounts.get(account)?;
-        let first = bucket.checked_mul(POSTING_BUCKET)?;
-        let postings: Vec<BucketPosting> = book
-            .history
-            .steps
-            .between(first, first.saturating_add(POSTING_BUCKET))
-            .map(BucketPosting::of)
-            .collect();
-        (!postings.is_empty()).then(|| PostingBucket {
+        let (starts, bytes) = book.history.steps.record(usize::try_from(index).ok()?)?;
+        let head = AccountStepsHead {
             branch: book.branch.clone(),
             line: book.line.clone(),
-            postings,
-        })
+            starts,
+        };
+        Some(steps_value(&head, bytes))
     }
 
-    /// Every bucket of every account's history, as `(account, bucket)` keys.
-    pub fn bucket_keys(&self) -> impl Iterator<Item = (&AccountId, u64)> {
+    /// The state cache's record `index` of the steps of `line` of `branch`
+    /// (its value).
+    pub fn line_record(&self, branch: &BranchId, line: &Line, index: u64) -> Option<Vec<u8>> {
+        let history = self.lines.get(branch)?.get(line)?;
+        let (starts, bytes) = history.steps.record(usize::try_from(index).ok()?)?;
+        Some(steps_value(&starts, bytes))
+    }
+
+    /// Every record of every account's steps, as `(account, index)`.
+    pub fn account_record_keys(&self) -> impl Iterator<Item = (&AccountId, u64)> {
         self.accounts.iter().flat_map(|(account, book)| {
-            let mut buckets: Vec<u64> = book
-                .history
-                .steps
-                .iter()
-                .map(|(s, _)| s.sequence / POSTING_BUCKET)
-                .collect();
-            buckets.dedup();
-            buckets.into_iter().map(move |bucket| (account, bucket))
+            (0..book.history.steps.record_count() as u64).map(move |index| (account, index))
         })
     }
 
-    /// Rebuilds the books from bucket records in any order
-    /// ([`BooksImport`]).
-    pub fn from_buckets(records: Vec<(AccountId, PostingBucket)>) -> Books {
+    /// Every record of every line's steps, as `(branch, line, index)`.
+    pub fn line_record_keys(&self) -> impl Iterator<Item = (&BranchId, &Line, u64)> {
+        self.lines.iter().flat_map(|(branch, lines)| {
+            lines.iter().flat_map(move |(line, history)| {
+                (0..history.steps.record_count() as u64).map(move |index| (branch, line, index))
+            })
+        })
+    }
+
+    /// Books read back from their records ([`BooksImport`]), in any order.
+    #[cfg(test)]
+    fn from_records(
+        accounts: Vec<(AccountId, u64, Vec<u8>)>,
+        lines: Vec<(BranchId, Line, u64, Vec<u8>)>,
+    ) -> Result<Books, String> {
         let mut import = BooksImport::default();
-        for (account, bucket) in records {
-            import.add(account, bucket);
+        for (account, index, value) in accounts {
+            import.add_account(account, index, &value)?;
+        }
+        for (branch, line, index, value) in lines {
+            import.add_line(branch, line, index, &value)?;
         }
         import.finish()
-    }
-
-    /// The lines, from the accounts' histories: each line's steps are its
-    /// accounts' merged, every history sized for what it holds. The lines
-    /// are merged on up to `threads` threads (the caller's included; at
-    /// most [`LINE_MERGE_THREADS`]), their steps shared out about evenly:
-    /// at startup this is most of what remains once the cache is read. A
-    /// thread that cannot be started leaves its share to the caller's.
-    fn with_lines_of_accounts(self, threads: usize) -> Books {
-        let mut books = self;
-        let mut members: BTreeMap<(&BranchId, &Line), Vec<&History>> = BTreeMap::new();
-        for book in books.accounts.values() {
-            members
-                .entry((&book.branch, &book.line))
-                .or_default()
-                .push(&book.history);
-        }
-        let mut work: Vec<((&BranchId, &Line), Vec<&History>)> = members.into_iter().collect();
-        // A line's work: its steps, a line of one account's at a twelfth (its
-        // history is copied, and its totals by date summed from its encoded
-        // steps, not merged through a heap and encoded again: a profile of
-        // a restart at 10^7 entries timed its steps at about a twelfth of
-        // a merged line's).
-        let steps = |histories: &[&History]| {
-            let steps = histories.iter().map(|h| h.len()).sum::<usize>();
-            if histories.len() == 1 {
-                steps / 12
-            } else {
-                steps
-            }
-        };
-        // Largest first, each to the share with the least work so far.
-        work.sort_by_key(|(_, histories)| std::cmp::Reverse(steps(histories)));
-        let threads = threads.clamp(1, LINE_MERGE_THREADS);
-        let mut shares: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); threads];
-        for (i, (_, histories)) in work.iter().enumerate() {
-            if let Some(share) = shares.iter_mut().min_by_key(|(held, _)| *held) {
-                share.0 += steps(histories);
-                share.1.push(i);
-            }
-        }
-        let merge_share = |share: &[usize]| -> Vec<(usize, History)> {
-            share
-                .iter()
-                .map(|&i| (i, merged_line(&work[i].1)))
-                .collect()
-        };
-        let mut merged: Vec<(usize, History)> = std::thread::scope(|scope| {
-            let mut here: Vec<usize> = shares[0].1.clone();
-            let mut others = Vec::new();
-            for (_, share) in shares[1..].iter().filter(|(_, share)| !share.is_empty()) {
-                match std::thread::Builder::new()
-                    .name("books-lines".into())
-                    .spawn_scoped(scope, || merge_share(share))
-                {
-                    Ok(other) => others.push(other),
-                    Err(_) => here.extend_from_slice(share),
-                }
-            }
-            let mut merged = merge_share(&here);
-            for other in others {
-                // A merge only adds up what was booked already: it has
-                // nothing to panic on; if it did, the panic goes on here.
-                merged.extend(
-                    other
-                        .join()
-                        .unwrap_or_else(|e| std::panic::resume_unwind(e)),
-                );
-            }
-            merged
-        });
-        merged.sort_by_key(|(i, _)| *i);
-        let mut lines: BTreeMap<BranchId, BTreeMap<Line, History>> = BTreeMap::new();
-        for (((branch, line), _), (_, history)) in work.iter().zip(merged) {
-            lines
-                .entry((*branch).clone())
-                .or_default()
-                .insert((*line).clone(), history);
-        }
-        books.lines = lines;
-        books
     }
 
     /// A line of a branch's books as of `as_of`.
@@ -1194,13 +1222,13 @@ mod tests {
         assert_eq!(moves[0].posted.credits, Decimal::ONE);
     }
 
-    /// Postings to two branches' cash, interest income and loans, some
-    /// back-dated, over several buckets of entries.
-    fn postings() -> Vec<(u64, NaiveDate, BranchId, AccountId, Balance)> {
+    /// `count` entries' postings to two branches' cash, interest income
+    /// and loans, some back-dated, and a fee in date order.
+    fn postings(count: u64) -> Vec<(u64, NaiveDate, BranchId, AccountId, Balance)> {
         let branches = ["TB", "HN"].map(|b| BranchId::parse("branch", b).unwrap());
         let mut postings = Vec::new();
-        for n in 1..=40u64 {
-            let sequence = n * POSTING_BUCKET / 4 + n;
+        for n in 1..=count {
+            let sequence = n * 1_025;
             let branch = &branches[(sequence % 2) as usize];
             let date = day(1 + ((sequence * 7) % 20) as u32);
             let amount = Decimal::from(10 + sequence as i64);
@@ -1228,6 +1256,17 @@ mod tests {
                 AccountId::Loan(loan),
                 Balance::of(Side::Debit, Decimal::from(n as i64)),
             ));
+            if n.is_multiple_of(3) {
+                // A line of one account whose steps are in date order.
+                let fee = FeeCode::parse("fee", "DISB").unwrap();
+                postings.push((
+                    sequence,
+                    day(1) + chrono::Days::new(n),
+                    branch.clone(),
+                    AccountId::FeeIncome(branch.clone(), fee),
+                    Balance::of(Side::Credit, Decimal::new(n as i64, 1)),
+                ));
+            }
             if n.is_multiple_of(5) {
                 // Cash goes out again: its lowest point moves.
                 postings.push((
@@ -1246,7 +1285,7 @@ mod tests {
     fn the_writers_lines_by_date_answer_as_the_full_books_do() {
         let mut full = Books::default();
         let mut writer = None;
-        for (i, (sequence, date, branch, account, posted)) in postings().into_iter().enumerate() {
+        for (i, (sequence, date, branch, account, posted)) in postings(40).into_iter().enumerate() {
             if i == 30 {
                 // The writer's copy is made part way, as at a restart.
                 writer = Some(full.lines_by_date());
@@ -1288,30 +1327,131 @@ mod tests {
         }
     }
 
+    /// Every record of `books`, as the state cache keeps them.
+    #[allow(clippy::type_complexity)]
+    fn records_of(
+        books: &Books,
+    ) -> (
+        Vec<(AccountId, u64, Vec<u8>)>,
+        Vec<(BranchId, Line, u64, Vec<u8>)>,
+    ) {
+        let accounts = books
+            .account_record_keys()
+            .map(|(a, k)| (a.clone(), k, books.account_record(a, k).unwrap()))
+            .collect();
+        let lines = books
+            .line_record_keys()
+            .map(|(b, l, k)| (b.clone(), l.clone(), k, books.line_record(b, l, k).unwrap()))
+            .collect();
+        (accounts, lines)
+    }
+
     #[test]
-    fn books_rebuilt_from_their_buckets_are_the_books() {
+    fn books_read_back_from_their_records_are_the_books() {
         let mut books = Books::default();
-        for (sequence, date, branch, account, posted) in postings() {
+        for (sequence, date, branch, account, posted) in postings(700) {
             let line = Line::of(&account, None);
             books.post(sequence, date, &branch, &account, line, posted);
         }
-        let mut records: Vec<(AccountId, PostingBucket)> = books
-            .bucket_keys()
-            .map(|(account, bucket)| {
-                (
-                    account.clone(),
-                    books.bucket_record(account, bucket).unwrap(),
-                )
-            })
-            .collect();
-        // In the order sled reads them (each account's buckets in order)...
-        assert_eq!(Books::from_buckets(records.clone()), books);
-        // ...and in any other: buckets of an account coming after a later
-        // one are booked in order at the end.
-        records.reverse();
-        assert_eq!(Books::from_buckets(records.clone()), books);
-        let third = records.len() / 3;
-        records.rotate_left(third);
-        assert_eq!(Books::from_buckets(records), books);
+        let (mut accounts, mut lines) = records_of(&books);
+        let cash = |k: u64| {
+            lines
+                .iter()
+                .filter(|(_, line, index, _)| *line == Line::Cash && *index == k)
+                .count()
+        };
+        assert_eq!(
+            (cash(2), cash(3)),
+            (2, 0),
+            "three records of each branch's cash"
+        );
+        let kept_apart = |apart: bool| {
+            books
+                .accounts
+                .values()
+                .any(|book| book.history.dates_from_steps != apart)
+        };
+        assert!(
+            kept_apart(true) && kept_apart(false),
+            "accounts of both kinds"
+        );
+        // In the order sled reads them...
+        let read = Books::from_records(accounts.clone(), lines.clone());
+        assert_eq!(read.as_ref(), Ok(&books));
+        let read = read.unwrap();
+        for branch in ["TB", "HN"].map(|b| BranchId::parse("b", b).unwrap()) {
+            for d in 1..=31 {
+                let as_of = AsOf::Date(day(d));
+                assert_eq!(
+                    read.lines(Some(&branch), as_of),
+                    books.lines(Some(&branch), as_of)
+                );
+            }
+        }
+        // ...and in any other: a record read before the one preceding it
+        // waits for it.
+        accounts.reverse();
+        lines.reverse();
+        assert_eq!(
+            Books::from_records(accounts.clone(), lines.clone()),
+            Ok(books.clone())
+        );
+        let third = lines.len() / 3;
+        lines.rotate_left(third);
+        assert_eq!(
+            Books::from_records(accounts.clone(), lines.clone()),
+            Ok(books.clone())
+        );
+        // A record missing or read twice is refused.
+        let second = lines.iter().position(|(_, _, k, _)| *k == 1).unwrap();
+        let mut gap = lines.clone();
+        gap.remove(second);
+        let refused = Books::from_records(accounts.clone(), gap).unwrap_err();
+        assert!(refused.contains("follows no record 1"), "{refused}");
+        let mut twice = lines.clone();
+        twice.push(lines[second].clone());
+        let refused = Books::from_records(accounts, twice).unwrap_err();
+        assert!(refused.contains("read twice"), "{refused}");
+    }
+
+    #[test]
+    fn booking_changes_only_the_records_it_names() {
+        let postings = postings(500);
+        let mut books = Books::default();
+        let mut named = std::collections::BTreeSet::new();
+        let (mut accounts, mut lines) = records_of(&books);
+        for (i, (sequence, date, branch, account, posted)) in postings.into_iter().enumerate() {
+            let line = Line::of(&account, None);
+            let records = books
+                .post(sequence, date, &branch, &account, line.clone(), posted)
+                .unwrap();
+            named.insert(format!("{account} {}", records.account));
+            named.insert(format!("{branch} {line} {}", records.line));
+            if i % 97 == 0 {
+                // A checkpoint: every record not named since the last is
+                // as it was.
+                let (now_accounts, now_lines) = records_of(&books);
+                for (account, k, value) in &now_accounts {
+                    let before = accounts.iter().find(|(a, i, _)| a == account && i == k);
+                    if !named.contains(&format!("{account} {k}")) {
+                        assert_eq!(before.map(|(_, _, v)| v), Some(value), "{account} {k}");
+                    }
+                }
+                for (branch, line, k, value) in &now_lines {
+                    let before = lines
+                        .iter()
+                        .find(|(b, l, i, _)| b == branch && l == line && i == k);
+                    if !named.contains(&format!("{branch} {line} {k}")) {
+                        assert_eq!(before.map(|(_, _, _, v)| v), Some(value), "{line} {k}");
+                    }
+                }
+                (accounts, lines) = (now_accounts, now_lines);
+                named.clear();
+            }
+        }
+        assert!(
+            lines.iter().any(|(_, _, k, _)| *k >= 1),
+            "lines of several records"
+        );
     }
 }

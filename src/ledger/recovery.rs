@@ -187,9 +187,7 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
         // digest say more than one the books refused.
         loaded?;
         let books = books.map_err(StoreError::State)?;
-        import
-            .finish_with_books(books, cores)
-            .map_err(StoreError::State)
+        import.finish_with_books(books).map_err(StoreError::State)
     })
 }
 
@@ -209,6 +207,10 @@ fn take_books(
                 refused = Some(why);
             }
         }
+    }
+    if refused.is_none() {
+        // The totals by date of the histories taken in, on this thread.
+        books.settle();
     }
     refused.map_or(Ok(books), Err)
 }

@@ -10,11 +10,31 @@
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use super::Balance;
 
 /// Steps per block: a lookup decodes at most this many.
 pub const BLOCK: usize = 32;
+
+/// Blocks per record of the state cache: a history is kept there as
+/// records of [`RECORD_STEPS`] steps, encoded as memory keeps them, so a
+/// checkpoint rewrites only the last record of each history it changed,
+/// and startup appends the records' bytes without booking each step again.
+const RECORD_BLOCKS: usize = 4;
+
+/// Steps per record of the state cache.
+pub const RECORD_STEPS: usize = RECORD_BLOCKS * BLOCK;
+
+/// Where a block of a record starts: its first step's sequence and date
+/// (the block's totals before it are the record's to work out, from the
+/// records before it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockStart {
+    pub sequence: u64,
+    #[serde(with = "crate::codec::date")]
+    pub date: NaiveDate,
+}
 
 /// An account's running totals after one entry that posted to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,12 +73,6 @@ pub struct Steps {
 }
 
 impl Steps {
-    /// Room for about `steps` more steps.
-    pub fn reserve(&mut self, steps: usize) {
-        self.bytes.reserve(steps * 8);
-        self.blocks.reserve(steps.div_ceil(BLOCK));
-    }
-
     /// Gives back unused room.
     pub fn shrink_to_fit(&mut self) {
         self.bytes.shrink_to_fit();
@@ -121,6 +135,168 @@ impl Steps {
             at,
         });
         self.len += 1;
+    }
+
+    /// How many records of [`RECORD_STEPS`] steps hold these steps.
+    pub fn record_count(&self) -> usize {
+        self.blocks.len().div_ceil(RECORD_BLOCKS)
+    }
+
+    /// The record holding the last step (0 while there is none).
+    pub fn last_record(&self) -> usize {
+        self.len.saturating_sub(1) / RECORD_STEPS
+    }
+
+    /// Record `index`: its blocks' starts and its steps' bytes.
+    pub fn record(&self, index: usize) -> Option<(Vec<BlockStart>, &[u8])> {
+        let first = index.checked_mul(RECORD_BLOCKS)?;
+        let blocks = self.blocks.get(first..)?;
+        let blocks = &blocks[..blocks.len().min(RECORD_BLOCKS)];
+        let start = blocks.first()?.at as usize;
+        let end = self
+            .blocks
+            .get(first + RECORD_BLOCKS)
+            .map_or(self.bytes.len(), |b| b.at as usize);
+        let starts = blocks
+            .iter()
+            .map(|b| BlockStart {
+                sequence: b.sequence,
+                date: b.date,
+            })
+            .collect();
+        Some((starts, &self.bytes[start..end]))
+    }
+
+    /// Appends the next record ([`Steps::record`]) as read back from the
+    /// state cache: its bytes are taken as they are, after a walk that
+    /// checks every step (whatever the bytes, this refuses them rather
+    /// than panic, now or at a later lookup: sequences rise, dates and
+    /// totals stay in range, amounts are positive) and works out each
+    /// block's totals before it. True when every step is dated on or after
+    /// the one before it.
+    pub fn append_record(&mut self, starts: &[BlockStart], bytes: &[u8]) -> Result<bool, String> {
+        if !self.len.is_multiple_of(RECORD_STEPS) {
+            return Err(format!(
+                "a record follows one of {} steps, not {RECORD_STEPS}",
+                self.len % RECORD_STEPS
+            ));
+        }
+        if starts.is_empty() || starts.len() > RECORD_BLOCKS {
+            return Err(format!("a record of {} blocks", starts.len()));
+        }
+        let base = self.bytes.len();
+        if base
+            .checked_add(bytes.len())
+            .is_none_or(|end| end > u32::MAX as usize)
+        {
+            return Err("a history's steps above 4 GiB".into());
+        }
+        let mut previous = self.tail.map(|t| t.step);
+        let mut total = previous.map_or(Balance::default(), |s| s.total);
+        let mut in_date_order = true;
+        let mut blocks = Vec::with_capacity(starts.len());
+        let mut tail = None;
+        let mut at = 0;
+        let mut added = 0;
+        for (index, start) in starts.iter().enumerate() {
+            if previous.is_some_and(|p| start.sequence <= p.sequence) {
+                return Err(format!(
+                    "a block starts at entry {}, not after the step before it",
+                    start.sequence
+                ));
+            }
+            let block_at = at;
+            let mut sums = BlockSums::new(total);
+            let (mut sequence_gap, mut day_gap) = (0u64, 0i64);
+            let mut steps = 0;
+            while steps < BLOCK && at < bytes.len() {
+                let step_at = at;
+                let (raw, next) = decode_checked(bytes, at)
+                    .ok_or_else(|| format!("a step at byte {step_at} does not decode"))?;
+                if steps == 0 && (raw.sequence_gap, raw.day_gap) != (0, 0) {
+                    return Err("a block's first step is not at its start".into());
+                }
+                if steps > 0 && raw.sequence_gap == 0 {
+                    return Err("two steps of one entry".into());
+                }
+                sequence_gap = sequence_gap
+                    .checked_add(raw.sequence_gap)
+                    .ok_or("a step's entry out of range")?;
+                day_gap = day_gap
+                    .checked_add(raw.day_gap)
+                    .ok_or("a step's date out of range")?;
+                let sequence = start
+                    .sequence
+                    .checked_add(sequence_gap)
+                    .ok_or("a step's entry out of range")?;
+                let date = chrono::TimeDelta::try_days(day_gap)
+                    .and_then(|days| start.date.checked_add_signed(days))
+                    .ok_or("a step's date out of range")?;
+                if previous.is_some_and(|p| date < p.date) {
+                    in_date_order = false;
+                }
+                sums.add_checked(&raw)
+                    .ok_or("a step's totals out of range")?;
+                previous = Some(Step {
+                    sequence,
+                    date,
+                    total,
+                });
+                tail = Some(step_at);
+                steps += 1;
+                at = next;
+            }
+            if steps == 0 || (steps < BLOCK && index + 1 < starts.len()) {
+                return Err(format!("a block of {steps} steps before the record's last"));
+            }
+            blocks.push(Block {
+                sequence: start.sequence,
+                date: start.date,
+                before: total,
+                at: (base + block_at) as u32,
+            });
+            total = sums
+                .total_checked()
+                .ok_or("a block's totals out of range")?;
+            added += steps;
+        }
+        if at != bytes.len() {
+            return Err("bytes after a record's last step".into());
+        }
+        let (Some(last), Some(tail_at)) = (previous, tail) else {
+            return Err("a record without steps".into());
+        };
+        self.blocks.extend(blocks);
+        self.bytes.extend_from_slice(bytes);
+        self.tail = Some(Tail {
+            step: Step { total, ..last },
+            at: (base + tail_at) as u32,
+        });
+        self.len += added;
+        Ok(in_date_order)
+    }
+
+    /// The totals at the end of each date a step is dated on, in date
+    /// order, whatever the steps' order.
+    pub fn totals_by_date(&self, in_date_order: bool) -> Vec<(NaiveDate, Balance)> {
+        if in_date_order {
+            return self.totals_by_date_in_order();
+        }
+        let mut posted: Vec<(NaiveDate, Balance)> = self
+            .iter()
+            .map(|(step, posted)| (step.date, posted))
+            .collect();
+        posted.sort_by_key(|(date, _)| *date);
+        let mut dates: Vec<(NaiveDate, Balance)> = Vec::new();
+        let mut total = Balance::default();
+        for (date, posted) in posted {
+            total = total.plus(posted);
+            match dates.last_mut() {
+                Some((last, at)) if *last == date => *at = total,
+                _ => dates.push((date, total)),
+            }
+        }
+        dates
     }
 
     /// Every step in sequence order, with what its entry posted.
@@ -259,15 +435,6 @@ impl Steps {
             .take_while(|(step, _)| step.sequence <= sequence)
             .find(|(step, _)| step.sequence == sequence)
     }
-
-    /// The steps of entries `from..to`, with what each posted.
-    pub fn between(&self, from: u64, to: u64) -> impl Iterator<Item = (Step, Balance)> + '_ {
-        let walk = self
-            .block_of(from, |s, _| s)
-            .unwrap_or_else(|| self.walk_from(0));
-        walk.skip_while(move |(step, _)| step.sequence < from)
-            .take_while(move |(step, _)| step.sequence < to)
-    }
 }
 
 /// Steps decoded in order, from a block's start.
@@ -339,6 +506,36 @@ impl BlockSums {
                 self.scaled[side] += Decimal::from_i128_with_scale(mantissa, scale);
             }
         }
+    }
+
+    /// Adds what a step read back posted: false when an amount is
+    /// negative, out of `Decimal`'s range, or the sums overflow.
+    fn add_checked(&mut self, record: &RawRecord) -> Option<()> {
+        for (side, (mantissa, scale)) in record.amounts.into_iter().enumerate() {
+            if mantissa < 0 || scale > 28 || mantissa >= 1 << 96 {
+                return None;
+            }
+            if scale == 0 {
+                self.whole[side] = self.whole[side].checked_add(mantissa)?;
+            } else {
+                let amount = Decimal::try_from_i128_with_scale(mantissa, scale).ok()?;
+                self.scaled[side] = self.scaled[side].checked_add(amount)?;
+            }
+        }
+        Some(())
+    }
+
+    /// [`BlockSums::total`], `None` out of `Decimal`'s range.
+    fn total_checked(&self) -> Option<Balance> {
+        let sum = |side: usize| {
+            Decimal::try_from_i128_with_scale(self.whole[side], 0)
+                .ok()?
+                .checked_add(self.scaled[side])
+        };
+        Some(Balance {
+            debits: self.before.debits.checked_add(sum(0)?)?,
+            credits: self.before.credits.checked_add(sum(1)?)?,
+        })
     }
 
     /// The totals after the steps added.
@@ -453,6 +650,64 @@ fn decode_raw(bytes: &[u8], mut at: usize) -> (RawRecord, usize) {
         amounts,
     };
     (record, at)
+}
+
+/// [`decode_raw`] of bytes read back from the state cache: `None` where
+/// they run out or a field is out of range, never a panic.
+fn decode_checked(bytes: &[u8], mut at: usize) -> Option<(RawRecord, usize)> {
+    let sequence_gap = u64::try_from(read_varint_checked(bytes, &mut at)?).ok()?;
+    let day_gap = unzigzag(u64::try_from(read_varint_checked(bytes, &mut at)?).ok()?);
+    let flags = *bytes.get(at)?;
+    at += 1;
+    if flags & !(DEBITS | CREDITS | DEBITS_SCALED | CREDITS_SCALED) != 0
+        || (flags & DEBITS_SCALED != 0 && flags & DEBITS == 0)
+        || (flags & CREDITS_SCALED != 0 && flags & CREDITS == 0)
+    {
+        return None;
+    }
+    let mut amounts = [(0i128, 0u32); 2];
+    for (amount, present, scaled) in [(0, DEBITS, DEBITS_SCALED), (1, CREDITS, CREDITS_SCALED)] {
+        if flags & present != 0 {
+            let digits = read_varint_checked(bytes, &mut at)?;
+            // The sign bit: booked amounts are positive.
+            if digits & 1 == 1 || digits >> 1 >= 1 << 96 {
+                return None;
+            }
+            let scale = if flags & scaled != 0 {
+                at += 1;
+                u32::from(*bytes.get(at - 1)?)
+            } else {
+                0
+            };
+            amounts[amount] = ((digits >> 1) as i128, scale);
+        }
+    }
+    let record = RawRecord {
+        sequence_gap,
+        day_gap,
+        amounts,
+    };
+    Some((record, at))
+}
+
+/// [`read_varint`], `None` where the bytes run out or the value does not
+/// fit 128 bits.
+fn read_varint_checked(bytes: &[u8], at: &mut usize) -> Option<u128> {
+    let mut value = 0u128;
+    let mut shift = 0u32;
+    loop {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        let part = u128::from(byte & 0x7f);
+        if shift >= 128 || (shift > 121 && part >> (128 - shift) != 0) {
+            return None;
+        }
+        value |= part << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+        shift += 7;
+    }
 }
 
 fn write_varint(bytes: &mut Vec<u8>, mut value: u128) {
@@ -573,11 +828,6 @@ mod tests {
             let found = expected.iter().find(|(s, _)| s.sequence == probe).copied();
             assert_eq!(steps.find(probe), found, "posted by {probe}");
         }
-        let (from, to) = (expected[40].0.sequence, expected[100].0.sequence);
-        assert_eq!(
-            steps.between(from, to).collect::<Vec<_>>(),
-            expected[40..100].to_vec()
-        );
         // About a tenth of the structs' size for such postings.
         assert!(
             steps.bytes.len() < expected.len() * 16,
@@ -676,6 +926,172 @@ mod tests {
                 expected,
                 "on day {d}"
             );
+        }
+    }
+
+    /// Steps of positive amounts (as booked), some with cents, some
+    /// back-dated, some entries posting twice.
+    fn booked(count: u64) -> Steps {
+        let mut steps = Steps::default();
+        for n in 0..count {
+            let date = day(((n * 13) % 40) as u32);
+            let debits = match n % 3 {
+                0 => amount(1_250_000 + i128::from(n), 0),
+                1 => amount(i128::from(n) * 7_919, 2),
+                _ => Decimal::ZERO,
+            };
+            let credits = amount(i128::from(n % 4) * 1_000, 0);
+            steps.push(n * 3 + 1, date, Balance { debits, credits });
+            if n % 7 == 0 {
+                steps.push(
+                    n * 3 + 1,
+                    date,
+                    Balance::of(crate::entry::Side::Debit, amount(5, 1)),
+                );
+            }
+        }
+        steps
+    }
+
+    fn read_back(steps: &Steps) -> Result<(Steps, bool), String> {
+        let mut read = Steps::default();
+        let mut in_order = true;
+        for k in 0..steps.record_count() {
+            let (starts, bytes) = steps.record(k).unwrap();
+            in_order &= read.append_record(&starts, bytes)?;
+        }
+        Ok((read, in_order))
+    }
+
+    #[test]
+    fn steps_read_back_from_their_records_are_the_steps() {
+        for count in [1, 31, 32, 33, 127, 128, 129, 300, 512] {
+            let steps = booked(count);
+            assert_eq!(
+                steps.record_count(),
+                (count as usize).div_ceil(RECORD_STEPS)
+            );
+            let (read, in_order) = read_back(&steps).unwrap();
+            assert_eq!(read, steps, "{count} steps");
+            assert_eq!(
+                in_order,
+                count <= 3,
+                "{count} steps: dates go back after the fourth"
+            );
+            assert_eq!(read.last_record(), (count as usize - 1) / RECORD_STEPS);
+            // The totals by date whatever the order, as a walk by date
+            // gives them.
+            let mut by_date: Vec<(NaiveDate, Balance)> = Vec::new();
+            let mut walked: Vec<(Step, Balance)> = steps.iter().collect();
+            walked.sort_by_key(|(step, _)| step.date);
+            let mut total = Balance::default();
+            for (step, posted) in walked {
+                total = total.plus(posted);
+                match by_date.last_mut() {
+                    Some((date, at)) if *date == step.date => *at = total,
+                    _ => by_date.push((step.date, total)),
+                }
+            }
+            assert_eq!(read.totals_by_date(false), by_date, "{count} steps");
+            // A record's steps go on being pushed to as they were.
+            let mut more = read;
+            let mut again = steps.clone();
+            for steps in [&mut more, &mut again] {
+                steps.push(
+                    10_000,
+                    day(50),
+                    Balance::of(crate::entry::Side::Credit, amount(7, 0)),
+                );
+            }
+            assert_eq!(more, again);
+        }
+        // In date order: the totals by date are read from the steps.
+        let mut dated = Steps::default();
+        for n in 0..200u64 {
+            dated.push(
+                n + 1,
+                day((n / 3) as u32),
+                Balance::of(crate::entry::Side::Debit, amount(3, 0)),
+            );
+        }
+        let (read, in_order) = read_back(&dated).unwrap();
+        assert!(in_order);
+        assert_eq!(read.totals_by_date(true), dated.totals_by_date(false));
+    }
+
+    #[test]
+    fn records_out_of_turn_are_refused() {
+        let steps = booked(300);
+        let (first, first_bytes) = steps.record(0).unwrap();
+        let (second, second_bytes) = steps.record(1).unwrap();
+        let (last, last_bytes) = steps.record(2).unwrap();
+        // A record after a short one.
+        let mut read = Steps::default();
+        read.append_record(&last, last_bytes).unwrap();
+        let refused = read.append_record(&first, first_bytes).unwrap_err();
+        assert!(refused.contains("follows one of 44 steps"), "{refused}");
+        // The same record twice: its entries do not follow.
+        let mut read = Steps::default();
+        read.append_record(&first, first_bytes).unwrap();
+        let refused = read.append_record(&first, first_bytes).unwrap_err();
+        assert!(
+            refused.contains("not after the step before it"),
+            "{refused}"
+        );
+        // Blocks without all their bytes: cut within a step, or where
+        // one ends.
+        let mut read = Steps::default();
+        let refused = read
+            .append_record(&second, &second_bytes[..second_bytes.len() / 2])
+            .unwrap_err();
+        assert!(refused.contains("does not decode"), "{refused}");
+        let mut read = Steps::default();
+        read.append_record(&first, first_bytes).unwrap();
+        let kept = read.clone();
+        let refused = read.append_record(&second, &[]).unwrap_err();
+        assert!(refused.contains("a block of 0 steps"), "{refused}");
+        assert_eq!(read, kept, "nothing kept of a refused record");
+    }
+
+    proptest::proptest! {
+        /// Whatever a record's bytes (the cache damaged on disk, its digest
+        /// checked only once every record is read), reading it back
+        /// refuses it or keeps steps every lookup can walk: never a panic.
+        #[test]
+        fn damaged_records_are_refused_or_walkable(
+            count in 1u64..300,
+            flips in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 0..6),
+            cut in 0usize..4096,
+            shift in 0u64..3,
+        ) {
+            let steps = booked(count);
+            let mut read = Steps::default();
+            for k in 0..steps.record_count() {
+                let (mut starts, bytes) = steps.record(k).unwrap();
+                let mut bytes = bytes.to_vec();
+                if k + 1 == steps.record_count() {
+                    for (at, byte) in &flips {
+                        if !bytes.is_empty() {
+                            let at = at % bytes.len();
+                            bytes[at] ^= byte;
+                        }
+                    }
+                    bytes.truncate(cut.max(1));
+                    starts[0].sequence = starts[0].sequence.wrapping_add(shift.wrapping_mul(u64::MAX / 2));
+                }
+                if read.append_record(&starts, &bytes).is_err() {
+                    break;
+                }
+            }
+            let walked: Vec<(Step, Balance)> = read.iter().collect();
+            proptest::prop_assert_eq!(walked.len(), read.len());
+            let _ = read.total_at(u64::MAX);
+            let _ = read.totals_by_date(false);
+            if let Some((step, _)) = walked.last() {
+                let _ = read.find(step.sequence);
+                let _ = read.total_at(step.sequence - 1);
+                read.push(step.sequence, step.date, Balance::of(crate::entry::Side::Debit, amount(1, 0)));
+            }
         }
     }
 }

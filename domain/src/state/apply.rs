@@ -182,20 +182,20 @@ impl LedgerState {
                 _ => None,
             };
             let line = crate::books::Line::of(&posting.account, savings);
-            self.books.post(
+            let records = self.books.post(
                 body.sequence,
                 body.effective_date,
                 branch,
                 &posting.account,
-                line,
+                line.clone(),
                 Balance::of(posting.side, posting.amount),
             );
-            self.changed.note(|| {
-                StateKey::Posting(
-                    posting.account.clone(),
-                    body.sequence / crate::books::POSTING_BUCKET,
-                )
-            });
+            if let Some(records) = records {
+                self.changed
+                    .note(|| StateKey::Steps(posting.account.clone(), records.account));
+                self.changed
+                    .note(|| StateKey::LineSteps(branch.clone(), line, records.line));
+            }
         }
         if let Outcome::PeriodClosed {
             through,

@@ -31,10 +31,12 @@ pub enum StateKey {
     /// Principals, roles and credentials, as one record (small, and
     /// rarely changed).
     Access,
-    /// What the entries of one bucket of sequence numbers posted to one
-    /// account (the general ledger's history, [`crate::books::POSTING_BUCKET`]
-    /// entries a bucket).
-    Posting(AccountId, u64),
+    /// One record of an account's steps in the general ledger (what each
+    /// entry that posted to it posted, and its totals after;
+    /// [`crate::books::RECORD_STEPS`] steps a record).
+    Steps(AccountId, u64),
+    /// One record of the steps of a line of a branch's books.
+    LineSteps(BranchId, Line, u64),
     /// What a branch's year-end close on a date carried into retained earnings.
     Carry(BranchId, NaiveDate),
     /// A savings product's versions.
@@ -63,7 +65,10 @@ const ACCESS_KEY: &str = "access";
 /// 5: each branch's day log (its days as they stood after any entry), in
 /// chunks of 4,096 entries.
 /// 6: day-log chunks end by their bytes, not their entries.
-pub const STATE_FORMAT: u32 = 6;
+/// 7: the general ledger's histories, the lines' as well as the accounts',
+/// in records of their own steps, encoded as memory keeps them
+/// ([`crate::books::RECORD_STEPS`] a record), not in buckets of postings.
+pub const STATE_FORMAT: u32 = 7;
 
 /// The layout a cache's records were written in, from its format record
 /// (`format_record`, the value under [`StateKey::Format`]): `None` when it
@@ -101,7 +106,10 @@ impl StateKey {
             StateKey::Reversed(sequence) => format!("reversed/{sequence:020}"),
             StateKey::Day(branch, date) => format!("day/{branch}/{date}"),
             StateKey::Access => ACCESS_KEY.to_owned(),
-            StateKey::Posting(account, bucket) => format!("posting/{account}/{bucket:016}"),
+            StateKey::Steps(account, index) => format!("{STEPS_PREFIX}{account}/{index:010}"),
+            StateKey::LineSteps(branch, line, index) => {
+                format!("{LINE_STEPS_PREFIX}{branch}/{line}/{index:010}")
+            }
             StateKey::Carry(branch, date) => format!("carry/{branch}/{date}"),
             StateKey::SavingsProduct(id) => format!("savings-product/{id}"),
             StateKey::DayChunk(branch, chunk) => format!("daylog/{branch}/{chunk:010}"),
@@ -135,10 +143,10 @@ impl LedgerState {
                 .and_then(|days| days.get(date))
                 .map(encode),
             StateKey::Access => (!self.access.is_empty()).then(|| encode(&*self.access)),
-            StateKey::Posting(account, bucket) => self
-                .books
-                .bucket_record(account, *bucket)
-                .map(|r| encode(&r)),
+            StateKey::Steps(account, index) => self.books.account_record(account, *index),
+            StateKey::LineSteps(branch, line, index) => {
+                self.books.line_record(branch, line, *index)
+            }
             StateKey::SavingsProduct(id) => self.savings_products.get(id).map(encode),
             StateKey::DayChunk(branch, chunk) => self.day_log.chunk(branch, *chunk).map(encode),
             StateKey::Carry(branch, date) => self
@@ -210,8 +218,13 @@ impl LedgerState {
         }
         keys.extend(
             self.books
-                .bucket_keys()
-                .map(|(account, bucket)| StateKey::Posting(account.clone(), bucket)),
+                .account_record_keys()
+                .map(|(account, index)| StateKey::Steps(account.clone(), index)),
+        );
+        keys.extend(
+            self.books.line_record_keys().map(|(branch, line, index)| {
+                StateKey::LineSteps(branch.clone(), line.clone(), index)
+            }),
         );
         keys.extend(
             self.day_log
@@ -539,11 +552,15 @@ impl LoanProgress {
 /// What a year-end close carried out of a branch's lines on a date.
 type Carry = (BranchId, NaiveDate, Vec<(Line, Balance)>);
 
-/// Prefix of the keys of the books' records (`posting/ACCOUNT/BUCKET`).
-const POSTING_PREFIX: &str = "posting/";
+/// Prefix of the keys of the accounts' records of steps
+/// (`steps/ACCOUNT/INDEX`).
+const STEPS_PREFIX: &str = "steps/";
+/// Prefix of the keys of the lines' records of steps
+/// (`linesteps/BRANCH/LINE/INDEX`).
+const LINE_STEPS_PREFIX: &str = "linesteps/";
 
 /// The books made up from their records apart from the rest of the state
-/// (on a thread of their own at startup: at 10^7 entries they are most of
+/// (on threads of their own at startup: at 10^7 entries they are most of
 /// the records and most of the work of reading them back).
 #[derive(Default)]
 pub struct BooksRecords {
@@ -554,25 +571,37 @@ pub struct BooksRecords {
 impl BooksRecords {
     /// True for a record of the books ([`BooksRecords::add`] takes it in).
     pub fn holds(key: &[u8]) -> bool {
-        key.starts_with(POSTING_PREFIX.as_bytes())
+        key.starts_with(STEPS_PREFIX.as_bytes()) || key.starts_with(LINE_STEPS_PREFIX.as_bytes())
     }
 
     /// Takes in one record of the books.
     pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
-        let rest = key
-            .strip_prefix(POSTING_PREFIX)
-            .ok_or_else(|| format!("record key {key:?} is not one of the books'"))?;
-        let (account, sequence) = rest
-            .rsplit_once('/')
-            .ok_or_else(|| format!("record key {key:?}"))?;
-        let account = AccountId::parse("key", account).map_err(|e| e.to_string())?;
-        sequence
-            .parse::<u64>()
-            .map_err(|_| format!("record key {key:?}"))?;
-        self.import.add(account, decode(key, value)?);
+        let bad_key = || format!("record key {key:?}");
+        let (of, index) = key.rsplit_once('/').ok_or_else(bad_key)?;
+        let index: u64 = index.parse().map_err(|_| bad_key())?;
+        let added = if let Some(account) = of.strip_prefix(STEPS_PREFIX) {
+            let account = AccountId::parse("key", account).map_err(|e| e.to_string())?;
+            self.import.add_account(account, index, value)
+        } else if let Some(line) = of.strip_prefix(LINE_STEPS_PREFIX) {
+            let (branch, line) = line.split_once('/').ok_or_else(bad_key)?;
+            let branch = BranchId::parse("key", branch).map_err(|e| e.to_string())?;
+            let line = Line::parse("key", line)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(bad_key)?;
+            self.import.add_line(branch, line, index, value)
+        } else {
+            return Err(format!("record key {key:?} is not one of the books'"));
+        };
+        added.map_err(|why| format!("record {key:?}: {why}"))?;
         self.records += 1;
         Ok(())
+    }
+
+    /// Works out the totals by date of the histories taken in so far (on
+    /// the thread that took them in).
+    pub fn settle(&mut self) {
+        self.import.settle();
     }
 
     /// Takes in what another took in: the books' records may be shared
@@ -583,7 +612,7 @@ impl BooksRecords {
     }
 
     /// Which of `shares` takes a record of the books in: the same for every
-    /// record of one account, so that each account's come to one share in
+    /// record of one history, so that each history's come to one share in
     /// key order.
     pub fn share_of(key: &[u8], shares: usize) -> usize {
         let account = key
@@ -616,7 +645,7 @@ impl StateImport {
     /// Takes in one record.
     pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
-        if key.starts_with(POSTING_PREFIX) {
+        if BooksRecords::holds(key.as_bytes()) {
             self.books.add(key.as_bytes(), value)?;
         } else if let Some(rest) = key.strip_prefix("carry/") {
             let (branch, date) = rest
@@ -646,18 +675,13 @@ impl StateImport {
 
     /// The state the records make up.
     pub fn finish(self) -> Result<LedgerState, String> {
-        self.finish_with_books(BooksRecords::default(), 1)
+        self.finish_with_books(BooksRecords::default())
     }
 
     /// The state the records make up, with the books' records taken in
     /// apart from them ([`BooksRecords`]; any handed to
-    /// [`StateImport::add`] as well count too), the books' lines merged on
-    /// up to `threads` threads.
-    pub fn finish_with_books(
-        self,
-        mut books: BooksRecords,
-        threads: usize,
-    ) -> Result<LedgerState, String> {
+    /// [`StateImport::add`] as well count too).
+    pub fn finish_with_books(self, mut books: BooksRecords) -> Result<LedgerState, String> {
         let StateImport {
             mut state,
             mut any,
@@ -679,7 +703,7 @@ impl StateImport {
                 "state records without a format record (written before format {STATE_FORMAT})"
             ));
         }
-        state.books = books.import.finish_on(threads);
+        state.books = books.import.finish()?;
         for (branch, date, lines) in carries {
             state.books.note_carry(&branch, date, lines);
         }

@@ -773,7 +773,7 @@ fn books_records_apart_from_the_rest_are_checked_as_with_it() {
     for (key, value) in records.iter().filter(|(key, _)| BooksRecords::holds(key)) {
         books.add(key, value).unwrap();
     }
-    let alone = StateImport::default().finish_with_books(books, 1);
+    let alone = StateImport::default().finish_with_books(books);
     assert!(
         matches!(&alone, Err(why) if why.contains("without a head record")),
         "{:?}",
@@ -790,52 +790,48 @@ fn books_records_apart_from_the_rest_are_checked_as_with_it() {
     );
     assert!(BooksRecords::default().add(b"head", b"").is_err());
 
-    // An account whose records two took in (its postings split in two
-    // buckets, one each) is booked whole, in sequence order, once absorbed.
+    // An account whose records two took in (her deposits in two records,
+    // the later to one and the earlier to the other) is read whole, in
+    // order, once absorbed.
     let mut deposits = Vec::new();
-    for d in 4..8 {
+    for d in 0..crate::books::RECORD_STEPS as u32 {
         let step = Step::Deposit {
             member: 0,
-            thousands: d * 10,
-            day: d,
+            thousands: 10 + d,
+            day: 4 + d / 8,
         };
         deposits.push(body_of(&step, &state));
     }
     run(deposits, &mut state, &mut records, &mut entries);
     let her = SavingsAccountId::parse("a", "M0/C1").unwrap();
-    let account = format!("posting/{}/", AccountId::Savings(her));
-    let (key, value) = records
-        .iter()
-        .find(|(key, _)| key.starts_with(account.as_bytes()))
-        .expect("the deposits post to her account");
-    let bucket: crate::books::PostingBucket = postcard::from_bytes(value).unwrap();
-    assert!(bucket.postings.len() >= 4, "{bucket:?}");
-    let (early, late) = bucket.postings.split_at(bucket.postings.len() / 2);
-    let half = |postings: &[crate::books::BucketPosting]| {
-        postcard::to_stdvec(&crate::books::PostingBucket {
-            postings: postings.to_vec(),
-            ..bucket.clone()
-        })
-        .unwrap()
-    };
+    let account = format!("steps/{}/", AccountId::Savings(her));
+    let hers: Vec<&Vec<u8>> = records
+        .keys()
+        .filter(|key| key.starts_with(account.as_bytes()))
+        .collect();
+    assert_eq!(
+        hers.len(),
+        2,
+        "her deposits fill a record and start another"
+    );
     let (mut first, mut second, mut rest) = (
         BooksRecords::default(),
         BooksRecords::default(),
         StateImport::default(),
     );
     for (k, v) in &records {
-        if k == key {
-            // The later half to the first share: out of order as well.
-            first.add(k, &half(late)).unwrap();
-            second.add(k, &half(early)).unwrap();
+        if k == hers[0] {
+            second.add(k, v).unwrap();
         } else if BooksRecords::holds(k) {
             first.add(k, v).unwrap();
         } else {
             rest.add(k, v).unwrap();
         }
     }
+    first.settle();
+    second.settle();
     first.absorb(second);
-    let absorbed = rest.finish_with_books(first, 1).unwrap();
+    let absorbed = rest.finish_with_books(first).unwrap();
     assert_eq!(absorbed.books(), state.books());
 }
 
@@ -862,13 +858,12 @@ proptest! {
         // Importing the records gives the same state back.
         let imported = LedgerState::import(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
         prop_assert_eq!(imported.export(), state.export());
-        // The books rebuilt from the records are the books kept as entries
-        // came: every account's history and every line's (which the records
-        // hold only as the accounts' postings).
+        // The books read back from the records are the books kept as
+        // entries came: every account's history and every line's.
         prop_assert_eq!(imported.books(), state.books());
         // So do the records taken in as startup takes them: the books' apart
-        // from the rest, in key order each, shared out by account between
-        // three, their lines merged on two threads.
+        // from the rest, in key order each, shared out by history between
+        // three.
         let mut rest = StateImport::default();
         let mut shares: Vec<BooksRecords> = (0..3).map(|_| BooksRecords::default()).collect();
         for (key, value) in &records {
@@ -882,7 +877,7 @@ proptest! {
         for share in shares {
             books.absorb(share);
         }
-        let split = rest.finish_with_books(books, 2).unwrap();
+        let split = rest.finish_with_books(books).unwrap();
         prop_assert_eq!(split.export(), state.export());
         prop_assert_eq!(split.books(), state.books());
         // The books balance: all debits equal all credits.
