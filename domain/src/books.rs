@@ -564,21 +564,58 @@ impl Reading {
         history.steps.shrink_to_fit();
         self.settled = true;
     }
-
-    /// Its records again, as [`Reading::append`] takes them.
-    fn records(&self) -> impl Iterator<Item = (u64, Vec<BlockStart>, Vec<u8>)> + '_ {
-        (0..self.history.steps.record_count()).filter_map(|k| {
-            let (starts, bytes) = self.history.steps.record(k)?;
-            Some((k as u64, starts, bytes.to_vec()))
-        })
-    }
 }
 
 /// Whose history a record of steps is.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum StepsOf {
+pub enum StepsOf {
     Account(AccountId),
     Line(BranchId, Line),
+}
+
+impl StepsOf {
+    /// The state cache's key of its record `index`: `steps/ACCOUNT/INDEX`
+    /// or `linesteps/BRANCH/LINE/INDEX`.
+    pub fn key(&self, index: u64) -> String {
+        match self {
+            StepsOf::Account(account) => format!("{ACCOUNT_STEPS_PREFIX}{account}/{index:010}"),
+            StepsOf::Line(branch, line) => {
+                format!("{LINE_STEPS_PREFIX}{branch}/{line}/{index:010}")
+            }
+        }
+    }
+}
+
+/// Prefix of the keys of the accounts' records of steps.
+pub const ACCOUNT_STEPS_PREFIX: &str = "steps/";
+/// Prefix of the keys of the lines' records of steps.
+pub const LINE_STEPS_PREFIX: &str = "linesteps/";
+
+/// A record's value split into its blocks' starts and its steps' bytes
+/// (and for an account, where it belongs).
+type RecordParts<'a> = (Option<(BranchId, Line)>, Vec<BlockStart>, &'a [u8]);
+
+fn record_parts<'a>(of: &StepsOf, value: &'a [u8]) -> Result<RecordParts<'a>, String> {
+    match of {
+        StepsOf::Account(_) => {
+            let (head, bytes): (AccountStepsHead, &[u8]) =
+                postcard::take_from_bytes(value).map_err(|e| e.to_string())?;
+            Ok((Some((head.branch, head.line)), head.starts, bytes))
+        }
+        StepsOf::Line(..) => {
+            let (starts, bytes): (Vec<BlockStart>, &[u8]) =
+                postcard::take_from_bytes(value).map_err(|e| e.to_string())?;
+            Ok((None, starts, bytes))
+        }
+    }
+}
+
+/// Consecutive records of one history (its record `first` and those after
+/// it), held until a record of another comes.
+struct Run {
+    of: StepsOf,
+    first: u64,
+    values: Vec<Vec<u8>>,
 }
 
 /// A record read out of its history's order, kept until the ones before
@@ -586,120 +623,142 @@ enum StepsOf {
 struct LateRecord {
     of: StepsOf,
     index: u64,
-    head: Option<(BranchId, Line)>,
-    starts: Vec<BlockStart>,
-    bytes: Vec<u8>,
+    value: Vec<u8>,
 }
 
 /// Books being read back from the state cache's records of steps, one at
-/// a time as the store reads them: each record's steps are appended to
-/// its history as they come (an account's or a line's records come in
-/// order as sled reads them; one that comes before the record preceding
-/// it is kept aside until that one is read).
+/// a time as the store reads them. A history's records come one after
+/// another in order as sled reads them: they are held until a record of
+/// another history comes, then appended to their history at once, its
+/// room taken once for all of them (growing it record by record copied
+/// each history's steps about twice over, into fresh pages). A record
+/// that comes before the one preceding it is kept aside until that one is
+/// read.
 #[derive(Default)]
 pub struct BooksImport {
     accounts: BTreeMap<AccountId, (BranchId, Line, Reading)>,
     lines: BTreeMap<(BranchId, Line), Reading>,
+    run: Option<Run>,
     late: Vec<LateRecord>,
 }
 
 impl BooksImport {
-    /// Takes in record `index` of `account`'s steps (its value as
-    /// [`Books::account_record`] gave it).
-    pub fn add_account(
-        &mut self,
-        account: AccountId,
-        index: u64,
-        value: &[u8],
-    ) -> Result<(), String> {
-        let (head, bytes): (AccountStepsHead, &[u8]) =
-            postcard::take_from_bytes(value).map_err(|e| e.to_string())?;
-        self.take(
-            StepsOf::Account(account),
-            index,
-            Some((head.branch, head.line)),
-            &head.starts,
-            bytes,
-        )
+    /// Takes in record `index` of a history's steps (its value as
+    /// [`Books::account_record`] or [`Books::line_record`] gave it). A
+    /// record that does not decode may be refused by a later call, naming
+    /// its key.
+    pub fn add(&mut self, of: StepsOf, index: u64, value: Vec<u8>) -> Result<(), String> {
+        if let Some(run) = self.run.as_mut()
+            && run.of == of
+            && run.first + run.values.len() as u64 == index
+        {
+            run.values.push(value);
+            return Ok(());
+        }
+        self.append_run()?;
+        let next = self.records_of(&of);
+        if index == next {
+            self.run = Some(Run {
+                of,
+                first: index,
+                values: vec![value],
+            });
+            return Ok(());
+        }
+        if index < next {
+            return Err(format!("record {:?} read twice", of.key(index)));
+        }
+        self.late.push(LateRecord { of, index, value });
+        Ok(())
     }
 
-    /// Takes in record `index` of the steps of `line` of `branch` (its
-    /// value as [`Books::line_record`] gave it).
-    pub fn add_line(
-        &mut self,
-        branch: BranchId,
-        line: Line,
-        index: u64,
-        value: &[u8],
-    ) -> Result<(), String> {
-        let (starts, bytes): (Vec<BlockStart>, &[u8]) =
-            postcard::take_from_bytes(value).map_err(|e| e.to_string())?;
-        self.take(StepsOf::Line(branch, line), index, None, &starts, bytes)
+    /// Records of `of` appended so far.
+    fn records_of(&self, of: &StepsOf) -> u64 {
+        let reading = match of {
+            StepsOf::Account(account) => self.accounts.get(account).map(|(_, _, r)| r),
+            StepsOf::Line(branch, line) => self.lines.get(&(branch.clone(), line.clone())),
+        };
+        reading.map_or(0, |r| r.history.steps.record_count() as u64)
     }
 
-    fn take(
-        &mut self,
-        of: StepsOf,
-        index: u64,
-        head: Option<(BranchId, Line)>,
-        starts: &[BlockStart],
-        bytes: &[u8],
-    ) -> Result<(), String> {
-        let reading = match (&of, &head) {
-            (StepsOf::Account(account), Some((branch, line))) => {
+    /// Appends the records held to their history, its room taken once.
+    fn append_run(&mut self) -> Result<(), String> {
+        let Some(run) = self.run.take() else {
+            return Ok(());
+        };
+        let mut parts = Vec::with_capacity(run.values.len());
+        for (value, index) in run.values.iter().zip(run.first..) {
+            let record = record_parts(&run.of, value)
+                .map_err(|why| format!("record {:?}: {why}", run.of.key(index)))?;
+            parts.push(record);
+        }
+        let reading = match &run.of {
+            StepsOf::Account(account) => {
+                let Some((Some((branch, line)), _, _)) = parts.first() else {
+                    return Err(format!("record {:?} has no line", run.of.key(run.first)));
+                };
                 let (held_branch, held_line, reading) = self
                     .accounts
                     .entry(account.clone())
                     .or_insert_with(|| (branch.clone(), line.clone(), Reading::new()));
-                if (&*held_branch, &*held_line) != (branch, line) {
+                if let Some(((b, l), index)) =
+                    parts
+                        .iter()
+                        .zip(run.first..)
+                        .find_map(|((head, _, _), index)| {
+                            head.as_ref()
+                                .filter(|(b, l)| (b, l) != (&*held_branch, &*held_line))
+                                .map(|head| (head, index))
+                        })
+                {
                     return Err(format!(
-                        "the account's records name line {line} of branch {branch} and line \
-                         {held_line} of branch {held_branch}"
+                        "record {:?} names line {l} of branch {b}, the account's others line \
+                         {held_line} of branch {held_branch}",
+                        run.of.key(index)
                     ));
                 }
                 reading
             }
-            (StepsOf::Line(branch, line), None) => self
+            StepsOf::Line(branch, line) => self
                 .lines
                 .entry((branch.clone(), line.clone()))
                 .or_insert_with(Reading::new),
-            _ => return Err("a record of steps without its account's line".into()),
         };
-        let next = reading.history.steps.record_count() as u64;
-        if index == next {
-            return reading.append(starts, bytes);
+        reading.history.steps.reserve_records(
+            parts.iter().map(|(_, starts, _)| starts.len()).sum(),
+            parts.iter().map(|(_, _, bytes)| bytes.len()).sum(),
+        );
+        for ((_, starts, bytes), index) in parts.iter().zip(run.first..) {
+            reading
+                .append(starts, bytes)
+                .map_err(|why| format!("record {:?}: {why}", run.of.key(index)))?;
         }
-        if index < next {
-            return Err(format!("record {index} of the steps read twice"));
-        }
-        self.late.push(LateRecord {
-            of,
-            index,
-            head,
-            starts: starts.to_vec(),
-            bytes: bytes.to_vec(),
-        });
         Ok(())
     }
 
-    /// Works out the totals by date of the histories read so far (on the
-    /// reading thread, before [`BooksImport::absorb`] gathers them).
-    pub fn settle(&mut self) {
+    /// Ends the reading: the records held appended, and the totals by
+    /// date of the histories read so far worked out (on the reading
+    /// thread, before [`BooksImport::absorb`] gathers them).
+    pub fn settle(&mut self) -> Result<(), String> {
+        self.append_run()?;
         for (_, _, reading) in self.accounts.values_mut() {
             reading.settle(false);
         }
         for reading in self.lines.values_mut() {
             reading.settle(true);
         }
+        Ok(())
     }
 
     /// Takes in what another import took in (of other histories, when the
     /// records were shared out by history; a history both took in has the
     /// other's records taken in again, in order, at the end).
-    pub fn absorb(&mut self, other: BooksImport) {
+    pub fn absorb(&mut self, mut other: BooksImport) -> Result<(), String> {
+        other.append_run()?;
         let BooksImport {
             accounts,
             lines,
+            run: _,
             late,
         } = other;
         for (account, (branch, line, reading)) in accounts {
@@ -708,14 +767,20 @@ impl BooksImport {
                     vacant.insert((branch, line, reading));
                 }
                 std::collections::btree_map::Entry::Occupied(held) => {
-                    for (index, starts, bytes) in reading.records() {
-                        self.late.push(LateRecord {
-                            of: StepsOf::Account(held.key().clone()),
-                            index,
-                            head: Some((branch.clone(), line.clone())),
-                            starts,
-                            bytes,
-                        });
+                    let of = StepsOf::Account(held.key().clone());
+                    for index in 0..reading.history.steps.record_count() {
+                        if let Some((starts, bytes)) = reading.history.steps.record(index) {
+                            let head = AccountStepsHead {
+                                branch: branch.clone(),
+                                line: line.clone(),
+                                starts,
+                            };
+                            self.late.push(LateRecord {
+                                of: of.clone(),
+                                index: index as u64,
+                                value: steps_value(&head, bytes),
+                            });
+                        }
                     }
                 }
             }
@@ -726,45 +791,41 @@ impl BooksImport {
                     vacant.insert(reading);
                 }
                 std::collections::btree_map::Entry::Occupied(held) => {
-                    let (branch, line) = held.key();
-                    for (index, starts, bytes) in reading.records() {
-                        self.late.push(LateRecord {
-                            of: StepsOf::Line(branch.clone(), line.clone()),
-                            index,
-                            head: None,
-                            starts,
-                            bytes,
-                        });
+                    let of = StepsOf::Line(held.key().0.clone(), held.key().1.clone());
+                    for index in 0..reading.history.steps.record_count() {
+                        if let Some((starts, bytes)) = reading.history.steps.record(index) {
+                            self.late.push(LateRecord {
+                                of: of.clone(),
+                                index: index as u64,
+                                value: steps_value(&starts, bytes),
+                            });
+                        }
                     }
                 }
             }
         }
         self.late.extend(late);
+        Ok(())
     }
 
     /// The books the records make up: refused when a history's records
     /// leave a gap.
     pub fn finish(mut self) -> Result<Books, String> {
+        self.append_run()?;
         let mut late = std::mem::take(&mut self.late);
         late.sort_by(|a, b| (&a.of, a.index).cmp(&(&b.of, b.index)));
         for record in late {
-            self.take(
-                record.of,
-                record.index,
-                record.head,
-                &record.starts,
-                &record.bytes,
-            )?;
+            self.add(record.of, record.index, record.value)?;
         }
+        self.append_run()?;
         if let Some(gap) = self.late.first() {
             return Err(format!(
-                "record {} of the steps of {:?} follows no record {}",
-                gap.index,
-                gap.of,
+                "record {:?} follows no record {}",
+                gap.of.key(gap.index),
                 gap.index - 1
             ));
         }
-        self.settle();
+        self.settle()?;
         let accounts = self
             .accounts
             .into_iter()
@@ -985,10 +1046,10 @@ impl Books {
     ) -> Result<Books, String> {
         let mut import = BooksImport::default();
         for (account, index, value) in accounts {
-            import.add_account(account, index, &value)?;
+            import.add(StepsOf::Account(account), index, value)?;
         }
         for (branch, line, index, value) in lines {
-            import.add_line(branch, line, index, &value)?;
+            import.add(StepsOf::Line(branch, line), index, value)?;
         }
         import.finish()
     }

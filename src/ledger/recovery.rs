@@ -176,10 +176,7 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             books = match (books, share) {
-                (Ok(mut books), Ok(share)) => {
-                    books.absorb(share);
-                    Ok(books)
-                }
+                (Ok(mut books), Ok(share)) => books.absorb(share).map(|()| books),
                 (Err(why), _) | (_, Err(why)) => Err(why),
             };
         }
@@ -202,17 +199,19 @@ fn take_books(
     for batch in records {
         for (key, value) in batch {
             if refused.is_none()
-                && let Err(why) = books.add(&key, &value)
+                && let Err(why) = books.add(&key, value)
             {
                 refused = Some(why);
             }
         }
     }
-    if refused.is_none() {
-        // The totals by date of the histories taken in, on this thread.
-        books.settle();
+    if let Some(why) = refused {
+        return Err(why);
     }
-    refused.map_or(Ok(books), Err)
+    // The records held appended and the totals by date of the histories
+    // taken in worked out, on this thread.
+    books.settle()?;
+    Ok(books)
 }
 
 /// Applies journal entries after the state's last up to `last`.

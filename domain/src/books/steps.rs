@@ -167,6 +167,13 @@ impl Steps {
         Some((starts, &self.bytes[start..end]))
     }
 
+    /// Room for `blocks` more blocks and `bytes` more bytes of steps (the
+    /// records about to be appended).
+    pub fn reserve_records(&mut self, blocks: usize, bytes: usize) {
+        self.blocks.reserve_exact(blocks);
+        self.bytes.reserve_exact(bytes);
+    }
+
     /// Appends the next record ([`Steps::record`]) as read back from the
     /// state cache: its bytes are taken as they are, after a walk that
     /// checks every step (whatever the bytes, this refuses them rather

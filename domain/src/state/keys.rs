@@ -3,7 +3,7 @@
 //! that records sort by kind; values are postcard bytes.
 
 use super::*;
-use crate::books::{Balance, Line};
+use crate::books::{ACCOUNT_STEPS_PREFIX, Balance, LINE_STEPS_PREFIX, Line, StepsOf};
 use crate::day_log::DayChunk;
 
 /// One piece of the state that can change.
@@ -106,9 +106,9 @@ impl StateKey {
             StateKey::Reversed(sequence) => format!("reversed/{sequence:020}"),
             StateKey::Day(branch, date) => format!("day/{branch}/{date}"),
             StateKey::Access => ACCESS_KEY.to_owned(),
-            StateKey::Steps(account, index) => format!("{STEPS_PREFIX}{account}/{index:010}"),
+            StateKey::Steps(account, index) => StepsOf::Account(account.clone()).key(*index),
             StateKey::LineSteps(branch, line, index) => {
-                format!("{LINE_STEPS_PREFIX}{branch}/{line}/{index:010}")
+                StepsOf::Line(branch.clone(), line.clone()).key(*index)
             }
             StateKey::Carry(branch, date) => format!("carry/{branch}/{date}"),
             StateKey::SavingsProduct(id) => format!("savings-product/{id}"),
@@ -552,13 +552,6 @@ impl LoanProgress {
 /// What a year-end close carried out of a branch's lines on a date.
 type Carry = (BranchId, NaiveDate, Vec<(Line, Balance)>);
 
-/// Prefix of the keys of the accounts' records of steps
-/// (`steps/ACCOUNT/INDEX`).
-const STEPS_PREFIX: &str = "steps/";
-/// Prefix of the keys of the lines' records of steps
-/// (`linesteps/BRANCH/LINE/INDEX`).
-const LINE_STEPS_PREFIX: &str = "linesteps/";
-
 /// The books made up from their records apart from the rest of the state
 /// (on threads of their own at startup: at 10^7 entries they are most of
 /// the records and most of the work of reading them back).
@@ -571,44 +564,48 @@ pub struct BooksRecords {
 impl BooksRecords {
     /// True for a record of the books ([`BooksRecords::add`] takes it in).
     pub fn holds(key: &[u8]) -> bool {
-        key.starts_with(STEPS_PREFIX.as_bytes()) || key.starts_with(LINE_STEPS_PREFIX.as_bytes())
+        key.starts_with(ACCOUNT_STEPS_PREFIX.as_bytes())
+            || key.starts_with(LINE_STEPS_PREFIX.as_bytes())
     }
 
-    /// Takes in one record of the books.
-    pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
+    /// Takes in one record of the books (a value that does not decode may
+    /// be refused by a later call, or by [`BooksRecords::settle`], naming
+    /// its key).
+    pub fn add(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), String> {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
         let bad_key = || format!("record key {key:?}");
         let (of, index) = key.rsplit_once('/').ok_or_else(bad_key)?;
         let index: u64 = index.parse().map_err(|_| bad_key())?;
-        let added = if let Some(account) = of.strip_prefix(STEPS_PREFIX) {
-            let account = AccountId::parse("key", account).map_err(|e| e.to_string())?;
-            self.import.add_account(account, index, value)
+        let of = if let Some(account) = of.strip_prefix(ACCOUNT_STEPS_PREFIX) {
+            StepsOf::Account(AccountId::parse("key", account).map_err(|e| e.to_string())?)
         } else if let Some(line) = of.strip_prefix(LINE_STEPS_PREFIX) {
             let (branch, line) = line.split_once('/').ok_or_else(bad_key)?;
             let branch = BranchId::parse("key", branch).map_err(|e| e.to_string())?;
             let line = Line::parse("key", line)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(bad_key)?;
-            self.import.add_line(branch, line, index, value)
+            StepsOf::Line(branch, line)
         } else {
             return Err(format!("record key {key:?} is not one of the books'"));
         };
-        added.map_err(|why| format!("record {key:?}: {why}"))?;
+        self.import.add(of, index, value)?;
         self.records += 1;
         Ok(())
     }
 
-    /// Works out the totals by date of the histories taken in so far (on
-    /// the thread that took them in).
-    pub fn settle(&mut self) {
-        self.import.settle();
+    /// Ends the reading of a share of the books' records: the records
+    /// held appended and the totals by date worked out (on the thread
+    /// that took them in).
+    pub fn settle(&mut self) -> Result<(), String> {
+        self.import.settle()
     }
 
     /// Takes in what another took in: the books' records may be shared
     /// out between several, by account ([`BooksRecords::share_of`]).
-    pub fn absorb(&mut self, other: BooksRecords) {
-        self.import.absorb(other.import);
+    pub fn absorb(&mut self, other: BooksRecords) -> Result<(), String> {
+        self.import.absorb(other.import)?;
         self.records += other.records;
+        Ok(())
     }
 
     /// Which of `shares` takes a record of the books in: the same for every
@@ -646,7 +643,7 @@ impl StateImport {
     pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
         if BooksRecords::holds(key.as_bytes()) {
-            self.books.add(key.as_bytes(), value)?;
+            self.books.add(key.as_bytes(), value.to_vec())?;
         } else if let Some(rest) = key.strip_prefix("carry/") {
             let (branch, date) = rest
                 .split_once('/')
@@ -691,7 +688,7 @@ impl StateImport {
             carries,
             mut day_chunks,
         } = self;
-        books.absorb(added);
+        books.absorb(added)?;
         any |= books.records > 0;
         // Records without a head are a cache cut short (a clear or a rebuild
         // interrupted): they say nothing about which entry they reflect.

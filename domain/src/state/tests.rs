@@ -771,7 +771,7 @@ fn books_records_apart_from_the_rest_are_checked_as_with_it() {
     let (mut state, mut records, mut entries) = set_up_and_deposit();
     let mut books = BooksRecords::default();
     for (key, value) in records.iter().filter(|(key, _)| BooksRecords::holds(key)) {
-        books.add(key, value).unwrap();
+        books.add(key, value.clone()).unwrap();
     }
     let alone = StateImport::default().finish_with_books(books);
     assert!(
@@ -783,12 +783,28 @@ fn books_records_apart_from_the_rest_are_checked_as_with_it() {
         .iter()
         .find(|(key, _)| BooksRecords::holds(key))
         .expect("the deposit posts");
-    let refused = BooksRecords::default().add(key, b"\xff\xff\xff");
+    // Refused once its history's records are appended: when the reading
+    // ends, or when a record of another history comes.
+    let mut garbled = BooksRecords::default();
+    garbled.add(key, b"\xff\xff\xff".to_vec()).unwrap();
+    let refused = garbled.settle();
     assert!(
         matches!(&refused, Err(why) if why.contains(std::str::from_utf8(key).unwrap())),
         "{refused:?}"
     );
-    assert!(BooksRecords::default().add(b"head", b"").is_err());
+    let mut garbled = BooksRecords::default();
+    garbled.add(key, b"\xff\xff\xff".to_vec()).unwrap();
+    let (other, value) = records
+        .iter()
+        .filter(|(k, _)| BooksRecords::holds(k))
+        .nth(1)
+        .expect("a deposit posts to two histories at least");
+    let refused = garbled.add(other, value.clone());
+    assert!(
+        matches!(&refused, Err(why) if why.contains(std::str::from_utf8(key).unwrap())),
+        "{refused:?}"
+    );
+    assert!(BooksRecords::default().add(b"head", Vec::new()).is_err());
 
     // An account whose records two took in (her deposits in two records,
     // the later to one and the earlier to the other) is read whole, in
@@ -821,16 +837,16 @@ fn books_records_apart_from_the_rest_are_checked_as_with_it() {
     );
     for (k, v) in &records {
         if k == hers[0] {
-            second.add(k, v).unwrap();
+            second.add(k, v.clone()).unwrap();
         } else if BooksRecords::holds(k) {
-            first.add(k, v).unwrap();
+            first.add(k, v.clone()).unwrap();
         } else {
             rest.add(k, v).unwrap();
         }
     }
-    first.settle();
-    second.settle();
-    first.absorb(second);
+    first.settle().unwrap();
+    second.settle().unwrap();
+    first.absorb(second).unwrap();
     let absorbed = rest.finish_with_books(first).unwrap();
     assert_eq!(absorbed.books(), state.books());
 }
@@ -868,14 +884,14 @@ proptest! {
         let mut shares: Vec<BooksRecords> = (0..3).map(|_| BooksRecords::default()).collect();
         for (key, value) in &records {
             if BooksRecords::holds(key) {
-                shares[BooksRecords::share_of(key, 3)].add(key, value).unwrap();
+                shares[BooksRecords::share_of(key, 3)].add(key, value.clone()).unwrap();
             } else {
                 rest.add(key, value).unwrap();
             }
         }
         let mut books = BooksRecords::default();
         for share in shares {
-            books.absorb(share);
+            books.absorb(share).unwrap();
         }
         let split = rest.finish_with_books(books).unwrap();
         prop_assert_eq!(split.export(), state.export());
