@@ -272,6 +272,14 @@ impl LedgerState {
             }
             self.changed
                 .note(|| StateKey::LoanProgress(loan.id.clone()));
+            for chunk in keys::list_chunks_touched(loan.events.len()) {
+                self.changed
+                    .note(|| StateKey::LoanEvents(loan.id.clone(), chunk));
+            }
+            for chunk in keys::list_chunks_touched(loan.history.len()) {
+                self.changed
+                    .note(|| StateKey::LoanHistory(loan.id.clone(), chunk));
+            }
             self.loans.insert(loan.id.clone(), loan);
         }
         // The last side to write the days takes them; the first copies

@@ -763,6 +763,95 @@ fn keys_marked_changed_again_are_taken_again() {
     assert_eq!(records_again.len(), keys.len());
 }
 
+/// A loan's lists of entries are kept in chunks: a checkpoint writes the
+/// chunk its last entry is in, a reversal that empties a chunk removes its
+/// record, and the records read back give the lists whole.
+#[test]
+fn a_loans_lists_of_entries_are_kept_in_chunks() {
+    let chunk = super::keys::LOAN_LIST_CHUNK;
+    let mut state = LedgerState::new();
+    let mut records = BTreeMap::new();
+    let mut entries = Vec::new();
+    run(setup(), &mut state, &mut records, &mut entries);
+    let disburse = Step::Disburse {
+        member: 0,
+        millions: 19,
+        day: 1,
+    };
+    run(
+        [body_of(&disburse, &state)],
+        &mut state,
+        &mut records,
+        &mut entries,
+    );
+    let repay = |state: &LedgerState| {
+        let step = Step::Repay {
+            member: 0,
+            thousands: 1,
+            day: 2,
+        };
+        body_of(&step, state)
+    };
+    let loan = LoanId::parse("l", "M0/L1").unwrap();
+    let events = |state: &LedgerState| state.loans[&loan].events.len();
+    let bodies: Vec<_> = (events(&state)..chunk).map(|_| repay(&state)).collect();
+    run(bodies, &mut state, &mut records, &mut entries);
+    assert_eq!(events(&state), chunk, "a full first chunk");
+    let keys = |records: &BTreeMap<Vec<u8>, Vec<u8>>, kind: &str| {
+        let prefix = format!("{kind}/M0/L1/");
+        records
+            .keys()
+            .filter(|key| key.starts_with(prefix.as_bytes()))
+            .count()
+    };
+    assert_eq!(keys(&records, "loanevents"), 1);
+    run([repay(&state)], &mut state, &mut records, &mut entries);
+    assert_eq!(
+        keys(&records, "loanevents"),
+        2,
+        "the next entry starts a chunk"
+    );
+    let reverse = Step::ReverseLoan { member: 0 };
+    run(
+        [body_of(&reverse, &state)],
+        &mut state,
+        &mut records,
+        &mut entries,
+    );
+    assert_eq!(events(&state), chunk);
+    assert_eq!(
+        keys(&records, "loanevents"),
+        1,
+        "the reversal emptied the second chunk: its record goes"
+    );
+    assert_eq!(
+        keys(&records, "loanhistory"),
+        2,
+        "the history keeps both entries"
+    );
+    // `run` held the records to the state after every entry; read back,
+    // they give the lists whole.
+    let read =
+        LedgerState::import(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
+    assert_eq!(read.loans[&loan].events, state.loans[&loan].events);
+    assert_eq!(read.loans[&loan].history, state.loans[&loan].history);
+    assert_eq!(read.loans[&loan].history.len(), chunk + 2);
+    // A chunk missing is refused, not read as a shorter list.
+    let first = records
+        .keys()
+        .find(|key| key.starts_with(b"loanhistory/M0/L1/"))
+        .unwrap()
+        .clone();
+    let mut gap = records.clone();
+    gap.remove(&first);
+    let refused = LedgerState::import(gap.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+    assert!(
+        matches!(&refused, Err(why) if why.contains("loanhistory/M0/L1/0000000001")),
+        "{:?}",
+        refused.map(|s| s.last_sequence())
+    );
+}
+
 /// The books' records taken in apart from the rest: without the rest (no
 /// head record) they are a cache cut short, as they would be taken in with
 /// it; a books' record that does not decode is refused, naming its key.
