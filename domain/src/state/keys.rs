@@ -73,10 +73,11 @@ const ACCESS_KEY: &str = "access";
 /// 6: day-log chunks end by their bytes, not their entries.
 /// 7: the general ledger's histories, the lines' as well as the accounts',
 /// in records of their own steps, encoded as memory keeps them
-/// ([`crate::books::RECORD_STEPS`] a record), not in buckets of postings;
-/// a loan's lists of entries in records of their own, by chunks
-/// ([`LOAN_LIST_CHUNK`]), not in its progress record.
-pub const STATE_FORMAT: u32 = 7;
+/// ([`crate::books::RECORD_STEPS`] a record), not in buckets of postings.
+/// 8: a loan's lists of entries in records of their own, by chunks
+/// ([`LOAN_LIST_CHUNK`]), not in its progress record (whose layout a
+/// cache of 7 would be misread by).
+pub const STATE_FORMAT: u32 = 8;
 
 /// Entries per record of a loan's lists of entries: a checkpoint rewrites
 /// a loan's last chunk of each, not its lists whole (at 10^7 entries of
@@ -782,6 +783,19 @@ impl StateImport {
             ));
         }
         state.books = books.import.finish()?;
+        // A loan's lists grew chunk by chunk as they were read: trimmed
+        // to what they hold (about 160 MiB of lists at 10^7 entries of
+        // the recovery benchmark, which growing by doubling had left with
+        // up to as much again of room).
+        for loan in state.loans.values_mut() {
+            if loan.events.capacity() > loan.events.len()
+                || loan.history.capacity() > loan.history.len()
+            {
+                let loan = Arc::make_mut(loan);
+                loan.events.shrink_to_fit();
+                loan.history.shrink_to_fit();
+            }
+        }
         for (branch, date, lines) in carries {
             state.books.note_carry(&branch, date, lines);
         }
