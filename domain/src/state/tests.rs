@@ -850,6 +850,21 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
         "{:?}",
         refused.map(|s| s.last_sequence())
     );
+    // So are a chunk holding nothing, one holding more than a chunk's
+    // entries, and one after a chunk that is not full.
+    let refused_with = |key: &[u8], entries: Vec<u64>, why: &str| {
+        let mut edited = records.clone();
+        edited.insert(key.to_vec(), postcard::to_stdvec(&entries).unwrap());
+        let read = LedgerState::import(edited.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        assert!(
+            matches!(&read, Err(e) if e.contains(why)),
+            "{why}: {:?}",
+            read.map(|s| s.last_sequence())
+        );
+    };
+    refused_with(&first, Vec::new(), "holds 0 entries");
+    refused_with(&first, vec![1; chunk + 1], "holds 1025 entries");
+    refused_with(&first, vec![1; chunk - 1], "does not follow the 1 chunks");
 }
 
 /// The books' records taken in apart from the rest: without the rest (no
