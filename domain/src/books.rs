@@ -1471,8 +1471,20 @@ mod tests {
         assert!(refused.contains("follows no record 1"), "{refused}");
         let mut twice = lines.clone();
         twice.push(lines[second].clone());
-        let refused = Books::from_records(accounts, twice).unwrap_err();
+        let refused = Books::from_records(accounts.clone(), twice).unwrap_err();
         assert!(refused.contains("read twice"), "{refused}");
+        // An account's later record naming another line than its first.
+        let later = accounts.iter().position(|(_, k, _)| *k == 1).unwrap();
+        let (head, bytes): (AccountStepsHead, &[u8]) =
+            postcard::take_from_bytes(&accounts[later].2).unwrap();
+        let moved = AccountStepsHead {
+            line: Line::Recoveries,
+            ..head
+        };
+        let mut elsewhere = accounts.clone();
+        elsewhere[later].2 = steps_value(&moved, bytes);
+        let refused = Books::from_records(elsewhere, lines.clone()).unwrap_err();
+        assert!(refused.contains("names line recoveries"), "{refused}");
     }
 
     #[test]
