@@ -14,17 +14,23 @@
 //! length; and the starting days kept take no more than the changes do.
 //!
 //! Chunks are kept as postcard bytes (an entry's changes take tens of
-//! bytes, not the few hundred of a decoded [`DayTotals`]); a full chunk
-//! never changes again, so a state cache rewrites only each branch's last.
+//! bytes, not the few hundred of a decoded [`DayTotals`]). A full chunk
+//! never changes again: once the next one opens it is closed, its record
+//! written once under a key read when asked ([`crate::stored`]), and once
+//! the store holds it ([`DayLog::keep_in`], [`DayLog::let_go`]) it leaves
+//! memory and is read back for a figure as of one of its entries (the last
+//! few read kept). Each branch's open chunk stays in memory; its record is
+//! the one a checkpoint rewrites.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{BranchId, ProductId};
+use super::stored::StoredRecords;
 use super::totals::{DayTotals, Overflow, ProductDay};
 
 /// Bytes of changes a chunk of a branch's day log holds at least before the
@@ -32,7 +38,7 @@ use super::totals::{DayTotals, Overflow, ProductDay};
 pub const DAY_CHUNK_BYTES_MIN: usize = if cfg!(test) { 48 } else { 16 << 10 };
 
 /// One chunk of a branch's day log, as the state cache keeps it
-/// (`daylog/BRANCH/CHUNK`).
+/// ([`open_chunk_key`], [`closed_chunk_key`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayChunk {
     /// Sequence number of the chunk's first entry.
@@ -281,15 +287,113 @@ impl CompactDay {
 /// A branch's days by effective date.
 pub type Days = BTreeMap<NaiveDate, DayTotals>;
 
+/// Prefix of [`open_chunk_key`]'s keys.
+pub const OPEN_CHUNK_PREFIX: &str = "daylog/";
+/// Prefix of [`closed_chunk_key`]'s keys: records read when asked
+/// ([`crate::stored`]).
+pub const CLOSED_CHUNK_PREFIX: &str = "cold/daylog/";
+
+/// Key of the record of `branch`'s open chunk (its last, which its next
+/// entries go into): rewritten as it grows, and read at startup.
+pub fn open_chunk_key(branch: &BranchId) -> String {
+    format!("{OPEN_CHUNK_PREFIX}{branch}")
+}
+
+/// Key of the record of `branch`'s closed chunk whose first entry is
+/// `first_sequence`: written once, when the chunk after it opens, and read
+/// back only when a figure as of one of its entries is asked for.
+pub fn closed_chunk_key(branch: &BranchId, first_sequence: u64) -> String {
+    format!("{CLOSED_CHUNK_PREFIX}{branch}/{first_sequence:020}")
+}
+
+/// Closed chunks read back from the store that stay in memory, the most
+/// recently read (a report asks for the same few dates again and again).
+const RECENT_CHUNKS: usize = 8;
+
+/// One chunk of a branch's log.
+#[derive(Clone, Debug)]
+enum Slot {
+    /// In memory.
+    Held(Arc<DayChunk>),
+    /// Closed and in the store only ([`DayLog::keep_in`]): its first entry.
+    Stored(u64),
+}
+
+impl Slot {
+    fn first_sequence(&self) -> u64 {
+        match self {
+            Slot::Held(chunk) => chunk.first_sequence,
+            Slot::Stored(first) => *first,
+        }
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Slot) -> bool {
+        match (self, other) {
+            (Slot::Held(a), Slot::Held(b)) => a == b,
+            (Slot::Stored(a), Slot::Stored(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// What [`DayLog::note`] changed: the branch's open chunk, and the chunk
+/// before it when this entry's changes opened a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Noted {
+    /// The first entry of the chunk this entry closed (its changes went
+    /// into a new chunk after it): that chunk's record is written once.
+    pub closed: Option<u64>,
+}
+
 /// Every branch's day log.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct DayLog {
-    /// Each branch's chunks, oldest first. Shared: a copy of the state
-    /// shares the full chunks, and copies only the last one it changes.
-    branches: BTreeMap<BranchId, Vec<Arc<DayChunk>>>,
+    /// Each branch's chunks, oldest first, the last one open. Shared: a
+    /// copy of the state shares the full chunks, and copies only the last
+    /// one it changes.
+    branches: BTreeMap<BranchId, Vec<Slot>>,
     /// True on a copy that keeps no log (the writer's, which answers no
     /// reads).
     off: bool,
+    /// Where the closed chunks it let go of are read back from.
+    store: Option<Arc<dyn StoredRecords>>,
+    /// The closed chunks last read back from it.
+    recent: Recent,
+}
+
+impl PartialEq for DayLog {
+    fn eq(&self, other: &DayLog) -> bool {
+        self.branches == other.branches && self.off == other.off
+    }
+}
+
+impl Eq for DayLog {}
+
+/// Closed chunks read back from the store, the most recently used last.
+#[derive(Default)]
+struct Recent(Mutex<VecDeque<(BranchId, u64, Arc<DayChunk>)>>);
+
+impl Recent {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(BranchId, u64, Arc<DayChunk>)>> {
+        // Nothing is left half done under the lock: a poisoned one is sound.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Clone for Recent {
+    fn clone(&self) -> Recent {
+        Recent::default()
+    }
+}
+
+impl std::fmt::Debug for Recent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Recent({} chunks)", self.lock().len())
+    }
 }
 
 fn encode_into<T: Serialize>(value: &T, bytes: &mut Vec<u8>) {
@@ -302,6 +406,7 @@ impl DayLog {
     pub fn stop(&mut self) {
         self.off = true;
         self.branches = BTreeMap::new();
+        self.store = None;
     }
 
     /// True once [`DayLog::stop`] was called: it notes nothing.
@@ -310,15 +415,15 @@ impl DayLog {
     }
 
     /// Notes what entry `sequence` changed of `branch`'s days, which stood
-    /// as `before` just before it. Returns the index of the chunk it went
-    /// into (`None` when nothing changed or the log is off).
+    /// as `before` just before it (`None` when nothing changed or the log
+    /// is off).
     pub fn note(
         &mut self,
         sequence: u64,
         branch: &BranchId,
         before: Option<&Days>,
         changes: &[(NaiveDate, DayTotals)],
-    ) -> Option<u64> {
+    ) -> Option<Noted> {
         if self.off || changes.is_empty() {
             return None;
         }
@@ -326,31 +431,41 @@ impl DayLog {
             Some(chunks) => chunks,
             None => self.branches.entry(branch.clone()).or_default(),
         };
-        if chunks
-            .last()
-            .is_none_or(|last| last.changes.len() >= last.before.len().max(DAY_CHUNK_BYTES_MIN))
-        {
+        let (full, closed) = match chunks.last() {
+            None => (true, None),
+            Some(Slot::Held(last)) => (
+                last.changes.len() >= last.before.len().max(DAY_CHUNK_BYTES_MIN),
+                Some(last.first_sequence),
+            ),
+            // Never the last one (`let_go` keeps it): a new one follows.
+            Some(Slot::Stored(_)) => (true, None),
+        };
+        let closed = if full {
             let mut starting = Vec::new();
             let empty = Days::new();
             encode_into(&DaysOf(before.unwrap_or(&empty).iter()), &mut starting);
-            chunks.push(Arc::new(DayChunk {
+            chunks.push(Slot::Held(Arc::new(DayChunk {
                 first_sequence: sequence,
                 entries: 0,
                 before: starting,
                 changes: Vec::new(),
-            }));
+            })));
+            closed
+        } else {
+            None
+        };
+        if let Some(Slot::Held(open)) = chunks.last_mut() {
+            let chunk = Arc::make_mut(open);
+            chunk.entries += 1;
+            encode_into(
+                &EntryChangesOf {
+                    sequence,
+                    days: changes,
+                },
+                &mut chunk.changes,
+            );
         }
-        let index = chunks.len() - 1;
-        let chunk = Arc::make_mut(&mut chunks[index]);
-        chunk.entries += 1;
-        encode_into(
-            &EntryChangesOf {
-                sequence,
-                days: changes,
-            },
-            &mut chunk.changes,
-        );
-        u64::try_from(index).ok()
+        Some(Noted { closed })
     }
 
     /// `branch`'s days as they stood right after entry `sequence`.
@@ -358,79 +473,239 @@ impl DayLog {
         let Some(chunks) = self.branches.get(branch) else {
             return Ok(Days::new());
         };
-        let at = chunks.partition_point(|c| c.first_sequence <= sequence);
-        let Some(chunk) = at.checked_sub(1).map(|i| &chunks[i]) else {
+        let at = chunks.partition_point(|c| c.first_sequence() <= sequence);
+        let Some(slot) = at.checked_sub(1).map(|i| &chunks[i]) else {
             return Ok(Days::new());
         };
-        let starting: Vec<CompactDay> =
-            postcard::from_bytes(&chunk.before).map_err(|e| format!("day log: {e}"))?;
-        let mut days = Days::new();
-        for day in starting {
-            let (date, totals) = day.totals()?;
-            days.insert(date, totals);
+        match slot {
+            Slot::Held(chunk) => days_in(chunk, sequence),
+            Slot::Stored(first) => days_in(&*self.read_stored(branch, *first)?, sequence),
         }
-        let mut rest = chunk.changes.as_slice();
-        while !rest.is_empty() {
-            let (changes, after): (EntryChanges, &[u8]) =
-                postcard::take_from_bytes(rest).map_err(|e| format!("day log: {e}"))?;
-            if changes.sequence > sequence {
-                break;
-            }
-            for day in changes.days {
-                let (date, change) = day.totals()?;
-                let total = days.entry(date).or_default();
-                total
-                    .add(&change)
-                    .map_err(|Overflow| "day log: arithmetic overflow".to_owned())?;
-                if total.is_empty() {
-                    days.remove(&date);
-                }
-            }
-            rest = after;
-        }
-        Ok(days)
     }
 
-    /// Bytes the log holds: every chunk's starting days and changes.
+    /// `branch`'s closed chunk from entry `first`, read back from the store
+    /// (or kept from a recent read).
+    fn read_stored(&self, branch: &BranchId, first: u64) -> Result<Arc<DayChunk>, String> {
+        {
+            let mut recent = self.recent.lock();
+            if let Some(at) = recent
+                .iter()
+                .position(|(b, f, _)| *f == first && b == branch)
+                && let Some(found) = recent.remove(at)
+            {
+                let chunk = found.2.clone();
+                recent.push_back(found);
+                return Ok(chunk);
+            }
+        }
+        let key = closed_chunk_key(branch, first);
+        let Some(store) = &self.store else {
+            return Err(format!("record {key:?} is in no store"));
+        };
+        let bytes = store
+            .read(key.as_bytes())?
+            .ok_or_else(|| format!("record {key:?} is missing"))?;
+        let chunk: DayChunk =
+            postcard::from_bytes(&bytes).map_err(|e| format!("record {key:?}: {e}"))?;
+        if chunk.first_sequence != first {
+            return Err(format!(
+                "record {key:?} holds the chunk from entry {}",
+                chunk.first_sequence
+            ));
+        }
+        let chunk = Arc::new(chunk);
+        let mut recent = self.recent.lock();
+        if recent.len() >= RECENT_CHUNKS {
+            recent.pop_front();
+        }
+        recent.push_back((branch.clone(), first, chunk.clone()));
+        Ok(chunk)
+    }
+
+    /// Bytes of the chunks held in memory: their starting days and changes.
     pub fn bytes(&self) -> usize {
         self.branches
             .values()
             .flatten()
-            .map(|chunk| chunk.before.len() + chunk.changes.len())
+            .map(|slot| match slot {
+                Slot::Held(chunk) => chunk.before.len() + chunk.changes.len(),
+                Slot::Stored(_) => 0,
+            })
             .sum()
     }
 
-    /// Chunk `index` of `branch`'s log.
-    pub fn chunk(&self, branch: &BranchId, index: u64) -> Option<&DayChunk> {
-        let index = usize::try_from(index).ok()?;
-        self.branches.get(branch)?.get(index).map(Arc::as_ref)
+    /// `branch`'s open chunk (its last), if it has any.
+    pub fn open_chunk(&self, branch: &BranchId) -> Option<&DayChunk> {
+        match self.branches.get(branch)?.last()? {
+            Slot::Held(chunk) => Some(chunk),
+            Slot::Stored(_) => None,
+        }
     }
 
-    /// Every chunk, as `(branch, index)` keys.
-    pub fn keys(&self) -> impl Iterator<Item = (&BranchId, u64)> {
+    /// `branch`'s closed chunks, but the last.
+    fn closed(&self, branch: &BranchId) -> &[Slot] {
+        self.branches
+            .get(branch)
+            .map_or(&[], |slots| &slots[..slots.len().saturating_sub(1)])
+    }
+
+    /// `branch`'s closed chunk from entry `first`: held in memory, or read
+    /// back from the store (`Ok(None)`: it has none from that entry).
+    pub fn closed_chunk(
+        &self,
+        branch: &BranchId,
+        first: u64,
+    ) -> Result<Option<Arc<DayChunk>>, String> {
+        let closed = self.closed(branch);
+        match closed.binary_search_by_key(&first, Slot::first_sequence) {
+            Ok(at) => match &closed[at] {
+                Slot::Held(chunk) => Ok(Some(chunk.clone())),
+                Slot::Stored(first) => self.read_stored(branch, *first).map(Some),
+            },
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// True when `branch`'s closed chunk from entry `first` was let go of:
+    /// its record is in the store, as it will stay.
+    pub fn is_let_go(&self, branch: &BranchId, first: u64) -> bool {
+        let closed = self.closed(branch);
+        closed
+            .binary_search_by_key(&first, Slot::first_sequence)
+            .is_ok_and(|at| matches!(closed[at], Slot::Stored(_)))
+    }
+
+    /// Every branch with a log (each has an open chunk).
+    pub fn branches(&self) -> impl Iterator<Item = &BranchId> {
         self.branches
             .iter()
-            .flat_map(|(branch, chunks)| (0..chunks.len() as u64).map(move |i| (branch, i)))
+            .filter(|(_, slots)| !slots.is_empty())
+            .map(|(branch, _)| branch)
     }
 
-    /// Puts back chunk `index` of `branch`'s log, read from a state cache;
-    /// chunks come in key order (each branch's from 0 on).
-    pub fn restore(&mut self, branch: BranchId, index: u64, chunk: DayChunk) -> Result<(), String> {
-        let chunks = self.branches.entry(branch.clone()).or_default();
-        if index != chunks.len() as u64 {
+    /// Every closed chunk, as `(branch, first entry)`.
+    pub fn closed_keys(&self) -> impl Iterator<Item = (&BranchId, u64)> {
+        self.branches.keys().flat_map(move |branch| {
+            self.closed(branch)
+                .iter()
+                .map(move |slot| (branch, slot.first_sequence()))
+        })
+    }
+
+    /// Puts back `branch`'s log, read from a state cache: its closed chunks
+    /// by first entry (each read, or `None`: left in the store, read when
+    /// asked), then its open one.
+    pub fn restore(
+        &mut self,
+        branch: BranchId,
+        closed: Vec<(u64, Option<DayChunk>)>,
+        open: DayChunk,
+    ) -> Result<(), String> {
+        if self.branches.contains_key(&branch) {
+            return Err(format!("day log of {branch}: read twice"));
+        }
+        let mut slots = Vec::with_capacity(closed.len() + 1);
+        for (first, chunk) in closed {
+            let slot = match chunk {
+                Some(chunk) if chunk.first_sequence != first => {
+                    return Err(format!(
+                        "day log of {branch}: the record of the chunk from entry {first} holds the \
+                         chunk from entry {}",
+                        chunk.first_sequence
+                    ));
+                }
+                Some(chunk) => Slot::Held(Arc::new(chunk)),
+                None => Slot::Stored(first),
+            };
+            slots.push(slot);
+        }
+        slots.push(Slot::Held(Arc::new(open)));
+        if let Some(pair) = slots
+            .windows(2)
+            .find(|pair| pair[0].first_sequence() >= pair[1].first_sequence())
+        {
             return Err(format!(
-                "day log of {branch}: chunk {index} follows chunk {}",
-                chunks.len() as i128 - 1
+                "day log of {branch}: the chunk from entry {} comes after the one from entry {}",
+                pair[1].first_sequence(),
+                pair[0].first_sequence()
             ));
         }
-        chunks.push(Arc::new(chunk));
+        if slots.iter().any(|slot| slot.first_sequence() == 0) {
+            return Err(format!("day log of {branch}: a chunk from entry 0"));
+        }
+        self.branches.insert(branch, slots);
         Ok(())
     }
+
+    /// From now on reads the closed chunks it lets go of from `store`, and
+    /// lets go of every closed chunk it holds: for a log whose closed
+    /// chunks `store` holds, all of them (startup read or saved them).
+    pub fn keep_in(&mut self, store: Arc<dyn StoredRecords>) {
+        if self.off {
+            return;
+        }
+        self.store = Some(store);
+        for slots in self.branches.values_mut() {
+            let closed = slots.len().saturating_sub(1);
+            for slot in &mut slots[..closed] {
+                *slot = Slot::Stored(slot.first_sequence());
+            }
+        }
+    }
+
+    /// Lets go of `branch`'s closed chunk from entry `first` once the store
+    /// holds its record (a checkpoint saved it); kept while the log has no
+    /// store to read it back from ([`DayLog::keep_in`]).
+    pub fn let_go(&mut self, branch: &BranchId, first: u64) {
+        if self.store.is_none() {
+            return;
+        }
+        let Some(slots) = self.branches.get_mut(branch) else {
+            return;
+        };
+        let closed = slots.len().saturating_sub(1);
+        if let Ok(at) = slots[..closed].binary_search_by_key(&first, Slot::first_sequence) {
+            slots[at] = Slot::Stored(first);
+        }
+    }
+}
+
+/// The days a chunk's starting days and changes give right after entry
+/// `sequence`.
+fn days_in(chunk: &DayChunk, sequence: u64) -> Result<Days, String> {
+    let starting: Vec<CompactDay> =
+        postcard::from_bytes(&chunk.before).map_err(|e| format!("day log: {e}"))?;
+    let mut days = Days::new();
+    for day in starting {
+        let (date, totals) = day.totals()?;
+        days.insert(date, totals);
+    }
+    let mut rest = chunk.changes.as_slice();
+    while !rest.is_empty() {
+        let (changes, after): (EntryChanges, &[u8]) =
+            postcard::take_from_bytes(rest).map_err(|e| format!("day log: {e}"))?;
+        if changes.sequence > sequence {
+            break;
+        }
+        for day in changes.days {
+            let (date, change) = day.totals()?;
+            let total = days.entry(date).or_default();
+            total
+                .add(&change)
+                .map_err(|Overflow| "day log: arithmetic overflow".to_owned())?;
+            if total.is_empty() {
+                days.remove(&date);
+            }
+        }
+        rest = after;
+    }
+    Ok(days)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn date(day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2024, 1, day).expect("a January date")
@@ -481,7 +756,7 @@ mod tests {
             }
             seen.push((sequence, live.clone()));
         }
-        assert!(log.keys().count() >= 3, "several chunks");
+        assert!(log.closed_keys().count() >= 2, "several chunks");
         assert_eq!(log.days_at(&branch, 0).expect("decodes"), Days::new());
         let mut expected = Days::new();
         for sequence in 1..=11 {
@@ -502,38 +777,195 @@ mod tests {
         );
     }
 
-    #[test]
-    fn chunks_restored_in_order_answer_as_the_originals() {
-        let branch = BranchId::parse("branch", "TB").expect("an id");
+    /// A log of seven entries over several chunks.
+    fn seven_entries(branch: &BranchId) -> (DayLog, Days) {
         let mut log = DayLog::default();
         let mut live = Days::new();
         for sequence in 1..=7 {
             let changed = change(i64::try_from(sequence).expect("small"));
-            log.note(
-                sequence,
-                &branch,
-                Some(&live),
-                &[(date(1), changed.clone())],
-            );
+            log.note(sequence, branch, Some(&live), &[(date(1), changed.clone())]);
             live.entry(date(1))
                 .or_default()
                 .add(&changed)
                 .expect("small");
         }
+        (log, live)
+    }
+
+    /// The closed chunks' records as a store keeps them.
+    fn closed_records(log: &DayLog) -> HashMap<Vec<u8>, Vec<u8>> {
+        log.closed_keys()
+            .map(|(branch, first)| {
+                let chunk = log
+                    .closed_chunk(branch, first)
+                    .expect("held")
+                    .expect("listed");
+                (
+                    closed_chunk_key(branch, first).into_bytes(),
+                    postcard::to_stdvec(&*chunk).expect("encodes"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_restored_in_order_answer_as_the_originals() {
+        let branch = BranchId::parse("branch", "TB").expect("an id");
+        let (log, live) = seven_entries(&branch);
+        let closed: Vec<(u64, Option<DayChunk>)> = log
+            .closed_keys()
+            .map(|(b, first)| {
+                let chunk = log.closed_chunk(b, first).expect("held").expect("listed");
+                (first, Some((*chunk).clone()))
+            })
+            .collect();
+        assert!(closed.len() >= 2, "several closed chunks");
+        let open = log.open_chunk(&branch).expect("an open chunk").clone();
         let mut restored = DayLog::default();
-        for (b, index) in log.keys() {
-            let chunk = log.chunk(b, index).expect("listed").clone();
-            restored.restore(b.clone(), index, chunk).expect("in order");
-        }
+        restored
+            .restore(branch.clone(), closed.clone(), open.clone())
+            .expect("in order");
         assert_eq!(restored, log);
-        let first = log.chunk(&branch, 0).expect("a chunk").clone();
-        assert!(restored.restore(branch.clone(), 5, first).is_err());
+        assert!(
+            restored
+                .restore(branch.clone(), closed.clone(), open.clone())
+                .is_err(),
+            "read twice"
+        );
+        let mut swapped = closed.clone();
+        swapped.swap(0, 1);
+        assert!(
+            DayLog::default()
+                .restore(branch.clone(), swapped, open.clone())
+                .is_err(),
+            "out of order"
+        );
+        let mut misnamed = closed.clone();
+        misnamed[0].0 += 1;
+        assert!(
+            DayLog::default()
+                .restore(branch.clone(), misnamed, open.clone())
+                .is_err(),
+            "a record holding another chunk than its key names"
+        );
         let mut stopped = log.clone();
         stopped.stop();
         assert_eq!(
             stopped.note(8, &branch, Some(&live), &[(date(1), change(1))]),
             None
         );
+    }
+
+    /// Records kept in a map, as a store keeps the closed chunks.
+    #[derive(Debug, Default)]
+    struct Kept {
+        records: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+        reads: Mutex<usize>,
+    }
+
+    impl StoredRecords for Kept {
+        fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+            *self.reads.lock().expect("not poisoned") += 1;
+            Ok(self.records.lock().expect("not poisoned").get(key).cloned())
+        }
+    }
+
+    #[test]
+    fn closed_chunks_let_go_of_are_read_back_from_the_store_when_asked() {
+        let branch = BranchId::parse("branch", "TB").expect("an id");
+        let (log, live) = seven_entries(&branch);
+        let kept = Arc::new(Kept {
+            records: Mutex::new(closed_records(&log)),
+            ..Kept::default()
+        });
+        let answers: Vec<Days> = (0..=8)
+            .map(|s| log.days_at(&branch, s).expect("held"))
+            .collect();
+        let mut cold = log.clone();
+        cold.keep_in(kept.clone());
+        assert!(cold.bytes() < log.bytes(), "only the open chunk held");
+        for (first, _) in log.closed_keys().map(|(b, f)| (f, b)) {
+            assert!(cold.is_let_go(&branch, first));
+        }
+        assert!(
+            log.closed_keys()
+                .all(|(_, first)| !log.is_let_go(&branch, first))
+        );
+        for (sequence, expected) in (0..=8).zip(&answers) {
+            assert_eq!(
+                &cold.days_at(&branch, sequence).expect("read back"),
+                expected
+            );
+        }
+        // Asked again, the recent chunks come from memory.
+        let reads = *kept.reads.lock().expect("not poisoned");
+        for sequence in 0..=8 {
+            cold.days_at(&branch, sequence).expect("read back");
+        }
+        assert_eq!(*kept.reads.lock().expect("not poisoned"), reads);
+        // The open chunk goes on taking entries.
+        let mut going_on = cold.clone();
+        let mut more = log.clone();
+        for sequence in 8..=12 {
+            let noted = going_on.note(sequence, &branch, Some(&live), &[(date(2), change(1))]);
+            let expected = more.note(sequence, &branch, Some(&live), &[(date(2), change(1))]);
+            assert_eq!(noted, expected);
+            if let Some(Noted {
+                closed: Some(first),
+            }) = noted
+            {
+                assert!(!going_on.is_let_go(&branch, first), "held until saved");
+                going_on.let_go(&branch, first);
+                assert!(going_on.is_let_go(&branch, first));
+                let chunk = more
+                    .closed_chunk(&branch, first)
+                    .expect("held")
+                    .expect("closed");
+                kept.records.lock().expect("not poisoned").insert(
+                    closed_chunk_key(&branch, first).into_bytes(),
+                    postcard::to_stdvec(&*chunk).expect("encodes"),
+                );
+            }
+        }
+        for sequence in 0..=13 {
+            assert_eq!(
+                going_on.days_at(&branch, sequence),
+                more.days_at(&branch, sequence),
+                "after {sequence}"
+            );
+        }
+        // Without a store, nothing is let go of.
+        let mut without = log.clone();
+        let first = log.closed_keys().next().expect("a closed chunk").1;
+        without.let_go(&branch, first);
+        assert!(!without.is_let_go(&branch, first));
+    }
+
+    #[test]
+    fn a_closed_chunk_missing_or_damaged_in_the_store_is_an_error_not_an_answer() {
+        let branch = BranchId::parse("branch", "TB").expect("an id");
+        let (log, _) = seven_entries(&branch);
+        let records = closed_records(&log);
+        let first = log.closed_keys().next().expect("a closed chunk").1;
+        let key = closed_chunk_key(&branch, first).into_bytes();
+        let other = log.closed_keys().nth(1).expect("two closed chunks").1;
+        let other_key = closed_chunk_key(&branch, other).into_bytes();
+        let mut damaged = records.clone();
+        damaged.insert(key.clone(), vec![0xff; 3]);
+        let mut moved = records.clone();
+        moved.insert(key.clone(), records[&other_key].clone());
+        let mut missing = records.clone();
+        missing.remove(&key);
+        for (why, records) in [("damaged", damaged), ("moved", moved), ("missing", missing)] {
+            let mut cold = log.clone();
+            cold.keep_in(Arc::new(Kept {
+                records: Mutex::new(records),
+                ..Kept::default()
+            }));
+            let answer = cold.days_at(&branch, first);
+            assert!(answer.is_err(), "{why}: {answer:?}");
+            assert!(cold.closed_chunk(&branch, first).is_err(), "{why}");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod request_index;
 pub mod savings_interest;
 pub mod schedule;
 pub mod state;
+pub mod stored;
 pub mod totals;
 
 pub use error::DomainError;

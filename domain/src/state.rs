@@ -573,6 +573,13 @@ impl LedgerState {
         (reader, writer)
     }
 
+    /// Reads the records it leaves in the store ([`crate::stored`]) from
+    /// `store` from now on, and lets go of those it holds: for a state
+    /// whose records `store` holds (startup read or saved them).
+    pub fn keep_stored_in(&mut self, store: Arc<dyn crate::stored::StoredRecords>) {
+        self.day_log.keep_in(store);
+    }
+
     /// Keeps only what deciding commands needs of the general ledger (its
     /// lines, not each account's history): for the writer's copy, which
     /// answers no reads and whose records are never taken.

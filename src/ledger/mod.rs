@@ -1213,14 +1213,22 @@ impl Persister {
         if records.is_empty() {
             return;
         }
-        if let Err(error) = self.store.save_state(&records) {
-            // Keep the keys changed so that the next checkpoint writes them:
-            // the cache must never skip a record and then claim a later head.
-            tracing::error!(%error, "saving derived state failed; retrying at the next checkpoint");
-            self.read_side
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .mark_changed(keys);
+        let saved = self.store.save_state(&records);
+        let mut read_side = self
+            .read_side
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match saved {
+            // What the read side held only for the store to save (closed
+            // day-log chunks) is read back from it from now on.
+            Ok(()) => read_side.saved(&keys),
+            Err(error) => {
+                // Keep the keys changed so that the next checkpoint writes
+                // them: the cache must never skip a record and then claim a
+                // later head.
+                tracing::error!(%error, "saving derived state failed; retrying at the next checkpoint");
+                read_side.mark_changed(keys);
+            }
         }
     }
 }

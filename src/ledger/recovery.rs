@@ -16,6 +16,11 @@ pub fn recover(store: &dyn Store) -> Result<LedgerState, StoreError> {
     // request id, and the store indexed them as it opened.
     let index = store.take_request_index();
     let mut state = recover_state(store)?;
+    // The store holds every record now (read, replayed and saved, or
+    // rebuilt and saved): those read when asked leave memory.
+    if let Some(stored) = store.stored_records() {
+        state.keep_stored_in(stored);
+    }
     // The journal's frames its index spared reading, checked meanwhile.
     store.check_journal()?;
     state.import_request_index(index);
@@ -148,6 +153,9 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
         let threads = feeds.len();
         let mut import = StateImport::default();
         let loaded = store.load_state(&mut |key, value| {
+            let Some(value) = value else {
+                return import.add_stored(key);
+            };
             if threads == 0 || !BooksRecords::holds(key) {
                 return import.add(key, value);
             }

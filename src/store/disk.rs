@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::entry::Entry;
 use crate::domain::request_index::RequestIndex;
 use crate::domain::state::StateRecord;
+use crate::domain::stored::{STORED_PREFIX, StoredRecords, is_stored_key};
 
 use super::journal_file::{JournalFile, read_entry_at};
 use super::offsets::EntryOffsets;
@@ -37,6 +38,27 @@ pub const STATE_DIR_NAME: &str = "state";
 /// Key of the cache digest in sled, beside the state records. Not UTF-8,
 /// so that no state record's key (always text) can be it.
 const DIGEST_KEY: &[u8] = b"\xffcache-digest";
+
+/// Prefix of the keys under which each record read when asked
+/// ([`STORED_PREFIX`]) has its term in the digest kept: this prefix, then
+/// the record's key. Not UTF-8 either, and sorted after every record and
+/// before the digest.
+const TERM_PREFIX: &[u8] = b"\xfe";
+
+/// The key of the term kept for the record `key`.
+fn term_key(key: &[u8]) -> Vec<u8> {
+    [TERM_PREFIX, key].concat()
+}
+
+/// The first key past every key that starts with `prefix` (which does not
+/// end in 0xff).
+fn past_prefix(prefix: &[u8]) -> Vec<u8> {
+    let mut past = prefix.to_vec();
+    if let Some(last) = past.last_mut() {
+        *last += 1;
+    }
+    past
+}
 
 /// Mode of the data directory and of every directory in it: its owner only.
 pub const DATA_DIR_MODE: u32 = 0o700;
@@ -51,10 +73,16 @@ pub const DATA_FILE_MODE: u32 = 0o600;
 /// binds the records to the journal entry that startup checks the head
 /// against. It detects damage and edits that do not also recompute the
 /// digest; it is not a signature.
+///
+/// A record read when asked ([`STORED_PREFIX`]) has its term kept beside it
+/// (under [`TERM_PREFIX`]), written in the same batch: startup adds the
+/// kept terms instead of reading those records, and a read of one checks
+/// it against its term ([`LocalFiles::stored_records`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheDigest([u8; 32]);
 
 impl CacheDigest {
+    /// A record's term in the sum.
     fn record_hash(key: &[u8], value: &[u8]) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update((key.len() as u64).to_le_bytes());
@@ -65,7 +93,16 @@ impl CacheDigest {
 
     /// Adds a record.
     pub fn add(&mut self, key: &[u8], value: &[u8]) {
-        let term = CacheDigest::record_hash(key, value);
+        self.add_term(CacheDigest::record_hash(key, value));
+    }
+
+    /// Removes a record that was added.
+    pub fn remove(&mut self, key: &[u8], value: &[u8]) {
+        self.remove_term(CacheDigest::record_hash(key, value));
+    }
+
+    /// Adds a record by its term ([`CacheDigest::record_hash`]).
+    fn add_term(&mut self, term: [u8; 32]) {
         let mut carry = 0u16;
         for (sum, byte) in self.0.iter_mut().zip(term) {
             let total = u16::from(*sum) + u16::from(byte) + carry;
@@ -74,9 +111,8 @@ impl CacheDigest {
         }
     }
 
-    /// Removes a record that was added.
-    pub fn remove(&mut self, key: &[u8], value: &[u8]) {
-        let term = CacheDigest::record_hash(key, value);
+    /// Removes a record that was added by its term.
+    fn remove_term(&mut self, term: [u8; 32]) {
         let mut borrow = 0i16;
         for (sum, byte) in self.0.iter_mut().zip(term) {
             let total = i16::from(*sum) - i16::from(byte) - borrow;
@@ -112,6 +148,12 @@ macro_rules! local_files_methods {
             visit: &mut crate::store::StateVisitor<'_>,
         ) -> Result<(), crate::store::StoreError> {
             self.local.load_state(visit)
+        }
+
+        fn stored_records(
+            &self,
+        ) -> Option<std::sync::Arc<dyn crate::domain::stored::StoredRecords>> {
+            Some(self.local.stored_records())
         }
 
         fn clear_state(&self) -> Result<(), crate::store::StoreError> {
@@ -165,11 +207,8 @@ pub struct DiskStore {
 /// the checkpoints issued and the access log.
 pub(super) struct LocalFiles {
     dir: PathBuf,
-    /// The state cache; closed after startup reads it whole
-    /// ([`Store::load_state`]) and opened again at its next use, so that
-    /// the pages sled kept of that read are let go (its page cache keeps
-    /// them otherwise: 67 MiB at 10^6 entries, growing with the cache).
-    state: Mutex<Option<sled::Db>>,
+    /// The state cache.
+    state: Arc<StateCache>,
     /// Serialises checkpoints: each reads the old values it replaces to
     /// update the digest, so two must not interleave.
     saving: Mutex<()>,
@@ -180,6 +219,92 @@ pub(super) struct LocalFiles {
     pub(super) tree: Option<super::tree_file::TreeFile>,
     /// Every checkpoint issued (`checkpoints.log`).
     pub(super) checkpoints: super::checkpoint_log::CheckpointLog,
+}
+
+/// The state cache's sled database; closed after startup reads it
+/// ([`Store::load_state`]) and opened again at its next use (a checkpoint,
+/// or a record read when asked), so that the pages sled kept of that read
+/// are let go (its page cache keeps them otherwise: 67 MiB at 10^6 entries,
+/// growing with the cache).
+struct StateCache {
+    path: PathBuf,
+    db: Mutex<Option<sled::Db>>,
+}
+
+impl StateCache {
+    /// The database, opened again if it was closed.
+    fn get(&self) -> Result<sled::Db, StoreError> {
+        let mut state = self
+            .db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(db) = state.as_ref() {
+            return Ok(db.clone());
+        }
+        // The closed instance's lock is released by one of its background
+        // threads as it stops, shortly after the close: wait for it (up to
+        // five seconds) rather than fail the checkpoint.
+        let mut waited = 0;
+        let db = loop {
+            match cache_config(&self.path).open() {
+                Ok(db) => break db,
+                // sled gives no kind for it: its message names it.
+                Err(sled::Error::Io(error))
+                    if error.to_string().contains("could not acquire lock") && waited < 250 =>
+                {
+                    waited += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(_) => break open_cache(&self.path)?,
+            }
+        };
+        *state = Some(db.clone());
+        Ok(db)
+    }
+
+    /// Closes the database (`db` is its last handle but this one's).
+    fn close(&self, db: sled::Db) {
+        let mut state = self
+            .db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let kept = state.take();
+        drop((kept, db));
+    }
+}
+
+/// The records of the state cache read when asked, each checked against
+/// the term kept for it.
+struct CacheReader(Arc<StateCache>);
+
+impl std::fmt::Debug for CacheReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CacheReader({})", self.0.path.display())
+    }
+}
+
+impl StoredRecords for CacheReader {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let db = self.0.get().map_err(|e| e.to_string())?;
+        read_stored(&db, key).map_err(|e| e.to_string())
+    }
+}
+
+/// The record `key` (one read when asked), checked against its term.
+fn read_stored(db: &sled::Db, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    let state_error = |e: sled::Error| StoreError::State(e.to_string());
+    let value = db.get(key).map_err(state_error)?;
+    let term = db.get(term_key(key)).map_err(state_error)?;
+    match (value, term) {
+        (None, None) => Ok(None),
+        (Some(value), Some(term)) if term.as_ref() == CacheDigest::record_hash(key, &value) => {
+            Ok(Some(value.to_vec()))
+        }
+        _ => Err(StoreError::Untrusted(format!(
+            "record {:?} does not match the hash kept for it: edited or damaged on disk",
+            String::from_utf8_lossy(key)
+        ))),
+    }
 }
 
 impl DiskStore {
@@ -430,10 +555,14 @@ impl LocalFiles {
     /// Opens the local files in `dir` (made by [`LocalFiles::create_dir`]),
     /// with the Merkle tree's when `tree`.
     pub(super) fn open(dir: &Path, tree: bool) -> Result<LocalFiles, StoreError> {
-        let state = open_cache(&dir.join(STATE_DIR_NAME))?;
+        let path = dir.join(STATE_DIR_NAME);
+        let state = open_cache(&path)?;
         Ok(LocalFiles {
             dir: dir.to_owned(),
-            state: Mutex::new(Some(state)),
+            state: Arc::new(StateCache {
+                path,
+                db: Mutex::new(Some(state)),
+            }),
             saving: Mutex::new(()),
             access_log: super::access_log::AccessLog::open(dir)?,
             tree: if tree {
@@ -459,9 +588,23 @@ impl LocalFiles {
         for (key, value) in records {
             let key = key.as_slice();
             let value = value.as_deref();
+            let stored = is_stored_key(key);
             match written.get(key) {
                 Some(Some(old)) => digest.remove(key, old),
                 Some(None) => {}
+                // A record read when asked: its old term is kept apart.
+                None if stored => {
+                    if let Some(old) = db.get(term_key(key)).map_err(state_error)? {
+                        let old: [u8; 32] = old.as_ref().try_into().map_err(|_| {
+                            StoreError::Untrusted(format!(
+                                "the hash kept for record {:?} is {} bytes, not 32",
+                                String::from_utf8_lossy(key),
+                                old.len()
+                            ))
+                        })?;
+                        digest.remove_term(old);
+                    }
+                }
                 None => {
                     if let Some(old) = db.get(key).map_err(state_error)? {
                         digest.remove(key, &old);
@@ -470,15 +613,29 @@ impl LocalFiles {
             }
             match value {
                 Some(value) => {
-                    digest.add(key, value);
+                    let term = CacheDigest::record_hash(key, value);
+                    digest.add_term(term);
                     batch.insert(key, value);
+                    if stored {
+                        batch.insert(term_key(key), &term[..]);
+                    }
                 }
-                None => batch.remove(key),
+                None => {
+                    batch.remove(key);
+                    if stored {
+                        batch.remove(term_key(key));
+                    }
+                }
             }
             written.insert(key, value);
         }
         batch.insert(DIGEST_KEY, &digest.0[..]);
         db.apply_batch(batch).map_err(state_error)
+    }
+
+    /// Where the records read when asked are read back from.
+    pub(super) fn stored_records(&self) -> Arc<dyn StoredRecords> {
+        Arc::new(CacheReader(self.state.clone()))
     }
 
     pub(super) fn load_state(&self, visit: &mut super::StateVisitor<'_>) -> Result<(), StoreError> {
@@ -492,17 +649,18 @@ impl LocalFiles {
         let mut refused = None;
         // Read on after a refusal: records that do not add up to their
         // digest say more (edited or damaged) than the record refused.
-        let mut take = |batch: Vec<(sled::IVec, sled::IVec)>| {
+        let mut take = |batch: Vec<(sled::IVec, Option<sled::IVec>)>| {
             for (key, value) in batch {
                 if refused.is_none()
-                    && let Err(why) = visit(&key, &value)
+                    && let Err(why) = visit(&key, value.as_deref())
                 {
                     refused = Some(why);
                 }
             }
         };
-        let (batches, received) =
-            std::sync::mpsc::sync_channel::<Vec<(sled::IVec, sled::IVec)>>(LOAD_BATCHES_IN_FLIGHT);
+        let (batches, received) = std::sync::mpsc::sync_channel::<
+            Vec<(sled::IVec, Option<sled::IVec>)>,
+        >(LOAD_BATCHES_IN_FLIGHT);
         let cache = &db;
         let read = std::thread::scope(|scope| {
             // The sender moves to the reader: the batches end when it does.
@@ -566,43 +724,12 @@ impl LocalFiles {
 
     /// The state cache, opened again if it was closed.
     fn cache(&self) -> Result<sled::Db, StoreError> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(db) = state.as_ref() {
-            return Ok(db.clone());
-        }
-        let path = self.dir.join(STATE_DIR_NAME);
-        // The closed instance's lock is released by one of its background
-        // threads as it stops, shortly after the close: wait for it (up to
-        // five seconds) rather than fail the checkpoint.
-        let mut waited = 0;
-        let db = loop {
-            match cache_config(&path).open() {
-                Ok(db) => break db,
-                // sled gives no kind for it: its message names it.
-                Err(sled::Error::Io(error))
-                    if error.to_string().contains("could not acquire lock") && waited < 250 =>
-                {
-                    waited += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(_) => break open_cache(&path)?,
-            }
-        };
-        *state = Some(db.clone());
-        Ok(db)
+        self.state.get()
     }
 
     /// Closes the state cache (`db` is its last handle but the store's).
     fn close_cache(&self, db: sled::Db) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let kept = state.take();
-        drop((kept, db));
+        self.state.close(db);
     }
 }
 
@@ -614,25 +741,44 @@ const LOAD_BATCH_BYTES: usize = 1 << 20;
 /// ... or this many records.
 const LOAD_BATCH_RECORDS: usize = 1024;
 
-/// Reads every state record of `db` in key order, but the digest's, and
-/// hands them over in batches (until `hand_over` says no more are taken);
-/// the digest of what it read and how many.
+/// Reads every state record of `db` in key order but those read when asked
+/// ([`STORED_PREFIX`]), then the keys of those from their kept terms, and
+/// hands them over in batches (until `hand_over` says no more are taken),
+/// the latter without a value; the digest of what it read and how many.
 fn read_records(
     db: &sled::Db,
-    mut hand_over: impl FnMut(Vec<(sled::IVec, sled::IVec)>) -> bool,
+    mut hand_over: impl FnMut(Vec<(sled::IVec, Option<sled::IVec>)>) -> bool,
 ) -> Result<(CacheDigest, usize), StoreError> {
     let mut found = CacheDigest::default();
     let mut count = 0usize;
     let mut batch = Vec::with_capacity(LOAD_BATCH_RECORDS);
     let mut bytes = 0usize;
-    for item in db.iter() {
+    let past_stored = past_prefix(STORED_PREFIX);
+    let records = db
+        .range(..STORED_PREFIX)
+        .chain(db.range(past_stored.as_slice()..TERM_PREFIX))
+        .chain(db.range(TERM_PREFIX..DIGEST_KEY));
+    for item in records {
         let (key, value) = item.map_err(|e| StoreError::State(e.to_string()))?;
-        if key.as_ref() == DIGEST_KEY {
-            continue;
-        }
-        found.add(&key, &value);
+        let (key, value) = match key.strip_prefix(TERM_PREFIX) {
+            Some(stored) => {
+                let term: [u8; 32] = value.as_ref().try_into().map_err(|_| {
+                    StoreError::Untrusted(format!(
+                        "the hash kept for record {:?} is {} bytes, not 32",
+                        String::from_utf8_lossy(stored),
+                        value.len()
+                    ))
+                })?;
+                found.add_term(term);
+                (sled::IVec::from(stored), None)
+            }
+            None => {
+                found.add(&key, &value);
+                (key, Some(value))
+            }
+        };
         count += 1;
-        bytes += key.len() + value.len();
+        bytes += key.len() + value.as_ref().map_or(0, |value| value.len());
         batch.push((key, value));
         if batch.len() == LOAD_BATCH_RECORDS || bytes >= LOAD_BATCH_BYTES {
             // The receiver stops taking only when its thread is gone, and
@@ -664,15 +810,32 @@ fn stored_digest(db: &sled::Db) -> Result<Option<CacheDigest>, StoreError> {
     Ok(Some(CacheDigest(bytes)))
 }
 
-/// Every state record in `db`, sorted by key, without the digest.
+/// Every state record in `db`, sorted by key, without the digest and the
+/// kept terms; each record read when asked checked against its term, and
+/// every term against its record.
 fn records_of(db: &sled::Db) -> Result<Vec<KeyValue>, StoreError> {
-    db.iter()
-        .filter(|item| !matches!(item, Ok((key, _)) if key.as_ref() == DIGEST_KEY))
+    let state_error = |e: sled::Error| StoreError::State(e.to_string());
+    let records: Vec<KeyValue> = db
+        .range(..TERM_PREFIX)
         .map(|item| {
             item.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(|e| StoreError::State(e.to_string()))
+                .map_err(state_error)
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    for (key, _) in records.iter().filter(|(key, _)| is_stored_key(key)) {
+        read_stored(db, key)?;
+    }
+    for item in db.range(TERM_PREFIX..DIGEST_KEY) {
+        let (key, _) = item.map_err(state_error)?;
+        let stored = &key[TERM_PREFIX.len()..];
+        if read_stored(db, stored)?.is_none() || !is_stored_key(stored) {
+            return Err(StoreError::Untrusted(format!(
+                "a hash is kept for record {:?}, which is not there",
+                String::from_utf8_lossy(stored)
+            )));
+        }
+    }
+    Ok(records)
 }
 
 /// Sets the process's umask so that new files and directories are the
@@ -826,11 +989,11 @@ mod tests {
     }
 
     /// Every record `load_state` hands over, in the order it does.
-    fn every_record(store: &DiskStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn every_record(store: &DiskStore) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let mut seen = Vec::new();
         store
             .load_state(&mut |key, value| {
-                seen.push((key.to_vec(), value.to_vec()));
+                seen.push((key.to_vec(), value.map(<[u8]>::to_vec)));
                 Ok(())
             })
             .unwrap();
@@ -848,8 +1011,8 @@ mod tests {
         assert_eq!(
             seen,
             vec![
-                (b"a".to_vec(), b"1".to_vec()),
-                (b"b".to_vec(), b"2".to_vec())
+                (b"a".to_vec(), Some(b"1".to_vec())),
+                (b"b".to_vec(), Some(b"2".to_vec()))
             ]
         );
         let refused = store.load_state(&mut |key, _| match key {
@@ -883,7 +1046,11 @@ mod tests {
             .collect();
         store.save_state(&records).unwrap();
         let seen = every_record(&store);
-        assert_eq!(seen, (0..count).map(record).collect::<Vec<_>>());
+        let expected: Vec<_> = (0..count)
+            .map(record)
+            .map(|(key, value)| (key, Some(value)))
+            .collect();
+        assert_eq!(seen, expected);
 
         let last = format!("k{:06}", count - 2);
         store
@@ -917,15 +1084,107 @@ mod tests {
             .insert(b"a", &b"edited"[..])
             .unwrap();
         for refuse in [false, true] {
-            let loaded = store.load_state(&mut |_, value| match refuse && value == b"edited" {
-                true => Err("undecodable".to_owned()),
-                false => Ok(()),
-            });
+            let loaded =
+                store.load_state(&mut |_, value| match refuse && value == Some(b"edited") {
+                    true => Err("undecodable".to_owned()),
+                    false => Ok(()),
+                });
             assert!(
                 matches!(&loaded, Err(StoreError::Untrusted(_))),
                 "refusing: {refuse}: {loaded:?}"
             );
         }
+    }
+
+    /// Records read when asked are handed over by key only, after the
+    /// others, and still add up to the digest (from the terms kept beside
+    /// them); one read back is checked against its term, and so is every
+    /// one `verify` reads.
+    #[test]
+    fn records_read_when_asked_stay_in_the_store_checked_against_their_terms() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let record =
+            |key: &str, value: &str| (key.as_bytes().to_vec(), Some(value.as_bytes().to_vec()));
+        store
+            .save_state(&[
+                record("a", "1"),
+                record("cold/x/1", "first"),
+                record("cold/x/2", "second"),
+                record("cold/x/3", "third"),
+                record("z", "9"),
+            ])
+            .unwrap();
+        // Changed and removed in later checkpoints: the digest follows.
+        store
+            .save_state(&[record("cold/x/1", "first again")])
+            .unwrap();
+        store.save_state(&[(b"cold/x/3".to_vec(), None)]).unwrap();
+        let cold = |key: &str| (key.as_bytes().to_vec(), None);
+        assert_eq!(
+            every_record(&store),
+            vec![
+                (b"a".to_vec(), Some(b"1".to_vec())),
+                (b"z".to_vec(), Some(b"9".to_vec())),
+                cold("cold/x/1"),
+                cold("cold/x/2"),
+            ]
+        );
+        let reader = store.stored_records().unwrap();
+        assert_eq!(
+            reader.read(b"cold/x/1").unwrap().as_deref(),
+            Some(&b"first again"[..])
+        );
+        assert_eq!(
+            reader.read(b"cold/x/2").unwrap().as_deref(),
+            Some(&b"second"[..])
+        );
+        assert_eq!(reader.read(b"cold/x/3").unwrap(), None);
+        // A handle held across a `load_state` (which closes the cache)
+        // would keep sled's lock: each use takes its own.
+        let db = || store.local.cache().unwrap();
+        assert_eq!(super::records_of(&db()).unwrap().len(), 4);
+
+        // Edited behind the digest's back: startup does not read it, so
+        // it is seen when read, by the server and by `verify`.
+        db().insert(b"cold/x/2", &b"edited"[..]).unwrap();
+        assert_eq!(every_record(&store).len(), 4);
+        let read = reader.read(b"cold/x/2");
+        assert!(
+            matches!(&read, Err(why) if why.contains("cold/x/2") && why.contains("does not match")),
+            "{read:?}"
+        );
+        assert!(matches!(
+            super::records_of(&db()),
+            Err(StoreError::Untrusted(_))
+        ));
+        db().insert(b"cold/x/2", &b"second"[..]).unwrap();
+        assert!(super::records_of(&db()).is_ok());
+
+        // A term edited, or cut short.
+        let term = super::term_key(b"cold/x/2");
+        let kept = db().get(&term).unwrap().unwrap();
+        for (what, value) in [("another", vec![7u8; 32]), ("short", vec![7u8; 5])] {
+            db().insert(term.as_slice(), value).unwrap();
+            let loaded = store.load_state(&mut |_, _| Ok(()));
+            assert!(
+                matches!(&loaded, Err(StoreError::Untrusted(_))),
+                "{what}: {loaded:?}"
+            );
+        }
+        db().insert(term.as_slice(), kept).unwrap();
+        assert_eq!(every_record(&store).len(), 4);
+        // A term without its record.
+        db().insert(super::term_key(b"cold/x/9"), &[1u8; 32][..])
+            .unwrap();
+        assert!(matches!(
+            super::records_of(&db()),
+            Err(StoreError::Untrusted(_))
+        ));
+        assert!(matches!(
+            store.load_state(&mut |_, _| Ok(())),
+            Err(StoreError::Untrusted(_))
+        ));
     }
 
     /// A cache an earlier release wrote with sled's default segments opens

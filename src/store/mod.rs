@@ -150,8 +150,10 @@ pub struct BackupPlan {
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// What takes in the state cache's records as [`Store::load_state`] reads
-/// them: `Err` with why a record cannot be used.
-pub type StateVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), String> + 'a;
+/// them, each key with its value, or `None` for a record left in the store
+/// unread ([`crate::domain::stored`]): `Err` with why a record cannot be
+/// used.
+pub type StateVisitor<'a> = dyn FnMut(&[u8], Option<&[u8]>) -> Result<(), String> + 'a;
 
 /// Durable journal plus derived-state cache.
 ///
@@ -187,6 +189,11 @@ pub trait Store: Send + Sync + 'static {
     /// they do not add up to their digest, `State` when `visit` refused one
     /// (its message) or they could not be read.
     fn load_state(&self, visit: &mut StateVisitor<'_>) -> Result<(), StoreError>;
+
+    /// Where the records `load_state` left unread (or a state rebuilt from
+    /// the journal saved) are read back from when asked; `None` from a
+    /// store that keeps no state cache (its `load_state` hands over none).
+    fn stored_records(&self) -> Option<Arc<dyn crate::domain::stored::StoredRecords>>;
 
     /// Removes every derived-state record (before a rebuild from the journal).
     fn clear_state(&self) -> Result<(), StoreError>;

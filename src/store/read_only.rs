@@ -124,6 +124,10 @@ impl Store for ReadOnlyStore {
         Ok(())
     }
 
+    fn stored_records(&self) -> Option<Arc<dyn crate::domain::stored::StoredRecords>> {
+        None
+    }
+
     fn clear_state(&self) -> Result<(), StoreError> {
         Ok(())
     }

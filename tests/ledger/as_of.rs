@@ -211,3 +211,173 @@ async fn branch_totals_and_portfolio_quality_as_of_an_entry_are_what_was_read_ri
         .unwrap_err();
     assert_refused(&beyond, Code::InvalidArgument, "as_of_sequence");
 }
+
+/// `count` deposits into `TB-0001/C1` over January (opened on the 2nd), from the `from`th on,
+/// six hundred a batch.
+async fn deposits_over_january(app: &mut App, from: usize, count: usize) {
+    for batch in (from..from + count).collect::<Vec<_>>().chunks(600) {
+        let commands = batch
+            .iter()
+            .map(|i| pb::BatchCommand {
+                command: Some(pb::batch_command::Command::DepositSavings(
+                    pb::DepositSavingsRequest {
+                        context: crate::support::ctx(&format!("january-{i}")),
+                        account_id: "TB-0001/C1".into(),
+                        amount: crate::support::vnd("1000"),
+                        effective_date: format!("2024-01-{:02}", 3 + i % 27),
+                    },
+                )),
+            })
+            .collect();
+        let results = app.submit_batch(commands).await;
+        let refused = results
+            .iter()
+            .find(|r| !matches!(r.result, Some(pb::batch_result::Result::DepositSavings(_))));
+        assert!(refused.is_none(), "{refused:?}");
+    }
+}
+
+/// The first entry of each closed chunk of TB's day log, and how many of
+/// them the server let go of (left in the store, read when asked).
+fn closed_chunks(app: &App) -> (Vec<u64>, usize) {
+    app.ledger.read(|state| {
+        let log = state.day_log();
+        let firsts: Vec<u64> = log.closed_keys().map(|(_, first)| first).collect();
+        let let_go = log
+            .closed_keys()
+            .filter(|(branch, first)| log.is_let_go(branch, *first))
+            .count();
+        (firsts, let_go)
+    })
+}
+
+/// A long day log's older chunks stay in the state cache once written and
+/// are read back when a figure as of one of their entries is asked for:
+/// after a restart every answer is the one given before it. A chunk's
+/// record edited on disk does not stop the server from starting (it is not
+/// read then); a figure it holds is refused as damaged, the others still
+/// answer, and `verify` reports the edit.
+#[tokio::test]
+async fn figures_as_of_early_entries_are_read_back_from_the_cache_after_a_restart() {
+    // A checkpoint every batch: chunks closed while serving leave memory
+    // once one has saved them.
+    let config = mfi_ledger::ledger::LedgerConfig {
+        checkpoint_entries: 600,
+        ..Default::default()
+    };
+    let mut app =
+        crate::support::spawn_app_with(config, mfi_ledger::api::ServerLimits::default()).await;
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    deposits_over_january(&mut app, 0, 3_600).await;
+    let last = app.last_sequence().await;
+    let mut serving = closed_chunks(&app);
+    for _ in 0..500 {
+        if serving.1 == serving.0.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        serving = closed_chunks(&app);
+    }
+    assert!(serving.0.len() >= 2, "closed chunks: {:?}", serving.0);
+    assert_eq!(
+        serving.1,
+        serving.0.len(),
+        "closed chunks let go once saved"
+    );
+    let sequences: Vec<u64> = (1..=last).step_by(157).chain([last - 1, last]).collect();
+    let mut before = Vec::new();
+    for &sequence in &sequences {
+        before.push((
+            totals_at(&mut app, sequence).await,
+            quality_at(&mut app, "TB", sequence).await,
+        ));
+    }
+
+    let mut app = app.restart().await;
+    let (firsts, let_go) = closed_chunks(&app);
+    assert!(firsts.len() >= 2, "closed chunks: {firsts:?}");
+    assert_eq!(let_go, firsts.len(), "every closed chunk left in the store");
+    for (&sequence, (totals, quality)) in sequences.iter().zip(&before) {
+        assert_eq!(
+            &totals_at(&mut app, sequence).await,
+            totals,
+            "as of {sequence}"
+        );
+        assert_eq!(
+            &quality_at(&mut app, "TB", sequence).await,
+            quality,
+            "as of {sequence}"
+        );
+    }
+    // The log goes on: entries after the restart close more chunks, which
+    // the next checkpoint leaves in the store as well.
+    deposits_over_january(&mut app, 3_600, 1_800).await;
+    let dir = app.stop().await;
+    let mut app = crate::support::start_again(dir).await;
+    let (more, let_go) = closed_chunks(&app);
+    assert!(more.len() > firsts.len(), "{more:?} after {firsts:?}");
+    assert_eq!(let_go, more.len());
+    for (&sequence, (totals, _)) in sequences.iter().zip(&before) {
+        assert_eq!(
+            &totals_at(&mut app, sequence).await,
+            totals,
+            "as of {sequence}"
+        );
+    }
+
+    // The first closed chunk's record replaced by the second's.
+    let dir = app.stop().await;
+    {
+        let db = sled::Config::new()
+            .path(dir.path().join("state"))
+            .segment_size(mfi_ledger::store::CACHE_SEGMENT_BYTES)
+            .open()
+            .unwrap();
+        let key = |first: u64| format!("cold/daylog/TB/{first:020}");
+        let second = db.get(key(firsts[1])).unwrap().unwrap();
+        db.insert(key(firsts[0]), second).unwrap();
+        db.flush().unwrap();
+    }
+    let mut app = crate::support::start_again(dir).await;
+    assert_eq!(
+        app.last_sequence().await,
+        last + 1_800,
+        "started from its cache"
+    );
+    let damaged = app
+        .audit
+        .get_branch_totals(pb::GetBranchTotalsRequest {
+            branch_id: "TB".into(),
+            period: Some(pb::get_branch_totals_request::Period::Month(
+                "2024-01".into(),
+            )),
+            as_of_sequence: firsts[0],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(damaged.code(), Code::DataLoss, "{damaged:?}");
+    assert!(
+        damaged
+            .message()
+            .contains(&format!("as of entry {}", firsts[0]))
+            && damaged.message().contains("mfi-ledger verify"),
+        "{damaged:?}"
+    );
+    let (at, &other) = sequences
+        .iter()
+        .enumerate()
+        .find(|(_, s)| **s >= firsts[1])
+        .unwrap();
+    assert_eq!(
+        totals_at(&mut app, other).await,
+        before[at].0,
+        "a figure of another chunk still answers"
+    );
+    let dir = app.stop().await;
+    let report = crate::support::verify(dir.path());
+    assert!(
+        report.is_err(),
+        "verify must report the edited record: {report:?}"
+    );
+}

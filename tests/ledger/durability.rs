@@ -135,6 +135,9 @@ impl Store for WatchedStore {
     fn load_state(&self, visit: &mut StateVisitor<'_>) -> Result<(), StoreError> {
         self.inner.load_state(visit)
     }
+    fn stored_records(&self) -> Option<Arc<dyn mfi_ledger::domain::stored::StoredRecords>> {
+        self.inner.stored_records()
+    }
     fn clear_state(&self) -> Result<(), StoreError> {
         self.inner.clear_state()
     }

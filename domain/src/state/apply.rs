@@ -152,9 +152,12 @@ impl LedgerState {
         let body = &entry.body;
         for (branch, changes) in std::mem::take(&mut commit.day_changes) {
             let before = self.days.get(&branch);
-            if let Some(chunk) = self.day_log.note(body.sequence, &branch, before, &changes) {
-                self.changed
-                    .note(|| StateKey::DayChunk(branch.clone(), chunk));
+            if let Some(noted) = self.day_log.note(body.sequence, &branch, before, &changes) {
+                if let Some(first) = noted.closed {
+                    self.changed
+                        .note(|| StateKey::DayChunk(branch.clone(), first));
+                }
+                self.changed.note(|| StateKey::DayOpen(branch.clone()));
             }
         }
         self.commit(commit);

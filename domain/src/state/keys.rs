@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::books::{ACCOUNT_STEPS_PREFIX, Balance, LINE_STEPS_PREFIX, Line, StepsOf};
-use crate::day_log::DayChunk;
+use crate::day_log::{CLOSED_CHUNK_PREFIX, DayChunk, OPEN_CHUNK_PREFIX};
 
 /// One piece of the state that can change.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,8 +47,11 @@ pub enum StateKey {
     Carry(BranchId, NaiveDate),
     /// A savings product's versions.
     SavingsProduct(ProductId),
-    /// One chunk of a branch's day log ([`crate::day_log`]).
+    /// A closed chunk of a branch's day log ([`crate::day_log`]), by its
+    /// first entry: written once, read when asked ([`crate::stored`]).
     DayChunk(BranchId, u64),
+    /// A branch's open day-log chunk, the one its entries go into.
+    DayOpen(BranchId),
 }
 
 /// A record: key bytes and value bytes, or `None` when the key is gone.
@@ -77,7 +80,9 @@ const ACCESS_KEY: &str = "access";
 /// 8: a loan's lists of entries in records of their own, by chunks
 /// ([`LOAN_LIST_CHUNK`]), not in its progress record (whose layout a
 /// cache of 7 would be misread by).
-pub const STATE_FORMAT: u32 = 8;
+/// 9: a day log's closed chunks under keys read when asked
+/// ([`crate::stored`], by their first entry), its open chunk apart.
+pub const STATE_FORMAT: u32 = 9;
 
 /// Entries per record of a loan's lists of entries: a checkpoint rewrites
 /// a loan's last chunk of each, not its lists whole (at 10^7 entries of
@@ -152,7 +157,8 @@ impl StateKey {
             }
             StateKey::Carry(branch, date) => format!("carry/{branch}/{date}"),
             StateKey::SavingsProduct(id) => format!("savings-product/{id}"),
-            StateKey::DayChunk(branch, chunk) => format!("daylog/{branch}/{chunk:010}"),
+            StateKey::DayChunk(branch, first) => crate::day_log::closed_chunk_key(branch, *first),
+            StateKey::DayOpen(branch) => crate::day_log::open_chunk_key(branch),
         }
         .into_bytes()
     }
@@ -198,7 +204,15 @@ impl LedgerState {
                 self.books.line_record(branch, line, *index)
             }
             StateKey::SavingsProduct(id) => self.savings_products.get(id).map(encode),
-            StateKey::DayChunk(branch, chunk) => self.day_log.chunk(branch, *chunk).map(encode),
+            // Read back from the store when let go of (never among the
+            // changed records: `take_changed_keys`).
+            StateKey::DayChunk(branch, first) => self
+                .day_log
+                .closed_chunk(branch, *first)
+                .ok()
+                .flatten()
+                .map(|chunk| encode(&*chunk)),
+            StateKey::DayOpen(branch) => self.day_log.open_chunk(branch).map(encode),
             StateKey::Carry(branch, date) => self
                 .books
                 .carries()
@@ -220,8 +234,24 @@ impl LedgerState {
     /// The keys changed since the last call, in key order.
     fn take_changed_keys(&mut self) -> Vec<StateKey> {
         let mut keys = self.changed.take();
+        // A closed day-log chunk let go of is in the store as it will stay:
+        // its record is never written again (nor, unread, taken for gone).
+        keys.retain(
+            |key| !matches!(key, StateKey::DayChunk(branch, first) if self.day_log.is_let_go(branch, *first)),
+        );
         keys.sort_unstable();
         keys
+    }
+
+    /// The records of `keys` were saved: what the state holds only for
+    /// the store to save (closed day-log chunks) is let go of, to be read
+    /// back when asked.
+    pub fn saved(&mut self, keys: &[StateKey]) {
+        for key in keys {
+            if let StateKey::DayChunk(branch, first) = key {
+                self.day_log.let_go(branch, *first);
+            }
+        }
     }
 
     /// Marks `keys` changed again (their records were not saved).
@@ -286,9 +316,10 @@ impl LedgerState {
         );
         keys.extend(
             self.day_log
-                .keys()
-                .map(|(branch, chunk)| StateKey::DayChunk(branch.clone(), chunk)),
+                .closed_keys()
+                .map(|(branch, first)| StateKey::DayChunk(branch.clone(), first)),
         );
+        keys.extend(self.day_log.branches().cloned().map(StateKey::DayOpen));
         keys.extend(
             self.books
                 .carries()
@@ -687,11 +718,29 @@ pub struct StateImport {
     format: bool,
     books: BooksRecords,
     carries: Vec<Carry>,
-    day_chunks: Vec<(BranchId, u64, DayChunk)>,
+    /// Each branch's day log: its closed chunks (read, or left in the
+    /// store) and its open one.
+    day_logs: BTreeMap<BranchId, DayRecords>,
     /// The chunks of the loan's list being read, held until a record of
     /// another comes, so the list is sized once for them (grown chunk by
     /// chunk, the lists kept about 100 MiB more resident at 10^7 entries).
     list: Option<ListRun>,
+}
+
+/// A branch's day-log records read so far.
+#[derive(Default)]
+struct DayRecords {
+    closed: Vec<(u64, Option<DayChunk>)>,
+    open: Option<DayChunk>,
+}
+
+/// The branch and first entry a closed day-log chunk's key names.
+fn closed_chunk_of(key: &str, rest: &str) -> Result<(BranchId, u64), String> {
+    rest.rsplit_once('/')
+        .and_then(|(branch, first)| {
+            Some((BranchId::parse("key", branch).ok()?, first.parse().ok()?))
+        })
+        .ok_or_else(|| format!("record key {key:?}"))
 }
 
 /// Consecutive chunks of one of a loan's lists of entries.
@@ -742,21 +791,44 @@ impl StateImport {
             let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
                 .map_err(|_| format!("record key {key:?}"))?;
             self.carries.push((branch, date, decode(key, value)?));
-        } else if let Some(rest) = key.strip_prefix("daylog/") {
-            let (branch, chunk) = rest
-                .rsplit_once('/')
-                .ok_or_else(|| format!("record key {key:?}"))?;
+        } else if let Some(rest) = key.strip_prefix(CLOSED_CHUNK_PREFIX) {
+            let (branch, first) = closed_chunk_of(key, rest)?;
+            let chunk = decode(key, value)?;
+            self.day_logs
+                .entry(branch)
+                .or_default()
+                .closed
+                .push((first, Some(chunk)));
+        } else if let Some(branch) = key.strip_prefix(OPEN_CHUNK_PREFIX) {
             let branch = BranchId::parse("key", branch).map_err(|e| e.to_string())?;
-            let chunk = chunk
-                .parse::<u64>()
-                .map_err(|_| format!("record key {key:?}"))?;
-            self.day_chunks.push((branch, chunk, decode(key, value)?));
+            self.day_logs.entry(branch).or_default().open = Some(decode(key, value)?);
         } else {
             self.state.import_record(key, value)?;
         }
         self.any = true;
         self.head |= key == HEAD_KEY;
         self.format |= key == FORMAT_KEY;
+        Ok(())
+    }
+
+    /// Takes in a record the store keeps without reading it
+    /// ([`crate::stored`]): read when asked, from the store the state is
+    /// then given ([`LedgerState::keep_stored_in`]).
+    pub fn add_stored(&mut self, key: &[u8]) -> Result<(), String> {
+        let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
+        let Some(rest) = key.strip_prefix(CLOSED_CHUNK_PREFIX) else {
+            return Err(format!(
+                "record {key:?} is kept to be read when asked, and this build reads no such record"
+            ));
+        };
+        self.append_list()?;
+        let (branch, first) = closed_chunk_of(key, rest)?;
+        self.day_logs
+            .entry(branch)
+            .or_default()
+            .closed
+            .push((first, None));
+        self.any = true;
         Ok(())
     }
 
@@ -847,7 +919,7 @@ impl StateImport {
             format,
             books: added,
             carries,
-            mut day_chunks,
+            day_logs,
             list: _,
         } = self;
         books.absorb(added)?;
@@ -866,9 +938,14 @@ impl StateImport {
         for (branch, date, lines) in carries {
             state.books.note_carry(&branch, date, lines);
         }
-        day_chunks.sort_by(|(b1, c1, _), (b2, c2, _)| (b1, c1).cmp(&(b2, c2)));
-        for (branch, chunk, record) in day_chunks {
-            state.day_log.restore(branch, chunk, record)?;
+        for (branch, mut records) in day_logs {
+            let Some(open) = records.open else {
+                return Err(format!(
+                    "day log of {branch}: closed chunks and no open one"
+                ));
+            };
+            records.closed.sort_by_key(|(first, _)| *first);
+            state.day_log.restore(branch, records.closed, open)?;
         }
         Ok(state)
     }

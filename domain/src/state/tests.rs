@@ -1613,7 +1613,7 @@ fn figures_as_of_an_entry_from_a_damaged_day_log_are_reported_damaged() {
     damaged
         .restore(
             tb.clone(),
-            0,
+            Vec::new(),
             crate::day_log::DayChunk {
                 first_sequence: 1,
                 entries: 1,

@@ -1,0 +1,28 @@
+//! Records of the state that stay in the store once written: read back
+//! when a query asks for them, not at startup.
+//!
+//! A record whose key starts with [`STORED_PREFIX`] is written once and
+//! never changed (a closed chunk of a branch's day log). A store keeps,
+//! beside each, the hash the cache's digest counts for it, so that startup
+//! checks the digest from those hashes without reading the records, and
+//! checks each record against its own hash when it is read
+//! ([`StoredRecords::read`]). The records that change (the open chunk of a
+//! day log among them) keep other keys and are read at startup.
+
+/// Key prefix of the records read when asked, not at startup.
+pub const STORED_PREFIX: &[u8] = b"cold/";
+
+/// True for the key of a record read when asked ([`STORED_PREFIX`]).
+pub fn is_stored_key(key: &[u8]) -> bool {
+    key.starts_with(STORED_PREFIX)
+}
+
+/// Where the records under [`STORED_PREFIX`] are read from, once startup
+/// left them in the store.
+pub trait StoredRecords: Send + Sync + std::fmt::Debug {
+    /// The record `key`'s value, checked against the hash kept for it
+    /// (`None`: there is no such record). An error says why it could not
+    /// be read or why it is not the record written: the caller reports the
+    /// cache damaged, never takes it for absent.
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+}
