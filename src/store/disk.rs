@@ -50,6 +50,18 @@ fn term_key(key: &[u8]) -> Vec<u8> {
     [TERM_PREFIX, key].concat()
 }
 
+/// The term kept for the record `key`, from the bytes kept under
+/// [`term_key`].
+fn kept_term(key: &[u8], bytes: &[u8]) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| {
+        StoreError::Untrusted(format!(
+            "the hash kept for record {:?} is {} bytes, not 32",
+            String::from_utf8_lossy(key),
+            bytes.len()
+        ))
+    })
+}
+
 /// The first key past every key that starts with `prefix` (which does not
 /// end in 0xff).
 fn past_prefix(prefix: &[u8]) -> Vec<u8> {
@@ -595,14 +607,7 @@ impl LocalFiles {
                 // A record read when asked: its old term is kept apart.
                 None if stored => {
                     if let Some(old) = db.get(term_key(key)).map_err(state_error)? {
-                        let old: [u8; 32] = old.as_ref().try_into().map_err(|_| {
-                            StoreError::Untrusted(format!(
-                                "the hash kept for record {:?} is {} bytes, not 32",
-                                String::from_utf8_lossy(key),
-                                old.len()
-                            ))
-                        })?;
-                        digest.remove_term(old);
+                        digest.remove_term(kept_term(key, &old)?);
                     }
                 }
                 None => {
@@ -762,14 +767,7 @@ fn read_records(
         let (key, value) = item.map_err(|e| StoreError::State(e.to_string()))?;
         let (key, value) = match key.strip_prefix(TERM_PREFIX) {
             Some(stored) => {
-                let term: [u8; 32] = value.as_ref().try_into().map_err(|_| {
-                    StoreError::Untrusted(format!(
-                        "the hash kept for record {:?} is {} bytes, not 32",
-                        String::from_utf8_lossy(stored),
-                        value.len()
-                    ))
-                })?;
-                found.add_term(term);
+                found.add_term(kept_term(stored, &value)?);
                 (sled::IVec::from(stored), None)
             }
             None => {
