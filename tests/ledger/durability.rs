@@ -632,3 +632,102 @@ async fn a_retry_is_refused_unwritten_while_the_journals_index_cannot_be_read() 
     assert_eq!(app.last_sequence().await, head);
     assert_eq!(app.balance("savings:TB-0001/C1").await, "50000");
 }
+
+/// Deposits into M1/V1 on dates over February, numbered from `from`.
+fn february_deposits(from: usize, count: usize) -> Vec<Command> {
+    (from..from + count)
+        .map(|i| {
+            command(
+                &format!("feb-{i}"),
+                CommandBody::DepositSavings {
+                    account_id: SavingsAccountId::parse("a", "M1/V1").unwrap(),
+                    amount: Money {
+                        amount: Decimal::from(1000 + i as i64),
+                        currency: Some(Currency::Vnd),
+                    },
+                    effective_date: date(&format!("2024-02-{:02}", 1 + i % 28)),
+                },
+            )
+        })
+        .collect()
+}
+
+/// After a crash the cache is behind the journal and startup replays the
+/// rest: day-log chunks that close during the replay are saved with it,
+/// leave memory, and answer as they did before (the checkpoints of the
+/// run before failed, so the cache stayed where the setup left it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn day_log_chunks_closed_while_replaying_are_saved_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |store: Arc<dyn Store>| {
+        Arc::new(Ledger::start(store, TestClock::new(), LedgerConfig::default()).unwrap())
+    };
+    let stop = |ledger: Arc<Ledger>| async move {
+        tokio::task::spawn_blocking({
+            let ledger = ledger.clone();
+            move || ledger.shutdown()
+        })
+        .await
+        .unwrap();
+        drop(ledger);
+    };
+    let ledger = start(Arc::new(DiskStore::open(dir.path()).unwrap()));
+    set_up(&ledger).await;
+    let set_up_head = ledger.read(|s| s.last_sequence());
+    stop(ledger).await;
+
+    let mut store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
+    store.delay = Duration::ZERO;
+    store.failing_saves.store(u32::MAX, Ordering::SeqCst);
+    let ledger = start(Arc::new(store));
+    for batch in 0..6 {
+        for result in ledger
+            .submit_many(february_deposits(batch * 600, 600))
+            .await
+        {
+            result.unwrap();
+        }
+    }
+    let branch = BranchId::parse("b", "TB").unwrap();
+    let (from, to) = (date("2024-02-01").unwrap(), date("2024-02-29").unwrap());
+    let head = ledger.read(|s| s.last_sequence());
+    let sequences: Vec<u64> = (set_up_head..=head).step_by(97).chain([head]).collect();
+    let figures = |ledger: &Ledger| -> Vec<_> {
+        ledger.read(|s| {
+            sequences
+                .iter()
+                .map(|&at| s.period_figures_at(&branch, from, to, Some(at)).unwrap())
+                .collect()
+        })
+    };
+    let before = figures(&ledger);
+    let (closed, let_go) = ledger.read(|s| {
+        let log = s.day_log();
+        let closed = log.closed_keys().count();
+        let let_go = log
+            .closed_keys()
+            .filter(|(b, first)| log.is_let_go(b, *first))
+            .count();
+        (closed, let_go)
+    });
+    assert!(closed >= 2, "{closed} closed chunks");
+    assert_eq!(let_go, 0, "no checkpoint saved them");
+    stop(ledger).await;
+
+    let ledger = start(Arc::new(DiskStore::open(dir.path()).unwrap()));
+    assert_eq!(ledger.read(|s| s.last_sequence()), head);
+    let let_go = ledger.read(|s| {
+        let log = s.day_log();
+        log.closed_keys()
+            .filter(|(b, first)| log.is_let_go(b, *first))
+            .count()
+    });
+    assert_eq!(
+        let_go, closed,
+        "saved by the replay's checkpoint, then let go"
+    );
+    assert_eq!(figures(&ledger), before);
+    stop(ledger).await;
+    let report = mfi_ledger::verify::verify(dir.path()).unwrap();
+    assert_eq!(report.state_compared_at, head);
+}

@@ -8,7 +8,7 @@
 //! start a block that keeps its first sequence, date and the totals before
 //! it, so a figure as of an entry decodes at most one block.
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -198,21 +198,27 @@ impl Steps {
         {
             return Err("a history's steps above 4 GiB".into());
         }
-        let mut previous = self.tail.map(|t| t.step);
-        let mut total = previous.map_or(Balance::default(), |s| s.total);
+        // Dates as days of the common era while walking, checked against
+        // the range a date can hold (chrono's date arithmetic on every step
+        // was about 5 % of a restart's samples at 10^7 entries).
+        let days_of = |date: NaiveDate| i64::from(date.num_days_from_ce());
+        let days = days_of(NaiveDate::MIN)..=days_of(NaiveDate::MAX);
+        let mut previous = self.tail.map(|t| (t.step.sequence, days_of(t.step.date)));
+        let mut total = self.tail.map_or(Balance::default(), |t| t.step.total);
         let mut in_date_order = true;
         let mut blocks = Vec::with_capacity(starts.len());
         let mut tail = None;
         let mut at = 0;
         let mut added = 0;
         for (index, start) in starts.iter().enumerate() {
-            if previous.is_some_and(|p| start.sequence <= p.sequence) {
+            if previous.is_some_and(|(sequence, _)| start.sequence <= sequence) {
                 return Err(format!(
                     "a block starts at entry {}, not after the step before it",
                     start.sequence
                 ));
             }
             let block_at = at;
+            let start_day = days_of(start.date);
             let mut sums = BlockSums::new(total);
             let (mut sequence_gap, mut day_gap) = (0u64, 0i64);
             let mut steps = 0;
@@ -236,19 +242,16 @@ impl Steps {
                     .sequence
                     .checked_add(sequence_gap)
                     .ok_or("a step's entry out of range")?;
-                let date = chrono::TimeDelta::try_days(day_gap)
-                    .and_then(|days| start.date.checked_add_signed(days))
+                let day = start_day
+                    .checked_add(day_gap)
+                    .filter(|day| days.contains(day))
                     .ok_or("a step's date out of range")?;
-                if previous.is_some_and(|p| date < p.date) {
+                if previous.is_some_and(|(_, previous_day)| day < previous_day) {
                     in_date_order = false;
                 }
                 sums.add_checked(&raw)
                     .ok_or("a step's totals out of range")?;
-                previous = Some(Step {
-                    sequence,
-                    date,
-                    total,
-                });
+                previous = Some((sequence, day));
                 tail = Some(step_at);
                 steps += 1;
                 at = next;
@@ -270,13 +273,21 @@ impl Steps {
         if at != bytes.len() {
             return Err("bytes after a record's last step".into());
         }
-        let (Some(last), Some(tail_at)) = (previous, tail) else {
+        let (Some((sequence, day)), Some(tail_at)) = (previous, tail) else {
             return Err("a record without steps".into());
         };
+        let date = i32::try_from(day)
+            .ok()
+            .and_then(NaiveDate::from_num_days_from_ce_opt)
+            .ok_or("a step's date out of range")?;
         self.blocks.extend(blocks);
         self.bytes.extend_from_slice(bytes);
         self.tail = Some(Tail {
-            step: Step { total, ..last },
+            step: Step {
+                sequence,
+                date,
+                total,
+            },
             at: (base + tail_at) as u32,
         });
         self.len += added;
