@@ -30,7 +30,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{BranchId, ProductId};
-use super::stored::StoredRecords;
+use super::stored::{ReadError, StoredRecords};
 use super::totals::{DayTotals, Overflow, ProductDay};
 
 /// Bytes of changes a chunk of a branch's day log holds at least before the
@@ -468,8 +468,9 @@ impl DayLog {
         Some(Noted { closed })
     }
 
-    /// `branch`'s days as they stood right after entry `sequence`.
-    pub fn days_at(&self, branch: &BranchId, sequence: u64) -> Result<Days, String> {
+    /// `branch`'s days as they stood right after entry `sequence`: an
+    /// error when its chunk could not be read back, or does not decode.
+    pub fn days_at(&self, branch: &BranchId, sequence: u64) -> Result<Days, ReadError> {
         let Some(chunks) = self.branches.get(branch) else {
             return Ok(Days::new());
         };
@@ -477,15 +478,16 @@ impl DayLog {
         let Some(slot) = at.checked_sub(1).map(|i| &chunks[i]) else {
             return Ok(Days::new());
         };
-        match slot {
+        let days = match slot {
             Slot::Held(chunk) => days_in(chunk, sequence),
             Slot::Stored(first) => days_in(&*self.read_stored(branch, *first)?, sequence),
-        }
+        };
+        days.map_err(ReadError::Damaged)
     }
 
     /// `branch`'s closed chunk from entry `first`, read back from the store
     /// (or kept from a recent read).
-    fn read_stored(&self, branch: &BranchId, first: u64) -> Result<Arc<DayChunk>, String> {
+    fn read_stored(&self, branch: &BranchId, first: u64) -> Result<Arc<DayChunk>, ReadError> {
         {
             let mut recent = self.recent.lock();
             if let Some(at) = recent
@@ -500,18 +502,18 @@ impl DayLog {
         }
         let key = closed_chunk_key(branch, first);
         let Some(store) = &self.store else {
-            return Err(format!("record {key:?} is in no store"));
+            return Err(ReadError::Damaged(format!("record {key:?} is in no store")));
         };
         let bytes = store
             .read(key.as_bytes())?
-            .ok_or_else(|| format!("record {key:?} is missing"))?;
-        let chunk: DayChunk =
-            postcard::from_bytes(&bytes).map_err(|e| format!("record {key:?}: {e}"))?;
+            .ok_or_else(|| ReadError::Damaged(format!("record {key:?} is missing")))?;
+        let chunk: DayChunk = postcard::from_bytes(&bytes)
+            .map_err(|e| ReadError::Damaged(format!("record {key:?}: {e}")))?;
         if chunk.first_sequence != first {
-            return Err(format!(
+            return Err(ReadError::Damaged(format!(
                 "record {key:?} holds the chunk from entry {}",
                 chunk.first_sequence
-            ));
+            )));
         }
         let chunk = Arc::new(chunk);
         let mut recent = self.recent.lock();
@@ -555,7 +557,7 @@ impl DayLog {
         &self,
         branch: &BranchId,
         first: u64,
-    ) -> Result<Option<Arc<DayChunk>>, String> {
+    ) -> Result<Option<Arc<DayChunk>>, ReadError> {
         let closed = self.closed(branch);
         match closed.binary_search_by_key(&first, Slot::first_sequence) {
             Ok(at) => match &closed[at] {
@@ -703,7 +705,7 @@ fn days_in(chunk: &DayChunk, sequence: u64) -> Result<Days, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
@@ -864,7 +866,7 @@ mod tests {
     }
 
     impl StoredRecords for Kept {
-        fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
             *self.reads.lock().expect("not poisoned") += 1;
             Ok(self.records.lock().expect("not poisoned").get(key).cloned())
         }
@@ -963,8 +965,28 @@ mod tests {
                 ..Kept::default()
             }));
             let answer = cold.days_at(&branch, first);
-            assert!(answer.is_err(), "{why}: {answer:?}");
+            assert!(
+                matches!(answer, Err(ReadError::Damaged(_))),
+                "{why}: {answer:?}"
+            );
             assert!(cold.closed_chunk(&branch, first).is_err(), "{why}");
+        }
+        // A store that cannot read now: not damage, and not an answer.
+        let mut cold = log.clone();
+        cold.keep_in(Arc::new(Unreadable));
+        assert_eq!(
+            cold.days_at(&branch, first),
+            Err(ReadError::Unreadable("disk on fire".into()))
+        );
+    }
+
+    /// A store whose reads fail.
+    #[derive(Debug)]
+    pub(crate) struct Unreadable;
+
+    impl StoredRecords for Unreadable {
+        fn read(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+            Err(ReadError::Unreadable("disk on fire".into()))
         }
     }
 

@@ -85,6 +85,10 @@ pub enum DomainError {
     /// ledger's and not of the request (which changed nothing).
     #[error("{message}")]
     Damaged { message: String },
+    /// What the ledger keeps could not be read just now (its store failed
+    /// to): the request changed nothing and may be sent again.
+    #[error("{message}")]
+    Unavailable { message: String },
 }
 
 impl DomainError {

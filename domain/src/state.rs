@@ -741,13 +741,22 @@ impl LedgerState {
         branch: &BranchId,
         sequence: u64,
     ) -> Result<crate::day_log::Days, DomainError> {
+        use crate::stored::ReadError;
         self.day_log
             .days_at(branch, sequence)
-            .map_err(|message| DomainError::Damaged {
-                message: format!(
-                    "the ledger's day figures as of entry {sequence} are damaged ({message}); \
-                     `mfi-ledger verify` compares the state cache with the journal"
-                ),
+            .map_err(|error| match error {
+                ReadError::Damaged(message) => DomainError::Damaged {
+                    message: format!(
+                        "the ledger's day figures as of entry {sequence} are damaged ({message}); \
+                         `mfi-ledger verify` compares the state cache with the journal"
+                    ),
+                },
+                ReadError::Unreadable(message) => DomainError::Unavailable {
+                    message: format!(
+                        "the ledger's day figures as of entry {sequence} could not be read from \
+                         its state cache ({message}); nothing changed: ask again"
+                    ),
+                },
             })
     }
 }

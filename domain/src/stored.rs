@@ -17,12 +17,25 @@ pub fn is_stored_key(key: &[u8]) -> bool {
     key.starts_with(STORED_PREFIX)
 }
 
+/// Why a record read when asked gave no value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// It could not be read now (the store failed to): asking again may
+    /// answer.
+    #[error("{0}")]
+    Unreadable(String),
+    /// What was read is not the record written (edited or damaged on disk,
+    /// or not decodable): asking again will not answer.
+    #[error("{0}")]
+    Damaged(String),
+}
+
 /// Where the records under [`STORED_PREFIX`] are read from, once startup
 /// left them in the store.
 pub trait StoredRecords: Send + Sync + std::fmt::Debug {
     /// The record `key`'s value, checked against the hash kept for it
     /// (`None`: there is no such record). An error says why it could not
-    /// be read or why it is not the record written: the caller reports the
-    /// cache damaged, never takes it for absent.
-    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+    /// be read, or why it is not the record written: the caller never
+    /// takes either for absent.
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
 }

@@ -20,6 +20,10 @@ pub fn from_domain(error: &DomainError) -> Status {
             tracing::error!(%error, "the ledger's state could not answer");
             Code::DataLoss
         }
+        DomainError::Unavailable { .. } => {
+            tracing::error!(%error, "the ledger's state could not be read");
+            Code::Unavailable
+        }
     };
     Status::new(code, error.to_string())
 }
@@ -65,6 +69,14 @@ mod tests {
         assert_eq!(
             damaged.message(),
             "the ledger's day figures as of entry 3 are damaged"
+        );
+        let unreadable = from_domain(&DomainError::Unavailable {
+            message: "the ledger's day figures as of entry 3 could not be read".into(),
+        });
+        assert_eq!(unreadable.code(), Code::Unavailable);
+        assert_eq!(
+            unreadable.message(),
+            "the ledger's day figures as of entry 3 could not be read"
         );
         let refused = from_domain(&DomainError::precondition("as_of_sequence", "too late"));
         assert_eq!(refused.code(), Code::FailedPrecondition);

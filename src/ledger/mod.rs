@@ -1262,6 +1262,7 @@ fn refusal_reason(error: &DomainError) -> &'static str {
         DomainError::Overflow => "overflow",
         DomainError::PermissionDenied { .. } => "permission_denied",
         DomainError::Damaged { .. } => "damaged",
+        DomainError::Unavailable { .. } => "unavailable",
     }
 }
 

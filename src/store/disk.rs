@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::entry::Entry;
 use crate::domain::request_index::RequestIndex;
 use crate::domain::state::StateRecord;
-use crate::domain::stored::{STORED_PREFIX, StoredRecords, is_stored_key};
+use crate::domain::stored::{ReadError, STORED_PREFIX, StoredRecords, is_stored_key};
 
 use super::journal_file::{JournalFile, read_entry_at};
 use super::offsets::EntryOffsets;
@@ -296,9 +296,15 @@ impl std::fmt::Debug for CacheReader {
 }
 
 impl StoredRecords for CacheReader {
-    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        let db = self.0.get().map_err(|e| e.to_string())?;
-        read_stored(&db, key).map_err(|e| e.to_string())
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        let db = self
+            .0
+            .get()
+            .map_err(|e| ReadError::Unreadable(e.to_string()))?;
+        read_stored(&db, key).map_err(|e| match e {
+            StoreError::Untrusted(_) => ReadError::Damaged(e.to_string()),
+            _ => ReadError::Unreadable(e.to_string()),
+        })
     }
 }
 
@@ -951,6 +957,7 @@ fn open_cache(path: &Path) -> Result<sled::Db, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::CacheDigest;
+    use crate::domain::stored::ReadError;
     use crate::store::{DiskStore, Store, StoreError};
 
     /// Startup reads the cache and closes it; the checkpoint right after
@@ -1149,7 +1156,7 @@ mod tests {
         assert_eq!(every_record(&store).len(), 4);
         let read = reader.read(b"cold/x/2");
         assert!(
-            matches!(&read, Err(why) if why.contains("cold/x/2") && why.contains("does not match")),
+            matches!(&read, Err(ReadError::Damaged(why)) if why.contains("cold/x/2") && why.contains("does not match")),
             "{read:?}"
         );
         assert!(matches!(

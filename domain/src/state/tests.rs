@@ -1633,3 +1633,34 @@ fn figures_as_of_an_entry_from_a_damaged_day_log_are_reported_damaged() {
     }
     assert!(state.period_figures_at(&tb, day(0), day(30), None).is_ok());
 }
+
+#[test]
+fn figures_as_of_an_entry_whose_chunk_cannot_be_read_now_are_unavailable_not_damaged() {
+    let tb = id(BranchId::parse, "TB");
+    let Funded { mut state, .. } = funded();
+    // A closed chunk from entry 1 left in a store that cannot read now.
+    let first = 1;
+    let mut log = crate::day_log::DayLog::default();
+    log.restore(
+        tb.clone(),
+        vec![(first, None)],
+        crate::day_log::DayChunk {
+            first_sequence: 2,
+            entries: 0,
+            before: vec![0],
+            changes: Vec::new(),
+        },
+    )
+    .unwrap();
+    state.day_log = log;
+    state.keep_stored_in(std::sync::Arc::new(crate::day_log::tests::Unreadable));
+    match state.period_figures_at(&tb, day(0), day(30), Some(first)) {
+        Err(DomainError::Unavailable { message }) => assert!(
+            message.contains(&format!("as of entry {first} could not be read"))
+                && message.contains("ask again"),
+            "{message}"
+        ),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(state.period_figures_at(&tb, day(0), day(30), None).is_ok());
+}
