@@ -274,15 +274,20 @@ async fn no_reply_precedes_its_barrier_and_concurrent_commands_share_barriers() 
 }
 
 fn deposit(i: usize) -> Command {
+    deposit_on(&format!("dep-{i}"), i, "2024-02-01")
+}
+
+/// A deposit of 1,000 + `i` VND into M1/V1 on `day`.
+fn deposit_on(request_id: &str, i: usize, day: &str) -> Command {
     command(
-        &format!("dep-{i}"),
+        request_id,
         CommandBody::DepositSavings {
             account_id: SavingsAccountId::parse("a", "M1/V1").unwrap(),
             amount: Money {
                 amount: Decimal::from(1000 + i as i64),
                 currency: Some(Currency::Vnd),
             },
-            effective_date: date("2024-02-01"),
+            effective_date: date(day),
         },
     )
 }
@@ -637,16 +642,10 @@ async fn a_retry_is_refused_unwritten_while_the_journals_index_cannot_be_read() 
 fn february_deposits(from: usize, count: usize) -> Vec<Command> {
     (from..from + count)
         .map(|i| {
-            command(
+            deposit_on(
                 &format!("feb-{i}"),
-                CommandBody::DepositSavings {
-                    account_id: SavingsAccountId::parse("a", "M1/V1").unwrap(),
-                    amount: Money {
-                        amount: Decimal::from(1000 + i as i64),
-                        currency: Some(Currency::Vnd),
-                    },
-                    effective_date: date(&format!("2024-02-{:02}", 1 + i % 28)),
-                },
+                i,
+                &format!("2024-02-{:02}", 1 + i % 28),
             )
         })
         .collect()
