@@ -396,13 +396,7 @@ async fn after_a_storage_fault_writes_stop_reads_go_on_and_a_restart_recovers() 
     assert!(matches!(later, SubmitError::Unavailable(_)), "{later}");
     // Reads still answer from what was durable.
     assert_eq!(ledger.read(|s| s.last_sequence()), set_up_entries);
-    tokio::task::spawn_blocking({
-        let ledger = ledger.clone();
-        move || ledger.shutdown()
-    })
-    .await
-    .unwrap();
-    drop(ledger);
+    shut_down(ledger).await;
     // A restart on a healthy disk has every acknowledged entry and writes again.
     let store = DiskStore::open(dir.path()).unwrap();
     let ledger = Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap();
@@ -429,13 +423,7 @@ async fn a_failed_checkpoint_is_written_again_and_the_cache_still_matches_the_jo
     for i in 0..20 {
         ledger.submit(deposit(i)).await.unwrap();
     }
-    tokio::task::spawn_blocking({
-        let ledger = ledger.clone();
-        move || ledger.shutdown()
-    })
-    .await
-    .unwrap();
-    drop(ledger);
+    shut_down(ledger).await;
     let report = mfi_ledger::verify::verify(dir.path()).unwrap();
     let entries = crate::support::ACCESS_ENTRIES + 25;
     assert_eq!(report.entries, entries);
@@ -638,6 +626,18 @@ async fn a_retry_is_refused_unwritten_while_the_journals_index_cannot_be_read() 
     assert_eq!(app.balance("savings:TB-0001/C1").await, "50000");
 }
 
+/// Stops `ledger` cleanly (its last checkpoint, when one can be saved) and
+/// lets its store go.
+async fn shut_down(ledger: Arc<Ledger>) {
+    tokio::task::spawn_blocking({
+        let ledger = ledger.clone();
+        move || ledger.shutdown()
+    })
+    .await
+    .unwrap();
+    drop(ledger);
+}
+
 /// Deposits into M1/V1 on dates over February, numbered from `from`.
 fn february_deposits(from: usize, count: usize) -> Vec<Command> {
     (from..from + count)
@@ -661,19 +661,10 @@ async fn day_log_chunks_closed_while_replaying_are_saved_and_read_back() {
     let start = |store: Arc<dyn Store>| {
         Arc::new(Ledger::start(store, TestClock::new(), LedgerConfig::default()).unwrap())
     };
-    let stop = |ledger: Arc<Ledger>| async move {
-        tokio::task::spawn_blocking({
-            let ledger = ledger.clone();
-            move || ledger.shutdown()
-        })
-        .await
-        .unwrap();
-        drop(ledger);
-    };
     let ledger = start(Arc::new(DiskStore::open(dir.path()).unwrap()));
     set_up(&ledger).await;
     let set_up_head = ledger.read(|s| s.last_sequence());
-    stop(ledger).await;
+    shut_down(ledger).await;
 
     let mut store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
     store.delay = Duration::ZERO;
@@ -711,7 +702,7 @@ async fn day_log_chunks_closed_while_replaying_are_saved_and_read_back() {
     });
     assert!(closed >= 2, "{closed} closed chunks");
     assert_eq!(let_go, 0, "no checkpoint saved them");
-    stop(ledger).await;
+    shut_down(ledger).await;
 
     let ledger = start(Arc::new(DiskStore::open(dir.path()).unwrap()));
     assert_eq!(ledger.read(|s| s.last_sequence()), head);
@@ -726,7 +717,7 @@ async fn day_log_chunks_closed_while_replaying_are_saved_and_read_back() {
         "saved by the replay's checkpoint, then let go"
     );
     assert_eq!(figures(&ledger), before);
-    stop(ledger).await;
+    shut_down(ledger).await;
     let report = mfi_ledger::verify::verify(dir.path()).unwrap();
     assert_eq!(report.state_compared_at, head);
 }
