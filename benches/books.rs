@@ -122,6 +122,7 @@ const READS: [&str; 12] = [
 ];
 
 fn main() {
+    mfi_ledger::allocator::configure();
     let mut c = Criterion::default().configure_from_args();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -393,6 +393,7 @@ fn by_kind(runtime: &tokio::runtime::Runtime, commands: &[Command]) {
 }
 
 fn main() {
+    mfi_ledger::allocator::configure();
     let scale: u32 = std::env::var("MIX_SCALE")
         .ok()
         .map_or(100, |s| s.parse().expect("MIX_SCALE is a percentage"));

@@ -131,6 +131,7 @@ fn wants(group: &str) -> bool {
 }
 
 fn main() {
+    mfi_ledger::allocator::configure();
     let mut criterion = Criterion::default().configure_from_args();
     let runtime = Runtime::new().unwrap();
     let mut report = String::new();

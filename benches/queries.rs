@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_group};
 use mfi_ledger::domain::account::AccountId;
 use mfi_ledger::domain::ids::BranchId;
 
@@ -89,4 +89,10 @@ fn queries(c: &mut Criterion) {
 }
 
 criterion_group!(benches, queries);
-criterion_main!(benches);
+
+/// `criterion_main!`, with the allocator configured as the server's.
+fn main() {
+    mfi_ledger::allocator::configure();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -106,8 +106,7 @@ fn child(task: &str) {
             let ledger = start(dir);
             // As `serve` does once the ledger started: what startup freed
             // goes back to the system.
-            // SAFETY: only mimalloc's own free pages are returned.
-            unsafe { libmimalloc_sys::mi_collect(true) };
+            mfi_ledger::allocator::release_freed();
             let seconds = begun.elapsed().as_secs_f64();
             println!(
                 "{seconds} {} {} {}",
@@ -217,6 +216,7 @@ fn build(dir: &Path, target: usize) -> u64 {
 }
 
 fn main() {
+    mfi_ledger::allocator::configure();
     if let Ok(task) = std::env::var(CHILD) {
         return child(&task);
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use mfi_ledger::ledger::Ledger;
 use mfi_ledger::store::{DiskStore, PostgresOptions, PostgresStore, Store};
 
@@ -95,4 +95,10 @@ fn stores(c: &mut Criterion) {
 }
 
 criterion_group!(benches, stores);
-criterion_main!(benches);
+
+/// `criterion_main!`, with the allocator configured as the server's.
+fn main() {
+    mfi_ledger::allocator::configure();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use mfi_ledger::domain::command::Command;
 
 use support::{deposit, disbursement, ledger_with_members, repayment};
@@ -117,4 +117,10 @@ fn write_path(c: &mut Criterion) {
 }
 
 criterion_group!(benches, write_path);
-criterion_main!(benches);
+
+/// `criterion_main!`, with the allocator configured as the server's.
+fn main() {
+    mfi_ledger::allocator::configure();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -5,6 +5,7 @@
 //! with group commit), `api` (gRPC), `cli` (the client commands) and
 //! `verify` (offline replay and check).
 
+pub mod allocator;
 pub mod api;
 pub mod auth;
 pub mod checkpoint;

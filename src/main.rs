@@ -103,16 +103,6 @@ struct EchoArgs {
     listen: SocketAddr,
 }
 
-/// Gives the memory the allocator holds free back to the system: startup
-/// reads the state cache whole and builds the state from it, and what it
-/// freed would otherwise stay resident, kept by mimalloc for later
-/// allocations (at 10^6 entries, about 140 MiB more than the state holds).
-fn release_freed_memory() {
-    // SAFETY: `mi_collect` only walks mimalloc's own heaps and returns their
-    // free pages to the system; it touches no memory in use.
-    unsafe { libmimalloc_sys::mi_collect(true) };
-}
-
 /// Where `serve` keeps the journal of record.
 #[derive(Clone, Debug)]
 enum StoreChoice {
@@ -485,6 +475,7 @@ fn read_serve_config() -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    mfi_ledger::allocator::configure();
     if let Err(error) = read_serve_config() {
         eprintln!("error: {}", cli::describe(&error));
         return ExitCode::FAILURE;
@@ -605,7 +596,8 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
     let ledger = Arc::new(Ledger::start(store, clock, config)?);
-    release_freed_memory();
+    // What startup freed goes back to the system.
+    mfi_ledger::allocator::release_freed();
     if let Some(follower) = follower {
         mfi_ledger::ledger::standby::spawn_follower(follower, ledger.clone())
             .context("starting the standby's follower")?;
