@@ -636,8 +636,22 @@ impl EntryBody {
                 }
             }
             fn try_extend(&mut self, written: &[u8]) -> postcard::Result<()> {
-                let rest = self.0.strip_prefix(written);
-                self.0 = rest.ok_or(postcard::Error::SerializeBufferFull)?;
+                let (expected, rest) = self
+                    .0
+                    .split_at_checked(written.len())
+                    .ok_or(postcard::Error::SerializeBufferFull)?;
+                // The pieces are a few bytes each (a decimal's 16, an id's
+                // text): compared in line, every byte's difference folded
+                // into one, rather than by a call to `memcmp` per piece,
+                // which was 13 % of `verify --chain-only`'s samples.
+                let differs = expected
+                    .iter()
+                    .zip(written)
+                    .fold(0u8, |differs, (a, b)| differs | (a ^ b));
+                if differs != 0 {
+                    return Err(postcard::Error::SerializeBufferFull);
+                }
+                self.0 = rest;
                 Ok(())
             }
             fn finalize(self) -> postcard::Result<bool> {

@@ -540,7 +540,7 @@ impl IndexFile {
         &self,
         journal: &File,
         journal_len: u64,
-        entries: &[(u64, u64)],
+        mut entries: Vec<(u64, u64)>,
     ) -> Result<IndexCheck, String> {
         if (entries.len() as u64) < self.count {
             return Ok(IndexCheck::NotUsed(format!(
@@ -552,7 +552,7 @@ impl IndexFile {
         if let Err(why) = tied_to_journal(journal, journal_len, self.count, &self.last) {
             return Ok(IndexCheck::NotUsed(why));
         }
-        let entries = &entries[..self.count as usize];
+        entries.truncate(self.count as usize);
         let read = |bytes: &mut [u8], at: u64| {
             self.file
                 .read_exact_at(bytes, at)
@@ -572,10 +572,13 @@ impl IndexFile {
                 }
             }
         }
-        let mut hashes: Vec<(u64, u64)> = (1..)
-            .zip(entries)
-            .map(|(sequence, (_, hash))| (*hash, sequence))
-            .collect();
+        // The offsets checked, the list becomes the hashes with their
+        // sequence numbers, in place: a second list as long as the journal
+        // would be memory the kernel zeroes first.
+        for (sequence, entry) in (1..).zip(entries.iter_mut()) {
+            *entry = (entry.1, sequence);
+        }
+        let mut hashes = entries;
         hashes.sort_unstable();
         let hashes_at = HEADER_LEN + self.count * 8;
         for (block, expected) in hashes.chunks(chunk.len() / 16).enumerate() {

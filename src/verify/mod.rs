@@ -327,7 +327,7 @@ pub fn verify_to(
             })?
             .len();
         journal_index = index
-            .compare(&file, journal_len, &requests)
+            .compare(&file, journal_len, requests)
             .map_err(VerifyError::JournalIndex)?;
     }
     let tree = chain.tree.finish()?;
@@ -555,7 +555,10 @@ fn entry_pass(
             });
         }
         drop(checked);
-        let found = in_order(receive, handoff, |released| window.release(released));
+        let covered = indexed.map_or(0, |(_, count)| count);
+        let found = in_order(receive, handoff, covered, |released| {
+            window.release(released)
+        });
         // The workers stop at their next batch; the chain pass, once they
         // have and the records' receiver is gone, at its next handover.
         window.stop();
@@ -695,9 +698,14 @@ fn check_batch(
 fn in_order(
     checked: std::sync::mpsc::Receiver<CheckedBatch>,
     handoff: Option<std::sync::mpsc::SyncSender<Handoff>>,
+    covered: u64,
     mut release: impl FnMut(u64),
 ) -> (Option<Failure>, Vec<(u64, u64)>) {
-    let mut requests = Vec::new();
+    // Room for every entry the index covers at once (16 bytes an entry):
+    // grown by doubling, the list was copied over and over, into memory
+    // the kernel zeroed each time. The index's count matched its file's
+    // length (24 bytes an entry) when it was opened: no more than that.
+    let mut requests = Vec::with_capacity(usize::try_from(covered).unwrap_or(0));
     let mut waiting: BTreeMap<u64, CheckedBatch> = BTreeMap::new();
     let mut next = 0u64;
     for batch in checked {
@@ -1141,7 +1149,7 @@ mod entry_pass_tests {
             send.send(batch).unwrap();
         }
         drop(send);
-        in_order(receive, None, |_| {})
+        in_order(receive, None, 0, |_| {})
     }
 
     #[test]
