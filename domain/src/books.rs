@@ -725,8 +725,8 @@ impl BooksImport {
                 .or_insert_with(Reading::new),
         };
         reading.history.steps.reserve_records(
+            parts.len(),
             parts.iter().map(|(_, starts, _)| starts.len()).sum(),
-            parts.iter().map(|(_, _, bytes)| bytes.len()).sum(),
         );
         for ((_, starts, bytes), index) in parts.iter().zip(run.first..) {
             reading

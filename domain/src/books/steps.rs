@@ -51,12 +51,12 @@ struct Block {
     sequence: u64,
     date: NaiveDate,
     before: Balance,
-    /// Offset of its first record in `Steps::bytes`.
+    /// Offset of its first step in its record's bytes.
     at: u32,
 }
 
-/// The last step, decoded, and where its record starts (an entry's later
-/// posting to the same account is added to it).
+/// The last step, decoded, and where it starts in the last record's bytes
+/// (an entry's later posting to the same account is added to it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Tail {
     step: Step,
@@ -67,7 +67,14 @@ struct Tail {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Steps {
     blocks: Vec<Block>,
-    bytes: Vec<u8>,
+    /// The steps' bytes by record of [`RECORD_STEPS`] steps (the last
+    /// possibly fewer), each record its own allocation: a step appended
+    /// copies at most its record's bytes as they grow, never the whole
+    /// history's. In one list, a history read back at startup held exactly
+    /// its bytes, and the first step booked after it doubled them: the
+    /// largest histories (a branch's cash, every entry's) by tens of
+    /// megabytes each at 10^7 entries.
+    records: Vec<Vec<u8>>,
     tail: Option<Tail>,
     len: usize,
 }
@@ -75,8 +82,31 @@ pub struct Steps {
 impl Steps {
     /// Gives back unused room.
     pub fn shrink_to_fit(&mut self) {
-        self.bytes.shrink_to_fit();
+        if let Some(last) = self.records.last_mut() {
+            last.shrink_to_fit();
+        }
+        self.records.shrink_to_fit();
         self.blocks.shrink_to_fit();
+    }
+
+    /// Bytes the encoded steps take.
+    #[cfg(test)]
+    fn encoded_len(&self) -> usize {
+        self.records.iter().map(Vec::len).sum()
+    }
+
+    /// The bytes of block `index`'s steps.
+    fn block_bytes(&self, index: usize) -> &[u8] {
+        let record = &self.records[index / RECORD_BLOCKS];
+        let start = self.blocks[index].at as usize;
+        let end = match index + 1 {
+            next if next.is_multiple_of(RECORD_BLOCKS) => record.len(),
+            next => self
+                .blocks
+                .get(next)
+                .map_or(record.len(), |b| b.at as usize),
+        };
+        &record[start..end]
     }
 
     /// How many steps.
@@ -95,10 +125,11 @@ impl Steps {
     pub fn push(&mut self, sequence: u64, date: NaiveDate, posted: Balance) {
         if let Some(tail) = self.tail.as_mut().filter(|t| t.step.sequence == sequence) {
             let at = tail.at as usize;
-            let record = decode(&self.bytes, at).0;
-            self.bytes.truncate(at);
+            let bytes = self.records.last_mut().expect("the last step's record");
+            let record = decode(bytes, at).0;
+            bytes.truncate(at);
             encode(
-                &mut self.bytes,
+                bytes,
                 record.sequence_gap,
                 record.day_gap,
                 record.posted.plus(posted),
@@ -106,7 +137,20 @@ impl Steps {
             tail.step.total = tail.step.total.plus(posted);
             return;
         }
-        let at = u32::try_from(self.bytes.len()).expect("a history's steps fit in 4 GiB");
+        if self.len.is_multiple_of(RECORD_STEPS) {
+            // A record full: its room given back, and the next one given
+            // about as much at once as it took.
+            let room = match self.records.last_mut() {
+                Some(full) => {
+                    full.shrink_to_fit();
+                    full.len()
+                }
+                None => 0,
+            };
+            self.records.push(Vec::with_capacity(room));
+        }
+        let bytes = self.records.last_mut().expect("a record for the step");
+        let at = u32::try_from(bytes.len()).expect("a record's steps fit in 4 GiB");
         let before = self.tail.map_or(Balance::default(), |t| t.step.total);
         let (from_sequence, from_date) = if self.len.is_multiple_of(BLOCK) {
             self.blocks.push(Block {
@@ -121,7 +165,7 @@ impl Steps {
             (last.sequence, last.date)
         };
         encode(
-            &mut self.bytes,
+            bytes,
             sequence - from_sequence,
             (date - from_date).num_days(),
             posted,
@@ -152,11 +196,7 @@ impl Steps {
         let first = index.checked_mul(RECORD_BLOCKS)?;
         let blocks = self.blocks.get(first..)?;
         let blocks = &blocks[..blocks.len().min(RECORD_BLOCKS)];
-        let start = blocks.first()?.at as usize;
-        let end = self
-            .blocks
-            .get(first + RECORD_BLOCKS)
-            .map_or(self.bytes.len(), |b| b.at as usize);
+        let bytes = self.records.get(index)?;
         let starts = blocks
             .iter()
             .map(|b| BlockStart {
@@ -164,14 +204,14 @@ impl Steps {
                 date: b.date,
             })
             .collect();
-        Some((starts, &self.bytes[start..end]))
+        Some((starts, bytes))
     }
 
-    /// Room for `blocks` more blocks and `bytes` more bytes of steps (the
+    /// Room for `records` more records of `blocks` blocks in all (the
     /// records about to be appended).
-    pub fn reserve_records(&mut self, blocks: usize, bytes: usize) {
+    pub fn reserve_records(&mut self, records: usize, blocks: usize) {
+        self.records.reserve_exact(records);
         self.blocks.reserve_exact(blocks);
-        self.bytes.reserve_exact(bytes);
     }
 
     /// Appends the next record ([`Steps::record`]) as read back from the
@@ -191,12 +231,8 @@ impl Steps {
         if starts.is_empty() || starts.len() > RECORD_BLOCKS {
             return Err(format!("a record of {} blocks", starts.len()));
         }
-        let base = self.bytes.len();
-        if base
-            .checked_add(bytes.len())
-            .is_none_or(|end| end > u32::MAX as usize)
-        {
-            return Err("a history's steps above 4 GiB".into());
+        if bytes.len() > u32::MAX as usize {
+            return Err("a record's steps above 4 GiB".into());
         }
         // Dates as days of the common era while walking, checked against
         // the range a date can hold (chrono's date arithmetic on every step
@@ -263,7 +299,7 @@ impl Steps {
                 sequence: start.sequence,
                 date: start.date,
                 before: total,
-                at: (base + block_at) as u32,
+                at: block_at as u32,
             });
             total = sums
                 .total_checked()
@@ -281,14 +317,14 @@ impl Steps {
             .and_then(NaiveDate::from_num_days_from_ce_opt)
             .ok_or("a step's date out of range")?;
         self.blocks.extend(blocks);
-        self.bytes.extend_from_slice(bytes);
+        self.records.push(bytes.to_vec());
         self.tail = Some(Tail {
             step: Step {
                 sequence,
                 date,
                 total,
             },
-            at: (base + tail_at) as u32,
+            at: tail_at as u32,
         });
         self.len += added;
         Ok(in_date_order)
@@ -326,10 +362,7 @@ impl Steps {
         Walk {
             steps: self,
             block,
-            at: self
-                .blocks
-                .get(block)
-                .map_or(self.bytes.len(), |b| b.at as usize),
+            at: 0,
             previous: None,
         }
     }
@@ -377,15 +410,12 @@ impl Steps {
         // amounts since.
         let mut sums = BlockSums::new(Balance::default());
         for (index, block) in self.blocks.iter().enumerate() {
-            let end = self
-                .blocks
-                .get(index + 1)
-                .map_or(self.bytes.len(), |b| b.at as usize);
+            let bytes = self.block_bytes(index);
             sums = BlockSums::new(block.before);
             let mut days = 0i64;
-            let mut at = block.at as usize;
-            while at < end {
-                let (record, next) = decode_raw(&self.bytes, at);
+            let mut at = 0;
+            while at < bytes.len() {
+                let (record, next) = decode_raw(bytes, at);
                 days += record.day_gap;
                 let date = block.date + chrono::Duration::days(days);
                 if let Some(last) = current.filter(|last| *last != date) {
@@ -421,18 +451,15 @@ impl Steps {
     /// step, only once at the end.
     fn sum_in_block(&self, block: usize, keep: impl Fn(&Gaps) -> bool) -> Balance {
         let start = &self.blocks[block];
-        let end = self
-            .blocks
-            .get(block + 1)
-            .map_or(self.bytes.len(), |b| b.at as usize);
-        let mut at = start.at as usize;
+        let bytes = self.block_bytes(block);
+        let mut at = 0;
         let mut gaps = Gaps {
             sequence: 0,
             days: 0,
         };
         let mut sums = BlockSums::new(start.before);
-        while at < end {
-            let (record, next) = decode_raw(&self.bytes, at);
+        while at < bytes.len() {
+            let (record, next) = decode_raw(bytes, at);
             let step = Gaps {
                 sequence: gaps.sequence + record.sequence_gap,
                 days: gaps.days + record.day_gap,
@@ -459,6 +486,7 @@ impl Steps {
 pub struct Walk<'a> {
     steps: &'a Steps,
     block: usize,
+    /// Offset of the next step in its block's bytes.
     at: usize,
     previous: Option<Step>,
 }
@@ -467,11 +495,12 @@ impl Iterator for Walk<'_> {
     type Item = (Step, Balance);
 
     fn next(&mut self) -> Option<(Step, Balance)> {
-        if self.at >= self.steps.bytes.len() {
+        let start = self.steps.blocks.get(self.block)?;
+        let bytes = self.steps.block_bytes(self.block);
+        if self.at >= bytes.len() {
             return None;
         }
-        let start = self.steps.blocks.get(self.block)?;
-        let (record, next) = decode(&self.steps.bytes, self.at);
+        let (record, next) = decode(bytes, self.at);
         let from = match self.previous {
             Some(previous) => previous,
             None => Step {
@@ -485,12 +514,12 @@ impl Iterator for Walk<'_> {
             date: from.date + chrono::Duration::days(record.day_gap),
             total: from.total.plus(record.posted),
         };
-        self.at = next;
-        let next_block = self.steps.blocks.get(self.block + 1);
-        if next_block.is_some_and(|b| b.at as usize == next) {
+        if next >= bytes.len() {
             self.block += 1;
+            self.at = 0;
             self.previous = None;
         } else {
+            self.at = next;
             self.previous = Some(step);
         }
         Some((step, record.posted))
@@ -848,9 +877,9 @@ mod tests {
         }
         // About a tenth of the structs' size for such postings.
         assert!(
-            steps.bytes.len() < expected.len() * 16,
+            steps.encoded_len() < expected.len() * 16,
             "{} bytes",
-            steps.bytes.len()
+            steps.encoded_len()
         );
     }
 
@@ -1035,6 +1064,37 @@ mod tests {
         let (read, in_order) = read_back(&dated).unwrap();
         assert!(in_order);
         assert_eq!(read.totals_by_date(true), dated.totals_by_date(false));
+    }
+
+    /// A history read back and then booked to holds about its bytes, not
+    /// twice them: a step appended reaches only its record's room.
+    #[test]
+    fn booking_after_a_read_back_does_not_copy_the_history() {
+        let steps = booked(20 * RECORD_STEPS as u64 + 5);
+        let (mut read, _) = read_back(&steps).unwrap();
+        let held = |steps: &Steps| -> usize { steps.records.iter().map(Vec::capacity).sum() };
+        let before = held(&read);
+        assert_eq!(before, read.encoded_len(), "read back exactly");
+        let first = read.records[0].as_ptr();
+        let mut sequence = read.last().unwrap().sequence;
+        for n in 0..(2 * RECORD_STEPS) {
+            sequence += 1;
+            read.push(
+                sequence,
+                day(400 + n as u32),
+                Balance::of(crate::entry::Side::Debit, amount(5, 0)),
+            );
+        }
+        // Two records' worth of steps added: room for about that much more,
+        // and the first record where it was.
+        let added = read.encoded_len() - before;
+        assert!(
+            held(&read) <= before + 2 * added,
+            "{} bytes held for {} bytes of steps",
+            held(&read),
+            read.encoded_len()
+        );
+        assert_eq!(read.records[0].as_ptr(), first);
     }
 
     #[test]
