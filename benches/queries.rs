@@ -90,9 +90,6 @@ fn queries(c: &mut Criterion) {
 
 criterion_group!(benches, queries);
 
-/// `criterion_main!`, with the allocator configured as the server's.
 fn main() {
-    mfi_ledger::allocator::configure();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    support::criterion_main(&[benches]);
 }

@@ -96,9 +96,6 @@ fn stores(c: &mut Criterion) {
 
 criterion_group!(benches, stores);
 
-/// `criterion_main!`, with the allocator configured as the server's.
 fn main() {
-    mfi_ledger::allocator::configure();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    support::criterion_main(&[benches]);
 }

@@ -118,9 +118,6 @@ fn write_path(c: &mut Criterion) {
 
 criterion_group!(benches, write_path);
 
-/// `criterion_main!`, with the allocator configured as the server's.
 fn main() {
-    mfi_ledger::allocator::configure();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    support::criterion_main(&[benches]);
 }

@@ -8,6 +8,18 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What `criterion_main!` runs, with the allocator configured as the
+/// server's first.
+pub fn criterion_main(groups: &[fn()]) {
+    mfi_ledger::allocator::configure();
+    for group in groups {
+        group();
+    }
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -811,6 +811,11 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
         2,
         "the next entry starts a chunk"
     );
+    // The lists grew by that entry, not to twice their length (each entry
+    // copies the loan, lists exactly as long, before adding to them).
+    let held = &state.loans[&loan];
+    assert_eq!(held.events.capacity(), held.events.len());
+    assert_eq!(held.history.capacity(), held.history.len());
     let reverse = Step::ReverseLoan { member: 0 };
     run(
         [body_of(&reverse, &state)],
