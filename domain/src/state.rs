@@ -40,6 +40,8 @@ use super::schedule::{Installment, LoanTerms};
 use super::totals::{BorrowerStep, DayTotals, Overflow, PeriodFigures, borrower_steps};
 
 mod keys;
+pub use chunked::Chunked;
+pub use entry_list::EntryList;
 pub use installments::{InstallmentMut, Installments};
 pub use keys::{STATE_FORMAT, StateKey, StateRecord, records_format};
 
@@ -335,11 +337,11 @@ pub struct Loan {
     pub ended_on: Option<NaiveDate>,
     /// Entries that changed the loan and still stand, oldest first: only
     /// the last can be reversed.
-    pub events: Vec<u64>,
+    pub events: EntryList,
     /// Every entry that changed the loan, in order, including those since
     /// reversed and their reversals: what [`LedgerState::loan_at`] replays
     /// to show the loan as it stood after any entry.
-    pub history: Vec<u64>,
+    pub history: EntryList,
 }
 
 impl Loan {
@@ -525,6 +527,8 @@ impl ChangeLog {
 mod apply;
 #[cfg(test)]
 mod apply_overflow_tests;
+mod chunked;
+mod entry_list;
 mod execute;
 mod installments;
 #[cfg(test)]

@@ -941,7 +941,7 @@ impl LedgerState {
         };
         let mut loan = disbursed_loan(&body, member_id)?;
         note_in_history(&mut loan, first);
-        for &at in &now.history[1..count] {
+        for &at in now.history.range(1, count) {
             let body = lookup(at)?;
             let mut stage = Stage::new(self, at, body.effective_date);
             stage.loans.insert(
@@ -1057,8 +1057,8 @@ fn disbursed_loan(body: &EntryBody, member_id: &MemberId) -> Result<Loan, String
         written_off: Decimal::ZERO,
         recovered: Decimal::ZERO,
         ended_on: None,
-        events: vec![body.sequence],
-        history: Vec::new(),
+        events: EntryList::from(vec![body.sequence]),
+        history: EntryList::new(),
     };
     advance_first_unpaid(&mut state);
     Ok(state)
@@ -1709,19 +1709,8 @@ fn change_on(
 /// Adds entry `sequence` to the entries that changed the loan.
 fn note_in_history(loan: &mut Loan, sequence: u64) {
     if loan.history.last() != Some(&sequence) {
-        push_exact(&mut loan.history, sequence);
+        loan.history.push(sequence);
     }
-}
-
-/// Appends to a list of a staged loan with room for that one more only: the
-/// list was copied with the loan, exactly as long as it was, and a push
-/// doubled it, so every loan an entry changed held up to twice its lists
-/// (after a crash at 10^7 entries, the replayed loans' lists of about
-/// 10,000 entries each: 132 MB each for `events` and `history` at the
-/// restart's peak). The allocator usually grows the block in place.
-fn push_exact(list: &mut Vec<u64>, sequence: u64) {
-    list.reserve_exact(1);
-    list.push(sequence);
 }
 
 /// Records entry `sequence` as the loan's latest transaction on `date`, or
@@ -1730,7 +1719,7 @@ fn track_event(loan: &mut Loan, sequence: Option<u64>, date: NaiveDate) -> Resul
     match sequence {
         Some(sequence) => {
             if loan.events.last() != Some(&sequence) {
-                push_exact(&mut loan.events, sequence);
+                loan.events.push(sequence);
             }
         }
         None => {

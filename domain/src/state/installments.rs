@@ -1,11 +1,6 @@
-//! A loan's installments, kept in chunks that copies of the loan share.
-//!
-//! Applying an entry stages a copy of each loan it changes, and the state
-//! and its read side each hold the loan. A repayment changes what was paid
-//! on one or two installments, but a long loan has hundreds (a ten-year
-//! weekly loan, 520): with the schedule in one list, every repayment copied
-//! all of it (about 60 KB). Here a copy of the loan shares the chunks, and
-//! changing an installment copies only its chunk ([`Arc::make_mut`]).
+//! A loan's installments, kept in chunks that copies of the loan share
+//! ([`Chunked`]): a repayment changes what was paid on one or two
+//! installments, and copies only their chunk, not the whole schedule.
 //!
 //! Beside them, while the loan is active, what is due up to and including
 //! each installment ([`Installments::cumulative_dues`]): the loan's
@@ -20,6 +15,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::InstallmentState;
+use super::chunked::Chunked;
 
 /// Installments per chunk: a repayment's copy is one chunk (about 3.5 KB),
 /// and a loan of the usual 50 installments is two.
@@ -28,9 +24,7 @@ const CHUNK: usize = 32;
 /// The installments of a loan, in order (see the module's documentation).
 #[derive(Clone, Default)]
 pub struct Installments {
-    /// Full chunks of [`CHUNK`] installments, the last one possibly shorter.
-    chunks: Vec<Arc<Vec<InstallmentState>>>,
-    len: usize,
+    list: Chunked<InstallmentState, CHUNK>,
     /// What is due (principal, interest and fees) up to and including each
     /// installment, from the first, when kept; it stops before the first
     /// sum that would overflow. Shared by copies of the loan; dropped when
@@ -41,30 +35,29 @@ pub struct Installments {
 impl Installments {
     /// How many installments.
     pub fn len(&self) -> usize {
-        self.len
+        self.list.len()
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.list.is_empty()
     }
 
     /// Installment `index`, if there is one.
     pub fn get(&self, index: usize) -> Option<&InstallmentState> {
-        self.chunks.get(index / CHUNK)?.get(index % CHUNK)
+        self.list.get(index)
     }
 
     /// The last installment, if any.
     pub fn last(&self) -> Option<&InstallmentState> {
-        self.chunks.last()?.last()
+        self.list.last()
     }
 
     /// Installment `index` to change: its chunk is copied first if another
     /// copy of the loan shares it. Changing its amounts due drops the
     /// cumulative dues (see [`InstallmentMut`]).
     pub fn get_mut(&mut self, index: usize) -> Option<InstallmentMut<'_>> {
-        let chunk = self.chunks.get_mut(index / CHUNK)?;
-        let installment = Arc::make_mut(chunk).get_mut(index % CHUNK)?;
+        let installment = self.list.get_mut(index)?;
         Some(InstallmentMut {
             due: due_amounts(installment),
             installment,
@@ -78,7 +71,7 @@ impl Installments {
         if !keep {
             self.cumulative_dues = None;
         } else if self.cumulative_dues.is_none() {
-            let mut sums = Vec::with_capacity(self.len);
+            let mut sums = Vec::with_capacity(self.len());
             let mut total = Decimal::ZERO;
             for installment in self.iter() {
                 let Some(next) = due_amounts(installment)
@@ -105,19 +98,12 @@ impl Installments {
 
     /// Every installment, in order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &InstallmentState> + Clone + '_ {
-        self.chunks.iter().flat_map(|chunk| chunk.iter())
+        self.list.iter()
     }
 
     /// The installments from `start` on (none when `start` is past the end).
     pub fn iter_from(&self, start: usize) -> impl Iterator<Item = &InstallmentState> + Clone + '_ {
-        let first = self
-            .chunks
-            .get(start / CHUNK)
-            .map_or(&[][..], |chunk| chunk.get(start % CHUNK..).unwrap_or(&[]));
-        let rest = self.chunks.get(start / CHUNK + 1..).unwrap_or(&[]);
-        first
-            .iter()
-            .chain(rest.iter().flat_map(|chunk| chunk.iter()))
+        self.list.iter_from(start)
     }
 
     /// The installments `start..end` (those of it that exist).
@@ -126,27 +112,18 @@ impl Installments {
         start: usize,
         end: usize,
     ) -> impl Iterator<Item = &InstallmentState> + Clone + '_ {
-        self.iter_from(start).take(end.saturating_sub(start))
+        self.list.range(start, end)
     }
 
     /// The installments before `end`, changed in place (chunks shared
     /// with another copy of the loan are copied first).
     pub fn for_each_before_mut(&mut self, end: usize, mut f: impl FnMut(&mut InstallmentState)) {
         let mut due_changed = false;
-        let mut f = |installment: &mut InstallmentState| {
+        self.list.for_each_before_mut(end, |installment| {
             let due = due_amounts(installment);
             f(installment);
             due_changed |= !same_amounts(due, due_amounts(installment));
-        };
-        for (number, chunk) in self.chunks.iter_mut().enumerate() {
-            let start = number * CHUNK;
-            if start >= end {
-                break;
-            }
-            for installment in Arc::make_mut(chunk).iter_mut().take(end - start) {
-                f(installment);
-            }
-        }
+        });
         if due_changed {
             self.cumulative_dues = None;
         }
@@ -154,15 +131,8 @@ impl Installments {
 
     /// The number of installments at the start for which `pred` holds,
     /// when it holds for a prefix (as [`slice::partition_point`]).
-    pub fn partition_point(&self, mut pred: impl FnMut(&InstallmentState) -> bool) -> usize {
-        // Chunks whose last installment satisfies it are wholly in the prefix.
-        let whole = self
-            .chunks
-            .partition_point(|chunk| chunk.last().is_some_and(&mut pred));
-        match self.chunks.get(whole) {
-            Some(chunk) => whole * CHUNK + chunk.partition_point(pred),
-            None => self.len,
-        }
+    pub fn partition_point(&self, pred: impl FnMut(&InstallmentState) -> bool) -> usize {
+        self.list.partition_point(pred)
     }
 }
 
@@ -220,7 +190,7 @@ impl Index<usize> for Installments {
             Some(installment) => installment,
             None => panic!(
                 "installment index {index} out of range for {} installments",
-                self.len
+                self.len()
             ),
         }
     }
@@ -237,11 +207,7 @@ impl From<Vec<InstallmentState>> for Installments {
     /// last one, kept for as long as the loan.
     fn from(list: Vec<InstallmentState>) -> Installments {
         Installments {
-            chunks: list
-                .chunks(CHUNK)
-                .map(|chunk| Arc::new(chunk.to_vec()))
-                .collect(),
-            len: list.len(),
+            list: Chunked::from(list),
             cumulative_dues: None,
         }
     }
@@ -249,7 +215,7 @@ impl From<Vec<InstallmentState>> for Installments {
 
 impl PartialEq for Installments {
     fn eq(&self, other: &Installments) -> bool {
-        self.len == other.len && self.iter().eq(other.iter())
+        self.list == other.list
     }
 }
 
@@ -257,27 +223,23 @@ impl Eq for Installments {}
 
 impl std::fmt::Debug for Installments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
+        self.list.fmt(f)
     }
 }
 
 /// Written as the list it was before it was kept in chunks: the same bytes.
 impl Serialize for Installments {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        // The length first, as a list gives it (`collect_seq` would leave it
-        // unknown: a flattened iterator does not know it).
-        let mut seq = serializer.serialize_seq(Some(self.len))?;
-        for installment in self.iter() {
-            seq.serialize_element(installment)?;
-        }
-        seq.end()
+        self.list.serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Installments {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Installments, D::Error> {
-        Vec::<InstallmentState>::deserialize(deserializer).map(Installments::from)
+        Chunked::deserialize(deserializer).map(|list| Installments {
+            list,
+            cumulative_dues: None,
+        })
     }
 }
 
@@ -305,58 +267,21 @@ mod tests {
     }
 
     #[test]
-    fn reads_as_the_list_it_was_made_from() {
-        for count in [0, 1, 31, 32, 33, 64, 65, 520] {
-            let plain = list(count);
-            let chunked = Installments::from(plain.clone());
-            assert_eq!(chunked.len(), plain.len());
-            assert_eq!(chunked.iter().cloned().collect::<Vec<_>>(), plain);
-            assert!(chunked.iter().eq(plain.iter()));
-            assert!(chunked.iter().rev().eq(plain.iter().rev()));
-            for start in 0..=plain.len() + 2 {
-                let expected = plain.get(start..).unwrap_or(&[]);
-                assert!(chunked.iter_from(start).eq(expected.iter()), "from {start}");
-                for end in [start, start + 1, start + 40, plain.len()] {
-                    let expected = plain.get(start..end.min(plain.len())).unwrap_or(&[]);
-                    assert!(chunked.range(start, end).eq(expected.iter()));
-                }
-            }
-            for index in 0..plain.len() + 2 {
-                assert_eq!(chunked.get(index), plain.get(index));
-            }
-            for bound in 0..=count + 1 {
-                let pred = |i: &InstallmentState| i.due.number <= bound;
-                assert_eq!(chunked.partition_point(pred), plain.partition_point(pred));
-            }
-        }
-    }
-
-    #[test]
     fn a_change_to_a_copy_leaves_the_original_and_copies_one_chunk() {
         let original = Installments::from(list(520));
         let mut copy = original.clone();
         copy.get_mut(100).unwrap().principal_paid = Decimal::ONE;
         assert_eq!(original[100].principal_paid, Decimal::ZERO);
         assert_eq!(copy[100].principal_paid, Decimal::ONE);
-        let shared = original
-            .chunks
-            .iter()
-            .zip(&copy.chunks)
-            .filter(|(a, b)| Arc::ptr_eq(a, b))
-            .count();
-        assert_eq!(shared, original.chunks.len() - 1);
+        let (shared, chunks) = original.list.shared_with(&copy.list);
+        assert_eq!(shared, chunks - 1);
         assert_ne!(original, copy);
     }
 
     #[test]
     fn no_chunk_keeps_room_it_does_not_use() {
         let installments = Installments::from(list(50));
-        let sizes: Vec<_> = installments
-            .chunks
-            .iter()
-            .map(|chunk| (chunk.len(), chunk.capacity()))
-            .collect();
-        assert_eq!(sizes, [(32, 32), (18, 18)]);
+        assert_eq!(installments.list.chunk_sizes(), [(32, 32), (18, 18)]);
     }
 
     #[test]

@@ -91,10 +91,12 @@ pub const STATE_FORMAT: u32 = 9;
 pub const LOAN_LIST_CHUNK: usize = 1024;
 
 /// Chunk `index` of a loan's list of entries, if it holds any.
-fn list_chunk(list: &[u64], index: u64) -> Option<&[u64]> {
+fn list_chunk(list: &EntryList, index: u64) -> Option<Vec<u64>> {
     let start = usize::try_from(index).ok()?.checked_mul(LOAN_LIST_CHUNK)?;
-    let chunk = list.get(start..)?;
-    let chunk = &chunk[..chunk.len().min(LOAN_LIST_CHUNK)];
+    let chunk: Vec<u64> = list
+        .range(start, start.saturating_add(LOAN_LIST_CHUNK))
+        .copied()
+        .collect();
     (!chunk.is_empty()).then_some(chunk)
 }
 
@@ -502,8 +504,8 @@ impl LoanRecord {
             written_off: Decimal::ZERO,
             recovered: Decimal::ZERO,
             ended_on: None,
-            events: Vec::new(),
-            history: Vec::new(),
+            events: EntryList::new(),
+            history: EntryList::new(),
         }
     }
 }
@@ -876,7 +878,7 @@ impl StateImport {
         Ok(())
     }
 
-    /// Gives the loan the list whose chunks are held, sized once.
+    /// Gives the loan the list whose chunks are held.
     fn append_list(&mut self) -> Result<(), String> {
         let Some(run) = self.list.take() else {
             return Ok(());
@@ -895,10 +897,7 @@ impl StateImport {
         if !list.is_empty() {
             return Err(format!("record {:?} read twice", run.key));
         }
-        list.reserve_exact(run.chunks.iter().map(Vec::len).sum());
-        for chunk in run.chunks {
-            list.extend(chunk);
-        }
+        *list = EntryList::from(run.chunks.concat());
         Ok(())
     }
 

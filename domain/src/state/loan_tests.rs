@@ -1463,7 +1463,7 @@ fn take(ledger: &mut Ledger, op: Op) -> Result<(), TestCaseError> {
 /// by date aside, as a reversal may be dated later; and `first_unpaid`,
 /// which may lag at disbursement).
 #[allow(clippy::type_complexity)]
-fn progress(loan: &Loan) -> (LoanStatus, &Installments, [Decimal; 8], u32, &[u64]) {
+fn progress(loan: &Loan) -> (LoanStatus, &Installments, [Decimal; 8], u32, &EntryList) {
     (
         loan.status,
         &loan.installments,

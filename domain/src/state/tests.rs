@@ -805,17 +805,22 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
             .count()
     };
     assert_eq!(keys(&records, "loanevents"), 1);
+    let before = Arc::clone(&state.loans[&loan]);
     run([repay(&state)], &mut state, &mut records, &mut entries);
     assert_eq!(
         keys(&records, "loanevents"),
         2,
         "the next entry starts a chunk"
     );
-    // The lists grew by that entry, not to twice their length (each entry
-    // copies the loan, lists exactly as long, before adding to them).
+    // The copy of the loan the entry made shares its lists' full chunks
+    // with the loan before it, and their tails grew by that entry, not to
+    // twice their length.
     let held = &state.loans[&loan];
-    assert_eq!(held.events.capacity(), held.events.len());
-    assert_eq!(held.history.capacity(), held.history.len());
+    let full = (chunk / 128, chunk / 128);
+    assert_eq!(held.events.shared_with(&before.events), full);
+    assert_eq!(held.history.shared_with(&before.history), full);
+    assert_eq!(held.events.tail_capacity(), 1);
+    assert_eq!(held.history.tail_capacity(), 1);
     let reverse = Step::ReverseLoan { member: 0 };
     run(
         [body_of(&reverse, &state)],

@@ -1,0 +1,235 @@
+//! A loan's list of entries (`Loan::events`, `Loan::history`): full chunks
+//! that copies of the loan share, and the entries after them, each copy's
+//! own.
+//!
+//! The lists only grow at the end (and `events` shrinks at the end when
+//! an entry is reversed), and each entry on a loan copies the loan: held
+//! in one `Vec`, a list was copied whole at every entry, growing with the
+//! loan's life. Here a copy shares the full chunks of [`CHUNK`] entries and
+//! copies only the tail after them (fewer than [`CHUNK`]), which is also
+//! all a list of a young loan is: for it a copy costs what a `Vec` did.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::chunked::Chunked;
+
+/// Entries per shared chunk: 1 KB, the most a copy of the loan copies of
+/// each list.
+const CHUNK: usize = 128;
+
+/// A loan's list of entries, by sequence, in order (see the module's
+/// documentation).
+#[derive(Clone, Default)]
+pub struct EntryList {
+    /// Full chunks of [`CHUNK`] entries.
+    full: Chunked<u64, CHUNK>,
+    /// The entries after them: fewer than [`CHUNK`].
+    tail: Vec<u64>,
+}
+
+impl EntryList {
+    /// An empty list.
+    pub fn new() -> EntryList {
+        EntryList::default()
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.full.len() + self.tail.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first entry, if any.
+    pub fn first(&self) -> Option<&u64> {
+        self.full.first().or(self.tail.first())
+    }
+
+    /// The last entry, if any.
+    pub fn last(&self) -> Option<&u64> {
+        self.tail.last().or(self.full.last())
+    }
+
+    /// Adds `sequence` at the end. The tail grows by one only (it was
+    /// copied with the loan, exactly as long as it was, and a push would
+    /// double it: after a crash at 10^7 entries, 132 MB for each list at
+    /// the restart's peak); a full tail becomes a shared chunk.
+    pub fn push(&mut self, sequence: u64) {
+        self.tail.reserve_exact(1);
+        self.tail.push(sequence);
+        if self.tail.len() == CHUNK {
+            self.full.push_chunk(std::mem::take(&mut self.tail));
+        }
+    }
+
+    /// Takes the last entry off, if any.
+    pub fn pop(&mut self) -> Option<u64> {
+        if self.tail.is_empty() {
+            self.tail = self.full.pop_chunk()?;
+        }
+        self.tail.pop()
+    }
+
+    /// Every entry, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &u64> + Clone + '_ {
+        self.full.iter().chain(&self.tail)
+    }
+
+    /// The entries `start..end` (those of it that exist).
+    pub fn range(&self, start: usize, end: usize) -> impl Iterator<Item = &u64> + Clone + '_ {
+        let in_full = self.full.range(start, end);
+        let from = start.saturating_sub(self.full.len()).min(self.tail.len());
+        let to = end
+            .saturating_sub(self.full.len())
+            .clamp(from, self.tail.len());
+        in_full.chain(&self.tail[from..to])
+    }
+
+    /// The number of entries at the start for which `pred` holds, when it
+    /// holds for a prefix (as [`slice::partition_point`]).
+    pub fn partition_point(&self, mut pred: impl FnMut(&u64) -> bool) -> usize {
+        let in_full = self.full.partition_point(&mut pred);
+        if in_full < self.full.len() {
+            in_full
+        } else {
+            in_full + self.tail.partition_point(pred)
+        }
+    }
+
+    /// Entries held and room for more in the tail: what a copy of the
+    /// list takes of its own.
+    #[cfg(test)]
+    pub(crate) fn tail_capacity(&self) -> usize {
+        self.tail.capacity()
+    }
+
+    /// How many full chunks this list and `other` share, and how many
+    /// full chunks it has.
+    #[cfg(test)]
+    pub(crate) fn shared_with(&self, other: &EntryList) -> (usize, usize) {
+        self.full.shared_with(&other.full)
+    }
+}
+
+impl From<Vec<u64>> for EntryList {
+    /// Full chunks and a tail, each holding exactly its entries.
+    fn from(list: Vec<u64>) -> EntryList {
+        let whole = list.len() / CHUNK * CHUNK;
+        EntryList {
+            full: Chunked::from(&list[..whole]),
+            tail: list[whole..].to_vec(),
+        }
+    }
+}
+
+impl PartialEq for EntryList {
+    fn eq(&self, other: &EntryList) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for EntryList {}
+
+impl std::fmt::Debug for EntryList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Written as the list it was before it was kept in chunks: the same bytes.
+impl Serialize for EntryList {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
+        for sequence in self.iter() {
+            seq.serialize_element(sequence)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for EntryList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<EntryList, D::Error> {
+        Vec::<u64>::deserialize(deserializer).map(EntryList::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_as_the_list_it_was_made_from() {
+        for count in [0, 1, 127, 128, 129, 256, 300] {
+            let plain: Vec<u64> = (1..=count).map(|i| i * 3).collect();
+            let list = EntryList::from(plain.clone());
+            assert_eq!(list.len(), plain.len());
+            assert_eq!(list.first(), plain.first());
+            assert_eq!(list.last(), plain.last());
+            assert!(list.iter().eq(plain.iter()));
+            for start in [0, 1, 100, 127, 128, 129, 200, 299, 300, 301, 500] {
+                for end in [0, start, start + 1, start + 130, 300, 1000] {
+                    let expected = plain.get(start..end.min(plain.len())).unwrap_or(&[]);
+                    assert!(list.range(start, end).eq(expected.iter()), "{start}..{end}");
+                }
+            }
+            for bound in [0, 1, 2, 3, 383, 384, 385, 500, 900, 901, 1000] {
+                let pred = |s: &u64| *s <= bound;
+                assert_eq!(list.partition_point(pred), plain.partition_point(pred));
+            }
+            let bytes = postcard::to_stdvec(&list).unwrap();
+            assert_eq!(bytes, postcard::to_stdvec(&plain).unwrap());
+            assert_eq!(postcard::from_bytes::<EntryList>(&bytes).unwrap(), list);
+        }
+    }
+
+    #[test]
+    fn pushes_and_pops_as_a_list_does_and_copies_keep_what_they_held() {
+        let mut plain = Vec::new();
+        let mut list = EntryList::new();
+        let mut copies = Vec::new();
+        // Up past three chunks, down to empty, up again, a copy taken
+        // every seventh step.
+        let steps = std::iter::repeat_n(true, 400)
+            .chain(std::iter::repeat_n(false, 401))
+            .chain(std::iter::repeat_n(true, 130));
+        for (step, push) in steps.enumerate() {
+            if push {
+                plain.push(step as u64);
+                list.push(step as u64);
+            } else {
+                assert_eq!(list.pop(), plain.pop());
+            }
+            assert_eq!(list.len(), plain.len());
+            assert_eq!(list.last(), plain.last());
+            if step % 7 == 0 {
+                copies.push((plain.clone(), list.clone()));
+            }
+        }
+        assert!(list.iter().eq(plain.iter()));
+        for (plain, list) in copies {
+            assert!(list.iter().eq(plain.iter()), "a copy kept what it held");
+        }
+    }
+
+    #[test]
+    fn a_copy_shares_the_full_chunks_and_grows_its_tail_by_one() {
+        let original = EntryList::from((0..300).collect::<Vec<_>>());
+        let mut copy = original.clone();
+        copy.push(300);
+        assert_eq!(copy.shared_with(&original), (2, 2));
+        assert_eq!(copy.tail_capacity(), 300 - 256 + 1);
+        // The tail filling up becomes a chunk of its own: the copy then
+        // has one more, and still shares the two.
+        for sequence in 301..384 {
+            copy.push(sequence);
+        }
+        assert_eq!(copy.shared_with(&original), (2, 3));
+        assert_eq!(copy.tail_capacity(), 0);
+        assert_eq!(original.len(), 300);
+        assert!(copy.iter().copied().eq(0..384));
+    }
+}
