@@ -372,8 +372,9 @@ def stores_lines():
         "",
         f"- PostgreSQL ÷ embedded over gRPC: {fmt_ratio(cps('postgres'), cps('embedded'))}",
         f"- failover: a standby acknowledged a write {result.get('failover_seconds', 'n/a')} s after the writer",
-        f"  was killed (SIGKILL) with a {result.get('lease_seconds', 'n/a')} s lease: the lease's expiry, then at most",
-        "  one look at the journal's head (every 100 ms) and the client's retry.",
+        f"  was killed (SIGKILL) with a {result.get('lease_seconds', 'n/a')} s lease: what was left of the lease (renewed",
+        "  every third of it and at every write, so between two thirds of it and all of it), then at",
+        "  most one look at the journal's head (every 100 ms) and the client's retry.",
         "",
     ]
     return lines
