@@ -67,6 +67,13 @@ fn shared_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Arc<
         fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Arc<str>, E> {
             Ok(Arc::from(text))
         }
+
+        /// As serde's `Arc<str>`: bytes that are text are taken too.
+        fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Arc<str>, E> {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Bytes(bytes), &self))?;
+            Ok(Arc::from(text))
+        }
     }
 
     deserializer.deserialize_str(Text)
@@ -269,6 +276,16 @@ mod tests {
         // Bytes that are not text are refused, not decoded into an id.
         let bytes = postcard::to_stdvec(&vec![0xffu8, 0xfe]).unwrap();
         assert!(postcard::from_bytes::<MemberId>(&bytes).is_err());
+        // A decoder that hands over bytes, or text it does not lend, gives
+        // the same id as one that lends text.
+        use serde::de::IntoDeserializer;
+        use serde::de::value::{BytesDeserializer, Error, StringDeserializer};
+        let lent: BytesDeserializer<Error> = b"TB-0001".as_slice().into_deserializer();
+        assert_eq!(shared_text(lent).unwrap().as_ref(), "TB-0001");
+        let owned: StringDeserializer<Error> = "TB-0001".to_owned().into_deserializer();
+        assert_eq!(shared_text(owned).unwrap().as_ref(), "TB-0001");
+        let not_text: BytesDeserializer<Error> = [0xffu8].as_slice().into_deserializer();
+        assert!(shared_text(not_text).is_err());
     }
 
     #[test]

@@ -65,6 +65,25 @@ impl EntryList {
         }
     }
 
+    /// Adds `sequences` at the end, each copied once into its chunk; the
+    /// tail holds exactly its entries.
+    pub fn extend_from_slice(&mut self, mut sequences: &[u64]) {
+        while !sequences.is_empty() {
+            let take = sequences.len().min(CHUNK - self.tail.len());
+            let (now, rest) = sequences.split_at(take);
+            if take == CHUNK {
+                self.full.push_chunk(now.to_vec());
+            } else {
+                self.tail.reserve_exact(take);
+                self.tail.extend_from_slice(now);
+                if self.tail.len() == CHUNK {
+                    self.full.push_chunk(std::mem::take(&mut self.tail));
+                }
+            }
+            sequences = rest;
+        }
+    }
+
     /// Takes the last entry off, if any.
     pub fn pop(&mut self) -> Option<u64> {
         if self.tail.is_empty() {
@@ -117,11 +136,9 @@ impl EntryList {
 impl From<Vec<u64>> for EntryList {
     /// Full chunks and a tail, each holding exactly its entries.
     fn from(list: Vec<u64>) -> EntryList {
-        let whole = list.len() / CHUNK * CHUNK;
-        EntryList {
-            full: Chunked::from(&list[..whole]),
-            tail: list[whole..].to_vec(),
-        }
+        let mut entries = EntryList::new();
+        entries.extend_from_slice(&list);
+        entries
     }
 }
 
@@ -159,6 +176,8 @@ impl<'de> Deserialize<'de> for EntryList {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -212,6 +231,100 @@ mod tests {
         assert!(list.iter().eq(plain.iter()));
         for (plain, list) in copies {
             assert!(list.iter().eq(plain.iter()), "a copy kept what it held");
+        }
+    }
+
+    /// A step on a list of entries, which rise as sequences do: a push or
+    /// an append adds entries after the last by the gaps given.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Push(u64),
+        Pop,
+        Copy,
+        ReadBack,
+        Extend(Vec<u64>),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (1..4u64).prop_map(Step::Push),
+            3 => Just(Step::Pop),
+            1 => Just(Step::Copy),
+            1 => Just(Step::ReadBack),
+            1 => proptest::collection::vec(1..4u64, 0..300).prop_map(Step::Extend),
+        ]
+    }
+
+    /// The list reads as `plain` does, through every reader, and encodes
+    /// to its bytes.
+    fn same(list: &EntryList, plain: &[u64]) -> Result<(), TestCaseError> {
+        prop_assert_eq!(list.len(), plain.len());
+        prop_assert_eq!(list.first(), plain.first());
+        prop_assert_eq!(list.last(), plain.last());
+        prop_assert!(list.iter().eq(plain.iter()));
+        let n = plain.len();
+        for start in [0, 1, 127, 128, 129, 256, n.saturating_sub(1), n, n + 1] {
+            for end in [0, start, start + 1, start + 128, n, usize::MAX] {
+                let expected = plain.get(start..end.min(n)).unwrap_or(&[]);
+                prop_assert!(
+                    list.range(start, end).eq(expected.iter()),
+                    "{}..{}",
+                    start,
+                    end
+                );
+            }
+        }
+        for at in [0, 1, 127, 128, 129, n / 2, n.saturating_sub(1)] {
+            // The entries rise: those up to a bound are a prefix.
+            let bound = plain.get(at).copied().unwrap_or_default();
+            for bound in [bound.saturating_sub(1), bound, bound + 1] {
+                let pred = |sequence: &u64| *sequence <= bound;
+                prop_assert_eq!(list.partition_point(pred), plain.partition_point(pred));
+            }
+        }
+        let bytes = postcard::to_stdvec(list).unwrap();
+        prop_assert_eq!(bytes, postcard::to_stdvec(plain).unwrap());
+        Ok(())
+    }
+
+    proptest! {
+        /// Any run of pushes, pops, copies, read-backs and appends leaves
+        /// the list, and every copy taken on the way, what a `Vec` holds.
+        #[test]
+        fn any_steps_read_as_a_plain_list(steps in proptest::collection::vec(step(), 0..600)) {
+            let (mut list, mut plain) = (EntryList::new(), Vec::new());
+            let mut copies = Vec::new();
+            for step in steps {
+                let last = plain.last().copied().unwrap_or(0);
+                match step {
+                    Step::Push(gap) => {
+                        list.push(last + gap);
+                        plain.push(last + gap);
+                    }
+                    Step::Pop => prop_assert_eq!(list.pop(), plain.pop()),
+                    Step::Copy => copies.push((list.clone(), plain.clone())),
+                    Step::ReadBack => {
+                        let bytes = postcard::to_stdvec(&list).unwrap();
+                        list = postcard::from_bytes(&bytes).unwrap();
+                    }
+                    Step::Extend(gaps) => {
+                        let more: Vec<u64> = gaps
+                            .iter()
+                            .scan(last, |at, gap| {
+                                *at += gap;
+                                Some(*at)
+                            })
+                            .collect();
+                        list.extend_from_slice(&more);
+                        plain.extend(more);
+                    }
+                }
+                prop_assert!(list.tail.len() < CHUNK);
+            }
+            same(&list, &plain)?;
+            for (list, plain) in &copies {
+                same(list, plain)?;
+            }
         }
     }
 

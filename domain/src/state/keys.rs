@@ -897,7 +897,9 @@ impl StateImport {
         if !list.is_empty() {
             return Err(format!("record {:?} read twice", run.key));
         }
-        *list = EntryList::from(run.chunks.concat());
+        for chunk in &run.chunks {
+            list.extend_from_slice(chunk);
+        }
         Ok(())
     }
 
