@@ -40,7 +40,6 @@ use super::schedule::{Installment, LoanTerms};
 use super::totals::{BorrowerStep, DayTotals, Overflow, PeriodFigures, borrower_steps};
 
 mod keys;
-pub use chunked::Chunked;
 pub use entry_list::EntryList;
 pub use installments::{InstallmentMut, Installments};
 pub use keys::{STATE_FORMAT, StateKey, StateRecord, records_format};

@@ -32,11 +32,6 @@ impl<T, const N: usize> Default for Chunked<T, N> {
 }
 
 impl<T: Clone, const N: usize> Chunked<T, N> {
-    /// An empty list.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// How many items.
     pub fn len(&self) -> usize {
         self.len
@@ -167,12 +162,6 @@ impl<T: Clone, const N: usize> From<&[T]> for Chunked<T, N> {
 impl<T: Clone, const N: usize> From<Vec<T>> for Chunked<T, N> {
     fn from(list: Vec<T>) -> Self {
         Self::from(list.as_slice())
-    }
-}
-
-impl<T: Clone, const N: usize> FromIterator<T> for Chunked<T, N> {
-    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
-        Self::from(iter.into_iter().collect::<Vec<_>>())
     }
 }
 
