@@ -17,9 +17,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::InstallmentState;
 use super::chunked::Chunked;
 
-/// Installments per chunk: a repayment's copy is one chunk (about 3.5 KB),
-/// and a loan of the usual 50 installments is two.
-const CHUNK: usize = 32;
+/// Installments per chunk: a repayment's copy is one chunk (about 880
+/// bytes; 32 a chunk copied 3.5 KB, the larger part of the writer's
+/// copying), and a loan of the usual 50 installments is seven.
+const CHUNK: usize = 8;
 
 /// The installments of a loan, in order (see the module's documentation).
 #[derive(Clone, Default)]
@@ -281,12 +282,14 @@ mod tests {
     #[test]
     fn no_chunk_keeps_room_it_does_not_use() {
         let installments = Installments::from(list(50));
-        assert_eq!(installments.list.chunk_sizes(), [(32, 32), (18, 18)]);
+        let mut sizes = vec![(CHUNK, CHUNK); 50 / CHUNK];
+        sizes.push((50 % CHUNK, 50 % CHUNK));
+        assert_eq!(installments.list.chunk_sizes(), sizes);
     }
 
     #[test]
     fn a_change_in_place_reaches_exactly_the_installments_before_the_end() {
-        for start in [0, 5, 31, 32, 33, 100, 520, 600] {
+        for start in [0, 5, 7, 8, 9, 31, 32, 33, 100, 520, 600] {
             let mut chunked = Installments::from(list(100));
             chunked.for_each_before_mut(start, |i| i.interest_paid = Decimal::ONE);
             for (index, installment) in chunked.iter().enumerate() {

@@ -544,7 +544,7 @@ struct Postings {
     postings: Vec<Posting>,
     /// Where each (account, side) is in `postings`: merging stays linear in
     /// the number of lines.
-    index: HashMap<(AccountId, bool), usize>,
+    index: HashMap<(AccountId, bool), usize, super::FastHash>,
 }
 
 impl Postings {
