@@ -32,6 +32,7 @@
 //! an entry's offset is read from the file when the entry is.
 
 use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -262,7 +263,7 @@ impl JournalIndex {
         journal: &File,
         journal_len: u64,
     ) -> Result<JournalIndex, String> {
-        let (key, count, last, summary) = parse(&file)?;
+        let (key, count, last, summary, _) = parse(&file, None)?;
         tied_to_journal(journal, journal_len, count, &last)?;
         Ok(JournalIndex::of(file, path, key, count, last, summary))
     }
@@ -411,7 +412,13 @@ impl JournalIndex {
 /// Reads an index file whole: its key, count, last entry and in-memory
 /// summary, if its size, order and CRC hold (not yet whether it is the
 /// journal's).
-fn parse(file: &File) -> Result<(HashKey, u64, Last, Summary), String> {
+/// Reads and checks a whole index file: its key, count, last entry and
+/// summary, and with `digests` the sum of [`entry_digest`] over its
+/// `(hash, sequence)` records (what `verify` compares the journal's with).
+fn parse(
+    file: &File,
+    digests: Option<&RandomState>,
+) -> Result<(HashKey, u64, Last, Summary, u64), String> {
     let io = |error: std::io::Error| format!("reading it: {error}");
     let len = file.metadata().map_err(io)?.len();
     if len < HEADER_LEN + TRAILER_LEN {
@@ -448,14 +455,19 @@ fn parse(file: &File) -> Result<(HashKey, u64, Last, Summary), String> {
         left -= take as u64;
     }
     let mut summary = Summary::new(count);
+    let mut digest_sum = 0u64;
     let mut left = count * 16;
     while left > 0 {
         let take = left.min(chunk.len() as u64) as usize;
         reader.read_exact(&mut chunk[..take]).map_err(io)?;
         crc.update(&chunk[..take]);
         for record in chunk[..take].chunks_exact(16) {
-            if !summary.note(le_u64(record, 0), le_u64(record, 8)) {
+            let (hash, sequence) = (le_u64(record, 0), le_u64(record, 8));
+            if !summary.note(hash, sequence) {
                 return Err("its hashes are out of order".into());
+            }
+            if let Some(digests) = digests {
+                digest_sum = digest_sum.wrapping_add(entry_digest(digests, hash, sequence));
             }
         }
         left -= take as u64;
@@ -476,7 +488,17 @@ fn parse(file: &File) -> Result<(HashKey, u64, Last, Summary), String> {
     if last.offset != last_offset {
         return Err("its last offset is not its trailer's".into());
     }
-    Ok((key, count, last, summary))
+    Ok((key, count, last, summary, digest_sum))
+}
+
+/// An entry's request-id hash with its sequence number, under a key drawn
+/// at random for one verification: summed over every entry, what `verify`
+/// compares the index's records with the journal's by, in any order.
+/// Two different sets of records give the same sum with a chance of about
+/// one in 2^64, whatever they are: the key is drawn after the file was
+/// written, so no file can be made to match a journal it is not.
+pub fn entry_digest(key: &RandomState, hash: u64, sequence: u64) -> u64 {
+    key.hash_one((hash, sequence))
 }
 
 /// What `verify` found of the journal's index.
@@ -501,6 +523,35 @@ pub struct IndexFile {
     key: HashKey,
     count: u64,
     last: Last,
+    /// The key of this verification's [`entry_digest`]s.
+    digests: RandomState,
+    /// The sum of the digests of its `(hash, sequence)` records.
+    digest_sum: u64,
+}
+
+/// What `verify` gathered of the journal's entries the index covers, as
+/// its passes read them, to compare with the index ([`IndexFile::compare`]).
+#[derive(Debug, Default)]
+pub struct Covered {
+    /// How many of the entries the index covers the journal holds.
+    pub entries: u64,
+    /// The first of them whose record the index puts elsewhere (or whose
+    /// offset in the index could not be read): why.
+    pub misplaced: Option<String>,
+    /// The sum of their [`entry_digest`]s.
+    pub digest_sum: u64,
+}
+
+impl Covered {
+    /// Adds the next entries' (`later`, from the journal's entries after
+    /// these), keeping the first misplaced one.
+    pub fn add(&mut self, later: Covered) {
+        self.entries += later.entries;
+        self.digest_sum = self.digest_sum.wrapping_add(later.digest_sum);
+        if self.misplaced.is_none() {
+            self.misplaced = later.misplaced;
+        }
+    }
 }
 
 impl IndexFile {
@@ -512,12 +563,15 @@ impl IndexFile {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(format!("opening it: {error}")),
         };
-        let (key, count, last, _) = parse(&file)?;
+        let digests = RandomState::new();
+        let (key, count, last, _, digest_sum) = parse(&file, Some(&digests))?;
         Ok(Some(IndexFile {
             file,
             key,
             count,
             last,
+            digests,
+            digest_sum,
         }))
     }
 
@@ -531,67 +585,83 @@ impl IndexFile {
         self.count
     }
 
-    /// Compares it with the journal `journal` of `journal_len` bytes whose
-    /// entries (at least the index's, in order) are at `entries`' offsets
-    /// with those request-id hashes under [`IndexFile::key`]: `Ok` with
-    /// whether the server would use it, `Err` naming the first difference
+    /// Compares `entries`, the journal's entries from sequence `first` on
+    /// (their offsets, and request-id hashes under [`IndexFile::key`]),
+    /// with what the index holds of those it covers; the others are left
+    /// out. Each batch of the journal is compared on its own, on whichever
+    /// thread checks it, and the results added in the journal's order
+    /// ([`Covered::add`]).
+    pub fn cover(&self, first: u64, entries: &[(u64, u64)]) -> Covered {
+        let covered = entries
+            .len()
+            .min(self.count.saturating_sub(first - 1) as usize);
+        let mut found = Covered {
+            entries: covered as u64,
+            ..Covered::default()
+        };
+        if covered == 0 {
+            return found;
+        }
+        let mut bytes = vec![0u8; covered * 8];
+        if let Err(error) = self
+            .file
+            .read_exact_at(&mut bytes, HEADER_LEN + (first - 1) * 8)
+        {
+            found.misplaced = Some(format!("reading it: {error}"));
+            return found;
+        }
+        for ((sequence, indexed), &(offset, hash)) in (first..)
+            .zip(bytes.chunks_exact(8))
+            .zip(&entries[..covered])
+        {
+            let indexed = le_u64(indexed, 0);
+            if indexed != offset && found.misplaced.is_none() {
+                found.misplaced = Some(format!(
+                    "entry {sequence}: the index puts its record at byte {indexed}, the journal at {offset}"
+                ));
+            }
+            found.digest_sum =
+                found
+                    .digest_sum
+                    .wrapping_add(entry_digest(&self.digests, hash, sequence));
+        }
+        found
+    }
+
+    /// Compares it with the journal `journal` of `journal_len` bytes, of
+    /// whose entries `covered` is what [`IndexFile::cover`] found: `Ok`
+    /// with whether the server would use it, `Err` naming what differs
     /// when it would use one that is not the journal's.
+    ///
+    /// Its request-id hashes, kept sorted, are compared with the journal's
+    /// as two sums of keyed digests (`entry_digest`), the index's worked
+    /// out as it was read: sorting the journal's hashes to compare them one
+    /// by one held a list as long as the journal and took a pass of its own
+    /// after the others.
     pub fn compare(
         &self,
         journal: &File,
         journal_len: u64,
-        mut entries: Vec<(u64, u64)>,
+        covered: Covered,
     ) -> Result<IndexCheck, String> {
-        if (entries.len() as u64) < self.count {
+        if covered.entries < self.count {
             return Ok(IndexCheck::NotUsed(format!(
                 "it covers {} entries and the journal holds {}",
-                self.count,
-                entries.len()
+                self.count, covered.entries
             )));
         }
         if let Err(why) = tied_to_journal(journal, journal_len, self.count, &self.last) {
             return Ok(IndexCheck::NotUsed(why));
         }
-        entries.truncate(self.count as usize);
-        let read = |bytes: &mut [u8], at: u64| {
-            self.file
-                .read_exact_at(bytes, at)
-                .map_err(|error| format!("reading it: {error}"))
-        };
-        let mut chunk = vec![0u8; 1 << 16];
-        for (block, expected) in entries.chunks(chunk.len() / 8).enumerate() {
-            let bytes = &mut chunk[..expected.len() * 8];
-            read(bytes, HEADER_LEN + (block * (1 << 16)) as u64)?;
-            for (i, (found, (offset, _))) in bytes.chunks_exact(8).zip(expected).enumerate() {
-                if le_u64(found, 0) != *offset {
-                    return Err(format!(
-                        "entry {}: the index puts its record at byte {}, the journal at {offset}",
-                        block * (1 << 13) + i + 1,
-                        le_u64(found, 0)
-                    ));
-                }
-            }
+        if let Some(why) = covered.misplaced {
+            return Err(why);
         }
-        // The offsets checked, the list becomes the hashes with their
-        // sequence numbers, in place: a second list as long as the journal
-        // would be memory the kernel zeroes first.
-        for (sequence, entry) in (1..).zip(entries.iter_mut()) {
-            *entry = (entry.1, sequence);
-        }
-        let mut hashes = entries;
-        hashes.sort_unstable();
-        let hashes_at = HEADER_LEN + self.count * 8;
-        for (block, expected) in hashes.chunks(chunk.len() / 16).enumerate() {
-            let bytes = &mut chunk[..expected.len() * 16];
-            read(bytes, hashes_at + (block * (1 << 16)) as u64)?;
-            for (found, (hash, sequence)) in bytes.chunks_exact(16).zip(expected) {
-                if (le_u64(found, 0), le_u64(found, 8)) != (*hash, *sequence) {
-                    return Err(format!(
-                        "its request-id hashes are not the journal's (entry {sequence}'s, or one \
-                         the index holds in its place)"
-                    ));
-                }
-            }
+        if covered.digest_sum != self.digest_sum {
+            return Err(
+                "its request-id hashes are not the journal's: it holds a hash or a sequence \
+                 number that no entry of the journal gives"
+                    .into(),
+            );
         }
         Ok(IndexCheck::Matches(self.count))
     }

@@ -31,7 +31,7 @@ pub use journal_file::{
     FRAME_BYTES_MAX, JOURNAL_FILE_NAME, RECORD_LEN_MAX, Scan, decode_payload,
     read_entry_at as read_entry_at_offset, scan as scan_journal,
 };
-pub use journal_index::{IndexCheck, IndexFile, JOURNAL_INDEX_FILE_NAME};
+pub use journal_index::{Covered, IndexCheck, IndexFile, JOURNAL_INDEX_FILE_NAME};
 pub use postgres::{Copied, PostgresOptions, PostgresStore, export_journal, import_journal};
 pub use read_only::ReadOnlyStore;
 

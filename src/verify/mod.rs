@@ -37,8 +37,8 @@ use crate::domain::state::{
     ExecContext, ExecuteError, LedgerState, STATE_FORMAT, StateKey, records_format,
 };
 use crate::store::{
-    IndexCheck, IndexFile, JOURNAL_FILE_NAME, JOURNAL_INDEX_FILE_NAME, STATE_DIR_NAME, StoreError,
-    load_state_records, read_entry_at_offset, scan_journal,
+    Covered, IndexCheck, IndexFile, JOURNAL_FILE_NAME, JOURNAL_INDEX_FILE_NAME, STATE_DIR_NAME,
+    StoreError, load_state_records, read_entry_at_offset, scan_journal,
 };
 
 /// What a successful verification saw.
@@ -230,7 +230,7 @@ pub enum Depth {
 /// Records or entries one pass hands to the next at a time.
 const HANDOFF: usize = 256;
 /// Handoffs in flight between the passes (bounds the memory held).
-const HANDOFFS_IN_FLIGHT: usize = 16;
+const HANDOFFS_IN_FLIGHT: usize = 64;
 /// Most threads the entry pass checks batches on (one per core up to it).
 const ENTRY_PASS_WORKERS: usize = 4;
 
@@ -270,10 +270,8 @@ pub fn verify_to(
         Ok(None) => (None, IndexCheck::Absent),
         Err(why) => (None, IndexCheck::NotUsed(why)),
     };
-    let indexed = index_file
-        .as_ref()
-        .map(|index| (index.key(), index.count()));
-    let (chain, (checked, requests), replay) = std::thread::scope(|scope| {
+    let indexed = index_file.as_ref();
+    let (chain, (checked, covered), replay) = std::thread::scope(|scope| {
         let (records, receive_records) = std::sync::mpsc::sync_channel(HANDOFFS_IN_FLIGHT);
         let (handoff, receive) = std::sync::mpsc::sync_channel(HANDOFFS_IN_FLIGHT);
         let replay = (depth == Depth::Full).then(|| {
@@ -327,7 +325,7 @@ pub fn verify_to(
             })?
             .len();
         journal_index = index
-            .compare(&file, journal_len, requests)
+            .compare(&file, journal_len, covered)
             .map_err(VerifyError::JournalIndex)?;
     }
     let tree = chain.tree.finish()?;
@@ -501,9 +499,8 @@ fn chain_pass(
 /// passed every check to the re-execution pass (`handoff`) in order.
 /// Returns its first fault; stops early, without one, when the
 /// re-execution pass has stopped on its own.
-/// With `indexed`, the key and count of the journal's index: it also
-/// returns the offset and request-id hash of each of the entries the index
-/// covers, in order, to compare with it.
+/// With `indexed`, the journal's index: it also returns what its entries
+/// gave to compare with it ([`IndexFile::cover`]).
 ///
 /// Decoding and checking are the longest part of `verify --chain-only`
 /// (about twice the chain pass's work), so the batches are checked on
@@ -513,9 +510,9 @@ fn chain_pass(
 fn entry_pass(
     records: std::sync::mpsc::Receiver<Vec<Record>>,
     handoff: Option<std::sync::mpsc::SyncSender<Handoff>>,
-    indexed: Option<(crate::domain::request_index::HashKey, u64)>,
+    indexed: Option<&IndexFile>,
     workers: usize,
-) -> (Option<Failure>, Vec<(u64, u64)>) {
+) -> (Option<Failure>, Covered) {
     // The next batch and its place: taken under the lock, so that the
     // places follow the journal.
     let next = std::sync::Mutex::new((records, 0u64));
@@ -555,10 +552,7 @@ fn entry_pass(
             });
         }
         drop(checked);
-        let covered = indexed.map_or(0, |(_, count)| count);
-        let found = in_order(receive, handoff, covered, |released| {
-            window.release(released)
-        });
+        let found = in_order(receive, handoff, |released| window.release(released));
         // The workers stop at their next batch; the chain pass, once they
         // have and the records' receiver is gone, at its next handover.
         window.stop();
@@ -634,9 +628,8 @@ struct CheckedBatch {
     /// checks stopped (none when there is no re-execution pass to take
     /// them).
     entries: Handoff,
-    /// The offset and request-id hash of each of them the journal's index
-    /// covers.
-    requests: Vec<(u64, u64)>,
+    /// What they gave to compare with the journal's index.
+    covered: Covered,
     /// Where the checks stopped, if they did before the batch's end: at a
     /// fault, or (`Some(None)`) at a record whose hash or tree did not
     /// check, which the chain pass reports.
@@ -648,15 +641,19 @@ struct CheckedBatch {
 fn check_batch(
     place: u64,
     batch: Vec<Record>,
-    indexed: Option<(crate::domain::request_index::HashKey, u64)>,
+    indexed: Option<&IndexFile>,
     keep: bool,
 ) -> CheckedBatch {
     let mut checked = CheckedBatch {
         place,
         entries: Vec::with_capacity(if keep { batch.len() } else { 0 }),
-        requests: Vec::new(),
+        covered: Covered::default(),
         stop: None,
     };
+    let first = batch.first().map_or(1, |record| record.sequence);
+    // The offset and request-id hash of each entry that passed, for the
+    // index (those it does not cover are left out by `cover`).
+    let mut requests = Vec::with_capacity(if indexed.is_some() { batch.len() } else { 0 });
     for record in batch {
         let (offset, sequence) = (record.offset, record.sequence);
         let entry = match check_entry(record) {
@@ -674,22 +671,23 @@ fn check_batch(
                 break;
             }
         };
-        if let Some((key, count)) = indexed
-            && sequence <= count
+        if let Some(index) = indexed
+            && sequence <= index.count()
         {
-            checked
-                .requests
-                .push((offset, key.hash(entry.body.request_id.as_str())));
+            requests.push((offset, index.key().hash(entry.body.request_id.as_str())));
         }
         if keep {
             checked.entries.push((offset, entry));
         }
     }
+    if let Some(index) = indexed {
+        checked.covered = index.cover(first, &requests);
+    }
     checked
 }
 
 /// Takes the checked batches in the chain pass's order, whatever order the
-/// workers finish them in: gathers the request-id hashes, hands the entries
+/// workers finish them in: adds up what they gave for the index, hands the entries
 /// to the re-execution pass and stops at the first batch whose checks
 /// stopped (or when the re-execution pass stopped on its own). Batches
 /// finished early wait here, never on the channel, so a worker still
@@ -698,14 +696,9 @@ fn check_batch(
 fn in_order(
     checked: std::sync::mpsc::Receiver<CheckedBatch>,
     handoff: Option<std::sync::mpsc::SyncSender<Handoff>>,
-    covered: u64,
     mut release: impl FnMut(u64),
-) -> (Option<Failure>, Vec<(u64, u64)>) {
-    // Room for every entry the index covers at once (16 bytes an entry):
-    // grown by doubling, the list was copied over and over, into memory
-    // the kernel zeroed each time. The index's count matched its file's
-    // length (24 bytes an entry) when it was opened: no more than that.
-    let mut requests = Vec::with_capacity(usize::try_from(covered).unwrap_or(0));
+) -> (Option<Failure>, Covered) {
+    let mut covered = Covered::default();
     let mut waiting: BTreeMap<u64, CheckedBatch> = BTreeMap::new();
     let mut next = 0u64;
     for batch in checked {
@@ -713,19 +706,19 @@ fn in_order(
         while let Some(batch) = waiting.remove(&next) {
             next += 1;
             release(next);
-            requests.extend(batch.requests);
+            covered.add(batch.covered);
             if let Some(handoff) = &handoff
                 && !batch.entries.is_empty()
                 && handoff.send(batch.entries).is_err()
             {
-                return (None, requests);
+                return (None, covered);
             }
             if let Some(stop) = batch.stop {
-                return (stop, requests);
+                return (stop, covered);
             }
         }
     }
-    (None, requests)
+    (None, covered)
 }
 
 /// What the re-execution pass saw.
@@ -1124,11 +1117,17 @@ mod report_tests {
 mod entry_pass_tests {
     use super::*;
 
-    fn batch(place: u64, requests: &[u64], fault_at: Option<u64>) -> CheckedBatch {
+    /// A batch of `entries` that passed for the index, one of them placed
+    /// elsewhere than it says when `misplaced`.
+    fn batch(place: u64, entries: u64, misplaced: bool, fault_at: Option<u64>) -> CheckedBatch {
         CheckedBatch {
             place,
             entries: Vec::new(),
-            requests: requests.iter().map(|&r| (r, r)).collect(),
+            covered: Covered {
+                entries,
+                misplaced: misplaced.then(|| format!("in batch {place}")),
+                digest_sum: u64::MAX - place,
+            },
             stop: fault_at.map(|sequence| {
                 Some(Failure {
                     sequence,
@@ -1143,37 +1142,43 @@ mod entry_pass_tests {
     }
 
     /// The batches as the workers finish them.
-    fn finished(batches: Vec<CheckedBatch>) -> (Option<Failure>, Vec<(u64, u64)>) {
+    fn finished(batches: Vec<CheckedBatch>) -> (Option<Failure>, Covered) {
         let (send, receive) = std::sync::mpsc::sync_channel(batches.len());
         for batch in batches {
             send.send(batch).unwrap();
         }
         drop(send);
-        in_order(receive, None, 0, |_| {})
+        in_order(receive, None, |_| {})
     }
 
     #[test]
     fn batches_finished_out_of_order_are_taken_in_the_journals() {
-        let (fault, requests) = finished(vec![
-            batch(2, &[5, 6], None),
-            batch(0, &[1, 2], None),
-            batch(1, &[3, 4], None),
+        let (fault, covered) = finished(vec![
+            batch(2, 2, true, None),
+            batch(0, 2, false, None),
+            batch(1, 2, true, None),
         ]);
         assert!(fault.is_none());
-        let order: Vec<u64> = requests.iter().map(|(offset, _)| *offset).collect();
-        assert_eq!(order, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(covered.entries, 6);
+        assert_eq!(
+            covered.misplaced.as_deref(),
+            Some("in batch 1"),
+            "the journal's first misplaced entry, not the first found"
+        );
+        let sum = (0..3).fold(0u64, |sum, place| sum.wrapping_add(u64::MAX - place));
+        assert_eq!(covered.digest_sum, sum);
     }
 
     #[test]
     fn a_later_batchs_fault_found_first_gives_way_to_an_earlier_one() {
-        let (fault, requests) = finished(vec![
-            batch(2, &[5], Some(600)),
-            batch(1, &[3], Some(300)),
-            batch(0, &[1, 2], None),
+        let (fault, covered) = finished(vec![
+            batch(2, 1, true, Some(600)),
+            batch(1, 1, false, Some(300)),
+            batch(0, 2, false, None),
         ]);
         assert_eq!(fault.map(|f| f.sequence), Some(300));
-        let order: Vec<u64> = requests.iter().map(|(offset, _)| *offset).collect();
-        assert_eq!(order, [1, 2, 3], "nothing gathered past the fault");
+        assert_eq!(covered.entries, 3, "nothing gathered past the fault");
+        assert_eq!(covered.misplaced, None);
     }
 
     /// What `wait_for_turn(place)` returns, waited for on another thread.
@@ -1187,7 +1192,7 @@ mod entry_pass_tests {
     }
 
     #[test]
-    fn a_worker_waits_sixteen_batches_ahead_until_the_first_is_taken() {
+    fn a_worker_waits_a_window_ahead_until_the_first_is_taken() {
         let window = std::sync::Arc::new(Window::default());
         let last_free = HANDOFFS_IN_FLIGHT as u64 - 1;
         assert!(window.wait_for_turn(0));
@@ -1234,8 +1239,8 @@ mod entry_pass_tests {
     fn a_batch_never_finished_holds_back_the_ones_after_it() {
         // A worker stopped before finishing batch 0 (the pass stopped):
         // nothing after it is taken as checked.
-        let (fault, requests) = finished(vec![batch(1, &[3], Some(300))]);
+        let (fault, covered) = finished(vec![batch(1, 1, true, Some(300))]);
         assert!(fault.is_none());
-        assert!(requests.is_empty());
+        assert_eq!((covered.entries, covered.misplaced), (0, None));
     }
 }

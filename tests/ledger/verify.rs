@@ -1001,6 +1001,17 @@ async fn verify_compares_the_journals_index_with_the_journal() {
         text.contains("journal.idx: its request-id hashes are not the journal's"),
         "{text}"
     );
+    // The largest hash changed (still in order): a hash no entry gives.
+    let last_hash = hashes_at + (count as usize - 1) * 16;
+    let (ok, text) = edited(&|bytes| {
+        let hash = u64::from_le_bytes(bytes[last_hash..last_hash + 8].try_into().unwrap());
+        bytes[last_hash..last_hash + 8].copy_from_slice(&(hash + 1).to_le_bytes());
+    });
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("journal.idx: its request-id hashes are not the journal's"),
+        "{text}"
+    );
     // Entry 2's record put where entry 3's is.
     let (ok, text) = edited(&|bytes| bytes.copy_within(32 + 16..32 + 24, 32 + 8));
     assert!(!ok, "{text}");
