@@ -263,7 +263,7 @@ impl JournalIndex {
         journal: &File,
         journal_len: u64,
     ) -> Result<JournalIndex, String> {
-        let (key, count, last, summary, _) = parse(&file, None)?;
+        let (key, count, last, summary) = parse(&file, Summary::new)?;
         tied_to_journal(journal, journal_len, count, &last)?;
         Ok(JournalIndex::of(file, path, key, count, last, summary))
     }
@@ -409,16 +409,14 @@ impl JournalIndex {
     }
 }
 
-/// Reads an index file whole: its key, count, last entry and in-memory
-/// summary, if its size, order and CRC hold (not yet whether it is the
-/// journal's).
-/// Reads and checks a whole index file: its key, count, last entry and
-/// summary, and with `digests` the sum of [`entry_digest`] over its
-/// `(hash, sequence)` records (what `verify` compares the journal's with).
-fn parse(
+/// Reads an index file whole: its key, count, last entry and what
+/// `records(count)` builds of its sorted `(hash, sequence)` records (the
+/// server's in-memory summary, or `verify`'s sum of their digests), if
+/// its size, order and CRC hold (not yet whether it is the journal's).
+fn parse<R: HashRecords>(
     file: &File,
-    digests: Option<&RandomState>,
-) -> Result<(HashKey, u64, Last, Summary, u64), String> {
+    records: impl FnOnce(u64) -> R,
+) -> Result<(HashKey, u64, Last, R), String> {
     let io = |error: std::io::Error| format!("reading it: {error}");
     let len = file.metadata().map_err(io)?.len();
     if len < HEADER_LEN + TRAILER_LEN {
@@ -454,20 +452,15 @@ fn parse(
         last_offset = le_u64(&chunk, take - 8);
         left -= take as u64;
     }
-    let mut summary = Summary::new(count);
-    let mut digest_sum = 0u64;
+    let mut records = records(count);
     let mut left = count * 16;
     while left > 0 {
         let take = left.min(chunk.len() as u64) as usize;
         reader.read_exact(&mut chunk[..take]).map_err(io)?;
         crc.update(&chunk[..take]);
         for record in chunk[..take].chunks_exact(16) {
-            let (hash, sequence) = (le_u64(record, 0), le_u64(record, 8));
-            if !summary.note(hash, sequence) {
+            if !records.note(le_u64(record, 0), le_u64(record, 8)) {
                 return Err("its hashes are out of order".into());
-            }
-            if let Some(digests) = digests {
-                digest_sum = digest_sum.wrapping_add(entry_digest(digests, hash, sequence));
             }
         }
         left -= take as u64;
@@ -488,15 +481,55 @@ fn parse(
     if last.offset != last_offset {
         return Err("its last offset is not its trailer's".into());
     }
-    Ok((key, count, last, summary, digest_sum))
+    Ok((key, count, last, records))
 }
 
-/// An entry's request-id hash with its sequence number, under a key drawn
-/// at random for one verification: summed over every entry, what `verify`
-/// compares the index's records with the journal's by, in any order.
-/// Two different sets of records give the same sum with a chance of about
-/// one in 2^64, whatever they are: the key is drawn after the file was
-/// written, so no file can be made to match a journal it is not.
+/// What reading an index's sorted `(hash, sequence)` records builds.
+trait HashRecords {
+    /// Notes the next record; false when it is not after the one before.
+    fn note(&mut self, hash: u64, sequence: u64) -> bool;
+}
+
+impl HashRecords for Summary {
+    fn note(&mut self, hash: u64, sequence: u64) -> bool {
+        Summary::note(self, hash, sequence)
+    }
+}
+
+/// `verify`'s reading of the records: their order and the sum of their
+/// [`entry_digest`]s (the server's summary, a Bloom filter of a byte an
+/// entry written at random places, would be built only to be dropped).
+struct DigestSum<'a> {
+    key: &'a RandomState,
+    previous: Option<(u64, u64)>,
+    sum: u64,
+}
+
+impl HashRecords for DigestSum<'_> {
+    fn note(&mut self, hash: u64, sequence: u64) -> bool {
+        if self
+            .previous
+            .is_some_and(|previous| previous >= (hash, sequence))
+        {
+            return false;
+        }
+        self.previous = Some((hash, sequence));
+        self.sum = self
+            .sum
+            .wrapping_add(entry_digest(self.key, hash, sequence));
+        true
+    }
+}
+
+/// An entry's request-id hash with its sequence number, under `key`, std's
+/// `RandomState` (SipHash with keys drawn at random when `verify` starts,
+/// and kept to itself): summed over every entry, what `verify` compares
+/// the index's records with the journal's by, in any order. Two different
+/// sets of records (of one size, each without repeats: the index's are in
+/// strict order) give the same sum with a chance of about one in 2^64,
+/// whatever they are: the keys are drawn after the file was written and
+/// never leave the process, so no file can be made to match a journal it
+/// is not.
 pub fn entry_digest(key: &RandomState, hash: u64, sequence: u64) -> u64 {
     key.hash_one((hash, sequence))
 }
@@ -564,7 +597,18 @@ impl IndexFile {
             Err(error) => return Err(format!("opening it: {error}")),
         };
         let digests = RandomState::new();
-        let (key, count, last, _, digest_sum) = parse(&file, Some(&digests))?;
+        let (
+            key,
+            count,
+            last,
+            DigestSum {
+                sum: digest_sum, ..
+            },
+        ) = parse(&file, |_| DigestSum {
+            key: &digests,
+            previous: None,
+            sum: 0,
+        })?;
         Ok(Some(IndexFile {
             file,
             key,
@@ -586,12 +630,13 @@ impl IndexFile {
     }
 
     /// Compares `entries`, the journal's entries from sequence `first` on
-    /// (their offsets, and request-id hashes under [`IndexFile::key`]),
-    /// with what the index holds of those it covers; the others are left
-    /// out. Each batch of the journal is compared on its own, on whichever
+    /// (their offsets, and request-id hashes under [`IndexFile::key`]), one
+    /// after the other with no gap, with what the index holds of those it
+    /// covers; the others are left out. `first` is 1 or more. Each batch of the journal is compared on its own, on whichever
     /// thread checks it, and the results added in the journal's order
     /// ([`Covered::add`]).
     pub fn cover(&self, first: u64, entries: &[(u64, u64)]) -> Covered {
+        debug_assert!(first >= 1, "entries are numbered from 1");
         let covered = entries
             .len()
             .min(self.count.saturating_sub(first - 1) as usize);
@@ -657,13 +702,66 @@ impl IndexFile {
             return Err(why);
         }
         if covered.digest_sum != self.digest_sum {
-            return Err(
-                "its request-id hashes are not the journal's: it holds a hash or a sequence \
-                 number that no entry of the journal gives"
-                    .into(),
-            );
+            return Err(format!(
+                "its request-id hashes are not the journal's: {}",
+                self.first_wrong_hash(journal)
+            ));
         }
         Ok(IndexCheck::Matches(self.count))
+    }
+
+    /// Which of its `(hash, sequence)` records the journal does not give,
+    /// once the sums said one does not: each record's entry read from the
+    /// journal at the offset the index gives it (checked already to be the
+    /// journal's) and its request id hashed. Only on that failure, so its
+    /// cost (an entry read and decoded a record) is never a run's that
+    /// passes.
+    fn first_wrong_hash(&self, journal: &File) -> String {
+        let hashes_at = HEADER_LEN + self.count * 8;
+        let mut chunk = vec![0u8; 1 << 16];
+        let mut offset = [0u8; 8];
+        let mut at = 0u64;
+        while at < self.count {
+            let records = (self.count - at).min(chunk.len() as u64 / 16);
+            let bytes = &mut chunk[..(records * 16) as usize];
+            if let Err(error) = self.file.read_exact_at(bytes, hashes_at + at * 16) {
+                return format!("reading it: {error}");
+            }
+            for record in bytes.chunks_exact(16) {
+                let (hash, sequence) = (le_u64(record, 0), le_u64(record, 8));
+                if sequence == 0 || sequence > self.count {
+                    return format!(
+                        "a record names entry {sequence}, which it does not cover (1 to {})",
+                        self.count
+                    );
+                }
+                let read = self
+                    .file
+                    .read_exact_at(&mut offset, HEADER_LEN + (sequence - 1) * 8)
+                    .map_err(|error| format!("reading it: {error}"))
+                    .and_then(|()| {
+                        super::journal_file::read_entry_at(
+                            journal,
+                            u64::from_le_bytes(offset),
+                            sequence,
+                        )
+                        .map_err(|error| format!("entry {sequence}: {error}"))
+                    });
+                let entry = match read {
+                    Ok(entry) => entry,
+                    Err(why) => return why,
+                };
+                let given = self.key.hash(entry.body.request_id.as_str());
+                if given != hash {
+                    return format!(
+                        "entry {sequence}: it holds request-id hash {hash:016x} for it, the \
+                         journal's entry gives {given:016x}"
+                    );
+                }
+            }
+            at += records;
+        }
+        "every record matches its entry, but not the journal's sum (a record twice?)".into()
     }
 }
 

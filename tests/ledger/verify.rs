@@ -998,8 +998,9 @@ async fn verify_compares_the_journals_index_with_the_journal() {
     });
     assert!(!ok, "{text}");
     assert!(
-        text.contains("journal.idx: its request-id hashes are not the journal's"),
-        "{text}"
+        text.contains("journal.idx: its request-id hashes are not the journal's: entry ")
+            && text.contains(": it holds request-id hash "),
+        "the entry is named: {text}"
     );
     // The largest hash changed (still in order): a hash no entry gives.
     let last_hash = hashes_at + (count as usize - 1) * 16;
@@ -1008,8 +1009,12 @@ async fn verify_compares_the_journals_index_with_the_journal() {
         bytes[last_hash..last_hash + 8].copy_from_slice(&(hash + 1).to_le_bytes());
     });
     assert!(!ok, "{text}");
+    let sequence = u64::from_le_bytes(pristine[last_hash + 8..last_hash + 16].try_into().unwrap());
     assert!(
-        text.contains("journal.idx: its request-id hashes are not the journal's"),
+        text.contains(&format!(
+            "journal.idx: its request-id hashes are not the journal's: entry {sequence}: it holds \
+             request-id hash "
+        )),
         "{text}"
     );
     // Entry 2's record put where entry 3's is.
@@ -1029,4 +1034,128 @@ async fn verify_compares_the_journals_index_with_the_journal() {
         "{text}"
     );
     assert!(!text.contains("entries match"), "{text}");
+}
+
+/// The index is compared batch by batch as `verify`'s workers check the
+/// journal (256 entries a batch): an entry misplaced in any batch, or a
+/// record pairing a hash with another batch's entry, is found and named;
+/// and a journal grown past its index (a server stopped without writing
+/// it again) still matches on the entries it covers.
+#[tokio::test]
+async fn verify_compares_the_index_across_batches_and_a_journal_grown_past_it() {
+    let dir = data_dir_with(700).await;
+    let path = dir.path().join("journal.idx");
+    let pristine = std::fs::read(&path).unwrap();
+    let count = u64::from_le_bytes(pristine[24..32].try_into().unwrap());
+    assert!(count > 600, "{count}");
+    let (ok, text) = verify(dir.path());
+    assert!(
+        ok && text.contains(&format!("its {count} entries match")),
+        "{text}"
+    );
+    let with_crc = |mut bytes: Vec<u8>| {
+        let end = bytes.len() - 8;
+        let crc = crc32fast::hash(&bytes[..end]);
+        bytes[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    };
+    let edited = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = pristine.clone();
+        edit(&mut bytes);
+        std::fs::write(&path, with_crc(bytes)).unwrap();
+        verify(dir.path())
+    };
+    let offset_at = |sequence: usize| 32 + (sequence - 1) * 8;
+    // Two entries' offsets swapped, at batch edges and within batches (the
+    // last entry's offset is tied to the trailer: not swapped).
+    for sequence in [256usize, 257, 300, 513, count as usize - 2] {
+        let (ok, text) = edited(&|bytes| {
+            let (a, b) = (offset_at(sequence), offset_at(sequence + 1));
+            let first = bytes[a..a + 8].to_vec();
+            bytes.copy_within(b..b + 8, a);
+            bytes[b..b + 8].copy_from_slice(&first);
+        });
+        assert!(!ok, "{text}");
+        assert!(
+            text.contains(&format!("journal.idx: entry {sequence}: the index puts")),
+            "{sequence}: {text}"
+        );
+    }
+    // The sequence numbers of two hash records swapped, an early entry's
+    // with one past the second batch.
+    let hashes_at = 32 + count as usize * 8;
+    let sequence_of = |bytes: &[u8], record: usize| {
+        let at = hashes_at + record * 16 + 8;
+        u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+    };
+    let early = (0..count as usize)
+        .find(|&r| sequence_of(&pristine, r) < 100)
+        .unwrap();
+    let late = (0..count as usize)
+        .find(|&r| sequence_of(&pristine, r) > 520)
+        .unwrap();
+    let (ok, text) = edited(&|bytes| {
+        let (a, b) = (hashes_at + early * 16 + 8, hashes_at + late * 16 + 8);
+        let first = bytes[a..a + 8].to_vec();
+        bytes.copy_within(b..b + 8, a);
+        bytes[b..b + 8].copy_from_slice(&first);
+    });
+    assert!(!ok, "{text}");
+    let named = sequence_of(&pristine, early.max(late));
+    let other = sequence_of(&pristine, early.min(late));
+    assert!(
+        text.contains(&format!(
+            "journal.idx: its request-id hashes are not the journal's: entry {named}: it holds"
+        )),
+        "the first record in the index's order that is wrong, entry {named} (or {other}): {text}"
+    );
+    // A record naming an entry the index does not cover.
+    let (ok, text) = edited(&|bytes| {
+        let at = hashes_at + (count as usize - 1) * 16 + 8;
+        bytes[at..at + 8].copy_from_slice(&(count + 1).to_le_bytes());
+    });
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("a record names entry {}", count + 1)),
+        "{text}"
+    );
+    std::fs::write(&path, &pristine).unwrap();
+    // The journal grown past the index; the old index put back covers the
+    // entries it did.
+    let mut app = crate::support::start_again(dir).await;
+    let commands = (0..300)
+        .map(|i| pb::BatchCommand {
+            command: Some(pb::batch_command::Command::DepositSavings(
+                pb::DepositSavingsRequest {
+                    context: ctx(&format!("grown-{i}")),
+                    account_id: "TB-0001/C1".into(),
+                    amount: vnd("1000"),
+                    effective_date: "2024-02-04".into(),
+                },
+            )),
+        })
+        .collect();
+    app.submit_batch(commands).await;
+    let dir = app.stop().await;
+    let grown = std::fs::read(&path).unwrap();
+    assert!(u64::from_le_bytes(grown[24..32].try_into().unwrap()) >= count + 300);
+    std::fs::write(&path, &pristine).unwrap();
+    let (ok, text) = verify(dir.path());
+    assert!(
+        ok && text.contains(&format!("its {count} entries match")),
+        "{text}"
+    );
+    // An offset changed inside the old index is still found.
+    let mut bytes = pristine.clone();
+    bytes.copy_within(
+        offset_at(1)..offset_at(1) + 8,
+        offset_at(count as usize - 1),
+    );
+    std::fs::write(&path, with_crc(bytes)).unwrap();
+    let (ok, text) = verify(dir.path());
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("entry {}: the index puts", count - 1)),
+        "{text}"
+    );
 }
