@@ -137,13 +137,9 @@ impl Summary {
 
     /// Notes the next `(hash, sequence)`; false when out of order.
     fn note(&mut self, hash: u64, sequence: u64) -> bool {
-        if self
-            .previous
-            .is_some_and(|previous| previous >= (hash, sequence))
-        {
+        if !follows(&mut self.previous, (hash, sequence)) {
             return false;
         }
-        self.previous = Some((hash, sequence));
         if self.seen.is_multiple_of(BLOCK) {
             self.fences.push(hash);
         }
@@ -153,6 +149,16 @@ impl Summary {
         }
         true
     }
+}
+
+/// Whether `record` comes after `previous` in the index's strict order
+/// (by hash, then sequence); if so it becomes `previous`.
+fn follows(previous: &mut Option<(u64, u64)>, record: (u64, u64)) -> bool {
+    if previous.is_some_and(|previous| previous >= record) {
+        return false;
+    }
+    *previous = Some(record);
+    true
 }
 
 fn le_u64(bytes: &[u8], at: usize) -> u64 {
@@ -507,13 +513,9 @@ struct DigestSum<'a> {
 
 impl HashRecords for DigestSum<'_> {
     fn note(&mut self, hash: u64, sequence: u64) -> bool {
-        if self
-            .previous
-            .is_some_and(|previous| previous >= (hash, sequence))
-        {
+        if !follows(&mut self.previous, (hash, sequence)) {
             return false;
         }
-        self.previous = Some((hash, sequence));
         self.sum = self
             .sum
             .wrapping_add(entry_digest(self.key, hash, sequence));
