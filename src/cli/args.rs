@@ -726,8 +726,8 @@ pub struct ProductRulesArgs {
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PARTS",
           help_heading = SAVINGS_ARREARS)]
     pub allocation: Option<Vec<AllocationArg>>,
-    /// A fee on each disbursement (repeatable): CODE:AMOUNT[%][:WHEN], WHEN being
-    /// at-disbursement (the default) or with-first-installment; e.g.
+    /// A fee on each disbursement (repeatable): CODE:AMOUNT[%], then optionally
+    /// :WHEN, WHEN being at-disbursement (the default) or with-first-installment; e.g.
     /// disbursement:1% or card:20000:with-first-installment.
     #[arg(long, value_name = "FEE", value_parser = parse_fee, help_heading = FEES_TRANCHES,
           conflicts_with = "no_fees")]

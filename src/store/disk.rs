@@ -87,9 +87,9 @@ pub const DATA_FILE_MODE: u32 = 0o600;
 /// digest; it is not a signature.
 ///
 /// A record read when asked ([`STORED_PREFIX`]) has its term kept beside it
-/// (under [`TERM_PREFIX`]), written in the same batch: startup adds the
+/// (under `TERM_PREFIX`), written in the same batch: startup adds the
 /// kept terms instead of reading those records, and a read of one checks
-/// it against its term ([`LocalFiles::stored_records`]).
+/// it against its term (`LocalFiles::stored_records`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheDigest([u8; 32]);
 

@@ -573,7 +573,7 @@ pub struct Covered {
     /// The first of them whose record the index puts elsewhere (or whose
     /// offset in the index could not be read): why.
     pub misplaced: Option<String>,
-    /// The sum of their [`entry_digest`]s.
+    /// The sum of their digests (`entry_digest`).
     pub digest_sum: u64,
 }
 

@@ -24,10 +24,10 @@ pub enum StateKey {
     /// What has been repaid on a loan: small, rewritten as it changes.
     LoanProgress(LoanId),
     /// One chunk of a loan's entries that still stand
-    /// ([`LOAN_LIST_CHUNK`] a record).
+    /// (`LOAN_LIST_CHUNK` a record).
     LoanEvents(LoanId, u64),
     /// One chunk of every entry that changed a loan, reversed or not
-    /// ([`LOAN_LIST_CHUNK`] a record).
+    /// (`LOAN_LIST_CHUNK` a record).
     LoanHistory(LoanId, u64),
     /// A product's versions.
     Product(ProductId),
@@ -78,7 +78,7 @@ const ACCESS_KEY: &str = "access";
 /// in records of their own steps, encoded as memory keeps them
 /// ([`crate::books::RECORD_STEPS`] a record), not in buckets of postings.
 /// 8: a loan's lists of entries in records of their own, by chunks
-/// ([`LOAN_LIST_CHUNK`]), not in its progress record (whose layout a
+/// (`LOAN_LIST_CHUNK`), not in its progress record (whose layout a
 /// cache of 7 would be misread by).
 /// 9: a day log's closed chunks under keys read when asked
 /// ([`crate::stored`], by their first entry), its open chunk apart.
