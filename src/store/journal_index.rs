@@ -634,8 +634,9 @@ impl IndexFile {
     /// Compares `entries`, the journal's entries from sequence `first` on
     /// (their offsets, and request-id hashes under [`IndexFile::key`]), one
     /// after the other with no gap, with what the index holds of those it
-    /// covers; the others are left out. `first` is 1 or more. Each batch of the journal is compared on its own, on whichever
-    /// thread checks it, and the results added in the journal's order
+    /// covers; the others are left out. `first` is 1 or more. Each batch
+    /// of the journal is compared on its own, on whichever thread checks
+    /// it, and the results added in the journal's order
     /// ([`Covered::add`]).
     pub fn cover(&self, first: u64, entries: &[(u64, u64)]) -> Covered {
         debug_assert!(first >= 1, "entries are numbered from 1");
