@@ -764,7 +764,12 @@ impl IndexFile {
             }
             at += records;
         }
-        "every record matches its entry, but not the journal's sum (a record twice?)".into()
+        // Every record names a different covered entry and gives its hash:
+        // the records are the journal's, so the sums could only differ if a
+        // file changed while verify read it.
+        "every record matches its entry when read again (did the journal or the index change \
+         while verify read them?)"
+            .into()
     }
 }
 
