@@ -285,12 +285,18 @@ impl App {
     /// Deposits `count` times 1,000 VND into `TB-0001/C1` on `date`, a
     /// thousand a batch; panics unless every one is accepted.
     pub async fn deposits(&mut self, count: usize, date: &str) {
+        self.deposits_as("deposit", count, date).await
+    }
+
+    /// [`App::deposits`] with request ids `PREFIX-0`, `PREFIX-1`...: more
+    /// deposits after some already made under other ids.
+    pub async fn deposits_as(&mut self, prefix: &str, count: usize, date: &str) {
         for batch in 0..count.div_ceil(1000) {
             let commands = (batch * 1000..((batch + 1) * 1000).min(count))
                 .map(|i| pb::BatchCommand {
                     command: Some(pb::batch_command::Command::DepositSavings(
                         pb::DepositSavingsRequest {
-                            context: ctx(&format!("deposit-{i}")),
+                            context: ctx(&format!("{prefix}-{i}")),
                             account_id: "TB-0001/C1".into(),
                             amount: vnd("1000"),
                             effective_date: date.into(),

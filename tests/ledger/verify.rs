@@ -1123,19 +1123,7 @@ async fn verify_compares_the_index_across_batches_and_a_journal_grown_past_it() 
     // The journal grown past the index; the old index put back covers the
     // entries it did.
     let mut app = crate::support::start_again(dir).await;
-    let commands = (0..300)
-        .map(|i| pb::BatchCommand {
-            command: Some(pb::batch_command::Command::DepositSavings(
-                pb::DepositSavingsRequest {
-                    context: ctx(&format!("grown-{i}")),
-                    account_id: "TB-0001/C1".into(),
-                    amount: vnd("1000"),
-                    effective_date: "2024-02-04".into(),
-                },
-            )),
-        })
-        .collect();
-    app.submit_batch(commands).await;
+    app.deposits_as("grown", 300, "2024-02-04").await;
     let dir = app.stop().await;
     let grown = std::fs::read(&path).unwrap();
     assert!(u64::from_le_bytes(grown[24..32].try_into().unwrap()) >= count + 300);
