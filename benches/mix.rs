@@ -50,25 +50,31 @@ fn out_dir() -> PathBuf {
     dir
 }
 
-/// CPU time (user + system) of `who`: this process, all its threads
-/// (`RUSAGE_SELF`), or its waited-for children (`RUSAGE_CHILDREN`).
-fn rusage_cpu(who: libc::c_int) -> Duration {
+/// CPU time of `who` (this process, all its threads, `RUSAGE_SELF`; or its
+/// waited-for children, `RUSAGE_CHILDREN`): user + system, and system alone.
+fn rusage_cpu(who: libc::c_int) -> (Duration, Duration) {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct it is given.
     let rc = unsafe { libc::getrusage(who, &mut usage) };
     assert_eq!(rc, 0, "getrusage");
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+    let system = micros(usage.ru_stime);
+    (
+        Duration::from_micros(micros(usage.ru_utime) + system),
+        Duration::from_micros(system),
+    )
 }
 
-/// CPU time this process has used (user + system, all threads).
-fn cpu_time() -> Duration {
+/// CPU time this process has used (user + system, all threads), and of
+/// it the kernel's (system): page faults, the kernel zeroing fresh pages,
+/// file writes and `fdatasync`, waking threads.
+fn cpu_time() -> (Duration, Duration) {
     rusage_cpu(libc::RUSAGE_SELF)
 }
 
 /// CPU time of this process's waited-for children (user + system).
 fn children_cpu_time() -> Duration {
-    rusage_cpu(libc::RUSAGE_CHILDREN)
+    rusage_cpu(libc::RUSAGE_CHILDREN).0
 }
 
 /// The mix written over gRPC: `simulate` (the simulator's own client, in
@@ -77,6 +83,8 @@ struct GrpcRun {
     entries: u64,
     wall: Duration,
     server_cpu: Duration,
+    /// Of `server_cpu`, the kernel's.
+    server_kernel: Duration,
     client_cpu: Duration,
 }
 
@@ -132,8 +140,9 @@ impl Server {
         assert!(status.success(), "mfi-ledger {args:?} failed");
     }
 
-    /// CPU time the server has used so far (user + system, every thread).
-    fn cpu(&self) -> Duration {
+    /// CPU time the server has used so far (user + system, every thread),
+    /// and of it the kernel's (system).
+    fn cpu(&self) -> (Duration, Duration) {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
             .expect("read the server's /proc stat");
         // Fields after the command name (which may hold spaces): state is
@@ -144,10 +153,12 @@ impl Server {
             .1
             .split_whitespace()
             .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let user: u64 = fields[11].parse().unwrap();
+        let system: u64 = fields[12].parse().unwrap();
         // SAFETY: sysconf has no preconditions.
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-        Duration::from_micros(ticks * 1_000_000 / per_second)
+        let time = |ticks: u64| Duration::from_micros(ticks * 1_000_000 / per_second);
+        (time(user + system), time(system))
     }
 
     fn stop(mut self) {
@@ -201,7 +212,7 @@ fn simulate_into(dir: &Path, scale: u32) -> GrpcRun {
             ],
         );
     }
-    let server_cpu = server.cpu();
+    let (server_cpu, server_kernel) = server.cpu();
     let client_cpu = children_cpu_time();
     let started = Instant::now();
     server.run(
@@ -218,10 +229,13 @@ fn simulate_into(dir: &Path, scale: u32) -> GrpcRun {
             checker.to_str().unwrap(),
         ],
     );
+    let wall = started.elapsed();
+    let (server_cpu_after, server_kernel_after) = server.cpu();
     let run = GrpcRun {
         entries: 0,
-        wall: started.elapsed(),
-        server_cpu: server.cpu() - server_cpu,
+        wall,
+        server_cpu: server_cpu_after - server_cpu,
+        server_kernel: server_kernel_after - server_kernel,
         client_cpu: children_cpu_time() - client_cpu,
     };
     server.stop();
@@ -306,6 +320,8 @@ struct Run {
     commands: usize,
     wall: Duration,
     cpu: Duration,
+    /// Of `cpu`, the kernel's.
+    kernel: Duration,
 }
 
 impl Run {
@@ -315,6 +331,9 @@ impl Run {
     fn cpu_micros(&self) -> f64 {
         self.cpu.as_secs_f64() * 1e6 / self.commands as f64
     }
+    fn kernel_micros(&self) -> f64 {
+        self.kernel.as_secs_f64() * 1e6 / self.commands as f64
+    }
     fn json(&self, workload: &str, batch: usize) -> serde_json::Value {
         json!({
             "workload": workload,
@@ -322,6 +341,7 @@ impl Run {
             "commands": self.commands,
             "commands_per_second": self.per_second(),
             "cpu_us_per_command": self.cpu_micros(),
+            "kernel_cpu_us_per_command": self.kernel_micros(),
         })
     }
 }
@@ -333,7 +353,7 @@ type SingleKind = (&'static str, fn(usize) -> Command, &'static [usize]);
 /// must be accepted.
 fn submit(runtime: &tokio::runtime::Runtime, ledger: &Ledger, batches: Vec<Vec<Command>>) -> Run {
     let commands = batches.iter().map(Vec::len).sum();
-    let cpu = cpu_time();
+    let (cpu, kernel) = cpu_time();
     let started = Instant::now();
     for batch in batches {
         for result in runtime.block_on(ledger.submit_many(batch)) {
@@ -342,10 +362,13 @@ fn submit(runtime: &tokio::runtime::Runtime, ledger: &Ledger, batches: Vec<Vec<C
             }
         }
     }
+    let wall = started.elapsed();
+    let (cpu_after, kernel_after) = cpu_time();
     Run {
         commands,
-        wall: started.elapsed(),
-        cpu: cpu_time() - cpu,
+        wall,
+        cpu: cpu_after - cpu,
+        kernel: kernel_after - kernel,
     }
 }
 
@@ -433,20 +456,21 @@ fn main() {
         );
     }
     println!(
-        "{:<28} {:>6} {:>10} {:>14} {:>12}",
-        "workload", "batch", "commands", "commands/s", "CPU µs/cmd"
+        "{:<28} {:>6} {:>10} {:>14} {:>12} {:>10}",
+        "workload", "batch", "commands", "commands/s", "CPU µs/cmd", "of it sys"
     );
     if wanted("mix over gRPC", 0) {
         let dir = tempfile::tempdir().unwrap();
         let run = simulate_into(dir.path(), scale);
         let per_entry = |cpu: Duration| cpu.as_secs_f64() * 1e6 / run.entries as f64;
         println!(
-            "{:<28} {:>6} {:>10} {:>14.0} {:>12.1}   (server; the simulator's client {:.1} µs/entry)",
+            "{:<28} {:>6} {:>10} {:>14.0} {:>12.1} {:>10.1}   (server; the simulator's client {:.1} µs/entry)",
             "mix over gRPC (simulate)",
             "day",
             run.entries,
             run.entries as f64 / run.wall.as_secs_f64(),
             per_entry(run.server_cpu),
+            per_entry(run.server_kernel),
             per_entry(run.client_cpu),
         );
         results.push(json!({
@@ -455,15 +479,17 @@ fn main() {
             "commands": run.entries,
             "commands_per_second": run.entries as f64 / run.wall.as_secs_f64(),
             "server_cpu_us_per_command": per_entry(run.server_cpu),
+            "server_kernel_cpu_us_per_command": per_entry(run.server_kernel),
             "client_cpu_us_per_command": per_entry(run.client_cpu),
         }));
     }
     let mut row = |workload: &str, batch: usize, run: Run| {
         println!(
-            "{workload:<28} {batch:>6} {:>10} {:>14.0} {:>12.1}",
+            "{workload:<28} {batch:>6} {:>10} {:>14.0} {:>12.1} {:>10.1}",
             run.commands,
             run.per_second(),
-            run.cpu_micros()
+            run.cpu_micros(),
+            run.kernel_micros()
         );
         results.push(run.json(workload, batch));
     };
