@@ -15,6 +15,10 @@
 //! (the authenticated principal who asked, and who approved): an entry with
 //! an attribution is written as version 4, one without (written before
 //! access control) as version 3, byte for byte as it always was.
+//! Versions from 0xC0 up are never entry encodings: the journal file marks
+//! with them how it stores an entry's bytes (0xC0: zstd-compressed), so
+//! that a release before such a mark reads it as a newer encoding and
+//! refuses the journal instead of misreading it.
 //! The rules version names the decision code an entry was decided by, so that
 //! `verify` re-decides each entry under its own rules after a rules fix.
 

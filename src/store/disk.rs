@@ -25,9 +25,10 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::entry::Entry;
 use crate::domain::request_index::RequestIndex;
-use crate::domain::state::StateRecord;
+use crate::domain::state::{STATE_FORMAT, StateKey, StateRecord, records_format};
 use crate::domain::stored::{ReadError, STORED_PREFIX, StoredRecords, is_stored_key};
 
+use super::cache_value;
 use super::journal_file::{JournalFile, read_entry_at};
 use super::offsets::EntryOffsets;
 use super::{KeyValue, Store, StoreError};
@@ -310,13 +311,24 @@ impl StoredRecords for CacheReader {
 
 /// The record `key` (one read when asked), checked against its term.
 fn read_stored(db: &sled::Db, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    let Some(stored) = read_stored_bytes(db, key)? else {
+        return Ok(None);
+    };
+    cache_value::open(key, &stored)
+        .map(|value| Some(value.into_owned()))
+        .map_err(StoreError::Untrusted)
+}
+
+/// The bytes kept for the record `key` (one read when asked), checked
+/// against its term.
+fn read_stored_bytes(db: &sled::Db, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
     let state_error = |e: sled::Error| StoreError::State(e.to_string());
     let value = db.get(key).map_err(state_error)?;
     let term = db.get(term_key(key)).map_err(state_error)?;
     match (value, term) {
         (None, None) => Ok(None),
         (Some(value), Some(term)) if term.as_ref() == CacheDigest::record_hash(key, &value) => {
-            Ok(Some(value.to_vec()))
+            Ok(Some(value))
         }
         _ => Err(StoreError::Untrusted(format!(
             "record {:?} does not match the hash kept for it: edited or damaged on disk",
@@ -603,7 +615,13 @@ impl LocalFiles {
         // Values written earlier in this batch, which sled does not hold yet.
         let mut written: HashMap<&[u8], Option<&[u8]>> = HashMap::with_capacity(records.len());
         let mut batch = sled::Batch::default();
-        for (key, value) in records {
+        // The bytes sled keeps for each value (those of the records read
+        // when asked compressed when long: `cache_value`).
+        let sealed: Vec<Option<Vec<u8>>> = records
+            .iter()
+            .map(|(key, value)| value.as_deref().map(|value| cache_value::seal(key, value)))
+            .collect();
+        for ((key, _), value) in records.iter().zip(&sealed) {
             let key = key.as_slice();
             let value = value.as_deref();
             let stored = is_stored_key(key);
@@ -651,6 +669,25 @@ impl LocalFiles {
 
     pub(super) fn load_state(&self, visit: &mut super::StateVisitor<'_>) -> Result<(), StoreError> {
         let db = self.cache()?;
+        // A cache another release wrote in another layout is not read as
+        // this one (its values would be taken for this layout's): startup
+        // rebuilds it from the journal.
+        let format = db
+            .get(StateKey::Format.to_bytes())
+            .map_err(|e| StoreError::State(e.to_string()))?;
+        match records_format(format.as_deref()) {
+            Ok(None | Some(STATE_FORMAT)) => {}
+            Ok(Some(other)) => {
+                self.close_cache(db);
+                return Err(StoreError::State(format!(
+                    "state records of format {other}; this release reads format {STATE_FORMAT}"
+                )));
+            }
+            Err(why) => {
+                self.close_cache(db);
+                return Err(StoreError::State(why));
+            }
+        }
         let stored = stored_digest(&db)?;
         // sled's reading and the digest's hashing on a thread of their own,
         // the records handed over in batches and taken in on this one: at
@@ -819,20 +856,30 @@ fn stored_digest(db: &sled::Db) -> Result<Option<CacheDigest>, StoreError> {
 /// every term against its record.
 fn records_of(db: &sled::Db) -> Result<Vec<KeyValue>, StoreError> {
     let state_error = |e: sled::Error| StoreError::State(e.to_string());
+    // A cache of another format is handed out as it is stored: its format
+    // record says so before any value of it is read in this layout.
+    let format = db.get(StateKey::Format.to_bytes()).map_err(state_error)?;
+    let this_layout = matches!(records_format(format.as_deref()), Ok(Some(STATE_FORMAT)));
     let records: Vec<KeyValue> = db
         .range(..TERM_PREFIX)
         .map(|item| {
-            item.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(state_error)
+            let (key, stored) = item.map_err(state_error)?;
+            let value = match this_layout {
+                true => cache_value::open(&key, &stored)
+                    .map_err(StoreError::Untrusted)?
+                    .into_owned(),
+                false => stored.to_vec(),
+            };
+            Ok((key.to_vec(), value))
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, StoreError>>()?;
     for (key, _) in records.iter().filter(|(key, _)| is_stored_key(key)) {
-        read_stored(db, key)?;
+        read_stored_bytes(db, key)?;
     }
     for item in db.range(TERM_PREFIX..DIGEST_KEY) {
         let (key, _) = item.map_err(state_error)?;
         let stored = &key[TERM_PREFIX.len()..];
-        if read_stored(db, stored)?.is_none() || !is_stored_key(stored) {
+        if read_stored_bytes(db, stored)?.is_none() || !is_stored_key(stored) {
             return Err(StoreError::Untrusted(format!(
                 "a hash is kept for record {:?}, which is not there",
                 String::from_utf8_lossy(stored)
@@ -991,6 +1038,80 @@ mod tests {
         ];
         store.save_state(&records).unwrap();
         store
+    }
+
+    /// A long record read when asked is stored compressed and read back as
+    /// it was saved; a cache as format 9 and earlier wrote it (values bare,
+    /// the digest of them) is not read as this layout: `load_state` refuses
+    /// it (startup then rebuilds the cache from the journal), and the
+    /// records `verify` reads are handed out as stored, with their format
+    /// record, which tells it the cache is another release's.
+    #[test]
+    fn values_are_stored_compressed_and_a_cache_of_bare_values_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let long: Vec<u8> = (0..10_000u32).map(|i| (i % 97) as u8).collect();
+        let format = postcard::to_stdvec(&super::STATE_FORMAT).unwrap();
+        store
+            .save_state(&[
+                (b"format".to_vec(), Some(format.clone())),
+                (b"cold/x/1".to_vec(), Some(long.clone())),
+            ])
+            .unwrap();
+        let db = || store.local.cache().unwrap();
+        let stored = db().get(b"cold/x/1").unwrap().unwrap();
+        assert!(stored.len() * 5 < long.len(), "{} bytes", stored.len());
+        assert_eq!(
+            every_record(&store),
+            [
+                (b"format".to_vec(), Some(format.clone())),
+                (b"cold/x/1".to_vec(), None)
+            ]
+        );
+        let read = store.stored_records().unwrap().read(b"cold/x/1").unwrap();
+        assert!(
+            read == Some(long.clone()),
+            "read back as saved: {:?}",
+            read.as_ref().map(Vec::len)
+        );
+        let records = super::records_of(&db()).unwrap();
+        assert!(
+            records
+                == [
+                    (b"cold/x/1".to_vec(), long.clone()),
+                    (b"format".to_vec(), format)
+                ],
+            "read back as saved: {:?}",
+            records
+                .iter()
+                .map(|(key, value)| (String::from_utf8_lossy(key), value.len()))
+                .collect::<Vec<_>>()
+        );
+
+        // An earlier release's cache: bare values and their digest.
+        db().clear().unwrap();
+        let format_9 = postcard::to_stdvec(&9u32).unwrap();
+        let bare: [(&[u8], &[u8]); 2] = [(b"format", &format_9), (b"cold/x/1", &long)];
+        for (key, value) in bare {
+            db().insert(key, value).unwrap();
+        }
+        db().insert(
+            super::term_key(b"cold/x/1"),
+            &CacheDigest::record_hash(b"cold/x/1", &long)[..],
+        )
+        .unwrap();
+        db().insert(super::DIGEST_KEY, &CacheDigest::of(bare).0[..])
+            .unwrap();
+        let loaded = store.load_state(&mut |_, _| Ok(()));
+        assert!(
+            matches!(&loaded, Err(StoreError::State(why)) if why.contains("format 9")),
+            "{loaded:?}"
+        );
+        assert!(
+            super::records_of(&db()).unwrap()
+                == [(b"cold/x/1".to_vec(), long), (b"format".to_vec(), format_9)],
+            "handed out as stored"
+        );
     }
 
     /// Every record `load_state` hands over, in the order it does.
@@ -1163,7 +1284,11 @@ mod tests {
             super::records_of(&db()),
             Err(StoreError::Untrusted(_))
         ));
-        db().insert(b"cold/x/2", &b"second"[..]).unwrap();
+        db().insert(
+            b"cold/x/2",
+            super::cache_value::seal(b"cold/x/2", b"second"),
+        )
+        .unwrap();
         assert!(super::records_of(&db()).is_ok());
 
         // A term edited, or cut short.

@@ -3,8 +3,10 @@
 //! Layout: an 8-byte magic `MFIJRNL2`, then frames, one per durable barrier:
 //! `[FRAME_MAGIC u32][body length u32][CRC-32 of body u32][entry count u32][body]`
 //! where the body is records `[payload length u32][CRC-32 of payload u32][payload]`
-//! and a payload is an entry's canonical bytes followed by its 32-byte hash.
-//! All integers are little-endian.
+//! and a payload is an entry's canonical bytes followed by its 32-byte hash,
+//! or, for a long entry, the same bytes zstd-compressed behind a marker byte
+//! and their length ([`payload`]: the hash is always of the canonical
+//! bytes). All integers are little-endian.
 //!
 //! A frame is written with one `write` and made durable with one
 //! `fdatasync` before the next frame is written, so a crash can only damage
@@ -29,6 +31,8 @@ use crate::domain::request_index::{HashKey, RequestIndex};
 use super::StoreError;
 use super::journal_index::{JournalIndex, Last};
 use super::offsets::{EntryOffsets, Offsets};
+
+pub mod payload;
 
 /// Name of the journal file in the data directory.
 pub const JOURNAL_FILE_NAME: &str = "journal.log";
@@ -179,14 +183,14 @@ impl JournalFile {
         let mut in_sequence = true;
         let mut last_record = None;
         let scan = scan_from(&file, from, |offset, payload| {
-            let (canonical, hash) = payload.split_at(payload.len() - 32);
-            let (sequence, request_id) = crate::domain::entry::peek_request_id(canonical)
+            let (canonical, hash) = split_payload(offset, payload)?;
+            let (sequence, request_id) = crate::domain::entry::peek_request_id(&canonical)
                 .map_err(|source| StoreError::undecodable(offset, source))?;
             // Out of sequence (a gap or a duplicate, which recovery
             // refuses): noted as it is, and not indexed.
             in_sequence &= sequence == first + hashes.len() as u64;
             hashes.push((key.hash(request_id), sequence));
-            last_record = Some((offset, <Hash>::try_from(hash).expect("32 bytes")));
+            last_record = Some((offset, hash));
             Ok(())
         })?;
         if let Some((offset, hash)) = last_record {
@@ -326,8 +330,8 @@ impl JournalFile {
             .map_or(FILE_MAGIC.len() as u64, |index| index.last().frame_end);
         let mut hashes = Vec::new();
         let scan = scan_from(&self.file, from, |offset, payload| {
-            let canonical = &payload[..payload.len() - 32];
-            let (sequence, request_id) = crate::domain::entry::peek_request_id(canonical)
+            let (canonical, _) = split_payload(offset, payload)?;
+            let (sequence, request_id) = crate::domain::entry::peek_request_id(&canonical)
                 .map_err(|source| StoreError::undecodable(offset, source))?;
             hashes.push((key.hash(request_id), sequence));
             Ok(())
@@ -413,28 +417,29 @@ impl<M: JournalMedium> JournalFile<M> {
         let mut offsets = Vec::new();
         let body_start = self.end + FRAME_HEADER_LEN as u64;
         for entry in entries {
-            let mut payload = Vec::with_capacity(entry.canonical.len() + 32);
-            payload.extend_from_slice(&entry.canonical);
-            payload.extend_from_slice(&entry.hash);
-            if payload.len() > RECORD_LEN_MAX {
+            // The record is written in place: its header, filled in once
+            // the payload's length and checksum are known.
+            let record = body.len();
+            body.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+            payload::encode(&entry.canonical, &entry.hash, &mut body);
+            let len = body.len() - record - RECORD_HEADER_LEN;
+            if len > RECORD_LEN_MAX {
                 return Err(StoreError::Corrupt {
                     offset: self.end,
                     message: format!(
-                        "entry {} is {} bytes, over the record limit",
+                        "entry {} is {len} bytes, over the record limit",
                         entry.body.sequence,
-                        payload.len()
                     ),
                 });
             }
-            if !offsets.is_empty()
-                && body.len() + RECORD_HEADER_LEN + payload.len() > FRAME_BYTES_MAX
-            {
+            if !offsets.is_empty() && body.len() > FRAME_BYTES_MAX {
+                body.truncate(record);
                 break;
             }
-            offsets.push(body_start + body.len() as u64);
-            body.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            body.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-            body.extend_from_slice(&payload);
+            let crc = crc32fast::hash(&body[record + RECORD_HEADER_LEN..]);
+            body[record..record + 4].copy_from_slice(&(len as u32).to_le_bytes());
+            body[record + 4..record + RECORD_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+            offsets.push(body_start + record as u64);
         }
         let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
         frame.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
@@ -562,7 +567,10 @@ pub fn read_entry_at(file: &File, offset: u64, sequence: u64) -> Result<Entry, S
             message: format!("checksum of entry {sequence}"),
         });
     }
-    decode_payload(&payload, sequence)
+    decode_payload(&payload, sequence).map_err(|error| match error {
+        StoreError::Corrupt { offset: 0, message } => StoreError::Corrupt { offset, message },
+        other => other,
+    })
 }
 
 /// Splits a record payload into the entry it holds.
@@ -573,14 +581,28 @@ pub fn decode_payload(payload: &[u8], sequence: u64) -> Result<Entry, StoreError
             message: format!("entry {sequence} is too short"),
         });
     }
-    let (bytes, hash) = payload.split_at(payload.len() - 32);
-    let body = EntryBody::from_canonical_bytes(bytes)
+    let (canonical, hash) = payload::decode(payload).map_err(|error| StoreError::Corrupt {
+        offset: 0,
+        message: format!("entry {sequence}: {error}"),
+    })?;
+    let body = EntryBody::from_canonical_bytes(&canonical)
         .map_err(|source| StoreError::Decode { sequence, source })?;
-    let hash: Hash = hash.try_into().expect("split_at left exactly 32 bytes");
     Ok(Entry {
         body,
         hash,
-        canonical: bytes.to_vec(),
+        canonical: canonical.into_owned(),
+    })
+}
+
+/// The canonical bytes and hash of the record at `offset` whose payload is
+/// `payload` (decompressed when it is stored compressed).
+pub fn split_payload(
+    offset: u64,
+    payload: &[u8],
+) -> Result<(std::borrow::Cow<'_, [u8]>, Hash), StoreError> {
+    payload::decode(payload).map_err(|error| StoreError::Corrupt {
+        offset,
+        message: error.to_string(),
     })
 }
 

@@ -837,9 +837,9 @@ fn tied_to_journal(
             "its last entry is not its last frame's last record",
         ));
     };
-    let payload = &body[payload];
-    let (canonical, hash) = payload.split_at(payload.len() - 32);
-    let sequence = crate::domain::entry::peek_request_id(canonical)
+    let (canonical, hash) = super::journal_file::payload::decode(&body[payload])
+        .map_err(|error| differs(&format!("its last entry: {error}")))?;
+    let sequence = crate::domain::entry::peek_request_id(&canonical)
         .map(|(sequence, _)| sequence)
         .map_err(|error| differs(&format!("its last entry does not decode: {error}")))?;
     if sequence != count || hash != last.hash {

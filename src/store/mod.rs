@@ -13,6 +13,7 @@ use crate::domain::request_index::RequestIndex;
 use crate::domain::state::StateRecord;
 
 pub mod access_log;
+mod cache_value;
 pub mod checkpoint_log;
 mod disk;
 mod journal_file;
@@ -22,6 +23,7 @@ pub use offsets::Offsets;
 mod postgres;
 mod read_only;
 pub mod tree_file;
+mod zstd_block;
 
 pub use disk::{
     CACHE_SEGMENT_BYTES, CacheDigest, DATA_DIR_MODE, DATA_FILE_MODE, DiskStore, STATE_DIR_NAME,
@@ -29,7 +31,7 @@ pub use disk::{
 };
 pub use journal_file::{
     FRAME_BYTES_MAX, JOURNAL_FILE_NAME, RECORD_LEN_MAX, Scan, decode_payload,
-    read_entry_at as read_entry_at_offset, scan as scan_journal,
+    read_entry_at as read_entry_at_offset, scan as scan_journal, split_payload,
 };
 pub use journal_index::{Covered, IndexCheck, IndexFile, JOURNAL_INDEX_FILE_NAME};
 pub use postgres::{Copied, PostgresOptions, PostgresStore, export_journal, import_journal};

@@ -38,7 +38,7 @@ use crate::domain::state::{
 };
 use crate::store::{
     Covered, IndexCheck, IndexFile, JOURNAL_FILE_NAME, JOURNAL_INDEX_FILE_NAME, STATE_DIR_NAME,
-    StoreError, load_state_records, read_entry_at_offset, scan_journal,
+    StoreError, load_state_records, read_entry_at_offset, scan_journal, split_payload,
 };
 
 /// What a successful verification saw.
@@ -415,20 +415,22 @@ fn chain_pass(
                 StoreError::State(message),
             )
         };
-        if payload.len() < 33 {
-            let (f, stop) = fail(
-                0,
-                VerifyError::Entry {
-                    sequence,
-                    message: "record too short".into(),
-                },
-            );
-            failure = Some(f);
-            return Err(stop);
-        }
-        let (bytes, stored) = payload.split_at(payload.len() - 32);
-        let hash = chain_hash(&previous_hash, bytes);
-        let checked = if hash.as_slice() != stored {
+        let (bytes, stored) = match split_payload(offset, payload) {
+            Ok(split) => split,
+            Err(error) => {
+                let (f, stop) = fail(
+                    0,
+                    VerifyError::Entry {
+                        sequence,
+                        message: format!("record does not hold an entry: {error}"),
+                    },
+                );
+                failure = Some(f);
+                return Err(stop);
+            }
+        };
+        let hash = chain_hash(&previous_hash, &bytes);
+        let checked = if hash != stored {
             Err(fail(
                 1,
                 VerifyError::Entry {
@@ -441,13 +443,13 @@ fn chain_pass(
                 },
             ))
         } else {
-            tree.push(sequence, bytes, &hash)
+            tree.push(sequence, &bytes, &hash)
                 .map_err(|error| fail(3, error))
         };
         pending.push(Record {
             offset,
             sequence,
-            canonical: bytes.to_vec(),
+            canonical: bytes.into_owned(),
             hash,
             chained: checked.is_ok(),
         });

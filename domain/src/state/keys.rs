@@ -82,7 +82,10 @@ const ACCESS_KEY: &str = "access";
 /// cache of 7 would be misread by).
 /// 9: a day log's closed chunks under keys read when asked
 /// ([`crate::stored`], by their first entry), its open chunk apart.
-pub const STATE_FORMAT: u32 = 9;
+/// 10: the same records; the store keeps those read when asked behind a
+/// byte saying whether they are zstd-compressed (a cache of 9 would have
+/// them misread).
+pub const STATE_FORMAT: u32 = 10;
 
 /// Entries per record of a loan's lists of entries: a checkpoint rewrites
 /// a loan's last chunk of each, not its lists whole (at 10^7 entries of

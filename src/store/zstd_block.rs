@@ -1,0 +1,56 @@
+//! zstd (RFC 8878) for the store's records, one frame a record: the
+//! journal's long entries ([`super::journal_file::payload`]) and the state
+//! cache's records. Each thread keeps one compression and one
+//! decompression context, so that a record costs no context of its own.
+
+use std::cell::RefCell;
+
+/// zstd's level: the fastest of its positive levels. Level 3 made the
+/// simulated branch's journal 2 % smaller, for about twice the time.
+const LEVEL: i32 = 1;
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        RefCell::new(zstd::bulk::Compressor::new(LEVEL).ok());
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        RefCell::new(zstd::bulk::Decompressor::new().ok());
+}
+
+/// Appends one zstd frame of `bytes` to `out` if it is shorter than
+/// `bytes` by more than `overhead` (what the caller adds to mark it), and
+/// says whether it did; otherwise `out` is left as it was.
+pub fn compress_into(bytes: &[u8], overhead: usize, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    out.resize(start + zstd::zstd_safe::compress_bound(bytes.len()), 0);
+    let written = COMPRESSOR.with(|compressor| match compressor.borrow_mut().as_mut() {
+        Some(compressor) => compressor.compress_to_buffer(bytes, &mut out[start..]).ok(),
+        None => None,
+    });
+    match written {
+        Some(written) if written + overhead < bytes.len() => {
+            out.truncate(start + written);
+            true
+        }
+        // No smaller, or no context (zstd could not allocate one): the
+        // caller stores the bytes as they are.
+        _ => {
+            out.truncate(start);
+            false
+        }
+    }
+}
+
+/// The bytes a zstd `frame` holds, which must be exactly `len` long.
+pub fn decompress(frame: &[u8], len: usize) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::with_capacity(len);
+    let written = DECOMPRESSOR.with(|decompressor| match decompressor.borrow_mut().as_mut() {
+        Some(decompressor) => decompressor
+            .decompress_to_buffer(frame, &mut bytes)
+            .map_err(|error| error.to_string()),
+        None => Err("no zstd context could be made".to_owned()),
+    })?;
+    if written != len {
+        return Err(format!("{written} bytes where {len} were named"));
+    }
+    Ok(bytes)
+}
