@@ -35,8 +35,9 @@ use common::{
 };
 
 /// The journal file as frames of records, each record's payload being an
-/// entry's canonical bytes then its 32-byte hash (`store::journal_file`).
-/// Written back with valid record and frame checksums.
+/// entry's canonical bytes then its 32-byte hash (`store::journal_file`;
+/// the entries these tests write are short, so none is stored compressed:
+/// asserted at open). Written back with valid record and frame checksums.
 struct Journal {
     path: PathBuf,
     header: Vec<u8>,
@@ -60,6 +61,10 @@ impl Journal {
             let mut record = at + 16;
             while record < end {
                 let payload = record + 8..record + 8 + u32_at(record);
+                assert_ne!(
+                    bytes[payload.start], 0xC0,
+                    "a compressed record at byte {record}: the forgeries here edit plain ones"
+                );
                 records.push(bytes[payload.clone()].to_vec());
                 record = payload.end;
             }
