@@ -417,21 +417,25 @@ impl<M: JournalMedium> JournalFile<M> {
         let mut offsets = Vec::new();
         let body_start = self.end + FRAME_HEADER_LEN as u64;
         for entry in entries {
+            // The limit is of the entry as it reads back (its canonical
+            // bytes and hash), however small it is stored: a reader refuses
+            // a compressed record that names more.
+            let plain_len = entry.canonical.len() + entry.hash.len();
+            if plain_len > RECORD_LEN_MAX {
+                return Err(StoreError::Corrupt {
+                    offset: self.end,
+                    message: format!(
+                        "entry {} is {plain_len} bytes, over the record limit",
+                        entry.body.sequence,
+                    ),
+                });
+            }
             // The record is written in place: its header, filled in once
             // the payload's length and checksum are known.
             let record = body.len();
             body.extend_from_slice(&[0; RECORD_HEADER_LEN]);
             payload::encode(&entry.canonical, &entry.hash, &mut body);
             let len = body.len() - record - RECORD_HEADER_LEN;
-            if len > RECORD_LEN_MAX {
-                return Err(StoreError::Corrupt {
-                    offset: self.end,
-                    message: format!(
-                        "entry {} is {len} bytes, over the record limit",
-                        entry.body.sequence,
-                    ),
-                });
-            }
             if !offsets.is_empty() && body.len() > FRAME_BYTES_MAX {
                 body.truncate(record);
                 break;
