@@ -91,9 +91,10 @@ pub fn open<'a>(key: &[u8], stored: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {
     }
 }
 
-/// The longest value a compressed record may name: far above any record the
-/// state writes (the records are bounded by `RECORD_LEN_MAX` and chunked),
-/// so that a damaged length cannot ask for gigabytes.
+/// The longest value a compressed record may name: far above any record
+/// the state writes (a day log's chunk ends by its bytes, well under a
+/// mebibyte), so that a damaged length cannot ask for gigabytes; the
+/// record's term is checked before its bytes are read as a layout.
 const RECORD_BYTES_MAX: usize = 256 << 20;
 
 #[cfg(test)]

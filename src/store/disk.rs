@@ -860,21 +860,25 @@ fn records_of(db: &sled::Db) -> Result<Vec<KeyValue>, StoreError> {
     // record says so before any value of it is read in this layout.
     let format = db.get(StateKey::Format.to_bytes()).map_err(state_error)?;
     let this_layout = matches!(records_format(format.as_deref()), Ok(Some(STATE_FORMAT)));
-    let records: Vec<KeyValue> = db
+    let mut records: Vec<KeyValue> = db
         .range(..TERM_PREFIX)
         .map(|item| {
-            let (key, stored) = item.map_err(state_error)?;
-            let value = match this_layout {
-                true => cache_value::open(&key, &stored)
-                    .map_err(StoreError::Untrusted)?
-                    .into_owned(),
-                false => stored.to_vec(),
-            };
-            Ok((key.to_vec(), value))
+            item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(state_error)
         })
-        .collect::<Result<_, StoreError>>()?;
+        .collect::<Result<_, _>>()?;
+    // Each record read when asked checked against its term before its
+    // bytes are read as a layout.
     for (key, _) in records.iter().filter(|(key, _)| is_stored_key(key)) {
         read_stored_bytes(db, key)?;
+    }
+    if this_layout {
+        for (key, value) in &mut records {
+            let opened = cache_value::open(key, value)
+                .map_err(StoreError::Untrusted)?
+                .into_owned();
+            *value = opened;
+        }
     }
     for item in db.range(TERM_PREFIX..DIGEST_KEY) {
         let (key, _) = item.map_err(state_error)?;

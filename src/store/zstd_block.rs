@@ -40,8 +40,21 @@ pub fn compress_into(bytes: &[u8], overhead: usize, out: &mut Vec<u8>) -> bool {
     }
 }
 
-/// The bytes a zstd `frame` holds, which must be exactly `len` long.
+/// The bytes a zstd `frame` holds, which must be exactly `len` long; the
+/// frame must be the whole of `frame` (no second frame, nothing after it:
+/// the stored bytes are not covered by the entry's hash, so they hold no
+/// more than the one frame they need).
 pub fn decompress(frame: &[u8], len: usize) -> Result<Vec<u8>, String> {
+    match zstd::zstd_safe::find_frame_compressed_size(frame) {
+        Ok(size) if size == frame.len() => {}
+        Ok(size) => {
+            return Err(format!(
+                "{} bytes after its zstd frame",
+                frame.len().saturating_sub(size)
+            ));
+        }
+        Err(code) => return Err(zstd::zstd_safe::get_error_name(code).to_owned()),
+    }
     let mut bytes = Vec::with_capacity(len);
     let written = DECOMPRESSOR.with(|decompressor| match decompressor.borrow_mut().as_mut() {
         Some(decompressor) => decompressor

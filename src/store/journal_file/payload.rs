@@ -55,6 +55,8 @@ pub fn encode(canonical: &[u8], hash: &Hash, out: &mut Vec<u8>) {
         }
         out.truncate(start);
     }
+    // An entry's bytes start with its encoding version, never the marker.
+    debug_assert_ne!(canonical.first(), Some(&PAYLOAD_ZSTD));
     out.extend_from_slice(canonical);
     out.extend_from_slice(hash);
 }
@@ -170,6 +172,21 @@ mod tests {
             *byte ^= 0x5a;
         }
         assert!(decode(&damaged).is_err());
+        // A second frame, or bytes after the one frame, are not stored
+        // bytes the hash leaves free.
+        let frame = &payload[5..payload.len() - 32];
+        let doubled = [&payload[..payload.len() - 32], frame, &[7u8; 32][..]].concat();
+        assert!(matches!(decode(&doubled), Err(PayloadError::Compressed(_))));
+        let trailing = [
+            &payload[..payload.len() - 32],
+            &[0u8; 3][..],
+            &[7u8; 32][..],
+        ]
+        .concat();
+        assert!(matches!(
+            decode(&trailing),
+            Err(PayloadError::Compressed(_))
+        ));
         let cut = [&payload[..payload.len() / 2], &[7u8; 32][..]].concat();
         assert!(decode(&cut).is_err());
         assert!(decode(&[PAYLOAD_ZSTD; 34]).is_err());
