@@ -82,35 +82,51 @@ fn frames(bytes: &[u8]) -> Vec<(usize, usize, usize)> {
 
 /// Rewrites entry `sequence` of the journal with `change` applied to its body,
 /// keeping its stored hash and giving record and frame valid checksums: what
-/// a careful forger would do.
+/// a careful forger would do. The entry is one stored plain (short).
 fn forge(dir: &Path, sequence: u64, change: impl FnOnce(&mut EntryBody)) {
     let path = dir.join("journal.log");
     let mut bytes = std::fs::read(&path).unwrap();
-    let mut seen = 0;
-    for (frame, body_start, body_end) in frames(&bytes) {
+    let (frame, record) = records(&bytes)[sequence as usize - 1].clone();
+    let payload = &bytes[record.clone()];
+    assert_ne!(payload[0], 0xC0, "entry {sequence} is stored compressed");
+    let (body_bytes, hash) = payload.split_at(payload.len() - 32);
+    let mut body = EntryBody::from_canonical_bytes(body_bytes).unwrap();
+    change(&mut body);
+    let mut forged = body.canonical_bytes();
+    forged.extend_from_slice(hash);
+    assert_eq!(
+        forged.len(),
+        record.len(),
+        "the forgery keeps the record's length"
+    );
+    bytes[record.clone()].copy_from_slice(&forged);
+    fix_checksums(&mut bytes, frame, record);
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// The records of the journal `bytes`: each payload's place in the file,
+/// with the start of the frame it is in.
+fn records(bytes: &[u8]) -> Vec<(usize, std::ops::Range<usize>)> {
+    let mut records = Vec::new();
+    for (frame, body_start, body_end) in frames(bytes) {
         let mut at = body_start;
         while at < body_end {
             let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-            seen += 1;
-            if seen == sequence {
-                let payload = &bytes[at + 8..at + 8 + len];
-                let (body_bytes, hash) = payload.split_at(len - 32);
-                let mut body = EntryBody::from_canonical_bytes(body_bytes).unwrap();
-                change(&mut body);
-                let mut forged = body.canonical_bytes();
-                forged.extend_from_slice(hash);
-                assert_eq!(forged.len(), len, "the forgery keeps the record's length");
-                bytes[at + 4..at + 8].copy_from_slice(&crc32fast::hash(&forged).to_le_bytes());
-                bytes[at + 8..at + 8 + len].copy_from_slice(&forged);
-                let crc = crc32fast::hash(&bytes[body_start..body_end]);
-                bytes[frame + 8..frame + 12].copy_from_slice(&crc.to_le_bytes());
-                std::fs::write(&path, bytes).unwrap();
-                return;
-            }
+            records.push((frame, at + 8..at + 8 + len));
             at += 8 + len;
         }
     }
-    panic!("no entry {sequence}");
+    records
+}
+
+/// Makes the checksums of the record at `record` (its payload) and of
+/// its frame at `frame` fit the bytes as they are now.
+fn fix_checksums(bytes: &mut [u8], frame: usize, record: std::ops::Range<usize>) {
+    let crc = crc32fast::hash(&bytes[record.clone()]);
+    bytes[record.start - 4..record.start].copy_from_slice(&crc.to_le_bytes());
+    let body_len = u32::from_le_bytes(bytes[frame + 4..frame + 8].try_into().unwrap()) as usize;
+    let crc = crc32fast::hash(&bytes[frame + 16..frame + 16 + body_len]);
+    bytes[frame + 8..frame + 12].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Every file under `dir` with its bytes, to see that nothing changed.
@@ -170,21 +186,6 @@ async fn verify_names_an_altered_entry() {
     assert!(!ok, "an altered amount must fail verification: {text}");
     let expected = format!("entry {DEPOSIT}: hash mismatch");
     assert!(text.contains(&expected), "{text}");
-}
-
-/// The records of the journal in `dir`: each payload's place in the file,
-/// with the frame it is in.
-fn records(bytes: &[u8]) -> Vec<(usize, std::ops::Range<usize>)> {
-    let mut records = Vec::new();
-    for (frame, body_start, body_end) in frames(bytes) {
-        let mut at = body_start;
-        while at < body_end {
-            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-            records.push((frame, at + 8..at + 8 + len));
-            at += 8 + len;
-        }
-    }
-    records
 }
 
 /// A long entry (a 50-installment loan's disbursement, its schedule
@@ -249,11 +250,7 @@ async fn long_entries_are_stored_compressed_read_back_and_verified() {
     for byte in &mut bytes[record.start + 40..record.start + 48] {
         *byte ^= 0x55;
     }
-    let crc = crc32fast::hash(&bytes[record.clone()]);
-    bytes[record.start - 4..record.start].copy_from_slice(&crc.to_le_bytes());
-    let body_len = u32::from_le_bytes(bytes[frame + 4..frame + 8].try_into().unwrap()) as usize;
-    let crc = crc32fast::hash(&bytes[frame + 16..frame + 16 + body_len]);
-    bytes[frame + 8..frame + 12].copy_from_slice(&crc.to_le_bytes());
+    fix_checksums(&mut bytes, frame, record);
     std::fs::write(&path, bytes).unwrap();
     let (ok, text) = verify(dir.path());
     assert!(
