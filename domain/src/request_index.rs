@@ -194,6 +194,58 @@ impl RequestIndex {
         self.found_wide.shrink_to_fit();
     }
 
+    /// Hands the entries `on_disk` now covers (a store wrote its index
+    /// again while the server ran: every entry up to its last, under this
+    /// index's key) to it, and lets go of what memory held of them, so
+    /// that what the index keeps in memory is the entries past the one on
+    /// disk, not every entry written since startup. False, and nothing
+    /// changed, when `on_disk` is under another key or covers fewer entries
+    /// than the index on disk already did.
+    pub fn covered_by(&mut self, on_disk: Arc<dyn FoundRequests>) -> bool {
+        let covered = on_disk.len();
+        let before = self.on_disk.as_ref().map_or(0, |old| old.len());
+        if self.all_alike || self.hash_key != Some(on_disk.hash_key()) || covered < before {
+            return false;
+        }
+        self.on_disk = Some(on_disk);
+        self.found
+            .retain(|(_, sequence)| u64::from(*sequence) > covered);
+        self.found.shrink_to_fit();
+        self.found_wide.retain(|(_, sequence)| *sequence > covered);
+        self.found_wide.shrink_to_fit();
+        self.first.retain(|_, sequence| *sequence > covered);
+        // Later entries whose id hashes like a covered one: the oldest left
+        // becomes the first under that hash.
+        let mut promoted = Vec::new();
+        self.more.retain(|hash, sequences| {
+            sequences.retain(|sequence| *sequence > covered);
+            match self.first.contains_key(hash) {
+                true => !sequences.is_empty(),
+                false => {
+                    if !sequences.is_empty() {
+                        promoted.push((*hash, sequences.remove(0)));
+                    }
+                    !sequences.is_empty()
+                }
+            }
+        });
+        for (hash, sequence) in promoted {
+            self.first.insert(hash, sequence);
+        }
+        self.first.shrink_to_fit();
+        self.more.shrink_to_fit();
+        true
+    }
+
+    /// How many entries it holds in memory (not those the index on disk
+    /// covers).
+    pub fn in_memory(&self) -> usize {
+        self.found.len()
+            + self.found_wide.len()
+            + self.first.len()
+            + self.more.values().map(Vec::len).sum::<usize>()
+    }
+
     /// Notes that the request `request_id` produced `sequence`.
     pub fn insert(&mut self, request_id: &str, sequence: u64) {
         self.insert_key(self.key(request_id), sequence);
@@ -463,5 +515,80 @@ mod tests {
             fails: true,
         }));
         assert!(failing.candidates("req-1").is_err());
+    }
+
+    /// The index a store writes again while the server runs takes over the
+    /// entries it covers: every id is still found, once, and memory holds
+    /// only the entries past it, ids that hash alike included.
+    #[test]
+    fn an_index_written_while_running_takes_over_the_entries_it_covers() {
+        let key = HashKey([5; 16]);
+        let hashed = |sequence: u64| (key.hash(&format!("req-{sequence}")), sequence);
+        let mut index = RequestIndex::on_disk(Arc::new(OnDisk {
+            key,
+            entries: (1..=100).map(hashed).collect(),
+            fails: false,
+        }));
+        // Found past the old index at startup, then written since.
+        for sequence in 101..=150 {
+            index.note_found_hash(hashed(sequence).0, sequence);
+        }
+        index.seal();
+        for sequence in 151..=300 {
+            index.insert(&format!("req-{sequence}"), sequence);
+        }
+        // Two later entries whose ids hash like covered ones (a retry's
+        // check reads the journal to tell them apart).
+        let alike_covered = hashed(200).0;
+        index.insert_key(alike_covered, 260);
+        index.insert_key(alike_covered, 290);
+        let alike_kept = hashed(280).0;
+        index.insert_key(alike_kept, 295);
+        assert_eq!(index.in_memory(), 203);
+
+        // Under another key, or covering less than the index on disk: refused.
+        let other_key = Arc::new(OnDisk {
+            key: HashKey([6; 16]),
+            entries: Vec::new(),
+            fails: false,
+        });
+        assert!(!index.covered_by(other_key));
+        let shorter = Arc::new(OnDisk {
+            key,
+            entries: (1..=50).map(hashed).collect(),
+            fails: false,
+        });
+        assert!(!index.covered_by(shorter));
+        assert_eq!(index.in_memory(), 203);
+
+        let mut on_disk: Vec<(u64, u64)> = (1..=250).map(hashed).collect();
+        on_disk.push((alike_covered, 200));
+        on_disk.retain(|(_, sequence)| *sequence != 200);
+        on_disk.push(hashed(200));
+        assert!(index.covered_by(Arc::new(OnDisk {
+            key,
+            entries: on_disk,
+            fails: false,
+        })));
+        // 251..=300, and the three later entries hashing alike.
+        assert_eq!(index.in_memory(), 53);
+        assert_eq!(index.len(), 250 + 53);
+        for sequence in 1..=300u64 {
+            let found: Vec<u64> = index
+                .candidates(&format!("req-{sequence}"))
+                .unwrap()
+                .collect();
+            let expected = match sequence {
+                200 => vec![200, 260, 290],
+                280 => vec![280, 295],
+                _ => vec![sequence],
+            };
+            assert_eq!(found, expected, "req-{sequence}");
+        }
+        index.insert("req-301", 301);
+        assert_eq!(
+            index.candidates("req-301").unwrap().collect::<Vec<_>>(),
+            vec![301]
+        );
     }
 }

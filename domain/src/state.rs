@@ -632,6 +632,22 @@ impl LedgerState {
         }
     }
 
+    /// Hands the entries a store's index written while the server ran
+    /// covers to it ([`RequestIndex::covered_by`]); false when it cannot
+    /// take them (another key), and the index keeps them in memory.
+    pub fn requests_covered_by(
+        &mut self,
+        on_disk: Arc<dyn crate::request_index::FoundRequests>,
+    ) -> bool {
+        !self.skip_requests && self.requests.covered_by(on_disk)
+    }
+
+    /// How many request ids the state holds in memory (those past the
+    /// store's index on disk).
+    pub fn requests_in_memory(&self) -> usize {
+        self.requests.in_memory()
+    }
+
     /// The entry that reversed `sequence`, if any.
     pub fn reversed_by(&self, sequence: u64) -> Option<u64> {
         self.reversed.get(&sequence).copied()

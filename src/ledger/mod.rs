@@ -26,6 +26,7 @@ use crate::domain::DomainError;
 use crate::domain::access::Access;
 use crate::domain::command::Command;
 use crate::domain::entry::{Entry, EntryBody};
+use crate::domain::request_index::FoundRequests;
 use crate::domain::state::{ExecContext, ExecuteError, LedgerState, Written};
 use crate::store::{Store, StoreError};
 
@@ -119,6 +120,12 @@ pub struct LedgerConfig {
     pub checkpoint_entries: u64,
     /// Longest time between checkpoints while entries arrive.
     pub checkpoint_interval: std::time::Duration,
+    /// Entries past the journal's index after which the store writes the
+    /// index again while the server runs ([`Store::index_journal`], looked
+    /// at after each checkpoint), so that the request ids and offsets the
+    /// server holds in memory are those of at most about this many
+    /// entries, however long it runs.
+    pub journal_index_entries: u64,
     /// When the journal's signed checkpoints are made, and the log's key.
     pub log_checkpoints: CheckpointPolicy,
     /// The general-ledger codes and names the books are shown with.
@@ -148,6 +155,9 @@ impl Default for LedgerConfig {
             // a sixth less CPU (release build), its persister a quarter as
             // much (debug build).
             checkpoint_interval: std::time::Duration::from_secs(10),
+            // What startup keeps in memory past the index before writing
+            // it again (about 12 MiB of ids and offsets).
+            journal_index_entries: crate::store::TAIL_KEPT_MAX as u64,
             log_checkpoints: CheckpointPolicy::default(),
             standby: false,
             chart: Arc::default(),
@@ -270,6 +280,7 @@ impl Ledger {
             .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let (sender, receiver) = mpsc::channel(queue_depth_max);
         let standby = Arc::new(AtomicBool::new(config.standby));
+        let indexed = Arc::new(Mutex::new(None));
         let (persist_sender, persist_receiver) = std::sync::mpsc::channel::<u64>();
         // Few durable batches wait for the publisher: it bounds memory and
         // lets deciding the next batch overlap publishing this one.
@@ -284,6 +295,7 @@ impl Ledger {
             failed: None,
             failed_flag: failed.clone(),
             standby: standby.clone(),
+            indexed: indexed.clone(),
         };
         let (checkpoint_sender, checkpoint_receiver) = std::sync::mpsc::channel();
         let publisher = Publisher {
@@ -301,6 +313,8 @@ impl Ledger {
             failed: failed.clone(),
             checkpoint_entries: config.checkpoint_entries.max(1),
             checkpoint_interval: config.checkpoint_interval,
+            index_entries: config.journal_index_entries.max(1),
+            indexed,
         };
         let mut threads = vec![
             std::thread::Builder::new()
@@ -714,6 +728,9 @@ struct Writer {
     failed_flag: Arc<AtomicBool>,
     /// Set while a standby ([`LedgerConfig::standby`]).
     standby: Arc<AtomicBool>,
+    /// The journal's index the persister had the store write again, for the
+    /// request index to take over before the next batch is decided.
+    indexed: Arc<Mutex<Option<Arc<dyn FoundRequests>>>>,
 }
 
 /// How one submission of a batch will be answered after the barrier.
@@ -767,6 +784,7 @@ impl Writer {
             self.follow(batch);
             return;
         }
+        self.take_indexed();
         // One span per batch, across deciding, the journal's barrier and
         // publishing, following from each call whose commands it holds.
         let span = tracing::info_span!(
@@ -997,6 +1015,26 @@ impl Writer {
         Answer::New(entries.len() - 1)
     }
 
+    /// Hands the request ids the journal's index written again covers to it
+    /// (the persister had the store write it while this thread decided).
+    fn take_indexed(&mut self) {
+        let indexed = self
+            .indexed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(on_disk) = indexed {
+            let covered = on_disk.len();
+            if self.state.requests_covered_by(on_disk) {
+                tracing::info!(
+                    covered,
+                    in_memory = self.state.requests_in_memory(),
+                    "the request index takes the journal's index written again"
+                );
+            }
+        }
+    }
+
     /// A command whose request id produced entry `sequence`: the same
     /// request gets that entry again; a different one is refused.
     /// Entry `sequence`: durable, or one of this batch's `entries`.
@@ -1172,6 +1210,10 @@ struct Persister {
     failed: Arc<AtomicBool>,
     checkpoint_entries: u64,
     checkpoint_interval: std::time::Duration,
+    /// Entries past the journal's index after which it is written again.
+    index_entries: u64,
+    /// Where the index written again is handed to the writer.
+    indexed: Arc<Mutex<Option<Arc<dyn FoundRequests>>>>,
 }
 
 impl Persister {
@@ -1189,6 +1231,7 @@ impl Persister {
                 pending >= self.checkpoint_entries || last.elapsed() >= self.checkpoint_interval;
             if pending > 0 && due {
                 self.checkpoint();
+                self.index_journal();
                 pending = 0;
             }
             if due {
@@ -1198,6 +1241,31 @@ impl Persister {
         self.checkpoint();
         if let Err(error) = self.store.flush_state() {
             tracing::error!(%error, "flushing derived state at shutdown failed");
+        }
+    }
+
+    /// Has the store write the journal's index again once enough entries
+    /// are past it, and hands what it covers to the writer.
+    fn index_journal(&self) {
+        if self.failed.load(Ordering::SeqCst) {
+            return;
+        }
+        match self.store.index_journal(self.index_entries) {
+            Ok(Some(on_disk)) => {
+                tracing::info!(
+                    covered = on_disk.len(),
+                    "journal index written while running"
+                );
+                *self
+                    .indexed
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(on_disk);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                // The entries past the old index stay in memory, as before.
+                tracing::warn!(%error, "writing the journal's index while running failed; retrying after the next checkpoint");
+            }
         }
     }
 

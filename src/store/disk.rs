@@ -211,6 +211,9 @@ pub struct DiskStore {
     /// The check of the journal's frames its index spared reading at open,
     /// then what it found wrong, if anything.
     frame_check: Mutex<FrameCheck>,
+    /// Held while the journal's index is written (while running, or at
+    /// the stop), so that two writes of it never overlap.
+    indexing: Mutex<()>,
     /// The state cache, the tree, the checkpoints and the access log.
     local: LocalFiles,
 }
@@ -360,6 +363,7 @@ impl DiskStore {
         let reader = (Arc::new(journal.try_clone_file()?), journal.take_offsets());
         Ok(DiskStore {
             frame_check: Mutex::new(FrameCheck::Running(journal.take_frame_check())),
+            indexing: Mutex::new(()),
             last_sequence: AtomicU64::new(journal.len()),
             journal: Mutex::new(Ok(journal)),
             reader: RwLock::new(reader),
@@ -388,6 +392,19 @@ impl DiskStore {
             }
         }
         walk(&self.local.dir)
+    }
+}
+
+impl DiskStore {
+    /// How many entries' offsets the store holds in memory (those past the
+    /// journal's index).
+    #[cfg(test)]
+    pub(crate) fn offsets_in_memory(&self) -> usize {
+        self.reader
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .1
+            .in_memory()
     }
 }
 
@@ -482,9 +499,61 @@ impl Store for DiskStore {
         }
     }
 
+    fn index_journal(
+        &self,
+        min_entries: u64,
+    ) -> Result<Option<Arc<dyn crate::domain::request_index::FoundRequests>>, StoreError> {
+        let _indexing = self
+            .indexing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let job = {
+            let guard = self
+                .journal
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match guard.as_ref() {
+                Ok(journal) => journal.index_job(min_entries)?,
+                Err(_) => None,
+            }
+        };
+        let Some(job) = job else {
+            return Ok(None);
+        };
+        // Reading the entries past the old index and writing the new one,
+        // without the journal's lock: appends go on meanwhile.
+        let index = Arc::new(job.write()?);
+        let mut guard = self
+            .journal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Ok(journal) = guard.as_mut() else {
+            return Ok(None);
+        };
+        if !journal.install_index(&job, index.clone()) {
+            return Ok(None);
+        }
+        let mut reader = self
+            .reader
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !reader.1.advance(index.clone()) {
+            return Err(StoreError::Inconsistent(format!(
+                "the journal's index written again covers {} entries, which the offsets in \
+                 memory do not reach",
+                index.count()
+            )));
+        }
+        Ok(Some(index))
+    }
+
     /// At a stop: writes the journal's index up to the last entry, so that
     /// the next start reads none of the journal.
     fn release(&self) {
+        let _indexing = self
+            .indexing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut guard = self
             .journal
             .lock()

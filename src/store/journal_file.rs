@@ -119,6 +119,10 @@ pub struct JournalFile<M: JournalMedium = File> {
     dir: Option<PathBuf>,
     /// The journal's index on disk, covering its first entries.
     index: Option<Arc<JournalIndex>>,
+    /// The key request ids are hashed under: the index's, or one drawn when
+    /// the journal opened without one (the request index handed out is
+    /// under it, so that an index written later can take its entries).
+    key: HashKey,
     /// Where the last entry sits (`None` while there is none).
     last: Option<Last>,
     /// The check of the frames the index spared reading at open, running.
@@ -262,6 +266,7 @@ impl JournalFile {
             request_index,
             dir: Some(dir.to_owned()),
             index,
+            key,
             last,
             frame_check,
         })
@@ -315,36 +320,103 @@ impl JournalFile {
     /// appended past it (at a clean stop: the next start then reads none of
     /// the journal). Reads those entries back to hash their request ids.
     pub fn write_index(&mut self) -> Result<(), StoreError> {
-        let (Some(dir), Some(last)) = (self.dir.clone(), self.last) else {
+        let Some(job) = self.index_job(1)? else {
             return Ok(());
         };
-        if self.indexed() == self.len {
-            return Ok(());
+        let index = Arc::new(job.write()?);
+        self.install_index(&job, index);
+        Ok(())
+    }
+
+    /// What writing the index again over the entries past it needs, when at
+    /// least `min_entries` are (and there is a directory to write it in):
+    /// taken under the journal's lock, run ([`IndexJob::write`]) without it
+    /// while appends go on, its result installed under it again
+    /// ([`JournalFile::install_index`]).
+    pub fn index_job(&self, min_entries: u64) -> Result<Option<IndexJob>, StoreError> {
+        let (Some(dir), Some(last)) = (self.dir.clone(), self.last) else {
+            return Ok(None);
+        };
+        let past = self.len - self.indexed();
+        if past == 0 || past < min_entries {
+            return Ok(None);
         }
-        let old = self.index.clone();
-        let key = old
-            .as_ref()
-            .map_or_else(HashKey::random, |index| index.key());
-        let from = old
+        // Its own handle, not a clone: a clone would hold the directory's
+        // lock for as long as the job does.
+        let path = dir.join(JOURNAL_FILE_NAME);
+        let file =
+            File::open(&path).map_err(StoreError::io(format!("opening {}", path.display())))?;
+        Ok(Some(IndexJob {
+            dir,
+            key: self.key,
+            old: self.index.clone(),
+            file,
+            first: self.indexed() + 1,
+            len: self.len,
+            last,
+        }))
+    }
+
+    /// Takes the index `job` wrote as the journal's, unless another was
+    /// installed since the job was taken (then false, and `index` is not
+    /// used: the file on disk is the newer one's, or this one's with no
+    /// later entry, both valid).
+    pub fn install_index(&mut self, job: &IndexJob, index: Arc<JournalIndex>) -> bool {
+        let unchanged = match (&self.index, &job.old) {
+            (None, None) => true,
+            (Some(now), Some(then)) => Arc::ptr_eq(now, then),
+            _ => false,
+        };
+        if unchanged {
+            self.index = Some(index);
+        }
+        unchanged
+    }
+}
+
+/// Writing the journal's index again over the entries past it, apart from
+/// the journal's lock ([`JournalFile::index_job`]): it reads only frames
+/// that were durable when it was taken, which never change.
+pub struct IndexJob {
+    dir: PathBuf,
+    key: HashKey,
+    old: Option<Arc<JournalIndex>>,
+    /// A read handle on the journal.
+    file: File,
+    /// The first entry past the old index.
+    first: u64,
+    /// The last entry to index.
+    len: u64,
+    /// Where it sits.
+    last: Last,
+}
+
+impl IndexJob {
+    /// Reads the entries past the old index up to the job's last one,
+    /// hashing their request ids, and writes the new index (to a new file,
+    /// made durable and renamed over the old one).
+    pub fn write(&self) -> Result<JournalIndex, StoreError> {
+        let key = self.key;
+        let from = self
+            .old
             .as_ref()
             .map_or(FILE_MAGIC.len() as u64, |index| index.last().frame_end);
         let mut hashes = Vec::new();
-        let scan = scan_from(&self.file, from, |offset, payload| {
+        let scan = scan_range(&self.file, from, self.last.frame_end, |offset, payload| {
             let (canonical, _) = split_payload(offset, payload)?;
             let (sequence, request_id) = crate::domain::entry::peek_request_id(&canonical)
                 .map_err(|source| StoreError::undecodable(offset, source))?;
             hashes.push((key.hash(request_id), sequence));
             Ok(())
         })?;
-        if scan.valid_end != self.end || scan.torn_bytes > 0 {
+        if scan.valid_end != self.last.frame_end || scan.torn_bytes > 0 {
             return Err(StoreError::Inconsistent(format!(
                 "the journal reads to byte {} of {} while indexing it",
-                scan.valid_end, self.end
+                scan.valid_end, self.last.frame_end
             )));
         }
         // Only the entries that follow the index, in sequence, are indexed.
-        let first = self.indexed() + 1;
-        if let Some((expected, (_, sequence))) = (first..)
+        if let Some((expected, (_, sequence))) = (self.first..)
             .zip(&hashes)
             .find(|(expected, (_, sequence))| sequence != expected)
         {
@@ -352,17 +424,21 @@ impl JournalFile {
                 "entry {sequence} where entry {expected} was expected while indexing the journal"
             )));
         }
-        if first + hashes.len() as u64 != self.len + 1 {
+        if self.first + hashes.len() as u64 != self.len + 1 {
             return Err(StoreError::Inconsistent(format!(
                 "{} entries past the index where {} were expected while indexing the journal",
                 hashes.len(),
-                self.len + 1 - first
+                self.len + 1 - self.first
             )));
         }
-        let index =
-            JournalIndex::write(&dir, key, old.as_deref(), &scan.offsets, &mut hashes, last)?;
-        self.index = Some(Arc::new(index));
-        Ok(())
+        JournalIndex::write(
+            &self.dir,
+            key,
+            self.old.as_deref(),
+            &scan.offsets,
+            &mut hashes,
+            self.last,
+        )
     }
 }
 

@@ -952,6 +952,96 @@ mod tests {
         finds_every_entry(&mut journal, &all);
     }
 
+    /// A server that runs long has its journal's index written again
+    /// while it appends: the job reads only what was durable when it was
+    /// taken, appends go on meanwhile, and the index installed covers the
+    /// job's entries, the later ones past it.
+    #[test]
+    fn the_index_is_written_again_while_entries_are_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = entries(500);
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        // The writer's request index, under the key the journal opened with.
+        let mut requests = journal.take_request_index();
+        append_in(&mut journal, &all[..200], 9);
+        assert!(journal.index_job(201).unwrap().is_none(), "under the bound");
+        let job = journal
+            .index_job(200)
+            .unwrap()
+            .expect("200 entries past no index");
+        // Appends go on while the job runs (without the journal's lock).
+        append_in(&mut journal, &all[200..260], 11);
+        let index = Arc::new(job.write().unwrap());
+        assert_eq!(index.count(), 200);
+        assert!(journal.install_index(&job, index.clone()));
+        assert_eq!(journal.indexed(), 200);
+        // The writer noted each entry as it wrote it; the index takes over
+        // the first 200, and every id still names its entry alone.
+        for entry in &all[..260] {
+            requests.insert(entry.body.request_id.as_str(), entry.body.sequence);
+        }
+        assert!(requests.covered_by(index.clone()));
+        assert_eq!(requests.in_memory(), 60);
+        for entry in &all[..260] {
+            let found: Vec<u64> = requests
+                .candidates(entry.body.request_id.as_str())
+                .unwrap()
+                .collect();
+            assert_eq!(found, vec![entry.body.sequence]);
+        }
+        // A job taken before another index was installed does not replace it.
+        let stale = job;
+        append_in(&mut journal, &all[260..300], 7);
+        let newer = journal.index_job(1).unwrap().unwrap();
+        let newer_index = Arc::new(newer.write().unwrap());
+        assert!(journal.install_index(&newer, newer_index));
+        assert_eq!(journal.indexed(), 300);
+        assert!(!journal.install_index(&stale, index));
+        assert_eq!(journal.indexed(), 300);
+        // At the stop, the rest; the next start reads the index alone and
+        // finds every entry, under the key the journal opened with.
+        append_in(&mut journal, &all[300..], 13);
+        journal.write_index().unwrap();
+        assert_eq!(journal.indexed(), 500);
+        drop(journal);
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        assert_eq!(journal.indexed(), 500);
+        finds_every_entry(&mut journal, &all);
+    }
+
+    /// The store writes its index again when enough entries are past it,
+    /// lets go of their offsets, and reads every entry as before; the next
+    /// start finds the index covering them.
+    #[test]
+    fn the_store_writes_its_index_again_and_keeps_only_the_offsets_past_it() {
+        use crate::store::{DiskStore, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let all = entries(300);
+        let store = DiskStore::open(dir.path()).unwrap();
+        for chunk in all[..250].chunks(10) {
+            store.append(chunk).unwrap();
+        }
+        assert!(store.index_journal(251).unwrap().is_none());
+        let covered = store.index_journal(250).unwrap().expect("written again");
+        assert_eq!(covered.len(), 250);
+        assert_eq!(store.offsets_in_memory(), 0);
+        for chunk in all[250..].chunks(10) {
+            store.append(chunk).unwrap();
+        }
+        assert_eq!(store.offsets_in_memory(), 50);
+        let read = store.read_entries(1, 1000).unwrap();
+        assert_eq!(read.len(), 300);
+        for (read, entry) in read.iter().zip(&all) {
+            assert_eq!(read.hash, entry.hash, "entry {}", entry.body.sequence);
+        }
+        assert_eq!(store.read_entries(240, 20).unwrap()[0].body.sequence, 240);
+        drop(store);
+        // A crash (no stop): the index written while running is used.
+        let mut journal = JournalFile::open(dir.path()).unwrap();
+        assert_eq!(journal.indexed(), 250);
+        finds_every_entry(&mut journal, &all);
+    }
+
     #[test]
     fn an_index_that_does_not_hold_or_is_not_the_journals_is_not_used() {
         let all = entries(200);

@@ -30,7 +30,7 @@ pub use disk::{
     load_state_records, warn_if_readable_by_others,
 };
 pub use journal_file::{
-    FRAME_BYTES_MAX, JOURNAL_FILE_NAME, RECORD_LEN_MAX, Scan, decode_payload,
+    FRAME_BYTES_MAX, JOURNAL_FILE_NAME, RECORD_LEN_MAX, Scan, TAIL_KEPT_MAX, decode_payload,
     read_entry_at as read_entry_at_offset, scan as scan_journal, split_payload,
 };
 pub use journal_index::{Covered, IndexCheck, IndexFile, JOURNAL_INDEX_FILE_NAME};
@@ -215,6 +215,23 @@ pub trait Store: Send + Sync + 'static {
     /// reading) has found it sound. An error: the ledger must not start.
     fn check_journal(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Writes the journal's index again over the entries appended since it
+    /// was last written, when at least `min_entries` are, so that a server
+    /// that runs long keeps in memory only the request ids and offsets of
+    /// the entries past it (a restart reads the same index). Returns what
+    /// the new index covers, for the writer's request index to take over
+    /// ([`crate::domain::request_index::RequestIndex::covered_by`]); `None`
+    /// when nothing was written (too few entries, or a store that keeps no
+    /// such index). Runs beside appends, which it holds up only to take the
+    /// journal's position and to install the index.
+    fn index_journal(
+        &self,
+        min_entries: u64,
+    ) -> Result<Option<Arc<dyn crate::domain::request_index::FoundRequests>>, StoreError> {
+        let _ = min_entries;
+        Ok(None)
     }
 
     /// The ledger stops: a store that holds a lease gives it back, and an

@@ -170,6 +170,38 @@ impl EntryOffsets {
     }
 }
 
+impl EntryOffsets {
+    /// Takes `index`, written again over the entries this list's index and
+    /// the first of its tail cover, and lets go of those offsets: what
+    /// stays in memory is the entries past it. False, and nothing changed,
+    /// when `index` covers fewer entries than the old one or more than the
+    /// list holds.
+    pub fn advance(&mut self, index: Arc<JournalIndex>) -> bool {
+        let Some(covered) = index.count().checked_sub(self.indexed_count()) else {
+            return false;
+        };
+        let covered = covered as usize;
+        if covered > self.tail.len() {
+            return false;
+        }
+        let mut tail: Offsets = self
+            .tail
+            .range(covered, self.tail.len())
+            .into_iter()
+            .collect();
+        tail.shrink_to_fit();
+        self.tail = tail;
+        self.indexed = Some(index);
+        true
+    }
+
+    /// How many offsets it keeps in memory (past the index).
+    #[cfg(test)]
+    pub fn in_memory(&self) -> usize {
+        self.tail.len()
+    }
+}
+
 impl Extend<u64> for EntryOffsets {
     fn extend<I: IntoIterator<Item = u64>>(&mut self, offsets: I) {
         self.tail.extend(offsets);

@@ -721,3 +721,89 @@ async fn day_log_chunks_closed_while_replaying_are_saved_and_read_back() {
     let report = mfi_ledger::verify::verify(dir.path()).unwrap();
     assert_eq!(report.state_compared_at, head);
 }
+
+/// The entries the journal's index on disk covers: its header's count
+/// (`MFIJIDX1`, the key, then that count), 0 without one.
+fn indexed_on_disk(dir: &std::path::Path) -> u64 {
+    match std::fs::read(dir.join(mfi_ledger::store::JOURNAL_INDEX_FILE_NAME)) {
+        Ok(bytes) => u64::from_le_bytes(bytes[24..32].try_into().unwrap()),
+        Err(_) => 0,
+    }
+}
+
+/// A server that runs long writes its journal's index again as entries
+/// pass it, so that the request ids it holds in memory do not grow with
+/// every entry written since it started; a retry of a request the index
+/// now covers still gets its entry, and a different command under that
+/// request id is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_writes_its_journal_index_again_and_retries_still_find_their_entries() {
+    let config = LedgerConfig {
+        checkpoint_entries: 50,
+        journal_index_entries: 100,
+        ..LedgerConfig::default()
+    };
+    let mut app =
+        crate::support::spawn_app_with(config, mfi_ledger::api::ServerLimits::default()).await;
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    let first = app
+        .branch
+        .deposit_savings(crate::exactly_once::deposit("50000"))
+        .await
+        .unwrap()
+        .into_inner();
+    let first_sequence = first.receipt.as_ref().unwrap().sequence;
+    assert_eq!(
+        indexed_on_disk(app.dir.path()),
+        0,
+        "a new journal has no index yet"
+    );
+    app.deposits(400, "2024-02-01").await;
+    let last = app.last_sequence().await;
+    // The persister looks after each checkpoint; give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while indexed_on_disk(app.dir.path()) < last - 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the index covers {} of {last} entries while the server runs",
+            indexed_on_disk(app.dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(indexed_on_disk(app.dir.path()) > first_sequence);
+    // Past the index's last entry, writes go on; the first request, now
+    // found through the index on disk, gets its entry again ...
+    app.deposits_as("after", 30, "2024-02-02").await;
+    let retry = app
+        .branch
+        .deposit_savings(crate::exactly_once::deposit("50000"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retry, first);
+    // ... and another command under its id is refused.
+    let status = app
+        .branch
+        .deposit_savings(crate::exactly_once::deposit("70000"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+    assert_eq!(app.last_sequence().await, last + 30);
+    // So does a deposit of the first batch, by its own id.
+    app.deposits(1, "2024-02-01").await;
+    assert_eq!(app.last_sequence().await, last + 30);
+    let mut app = app.restart().await;
+    assert_eq!(indexed_on_disk(app.dir.path()), last + 30);
+    let retry = app
+        .branch
+        .deposit_savings(crate::exactly_once::deposit("50000"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retry, first);
+    assert_eq!(app.last_sequence().await, last + 30);
+    let dir = app.stop().await;
+    let report = mfi_ledger::verify::verify(dir.path()).unwrap();
+    assert_eq!(report.entries, last + 30);
+}

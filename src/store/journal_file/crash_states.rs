@@ -33,7 +33,7 @@ use crate::domain::entry::{Entry, GENESIS_HASH, RULES_VERSION_FIRST, chain_hash}
 use crate::domain::ids::SavingsAccountId;
 use crate::domain::ids::{Actor, BranchId, CenterId, GroupId, MemberId, Name, RequestId};
 use crate::domain::money::Currency;
-use crate::domain::request_index::RequestIndex;
+use crate::domain::request_index::{HashKey, RequestIndex};
 use crate::domain::state::{ExecContext, LedgerState, TIME_ZONE_DEFAULT};
 use crate::store::{DiskStore, JOURNAL_FILE_NAME, Store};
 
@@ -563,6 +563,7 @@ fn every_power_cut_state_recovers_every_acknowledged_entry_and_no_partial_one() 
         request_index: RequestIndex::default(),
         dir: None,
         index: None,
+        key: HashKey([0; 16]),
         last: None,
         frame_check: None,
     };
@@ -590,6 +591,7 @@ fn every_power_cut_state_recovers_every_acknowledged_entry_and_no_partial_one() 
         request_index: RequestIndex::default(),
         dir: None,
         index: None,
+        key: HashKey([0; 16]),
         last: None,
         frame_check: None,
     };
