@@ -15,7 +15,7 @@
 //! - Derived state in the store is a cache; startup replays the journal past
 //!   it, and rebuilds it from the journal when it does not fit.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -245,6 +245,8 @@ pub struct Ledger {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Asks the checkpointer for a checkpoint now (none without a log key).
     checkpointer: Mutex<Option<std::sync::mpsc::Sender<checkpoints::Request>>>,
+    /// How many request ids the writer holds in memory, as of its last batch.
+    request_ids_in_memory: Arc<AtomicU64>,
 }
 
 impl Ledger {
@@ -281,6 +283,7 @@ impl Ledger {
         let (sender, receiver) = mpsc::channel(queue_depth_max);
         let standby = Arc::new(AtomicBool::new(config.standby));
         let indexed = Arc::new(Mutex::new(None));
+        let request_ids_in_memory = Arc::new(AtomicU64::new(working.requests_in_memory() as u64));
         let (persist_sender, persist_receiver) = std::sync::mpsc::channel::<u64>();
         // Few durable batches wait for the publisher: it bounds memory and
         // lets deciding the next batch overlap publishing this one.
@@ -296,6 +299,7 @@ impl Ledger {
             failed_flag: failed.clone(),
             standby: standby.clone(),
             indexed: indexed.clone(),
+            request_ids_in_memory: request_ids_in_memory.clone(),
         };
         let (checkpoint_sender, checkpoint_receiver) = std::sync::mpsc::channel();
         let publisher = Publisher {
@@ -368,7 +372,15 @@ impl Ledger {
             config,
             threads: Mutex::new(threads),
             checkpointer: Mutex::new(checkpointer),
+            request_ids_in_memory,
         })
+    }
+
+    /// How many request ids the writer holds in memory (those of the
+    /// entries past the journal's index on disk, which it looks the others
+    /// up in), as of its last batch.
+    pub fn request_ids_in_memory(&self) -> u64 {
+        self.request_ids_in_memory.load(Ordering::Relaxed)
     }
 
     /// Submits a command; resolves once its entry is durable (or it is refused).
@@ -731,6 +743,8 @@ struct Writer {
     /// The journal's index the persister had the store write again, for the
     /// request index to take over before the next batch is decided.
     indexed: Arc<Mutex<Option<Arc<dyn FoundRequests>>>>,
+    /// [`Ledger::request_ids_in_memory`], kept after each batch.
+    request_ids_in_memory: Arc<AtomicU64>,
 }
 
 /// How one submission of a batch will be answered after the barrier.
@@ -759,6 +773,8 @@ impl Writer {
                 }
             }
             self.process(&mut batch);
+            self.request_ids_in_memory
+                .store(self.state.requests_in_memory() as u64, Ordering::Relaxed);
         }
         tracing::info!(last_sequence = self.state.last_sequence(), "writer stopped");
     }

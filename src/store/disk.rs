@@ -512,8 +512,11 @@ impl Store for DiskStore {
                 .journal
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Writing the index again copies it whole: waiting for at least
+            // an eighth of what it covers keeps the copies, summed over a
+            // journal's life, within a few times its final size.
             match guard.as_ref() {
-                Ok(journal) => journal.index_job(min_entries)?,
+                Ok(journal) => journal.index_job(min_entries.max(journal.indexed() / 8))?,
                 Err(_) => None,
             }
         };

@@ -288,7 +288,8 @@ impl JournalFile {
         last: Option<Last>,
     ) -> Option<Arc<JournalIndex>> {
         // A short tail past an index (after a crash) is kept in memory and
-        // indexed at the next clean stop: writing the whole index again
+        // indexed at the next clean stop, or once the running server has
+        // the index written again (`DiskStore::index_journal`): writing the whole index again
         // now (reading, writing and syncing 24 bytes an entry of it) would
         // cost a restart after a crash more than reading the tail saves.
         let worth_writing = old.is_none() || tail.len() >= TAIL_KEPT_MAX;
@@ -359,8 +360,9 @@ impl JournalFile {
 
     /// Takes the index `job` wrote as the journal's, unless another was
     /// installed since the job was taken (then false, and `index` is not
-    /// used: the file on disk is the newer one's, or this one's with no
-    /// later entry, both valid).
+    /// used). The file on disk is then whichever was renamed last: both
+    /// cover a prefix of the journal, so either is valid; the store runs
+    /// one job at a time, so it is the newer one's.
     pub fn install_index(&mut self, job: &IndexJob, index: Arc<JournalIndex>) -> bool {
         let unchanged = match (&self.index, &job.old) {
             (None, None) => true,

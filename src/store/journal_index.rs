@@ -14,8 +14,9 @@
 //!
 //! All integers little-endian. It is written whole to a new file, made
 //! durable and renamed over the old one: when the store is released at a
-//! clean stop, and when the journal is opened with no index or with many
-//! entries past it (see `JournalFile::open`). Startup uses it only if its CRC holds
+//! clean stop, when the journal is opened with no index or with many
+//! entries past it (see `JournalFile::open`), and while the server runs,
+//! once many entries are past it (`DiskStore::index_journal`). Startup uses it only if its CRC holds
 //! and it is tied to the journal: the frame it names as the last is a whole
 //! frame of the journal ending where it says, holding entry S with that
 //! hash. The journal only grows at its end (a torn frame cut off at startup
@@ -302,90 +303,104 @@ impl JournalIndex {
         tail_hashes.sort_unstable();
         let path = dir.join(JOURNAL_INDEX_FILE_NAME);
         let temporary = dir.join(format!("{JOURNAL_INDEX_FILE_NAME}.new"));
-        let writing = |error| StoreError::io(format!("writing {}", temporary.display()))(error);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(super::DATA_FILE_MODE)
-            .open(&temporary)
-            .map_err(writing)?;
-        let mut out = Crc32Writer {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            crc: crc32fast::Hasher::new(),
-        };
-        out.write_all(MAGIC).map_err(writing)?;
-        out.write_all(&key.0).map_err(writing)?;
-        out.write_all(&count.to_le_bytes()).map_err(writing)?;
-        let mut chunk = vec![0u8; 1 << 16];
-        if let Some(old) = old {
-            let mut at = HEADER_LEN;
-            let mut left = old_count * 8;
-            while left > 0 {
-                let take = left.min(chunk.len() as u64) as usize;
-                old.file
-                    .read_exact_at(&mut chunk[..take], at)
-                    .map_err(StoreError::io(format!("reading {}", old.path.display())))?;
-                out.write_all(&chunk[..take]).map_err(writing)?;
-                at += take as u64;
-                left -= take as u64;
-            }
-        }
-        for offset in tail_offsets.iter() {
-            out.write_all(&offset.to_le_bytes()).map_err(writing)?;
-        }
-        // The old hashes and the new, merged in order.
-        let mut summary = Summary::new(count);
-        let mut new = tail_hashes.iter().copied().peekable();
-        let mut put = |out: &mut Crc32Writer, hash: u64, sequence: u64| {
-            if !summary.note(hash, sequence) {
-                return Err(StoreError::Inconsistent(format!(
-                    "entry {sequence} is indexed twice in the journal's index"
-                )));
-            }
-            out.write_all(&hash.to_le_bytes())
-                .and_then(|()| out.write_all(&sequence.to_le_bytes()))
-                .map_err(writing)
-        };
-        if let Some(old) = old {
-            let mut at = HEADER_LEN + old_count * 8;
-            let mut left = old_count * 16;
-            while left > 0 {
-                let take = left.min(chunk.len() as u64) as usize;
-                old.file
-                    .read_exact_at(&mut chunk[..take], at)
-                    .map_err(StoreError::io(format!("reading {}", old.path.display())))?;
-                for record in chunk[..take].chunks_exact(16) {
-                    let (hash, sequence) = (le_u64(record, 0), le_u64(record, 8));
-                    while let Some(&(h, s)) = new.peek().filter(|next| **next < (hash, sequence)) {
-                        put(&mut out, h, s)?;
-                        new.next();
-                    }
-                    put(&mut out, hash, sequence)?;
+        // Written whole to a new file: one that could not be (a full disk)
+        // is removed, not left beside the index.
+        let written = (|| -> Result<Summary, StoreError> {
+            let writing = |error| StoreError::io(format!("writing {}", temporary.display()))(error);
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(super::DATA_FILE_MODE)
+                .open(&temporary)
+                .map_err(writing)?;
+            let mut out = Crc32Writer {
+                inner: BufWriter::with_capacity(1 << 20, file),
+                crc: crc32fast::Hasher::new(),
+            };
+            out.write_all(MAGIC).map_err(writing)?;
+            out.write_all(&key.0).map_err(writing)?;
+            out.write_all(&count.to_le_bytes()).map_err(writing)?;
+            let mut chunk = vec![0u8; 1 << 16];
+            if let Some(old) = old {
+                let mut at = HEADER_LEN;
+                let mut left = old_count * 8;
+                while left > 0 {
+                    let take = left.min(chunk.len() as u64) as usize;
+                    old.file
+                        .read_exact_at(&mut chunk[..take], at)
+                        .map_err(StoreError::io(format!("reading {}", old.path.display())))?;
+                    out.write_all(&chunk[..take]).map_err(writing)?;
+                    at += take as u64;
+                    left -= take as u64;
                 }
-                at += take as u64;
-                left -= take as u64;
             }
-        }
-        for (hash, sequence) in new {
-            put(&mut out, hash, sequence)?;
-        }
-        let mut trailer = Vec::with_capacity(TRAILER_LEN as usize);
-        trailer.extend_from_slice(&last.frame_start.to_le_bytes());
-        trailer.extend_from_slice(&last.frame_end.to_le_bytes());
-        trailer.extend_from_slice(&last.offset.to_le_bytes());
-        trailer.extend_from_slice(&last.hash);
-        out.write_all(&trailer).map_err(writing)?;
-        let crc = out.crc.clone().finalize();
-        let mut file = out
-            .inner
-            .into_inner()
-            .map_err(|error| writing(error.into_error()))?;
-        file.write_all(&crc.to_le_bytes())
-            .and_then(|()| file.write_all(END_MAGIC))
-            .and_then(|()| file.sync_data())
-            .map_err(writing)?;
-        drop(file);
+            for offset in tail_offsets.iter() {
+                out.write_all(&offset.to_le_bytes()).map_err(writing)?;
+            }
+            // The old hashes and the new, merged in order.
+            let mut summary = Summary::new(count);
+            let mut new = tail_hashes.iter().copied().peekable();
+            let mut put = |out: &mut Crc32Writer, hash: u64, sequence: u64| {
+                if !summary.note(hash, sequence) {
+                    return Err(StoreError::Inconsistent(format!(
+                        "entry {sequence} is indexed twice in the journal's index"
+                    )));
+                }
+                out.write_all(&hash.to_le_bytes())
+                    .and_then(|()| out.write_all(&sequence.to_le_bytes()))
+                    .map_err(writing)
+            };
+            if let Some(old) = old {
+                let mut at = HEADER_LEN + old_count * 8;
+                let mut left = old_count * 16;
+                while left > 0 {
+                    let take = left.min(chunk.len() as u64) as usize;
+                    old.file
+                        .read_exact_at(&mut chunk[..take], at)
+                        .map_err(StoreError::io(format!("reading {}", old.path.display())))?;
+                    for record in chunk[..take].chunks_exact(16) {
+                        let (hash, sequence) = (le_u64(record, 0), le_u64(record, 8));
+                        while let Some(&(h, s)) =
+                            new.peek().filter(|next| **next < (hash, sequence))
+                        {
+                            put(&mut out, h, s)?;
+                            new.next();
+                        }
+                        put(&mut out, hash, sequence)?;
+                    }
+                    at += take as u64;
+                    left -= take as u64;
+                }
+            }
+            for (hash, sequence) in new {
+                put(&mut out, hash, sequence)?;
+            }
+            let mut trailer = Vec::with_capacity(TRAILER_LEN as usize);
+            trailer.extend_from_slice(&last.frame_start.to_le_bytes());
+            trailer.extend_from_slice(&last.frame_end.to_le_bytes());
+            trailer.extend_from_slice(&last.offset.to_le_bytes());
+            trailer.extend_from_slice(&last.hash);
+            out.write_all(&trailer).map_err(writing)?;
+            let crc = out.crc.clone().finalize();
+            let mut file = out
+                .inner
+                .into_inner()
+                .map_err(|error| writing(error.into_error()))?;
+            file.write_all(&crc.to_le_bytes())
+                .and_then(|()| file.write_all(END_MAGIC))
+                .and_then(|()| file.sync_data())
+                .map_err(writing)?;
+            drop(file);
+            Ok(summary)
+        })();
+        let summary = match written {
+            Ok(summary) => summary,
+            Err(error) => {
+                let _ = std::fs::remove_file(&temporary);
+                return Err(error);
+            }
+        };
         std::fs::rename(&temporary, &path)
             .map_err(StoreError::io(format!("renaming {}", temporary.display())))?;
         super::journal_file::sync_dir(dir)?;

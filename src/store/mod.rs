@@ -218,14 +218,16 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Writes the journal's index again over the entries appended since it
-    /// was last written, when at least `min_entries` are, so that a server
-    /// that runs long keeps in memory only the request ids and offsets of
-    /// the entries past it (a restart reads the same index). Returns what
-    /// the new index covers, for the writer's request index to take over
-    /// ([`crate::domain::request_index::RequestIndex::covered_by`]); `None`
-    /// when nothing was written (too few entries, or a store that keeps no
-    /// such index). Runs beside appends, which it holds up only to take the
-    /// journal's position and to install the index.
+    /// was last written, when at least `min_entries` are (and at least an
+    /// eighth of those it covers: it is copied whole each time), so that a
+    /// server that runs long keeps in memory only the request ids and
+    /// offsets of the entries past it (a restart reads the same index).
+    /// Returns what the new index covers, for the writer's request index to
+    /// take over ([`crate::domain::request_index::RequestIndex::covered_by`]);
+    /// `None` when there is nothing for it to take (too few entries, a store
+    /// that keeps no such index, or another index installed meanwhile).
+    /// Runs beside appends, which it holds up only to take the journal's
+    /// position and to install the index.
     fn index_journal(
         &self,
         min_entries: u64,
