@@ -731,6 +731,15 @@ fn indexed_on_disk(dir: &std::path::Path) -> u64 {
     }
 }
 
+/// The test's first deposit, sent again under its request id.
+async fn first_again(app: &mut crate::support::App) -> mfi_ledger::pb::DepositSavingsResponse {
+    app.branch
+        .deposit_savings(crate::exactly_once::deposit("50000"))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// A server that runs long writes its journal's index again as entries
 /// pass it, so that the request ids it holds in memory do not grow with
 /// every entry written since it started; a retry of a request the index
@@ -784,13 +793,7 @@ async fn a_running_server_writes_its_journal_index_again_and_retries_still_find_
     // Past the index's last entry, writes go on; the first request, now
     // found through the index on disk, gets its entry again ...
     app.deposits_as("after", 29, "2024-02-02").await;
-    let retry = app
-        .branch
-        .deposit_savings(crate::exactly_once::deposit("50000"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(retry, first);
+    assert_eq!(first_again(&mut app).await, first);
     // ... and another command under its id is refused.
     let status = app
         .branch
@@ -804,13 +807,7 @@ async fn a_running_server_writes_its_journal_index_again_and_retries_still_find_
     assert_eq!(app.last_sequence().await, last + 30);
     let mut app = app.restart().await;
     assert_eq!(indexed_on_disk(app.dir.path()), last + 30);
-    let retry = app
-        .branch
-        .deposit_savings(crate::exactly_once::deposit("50000"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(retry, first);
+    assert_eq!(first_again(&mut app).await, first);
     assert_eq!(app.last_sequence().await, last + 30);
     let dir = app.stop().await;
     let report = mfi_ledger::verify::verify(dir.path()).unwrap();
