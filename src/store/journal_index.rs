@@ -1057,6 +1057,35 @@ mod tests {
         finds_every_entry(&mut journal, &all);
     }
 
+    /// An index that cannot be written again (here the old one, which it
+    /// copies, was cut short underneath it) is an error, leaves no
+    /// half-written file beside the journal, and changes nothing: the
+    /// entries past the old index stay in memory and are still read.
+    #[test]
+    fn an_index_that_cannot_be_written_again_leaves_nothing_behind() {
+        use crate::store::{DiskStore, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let all = entries(120);
+        let store = DiskStore::open(dir.path()).unwrap();
+        store.append(&all[..60]).unwrap();
+        assert_eq!(store.index_journal(60).unwrap().unwrap().len(), 60);
+        store.append(&all[60..]).unwrap();
+        let index = dir.path().join(JOURNAL_INDEX_FILE_NAME);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&index)
+            .unwrap()
+            .set_len(HEADER_LEN + 8)
+            .unwrap();
+        let error = store.index_journal(60).unwrap_err();
+        assert!(error.to_string().contains("reading"), "{error}");
+        assert!(!dir.path().join(format!("{JOURNAL_INDEX_FILE_NAME}.new")).exists());
+        assert_eq!(store.offsets_in_memory(), 60);
+        let read = store.read_entries(61, 100).unwrap();
+        assert_eq!(read.len(), 60);
+        assert_eq!(read[59].hash, all[119].hash);
+    }
+
     #[test]
     fn an_index_that_does_not_hold_or_is_not_the_journals_is_not_used() {
         let all = entries(200);
