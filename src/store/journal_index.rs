@@ -1079,7 +1079,11 @@ mod tests {
             .unwrap();
         let error = store.index_journal(60).unwrap_err();
         assert!(error.to_string().contains("reading"), "{error}");
-        assert!(!dir.path().join(format!("{JOURNAL_INDEX_FILE_NAME}.new")).exists());
+        assert!(
+            !dir.path()
+                .join(format!("{JOURNAL_INDEX_FILE_NAME}.new"))
+                .exists()
+        );
         assert_eq!(store.offsets_in_memory(), 60);
         let read = store.read_entries(61, 100).unwrap();
         assert_eq!(read.len(), 60);
