@@ -19,6 +19,8 @@
 //!   submissions waiting for the writer, commands not yet answered;
 //! - `mfi_ledger_journal_entries`, `mfi_ledger_journal_bytes`;
 //! - `mfi_ledger_read_side_lag_entries`: durable, not yet readable;
+//! - `mfi_ledger_request_ids_in_memory`: request ids the writer holds in
+//!   memory (those of the entries past the journal's index on disk);
 //! - `mfi_ledger_checkpoint_size`, `mfi_ledger_checkpoint_signed_timestamp_seconds`
 //!   (its age is `time() - ...` in PromQL);
 //! - `mfi_ledger_serving`: 1 while the ledger decides commands, 0 after a fault.
@@ -44,6 +46,7 @@ pub struct Metrics {
     pub journal_entries: IntGauge,
     pub journal_bytes: IntGauge,
     pub read_side_lag: IntGauge,
+    pub request_ids_in_memory: IntGauge,
     pub checkpoint_size: IntGauge,
     pub checkpoint_timestamp: IntGauge,
     pub serving: IntGauge,
@@ -122,6 +125,10 @@ impl Metrics {
             read_side_lag: gauge(
                 "mfi_ledger_read_side_lag_entries",
                 "Entries durable but not yet applied to the state reads see",
+            )?,
+            request_ids_in_memory: gauge(
+                "mfi_ledger_request_ids_in_memory",
+                "Request ids the writer holds in memory: those of the entries past the journal's index on disk",
             )?,
             checkpoint_size: gauge(
                 "mfi_ledger_checkpoint_size",

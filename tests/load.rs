@@ -332,6 +332,9 @@ fn the_metrics_count_what_a_load_sent_and_what_was_refused() {
     assert_eq!(value("mfi_ledger_batch_entries_sum"), entries);
     assert_eq!(value("mfi_ledger_serving"), 1.0);
     assert_eq!(value("mfi_ledger_read_side_lag_entries"), 0.0);
+    // A fresh server, far from writing its journal's index again: the
+    // writer holds every entry's request id.
+    assert_eq!(value("mfi_ledger_request_ids_in_memory"), entries);
     assert!(value("mfi_ledger_journal_bytes") > 0.0);
 }
 

@@ -470,6 +470,9 @@ impl Ledger {
         metrics
             .read_side_lag
             .set(count(durable.saturating_sub(readable)));
+        metrics
+            .request_ids_in_memory
+            .set(count(self.request_ids_in_memory()));
         metrics.serving.set(i64::from(!self.has_failed()));
     }
 
