@@ -40,10 +40,11 @@ pub fn is_bare(key: &[u8]) -> bool {
     !is_stored_key(key)
 }
 
-/// The bytes stored in sled for the value of record `key`.
-pub fn seal(key: &[u8], value: &[u8]) -> Vec<u8> {
+/// The bytes stored in sled for the value of record `key` (the value
+/// itself, not a copy, for a record kept bare).
+pub fn seal<'a>(key: &[u8], value: &'a [u8]) -> Cow<'a, [u8]> {
     if is_bare(key) {
-        return value.to_vec();
+        return Cow::Borrowed(value);
     }
     if value.len() >= COMPRESS_FROM
         && let Ok(len) = u32::try_from(value.len())
@@ -52,13 +53,13 @@ pub fn seal(key: &[u8], value: &[u8]) -> Vec<u8> {
         stored.push(ZSTD);
         stored.extend_from_slice(&len.to_le_bytes());
         if zstd_block::compress_into(value, ZSTD_HEADER_LEN, &mut stored) {
-            return stored;
+            return Cow::Owned(stored);
         }
     }
     let mut stored = Vec::with_capacity(1 + value.len());
     stored.push(PLAIN);
     stored.extend_from_slice(value);
-    stored
+    Cow::Owned(stored)
 }
 
 /// The value of record `key` from the bytes stored for it.
@@ -115,7 +116,7 @@ mod tests {
         assert_eq!(stored[0], ZSTD);
         assert!(stored.len() * 5 < long.len(), "{} bytes", stored.len());
         assert_eq!(seal(b"cold/x/1", &noise)[0], PLAIN, "no smaller compressed");
-        assert_eq!(seal(b"cold/x/1", b"short"), b"\x00short");
+        assert_eq!(&*seal(b"cold/x/1", b"short"), b"\x00short");
     }
 
     /// Records read at startup, the format record among them, are kept
@@ -136,7 +137,7 @@ mod tests {
     #[test]
     fn damaged_values_are_errors() {
         let long: Vec<u8> = (0..4000u32).flat_map(|i| (i % 50).to_le_bytes()).collect();
-        let stored = seal(b"cold/x/1", &long);
+        let stored = seal(b"cold/x/1", &long).into_owned();
         let mut longer = stored.clone();
         longer[1] = longer[1].wrapping_add(1);
         let mut cut = stored.clone();
@@ -159,7 +160,7 @@ mod tests {
         ) {
             let _ = open(b"cold/x/1", &bytes);
             let long: Vec<u8> = (0..2000u32).map(|i| (i % 37) as u8).collect();
-            let mut stored = seal(b"cold/x/1", &long);
+            let mut stored = seal(b"cold/x/1", &long).into_owned();
             let at = flip % stored.len();
             stored[at] ^= bytes.first().copied().unwrap_or(1) | 1;
             if let Ok(value) = open(b"cold/x/1", &stored) {

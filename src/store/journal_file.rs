@@ -403,7 +403,11 @@ impl IndexJob {
             .old
             .as_ref()
             .map_or(FILE_MAGIC.len() as u64, |index| index.last().frame_end);
-        let mut hashes = Vec::new();
+        // Sized once for the entries the job covers (it knows how many):
+        // grown by doubling, at 10^7 entries a rewrite held up to twice the
+        // 20 MB it needs, and a copy of it while growing.
+        let mut hashes =
+            Vec::with_capacity(usize::try_from(self.len + 1 - self.first).unwrap_or(0));
         let scan = scan_range(&self.file, from, self.last.frame_end, |offset, payload| {
             let (canonical, _) = split_payload(offset, payload)?;
             let (sequence, request_id) = crate::domain::entry::peek_request_id(&canonical)
