@@ -928,11 +928,11 @@ impl LedgerState {
         let Some(now) = self.loans.get(id) else {
             return Ok(None);
         };
-        let count = now.history.partition_point(|at| *at <= sequence);
+        let count = now.history.partition_point(|at| at <= sequence);
         if count == now.history.len() {
             return Ok(Some(Loan::clone(now)));
         }
-        let Some(&first) = now.history.first().filter(|_| count > 0) else {
+        let Some(first) = now.history.first().filter(|_| count > 0) else {
             return Ok(None);
         };
         let body = lookup(first)?;
@@ -941,7 +941,7 @@ impl LedgerState {
         };
         let mut loan = disbursed_loan(&body, member_id)?;
         note_in_history(&mut loan, first);
-        for &at in now.history.range(1, count) {
+        for at in now.history.range(1, count) {
             let body = lookup(at)?;
             let mut stage = Stage::new(self, at, body.effective_date);
             stage.loans.insert(
@@ -1708,7 +1708,7 @@ fn change_on(
 
 /// Adds entry `sequence` to the entries that changed the loan.
 fn note_in_history(loan: &mut Loan, sequence: u64) {
-    if loan.history.last() != Some(&sequence) {
+    if loan.history.last() != Some(sequence) {
         loan.history.push(sequence);
     }
 }
@@ -1718,7 +1718,7 @@ fn note_in_history(loan: &mut Loan, sequence: u64) {
 fn track_event(loan: &mut Loan, sequence: Option<u64>, date: NaiveDate) -> Result<(), String> {
     match sequence {
         Some(sequence) => {
-            if loan.events.last() != Some(&sequence) {
+            if loan.events.last() != Some(sequence) {
                 loan.events.push(sequence);
             }
         }

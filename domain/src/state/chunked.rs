@@ -1,5 +1,5 @@
-//! A list kept in chunks that copies of it share: a loan's installments,
-//! and the full chunks of its lists of entries.
+//! A list kept in chunks that copies of it share: a loan's installments
+//! (its lists of entries keep their full chunks packed, `EntryList`).
 //!
 //! Applying an entry stages a copy of each loan it changes, and the state
 //! and its read side each hold the loan, so a loan's lists are copied at
@@ -47,11 +47,6 @@ impl<T: Clone, const N: usize> Chunked<T, N> {
         self.chunks.get(index / N)?.get(index % N)
     }
 
-    /// The first item, if any.
-    pub fn first(&self) -> Option<&T> {
-        self.chunks.first()?.first()
-    }
-
     /// The last item, if any.
     pub fn last(&self) -> Option<&T> {
         self.chunks.last()?.last()
@@ -61,24 +56,6 @@ impl<T: Clone, const N: usize> Chunked<T, N> {
     /// the list shares it.
     pub fn get_mut(&mut self, index: usize) -> Option<&mut T> {
         Arc::make_mut(self.chunks.get_mut(index / N)?).get_mut(index % N)
-    }
-
-    /// Adds `chunk` at the end: the list's last chunk must be full (a
-    /// list built of full chunks, as [`super::EntryList`] keeps).
-    pub fn push_chunk(&mut self, chunk: Vec<T>) {
-        // Once per N items: cheap, and a list whose chunks were not full
-        // would be read wrong by every lookup that divides by N.
-        assert!(self.chunks.last().is_none_or(|last| last.len() == N));
-        assert!(!chunk.is_empty() && chunk.len() <= N);
-        self.len += chunk.len();
-        self.chunks.push(Arc::new(chunk));
-    }
-
-    /// Takes the last chunk off (copied if another list shares it).
-    pub fn pop_chunk(&mut self) -> Option<Vec<T>> {
-        let chunk = self.chunks.pop()?;
-        self.len -= chunk.len();
-        Some(Arc::unwrap_or_clone(chunk))
     }
 
     /// Every item, in order.
@@ -211,7 +188,6 @@ mod tests {
             let plain: Vec<u64> = (1..=count).collect();
             let chunked = List::from(plain.clone());
             assert_eq!(chunked.len(), plain.len());
-            assert_eq!(chunked.first(), plain.first());
             assert_eq!(chunked.last(), plain.last());
             assert!(chunked.iter().eq(plain.iter()));
             assert!(chunked.iter().rev().eq(plain.iter().rev()));
@@ -231,24 +207,6 @@ mod tests {
                 assert_eq!(chunked.partition_point(pred), plain.partition_point(pred));
             }
         }
-    }
-
-    #[test]
-    fn chunks_added_and_taken_off_at_the_end_leave_the_others_shared() {
-        let original = List::from((0..8).collect::<Vec<_>>());
-        let mut copy = original.clone();
-        copy.push_chunk(vec![8, 9]);
-        assert_eq!(copy.len(), 10);
-        assert!(copy.iter().copied().eq(0..10));
-        assert_eq!(copy.shared_with(&original), (2, 3));
-        assert_eq!(copy.pop_chunk(), Some(vec![8, 9]));
-        assert_eq!(copy.pop_chunk(), Some(vec![4, 5, 6, 7]));
-        assert_eq!(copy.len(), 4);
-        assert_eq!(original.len(), 8, "the original kept its chunks");
-        assert!(original.iter().copied().eq(0..8));
-        assert_eq!(copy.pop_chunk(), Some(vec![0, 1, 2, 3]));
-        assert_eq!(copy.pop_chunk(), None);
-        assert!(copy.is_empty());
     }
 
     #[test]

@@ -98,7 +98,6 @@ fn list_chunk(list: &EntryList, index: u64) -> Option<Vec<u64>> {
     let start = usize::try_from(index).ok()?.checked_mul(LOAN_LIST_CHUNK)?;
     let chunk: Vec<u64> = list
         .range(start, start.saturating_add(LOAN_LIST_CHUNK))
-        .copied()
         .collect();
     (!chunk.is_empty()).then_some(chunk)
 }

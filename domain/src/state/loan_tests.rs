@@ -1404,7 +1404,7 @@ fn take(ledger: &mut Ledger, op: Op) -> Result<(), TestCaseError> {
             }
         }
         Op::Reverse { later, cancel } => {
-            let Some(&sequence) = loan.events.last() else {
+            let Some(sequence) = loan.events.last() else {
                 return Ok(());
             };
             if loan.events.len() == 1 && !cancel {

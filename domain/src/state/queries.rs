@@ -230,7 +230,7 @@ impl LedgerState {
                 "as_of_sequence",
                 format!(
                     "loan {id} was disbursed by entry {}, after entry {sequence}",
-                    now.history.first().copied().unwrap_or_default()
+                    now.history.first().unwrap_or_default()
                 ),
             ));
         };

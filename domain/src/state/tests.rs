@@ -519,7 +519,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                         .find(|loan| loan.events.len() > 1)
                         .or_else(|| loans().next())
                 })
-                .and_then(|loan| loan.events.last().copied())
+                .and_then(|loan| loan.events.last())
                 .unwrap_or(1),
             reason: Name::parse("reason", "mistake").unwrap(),
             effective_date: None,

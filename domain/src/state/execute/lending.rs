@@ -308,8 +308,8 @@ impl LedgerState {
     ) -> Result<(), DomainError> {
         let state = self.find_loan("sequence", loan)?;
         match state.events.last() {
-            Some(&last) if last == sequence => Ok(()),
-            Some(&last) => Err(DomainError::precondition(
+            Some(last) if last == sequence => Ok(()),
+            Some(last) => Err(DomainError::precondition(
                 "sequence",
                 format!(
                     "entry {sequence} is not the latest transaction on loan {loan}; reverse entry {last} first"

@@ -162,7 +162,7 @@ impl LedgerState {
                         "sequence",
                         format!(
                             "loan {loan} disbursed in entry {sequence} has later transactions; reverse them first (latest: entry {})",
-                            state.events.last().copied().unwrap_or(sequence)
+                            state.events.last().unwrap_or(sequence)
                         ),
                     ));
                 }
