@@ -1,14 +1,12 @@
-//! A list kept in chunks that copies of it share: a loan's installments
-//! (its lists of entries keep their full chunks packed, `EntryList`).
+//! A list kept in chunks that copies of it share: a loan's installments.
 //!
 //! Applying an entry stages a copy of each loan it changes, and the state
-//! and its read side each hold the loan, so a loan's lists are copied at
-//! every entry on it. Held in one `Vec`, a list was copied whole each time:
-//! a ten-year weekly loan's 520 installments (about 60 KB) at every
-//! repayment, and a loan's lists of entries, which grow with every entry
-//! on it (about 8,000 each, 64 KB, for the loans of the recovery benchmark
-//! at 10^7 entries). Here a copy shares the chunks, and a change copies
-//! only the chunk it touches ([`Arc::make_mut`]).
+//! and its read side each hold the loan, so a loan's schedule is copied at
+//! every entry on it. Held in one `Vec`, it was copied whole each time: a
+//! ten-year weekly loan's 520 installments (about 60 KB) at every
+//! repayment. Here a copy shares the chunks, and a change copies only the
+//! chunk it touches ([`Arc::make_mut`]). (A loan's lists of entries share
+//! their full chunks the same way, packed: `EntryList`.)
 
 use std::sync::Arc;
 
