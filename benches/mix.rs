@@ -15,6 +15,13 @@
 //! written again when the binary changes. A replay gives the simulated
 //! journal entry for entry: its last hash is checked against the corpus's.
 //!
+//! The mix by size: the simulated branch at each scale of
+//! `MIX_GROWTH_SCALES` (percent, default `100,400`: about 24,500 and 98,000
+//! entries) restarted by `serve` after its clean stop and with its state
+//! cache removed (time until it listens, resident memory), verified in full
+//! and by its chain alone, and its disk per entry (`-- growth` runs only
+//! these).
+//!
 //! `cargo bench --bench mix` (results in `target/bench/mix.json`);
 //! `cargo bench --bench mix -- WORKLOAD [BATCH]` runs only the rows whose
 //! workload starts with WORKLOAD (and of that batch), for a profiler
@@ -95,16 +102,17 @@ struct Server {
 }
 
 impl Server {
+    /// A server on a fresh data directory (`--init`).
     fn start(data: &Path) -> Server {
+        Server::start_with(data, &["--init"])
+    }
+
+    /// A server on `data`, with `extra` arguments to `serve`; returns once
+    /// it listens (its state read back or rebuilt).
+    fn start_with(data: &Path, extra: &[&str]) -> Server {
         let mut child = Process::new(BIN)
-            .args([
-                "serve",
-                "--init",
-                "--listen",
-                "127.0.0.1:0",
-                "--fixed-clock",
-                CLOCK,
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--fixed-clock", CLOCK])
+            .args(extra)
             .arg("--data")
             .arg(data)
             .env("RUST_LOG", "warn")
@@ -159,6 +167,21 @@ impl Server {
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
         let time = |ticks: u64| Duration::from_micros(ticks * 1_000_000 / per_second);
         (time(user + system), time(system))
+    }
+
+    /// Resident memory now and at its peak (`VmRSS`, `VmHWM`), bytes.
+    fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read the server's /proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|rest| rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+                .expect("a memory figure in /proc status")
+        };
+        (field("VmRSS"), field("VmHWM"))
     }
 
     fn stop(mut self) {
@@ -294,6 +317,106 @@ fn disk(data: &Path, entries: usize) -> serde_json::Value {
         "cache_bytes_per_entry": per(cache),
         "tree_bytes_per_entry": per(tree),
     })
+}
+
+/// Copies the directory `from` to `to`, file by file.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// What one start of `serve` on a data directory measured: the time until
+/// it listened, and its resident memory then and at its peak.
+#[derive(Clone, Copy)]
+struct Served {
+    seconds: f64,
+    resident: u64,
+    peak: u64,
+}
+
+/// Starts `serve` on `data`, measures it, and stops it cleanly.
+fn serve_once(data: &Path) -> Served {
+    let started = Instant::now();
+    let server = Server::start_with(data, &[]);
+    let seconds = started.elapsed().as_secs_f64();
+    let (resident, peak) = server.memory();
+    server.stop();
+    Served {
+        seconds,
+        resident,
+        peak,
+    }
+}
+
+/// Restarts of the simulated branch measured at each size.
+const RESTARTS: usize = 3;
+
+/// The realistic mix's restart, memory, `verify` and disk at `scale`
+/// percent: `serve` restarted on a copy of the simulated branch's
+/// directory after its clean stop (the median of [`RESTARTS`]) and with its
+/// state cache removed (rebuilt from the journal), and `verify` of it in
+/// full and of its chain alone.
+fn growth(scale: u32) -> serde_json::Value {
+    let data = corpus(scale).join("data");
+    let entries = entries(&data).len();
+    let work = tempfile::tempdir().unwrap();
+    let copy = work.path().join("data");
+    copy_dir(&data, &copy);
+    let mut restarts: Vec<Served> = (0..RESTARTS).map(|_| serve_once(&copy)).collect();
+    restarts.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let clean = restarts[RESTARTS / 2];
+    let lost = work.path().join("lost");
+    copy_dir(&data, &lost);
+    std::fs::remove_dir_all(lost.join("state")).unwrap();
+    let rebuilt = serve_once(&lost);
+    let begun = Instant::now();
+    let report = mfi_ledger::verify::verify(&data).expect("the simulated branch verifies");
+    let verify = begun.elapsed().as_secs_f64();
+    assert_eq!(report.entries, entries as u64);
+    let begun = Instant::now();
+    let report =
+        mfi_ledger::verify::verify_to(&data, &Default::default(), mfi_ledger::verify::Depth::Chain)
+            .expect("the simulated branch's chain verifies");
+    let chain = begun.elapsed().as_secs_f64();
+    assert_eq!(report.entries, entries as u64);
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    println!(
+        "mix at scale {scale}% ({entries} entries): restart {:.2} s (resident {:.0} MiB, peak {:.0}), \
+         with the cache lost {:.2} s (peak {:.0} MiB); verify {:.0} entries/s, chain only {:.0}",
+        clean.seconds,
+        mib(clean.resident),
+        mib(clean.peak),
+        rebuilt.seconds,
+        mib(rebuilt.peak),
+        entries as f64 / verify,
+        entries as f64 / chain,
+    );
+    let mut figures = json!({
+        "scale": scale,
+        "entries": entries,
+        "restart_seconds": clean.seconds,
+        "restart_resident_bytes": clean.resident,
+        "restart_peak_bytes": clean.peak,
+        "rebuild_seconds": rebuilt.seconds,
+        "rebuild_peak_bytes": rebuilt.peak,
+        "verify_entries_per_second": entries as f64 / verify,
+        "verify_chain_entries_per_second": entries as f64 / chain,
+    });
+    let disk = disk(&data, entries);
+    for (key, value) in disk.as_object().unwrap() {
+        if key != "entries" {
+            figures[key] = value.clone();
+        }
+    }
+    figures
 }
 
 /// Every entry of the journal in `data`.
@@ -532,6 +655,20 @@ fn main() {
             row(kind, batch, run);
         }
     }
+    // The mix's figures by size: its simulated branch at each scale of
+    // MIX_GROWTH_SCALES (percent; about 24,500 entries at 100).
+    let mut sizes = Vec::new();
+    if filters.is_empty() || filters[0] == "growth" {
+        let scales = std::env::var("MIX_GROWTH_SCALES").unwrap_or_else(|_| "100,400".into());
+        for scale in scales.split(',') {
+            sizes.push(growth(
+                scale
+                    .trim()
+                    .parse()
+                    .expect("MIX_GROWTH_SCALES are percentages"),
+            ));
+        }
+    }
     // A filtered run (for a profiler) never replaces the full run's results,
     // which the report reads.
     let name = if filters.is_empty() {
@@ -542,8 +679,10 @@ fn main() {
     let path = out_dir().join(name);
     std::fs::write(
         &path,
-        serde_json::to_string_pretty(&json!({ "scale": scale, "rows": results, "disk": disk }))
-            .unwrap(),
+        serde_json::to_string_pretty(
+            &json!({ "scale": scale, "rows": results, "disk": disk, "growth": sizes }),
+        )
+        .unwrap(),
     )
     .unwrap();
     println!("written to {}", path.display());
