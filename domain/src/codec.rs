@@ -115,7 +115,7 @@ pub mod date_decimal_map {
         deserializer: D,
     ) -> Result<DatedAmounts, D::Error> {
         let pairs = Vec::<(i32, (i128, u32))>::deserialize(deserializer)?;
-        let mut amounts = DatedAmounts::new();
+        let mut amounts = DatedAmounts::with_capacity(pairs.len());
         for (days, parts) in pairs {
             if amounts
                 .insert(from_days(days)?, from_parts(parts)?)
@@ -133,6 +133,23 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    /// A list of amounts read back holds exactly its amounts: grown one by
+    /// one it kept up to twice the room, which every restart held for every
+    /// savings account's and loan's changes.
+    #[test]
+    fn amounts_by_date_read_back_take_only_their_room() {
+        #[derive(Serialize, Deserialize)]
+        struct Changes(#[serde(with = "date_decimal_map")] crate::dated::DatedAmounts);
+        let first = NaiveDate::from_ymd_opt(2023, 1, 2).unwrap();
+        let amounts: crate::dated::DatedAmounts = (0..100)
+            .map(|week| (first + chrono::Days::new(7 * week), Decimal::from(week + 1)))
+            .collect();
+        let bytes = postcard::to_stdvec(&Changes(amounts.clone())).unwrap();
+        let Changes(read) = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(read, amounts);
+        assert_eq!(read.capacity(), 100);
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Sample {

@@ -60,6 +60,18 @@ impl DatedAmounts {
         DatedAmounts(Vec::new(), None)
     }
 
+    /// No amounts, with room for `capacity` of them (a list read back
+    /// whole: grown one by one it kept up to twice the room it needs).
+    pub fn with_capacity(capacity: usize) -> DatedAmounts {
+        DatedAmounts(Vec::with_capacity(capacity), None)
+    }
+
+    /// Room for amounts, used or not.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
     /// The same amounts, keeping their running sums from now on.
     pub fn with_sums(mut self) -> DatedAmounts {
         if self.1.is_none() {
