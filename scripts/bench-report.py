@@ -343,8 +343,9 @@ def operand(token, figures):
 
 def placeholder_value(body, figures, machine):
     """One placeholder of the notes: `commit`, `date`, `goals` and `goals
-    met` (counts of the goal table's rows), `status: GOAL` (the
-    goal table's verdict for the goal named GOAL, or whose name starts so), or
+    met` (counts of the goal table's rows), `status: GOAL` and `goal: GOAL`
+    (the goal table's verdict and figure for the goal named GOAL, or whose
+    name starts so), or
     figures and numbers joined by ` ÷ `, ` × `, ` - `, ` + ` (worked out left
     to right), then optionally ` | FORMAT`: `int`, `mib` (bytes as MiB) or a
     count of decimals; a figure of 100 or more is written whole by default,
@@ -359,7 +360,7 @@ def placeholder_value(body, figures, machine):
     if body in ("goals", "goals met"):
         verdicts = [goal_status(figure(figures), bound, kind) for _, _, figure, bound, kind in GOALS]
         return str(len(verdicts) if body == "goals" else verdicts.count("met"))
-    if body.startswith("status:"):
+    if body.startswith("status:") or body.startswith("goal:"):
         name = body.split(":", 1)[1].strip()
         goals = [goal for goal in GOALS if goal[0] == name] or [
             goal for goal in GOALS if goal[0].startswith(name)
@@ -367,6 +368,11 @@ def placeholder_value(body, figures, machine):
         if len(goals) != 1:
             raise KeyError(f"goal {name!r} ({len(goals)} goals start so)")
         _, _, figure, bound, kind = goals[0]
+        if body.startswith("goal:"):
+            value = figure(figures)
+            if value is None:
+                raise KeyError(f"goal {name!r} not measured")
+            return fmt_figure(value)
         return goal_status(figure(figures), bound, kind)
     expression, _, form = body.partition(" | ")
     pieces = re.split("(" + "|".join(re.escape(op) for op in OPERATORS) + ")", " " + expression + " ")
