@@ -406,6 +406,7 @@ fn growth(scale: u32) -> serde_json::Value {
         "restart_resident_bytes": clean.resident,
         "restart_peak_bytes": clean.peak,
         "rebuild_seconds": rebuilt.seconds,
+        "rebuild_resident_bytes": rebuilt.resident,
         "rebuild_peak_bytes": rebuilt.peak,
         "verify_entries_per_second": entries as f64 / verify,
         "verify_chain_entries_per_second": entries as f64 / chain,

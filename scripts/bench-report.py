@@ -466,6 +466,7 @@ def mix_growth_lines(sizes):
         ("resident after it, MiB", lambda s: mib(s.get("restart_resident_bytes"))),
         ("peak during it, MiB", lambda s: mib(s.get("restart_peak_bytes"))),
         ("restart with the cache lost (rebuilt from the journal), s", lambda s: seconds(s.get("rebuild_seconds"))),
+        ("resident after that one, MiB", lambda s: mib(s.get("rebuild_resident_bytes"))),
         ("peak during that one, MiB", lambda s: mib(s.get("rebuild_peak_bytes"))),
         ("offline verify, chain only, entries/s", lambda s: fmt_rate(s.get("verify_chain_entries_per_second"))),
         ("offline verify (re-executes every command), entries/s", lambda s: fmt_rate(s.get("verify_entries_per_second"))),
