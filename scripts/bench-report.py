@@ -484,7 +484,10 @@ def mix_growth_lines(sizes):
         "|---|" + "---:|" * len(sizes),
     ]
     for label, figure in rows:
-        lines.append(f"| {label} | " + " | ".join(figure(size) for size in sizes) + " |")
+        cells = [figure(size) for size in sizes]
+        # A figure an older run did not record is left out, not shown as n/a.
+        if any(cell != "n/a" for cell in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
