@@ -18,7 +18,9 @@
 //! The mix by size: the simulated branch at each scale of
 //! `MIX_GROWTH_SCALES` (percent, default `100,400`: about 24,500 and 98,000
 //! entries) restarted by `serve` after its clean stop and with its state
-//! cache removed (time until it listens, resident memory), verified in full
+//! cache removed, and after a crash (the server killed with SIGKILL while the
+//! load generator writes into it; time until it listens, resident memory),
+//! verified in full
 //! and by its chain alone, and its disk per entry (`-- growth` runs only
 //! these).
 //!
@@ -182,6 +184,12 @@ impl Server {
                 .expect("a memory figure in /proc status")
         };
         (field("VmRSS"), field("VmHWM"))
+    }
+
+    /// Kills the server (SIGKILL), as a crash would.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     fn stop(mut self) {
@@ -358,6 +366,50 @@ fn serve_once(data: &Path) -> Served {
 
 /// Restarts of the simulated branch measured at each size.
 const RESTARTS: usize = 3;
+/// How long the load generator writes into the simulated branch's server
+/// before the server is killed, for the restart after a crash.
+const WRITE_BEFORE_CRASH: Duration = Duration::from_secs(3);
+
+/// Writes into `data`'s server with the load generator (its own loans and
+/// members beside the branch's) and kills the server
+/// mid-write (SIGKILL), leaving its state cache behind its journal.
+fn crash_while_writing(data: &Path) {
+    let server = Server::start_with(data, &[]);
+    let token = data.join("crash-load.token");
+    server.run(
+        &data.join("admin.token"),
+        &[
+            "principal-create",
+            "crash-load",
+            "--grant",
+            "product-admin,manager,auditor",
+            "--token-out",
+            token.to_str().unwrap(),
+        ],
+    );
+    let mut load = Process::new(BIN)
+        .args(["load", "--server", &server.url])
+        // A few clients, one command a call, on 100 loans of its own: some
+        // thousands of entries past the branch's before the crash.
+        .args([
+            "--clients",
+            "4",
+            "--duration",
+            "60s",
+            "--setup-loans",
+            "100",
+        ])
+        .env("MFI_LEDGER_TOKEN_FILE", &token)
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the load generator");
+    std::thread::sleep(WRITE_BEFORE_CRASH);
+    server.kill();
+    let _ = load.kill();
+    let _ = load.wait();
+}
 
 /// The realistic mix's restart, memory, `verify` and disk at `scale`
 /// percent: `serve` restarted on a copy of the simulated branch's
@@ -377,6 +429,16 @@ fn growth(scale: u32) -> serde_json::Value {
     copy_dir(&data, &lost);
     std::fs::remove_dir_all(lost.join("state")).unwrap();
     let rebuilt = serve_once(&lost);
+    let crashed = work.path().join("crashed");
+    copy_dir(&data, &crashed);
+    crash_while_writing(&crashed);
+    let crash = serve_once(&crashed);
+    // Counted after the restart, which is what finds the journal's end.
+    let crash_entries = entries_in(&crashed);
+    assert!(
+        crash_entries > entries,
+        "the load wrote nothing before the crash"
+    );
     let begun = Instant::now();
     let report = mfi_ledger::verify::verify(&data).expect("the simulated branch verifies");
     let verify = begun.elapsed().as_secs_f64();
@@ -390,10 +452,13 @@ fn growth(scale: u32) -> serde_json::Value {
     let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
     println!(
         "mix at scale {scale}% ({entries} entries): restart {:.2} s (resident {:.0} MiB, peak {:.0}), \
+         after a crash {:.2} s ({crash_entries} entries, resident {:.0} MiB), \
          with the cache lost {:.2} s (peak {:.0} MiB); verify {:.0} entries/s, chain only {:.0}",
         clean.seconds,
         mib(clean.resident),
         mib(clean.peak),
+        crash.seconds,
+        mib(crash.resident),
         rebuilt.seconds,
         mib(rebuilt.peak),
         entries as f64 / verify,
@@ -406,6 +471,9 @@ fn growth(scale: u32) -> serde_json::Value {
         "restart_resident_bytes": clean.resident,
         "restart_peak_bytes": clean.peak,
         "rebuild_seconds": rebuilt.seconds,
+        "crash_restart_seconds": crash.seconds,
+        "crash_restart_resident_bytes": crash.resident,
+        "crash_restart_entries": crash_entries,
         "rebuild_resident_bytes": rebuilt.resident,
         "rebuild_peak_bytes": rebuilt.peak,
         "verify_entries_per_second": entries as f64 / verify,
@@ -418,6 +486,12 @@ fn growth(scale: u32) -> serde_json::Value {
         }
     }
     figures
+}
+
+/// How many entries the journal in `data` holds.
+fn entries_in(data: &Path) -> usize {
+    let store = DiskStore::open(data).unwrap();
+    store.last_sequence() as usize
 }
 
 /// Every entry of the journal in `data`.

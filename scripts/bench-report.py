@@ -465,6 +465,9 @@ def mix_growth_lines(sizes):
         ("restart after a clean stop, s", lambda s: seconds(s.get("restart_seconds"))),
         ("resident after it, MiB", lambda s: mib(s.get("restart_resident_bytes"))),
         ("peak during it, MiB", lambda s: mib(s.get("restart_peak_bytes"))),
+        ("restart after a crash (the server killed while the load generator wrote into it), s", lambda s: seconds(s.get("crash_restart_seconds"))),
+        ("resident after the crash restart, MiB", lambda s: mib(s.get("crash_restart_resident_bytes"))),
+        ("entries then (the load generator's after the branch's)", lambda s: fmt_rate(s.get("crash_restart_entries"))),
         ("restart with the cache lost (rebuilt from the journal), s", lambda s: seconds(s.get("rebuild_seconds"))),
         ("resident after that one, MiB", lambda s: mib(s.get("rebuild_resident_bytes"))),
         ("peak during that one, MiB", lambda s: mib(s.get("rebuild_peak_bytes"))),
@@ -478,7 +481,14 @@ def mix_growth_lines(sizes):
         "",
         "The mix by size: `serve` restarted on a copy of the simulated branch's data directory "
         "(written over gRPC, then stopped cleanly; the median of three starts, timed until it "
-        "listens), and again with its state cache removed; `verify` of the directory; its disk.",
+        "listens), "
+        + (
+            "after a crash (a copy written to by the load generator for 3 s, 4 clients, "
+            "the server killed mid-write), "
+            if any("crash_restart_seconds" in size for size in sizes)
+            else ""
+        )
+        + "and with its state cache removed; `verify` of the directory; its disk.",
         "",
         f"| figure | {head} |",
         "|---|" + "---:|" * len(sizes),
