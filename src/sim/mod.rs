@@ -46,8 +46,9 @@ const REPLY_SIZE_MAX: usize = 64 << 20;
 #[derive(Args, Clone, Debug)]
 pub struct SimulateArgs {
     /// Branch to simulate: "tym-thai-binh" (TYM Thái Bình, 2021 to 2023,
-    /// calibrated to its published 2022 and 2023 figures) or "demo" (a small
-    /// branch over 2023).
+    /// calibrated to its published 2022 and 2023 figures),
+    /// "tym-thai-binh-decade" (the same, then seven more years like 2023,
+    /// to 2030) or "demo" (a small branch over 2023).
     #[arg(long, default_value = "tym-thai-binh")]
     pub preset: String,
     /// Seed of the simulated choices [default: the preset's].

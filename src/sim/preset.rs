@@ -107,7 +107,7 @@ fn vnd(billions_thousandths: i64) -> Decimal {
 
 /// The presets, by name.
 pub fn presets() -> Vec<Preset> {
-    vec![tym_thai_binh(), demo()]
+    vec![tym_thai_binh(), tym_thai_binh_decade(), demo()]
 }
 
 /// The preset called `name`.
@@ -221,6 +221,44 @@ pub fn tym_thai_binh() -> Preset {
         late_per_mille: 12,
         default_per_mille: 3,
     }
+}
+
+/// TYM Thái Bình's three years, then seven more like 2023 (2,175 loans and
+/// 71.5 billion VND disbursed a year, savings growing by 5.7 billion a year,
+/// as from 2022 to 2023): a branch of the same size with a longer history,
+/// to see what grows with the journal's age rather than with the branch.
+pub fn tym_thai_binh_decade() -> Preset {
+    let mut preset = tym_thai_binh();
+    preset.name = "tym-thai-binh-decade";
+    preset.end = date(2030, 12, 31);
+    let mut savings_end = vnd(22_500);
+    for year in 2024..=2030 {
+        savings_end += vnd(5_700);
+        preset.years.push(YearPlan {
+            year,
+            loans: 2_175,
+            amount: vnd(71_500),
+            savings_end,
+        });
+    }
+    // Tết: centers do not meet from four days before the new year to five
+    // days after it, as in the years above.
+    for (y, m, d) in [
+        (2024, 2, 10),
+        (2025, 1, 29),
+        (2026, 2, 17),
+        (2027, 2, 6),
+        (2028, 1, 26),
+        (2029, 2, 13),
+        (2030, 2, 3),
+    ] {
+        let new_year = date(y, m, d);
+        preset.holidays.push((
+            new_year - chrono::Days::new(4),
+            new_year + chrono::Days::new(5),
+        ));
+    }
+    preset
 }
 
 /// A small branch over one year, for trying the simulator out.
