@@ -350,6 +350,14 @@ pub struct Loan {
 }
 
 impl Loan {
+    /// True when the loan is closed or cancelled: nothing falls due on it
+    /// any more, and the state cache keeps its installments in a record of
+    /// their own ([`StateKey::LoanSchedule`]), read when asked, which
+    /// memory lets go of ([`Installments::let_go`]).
+    pub fn installments_kept_apart(&self) -> bool {
+        matches!(self.status, LoanStatus::Closed | LoanStatus::Cancelled)
+    }
+
     /// Principal not yet repaid (zero once written off or cancelled).
     pub fn principal_outstanding(&self) -> Decimal {
         match self.status {
@@ -455,6 +463,31 @@ pub struct LedgerState {
     access: Arc<Access>,
     /// Keys changed since the last `take_changes`.
     changed: ChangeLog,
+    /// Where what the state lets go of is read back from (closed loans'
+    /// installments), once the store holds it ([`LedgerState::keep_stored_in`]).
+    stored: StoredIn,
+}
+
+/// The store records let go of are read back from, if any. Not part of
+/// what a state is: two states are equal whatever they read from.
+#[derive(Clone, Debug, Default)]
+struct StoredIn(Option<Arc<dyn crate::stored::StoredRecords>>);
+
+impl PartialEq for StoredIn {
+    fn eq(&self, _: &StoredIn) -> bool {
+        true
+    }
+}
+
+impl StoredIn {
+    /// The record `key`'s value, as the store keeps it (`None` without a
+    /// store).
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
+        match &self.0 {
+            Some(store) => store.read(key),
+            None => Ok(None),
+        }
+    }
 }
 
 /// The keys changed since the last checkpoint, unless tracking is off (the
@@ -586,7 +619,44 @@ impl LedgerState {
     /// `store` from now on, and lets go of those it holds: for a state
     /// whose records `store` holds (startup read or saved them).
     pub fn keep_stored_in(&mut self, store: Arc<dyn crate::stored::StoredRecords>) {
-        self.day_log.keep_in(store);
+        self.day_log.keep_in(store.clone());
+        self.stored = StoredIn(Some(store));
+        for loan in self.loans.values_mut() {
+            if loan.installments_kept_apart() && !loan.installments.is_let_go() {
+                Arc::make_mut(loan).installments = Installments::let_go();
+            }
+        }
+    }
+
+    /// Lets go of loan `id`'s installments once the store holds them (a
+    /// checkpoint saved its [`StateKey::LoanSchedule`] record): kept while
+    /// the state has no store to read them back from.
+    fn let_go_of_installments(&mut self, id: &LoanId) {
+        if self.stored.0.is_none() {
+            return;
+        }
+        if let Some(loan) = self.loans.get_mut(id)
+            && loan.installments_kept_apart()
+            && !loan.installments.is_let_go()
+        {
+            Arc::make_mut(loan).installments = Installments::let_go();
+        }
+    }
+
+    /// Where the records the state lets go of are read back from, if it
+    /// has been given a store: for a reader that looks at loans after
+    /// releasing the state ([`whole_loan`]).
+    pub fn stored_records(&self) -> Option<Arc<dyn crate::stored::StoredRecords>> {
+        self.stored.0.clone()
+    }
+
+    /// Loan `id` whole: with its installments read back from the store
+    /// when they were let go of (a closed or cancelled loan's).
+    pub fn whole_loan(&self, id: &LoanId) -> Result<Option<Arc<Loan>>, DomainError> {
+        self.loans
+            .get(id)
+            .map(|loan| whole_loan(self.stored.0.as_deref(), loan))
+            .transpose()
     }
 
     /// Keeps only what deciding commands needs of the general ledger (its
@@ -783,6 +853,50 @@ impl LedgerState {
                     ),
                 },
             })
+    }
+}
+
+/// `loan` whole: itself, or when its installments were let go of, a copy
+/// with them read back from `store` (the state's: [`LedgerState::stored_records`]).
+pub fn whole_loan(
+    store: Option<&dyn crate::stored::StoredRecords>,
+    loan: &Arc<Loan>,
+) -> Result<Arc<Loan>, DomainError> {
+    use crate::stored::ReadError;
+    if !loan.installments.is_let_go() {
+        return Ok(loan.clone());
+    }
+    let id = &loan.id;
+    let key = StateKey::LoanSchedule(id.clone()).to_bytes();
+    let read = match store {
+        Some(store) => store.read(&key),
+        None => Err(ReadError::Unreadable(
+            "the state has no store to read it from".into(),
+        )),
+    };
+    let installments = read.and_then(|value| {
+        let value = value.ok_or_else(|| ReadError::Damaged("the record is missing".into()))?;
+        postcard::from_bytes::<Installments>(&value)
+            .map_err(|e| ReadError::Damaged(format!("the record does not decode: {e}")))
+    });
+    match installments {
+        Ok(installments) => {
+            let mut whole = Loan::clone(loan);
+            whole.installments = installments;
+            Ok(Arc::new(whole))
+        }
+        Err(ReadError::Damaged(message)) => Err(DomainError::Damaged {
+            message: format!(
+                "loan {id}'s installments are damaged in the ledger's state cache ({message}); \
+                 `mfi-ledger verify` compares the state cache with the journal"
+            ),
+        }),
+        Err(ReadError::Unreadable(message)) => Err(DomainError::Unavailable {
+            message: format!(
+                "loan {id}'s installments could not be read from the ledger's state cache \
+                 ({message}); nothing changed: ask again"
+            ),
+        }),
     }
 }
 

@@ -1,8 +1,13 @@
 //! Records of the state that stay in the store once written: read back
 //! when a query asks for them, not at startup.
 //!
-//! A record whose key starts with [`STORED_PREFIX`] is written once and
-//! never changed (a closed chunk of a branch's day log). A store keeps,
+//! A record whose key starts with [`STORED_PREFIX`] changes only when
+//! what it holds changes, which is rarely or never: a closed chunk of a
+//! branch's day log (written once), a closed or cancelled loan's
+//! installments (written when the loan closes, gone if the entry that
+//! closed it is reversed). Memory holds what it holds only until the store
+//! has it; a state reads it back through the store, in its lock, so a
+//! record never changes under a read. A store keeps,
 //! beside each, the hash the cache's digest counts for it, so that startup
 //! checks the digest from those hashes without reading the records, and
 //! checks each record against its own hash when it is read

@@ -21,7 +21,9 @@ use crate::domain::entry::EntryBody;
 use crate::domain::entry::GENESIS_HASH;
 use crate::domain::ids::{BranchId, LoanId, MemberId};
 use crate::domain::money::Currency;
-use crate::domain::state::{Arrears, InstallmentStatus, LedgerState, Loan, LoanStatus, LoanView};
+use crate::domain::state::{
+    Arrears, InstallmentStatus, LedgerState, Loan, LoanStatus, LoanView, whole_loan,
+};
 use crate::domain::totals::{Overflow, Period, PeriodFigures, minus, plus, sum, times};
 use crate::ledger::{Holds, Ledger};
 use crate::pb;
@@ -829,12 +831,13 @@ impl ArrearsQuery {
         // The last loan of the page when loans remain after it.
         let mut next: Option<LoanId> = None;
         'steps: loop {
-            let taken: Vec<Arc<Loan>> = ledger.read(|state| {
-                state
+            let (taken, store): (Vec<Arc<Loan>>, _) = ledger.read(|state| {
+                let taken = state
                     .loans_after(last.as_ref())
                     .take(LOANS_PER_HOLD)
                     .cloned()
-                    .collect()
+                    .collect();
+                (taken, state.stored_records())
             });
             for loan in &taken {
                 if page.is_full() || looked_at == LOANS_PER_PAGE_MAX {
@@ -842,11 +845,30 @@ impl ArrearsQuery {
                     break 'steps;
                 }
                 looked_at += 1;
-                let candidate = branch.is_none_or(|b| loan.branch == *b)
-                    && loan.may_be_in_arrears_on(as_of).unwrap_or(true);
-                if candidate {
+                // A loan that had ended by then owes nothing then; one that
+                // since closed is read back whole from the state cache.
+                let candidate = branch.is_none_or(|b| loan.branch == *b) && loan.active_on(as_of);
+                let loan = match candidate {
+                    true => match whole_loan(store.as_deref(), loan) {
+                        Ok(whole) => whole,
+                        // Taken before an entry reopened it, whose checkpoint
+                        // then removed the record read: the loan as the ledger
+                        // holds it now (its record does not change under a
+                        // read made in the lock).
+                        Err(_) => match ledger.read(|state| state.whole_loan(&loan.id))? {
+                            Some(now) => now,
+                            // A loan is never removed: unreachable.
+                            None => {
+                                last = Some(loan.id.clone());
+                                continue;
+                            }
+                        },
+                    },
+                    false => loan.clone(),
+                };
+                if candidate && loan.may_be_in_arrears_on(as_of).unwrap_or(true) {
                     let arrears = loan.arrears_on(as_of).map_err(DomainError::from)?;
-                    if arrears.in_arrears && page.push(arrears_out(loan, &arrears)).is_err() {
+                    if arrears.in_arrears && page.push(arrears_out(&loan, &arrears)).is_err() {
                         next = last;
                         break 'steps;
                     }

@@ -662,3 +662,71 @@ async fn a_tranche_dated_into_a_closed_period_is_refused_and_one_after_it_is_not
         .await
         .unwrap();
 }
+
+/// A closed loan's installments leave the server's memory once its state
+/// cache holds them, and are read back when asked. After a restart (which
+/// holds none of them) the loan reads as before: its schedule with every
+/// installment paid, its arrears on a day it was overdue, the member's
+/// loans; and the payment that closed it is reversed into the loan as it
+/// was before that payment, which reads the same after another restart.
+#[tokio::test]
+async fn a_closed_loan_reads_and_reopens_the_same_after_a_restart() {
+    // 1,000,000 over 4 weeks from 15 January; nothing paid until the
+    // payoff on 20 February, after the last installment fell due.
+    let (mut app, loan) = borrower().await;
+    let overdue_on = "2024-01-31";
+    let unpaid = app.loan(&loan, "2024-03-01").await;
+    assert_eq!(unpaid.schedule.len(), 4);
+    assert!(unpaid.in_arrears, "{unpaid:?}");
+    let quote = payoff_quote(&mut app, &loan, "2024-02-20").await.unwrap();
+    let paid = app
+        .repay("payoff", &loan, amount(&quote.total), "2024-02-20")
+        .await
+        .unwrap();
+    assert!(paid.loan_closed);
+    let closing = paid.receipt.unwrap().sequence;
+
+    let closed = app.loan(&loan, "2024-03-01").await;
+    assert_eq!(closed.status, pb::LoanStatus::Closed as i32);
+    assert!(
+        closed
+            .schedule
+            .iter()
+            .all(|i| i.status == pb::InstallmentStatus::Paid as i32),
+        "{:?}",
+        closed.schedule
+    );
+    let arrears = in_arrears(&mut app, overdue_on).await;
+    assert_eq!(arrears.len(), 1, "overdue on {overdue_on}: {arrears:?}");
+    assert_eq!(arrears[0].loan_id, loan);
+    let member = |app: &mut App| {
+        let mut audit = app.audit.clone();
+        async move {
+            audit
+                .get_member(pb::GetMemberRequest {
+                    member_id: "TB-0001".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .loans
+        }
+    };
+    let loans = member(&mut app).await;
+
+    let mut app = app.restart().await;
+    assert_eq!(app.loan(&loan, "2024-03-01").await, closed);
+    assert_eq!(in_arrears(&mut app, overdue_on).await, arrears);
+    assert_eq!(member(&mut app).await, loans);
+
+    // Reversing the payoff gives the loan back as it was before it.
+    app.reverse("reverse-payoff", closing).await.unwrap();
+    let reopened = app.loan(&loan, "2024-03-01").await;
+    assert_eq!(reopened.status, pb::LoanStatus::Active as i32);
+    assert_eq!(reopened.schedule, unpaid.schedule);
+    assert_eq!(reopened.principal_outstanding, unpaid.principal_outstanding);
+    assert_eq!(reopened.days_in_arrears, unpaid.days_in_arrears);
+    let mut app = app.restart().await;
+    assert_eq!(app.loan(&loan, "2024-03-01").await, reopened);
+}

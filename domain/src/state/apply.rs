@@ -269,9 +269,13 @@ impl LedgerState {
                 self.changed.note(|| StateKey::Savings(id));
             }
         }
-        for (loan, schedule_changed) in commit.loans {
-            if schedule_changed {
+        for (loan, records) in commit.loans {
+            if records.loan {
                 self.changed.note(|| StateKey::Loan(loan.id.clone()));
+            }
+            if records.schedule {
+                self.changed
+                    .note(|| StateKey::LoanSchedule(loan.id.clone()));
             }
             self.changed
                 .note(|| StateKey::LoanProgress(loan.id.clone()));
@@ -356,9 +360,9 @@ struct Commit {
     /// side writes it into its own copy of the account, in place, instead
     /// of both taking a copy of the whole change history.
     savings_moves: Vec<(SavingsAccountId, NaiveDate, Decimal)>,
-    /// Loans, and whether their schedule changed (their `Loan` record).
+    /// Loans, and which of their records changed besides their progress.
     /// Shared: the read side takes the writer's (see [`Written`]).
-    loans: Vec<(Arc<Loan>, bool)>,
+    loans: Vec<(Arc<Loan>, LoanRecords)>,
     /// New day totals by branch, in date order; `None` removes a day that
     /// no longer changes anything. A list per branch, not a map keyed by
     /// branch and date; shared by the writer and the read side (a new
@@ -372,9 +376,22 @@ struct Commit {
     access: Option<Arc<Access>>,
 }
 
+/// Which of a changed loan's records change besides its progress.
+#[derive(Clone, Copy, Debug, Default)]
+struct LoanRecords {
+    /// Its `Loan` record: the schedule changed (recast, or a new loan), or
+    /// the installments left it or came back ([`Loan::installments_kept_apart`]).
+    loan: bool,
+    /// Its installments' own record ([`StateKey::LoanSchedule`]): the loan
+    /// was closed or cancelled, or is no more.
+    schedule: bool,
+}
+
 /// A loan being changed by the entry.
 struct StagedLoan {
     loan: Loan,
+    /// The loan before the entry, whole (`None` for a new one).
+    before: Option<Arc<Loan>>,
     /// First date whose figures the entry changes.
     from: NaiveDate,
     /// The schedule changed (recast, or a new loan).
@@ -469,10 +486,14 @@ impl<'s> Stage<'s> {
     fn loan(&mut self, id: &LoanId, from: NaiveDate) -> Result<&mut StagedLoan, String> {
         if !self.loans.contains_key(id) {
             let loan = self.state.loans.get(id).ok_or("unknown loan")?;
+            // A closed or cancelled loan's installments are read back.
+            let whole = super::whole_loan(self.state.stored.0.as_deref(), loan)
+                .map_err(|e| e.to_string())?;
             self.loans.insert(
                 id.clone(),
                 StagedLoan {
-                    loan: Loan::clone(loan),
+                    loan: Loan::clone(&whole),
+                    before: Some(whole),
                     from,
                     schedule_changed: false,
                 },
@@ -880,6 +901,7 @@ impl<'s> Stage<'s> {
             loan.clone(),
             StagedLoan {
                 loan: state,
+                before: None,
                 from: date,
                 schedule_changed: true,
             },
@@ -930,7 +952,9 @@ impl LedgerState {
         };
         let count = now.history.partition_point(|at| at <= sequence);
         if count == now.history.len() {
-            return Ok(Some(Loan::clone(now)));
+            let whole =
+                super::whole_loan(self.stored.0.as_deref(), now).map_err(|e| e.to_string())?;
+            return Ok(Some(Loan::clone(&whole)));
         }
         let Some(first) = now.history.first().filter(|_| count > 0) else {
             return Ok(None);
@@ -948,6 +972,7 @@ impl LedgerState {
                 id.clone(),
                 StagedLoan {
                     loan,
+                    before: None,
                     from: body.effective_date,
                     schedule_changed: false,
                 },
@@ -1486,12 +1511,12 @@ impl Stage<'_> {
             note_in_history(&mut staged.loan, self.sequence);
             staged.loan.keep_running_sums();
         }
-        for (id, staged) in &loans {
+        for staged in loans.values() {
             let branch = staged.loan.branch.clone();
             // The loan's contribution from `from` on, after less before: an
             // entry changes few of its days (a payment, the installments it
             // settles), so only the days that differ are touched.
-            let was = self.state.loans.get(id);
+            let was = staged.before.as_deref();
             // With the schedule and the end unchanged, the installments no
             // payment before or after the entry reaches are the same in
             // both and left out of both: a repayment costs the installments
@@ -1660,7 +1685,18 @@ impl Stage<'_> {
             .collect();
         commit.loans = loans
             .into_values()
-            .map(|staged| (Arc::new(staged.loan), staged.schedule_changed))
+            .map(|staged| {
+                let apart = staged.loan.installments_kept_apart();
+                let was_apart = staged
+                    .before
+                    .as_ref()
+                    .is_some_and(|before| before.installments_kept_apart());
+                let records = LoanRecords {
+                    loan: staged.schedule_changed || apart != was_apart,
+                    schedule: apart || was_apart,
+                };
+                (Arc::new(staged.loan), records)
+            })
             .collect();
         Ok(commit)
     }

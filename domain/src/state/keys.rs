@@ -29,6 +29,10 @@ pub enum StateKey {
     /// One chunk of every entry that changed a loan, reversed or not
     /// (`LOAN_LIST_CHUNK` a record).
     LoanHistory(LoanId, u64),
+    /// A closed or cancelled loan's installments, what was due and paid
+    /// on each: read when asked ([`crate::stored`]), its `Loan` and
+    /// `LoanProgress` records then holding none of them.
+    LoanSchedule(LoanId),
     /// A product's versions.
     Product(ProductId),
     Balance(AccountId),
@@ -85,7 +89,14 @@ const ACCESS_KEY: &str = "access";
 /// 10: the same records; the store keeps those read when asked behind a
 /// byte saying whether they are zstd-compressed (a cache of 9 would have
 /// them misread).
-pub const STATE_FORMAT: u32 = 10;
+/// 11: a closed or cancelled loan's installments in a record read when
+/// asked ([`LOAN_SCHEDULE_PREFIX`]), not in its loan and progress records
+/// (a cache of 10 would have its closed loans read without them).
+pub const STATE_FORMAT: u32 = 11;
+
+/// Key prefix of a closed or cancelled loan's installments
+/// ([`StateKey::LoanSchedule`]).
+pub const LOAN_SCHEDULE_PREFIX: &str = "cold/loan/";
 
 /// Entries per record of a loan's lists of entries: a checkpoint rewrites
 /// a loan's last chunk of each, not its lists whole (at 10^7 entries of
@@ -150,6 +161,7 @@ impl StateKey {
             StateKey::LoanProgress(id) => format!("repaid/{id}"),
             StateKey::LoanEvents(id, chunk) => format!("loanevents/{id}/{chunk:010}"),
             StateKey::LoanHistory(id, chunk) => format!("loanhistory/{id}/{chunk:010}"),
+            StateKey::LoanSchedule(id) => format!("{LOAN_SCHEDULE_PREFIX}{id}"),
             StateKey::Product(id) => format!("product/{id}"),
             StateKey::Balance(account) => format!("balance/{account}"),
             StateKey::Reversed(sequence) => format!("reversed/{sequence:020}"),
@@ -194,6 +206,19 @@ impl LedgerState {
                 .get(id)
                 .and_then(|loan| list_chunk(&loan.history, *chunk))
                 .map(|chunk| encode(&chunk)),
+            // Read back from the store when let go of (never among the
+            // changed records then: `take_changed_keys`).
+            StateKey::LoanSchedule(id) => self
+                .loans
+                .get(id)
+                .filter(|loan| loan.installments_kept_apart())
+                .and_then(|loan| {
+                    if loan.installments.is_let_go() {
+                        self.stored.read(&key.to_bytes()).ok().flatten()
+                    } else {
+                        Some(encode(&loan.installments))
+                    }
+                }),
             StateKey::Product(id) => self.products.get(id).map(encode),
             StateKey::Balance(account) => self.balances.get(account).map(|b| encode(&(account, b))),
             StateKey::Reversed(sequence) => self.reversed.get(sequence).map(encode),
@@ -240,20 +265,28 @@ impl LedgerState {
         let mut keys = self.changed.take();
         // A closed day-log chunk let go of is in the store as it will stay:
         // its record is never written again (nor, unread, taken for gone).
-        keys.retain(
-            |key| !matches!(key, StateKey::DayChunk(branch, first) if self.day_log.is_let_go(branch, *first)),
-        );
+        keys.retain(|key| match key {
+            StateKey::DayChunk(branch, first) => !self.day_log.is_let_go(branch, *first),
+            // So is a loan's schedule let go of, until the loan changes.
+            StateKey::LoanSchedule(id) => !self
+                .loans
+                .get(id)
+                .is_some_and(|loan| loan.installments.is_let_go()),
+            _ => true,
+        });
         keys.sort_unstable();
         keys
     }
 
     /// The records of `keys` were saved: what the state holds only for
-    /// the store to save (closed day-log chunks) is let go of, to be read
-    /// back when asked.
+    /// the store to save (closed day-log chunks, closed loans' schedules)
+    /// is let go of, to be read back when asked.
     pub fn saved(&mut self, keys: &[StateKey]) {
         for key in keys {
-            if let StateKey::DayChunk(branch, first) = key {
-                self.day_log.let_go(branch, *first);
+            match key {
+                StateKey::DayChunk(branch, first) => self.day_log.let_go(branch, *first),
+                StateKey::LoanSchedule(id) => self.let_go_of_installments(id),
+                _ => {}
             }
         }
     }
@@ -288,6 +321,12 @@ impl LedgerState {
         keys.extend(self.savings.keys().cloned().map(StateKey::Savings));
         keys.extend(self.loans.keys().cloned().map(StateKey::Loan));
         keys.extend(self.loans.keys().cloned().map(StateKey::LoanProgress));
+        keys.extend(
+            self.loans
+                .values()
+                .filter(|loan| loan.installments_kept_apart())
+                .map(|loan| StateKey::LoanSchedule(loan.id.clone())),
+        );
         for (id, loan) in &self.loans {
             keys.extend(
                 (0..list_chunks(loan.events.len())).map(|k| StateKey::LoanEvents(id.clone(), k)),
@@ -471,7 +510,12 @@ impl LoanRecord {
             terms: loan.terms.clone(),
             disbursed_on: loan.disbursed_on,
             approved_principal: loan.approved_principal,
-            schedule: loan.installments.iter().map(|i| i.due.clone()).collect(),
+            // A closed or cancelled loan's are in its own record.
+            schedule: if loan.installments_kept_apart() {
+                Vec::new()
+            } else {
+                loan.installments.iter().map(|i| i.due.clone()).collect()
+            },
         }
     }
 
@@ -568,20 +612,23 @@ impl LoanProgress {
             interest_unpaid: loan.interest_unpaid,
             fee_unpaid: loan.fee_unpaid,
             first_unpaid: loan.first_unpaid,
-            paid_after_first_unpaid: loan
-                .from_first_unpaid()
-                .filter(|i| {
-                    !i.principal_paid.is_zero()
-                        || !i.interest_paid.is_zero()
-                        || !i.fee_paid.is_zero()
-                })
-                .map(|i| Paid {
-                    number: i.due.number,
-                    principal: i.principal_paid,
-                    interest: i.interest_paid,
-                    fee: i.fee_paid,
-                })
-                .collect(),
+            paid_after_first_unpaid: if loan.installments_kept_apart() {
+                Vec::new()
+            } else {
+                loan.from_first_unpaid()
+                    .filter(|i| {
+                        !i.principal_paid.is_zero()
+                            || !i.interest_paid.is_zero()
+                            || !i.fee_paid.is_zero()
+                    })
+                    .map(|i| Paid {
+                        number: i.due.number,
+                        principal: i.principal_paid,
+                        interest: i.interest_paid,
+                        fee: i.fee_paid,
+                    })
+                    .collect()
+            },
             disbursed: loan.disbursed,
             tranches: loan.tranches,
             principal_prepaid: loan.principal_prepaid,
@@ -592,32 +639,21 @@ impl LoanProgress {
     }
 
     fn restore(self, loan: &mut Loan) -> Result<(), String> {
-        let first = self.first_unpaid as usize;
-        if first > loan.installments.len() {
-            return Err(format!(
-                "loan {}: first unpaid installment {first} out of range",
-                loan.id
-            ));
-        }
-        loan.installments.for_each_before_mut(first, |installment| {
-            installment.principal_paid = installment.due.principal;
-            installment.interest_paid = installment.due.interest;
-            installment.fee_paid = installment.due.fee;
-        });
-        for paid in self.paid_after_first_unpaid {
-            let index = (paid.number as usize)
-                .checked_sub(1)
-                .filter(|i| *i >= first);
-            let mut installment = index
-                .and_then(|i| loan.installments.get_mut(i))
-                .ok_or_else(|| {
-                    format!("loan {}: installment {} out of range", loan.id, paid.number)
-                })?;
-            installment.principal_paid = paid.principal;
-            installment.interest_paid = paid.interest;
-            installment.fee_paid = paid.fee;
-        }
         loan.status = self.status;
+        if loan.installments_kept_apart() {
+            // Closed or cancelled: its installments are in a record of
+            // their own, read when asked (or taken in with the rest by
+            // `StateImport`, which then gives them back).
+            if !loan.installments.is_empty() || !self.paid_after_first_unpaid.is_empty() {
+                return Err(format!(
+                    "loan {}: its records hold installments, and a {:?} loan's are kept apart",
+                    loan.id, self.status
+                ));
+            }
+            loan.installments = Installments::let_go();
+        } else {
+            self.restore_installments(loan)?;
+        }
         loan.last_repayment_on = self.last_repayment_on;
         loan.principal_changes = self.principal_changes;
         loan.paid_changes = self.paid_changes;
@@ -632,6 +668,36 @@ impl LoanProgress {
         loan.written_off = self.written_off;
         loan.recovered = self.recovered;
         loan.ended_on = self.ended_on;
+        Ok(())
+    }
+
+    /// What was paid on each installment, into the loan's schedule.
+    fn restore_installments(&self, loan: &mut Loan) -> Result<(), String> {
+        let first = self.first_unpaid as usize;
+        if first > loan.installments.len() {
+            return Err(format!(
+                "loan {}: first unpaid installment {first} out of range",
+                loan.id
+            ));
+        }
+        loan.installments.for_each_before_mut(first, |installment| {
+            installment.principal_paid = installment.due.principal;
+            installment.interest_paid = installment.due.interest;
+            installment.fee_paid = installment.due.fee;
+        });
+        for paid in &self.paid_after_first_unpaid {
+            let index = (paid.number as usize)
+                .checked_sub(1)
+                .filter(|i| *i >= first);
+            let mut installment = index
+                .and_then(|i| loan.installments.get_mut(i))
+                .ok_or_else(|| {
+                    format!("loan {}: installment {} out of range", loan.id, paid.number)
+                })?;
+            installment.principal_paid = paid.principal;
+            installment.interest_paid = paid.interest;
+            installment.fee_paid = paid.fee;
+        }
         Ok(())
     }
 }
@@ -729,6 +795,9 @@ pub struct StateImport {
     /// another comes, so the list is sized once for them (grown chunk by
     /// chunk, the lists kept about 100 MiB more resident at 10^7 entries).
     list: Option<ListRun>,
+    /// Closed and cancelled loans' installments, taken in with the rest
+    /// (not left in the store): given back to their loans at the end.
+    schedules: Vec<(LoanId, Installments)>,
 }
 
 /// A branch's day-log records read so far.
@@ -806,6 +875,9 @@ impl StateImport {
         } else if let Some(branch) = key.strip_prefix(OPEN_CHUNK_PREFIX) {
             let branch = BranchId::parse("key", branch).map_err(|e| e.to_string())?;
             self.day_logs.entry(branch).or_default().open = Some(decode(key, value)?);
+        } else if let Some(id) = key.strip_prefix(LOAN_SCHEDULE_PREFIX) {
+            let id = LoanId::parse("key", id).map_err(|e| e.to_string())?;
+            self.schedules.push((id, decode(key, value)?));
         } else {
             self.state.import_record(key, value)?;
         }
@@ -820,6 +892,13 @@ impl StateImport {
     /// then given ([`LedgerState::keep_stored_in`]).
     pub fn add_stored(&mut self, key: &[u8]) -> Result<(), String> {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
+        if let Some(id) = key.strip_prefix(LOAN_SCHEDULE_PREFIX) {
+            // Its loan's records say its installments are let go of.
+            LoanId::parse("key", id).map_err(|e| e.to_string())?;
+            self.append_list()?;
+            self.any = true;
+            return Ok(());
+        }
         let Some(rest) = key.strip_prefix(CLOSED_CHUNK_PREFIX) else {
             return Err(format!(
                 "record {key:?} is kept to be read when asked, and this build reads no such record"
@@ -924,7 +1003,27 @@ impl StateImport {
             carries,
             day_logs,
             list: _,
+            schedules,
         } = self;
+        for (id, installments) in schedules {
+            let loan =
+                state.loans.get_mut(&id).map(Arc::make_mut).ok_or_else(|| {
+                    format!("record {LOAN_SCHEDULE_PREFIX}{id} has no loan record")
+                })?;
+            if !loan.installments.is_let_go() {
+                return Err(format!(
+                    "record {LOAN_SCHEDULE_PREFIX}{id}: loan {id} is {:?}, and only a closed or cancelled loan's installments are kept apart",
+                    loan.status
+                ));
+            }
+            if (loan.first_unpaid as usize) > installments.len() {
+                return Err(format!(
+                    "loan {id}: first unpaid installment {} out of range",
+                    loan.first_unpaid
+                ));
+            }
+            loan.installments = installments;
+        }
         books.absorb(added)?;
         any |= books.records > 0;
         // Records without a head are a cache cut short (a clear or a rebuild

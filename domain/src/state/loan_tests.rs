@@ -95,6 +95,17 @@ fn is_too_coarse(e: &DomainError) -> bool {
             && (message.contains("too coarse") || message.contains(" to 0")))
 }
 
+/// Records kept in a map, as the state cache keeps them: what a state let
+/// go of is read back from here.
+#[derive(Debug, Default)]
+struct CacheRecords(std::sync::Mutex<BTreeMap<Vec<u8>, Vec<u8>>>);
+
+impl crate::stored::StoredRecords for CacheRecords {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
+        Ok(self.0.lock().expect("not poisoned").get(key).cloned())
+    }
+}
+
 /// A ledger whose cache records are checked against a full export after
 /// every entry.
 struct Ledger {
@@ -102,6 +113,12 @@ struct Ledger {
     /// A second copy, fed what applying each entry to `state` wrote (as the
     /// read side is fed the writer's).
     mirror: LedgerState,
+    /// A third, which keeps its records in `kept` and lets go of what it
+    /// may read back from there (a closed loan's installments), as a
+    /// server's state does: it must decide and apply every command as
+    /// `state` does.
+    cold: LedgerState,
+    kept: Arc<CacheRecords>,
     records: BTreeMap<Vec<u8>, Vec<u8>>,
     entries: Vec<Entry>,
     /// The loan as it was before each of its transactions (by entry).
@@ -112,9 +129,14 @@ struct Ledger {
 
 impl Ledger {
     fn new() -> Ledger {
+        let kept = Arc::new(CacheRecords::default());
+        let mut cold = LedgerState::new();
+        cold.keep_stored_in(kept.clone());
         Ledger {
             state: LedgerState::new(),
             mirror: LedgerState::new(),
+            cold,
+            kept,
             records: BTreeMap::new(),
             entries: Vec::new(),
             before: BTreeMap::new(),
@@ -146,7 +168,14 @@ impl Ledger {
 
     /// Executes and applies `body`; checks the cache records after it.
     fn submit(&mut self, body: CommandBody) -> Result<&Entry, ExecuteError> {
-        let decided = self.decide(&self.state, body)?;
+        let on_cold = self.decide(&self.cold, body.clone());
+        let decided = self.decide(&self.state, body);
+        assert_eq!(
+            on_cold.as_ref().map_err(ToString::to_string),
+            decided.as_ref().map_err(ToString::to_string),
+            "a state that let go of closed loans' installments decides otherwise"
+        );
+        let decided = decided?;
         let entry = decided.seal(&self.state.last_hash());
         // Loans a read took out of the state before the entry, and copies.
         let taken: Vec<(std::sync::Arc<Loan>, Loan)> = self
@@ -188,6 +217,43 @@ impl Ledger {
             "cache records drift from the state after entry {}",
             entry.body.sequence
         );
+        // The state that lets go: applied, saved into its records, then let
+        // go of what they hold.
+        self.cold
+            .apply(&entry)
+            .unwrap_or_else(|e| panic!("an executed entry does not apply after a let-go: {e}"));
+        let (keys, records) = self.cold.take_changes_with_keys();
+        {
+            let mut kept = self.kept.0.lock().expect("not poisoned");
+            for (key, value) in records {
+                match value {
+                    Some(value) => kept.insert(key, value),
+                    None => kept.remove(&key),
+                };
+            }
+            assert!(
+                *kept == self.records,
+                "the records of the state that lets go differ after entry {}",
+                entry.body.sequence
+            );
+        }
+        self.cold.saved(&keys);
+        if let Some(loan) = self.state.loans.get(&loan_id()) {
+            let held = &self.cold.loans[&loan_id()];
+            assert_eq!(
+                held.installments.is_let_go(),
+                loan.installments_kept_apart(),
+                "a {:?} loan's installments let go of after a save: {}",
+                loan.status,
+                held.installments.is_let_go()
+            );
+            let whole = self.cold.whole_loan(&loan_id()).expect("read back");
+            assert!(
+                whole.as_deref() == Some(&**loan),
+                "the loan read back whole differs after entry {}",
+                entry.body.sequence
+            );
+        }
         self.entries.push(entry);
         Ok(self.entries.last().unwrap())
     }
@@ -1105,6 +1171,97 @@ fn check_replay(ledger: &Ledger) -> Result<(), TestCaseError> {
         imported.unwrap().export() == ledger.state.export(),
         "import differs"
     );
+    // Read back as a server starts: the records read when asked left in
+    // the store, a closed loan's installments among them.
+    let mut startup = StateImport::default();
+    for (key, value) in &ledger.records {
+        if crate::stored::is_stored_key(key) {
+            startup.add_stored(key).unwrap();
+        } else {
+            startup.add(key, value).unwrap();
+        }
+    }
+    let mut started = startup.finish().unwrap();
+    started.keep_stored_in(Arc::new(CacheRecords(std::sync::Mutex::new(
+        ledger.records.clone(),
+    ))));
+    prop_assert!(
+        started.export() == ledger.state.export(),
+        "a start's import differs"
+    );
+    let Some(loan) = ledger.state.loan(&loan_id()) else {
+        return Ok(());
+    };
+    prop_assert_eq!(
+        started.loans[&loan_id()].installments.is_let_go(),
+        loan.installments_kept_apart()
+    );
+    // What a reader asks of the loan is answered the same, on any day of
+    // its life, before and after it.
+    let now = context().recorded_at;
+    let last_due = started
+        .whole_loan(&loan_id())
+        .unwrap()
+        .unwrap()
+        .installments
+        .last()
+        .map_or(loan.disbursed_on, |i| i.due.due_date);
+    for day in [
+        loan.disbursed_on,
+        loan.disbursed_on + Days::new(45),
+        last_due,
+        last_due + Days::new(400),
+    ] {
+        prop_assert_eq!(
+            started
+                .loan_view(&loan_id(), Some(day), now)
+                .map_err(|e| e.to_string()),
+            ledger
+                .state
+                .loan_view(&loan_id(), Some(day), now)
+                .map_err(|e| e.to_string())
+        );
+        let arrears = |state: &LedgerState| {
+            state
+                .loans_in_arrears(None, day)
+                .map(|loans| {
+                    loans
+                        .into_iter()
+                        .map(|(loan, arrears)| (loan.id.clone(), arrears))
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| e.to_string())
+        };
+        prop_assert_eq!(arrears(&started), arrears(&ledger.state));
+        let year = date(chrono::Datelike::year(&day), 1, 1);
+        prop_assert_eq!(
+            started
+                .portfolio_quality_scan(None, day, year, day)
+                .map_err(|e| e.to_string()),
+            ledger
+                .state
+                .portfolio_quality_scan(None, day, year, day)
+                .map_err(|e| e.to_string())
+        );
+    }
+    let lookup = |sequence: u64| {
+        ledger
+            .entries
+            .get((sequence as usize).wrapping_sub(1))
+            .map(|e| e.body.clone())
+            .ok_or_else(|| format!("no entry {sequence}"))
+    };
+    for sequence in loan.history.iter() {
+        prop_assert_eq!(
+            started
+                .loan_view_at(&loan_id(), sequence, None, &mut lookup.clone())
+                .map_err(|e| e.to_string()),
+            ledger
+                .state
+                .loan_view_at(&loan_id(), sequence, None, &mut lookup.clone())
+                .map_err(|e| e.to_string())
+        );
+    }
     Ok(())
 }
 

@@ -143,10 +143,12 @@ impl LedgerState {
         as_of: Option<NaiveDate>,
         now: DateTime<Utc>,
     ) -> Result<LoanView, DomainError> {
-        let loan = self.find_loan("loan_id", id)?;
+        let loan = self
+            .whole_loan(id)?
+            .ok_or_else(|| DomainError::not_found("loan_id", "loan", id.as_str()))?;
         let branch = self.find_branch("loan_id", &loan.branch)?;
         let as_of = as_of.unwrap_or_else(|| today_in(&branch.time_zone, now));
-        view_of_loan(loan, as_of)
+        view_of_loan(&loan, as_of)
     }
 
     /// A member as she stood right after entry `sequence`: the accounts she
@@ -315,16 +317,22 @@ impl LedgerState {
         &self,
         branch: Option<&BranchId>,
         as_of: NaiveDate,
-    ) -> Result<Vec<(&Loan, Arrears)>, DomainError> {
+    ) -> Result<Vec<(Arc<Loan>, Arrears)>, DomainError> {
         if let Some(branch) = branch {
             self.find_branch("branch_id", branch)?;
         }
-        let mut loans: Vec<(&Loan, Arrears)> = Vec::new();
+        let mut loans: Vec<(Arc<Loan>, Arrears)> = Vec::new();
         for loan in self
             .loans
             .values()
             .filter(|loan| branch.is_none_or(|b| loan.branch == *b))
         {
+            // A loan that had ended by then owes nothing then; one that
+            // since ended is read back whole.
+            if !loan.active_on(as_of) {
+                continue;
+            }
+            let loan = super::whole_loan(self.stored.0.as_deref(), loan)?;
             let arrears = loan.arrears_on(as_of)?;
             if arrears.in_arrears {
                 loans.push((loan, arrears));
@@ -438,6 +446,7 @@ impl LedgerState {
             .values()
             .filter(|loan| branch.is_none_or(|b| loan.branch == *b))
         {
+            let loan = &super::whole_loan(self.stored.0.as_deref(), loan)?;
             let (due, on_time) = loan.due_and_paid_on_time(from, to)?;
             quality.due_in_period = checked_add(quality.due_in_period, due)?;
             quality.collected_on_time = checked_add(quality.collected_on_time, on_time)?;
@@ -447,7 +456,7 @@ impl LedgerState {
             }
             quality.gross_portfolio = checked_add(quality.gross_portfolio, outstanding)?;
             quality.active_loans += 1;
-            borrowers.insert(&loan.member);
+            borrowers.insert(loan.member.clone());
             let arrears = loan.overdue_on(as_of)?;
             if arrears.in_arrears {
                 quality.loans_in_arrears += 1;

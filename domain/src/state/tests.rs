@@ -1010,6 +1010,32 @@ proptest! {
         let split = rest.finish_with_books(books).unwrap();
         prop_assert_eq!(split.export(), state.export());
         prop_assert_eq!(split.books(), state.books());
+        // Read back as a server starts, the records read when asked left in
+        // the store: a closed or cancelled loan's installments are let go
+        // of, and read back whole they are the loan's.
+        let mut startup = StateImport::default();
+        for (key, value) in &records {
+            if crate::stored::is_stored_key(key) {
+                startup.add_stored(key).unwrap();
+            } else {
+                startup.add(key, value).unwrap();
+            }
+        }
+        let mut started = startup.finish().unwrap();
+        started.keep_stored_in(Arc::new(RecordsKept(records.clone())));
+        prop_assert_eq!(started.export(), state.export());
+        // So does a state replayed from the journal, once its records are
+        // in the store (a start that replayed past the cache, or rebuilt it).
+        let mut kept_replay = replayed.clone();
+        kept_replay.keep_stored_in(Arc::new(RecordsKept(records.clone())));
+        prop_assert_eq!(kept_replay.export(), state.export());
+        for loan in state.loans.values() {
+            for read in [&started, &kept_replay] {
+                prop_assert_eq!(read.loans[&loan.id].installments.is_let_go(), loan.installments_kept_apart());
+                let whole = read.whole_loan(&loan.id).unwrap().unwrap();
+                prop_assert_eq!(&*whole, &**loan);
+            }
+        }
         // The books balance: all debits equal all credits.
         let (debits, credits) = state.balances.values().fold((Decimal::ZERO, Decimal::ZERO), |(d, c), b| (d + b.debits, c + b.credits));
         prop_assert_eq!(debits, credits);
@@ -1673,4 +1699,14 @@ fn figures_as_of_an_entry_whose_chunk_cannot_be_read_now_are_unavailable_not_dam
         other => panic!("expected Unavailable, got {other:?}"),
     }
     assert!(state.period_figures_at(&tb, day(0), day(30), None).is_ok());
+}
+
+/// Records kept in a map, as the state cache keeps those read when asked.
+#[derive(Debug)]
+struct RecordsKept(BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl crate::stored::StoredRecords for RecordsKept {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
+        Ok(self.0.get(key).cloned())
+    }
 }
