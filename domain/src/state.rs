@@ -358,6 +358,14 @@ impl Loan {
         matches!(self.status, LoanStatus::Closed | LoanStatus::Cancelled)
     }
 
+    /// Lets go of what a closed or cancelled loan keeps in the state
+    /// cache's record read when asked: its installments, and what was paid
+    /// on them by date (read back by [`whole_loan`]).
+    fn let_go(&mut self) {
+        self.installments = Installments::let_go();
+        self.paid_changes = crate::dated::DatedAmounts::new();
+    }
+
     /// Principal not yet repaid (zero once written off or cancelled).
     pub fn principal_outstanding(&self) -> Decimal {
         match self.status {
@@ -623,7 +631,7 @@ impl LedgerState {
         self.stored = StoredIn(Some(store));
         for loan in self.loans.values_mut() {
             if loan.installments_kept_apart() && !loan.installments.is_let_go() {
-                Arc::make_mut(loan).installments = Installments::let_go();
+                Arc::make_mut(loan).let_go();
             }
         }
     }
@@ -639,7 +647,7 @@ impl LedgerState {
             && loan.installments_kept_apart()
             && !loan.installments.is_let_go()
         {
-            Arc::make_mut(loan).installments = Installments::let_go();
+            Arc::make_mut(loan).let_go();
         }
     }
 
@@ -874,17 +882,17 @@ pub fn whole_loan(
             "the state has no store to read it from".into(),
         )),
     };
-    let installments = read.and_then(|value| {
+    let whole = read.and_then(|value| {
         let value = value.ok_or_else(|| ReadError::Damaged("the record is missing".into()))?;
-        postcard::from_bytes::<Installments>(&value)
-            .map_err(|e| ReadError::Damaged(format!("the record does not decode: {e}")))
+        let name = String::from_utf8_lossy(&key);
+        let mut whole = Loan::clone(loan);
+        keys::LoanApart::decode(&name, &value)
+            .and_then(|apart| apart.give_back(&mut whole))
+            .map_err(ReadError::Damaged)?;
+        Ok(whole)
     });
-    match installments {
-        Ok(installments) => {
-            let mut whole = Loan::clone(loan);
-            whole.installments = installments;
-            Ok(Arc::new(whole))
-        }
+    match whole {
+        Ok(whole) => Ok(Arc::new(whole)),
         Err(ReadError::Damaged(message)) => Err(DomainError::Damaged {
             message: format!(
                 "loan {id}'s installments are damaged in the ledger's state cache ({message}); \

@@ -30,8 +30,9 @@ pub enum StateKey {
     /// (`LOAN_LIST_CHUNK` a record).
     LoanHistory(LoanId, u64),
     /// A closed or cancelled loan's installments, what was due and paid
-    /// on each: read when asked ([`crate::stored`]), its `Loan` and
-    /// `LoanProgress` records then holding none of them.
+    /// on each, and what was paid by date ([`LoanApart`]): read when asked
+    /// ([`crate::stored`]), its `Loan` and `LoanProgress` records then
+    /// holding none of them.
     LoanSchedule(LoanId),
     /// A product's versions.
     Product(ProductId),
@@ -89,9 +90,10 @@ const ACCESS_KEY: &str = "access";
 /// 10: the same records; the store keeps those read when asked behind a
 /// byte saying whether they are zstd-compressed (a cache of 9 would have
 /// them misread).
-/// 11: a closed or cancelled loan's installments in a record read when
-/// asked ([`LOAN_SCHEDULE_PREFIX`]), not in its loan and progress records
-/// (a cache of 10 would have its closed loans read without them).
+/// 11: a closed or cancelled loan's installments and payments by date in
+/// a record read when asked ([`LOAN_SCHEDULE_PREFIX`]), not in its loan
+/// and progress records (a cache of 10 would have its closed loans read
+/// without them).
 pub const STATE_FORMAT: u32 = 11;
 
 /// Key prefix of a closed or cancelled loan's installments
@@ -216,7 +218,7 @@ impl LedgerState {
                     if loan.installments.is_let_go() {
                         self.stored.read(&key.to_bytes()).ok().flatten()
                     } else {
-                        Some(encode(&loan.installments))
+                        Some(encode(&LoanApart::of(loan)))
                     }
                 }),
             StateKey::Product(id) => self.products.get(id).map(encode),
@@ -556,6 +558,51 @@ impl LoanRecord {
     }
 }
 
+/// What a closed or cancelled loan keeps in its record read when asked
+/// ([`StateKey::LoanSchedule`]): its installments, and what was paid on
+/// them by date (for its arrears on a day it was active, and for the
+/// reversal that would reopen it).
+#[derive(Serialize, Deserialize)]
+pub(super) struct LoanApart {
+    installments: Installments,
+    #[serde(with = "crate::codec::date_decimal_map")]
+    paid_changes: crate::dated::DatedAmounts,
+}
+
+impl LoanApart {
+    fn of(loan: &Loan) -> LoanApart {
+        LoanApart {
+            installments: loan.installments.clone(),
+            paid_changes: loan.paid_changes.clone(),
+        }
+    }
+
+    /// The record's value read back.
+    pub(super) fn decode(key: &str, value: &[u8]) -> Result<LoanApart, String> {
+        decode(key, value)
+    }
+
+    /// Gives `loan`, let go of, back what it let go of.
+    pub(super) fn give_back(self, loan: &mut Loan) -> Result<(), String> {
+        if !loan.installments.is_let_go() {
+            return Err(format!(
+                "record {LOAN_SCHEDULE_PREFIX}{}: loan {} is {:?}, and only a closed or cancelled loan's installments are kept apart",
+                loan.id, loan.id, loan.status
+            ));
+        }
+        if (loan.first_unpaid as usize) > self.installments.len() {
+            return Err(format!(
+                "loan {}: first unpaid installment {} out of range",
+                loan.id, loan.first_unpaid
+            ));
+        }
+        loan.installments = self.installments;
+        loan.paid_changes = self.paid_changes;
+        loan.keep_running_sums();
+        Ok(())
+    }
+}
+
 /// What was paid on one installment at or after the first unpaid one.
 #[derive(Serialize, Deserialize)]
 struct Paid {
@@ -607,7 +654,12 @@ impl LoanProgress {
             status: loan.status,
             last_repayment_on: loan.last_repayment_on,
             principal_changes: loan.principal_changes.clone(),
-            paid_changes: loan.paid_changes.clone(),
+            // A closed or cancelled loan's are in its own record.
+            paid_changes: if loan.installments_kept_apart() {
+                crate::dated::DatedAmounts::new()
+            } else {
+                loan.paid_changes.clone()
+            },
             principal_unpaid: loan.principal_unpaid,
             interest_unpaid: loan.interest_unpaid,
             fee_unpaid: loan.fee_unpaid,
@@ -644,19 +696,22 @@ impl LoanProgress {
             // Closed or cancelled: its installments are in a record of
             // their own, read when asked (or taken in with the rest by
             // `StateImport`, which then gives them back).
-            if !loan.installments.is_empty() || !self.paid_after_first_unpaid.is_empty() {
+            if !loan.installments.is_empty()
+                || !self.paid_after_first_unpaid.is_empty()
+                || !self.paid_changes.is_empty()
+            {
                 return Err(format!(
-                    "loan {}: its records hold installments, and a {:?} loan's are kept apart",
+                    "loan {}: its records hold installments or payments, and a {:?} loan's are kept apart",
                     loan.id, self.status
                 ));
             }
-            loan.installments = Installments::let_go();
+            loan.let_go();
         } else {
             self.restore_installments(loan)?;
+            loan.paid_changes = self.paid_changes;
         }
         loan.last_repayment_on = self.last_repayment_on;
         loan.principal_changes = self.principal_changes;
-        loan.paid_changes = self.paid_changes;
         loan.keep_running_sums();
         loan.principal_unpaid = self.principal_unpaid;
         loan.interest_unpaid = self.interest_unpaid;
@@ -795,9 +850,9 @@ pub struct StateImport {
     /// another comes, so the list is sized once for them (grown chunk by
     /// chunk, the lists kept about 100 MiB more resident at 10^7 entries).
     list: Option<ListRun>,
-    /// Closed and cancelled loans' installments, taken in with the rest
-    /// (not left in the store): given back to their loans at the end.
-    schedules: Vec<(LoanId, Installments)>,
+    /// Closed and cancelled loans' installments and payments, taken in
+    /// with the rest (not left in the store): given back at the end.
+    schedules: Vec<(LoanId, LoanApart)>,
 }
 
 /// A branch's day-log records read so far.
@@ -1005,24 +1060,12 @@ impl StateImport {
             list: _,
             schedules,
         } = self;
-        for (id, installments) in schedules {
+        for (id, apart) in schedules {
             let loan =
                 state.loans.get_mut(&id).map(Arc::make_mut).ok_or_else(|| {
                     format!("record {LOAN_SCHEDULE_PREFIX}{id} has no loan record")
                 })?;
-            if !loan.installments.is_let_go() {
-                return Err(format!(
-                    "record {LOAN_SCHEDULE_PREFIX}{id}: loan {id} is {:?}, and only a closed or cancelled loan's installments are kept apart",
-                    loan.status
-                ));
-            }
-            if (loan.first_unpaid as usize) > installments.len() {
-                return Err(format!(
-                    "loan {id}: first unpaid installment {} out of range",
-                    loan.first_unpaid
-                ));
-            }
-            loan.installments = installments;
+            apart.give_back(loan)?;
         }
         books.absorb(added)?;
         any |= books.records > 0;
