@@ -22,7 +22,10 @@
 //! load generator writes into it; time until it listens, resident memory),
 //! verified in full
 //! and by its chain alone, and its disk per entry (`-- growth` runs only
-//! these).
+//! these). The same for a longer history: the branch at the scale of
+//! `MIX_HISTORY_SCALE` (percent, default 100; none when empty) over ten
+//! years, `simulate --preset tym-thai-binh-decade` (about 70,000 entries),
+//! its server's clock in 2031.
 //!
 //! `cargo bench --bench mix` (results in `target/bench/mix.json`);
 //! `cargo bench --bench mix -- WORKLOAD [BATCH]` runs only the rows whose
@@ -48,6 +51,50 @@ use support::{FixedClock, bench_config, disbursement, ledger_with_members, repay
 const BIN: &str = env!("CARGO_BIN_EXE_mfi-ledger");
 /// The benchmarks' clock ([`FixedClock`]), so replayed decisions match.
 const CLOCK: &str = "2024-06-30T03:00:00Z";
+/// The clock of the ten-year branch's server, after its last day.
+const DECADE_CLOCK: &str = "2031-06-30T03:00:00Z";
+
+/// How long a history the simulated branch has.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum History {
+    /// TYM Thái Bình's three years, 2021 to 2023 (`tym-thai-binh`).
+    ThreeYears,
+    /// The same, then seven more years like 2023 (`tym-thai-binh-decade`).
+    TenYears,
+}
+
+impl History {
+    fn preset(self) -> &'static str {
+        match self {
+            History::ThreeYears => "tym-thai-binh",
+            History::TenYears => "tym-thai-binh-decade",
+        }
+    }
+
+    fn years(self) -> u32 {
+        match self {
+            History::ThreeYears => 3,
+            History::TenYears => 10,
+        }
+    }
+
+    /// The fixed clock its server runs on.
+    fn clock(self) -> &'static str {
+        match self {
+            History::ThreeYears => CLOCK,
+            History::TenYears => DECADE_CLOCK,
+        }
+    }
+
+    /// Its name in file names and in the results: the scale, after
+    /// `decade-` for the ten years.
+    fn label(self, scale: u32) -> String {
+        match self {
+            History::ThreeYears => scale.to_string(),
+            History::TenYears => format!("decade-{scale}"),
+        }
+    }
+}
 const BATCH_SIZES: [usize; 4] = [1, 10, 100, 1000];
 /// Commands of one kind in a single-kind row.
 const SINGLE_KIND_COMMANDS: usize = 20_000;
@@ -104,16 +151,16 @@ struct Server {
 }
 
 impl Server {
-    /// A server on a fresh data directory (`--init`).
-    fn start(data: &Path) -> Server {
-        Server::start_with(data, &["--init"])
+    /// A server on a fresh data directory (`--init`), its clock at `clock`.
+    fn start(data: &Path, clock: &str) -> Server {
+        Server::start_with(data, clock, &["--init"])
     }
 
-    /// A server on `data`, with `extra` arguments to `serve`; returns once
-    /// it listens (its state read back or rebuilt).
-    fn start_with(data: &Path, extra: &[&str]) -> Server {
+    /// A server on `data`, its clock at `clock`, with `extra` arguments to
+    /// `serve`; returns once it listens (its state read back or rebuilt).
+    fn start_with(data: &Path, clock: &str, extra: &[&str]) -> Server {
         let mut child = Process::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--fixed-clock", CLOCK])
+            .args(["serve", "--listen", "127.0.0.1:0", "--fixed-clock", clock])
             .args(extra)
             .arg("--data")
             .arg(data)
@@ -199,10 +246,10 @@ impl Server {
     }
 }
 
-/// The simulated branch's data directory at `scale` percent, written by the
-/// current binary.
-fn corpus(scale: u32) -> PathBuf {
-    let dir = out_dir().join(format!("mix-corpus-{scale}"));
+/// The simulated branch's data directory at `scale` percent over
+/// `history`, written by the current binary.
+fn corpus(scale: u32, history: History) -> PathBuf {
+    let dir = out_dir().join(format!("mix-corpus-{}", history.label(scale)));
     let binary = std::fs::metadata(BIN).unwrap();
     let stamp = format!("{:?} {}", binary.modified().unwrap(), binary.len());
     let marker = dir.join("written-by");
@@ -210,20 +257,24 @@ fn corpus(scale: u32) -> PathBuf {
         return dir;
     }
     let _ = std::fs::remove_dir_all(&dir);
-    eprintln!("writing the mix: simulate --preset tym-thai-binh --scale {scale}");
+    eprintln!(
+        "writing the mix: simulate --preset {} --scale {scale}",
+        history.preset()
+    );
     let started = Instant::now();
-    simulate_into(&dir, scale);
+    simulate_into(&dir, scale, history);
     eprintln!("  written in {:.1?}", started.elapsed());
     std::fs::write(&marker, stamp).unwrap();
     dir
 }
 
-/// Writes the simulated branch at `scale` percent into `dir/data` through a
-/// server of the release binary, and measures the simulation's part.
-fn simulate_into(dir: &Path, scale: u32) -> GrpcRun {
+/// Writes the simulated branch at `scale` percent over `history` into
+/// `dir/data` through a server of the release binary, and measures the
+/// simulation's part.
+fn simulate_into(dir: &Path, scale: u32, history: History) -> GrpcRun {
     let data = dir.join("data");
     std::fs::create_dir_all(dir).unwrap();
-    let server = Server::start(&data);
+    let server = Server::start(&data, history.clock());
     let admin = data.join("admin.token");
     let sim = dir.join("sim.token");
     let checker = dir.join("checker.token");
@@ -251,7 +302,7 @@ fn simulate_into(dir: &Path, scale: u32) -> GrpcRun {
         &[
             "simulate",
             "--preset",
-            "tym-thai-binh",
+            history.preset(),
             "--scale",
             &scale.to_string(),
             "--no-progress",
@@ -350,10 +401,11 @@ struct Served {
     peak: u64,
 }
 
-/// Starts `serve` on `data`, measures it, and stops it cleanly.
-fn serve_once(data: &Path) -> Served {
+/// Starts `serve` on `data` (its clock at `clock`), measures it, and stops
+/// it cleanly.
+fn serve_once(data: &Path, clock: &str) -> Served {
     let started = Instant::now();
-    let server = Server::start_with(data, &[]);
+    let server = Server::start_with(data, clock, &[]);
     let seconds = started.elapsed().as_secs_f64();
     let (resident, peak) = server.memory();
     server.stop();
@@ -373,8 +425,8 @@ const WRITE_BEFORE_CRASH: Duration = Duration::from_secs(3);
 /// Writes into `data`'s server with the load generator (its own loans and
 /// members beside the branch's) and kills the server
 /// mid-write (SIGKILL), leaving its state cache behind its journal.
-fn crash_while_writing(data: &Path) {
-    let server = Server::start_with(data, &[]);
+fn crash_while_writing(data: &Path, clock: &str) {
+    let server = Server::start_with(data, clock, &[]);
     let token = data.join("crash-load.token");
     server.run(
         &data.join("admin.token"),
@@ -412,27 +464,28 @@ fn crash_while_writing(data: &Path) {
 }
 
 /// The realistic mix's restart, memory, `verify` and disk at `scale`
-/// percent: `serve` restarted on a copy of the simulated branch's
-/// directory after its clean stop (the median of [`RESTARTS`]) and with its
-/// state cache removed (rebuilt from the journal), and `verify` of it in
-/// full and of its chain alone.
-fn growth(scale: u32) -> serde_json::Value {
-    let data = corpus(scale).join("data");
+/// percent over `history`: `serve` restarted on a copy of the simulated
+/// branch's directory after its clean stop (the median of [`RESTARTS`]),
+/// after a crash and with its state cache removed (rebuilt from the
+/// journal), and `verify` of it in full and of its chain alone.
+fn growth(scale: u32, history: History) -> serde_json::Value {
+    let clock = history.clock();
+    let data = corpus(scale, history).join("data");
     let entries = entries(&data).len();
     let work = tempfile::tempdir().unwrap();
     let copy = work.path().join("data");
     copy_dir(&data, &copy);
-    let mut restarts: Vec<Served> = (0..RESTARTS).map(|_| serve_once(&copy)).collect();
+    let mut restarts: Vec<Served> = (0..RESTARTS).map(|_| serve_once(&copy, clock)).collect();
     restarts.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
     let clean = restarts[RESTARTS / 2];
     let lost = work.path().join("lost");
     copy_dir(&data, &lost);
     std::fs::remove_dir_all(lost.join("state")).unwrap();
-    let rebuilt = serve_once(&lost);
+    let rebuilt = serve_once(&lost, clock);
     let crashed = work.path().join("crashed");
     copy_dir(&data, &crashed);
-    crash_while_writing(&crashed);
-    let crash = serve_once(&crashed);
+    crash_while_writing(&crashed, clock);
+    let crash = serve_once(&crashed, clock);
     // Counted after the restart, which is what finds the journal's end.
     let crash_entries = entries_in(&crashed);
     assert!(
@@ -451,9 +504,10 @@ fn growth(scale: u32) -> serde_json::Value {
     assert_eq!(report.entries, entries as u64);
     let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
     println!(
-        "mix at scale {scale}% ({entries} entries): restart {:.2} s (resident {:.0} MiB, peak {:.0}), \
+        "mix at scale {scale}% over {} years ({entries} entries): restart {:.2} s (resident {:.0} MiB, peak {:.0}), \
          after a crash {:.2} s ({crash_entries} entries, resident {:.0} MiB), \
          with the cache lost {:.2} s (peak {:.0} MiB); verify {:.0} entries/s, chain only {:.0}",
+        history.years(),
         clean.seconds,
         mib(clean.resident),
         mib(clean.peak),
@@ -465,7 +519,9 @@ fn growth(scale: u32) -> serde_json::Value {
         entries as f64 / chain,
     );
     let mut figures = json!({
+        "label": history.label(scale),
         "scale": scale,
+        "years": history.years(),
         "entries": entries,
         "restart_seconds": clean.seconds,
         "restart_resident_bytes": clean.resident,
@@ -632,7 +688,7 @@ fn main() {
     // The corpus is read only when a row replays it (a profile of the
     // single-kind rows then holds nothing else).
     let (commands, head, disk) = if BATCH_SIZES.iter().any(|&b| wanted("mix", b)) {
-        let data = corpus(scale).join("data");
+        let data = corpus(scale, History::ThreeYears).join("data");
         let journal = entries(&data);
         let last = journal.last().expect("the mix has entries");
         let head = (last.body.sequence, last.hash);
@@ -659,7 +715,7 @@ fn main() {
     );
     if wanted("mix over gRPC", 0) {
         let dir = tempfile::tempdir().unwrap();
-        let run = simulate_into(dir.path(), scale);
+        let run = simulate_into(dir.path(), scale, History::ThreeYears);
         let per_entry = |cpu: Duration| cpu.as_secs_f64() * 1e6 / run.entries as f64;
         println!(
             "{:<28} {:>6} {:>10} {:>14.0} {:>12.1} {:>10.1}   (server; the simulator's client {:.1} µs/entry)",
@@ -731,17 +787,24 @@ fn main() {
         }
     }
     // The mix's figures by size: its simulated branch at each scale of
-    // MIX_GROWTH_SCALES (percent; about 24,500 entries at 100).
+    // MIX_GROWTH_SCALES (percent; about 24,500 entries at 100) over its
+    // three years, and at the scale of MIX_HISTORY_SCALE over ten (about
+    // 70,000 entries at 100; none when empty).
     let mut sizes = Vec::new();
     if filters.is_empty() || filters[0] == "growth" {
+        let percent = |scale: &str| -> u32 {
+            scale
+                .trim()
+                .parse()
+                .expect("MIX_GROWTH_SCALES and MIX_HISTORY_SCALE are percentages")
+        };
         let scales = std::env::var("MIX_GROWTH_SCALES").unwrap_or_else(|_| "100,400".into());
         for scale in scales.split(',') {
-            sizes.push(growth(
-                scale
-                    .trim()
-                    .parse()
-                    .expect("MIX_GROWTH_SCALES are percentages"),
-            ));
+            sizes.push(growth(percent(scale), History::ThreeYears));
+        }
+        let decade = std::env::var("MIX_HISTORY_SCALE").unwrap_or_else(|_| "100".into());
+        if !decade.trim().is_empty() {
+            sizes.push(growth(percent(&decade), History::TenYears));
         }
     }
     // A filtered run (for a profiler) never replaces the full run's results,
