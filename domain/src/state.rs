@@ -400,8 +400,15 @@ impl Loan {
         super::totals::sum(self.principal_changes.range(..=date).map(|(_, c)| *c))
     }
 
-    /// Paid on scheduled installments up to the end of `date`.
+    /// Paid on scheduled installments up to the end of `date` (the loan
+    /// held whole: see [`Installments::let_go`], and the check there).
     pub fn paid_on(&self, date: NaiveDate) -> Result<Decimal, Overflow> {
+        if cfg!(any(test, debug_assertions)) {
+            assert!(
+                !self.installments.is_let_go(),
+                "a loan's payments read after being let go of"
+            );
+        }
         super::totals::sum(self.paid_changes.range(..=date).map(|(_, c)| *c))
     }
 }
@@ -563,6 +570,11 @@ impl ChangeLog {
         keys
     }
 
+    /// True when `key` (not a day's) was noted since the last take.
+    fn contains(&self, key: &StateKey) -> bool {
+        self.keys.contains(key)
+    }
+
     /// Forgets every key noted.
     fn clear(&mut self) {
         self.keys.clear();
@@ -638,9 +650,12 @@ impl LedgerState {
 
     /// Lets go of loan `id`'s installments once the store holds them (a
     /// checkpoint saved its [`StateKey::LoanSchedule`] record): kept while
-    /// the state has no store to read them back from.
+    /// the state has no store to read them back from, and when the record
+    /// changed again since the checkpoint took it (entries applied while it
+    /// saved: the loan reopened, or closed again), until the checkpoint that
+    /// saves it as it now is.
     fn let_go_of_installments(&mut self, id: &LoanId) {
-        if self.stored.0.is_none() {
+        if self.stored.0.is_none() || self.changed.contains(&StateKey::LoanSchedule(id.clone())) {
             return;
         }
         if let Some(loan) = self.loans.get_mut(id)
@@ -649,13 +664,6 @@ impl LedgerState {
         {
             Arc::make_mut(loan).let_go();
         }
-    }
-
-    /// Where the records the state lets go of are read back from, if it
-    /// has been given a store: for a reader that looks at loans after
-    /// releasing the state ([`whole_loan`]).
-    pub fn stored_records(&self) -> Option<Arc<dyn crate::stored::StoredRecords>> {
-        self.stored.0.clone()
     }
 
     /// Loan `id` whole: with its installments read back from the store
@@ -865,8 +873,10 @@ impl LedgerState {
 }
 
 /// `loan` whole: itself, or when its installments were let go of, a copy
-/// with them read back from `store` (the state's: [`LedgerState::stored_records`]).
-pub fn whole_loan(
+/// with them read back from `store` (the state's, read in its lock: a
+/// record changes only when its loan changes, and the state holds a loan
+/// whole from the change until the checkpoint that saved it).
+pub(crate) fn whole_loan(
     store: Option<&dyn crate::stored::StoredRecords>,
     loan: &Arc<Loan>,
 ) -> Result<Arc<Loan>, DomainError> {

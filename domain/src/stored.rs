@@ -5,9 +5,10 @@
 //! what it holds changes, which is rarely or never: a closed chunk of a
 //! branch's day log (written once), a closed or cancelled loan's
 //! installments (written when the loan closes, gone if the entry that
-//! closed it is reversed). Memory holds what it holds only until the store
-//! has it; a state reads it back through the store, in its lock, so a
-//! record never changes under a read. A store keeps,
+//! closed it is reversed). Memory holds what it holds only until the
+//! checkpoint that saved it completes, and holds it again from the entry
+//! that changes it: a read made in the state's lock never meets a record
+//! being rewritten (reads outside it go back to the state). A store keeps,
 //! beside each, the hash the cache's digest counts for it, so that startup
 //! checks the digest from those hashes without reading the records, and
 //! checks each record against its own hash when it is read

@@ -21,9 +21,7 @@ use crate::domain::entry::EntryBody;
 use crate::domain::entry::GENESIS_HASH;
 use crate::domain::ids::{BranchId, LoanId, MemberId};
 use crate::domain::money::Currency;
-use crate::domain::state::{
-    Arrears, InstallmentStatus, LedgerState, Loan, LoanStatus, LoanView, whole_loan,
-};
+use crate::domain::state::{Arrears, InstallmentStatus, LedgerState, Loan, LoanStatus, LoanView};
 use crate::domain::totals::{Overflow, Period, PeriodFigures, minus, plus, sum, times};
 use crate::ledger::{Holds, Ledger};
 use crate::pb;
@@ -831,13 +829,12 @@ impl ArrearsQuery {
         // The last loan of the page when loans remain after it.
         let mut next: Option<LoanId> = None;
         'steps: loop {
-            let (taken, store): (Vec<Arc<Loan>>, _) = ledger.read(|state| {
-                let taken = state
+            let taken: Vec<Arc<Loan>> = ledger.read(|state| {
+                state
                     .loans_after(last.as_ref())
                     .take(LOANS_PER_HOLD)
                     .cloned()
-                    .collect();
-                (taken, state.stored_records())
+                    .collect()
             });
             for loan in &taken {
                 if page.is_full() || looked_at == LOANS_PER_PAGE_MAX {
@@ -848,21 +845,18 @@ impl ArrearsQuery {
                 // A loan that had ended by then owes nothing then; one that
                 // since closed is read back whole from the state cache.
                 let candidate = branch.is_none_or(|b| loan.branch == *b) && loan.active_on(as_of);
-                let loan = match candidate {
-                    true => match whole_loan(store.as_deref(), loan) {
-                        Ok(whole) => whole,
-                        // Taken before an entry reopened it, whose checkpoint
-                        // then removed the record read: the loan as the ledger
-                        // holds it now (its record does not change under a
-                        // read made in the lock).
-                        Err(_) => match ledger.read(|state| state.whole_loan(&loan.id))? {
-                            Some(now) => now,
-                            // A loan is never removed: unreachable.
-                            None => {
-                                last = Some(loan.id.clone());
-                                continue;
-                            }
-                        },
+                let loan = match candidate && loan.installments.is_let_go() {
+                    // Closed since: read back whole in a hold of its own,
+                    // as the ledger holds it now (a record read in the lock
+                    // is the loan's; one read after the lock was released
+                    // could be of the loan reopened and closed again since).
+                    true => match ledger.read(|state| state.whole_loan(&loan.id))? {
+                        Some(now) => now,
+                        // A loan is never removed: unreachable.
+                        None => {
+                            last = Some(loan.id.clone());
+                            continue;
+                        }
                     },
                     false => loan.clone(),
                 };

@@ -59,6 +59,12 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
         }
     };
     if let Some(mut state) = cached {
+        // What the cache's records left in the store (a closed loan's
+        // installments) is read back from it by entries replayed past the
+        // cache (the reversal that reopens a loan).
+        if let Some(stored) = store.stored_records() {
+            state.keep_stored_in(stored);
+        }
         match replay(store, &mut state, journal_last) {
             Ok(()) => {
                 let replayed = state.take_changes();

@@ -44,6 +44,8 @@ struct WatchedStore {
     gate: Arc<Gate>,
     /// Give a request index under which every id hashes alike.
     index_all_alike: bool,
+    /// How many times the state cache was cleared (to be rebuilt).
+    clears: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// A gate appends wait at while it is closed: lets a test hold commands in
@@ -81,6 +83,7 @@ impl WatchedStore {
             failing_saves: std::sync::atomic::AtomicU32::new(0),
             gate: Arc::default(),
             index_all_alike: false,
+            clears: Arc::default(),
         }
     }
 }
@@ -139,6 +142,7 @@ impl Store for WatchedStore {
         self.inner.stored_records()
     }
     fn clear_state(&self) -> Result<(), StoreError> {
+        self.clears.fetch_add(1, Ordering::SeqCst);
         self.inner.clear_state()
     }
     fn flush_state(&self) -> Result<(), StoreError> {
@@ -822,4 +826,66 @@ async fn a_running_server_writes_its_journal_index_again_and_retries_still_find_
     let dir = app.stop().await;
     let report = mfi_ledger::verify::verify(dir.path()).unwrap();
     assert_eq!(report.entries, written);
+}
+
+/// After a crash, an entry replayed past the cache may reopen a loan whose
+/// installments the cache keeps apart (the reversal of its payoff, the
+/// cache left at the payoff): startup reads them back from the store and
+/// replays on, rather than taking the journal for one that does not
+/// continue the cache and rebuilding it. The loan then reads as it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loan_reopened_by_an_entry_replayed_past_the_cache_is_read_back_whole() {
+    use crate::support::{amount, borrower, start_on};
+    use mfi_ledger::api::ServerLimits;
+    let (mut app, loan) = borrower().await;
+    let quote = app
+        .audit
+        .get_payoff_quote(mfi_ledger::pb::GetPayoffQuoteRequest {
+            loan_id: loan.clone(),
+            as_of_date: "2024-02-20".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let paid = app
+        .repay("payoff", &loan, amount(&quote.total), "2024-02-20")
+        .await
+        .unwrap();
+    assert!(paid.loan_closed);
+    let closing = paid.receipt.unwrap().sequence;
+    let dir = app.stop().await;
+
+    // Every checkpoint fails: the reversal reaches the journal alone.
+    let mut store = WatchedStore::new(dir.path(), Arc::default());
+    store.delay = Duration::ZERO;
+    store.failing_saves.store(u32::MAX, Ordering::SeqCst);
+    let mut app = start_on(
+        Arc::new(store),
+        dir,
+        LedgerConfig::default(),
+        ServerLimits::default(),
+    )
+    .await;
+    app.reverse("reverse-payoff", closing).await.unwrap();
+    let reopened = app.loan(&loan, "2024-03-01").await;
+    assert_eq!(reopened.status, mfi_ledger::pb::LoanStatus::Active as i32);
+    assert_eq!(reopened.schedule.len(), 4);
+    let dir = app.stop().await;
+
+    let store = WatchedStore::new(dir.path(), Arc::default());
+    let clears = store.clears.clone();
+    let mut app = start_on(
+        Arc::new(store),
+        dir,
+        LedgerConfig::default(),
+        ServerLimits::default(),
+    )
+    .await;
+    assert_eq!(
+        clears.load(Ordering::SeqCst),
+        0,
+        "the cache was rebuilt, not replayed past"
+    );
+    assert_eq!(app.loan(&loan, "2024-03-01").await, reopened);
+    app.stop().await;
 }

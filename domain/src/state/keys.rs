@@ -853,6 +853,8 @@ pub struct StateImport {
     /// Closed and cancelled loans' installments and payments, taken in
     /// with the rest (not left in the store): given back at the end.
     schedules: Vec<(LoanId, LoanApart)>,
+    /// The loans whose installments' records the store kept, unread.
+    schedules_kept: BTreeSet<LoanId>,
 }
 
 /// A branch's day-log records read so far.
@@ -949,8 +951,9 @@ impl StateImport {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
         if let Some(id) = key.strip_prefix(LOAN_SCHEDULE_PREFIX) {
             // Its loan's records say its installments are let go of.
-            LoanId::parse("key", id).map_err(|e| e.to_string())?;
+            let id = LoanId::parse("key", id).map_err(|e| e.to_string())?;
             self.append_list()?;
+            self.schedules_kept.insert(id);
             self.any = true;
             return Ok(());
         }
@@ -1059,6 +1062,7 @@ impl StateImport {
             day_logs,
             list: _,
             schedules,
+            schedules_kept,
         } = self;
         for (id, apart) in schedules {
             let loan =
@@ -1066,6 +1070,30 @@ impl StateImport {
                     format!("record {LOAN_SCHEDULE_PREFIX}{id} has no loan record")
                 })?;
             apart.give_back(loan)?;
+        }
+        // Every loan let go of has its record in the store, and only those.
+        for loan in state.loans.values() {
+            if loan.installments.is_let_go() != schedules_kept.contains(&loan.id) {
+                return Err(format!(
+                    "loan {} is {:?}, and record {LOAN_SCHEDULE_PREFIX}{} is {}",
+                    loan.id,
+                    loan.status,
+                    loan.id,
+                    if loan.installments.is_let_go() {
+                        "missing"
+                    } else {
+                        "kept for it"
+                    }
+                ));
+            }
+        }
+        if let Some(id) = schedules_kept
+            .iter()
+            .find(|id| !state.loans.contains_key(*id))
+        {
+            return Err(format!(
+                "record {LOAN_SCHEDULE_PREFIX}{id} has no loan record"
+            ));
         }
         books.absorb(added)?;
         any |= books.records > 0;

@@ -119,6 +119,8 @@ struct Ledger {
     /// `state` does.
     cold: LedgerState,
     kept: Arc<CacheRecords>,
+    /// `cold`'s checkpoint still saving when the next entry applies.
+    saving: Option<(Vec<StateKey>, Vec<StateRecord>)>,
     records: BTreeMap<Vec<u8>, Vec<u8>>,
     entries: Vec<Entry>,
     /// The loan as it was before each of its transactions (by entry).
@@ -137,6 +139,7 @@ impl Ledger {
             mirror: LedgerState::new(),
             cold,
             kept,
+            saving: None,
             records: BTreeMap::new(),
             entries: Vec::new(),
             before: BTreeMap::new(),
@@ -217,36 +220,40 @@ impl Ledger {
             "cache records drift from the state after entry {}",
             entry.body.sequence
         );
-        // The state that lets go: applied, saved into its records, then let
-        // go of what they hold.
+        // The state that lets go, checkpointed as a server's read side is:
+        // its changes taken, saved into its records, and then what those
+        // hold let go of. Every other checkpoint is still saving when the
+        // next entry applies (the publisher does not wait for the
+        // persister), and completes after it.
         self.cold
             .apply(&entry)
             .unwrap_or_else(|e| panic!("an executed entry does not apply after a let-go: {e}"));
+        if let Some((keys, records)) = self.saving.take() {
+            self.save_cold(records);
+            self.cold.saved(&keys);
+        }
         let (keys, records) = self.cold.take_changes_with_keys();
-        {
-            let mut kept = self.kept.0.lock().expect("not poisoned");
-            for (key, value) in records {
-                match value {
-                    Some(value) => kept.insert(key, value),
-                    None => kept.remove(&key),
-                };
-            }
+        if entry.body.sequence % 2 == 0 {
+            self.saving = Some((keys, records));
+        } else {
+            self.save_cold(records);
+            self.cold.saved(&keys);
             assert!(
-                *kept == self.records,
+                *self.kept.0.lock().expect("not poisoned") == self.records,
                 "the records of the state that lets go differ after entry {}",
                 entry.body.sequence
             );
         }
-        self.cold.saved(&keys);
         if let Some(loan) = self.state.loans.get(&loan_id()) {
             let held = &self.cold.loans[&loan_id()];
-            assert_eq!(
-                held.installments.is_let_go(),
-                loan.installments_kept_apart(),
-                "a {:?} loan's installments let go of after a save: {}",
-                loan.status,
-                held.installments.is_let_go()
-            );
+            if self.saving.is_none() {
+                assert_eq!(
+                    held.installments.is_let_go(),
+                    loan.installments_kept_apart(),
+                    "a {:?} loan's installments let go of after a save",
+                    loan.status,
+                );
+            }
             let whole = self.cold.whole_loan(&loan_id()).expect("read back");
             assert!(
                 whole.as_deref() == Some(&**loan),
@@ -256,6 +263,17 @@ impl Ledger {
         }
         self.entries.push(entry);
         Ok(self.entries.last().unwrap())
+    }
+
+    /// Writes `records` into `cold`'s store.
+    fn save_cold(&self, records: Vec<StateRecord>) {
+        let mut kept = self.kept.0.lock().expect("not poisoned");
+        for (key, value) in records {
+            match value {
+                Some(value) => kept.insert(key, value),
+                None => kept.remove(&key),
+            };
+        }
     }
 
     /// The state after `body` on a copy, leaving the ledger as it is.
@@ -1173,18 +1191,10 @@ fn check_replay(ledger: &Ledger) -> Result<(), TestCaseError> {
     );
     // Read back as a server starts: the records read when asked left in
     // the store, a closed loan's installments among them.
-    let mut startup = StateImport::default();
-    for (key, value) in &ledger.records {
-        if crate::stored::is_stored_key(key) {
-            startup.add_stored(key).unwrap();
-        } else {
-            startup.add(key, value).unwrap();
-        }
-    }
-    let mut started = startup.finish().unwrap();
-    started.keep_stored_in(Arc::new(CacheRecords(std::sync::Mutex::new(
-        ledger.records.clone(),
-    ))));
+    let started = started_from(
+        &ledger.records,
+        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+    );
     prop_assert!(
         started.export() == ledger.state.export(),
         "a start's import differs"
@@ -1263,6 +1273,25 @@ fn check_replay(ledger: &Ledger) -> Result<(), TestCaseError> {
         );
     }
     Ok(())
+}
+
+/// The state `records` make up read back as a server starts: the records
+/// read when asked left in `store`, and read from there.
+fn started_from(
+    records: &BTreeMap<Vec<u8>, Vec<u8>>,
+    store: Arc<dyn crate::stored::StoredRecords>,
+) -> LedgerState {
+    let mut startup = StateImport::default();
+    for (key, value) in records {
+        if crate::stored::is_stored_key(key) {
+            startup.add_stored(key).unwrap();
+        } else {
+            startup.add(key, value).unwrap();
+        }
+    }
+    let mut started = startup.finish().unwrap();
+    started.keep_stored_in(store);
+    started
 }
 
 /// The refusal the rules call for: a payment beyond what is due but short
@@ -2052,4 +2081,69 @@ fn a_loan_cancelled_later_is_in_arrears_before_its_cancellation() {
     let after = date(2001, 3, 2);
     assert_eq!(loan.principal_on(after).unwrap(), Decimal::ZERO);
     assert!(!loan.arrears_on(after).unwrap().in_arrears);
+}
+
+/// A store that cannot read anything now.
+#[derive(Debug)]
+struct Unreadable;
+
+impl crate::stored::StoredRecords for Unreadable {
+    fn read(&self, _: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
+        Err(crate::stored::ReadError::Unreadable(
+            "the disk is busy".into(),
+        ))
+    }
+}
+
+/// A paid-off loan let go of, on a store that cannot read its record just
+/// now: reversing the payoff is refused as unavailable (ask again), not
+/// decided and then failing to apply, which would stop the writer; read,
+/// it is decided.
+#[test]
+fn a_payoff_of_a_loan_let_go_of_is_not_reversed_while_its_record_cannot_be_read() {
+    let rules = ProductRules {
+        interest_method: InterestMethod::Flat,
+        ..plain_rules()
+    };
+    let mut ledger = plain_loan(&rules, 1_000_000, None, 4);
+    let quote = ledger.loan().payoff_quote(date(2001, 1, 1)).unwrap();
+    let total = i64::try_from(quote.total().mantissa()).unwrap();
+    let payoff = pay(&mut ledger, total, date(2001, 1, 1)).unwrap();
+    let reversal = || CommandBody::ReverseEntry {
+        sequence: payoff.sequence,
+        reason: name("mistake"),
+        effective_date: None,
+    };
+    let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
+    assert!(unreadable.loans[&loan_id()].installments.is_let_go());
+    let refused = ledger.decide(&unreadable, reversal());
+    assert!(
+        matches!(
+            &refused,
+            Err(ExecuteError::Refused(DomainError::Unavailable { message })) if message.contains("ask again")
+        ),
+        "{refused:?}"
+    );
+    let readable = started_from(
+        &ledger.records,
+        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+    );
+    assert!(ledger.decide(&readable, reversal()).is_ok());
+    // A cache whose closed loan has no record of its installments is
+    // refused as a start reads it (and rebuilt from the journal then).
+    let mut startup = StateImport::default();
+    for (key, value) in &ledger.records {
+        if crate::stored::is_stored_key(key) {
+            if !key.starts_with(b"cold/loan/") {
+                startup.add_stored(key).unwrap();
+            }
+        } else {
+            startup.add(key, value).unwrap();
+        }
+    }
+    let refused = startup.finish().map(|_| ());
+    assert!(
+        refused.as_ref().is_err_and(|why| why.contains("missing")),
+        "{refused:?}"
+    );
 }

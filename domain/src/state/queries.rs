@@ -19,6 +19,10 @@ pub struct MemberView {
     pub member: Member,
     pub currency: Currency,
     pub savings: Vec<SavingsView>,
+    /// Her loans. From [`LedgerState::member_view`], a closed
+    /// or cancelled one may be let go of (its installments and payments by
+    /// date not held: [`Loan::installments_kept_apart`]): what reads those
+    /// reads the loan whole ([`LedgerState::whole_loan`]).
     pub loans: Vec<Loan>,
 }
 

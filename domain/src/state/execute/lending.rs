@@ -300,13 +300,19 @@ impl LedgerState {
     }
 
     /// Loan transactions are undone newest first: `sequence` must be the
-    /// latest standing entry on `loan`.
+    /// latest standing entry on `loan`. A closed loan whose installments
+    /// were let go of is read back whole now (applying the reversal reads
+    /// it again): a store that cannot read it refuses the reversal, which
+    /// may be asked again, rather than failing it once decided.
     pub(super) fn check_latest_on_loan(
         &self,
         sequence: u64,
         loan: &LoanId,
     ) -> Result<(), DomainError> {
         let state = self.find_loan("sequence", loan)?;
+        if state.installments.is_let_go() {
+            self.whole_loan(loan)?;
+        }
         match state.events.last() {
             Some(last) if last == sequence => Ok(()),
             Some(last) => Err(DomainError::precondition(
