@@ -167,6 +167,11 @@ def collect():
         for metric, value in size.items():
             if metric not in ("scale", "label", "years"):
                 figures[f"mix.growth.{growth_label(size)}.{metric}"] = value
+    for axis in ("history", "size"):
+        for metric in ("restart_resident_bytes", "restart_seconds"):
+            slope = mix_slope(figures, metric, axis)
+            if slope is not None:
+                figures[f"mix.growth.{axis}.{metric}_per_entry"] = slope
     return {key: value for key, value in figures.items() if isinstance(value, (int, float))}
 
 
@@ -246,6 +251,30 @@ def growth_label(size):
     return size.get("label", str(size["scale"]))
 
 
+def mix_points(f, axis):
+    """The two sizes of the mix a line along `axis` goes through (see
+    mix_at_ten_million), or None."""
+    labels = {key.split(".")[2] for key in f if key.startswith("mix.growth.") and key.endswith(".entries")}
+    if axis == "size":
+        sizes = sorted((l for l in labels if not l.startswith("decade-")), key=lambda l: f[f"mix.growth.{l}.entries"])
+        return tuple(sizes[-2:]) if len(sizes) >= 2 else None
+    longer = sorted(l for l in labels if l.startswith("decade-") and l.removeprefix("decade-") in labels)
+    return (longer[0].removeprefix("decade-"), longer[0]) if longer else None
+
+
+def mix_slope(f, metric, axis):
+    """How much `metric` grows an entry along `axis`, or None."""
+    points = mix_points(f, axis)
+    if points is None:
+        return None
+    (a, b) = points
+    xa, xb = f[f"mix.growth.{a}.entries"], f[f"mix.growth.{b}.entries"]
+    ya, yb = f.get(f"mix.growth.{a}.{metric}"), f.get(f"mix.growth.{b}.{metric}")
+    if ya is None or yb is None or xa == xb:
+        return None
+    return (yb - ya) / (xb - xa)
+
+
 def mix_at_ten_million(f, metric, axis):
     """A figure of the realistic mix extrapolated to 10^7 entries, linearly
     (the simulator writes at most about 244,000 entries, so 10^7 cannot be
@@ -253,22 +282,12 @@ def mix_at_ten_million(f, metric, axis):
     over the same three years (a bigger branch: more members, loans and
     accounts); with "history", from the same branch over three years and
     over ten (a longer history)."""
-    labels = {key.split(".")[2] for key in f if key.startswith("mix.growth.") and key.endswith(".entries")}
-    if axis == "size":
-        sizes = sorted((l for l in labels if not l.startswith("decade-")), key=lambda l: f[f"mix.growth.{l}.entries"])
-        if len(sizes) < 2:
-            return None
-        (a, b) = sizes[-2:]
-    else:
-        longer = sorted(l for l in labels if l.startswith("decade-") and l.removeprefix("decade-") in labels)
-        if not longer:
-            return None
-        (a, b) = (longer[0].removeprefix("decade-"), longer[0])
-    xa, xb = f[f"mix.growth.{a}.entries"], f[f"mix.growth.{b}.entries"]
-    ya, yb = f.get(f"mix.growth.{a}.{metric}"), f.get(f"mix.growth.{b}.{metric}")
-    if ya is None or yb is None or xa == xb:
+    points = mix_points(f, axis)
+    slope = mix_slope(f, metric, axis)
+    if points is None or slope is None:
         return None
-    return yb + (yb - ya) / (xb - xa) * (10_000_000 - xb)
+    b = points[1]
+    return f[f"mix.growth.{b}.{metric}"] + slope * (10_000_000 - f[f"mix.growth.{b}.entries"])
 
 
 # The goals of the performance issue: (goal, how this run measures it,
