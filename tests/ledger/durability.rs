@@ -835,37 +835,25 @@ async fn a_running_server_writes_its_journal_index_again_and_retries_still_find_
 /// continue the cache and rebuilding it. The loan then reads as it did.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loan_reopened_by_an_entry_replayed_past_the_cache_is_read_back_whole() {
-    use crate::support::{amount, borrower, start_on};
+    use crate::support::{borrower, start_on};
     use mfi_ledger::api::ServerLimits;
+    let start = |store: WatchedStore, dir| {
+        start_on(
+            Arc::new(store),
+            dir,
+            LedgerConfig::default(),
+            ServerLimits::default(),
+        )
+    };
     let (mut app, loan) = borrower().await;
-    let quote = app
-        .audit
-        .get_payoff_quote(mfi_ledger::pb::GetPayoffQuoteRequest {
-            loan_id: loan.clone(),
-            as_of_date: "2024-02-20".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let paid = app
-        .repay("payoff", &loan, amount(&quote.total), "2024-02-20")
-        .await
-        .unwrap();
-    assert!(paid.loan_closed);
-    let closing = paid.receipt.unwrap().sequence;
+    let closing = app.pay_off(&loan, "2024-02-20").await;
     let dir = app.stop().await;
 
     // Every checkpoint fails: the reversal reaches the journal alone.
     let mut store = WatchedStore::new(dir.path(), Arc::default());
     store.delay = Duration::ZERO;
     store.failing_saves.store(u32::MAX, Ordering::SeqCst);
-    let mut app = start_on(
-        Arc::new(store),
-        dir,
-        LedgerConfig::default(),
-        ServerLimits::default(),
-    )
-    .await;
+    let mut app = start(store, dir).await;
     app.reverse("reverse-payoff", closing).await.unwrap();
     let reopened = app.loan(&loan, "2024-03-01").await;
     assert_eq!(reopened.status, mfi_ledger::pb::LoanStatus::Active as i32);
@@ -874,13 +862,7 @@ async fn a_loan_reopened_by_an_entry_replayed_past_the_cache_is_read_back_whole(
 
     let store = WatchedStore::new(dir.path(), Arc::default());
     let clears = store.clears.clone();
-    let mut app = start_on(
-        Arc::new(store),
-        dir,
-        LedgerConfig::default(),
-        ServerLimits::default(),
-    )
-    .await;
+    let mut app = start(store, dir).await;
     assert_eq!(
         clears.load(Ordering::SeqCst),
         0,

@@ -678,13 +678,7 @@ async fn a_closed_loan_reads_and_reopens_the_same_after_a_restart() {
     let unpaid = app.loan(&loan, "2024-03-01").await;
     assert_eq!(unpaid.schedule.len(), 4);
     assert!(unpaid.in_arrears, "{unpaid:?}");
-    let quote = payoff_quote(&mut app, &loan, "2024-02-20").await.unwrap();
-    let paid = app
-        .repay("payoff", &loan, amount(&quote.total), "2024-02-20")
-        .await
-        .unwrap();
-    assert!(paid.loan_closed);
-    let closing = paid.receipt.unwrap().sequence;
+    let closing = app.pay_off(&loan, "2024-02-20").await;
 
     let closed = app.loan(&loan, "2024-03-01").await;
     assert_eq!(closed.status, pb::LoanStatus::Closed as i32);

@@ -621,6 +621,32 @@ impl App {
             .map(|r| r.into_inner())
     }
 
+    /// Pays `loan` off on `date` with the amount its payoff quote gives
+    /// then; the payment's entry, which closed it.
+    #[allow(dead_code)]
+    pub async fn pay_off(&mut self, loan: &str, date: &str) -> u64 {
+        let quote = self
+            .audit
+            .get_payoff_quote(pb::GetPayoffQuoteRequest {
+                loan_id: loan.into(),
+                as_of_date: date.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let paid = self
+            .repay(
+                &format!("payoff-{}-{date}", loan.replace('/', "-")),
+                loan,
+                amount(&quote.total),
+                date,
+            )
+            .await
+            .unwrap();
+        assert!(paid.loan_closed, "{paid:?}");
+        paid.receipt.unwrap().sequence
+    }
+
     /// A loan as of `date`.
     #[allow(dead_code)]
     pub async fn loan(&mut self, loan: &str, date: &str) -> pb::GetLoanResponse {

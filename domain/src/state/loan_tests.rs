@@ -1894,13 +1894,9 @@ fn fees_deducted_beyond_a_tranche_are_refused() {
     ));
 }
 
-/// A payoff on 1 Jan cannot be reversed with effect from 20 Jan: the
-/// restored installments due 2 and 9 Jan would show as overdue on 10 Jan, a
-/// day the loan had been paid off. Reversed as of its own date, the loan is
-/// active again from 1 Jan and its arrears on 10 Jan are the installment of
-/// 2 and 9 Jan unpaid, within the principal outstanding.
-#[test]
-fn a_payoff_is_reversed_as_of_its_own_date() {
+/// A flat loan of 1,000,000 over 4 weeks paid off on 1 Jan 2001, and the
+/// payoff's entry.
+fn paid_off_on_new_years_day() -> (Ledger, EntryBody) {
     let rules = ProductRules {
         interest_method: InterestMethod::Flat,
         ..plain_rules()
@@ -1909,6 +1905,17 @@ fn a_payoff_is_reversed_as_of_its_own_date() {
     let quote = ledger.loan().payoff_quote(date(2001, 1, 1)).unwrap();
     let total = i64::try_from(quote.total().mantissa()).unwrap();
     let payoff = pay(&mut ledger, total, date(2001, 1, 1)).unwrap();
+    (ledger, payoff)
+}
+
+/// A payoff on 1 Jan cannot be reversed with effect from 20 Jan: the
+/// restored installments due 2 and 9 Jan would show as overdue on 10 Jan, a
+/// day the loan had been paid off. Reversed as of its own date, the loan is
+/// active again from 1 Jan and its arrears on 10 Jan are the installment of
+/// 2 and 9 Jan unpaid, within the principal outstanding.
+#[test]
+fn a_payoff_is_reversed_as_of_its_own_date() {
+    let (mut ledger, payoff) = paid_off_on_new_years_day();
     assert_eq!(ledger.loan().status, LoanStatus::Closed);
     let refused = reverse(&mut ledger, payoff.sequence, Some(date(2001, 1, 20)));
     assert!(
@@ -2101,14 +2108,7 @@ impl crate::stored::StoredRecords for Unreadable {
 /// it is decided.
 #[test]
 fn a_payoff_of_a_loan_let_go_of_is_not_reversed_while_its_record_cannot_be_read() {
-    let rules = ProductRules {
-        interest_method: InterestMethod::Flat,
-        ..plain_rules()
-    };
-    let mut ledger = plain_loan(&rules, 1_000_000, None, 4);
-    let quote = ledger.loan().payoff_quote(date(2001, 1, 1)).unwrap();
-    let total = i64::try_from(quote.total().mantissa()).unwrap();
-    let payoff = pay(&mut ledger, total, date(2001, 1, 1)).unwrap();
+    let (ledger, payoff) = paid_off_on_new_years_day();
     let reversal = || CommandBody::ReverseEntry {
         sequence: payoff.sequence,
         reason: name("mistake"),
