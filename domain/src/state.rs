@@ -359,11 +359,14 @@ impl Loan {
     }
 
     /// Lets go of what a closed or cancelled loan keeps in the state
-    /// cache's record read when asked: its installments, and what was paid
-    /// on them by date (read back by [`whole_loan`]).
+    /// cache's record read when asked: its installments, what was paid on
+    /// them by date, and its principal by date but for the dates its
+    /// borrower's figures read ([`borrowing_spans`]); read back by
+    /// [`whole_loan`].
     fn let_go(&mut self) {
         self.installments = Installments::let_go();
         self.paid_changes = crate::dated::DatedAmounts::new();
+        self.principal_changes = borrowing_spans_or_all(&self.principal_changes);
     }
 
     /// Principal not yet repaid (zero once written off or cancelled).
@@ -870,6 +873,41 @@ impl LedgerState {
                 },
             })
     }
+}
+
+/// What of a loan's principal by date its borrower's figures and the
+/// checks before them read, once it is closed or cancelled: +1 on each date
+/// its principal outstanding became positive and -1 on each it came back
+/// to zero. Her borrower steps ([`borrower_steps`]) ask only whether a loan
+/// has principal outstanding at the end of a day, and whether a change
+/// comes after a date asks for its last date, which is the same (a change
+/// after the principal is back to zero would make it positive again).
+/// `None` when the principal does not add up (never for a loan an entry
+/// built): then it is kept whole.
+fn borrowing_spans(changes: &crate::dated::DatedAmounts) -> Option<crate::dated::DatedAmounts> {
+    let mut spans = crate::dated::DatedAmounts::new();
+    let mut outstanding = Decimal::ZERO;
+    for (date, change) in changes.iter() {
+        let was = outstanding > Decimal::ZERO;
+        outstanding = outstanding.checked_add(*change)?;
+        let now = outstanding > Decimal::ZERO;
+        if now != was {
+            spans.insert(
+                *date,
+                if now {
+                    Decimal::ONE
+                } else {
+                    Decimal::NEGATIVE_ONE
+                },
+            );
+        }
+    }
+    Some(spans)
+}
+
+/// [`borrowing_spans`], or the changes themselves when they do not add up.
+fn borrowing_spans_or_all(changes: &crate::dated::DatedAmounts) -> crate::dated::DatedAmounts {
+    borrowing_spans(changes).unwrap_or_else(|| changes.clone())
 }
 
 /// `loan` whole: itself, or when its installments were let go of, a copy

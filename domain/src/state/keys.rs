@@ -94,7 +94,11 @@ const ACCESS_KEY: &str = "access";
 /// a record read when asked ([`LOAN_SCHEDULE_PREFIX`]), not in its loan
 /// and progress records (a cache of 10 would have its closed loans read
 /// without them).
-pub const STATE_FORMAT: u32 = 11;
+/// 12: that record holds the loan's principal by date too, and its
+/// progress record only the spans its borrower's figures read (a cache of
+/// 11, written by no release, would be read with its closed loans' whole
+/// principal where the spans belong).
+pub const STATE_FORMAT: u32 = 12;
 
 /// Key prefix of a closed or cancelled loan's installments
 /// ([`StateKey::LoanSchedule`]).
@@ -567,6 +571,10 @@ pub(super) struct LoanApart {
     installments: Installments,
     #[serde(with = "crate::codec::date_decimal_map")]
     paid_changes: crate::dated::DatedAmounts,
+    /// Its principal by date, whole (memory and the progress record keep
+    /// only the spans its borrower's figures read: `borrowing_spans`).
+    #[serde(with = "crate::codec::date_decimal_map")]
+    principal_changes: crate::dated::DatedAmounts,
 }
 
 impl LoanApart {
@@ -574,6 +582,7 @@ impl LoanApart {
         LoanApart {
             installments: loan.installments.clone(),
             paid_changes: loan.paid_changes.clone(),
+            principal_changes: loan.principal_changes.clone(),
         }
     }
 
@@ -596,8 +605,15 @@ impl LoanApart {
                 loan.id, loan.first_unpaid
             ));
         }
+        if super::borrowing_spans_or_all(&self.principal_changes) != loan.principal_changes {
+            return Err(format!(
+                "loan {}: its principal by date does not give the spans its progress record holds",
+                loan.id
+            ));
+        }
         loan.installments = self.installments;
         loan.paid_changes = self.paid_changes;
+        loan.principal_changes = self.principal_changes;
         loan.keep_running_sums();
         Ok(())
     }
@@ -653,7 +669,12 @@ impl LoanProgress {
         LoanProgress {
             status: loan.status,
             last_repayment_on: loan.last_repayment_on,
-            principal_changes: loan.principal_changes.clone(),
+            // A closed or cancelled loan's principal by date is in its own
+            // record; this one keeps what its borrower's figures read.
+            principal_changes: match loan.installments_kept_apart() {
+                true => super::borrowing_spans_or_all(&loan.principal_changes),
+                false => loan.principal_changes.clone(),
+            },
             // A closed or cancelled loan's are in its own record.
             paid_changes: if loan.installments_kept_apart() {
                 crate::dated::DatedAmounts::new()

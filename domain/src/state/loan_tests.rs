@@ -2147,3 +2147,52 @@ fn a_payoff_of_a_loan_let_go_of_is_not_reversed_while_its_record_cannot_be_read(
         "{refused:?}"
     );
 }
+
+/// Her borrower steps are worked out again (at her next loan) from a loan
+/// closed and let go of: the spans of its principal it keeps give the
+/// steps its whole principal by date gave. She borrowed from 1 Jan, paid
+/// off on 10 Jan, and borrows again from 1 Feb.
+#[test]
+fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
+    let rules = ProductRules {
+        interest_method: InterestMethod::Flat,
+        ..plain_rules()
+    };
+    let mut ledger = plain_loan(&rules, 1_000_000, None, 4);
+    let paid_on = date(2001, 1, 10);
+    let quote = ledger.loan().payoff_quote(paid_on).unwrap();
+    let total = i64::try_from(quote.total().mantissa()).unwrap();
+    pay(&mut ledger, total, paid_on).unwrap();
+    assert_eq!(ledger.loan().status, LoanStatus::Closed);
+    let mut started = started_from(
+        &ledger.records,
+        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+    );
+    let first = &started.loans[&loan_id()];
+    assert!(first.installments.is_let_go());
+    assert_eq!(first.principal_changes.len(), 2, "on 1 Jan and on 10 Jan");
+    let next = Case {
+        rules: rules.clone(),
+        application: LoanApplication {
+            principal: Decimal::from(500_000),
+            currency: None,
+            approved_principal: None,
+            annual_interest_rate_percent: None,
+            installment_count: Some(4),
+            first_repayment_date: date(2001, 2, 8),
+        },
+        disbursed_on: date(2001, 2, 1),
+    };
+    let entry = ledger.submit(next.disburse()).unwrap().clone();
+    started.apply(&entry).unwrap();
+    let steps = |state: &LedgerState| state.members[&member_id()].borrower_steps.clone();
+    assert_eq!(steps(&started), steps(&ledger.state));
+    assert_eq!(
+        steps(&started)
+            .iter()
+            .map(|s| (s.date, s.borrower))
+            .collect::<Vec<_>>(),
+        [(date(2001, 1, 1), 1), (paid_on, -1), (date(2001, 2, 1), 1)]
+    );
+    assert!(started.export() == ledger.state.export());
+}

@@ -1024,6 +1024,20 @@ proptest! {
         let mut started = startup.finish().unwrap();
         started.keep_stored_in(Arc::new(RecordsKept(records.clone())));
         prop_assert_eq!(started.export(), state.export());
+        // A state that lets go of what the store holds after each entry, as
+        // a server's read side does, applies every entry to the same records
+        // (a member's borrower steps worked out again from her closed loans'
+        // spans, a reopened loan read back whole).
+        let kept = Arc::new(RecordsSaved::default());
+        let mut cold = LedgerState::new();
+        cold.keep_stored_in(kept.clone());
+        for entry in &entries {
+            cold.apply(entry).unwrap();
+            let (keys, changed) = cold.take_changes_with_keys();
+            kept.save(changed);
+            cold.saved(&keys);
+        }
+        prop_assert_eq!(&*kept.0.lock().unwrap(), &records);
         // So does a state replayed from the journal, once its records are
         // in the store (a start that replayed past the cache, or rebuilt it).
         let mut kept_replay = replayed.clone();
@@ -1708,5 +1722,27 @@ struct RecordsKept(BTreeMap<Vec<u8>, Vec<u8>>);
 impl crate::stored::StoredRecords for RecordsKept {
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
         Ok(self.0.get(key).cloned())
+    }
+}
+
+/// Records saved into a map as a checkpoint saves them, and read from it.
+#[derive(Debug, Default)]
+struct RecordsSaved(std::sync::Mutex<BTreeMap<Vec<u8>, Vec<u8>>>);
+
+impl RecordsSaved {
+    fn save(&self, records: Vec<StateRecord>) {
+        let mut kept = self.0.lock().unwrap();
+        for (key, value) in records {
+            match value {
+                Some(value) => kept.insert(key, value),
+                None => kept.remove(&key),
+            };
+        }
+    }
+}
+
+impl crate::stored::StoredRecords for RecordsSaved {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
+        Ok(self.0.lock().unwrap().get(key).cloned())
     }
 }
