@@ -1,5 +1,6 @@
 //! How the state cache keeps in sled the records read when asked (a day
-//! log's closed chunks, under `cold/`: [`crate::domain::stored`]): behind a
+//! log's closed chunks, closed loans' records, under `cold/`:
+//! [`crate::domain::stored`]): behind a
 //! byte that says whether the value is stored as it is or zstd-compressed.
 //!
 //! - `[0x00][value]`: as it is (short values, and those zstd cannot
