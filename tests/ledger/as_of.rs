@@ -341,11 +341,7 @@ async fn figures_as_of_early_entries_are_read_back_from_the_cache_after_a_restar
     // The first closed chunk's record replaced by the second's.
     let dir = app.stop().await;
     {
-        let db = sled::Config::new()
-            .path(dir.path().join("state"))
-            .segment_size(mfi_ledger::store::CACHE_SEGMENT_BYTES)
-            .open()
-            .unwrap();
+        let db = crate::support::open_cache_directly(dir.path());
         let key = |first: u64| format!("cold/daylog/TB/{first:020}");
         let second = db.get(key(firsts[1])).unwrap().unwrap();
         db.insert(key(firsts[0]), second).unwrap();

@@ -84,6 +84,29 @@ async fn start_in(dir: TempDir, config: LedgerConfig, limits: ServerLimits) -> A
     start_on(Arc::new(store.unwrap()), dir, config, limits).await
 }
 
+/// The state cache of data directory `dir` opened with sled directly, to
+/// edit it as a tamperer or a damaged disk would: a server stopped just
+/// before may still hold its lock for a moment (sled releases it from a
+/// background thread), so the open is tried again for up to 5 s.
+#[allow(dead_code)]
+pub fn open_cache_directly(dir: &std::path::Path) -> sled::Db {
+    let open = || {
+        sled::Config::new()
+            .path(dir.join("state"))
+            .segment_size(mfi_ledger::store::CACHE_SEGMENT_BYTES)
+            .open()
+    };
+    let mut db = open();
+    for _ in 0..250 {
+        if db.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        db = open();
+    }
+    db.unwrap()
+}
+
 /// Starts the ledger and the server on `store`, whose derived files (and
 /// the log key) are in `dir`.
 pub async fn start_on(

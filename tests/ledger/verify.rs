@@ -480,11 +480,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// Writes the member's savings balance record under the branch's cash
 /// account in the state cache.
 fn alter_cash_balance(dir: &Path) {
-    let db = sled::Config::new()
-        .path(dir.join("state"))
-        .segment_size(mfi_ledger::store::CACHE_SEGMENT_BYTES)
-        .open()
-        .unwrap();
+    let db = crate::support::open_cache_directly(dir);
     let savings = db.get("balance/savings:TB-0001/C1").unwrap().unwrap();
     db.insert("balance/cash:TB", savings).unwrap();
     db.flush().unwrap();
