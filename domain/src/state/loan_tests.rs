@@ -2196,3 +2196,29 @@ fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
     );
     assert!(started.export() == ledger.state.export());
 }
+
+/// A paid-off loan let go of whose record in the state cache no longer
+/// decodes (damaged on disk): reading it whole is refused as damaged,
+/// naming the loan and `verify`, never answered from what memory kept.
+#[test]
+fn a_loan_let_go_of_whose_record_is_damaged_is_refused_as_damaged() {
+    let (ledger, _) = paid_off_on_new_years_day();
+    let mut records = ledger.records.clone();
+    let key = StateKey::LoanSchedule(loan_id()).to_bytes();
+    records.insert(key, b"not a loan's record".to_vec());
+    let started = started_from(
+        &ledger.records,
+        Arc::new(CacheRecords(std::sync::Mutex::new(records))),
+    );
+    assert!(started.loans[&loan_id()].installments.is_let_go());
+    let now = context().recorded_at;
+    let refused = started.loan_view(&loan_id(), Some(date(2001, 1, 5)), now);
+    assert!(
+        matches!(
+            &refused,
+            Err(DomainError::Damaged { message })
+                if message.contains(loan_id().as_str()) && message.contains("verify")
+        ),
+        "{refused:?}"
+    );
+}
