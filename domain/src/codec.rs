@@ -128,6 +128,43 @@ pub mod date_decimal_map {
     }
 }
 
+/// Amounts by date packed ([`PackedAmounts`](crate::dated::PackedAmounts)),
+/// written as [`date_decimal_map`] writes a list: the same bytes for the
+/// same amounts, so a record reads back as either.
+pub mod packed_date_decimal_map {
+    use super::*;
+    use crate::dated::PackedAmounts;
+    use serde::ser::SerializeSeq;
+
+    pub fn serialize<S: Serializer>(
+        value: &PackedAmounts,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(value.len()))?;
+        for (date, amount) in value {
+            seq.serialize_element(&(to_days(&date), to_parts(&amount)))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<PackedAmounts, D::Error> {
+        let pairs = Vec::<(i32, (i128, u32))>::deserialize(deserializer)?;
+        let mut amounts = PackedAmounts::new();
+        for (days, parts) in pairs {
+            if amounts
+                .insert(from_days(days)?, from_parts(parts)?)
+                .is_some()
+            {
+                return Err(D::Error::custom("a date appears twice"));
+            }
+        }
+        amounts.shrink_to_fit();
+        Ok(amounts)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -149,6 +186,42 @@ mod tests {
         let Changes(read) = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(read, amounts);
         assert_eq!(read.capacity(), 100);
+    }
+
+    /// A savings account's changes, packed in memory, are written as a
+    /// list of amounts by date is: a state cache written before they were
+    /// packed reads back, and one written since reads as it did.
+    #[test]
+    fn packed_amounts_by_date_are_written_as_the_list_is() {
+        #[derive(Serialize, Deserialize)]
+        struct Packed(#[serde(with = "packed_date_decimal_map")] crate::dated::PackedAmounts);
+        #[derive(Serialize, Deserialize)]
+        struct Listed(#[serde(with = "date_decimal_map")] crate::dated::DatedAmounts);
+        let first = NaiveDate::from_ymd_opt(2023, 1, 2).unwrap();
+        let pairs: Vec<_> = (0..100)
+            .map(|week| {
+                let amount = match week % 3 {
+                    0 => Decimal::from(50_000 * (week + 1)),
+                    1 => Decimal::new(-(week as i64) * 125, 2),
+                    _ => Decimal::MAX,
+                };
+                (first + chrono::Days::new(7 * week), amount)
+            })
+            .collect();
+        let packed = Packed(pairs.iter().copied().collect());
+        let listed = Listed(pairs.iter().copied().collect());
+        let bytes = postcard::to_stdvec(&packed).unwrap();
+        assert_eq!(bytes, postcard::to_stdvec(&listed).unwrap());
+        let Packed(read) = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(read.iter().collect::<Vec<_>>(), pairs);
+        let Listed(read) = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            read.iter().map(|(d, a)| (*d, *a)).collect::<Vec<_>>(),
+            pairs
+        );
+        // The same date twice is refused, as it was.
+        let twice = postcard::to_stdvec(&vec![(10i32, (5i128, 0u32)), (10, (6, 0))]).unwrap();
+        assert!(postcard::from_bytes::<Packed>(&twice).is_err());
     }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]

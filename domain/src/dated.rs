@@ -23,6 +23,10 @@ use rust_decimal::Decimal;
 
 use crate::totals::{Overflow, plus};
 
+mod packed;
+
+pub use packed::PackedAmounts;
+
 /// Amounts by date, one per date, in date order. Equal lists are equal
 /// whether or not either keeps its sums.
 #[derive(Clone, Default)]

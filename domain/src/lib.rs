@@ -24,5 +24,6 @@ pub mod schedule;
 pub mod state;
 pub mod stored;
 pub mod totals;
+mod varint;
 
 pub use error::DomainError;

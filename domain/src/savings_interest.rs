@@ -199,7 +199,7 @@ impl SavingsInterestRules {
 /// # Errors
 /// [`Overflow`] when a balance or the sum does not fit in a [`Decimal`].
 pub fn accrued(
-    changes: &crate::dated::DatedAmounts,
+    changes: &crate::dated::PackedAmounts,
     from: NaiveDate,
     to: NaiveDate,
     annual_rate_percent: Decimal,
@@ -208,7 +208,7 @@ pub fn accrued(
         return Ok(Decimal::ZERO);
     }
     let mut opening = Decimal::ZERO;
-    for change in changes.range(..from).map(|(_, change)| *change) {
+    for change in changes.range(..from).map(|(_, change)| change) {
         opening = plus(opening, change)?;
     }
     accrued_from(opening, changes, from, to, annual_rate_percent)
@@ -221,7 +221,7 @@ pub fn accrued(
 /// [`Overflow`] when a balance or the sum does not fit in a [`Decimal`].
 pub fn accrued_from(
     opening: Decimal,
-    changes: &crate::dated::DatedAmounts,
+    changes: &crate::dated::PackedAmounts,
     from: NaiveDate,
     to: NaiveDate,
     annual_rate_percent: Decimal,
@@ -235,10 +235,10 @@ pub fn accrued_from(
     let mut balance_days = Decimal::ZERO;
     let mut segment_start = from;
     for (date, change) in changes.range(from..=to) {
-        let days = (*date - segment_start).num_days();
+        let days = (date - segment_start).num_days();
         balance_days = plus(balance_days, times(balance, Decimal::from(days))?)?;
-        balance = plus(balance, *change)?;
-        segment_start = *date;
+        balance = plus(balance, change)?;
+        segment_start = date;
     }
     let days = (to - segment_start).num_days() + 1;
     balance_days = plus(balance_days, times(balance, Decimal::from(days))?)?;
@@ -271,7 +271,7 @@ pub fn posted(accrued: Decimal, rounding: InstallmentRounding) -> Result<Decimal
 /// # Errors
 /// [`Overflow`] as [`accrued`] and [`posted`] give it.
 pub fn interest_for_period(
-    changes: &crate::dated::DatedAmounts,
+    changes: &crate::dated::PackedAmounts,
     (from, to): (NaiveDate, NaiveDate),
     rules: &SavingsInterestRules,
 ) -> Result<Decimal, Overflow> {
@@ -294,7 +294,7 @@ mod tests {
         text.parse().unwrap()
     }
 
-    fn changes(items: &[(&str, i64)]) -> crate::dated::DatedAmounts {
+    fn changes(items: &[(&str, i64)]) -> crate::dated::PackedAmounts {
         items
             .iter()
             .map(|(day, amount)| (date(day), Decimal::from(*amount)))
@@ -317,7 +317,7 @@ mod tests {
     }
 
     /// January 2024 accrued at 5% a year on `account`.
-    fn january(account: &crate::dated::DatedAmounts) -> Decimal {
+    fn january(account: &crate::dated::PackedAmounts) -> Decimal {
         accrued(account, date("2024-01-01"), date("2024-01-31"), dec("5")).unwrap()
     }
 
@@ -447,7 +447,7 @@ mod tests {
 
     #[test]
     fn an_empty_account_or_an_empty_range_accrues_nothing() {
-        assert_eq!(january(&crate::dated::DatedAmounts::new()), Decimal::ZERO);
+        assert_eq!(january(&crate::dated::PackedAmounts::new()), Decimal::ZERO);
         let emptied = changes(&[("2023-12-15", 730_000), ("2023-12-20", -730_000)]);
         assert_eq!(january(&emptied), Decimal::ZERO);
         let account = changes(&[("2023-12-15", 730_000)]);
@@ -465,7 +465,7 @@ mod tests {
 
     #[test]
     fn a_balance_too_large_for_a_decimal_is_an_overflow() {
-        let account: crate::dated::DatedAmounts = [(date("2023-12-15"), Decimal::MAX)].into();
+        let account: crate::dated::PackedAmounts = [(date("2023-12-15"), Decimal::MAX)].into();
         assert_eq!(
             accrued(&account, date("2024-01-01"), date("2024-01-31"), dec("5")),
             Err(Overflow)
@@ -657,7 +657,7 @@ mod tests {
     /// Day-by-day: the closing balance of every day summed, then one
     /// multiplication by the rate and one division by 36,500.
     fn accrued_day_by_day(
-        changes: &crate::dated::DatedAmounts,
+        changes: &crate::dated::PackedAmounts,
         from: NaiveDate,
         to: NaiveDate,
         rate: Decimal,
@@ -665,7 +665,7 @@ mod tests {
         let mut balances = Decimal::ZERO;
         let mut day = from;
         while day <= to {
-            let closing: Decimal = changes.range(..=day).map(|(_, change)| *change).sum();
+            let closing: Decimal = changes.range(..=day).map(|(_, change)| change).sum();
             balances += closing;
             day = day.succ_opt().unwrap();
         }
@@ -675,7 +675,7 @@ mod tests {
     /// Up to 40 changes over 2023-2024 (with the leap day), in dong or in
     /// hundredths, and a range that may start before the first and end after
     /// the last, or be empty.
-    fn arb_account() -> impl Strategy<Value = (crate::dated::DatedAmounts, NaiveDate, NaiveDate)> {
+    fn arb_account() -> impl Strategy<Value = (crate::dated::PackedAmounts, NaiveDate, NaiveDate)> {
         let start = date("2023-01-01");
         let day = move |offset: i64| start + chrono::Days::new(offset as u64);
         let change = (0..730i64, -50_000_000i64..50_000_000, 0..=2u32)
@@ -686,9 +686,9 @@ mod tests {
             -3..420i64,
         )
             .prop_map(move |(items, from, length)| {
-                let mut account = crate::dated::DatedAmounts::new();
+                let mut account = crate::dated::PackedAmounts::new();
                 for (date, amount) in items {
-                    let sum = account.get(&date).copied().unwrap_or_default() + amount;
+                    let sum = account.get(&date).unwrap_or_default() + amount;
                     account.insert(date, sum);
                 }
                 let from = day(from);

@@ -184,8 +184,8 @@ pub struct SavingsAccount {
     pub opened: u64,
     /// Net change of the balance by effective date, so that a back-dated
     /// withdrawal or reversal can be checked against every later balance.
-    #[serde(with = "crate::codec::date_decimal_map")]
-    pub changes: crate::dated::DatedAmounts,
+    #[serde(with = "crate::codec::packed_date_decimal_map")]
+    pub changes: crate::dated::PackedAmounts,
 }
 
 impl SavingsAccount {
@@ -201,13 +201,13 @@ impl SavingsAccount {
         };
         let mut from_seen = false;
         for (date, change) in &self.changes {
-            if *date > from && !from_seen {
+            if date > from && !from_seen {
                 consider(running, from);
                 from_seen = true;
             }
-            running += *change;
-            if *date >= from {
-                consider(running, *date);
+            running += change;
+            if date >= from {
+                consider(running, date);
                 from_seen = true;
             }
         }

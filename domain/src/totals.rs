@@ -595,7 +595,7 @@ pub struct BorrowerStep {
 /// account is not saving: a disbursement already requires one.
 pub fn borrower_steps(
     loans_principal_changes: &[&crate::dated::DatedAmounts],
-    savings_changes: &[&crate::dated::DatedAmounts],
+    savings_changes: &[&crate::dated::PackedAmounts],
 ) -> Result<Vec<BorrowerStep>, Overflow> {
     // Count of loans with principal outstanding, and savings, changing by date.
     let mut changes: BTreeMap<NaiveDate, (i64, Decimal)> = BTreeMap::new();
@@ -614,8 +614,8 @@ pub fn borrower_steps(
     }
     for account in savings_changes {
         for (date, change) in account.iter() {
-            let entry = changes.entry(*date).or_default();
-            entry.1 = plus(entry.1, *change)?;
+            let entry = changes.entry(date).or_default();
+            entry.1 = plus(entry.1, change)?;
         }
     }
     let mut steps = Vec::new();
@@ -648,7 +648,7 @@ mod tests {
         text.parse().unwrap()
     }
 
-    fn changes(items: &[(&str, i64)]) -> crate::dated::DatedAmounts {
+    fn changes<T: FromIterator<(NaiveDate, Decimal)>>(items: &[(&str, i64)]) -> T {
         items
             .iter()
             .map(|(d, a)| (date(d), Decimal::from(*a)))
@@ -714,7 +714,7 @@ mod tests {
     fn a_member_with_overlapping_loans_counts_once() {
         let first = changes(&[("2023-01-10", 1000), ("2023-06-10", -1000)]);
         let second = changes(&[("2023-03-01", 500), ("2023-09-01", -500)]);
-        let savings = changes(&[("2023-01-01", 50)]);
+        let savings: crate::dated::PackedAmounts = changes(&[("2023-01-01", 50)]);
         let steps = borrower_steps(&[&first, &second], &[&savings]).unwrap();
         assert_eq!(
             steps,
@@ -736,7 +736,7 @@ mod tests {
     #[test]
     fn savings_deposited_after_the_loan_starts_the_second_count_later() {
         let loan = changes(&[("2023-01-10", 1000)]);
-        let savings = changes(&[("2023-02-01", 50)]);
+        let savings: crate::dated::PackedAmounts = changes(&[("2023-02-01", 50)]);
         let steps = borrower_steps(&[&loan], &[&savings]).unwrap();
         assert_eq!(
             steps,
@@ -760,8 +760,9 @@ mod tests {
     #[test]
     fn a_borrower_whose_savings_are_zero_does_not_save() {
         let loan = changes(&[("2023-01-10", 1000)]);
-        let savings = changes(&[("2023-01-05", 50), ("2023-03-01", -50)]);
-        let never = crate::dated::DatedAmounts::new();
+        let savings: crate::dated::PackedAmounts =
+            changes(&[("2023-01-05", 50), ("2023-03-01", -50)]);
+        let never = crate::dated::PackedAmounts::new();
         let steps = borrower_steps(&[&loan], &[&savings, &never]).unwrap();
         assert_eq!(
             steps,

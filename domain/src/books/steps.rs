@@ -610,8 +610,8 @@ const DEBITS_SCALED: u8 = 4;
 const CREDITS_SCALED: u8 = 8;
 
 fn encode(bytes: &mut Vec<u8>, sequence_gap: u64, day_gap: i64, posted: Balance) {
-    write_varint(bytes, u128::from(sequence_gap));
-    write_varint(bytes, u128::from(zigzag(day_gap)));
+    crate::varint::put(bytes, u128::from(sequence_gap));
+    crate::varint::put(bytes, u128::from(zigzag(day_gap)));
     let mut flags = 0;
     for (amount, present, scaled) in [
         (posted.debits, DEBITS, DEBITS_SCALED),
@@ -632,7 +632,7 @@ fn encode(bytes: &mut Vec<u8>, sequence_gap: u64, day_gap: i64, posted: Balance)
         if flags & present != 0 {
             let mantissa = amount.mantissa();
             let sign = u128::from(mantissa < 0);
-            write_varint(bytes, (mantissa.unsigned_abs() << 1) | sign);
+            crate::varint::put(bytes, (mantissa.unsigned_abs() << 1) | sign);
             if flags & scaled != 0 {
                 bytes.push(amount.scale() as u8);
             }
@@ -668,14 +668,14 @@ struct RawRecord {
 }
 
 fn decode_raw(bytes: &[u8], mut at: usize) -> (RawRecord, usize) {
-    let sequence_gap = read_varint(bytes, &mut at) as u64;
-    let day_gap = unzigzag(read_varint(bytes, &mut at) as u64);
+    let sequence_gap = crate::varint::take(bytes, &mut at) as u64;
+    let day_gap = unzigzag(crate::varint::take(bytes, &mut at) as u64);
     let flags = bytes[at];
     at += 1;
     let mut amounts = [(0i128, 0u32); 2];
     for (amount, present, scaled) in [(0, DEBITS, DEBITS_SCALED), (1, CREDITS, CREDITS_SCALED)] {
         if flags & present != 0 {
-            let digits = read_varint(bytes, &mut at);
+            let digits = crate::varint::take(bytes, &mut at);
             let magnitude = (digits >> 1) as i128;
             let mantissa = if digits & 1 == 1 {
                 -magnitude
@@ -702,8 +702,8 @@ fn decode_raw(bytes: &[u8], mut at: usize) -> (RawRecord, usize) {
 /// [`decode_raw`] of bytes read back from the state cache: `None` where
 /// they run out or a field is out of range, never a panic.
 fn decode_checked(bytes: &[u8], mut at: usize) -> Option<(RawRecord, usize)> {
-    let sequence_gap = u64::try_from(read_varint_checked(bytes, &mut at)?).ok()?;
-    let day_gap = unzigzag(u64::try_from(read_varint_checked(bytes, &mut at)?).ok()?);
+    let sequence_gap = u64::try_from(crate::varint::take_checked(bytes, &mut at)?).ok()?;
+    let day_gap = unzigzag(u64::try_from(crate::varint::take_checked(bytes, &mut at)?).ok()?);
     let flags = *bytes.get(at)?;
     at += 1;
     if flags & !(DEBITS | CREDITS | DEBITS_SCALED | CREDITS_SCALED) != 0
@@ -715,7 +715,7 @@ fn decode_checked(bytes: &[u8], mut at: usize) -> Option<(RawRecord, usize)> {
     let mut amounts = [(0i128, 0u32); 2];
     for (amount, present, scaled) in [(0, DEBITS, DEBITS_SCALED), (1, CREDITS, CREDITS_SCALED)] {
         if flags & present != 0 {
-            let digits = read_varint_checked(bytes, &mut at)?;
+            let digits = crate::varint::take_checked(bytes, &mut at)?;
             // The sign bit: booked amounts are positive.
             if digits & 1 == 1 || digits >> 1 >= 1 << 96 {
                 return None;
@@ -735,48 +735,6 @@ fn decode_checked(bytes: &[u8], mut at: usize) -> Option<(RawRecord, usize)> {
         amounts,
     };
     Some((record, at))
-}
-
-/// [`read_varint`], `None` where the bytes run out or the value does not
-/// fit 128 bits.
-fn read_varint_checked(bytes: &[u8], at: &mut usize) -> Option<u128> {
-    let mut value = 0u128;
-    let mut shift = 0u32;
-    loop {
-        let byte = *bytes.get(*at)?;
-        *at += 1;
-        let part = u128::from(byte & 0x7f);
-        if shift >= 128 || (shift > 121 && part >> (128 - shift) != 0) {
-            return None;
-        }
-        value |= part << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-        shift += 7;
-    }
-}
-
-fn write_varint(bytes: &mut Vec<u8>, mut value: u128) {
-    while value >= 0x80 {
-        bytes.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    bytes.push(value as u8);
-}
-
-fn read_varint(bytes: &[u8], at: &mut usize) -> u128 {
-    let mut value = 0u128;
-    let mut shift = 0;
-    loop {
-        let byte = bytes[*at];
-        *at += 1;
-        value |= u128::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return value;
-        }
-        shift += 7;
-    }
 }
 
 fn zigzag(value: i64) -> u64 {

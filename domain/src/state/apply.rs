@@ -678,7 +678,7 @@ impl<'s> Stage<'s> {
                         kind: *kind,
                         opened_on: date,
                         opened: body.sequence,
-                        changes: crate::dated::DatedAmounts::new(),
+                        changes: crate::dated::PackedAmounts::new(),
                     },
                 );
             }
@@ -1394,7 +1394,7 @@ impl Stage<'_> {
         let date = self.date;
         let member = if let Some(opened) = self.savings.get_mut(account) {
             // Opened by this entry: its staged copy.
-            let old = opened.changes.get(&date).copied().unwrap_or_default();
+            let old = opened.changes.get(&date).unwrap_or_default();
             let new = plus(old, change)?;
             if new.is_zero() {
                 opened.changes.remove(&date);
@@ -1412,10 +1412,7 @@ impl Stage<'_> {
             *moved = plus(*moved, change)?;
             // What the account will hold on the date must fit, as when the
             // change is written.
-            plus(
-                existing.changes.get(&date).copied().unwrap_or_default(),
-                *moved,
-            )?;
+            plus(existing.changes.get(&date).unwrap_or_default(), *moved)?;
             existing.member.clone()
         };
         self.add_day(
@@ -1452,7 +1449,7 @@ impl Stage<'_> {
         for id in &member.savings_accounts {
             let (account, held) = match self.savings.get(id) {
                 // Opened by this entry: its changes are this entry's.
-                Some(account) => (account, sum(account.changes.values().copied())?),
+                Some(account) => (account, account.changes.sum()?),
                 // Its changes add up to its balance before this entry (an
                 // invariant the state's property tests check): read that,
                 // not every change in its history.
@@ -1470,7 +1467,7 @@ impl Stage<'_> {
             if account
                 .changes
                 .last_key_value()
-                .is_some_and(|(last, _)| *last > date)
+                .is_some_and(|(last, _)| last > date)
             {
                 return Ok(false);
             }
@@ -1705,11 +1702,11 @@ impl Stage<'_> {
 /// Adds `moved` to an account's change on `date`; a change that comes to
 /// zero leaves no date behind.
 fn move_on(
-    changes: &mut crate::dated::DatedAmounts,
+    changes: &mut crate::dated::PackedAmounts,
     date: NaiveDate,
     moved: Decimal,
 ) -> Result<(), Overflow> {
-    let new = plus(changes.get(&date).copied().unwrap_or_default(), moved)?;
+    let new = plus(changes.get(&date).unwrap_or_default(), moved)?;
     if new.is_zero() {
         changes.remove(&date);
     } else {

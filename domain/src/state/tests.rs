@@ -1075,7 +1075,7 @@ proptest! {
         // No savings account is below zero on any day, and its changes by
         // date add up to its balance (interest postings count on it).
         for account in state.savings.values() {
-            let changes: Decimal = account.changes.values().copied().sum();
+            let changes: Decimal = account.changes.values().sum();
             let savings = AccountId::Savings(account.id.clone());
             prop_assert_eq!(changes, state.balance(&savings).on_normal_side(savings.kind()), "{}", account.id);
             let (lowest, on) = account.lowest_balance_from(day(0));
@@ -1156,7 +1156,7 @@ fn aggregates_equal_the_scan(state: &LedgerState) -> Result<(), TestCaseError> {
                         state.savings[a]
                             .changes
                             .range(..=as_of)
-                            .map(|(_, c)| *c)
+                            .map(|(_, c)| c)
                             .sum::<Decimal>()
                     })
                     .sum();

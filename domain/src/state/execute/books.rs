@@ -188,7 +188,7 @@ impl LedgerState {
                     .balance(&AccountId::Savings(account.id.clone()))
                     .on_normal_side(AccountKind::Liability);
                 let since_from =
-                    crate::totals::sum(account.changes.range(from..).map(|(_, change)| *change))
+                    crate::totals::sum(account.changes.range(from..).map(|(_, change)| change))
                         .map_err(overflow)?;
                 let opening = checked_sub(now, since_from).map_err(|_| too_large("period_end"))?;
                 let mut earned = Decimal::ZERO;
@@ -202,10 +202,7 @@ impl LedgerState {
                         continue;
                     }
                     let before_since = crate::totals::sum(
-                        account
-                            .changes
-                            .range(from..since)
-                            .map(|(_, change)| *change),
+                        account.changes.range(from..since).map(|(_, change)| change),
                     )
                     .map_err(overflow)?;
                     let part = accrued_from(
