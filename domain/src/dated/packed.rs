@@ -14,8 +14,9 @@
 //! found walking back from the end, so it costs the changes since that
 //! date; the rest walks the list from its start, as those readers did
 //! already (the lowest balance from a date, a member's borrower steps). A
-//! change before the last date (a back-dated entry, or a reversal that
-//! empties a day) packs the list again.
+//! reversal that empties the last day walks back one change; a change
+//! before the last date (a back-dated entry, or a reversal that empties
+//! an earlier day) packs the list again.
 
 use std::ops::{Bound, RangeBounds};
 
@@ -27,7 +28,7 @@ use crate::varint;
 
 /// Amounts by date, one per date, in date order, packed. Answers as
 /// [`DatedAmounts`](super::DatedAmounts) does, with pairs by value.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PackedAmounts {
     /// Each change: zigzag(days since the previous change's date, the
     /// first's since 1 January of year 1), then zigzag(mantissa) << 5 |
@@ -99,6 +100,12 @@ impl std::fmt::Debug for PackedAmounts {
         f.debug_tuple("PackedAmounts")
             .field(&self.iter().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+impl Default for PackedAmounts {
+    fn default() -> PackedAmounts {
+        PackedAmounts::new()
     }
 }
 
@@ -278,9 +285,32 @@ impl PackedAmounts {
     /// Removes the amount on `date`; returns it.
     pub fn remove(&mut self, date: &NaiveDate) -> Option<Decimal> {
         let removed = self.get(date)?;
-        let pairs = self.iter().filter(|(on, _)| on != date).collect();
-        self.repack(pairs);
+        if *date == self.last_date {
+            self.pop();
+        } else {
+            let pairs = self.iter().filter(|(on, _)| on != date).collect();
+            self.repack(pairs);
+        }
         Some(removed)
+    }
+
+    /// Removes the last change (a reversal that empties the last day):
+    /// the one before it becomes the last, found by walking back one, so
+    /// the list is not packed again.
+    fn pop(&mut self) {
+        if self.len <= 1 {
+            *self = PackedAmounts::new();
+            return;
+        }
+        let previous = self.date_before_last();
+        let end = self.last_at as usize;
+        let mut amount_at = varint::start_before(&self.bytes, end);
+        let change_at = varint::start_before(&self.bytes, amount_at);
+        self.last_amount = take_amount(&self.bytes, &mut amount_at);
+        self.last_date = previous;
+        self.last_at = change_at as u32;
+        self.bytes.truncate(end);
+        self.len -= 1;
     }
 
     /// Every amount, summed as [`plus`] sums them one after the other from
@@ -374,11 +404,21 @@ mod tests {
         ]
     }
 
+    /// Days over eight years, or within a few weeks so that removals and
+    /// the same date again find what they look for.
+    fn date() -> impl Strategy<Value = i64> {
+        prop_oneof![0..3000i64, 0..40i64]
+    }
+
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0..3000i64, amount()).prop_map(|(d, a)| Op::Insert(d, a)),
-            1 => (0..3000i64).prop_map(Op::Remove),
+            4 => (date(), amount()).prop_map(|(d, a)| Op::Insert(d, a)),
+            2 => date().prop_map(Op::Remove),
         ]
+    }
+
+    fn bounds(day: NaiveDate) -> [Bound<NaiveDate>; 3] {
+        [Bound::Unbounded, Bound::Included(day), Bound::Excluded(day)]
     }
 
     proptest! {
@@ -388,8 +428,8 @@ mod tests {
         #[test]
         fn answers_as_a_map_does(
             ops in proptest::collection::vec(op(), 0..120),
-            from in 0..3000i64,
-            to in 0..3000i64,
+            from in date(),
+            to in date(),
         ) {
             let mut list = PackedAmounts::new();
             let mut map = BTreeMap::new();
@@ -423,11 +463,24 @@ mod tests {
             prop_assert_eq!(list.range(..from).collect::<Vec<_>>(), pairs(map.range(..from)));
             prop_assert_eq!(list.range(from..).collect::<Vec<_>>(), pairs(map.range(from..)));
             prop_assert_eq!(list.range(..=to).collect::<Vec<_>>(), pairs(map.range(..=to)));
-            let after = (Bound::Excluded(from), Bound::Unbounded);
-            prop_assert_eq!(list.range(after).collect::<Vec<_>>(), pairs(map.range(after)));
-            if from <= to {
-                prop_assert_eq!(list.range(from..=to).collect::<Vec<_>>(), pairs(map.range(from..=to)));
-                prop_assert_eq!(list.range(from..to).collect::<Vec<_>>(), pairs(map.range(from..to)));
+            // Every pair of bounds; where a map refuses the range (its
+            // start after its end, or both excluding one date), the list
+            // has nothing in it.
+            for start in bounds(from) {
+                for end in bounds(to) {
+                    let refused = match (start, end) {
+                        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
+                            s > e || (s == e && start == Bound::Excluded(s) && end == Bound::Excluded(e))
+                        }
+                        _ => false,
+                    };
+                    let packed: Vec<_> = list.range((start, end)).collect();
+                    if refused {
+                        prop_assert!(packed.is_empty());
+                    } else {
+                        prop_assert_eq!(packed, pairs(map.range((start, end))));
+                    }
+                }
             }
             let collected: PackedAmounts = map.iter().map(|(d, a)| (*d, *a)).collect();
             prop_assert_eq!(&collected, &list);
@@ -460,6 +513,28 @@ mod tests {
             );
         }
         assert_eq!(list.last_key_value(), Some(pairs[5]));
+        // Found from the end, back over the widest changes to the first.
+        for (at, (date, amount)) in pairs.iter().enumerate() {
+            assert_eq!(list.get(date), Some(*amount));
+            assert_eq!(list.range(*date..).collect::<Vec<_>>(), &pairs[at..]);
+            assert_eq!(list.range(..=*date).collect::<Vec<_>>(), &pairs[..=at]);
+        }
+        // Changed at either end, and emptied from the last back.
+        let mut changed = list.clone();
+        assert_eq!(
+            changed.insert(NaiveDate::MIN, Decimal::ONE),
+            Some(Decimal::MIN)
+        );
+        assert_eq!(
+            changed.insert(NaiveDate::MAX, Decimal::ONE),
+            Some(pairs[5].1)
+        );
+        assert_eq!(changed.iter().next(), Some((NaiveDate::MIN, Decimal::ONE)));
+        for (date, _) in pairs.iter().rev() {
+            assert!(changed.remove(date).is_some());
+        }
+        assert!(changed.is_empty());
+        assert_eq!(changed, PackedAmounts::default());
     }
 
     /// A weekly deposit of a meeting day packs into five bytes (a week on,
