@@ -1908,6 +1908,28 @@ fn paid_off_on_new_years_day() -> (Ledger, EntryBody) {
     (ledger, payoff)
 }
 
+/// A member's view shares her loans with the state rather than copying
+/// each (its schedule, amounts and lists) on every GetMember, whether the
+/// loan is held whole or was let go of once paid off; as of an entry it
+/// shows the loan as it stood then.
+#[test]
+fn a_members_view_shares_her_loans_with_the_state() {
+    let (ledger, payoff) = paid_off_on_new_years_day();
+    let now = context().recorded_at;
+    for state in [&ledger.state, &ledger.cold] {
+        let view = state.member_view(&member_id(), now).unwrap();
+        assert_eq!(view.loans.len(), 1);
+        assert!(Arc::ptr_eq(&view.loans[0], &state.loans[&loan_id()]));
+        assert_eq!(view.loans[0].status, LoanStatus::Closed);
+    }
+    let mut lookup = |sequence: u64| Ok(ledger.entries[sequence as usize - 1].body.clone());
+    let before = ledger
+        .state
+        .member_view_at(&member_id(), payoff.sequence - 1, &mut lookup)
+        .unwrap();
+    assert_eq!(before.loans[0].status, LoanStatus::Active);
+}
+
 /// A payoff on 1 Jan cannot be reversed with effect from 20 Jan: the
 /// restored installments due 2 and 9 Jan would show as overdue on 10 Jan, a
 /// day the loan had been paid off. Reversed as of its own date, the loan is

@@ -22,8 +22,9 @@ pub struct MemberView {
     /// Her loans. From [`LedgerState::member_view`], a closed
     /// or cancelled one may be let go of (its installments and payments by
     /// date not held: [`Loan::installments_kept_apart`]): what reads those
-    /// reads the loan whole ([`LedgerState::whole_loan`]).
-    pub loans: Vec<Loan>,
+    /// reads the loan whole ([`LedgerState::whole_loan`]). Shared with
+    /// the state, not copied.
+    pub loans: Vec<Arc<Loan>>,
 }
 
 /// Where an installment stands on a date.
@@ -128,7 +129,7 @@ impl LedgerState {
         let loans = member
             .loans
             .iter()
-            .filter_map(|id| self.loan(id))
+            .filter_map(|id| self.loans.get(id))
             .cloned()
             .collect();
         Ok(MemberView {
@@ -186,7 +187,7 @@ impl LedgerState {
                 .loan_at(loan_id, sequence, lookup)
                 .map_err(lookup_failed)?
             {
-                loans.push(loan);
+                loans.push(Arc::new(loan));
             }
         }
         let mut savings = Vec::new();
@@ -205,7 +206,11 @@ impl LedgerState {
             savings.push(SavingsView {
                 account: SavingsAccount::clone(account),
                 balance: balance.on_normal_side(AccountKind::Liability),
-                required_minimum: self.required_savings_with(account, today, &loans)?,
+                required_minimum: self.required_savings_with(
+                    account,
+                    today,
+                    loans.iter().map(Arc::as_ref),
+                )?,
             });
         }
         let mut member = member.clone();
