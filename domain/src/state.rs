@@ -306,7 +306,8 @@ pub struct Loan {
     /// order so that allocation follows the calendar.
     #[serde(with = "crate::codec::date")]
     pub last_repayment_on: NaiveDate,
-    /// Principal outstanding changes by effective date (portfolio, borrowers).
+    /// Principal outstanding changes by effective date (portfolio, borrowers);
+    /// once let go of ([`Loan::let_go`]), only its spans ([`borrowing_spans`]).
     #[serde(with = "crate::codec::date_decimal_map")]
     pub principal_changes: crate::dated::DatedAmounts,
     /// Amounts paid on scheduled installments by effective date (arrears as of a date).
@@ -398,8 +399,15 @@ impl Loan {
         self.installments.iter_from(self.first_unpaid as usize)
     }
 
-    /// Principal outstanding at the end of `date`.
+    /// Principal outstanding at the end of `date` (the loan held whole: a
+    /// loan let go of keeps only its principal's spans, [`borrowing_spans`]).
     pub fn principal_on(&self, date: NaiveDate) -> Result<Decimal, Overflow> {
+        if cfg!(any(test, debug_assertions)) {
+            assert!(
+                !self.installments.is_let_go(),
+                "a loan's principal by date read after being let go of"
+            );
+        }
         super::totals::sum(self.principal_changes.range(..=date).map(|(_, c)| *c))
     }
 
@@ -881,7 +889,10 @@ impl LedgerState {
 /// to zero. Her borrower steps ([`borrower_steps`]) ask only whether a loan
 /// has principal outstanding at the end of a day, and whether a change
 /// comes after a date asks for its last date, which is the same (a change
-/// after the principal is back to zero would make it positive again).
+/// after the principal is back to zero would make it positive again) but
+/// for a loan paid off or cancelled on the day it was disbursed: its spans
+/// are empty where its changes end on that day, and it adds no borrower
+/// step either way.
 /// `None` when the principal does not add up (never for a loan an entry
 /// built): then it is kept whole.
 fn borrowing_spans(changes: &crate::dated::DatedAmounts) -> Option<crate::dated::DatedAmounts> {

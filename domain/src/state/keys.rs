@@ -563,9 +563,9 @@ impl LoanRecord {
 }
 
 /// What a closed or cancelled loan keeps in its record read when asked
-/// ([`StateKey::LoanSchedule`]): its installments, and what was paid on
-/// them by date (for its arrears on a day it was active, and for the
-/// reversal that would reopen it).
+/// ([`StateKey::LoanSchedule`]): its installments, what was paid on them
+/// by date and its principal by date (for its arrears on a day it was
+/// active, and for the reversal that would reopen it).
 #[derive(Serialize, Deserialize)]
 pub(super) struct LoanApart {
     installments: Installments,
