@@ -307,7 +307,7 @@ pub struct Loan {
     #[serde(with = "crate::codec::date")]
     pub last_repayment_on: NaiveDate,
     /// Principal outstanding changes by effective date (portfolio, borrowers);
-    /// once let go of ([`Loan::let_go`]), only its spans ([`borrowing_spans`]).
+    /// a closed or cancelled loan's summary keeps only its spans ([`borrowing_spans`]).
     #[serde(with = "crate::codec::date_decimal_map")]
     pub principal_changes: crate::dated::DatedAmounts,
     /// Amounts paid on scheduled installments by effective date (arrears as of a date).
@@ -352,22 +352,11 @@ pub struct Loan {
 
 impl Loan {
     /// True when the loan is closed or cancelled: nothing falls due on it
-    /// any more, and the state cache keeps its installments in a record of
-    /// their own ([`StateKey::LoanSchedule`]), read when asked, which
-    /// memory lets go of ([`Installments::let_go`]).
+    /// any more, and the state cache keeps it whole in a record of its own
+    /// ([`StateKey::LoanSchedule`]), read when asked, memory only its
+    /// summary ([`EndedLoan`]).
     pub fn installments_kept_apart(&self) -> bool {
         matches!(self.status, LoanStatus::Closed | LoanStatus::Cancelled)
-    }
-
-    /// Lets go of what a closed or cancelled loan keeps in the state
-    /// cache's record read when asked: its installments, what was paid on
-    /// them by date, and its principal by date but for the dates its
-    /// borrower's figures read ([`borrowing_spans`]); read back by
-    /// [`whole_loan`].
-    fn let_go(&mut self) {
-        self.installments = Installments::let_go();
-        self.paid_changes = crate::dated::DatedAmounts::new();
-        self.principal_changes = borrowing_spans_or_all(&self.principal_changes);
     }
 
     /// Principal not yet repaid (zero once written off or cancelled).
@@ -399,27 +388,13 @@ impl Loan {
         self.installments.iter_from(self.first_unpaid as usize)
     }
 
-    /// Principal outstanding at the end of `date` (the loan held whole: a
-    /// loan let go of keeps only its principal's spans, [`borrowing_spans`]).
+    /// Principal outstanding at the end of `date`.
     pub fn principal_on(&self, date: NaiveDate) -> Result<Decimal, Overflow> {
-        if cfg!(any(test, debug_assertions)) {
-            assert!(
-                !self.installments.is_let_go(),
-                "a loan's principal by date read after being let go of"
-            );
-        }
         super::totals::sum(self.principal_changes.range(..=date).map(|(_, c)| *c))
     }
 
-    /// Paid on scheduled installments up to the end of `date` (the loan
-    /// held whole: see [`Installments::let_go`], and the check there).
+    /// Paid on scheduled installments up to the end of `date`.
     pub fn paid_on(&self, date: NaiveDate) -> Result<Decimal, Overflow> {
-        if cfg!(any(test, debug_assertions)) {
-            assert!(
-                !self.installments.is_let_go(),
-                "a loan's payments read after being let go of"
-            );
-        }
         super::totals::sum(self.paid_changes.range(..=date).map(|(_, c)| *c))
     }
 }
@@ -461,7 +436,9 @@ pub struct LedgerState {
     /// Shared, so that a read can take loans out of the lock and look at
     /// them after releasing it; applying an entry replaces a changed loan
     /// with a new one (it stages a copy anyway), never edits a shared one.
-    loans: BTreeMap<LoanId, Arc<Loan>>,
+    /// A loan that ended is held as a summary once the store holds it
+    /// whole ([`LoanSlot`]).
+    loans: BTreeMap<LoanId, LoanSlot>,
     /// Every version of every product, oldest first.
     products: BTreeMap<ProductId, Vec<ProductVersion>>,
     /// Every version of every savings product, oldest first.
@@ -597,6 +574,7 @@ mod apply;
 #[cfg(test)]
 mod apply_overflow_tests;
 mod chunked;
+mod ended;
 mod entry_list;
 mod execute;
 mod installments;
@@ -608,6 +586,7 @@ mod queries;
 #[cfg(test)]
 mod tests;
 pub use apply::Written;
+pub use ended::{EndedLoan, LoanSlot};
 pub use keys::{BooksRecords, StateImport};
 pub use loans::{Arrears, PayoffQuote, charged, initial_schedule};
 pub use queries::{
@@ -652,37 +631,36 @@ impl LedgerState {
     pub fn keep_stored_in(&mut self, store: Arc<dyn crate::stored::StoredRecords>) {
         self.day_log.keep_in(store.clone());
         self.stored = StoredIn(Some(store));
-        for loan in self.loans.values_mut() {
-            if loan.installments_kept_apart() && !loan.installments.is_let_go() {
-                Arc::make_mut(loan).let_go();
+        for slot in self.loans.values_mut() {
+            if let Some(ended) = slot.whole().and_then(|loan| EndedLoan::of(loan)) {
+                *slot = LoanSlot::Ended(Arc::new(ended));
             }
         }
     }
 
-    /// Lets go of loan `id`'s installments once the store holds them (a
-    /// checkpoint saved its [`StateKey::LoanSchedule`] record): kept while
-    /// the state has no store to read them back from, and when the record
-    /// changed again since the checkpoint took it (entries applied while it
-    /// saved: the loan reopened, or closed again), until the checkpoint that
-    /// saves it as it now is.
-    fn let_go_of_installments(&mut self, id: &LoanId) {
+    /// Keeps loan `id`, closed or cancelled, as its summary once the store
+    /// holds it whole (a checkpoint saved its [`StateKey::LoanSchedule`]
+    /// record): kept whole while the state has no store to read it back
+    /// from, and when the record changed again since the checkpoint took it
+    /// (entries applied while it saved: the loan reopened, or closed again),
+    /// until the checkpoint that saves it as it now is.
+    fn keep_summary_of(&mut self, id: &LoanId) {
         if self.stored.0.is_none() || self.changed.contains(&StateKey::LoanSchedule(id.clone())) {
             return;
         }
-        if let Some(loan) = self.loans.get_mut(id)
-            && loan.installments_kept_apart()
-            && !loan.installments.is_let_go()
+        if let Some(slot) = self.loans.get_mut(id)
+            && let Some(ended) = slot.whole().and_then(|loan| EndedLoan::of(loan))
         {
-            Arc::make_mut(loan).let_go();
+            *slot = LoanSlot::Ended(Arc::new(ended));
         }
     }
 
-    /// Loan `id` whole: with its installments read back from the store
-    /// when they were let go of (a closed or cancelled loan's).
+    /// Loan `id` whole: read back from the store when only its summary is
+    /// held (a closed or cancelled loan's).
     pub fn whole_loan(&self, id: &LoanId) -> Result<Option<Arc<Loan>>, DomainError> {
         self.loans
             .get(id)
-            .map(|loan| whole_loan(self.stored.0.as_deref(), loan))
+            .map(|slot| whole_loan(self.stored.0.as_deref(), slot))
             .transpose()
     }
 
@@ -755,9 +733,10 @@ impl LedgerState {
         self.branches.get(id)
     }
 
-    /// A loan.
-    pub fn loan(&self, id: &LoanId) -> Option<&Loan> {
-        self.loans.get(id).map(Arc::as_ref)
+    /// A loan: whole, or the summary of one that ended
+    /// ([`LedgerState::whole_loan`] reads that one back whole).
+    pub fn loan(&self, id: &LoanId) -> Option<&LoanSlot> {
+        self.loans.get(id)
     }
 
     /// A product's versions, oldest first.
@@ -921,19 +900,21 @@ fn borrowing_spans_or_all(changes: &crate::dated::DatedAmounts) -> crate::dated:
     borrowing_spans(changes).unwrap_or_else(|| changes.clone())
 }
 
-/// `loan` whole: itself, or when its installments were let go of, a copy
-/// with them read back from `store` (the state's, read in its lock: a
-/// record changes only when its loan changes, and the state holds a loan
-/// whole from the change until the checkpoint that saved it).
+/// The loan `slot` holds, whole: itself, or when only its summary is held,
+/// read back from `store` (the state's, read in its lock: a record changes
+/// only when its loan changes, and the state holds a loan whole from the
+/// change until the checkpoint that saved it) and checked against the
+/// summary.
 pub(crate) fn whole_loan(
     store: Option<&dyn crate::stored::StoredRecords>,
-    loan: &Arc<Loan>,
+    slot: &LoanSlot,
 ) -> Result<Arc<Loan>, DomainError> {
     use crate::stored::ReadError;
-    if !loan.installments.is_let_go() {
-        return Ok(loan.clone());
-    }
-    let id = &loan.id;
+    let ended = match slot {
+        LoanSlot::Whole(loan) => return Ok(loan.clone()),
+        LoanSlot::Ended(ended) => ended,
+    };
+    let id = &ended.id;
     let key = StateKey::LoanSchedule(id.clone()).to_bytes();
     let read = match store {
         Some(store) => store.read(&key),
@@ -944,23 +925,19 @@ pub(crate) fn whole_loan(
     let whole = read.and_then(|value| {
         let value = value.ok_or_else(|| ReadError::Damaged("the record is missing".into()))?;
         let name = String::from_utf8_lossy(&key);
-        let mut whole = Loan::clone(loan);
-        keys::LoanApart::decode(&name, &value)
-            .and_then(|apart| apart.give_back(&mut whole))
-            .map_err(ReadError::Damaged)?;
-        Ok(whole)
+        keys::decode_ended_loan(&name, &value, ended).map_err(ReadError::Damaged)
     });
     match whole {
         Ok(whole) => Ok(Arc::new(whole)),
         Err(ReadError::Damaged(message)) => Err(DomainError::Damaged {
             message: format!(
-                "loan {id}'s installments are damaged in the ledger's state cache ({message}); \
+                "loan {id}'s record is damaged in the ledger's state cache ({message}); \
                  `mfi-ledger verify` compares the state cache with the journal"
             ),
         }),
         Err(ReadError::Unreadable(message)) => Err(DomainError::Unavailable {
             message: format!(
-                "loan {id}'s installments could not be read from the ledger's state cache \
+                "loan {id}'s record could not be read from the ledger's state cache \
                  ({message}); nothing changed: ask again"
             ),
         }),

@@ -21,7 +21,9 @@ use crate::domain::entry::EntryBody;
 use crate::domain::entry::GENESIS_HASH;
 use crate::domain::ids::{BranchId, LoanId, MemberId};
 use crate::domain::money::Currency;
-use crate::domain::state::{Arrears, InstallmentStatus, LedgerState, Loan, LoanStatus, LoanView};
+use crate::domain::state::{
+    Arrears, InstallmentStatus, LedgerState, Loan, LoanSlot, LoanStatus, LoanView,
+};
 use crate::domain::totals::{Overflow, Period, PeriodFigures, minus, plus, sum, times};
 use crate::ledger::{Holds, Ledger};
 use crate::pb;
@@ -115,7 +117,7 @@ impl AuditApi {
         let now = self.ledger.now();
         self.read_past(move |state, lookup| {
             if let Some(loan) = state.loan(&id) {
-                may_read(&caller, Some(&loan.branch))?;
+                may_read(&caller, Some(loan.branch()))?;
             }
             match as_of_sequence {
                 0 => Ok((state.loan_view(&id, as_of, now)?, state.last_sequence())),
@@ -262,14 +264,11 @@ impl AuditService for AuditApi {
                 .loans
                 .iter()
                 .map(|loan| pb::LoanSummary {
-                    loan_id: loan.id.to_string(),
-                    status: loan_status(loan.status) as i32,
-                    disbursed_on: loan.disbursed_on.to_string(),
-                    principal: Some(money_out(loan.terms.principal, currency)),
-                    principal_outstanding: Some(money_out(
-                        outstanding_unless_cancelled(loan),
-                        currency,
-                    )),
+                    loan_id: loan.id().to_string(),
+                    status: loan_status(loan.status()) as i32,
+                    disbursed_on: loan.disbursed_on().to_string(),
+                    principal: Some(money_out(loan.principal(), currency)),
+                    principal_outstanding: Some(money_out(loan.principal_outstanding(), currency)),
                 })
                 .collect(),
             as_of_sequence: reflects,
@@ -829,14 +828,14 @@ impl ArrearsQuery {
         // The last loan of the page when loans remain after it.
         let mut next: Option<LoanId> = None;
         'steps: loop {
-            let taken: Vec<Arc<Loan>> = ledger.read(|state| {
+            let taken: Vec<LoanSlot> = ledger.read(|state| {
                 state
                     .loans_after(last.as_ref())
                     .take(LOANS_PER_HOLD)
                     .cloned()
                     .collect()
             });
-            for loan in &taken {
+            for slot in &taken {
                 if page.is_full() || looked_at == LOANS_PER_PAGE_MAX {
                     next = last;
                     break 'steps;
@@ -844,30 +843,29 @@ impl ArrearsQuery {
                 looked_at += 1;
                 // A loan that had ended by then owes nothing then; one that
                 // since closed is read back whole from the state cache.
-                let candidate = branch.is_none_or(|b| loan.branch == *b) && loan.active_on(as_of);
-                let loan = match candidate && loan.installments.is_let_go() {
+                let candidate = branch.is_none_or(|b| slot.branch() == b) && slot.active_on(as_of);
+                let loan = match (candidate, slot) {
+                    (false, _) => None,
+                    (true, LoanSlot::Whole(loan)) => Some(loan.clone()),
                     // Closed since: read back whole in a hold of its own,
                     // as the ledger holds it now (a record read in the lock
                     // is the loan's; one read after the lock was released
                     // could be of the loan reopened and closed again since).
-                    true => match ledger.read(|state| state.whole_loan(&loan.id))? {
-                        Some(now) => now,
-                        // A loan is never removed: unreachable.
-                        None => {
-                            last = Some(loan.id.clone());
-                            continue;
-                        }
-                    },
-                    false => loan.clone(),
+                    // A loan is never removed: `None` is unreachable.
+                    (true, LoanSlot::Ended(_)) => {
+                        ledger.read(|state| state.whole_loan(slot.id()))?
+                    }
                 };
-                if candidate && loan.may_be_in_arrears_on(as_of).unwrap_or(true) {
+                if let Some(loan) = loan
+                    && loan.may_be_in_arrears_on(as_of).unwrap_or(true)
+                {
                     let arrears = loan.arrears_on(as_of).map_err(DomainError::from)?;
                     if arrears.in_arrears && page.push(arrears_out(&loan, &arrears)).is_err() {
                         next = last;
                         break 'steps;
                     }
                 }
-                last = Some(loan.id.clone());
+                last = Some(slot.id().clone());
             }
             if taken.len() < LOANS_PER_HOLD {
                 break;

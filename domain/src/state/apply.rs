@@ -270,24 +270,38 @@ impl LedgerState {
             }
         }
         for (loan, records) in commit.loans {
-            if records.loan {
-                self.changed.note(|| StateKey::Loan(loan.id.clone()));
+            let id = &loan.id;
+            if records.ended {
+                // Closed, cancelled or reopened: its records change from
+                // those of a running loan (its terms, progress and both
+                // lists, every chunk) to those of an ended one (the loan
+                // whole, and its summary), or back.
+                self.changed.note(|| StateKey::Loan(id.clone()));
+                self.changed.note(|| StateKey::LoanSchedule(id.clone()));
+                self.changed.note(|| StateKey::LoanEnded(id.clone()));
+                for chunk in 0..=keys::list_chunks(loan.events.len()) {
+                    self.changed
+                        .note(|| StateKey::LoanEvents(id.clone(), chunk));
+                }
+                for chunk in 0..=keys::list_chunks(loan.history.len()) {
+                    self.changed
+                        .note(|| StateKey::LoanHistory(id.clone(), chunk));
+                }
+            } else {
+                if records.loan {
+                    self.changed.note(|| StateKey::Loan(id.clone()));
+                }
+                for chunk in keys::list_chunks_touched(loan.events.len()) {
+                    self.changed
+                        .note(|| StateKey::LoanEvents(id.clone(), chunk));
+                }
+                for chunk in keys::list_chunks_touched(loan.history.len()) {
+                    self.changed
+                        .note(|| StateKey::LoanHistory(id.clone(), chunk));
+                }
             }
-            if records.schedule {
-                self.changed
-                    .note(|| StateKey::LoanSchedule(loan.id.clone()));
-            }
-            self.changed
-                .note(|| StateKey::LoanProgress(loan.id.clone()));
-            for chunk in keys::list_chunks_touched(loan.events.len()) {
-                self.changed
-                    .note(|| StateKey::LoanEvents(loan.id.clone(), chunk));
-            }
-            for chunk in keys::list_chunks_touched(loan.history.len()) {
-                self.changed
-                    .note(|| StateKey::LoanHistory(loan.id.clone(), chunk));
-            }
-            self.loans.insert(loan.id.clone(), loan);
+            self.changed.note(|| StateKey::LoanProgress(id.clone()));
+            self.loans.insert(id.clone(), LoanSlot::Whole(loan));
         }
         // The last side to write the days takes them; the first copies
         // each day it writes.
@@ -379,12 +393,11 @@ struct Commit {
 /// Which of a changed loan's records change besides its progress.
 #[derive(Clone, Copy, Debug, Default)]
 struct LoanRecords {
-    /// Its `Loan` record: the schedule changed (recast, or a new loan), or
-    /// the installments left it or came back ([`Loan::installments_kept_apart`]).
+    /// Its `Loan` record: the schedule changed (recast, or a new loan).
     loan: bool,
-    /// Its installments' own record ([`StateKey::LoanSchedule`]): the loan
-    /// was closed or cancelled, or is no more.
-    schedule: bool,
+    /// The loan is closed or cancelled, or was before the entry
+    /// ([`Loan::installments_kept_apart`]): every record of it changes.
+    ended: bool,
 }
 
 /// A loan being changed by the entry.
@@ -947,14 +960,14 @@ impl LedgerState {
         sequence: u64,
         lookup: &mut dyn FnMut(u64) -> Result<EntryBody, String>,
     ) -> Result<Option<Loan>, String> {
-        let Some(now) = self.loans.get(id) else {
+        let Some(slot) = self.loans.get(id) else {
             return Ok(None);
         };
+        // An ended loan's history is read back with it.
+        let now = super::whole_loan(self.stored.0.as_deref(), slot).map_err(|e| e.to_string())?;
         let count = now.history.partition_point(|at| at <= sequence);
         if count == now.history.len() {
-            let whole =
-                super::whole_loan(self.stored.0.as_deref(), now).map_err(|e| e.to_string())?;
-            return Ok(Some(Loan::clone(&whole)));
+            return Ok(Some(Loan::clone(&now)));
         }
         let Some(first) = now.history.first().filter(|_| count > 0) else {
             return Ok(None);
@@ -1309,7 +1322,7 @@ impl Stage<'_> {
                     .loans
                     .get(loan)
                     .ok_or("unknown loan")?
-                    .disbursed_on;
+                    .disbursed_on();
                 // Cancelled, the loan's installments count nowhere: its
                 // figures change from its disbursement on.
                 let state = &mut self.loan(loan, disbursed_on)?.loan;
@@ -1478,17 +1491,7 @@ impl Stage<'_> {
             }
         }
         for id in &member.loans {
-            let changes = match self.loans.get(id) {
-                Some(staged) => &staged.loan.principal_changes,
-                None => {
-                    &self
-                        .state
-                        .loans
-                        .get(id)
-                        .ok_or("unknown loan")?
-                        .principal_changes
-                }
-            };
+            let changes = principal_changes_of(&self.loans, self.state, id)?;
             if changes
                 .last_key_value()
                 .is_some_and(|(last, _)| *last > date)
@@ -1547,17 +1550,7 @@ impl Stage<'_> {
             let member = self.member(&member_id)?.clone();
             let mut principal_changes = Vec::with_capacity(member.loans.len());
             for id in &member.loans {
-                principal_changes.push(match loans.get(id) {
-                    Some(staged) => &staged.loan.principal_changes,
-                    None => {
-                        &self
-                            .state
-                            .loans
-                            .get(id)
-                            .ok_or("unknown loan")?
-                            .principal_changes
-                    }
-                });
+                principal_changes.push(principal_changes_of(&loans, self.state, id)?);
             }
             // Her accounts' histories as the entry leaves them.
             let mut moved_changes = Vec::new();
@@ -1689,13 +1682,30 @@ impl Stage<'_> {
                     .as_ref()
                     .is_some_and(|before| before.installments_kept_apart());
                 let records = LoanRecords {
-                    loan: staged.schedule_changed || apart != was_apart,
-                    schedule: apart || was_apart,
+                    loan: staged.schedule_changed,
+                    ended: apart || was_apart,
                 };
                 (Arc::new(staged.loan), records)
             })
             .collect();
         Ok(commit)
+    }
+}
+
+/// Loan `id`'s principal by date as staged, else as `state` holds it (for
+/// a summary, its spans: [`LoanSlot::principal_changes`]).
+fn principal_changes_of<'a>(
+    staged: &'a BTreeMap<LoanId, StagedLoan>,
+    state: &'a LedgerState,
+    id: &LoanId,
+) -> Result<&'a crate::dated::DatedAmounts, String> {
+    match staged.get(id) {
+        Some(staged) => Ok(&staged.loan.principal_changes),
+        None => Ok(state
+            .loans
+            .get(id)
+            .ok_or("unknown loan")?
+            .principal_changes()),
     }
 }
 

@@ -8,12 +8,6 @@
 //! which installments a payment covers, and adding the schedule up from
 //! its first installment each time cost as much as the rest of them.
 //!
-//! A closed or cancelled loan's installments are let go of once the state
-//! cache holds them ([`Installments::let_go`]): nothing more falls due on
-//! it, and a branch's closed loans outnumber its active ones more every
-//! year. Whoever needs them then reads the loan back whole
-//! ([`crate::state::LedgerState::whole_loan`]); reading a let-go list is a
-//! bug, which the rules' tests catch.
 
 use std::ops::{Deref, DerefMut, Index};
 use std::sync::Arc;
@@ -38,69 +32,33 @@ pub struct Installments {
     /// sum that would overflow. Shared by copies of the loan; dropped when
     /// an installment's amounts due change, until kept again.
     cumulative_dues: Option<Arc<Vec<Decimal>>>,
-    /// Let go of: in the state cache only, the list empty.
-    let_go: bool,
 }
 
 impl Installments {
-    /// The installments of a closed or cancelled loan left in the state
-    /// cache: none held.
-    pub fn let_go() -> Installments {
-        Installments {
-            let_go: true,
-            ..Installments::default()
-        }
-    }
-
-    /// True when the installments are left in the state cache.
-    pub fn is_let_go(&self) -> bool {
-        self.let_go
-    }
-
-    /// The list, which must be held. Checked in the rules' own tests and
-    /// in debug builds (the test build of the service compiles the rules
-    /// without debug assertions: Cargo.toml), where reading a let-go list
-    /// panics; a release build reads it as empty.
-    fn held(&self) -> &Chunked<InstallmentState, CHUNK> {
-        if cfg!(any(test, debug_assertions)) {
-            assert!(
-                !self.let_go,
-                "a loan's installments read after being let go of"
-            );
-        }
-        &self.list
-    }
-
     /// How many installments.
     pub fn len(&self) -> usize {
-        self.held().len()
+        self.list.len()
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.held().is_empty()
+        self.list.is_empty()
     }
 
     /// Installment `index`, if there is one.
     pub fn get(&self, index: usize) -> Option<&InstallmentState> {
-        self.held().get(index)
+        self.list.get(index)
     }
 
     /// The last installment, if any.
     pub fn last(&self) -> Option<&InstallmentState> {
-        self.held().last()
+        self.list.last()
     }
 
     /// Installment `index` to change: its chunk is copied first if another
     /// copy of the loan shares it. Changing its amounts due drops the
     /// cumulative dues (see [`InstallmentMut`]).
     pub fn get_mut(&mut self, index: usize) -> Option<InstallmentMut<'_>> {
-        if cfg!(any(test, debug_assertions)) {
-            assert!(
-                !self.let_go,
-                "a loan's installments changed after being let go of"
-            );
-        }
         let installment = self.list.get_mut(index)?;
         Some(InstallmentMut {
             due: due_amounts(installment),
@@ -142,12 +100,12 @@ impl Installments {
 
     /// Every installment, in order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &InstallmentState> + Clone + '_ {
-        self.held().iter()
+        self.list.iter()
     }
 
     /// The installments from `start` on (none when `start` is past the end).
     pub fn iter_from(&self, start: usize) -> impl Iterator<Item = &InstallmentState> + Clone + '_ {
-        self.held().iter_from(start)
+        self.list.iter_from(start)
     }
 
     /// The installments `start..end` (those of it that exist).
@@ -156,18 +114,12 @@ impl Installments {
         start: usize,
         end: usize,
     ) -> impl Iterator<Item = &InstallmentState> + Clone + '_ {
-        self.held().range(start, end)
+        self.list.range(start, end)
     }
 
     /// The installments before `end`, changed in place (chunks shared
     /// with another copy of the loan are copied first).
     pub fn for_each_before_mut(&mut self, end: usize, mut f: impl FnMut(&mut InstallmentState)) {
-        if cfg!(any(test, debug_assertions)) {
-            assert!(
-                !self.let_go,
-                "a loan's installments changed after being let go of"
-            );
-        }
         let mut due_changed = false;
         self.list.for_each_before_mut(end, |installment| {
             let due = due_amounts(installment);
@@ -182,7 +134,7 @@ impl Installments {
     /// The number of installments at the start for which `pred` holds,
     /// when it holds for a prefix (as [`slice::partition_point`]).
     pub fn partition_point(&self, pred: impl FnMut(&InstallmentState) -> bool) -> usize {
-        self.held().partition_point(pred)
+        self.list.partition_point(pred)
     }
 }
 
@@ -259,14 +211,13 @@ impl From<Vec<InstallmentState>> for Installments {
         Installments {
             list: Chunked::from(list),
             cumulative_dues: None,
-            let_go: false,
         }
     }
 }
 
 impl PartialEq for Installments {
     fn eq(&self, other: &Installments) -> bool {
-        self.list == other.list && self.let_go == other.let_go
+        self.list == other.list
     }
 }
 
@@ -274,18 +225,14 @@ impl Eq for Installments {}
 
 impl std::fmt::Debug for Installments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.let_go {
-            f.write_str("(let go of)")
-        } else {
-            self.list.fmt(f)
-        }
+        self.list.fmt(f)
     }
 }
 
 /// Written as the list it was before it was kept in chunks: the same bytes.
 impl Serialize for Installments {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.held().serialize(serializer)
+        self.list.serialize(serializer)
     }
 }
 
@@ -294,7 +241,6 @@ impl<'de> Deserialize<'de> for Installments {
         Chunked::deserialize(deserializer).map(|list| Installments {
             list,
             cumulative_dues: None,
-            let_go: false,
         })
     }
 }

@@ -29,11 +29,13 @@ pub enum StateKey {
     /// One chunk of every entry that changed a loan, reversed or not
     /// (`LOAN_LIST_CHUNK` a record).
     LoanHistory(LoanId, u64),
-    /// A closed or cancelled loan's installments, what was due and paid
-    /// on each, and what was paid by date ([`LoanApart`]): read when asked
-    /// ([`crate::stored`]), its `Loan` and `LoanProgress` records then
-    /// holding none of them.
+    /// A closed or cancelled loan whole: read when asked
+    /// ([`crate::stored`]), its `Loan`, `LoanProgress` and lists' records
+    /// then gone.
     LoanSchedule(LoanId),
+    /// A closed or cancelled loan's summary ([`EndedLoan`]): what memory
+    /// keeps of it, read at startup.
+    LoanEnded(LoanId),
     /// A product's versions.
     Product(ProductId),
     Balance(AccountId),
@@ -98,11 +100,18 @@ const ACCESS_KEY: &str = "access";
 /// progress record only the spans its borrower's figures read (a cache of
 /// 11, written by no release, would be read with its closed loans' whole
 /// principal where the spans belong).
-pub const STATE_FORMAT: u32 = 12;
+/// 13: a closed or cancelled loan whole in that record, and its summary
+/// ([`StateKey::LoanEnded`]) in place of its loan, progress and lists'
+/// records (a cache of 12 would have its closed loans missing).
+pub const STATE_FORMAT: u32 = 13;
 
-/// Key prefix of a closed or cancelled loan's installments
+/// Key prefix of a closed or cancelled loan's record, the loan whole
 /// ([`StateKey::LoanSchedule`]).
 pub const LOAN_SCHEDULE_PREFIX: &str = "cold/loan/";
+
+/// Key prefix of a closed or cancelled loan's summary
+/// ([`StateKey::LoanEnded`]).
+const LOAN_ENDED_PREFIX: &str = "ended/";
 
 /// Entries per record of a loan's lists of entries: a checkpoint rewrites
 /// a loan's last chunk of each, not its lists whole (at 10^7 entries of
@@ -130,7 +139,7 @@ pub fn list_chunks_touched(len: usize) -> [u64; 2] {
 }
 
 /// How many chunks hold a loan's list.
-fn list_chunks(len: usize) -> u64 {
+pub(super) fn list_chunks(len: usize) -> u64 {
     len.div_ceil(LOAN_LIST_CHUNK) as u64
 }
 
@@ -168,6 +177,7 @@ impl StateKey {
             StateKey::LoanEvents(id, chunk) => format!("loanevents/{id}/{chunk:010}"),
             StateKey::LoanHistory(id, chunk) => format!("loanhistory/{id}/{chunk:010}"),
             StateKey::LoanSchedule(id) => format!("{LOAN_SCHEDULE_PREFIX}{id}"),
+            StateKey::LoanEnded(id) => format!("{LOAN_ENDED_PREFIX}{id}"),
             StateKey::Product(id) => format!("product/{id}"),
             StateKey::Balance(account) => format!("balance/{account}"),
             StateKey::Reversed(sequence) => format!("reversed/{sequence:020}"),
@@ -197,34 +207,30 @@ impl LedgerState {
             StateKey::Group(id) => self.groups.get(id).map(encode),
             StateKey::Member(id) => self.members.get(id).map(encode),
             StateKey::Savings(id) => self.savings.get(id).map(|account| encode(&**account)),
-            StateKey::Loan(id) => self.loans.get(id).map(|loan| encode(&LoanRecord::of(loan))),
+            StateKey::Loan(id) => self
+                .running_loan(id)
+                .map(|loan| encode(&LoanRecord::of(loan))),
             StateKey::LoanProgress(id) => self
-                .loans
-                .get(id)
+                .running_loan(id)
                 .map(|loan| encode(&LoanProgress::of(loan))),
             StateKey::LoanEvents(id, chunk) => self
-                .loans
-                .get(id)
+                .running_loan(id)
                 .and_then(|loan| list_chunk(&loan.events, *chunk))
                 .map(|chunk| encode(&chunk)),
             StateKey::LoanHistory(id, chunk) => self
-                .loans
-                .get(id)
+                .running_loan(id)
                 .and_then(|loan| list_chunk(&loan.history, *chunk))
                 .map(|chunk| encode(&chunk)),
-            // Read back from the store when let go of (never among the
-            // changed records then: `take_changed_keys`).
-            StateKey::LoanSchedule(id) => self
-                .loans
-                .get(id)
-                .filter(|loan| loan.installments_kept_apart())
-                .and_then(|loan| {
-                    if loan.installments.is_let_go() {
-                        self.stored.read(&key.to_bytes()).ok().flatten()
-                    } else {
-                        Some(encode(&LoanApart::of(loan)))
-                    }
-                }),
+            StateKey::LoanSchedule(id) => match self.loans.get(id)? {
+                LoanSlot::Whole(loan) => loan.installments_kept_apart().then(|| encode(&**loan)),
+                // Read back from the store (never among the changed
+                // records then: `take_changed_keys`).
+                LoanSlot::Ended(_) => self.stored.read(&key.to_bytes()).ok().flatten(),
+            },
+            StateKey::LoanEnded(id) => match self.loans.get(id)? {
+                LoanSlot::Whole(loan) => EndedLoan::of(loan).map(|ended| encode(&ended)),
+                LoanSlot::Ended(ended) => Some(encode(&**ended)),
+            },
             StateKey::Product(id) => self.products.get(id).map(encode),
             StateKey::Balance(account) => self.balances.get(account).map(|b| encode(&(account, b))),
             StateKey::Reversed(sequence) => self.reversed.get(sequence).map(encode),
@@ -256,6 +262,16 @@ impl LedgerState {
         }
     }
 
+    /// Loan `id` while it runs (active or written off): a closed or
+    /// cancelled loan has none of the records of one.
+    fn running_loan(&self, id: &LoanId) -> Option<&Loan> {
+        self.loans
+            .get(id)?
+            .whole()
+            .filter(|loan| !loan.installments_kept_apart())
+            .map(Arc::as_ref)
+    }
+
     /// The records changed since the last call, with their keys.
     pub fn take_changes_with_keys(&mut self) -> (Vec<StateKey>, Vec<StateRecord>) {
         let keys = self.take_changed_keys();
@@ -273,11 +289,9 @@ impl LedgerState {
         // its record is never written again (nor, unread, taken for gone).
         keys.retain(|key| match key {
             StateKey::DayChunk(branch, first) => !self.day_log.is_let_go(branch, *first),
-            // So is a loan's schedule let go of, until the loan changes.
-            StateKey::LoanSchedule(id) => !self
-                .loans
-                .get(id)
-                .is_some_and(|loan| loan.installments.is_let_go()),
+            // So is an ended loan's record once only its summary is held,
+            // until the loan changes.
+            StateKey::LoanSchedule(id) => !self.loans.get(id).is_some_and(LoanSlot::is_summary),
             _ => true,
         });
         keys.sort_unstable();
@@ -285,13 +299,13 @@ impl LedgerState {
     }
 
     /// The records of `keys` were saved: what the state holds only for
-    /// the store to save (closed day-log chunks, closed loans' schedules)
-    /// is let go of, to be read back when asked.
+    /// the store to save (closed day-log chunks, closed and cancelled
+    /// loans) is let go of, to be read back when asked.
     pub fn saved(&mut self, keys: &[StateKey]) {
         for key in keys {
             match key {
                 StateKey::DayChunk(branch, first) => self.day_log.let_go(branch, *first),
-                StateKey::LoanSchedule(id) => self.let_go_of_installments(id),
+                StateKey::LoanSchedule(id) => self.keep_summary_of(id),
                 _ => {}
             }
         }
@@ -327,13 +341,15 @@ impl LedgerState {
         keys.extend(self.savings.keys().cloned().map(StateKey::Savings));
         keys.extend(self.loans.keys().cloned().map(StateKey::Loan));
         keys.extend(self.loans.keys().cloned().map(StateKey::LoanProgress));
-        keys.extend(
-            self.loans
-                .values()
-                .filter(|loan| loan.installments_kept_apart())
-                .map(|loan| StateKey::LoanSchedule(loan.id.clone())),
-        );
-        for (id, loan) in &self.loans {
+        for slot in self.loans.values().filter(|slot| slot.has_ended()) {
+            keys.push(StateKey::LoanSchedule(slot.id().clone()));
+            keys.push(StateKey::LoanEnded(slot.id().clone()));
+        }
+        for (id, loan) in self
+            .loans
+            .iter()
+            .filter_map(|(id, slot)| Some((id, slot.whole()?)))
+        {
             keys.extend(
                 (0..list_chunks(loan.events.len())).map(|k| StateKey::LoanEvents(id.clone(), k)),
             );
@@ -439,15 +455,13 @@ impl LedgerState {
             "loan" => {
                 let loan: LoanRecord = decode(key, value)?;
                 self.loans
-                    .insert(loan.id.clone(), Arc::new(loan.into_loan()));
+                    .insert(loan.id.clone(), LoanSlot::Whole(Arc::new(loan.into_loan())));
             }
             "repaid" => {
                 let progress: LoanProgress = decode(key, value)?;
                 let id = LoanId::parse("key", rest).map_err(|e| e.to_string())?;
                 let loan = self
-                    .loans
-                    .get_mut(&id)
-                    .map(Arc::make_mut)
+                    .loan_being_read(&id)
                     .ok_or_else(|| format!("record {key:?} has no loan record"))?;
                 progress.restore(loan)?;
             }
@@ -484,6 +498,69 @@ impl LedgerState {
         }
         Ok(())
     }
+
+    /// Takes in the closed and cancelled loans read back: each summary
+    /// with its loan whole (`wholes`, checked against it) or its record
+    /// left in the store (`kept`), and only those.
+    fn take_ended_loans(
+        &mut self,
+        wholes: Vec<Loan>,
+        kept: &BTreeSet<LoanId>,
+        ended: Vec<EndedLoan>,
+    ) -> Result<(), String> {
+        let mut wholes: BTreeMap<LoanId, Loan> = wholes
+            .into_iter()
+            .map(|loan| (loan.id.clone(), loan))
+            .collect();
+        for summary in ended {
+            let id = summary.id.clone();
+            if self.loans.contains_key(&id) {
+                return Err(format!(
+                    "loan {id} has the records of a running loan and the summary of a {:?} one",
+                    summary.status
+                ));
+            }
+            let slot = match wholes.remove(&id) {
+                Some(mut loan) => {
+                    if EndedLoan::of(&loan).as_ref() != Some(&summary) {
+                        return Err(format!(
+                            "record {LOAN_SCHEDULE_PREFIX}{id} holds loan {id} {:?}, not the {:?} \
+                             loan its summary describes",
+                            loan.status, summary.status
+                        ));
+                    }
+                    loan.keep_running_sums();
+                    LoanSlot::Whole(Arc::new(loan))
+                }
+                None if kept.contains(&id) => LoanSlot::Ended(Arc::new(summary)),
+                None => {
+                    return Err(format!(
+                        "loan {id} is {:?}, and record {LOAN_SCHEDULE_PREFIX}{id} is missing",
+                        summary.status
+                    ));
+                }
+            };
+            self.loans.insert(id, slot);
+        }
+        let orphan = wholes
+            .keys()
+            .chain(kept)
+            .find(|id| !self.loans.get(*id).is_some_and(|slot| slot.has_ended()));
+        if let Some(id) = orphan {
+            return Err(format!(
+                "record {LOAN_SCHEDULE_PREFIX}{id} has no summary record {LOAN_ENDED_PREFIX}{id}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loan `id` as its records are read back (from its loan record on).
+    fn loan_being_read(&mut self, id: &LoanId) -> Option<&mut Loan> {
+        match self.loans.get_mut(id)? {
+            LoanSlot::Whole(loan) => Some(Arc::make_mut(loan)),
+            LoanSlot::Ended(_) => None,
+        }
+    }
 }
 
 /// A loan's record without what was repaid: its rules, terms and schedule
@@ -516,12 +593,7 @@ impl LoanRecord {
             terms: loan.terms.clone(),
             disbursed_on: loan.disbursed_on,
             approved_principal: loan.approved_principal,
-            // A closed or cancelled loan's are in its own record.
-            schedule: if loan.installments_kept_apart() {
-                Vec::new()
-            } else {
-                loan.installments.iter().map(|i| i.due.clone()).collect()
-            },
+            schedule: loan.installments.iter().map(|i| i.due.clone()).collect(),
         }
     }
 
@@ -562,61 +634,22 @@ impl LoanRecord {
     }
 }
 
-/// What a closed or cancelled loan keeps in its record read when asked
-/// ([`StateKey::LoanSchedule`]): its installments, what was paid on them
-/// by date and its principal by date (for its arrears on a day it was
-/// active, and for the reversal that would reopen it).
-#[derive(Serialize, Deserialize)]
-pub(super) struct LoanApart {
-    installments: Installments,
-    #[serde(with = "crate::codec::date_decimal_map")]
-    paid_changes: crate::dated::DatedAmounts,
-    /// Its principal by date, whole (memory and the progress record keep
-    /// only the spans its borrower's figures read: `borrowing_spans`).
-    #[serde(with = "crate::codec::date_decimal_map")]
-    principal_changes: crate::dated::DatedAmounts,
-}
-
-impl LoanApart {
-    fn of(loan: &Loan) -> LoanApart {
-        LoanApart {
-            installments: loan.installments.clone(),
-            paid_changes: loan.paid_changes.clone(),
-            principal_changes: loan.principal_changes.clone(),
-        }
+/// A closed or cancelled loan's record ([`StateKey::LoanSchedule`]), the
+/// loan whole, read back and checked against its summary.
+pub(super) fn decode_ended_loan(
+    key: &str,
+    value: &[u8],
+    ended: &EndedLoan,
+) -> Result<Loan, String> {
+    let mut loan: Loan = decode(key, value)?;
+    if EndedLoan::of(&loan).as_ref() != Some(ended) {
+        return Err(format!(
+            "the record holds loan {} {:?}, not the {:?} loan {} its summary describes",
+            loan.id, loan.status, ended.status, ended.id
+        ));
     }
-
-    /// The record's value read back.
-    pub(super) fn decode(key: &str, value: &[u8]) -> Result<LoanApart, String> {
-        decode(key, value)
-    }
-
-    /// Gives `loan`, let go of, back what it let go of.
-    pub(super) fn give_back(self, loan: &mut Loan) -> Result<(), String> {
-        if !loan.installments.is_let_go() {
-            return Err(format!(
-                "record {LOAN_SCHEDULE_PREFIX}{}: loan {} is {:?}, and only a closed or cancelled loan's installments are kept apart",
-                loan.id, loan.id, loan.status
-            ));
-        }
-        if (loan.first_unpaid as usize) > self.installments.len() {
-            return Err(format!(
-                "loan {}: first unpaid installment {} out of range",
-                loan.id, loan.first_unpaid
-            ));
-        }
-        if super::borrowing_spans_or_all(&self.principal_changes) != loan.principal_changes {
-            return Err(format!(
-                "loan {}: its principal by date does not give the spans its progress record holds",
-                loan.id
-            ));
-        }
-        loan.installments = self.installments;
-        loan.paid_changes = self.paid_changes;
-        loan.principal_changes = self.principal_changes;
-        loan.keep_running_sums();
-        Ok(())
-    }
+    loan.keep_running_sums();
+    Ok(loan)
 }
 
 /// What was paid on one installment at or after the first unpaid one.
@@ -669,39 +702,26 @@ impl LoanProgress {
         LoanProgress {
             status: loan.status,
             last_repayment_on: loan.last_repayment_on,
-            // A closed or cancelled loan's principal by date is in its own
-            // record; this one keeps what its borrower's figures read.
-            principal_changes: match loan.installments_kept_apart() {
-                true => super::borrowing_spans_or_all(&loan.principal_changes),
-                false => loan.principal_changes.clone(),
-            },
-            // A closed or cancelled loan's are in its own record.
-            paid_changes: if loan.installments_kept_apart() {
-                crate::dated::DatedAmounts::new()
-            } else {
-                loan.paid_changes.clone()
-            },
+            principal_changes: loan.principal_changes.clone(),
+            paid_changes: loan.paid_changes.clone(),
             principal_unpaid: loan.principal_unpaid,
             interest_unpaid: loan.interest_unpaid,
             fee_unpaid: loan.fee_unpaid,
             first_unpaid: loan.first_unpaid,
-            paid_after_first_unpaid: if loan.installments_kept_apart() {
-                Vec::new()
-            } else {
-                loan.from_first_unpaid()
-                    .filter(|i| {
-                        !i.principal_paid.is_zero()
-                            || !i.interest_paid.is_zero()
-                            || !i.fee_paid.is_zero()
-                    })
-                    .map(|i| Paid {
-                        number: i.due.number,
-                        principal: i.principal_paid,
-                        interest: i.interest_paid,
-                        fee: i.fee_paid,
-                    })
-                    .collect()
-            },
+            paid_after_first_unpaid: loan
+                .from_first_unpaid()
+                .filter(|i| {
+                    !i.principal_paid.is_zero()
+                        || !i.interest_paid.is_zero()
+                        || !i.fee_paid.is_zero()
+                })
+                .map(|i| Paid {
+                    number: i.due.number,
+                    principal: i.principal_paid,
+                    interest: i.interest_paid,
+                    fee: i.fee_paid,
+                })
+                .collect(),
             disbursed: loan.disbursed,
             tranches: loan.tranches,
             principal_prepaid: loan.principal_prepaid,
@@ -714,23 +734,14 @@ impl LoanProgress {
     fn restore(self, loan: &mut Loan) -> Result<(), String> {
         loan.status = self.status;
         if loan.installments_kept_apart() {
-            // Closed or cancelled: its installments are in a record of
-            // their own, read when asked (or taken in with the rest by
-            // `StateImport`, which then gives them back).
-            if !loan.installments.is_empty()
-                || !self.paid_after_first_unpaid.is_empty()
-                || !self.paid_changes.is_empty()
-            {
-                return Err(format!(
-                    "loan {}: its records hold installments or payments, and a {:?} loan's are kept apart",
-                    loan.id, self.status
-                ));
-            }
-            loan.let_go();
-        } else {
-            self.restore_installments(loan)?;
-            loan.paid_changes = self.paid_changes;
+            return Err(format!(
+                "loan {}: its progress record says {:?}, and a closed or cancelled loan is kept \
+                 whole in record {LOAN_SCHEDULE_PREFIX}{}",
+                loan.id, self.status, loan.id
+            ));
         }
+        self.restore_installments(loan)?;
+        loan.paid_changes = self.paid_changes;
         loan.last_repayment_on = self.last_repayment_on;
         loan.principal_changes = self.principal_changes;
         loan.keep_running_sums();
@@ -871,11 +882,13 @@ pub struct StateImport {
     /// another comes, so the list is sized once for them (grown chunk by
     /// chunk, the lists kept about 100 MiB more resident at 10^7 entries).
     list: Option<ListRun>,
-    /// Closed and cancelled loans' installments and payments, taken in
-    /// with the rest (not left in the store): given back at the end.
-    schedules: Vec<(LoanId, LoanApart)>,
-    /// The loans whose installments' records the store kept, unread.
-    schedules_kept: BTreeSet<LoanId>,
+    /// Closed and cancelled loans read whole, taken in with the rest (not
+    /// left in the store): checked against their summaries at the end.
+    wholes: Vec<Loan>,
+    /// The closed and cancelled loans whose records the store kept, unread.
+    kept: BTreeSet<LoanId>,
+    /// Closed and cancelled loans' summaries.
+    ended: Vec<EndedLoan>,
 }
 
 /// A branch's day-log records read so far.
@@ -954,8 +967,17 @@ impl StateImport {
             let branch = BranchId::parse("key", branch).map_err(|e| e.to_string())?;
             self.day_logs.entry(branch).or_default().open = Some(decode(key, value)?);
         } else if let Some(id) = key.strip_prefix(LOAN_SCHEDULE_PREFIX) {
-            let id = LoanId::parse("key", id).map_err(|e| e.to_string())?;
-            self.schedules.push((id, decode(key, value)?));
+            let loan: Loan = decode(key, value)?;
+            if loan.id.as_str() != id {
+                return Err(format!("record {key:?} holds loan {}", loan.id));
+            }
+            self.wholes.push(loan);
+        } else if let Some(id) = key.strip_prefix(LOAN_ENDED_PREFIX) {
+            let ended: EndedLoan = decode(key, value)?;
+            if ended.id.as_str() != id {
+                return Err(format!("record {key:?} holds loan {}", ended.id));
+            }
+            self.ended.push(ended);
         } else {
             self.state.import_record(key, value)?;
         }
@@ -971,10 +993,10 @@ impl StateImport {
     pub fn add_stored(&mut self, key: &[u8]) -> Result<(), String> {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
         if let Some(id) = key.strip_prefix(LOAN_SCHEDULE_PREFIX) {
-            // Its loan's records say its installments are let go of.
+            // Its loan's summary is read.
             let id = LoanId::parse("key", id).map_err(|e| e.to_string())?;
             self.append_list()?;
-            self.schedules_kept.insert(id);
+            self.kept.insert(id);
             self.any = true;
             return Ok(());
         }
@@ -1045,9 +1067,7 @@ impl StateImport {
         };
         let loan = self
             .state
-            .loans
-            .get_mut(&run.loan)
-            .map(Arc::make_mut)
+            .loan_being_read(&run.loan)
             .ok_or_else(|| format!("record {:?} has no loan record", run.key))?;
         let list = if run.history {
             &mut loan.history
@@ -1082,40 +1102,11 @@ impl StateImport {
             carries,
             day_logs,
             list: _,
-            schedules,
-            schedules_kept,
+            wholes,
+            kept,
+            ended,
         } = self;
-        for (id, apart) in schedules {
-            let loan =
-                state.loans.get_mut(&id).map(Arc::make_mut).ok_or_else(|| {
-                    format!("record {LOAN_SCHEDULE_PREFIX}{id} has no loan record")
-                })?;
-            apart.give_back(loan)?;
-        }
-        // Every loan let go of has its record in the store, and only those.
-        for loan in state.loans.values() {
-            if loan.installments.is_let_go() != schedules_kept.contains(&loan.id) {
-                return Err(format!(
-                    "loan {} is {:?}, and record {LOAN_SCHEDULE_PREFIX}{} is {}",
-                    loan.id,
-                    loan.status,
-                    loan.id,
-                    if loan.installments.is_let_go() {
-                        "missing"
-                    } else {
-                        "kept for it"
-                    }
-                ));
-            }
-        }
-        if let Some(id) = schedules_kept
-            .iter()
-            .find(|id| !state.loans.contains_key(*id))
-        {
-            return Err(format!(
-                "record {LOAN_SCHEDULE_PREFIX}{id} has no loan record"
-            ));
-        }
+        state.take_ended_loans(wholes, &kept, ended)?;
         books.absorb(added)?;
         any |= books.records > 0;
         // Records without a head are a cache cut short (a clear or a rebuild

@@ -184,6 +184,7 @@ impl Ledger {
         let taken: Vec<(std::sync::Arc<Loan>, Loan)> = self
             .state
             .loans_after(None)
+            .map(LoanSlot::expect_whole)
             .map(|loan| (loan.clone(), Loan::clone(loan)))
             .collect();
         let written = self
@@ -244,13 +245,13 @@ impl Ledger {
                 entry.body.sequence
             );
         }
-        if let Some(loan) = self.state.loans.get(&loan_id()) {
+        if let Some(loan) = self.state.loans.get(&loan_id()).map(LoanSlot::expect_whole) {
             let held = &self.cold.loans[&loan_id()];
             if self.saving.is_none() {
                 assert_eq!(
-                    held.installments.is_let_go(),
+                    held.is_summary(),
                     loan.installments_kept_apart(),
-                    "a {:?} loan's installments let go of after a save",
+                    "a {:?} loan held as its summary after a save",
                     loan.status,
                 );
             }
@@ -287,7 +288,10 @@ impl Ledger {
     }
 
     fn loan(&self) -> &Loan {
-        self.state.loan(&loan_id()).expect("the loan was disbursed")
+        self.state
+            .loan(&loan_id())
+            .expect("the loan was disbursed")
+            .expect_whole()
     }
 
     fn currency(&self) -> Currency {
@@ -1137,7 +1141,7 @@ fn check_payoff(ledger: &Ledger) -> Result<(), TestCaseError> {
             paid.err()
         );
         let (after, body) = paid.unwrap();
-        let closed = after.loan(&loan_id()).unwrap();
+        let closed = after.loan(&loan_id()).unwrap().expect_whole();
         prop_assert_eq!(
             closed.status,
             LoanStatus::Closed,
@@ -1199,11 +1203,11 @@ fn check_replay(ledger: &Ledger) -> Result<(), TestCaseError> {
         started.export() == ledger.state.export(),
         "a start's import differs"
     );
-    let Some(loan) = ledger.state.loan(&loan_id()) else {
+    let Some(loan) = ledger.state.loan(&loan_id()).map(LoanSlot::expect_whole) else {
         return Ok(());
     };
     prop_assert_eq!(
-        started.loans[&loan_id()].installments.is_let_go(),
+        started.loans[&loan_id()].is_summary(),
         loan.installments_kept_apart()
     );
     // What a reader asks of the loan is answered the same, on any day of
@@ -1919,15 +1923,20 @@ fn a_members_view_shares_her_loans_with_the_state() {
     for state in [&ledger.state, &ledger.cold] {
         let view = state.member_view(&member_id(), now).unwrap();
         assert_eq!(view.loans.len(), 1);
-        assert!(Arc::ptr_eq(&view.loans[0], &state.loans[&loan_id()]));
-        assert_eq!(view.loans[0].status, LoanStatus::Closed);
+        let shared = match (&view.loans[0], &state.loans[&loan_id()]) {
+            (LoanSlot::Whole(a), LoanSlot::Whole(b)) => Arc::ptr_eq(a, b),
+            (LoanSlot::Ended(a), LoanSlot::Ended(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        assert!(shared, "the view holds the state's own loan");
+        assert_eq!(view.loans[0].status(), LoanStatus::Closed);
     }
     let mut lookup = |sequence: u64| Ok(ledger.entries[sequence as usize - 1].body.clone());
     let before = ledger
         .state
         .member_view_at(&member_id(), payoff.sequence - 1, &mut lookup)
         .unwrap();
-    assert_eq!(before.loans[0].status, LoanStatus::Active);
+    assert_eq!(before.loans[0].status(), LoanStatus::Active);
 }
 
 /// A payoff on 1 Jan cannot be reversed with effect from 20 Jan: the
@@ -2137,7 +2146,7 @@ fn a_payoff_of_a_loan_let_go_of_is_not_reversed_while_its_record_cannot_be_read(
         effective_date: None,
     };
     let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
-    assert!(unreadable.loans[&loan_id()].installments.is_let_go());
+    assert!(unreadable.loans[&loan_id()].is_summary());
     let refused = ledger.decide(&unreadable, reversal());
     assert!(
         matches!(
@@ -2191,8 +2200,8 @@ fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
         Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
     );
     let first = &started.loans[&loan_id()];
-    assert!(first.installments.is_let_go());
-    assert_eq!(first.principal_changes.len(), 2, "on 1 Jan and on 10 Jan");
+    assert!(first.is_summary());
+    assert_eq!(first.principal_changes().len(), 2, "on 1 Jan and on 10 Jan");
     let next = Case {
         rules: rules.clone(),
         application: LoanApplication {
@@ -2232,7 +2241,7 @@ fn a_loan_let_go_of_whose_record_is_damaged_is_refused_as_damaged() {
         &ledger.records,
         Arc::new(CacheRecords(std::sync::Mutex::new(records))),
     );
-    assert!(started.loans[&loan_id()].installments.is_let_go());
+    assert!(started.loans[&loan_id()].is_summary());
     let now = context().recorded_at;
     let refused = started.loan_view(&loan_id(), Some(date(2001, 1, 5)), now);
     assert!(
@@ -2241,6 +2250,176 @@ fn a_loan_let_go_of_whose_record_is_damaged_is_refused_as_damaged() {
             Err(DomainError::Damaged { message })
                 if message.contains(loan_id().as_str()) && message.contains("verify")
         ),
+        "{refused:?}"
+    );
+}
+
+/// A loan paid off and held as its summary: a command on it is refused as
+/// the loan held whole refuses it, in the same order (a repayment dated
+/// before its last transaction for its date, one after for its status)
+/// and with the same message, from the summary alone (a store that cannot
+/// be read changes nothing): `verify` decides every command again on loans
+/// held whole.
+#[test]
+fn commands_on_a_loan_held_as_its_summary_are_refused_as_on_the_loan_whole() {
+    let (ledger, _) = paid_off_on_new_years_day();
+    let readable = started_from(
+        &ledger.records,
+        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+    );
+    let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
+    assert!(readable.loans[&loan_id()].is_summary());
+    assert!(unreadable.loans[&loan_id()].is_summary());
+    assert!(!ledger.state.loans[&loan_id()].is_summary());
+    let commands = [
+        (
+            CommandBody::RecordRepayment {
+                loan_id: loan_id(),
+                amount: ledger.money(Decimal::from(10_000)),
+                effective_date: Some(date(2000, 12, 31)),
+            },
+            "enter a loan's transactions in date order",
+        ),
+        (
+            CommandBody::RecordRepayment {
+                loan_id: loan_id(),
+                amount: ledger.money(Decimal::from(10_000)),
+                effective_date: Some(date(2001, 1, 8)),
+            },
+            "is closed: repaid in full",
+        ),
+        (
+            CommandBody::DisburseTranche {
+                loan_id: loan_id(),
+                amount: ledger.money(Decimal::from(100_000)),
+                disbursed_on: Some(date(2001, 1, 8)),
+            },
+            "is closed: repaid in full",
+        ),
+        (
+            CommandBody::WriteOffLoan {
+                loan_id: loan_id(),
+                reason: name("gone"),
+                effective_date: Some(date(2001, 1, 8)),
+            },
+            "is closed: repaid in full",
+        ),
+    ];
+    for (body, refusal) in commands {
+        let whole = ledger.decide(&ledger.state, body.clone());
+        assert!(
+            whole
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains(refusal)),
+            "{whole:?}"
+        );
+        for summary in [&readable, &unreadable] {
+            let decided = ledger.decide(summary, body.clone());
+            assert_eq!(
+                decided.as_ref().map_err(ToString::to_string),
+                whole.as_ref().map_err(ToString::to_string),
+            );
+        }
+    }
+}
+
+/// Which of the state cache's records hold loan `LOAN`, by kind.
+fn loan_record_kinds(records: &BTreeMap<Vec<u8>, Vec<u8>>) -> BTreeSet<String> {
+    let id = loan_id();
+    records
+        .keys()
+        .map(|key| String::from_utf8_lossy(key).into_owned())
+        .filter(|key| {
+            key.ends_with(&format!("/{id}"))
+                || key.contains(&format!("/{id}/"))
+                    && (key.starts_with("loanevents/") || key.starts_with("loanhistory/"))
+        })
+        .map(|key| key[..key.rfind(id.as_str()).unwrap()].to_owned())
+        .collect()
+}
+
+/// A loan paid off is two records of the state cache, the loan whole (read
+/// when asked) and its summary (read at startup), in place of a running
+/// loan's terms, progress and lists; the reversal that reopens it brings
+/// those back and removes the two. After each entry the records are the
+/// state's (the harness checks them against a full export); a state
+/// started from them holds the loan as its summary while it is paid off,
+/// whole once reopened.
+#[test]
+fn a_paid_off_loan_is_its_whole_record_and_its_summary_until_reopened() {
+    let running: BTreeSet<String> = ["loan/", "repaid/", "loanevents/", "loanhistory/"]
+        .map(String::from)
+        .into();
+    let ended: BTreeSet<String> = ["cold/loan/", "ended/"].map(String::from).into();
+    let start = |records: &BTreeMap<Vec<u8>, Vec<u8>>| {
+        let store = CacheRecords(std::sync::Mutex::new(records.clone()));
+        started_from(records, Arc::new(store))
+    };
+    let (mut ledger, payoff) = paid_off_on_new_years_day();
+    assert_eq!(loan_record_kinds(&ledger.records), ended);
+    assert!(start(&ledger.records).loans[&loan_id()].is_summary());
+    reverse(&mut ledger, payoff.sequence, None).unwrap();
+    assert_eq!(ledger.loan().status, LoanStatus::Active);
+    assert_eq!(loan_record_kinds(&ledger.records), running);
+    assert!(!ledger.cold.loans[&loan_id()].is_summary());
+    assert_eq!(
+        start(&ledger.records).loans[&loan_id()]
+            .whole()
+            .map(|loan| loan.status),
+        Some(LoanStatus::Active)
+    );
+}
+
+/// A cache whose ended loan's records disagree is refused at startup (and
+/// rebuilt from the journal then), naming what is wrong: a whole record
+/// with no summary, a summary beside a running loan's records, a whole
+/// loan read back that is not the one its summary describes.
+#[test]
+fn a_cache_whose_ended_loan_records_disagree_is_refused() {
+    let (ledger, _) = paid_off_on_new_years_day();
+    let start = |records: &BTreeMap<Vec<u8>, Vec<u8>>| {
+        let mut startup = StateImport::default();
+        for (key, value) in records {
+            startup.add(key, value).unwrap();
+        }
+        startup.finish().map(|_| ())
+    };
+    assert_eq!(start(&ledger.records), Ok(()));
+    let summary_key = StateKey::LoanEnded(loan_id()).to_bytes();
+    let mut no_summary = ledger.records.clone();
+    no_summary.remove(&summary_key);
+    let refused = start(&no_summary);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|why| why.contains("has no summary record")),
+        "{refused:?}"
+    );
+    // The same loan's record before its payoff, when it was running.
+    let loan_key = StateKey::Loan(loan_id()).to_bytes();
+    let rules = ProductRules {
+        interest_method: InterestMethod::Flat,
+        ..plain_rules()
+    };
+    let running = plain_loan(&rules, 1_000_000, None, 4);
+    let mut beside_running = ledger.records.clone();
+    beside_running.insert(loan_key.clone(), running.records[&loan_key].clone());
+    let refused = start(&beside_running);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|why| why.contains("the records of a running loan")),
+        "{refused:?}"
+    );
+    let mut other = ledger.records.clone();
+    let mut summary: EndedLoan = postcard::from_bytes(&other[&summary_key]).unwrap();
+    summary.principal += Decimal::ONE;
+    other.insert(summary_key, postcard::to_stdvec(&summary).unwrap());
+    let refused = start(&other);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|why| why.contains("not the Closed loan its summary describes")),
         "{refused:?}"
     );
 }

@@ -8,13 +8,14 @@ use super::*;
 
 impl LedgerState {
     /// Loans in id order, starting just after `after` (at the first loan
-    /// when `None`). A reader may clone the `Arc`s and release the lock
-    /// before looking at them: a loan that changes later is replaced, so
-    /// what it holds stays as it was when taken.
+    /// when `None`), whole or as the summaries of those that ended. A
+    /// reader may clone them (`Arc`s) and release the lock before looking
+    /// at them: a loan that changes later is replaced, so what it holds
+    /// stays as it was when taken.
     pub fn loans_after<'a>(
         &'a self,
         after: Option<&LoanId>,
-    ) -> impl Iterator<Item = &'a Arc<Loan>> + use<'a> {
+    ) -> impl Iterator<Item = &'a LoanSlot> + use<'a> {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.loans
             .range::<LoanId, _>((start, Bound::Unbounded))

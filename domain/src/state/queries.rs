@@ -19,12 +19,11 @@ pub struct MemberView {
     pub member: Member,
     pub currency: Currency,
     pub savings: Vec<SavingsView>,
-    /// Her loans. From [`LedgerState::member_view`], a closed
-    /// or cancelled one may be let go of (its installments and payments by
-    /// date not held: [`Loan::installments_kept_apart`]): what reads those
-    /// reads the loan whole ([`LedgerState::whole_loan`]). Shared with
-    /// the state, not copied.
-    pub loans: Vec<Arc<Loan>>,
+    /// Her loans. From [`LedgerState::member_view`], a closed or
+    /// cancelled one may be held as its summary ([`LoanSlot::Ended`]):
+    /// what reads more of it reads the loan whole
+    /// ([`LedgerState::whole_loan`]). Shared with the state, not copied.
+    pub loans: Vec<LoanSlot>,
 }
 
 /// Where an installment stands on a date.
@@ -187,7 +186,7 @@ impl LedgerState {
                 .loan_at(loan_id, sequence, lookup)
                 .map_err(lookup_failed)?
             {
-                loans.push(Arc::new(loan));
+                loans.push(LoanSlot::Whole(Arc::new(loan)));
             }
         }
         let mut savings = Vec::new();
@@ -209,13 +208,13 @@ impl LedgerState {
                 required_minimum: self.required_savings_with(
                     account,
                     today,
-                    loans.iter().map(Arc::as_ref),
+                    loans.iter().filter_map(LoanSlot::whole).map(Arc::as_ref),
                 )?,
             });
         }
         let mut member = member.clone();
         member.savings_accounts = savings.iter().map(|s| s.account.id.clone()).collect();
-        member.loans = loans.iter().map(|loan| loan.id.clone()).collect();
+        member.loans = loans.iter().map(|loan| loan.id().clone()).collect();
         Ok(MemberView {
             member,
             currency: branch.currency,
@@ -235,8 +234,9 @@ impl LedgerState {
         lookup: &mut dyn FnMut(u64) -> Result<EntryBody, String>,
     ) -> Result<LoanView, DomainError> {
         self.check_sequence("as_of_sequence", sequence)?;
-        let now = self.find_loan("loan_id", id)?;
+        self.find_loan("loan_id", id)?;
         let Some(loan) = self.loan_at(id, sequence, lookup).map_err(lookup_failed)? else {
+            let now = self.find_whole_loan("loan_id", id)?;
             return Err(DomainError::invalid(
                 "as_of_sequence",
                 format!(
@@ -334,7 +334,7 @@ impl LedgerState {
         for loan in self
             .loans
             .values()
-            .filter(|loan| branch.is_none_or(|b| loan.branch == *b))
+            .filter(|loan| branch.is_none_or(|b| loan.branch() == b))
         {
             // A loan that had ended by then owes nothing then; one that
             // since ended is read back whole.
@@ -453,7 +453,7 @@ impl LedgerState {
         for loan in self
             .loans
             .values()
-            .filter(|loan| branch.is_none_or(|b| loan.branch == *b))
+            .filter(|loan| branch.is_none_or(|b| loan.branch() == b))
         {
             let loan = &super::whole_loan(self.stored.0.as_deref(), loan)?;
             let (due, on_time) = loan.due_and_paid_on_time(from, to)?;
@@ -534,11 +534,12 @@ impl LedgerState {
     ) -> Result<Vec<ProductCount>, DomainError> {
         self.find_branch("branch_id", branch)?;
         let mut counts: BTreeMap<Option<ProductId>, ProductCount> = BTreeMap::new();
-        for loan in self.loans.values().filter(|loan| {
-            loan.branch == *branch
-                && loan.status != LoanStatus::Cancelled
-                && (from..=to).contains(&loan.disbursed_on)
+        for slot in self.loans.values().filter(|loan| {
+            loan.branch() == branch
+                && loan.status() != LoanStatus::Cancelled
+                && (from..=to).contains(&loan.disbursed_on())
         }) {
+            let loan = super::whole_loan(self.stored.0.as_deref(), slot)?;
             let id = loan.product.as_ref().map(|(id, _)| id.clone());
             let entry = counts.entry(id.clone()).or_insert_with(|| ProductCount {
                 name: self.product_name(id.as_ref()),
@@ -579,7 +580,7 @@ impl LedgerState {
             | AccountId::InterestExpense(branch)
             | AccountId::HeadOfficeFunding(branch)
             | AccountId::Capital(branch) => branch.clone(),
-            AccountId::Loan(loan) => self.find_loan("account", loan)?.branch.clone(),
+            AccountId::Loan(loan) => self.find_loan("account", loan)?.branch().clone(),
             AccountId::Savings(id) => self
                 .savings
                 .get(id)

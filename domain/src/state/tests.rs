@@ -430,7 +430,8 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
         }
         _ => day(d),
     };
-    let loan_day = |m: usize, d: u32| after_last(state.loan(&latest_loan(m)), d);
+    let loan_day =
+        |m: usize, d: u32| after_last(state.loan(&latest_loan(m)).map(|l| &**l.expect_whole()), d);
     match step.clone() {
         Step::Deposit {
             member: m,
@@ -514,7 +515,13 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                 .members
                 .get(&member(m))
                 .and_then(|x| {
-                    let loans = || x.loans.iter().rev().filter_map(|l| state.loan(l));
+                    let loans = || {
+                        x.loans
+                            .iter()
+                            .rev()
+                            .filter_map(|l| state.loan(l))
+                            .map(|l| &**l.expect_whole())
+                    };
                     loans()
                         .find(|loan| loan.events.len() > 1)
                         .or_else(|| loans().next())
@@ -591,6 +598,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                     .iter()
                     .rev()
                     .filter_map(|l| state.loan(l))
+                    .map(|l| &**l.expect_whole())
                     .find(|loan| {
                         loan.status == LoanStatus::Active
                             && loan.tranches < loan.policy.tranches_max
@@ -622,7 +630,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                     || state
                         .loans
                         .get(&latest_loan(m))
-                        .is_some_and(|loan| loan.status == LoanStatus::Active)
+                        .is_some_and(|loan| loan.status() == LoanStatus::Active)
             };
             let lines: Vec<(Option<u32>, Option<u32>)> = lines
                 .iter()
@@ -648,6 +656,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                     (0..MEMBERS)
                         .filter(|&m| lines[m].0.is_some())
                         .filter_map(|m| state.loan(&latest_loan(m)))
+                        .map(|l| &**l.expect_whole())
                         .max_by_key(|loan| loan.last_repayment_on),
                     d,
                 )),
@@ -793,7 +802,7 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
         body_of(&step, state)
     };
     let loan = LoanId::parse("l", "M0/L1").unwrap();
-    let events = |state: &LedgerState| state.loans[&loan].events.len();
+    let events = |state: &LedgerState| state.loans[&loan].expect_whole().events.len();
     let bodies: Vec<_> = (events(&state)..chunk).map(|_| repay(&state)).collect();
     run(bodies, &mut state, &mut records, &mut entries);
     assert_eq!(events(&state), chunk, "a full first chunk");
@@ -805,7 +814,7 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
             .count()
     };
     assert_eq!(keys(&records, "loanevents"), 1);
-    let before = Arc::clone(&state.loans[&loan]);
+    let before = Arc::clone(state.loans[&loan].expect_whole());
     run([repay(&state)], &mut state, &mut records, &mut entries);
     assert_eq!(
         keys(&records, "loanevents"),
@@ -815,7 +824,7 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
     // The copy of the loan the entry made shares its lists' full chunks
     // with the loan before it, and their tails grew by that entry, not to
     // twice their length.
-    let held = &state.loans[&loan];
+    let held = state.loans[&loan].expect_whole();
     let full = (chunk / 128, chunk / 128);
     assert_eq!(held.events.shared_with(&before.events), full);
     assert_eq!(held.history.shared_with(&before.history), full);
@@ -844,9 +853,15 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
     // they give the lists whole.
     let read =
         LedgerState::import(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
-    assert_eq!(read.loans[&loan].events, state.loans[&loan].events);
-    assert_eq!(read.loans[&loan].history, state.loans[&loan].history);
-    assert_eq!(read.loans[&loan].history.len(), chunk + 2);
+    assert_eq!(
+        read.loans[&loan].expect_whole().events,
+        state.loans[&loan].expect_whole().events
+    );
+    assert_eq!(
+        read.loans[&loan].expect_whole().history,
+        state.loans[&loan].expect_whole().history
+    );
+    assert_eq!(read.loans[&loan].expect_whole().history.len(), chunk + 2);
     // A chunk missing is refused, not read as a shorter list.
     let first = records
         .keys()
@@ -1044,9 +1059,9 @@ proptest! {
         let mut kept_replay = replayed.clone();
         kept_replay.keep_stored_in(Arc::new(RecordsKept(records.clone())));
         prop_assert_eq!(kept_replay.export(), state.export());
-        for loan in state.loans.values() {
+        for loan in state.loans.values().map(LoanSlot::expect_whole) {
             for read in [&started, &kept_replay] {
-                prop_assert_eq!(read.loans[&loan.id].installments.is_let_go(), loan.installments_kept_apart());
+                prop_assert_eq!(read.loans[&loan.id].is_summary(), loan.installments_kept_apart());
                 let whole = read.whole_loan(&loan.id).unwrap().unwrap();
                 prop_assert_eq!(&*whole, &**loan);
             }
@@ -1055,7 +1070,7 @@ proptest! {
         let (debits, credits) = state.balances.values().fold((Decimal::ZERO, Decimal::ZERO), |(d, c), b| (d + b.debits, c + b.credits));
         prop_assert_eq!(debits, credits);
         // The loans' running totals equal their installments.
-        for loan in state.loans.values() {
+        for loan in state.loans.values().map(LoanSlot::expect_whole) {
             let principal: Decimal = loan.installments.iter().map(InstallmentState::principal_unpaid).sum();
             let interest: Decimal = loan.installments.iter().map(InstallmentState::interest_unpaid).sum();
             let fees: Decimal = loan.installments.iter().map(InstallmentState::fee_unpaid).sum();
@@ -1095,7 +1110,7 @@ proptest! {
         let portfolio: Decimal = state.balances.iter().filter(|(a, _)| matches!(a, AccountId::Loan(_))).map(|(a, b)| b.on_normal_side(a.kind())).sum();
         prop_assert_eq!(figures.savings_balance, savings);
         prop_assert_eq!(figures.portfolio_outstanding, portfolio);
-        let borrowers = state.members.values().filter(|m| m.loans.iter().any(|l| state.loans[l].status == LoanStatus::Active && !state.loans[l].principal_outstanding().is_zero())).count();
+        let borrowers = state.members.values().filter(|m| m.loans.iter().any(|l| state.loans[l].expect_whole().status == LoanStatus::Active && !state.loans[l].expect_whole().principal_outstanding().is_zero())).count();
         prop_assert_eq!(figures.borrowers, borrowers as i64);
         aggregates_equal_the_scan(&state)?;
         aggregates_equal_the_scan(&imported)?;
@@ -1122,7 +1137,7 @@ fn aggregates_equal_the_scan(state: &LedgerState) -> Result<(), TestCaseError> {
             // that the arrears listing lists (it also lists loans owing only
             // overdue interest or fees, which portfolio quality leaves out).
             let mut listed = 0u64;
-            for loan in state.loans_after(None) {
+            for loan in state.loans_after(None).map(LoanSlot::expect_whole) {
                 if which.is_none_or(|b| loan.branch == *b)
                     && loan.principal_on(as_of).unwrap() > Decimal::ZERO
                     && loan.arrears_on(as_of).unwrap().in_arrears
@@ -1146,10 +1161,9 @@ fn aggregates_equal_the_scan(state: &LedgerState) -> Result<(), TestCaseError> {
             .members
             .values()
             .filter(|m| {
-                let borrows = m
-                    .loans
-                    .iter()
-                    .any(|l| state.loans[l].principal_on(as_of).unwrap() > Decimal::ZERO);
+                let borrows = m.loans.iter().any(|l| {
+                    state.loans[l].expect_whole().principal_on(as_of).unwrap() > Decimal::ZERO
+                });
                 let saved: Decimal = m
                     .savings_accounts
                     .iter()
@@ -1259,7 +1273,7 @@ proptest! {
             // and so is its view (statuses, arrears, payoff on that day).
             for id in state.loans.keys() {
                 let replayed = state.loan_at(id, *sequence, &mut lookup).unwrap();
-                prop_assert_eq!(replayed.as_ref(), loans.get(id).map(|loan| &**loan), "loan {} as of {}", id, sequence);
+                prop_assert_eq!(replayed.as_ref(), loans.get(id).map(|loan| &**loan.expect_whole()), "loan {} as of {}", id, sequence);
                 let view = state.loan_view_at(id, *sequence, None, &mut lookup).ok();
                 prop_assert_eq!(view.as_ref(), loan_views.get(id), "loan view {} as of {}", id, sequence);
             }

@@ -76,7 +76,7 @@ impl LedgerState {
         let mut postings = Vec::new();
         if let Some((loan_id, amount)) = &line.repayment {
             let loan = self.find_loan("loan_id", loan_id)?;
-            if loan.member != member.id {
+            if *loan.member() != member.id {
                 return Err(DomainError::precondition(
                     "loan_id",
                     format!("loan {loan_id} is not member {}'s", member.id),

@@ -155,12 +155,12 @@ impl LedgerState {
         disbursed_on: Option<NaiveDate>,
         context: ExecContext,
     ) -> Result<Decision, DomainError> {
-        let loan = self.find_loan("loan_id", loan_id)?;
-        let branch = self.find_branch("loan_id", &loan.branch)?;
-        check_active(loan)?;
+        let slot = self.find_loan("loan_id", loan_id)?;
+        let branch = self.find_branch("loan_id", slot.branch())?;
+        let loan = running(slot)?;
         amount.check("amount", branch.currency, &branch.books())?;
         let date = self.resolve_date("disbursed_on", disbursed_on, branch, context)?;
-        in_date_order("disbursed_on", date, loan)?;
+        in_date_order("disbursed_on", date, slot)?;
         if loan.tranches >= loan.policy.tranches_max {
             return Err(DomainError::precondition(
                 "loan_id",
@@ -204,15 +204,17 @@ impl LedgerState {
     /// A payment on `loan` on `date`: its allocation and postings.
     pub(super) fn decide_repayment(
         &self,
-        loan: &Loan,
+        slot: &LoanSlot,
         amount: Money,
         date: NaiveDate,
     ) -> Result<(Repayment, Vec<Posting>), DomainError> {
-        let loan_id = &loan.id;
-        let branch = self.find_branch("loan_id", &loan.branch)?;
+        let loan_id = slot.id();
+        let branch = self.find_branch("loan_id", slot.branch())?;
         amount.check("amount", branch.currency, &branch.books())?;
-        in_date_order("effective_date", date, loan)?;
+        in_date_order("effective_date", date, slot)?;
         let cash = AccountId::Cash(branch.id.clone());
+        // A closed or cancelled loan is refused here as below.
+        let loan = running_or_written_off(slot)?;
         match loan.status {
             LoanStatus::Active => {}
             LoanStatus::WrittenOff => {
@@ -242,7 +244,7 @@ impl LedgerState {
                 ];
                 return Ok((repayment, postings));
             }
-            _ => check_active(loan)?,
+            _ => check_active(slot)?,
         }
         let repayment = loan.allocate(amount.amount, date)?;
         let mut postings = vec![Posting::debit(cash, amount.amount)];
@@ -273,11 +275,11 @@ impl LedgerState {
         effective_date: Option<NaiveDate>,
         context: ExecContext,
     ) -> Result<Decision, DomainError> {
-        let loan = self.find_loan("loan_id", loan_id)?;
-        let branch = self.find_branch("loan_id", &loan.branch)?;
-        check_active(loan)?;
+        let slot = self.find_loan("loan_id", loan_id)?;
+        let branch = self.find_branch("loan_id", slot.branch())?;
+        let loan = running(slot)?;
         let date = self.resolve_date("effective_date", effective_date, branch, context)?;
-        in_date_order("effective_date", date, loan)?;
+        in_date_order("effective_date", date, slot)?;
         let principal = loan.principal_outstanding();
         if principal.is_zero() {
             return Err(DomainError::precondition(
@@ -300,19 +302,16 @@ impl LedgerState {
     }
 
     /// Loan transactions are undone newest first: `sequence` must be the
-    /// latest standing entry on `loan`. A closed loan whose installments
-    /// were let go of is read back whole now (applying the reversal reads
-    /// it again): a store that cannot read it refuses the reversal, which
-    /// may be asked again, rather than failing it once decided.
+    /// latest standing entry on `loan`. A closed loan held as its summary
+    /// is read back whole now (applying the reversal reads it again): a
+    /// store that cannot read it refuses the reversal, which may be asked
+    /// again, rather than failing it once decided.
     pub(super) fn check_latest_on_loan(
         &self,
         sequence: u64,
         loan: &LoanId,
     ) -> Result<(), DomainError> {
-        let state = self.find_loan("sequence", loan)?;
-        if state.installments.is_let_go() {
-            self.whole_loan(loan)?;
-        }
+        let state = self.find_whole_loan("sequence", loan)?;
         match state.events.last() {
             Some(last) if last == sequence => Ok(()),
             Some(last) => Err(DomainError::precondition(
@@ -330,9 +329,9 @@ impl LedgerState {
 }
 
 /// Refuses anything but an active loan, saying what it is instead.
-pub(super) fn check_active(loan: &Loan) -> Result<(), DomainError> {
-    let id = &loan.id;
-    let why = match loan.status {
+pub(super) fn check_active(loan: &LoanSlot) -> Result<(), DomainError> {
+    let id = loan.id();
+    let why = match loan.status() {
         LoanStatus::Active => return Ok(()),
         LoanStatus::Closed => format!("loan {id} is closed: repaid in full"),
         LoanStatus::Cancelled => format!("loan {id} is cancelled: its disbursement was reversed"),
@@ -364,17 +363,46 @@ pub(super) fn fees_leave_something(
 }
 
 /// Transactions on a loan are entered in date order.
-pub(super) fn in_date_order(field: &str, date: NaiveDate, loan: &Loan) -> Result<(), DomainError> {
-    if date < loan.last_repayment_on {
+pub(super) fn in_date_order(
+    field: &str,
+    date: NaiveDate,
+    loan: &LoanSlot,
+) -> Result<(), DomainError> {
+    if date < loan.last_repayment_on() {
         return Err(DomainError::precondition(
             field,
             format!(
                 "{date} is before loan {}'s last transaction on {}; enter a loan's transactions in date order",
-                loan.id, loan.last_repayment_on
+                loan.id(),
+                loan.last_repayment_on()
             ),
         ));
     }
     Ok(())
+}
+
+/// The loan a command for an active loan works on, once
+/// [`check_active`] lets it through.
+pub(super) fn running(slot: &LoanSlot) -> Result<&Loan, DomainError> {
+    check_active(slot)?;
+    running_or_written_off(slot)
+}
+
+/// The loan a repayment works on: refused as [`check_active`] refuses it
+/// when closed or cancelled and held as its summary (a loan held whole is
+/// let through, its status checked by the caller).
+pub(super) fn running_or_written_off(slot: &LoanSlot) -> Result<&Loan, DomainError> {
+    match slot {
+        LoanSlot::Whole(loan) => Ok(loan),
+        LoanSlot::Ended(_) => {
+            check_active(slot)?;
+            // A summary is only ever of a closed or cancelled loan.
+            Err(DomainError::precondition(
+                "loan_id",
+                format!("loan {} has ended", slot.id()),
+            ))
+        }
+    }
 }
 
 /// Debit the loan with the principal; credit cash with what is paid out and

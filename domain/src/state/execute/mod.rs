@@ -220,7 +220,7 @@ impl LedgerState {
     /// (deciding it then refuses it as not found).
     fn branch_of(&self, body: &CommandBody, lookup: &LookupEntry<'_>) -> Option<Option<BranchId>> {
         let member = |id: &MemberId| self.members.get(id).map(|m| m.branch.clone());
-        let loan = |id: &LoanId| self.loan(id).map(|l| l.branch.clone());
+        let loan = |id: &LoanId| self.loan(id).map(|l| l.branch().clone());
         let branch = match body {
             CommandBody::CreateBranch { branch_id, .. }
             | CommandBody::CreateCenter { branch_id, .. }
@@ -288,6 +288,7 @@ impl LedgerState {
                 _,
             ) => self
                 .loan(loan_id)
+                .and_then(LoanSlot::whole)
                 .and_then(|loan| loan.product.as_ref())
                 .and_then(|(product, _)| self.access.approval_limit(product))
                 .is_some_and(|limit| amount.amount > limit),
@@ -419,7 +420,7 @@ impl LedgerState {
                 effective_date,
             } => {
                 let loan = self.find_loan("loan_id", loan_id)?;
-                let branch = self.find_branch("loan_id", &loan.branch)?;
+                let branch = self.find_branch("loan_id", loan.branch())?;
                 let date = self.resolve_date("effective_date", *effective_date, branch, context)?;
                 let (repayment, postings) = self.decide_repayment(loan, *amount, date)?;
                 Decision {
@@ -506,9 +507,19 @@ impl LedgerState {
             .ok_or_else(|| DomainError::not_found(field, "member", id.as_str()))
     }
 
-    pub(super) fn find_loan(&self, field: &str, id: &LoanId) -> Result<&Loan, DomainError> {
+    pub(super) fn find_loan(&self, field: &str, id: &LoanId) -> Result<&LoanSlot, DomainError> {
         self.loan(id)
             .ok_or_else(|| DomainError::not_found(field, "loan", id.as_str()))
+    }
+
+    /// A loan whole: read back from the store when only its summary is
+    /// held ([`LedgerState::whole_loan`]).
+    pub(super) fn find_whole_loan(
+        &self,
+        field: &str,
+        id: &LoanId,
+    ) -> Result<Arc<Loan>, DomainError> {
+        super::whole_loan(self.stored.0.as_deref(), self.find_loan(field, id)?)
     }
 }
 

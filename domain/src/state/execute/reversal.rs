@@ -156,7 +156,7 @@ impl LedgerState {
                     loan, terms, fees, ..
                 },
             ) => {
-                let state = self.find_loan("sequence", loan)?;
+                let state = self.find_whole_loan("sequence", loan)?;
                 if state.events.len() > 1 {
                     return Err(DomainError::precondition(
                         "sequence",

@@ -262,8 +262,14 @@ impl LedgerState {
         let Some(member) = self.members.get(&account.member) else {
             return Ok(Decimal::ZERO);
         };
+        // Only active loans require savings: a closed or cancelled one,
+        // which may be held as its summary, requires none.
         let loans = member.loans.iter().filter_map(|id| self.loans.get(id));
-        self.required_savings_with(account, date, loans.map(|loan| &**loan))
+        self.required_savings_with(
+            account,
+            date,
+            loans.filter_map(LoanSlot::whole).map(|loan| &**loan),
+        )
     }
 
     /// [`Self::required_savings`] with the member's loans as given (as they
