@@ -466,8 +466,9 @@ pub struct LedgerState {
     access: Arc<Access>,
     /// Keys changed since the last `take_changes`.
     changed: ChangeLog,
-    /// Where what the state lets go of is read back from (closed loans'
-    /// installments), once the store holds it ([`LedgerState::keep_stored_in`]).
+    /// Where what the state lets go of is read back from (closed and
+    /// cancelled loans whole, the day log's closed chunks), once the store
+    /// holds it ([`LedgerState::keep_stored_in`]).
     stored: StoredIn,
 }
 

@@ -3,9 +3,9 @@
 //!
 //! A record whose key starts with [`STORED_PREFIX`] changes only when
 //! what it holds changes, which is rarely or never: a closed chunk of a
-//! branch's day log (written once), a closed or cancelled loan's
-//! installments (written when the loan closes, gone if the entry that
-//! closed it is reversed). Memory holds what it holds only until the
+//! branch's day log (written once), a closed or cancelled loan whole
+//! (written when the loan ends, and again if it changes while ended;
+//! gone when a reversal reopens it). Memory holds what it holds only until the
 //! checkpoint that saved it completes, and holds it again from the entry
 //! that changes it: a read made in the state's lock never meets a record
 //! being rewritten (reads outside it go back to the state). A store keeps,

@@ -59,9 +59,9 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
         }
     };
     if let Some(mut state) = cached {
-        // What the cache's records left in the store (a closed loan's
-        // installments) is read back from it by entries replayed past the
-        // cache (the reversal that reopens a loan).
+        // What the cache's records left in the store (a closed loan whole)
+        // is read back from it by entries replayed past the cache (the
+        // reversal that reopens a loan).
         if let Some(stored) = store.stored_records() {
             state.keep_stored_in(stored);
         }

@@ -828,9 +828,9 @@ async fn a_running_server_writes_its_journal_index_again_and_retries_still_find_
     assert_eq!(report.entries, written);
 }
 
-/// After a crash, an entry replayed past the cache may reopen a loan whose
-/// installments the cache keeps apart (the reversal of its payoff, the
-/// cache left at the payoff): startup reads them back from the store and
+/// After a crash, an entry replayed past the cache may reopen a loan the
+/// cache keeps whole apart, its summary in memory (the reversal of its
+/// payoff, the cache left at the payoff): startup reads it back from the store and
 /// replays on, rather than taking the journal for one that does not
 /// continue the cache and rebuilding it. The loan then reads as it did.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -965,9 +965,22 @@ impl LedgerState {
         };
         // An ended loan's history is read back with it.
         let now = super::whole_loan(self.stored.0.as_deref(), slot).map_err(|e| e.to_string())?;
+        self.loan_whole_at(&now, sequence, lookup)
+    }
+
+    /// [`LedgerState::loan_at`] from `now`, the loan whole as the state
+    /// holds it now (a closed one read back by the caller, whose error
+    /// then says the state cache could not be read, not the journal).
+    pub(super) fn loan_whole_at(
+        &self,
+        now: &Loan,
+        sequence: u64,
+        lookup: &mut dyn FnMut(u64) -> Result<EntryBody, String>,
+    ) -> Result<Option<Loan>, String> {
+        let id = &now.id;
         let count = now.history.partition_point(|at| at <= sequence);
         if count == now.history.len() {
-            return Ok(Some(Loan::clone(&now)));
+            return Ok(Some(Loan::clone(now)));
         }
         let Some(first) = now.history.first().filter(|_| count > 0) else {
             return Ok(None);

@@ -176,7 +176,7 @@ impl Ledger {
         assert_eq!(
             on_cold.as_ref().map_err(ToString::to_string),
             decided.as_ref().map_err(ToString::to_string),
-            "a state that let go of closed loans' installments decides otherwise"
+            "a state that holds closed loans as summaries decides otherwise"
         );
         let decided = decided?;
         let entry = decided.seal(&self.state.last_hash());
@@ -1914,7 +1914,7 @@ fn paid_off_on_new_years_day() -> (Ledger, EntryBody) {
 
 /// A member's view shares her loans with the state rather than copying
 /// each (its schedule, amounts and lists) on every GetMember, whether the
-/// loan is held whole or was let go of once paid off; as of an entry it
+/// loan is held whole or as its summary once paid off; as of an entry it
 /// shows the loan as it stood then.
 #[test]
 fn a_members_view_shares_her_loans_with_the_state() {
@@ -2133,7 +2133,7 @@ impl crate::stored::StoredRecords for Unreadable {
     }
 }
 
-/// A paid-off loan let go of, on a store that cannot read its record just
+/// A paid-off loan held as its summary, on a store that cannot read its record just
 /// now: reversing the payoff is refused as unavailable (ask again), not
 /// decided and then failing to apply, which would stop the writer; read,
 /// it is decided.
@@ -2180,7 +2180,7 @@ fn a_payoff_of_a_loan_let_go_of_is_not_reversed_while_its_record_cannot_be_read(
 }
 
 /// Her borrower steps are worked out again (at her next loan) from a loan
-/// closed and let go of: the spans of its principal it keeps give the
+/// closed and held as its summary: the spans of its principal it keeps give the
 /// steps its whole principal by date gave. She borrowed from 1 Jan, paid
 /// off on 10 Jan, and borrows again from 1 Feb.
 #[test]
@@ -2228,7 +2228,7 @@ fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
     assert!(started.export() == ledger.state.export());
 }
 
-/// A paid-off loan let go of whose record in the state cache no longer
+/// A paid-off loan held as its summary whose record in the state cache no longer
 /// decodes (damaged on disk): reading it whole is refused as damaged,
 /// naming the loan and `verify`, never answered from what memory kept.
 #[test]
@@ -2422,4 +2422,41 @@ fn a_cache_whose_ended_loan_records_disagree_is_refused() {
             .is_err_and(|why| why.contains("not the Closed loan its summary describes")),
         "{refused:?}"
     );
+}
+
+/// A member and her loan as they stood before the loan's payoff, asked of
+/// a state holding the paid-off loan as its summary: read back whole, the
+/// loan gives what the state holding it whole gives; on a store that
+/// cannot be read just now, the answer says so (unavailable: ask again),
+/// not that the journal could not be read.
+#[test]
+fn as_of_reads_of_a_loan_held_as_its_summary_read_it_back_or_say_so() {
+    let (ledger, payoff) = paid_off_on_new_years_day();
+    let before = payoff.sequence - 1;
+    let lookup = |sequence: u64| Ok(ledger.entries[sequence as usize - 1].body.clone());
+    let readable = started_from(
+        &ledger.records,
+        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+    );
+    let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
+    let member =
+        |state: &LedgerState| state.member_view_at(&member_id(), before, &mut lookup.clone());
+    let loan =
+        |state: &LedgerState| state.loan_view_at(&loan_id(), before, None, &mut lookup.clone());
+    let whole = member(&ledger.state).unwrap();
+    assert_eq!(whole.loans[0].status(), LoanStatus::Active);
+    assert_eq!(member(&readable).unwrap(), whole);
+    assert_eq!(loan(&readable).unwrap(), loan(&ledger.state).unwrap());
+    for refused in [
+        member(&unreadable).map(|_| ()),
+        loan(&unreadable).map(|_| ()),
+    ] {
+        assert!(
+            matches!(
+                &refused,
+                Err(DomainError::Unavailable { message }) if message.contains("ask again")
+            ),
+            "{refused:?}"
+        );
+    }
 }

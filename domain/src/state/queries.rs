@@ -182,8 +182,11 @@ impl LedgerState {
         let today = self.day_of_entry(sequence, &branch.time_zone, lookup)?;
         let mut loans = Vec::new();
         for loan_id in &member.loans {
+            // A closed loan read back whole first: a store that cannot be
+            // read answers as such (ask again), not as the journal.
+            let now = self.find_whole_loan("member_id", loan_id)?;
             if let Some(loan) = self
-                .loan_at(loan_id, sequence, lookup)
+                .loan_whole_at(&now, sequence, lookup)
                 .map_err(lookup_failed)?
             {
                 loans.push(LoanSlot::Whole(Arc::new(loan)));
@@ -234,9 +237,11 @@ impl LedgerState {
         lookup: &mut dyn FnMut(u64) -> Result<EntryBody, String>,
     ) -> Result<LoanView, DomainError> {
         self.check_sequence("as_of_sequence", sequence)?;
-        self.find_loan("loan_id", id)?;
-        let Some(loan) = self.loan_at(id, sequence, lookup).map_err(lookup_failed)? else {
-            let now = self.find_whole_loan("loan_id", id)?;
+        let now = self.find_whole_loan("loan_id", id)?;
+        let Some(loan) = self
+            .loan_whole_at(&now, sequence, lookup)
+            .map_err(lookup_failed)?
+        else {
             return Err(DomainError::invalid(
                 "as_of_sequence",
                 format!(

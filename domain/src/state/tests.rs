@@ -1027,8 +1027,8 @@ proptest! {
         prop_assert_eq!(split.export(), state.export());
         prop_assert_eq!(split.books(), state.books());
         // Read back as a server starts, the records read when asked left in
-        // the store: a closed or cancelled loan's installments are let go
-        // of, and read back whole they are the loan's.
+        // the store: a closed or cancelled loan is held as its summary,
+        // and read back whole it is the loan.
         let mut startup = StateImport::default();
         for (key, value) in &records {
             if crate::stored::is_stored_key(key) {
