@@ -355,7 +355,7 @@ impl Loan {
     /// any more, and the state cache keeps it whole in a record of its own
     /// ([`StateKey::LoanSchedule`]), read when asked, memory only its
     /// summary ([`EndedLoan`]).
-    pub fn installments_kept_apart(&self) -> bool {
+    pub fn has_ended(&self) -> bool {
         matches!(self.status, LoanStatus::Closed | LoanStatus::Cancelled)
     }
 

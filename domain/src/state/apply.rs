@@ -396,7 +396,7 @@ struct LoanRecords {
     /// Its `Loan` record: the schedule changed (recast, or a new loan).
     loan: bool,
     /// The loan is closed or cancelled, or was before the entry
-    /// ([`Loan::installments_kept_apart`]): every record of it changes.
+    /// ([`Loan::has_ended`]): every record of it changes.
     ended: bool,
 }
 
@@ -1689,14 +1689,14 @@ impl Stage<'_> {
         commit.loans = loans
             .into_values()
             .map(|staged| {
-                let apart = staged.loan.installments_kept_apart();
-                let was_apart = staged
+                let ended = staged.loan.has_ended();
+                let was_ended = staged
                     .before
                     .as_ref()
-                    .is_some_and(|before| before.installments_kept_apart());
+                    .is_some_and(|before| before.has_ended());
                 let records = LoanRecords {
                     loan: staged.schedule_changed,
-                    ended: apart || was_apart,
+                    ended: ended || was_ended,
                 };
                 (Arc::new(staged.loan), records)
             })

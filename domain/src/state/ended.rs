@@ -42,7 +42,7 @@ pub struct EndedLoan {
 impl EndedLoan {
     /// The summary of `loan`, which must have ended (`None` otherwise).
     pub fn of(loan: &Loan) -> Option<EndedLoan> {
-        if !loan.installments_kept_apart() {
+        if !loan.has_ended() {
             return None;
         }
         Some(EndedLoan {

@@ -222,7 +222,7 @@ impl LedgerState {
                 .and_then(|loan| list_chunk(&loan.history, *chunk))
                 .map(|chunk| encode(&chunk)),
             StateKey::LoanSchedule(id) => match self.loans.get(id)? {
-                LoanSlot::Whole(loan) => loan.installments_kept_apart().then(|| encode(&**loan)),
+                LoanSlot::Whole(loan) => loan.has_ended().then(|| encode(&**loan)),
                 // Read back from the store (never among the changed
                 // records then: `take_changed_keys`).
                 LoanSlot::Ended(_) => self.stored.read(&key.to_bytes()).ok().flatten(),
@@ -268,7 +268,7 @@ impl LedgerState {
         self.loans
             .get(id)?
             .whole()
-            .filter(|loan| !loan.installments_kept_apart())
+            .filter(|loan| !loan.has_ended())
             .map(Arc::as_ref)
     }
 
@@ -733,7 +733,7 @@ impl LoanProgress {
 
     fn restore(self, loan: &mut Loan) -> Result<(), String> {
         loan.status = self.status;
-        if loan.installments_kept_apart() {
+        if loan.has_ended() {
             return Err(format!(
                 "loan {}: its progress record says {:?}, and a closed or cancelled loan is kept \
                  whole in record {LOAN_SCHEDULE_PREFIX}{}",

@@ -1061,7 +1061,7 @@ proptest! {
         prop_assert_eq!(kept_replay.export(), state.export());
         for loan in state.loans.values().map(LoanSlot::expect_whole) {
             for read in [&started, &kept_replay] {
-                prop_assert_eq!(read.loans[&loan.id].is_summary(), loan.installments_kept_apart());
+                prop_assert_eq!(read.loans[&loan.id].is_summary(), loan.has_ended());
                 let whole = read.whole_loan(&loan.id).unwrap().unwrap();
                 prop_assert_eq!(&*whole, &**loan);
             }
