@@ -221,7 +221,20 @@ impl Steps {
     /// totals stay in range, amounts are positive) and works out each
     /// block's totals before it. True when every step is dated on or after
     /// the one before it.
-    pub fn append_record(&mut self, starts: &[BlockStart], bytes: &[u8]) -> Result<bool, String> {
+    ///
+    /// With `dates` (the totals by date of the steps before this record,
+    /// as [`Steps::totals_by_date_in_order`] gives them, for steps in date
+    /// order), the same walk extends them to this record's steps, so that
+    /// a history kept with its totals by date (a line) is not walked a
+    /// second time for them. Once a step is dated before the one before
+    /// it they are no longer extended, and false is returned: they must
+    /// then be worked out from the steps.
+    pub fn append_record(
+        &mut self,
+        starts: &[BlockStart],
+        bytes: &[u8],
+        mut dates: Option<&mut Vec<(NaiveDate, Balance)>>,
+    ) -> Result<bool, String> {
         if !self.len.is_multiple_of(RECORD_STEPS) {
             return Err(format!(
                 "a record follows one of {} steps, not {RECORD_STEPS}",
@@ -240,6 +253,12 @@ impl Steps {
         let days_of = |date: NaiveDate| i64::from(date.num_days_from_ce());
         let days = days_of(NaiveDate::MIN)..=days_of(NaiveDate::MAX);
         let mut previous = self.tail.map(|t| (t.step.sequence, days_of(t.step.date)));
+        // The day of the last date in `dates`: its total is set when a
+        // step of a later date comes, or at the record's end.
+        let mut open_day = dates
+            .as_deref()
+            .and_then(|dates| dates.last())
+            .map(|(date, _)| days_of(*date));
         let mut total = self.tail.map_or(Balance::default(), |t| t.step.total);
         let mut in_date_order = true;
         let mut blocks = Vec::with_capacity(starts.len());
@@ -284,6 +303,20 @@ impl Steps {
                     .ok_or("a step's date out of range")?;
                 if previous.is_some_and(|(_, previous_day)| day < previous_day) {
                     in_date_order = false;
+                    dates = None;
+                }
+                if let Some(dates) = dates.as_deref_mut()
+                    && open_day != Some(day)
+                {
+                    if let Some((_, total)) = dates.last_mut() {
+                        *total = sums.total_checked().ok_or("a step's totals out of range")?;
+                    }
+                    let date = i32::try_from(day)
+                        .ok()
+                        .and_then(NaiveDate::from_num_days_from_ce_opt)
+                        .ok_or("a step's date out of range")?;
+                    dates.push((date, Balance::default()));
+                    open_day = Some(day);
                 }
                 sums.add_checked(&raw)
                     .ok_or("a step's totals out of range")?;
@@ -316,6 +349,9 @@ impl Steps {
             .ok()
             .and_then(NaiveDate::from_num_days_from_ce_opt)
             .ok_or("a step's date out of range")?;
+        if let Some((_, last)) = dates.and_then(|dates| dates.last_mut()) {
+            *last = total;
+        }
         self.blocks.extend(blocks);
         self.records.push(bytes.to_vec());
         self.tail = Some(Tail {
@@ -963,7 +999,7 @@ mod tests {
         let mut in_order = true;
         for k in 0..steps.record_count() {
             let (starts, bytes) = steps.record(k).unwrap();
-            in_order &= read.append_record(&starts, bytes)?;
+            in_order &= read.append_record(&starts, bytes, None)?;
         }
         Ok((read, in_order))
     }
@@ -1024,6 +1060,59 @@ mod tests {
         assert_eq!(read.totals_by_date(true), dated.totals_by_date(false));
     }
 
+    /// The totals by date worked out while reading records back are those
+    /// of a walk of the steps, to the digit, whatever the records' edges;
+    /// a step dated before the one before it stops them.
+    #[test]
+    fn totals_by_date_read_back_with_the_records_are_the_walks() {
+        let mut steps = Steps::default();
+        for n in 0..(RECORD_STEPS as u64 * 3 + 17) {
+            // A date running across each record's edge, and dates that
+            // change at a record's first step.
+            let date = day(match n {
+                120..=135 => 7,
+                _ => (n / 16) as u32,
+            });
+            let debits = match n % 4 {
+                0 => amount(i128::from(n) * 7_919, 2),
+                1 => amount(100_000_000_000_000_000_000, 0),
+                _ => amount(25, 1),
+            };
+            steps.push(n + 1, date, Balance::of(crate::entry::Side::Debit, debits));
+        }
+        let mut read = Steps::default();
+        let mut dates = Vec::new();
+        for k in 0..steps.record_count() {
+            let (starts, bytes) = steps.record(k).unwrap();
+            assert!(
+                read.append_record(&starts, bytes, Some(&mut dates))
+                    .unwrap()
+            );
+        }
+        let walked = steps.totals_by_date_in_order();
+        assert!(walked.len() > 20);
+        assert_eq!(format!("{dates:?}"), format!("{walked:?}"));
+        // Out of date order: false, for the caller to work them out from
+        // the steps.
+        let mut back = steps.clone();
+        back.push(
+            10_000,
+            day(0),
+            Balance::of(crate::entry::Side::Credit, amount(7, 0)),
+        );
+        let mut read = Steps::default();
+        let mut dates = Vec::new();
+        let in_order: Vec<bool> = (0..back.record_count())
+            .map(|k| {
+                let (starts, bytes) = back.record(k).unwrap();
+                read.append_record(&starts, bytes, Some(&mut dates))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(in_order, [true, true, true, false]);
+        assert_eq!(read, back);
+    }
+
     /// A history read back and then booked to holds about its bytes, not
     /// twice them: a step appended reaches only its record's room.
     #[test]
@@ -1063,13 +1152,13 @@ mod tests {
         let (last, last_bytes) = steps.record(2).unwrap();
         // A record after a short one.
         let mut read = Steps::default();
-        read.append_record(&last, last_bytes).unwrap();
-        let refused = read.append_record(&first, first_bytes).unwrap_err();
+        read.append_record(&last, last_bytes, None).unwrap();
+        let refused = read.append_record(&first, first_bytes, None).unwrap_err();
         assert!(refused.contains("follows one of 44 steps"), "{refused}");
         // The same record twice: its entries do not follow.
         let mut read = Steps::default();
-        read.append_record(&first, first_bytes).unwrap();
-        let refused = read.append_record(&first, first_bytes).unwrap_err();
+        read.append_record(&first, first_bytes, None).unwrap();
+        let refused = read.append_record(&first, first_bytes, None).unwrap_err();
         assert!(
             refused.contains("not after the step before it"),
             "{refused}"
@@ -1078,13 +1167,13 @@ mod tests {
         // one ends.
         let mut read = Steps::default();
         let refused = read
-            .append_record(&second, &second_bytes[..second_bytes.len() / 2])
+            .append_record(&second, &second_bytes[..second_bytes.len() / 2], None)
             .unwrap_err();
         assert!(refused.contains("does not decode"), "{refused}");
         let mut read = Steps::default();
-        read.append_record(&first, first_bytes).unwrap();
+        read.append_record(&first, first_bytes, None).unwrap();
         let kept = read.clone();
-        let refused = read.append_record(&second, &[]).unwrap_err();
+        let refused = read.append_record(&second, &[], None).unwrap_err();
         assert!(refused.contains("a block of 0 steps"), "{refused}");
         assert_eq!(read, kept, "nothing kept of a refused record");
     }
@@ -1115,7 +1204,7 @@ mod tests {
                     bytes.truncate(cut.max(1));
                     starts[0].sequence = starts[0].sequence.wrapping_add(shift.wrapping_mul(u64::MAX / 2));
                 }
-                if read.append_record(&starts, &bytes).is_err() {
+                if read.append_record(&starts, &bytes, None).is_err() {
                     break;
                 }
             }
