@@ -623,12 +623,19 @@ fn record_parts<'a>(of: &StepsOf, value: &'a [u8]) -> Result<RecordParts<'a>, St
 }
 
 /// Consecutive records of one history (its record `first` and those after
-/// it), held until a record of another comes.
+/// it), held until a record of another comes or [`RUN_RECORDS`] are held.
 struct Run {
     of: StepsOf,
     first: u64,
     values: Vec<Vec<u8>>,
 }
+
+/// Records of a history held before they are appended: taking a long
+/// history's records in only after its last was read (its room taken
+/// once) left the thread idle while they were read, and the reading
+/// stopped while it then took them all in (a branch's cash at 10^7
+/// entries is 78,000 records).
+const RUN_RECORDS: usize = 512;
 
 /// A record read out of its history's order, kept until the ones before
 /// it are read.
@@ -641,9 +648,9 @@ struct LateRecord {
 /// Books being read back from the state cache's records of steps, one at
 /// a time as the store reads them. A history's records come one after
 /// another in order as sled reads them: they are held until a record of
-/// another history comes, then appended to their history at once, its
-/// room taken once for all of them (growing it record by record copied
-/// each history's steps about twice over, into fresh pages). A record
+/// another history comes (or [`RUN_RECORDS`] are held), then appended to
+/// their history at once, its room taken once for all of them rather than
+/// record by record. A record
 /// that comes before the one preceding it is kept aside until that one is
 /// read.
 #[derive(Default)]
@@ -665,6 +672,11 @@ impl BooksImport {
             && run.first + run.values.len() as u64 == index
         {
             run.values.push(value);
+            if run.values.len() >= RUN_RECORDS {
+                // A long history is taken in as its records come, not all
+                // at its end: the reading threads go on meanwhile.
+                self.append_run()?;
+            }
             return Ok(());
         }
         self.append_run()?;
@@ -693,7 +705,8 @@ impl BooksImport {
         reading.map_or(0, |r| r.history.steps.record_count() as u64)
     }
 
-    /// Appends the records held to their history, its room taken once.
+    /// Appends the records held to their history, its room taken once
+    /// for them.
     fn append_run(&mut self) -> Result<(), String> {
         let Some(run) = self.run.take() else {
             return Ok(());
@@ -1547,6 +1560,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A history of more records than a run holds is taken in a run at a
+    /// time, in the order sled reads them or any other.
+    #[test]
+    fn a_long_history_is_read_back_a_run_at_a_time() {
+        let tb = BranchId::parse("branch", "TB").unwrap();
+        let cash = AccountId::Cash(tb.clone());
+        let mut books = Books::default();
+        let postings = (RUN_RECORDS + 3) * steps::RECORD_STEPS;
+        for n in 0..postings as u64 {
+            let date = day(1) + chrono::Days::new(n / 1_000);
+            let amount = Decimal::new(n as i64 % 997 + 1, (n % 3) as u32);
+            let line = Line::of(&cash, None);
+            books.post(
+                n + 1,
+                date,
+                &tb,
+                &cash,
+                line,
+                Balance::of(Side::Debit, amount),
+            );
+        }
+        let (mut accounts, mut lines) = records_of(&books);
+        assert_eq!(accounts.len(), RUN_RECORDS + 3);
+        assert_eq!(
+            Books::from_records(accounts.clone(), lines.clone()).as_ref(),
+            Ok(&books)
+        );
+        accounts.reverse();
+        lines.rotate_left(RUN_RECORDS / 2);
+        assert_eq!(Books::from_records(accounts, lines), Ok(books));
     }
 
     #[test]
