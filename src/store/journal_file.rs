@@ -826,7 +826,8 @@ pub fn check_frames(file: &File, index: &JournalIndex) -> Result<(), StoreError>
 enum Pass {
     /// Each record's CRC too, and every record's offset kept.
     Full,
-    /// The frame's CRC alone, which covers its records and theirs, and no
+    /// The frame's CRC (which covers its records and theirs) and its
+    /// records' lengths and count, not each record's CRC again, and no
     /// offsets kept: the check of frames an index already placed.
     Frames,
 }

@@ -208,12 +208,17 @@ impl Steps {
     }
 
     /// Room for `records` more records of `blocks` blocks in all (the
-    /// records about to be appended): exactly that many for steps read
-    /// back in one go, and at least twice what they had for steps read
-    /// back in several (a long history's), as a `Vec` grows.
+    /// records about to be appended): exactly that many for the first
+    /// records read back (all of most histories'), and as a `Vec` grows,
+    /// at least doubling, for a long history's later ones.
     pub fn reserve_records(&mut self, records: usize, blocks: usize) {
-        self.records.reserve(records);
-        self.blocks.reserve(blocks);
+        if self.records.is_empty() {
+            self.records.reserve_exact(records);
+            self.blocks.reserve_exact(blocks);
+        } else {
+            self.records.reserve(records);
+            self.blocks.reserve(blocks);
+        }
     }
 
     /// Appends the next record ([`Steps::record`]) as read back from the
@@ -229,8 +234,10 @@ impl Steps {
     /// order), the same walk extends them to this record's steps, so that
     /// a history kept with its totals by date (a line) is not walked a
     /// second time for them. Once a step is dated before the one before
-    /// it they are no longer extended, and false is returned: they must
-    /// then be worked out from the steps.
+    /// it they are no longer extended, and false is returned. After false
+    /// or an error they are left part-way (what this record's steps had
+    /// pushed, the last perhaps without its total): the caller works them
+    /// out from the steps instead, or refuses the whole reading.
     pub fn append_record(
         &mut self,
         starts: &[BlockStart],
@@ -310,8 +317,8 @@ impl Steps {
                 if let Some(dates) = dates.as_deref_mut()
                     && open_day != Some(day)
                 {
-                    if let Some((_, total)) = dates.last_mut() {
-                        *total = sums.total_checked().ok_or("a step's totals out of range")?;
+                    if let Some((_, ended)) = dates.last_mut() {
+                        *ended = sums.total_checked().ok_or("a step's totals out of range")?;
                     }
                     let date = i32::try_from(day)
                         .ok()
