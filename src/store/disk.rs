@@ -238,10 +238,11 @@ pub(super) struct LocalFiles {
 }
 
 /// The state cache's sled database; closed after startup reads it
-/// ([`Store::load_state`]) and opened again at its next use (a checkpoint,
-/// or a record read when asked), so that the pages sled kept of that read
-/// are let go (its page cache keeps them otherwise: 67 MiB at 10^6 entries,
-/// growing with the cache).
+/// ([`Store::load_state`]) and opened again at once on a thread of its own,
+/// beside the rest of startup, its next use (a checkpoint, or a record
+/// read when asked) waiting for that, so that the pages sled kept of that
+/// read are let go (its page cache keeps them otherwise: 67 MiB at 10^6
+/// entries, growing with the cache).
 struct StateCache {
     path: PathBuf,
     db: Mutex<Option<sled::Db>>,
@@ -261,15 +262,16 @@ impl StateCache {
     }
 
     /// Waits for a close and open again left running by
-    /// [`StateCache::reopen_beside`], if any.
+    /// [`StateCache::reopen_beside`], if any. Joined under the lock, so
+    /// that a second caller waits for it too (the thread never takes this
+    /// lock, nor calls `get`).
     fn wait_reopened(&self) {
-        let reopening = self
+        let mut reopening = self
             .reopening
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        if let Some(reopening) = reopening {
-            let _ = reopening.join();
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(running) = reopening.take() {
+            let _ = running.join();
         }
     }
 
@@ -279,22 +281,31 @@ impl StateCache {
     /// segment of the file over: about a sixth of a restart of the
     /// simulated branch over ten years, closed and opened at startup).
     fn reopen_beside(self: &Arc<Self>, db: sled::Db) {
+        // Held from before the thread starts: a `get` meanwhile waits.
+        let mut reopening = self
+            .reopening
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let cache = Arc::clone(self);
-        let reopening = std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name("cache-reopen".into())
             .spawn(move || {
                 cache.close(db);
                 // Its error, if any, is met again by the next `get`.
                 let _ = cache.get_or_open();
             });
-        // Without a thread the database stays open as it was (the handle
-        // moved into the closure was a clone), sled's pages of the reading
-        // kept.
-        if let Ok(reopening) = reopening {
-            *self
-                .reopening
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reopening);
+        match started {
+            Ok(running) => *reopening = Some(running),
+            // Without a thread (its closure, and the handle moved into it,
+            // dropped): closed here, opened again at the next `get`.
+            Err(_) => {
+                let kept = self
+                    .db
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .take();
+                drop(kept);
+            }
         }
     }
 
@@ -342,7 +353,8 @@ impl StateCache {
 impl Drop for LocalFiles {
     fn drop(&mut self) {
         // A close and open again that startup's reading left running ends
-        // before the store does: the cache is not held open past it.
+        // before the store does: its thread does not hold the cache open
+        // past it.
         self.state.wait_reopened();
     }
 }
@@ -1168,9 +1180,10 @@ mod tests {
     use crate::domain::stored::ReadError;
     use crate::store::{DiskStore, Store, StoreError};
 
-    /// Startup reads the cache and closes it; the checkpoint right after
-    /// (at once, as a replay past the cache makes one) opens it again,
-    /// while the closed instance may still hold its lock.
+    /// Startup reads the cache, closes it and opens it again on a thread
+    /// of its own (which waits, as an open would, while the closed
+    /// instance may still hold its lock); the checkpoint right after (at
+    /// once, as a replay past the cache makes one) waits for that.
     #[test]
     fn a_checkpoint_right_after_startup_read_the_cache_is_written() {
         let dir = tempfile::tempdir().unwrap();
@@ -1475,8 +1488,8 @@ mod tests {
             Some(&b"second"[..])
         );
         assert_eq!(reader.read(b"cold/x/3").unwrap(), None);
-        // A handle held across a `load_state` (which closes the cache)
-        // would keep sled's lock: each use takes its own.
+        // A handle held across a `load_state` (which closes the cache and
+        // opens it again) would keep sled's lock: each use takes its own.
         let db = || store.local.cache().unwrap();
         assert_eq!(super::records_of(&db()).unwrap().len(), 4);
 
