@@ -303,6 +303,10 @@ GOALS = [
      lambda f: ratio_of(f, "write.repayment.1000.commands_per_second", "write.baseline_sled_fdatasync.1000.commands_per_second"), 1.0, "min"),
     ("a 50-installment disbursement ≤ 50 µs of CPU", "in process, batch 100, µs per command",
      lambda f: f.get("mix.disbursement (50 inst.).100.cpu_us_per_command"), 50, "max"),
+    ("a repayment ≤ 5 µs of CPU, with the state cache written", "the same, and the CPU until the state cache held what the commands changed, µs per command",
+     lambda f: f.get("mix.repayment.1000.cpu_with_cache_us_per_command"), 5, "max"),
+    ("a 50-installment disbursement ≤ 50 µs of CPU, with the state cache written", "the same, µs per command",
+     lambda f: f.get("mix.disbursement (50 inst.).100.cpu_with_cache_us_per_command"), 50, "max"),
     ("≤ 1 KB of disk per entry of the mix", "the simulated branch's data directory, bytes per entry",
      lambda f: f.get("mix.disk.bytes_per_entry"), 1024, "max"),
     ("restart after a clean stop ≤ 2 s", "at the recovery benchmark's size, as `serve` runs (checkpoints signed), seconds",
@@ -466,10 +470,15 @@ def mix_lines(figures, previous):
         "(page faults and the zeroing of fresh pages, file writes, `fdatasync`, waking",
         "threads: on this shared host the part that moves most from run to run). Over",
         "gRPC, the simulator's own client writes the same branch into a fresh server (a",
-        "day's commands per `SubmitBatch`); CPU is the server's.",
+        "day's commands per `SubmitBatch`); CPU is the server's. With the cache written:",
+        "the CPU until the state cache held what the commands changed (the ledger's",
+        "stop, its checkpoint and flush, after the commands), which a run shorter than",
+        "the ten seconds between checkpoints leaves out; the single-kind rows start on a",
+        "ledger started again on its members and their loans, so that the cache holds",
+        "them before.",
         "",
-        f"| workload | batch | commands | commands/s | CPU µs per command | of it kernel µs | {head} CPU µs | better |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| workload | batch | commands | commands/s | CPU µs per command | of it kernel µs | with the cache written, CPU µs | {head} CPU µs | better |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in mix.get("rows", []):
         key = f"mix.{row['workload']}.{row['batch']}."
@@ -480,7 +489,7 @@ def mix_lines(figures, previous):
         lines.append(
             f"| {row['workload']} | {batch} | {row['commands']:,} | {fmt_rate(row.get('commands_per_second'))} | "
             f"{fmt_figure(figures.get(cpu_key))} | {fmt_figure(row.get('kernel_cpu_us_per_command', row.get('server_kernel_cpu_us_per_command')))} | "
-            f"{fmt_figure(old)} | {better} |"
+            f"{fmt_figure(row.get('cpu_with_cache_us_per_command'))} | {fmt_figure(old)} | {better} |"
         )
     disk = mix.get("disk")
     if disk:
