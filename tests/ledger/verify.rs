@@ -426,7 +426,7 @@ async fn the_earlier_of_a_cache_fault_and_a_re_execution_fault_is_reported() {
     // The cache's fault, at entry WITHDRAWAL, comes first.
     fails_naming(
         dir.path(),
-        &format!("replay at entry {WITHDRAWAL}: record \"balance/cash:TB\""),
+        &format!("replay at entry {WITHDRAWAL}: record \"{CASH_STEPS}\""),
     );
 
     rechain_only(dir.path(), DEPOSIT, every_amount(900_000));
@@ -477,12 +477,20 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Writes the member's savings balance record under the branch's cash
-/// account in the state cache.
+/// The state cache's record of the branch's cash account's steps (its
+/// balance is its steps' last total).
+const CASH_STEPS: &str = "steps/cash:TB/0000000000";
+
+/// Writes the member's savings account's record of steps under the
+/// branch's cash account in the state cache.
 fn alter_cash_balance(dir: &Path) {
     let db = crate::support::open_cache_directly(dir);
-    let savings = db.get("balance/savings:TB-0001/C1").unwrap().unwrap();
-    db.insert("balance/cash:TB", savings).unwrap();
+    let savings = db
+        .get("steps/savings:TB-0001/C1/0000000000")
+        .unwrap()
+        .unwrap();
+    assert!(db.get(CASH_STEPS).unwrap().is_some());
+    db.insert(CASH_STEPS, savings).unwrap();
     db.flush().unwrap();
 }
 
@@ -493,7 +501,7 @@ async fn verify_names_an_altered_state_record() {
     let (ok, text) = verify(dir.path());
     assert!(!ok, "an altered state cache must fail verification: {text}");
     assert!(text.contains("derived state differs"), "{text}");
-    assert!(text.contains("balance/cash:TB"), "{text}");
+    assert!(text.contains(CASH_STEPS), "{text}");
 }
 
 /// Reproduces: `verify` of a data directory whose state cache another

@@ -291,11 +291,11 @@ impl LedgerState {
                 if records.loan {
                     self.changed.note(|| StateKey::Loan(id.clone()));
                 }
-                for chunk in keys::list_chunks_touched(loan.events.len()) {
+                if let Some(chunk) = keys::list_chunk_touched(loan.events.len()) {
                     self.changed
                         .note(|| StateKey::LoanEvents(id.clone(), chunk));
                 }
-                for chunk in keys::list_chunks_touched(loan.history.len()) {
+                if let Some(chunk) = keys::list_chunk_touched(loan.history.len()) {
                     self.changed
                         .note(|| StateKey::LoanHistory(id.clone(), chunk));
                 }
@@ -318,7 +318,6 @@ impl LedgerState {
             }
         }
         for (account, balance) in commit.balances {
-            self.changed.note(|| StateKey::Balance(account.clone()));
             self.balances.insert(account, balance);
         }
         if let Some((sequence, by)) = commit.reversed {

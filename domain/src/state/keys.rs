@@ -23,11 +23,12 @@ pub enum StateKey {
     Loan(LoanId),
     /// What has been repaid on a loan: small, rewritten as it changes.
     LoanProgress(LoanId),
-    /// One chunk of a loan's entries that still stand
-    /// (`LOAN_LIST_CHUNK` a record).
+    /// One full chunk of a loan's entries that still stand
+    /// (`LOAN_LIST_CHUNK` a record; those after the last full chunk are in
+    /// its progress record).
     LoanEvents(LoanId, u64),
-    /// One chunk of every entry that changed a loan, reversed or not
-    /// (`LOAN_LIST_CHUNK` a record).
+    /// One full chunk of every entry that changed a loan, reversed or not
+    /// (the same way).
     LoanHistory(LoanId, u64),
     /// A closed or cancelled loan whole: read when asked
     /// ([`crate::stored`]), its `Loan`, `LoanProgress` and lists' records
@@ -38,7 +39,6 @@ pub enum StateKey {
     LoanEnded(LoanId),
     /// A product's versions.
     Product(ProductId),
-    Balance(AccountId),
     Reversed(u64),
     Day(BranchId, NaiveDate),
     /// Principals, roles and credentials, as one record (small, and
@@ -103,7 +103,12 @@ const ACCESS_KEY: &str = "access";
 /// 13: a closed or cancelled loan whole in that record, and its summary
 /// ([`StateKey::LoanEnded`]) in place of its loan, progress and lists'
 /// records (a cache of 12 would have its closed loans missing).
-pub const STATE_FORMAT: u32 = 13;
+/// 14: fewer records for what changes with every entry: a running loan's
+/// lists keep a record only for each full chunk, the entries after the
+/// last full one in its progress record; and no account's balance has a
+/// record of its own, each read back from its history's last step (a
+/// cache of 13 would have its lists' last chunks read twice).
+pub const STATE_FORMAT: u32 = 14;
 
 /// Key prefix of a closed or cancelled loan's record, the loan whole
 /// ([`StateKey::LoanSchedule`]).
@@ -113,34 +118,44 @@ pub const LOAN_SCHEDULE_PREFIX: &str = "cold/loan/";
 /// ([`StateKey::LoanEnded`]).
 const LOAN_ENDED_PREFIX: &str = "ended/";
 
-/// Entries per record of a loan's lists of entries: a checkpoint rewrites
-/// a loan's last chunk of each, not its lists whole (at 10^7 entries of
-/// the recovery benchmark, about 10,000 entries a loan, 61 KB a loan
-/// rewritten at each checkpoint that changed it).
+/// Entries per record of a loan's lists of entries: a checkpoint writes a
+/// chunk's record once, when it fills, not a loan's lists whole (at 10^7
+/// entries of the recovery benchmark, about 10,000 entries a loan, 61 KB
+/// a loan rewritten at each checkpoint that changed it). The entries after
+/// the last full chunk, fewer than a chunk, are in the loan's progress
+/// record, which every entry that changes the loan rewrites anyway: most
+/// loans, with fewer entries than a chunk, have no record of their lists.
 pub const LOAN_LIST_CHUNK: usize = 1024;
 
-/// Chunk `index` of a loan's list of entries, if it holds any.
+/// Chunk `index` of a loan's list of entries, if it is full.
 fn list_chunk(list: &EntryList, index: u64) -> Option<Vec<u64>> {
     let start = usize::try_from(index).ok()?.checked_mul(LOAN_LIST_CHUNK)?;
     let chunk: Vec<u64> = list
         .range(start, start.saturating_add(LOAN_LIST_CHUNK))
         .collect();
-    (!chunk.is_empty()).then_some(chunk)
+    (chunk.len() == LOAN_LIST_CHUNK).then_some(chunk)
 }
 
-/// The chunks of a loan's list that a change to it may have touched: the
-/// one holding its last entry, and the one after it (emptied when the
-/// list got shorter: its record goes).
-pub fn list_chunks_touched(len: usize) -> [u64; 2] {
-    [
-        (len.saturating_sub(1) / LOAN_LIST_CHUNK) as u64,
-        (len / LOAN_LIST_CHUNK) as u64,
-    ]
+/// The entries of a loan's list after its last full chunk.
+fn list_tail(list: &EntryList) -> Vec<u64> {
+    let start = list.len() - list.len() % LOAN_LIST_CHUNK;
+    list.range(start, list.len()).collect()
 }
 
-/// How many chunks hold a loan's list.
+/// The chunk of a loan's list that a change to it by one entry may have
+/// filled, or taken the last entry of (its record then goes), given the
+/// list's length after it: the one holding its last entry, when the list
+/// ends at the end of a chunk or one short of it. Any other change stays
+/// in the list's tail, in the loan's progress record.
+pub fn list_chunk_touched(len: usize) -> Option<u64> {
+    let into_chunk = len % LOAN_LIST_CHUNK;
+    (len > 0 && (into_chunk == 0 || into_chunk == LOAN_LIST_CHUNK - 1))
+        .then(|| ((len - 1) / LOAN_LIST_CHUNK) as u64)
+}
+
+/// How many full chunks a loan's list has (each a record).
 pub(super) fn list_chunks(len: usize) -> u64 {
-    len.div_ceil(LOAN_LIST_CHUNK) as u64
+    (len / LOAN_LIST_CHUNK) as u64
 }
 
 /// The layout a cache's records were written in, from its format record
@@ -179,7 +194,6 @@ impl StateKey {
             StateKey::LoanSchedule(id) => format!("{LOAN_SCHEDULE_PREFIX}{id}"),
             StateKey::LoanEnded(id) => format!("{LOAN_ENDED_PREFIX}{id}"),
             StateKey::Product(id) => format!("product/{id}"),
-            StateKey::Balance(account) => format!("balance/{account}"),
             StateKey::Reversed(sequence) => format!("reversed/{sequence:020}"),
             StateKey::Day(branch, date) => format!("day/{branch}/{date}"),
             StateKey::Access => ACCESS_KEY.to_owned(),
@@ -232,7 +246,6 @@ impl LedgerState {
                 LoanSlot::Ended(ended) => Some(encode(&**ended)),
             },
             StateKey::Product(id) => self.products.get(id).map(encode),
-            StateKey::Balance(account) => self.balances.get(account).map(|b| encode(&(account, b))),
             StateKey::Reversed(sequence) => self.reversed.get(sequence).map(encode),
             StateKey::Day(branch, date) => self
                 .days
@@ -364,7 +377,6 @@ impl LedgerState {
                 .cloned()
                 .map(StateKey::SavingsProduct),
         );
-        keys.extend(self.balances.keys().cloned().map(StateKey::Balance));
         keys.extend(self.reversed.keys().copied().map(StateKey::Reversed));
         for (branch, days) in &self.days {
             keys.extend(days.keys().map(|date| StateKey::Day(branch.clone(), *date)));
@@ -474,10 +486,6 @@ impl LedgerState {
                 let versions: Vec<ProductVersion> = decode(key, value)?;
                 let id = ProductId::parse("key", rest).map_err(|e| e.to_string())?;
                 self.products.insert(id, versions);
-            }
-            "balance" => {
-                let (account, balance): (AccountId, Balance) = decode(key, value)?;
-                self.balances.insert(account, balance);
             }
             "reversed" => {
                 let sequence: u64 = rest.parse().map_err(|_| format!("record key {key:?}"))?;
@@ -695,6 +703,47 @@ struct LoanProgress {
     recovered: Decimal,
     #[serde(with = "crate::codec::date_option")]
     ended_on: Option<NaiveDate>,
+    /// The loan's entries that still stand after the last full chunk.
+    events: ListTail,
+    /// Every entry that changed the loan, after the last full chunk.
+    history: ListTail,
+}
+
+/// A loan's list of entries as its progress record holds it: its length,
+/// and its entries after the chunks that have records of their own
+/// ([`StateKey::LoanEvents`], [`StateKey::LoanHistory`]).
+#[derive(Serialize, Deserialize)]
+struct ListTail {
+    len: u64,
+    tail: Vec<u64>,
+}
+
+impl ListTail {
+    fn of(list: &EntryList) -> ListTail {
+        ListTail {
+            len: list.len() as u64,
+            tail: list_tail(list),
+        }
+    }
+
+    /// Appends the tail to `list`, which holds the full chunks read before
+    /// (`loan` and `which` name them in a refusal).
+    fn restore(self, list: &mut EntryList, loan: &LoanId, which: &str) -> Result<(), String> {
+        let chunks = list.len() as u64;
+        if chunks % LOAN_LIST_CHUNK as u64 != 0
+            || self.tail.len() >= LOAN_LIST_CHUNK
+            || chunks + self.tail.len() as u64 != self.len
+        {
+            return Err(format!(
+                "loan {loan}: its progress record says its {which} holds {} entries, {} of them \
+                 after its full chunks, and {chunks} were read in chunks",
+                self.len,
+                self.tail.len()
+            ));
+        }
+        list.extend_from_slice(&self.tail);
+        Ok(())
+    }
 }
 
 impl LoanProgress {
@@ -728,6 +777,8 @@ impl LoanProgress {
             written_off: loan.written_off,
             recovered: loan.recovered,
             ended_on: loan.ended_on,
+            events: ListTail::of(&loan.events),
+            history: ListTail::of(&loan.history),
         }
     }
 
@@ -741,6 +792,10 @@ impl LoanProgress {
             ));
         }
         self.restore_installments(loan)?;
+        self.events
+            .restore(&mut loan.events, &loan.id, "list of entries")?;
+        self.history
+            .restore(&mut loan.history, &loan.id, "history")?;
         loan.paid_changes = self.paid_changes;
         loan.last_repayment_on = self.last_repayment_on;
         loan.principal_changes = self.principal_changes;
@@ -1016,8 +1071,8 @@ impl StateImport {
         Ok(())
     }
 
-    /// Takes in chunk `chunk` of a loan's list: held with the chunks
-    /// before it, which must all be full.
+    /// Takes in chunk `chunk` of a loan's list, which must be full: held
+    /// with the chunks before it.
     fn take_list_chunk(
         &mut self,
         key: &str,
@@ -1026,19 +1081,17 @@ impl StateImport {
         chunk: u64,
         entries: Vec<u64>,
     ) -> Result<(), String> {
-        if entries.is_empty() || entries.len() > LOAN_LIST_CHUNK {
-            return Err(format!("record {key:?} holds {} entries", entries.len()));
+        if entries.len() != LOAN_LIST_CHUNK {
+            return Err(format!(
+                "record {key:?} holds {} entries, not a full chunk of {LOAN_LIST_CHUNK}",
+                entries.len()
+            ));
         }
         if let Some(run) = self.list.as_mut()
             && run.loan == loan
             && run.history == history
         {
-            let follows = run.chunks.len() as u64 == chunk
-                && run
-                    .chunks
-                    .last()
-                    .is_some_and(|c| c.len() == LOAN_LIST_CHUNK);
-            if !follows {
+            if run.chunks.len() as u64 != chunk {
                 return Err(format!(
                     "record {key:?} does not follow the {} chunks read before it",
                     run.chunks.len()
@@ -1120,6 +1173,12 @@ impl StateImport {
             ));
         }
         state.books = books.import.finish()?;
+        // Each account's balance is what its history posted in all.
+        state.balances = state
+            .books
+            .accounts_after(None)
+            .map(|(account, book)| (account.clone(), book.history.latest()))
+            .collect();
         for (branch, date, lines) in carries {
             state.books.note_carry(&branch, date, lines);
         }

@@ -772,9 +772,10 @@ fn keys_marked_changed_again_are_taken_again() {
     assert_eq!(records_again.len(), keys.len());
 }
 
-/// A loan's lists of entries are kept in chunks: a checkpoint writes the
-/// chunk its last entry is in, a reversal that empties a chunk removes its
-/// record, and the records read back give the lists whole.
+/// A loan's lists of entries are kept in chunks: a record for each full
+/// chunk, written when it fills and removed when a reversal takes its last
+/// entry, and the entries after the last full chunk in the loan's progress
+/// record; the records read back give the lists whole.
 #[test]
 fn a_loans_lists_of_entries_are_kept_in_chunks() {
     let chunk = super::keys::LOAN_LIST_CHUNK;
@@ -801,11 +802,10 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
         };
         body_of(&step, state)
     };
+    let reverse = |state: &LedgerState| body_of(&Step::ReverseLoan { member: 0 }, state);
     let loan = LoanId::parse("l", "M0/L1").unwrap();
     let events = |state: &LedgerState| state.loans[&loan].expect_whole().events.len();
-    let bodies: Vec<_> = (events(&state)..chunk).map(|_| repay(&state)).collect();
-    run(bodies, &mut state, &mut records, &mut entries);
-    assert_eq!(events(&state), chunk, "a full first chunk");
+    let history = |state: &LedgerState| state.loans[&loan].expect_whole().history.len();
     let keys = |records: &BTreeMap<Vec<u8>, Vec<u8>>, kind: &str| {
         let prefix = format!("{kind}/M0/L1/");
         records
@@ -813,13 +813,33 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
             .filter(|key| key.starts_with(prefix.as_bytes()))
             .count()
     };
+    let bodies: Vec<_> = (events(&state)..chunk - 1).map(|_| repay(&state)).collect();
+    run(bodies, &mut state, &mut records, &mut entries);
+    assert_eq!(events(&state), chunk - 1);
+    assert_eq!(
+        (keys(&records, "loanevents"), keys(&records, "loanhistory")),
+        (0, 0),
+        "fewer entries than a chunk are all in the progress record"
+    );
+    run([repay(&state)], &mut state, &mut records, &mut entries);
+    assert_eq!(events(&state), chunk, "a full first chunk");
     assert_eq!(keys(&records, "loanevents"), 1);
+    run([reverse(&state)], &mut state, &mut records, &mut entries);
+    assert_eq!((events(&state), history(&state)), (chunk - 1, chunk + 1));
+    assert_eq!(
+        (keys(&records, "loanevents"), keys(&records, "loanhistory")),
+        (0, 1),
+        "the reversal took the first chunk's last entry: its record goes; \
+         the history keeps both entries"
+    );
+    run([repay(&state)], &mut state, &mut records, &mut entries);
     let before = Arc::clone(state.loans[&loan].expect_whole());
     run([repay(&state)], &mut state, &mut records, &mut entries);
+    assert_eq!((events(&state), history(&state)), (chunk + 1, chunk + 3));
     assert_eq!(
-        keys(&records, "loanevents"),
-        2,
-        "the next entry starts a chunk"
+        (keys(&records, "loanevents"), keys(&records, "loanhistory")),
+        (1, 1),
+        "entries after a full chunk are in the progress record"
     );
     // The copy of the loan the entry made shares its lists' full chunks
     // with the loan before it, and their tails grew by that entry, not to
@@ -828,27 +848,8 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
     let full = (chunk / 128, chunk / 128);
     assert_eq!(held.events.shared_with(&before.events), full);
     assert_eq!(held.history.shared_with(&before.history), full);
-    // One entry in each tail: no distance yet, no room held.
+    // One entry in the list's tail: no distance yet, no room held.
     assert_eq!(held.events.tail_room(), (1, 0, 0));
-    assert_eq!(held.history.tail_room(), (1, 0, 0));
-    let reverse = Step::ReverseLoan { member: 0 };
-    run(
-        [body_of(&reverse, &state)],
-        &mut state,
-        &mut records,
-        &mut entries,
-    );
-    assert_eq!(events(&state), chunk);
-    assert_eq!(
-        keys(&records, "loanevents"),
-        1,
-        "the reversal emptied the second chunk: its record goes"
-    );
-    assert_eq!(
-        keys(&records, "loanhistory"),
-        2,
-        "the history keeps both entries"
-    );
     // `run` held the records to the state after every entry; read back,
     // they give the lists whole.
     let read =
@@ -861,7 +862,6 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
         read.loans[&loan].expect_whole().history,
         state.loans[&loan].expect_whole().history
     );
-    assert_eq!(read.loans[&loan].expect_whole().history.len(), chunk + 2);
     // A chunk missing is refused, not read as a shorter list.
     let first = records
         .keys()
@@ -872,12 +872,16 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
     gap.remove(&first);
     let refused = LedgerState::import(gap.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
     assert!(
-        matches!(&refused, Err(why) if why.contains("loanhistory/M0/L1/0000000001")),
+        matches!(&refused, Err(why) if why.contains(&format!(
+            "loan M0/L1: its progress record says its history holds {} entries, 3 of them after \
+             its full chunks, and 0 were read in chunks",
+            chunk + 3
+        ))),
         "{:?}",
         refused.map(|s| s.last_sequence())
     );
-    // So are a chunk holding nothing, one holding more than a chunk's
-    // entries, and one after a chunk that is not full.
+    // So are a chunk holding fewer or more entries than a full chunk, and
+    // one that does not follow the chunk before it.
     let refused_with = |key: &[u8], entries: Vec<u64>, why: &str| {
         let mut edited = records.clone();
         edited.insert(key.to_vec(), postcard::to_stdvec(&entries).unwrap());
@@ -888,9 +892,15 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
             read.map(|s| s.last_sequence())
         );
     };
-    refused_with(&first, Vec::new(), "holds 0 entries");
+    refused_with(
+        &first,
+        Vec::new(),
+        "holds 0 entries, not a full chunk of 1024",
+    );
     refused_with(&first, vec![1; chunk + 1], "holds 1025 entries");
-    refused_with(&first, vec![1; chunk - 1], "does not follow the 1 chunks");
+    refused_with(&first, vec![1; chunk - 1], "holds 1023 entries");
+    let second = b"loanhistory/M0/L1/0000000002";
+    refused_with(second, vec![1; chunk], "does not follow the 1 chunks");
 }
 
 /// The books' records taken in apart from the rest: without the rest (no
@@ -1005,8 +1015,10 @@ proptest! {
         let imported = LedgerState::import(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
         prop_assert_eq!(imported.export(), state.export());
         // The books read back from the records are the books kept as
-        // entries came: every account's history and every line's.
+        // entries came: every account's history and every line's. Each
+        // account's balance, which has no record, is its history's.
         prop_assert_eq!(imported.books(), state.books());
+        prop_assert_eq!(&imported.balances, &state.balances);
         // So do the records taken in as startup takes them: the books' apart
         // from the rest, in key order each, shared out by history between
         // three.
@@ -1026,6 +1038,7 @@ proptest! {
         let split = rest.finish_with_books(books).unwrap();
         prop_assert_eq!(split.export(), state.export());
         prop_assert_eq!(split.books(), state.books());
+        prop_assert_eq!(&split.balances, &state.balances);
         // Read back as a server starts, the records read when asked left in
         // the store: a closed or cancelled loan is held as its summary,
         // and read back whole it is the loan.
