@@ -518,7 +518,7 @@ fn record_strategy() -> impl Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {
                     b"loan/X".to_vec(),
                     b"repaid/X".to_vec(),
                     b"product/X".to_vec(),
-                    b"balance/cash:X".to_vec(),
+                    b"steps/cash:X/0000000000".to_vec(),
                     b"reversed/00000000000000000001".to_vec(),
                     b"day/X/2023-01-01".to_vec(),
                 ]),

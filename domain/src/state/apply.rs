@@ -114,6 +114,13 @@ impl LedgerState {
         if !body.is_balanced() {
             return Err(fail("debits do not equal credits".into()));
         }
+        // Postings are booked in their branch's books, from which a state
+        // read back takes each account's balance.
+        if body.branch.is_none() && !body.postings.is_empty() {
+            return Err(fail(
+                "the entry posts to accounts and names no branch".into(),
+            ));
+        }
         Ok(())
     }
 

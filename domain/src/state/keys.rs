@@ -21,7 +21,8 @@ pub enum StateKey {
     Savings(SavingsAccountId),
     /// A loan's terms and schedule: written once, at disbursement.
     Loan(LoanId),
-    /// What has been repaid on a loan: small, rewritten as it changes.
+    /// What has been repaid on a loan, and its lists' entries after their
+    /// last full chunks: rewritten as it changes.
     LoanProgress(LoanId),
     /// One full chunk of a loan's entries that still stand
     /// (`LOAN_LIST_CHUNK` a record; those after the last full chunk are in
@@ -107,7 +108,8 @@ const ACCESS_KEY: &str = "access";
 /// lists keep a record only for each full chunk, the entries after the
 /// last full one in its progress record; and no account's balance has a
 /// record of its own, each read back from its history's last step (a
-/// cache of 13 would have its lists' last chunks read twice).
+/// cache of 13 would be refused record by record: its lists' last chunks
+/// not full, its progress records short, its balance records unknown).
 pub const STATE_FORMAT: u32 = 14;
 
 /// Key prefix of a closed or cancelled loan's record, the loan whole

@@ -750,6 +750,33 @@ fn set_up_and_deposit() -> (LedgerState, BTreeMap<Vec<u8>, Vec<u8>>, Vec<Entry>)
     (state, records, entries)
 }
 
+/// An entry that posts to accounts names its branch: its postings are
+/// booked there, and a state read back from its records takes each
+/// account's balance from its books. One that names none (a journal edited
+/// and chained again) is refused, and changes nothing.
+#[test]
+fn an_entry_that_posts_and_names_no_branch_is_refused() {
+    let (_, _, entries) = set_up_and_deposit();
+    let (deposit, before) = entries.split_last().unwrap();
+    let mut state = LedgerState::new();
+    for entry in before {
+        state.apply(entry).unwrap();
+    }
+    let mut body = deposit.body.clone();
+    assert!(body.branch.is_some() && !body.postings.is_empty());
+    body.branch = None;
+    let edited = body.seal(&state.last_hash());
+    let exported = state.export();
+    let refused = state.apply(&edited).unwrap_err();
+    assert_eq!(refused.sequence, deposit.body.sequence);
+    assert_eq!(
+        refused.message,
+        "the entry posts to accounts and names no branch"
+    );
+    assert_eq!(state.export(), exported);
+    state.apply(deposit).unwrap();
+}
+
 /// A checkpoint that fails marks its keys changed again: the next one
 /// takes every one of them, the days (noted apart) as the rest.
 #[test]
