@@ -732,7 +732,7 @@ impl ListTail {
     /// (`loan` and `which` name them in a refusal).
     fn restore(self, list: &mut EntryList, loan: &LoanId, which: &str) -> Result<(), String> {
         let chunks = list.len() as u64;
-        if chunks % LOAN_LIST_CHUNK as u64 != 0
+        if !chunks.is_multiple_of(LOAN_LIST_CHUNK as u64)
             || self.tail.len() >= LOAN_LIST_CHUNK
             || chunks + self.tail.len() as u64 != self.len
         {
