@@ -175,3 +175,62 @@ fn an_entry_that_overflows_a_balance_is_refused_and_changes_nothing() {
     books.submit(books.deposit(Decimal::from(5000)));
     assert_eq!(books.state.last_sequence(), sequence + 1);
 }
+
+/// An entry whose amounts fit every balance, account and member but not
+/// its day's figures (another member's deposit on the day the first took
+/// 1e18) is refused when staged, not half written: each side writes the
+/// day once the entry is staged, where nothing may fail.
+#[test]
+fn an_entry_that_overflows_its_days_figures_is_refused_and_changes_nothing() {
+    let mut books = Books::new();
+    let second = MemberId::parse("m", "M2").unwrap();
+    books.submit(CommandBody::RegisterMember {
+        member_id: second.clone(),
+        full_name: name("Lan"),
+        group_id: GroupId::parse("g", "G").unwrap(),
+        joined_on: Some(day()),
+    });
+    books.submit(CommandBody::OpenSavingsAccount {
+        member_id: second,
+        kind: SavingsKind::Compulsory,
+        opened_on: Some(day()),
+    });
+    let theirs = match &books.entries.last().unwrap().body.outcome {
+        Outcome::SavingsAccountOpened { account, .. } => account.clone(),
+        other => panic!("not an account opening: {other:?}"),
+    };
+    let mut body = books.decide(CommandBody::DepositSavings {
+        account_id: theirs.clone(),
+        amount: vnd(Decimal::ONE),
+        effective_date: Some(day()),
+    });
+    // The day's savings already moved by 1e18: this much more fits the
+    // account, its balance and the loan-loss account, not the day.
+    let amount = Decimal::MAX - Decimal::from(10u64.pow(18)) + Decimal::ONE;
+    body.postings = vec![
+        Posting::debit(AccountId::LoanLoss(branch()), amount),
+        Posting::credit(AccountId::Savings(theirs), amount),
+    ];
+    if let CommandBody::DepositSavings { amount: money, .. } = &mut body.command {
+        money.amount = amount;
+    }
+    if let Outcome::SavingsMoved { balance_after, .. } = &mut body.outcome {
+        *balance_after = amount;
+    }
+    let entry = body.seal(&books.state.last_hash());
+    let before = books.state.export();
+    let _ = books.state.take_changes();
+
+    let error = books
+        .state
+        .apply(&entry)
+        .expect_err("an entry overflowing its day was applied");
+
+    assert!(error.to_string().contains("overflow"), "{error}");
+    assert!(
+        books.state.export() == before,
+        "a refused entry changed the state"
+    );
+    assert!(books.state.take_changes().is_empty());
+    books.submit(books.deposit(Decimal::from(5000)));
+}
