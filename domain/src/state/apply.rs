@@ -181,7 +181,8 @@ impl LedgerState {
 
     /// Books the entry's postings in the general ledger, after the commit
     /// (a savings account opened by the entry is then known). Cannot fail:
-    /// the running totals are bounded by the balances `stage` checked.
+    /// the running totals are bounded by the balances and the lines' totals
+    /// `stage` checked.
     fn book(&mut self, body: &EntryBody) {
         let Some(branch) = &body.branch else {
             return;
@@ -896,6 +897,43 @@ impl<'s> Stage<'s> {
             .into_iter()
             .map(|(account, balance)| (account.clone(), balance))
             .collect();
+        self.lines_fit(body)
+    }
+
+    /// Checks that the lines of the books the entry's postings are booked
+    /// to take them: a line adds up its accounts, so it can overflow where
+    /// none of them does, and booking, after the commit, cannot fail.
+    fn lines_fit(&self, body: &EntryBody) -> Result<(), String> {
+        let Some(branch) = &body.branch else {
+            return Ok(());
+        };
+        let mut lines: BTreeMap<crate::books::Line, Balance> = BTreeMap::new();
+        for posting in &body.postings {
+            let savings = match &posting.account {
+                AccountId::Savings(id) => self
+                    .savings
+                    .get(id)
+                    .map(|account| account.kind)
+                    .or_else(|| self.state.savings.get(id).map(|account| account.kind)),
+                _ => None,
+            };
+            let line = crate::books::Line::of(&posting.account, savings);
+            let total = match lines.get_mut(&line) {
+                Some(total) => total,
+                None => {
+                    let now = self
+                        .state
+                        .books
+                        .line(branch, &line, crate::books::AsOf::Latest);
+                    lines.entry(line).or_insert(now)
+                }
+            };
+            let side = match posting.side {
+                super::super::entry::Side::Debit => &mut total.debits,
+                super::super::entry::Side::Credit => &mut total.credits,
+            };
+            *side = side.checked_add(posting.amount).ok_or("balance overflow")?;
+        }
         Ok(())
     }
 

@@ -234,3 +234,61 @@ fn an_entry_that_overflows_its_days_figures_is_refused_and_changes_nothing() {
     assert!(books.state.take_changes().is_empty());
     books.submit(books.deposit(Decimal::from(5000)));
 }
+
+/// An entry whose amounts fit every balance, account and day but not the
+/// line its account is booked to (another member's savings, a day after
+/// the first's 1e18: the compulsory savings line adds both) is refused
+/// when staged: booking, after the commit, cannot fail, and panicked on it.
+#[test]
+fn an_entry_that_overflows_a_line_of_the_books_is_refused_and_changes_nothing() {
+    let mut books = Books::new();
+    let second = MemberId::parse("m", "M2").unwrap();
+    books.submit(CommandBody::RegisterMember {
+        member_id: second.clone(),
+        full_name: name("Lan"),
+        group_id: GroupId::parse("g", "G").unwrap(),
+        joined_on: Some(day()),
+    });
+    books.submit(CommandBody::OpenSavingsAccount {
+        member_id: second,
+        kind: SavingsKind::Compulsory,
+        opened_on: Some(day()),
+    });
+    let theirs = match &books.entries.last().unwrap().body.outcome {
+        Outcome::SavingsAccountOpened { account, .. } => account.clone(),
+        other => panic!("not an account opening: {other:?}"),
+    };
+    let next_day = day().succ_opt().unwrap();
+    let mut body = books.decide(CommandBody::DepositSavings {
+        account_id: theirs.clone(),
+        amount: vnd(Decimal::ONE),
+        effective_date: Some(next_day),
+    });
+    let amount = Decimal::MAX - Decimal::from(10u64.pow(18)) + Decimal::ONE;
+    body.postings = vec![
+        Posting::debit(AccountId::LoanLoss(branch()), amount),
+        Posting::credit(AccountId::Savings(theirs), amount),
+    ];
+    if let CommandBody::DepositSavings { amount: money, .. } = &mut body.command {
+        money.amount = amount;
+    }
+    if let Outcome::SavingsMoved { balance_after, .. } = &mut body.outcome {
+        *balance_after = amount;
+    }
+    let entry = body.seal(&books.state.last_hash());
+    let before = books.state.export();
+    let _ = books.state.take_changes();
+
+    let error = books
+        .state
+        .apply(&entry)
+        .expect_err("an entry overflowing a line was applied");
+
+    assert!(error.to_string().contains("overflow"), "{error}");
+    assert!(
+        books.state.export() == before,
+        "a refused entry changed the state"
+    );
+    assert!(books.state.take_changes().is_empty());
+    books.submit(books.deposit(Decimal::from(5000)));
+}
