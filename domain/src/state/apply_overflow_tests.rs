@@ -176,13 +176,12 @@ fn an_entry_that_overflows_a_balance_is_refused_and_changes_nothing() {
     assert_eq!(books.state.last_sequence(), sequence + 1);
 }
 
-/// An entry whose amounts fit every balance, account and member but not
-/// its day's figures (another member's deposit on the day the first took
-/// 1e18) is refused when staged, not half written: each side writes the
-/// day once the entry is staged, where nothing may fail.
-#[test]
-fn an_entry_that_overflows_its_days_figures_is_refused_and_changes_nothing() {
-    let mut books = Books::new();
+/// A second member's deposit of `MAX - 1e18 + 1` on `date`, sealed after
+/// `books` (her registration and account submitted first): it fits her
+/// account, its balance and the loan-loss account it is posted against,
+/// and with the first member's 1e18 overflows their savings line, and
+/// their day's figures when `date` is the first deposit's.
+fn second_members_deposit(books: &mut Books, date: NaiveDate) -> Entry {
     let second = MemberId::parse("m", "M2").unwrap();
     books.submit(CommandBody::RegisterMember {
         member_id: second.clone(),
@@ -202,10 +201,8 @@ fn an_entry_that_overflows_its_days_figures_is_refused_and_changes_nothing() {
     let mut body = books.decide(CommandBody::DepositSavings {
         account_id: theirs.clone(),
         amount: vnd(Decimal::ONE),
-        effective_date: Some(day()),
+        effective_date: Some(date),
     });
-    // The day's savings already moved by 1e18: this much more fits the
-    // account, its balance and the loan-loss account, not the day.
     let amount = Decimal::MAX - Decimal::from(10u64.pow(18)) + Decimal::ONE;
     body.postings = vec![
         Posting::debit(AccountId::LoanLoss(branch()), amount),
@@ -217,15 +214,18 @@ fn an_entry_that_overflows_its_days_figures_is_refused_and_changes_nothing() {
     if let Outcome::SavingsMoved { balance_after, .. } = &mut body.outcome {
         *balance_after = amount;
     }
-    let entry = body.seal(&books.state.last_hash());
+    body.seal(&books.state.last_hash())
+}
+
+/// Applies `entry`, which must be refused for an overflow, leaving the
+/// state and its changes as they were; the ledger then goes on.
+fn refused_for_overflow(books: &mut Books, entry: &Entry) {
     let before = books.state.export();
     let _ = books.state.take_changes();
-
     let error = books
         .state
-        .apply(&entry)
-        .expect_err("an entry overflowing its day was applied");
-
+        .apply(entry)
+        .expect_err("an overflowing entry was applied");
     assert!(error.to_string().contains("overflow"), "{error}");
     assert!(
         books.state.export() == before,
@@ -235,6 +235,17 @@ fn an_entry_that_overflows_its_days_figures_is_refused_and_changes_nothing() {
     books.submit(books.deposit(Decimal::from(5000)));
 }
 
+/// An entry whose amounts fit every balance, account and member but not
+/// its day's figures (another member's deposit on the day the first took
+/// 1e18) is refused when staged, not half written: each side writes the
+/// day once the entry is staged, where nothing may fail.
+#[test]
+fn an_entry_that_overflows_its_days_figures_is_refused_and_changes_nothing() {
+    let mut books = Books::new();
+    let entry = second_members_deposit(&mut books, day());
+    refused_for_overflow(&mut books, &entry);
+}
+
 /// An entry whose amounts fit every balance, account and day but not the
 /// line its account is booked to (another member's savings, a day after
 /// the first's 1e18: the compulsory savings line adds both) is refused
@@ -242,53 +253,6 @@ fn an_entry_that_overflows_its_days_figures_is_refused_and_changes_nothing() {
 #[test]
 fn an_entry_that_overflows_a_line_of_the_books_is_refused_and_changes_nothing() {
     let mut books = Books::new();
-    let second = MemberId::parse("m", "M2").unwrap();
-    books.submit(CommandBody::RegisterMember {
-        member_id: second.clone(),
-        full_name: name("Lan"),
-        group_id: GroupId::parse("g", "G").unwrap(),
-        joined_on: Some(day()),
-    });
-    books.submit(CommandBody::OpenSavingsAccount {
-        member_id: second,
-        kind: SavingsKind::Compulsory,
-        opened_on: Some(day()),
-    });
-    let theirs = match &books.entries.last().unwrap().body.outcome {
-        Outcome::SavingsAccountOpened { account, .. } => account.clone(),
-        other => panic!("not an account opening: {other:?}"),
-    };
-    let next_day = day().succ_opt().unwrap();
-    let mut body = books.decide(CommandBody::DepositSavings {
-        account_id: theirs.clone(),
-        amount: vnd(Decimal::ONE),
-        effective_date: Some(next_day),
-    });
-    let amount = Decimal::MAX - Decimal::from(10u64.pow(18)) + Decimal::ONE;
-    body.postings = vec![
-        Posting::debit(AccountId::LoanLoss(branch()), amount),
-        Posting::credit(AccountId::Savings(theirs), amount),
-    ];
-    if let CommandBody::DepositSavings { amount: money, .. } = &mut body.command {
-        money.amount = amount;
-    }
-    if let Outcome::SavingsMoved { balance_after, .. } = &mut body.outcome {
-        *balance_after = amount;
-    }
-    let entry = body.seal(&books.state.last_hash());
-    let before = books.state.export();
-    let _ = books.state.take_changes();
-
-    let error = books
-        .state
-        .apply(&entry)
-        .expect_err("an entry overflowing a line was applied");
-
-    assert!(error.to_string().contains("overflow"), "{error}");
-    assert!(
-        books.state.export() == before,
-        "a refused entry changed the state"
-    );
-    assert!(books.state.take_changes().is_empty());
-    books.submit(books.deposit(Decimal::from(5000)));
+    let entry = second_members_deposit(&mut books, day().succ_opt().unwrap());
+    refused_for_overflow(&mut books, &entry);
 }
