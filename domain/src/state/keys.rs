@@ -1196,3 +1196,50 @@ impl StateImport {
         Ok(state)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A progress record's list tail is taken only after whole chunks,
+    /// shorter than a chunk, and adding up to the length it states: any
+    /// other is refused, naming the loan and the list, and the list is left
+    /// as it was read.
+    #[test]
+    fn a_list_tail_is_refused_unless_it_follows_whole_chunks_and_adds_up() {
+        let loan = LoanId::parse("l", "M0/L1").unwrap();
+        let chunk = LOAN_LIST_CHUNK as u64;
+        let read = |entries: u64| {
+            let mut list = EntryList::new();
+            list.extend_from_slice(&(1..=entries).collect::<Vec<_>>());
+            list
+        };
+        let tail = |len: u64, from: u64, to: u64| ListTail {
+            len,
+            tail: (from..=to).collect(),
+        };
+        // After one full chunk, two more entries: taken.
+        let mut list = read(chunk);
+        tail(chunk + 2, chunk + 1, chunk + 2)
+            .restore(&mut list, &loan, "history")
+            .unwrap();
+        assert_eq!(list.len() as u64, chunk + 2);
+        assert_eq!(list.last(), Some(chunk + 2));
+        // A whole chunk's entries as a tail (they belong in a chunk's
+        // record), a tail after a list that is not whole chunks, and one
+        // that does not add up to its length: refused.
+        for (before, bad) in [
+            (0, tail(chunk, 1, chunk)),
+            (chunk - 1, tail(chunk, chunk, chunk)),
+            (chunk, tail(chunk + 3, chunk + 1, chunk + 2)),
+        ] {
+            let mut list = read(before);
+            let refused = bad.restore(&mut list, &loan, "history").unwrap_err();
+            assert!(
+                refused.starts_with("loan M0/L1: its progress record says its history holds"),
+                "{refused}"
+            );
+            assert_eq!(list.len() as u64, before, "the list as it was read");
+        }
+    }
+}
