@@ -184,7 +184,7 @@ pub struct SavingsAccount {
     pub opened: u64,
     /// Net change of the balance by effective date, so that a back-dated
     /// withdrawal or reversal can be checked against every later balance.
-    #[serde(with = "crate::codec::packed_date_decimal_map")]
+    #[serde(with = "crate::codec::packed_amounts")]
     pub changes: crate::dated::PackedAmounts,
 }
 

@@ -323,6 +323,53 @@ impl PackedAmounts {
     pub fn shrink_to_fit(&mut self) {
         self.bytes.shrink_to_fit();
     }
+
+    /// The packed bytes, what [`PackedAmounts::from_packed`] reads back.
+    pub fn packed(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The amounts `bytes` packs (as [`PackedAmounts::packed`] gives them),
+    /// taken as they are after one walk that checks them as bytes read from
+    /// outside: every varint whole, every date in the calendar and later
+    /// than the one before, every amount a decimal. Reading a list back
+    /// costs that walk, not a change packed again for each date.
+    pub fn from_packed(mut bytes: Vec<u8>) -> Result<PackedAmounts, String> {
+        let mut amounts = PackedAmounts::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let change_at = at;
+            let days = varint::take_checked(&bytes, &mut at)
+                .and_then(|days| i64::try_from(unzigzag(days)).ok())
+                .ok_or_else(|| format!("change {}: its date is cut short", amounts.len))?;
+            if amounts.len > 0 && days <= 0 {
+                return Err(format!(
+                    "change {}: dated on or before the change before it",
+                    amounts.len
+                ));
+            }
+            let previous = if amounts.len == 0 {
+                base()
+            } else {
+                amounts.last_date
+            };
+            let date = chrono::TimeDelta::try_days(days)
+                .and_then(|days| previous.checked_add_signed(days))
+                .ok_or_else(|| format!("change {}: its date is out of range", amounts.len))?;
+            let packed = varint::take_checked(&bytes, &mut at)
+                .ok_or_else(|| format!("change {}: its amount is cut short", amounts.len))?;
+            let amount =
+                Decimal::try_from_i128_with_scale(unzigzag(packed >> 5), (packed & 0x1f) as u32)
+                    .map_err(|error| format!("change {}: {error}", amounts.len))?;
+            amounts.len = amounts.len.checked_add(1).ok_or("too many changes")?;
+            amounts.last_at = u32::try_from(change_at).map_err(|_| "too many changes")?;
+            amounts.last_date = date;
+            amounts.last_amount = amount;
+        }
+        bytes.shrink_to_fit();
+        amounts.bytes = bytes;
+        Ok(amounts)
+    }
 }
 
 /// The changes of a [`PackedAmounts`], unpacked one by one.
@@ -484,7 +531,61 @@ mod tests {
             }
             let collected: PackedAmounts = map.iter().map(|(d, a)| (*d, *a)).collect();
             prop_assert_eq!(&collected, &list);
+            // Read back from its bytes, it is the same list, and its last
+            // change is where the write path looks for it.
+            let mut read = PackedAmounts::from_packed(list.packed().to_vec()).unwrap();
+            prop_assert_eq!(&read, &list);
+            prop_assert_eq!(read.last_key_value(), list.last_key_value());
+            let mut kept = list.clone();
+            if let Some((last, _)) = list.last_key_value() {
+                prop_assert_eq!(read.insert(last, Decimal::TEN), kept.insert(last, Decimal::TEN));
+                prop_assert_eq!(read.remove(&last), kept.remove(&last));
+                prop_assert_eq!(&read, &kept);
+                prop_assert_eq!(read.last_key_value(), kept.last_key_value());
+            }
         }
+    }
+
+    /// Bytes read back that do not pack amounts are refused, naming the
+    /// change and what is wrong with it: a date on or before the one
+    /// before, a date past the calendar, an amount that is no decimal, a
+    /// varint cut short.
+    #[test]
+    fn packed_bytes_read_back_are_checked() {
+        let first = PackedAmounts::from([(day(0), Decimal::ONE)]);
+        let one = first.packed();
+        let refusal = |tail: &[u8]| {
+            PackedAmounts::from_packed([one, tail].concat())
+                .err()
+                .unwrap_or_else(|| panic!("{tail:?} after a change read back"))
+        };
+        // Amount 1: zigzag(1) << 5, scale 0.
+        let unit = 2 << 5;
+        assert_eq!(
+            refusal(&[0, unit]),
+            "change 1: dated on or before the change before it"
+        );
+        assert_eq!(
+            refusal(&[1, unit]),
+            "change 1: dated on or before the change before it"
+        );
+        let mut far = Vec::new();
+        varint::put(&mut far, zigzag(i128::from(i64::MAX)));
+        far.push(unit);
+        assert_eq!(refusal(&far), "change 1: its date is out of range");
+        assert!(refusal(&[2, unit | 29]).starts_with("change 1: "));
+        let mut wide = vec![2];
+        varint::put(&mut wide, zigzag(1 << 100) << 5);
+        assert!(refusal(&wide).starts_with("change 1: "));
+        assert_eq!(refusal(&[2]), "change 1: its amount is cut short");
+        assert_eq!(refusal(&[2, 0x80]), "change 1: its amount is cut short");
+        assert_eq!(refusal(&[0x80]), "change 1: its date is cut short");
+        // The first change alone, and nothing at all, read back.
+        assert_eq!(PackedAmounts::from_packed(one.to_vec()), Ok(first));
+        assert_eq!(
+            PackedAmounts::from_packed(Vec::new()),
+            Ok(PackedAmounts::new())
+        );
     }
 
     /// The extreme dates and amounts pack and unpack: the first and last
@@ -513,6 +614,10 @@ mod tests {
             );
         }
         assert_eq!(list.last_key_value(), Some(pairs[5]));
+        assert_eq!(
+            PackedAmounts::from_packed(list.packed().to_vec()),
+            Ok(list.clone())
+        );
         // Found from the end, back over the widest changes to the first.
         for (at, (date, amount)) in pairs.iter().enumerate() {
             assert_eq!(list.get(date), Some(*amount));

@@ -110,7 +110,10 @@ const ACCESS_KEY: &str = "access";
 /// record of its own, each read back from its history's last step (a
 /// cache of 13 would be refused record by record: its lists' last chunks
 /// not full, its progress records short, its balance records unknown).
-pub const STATE_FORMAT: u32 = 14;
+/// 15: a savings account's changes by date as the bytes memory packs them
+/// (`codec::packed_amounts`), not a list of pairs (a cache of 14 would
+/// have them misread).
+pub const STATE_FORMAT: u32 = 15;
 
 /// Key prefix of a closed or cancelled loan's record, the loan whole
 /// ([`StateKey::LoanSchedule`]).
