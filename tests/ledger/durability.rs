@@ -76,7 +76,7 @@ impl Gate {
 impl WatchedStore {
     fn new(dir: &std::path::Path, events: Arc<Mutex<Vec<Event>>>) -> WatchedStore {
         WatchedStore {
-            inner: DiskStore::open(dir).unwrap(),
+            inner: crate::support::open_disk_store(dir),
             events,
             delay: Duration::from_millis(3),
             fail_after: Arc::new(u64::MAX.into()),
@@ -402,7 +402,7 @@ async fn after_a_storage_fault_writes_stop_reads_go_on_and_a_restart_recovers() 
     assert_eq!(ledger.read(|s| s.last_sequence()), set_up_entries);
     shut_down(ledger).await;
     // A restart on a healthy disk has every acknowledged entry and writes again.
-    let store = DiskStore::open(dir.path()).unwrap();
+    let store = crate::support::open_disk_store(dir.path());
     let ledger = Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap();
     assert_eq!(ledger.read(|s| s.last_sequence()), set_up_entries);
     let entry = ledger.submit(deposit(2)).await.unwrap();
@@ -708,7 +708,7 @@ async fn day_log_chunks_closed_while_replaying_are_saved_and_read_back() {
     assert_eq!(let_go, 0, "no checkpoint saved them");
     shut_down(ledger).await;
 
-    let ledger = start(Arc::new(DiskStore::open(dir.path()).unwrap()));
+    let ledger = start(Arc::new(crate::support::open_disk_store(dir.path())));
     assert_eq!(ledger.read(|s| s.last_sequence()), head);
     let let_go = ledger.read(|s| {
         let log = s.day_log();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::support::Conn;
 use mfi_ledger::pb;
 use mfi_ledger::pb::branch_service_client::BranchServiceClient;
-use mfi_ledger::store::{DiskStore, Store};
+use mfi_ledger::store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::process::Child;
@@ -193,7 +193,7 @@ async fn sigterm_after(outcomes: &Outcomes, count: usize, child: &Child) {
 /// acknowledged write is in the journal. Returns how many were acknowledged.
 fn check_against_journal(dir: &Path, outcomes: &Outcomes, round: &str) -> usize {
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
-    let store = DiskStore::open(dir).unwrap();
+    let store = crate::support::open_disk_store(dir);
     let last = store.last_sequence();
     let journal = store.read_entries(1, last as usize).unwrap();
     let mut in_journal = 0;

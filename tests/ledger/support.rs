@@ -84,6 +84,26 @@ async fn start_in(dir: TempDir, config: LedgerConfig, limits: ServerLimits) -> A
     start_on(Arc::new(store.unwrap()), dir, config, limits).await
 }
 
+/// The embedded store of data directory `dir`, opened again after a
+/// ledger on it stopped: the stopped store's last threads let go of the
+/// journal's lock, and sled of the state cache's, a moment after the
+/// ledger is dropped (longer on a loaded machine), so an open refused for
+/// either lock is tried again, for up to 5 s.
+pub fn open_disk_store(dir: &std::path::Path) -> DiskStore {
+    let mut store = DiskStore::open(dir);
+    for _ in 0..250 {
+        match &store {
+            Err(error)
+                if error.to_string().contains("could not acquire lock")
+                    || error.to_string().contains("is another mfi-ledger using") => {}
+            _ => break,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store = DiskStore::open(dir);
+    }
+    store.unwrap()
+}
+
 /// The state cache of data directory `dir` opened with sled directly, to
 /// edit it as a tamperer or a damaged disk would: a server stopped just
 /// before may still hold its lock for a moment (sled releases it from a
@@ -996,7 +1016,7 @@ pub async fn serve_binary(binary: &str, dir: &std::path::Path) -> (tokio::proces
 pub async fn open_store(dir: &std::path::Path) -> Arc<dyn mfi_ledger::store::Store> {
     match crate::ON_POSTGRES {
         true => postgres::open(dir).await,
-        false => Arc::new(DiskStore::open(dir).unwrap()),
+        false => Arc::new(open_disk_store(dir)),
     }
 }
 
