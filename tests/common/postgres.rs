@@ -185,19 +185,37 @@ impl Cluster {
         }
     }
 
-    /// Kills the server at once, the postmaster and its backends (SIGKILL
-    /// to its process group): a crash.
+    /// Kills the server at once, the postmaster and its backends (SIGKILL):
+    /// a crash. Each backend makes itself a process group's leader
+    /// (PostgreSQL's `InitPostmasterChild` calls `setsid`), so the
+    /// postmaster's group does not hold them: a backend left alive serves
+    /// the connection it has until it notices its postmaster is gone, and
+    /// on a loaded machine a write sent after the "crash" was committed
+    /// and answered. The postmaster is stopped first, so that it starts no
+    /// backend while its children are listed; then it, its group and each
+    /// child and the child's group are killed, and the kill waits for them.
     pub fn kill_server(&mut self) {
         if let Some(mut server) = self.server.take() {
-            let group = libc::pid_t::try_from(server.id()).expect("a pid");
-            // SAFETY: a signal to the process group the server leads (its
-            // postmaster is not reaped yet, so the group id is not reused).
-            unsafe { libc::kill(-group, libc::SIGKILL) };
+            let postmaster = libc::pid_t::try_from(server.id()).expect("a pid");
+            // SAFETY: signals to the server's own processes: the postmaster
+            // (not reaped yet, so its pid is not reused), its group, and the
+            // children listed while it was stopped (each a group leader).
+            unsafe { libc::kill(postmaster, libc::SIGSTOP) };
+            let children = children_of(postmaster);
+            unsafe { libc::kill(-postmaster, libc::SIGKILL) };
+            for child in &children {
+                unsafe {
+                    libc::kill(-*child, libc::SIGKILL);
+                    libc::kill(*child, libc::SIGKILL);
+                }
+            }
             let _ = server.wait();
             // Until its backends are gone, a new server refuses the data
             // directory (their shared memory is still attached).
             let deadline = Instant::now() + Duration::from_secs(10);
-            while running_in_group(group) && Instant::now() < deadline {
+            while (running_in_group(postmaster) || children.iter().any(|child| alive(*child)))
+                && Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
@@ -358,6 +376,39 @@ impl Cluster {
 
 /// Whether a process of process group `group` is still running (not a
 /// zombie waiting to be reaped: its memory is released already).
+/// The `/proc/PID/stat` fields after the command's closing parenthesis:
+/// state, parent, group, ...
+fn stat_fields(stat: &str) -> Vec<&str> {
+    stat.rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default()
+}
+
+/// The processes whose parent is `parent`.
+fn children_of(parent: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    processes
+        .flatten()
+        .filter_map(|process| {
+            let pid: libc::pid_t = process.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(process.path().join("stat")).ok()?;
+            let fields = stat_fields(&stat);
+            (fields.len() > 1 && fields[1] == parent.to_string()).then_some(pid)
+        })
+        .collect()
+}
+
+/// Whether process `pid` is running (not gone, not a zombie).
+fn alive(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat_fields(&stat)
+            .first()
+            .is_some_and(|state| *state != "Z")
+    })
+}
+
 fn running_in_group(group: libc::pid_t) -> bool {
     let Ok(processes) = std::fs::read_dir("/proc") else {
         return false;
@@ -367,10 +418,7 @@ fn running_in_group(group: libc::pid_t) -> bool {
             return false;
         };
         // "pid (comm) state ppid pgrp ...": the fields after the last ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
+        let fields = stat_fields(&stat);
         fields.len() > 2 && fields[0] != "Z" && fields[2] == group.to_string()
     })
 }
