@@ -72,16 +72,8 @@ async fn start_in(dir: TempDir, config: LedgerConfig, limits: ServerLimits) -> A
         let store = postgres::open(dir.path()).await;
         return start_on(store, dir, config, limits).await;
     }
-    // sled releases its file lock from a background thread: allow it a moment.
-    let mut store = DiskStore::open(dir.path());
-    for _ in 0..250 {
-        if store.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        store = DiskStore::open(dir.path());
-    }
-    start_on(Arc::new(store.unwrap()), dir, config, limits).await
+    let store = open_disk_store(dir.path());
+    start_on(Arc::new(store), dir, config, limits).await
 }
 
 /// The embedded store of data directory `dir`, opened again after a
