@@ -192,8 +192,9 @@ impl Cluster {
     /// the connection it has until it notices its postmaster is gone, and
     /// on a loaded machine a write sent after the "crash" was committed
     /// and answered. The postmaster is stopped first, so that it starts no
-    /// backend while its children are listed; then it, its group and each
-    /// child and the child's group are killed, and the kill waits for them.
+    /// backend while its children are listed; then each child and its
+    /// group are killed, then the postmaster's group, and the kill waits
+    /// for them all.
     pub fn kill_server(&mut self) {
         if let Some(mut server) = self.server.take() {
             let postmaster = libc::pid_t::try_from(server.id()).expect("a pid");
@@ -202,13 +203,15 @@ impl Cluster {
             // children listed while it was stopped (each a group leader).
             unsafe { libc::kill(postmaster, libc::SIGSTOP) };
             let children = children_of(postmaster);
-            unsafe { libc::kill(-postmaster, libc::SIGKILL) };
+            // The children first: while their stopped parent lives, one
+            // that is gone stays a zombie, so its pid is not reused.
             for child in &children {
                 unsafe {
                     libc::kill(-*child, libc::SIGKILL);
                     libc::kill(*child, libc::SIGKILL);
                 }
             }
+            unsafe { libc::kill(-postmaster, libc::SIGKILL) };
             let _ = server.wait();
             // Until its backends are gone, a new server refuses the data
             // directory (their shared memory is still attached).
@@ -374,8 +377,6 @@ impl Cluster {
     }
 }
 
-/// Whether a process of process group `group` is still running (not a
-/// zombie waiting to be reaped: its memory is released already).
 /// The `/proc/PID/stat` fields after the command's closing parenthesis:
 /// state, parent, group, ...
 fn stat_fields(stat: &str) -> Vec<&str> {
@@ -409,6 +410,8 @@ fn alive(pid: libc::pid_t) -> bool {
     })
 }
 
+/// Whether a process of process group `group` is still running (not a
+/// zombie waiting to be reaped: its memory is released already).
 fn running_in_group(group: libc::pid_t) -> bool {
     let Ok(processes) = std::fs::read_dir("/proc") else {
         return false;
