@@ -25,13 +25,15 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::day_changes::DayChanges;
 use super::ids::{BranchId, ProductId};
 use super::stored::{ReadError, StoredRecords};
-use super::totals::{DayTotals, Overflow, ProductDay};
+use super::totals::{DayTotals, Overflow, ProductDay, figure};
+use super::varint;
 
 /// Bytes of changes a chunk of a branch's day log holds at least before the
 /// next one starts (more when the branch's days take more).
@@ -101,24 +103,47 @@ mod compact_fields {
     }
 }
 
-/// [`EntryChanges`] encoded straight from the entry's changes, without
-/// building a `CompactDay` (and its lists) for each of its days: the same
-/// bytes.
-struct EntryChangesOf<'a> {
-    sequence: u64,
-    days: &'a [(NaiveDate, DayTotals)],
-}
-
-impl Serialize for EntryChangesOf<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut entry = serializer.serialize_struct("EntryChanges", 2)?;
-        entry.serialize_field("sequence", &self.sequence)?;
-        entry.serialize_field(
-            "days",
-            &DaysOf(self.days.iter().map(|(date, day)| (date, day))),
-        )?;
-        entry.end()
+/// Appends what entry `sequence` changed of a branch's days (`changes`) as
+/// postcard encodes an [`EntryChanges`] of them, byte for byte: written
+/// out by hand, because a new loan changes a day per installment, and
+/// serde's calls for each of their figures cost more than the few bytes
+/// they write.
+fn put_entry_changes(bytes: &mut Vec<u8>, sequence: u64, changes: &DayChanges) {
+    /// A signed integer as postcard writes it: zigzag, then a varint.
+    fn put_signed(bytes: &mut Vec<u8>, value: i128) {
+        varint::put(bytes, (value.wrapping_shl(1) ^ (value >> 127)) as u128);
+    }
+    /// A `CompactDecimal`: its mantissa, then its scale.
+    fn put_decimal(bytes: &mut Vec<u8>, value: Decimal) {
+        put_signed(bytes, value.mantissa());
+        varint::put(bytes, u128::from(value.scale()));
+    }
+    fn put_len(bytes: &mut Vec<u8>, len: usize) {
+        varint::put(bytes, len as u128);
+    }
+    bytes.reserve(8 + changes.len() * 16);
+    varint::put(bytes, u128::from(sequence));
+    put_len(bytes, changes.len());
+    for day in changes.days() {
+        put_signed(bytes, i128::from(day.date.num_days_from_ce()));
+        put_len(bytes, day.figures.len());
+        for change in day.figures {
+            bytes.push(change.figure);
+            put_decimal(bytes, change.by);
+        }
+        put_len(bytes, day.products.len());
+        for change in day.products {
+            match &change.product {
+                None => bytes.push(0),
+                Some(product) => {
+                    bytes.push(1);
+                    put_len(bytes, product.as_str().len());
+                    bytes.extend_from_slice(product.as_str().as_bytes());
+                }
+            }
+            put_signed(bytes, i128::from(change.by.loans));
+            put_decimal(bytes, change.by.amount);
+        }
     }
 }
 
@@ -154,7 +179,7 @@ impl Serialize for CompactDayOf<'_> {
                 super::codec::date::serialize(&self.0, serializer)
             }
         }
-        struct Fields([Decimal; FIELDS]);
+        struct Fields([Decimal; figure::COUNT]);
         impl Serialize for Fields {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let present = self.0.iter().filter(|value| !value.is_zero()).count();
@@ -183,39 +208,10 @@ impl Serialize for CompactDayOf<'_> {
         }
         let mut day = serializer.serialize_struct("CompactDay", 3)?;
         day.serialize_field("date", &Date(self.date))?;
-        day.serialize_field("fields", &Fields(field_values(self.day)))?;
+        day.serialize_field("fields", &Fields(self.day.figures()))?;
         day.serialize_field("products", &Products(&self.day.disbursed_by_product))?;
         day.end()
     }
-}
-
-/// Fields of a [`DayTotals`] a `CompactDay` numbers.
-const FIELDS: usize = 19;
-
-/// A day's figures, numbered as `CompactDay` numbers them (in
-/// [`DayTotals`]'s declaration order).
-fn field_values(day: &DayTotals) -> [Decimal; FIELDS] {
-    [
-        Decimal::from(day.loans_disbursed),
-        day.amount_disbursed,
-        day.principal_collected,
-        day.interest_collected,
-        day.fees_collected,
-        day.fees_withheld,
-        day.written_off,
-        day.recovered,
-        day.savings_change,
-        day.portfolio_change,
-        Decimal::from(day.borrowers_change),
-        Decimal::from(day.borrowers_with_savings_change),
-        Decimal::from(day.loans_active_change),
-        day.par1_change,
-        day.par30_change,
-        day.par90_change,
-        Decimal::from(day.loans_in_arrears_change),
-        day.due,
-        day.paid_on_time,
-    ]
 }
 
 impl CompactDay {
@@ -226,7 +222,7 @@ impl CompactDay {
         CompactDay {
             date,
             fields: (0u8..)
-                .zip(field_values(day))
+                .zip(day.figures())
                 .filter(|(_, value)| !value.is_zero())
                 .collect(),
             products: day
@@ -240,32 +236,8 @@ impl CompactDay {
     fn totals(self) -> Result<(NaiveDate, DayTotals), String> {
         let mut day = DayTotals::default();
         for (field, value) in self.fields {
-            let count = || {
-                i64::try_from(value)
-                    .map_err(|_| format!("day log: field {field} holds {value}, not a count"))
-            };
-            match field {
-                0 => day.loans_disbursed = count()?,
-                1 => day.amount_disbursed = value,
-                2 => day.principal_collected = value,
-                3 => day.interest_collected = value,
-                4 => day.fees_collected = value,
-                5 => day.fees_withheld = value,
-                6 => day.written_off = value,
-                7 => day.recovered = value,
-                8 => day.savings_change = value,
-                9 => day.portfolio_change = value,
-                10 => day.borrowers_change = count()?,
-                11 => day.borrowers_with_savings_change = count()?,
-                12 => day.loans_active_change = count()?,
-                13 => day.par1_change = value,
-                14 => day.par30_change = value,
-                15 => day.par90_change = value,
-                16 => day.loans_in_arrears_change = count()?,
-                17 => day.due = value,
-                18 => day.paid_on_time = value,
-                other => return Err(format!("day log: unknown field {other}")),
-            }
+            day.set_figure(field, value)
+                .map_err(|problem| format!("day log: {problem}"))?;
         }
         day.disbursed_by_product = self
             .products
@@ -422,7 +394,7 @@ impl DayLog {
         sequence: u64,
         branch: &BranchId,
         before: Option<&Days>,
-        changes: &[(NaiveDate, DayTotals)],
+        changes: &DayChanges,
     ) -> Option<Noted> {
         if self.off || changes.is_empty() {
             return None;
@@ -457,13 +429,7 @@ impl DayLog {
         if let Some(Slot::Held(open)) = chunks.last_mut() {
             let chunk = Arc::make_mut(open);
             chunk.entries += 1;
-            encode_into(
-                &EntryChangesOf {
-                    sequence,
-                    days: changes,
-                },
-                &mut chunk.changes,
-            );
+            put_entry_changes(&mut chunk.changes, sequence, changes);
         }
         Some(Noted { closed })
     }
@@ -713,6 +679,11 @@ pub(crate) mod tests {
         NaiveDate::from_ymd_opt(2024, 1, day).expect("a January date")
     }
 
+    /// A change of one day of `live`.
+    fn of(live: &Days, date: NaiveDate, change: DayTotals) -> DayChanges {
+        DayChanges::of_days(live, &[(date, change)]).expect("small amounts")
+    }
+
     fn change(amount: i64) -> DayTotals {
         DayTotals {
             amount_disbursed: Decimal::from(amount),
@@ -745,12 +716,9 @@ pub(crate) mod tests {
             if amount < 0 {
                 changed = change(-amount).negated();
             }
-            log.note(
-                sequence,
-                &branch,
-                Some(&live),
-                &[(date(day), changed.clone())],
-            );
+            let changes =
+                DayChanges::of_days(&live, &[(date(day), changed.clone())]).expect("small amounts");
+            log.note(sequence, &branch, Some(&live), &changes);
             let total = live.entry(date(day)).or_default();
             total.add(&changed).expect("small amounts");
             if total.is_empty() {
@@ -785,7 +753,8 @@ pub(crate) mod tests {
         let mut live = Days::new();
         for sequence in 1..=7 {
             let changed = change(i64::try_from(sequence).expect("small"));
-            log.note(sequence, branch, Some(&live), &[(date(1), changed.clone())]);
+            let changes = DayChanges::of_days(&live, &[(date(1), changed.clone())]).expect("small");
+            log.note(sequence, branch, Some(&live), &changes);
             live.entry(date(1))
                 .or_default()
                 .add(&changed)
@@ -853,7 +822,7 @@ pub(crate) mod tests {
         let mut stopped = log.clone();
         stopped.stop();
         assert_eq!(
-            stopped.note(8, &branch, Some(&live), &[(date(1), change(1))]),
+            stopped.note(8, &branch, Some(&live), &of(&live, date(1), change(1))),
             None
         );
     }
@@ -909,8 +878,18 @@ pub(crate) mod tests {
         let mut going_on = cold.clone();
         let mut more = log.clone();
         for sequence in 8..=12 {
-            let noted = going_on.note(sequence, &branch, Some(&live), &[(date(2), change(1))]);
-            let expected = more.note(sequence, &branch, Some(&live), &[(date(2), change(1))]);
+            let noted = going_on.note(
+                sequence,
+                &branch,
+                Some(&live),
+                &of(&live, date(2), change(1)),
+            );
+            let expected = more.note(
+                sequence,
+                &branch,
+                Some(&live),
+                &of(&live, date(2), change(1)),
+            );
             assert_eq!(noted, expected);
             if let Some(Noted {
                 closed: Some(first),
@@ -1022,24 +1001,26 @@ pub(crate) mod tests {
             (date(2), change(100)),
             (date(30), full),
         ];
+        // A day that changes nothing is not among an entry's changes.
         let owned = EntryChanges {
             sequence: 300,
-            days: days
+            days: days[1..]
                 .iter()
                 .map(|(date, day)| CompactDay::of(*date, day))
                 .collect(),
         };
-        let mut borrowed = vec![7];
-        encode_into(
-            &EntryChangesOf {
-                sequence: 300,
-                days: &days,
-            },
-            &mut borrowed,
-        );
-        let mut expected = vec![7];
-        expected.extend(postcard::to_stdvec(&owned).expect("encodes"));
-        assert_eq!(borrowed, expected);
+        // Changes of days that held something, and of days that held nothing.
+        for held in [
+            Days::new(),
+            [(date(2), change(7)), (date(30), change(3))].into(),
+        ] {
+            let mut borrowed = vec![7];
+            let changes = DayChanges::of_days(&held, &days).expect("fits");
+            put_entry_changes(&mut borrowed, 300, &changes);
+            let mut expected = vec![7];
+            expected.extend(postcard::to_stdvec(&owned).expect("encodes"));
+            assert_eq!(borrowed, expected);
+        }
         let held: Days = days.iter().cloned().collect();
         let owned: Vec<CompactDay> = held
             .iter()
@@ -1069,13 +1050,8 @@ pub(crate) mod tests {
         );
         let days = [(date(2), change(100)), (date(30), second)];
         let mut bytes = Vec::new();
-        encode_into(
-            &EntryChangesOf {
-                sequence: 300,
-                days: &days,
-            },
-            &mut bytes,
-        );
+        let changes = DayChanges::of_days(&Days::new(), &days).expect("fits");
+        put_entry_changes(&mut bytes, 300, &changes);
         let expected: [u8; 47] = [
             0xac, 0x02, 0x02, 0x8e, 0x99, 0x5a, 0x04, 0x00, 0x02, 0x00, 0x01, 0xc8, 0x01, 0x00,
             0x0a, 0x01, 0x00, 0x0e, 0xf1, 0xc0, 0x01, 0x02, 0x00, 0xc6, 0x99, 0x5a, 0x02, 0x03,

@@ -11,6 +11,7 @@ pub mod books;
 pub mod codec;
 pub mod command;
 pub mod dated;
+pub mod day_changes;
 pub mod day_log;
 pub mod entry;
 pub mod error;

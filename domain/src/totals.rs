@@ -147,7 +147,7 @@ pub fn sum(values: impl IntoIterator<Item = Decimal>) -> Result<Decimal, Overflo
     values.into_iter().try_fold(Decimal::ZERO, plus)
 }
 
-fn plus_count(a: i64, b: i64) -> Result<i64, Overflow> {
+pub(crate) fn plus_count(a: i64, b: i64) -> Result<i64, Overflow> {
     a.checked_add(b).ok_or(Overflow)
 }
 
@@ -311,6 +311,138 @@ impl DayTotals {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The figures of a [`DayTotals`] (all but its loans by product),
+/// numbered in their declaration order: how the day log and a
+/// [`DayChanges`](crate::day_changes::DayChanges) name them. The numbers
+/// are in the state caches written so far: a figure added takes the next.
+pub mod figure {
+    /// How many figures a day has.
+    pub const COUNT: usize = 19;
+    pub const LOANS_DISBURSED: u8 = 0;
+    pub const AMOUNT_DISBURSED: u8 = 1;
+    pub const PRINCIPAL_COLLECTED: u8 = 2;
+    pub const INTEREST_COLLECTED: u8 = 3;
+    pub const FEES_COLLECTED: u8 = 4;
+    pub const FEES_WITHHELD: u8 = 5;
+    pub const WRITTEN_OFF: u8 = 6;
+    pub const RECOVERED: u8 = 7;
+    pub const SAVINGS_CHANGE: u8 = 8;
+    pub const PORTFOLIO_CHANGE: u8 = 9;
+    pub const BORROWERS_CHANGE: u8 = 10;
+    pub const BORROWERS_WITH_SAVINGS_CHANGE: u8 = 11;
+    pub const LOANS_ACTIVE_CHANGE: u8 = 12;
+    pub const PAR1_CHANGE: u8 = 13;
+    pub const PAR30_CHANGE: u8 = 14;
+    pub const PAR90_CHANGE: u8 = 15;
+    pub const LOANS_IN_ARREARS_CHANGE: u8 = 16;
+    pub const DUE: u8 = 17;
+    pub const PAID_ON_TIME: u8 = 18;
+}
+
+impl DayTotals {
+    /// The day's figures, numbered as [`figure`] numbers them (counts as
+    /// decimals).
+    pub fn figures(&self) -> [Decimal; figure::COUNT] {
+        [
+            Decimal::from(self.loans_disbursed),
+            self.amount_disbursed,
+            self.principal_collected,
+            self.interest_collected,
+            self.fees_collected,
+            self.fees_withheld,
+            self.written_off,
+            self.recovered,
+            self.savings_change,
+            self.portfolio_change,
+            Decimal::from(self.borrowers_change),
+            Decimal::from(self.borrowers_with_savings_change),
+            Decimal::from(self.loans_active_change),
+            self.par1_change,
+            self.par30_change,
+            self.par90_change,
+            Decimal::from(self.loans_in_arrears_change),
+            self.due,
+            self.paid_on_time,
+        ]
+    }
+
+    /// Figure number `figure` (zero for a number [`figure`] does not give).
+    pub fn figure(&self, figure: u8) -> Decimal {
+        match figure {
+            figure::LOANS_DISBURSED => Decimal::from(self.loans_disbursed),
+            figure::AMOUNT_DISBURSED => self.amount_disbursed,
+            figure::PRINCIPAL_COLLECTED => self.principal_collected,
+            figure::INTEREST_COLLECTED => self.interest_collected,
+            figure::FEES_COLLECTED => self.fees_collected,
+            figure::FEES_WITHHELD => self.fees_withheld,
+            figure::WRITTEN_OFF => self.written_off,
+            figure::RECOVERED => self.recovered,
+            figure::SAVINGS_CHANGE => self.savings_change,
+            figure::PORTFOLIO_CHANGE => self.portfolio_change,
+            figure::BORROWERS_CHANGE => Decimal::from(self.borrowers_change),
+            figure::BORROWERS_WITH_SAVINGS_CHANGE => {
+                Decimal::from(self.borrowers_with_savings_change)
+            }
+            figure::LOANS_ACTIVE_CHANGE => Decimal::from(self.loans_active_change),
+            figure::PAR1_CHANGE => self.par1_change,
+            figure::PAR30_CHANGE => self.par30_change,
+            figure::PAR90_CHANGE => self.par90_change,
+            figure::LOANS_IN_ARREARS_CHANGE => Decimal::from(self.loans_in_arrears_change),
+            figure::DUE => self.due,
+            figure::PAID_ON_TIME => self.paid_on_time,
+            _ => Decimal::ZERO,
+        }
+    }
+
+    /// Sets figure number `figure` to `value`; changes nothing and says why
+    /// when there is no such figure, or it is a count and `value` is not
+    /// one.
+    pub fn set_figure(&mut self, figure: u8, value: Decimal) -> Result<(), String> {
+        let count = || {
+            i64::try_from(value)
+                .ok()
+                .filter(|_| value.fract().is_zero())
+                .ok_or_else(|| format!("field {figure} holds {value}, not a count"))
+        };
+        match figure {
+            figure::LOANS_DISBURSED => self.loans_disbursed = count()?,
+            figure::AMOUNT_DISBURSED => self.amount_disbursed = value,
+            figure::PRINCIPAL_COLLECTED => self.principal_collected = value,
+            figure::INTEREST_COLLECTED => self.interest_collected = value,
+            figure::FEES_COLLECTED => self.fees_collected = value,
+            figure::FEES_WITHHELD => self.fees_withheld = value,
+            figure::WRITTEN_OFF => self.written_off = value,
+            figure::RECOVERED => self.recovered = value,
+            figure::SAVINGS_CHANGE => self.savings_change = value,
+            figure::PORTFOLIO_CHANGE => self.portfolio_change = value,
+            figure::BORROWERS_CHANGE => self.borrowers_change = count()?,
+            figure::BORROWERS_WITH_SAVINGS_CHANGE => self.borrowers_with_savings_change = count()?,
+            figure::LOANS_ACTIVE_CHANGE => self.loans_active_change = count()?,
+            figure::PAR1_CHANGE => self.par1_change = value,
+            figure::PAR30_CHANGE => self.par30_change = value,
+            figure::PAR90_CHANGE => self.par90_change = value,
+            figure::LOANS_IN_ARREARS_CHANGE => self.loans_in_arrears_change = count()?,
+            figure::DUE => self.due = value,
+            figure::PAID_ON_TIME => self.paid_on_time = value,
+            other => return Err(format!("unknown field {other}")),
+        }
+        Ok(())
+    }
+
+    /// True for the figures that count (loans, borrowers): whole numbers
+    /// held as `i64`.
+    pub fn is_count(figure: u8) -> bool {
+        matches!(
+            figure,
+            figure::LOANS_DISBURSED
+                | figure::BORROWERS_CHANGE
+                | figure::BORROWERS_WITH_SAVINGS_CHANGE
+                | figure::LOANS_ACTIVE_CHANGE
+                | figure::LOANS_IN_ARREARS_CHANGE
+        )
     }
 }
 

@@ -4,6 +4,12 @@
 
 /// Appends `value`.
 pub(crate) fn put(bytes: &mut Vec<u8>, mut value: u128) {
+    if value < 0x80 {
+        // Most are (lengths, scales, small amounts): one byte, and no
+        // 128-bit shifts.
+        bytes.push(value as u8);
+        return;
+    }
     while value >= 0x80 {
         bytes.push((value as u8) | 0x80);
         value >>= 7;

@@ -15,9 +15,10 @@ use rust_decimal::Decimal;
 
 use super::*;
 use crate::access::{Access, PendingRequest, Stamp};
+use crate::day_changes::DayChanges;
 use crate::entry::{Recast, Repayment};
 use crate::product::FeeCollection;
-use crate::totals::{Overflow, ProductDay, minus, plus, sum};
+use crate::totals::{Overflow, ProductDay, figure, minus, plus, sum};
 
 /// What applying one entry wrote into the state: the new value of every
 /// object the entry changed. A second copy of the state at the same head
@@ -48,25 +49,13 @@ impl LedgerState {
     /// wrote, for a copy of the state at the same head.
     pub fn apply_and_keep(&mut self, entry: &Entry) -> Result<Written, ApplyError> {
         let previous = self.last_hash();
-        let mut commit = self.stage(entry)?;
-        // What the entry changed of its days goes only to a day log: one
-        // that keeps none (the writer's) gives them away rather than copy
-        // them.
-        let day_changes = std::mem::take(&mut commit.day_changes);
-        let kept = match self.day_log.is_off() {
-            true => BTreeMap::new(),
-            false => day_changes.clone(),
-        };
+        let commit = self.stage(entry)?;
         let written = Written {
             sequence: entry.body.sequence,
             hash: entry.hash,
             previous,
-            commit: Commit {
-                day_changes,
-                ..commit.clone()
-            },
+            commit: commit.clone(),
         };
-        commit.day_changes = kept;
         self.commit_entry(entry, commit);
         Ok(written)
     }
@@ -155,11 +144,11 @@ impl LedgerState {
     }
 
     /// Writes what staging `entry` worked out, and moves the head to it.
-    fn commit_entry(&mut self, entry: &Entry, mut commit: Commit) {
+    fn commit_entry(&mut self, entry: &Entry, commit: Commit) {
         let body = &entry.body;
-        for (branch, changes) in std::mem::take(&mut commit.day_changes) {
-            let before = self.days.get(&branch);
-            if let Some(noted) = self.day_log.note(body.sequence, &branch, before, &changes) {
+        for (branch, changes) in commit.days.iter() {
+            let before = self.days.get(branch);
+            if let Some(noted) = self.day_log.note(body.sequence, branch, before, changes) {
                 if let Some(first) = noted.closed {
                     self.changed
                         .note(|| StateKey::DayChunk(branch.clone(), first));
@@ -311,19 +300,8 @@ impl LedgerState {
             self.changed.note(|| StateKey::LoanProgress(id.clone()));
             self.loans.insert(id.clone(), LoanSlot::Whole(loan));
         }
-        // The last side to write the days takes them; the first copies
-        // each day it writes.
-        match Arc::try_unwrap(commit.days) {
-            Ok(owned) => {
-                for (branch, changed) in owned {
-                    self.write_days(&branch, changed);
-                }
-            }
-            Err(shared) => {
-                for (branch, changed) in shared.iter() {
-                    self.write_days(branch, changed.iter().cloned());
-                }
-            }
+        for (branch, changes) in commit.days.iter() {
+            self.write_days(branch, changes);
         }
         for (account, balance) in commit.balances {
             self.balances.insert(account, balance);
@@ -340,31 +318,20 @@ impl LedgerState {
 }
 
 impl LedgerState {
-    /// Writes a branch's new day totals (`None`: the day is gone).
-    fn write_days(
-        &mut self,
-        branch: &BranchId,
-        changed: impl IntoIterator<Item = (NaiveDate, Option<DayTotals>)>,
-    ) {
+    /// Writes what an entry changed of a branch's days.
+    fn write_days(&mut self, branch: &BranchId, changes: &DayChanges) {
         let days = match self.days.get_mut(branch) {
             Some(days) => days,
             None => self.days.entry(branch.clone()).or_default(),
         };
-        let mut noted = self.changed.days_of(branch);
-        for (date, day) in changed {
-            if let Some(noted) = noted.as_mut() {
+        match self.changed.days_of(branch) {
+            Some(noted) => changes.write_into(days, |date| {
                 noted.insert(date);
-            }
-            match day {
-                Some(day) => days.insert(date, day),
-                None => days.remove(&date),
-            };
+            }),
+            None => changes.write_into(days, |_| {}),
         }
     }
 }
-
-/// A branch's new day totals, in date order (`None`: the day is gone).
-type NewDays = Vec<(NaiveDate, Option<DayTotals>)>;
 
 /// Everything an entry changes, ready to be written.
 #[derive(Clone, Default)]
@@ -384,13 +351,10 @@ struct Commit {
     /// Loans, and which of their records changed besides their progress.
     /// Shared: the read side takes the writer's (see [`Written`]).
     loans: Vec<(Arc<Loan>, LoanRecords)>,
-    /// New day totals by branch, in date order; `None` removes a day that
-    /// no longer changes anything. A list per branch, not a map keyed by
-    /// branch and date; shared by the writer and the read side (a new
-    /// loan's run to a day per installment, some 300 bytes each).
-    days: Arc<BTreeMap<BranchId, NewDays>>,
-    /// What the entry changed of each branch's days (for the day log).
-    day_changes: BTreeMap<BranchId, Vec<(NaiveDate, DayTotals)>>,
+    /// What the entry changes of each branch's days: the figures it moves,
+    /// each with its new value. Shared by the writer and the read side (a
+    /// new loan changes a day per installment).
+    days: Arc<BTreeMap<BranchId, DayChanges>>,
     balances: Vec<(AccountId, Balance)>,
     reversed: Option<(u64, u64)>,
     /// Who may do what, after an access command.
@@ -1683,8 +1647,7 @@ impl Stage<'_> {
                 Some(quality) => quality.by_date()?,
                 None => Vec::new(),
             };
-            let mut days = Vec::with_capacity(changes.len() + quality.len());
-            let mut day_changes = Vec::with_capacity(changes.len() + quality.len());
+            let mut day_changes = DayChanges::with_capacity(changes.len() + quality.len());
             // The two lists of changes, both in date order, merged by date
             // (the entry's own changes, a day or two, taken from their map
             // as the loans' reach them: a whole day is not moved about).
@@ -1696,30 +1659,26 @@ impl Stage<'_> {
                     (Some((date, _)), None) | (None, Some((date, _))) => *date,
                     (None, None) => break,
                 };
-                let mut change = match changes.first_key_value() {
+                let own = match changes.first_key_value() {
                     Some((first, _)) if *first == date => {
                         changes.pop_first().map(|(_, change)| change)
                     }
                     _ => None,
-                }
-                .unwrap_or_default();
+                };
+                let mut by = match &own {
+                    Some(own) => own.figures(),
+                    None => [Decimal::ZERO; figure::COUNT],
+                };
                 if let Some((_, loans)) = quality.next_if(|(on, _)| *on == date) {
-                    loans.add_to(&mut change)?;
+                    loans.add_to_figures(&mut by)?;
                 }
-                let mut day = held
-                    .and_then(|days| days.get(&date))
-                    .cloned()
-                    .unwrap_or_default();
-                day.add(&change)?;
-                days.push((date, (!day.is_empty()).then_some(day)));
-                if !change.is_empty() {
-                    day_changes.push((date, change));
-                }
+                let held_day = held.and_then(|days| days.get(&date));
+                let products = own.as_ref().map(|own| &own.disbursed_by_product);
+                day_changes.push(date, held_day, &by, products)?;
             }
             if !day_changes.is_empty() {
-                commit.day_changes.insert(branch.clone(), day_changes);
+                new_days.insert(branch, day_changes);
             }
-            new_days.insert(branch, days);
         }
         commit.days = Arc::new(new_days);
         commit.members = self.members.into_values().collect();
