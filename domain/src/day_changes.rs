@@ -98,6 +98,19 @@ impl DayChanges {
         by: &[Decimal; figure::COUNT],
         products: Option<&BTreeMap<Option<ProductId>, ProductDay>>,
     ) -> Result<(), Overflow> {
+        self.push_figures(date, held, (0u8..).zip(by.iter().copied()), products)
+    }
+
+    /// [`DayChanges::push`] of a few figures: `by` gives each figure that
+    /// changes with its change, in figure order, each figure once (a zero
+    /// change is left out).
+    pub fn push_figures(
+        &mut self,
+        date: NaiveDate,
+        held: Option<&DayTotals>,
+        by: impl IntoIterator<Item = (u8, Decimal)>,
+        products: Option<&BTreeMap<Option<ProductId>, ProductDay>>,
+    ) -> Result<(), Overflow> {
         debug_assert!(
             self.days.last().is_none_or(|last| last.date < date),
             "days pushed in date order"
@@ -121,20 +134,31 @@ impl DayChanges {
     fn push_day(
         &mut self,
         held: Option<&DayTotals>,
-        by: &[Decimal; figure::COUNT],
+        by: impl IntoIterator<Item = (u8, Decimal)>,
         products: Option<&BTreeMap<Option<ProductId>, ProductDay>>,
     ) -> Result<(), Overflow> {
-        for (number, by) in (0u8..).zip(by) {
+        let start = self.figures.len();
+        for (number, by) in by {
             if by.is_zero() {
                 continue;
             }
-            let to = plus(held.map_or(Decimal::ZERO, |day| day.figure(number)), *by)?;
+            debug_assert!(
+                self.figures.len() == start
+                    || self.figures.last().is_some_and(|last| last.figure < number),
+                "a day's figures pushed in figure order"
+            );
+            let to = match held {
+                // A figure the day does not hold yet (an installment's day):
+                // the change itself, as `plus` would leave it.
+                None => by.normalize(),
+                Some(day) => plus(day.figure(number), by)?,
+            };
             if DayTotals::is_count(number) && i64::try_from(to).is_err() {
                 return Err(Overflow);
             }
             self.figures.push(FigureChange {
                 figure: number,
-                by: *by,
+                by,
                 to,
             });
         }

@@ -18,7 +18,7 @@ use crate::access::{Access, PendingRequest, Stamp};
 use crate::day_changes::DayChanges;
 use crate::entry::{Recast, Repayment};
 use crate::product::FeeCollection;
-use crate::totals::{Overflow, ProductDay, figure, minus, plus, sum};
+use crate::totals::{Overflow, ProductDay, minus, plus, sum};
 
 /// What applying one entry wrote into the state: the new value of every
 /// object the entry changed. A second copy of the state at the same head
@@ -1665,16 +1665,25 @@ impl Stage<'_> {
                     }
                     _ => None,
                 };
-                let mut by = match &own {
-                    Some(own) => own.figures(),
-                    None => [Decimal::ZERO; figure::COUNT],
-                };
-                if let Some((_, loans)) = quality.next_if(|(on, _)| *on == date) {
-                    loans.add_to_figures(&mut by)?;
-                }
+                let loans = quality
+                    .next_if(|(on, _)| *on == date)
+                    .map(|(_, loans)| loans);
                 let held_day = held.and_then(|days| days.get(&date));
-                let products = own.as_ref().map(|own| &own.disbursed_by_product);
-                day_changes.push(date, held_day, &by, products)?;
+                match (own, loans) {
+                    // Most of a new loan's days: an installment due, the
+                    // day it would be late.
+                    (None, Some(loans)) => {
+                        day_changes.push_figures(date, held_day, loans.figures(), None)?;
+                    }
+                    (Some(own), loans) => {
+                        let mut by = own.figures();
+                        if let Some(loans) = loans {
+                            loans.add_to_figures(&mut by)?;
+                        }
+                        day_changes.push(date, held_day, &by, Some(&own.disbursed_by_product))?;
+                    }
+                    (None, None) => {}
+                }
             }
             if !day_changes.is_empty() {
                 new_days.insert(branch, day_changes);

@@ -853,15 +853,12 @@ impl QualityDay {
         *self == QualityDay::default()
     }
 
-    /// Adds this change to a day's figures, numbered as
-    /// [`figure`](crate::totals::figure) numbers them; unchanged on
-    /// overflow.
-    pub fn add_to_figures(
-        &self,
-        figures: &mut [Decimal; crate::totals::figure::COUNT],
-    ) -> Result<(), Overflow> {
+    /// The figures this change moves, numbered as
+    /// [`figure`](crate::totals::figure) numbers them, in that order (some
+    /// of them zero).
+    pub fn figures(&self) -> [(u8, Decimal); 7] {
         use crate::totals::figure;
-        let changes = [
+        [
             (
                 figure::LOANS_ACTIVE_CHANGE,
                 Decimal::from(self.loans_active_change),
@@ -875,7 +872,17 @@ impl QualityDay {
             ),
             (figure::DUE, self.due),
             (figure::PAID_ON_TIME, self.paid_on_time),
-        ];
+        ]
+    }
+
+    /// Adds this change to a day's figures, numbered as
+    /// [`figure`](crate::totals::figure) numbers them; unchanged on
+    /// overflow.
+    pub fn add_to_figures(
+        &self,
+        figures: &mut [Decimal; crate::totals::figure::COUNT],
+    ) -> Result<(), Overflow> {
+        let changes = self.figures();
         let mut sums = [Decimal::ZERO; 7];
         for ((number, change), sum) in changes.iter().zip(&mut sums) {
             let was = figures[usize::from(*number)];
