@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::day_changes::DayChanges;
 use super::ids::{BranchId, ProductId};
 use super::stored::{ReadError, StoredRecords};
-use super::totals::{DayTotals, Overflow, ProductDay};
+use super::totals::{DayTotals, Overflow, ProductDay, figure};
 use super::varint;
 
 /// Bytes of changes a chunk of a branch's day log holds at least before the
@@ -109,88 +109,113 @@ mod compact_fields {
 /// serde's calls for each of their figures cost more than the few bytes
 /// they write.
 fn put_entry_changes(bytes: &mut Vec<u8>, sequence: u64, changes: &DayChanges) {
+    /// A signed integer as postcard writes it: zigzag, then a varint.
+    fn put_signed(bytes: &mut Vec<u8>, value: i128) {
+        varint::put(bytes, (value.wrapping_shl(1) ^ (value >> 127)) as u128);
+    }
+    /// A `CompactDecimal`: its mantissa, then its scale.
+    fn put_decimal(bytes: &mut Vec<u8>, value: Decimal) {
+        put_signed(bytes, value.mantissa());
+        varint::put(bytes, u128::from(value.scale()));
+    }
+    fn put_len(bytes: &mut Vec<u8>, len: usize) {
+        varint::put(bytes, len as u128);
+    }
     bytes.reserve(8 + changes.len() * 16);
     varint::put(bytes, u128::from(sequence));
     put_len(bytes, changes.len());
     for day in changes.days() {
-        put_compact_day(
-            bytes,
-            day.date,
-            day.figures.len(),
-            day.figures.iter().map(|change| (change.figure, change.by)),
-            day.products
-                .iter()
-                .map(|change| (&change.product, &change.by)),
-        );
+        put_signed(bytes, i128::from(day.date.num_days_from_ce()));
+        put_len(bytes, day.figures.len());
+        for change in day.figures {
+            bytes.push(change.figure);
+            put_decimal(bytes, change.by);
+        }
+        put_len(bytes, day.products.len());
+        for change in day.products {
+            match &change.product {
+                None => bytes.push(0),
+                Some(product) => {
+                    bytes.push(1);
+                    put_len(bytes, product.as_str().len());
+                    bytes.extend_from_slice(product.as_str().as_bytes());
+                }
+            }
+            put_signed(bytes, i128::from(change.by.loans));
+            put_decimal(bytes, change.by.amount);
+        }
     }
 }
 
-/// Appends `days` as postcard encodes a list of their `CompactDay`s, byte
-/// for byte (written out by hand, as [`put_entry_changes`] is).
-fn put_days(bytes: &mut Vec<u8>, days: &Days) {
-    bytes.reserve(8 + days.len() * 32);
-    put_len(bytes, days.len());
-    for (date, day) in days {
-        let figures = day.figures();
-        let count = figures.iter().filter(|value| !value.is_zero()).count();
-        put_compact_day(
-            bytes,
-            *date,
-            count,
-            (0u8..).zip(figures).filter(|(_, value)| !value.is_zero()),
-            day.disbursed_by_product.iter(),
-        );
+/// Days encoded as a list of `CompactDay`s, straight from their totals.
+struct DaysOf<I>(I);
+
+impl<'a, I> Serialize for DaysOf<I>
+where
+    I: Iterator<Item = (&'a NaiveDate, &'a DayTotals)> + ExactSizeIterator + Clone,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut days = serializer.serialize_seq(Some(self.0.len()))?;
+        for (date, day) in self.0.clone() {
+            days.serialize_element(&CompactDayOf { date: *date, day })?;
+        }
+        days.end()
     }
 }
 
-/// Appends a `CompactDay` as postcard encodes it: its date, its `count`
-/// figures that are not zero (number and value), its loans by product.
-fn put_compact_day<'a>(
-    bytes: &mut Vec<u8>,
+/// A `CompactDay` encoded straight from a day's totals.
+struct CompactDayOf<'a> {
     date: NaiveDate,
-    count: usize,
-    figures: impl Iterator<Item = (u8, Decimal)>,
-    products: impl ExactSizeIterator<Item = (&'a Option<ProductId>, &'a ProductDay)>,
-) {
-    put_signed(bytes, i128::from(date.num_days_from_ce()));
-    put_len(bytes, count);
-    for (figure, value) in figures {
-        bytes.push(figure);
-        put_decimal(bytes, value);
-    }
-    put_len(bytes, products.len());
-    for (product, day) in products {
-        match product {
-            None => bytes.push(0),
-            Some(product) => {
-                bytes.push(1);
-                put_len(bytes, product.as_str().len());
-                bytes.extend_from_slice(product.as_str().as_bytes());
+    day: &'a DayTotals,
+}
+
+impl Serialize for CompactDayOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        struct Date(NaiveDate);
+        impl Serialize for Date {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                super::codec::date::serialize(&self.0, serializer)
             }
         }
-        put_signed(bytes, i128::from(day.loans));
-        put_decimal(bytes, day.amount);
+        struct Fields([Decimal; figure::COUNT]);
+        impl Serialize for Fields {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let present = self.0.iter().filter(|value| !value.is_zero()).count();
+                let mut fields = serializer.serialize_seq(Some(present))?;
+                for (field, value) in (0u8..).zip(self.0) {
+                    if !value.is_zero() {
+                        fields.serialize_element(&(field, CompactDecimal(value)))?;
+                    }
+                }
+                fields.end()
+            }
+        }
+        struct Products<'a>(&'a BTreeMap<Option<ProductId>, ProductDay>);
+        impl Serialize for Products<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut products = serializer.serialize_seq(Some(self.0.len()))?;
+                for (product, day) in self.0 {
+                    products.serialize_element(&(
+                        product,
+                        day.loans,
+                        CompactDecimal(day.amount),
+                    ))?;
+                }
+                products.end()
+            }
+        }
+        let mut day = serializer.serialize_struct("CompactDay", 3)?;
+        day.serialize_field("date", &Date(self.date))?;
+        day.serialize_field("fields", &Fields(self.day.figures()))?;
+        day.serialize_field("products", &Products(&self.day.disbursed_by_product))?;
+        day.end()
     }
-}
-
-/// A signed integer as postcard writes it: zigzag, then a varint.
-fn put_signed(bytes: &mut Vec<u8>, value: i128) {
-    varint::put(bytes, (value.wrapping_shl(1) ^ (value >> 127)) as u128);
-}
-
-/// A `CompactDecimal`: its mantissa, then its scale.
-fn put_decimal(bytes: &mut Vec<u8>, value: Decimal) {
-    put_signed(bytes, value.mantissa());
-    varint::put(bytes, u128::from(value.scale()));
-}
-
-/// A list's or a text's length as postcard writes it.
-fn put_len(bytes: &mut Vec<u8>, len: usize) {
-    varint::put(bytes, len as u128);
 }
 
 impl CompactDay {
-    /// The day's compact form (what [`put_days`] encodes without
+    /// The day's compact form (what [`CompactDayOf`] encodes without
     /// building it).
     #[cfg(test)]
     fn of(date: NaiveDate, day: &DayTotals) -> CompactDay {
@@ -343,6 +368,11 @@ impl std::fmt::Debug for Recent {
     }
 }
 
+fn encode_into<T: Serialize>(value: &T, bytes: &mut Vec<u8>) {
+    *bytes = postcard::to_extend(value, std::mem::take(bytes))
+        .expect("postcard encodes plain data into a Vec without failing");
+}
+
 impl DayLog {
     /// Keeps no log from now on.
     pub fn stop(&mut self) {
@@ -385,7 +415,7 @@ impl DayLog {
         let closed = if full {
             let mut starting = Vec::new();
             let empty = Days::new();
-            put_days(&mut starting, before.unwrap_or(&empty));
+            encode_into(&DaysOf(before.unwrap_or(&empty).iter()), &mut starting);
             chunks.push(Slot::Held(Arc::new(DayChunk {
                 first_sequence: sequence,
                 entries: 0,
@@ -997,7 +1027,7 @@ pub(crate) mod tests {
             .map(|(date, day)| CompactDay::of(*date, day))
             .collect();
         let mut borrowed = Vec::new();
-        put_days(&mut borrowed, &held);
+        encode_into(&DaysOf(held.iter()), &mut borrowed);
         assert_eq!(borrowed, postcard::to_stdvec(&owned).expect("encodes"));
     }
 
