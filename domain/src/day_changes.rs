@@ -142,6 +142,11 @@ impl DayChanges {
             if by.is_zero() {
                 continue;
             }
+            // In its one form (no trailing zeros), as the sums that built a
+            // whole day's change left it: the day log encodes it, and the
+            // caches hold those bytes. A loan's installment due is a
+            // difference, not normalised.
+            let by = by.normalize();
             debug_assert!(
                 self.figures.len() == start
                     || self.figures.last().is_some_and(|last| last.figure < number),
@@ -150,10 +155,11 @@ impl DayChanges {
             let to = match held {
                 // A figure the day does not hold yet (an installment's day):
                 // the change itself, as `plus` would leave it.
-                None => by.normalize(),
+                None => by,
                 Some(day) => plus(day.figure(number), by)?,
             };
-            if DayTotals::is_count(number) && i64::try_from(to).is_err() {
+            if DayTotals::is_count(number) && (i64::try_from(to).is_err() || !to.fract().is_zero())
+            {
                 return Err(Overflow);
             }
             self.figures.push(FigureChange {
@@ -170,7 +176,10 @@ impl DayChanges {
             };
             self.products.push(ProductChange {
                 product: product.clone(),
-                by: by.clone(),
+                by: ProductDay {
+                    loans: by.loans,
+                    amount: by.amount.normalize(),
+                },
                 to,
             });
         }
@@ -210,7 +219,8 @@ impl DayChanges {
             for change in changed.figures {
                 // Checked when staged: a figure that exists, a count that
                 // fits.
-                let _ = day.set_figure(change.figure, change.to);
+                let set = day.set_figure(change.figure, change.to);
+                debug_assert!(set.is_ok(), "a figure checked when staged: {set:?}");
             }
             for change in changed.products {
                 if change.to.loans == 0 && change.to.amount.is_zero() {
@@ -334,6 +344,48 @@ mod tests {
         assert_eq!(days[&date(1)].due, Decimal::new(12_500, 0));
         assert!(days[&date(1)].disbursed_by_product.is_empty());
         assert!(!days.contains_key(&date(4)));
+    }
+
+    /// A change is kept in its one form, whatever form it came in: the
+    /// day log's bytes are those a whole day's change (built by sums, which
+    /// normalise) gave, and the caches hold those bytes.
+    #[test]
+    fn a_change_is_kept_without_trailing_zeros() {
+        let mut changes = DayChanges::default();
+        // An installment due of 100.00, as a difference of two sums leaves it.
+        let due = Decimal::new(10_000, 2);
+        changes
+            .push_figures(date(1), None, [(figure::DUE, due)], None)
+            .expect("fits");
+        let held = DayTotals {
+            due: Decimal::new(5, 1),
+            ..DayTotals::default()
+        };
+        changes
+            .push_figures(date(2), Some(&held), [(figure::DUE, due)], None)
+            .expect("fits");
+        let pushed: Vec<(u128, u32, Decimal)> = changes
+            .days()
+            .flat_map(|day| day.figures.iter())
+            .map(|change| {
+                (
+                    change.by.mantissa().unsigned_abs(),
+                    change.by.scale(),
+                    change.to,
+                )
+            })
+            .collect();
+        assert_eq!(
+            pushed,
+            [
+                (100, 0, Decimal::from(100)),
+                (100, 0, Decimal::new(1005, 1)),
+            ]
+        );
+        assert_eq!(
+            changes.days().next().map(|day| day.figures[0].to.scale()),
+            Some(0)
+        );
     }
 
     /// A new value that does not fit is an overflow, and the day it was

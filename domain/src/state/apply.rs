@@ -1525,7 +1525,8 @@ impl Stage<'_> {
     }
 
     /// Works out the loans' portfolio figures and the members' borrower
-    /// steps, and the days' new totals.
+    /// steps, and what they and the entry change of the days (each figure
+    /// with its new value).
     fn finish(mut self) -> Result<Commit, String> {
         let mut loans = std::mem::take(&mut self.loans);
         for staged in loans.values_mut() {

@@ -886,8 +886,8 @@ impl QualityDay {
         let mut sums = [Decimal::ZERO; 7];
         for ((number, change), sum) in changes.iter().zip(&mut sums) {
             let was = figures[usize::from(*number)];
-            // Most days hold none of the figure yet (an installment's
-            // day): the change itself, as `plus` would leave it.
+            // Most of the entry's own changes carry none of these figures:
+            // the loan's change itself, as `plus` would leave it.
             *sum = match (change.is_zero(), was.is_zero()) {
                 (true, _) => was,
                 (false, true) => change.normalize(),
