@@ -237,8 +237,10 @@ impl DayChanges {
     }
 
     /// The changes of whole days (`changes`, in date order) to `held`:
-    /// days that change nothing are left out.
-    pub fn of_days(
+    /// days that change nothing are left out. For tests, which state
+    /// changes as whole days.
+    #[cfg(test)]
+    pub(crate) fn of_days(
         held: &BTreeMap<NaiveDate, DayTotals>,
         changes: &[(NaiveDate, DayTotals)],
     ) -> Result<DayChanges, Overflow> {
