@@ -797,6 +797,51 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// The three readings of a day's numbered figures (all at once, one by
+    /// one, and set one by one) agree figure for figure, so a figure added
+    /// to one and not the others, or numbered twice, fails here; a count
+    /// set to a fraction and an unknown number are refused and change
+    /// nothing.
+    #[test]
+    fn a_days_figures_read_and_set_by_number_agree() {
+        let mut day = DayTotals::default();
+        for number in 0..figure::COUNT as u8 {
+            // A distinct value for each figure, whole so that counts take it.
+            let value = Decimal::from(i64::from(number) + 1)
+                * Decimal::from(if DayTotals::is_count(number) {
+                    1
+                } else {
+                    -1000
+                });
+            day.set_figure(number, value).expect("a figure that exists");
+        }
+        let figures = day.figures();
+        for number in 0..figure::COUNT as u8 {
+            let value = figures[usize::from(number)];
+            assert_eq!(day.figure(number), value, "figure {number}");
+            assert_eq!(
+                value.abs(),
+                Decimal::from(i64::from(number) + 1)
+                    * Decimal::from(if DayTotals::is_count(number) { 1 } else { 1000 })
+            );
+        }
+        let counts = (0..figure::COUNT as u8)
+            .filter(|n| DayTotals::is_count(*n))
+            .count();
+        assert_eq!(counts, 5, "the five i64 fields");
+        let before = day.clone();
+        assert_eq!(
+            day.set_figure(figure::LOANS_ACTIVE_CHANGE, Decimal::new(15, 1)),
+            Err("field 12 holds 1.5, not a count".to_owned())
+        );
+        assert_eq!(
+            day.set_figure(figure::COUNT as u8, Decimal::ONE),
+            Err("unknown field 19".to_owned())
+        );
+        assert_eq!(day, before);
+        assert_eq!(day.figure(figure::COUNT as u8), Decimal::ZERO);
+    }
+
     fn changes<T: FromIterator<(NaiveDate, Decimal)>>(items: &[(&str, i64)]) -> T {
         items
             .iter()
