@@ -951,9 +951,33 @@ impl<'s> Stage<'s> {
                 ..DayTotals::default()
             },
         )?;
-        self.refresh.insert(member_id.clone());
+        // A member who borrows already, on the loan's date and every date
+        // after it, is a borrower (and one who saves) on the same days with
+        // one loan more: her steps stay as they are, and her other loans'
+        // principal need not be read to say so.
+        let member = self.member(member_id)?;
+        if !borrower_throughout(&member.borrower_steps, date) {
+            self.refresh.insert(member_id.clone());
+        }
         Ok(())
     }
+}
+
+/// Whether `steps` (a member's borrower steps) make her a borrower on
+/// `date` and on every date after it: what a new loan from `date` on,
+/// whose principal is outstanding from then, cannot change.
+fn borrower_throughout(steps: &[BorrowerStep], date: NaiveDate) -> bool {
+    let mut borrower = 0;
+    for step in steps {
+        if step.date > date {
+            if step.borrower != 0 {
+                return false;
+            }
+        } else {
+            borrower += step.borrower;
+        }
+    }
+    borrower > 0
 }
 
 impl LedgerState {

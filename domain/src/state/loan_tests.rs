@@ -2225,6 +2225,65 @@ fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
     assert!(started.export() == ledger.state.export());
 }
 
+/// A new loan leaves her borrower steps as they are when she borrows
+/// already on its date and every date after (and her steps are then not
+/// worked out again); a loan dated before a day she stopped borrowing
+/// moves that day. She borrowed from 1 Jan and paid off on 10 Jan; a loan
+/// dated 5 Jan keeps her a borrower past 10 Jan, and one dated 7 Jan,
+/// while that loan runs, changes nothing more.
+#[test]
+fn a_new_loan_changes_her_borrower_steps_only_where_she_did_not_borrow() {
+    let rules = ProductRules {
+        interest_method: InterestMethod::Flat,
+        ..plain_rules()
+    };
+    let mut ledger = plain_loan(&rules, 1_000_000, None, 4);
+    let paid_on = date(2001, 1, 10);
+    let quote = ledger.loan().payoff_quote(paid_on).unwrap();
+    let total = i64::try_from(quote.total().mantissa()).unwrap();
+    pay(&mut ledger, total, paid_on).unwrap();
+    let steps = |ledger: &Ledger| {
+        ledger.state.members[&member_id()]
+            .borrower_steps
+            .iter()
+            .map(|s| (s.date, s.borrower))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(steps(&ledger), [(date(2001, 1, 1), 1), (paid_on, -1)]);
+    let loan_on = |on: NaiveDate| Case {
+        rules: rules.clone(),
+        application: LoanApplication {
+            principal: Decimal::from(500_000),
+            currency: None,
+            approved_principal: None,
+            annual_interest_rate_percent: None,
+            installment_count: Some(4),
+            first_repayment_date: date(2001, 2, 8),
+        },
+        disbursed_on: on,
+    };
+    ledger.submit(loan_on(date(2001, 1, 5)).disburse()).unwrap();
+    assert_eq!(steps(&ledger), [(date(2001, 1, 1), 1)]);
+    ledger.submit(loan_on(date(2001, 1, 7)).disburse()).unwrap();
+    assert_eq!(steps(&ledger), [(date(2001, 1, 1), 1)]);
+    // What a scan of her loans gives, and a replay of the journal.
+    let member = &ledger.state.members[&member_id()];
+    let principal: Vec<_> = member
+        .loans
+        .iter()
+        .map(|id| ledger.state.loans[id].principal_changes())
+        .collect();
+    let savings: Vec<_> = member
+        .savings_accounts
+        .iter()
+        .map(|id| &ledger.state.savings[id].changes)
+        .collect();
+    assert_eq!(
+        crate::totals::borrower_steps(&principal, &savings).unwrap(),
+        member.borrower_steps
+    );
+}
+
 /// A paid-off loan held as its summary whose record in the state cache no longer
 /// decodes (damaged on disk): reading it whole is refused as damaged,
 /// naming the loan and `verify`, never answered from what memory kept.
