@@ -515,8 +515,8 @@ struct AccountStepsHead {
 
 /// A record's value: a postcard head followed by the steps' bytes.
 fn steps_value<H: Serialize>(head: &H, bytes: &[u8]) -> Vec<u8> {
-    let mut value =
-        postcard::to_stdvec(head).expect("postcard encodes plain data into a Vec without failing");
+    let mut value = Vec::with_capacity(64 + bytes.len());
+    crate::codec::encode_into(head, &mut value);
     value.extend_from_slice(bytes);
     value
 }

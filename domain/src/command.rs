@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::access::AccessCommand;
 use super::account::AccountId;
+use super::codec::encode;
 use super::entry::Approval;
 use super::error::DomainError;
 use super::ids::{
@@ -131,13 +132,12 @@ impl Command {
     /// principal (rules version 1) it covers actor and body, as it did then.
     pub fn request_hash(&self) -> [u8; 32] {
         let bytes = match (&self.principal, &self.approval) {
-            (None, _) => postcard::to_stdvec(&(&self.actor, &self.body)),
-            (Some(principal), None) => postcard::to_stdvec(&(principal, &self.actor, &self.body)),
+            (None, _) => encode(&(&self.actor, &self.body)),
+            (Some(principal), None) => encode(&(principal, &self.actor, &self.body)),
             (Some(principal), Some(approval)) => {
-                postcard::to_stdvec(&(principal, approval, &self.actor, &self.body))
+                encode(&(principal, approval, &self.actor, &self.body))
             }
-        }
-        .expect("postcard encodes plain data into a Vec without failing");
+        };
         Sha256::digest(&bytes).into()
     }
 }

@@ -368,10 +368,7 @@ impl std::fmt::Debug for Recent {
     }
 }
 
-fn encode_into<T: Serialize>(value: &T, bytes: &mut Vec<u8>) {
-    *bytes = postcard::to_extend(value, std::mem::take(bytes))
-        .expect("postcard encodes plain data into a Vec without failing");
-}
+use crate::codec::encode_into;
 
 impl DayLog {
     /// Keeps no log from now on.

@@ -613,11 +613,10 @@ impl EntryBody {
         let mut bytes = Vec::with_capacity(256 + 96 * self.postings.len());
         bytes.push(version);
         bytes.extend_from_slice(&self.rules_version.to_le_bytes());
-        let encoded = postcard::to_io(self, &mut bytes).and_then(|bytes| match &self.attribution {
-            None => Ok(bytes),
-            Some(attribution) => postcard::to_io(attribution, bytes),
-        });
-        encoded.expect("postcard encodes plain data into a Vec without failing");
+        crate::codec::encode_into(self, &mut bytes);
+        if let Some(attribution) = &self.attribution {
+            crate::codec::encode_into(attribution, &mut bytes);
+        }
         bytes
     }
 

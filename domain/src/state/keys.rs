@@ -173,9 +173,7 @@ pub fn records_format(format_record: Option<&[u8]>) -> Result<Option<u32>, Strin
         .transpose()
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    postcard::to_stdvec(value).expect("postcard encodes plain data into a Vec without failing")
-}
+use crate::codec::encode;
 
 fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, String> {
     postcard::from_bytes(bytes).map_err(|e| format!("record {key:?}: {e}"))
