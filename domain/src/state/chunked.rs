@@ -105,6 +105,55 @@ impl<T: Clone, const N: usize> Chunked<T, N> {
         }
     }
 
+    /// [`partition_point`](Self::partition_point), searched outwards from
+    /// `near` (1, 2, 4, ... items either way, then halving): the items read
+    /// are those around `near`, where the prefix is expected to end, not
+    /// the middles of the whole list, each in its own chunk (a long loan's
+    /// schedule searched for a repayment's date read a chunk it had no
+    /// other use for at each step, most of them out of the processor's
+    /// cache).
+    pub fn partition_point_near(&self, near: usize, mut pred: impl FnMut(&T) -> bool) -> usize {
+        let holds =
+            |index: usize, pred: &mut dyn FnMut(&T) -> bool| self.get(index).is_some_and(pred);
+        let near = near.min(self.len);
+        // The prefix ends in lo..=hi: `pred` holds before lo and fails at hi
+        // (or hi is the length).
+        let (mut lo, mut hi);
+        if near < self.len && holds(near, &mut pred) {
+            (lo, hi) = (near + 1, self.len);
+            let mut step = 1;
+            while near + step < self.len {
+                if holds(near + step, &mut pred) {
+                    lo = near + step + 1;
+                    step *= 2;
+                } else {
+                    hi = near + step;
+                    break;
+                }
+            }
+        } else {
+            (lo, hi) = (0, near);
+            let mut step = 1;
+            while step <= near {
+                if holds(near - step, &mut pred) {
+                    lo = near - step + 1;
+                    break;
+                }
+                hi = near - step;
+                step *= 2;
+            }
+        }
+        while lo < hi {
+            let middle = lo + (hi - lo) / 2;
+            if holds(middle, &mut pred) {
+                lo = middle + 1;
+            } else {
+                hi = middle;
+            }
+        }
+        lo
+    }
+
     /// Each chunk's length and capacity.
     #[cfg(test)]
     pub(crate) fn chunk_sizes(&self) -> Vec<(usize, usize)> {
@@ -202,7 +251,15 @@ mod tests {
             }
             for bound in 0..=count + 1 {
                 let pred = |i: &u64| *i <= bound;
-                assert_eq!(chunked.partition_point(pred), plain.partition_point(pred));
+                let expected = plain.partition_point(pred);
+                assert_eq!(chunked.partition_point(pred), expected);
+                for near in 0..=count + 2 {
+                    assert_eq!(
+                        chunked.partition_point_near(near as usize, pred),
+                        expected,
+                        "bound {bound} near {near}"
+                    );
+                }
             }
         }
     }

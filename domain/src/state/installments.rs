@@ -136,6 +136,16 @@ impl Installments {
     pub fn partition_point(&self, pred: impl FnMut(&InstallmentState) -> bool) -> usize {
         self.list.partition_point(pred)
     }
+
+    /// [`partition_point`](Self::partition_point), searched outwards from
+    /// installment `near` ([`Chunked::partition_point_near`]).
+    pub fn partition_point_near(
+        &self,
+        near: usize,
+        pred: impl FnMut(&InstallmentState) -> bool,
+    ) -> usize {
+        self.list.partition_point_near(near, pred)
+    }
 }
 
 /// An installment's amounts due, in the order the cumulative dues add them.

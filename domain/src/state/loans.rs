@@ -89,10 +89,11 @@ fn schedule_error(e: ScheduleError) -> DomainError {
 impl Loan {
     /// Index of the first installment due after `date` (the current period).
     pub fn current_period(&self, date: NaiveDate) -> Option<usize> {
-        // Due dates increase: a binary search.
+        // Due dates increase: a search, from the first installment not
+        // paid (a payment's date is mostly near its due date).
         let index = self
             .installments
-            .partition_point(|i| i.due.due_date <= date);
+            .partition_point_near(self.first_unpaid as usize, |i| i.due.due_date <= date);
         (index < self.installments.len()).then_some(index)
     }
 
@@ -1066,10 +1067,13 @@ impl Loan {
         // Installments due, and what of each was paid by its due date, from
         // the first installment due on or after `from` (the ones before add
         // nothing): what was paid by its due date is a running sum.
-        // Due dates increase: a binary search.
+        // Due dates increase: a search, from the first installment not
+        // paid (a payment's date is mostly near its due date).
         let first = self
             .installments
-            .partition_point(|installment| installment.due.due_date < from);
+            .partition_point_near(self.first_unpaid as usize, |installment| {
+                installment.due.due_date < from
+            });
         let Some(first_date) = self.installments.get(first).map(|i| i.due.due_date) else {
             return merge_by_date(days);
         };
