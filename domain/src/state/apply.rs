@@ -1111,6 +1111,11 @@ fn disbursed_loan(body: &EntryBody, member_id: &MemberId) -> Result<Loan, String
         return Err("not a disbursement".into());
     };
     let date = body.effective_date;
+    let (mut interest_unpaid, mut fee_unpaid) = (Decimal::ZERO, Decimal::ZERO);
+    for installment in schedule {
+        interest_unpaid = plus(interest_unpaid, installment.interest)?;
+        fee_unpaid = plus(fee_unpaid, installment.fee)?;
+    }
     let mut state = Loan {
         id: loan.clone(),
         member: member_id.clone(),
@@ -1131,8 +1136,8 @@ fn disbursed_loan(body: &EntryBody, member_id: &MemberId) -> Result<Loan, String
         principal_changes: crate::dated::DatedAmounts::from([(date, terms.principal)]).with_sums(),
         paid_changes: crate::dated::DatedAmounts::new().with_sums(),
         principal_unpaid: terms.principal,
-        interest_unpaid: sum(schedule.iter().map(|i| i.interest))?,
-        fee_unpaid: sum(schedule.iter().map(|i| i.fee))?,
+        interest_unpaid,
+        fee_unpaid,
         first_unpaid: 0,
         disbursed: terms.principal,
         tranches: 1,

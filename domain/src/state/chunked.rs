@@ -184,8 +184,15 @@ impl<T: Clone, const N: usize> From<&[T]> for Chunked<T, N> {
 }
 
 impl<T: Clone, const N: usize> From<Vec<T>> for Chunked<T, N> {
+    /// The items moved into their chunks, not copied.
     fn from(list: Vec<T>) -> Self {
-        Self::from(list.as_slice())
+        let len = list.len();
+        let mut chunks = Vec::with_capacity(len.div_ceil(N));
+        let mut items = list.into_iter();
+        while items.len() > 0 {
+            chunks.push(Arc::new(items.by_ref().take(N).collect::<Vec<T>>()));
+        }
+        Chunked { chunks, len }
     }
 }
 
