@@ -2176,12 +2176,9 @@ fn a_payoff_of_a_loan_let_go_of_is_not_reversed_while_its_record_cannot_be_read(
     );
 }
 
-/// Her borrower steps are worked out again (at her next loan) from a loan
-/// closed and held as its summary: the spans of its principal it keeps give the
-/// steps its whole principal by date gave. She borrowed from 1 Jan, paid
-/// off on 10 Jan, and borrows again from 1 Feb.
-#[test]
-fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
+/// A flat-interest loan of 1,000,000 in four installments from 1 Jan
+/// 2001, paid off on 10 Jan (the ledger, its rules and that date).
+fn paid_off_on_january_10() -> (Ledger, ProductRules, NaiveDate) {
     let rules = ProductRules {
         interest_method: InterestMethod::Flat,
         ..plain_rules()
@@ -2191,15 +2188,13 @@ fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
     let quote = ledger.loan().payoff_quote(paid_on).unwrap();
     let total = i64::try_from(quote.total().mantissa()).unwrap();
     pay(&mut ledger, total, paid_on).unwrap();
-    assert_eq!(ledger.loan().status, LoanStatus::Closed);
-    let mut started = started_from(
-        &ledger.records,
-        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
-    );
-    let first = &started.loans[&loan_id()];
-    assert!(first.is_summary());
-    assert_eq!(first.principal_changes().len(), 2, "on 1 Jan and on 10 Jan");
-    let next = Case {
+    (ledger, rules, paid_on)
+}
+
+/// Her next loan: 500,000 in four installments from 8 Feb 2001,
+/// disbursed on `on`.
+fn next_loan(rules: &ProductRules, on: NaiveDate) -> Case {
+    Case {
         rules: rules.clone(),
         application: LoanApplication {
             principal: Decimal::from(500_000),
@@ -2209,8 +2204,26 @@ fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
             installment_count: Some(4),
             first_repayment_date: date(2001, 2, 8),
         },
-        disbursed_on: date(2001, 2, 1),
-    };
+        disbursed_on: on,
+    }
+}
+
+/// Her borrower steps are worked out again (at her next loan) from a loan
+/// closed and held as its summary: the spans of its principal it keeps give the
+/// steps its whole principal by date gave. She borrowed from 1 Jan, paid
+/// off on 10 Jan, and borrows again from 1 Feb.
+#[test]
+fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
+    let (mut ledger, rules, paid_on) = paid_off_on_january_10();
+    assert_eq!(ledger.loan().status, LoanStatus::Closed);
+    let mut started = started_from(
+        &ledger.records,
+        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+    );
+    let first = &started.loans[&loan_id()];
+    assert!(first.is_summary());
+    assert_eq!(first.principal_changes().len(), 2, "on 1 Jan and on 10 Jan");
+    let next = next_loan(&rules, date(2001, 2, 1));
     let entry = ledger.submit(next.disburse()).unwrap().clone();
     started.apply(&entry).unwrap();
     let steps = |state: &LedgerState| state.members[&member_id()].borrower_steps.clone();
@@ -2233,15 +2246,7 @@ fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
 /// while that loan runs, changes nothing more.
 #[test]
 fn a_new_loan_changes_her_borrower_steps_only_where_she_did_not_borrow() {
-    let rules = ProductRules {
-        interest_method: InterestMethod::Flat,
-        ..plain_rules()
-    };
-    let mut ledger = plain_loan(&rules, 1_000_000, None, 4);
-    let paid_on = date(2001, 1, 10);
-    let quote = ledger.loan().payoff_quote(paid_on).unwrap();
-    let total = i64::try_from(quote.total().mantissa()).unwrap();
-    pay(&mut ledger, total, paid_on).unwrap();
+    let (mut ledger, rules, paid_on) = paid_off_on_january_10();
     let steps = |ledger: &Ledger| {
         ledger.state.members[&member_id()]
             .borrower_steps
@@ -2250,21 +2255,13 @@ fn a_new_loan_changes_her_borrower_steps_only_where_she_did_not_borrow() {
             .collect::<Vec<_>>()
     };
     assert_eq!(steps(&ledger), [(date(2001, 1, 1), 1), (paid_on, -1)]);
-    let loan_on = |on: NaiveDate| Case {
-        rules: rules.clone(),
-        application: LoanApplication {
-            principal: Decimal::from(500_000),
-            currency: None,
-            approved_principal: None,
-            annual_interest_rate_percent: None,
-            installment_count: Some(4),
-            first_repayment_date: date(2001, 2, 8),
-        },
-        disbursed_on: on,
-    };
-    ledger.submit(loan_on(date(2001, 1, 5)).disburse()).unwrap();
+    ledger
+        .submit(next_loan(&rules, date(2001, 1, 5)).disburse())
+        .unwrap();
     assert_eq!(steps(&ledger), [(date(2001, 1, 1), 1)]);
-    ledger.submit(loan_on(date(2001, 1, 7)).disburse()).unwrap();
+    ledger
+        .submit(next_loan(&rules, date(2001, 1, 7)).disburse())
+        .unwrap();
     assert_eq!(steps(&ledger), [(date(2001, 1, 1), 1)]);
     // What a scan of her loans gives, and a replay of the journal.
     let member = &ledger.state.members[&member_id()];
