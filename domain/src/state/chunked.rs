@@ -20,6 +20,56 @@ pub struct Chunked<T, const N: usize> {
     len: usize,
 }
 
+/// The number of items at the start of a list of `len` for which
+/// `holds(index)` is true, when it is true for a prefix (as
+/// [`slice::partition_point`]), searched outwards from `near` (1, 2, 4,
+/// ... items either way, then halving): the items read are those around
+/// `near`, where the prefix is expected to end, not the middles of the
+/// whole list.
+pub(crate) fn partition_point_near_by(
+    len: usize,
+    near: usize,
+    mut holds: impl FnMut(usize) -> bool,
+) -> usize {
+    let near = near.min(len);
+    // The prefix ends in lo..=hi: `holds` is true before lo and false at hi
+    // (or hi is the length).
+    let (mut lo, mut hi);
+    if near < len && holds(near) {
+        (lo, hi) = (near + 1, len);
+        let mut step = 1;
+        while near + step < len {
+            if holds(near + step) {
+                lo = near + step + 1;
+                step *= 2;
+            } else {
+                hi = near + step;
+                break;
+            }
+        }
+    } else {
+        (lo, hi) = (0, near);
+        let mut step = 1;
+        while step <= near {
+            if holds(near - step) {
+                lo = near - step + 1;
+                break;
+            }
+            hi = near - step;
+            step *= 2;
+        }
+    }
+    while lo < hi {
+        let middle = lo + (hi - lo) / 2;
+        if holds(middle) {
+            lo = middle + 1;
+        } else {
+            hi = middle;
+        }
+    }
+    lo
+}
+
 impl<T, const N: usize> Default for Chunked<T, N> {
     fn default() -> Self {
         Chunked {
@@ -106,52 +156,15 @@ impl<T: Clone, const N: usize> Chunked<T, N> {
     }
 
     /// [`partition_point`](Self::partition_point), searched outwards from
-    /// `near` (1, 2, 4, ... items either way, then halving): the items read
-    /// are those around `near`, where the prefix is expected to end, not
-    /// the middles of the whole list, each in its own chunk (a long loan's
+    /// `near` ([`partition_point_near_by`]): a binary search reads the
+    /// middles of the whole list, each in its own chunk (a long loan's
     /// schedule searched for a repayment's date read a chunk it had no
     /// other use for at each step, most of them out of the processor's
     /// cache).
     pub fn partition_point_near(&self, near: usize, mut pred: impl FnMut(&T) -> bool) -> usize {
-        let holds =
-            |index: usize, pred: &mut dyn FnMut(&T) -> bool| self.get(index).is_some_and(pred);
-        let near = near.min(self.len);
-        // The prefix ends in lo..=hi: `pred` holds before lo and fails at hi
-        // (or hi is the length).
-        let (mut lo, mut hi);
-        if near < self.len && holds(near, &mut pred) {
-            (lo, hi) = (near + 1, self.len);
-            let mut step = 1;
-            while near + step < self.len {
-                if holds(near + step, &mut pred) {
-                    lo = near + step + 1;
-                    step *= 2;
-                } else {
-                    hi = near + step;
-                    break;
-                }
-            }
-        } else {
-            (lo, hi) = (0, near);
-            let mut step = 1;
-            while step <= near {
-                if holds(near - step, &mut pred) {
-                    lo = near - step + 1;
-                    break;
-                }
-                hi = near - step;
-                step *= 2;
-            }
-        }
-        while lo < hi {
-            let middle = lo + (hi - lo) / 2;
-            if holds(middle, &mut pred) {
-                lo = middle + 1;
-            } else {
-                hi = middle;
-            }
-        }
-        lo
+        partition_point_near_by(self.len, near, |index| {
+            self.get(index).is_some_and(&mut pred)
+        })
     }
 
     /// Each chunk's length and capacity.

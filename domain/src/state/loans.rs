@@ -1239,14 +1239,7 @@ impl<'a> CumulativeDue<'a> {
 /// the whole schedule of a long loan compared ten sums where this compares
 /// two or three.
 fn partition_point_from_start<T>(list: &[T], mut pred: impl FnMut(&T) -> bool) -> usize {
-    let mut end = 1;
-    while end < list.len() && pred(&list[end - 1]) {
-        end *= 2;
-    }
-    // Every element before `end / 2` satisfies `pred`.
-    let start = end / 2;
-    let end = end.min(list.len());
-    start + list[start..end].partition_point(pred)
+    super::chunked::partition_point_near_by(list.len(), 0, |index| pred(&list[index]))
 }
 
 /// The changes summed by date, in date order.
