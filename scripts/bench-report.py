@@ -13,6 +13,12 @@ quotes the figures of its own tables.
                                            writes V's results file from the
                                            run left in DIR/target (another
                                            checkout's)
+  scripts/bench-report.py --keep DIR       also copies this run's results
+                                           (what the report reads) into DIR
+  scripts/bench-report.py --from DIR       BENCHMARKS.md from a run kept so
+                                           (benchmarks/runs/latest: the
+                                           notes edited after a run are
+                                           rendered without running again)
 """
 
 import argparse
@@ -21,6 +27,7 @@ import json
 import math
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -707,6 +714,28 @@ def results_file(release, commit):
     }
 
 
+def keep_run(into):
+    """Copies what the report reads of this run (target/bench's results and
+    the medians of target/criterion, not the mix's data directories nor
+    criterion's samples) into `into`, replacing what was there, so that
+    the report can be written again from it (`--from`)."""
+    into = pathlib.Path(into)
+    if into.exists():
+        shutil.rmtree(into)
+    (into / "bench").mkdir(parents=True)
+    kept = 0
+    for path in sorted(BENCH.iterdir()):
+        if path.is_file() and (path.suffix in (".json", ".md") or path.name == "machine.txt"):
+            shutil.copy2(path, into / "bench" / path.name)
+            kept += 1
+    for path in sorted(CRITERION.glob("**/new/estimates.json")):
+        target = into / "criterion" / path.relative_to(CRITERION)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        kept += 1
+    print(f"{into} written ({kept} files)")
+
+
 def head_commit():
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 
@@ -725,10 +754,19 @@ def main():
     parser.add_argument("--collect", metavar="DIR", help="another checkout whose target/ holds a bench-all run")
     parser.add_argument("--version", help="with --collect: the release that checkout built")
     parser.add_argument("--commit", help="with --collect: its commit")
+    parser.add_argument("--keep", metavar="DIR", help="also copy this run's results into DIR")
+    parser.add_argument("--from", dest="source", metavar="DIR", help="write the report from a run kept by --keep")
     parser.add_argument(
         "--print-stores", action="store_true", help="print the PostgreSQL store's section alone, and stop"
     )
     args = parser.parse_args()
+    if args.source:
+        if args.keep or args.record or args.collect:
+            raise SystemExit("--from writes the report only: not with --keep, --record or --collect")
+        BENCH = pathlib.Path(args.source) / "bench"
+        CRITERION = pathlib.Path(args.source) / "criterion"
+        if not (BENCH / "machine.txt").exists():
+            raise SystemExit(f"{args.source}: no kept run there (bench/machine.txt)")
     if args.print_stores:
         print("\n".join(stores_lines()))
         return
@@ -744,6 +782,8 @@ def main():
     previous = previous_release(version())
     if args.record:
         write_results(results_file(version(), head_commit()))
+    if args.keep:
+        keep_run(args.keep)
     rates = write_rates()
     queries = query_micros()
     recovery = load("recovery.json") or {}
