@@ -715,25 +715,47 @@ def results_file(release, commit):
 
 
 def keep_run(into):
-    """Copies what the report reads of this run (target/bench's results and
-    the medians of target/criterion, not the mix's data directories nor
-    criterion's samples) into `into`, replacing what was there, so that
-    the report can be written again from it (`--from`)."""
-    into = pathlib.Path(into)
-    if into.exists():
-        shutil.rmtree(into)
-    (into / "bench").mkdir(parents=True)
+    """Copies this run's results (target/bench's results files and tables,
+    the medians of target/criterion: not the mix's data directories nor
+    criterion's samples), and the version the report compares as, into
+    `into` (relative to the repository), replacing a run kept there
+    before, so that the report can be written again from it (`--from`).
+    Refuses a folder that holds anything else, or the run itself."""
+    into = (ROOT / into).resolve()
+    sources = [BENCH.resolve(), CRITERION.resolve()]
+    for place in [ROOT.resolve(), *sources]:
+        if into == place or into in place.parents or place in into.parents:
+            raise SystemExit(f"--keep {into}: not the repository, the run's results or a folder around or in them")
+    if into.exists() and (not into.is_dir() or (any(into.iterdir()) and not (into / "bench" / "machine.txt").exists())):
+        raise SystemExit(f"--keep {into}: it holds something other than a kept run")
+    if not (BENCH / "machine.txt").exists():
+        raise SystemExit(f"--keep: no run in {BENCH} (machine.txt)")
+    # Written beside it, then swapped in: a failure leaves the kept run as it was.
+    fresh = into.with_name(into.name + ".new")
+    if fresh.exists():
+        shutil.rmtree(fresh)
+    (fresh / "bench").mkdir(parents=True)
     kept = 0
     for path in sorted(BENCH.iterdir()):
         if path.is_file() and (path.suffix in (".json", ".md") or path.name == "machine.txt"):
-            shutil.copy2(path, into / "bench" / path.name)
+            shutil.copy2(path, fresh / "bench" / path.name)
             kept += 1
     for path in sorted(CRITERION.glob("**/new/estimates.json")):
-        target = into / "criterion" / path.relative_to(CRITERION)
+        target = fresh / "criterion" / path.relative_to(CRITERION)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
         kept += 1
-    print(f"{into} written ({kept} files)")
+    (fresh / "version").write_text(version() + "\n")
+    if into.exists():
+        old = into.with_name(into.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        into.rename(old)
+        fresh.rename(into)
+        shutil.rmtree(old)
+    else:
+        fresh.rename(into)
+    print(f"{into.relative_to(ROOT) if ROOT in into.parents else into} written ({kept} files)")
 
 
 def head_commit():
@@ -760,6 +782,11 @@ def main():
         "--print-stores", action="store_true", help="print the PostgreSQL store's section alone, and stop"
     )
     args = parser.parse_args()
+    if (args.version or args.commit) and not args.collect:
+        raise SystemExit("--version and --commit go with --collect")
+    if args.keep and (args.collect or args.print_stores):
+        raise SystemExit("--keep copies the run a report is written from: not with --collect or --print-stores")
+    release = version()
     if args.source:
         if args.keep or args.record or args.collect:
             raise SystemExit("--from writes the report only: not with --keep, --record or --collect")
@@ -767,6 +794,10 @@ def main():
         CRITERION = pathlib.Path(args.source) / "criterion"
         if not (BENCH / "machine.txt").exists():
             raise SystemExit(f"{args.source}: no kept run there (bench/machine.txt)")
+        # Compared with the release before the one the run was of.
+        kept_version = pathlib.Path(args.source) / "version"
+        if kept_version.exists():
+            release = kept_version.read_text().strip()
     if args.print_stores:
         print("\n".join(stores_lines()))
         return
@@ -779,7 +810,7 @@ def main():
         return
     machine = (BENCH / "machine.txt").read_text().strip() if (BENCH / "machine.txt").exists() else "unknown"
     figures = collect()
-    previous = previous_release(version())
+    previous = previous_release(release)
     if args.record:
         write_results(results_file(version(), head_commit()))
     if args.keep:
