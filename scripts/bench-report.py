@@ -714,6 +714,31 @@ def results_file(release, commit):
     }
 
 
+def keep_refusal(into, root, sources):
+    """Why `--keep` must not replace folder `into` (resolved), or None: the
+    repository or a folder around it, or the run's own results (`sources`)
+    or a folder around or in them. A folder inside the repository is
+    fine. CI runs these examples (`python3 -m doctest`).
+
+    >>> from pathlib import PurePath as P
+    >>> root, sources = P("/r"), [P("/r/target/bench"), P("/r/target/criterion")]
+    >>> keep_refusal(P("/r/benchmarks/runs/latest"), root, sources) is None
+    True
+    >>> keep_refusal(P("/tmp/kept"), root, sources) is None
+    True
+    >>> [keep_refusal(P(d), root, sources) for d in ["/r", "/"]]
+    ['the repository or a folder around it', 'the repository or a folder around it']
+    >>> {keep_refusal(P(d), root, sources) for d in ["/r/target", "/r/target/bench", "/r/target/bench/x"]}
+    {"the run's results, or a folder around or in them"}
+    """
+    if into == root or into in root.parents:
+        return "the repository or a folder around it"
+    for place in sources:
+        if into == place or into in place.parents or place in into.parents:
+            return "the run's results, or a folder around or in them"
+    return None
+
+
 def keep_run(into):
     """Copies this run's results (target/bench's results files and tables,
     the medians of target/criterion: not the mix's data directories nor
@@ -722,10 +747,9 @@ def keep_run(into):
     before, so that the report can be written again from it (`--from`).
     Refuses a folder that holds anything else, or the run itself."""
     into = (ROOT / into).resolve()
-    sources = [BENCH.resolve(), CRITERION.resolve()]
-    for place in [ROOT.resolve(), *sources]:
-        if into == place or into in place.parents or place in into.parents:
-            raise SystemExit(f"--keep {into}: not the repository, the run's results or a folder around or in them")
+    refused = keep_refusal(into, ROOT.resolve(), [BENCH.resolve(), CRITERION.resolve()])
+    if refused:
+        raise SystemExit(f"--keep {into}: {refused}")
     if into.exists() and (not into.is_dir() or (any(into.iterdir()) and not (into / "bench" / "machine.txt").exists())):
         raise SystemExit(f"--keep {into}: it holds something other than a kept run")
     if not (BENCH / "machine.txt").exists():
