@@ -713,6 +713,11 @@ impl EntryBody {
     /// Seals the body into an entry chained to `previous_hash`.
     pub fn seal(self, previous_hash: &Hash) -> Entry {
         let canonical = self.canonical_bytes();
+        self.sealed_as(canonical, previous_hash)
+    }
+
+    /// [`EntryBody::seal`] with its canonical bytes worked out already.
+    pub(crate) fn sealed_as(self, canonical: Vec<u8>, previous_hash: &Hash) -> Entry {
         let hash = chain_hash(previous_hash, &canonical);
         Entry {
             body: self,
@@ -779,7 +784,8 @@ pub fn chain_hash(previous: &Hash, bytes: &[u8]) -> Hash {
 }
 
 /// Largest canonical encoding of one entry, in bytes. A command whose entry
-/// would be larger is refused when it is decided (naming the list that made
+/// would be larger is refused when the writer seals it
+/// ([`crate::state::LedgerState::seal_and_keep`], naming the list that made
 /// it so), so the journal never meets an entry it cannot hold: the store's
 /// record limit (`store::RECORD_LEN_MAX`, 1 MiB, for these bytes and the
 /// 32-byte hash) is 64 KiB above it.

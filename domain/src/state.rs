@@ -586,7 +586,7 @@ mod ordered;
 mod queries;
 #[cfg(test)]
 mod tests;
-pub use apply::Written;
+pub use apply::{SealError, Written};
 pub use ended::{EndedLoan, LoanSlot};
 pub use keys::{BooksRecords, StateImport};
 pub use loans::{Arrears, PayoffQuote, charged, initial_schedule};

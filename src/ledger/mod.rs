@@ -27,7 +27,7 @@ use crate::domain::access::Access;
 use crate::domain::command::Command;
 use crate::domain::entry::{Entry, EntryBody};
 use crate::domain::request_index::FoundRequests;
-use crate::domain::state::{ExecContext, ExecuteError, LedgerState, Written};
+use crate::domain::state::{ExecContext, ExecuteError, LedgerState, SealError, Written};
 use crate::store::{Store, StoreError};
 
 mod checkpoints;
@@ -1019,16 +1019,21 @@ impl Writer {
                 )));
             }
         };
-        let entry = Arc::new(body.seal(&self.state.last_hash()));
-        match self.state.apply_and_keep(&entry) {
-            Ok(change) => written.push(change),
-            Err(error) => {
+        let entry = match self.state.seal_and_keep(body) {
+            Ok((entry, change)) => {
+                written.push(change);
+                Arc::new(entry)
+            }
+            Err(SealError::Refused(error)) => {
+                return Answer::Error(SubmitError::Refused(error));
+            }
+            Err(SealError::Apply(error)) => {
                 // execute built this entry for this state: failing to apply it is a bug.
                 tracing::error!(%error, "a freshly decided entry did not apply");
                 self.fail(error.to_string());
                 return Answer::Error(SubmitError::Internal(error.to_string()));
             }
-        }
+        };
         self.state.clear_changes();
         entries.push(entry);
         Answer::New(entries.len() - 1)

@@ -36,11 +36,32 @@ pub struct Written {
     commit: Commit,
 }
 
+/// Why [`LedgerState::seal_and_keep`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The entry is larger than the journal holds: the command is refused.
+    #[error(transparent)]
+    Refused(DomainError),
+    /// The entry did not apply (a bug: it was decided against this state).
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// Whether staging checks that an entry's hash chains to the state's last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chain {
+    /// An entry from elsewhere (the journal, a standby's primary): checked.
+    Check,
+    /// Sealed by [`LedgerState::seal_and_keep`] from this state's last hash
+    /// a moment before: the same computation, not made twice.
+    SealedHere,
+}
+
 impl LedgerState {
     /// Applies `entry`, which must follow the last applied one. On an error
     /// the state is unchanged.
     pub fn apply(&mut self, entry: &Entry) -> Result<(), ApplyError> {
-        let commit = self.stage(entry)?;
+        let commit = self.stage(entry, Chain::Check)?;
         self.commit_entry(entry, commit);
         Ok(())
     }
@@ -49,7 +70,7 @@ impl LedgerState {
     /// wrote, for a copy of the state at the same head.
     pub fn apply_and_keep(&mut self, entry: &Entry) -> Result<Written, ApplyError> {
         let previous = self.last_hash();
-        let commit = self.stage(entry)?;
+        let commit = self.stage(entry, Chain::Check)?;
         let written = Written {
             sequence: entry.body.sequence,
             hash: entry.hash,
@@ -58,6 +79,34 @@ impl LedgerState {
         };
         self.commit_entry(entry, commit);
         Ok(written)
+    }
+
+    /// Seals `body`, decided against this state ([`LedgerState::execute`]),
+    /// after its last entry, and applies it as
+    /// [`LedgerState::apply_and_keep`] does: the writer's path. Refuses an
+    /// entry whose canonical bytes are over [`crate::entry::ENTRY_BYTES_MAX`]
+    /// (the journal could not hold it), leaving the state as it was. The
+    /// entry's hash is worked out here from this state's last, so staging
+    /// does not work it out a second time to check that it chains.
+    pub fn seal_and_keep(&mut self, body: EntryBody) -> Result<(Entry, Written), SealError> {
+        let canonical = body.canonical_bytes();
+        if canonical.len() > crate::entry::ENTRY_BYTES_MAX {
+            return Err(SealError::Refused(super::execute::entry_too_large(
+                &body,
+                canonical.len(),
+            )));
+        }
+        let previous = self.last_hash();
+        let entry = body.sealed_as(canonical, &previous);
+        let commit = self.stage(&entry, Chain::SealedHere)?;
+        let written = Written {
+            sequence: entry.body.sequence,
+            hash: entry.hash,
+            previous,
+            commit: commit.clone(),
+        };
+        self.commit_entry(&entry, commit);
+        Ok((entry, written))
     }
 
     /// Applies `entry` by writing what applying it to a copy of this state
@@ -89,15 +138,17 @@ impl LedgerState {
     }
 
     /// Checks that `entry` follows the last applied one: sequence, hash
-    /// chain, balance.
-    fn check_follows(&self, entry: &Entry) -> Result<(), ApplyError> {
+    /// chain (unless `chain` says this state sealed it), balance.
+    fn check_follows(&self, entry: &Entry, chain: Chain) -> Result<(), ApplyError> {
         let body = &entry.body;
         let fail = |message: String| ApplyError {
             sequence: body.sequence,
             message,
         };
         self.check_next(body)?;
-        if super::super::entry::chain_hash(&self.last_hash(), &entry.canonical) != entry.hash {
+        if chain == Chain::Check
+            && super::super::entry::chain_hash(&self.last_hash(), &entry.canonical) != entry.hash
+        {
             return Err(fail("hash does not chain to the previous entry".into()));
         }
         if !body.is_balanced() {
@@ -130,8 +181,8 @@ impl LedgerState {
     }
 
     /// Works out everything `entry` changes, leaving the state as it is.
-    fn stage(&self, entry: &Entry) -> Result<Commit, ApplyError> {
-        self.check_follows(entry)?;
+    fn stage(&self, entry: &Entry, chain: Chain) -> Result<Commit, ApplyError> {
+        self.check_follows(entry, chain)?;
         let body = &entry.body;
         let fail = |message: String| ApplyError {
             sequence: body.sequence,

@@ -13,7 +13,7 @@ use crate::command::{
     CollectionLine, Command, CommandBody, FundingSource, LoanSpec, LoanTermsInput, Money,
     SavingsKind,
 };
-use crate::entry::{Entry, Side};
+use crate::entry::{ENTRY_BYTES_MAX, Entry, Side};
 use crate::ids::{
     Actor, BranchId, CenterId, FeeCode, GroupId, LoanId, MemberId, Name, ProductId, RequestId,
     SavingsAccountId,
@@ -706,10 +706,12 @@ fn run(
         let Ok(body) = decided else {
             continue;
         };
-        let entry = body.seal(&working.last_hash());
+        // Sealed and applied as the server's writer does (its hash worked
+        // out once): the entry any state would seal.
+        let (entry, written) = writer.seal_and_keep(body.clone()).unwrap();
+        assert_eq!(entry, body.seal(&working.last_hash()));
         // What the server's writer wrote (its day log off: the entry's day
         // changes handed over, not copied) makes the read side.
-        let written = writer.apply_and_keep(&entry).unwrap();
         working.apply(&entry).unwrap();
         state.apply_written(&entry, written).unwrap();
         assert!(
@@ -750,18 +752,24 @@ fn set_up_and_deposit() -> (LedgerState, BTreeMap<Vec<u8>, Vec<u8>>, Vec<Entry>)
     (state, records, entries)
 }
 
+/// The state the set-up left, and the deposit that followed it.
+fn before_the_deposit() -> (LedgerState, Entry) {
+    let (_, _, mut entries) = set_up_and_deposit();
+    let deposit = entries.pop().unwrap();
+    let mut state = LedgerState::new();
+    for entry in &entries {
+        state.apply(entry).unwrap();
+    }
+    (state, deposit)
+}
+
 /// An entry that posts to accounts names its branch: its postings are
 /// booked there, and a state read back from its records takes each
 /// account's balance from its books. One that names none (a journal edited
 /// and chained again) is refused, and changes nothing.
 #[test]
 fn an_entry_that_posts_and_names_no_branch_is_refused() {
-    let (_, _, entries) = set_up_and_deposit();
-    let (deposit, before) = entries.split_last().unwrap();
-    let mut state = LedgerState::new();
-    for entry in before {
-        state.apply(entry).unwrap();
-    }
+    let (mut state, deposit) = before_the_deposit();
     let mut body = deposit.body.clone();
     assert!(body.branch.is_some() && !body.postings.is_empty());
     body.branch = None;
@@ -774,7 +782,45 @@ fn an_entry_that_posts_and_names_no_branch_is_refused() {
         "the entry posts to accounts and names no branch"
     );
     assert_eq!(state.export(), exported);
-    state.apply(deposit).unwrap();
+    state.apply(&deposit).unwrap();
+}
+
+/// An entry whose canonical bytes are over what the journal holds is
+/// refused when the writer seals it, naming the list that made it so large,
+/// and changes nothing; an entry within the bound is sealed as any state
+/// would seal it.
+#[test]
+fn an_entry_over_the_journals_bound_is_refused_when_sealed() {
+    let (mut state, deposit) = before_the_deposit();
+    let mut body = deposit.body.clone();
+    body.command = CommandBody::RecordCollectionSheet {
+        center_id: id(CenterId::parse, "C"),
+        lines: Vec::new(),
+        meeting_date: None,
+    };
+    // Still balanced: the deposit's postings, many times over.
+    let postings = body.postings.clone();
+    while body.canonical_bytes().len() <= ENTRY_BYTES_MAX {
+        for _ in 0..2_000 {
+            body.postings.extend(postings.iter().cloned());
+        }
+    }
+    let len = body.canonical_bytes().len();
+    let exported = state.export();
+    match state.seal_and_keep(body) {
+        Err(SealError::Refused(error)) => assert_eq!(
+            error.to_string(),
+            format!(
+                "lines: the journal entry would be {len} bytes, over the {ENTRY_BYTES_MAX} \
+                 bytes an entry may have; record the meeting on several smaller sheets"
+            )
+        ),
+        Err(other) => panic!("an entry of {len} bytes did not apply: {other}"),
+        Ok((entry, _)) => panic!("sealed an entry of {len} bytes as {}", entry.body.sequence),
+    }
+    assert_eq!(state.export(), exported);
+    let (sealed, _) = state.seal_and_keep(deposit.body.clone()).unwrap();
+    assert_eq!(sealed, deposit);
 }
 
 /// A checkpoint that fails marks its keys changed again: the next one

@@ -138,7 +138,8 @@ impl LedgerState {
             body.sequence,
             body.postings
         );
-        check_entry_size(&body)?;
+        // Its size is checked when it is sealed, from its canonical bytes
+        // ([`LedgerState::seal_and_keep`]), not by encoding it a second time.
         Ok(body)
     }
 
@@ -583,18 +584,10 @@ impl Postings {
     }
 }
 
-/// Refuses an entry whose canonical encoding is over [`ENTRY_BYTES_MAX`]:
-/// the journal could not hold it. The field named is the list that made it
-/// so large.
-fn check_entry_size(body: &EntryBody) -> Result<(), DomainError> {
-    // The canonical bytes are the version byte, the rules version, then the
-    // postcard encoding of the body.
-    let header = 1 + std::mem::size_of::<crate::entry::RulesVersion>();
-    let len = postcard::serialize_with_flavor(body, postcard::ser_flavors::Size::default())
-        .map_or(usize::MAX, |len: usize| len.saturating_add(header));
-    if len <= ENTRY_BYTES_MAX {
-        return Ok(());
-    }
+/// The refusal of an entry whose canonical encoding, `len` bytes, is over
+/// [`ENTRY_BYTES_MAX`]: the journal could not hold it. The field named is
+/// the list that made it so large.
+pub(crate) fn entry_too_large(body: &EntryBody, len: usize) -> DomainError {
     let (field, advice) = match &body.command {
         CommandBody::RecordCollectionSheet { .. } => {
             ("lines", "; record the meeting on several smaller sheets")
@@ -604,12 +597,12 @@ fn check_entry_size(body: &EntryBody) -> Result<(), DomainError> {
         CommandBody::ReverseEntry { .. } => ("sequence", ""),
         _ => ("", ""),
     };
-    Err(DomainError::invalid(
+    DomainError::invalid(
         field,
         format!(
             "the journal entry would be {len} bytes, over the {ENTRY_BYTES_MAX} bytes an entry may have{advice}"
         ),
-    ))
+    )
 }
 
 fn not_in_future(
