@@ -460,9 +460,10 @@ async fn members_of_tb_g01(app: &mut App, count: usize, long_loans: bool) -> Vec
 /// a recast of its 519 remaining installments, before and after (about
 /// 15 KB), so 75 such lines make an entry of about 1.15 MB, over the
 /// journal's 1 MiB record limit. The store refused the record
-/// and then stopped all writes for good. Now the sheet is refused when it
-/// is decided, naming `lines`, nothing is written, and the next write is
-/// accepted.
+/// and then stopped all writes for good. Now the sheet is refused when the
+/// writer seals it (`LedgerState::seal_and_keep`, before anything is
+/// applied or written), naming `lines`, nothing is written, and the next
+/// write is accepted.
 #[tokio::test]
 async fn a_sheet_too_large_for_the_journal_is_refused_and_writes_go_on() {
     const MEMBERS: usize = 75;

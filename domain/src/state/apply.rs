@@ -30,8 +30,10 @@ pub struct Written {
     /// The entry applied: its sequence number and hash.
     sequence: u64,
     hash: Hash,
-    /// The hash it chains to: the writer checked the entry's hash against
-    /// it and its canonical bytes, and its balance, before applying it.
+    /// The hash it chains to: the writer worked the entry's hash out from
+    /// it and its canonical bytes ([`LedgerState::seal_and_keep`]; a
+    /// standby's writer checked a followed entry's), and checked its
+    /// balance, before applying it.
     previous: Hash,
     commit: Commit,
 }
@@ -88,6 +90,14 @@ impl LedgerState {
     /// (the journal could not hold it), leaving the state as it was. The
     /// entry's hash is worked out here from this state's last, so staging
     /// does not work it out a second time to check that it chains.
+    ///
+    /// The bound is the writer's limit, what the journal can hold, not a
+    /// rule decided again: `verify` and replay do not check it on entries
+    /// already written (the store's record limit bounds what a journal
+    /// holds). Before this check counted the whole canonical bytes,
+    /// `execute` counted them without the attribution encoded after the
+    /// body, so an entry written then may be up to that attribution's bytes
+    /// over it.
     pub fn seal_and_keep(&mut self, body: EntryBody) -> Result<(Entry, Written), SealError> {
         let canonical = body.canonical_bytes();
         if canonical.len() > crate::entry::ENTRY_BYTES_MAX {
@@ -114,8 +124,9 @@ impl LedgerState {
     /// state as [`LedgerState::apply`], without working it out again. The
     /// entry must still follow the last applied one and chain to it: its
     /// sequence number comes next, and the hash it was applied after is
-    /// this state's last (the writer checked its hash and balance, so they
-    /// are not worked out a second time).
+    /// this state's last (the writer worked its hash out from that one, or
+    /// checked it, and checked its balance, so they are not worked out a
+    /// second time).
     pub fn apply_written(&mut self, entry: &Entry, written: Written) -> Result<(), ApplyError> {
         self.check_next(&entry.body)?;
         if written.previous != self.last_hash() {

@@ -13,10 +13,10 @@ use crate::command::{
     CollectionLine, Command, CommandBody, FundingSource, LoanSpec, LoanTermsInput, Money,
     SavingsKind,
 };
-use crate::entry::{ENTRY_BYTES_MAX, Entry, Side};
+use crate::entry::{Attribution, ENTRY_BYTES_MAX, Entry, EntryBody, Side};
 use crate::ids::{
-    Actor, BranchId, CenterId, FeeCode, GroupId, LoanId, MemberId, Name, ProductId, RequestId,
-    SavingsAccountId,
+    Actor, BranchId, CenterId, FeeCode, GroupId, LoanId, MemberId, Name, PrincipalId, ProductId,
+    REQUEST_ID_LEN_MAX, RequestId, SavingsAccountId,
 };
 use crate::product::{
     ALLOCATION_ORDER_DEFAULT, AllocationPart, ArrearsTolerance, CompulsorySavings, Fee, FeeAmount,
@@ -708,7 +708,11 @@ fn run(
         };
         // Sealed and applied as the server's writer does (its hash worked
         // out once): the entry any state would seal.
-        let (entry, written) = writer.seal_and_keep(body.clone()).unwrap();
+        let (entry, written) = match writer.seal_and_keep(body.clone()) {
+            Ok(sealed) => sealed,
+            Err(SealError::Refused(_)) => continue,
+            Err(error) => panic!("a decided entry did not apply: {error}"),
+        };
         assert_eq!(entry, body.seal(&working.last_hash()));
         // What the server's writer wrote (its day log off: the entry's day
         // changes handed over, not copied) makes the read side.
@@ -787,38 +791,67 @@ fn an_entry_that_posts_and_names_no_branch_is_refused() {
 
 /// An entry whose canonical bytes are over what the journal holds is
 /// refused when the writer seals it, naming the list that made it so large,
-/// and changes nothing; an entry within the bound is sealed as any state
-/// would seal it.
+/// and changes nothing, whether its body alone is over or the attribution
+/// the journal holds after the body takes it over; an entry within the
+/// bound is sealed as any state would seal it.
 #[test]
 fn an_entry_over_the_journals_bound_is_refused_when_sealed() {
     let (mut state, deposit) = before_the_deposit();
-    let mut body = deposit.body.clone();
-    body.command = CommandBody::RecordCollectionSheet {
-        center_id: id(CenterId::parse, "C"),
-        lines: Vec::new(),
-        meeting_date: None,
-    };
-    // Still balanced: the deposit's postings, many times over.
-    let postings = body.postings.clone();
-    while body.canonical_bytes().len() <= ENTRY_BYTES_MAX {
-        for _ in 0..2_000 {
-            body.postings.extend(postings.iter().cloned());
-        }
-    }
-    let len = body.canonical_bytes().len();
     let exported = state.export();
-    match state.seal_and_keep(body) {
-        Err(SealError::Refused(error)) => assert_eq!(
-            error.to_string(),
-            format!(
-                "lines: the journal entry would be {len} bytes, over the {ENTRY_BYTES_MAX} \
-                 bytes an entry may have; record the meeting on several smaller sheets"
-            )
-        ),
-        Err(other) => panic!("an entry of {len} bytes did not apply: {other}"),
-        Ok((entry, _)) => panic!("sealed an entry of {len} bytes as {}", entry.body.sequence),
+    let sheet = |attribution: Option<Attribution>| EntryBody {
+        command: CommandBody::RecordCollectionSheet {
+            center_id: id(CenterId::parse, "C"),
+            lines: Vec::new(),
+            meeting_date: None,
+        },
+        attribution,
+        ..deposit.body.clone()
+    };
+    // Still balanced: the deposit's postings, `times` times over.
+    let repeated = |mut body: EntryBody, times: usize| {
+        let postings = std::mem::take(&mut body.postings);
+        body.postings = (0..times).flat_map(|_| postings.iter().cloned()).collect();
+        body
+    };
+    let len = |body: &EntryBody| body.canonical_bytes().len();
+    let mut refuse = |body: EntryBody| {
+        let len = len(&body);
+        match state.seal_and_keep(body) {
+            Err(SealError::Refused(error)) => assert_eq!(
+                error.to_string(),
+                format!(
+                    "lines: the journal entry would be {len} bytes, over the {ENTRY_BYTES_MAX} \
+                     bytes an entry may have; record the meeting on several smaller sheets"
+                )
+            ),
+            Err(other) => panic!("an entry of {len} bytes did not apply: {other}"),
+            Ok((entry, _)) => panic!("sealed an entry of {len} bytes as {}", entry.body.sequence),
+        }
+        assert_eq!(state.export(), exported);
+    };
+    // Its body alone far over.
+    let unattributed = sheet(None);
+    let per_copy =
+        len(&repeated(unattributed.clone(), 2)) - len(&repeated(unattributed.clone(), 1));
+    refuse(repeated(unattributed, ENTRY_BYTES_MAX / per_copy + 100));
+    // Its body and header within, its attribution over: the fewest copies
+    // of the postings that take it over.
+    let attributed = sheet(Some(Attribution {
+        principal: id(PrincipalId::parse, &"p".repeat(REQUEST_ID_LEN_MAX)),
+        approval: None,
+    }));
+    let none = len(&repeated(attributed.clone(), 0));
+    let mut times = (ENTRY_BYTES_MAX - none) / per_copy - 2;
+    while len(&repeated(attributed.clone(), times)) <= ENTRY_BYTES_MAX {
+        times += 1;
     }
-    assert_eq!(state.export(), exported);
+    let just_over = repeated(attributed, times);
+    let body_alone = EntryBody {
+        attribution: None,
+        ..just_over.clone()
+    };
+    assert!(len(&body_alone) <= ENTRY_BYTES_MAX, "the body alone fits");
+    refuse(just_over);
     let (sealed, _) = state.seal_and_keep(deposit.body.clone()).unwrap();
     assert_eq!(sealed, deposit);
 }

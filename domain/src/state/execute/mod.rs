@@ -56,7 +56,10 @@ impl Decision {
 
 impl LedgerState {
     /// Decides `command`: the entry body it produces, or why it is refused.
-    /// The body's sequence number follows the last applied entry.
+    /// The body's sequence number follows the last applied entry. Its size
+    /// is not checked here: a body to be written goes through
+    /// [`LedgerState::seal_and_keep`], which refuses one the journal could
+    /// not hold.
     pub fn execute(
         &self,
         command: &Command,
