@@ -1,5 +1,7 @@
 //! Applying sealed entries to the state. Deterministic; checks that the entry
-//! fits the state (sequence, chain, balance) and fails rather than guess.
+//! fits the state (sequence, chain, balance; the chain is worked out rather
+//! than checked when the state seals the entry itself,
+//! [`LedgerState::seal_and_keep`]) and fails rather than guess.
 //!
 //! An entry is applied in two steps. [`Stage`] works out everything it
 //! changes on copies of the objects it touches (loans, members, savings
@@ -94,10 +96,9 @@ impl LedgerState {
     /// The bound is the writer's limit, what the journal can hold, not a
     /// rule decided again: `verify` and replay do not check it on entries
     /// already written (the store's record limit bounds what a journal
-    /// holds). Before this check counted the whole canonical bytes,
-    /// `execute` counted them without the attribution encoded after the
-    /// body, so an entry written then may be up to that attribution's bytes
-    /// over it.
+    /// holds). Builds before this one counted, in `execute`, the canonical
+    /// bytes without the attribution encoded after the body, so an entry
+    /// they wrote may be over the bound by up to its attribution's bytes.
     pub fn seal_and_keep(&mut self, body: EntryBody) -> Result<(Entry, Written), SealError> {
         let canonical = body.canonical_bytes();
         if canonical.len() > crate::entry::ENTRY_BYTES_MAX {
