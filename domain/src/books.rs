@@ -10,14 +10,18 @@
 //! grows at its end; kept encoded, about 7 bytes a step, see `steps`), and
 //! one per effective date (a back-dated entry is inserted at its date and
 //! moves the totals after it). An account's totals by date are read from
-//! its steps for as long as its entries come in date order, and kept apart
-//! only once one is back-dated: most accounts never keep them twice. Debits and credits
+//! its steps for as long as its entries come in date order; from the first
+//! back-dated one on, what is posted is also kept by date, and a total on a
+//! date is the steps' before that entry plus what was kept since: most
+//! accounts never keep anything twice, and none reads its earlier steps
+//! when an entry is back-dated. Debits and credits
 //! are each sums of positive amounts, so every running total lies between
 //! zero and the account's total, which `apply` checked before the entry was
 //! booked: booking cannot overflow.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -33,7 +37,10 @@ mod chart;
 mod steps;
 pub use chart::{Chart, GlAccount};
 pub use steps::RECORD_STEPS;
-use steps::{BlockStart, Step, Steps};
+pub use steps::StoredSteps;
+use steps::{BlockStart, Disorder, Step, Steps, held};
+
+use crate::stored::{ReadError, StoredRecords};
 
 /// Debits and credits posted to one account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,25 +325,36 @@ impl Movement {
 }
 
 /// An account's (or a line's) running totals by sequence and by date.
+///
+/// Its totals by date are read from its steps for as long as they come in
+/// date order (an account's, until an entry is back-dated); from the first
+/// posting that does not ([`History::dated_from`]) on, what was posted is
+/// also kept by date, and a total on a date is the steps' before it plus
+/// those. Switching costs nothing and reads no earlier step, so the steps
+/// before it need not be in memory when it happens.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct History {
     /// The totals after each entry that posted here, encoded.
     steps: Steps,
-    /// Totals at the end of each date something is dated on, date order;
-    /// empty while `dates_from_steps`.
+    /// The running totals of what entries from `dated_from` on posted, at
+    /// the end of each date one of them is dated on, in date order.
     by_date: Vec<(NaiveDate, Balance)>,
-    /// True while every step is dated on or after the one before (an
-    /// account's postings, unless an entry is back-dated): the totals by
-    /// date are then read from the steps, not kept a second time.
-    dates_from_steps: bool,
+    /// The first entry whose postings are kept in `by_date`: those of the
+    /// steps before it are in date order and read from them. 0 (a line's,
+    /// and a copy kept by date alone) keeps every posting by date;
+    /// [`History::IN_DATE_ORDER`] none.
+    dated_from: u64,
 }
 
 impl History {
+    /// `dated_from` of a history whose steps are all in date order.
+    const IN_DATE_ORDER: u64 = u64::MAX;
+
     /// An empty history whose totals by date are read from its steps for
     /// as long as its postings come in date order (an account's).
     pub fn dated_by_steps() -> History {
         History {
-            dates_from_steps: true,
+            dated_from: History::IN_DATE_ORDER,
             ..History::default()
         }
     }
@@ -344,24 +362,29 @@ impl History {
     /// Books what entry `sequence`, dated `date`, posted; entries come in
     /// sequence order (several postings of one entry add up).
     pub fn post(&mut self, sequence: u64, date: NaiveDate, posted: Balance) {
-        if self.dates_from_steps
-            && self.steps.last().is_some_and(|last| {
-                date < last.date || (last.sequence == sequence && date != last.date)
-            })
+        if self.dated_from == History::IN_DATE_ORDER
+            && let Some(last) = self.steps.last()
+            && (date < last.date || (last.sequence == sequence && date != last.date))
         {
-            self.keep_dates();
+            self.dated_from = sequence;
+            if last.sequence == sequence {
+                // The entry posted here already, on another date: its
+                // step is from `dated_from` on, so that posting is kept
+                // by date too.
+                let posted = self.steps.last_posted().unwrap_or_default();
+                self.by_date = vec![(last.date, posted)];
+            }
         }
         self.steps.push(sequence, date, posted);
-        if !self.dates_from_steps {
+        if self.dated_from != History::IN_DATE_ORDER {
             self.post_dated(date, posted);
         }
     }
 
     /// Books a posting dated `date` into the totals by date alone: a
-    /// history kept only this way (the writer's lines) answers by date and
-    /// [`History::latest`], not by sequence.
-    pub fn post_dated(&mut self, date: NaiveDate, posted: Balance) {
-        self.keep_dates();
+    /// history kept only this way (the writer's lines, `dated_from` 0)
+    /// answers by date and [`History::latest`], not by sequence.
+    fn post_dated(&mut self, date: NaiveDate, posted: Balance) {
         let at = self.by_date.partition_point(|(d, _)| *d < date);
         if self.by_date.get(at).is_none_or(|(d, _)| *d != date) {
             let before = at
@@ -374,27 +397,43 @@ impl History {
         }
     }
 
-    /// Keeps the totals by date from now on, worked out from the steps if
-    /// they were read from them.
-    fn keep_dates(&mut self) {
-        if self.dates_from_steps {
-            self.by_date = self.dates_of_steps();
-            self.dates_from_steps = false;
-        }
+    /// The first entry whose postings are kept by date, apart from the
+    /// steps (`None` while they are all in date order).
+    pub fn dated_from(&self) -> Option<u64> {
+        (self.dated_from != History::IN_DATE_ORDER).then_some(self.dated_from)
     }
 
-    /// The totals at the end of each date, from steps in date order.
-    fn dates_of_steps(&self) -> Vec<(NaiveDate, Balance)> {
-        self.steps.totals_by_date_in_order()
-    }
-
-    /// The totals by date, whether kept or read from the steps.
+    /// The totals at the end of each date something is dated on.
     fn dates(&self) -> std::borrow::Cow<'_, [(NaiveDate, Balance)]> {
-        if self.dates_from_steps {
-            std::borrow::Cow::Owned(self.dates_of_steps())
-        } else {
-            std::borrow::Cow::Borrowed(&self.by_date)
+        use std::borrow::Cow;
+        if self.dated_from == 0 {
+            return Cow::Borrowed(&self.by_date);
         }
+        let before = held(self.steps.totals_by_date_before(self.dated_from, None));
+        if self.by_date.is_empty() {
+            return Cow::Owned(before);
+        }
+        // Both lists in date order: each date's total is each list's at
+        // its last date on or before it, added.
+        let (mut a, mut b) = (before.iter().peekable(), self.by_date.iter().peekable());
+        let (mut from_steps, mut kept) = (Balance::default(), Balance::default());
+        let mut dates = Vec::with_capacity(before.len() + self.by_date.len());
+        loop {
+            let date = match (a.peek(), b.peek()) {
+                (Some((x, _)), Some((y, _))) => *x.min(y),
+                (Some((x, _)), None) => *x,
+                (None, Some((y, _))) => *y,
+                (None, None) => break,
+            };
+            if let Some((_, total)) = a.next_if(|(d, _)| *d == date) {
+                from_steps = *total;
+            }
+            if let Some((_, total)) = b.next_if(|(d, _)| *d == date) {
+                kept = *total;
+            }
+            dates.push((date, from_steps.plus(kept)));
+        }
+        Cow::Owned(dates)
     }
 
     /// A copy keeping only the totals by date (no step per entry).
@@ -402,40 +441,67 @@ impl History {
         History {
             steps: Steps::default(),
             by_date: self.dates().into_owned(),
-            dates_from_steps: false,
+            dated_from: 0,
         }
     }
 
     /// Everything posted: the total at the end of the latest date (kept
     /// also by a history kept by date alone).
     pub fn latest(&self) -> Balance {
-        if self.dates_from_steps {
-            return self.steps.last().map_or(Balance::default(), |s| s.total);
+        if self.dated_from == 0 {
+            return self
+                .by_date
+                .last()
+                .map_or(Balance::default(), |(_, total)| *total);
         }
-        self.by_date
-            .last()
-            .map_or(Balance::default(), |(_, total)| *total)
+        self.steps.last().map_or(Balance::default(), |s| s.total)
     }
 
-    /// Posted by entries up to `sequence`.
+    /// Posted by entries up to `sequence`, of a history whose records are
+    /// all held (a line's).
     pub fn at_sequence(&self, sequence: u64) -> Balance {
-        self.steps.total_at(sequence)
+        held(self.try_at_sequence(sequence, None))
     }
 
-    /// Posted by entries dated on or before `date`.
+    /// Posted by entries up to `sequence`, records let go of read back
+    /// from `from`.
+    pub fn try_at_sequence(
+        &self,
+        sequence: u64,
+        from: Option<&dyn StoredSteps>,
+    ) -> Result<Balance, ReadError> {
+        self.steps.total_at(sequence, from)
+    }
+
+    /// Posted by entries dated on or before `date`, of a history whose
+    /// records are all held (a line's).
     pub fn on_date(&self, date: NaiveDate) -> Balance {
-        if self.dates_from_steps {
-            return self.steps.total_on_date_in_order(date);
-        }
+        held(self.try_on_date(date, None))
+    }
+
+    /// Posted by entries dated on or before `date`, records let go of
+    /// read back from `from`.
+    pub fn try_on_date(
+        &self,
+        date: NaiveDate,
+        from: Option<&dyn StoredSteps>,
+    ) -> Result<Balance, ReadError> {
+        let from_steps = match self.dated_from {
+            0 => Balance::default(),
+            before => self.steps.total_on_date_before(date, before, from)?,
+        };
         let at = self.by_date.partition_point(|(d, _)| *d <= date);
-        at.checked_sub(1)
-            .map_or(Balance::default(), |i| self.by_date[i].1)
+        Ok(match at.checked_sub(1) {
+            Some(i) => from_steps.plus(self.by_date[i].1),
+            None => from_steps,
+        })
     }
 
     /// The least balance on `kind`'s normal side at the end of `date` and
     /// of every later date something is dated on, and the first date it is
     /// that low: how much can leave the account on `date` without taking it
-    /// below zero on any day after.
+    /// below zero on any day after. Of a history whose records are all held
+    /// (a line's).
     pub fn lowest_from(&self, date: NaiveDate, kind: AccountKind) -> (Decimal, NaiveDate) {
         let dates = self.dates();
         let at = dates.partition_point(|(d, _)| *d <= date);
@@ -449,30 +515,90 @@ impl History {
         lowest
     }
 
-    /// The total as of `as_of`.
+    /// The total as of `as_of`, of a history whose records are all held
+    /// (a line's).
     pub fn as_of(&self, as_of: AsOf) -> Balance {
+        held(self.try_as_of(as_of, None))
+    }
+
+    /// The total as of `as_of`, records let go of read back from `from`.
+    pub fn try_as_of(
+        &self,
+        as_of: AsOf,
+        from: Option<&dyn StoredSteps>,
+    ) -> Result<Balance, ReadError> {
         match as_of {
-            AsOf::Latest => self.latest(),
-            AsOf::Sequence(sequence) => self.at_sequence(sequence),
-            AsOf::Date(date) => self.on_date(date),
+            AsOf::Latest => Ok(self.latest()),
+            AsOf::Sequence(sequence) => self.try_at_sequence(sequence, from),
+            AsOf::Date(date) => self.try_on_date(date, from),
         }
     }
 
-    /// What entry `sequence` posted, if it posted here.
-    pub fn posted_by(&self, sequence: u64) -> Option<Movement> {
-        self.steps.find(sequence).map(Movement::of)
+    /// Every movement dated `from..=to`, in date order (sequence order
+    /// within a date), of a history whose records are all held.
+    pub fn movements(&self, from: NaiveDate, to: NaiveDate) -> Vec<Movement> {
+        held(self.try_movements(from, to, None))
     }
 
-    /// Every movement dated `from..=to`, in date order (sequence order within a date).
-    pub fn movements(&self, from: NaiveDate, to: NaiveDate) -> Vec<Movement> {
-        let mut movements: Vec<Movement> = self
-            .steps
-            .iter()
-            .filter(|(step, _)| (from..=to).contains(&step.date))
-            .map(Movement::of)
-            .collect();
+    /// Every movement dated `from..=to`, in date order (sequence order
+    /// within a date), records let go of read back from `store`: of the
+    /// steps in date order (those before [`History::dated_from`]), only
+    /// the records that can hold those dates are read.
+    pub fn try_movements(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        store: Option<&dyn StoredSteps>,
+    ) -> Result<Vec<Movement>, ReadError> {
+        let mut movements = Vec::new();
+        let before = self.dated_from;
+        if before > 0 {
+            let mut walk = self
+                .steps
+                .walk(self.steps.block_for_date(from, before), store);
+            for (step, posted) in &mut walk {
+                if step.sequence >= before || step.date > to {
+                    break;
+                }
+                if step.date >= from {
+                    movements.push(Movement::of((step, posted)));
+                }
+            }
+            walk.finish()?;
+        }
+        if before != History::IN_DATE_ORDER {
+            // Records let go of dated outside the span are not read back.
+            let start = self.steps.block_for_sequence(before);
+            let mut walk = self.steps.walk_dated(start, store, (from, to));
+            for (step, posted) in &mut walk {
+                if step.sequence >= before && (from..=to).contains(&step.date) {
+                    movements.push(Movement::of((step, posted)));
+                }
+            }
+            walk.finish()?;
+        }
         movements.sort_by_key(|m| (m.date, m.sequence));
-        movements
+        Ok(movements)
+    }
+
+    /// The date of the earliest movement, without reading a step: the
+    /// first step's (the earliest of those in date order) or the earliest
+    /// kept by date.
+    pub fn first_date(&self) -> Option<NaiveDate> {
+        let kept = self.by_date.first().map(|(date, _)| *date);
+        let first_step = self.steps.first_date().filter(|_| self.dated_from > 0);
+        match (first_step, kept) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Lets go of this history's closed records held ([`Steps::let_go`]):
+    /// the store must hold them as they are.
+    fn let_go_closed(&mut self) {
+        for index in 0..self.steps.record_count() {
+            self.steps.let_go(index);
+        }
     }
 
     /// How many entries posted here.
@@ -529,6 +655,9 @@ struct Reading {
     line: bool,
     /// Every step so far dated on or after the one before.
     in_date_order: bool,
+    /// An account's: where its steps first went back in date, and what
+    /// was posted since.
+    disorder: Disorder,
     /// Its totals by date worked out for the steps it holds.
     settled: bool,
 }
@@ -539,23 +668,34 @@ impl Reading {
             history: History::default(),
             line,
             in_date_order: true,
+            disorder: Disorder::default(),
             settled: false,
         }
     }
 
-    /// Appends a record. A line's totals by date are worked out on the
-    /// same walk while its steps are in date order (walking a line's steps
-    /// again for them was a fifth of the books' reading at 10^7 entries).
-    fn append(&mut self, starts: &[BlockStart], bytes: &[u8]) -> Result<(), String> {
+    /// Appends a record, let go of as it is unless `keep` (an account's
+    /// closed record, which the store holds). A line's totals by date are
+    /// worked out on the same walk while its steps are in date order
+    /// (walking a line's steps again for them was a fifth of the books'
+    /// reading at 10^7 entries), and so is what an account kept by date.
+    fn append(&mut self, starts: &[BlockStart], bytes: &[u8], keep: bool) -> Result<(), String> {
         let dates = (self.line && self.in_date_order).then_some(&mut self.history.by_date);
-        let in_order = self.history.steps.append_record(starts, bytes, dates)?;
+        let disorder = (!self.line).then_some(&mut self.disorder);
+        let in_order = self.history.steps.append_record_with(
+            starts,
+            bytes,
+            dates,
+            disorder,
+            keep || self.line,
+        )?;
         self.in_date_order &= in_order;
         self.settled = false;
         Ok(())
     }
 
     /// Works out its totals by date: kept apart for a line, and for an
-    /// account whose steps are not in date order (as booking keeps them).
+    /// account whose steps are not in date order, from its first step
+    /// dated before the one before it (as booking keeps them).
     fn settle(&mut self) {
         if self.settled {
             return;
@@ -564,14 +704,26 @@ impl Reading {
         match (self.line, self.in_date_order) {
             (false, true) => {
                 history.by_date = Vec::new();
-                history.dates_from_steps = true;
+                history.dated_from = History::IN_DATE_ORDER;
             }
             // Worked out while its records were read.
-            (true, true) => history.dates_from_steps = false,
-            (_, false) => {
+            (true, true) => history.dated_from = 0,
+            (true, false) => {
                 history.by_date = history.steps.totals_by_date(false);
-                history.dates_from_steps = false;
+                history.dated_from = 0;
             }
+            // As booking left it: from the first step dated before the
+            // one before it.
+            (false, false) => match self.disorder.since() {
+                Some((from, since)) => {
+                    history.by_date = since;
+                    history.dated_from = from;
+                }
+                None => {
+                    history.by_date = Vec::new();
+                    history.dated_from = History::IN_DATE_ORDER;
+                }
+            },
         }
         history.steps.shrink_to_fit();
         self.settled = true;
@@ -659,9 +811,23 @@ pub struct BooksImport {
     lines: BTreeMap<(BranchId, Line), Reading>,
     run: Option<Run>,
     late: Vec<LateRecord>,
+    /// Lets go of the accounts' closed records as they are read
+    /// ([`BooksImport::letting_go`]).
+    let_go: bool,
 }
 
 impl BooksImport {
+    /// An import that lets go of each account's closed records as it
+    /// reads them (memory keeps the hash of each, and never holds them
+    /// all at once): for records read from a store that the books will
+    /// read them back from ([`Books::keep_in`]).
+    pub fn letting_go() -> BooksImport {
+        BooksImport {
+            let_go: true,
+            ..BooksImport::default()
+        }
+    }
+
     /// Takes in record `index` of a history's steps (its value as
     /// [`Books::account_record`] or [`Books::line_record`] gave it). A
     /// record that does not decode may be refused by a later call, naming
@@ -753,10 +919,17 @@ impl BooksImport {
             parts.len(),
             parts.iter().map(|(_, starts, _)| starts.len()).sum(),
         );
+        // The run's last record is kept (it may be the history's last,
+        // which booking goes on in), the others let go of as they are
+        // read, and the one before the run once the run follows it.
+        let last = run.first + parts.len() as u64 - 1;
         for ((_, starts, bytes), index) in parts.iter().zip(run.first..) {
             reading
-                .append(starts, bytes)
+                .append(starts, bytes, !self.let_go || index == last)
                 .map_err(|why| format!("record {:?}: {why}", run.of.key(index)))?;
+        }
+        if self.let_go && run.first > 0 && !reading.line {
+            reading.history.steps.let_go(run.first as usize - 1);
         }
         Ok(())
     }
@@ -785,6 +958,7 @@ impl BooksImport {
             lines,
             run: _,
             late,
+            let_go: _,
         } = other;
         for (account, (branch, line, reading)) in accounts {
             match self.accounts.entry(account) {
@@ -794,6 +968,12 @@ impl BooksImport {
                 std::collections::btree_map::Entry::Occupied(held) => {
                     let of = StepsOf::Account(held.key().clone());
                     for index in 0..reading.history.steps.record_count() {
+                        if reading.history.steps.is_let_go(index) {
+                            return Err(format!(
+                                "record {:?} was taken in by two readings",
+                                of.key(index as u64)
+                            ));
+                        }
                         if let Some((starts, bytes)) = reading.history.steps.record(index) {
                             let head = AccountStepsHead {
                                 branch: branch.clone(),
@@ -879,7 +1059,7 @@ impl BooksImport {
 }
 
 /// The general ledger of every branch.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Books {
     accounts: BTreeMap<AccountId, AccountBook>,
     lines: BTreeMap<BranchId, BTreeMap<Line, History>>,
@@ -890,6 +1070,43 @@ pub struct Books {
     /// True on a copy that keeps only the lines (the writer's, which
     /// decides commands and answers no reads).
     lines_only: bool,
+    /// Where the accounts' closed records of steps let go of are read
+    /// back from ([`Books::keep_in`]).
+    store: Option<Arc<dyn StoredRecords>>,
+}
+
+impl PartialEq for Books {
+    fn eq(&self, other: &Books) -> bool {
+        self.accounts == other.accounts
+            && self.lines == other.lines
+            && self.carried == other.carried
+            && self.lines_only == other.lines_only
+    }
+}
+
+impl Eq for Books {}
+
+/// An account's records of steps in the store, read back when asked.
+struct AccountSteps<'a> {
+    store: &'a dyn StoredRecords,
+    of: StepsOf,
+}
+
+impl StoredSteps for AccountSteps<'_> {
+    fn steps_bytes(&self, index: usize) -> Result<Vec<u8>, ReadError> {
+        let key = self.name(index);
+        let value = self
+            .store
+            .read_again(key.as_bytes())?
+            .ok_or_else(|| ReadError::Damaged(format!("record {key:?} is missing")))?;
+        let (_, _, bytes) = record_parts(&self.of, &value)
+            .map_err(|why| ReadError::Damaged(format!("record {key:?}: {why}")))?;
+        Ok(bytes.to_vec())
+    }
+
+    fn name(&self, index: usize) -> String {
+        self.of.key(index as u64)
+    }
 }
 
 impl Books {
@@ -978,6 +1195,7 @@ impl Books {
             lines,
             carried: self.carried.clone(),
             lines_only: true,
+            store: None,
         }
     }
 
@@ -1009,6 +1227,91 @@ impl Books {
         self.accounts.get(account)
     }
 
+    /// Where `account`'s records let go of are read back from.
+    fn stored_steps(&self, account: &AccountId) -> Option<AccountSteps<'_>> {
+        self.store.as_deref().map(|store| AccountSteps {
+            store,
+            of: StepsOf::Account(account.clone()),
+        })
+    }
+
+    /// What was posted to `account` as of `as_of` (nothing for an account
+    /// without postings): an error when a record of its steps let go of
+    /// could not be read back, or is not the one written.
+    pub fn account_as_of(&self, account: &AccountId, as_of: AsOf) -> Result<Balance, ReadError> {
+        let Some(book) = self.accounts.get(account) else {
+            return Ok(Balance::default());
+        };
+        let stored = self.stored_steps(account);
+        book.history
+            .try_as_of(as_of, stored.as_ref().map(|s| s as &dyn StoredSteps))
+    }
+
+    /// Every movement of `account` dated `from..=to`, in date order
+    /// (sequence order within a date); an error as for
+    /// [`Books::account_as_of`].
+    pub fn account_movements(
+        &self,
+        account: &AccountId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<Movement>, ReadError> {
+        let Some(book) = self.accounts.get(account) else {
+            return Ok(Vec::new());
+        };
+        let stored = self.stored_steps(account);
+        book.history
+            .try_movements(from, to, stored.as_ref().map(|s| s as &dyn StoredSteps))
+    }
+
+    /// From now on reads the accounts' closed records of steps it lets go
+    /// of from `store`, and lets go of every one it holds: for books whose
+    /// records `store` holds (startup read or saved them). The lines keep
+    /// theirs: the writer and the statements read them where nothing may
+    /// fail.
+    pub fn keep_in(&mut self, store: Arc<dyn StoredRecords>) {
+        if self.lines_only {
+            return;
+        }
+        self.store = Some(store);
+        for book in self.accounts.values_mut() {
+            book.history.let_go_closed();
+        }
+    }
+
+    /// Lets go of `account`'s record `index` of steps once the store holds
+    /// it as it will stay (a checkpoint saved it, and a later record
+    /// follows); kept while the books have no store to read it back from.
+    pub fn let_go(&mut self, account: &AccountId, index: u64) {
+        if self.store.is_none() {
+            return;
+        }
+        if let Some(book) = self.accounts.get_mut(account)
+            && let Ok(index) = usize::try_from(index)
+        {
+            book.history.steps.let_go(index);
+        }
+    }
+
+    /// True when `account`'s record `index` of steps was let go of: the
+    /// store holds it as it will stay.
+    pub fn is_let_go(&self, account: &AccountId, index: u64) -> bool {
+        self.accounts.get(account).is_some_and(|book| {
+            usize::try_from(index).is_ok_and(|index| book.history.steps.is_let_go(index))
+        })
+    }
+
+    /// Bytes of the accounts' and lines' steps held in memory.
+    pub fn held_bytes(&self) -> usize {
+        let accounts = self.accounts.values().map(|b| b.history.steps.held_bytes());
+        let lines = self
+            .lines
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(|h| h.steps.held_bytes());
+        accounts.chain(lines).sum()
+    }
+
     /// Every account with a posting, in name order, from `after` on (exclusive).
     pub fn accounts_after<'a>(
         &'a self,
@@ -1027,9 +1330,22 @@ impl Books {
         self.accounts.len()
     }
 
-    /// The state cache's record `index` of `account`'s steps (its value).
+    /// The state cache's record `index` of `account`'s steps (its value):
+    /// read back from the store when let go of (`None` if it cannot be).
     pub fn account_record(&self, account: &AccountId, index: u64) -> Option<Vec<u8>> {
         let book = self.accounts.get(account)?;
+        if self.is_let_go(account, index) {
+            // As the store holds it, if its steps are the ones let go of.
+            let of = StepsOf::Account(account.clone());
+            let value = self
+                .store
+                .as_ref()?
+                .read_again(of.key(index).as_bytes())
+                .ok()??;
+            let (_, _, bytes) = record_parts(&of, &value).ok()?;
+            let index = usize::try_from(index).ok()?;
+            return book.history.steps.stored_as(index, bytes).then_some(value);
+        }
         let (starts, bytes) = book.history.steps.record(usize::try_from(index).ok()?)?;
         let head = AccountStepsHead {
             branch: book.branch.clone(),
@@ -1273,6 +1589,7 @@ pub struct IncomeStatement {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn day(d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2024, 1, d).unwrap()
@@ -1455,7 +1772,7 @@ mod tests {
             books
                 .accounts
                 .values()
-                .any(|book| book.history.dates_from_steps != apart)
+                .any(|book| book.history.dated_from().is_some() == apart)
         };
         assert!(
             kept_apart(true) && kept_apart(false),
@@ -1633,5 +1950,241 @@ mod tests {
             lines.iter().any(|(_, _, k, _)| *k >= 1),
             "lines of several records"
         );
+    }
+
+    /// Records kept in a map, as the state cache keeps them.
+    #[derive(Debug)]
+    struct Kept(BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl StoredRecords for Kept {
+        fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+            Ok(self.0.get(key).cloned())
+        }
+    }
+
+    /// An entry's postings to one account: its date, and what each posted
+    /// (several postings of an entry add up).
+    type PlainEntry = (u64, Vec<(NaiveDate, Balance)>);
+
+    /// Entries of one to three postings, dated over a few weeks, some
+    /// with cents: in date order up to a point anywhere in the list (a
+    /// few blocks of steps in), most of them back-dated after it. With
+    /// `one_date`, every posting of an entry on its date (as the ledger
+    /// books them), else now and then a posting of an entry on another.
+    fn plain_entries(one_date: bool) -> impl Strategy<Value = Vec<PlainEntry>> {
+        let posting = (0u32..40, 1i64..10_000, 0u32..3, any::<bool>());
+        (
+            proptest::collection::vec((1u64..4, proptest::collection::vec(posting, 1..4)), 0..300),
+            any::<proptest::sample::Index>(),
+        )
+            .prop_map(move |(mut entries, in_order)| {
+                let in_order = in_order.index(entries.len() + 1);
+                let mut dates: Vec<u32> = entries[..in_order].iter().map(|(_, p)| p[0].0).collect();
+                dates.sort_unstable();
+                for ((_, postings), date) in entries.iter_mut().zip(dates) {
+                    postings[0].0 = date;
+                }
+                let mut sequence = 0;
+                entries
+                    .into_iter()
+                    .map(|(gap, postings)| {
+                        sequence += gap;
+                        let first = day(1) + chrono::Days::new(u64::from(postings[0].0));
+                        let postings = postings
+                            .into_iter()
+                            .map(|(days, mantissa, scale, debit)| {
+                                let date = match one_date || days % 7 != 0 {
+                                    true => first,
+                                    false => day(1) + chrono::Days::new(u64::from(days)),
+                                };
+                                let side = if debit { Side::Debit } else { Side::Credit };
+                                (date, Balance::of(side, Decimal::new(mantissa, scale)))
+                            })
+                            .collect();
+                        (sequence, postings)
+                    })
+                    .collect()
+            })
+    }
+
+    /// What a plain list of postings says of `entries` on `date`: the sum
+    /// of every posting dated on or before it, in date order.
+    fn plain_on_date(entries: &[PlainEntry], date: NaiveDate) -> Balance {
+        let mut postings: Vec<(NaiveDate, Balance)> = entries
+            .iter()
+            .flat_map(|(_, postings)| postings.iter().copied())
+            .filter(|(d, _)| *d <= date)
+            .collect();
+        postings.sort_by_key(|(d, _)| *d);
+        postings
+            .into_iter()
+            .fold(Balance::default(), |total, (_, posted)| total.plus(posted))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// An account's history answers by date, by entry and at its
+        /// lowest as a plain list of its postings does, to the digit and
+        /// scale (statements print them), whether its postings come in
+        /// date order, go back in date, or an entry posts on two dates;
+        /// and keeps by date only what was posted from the first posting
+        /// that went back on.
+        #[test]
+        fn an_accounts_totals_by_date_are_a_plain_lists(entries in plain_entries(false)) {
+            let mut history = History::dated_by_steps();
+            let mut first_back: Option<u64> = None;
+            let mut last: Option<(u64, NaiveDate)> = None;
+            for (sequence, postings) in &entries {
+                for &(date, posted) in postings {
+                    if first_back.is_none()
+                        && last.is_some_and(|(s, d)| date < d || (s == *sequence && date != d))
+                    {
+                        first_back = Some(*sequence);
+                    }
+                    last = Some((*sequence, last.filter(|(s, _)| s == sequence).map_or(date, |(_, d)| d)));
+                    history.post(*sequence, date, posted);
+                }
+            }
+            prop_assert_eq!(history.dated_from(), first_back);
+            let kept: std::collections::BTreeSet<NaiveDate> = entries
+                .iter()
+                .filter(|(s, _)| first_back.is_some_and(|from| *s >= from))
+                .flat_map(|(_, postings)| postings.iter().map(|(d, _)| *d))
+                .collect();
+            prop_assert_eq!(history.by_date.len(), kept.len());
+            let dates_only = history.dates_only();
+            for d in 0..45 {
+                let date = day(1) + chrono::Days::new(d);
+                let expected = plain_on_date(&entries, date);
+                prop_assert_eq!(format!("{:?}", history.on_date(date)), format!("{expected:?}"), "on {}", date);
+                prop_assert_eq!(format!("{:?}", dates_only.on_date(date)), format!("{expected:?}"), "on {}", date);
+                let kind = AccountKind::Asset;
+                let plain_lowest = (d..45)
+                    .map(|later| {
+                        let on = day(1) + chrono::Days::new(later);
+                        (plain_on_date(&entries, on).on_normal_side(kind), on)
+                    })
+                    .fold(None::<(Decimal, NaiveDate)>, |low, (b, on)| match low {
+                        Some((l, _)) if l <= b => low,
+                        _ => Some((b, on)),
+                    })
+                    .unwrap();
+                let lowest = history.lowest_from(date, kind);
+                prop_assert_eq!(lowest.0, plain_lowest.0, "lowest from {}", date);
+                prop_assert_eq!(plain_on_date(&entries, lowest.1).on_normal_side(kind), lowest.0);
+                prop_assert!(lowest.1 >= date);
+            }
+            let mut total = Balance::default();
+            for (sequence, postings) in &entries {
+                for (_, posted) in postings {
+                    total = total.plus(*posted);
+                }
+                prop_assert_eq!(history.at_sequence(*sequence), total);
+            }
+            prop_assert_eq!(history.latest(), total);
+            prop_assert_eq!(dates_only.latest(), total);
+            // Movements: what each entry posted, by date then entry.
+            let mut plain: Vec<Movement> = entries
+                .iter()
+                .map(|(sequence, postings)| {
+                    let posted = postings.iter().fold(Balance::default(), |t, (_, p)| t.plus(*p));
+                    // A step keeps its entry's first posting's date.
+                    Movement { sequence: *sequence, date: postings[0].0, posted }
+                })
+                .collect();
+            plain.sort_by_key(|m| (m.date, m.sequence));
+            for (from, to) in [(0, 44), (0, 0), (3, 9), (10, 10), (20, 44), (41, 44)] {
+                let (from, to) = (day(1) + chrono::Days::new(from), day(1) + chrono::Days::new(to));
+                let expected: Vec<Movement> =
+                    plain.iter().filter(|m| (from..=to).contains(&m.date)).copied().collect();
+                prop_assert_eq!(history.movements(from, to), expected, "from {} to {}", from, to);
+            }
+            let first = entries.iter().flat_map(|(_, p)| p.iter().map(|(d, _)| *d)).min();
+            prop_assert_eq!(history.first_date(), first);
+        }
+
+        /// An account's history read back from its records is the one
+        /// booked, its postings kept by date from the same entry on.
+        #[test]
+        fn an_accounts_history_read_back_is_the_one_booked(entries in plain_entries(true)) {
+            let branch = BranchId::parse("branch", "TB").unwrap();
+            let account = AccountId::Cash(branch.clone());
+            let mut books = Books::default();
+            for (sequence, postings) in &entries {
+                for &(date, posted) in postings {
+                    books.post(*sequence, date, &branch, &account, Line::Cash, posted);
+                }
+            }
+            let (accounts, lines) = records_of(&books);
+            let read = Books::from_records(accounts.clone(), lines.clone()).unwrap();
+            prop_assert_eq!(&read, &books);
+            let Some(book) = read.account(&account) else {
+                prop_assert!(entries.is_empty());
+                return Ok(());
+            };
+            // Read back as a server starts: its closed records let go of
+            // as they are read, and read back from the store when asked;
+            // in key order (the account's records one run), and with the
+            // line's between them (each record a run of its own).
+            let kept: BTreeMap<Vec<u8>, Vec<u8>> = accounts
+                .iter()
+                .map(|(a, k, v)| (StepsOf::Account(a.clone()).key(*k).into_bytes(), v.clone()))
+                .collect();
+            let mut records: Vec<(StepsOf, u64, Vec<u8>)> = accounts
+                .into_iter()
+                .map(|(a, k, v)| (StepsOf::Account(a), k, v))
+                .chain(lines.into_iter().map(|(b, l, k, v)| (StepsOf::Line(b, l), k, v)))
+                .collect();
+            let mut interleaved = records.clone();
+            interleaved.sort_by_key(|(_, k, _)| *k);
+            let mut import = BooksImport::letting_go();
+            for (of, index, value) in interleaved {
+                import.add(of, index, value).unwrap();
+            }
+            let mut started = import.finish().unwrap();
+            let mut import = BooksImport::letting_go();
+            for (of, index, value) in records.drain(..) {
+                import.add(of, index, value).unwrap();
+            }
+            let mut in_runs = import.finish().unwrap();
+            // Let go of as they were read, before the store is given.
+            let count = book.history.steps.record_count();
+            for books in [&started, &in_runs] {
+                for index in 0..count {
+                    prop_assert_eq!(books.is_let_go(&account, index as u64), index + 1 < count);
+                }
+                // The lines keep theirs, and their totals by date.
+                prop_assert_eq!(&books.lines, &read.lines);
+            }
+            started.keep_in(Arc::new(Kept(kept.clone())));
+            in_runs.keep_in(Arc::new(Kept(kept)));
+            prop_assert_eq!(&in_runs, &started);
+            for index in 0..count {
+                prop_assert_eq!(started.is_let_go(&account, index as u64), index + 1 < count);
+            }
+            let history = &started.account(&account).unwrap().history;
+            prop_assert_eq!(history.dated_from(), book.history.dated_from());
+            prop_assert_eq!(&history.by_date, &book.history.by_date);
+            for d in 0..45 {
+                let date = day(1) + chrono::Days::new(d);
+                prop_assert_eq!(book.history.on_date(date), plain_on_date(&entries, date));
+                prop_assert_eq!(
+                    started.account_as_of(&account, AsOf::Date(date)).unwrap(),
+                    plain_on_date(&entries, date)
+                );
+            }
+            for (sequence, _) in &entries {
+                prop_assert_eq!(
+                    started.account_as_of(&account, AsOf::Sequence(*sequence)).unwrap(),
+                    book.history.at_sequence(*sequence)
+                );
+            }
+            let end = day(1) + chrono::Days::new(44);
+            prop_assert_eq!(
+                started.account_movements(&account, day(1), end).unwrap(),
+                book.history.movements(day(1), end)
+            );
+        }
     }
 }

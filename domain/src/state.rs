@@ -631,6 +631,7 @@ impl LedgerState {
     /// whose records `store` holds (startup read or saved them).
     pub fn keep_stored_in(&mut self, store: Arc<dyn crate::stored::StoredRecords>) {
         self.day_log.keep_in(store.clone());
+        self.books.keep_in(store.clone());
         self.stored = StoredIn(Some(store));
         for slot in self.loans.values_mut() {
             if let Some(ended) = slot.whole().and_then(|loan| EndedLoan::of(loan)) {
@@ -837,6 +838,31 @@ impl LedgerState {
         }
     }
 
+    /// What was posted to `account` as of `as_of` (nothing for an
+    /// account without postings).
+    pub fn account_as_of(
+        &self,
+        account: &AccountId,
+        as_of: crate::books::AsOf,
+    ) -> Result<Balance, DomainError> {
+        self.books
+            .account_as_of(account, as_of)
+            .map_err(|error| steps_unreadable(account, error))
+    }
+
+    /// Every movement of `account` dated `from..=to`, in date order
+    /// (sequence order within a date).
+    pub fn account_movements(
+        &self,
+        account: &AccountId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<crate::books::Movement>, DomainError> {
+        self.books
+            .account_movements(account, from, to)
+            .map_err(|error| steps_unreadable(account, error))
+    }
+
     /// `branch`'s days as they stood right after entry `sequence`.
     fn days_at(
         &self,
@@ -860,6 +886,26 @@ impl LedgerState {
                     ),
                 },
             })
+    }
+}
+
+/// The refusal of a read of `account`'s history whose record of steps
+/// could not be read back from the state cache, or is not the one written.
+fn steps_unreadable(account: &AccountId, error: crate::stored::ReadError) -> DomainError {
+    use crate::stored::ReadError;
+    match error {
+        ReadError::Damaged(message) => DomainError::Damaged {
+            message: format!(
+                "the history of account {account} is damaged ({message}); `mfi-ledger verify` \
+                 compares the state cache with the journal"
+            ),
+        },
+        ReadError::Unreadable(message) => DomainError::Unavailable {
+            message: format!(
+                "the history of account {account} could not be read from its state cache \
+                 ({message}); nothing changed: ask again"
+            ),
+        },
     }
 }
 

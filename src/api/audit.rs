@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::domain::DomainError;
 use crate::domain::access::Action;
 use crate::domain::account::AccountId;
-use crate::domain::books::{AsOf, Balance};
+use crate::domain::books::AsOf;
 use crate::domain::entry::EntryBody;
 use crate::domain::entry::GENESIS_HASH;
 use crate::domain::ids::{BranchId, LoanId, MemberId};
@@ -201,10 +201,7 @@ impl AuditService for AuditApi {
                 let currency = state.account_currency(&read)?;
                 let balance = match as_of {
                     AsOf::Latest => state.balance(&read),
-                    as_of => state
-                        .books()
-                        .account(&read)
-                        .map_or_else(Balance::default, |book| book.history.as_of(as_of)),
+                    as_of => state.account_as_of(&read, as_of)?,
                 };
                 Ok::<_, DomainError>((currency, balance, state.reflects(as_of)))
             })

@@ -546,15 +546,15 @@ impl BooksService for BooksApi {
                     may_read(&caller, Some(&branch))?;
                     let currency = state.account_currency(&read_account)?;
                     let to = to.unwrap_or_else(|| state.today_for(Some(&branch), now));
-                    let book = state.books().account(&read_account);
+                    // From the account's first movement, if it is on or
+                    // before `to`.
                     let from = from
                         .or_else(|| {
-                            book.and_then(|b| {
-                                b.history
-                                    .movements(crate::domain::command::DATE_MIN, to)
-                                    .first()
-                                    .map(|m| m.date)
-                            })
+                            state
+                                .books()
+                                .account(&read_account)
+                                .and_then(|b| b.history.first_date())
+                                .filter(|first| *first <= to)
                         })
                         .unwrap_or(to);
                     if from > to {
@@ -563,14 +563,11 @@ impl BooksService for BooksApi {
                             format!("{from} is after to ({to})"),
                         ));
                     }
-                    let (opening, movements) = match book {
-                        Some(book) => (
-                            from.pred_opt()
-                                .map_or(Balance::default(), |d| book.history.on_date(d)),
-                            book.history.movements(from, to),
-                        ),
-                        None => (Balance::default(), Vec::new()),
+                    let opening = match from.pred_opt() {
+                        Some(day) => state.account_as_of(&read_account, AsOf::Date(day))?,
+                        None => Balance::default(),
                     };
+                    let movements = state.account_movements(&read_account, from, to)?;
                     let reversed: Vec<u64> = movements
                         .iter()
                         .map(|m| state.reversed_by(m.sequence).unwrap_or(0))

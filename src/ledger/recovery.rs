@@ -137,6 +137,8 @@ const BOOKS_THREADS: usize = 2;
 /// threads (none could be started) everything is taken in on this one.
 fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    // `recover` has the state read them back from the store once loaded.
+    let let_go = store.stored_records().is_some();
     std::thread::scope(|scope| {
         let mut feeds = Vec::new();
         let mut readers = Vec::new();
@@ -144,7 +146,7 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
             let (feed, records) = std::sync::mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(2);
             match std::thread::Builder::new()
                 .name("cache-books".into())
-                .spawn_scoped(scope, move || take_books(records))
+                .spawn_scoped(scope, move || take_books(records, let_go))
             {
                 Ok(reader) => {
                     feeds.push((feed, Vec::with_capacity(BOOKS_BATCH), 0usize));
@@ -207,8 +209,14 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
 /// finish its reading and its digest's check).
 fn take_books(
     records: std::sync::mpsc::Receiver<Vec<(Vec<u8>, Vec<u8>)>>,
+    let_go: bool,
 ) -> Result<BooksRecords, String> {
-    let mut books = BooksRecords::default();
+    // Accounts' closed records let go of as they are read when the store
+    // will read them back: memory never holds them all at once.
+    let mut books = match let_go {
+        true => BooksRecords::letting_go(),
+        false => BooksRecords::default(),
+    };
     let mut refused = None;
     for batch in records {
         for (key, value) in batch {

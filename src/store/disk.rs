@@ -380,6 +380,18 @@ impl StoredRecords for CacheReader {
             _ => ReadError::Unreadable(e.to_string()),
         })
     }
+
+    /// A record kept bare and read at startup (no term is kept for it: its
+    /// reader checks it against what it kept).
+    fn read_again(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        let db = self
+            .0
+            .get()
+            .map_err(|e| ReadError::Unreadable(e.to_string()))?;
+        db.get(key)
+            .map(|value| value.map(|value| value.to_vec()))
+            .map_err(|e| ReadError::Unreadable(e.to_string()))
+    }
 }
 
 /// The record `key` (one read when asked), checked against its term.

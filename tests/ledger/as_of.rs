@@ -237,6 +237,37 @@ async fn deposits_over_january(app: &mut App, from: usize, count: usize) {
     }
 }
 
+/// A server that writes a checkpoint every 600 entries (each batch: what
+/// it holds only for the store leaves memory once one saved it), with
+/// `count` deposits into `TB-0001/C1` over January; and its last entry.
+async fn checkpointed_deposits(count: usize) -> (App, u64) {
+    let config = mfi_ledger::ledger::LedgerConfig {
+        checkpoint_entries: 600,
+        ..Default::default()
+    };
+    let mut app =
+        crate::support::spawn_app_with(config, mfi_ledger::api::ServerLimits::default()).await;
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    deposits_over_january(&mut app, 0, count).await;
+    let last = app.last_sequence().await;
+    (app, last)
+}
+
+/// What `read` gives once `done` holds of it (the checkpoint that lets
+/// records go runs beside the writes), or after five seconds.
+async fn once<T>(app: &App, read: impl Fn(&App) -> T, done: impl Fn(&T) -> bool) -> T {
+    let mut found = read(app);
+    for _ in 0..500 {
+        if done(&found) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        found = read(app);
+    }
+    found
+}
+
 /// The first entry of each closed chunk of TB's day log, and how many of
 /// them the server let go of (left in the store, read when asked).
 fn closed_chunks(app: &App) -> (Vec<u64>, usize) {
@@ -259,26 +290,13 @@ fn closed_chunks(app: &App) -> (Vec<u64>, usize) {
 /// answer, and `verify` reports the edit.
 #[tokio::test]
 async fn figures_as_of_early_entries_are_read_back_from_the_cache_after_a_restart() {
-    // A checkpoint every batch: chunks closed while serving leave memory
-    // once one has saved them.
-    let config = mfi_ledger::ledger::LedgerConfig {
-        checkpoint_entries: 600,
-        ..Default::default()
-    };
-    let mut app =
-        crate::support::spawn_app_with(config, mfi_ledger::api::ServerLimits::default()).await;
-    app.branch_tb().await;
-    app.member("TB-0001").await;
-    deposits_over_january(&mut app, 0, 3_600).await;
-    let last = app.last_sequence().await;
-    let mut serving = closed_chunks(&app);
-    for _ in 0..500 {
-        if serving.1 == serving.0.len() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        serving = closed_chunks(&app);
-    }
+    // Chunks closed while serving leave memory once a checkpoint saved
+    // them.
+    let (mut app, last) = checkpointed_deposits(3_600).await;
+    let serving = once(&app, closed_chunks, |(firsts, let_go)| {
+        *let_go == firsts.len()
+    })
+    .await;
     assert!(serving.0.len() >= 2, "closed chunks: {:?}", serving.0);
     assert_eq!(
         serving.1,
@@ -391,5 +409,129 @@ async fn figures_as_of_early_entries_are_read_back_from_the_cache_after_a_restar
             "{error}"
         ),
         Ok(report) => panic!("verify must report the edited record: {report:?}"),
+    }
+}
+
+/// Of `account`'s records of steps: how many there are, and how many the
+/// server let go of (left in the store, read back when asked).
+fn account_records(app: &App, account: &str) -> (u64, u64) {
+    let account = mfi_ledger::domain::account::AccountId::parse("account", account).unwrap();
+    app.ledger.read(|state| {
+        let books = state.books();
+        let count = books
+            .account_record_keys()
+            .filter(|(a, _)| **a == account)
+            .count() as u64;
+        let let_go = (0..count).filter(|k| books.is_let_go(&account, *k)).count() as u64;
+        (count, let_go)
+    })
+}
+
+/// What an auditor reads of one account: its balance as of entries and
+/// dates, and its statement over a few spans.
+async fn account_reads(
+    app: &mut App,
+    account: &str,
+    sequences: &[u64],
+) -> (
+    Vec<pb::GetBalanceResponse>,
+    Vec<pb::GetAccountStatementResponse>,
+) {
+    let mut balances = Vec::new();
+    let dates = (2..=31).map(|d| pb::as_of::Point::Date(format!("2024-01-{d:02}")));
+    let points = sequences
+        .iter()
+        .map(|s| pb::as_of::Point::Sequence(*s))
+        .chain(dates);
+    for point in points {
+        let balance = app
+            .audit
+            .get_balance(pb::GetBalanceRequest {
+                account: account.into(),
+                as_of: Some(pb::AsOf { point: Some(point) }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        balances.push(balance);
+    }
+    let mut books = pb::books_service_client::BooksServiceClient::new(
+        crate::support::connect(app.address, &app.token).await,
+    );
+    let mut statements = Vec::new();
+    let spans = [
+        ("", "2024-01-31"),
+        ("2024-01-05", "2024-01-05"),
+        ("2024-01-20", "2024-01-29"),
+    ];
+    for (from, to) in spans {
+        let statement = books
+            .get_account_statement(pb::GetAccountStatementRequest {
+                account: account.into(),
+                from: from.into(),
+                to: to.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        statements.push(statement);
+    }
+    (balances, statements)
+}
+
+/// An account's older records of steps leave memory once a checkpoint
+/// saved them, and its balances as of past entries and dates and its
+/// statements are read back from the state cache: after a restart, and
+/// as more entries come, every answer is the one given before.
+#[tokio::test]
+async fn an_accounts_older_steps_are_read_back_from_the_cache_after_a_restart() {
+    let (mut app, last) = checkpointed_deposits(1_200).await;
+    let accounts = ["savings:TB-0001/C1", "cash:TB"];
+    let records = once(
+        &app,
+        |app| account_records(app, accounts[0]),
+        |(count, let_go)| let_go + 1 == *count,
+    )
+    .await;
+    assert!(records.0 >= 9, "records: {records:?}");
+    assert_eq!(
+        records.1 + 1,
+        records.0,
+        "all but the last let go once saved"
+    );
+    let sequences: Vec<u64> = (1..=last).step_by(97).chain([last]).collect();
+    let mut before = Vec::new();
+    for account in accounts {
+        before.push(account_reads(&mut app, account, &sequences).await);
+    }
+    assert_eq!(
+        before[0].1[0].movements.len(),
+        1_200,
+        "every deposit in the statement"
+    );
+
+    let mut app = app.restart().await;
+    for (account, answers) in accounts.iter().zip(&before) {
+        let (count, let_go) = account_records(&app, account);
+        assert_eq!(
+            let_go + 1,
+            count,
+            "{account}: every closed record left in the store"
+        );
+        assert_eq!(
+            &account_reads(&mut app, account, &sequences).await,
+            answers,
+            "{account}"
+        );
+    }
+    // Entries after the restart: the older answers stand.
+    deposits_over_january(&mut app, 1_200, 600).await;
+    for (account, answers) in accounts.iter().zip(&before) {
+        let (balances, _) = account_reads(&mut app, account, &sequences).await;
+        assert_eq!(
+            balances[..sequences.len()],
+            answers.0[..sequences.len()],
+            "{account}"
+        );
     }
 }

@@ -8,11 +8,16 @@
 //! start a block that keeps its first sequence, date and the totals before
 //! it, so a figure as of an entry decodes at most one block.
 
+use std::borrow::Cow;
+use std::ops::Range;
+
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use super::Balance;
+use crate::stored::ReadError;
 
 /// Steps per block: a lookup decodes at most this many.
 pub const BLOCK: usize = 32;
@@ -63,6 +68,59 @@ struct Tail {
     at: u32,
 }
 
+/// One record's steps' bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Bytes {
+    /// In memory.
+    Held(Vec<u8>),
+    /// Closed (a later record follows, so they never change again) and
+    /// in the store only, let go of once saved: read back when asked, and
+    /// checked against this hash of them; with the first and last date its
+    /// steps are dated on, so that a walk for other dates passes it by.
+    Stored(Check, Dates),
+}
+
+/// The first and last date a record's steps are dated on.
+type Dates = (NaiveDate, NaiveDate);
+
+/// The first 16 bytes of the SHA-256 of a record's steps' bytes.
+type Check = [u8; 16];
+
+fn check_of(bytes: &[u8]) -> Check {
+    let digest = sha2::Sha256::digest(bytes);
+    let mut check = [0; 16];
+    check.copy_from_slice(&digest[..16]);
+    check
+}
+
+/// What a read of records that are all held gives (a line's, or a
+/// history's being read back, before any record is let go of): never an
+/// error there.
+pub(super) fn held<T>(read: Result<T, ReadError>) -> T {
+    // Lines never let a record go, nor does a history being read back
+    // before it is settled: a figure made up here would be worse than a
+    // read refused (read handlers turn a panic into an internal error).
+    read.unwrap_or_else(|error| panic!("a read of records held in memory failed: {error}"))
+}
+
+/// The last record's bytes, which stay held: [`Steps::let_go`] lets go
+/// only of a record a later one follows.
+fn last_held(records: &mut [Bytes]) -> &mut Vec<u8> {
+    match records.last_mut() {
+        Some(Bytes::Held(bytes)) => bytes,
+        _ => panic!("the last record of steps is held"),
+    }
+}
+
+/// Where the records a history let go of are read back from.
+pub trait StoredSteps {
+    /// The steps' bytes of record `index` as the store holds them.
+    fn steps_bytes(&self, index: usize) -> Result<Vec<u8>, ReadError>;
+
+    /// The record's name in messages (its key).
+    fn name(&self, index: usize) -> String;
+}
+
 /// Steps in sequence order, encoded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Steps {
@@ -74,7 +132,7 @@ pub struct Steps {
     /// its bytes, and the first step booked after it doubled them: the
     /// largest histories (a branch's cash, every entry's) by tens of
     /// megabytes each at 10^7 entries.
-    records: Vec<Vec<u8>>,
+    records: Vec<Bytes>,
     tail: Option<Tail>,
     len: usize,
 }
@@ -82,31 +140,113 @@ pub struct Steps {
 impl Steps {
     /// Gives back unused room.
     pub fn shrink_to_fit(&mut self) {
-        if let Some(last) = self.records.last_mut() {
+        if let Some(Bytes::Held(last)) = self.records.last_mut() {
             last.shrink_to_fit();
         }
         self.records.shrink_to_fit();
         self.blocks.shrink_to_fit();
     }
 
+    /// Bytes the encoded steps held in memory take.
+    pub fn held_bytes(&self) -> usize {
+        self.records
+            .iter()
+            .map(|bytes| match bytes {
+                Bytes::Held(bytes) => bytes.len(),
+                Bytes::Stored(..) => 0,
+            })
+            .sum()
+    }
+
     /// Bytes the encoded steps take.
     #[cfg(test)]
     fn encoded_len(&self) -> usize {
-        self.records.iter().map(Vec::len).sum()
+        self.held_bytes()
     }
 
-    /// The bytes of block `index`'s steps.
-    fn block_bytes(&self, index: usize) -> &[u8] {
-        let record = &self.records[index / RECORD_BLOCKS];
+    /// Where block `index`'s steps lie in its record's bytes (`len` of
+    /// them).
+    fn block_range(&self, index: usize, len: usize) -> Range<usize> {
         let start = self.blocks[index].at as usize;
         let end = match index + 1 {
-            next if next.is_multiple_of(RECORD_BLOCKS) => record.len(),
-            next => self
-                .blocks
-                .get(next)
-                .map_or(record.len(), |b| b.at as usize),
+            next if next.is_multiple_of(RECORD_BLOCKS) => len,
+            next => self.blocks.get(next).map_or(len, |b| b.at as usize),
         };
-        &record[start..end]
+        start..end
+    }
+
+    /// Record `index`'s bytes: held, or read back from `from` and checked
+    /// against the hash kept for them.
+    fn record_bytes<'a>(
+        &'a self,
+        index: usize,
+        from: Option<&dyn StoredSteps>,
+    ) -> Result<Cow<'a, [u8]>, ReadError> {
+        match &self.records[index] {
+            Bytes::Held(bytes) => Ok(Cow::Borrowed(bytes)),
+            Bytes::Stored(check, _) => {
+                let Some(from) = from else {
+                    return Err(ReadError::Damaged(format!(
+                        "record {index} of a history was let go of, and no store was given to \
+                         read it from"
+                    )));
+                };
+                let bytes = from.steps_bytes(index)?;
+                if check_of(&bytes) != *check {
+                    return Err(ReadError::Damaged(format!(
+                        "record {:?} does not hold the steps written: edited or damaged on disk",
+                        from.name(index)
+                    )));
+                }
+                Ok(Cow::Owned(bytes))
+            }
+        }
+    }
+
+    /// Lets go of record `index` if it is closed (a later one follows) and
+    /// held: memory keeps the hash of its bytes, and reads it back from
+    /// the store (which must hold it) when asked. True if it let go.
+    pub fn let_go(&mut self, index: usize) -> bool {
+        if index + 1 >= self.records.len() {
+            return false;
+        }
+        match &self.records[index] {
+            Bytes::Held(bytes) => {
+                self.records[index] = Bytes::Stored(check_of(bytes), self.dates_in(index, bytes));
+                true
+            }
+            Bytes::Stored(..) => false,
+        }
+    }
+
+    /// True when `bytes` are record `index`'s as it was let go of.
+    pub fn stored_as(&self, index: usize, bytes: &[u8]) -> bool {
+        matches!(self.records.get(index), Some(Bytes::Stored(check, _)) if *check == check_of(bytes))
+    }
+
+    /// The first and last date record `index`'s steps (`bytes`) are dated
+    /// on.
+    fn dates_in(&self, index: usize, bytes: &[u8]) -> Dates {
+        let (mut first, mut last) = (NaiveDate::MAX, NaiveDate::MIN);
+        let blocks = index * RECORD_BLOCKS..((index + 1) * RECORD_BLOCKS).min(self.blocks.len());
+        for block in blocks {
+            let start = self.blocks[block].date;
+            let steps = &bytes[self.block_range(block, bytes.len())];
+            let (mut at, mut days) = (0, 0i64);
+            while at < steps.len() {
+                let (record, next) = decode_raw(steps, at);
+                days += record.day_gap;
+                let date = start + chrono::Duration::days(days);
+                (first, last) = (first.min(date), last.max(date));
+                at = next;
+            }
+        }
+        (first, last)
+    }
+
+    /// True when record `index` was let go of ([`Steps::let_go`]).
+    pub fn is_let_go(&self, index: usize) -> bool {
+        matches!(self.records.get(index), Some(Bytes::Stored(..)))
     }
 
     /// How many steps.
@@ -119,13 +259,28 @@ impl Steps {
         self.tail.map(|tail| tail.step)
     }
 
+    /// What the last step's entry posted (read from the last record,
+    /// which stays held).
+    pub fn last_posted(&self) -> Option<Balance> {
+        let tail = self.tail?;
+        let Some(Bytes::Held(bytes)) = self.records.last() else {
+            return None;
+        };
+        Some(decode(bytes, tail.at as usize).0.posted)
+    }
+
+    /// The first step's date.
+    pub fn first_date(&self) -> Option<NaiveDate> {
+        self.blocks.first().map(|b| b.date)
+    }
+
     /// Books what entry `sequence` (not before the last step's) posted on
     /// `date`; a later posting of the last step's entry adds to that step,
     /// which keeps its date.
     pub fn push(&mut self, sequence: u64, date: NaiveDate, posted: Balance) {
         if let Some(tail) = self.tail.as_mut().filter(|t| t.step.sequence == sequence) {
             let at = tail.at as usize;
-            let bytes = self.records.last_mut().expect("the last step's record");
+            let bytes = last_held(&mut self.records);
             let record = decode(bytes, at).0;
             bytes.truncate(at);
             encode(
@@ -141,15 +296,15 @@ impl Steps {
             // A record full: its room given back, and the next one given
             // about as much at once as it took.
             let room = match self.records.last_mut() {
-                Some(full) => {
+                Some(Bytes::Held(full)) => {
                     full.shrink_to_fit();
                     full.len()
                 }
-                None => 0,
+                _ => 0,
             };
-            self.records.push(Vec::with_capacity(room));
+            self.records.push(Bytes::Held(Vec::with_capacity(room)));
         }
-        let bytes = self.records.last_mut().expect("a record for the step");
+        let bytes = last_held(&mut self.records);
         let at = u32::try_from(bytes.len()).expect("a record's steps fit in 4 GiB");
         let before = self.tail.map_or(Balance::default(), |t| t.step.total);
         let (from_sequence, from_date) = if self.len.is_multiple_of(BLOCK) {
@@ -196,7 +351,9 @@ impl Steps {
         let first = index.checked_mul(RECORD_BLOCKS)?;
         let blocks = self.blocks.get(first..)?;
         let blocks = &blocks[..blocks.len().min(RECORD_BLOCKS)];
-        let bytes = self.records.get(index)?;
+        let Bytes::Held(bytes) = self.records.get(index)? else {
+            return None;
+        };
         let starts = blocks
             .iter()
             .map(|b| BlockStart {
@@ -221,6 +378,18 @@ impl Steps {
         }
     }
 
+    /// [`Steps::append_record_with`], keeping the record, noting no
+    /// disorder.
+    #[cfg(test)]
+    pub fn append_record(
+        &mut self,
+        starts: &[BlockStart],
+        bytes: &[u8],
+        dates: Option<&mut Vec<(NaiveDate, Balance)>>,
+    ) -> Result<bool, String> {
+        self.append_record_with(starts, bytes, dates, None, true)
+    }
+
     /// Appends the next record ([`Steps::record`]) as read back from the
     /// state cache: its bytes are taken as they are, after a walk that
     /// checks every step (whatever the bytes, this refuses them rather
@@ -230,7 +399,7 @@ impl Steps {
     /// the one before it.
     ///
     /// With `dates` (the totals by date of the steps before this record,
-    /// as [`Steps::totals_by_date_in_order`] gives them, for steps in date
+    /// as [`Steps::totals_by_date_before`] gives them, for steps in date
     /// order), the same walk extends them to this record's steps, so that
     /// a history kept with its totals by date (a line) is not walked a
     /// second time for them. Once a step is dated before the one before
@@ -238,11 +407,19 @@ impl Steps {
     /// or an error they are left part-way (what this record's steps had
     /// pushed, the last perhaps without its total): the caller works them
     /// out from the steps instead, or refuses the whole reading.
-    pub fn append_record(
+    ///
+    /// With `disorder` (an account's, whose totals by date are kept apart
+    /// from the first step dated before the one before it), the same walk
+    /// notes that step and what it and every later one posted. Without
+    /// `keep`, the record is let go of as it is appended ([`Steps::let_go`]:
+    /// the store holds it, and a later record will follow it).
+    pub fn append_record_with(
         &mut self,
         starts: &[BlockStart],
         bytes: &[u8],
         mut dates: Option<&mut Vec<(NaiveDate, Balance)>>,
+        mut disorder: Option<&mut Disorder>,
+        keep: bool,
     ) -> Result<bool, String> {
         if !self.len.is_multiple_of(RECORD_STEPS) {
             return Err(format!(
@@ -270,6 +447,8 @@ impl Steps {
             .map(|(date, _)| days_of(*date));
         let mut total = self.tail.map_or(Balance::default(), |t| t.step.total);
         let mut in_date_order = true;
+        // The least and greatest day of this record's steps.
+        let mut days_seen = (i64::MAX, i64::MIN);
         let mut blocks = Vec::with_capacity(starts.len());
         let mut tail = None;
         let mut at = 0;
@@ -310,9 +489,23 @@ impl Steps {
                     .checked_add(day_gap)
                     .filter(|day| days.contains(day))
                     .ok_or("a step's date out of range")?;
-                if previous.is_some_and(|(_, previous_day)| day < previous_day) {
+                days_seen = (days_seen.0.min(day), days_seen.1.max(day));
+                let back = previous.is_some_and(|(_, previous_day)| day < previous_day);
+                if back {
                     in_date_order = false;
                     dates = None;
+                }
+                if let Some(disorder) = disorder.as_deref_mut()
+                    && (back || disorder.from.is_some())
+                {
+                    disorder.from.get_or_insert(sequence);
+                    let date = i32::try_from(day)
+                        .ok()
+                        .and_then(NaiveDate::from_num_days_from_ce_opt)
+                        .ok_or("a step's date out of range")?;
+                    // Decoded again as a `Decimal` only from the first step
+                    // back on (the walk checked it).
+                    disorder.add(date, decode(bytes, step_at).0.posted);
                 }
                 if let Some(dates) = dates.as_deref_mut()
                     && open_day != Some(day)
@@ -362,7 +555,19 @@ impl Steps {
             *last = total;
         }
         self.blocks.extend(blocks);
-        self.records.push(bytes.to_vec());
+        let kept = match keep {
+            true => Bytes::Held(bytes.to_vec()),
+            false => {
+                let day = |day: i64| {
+                    i32::try_from(day)
+                        .ok()
+                        .and_then(NaiveDate::from_num_days_from_ce_opt)
+                };
+                let dates = day(days_seen.0).zip(day(days_seen.1));
+                Bytes::Stored(check_of(bytes), dates.ok_or("a step's date out of range")?)
+            }
+        };
+        self.records.push(kept);
         self.tail = Some(Tail {
             step: Step {
                 sequence,
@@ -379,88 +584,126 @@ impl Steps {
     /// order, whatever the steps' order.
     pub fn totals_by_date(&self, in_date_order: bool) -> Vec<(NaiveDate, Balance)> {
         if in_date_order {
-            return self.totals_by_date_in_order();
+            return held(self.totals_by_date_before(u64::MAX, None));
         }
-        let mut posted: Vec<(NaiveDate, Balance)> = self
-            .iter()
-            .map(|(step, posted)| (step.date, posted))
-            .collect();
-        posted.sort_by_key(|(date, _)| *date);
-        let mut dates: Vec<(NaiveDate, Balance)> = Vec::new();
-        let mut total = Balance::default();
-        for (date, posted) in posted {
-            total = total.plus(posted);
-            match dates.last_mut() {
-                Some((last, at)) if *last == date => *at = total,
-                _ => dates.push((date, total)),
-            }
-        }
-        dates
+        running_by_date(
+            self.iter()
+                .map(|(step, posted)| (step.date, posted))
+                .collect(),
+        )
     }
 
-    /// Every step in sequence order, with what its entry posted.
+    /// Every step in sequence order, with what its entry posted, of steps
+    /// whose records are all held (it stops at one that is not).
     pub fn iter(&self) -> Walk<'_> {
-        self.walk_from(0)
+        self.walk(0, None)
     }
 
-    fn walk_from(&self, block: usize) -> Walk<'_> {
+    /// The steps from block `block`'s first on, records let go of read
+    /// back from `from`: [`Walk::finish`] says whether one could not be.
+    pub fn walk<'a>(&'a self, block: usize, from: Option<&'a dyn StoredSteps>) -> Walk<'a> {
         Walk {
             steps: self,
+            from,
             block,
+            record: None,
             at: 0,
             previous: None,
+            failed: None,
+            span: None,
         }
     }
 
-    /// The steps of the block holding the last step `key` puts at or
-    /// before `bound`, from that block's start (`None` when every step is
-    /// after `bound`). `key` must not decrease along the steps.
-    fn block_of<K: Ord>(&self, bound: K, key: impl Fn(u64, NaiveDate) -> K) -> Option<Walk<'_>> {
-        let found = self
-            .blocks
-            .partition_point(|b| key(b.sequence, b.date) <= bound);
-        Some(self.walk_from(found.checked_sub(1)?))
+    /// [`Steps::walk`] of the steps that may be dated in `span`: a record
+    /// let go of whose steps are all dated outside it is passed by, not
+    /// read back (the walk gives none of its steps).
+    pub fn walk_dated<'a>(
+        &'a self,
+        block: usize,
+        from: Option<&'a dyn StoredSteps>,
+        span: (NaiveDate, NaiveDate),
+    ) -> Walk<'a> {
+        Walk {
+            span: Some(span),
+            ..self.walk(block, from)
+        }
+    }
+
+    /// The block a walk of the steps dated `date` or later, of those
+    /// before entry `before` (in date order), starts from: every earlier
+    /// one's steps are dated before `date`.
+    pub fn block_for_date(&self, date: NaiveDate, before: u64) -> usize {
+        self.blocks
+            .partition_point(|b| b.sequence < before && b.date < date)
+            .saturating_sub(1)
+    }
+
+    /// The block holding entry `sequence`'s step, or the first after it.
+    pub fn block_for_sequence(&self, sequence: u64) -> usize {
+        self.blocks
+            .partition_point(|b| b.sequence <= sequence)
+            .saturating_sub(1)
     }
 
     /// The totals after entries up to `sequence`.
-    pub fn total_at(&self, sequence: u64) -> Balance {
+    pub fn total_at(
+        &self,
+        sequence: u64,
+        from: Option<&dyn StoredSteps>,
+    ) -> Result<Balance, ReadError> {
         match self.tail {
-            Some(tail) if tail.step.sequence <= sequence => return tail.step.total,
-            None => return Balance::default(),
+            Some(tail) if tail.step.sequence <= sequence => return Ok(tail.step.total),
+            None => return Ok(Balance::default()),
             _ => {}
         }
         let found = self.blocks.partition_point(|b| b.sequence <= sequence);
         match found.checked_sub(1) {
             Some(block) => {
                 let gap = sequence - self.blocks[block].sequence;
-                self.sum_in_block(block, |gaps| gaps.sequence <= gap)
+                self.sum_in_block(block, from, |gaps| gaps.sequence <= gap)
             }
-            None => Balance::default(),
+            None => Ok(Balance::default()),
         }
     }
 
-    /// The totals at the end of each date a step is dated on, in date
-    /// order, for steps whose dates do not decrease: what walking the steps
-    /// and keeping each date's last total gives, worked out as
-    /// [`Steps::sum_in_block`] works a total out (whole amounts added as
-    /// integers, a `Decimal` total made only where the date changes). A
-    /// line of one account (a branch's cash) is given its totals by date
-    /// from its steps at startup, every step of the journal's for the
-    /// cash: decoding each into a step with its `Decimal` totals was most
-    /// of that.
-    pub fn totals_by_date_in_order(&self) -> Vec<(NaiveDate, Balance)> {
+    /// The totals at the end of each date a step before entry `before` is
+    /// dated on, in date order, for steps whose dates do not decrease
+    /// before it: what walking those steps and keeping each date's last
+    /// total gives, worked out as [`Steps::sum_in_block`] works a total out
+    /// (whole amounts added as integers, a `Decimal` total made only where
+    /// the date changes).
+    pub fn totals_by_date_before(
+        &self,
+        before: u64,
+        from: Option<&dyn StoredSteps>,
+    ) -> Result<Vec<(NaiveDate, Balance)>, ReadError> {
         let mut dates: Vec<(NaiveDate, Balance)> = Vec::new();
         let mut current: Option<NaiveDate> = None;
         // The totals so far: the block's totals before it, plus its
         // amounts since.
         let mut sums = BlockSums::new(Balance::default());
-        for (index, block) in self.blocks.iter().enumerate() {
-            let bytes = self.block_bytes(index);
+        let mut record: Option<(usize, Cow<'_, [u8]>)> = None;
+        'blocks: for (index, block) in self.blocks.iter().enumerate() {
+            if block.sequence >= before {
+                break;
+            }
+            let in_record = index / RECORD_BLOCKS;
+            if record.as_ref().is_none_or(|(held, _)| *held != in_record) {
+                record = Some((in_record, self.record_bytes(in_record, from)?));
+            }
+            let Some((_, bytes)) = &record else {
+                break;
+            };
+            let bytes = &bytes[self.block_range(index, bytes.len())];
             sums = BlockSums::new(block.before);
-            let mut days = 0i64;
+            let (mut days, mut gap) = (0i64, 0u64);
             let mut at = 0;
             while at < bytes.len() {
                 let (record, next) = decode_raw(bytes, at);
+                gap += record.sequence_gap;
+                if gap >= before - block.sequence {
+                    break 'blocks;
+                }
                 days += record.day_gap;
                 let date = block.date + chrono::Duration::days(days);
                 if let Some(last) = current.filter(|last| *last != date) {
@@ -474,18 +717,27 @@ impl Steps {
         if let Some(last) = current {
             dates.push((last, sums.total()));
         }
-        dates
+        Ok(dates)
     }
 
-    /// The totals after every step dated on or before `date`, for steps
-    /// whose dates do not decrease.
-    pub fn total_on_date_in_order(&self, date: NaiveDate) -> Balance {
-        let found = self.blocks.partition_point(|b| b.date <= date);
+    /// The totals after every step before entry `before` dated on or
+    /// before `date`, for steps whose dates do not decrease before it.
+    pub fn total_on_date_before(
+        &self,
+        date: NaiveDate,
+        before: u64,
+        from: Option<&dyn StoredSteps>,
+    ) -> Result<Balance, ReadError> {
+        let found = self
+            .blocks
+            .partition_point(|b| b.sequence < before && b.date <= date);
         let Some(block) = found.checked_sub(1) else {
-            return Balance::default();
+            return Ok(Balance::default());
         };
-        let days = (date - self.blocks[block].date).num_days();
-        self.sum_in_block(block, |gaps| gaps.days <= days)
+        let start = &self.blocks[block];
+        let days = (date - start.date).num_days();
+        let gap = before - start.sequence;
+        self.sum_in_block(block, from, |gaps| gaps.sequence < gap && gaps.days <= days)
     }
 
     /// The totals after the steps of `block` that `keep` keeps, up to the
@@ -494,9 +746,15 @@ impl Steps {
     /// as integers and keeps sequences and dates as distances from the
     /// block's start, so no `Decimal` addition or date is computed per
     /// step, only once at the end.
-    fn sum_in_block(&self, block: usize, keep: impl Fn(&Gaps) -> bool) -> Balance {
+    fn sum_in_block(
+        &self,
+        block: usize,
+        from: Option<&dyn StoredSteps>,
+        keep: impl Fn(&Gaps) -> bool,
+    ) -> Result<Balance, ReadError> {
         let start = &self.blocks[block];
-        let bytes = self.block_bytes(block);
+        let record = self.record_bytes(block / RECORD_BLOCKS, from)?;
+        let bytes = &record[self.block_range(block, record.len())];
         let mut at = 0;
         let mut gaps = Gaps {
             sequence: 0,
@@ -516,36 +774,129 @@ impl Steps {
             sums.add(&record);
             at = next;
         }
-        sums.total()
+        Ok(sums.total())
+    }
+}
+
+/// Where an account's steps first go back in date, noted as its records
+/// are read back: the first step dated before the one before it, and what
+/// it and every later step posted, by date (a run of steps of one date
+/// noted once: a branch's cash has every entry's).
+#[derive(Debug, Default)]
+pub struct Disorder {
+    pub from: Option<u64>,
+    posted: Vec<(NaiveDate, Balance)>,
+}
+
+impl Disorder {
+    fn add(&mut self, date: NaiveDate, posted: Balance) {
+        match self.posted.last_mut() {
+            Some((last, total)) if *last == date => *total = total.plus(posted),
+            _ => self.posted.push((date, posted)),
+        }
     }
 
-    /// The step of entry `sequence` and what it posted, if it posted here.
-    pub fn find(&self, sequence: u64) -> Option<(Step, Balance)> {
-        self.block_of(sequence, |s, _| s)?
-            .take_while(|(step, _)| step.sequence <= sequence)
-            .find(|(step, _)| step.sequence == sequence)
+    /// The first step back's entry, and the running totals by date of
+    /// what it and every later step posted (`None` while the steps are in
+    /// date order). What was noted is kept as one posting a date, for
+    /// records read after.
+    pub fn since(&mut self) -> Option<(u64, Vec<(NaiveDate, Balance)>)> {
+        let from = self.from?;
+        let mut by_date = running_by_date(std::mem::take(&mut self.posted));
+        // Back to what each date posted, one a date.
+        let mut before = Balance::default();
+        self.posted = by_date
+            .iter()
+            .map(|(date, total)| {
+                let posted = total.since(before);
+                before = *total;
+                (*date, posted)
+            })
+            .collect();
+        by_date.shrink_to_fit();
+        Some((from, by_date))
     }
+}
+
+/// The running totals at the end of each date of `posted` (what was
+/// posted on each date, in any order), in date order.
+fn running_by_date(mut posted: Vec<(NaiveDate, Balance)>) -> Vec<(NaiveDate, Balance)> {
+    posted.sort_by_key(|(date, _)| *date);
+    let mut dates: Vec<(NaiveDate, Balance)> = Vec::new();
+    let mut total = Balance::default();
+    for (date, posted) in posted {
+        total = total.plus(posted);
+        match dates.last_mut() {
+            Some((last, at)) if *last == date => *at = total,
+            _ => dates.push((date, total)),
+        }
+    }
+    dates
 }
 
 /// Steps decoded in order, from a block's start.
 pub struct Walk<'a> {
     steps: &'a Steps,
+    /// Where records let go of are read back from.
+    from: Option<&'a dyn StoredSteps>,
     block: usize,
+    /// The record holding `block`, once read.
+    record: Option<(usize, Cow<'a, [u8]>)>,
     /// Offset of the next step in its block's bytes.
     at: usize,
     previous: Option<Step>,
+    /// Why it stopped before the last step: a record that could not be
+    /// read back.
+    failed: Option<ReadError>,
+    /// The dates asked for: records let go of dated outside them are
+    /// passed by.
+    span: Option<Dates>,
+}
+
+impl Walk<'_> {
+    /// Ends the walk: an error if it stopped at a record it could not
+    /// read back, not at the last step.
+    pub fn finish(self) -> Result<(), ReadError> {
+        self.failed.map_or(Ok(()), Err)
+    }
 }
 
 impl Iterator for Walk<'_> {
     type Item = (Step, Balance);
 
     fn next(&mut self) -> Option<(Step, Balance)> {
-        let start = self.steps.blocks.get(self.block)?;
-        let bytes = self.steps.block_bytes(self.block);
+        let mut start = *self.steps.blocks.get(self.block)?;
+        if self.failed.is_some() {
+            return None;
+        }
+        let mut index = self.block / RECORD_BLOCKS;
+        while let (Some((low, high)), Some(Bytes::Stored(_, (first, last)))) =
+            (self.span, self.steps.records.get(index))
+            && (*last < low || *first > high)
+            && self.record.as_ref().is_none_or(|(held, _)| *held != index)
+        {
+            index += 1;
+            self.block = index * RECORD_BLOCKS;
+            self.at = 0;
+            self.previous = None;
+            start = *self.steps.blocks.get(self.block)?;
+        }
+        if self.record.as_ref().is_none_or(|(held, _)| *held != index) {
+            match self.steps.record_bytes(index, self.from) {
+                Ok(bytes) => self.record = Some((index, bytes)),
+                Err(error) => {
+                    self.failed = Some(error);
+                    return None;
+                }
+            }
+        }
+        let (_, record) = self.record.as_ref()?;
+        let bytes = &record[self.steps.block_range(self.block, record.len())];
         if self.at >= bytes.len() {
             return None;
         }
-        let (record, next) = decode(bytes, self.at);
+        let (decoded, next) = decode(bytes, self.at);
+        let ended = next >= bytes.len();
         let from = match self.previous {
             Some(previous) => previous,
             None => Step {
@@ -555,11 +906,11 @@ impl Iterator for Walk<'_> {
             },
         };
         let step = Step {
-            sequence: from.sequence + record.sequence_gap,
-            date: from.date + chrono::Duration::days(record.day_gap),
-            total: from.total.plus(record.posted),
+            sequence: from.sequence + decoded.sequence_gap,
+            date: from.date + chrono::Duration::days(decoded.day_gap),
+            total: from.total.plus(decoded.posted),
         };
-        if next >= bytes.len() {
+        if ended {
             self.block += 1;
             self.at = 0;
             self.previous = None;
@@ -567,7 +918,7 @@ impl Iterator for Walk<'_> {
             self.at = next;
             self.previous = Some(step);
         }
-        Some((step, record.posted))
+        Some((step, decoded.posted))
     }
 }
 
@@ -874,9 +1225,7 @@ mod tests {
             let total = at
                 .checked_sub(1)
                 .map_or(Balance::default(), |i| expected[i].0.total);
-            assert_eq!(steps.total_at(probe), total, "as of {probe}");
-            let found = expected.iter().find(|(s, _)| s.sequence == probe).copied();
-            assert_eq!(steps.find(probe), found, "posted by {probe}");
+            assert_eq!(steps.total_at(probe, None).unwrap(), total, "as of {probe}");
         }
         // About a tenth of the structs' size for such postings.
         assert!(
@@ -940,7 +1289,7 @@ mod tests {
                 steps.push(sequence, date, posted);
             }
             let expected = plain_by_date(&steps.iter().collect::<Vec<_>>());
-            let found = steps.totals_by_date_in_order();
+            let found = steps.totals_by_date_before(u64::MAX, None).unwrap();
             assert_eq!(found, expected, "{length} postings");
             // The same digits and scale, not only equal values: statements
             // print them.
@@ -972,7 +1321,10 @@ mod tests {
                 .map(|(_, _, p)| p.credits)
                 .sum();
             assert_eq!(
-                steps.total_on_date_in_order(date).credits,
+                steps
+                    .total_on_date_before(date, u64::MAX, None)
+                    .unwrap()
+                    .credits,
                 expected,
                 "on day {d}"
             );
@@ -1098,7 +1450,7 @@ mod tests {
                     .unwrap()
             );
         }
-        let walked = steps.totals_by_date_in_order();
+        let walked = steps.totals_by_date_before(u64::MAX, None).unwrap();
         assert!(walked.len() > 20);
         assert_eq!(format!("{dates:?}"), format!("{walked:?}"));
         // Out of date order: false, for the caller to work them out from
@@ -1128,10 +1480,23 @@ mod tests {
     fn booking_after_a_read_back_does_not_copy_the_history() {
         let steps = booked(20 * RECORD_STEPS as u64 + 5);
         let (mut read, _) = read_back(&steps).unwrap();
-        let held = |steps: &Steps| -> usize { steps.records.iter().map(Vec::capacity).sum() };
+        let held = |steps: &Steps| -> usize {
+            steps
+                .records
+                .iter()
+                .map(|bytes| match bytes {
+                    Bytes::Held(bytes) => bytes.capacity(),
+                    Bytes::Stored(..) => 0,
+                })
+                .sum()
+        };
+        let first_held = |steps: &Steps| match &steps.records[0] {
+            Bytes::Held(bytes) => bytes.as_ptr(),
+            Bytes::Stored(..) => std::ptr::null(),
+        };
         let before = held(&read);
         assert_eq!(before, read.encoded_len(), "read back exactly");
-        let first = read.records[0].as_ptr();
+        let first = first_held(&read);
         let mut sequence = read.last().unwrap().sequence;
         for n in 0..(2 * RECORD_STEPS) {
             sequence += 1;
@@ -1150,7 +1515,7 @@ mod tests {
             held(&read),
             read.encoded_len()
         );
-        assert_eq!(read.records[0].as_ptr(), first);
+        assert_eq!(first_held(&read), first);
     }
 
     #[test]
@@ -1219,11 +1584,12 @@ mod tests {
             }
             let walked: Vec<(Step, Balance)> = read.iter().collect();
             proptest::prop_assert_eq!(walked.len(), read.len());
-            let _ = read.total_at(u64::MAX);
+            let _ = read.total_at(u64::MAX, None);
             let _ = read.totals_by_date(false);
             if let Some((step, _)) = walked.last() {
-                let _ = read.find(step.sequence);
-                let _ = read.total_at(step.sequence - 1);
+                let _ = read.total_on_date_before(step.date, step.sequence, None);
+                let _ = read.totals_by_date_before(step.sequence, None);
+                let _ = read.total_at(step.sequence - 1, None);
                 read.push(step.sequence, step.date, Balance::of(crate::entry::Side::Debit, amount(1, 0)));
             }
         }

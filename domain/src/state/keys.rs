@@ -305,6 +305,8 @@ impl LedgerState {
         // its record is never written again (nor, unread, taken for gone).
         keys.retain(|key| match key {
             StateKey::DayChunk(branch, first) => !self.day_log.is_let_go(branch, *first),
+            // And an account's closed record of steps let go of.
+            StateKey::Steps(account, index) => !self.books.is_let_go(account, *index),
             // So is an ended loan's record once only its summary is held,
             // until the loan changes.
             StateKey::LoanSchedule(id) => !self.loans.get(id).is_some_and(LoanSlot::is_summary),
@@ -316,12 +318,28 @@ impl LedgerState {
 
     /// The records of `keys` were saved: what the state holds only for
     /// the store to save (closed day-log chunks, closed and cancelled
-    /// loans) is let go of, to be read back when asked.
+    /// loans, accounts' closed records of steps) is let go of, to be read
+    /// back when asked.
     pub fn saved(&mut self, keys: &[StateKey]) {
         for key in keys {
             match key {
                 StateKey::DayChunk(branch, first) => self.day_log.let_go(branch, *first),
                 StateKey::LoanSchedule(id) => self.keep_summary_of(id),
+                // With the account's records before it that closed since
+                // they were saved (a record saved while it was the last
+                // is not named again when the next one opens), unless
+                // entries applied while it saved changed them again: the
+                // store then holds an older one, until the next checkpoint.
+                StateKey::Steps(account, index) if self.stored.0.is_some() => {
+                    for k in (0..=*index).rev() {
+                        if self.books.is_let_go(account, k) {
+                            break;
+                        }
+                        if !self.changed.contains(&StateKey::Steps(account.clone(), k)) {
+                            self.books.let_go(account, k);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -860,6 +878,17 @@ pub struct BooksRecords {
 }
 
 impl BooksRecords {
+    /// Books' records taken in letting go of the accounts' closed records
+    /// as they are read ([`crate::books::BooksImport::letting_go`]): for
+    /// records read from a store the state will read them back from
+    /// ([`LedgerState::keep_stored_in`]).
+    pub fn letting_go() -> BooksRecords {
+        BooksRecords {
+            import: crate::books::BooksImport::letting_go(),
+            records: 0,
+        }
+    }
+
     /// True for a record of the books ([`BooksRecords::add`] takes it in).
     pub fn holds(key: &[u8]) -> bool {
         key.starts_with(ACCOUNT_STEPS_PREFIX.as_bytes())

@@ -201,10 +201,7 @@ impl LedgerState {
             else {
                 continue;
             };
-            let balance = self
-                .books()
-                .account(&AccountId::Savings(account_id.clone()))
-                .map_or_else(Default::default, |book| book.history.as_of(at));
+            let balance = self.account_as_of(&AccountId::Savings(account_id.clone()), at)?;
             savings.push(SavingsView {
                 account: SavingsAccount::clone(account),
                 balance: balance.on_normal_side(AccountKind::Liability),

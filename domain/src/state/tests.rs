@@ -1861,7 +1861,11 @@ impl crate::stored::StoredRecords for RecordsKept {
 
 /// Records saved into a map as a checkpoint saves them, and read from it.
 #[derive(Debug, Default)]
-struct RecordsSaved(std::sync::Mutex<BTreeMap<Vec<u8>, Vec<u8>>>);
+struct RecordsSaved(
+    std::sync::Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// How many reads it answered.
+    std::sync::atomic::AtomicUsize,
+);
 
 impl RecordsSaved {
     fn save(&self, records: Vec<StateRecord>) {
@@ -1877,6 +1881,221 @@ impl RecordsSaved {
 
 impl crate::stored::StoredRecords for RecordsSaved {
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.0.lock().unwrap().get(key).cloned())
     }
+}
+
+/// An account's closed records of steps leave memory once a checkpoint
+/// saved them, not while entries applied during the save changed them
+/// again (the store then holds an older one), and its balances by entry
+/// and by date and its movements are read back from the store as they
+/// were held: deposits in date order over three records, then back-dated
+/// ones after the older records were let go of.
+#[test]
+fn an_accounts_closed_records_of_steps_are_read_back_as_they_were_held() {
+    use crate::books::AsOf;
+    let mut state = LedgerState::new();
+    let mut records = BTreeMap::new();
+    let mut entries = Vec::new();
+    run(setup(), &mut state, &mut records, &mut entries);
+    let deposits = (0..420u32).map(|n| Step::Deposit {
+        member: 0,
+        thousands: 10 + n,
+        day: if n < 330 { n / 3 } else { (n * 7) % 100 },
+    });
+    for deposit in deposits {
+        let body = body_of(&deposit, &state);
+        run([body], &mut state, &mut records, &mut entries);
+    }
+    // Applied as a server's read side applies them: a checkpoint after
+    // every entry, saved before the next applies (a record saved while it
+    // was the last, let go of when a later checkpoint saves the next); and
+    // a checkpoint every third entry, saved only after the next two
+    // applied.
+    let replay = |delayed: bool| {
+        let kept = Arc::new(RecordsSaved::default());
+        let mut cold = LedgerState::new();
+        cold.keep_stored_in(kept.clone());
+        let mut saving: Option<(Vec<StateKey>, Vec<StateRecord>)> = None;
+        for (n, entry) in entries.iter().enumerate() {
+            cold.apply(entry).unwrap();
+            if !delayed || n % 3 == 0 {
+                if let Some((keys, changed)) = saving.take() {
+                    kept.save(changed);
+                    cold.saved(&keys);
+                }
+                saving = Some(cold.take_changes_with_keys());
+            }
+            if !delayed && let Some((keys, changed)) = saving.take() {
+                kept.save(changed);
+                cold.saved(&keys);
+            }
+        }
+        if let Some((keys, changed)) = saving.take() {
+            kept.save(changed);
+            cold.saved(&keys);
+        }
+        let (keys, changed) = cold.take_changes_with_keys();
+        kept.save(changed);
+        cold.saved(&keys);
+        assert_eq!(*kept.0.lock().unwrap(), records);
+        assert!(cold.export() == state.export(), "the records read back");
+        (cold, kept)
+    };
+    let (cold, kept) = replay(true);
+    let (in_step, in_step_kept) = replay(false);
+    let savings = AccountId::Savings(SavingsAccountId::parse("a", "M0/C1").unwrap());
+    let cash = AccountId::Cash(id(BranchId::parse, "TB"));
+    for account in [&savings, &cash] {
+        // What each entry posted to the account, from the journal.
+        let posted: Vec<crate::books::Movement> = entries
+            .iter()
+            .filter_map(|entry| {
+                let mut postings = entry.body.postings.iter().filter(|p| p.account == *account);
+                let first = postings.next()?;
+                let posted = postings.fold(Balance::of(first.side, first.amount), |total, p| {
+                    let more = Balance::of(p.side, p.amount);
+                    Balance {
+                        debits: total.debits + more.debits,
+                        credits: total.credits + more.credits,
+                    }
+                });
+                Some(crate::books::Movement {
+                    sequence: entry.body.sequence,
+                    date: entry.body.effective_date,
+                    posted,
+                })
+            })
+            .collect();
+        let total = |keep: &dyn Fn(&crate::books::Movement) -> bool| {
+            posted
+                .iter()
+                .filter(|m| keep(m))
+                .fold((Decimal::ZERO, Decimal::ZERO), |(d, c), m| {
+                    (d + m.posted.debits, c + m.posted.credits)
+                })
+        };
+        let held = &state.books().account(account).unwrap().history;
+        let count = cold
+            .books()
+            .account_record_keys()
+            .filter(|(a, _)| *a == account)
+            .count() as u64;
+        assert!(count >= 4, "{account}: {count} records");
+        for read in [&cold, &in_step] {
+            for index in 0..count {
+                assert_eq!(
+                    read.books().is_let_go(account, index),
+                    index + 1 < count,
+                    "{account} record {index}"
+                );
+            }
+        }
+        for sequence in 0..=state.last_sequence() + 1 {
+            let read = cold
+                .account_as_of(account, AsOf::Sequence(sequence))
+                .unwrap();
+            assert_eq!(
+                read,
+                held.at_sequence(sequence),
+                "{account} as of entry {sequence}"
+            );
+            assert_eq!(
+                (read.debits, read.credits),
+                total(&|m| m.sequence <= sequence),
+                "{account} as of entry {sequence}"
+            );
+        }
+        for d in 0..=150 {
+            let read = cold.account_as_of(account, AsOf::Date(day(d))).unwrap();
+            assert_eq!(read, held.on_date(day(d)), "{account} on {}", day(d));
+            assert_eq!(
+                (read.debits, read.credits),
+                total(&|m| m.date <= day(d)),
+                "{account} on {}",
+                day(d)
+            );
+        }
+        for (from, to) in [(0, 150), (0, 0), (20, 45), (21, 21), (97, 99), (110, 150)] {
+            let (from, to) = (day(from), day(to));
+            let mut expected: Vec<crate::books::Movement> = posted
+                .iter()
+                .filter(|m| (from..=to).contains(&m.date))
+                .copied()
+                .collect();
+            expected.sort_by_key(|m| (m.date, m.sequence));
+            let reads = in_step_kept.1.load(std::sync::atomic::Ordering::Relaxed);
+            let read = in_step.account_movements(account, from, to).unwrap();
+            assert_eq!(
+                read,
+                held.movements(from, to),
+                "{account} from {from} to {to}"
+            );
+            assert_eq!(read, expected, "{account} from {from} to {to}");
+            if from > day(109) {
+                // No step is dated after the 109th: of the closed records,
+                // only the one the steps in date order end in is read (to
+                // find where they end), the others passed by.
+                let read_back = in_step_kept.1.load(std::sync::atomic::Ordering::Relaxed) - reads;
+                assert!(
+                    read_back <= 1,
+                    "{account} from {from} to {to}: {read_back} records read"
+                );
+            }
+            assert_eq!(cold.account_movements(account, from, to).unwrap(), read);
+        }
+    }
+    assert!(
+        state
+            .books()
+            .account(&savings)
+            .unwrap()
+            .history
+            .dated_from()
+            .is_some(),
+        "back-dated deposits"
+    );
+    assert!(cold.books().held_bytes() < state.books().held_bytes());
+
+    // The savings account's first record replaced in the store by its
+    // second: a figure it holds is refused as damaged, naming the record,
+    // and one held in memory still answers.
+    let key = |k: u64| {
+        crate::books::StepsOf::Account(savings.clone())
+            .key(k)
+            .into_bytes()
+    };
+    let second = kept.0.lock().unwrap()[&key(1)].clone();
+    kept.0.lock().unwrap().insert(key(0), second);
+    let damaged = cold
+        .account_as_of(&savings, AsOf::Sequence(40))
+        .unwrap_err();
+    assert!(
+        matches!(&damaged, DomainError::Damaged { message }
+            if message.contains("steps/savings:M0/C1/0000000000") && message.contains("mfi-ledger verify")),
+        "{damaged}"
+    );
+    assert!(cold.account_movements(&savings, day(0), day(150)).is_err());
+    let last = state.last_sequence();
+    assert_eq!(
+        cold.account_as_of(&savings, AsOf::Sequence(last)).unwrap(),
+        state.books().account(&savings).unwrap().history.latest()
+    );
+    // A record gone is damage too; a store that cannot be read now is
+    // unavailable (ask again), not damage.
+    kept.0.lock().unwrap().remove(&key(0));
+    let missing = cold
+        .account_as_of(&savings, AsOf::Date(day(5)))
+        .unwrap_err();
+    assert!(
+        matches!(&missing, DomainError::Damaged { message } if message.contains("missing")),
+        "{missing}"
+    );
+    let mut unreadable = cold.clone();
+    unreadable.keep_stored_in(Arc::new(crate::day_log::tests::Unreadable));
+    let now = unreadable
+        .account_as_of(&cash, AsOf::Date(day(5)))
+        .unwrap_err();
+    assert!(matches!(now, DomainError::Unavailable { .. }), "{now}");
 }
