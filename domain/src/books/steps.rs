@@ -93,9 +93,9 @@ fn check_of(bytes: &[u8]) -> Check {
     check
 }
 
-/// What a read of records that are all held gives (a line's, or a
-/// history's being read back, before any record is let go of): never an
-/// error there.
+/// What a read of records that are all held gives: a line's, whose
+/// records are never let go of (nor an account's read through the
+/// infallible reads, which only tests make); never an error there.
 pub(super) fn held<T>(read: Result<T, ReadError>) -> T {
     // Lines never let a record go, nor does a history being read back
     // before it is settled: a figure made up here would be worse than a
