@@ -586,15 +586,18 @@ impl Steps {
         if in_date_order {
             return held(self.totals_by_date_before(u64::MAX, None));
         }
-        running_by_date(
-            self.iter()
-                .map(|(step, posted)| (step.date, posted))
-                .collect(),
-        )
+        let mut walk = self.iter();
+        let posted = walk
+            .by_ref()
+            .map(|(step, posted)| (step.date, posted))
+            .collect();
+        held(walk.finish());
+        running_by_date(posted)
     }
 
     /// Every step in sequence order, with what its entry posted, of steps
-    /// whose records are all held (it stops at one that is not).
+    /// whose records are all held (it stops at one that is not, which
+    /// [`Walk::finish`] says).
     pub fn iter(&self) -> Walk<'_> {
         self.walk(0, None)
     }
