@@ -459,7 +459,8 @@ impl History {
 
     /// Posted by entries up to `sequence`, of a history whose records are
     /// all held (a line's).
-    pub fn at_sequence(&self, sequence: u64) -> Balance {
+    #[cfg(test)]
+    pub(crate) fn at_sequence(&self, sequence: u64) -> Balance {
         held(self.try_at_sequence(sequence, None))
     }
 
@@ -475,7 +476,7 @@ impl History {
 
     /// Posted by entries dated on or before `date`, of a history whose
     /// records are all held (a line's).
-    pub fn on_date(&self, date: NaiveDate) -> Balance {
+    pub(crate) fn on_date(&self, date: NaiveDate) -> Balance {
         held(self.try_on_date(date, None))
     }
 
@@ -502,7 +503,7 @@ impl History {
     /// that low: how much can leave the account on `date` without taking it
     /// below zero on any day after. Of a history whose records are all held
     /// (a line's).
-    pub fn lowest_from(&self, date: NaiveDate, kind: AccountKind) -> (Decimal, NaiveDate) {
+    pub(crate) fn lowest_from(&self, date: NaiveDate, kind: AccountKind) -> (Decimal, NaiveDate) {
         let dates = self.dates();
         let at = dates.partition_point(|(d, _)| *d <= date);
         let mut lowest = (self.on_date(date).on_normal_side(kind), date);
@@ -517,7 +518,7 @@ impl History {
 
     /// The total as of `as_of`, of a history whose records are all held
     /// (a line's).
-    pub fn as_of(&self, as_of: AsOf) -> Balance {
+    pub(crate) fn as_of(&self, as_of: AsOf) -> Balance {
         held(self.try_as_of(as_of, None))
     }
 
@@ -536,7 +537,8 @@ impl History {
 
     /// Every movement dated `from..=to`, in date order (sequence order
     /// within a date), of a history whose records are all held.
-    pub fn movements(&self, from: NaiveDate, to: NaiveDate) -> Vec<Movement> {
+    #[cfg(test)]
+    pub(crate) fn movements(&self, from: NaiveDate, to: NaiveDate) -> Vec<Movement> {
         held(self.try_movements(from, to, None))
     }
 
