@@ -384,7 +384,7 @@ impl Loan {
     }
 
     /// The installments not yet fully paid, in order.
-    pub fn from_first_unpaid(&self) -> impl Iterator<Item = &InstallmentState> + Clone + '_ {
+    pub fn from_first_unpaid(&self) -> impl Iterator<Item = InstallmentState> + Clone + '_ {
         self.installments.iter_from(self.first_unpaid as usize)
     }
 
@@ -574,7 +574,6 @@ impl ChangeLog {
 mod apply;
 #[cfg(test)]
 mod apply_overflow_tests;
-mod chunked;
 mod ended;
 mod entry_list;
 mod execute;
@@ -584,6 +583,7 @@ mod loan_tests;
 mod loans;
 mod ordered;
 mod queries;
+mod search;
 #[cfg(test)]
 mod tests;
 pub use apply::{SealError, Written};

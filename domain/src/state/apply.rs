@@ -1948,7 +1948,7 @@ fn advance_first_unpaid(loan: &mut Loan) {
     while loan
         .installments
         .get(loan.first_unpaid as usize)
-        .is_some_and(InstallmentState::is_paid)
+        .is_some_and(|installment| installment.is_paid())
     {
         loan.first_unpaid += 1;
     }

@@ -1,6 +1,9 @@
-//! A loan's installments, kept in chunks that copies of the loan share
-//! ([`Chunked`]): a repayment changes what was paid on one or two
-//! installments, and copies only their chunk, not the whole schedule.
+//! A loan's installments, packed in chunks that copies of the loan share:
+//! a repayment changes what was paid on one or two installments, and
+//! writes only their chunk again, not the whole schedule. Each chunk holds
+//! its installments as columns of the fewest bytes that hold them
+//! ([`packed`]): a running loan's schedule was the largest part of the
+//! memory that grows with a branch's members, at 104 bytes an installment.
 //!
 //! Beside them, while the loan is active, what is due up to and including
 //! each installment ([`Installments::cumulative_dues`]): the loan's
@@ -8,25 +11,33 @@
 //! which installments a payment covers, and adding the schedule up from
 //! its first installment each time cost as much as the rest of them.
 //!
+//! Installments are read as values ([`InstallmentState`]), unpacked, and
+//! changed through [`Installments::get_mut`] and
+//! [`Installments::for_each_before_mut`], which pack their chunk again.
 
-use std::ops::{Deref, DerefMut, Index};
+mod packed;
+
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::InstallmentState;
-use super::chunked::Chunked;
+use super::search::partition_point_near_by;
+use packed::Packed;
 
-/// Installments per chunk: a repayment's copy is one chunk (about 880
-/// bytes; 32 a chunk copied 3.5 KB, the larger part of the writer's
-/// copying), and a loan of the usual 50 installments is seven.
-const CHUNK: usize = 8;
+/// Installments per chunk: a repayment packs one chunk again, and a loan
+/// of the usual 50 installments is seven.
+const CHUNK: usize = packed::MAX;
 
 /// The installments of a loan, in order (see the module's documentation).
 #[derive(Clone, Default)]
 pub struct Installments {
-    list: Chunked<InstallmentState, CHUNK>,
+    /// Every chunk holds [`CHUNK`] installments but the last, and none is
+    /// empty.
+    chunks: Vec<Arc<Packed>>,
+    len: usize,
     /// What is due (principal, interest and fees) up to and including each
     /// installment, from the first, when kept; it stops before the first
     /// sum that would overflow. Shared by copies of the loan; dropped when
@@ -37,32 +48,103 @@ pub struct Installments {
 impl Installments {
     /// How many installments.
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.len
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.len == 0
     }
 
     /// Installment `index`, if there is one.
-    pub fn get(&self, index: usize) -> Option<&InstallmentState> {
-        self.list.get(index)
+    pub fn get(&self, index: usize) -> Option<InstallmentState> {
+        self.chunks.get(index / CHUNK)?.get(index % CHUNK)
+    }
+
+    /// Installment `index`.
+    ///
+    /// # Panics
+    /// When there is none (as indexing a list does).
+    pub fn at(&self, index: usize) -> InstallmentState {
+        match self.get(index) {
+            Some(installment) => installment,
+            None => panic!(
+                "installment index {index} out of range for {} installments",
+                self.len()
+            ),
+        }
+    }
+
+    /// Installment `index`'s due date.
+    ///
+    /// # Panics
+    /// When there is none, as [`Installments::at`].
+    pub fn due_date_at(&self, index: usize) -> chrono::NaiveDate {
+        match self.due_date(index) {
+            Some(date) => date,
+            None => panic!(
+                "installment index {index} out of range for {} installments",
+                self.len()
+            ),
+        }
+    }
+
+    /// Every installment as scheduled (what is due, not what was paid).
+    pub fn dues(&self) -> impl Iterator<Item = crate::schedule::Installment> + '_ {
+        let chunks = self.chunks.iter();
+        chunks.flat_map(|chunk| (0..chunk.len()).filter_map(|index| chunk.due(index)))
+    }
+
+    /// The installments from `start` on, less those of chunks on which
+    /// nothing was paid (read without unpacking them): a loan's
+    /// installments with something paid are among these.
+    pub fn paid_from(&self, start: usize) -> impl Iterator<Item = InstallmentState> + '_ {
+        let chunks = self.chunks.iter().enumerate().skip(start / CHUNK);
+        chunks
+            .filter(|(_, chunk)| !chunk.nothing_paid())
+            .flat_map(move |(number, chunk)| {
+                let first = if number == start / CHUNK {
+                    start % CHUNK
+                } else {
+                    0
+                };
+                (first..chunk.len()).filter_map(|index| chunk.get(index))
+            })
+    }
+
+    /// The due dates from installment `start` on.
+    pub fn due_dates_from(&self, start: usize) -> impl Iterator<Item = chrono::NaiveDate> + '_ {
+        (start..self.len).filter_map(|index| self.due_date(index))
+    }
+
+    /// Installment `index`'s amounts due (principal, interest, fees)
+    /// alone, if there is one.
+    pub fn due_amounts_at(&self, index: usize) -> Option<[Decimal; 3]> {
+        self.chunks.get(index / CHUNK)?.due_amounts(index % CHUNK)
+    }
+
+    /// Installment `index`'s due date alone, if there is one.
+    pub fn due_date(&self, index: usize) -> Option<chrono::NaiveDate> {
+        self.chunks.get(index / CHUNK)?.due_date(index % CHUNK)
     }
 
     /// The last installment, if any.
-    pub fn last(&self) -> Option<&InstallmentState> {
-        self.list.last()
+    pub fn last(&self) -> Option<InstallmentState> {
+        self.get(self.len.checked_sub(1)?)
     }
 
-    /// Installment `index` to change: its chunk is copied first if another
-    /// copy of the loan shares it. Changing its amounts due drops the
-    /// cumulative dues (see [`InstallmentMut`]).
+    /// Installment `index` to change: its chunk is packed again when the
+    /// change is done with (the other copies of the loan keep theirs).
+    /// Changing its amounts due drops the cumulative dues (see
+    /// [`InstallmentMut`]).
     pub fn get_mut(&mut self, index: usize) -> Option<InstallmentMut<'_>> {
-        let installment = self.list.get_mut(index)?;
+        let installment = self.get(index)?;
         Some(InstallmentMut {
-            due: due_amounts(installment),
+            due_before: due_amounts(&installment),
             installment,
+            changed: false,
+            chunk: &mut self.chunks[index / CHUNK],
+            place: index % CHUNK,
             cumulative_dues: &mut self.cumulative_dues,
         })
     }
@@ -75,11 +157,9 @@ impl Installments {
         } else if self.cumulative_dues.is_none() {
             let mut sums = Vec::with_capacity(self.len());
             let mut total = Decimal::ZERO;
-            for installment in self.iter() {
-                let Some(next) = due_amounts(installment)
-                    .into_iter()
-                    .try_fold(total, Decimal::checked_add)
-                else {
+            let dues = (0..self.len).filter_map(|index| self.due_amounts_at(index));
+            for due in dues {
+                let Some(next) = due.into_iter().try_fold(total, Decimal::checked_add) else {
                     break;
                 };
                 sums.push(next);
@@ -99,13 +179,16 @@ impl Installments {
     }
 
     /// Every installment, in order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &InstallmentState> + Clone + '_ {
-        self.list.iter()
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = InstallmentState> + Clone + '_ {
+        self.range(0, self.len)
     }
 
     /// The installments from `start` on (none when `start` is past the end).
-    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = &InstallmentState> + Clone + '_ {
-        self.list.iter_from(start)
+    pub fn iter_from(
+        &self,
+        start: usize,
+    ) -> impl DoubleEndedIterator<Item = InstallmentState> + Clone + '_ {
+        self.range(start, self.len)
     }
 
     /// The installments `start..end` (those of it that exist).
@@ -113,19 +196,28 @@ impl Installments {
         &self,
         start: usize,
         end: usize,
-    ) -> impl Iterator<Item = &InstallmentState> + Clone + '_ {
-        self.list.range(start, end)
+    ) -> impl DoubleEndedIterator<Item = InstallmentState> + Clone + '_ {
+        let end = end.min(self.len);
+        (start.min(end)..end).map(|index| self.at(index))
     }
 
-    /// The installments before `end`, changed in place (chunks shared
-    /// with another copy of the loan are copied first).
+    /// The installments before `end`, changed in place: the chunks they
+    /// are in are packed again (the other copies of the loan keep theirs).
     pub fn for_each_before_mut(&mut self, end: usize, mut f: impl FnMut(&mut InstallmentState)) {
         let mut due_changed = false;
-        self.list.for_each_before_mut(end, |installment| {
-            let due = due_amounts(installment);
-            f(installment);
-            due_changed |= !same_amounts(due, due_amounts(installment));
-        });
+        for (number, chunk) in self.chunks.iter_mut().enumerate() {
+            let start = number * CHUNK;
+            if start >= end {
+                break;
+            }
+            let mut items = chunk.unpack();
+            for installment in items.iter_mut().take(end - start) {
+                let due = due_amounts(installment);
+                f(installment);
+                due_changed |= !same_amounts(due, due_amounts(installment));
+            }
+            *chunk = Arc::new(Packed::pack(&items));
+        }
         if due_changed {
             self.cumulative_dues = None;
         }
@@ -133,18 +225,33 @@ impl Installments {
 
     /// The number of installments at the start for which `pred` holds,
     /// when it holds for a prefix (as [`slice::partition_point`]).
-    pub fn partition_point(&self, pred: impl FnMut(&InstallmentState) -> bool) -> usize {
-        self.list.partition_point(pred)
+    #[cfg(test)]
+    pub fn partition_point(&self, mut pred: impl FnMut(&InstallmentState) -> bool) -> usize {
+        let (mut low, mut high) = (0, self.len);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if pred(&self.at(middle)) {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low
     }
 
-    /// [`partition_point`](Self::partition_point), searched outwards from
-    /// installment `near` ([`Chunked::partition_point_near`]).
-    pub fn partition_point_near(
+    /// The number of installments at the start whose due date `pred`
+    /// holds for, when it holds for a prefix (due dates rise), searched
+    /// outwards from installment `near` ([`partition_point_near_by`]): the
+    /// installments read are those around where the search is expected to
+    /// end, and only their dates.
+    pub fn partition_by_due_date(
         &self,
         near: usize,
-        pred: impl FnMut(&InstallmentState) -> bool,
+        mut pred: impl FnMut(chrono::NaiveDate) -> bool,
     ) -> usize {
-        self.list.partition_point_near(near, pred)
+        partition_point_near_by(self.len, near, |index| {
+            self.due_date(index).is_some_and(&mut pred)
+        })
     }
 }
 
@@ -163,12 +270,19 @@ fn same_amounts(a: [Decimal; 3], b: [Decimal; 3]) -> bool {
 }
 
 /// An installment being changed ([`Installments::get_mut`]): read and
-/// written as the installment itself. When it is done with, a change to
-/// its amounts due (a recast) drops the loan's cumulative dues, which no
-/// longer add up to the schedule; they are worked out again when next kept.
+/// written as the installment itself. When it is done with, a change packs
+/// its chunk again, and a change to its amounts due (a recast) drops the
+/// loan's cumulative dues, which no longer add up to the schedule; they are
+/// worked out again when next kept.
 pub struct InstallmentMut<'a> {
-    installment: &'a mut InstallmentState,
-    due: [Decimal; 3],
+    installment: InstallmentState,
+    /// Its amounts due as it was read (not `due`: the guard's own fields
+    /// come before the installment's in a field access through it).
+    due_before: [Decimal; 3],
+    /// Whether it was borrowed to change.
+    changed: bool,
+    chunk: &'a mut Arc<Packed>,
+    place: usize,
     cumulative_dues: &'a mut Option<Arc<Vec<Decimal>>>,
 }
 
@@ -176,34 +290,33 @@ impl Deref for InstallmentMut<'_> {
     type Target = InstallmentState;
 
     fn deref(&self) -> &InstallmentState {
-        self.installment
+        &self.installment
     }
 }
 
 impl DerefMut for InstallmentMut<'_> {
     fn deref_mut(&mut self) -> &mut InstallmentState {
-        self.installment
+        self.changed = true;
+        &mut self.installment
     }
 }
 
 impl Drop for InstallmentMut<'_> {
     fn drop(&mut self) {
-        if !same_amounts(self.due, due_amounts(self.installment)) {
-            *self.cumulative_dues = None;
+        if !self.changed {
+            return;
         }
-    }
-}
-
-impl Index<usize> for Installments {
-    type Output = InstallmentState;
-
-    fn index(&self, index: usize) -> &InstallmentState {
-        match self.get(index) {
-            Some(installment) => installment,
-            None => panic!(
-                "installment index {index} out of range for {} installments",
-                self.len()
-            ),
+        // In place where each value fits the chunk's columns (copied first
+        // if another copy of the loan shares it), else packed again.
+        if self.chunk.fits(self.place, &self.installment) {
+            Arc::make_mut(self.chunk).set(self.place, &self.installment);
+        } else {
+            let mut items = self.chunk.unpack();
+            items[self.place] = self.installment.clone();
+            *self.chunk = Arc::new(Packed::pack(&items));
+        }
+        if !same_amounts(self.due_before, due_amounts(&self.installment)) {
+            *self.cumulative_dues = None;
         }
     }
 }
@@ -215,11 +328,13 @@ impl FromIterator<InstallmentState> for Installments {
 }
 
 impl From<Vec<InstallmentState>> for Installments {
-    /// Each chunk holds exactly its installments: no room left over in the
-    /// last one, kept for as long as the loan.
     fn from(list: Vec<InstallmentState>) -> Installments {
         Installments {
-            list: Chunked::from(list),
+            chunks: list
+                .chunks(CHUNK)
+                .map(|chunk| Arc::new(Packed::pack(chunk)))
+                .collect(),
+            len: list.len(),
             cumulative_dues: None,
         }
     }
@@ -227,7 +342,7 @@ impl From<Vec<InstallmentState>> for Installments {
 
 impl PartialEq for Installments {
     fn eq(&self, other: &Installments) -> bool {
-        self.list == other.list
+        self.len == other.len && self.iter().eq(other.iter())
     }
 }
 
@@ -235,23 +350,26 @@ impl Eq for Installments {}
 
 impl std::fmt::Debug for Installments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.list.fmt(f)
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
-/// Written as the list it was before it was kept in chunks: the same bytes.
+/// Written as the list it was before it was packed: the same bytes.
 impl Serialize for Installments {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.list.serialize(serializer)
+        use serde::ser::SerializeSeq;
+        // The length first, as a list gives it.
+        let mut seq = serializer.serialize_seq(Some(self.len))?;
+        for installment in self.iter() {
+            seq.serialize_element(&installment)?;
+        }
+        seq.end()
     }
 }
 
 impl<'de> Deserialize<'de> for Installments {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Installments, D::Error> {
-        Chunked::deserialize(deserializer).map(|list| Installments {
-            list,
-            cumulative_dues: None,
-        })
+        Vec::<InstallmentState>::deserialize(deserializer).map(Installments::from)
     }
 }
 
@@ -278,24 +396,159 @@ mod tests {
         (1..=count).map(installment).collect()
     }
 
-    #[test]
-    fn a_change_to_a_copy_leaves_the_original_and_copies_one_chunk() {
-        let original = Installments::from(list(520));
-        let mut copy = original.clone();
-        copy.get_mut(100).unwrap().principal_paid = Decimal::ONE;
-        assert_eq!(original[100].principal_paid, Decimal::ZERO);
-        assert_eq!(copy[100].principal_paid, Decimal::ONE);
-        let (shared, chunks) = original.list.shared_with(&copy.list);
-        assert_eq!(shared, chunks - 1);
-        assert_ne!(original, copy);
+    /// How many chunks two copies share, and how many the first has.
+    fn shared(a: &Installments, b: &Installments) -> (usize, usize) {
+        let pairs = a.chunks.iter().zip(&b.chunks);
+        let shared = pairs.filter(|(a, b)| Arc::ptr_eq(a, b)).count();
+        (shared, a.chunks.len())
     }
 
     #[test]
-    fn no_chunk_keeps_room_it_does_not_use() {
-        let installments = Installments::from(list(50));
-        let mut sizes = vec![(CHUNK, CHUNK); 50 / CHUNK];
-        sizes.push((50 % CHUNK, 50 % CHUNK));
-        assert_eq!(installments.list.chunk_sizes(), sizes);
+    fn a_change_to_a_copy_leaves_the_original_and_packs_one_chunk() {
+        let original = Installments::from(list(520));
+        let mut copy = original.clone();
+        copy.get_mut(100).unwrap().principal_paid = Decimal::ONE;
+        assert_eq!(original.at(100).principal_paid, Decimal::ZERO);
+        assert_eq!(copy.at(100).principal_paid, Decimal::ONE);
+        let (shared, chunks) = shared(&original, &copy);
+        assert_eq!(shared, chunks - 1);
+        assert_ne!(original, copy);
+        // Read through `get_mut` and left as it was: nothing packed again.
+        let mut read = original.clone();
+        assert_eq!(read.get_mut(7).unwrap().due.number, 8);
+        assert_eq!(shared_with(&read, &original), chunks);
+    }
+
+    fn shared_with(a: &Installments, b: &Installments) -> usize {
+        shared(a, b).0
+    }
+
+    #[test]
+    fn reads_as_the_list_it_was_made_from() {
+        for count in [0, 1, 3, 7, 8, 9, 16, 50] {
+            let plain = list(count);
+            let packed = Installments::from(plain.clone());
+            assert_eq!(packed.len(), plain.len());
+            assert_eq!(packed.last().as_ref(), plain.last());
+            assert!(packed.iter().eq(plain.iter().cloned()));
+            assert!(packed.iter().rev().eq(plain.iter().rev().cloned()));
+            for start in 0..=plain.len() + 2 {
+                let expected = plain.get(start..).unwrap_or(&[]);
+                assert!(packed.iter_from(start).eq(expected.iter().cloned()));
+                for end in [start, start + 1, start + 5, plain.len()] {
+                    let expected = plain.get(start..end.min(plain.len())).unwrap_or(&[]);
+                    assert!(packed.range(start, end).eq(expected.iter().cloned()));
+                }
+            }
+            assert!(packed.dues().eq(plain.iter().map(|i| i.due.clone())));
+            for start in 0..=plain.len() + 2 {
+                let dates = plain.iter().skip(start).map(|i| i.due.due_date);
+                assert!(packed.due_dates_from(start).eq(dates));
+            }
+            for index in 0..plain.len() + 2 {
+                assert_eq!(packed.get(index).as_ref(), plain.get(index));
+                let dues = plain.get(index).map(due_amounts);
+                assert_eq!(packed.due_amounts_at(index), dues);
+                let date = plain.get(index).map(|i| i.due.due_date);
+                assert_eq!(packed.due_date(index), date);
+            }
+            for days in 0..=count * 7 + 8 {
+                let date =
+                    NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(days.into());
+                let expected = plain.partition_point(|i| i.due.due_date <= date);
+                let pred = |i: &InstallmentState| i.due.due_date <= date;
+                assert_eq!(packed.partition_point(pred), expected);
+                for near in 0..=plain.len() + 2 {
+                    let found = packed.partition_by_due_date(near, |due| due <= date);
+                    assert_eq!(found, expected);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Changes through `get_mut` and `for_each_before_mut` leave the
+        /// installments as the same changes to a plain list, each amount to
+        /// its scale (a change of scale alone included), and drop the
+        /// cumulative dues exactly when an amount due changed.
+        #[test]
+        fn changes_read_back_as_those_to_a_plain_list(
+            count in 1u32..40,
+            changes in proptest::collection::vec(
+                (0usize..45, 0usize..7, 0i64..5_000_000, 0u32..3, proptest::bool::ANY),
+                0..30,
+            ),
+        ) {
+            let mut plain = list(count);
+            let mut packed = Installments::from(plain.clone());
+            for (index, part, mantissa, scale, all_before) in changes {
+                let amount = Decimal::new(mantissa, scale);
+                let set = |i: &mut InstallmentState| match part {
+                    0 => i.due.principal = amount,
+                    1 => i.due.interest = amount,
+                    2 => i.due.fee = amount,
+                    3 => i.principal_paid = amount,
+                    4 => i.interest_paid = amount,
+                    5 => i.fee_paid = amount,
+                    // Paid in full, as a repayment or a restart leaves it.
+                    _ => {
+                        i.principal_paid = i.due.principal;
+                        i.interest_paid = i.due.interest;
+                        i.fee_paid = i.due.fee;
+                    }
+                };
+                packed.keep_cumulative_dues(true);
+                let before = plain.clone();
+                if all_before {
+                    packed.for_each_before_mut(index, set);
+                    plain.iter_mut().take(index).for_each(set);
+                } else {
+                    match (packed.get_mut(index), plain.get_mut(index)) {
+                        (Some(mut installment), Some(expected)) => {
+                            set(&mut installment);
+                            set(expected);
+                        }
+                        (None, None) => {}
+                        _ => proptest::prop_assert!(false, "installment {} found in one", index),
+                    }
+                }
+                // Each amount's own bytes: its number, scale and sign.
+                let exact = |list: &mut dyn Iterator<Item = InstallmentState>| {
+                    list.map(|i| {
+                        let paid = [i.principal_paid, i.interest_paid, i.fee_paid];
+                        let amounts = due_amounts(&i).into_iter().chain(paid);
+                        let bytes: Vec<[u8; 16]> = amounts.map(|a| a.serialize()).collect();
+                        (i.due.number, i.due.due_date, bytes)
+                    })
+                    .collect::<Vec<_>>()
+                };
+                proptest::prop_assert_eq!(
+                    exact(&mut packed.iter()),
+                    exact(&mut plain.iter().cloned())
+                );
+                // Every installment with something paid is read by
+                // `paid_from`, whichever chunks it passes by.
+                let paid = |i: &InstallmentState| {
+                    [i.principal_paid, i.interest_paid, i.fee_paid].iter().any(|a| !a.is_zero())
+                };
+                for start in [0, index / 2, index] {
+                    let found: Vec<u32> = packed.paid_from(start).filter(paid).map(|i| i.due.number).collect();
+                    let expected: Vec<u32> =
+                        plain.iter().skip(start).filter(|i| paid(i)).map(|i| i.due.number).collect();
+                    proptest::prop_assert_eq!(found, expected);
+                }
+                // Written as the plain list is, byte for byte.
+                proptest::prop_assert_eq!(
+                    postcard::to_stdvec(&packed).unwrap(),
+                    postcard::to_stdvec(&plain).unwrap()
+                );
+                let due_changed = before
+                    .iter()
+                    .zip(&plain)
+                    .any(|(a, b)| !same_amounts(due_amounts(a), due_amounts(b)));
+                proptest::prop_assert_eq!(packed.cumulative_dues().is_none(), due_changed);
+            }
+        }
     }
 
     #[test]

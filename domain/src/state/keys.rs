@@ -622,7 +622,7 @@ impl LoanRecord {
             terms: loan.terms.clone(),
             disbursed_on: loan.disbursed_on,
             approved_principal: loan.approved_principal,
-            schedule: loan.installments.iter().map(|i| i.due.clone()).collect(),
+            schedule: loan.installments.dues().collect(),
         }
     }
 
@@ -779,7 +779,8 @@ impl LoanProgress {
             fee_unpaid: loan.fee_unpaid,
             first_unpaid: loan.first_unpaid,
             paid_after_first_unpaid: loan
-                .from_first_unpaid()
+                .installments
+                .paid_from(loan.first_unpaid as usize)
                 .filter(|i| {
                     !i.principal_paid.is_zero()
                         || !i.interest_paid.is_zero()

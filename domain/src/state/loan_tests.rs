@@ -910,12 +910,12 @@ fn check_loan(ledger: &Ledger) -> Result<(), TestCaseError> {
         }
     }
     if loan.status == LoanStatus::Closed {
-        prop_assert!(loan.installments.iter().all(InstallmentState::is_paid));
+        prop_assert!(loan.installments.iter().all(|i| i.is_paid()));
     }
     // An active loan keeps its cumulative dues, and they add up to its
     // schedule as it is now (a recast drops them until they are kept again).
     if loan.status == LoanStatus::Active {
-        let mut fresh = Installments::from(loan.installments.iter().cloned().collect::<Vec<_>>());
+        let mut fresh = Installments::from(loan.installments.iter().collect::<Vec<_>>());
         fresh.keep_cumulative_dues(true);
         prop_assert_eq!(loan.installments.cumulative_dues(), fresh.cumulative_dues());
     }
@@ -929,8 +929,9 @@ fn check_loan(ledger: &Ledger) -> Result<(), TestCaseError> {
         });
     prop_assert_eq!(debits, credits, "the books do not balance");
     // The running totals equal the installments; nothing paid outside 0..=due.
-    let sum =
-        |f: fn(&InstallmentState) -> Decimal| loan.installments.iter().map(f).sum::<Decimal>();
+    let sum = |f: fn(&InstallmentState) -> Decimal| {
+        loan.installments.iter().map(|i| f(&i)).sum::<Decimal>()
+    };
     prop_assert_eq!(
         loan.principal_unpaid,
         sum(InstallmentState::principal_unpaid)
@@ -1148,7 +1149,7 @@ fn check_payoff(ledger: &Ledger) -> Result<(), TestCaseError> {
             "payoff on {} leaves the loan open",
             day
         );
-        prop_assert!(closed.installments.iter().all(InstallmentState::is_paid));
+        prop_assert!(closed.installments.iter().all(|i| i.is_paid()));
         prop_assert!(closed.principal_unpaid.is_zero());
         prop_assert!(
             after
@@ -1518,7 +1519,7 @@ fn take(ledger: &mut Ledger, op: Op) -> Result<(), TestCaseError> {
                 .max(loan.terms.grace_on_principal);
             let in_grace = loan
                 .current_period(day)
-                .is_some_and(|c| loan.installments[c].due.number <= grace);
+                .is_some_and(|c| loan.installments.at(c).due.number <= grace);
             let allowed = loan.status == LoanStatus::Active
                 && loan.tranches < loan.policy.tranches_max
                 && amount <= room
@@ -2017,7 +2018,7 @@ fn first_unpaid_skips_installments_with_nothing_due() {
     };
     let ledger = plain_loan(&rules, 1_000, None, 3);
     let loan = ledger.loan();
-    assert!(loan.installments[0].is_paid());
+    assert!(loan.installments.at(0).is_paid());
     assert_eq!(loan.first_unpaid, 1);
 }
 

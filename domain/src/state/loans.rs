@@ -93,7 +93,7 @@ impl Loan {
         // paid (a payment's date is mostly near its due date).
         let index = self
             .installments
-            .partition_point_near(self.first_unpaid as usize, |i| i.due.due_date <= date);
+            .partition_by_due_date(self.first_unpaid as usize, |due| due <= date);
         (index < self.installments.len()).then_some(index)
     }
 
@@ -112,7 +112,7 @@ impl Loan {
     /// First day of installment `index`'s period.
     fn period_start(&self, index: usize) -> NaiveDate {
         match index.checked_sub(1) {
-            Some(previous) => self.installments[previous].due.due_date,
+            Some(previous) => self.installments.due_date_at(previous),
             None => self.disbursed_on,
         }
     }
@@ -137,7 +137,7 @@ impl Loan {
         balance: Decimal,
         date: NaiveDate,
     ) -> Result<Decimal, DomainError> {
-        let installment = &self.installments[index];
+        let installment = &self.installments.at(index);
         let start = self.period_start(index);
         let end = installment.due.due_date;
         let from = date.max(start);
@@ -175,7 +175,7 @@ impl Loan {
         if self.in_interest_grace(index) {
             return self.grace_interest(index, date);
         }
-        let installment = &self.installments[index];
+        let installment = &self.installments.at(index);
         let future = self.interest_after(index, balance, date)?;
         let unpaid = minus(installment.due.interest, installment.interest_paid)?;
         Ok(minus(unpaid, future)?.max(Decimal::ZERO))
@@ -209,7 +209,7 @@ impl Loan {
         let mut total = Decimal::ZERO;
         for j in 0..=index {
             let start = self.period_start(j);
-            let end = self.installments[j].due.due_date;
+            let end = self.installments.due_date_at(j);
             let base = if self.terms.interest_method == InterestMethod::Flat {
                 self.terms.principal
             } else {
@@ -289,7 +289,7 @@ impl Loan {
                 }
                 continue;
             }
-            let payment = pay_in_order(installment, &self.policy.allocation_order, &mut left)?;
+            let payment = pay_in_order(&installment, &self.policy.allocation_order, &mut left)?;
             if !payment_total(&payment)?.is_zero() {
                 payments.push(payment);
             }
@@ -335,7 +335,7 @@ impl Loan {
             let interest = quote.accrued_interest.min(left);
             left = minus(left, interest)?;
             let mut ahead = vec![InstallmentPayment {
-                number: self.installments[index].due.number,
+                number: self.installments.at(index).due.number,
                 fee: Decimal::ZERO,
                 interest,
                 principal: Decimal::ZERO,
@@ -407,7 +407,7 @@ impl Loan {
             .collect();
         let after_balance = minus(balance, prepaid)?;
         let start = self.period_start(index);
-        let current = &self.installments[index];
+        let current = &self.installments.at(index);
         // The current installment's interest that no longer depends on the
         // balance: the days before `date` (in a grace period: all interest
         // deferred so far, which a payoff pays now).
@@ -499,7 +499,7 @@ impl Loan {
             schedule::recast(&self.terms, after_balance, start, &future, None)
                 .map_err(schedule_error)?
         } else {
-            let current = &self.installments[index];
+            let current = &self.installments.at(index);
             let fixed = minus(
                 current.due.interest,
                 self.interest_after(index, balance, date)?,
@@ -982,9 +982,7 @@ impl Loan {
         let capacity = match paid_bound {
             Some(_) => 16,
             None => {
-                let before_from = self
-                    .installments
-                    .partition_point(|installment| installment.due.due_date < from);
+                let before_from = self.installments.partition_by_due_date(0, |due| due < from);
                 self.installments.len().saturating_sub(before_from) + 16
             }
         };
@@ -1028,7 +1026,7 @@ impl Loan {
             add_range(&mut days, start, end, from, &active)?;
             // The oldest installment not covered by what was paid.
             let oldest = cumulative.first_above(paid)?;
-            let Some(oldest_due) = self.installments.get(oldest).map(|i| i.due.due_date) else {
+            let Some(oldest_due) = self.installments.due_date(oldest) else {
                 continue;
             };
             for (days_late, part) in [(1u64, 0usize), (30, 1), (90, 2)] {
@@ -1071,10 +1069,8 @@ impl Loan {
         // paid (a payment's date is mostly near its due date).
         let first = self
             .installments
-            .partition_point_near(self.first_unpaid as usize, |installment| {
-                installment.due.due_date < from
-            });
-        let Some(first_date) = self.installments.get(first).map(|i| i.due.due_date) else {
+            .partition_by_due_date(self.first_unpaid as usize, |due| due < from);
+        let Some(first_date) = self.installments.due_date(first) else {
             return merge_by_date(days);
         };
         let Some(mut before) = cumulative.due_before(first, paid_bound)? else {
@@ -1082,12 +1078,11 @@ impl Loan {
         };
         let mut paid_by = self.paid_changes.sum_through(first_date)?;
         let mut paid_changes = self.paid_changes.iter_after(first_date).peekable();
-        for (index, installment) in (first..).zip(self.installments.iter_from(first)) {
+        for (index, date) in (first..).zip(self.installments.due_dates_from(first)) {
             if paid_bound.is_some_and(|bound| before >= bound) {
                 break;
             }
             let through = cumulative.through(index)?;
-            let date = installment.due.due_date;
             while let Some((_, change)) = paid_changes.next_if(|(on, _)| **on <= date) {
                 paid_by = plus(paid_by, *change)?;
             }
@@ -1137,11 +1132,11 @@ impl<'a> CumulativeDue<'a> {
 
     /// Sums one more installment; false when every one is summed.
     fn extend(&mut self) -> Result<bool, Overflow> {
-        let Some(installment) = self.installments.get(self.sums.len()) else {
+        let Some(due) = self.installments.due_amounts_at(self.sums.len()) else {
             return Ok(false);
         };
         // Added as the kept sums are, so that both give the same numbers.
-        let total = super::installments::due_amounts(installment)
+        let total = due
             .into_iter()
             .try_fold(
                 self.sums.last().copied().unwrap_or_default(),
@@ -1239,7 +1234,7 @@ impl<'a> CumulativeDue<'a> {
 /// the whole schedule of a long loan compared ten sums where this compares
 /// two or three.
 fn partition_point_from_start<T>(list: &[T], mut pred: impl FnMut(&T) -> bool) -> usize {
-    super::chunked::partition_point_near_by(list.len(), 0, |index| pred(&list[index]))
+    super::search::partition_point_near_by(list.len(), 0, |index| pred(&list[index]))
 }
 
 /// The changes summed by date, in date order.

@@ -1190,9 +1190,9 @@ proptest! {
         prop_assert_eq!(debits, credits);
         // The loans' running totals equal their installments.
         for loan in state.loans.values().map(LoanSlot::expect_whole) {
-            let principal: Decimal = loan.installments.iter().map(InstallmentState::principal_unpaid).sum();
-            let interest: Decimal = loan.installments.iter().map(InstallmentState::interest_unpaid).sum();
-            let fees: Decimal = loan.installments.iter().map(InstallmentState::fee_unpaid).sum();
+            let principal: Decimal = loan.installments.iter().map(|i| i.principal_unpaid()).sum();
+            let interest: Decimal = loan.installments.iter().map(|i| i.interest_unpaid()).sum();
+            let fees: Decimal = loan.installments.iter().map(|i| i.fee_unpaid()).sum();
             prop_assert_eq!(loan.principal_unpaid, principal);
             prop_assert_eq!(loan.interest_unpaid, interest);
             prop_assert_eq!(loan.fee_unpaid, fees);
