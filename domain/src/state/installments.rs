@@ -264,9 +264,7 @@ pub(super) fn due_amounts(installment: &InstallmentState) -> [Decimal; 3] {
 /// Whether two lists of amounts are the same numbers with the same scales
 /// (`==` on decimals ignores the scale: 1.0 equals 1.00).
 fn same_amounts(a: [Decimal; 3], b: [Decimal; 3]) -> bool {
-    a.iter()
-        .zip(&b)
-        .all(|(a, b)| a.serialize() == b.serialize())
+    a.into_iter().zip(b).all(|(a, b)| packed::same(a, b))
 }
 
 /// An installment being changed ([`Installments::get_mut`]): read and

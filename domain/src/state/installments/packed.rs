@@ -90,7 +90,7 @@ fn amounts(installment: &InstallmentState) -> [Decimal; 6] {
 
 /// Whether two decimals are the same number at the same scale and sign
 /// (`==` on decimals ignores the scale).
-fn same(a: Decimal, b: Decimal) -> bool {
+pub(super) fn same(a: Decimal, b: Decimal) -> bool {
     a.serialize() == b.serialize()
 }
 
