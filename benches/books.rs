@@ -17,7 +17,9 @@
 //!
 //! Besides criterion's output, the run writes its table to
 //! `target/bench/books.md`. `cargo bench --bench books` (about 2 minutes on
-//! a 2-core machine).
+//! a 2-core machine). `cargo test` runs it as a smoke run (`support::smoke`):
+//! 10^3, 2 x 10^3 and 5 x 10^3 entries of 100 members, whose closed records
+//! are let go of and read back as a full run's are.
 
 mod support;
 
@@ -34,14 +36,16 @@ use mfi_ledger::domain::state::LedgerState;
 use mfi_ledger::domain::totals::PeriodFigures;
 use mfi_ledger::ledger::Ledger;
 
-use support::{grow_journal, ledger_with_members, savings_id};
+use support::{grow_journal, ledger_with_members, members, out_dir, savings_id, sized};
 
-const MEMBERS: usize = 1000;
-const SIZES: [(usize, &str, u64); 3] = [
-    (10_000, "2024-01-02", 9),
-    (100_000, "2024-01-11", 49),
-    (1_000_000, "2024-03-01", 120),
-];
+/// The journal's sizes, and the dates their entries spread over.
+fn sizes() -> [(usize, &'static str, u64); 3] {
+    [
+        (sized(10_000, 1_000), "2024-01-02", 9),
+        (sized(100_000, 2_000), "2024-01-11", 49),
+        (sized(1_000_000, 5_000), "2024-03-01", 120),
+    ]
+}
 
 fn date(text: &str) -> NaiveDate {
     text.parse().unwrap()
@@ -122,22 +126,25 @@ const READS: [&str; 12] = [
 ];
 
 fn main() {
+    if support::filtered_out("books") {
+        return;
+    }
     mfi_ledger::allocator::configure();
     let mut c = Criterion::default().configure_from_args();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ledger = runtime.block_on(ledger_with_members(dir.path(), MEMBERS, true));
+    let ledger = runtime.block_on(ledger_with_members(dir.path(), members(), true));
     let branch = BranchId::parse("b", "TB").unwrap();
     let cash = AccountId::Cash(branch.clone());
     let savings = AccountId::Savings(savings_id(7));
     let mut scans = Vec::new();
     let mut replays = Vec::new();
     let mut day_log_bytes = Vec::new();
-    for (size, first, days) in SIZES {
+    for (size, first, days) in sizes() {
         let have = ledger.read(|s| s.last_sequence()) as usize;
         runtime.block_on(grow_journal(
             &ledger,
-            MEMBERS,
+            members(),
             size.saturating_sub(have),
             date(first),
             days,
@@ -307,7 +314,7 @@ fn main() {
         "| read (µs) | 10^4 entries | 10^5 entries | 10^6 entries |\n|---|---:|---:|---:|\n",
     );
     for read in READS {
-        let cells: Vec<String> = SIZES
+        let cells: Vec<String> = sizes()
             .iter()
             .map(|(size, ..)| format!("{:.2}", median_micros(&c, "books", read, *size)))
             .collect();
@@ -346,7 +353,7 @@ fn main() {
         replay_cells.join(" | ")
     )
     .unwrap();
-    let ratios: Vec<String> = SIZES
+    let ratios: Vec<String> = sizes()
         .iter()
         .zip(&replays)
         .map(|((size, ..), replay)| {
@@ -367,7 +374,6 @@ fn main() {
         cells.join(" | ")
     )
     .unwrap();
-    std::fs::create_dir_all("target/bench").unwrap();
-    std::fs::write("target/bench/books.md", &table).unwrap();
+    std::fs::write(out_dir().join("books.md"), &table).unwrap();
     println!("{table}");
 }

@@ -27,6 +27,10 @@
 //! years, `simulate --preset tym-thai-binh-decade` (about 70,000 entries),
 //! its server's clock in 2031.
 //!
+//! `cargo test` runs it as a smoke run (`support::smoke`): the branch at
+//! scale 2 (about 500 entries), each row and size once, written by the
+//! test build's binary, results in a temporary directory.
+//!
 //! `cargo bench --bench mix` (results in `target/bench/mix.json`);
 //! `cargo bench --bench mix -- WORKLOAD [BATCH]` runs only the rows whose
 //! workload starts with WORKLOAD (and of that batch), for a profiler
@@ -46,7 +50,9 @@ use mfi_ledger::ledger::Ledger;
 use mfi_ledger::store::{DiskStore, Store};
 use serde_json::json;
 
-use support::{FixedClock, bench_config, disbursement, ledger_with_members, repayment};
+use support::{
+    FixedClock, bench_config, disbursement, ledger_with_members, members, out_dir, repayment, sized,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mfi-ledger");
 /// The benchmarks' clock ([`FixedClock`]), so replayed decisions match.
@@ -96,14 +102,9 @@ impl History {
     }
 }
 const BATCH_SIZES: [usize; 4] = [1, 10, 100, 1000];
-/// Commands of one kind in a single-kind row.
-const SINGLE_KIND_COMMANDS: usize = 20_000;
-const MEMBERS: usize = 1000;
-
-fn out_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// Commands of one kind in a single-kind row (at batch 1, a tenth).
+fn single_kind_commands() -> usize {
+    sized(20_000, 200)
 }
 
 /// CPU time of `who` (this process, all its threads, `RUSAGE_SELF`; or its
@@ -417,10 +418,15 @@ fn serve_once(data: &Path, clock: &str) -> Served {
 }
 
 /// Restarts of the simulated branch measured at each size.
-const RESTARTS: usize = 3;
+fn restarts() -> usize {
+    sized(3, 1)
+}
+
 /// How long the load generator writes into the simulated branch's server
 /// before the server is killed, for the restart after a crash.
-const WRITE_BEFORE_CRASH: Duration = Duration::from_secs(3);
+fn write_before_crash() -> Duration {
+    sized(Duration::from_secs(3), Duration::from_secs(1))
+}
 
 /// Writes into `data`'s server with the load generator (its own loans and
 /// members beside the branch's) and kills the server
@@ -457,7 +463,7 @@ fn crash_while_writing(data: &Path, clock: &str) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the load generator");
-    std::thread::sleep(WRITE_BEFORE_CRASH);
+    std::thread::sleep(write_before_crash());
     server.kill();
     let _ = load.kill();
     let _ = load.wait();
@@ -465,7 +471,7 @@ fn crash_while_writing(data: &Path, clock: &str) {
 
 /// The realistic mix's restart, memory, `verify` and disk at `scale`
 /// percent over `history`: `serve` restarted on a copy of the simulated
-/// branch's directory after its clean stop (the median of [`RESTARTS`]),
+/// branch's directory after its clean stop (the median of [`restarts`]),
 /// after a crash and with its state cache removed (rebuilt from the
 /// journal), and `verify` of it in full and of its chain alone.
 fn growth(scale: u32, history: History) -> serde_json::Value {
@@ -475,9 +481,9 @@ fn growth(scale: u32, history: History) -> serde_json::Value {
     let work = tempfile::tempdir().unwrap();
     let copy = work.path().join("data");
     copy_dir(&data, &copy);
-    let mut restarts: Vec<Served> = (0..RESTARTS).map(|_| serve_once(&copy, clock)).collect();
+    let mut restarts: Vec<Served> = (0..restarts()).map(|_| serve_once(&copy, clock)).collect();
     restarts.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-    let clean = restarts[RESTARTS / 2];
+    let clean = restarts[restarts.len() / 2];
     let lost = work.path().join("lost");
     copy_dir(&data, &lost);
     std::fs::remove_dir_all(lost.join("state")).unwrap();
@@ -683,10 +689,13 @@ fn by_kind(runtime: &tokio::runtime::Runtime, commands: &[Command]) {
 }
 
 fn main() {
+    if support::filtered_out("mix") {
+        return;
+    }
     mfi_ledger::allocator::configure();
-    let scale: u32 = std::env::var("MIX_SCALE")
-        .ok()
-        .map_or(100, |s| s.parse().expect("MIX_SCALE is a percentage"));
+    let scale: u32 = std::env::var("MIX_SCALE").ok().map_or(sized(100, 2), |s| {
+        s.parse().expect("MIX_SCALE is a percentage")
+    });
     // cargo bench passes --bench; the rest filter the rows.
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -787,7 +796,7 @@ fn main() {
             // The members and their loans in the state cache before the
             // run: it is started again on them.
             runtime
-                .block_on(ledger_with_members(dir.path(), MEMBERS, true))
+                .block_on(ledger_with_members(dir.path(), members(), true))
                 .shutdown();
             let store = Arc::new(DiskStore::open(dir.path()).unwrap());
             let ledger = Ledger::start(store, Arc::new(FixedClock), bench_config()).unwrap();
@@ -795,10 +804,10 @@ fn main() {
             // (the members' loans) does not dominate.
             let count = match std::env::var("MIX_COMMANDS") {
                 Ok(count) => count.parse().expect("MIX_COMMANDS is a count"),
-                Err(_) if batch == 1 => 2_000,
-                Err(_) => SINGLE_KIND_COMMANDS,
+                Err(_) if batch == 1 => single_kind_commands() / 10,
+                Err(_) => single_kind_commands(),
             };
-            let commands: Vec<Command> = (0..count).map(|i| make(i % MEMBERS)).collect();
+            let commands: Vec<Command> = (0..count).map(|i| make(i % members())).collect();
             let batches = commands.chunks(batch).map(<[Command]>::to_vec).collect();
             let run = submit(&runtime, &ledger, batches);
             row(kind, batch, run);
@@ -816,11 +825,13 @@ fn main() {
                 .parse()
                 .expect("MIX_GROWTH_SCALES and MIX_HISTORY_SCALE are percentages")
         };
-        let scales = std::env::var("MIX_GROWTH_SCALES").unwrap_or_else(|_| "100,400".into());
+        let scales =
+            std::env::var("MIX_GROWTH_SCALES").unwrap_or_else(|_| sized("100,400", "2").into());
         for scale in scales.split(',') {
             sizes.push(growth(percent(scale), History::ThreeYears));
         }
-        let decade = std::env::var("MIX_HISTORY_SCALE").unwrap_or_else(|_| "100".into());
+        let decade =
+            std::env::var("MIX_HISTORY_SCALE").unwrap_or_else(|_| sized("100", "2").into());
         if !decade.trim().is_empty() {
             sizes.push(growth(percent(&decade), History::TenYears));
         }

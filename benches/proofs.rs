@@ -20,6 +20,8 @@
 //! `checkpoints`) runs one group.
 //!
 //! `cargo bench --bench proofs` (about 2 minutes on a 2-core machine).
+//! `cargo test` runs it as a smoke run (`support::smoke`): each benchmark
+//! once, at the sizes of [`tree_sizes`] and [`ledger_sizes`] for it.
 
 mod support;
 
@@ -40,25 +42,36 @@ use mfi_ledger::store::{DiskStore, Store};
 use tokio::runtime::Runtime;
 
 use support::{
-    bench_config, bench_log_signer, deposit, grow_journal, ledger_with_members_on, repayment,
+    bench_config, bench_log_signer, deposit, grow_journal, ledger_with_members_on, members,
+    out_dir, repayment, sized,
 };
 
 /// Criterion samples per write and checkpoint benchmark.
 const SAMPLES: usize = 10;
-const MEMBERS: usize = 1000;
 /// Pairs (with the tree, without it) per command kind and batch size.
 const ROUNDS: usize = 3;
 const WRITE_BATCHES: [usize; 2] = [100, 1000];
-/// Tree sizes of the tree-file proofs.
-const TREE_SIZES: [u64; 3] = [10_000, 100_000, 1_000_000];
+/// Tree sizes of the tree-file proofs (a smoke run's smaller).
+fn tree_sizes() -> [u64; 3] {
+    sized([10_000, 100_000, 1_000_000], [1_000, 4_000, 16_000])
+}
+
 /// Journal sizes of the proofs through a ledger, and the dates their
-/// entries spread over (as in `benches/queries.rs`).
-const LEDGER_SIZES: [(u64, &str, u64); 2] =
-    [(10_000, "2024-01-02", 9), (100_000, "2024-01-11", 49)];
+/// entries spread over (as in `benches/queries.rs`; a smoke run's smaller).
+fn ledger_sizes() -> [(u64, &'static str, u64); 2] {
+    [
+        (sized(10_000, 1_000), "2024-01-02", 9),
+        (sized(100_000, 2_000), "2024-01-11", 49),
+    ]
+}
+
 /// Random leaves (and first sizes) per tree size.
 const PICKS: usize = 4096;
+
 /// Proofs timed one by one per tree size, for p50 and p99.
-const PER_CALL: usize = 20_000;
+fn per_call_count() -> usize {
+    sized(20_000, 1_000)
+}
 
 /// Every `iter_custom` call, by benchmark: the last [`SAMPLES`] of a
 /// benchmark's calls are criterion's measured samples (the calls before them
@@ -131,6 +144,9 @@ fn wants(group: &str) -> bool {
 }
 
 fn main() {
+    if support::filtered_out("proofs") {
+        return;
+    }
     mfi_ledger::allocator::configure();
     let mut criterion = Criterion::default().configure_from_args();
     let runtime = Runtime::new().unwrap();
@@ -142,10 +158,9 @@ fn main() {
         proofs_and_checkpoints(&mut criterion, &runtime, &mut report);
     }
     criterion.final_summary();
-    let out = std::path::Path::new("target/bench");
-    std::fs::create_dir_all(out).unwrap();
-    std::fs::write(out.join("proofs.md"), &report).unwrap();
-    eprintln!("\n{report}\n(written to target/bench/proofs.md)");
+    let path = out_dir().join("proofs.md");
+    std::fs::write(&path, &report).unwrap();
+    eprintln!("\n{report}\n(written to {})", path.display());
 }
 
 /// The configuration of a ledger keeping the tree as the server does: a
@@ -170,14 +185,14 @@ fn tree_writes(c: &mut Criterion, runtime: &Runtime, report: &mut String) {
         with_dir.path(),
         Arc::new(DiskStore::open(with_dir.path()).unwrap()),
         signing_config(),
-        MEMBERS,
+        members(),
         true,
     ));
     let without = runtime.block_on(ledger_with_members_on(
         without_dir.path(),
         Arc::new(DiskStore::open_without_tree(without_dir.path()).unwrap()),
         signing_config(),
-        MEMBERS,
+        members(),
         true,
     ));
     assert!(with.consistency_proof(1, 1).is_ok(), "keeps the tree");
@@ -187,6 +202,7 @@ fn tree_writes(c: &mut Criterion, runtime: &Runtime, report: &mut String) {
         ("repayment", |member| repayment(member, 1000)),
         ("deposit", |member| deposit(member, 1000)),
     ];
+    let members = members();
     let next = AtomicUsize::new(0);
     let mut group = c.benchmark_group("tree_writes");
     group
@@ -208,7 +224,7 @@ fn tree_writes(c: &mut Criterion, runtime: &Runtime, report: &mut String) {
                             let mut elapsed = Duration::ZERO;
                             for _ in 0..iterations {
                                 let commands = (0..batch)
-                                    .map(|_| make(next.fetch_add(1, Ordering::Relaxed) % MEMBERS))
+                                    .map(|_| make(next.fetch_add(1, Ordering::Relaxed) % members))
                                     .collect();
                                 let start = Instant::now();
                                 let results = runtime.block_on(ledger.submit_many(commands));
@@ -286,7 +302,7 @@ struct PerCall {
     verify_p50_us: f64,
 }
 
-/// Times `prove` on each of `picks` (cycling to [`PER_CALL`] calls), then
+/// Times `prove` on each of `picks` (cycling to [`per_call_count`] calls), then
 /// `verify` on each proof it gave (which must hold).
 fn per_call<P>(
     picks: &[u64],
@@ -294,9 +310,10 @@ fn per_call<P>(
     hashes: impl Fn(&P) -> usize,
     verify: impl Fn(u64, &P) -> bool,
 ) -> PerCall {
-    let mut times = Vec::with_capacity(PER_CALL);
+    let calls = per_call_count();
+    let mut times = Vec::with_capacity(calls);
     let mut proofs = Vec::with_capacity(picks.len());
-    for call in 0..PER_CALL {
+    for call in 0..calls {
         let pick = picks[call % picks.len()];
         let start = Instant::now();
         let proof = std::hint::black_box(prove(pick));
@@ -344,7 +361,7 @@ fn proofs_and_checkpoints(c: &mut Criterion, runtime: &Runtime, report: &mut Str
     if wants("proofs") {
         let dir = tempfile::tempdir().unwrap();
         let tree = TreeFile::open(dir.path()).unwrap();
-        for size in TREE_SIZES {
+        for size in tree_sizes() {
             let start = Instant::now();
             while tree.leaves() < size {
                 let end = (tree.leaves() + 65_536).min(size);
@@ -419,7 +436,7 @@ fn proofs_and_checkpoints(c: &mut Criterion, runtime: &Runtime, report: &mut Str
         dir.path(),
         store.clone(),
         signing_config(),
-        MEMBERS,
+        members(),
         true,
     ));
     let tree_leaves = || store.tree().expect("the store keeps the tree").leaves();
@@ -429,11 +446,11 @@ fn proofs_and_checkpoints(c: &mut Criterion, runtime: &Runtime, report: &mut Str
         }
     };
     if wants("proofs") {
-        for (target, first_day, days) in LEDGER_SIZES {
+        for (target, first_day, days) in ledger_sizes() {
             let have = ledger.read(|s| s.last_sequence());
             runtime.block_on(grow_journal(
                 &ledger,
-                MEMBERS,
+                members(),
                 target.saturating_sub(have) as usize,
                 first_day.parse().unwrap(),
                 days,
@@ -598,7 +615,7 @@ fn checkpoints(
         b.iter_custom(|iterations| {
             let mut elapsed = Duration::ZERO;
             for _ in 0..iterations {
-                let command = repayment(member.fetch_add(1, Ordering::Relaxed) % MEMBERS, 1000);
+                let command = repayment(member.fetch_add(1, Ordering::Relaxed) % members(), 1000);
                 let entry = runtime.block_on(ledger.submit(command)).unwrap();
                 let sequence = entry.body.sequence;
                 while tree_leaves() < sequence {

@@ -4,7 +4,8 @@
 //! at 10^6 entries should be within noise of those at 10^4.
 //!
 //! `cargo bench --bench queries` (builds a 10^6-entry journal first: about a
-//! minute on a 2-core machine).
+//! minute on a 2-core machine). `cargo test` runs it as a smoke run
+//! (`support::smoke`): 10^2, 10^3 and 10^4 entries of 100 members.
 
 mod support;
 
@@ -15,9 +16,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group};
 use mfi_ledger::domain::account::AccountId;
 use mfi_ledger::domain::ids::BranchId;
 
-use support::{FixedClock, grow_journal, ledger_with_members, loan_id, savings_id};
-
-const MEMBERS: usize = 1000;
+use support::{FixedClock, grow_journal, ledger_with_members, loan_id, members, savings_id, sized};
 
 fn date(text: &str) -> NaiveDate {
     text.parse().unwrap()
@@ -26,7 +25,7 @@ fn date(text: &str) -> NaiveDate {
 fn queries(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ledger = runtime.block_on(ledger_with_members(dir.path(), MEMBERS, true));
+    let ledger = runtime.block_on(ledger_with_members(dir.path(), members(), true));
     let branch = BranchId::parse("b", "TB").unwrap();
     let cash = AccountId::Cash(branch.clone());
     let savings = AccountId::Savings(savings_id(7));
@@ -36,17 +35,18 @@ fn queries(c: &mut Criterion) {
         .sample_size(50)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
-    // Grow the journal in three phases with dates in order: to 10^4, 10^5, 10^6.
+    // Grow the journal in three phases with dates in order: to 10^4, 10^5,
+    // 10^6 (a smoke run: 10^2, 10^3, 10^4).
     let phases: [(usize, &str, u64); 3] = [
-        (10_000, "2024-01-02", 9),
-        (100_000, "2024-01-11", 49),
-        (1_000_000, "2024-03-01", 120),
+        (sized(10_000, 100), "2024-01-02", 9),
+        (sized(100_000, 1_000), "2024-01-11", 49),
+        (sized(1_000_000, 10_000), "2024-03-01", 120),
     ];
     for (size, first, days) in phases {
         let have = ledger.read(|s| s.last_sequence()) as usize;
         runtime.block_on(grow_journal(
             &ledger,
-            MEMBERS,
+            members(),
             size.saturating_sub(have),
             date(first),
             days,
@@ -91,5 +91,5 @@ fn queries(c: &mut Criterion) {
 criterion_group!(benches, queries);
 
 fn main() {
-    support::criterion_main(&[benches]);
+    support::criterion_main("queries", &[benches]);
 }

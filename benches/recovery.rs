@@ -16,7 +16,10 @@
 //! (its figures go to `target/bench/recovery-SIZE.json`),
 //! and `MFI_BENCH_DIR` to build the data directory there and keep it (or to
 //! measure the one already there): to profile a restart, run this binary
-//! with `MFI_BENCH_RECOVERY_CHILD="restart DIR"`.
+//! with `MFI_BENCH_RECOVERY_CHILD="restart DIR" ... --bench`.
+//!
+//! `cargo test` runs it as a smoke run (`support::smoke`): 2,000 entries of
+//! 100 members, one run of each figure.
 
 mod support;
 
@@ -30,18 +33,23 @@ use mfi_ledger::ledger::{CheckpointPolicy, Ledger, LedgerConfig};
 use mfi_ledger::store::DiskStore;
 
 use support::{
-    FixedClock, bench_config, grow_journal, ledger_with_members_on, start_request_ids_at,
+    FixedClock, bench_config, grow_journal, ledger_with_members_on, members, out_dir, sized,
+    start_request_ids_at,
 };
 
-const MEMBERS: usize = 1000;
-const RUNS: usize = 3;
+/// Runs of each figure, whose median is reported.
+fn runs() -> usize {
+    sized(3, 1)
+}
 /// Set in a child process: `restart DIR` or `write DIR RUN`.
 const CHILD: &str = "MFI_BENCH_RECOVERY_CHILD";
 /// The largest journal whose cache is also rebuilt from the journal alone
 /// and verified in full (both re-execute every entry).
 const SLOW_PARTS_UP_TO: usize = 1_000_000;
 /// How long the crashed writer writes before it is killed.
-const WRITE_BEFORE_CRASH: Duration = Duration::from_secs(3);
+fn write_before_crash() -> Duration {
+    sized(Duration::from_secs(3), Duration::from_millis(300))
+}
 
 fn dir_bytes(path: &Path) -> u64 {
     let Ok(meta) = std::fs::metadata(path) else {
@@ -124,7 +132,7 @@ fn child(task: &str) {
             let on = "2024-06-21".parse().unwrap();
             let mut first = true;
             loop {
-                runtime.block_on(grow_journal(&ledger, MEMBERS, 1000, on, 0));
+                runtime.block_on(grow_journal(&ledger, members(), 1000, on, 0));
                 if first {
                     println!("writing");
                     first = false;
@@ -135,9 +143,12 @@ fn child(task: &str) {
     }
 }
 
-/// Runs `task` in a child process of this binary; its stdout.
+/// Runs `task` in a child process of this binary; its stdout. The child
+/// is given this process's arguments, so that it runs as a benchmark or as
+/// a smoke run as this one does.
 fn spawn(task: &str) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
+        .args(std::env::args_os().skip(1))
         .env(CHILD, task)
         .stdout(Stdio::piped())
         .spawn()
@@ -169,23 +180,23 @@ fn crash_while_writing(dir: &Path, run: usize) {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "writing");
-    std::thread::sleep(WRITE_BEFORE_CRASH);
+    std::thread::sleep(write_before_crash());
     writer.kill().unwrap();
     writer.wait().unwrap();
 }
 
-/// The run with the median time of `RUNS` runs.
+/// The run with the median time of [`runs`] runs.
 fn median(mut run: impl FnMut(usize) -> Restart) -> Restart {
-    let mut runs: Vec<Restart> = (0..RUNS).map(&mut run).collect();
+    let mut runs: Vec<Restart> = (0..runs()).map(&mut run).collect();
     runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-    runs[RUNS / 2]
+    runs[runs.len() / 2]
 }
 
-/// The median of `RUNS` timings of `run`.
+/// The median of [`runs`] timings of `run`.
 fn median_time(mut run: impl FnMut() -> Duration) -> Duration {
-    let mut times: Vec<Duration> = (0..RUNS).map(|_| run()).collect();
+    let mut times: Vec<Duration> = (0..runs()).map(|_| run()).collect();
     times.sort();
-    times[RUNS / 2]
+    times[times.len() / 2]
 }
 
 /// Writes a journal of about `target` entries into `dir`; its entries.
@@ -195,13 +206,13 @@ fn build(dir: &Path, target: usize) -> u64 {
     let started = Instant::now();
     let ledger = runtime.block_on(async {
         let store = Arc::new(DiskStore::open(dir).unwrap());
-        ledger_with_members_on(dir, store, config(dir), MEMBERS, true).await
+        ledger_with_members_on(dir, store, config(dir), members(), true).await
     });
     let have = ledger.read(|s| s.last_sequence()) as usize;
     let first = "2024-01-02".parse().unwrap();
     runtime.block_on(grow_journal(
         &ledger,
-        MEMBERS,
+        members(),
         target.saturating_sub(have),
         first,
         170,
@@ -220,17 +231,20 @@ fn main() {
     if let Ok(task) = std::env::var(CHILD) {
         return child(&task);
     }
-    // `cargo bench` passes --bench; a filter that excludes us runs nothing.
-    if std::env::args()
-        .skip(1)
-        .any(|a| !a.starts_with('-') && !"recovery".contains(a.as_str()))
+    // `cargo bench` passes --bench; a filter that excludes us runs nothing
+    // (a smoke run's filters are `cargo test`'s).
+    if support::filtered_out("recovery")
+        || !support::smoke()
+            && std::env::args()
+                .skip(1)
+                .any(|a| !a.starts_with('-') && !"recovery".contains(a.as_str()))
     {
         return;
     }
     let target: usize = std::env::var("MFI_BENCH_ENTRIES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(sized(1_000_000, 2_000));
     let kept = std::env::var_os("MFI_BENCH_DIR").map(std::path::PathBuf::from);
     let temporary = tempfile::tempdir().unwrap();
     let dir = kept.as_deref().unwrap_or(temporary.path());
@@ -290,7 +304,7 @@ fn main() {
         restart
     });
     let per_entry = |bytes: u64| bytes as f64 / entries as f64;
-    println!("recovery at {entries} entries (median of {RUNS}):");
+    println!("recovery at {entries} entries (median of {}):", runs());
     let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
     for (what, restart) in [
         ("restart after a clean stop     ", Some(clean)),
@@ -350,9 +364,12 @@ fn main() {
     });
     // The default size's figures are the report's; other sizes beside them.
     let file = match std::env::var_os("MFI_BENCH_ENTRIES") {
-        None => "target/bench/recovery.json".to_owned(),
-        Some(_) => format!("target/bench/recovery-{target}.json"),
+        None => "recovery.json".to_owned(),
+        Some(_) => format!("recovery-{target}.json"),
     };
-    std::fs::create_dir_all("target/bench").unwrap();
-    std::fs::write(file, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    std::fs::write(
+        out_dir().join(file),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
 }

@@ -4,7 +4,8 @@
 //! in the same run: the same encoded entries appended to a plain file with
 //! one `fdatasync` per batch, and sled `apply_batch` + flush + `fdatasync`.
 //!
-//! `cargo bench --bench write_path`
+//! `cargo bench --bench write_path` (`cargo test` runs it as a smoke run,
+//! `support::smoke`: each benchmark once, 100 members).
 
 mod support;
 
@@ -16,18 +17,18 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use mfi_ledger::domain::command::Command;
 
-use support::{deposit, disbursement, ledger_with_members, repayment};
+use support::{deposit, disbursement, ledger_with_members, members, repayment};
 
 /// Builds one command for a member.
 type MakeCommand = fn(usize) -> Command;
 
 const BATCH_SIZES: [usize; 4] = [1, 10, 100, 1000];
-const MEMBERS: usize = 1000;
 
 fn write_path(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ledger = runtime.block_on(ledger_with_members(dir.path(), MEMBERS, true));
+    let ledger = runtime.block_on(ledger_with_members(dir.path(), members(), true));
+    let members = members();
     let next = AtomicUsize::new(0);
     // Real encoded entries (a repayment's journal record) for the baselines.
     let sample = runtime.block_on(ledger.submit(repayment(0, 1000))).unwrap();
@@ -52,7 +53,7 @@ fn write_path(c: &mut Criterion) {
                     let mut elapsed = Duration::ZERO;
                     for _ in 0..iterations {
                         let commands = (0..batch)
-                            .map(|_| make(next.fetch_add(1, Ordering::Relaxed) % MEMBERS))
+                            .map(|_| make(next.fetch_add(1, Ordering::Relaxed) % members))
                             .collect();
                         let start = Instant::now();
                         let results = runtime.block_on(ledger.submit_many(commands));
@@ -119,5 +120,5 @@ fn write_path(c: &mut Criterion) {
 criterion_group!(benches, write_path);
 
 fn main() {
-    support::criterion_main(&[benches]);
+    support::criterion_main("write_path", &[benches]);
 }

@@ -8,9 +8,108 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Whether this is a smoke run: the binary run without `--bench`, as
+/// `cargo test` runs it (the benchmarks are `test = true` in Cargo.toml),
+/// or with `--test` too (`cargo bench -- --test`), which is how criterion
+/// tells its test mode from a benchmark run. A smoke run measures nothing
+/// worth keeping: criterion runs each benchmark once, every size is cut
+/// down (see [`sized`]) and the results go to a temporary directory
+/// ([`out_dir`]), not `target/bench`. It finds, in seconds, a benchmark
+/// that no longer runs through, which a full run would find only after
+/// many minutes.
+pub fn smoke() -> bool {
+    static SMOKE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SMOKE.get_or_init(|| {
+        let has = |flag: &str| std::env::args().any(|arg| arg == flag);
+        !has("--bench") || has("--test")
+    })
+}
+
+/// Whether a smoke run of the benchmark `name` is filtered out by `cargo
+/// test`'s own arguments: `cargo test FILTER` hands FILTER to every test
+/// binary, and a benchmark's smoke run (which builds its ledgers before
+/// criterion filters anything) runs only when FILTER is part of its name,
+/// as a test's does (`--exact`: when it is the name); `--list` runs
+/// nothing, and neither do libtest's options criterion refuses
+/// (`--test-threads`, `--skip`, `--quiet`), after saying so.
+pub fn filtered_out(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let has = |flag: &str| args.iter().any(|arg| arg == flag);
+    let refused = ["--test-threads", "--skip", "--quiet", "-q"];
+    if let Some(arg) = args.iter().find(|arg| {
+        refused
+            .iter()
+            .any(|option| arg == option || arg.starts_with(&format!("{option}=")))
+    }) && smoke()
+    {
+        eprintln!("{name}: smoke run skipped: criterion does not take libtest's {arg}");
+        return true;
+    }
+    // libtest's options that take a value as the next argument.
+    let valued = ["--color", "--format", "--logfile"];
+    let filters: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, arg)| {
+            !arg.starts_with('-') && (*i == 0 || !valued.contains(&args[i - 1].as_str()))
+        })
+        .map(|(_, arg)| arg)
+        .collect();
+    let exact = has("--exact");
+    let matches = |filter: &&String| match exact {
+        true => *filter == name,
+        false => name.contains(filter.as_str()),
+    };
+    smoke() && (has("--list") || !filters.is_empty() && !filters.iter().any(matches))
+}
+
+/// `full` in a benchmark run, `small` in a smoke run ([`smoke`]).
+pub fn sized<T>(full: T, small: T) -> T {
+    if smoke() { small } else { full }
+}
+
+/// How many members the benchmarks' ledgers have: 1,000, or 100 in a smoke
+/// run (each with a 520-installment loan in most benchmarks).
+pub fn members() -> usize {
+    sized(1000, 100)
+}
+
+/// Where a benchmark writes its results (and the mix its corpus):
+/// `target/bench` in a benchmark run; in a smoke run, a directory of the
+/// benchmark's own under the system's temporary directory (one for each
+/// benchmark, whatever its build), emptied before it is used, so that a
+/// smoke run never replaces a full run's results.
+pub fn out_dir() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = if smoke() {
+        // The binary's name less the build's hash cargo appends.
+        let name = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.file_stem()?.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        let bench = name
+            .rsplit_once('-')
+            .map_or(name.as_str(), |(bench, _)| bench);
+        std::env::temp_dir().join(format!("mfi-ledger-bench-smoke-{bench}"))
+    } else {
+        root.join("target/bench")
+    };
+    static CLEARED: std::sync::Once = std::sync::Once::new();
+    CLEARED.call_once(|| {
+        if smoke() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    });
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// What `criterion_main!` runs, with the allocator configured as the
-/// server's first.
-pub fn criterion_main(groups: &[fn()]) {
+/// server's first, for the benchmark `name` (unless [`filtered_out`]).
+pub fn criterion_main(name: &str, groups: &[fn()]) {
+    if filtered_out(name) {
+        return;
+    }
     mfi_ledger::allocator::configure();
     for group in groups {
         group();
@@ -169,6 +268,13 @@ pub async fn ledger_with_members(
 pub fn bench_config() -> LedgerConfig {
     LedgerConfig {
         batch_size_max: 1000,
+        // A smoke run's ledgers are small and short-lived: records that
+        // close are let go of at the next checkpoint, soon enough for the
+        // reads that follow to read them back as a full run's do.
+        checkpoint_interval: sized(
+            LedgerConfig::default().checkpoint_interval,
+            std::time::Duration::from_millis(100),
+        ),
         ..LedgerConfig::default()
     }
 }
