@@ -29,7 +29,7 @@
 //!
 //! `cargo test` runs it as a smoke run (`support::smoke`): the branch at
 //! scale 2 (about 500 entries), each row and size once, written by the
-//! test build's binary, results in a temporary directory.
+//! test build's binary, results in `target/tmp/bench-smoke-mix`.
 //!
 //! `cargo bench --bench mix` (results in `target/bench/mix.json`);
 //! `cargo bench --bench mix -- WORKLOAD [BATCH]` runs only the rows whose
@@ -145,7 +145,8 @@ struct GrpcRun {
     client_cpu: Duration,
 }
 
-/// A server of the release binary on a fresh data directory, stopped on drop.
+/// A server of the release binary (of the test build's, in a smoke run) on a
+/// data directory, killed on drop if not stopped before.
 struct Server {
     child: Child,
     url: String,
@@ -244,6 +245,17 @@ impl Server {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait().unwrap();
+    }
+}
+
+/// A server not stopped by then (a benchmark that panicked) is killed, so
+/// that it does not outlive the run.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -493,9 +505,10 @@ fn growth(scale: u32, history: History) -> serde_json::Value {
     crash_while_writing(&crashed, clock);
     let crash = serve_once(&crashed, clock);
     // Counted after the restart, which is what finds the journal's end.
+    // The load's own principal is one entry; the load wrote the others.
     let crash_entries = entries_in(&crashed);
     assert!(
-        crash_entries > entries,
+        crash_entries > entries + 1,
         "the load wrote nothing before the crash"
     );
     let begun = Instant::now();
@@ -693,11 +706,13 @@ fn main() {
         return;
     }
     mfi_ledger::allocator::configure();
-    let scale: u32 = std::env::var("MIX_SCALE").ok().map_or(sized(100, 2), |s| {
+    let scale: u32 = support::setting("MIX_SCALE").map_or(sized(100, 2), |s| {
         s.parse().expect("MIX_SCALE is a percentage")
     });
-    // cargo bench passes --bench; the rest filter the rows.
+    // cargo bench passes --bench; the rest filter the rows (in a smoke run
+    // they are cargo test's, which chose this benchmark by its name).
     let filters: Vec<String> = std::env::args()
+        .filter(|_| !support::smoke())
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
@@ -802,10 +817,10 @@ fn main() {
             let ledger = Ledger::start(store, Arc::new(FixedClock), bench_config()).unwrap();
             // MIX_COMMANDS: more commands, for a profile that the setup
             // (the members' loans) does not dominate.
-            let count = match std::env::var("MIX_COMMANDS") {
-                Ok(count) => count.parse().expect("MIX_COMMANDS is a count"),
-                Err(_) if batch == 1 => single_kind_commands() / 10,
-                Err(_) => single_kind_commands(),
+            let count = match support::setting("MIX_COMMANDS") {
+                Some(count) => count.parse().expect("MIX_COMMANDS is a count"),
+                None if batch == 1 => single_kind_commands() / 10,
+                None => single_kind_commands(),
             };
             let commands: Vec<Command> = (0..count).map(|i| make(i % members())).collect();
             let batches = commands.chunks(batch).map(<[Command]>::to_vec).collect();
@@ -826,12 +841,12 @@ fn main() {
                 .expect("MIX_GROWTH_SCALES and MIX_HISTORY_SCALE are percentages")
         };
         let scales =
-            std::env::var("MIX_GROWTH_SCALES").unwrap_or_else(|_| sized("100,400", "2").into());
+            support::setting("MIX_GROWTH_SCALES").unwrap_or_else(|| sized("100,400", "2").into());
         for scale in scales.split(',') {
             sizes.push(growth(percent(scale), History::ThreeYears));
         }
         let decade =
-            std::env::var("MIX_HISTORY_SCALE").unwrap_or_else(|_| sized("100", "2").into());
+            support::setting("MIX_HISTORY_SCALE").unwrap_or_else(|| sized("100", "2").into());
         if !decade.trim().is_empty() {
             sizes.push(growth(percent(&decade), History::TenYears));
         }

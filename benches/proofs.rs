@@ -49,7 +49,9 @@ use support::{
 /// Criterion samples per write and checkpoint benchmark.
 const SAMPLES: usize = 10;
 /// Pairs (with the tree, without it) per command kind and batch size.
-const ROUNDS: usize = 3;
+fn rounds() -> usize {
+    sized(3, 1)
+}
 const WRITE_BATCHES: [usize; 2] = [100, 1000];
 /// Tree sizes of the tree-file proofs (a smoke run's smaller).
 fn tree_sizes() -> [u64; 3] {
@@ -140,7 +142,7 @@ fn random_below(seed: u64, bound: u64, count: usize) -> Vec<u64> {
 }
 
 fn wants(group: &str) -> bool {
-    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|g| g == group))
+    support::setting("BENCH_ONLY").is_none_or(|only| only.split(',').any(|g| g == group))
 }
 
 fn main() {
@@ -148,7 +150,7 @@ fn main() {
         return;
     }
     mfi_ledger::allocator::configure();
-    let mut criterion = Criterion::default().configure_from_args();
+    let mut criterion = support::criterion();
     let runtime = Runtime::new().unwrap();
     let mut report = String::new();
     if wants("tree_writes") {
@@ -212,7 +214,7 @@ fn tree_writes(c: &mut Criterion, runtime: &Runtime, report: &mut String) {
     for batch in WRITE_BATCHES {
         group.throughput(Throughput::Elements(batch as u64));
         for (kind, make) in kinds {
-            for round in 1..=ROUNDS {
+            for round in 1..=rounds() {
                 let order = if round % 2 == 1 { [0, 1] } else { [1, 0] };
                 for side in order {
                     let (variant, ledger) = sides[side];
@@ -261,7 +263,7 @@ fn tree_writes(c: &mut Criterion, runtime: &Runtime, report: &mut String) {
                     .collect();
                 median(samples).map(|seconds| batch as f64 / seconds)
             };
-            let all: Vec<usize> = (1..=ROUNDS).collect();
+            let all: Vec<usize> = (1..=rounds()).collect();
             let (with_rate, without_rate) = (
                 per_second("with_tree", &all),
                 per_second("without_tree", &all),

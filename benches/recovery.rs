@@ -241,11 +241,10 @@ fn main() {
     {
         return;
     }
-    let target: usize = std::env::var("MFI_BENCH_ENTRIES")
-        .ok()
+    let target: usize = support::setting("MFI_BENCH_ENTRIES")
         .and_then(|v| v.parse().ok())
         .unwrap_or(sized(1_000_000, 2_000));
-    let kept = std::env::var_os("MFI_BENCH_DIR").map(std::path::PathBuf::from);
+    let kept = support::setting("MFI_BENCH_DIR").map(std::path::PathBuf::from);
     let temporary = tempfile::tempdir().unwrap();
     let dir = kept.as_deref().unwrap_or(temporary.path());
     let entries = match dir.join("journal.log").exists() {
@@ -363,7 +362,7 @@ fn main() {
         "state_bytes_per_entry": per_entry(state),
     });
     // The default size's figures are the report's; other sizes beside them.
-    let file = match std::env::var_os("MFI_BENCH_ENTRIES") {
+    let file = match support::setting("MFI_BENCH_ENTRIES") {
         None => "recovery.json".to_owned(),
         Some(_) => format!("recovery-{target}.json"),
     };

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use mfi_ledger::domain::command::Command;
 
 use support::{deposit, disbursement, ledger_with_members, members, repayment};
@@ -117,8 +117,6 @@ fn write_path(c: &mut Criterion) {
     ledger.shutdown();
 }
 
-criterion_group!(benches, write_path);
-
 fn main() {
-    support::criterion_main("write_path", &[benches]);
+    support::criterion_main("write_path", &[write_path]);
 }

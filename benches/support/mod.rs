@@ -13,8 +13,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// or with `--test` too (`cargo bench -- --test`), which is how criterion
 /// tells its test mode from a benchmark run. A smoke run measures nothing
 /// worth keeping: criterion runs each benchmark once, every size is cut
-/// down (see [`sized`]) and the results go to a temporary directory
-/// ([`out_dir`]), not `target/bench`. It finds, in seconds, a benchmark
+/// down (see [`sized`]), the environment's settings for a full run are
+/// not read ([`setting`]) and the results go to `target/tmp` ([`out_dir`]),
+/// not `target/bench`. It finds, in seconds, a benchmark
 /// that no longer runs through, which a full run would find only after
 /// many minutes.
 pub fn smoke() -> bool {
@@ -27,26 +28,36 @@ pub fn smoke() -> bool {
 
 /// Whether a smoke run of the benchmark `name` is filtered out by `cargo
 /// test`'s own arguments: `cargo test FILTER` hands FILTER to every test
-/// binary, and a benchmark's smoke run (which builds its ledgers before
-/// criterion filters anything) runs only when FILTER is part of its name,
-/// as a test's does (`--exact`: when it is the name); `--list` runs
-/// nothing, and neither do libtest's options criterion refuses
-/// (`--test-threads`, `--skip`, `--quiet`), after saying so.
+/// binary, and a benchmark's smoke run runs whole, or not at all, as a
+/// test would: only when FILTER is part of its name (`--exact`: when it is
+/// its name). `--list` and `--ignored` run nothing (a smoke run is listed
+/// as nothing, and is not an ignored test), and neither do libtest's
+/// options criterion refuses (`--test-threads`, `--skip`, `-q`,
+/// `--logfile`, `--format`, `-Z`), after saying so.
 pub fn filtered_out(name: &str) -> bool {
+    if !smoke() {
+        return false;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let has = |flag: &str| args.iter().any(|arg| arg == flag);
-    let refused = ["--test-threads", "--skip", "--quiet", "-q"];
+    let refused = [
+        "--test-threads",
+        "--skip",
+        "-q",
+        "--logfile",
+        "--format",
+        "-Z",
+    ];
     if let Some(arg) = args.iter().find(|arg| {
         refused
             .iter()
             .any(|option| arg == option || arg.starts_with(&format!("{option}=")))
-    }) && smoke()
-    {
+    }) {
         eprintln!("{name}: smoke run skipped: criterion does not take libtest's {arg}");
         return true;
     }
     // libtest's options that take a value as the next argument.
-    let valued = ["--color", "--format", "--logfile"];
+    let valued = ["--color"];
     let filters: Vec<&String> = args
         .iter()
         .enumerate()
@@ -60,7 +71,17 @@ pub fn filtered_out(name: &str) -> bool {
         true => *filter == name,
         false => name.contains(filter.as_str()),
     };
-    smoke() && (has("--list") || !filters.is_empty() && !filters.iter().any(matches))
+    has("--list") || has("--ignored") || !filters.is_empty() && !filters.iter().any(matches)
+}
+
+/// The environment variable `name`, which sets a full run's sizes,
+/// directories or database; a smoke run reads none of them (its sizes are
+/// its own, and it must not write into a directory a full run measures).
+pub fn setting(name: &str) -> Option<String> {
+    match smoke() {
+        true => None,
+        false => std::env::var(name).ok(),
+    }
 }
 
 /// `full` in a benchmark run, `small` in a smoke run ([`smoke`]).
@@ -76,11 +97,10 @@ pub fn members() -> usize {
 
 /// Where a benchmark writes its results (and the mix its corpus):
 /// `target/bench` in a benchmark run; in a smoke run, a directory of the
-/// benchmark's own under the system's temporary directory (one for each
-/// benchmark, whatever its build), emptied before it is used, so that a
-/// smoke run never replaces a full run's results.
+/// benchmark's own under cargo's directory for the benchmarks' data
+/// (`target/tmp`), emptied before it is used, so that a smoke run never
+/// replaces a full run's results.
 pub fn out_dir() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = if smoke() {
         // The binary's name less the build's hash cargo appends.
         let name = std::env::current_exe()
@@ -90,9 +110,9 @@ pub fn out_dir() -> std::path::PathBuf {
         let bench = name
             .rsplit_once('-')
             .map_or(name.as_str(), |(bench, _)| bench);
-        std::env::temp_dir().join(format!("mfi-ledger-bench-smoke-{bench}"))
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-smoke-{bench}"))
     } else {
-        root.join("target/bench")
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench")
     };
     static CLEARED: std::sync::Once = std::sync::Once::new();
     CLEARED.call_once(|| {
@@ -104,19 +124,30 @@ pub fn out_dir() -> std::path::PathBuf {
     dir
 }
 
-/// What `criterion_main!` runs, with the allocator configured as the
-/// server's first, for the benchmark `name` (unless [`filtered_out`]).
-pub fn criterion_main(name: &str, groups: &[fn()]) {
+/// The benchmarks' criterion: configured from the arguments, and in a
+/// smoke run taking every benchmark (the filter `cargo test` was given
+/// chose the benchmark by its name: [`filtered_out`]).
+pub fn criterion() -> criterion::Criterion {
+    let criterion = criterion::Criterion::default().configure_from_args();
+    match smoke() {
+        true => criterion.with_benchmark_filter(criterion::BenchmarkFilter::AcceptAll),
+        false => criterion,
+    }
+}
+
+/// A benchmark's `main`: unless [`filtered_out`], configures the allocator
+/// as the server's, runs `benches` on [`criterion`], and prints criterion's
+/// summary.
+pub fn criterion_main(name: &str, benches: &[fn(&mut criterion::Criterion)]) {
     if filtered_out(name) {
         return;
     }
     mfi_ledger::allocator::configure();
-    for group in groups {
-        group();
+    let mut criterion = criterion();
+    for bench in benches {
+        bench(&mut criterion);
     }
-    criterion::Criterion::default()
-        .configure_from_args()
-        .final_summary();
+    criterion.final_summary();
 }
 
 use std::sync::Arc;
@@ -264,7 +295,8 @@ pub async fn ledger_with_members(
 }
 
 /// The configuration the benchmarks' ledgers run with: batches of up to
-/// 1,000 commands, the rest as `LedgerConfig::default()`.
+/// 1,000 commands, checkpoints as `LedgerConfig::default()` (a smoke run's
+/// every 100 ms), the rest as `LedgerConfig::default()`.
 pub fn bench_config() -> LedgerConfig {
     LedgerConfig {
         batch_size_max: 1000,
