@@ -390,12 +390,12 @@ impl Loan {
 
     /// Principal outstanding at the end of `date`.
     pub fn principal_on(&self, date: NaiveDate) -> Result<Decimal, Overflow> {
-        super::totals::sum(self.principal_changes.range(..=date).map(|(_, c)| *c))
+        super::totals::sum(self.principal_changes.range(..=date).map(|(_, c)| c))
     }
 
     /// Paid on scheduled installments up to the end of `date`.
     pub fn paid_on(&self, date: NaiveDate) -> Result<Decimal, Overflow> {
-        super::totals::sum(self.paid_changes.range(..=date).map(|(_, c)| *c))
+        super::totals::sum(self.paid_changes.range(..=date).map(|(_, c)| c))
     }
 }
 
@@ -926,11 +926,11 @@ fn borrowing_spans(changes: &crate::dated::DatedAmounts) -> Option<crate::dated:
     let mut outstanding = Decimal::ZERO;
     for (date, change) in changes.iter() {
         let was = outstanding > Decimal::ZERO;
-        outstanding = outstanding.checked_add(*change)?;
+        outstanding = outstanding.checked_add(change)?;
         let now = outstanding > Decimal::ZERO;
         if now != was {
             spans.insert(
-                *date,
+                date,
                 if now {
                     Decimal::ONE
                 } else {

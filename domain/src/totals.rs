@@ -742,10 +742,10 @@ pub fn borrower_steps(
         let mut outstanding = Decimal::ZERO;
         let mut active = false;
         for (date, change) in loan.iter() {
-            outstanding = plus(outstanding, *change)?;
+            outstanding = plus(outstanding, change)?;
             let now_active = outstanding > Decimal::ZERO;
             if now_active != active {
-                changes.push((*date, if now_active { 1 } else { -1 }, Decimal::ZERO));
+                changes.push((date, if now_active { 1 } else { -1 }, Decimal::ZERO));
                 active = now_active;
             }
         }

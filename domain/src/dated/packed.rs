@@ -145,6 +145,16 @@ impl PackedAmounts {
         }
     }
 
+    /// The changes from the one whose bytes start at `at` (a change's
+    /// start, as [`Iter::place`] gives it), after the one dated `previous`.
+    pub(super) fn iter_at(&self, at: usize, previous: NaiveDate) -> Iter<'_> {
+        Iter {
+            bytes: &self.bytes,
+            at,
+            previous,
+        }
+    }
+
     /// The amounts, in date order.
     pub fn values(&self) -> impl Iterator<Item = Decimal> + Clone + '_ {
         self.iter().map(|(_, amount)| amount)
@@ -378,6 +388,14 @@ pub struct Iter<'a> {
     bytes: &'a [u8],
     at: usize,
     previous: NaiveDate,
+}
+
+impl Iter<'_> {
+    /// Where the next change's bytes start, and the date of the change
+    /// before it: what [`PackedAmounts::iter_at`] starts from.
+    pub(super) fn place(&self) -> (usize, NaiveDate) {
+        (self.at, self.previous)
+    }
 }
 
 impl Iterator for Iter<'_> {

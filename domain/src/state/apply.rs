@@ -1346,7 +1346,7 @@ impl Stage<'_> {
         let at_the_end = loan
             .principal_changes
             .last_key_value()
-            .is_some_and(|(last, _)| *last <= date);
+            .is_some_and(|(last, _)| last <= date);
         let unchanged = forward && at_the_end && loan.principal_unpaid > Decimal::ZERO;
         let member = loan.member.clone();
         self.add_day(
@@ -1607,7 +1607,7 @@ impl Stage<'_> {
             let changes = principal_changes_of(&self.loans, self.state, id)?;
             if changes
                 .last_key_value()
-                .is_some_and(|(last, _)| *last > date)
+                .is_some_and(|(last, _)| last > date)
             {
                 return Ok(false);
             }
@@ -1858,7 +1858,7 @@ fn change_on(
     change: Decimal,
     keep: NaiveDate,
 ) -> Result<(), Overflow> {
-    let total = plus(map.get(&date).copied().unwrap_or_default(), change)?;
+    let total = plus(map.get(&date).unwrap_or_default(), change)?;
     if total.is_zero() && date != keep {
         map.remove(&date);
     } else {
