@@ -14,10 +14,11 @@
 //! ([`DatedAmounts::with_sums`]): what they sum to before a date is asked
 //! twice for every entry on the loan. A sum is kept at the start of every
 //! block of [`SUMMED_BLOCK`] changes, with where the block's bytes start,
-//! so that a sum before a date is a binary search among the blocks and a
-//! walk of at most a block's changes: 28 bytes a block, about 3.5 bytes a
-//! change, where a sum kept for every change took 16 (and the change
-//! itself 20, a date and a decimal).
+//! the date before its first change and that change's date, so that a sum
+//! before a date is a binary search among the blocks and a walk of at most
+//! a block's changes (from the last block kept, once a sum overflowed):
+//! 28 bytes a block, about 3.5 bytes a change, where a sum kept for every
+//! change took 16 (and the change itself 20, a date and a decimal).
 
 use std::ops::RangeBounds;
 

@@ -1,9 +1,10 @@
-//! Amounts by date packed into bytes: a savings account's balance changes.
+//! Amounts by date packed into bytes: a savings account's balance changes,
+//! and what a loan's [`DatedAmounts`](super::DatedAmounts) keep.
 //!
 //! An account moves on every meeting day it is paid into, for as long as
-//! its member saves, so these lists are most of what a branch's history
-//! keeps in memory (32 of 176 MB of a ten-year branch's heap after a
-//! restart, at 20 bytes a change in [`DatedAmounts`](super::DatedAmounts)).
+//! its member saves, so these lists were most of what a branch's history
+//! kept in memory (32 of 176 MB of a ten-year branch's heap after a
+//! restart, at 20 bytes a change as a list of dates and decimals).
 //! Packed, a change is the days since the one before and its amount's
 //! mantissa and scale, each a LEB128 varint: about 5 bytes for a weekly
 //! deposit of tens of thousands of đồng.
@@ -26,8 +27,9 @@ use rust_decimal::Decimal;
 use crate::totals::{Overflow, plus};
 use crate::varint;
 
-/// Amounts by date, one per date, in date order, packed. Answers as
-/// [`DatedAmounts`](super::DatedAmounts) does, with pairs by value.
+/// Amounts by date, one per date, in date order, packed, pairs read by
+/// value ([`DatedAmounts`](super::DatedAmounts) keeps its changes in one,
+/// with sums beside it).
 #[derive(Clone)]
 pub struct PackedAmounts {
     /// Each change: zigzag(days since the previous change's date, the

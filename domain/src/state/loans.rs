@@ -991,8 +991,8 @@ impl Loan {
         let mut cumulative = CumulativeDue::new(&self.installments);
         // The intervals that end on or before `from` add nothing: the walk
         // starts at the last change on or before `from`, with what the
-        // changes before it sum to (running sums: no walk through the
-        // loan's history).
+        // changes before it sum to (the sums kept every 8 changes: a walk
+        // of at most 8, not through the loan's history).
         let start = [&self.principal_changes, &self.paid_changes]
             .into_iter()
             .filter_map(|changes| changes.last_date_through(from))
