@@ -166,9 +166,16 @@ pub mod date_decimal_map {
         value: &DatedAmounts,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        let pairs: Vec<(i32, Decimal)> = value.iter().map(|(d, a)| (to_days(&d), a)).collect();
-        let parts: Vec<(i32, Parts)> = pairs.iter().map(|(d, a)| (*d, Parts(a))).collect();
-        parts.serialize(serializer)
+        /// A pair written as `(days, Parts)`, its amount held by value
+        /// (the list yields them so).
+        struct Pair(i32, Decimal);
+        impl Serialize for Pair {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                (self.0, Parts(&self.1)).serialize(serializer)
+            }
+        }
+        let pairs: Vec<Pair> = value.iter().map(|(d, a)| Pair(to_days(&d), a)).collect();
+        pairs.serialize(serializer)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
@@ -420,13 +427,27 @@ mod tests {
         struct Changes(#[serde(with = "date_decimal_map")] crate::dated::DatedAmounts);
         let (a, b): (NaiveDate, NaiveDate) =
             ("2024-06-01".parse().unwrap(), "2023-01-31".parse().unwrap());
-        let changes = Changes([(a, Decimal::new(-5, 1)), (b, Decimal::from(7))].into());
+        // Beside them, more than a block of kept sums' worth of weekly
+        // changes, and amounts whose mantissas do not fit 64 bits.
+        let mut amounts = BTreeMap::from([(a, Decimal::new(-5, 1)), (b, Decimal::from(7))]);
+        for week in 0..20u32 {
+            let on = b + chrono::Days::new(7 * u64::from(week + 1));
+            let amount = match week % 3 {
+                0 => Decimal::MAX,
+                1 => Decimal::from_i128_with_scale(-(1i128 << 90), week % 7),
+                _ => Decimal::new(125_000 * i64::from(week), 2),
+            };
+            amounts.insert(on, amount);
+        }
+        let mut summed: crate::dated::DatedAmounts =
+            amounts.iter().map(|(d, v)| (*d, *v)).collect();
+        summed.keep_sums(true);
+        let changes = Changes(summed);
         let bytes = postcard::to_stdvec(&changes).unwrap();
-        let pairs: Vec<(i32, (i128, u32))> =
-            BTreeMap::from([(a, Decimal::new(-5, 1)), (b, Decimal::from(7))])
-                .iter()
-                .map(|(d, v)| (to_days(d), (v.mantissa(), v.scale())))
-                .collect();
+        let pairs: Vec<(i32, (i128, u32))> = amounts
+            .iter()
+            .map(|(d, v)| (to_days(d), (v.mantissa(), v.scale())))
+            .collect();
         assert_eq!(bytes, postcard::to_stdvec(&pairs).unwrap());
         assert_eq!(postcard::from_bytes::<Changes>(&bytes).unwrap(), changes);
         let twice = postcard::to_stdvec(&vec![(to_days(&a), (1i128, 0u32)), (to_days(&a), (2, 0))])
