@@ -2,7 +2,7 @@
 //! ended loan's summary keeps ([`DatedAmounts`]); a savings account's
 //! balance changes ([`PackedAmounts`]). One amount per date, in date order.
 //!
-//! Both are packed into bytes ([`packed`]): a change is the days since the
+//! Both are packed into bytes (`dated/packed.rs`): a change is the days since the
 //! one before and its amount's mantissa and scale, each a varint, about 5
 //! bytes where a date and a decimal took 20. Nearly every change is dated
 //! on or after the last one (a collection sheet's are the day's), so a
@@ -13,7 +13,7 @@
 //! A loan's changes also keep sums while it is active
 //! ([`DatedAmounts::with_sums`]): what they sum to before a date is asked
 //! twice for every entry on the loan. A sum is kept at the start of every
-//! block of [`SUMMED_BLOCK`] changes, with where the block's bytes start,
+//! block of 8 changes (`SUMMED_BLOCK`), with where the block's bytes start,
 //! the date before its first change and that change's date, so that a sum
 //! before a date is a binary search among the blocks and a walk of at most
 //! a block's changes (from the last block kept, once a sum overflowed):
@@ -35,7 +35,7 @@ pub use packed::PackedAmounts;
 const SUMMED_BLOCK: usize = 8;
 
 /// Amounts by date, one per date, in date order, packed; with sums kept
-/// every [`SUMMED_BLOCK`] changes when asked. Equal lists are equal
+/// every 8 changes (`SUMMED_BLOCK`) when asked. Equal lists are equal
 /// whether or not either keeps its sums.
 #[derive(Clone, Default)]
 pub struct DatedAmounts {
@@ -205,6 +205,7 @@ impl DatedAmounts {
 
     /// The amounts dated before `date`, summed as [`plus`] sums them one
     /// after the other from zero.
+    #[cfg(test)]
     pub fn sum_before(&self, date: NaiveDate) -> Result<Decimal, Overflow> {
         self.sum_while(|on| on < date)
     }
@@ -212,13 +213,13 @@ impl DatedAmounts {
     /// The amounts dated on or before `date`, summed as [`sum_before`] does.
     ///
     /// [`sum_before`]: DatedAmounts::sum_before
+    #[cfg(test)]
     pub fn sum_through(&self, date: NaiveDate) -> Result<Decimal, Overflow> {
         self.sum_while(|on| on <= date)
     }
 
-    /// Every amount, summed as [`sum_before`] does.
-    ///
-    /// [`sum_before`]: DatedAmounts::sum_before
+    /// Every amount, summed as [`plus`] sums them one after the other from
+    /// zero.
     pub fn sum(&self) -> Result<Decimal, Overflow> {
         self.sum_while(|_| true)
     }
@@ -226,6 +227,7 @@ impl DatedAmounts {
     /// The changes from the first one dated where `before` does not hold
     /// (dates where it holds come first), found from the last kept block
     /// before it.
+    #[cfg(test)]
     fn starting(&self, before: impl Fn(NaiveDate) -> bool) -> packed::Iter<'_> {
         let mut changes = self.block_before(&before).0;
         loop {
@@ -238,10 +240,8 @@ impl DatedAmounts {
     }
 
     /// The changes dated where `before` holds (a start of the list) summed
-    /// as [`sum_before`] sums them, and the changes after them: one walk
-    /// for both.
-    ///
-    /// [`sum_before`]: DatedAmounts::sum_before
+    /// as [`plus`] sums them one after the other from zero, and the changes
+    /// after them: one walk for both.
     fn split(
         &self,
         before: impl Fn(NaiveDate) -> bool,
@@ -259,28 +259,28 @@ impl DatedAmounts {
         }
     }
 
-    /// [`sum_before`] `date` and [`iter_from`] it, in one walk.
-    ///
-    /// [`sum_before`]: DatedAmounts::sum_before
-    /// [`iter_from`]: DatedAmounts::iter_from
+    /// The amounts dated before `date`, summed as [`plus`] sums them one
+    /// after the other from zero, and the changes from `date` on, in date
+    /// order: one walk for both.
     pub fn split_before(&self, date: NaiveDate) -> Result<(Decimal, packed::Iter<'_>), Overflow> {
         self.split(|on| on < date)
     }
 
-    /// [`sum_through`] `date` and [`iter_after`] it, in one walk.
-    ///
-    /// [`sum_through`]: DatedAmounts::sum_through
-    /// [`iter_after`]: DatedAmounts::iter_after
+    /// The amounts dated on or before `date`, summed as [`plus`] sums them
+    /// one after the other from zero, and the changes after `date`, in date
+    /// order: one walk for both.
     pub fn split_after(&self, date: NaiveDate) -> Result<(Decimal, packed::Iter<'_>), Overflow> {
         self.split(|on| on <= date)
     }
 
     /// The dates from `from` on, with their amounts, in date order.
+    #[cfg(test)]
     pub fn iter_from(&self, from: NaiveDate) -> packed::Iter<'_> {
         self.starting(|on| on < from)
     }
 
     /// The dates after `date`, with their amounts, in date order.
+    #[cfg(test)]
     pub fn iter_after(&self, date: NaiveDate) -> packed::Iter<'_> {
         self.starting(|on| on <= date)
     }
