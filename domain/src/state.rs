@@ -443,7 +443,15 @@ pub struct LedgerState {
     products: BTreeMap<ProductId, Vec<ProductVersion>>,
     /// Every version of every savings product, oldest first.
     savings_products: BTreeMap<ProductId, Vec<crate::product::SavingsProductVersion>>,
+    /// Every account's debits and credits, for deciding commands: the
+    /// books' histories hold them too, but the writer keeps no account's
+    /// history. Empty on the read side ([`LedgerState::balances_in_books`]).
     balances: HashMap<AccountId, Balance, FastHash>,
+    /// True on the read side's copy, which keeps every account's history:
+    /// an account's balance is its history's last total, not kept a second
+    /// time in `balances` (an entry for every account, and an insert for
+    /// every posting the publisher writes).
+    balances_in_books: bool,
     /// Every account's and every general-ledger line's history, for
     /// figures as of a date or a sequence.
     books: Books,
@@ -607,21 +615,26 @@ impl LedgerState {
     }
 
     /// Splits a recovered state into the read side's copy (the books'
-    /// histories and the day log, no request index) and the writer's
-    /// ([`LedgerState::keep_decisions_only`], with the request index),
+    /// histories, each account's balance read from its own, and the day
+    /// log; no request index) and the writer's
+    /// ([`LedgerState::keep_decisions_only`], with the request index and
+    /// the accounts' balances),
     /// copying only what both keep: neither side's peak holds a copy of
     /// what the other alone keeps.
     pub fn split_for_writer(mut self) -> (LedgerState, LedgerState) {
         let books = std::mem::take(&mut self.books);
         let day_log = std::mem::take(&mut self.day_log);
         let requests = std::mem::take(&mut self.requests);
+        let balances = std::mem::take(&mut self.balances);
         let mut writer = self.clone();
         writer.books = books.lines_by_date();
         writer.requests = requests;
+        writer.balances = balances;
         writer.keep_decisions_only();
         let mut reader = self;
         reader.books = books;
         reader.day_log = day_log;
+        reader.balances_in_books = true;
         reader.skip_request_index();
         (reader, writer)
     }
@@ -796,6 +809,12 @@ impl LedgerState {
 
     /// Debits and credits of an account (zero if never posted to).
     pub fn balance(&self, account: &AccountId) -> Balance {
+        if self.balances_in_books {
+            return self
+                .books
+                .account(account)
+                .map_or_else(Balance::default, |book| book.history.latest());
+        }
         self.balances.get(account).copied().unwrap_or_default()
     }
 

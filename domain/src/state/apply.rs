@@ -366,8 +366,10 @@ impl LedgerState {
         for (branch, changes) in commit.days.iter() {
             self.write_days(branch, changes);
         }
-        for (account, balance) in commit.balances {
-            self.balances.insert(account, balance);
+        if !self.balances_in_books {
+            for (account, balance) in commit.balances {
+                self.balances.insert(account, balance);
+            }
         }
         if let Some((sequence, by)) = commit.reversed {
             self.reversed.insert(sequence, by);

@@ -681,8 +681,9 @@ fn run(
     // writer wrote, as the read side is, and must come out the same.
     let mut working = state.clone();
     // The server's writer keeps the books' lines by date alone and no day
-    // log: it must decide every command as the full state does.
-    let (_, mut writer) = state.clone().split_for_writer();
+    // log: it must decide every command as the full state does. The
+    // server's read side reads each account's balance from its books.
+    let (mut reader, mut writer) = state.clone().split_for_writer();
     for body in bodies {
         let command = Command {
             request_id: RequestId::parse("r", &format!("r{}", entries.len() + 1000)).unwrap(),
@@ -717,7 +718,18 @@ fn run(
         // What the server's writer wrote (its day log off: the entry's day
         // changes handed over, not copied) makes the read side.
         working.apply(&entry).unwrap();
+        reader.apply_written(&entry, written.clone()).unwrap();
         state.apply_written(&entry, written).unwrap();
+        // Every balance, to the scale the writer summed it at.
+        for account in working.balances.keys() {
+            assert_eq!(
+                format!("{:?}", reader.balance(account)),
+                format!("{:?}", working.balance(account)),
+                "the read side's balance of {account} after entry {}",
+                entry.body.sequence
+            );
+        }
+        assert!(reader.balances.is_empty());
         assert!(
             working.export() == state.export(),
             "what entry {} wrote differs from applying it",
