@@ -933,6 +933,15 @@ impl BooksImport {
         if self.let_go && run.first > 0 && !reading.line {
             reading.history.steps.let_go(run.first as usize - 1);
         }
+        // A settled loan's last record too, as soon as it is read (let go
+        // of later, it would leave its room scattered among what was read
+        // since).
+        if self.let_go
+            && let StepsOf::Account(account) = &run.of
+            && is_settled_loan(account, &reading.history)
+        {
+            reading.history.steps.let_go_last();
+        }
         Ok(())
     }
 
@@ -1058,6 +1067,16 @@ impl BooksImport {
             ..Books::default()
         })
     }
+}
+
+/// True for the account of a loan with nothing outstanding (closed,
+/// cancelled or written off): nothing is expected to post to it again, so
+/// its last record of steps, once the store holds it, is let go of too,
+/// not only its closed ones. What does post to it later (the reversal that
+/// reopens the loan) is booked all the same ([`Steps::let_go_last`]).
+fn is_settled_loan(account: &AccountId, history: &History) -> bool {
+    let total = history.latest();
+    matches!(account, AccountId::Loan(_)) && !history.is_empty() && total.debits == total.credits
 }
 
 /// The general ledger of every branch.
@@ -1295,6 +1314,49 @@ impl Books {
         }
     }
 
+    /// The index of `account`'s last record of steps, if it has steps.
+    pub fn last_record(&self, account: &AccountId) -> Option<u64> {
+        let book = self.accounts.get(account)?;
+        (book.history.steps.len() > 0).then(|| book.history.steps.last_record() as u64)
+    }
+
+    /// Lets go of `account`'s last record of steps too, if it is a settled
+    /// loan's ([`is_settled_loan`]), once the store holds the record as it
+    /// is (a checkpoint saved it); kept while the books have no store.
+    pub fn let_go_settled(&mut self, account: &AccountId) {
+        if self.store.is_none() {
+            return;
+        }
+        if let Some(book) = self.accounts.get_mut(account)
+            && is_settled_loan(account, &book.history)
+        {
+            book.history.steps.let_go_last();
+        }
+    }
+
+    /// [`Books::let_go_settled`] for every settled loan's account whose
+    /// last record the store holds as it is (`saved`: its index).
+    pub fn let_go_every_settled(&mut self, saved: impl Fn(&AccountId, u64) -> bool) {
+        if self.store.is_none() {
+            return;
+        }
+        for (account, book) in &mut self.accounts {
+            if is_settled_loan(account, &book.history)
+                && saved(account, book.history.steps.last_record() as u64)
+            {
+                book.history.steps.let_go_last();
+            }
+        }
+    }
+
+    /// True when `account`'s record `index` of steps is held whole.
+    #[cfg(test)]
+    pub(crate) fn holds_whole(&self, account: &AccountId, index: u64) -> bool {
+        self.accounts.get(account).is_some_and(|book| {
+            usize::try_from(index).is_ok_and(|index| book.history.steps.record(index).is_some())
+        })
+    }
+
     /// True when `account`'s record `index` of steps was let go of: the
     /// store holds it as it will stay.
     pub fn is_let_go(&self, account: &AccountId, index: u64) -> bool {
@@ -1332,29 +1394,36 @@ impl Books {
         self.accounts.len()
     }
 
-    /// The state cache's record `index` of `account`'s steps (its value):
-    /// read back from the store when let go of (`None` if it cannot be).
-    pub fn account_record(&self, account: &AccountId, index: u64) -> Option<Vec<u8>> {
-        let book = self.accounts.get(account)?;
-        if self.is_let_go(account, index) {
-            // As the store holds it, if its steps are the ones let go of.
-            let of = StepsOf::Account(account.clone());
-            let value = self
-                .store
-                .as_ref()?
-                .read_again(of.key(index).as_bytes())
-                .ok()??;
-            let (_, _, bytes) = record_parts(&of, &value).ok()?;
-            let index = usize::try_from(index).ok()?;
-            return book.history.steps.stored_as(index, bytes).then_some(value);
-        }
-        let (starts, bytes) = book.history.steps.record(usize::try_from(index).ok()?)?;
+    /// The state cache's record `index` of `account`'s steps (its value,
+    /// `None` when there is no such record): the steps' bytes let go of
+    /// read back from the store and checked against those let go of, an
+    /// error when they cannot be (a checkpoint must then write nothing
+    /// rather than a record without them).
+    pub fn account_record(
+        &self,
+        account: &AccountId,
+        index: u64,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        let Some(book) = self.accounts.get(account) else {
+            return Ok(None);
+        };
+        let Ok(index) = usize::try_from(index) else {
+            return Ok(None);
+        };
+        let stored = self.stored_steps(account);
+        let Some((starts, bytes)) = book
+            .history
+            .steps
+            .record_read(index, stored.as_ref().map(|s| s as &dyn StoredSteps))?
+        else {
+            return Ok(None);
+        };
         let head = AccountStepsHead {
             branch: book.branch.clone(),
             line: book.line.clone(),
             starts,
         };
-        Some(steps_value(&head, bytes))
+        Ok(Some(steps_value(&head, &bytes)))
     }
 
     /// The state cache's record `index` of the steps of `line` of `branch`
@@ -1742,7 +1811,7 @@ mod tests {
     ) {
         let accounts = books
             .account_record_keys()
-            .map(|(a, k)| (a.clone(), k, books.account_record(a, k).unwrap()))
+            .map(|(a, k)| (a.clone(), k, books.account_record(a, k).unwrap().unwrap()))
             .collect();
         let lines = books
             .line_record_keys()
@@ -2112,11 +2181,23 @@ mod tests {
         fn an_accounts_history_read_back_is_the_one_booked(entries in plain_entries(true)) {
             let branch = BranchId::parse("branch", "TB").unwrap();
             let account = AccountId::Cash(branch.clone());
+            // And a loan's account, settled by a last entry: nothing is
+            // outstanding on it.
+            let loan = AccountId::Loan(crate::ids::LoanId::parse("loan", "TB-M1/L1").unwrap());
             let mut books = Books::default();
             for (sequence, postings) in &entries {
                 for &(date, posted) in postings {
                     books.post(*sequence, date, &branch, &account, Line::Cash, posted);
+                    books.post(*sequence, date, &branch, &loan, Line::LoanPortfolio, posted);
                 }
+            }
+            if let Some((last, postings)) = entries.last() {
+                let total = books.account(&loan).unwrap().history.latest();
+                let settling = match total.debits > total.credits {
+                    true => Balance::of(crate::entry::Side::Credit, total.debits - total.credits),
+                    false => Balance::of(crate::entry::Side::Debit, total.credits - total.debits),
+                };
+                books.post(last + 1, postings[0].0, &branch, &loan, Line::LoanPortfolio, settling);
             }
             let (accounts, lines) = records_of(&books);
             let read = Books::from_records(accounts.clone(), lines.clone()).unwrap();
@@ -2152,9 +2233,14 @@ mod tests {
             let mut in_runs = import.finish().unwrap();
             // Let go of as they were read, before the store is given.
             let count = book.history.steps.record_count();
+            let loan_records = read.account(&loan).unwrap().history.steps.record_count();
             for books in [&started, &in_runs] {
                 for index in 0..count {
                     prop_assert_eq!(books.is_let_go(&account, index as u64), index + 1 < count);
+                }
+                // The settled loan's last one too.
+                for index in 0..loan_records {
+                    prop_assert!(books.is_let_go(&loan, index as u64));
                 }
                 // The lines keep theirs, and their totals by date.
                 prop_assert_eq!(&books.lines, &read.lines);
@@ -2187,6 +2273,19 @@ mod tests {
                 started.account_movements(&account, day(1), end).unwrap(),
                 book.history.movements(day(1), end)
             );
+            // The loan's, every record read back.
+            let booked = &read.account(&loan).unwrap().history;
+            prop_assert_eq!(
+                started.account_movements(&loan, day(1), end).unwrap(),
+                booked.movements(day(1), end)
+            );
+            for (sequence, _) in &entries {
+                prop_assert_eq!(
+                    started.account_as_of(&loan, AsOf::Sequence(*sequence)).unwrap(),
+                    booked.at_sequence(*sequence)
+                );
+            }
+            prop_assert_eq!(started.account_as_of(&loan, AsOf::Latest).unwrap(), booked.latest());
         }
     }
 }

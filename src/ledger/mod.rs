@@ -1297,11 +1297,21 @@ impl Persister {
         if self.failed.load(Ordering::SeqCst) {
             return;
         }
-        let (keys, records) = self
+        let taken = self
             .read_side
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take_changes_with_keys();
+        let (keys, records) = match taken {
+            Ok(taken) => taken,
+            Err(error) => {
+                // A record let go of in part could not be read back to be
+                // written whole: nothing is written, every key stays
+                // changed, and the next checkpoint tries again.
+                tracing::error!(%error, "reading back a record to save failed; retrying at the next checkpoint");
+                return;
+            }
+        };
         if records.is_empty() {
             return;
         }

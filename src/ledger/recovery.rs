@@ -65,9 +65,16 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
         if let Some(stored) = store.stored_records() {
             state.keep_stored_in(stored);
         }
-        match replay(store, &mut state, journal_last) {
-            Ok(()) => {
-                let replayed = state.take_changes();
+        match replay(store, &mut state, journal_last).and_then(|()| {
+            state
+                .take_changes()
+                .map_err(|error| {
+                    StoreError::Inconsistent(format!(
+                        "a record of the state cache could not be read back to be written again: {error}"
+                    ))
+                })
+        }) {
+            Ok(replayed) => {
                 if !replayed.is_empty() {
                     store.save_state(&replayed)?;
                 }
@@ -79,7 +86,7 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
                 return Ok(state);
             }
             Err(error) => {
-                tracing::warn!(%error, "journal does not continue the state cache; rebuilding it from the journal");
+                tracing::warn!(%error, "the state cache could not be brought up to the journal; rebuilding it from the journal");
             }
         }
     }

@@ -73,12 +73,30 @@ struct Tail {
 enum Bytes {
     /// In memory.
     Held(Vec<u8>),
-    /// Closed (a later record follows, so they never change again) and
-    /// in the store only, let go of once saved: read back when asked, and
-    /// checked against this hash of them; with the first and last date its
-    /// steps are dated on, so that a walk for other dates passes it by.
-    Stored(Check, Dates),
+    /// In the store only, let go of once saved: read back when asked, and
+    /// checked against this hash of them (`len` bytes); with the first and
+    /// last date its steps are dated on, so that a walk for other dates
+    /// passes it by. A closed record (a later one follows, so it never
+    /// changes again), or the last one of a history nothing is expected to
+    /// post to again ([`Steps::let_go_last`]: an ended loan's).
+    Stored(Check, Dates, u32),
+    /// The last record let go of, and steps booked to it since (a posting
+    /// to the account of a loan that ended: the reversal that reopens it).
+    Grown(Box<Grown>),
 }
+
+/// A last record let go of, then booked to: the store holds its first
+/// `len` bytes as they were let go of (and, once a checkpoint saved it,
+/// the steps after them), memory those steps' bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Grown {
+    check: Check,
+    len: u32,
+    added: Vec<u8>,
+}
+
+/// A record's blocks' starts and its steps' bytes, held or read back.
+pub type RecordRead<'a> = (Vec<BlockStart>, Cow<'a, [u8]>);
 
 /// The first and last date a record's steps are dated on.
 type Dates = (NaiveDate, NaiveDate);
@@ -93,6 +111,33 @@ fn check_of(bytes: &[u8]) -> Check {
     check
 }
 
+/// Record `index`'s first `len` bytes as the store holds them, checked
+/// against the hash of those let go of.
+fn stored_bytes(
+    index: usize,
+    from: Option<&dyn StoredSteps>,
+    check: &Check,
+    len: u32,
+) -> Result<Vec<u8>, ReadError> {
+    let Some(from) = from else {
+        return Err(ReadError::Damaged(format!(
+            "record {index} of a history was let go of, and no store was given to read it from"
+        )));
+    };
+    let mut bytes = from.steps_bytes(index)?;
+    // A record let go of as the last holds, once saved again, the steps
+    // booked to it since after those.
+    let len = len as usize;
+    if bytes.len() < len || check_of(&bytes[..len]) != *check {
+        return Err(ReadError::Damaged(format!(
+            "record {:?} does not hold the steps written: edited or damaged on disk",
+            from.name(index)
+        )));
+    }
+    bytes.truncate(len);
+    Ok(bytes)
+}
+
 /// What a read of records that are all held gives: a line's, whose
 /// records are never let go of (nor an account's read through the
 /// infallible reads, which only tests make); never an error there.
@@ -103,12 +148,25 @@ pub(super) fn held<T>(read: Result<T, ReadError>) -> T {
     read.unwrap_or_else(|error| panic!("a read of records held in memory failed: {error}"))
 }
 
-/// The last record's bytes, which stay held: [`Steps::let_go`] lets go
-/// only of a record a later one follows.
-fn last_held(records: &mut [Bytes]) -> &mut Vec<u8> {
-    match records.last_mut() {
-        Some(Bytes::Held(bytes)) => bytes,
-        _ => panic!("the last record of steps is held"),
+/// Where the last record's next steps are written: its bytes when held,
+/// else the bytes of the steps booked to it since it was let go of
+/// (a record let go of grows there from now on); with the offset in the
+/// record of the first of those bytes.
+fn last_open(records: &mut [Bytes]) -> (&mut Vec<u8>, usize) {
+    let last = records
+        .last_mut()
+        .expect("a history with a step has a record");
+    if let Bytes::Stored(check, _, len) = *last {
+        *last = Bytes::Grown(Box::new(Grown {
+            check,
+            len,
+            added: Vec::new(),
+        }));
+    }
+    match last {
+        Bytes::Held(bytes) => (bytes, 0),
+        Bytes::Grown(grown) => (&mut grown.added, grown.len as usize),
+        Bytes::Stored(..) => panic!("a record let go of is grown before it is written to"),
     }
 }
 
@@ -140,8 +198,10 @@ pub struct Steps {
 impl Steps {
     /// Gives back unused room.
     pub fn shrink_to_fit(&mut self) {
-        if let Some(Bytes::Held(last)) = self.records.last_mut() {
-            last.shrink_to_fit();
+        match self.records.last_mut() {
+            Some(Bytes::Held(last)) => last.shrink_to_fit(),
+            Some(Bytes::Grown(grown)) => grown.added.shrink_to_fit(),
+            _ => {}
         }
         self.records.shrink_to_fit();
         self.blocks.shrink_to_fit();
@@ -154,6 +214,7 @@ impl Steps {
             .map(|bytes| match bytes {
                 Bytes::Held(bytes) => bytes.len(),
                 Bytes::Stored(..) => 0,
+                Bytes::Grown(grown) => grown.added.len(),
             })
             .sum()
     }
@@ -184,20 +245,13 @@ impl Steps {
     ) -> Result<Cow<'a, [u8]>, ReadError> {
         match &self.records[index] {
             Bytes::Held(bytes) => Ok(Cow::Borrowed(bytes)),
-            Bytes::Stored(check, _) => {
-                let Some(from) = from else {
-                    return Err(ReadError::Damaged(format!(
-                        "record {index} of a history was let go of, and no store was given to \
-                         read it from"
-                    )));
-                };
-                let bytes = from.steps_bytes(index)?;
-                if check_of(&bytes) != *check {
-                    return Err(ReadError::Damaged(format!(
-                        "record {:?} does not hold the steps written: edited or damaged on disk",
-                        from.name(index)
-                    )));
-                }
+            Bytes::Stored(check, _, len) => {
+                let bytes = stored_bytes(index, from, check, *len)?;
+                Ok(Cow::Owned(bytes))
+            }
+            Bytes::Grown(grown) => {
+                let mut bytes = stored_bytes(index, from, &grown.check, grown.len)?;
+                bytes.extend_from_slice(&grown.added);
                 Ok(Cow::Owned(bytes))
             }
         }
@@ -210,18 +264,31 @@ impl Steps {
         if index + 1 >= self.records.len() {
             return false;
         }
-        match &self.records[index] {
-            Bytes::Held(bytes) => {
-                self.records[index] = Bytes::Stored(check_of(bytes), self.dates_in(index, bytes));
-                true
-            }
-            Bytes::Stored(..) => false,
+        self.let_go_held(index)
+    }
+
+    /// Lets go of the last record too, if held: for a history nothing is
+    /// expected to post to again, whose records the store holds as they
+    /// are. A later step is booked all the same, its bytes held after
+    /// those let go of ([`Bytes::Grown`]), which a checkpoint reads back
+    /// to write the record whole. True if it let go.
+    pub fn let_go_last(&mut self) -> bool {
+        match self.records.len().checked_sub(1) {
+            Some(last) => self.let_go_held(last),
+            None => false,
         }
     }
 
-    /// True when `bytes` are record `index`'s as it was let go of.
-    pub fn stored_as(&self, index: usize, bytes: &[u8]) -> bool {
-        matches!(self.records.get(index), Some(Bytes::Stored(check, _)) if *check == check_of(bytes))
+    fn let_go_held(&mut self, index: usize) -> bool {
+        match &self.records[index] {
+            Bytes::Held(bytes) => {
+                let len = u32::try_from(bytes.len()).expect("a record's steps fit in 4 GiB");
+                self.records[index] =
+                    Bytes::Stored(check_of(bytes), self.dates_in(index, bytes), len);
+                true
+            }
+            Bytes::Stored(..) | Bytes::Grown(_) => false,
+        }
     }
 
     /// The first and last date record `index`'s steps (`bytes`) are dated
@@ -244,7 +311,9 @@ impl Steps {
         (first, last)
     }
 
-    /// True when record `index` was let go of ([`Steps::let_go`]).
+    /// True when record `index` was let go of ([`Steps::let_go`]) and
+    /// the store holds it as it is (not when steps were booked to it
+    /// since, [`Bytes::Grown`]).
     pub fn is_let_go(&self, index: usize) -> bool {
         matches!(self.records.get(index), Some(Bytes::Stored(..)))
     }
@@ -259,14 +328,22 @@ impl Steps {
         self.tail.map(|tail| tail.step)
     }
 
-    /// What the last step's entry posted (read from the last record,
-    /// which stays held).
+    /// What the last step's entry posted, read from where it was
+    /// written: the last record's bytes, or those booked to it since it
+    /// was let go of. An entry's steps are never let go of before its
+    /// last posting (records are let go of between entries), so this
+    /// answers for the entry being booked.
     pub fn last_posted(&self) -> Option<Balance> {
         let tail = self.tail?;
-        let Some(Bytes::Held(bytes)) = self.records.last() else {
-            return None;
+        let (bytes, at) = match self.records.last()? {
+            Bytes::Held(bytes) => (bytes.as_slice(), tail.at as usize),
+            Bytes::Grown(grown) => (
+                grown.added.as_slice(),
+                (tail.at as usize).checked_sub(grown.len as usize)?,
+            ),
+            Bytes::Stored(..) => return None,
         };
-        Some(decode(bytes, tail.at as usize).0.posted)
+        Some(decode(bytes, at).0.posted)
     }
 
     /// The first step's date.
@@ -279,8 +356,11 @@ impl Steps {
     /// which keeps its date.
     pub fn push(&mut self, sequence: u64, date: NaiveDate, posted: Balance) {
         if let Some(tail) = self.tail.as_mut().filter(|t| t.step.sequence == sequence) {
-            let at = tail.at as usize;
-            let bytes = last_held(&mut self.records);
+            let (bytes, from) = last_open(&mut self.records);
+            // Its step was booked after any let go of (between entries).
+            let at = (tail.at as usize)
+                .checked_sub(from)
+                .expect("an entry's step is let go of only after the entry");
             let record = decode(bytes, at).0;
             bytes.truncate(at);
             encode(
@@ -304,8 +384,8 @@ impl Steps {
             };
             self.records.push(Bytes::Held(Vec::with_capacity(room)));
         }
-        let bytes = last_held(&mut self.records);
-        let at = u32::try_from(bytes.len()).expect("a record's steps fit in 4 GiB");
+        let (bytes, from) = last_open(&mut self.records);
+        let at = u32::try_from(from + bytes.len()).expect("a record's steps fit in 4 GiB");
         let before = self.tail.map_or(Balance::default(), |t| t.step.total);
         let (from_sequence, from_date) = if self.len.is_multiple_of(BLOCK) {
             self.blocks.push(Block {
@@ -346,22 +426,44 @@ impl Steps {
         self.len.saturating_sub(1) / RECORD_STEPS
     }
 
-    /// Record `index`: its blocks' starts and its steps' bytes.
+    /// Record `index`, if held: its blocks' starts and its steps' bytes.
     pub fn record(&self, index: usize) -> Option<(Vec<BlockStart>, &[u8])> {
-        let first = index.checked_mul(RECORD_BLOCKS)?;
-        let blocks = self.blocks.get(first..)?;
-        let blocks = &blocks[..blocks.len().min(RECORD_BLOCKS)];
         let Bytes::Held(bytes) = self.records.get(index)? else {
             return None;
         };
-        let starts = blocks
-            .iter()
-            .map(|b| BlockStart {
-                sequence: b.sequence,
-                date: b.date,
-            })
-            .collect();
-        Some((starts, bytes))
+        Some((self.starts(index)?, bytes))
+    }
+
+    /// Record `index` held or not: its blocks' starts and its steps'
+    /// bytes, read back from `from` if let go of.
+    pub fn record_read<'a>(
+        &'a self,
+        index: usize,
+        from: Option<&dyn StoredSteps>,
+    ) -> Result<Option<RecordRead<'a>>, ReadError> {
+        let Some(starts) = self.starts(index) else {
+            return Ok(None);
+        };
+        Ok(Some((starts, self.record_bytes(index, from)?)))
+    }
+
+    /// Where record `index`'s blocks start.
+    fn starts(&self, index: usize) -> Option<Vec<BlockStart>> {
+        if index >= self.records.len() {
+            return None;
+        }
+        let first = index.checked_mul(RECORD_BLOCKS)?;
+        let blocks = self.blocks.get(first..)?;
+        let blocks = &blocks[..blocks.len().min(RECORD_BLOCKS)];
+        Some(
+            blocks
+                .iter()
+                .map(|b| BlockStart {
+                    sequence: b.sequence,
+                    date: b.date,
+                })
+                .collect(),
+        )
     }
 
     /// Room for `records` more records of `blocks` blocks in all (the
@@ -564,7 +666,11 @@ impl Steps {
                         .and_then(NaiveDate::from_num_days_from_ce_opt)
                 };
                 let dates = day(days_seen.0).zip(day(days_seen.1));
-                Bytes::Stored(check_of(bytes), dates.ok_or("a step's date out of range")?)
+                Bytes::Stored(
+                    check_of(bytes),
+                    dates.ok_or("a step's date out of range")?,
+                    bytes.len() as u32,
+                )
             }
         };
         self.records.push(kept);
@@ -873,7 +979,7 @@ impl Iterator for Walk<'_> {
             return None;
         }
         let mut index = self.block / RECORD_BLOCKS;
-        while let (Some((low, high)), Some(Bytes::Stored(_, (first, last)))) =
+        while let (Some((low, high)), Some(Bytes::Stored(_, (first, last), _))) =
             (self.span, self.steps.records.get(index))
             && (*last < low || *first > high)
             && self.record.as_ref().is_none_or(|(held, _)| *held != index)
@@ -1490,12 +1596,13 @@ mod tests {
                 .map(|bytes| match bytes {
                     Bytes::Held(bytes) => bytes.capacity(),
                     Bytes::Stored(..) => 0,
+                    Bytes::Grown(grown) => grown.added.capacity(),
                 })
                 .sum()
         };
         let first_held = |steps: &Steps| match &steps.records[0] {
             Bytes::Held(bytes) => bytes.as_ptr(),
-            Bytes::Stored(..) => std::ptr::null(),
+            Bytes::Stored(..) | Bytes::Grown(_) => std::ptr::null(),
         };
         let before = held(&read);
         assert_eq!(before, read.encoded_len(), "read back exactly");

@@ -156,7 +156,7 @@ fn an_entry_that_overflows_a_balance_is_refused_and_changes_nothing() {
     let entry = body.seal(&books.state.last_hash());
     let before = books.state.export();
     let sequence = books.state.last_sequence();
-    let _ = books.state.take_changes();
+    let _ = books.state.take_changes().unwrap();
 
     let refused = books.state.apply(&entry);
 
@@ -168,7 +168,7 @@ fn an_entry_that_overflows_a_balance_is_refused_and_changes_nothing() {
         "a refused entry changed the state"
     );
     assert!(
-        books.state.take_changes().is_empty(),
+        books.state.take_changes().unwrap().is_empty(),
         "a refused entry left changes for the cache"
     );
     // The ledger goes on: the same sequence number takes an ordinary entry.
@@ -221,7 +221,7 @@ fn second_members_deposit(books: &mut Books, date: NaiveDate) -> Entry {
 /// state and its changes as they were; the ledger then goes on.
 fn refused_for_overflow(books: &mut Books, entry: &Entry) {
     let before = books.state.export();
-    let _ = books.state.take_changes();
+    let _ = books.state.take_changes().unwrap();
     let error = books
         .state
         .apply(entry)
@@ -231,7 +231,7 @@ fn refused_for_overflow(books: &mut Books, entry: &Entry) {
         books.state.export() == before,
         "a refused entry changed the state"
     );
-    assert!(books.state.take_changes().is_empty());
+    assert!(books.state.take_changes().unwrap().is_empty());
     books.submit(books.deposit(Decimal::from(5000)));
 }
 

@@ -5,6 +5,7 @@
 use super::*;
 use crate::books::{ACCOUNT_STEPS_PREFIX, Balance, LINE_STEPS_PREFIX, Line, StepsOf};
 use crate::day_log::{CLOSED_CHUNK_PREFIX, DayChunk, OPEN_CHUNK_PREFIX};
+use crate::stored::ReadError;
 
 /// One piece of the state that can change.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -256,7 +257,11 @@ impl LedgerState {
                 .and_then(|days| days.get(date))
                 .map(encode),
             StateKey::Access => (!self.access.is_empty()).then(|| encode(&*self.access)),
-            StateKey::Steps(account, index) => self.books.account_record(account, *index),
+            // Read back in part when let go of (an export's; a checkpoint
+            // takes it through `record_to_save`).
+            StateKey::Steps(account, index) => {
+                self.books.account_record(account, *index).ok().flatten()
+            }
             StateKey::LineSteps(branch, line, index) => {
                 self.books.line_record(branch, line, *index)
             }
@@ -288,14 +293,35 @@ impl LedgerState {
             .map(Arc::as_ref)
     }
 
-    /// The records changed since the last call, with their keys.
-    pub fn take_changes_with_keys(&mut self) -> (Vec<StateKey>, Vec<StateRecord>) {
+    /// The record of `key` to save: an error, not `None` (which would
+    /// remove it), when part of it must be read back from the store and
+    /// cannot be (an ended loan's account's last record of steps, let go
+    /// of and then booked to).
+    fn record_to_save(&self, key: &StateKey) -> Result<Option<Vec<u8>>, ReadError> {
+        match key {
+            StateKey::Steps(account, index) => self.books.account_record(account, *index),
+            key => Ok(self.record(key)),
+        }
+    }
+
+    /// The records changed since the last call, with their keys; an
+    /// error, with every key still noted changed, when one could not be
+    /// read back to be written whole.
+    pub fn take_changes_with_keys(
+        &mut self,
+    ) -> Result<(Vec<StateKey>, Vec<StateRecord>), ReadError> {
         let keys = self.take_changed_keys();
-        let records = keys
+        let records: Result<Vec<StateRecord>, ReadError> = keys
             .iter()
-            .map(|key| (key.to_bytes(), self.record(key)))
+            .map(|key| Ok((key.to_bytes(), self.record_to_save(key)?)))
             .collect();
-        (keys, records)
+        match records {
+            Ok(records) => Ok((keys, records)),
+            Err(error) => {
+                self.mark_changed(keys);
+                Err(error)
+            }
+        }
     }
 
     /// The keys changed since the last call, in key order.
@@ -339,6 +365,15 @@ impl LedgerState {
                             self.books.let_go(account, k);
                         }
                     }
+                    // The last too, of a settled loan (its closing entry
+                    // saved it), unless a later entry booked to it since.
+                    if let Some(last) = self.books.last_record(account)
+                        && !self
+                            .changed
+                            .contains(&StateKey::Steps(account.clone(), last))
+                    {
+                        self.books.let_go_settled(account);
+                    }
                 }
                 _ => {}
             }
@@ -352,12 +387,10 @@ impl LedgerState {
         }
     }
 
-    /// The records changed since the last call, in key order.
-    pub fn take_changes(&mut self) -> Vec<StateRecord> {
-        self.take_changed_keys()
-            .iter()
-            .map(|key| (key.to_bytes(), self.record(key)))
-            .collect()
+    /// The records changed since the last call, in key order (an error as
+    /// for [`LedgerState::take_changes_with_keys`]).
+    pub fn take_changes(&mut self) -> Result<Vec<StateRecord>, ReadError> {
+        self.take_changes_with_keys().map(|(_, records)| records)
     }
 
     /// Forgets which records changed (after loading or rebuilding).

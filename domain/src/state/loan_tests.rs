@@ -23,6 +23,7 @@ use proptest::prelude::*;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::*;
+use crate::books::AsOf;
 use crate::command::{Command, CommandBody, LoanSpec, Money, SavingsKind};
 use crate::entry::{Entry, FeeCharge, Side};
 use crate::ids::{Actor, CenterId, FeeCode, GroupId, Name, RequestId};
@@ -210,7 +211,7 @@ impl Ledger {
                 copy.id
             );
         }
-        for (key, value) in self.state.take_changes() {
+        for (key, value) in self.state.take_changes().unwrap() {
             match value {
                 Some(value) => self.records.insert(key, value),
                 None => self.records.remove(&key),
@@ -233,7 +234,7 @@ impl Ledger {
             self.save_cold(records);
             self.cold.saved(&keys);
         }
-        let (keys, records) = self.cold.take_changes_with_keys();
+        let (keys, records) = self.cold.take_changes_with_keys().unwrap();
         if entry.body.sequence % 2 == 0 {
             self.saving = Some((keys, records));
         } else {
@@ -261,6 +262,43 @@ impl Ledger {
                 "the loan read back whole differs after entry {}",
                 entry.body.sequence
             );
+            // Its account's history: let go of whole once a checkpoint
+            // saved it ended (memory keeps its last step), and read back,
+            // whether booked to since or not, as the state holds it.
+            let account = AccountId::Loan(loan_id());
+            let books = self.cold.books();
+            if self.saving.is_none()
+                && loan.has_ended()
+                && let Some(last) = books.last_record(&account)
+            {
+                assert!(
+                    !books.holds_whole(&account, last),
+                    "an ended loan's account's last record held after entry {}",
+                    entry.body.sequence
+                );
+            }
+            let (first, latest) = (opened_on(), entry.body.effective_date);
+            assert_eq!(
+                books.account_movements(&account, first, latest).unwrap(),
+                self.state
+                    .books()
+                    .account_movements(&account, first, latest)
+                    .unwrap(),
+                "the loan's account's movements read back after entry {}",
+                entry.body.sequence
+            );
+            for as_of in [
+                AsOf::Latest,
+                AsOf::Date(latest),
+                AsOf::Sequence(entry.body.sequence / 2),
+            ] {
+                assert_eq!(
+                    books.account_as_of(&account, as_of).unwrap(),
+                    self.state.books().account_as_of(&account, as_of).unwrap(),
+                    "the loan's account as of {as_of:?} after entry {}",
+                    entry.body.sequence
+                );
+            }
         }
         self.entries.push(entry);
         Ok(self.entries.last().unwrap())
@@ -2512,4 +2550,76 @@ fn as_of_reads_of_a_loan_held_as_its_summary_read_it_back_or_say_so() {
             "{refused:?}"
         );
     }
+}
+
+/// The reversal that reopens a closed loan books to its account's history,
+/// whose last record the server's state let go of once a checkpoint saved
+/// it: the next checkpoint reads the steps let go of back to write the
+/// record whole, with the reversal's after them. When it cannot read them,
+/// it writes nothing (not a record without them) and keeps every change
+/// for the checkpoint after, which writes the record the state holds.
+#[test]
+fn a_reopened_loans_account_is_written_whole_or_not_at_all() {
+    let (mut ledger, _, _) = paid_off_on_january_10();
+    if let Some((keys, records)) = ledger.saving.take() {
+        ledger.save_cold(records);
+        ledger.cold.saved(&keys);
+    }
+    let account = AccountId::Loan(loan_id());
+    let last = ledger.cold.books().last_record(&account).unwrap();
+    assert!(!ledger.cold.books().holds_whole(&account, last));
+    let payoff = ledger.entries.last().unwrap().body.sequence;
+    let reversal = ledger
+        .decide(
+            &ledger.state,
+            CommandBody::ReverseEntry {
+                sequence: payoff,
+                reason: name("mistake"),
+                effective_date: None,
+            },
+        )
+        .unwrap()
+        .seal(&ledger.state.last_hash());
+    let key = StateKey::Steps(account.clone(), last);
+    let stored = ledger
+        .kept
+        .0
+        .lock()
+        .unwrap()
+        .remove(&key.to_bytes())
+        .unwrap();
+    ledger.cold.apply(&reversal).unwrap();
+    ledger.state.apply(&reversal).unwrap();
+    assert_eq!(ledger.cold.loans[&loan_id()].status(), LoanStatus::Active);
+    let error = ledger.cold.take_changes_with_keys().unwrap_err();
+    assert!(error.to_string().contains("is missing"), "{error}");
+    ledger.kept.0.lock().unwrap().insert(key.to_bytes(), stored);
+    let (keys, records) = ledger.cold.take_changes_with_keys().unwrap();
+    assert!(keys.contains(&key), "the record stays changed");
+    let expected = ledger.state.export();
+    assert_eq!(records.len(), keys.len());
+    for (name, value) in &records {
+        assert_eq!(value.as_ref(), expected.get(name), "record {name:?}");
+    }
+    // Read as the state holds it: the reversal after the steps let go of.
+    ledger.save_cold(records);
+    ledger.cold.saved(&keys);
+    let (from, to) = (opened_on(), reversal.body.effective_date);
+    assert_eq!(
+        ledger
+            .cold
+            .books()
+            .account_movements(&account, from, to)
+            .unwrap(),
+        ledger
+            .state
+            .books()
+            .account_movements(&account, from, to)
+            .unwrap()
+    );
+    assert_eq!(
+        ledger.cold.balance(&account),
+        ledger.state.balance(&account)
+    );
+    assert!(ledger.cold.export() == expected);
 }

@@ -735,7 +735,7 @@ fn run(
             "what entry {} wrote differs from applying it",
             entry.body.sequence
         );
-        for (key, value) in state.take_changes() {
+        for (key, value) in state.take_changes().unwrap() {
             match value {
                 Some(value) => records.insert(key, value),
                 None => records.remove(&key),
@@ -877,15 +877,15 @@ fn keys_marked_changed_again_are_taken_again() {
     for entry in &entries {
         replayed.apply(entry).unwrap();
     }
-    let (keys, _) = replayed.take_changes_with_keys();
+    let (keys, _) = replayed.take_changes_with_keys().unwrap();
     assert!(
         keys.iter().any(|key| matches!(key, StateKey::Day(..))),
         "the set-up changes days"
     );
     assert!(keys.iter().any(|key| !matches!(key, StateKey::Day(..))));
-    assert!(replayed.take_changes_with_keys().0.is_empty());
+    assert!(replayed.take_changes_with_keys().unwrap().0.is_empty());
     replayed.mark_changed(keys.clone());
-    let (again, records_again) = replayed.take_changes_with_keys();
+    let (again, records_again) = replayed.take_changes_with_keys().unwrap();
     assert_eq!(again, keys);
     assert_eq!(records_again.len(), keys.len());
 }
@@ -1180,7 +1180,7 @@ proptest! {
         cold.keep_stored_in(kept.clone());
         for entry in &entries {
             cold.apply(entry).unwrap();
-            let (keys, changed) = cold.take_changes_with_keys();
+            let (keys, changed) = cold.take_changes_with_keys().unwrap();
             kept.save(changed);
             cold.saved(&keys);
         }
@@ -1937,7 +1937,7 @@ fn an_accounts_closed_records_of_steps_are_read_back_as_they_were_held() {
                     kept.save(changed);
                     cold.saved(&keys);
                 }
-                saving = Some(cold.take_changes_with_keys());
+                saving = Some(cold.take_changes_with_keys().unwrap());
             }
             if !delayed && let Some((keys, changed)) = saving.take() {
                 kept.save(changed);
@@ -1948,7 +1948,7 @@ fn an_accounts_closed_records_of_steps_are_read_back_as_they_were_held() {
             kept.save(changed);
             cold.saved(&keys);
         }
-        let (keys, changed) = cold.take_changes_with_keys();
+        let (keys, changed) = cold.take_changes_with_keys().unwrap();
         kept.save(changed);
         cold.saved(&keys);
         assert_eq!(*kept.0.lock().unwrap(), records);
