@@ -47,7 +47,7 @@ type FastHash = foldhash::fast::RandomState;
 
 mod keys;
 pub use entry_list::EntryList;
-pub use installments::{InstallmentMut, Installments};
+pub use installments::{CumulativeDues, InstallmentMut, Installments};
 pub use keys::{STATE_FORMAT, StateKey, StateRecord, records_format};
 
 /// Default share of outstanding principal kept in compulsory savings, in percent.

@@ -42,7 +42,81 @@ pub struct Installments {
     /// installment, from the first, when kept; it stops before the first
     /// sum that would overflow. Shared by copies of the loan; dropped when
     /// an installment's amounts due change, until kept again.
-    cumulative_dues: Option<Arc<Vec<Decimal>>>,
+    cumulative_dues: Option<Arc<CumulativeDues>>,
+}
+
+/// What is due up to and including each installment of a schedule, from
+/// the first ([`Installments::cumulative_dues`]): 4 bytes a sum when every
+/// sum has one scale and a mantissa under 2^32 (a schedule in dong whose
+/// sums stay under 4.29 billion, or in cents under 42.9 million), else the
+/// decimals themselves, 16 bytes each. Either way each sum reads back the
+/// same number, scale included.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CumulativeDues {
+    Narrow { scale: u32, mantissas: Box<[u32]> },
+    Wide(Box<[Decimal]>),
+}
+
+impl CumulativeDues {
+    /// The sums, held as narrow as they allow.
+    fn of(sums: Vec<Decimal>) -> CumulativeDues {
+        let scale = sums.first().map_or(0, Decimal::scale);
+        let narrow: Option<Box<[u32]>> = sums
+            .iter()
+            .map(|sum| {
+                (sum.scale() == scale && !sum.is_sign_negative())
+                    .then(|| u32::try_from(sum.mantissa()).ok())
+                    .flatten()
+            })
+            .collect();
+        match narrow {
+            Some(mantissas) => CumulativeDues::Narrow { scale, mantissas },
+            None => CumulativeDues::Wide(sums.into_boxed_slice()),
+        }
+    }
+
+    /// How many sums.
+    pub fn len(&self) -> usize {
+        match self {
+            CumulativeDues::Narrow { mantissas, .. } => mantissas.len(),
+            CumulativeDues::Wide(sums) => sums.len(),
+        }
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sum through installment `index`, if kept.
+    pub fn get(&self, index: usize) -> Option<Decimal> {
+        match self {
+            CumulativeDues::Narrow { scale, mantissas } => mantissas
+                .get(index)
+                .map(|&mantissa| Decimal::from_parts(mantissa, 0, 0, false, *scale)),
+            CumulativeDues::Wide(sums) => sums.get(index).copied(),
+        }
+    }
+
+    /// How many sums are at most `amount`: the installments paying it
+    /// covers. The sums only grow; searched from the start outwards (1,
+    /// 2, 4, ... sums, then halving), since the first installments not
+    /// covered by what a loan has paid are near its start while it is
+    /// young, and a search of the whole schedule of a long loan compared
+    /// ten sums where this compares two or three.
+    pub fn covered_by(&self, amount: Decimal) -> usize {
+        partition_point_near_by(self.len(), 0, |index| {
+            self.get(index).is_some_and(|sum| sum <= amount)
+        })
+    }
+
+    /// Every sum.
+    #[cfg(test)]
+    pub fn to_vec(&self) -> Vec<Decimal> {
+        (0..self.len())
+            .filter_map(|index| self.get(index))
+            .collect()
+    }
 }
 
 impl Installments {
@@ -165,7 +239,7 @@ impl Installments {
                 sums.push(next);
                 total = next;
             }
-            self.cumulative_dues = Some(Arc::new(sums));
+            self.cumulative_dues = Some(Arc::new(CumulativeDues::of(sums)));
         }
     }
 
@@ -174,8 +248,8 @@ impl Installments {
     /// installments, or fewer when the next sum would overflow. Each sum is
     /// added principal, interest, then fees, onto the one before, so it is
     /// the same number, scale included, as the same addition made anew.
-    pub fn cumulative_dues(&self) -> Option<&[Decimal]> {
-        self.cumulative_dues.as_deref().map(Vec::as_slice)
+    pub fn cumulative_dues(&self) -> Option<&CumulativeDues> {
+        self.cumulative_dues.as_deref()
     }
 
     /// Every installment, in order.
@@ -281,7 +355,7 @@ pub struct InstallmentMut<'a> {
     changed: bool,
     chunk: &'a mut Arc<Packed>,
     place: usize,
-    cumulative_dues: &'a mut Option<Arc<Vec<Decimal>>>,
+    cumulative_dues: &'a mut Option<Arc<CumulativeDues>>,
 }
 
 impl Deref for InstallmentMut<'_> {
@@ -374,10 +448,42 @@ impl<'de> Deserialize<'de> for Installments {
 #[cfg(test)]
 mod tests {
     use chrono::NaiveDate;
+    use proptest::prelude::*;
     use rust_decimal::Decimal;
 
     use super::*;
     use crate::schedule::Installment;
+
+    /// A sum as a schedule's can be, and the odd ones it can be too.
+    fn sum() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            8 => (0u32..u32::MAX).prop_map(Decimal::from),
+            2 => (0i64..i64::MAX, 0u32..4).prop_map(|(m, scale)| Decimal::new(m, scale)),
+            1 => Just(Decimal::from(u64::from(u32::MAX) + 1)),
+            1 => Just(-Decimal::ZERO),
+            1 => Just(Decimal::MAX),
+        ]
+    }
+
+    proptest! {
+        /// Every sum reads back the same number, scale and sign included,
+        /// in 4 bytes when every sum has one scale and fits them.
+        #[test]
+        fn cumulative_dues_read_back_exactly(sums in proptest::collection::vec(sum(), 0..40)) {
+            let dues = CumulativeDues::of(sums.clone());
+            prop_assert_eq!(dues.len(), sums.len());
+            for (index, sum) in sums.iter().enumerate() {
+                prop_assert_eq!(dues.get(index).map(|d| d.serialize()), Some(sum.serialize()));
+            }
+            prop_assert_eq!(dues.get(sums.len()), None);
+            let narrow = sums.iter().all(|sum| {
+                sum.scale() == sums[0].scale()
+                    && sum.is_sign_positive()
+                    && sum.mantissa() <= i128::from(u32::MAX)
+            });
+            prop_assert_eq!(matches!(dues, CumulativeDues::Narrow { .. }), narrow);
+        }
+    }
 
     fn installment(number: u32) -> InstallmentState {
         InstallmentState::unpaid(Installment {

@@ -941,8 +941,9 @@ impl Loan {
 
     /// Keeps the sums of the loan's principal and paid changes (one every 8
     /// changes, about 3.5 bytes a change) and the cumulative dues of its
-    /// schedule (16 bytes an installment) while it is active, when entries
-    /// on it come week after week; drops them once it is closed, cancelled
+    /// schedule (4 bytes an installment, [`CumulativeDues`]) while it is
+    /// active, when entries on it come week after week; drops them once it
+    /// is closed, cancelled
     /// or written off (they would be kept for every loan the institution
     /// ever made), its figures then worked out by walking its changes and
     /// adding up its schedule.
@@ -1120,7 +1121,7 @@ impl Loan {
 struct CumulativeDue<'a> {
     installments: &'a Installments,
     /// The loan's own sums, up to the first that would overflow.
-    kept: Option<&'a [Decimal]>,
+    kept: Option<&'a CumulativeDues>,
     sums: Vec<Decimal>,
 }
 
@@ -1155,7 +1156,7 @@ impl<'a> CumulativeDue<'a> {
     fn through(&mut self, index: usize) -> Result<Decimal, Overflow> {
         if let Some(kept) = self.kept {
             // Past the kept sums: past the schedule, or a sum that overflows.
-            return kept.get(index).copied().ok_or(Overflow);
+            return kept.get(index).ok_or(Overflow);
         }
         while self.sums.len() <= index {
             if !self.extend()? {
@@ -1171,7 +1172,7 @@ impl<'a> CumulativeDue<'a> {
     /// grow and the first sum above `amount` ends the search.
     fn first_above(&mut self, amount: Decimal) -> Result<usize, Overflow> {
         if let Some(kept) = self.kept {
-            let covered = partition_point_from_start(kept, |sum| *sum <= amount);
+            let covered = kept.covered_by(amount);
             if covered == kept.len() && kept.len() < self.installments.len() {
                 // The next sum, which would have to be looked at, overflows.
                 return Err(Overflow);
@@ -1222,22 +1223,13 @@ impl<'a> CumulativeDue<'a> {
             }
             let reached = last.checked_sub(1).zip(kept.len().checked_sub(1));
             if let Some(start) = reached.map(|(before, kept)| before.min(kept))
-                && kept[start] >= bound
+                && kept.get(start).is_some_and(|sum| sum >= bound)
             {
                 return Ok(None);
             }
         }
-        kept.get(last).copied().map(Some).ok_or(Overflow)
+        kept.get(last).map(Some).ok_or(Overflow)
     }
-}
-
-/// [`slice::partition_point`], searching from the start outwards (1, 2, 4,
-/// ... elements, then halving): the first installments not covered by what
-/// a loan has paid are near its start while it is young, and a search of
-/// the whole schedule of a long loan compared ten sums where this compares
-/// two or three.
-fn partition_point_from_start<T>(list: &[T], mut pred: impl FnMut(&T) -> bool) -> usize {
-    super::search::partition_point_near_by(list.len(), 0, |index| pred(&list[index]))
 }
 
 /// The changes summed by date, in date order.
@@ -1584,7 +1576,7 @@ mod cumulative_due_tests {
                 prop_assert_eq!(a.map(|d| d.serialize()), b.map(|d| d.serialize()));
             }
             // Bounds between the sums and at them.
-            let sums = kept.cumulative_dues().unwrap_or_default().to_vec();
+            let sums = kept.cumulative_dues().map(CumulativeDues::to_vec).unwrap_or_default();
             let bounds: Vec<Option<Decimal>> = asks
                 .iter()
                 .chain(&sums)
@@ -1613,8 +1605,8 @@ mod cumulative_due_tests {
         // A payment leaves them.
         kept.get_mut(0).unwrap().principal_paid = Decimal::from(100);
         assert_eq!(
-            kept.cumulative_dues(),
-            Some(&[110, 220, 330].map(Decimal::from)[..])
+            kept.cumulative_dues().map(CumulativeDues::to_vec),
+            Some([110, 220, 330].map(Decimal::from).to_vec())
         );
         // The same amount at another scale is another number to them.
         kept.get_mut(1).unwrap().due.interest = Decimal::new(1000, 2);
@@ -1624,8 +1616,8 @@ mod cumulative_due_tests {
         assert_eq!(kept.cumulative_dues(), None);
         kept.keep_cumulative_dues(true);
         assert_eq!(
-            kept.cumulative_dues(),
-            Some(&[110, 170, 280].map(Decimal::from)[..])
+            kept.cumulative_dues().map(CumulativeDues::to_vec),
+            Some([110, 170, 280].map(Decimal::from).to_vec())
         );
         kept.for_each_before_mut(3, |i| i.fee_paid = i.due.fee);
         assert!(kept.cumulative_dues().is_some());
@@ -1639,12 +1631,19 @@ mod cumulative_due_tests {
     #[test]
     fn searching_from_the_start_finds_what_a_binary_search_finds() {
         for len in 0..70usize {
-            let list: Vec<usize> = (0..len).map(|i| i / 3).collect();
+            // Every third installment due 1, the others nothing: the sums
+            // come in runs of three, and the search lands inside them.
+            let parts: Vec<(i64, i64, i64)> =
+                (0..len).map(|i| (0, i64::from(i % 3 == 0), 0)).collect();
+            let (_, kept) = plain_and_kept(schedule(&parts));
+            let dues = kept.cumulative_dues().unwrap();
+            let sums = dues.to_vec();
             for bound in 0..=len / 3 + 1 {
+                let amount = Decimal::from(bound);
                 assert_eq!(
-                    partition_point_from_start(&list, |x| *x < bound),
-                    list.partition_point(|x| *x < bound),
-                    "{len} elements, below {bound}"
+                    dues.covered_by(amount),
+                    sums.partition_point(|sum| *sum <= amount),
+                    "{len} sums, at most {bound}"
                 );
             }
         }
