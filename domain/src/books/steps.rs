@@ -112,12 +112,15 @@ fn check_of(bytes: &[u8]) -> Check {
 }
 
 /// Record `index`'s first `len` bytes as the store holds them, checked
-/// against the hash of those let go of.
+/// against the hash of those let go of: all it holds (`grown` false), or
+/// those followed by the steps booked to it since it was let go of, which
+/// a checkpoint may have saved after them (`grown`).
 fn stored_bytes(
     index: usize,
     from: Option<&dyn StoredSteps>,
     check: &Check,
     len: u32,
+    grown: bool,
 ) -> Result<Vec<u8>, ReadError> {
     let Some(from) = from else {
         return Err(ReadError::Damaged(format!(
@@ -128,7 +131,12 @@ fn stored_bytes(
     // A record let go of as the last holds, once saved again, the steps
     // booked to it since after those.
     let len = len as usize;
-    if bytes.len() < len || check_of(&bytes[..len]) != *check {
+    let fits = if grown {
+        bytes.len() >= len
+    } else {
+        bytes.len() == len
+    };
+    if !fits || check_of(&bytes[..len]) != *check {
         return Err(ReadError::Damaged(format!(
             "record {:?} does not hold the steps written: edited or damaged on disk",
             from.name(index)
@@ -246,11 +254,11 @@ impl Steps {
         match &self.records[index] {
             Bytes::Held(bytes) => Ok(Cow::Borrowed(bytes)),
             Bytes::Stored(check, _, len) => {
-                let bytes = stored_bytes(index, from, check, *len)?;
+                let bytes = stored_bytes(index, from, check, *len, false)?;
                 Ok(Cow::Owned(bytes))
             }
             Bytes::Grown(grown) => {
-                let mut bytes = stored_bytes(index, from, &grown.check, grown.len)?;
+                let mut bytes = stored_bytes(index, from, &grown.check, grown.len, true)?;
                 bytes.extend_from_slice(&grown.added);
                 Ok(Cow::Owned(bytes))
             }
@@ -1703,5 +1711,77 @@ mod tests {
                 read.push(step.sequence, step.date, Balance::of(crate::entry::Side::Debit, amount(1, 0)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod stored_tests {
+    use super::*;
+
+    /// Records as a store holds them, by index.
+    struct Records(Vec<Vec<u8>>);
+
+    impl StoredSteps for Records {
+        fn steps_bytes(&self, index: usize) -> Result<Vec<u8>, ReadError> {
+            Ok(self.0[index].clone())
+        }
+
+        fn name(&self, index: usize) -> String {
+            format!("record {index}")
+        }
+    }
+
+    fn day(n: u64) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(n)
+    }
+
+    fn posted(amount: i64) -> Balance {
+        Balance::of(crate::entry::Side::Debit, Decimal::from(amount))
+    }
+
+    /// A record let go of reads back only as it was: a byte more or less
+    /// in the store is damage. The last record let go of and booked to
+    /// since reads back as the bytes let go of followed by those booked,
+    /// whether or not a checkpoint saved them after the others.
+    #[test]
+    fn records_let_go_of_read_back_only_as_they_were() {
+        let mut steps = Steps::default();
+        let count = RECORD_STEPS as u64 + 3;
+        for n in 1..=count {
+            steps.push(n, day(n), posted(n as i64));
+        }
+        let held: Vec<Vec<u8>> = (0..2)
+            .map(|i| steps.record(i).unwrap().1.to_vec())
+            .collect();
+        assert!(steps.let_go(0) && steps.let_go_last());
+        for index in 0..2 {
+            let exact = Records(held.clone());
+            assert_eq!(
+                *steps.record_bytes(index, Some(&exact)).unwrap(),
+                held[index][..]
+            );
+            let mut longer = held.clone();
+            longer[index].push(0);
+            assert!(matches!(
+                steps.record_bytes(index, Some(&Records(longer))),
+                Err(ReadError::Damaged(_))
+            ));
+        }
+        // Booked to after it was let go of.
+        steps.push(count + 1, day(count + 1), posted(7));
+        let mut whole = held[1].clone();
+        whole.extend_from_slice(
+            &steps.record_bytes(1, Some(&Records(held.clone()))).unwrap()[held[1].len()..],
+        );
+        assert!(whole.len() > held[1].len());
+        let saved = Records(vec![held[0].clone(), whole.clone()]);
+        assert_eq!(*steps.record_bytes(1, Some(&saved)).unwrap(), whole[..]);
+        assert_eq!(steps.last_posted(), Some(posted(7)));
+        let mut damaged = held.clone();
+        damaged[1][0] ^= 1;
+        assert!(matches!(
+            steps.record_bytes(1, Some(&Records(damaged))),
+            Err(ReadError::Damaged(_))
+        ));
     }
 }
