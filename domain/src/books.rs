@@ -1364,8 +1364,9 @@ impl Books {
         })
     }
 
-    /// True when `account`'s record `index` of steps was let go of: the
-    /// store holds it as it will stay.
+    /// True when `account`'s record `index` of steps was let go of and
+    /// the store holds it as it is (a checkpoint never writes it again
+    /// unless a posting grows it, which makes this false).
     pub fn is_let_go(&self, account: &AccountId, index: u64) -> bool {
         self.accounts.get(account).is_some_and(|book| {
             usize::try_from(index).is_ok_and(|index| book.history.steps.is_let_go(index))

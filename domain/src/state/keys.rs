@@ -344,8 +344,8 @@ impl LedgerState {
 
     /// The records of `keys` were saved: what the state holds only for
     /// the store to save (closed day-log chunks, closed and cancelled
-    /// loans, accounts' closed records of steps) is let go of, to be read
-    /// back when asked.
+    /// loans, accounts' closed records of steps, and a settled loan's
+    /// account's last one) is let go of, to be read back when asked.
     pub fn saved(&mut self, keys: &[StateKey]) {
         for key in keys {
             match key {
