@@ -4,6 +4,9 @@
 //! on disk: the store refuses them), when its head is not the journal's entry
 //! at that sequence, or when the journal does not continue it.
 
+use std::sync::Arc;
+
+use crate::domain::ids::Interner;
 use crate::domain::state::{BooksRecords, LedgerState, StateImport};
 use crate::store::{Store, StoreError};
 
@@ -146,15 +149,19 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     // `recover` has the state read them back from the store once loaded.
     let let_go = store.stored_records().is_some();
+    // The records' ids share their texts, on every thread reading them.
+    let interner = Arc::new(Interner::default());
     std::thread::scope(|scope| {
         let mut feeds = Vec::new();
         let mut readers = Vec::new();
         for _ in 0..cores.clamp(1, BOOKS_THREADS) {
             let (feed, records) = std::sync::mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(2);
+            let interner = Arc::clone(&interner);
             match std::thread::Builder::new()
                 .name("cache-books".into())
-                .spawn_scoped(scope, move || take_books(records, let_go))
-            {
+                .spawn_scoped(scope, move || {
+                    interner.enter(|| take_books(records, let_go))
+                }) {
                 Ok(reader) => {
                     feeds.push((feed, Vec::with_capacity(BOOKS_BATCH), 0usize));
                     readers.push(reader);
@@ -169,10 +176,10 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
         let mut import = StateImport::default();
         let loaded = store.load_state(&mut |key, value| {
             let Some(value) = value else {
-                return import.add_stored(key);
+                return interner.enter(|| import.add_stored(key));
             };
             if threads == 0 || !BooksRecords::holds(key) {
-                return import.add(key, value);
+                return interner.enter(|| import.add(key, value));
             }
             let (feed, batch, bytes) = &mut feeds[BooksRecords::share_of(key, threads)];
             batch.push((key.to_vec(), value.to_vec()));
@@ -207,7 +214,9 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
         // digest say more than one the books refused.
         loaded?;
         let books = books.map_err(StoreError::State)?;
-        import.finish_with_books(books).map_err(StoreError::State)
+        interner
+            .enter(|| import.finish_with_books(books))
+            .map_err(StoreError::State)
     })
 }
 
@@ -260,4 +269,108 @@ fn replay(store: &dyn Store, state: &mut LedgerState, last: u64) -> Result<(), S
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rust_decimal::Decimal;
+
+    use super::recover;
+    use crate::domain::access::{Role, RoleGrant, Scope};
+    use crate::domain::command::{Command, CommandBody};
+    use crate::domain::ids::{
+        Actor, BranchId, CenterId, GroupId, MemberId, Name, PrincipalId, RequestId,
+    };
+    use crate::domain::money::Currency;
+    use crate::domain::state::TIME_ZONE_DEFAULT;
+    use crate::ledger::{Ledger, LedgerConfig, SystemClock};
+    use crate::store::DiskStore;
+
+    /// A restart reads each id's text once: the branch's id in the
+    /// branch's record and in each member's is one allocation, as it was
+    /// in the ledger that wrote them, not a copy a record.
+    #[tokio::test]
+    async fn ids_read_back_from_the_cache_share_their_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::start(
+            Arc::new(DiskStore::open(dir.path()).unwrap()),
+            Arc::new(SystemClock),
+            LedgerConfig::default(),
+        )
+        .unwrap();
+        crate::auth::bootstrap(&ledger, dir.path()).await.unwrap();
+        let admin = PrincipalId::parse("principal", crate::auth::FIRST_ADMINISTRATOR).unwrap();
+        let grants = [Role::Manager, Role::ProductAdmin]
+            .map(|role| RoleGrant {
+                role,
+                scope: Scope::Institution,
+            })
+            .to_vec();
+        crate::auth::create_principal_in_process(&ledger, &admin, "manager.tb", grants, 1)
+            .await
+            .unwrap();
+        let name = |text: &str| Name::parse("name", text).unwrap();
+        let branch = BranchId::parse("branch_id", "TB").unwrap();
+        let center = CenterId::parse("center_id", "TB-C1").unwrap();
+        let group = GroupId::parse("group_id", "TB-G1").unwrap();
+        let members = ["TB-0001", "TB-0002"].map(|id| MemberId::parse("member_id", id).unwrap());
+        let mut bodies = vec![
+            CommandBody::CreateBranch {
+                branch_id: branch.clone(),
+                name: name("Thái Bình"),
+                time_zone: TIME_ZONE_DEFAULT.into(),
+                currency: Currency::Vnd,
+                compulsory_savings_percent: Decimal::from(10),
+                opened_on: None,
+            },
+            CommandBody::CreateCenter {
+                center_id: center.clone(),
+                branch_id: branch.clone(),
+                name: name("Center 1"),
+                opened_on: None,
+            },
+            CommandBody::CreateGroup {
+                group_id: group.clone(),
+                center_id: center,
+                name: name("Group 1"),
+                opened_on: None,
+            },
+        ];
+        for member in &members {
+            bodies.push(CommandBody::RegisterMember {
+                member_id: member.clone(),
+                full_name: name("Hoa"),
+                group_id: group.clone(),
+                joined_on: None,
+            });
+        }
+        for (n, body) in bodies.into_iter().enumerate() {
+            let command = Command {
+                request_id: RequestId::parse("request_id", &format!("r{n}")).unwrap(),
+                actor: Actor::parse("actor", "clerk").unwrap(),
+                principal: Some(PrincipalId::parse("principal", "manager.tb").unwrap()),
+                approval: None,
+                body,
+            };
+            ledger.submit(command).await.unwrap();
+        }
+        ledger.shutdown();
+        drop(ledger);
+
+        let store = DiskStore::open(dir.path()).unwrap();
+        let state = recover(&store).unwrap();
+        let at = |id: &BranchId| id.as_str().as_ptr();
+        let branch = &state.branch(&branch).unwrap().id;
+        for member in &members {
+            let hers = state.member_branch(member).unwrap();
+            assert_eq!(hers, branch);
+            assert_eq!(
+                at(hers),
+                at(branch),
+                "member {member}'s branch id is a copy"
+            );
+        }
+    }
 }

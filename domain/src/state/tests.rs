@@ -1021,6 +1021,134 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
     refused_with(second, vec![1; chunk], "does not follow the 1 chunks");
 }
 
+/// `records` read back as a restart reads them: the books' on a thread of
+/// their own; every thread under `interner` when one is given.
+fn read_back(
+    records: &BTreeMap<Vec<u8>, Vec<u8>>,
+    interner: Option<&Arc<crate::ids::Interner>>,
+) -> LedgerState {
+    let under = |f: &mut dyn FnMut()| match interner {
+        Some(interner) => interner.enter(f),
+        None => f(),
+    };
+    let books = std::thread::scope(|scope| {
+        let books = scope.spawn(|| {
+            let mut books = BooksRecords::default();
+            under(&mut || {
+                for (key, value) in records.iter().filter(|(key, _)| BooksRecords::holds(key)) {
+                    books.add(key, value.clone()).unwrap();
+                }
+                books.settle().unwrap();
+            });
+            books
+        });
+        books.join().unwrap()
+    });
+    let mut import = StateImport::default();
+    under(&mut || {
+        for (key, value) in records.iter().filter(|(key, _)| !BooksRecords::holds(key)) {
+            import.add(key, value).unwrap();
+        }
+    });
+    let (mut parts, mut state) = (Some((import, books)), None);
+    under(&mut || {
+        if let Some((import, books)) = parts.take() {
+            state = Some(import.finish_with_books(books).unwrap());
+        }
+    });
+    state.expect("the records read back")
+}
+
+/// Every id the state holds for its branches, members, savings accounts,
+/// loans and books' accounts: each's text and where that text lies.
+fn id_texts(state: &LedgerState) -> Vec<(String, *const u8)> {
+    let mut texts = Vec::new();
+    let mut note = |text: &str| texts.push((text.to_owned(), text.as_ptr()));
+    for (id, branch) in &state.branches {
+        note(id.as_str());
+        note(branch.id.as_str());
+    }
+    for (id, member) in &state.members {
+        for text in [id.as_str(), member.id.as_str(), member.branch.as_str()] {
+            note(text);
+        }
+        member
+            .savings_accounts
+            .iter()
+            .for_each(|a| note(a.as_str()));
+        member.loans.iter().for_each(|l| note(l.as_str()));
+    }
+    for (id, account) in &state.savings {
+        for text in [id.as_str(), account.id.as_str(), account.member.as_str()] {
+            note(text);
+        }
+        note(account.branch.as_str());
+    }
+    for (id, slot) in &state.loans {
+        note(id.as_str());
+        if let Some(loan) = slot.whole() {
+            for text in [loan.id.as_str(), loan.member.as_str(), loan.branch.as_str()] {
+                note(text);
+            }
+        }
+    }
+    for (account, _) in state.books.account_record_keys() {
+        let book = state
+            .books
+            .account(account)
+            .expect("an account with records");
+        note(book.branch.as_str());
+        match account {
+            AccountId::Savings(id) => note(id.as_str()),
+            AccountId::Loan(id) => note(id.as_str()),
+            AccountId::Cash(id) | AccountId::InterestIncome(id) => note(id.as_str()),
+            _ => {}
+        }
+    }
+    texts
+}
+
+/// Records read back under one interner, on the threads a restart reads
+/// them on, hold each id's text once: a member's id in her record, her
+/// accounts', her loans' and the books', the branch's in every one of
+/// them. Read back without one, each record holds its own copy. Either
+/// way the state is the same.
+#[test]
+fn records_read_back_under_an_interner_share_each_ids_text() {
+    let (mut state, mut records, mut entries) = set_up_and_deposit();
+    let loan = Step::Disburse {
+        member: 1,
+        millions: 5,
+        day: 4,
+    };
+    let body = body_of(&loan, &state);
+    run([body], &mut state, &mut records, &mut entries);
+    assert!(state.loans.values().any(|slot| slot.whole().is_some()));
+
+    let copies = |state: &LedgerState| {
+        let mut places: BTreeMap<String, BTreeSet<*const u8>> = BTreeMap::new();
+        for (text, at) in id_texts(state) {
+            places.entry(text).or_default().insert(at);
+        }
+        places
+    };
+    let interner = Arc::new(crate::ids::Interner::default());
+    let shared = read_back(&records, Some(&interner));
+    assert_eq!(shared.export(), records);
+    for (text, at) in copies(&shared) {
+        assert_eq!(at.len(), 1, "{text:?} is held in {} places", at.len());
+    }
+    assert!(interner.len() >= copies(&shared).len());
+
+    let apart = read_back(&records, None);
+    assert_eq!(apart.export(), records);
+    let tb = copies(&apart).remove("TB").expect("the branch's id");
+    assert!(
+        tb.len() > 1,
+        "the branch's id is held once without an interner"
+    );
+}
+
 /// The books' records taken in apart from the rest: without the rest (no
 /// head record) they are a cache cut short, as they would be taken in with
 /// it; a books' record that does not decode is refused, naming its key.
