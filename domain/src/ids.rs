@@ -89,9 +89,8 @@ fn shared_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Arc<
 /// (about 7 MB of a 400 % branch's heap once listening, for a few tens of
 /// thousands of distinct ids). While a thread has entered an interner
 /// ([`Interner::enter`]), the ids it decodes or parses take the text of an
-/// equal id it already gave out: one allocation an id, shared as the ids
-/// the ledger makes itself are. Nothing else changes: an id is its text
-/// either way. Threads that share one interner share its texts; it is
+/// equal id it already gave out: one allocation an id. Nothing else
+/// changes: an id is its text either way. Threads that share one interner share its texts; it is
 /// dropped with the reading, and the texts stay as long as an id holds
 /// them.
 #[derive(Debug, Default)]
@@ -150,10 +149,12 @@ impl Interner {
 /// `text` as an id's shared text: an equal one's through the interner this
 /// thread entered, else new.
 fn shared(text: &str) -> Arc<str> {
-    INTERNING.with(|current| match current.borrow().as_ref() {
-        Some(interner) => interner.intern(text),
-        None => Arc::from(text),
-    })
+    // A thread whose thread-locals are being torn down has none entered.
+    INTERNING
+        .try_with(|current| current.borrow().as_ref().map(|i| i.intern(text)))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Arc::from(text))
 }
 
 macro_rules! id_type {
@@ -250,7 +251,7 @@ macro_rules! owned_id {
                         ),
                     ));
                 };
-                MemberId::parse(field, member)?;
+                check_id(field, member, ID_LEN_MAX, &[])?;
                 let mut chars = suffix.chars();
                 let letter_ok = chars.next().is_some_and(|c| $letter.contains(c));
                 let digits = chars.as_str();

@@ -149,9 +149,10 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     // `recover` has the state read them back from the store once loaded.
     let let_go = store.stored_records().is_some();
-    // The records' ids share their texts, on every thread reading them.
+    // The records' ids share their texts, on every thread that decodes
+    // them: this one (the store hands each record to it) and the books'.
     let interner = Arc::new(Interner::default());
-    std::thread::scope(|scope| {
+    interner.enter(|| std::thread::scope(|scope| {
         let mut feeds = Vec::new();
         let mut readers = Vec::new();
         for _ in 0..cores.clamp(1, BOOKS_THREADS) {
@@ -176,10 +177,10 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
         let mut import = StateImport::default();
         let loaded = store.load_state(&mut |key, value| {
             let Some(value) = value else {
-                return interner.enter(|| import.add_stored(key));
+                return import.add_stored(key);
             };
             if threads == 0 || !BooksRecords::holds(key) {
-                return interner.enter(|| import.add(key, value));
+                return import.add(key, value);
             }
             let (feed, batch, bytes) = &mut feeds[BooksRecords::share_of(key, threads)];
             batch.push((key.to_vec(), value.to_vec()));
@@ -214,10 +215,8 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
         // digest say more than one the books refused.
         loaded?;
         let books = books.map_err(StoreError::State)?;
-        interner
-            .enter(|| import.finish_with_books(books))
-            .map_err(StoreError::State)
-    })
+        import.finish_with_books(books).map_err(StoreError::State)
+    }))
 }
 
 /// Takes in the books' records handed over until the sender is done; the
@@ -279,9 +278,11 @@ mod tests {
 
     use super::recover;
     use crate::domain::access::{Role, RoleGrant, Scope};
-    use crate::domain::command::{Command, CommandBody};
+    use crate::domain::account::AccountId;
+    use crate::domain::command::{Command, CommandBody, Money, SavingsKind};
     use crate::domain::ids::{
         Actor, BranchId, CenterId, GroupId, MemberId, Name, PrincipalId, RequestId,
+        SavingsAccountId,
     };
     use crate::domain::money::Currency;
     use crate::domain::state::TIME_ZONE_DEFAULT;
@@ -289,8 +290,9 @@ mod tests {
     use crate::store::DiskStore;
 
     /// A restart reads each id's text once: the branch's id in the
-    /// branch's record and in each member's is one allocation, as it was
-    /// in the ledger that wrote them, not a copy a record.
+    /// branch's record, in each member's, and in the books' records of
+    /// the accounts her deposit posted to (read back on threads of their
+    /// own) is one allocation, not a copy a record.
     #[tokio::test]
     async fn ids_read_back_from_the_cache_share_their_text() {
         let dir = tempfile::tempdir().unwrap();
@@ -345,6 +347,19 @@ mod tests {
                 group_id: group.clone(),
                 joined_on: None,
             });
+            bodies.push(CommandBody::OpenSavingsAccount {
+                member_id: member.clone(),
+                kind: SavingsKind::Compulsory,
+                opened_on: None,
+            });
+            bodies.push(CommandBody::DepositSavings {
+                account_id: SavingsAccountId::new(member, 'C', 1),
+                amount: Money {
+                    amount: Decimal::from(50_000),
+                    currency: None,
+                },
+                effective_date: None,
+            });
         }
         for (n, body) in bodies.into_iter().enumerate() {
             let command = Command {
@@ -371,6 +386,18 @@ mod tests {
                 at(branch),
                 "member {member}'s branch id is a copy"
             );
+            let account = AccountId::Savings(SavingsAccountId::new(member, 'C', 1));
+            let book = state.books().account(&account).expect("her deposit's book");
+            assert_eq!(at(&book.branch), at(branch), "{account}'s book's branch id");
         }
+        let (cash, _) = state
+            .books()
+            .account_record_keys()
+            .find(|(account, _)| matches!(account, AccountId::Cash(_)))
+            .expect("the deposits' cash");
+        let AccountId::Cash(cash_branch) = cash else {
+            unreachable!("found as cash")
+        };
+        assert_eq!(at(cash_branch), at(branch), "the cash account's key");
     }
 }
