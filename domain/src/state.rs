@@ -427,7 +427,10 @@ pub struct LedgerState {
     branches: BTreeMap<BranchId, Branch>,
     centers: BTreeMap<CenterId, Center>,
     groups: BTreeMap<GroupId, Group>,
-    members: BTreeMap<MemberId, Member>,
+    /// Shared between the writer and the read side: an entry that changes
+    /// a member stages a copy and hands both sides the same new one, so
+    /// neither holds a copy of the other's members.
+    members: BTreeMap<MemberId, Arc<Member>>,
     /// Shared like loans: an account an entry opens goes to the read side
     /// without a copy; each later change is written into each side's own
     /// account in place (`Arc::make_mut`), since an account's change history

@@ -406,7 +406,7 @@ struct Commit {
     group: Option<Group>,
     product: Option<ProductVersion>,
     savings_product: Option<crate::product::SavingsProductVersion>,
-    members: Vec<Member>,
+    members: Vec<Arc<Member>>,
     /// Accounts opened by the entry.
     savings: Vec<Arc<SavingsAccount>>,
     /// Net change of existing accounts' balances on the entry's date: each
@@ -524,7 +524,7 @@ impl<'s> Stage<'s> {
     fn member(&mut self, id: &MemberId) -> Result<&mut Member, String> {
         if !self.members.contains_key(id) {
             let member = self.state.members.get(id).ok_or("unknown member")?;
-            self.members.insert(id.clone(), member.clone());
+            self.members.insert(id.clone(), Member::clone(member));
         }
         self.members
             .get_mut(id)
@@ -716,13 +716,14 @@ impl<'s> Stage<'s> {
                         .checked_add(1)
                         .ok_or("too many accounts")?;
                 }
-                let branch = member.branch.clone();
+                // Her record's ids, not the command's copies of them.
+                let (branch, owner) = (member.branch.clone(), member.id.clone());
                 // An account with nothing in it changes no borrower count.
                 self.savings.insert(
                     account.clone(),
                     SavingsAccount {
                         id: account.clone(),
-                        member: member_id.clone(),
+                        member: owner,
                         branch,
                         kind: *kind,
                         opened_on: date,
@@ -981,7 +982,9 @@ impl<'s> Stage<'s> {
         }
         let branch = entry_branch(body)?;
         let date = body.effective_date;
-        let state = disbursed_loan(body, member_id)?;
+        // Her record's id, not the command's copy of it.
+        let owner = self.member(member_id)?.id.clone();
+        let state = disbursed_loan(body, &owner)?;
         let principal = state.terms.principal;
         self.loans.insert(
             loan.clone(),
@@ -1785,7 +1788,7 @@ impl Stage<'_> {
             }
         }
         commit.days = Arc::new(new_days);
-        commit.members = self.members.into_values().collect();
+        commit.members = self.members.into_values().map(Arc::new).collect();
         commit.savings = self.savings.into_values().map(Arc::new).collect();
         let date = self.date;
         commit.savings_moves = self

@@ -223,7 +223,7 @@ impl LedgerState {
             StateKey::Branch(id) => self.branches.get(id).map(encode),
             StateKey::Center(id) => self.centers.get(id).map(encode),
             StateKey::Group(id) => self.groups.get(id).map(encode),
-            StateKey::Member(id) => self.members.get(id).map(encode),
+            StateKey::Member(id) => self.members.get(id).map(|member| encode(&**member)),
             StateKey::Savings(id) => self.savings.get(id).map(|account| encode(&**account)),
             StateKey::Loan(id) => self
                 .running_loan(id)
@@ -512,7 +512,7 @@ impl LedgerState {
             }
             "member" => {
                 let member: Member = decode(key, value)?;
-                self.members.insert(member.id.clone(), member);
+                self.members.insert(member.id.clone(), Arc::new(member));
             }
             "savings" => {
                 let account: SavingsAccount = decode(key, value)?;

@@ -1148,6 +1148,41 @@ fn records_read_back_under_an_interner_share_each_ids_text() {
     );
 }
 
+/// An account or loan an entry opens holds its member's id as her record
+/// does, one text, not the copy the command named her by; the writer and
+/// the read side hold one member, not a copy each.
+#[test]
+fn an_entry_opens_accounts_and_loans_under_its_members_own_id() {
+    let (mut state, mut records, mut entries) = set_up_and_deposit();
+    let loan = Step::Disburse {
+        member: 1,
+        millions: 5,
+        day: 4,
+    };
+    let body = body_of(&loan, &state);
+    run([body], &mut state, &mut records, &mut entries);
+    let at = |id: &MemberId| id.as_str().as_ptr();
+    for index in 0..2 {
+        let her = &state.members[&member(index)];
+        for id in &her.savings_accounts {
+            assert_eq!(at(&state.savings[id].member), at(&her.id), "{id}");
+        }
+        for id in &her.loans {
+            let loan = state.loans[id].whole().expect("a running loan");
+            assert_eq!(at(&loan.member), at(&her.id), "{id}");
+        }
+    }
+    assert!(!state.members[&member(1)].loans.is_empty());
+
+    let (reader, writer) = state.split_for_writer();
+    for (id, member) in &reader.members {
+        assert!(
+            Arc::ptr_eq(member, &writer.members[id]),
+            "member {id} copied"
+        );
+    }
+}
+
 /// The books' records taken in apart from the rest: without the rest (no
 /// head record) they are a cache cut short, as they would be taken in with
 /// it; a books' record that does not decode is refused, naming its key.

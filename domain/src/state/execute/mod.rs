@@ -508,6 +508,7 @@ impl LedgerState {
     pub(super) fn find_member(&self, field: &str, id: &MemberId) -> Result<&Member, DomainError> {
         self.members
             .get(id)
+            .map(|member| &**member)
             .ok_or_else(|| DomainError::not_found(field, "member", id.as_str()))
     }
 
