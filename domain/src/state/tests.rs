@@ -1021,6 +1021,20 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
     refused_with(second, vec![1; chunk], "does not follow the 1 chunks");
 }
 
+/// The set-up, a deposit and a loan to member 1, run: the state and its
+/// cache records.
+fn set_up_deposit_and_disburse() -> (LedgerState, BTreeMap<Vec<u8>, Vec<u8>>) {
+    let (mut state, mut records, mut entries) = set_up_and_deposit();
+    let loan = Step::Disburse {
+        member: 1,
+        millions: 5,
+        day: 4,
+    };
+    let body = body_of(&loan, &state);
+    run([body], &mut state, &mut records, &mut entries);
+    (state, records)
+}
+
 /// `records` read back as a restart reads them: the books' on a thread of
 /// their own; every thread under `interner` when one is given.
 fn read_back(
@@ -1115,14 +1129,7 @@ fn id_texts(state: &LedgerState) -> Vec<(String, *const u8)> {
 /// way the state is the same.
 #[test]
 fn records_read_back_under_an_interner_share_each_ids_text() {
-    let (mut state, mut records, mut entries) = set_up_and_deposit();
-    let loan = Step::Disburse {
-        member: 1,
-        millions: 5,
-        day: 4,
-    };
-    let body = body_of(&loan, &state);
-    run([body], &mut state, &mut records, &mut entries);
+    let (state, records) = set_up_deposit_and_disburse();
     assert!(state.loans.values().any(|slot| slot.whole().is_some()));
 
     let copies = |state: &LedgerState| {
@@ -1153,14 +1160,7 @@ fn records_read_back_under_an_interner_share_each_ids_text() {
 /// the read side hold one member, not a copy each.
 #[test]
 fn an_entry_opens_accounts_and_loans_under_its_members_own_id() {
-    let (mut state, mut records, mut entries) = set_up_and_deposit();
-    let loan = Step::Disburse {
-        member: 1,
-        millions: 5,
-        day: 4,
-    };
-    let body = body_of(&loan, &state);
-    run([body], &mut state, &mut records, &mut entries);
+    let (state, _) = set_up_deposit_and_disburse();
     let at = |id: &MemberId| id.as_str().as_ptr();
     for index in 0..2 {
         let her = &state.members[&member(index)];
