@@ -689,10 +689,12 @@ impl<'s> Stage<'s> {
                 _,
             ) => {
                 let group = self.state.groups.get(group_id).ok_or("unknown group")?;
+                // The group's ids as its record holds them, not the
+                // command's copies.
                 let member = Member {
                     id: member_id.clone(),
                     full_name: full_name.clone(),
-                    group: group_id.clone(),
+                    group: group.id.clone(),
                     center: group.center.clone(),
                     branch: group.branch.clone(),
                     joined_on: date,

@@ -1156,14 +1156,17 @@ fn records_read_back_under_an_interner_share_each_ids_text() {
 }
 
 /// An account or loan an entry opens holds its member's id as her record
-/// does, one text, not the copy the command named her by; the writer and
-/// the read side hold one member, not a copy each.
+/// does, one text, not the copy the command named her by, and a member
+/// her group's as its record does; the writer and the read side hold one
+/// member, not a copy each.
 #[test]
 fn an_entry_opens_accounts_and_loans_under_its_members_own_id() {
     let (state, _) = set_up_deposit_and_disburse();
     let at = |id: &MemberId| id.as_str().as_ptr();
     for index in 0..2 {
         let her = &state.members[&member(index)];
+        let group = &state.groups[&her.group];
+        assert_eq!(her.group.as_str().as_ptr(), group.id.as_str().as_ptr());
         for id in &her.savings_accounts {
             assert_eq!(at(&state.savings[id].member), at(&her.id), "{id}");
         }
