@@ -90,9 +90,9 @@ fn shared_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Arc<
 /// thousands of distinct ids). While a thread has entered an interner
 /// ([`Interner::enter`]), the ids it decodes or parses take the text of an
 /// equal id it already gave out: one allocation an id. Nothing else
-/// changes: an id is its text either way. Threads that share one interner share its texts; it is
-/// dropped with the reading, and the texts stay as long as an id holds
-/// them.
+/// changes: an id is its text either way. Threads that share one interner
+/// share its texts; it is dropped with the reading, and the texts stay as
+/// long as an id holds them.
 #[derive(Debug, Default)]
 pub struct Interner {
     texts: Mutex<HashSet<Arc<str>, foldhash::fast::RandomState>>,
@@ -121,16 +121,12 @@ impl Interner {
     }
 
     /// How many distinct texts it holds.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.texts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
-    }
-
-    /// True when it holds no text.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn intern(&self, text: &str) -> Arc<str> {

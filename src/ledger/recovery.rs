@@ -146,18 +146,23 @@ const BOOKS_THREADS: usize = 2;
 /// key order, only one of them: any refusal rebuilds the cache. Without
 /// threads (none could be started) everything is taken in on this one.
 fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    // `recover` has the state read them back from the store once loaded.
-    let let_go = store.stored_records().is_some();
     // The records' ids share their texts, on every thread that decodes
     // them: this one (the store hands each record to it) and the books'.
     let interner = Arc::new(Interner::default());
-    interner.enter(|| std::thread::scope(|scope| {
+    interner.enter(|| read_cache(store, &interner))
+}
+
+/// [`load_cache`]'s reading, on a thread that entered `interner`.
+fn read_cache(store: &dyn Store, interner: &Arc<Interner>) -> Result<LedgerState, StoreError> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    // `recover` has the state read them back from the store once loaded.
+    let let_go = store.stored_records().is_some();
+    std::thread::scope(|scope| {
         let mut feeds = Vec::new();
         let mut readers = Vec::new();
         for _ in 0..cores.clamp(1, BOOKS_THREADS) {
             let (feed, records) = std::sync::mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(2);
-            let interner = Arc::clone(&interner);
+            let interner = Arc::clone(interner);
             match std::thread::Builder::new()
                 .name("cache-books".into())
                 .spawn_scoped(scope, move || {
@@ -216,7 +221,7 @@ fn load_cache(store: &dyn Store) -> Result<LedgerState, StoreError> {
         loaded?;
         let books = books.map_err(StoreError::State)?;
         import.finish_with_books(books).map_err(StoreError::State)
-    }))
+    })
 }
 
 /// Takes in the books' records handed over until the sender is done; the
