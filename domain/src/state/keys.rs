@@ -616,6 +616,25 @@ impl LedgerState {
         Ok(())
     }
 
+    /// Builds the maps read back again at once from their entries in key
+    /// order, which fills their nodes: inserted one at a time in key
+    /// order, as they are read, a `BTreeMap` leaves every node it split
+    /// about half full, since the half left of the split is never written
+    /// to again. The writer's copy of the maps takes their shape.
+    fn pack_maps(&mut self) {
+        fn packed<K: Ord, V>(map: &mut BTreeMap<K, V>) {
+            *map = std::mem::take(map).into_iter().collect();
+        }
+        packed(&mut self.centers);
+        packed(&mut self.groups);
+        packed(&mut self.members);
+        packed(&mut self.savings);
+        packed(&mut self.loans);
+        for days in self.days.values_mut() {
+            packed(days);
+        }
+    }
+
     /// Loan `id` as its records are read back (from its loan record on).
     fn loan_being_read(&mut self, id: &LoanId) -> Option<&mut Loan> {
         match self.loans.get_mut(id)? {
@@ -1226,6 +1245,7 @@ impl StateImport {
             ended,
         } = self;
         state.take_ended_loans(wholes, &kept, ended)?;
+        state.pack_maps();
         books.absorb(added)?;
         any |= books.records > 0;
         // Records without a head are a cache cut short (a clear or a rebuild
