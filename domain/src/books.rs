@@ -38,7 +38,7 @@ mod steps;
 pub use chart::{Chart, GlAccount};
 pub use steps::RECORD_STEPS;
 pub use steps::StoredSteps;
-use steps::{BlockStart, Disorder, Step, Steps, held};
+use steps::{BlockStart, Disorder, RecordRead, Step, Steps, held};
 
 use crate::stored::{ReadError, StoredRecords};
 
@@ -933,12 +933,12 @@ impl BooksImport {
         if self.let_go && run.first > 0 && !reading.line {
             reading.history.steps.let_go(run.first as usize - 1);
         }
-        // A settled loan's last record too, as soon as it is read (let go
-        // of later, it would leave its room scattered among what was read
-        // since).
+        // A member's account's last record too, as soon as it is read
+        // (let go of later, it would leave its room scattered among what
+        // was read since).
         if self.let_go
             && let StepsOf::Account(account) = &run.of
-            && is_settled_loan(account, &reading.history)
+            && lets_go_of_last(account)
         {
             reading.history.steps.let_go_last();
         }
@@ -1069,21 +1069,29 @@ impl BooksImport {
     }
 }
 
-/// True for the account of a loan with nothing outstanding (closed,
-/// cancelled or written off): nothing is expected to post to it again, so
-/// its last record of steps, once the store holds it, is let go of too,
-/// not only its closed ones. What does post to it later (the reversal that
-/// reopens the loan) is booked all the same ([`Steps::let_go_last`]).
-///
-/// Judged by the last step's totals, not [`History::latest`]: a history
-/// being read back at startup answers `latest` only once it is settled,
-/// and reads as empty before that.
-fn is_settled_loan(account: &AccountId, history: &History) -> bool {
-    matches!(account, AccountId::Loan(_))
-        && history
-            .steps
-            .last()
-            .is_some_and(|step| step.total.debits == step.total.credits)
+/// The state cache's value of an account's record of steps read (none
+/// when there is no such record): its head, then its steps' bytes.
+fn account_value(branch: &BranchId, line: &Line, read: Option<RecordRead<'_>>) -> Option<Vec<u8>> {
+    let (starts, bytes) = read?;
+    let head = AccountStepsHead {
+        branch: branch.clone(),
+        line: line.clone(),
+        starts,
+    };
+    Some(steps_value(&head, &bytes))
+}
+
+/// True for a member's account (a loan's, a savings account's), posted
+/// to about once a meeting, if at all: its last record of steps, once the
+/// store holds it, is let go of too, not only its closed ones. A later
+/// posting is booked all the same, held after the bytes let go of; the
+/// next checkpoint reads them back to write the record whole, and once
+/// saved the record is let go of again ([`Steps::let_go_last`]). A
+/// branch's own accounts (its cash, its income), which most entries post
+/// to, keep their last record: read back at every checkpoint, it would
+/// cost more than its bytes.
+fn lets_go_of_last(account: &AccountId) -> bool {
+    matches!(account, AccountId::Loan(_) | AccountId::Savings(_))
 }
 
 /// The general ledger of every branch.
@@ -1327,30 +1335,27 @@ impl Books {
         (book.history.steps.len() > 0).then(|| book.history.steps.last_record() as u64)
     }
 
-    /// Lets go of `account`'s last record of steps too, if it is a settled
-    /// loan's ([`is_settled_loan`]), once the store holds the record as it
-    /// is (a checkpoint saved it); kept while the books have no store.
-    pub fn let_go_settled(&mut self, account: &AccountId) {
-        if self.store.is_none() {
+    /// Lets go of `account`'s last record of steps too, if it is a
+    /// member's account's ([`lets_go_of_last`]), once the store holds the
+    /// record as it is (a checkpoint saved it, and nothing was booked to
+    /// it since); kept while the books have no store.
+    pub fn let_go_last(&mut self, account: &AccountId) {
+        if self.store.is_none() || !lets_go_of_last(account) {
             return;
         }
-        if let Some(book) = self.accounts.get_mut(account)
-            && is_settled_loan(account, &book.history)
-        {
+        if let Some(book) = self.accounts.get_mut(account) {
             book.history.steps.let_go_last();
         }
     }
 
-    /// [`Books::let_go_settled`] for every settled loan's account whose
-    /// last record the store holds as it is (`saved`: its index).
-    pub fn let_go_every_settled(&mut self, saved: impl Fn(&AccountId, u64) -> bool) {
+    /// [`Books::let_go_last`] for every member's account whose last
+    /// record the store holds as it is (`saved`: its index).
+    pub fn let_go_every_last(&mut self, saved: impl Fn(&AccountId, u64) -> bool) {
         if self.store.is_none() {
             return;
         }
         for (account, book) in &mut self.accounts {
-            if is_settled_loan(account, &book.history)
-                && saved(account, book.history.steps.last_record() as u64)
-            {
+            if lets_go_of_last(account) && saved(account, book.history.steps.last_record() as u64) {
                 book.history.steps.let_go_last();
             }
         }
@@ -1419,19 +1424,37 @@ impl Books {
             return Ok(None);
         };
         let stored = self.stored_steps(account);
-        let Some((starts, bytes)) = book
+        let read = book
             .history
             .steps
-            .record_read(index, stored.as_ref().map(|s| s as &dyn StoredSteps))?
-        else {
+            .record_read(index, stored.as_ref().map(|s| s as &dyn StoredSteps))?;
+        Ok(account_value(&book.branch, &book.line, read))
+    }
+
+    /// [`Books::account_record`] as a checkpoint takes it to write: a
+    /// record grown since it was let go of notes what the store will hold
+    /// once the checkpoint is saved, to be let go of again then
+    /// ([`Steps::record_to_save`]).
+    pub fn account_record_to_save(
+        &mut self,
+        account: &AccountId,
+        index: u64,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        let Some(book) = self.accounts.get_mut(account) else {
             return Ok(None);
         };
-        let head = AccountStepsHead {
-            branch: book.branch.clone(),
-            line: book.line.clone(),
-            starts,
+        let Ok(index) = usize::try_from(index) else {
+            return Ok(None);
         };
-        Ok(Some(steps_value(&head, &bytes)))
+        let stored = self.store.as_deref().map(|store| AccountSteps {
+            store,
+            of: StepsOf::Account(account.clone()),
+        });
+        let read = book
+            .history
+            .steps
+            .record_to_save(index, stored.as_ref().map(|s| s as &dyn StoredSteps))?;
+        Ok(account_value(&book.branch, &book.line, read))
     }
 
     /// The state cache's record `index` of the steps of `line` of `branch`
@@ -2248,18 +2271,14 @@ mod tests {
                 for index in 0..count {
                     prop_assert_eq!(books.is_let_go(&account, index as u64), index + 1 < count);
                 }
-                // The settled loan's last one too; the running loan's
-                // last one not, unless nothing is outstanding on it.
+                // A member's account's last one too, whether the loan is
+                // settled or running (the branch's cash keeps its last).
                 for index in 0..loan_records {
                     prop_assert!(books.is_let_go(&loan, index as u64));
                 }
-                let booked = &read.account(&running).unwrap().history;
-                let (total, records) = (booked.latest(), booked.steps.record_count());
+                let records = read.account(&running).unwrap().history.steps.record_count();
                 for index in 0..records {
-                    prop_assert_eq!(
-                        books.is_let_go(&running, index as u64),
-                        index + 1 < records || total.debits == total.credits
-                    );
+                    prop_assert!(books.is_let_go(&running, index as u64));
                 }
                 // The lines keep theirs, and their totals by date.
                 prop_assert_eq!(&books.lines, &read.lines);
@@ -2292,19 +2311,21 @@ mod tests {
                 started.account_movements(&account, day(1), end).unwrap(),
                 book.history.movements(day(1), end)
             );
-            // The loan's, every record read back.
-            let booked = &read.account(&loan).unwrap().history;
-            prop_assert_eq!(
-                started.account_movements(&loan, day(1), end).unwrap(),
-                booked.movements(day(1), end)
-            );
-            for (sequence, _) in &entries {
+            // The loans', every record read back.
+            for loan in [&loan, &running] {
+                let booked = &read.account(loan).unwrap().history;
                 prop_assert_eq!(
-                    started.account_as_of(&loan, AsOf::Sequence(*sequence)).unwrap(),
-                    booked.at_sequence(*sequence)
+                    started.account_movements(loan, day(1), end).unwrap(),
+                    booked.movements(day(1), end)
                 );
+                for (sequence, _) in &entries {
+                    prop_assert_eq!(
+                        started.account_as_of(loan, AsOf::Sequence(*sequence)).unwrap(),
+                        booked.at_sequence(*sequence)
+                    );
+                }
+                prop_assert_eq!(started.account_as_of(loan, AsOf::Latest).unwrap(), booked.latest());
             }
-            prop_assert_eq!(started.account_as_of(&loan, AsOf::Latest).unwrap(), booked.latest());
         }
     }
 }

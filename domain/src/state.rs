@@ -654,11 +654,11 @@ impl LedgerState {
                 *slot = LoanSlot::Ended(Arc::new(ended));
             }
         }
-        // Settled loans' accounts' histories whole (read back from the
-        // cache, they were let go of as startup read them), unless one
-        // changed since the store took it.
+        // Members' accounts' last records too (read back from the cache,
+        // they were let go of as startup read them), unless one changed
+        // since the store took it.
         let changed = &self.changed;
-        self.books.let_go_every_settled(|account, last| {
+        self.books.let_go_every_last(|account, last| {
             !changed.contains(&StateKey::Steps(account.clone(), last))
         });
     }

@@ -237,16 +237,24 @@ async fn deposits_over_january(app: &mut App, from: usize, count: usize) {
     }
 }
 
+/// A ledger that writes a checkpoint every 600 entries, and within a
+/// fifth of a second of entries that trickle in after them.
+fn checkpointing() -> mfi_ledger::ledger::LedgerConfig {
+    mfi_ledger::ledger::LedgerConfig {
+        checkpoint_entries: 600,
+        checkpoint_interval: std::time::Duration::from_millis(200),
+        ..Default::default()
+    }
+}
+
 /// A server that writes a checkpoint every 600 entries (each batch: what
-/// it holds only for the store leaves memory once one saved it), with
+/// it holds only for the store leaves memory once one saved it), and
+/// entries that trickle in after them within a fifth of a second, with
 /// `count` deposits into `TB-0001/C1` over January; and its last entry.
 async fn checkpointed_deposits(count: usize) -> (App, u64) {
-    let config = mfi_ledger::ledger::LedgerConfig {
-        checkpoint_entries: 600,
-        ..Default::default()
-    };
     let mut app =
-        crate::support::spawn_app_with(config, mfi_ledger::api::ServerLimits::default()).await;
+        crate::support::spawn_app_with(checkpointing(), mfi_ledger::api::ServerLimits::default())
+            .await;
     app.branch_tb().await;
     app.member("TB-0001").await;
     deposits_over_january(&mut app, 0, count).await;
@@ -480,25 +488,33 @@ async fn account_reads(
 }
 
 /// An account's older records of steps leave memory once a checkpoint
-/// saved them, and its balances as of past entries and dates and its
-/// statements are read back from the state cache: after a restart, and
-/// as more entries come, every answer is the one given before.
+/// saved them, and a member's account's last one too, and its balances as
+/// of past entries and dates and its statements are read back from the
+/// state cache: after a restart, and as more entries come, every answer
+/// is the one given before, and the last record, grown by them, leaves
+/// memory again once saved.
 #[tokio::test]
 async fn an_accounts_older_steps_are_read_back_from_the_cache_after_a_restart() {
     let (mut app, last) = checkpointed_deposits(1_200).await;
     let accounts = ["savings:TB-0001/C1", "cash:TB"];
+    // Records the server keeps: none of a member's account once saved,
+    // the last of the branch's cash (which most entries post to).
+    let kept = [0, 1];
     let records = once(
         &app,
         |app| account_records(app, accounts[0]),
-        |(count, let_go)| let_go + 1 == *count,
+        |(count, let_go)| let_go == count,
     )
     .await;
     assert!(records.0 >= 9, "records: {records:?}");
-    assert_eq!(
-        records.1 + 1,
-        records.0,
-        "all but the last let go once saved"
-    );
+    assert_eq!(records.1, records.0, "every record let go once saved");
+    let cash = once(
+        &app,
+        |app| account_records(app, accounts[1]),
+        |(count, let_go)| let_go + 1 == *count,
+    )
+    .await;
+    assert_eq!(cash.1 + 1, cash.0, "all but the last let go once saved");
     let sequences: Vec<u64> = (1..=last).step_by(97).chain([last]).collect();
     let mut before = Vec::new();
     for account in accounts {
@@ -510,11 +526,11 @@ async fn an_accounts_older_steps_are_read_back_from_the_cache_after_a_restart() 
         "every deposit in the statement"
     );
 
-    let mut app = app.restart().await;
-    for (account, answers) in accounts.iter().zip(&before) {
+    let mut app = app.restart_with(checkpointing()).await;
+    for ((account, answers), kept) in accounts.iter().zip(&before).zip(kept) {
         let (count, let_go) = account_records(&app, account);
         assert_eq!(
-            let_go + 1,
+            let_go + kept,
             count,
             "{account}: every closed record left in the store"
         );
@@ -524,8 +540,27 @@ async fn an_accounts_older_steps_are_read_back_from_the_cache_after_a_restart() 
             "{account}"
         );
     }
-    // Entries after the restart: the older answers stand.
+    // Entries after the restart: the older answers stand, and so do the
+    // newer ones once the member's account's last record, grown by them,
+    // is saved and let go of again.
     deposits_over_january(&mut app, 1_200, 600).await;
+    let grown = account_reads(&mut app, accounts[0], &sequences).await;
+    assert_eq!(
+        grown.1[0].movements.len(),
+        1_800,
+        "every deposit in the statement"
+    );
+    let records = once(
+        &app,
+        |app| account_records(app, accounts[0]),
+        |(count, let_go)| let_go == count,
+    )
+    .await;
+    assert_eq!(records.1, records.0, "every record let go once saved again");
+    assert_eq!(
+        account_reads(&mut app, accounts[0], &sequences).await,
+        grown
+    );
     for (account, answers) in accounts.iter().zip(&before) {
         let (balances, _) = account_reads(&mut app, account, &sequences).await;
         assert_eq!(

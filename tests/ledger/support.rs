@@ -163,8 +163,13 @@ pub async fn start_again(dir: TempDir) -> App {
 impl App {
     /// Stops the server and the ledger, and starts them again on the same data.
     pub async fn restart(self) -> App {
+        self.restart_with(LedgerConfig::default()).await
+    }
+
+    /// [`App::restart`] with `config`.
+    pub async fn restart_with(self, config: LedgerConfig) -> App {
         let dir = self.stop().await;
-        start_in(dir, LedgerConfig::default(), ServerLimits::default()).await
+        start_in(dir, config, ServerLimits::default()).await
     }
 
     /// Stops the server and the ledger cleanly; gives back the data directory.

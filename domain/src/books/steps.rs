@@ -77,11 +77,11 @@ enum Bytes {
     /// checked against this hash of them (`len` bytes); with the first and
     /// last date its steps are dated on, so that a walk for other dates
     /// passes it by. A closed record (a later one follows, so it never
-    /// changes again), or the last one of a history nothing is expected to
-    /// post to again ([`Steps::let_go_last`]: an ended loan's).
+    /// changes again), or the last one of a history posted to seldom
+    /// ([`Steps::let_go_last`]: a member's account's).
     Stored(Check, Dates, u32),
-    /// The last record let go of, and steps booked to it since (a posting
-    /// to the account of a loan that ended: the reversal that reopens it).
+    /// The last record let go of, and steps booked to it since (a
+    /// member's next deposit or repayment).
     Grown(Box<Grown>),
 }
 
@@ -93,6 +93,11 @@ struct Grown {
     check: Check,
     len: u32,
     added: Vec<u8>,
+    /// The record whole as the last checkpoint took it to write
+    /// ([`Steps::record_to_save`]): its hash, dates and length, until a
+    /// step is booked to it again. Once that checkpoint is saved, the
+    /// record is let go of as [`Bytes::Stored`] with these.
+    written: Option<(Check, Dates, u32)>,
 }
 
 /// A record's blocks' starts and its steps' bytes, held or read back.
@@ -169,11 +174,16 @@ fn last_open(records: &mut [Bytes]) -> (&mut Vec<u8>, usize) {
             check,
             len,
             added: Vec::new(),
+            written: None,
         }));
     }
     match last {
         Bytes::Held(bytes) => (bytes, 0),
-        Bytes::Grown(grown) => (&mut grown.added, grown.len as usize),
+        Bytes::Grown(grown) => {
+            // No longer the record the last checkpoint took.
+            grown.written = None;
+            (&mut grown.added, grown.len as usize)
+        }
         Bytes::Stored(..) => panic!("a record let go of is grown before it is written to"),
     }
 }
@@ -275,11 +285,12 @@ impl Steps {
         self.let_go_held(index)
     }
 
-    /// Lets go of the last record too, if held: for a history nothing is
-    /// expected to post to again, whose records the store holds as they
-    /// are. A later step is booked all the same, its bytes held after
-    /// those let go of ([`Bytes::Grown`]), which a checkpoint reads back
-    /// to write the record whole. True if it let go.
+    /// Lets go of the last record too, if held: for a history posted to
+    /// seldom, whose records the store holds as they are. A later step is
+    /// booked all the same, its bytes held after those let go of
+    /// ([`Bytes::Grown`]), which a checkpoint reads back to write the
+    /// record whole ([`Steps::record_to_save`]), and which is let go of
+    /// again once that checkpoint is saved. True if it let go.
     pub fn let_go_last(&mut self) -> bool {
         match self.records.len().checked_sub(1) {
             Some(last) => self.let_go_held(last),
@@ -287,6 +298,9 @@ impl Steps {
         }
     }
 
+    /// Lets go of record `index` if held, or grown and then taken whole by
+    /// a checkpoint with nothing booked to it since (the caller knows that
+    /// checkpoint saved it).
     fn let_go_held(&mut self, index: usize) -> bool {
         match &self.records[index] {
             Bytes::Held(bytes) => {
@@ -295,7 +309,14 @@ impl Steps {
                     Bytes::Stored(check_of(bytes), self.dates_in(index, bytes), len);
                 true
             }
-            Bytes::Stored(..) | Bytes::Grown(_) => false,
+            Bytes::Grown(grown) => match grown.written {
+                Some((check, dates, len)) => {
+                    self.records[index] = Bytes::Stored(check, dates, len);
+                    true
+                }
+                None => false,
+            },
+            Bytes::Stored(..) => false,
         }
     }
 
@@ -453,6 +474,31 @@ impl Steps {
             return Ok(None);
         };
         Ok(Some((starts, self.record_bytes(index, from)?)))
+    }
+
+    /// Record `index` as a checkpoint writes it ([`Steps::record_read`]).
+    /// A record grown since it was let go of is read back whole, and its
+    /// hash, dates and length noted: once the checkpoint is saved, and
+    /// if nothing was booked to it since, it is let go of again
+    /// ([`Steps::let_go`], [`Steps::let_go_last`]).
+    pub fn record_to_save(
+        &mut self,
+        index: usize,
+        from: Option<&dyn StoredSteps>,
+    ) -> Result<Option<RecordRead<'_>>, ReadError> {
+        if !matches!(self.records.get(index), Some(Bytes::Grown(_))) {
+            return self.record_read(index, from);
+        }
+        let Some(starts) = self.starts(index) else {
+            return Ok(None);
+        };
+        let bytes = self.record_bytes(index, from)?.into_owned();
+        let len = u32::try_from(bytes.len()).expect("a record's steps fit in 4 GiB");
+        let written = (check_of(&bytes), self.dates_in(index, &bytes), len);
+        if let Bytes::Grown(grown) = &mut self.records[index] {
+            grown.written = Some(written);
+        }
+        Ok(Some((starts, Cow::Owned(bytes))))
     }
 
     /// Where record `index`'s blocks start.
@@ -1783,5 +1829,48 @@ mod stored_tests {
             steps.record_bytes(1, Some(&Records(damaged))),
             Err(ReadError::Damaged(_))
         ));
+    }
+
+    /// A last record let go of and grown is let go of again once a
+    /// checkpoint took it whole (`record_to_save`), and then reads back
+    /// only as written: not when a step was booked to it after the
+    /// checkpoint took it, which the store then does not hold.
+    #[test]
+    fn a_grown_record_taken_whole_is_let_go_of_again() {
+        let mut steps = Steps::default();
+        for n in 1..=5 {
+            steps.push(n, day(n), posted(n as i64));
+        }
+        let first = steps.record(0).unwrap().1.to_vec();
+        assert!(steps.let_go_last());
+        steps.push(6, day(6), posted(6));
+        assert!(!steps.let_go_last(), "grown, and not taken whole");
+        let stored = Records(vec![first.clone()]);
+        let (_, taken) = steps.record_to_save(0, Some(&stored)).unwrap().unwrap();
+        let taken = taken.into_owned();
+        assert!(taken.len() > first.len() && taken.starts_with(&first));
+        // Booked to after the checkpoint took it: kept.
+        steps.push(7, day(7), posted(7));
+        assert!(!steps.let_go_last());
+        let (_, whole) = steps.record_to_save(0, Some(&stored)).unwrap().unwrap();
+        let whole = whole.into_owned();
+        assert!(whole.len() > taken.len());
+        assert!(steps.let_go_last());
+        assert_eq!(steps.held_bytes(), 0);
+        let saved = Records(vec![whole.clone()]);
+        assert_eq!(*steps.record_bytes(0, Some(&saved)).unwrap(), whole[..]);
+        assert!(matches!(
+            steps.record_bytes(0, Some(&Records(vec![taken]))),
+            Err(ReadError::Damaged(_))
+        ));
+        let dates = match steps.records[0] {
+            Bytes::Stored(_, dates, _) => dates,
+            _ => panic!("let go of"),
+        };
+        assert_eq!(dates, (day(1), day(7)));
+        // And grows again from there.
+        steps.push(8, day(8), posted(8));
+        assert_eq!(steps.last_posted(), Some(posted(8)));
+        assert_eq!(steps.last().unwrap().total, posted(36));
     }
 }

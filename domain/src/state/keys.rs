@@ -297,9 +297,9 @@ impl LedgerState {
     /// remove it), when part of it must be read back from the store and
     /// cannot be (an ended loan's account's last record of steps, let go
     /// of and then booked to).
-    fn record_to_save(&self, key: &StateKey) -> Result<Option<Vec<u8>>, ReadError> {
+    fn record_to_save(&mut self, key: &StateKey) -> Result<Option<Vec<u8>>, ReadError> {
         match key {
-            StateKey::Steps(account, index) => self.books.account_record(account, *index),
+            StateKey::Steps(account, index) => self.books.account_record_to_save(account, *index),
             key => Ok(self.record(key)),
         }
     }
@@ -365,14 +365,14 @@ impl LedgerState {
                             self.books.let_go(account, k);
                         }
                     }
-                    // The last too, of a settled loan (its closing entry
-                    // saved it), unless a later entry booked to it since.
+                    // The last too, of a member's account, unless a later
+                    // entry booked to it since.
                     if let Some(last) = self.books.last_record(account)
                         && !self
                             .changed
                             .contains(&StateKey::Steps(account.clone(), last))
                     {
-                        self.books.let_go_settled(account);
+                        self.books.let_go_last(account);
                     }
                 }
                 _ => {}

@@ -263,17 +263,18 @@ impl Ledger {
                 entry.body.sequence
             );
             // Its account's history: let go of whole once a checkpoint
-            // saved it ended (memory keeps its last step), and read back,
-            // whether booked to since or not, as the state holds it.
+            // saved it, running or ended (memory keeps its last step), and
+            // read back, whether booked to since or not, as the state
+            // holds it.
             let account = AccountId::Loan(loan_id());
             let books = self.cold.books();
             if self.saving.is_none()
-                && loan.has_ended()
                 && let Some(last) = books.last_record(&account)
             {
                 assert!(
-                    !books.holds_whole(&account, last),
-                    "an ended loan's account's last record held after entry {}",
+                    !books.holds_whole(&account, last) && books.is_let_go(&account, last),
+                    "a {:?} loan's account's last record held after entry {}",
+                    loan.status,
                     entry.body.sequence
                 );
             }
