@@ -85,9 +85,10 @@ enum Bytes {
     Grown(Box<Grown>),
 }
 
-/// A last record let go of, then booked to: the store holds its first
-/// `len` bytes as they were let go of (and, once a checkpoint saved it,
-/// the steps after them), memory those steps' bytes.
+/// A last record let go of, then booked to (and closed since, if it
+/// filled): the store holds its first `len` bytes as they were let go of
+/// (and, once a checkpoint saved it, the steps after them), memory those
+/// steps' bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Grown {
     check: Check,

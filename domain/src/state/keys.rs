@@ -295,8 +295,8 @@ impl LedgerState {
 
     /// The record of `key` to save: an error, not `None` (which would
     /// remove it), when part of it must be read back from the store and
-    /// cannot be (an ended loan's account's last record of steps, let go
-    /// of and then booked to).
+    /// cannot be (a member's account's last record of steps, let go of
+    /// and then booked to).
     fn record_to_save(&mut self, key: &StateKey) -> Result<Option<Vec<u8>>, ReadError> {
         match key {
             StateKey::Steps(account, index) => self.books.account_record_to_save(account, *index),
@@ -331,7 +331,8 @@ impl LedgerState {
         // its record is never written again (nor, unread, taken for gone).
         keys.retain(|key| match key {
             StateKey::DayChunk(branch, first) => !self.day_log.is_let_go(branch, *first),
-            // And an account's closed record of steps let go of.
+            // And an account's record of steps let go of (closed, or a
+            // member's account's last one).
             StateKey::Steps(account, index) => !self.books.is_let_go(account, *index),
             // So is an ended loan's record once only its summary is held,
             // until the loan changes.
@@ -344,8 +345,8 @@ impl LedgerState {
 
     /// The records of `keys` were saved: what the state holds only for
     /// the store to save (closed day-log chunks, closed and cancelled
-    /// loans, accounts' closed records of steps, and a settled loan's
-    /// account's last one) is let go of, to be read back when asked.
+    /// loans, accounts' closed records of steps, and a member's account's
+    /// last one) is let go of, to be read back when asked.
     pub fn saved(&mut self, keys: &[StateKey]) {
         for key in keys {
             match key {

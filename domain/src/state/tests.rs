@@ -2088,17 +2088,19 @@ fn an_accounts_closed_records_of_steps_are_read_back_as_they_were_held() {
     }
     // Applied as a server's read side applies them: a checkpoint after
     // every entry, saved before the next applies (a record saved while it
-    // was the last, let go of when a later checkpoint saves the next); and
-    // a checkpoint every third entry, saved only after the next two
-    // applied.
-    let replay = |delayed: bool| {
+    // was the last, let go of when a later checkpoint saves the next); a
+    // checkpoint every fifth entry, saved before the next applies (the
+    // member's account's last record let go of, grown by the next four,
+    // and closed while grown when they fill it); and a checkpoint every
+    // third entry, saved only after the next two applied.
+    let replay = |every: usize, delayed: bool| {
         let kept = Arc::new(RecordsSaved::default());
         let mut cold = LedgerState::new();
         cold.keep_stored_in(kept.clone());
         let mut saving: Option<(Vec<StateKey>, Vec<StateRecord>)> = None;
         for (n, entry) in entries.iter().enumerate() {
             cold.apply(entry).unwrap();
-            if !delayed || n % 3 == 0 {
+            if n % every == 0 {
                 if let Some((keys, changed)) = saving.take() {
                     kept.save(changed);
                     cold.saved(&keys);
@@ -2121,8 +2123,9 @@ fn an_accounts_closed_records_of_steps_are_read_back_as_they_were_held() {
         assert!(cold.export() == state.export(), "the records read back");
         (cold, kept)
     };
-    let (cold, kept) = replay(true);
-    let (in_step, in_step_kept) = replay(false);
+    let (cold, kept) = replay(3, true);
+    let (in_step, in_step_kept) = replay(1, false);
+    let (every_fifth, _) = replay(5, false);
     let savings = AccountId::Savings(SavingsAccountId::parse("a", "M0/C1").unwrap());
     let cash = AccountId::Cash(id(BranchId::parse, "TB"));
     for account in [&savings, &cash] {
@@ -2161,7 +2164,7 @@ fn an_accounts_closed_records_of_steps_are_read_back_as_they_were_held() {
             .filter(|(a, _)| *a == account)
             .count() as u64;
         assert!(count >= 4, "{account}: {count} records");
-        for read in [&cold, &in_step] {
+        for read in [&cold, &in_step, &every_fifth] {
             for index in 0..count {
                 // A member's account's last record too, the branch's
                 // cash's not.
