@@ -37,8 +37,9 @@ mod chart;
 mod steps;
 pub use chart::{Chart, GlAccount};
 pub use steps::RECORD_STEPS;
+pub use steps::StoredAs;
 pub use steps::StoredSteps;
-use steps::{BlockStart, Disorder, RecordRead, Step, Steps, held};
+use steps::{BlockStart, Disorder, GrownRecord, RecordRead, Step, Steps, held};
 
 use crate::stored::{ReadError, StoredRecords};
 
@@ -634,7 +635,7 @@ pub struct PostedRecords {
 /// The head of an account's record of steps in the state cache: where the
 /// account belongs and where the record's blocks start; the steps' bytes
 /// follow it in the record's value as they are.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct AccountStepsHead {
     branch: BranchId,
     line: Line,
@@ -1069,6 +1070,35 @@ impl BooksImport {
     }
 }
 
+/// An account's record of steps grown since it was let go of, as a
+/// checkpoint takes it ([`Books::grown_account_record`]).
+#[derive(Debug)]
+pub struct GrownAccountRecord {
+    account: AccountId,
+    head: AccountStepsHead,
+    record: GrownRecord,
+}
+
+impl GrownAccountRecord {
+    /// The record's value whole, the bytes let go of read back from
+    /// `store` and checked, and what lets it be let go of again once
+    /// saved ([`Books::note_written`]); an error when they cannot be read
+    /// or are not those let go of (the checkpoint then writes nothing).
+    pub fn complete(
+        self,
+        store: Option<&dyn StoredRecords>,
+    ) -> Result<(Vec<u8>, StoredAs), ReadError> {
+        let from = store.map(|store| AccountSteps {
+            store,
+            of: StepsOf::Account(self.account),
+        });
+        let (bytes, written) = self
+            .record
+            .complete(from.as_ref().map(|s| s as &dyn StoredSteps))?;
+        Ok((steps_value(&self.head, &bytes), written))
+    }
+}
+
 /// The state cache's value of an account's record of steps read (none
 /// when there is no such record): its head, then its steps' bytes.
 fn account_value(branch: &BranchId, line: &Line, read: Option<RecordRead<'_>>) -> Option<Vec<u8>> {
@@ -1431,30 +1461,44 @@ impl Books {
         Ok(account_value(&book.branch, &book.line, read))
     }
 
-    /// [`Books::account_record`] as a checkpoint takes it to write: a
-    /// record grown since it was let go of notes what the store will hold
-    /// once the checkpoint is saved, to be let go of again then
-    /// ([`Steps::record_to_save`]).
-    pub fn account_record_to_save(
-        &mut self,
+    /// `account`'s record `index` if it grew since it was let go of: for
+    /// a checkpoint to complete, reading the bytes let go of back, outside
+    /// the state's lock ([`GrownAccountRecord::complete`]).
+    pub fn grown_account_record(
+        &self,
         account: &AccountId,
         index: u64,
-    ) -> Result<Option<Vec<u8>>, ReadError> {
-        let Some(book) = self.accounts.get_mut(account) else {
-            return Ok(None);
+    ) -> Option<GrownAccountRecord> {
+        let book = self.accounts.get(account)?;
+        let index = usize::try_from(index).ok()?;
+        let record = book.history.steps.grown_record(index)?;
+        let head = AccountStepsHead {
+            branch: book.branch.clone(),
+            line: book.line.clone(),
+            starts: book.history.steps.starts(index)?,
         };
-        let Ok(index) = usize::try_from(index) else {
-            return Ok(None);
-        };
-        let stored = self.store.as_deref().map(|store| AccountSteps {
-            store,
-            of: StepsOf::Account(account.clone()),
-        });
-        let read = book
-            .history
-            .steps
-            .record_to_save(index, stored.as_ref().map(|s| s as &dyn StoredSteps))?;
-        Ok(account_value(&book.branch, &book.line, read))
+        Some(GrownAccountRecord {
+            account: account.clone(),
+            head,
+            record,
+        })
+    }
+
+    /// Notes what a checkpoint wrote of `account`'s record `index`, grown
+    /// since it was let go of, so that it is let go of again once the
+    /// checkpoint is saved: the caller knows nothing was booked to it since
+    /// the checkpoint took it.
+    pub fn note_written(&mut self, account: &AccountId, index: u64, written: StoredAs) {
+        if let Some(book) = self.accounts.get_mut(account)
+            && let Ok(index) = usize::try_from(index)
+        {
+            book.history.steps.note_written(index, written);
+        }
+    }
+
+    /// The store the accounts' records let go of are read back from.
+    pub fn stored_records(&self) -> Option<Arc<dyn StoredRecords>> {
+        self.store.clone()
     }
 
     /// The state cache's record `index` of the steps of `line` of `branch`

@@ -48,7 +48,7 @@ type FastHash = foldhash::fast::RandomState;
 mod keys;
 pub use entry_list::EntryList;
 pub use installments::{CumulativeDues, InstallmentMut, Installments};
-pub use keys::{STATE_FORMAT, StateKey, StateRecord, records_format};
+pub use keys::{Changes, STATE_FORMAT, Saved, StateKey, StateRecord, records_format};
 
 /// Default share of outstanding principal kept in compulsory savings, in percent.
 pub const COMPULSORY_SAVINGS_PERCENT_DEFAULT: u32 = 5;

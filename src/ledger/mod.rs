@@ -1297,39 +1297,47 @@ impl Persister {
         if self.failed.load(Ordering::SeqCst) {
             return;
         }
-        let taken = self
+        let changes = self
             .read_side
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take_changes_with_keys();
-        let (keys, records) = match taken {
-            Ok(taken) => taken,
-            Err(error) => {
+            .take_changes_to_save();
+        // Members' accounts' records let go of and booked to since are
+        // read back from the store outside the lock: the read side goes on
+        // answering and applying entries meanwhile.
+        let (records, saved) = match changes.complete() {
+            Ok(completed) => completed,
+            Err((error, keys)) => {
                 // A record let go of in part could not be read back to be
                 // written whole: nothing is written, every key stays
                 // changed, and the next checkpoint tries again.
                 tracing::error!(%error, "reading back a record to save failed; retrying at the next checkpoint");
+                self.read_side
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .mark_changed(keys);
                 return;
             }
         };
         if records.is_empty() {
             return;
         }
-        let saved = self.store.save_state(&records);
+        let result = self.store.save_state(&records);
         let mut read_side = self
             .read_side
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match saved {
+        match result {
             // What the read side held only for the store to save (closed
-            // day-log chunks) is read back from it from now on.
-            Ok(()) => read_side.saved(&keys),
+            // day-log chunks, members' accounts' records) is read back
+            // from it from now on.
+            Ok(()) => read_side.saved_whole(&saved),
             Err(error) => {
                 // Keep the keys changed so that the next checkpoint writes
                 // them: the cache must never skip a record and then claim a
                 // later head.
                 tracing::error!(%error, "saving derived state failed; retrying at the next checkpoint");
-                read_side.mark_changed(keys);
+                read_side.mark_changed(saved.into_keys());
             }
         }
     }

@@ -95,10 +95,73 @@ struct Grown {
     len: u32,
     added: Vec<u8>,
     /// The record whole as the last checkpoint took it to write
-    /// ([`Steps::record_to_save`]): its hash, dates and length, until a
-    /// step is booked to it again. Once that checkpoint is saved, the
-    /// record is let go of as [`Bytes::Stored`] with these.
-    written: Option<(Check, Dates, u32)>,
+    /// ([`Steps::grown_record`], [`Steps::note_written`]), until a step
+    /// is booked to it again. Once that checkpoint is saved, the record is
+    /// let go of as [`Bytes::Stored`] with it.
+    written: Option<StoredAs>,
+}
+
+/// What a record let go of is checked and found by: the hash of its
+/// bytes, the first and last date its steps are dated on, and its length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredAs(Check, Dates, u32);
+
+/// A record grown since it was let go of, as a checkpoint takes it to
+/// write it whole: what memory holds of it, completed by reading the
+/// bytes let go of back ([`GrownRecord::complete`]), which the server
+/// does outside the state's lock.
+#[derive(Debug)]
+pub struct GrownRecord {
+    index: usize,
+    check: Check,
+    len: u32,
+    added: Vec<u8>,
+    /// Each of its blocks' first date and where its steps start in the
+    /// record's bytes.
+    blocks: Vec<(NaiveDate, u32)>,
+}
+
+impl GrownRecord {
+    /// The record's bytes whole: those let go of, read back from `from`
+    /// and checked, then those booked since; and what lets it be let go
+    /// of again once they are saved ([`Steps::note_written`]).
+    pub fn complete(
+        self,
+        from: Option<&dyn StoredSteps>,
+    ) -> Result<(Vec<u8>, StoredAs), ReadError> {
+        let mut bytes = stored_bytes(self.index, from, &self.check, self.len, true)?;
+        bytes.extend_from_slice(&self.added);
+        let blocks = &self.blocks;
+        let written = stored_as_of(&bytes, |len| {
+            blocks.iter().enumerate().map(move |(i, (date, at))| {
+                let end = blocks.get(i + 1).map_or(len, |(_, next)| *next as usize);
+                (*date, *at as usize..end)
+            })
+        });
+        Ok((bytes, written))
+    }
+}
+
+/// A record's [`StoredAs`]: `blocks` gives, for its bytes' length, each of
+/// its blocks' first date and where the block's steps lie in them.
+fn stored_as_of<I>(bytes: &[u8], blocks: impl FnOnce(usize) -> I) -> StoredAs
+where
+    I: Iterator<Item = (NaiveDate, Range<usize>)>,
+{
+    let len = u32::try_from(bytes.len()).expect("a record's steps fit in 4 GiB");
+    let (mut first, mut last) = (NaiveDate::MAX, NaiveDate::MIN);
+    for (start, range) in blocks(bytes.len()) {
+        let steps = &bytes[range];
+        let (mut at, mut days) = (0, 0i64);
+        while at < steps.len() {
+            let (record, next) = decode_raw(steps, at);
+            days += record.day_gap;
+            let date = start + chrono::Duration::days(days);
+            (first, last) = (first.min(date), last.max(date));
+            at = next;
+        }
+    }
+    StoredAs(check_of(bytes), (first, last), len)
 }
 
 /// A record's blocks' starts and its steps' bytes, held or read back.
@@ -290,7 +353,7 @@ impl Steps {
     /// seldom, whose records the store holds as they are. A later step is
     /// booked all the same, its bytes held after those let go of
     /// ([`Bytes::Grown`]), which a checkpoint reads back to write the
-    /// record whole ([`Steps::record_to_save`]), and which is let go of
+    /// record whole ([`Steps::grown_record`]), and which is let go of
     /// again once that checkpoint is saved. True if it let go.
     pub fn let_go_last(&mut self) -> bool {
         match self.records.len().checked_sub(1) {
@@ -305,13 +368,12 @@ impl Steps {
     fn let_go_held(&mut self, index: usize) -> bool {
         match &self.records[index] {
             Bytes::Held(bytes) => {
-                let len = u32::try_from(bytes.len()).expect("a record's steps fit in 4 GiB");
-                self.records[index] =
-                    Bytes::Stored(check_of(bytes), self.dates_in(index, bytes), len);
+                let StoredAs(check, dates, len) = self.stored_as(index, bytes);
+                self.records[index] = Bytes::Stored(check, dates, len);
                 true
             }
             Bytes::Grown(grown) => match grown.written {
-                Some((check, dates, len)) => {
+                Some(StoredAs(check, dates, len)) => {
                     self.records[index] = Bytes::Stored(check, dates, len);
                     true
                 }
@@ -321,24 +383,17 @@ impl Steps {
         }
     }
 
-    /// The first and last date record `index`'s steps (`bytes`) are dated
-    /// on.
-    fn dates_in(&self, index: usize, bytes: &[u8]) -> Dates {
-        let (mut first, mut last) = (NaiveDate::MAX, NaiveDate::MIN);
-        let blocks = index * RECORD_BLOCKS..((index + 1) * RECORD_BLOCKS).min(self.blocks.len());
-        for block in blocks {
-            let start = self.blocks[block].date;
-            let steps = &bytes[self.block_range(block, bytes.len())];
-            let (mut at, mut days) = (0, 0i64);
-            while at < steps.len() {
-                let (record, next) = decode_raw(steps, at);
-                days += record.day_gap;
-                let date = start + chrono::Duration::days(days);
-                (first, last) = (first.min(date), last.max(date));
-                at = next;
-            }
-        }
-        (first, last)
+    /// Record `index`'s [`StoredAs`], its bytes being `bytes`.
+    fn stored_as(&self, index: usize, bytes: &[u8]) -> StoredAs {
+        stored_as_of(bytes, |len| {
+            self.record_blocks(index)
+                .map(move |block| (self.blocks[block].date, self.block_range(block, len)))
+        })
+    }
+
+    /// The indexes of record `index`'s blocks.
+    fn record_blocks(&self, index: usize) -> Range<usize> {
+        index * RECORD_BLOCKS..((index + 1) * RECORD_BLOCKS).min(self.blocks.len())
     }
 
     /// True when record `index` was let go of ([`Steps::let_go`]) and
@@ -477,33 +532,41 @@ impl Steps {
         Ok(Some((starts, self.record_bytes(index, from)?)))
     }
 
-    /// Record `index` as a checkpoint writes it ([`Steps::record_read`]).
-    /// A record grown since it was let go of is read back whole, and its
-    /// hash, dates and length noted: once the checkpoint is saved, and
-    /// if nothing was booked to it since, it is let go of again
-    /// ([`Steps::let_go`], [`Steps::let_go_last`]).
-    pub fn record_to_save(
-        &mut self,
-        index: usize,
-        from: Option<&dyn StoredSteps>,
-    ) -> Result<Option<RecordRead<'_>>, ReadError> {
-        if !matches!(self.records.get(index), Some(Bytes::Grown(_))) {
-            return self.record_read(index, from);
-        }
-        let Some(starts) = self.starts(index) else {
-            return Ok(None);
+    /// Record `index` if it grew since it was let go of: what memory
+    /// holds of it, for a checkpoint to complete ([`GrownRecord::complete`])
+    /// and note ([`Steps::note_written`]).
+    pub fn grown_record(&self, index: usize) -> Option<GrownRecord> {
+        let Some(Bytes::Grown(grown)) = self.records.get(index) else {
+            return None;
         };
-        let bytes = self.record_bytes(index, from)?.into_owned();
-        let len = u32::try_from(bytes.len()).expect("a record's steps fit in 4 GiB");
-        let written = (check_of(&bytes), self.dates_in(index, &bytes), len);
-        if let Bytes::Grown(grown) = &mut self.records[index] {
+        let blocks = self
+            .record_blocks(index)
+            .map(|block| (self.blocks[block].date, self.blocks[block].at))
+            .collect();
+        Some(GrownRecord {
+            index,
+            check: grown.check,
+            len: grown.len,
+            added: grown.added.clone(),
+            blocks,
+        })
+    }
+
+    /// Notes what a checkpoint took of record `index`, grown since it was
+    /// let go of ([`Steps::grown_record`]), for it to be let go of once
+    /// the checkpoint is saved: the caller knows nothing was booked to it
+    /// since the checkpoint took it (a step booked clears the note, and a
+    /// note of another length than the record's is not taken).
+    pub fn note_written(&mut self, index: usize, written: StoredAs) {
+        if let Some(Bytes::Grown(grown)) = self.records.get_mut(index)
+            && written.2 as usize == grown.len as usize + grown.added.len()
+        {
             grown.written = Some(written);
         }
-        Ok(Some((starts, Cow::Owned(bytes))))
     }
 
     /// Where record `index`'s blocks start.
-    fn starts(&self, index: usize) -> Option<Vec<BlockStart>> {
+    pub(super) fn starts(&self, index: usize) -> Option<Vec<BlockStart>> {
         if index >= self.records.len() {
             return None;
         }
@@ -1833,9 +1896,9 @@ mod stored_tests {
     }
 
     /// A last record let go of and grown is let go of again once a
-    /// checkpoint took it whole (`record_to_save`), and then reads back
-    /// only as written: not when a step was booked to it after the
-    /// checkpoint took it, which the store then does not hold.
+    /// checkpoint took it whole (`grown_record`, completed and noted), and
+    /// then reads back only as written: not when a step was booked to it
+    /// after the checkpoint took it, which the store then does not hold.
     #[test]
     fn a_grown_record_taken_whole_is_let_go_of_again() {
         let mut steps = Steps::default();
@@ -1844,18 +1907,28 @@ mod stored_tests {
         }
         let first = steps.record(0).unwrap().1.to_vec();
         assert!(steps.let_go_last());
+        assert!(steps.grown_record(0).is_none(), "let go of, not grown");
         steps.push(6, day(6), posted(6));
         assert!(!steps.let_go_last(), "grown, and not taken whole");
         let stored = Records(vec![first.clone()]);
-        let (_, taken) = steps.record_to_save(0, Some(&stored)).unwrap().unwrap();
-        let taken = taken.into_owned();
+        let (taken, noted) = steps
+            .grown_record(0)
+            .unwrap()
+            .complete(Some(&stored))
+            .unwrap();
         assert!(taken.len() > first.len() && taken.starts_with(&first));
-        // Booked to after the checkpoint took it: kept.
+        // Booked to after the checkpoint took it: a note of it is cleared,
+        // and not taken afterwards.
+        steps.note_written(0, noted);
         steps.push(7, day(7), posted(7));
         assert!(!steps.let_go_last());
-        let (_, whole) = steps.record_to_save(0, Some(&stored)).unwrap().unwrap();
-        let whole = whole.into_owned();
+        steps.note_written(0, noted);
+        assert!(!steps.let_go_last(), "a note of the record before step 7");
+        let grown = steps.grown_record(0).unwrap();
+        let (whole, noted) = grown.complete(Some(&stored)).unwrap();
         assert!(whole.len() > taken.len());
+        assert!(!steps.let_go_last(), "taken, not noted");
+        steps.note_written(0, noted);
         assert!(steps.let_go_last());
         assert_eq!(steps.held_bytes(), 0);
         let saved = Records(vec![whole.clone()]);
@@ -1869,8 +1942,18 @@ mod stored_tests {
             _ => panic!("let go of"),
         };
         assert_eq!(dates, (day(1), day(7)));
-        // And grows again from there.
+        // A store that does not hold the bytes let go of: refused.
         steps.push(8, day(8), posted(8));
+        let mut damaged = whole.clone();
+        damaged[0] ^= 1;
+        assert!(matches!(
+            steps
+                .grown_record(0)
+                .unwrap()
+                .complete(Some(&Records(vec![damaged]))),
+            Err(ReadError::Damaged(_))
+        ));
+        // And it grows again from there.
         assert_eq!(steps.last_posted(), Some(posted(8)));
         assert_eq!(steps.last().unwrap().total, posted(36));
     }

@@ -258,7 +258,7 @@ impl LedgerState {
                 .map(encode),
             StateKey::Access => (!self.access.is_empty()).then(|| encode(&*self.access)),
             // Read back in part when let go of (an export's; a checkpoint
-            // takes it through `record_to_save`).
+            // takes a grown one through `grown_account_record`).
             StateKey::Steps(account, index) => {
                 self.books.account_record(account, *index).ok().flatten()
             }
@@ -293,31 +293,56 @@ impl LedgerState {
             .map(Arc::as_ref)
     }
 
-    /// The record of `key` to save: an error, not `None` (which would
-    /// remove it), when part of it must be read back from the store and
-    /// cannot be (a member's account's last record of steps, let go of
-    /// and then booked to).
-    fn record_to_save(&mut self, key: &StateKey) -> Result<Option<Vec<u8>>, ReadError> {
-        match key {
-            StateKey::Steps(account, index) => self.books.account_record_to_save(account, *index),
-            key => Ok(self.record(key)),
+    /// The records changed since the last call, with their keys, to
+    /// save: taken under the state's lock, all but the accounts' records
+    /// grown since they were let go of, which
+    /// [`Changes::complete`] reads back from the store, and which the
+    /// server completes outside it.
+    pub fn take_changes_to_save(&mut self) -> Changes {
+        let keys = self.take_changed_keys();
+        let mut records = Vec::with_capacity(keys.len());
+        let mut grown = Vec::new();
+        for key in &keys {
+            let grown_record = match key {
+                StateKey::Steps(account, index) => self
+                    .books
+                    .grown_account_record(account, *index)
+                    .map(|record| (account.clone(), *index, record)),
+                _ => None,
+            };
+            let value = match grown_record {
+                Some((account, index, record)) => {
+                    grown.push((records.len(), account, index, record));
+                    None
+                }
+                None => self.record(key),
+            };
+            records.push((key.to_bytes(), value));
+        }
+        Changes {
+            keys,
+            records,
+            grown,
+            store: self.books.stored_records(),
         }
     }
 
-    /// The records changed since the last call, with their keys; an
+    /// The records changed since the last call, with their keys, taken
+    /// and completed at once ([`LedgerState::take_changes_to_save`]); an
     /// error, with every key still noted changed, when one could not be
     /// read back to be written whole.
     pub fn take_changes_with_keys(
         &mut self,
     ) -> Result<(Vec<StateKey>, Vec<StateRecord>), ReadError> {
-        let keys = self.take_changed_keys();
-        let records: Result<Vec<StateRecord>, ReadError> = keys
-            .iter()
-            .map(|key| Ok((key.to_bytes(), self.record_to_save(key)?)))
-            .collect();
-        match records {
-            Ok(records) => Ok((keys, records)),
-            Err(error) => {
+        match self.take_changes_to_save().complete() {
+            Ok((records, saved)) => {
+                // Nothing was booked since they were taken.
+                for (account, index, written) in &saved.written {
+                    self.books.note_written(account, *index, *written);
+                }
+                Ok((saved.keys, records))
+            }
+            Err((error, keys)) => {
                 self.mark_changed(keys);
                 Err(error)
             }
@@ -379,6 +404,22 @@ impl LedgerState {
                 _ => {}
             }
         }
+    }
+
+    /// The records of `saved` were saved ([`LedgerState::saved`]), and
+    /// with them the accounts' records grown since they were let go of
+    /// that it completed: each is let go of again unless an entry applied
+    /// since the checkpoint took it booked to it.
+    pub fn saved_whole(&mut self, saved: &Saved) {
+        for (account, index, written) in &saved.written {
+            if !self
+                .changed
+                .contains(&StateKey::Steps(account.clone(), *index))
+            {
+                self.books.note_written(account, *index, *written);
+            }
+        }
+        self.saved(&saved.keys);
     }
 
     /// Marks `keys` changed again (their records were not saved).
@@ -1056,6 +1097,62 @@ struct ListRun {
     /// The first chunk's key, for a refusal.
     key: String,
     chunks: Vec<Vec<u64>>,
+}
+
+/// The records a checkpoint took to save ([`LedgerState::take_changes_to_save`]):
+/// all but the accounts' records grown since they were let go of, which
+/// [`Changes::complete`] reads back from the store, outside the state's
+/// lock, and puts in their place.
+#[derive(Debug)]
+pub struct Changes {
+    keys: Vec<StateKey>,
+    records: Vec<StateRecord>,
+    /// Where in `records` each grown record goes, its account and index,
+    /// and the record.
+    grown: Vec<(usize, AccountId, u64, crate::books::GrownAccountRecord)>,
+    store: Option<Arc<dyn crate::stored::StoredRecords>>,
+}
+
+/// What a checkpoint saved, once it is saved ([`LedgerState::saved_whole`]):
+/// its keys, and what it wrote of each account's record grown since it
+/// was let go of.
+#[derive(Debug)]
+pub struct Saved {
+    keys: Vec<StateKey>,
+    written: Vec<(AccountId, u64, crate::books::StoredAs)>,
+}
+
+impl Saved {
+    /// The keys saved, to mark changed again when the save failed.
+    pub fn into_keys(self) -> Vec<StateKey> {
+        self.keys
+    }
+}
+
+impl Changes {
+    /// The records to save, every grown one read back from the store and
+    /// written whole, and what to tell the state once they are saved; an
+    /// error, with the keys to mark changed again, when one could not be
+    /// read back or is not the one let go of (nothing is then written).
+    pub fn complete(self) -> Result<(Vec<StateRecord>, Saved), (ReadError, Vec<StateKey>)> {
+        let Changes {
+            keys,
+            mut records,
+            grown,
+            store,
+        } = self;
+        let mut written = Vec::with_capacity(grown.len());
+        for (at, account, index, record) in grown {
+            match record.complete(store.as_deref()) {
+                Ok((value, noted)) => {
+                    records[at].1 = Some(value);
+                    written.push((account, index, noted));
+                }
+                Err(error) => return Err((error, keys)),
+            }
+        }
+        Ok((records, Saved { keys, written }))
+    }
 }
 
 /// A record of one of a loan's lists: the loan, which list, the chunk.

@@ -121,7 +121,7 @@ struct Ledger {
     cold: LedgerState,
     kept: Arc<CacheRecords>,
     /// `cold`'s checkpoint still saving when the next entry applies.
-    saving: Option<(Vec<StateKey>, Vec<StateRecord>)>,
+    saving: Option<crate::state::Changes>,
     records: BTreeMap<Vec<u8>, Vec<u8>>,
     entries: Vec<Entry>,
     /// The loan as it was before each of its transactions (by entry).
@@ -223,23 +223,19 @@ impl Ledger {
             entry.body.sequence
         );
         // The state that lets go, checkpointed as a server's read side is:
-        // its changes taken, saved into its records, and then what those
-        // hold let go of. Every other checkpoint is still saving when the
-        // next entry applies (the publisher does not wait for the
-        // persister), and completes after it.
+        // its changes taken, the records grown since they were let go of
+        // read back outside the lock, saved into its records, and then
+        // what those hold let go of. Every other checkpoint is still
+        // reading back and saving when the next entry applies (the
+        // publisher does not wait for the persister), and completes after
+        // it.
         self.cold
             .apply(&entry)
             .unwrap_or_else(|e| panic!("an executed entry does not apply after a let-go: {e}"));
-        if let Some((keys, records)) = self.saving.take() {
-            self.save_cold(records);
-            self.cold.saved(&keys);
-        }
-        let (keys, records) = self.cold.take_changes_with_keys().unwrap();
-        if entry.body.sequence % 2 == 0 {
-            self.saving = Some((keys, records));
-        } else {
-            self.save_cold(records);
-            self.cold.saved(&keys);
+        self.finish_saving();
+        self.saving = Some(self.cold.take_changes_to_save());
+        if entry.body.sequence % 2 != 0 {
+            self.finish_saving();
             assert!(
                 *self.kept.0.lock().expect("not poisoned") == self.records,
                 "the records of the state that lets go differ after entry {}",
@@ -303,6 +299,16 @@ impl Ledger {
         }
         self.entries.push(entry);
         Ok(self.entries.last().unwrap())
+    }
+
+    /// Completes the checkpoint being saved, if one is: its records grown
+    /// since they were let go of read back, all saved, and the state told.
+    fn finish_saving(&mut self) {
+        if let Some(changes) = self.saving.take() {
+            let (records, saved) = changes.complete().unwrap();
+            self.save_cold(records);
+            self.cold.saved_whole(&saved);
+        }
     }
 
     /// Writes `records` into `cold`'s store.
@@ -2562,10 +2568,7 @@ fn as_of_reads_of_a_loan_held_as_its_summary_read_it_back_or_say_so() {
 #[test]
 fn a_reopened_loans_account_is_written_whole_or_not_at_all() {
     let (mut ledger, _, _) = paid_off_on_january_10();
-    if let Some((keys, records)) = ledger.saving.take() {
-        ledger.save_cold(records);
-        ledger.cold.saved(&keys);
-    }
+    ledger.finish_saving();
     let account = AccountId::Loan(loan_id());
     let last = ledger.cold.books().last_record(&account).unwrap();
     assert!(!ledger.cold.books().holds_whole(&account, last));

@@ -2097,28 +2097,31 @@ fn an_accounts_closed_records_of_steps_are_read_back_as_they_were_held() {
         let kept = Arc::new(RecordsSaved::default());
         let mut cold = LedgerState::new();
         cold.keep_stored_in(kept.clone());
-        let mut saving: Option<(Vec<StateKey>, Vec<StateRecord>)> = None;
+        // A checkpoint taken, its grown records read back and saved once
+        // it completes, as a server's persister does outside the lock.
+        let complete = |cold: &mut LedgerState, changes: crate::state::Changes| {
+            let (records, saved) = changes.complete().unwrap();
+            kept.save(records);
+            cold.saved_whole(&saved);
+        };
+        let mut saving: Option<crate::state::Changes> = None;
         for (n, entry) in entries.iter().enumerate() {
             cold.apply(entry).unwrap();
             if n % every == 0 {
-                if let Some((keys, changed)) = saving.take() {
-                    kept.save(changed);
-                    cold.saved(&keys);
+                if let Some(changes) = saving.take() {
+                    complete(&mut cold, changes);
                 }
-                saving = Some(cold.take_changes_with_keys().unwrap());
+                saving = Some(cold.take_changes_to_save());
             }
-            if !delayed && let Some((keys, changed)) = saving.take() {
-                kept.save(changed);
-                cold.saved(&keys);
+            if !delayed && let Some(changes) = saving.take() {
+                complete(&mut cold, changes);
             }
         }
-        if let Some((keys, changed)) = saving.take() {
-            kept.save(changed);
-            cold.saved(&keys);
+        if let Some(changes) = saving.take() {
+            complete(&mut cold, changes);
         }
-        let (keys, changed) = cold.take_changes_with_keys().unwrap();
-        kept.save(changed);
-        cold.saved(&keys);
+        let changes = cold.take_changes_to_save();
+        complete(&mut cold, changes);
         assert_eq!(*kept.0.lock().unwrap(), records);
         assert!(cold.export() == state.export(), "the records read back");
         (cold, kept)
