@@ -1,6 +1,9 @@
 //! A loan's installments, packed in chunks that copies of the loan share:
 //! a repayment changes what was paid on one or two installments, and
-//! writes only their chunk again, not the whole schedule. Each chunk holds
+//! writes only their chunk again, not the whole schedule. The chunks are
+//! held in groups that copies share too ([`GROUP`]), so that a copy of a
+//! loan, which applying every entry on it makes, counts references to a
+//! few groups, not to every chunk of a long schedule. Each chunk holds
 //! its installments as columns of the fewest bytes that hold them
 //! ([`packed`]): a running loan's schedule was the largest part of the
 //! memory that grows with a branch's members, at 104 bytes an installment.
@@ -31,12 +34,28 @@ use packed::Packed;
 /// of the usual 50 installments is seven.
 const CHUNK: usize = packed::MAX;
 
+/// Chunks per group: a loan of the usual 50 installments is one group, and
+/// a change copies the group it is in (its list of references) besides
+/// packing its chunk again. Copying a loan and dropping the copy it
+/// replaced count one reference a group, where each counted one a chunk:
+/// with 65 chunks (520 weekly installments), those counts, each on a
+/// memory line of its own and an atomic operation, were a sixth of a
+/// repayment's CPU (BENCHMARKS.md, the table of changes).
+const GROUP: usize = 8;
+
+/// Installments per group.
+const PER_GROUP: usize = CHUNK * GROUP;
+
+/// Up to [`GROUP`] chunks, shared by copies of the loan until one changes.
+type Group = Arc<[Arc<Packed>]>;
+
 /// The installments of a loan, in order (see the module's documentation).
 #[derive(Clone, Default)]
 pub struct Installments {
     /// Every chunk holds [`CHUNK`] installments but the last, and none is
+    /// empty; every group holds [`GROUP`] chunks but the last, and none is
     /// empty.
-    chunks: Vec<Arc<Packed>>,
+    groups: Vec<Group>,
     len: usize,
     /// What is due (principal, interest and fees) up to and including each
     /// installment, from the first, when kept; it stops before the first
@@ -130,9 +149,25 @@ impl Installments {
         self.len == 0
     }
 
+    /// Chunk `number`, if there is one.
+    fn chunk(&self, number: usize) -> Option<&Arc<Packed>> {
+        self.groups.get(number / GROUP)?.get(number % GROUP)
+    }
+
+    /// The chunks from chunk `first` on, each with its number.
+    fn chunks_from(&self, first: usize) -> impl Iterator<Item = (usize, &Arc<Packed>)> + '_ {
+        let skipped = first / GROUP * GROUP;
+        let groups = self.groups.iter().skip(first / GROUP);
+        let chunks = groups.flat_map(|group| group.iter());
+        chunks
+            .enumerate()
+            .map(move |(number, chunk)| (skipped + number, chunk))
+            .skip(first % GROUP)
+    }
+
     /// Installment `index`, if there is one.
     pub fn get(&self, index: usize) -> Option<InstallmentState> {
-        self.chunks.get(index / CHUNK)?.get(index % CHUNK)
+        self.chunk(index / CHUNK)?.get(index % CHUNK)
     }
 
     /// Installment `index`.
@@ -165,15 +200,15 @@ impl Installments {
 
     /// Every installment as scheduled (what is due, not what was paid).
     pub fn dues(&self) -> impl Iterator<Item = crate::schedule::Installment> + '_ {
-        let chunks = self.chunks.iter();
-        chunks.flat_map(|chunk| (0..chunk.len()).filter_map(|index| chunk.due(index)))
+        let chunks = self.chunks_from(0);
+        chunks.flat_map(|(_, chunk)| (0..chunk.len()).filter_map(|index| chunk.due(index)))
     }
 
     /// The installments from `start` on, less those of chunks on which
     /// nothing was paid (read without unpacking them): a loan's
     /// installments with something paid are among these.
     pub fn paid_from(&self, start: usize) -> impl Iterator<Item = InstallmentState> + '_ {
-        let chunks = self.chunks.iter().enumerate().skip(start / CHUNK);
+        let chunks = self.chunks_from(start / CHUNK);
         chunks
             .filter(|(_, chunk)| !chunk.nothing_paid())
             .flat_map(move |(number, chunk)| {
@@ -194,12 +229,12 @@ impl Installments {
     /// Installment `index`'s amounts due (principal, interest, fees)
     /// alone, if there is one.
     pub fn due_amounts_at(&self, index: usize) -> Option<[Decimal; 3]> {
-        self.chunks.get(index / CHUNK)?.due_amounts(index % CHUNK)
+        self.chunk(index / CHUNK)?.due_amounts(index % CHUNK)
     }
 
     /// Installment `index`'s due date alone, if there is one.
     pub fn due_date(&self, index: usize) -> Option<chrono::NaiveDate> {
-        self.chunks.get(index / CHUNK)?.due_date(index % CHUNK)
+        self.chunk(index / CHUNK)?.due_date(index % CHUNK)
     }
 
     /// The last installment, if any.
@@ -217,7 +252,8 @@ impl Installments {
             due_before: due_amounts(&installment),
             installment,
             changed: false,
-            chunk: &mut self.chunks[index / CHUNK],
+            group: &mut self.groups[index / PER_GROUP],
+            chunk: index % PER_GROUP / CHUNK,
             place: index % CHUNK,
             cumulative_dues: &mut self.cumulative_dues,
         })
@@ -279,18 +315,24 @@ impl Installments {
     /// are in are packed again (the other copies of the loan keep theirs).
     pub fn for_each_before_mut(&mut self, end: usize, mut f: impl FnMut(&mut InstallmentState)) {
         let mut due_changed = false;
-        for (number, chunk) in self.chunks.iter_mut().enumerate() {
-            let start = number * CHUNK;
-            if start >= end {
+        for (group_number, group) in self.groups.iter_mut().enumerate() {
+            let group_start = group_number * PER_GROUP;
+            if group_start >= end {
                 break;
             }
-            let mut items = chunk.unpack();
-            for installment in items.iter_mut().take(end - start) {
-                let due = due_amounts(installment);
-                f(installment);
-                due_changed |= !same_amounts(due, due_amounts(installment));
+            for (number, chunk) in Arc::make_mut(group).iter_mut().enumerate() {
+                let start = group_start + number * CHUNK;
+                if start >= end {
+                    break;
+                }
+                let mut items = chunk.unpack();
+                for installment in items.iter_mut().take(end - start) {
+                    let due = due_amounts(installment);
+                    f(installment);
+                    due_changed |= !same_amounts(due, due_amounts(installment));
+                }
+                *chunk = Arc::new(Packed::pack(&items));
             }
-            *chunk = Arc::new(Packed::pack(&items));
         }
         if due_changed {
             self.cumulative_dues = None;
@@ -353,7 +395,10 @@ pub struct InstallmentMut<'a> {
     due_before: [Decimal; 3],
     /// Whether it was borrowed to change.
     changed: bool,
-    chunk: &'a mut Arc<Packed>,
+    /// Its group, its chunk's place in the group and its place in the
+    /// chunk: the group is copied only if the installment changes.
+    group: &'a mut Group,
+    chunk: usize,
     place: usize,
     cumulative_dues: &'a mut Option<Arc<CumulativeDues>>,
 }
@@ -378,14 +423,16 @@ impl Drop for InstallmentMut<'_> {
         if !self.changed {
             return;
         }
-        // In place where each value fits the chunk's columns (copied first
-        // if another copy of the loan shares it), else packed again.
-        if self.chunk.fits(self.place, &self.installment) {
-            Arc::make_mut(self.chunk).set(self.place, &self.installment);
+        // In place where each value fits the chunk's columns (the group
+        // and the chunk copied first if another copy of the loan shares
+        // them), else packed again.
+        let chunk = &mut Arc::make_mut(self.group)[self.chunk];
+        if chunk.fits(self.place, &self.installment) {
+            Arc::make_mut(chunk).set(self.place, &self.installment);
         } else {
-            let mut items = self.chunk.unpack();
+            let mut items = chunk.unpack();
             items[self.place] = self.installment.clone();
-            *self.chunk = Arc::new(Packed::pack(&items));
+            *chunk = Arc::new(Packed::pack(&items));
         }
         if !same_amounts(self.due_before, due_amounts(&self.installment)) {
             *self.cumulative_dues = None;
@@ -402,9 +449,12 @@ impl FromIterator<InstallmentState> for Installments {
 impl From<Vec<InstallmentState>> for Installments {
     fn from(list: Vec<InstallmentState>) -> Installments {
         Installments {
-            chunks: list
-                .chunks(CHUNK)
-                .map(|chunk| Arc::new(Packed::pack(chunk)))
+            groups: list
+                .chunks(PER_GROUP)
+                .map(|group| {
+                    let chunks = group.chunks(CHUNK);
+                    chunks.map(|chunk| Arc::new(Packed::pack(chunk))).collect()
+                })
                 .collect(),
             len: list.len(),
             cumulative_dues: None,
@@ -502,9 +552,16 @@ mod tests {
 
     /// How many chunks two copies share, and how many the first has.
     fn shared(a: &Installments, b: &Installments) -> (usize, usize) {
-        let pairs = a.chunks.iter().zip(&b.chunks);
+        let pairs = a.chunks_from(0).zip(b.chunks_from(0));
+        let shared = pairs.filter(|((_, a), (_, b))| Arc::ptr_eq(a, b)).count();
+        (shared, a.chunks_from(0).count())
+    }
+
+    /// How many groups two copies share, and how many the first has.
+    fn shared_groups(a: &Installments, b: &Installments) -> (usize, usize) {
+        let pairs = a.groups.iter().zip(&b.groups);
         let shared = pairs.filter(|(a, b)| Arc::ptr_eq(a, b)).count();
-        (shared, a.chunks.len())
+        (shared, a.groups.len())
     }
 
     #[test]
@@ -515,12 +572,24 @@ mod tests {
         assert_eq!(original.at(100).principal_paid, Decimal::ZERO);
         assert_eq!(copy.at(100).principal_paid, Decimal::ONE);
         let (shared, chunks) = shared(&original, &copy);
+        assert_eq!(chunks, 65);
         assert_eq!(shared, chunks - 1);
+        // Its group is copied, the other eight shared.
+        assert_eq!(shared_groups(&original, &copy), (8, 9));
         assert_ne!(original, copy);
-        // Read through `get_mut` and left as it was: nothing packed again.
+        // Read through `get_mut` and left as it was: nothing packed again,
+        // no group copied.
         let mut read = original.clone();
         assert_eq!(read.get_mut(7).unwrap().due.number, 8);
         assert_eq!(shared_with(&read, &original), chunks);
+        assert_eq!(shared_groups(&read, &original), (9, 9));
+        // Changed before an installment: the groups it reaches copied.
+        let mut settled = original.clone();
+        settled.for_each_before_mut(70, |i| i.interest_paid = Decimal::ONE);
+        assert_eq!(shared_groups(&settled, &original), (7, 9));
+        assert_eq!(settled.at(69).interest_paid, Decimal::ONE);
+        assert_eq!(settled.at(70).interest_paid, Decimal::ZERO);
+        assert_eq!(original.at(69).interest_paid, Decimal::ZERO);
     }
 
     fn shared_with(a: &Installments, b: &Installments) -> usize {
@@ -529,7 +598,7 @@ mod tests {
 
     #[test]
     fn reads_as_the_list_it_was_made_from() {
-        for count in [0, 1, 3, 7, 8, 9, 16, 50] {
+        for count in [0, 1, 3, 7, 8, 9, 16, 50, 63, 64, 65, 130] {
             let plain = list(count);
             let packed = Installments::from(plain.clone());
             assert_eq!(packed.len(), plain.len());
@@ -577,9 +646,9 @@ mod tests {
         /// cumulative dues exactly when an amount due changed.
         #[test]
         fn changes_read_back_as_those_to_a_plain_list(
-            count in 1u32..40,
+            count in 1u32..140,
             changes in proptest::collection::vec(
-                (0usize..45, 0usize..7, 0i64..5_000_000, 0u32..3, proptest::bool::ANY),
+                (0usize..145, 0usize..7, 0i64..5_000_000, 0u32..3, proptest::bool::ANY),
                 0..30,
             ),
         ) {
@@ -657,7 +726,7 @@ mod tests {
 
     #[test]
     fn a_change_in_place_reaches_exactly_the_installments_before_the_end() {
-        for start in [0, 5, 7, 8, 9, 31, 32, 33, 100, 520, 600] {
+        for start in [0, 5, 7, 8, 9, 31, 32, 33, 63, 64, 65, 100, 520, 600] {
             let mut chunked = Installments::from(list(100));
             chunked.for_each_before_mut(start, |i| i.interest_paid = Decimal::ONE);
             for (index, installment) in chunked.iter().enumerate() {
