@@ -16,7 +16,9 @@
 //!
 //! Installments are read as values ([`InstallmentState`]), unpacked, and
 //! changed through [`Installments::get_mut`] and
-//! [`Installments::for_each_before_mut`], which pack their chunk again.
+//! [`Installments::for_each_before_mut`], which pack their chunk again
+//! (its group's list of chunks copied first where another copy of the
+//! loan shares it).
 
 mod packed;
 
@@ -34,13 +36,15 @@ use packed::Packed;
 /// of the usual 50 installments is seven.
 const CHUNK: usize = packed::MAX;
 
-/// Chunks per group: a loan of the usual 50 installments is one group, and
-/// a change copies the group it is in (its list of references) besides
-/// packing its chunk again. Copying a loan and dropping the copy it
-/// replaced count one reference a group, where each counted one a chunk:
-/// with 65 chunks (520 weekly installments), those counts, each on a
-/// memory line of its own and an atomic operation, were a sixth of a
-/// repayment's CPU (BENCHMARKS.md, the table of changes).
+/// Chunks per group: a loan of the usual 50 installments is one group. A
+/// change to a copy of a loan copies the group it is in (its list of
+/// references) besides packing its chunk again, where another copy shares
+/// the group. Copying a loan and dropping the copy it replaced count one
+/// reference a group, where each counted one a chunk: with 65 chunks
+/// (520 weekly installments) those counts, each an atomic operation on a
+/// memory line of its own, took a repayment's CPU to 1.16x to 1.25x what
+/// it is now (BENCHMARKS.md, the table of changes). A group costs a loan
+/// about 32 bytes: its reference in the list, and its own count.
 const GROUP: usize = 8;
 
 /// Installments per group.
@@ -243,7 +247,9 @@ impl Installments {
     }
 
     /// Installment `index` to change: its chunk is packed again when the
-    /// change is done with (the other copies of the loan keep theirs).
+    /// change is done with, and its group copied first if another copy of
+    /// the loan shares it (the other copies keep theirs); read and left
+    /// as it was, nothing is copied.
     /// Changing its amounts due drops the cumulative dues (see
     /// [`InstallmentMut`]).
     pub fn get_mut(&mut self, index: usize) -> Option<InstallmentMut<'_>> {
@@ -312,7 +318,8 @@ impl Installments {
     }
 
     /// The installments before `end`, changed in place: the chunks they
-    /// are in are packed again (the other copies of the loan keep theirs).
+    /// are in are packed again, and their groups copied first where
+    /// another copy of the loan shares them (the other copies keep theirs).
     pub fn for_each_before_mut(&mut self, end: usize, mut f: impl FnMut(&mut InstallmentState)) {
         let mut due_changed = false;
         for (group_number, group) in self.groups.iter_mut().enumerate() {
@@ -583,6 +590,15 @@ mod tests {
         assert_eq!(read.get_mut(7).unwrap().due.number, 8);
         assert_eq!(shared_with(&read, &original), chunks);
         assert_eq!(shared_groups(&read, &original), (9, 9));
+        // A change at either side of a group's edge copies that group only.
+        for (index, group) in [(63, 0), (64, 1), (127, 1), (128, 2)] {
+            let mut copy = original.clone();
+            copy.get_mut(index).unwrap().fee_paid = Decimal::ONE;
+            assert_eq!(shared_groups(&copy, &original), (8, 9));
+            assert!(!Arc::ptr_eq(&copy.groups[group], &original.groups[group]));
+            assert_eq!(copy.at(index).fee_paid, Decimal::ONE);
+            assert_eq!(original.at(index).fee_paid, Decimal::ZERO);
+        }
         // Changed before an installment: the groups it reaches copied.
         let mut settled = original.clone();
         settled.for_each_before_mut(70, |i| i.interest_paid = Decimal::ONE);
@@ -594,6 +610,39 @@ mod tests {
 
     fn shared_with(a: &Installments, b: &Installments) -> usize {
         shared(a, b).0
+    }
+
+    #[test]
+    fn chunks_are_numbered_and_read_from_any_chunk_on() {
+        for count in [0, 1, 8, 63, 64, 65, 130] {
+            let mut installments = Installments::from(list(count));
+            let chunks = (count as usize).div_ceil(CHUNK);
+            for first in 0..=chunks + 1 {
+                let numbers: Vec<usize> = installments
+                    .chunks_from(first)
+                    .map(|(number, _)| number)
+                    .collect();
+                assert_eq!(
+                    numbers,
+                    (first..chunks).collect::<Vec<_>>(),
+                    "{count} from {first}"
+                );
+                for (number, chunk) in installments.chunks_from(first) {
+                    assert!(Arc::ptr_eq(chunk, installments.chunk(number).unwrap()));
+                }
+            }
+            // Nothing paid: `paid_from` passes every chunk by; everything
+            // paid, it reads every installment from its start on.
+            assert_eq!(installments.paid_from(0).count(), 0);
+            installments.for_each_before_mut(count as usize, |i| i.fee_paid = Decimal::ONE);
+            for start in 0..=count as usize + 1 {
+                assert!(
+                    installments
+                        .paid_from(start)
+                        .eq(installments.iter_from(start))
+                );
+            }
+        }
     }
 
     #[test]
@@ -672,6 +721,8 @@ mod tests {
                 };
                 packed.keep_cumulative_dues(true);
                 let before = plain.clone();
+                // A copy taken before the change, sharing every group.
+                let copy = packed.clone();
                 if all_before {
                     packed.for_each_before_mut(index, set);
                     plain.iter_mut().take(index).for_each(set);
@@ -714,6 +765,11 @@ mod tests {
                 proptest::prop_assert_eq!(
                     postcard::to_stdvec(&packed).unwrap(),
                     postcard::to_stdvec(&plain).unwrap()
+                );
+                // The change reached no other copy.
+                proptest::prop_assert_eq!(
+                    exact(&mut copy.iter()),
+                    exact(&mut before.iter().cloned())
                 );
                 let due_changed = before
                     .iter()
