@@ -82,8 +82,15 @@ impl Money {
     /// Refuses the amount unless it can be booked in `books`: the same
     /// currency (or none named) and no more decimal places than it has.
     /// `field` names the amount, e.g. `amount` or `lines[2].repayment`;
-    /// `whose` says whose books they are, e.g. "branch TB keeps its books".
-    pub fn check(&self, field: &str, books: Currency, whose: &str) -> Result<(), DomainError> {
+    /// `whose` says whose books they are, e.g. "branch TB keeps its books"
+    /// (written out only into a refusal: a command that passes formats
+    /// nothing).
+    pub fn check(
+        &self,
+        field: &str,
+        books: Currency,
+        whose: &dyn std::fmt::Display,
+    ) -> Result<(), DomainError> {
         if let Some(currency) = self.currency
             && currency != books
         {

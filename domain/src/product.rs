@@ -487,7 +487,7 @@ impl ProductRules {
                 amount,
                 currency: application.currency,
             }
-            .check(field, currency, "the product lends")
+            .check(field, currency, &"the product lends")
         };
         named("principal", application.principal)?;
         if let Some(approved) = application.approved_principal {

@@ -121,9 +121,19 @@ impl Branch {
         }
     }
 
-    /// "branch TB keeps its books", for messages about currencies.
-    pub fn books(&self) -> String {
-        format!("branch {} keeps its books", self.id)
+    /// "branch TB keeps its books", for messages about currencies: written
+    /// out when a message is, not for every amount checked.
+    pub fn books(&self) -> BooksOf<'_> {
+        BooksOf(&self.id)
+    }
+}
+
+/// "branch TB keeps its books" ([`Branch::books`]).
+pub struct BooksOf<'a>(&'a BranchId);
+
+impl std::fmt::Display for BooksOf<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "branch {} keeps its books", self.0)
     }
 }
 

@@ -239,6 +239,11 @@ impl LedgerState {
         let Some(branch) = &body.branch else {
             return;
         };
+        // The lines' records this entry noted changed: a collection sheet
+        // posts to a few lines dozens of times, and each note of one is a
+        // key built (the branch's id copied), hashed and compared with the
+        // one noted already, then dropped.
+        let mut lines_noted: Vec<(crate::books::Line, u64)> = Vec::new();
         for posting in &body.postings {
             let savings = match &posting.account {
                 AccountId::Savings(id) => self.savings.get(id).map(|account| account.kind),
@@ -256,8 +261,12 @@ impl LedgerState {
             if let Some(records) = records {
                 self.changed
                     .note(|| StateKey::Steps(posting.account.clone(), records.account));
-                self.changed
-                    .note(|| StateKey::LineSteps(branch.clone(), line, records.line));
+                let noted = (line, records.line);
+                if !lines_noted.contains(&noted) {
+                    self.changed
+                        .note(|| StateKey::LineSteps(branch.clone(), noted.0.clone(), noted.1));
+                    lines_noted.push(noted);
+                }
             }
         }
         if let Outcome::PeriodClosed {

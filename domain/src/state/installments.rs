@@ -128,7 +128,15 @@ impl CumulativeDues {
     /// young, and a search of the whole schedule of a long loan compared
     /// ten sums where this compares two or three.
     pub fn covered_by(&self, amount: Decimal) -> usize {
-        partition_point_near_by(self.len(), 0, |index| {
+        self.covered_by_near(amount, 0)
+    }
+
+    /// [`CumulativeDues::covered_by`], searched outwards from sum `near`:
+    /// the same answer from anywhere, found reading the sums near `near`
+    /// when the answer is near it (a long loan's sums are a few kilobytes
+    /// that a search from the start reads across).
+    pub fn covered_by_near(&self, amount: Decimal, near: usize) -> usize {
+        partition_point_near_by(self.len(), near, |index| {
             self.get(index).is_some_and(|sum| sum <= amount)
         })
     }

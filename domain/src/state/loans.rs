@@ -989,7 +989,10 @@ impl Loan {
             }
         };
         let mut days: Vec<(NaiveDate, QualityDay)> = Vec::with_capacity(capacity);
-        let mut cumulative = CumulativeDue::new(&self.installments);
+        // What was paid covers about the installments before the first
+        // not fully paid, whose sums the searches below then start from.
+        let mut cumulative =
+            CumulativeDue::new(&self.installments).near(self.first_unpaid as usize);
         // The intervals that end on or before `from` add nothing: the walk
         // starts at the last change on or before `from`, with what the
         // changes before it sum to (the sums kept every 8 changes: a walk
@@ -1123,6 +1126,9 @@ struct CumulativeDue<'a> {
     /// The loan's own sums, up to the first that would overflow.
     kept: Option<&'a CumulativeDues>,
     sums: Vec<Decimal>,
+    /// Where a search of the kept sums starts: the last answer, at first
+    /// a guess ([`CumulativeDue::near`]).
+    near: usize,
 }
 
 impl<'a> CumulativeDue<'a> {
@@ -1131,7 +1137,15 @@ impl<'a> CumulativeDue<'a> {
             installments,
             kept: installments.cumulative_dues(),
             sums: Vec::new(),
+            near: 0,
         }
+    }
+
+    /// The same, its first search of the kept sums starting at
+    /// installment `index` (the answers do not depend on it).
+    fn near(mut self, index: usize) -> CumulativeDue<'a> {
+        self.near = index;
+        self
     }
 
     /// Sums one more installment; false when every one is summed.
@@ -1172,7 +1186,8 @@ impl<'a> CumulativeDue<'a> {
     /// grow and the first sum above `amount` ends the search.
     fn first_above(&mut self, amount: Decimal) -> Result<usize, Overflow> {
         if let Some(kept) = self.kept {
-            let covered = kept.covered_by(amount);
+            let covered = kept.covered_by_near(amount, self.near);
+            self.near = covered;
             if covered == kept.len() && kept.len() < self.installments.len() {
                 // The next sum, which would have to be looked at, overflows.
                 return Err(Overflow);
@@ -1232,19 +1247,26 @@ impl<'a> CumulativeDue<'a> {
     }
 }
 
-/// The changes summed by date, in date order.
+/// The changes summed by date, in date order: summed in the list itself
+/// (each date's sum where its first change was, the list then cut to the
+/// sums), not copied into another.
 pub(crate) fn merge_by_date(
     mut days: Vec<(NaiveDate, QualityDay)>,
 ) -> Result<Vec<(NaiveDate, QualityDay)>, Overflow> {
     days.sort_by_key(|(date, _)| *date);
-    let mut merged: Vec<(NaiveDate, QualityDay)> = Vec::with_capacity(days.len());
-    for (date, day) in days {
-        match merged.last_mut() {
+    let mut merged: usize = 0;
+    for next in 0..days.len() {
+        let (date, day) = days[next];
+        match merged.checked_sub(1).map(|last| &mut days[last]) {
             Some((last, sum)) if *last == date => sum.add(&day)?,
-            _ => merged.push((date, day)),
+            _ => {
+                days[merged] = (date, day);
+                merged += 1;
+            }
         }
     }
-    Ok(merged)
+    days.truncate(merged);
+    Ok(days)
 }
 
 /// `after - before`, day by day, of two lists of [`Loan::quality_days`]
@@ -1565,7 +1587,8 @@ mod cumulative_due_tests {
             prop_assert!(plain.cumulative_dues().is_none());
             prop_assert!(kept.cumulative_dues().is_some());
             let mut lazy = CumulativeDue::new(&plain);
-            let mut read = CumulativeDue::new(&kept);
+            // Its searches start anywhere, then where the last one ended.
+            let mut read = CumulativeDue::new(&kept).near(firsts[0]);
             for &amount in &asks {
                 prop_assert_eq!(read.first_above(amount), lazy.first_above(amount));
             }

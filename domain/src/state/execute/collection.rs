@@ -22,7 +22,6 @@ impl LedgerState {
         let mut outcomes = Vec::with_capacity(lines.len());
         let mut postings = Postings::default();
         for (i, line) in lines.iter().enumerate() {
-            let prefix = format!("lines[{i}]");
             let outcome = self
                 .decide_line(
                     line,
@@ -32,7 +31,7 @@ impl LedgerState {
                     &mut loans_seen,
                     &mut accounts_seen,
                 )
-                .map_err(|e| e.within(&prefix))?;
+                .map_err(|e| e.within(&format!("lines[{i}]")))?;
             postings.extend(outcome.1)?;
             outcomes.push(outcome.0);
         }
