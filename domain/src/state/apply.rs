@@ -239,11 +239,14 @@ impl LedgerState {
         let Some(branch) = &body.branch else {
             return;
         };
-        // The lines' records this entry noted changed: a collection sheet
-        // posts to a few lines dozens of times, and each note of one is a
-        // key built (the branch's id copied), hashed and compared with the
-        // one noted already, then dropped.
-        let mut lines_noted: Vec<(crate::books::Line, u64)> = Vec::new();
+        // The lines' records this entry noted changed (the first few): a
+        // collection sheet posts to a few lines dozens of times, and each
+        // note of one is a key built (a count taken on the branch's id),
+        // hashed and compared with the one noted already, then dropped.
+        // All an entry's postings to a line add up in one step, so in one
+        // record. Held in place: a repayment posts to distinct lines, and
+        // allocating a list for it would cost what it saves a sheet.
+        let mut lines_noted: [Option<(crate::books::Line, u64)>; 8] = [const { None }; 8];
         for posting in &body.postings {
             let savings = match &posting.account {
                 AccountId::Savings(id) => self.savings.get(id).map(|account| account.kind),
@@ -262,10 +265,13 @@ impl LedgerState {
                 self.changed
                     .note(|| StateKey::Steps(posting.account.clone(), records.account));
                 let noted = (line, records.line);
-                if !lines_noted.contains(&noted) {
+                if !lines_noted.iter().flatten().any(|seen| *seen == noted) {
                     self.changed
                         .note(|| StateKey::LineSteps(branch.clone(), noted.0.clone(), noted.1));
-                    lines_noted.push(noted);
+                    // Past the first eight, noted every time, as before.
+                    if let Some(free) = lines_noted.iter_mut().find(|slot| slot.is_none()) {
+                        *free = Some(noted);
+                    }
                 }
             }
         }

@@ -123,18 +123,18 @@ impl CumulativeDues {
 
     /// How many sums are at most `amount`: the installments paying it
     /// covers. The sums only grow; searched from the start outwards (1,
-    /// 2, 4, ... sums, then halving), since the first installments not
-    /// covered by what a loan has paid are near its start while it is
-    /// young, and a search of the whole schedule of a long loan compared
-    /// ten sums where this compares two or three.
+    /// 2, 4, ... sums, then halving). The portfolio figures search from
+    /// where they expect the answer ([`CumulativeDues::covered_by_near`]).
+    #[cfg(test)]
     pub fn covered_by(&self, amount: Decimal) -> usize {
         self.covered_by_near(amount, 0)
     }
 
-    /// [`CumulativeDues::covered_by`], searched outwards from sum `near`:
-    /// the same answer from anywhere, found reading the sums near `near`
-    /// when the answer is near it (a long loan's sums are a few kilobytes
-    /// that a search from the start reads across).
+    /// How many sums are at most `amount`, searched outwards from sum
+    /// `near`: the same answer from anywhere, found reading the sums
+    /// around `near` when the answer is near it, where a search from the
+    /// start reads across a long loan's sums (a few kilobytes: a memory
+    /// line after another) to an answer far from it.
     pub fn covered_by_near(&self, amount: Decimal, near: usize) -> usize {
         partition_point_near_by(self.len(), near, |index| {
             self.get(index).is_some_and(|sum| sum <= amount)

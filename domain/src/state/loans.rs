@@ -1686,3 +1686,52 @@ mod cumulative_due_tests {
         assert_eq!(lazy.first_above(Decimal::from(10_000)).unwrap(), 3);
     }
 }
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    /// A loan's days summed by date: in date order, one a date, each the
+    /// sum of that date's changes; an overflowing sum an error.
+    #[test]
+    fn days_merge_into_one_a_date_in_date_order() {
+        let on = |day: u32| NaiveDate::from_ymd_opt(2024, 1, day).unwrap();
+        let due = |amount: i64| QualityDay {
+            due: Decimal::from(amount),
+            ..QualityDay::default()
+        };
+        assert_eq!(merge_by_date(Vec::new()), Ok(Vec::new()));
+        assert_eq!(
+            merge_by_date(vec![(on(3), due(1))]),
+            Ok(vec![(on(3), due(1))])
+        );
+        let merged = merge_by_date(vec![
+            (on(5), due(1)),
+            (on(2), due(10)),
+            (on(5), due(100)),
+            (on(2), due(1000)),
+            (on(9), due(7)),
+            (on(5), due(10_000)),
+        ]);
+        assert_eq!(
+            merged,
+            Ok(vec![
+                (on(2), due(1010)),
+                (on(5), due(10_101)),
+                (on(9), due(7))
+            ])
+        );
+        assert_eq!(
+            merge_by_date(vec![(on(1), due(1)); 5]),
+            Ok(vec![(on(1), due(5))])
+        );
+        let most = QualityDay {
+            due: Decimal::MAX,
+            ..QualityDay::default()
+        };
+        assert_eq!(
+            merge_by_date(vec![(on(1), most), (on(2), due(1)), (on(1), due(1))]),
+            Err(Overflow)
+        );
+    }
+}

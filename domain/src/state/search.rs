@@ -1,6 +1,6 @@
 //! Searching a list in order from where the search is expected to end:
 //! a loan's installments by due date from its first unpaid one, and the
-//! sums of what fell due from the start of its schedule.
+//! sums of what fell due from there too, then from the last answer.
 
 /// The number of items at the start of a list of `len` for which
 /// `holds(index)` is true, when it is true for a prefix (as

@@ -23,7 +23,7 @@ impl LedgerState {
             })?;
             if let (Some(limit), Some(latest)) = (above, versions.last()) {
                 let books = latest.rules.currency;
-                limit.check("above", books, &format!("product {product_id} lends"))?;
+                limit.check("above", books, &format_args!("product {product_id} lends"))?;
             }
         }
         Ok(Decision {
