@@ -865,7 +865,7 @@ def main():
         machine,
         "```",
         "",
-        "Reproduce everything (20 to 50 minutes): `scripts/bench-all`",
+        "Reproduce everything (20 to 60 minutes): `scripts/bench-all`",
         "",
         "![throughput](docs/benchmarks.svg)",
         "",
