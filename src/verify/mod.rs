@@ -369,13 +369,46 @@ struct Failure {
 }
 
 /// A record the chain pass hands to the entry pass: its offset, sequence
-/// number, canonical bytes and hash, and whether its hash and tree checked.
+/// number, where its canonical bytes are in its batch's, its hash, and
+/// whether its hash and tree checked.
 struct Record {
     offset: u64,
     sequence: u64,
-    canonical: Vec<u8>,
+    canonical: std::ops::Range<usize>,
     hash: Hash,
     chained: bool,
+}
+
+/// Records the chain pass hands over together: their canonical bytes one
+/// after another in one buffer, not each in its own (an allocation a
+/// record on the chain pass's thread, freed on another's).
+#[derive(Default)]
+struct Records {
+    bytes: Vec<u8>,
+    records: Vec<Record>,
+}
+
+impl Records {
+    /// Room for [`HANDOFF`] records of `bytes` bytes together.
+    fn with_capacity(bytes: usize) -> Records {
+        Records {
+            bytes: Vec::with_capacity(bytes),
+            records: Vec::with_capacity(HANDOFF),
+        }
+    }
+
+    /// Adds a record and its canonical bytes.
+    fn push(&mut self, offset: u64, sequence: u64, canonical: &[u8], hash: Hash, chained: bool) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(canonical);
+        self.records.push(Record {
+            offset,
+            sequence,
+            canonical: start..self.bytes.len(),
+            hash,
+            chained,
+        });
+    }
 }
 
 /// Entries (with their records' offsets) handed to the re-execution pass.
@@ -389,17 +422,19 @@ type Handoff = Vec<(u64, Entry)>;
 fn chain_pass(
     file: &File,
     mut tree: tree::TreeCheck,
-    records: std::sync::mpsc::SyncSender<Vec<Record>>,
+    records: std::sync::mpsc::SyncSender<Records>,
 ) -> ChainPass {
     let mut entries = 0u64;
     let mut previous_hash = GENESIS_HASH;
     let mut failure = None;
-    let mut pending: Vec<Record> = Vec::with_capacity(HANDOFF);
+    let mut pending = Records::with_capacity(0);
     let mut entry_pass_stopped = false;
-    let send = |pending: &mut Vec<Record>| {
-        pending.is_empty()
+    let send = |pending: &mut Records| {
+        // The next batch with room for as many bytes as this one took.
+        let room = pending.bytes.len();
+        pending.records.is_empty()
             || records
-                .send(std::mem::replace(pending, Vec::with_capacity(HANDOFF)))
+                .send(std::mem::replace(pending, Records::with_capacity(room)))
                 .is_ok()
     };
     let scan = scan_journal(file, |offset, payload| {
@@ -446,20 +481,14 @@ fn chain_pass(
             tree.push(sequence, &bytes, &hash)
                 .map_err(|error| fail(3, error))
         };
-        pending.push(Record {
-            offset,
-            sequence,
-            canonical: bytes.into_owned(),
-            hash,
-            chained: checked.is_ok(),
-        });
+        pending.push(offset, sequence, &bytes, hash, checked.is_ok());
         if let Err((f, stop)) = checked {
             failure = Some(f);
             return Err(stop);
         }
         previous_hash = hash;
         entries = sequence;
-        if pending.len() == HANDOFF && !send(&mut pending) {
+        if pending.records.len() == HANDOFF && !send(&mut pending) {
             entry_pass_stopped = true;
             return Err(StoreError::State("the entry pass stopped".into()));
         }
@@ -510,7 +539,7 @@ fn chain_pass(
 /// back in order here: what is reported and handed on is what one thread
 /// checking the records in order would give.
 fn entry_pass(
-    records: std::sync::mpsc::Receiver<Vec<Record>>,
+    records: std::sync::mpsc::Receiver<Records>,
     handoff: Option<std::sync::mpsc::SyncSender<Handoff>>,
     indexed: Option<&IndexFile>,
     workers: usize,
@@ -642,24 +671,29 @@ struct CheckedBatch {
 /// that passed when `keep`.
 fn check_batch(
     place: u64,
-    batch: Vec<Record>,
+    batch: Records,
     indexed: Option<&IndexFile>,
     keep: bool,
 ) -> CheckedBatch {
     let mut checked = CheckedBatch {
         place,
-        entries: Vec::with_capacity(if keep { batch.len() } else { 0 }),
+        entries: Vec::with_capacity(if keep { batch.records.len() } else { 0 }),
         covered: Covered::default(),
         stop: None,
     };
-    let first = batch.first().map_or(1, |record| record.sequence);
+    let first = batch.records.first().map_or(1, |record| record.sequence);
     // The offset and request-id hash of each entry that passed, for the
     // index (those it does not cover are left out by `cover`).
-    let mut requests = Vec::with_capacity(if indexed.is_some() { batch.len() } else { 0 });
-    for record in batch {
+    let mut requests = Vec::with_capacity(if indexed.is_some() {
+        batch.records.len()
+    } else {
+        0
+    });
+    for record in batch.records {
         let (offset, sequence) = (record.offset, record.sequence);
-        let entry = match check_entry(record) {
-            Ok(Some(entry)) => entry,
+        let canonical = &batch.bytes[record.canonical.clone()];
+        let body = match check_entry(&record, canonical) {
+            Ok(Some(body)) => body,
             Ok(None) => {
                 checked.stop = Some(None);
                 break;
@@ -676,9 +710,14 @@ fn check_batch(
         if let Some(index) = indexed
             && sequence <= index.count()
         {
-            requests.push((offset, index.key().hash(entry.body.request_id.as_str())));
+            requests.push((offset, index.key().hash(body.request_id.as_str())));
         }
         if keep {
+            let entry = Entry {
+                body,
+                hash: record.hash,
+                canonical: canonical.to_vec(),
+            };
             checked.entries.push((offset, entry));
         }
     }
@@ -809,10 +848,9 @@ fn check_access_log_anchors(
 /// number and balance: `None` when they hold but the chain pass found its
 /// hash or tree wrong (which it reports); a fault with its rank (see
 /// [`Failure`]).
-fn check_entry(record: Record) -> Result<Option<Entry>, (u8, VerifyError)> {
+fn check_entry(record: &Record, bytes: &[u8]) -> Result<Option<EntryBody>, (u8, VerifyError)> {
     let sequence = record.sequence;
     let fail = |rank, message: String| (rank, VerifyError::Entry { sequence, message });
-    let bytes = &record.canonical;
     let body = EntryBody::from_canonical_bytes(bytes).map_err(|e| fail(0, e.to_string()))?;
     if body.sequence != sequence {
         return Err(fail(
@@ -839,11 +877,7 @@ fn check_entry(record: Record) -> Result<Option<Entry>, (u8, VerifyError)> {
     if !record.chained {
         return Ok(None);
     }
-    Ok(Some(Entry {
-        body,
-        hash: record.hash,
-        canonical: record.canonical,
-    }))
+    Ok(Some(body))
 }
 
 /// Reads an earlier entry's body (for reversals).
