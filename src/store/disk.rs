@@ -441,33 +441,7 @@ impl DiskStore {
 
     fn open_with_tree(dir: &Path, tree: bool) -> Result<DiskStore, StoreError> {
         LocalFiles::create_dir(dir)?;
-        // The directory is this process's before anything else of it is
-        // opened; then the journal (its index read, the entries past it)
-        // and the other files (the state cache's sled, the tree, the logs)
-        // are opened side by side: neither needs the other, and each was
-        // about a tenth of a restart at 10^7 entries (BENCHMARKS.md).
-        let locked = JournalFile::lock(dir)?;
-        let (journal, local) = std::thread::scope(|scope| {
-            let local = std::thread::Builder::new()
-                .name("open-files".into())
-                .spawn_scoped(scope, || LocalFiles::open(dir, tree));
-            let journal = JournalFile::open_locked(dir, locked);
-            let local = match local {
-                // Opening them has nothing to panic on: if it did, the panic
-                // goes on here, as it would on one thread.
-                Ok(opening) => opening
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                Err(error) => {
-                    tracing::warn!(%error, "could not start a thread to open the data directory's files; opening them after the journal");
-                    LocalFiles::open(dir, tree)
-                }
-            };
-            // The journal's refusal first, as when they were opened in turn.
-            (journal, local)
-        });
-        let mut journal = journal?;
-        let local = local?;
+        let mut journal = JournalFile::open(dir)?;
         let reader = (Arc::new(journal.try_clone_file()?), journal.take_offsets());
         Ok(DiskStore {
             frame_check: Mutex::new(FrameCheck::Running(journal.take_frame_check())),
@@ -476,7 +450,7 @@ impl DiskStore {
             journal: Mutex::new(Ok(journal)),
             reader: RwLock::new(reader),
             barriers: AtomicU64::new(0),
-            local,
+            local: LocalFiles::open(dir, tree)?,
         })
     }
 

@@ -145,13 +145,6 @@ pub struct Scan {
 impl JournalFile {
     /// Opens (or creates) the journal in `dir`, cutting off a torn tail.
     pub fn open(dir: &Path) -> Result<JournalFile, StoreError> {
-        JournalFile::open_locked(dir, JournalFile::lock(dir)?)
-    }
-
-    /// The journal in `dir` opened (or created, with its header) and
-    /// locked for this process: what must come before anything else of
-    /// the directory is opened ([`JournalFile::open_locked`] reads it).
-    pub fn lock(dir: &Path) -> Result<File, StoreError> {
         let path = dir.join(JOURNAL_FILE_NAME);
         let mut file = OpenOptions::new()
             .read(true)
@@ -175,15 +168,6 @@ impl JournalFile {
             }
             sync_dir(dir)?;
         }
-        Ok(file)
-    }
-
-    /// [`JournalFile::open`] of the journal [`JournalFile::lock`] opened:
-    /// its index read, the entries past it read and indexed, a torn tail
-    /// cut off, and the check of the frames the index spared reading
-    /// started.
-    pub fn open_locked(dir: &Path, file: File) -> Result<JournalFile, StoreError> {
-        let path = dir.join(JOURNAL_FILE_NAME);
         let len = file
             .metadata()
             .map_err(StoreError::io("reading journal size"))?
