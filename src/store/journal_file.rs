@@ -920,12 +920,17 @@ fn scan_pass(
 }
 
 /// Bytes a scan reads from the journal at a time (more only for a frame
-/// larger than this), small enough to stay in a core's cache from the
-/// kernel's copy into it to the frame's CRC. Frames are checked and handed
-/// on where they were read: a buffered reader of 1 MiB, which copied every
-/// frame a second time into a buffer of its own, took about a tenth more
-/// CPU to check the frames at startup (BENCHMARKS.md, the table of changes).
+/// that needs more), small enough to stay in a core's cache from the
+/// kernel's copy into the scan's buffer to the frame's CRC. Frames are
+/// checked and handed on where they were read: a buffered reader of
+/// 1 MiB, which copied every frame a second time into a buffer of its own,
+/// took about a tenth more CPU to check the frames at startup
+/// (BENCHMARKS.md, the table of changes).
 const SCAN_READ_BYTES: usize = 256 << 10;
+
+/// The scan's buffer: several reads, so that the part of a frame left at
+/// its end is moved to its front about once a buffer, not once a read.
+const SCAN_BUFFER_BYTES: usize = 4 * SCAN_READ_BYTES;
 
 /// The journal's bytes from a scan's position, read ahead by positional
 /// reads (`pread`), never past the scan's end.
@@ -966,27 +971,31 @@ impl<'f> ScanWindow<'f> {
     /// Reads until at least `n` bytes are ahead; an error when the file
     /// ends before them.
     fn fill(&mut self, n: usize) -> io::Result<()> {
-        if self.end - self.start >= n {
-            return Ok(());
-        }
-        self.buf.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
-        if self.buf.len() < n.max(SCAN_READ_BYTES) {
-            self.buf.resize(n.max(SCAN_READ_BYTES), 0);
-        }
-        while self.end < n {
-            // A read of at most the window's size, even once a large frame
-            // grew the buffer.
-            let room = (self.buf.len() - self.end).min(SCAN_READ_BYTES.max(n - self.end));
+        while self.end - self.start < n {
+            // A read of the window's size, or of all a frame larger than
+            // it still lacks.
+            let want = (n - (self.end - self.start)).max(SCAN_READ_BYTES);
+            if self.buf.len() - self.end < want {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                let size = (self.end + want).max(SCAN_BUFFER_BYTES);
+                if self.buf.len() < size {
+                    self.buf.resize(size, 0);
+                }
+            }
             let left = usize::try_from(self.len.saturating_sub(self.next)).unwrap_or(usize::MAX);
-            let read = match room.min(left) {
+            let read = match want.min(left) {
                 0 => 0,
-                want => FileExt::read_at(
+                take => match FileExt::read_at(
                     self.file,
-                    &mut self.buf[self.end..self.end + want],
+                    &mut self.buf[self.end..self.end + take],
                     self.next,
-                )?,
+                ) {
+                    Ok(read) => read,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(error) => return Err(error),
+                },
             };
             if read == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
@@ -1131,6 +1140,33 @@ mod scan_tests {
         );
         assert_eq!((scan.valid_end, scan.torn_bytes), (bytes.len() as u64, 0));
         assert_eq!(scan.last_frame, *starts.last().unwrap());
+        // Up to a frame's start, as startup's check of the frames an
+        // index covers: the records before it, and no read past it.
+        let until = starts[100];
+        let scan = scan_pass(
+            &file,
+            FILE_MAGIC.len() as u64,
+            until,
+            Pass::Frames,
+            |offset, _| {
+                assert!(offset < until, "a record at {offset} read past {until}");
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!((scan.valid_end, scan.torn_bytes), (until, 0));
+        let (scan, seen) = {
+            let mut seen = Vec::new();
+            let scan = scan_range(&file, FILE_MAGIC.len() as u64, until, |offset, payload| {
+                seen.push((offset, payload.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+            (scan, seen)
+        };
+        let before: Vec<_> = records.iter().filter(|r| r.0 < until).cloned().collect();
+        assert!(seen == before, "a scan up to a frame read other records");
+        assert_eq!(scan.last_frame, starts[99]);
         // From a frame past the first large one: the records from there.
         let from = starts[30];
         let (_, seen) = scanned(&file, from).unwrap();
