@@ -237,13 +237,14 @@ const ENTRY_PASS_WORKERS: usize = 4;
 /// Verifies the data directory `dir` to `depth`, its checkpoints with
 /// `evidence`.
 ///
-/// Three passes run side by side on their own threads, each handing what
+/// Four passes run side by side on their own threads, each handing what
 /// it passed to the next in order: the chain pass reads the journal and
-/// checks each record's checksum, hash chain and the Merkle tree; the
-/// entry pass decodes each record and checks its encoding, sequence number
-/// and balance; the re-execution pass (at [`Depth::Full`]) re-decides
-/// each command against the state before it and applies it. The first
-/// thing found wrong, by entry, is reported, as a single pass would.
+/// checks each record's checksum and hash chain; the tree pass
+/// recomputes the Merkle tree and checks it; the entry pass decodes each
+/// record and checks its encoding, sequence number and balance; the
+/// re-execution pass (at [`Depth::Full`]) re-decides each command against
+/// the state before it and applies it. The first thing found wrong, by
+/// entry, is reported, as a single pass would.
 pub fn verify_to(
     dir: &Path,
     evidence: &Evidence,
@@ -271,7 +272,8 @@ pub fn verify_to(
         Err(why) => (None, IndexCheck::NotUsed(why)),
     };
     let indexed = index_file.as_ref();
-    let (chain, (checked, covered), replay) = std::thread::scope(|scope| {
+    let (chain, tree, (checked, covered), replay) = std::thread::scope(|scope| {
+        let (hashed, receive_hashed) = std::sync::mpsc::sync_channel(HANDOFFS_IN_FLIGHT);
         let (records, receive_records) = std::sync::mpsc::sync_channel(HANDOFFS_IN_FLIGHT);
         let (handoff, receive) = std::sync::mpsc::sync_channel(HANDOFFS_IN_FLIGHT);
         let replay = (depth == Depth::Full).then(|| {
@@ -283,7 +285,11 @@ pub fn verify_to(
             .map_or(1, |cores| cores.get())
             .min(ENTRY_PASS_WORKERS);
         let checked = scope.spawn(move || entry_pass(receive_records, handoff, indexed, workers));
-        let chain = chain_pass(&file, tree, records);
+        let tree = scope.spawn(move || tree_pass(tree, receive_hashed, records));
+        let chain = chain_pass(&file, hashed);
+        let tree = tree
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         let checked = checked
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -291,14 +297,14 @@ pub fn verify_to(
             pass.join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         });
-        (chain, checked, replay)
+        (chain, tree, checked, replay)
     });
     // The re-execution pass only saw entries both other passes passed, so
     // its failure comes first; then the earlier entry's, and at one entry
     // the check a single pass would have made first.
     let replay = replay.transpose()?;
-    let mut chain = chain;
-    let first = [chain.failure.take(), checked]
+    let (chain, mut tree) = (chain, tree);
+    let first = [chain.failure, tree.failure.take(), checked]
         .into_iter()
         .flatten()
         .min_by_key(|failure| (failure.sequence, failure.rank));
@@ -328,7 +334,7 @@ pub fn verify_to(
             .compare(&file, journal_len, covered)
             .map_err(VerifyError::JournalIndex)?;
     }
-    let tree = chain.tree.finish()?;
+    let tree = tree.tree.finish()?;
     let access_log =
         crate::store::access_log::read_all(&dir.join(crate::store::access_log::ACCESS_LOG_FILE))?;
     check_access_log_anchors(&access_log, &tree)?;
@@ -353,6 +359,12 @@ struct ChainPass {
     entries: u64,
     last_hash: Hash,
     torn_tail_bytes: u64,
+    /// The first record it found wrong.
+    failure: Option<Failure>,
+}
+
+/// What the tree pass saw.
+struct TreePass {
     tree: tree::TreeCheck,
     /// The first record it found wrong.
     failure: Option<Failure>,
@@ -414,24 +426,22 @@ impl Records {
 /// Entries (with their records' offsets) handed to the re-execution pass.
 type Handoff = Vec<(u64, Entry)>;
 
-/// Reads the journal and checks each record's hash chain and the Merkle
-/// tree, and hands the records to the entry pass (`records`) in order, the
-/// first one found wrong included (the entry pass may find an earlier
-/// fault in it). Decoding is the entry pass's, on its own thread. Stops
-/// early, without an error of its own, when that pass has stopped.
-fn chain_pass(
-    file: &File,
-    mut tree: tree::TreeCheck,
-    records: std::sync::mpsc::SyncSender<Records>,
-) -> ChainPass {
+/// Reads the journal and checks each record's hash chain, and hands the
+/// records to the tree pass (`records`) in order, the first one found
+/// wrong included (the entry pass may find an earlier fault in it). The
+/// Merkle tree is the tree pass's, decoding the entry pass's, each on
+/// threads of their own. Stops early, without an error of its own, when
+/// the tree pass has stopped.
+fn chain_pass(file: &File, records: std::sync::mpsc::SyncSender<Records>) -> ChainPass {
     let mut entries = 0u64;
     let mut previous_hash = GENESIS_HASH;
     let mut failure = None;
     let mut pending = Records::with_capacity(0);
-    let mut entry_pass_stopped = false;
+    let mut next_pass_stopped = false;
     let send = |pending: &mut Records| {
-        // The next batch with room for as many bytes as this one took.
-        let room = pending.bytes.len();
+        // The next batch with room for a quarter more bytes than this one
+        // took, so that it seldom grows.
+        let room = pending.bytes.len() + pending.bytes.len() / 4;
         pending.records.is_empty()
             || records
                 .send(std::mem::replace(pending, Records::with_capacity(room)))
@@ -465,8 +475,9 @@ fn chain_pass(
             }
         };
         let hash = chain_hash(&previous_hash, &bytes);
-        let checked = if hash != stored {
-            Err(fail(
+        let checked = match hash == stored {
+            true => Ok(()),
+            false => Err(fail(
                 1,
                 VerifyError::Entry {
                     sequence,
@@ -476,10 +487,7 @@ fn chain_pass(
                         hex::encode(hash)
                     ),
                 },
-            ))
-        } else {
-            tree.push(sequence, &bytes, &hash)
-                .map_err(|error| fail(3, error))
+            )),
         };
         pending.push(offset, sequence, &bytes, hash, checked.is_ok());
         if let Err((f, stop)) = checked {
@@ -489,21 +497,21 @@ fn chain_pass(
         previous_hash = hash;
         entries = sequence;
         if pending.records.len() == HANDOFF && !send(&mut pending) {
-            entry_pass_stopped = true;
-            return Err(StoreError::State("the entry pass stopped".into()));
+            next_pass_stopped = true;
+            return Err(StoreError::State("the tree pass stopped".into()));
         }
         Ok(())
     });
-    // Records up to a failure go to the entry pass too: a fault it finds
-    // in them comes before this one.
-    if !entry_pass_stopped {
-        send(&mut pending);
+    // Records up to a failure go on too: a fault the entry pass finds in
+    // them comes before this one. (A tree pass that stopped takes none.)
+    if !next_pass_stopped && !pending.records.is_empty() {
+        let _ = records.send(std::mem::take(&mut pending));
     }
     drop(records);
     let torn_tail_bytes = match scan {
         Ok(scan) => scan.torn_bytes,
         // The failure, or the pass that stopped, reports what it found.
-        Err(_) if failure.is_some() || entry_pass_stopped => 0,
+        Err(_) if failure.is_some() || next_pass_stopped => 0,
         Err(error) => {
             failure = Some(Failure {
                 sequence: entries + 1,
@@ -520,9 +528,59 @@ fn chain_pass(
         entries,
         last_hash: previous_hash,
         torn_tail_bytes,
-        tree,
         failure,
     }
+}
+
+/// Pushes each record the chain pass passed into the recomputed Merkle
+/// tree, checked against the server's tree file and the signed
+/// checkpoints as it grows, and hands the records on to the entry pass
+/// (`records`) in order, the first one found wrong included and marked so.
+/// On a thread of its own: reading the journal and the hash chain held a
+/// core, and hashing every entry again for its leaf was most of the tree's
+/// work. Stops early, without an error of its own, when the entry pass has
+/// stopped.
+fn tree_pass(
+    mut tree: tree::TreeCheck,
+    hashed: std::sync::mpsc::Receiver<Records>,
+    records: std::sync::mpsc::SyncSender<Records>,
+) -> TreePass {
+    let mut failure = None;
+    for mut batch in hashed {
+        let Records {
+            bytes,
+            records: batch_records,
+        } = &mut batch;
+        // A record whose hash chain failed is the chain pass's last, and
+        // not in the tree (as a single pass would have stopped before it).
+        if let Some(wrong) = batch_records
+            .iter_mut()
+            .filter(|record| record.chained)
+            .find_map(|record| {
+                let pushed = tree.push(
+                    record.sequence,
+                    &bytes[record.canonical.clone()],
+                    &record.hash,
+                );
+                pushed.err().map(|error| {
+                    record.chained = false;
+                    (record.sequence, error)
+                })
+            })
+        {
+            let (sequence, error) = wrong;
+            batch_records.retain(|record| record.sequence <= sequence);
+            failure = Some(Failure {
+                sequence,
+                rank: 3,
+                error,
+            });
+        }
+        if records.send(batch).is_err() || failure.is_some() {
+            break;
+        }
+    }
+    TreePass { tree, failure }
 }
 
 /// Decodes each record the chain pass handed over and checks its
