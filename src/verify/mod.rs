@@ -229,7 +229,8 @@ pub enum Depth {
 
 /// Records or entries one pass hands to the next at a time.
 const HANDOFF: usize = 256;
-/// Handoffs in flight between the passes (bounds the memory held).
+/// Handoffs in flight between two passes (bounds the memory held: up to
+/// this many between each pair, from the chain pass to re-execution).
 const HANDOFFS_IN_FLIGHT: usize = 64;
 /// Most threads the entry pass checks batches on (one per core up to it).
 const ENTRY_PASS_WORKERS: usize = 4;
@@ -299,7 +300,7 @@ pub fn verify_to(
         });
         (chain, tree, checked, replay)
     });
-    // The re-execution pass only saw entries both other passes passed, so
+    // The re-execution pass only saw entries the other passes passed, so
     // its failure comes first; then the earlier entry's, and at one entry
     // the check a single pass would have made first.
     let replay = replay.transpose()?;
@@ -583,7 +584,7 @@ fn tree_pass(
     TreePass { tree, failure }
 }
 
-/// Decodes each record the chain pass handed over and checks its
+/// Decodes each record the tree pass handed over and checks its
 /// encoding, sequence number and balance, and hands the entries that
 /// passed every check to the re-execution pass (`handoff`) in order.
 /// Returns its first fault; stops early, without one, when the
@@ -642,8 +643,9 @@ fn entry_pass(
         }
         drop(checked);
         let found = in_order(receive, handoff, |released| window.release(released));
-        // The workers stop at their next batch; the chain pass, once they
-        // have and the records' receiver is gone, at its next handover.
+        // The workers stop at their next batch; the tree pass, once they
+        // have and the records' receiver is gone, at its next handover, and
+        // the chain pass at its own after that.
         window.stop();
         found
     })
@@ -721,7 +723,7 @@ struct CheckedBatch {
     covered: Covered,
     /// Where the checks stopped, if they did before the batch's end: at a
     /// fault, or (`Some(None)`) at a record whose hash or tree did not
-    /// check, which the chain pass reports.
+    /// check, which the chain pass or the tree pass reports.
     stop: Option<Option<Failure>>,
 }
 
@@ -904,7 +906,8 @@ fn check_access_log_anchors(
 
 /// Decodes a record's canonical bytes and checks its encoding, sequence
 /// number and balance: `None` when they hold but the chain pass found its
-/// hash or tree wrong (which it reports); a fault with its rank (see
+/// hash or the tree pass its tree wrong (which they report); a fault with
+/// its rank (see
 /// [`Failure`]).
 fn check_entry(record: &Record, bytes: &[u8]) -> Result<Option<EntryBody>, (u8, VerifyError)> {
     let sequence = record.sequence;

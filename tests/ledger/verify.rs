@@ -358,6 +358,36 @@ async fn of_two_entry_faults_batches_apart_the_earlier_is_reported() {
     );
 }
 
+/// The tree pass stops at the record whose leaf `merkle.tree` does not
+/// hold, but hands that record on: an unbalanced posting in the same
+/// entry, which a single pass checks before the tree, is the fault
+/// reported; the same entry changed but balanced is named by the tree.
+#[tokio::test]
+async fn a_tree_fault_gives_way_to_a_balance_fault_in_the_same_entry() {
+    let unbalanced = data_dir_with(700).await;
+    let fault = 300;
+    assert!(fault > WITHDRAWAL, "a deposit");
+    rechain_only(
+        unbalanced.path(),
+        fault,
+        body_changed(|body: &mut EntryBody| body.postings[0].amount += Decimal::ONE),
+    );
+    both_depths_name(
+        unbalanced.path(),
+        &format!("entry {fault}: postings do not balance"),
+    );
+    let balanced = data_dir_with(700).await;
+    rechain_only(
+        balanced.path(),
+        fault,
+        body_changed(|body: &mut EntryBody| body.recorded_at_micros += 1),
+    );
+    both_depths_name(
+        balanced.path(),
+        &format!("entry {fault}: the Merkle tree the server keeps"),
+    );
+}
+
 /// Full verification and `--chain-only` both fail, naming `fault`.
 fn both_depths_name(dir: &Path, fault: &str) {
     for args in [&[][..], &["--chain-only"][..]] {
@@ -367,7 +397,7 @@ fn both_depths_name(dir: &Path, fault: &str) {
     }
 }
 
-/// The passes hand entries over 256 at a time, 16 handovers in flight:
+/// The passes hand entries over 256 at a time, 64 handovers in flight:
 /// when re-execution fails early in a journal longer than that, the entry
 /// pass and then the chain pass stop at their next handover, and the
 /// re-execution fault is the one reported, not a broken handover.
