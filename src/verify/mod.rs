@@ -381,9 +381,10 @@ struct Failure {
     error: VerifyError,
 }
 
-/// A record the chain pass hands to the entry pass: its offset, sequence
-/// number, where its canonical bytes are in its batch's, its hash, and
-/// whether its hash and tree checked.
+/// A record the chain pass hands on, through the tree pass, to the entry
+/// pass: its offset, sequence number, where its canonical bytes are in its
+/// batch's, its hash, and whether its hash chain and tree checked (the
+/// chain pass and the tree pass each clear it at the fault they report).
 struct Record {
     offset: u64,
     sequence: u64,
@@ -476,9 +477,10 @@ fn chain_pass(file: &File, records: std::sync::mpsc::SyncSender<Records>) -> Cha
             }
         };
         let hash = chain_hash(&previous_hash, &bytes);
-        let checked = match hash == stored {
-            true => Ok(()),
-            false => Err(fail(
+        let checked = if hash == stored {
+            Ok(())
+        } else {
+            Err(fail(
                 1,
                 VerifyError::Entry {
                     sequence,
@@ -488,7 +490,7 @@ fn chain_pass(file: &File, records: std::sync::mpsc::SyncSender<Records>) -> Cha
                         hex::encode(hash)
                     ),
                 },
-            )),
+            ))
         };
         pending.push(offset, sequence, &bytes, hash, checked.is_ok());
         if let Err((f, stop)) = checked {
