@@ -1,7 +1,8 @@
 //! The PostgreSQL store beside the embedded one, in one run: durable
 //! repayments through `Ledger::submit_many` at batch sizes 1, 10, 100 and
-//! 1,000 (one durable barrier per batch: an `fdatasync` of the journal file,
-//! or one committed statement), each store's ledger set up alike.
+//! 1,000 (one durable barrier per batch, or per chunk of 256 entries at
+//! 1,000: an `fdatasync` of the journal file, or one committed statement),
+//! each store's ledger set up alike.
 //!
 //! The database is the one `MFI_BENCH_POSTGRES_URL` names (`scripts/bench-all`
 //! starts a throw-away cluster with `scripts/pg-cluster` and sets it);

@@ -1,21 +1,30 @@
-//! The ledger: one writer thread that decides commands in order and appends
-//! each batch to the journal behind one durable barrier (group commit); a
-//! publisher thread then writes the durable batch into the read side (what
-//! the writer's apply of each entry wrote, [`Written`]) and answers every
-//! waiter, while the writer decides the next batch; a
-//! persister thread checkpoints the read side into the store's cache.
+//! The ledger: one writer thread that decides commands in order, taking
+//! every submission waiting into one batch, whose commands share the
+//! journal's durable barriers (group commit). A batch goes on in chunks of
+//! [`LedgerConfig::chunk_entries`] new entries: the syncer thread appends
+//! each (with any others waiting, behind one barrier) while the writer
+//! decides the next (`syncer`); the batch's last chunk, when the syncer
+//! holds nothing before it, is appended on the writer's thread. A
+//! publisher thread then writes each durable chunk into the read side
+//! (what the writer's apply of each entry wrote, [`Written`]) and answers
+//! the submissions it finished; a persister thread checkpoints the read
+//! side into the store's cache.
 //!
 //! Architecture invariants:
 //! - Only the writer thread executes commands, so sequence numbers are
 //!   gap-free and the hash chain is continuous without locks.
+//! - Chunks reach the journal, the read side and their waiters in the order
+//!   they were decided; after a barrier fails, no later chunk is appended.
 //! - No reply (success or refusal) is sent before the durable barrier of the
-//!   batch the command was decided in.
+//!   chunk that holds the submission's last command (and so of every
+//!   chunk before it).
 //! - The read side only ever holds durable entries; a client that got a
 //!   reply reads its own write.
 //! - Derived state in the store is a cache; startup replays the journal past
 //!   it, and rebuilds it from the journal when it does not fit.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -27,7 +36,7 @@ use crate::domain::access::Access;
 use crate::domain::command::Command;
 use crate::domain::entry::{Entry, EntryBody};
 use crate::domain::request_index::FoundRequests;
-use crate::domain::state::{ExecContext, ExecuteError, LedgerState, SealError, Written};
+use crate::domain::state::{ExecContext, ExecuteError, LedgerState, SealError};
 use crate::store::{Store, StoreError};
 
 mod checkpoints;
@@ -35,12 +44,14 @@ mod proofs;
 mod reads;
 pub mod recovery;
 pub mod standby;
+mod syncer;
 
 pub use checkpoints::{
     ACCESS_LOG_ANCHOR, CheckpointPolicy, JOURNAL_ANCHOR, ProofError, ServedCheckpoint,
     access_log_anchor, journal_anchor, parse_access_log_anchor, parse_journal_anchor,
 };
 pub use reads::{Holds, READS_OFF_RUNTIME_MAX, ReadError};
+use syncer::{Chunk, Failure, Syncer, append, barrier_failed};
 
 /// Reads an earlier entry's body while deciding (for reversals).
 pub type Lookup<'a> = dyn Fn(u64) -> Result<Option<EntryBody>, String> + 'a;
@@ -107,6 +118,10 @@ impl Clock for FixedClock {
 pub struct LedgerConfig {
     /// Most commands decided and made durable together.
     pub batch_size_max: usize,
+    /// New entries of a batch after which the part decided goes on to the
+    /// journal's barrier and the read side while the rest is decided: a
+    /// large submission is answered sooner, for a barrier more.
+    pub chunk_entries: usize,
     /// Most commands submitted and not yet answered; past it, submissions
     /// are refused as overloaded rather than queued without bound.
     pub queue_depth_max: usize,
@@ -144,6 +159,7 @@ impl Default for LedgerConfig {
     fn default() -> LedgerConfig {
         LedgerConfig {
             batch_size_max: 1024,
+            chunk_entries: 256,
             queue_depth_max: 16_384,
             queue_bytes_max: 64 << 20,
             checkpoint_entries: 100_000,
@@ -287,19 +303,34 @@ impl Ledger {
         let (persist_sender, persist_receiver) = std::sync::mpsc::channel::<u64>();
         // Few durable batches wait for the publisher: it bounds memory and
         // lets deciding the next batch overlap publishing this one.
-        let (publish_sender, publish_receiver) = std::sync::mpsc::sync_channel::<Durable>(2);
+        let (publish_sender, publish_receiver) = std::sync::mpsc::sync_channel::<Chunk>(2);
+        // Chunks waiting for the journal's barrier: a bound on what the
+        // writer decides ahead of it.
+        let (sync_sender, sync_receiver) = std::sync::mpsc::sync_channel::<Chunk>(8);
+        let failure = Arc::new(Failure::new(failed.clone()));
+        let syncing = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
             state: working,
             rules,
             store: store.clone(),
             clock: clock.clone(),
-            publish: publish_sender,
+            publish: publish_sender.clone(),
+            sync: sync_sender,
+            syncing: syncing.clone(),
+            pending: VecDeque::new(),
             batch_size_max: config.batch_size_max.max(1),
+            chunk_entries: config.chunk_entries.max(1),
             failed: None,
-            failed_flag: failed.clone(),
+            failure: failure.clone(),
             standby: standby.clone(),
             indexed: indexed.clone(),
             request_ids_in_memory: request_ids_in_memory.clone(),
+        };
+        let syncer = Syncer {
+            store: store.clone(),
+            publish: publish_sender,
+            syncing,
+            failure,
         };
         let (checkpoint_sender, checkpoint_receiver) = std::sync::mpsc::channel();
         let publisher = Publisher {
@@ -325,6 +356,10 @@ impl Ledger {
                 .name("ledger-writer".into())
                 .spawn(guarded(failed.clone(), move || writer.run(receiver)))
                 .map_err(StoreError::io("starting the writer thread"))?,
+            std::thread::Builder::new()
+                .name("ledger-syncer".into())
+                .spawn(guarded(failed.clone(), move || syncer.run(sync_receiver)))
+                .map_err(StoreError::io("starting the syncer thread"))?,
             std::thread::Builder::new()
                 .name("ledger-publisher".into())
                 .spawn(guarded(failed.clone(), move || {
@@ -701,11 +736,12 @@ impl Ledger {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
-        // The writer finishes the batches it took; one waiting for a
-        // database that cannot be reached is given up after 10 s (its
-        // commands unanswered, as if the server had crashed).
+        // The writer finishes the batches it took and the syncer their
+        // barriers; one waiting for a database that cannot be reached is
+        // given up after 10 s (its commands unanswered, as if the server
+        // had crashed).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while threads.first().is_some_and(|writer| !writer.is_finished())
+        while threads.iter().take(2).any(|thread| !thread.is_finished())
             && std::time::Instant::now() < deadline
         {
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -726,21 +762,32 @@ impl Drop for Ledger {
 }
 
 /// The single writer: owns the working state (which runs ahead of the read
-/// side by at most the batch being made durable).
+/// side by the chunks on their way to the journal and the read side).
 struct Writer {
     state: LedgerState,
     /// Decides each command against `state`.
     rules: Arc<dyn Decide>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    /// Hands durable batches to the publisher.
-    publish: std::sync::mpsc::SyncSender<Durable>,
+    /// Hands a chunk made durable here to the publisher.
+    publish: std::sync::mpsc::SyncSender<Chunk>,
+    /// Hands a chunk to the syncer, which makes it durable.
+    sync: std::sync::mpsc::SyncSender<Chunk>,
+    /// Chunks handed to the syncer and not yet handed on by it.
+    syncing: Arc<AtomicUsize>,
+    /// The entries this writer decided that may not be in the journal yet,
+    /// in sequence order, from the first not known durable.
+    pending: VecDeque<Arc<Entry>>,
     batch_size_max: usize,
+    /// New entries after which a batch's decided part goes on to the journal
+    /// while the rest is decided ([`LedgerConfig::chunk_entries`]).
+    chunk_entries: usize,
     /// Set after a storage fault: the working state may hold entries that
     /// never became durable, so nothing more is decided.
     failed: Option<String>,
-    /// `failed` as seen by the API (health checks).
-    failed_flag: Arc<AtomicBool>,
+    /// Set by the syncer (or this thread) with the reason, when the ledger
+    /// stops deciding after a fault.
+    failure: Arc<Failure>,
     /// Set while a standby ([`LedgerConfig::standby`]).
     standby: Arc<AtomicBool>,
     /// The journal's index the persister had the store write again, for the
@@ -750,12 +797,10 @@ struct Writer {
     request_ids_in_memory: Arc<AtomicU64>,
 }
 
-/// How one submission of a batch will be answered after the barrier.
+/// How one command of a submission will be answered after the barrier.
 enum Answer {
-    /// The entry at this index of the batch's new entries.
-    New(usize),
-    /// An entry that was already durable.
-    Existing(Arc<Entry>),
+    /// Its entry: new, or the one its request id produced already.
+    Entry(Arc<Entry>),
     /// A refusal.
     Error(SubmitError),
 }
@@ -782,11 +827,12 @@ impl Writer {
         tracing::info!(last_sequence = self.state.last_sequence(), "writer stopped");
     }
 
+    /// Decides a batch in order. Every `chunk_entries` new entries, the part
+    /// decided goes on to the syncer (the journal's barrier) and then the
+    /// publisher while the rest is decided; a submission is answered with
+    /// the chunk that holds its last command.
     fn process(&mut self, batch: &mut Vec<Submission>) {
-        if self.failed.is_none() && self.failed_flag.load(Ordering::SeqCst) {
-            self.failed =
-                Some("the ledger stopped after an internal fault; retry after a restart".into());
-        }
+        self.notice_failure();
         if let Some(why) = &self.failed {
             for submission in batch.drain(..) {
                 // One refusal for followed entries, one per command else.
@@ -804,7 +850,15 @@ impl Writer {
             return;
         }
         self.take_indexed();
-        // One span per batch, across deciding, the journal's barrier and
+        let durable = self.store.last_sequence();
+        while self
+            .pending
+            .front()
+            .is_some_and(|entry| entry.body.sequence <= durable)
+        {
+            self.pending.pop_front();
+        }
+        // One span per batch, across deciding, the journal's barriers and
         // publishing, following from each call whose commands it holds.
         let span = tracing::info_span!(
             "batch",
@@ -815,76 +869,49 @@ impl Writer {
             span.follows_from(&submission.span);
         }
         let _entered = span.enter();
-        let mut entries: Vec<Arc<Entry>> = Vec::new();
-        let mut written = Vec::new();
-        let mut answers = Vec::with_capacity(batch.len());
-        for submission in batch.iter() {
-            let decided: Vec<Answer> = submission
-                .commands
-                .iter()
-                .map(|command| self.decide(command, &mut entries, &mut written))
-                .collect();
-            answers.push(decided);
-        }
-        let barrier = std::time::Instant::now();
-        let appended = if entries.is_empty() {
-            Ok(())
-        } else {
-            self.store.append(&entries)
-        };
-        if !entries.is_empty() {
-            let metrics = crate::metrics::metrics();
-            metrics
-                .barrier_seconds
-                .observe(barrier.elapsed().as_secs_f64());
-            metrics.batch_entries.observe(entries.len() as f64);
-        }
-        if let Err(error) = appended {
-            // Fenced: another server writes the journal now; this batch is
-            // not written by this one (or, when its answer was lost before,
-            // may have been): the client sends it there, with its request
-            // ids.
-            let fenced = matches!(error, StoreError::Fenced(_));
-            let why = match fenced {
-                true => error.to_string(),
-                false => format!("storage fault: {error}"),
+        let head = self.state.last_sequence();
+        let mut chunk = Chunk::new(&span, true);
+        for submission in batch.drain(..) {
+            let mut answers = Vec::with_capacity(submission.commands.len());
+            let (last, before_last) = match submission.commands.split_last() {
+                Some((last, before_last)) => (Some(last), before_last),
+                None => (None, &[][..]),
             };
-            tracing::error!(%why, "batch not durable; the writer stops deciding commands");
-            self.fail(why.clone());
-            for submission in batch.drain(..) {
-                let error = match fenced {
-                    true => SubmitError::Unavailable(why.clone()),
-                    false => SubmitError::Internal(why.clone()),
-                };
-                let results = vec![Err(error); submission.commands.len()];
-                let _ = submission.reply.send(results);
+            for command in before_last {
+                answers.push(self.decide(command, &mut chunk));
+                self.hand_on_if_full(&mut chunk, &span);
             }
-            return;
+            // The submission goes with the chunk that holds its last command.
+            if let Some(command) = last {
+                answers.push(self.decide(command, &mut chunk));
+            }
+            chunk.answered.push((submission, answers));
+            self.hand_on_if_full(&mut chunk, &span);
         }
-        // Durable: the publisher writes the batch into the read side and
-        // answers, while this thread decides the next batch.
-        if let Some(last) = entries.last() {
-            span.record("last_sequence", last.body.sequence);
+        if self.state.last_sequence() > head {
+            span.record("last_sequence", self.state.last_sequence());
         }
-        let durable = Durable {
-            entries,
-            written,
-            answers,
-            submissions: std::mem::take(batch),
-            span: span.clone(),
-        };
-        self.hand_to_publisher(durable);
+        if !chunk.entries.is_empty() || !chunk.answered.is_empty() {
+            self.hand_on(chunk, true);
+        }
+    }
+
+    /// Hands `chunk` on once it holds `chunk_entries` new entries, and goes
+    /// on with an empty one.
+    fn hand_on_if_full(&mut self, chunk: &mut Chunk, span: &tracing::Span) {
+        if chunk.entries.len() >= self.chunk_entries {
+            let decided = std::mem::replace(chunk, Chunk::new(span, true));
+            self.hand_on(decided, false);
+        }
     }
 
     /// On a standby: applies the entries another server wrote, and refuses
-    /// commands; then hands them to the publisher as a durable batch (they
-    /// are in the journal already).
+    /// commands; then hands them on as a chunk already durable (they are in
+    /// the journal already).
     fn follow(&mut self, batch: &mut Vec<Submission>) {
         let standby = self.standby.load(Ordering::SeqCst);
-        let mut entries: Vec<Arc<Entry>> = Vec::new();
-        let mut written = Vec::new();
-        let mut answers = Vec::with_capacity(batch.len());
-        for submission in batch.iter_mut() {
+        let mut chunk = Chunk::new(&tracing::info_span!("followed"), false);
+        for mut submission in batch.drain(..) {
             let mut refusals: Vec<Answer> = (0..submission.commands.len())
                 .map(|_| Answer::Error(SubmitError::Unavailable(STANDBY.into())))
                 .collect();
@@ -895,8 +922,8 @@ impl Writer {
                 };
                 match applied {
                     Ok(change) => {
-                        written.push(change);
-                        entries.push(Arc::new(entry));
+                        chunk.written.push(change);
+                        chunk.entries.push(Arc::new(entry));
                     }
                     Err(why) => {
                         // The state may not hold what the journal holds:
@@ -911,47 +938,71 @@ impl Writer {
                     }
                 }
             }
-            answers.push(refusals);
+            chunk.answered.push((submission, refusals));
         }
-        let durable = Durable {
-            entries,
-            written,
-            answers,
-            submissions: std::mem::take(batch),
-            span: tracing::info_span!("followed"),
-        };
-        self.hand_to_publisher(durable);
+        self.hand_on(chunk, true);
     }
 
-    /// Hands a durable batch to the publisher, which answers it; when the
-    /// publisher has stopped, answers it here as unavailable and decides
-    /// nothing more.
-    fn hand_to_publisher(&mut self, durable: Durable) {
-        if let Err(unsent) = self.publish.send(durable) {
-            self.fail("the publisher thread has stopped".into());
-            for submission in unsent.0.submissions {
-                let error = SubmitError::Unavailable("the ledger is stopping".into());
-                // A submission of followed entries (no commands) gets one.
-                let count = submission.commands.len().max(1);
-                let _ = submission.reply.send(vec![Err(error); count]);
+    /// Hands a chunk on towards its barrier and its waiters. A batch's last
+    /// chunk, when the syncer holds nothing before it, is made durable on
+    /// this thread (no hand-off to wait for: the batch is decided); any
+    /// other goes to the syncer, so that deciding goes on meanwhile.
+    fn hand_on(&mut self, chunk: Chunk, last: bool) {
+        if !last || self.syncing.load(Ordering::SeqCst) > 0 {
+            self.syncing.fetch_add(1, Ordering::SeqCst);
+            if let Err(unsent) = self.sync.send(chunk) {
+                self.syncing.fetch_sub(1, Ordering::SeqCst);
+                self.fail("the syncer thread has stopped".into());
+                unsent
+                    .0
+                    .refuse(SubmitError::Unavailable("the ledger is stopping".into()));
             }
+            // A fault met meanwhile (a barrier the syncer saw fail): the
+            // rest of the batch is refused, not decided for nothing.
+            self.notice_failure();
+            return;
+        }
+        // The syncer has handed on every chunk before this one, or refused
+        // it: a barrier it saw fail stops this one too.
+        if self.failure.barrier_failed() {
+            self.notice_failure();
+            chunk.refuse(SubmitError::Unavailable(self.failure.reason()));
+            return;
+        }
+        if chunk.append
+            && !chunk.entries.is_empty()
+            && let Err(error) = append(self.store.as_ref(), &chunk.entries)
+        {
+            let (why, refusal) = barrier_failed(&error);
+            self.failure.set_barrier(&why);
+            self.failed = Some(why);
+            chunk.refuse(refusal);
+            return;
+        }
+        if let Err(unsent) = self.publish.send(chunk) {
+            self.fail("the publisher thread has stopped".into());
+            unsent
+                .0
+                .refuse(SubmitError::Unavailable("the ledger is stopping".into()));
+        }
+    }
+
+    /// Takes up a fault the syncer or another thread met, if any.
+    fn notice_failure(&mut self) {
+        if self.failed.is_none() && self.failure.flag.load(Ordering::SeqCst) {
+            self.failed = Some(self.failure.reason());
         }
     }
 
     /// Stops deciding commands from now on.
     fn fail(&mut self, why: String) {
+        self.failure.set(&why);
         self.failed = Some(why);
-        self.failed_flag.store(true, Ordering::SeqCst);
     }
 
     /// Decides one command against the working state; a new entry goes to
-    /// `entries`, and what applying it wrote to `written`.
-    fn decide(
-        &mut self,
-        command: &Command,
-        entries: &mut Vec<Arc<Entry>>,
-        written: &mut Vec<Written>,
-    ) -> Answer {
+    /// `chunk` (with what applying it wrote) and to `pending`.
+    fn decide(&mut self, command: &Command, chunk: &mut Chunk) -> Answer {
         if let Some(why) = &self.failed {
             return Answer::Error(SubmitError::Unavailable(why.clone()));
         }
@@ -968,28 +1019,23 @@ impl Writer {
             }
         };
         for sequence in candidates {
-            let entry = match self.entry_at(sequence, entries) {
+            let entry = match self.entry_at(sequence) {
                 Ok(entry) => entry,
                 Err(error) => return Answer::Error(error),
             };
             if entry.body.request_id == command.request_id {
-                return self.answer_retry(command, sequence, entry);
+                return answer_retry(command, sequence, entry);
             }
         }
         let context = ExecContext {
             recorded_at: self.clock.now(),
             rules_version: crate::domain::entry::RULES_VERSION_CURRENT,
         };
-        let store = self.store.clone();
-        let durable = store.last_sequence();
-        let pending: &[Arc<Entry>] = entries;
         let lookup = |sequence: u64| -> Result<Option<EntryBody>, String> {
-            if sequence > durable {
-                return Ok(pending
-                    .get((sequence - durable - 1) as usize)
-                    .map(|e| e.body.clone()));
+            if let Some(entry) = self.pending_entry(sequence) {
+                return Ok(Some(entry.body.clone()));
             }
-            store
+            self.store
                 .read_entries(sequence, 1)
                 .map(|mut v| v.pop().map(|e| e.body))
                 .map_err(|e| e.to_string())
@@ -1021,7 +1067,7 @@ impl Writer {
         };
         let entry = match self.state.seal_and_keep(body) {
             Ok((entry, change)) => {
-                written.push(change);
+                chunk.written.push(change);
                 Arc::new(entry)
             }
             Err(SealError::Refused(error)) => {
@@ -1035,8 +1081,9 @@ impl Writer {
             }
         };
         self.state.clear_changes();
-        entries.push(entry);
-        Answer::New(entries.len() - 1)
+        chunk.entries.push(entry.clone());
+        self.pending.push_back(entry.clone());
+        Answer::Entry(entry)
     }
 
     /// Hands the request ids the journal's index written again covers to it
@@ -1059,54 +1106,41 @@ impl Writer {
         }
     }
 
-    /// A command whose request id produced entry `sequence`: the same
-    /// request gets that entry again; a different one is refused.
-    /// Entry `sequence`: durable, or one of this batch's `entries`.
-    fn entry_at(&self, sequence: u64, entries: &[Arc<Entry>]) -> Result<Arc<Entry>, SubmitError> {
-        let missing = || SubmitError::Internal(format!("entry {sequence} is missing"));
-        let durable = self.store.last_sequence();
-        if sequence > durable {
-            return entries
-                .get((sequence - durable - 1) as usize)
-                .cloned()
-                .ok_or_else(missing);
+    /// Entry `sequence`, when this writer decided it and it may not be in
+    /// the journal yet.
+    fn pending_entry(&self, sequence: u64) -> Option<&Arc<Entry>> {
+        let first = self.pending.front()?.body.sequence;
+        let at = usize::try_from(sequence.checked_sub(first)?).ok()?;
+        self.pending
+            .get(at)
+            .filter(|entry| entry.body.sequence == sequence)
+    }
+
+    /// Entry `sequence`: one this writer decided, or one in the journal.
+    fn entry_at(&self, sequence: u64) -> Result<Arc<Entry>, SubmitError> {
+        if let Some(entry) = self.pending_entry(sequence) {
+            return Ok(entry.clone());
         }
+        let missing = || SubmitError::Internal(format!("entry {sequence} is missing"));
         match self.store.read_entries(sequence, 1) {
             Ok(mut found) if found.len() == 1 => Ok(Arc::new(found.remove(0))),
             Ok(_) => Err(missing()),
             Err(error) => Err(SubmitError::Internal(error.to_string())),
         }
     }
-
-    /// The answer to a command whose request id produced `entry`
-    /// (`sequence`) already: that entry again, if the command is the same.
-    fn answer_retry(&self, command: &Command, sequence: u64, entry: Arc<Entry>) -> Answer {
-        let durable = self.store.last_sequence();
-        if entry.body.request_hash != command.request_hash() {
-            return Answer::Error(SubmitError::Refused(DomainError::RequestIdReused {
-                request_id: command.request_id.to_string(),
-                sequence,
-            }));
-        }
-        if sequence > durable {
-            Answer::New((sequence - durable - 1) as usize)
-        } else {
-            Answer::Existing(entry)
-        }
-    }
 }
 
-/// A batch made durable, on its way to the read side and its waiters.
-struct Durable {
-    entries: Vec<Arc<Entry>>,
-    /// What applying each entry to the writer's state wrote: the read side,
-    /// one batch behind at the same head, takes it instead of applying the
-    /// entries again.
-    written: Vec<Written>,
-    answers: Vec<Vec<Answer>>,
-    submissions: Vec<Submission>,
-    /// The writer's span of the batch.
-    span: tracing::Span,
+/// The answer to a command whose request id produced `entry` (`sequence`)
+/// already: that entry again, if the command is the same. It is sent after
+/// the barrier of the command's own chunk, so after the entry's.
+fn answer_retry(command: &Command, sequence: u64, entry: Arc<Entry>) -> Answer {
+    if entry.body.request_hash != command.request_hash() {
+        return Answer::Error(SubmitError::Refused(DomainError::RequestIdReused {
+            request_id: command.request_id.to_string(),
+            sequence,
+        }));
+    }
+    Answer::Entry(entry)
 }
 
 /// Applies durable batches to the read side in order (writing what the
@@ -1127,27 +1161,22 @@ struct Publisher {
 }
 
 impl Publisher {
-    fn run(self, batches: std::sync::mpsc::Receiver<Durable>) {
-        while let Ok(batch) = batches.recv() {
-            self.publish(batch);
+    fn run(self, chunks: std::sync::mpsc::Receiver<Chunk>) {
+        while let Ok(chunk) = chunks.recv() {
+            self.publish(chunk);
         }
     }
 
-    fn publish(&self, batch: Durable) {
-        let Durable {
-            entries,
-            written,
-            answers,
-            submissions,
-            span,
-        } = batch;
-        let _entered = span.enter();
+    fn publish(&self, mut chunk: Chunk) {
+        let _entered = chunk.span.clone().entered();
+        let written = std::mem::take(&mut chunk.written);
         let applied = {
             let mut read_side = self
                 .read_side
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            entries
+            chunk
+                .entries
                 .iter()
                 .zip(written)
                 .try_for_each(|(entry, written)| read_side.apply_written(entry, written))
@@ -1158,32 +1187,17 @@ impl Publisher {
             tracing::error!(%error, "a durable entry did not apply to the read side; the ledger stops deciding commands");
             self.failed.store(true, Ordering::SeqCst);
             self.tree_failed.store(true, Ordering::Relaxed);
-            for submission in submissions {
-                let error = SubmitError::Unavailable(
-                    "the ledger stopped after an internal fault; retry after a restart".into(),
-                );
-                // A submission of followed entries (no commands) gets one.
-                let count = submission.commands.len().max(1);
-                let _ = submission.reply.send(vec![Err(error); count]);
-            }
+            chunk.refuse(SubmitError::Unavailable(
+                "the ledger stopped after an internal fault; retry after a restart".into(),
+            ));
             return;
         }
         // Before the replies: a checkpoint asked for after a write was
         // acknowledged covers it.
-        self.grow_tree(&entries);
-        for (submission, decided) in submissions.into_iter().zip(answers) {
-            let results = decided
-                .into_iter()
-                .map(|answer| match answer {
-                    Answer::New(index) => Ok(entries[index].clone()),
-                    Answer::Existing(entry) => Ok(entry),
-                    Answer::Error(error) => Err(error),
-                })
-                .collect();
-            // A client that went away does not stop the others.
-            let _ = submission.reply.send(results);
-        }
-        if !entries.is_empty() && self.persist.send(entries.len() as u64).is_err() {
+        self.grow_tree(&chunk.entries);
+        let published = chunk.entries.len() as u64;
+        chunk.answer();
+        if published > 0 && self.persist.send(published).is_err() {
             tracing::warn!(
                 "state persister has stopped; the cache will be rebuilt from the journal at startup"
             );
@@ -1192,9 +1206,9 @@ impl Publisher {
 }
 
 impl Publisher {
-    /// Appends a durable batch's leaves to the Merkle tree (derived from the
-    /// journal: never a barrier). A tree that would not follow the batch (a
-    /// batch lost to a fault before it) is left as it is, a prefix of the
+    /// Appends a durable chunk's leaves to the Merkle tree (derived from the
+    /// journal: never a barrier). A tree that would not follow the chunk (a
+    /// chunk lost to a fault before it) is left as it is, a prefix of the
     /// journal, until a restart brings it level.
     fn grow_tree(&self, entries: &[Arc<Entry>]) {
         let Some(tree) = self.store.tree() else {

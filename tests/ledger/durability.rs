@@ -1,5 +1,6 @@
 //! Acknowledged means durable: no reply before its batch's barrier, and
-//! concurrent commands share barriers (group commit).
+//! concurrent commands share barriers (group commit); a large batch made
+//! durable in chunks while the rest is decided.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -402,8 +403,7 @@ async fn after_a_storage_fault_writes_stop_reads_go_on_and_a_restart_recovers() 
     assert_eq!(ledger.read(|s| s.last_sequence()), set_up_entries);
     shut_down(ledger).await;
     // A restart on a healthy disk has every acknowledged entry and writes again.
-    let store = crate::support::open_disk_store(dir.path());
-    let ledger = Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap();
+    let ledger = restarted(dir.path());
     assert_eq!(ledger.read(|s| s.last_sequence()), set_up_entries);
     let entry = ledger.submit(deposit(2)).await.unwrap();
     assert_eq!(entry.body.sequence, set_up_entries + 1);
@@ -642,6 +642,13 @@ async fn shut_down(ledger: Arc<Ledger>) {
     drop(ledger);
 }
 
+/// The ledger of `dir` started again on the plain store, as after a
+/// restart on a healthy disk.
+fn restarted(dir: &std::path::Path) -> Ledger {
+    let store = crate::support::open_disk_store(dir);
+    Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default()).unwrap()
+}
+
 /// Deposits into M1/V1 on dates over February, numbered from `from`.
 fn february_deposits(from: usize, count: usize) -> Vec<Command> {
     (from..from + count)
@@ -870,4 +877,284 @@ async fn a_loan_reopened_by_an_entry_replayed_past_the_cache_is_read_back_whole(
     );
     assert_eq!(app.loan(&loan, "2024-03-01").await, reopened);
     app.stop().await;
+}
+
+/// Decides by the ledger's rules, holding the command with `request_id`
+/// until the test lets it go (at most 30 s): the commands of a submission
+/// after it wait while the test looks at what came before.
+struct HoldAt {
+    request_id: &'static str,
+    hold: Arc<Hold>,
+}
+
+/// Where [`HoldAt`] holds its command.
+#[derive(Default)]
+struct Hold {
+    released: Mutex<bool>,
+    changed: std::sync::Condvar,
+    /// Set once the writer has reached the command (and holds it).
+    reached: std::sync::atomic::AtomicBool,
+}
+
+impl Hold {
+    fn release(&self) {
+        *self.released.lock().unwrap() = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the writer holds the command, for at most 20 s.
+    async fn reached(&self) -> bool {
+        for _ in 0..2_000 {
+            if self.reached.load(Ordering::SeqCst) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+}
+
+impl mfi_ledger::ledger::Decide for HoldAt {
+    fn decide(
+        &self,
+        state: &mfi_ledger::domain::state::LedgerState,
+        command: &Command,
+        context: mfi_ledger::domain::state::ExecContext,
+        lookup: &mfi_ledger::ledger::Lookup<'_>,
+    ) -> Result<mfi_ledger::domain::entry::EntryBody, mfi_ledger::domain::state::ExecuteError> {
+        if command.request_id.as_str() == self.request_id {
+            self.hold.reached.store(true, Ordering::SeqCst);
+            let released = self.hold.released.lock().unwrap();
+            let _ = self
+                .hold
+                .changed
+                .wait_timeout_while(released, Duration::from_secs(30), |r| !*r)
+                .unwrap();
+        }
+        mfi_ledger::ledger::LedgerRules.decide(state, command, context, lookup)
+    }
+}
+
+/// A ledger on `store` whose batches go on in chunks of 4 new entries,
+/// its writer holding the command `hold_at` until the test releases it.
+fn chunked_ledger(store: WatchedStore, hold_at: &'static str) -> (Arc<Ledger>, Arc<Hold>) {
+    let hold = Arc::new(Hold::default());
+    let rules = HoldAt {
+        request_id: hold_at,
+        hold: hold.clone(),
+    };
+    let config = LedgerConfig {
+        chunk_entries: 4,
+        ..LedgerConfig::default()
+    };
+    let ledger =
+        Ledger::start_with(Arc::new(store), TestClock::new(), config, Arc::new(rules)).unwrap();
+    (Arc::new(ledger), hold)
+}
+
+/// Waits until the read side holds entry `sequence`, for at most 20 s.
+async fn readable(ledger: &Ledger, sequence: u64) -> bool {
+    for _ in 0..2_000 {
+        if ledger.read(|s| s.last_sequence()) >= sequence {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Twelve deposits into M1/V1, then a retry of the second (the same
+/// command again) and the third's request id with another amount.
+fn twelve_deposits_and_two_retries() -> Vec<Command> {
+    let mut commands: Vec<Command> = (0..12).map(deposit).collect();
+    commands.push(deposit(1));
+    let mut reused = deposit(2);
+    if let CommandBody::DepositSavings { amount, .. } = &mut reused.body {
+        amount.amount = Decimal::from(7);
+    }
+    commands.push(reused);
+    commands
+}
+
+/// A submission larger than a chunk goes to the journal part by part: its
+/// first part is durable and readable while the rest is still decided,
+/// it is answered once its last part is durable, and a retry within the
+/// submission finds an entry of an earlier part, however far that part
+/// has got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_submission_is_made_durable_and_readable_in_parts_while_the_rest_is_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
+    let (ledger, hold) = chunked_ledger(store, "dep-6");
+    set_up(&ledger).await;
+    let head = ledger.read(|s| s.last_sequence());
+    let barriers_before = ledger.store().barrier_count();
+    let submitted = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.submit_many(twelve_deposits_and_two_retries()).await }
+    });
+    // The writer holds the seventh deposit until the first four are read
+    // (the fifth and sixth, decided, are not a chunk yet).
+    let first_part_read = readable(&ledger, head + 4).await;
+    let read_while_held = ledger.read(|s| s.last_sequence());
+    hold.release();
+    assert!(
+        first_part_read,
+        "the submission's first four entries were not readable while its seventh was decided"
+    );
+    assert_eq!(
+        read_while_held,
+        head + 4,
+        "the read side ran ahead of the chunks made durable"
+    );
+    let results = submitted.await.unwrap();
+    assert!(ledger.store().last_sequence() >= head + 12);
+    assert_eq!(results.len(), 14);
+    for (i, result) in results[..12].iter().enumerate() {
+        let entry = result.as_ref().unwrap();
+        assert_eq!(entry.body.sequence, head + 1 + i as u64);
+        assert_eq!(entry.body.request_id.as_str(), format!("dep-{i}"));
+    }
+    // The retry is answered with the second deposit's entry, written once.
+    let retried = results[12].as_ref().unwrap();
+    assert_eq!(retried.body.sequence, head + 2);
+    assert_eq!(retried.hash, results[1].as_ref().unwrap().hash);
+    match &results[13] {
+        Err(SubmitError::Refused(mfi_ledger::domain::DomainError::RequestIdReused {
+            sequence,
+            ..
+        })) => assert_eq!(*sequence, head + 3),
+        other => panic!("a request id reused with another amount: {other:?}"),
+    }
+    let barriers = ledger.store().barrier_count() - barriers_before;
+    assert!(
+        barriers >= 2,
+        "the submission took {barriers} barrier(s); its first part was made durable alone"
+    );
+    assert_eq!(ledger.read(|s| s.last_sequence()), head + 12);
+    shut_down(ledger).await;
+    let ledger = restarted(dir.path());
+    assert_eq!(ledger.read(|s| s.last_sequence()), head + 12);
+    tokio::task::spawn_blocking(move || ledger.shutdown())
+        .await
+        .unwrap();
+}
+
+/// A retry sent while its first attempt's entry is decided but still on
+/// its way to the journal (its barrier held) gets that entry, once it is
+/// durable, and writes nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_a_command_still_on_its_way_to_the_journal_gets_its_entry_once_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
+    let gate = store.gate.clone();
+    let (ledger, hold) = chunked_ledger(store, "dep-30");
+    set_up(&ledger).await;
+    let head = ledger.read(|s| s.last_sequence());
+    let arrived = gate.arrived.load(Ordering::SeqCst);
+    gate.set_closed(true);
+    // Eight deposits: two chunks, both with the syncer, held at the gate.
+    let first = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.submit_many((20..28).map(deposit).collect()).await }
+    });
+    let mut at_gate = false;
+    for _ in 0..2_000 {
+        at_gate = gate.arrived.load(Ordering::SeqCst) > arrived;
+        if at_gate {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        at_gate,
+        "the first deposits did not reach the journal's barrier"
+    );
+    // Then the third again, and a new deposit the writer holds: once it
+    // holds that one, it has decided the retry.
+    let again = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.submit_many(vec![deposit(22), deposit(30)]).await }
+    });
+    let reached = hold.reached().await;
+    let durable_while_held = ledger.store().last_sequence();
+    gate.set_closed(false);
+    hold.release();
+    assert!(
+        reached,
+        "the writer did not reach the deposit after the retry"
+    );
+    assert_eq!(
+        durable_while_held, head,
+        "the first deposits were durable before the retry was decided"
+    );
+    let first = first.await.unwrap();
+    let again = again.await.unwrap();
+    let third = first[2].as_ref().unwrap();
+    assert_eq!(third.body.sequence, head + 3);
+    let retried = again[0].as_ref().unwrap();
+    assert_eq!(retried.body.sequence, third.body.sequence);
+    assert_eq!(retried.hash, third.hash);
+    assert_eq!(again[1].as_ref().unwrap().body.sequence, head + 9);
+    assert_eq!(ledger.read(|s| s.last_sequence()), head + 9);
+    tokio::task::spawn_blocking(move || ledger.shutdown())
+        .await
+        .unwrap();
+}
+
+/// When the barrier of a later part of a submission fails, its earlier
+/// part stays durable, nothing decided after it is written, every command
+/// of the submission is answered with the fault, and the same submission
+/// sent again after a restart writes each command once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_at_a_later_parts_barrier_writes_nothing_after_it_and_a_retry_writes_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
+    let fail_after = store.fail_after.clone();
+    let (ledger, hold) = chunked_ledger(store, "dep-6");
+    set_up(&ledger).await;
+    let head = ledger.read(|s| s.last_sequence());
+    // The first part's barrier passes; every later one fails.
+    fail_after.store(head + 4, Ordering::SeqCst);
+    let submitted = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.submit_many(twelve_deposits_and_two_retries()).await }
+    });
+    let first_part_read = readable(&ledger, head + 4).await;
+    hold.release();
+    assert!(first_part_read, "the first part was not made durable alone");
+    let results = submitted.await.unwrap();
+    assert_eq!(results.len(), 14);
+    // The fault, as the barrier's (INTERNAL) or as the writer's stop
+    // (UNAVAILABLE), whichever the submission's last part met.
+    for result in &results {
+        assert!(
+            matches!(result, Err(SubmitError::Internal(why) | SubmitError::Unavailable(why))
+                if why.contains("disk on fire")),
+            "{result:?}"
+        );
+    }
+    assert!(ledger.has_failed());
+    assert_eq!(ledger.store().last_sequence(), head + 4);
+    assert_eq!(ledger.read(|s| s.last_sequence()), head + 4);
+    let later = ledger.submit(deposit(20)).await.unwrap_err();
+    assert!(matches!(later, SubmitError::Unavailable(_)), "{later}");
+    shut_down(ledger).await;
+
+    let ledger = restarted(dir.path());
+    assert_eq!(ledger.read(|s| s.last_sequence()), head + 4);
+    let results = ledger.submit_many(twelve_deposits_and_two_retries()).await;
+    for (i, result) in results[..12].iter().enumerate() {
+        assert_eq!(
+            result.as_ref().unwrap().body.sequence,
+            head + 1 + i as u64,
+            "dep-{i}"
+        );
+    }
+    assert_eq!(results[12].as_ref().unwrap().body.sequence, head + 2);
+    assert!(results[13].is_err());
+    assert_eq!(ledger.read(|s| s.last_sequence()), head + 12);
+    tokio::task::spawn_blocking(move || ledger.shutdown())
+        .await
+        .unwrap();
 }
