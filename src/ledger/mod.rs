@@ -120,7 +120,10 @@ pub struct LedgerConfig {
     pub batch_size_max: usize,
     /// New entries of a batch after which the part decided goes on to the
     /// journal's barrier and the read side while the rest is decided: a
-    /// large submission is answered sooner, for a barrier more.
+    /// large submission is answered sooner, for a barrier more. 256:
+    /// repayments at batch 1,000 ran fastest with it (chunks of 64 and 128
+    /// cost a barrier each in the kernel's CPU, chunks of 512 overlap
+    /// less: BENCHMARKS.md, the table of changes).
     pub chunk_entries: usize,
     /// Most commands submitted and not yet answered; past it, submissions
     /// are refused as overloaded rather than queued without bound.
