@@ -491,28 +491,6 @@ pub struct LedgerState {
     /// cancelled loans whole, the day log's closed chunks), once the store
     /// holds it ([`LedgerState::keep_stored_in`]).
     stored: StoredIn,
-    /// A bound on the last date each member's loans changed, for the
-    /// states that stage entries ([`LoanDates`]).
-    loan_dates: LoanDates,
-}
-
-/// For each member whose loans were walked, a date on or after the last
-/// change of principal of every loan she has: a savings change dated on
-/// or after it leaves her loans as they are without a look at each
-/// (`Stage::savings_keep_steps`), which would otherwise cost a deposit or
-/// a repayment every loan she ever had. An upper bound only: a reversal
-/// need not lower it, and a member not in it has her loans walked, the
-/// bound found then kept. Kept by the states that stage entries (the
-/// writer's, replay's, `verify`'s), not by the read side, which takes what
-/// they wrote; never stored, and not part of what a state is: two states
-/// are equal whatever it holds.
-#[derive(Clone, Debug, Default)]
-struct LoanDates(HashMap<MemberId, NaiveDate, FastHash>);
-
-impl PartialEq for LoanDates {
-    fn eq(&self, _: &LoanDates) -> bool {
-        true
-    }
 }
 
 /// The store records let go of are read back from, if any. Not part of

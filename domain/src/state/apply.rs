@@ -65,8 +65,7 @@ impl LedgerState {
     /// Applies `entry`, which must follow the last applied one. On an error
     /// the state is unchanged.
     pub fn apply(&mut self, entry: &Entry) -> Result<(), ApplyError> {
-        let mut commit = self.stage(entry, Chain::Check)?;
-        self.note_loan_dates(&mut commit);
+        let commit = self.stage(entry, Chain::Check)?;
         self.commit_entry(entry, commit);
         Ok(())
     }
@@ -75,8 +74,7 @@ impl LedgerState {
     /// wrote, for a copy of the state at the same head.
     pub fn apply_and_keep(&mut self, entry: &Entry) -> Result<Written, ApplyError> {
         let previous = self.last_hash();
-        let mut commit = self.stage(entry, Chain::Check)?;
-        self.note_loan_dates(&mut commit);
+        let commit = self.stage(entry, Chain::Check)?;
         let written = Written {
             sequence: entry.body.sequence,
             hash: entry.hash,
@@ -111,8 +109,7 @@ impl LedgerState {
         }
         let previous = self.last_hash();
         let entry = body.sealed_as(canonical, &previous);
-        let mut commit = self.stage(&entry, Chain::SealedHere)?;
-        self.note_loan_dates(&mut commit);
+        let commit = self.stage(&entry, Chain::SealedHere)?;
         let written = Written {
             sequence: entry.body.sequence,
             hash: entry.hash,
@@ -207,25 +204,6 @@ impl LedgerState {
         stage.outcome(body).map_err(fail)?;
         stage.postings(body).map_err(fail)?;
         stage.finish().map_err(fail)
-    }
-
-    /// Keeps the bounds on members' loans' dates staging found, then moves
-    /// each bound kept past the last change of the loans the entry changes
-    /// ([`super::LoanDates`]): the first so that the second covers the
-    /// loans changed after the walk that found it.
-    fn note_loan_dates(&mut self, commit: &mut Commit) {
-        for (member, found) in std::mem::take(&mut commit.loan_dates_found) {
-            let bound = self.loan_dates.0.entry(member).or_insert(found);
-            *bound = (*bound).max(found);
-        }
-        for (loan, _) in &commit.loans {
-            let Some(bound) = self.loan_dates.0.get_mut(&loan.member) else {
-                continue;
-            };
-            if let Some((last, _)) = loan.principal_changes.last_key_value() {
-                *bound = (*bound).max(last);
-            }
-        }
     }
 
     /// Writes what staging `entry` worked out, and moves the head to it.
@@ -461,10 +439,6 @@ struct Commit {
     reversed: Option<(u64, u64)>,
     /// Who may do what, after an access command.
     access: Option<Arc<Access>>,
-    /// Bounds on members' loans' dates found while staging
-    /// ([`super::LoanDates`]): kept by the state that staged the entry,
-    /// not handed to the read side.
-    loan_dates_found: Vec<(MemberId, NaiveDate)>,
 }
 
 /// Which of a changed loan's records change besides its progress.
@@ -1605,8 +1579,14 @@ impl Stage<'_> {
 
     /// True when a savings change of `change` on the entry's date leaves a
     /// member's borrower steps as they are: it is on or after every date
-    /// her savings and loans changed, and her savings are positive both
-    /// before and after it.
+    /// her savings changed, and her savings are positive both before and
+    /// after it. Her loans need no look: her steps follow, day by day,
+    /// whether a loan is outstanding and whether her savings are positive,
+    /// and then her savings are positive on every day from the entry's date
+    /// on, before and after the change, and unchanged before it. (Builds
+    /// before this one also looked up every loan she ever had, which cost a
+    /// deposit or a repayment of a member with dozens of loans more than
+    /// the rest of it.)
     fn savings_keep_steps(
         &mut self,
         member_id: &MemberId,
@@ -1652,40 +1632,7 @@ impl Stage<'_> {
             }
         }
         let before = minus(total, change)?;
-        let positive = before > Decimal::ZERO && total > Decimal::ZERO;
-        if self
-            .state
-            .loan_dates
-            .0
-            .get(member_id)
-            .is_some_and(|bound| *bound <= date)
-        {
-            // Every loan she had before this entry last changed on or
-            // before the bound: only those the entry changes can be later.
-            let later = self.loans.values().any(|staged| {
-                staged.loan.member == *member_id
-                    && staged
-                        .loan
-                        .principal_changes
-                        .last_key_value()
-                        .is_some_and(|(last, _)| last > date)
-            });
-            return Ok(!later && positive);
-        }
-        let mut latest = NaiveDate::MIN;
-        for id in &member.loans {
-            let changes = principal_changes_of(&self.loans, self.state, id)?;
-            if let Some((last, _)) = changes.last_key_value() {
-                if last > date {
-                    return Ok(false);
-                }
-                latest = latest.max(last);
-            }
-        }
-        self.commit
-            .loan_dates_found
-            .push((member_id.clone(), latest));
-        Ok(positive)
+        Ok(before > Decimal::ZERO && total > Decimal::ZERO)
     }
 
     /// Works out the loans' portfolio figures and the members' borrower
