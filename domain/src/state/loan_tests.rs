@@ -2327,6 +2327,42 @@ fn a_new_loan_changes_her_borrower_steps_only_where_she_did_not_borrow() {
     );
 }
 
+/// A deposit dated before her loan's last change (she borrowed from 1 Jan,
+/// paid off on 10 Jan), with her savings positive before and after it,
+/// leaves her borrower steps as a scan of her loans and savings gives
+/// them: the savings check that keeps her steps without working them out
+/// again does not look at her loans, and needs not.
+#[test]
+fn a_deposit_dated_before_her_loans_last_change_keeps_her_steps_as_a_scan_gives() {
+    let (mut ledger, _, _) = paid_off_on_january_10();
+    let on = |amount: i64, day: NaiveDate| {
+        let mut body = deposit_to_compulsory(amount);
+        if let CommandBody::DepositSavings { effective_date, .. } = &mut body {
+            *effective_date = Some(day);
+        }
+        body
+    };
+    ledger.submit(on(1_000, opened_on())).unwrap();
+    let before = ledger.state.members[&member_id()].borrower_steps.clone();
+    ledger.submit(on(2_000, date(2001, 1, 5))).unwrap();
+    let member = &ledger.state.members[&member_id()];
+    assert_eq!(member.borrower_steps, before);
+    let principal: Vec<_> = member
+        .loans
+        .iter()
+        .map(|id| ledger.state.loans[id].principal_changes())
+        .collect();
+    let savings: Vec<_> = member
+        .savings_accounts
+        .iter()
+        .map(|id| &ledger.state.savings[id].changes)
+        .collect();
+    assert_eq!(
+        crate::totals::borrower_steps(&principal, &savings).unwrap(),
+        member.borrower_steps
+    );
+}
+
 /// A paid-off loan held as its summary whose record in the state cache no longer
 /// decodes (damaged on disk): reading it whole is refused as damaged,
 /// naming the loan and `verify`, never answered from what memory kept.
