@@ -478,6 +478,10 @@ pub struct LedgerState {
     /// Reversed entry -> the entry that reversed it.
     reversed: HashMap<u64, u64>,
     days: BTreeMap<BranchId, BTreeMap<NaiveDate, DayTotals>>,
+    /// True on the writer's copy, which keeps no days (none is read to
+    /// decide a command): what each entry changes of them goes to the read
+    /// side to work out ([`Written`]).
+    days_elsewhere: bool,
     /// Each branch's days as they stood after any entry, for figures as of
     /// a sequence number.
     day_log: crate::day_log::DayLog,
@@ -628,8 +632,8 @@ impl LedgerState {
     }
 
     /// Splits a recovered state into the read side's copy (the books'
-    /// histories, each account's balance read from its own, and the day
-    /// log; no request index) and the writer's
+    /// histories, each account's balance read from its own, the days and
+    /// the day log; no request index) and the writer's
     /// ([`LedgerState::keep_decisions_only`], with the request index and
     /// the accounts' balances),
     /// copying only what both keep: neither side's peak holds a copy of
@@ -637,6 +641,7 @@ impl LedgerState {
     pub fn split_for_writer(mut self) -> (LedgerState, LedgerState) {
         let books = std::mem::take(&mut self.books);
         let day_log = std::mem::take(&mut self.day_log);
+        let days = std::mem::take(&mut self.days);
         let requests = std::mem::take(&mut self.requests);
         let balances = std::mem::take(&mut self.balances);
         let mut writer = self.clone();
@@ -647,6 +652,7 @@ impl LedgerState {
         let mut reader = self;
         reader.books = books;
         reader.day_log = day_log;
+        reader.days = days;
         reader.balances_in_books = true;
         reader.skip_request_index();
         (reader, writer)
@@ -699,13 +705,17 @@ impl LedgerState {
             .transpose()
     }
 
-    /// Keeps only what deciding commands needs of the general ledger (its
-    /// lines, not each account's history): for the writer's copy, which
-    /// answers no reads and whose records are never taken.
+    /// Keeps only what deciding commands needs: of the general ledger its
+    /// lines, not each account's history; no branch's days, which are left
+    /// to the copy [`LedgerState::apply_written`] writes into. For the
+    /// writer's copy, which answers no reads and whose records are never
+    /// taken.
     pub fn keep_decisions_only(&mut self) {
         self.stop_tracking_changes();
         self.books.keep_lines_only();
         self.day_log.stop();
+        self.days = BTreeMap::new();
+        self.days_elsewhere = true;
     }
 
     /// Sequence number of the last applied entry (0 when empty).

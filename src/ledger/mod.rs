@@ -6,9 +6,10 @@
 //! decides the next (`syncer`); the batch's last chunk, when the syncer
 //! holds nothing before it, is appended on the writer's thread. A
 //! publisher thread then writes each durable chunk into the read side
-//! (what the writer's apply of each entry wrote, [`Written`]) and answers
-//! the submissions it finished; a persister thread checkpoints the read
-//! side into the store's cache.
+//! (what the writer's apply of each entry wrote, [`Written`], and what it
+//! changes of the branches' days, which the writer keeps none of and the
+//! publisher works out) and answers the submissions it finished; a
+//! persister thread checkpoints the read side into the store's cache.
 //!
 //! Architecture invariants:
 //! - Only the writer thread executes commands, so sequence numbers are
@@ -1172,7 +1173,12 @@ impl Publisher {
 
     fn publish(&self, mut chunk: Chunk) {
         let _entered = chunk.span.clone().entered();
-        let written = std::mem::take(&mut chunk.written);
+        let mut written = std::mem::take(&mut chunk.written);
+        // What the entries' loans change of the portfolio figures needs
+        // the loans alone: worked out before readers are made to wait.
+        for written in &mut written {
+            written.work_out_loans();
+        }
         let applied = {
             let mut read_side = self
                 .read_side

@@ -38,6 +38,22 @@ pub struct Written {
     /// balance, before applying it.
     previous: Hash,
     commit: Commit,
+    /// What the entry changes of the days, still to be worked out, when the
+    /// state that applied it keeps none ([`LedgerState::keeps_days`]).
+    days: Option<DayWork>,
+}
+
+impl Written {
+    /// Works out what the entry's loans change of their branches'
+    /// portfolio figures, which needs the loans alone (before and after
+    /// the entry), not the state: the read side's publisher does it before
+    /// it takes the lock readers wait on, so that
+    /// [`LedgerState::apply_written`] has only the days' sums left to do.
+    pub fn work_out_loans(&mut self) {
+        if let Some(work) = &mut self.days {
+            work.work_out_loans(&self.commit.loans);
+        }
+    }
 }
 
 /// Why [`LedgerState::seal_and_keep`] wrote nothing.
@@ -65,7 +81,7 @@ impl LedgerState {
     /// Applies `entry`, which must follow the last applied one. On an error
     /// the state is unchanged.
     pub fn apply(&mut self, entry: &Entry) -> Result<(), ApplyError> {
-        let commit = self.stage(entry, Chain::Check)?;
+        let (commit, _) = self.stage_and_work_days(entry, Chain::Check)?;
         self.commit_entry(entry, commit);
         Ok(())
     }
@@ -74,12 +90,13 @@ impl LedgerState {
     /// wrote, for a copy of the state at the same head.
     pub fn apply_and_keep(&mut self, entry: &Entry) -> Result<Written, ApplyError> {
         let previous = self.last_hash();
-        let commit = self.stage(entry, Chain::Check)?;
+        let (commit, days) = self.stage_and_work_days(entry, Chain::Check)?;
         let written = Written {
             sequence: entry.body.sequence,
             hash: entry.hash,
             previous,
             commit: commit.clone(),
+            days,
         };
         self.commit_entry(entry, commit);
         Ok(written)
@@ -109,12 +126,13 @@ impl LedgerState {
         }
         let previous = self.last_hash();
         let entry = body.sealed_as(canonical, &previous);
-        let commit = self.stage(&entry, Chain::SealedHere)?;
+        let (commit, days) = self.stage_and_work_days(&entry, Chain::SealedHere)?;
         let written = Written {
             sequence: entry.body.sequence,
             hash: entry.hash,
             previous,
             commit: commit.clone(),
+            days,
         };
         self.commit_entry(&entry, commit);
         Ok((entry, written))
@@ -145,7 +163,19 @@ impl LedgerState {
                 ),
             });
         }
-        self.commit_entry(entry, written.commit);
+        let mut commit = written.commit;
+        if let Some(work) = written.days
+            && self.keeps_days()
+        {
+            let days = self
+                .work_days(work, &commit.loans)
+                .map_err(|overflow| ApplyError {
+                    sequence: entry.body.sequence,
+                    message: overflow.to_string(),
+                })?;
+            commit.days = Some(Arc::new(days));
+        }
+        self.commit_entry(entry, commit);
         Ok(())
     }
 
@@ -192,8 +222,32 @@ impl LedgerState {
         Ok(())
     }
 
-    /// Works out everything `entry` changes, leaving the state as it is.
-    fn stage(&self, entry: &Entry, chain: Chain) -> Result<Commit, ApplyError> {
+    /// Works out everything `entry` changes, leaving the state as it is:
+    /// what it changes of the days too when the state keeps them, and
+    /// otherwise what is needed to work them out
+    /// ([`LedgerState::apply_written`]).
+    fn stage_and_work_days(
+        &self,
+        entry: &Entry,
+        chain: Chain,
+    ) -> Result<(Commit, Option<DayWork>), ApplyError> {
+        let (mut commit, work) = self.stage(entry, chain)?;
+        if !self.keeps_days() {
+            return Ok((commit, Some(work)));
+        }
+        let days = self
+            .work_days(work, &commit.loans)
+            .map_err(|overflow| ApplyError {
+                sequence: entry.body.sequence,
+                message: overflow.to_string(),
+            })?;
+        commit.days = Some(Arc::new(days));
+        Ok((commit, None))
+    }
+
+    /// Works out everything `entry` changes but the days' figures, leaving
+    /// the state as it is.
+    fn stage(&self, entry: &Entry, chain: Chain) -> Result<(Commit, DayWork), ApplyError> {
         self.check_follows(entry, chain)?;
         let body = &entry.body;
         let fail = |message: String| ApplyError {
@@ -209,7 +263,7 @@ impl LedgerState {
     /// Writes what staging `entry` worked out, and moves the head to it.
     fn commit_entry(&mut self, entry: &Entry, commit: Commit) {
         let body = &entry.body;
-        for (branch, changes) in commit.days.iter() {
+        for (branch, changes) in commit.days.iter().flat_map(|days| days.iter()) {
             let before = self.days.get(branch);
             if let Some(noted) = self.day_log.note(body.sequence, branch, before, changes) {
                 if let Some(first) = noted.closed {
@@ -378,7 +432,7 @@ impl LedgerState {
             self.changed.note(|| StateKey::LoanProgress(id.clone()));
             self.loans.insert(id.clone(), LoanSlot::Whole(loan));
         }
-        for (branch, changes) in commit.days.iter() {
+        for (branch, changes) in commit.days.iter().flat_map(|days| days.iter()) {
             self.write_days(branch, changes);
         }
         if !self.balances_in_books {
@@ -432,9 +486,10 @@ struct Commit {
     /// Shared: the read side takes the writer's (see [`Written`]).
     loans: Vec<(Arc<Loan>, LoanRecords)>,
     /// What the entry changes of each branch's days: the figures it moves,
-    /// each with its new value. Shared by the writer and the read side (a
-    /// new loan changes a day per installment).
-    days: Arc<BTreeMap<BranchId, DayChanges>>,
+    /// each with its new value; `None` for a state that keeps no days (the
+    /// writer's), which hands what they need to the read side
+    /// ([`DayWork`]).
+    days: Option<Arc<BTreeMap<BranchId, DayChanges>>>,
     balances: Vec<(AccountId, Balance)>,
     reversed: Option<(u64, u64)>,
     /// Who may do what, after an access command.
@@ -481,16 +536,10 @@ struct Stage<'s> {
     /// Changes of day totals, by branch and date (by branch first: an entry
     /// changes one branch's days, and its id is then copied once).
     days: BTreeMap<BranchId, BTreeMap<NaiveDate, DayTotals>>,
-    /// The loans' changes of their branch's portfolio figures, by branch:
-    /// each loan's in date order, one after another. Kept apart from
-    /// `days` and merged with them once: a new loan changes a day per
-    /// installment, and each as a whole day in a map cost more than the
-    /// figures.
-    quality: BTreeMap<BranchId, QualityChanges>,
 }
 
 /// Loans' changes of one branch's portfolio figures ([`QualityDay`]).
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct QualityChanges {
     days: Vec<(NaiveDate, loans::QualityDay)>,
     /// More than one loan's list: no longer in date order.
@@ -531,7 +580,6 @@ impl<'s> Stage<'s> {
             loans: BTreeMap::new(),
             refresh: BTreeSet::new(),
             days: BTreeMap::new(),
-            quality: BTreeMap::new(),
         }
     }
 
@@ -1635,49 +1683,14 @@ impl Stage<'_> {
         Ok(before > Decimal::ZERO && total > Decimal::ZERO)
     }
 
-    /// Works out the loans' portfolio figures and the members' borrower
-    /// steps, and what they and the entry change of the days (each figure
-    /// with its new value).
-    fn finish(mut self) -> Result<Commit, String> {
+    /// Works out the loans' running sums and the members' borrower steps;
+    /// what the entry changes of the days is left to
+    /// [`LedgerState::work_days`], with what it needs.
+    fn finish(mut self) -> Result<(Commit, DayWork), String> {
         let mut loans = std::mem::take(&mut self.loans);
         for staged in loans.values_mut() {
             note_in_history(&mut staged.loan, self.sequence);
             staged.loan.keep_running_sums();
-        }
-        for staged in loans.values() {
-            let branch = staged.loan.branch.clone();
-            // The loan's contribution from `from` on, after less before: an
-            // entry changes few of its days (a payment, the installments it
-            // settles), so only the days that differ are touched.
-            let was = staged.before.as_deref();
-            // With the schedule and the end unchanged, the installments no
-            // payment before or after the entry reaches are the same in
-            // both and left out of both: a repayment costs the installments
-            // it can reach, not the whole schedule.
-            let paid_bound = match was {
-                Some(was)
-                    if !staged.schedule_changed
-                        && was.ended_on == staged.loan.ended_on
-                        && was.status == staged.loan.status =>
-                {
-                    Some(
-                        was.paid_on_installments()?
-                            .max(staged.loan.paid_on_installments()?),
-                    )
-                }
-                _ => None,
-            };
-            let after = staged
-                .loan
-                .quality_days_paid_below(staged.from, paid_bound)?;
-            let before = match was {
-                Some(before) => before.quality_days_paid_below(staged.from, paid_bound)?,
-                None => Vec::new(),
-            };
-            let change = loans::quality_change(after, before)?;
-            if !change.is_empty() {
-                self.quality.entry(branch).or_default().extend(change);
-            }
         }
         for member_id in std::mem::take(&mut self.refresh) {
             let member = self.member(&member_id)?.clone();
@@ -1746,15 +1759,169 @@ impl Stage<'_> {
             self.member(&member_id)?.borrower_steps = steps;
         }
         let mut commit = self.commit;
-        let mut new_days = BTreeMap::new();
-        let mut quality = std::mem::take(&mut self.quality);
-        for branch in quality.keys() {
-            if !self.days.contains_key(branch) {
-                self.days.insert(branch.clone(), BTreeMap::new());
+        commit.members = self.members.into_values().map(Arc::new).collect();
+        commit.savings = self.savings.into_values().map(Arc::new).collect();
+        let date = self.date;
+        commit.savings_moves = self
+            .savings_moves
+            .into_iter()
+            .map(|(id, moved)| (id, date, moved))
+            .collect();
+        let mut befores = Vec::with_capacity(loans.len());
+        commit.loans = loans
+            .into_values()
+            .map(|staged| {
+                let ended = staged.loan.has_ended();
+                let was_ended = staged
+                    .before
+                    .as_ref()
+                    .is_some_and(|before| before.has_ended());
+                let records = LoanRecords {
+                    loan: staged.schedule_changed,
+                    ended: ended || was_ended,
+                };
+                befores.push(LoanBefore {
+                    before: staged.before,
+                    from: staged.from,
+                    schedule_changed: staged.schedule_changed,
+                });
+                (Arc::new(staged.loan), records)
+            })
+            .collect();
+        let work = DayWork {
+            own: self.days,
+            loans: befores,
+            quality: None,
+        };
+        Ok((commit, work))
+    }
+}
+
+/// What an entry changes of the branches' days, before it is summed into
+/// the days a state holds: its own changes (what was collected, disbursed,
+/// deposited; borrowers' steps) and, for each loan it changed, the loan as
+/// it was (the loan after it is the commit's), whose portfolio figures
+/// (active, at risk, in arrears) it moves from a date on. No command is
+/// decided on the days, so the writer keeps none and hands this to the
+/// read side ([`Written`]), which works it out beside the writer.
+///
+/// The writer therefore does not check a day's figures for overflow, as
+/// it checks every balance and line of the books. A day's figure sums what
+/// that day's entries moved (each entry's amounts at most a request's
+/// 10^18 đồng over at most 1,000 lines,
+/// [`crate::command::COLLECTION_LINES_MAX`]) or what the branch's loans
+/// owe and are late with on it (each loan's amounts at most its own, which
+/// fit), and the largest decimal is about 7.9 x 10^28: it would take tens
+/// of millions of entries, or billions of loans, of the largest amounts on
+/// one date. The read side checks the sums all the same: an entry that
+/// overflowed them would not apply there ([`LedgerState::apply_written`])
+/// nor at a restart's replay, and the ledger would stop deciding.
+#[derive(Clone)]
+struct DayWork {
+    /// The entry's own changes, by branch and date.
+    own: BTreeMap<BranchId, BTreeMap<NaiveDate, DayTotals>>,
+    /// Each loan of the commit's `loans`, in the same order, as it was.
+    loans: Vec<LoanBefore>,
+    /// The loans' changes of their branches' portfolio figures, once
+    /// worked out ([`DayWork::work_out_loans`]).
+    quality: Option<Result<BTreeMap<BranchId, QualityChanges>, Overflow>>,
+}
+
+/// A loan an entry changed, as it was before.
+#[derive(Clone)]
+struct LoanBefore {
+    /// `None` for a new loan.
+    before: Option<Arc<Loan>>,
+    /// First date whose figures the entry changes.
+    from: NaiveDate,
+    /// The schedule changed (recast, or a new loan).
+    schedule_changed: bool,
+}
+
+impl DayWork {
+    /// Works out the loans' changes of their branches' portfolio figures
+    /// from each loan before and after the entry (`loans`, the commit's).
+    fn work_out_loans(&mut self, loans: &[(Arc<Loan>, LoanRecords)]) {
+        if self.quality.is_none() {
+            self.quality = Some(loans_quality(&self.loans, loans));
+        }
+    }
+}
+
+/// Each loan's contribution to its branch's portfolio figures from `from`
+/// on, after less before: an entry changes few of its days (a payment, the
+/// installments it settles), so only the days that differ are touched.
+fn loans_quality(
+    befores: &[LoanBefore],
+    afters: &[(Arc<Loan>, LoanRecords)],
+) -> Result<BTreeMap<BranchId, QualityChanges>, Overflow> {
+    let mut quality: BTreeMap<BranchId, QualityChanges> = BTreeMap::new();
+    for (staged, (loan, _)) in befores.iter().zip(afters) {
+        let was = staged.before.as_deref();
+        // With the schedule and the end unchanged, the installments no
+        // payment before or after the entry reaches are the same in both
+        // and left out of both: a repayment costs the installments it can
+        // reach, not the whole schedule.
+        let paid_bound = match was {
+            Some(was)
+                if !staged.schedule_changed
+                    && was.ended_on == loan.ended_on
+                    && was.status == loan.status =>
+            {
+                Some(
+                    was.paid_on_installments()?
+                        .max(loan.paid_on_installments()?),
+                )
+            }
+            _ => None,
+        };
+        let after = loan.quality_days_paid_below(staged.from, paid_bound)?;
+        let before = match was {
+            Some(before) => before.quality_days_paid_below(staged.from, paid_bound)?,
+            None => Vec::new(),
+        };
+        let change = loans::quality_change(after, before)?;
+        if !change.is_empty() {
+            match quality.get_mut(&loan.branch) {
+                Some(changes) => changes.extend(change),
+                None => quality
+                    .entry(loan.branch.clone())
+                    .or_default()
+                    .extend(change),
             }
         }
-        for (branch, changes) in self.days {
-            let held = self.state.days.get(&branch);
+    }
+    Ok(quality)
+}
+
+impl LedgerState {
+    /// Whether this state keeps the branches' days (every state but the
+    /// writer's, [`LedgerState::keep_decisions_only`]).
+    fn keeps_days(&self) -> bool {
+        !self.days_elsewhere
+    }
+
+    /// What an entry changes of this state's days (`work`, with `loans`,
+    /// the commit's): each figure it moves, with its new value.
+    fn work_days(
+        &self,
+        mut work: DayWork,
+        loans: &[(Arc<Loan>, LoanRecords)],
+    ) -> Result<BTreeMap<BranchId, DayChanges>, Overflow> {
+        work.work_out_loans(loans);
+        let mut quality = match work.quality {
+            Some(quality) => quality?,
+            None => BTreeMap::new(),
+        };
+        let mut own = work.own;
+        for branch in quality.keys() {
+            if !own.contains_key(branch) {
+                own.insert(branch.clone(), BTreeMap::new());
+            }
+        }
+        let mut new_days = BTreeMap::new();
+        for (branch, changes) in own {
+            let held = self.days.get(&branch);
             let quality = match quality.remove(&branch) {
                 Some(quality) => quality.by_date()?,
                 None => Vec::new(),
@@ -1801,31 +1968,7 @@ impl Stage<'_> {
                 new_days.insert(branch, day_changes);
             }
         }
-        commit.days = Arc::new(new_days);
-        commit.members = self.members.into_values().map(Arc::new).collect();
-        commit.savings = self.savings.into_values().map(Arc::new).collect();
-        let date = self.date;
-        commit.savings_moves = self
-            .savings_moves
-            .into_iter()
-            .map(|(id, moved)| (id, date, moved))
-            .collect();
-        commit.loans = loans
-            .into_values()
-            .map(|staged| {
-                let ended = staged.loan.has_ended();
-                let was_ended = staged
-                    .before
-                    .as_ref()
-                    .is_some_and(|before| before.has_ended());
-                let records = LoanRecords {
-                    loan: staged.schedule_changed,
-                    ended: ended || was_ended,
-                };
-                (Arc::new(staged.loan), records)
-            })
-            .collect();
-        Ok(commit)
+        Ok(new_days)
     }
 }
 

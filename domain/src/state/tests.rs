@@ -680,8 +680,8 @@ fn run(
     // A full copy that applies each entry itself: `state` is fed what the
     // writer wrote, as the read side is, and must come out the same.
     let mut working = state.clone();
-    // The server's writer keeps the books' lines by date alone and no day
-    // log: it must decide every command as the full state does. The
+    // The server's writer keeps the books' lines by date alone, no days
+    // and no day log: it must decide every command as the full state does. The
     // server's read side reads each account's balance from its books.
     let (mut reader, mut writer) = state.clone().split_for_writer();
     for body in bodies {
@@ -730,6 +730,14 @@ fn run(
             );
         }
         assert!(reader.balances.is_empty());
+        // The writer keeps no days: the read side works them out from
+        // what the writer handed it, as applying the entry does.
+        assert!(writer.days.is_empty());
+        assert!(
+            reader.days == working.days,
+            "the read side's days after entry {}",
+            entry.body.sequence
+        );
         assert!(
             working.export() == state.export(),
             "what entry {} wrote differs from applying it",
