@@ -5,10 +5,10 @@
 //! on as whole days (some 300 bytes each), once as the days' new totals
 //! and once as their changes for the day log, the days cost the writer and
 //! the read side more than working them out. So each changed figure is
-//! kept with its new value, worked out once when the entry is staged:
-//! each side sets it in its own copy of the day, and the day log encodes
-//! the change (the bytes it encoded from whole days before: only the
-//! figures that are not zero).
+//! kept with its new value, worked out once by the state that keeps the
+//! days (the read side; the writer keeps none): it sets it in its copy of
+//! the day, and the day log encodes the change (the bytes it encoded from
+//! whole days before: only the figures that are not zero).
 
 use std::collections::BTreeMap;
 

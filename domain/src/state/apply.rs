@@ -5,10 +5,12 @@
 //!
 //! An entry is applied in two steps. [`Stage`] works out everything it
 //! changes on copies of the objects it touches (loans, members, savings
-//! accounts, the branch's days, balances), with checked arithmetic; only
-//! when all of it fits does [`LedgerState::commit`] write the copies into the
-//! state, a step that cannot fail. An entry that contradicts the state or
-//! overflows leaves the state exactly as it was.
+//! accounts, balances), with checked arithmetic, and
+//! [`LedgerState::work_days`] what it changes of the branch's days, in a
+//! state that keeps them ([`DayWork`]); only when all of it fits does
+//! [`LedgerState::commit`] write the copies into the state, a step that
+//! cannot fail. An entry that contradicts the state or overflows leaves the
+//! state exactly as it was.
 
 use std::collections::BTreeSet;
 
@@ -23,10 +25,12 @@ use crate::product::FeeCollection;
 use crate::totals::{Overflow, ProductDay, minus, plus, sum};
 
 /// What applying one entry wrote into the state: the new value of every
-/// object the entry changed. A second copy of the state at the same head
-/// takes it with [`LedgerState::apply_written`] instead of working the
-/// entry out again (the writer applies each entry to its working state,
-/// and the read side takes what it wrote).
+/// object the entry changed, and what it changes of the days (worked out,
+/// or, from the writer's copy, which keeps none, what working them out
+/// needs). A second copy of the state at the same head takes it with
+/// [`LedgerState::apply_written`] instead of working the entry out again
+/// (the writer applies each entry to its working state, and the read side
+/// takes what it wrote).
 #[derive(Clone)]
 pub struct Written {
     /// The entry applied: its sequence number and hash.
@@ -140,12 +144,14 @@ impl LedgerState {
 
     /// Applies `entry` by writing what applying it to a copy of this state
     /// at the same head wrote ([`LedgerState::apply_and_keep`]): the same
-    /// state as [`LedgerState::apply`], without working it out again. The
-    /// entry must still follow the last applied one and chain to it: its
-    /// sequence number comes next, and the hash it was applied after is
-    /// this state's last (the writer worked its hash out from that one, or
-    /// checked it, and checked its balance, so they are not worked out a
-    /// second time).
+    /// state as [`LedgerState::apply`], without working it out again, but
+    /// for the days, when the copy kept none: those are worked out here
+    /// ([`DayWork`]), and an entry that overflows a day's figure is refused
+    /// with the state as it was. The entry must still follow the last
+    /// applied one and chain to it: its sequence number comes next, and the
+    /// hash it was applied after is this state's last (the writer worked
+    /// its hash out from that one, or checked it, and checked its balance,
+    /// so they are not worked out a second time).
     pub fn apply_written(&mut self, entry: &Entry, written: Written) -> Result<(), ApplyError> {
         self.check_next(&entry.body)?;
         if written.previous != self.last_hash() {
@@ -164,16 +170,13 @@ impl LedgerState {
             });
         }
         let mut commit = written.commit;
-        if let Some(work) = written.days
-            && self.keeps_days()
-        {
-            let days = self
-                .work_days(work, &commit.loans)
-                .map_err(|overflow| ApplyError {
-                    sequence: entry.body.sequence,
-                    message: overflow.to_string(),
-                })?;
-            commit.days = Some(Arc::new(days));
+        match written.days {
+            Some(work) if self.keeps_days() => {
+                self.set_days(&mut commit, work, entry.body.sequence)?
+            }
+            // A copy that keeps no days writes none, whoever worked them out.
+            _ if !self.keeps_days() => commit.days = None,
+            _ => {}
         }
         self.commit_entry(entry, commit);
         Ok(())
@@ -235,14 +238,26 @@ impl LedgerState {
         if !self.keeps_days() {
             return Ok((commit, Some(work)));
         }
+        self.set_days(&mut commit, work, entry.body.sequence)?;
+        Ok((commit, None))
+    }
+
+    /// Works `work` out into `commit`'s days (`sequence`, the entry's, names
+    /// it if a figure overflows).
+    fn set_days(
+        &self,
+        commit: &mut Commit,
+        work: DayWork,
+        sequence: u64,
+    ) -> Result<(), ApplyError> {
         let days = self
             .work_days(work, &commit.loans)
             .map_err(|overflow| ApplyError {
-                sequence: entry.body.sequence,
+                sequence,
                 message: overflow.to_string(),
             })?;
         commit.days = Some(Arc::new(days));
-        Ok((commit, None))
+        Ok(())
     }
 
     /// Works out everything `entry` changes but the days' figures, leaving
@@ -1806,16 +1821,19 @@ impl Stage<'_> {
 /// read side ([`Written`]), which works it out beside the writer.
 ///
 /// The writer therefore does not check a day's figures for overflow, as
-/// it checks every balance and line of the books. A day's figure sums what
-/// that day's entries moved (each entry's amounts at most a request's
-/// 10^18 đồng over at most 1,000 lines,
-/// [`crate::command::COLLECTION_LINES_MAX`]) or what the branch's loans
-/// owe and are late with on it (each loan's amounts at most its own, which
-/// fit), and the largest decimal is about 7.9 x 10^28: it would take tens
-/// of millions of entries, or billions of loans, of the largest amounts on
-/// one date. The read side checks the sums all the same: an entry that
-/// overflowed them would not apply there ([`LedgerState::apply_written`])
-/// nor at a restart's replay, and the ledger would stop deciding.
+/// it checks every balance and line of the books. A day's money figures
+/// sum what that date's entries posted to a few of the books' lines
+/// (collected, disbursed, saved, written off), each line's debits and
+/// credits bounded by the writer's own checks, or what the branch's loans
+/// owe and hold at risk that date (bounded by what was disbursed and each
+/// loan's own dues, which fit); the rest are counts of loans and
+/// borrowers. So a figure could reach the largest decimal (about
+/// 7.9 x 10^28 đồng) only with lines of the books already near it. The
+/// read side checks the sums all the same, but later than the writer did:
+/// such an entry, durable, would not apply to the read side
+/// ([`LedgerState::apply_written`]) nor to a restart's replay, so the
+/// ledger would stop deciding and the server would not start again until
+/// a build refused it on replay or kept larger figures.
 #[derive(Clone)]
 struct DayWork {
     /// The entry's own changes, by branch and date.
@@ -1855,6 +1873,7 @@ fn loans_quality(
     befores: &[LoanBefore],
     afters: &[(Arc<Loan>, LoanRecords)],
 ) -> Result<BTreeMap<BranchId, QualityChanges>, Overflow> {
+    debug_assert_eq!(befores.len(), afters.len(), "a loan before for each after");
     let mut quality: BTreeMap<BranchId, QualityChanges> = BTreeMap::new();
     for (staged, (loan, _)) in befores.iter().zip(afters) {
         let was = staged.before.as_deref();

@@ -237,8 +237,9 @@ fn refused_for_overflow(books: &mut Books, entry: &Entry) {
 
 /// An entry whose amounts fit every balance, account and member but not
 /// its day's figures (another member's deposit on the day the first took
-/// 1e18) is refused when staged, not half written: each side writes the
-/// day once the entry is staged, where nothing may fail.
+/// 1e18) is refused when staged, not half written: a state that keeps
+/// the days works them out before it writes anything, and writing cannot
+/// fail.
 #[test]
 fn an_entry_that_overflows_its_days_figures_is_refused_and_changes_nothing() {
     let mut books = Books::new();
@@ -255,4 +256,26 @@ fn an_entry_that_overflows_a_line_of_the_books_is_refused_and_changes_nothing() 
     let mut books = Books::new();
     let entry = second_members_deposit(&mut books, day().succ_opt().unwrap());
     refused_for_overflow(&mut books, &entry);
+}
+
+/// The writer's copy keeps no days, so it does not check their figures
+/// (`DayWork`): the entry that overflows its day's figures
+/// above also overflows the line of the books its deposit is booked to,
+/// which the writer does check, and it is refused there too, with the
+/// writer's copy as it was.
+#[test]
+fn the_writer_keeping_no_days_refuses_that_entry_by_its_line() {
+    let mut books = Books::new();
+    let entry = second_members_deposit(&mut books, day());
+    let (_, mut writer) = books.state.clone().split_for_writer();
+    let sequence = writer.last_sequence();
+    match writer.seal_and_keep(entry.body.clone()) {
+        Err(SealError::Apply(error)) => {
+            assert!(error.to_string().contains("overflow"), "{error}")
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("the writer's copy took an entry that overflows a line"),
+    }
+    assert_eq!(writer.last_sequence(), sequence);
+    assert_eq!(writer.last_hash(), books.state.last_hash());
 }

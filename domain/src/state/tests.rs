@@ -684,6 +684,10 @@ fn run(
     // and no day log: it must decide every command as the full state does. The
     // server's read side reads each account's balance from its books.
     let (mut reader, mut writer) = state.clone().split_for_writer();
+    // A read side fed the whole run as the publisher feeds it a chunk:
+    // every entry's loans worked out first, then each entry written.
+    let (mut chunked, _) = state.clone().split_for_writer();
+    let mut chunk = Vec::new();
     for body in bodies {
         let command = Command {
             request_id: RequestId::parse("r", &format!("r{}", entries.len() + 1000)).unwrap(),
@@ -715,9 +719,10 @@ fn run(
             Err(error) => panic!("a decided entry did not apply: {error}"),
         };
         assert_eq!(entry, body.seal(&working.last_hash()));
-        // What the server's writer wrote (its day log off: the entry's day
-        // changes handed over, not copied) makes the read side.
+        // What the server's writer wrote (with what the entry changes of
+        // the days, which the writer keeps none of) makes the read side.
         working.apply(&entry).unwrap();
+        chunk.push((entry.clone(), written.clone()));
         reader.apply_written(&entry, written.clone()).unwrap();
         state.apply_written(&entry, written).unwrap();
         // Every balance, to the scale the writer summed it at.
@@ -757,6 +762,16 @@ fn run(
         );
         entries.push(entry);
     }
+    for (_, written) in &mut chunk {
+        written.work_out_loans();
+    }
+    for (entry, written) in chunk {
+        chunked.apply_written(&entry, written).unwrap();
+    }
+    assert!(
+        chunked.days == working.days,
+        "the days of a read side fed the run as one chunk"
+    );
 }
 
 /// The set-up and a deposit, run: the state, its cache records, the
