@@ -47,6 +47,8 @@ struct WatchedStore {
     index_all_alike: bool,
     /// How many times the state cache was cleared (to be rebuilt).
     clears: Arc<std::sync::atomic::AtomicU32>,
+    /// Every append past the gate: its first and last sequence numbers.
+    appends: Arc<Mutex<Vec<(u64, u64)>>>,
 }
 
 /// A gate appends wait at while it is closed: lets a test hold commands in
@@ -57,19 +59,31 @@ struct Gate {
     opened: std::sync::Condvar,
     /// Appends that have reached the gate.
     arrived: std::sync::atomic::AtomicU64,
+    /// While closed, only appends from this sequence number on wait.
+    from: std::sync::atomic::AtomicU64,
 }
 
 impl Gate {
-    fn pass(&self) {
+    /// Lets an append whose first entry is `first` through, once the gate
+    /// is open unless it holds only earlier entries.
+    fn pass(&self, first: u64) {
         self.arrived.fetch_add(1, Ordering::SeqCst);
         let mut closed = self.closed.lock().unwrap();
-        while *closed {
+        while *closed && first >= self.from.load(Ordering::SeqCst) {
             closed = self.opened.wait(closed).unwrap();
         }
     }
 
     fn set_closed(&self, closed: bool) {
         *self.closed.lock().unwrap() = closed;
+        self.opened.notify_all();
+    }
+
+    /// Keeps the gate closed from sequence number `from` on only, letting
+    /// the appends waiting with earlier entries through.
+    fn close_from(&self, from: u64) {
+        let _closed = self.closed.lock().unwrap();
+        self.from.store(from, Ordering::SeqCst);
         self.opened.notify_all();
     }
 }
@@ -85,13 +99,17 @@ impl WatchedStore {
             gate: Arc::default(),
             index_all_alike: false,
             clears: Arc::default(),
+            appends: Arc::default(),
         }
     }
 }
 
 impl Store for WatchedStore {
     fn append(&self, entries: &[Arc<Entry>]) -> Result<(), StoreError> {
-        self.gate.pass();
+        let first = entries.first().map_or(0, |e| e.body.sequence);
+        self.gate.pass(first);
+        let last = entries.last().map_or(0, |e| e.body.sequence);
+        self.appends.lock().unwrap().push((first, last));
         std::thread::sleep(self.delay);
         if self.inner.last_sequence() >= self.fail_after.load(Ordering::SeqCst) {
             let source = std::io::Error::other("disk on fire");
@@ -101,7 +119,6 @@ impl Store for WatchedStore {
             });
         }
         self.inner.append(entries)?;
-        let last = entries.last().map_or(0, |e| e.body.sequence);
         self.events.lock().unwrap().push(Event::Durable(last));
         Ok(())
     }
@@ -879,12 +896,11 @@ async fn a_loan_reopened_by_an_entry_replayed_past_the_cache_is_read_back_whole(
     app.stop().await;
 }
 
-/// Decides by the ledger's rules, holding the command with `request_id`
+/// Decides by the ledger's rules, holding each command named in `holds`
 /// until the test lets it go (at most 30 s): the commands of a submission
 /// after it wait while the test looks at what came before.
 struct HoldAt {
-    request_id: &'static str,
-    hold: Arc<Hold>,
+    holds: Vec<(&'static str, Arc<Hold>)>,
 }
 
 /// Where [`HoldAt`] holds its command.
@@ -922,11 +938,14 @@ impl mfi_ledger::ledger::Decide for HoldAt {
         context: mfi_ledger::domain::state::ExecContext,
         lookup: &mfi_ledger::ledger::Lookup<'_>,
     ) -> Result<mfi_ledger::domain::entry::EntryBody, mfi_ledger::domain::state::ExecuteError> {
-        if command.request_id.as_str() == self.request_id {
-            self.hold.reached.store(true, Ordering::SeqCst);
-            let released = self.hold.released.lock().unwrap();
-            let _ = self
-                .hold
+        if let Some((_, hold)) = self
+            .holds
+            .iter()
+            .find(|(id, _)| command.request_id.as_str() == *id)
+        {
+            hold.reached.store(true, Ordering::SeqCst);
+            let released = hold.released.lock().unwrap();
+            let _ = hold
                 .changed
                 .wait_timeout_while(released, Duration::from_secs(30), |r| !*r)
                 .unwrap();
@@ -938,18 +957,27 @@ impl mfi_ledger::ledger::Decide for HoldAt {
 /// A ledger on `store` whose batches go on in chunks of 4 new entries,
 /// its writer holding the command `hold_at` until the test releases it.
 fn chunked_ledger(store: WatchedStore, hold_at: &'static str) -> (Arc<Ledger>, Arc<Hold>) {
-    let hold = Arc::new(Hold::default());
-    let rules = HoldAt {
-        request_id: hold_at,
-        hold: hold.clone(),
-    };
+    let (ledger, mut holds) = chunked_ledger_holding(store, &[hold_at]);
+    (ledger, holds.remove(0))
+}
+
+/// A ledger as [`chunked_ledger`]'s, its writer holding each command of
+/// `hold_at` in turn: one hold each, in that order.
+fn chunked_ledger_holding(
+    store: WatchedStore,
+    hold_at: &[&'static str],
+) -> (Arc<Ledger>, Vec<Arc<Hold>>) {
+    let holds: Vec<(&'static str, Arc<Hold>)> =
+        hold_at.iter().map(|id| (*id, Arc::default())).collect();
+    let handed = holds.iter().map(|(_, hold)| hold.clone()).collect();
     let config = LedgerConfig {
         chunk_entries: 4,
         ..LedgerConfig::default()
     };
+    let rules = HoldAt { holds };
     let ledger =
         Ledger::start_with(Arc::new(store), TestClock::new(), config, Arc::new(rules)).unwrap();
-    (Arc::new(ledger), hold)
+    (Arc::new(ledger), handed)
 }
 
 /// Waits until the read side holds entry `sequence`, for at most 20 s.
@@ -1103,26 +1131,61 @@ async fn a_retry_of_a_command_still_on_its_way_to_the_journal_gets_its_entry_onc
 }
 
 /// When the barrier of a later part of a submission fails, its earlier
-/// part stays durable, nothing decided after it is written, every command
-/// of the submission is answered with the fault, and the same submission
-/// sent again after a restart writes each command once.
+/// part stays durable, nothing decided after it is written (the part the
+/// syncer holds behind it is refused, not appended), every command of the
+/// submission is answered with the fault, and the same submission sent
+/// again after a restart writes each command once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_at_a_later_parts_barrier_writes_nothing_after_it_and_a_retry_writes_each_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
     let fail_after = store.fail_after.clone();
-    let (ledger, hold) = chunked_ledger(store, "dep-6");
+    let gate = store.gate.clone();
+    let appends = store.appends.clone();
+    let (ledger, holds) = chunked_ledger_holding(store, &["dep-4", "dep-8"]);
     set_up(&ledger).await;
     let head = ledger.read(|s| s.last_sequence());
-    // The first part's barrier passes; every later one fails.
+    // The first part's barrier passes; every later one fails. The writer
+    // stops after each part until the syncer has it, so that the syncer
+    // takes the second alone, and the second waits at the journal's
+    // barrier while the writer decides the third behind it.
     fail_after.store(head + 4, Ordering::SeqCst);
+    gate.close_from(head + 5);
+    gate.set_closed(true);
+    let arrived = gate.arrived.load(Ordering::SeqCst);
+    let appended_before = appends.lock().unwrap().len();
     let submitted = tokio::spawn({
         let ledger = ledger.clone();
         async move { ledger.submit_many(twelve_deposits_and_two_retries()).await }
     });
+    let first_reached = holds[0].reached().await;
     let first_part_read = readable(&ledger, head + 4).await;
-    hold.release();
+    holds[0].release();
+    let second_reached = holds[1].reached().await;
+    let mut second_at_gate = false;
+    for _ in 0..2_000 {
+        second_at_gate = gate.arrived.load(Ordering::SeqCst) >= arrived + 2;
+        if second_at_gate {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    holds[1].release();
+    // The third part decided and handed to the syncer meanwhile (four
+    // deposits: well within this).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.set_closed(false);
+    assert!(
+        first_reached && second_reached,
+        "the writer did not reach the fifth and ninth deposits"
+    );
     assert!(first_part_read, "the first part was not made durable alone");
+    assert!(
+        second_at_gate,
+        "the second part did not reach the barrier: {} arrivals, appends {:?}",
+        gate.arrived.load(Ordering::SeqCst) - arrived,
+        &appends.lock().unwrap()[appended_before..]
+    );
     let results = submitted.await.unwrap();
     assert_eq!(results.len(), 14);
     // The fault, as the barrier's (INTERNAL) or as the writer's stop
@@ -1137,6 +1200,14 @@ async fn a_fault_at_a_later_parts_barrier_writes_nothing_after_it_and_a_retry_wr
     assert!(ledger.has_failed());
     assert_eq!(ledger.store().last_sequence(), head + 4);
     assert_eq!(ledger.read(|s| s.last_sequence()), head + 4);
+    // After the failed barrier the journal was not asked to append again:
+    // the third part, which may build on entries that never became
+    // durable, was refused where it waited.
+    assert_eq!(
+        appends.lock().unwrap()[appended_before..],
+        [(head + 1, head + 4), (head + 5, head + 8)],
+        "the appends the submission made"
+    );
     let later = ledger.submit(deposit(20)).await.unwrap_err();
     assert!(matches!(later, SubmitError::Unavailable(_)), "{later}");
     shut_down(ledger).await;
