@@ -4,12 +4,15 @@
 //! [`LedgerConfig::chunk_entries`] new entries: the syncer thread appends
 //! each (with any others waiting, behind one barrier) while the writer
 //! decides the next (`syncer`); the batch's last chunk, when the syncer
-//! holds nothing before it, is appended on the writer's thread. A
-//! publisher thread then writes each durable chunk into the read side
-//! (what the writer's apply of each entry wrote, [`Written`], and what it
-//! changes of the branches' days, which the writer keeps none of and the
-//! publisher works out) and answers the submissions it finished; a
-//! persister thread checkpoints the read side into the store's cache.
+//! holds nothing before it, is appended on the writer's thread. Whichever
+//! thread appended a chunk answers the submissions it finished, then a
+//! publisher thread writes it into the read side (what the writer's apply
+//! of each entry wrote, [`Written`], and what it changes of the branches'
+//! days, which the writer keeps none of and the publisher works out) and
+//! the Merkle tree; reads wait until the read side holds every entry
+//! acknowledged when they began (`progress`), so publishing is off the
+//! path of a reply. A persister thread checkpoints the read side into the
+//! store's cache.
 //!
 //! Architecture invariants:
 //! - Only the writer thread executes commands, so sequence numbers are
@@ -19,8 +22,11 @@
 //! - No reply (success or refusal) is sent before the durable barrier of the
 //!   chunk that holds the submission's last command (and so of every
 //!   chunk before it).
-//! - The read side only ever holds durable entries; a client that got a
-//!   reply reads its own write.
+//! - The read side only ever holds durable entries; a read (a query, a
+//!   proof, a checkpoint asked for) waits until it holds every entry
+//!   acknowledged when the read began, so a client that got a reply reads
+//!   its own write. Calls authenticate against the access rules of the
+//!   last acknowledged entry.
 //! - Derived state in the store is a cache; startup replays the journal past
 //!   it, and rebuilds it from the journal when it does not fit.
 
@@ -41,6 +47,7 @@ use crate::domain::state::{ExecContext, ExecuteError, LedgerState, SealError};
 use crate::store::{Store, StoreError};
 
 mod checkpoints;
+mod progress;
 mod proofs;
 mod reads;
 pub mod recovery;
@@ -51,6 +58,7 @@ pub use checkpoints::{
     ACCESS_LOG_ANCHOR, CheckpointPolicy, JOURNAL_ANCHOR, ProofError, ServedCheckpoint,
     access_log_anchor, journal_anchor, parse_access_log_anchor, parse_journal_anchor,
 };
+use progress::{Progress, StopOnDrop};
 pub use reads::{Holds, READS_OFF_RUNTIME_MAX, ReadError};
 use syncer::{Chunk, Failure, Syncer, append, barrier_failed};
 
@@ -267,6 +275,9 @@ pub struct Ledger {
     checkpointer: Mutex<Option<std::sync::mpsc::Sender<checkpoints::Request>>>,
     /// How many request ids the writer holds in memory, as of its last batch.
     request_ids_in_memory: Arc<AtomicU64>,
+    /// What was acknowledged and what the read side holds; reads wait for
+    /// the one to reach the other.
+    progress: Arc<Progress>,
 }
 
 impl Ledger {
@@ -294,6 +305,10 @@ impl Ledger {
             checkpoints::check_latest(store.as_ref(), &verifier)?;
         }
         let (reader_copy, working) = state.split_for_writer();
+        let progress = Arc::new(Progress::new(
+            reader_copy.last_sequence(),
+            reader_copy.access().clone(),
+        ));
         let read_side = Arc::new(RwLock::new(reader_copy));
         let queue_depth_max = config.queue_depth_max.max(1);
         // Permits are taken in u32 counts: a bound above 4 GiB is 4 GiB.
@@ -329,12 +344,15 @@ impl Ledger {
             standby: standby.clone(),
             indexed: indexed.clone(),
             request_ids_in_memory: request_ids_in_memory.clone(),
+            handed_access: progress.access(),
+            progress: progress.clone(),
         };
         let syncer = Syncer {
             store: store.clone(),
             publish: publish_sender,
             syncing,
             failure,
+            progress: progress.clone(),
         };
         let (checkpoint_sender, checkpoint_receiver) = std::sync::mpsc::channel();
         let publisher = Publisher {
@@ -343,6 +361,7 @@ impl Ledger {
             failed: failed.clone(),
             store: store.clone(),
             tree_failed: AtomicBool::new(false),
+            progress: progress.clone(),
             checkpointer: (config.log_checkpoints.signer.is_some() && !config.read_only)
                 .then(|| checkpoint_sender.clone()),
         };
@@ -412,6 +431,7 @@ impl Ledger {
             threads: Mutex::new(threads),
             checkpointer: Mutex::new(checkpointer),
             request_ids_in_memory,
+            progress,
         })
     }
 
@@ -660,8 +680,10 @@ impl Ledger {
         self.queue_bytes_max - self.in_flight_bytes.available_permits()
     }
 
-    /// Runs `read` on the durable state.
+    /// Runs `read` on the durable state, once it holds every entry
+    /// acknowledged so far (a client reads its own write).
     pub fn read<R>(&self, read: impl FnOnce(&LedgerState) -> R) -> R {
+        self.wait_published();
         read(
             &self
                 .read_side
@@ -670,10 +692,19 @@ impl Ledger {
         )
     }
 
-    /// Who may do what, as of the last durable entry: what authenticates
-    /// and authorizes calls (a revocation is in it before it is answered).
+    /// Who may do what, as of the last acknowledged entry: what
+    /// authenticates and authorizes calls (a revocation is in it before it
+    /// is answered). Takes neither the read side's lock nor a wait for it.
     pub fn access(&self) -> Arc<Access> {
-        self.read(|state| state.access().clone())
+        self.progress.access()
+    }
+
+    /// Waits until the read side and the Merkle tree hold every entry
+    /// acknowledged so far: what a read, a proof or a checkpoint asked for
+    /// after a write was answered must cover. Brief: at most the
+    /// publisher's work on the chunks ahead of it.
+    pub fn wait_published(&self) {
+        self.progress.wait_published();
     }
 
     /// The log of reads, if the store keeps one.
@@ -799,6 +830,11 @@ struct Writer {
     indexed: Arc<Mutex<Option<Arc<dyn FoundRequests>>>>,
     /// [`Ledger::request_ids_in_memory`], kept after each batch.
     request_ids_in_memory: Arc<AtomicU64>,
+    /// The access rules of the last chunk handed on: a chunk after which
+    /// they differ carries its own.
+    handed_access: Arc<Access>,
+    /// Told what is acknowledged as each chunk is answered.
+    progress: Arc<Progress>,
 }
 
 /// How one command of a submission will be answered after the barrier.
@@ -951,7 +987,12 @@ impl Writer {
     /// chunk, when the syncer holds nothing before it, is made durable on
     /// this thread (no hand-off to wait for: the batch is decided); any
     /// other goes to the syncer, so that deciding goes on meanwhile.
-    fn hand_on(&mut self, chunk: Chunk, last: bool) {
+    fn hand_on(&mut self, mut chunk: Chunk, last: bool) {
+        chunk.through = self.state.last_sequence();
+        if !Arc::ptr_eq(self.state.access(), &self.handed_access) {
+            self.handed_access = self.state.access().clone();
+            chunk.access = Some(self.handed_access.clone());
+        }
         if !last || self.syncing.load(Ordering::SeqCst) > 0 {
             self.syncing.fetch_add(1, Ordering::SeqCst);
             if let Err(unsent) = self.sync.send(chunk) {
@@ -982,6 +1023,9 @@ impl Writer {
             self.failed = Some(why);
             chunk.refuse(refusal);
             return;
+        }
+        if chunk.append {
+            chunk.answer(&self.progress);
         }
         if let Err(unsent) = self.publish.send(chunk) {
             self.fail("the publisher thread has stopped".into());
@@ -1147,10 +1191,11 @@ fn answer_retry(command: &Command, sequence: u64, entry: Arc<Entry>) -> Answer {
     Answer::Entry(entry)
 }
 
-/// Applies durable batches to the read side in order (writing what the
+/// Applies durable chunks to the read side in order (writing what the
 /// writer's apply worked out, [`Written`], rather than working it out
-/// again), then answers their waiters (so a client reads its own write),
-/// then tells the persister.
+/// again) and to the Merkle tree, then lets the reads waiting for them go
+/// on (their waiters were answered once the chunk was durable; a standby's
+/// followed chunks are answered here), then tells the persister.
 struct Publisher {
     read_side: Arc<RwLock<LedgerState>>,
     persist: std::sync::mpsc::Sender<u64>,
@@ -1162,10 +1207,14 @@ struct Publisher {
     tree_failed: AtomicBool,
     /// Told the tree's size after each batch, when checkpoints are signed.
     checkpointer: Option<std::sync::mpsc::Sender<checkpoints::Request>>,
+    /// Told what the read side holds after each chunk.
+    progress: Arc<Progress>,
 }
 
 impl Publisher {
     fn run(self, chunks: std::sync::mpsc::Receiver<Chunk>) {
+        // However this thread ends, no read is left waiting for it.
+        let _stop = StopOnDrop(self.progress.clone());
         while let Ok(chunk) = chunks.recv() {
             self.publish(chunk);
         }
@@ -1196,6 +1245,8 @@ impl Publisher {
             tracing::error!(%error, "a durable entry did not apply to the read side; the ledger stops deciding commands");
             self.failed.store(true, Ordering::SeqCst);
             self.tree_failed.store(true, Ordering::Relaxed);
+            // Reads see the read side as it is, and wait for nothing more.
+            self.progress.stop();
             chunk.refuse(SubmitError::Unavailable(
                 "the ledger stopped after an internal fault; retry after a restart".into(),
             ));
@@ -1204,8 +1255,10 @@ impl Publisher {
         // Before the replies: a checkpoint asked for after a write was
         // acknowledged covers it.
         self.grow_tree(&chunk.entries);
+        self.progress.publish(chunk.through);
         let published = chunk.entries.len() as u64;
-        chunk.answer();
+        // Only a followed chunk's submission is still to answer.
+        chunk.answer(&self.progress);
         if published > 0 && self.persist.send(published).is_err() {
             tracing::warn!(
                 "state persister has stopped; the cache will be rebuilt from the journal at startup"

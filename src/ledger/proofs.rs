@@ -40,6 +40,7 @@ impl Ledger {
     /// The checkpoint of tree size `size` (0: the latest), with the
     /// cosignatures received for it.
     pub fn checkpoint(&self, size: u64) -> Result<ServedCheckpoint, ProofError> {
+        self.wait_published();
         let log = self.checkpoint_log()?;
         let stored = if size == 0 {
             log.latest()?.ok_or_else(|| {
@@ -78,6 +79,8 @@ impl Ledger {
                     "this ledger signs no checkpoints (it has no log key, or is stopping)".into(),
                 )
             })?;
+        // The tree holds every entry acknowledged before this call.
+        self.wait_published();
         let (reply, answer) = tokio::sync::oneshot::channel();
         sender
             .send(Request::Now(reply))
@@ -95,6 +98,7 @@ impl Ledger {
         sequence: u64,
         tree_size: u64,
     ) -> Result<InclusionProof, ProofError> {
+        self.wait_published();
         let tree = self.tree()?;
         let tree_size = match tree_size {
             0 => self.checkpoint(0)?.checkpoint.size,
@@ -124,6 +128,7 @@ impl Ledger {
     /// The consistency proof between the trees of `first` and `second`
     /// entries.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
+        self.wait_published();
         let tree = self.tree()?;
         if first == 0 || first > second {
             return Err(ProofError::OutOfRange(format!(

@@ -3,9 +3,10 @@
 //! the submissions it finished) to the syncer, which appends it to the
 //! journal behind one durable barrier (with every chunk waiting behind it:
 //! group commit) and hands it on to the publisher, in order; the writer
-//! decides the next chunk meanwhile. A large submission is answered sooner,
-//! its first chunks made durable and written into the read side while its
-//! last are decided.
+//! decides the next chunk meanwhile. A chunk's submissions are answered
+//! once it is durable, before the publisher writes it into the read side
+//! (reads wait for that, `progress`). A large submission is answered
+//! sooner, its first chunks made durable while its last are decided.
 //!
 //! After a barrier fails, no later chunk is appended (each may build on an
 //! entry that never became durable): every one is refused, and the writer
@@ -15,10 +16,12 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::domain::access::Access;
 use crate::domain::entry::Entry;
 use crate::domain::state::Written;
 use crate::store::{Store, StoreError};
 
+use super::progress::Progress;
 use super::{Answer, CommandResult, Submission, SubmitError};
 
 /// Part of a batch, decided: on its way to the journal, then the read side
@@ -35,6 +38,12 @@ pub(super) struct Chunk {
     /// False for entries already in the journal (a standby's, which another
     /// server wrote).
     pub(super) append: bool,
+    /// The writer's last sequence number when it handed the chunk on: once
+    /// the chunk is durable, so is every entry up to it (an answer may name
+    /// an earlier entry, a retry's).
+    pub(super) through: u64,
+    /// The access rules after the chunk's entries, when they changed them.
+    pub(super) access: Option<Arc<Access>>,
     /// The writer's span of the batch.
     pub(super) span: tracing::Span,
 }
@@ -46,6 +55,8 @@ impl Chunk {
             written: Vec::new(),
             answered: Vec::new(),
             append,
+            through: 0,
+            access: None,
             span: span.clone(),
         }
     }
@@ -60,10 +71,14 @@ impl Chunk {
         }
     }
 
-    /// Answers every submission it finished, once it is durable and
-    /// published.
-    pub(super) fn answer(self) {
-        for (submission, answers) in self.answered {
+    /// Answers every submission it finished, once it is durable (a
+    /// followed chunk's, once published), having recorded in `progress`
+    /// that it is acknowledged: a read begun after an answer waits until
+    /// the read side holds the chunk. The chunk goes on to the publisher
+    /// with no one left to answer.
+    pub(super) fn answer(&mut self, progress: &Progress) {
+        progress.acknowledge(self.through, self.access.take());
+        for (submission, answers) in std::mem::take(&mut self.answered) {
             let results: Vec<CommandResult> = answers
                 .into_iter()
                 .map(|answer| match answer {
@@ -171,6 +186,7 @@ pub(super) struct Syncer {
     /// Chunks the writer handed over and this thread has not handed on.
     pub(super) syncing: Arc<AtomicUsize>,
     pub(super) failure: Arc<Failure>,
+    pub(super) progress: Arc<Progress>,
 }
 
 impl Syncer {
@@ -213,7 +229,10 @@ impl Syncer {
             }
             return;
         }
-        for chunk in group {
+        for mut chunk in group {
+            if chunk.append {
+                chunk.answer(&self.progress);
+            }
             if let Err(unsent) = self.publish.send(chunk) {
                 self.failure.set("the publisher thread has stopped");
                 unsent

@@ -1229,3 +1229,79 @@ async fn a_fault_at_a_later_parts_barrier_writes_nothing_after_it_and_a_retry_wr
         .await
         .unwrap();
 }
+
+/// A write is answered once durable, without waiting for the read side: a
+/// long read holding it (an auditor's report) does not hold up a clerk's
+/// replies. A read begun after the reply still sees the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_waits_for_the_journal_not_for_a_long_read_and_a_read_after_it_sees_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(restarted(dir.path()));
+    set_up(&ledger).await;
+    let head = ledger.read(|s| s.last_sequence());
+    let (held, holding) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn({
+        let ledger = ledger.clone();
+        move || {
+            ledger.read(|_| {
+                held.send(()).unwrap();
+                released.recv().unwrap();
+            })
+        }
+    });
+    holding.recv().unwrap();
+    let replied = tokio::time::timeout(Duration::from_secs(20), ledger.submit(deposit(0))).await;
+    // Released whatever the outcome, so that a failure does not hang.
+    let reader = std::thread::spawn({
+        let ledger = ledger.clone();
+        move || ledger.read(|s| s.last_sequence())
+    });
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let entry = replied
+        .expect("the reply waited for a read to let go of the read side")
+        .unwrap();
+    assert_eq!(entry.body.sequence, head + 1);
+    assert_eq!(ledger.store().last_sequence(), head + 1);
+    assert_eq!(
+        reader.join().unwrap(),
+        head + 1,
+        "a read begun after the reply did not see the write"
+    );
+    shut_down(ledger).await;
+}
+
+/// Every reply is followed by reads that see it, however the publisher and
+/// the reading task race: a client reads its own write at once (the read
+/// side, the journal's pages, the Merkle tree's proofs), and so does any
+/// client after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reads_its_own_write_at_once_after_every_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(restarted(dir.path()));
+    set_up(&ledger).await;
+    let mut stale = Vec::new();
+    for i in 0..300 {
+        let sequence = ledger.submit(deposit(i)).await.unwrap().body.sequence;
+        // Each kind of read goes first after a third of the replies (any
+        // read after the first would find it waited already).
+        let sees = |kind: usize| match kind {
+            0 => ledger.read(|s| s.last_sequence()) >= sequence,
+            1 => ledger.entries(sequence, 1).unwrap().len() == 1,
+            _ => ledger.inclusion_proof(sequence, sequence).is_ok(),
+        };
+        let first = i % 3;
+        if !sees(first) {
+            stale.push((
+                sequence,
+                ["the read side", "the journal's page", "a proof"][first],
+            ));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "reads right after a reply missed its entry: {stale:?}"
+    );
+    shut_down(ledger).await;
+}
