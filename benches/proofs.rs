@@ -197,8 +197,14 @@ fn tree_writes(c: &mut Criterion, runtime: &Runtime, report: &mut String) {
         members(),
         true,
     ));
-    assert!(with.consistency_proof(1, 1).is_ok(), "keeps the tree");
-    assert!(without.consistency_proof(1, 1).is_err(), "keeps no tree");
+    assert!(
+        runtime.block_on(with.consistency_proof(1, 1)).is_ok(),
+        "keeps the tree"
+    );
+    assert!(
+        runtime.block_on(without.consistency_proof(1, 1)).is_err(),
+        "keeps no tree"
+    );
     let sides: [(&str, &Ledger); 2] = [("with_tree", &with), ("without_tree", &without)];
     let kinds: [(&str, MakeCommand); 2] = [
         ("repayment", |member| repayment(member, 1000)),
@@ -244,7 +250,7 @@ fn tree_writes(c: &mut Criterion, runtime: &Runtime, report: &mut String) {
     group.finish();
     // The tree kept up: every entry of the ledger keeping it is a leaf.
     let last = with.read(|s| s.last_sequence());
-    assert!(with.consistency_proof(1, last).is_ok());
+    assert!(runtime.block_on(with.consistency_proof(1, last)).is_ok());
     with.shutdown();
     without.shutdown();
 
@@ -476,7 +482,9 @@ fn proofs_and_checkpoints(c: &mut Criterion, runtime: &Runtime, report: &mut Str
                     let mut i = 0;
                     b.iter(|| {
                         i += 1;
-                        ledger.inclusion_proof(sequences[i % PICKS], size).unwrap()
+                        runtime
+                            .block_on(ledger.inclusion_proof(sequences[i % PICKS], size))
+                            .unwrap()
                     })
                 },
             );
@@ -487,13 +495,19 @@ fn proofs_and_checkpoints(c: &mut Criterion, runtime: &Runtime, report: &mut Str
                     let mut i = 0;
                     b.iter(|| {
                         i += 1;
-                        ledger.consistency_proof(firsts[i % PICKS], size).unwrap()
+                        runtime
+                            .block_on(ledger.consistency_proof(firsts[i % PICKS], size))
+                            .unwrap()
                     })
                 },
             );
             let inclusion = per_call(
                 &sequences,
-                |sequence| ledger.inclusion_proof(sequence, size).unwrap(),
+                |sequence| {
+                    runtime
+                        .block_on(ledger.inclusion_proof(sequence, size))
+                        .unwrap()
+                },
                 |proof| proof.hashes.len(),
                 |sequence, proof| {
                     merkle::verify_inclusion(sequence - 1, size, &proof.leaf, &proof.hashes, &root)
@@ -505,7 +519,11 @@ fn proofs_and_checkpoints(c: &mut Criterion, runtime: &Runtime, report: &mut Str
                 .collect();
             let consistency = per_call(
                 &firsts,
-                |first| ledger.consistency_proof(first, size).unwrap(),
+                |first| {
+                    runtime
+                        .block_on(ledger.consistency_proof(first, size))
+                        .unwrap()
+                },
                 Vec::len,
                 |first, proof| {
                     merkle::verify_consistency(first, size, &first_roots[&first], &root, proof)

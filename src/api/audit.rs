@@ -5,7 +5,8 @@
 //! lists are paged (`super::pages`) and a page of loans in arrears takes its
 //! loans out of the read lock [`LOANS_PER_HOLD`] at a time and works out
 //! their arrears after releasing it, so the publisher, which needs the lock
-//! to apply a durable batch and answer its clients, never waits for a scan.
+//! to apply a durable chunk (and the reads after a write wait for it),
+//! never waits for a scan.
 
 use std::sync::Arc;
 
@@ -166,10 +167,14 @@ pub(super) fn refuse(error: DomainError) -> Status {
     status::from_domain(&error)
 }
 
-/// A read that did not complete: a bug, logged here with its cause.
+/// A read that did not complete: a bug, logged here with its cause; or a
+/// read side an internal fault left behind, until a restart.
 pub(super) fn read_failed(error: crate::ledger::ReadError) -> Status {
     tracing::error!(%error, "a read failed");
-    Status::internal(error.to_string())
+    match error {
+        crate::ledger::ReadError::Behind => Status::unavailable(error.to_string()),
+        crate::ledger::ReadError::Failed(_) => Status::internal(error.to_string()),
+    }
 }
 
 fn loan_status(status: LoanStatus) -> pb::LoanStatus {

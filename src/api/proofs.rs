@@ -91,6 +91,7 @@ impl ProofService for ProofApi {
         let proof = self
             .ledger
             .inclusion_proof(r.sequence, r.tree_size)
+            .await
             .map_err(refuse)?;
         Ok(Response::new(pb::GetInclusionProofResponse {
             sequence: proof.sequence,
@@ -113,6 +114,7 @@ impl ProofService for ProofApi {
         let hashes = self
             .ledger
             .consistency_proof(r.first_size, r.second_size)
+            .await
             .map_err(refuse)?;
         Ok(Response::new(pb::GetConsistencyProofResponse {
             first_size: r.first_size,

@@ -1,7 +1,8 @@
 //! The Merkle tree over the journal and the checkpoints signed of it.
 //!
 //! The publisher appends each durable chunk's leaves to the store's tree
-//! file before answering the chunk's waiters; the checkpointer thread signs a
+//! file before the reads waiting for the chunk go on (a proof or a
+//! checkpoint asked for after a reply covers it); the checkpointer thread signs a
 //! checkpoint (a C2SP `tlog-checkpoint` note, `crate::checkpoint`) of the
 //! tree every [`CheckpointPolicy::every_entries`] entries or
 //! [`CheckpointPolicy::every`] while entries arrive, on request, and at

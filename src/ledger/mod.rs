@@ -523,7 +523,8 @@ impl Ledger {
             .as_ref()
             .map_or(0, |sender| sender.max_capacity() - sender.capacity());
         metrics.queue_submissions.set(count(queued as u64));
-        let readable = self.read(LedgerState::last_sequence);
+        // What the read side holds now, without waiting for it.
+        let readable = self.progress.published();
         let durable = self.store.last_sequence();
         metrics.journal_entries.set(count(durable));
         metrics
@@ -681,7 +682,10 @@ impl Ledger {
     }
 
     /// Runs `read` on the durable state, once it holds every entry
-    /// acknowledged so far (a client reads its own write).
+    /// acknowledged so far (a client reads its own write). After an
+    /// internal fault stopped the publisher, it runs on the read side as
+    /// the fault left it ([`Ledger::wait_published`] says whether that
+    /// lacks acknowledged entries; the reads off the runtime refuse then).
     pub fn read<R>(&self, read: impl FnOnce(&LedgerState) -> R) -> R {
         self.wait_published();
         read(
@@ -702,9 +706,17 @@ impl Ledger {
     /// Waits until the read side and the Merkle tree hold every entry
     /// acknowledged so far: what a read, a proof or a checkpoint asked for
     /// after a write was answered must cover. Brief: at most the
-    /// publisher's work on the chunks ahead of it.
-    pub fn wait_published(&self) {
-        self.progress.wait_published();
+    /// publisher's work on the chunks ahead of it, unless a read holding
+    /// the read lock holds the publisher up. False when the publisher
+    /// stopped short of them after an internal fault (the ledger has
+    /// failed; a restart replays them).
+    pub fn wait_published(&self) -> bool {
+        self.progress.wait_published()
+    }
+
+    /// [`Ledger::wait_published`] for a task, holding no runtime worker.
+    pub async fn published(&self) -> bool {
+        self.progress.published_async().await
     }
 
     /// The log of reads, if the store keeps one.
@@ -1252,8 +1264,8 @@ impl Publisher {
             ));
             return;
         }
-        // Before the replies: a checkpoint asked for after a write was
-        // acknowledged covers it.
+        // Before the reads waiting for the chunk go on: a proof or a
+        // checkpoint asked for after a write was acknowledged covers it.
         self.grow_tree(&chunk.entries);
         self.progress.publish(chunk.through);
         let published = chunk.entries.len() as u64;

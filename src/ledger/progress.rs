@@ -10,7 +10,7 @@
 //! the read side's lock nor a wait for the publisher.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::domain::access::Access;
 
@@ -24,9 +24,13 @@ pub(super) struct Progress {
     /// more will be published, and no read waits for it.
     stopped: AtomicBool,
     lock: Mutex<()>,
+    /// Wakes the reads waiting on a thread.
     advanced: Condvar,
-    /// Who may do what, as of the last acknowledged entry.
-    access: RwLock<Arc<Access>>,
+    /// Wakes the reads waiting in a task.
+    advanced_async: tokio::sync::Notify,
+    /// Who may do what, as of the last acknowledged entry, with the
+    /// sequence number it is as of.
+    access: Mutex<(u64, Arc<Access>)>,
 }
 
 impl Progress {
@@ -39,7 +43,8 @@ impl Progress {
             stopped: AtomicBool::new(false),
             lock: Mutex::new(()),
             advanced: Condvar::new(),
-            access: RwLock::new(access),
+            advanced_async: tokio::sync::Notify::new(),
+            access: Mutex::new((head, access)),
         }
     }
 
@@ -48,10 +53,11 @@ impl Progress {
     /// entries changed them. Call before sending the replies.
     pub(super) fn acknowledge(&self, through: u64, access: Option<Arc<Access>>) {
         if let Some(access) = access {
-            *self
-                .access
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = access;
+            let mut kept = self.access.lock().unwrap_or_else(|p| p.into_inner());
+            // Never back to older rules, whatever order chunks come in.
+            if through >= kept.0 {
+                *kept = (through, access);
+            }
         }
         self.acknowledged.fetch_max(through, Ordering::SeqCst);
     }
@@ -74,20 +80,40 @@ impl Progress {
         // the wake-up.
         drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()));
         self.advanced.notify_all();
+        self.advanced_async.notify_waiters();
     }
 
-    /// Waits until the read side holds every entry acknowledged so far (or
-    /// the publisher has stopped).
-    pub(super) fn wait_published(&self) {
-        let wanted = self.acknowledged.load(Ordering::SeqCst);
-        let reached = || {
-            self.published.load(Ordering::SeqCst) >= wanted || self.stopped.load(Ordering::SeqCst)
-        };
-        if reached() {
-            return;
+    /// The last sequence number the read side holds (it may be behind what
+    /// was acknowledged).
+    pub(super) fn published(&self) -> u64 {
+        self.published.load(Ordering::SeqCst)
+    }
+
+    /// Whether waiting for `wanted` is over: true once the read side holds
+    /// it, false once the publisher stopped short of it; `None` meanwhile.
+    fn reached(&self, wanted: u64) -> Option<bool> {
+        if self.published.load(Ordering::SeqCst) >= wanted {
+            return Some(true);
+        }
+        self.stopped.load(Ordering::SeqCst).then_some(false)
+    }
+
+    /// Waits until the read side holds every entry acknowledged so far:
+    /// true, or false when the publisher stopped short of them (after an
+    /// internal fault the read side lacks entries a restart replays).
+    pub(super) fn wait_published(&self) -> bool {
+        self.wait_for(self.acknowledged.load(Ordering::SeqCst))
+    }
+
+    fn wait_for(&self, wanted: u64) -> bool {
+        if let Some(reached) = self.reached(wanted) {
+            return reached;
         }
         let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        while !reached() {
+        loop {
+            if let Some(reached) = self.reached(wanted) {
+                return reached;
+            }
             guard = self
                 .advanced
                 .wait(guard)
@@ -95,11 +121,28 @@ impl Progress {
         }
     }
 
+    /// [`Progress::wait_published`] for a task: waits without holding a
+    /// runtime's worker.
+    pub(super) async fn published_async(&self) -> bool {
+        let wanted = self.acknowledged.load(Ordering::SeqCst);
+        loop {
+            let advanced = self.advanced_async.notified();
+            tokio::pin!(advanced);
+            // Registered before the check, so a wake-up after it counts.
+            advanced.as_mut().enable();
+            if let Some(reached) = self.reached(wanted) {
+                return reached;
+            }
+            advanced.await;
+        }
+    }
+
     /// Who may do what, as of the last acknowledged entry.
     pub(super) fn access(&self) -> Arc<Access> {
         self.access
-            .read()
+            .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .1
             .clone()
     }
 }
@@ -117,11 +160,11 @@ impl Drop for StopOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
-    fn waits(progress: &Arc<Progress>) -> std::thread::JoinHandle<()> {
+    fn waits_for(progress: &Arc<Progress>, wanted: u64) -> std::thread::JoinHandle<bool> {
         let progress = progress.clone();
-        std::thread::spawn(move || progress.wait_published())
+        std::thread::spawn(move || progress.wait_for(wanted))
     }
 
     /// Gives a waiting thread time to return, if it would.
@@ -129,12 +172,25 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    /// The thread's result, failing rather than hanging after 10 s.
+    fn joined(thread: std::thread::JoinHandle<bool>) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !thread.is_finished() {
+            assert!(Instant::now() < deadline, "a read is still waiting");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        thread.join().unwrap()
+    }
+
     #[test]
     fn a_read_waits_for_every_acknowledged_entry_then_goes_on() {
         let progress = Arc::new(Progress::new(5, Arc::default()));
-        progress.wait_published();
+        assert!(progress.wait_published());
         progress.acknowledge(9, None);
-        let reader = waits(&progress);
+        let reader = {
+            let progress = progress.clone();
+            std::thread::spawn(move || progress.wait_published())
+        };
         settle();
         assert!(
             !reader.is_finished(),
@@ -147,42 +203,62 @@ mod tests {
             "read went on with entry 9 unpublished"
         );
         progress.publish(9);
-        reader.join().unwrap();
-        progress.wait_published();
+        assert!(joined(reader));
+        assert_eq!(progress.published(), 9);
     }
 
     #[test]
-    fn a_read_waits_only_for_what_was_acknowledged_when_it_began() {
+    fn a_read_waits_only_for_what_it_wanted() {
         let progress = Arc::new(Progress::new(0, Arc::default()));
         progress.acknowledge(3, None);
-        let reader = waits(&progress);
-        settle();
+        let reader = waits_for(&progress, 3);
         progress.acknowledge(7, None);
         progress.publish(3);
-        reader.join().unwrap();
+        assert!(joined(reader));
     }
 
     #[test]
-    fn a_stopped_publisher_leaves_no_read_waiting() {
+    fn a_stopped_publisher_leaves_no_read_waiting_and_says_it_stopped_short() {
         let progress = Arc::new(Progress::new(0, Arc::default()));
         progress.acknowledge(4, None);
-        let reader = waits(&progress);
+        progress.publish(2);
+        let reader = waits_for(&progress, 4);
         settle();
         assert!(!reader.is_finished());
         drop(StopOnDrop(progress.clone()));
-        reader.join().unwrap();
-        progress.acknowledge(6, None);
-        progress.wait_published();
+        assert!(!joined(reader), "the read side never held entry 4");
+        assert!(progress.wait_for(2), "entry 2 was published");
+        assert!(!progress.wait_published());
+    }
+
+    #[tokio::test]
+    async fn a_task_waits_without_a_thread_and_is_woken_by_publishing() {
+        let progress = Arc::new(Progress::new(0, Arc::default()));
+        progress.acknowledge(2, None);
+        let waiting = tokio::spawn({
+            let progress = progress.clone();
+            async move { progress.published_async().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the task went on with entry 2 unpublished"
+        );
+        progress.publish(2);
+        let reached = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+        assert!(reached.expect("the task is still waiting").unwrap());
     }
 
     #[test]
-    fn access_is_replaced_only_by_an_acknowledgement_that_changed_it() {
+    fn access_is_replaced_only_by_a_later_acknowledgement_that_changed_it() {
         let before = Arc::new(Access::default());
         let progress = Progress::new(0, before.clone());
         progress.acknowledge(1, None);
         assert!(Arc::ptr_eq(&progress.access(), &before));
         let after = Arc::new(Access::default());
-        progress.acknowledge(2, Some(after.clone()));
+        progress.acknowledge(3, Some(after.clone()));
         assert!(Arc::ptr_eq(&progress.access(), &after));
+        progress.acknowledge(2, Some(before));
+        assert!(Arc::ptr_eq(&progress.access(), &after), "rules went back");
     }
 }

@@ -40,7 +40,6 @@ impl Ledger {
     /// The checkpoint of tree size `size` (0: the latest), with the
     /// cosignatures received for it.
     pub fn checkpoint(&self, size: u64) -> Result<ServedCheckpoint, ProofError> {
-        self.wait_published();
         let log = self.checkpoint_log()?;
         let stored = if size == 0 {
             log.latest()?.ok_or_else(|| {
@@ -80,7 +79,7 @@ impl Ledger {
                 )
             })?;
         // The tree holds every entry acknowledged before this call.
-        self.wait_published();
+        self.tree_caught_up().await?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         sender
             .send(Request::Now(reply))
@@ -91,14 +90,27 @@ impl Ledger {
         checkpoints::served(&stored)
     }
 
+    /// Waits until the tree holds every entry acknowledged so far.
+    async fn tree_caught_up(&self) -> Result<(), ProofError> {
+        match self.published().await {
+            true => Ok(()),
+            false => Err(ProofError::Unavailable(
+                "the server stopped after an internal fault before its Merkle tree held every \
+                 acknowledged entry; retry after a restart"
+                    .into(),
+            )),
+        }
+    }
+
     /// The inclusion proof of entry `sequence` in the tree of `tree_size`
-    /// entries (0: the latest checkpoint's size).
-    pub fn inclusion_proof(
+    /// entries (0: the latest checkpoint's size), once the tree holds every
+    /// entry acknowledged before the call.
+    pub async fn inclusion_proof(
         &self,
         sequence: u64,
         tree_size: u64,
     ) -> Result<InclusionProof, ProofError> {
-        self.wait_published();
+        self.tree_caught_up().await?;
         let tree = self.tree()?;
         let tree_size = match tree_size {
             0 => self.checkpoint(0)?.checkpoint.size,
@@ -126,9 +138,14 @@ impl Ledger {
     }
 
     /// The consistency proof between the trees of `first` and `second`
-    /// entries.
-    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
-        self.wait_published();
+    /// entries, once the tree holds every entry acknowledged before the
+    /// call.
+    pub async fn consistency_proof(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<Vec<Hash>, ProofError> {
+        self.tree_caught_up().await?;
         let tree = self.tree()?;
         if first == 0 || first > second {
             return Err(ProofError::OutOfRange(format!(

@@ -1,9 +1,10 @@
 //! The read path: reads of the durable state that cannot hold up the
-//! publisher (and so the acknowledgements) for long.
+//! publisher (and so the reads waiting for it) for long.
 //!
 //! The read side is a `std::sync::RwLock` that the publisher takes for
-//! writing to apply each durable batch before it answers the batch's
-//! clients. A read holds the lock's read side while it runs, and a writer
+//! writing to apply each durable chunk, after its clients were answered; a
+//! read first waits until it holds every entry acknowledged when the read
+//! began. A read holds the lock's read side while it runs, and a writer
 //! waiting for the lock also holds back new readers. So:
 //! - a read that may take long runs on one of the read threads
 //!   ([`Ledger::read_off_runtime`]), never on the async runtime's worker
@@ -46,7 +47,8 @@ pub const READ_THREAD_NICE: i32 = 10;
 
 /// How a read holds the read lock, which decides the priority it runs at.
 /// A read thread that the scheduler keeps off the CPU while it holds the
-/// lock keeps the publisher (and so the acknowledgements) waiting, so only
+/// lock keeps the publisher (and the reads behind it, and once the chunks
+/// waiting for it fill their queues, the writes) waiting, so only
 /// reads that hold the lock briefly run at the very lowest priority.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Holds {
@@ -159,6 +161,12 @@ pub enum ReadError {
     /// The read panicked (a bug) or its thread was cancelled.
     #[error("the read did not complete: {0}")]
     Failed(String),
+    /// The read side lacks entries already acknowledged: the publisher
+    /// stopped after an internal fault, and a restart replays them.
+    #[error(
+        "the server stopped after an internal fault before its read side held every acknowledged entry; retry after a restart"
+    )]
+    Behind,
 }
 
 impl Ledger {
@@ -192,6 +200,12 @@ impl Ledger {
         // cannot pile up past the bound.
         let job: ReadJob = Box::new(move || {
             let _turn = turn;
+            // A read never answers from a read side that lacks an entry a
+            // client was told is written.
+            if !ledger.wait_published() {
+                let _ = reply.send(Err(ReadError::Behind));
+                return;
+            }
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&ledger)))
                 .map_err(|panic| {
                     let cause = panic

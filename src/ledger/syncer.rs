@@ -24,8 +24,8 @@ use crate::store::{Store, StoreError};
 use super::progress::Progress;
 use super::{Answer, CommandResult, Submission, SubmitError};
 
-/// Part of a batch, decided: on its way to the journal, then the read side
-/// and its waiters.
+/// Part of a batch, decided: on its way to the journal and its waiters,
+/// then the read side.
 pub(super) struct Chunk {
     pub(super) entries: Vec<Arc<Entry>>,
     /// What applying each entry to the writer's state wrote: the read side,
@@ -62,7 +62,7 @@ impl Chunk {
     }
 
     /// Answers every submission it finished with `error` (what it decided
-    /// is not durable, or not published).
+    /// is not durable; a followed chunk's, not published).
     pub(super) fn refuse(self, error: SubmitError) {
         for (submission, _) in self.answered {
             // A submission of followed entries (no commands) gets one.

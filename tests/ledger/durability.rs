@@ -1232,7 +1232,8 @@ async fn a_fault_at_a_later_parts_barrier_writes_nothing_after_it_and_a_retry_wr
 
 /// A write is answered once durable, without waiting for the read side: a
 /// long read holding it (an auditor's report) does not hold up a clerk's
-/// replies. A read begun after the reply still sees the write.
+/// replies. A read begun after the reply still sees the write, and a proof
+/// asked for then waits for the tree to hold it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_waits_for_the_journal_not_for_a_long_read_and_a_read_after_it_sees_the_write() {
     let dir = tempfile::tempdir().unwrap();
@@ -1252,11 +1253,19 @@ async fn a_reply_waits_for_the_journal_not_for_a_long_read_and_a_read_after_it_s
     });
     holding.recv().unwrap();
     let replied = tokio::time::timeout(Duration::from_secs(20), ledger.submit(deposit(0))).await;
-    // Released whatever the outcome, so that a failure does not hang.
+    // The publisher waits for the long read: the tree cannot hold the
+    // deposit yet, so a proof of it asked for now waits for it.
+    let proof = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.inclusion_proof(head + 1, head + 1).await }
+    });
     let reader = std::thread::spawn({
         let ledger = ledger.clone();
         move || ledger.read(|s| s.last_sequence())
     });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let proof_waited = !proof.is_finished();
+    // Released whatever the outcome, so that a failure does not hang.
     release.send(()).unwrap();
     holder.join().unwrap();
     let entry = replied
@@ -1264,6 +1273,12 @@ async fn a_reply_waits_for_the_journal_not_for_a_long_read_and_a_read_after_it_s
         .unwrap();
     assert_eq!(entry.body.sequence, head + 1);
     assert_eq!(ledger.store().last_sequence(), head + 1);
+    let proof = proof.await.unwrap();
+    assert!(
+        proof_waited,
+        "a proof asked for after the reply did not wait for the tree: {proof:?}"
+    );
+    assert_eq!(proof.unwrap().sequence, head + 1);
     assert_eq!(
         reader.join().unwrap(),
         head + 1,
@@ -1286,17 +1301,22 @@ async fn a_client_reads_its_own_write_at_once_after_every_reply() {
         let sequence = ledger.submit(deposit(i)).await.unwrap().body.sequence;
         // Each kind of read goes first after a third of the replies (any
         // read after the first would find it waited already).
-        let sees = |kind: usize| match kind {
-            0 => ledger.read(|s| s.last_sequence()) >= sequence,
-            1 => ledger.entries(sequence, 1).unwrap().len() == 1,
-            _ => ledger.inclusion_proof(sequence, sequence).is_ok(),
+        let (kind, sees) = match i % 3 {
+            0 => (
+                "the read side",
+                ledger.read(|s| s.last_sequence()) >= sequence,
+            ),
+            1 => (
+                "the journal's page",
+                ledger.entries(sequence, 1).unwrap().len() == 1,
+            ),
+            _ => (
+                "a proof",
+                ledger.inclusion_proof(sequence, sequence).await.is_ok(),
+            ),
         };
-        let first = i % 3;
-        if !sees(first) {
-            stale.push((
-                sequence,
-                ["the read side", "the journal's page", "a proof"][first],
-            ));
+        if !sees {
+            stale.push((sequence, kind));
         }
     }
     assert!(
