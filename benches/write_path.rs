@@ -5,6 +5,12 @@
 //! in the same run: the same encoded entries appended to a plain file with
 //! one `fdatasync` per batch, and sled `apply_batch` + flush + `fdatasync`.
 //!
+//! Each ledger row runs on a ledger of its own, set up afresh (1,000
+//! members, each with a savings account and a running 520-installment
+//! loan): its members hold what that row wrote, not what every row before
+//! it wrote (each row runs for a fixed time, so a faster row before it
+//! would hand it loans with more repayments on them).
+//!
 //! `cargo bench --bench write_path` (`cargo test` runs it as a smoke run,
 //! `support::smoke`: each benchmark once, 100 members).
 
@@ -27,25 +33,29 @@ const BATCH_SIZES: [usize; 4] = [1, 10, 100, 1000];
 
 fn write_path(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = runtime.block_on(ledger_with_members(dir.path(), members(), true));
     let members = members();
-    let next = AtomicUsize::new(0);
+    let fresh_ledger = || {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = runtime.block_on(ledger_with_members(dir.path(), members, true));
+        (dir, ledger)
+    };
     // Real encoded entries (a repayment's journal record) for the baselines.
-    let sample = runtime.block_on(ledger.submit(repayment(0, 1000))).unwrap();
-    let mut record = sample.body.canonical_bytes();
-    record.extend_from_slice(&sample.hash);
+    let record = {
+        let (_dir, ledger) = fresh_ledger();
+        let sample = runtime.block_on(ledger.submit(repayment(0, 1000))).unwrap();
+        ledger.shutdown();
+        let mut record = sample.body.canonical_bytes();
+        record.extend_from_slice(&sample.hash);
+        record
+    };
 
     let mut group = c.benchmark_group("durable_writes");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    // The storage baselines, then every kind's rows in turn, disbursements
-    // last: each disbursement adds a running loan of 50 installments to a
-    // member, so rows after them would measure members holding dozens of
-    // loans (which no member of the mix does), with the checkpoints of
-    // those loans, due by then, running beside them.
+    // The storage baselines first, on an idle disk, then every kind's rows
+    // in turn, each on a fresh ledger (whose set-up is not timed).
     let kinds: [(&str, MakeCommand); 3] = [
         ("repayment", |member| repayment(member, 1000)),
         ("deposit", |member| deposit(member, 1000)),
@@ -104,6 +114,8 @@ fn write_path(c: &mut Criterion) {
     }
     for (kind, make) in kinds {
         for batch in BATCH_SIZES {
+            let (_dir, ledger) = fresh_ledger();
+            let next = AtomicUsize::new(0);
             group.throughput(Throughput::Elements(batch as u64));
             group.bench_with_input(BenchmarkId::new(kind, batch), &batch, |b, &batch| {
                 b.iter_custom(|iterations| {
@@ -120,10 +132,11 @@ fn write_path(c: &mut Criterion) {
                     elapsed
                 })
             });
+            // Its state cache written through before the next row starts.
+            ledger.shutdown();
         }
     }
     group.finish();
-    ledger.shutdown();
 }
 
 fn main() {
