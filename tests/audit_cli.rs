@@ -278,13 +278,13 @@ impl Fork {
             .spawn()
             .expect("start the second server");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the second server's address");
-        let address = line
-            .trim()
-            .strip_prefix("mfi-ledger listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        let read = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+        let Some(address) = line.trim().strip_prefix("mfi-ledger listening on ") else {
+            // Not left running past the test that failed to start it.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("unexpected first line: {line:?} ({read:?})");
+        };
         Fork {
             url: format!("http://{address}"),
             child,

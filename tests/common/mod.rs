@@ -91,33 +91,34 @@ impl Server {
             .expect("start the server");
         let mut stdout = BufReader::new(child.stdout.take().expect("server stdout"));
         let mut line = String::new();
-        stdout
-            .read_line(&mut line)
-            .expect("read the server's address");
-        let address = line
-            .trim()
-            .strip_prefix(ready)
-            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
-            .to_owned();
+        let read = stdout.read_line(&mut line);
+        let Some(address) = line.trim().strip_prefix(ready).map(str::to_owned) else {
+            // Not left running past the test that failed to start it.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("unexpected first line from the server: {line:?} ({read:?})");
+        };
         let url = format!("http://{address}");
         let token_file = data.path().join("tester.token");
-        if data.path().join(ADMIN_TOKEN_FILE).exists() {
-            provision(
-                &url,
-                data.path(),
-                "tester",
-                &["manager", "product-admin", "auditor"],
-                &token_file,
-            );
-        }
-        Server {
+        // Built before provisioning, so that a failure there stops it too.
+        let server = Server {
             child,
             url,
             token_file,
             _data: data,
             log,
             stdout,
+        };
+        if server._data.path().join(ADMIN_TOKEN_FILE).exists() {
+            provision(
+                &server.url,
+                server._data.path(),
+                "tester",
+                &["manager", "product-admin", "auditor"],
+                &server.token_file,
+            );
         }
+        server
     }
 
     /// The next line the server prints on stdout (after its address).
