@@ -319,6 +319,37 @@ mod tests {
         );
     }
 
+    /// After an internal fault stopped the publisher short of an entry a
+    /// client was told is written, reads and proofs are refused rather
+    /// than answered from a read side and a tree without it.
+    #[tokio::test]
+    async fn reads_are_refused_when_the_publisher_stopped_short_of_an_acknowledged_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger(dir.path());
+        assert_eq!(
+            ledger
+                .read_off_runtime(|l| l.read(|s| s.last_sequence()))
+                .await
+                .unwrap(),
+            0
+        );
+        // As after a fault: entry 1 acknowledged, never published.
+        ledger.progress.acknowledge(1, None);
+        ledger.progress.stop();
+        let read = ledger
+            .read_off_runtime(|l| l.read(|s| s.last_sequence()))
+            .await;
+        assert!(matches!(read, Err(ReadError::Behind)), "{read:?}");
+        let proof = ledger.inclusion_proof(1, 1).await;
+        assert!(
+            matches!(proof, Err(crate::ledger::ProofError::Unavailable(_))),
+            "{proof:?}"
+        );
+        assert!(!ledger.wait_published());
+        // What the read side holds is still there for `Ledger::read`.
+        assert_eq!(ledger.read(|s| s.last_sequence()), 0);
+    }
+
     /// A read that panics is one failed read, not a panic in its caller.
     #[tokio::test]
     async fn a_panicking_read_is_an_error() {
