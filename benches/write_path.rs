@@ -69,7 +69,8 @@ fn write_path(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
     // The storage baselines first, on an idle disk, then every kind's rows
-    // in turn, each on a fresh ledger (whose set-up is not timed).
+    // in turn, each on a ledger of its own, set up and started again
+    // untimed.
     let kinds: [(&str, MakeCommand); 3] = [
         ("repayment", |member| repayment(member, 1000)),
         ("deposit", |member| deposit(member, 1000)),

@@ -364,9 +364,9 @@ impl ServerOn {
             text
         });
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("server stdout"))
-            .read_line(&mut line)
-            .expect("read the server's first line");
+        // A read that fails leaves `line` without the address: the child
+        // is stopped below, not left running.
+        let _ = BufReader::new(child.stdout.take().expect("server stdout")).read_line(&mut line);
         let Some(address) = line.trim().strip_prefix("mfi-ledger listening on ") else {
             let _ = child.kill();
             let _ = child.wait();
@@ -375,20 +375,22 @@ impl ServerOn {
         };
         let url = format!("http://{address}");
         let token_file = data.join("tester.token");
-        if !token_file.exists() {
-            provision(
-                &url,
-                data,
-                "tester",
-                &["manager", "product-admin", "auditor"],
-                &token_file,
-            );
-        }
-        Ok(ServerOn {
+        // Built before provisioning, so that a failure there stops it too.
+        let server = ServerOn {
             child,
             url,
             token_file,
-        })
+        };
+        if !server.token_file.exists() {
+            provision(
+                &server.url,
+                data,
+                "tester",
+                &["manager", "product-admin", "auditor"],
+                &server.token_file,
+            );
+        }
+        Ok(server)
     }
 
     /// The client binary, pointed at this server with tester's token.
