@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::access::AccessCommand;
 use super::account::AccountId;
-use super::codec::encode;
+use super::codec::digest_encoding;
 use super::entry::Approval;
 use super::error::DomainError;
 use super::ids::{
@@ -138,14 +138,17 @@ impl Command {
     /// request, never a retry that returns someone else's result. Without a
     /// principal (rules version 1) it covers actor and body, as it did then.
     pub fn request_hash(&self) -> [u8; 32] {
-        let bytes = match (&self.principal, &self.approval) {
-            (None, _) => encode(&(&self.actor, &self.body)),
-            (Some(principal), None) => encode(&(principal, &self.actor, &self.body)),
-            (Some(principal), Some(approval)) => {
-                encode(&(principal, approval, &self.actor, &self.body))
+        let mut digest = Sha256::new();
+        match (&self.principal, &self.approval) {
+            (None, _) => digest_encoding(&(&self.actor, &self.body), &mut digest),
+            (Some(principal), None) => {
+                digest_encoding(&(principal, &self.actor, &self.body), &mut digest)
             }
-        };
-        Sha256::digest(&bytes).into()
+            (Some(principal), Some(approval)) => {
+                digest_encoding(&(principal, approval, &self.actor, &self.body), &mut digest)
+            }
+        }
+        digest.finalize().into()
     }
 }
 

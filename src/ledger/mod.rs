@@ -922,7 +922,10 @@ impl Writer {
         }
         let _entered = span.enter();
         let head = self.state.last_sequence();
-        let mut chunk = Chunk::new(&span, true);
+        // Commands not yet decided: each chunk has room for as many of them
+        // as it can take.
+        let mut undecided: usize = batch.iter().map(|s| s.commands.len()).sum();
+        let mut chunk = Chunk::with_room(&span, true, undecided.min(self.chunk_entries));
         for submission in batch.drain(..) {
             let mut answers = Vec::with_capacity(submission.commands.len());
             let (last, before_last) = match submission.commands.split_last() {
@@ -931,14 +934,16 @@ impl Writer {
             };
             for command in before_last {
                 answers.push(self.decide(command, &mut chunk));
-                self.hand_on_if_full(&mut chunk, &span);
+                undecided -= 1;
+                self.hand_on_if_full(&mut chunk, &span, undecided);
             }
             // The submission goes with the chunk that holds its last command.
             if let Some(command) = last {
                 answers.push(self.decide(command, &mut chunk));
+                undecided -= 1;
             }
             chunk.answered.push((submission, answers));
-            self.hand_on_if_full(&mut chunk, &span);
+            self.hand_on_if_full(&mut chunk, &span, undecided);
         }
         if self.state.last_sequence() > head {
             span.record("last_sequence", self.state.last_sequence());
@@ -949,10 +954,11 @@ impl Writer {
     }
 
     /// Hands `chunk` on once it holds `chunk_entries` new entries, and goes
-    /// on with an empty one.
-    fn hand_on_if_full(&mut self, chunk: &mut Chunk, span: &tracing::Span) {
+    /// on with an empty one, with room for the `undecided` commands left.
+    fn hand_on_if_full(&mut self, chunk: &mut Chunk, span: &tracing::Span, undecided: usize) {
         if chunk.entries.len() >= self.chunk_entries {
-            let decided = std::mem::replace(chunk, Chunk::new(span, true));
+            let room = undecided.min(self.chunk_entries);
+            let decided = std::mem::replace(chunk, Chunk::with_room(span, true, room));
             self.hand_on(decided, false);
         }
     }

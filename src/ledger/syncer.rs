@@ -50,9 +50,17 @@ pub(super) struct Chunk {
 
 impl Chunk {
     pub(super) fn new(span: &tracing::Span, append: bool) -> Chunk {
+        Chunk::with_room(span, append, 0)
+    }
+
+    /// A chunk with room for `entries` entries and what each wrote, so
+    /// that its lists do not move as it fills: what an entry wrote is large
+    /// (the loans it changed, its postings), and a chunk grown from nothing
+    /// to 256 entries moved each of them about twice.
+    pub(super) fn with_room(span: &tracing::Span, append: bool, entries: usize) -> Chunk {
         Chunk {
-            entries: Vec::new(),
-            written: Vec::new(),
+            entries: Vec::with_capacity(entries),
+            written: Vec::with_capacity(entries),
             answered: Vec::new(),
             append,
             through: 0,

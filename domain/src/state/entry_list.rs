@@ -53,9 +53,15 @@ impl Packed {
     }
 }
 
+/// Bytes a copied tail has room for beyond its own: a loan is copied to
+/// take an entry, which then goes at the end of both its lists, a distance
+/// of two or three bytes each. Copied to the byte, each list was moved
+/// again by that push.
+const COPY_ROOM: usize = 4;
+
 /// The entries after the full chunks (fewer than [`CHUNK`]), packed as a
 /// chunk is, growing at the end.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Tail {
     len: u32,
     /// The first and last entries (meaningless when empty).
@@ -63,6 +69,21 @@ struct Tail {
     last: u64,
     /// Each entry after the first as its distance from the one before.
     gaps: Vec<u8>,
+}
+
+impl Clone for Tail {
+    fn clone(&self) -> Tail {
+        // An empty tail's next entry adds no distance: no room for one.
+        let room = if self.len == 0 { 0 } else { COPY_ROOM };
+        let mut gaps = Vec::with_capacity(self.gaps.len() + room);
+        gaps.extend_from_slice(&self.gaps);
+        Tail {
+            len: self.len,
+            first: self.first,
+            last: self.last,
+            gaps,
+        }
+    }
 }
 
 impl Tail {
@@ -540,8 +561,9 @@ mod tests {
         let mut copy = original.clone();
         copy.push(300);
         assert_eq!(copy.shared_with(&original), (2, 2));
-        // 45 entries, 44 distances of one byte, and no room beyond them.
-        assert_eq!(copy.tail_room(), (300 - 256 + 1, 44, 44));
+        // 45 entries, 44 distances of one byte, in the room the copy took
+        // for the 43 it copied and a few more: the push moved nothing.
+        assert_eq!(copy.tail_room(), (300 - 256 + 1, 44, 43 + COPY_ROOM));
         // The tail filling up becomes a chunk of its own: the copy then
         // has one more, and still shares the two.
         for sequence in 301..384 {

@@ -247,7 +247,10 @@ impl LedgerState {
             _ => check_active(slot)?,
         }
         let repayment = loan.allocate(amount.amount, date)?;
-        let mut postings = vec![Posting::debit(cash, amount.amount)];
+        // Cash, principal, interest and fees: room for all four at once
+        // (grown from one, the list was moved twice a repayment).
+        let mut postings = Vec::with_capacity(4);
+        postings.push(Posting::debit(cash, amount.amount));
         let principal = repayment.principal().map_err(|_| too_large("amount"))?;
         if !principal.is_zero() {
             postings.push(Posting::credit(AccountId::Loan(loan_id.clone()), principal));
