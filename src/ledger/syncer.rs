@@ -54,9 +54,10 @@ impl Chunk {
     }
 
     /// A chunk with room for `entries` entries and what each wrote, so
-    /// that its lists do not move as it fills: what an entry wrote is large
-    /// (the loans it changed, its postings), and a chunk grown from nothing
-    /// to 256 entries moved each of them about twice.
+    /// that its lists do not move as it fills: what an entry wrote is a
+    /// large record (the objects an entry may create are held in it, not
+    /// behind pointers), and a chunk grown from nothing to 256 entries
+    /// moved each record about once, and allocated eight times.
     pub(super) fn with_room(span: &tracing::Span, append: bool, entries: usize) -> Chunk {
         Chunk {
             entries: Vec::with_capacity(entries),

@@ -238,10 +238,11 @@ impl EntryList {
             .or(self.full.last().map(|chunk| chunk.last))
     }
 
-    /// Adds `sequence` at the end. The tail grows by its varint only (it
-    /// was copied with the loan, exactly as long as it was, and a push
-    /// that doubled it cost, after a crash at 10^7 entries, 132 MB for each
-    /// list at the restart's peak); a full tail becomes a shared chunk.
+    /// Adds `sequence` at the end. The tail grows by its varint only,
+    /// into the few bytes of room a copy of the loan took ([`COPY_ROOM`])
+    /// or else exactly (a push that doubled it cost, after a crash at 10^7
+    /// entries, 132 MB for each list at the restart's peak); a full tail
+    /// becomes a shared chunk.
     pub fn push(&mut self, sequence: u64) {
         self.tail.push(sequence);
         if self.tail.len() == CHUNK {

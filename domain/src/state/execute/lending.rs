@@ -248,7 +248,7 @@ impl LedgerState {
         }
         let repayment = loan.allocate(amount.amount, date)?;
         // Cash, principal, interest and fees: room for all four at once
-        // (grown from one, the list was moved twice a repayment).
+        // (grown from one, the list was allocated again a repayment).
         let mut postings = Vec::with_capacity(4);
         postings.push(Posting::debit(cash, amount.amount));
         let principal = repayment.principal().map_err(|_| too_large("amount"))?;
