@@ -469,3 +469,68 @@ impl CommandBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode;
+    use crate::ids::{LoanId, PrincipalId, RequestId};
+
+    /// A request's hash is SHA-256 of postcard's encoding of what it
+    /// covers, in each of its three shapes (before access control; with a
+    /// principal; with a principal and an approval), as journals already
+    /// written hold it: a retry of a request they recorded must hash the
+    /// same, or it would be refused as a different request.
+    #[test]
+    fn a_request_hash_is_the_digest_of_the_encoding_of_what_it_covers() {
+        let long = "x".repeat(56);
+        let command = Command {
+            request_id: RequestId::parse("request_id", "r-1").unwrap(),
+            actor: Actor::parse("actor", &format!("clerk-{long}")).unwrap(),
+            principal: None,
+            approval: None,
+            body: CommandBody::RecordRepayment {
+                loan_id: LoanId::parse("loan_id", "TB-C01-G02-M0000123/L1").unwrap(),
+                amount: Money {
+                    amount: Decimal::from(1_005_000u64),
+                    currency: Some(Currency::Vnd),
+                },
+                effective_date: NaiveDate::from_ymd_opt(2023, 3, 7),
+            },
+        };
+        let digest = |bytes: Vec<u8>| -> [u8; 32] { Sha256::digest(bytes).into() };
+        assert_eq!(
+            command.request_hash(),
+            digest(encode(&(&command.actor, &command.body)))
+        );
+        let principal = PrincipalId::parse("principal", &format!("maker-{long}")).unwrap();
+        let with_principal = Command {
+            principal: Some(principal.clone()),
+            ..command.clone()
+        };
+        assert_eq!(
+            with_principal.request_hash(),
+            digest(encode(&(&principal, &command.actor, &command.body)))
+        );
+        let approval = Approval {
+            by: PrincipalId::parse("by", "checker").unwrap(),
+            request: 41,
+        };
+        let approved = Command {
+            approval: Some(approval.clone()),
+            ..with_principal.clone()
+        };
+        assert_eq!(
+            approved.request_hash(),
+            digest(encode(&(
+                &principal,
+                &approval,
+                &command.actor,
+                &command.body
+            )))
+        );
+        // The three shapes cover different things.
+        assert_ne!(command.request_hash(), with_principal.request_hash());
+        assert_ne!(with_principal.request_hash(), approved.request_hash());
+    }
+}
