@@ -57,7 +57,7 @@ impl Chunk {
     /// that its lists do not move as it fills: what an entry wrote is a
     /// large record (the objects an entry may create are held in it, not
     /// behind pointers), and a chunk grown from nothing to 256 entries
-    /// moved each record about once, and allocated eight times.
+    /// moved each record about once, allocating again at every doubling.
     pub(super) fn with_room(span: &tracing::Span, append: bool, entries: usize) -> Chunk {
         Chunk {
             entries: Vec::with_capacity(entries),
