@@ -1881,25 +1881,36 @@ fn loans_quality(
         // payment before or after the entry reaches are the same in both
         // and left out of both: a repayment costs the installments it can
         // reach, not the whole schedule.
-        let paid_bound = match was {
+        let paid = match was {
             Some(was)
                 if !staged.schedule_changed
                     && was.ended_on == loan.ended_on
                     && was.status == loan.status =>
             {
-                Some(
-                    was.paid_on_installments()?
-                        .max(loan.paid_on_installments()?),
-                )
+                Some([was.paid_on_installments()?, loan.paid_on_installments()?])
             }
             _ => None,
         };
-        let after = loan.quality_days_paid_below(staged.from, paid_bound)?;
-        let before = match was {
-            Some(before) => before.quality_days_paid_below(staged.from, paid_bound)?,
-            None => Vec::new(),
+        let paid_bound = paid.map(|[was, is]| was.max(is));
+        // An entry on the loan's latest day: the difference worked out
+        // from where each stands, without listing either's days.
+        let standing = match (was, paid) {
+            (Some(was), Some(paid)) => {
+                loans::quality_change_standing(was, loan, staged.from, paid_bound, paid)?
+            }
+            _ => None,
         };
-        let change = loans::quality_change(after, before)?;
+        let change = match standing {
+            Some(change) => change,
+            None => {
+                let after = loan.quality_days_paid_below(staged.from, paid_bound)?;
+                let before = match was {
+                    Some(before) => before.quality_days_paid_below(staged.from, paid_bound)?,
+                    None => Vec::new(),
+                };
+                loans::quality_change(after, before)?
+            }
+        };
         if !change.is_empty() {
             match quality.get_mut(&loan.branch) {
                 Some(changes) => changes.extend(change),

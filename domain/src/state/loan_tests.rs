@@ -1744,6 +1744,113 @@ proptest! {
     }
 }
 
+/// What an entry changes of a loan's portfolio days, worked out from where
+/// the loan stands before and after it (`quality_change_standing`), is the
+/// difference of the two lists of its days, overflow included, from any
+/// first day on which no change of either is later, with or without a
+/// bound on the installments counted. Returns how many first days the
+/// shortcut took.
+fn check_standing_change(before: &Loan, after: &Loan) -> Result<usize, TestCaseError> {
+    let paid = [
+        before.paid_on_installments().unwrap(),
+        after.paid_on_installments().unwrap(),
+    ];
+    let mut froms: Vec<NaiveDate> = [before, after]
+        .iter()
+        .flat_map(|loan| {
+            loan.principal_changes
+                .iter()
+                .chain(loan.paid_changes.iter())
+                .map(|(date, _)| date)
+        })
+        .flat_map(|date| [date - Days::new(1), date, date + Days::new(1)])
+        .chain([before.disbursed_on, after.last_repayment_on + Days::new(45)])
+        .collect();
+    froms.sort();
+    froms.dedup();
+    let mut taken = 0;
+    for from in froms {
+        for bound in [Some(paid[0].max(paid[1])), None] {
+            let standing = super::loans::quality_change_standing(before, after, from, bound, paid);
+            let listed = before.quality_days_paid_below(from, bound).and_then(|was| {
+                let is = after.quality_days_paid_below(from, bound)?;
+                super::loans::quality_change(is, was)
+            });
+            match standing {
+                Ok(None) => {
+                    let later = [before, after].iter().any(|loan| {
+                        [&loan.principal_changes, &loan.paid_changes]
+                            .iter()
+                            .any(|changes| {
+                                changes.last_key_value().is_some_and(|(on, _)| on > from)
+                            })
+                    });
+                    prop_assert!(later, "no shortcut from {} with no change after it", from);
+                }
+                Ok(Some(change)) => {
+                    taken += 1;
+                    prop_assert_eq!(Ok(change), listed, "from {}, bound {:?}", from, bound);
+                }
+                Err(overflow) => {
+                    prop_assert_eq!(Err(overflow), listed, "from {}, bound {:?}", from, bound);
+                }
+            }
+        }
+    }
+    Ok(taken)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Part 3: what each transaction changes of the loan's portfolio days,
+    /// worked out from where it stands, is what listing its days gives.
+    #[test]
+    fn a_loans_change_from_where_it_stands_is_its_days_difference(
+        case in arb_case(),
+        ops in proptest::collection::vec(arb_op(), 1..20),
+    ) {
+        let Some(mut ledger) = check_disbursement(&case)? else {
+            return Ok(());
+        };
+        for op in ops {
+            let before = ledger.loan().clone();
+            take(&mut ledger, op)?;
+            check_standing_change(&before, ledger.loan())?;
+        }
+    }
+}
+
+/// The shortcut is taken for a repayment on the loan's latest day, and
+/// gives what listing the days gives: a payment that leaves an installment
+/// late moves the day its principal is at risk.
+#[test]
+fn a_repayment_on_the_latest_day_takes_the_shortcut() {
+    let mut ledger = plain_loan(&plain_rules(), 1_000_000, None, 10);
+    let mut taken = 0;
+    for (on, amount) in [
+        (date(2001, 1, 2), 50_000),
+        (date(2001, 1, 9), 200_000),
+        (date(2001, 1, 30), 10_000),
+        (date(2001, 2, 6), 400_000),
+    ] {
+        let before = ledger.loan().clone();
+        pay(&mut ledger, amount, on).unwrap();
+        let after = ledger.loan();
+        let paid = [
+            before.paid_on_installments().unwrap(),
+            after.paid_on_installments().unwrap(),
+        ];
+        let bound = Some(paid[0].max(paid[1]));
+        let change = super::loans::quality_change_standing(&before, after, on, bound, paid)
+            .unwrap()
+            .expect("no change of the loan after the repayment's day");
+        assert!(!change.is_empty(), "a repayment on {on} changes nothing");
+        taken += check_standing_change(&before, after).unwrap();
+    }
+    assert!(taken >= 8, "the shortcut was taken {taken} times");
+}
+
 // ---- Bugs found, with their minimal inputs ----------------------------------------
 
 /// A plain product: VND, 12% a year declining balance, equal weekly

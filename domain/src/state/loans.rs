@@ -993,6 +993,21 @@ impl Loan {
         // not fully paid, whose sums the searches below then start from.
         let mut cumulative =
             CumulativeDue::new(&self.installments).near(self.first_unpaid as usize);
+        self.risk_ranges(from, &mut cumulative, &mut days)?;
+        self.installment_days(from, paid_bound, &mut cumulative, &mut days)?;
+        merge_by_date(days)
+    }
+
+    /// The first part of [`Loan::quality_days_paid_below`]: the loan
+    /// active, its principal at risk and the loan in arrears, as ranges of
+    /// days from `from` on, one interval between two changes of its
+    /// principal or payments at a time.
+    fn risk_ranges(
+        &self,
+        from: NaiveDate,
+        cumulative: &mut CumulativeDue<'_>,
+        days: &mut Vec<(NaiveDate, QualityDay)>,
+    ) -> Result<(), Overflow> {
         // The intervals that end on or before `from` add nothing: the walk
         // starts at the last change on or before `from`, with what the
         // changes before it sum to (the sums kept every 8 changes: a walk
@@ -1018,56 +1033,73 @@ impl Loan {
             paid: paid_from.peekable(),
         }
         .peekable();
-        let tolerance = self.policy.arrears_tolerance;
         while let Some((start, principal_change, paid_change)) = changes.next() {
             principal = plus(principal, principal_change)?;
             paid = plus(paid, paid_change)?;
             let end = changes.peek().map(|(date, _, _)| *date);
-            if principal <= Decimal::ZERO || end.is_some_and(|end| end <= from) {
+            if end.is_some_and(|end| end <= from) {
                 continue;
             }
-            let active = QualityDay {
-                loans_active_change: 1,
-                ..QualityDay::default()
-            };
-            add_range(&mut days, start, end, from, &active)?;
-            // The oldest installment not covered by what was paid.
-            let oldest = cumulative.first_above(paid)?;
-            let Some(oldest_due) = self.installments.due_date(oldest) else {
+            let Some(standing) = self.standing(principal, paid, cumulative)? else {
                 continue;
             };
-            for (days_late, part) in [(1u64, 0usize), (30, 1), (90, 2)] {
-                let Some(at_risk) = oldest_due.checked_add_days(Days::new(days_late + 1)) else {
-                    continue;
-                };
-                let mut change = QualityDay::default();
-                change.par_change[part] = principal;
-                add_range(&mut days, start.max(at_risk), end, from, &change)?;
-            }
-            // In arrears under the tolerance: late beyond its days, and
-            // more overdue than its amount.
-            let beyond = plus(paid, tolerance.amount)?;
-            let over_amount = cumulative.first_above(beyond)?;
-            let late = oldest_due.checked_add_days(Days::new(u64::from(tolerance.days) + 1));
-            let over = self
-                .installments
-                .get(over_amount)
-                .and_then(|i| i.due.due_date.succ_opt());
-            if let (Some(late), Some(over)) = (late, over) {
-                add_range(
-                    &mut days,
-                    start.max(late).max(over),
-                    end,
-                    from,
-                    &QualityDay {
-                        loans_in_arrears_change: 1,
-                        ..QualityDay::default()
-                    },
-                )?;
-            }
+            standing.add_ranges(start, end, from, days)?;
         }
+        Ok(())
+    }
+
+    /// How the loan stands while its principal outstanding is `principal`
+    /// and it has paid `paid` on its installments: `None` when it has no
+    /// principal outstanding (it counts in none of the figures).
+    fn standing(
+        &self,
+        principal: Decimal,
+        paid: Decimal,
+        cumulative: &mut CumulativeDue<'_>,
+    ) -> Result<Option<Standing>, Overflow> {
+        if principal <= Decimal::ZERO {
+            return Ok(None);
+        }
+        let mut standing = Standing {
+            principal,
+            at_risk_from: [None; 3],
+            in_arrears_from: None,
+        };
+        // The oldest installment not covered by what was paid.
+        let oldest = cumulative.first_above(paid)?;
+        let Some(oldest_due) = self.installments.due_date(oldest) else {
+            return Ok(Some(standing));
+        };
+        for (days_late, at_risk) in [1u64, 30, 90].into_iter().zip(&mut standing.at_risk_from) {
+            *at_risk = oldest_due.checked_add_days(Days::new(days_late + 1));
+        }
+        // In arrears under the tolerance: late beyond its days, and
+        // more overdue than its amount.
+        let tolerance = self.policy.arrears_tolerance;
+        let beyond = plus(paid, tolerance.amount)?;
+        let over_amount = cumulative.first_above(beyond)?;
+        let late = oldest_due.checked_add_days(Days::new(u64::from(tolerance.days) + 1));
+        let over = self
+            .installments
+            .due_date(over_amount)
+            .and_then(|due| due.succ_opt());
+        if let (Some(late), Some(over)) = (late, over) {
+            standing.in_arrears_from = Some(late.max(over));
+        }
+        Ok(Some(standing))
+    }
+
+    /// The second part of [`Loan::quality_days_paid_below`]: installments
+    /// due from `from` on, and what of each was paid by its due date.
+    fn installment_days(
+        &self,
+        from: NaiveDate,
+        paid_bound: Option<Decimal>,
+        cumulative: &mut CumulativeDue<'_>,
+        days: &mut Vec<(NaiveDate, QualityDay)>,
+    ) -> Result<(), Overflow> {
         if self.status == LoanStatus::Cancelled {
-            return merge_by_date(days);
+            return Ok(());
         }
         // Installments due, and what of each was paid by its due date, from
         // the first installment due on or after `from` (the ones before add
@@ -1078,10 +1110,10 @@ impl Loan {
             .installments
             .partition_by_due_date(self.first_unpaid as usize, |due| due < from);
         let Some(first_date) = self.installments.due_date(first) else {
-            return merge_by_date(days);
+            return Ok(());
         };
         let Some(mut before) = cumulative.due_before(first, paid_bound)? else {
-            return merge_by_date(days);
+            return Ok(());
         };
         let (mut paid_by, paid_changes) = self.paid_changes.split_after(first_date)?;
         let mut paid_changes = paid_changes.peekable();
@@ -1111,7 +1143,198 @@ impl Loan {
             }
             before = through;
         }
-        merge_by_date(days)
+        Ok(())
+    }
+
+    /// How the loan stands from `from` on, when no change of its principal
+    /// or of what it has paid is dated after `from` (one interval, from its
+    /// last change, then covers every day from `from` on). The outer `None`
+    /// when a change is dated after `from`; the inner when it has no
+    /// principal outstanding. `paid`: what it has paid on its installments
+    /// ([`Loan::paid_on_installments`]).
+    fn standing_from(
+        &self,
+        from: NaiveDate,
+        paid: Decimal,
+        cumulative: &mut CumulativeDue<'_>,
+    ) -> Result<Option<Option<Standing>>, Overflow> {
+        let after_from = |changes: &crate::dated::DatedAmounts| {
+            changes
+                .last_key_value()
+                .is_some_and(|(last, _)| last > from)
+        };
+        if after_from(&self.principal_changes) || after_from(&self.paid_changes) {
+            return Ok(None);
+        }
+        // Every change is on or before `from`: the walk's one interval
+        // starts at the last, with every change summed, in the same order.
+        let principal = self.principal_changes.sum()?;
+        self.standing(principal, paid, cumulative).map(Some)
+    }
+}
+
+/// How a loan stands over an interval between two changes of its principal
+/// or payments: its principal outstanding (above zero: it is active), and
+/// from which day, at the earliest, that principal is at risk beyond 1, 30
+/// and 90 days and the loan in arrears under its tolerance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Standing {
+    principal: Decimal,
+    at_risk_from: [Option<NaiveDate>; 3],
+    in_arrears_from: Option<NaiveDate>,
+}
+
+impl Standing {
+    /// Adds the interval `start..end` (no end: on and on) of this standing
+    /// to `days`, from `from` on, as [`add_range`] adds a range.
+    fn add_ranges(
+        &self,
+        start: NaiveDate,
+        end: Option<NaiveDate>,
+        from: NaiveDate,
+        days: &mut Vec<(NaiveDate, QualityDay)>,
+    ) -> Result<(), Overflow> {
+        let active = QualityDay {
+            loans_active_change: 1,
+            ..QualityDay::default()
+        };
+        add_range(days, start, end, from, &active)?;
+        for (part, at_risk) in self.at_risk_from.iter().enumerate() {
+            if let Some(at_risk) = at_risk {
+                let mut change = QualityDay::default();
+                change.par_change[part] = self.principal;
+                add_range(days, start.max(*at_risk), end, from, &change)?;
+            }
+        }
+        if let Some(in_arrears) = self.in_arrears_from {
+            add_range(
+                days,
+                start.max(in_arrears),
+                end,
+                from,
+                &QualityDay {
+                    loans_in_arrears_change: 1,
+                    ..QualityDay::default()
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `after - before` of one loan's days from `from` on, as
+/// [`quality_change`] of their [`Loan::quality_days_paid_below`] with
+/// `paid_bound` gives it, worked out without listing either loan's ranges
+/// when neither has a change of its principal or payments dated after
+/// `from` (an entry on the loan's latest day, most of them): each then
+/// stands over every day from `from` on as after its last change, and the
+/// ranges differ on a few days. `None` when a change is dated after
+/// `from`. `paid`: what each has paid on its installments, before and
+/// after ([`Loan::paid_on_installments`]).
+///
+/// The same days, and the same refusals on overflow: the sums are the
+/// walk's, in its order, and the ranges' figures (loans active, at risk,
+/// in arrears) are apart from the installments' (due, paid on time), so
+/// the two parts' differences, each worked out alone, add up without a
+/// sum the lists' own could not make.
+pub(crate) fn quality_change_standing(
+    before: &Loan,
+    after: &Loan,
+    from: NaiveDate,
+    paid_bound: Option<Decimal>,
+    paid: [Decimal; 2],
+) -> Result<Option<Vec<(NaiveDate, QualityDay)>>, Overflow> {
+    let mut before_sums =
+        CumulativeDue::new(&before.installments).near(before.first_unpaid as usize);
+    let mut after_sums = CumulativeDue::new(&after.installments).near(after.first_unpaid as usize);
+    let Some(was) = before.standing_from(from, paid[0], &mut before_sums)? else {
+        return Ok(None);
+    };
+    let Some(is) = after.standing_from(from, paid[1], &mut after_sums)? else {
+        return Ok(None);
+    };
+    // The installments' days, as the lists have them.
+    let mut was_due = Vec::new();
+    before.installment_days(from, paid_bound, &mut before_sums, &mut was_due)?;
+    let mut is_due = Vec::new();
+    after.installment_days(from, paid_bound, &mut after_sums, &mut is_due)?;
+    let mut change = if was_due.is_empty() && is_due.is_empty() {
+        Vec::new()
+    } else {
+        quality_change(merge_by_date(is_due)?, merge_by_date(was_due)?)?
+    };
+    // The ranges' days: each figure's first day from `from` on, before and
+    // after, and what it counts from then.
+    let ranges_before = change.len();
+    let count = |standing: Option<Standing>| i64::from(standing.is_some());
+    push_difference(
+        &mut change,
+        (from, count(was)),
+        (from, count(is)),
+        |day, by| day.loans_active_change = by,
+    );
+    for part in 0..3 {
+        let at_risk = |standing: Option<Standing>| {
+            standing.and_then(|s| s.at_risk_from[part].map(|on| (on.max(from), s.principal)))
+        };
+        match (at_risk(was), at_risk(is)) {
+            (Some((was_on, was_principal)), Some((is_on, is_principal))) if was_on == is_on => {
+                let by = minus(is_principal, was_principal)?;
+                if !by.is_zero() {
+                    let mut day = QualityDay::default();
+                    day.par_change[part] = by;
+                    change.push((is_on, day));
+                }
+            }
+            (was_risk, is_risk) => {
+                if let Some((on, principal)) = was_risk {
+                    let mut day = QualityDay::default();
+                    day.par_change[part] = minus(Decimal::ZERO, principal)?;
+                    change.push((on, day));
+                }
+                if let Some((on, principal)) = is_risk {
+                    let mut day = QualityDay::default();
+                    day.par_change[part] = principal;
+                    change.push((on, day));
+                }
+            }
+        }
+    }
+    let in_arrears = |standing: Option<Standing>| {
+        standing
+            .and_then(|s| s.in_arrears_from)
+            .map_or((from, 0), |on| (on.max(from), 1))
+    };
+    push_difference(&mut change, in_arrears(was), in_arrears(is), |day, by| {
+        day.loans_in_arrears_change = by
+    });
+    if change.len() > ranges_before {
+        change = merge_by_date(change)?;
+        change.retain(|(_, day)| !day.is_empty());
+    }
+    Ok(Some(change))
+}
+
+/// Pushes onto `change` what a count of loans (1 or 0) from a day on
+/// changes: `was` from its day before, `is` from its day after.
+fn push_difference(
+    change: &mut Vec<(NaiveDate, QualityDay)>,
+    was: (NaiveDate, i64),
+    is: (NaiveDate, i64),
+    set: impl Fn(&mut QualityDay, i64),
+) {
+    let mut push = |on: NaiveDate, by: i64| {
+        if by != 0 {
+            let mut day = QualityDay::default();
+            set(&mut day, by);
+            change.push((on, day));
+        }
+    };
+    if was.0 == is.0 {
+        push(is.0, is.1 - was.1);
+    } else {
+        push(was.0, -was.1);
+        push(is.0, is.1);
     }
 }
 
