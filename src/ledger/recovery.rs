@@ -68,19 +68,8 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
         if let Some(stored) = store.stored_records() {
             state.keep_stored_in(stored);
         }
-        match replay(store, &mut state, journal_last).and_then(|()| {
-            state
-                .take_changes()
-                .map_err(|error| {
-                    StoreError::Inconsistent(format!(
-                        "a record of the state cache could not be read back to be written again: {error}"
-                    ))
-                })
-        }) {
-            Ok(replayed) => {
-                if !replayed.is_empty() {
-                    store.save_state(&replayed)?;
-                }
+        match replay_saving(store, &mut state, journal_last, SAVE_EVERY) {
+            Ok(()) => {
                 store.flush_state()?;
                 tracing::info!(
                     last_sequence = state.last_sequence(),
@@ -88,7 +77,8 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
                 );
                 return Ok(state);
             }
-            Err(error) => {
+            Err(Stopped::Save(error)) => return Err(error),
+            Err(Stopped::Replay(error)) => {
                 tracing::warn!(%error, "the state cache could not be brought up to the journal; rebuilding it from the journal");
             }
         }
@@ -96,24 +86,103 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
     rebuild(store, journal_last)
 }
 
+/// Entries replayed between two saves of what they changed, past the
+/// cache or rebuilding it. Once saved, what the state holds only for the
+/// store to save (closed loans whole, the day log's closed chunks,
+/// members' accounts' records) leaves memory, as at a running server's
+/// checkpoints: replaying a long journal (a lost cache is an empty one,
+/// replayed past) needs about the memory of serving it, not of holding its
+/// whole history and then every record it changed, encoded, to write at
+/// once.
+const SAVE_EVERY: u64 = 10_000;
+
 /// Replays the whole journal into a new state and replaces the cache with it.
 fn rebuild(store: &dyn Store, journal_last: u64) -> Result<LedgerState, StoreError> {
+    rebuild_saving_every(store, journal_last, SAVE_EVERY)
+}
+
+/// [`rebuild`], saving what changed every `every` entries.
+fn rebuild_saving_every(
+    store: &dyn Store,
+    journal_last: u64,
+    every: u64,
+) -> Result<LedgerState, StoreError> {
     let mut state = LedgerState::new();
-    replay(store, &mut state, journal_last)?;
-    state.clear_changes();
     store.clear_state()?;
-    let records: Vec<_> = state
-        .export()
-        .into_iter()
-        .map(|(key, value)| (key, Some(value)))
-        .collect();
-    store.save_state(&records)?;
+    if journal_last == 0 {
+        // No entry: the new state's records, head and format among them.
+        let records: Vec<_> = state
+            .export()
+            .into_iter()
+            .map(|(key, value)| (key, Some(value)))
+            .collect();
+        store.save_state(&records)?;
+    } else {
+        // What is let go of once saved is read back from the store.
+        if let Some(stored) = store.stored_records() {
+            state.keep_stored_in(stored);
+        }
+        replay_saving(store, &mut state, journal_last, every).map_err(Stopped::into_error)?;
+    }
     store.flush_state()?;
     tracing::info!(
         last_sequence = state.last_sequence(),
         "ledger rebuilt from the journal"
     );
     Ok(state)
+}
+
+/// Why bringing the state up to the journal stopped.
+enum Stopped {
+    /// Replaying an entry, or reading back a record let go of to write it
+    /// whole: this cache cannot be brought up to the journal.
+    Replay(StoreError),
+    /// Writing the cache.
+    Save(StoreError),
+}
+
+impl Stopped {
+    fn into_error(self) -> StoreError {
+        match self {
+            Stopped::Replay(error) | Stopped::Save(error) => error,
+        }
+    }
+}
+
+/// Replays the journal past the state's last entry up to `last`, and
+/// saves what the entries changed every `every` entries and after the
+/// last, as a server that wrote them would have at checkpoints that often
+/// (each record changed since the last save, as it then stood): what the
+/// cache held plus those saves hold every record of the state.
+fn replay_saving(
+    store: &dyn Store,
+    state: &mut LedgerState,
+    last: u64,
+    every: u64,
+) -> Result<(), Stopped> {
+    loop {
+        let until = last.min(state.last_sequence().saturating_add(every.max(1)));
+        replay(store, state, until).map_err(Stopped::Replay)?;
+        let (records, saved) = state
+            .take_changes_to_save()
+            .complete()
+            .map_err(|(error, _)| {
+                Stopped::Replay(StoreError::Inconsistent(format!(
+                    "a record of the state cache could not be read back to be written again: {error}"
+                )))
+            })?;
+        if !records.is_empty() {
+            store.save_state(&records).map_err(Stopped::Save)?;
+            // What the store now holds for the state leaves memory.
+            state.saved_whole(&saved);
+        }
+        if state.last_sequence() >= last {
+            return Ok(());
+        }
+        // Flushed, so that the store gives back what it replaced (its
+        // pages' old versions), not only at the end.
+        store.flush_state().map_err(Stopped::Save)?;
+    }
 }
 
 /// True when the cache's last entry is the journal's entry at that sequence.
@@ -277,22 +346,27 @@ fn replay(store: &dyn Store, state: &mut LedgerState, last: u64) -> Result<(), S
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::sync::Arc;
 
+    use chrono::{Days, NaiveDate};
     use rust_decimal::Decimal;
 
     use super::recover;
     use crate::domain::access::{Role, RoleGrant, Scope};
     use crate::domain::account::AccountId;
-    use crate::domain::command::{Command, CommandBody, Money, SavingsKind};
+    use crate::domain::command::{
+        Command, CommandBody, LoanSpec, LoanTermsInput, Money, SavingsKind,
+    };
     use crate::domain::ids::{
-        Actor, BranchId, CenterId, GroupId, MemberId, Name, PrincipalId, RequestId,
+        Actor, BranchId, CenterId, GroupId, LoanId, MemberId, Name, PrincipalId, RequestId,
         SavingsAccountId,
     };
     use crate::domain::money::Currency;
-    use crate::domain::state::TIME_ZONE_DEFAULT;
+    use crate::domain::schedule::{InterestMethod, RepaymentFrequency};
+    use crate::domain::state::{LedgerState, TIME_ZONE_DEFAULT};
     use crate::ledger::{Ledger, LedgerConfig, SystemClock};
-    use crate::store::DiskStore;
+    use crate::store::{DiskStore, Store};
 
     /// A restart reads each id's text once: the branch's id in the
     /// branch's record, in each member's, and in the books' records of
@@ -301,81 +375,15 @@ mod tests {
     #[tokio::test]
     async fn ids_read_back_from_the_cache_share_their_text() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::start(
-            Arc::new(DiskStore::open(dir.path()).unwrap()),
-            Arc::new(SystemClock),
-            LedgerConfig::default(),
-        )
-        .unwrap();
-        crate::auth::bootstrap(&ledger, dir.path()).await.unwrap();
-        let admin = PrincipalId::parse("principal", crate::auth::FIRST_ADMINISTRATOR).unwrap();
-        let grants = [Role::Manager, Role::ProductAdmin]
-            .map(|role| RoleGrant {
-                role,
-                scope: Scope::Institution,
-            })
-            .to_vec();
-        crate::auth::create_principal_in_process(&ledger, &admin, "manager.tb", grants, 1)
-            .await
-            .unwrap();
-        let name = |text: &str| Name::parse("name", text).unwrap();
+        let ledger = branch_ledger(dir.path()).await;
         let branch = BranchId::parse("branch_id", "TB").unwrap();
-        let center = CenterId::parse("center_id", "TB-C1").unwrap();
-        let group = GroupId::parse("group_id", "TB-G1").unwrap();
         let members = ["TB-0001", "TB-0002"].map(|id| MemberId::parse("member_id", id).unwrap());
-        let mut bodies = vec![
-            CommandBody::CreateBranch {
-                branch_id: branch.clone(),
-                name: name("Thái Bình"),
-                time_zone: TIME_ZONE_DEFAULT.into(),
-                currency: Currency::Vnd,
-                compulsory_savings_percent: Decimal::from(10),
-                opened_on: None,
-            },
-            CommandBody::CreateCenter {
-                center_id: center.clone(),
-                branch_id: branch.clone(),
-                name: name("Center 1"),
-                opened_on: None,
-            },
-            CommandBody::CreateGroup {
-                group_id: group.clone(),
-                center_id: center,
-                name: name("Group 1"),
-                opened_on: None,
-            },
-        ];
+        let mut bodies = Vec::new();
         for member in &members {
-            bodies.push(CommandBody::RegisterMember {
-                member_id: member.clone(),
-                full_name: name("Hoa"),
-                group_id: group.clone(),
-                joined_on: None,
-            });
-            bodies.push(CommandBody::OpenSavingsAccount {
-                member_id: member.clone(),
-                kind: SavingsKind::Compulsory,
-                opened_on: None,
-            });
-            bodies.push(CommandBody::DepositSavings {
-                account_id: SavingsAccountId::new(member, 'C', 1),
-                amount: Money {
-                    amount: Decimal::from(50_000),
-                    currency: None,
-                },
-                effective_date: None,
-            });
+            bodies.extend(member_with_savings(member));
+            bodies.push(deposit(member, 50_000, None));
         }
-        for (n, body) in bodies.into_iter().enumerate() {
-            let command = Command {
-                request_id: RequestId::parse("request_id", &format!("r{n}")).unwrap(),
-                actor: Actor::parse("actor", "clerk").unwrap(),
-                principal: Some(PrincipalId::parse("principal", "manager.tb").unwrap()),
-                approval: None,
-                body,
-            };
-            ledger.submit(command).await.unwrap();
-        }
+        submit_all(&ledger, 0, bodies).await;
         ledger.shutdown();
         drop(ledger);
 
@@ -404,5 +412,224 @@ mod tests {
             unreachable!("found as cash")
         };
         assert_eq!(at(cash_branch), at(branch), "the cash account's key");
+    }
+
+    /// A ledger in `dir` with its manager `manager.tb` and a branch TB
+    /// with a center and a group.
+    async fn branch_ledger(dir: &std::path::Path) -> Ledger {
+        let ledger = Ledger::start(
+            Arc::new(DiskStore::open(dir).unwrap()),
+            Arc::new(SystemClock),
+            LedgerConfig::default(),
+        )
+        .unwrap();
+        crate::auth::bootstrap(&ledger, dir).await.unwrap();
+        let admin = PrincipalId::parse("principal", crate::auth::FIRST_ADMINISTRATOR).unwrap();
+        let grants = [Role::Manager, Role::ProductAdmin]
+            .map(|role| RoleGrant {
+                role,
+                scope: Scope::Institution,
+            })
+            .to_vec();
+        crate::auth::create_principal_in_process(&ledger, &admin, "manager.tb", grants, 1)
+            .await
+            .unwrap();
+        let branch = BranchId::parse("branch_id", "TB").unwrap();
+        let center = CenterId::parse("center_id", "TB-C1").unwrap();
+        let bodies = vec![
+            CommandBody::CreateBranch {
+                branch_id: branch.clone(),
+                name: name("Thái Bình"),
+                time_zone: TIME_ZONE_DEFAULT.into(),
+                currency: Currency::Vnd,
+                compulsory_savings_percent: Decimal::from(10),
+                opened_on: Some(opened_on()),
+            },
+            CommandBody::CreateCenter {
+                center_id: center.clone(),
+                branch_id: branch,
+                name: name("Center 1"),
+                opened_on: Some(opened_on()),
+            },
+            CommandBody::CreateGroup {
+                group_id: GroupId::parse("group_id", "TB-G1").unwrap(),
+                center_id: center,
+                name: name("Group 1"),
+                opened_on: Some(opened_on()),
+            },
+        ];
+        submit_all(&ledger, 1_000_000, bodies).await;
+        ledger
+    }
+
+    /// When the branch, its center and group, its members and their
+    /// accounts opened: before the entries, which are dated.
+    fn opened_on() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()
+    }
+
+    fn name(text: &str) -> Name {
+        Name::parse("name", text).unwrap()
+    }
+
+    /// `member` registered in group TB-G1, with her compulsory savings
+    /// account.
+    fn member_with_savings(member: &MemberId) -> [CommandBody; 2] {
+        [
+            CommandBody::RegisterMember {
+                member_id: member.clone(),
+                full_name: name("Hoa"),
+                group_id: GroupId::parse("group_id", "TB-G1").unwrap(),
+                joined_on: Some(opened_on()),
+            },
+            CommandBody::OpenSavingsAccount {
+                member_id: member.clone(),
+                kind: SavingsKind::Compulsory,
+                opened_on: Some(opened_on()),
+            },
+        ]
+    }
+
+    fn vnd(amount: Decimal) -> Money {
+        Money {
+            amount,
+            currency: None,
+        }
+    }
+
+    fn deposit(member: &MemberId, amount: i64, on: Option<NaiveDate>) -> CommandBody {
+        CommandBody::DepositSavings {
+            account_id: SavingsAccountId::new(member, 'C', 1),
+            amount: vnd(Decimal::from(amount)),
+            effective_date: on,
+        }
+    }
+
+    /// Submits `bodies` as `manager.tb`, one after the other, their
+    /// request ids numbered from `first`; each must be accepted.
+    async fn submit_all(ledger: &Ledger, first: usize, bodies: Vec<CommandBody>) {
+        for (n, body) in bodies.into_iter().enumerate() {
+            let command = Command {
+                request_id: RequestId::parse("request_id", &format!("r{}", first + n)).unwrap(),
+                actor: Actor::parse("actor", "clerk").unwrap(),
+                principal: Some(PrincipalId::parse("principal", "manager.tb").unwrap()),
+                approval: None,
+                body,
+            };
+            if let Err(refused) = ledger.submit(command).await {
+                panic!("command {} refused: {refused}", first + n);
+            }
+        }
+    }
+
+    /// Every record of the store's state cache, as the store keeps it.
+    fn cached(store: &DiskStore) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        let mut records = BTreeMap::new();
+        store
+            .load_state(&mut |key, value| {
+                records.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+                Ok(())
+            })
+            .unwrap();
+        records
+    }
+
+    /// A cache rebuilt from the journal in steps, or a lost one (empty)
+    /// replayed past, saving what changed every few entries as a server's
+    /// checkpoints do, holds the records of a rebuild that writes the whole
+    /// state at once, whatever the step; and what was saved left memory as
+    /// the rebuild went: a loan paid off early is held as its summary, a
+    /// member's account's records of steps are read back when asked.
+    #[tokio::test]
+    async fn a_cache_rebuilt_in_steps_holds_the_records_of_one_rebuilt_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = branch_ledger(dir.path()).await;
+        let members =
+            ["TB-0001", "TB-0002", "TB-0003"].map(|id| MemberId::parse("member_id", id).unwrap());
+        let loan = LoanId::parse("loan_id", "TB-0001/L1").unwrap();
+        let first_day = NaiveDate::from_ymd_opt(2025, 1, 6).unwrap();
+        let mut bodies: Vec<CommandBody> = members.iter().flat_map(member_with_savings).collect();
+        bodies.push(CommandBody::DisburseLoan {
+            member_id: members[0].clone(),
+            loan: LoanSpec::Terms(LoanTermsInput {
+                principal: vnd(Decimal::from(1_000_000)),
+                annual_interest_rate_percent: Decimal::from(20),
+                interest_method: InterestMethod::Flat,
+                installment_count: 4,
+                frequency: RepaymentFrequency::Weekly,
+                first_repayment_date: first_day + Days::new(7),
+                rounding_multiple: Some(Decimal::from(100)),
+            }),
+            disbursed_on: Some(first_day),
+        });
+        submit_all(&ledger, 0, bodies).await;
+        let paid_off_on = first_day + Days::new(7);
+        let owed = ledger.read(|state| {
+            let loan = state.loan(&loan).and_then(|slot| slot.whole().cloned());
+            loan.expect("the loan, whole")
+                .payoff_quote(paid_off_on)
+                .unwrap()
+                .total()
+        });
+        let mut bodies = vec![CommandBody::RecordRepayment {
+            loan_id: loan.clone(),
+            amount: vnd(owed),
+            effective_date: Some(paid_off_on),
+        }];
+        // Weekly deposits, enough that the members' accounts' records of
+        // steps fill and close.
+        for week in 0..60u64 {
+            for member in &members {
+                bodies.push(deposit(
+                    member,
+                    10_000,
+                    Some(first_day + Days::new(7 * week)),
+                ));
+            }
+        }
+        submit_all(&ledger, 100, bodies).await;
+        ledger.shutdown();
+        drop(ledger);
+
+        let store = DiskStore::open(dir.path()).unwrap();
+        let last = store.last_sequence();
+        let mut whole = LedgerState::new();
+        super::replay(&store, &mut whole, last).unwrap();
+        store.clear_state().unwrap();
+        let records: Vec<_> = whole
+            .export()
+            .into_iter()
+            .map(|(key, value)| (key, Some(value)))
+            .collect();
+        store.save_state(&records).unwrap();
+        let at_once = cached(&store);
+        let account = AccountId::Savings(SavingsAccountId::new(&members[1], 'C', 1));
+        for every in [1, 7, 40, last] {
+            // A lost cache: an empty one, replayed past.
+            store.clear_state().unwrap();
+            let mut state = LedgerState::new();
+            state.keep_stored_in(store.stored_records().unwrap());
+            if super::replay_saving(&store, &mut state, last, every).is_err() {
+                panic!("replaying past an empty cache, saving every {every} entries, failed");
+            }
+            assert!(
+                cached(&store) == at_once,
+                "the cache replayed past saving every {every} entries differs from the one rebuilt at once"
+            );
+            let state = super::rebuild_saving_every(&store, last, every).unwrap();
+            assert_eq!(state.last_sequence(), last);
+            assert!(
+                cached(&store) == at_once,
+                "the cache rebuilt saving every {every} entries differs from the one rebuilt at once"
+            );
+            assert!(
+                state.loan(&loan).is_some_and(|slot| slot.is_summary()),
+                "saving every {every} entries, the paid-off loan is held whole"
+            );
+            assert!(
+                state.books().is_let_go(&account, 0),
+                "saving every {every} entries, her account's first record of steps is held"
+            );
+        }
     }
 }
