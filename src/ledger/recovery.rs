@@ -69,7 +69,7 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
             state.keep_stored_in(stored);
         }
         match replay_saving(store, &mut state, journal_last, SAVE_EVERY) {
-            Ok(()) => {
+            Ok(_) => {
                 store.flush_state()?;
                 tracing::info!(
                     last_sequence = state.last_sequence(),
@@ -108,6 +108,10 @@ fn rebuild_saving_every(
     every: u64,
 ) -> Result<LedgerState, StoreError> {
     let mut state = LedgerState::new();
+    // Cleared first, then saved as the replay goes: a rebuild stopped
+    // partway (a crash, a refused entry) leaves a cache of the state at
+    // its last save, whole and consistent, which the next start replays
+    // past as any cache behind the journal.
     store.clear_state()?;
     if journal_last == 0 {
         // No entry: the new state's records, head and format among them.
@@ -153,13 +157,15 @@ impl Stopped {
 /// saves what the entries changed every `every` entries and after the
 /// last, as a server that wrote them would have at checkpoints that often
 /// (each record changed since the last save, as it then stood): what the
-/// cache held plus those saves hold every record of the state.
+/// cache held plus those saves hold every record of the state. Returns
+/// how many saves wrote records.
 fn replay_saving(
     store: &dyn Store,
     state: &mut LedgerState,
     last: u64,
     every: u64,
-) -> Result<(), Stopped> {
+) -> Result<usize, Stopped> {
+    let mut saves = 0;
     loop {
         let until = last.min(state.last_sequence().saturating_add(every.max(1)));
         replay(store, state, until).map_err(Stopped::Replay)?;
@@ -175,9 +181,10 @@ fn replay_saving(
             store.save_state(&records).map_err(Stopped::Save)?;
             // What the store now holds for the state leaves memory.
             state.saved_whole(&saved);
+            saves += 1;
         }
         if state.last_sequence() >= last {
-            return Ok(());
+            return Ok(saves);
         }
         // Flushed, so that the store gives back what it replaced (its
         // pages' old versions), not only at the end.
@@ -328,7 +335,12 @@ fn take_books(
 /// Applies journal entries after the state's last up to `last`.
 fn replay(store: &dyn Store, state: &mut LedgerState, last: u64) -> Result<(), StoreError> {
     while state.last_sequence() < last {
-        let entries = store.read_entries(state.last_sequence() + 1, REPLAY_CHUNK)?;
+        // Up to `last` and no further: a replay that saves as it goes
+        // stops at each save's entry.
+        let wanted = usize::try_from(last - state.last_sequence())
+            .unwrap_or(usize::MAX)
+            .min(REPLAY_CHUNK);
+        let entries = store.read_entries(state.last_sequence() + 1, wanted)?;
         if entries.is_empty() {
             return Err(StoreError::Inconsistent(format!(
                 "entry {} missing",
@@ -522,8 +534,9 @@ mod tests {
         }
     }
 
-    /// Every record of the store's state cache, as the store keeps it.
-    fn cached(store: &DiskStore) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+    /// Every record of the store's state cache, those read when asked
+    /// (under `cold/`, which startup takes by key) read back.
+    fn cached(store: &DiskStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let mut records = BTreeMap::new();
         store
             .load_state(&mut |key, value| {
@@ -531,7 +544,17 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+        let stored = store.stored_records().expect("a store that reads back");
         records
+            .into_iter()
+            .map(|(key, value)| {
+                let value = value.or_else(|| stored.read(&key).unwrap());
+                let value = value.unwrap_or_else(|| {
+                    panic!("record {} read back", String::from_utf8_lossy(&key))
+                });
+                (key, value)
+            })
+            .collect()
     }
 
     /// A cache rebuilt from the journal in steps, or a lost one (empty)
@@ -603,15 +626,25 @@ mod tests {
             .collect();
         store.save_state(&records).unwrap();
         let at_once = cached(&store);
+        assert!(
+            at_once.keys().any(|key| key.starts_with(b"cold/loan/")),
+            "the paid-off loan's record, read when asked"
+        );
         let account = AccountId::Savings(SavingsAccountId::new(&members[1], 'C', 1));
         for every in [1, 7, 40, last] {
             // A lost cache: an empty one, replayed past.
             store.clear_state().unwrap();
             let mut state = LedgerState::new();
             state.keep_stored_in(store.stored_records().unwrap());
-            if super::replay_saving(&store, &mut state, last, every).is_err() {
+            let Ok(saves) = super::replay_saving(&store, &mut state, last, every) else {
                 panic!("replaying past an empty cache, saving every {every} entries, failed");
-            }
+            };
+            // Every step changes the head, so each saves.
+            assert_eq!(
+                saves as u64,
+                last.div_ceil(every),
+                "saves, every {every} entries"
+            );
             assert!(
                 cached(&store) == at_once,
                 "the cache replayed past saving every {every} entries differs from the one rebuilt at once"
