@@ -451,6 +451,40 @@ async fn a_failed_checkpoint_is_written_again_and_the_cache_still_matches_the_jo
     assert_eq!(report.state_compared_at, entries);
 }
 
+/// A lost state cache is replayed past at startup, saving as it goes: a
+/// save that fails stops the start with the store's error (the server does
+/// not serve a state its cache does not hold), and the next start, on a
+/// healthy disk, replays and saves it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_cache_whose_save_fails_at_startup_stops_the_start_and_the_next_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(restarted(dir.path()));
+    set_up(&ledger).await;
+    for i in 0..20 {
+        ledger.submit(deposit(i)).await.unwrap();
+    }
+    shut_down(ledger).await;
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+
+    let store = WatchedStore::new(dir.path(), Arc::new(Mutex::new(Vec::new())));
+    store.failing_saves.store(1, Ordering::SeqCst);
+    let refused = Ledger::start(Arc::new(store), TestClock::new(), LedgerConfig::default());
+    let Err(error) = refused else {
+        panic!("a start whose replay could not save its state started");
+    };
+    assert!(
+        error.to_string().contains("no space left on device"),
+        "{error}"
+    );
+
+    let ledger = Arc::new(restarted(dir.path()));
+    shut_down(ledger).await;
+    let report = mfi_ledger::verify::verify(dir.path()).unwrap();
+    let entries = crate::support::ACCESS_ENTRIES + 25;
+    assert_eq!(report.entries, entries);
+    assert_eq!(report.state_compared_at, entries);
+}
+
 /// An operator follows a request from its log line to the store: the
 /// writer's span of the batch that held it follows from the call's span,
 /// names the last entry the batch made durable, and holds the storage fault
