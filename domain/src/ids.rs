@@ -502,24 +502,51 @@ mod tests {
         );
     }
 
+    /// Two ids of `a` and `b` order and compare as the texts do.
+    fn check_order(a: &str, b: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        let ids = (RequestId(Arc::from(a)), RequestId(Arc::from(b)));
+        proptest::prop_assert_eq!(ids.0.cmp(&ids.1), a.cmp(b), "{:?} against {:?}", a, b);
+        proptest::prop_assert_eq!(ids.1.cmp(&ids.0), b.cmp(a));
+        proptest::prop_assert_eq!(ids.0 == ids.1, a == b, "{:?} against {:?}", a, b);
+        proptest::prop_assert_eq!(ids.0.partial_cmp(&ids.1), a.partial_cmp(b));
+        let shared = ids.0.clone();
+        proptest::prop_assert!(shared == ids.0 && shared.cmp(&ids.0).is_eq());
+        Ok(())
+    }
+
     proptest::proptest! {
         /// Ids order and compare as their texts do (`str`'s `Ord` and
         /// `==`): the state's maps, the records' keys and every listing
-        /// follow that order. Texts of the same few characters, so that
-        /// long common prefixes, prefixes of one another and equal texts
-        /// all come up, across the eight-byte chunks compared at once.
+        /// follow that order. Two texts after a common start of any length
+        /// (so that they first differ in any of the eight-byte words
+        /// compared at once, or in the bytes after them), one a start of the
+        /// other, equal texts, and any text at all (bytes above 0x7f too).
         #[test]
         fn ids_order_and_compare_as_their_texts(
-            a in "[A-Z0-9/-]{1,3}(?:[0-9]{0,12}|-[A-Z0-9/.]{0,30})",
-            b in "[A-Z0-9/-]{1,3}(?:[0-9]{0,12}|-[A-Z0-9/.]{0,30})",
-            prefix in "(?:TB-00|TB-001|TB-0012-C/|)",
+            common in "[A-Z0-9/-]{0,40}",
+            a in "[A-Z0-9/.-]{0,12}",
+            b in "[A-Z0-9/.-]{0,12}",
+            any_a in proptest::prelude::any::<String>(),
+            any_b in proptest::prelude::any::<String>(),
         ) {
-            for (a, b) in [(a.clone(), b.clone()), (format!("{prefix}{a}"), format!("{prefix}{b}")), (a.clone(), a.clone()), (format!("{a}{b}"), a.clone())] {
-                let ids = (RequestId(Arc::from(a.as_str())), RequestId(Arc::from(b.as_str())));
-                proptest::prop_assert_eq!(ids.0.cmp(&ids.1), a.cmp(&b), "{:?} against {:?}", a, b);
-                proptest::prop_assert_eq!(ids.1.cmp(&ids.0), b.cmp(&a));
-                proptest::prop_assert_eq!(ids.0 == ids.1, a == b);
-                proptest::prop_assert_eq!(ids.0.partial_cmp(&ids.1), a.partial_cmp(&b));
+            let (a, b) = (format!("{common}{a}"), format!("{common}{b}"));
+            check_order(&a, &b)?;
+            check_order(&a, &a)?;
+            check_order(&format!("{a}{b}"), &a)?;
+            check_order(&any_a, &any_b)?;
+            check_order(&format!("{common}{any_a}"), &format!("{common}{any_b}"))?;
+        }
+    }
+
+    /// Texts that differ only in their last byte, at lengths either side
+    /// of the eight-byte words, and by a byte above 0x7f.
+    #[test]
+    fn ids_differing_in_their_last_byte_order_by_it() {
+        for len in [1, 7, 8, 9, 15, 16, 17, 23, 24, 25, 40] {
+            let start = "T".repeat(len - 1);
+            for (x, y) in [("1", "2"), ("Z", "a"), ("a", "é"), ("/", ".")] {
+                check_order(&format!("{start}{x}"), &format!("{start}{y}")).unwrap();
+                check_order(&format!("{start}{x}"), &start).unwrap();
             }
         }
     }
