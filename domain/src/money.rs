@@ -183,6 +183,17 @@ pub fn parse_amount(field: &str, text: &str, currency: Currency) -> Result<Decim
 pub fn format_amount(amount: Decimal, currency: Currency) -> String {
     let mut shown = amount;
     shown.rescale(currency.decimal_places());
+    // A whole amount (every đồng amount) is written as the integer it is:
+    // the same text as `Decimal`'s, which divides its 96 bits by ten for
+    // each digit (about 47 ns an amount against 16; the gRPC workers
+    // answering a collection sheet's lines spent about a tenth of their
+    // time there). Zero keeps `Decimal`'s own text, which keeps its sign.
+    if shown.scale() == 0
+        && !shown.is_zero()
+        && let Some(whole) = rust_decimal::prelude::ToPrimitive::to_i64(&shown)
+    {
+        return whole.to_string();
+    }
     shown.to_string()
 }
 
@@ -229,6 +240,26 @@ pub fn checked_sub(a: Decimal, b: Decimal) -> Result<Decimal, DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// An amount's text is `Decimal`'s own, in every currency, for
+        /// whole amounts (written as integers) and the rest alike.
+        #[test]
+        fn an_amounts_text_is_the_decimals(
+            mantissa in proptest::prelude::any::<i64>(),
+            wide in proptest::prelude::any::<i128>(),
+            scale in 0u32..6,
+        ) {
+            let wide = wide % 79_228_162_514_264_337_593_543_950_335i128;
+            for amount in [Decimal::new(mantissa, scale), Decimal::from_i128_with_scale(wide, scale), Decimal::new(mantissa, 0), -Decimal::ZERO, Decimal::ZERO, Decimal::MAX, Decimal::MIN] {
+                for currency in [Currency::Vnd, Currency::Usd, Currency::Eur] {
+                    let mut shown = amount;
+                    shown.rescale(currency.decimal_places());
+                    proptest::prop_assert_eq!(format_amount(amount, currency), shown.to_string(), "{:?} in {}", amount, currency);
+                }
+            }
+        }
+    }
 
     fn vnd(text: &str) -> Result<Decimal, DomainError> {
         parse_amount("amount", text, Currency::Vnd)
