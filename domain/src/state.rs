@@ -179,6 +179,12 @@ pub struct Member {
     /// The steps she currently contributes to her branch's borrower counts,
     /// kept so that they can be replaced exactly when her loans change.
     pub borrower_steps: Vec<BorrowerStep>,
+    /// What her loans that ended (closed or cancelled) changed of the
+    /// number of loans she had outstanding, by date
+    /// ([`crate::totals::add_borrowing_changes`]): her borrower steps are
+    /// worked out again from it and her running loans, without reading
+    /// back the loans memory let go of.
+    pub ended_borrowing: Vec<crate::totals::BorrowingChange>,
 }
 
 /// A savings account.
@@ -449,9 +455,17 @@ pub struct LedgerState {
     /// Shared, so that a read can take loans out of the lock and look at
     /// them after releasing it; applying an entry replaces a changed loan
     /// with a new one (it stages a copy anyway), never edits a shared one.
-    /// A loan that ended is held as a summary once the store holds it
-    /// whole ([`LoanSlot`]).
-    loans: BTreeMap<LoanId, LoanSlot>,
+    /// A loan that ended leaves memory once the store holds it whole and
+    /// its summary ([`EndedLoan`]), both read back by key when asked
+    /// ([`LedgerState::loan`]); the running ones, and those that ended
+    /// since the last checkpoint, are held.
+    loans: BTreeMap<LoanId, Arc<Loan>>,
+    /// The latest date any loan ended on (closed or cancelled), as entries
+    /// ever set it (not moved back when a reversal reopens a loan): a loan
+    /// that ended was active on no day from its end on, so a question
+    /// about a day on or after this one reads none of those memory let go
+    /// of. `None` until a loan ends.
+    ended_latest: Option<NaiveDate>,
     /// Every version of every product, oldest first.
     products: BTreeMap<ProductId, Vec<ProductVersion>>,
     /// Every version of every savings product, oldest first.
@@ -615,6 +629,7 @@ pub use apply::{SealError, Written};
 pub use ended::{EndedLoan, LoanSlot};
 pub use keys::{BooksRecords, StateImport};
 pub use loans::{Arrears, PayoffQuote, charged, initial_schedule};
+pub use ordered::LoansTaken;
 pub use queries::{
     InstallmentStatus, LoanView, MemberView, PortfolioQuality, ProductCount, SavingsView,
 };
@@ -665,43 +680,39 @@ impl LedgerState {
         self.day_log.keep_in(store.clone());
         self.books.keep_in(store.clone());
         self.stored = StoredIn(Some(store));
-        for slot in self.loans.values_mut() {
-            if let Some(ended) = slot.whole().and_then(|loan| EndedLoan::of(loan)) {
-                *slot = LoanSlot::Ended(Arc::new(ended));
-            }
-        }
+        let changed = &self.changed;
+        self.loans.retain(|id, loan| {
+            !loan.has_ended() || changed.contains(&StateKey::LoanSchedule(id.clone()))
+        });
         // Members' accounts' last records too (read back from the cache,
         // they were let go of as startup read them), unless one changed
         // since the store took it.
-        let changed = &self.changed;
         self.books.let_go_every_last(|account, last| {
             !changed.contains(&StateKey::Steps(account.clone(), last))
         });
     }
 
-    /// Keeps loan `id`, closed or cancelled, as its summary once the store
-    /// holds it whole (a checkpoint saved its [`StateKey::LoanSchedule`]
-    /// record): kept whole while the state has no store to read it back
-    /// from, and when the record changed again since the checkpoint took it
-    /// (entries applied while it saved: the loan reopened, or closed again),
-    /// until the checkpoint that saves it as it now is.
-    fn keep_summary_of(&mut self, id: &LoanId) {
+    /// Lets go of loan `id`, closed or cancelled, once the store holds it
+    /// whole and its summary (a checkpoint saved its
+    /// [`StateKey::LoanSchedule`] record): kept while the state has no
+    /// store to read it back from, and when the record changed again since
+    /// the checkpoint took it (entries applied while it saved: the loan
+    /// reopened, or closed again), until the checkpoint that saves it as it
+    /// now is.
+    fn let_go_of_ended(&mut self, id: &LoanId) {
         if self.stored.0.is_none() || self.changed.contains(&StateKey::LoanSchedule(id.clone())) {
             return;
         }
-        if let Some(slot) = self.loans.get_mut(id)
-            && let Some(ended) = slot.whole().and_then(|loan| EndedLoan::of(loan))
-        {
-            *slot = LoanSlot::Ended(Arc::new(ended));
+        if self.loans.get(id).is_some_and(|loan| loan.has_ended()) {
+            self.loans.remove(id);
         }
     }
 
-    /// Loan `id` whole: read back from the store when only its summary is
-    /// held (a closed or cancelled loan's).
+    /// Loan `id` whole: read back from the store when memory let go of it
+    /// (a closed or cancelled loan's).
     pub fn whole_loan(&self, id: &LoanId) -> Result<Option<Arc<Loan>>, DomainError> {
-        self.loans
-            .get(id)
-            .map(|slot| whole_loan(self.stored.0.as_deref(), slot))
+        self.loan(id)?
+            .map(|slot| whole_loan(self.stored.0.as_deref(), &slot))
             .transpose()
     }
 
@@ -778,10 +789,34 @@ impl LedgerState {
         self.branches.get(id)
     }
 
-    /// A loan: whole, or the summary of one that ended
-    /// ([`LedgerState::whole_loan`] reads that one back whole).
-    pub fn loan(&self, id: &LoanId) -> Option<&LoanSlot> {
+    /// A loan: whole when memory holds it, or the summary of one that
+    /// ended, read back from the store ([`LedgerState::whole_loan`] reads
+    /// the loan whole). An error when the store could not be read, or
+    /// holds something else than the summary written.
+    pub fn loan(&self, id: &LoanId) -> Result<Option<LoanSlot>, DomainError> {
+        if let Some(loan) = self.loans.get(id) {
+            return Ok(Some(LoanSlot::Whole(loan.clone())));
+        }
+        self.ended_loan(id)
+            .map(|ended| ended.map(|ended| LoanSlot::Ended(Arc::new(ended))))
+    }
+
+    /// Loan `id` if memory holds it: running, or ended since the last
+    /// checkpoint (no store read).
+    pub fn held_loan(&self, id: &LoanId) -> Option<&Arc<Loan>> {
         self.loans.get(id)
+    }
+
+    /// The summary of loan `id` as the store holds it, when memory let go
+    /// of the loan (`None` without a store, or when it holds none).
+    fn ended_loan(&self, id: &LoanId) -> Result<Option<EndedLoan>, DomainError> {
+        let key = StateKey::LoanEnded(id.clone()).to_bytes();
+        let read = self.stored.read(&key).and_then(|value| {
+            value
+                .map(|value| keys::decode_summary(&key, &value, id))
+                .transpose()
+        });
+        read.map_err(|error| stored_error(&format!("loan {id}'s summary"), error))
     }
 
     /// A product's versions, oldest first.
@@ -996,11 +1031,11 @@ fn borrowing_spans_or_all(changes: &crate::dated::DatedAmounts) -> crate::dated:
     borrowing_spans(changes).unwrap_or_else(|| changes.clone())
 }
 
-/// The loan `slot` holds, whole: itself, or when only its summary is held,
-/// read back from `store` (the state's, read in its lock: a record changes
-/// only when its loan changes, and the state holds a loan whole from the
-/// change until the checkpoint that saved it) and checked against the
-/// summary.
+/// The loan `slot` holds, whole: itself, or for the summary of one memory
+/// let go of, read back from `store` (the state's, read in its lock: a
+/// record changes only when its loan changes, and the state holds a loan
+/// whole from the change until the checkpoint that saved it) and checked
+/// against the summary.
 pub(crate) fn whole_loan(
     store: Option<&dyn crate::stored::StoredRecords>,
     slot: &LoanSlot,
@@ -1023,20 +1058,28 @@ pub(crate) fn whole_loan(
         let name = String::from_utf8_lossy(&key);
         keys::decode_ended_loan(&name, &value, ended).map_err(ReadError::Damaged)
     });
-    match whole {
-        Ok(whole) => Ok(Arc::new(whole)),
-        Err(ReadError::Damaged(message)) => Err(DomainError::Damaged {
+    whole
+        .map(Arc::new)
+        .map_err(|error| stored_error(&format!("loan {id}'s record"), error))
+}
+
+/// What a client is told when `what`, a record read when asked, could not
+/// be read from the state cache, or is not the one written.
+fn stored_error(what: &str, error: crate::stored::ReadError) -> DomainError {
+    use crate::stored::ReadError;
+    match error {
+        ReadError::Damaged(message) => DomainError::Damaged {
             message: format!(
-                "loan {id}'s record is damaged in the ledger's state cache ({message}); \
+                "{what} is damaged in the ledger's state cache ({message}); \
                  `mfi-ledger verify` compares the state cache with the journal"
             ),
-        }),
-        Err(ReadError::Unreadable(message)) => Err(DomainError::Unavailable {
+        },
+        ReadError::Unreadable(message) => DomainError::Unavailable {
             message: format!(
-                "loan {id}'s record could not be read from the ledger's state cache \
+                "{what} could not be read from the ledger's state cache \
                  ({message}); nothing changed: ask again"
             ),
-        }),
+        },
     }
 }
 

@@ -36,6 +36,9 @@ pub enum ReadError {
     Damaged(String),
 }
 
+/// Records as `(key, value)` pairs, in key order.
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Where the records under [`STORED_PREFIX`] are read from, once startup
 /// left them in the store.
 pub trait StoredRecords: Send + Sync + std::fmt::Debug {
@@ -51,4 +54,49 @@ pub trait StoredRecords: Send + Sync + std::fmt::Debug {
     fn read_again(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         self.read(key)
     }
+
+    /// The records whose keys start with `prefix` (one under
+    /// [`STORED_PREFIX`]), in key order, from the first key past
+    /// `prefix` + `after` on (from the first under `prefix` without
+    /// `after`), at most `limit` of them, each checked as
+    /// [`StoredRecords::read`] checks it; those whose keys `skip` names
+    /// are passed over unread (records the caller holds, which may be
+    /// being written again). A store that cannot list its records says
+    /// so: its caller never takes that for none.
+    fn records_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        skip: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Records, ReadError> {
+        let _ = (prefix, after, limit, skip);
+        Err(ReadError::Unreadable(
+            "this store does not list its records".into(),
+        ))
+    }
+}
+
+/// [`StoredRecords::records_after`] over records kept in a map, for the
+/// stores tests keep.
+#[cfg(test)]
+pub(crate) fn records_after_in(
+    records: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+    skip: &dyn Fn(&[u8]) -> bool,
+) -> Records {
+    use std::ops::Bound;
+    let start = match after {
+        Some(after) => Bound::Excluded([prefix, after].concat()),
+        None => Bound::Included(prefix.to_vec()),
+    };
+    records
+        .range((start, Bound::Unbounded))
+        .take_while(|(key, _)| key.starts_with(prefix))
+        .filter(|(key, _)| !skip(key))
+        .take(limit)
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
 }

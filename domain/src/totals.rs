@@ -718,8 +718,77 @@ pub struct BorrowerStep {
     pub with_savings: i64,
 }
 
-/// The steps of a member's indicators, from her loans' principal changes by
-/// date and her savings accounts' balance changes by date.
+/// One change of the number of a member's loans with principal
+/// outstanding, on a date: +1 when one began, -1 when one stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BorrowingChange {
+    #[serde(with = "crate::codec::date")]
+    pub date: NaiveDate,
+    pub loans: i64,
+}
+
+/// The dates a loan's principal outstanding became positive (+1) and came
+/// back to zero (-1), from its principal changes by date.
+pub fn borrowing_changes(
+    principal_changes: &crate::dated::DatedAmounts,
+) -> Result<Vec<BorrowingChange>, Overflow> {
+    let mut changes = Vec::new();
+    each_borrowing_change(principal_changes, |date, loans| {
+        changes.push(BorrowingChange { date, loans });
+    })?;
+    Ok(changes)
+}
+
+/// [`borrowing_changes`], each handed to `found` as it is found.
+fn each_borrowing_change(
+    principal_changes: &crate::dated::DatedAmounts,
+    mut found: impl FnMut(NaiveDate, i64),
+) -> Result<(), Overflow> {
+    let mut outstanding = Decimal::ZERO;
+    let mut active = false;
+    for (date, change) in principal_changes.iter() {
+        outstanding = plus(outstanding, change)?;
+        let now_active = outstanding > Decimal::ZERO;
+        if now_active != active {
+            found(date, if now_active { 1 } else { -1 });
+            active = now_active;
+        }
+    }
+    Ok(())
+}
+
+/// `changes` with `by` added (`sign` +1) or taken away (-1), date by date,
+/// in date order with no date left at zero.
+pub fn add_borrowing_changes(
+    changes: &mut Vec<BorrowingChange>,
+    by: &[BorrowingChange],
+    sign: i64,
+) -> Result<(), Overflow> {
+    for change in by {
+        let delta = change.loans.checked_mul(sign).ok_or(Overflow)?;
+        match changes.binary_search_by_key(&change.date, |c| c.date) {
+            Ok(at) => {
+                changes[at].loans = plus_count(changes[at].loans, delta)?;
+                if changes[at].loans == 0 {
+                    changes.remove(at);
+                }
+            }
+            Err(at) => changes.insert(
+                at,
+                BorrowingChange {
+                    date: change.date,
+                    loans: delta,
+                },
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The steps of a member's indicators, from her running loans' principal
+/// changes by date, what her loans that ended changed of the number she
+/// had outstanding ([`add_borrowing_changes`]), and her savings accounts'
+/// balance changes by date.
 ///
 /// She is a borrower on a day when any loan has principal outstanding at the
 /// end of that day; a borrower who saves when, in addition, her savings
@@ -727,6 +796,7 @@ pub struct BorrowerStep {
 /// account is not saving: a disbursement already requires one.
 pub fn borrower_steps(
     loans_principal_changes: &[&crate::dated::DatedAmounts],
+    ended_loans: &[BorrowingChange],
     savings_changes: &[&crate::dated::PackedAmounts],
 ) -> Result<Vec<BorrowerStep>, Overflow> {
     // Count of loans with principal outstanding, and savings, changing by
@@ -737,18 +807,14 @@ pub fn borrower_steps(
     // loan closed works them out again.
     let savings_count: usize = savings_changes.iter().map(|account| account.len()).sum();
     let mut changes: Vec<(NaiveDate, i64, Decimal)> =
-        Vec::with_capacity(savings_count + 2 * loans_principal_changes.len());
+        Vec::with_capacity(savings_count + 2 * loans_principal_changes.len() + ended_loans.len());
+    for change in ended_loans {
+        changes.push((change.date, change.loans, Decimal::ZERO));
+    }
     for loan in loans_principal_changes {
-        let mut outstanding = Decimal::ZERO;
-        let mut active = false;
-        for (date, change) in loan.iter() {
-            outstanding = plus(outstanding, change)?;
-            let now_active = outstanding > Decimal::ZERO;
-            if now_active != active {
-                changes.push((date, if now_active { 1 } else { -1 }, Decimal::ZERO));
-                active = now_active;
-            }
-        }
+        each_borrowing_change(loan, |date, loans| {
+            changes.push((date, loans, Decimal::ZERO));
+        })?;
     }
     for account in savings_changes {
         for (date, change) in account.iter() {
@@ -909,7 +975,7 @@ mod tests {
         let first = changes(&[("2023-01-10", 1000), ("2023-06-10", -1000)]);
         let second = changes(&[("2023-03-01", 500), ("2023-09-01", -500)]);
         let savings: crate::dated::PackedAmounts = changes(&[("2023-01-01", 50)]);
-        let steps = borrower_steps(&[&first, &second], &[&savings]).unwrap();
+        let steps = borrower_steps(&[&first, &second], &[], &[&savings]).unwrap();
         assert_eq!(
             steps,
             vec![
@@ -931,7 +997,7 @@ mod tests {
     fn savings_deposited_after_the_loan_starts_the_second_count_later() {
         let loan = changes(&[("2023-01-10", 1000)]);
         let savings: crate::dated::PackedAmounts = changes(&[("2023-02-01", 50)]);
-        let steps = borrower_steps(&[&loan], &[&savings]).unwrap();
+        let steps = borrower_steps(&[&loan], &[], &[&savings]).unwrap();
         assert_eq!(
             steps,
             vec![
@@ -957,7 +1023,7 @@ mod tests {
         let savings: crate::dated::PackedAmounts =
             changes(&[("2023-01-05", 50), ("2023-03-01", -50)]);
         let never = crate::dated::PackedAmounts::new();
-        let steps = borrower_steps(&[&loan], &[&savings, &never]).unwrap();
+        let steps = borrower_steps(&[&loan], &[], &[&savings, &never]).unwrap();
         assert_eq!(
             steps,
             vec![
@@ -974,7 +1040,7 @@ mod tests {
             ]
         );
         assert!(
-            borrower_steps(&[&loan], &[&never])
+            borrower_steps(&[&loan], &[], &[&never])
                 .unwrap()
                 .iter()
                 .all(|s| s.with_savings == 0)

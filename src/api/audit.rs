@@ -117,7 +117,7 @@ impl AuditApi {
         let as_of = convert::optional_date("as_of_date", as_of_date).map_err(refuse)?;
         let now = self.ledger.now();
         self.read_past(move |state, lookup| {
-            if let Some(loan) = state.loan(&id) {
+            if let Some(loan) = state.loan(&id)? {
                 may_read(&caller, Some(loan.branch()))?;
             }
             match as_of_sequence {
@@ -830,14 +830,11 @@ impl ArrearsQuery {
         // The last loan of the page when loans remain after it.
         let mut next: Option<LoanId> = None;
         'steps: loop {
-            let taken: Vec<LoanSlot> = ledger.read(|state| {
-                state
-                    .loans_after(last.as_ref())
-                    .take(LOANS_PER_HOLD)
-                    .cloned()
-                    .collect()
-            });
-            for slot in &taken {
+            // The ended loans memory let go of are read from the state
+            // cache only when one may have been active then.
+            let taken = ledger
+                .read(|state| state.loans_after(last.as_ref(), LOANS_PER_HOLD, Some(as_of)))?;
+            for slot in &taken.loans {
                 if page.is_full() || looked_at == LOANS_PER_PAGE_MAX {
                     next = last;
                     break 'steps;
@@ -853,7 +850,7 @@ impl ArrearsQuery {
                     // as the ledger holds it now (a record read in the lock
                     // is the loan's; one read after the lock was released
                     // could be of the loan reopened and closed again since).
-                    // A loan is never removed: `None` is unreachable.
+                    // A loan never leaves the ledger: `None` is unreachable.
                     (true, LoanSlot::Ended(_)) => {
                         ledger.read(|state| state.whole_loan(slot.id()))?
                     }
@@ -869,8 +866,11 @@ impl ArrearsQuery {
                 }
                 last = Some(slot.id().clone());
             }
-            if taken.len() < LOANS_PER_HOLD {
-                break;
+            match taken.next {
+                // Every loan up to it was looked at (the ended ones not
+                // active then were passed over).
+                Some(after) => last = Some(after),
+                None => break,
             }
         }
         Ok(pb::ListLoansInArrearsResponse {

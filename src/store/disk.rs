@@ -392,6 +392,46 @@ impl StoredRecords for CacheReader {
             .map(|value| value.map(|value| value.to_vec()))
             .map_err(|e| ReadError::Unreadable(e.to_string()))
     }
+
+    fn records_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        skip: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<crate::domain::stored::Records, ReadError> {
+        let db = self
+            .0
+            .get()
+            .map_err(|e| ReadError::Unreadable(e.to_string()))?;
+        // The least key after `prefix` + `after` is it followed by a zero.
+        let start = match after {
+            Some(after) => [prefix, after, &[0]].concat(),
+            None => prefix.to_vec(),
+        };
+        let mut records = Vec::new();
+        for read in db.range(start..past_prefix(prefix)) {
+            if records.len() == limit {
+                break;
+            }
+            let (key, value) = read.map_err(|e| ReadError::Unreadable(e.to_string()))?;
+            if skip(&key) {
+                continue;
+            }
+            let value = checked_stored(&db, &key, value)
+                .and_then(|value| {
+                    cache_value::open(&key, &value)
+                        .map(|value| value.into_owned())
+                        .map_err(StoreError::Untrusted)
+                })
+                .map_err(|e| match e {
+                    StoreError::Untrusted(_) => ReadError::Damaged(e.to_string()),
+                    _ => ReadError::Unreadable(e.to_string()),
+                })?;
+            records.push((key.to_vec(), value));
+        }
+        Ok(records)
+    }
 }
 
 /// The record `key` (one read when asked), checked against its term.
@@ -407,19 +447,34 @@ fn read_stored(db: &sled::Db, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>
 /// The bytes kept for the record `key` (one read when asked), checked
 /// against its term.
 fn read_stored_bytes(db: &sled::Db, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
-    let state_error = |e: sled::Error| StoreError::State(e.to_string());
-    let value = db.get(key).map_err(state_error)?;
-    let term = db.get(term_key(key)).map_err(state_error)?;
-    match (value, term) {
-        (None, None) => Ok(None),
-        (Some(value), Some(term)) if term.as_ref() == CacheDigest::record_hash(key, &value) => {
-            Ok(Some(value))
-        }
-        _ => Err(StoreError::Untrusted(format!(
-            "record {:?} does not match the hash kept for it: edited or damaged on disk",
-            String::from_utf8_lossy(key)
-        ))),
+    let value = db.get(key).map_err(|e| StoreError::State(e.to_string()))?;
+    match value {
+        Some(value) => checked_stored(db, key, value).map(Some),
+        None => match db.get(term_key(key)) {
+            Ok(None) => Ok(None),
+            Ok(Some(_)) => Err(unlike_its_term(key)),
+            Err(e) => Err(StoreError::State(e.to_string())),
+        },
     }
+}
+
+/// `value`, the bytes kept for the record `key` (one read when asked), if
+/// they are those the term kept for it counts.
+fn checked_stored(db: &sled::Db, key: &[u8], value: sled::IVec) -> Result<sled::IVec, StoreError> {
+    let term = db
+        .get(term_key(key))
+        .map_err(|e| StoreError::State(e.to_string()))?;
+    match term {
+        Some(term) if term.as_ref() == CacheDigest::record_hash(key, &value) => Ok(value),
+        _ => Err(unlike_its_term(key)),
+    }
+}
+
+fn unlike_its_term(key: &[u8]) -> StoreError {
+    StoreError::Untrusted(format!(
+        "record {:?} does not match the hash kept for it: edited or damaged on disk",
+        String::from_utf8_lossy(key)
+    ))
 }
 
 impl DiskStore {

@@ -445,7 +445,16 @@ impl LedgerState {
                 }
             }
             self.changed.note(|| StateKey::LoanProgress(id.clone()));
-            self.loans.insert(id.clone(), LoanSlot::Whole(loan));
+            if loan.has_ended() {
+                // Set on every loan that ended; one without would have been
+                // active on every day since its disbursement.
+                let ended_on = loan.ended_on.unwrap_or(NaiveDate::MAX);
+                if self.ended_latest.is_none_or(|latest| latest < ended_on) {
+                    self.ended_latest = Some(ended_on);
+                    self.changed.note(|| StateKey::EndedLatest);
+                }
+            }
+            self.loans.insert(id.clone(), loan);
         }
         for (branch, changes) in commit.days.iter().flat_map(|days| days.iter()) {
             self.write_days(branch, changes);
@@ -612,10 +621,12 @@ impl<'s> Stage<'s> {
     /// The staged copy of a loan, changed from `from` on.
     fn loan(&mut self, id: &LoanId, from: NaiveDate) -> Result<&mut StagedLoan, String> {
         if !self.loans.contains_key(id) {
-            let loan = self.state.loans.get(id).ok_or("unknown loan")?;
-            // A closed or cancelled loan's installments are read back.
-            let whole = super::whole_loan(self.state.stored.0.as_deref(), loan)
-                .map_err(|e| e.to_string())?;
+            // A closed or cancelled loan memory let go of is read back.
+            let whole = self
+                .state
+                .whole_loan(id)
+                .map_err(|e| e.to_string())?
+                .ok_or("unknown loan")?;
             self.loans.insert(
                 id.clone(),
                 StagedLoan {
@@ -781,6 +792,7 @@ impl<'s> Stage<'s> {
                     loans: Vec::new(),
                     voluntary_accounts_opened: 0,
                     borrower_steps: Vec::new(),
+                    ended_borrowing: Vec::new(),
                 };
                 self.members.insert(member_id.clone(), member);
             }
@@ -1140,11 +1152,10 @@ impl LedgerState {
         sequence: u64,
         lookup: &mut dyn FnMut(u64) -> Result<EntryBody, String>,
     ) -> Result<Option<Loan>, String> {
-        let Some(slot) = self.loans.get(id) else {
+        // An ended loan's history is read back with it.
+        let Some(now) = self.whole_loan(id).map_err(|e| e.to_string())? else {
             return Ok(None);
         };
-        // An ended loan's history is read back with it.
-        let now = super::whole_loan(self.stored.0.as_deref(), slot).map_err(|e| e.to_string())?;
         self.loan_whole_at(&now, sequence, lookup)
     }
 
@@ -1517,8 +1528,8 @@ impl Stage<'_> {
             } => {
                 let disbursed_on = self
                     .state
-                    .loans
-                    .get(loan)
+                    .loan(loan)
+                    .map_err(|e| e.to_string())?
                     .ok_or("unknown loan")?
                     .disbursed_on();
                 // Cancelled, the loan's installments count nowhere: its
@@ -1707,11 +1718,33 @@ impl Stage<'_> {
             note_in_history(&mut staged.loan, self.sequence);
             staged.loan.keep_running_sums();
         }
+        for staged in loans.values() {
+            // A loan that ended, or no longer has, counts in her borrowing
+            // through what its member keeps of her ended loans.
+            let ended = |loan: &Loan| {
+                if loan.has_ended() {
+                    crate::totals::borrowing_changes(&loan.principal_changes)
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            let was = staged.before.as_deref().map_or(Ok(Vec::new()), ended)?;
+            let now = ended(&staged.loan)?;
+            if was != now {
+                let member = self.member(&staged.loan.member)?;
+                let borrowing = &mut member.ended_borrowing;
+                crate::totals::add_borrowing_changes(borrowing, &was, -1)?;
+                crate::totals::add_borrowing_changes(borrowing, &now, 1)?;
+                self.refresh.insert(staged.loan.member.clone());
+            }
+        }
         for member_id in std::mem::take(&mut self.refresh) {
             let member = self.member(&member_id)?.clone();
             let mut principal_changes = Vec::with_capacity(member.loans.len());
             for id in &member.loans {
-                principal_changes.push(principal_changes_of(&loans, self.state, id)?);
+                if let Some(changes) = running_principal_changes(&loans, self.state, id) {
+                    principal_changes.push(changes);
+                }
             }
             // Her accounts' histories as the entry leaves them.
             let mut moved_changes = Vec::new();
@@ -1744,7 +1777,11 @@ impl Stage<'_> {
                     },
                 });
             }
-            let steps = borrower_steps(&principal_changes, &savings_changes)?;
+            let steps = borrower_steps(
+                &principal_changes,
+                &member.ended_borrowing,
+                &savings_changes,
+            )?;
             if steps == member.borrower_steps {
                 continue;
             }
@@ -2002,21 +2039,20 @@ impl LedgerState {
     }
 }
 
-/// Loan `id`'s principal by date as staged, else as `state` holds it (for
-/// a summary, its spans: [`LoanSlot::principal_changes`]).
-fn principal_changes_of<'a>(
+/// Loan `id`'s principal by date as staged, else as `state` holds it,
+/// while it runs (`None` once it ended: its member's
+/// [`Member::ended_borrowing`] counts it, and memory may have let go of
+/// it).
+fn running_principal_changes<'a>(
     staged: &'a BTreeMap<LoanId, StagedLoan>,
     state: &'a LedgerState,
     id: &LoanId,
-) -> Result<&'a crate::dated::DatedAmounts, String> {
-    match staged.get(id) {
-        Some(staged) => Ok(&staged.loan.principal_changes),
-        None => Ok(state
-            .loans
-            .get(id)
-            .ok_or("unknown loan")?
-            .principal_changes()),
-    }
+) -> Option<&'a crate::dated::DatedAmounts> {
+    let loan = match staged.get(id) {
+        Some(staged) => &staged.loan,
+        None => state.loans.get(id)?,
+    };
+    (!loan.has_ended()).then_some(&loan.principal_changes)
 }
 
 /// Adds `moved` to an account's change on `date`; a change that comes to

@@ -1,17 +1,20 @@
-//! Closed and cancelled loans held as summaries.
+//! Closed and cancelled loans let go of, and their summaries.
 //!
 //! A loan that ended owes nothing, and over the years most of a branch's
 //! loans have ended (about 18,800 of the 20,809 loans of the simulated
 //! branch's ten years). Once the state cache holds such a loan whole, in
-//! its record read when asked ([`StateKey::LoanSchedule`]), memory keeps
-//! only what the commands and listings read of it ([`EndedLoan`]); what
-//! else reads it reads it back whole ([`LedgerState::whole_loan`]).
+//! its record read when asked ([`StateKey::LoanSchedule`]), and what the
+//! commands and listings read of it ([`EndedLoan`], in a record read when
+//! asked too: [`StateKey::LoanEnded`]), memory lets go of it: a command or
+//! listing that names it reads its summary back
+//! ([`LedgerState::loan`]), and what reads more reads the loan back whole
+//! ([`LedgerState::whole_loan`]).
 
 use super::*;
 
-/// What memory keeps of a closed or cancelled loan once the store holds it
-/// whole: who and where, what was lent, when it started and ended, and its
-/// principal's spans (what its borrower's figures read).
+/// What the commands and listings read of a closed or cancelled loan: who
+/// and where, what was lent, when it started and ended, and its
+/// principal's spans.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndedLoan {
     pub id: LoanId,
@@ -59,8 +62,9 @@ impl EndedLoan {
     }
 }
 
-/// What the state holds for a loan: the loan whole, or once it ended and
-/// the store holds it whole, its summary.
+/// A loan as the state gives it ([`LedgerState::loan`]): whole, as memory
+/// holds it, or the summary of one that ended and that memory let go of,
+/// read back from the store.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LoanSlot {
     Whole(Arc<Loan>),
@@ -74,13 +78,6 @@ impl LoanSlot {
             LoanSlot::Whole(loan) => Some(loan),
             LoanSlot::Ended(_) => None,
         }
-    }
-
-    /// The loan held whole, for tests of a state that holds every loan
-    /// whole (one without a store).
-    #[cfg(test)]
-    pub(crate) fn expect_whole(&self) -> &Arc<Loan> {
-        self.whole().expect("the loan is held whole")
     }
 
     /// True when only its summary is held.

@@ -36,8 +36,9 @@ pub enum StateKey {
     /// ([`crate::stored`]), its `Loan`, `LoanProgress` and lists' records
     /// then gone.
     LoanSchedule(LoanId),
-    /// A closed or cancelled loan's summary ([`EndedLoan`]): what memory
-    /// keeps of it, read at startup.
+    /// A closed or cancelled loan's summary ([`EndedLoan`]): what its
+    /// commands and listings read of it, read when asked ([`crate::stored`])
+    /// like its record whole.
     LoanEnded(LoanId),
     /// A product's versions.
     Product(ProductId),
@@ -61,6 +62,8 @@ pub enum StateKey {
     DayChunk(BranchId, u64),
     /// A branch's open day-log chunk, the one its entries go into.
     DayOpen(BranchId),
+    /// The latest date a loan ended on ([`LedgerState::ended_latest`]).
+    EndedLatest,
 }
 
 /// A record: key bytes and value bytes, or `None` when the key is gone.
@@ -69,6 +72,7 @@ pub type StateRecord = (Vec<u8>, Option<Vec<u8>>);
 const HEAD_KEY: &str = "head";
 const FORMAT_KEY: &str = "format";
 const ACCESS_KEY: &str = "access";
+const ENDED_LATEST_KEY: &str = "ended-latest";
 
 /// Layout of the state records. 2: day totals carry the portfolio figures
 /// (loans active, standard PAR, loans in arrears, installments due and paid
@@ -114,15 +118,19 @@ const ACCESS_KEY: &str = "access";
 /// 15: a savings account's changes by date as the bytes memory packs them
 /// (`codec::packed_amounts`), not a list of pairs (a cache of 14 would
 /// have them misread).
-pub const STATE_FORMAT: u32 = 15;
+/// 16: a closed or cancelled loan's summary read when asked
+/// ([`LOAN_ENDED_PREFIX`]), not at startup, and the latest date a loan
+/// ended on in a record of its own (a cache of 15 would have its summaries
+/// taken for records this build does not read, and no such date).
+pub const STATE_FORMAT: u32 = 16;
 
 /// Key prefix of a closed or cancelled loan's record, the loan whole
 /// ([`StateKey::LoanSchedule`]).
 pub const LOAN_SCHEDULE_PREFIX: &str = "cold/loan/";
 
 /// Key prefix of a closed or cancelled loan's summary
-/// ([`StateKey::LoanEnded`]).
-const LOAN_ENDED_PREFIX: &str = "ended/";
+/// ([`StateKey::LoanEnded`]), read when asked ([`crate::stored`]).
+pub const LOAN_ENDED_PREFIX: &str = "cold/ended/";
 
 /// Entries per record of a loan's lists of entries: a checkpoint writes a
 /// chunk's record once, when it fills, not a loan's lists whole (at 10^7
@@ -209,6 +217,7 @@ impl StateKey {
             StateKey::SavingsProduct(id) => format!("savings-product/{id}"),
             StateKey::DayChunk(branch, first) => crate::day_log::closed_chunk_key(branch, *first),
             StateKey::DayOpen(branch) => crate::day_log::open_chunk_key(branch),
+            StateKey::EndedLatest => ENDED_LATEST_KEY.to_owned(),
         }
         .into_bytes()
     }
@@ -239,16 +248,17 @@ impl LedgerState {
                 .running_loan(id)
                 .and_then(|loan| list_chunk(&loan.history, *chunk))
                 .map(|chunk| encode(&chunk)),
-            StateKey::LoanSchedule(id) => match self.loans.get(id)? {
-                LoanSlot::Whole(loan) => loan.has_ended().then(|| encode(&**loan)),
-                // Read back from the store (never among the changed
-                // records then: `take_changed_keys`).
-                LoanSlot::Ended(_) => self.stored.read(&key.to_bytes()).ok().flatten(),
+            // A loan memory let go of: read back from the store (never
+            // among the changed records then: `take_changed_keys`).
+            StateKey::LoanSchedule(id) => match self.loans.get(id) {
+                Some(loan) => loan.has_ended().then(|| encode(&**loan)),
+                None => self.stored.read(&key.to_bytes()).ok().flatten(),
             },
-            StateKey::LoanEnded(id) => match self.loans.get(id)? {
-                LoanSlot::Whole(loan) => EndedLoan::of(loan).map(|ended| encode(&ended)),
-                LoanSlot::Ended(ended) => Some(encode(&**ended)),
+            StateKey::LoanEnded(id) => match self.loans.get(id) {
+                Some(loan) => EndedLoan::of(loan).map(|ended| encode(&ended)),
+                None => self.stored.read(&key.to_bytes()).ok().flatten(),
             },
+            StateKey::EndedLatest => self.ended_latest.map(|date| encode(&DateRecord(date))),
             StateKey::Product(id) => self.products.get(id).map(encode),
             StateKey::Reversed(sequence) => self.reversed.get(sequence).map(encode),
             StateKey::Day(branch, date) => self
@@ -287,8 +297,7 @@ impl LedgerState {
     /// cancelled loan has none of the records of one.
     fn running_loan(&self, id: &LoanId) -> Option<&Loan> {
         self.loans
-            .get(id)?
-            .whole()
+            .get(id)
             .filter(|loan| !loan.has_ended())
             .map(Arc::as_ref)
     }
@@ -359,9 +368,9 @@ impl LedgerState {
             // And an account's record of steps let go of (closed, or a
             // member's account's last one).
             StateKey::Steps(account, index) => !self.books.is_let_go(account, *index),
-            // So is an ended loan's record once only its summary is held,
+            // So are an ended loan's records once memory let go of it,
             // until the loan changes.
-            StateKey::LoanSchedule(id) => !self.loans.get(id).is_some_and(LoanSlot::is_summary),
+            StateKey::LoanSchedule(id) | StateKey::LoanEnded(id) => self.loans.contains_key(id),
             _ => true,
         });
         keys.sort_unstable();
@@ -376,7 +385,7 @@ impl LedgerState {
         for key in keys {
             match key {
                 StateKey::DayChunk(branch, first) => self.day_log.let_go(branch, *first),
-                StateKey::LoanSchedule(id) => self.keep_summary_of(id),
+                StateKey::LoanSchedule(id) => self.let_go_of_ended(id),
                 // With the account's records before it that closed since
                 // they were saved (a record saved while it was the last
                 // is not named again when the next one opens), unless
@@ -450,15 +459,21 @@ impl LedgerState {
         keys.extend(self.savings.keys().cloned().map(StateKey::Savings));
         keys.extend(self.loans.keys().cloned().map(StateKey::Loan));
         keys.extend(self.loans.keys().cloned().map(StateKey::LoanProgress));
-        for slot in self.loans.values().filter(|slot| slot.has_ended()) {
-            keys.push(StateKey::LoanSchedule(slot.id().clone()));
-            keys.push(StateKey::LoanEnded(slot.id().clone()));
-        }
-        for (id, loan) in self
-            .loans
+        // Those memory let go of too, as the store lists them (a store
+        // that cannot be read lists none, and reads none: `record`).
+        let ended = self.every_loan(None).unwrap_or_default();
+        for id in ended
             .iter()
-            .filter_map(|(id, slot)| Some((id, slot.whole()?)))
+            .filter(|loan| loan.has_ended())
+            .map(LoanSlot::id)
         {
+            keys.push(StateKey::LoanSchedule(id.clone()));
+            keys.push(StateKey::LoanEnded(id.clone()));
+        }
+        if self.ended_latest.is_some() {
+            keys.push(StateKey::EndedLatest);
+        }
+        for (id, loan) in &self.loans {
             keys.extend(
                 (0..list_chunks(loan.events.len())).map(|k| StateKey::LoanEvents(id.clone(), k)),
             );
@@ -521,6 +536,11 @@ impl LedgerState {
             self.last_hash = (sequence > 0).then_some(hash);
             return Ok(());
         }
+        if key == ENDED_LATEST_KEY {
+            let DateRecord(date) = decode(key, value)?;
+            self.ended_latest = Some(date);
+            return Ok(());
+        }
         if key == FORMAT_KEY {
             let format: u32 = decode(key, value)?;
             if format != STATE_FORMAT {
@@ -563,7 +583,7 @@ impl LedgerState {
             "loan" => {
                 let loan: LoanRecord = decode(key, value)?;
                 self.loans
-                    .insert(loan.id.clone(), LoanSlot::Whole(Arc::new(loan.into_loan())));
+                    .insert(loan.id.clone(), Arc::new(loan.into_loan()));
             }
             "repaid" => {
                 let progress: LoanProgress = decode(key, value)?;
@@ -603,57 +623,57 @@ impl LedgerState {
         Ok(())
     }
 
-    /// Takes in the closed and cancelled loans read back: each summary
-    /// with its loan whole (`wholes`, checked against it) or its record
-    /// left in the store (`kept`), and only those.
-    fn take_ended_loans(
-        &mut self,
-        wholes: Vec<Loan>,
-        kept: &BTreeSet<LoanId>,
-        ended: Vec<EndedLoan>,
-    ) -> Result<(), String> {
-        let mut wholes: BTreeMap<LoanId, Loan> = wholes
+    /// Takes in the closed and cancelled loans read back ([`EndedRecords`]):
+    /// each read whole is held (checked against its summary when that was
+    /// read too) until the state is given the store
+    /// ([`LedgerState::keep_stored_in`]); each left in the store stays
+    /// there. Every such loan must have both its records, and none the
+    /// records of a running loan.
+    fn take_ended_loans(&mut self, ended: EndedRecords) -> Result<(), String> {
+        let EndedRecords {
+            wholes,
+            summaries,
+            schedule_ids,
+            summary_ids,
+            ..
+        } = ended;
+        if schedule_ids != summary_ids {
+            return Err(format!(
+                "the state cache holds the records of {} closed or cancelled loans \
+                 ({LOAN_SCHEDULE_PREFIX}) and the summaries of {} ({LOAN_ENDED_PREFIX}), \
+                 not of the same loans",
+                schedule_ids.count, summary_ids.count
+            ));
+        }
+        let mut summaries: BTreeMap<LoanId, EndedLoan> = summaries
             .into_iter()
-            .map(|loan| (loan.id.clone(), loan))
+            .map(|summary| (summary.id.clone(), summary))
             .collect();
-        for summary in ended {
-            let id = summary.id.clone();
-            if self.loans.contains_key(&id) {
+        if let Some(summary) = summaries.values().find(|s| self.loans.contains_key(&s.id)) {
+            return Err(format!(
+                "loan {} has the records of a running loan and the summary of a {:?} one",
+                summary.id, summary.status
+            ));
+        }
+        for mut loan in wholes {
+            let id = loan.id.clone();
+            if let Some(summary) = summaries.remove(&id)
+                && EndedLoan::of(&loan).as_ref() != Some(&summary)
+            {
                 return Err(format!(
-                    "loan {id} has the records of a running loan and the summary of a {:?} one",
-                    summary.status
+                    "record {LOAN_SCHEDULE_PREFIX}{id} holds loan {id} {:?}, not the {:?} \
+                     loan its summary describes",
+                    loan.status, summary.status
                 ));
             }
-            let slot = match wholes.remove(&id) {
-                Some(mut loan) => {
-                    if EndedLoan::of(&loan).as_ref() != Some(&summary) {
-                        return Err(format!(
-                            "record {LOAN_SCHEDULE_PREFIX}{id} holds loan {id} {:?}, not the {:?} \
-                             loan its summary describes",
-                            loan.status, summary.status
-                        ));
-                    }
-                    loan.keep_running_sums();
-                    LoanSlot::Whole(Arc::new(loan))
-                }
-                None if kept.contains(&id) => LoanSlot::Ended(Arc::new(summary)),
-                None => {
-                    return Err(format!(
-                        "loan {id} is {:?}, and record {LOAN_SCHEDULE_PREFIX}{id} is missing",
-                        summary.status
-                    ));
-                }
-            };
-            self.loans.insert(id, slot);
-        }
-        let orphan = wholes
-            .keys()
-            .chain(kept)
-            .find(|id| !self.loans.get(*id).is_some_and(|slot| slot.has_ended()));
-        if let Some(id) = orphan {
-            return Err(format!(
-                "record {LOAN_SCHEDULE_PREFIX}{id} has no summary record {LOAN_ENDED_PREFIX}{id}"
-            ));
+            if self.loans.contains_key(&id) {
+                return Err(format!(
+                    "loan {id} has the records of a running loan and the record of a {:?} one",
+                    loan.status
+                ));
+            }
+            loan.keep_running_sums();
+            self.loans.insert(id, Arc::new(loan));
         }
         Ok(())
     }
@@ -679,10 +699,7 @@ impl LedgerState {
 
     /// Loan `id` as its records are read back (from its loan record on).
     fn loan_being_read(&mut self, id: &LoanId) -> Option<&mut Loan> {
-        match self.loans.get_mut(id)? {
-            LoanSlot::Whole(loan) => Some(Arc::make_mut(loan)),
-            LoanSlot::Ended(_) => None,
-        }
+        self.loans.get_mut(id).map(Arc::make_mut)
     }
 }
 
@@ -756,6 +773,28 @@ impl LoanRecord {
         }
     }
 }
+
+/// A closed or cancelled loan's summary ([`StateKey::LoanEnded`]) read
+/// back, which must be loan `id`'s.
+pub(super) fn decode_summary(
+    key: &[u8],
+    value: &[u8],
+    id: &LoanId,
+) -> Result<EndedLoan, ReadError> {
+    let name = String::from_utf8_lossy(key);
+    let summary: EndedLoan = decode(&name, value).map_err(ReadError::Damaged)?;
+    if summary.id != *id {
+        return Err(ReadError::Damaged(format!(
+            "record {name:?} holds the summary of loan {}",
+            summary.id
+        )));
+    }
+    Ok(summary)
+}
+
+/// The latest date a loan ended on, as its record holds it.
+#[derive(Serialize, Deserialize)]
+struct DateRecord(#[serde(with = "crate::codec::date")] NaiveDate);
 
 /// A closed or cancelled loan's record ([`StateKey::LoanSchedule`]), the
 /// loan whole, read back and checked against its summary.
@@ -1064,13 +1103,53 @@ pub struct StateImport {
     /// another comes, so the list is sized once for them (grown chunk by
     /// chunk, the lists kept about 100 MiB more resident at 10^7 entries).
     list: Option<ListRun>,
-    /// Closed and cancelled loans read whole, taken in with the rest (not
-    /// left in the store): checked against their summaries at the end.
+    /// Closed and cancelled loans' records.
+    ended: EndedRecords,
+}
+
+/// The closed and cancelled loans' records a state is rebuilt from: those
+/// read (a store that reads them all, or [`LedgerState::import`]) and
+/// those the store keeps to be read when asked, counted without holding
+/// anything for each.
+#[derive(Default)]
+struct EndedRecords {
+    /// Loans read whole, taken in with the rest: checked against their
+    /// summaries at the end.
     wholes: Vec<Loan>,
-    /// The closed and cancelled loans whose records the store kept, unread.
-    kept: BTreeSet<LoanId>,
-    /// Closed and cancelled loans' summaries.
-    ended: Vec<EndedLoan>,
+    /// Summaries read.
+    summaries: Vec<EndedLoan>,
+    /// The loans with a record whole ([`StateKey::LoanSchedule`]), read or
+    /// kept.
+    schedule_ids: IdSum,
+    /// The loans with a summary ([`StateKey::LoanEnded`]), read or kept.
+    summary_ids: IdSum,
+    hasher: FastHash,
+}
+
+impl EndedRecords {
+    fn add_schedule(&mut self, id: &str) {
+        self.schedule_ids.add(&self.hasher, id);
+    }
+
+    fn add_summary(&mut self, id: &str) {
+        self.summary_ids.add(&self.hasher, id);
+    }
+}
+
+/// A set of ids, as their number and the sum of their hashes: two sets
+/// that differ have the same sum by chance only.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct IdSum {
+    count: u64,
+    sum: u64,
+}
+
+impl IdSum {
+    fn add(&mut self, hasher: &FastHash, id: &str) {
+        use std::hash::BuildHasher;
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(hasher.hash_one(id));
+    }
 }
 
 /// A branch's day-log records read so far.
@@ -1209,13 +1288,15 @@ impl StateImport {
             if loan.id.as_str() != id {
                 return Err(format!("record {key:?} holds loan {}", loan.id));
             }
-            self.wholes.push(loan);
+            self.ended.add_schedule(id);
+            self.ended.wholes.push(loan);
         } else if let Some(id) = key.strip_prefix(LOAN_ENDED_PREFIX) {
-            let ended: EndedLoan = decode(key, value)?;
-            if ended.id.as_str() != id {
-                return Err(format!("record {key:?} holds loan {}", ended.id));
+            let summary: EndedLoan = decode(key, value)?;
+            if summary.id.as_str() != id {
+                return Err(format!("record {key:?} holds loan {}", summary.id));
             }
-            self.ended.push(ended);
+            self.ended.add_summary(id);
+            self.ended.summaries.push(summary);
         } else {
             self.state.import_record(key, value)?;
         }
@@ -1230,11 +1311,18 @@ impl StateImport {
     /// then given ([`LedgerState::keep_stored_in`]).
     pub fn add_stored(&mut self, key: &[u8]) -> Result<(), String> {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
-        if let Some(id) = key.strip_prefix(LOAN_SCHEDULE_PREFIX) {
-            // Its loan's summary is read.
-            let id = LoanId::parse("key", id).map_err(|e| e.to_string())?;
+        let ended = key
+            .strip_prefix(LOAN_SCHEDULE_PREFIX)
+            .map(|id| (id, false))
+            .or_else(|| key.strip_prefix(LOAN_ENDED_PREFIX).map(|id| (id, true)));
+        if let Some((id, summary)) = ended {
+            LoanId::parse("key", id).map_err(|e| e.to_string())?;
             self.append_list()?;
-            self.kept.insert(id);
+            if summary {
+                self.ended.add_summary(id);
+            } else {
+                self.ended.add_schedule(id);
+            }
             self.any = true;
             return Ok(());
         }
@@ -1338,11 +1426,9 @@ impl StateImport {
             carries,
             day_logs,
             list: _,
-            wholes,
-            kept,
             ended,
         } = self;
-        state.take_ended_loans(wholes, &kept, ended)?;
+        state.take_ended_loans(ended)?;
         state.pack_maps();
         books.absorb(added)?;
         any |= books.records > 0;

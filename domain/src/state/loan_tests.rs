@@ -105,6 +105,19 @@ impl crate::stored::StoredRecords for CacheRecords {
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
         Ok(self.0.lock().expect("not poisoned").get(key).cloned())
     }
+
+    fn records_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        skip: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<crate::stored::Records, crate::stored::ReadError> {
+        let kept = self.0.lock().expect("not poisoned");
+        Ok(crate::stored::records_after_in(
+            &kept, prefix, after, limit, skip,
+        ))
+    }
 }
 
 /// A ledger whose cache records are checked against a full export after
@@ -177,15 +190,15 @@ impl Ledger {
         assert_eq!(
             on_cold.as_ref().map_err(ToString::to_string),
             decided.as_ref().map_err(ToString::to_string),
-            "a state that holds closed loans as summaries decides otherwise"
+            "a state that lets go of closed loans decides otherwise"
         );
         let decided = decided?;
         let entry = decided.seal(&self.state.last_hash());
         // Loans a read took out of the state before the entry, and copies.
         let taken: Vec<(std::sync::Arc<Loan>, Loan)> = self
             .state
-            .loans_after(None)
-            .map(LoanSlot::expect_whole)
+            .loans
+            .values()
             .map(|loan| (loan.clone(), Loan::clone(loan)))
             .collect();
         let written = self
@@ -222,6 +235,22 @@ impl Ledger {
             "cache records drift from the state after entry {}",
             entry.body.sequence
         );
+        // What each member keeps of her ended loans' borrowing is what
+        // those loans changed of it, worked out from them whole.
+        for member in self.state.members.values() {
+            let mut ended = Vec::new();
+            for loan in member.loans.iter().map(|id| &self.state.loans[id]) {
+                if loan.has_ended() {
+                    let changes = crate::totals::borrowing_changes(&loan.principal_changes);
+                    crate::totals::add_borrowing_changes(&mut ended, &changes.unwrap(), 1).unwrap();
+                }
+            }
+            assert_eq!(
+                member.ended_borrowing, ended,
+                "member {}'s ended loans' borrowing after entry {}",
+                member.id, entry.body.sequence
+            );
+        }
         // The state that lets go, checkpointed as a server's read side is:
         // its changes taken, the records grown since they were let go of
         // read back outside the lock, saved into its records, and then
@@ -242,13 +271,13 @@ impl Ledger {
                 entry.body.sequence
             );
         }
-        if let Some(loan) = self.state.loans.get(&loan_id()).map(LoanSlot::expect_whole) {
-            let held = &self.cold.loans[&loan_id()];
+        if let Some(loan) = self.state.loans.get(&loan_id()) {
+            let let_go = !self.cold.loans.contains_key(&loan_id());
             if self.saving.is_none() {
                 assert_eq!(
-                    held.is_summary(),
+                    let_go,
                     loan.has_ended(),
-                    "a {:?} loan held as its summary after a save",
+                    "a {:?} loan let go of after a save",
                     loan.status,
                 );
             }
@@ -334,9 +363,8 @@ impl Ledger {
 
     fn loan(&self) -> &Loan {
         self.state
-            .loan(&loan_id())
+            .held_loan(&loan_id())
             .expect("the loan was disbursed")
-            .expect_whole()
     }
 
     fn currency(&self) -> Currency {
@@ -1187,7 +1215,7 @@ fn check_payoff(ledger: &Ledger) -> Result<(), TestCaseError> {
             paid.err()
         );
         let (after, body) = paid.unwrap();
-        let closed = after.loan(&loan_id()).unwrap().expect_whole();
+        let closed = after.held_loan(&loan_id()).unwrap();
         prop_assert_eq!(
             closed.status,
             LoanStatus::Closed,
@@ -1249,10 +1277,10 @@ fn check_replay(ledger: &Ledger) -> Result<(), TestCaseError> {
         started.export() == ledger.state.export(),
         "a start's import differs"
     );
-    let Some(loan) = ledger.state.loan(&loan_id()).map(LoanSlot::expect_whole) else {
+    let Some(loan) = ledger.state.held_loan(&loan_id()) else {
         return Ok(());
     };
-    prop_assert_eq!(started.loans[&loan_id()].is_summary(), loan.has_ended());
+    prop_assert_eq!(!started.loans.contains_key(&loan_id()), loan.has_ended());
     // What a reader asks of the loan is answered the same, on any day of
     // its life, before and after it.
     let now = context().recorded_at;
@@ -2064,7 +2092,8 @@ fn paid_off_on_new_years_day() -> (Ledger, EntryBody) {
 
 /// A member's view shares her loans with the state rather than copying
 /// each (its schedule, amounts and lists) on every GetMember, whether the
-/// loan is held whole or as its summary once paid off; as of an entry it
+/// loan is held whole or, once paid off and let go of, read back as its
+/// summary; as of an entry it
 /// shows the loan as it stood then.
 #[test]
 fn a_members_view_shares_her_loans_with_the_state() {
@@ -2073,12 +2102,15 @@ fn a_members_view_shares_her_loans_with_the_state() {
     for state in [&ledger.state, &ledger.cold] {
         let view = state.member_view(&member_id(), now).unwrap();
         assert_eq!(view.loans.len(), 1);
-        let shared = match (&view.loans[0], &state.loans[&loan_id()]) {
-            (LoanSlot::Whole(a), LoanSlot::Whole(b)) => Arc::ptr_eq(a, b),
-            (LoanSlot::Ended(a), LoanSlot::Ended(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        };
-        assert!(shared, "the view holds the state's own loan");
+        // The state's own loan, when it holds it; else its summary read
+        // back.
+        match (&view.loans[0], state.loans.get(&loan_id())) {
+            (LoanSlot::Whole(a), Some(b)) => {
+                assert!(Arc::ptr_eq(a, b), "the view holds the state's own loan")
+            }
+            (LoanSlot::Ended(summary), None) => assert_eq!(summary.id, loan_id()),
+            (view, held) => panic!("the view holds {view:?}, the state {held:?}"),
+        }
         assert_eq!(view.loans[0].status(), LoanStatus::Closed);
     }
     let mut lookup = |sequence: u64| Ok(ledger.entries[sequence as usize - 1].body.clone());
@@ -2283,7 +2315,7 @@ impl crate::stored::StoredRecords for Unreadable {
     }
 }
 
-/// A paid-off loan held as its summary, on a store that cannot read its record just
+/// A paid-off loan let go of, on a store that cannot read its records just
 /// now: reversing the payoff is refused as unavailable (ask again), not
 /// decided and then failing to apply, which would stop the writer; read,
 /// it is decided.
@@ -2296,7 +2328,7 @@ fn a_payoff_of_a_loan_let_go_of_is_not_reversed_while_its_record_cannot_be_read(
         effective_date: None,
     };
     let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
-    assert!(unreadable.loans[&loan_id()].is_summary());
+    assert!(!unreadable.loans.contains_key(&loan_id()));
     let refused = ledger.decide(&unreadable, reversal());
     assert!(
         matches!(
@@ -2324,7 +2356,9 @@ fn a_payoff_of_a_loan_let_go_of_is_not_reversed_while_its_record_cannot_be_read(
     }
     let refused = startup.finish().map(|_| ());
     assert!(
-        refused.as_ref().is_err_and(|why| why.contains("missing")),
+        refused
+            .as_ref()
+            .is_err_and(|why| why.contains("records of 0") && why.contains("summaries of 1")),
         "{refused:?}"
     );
 }
@@ -2361,9 +2395,58 @@ fn next_loan(rules: &ProductRules, on: NaiveDate) -> Case {
     }
 }
 
+/// The loans memory let go of are listed among those it holds for a day
+/// one of them was active on (the day before her payoff), as a state
+/// holding every loan whole lists them, and are not read at all for a day
+/// on or after the latest any loan ended on: a store that cannot be read
+/// answers then, and says so for the day before.
+#[test]
+fn loans_let_go_of_are_listed_for_the_days_they_were_active() {
+    let (mut ledger, rules, paid_on) = paid_off_on_january_10();
+    let second = next_loan(&rules, date(2001, 2, 1));
+    ledger.submit(second.disburse()).unwrap();
+    let started = started_from(
+        &ledger.records,
+        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+    );
+    assert!(
+        !started.loans.contains_key(&loan_id()),
+        "the paid-off loan let go of"
+    );
+    let active = |state: &LedgerState, day: NaiveDate| -> Vec<(LoanId, LoanStatus)> {
+        let loans = state.every_loan(Some(day)).unwrap();
+        let active = loans.iter().filter(|loan| loan.active_on(day));
+        active
+            .map(|loan| (loan.id().clone(), loan.status()))
+            .collect()
+    };
+    let day_before = paid_on.pred_opt().unwrap();
+    let second_id = LoanId::new(&member_id(), 'L', 2);
+    for (day, expected) in [
+        (date(2000, 12, 31), vec![]),
+        (day_before, vec![(loan_id(), LoanStatus::Closed)]),
+        (paid_on, vec![]),
+        (date(2001, 2, 1), vec![(second_id, LoanStatus::Active)]),
+    ] {
+        assert_eq!(active(&started, day), expected, "active on {day}");
+        assert_eq!(
+            active(&ledger.state, day),
+            expected,
+            "held whole, active on {day}"
+        );
+    }
+    let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
+    assert!(unreadable.every_loan(Some(paid_on)).is_ok());
+    let refused = unreadable.every_loan(Some(day_before));
+    assert!(
+        matches!(&refused, Err(DomainError::Unavailable { message }) if message.contains("ask again")),
+        "{refused:?}"
+    );
+}
+
 /// Her borrower steps are worked out again (at her next loan) from a loan
-/// closed and held as its summary: the spans of its principal it keeps give the
-/// steps its whole principal by date gave. She borrowed from 1 Jan, paid
+/// closed and let go of: what it changed of her borrowing, kept with her,
+/// gives the steps its whole principal by date gave. She borrowed from 1 Jan, paid
 /// off on 10 Jan, and borrows again from 1 Feb.
 #[test]
 fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
@@ -2373,9 +2456,21 @@ fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
         &ledger.records,
         Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
     );
-    let first = &started.loans[&loan_id()];
-    assert!(first.is_summary());
+    assert!(
+        !started.loans.contains_key(&loan_id()),
+        "the loan let go of"
+    );
+    let first = started.loan(&loan_id()).unwrap().unwrap();
     assert_eq!(first.principal_changes().len(), 2, "on 1 Jan and on 10 Jan");
+    assert_eq!(
+        started.members[&member_id()]
+            .ended_borrowing
+            .iter()
+            .map(|change| (change.date, change.loans))
+            .collect::<Vec<_>>(),
+        [(date(2001, 1, 1), 1), (paid_on, -1)],
+        "her ended loan's borrowing, kept with her"
+    );
     let next = next_loan(&rules, date(2001, 2, 1));
     let entry = ledger.submit(next.disburse()).unwrap().clone();
     started.apply(&entry).unwrap();
@@ -2421,7 +2516,7 @@ fn a_new_loan_changes_her_borrower_steps_only_where_she_did_not_borrow() {
     let principal: Vec<_> = member
         .loans
         .iter()
-        .map(|id| ledger.state.loans[id].principal_changes())
+        .map(|id| &ledger.state.loans[id].principal_changes)
         .collect();
     let savings: Vec<_> = member
         .savings_accounts
@@ -2429,7 +2524,7 @@ fn a_new_loan_changes_her_borrower_steps_only_where_she_did_not_borrow() {
         .map(|id| &ledger.state.savings[id].changes)
         .collect();
     assert_eq!(
-        crate::totals::borrower_steps(&principal, &savings).unwrap(),
+        crate::totals::borrower_steps(&principal, &[], &savings).unwrap(),
         member.borrower_steps
     );
 }
@@ -2457,7 +2552,7 @@ fn a_deposit_dated_before_her_loans_last_change_keeps_her_steps_as_a_scan_gives(
     let principal: Vec<_> = member
         .loans
         .iter()
-        .map(|id| ledger.state.loans[id].principal_changes())
+        .map(|id| &ledger.state.loans[id].principal_changes)
         .collect();
     let savings: Vec<_> = member
         .savings_accounts
@@ -2465,12 +2560,12 @@ fn a_deposit_dated_before_her_loans_last_change_keeps_her_steps_as_a_scan_gives(
         .map(|id| &ledger.state.savings[id].changes)
         .collect();
     assert_eq!(
-        crate::totals::borrower_steps(&principal, &savings).unwrap(),
+        crate::totals::borrower_steps(&principal, &[], &savings).unwrap(),
         member.borrower_steps
     );
 }
 
-/// A paid-off loan held as its summary whose record in the state cache no longer
+/// A paid-off loan let go of whose record in the state cache no longer
 /// decodes (damaged on disk): reading it whole is refused as damaged,
 /// naming the loan and `verify`, never answered from what memory kept.
 #[test]
@@ -2483,7 +2578,7 @@ fn a_loan_let_go_of_whose_record_is_damaged_is_refused_as_damaged() {
         &ledger.records,
         Arc::new(CacheRecords(std::sync::Mutex::new(records))),
     );
-    assert!(started.loans[&loan_id()].is_summary());
+    assert!(!started.loans.contains_key(&loan_id()));
     let now = context().recorded_at;
     let refused = started.loan_view(&loan_id(), Some(date(2001, 1, 5)), now);
     assert!(
@@ -2496,23 +2591,23 @@ fn a_loan_let_go_of_whose_record_is_damaged_is_refused_as_damaged() {
     );
 }
 
-/// A loan paid off and held as its summary: a command on it is refused as
-/// the loan held whole refuses it, in the same order (a repayment dated
-/// before its last transaction for its date, one after for its status)
-/// and with the same message, from the summary alone (a store that cannot
-/// be read changes nothing): `verify` decides every command again on loans
-/// held whole.
+/// A loan paid off and let go of: a command on it is refused as the loan
+/// held whole refuses it, in the same order (a repayment dated before its
+/// last transaction for its date, one after for its status) and with the
+/// same message, from its summary read back (`verify` decides every command
+/// again on loans held whole); on a store that cannot be read just now, it
+/// is refused as unavailable (ask again), deciding nothing.
 #[test]
-fn commands_on_a_loan_held_as_its_summary_are_refused_as_on_the_loan_whole() {
+fn commands_on_a_loan_let_go_of_are_refused_as_on_the_loan_whole() {
     let (ledger, _) = paid_off_on_new_years_day();
     let readable = started_from(
         &ledger.records,
         Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
     );
     let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
-    assert!(readable.loans[&loan_id()].is_summary());
-    assert!(unreadable.loans[&loan_id()].is_summary());
-    assert!(!ledger.state.loans[&loan_id()].is_summary());
+    assert!(!readable.loans.contains_key(&loan_id()));
+    assert!(!unreadable.loans.contains_key(&loan_id()));
+    assert!(ledger.state.loans.contains_key(&loan_id()));
     let commands = [
         (
             CommandBody::RecordRepayment {
@@ -2555,13 +2650,20 @@ fn commands_on_a_loan_held_as_its_summary_are_refused_as_on_the_loan_whole() {
                 .is_err_and(|e| e.to_string().contains(refusal)),
             "{whole:?}"
         );
-        for summary in [&readable, &unreadable] {
-            let decided = ledger.decide(summary, body.clone());
-            assert_eq!(
-                decided.as_ref().map_err(ToString::to_string),
-                whole.as_ref().map_err(ToString::to_string),
-            );
-        }
+        let decided = ledger.decide(&readable, body.clone());
+        assert_eq!(
+            decided.as_ref().map_err(ToString::to_string),
+            whole.as_ref().map_err(ToString::to_string),
+        );
+        let refused = ledger.decide(&unreadable, body);
+        assert!(
+            matches!(
+                &refused,
+                Err(ExecuteError::Refused(DomainError::Unavailable { message }))
+                    if message.contains("ask again")
+            ),
+            "{refused:?}"
+        );
     }
 }
 
@@ -2580,32 +2682,33 @@ fn loan_record_kinds(records: &BTreeMap<Vec<u8>, Vec<u8>>) -> BTreeSet<String> {
         .collect()
 }
 
-/// A loan paid off is two records of the state cache, the loan whole (read
-/// when asked) and its summary (read at startup), in place of a running
-/// loan's terms, progress and lists; the reversal that reopens it brings
-/// those back and removes the two. After each entry the records are the
-/// state's (the harness checks them against a full export); a state
-/// started from them holds the loan as its summary while it is paid off,
-/// whole once reopened.
+/// A loan paid off is two records of the state cache, the loan whole and
+/// its summary (both read when asked), in place of a running loan's terms,
+/// progress and lists; the reversal that reopens it brings those back and
+/// removes the two. After each entry the records are the state's (the
+/// harness checks them against a full export); a state started from them
+/// does not hold the loan while it is paid off, and holds it whole once
+/// reopened.
 #[test]
 fn a_paid_off_loan_is_its_whole_record_and_its_summary_until_reopened() {
     // Its lists, shorter than a chunk, are in its progress record.
     let running: BTreeSet<String> = ["loan/", "repaid/"].map(String::from).into();
-    let ended: BTreeSet<String> = ["cold/loan/", "ended/"].map(String::from).into();
+    let ended: BTreeSet<String> = ["cold/loan/", "cold/ended/"].map(String::from).into();
     let start = |records: &BTreeMap<Vec<u8>, Vec<u8>>| {
         let store = CacheRecords(std::sync::Mutex::new(records.clone()));
         started_from(records, Arc::new(store))
     };
     let (mut ledger, payoff) = paid_off_on_new_years_day();
     assert_eq!(loan_record_kinds(&ledger.records), ended);
-    assert!(start(&ledger.records).loans[&loan_id()].is_summary());
+    assert!(!start(&ledger.records).loans.contains_key(&loan_id()));
     reverse(&mut ledger, payoff.sequence, None).unwrap();
     assert_eq!(ledger.loan().status, LoanStatus::Active);
     assert_eq!(loan_record_kinds(&ledger.records), running);
-    assert!(!ledger.cold.loans[&loan_id()].is_summary());
+    assert!(ledger.cold.loans.contains_key(&loan_id()));
     assert_eq!(
-        start(&ledger.records).loans[&loan_id()]
-            .whole()
+        start(&ledger.records)
+            .loans
+            .get(&loan_id())
             .map(|loan| loan.status),
         Some(LoanStatus::Active)
     );
@@ -2633,7 +2736,7 @@ fn a_cache_whose_ended_loan_records_disagree_is_refused() {
     assert!(
         refused
             .as_ref()
-            .is_err_and(|why| why.contains("has no summary record")),
+            .is_err_and(|why| why.contains("not of the same loans")),
         "{refused:?}"
     );
     // The same loan's record before its payoff, when it was running.
@@ -2666,12 +2769,12 @@ fn a_cache_whose_ended_loan_records_disagree_is_refused() {
 }
 
 /// A member and her loan as they stood before the loan's payoff, asked of
-/// a state holding the paid-off loan as its summary: read back whole, the
+/// a state that let go of the paid-off loan: read back whole, the
 /// loan gives what the state holding it whole gives; on a store that
 /// cannot be read just now, the answer says so (unavailable: ask again),
 /// not that the journal could not be read.
 #[test]
-fn as_of_reads_of_a_loan_held_as_its_summary_read_it_back_or_say_so() {
+fn as_of_reads_of_a_loan_let_go_of_read_it_back_or_say_so() {
     let (ledger, payoff) = paid_off_on_new_years_day();
     let before = payoff.sequence - 1;
     let lookup = |sequence: u64| Ok(ledger.entries[sequence as usize - 1].body.clone());
@@ -2737,7 +2840,7 @@ fn a_reopened_loans_account_is_written_whole_or_not_at_all() {
         .unwrap();
     ledger.cold.apply(&reversal).unwrap();
     ledger.state.apply(&reversal).unwrap();
-    assert_eq!(ledger.cold.loans[&loan_id()].status(), LoanStatus::Active);
+    assert_eq!(ledger.cold.loans[&loan_id()].status, LoanStatus::Active);
     // As the server's persister does: the changes taken, then completed
     // (the record read back) apart; a failed read gives the keys back to
     // be marked changed again, and nothing to write.

@@ -20,7 +20,7 @@ pub struct MemberView {
     pub currency: Currency,
     pub savings: Vec<SavingsView>,
     /// Her loans. From [`LedgerState::member_view`], a closed or
-    /// cancelled one may be held as its summary ([`LoanSlot::Ended`]):
+    /// cancelled one memory let go of is its summary ([`LoanSlot::Ended`]):
     /// what reads more of it reads the loan whole
     /// ([`LedgerState::whole_loan`]). Shared with the state, not copied.
     pub loans: Vec<LoanSlot>,
@@ -125,12 +125,10 @@ impl LedgerState {
                 required_minimum: self.required_savings(account, today)?,
             });
         }
-        let loans = member
-            .loans
-            .iter()
-            .filter_map(|id| self.loans.get(id))
-            .cloned()
-            .collect();
+        let mut loans = Vec::with_capacity(member.loans.len());
+        for id in &member.loans {
+            loans.extend(self.loan(id)?);
+        }
         Ok(MemberView {
             member: member.clone(),
             currency: branch.currency,
@@ -334,8 +332,8 @@ impl LedgerState {
         }
         let mut loans: Vec<(Arc<Loan>, Arrears)> = Vec::new();
         for loan in self
-            .loans
-            .values()
+            .every_loan(Some(as_of))?
+            .iter()
             .filter(|loan| branch.is_none_or(|b| loan.branch() == b))
         {
             // A loan that had ended by then owes nothing then; one that
@@ -453,8 +451,8 @@ impl LedgerState {
         };
         let mut borrowers = BTreeSet::new();
         for loan in self
-            .loans
-            .values()
+            .every_loan(None)?
+            .iter()
             .filter(|loan| branch.is_none_or(|b| loan.branch() == b))
         {
             let loan = &super::whole_loan(self.stored.0.as_deref(), loan)?;
@@ -536,7 +534,7 @@ impl LedgerState {
     ) -> Result<Vec<ProductCount>, DomainError> {
         self.find_branch("branch_id", branch)?;
         let mut counts: BTreeMap<Option<ProductId>, ProductCount> = BTreeMap::new();
-        for slot in self.loans.values().filter(|loan| {
+        for slot in self.every_loan(None)?.iter().filter(|loan| {
             loan.branch() == branch
                 && loan.status() != LoanStatus::Cancelled
                 && (from..=to).contains(&loan.disbursed_on())

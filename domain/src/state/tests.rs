@@ -430,8 +430,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
         }
         _ => day(d),
     };
-    let loan_day =
-        |m: usize, d: u32| after_last(state.loan(&latest_loan(m)).map(|l| &**l.expect_whole()), d);
+    let loan_day = |m: usize, d: u32| after_last(state.held_loan(&latest_loan(m)).map(|l| &**l), d);
     match step.clone() {
         Step::Deposit {
             member: m,
@@ -519,8 +518,8 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                         x.loans
                             .iter()
                             .rev()
-                            .filter_map(|l| state.loan(l))
-                            .map(|l| &**l.expect_whole())
+                            .filter_map(|l| state.held_loan(l))
+                            .map(|l| &**l)
                     };
                     loans()
                         .find(|loan| loan.events.len() > 1)
@@ -597,8 +596,8 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                 x.loans
                     .iter()
                     .rev()
-                    .filter_map(|l| state.loan(l))
-                    .map(|l| &**l.expect_whole())
+                    .filter_map(|l| state.held_loan(l))
+                    .map(|l| &**l)
                     .find(|loan| {
                         loan.status == LoanStatus::Active
                             && loan.tranches < loan.policy.tranches_max
@@ -630,7 +629,7 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                     || state
                         .loans
                         .get(&latest_loan(m))
-                        .is_some_and(|loan| loan.status() == LoanStatus::Active)
+                        .is_some_and(|loan| loan.status == LoanStatus::Active)
             };
             let lines: Vec<(Option<u32>, Option<u32>)> = lines
                 .iter()
@@ -655,8 +654,8 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
                 meeting_date: Some(after_last(
                     (0..MEMBERS)
                         .filter(|&m| lines[m].0.is_some())
-                        .filter_map(|m| state.loan(&latest_loan(m)))
-                        .map(|l| &**l.expect_whole())
+                        .filter_map(|m| state.held_loan(&latest_loan(m)))
+                        .map(|l| &**l)
                         .max_by_key(|loan| loan.last_repayment_on),
                     d,
                 )),
@@ -945,8 +944,8 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
     };
     let reverse = |state: &LedgerState| body_of(&Step::ReverseLoan { member: 0 }, state);
     let loan = LoanId::parse("l", "M0/L1").unwrap();
-    let events = |state: &LedgerState| state.loans[&loan].expect_whole().events.len();
-    let history = |state: &LedgerState| state.loans[&loan].expect_whole().history.len();
+    let events = |state: &LedgerState| state.loans[&loan].events.len();
+    let history = |state: &LedgerState| state.loans[&loan].history.len();
     let keys = |records: &BTreeMap<Vec<u8>, Vec<u8>>, kind: &str| {
         let prefix = format!("{kind}/M0/L1/");
         records
@@ -974,7 +973,7 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
          the history keeps both entries"
     );
     run([repay(&state)], &mut state, &mut records, &mut entries);
-    let before = Arc::clone(state.loans[&loan].expect_whole());
+    let before = Arc::clone(&state.loans[&loan]);
     run([repay(&state)], &mut state, &mut records, &mut entries);
     assert_eq!((events(&state), history(&state)), (chunk + 1, chunk + 3));
     assert_eq!(
@@ -985,7 +984,7 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
     // The copy of the loan the entry made shares its lists' full chunks
     // with the loan before it, and their tails grew by that entry, not to
     // twice their length.
-    let held = state.loans[&loan].expect_whole();
+    let held = &state.loans[&loan];
     let full = (chunk / 128, chunk / 128);
     assert_eq!(held.events.shared_with(&before.events), full);
     assert_eq!(held.history.shared_with(&before.history), full);
@@ -995,14 +994,8 @@ fn a_loans_lists_of_entries_are_kept_in_chunks() {
     // they give the lists whole.
     let read =
         LedgerState::import(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
-    assert_eq!(
-        read.loans[&loan].expect_whole().events,
-        state.loans[&loan].expect_whole().events
-    );
-    assert_eq!(
-        read.loans[&loan].expect_whole().history,
-        state.loans[&loan].expect_whole().history
-    );
+    assert_eq!(read.loans[&loan].events, state.loans[&loan].events);
+    assert_eq!(read.loans[&loan].history, state.loans[&loan].history);
     // A chunk missing is refused, not read as a shorter list.
     let first = records
         .keys()
@@ -1121,12 +1114,10 @@ fn id_texts(state: &LedgerState) -> Vec<(String, *const u8)> {
         }
         note(account.branch.as_str());
     }
-    for (id, slot) in &state.loans {
+    for (id, loan) in &state.loans {
         note(id.as_str());
-        if let Some(loan) = slot.whole() {
-            for text in [loan.id.as_str(), loan.member.as_str(), loan.branch.as_str()] {
-                note(text);
-            }
+        for text in [loan.id.as_str(), loan.member.as_str(), loan.branch.as_str()] {
+            note(text);
         }
     }
     for (account, _) in state.books.account_record_keys() {
@@ -1153,7 +1144,7 @@ fn id_texts(state: &LedgerState) -> Vec<(String, *const u8)> {
 #[test]
 fn records_read_back_under_an_interner_share_each_ids_text() {
     let (state, records) = set_up_deposit_and_disburse();
-    assert!(state.loans.values().any(|slot| slot.whole().is_some()));
+    assert!(!state.loans.is_empty());
 
     let copies = |state: &LedgerState| {
         let mut places: BTreeMap<String, BTreeSet<*const u8>> = BTreeMap::new();
@@ -1194,7 +1185,7 @@ fn an_entry_opens_accounts_and_loans_under_its_members_own_id() {
             assert_eq!(at(&state.savings[id].member), at(&her.id), "{id}");
         }
         for id in &her.loans {
-            let loan = state.loans[id].whole().expect("a running loan");
+            let loan = &state.loans[id];
             assert_eq!(at(&loan.member), at(&her.id), "{id}");
         }
     }
@@ -1346,8 +1337,8 @@ proptest! {
         prop_assert_eq!(split.books(), state.books());
         prop_assert_eq!(&split.balances, &state.balances);
         // Read back as a server starts, the records read when asked left in
-        // the store: a closed or cancelled loan is held as its summary,
-        // and read back whole it is the loan.
+        // the store: a closed or cancelled loan is let go of, and read back
+        // whole it is the loan.
         let mut startup = StateImport::default();
         for (key, value) in &records {
             if crate::stored::is_stored_key(key) {
@@ -1378,18 +1369,54 @@ proptest! {
         let mut kept_replay = replayed.clone();
         kept_replay.keep_stored_in(Arc::new(RecordsKept(records.clone())));
         prop_assert_eq!(kept_replay.export(), state.export());
-        for loan in state.loans.values().map(LoanSlot::expect_whole) {
+        for loan in state.loans.values() {
             for read in [&started, &kept_replay] {
-                prop_assert_eq!(read.loans[&loan.id].is_summary(), loan.has_ended());
+                prop_assert_eq!(!read.loans.contains_key(&loan.id), loan.has_ended());
                 let whole = read.whole_loan(&loan.id).unwrap().unwrap();
                 prop_assert_eq!(&*whole, &**loan);
+            }
+        }
+        // Listed in id order a few at a time, the loans memory let go of
+        // are read back among those it holds: the same loans, once each and
+        // in order, as the state holding every one whole lists; asked for
+        // those active on a day, every one active on it.
+        let listed_as = |slots: &[LoanSlot]| -> Vec<(LoanId, LoanStatus, Option<NaiveDate>)> {
+            slots.iter().map(|l| (l.id().clone(), l.status(), l.ended_on())).collect()
+        };
+        let every = state.every_loan(None).unwrap();
+        prop_assert_eq!(every.len(), state.loans.len());
+        let last_day = entries.iter().map(|e| e.body.effective_date).max().unwrap();
+        // And the days either side of the latest any loan ended on, the
+        // last one the loans let go of may have been active on.
+        let latest = state.ended_latest.unwrap_or(last_day);
+        let days = [None, Some(day(0)), Some(day(20)), Some(last_day), Some(latest), latest.pred_opt()];
+        for read in [&started, &kept_replay, &cold] {
+            for active_on in days {
+                let active = |slots: &[LoanSlot]| -> Vec<LoanSlot> {
+                    slots.iter().filter(|l| active_on.is_none_or(|d| l.active_on(d))).cloned().collect()
+                };
+                let expected = listed_as(&active(&every));
+                prop_assert_eq!(listed_as(&active(&read.every_loan(active_on).unwrap())), expected.clone());
+                for limit in [1, 2, 5] {
+                    let (mut listed, mut after) = (Vec::new(), None);
+                    loop {
+                        let taken = read.loans_after(after.as_ref(), limit, active_on).unwrap();
+                        prop_assert!(taken.loans.len() <= limit);
+                        listed.extend(taken.loans);
+                        match taken.next {
+                            Some(next) => after = Some(next),
+                            None => break,
+                        }
+                    }
+                    prop_assert_eq!(listed_as(&active(&listed)), expected.clone(), "{} at a time, active on {:?}", limit, active_on);
+                }
             }
         }
         // The books balance: all debits equal all credits.
         let (debits, credits) = state.balances.values().fold((Decimal::ZERO, Decimal::ZERO), |(d, c), b| (d + b.debits, c + b.credits));
         prop_assert_eq!(debits, credits);
         // The loans' running totals equal their installments.
-        for loan in state.loans.values().map(LoanSlot::expect_whole) {
+        for loan in state.loans.values() {
             let principal: Decimal = loan.installments.iter().map(|i| i.principal_unpaid()).sum();
             let interest: Decimal = loan.installments.iter().map(|i| i.interest_unpaid()).sum();
             let fees: Decimal = loan.installments.iter().map(|i| i.fee_unpaid()).sum();
@@ -1429,7 +1456,7 @@ proptest! {
         let portfolio: Decimal = state.balances.iter().filter(|(a, _)| matches!(a, AccountId::Loan(_))).map(|(a, b)| b.on_normal_side(a.kind())).sum();
         prop_assert_eq!(figures.savings_balance, savings);
         prop_assert_eq!(figures.portfolio_outstanding, portfolio);
-        let borrowers = state.members.values().filter(|m| m.loans.iter().any(|l| state.loans[l].expect_whole().status == LoanStatus::Active && !state.loans[l].expect_whole().principal_outstanding().is_zero())).count();
+        let borrowers = state.members.values().filter(|m| m.loans.iter().any(|l| state.loans[l].status == LoanStatus::Active && !state.loans[l].principal_outstanding().is_zero())).count();
         prop_assert_eq!(figures.borrowers, borrowers as i64);
         aggregates_equal_the_scan(&state)?;
         aggregates_equal_the_scan(&imported)?;
@@ -1456,7 +1483,7 @@ fn aggregates_equal_the_scan(state: &LedgerState) -> Result<(), TestCaseError> {
             // that the arrears listing lists (it also lists loans owing only
             // overdue interest or fees, which portfolio quality leaves out).
             let mut listed = 0u64;
-            for loan in state.loans_after(None).map(LoanSlot::expect_whole) {
+            for loan in state.loans.values() {
                 if which.is_none_or(|b| loan.branch == *b)
                     && loan.principal_on(as_of).unwrap() > Decimal::ZERO
                     && loan.arrears_on(as_of).unwrap().in_arrears
@@ -1480,9 +1507,10 @@ fn aggregates_equal_the_scan(state: &LedgerState) -> Result<(), TestCaseError> {
             .members
             .values()
             .filter(|m| {
-                let borrows = m.loans.iter().any(|l| {
-                    state.loans[l].expect_whole().principal_on(as_of).unwrap() > Decimal::ZERO
-                });
+                let borrows = m
+                    .loans
+                    .iter()
+                    .any(|l| state.loans[l].principal_on(as_of).unwrap() > Decimal::ZERO);
                 let saved: Decimal = m
                     .savings_accounts
                     .iter()
@@ -1592,7 +1620,7 @@ proptest! {
             // and so is its view (statuses, arrears, payoff on that day).
             for id in state.loans.keys() {
                 let replayed = state.loan_at(id, *sequence, &mut lookup).unwrap();
-                prop_assert_eq!(replayed.as_ref(), loans.get(id).map(|loan| &**loan.expect_whole()), "loan {} as of {}", id, sequence);
+                prop_assert_eq!(replayed.as_ref(), loans.get(id).map(|loan| &**loan), "loan {} as of {}", id, sequence);
                 let view = state.loan_view_at(id, *sequence, None, &mut lookup).ok();
                 prop_assert_eq!(view.as_ref(), loan_views.get(id), "loan view {} as of {}", id, sequence);
             }
@@ -2057,6 +2085,18 @@ impl crate::stored::StoredRecords for RecordsKept {
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
         Ok(self.0.get(key).cloned())
     }
+
+    fn records_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        skip: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<crate::stored::Records, crate::stored::ReadError> {
+        Ok(crate::stored::records_after_in(
+            &self.0, prefix, after, limit, skip,
+        ))
+    }
 }
 
 /// Records saved into a map as a checkpoint saves them, and read from it.
@@ -2083,6 +2123,19 @@ impl crate::stored::StoredRecords for RecordsSaved {
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.0.lock().unwrap().get(key).cloned())
+    }
+
+    fn records_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        skip: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<crate::stored::Records, crate::stored::ReadError> {
+        let kept = self.0.lock().unwrap();
+        Ok(crate::stored::records_after_in(
+            &kept, prefix, after, limit, skip,
+        ))
     }
 }
 

@@ -87,7 +87,7 @@ impl LedgerState {
                     format!("loan {loan_id} is on an earlier line too; one line per loan"),
                 ));
             }
-            let (repayment, lines) = self.decide_repayment(loan, *amount, date).map_err(|e| {
+            let (repayment, lines) = self.decide_repayment(&loan, *amount, date).map_err(|e| {
                 e.renamed("amount", "repayment")
                     .renamed("effective_date", "meeting_date")
             })?;

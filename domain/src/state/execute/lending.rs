@@ -157,10 +157,10 @@ impl LedgerState {
     ) -> Result<Decision, DomainError> {
         let slot = self.find_loan("loan_id", loan_id)?;
         let branch = self.find_branch("loan_id", slot.branch())?;
-        let loan = running(slot)?;
+        let loan = running(&slot)?;
         amount.check("amount", branch.currency, &branch.books())?;
         let date = self.resolve_date("disbursed_on", disbursed_on, branch, context)?;
-        in_date_order("disbursed_on", date, slot)?;
+        in_date_order("disbursed_on", date, &slot)?;
         if loan.tranches >= loan.policy.tranches_max {
             return Err(DomainError::precondition(
                 "loan_id",
@@ -280,9 +280,9 @@ impl LedgerState {
     ) -> Result<Decision, DomainError> {
         let slot = self.find_loan("loan_id", loan_id)?;
         let branch = self.find_branch("loan_id", slot.branch())?;
-        let loan = running(slot)?;
+        let loan = running(&slot)?;
         let date = self.resolve_date("effective_date", effective_date, branch, context)?;
-        in_date_order("effective_date", date, slot)?;
+        in_date_order("effective_date", date, &slot)?;
         let principal = loan.principal_outstanding();
         if principal.is_zero() {
             return Err(DomainError::precondition(
@@ -305,7 +305,7 @@ impl LedgerState {
     }
 
     /// Loan transactions are undone newest first: `sequence` must be the
-    /// latest standing entry on `loan`. A closed loan held as its summary
+    /// latest standing entry on `loan`. A closed loan memory let go of
     /// is read back whole now (applying the reversal reads it again): a
     /// store that cannot read it refuses the reversal, which may be asked
     /// again, rather than failing it once decided.
@@ -392,7 +392,7 @@ pub(super) fn running(slot: &LoanSlot) -> Result<&Loan, DomainError> {
 }
 
 /// The loan a repayment works on: refused as [`check_active`] refuses it
-/// when closed or cancelled and held as its summary (a loan held whole is
+/// when closed or cancelled and read back as its summary (a loan held whole is
 /// let through, its status checked by the caller).
 pub(super) fn running_or_written_off(slot: &LoanSlot) -> Result<&Loan, DomainError> {
     match slot {

@@ -224,7 +224,12 @@ impl LedgerState {
     /// (deciding it then refuses it as not found).
     fn branch_of(&self, body: &CommandBody, lookup: &LookupEntry<'_>) -> Option<Option<BranchId>> {
         let member = |id: &MemberId| self.members.get(id).map(|m| m.branch.clone());
-        let loan = |id: &LoanId| self.loan(id).map(|l| l.branch().clone());
+        // A loan memory let go of is read back; one that cannot be is
+        // taken for none here, and deciding then says why it cannot be read.
+        let loan = |id: &LoanId| match self.held_loan(id) {
+            Some(loan) => Some(loan.branch.clone()),
+            None => self.loan(id).ok().flatten().map(|l| l.branch().clone()),
+        };
         let branch = match body {
             CommandBody::CreateBranch { branch_id, .. }
             | CommandBody::CreateCenter { branch_id, .. }
@@ -291,8 +296,7 @@ impl LedgerState {
                 },
                 _,
             ) => self
-                .loan(loan_id)
-                .and_then(LoanSlot::whole)
+                .held_loan(loan_id)
                 .and_then(|loan| loan.product.as_ref())
                 .and_then(|(product, _)| self.access.approval_limit(product))
                 .is_some_and(|limit| amount.amount > limit),
@@ -426,7 +430,7 @@ impl LedgerState {
                 let loan = self.find_loan("loan_id", loan_id)?;
                 let branch = self.find_branch("loan_id", loan.branch())?;
                 let date = self.resolve_date("effective_date", *effective_date, branch, context)?;
-                let (repayment, postings) = self.decide_repayment(loan, *amount, date)?;
+                let (repayment, postings) = self.decide_repayment(&loan, *amount, date)?;
                 Decision {
                     branch: Some(branch.id.clone()),
                     effective_date: date,
@@ -512,8 +516,8 @@ impl LedgerState {
             .ok_or_else(|| DomainError::not_found(field, "member", id.as_str()))
     }
 
-    pub(super) fn find_loan(&self, field: &str, id: &LoanId) -> Result<&LoanSlot, DomainError> {
-        self.loan(id)
+    pub(super) fn find_loan(&self, field: &str, id: &LoanId) -> Result<LoanSlot, DomainError> {
+        self.loan(id)?
             .ok_or_else(|| DomainError::not_found(field, "loan", id.as_str()))
     }
 
@@ -524,7 +528,7 @@ impl LedgerState {
         field: &str,
         id: &LoanId,
     ) -> Result<Arc<Loan>, DomainError> {
-        super::whole_loan(self.stored.0.as_deref(), self.find_loan(field, id)?)
+        super::whole_loan(self.stored.0.as_deref(), &self.find_loan(field, id)?)
     }
 }
 

@@ -263,13 +263,9 @@ impl LedgerState {
             return Ok(Decimal::ZERO);
         };
         // Only active loans require savings: a closed or cancelled one,
-        // which may be held as its summary, requires none.
+        // which memory may have let go of, requires none.
         let loans = member.loans.iter().filter_map(|id| self.loans.get(id));
-        self.required_savings_with(
-            account,
-            date,
-            loans.filter_map(LoanSlot::whole).map(|loan| &**loan),
-        )
+        self.required_savings_with(account, date, loans.map(|loan| &**loan))
     }
 
     /// [`Self::required_savings`] with the member's loans as given (as they
