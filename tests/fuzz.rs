@@ -203,7 +203,7 @@ fn valid() -> &'static Valid {
             let entry = decode_payload(payload, sequence).expect("a simulated entry decodes");
             state.apply(&entry).expect("a simulated entry applies");
         }
-        let records = state.export().into_iter().collect();
+        let records = state.export().unwrap().into_iter().collect();
         let canonicals = payloads
             .iter()
             .map(|payload| split_payload(0, payload).unwrap().0.into_owned())
@@ -484,7 +484,7 @@ fn check_records(records: &[(Vec<u8>, Vec<u8>)]) {
         LedgerState::import(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
     });
     if let Ok(state) = imported {
-        let exported = state.export();
+        let exported = state.export().unwrap();
         LedgerState::import(exported.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
             .expect("an imported state's own records import");
     }

@@ -2106,6 +2106,18 @@ mod tests {
         fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
             Ok(self.0.get(key).cloned())
         }
+
+        fn records_after(
+            &self,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+            skip: &dyn Fn(&[u8]) -> bool,
+        ) -> Result<crate::stored::Records, ReadError> {
+            Ok(crate::stored::records_after_in(
+                &self.0, prefix, after, limit, skip,
+            ))
+        }
     }
 
     /// An entry's postings to one account: its date, and what each posted

@@ -836,6 +836,17 @@ pub(crate) mod tests {
             *self.reads.lock().expect("not poisoned") += 1;
             Ok(self.records.lock().expect("not poisoned").get(key).cloned())
         }
+
+        /// A day log lists nothing.
+        fn records_after(
+            &self,
+            _: &[u8],
+            _: Option<&[u8]>,
+            _: usize,
+            _: &dyn Fn(&[u8]) -> bool,
+        ) -> Result<crate::stored::Records, ReadError> {
+            Err(ReadError::Damaged("a day log lists no records".into()))
+        }
     }
 
     #[test]
@@ -962,6 +973,16 @@ pub(crate) mod tests {
 
     impl StoredRecords for Unreadable {
         fn read(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+            Err(ReadError::Unreadable("disk on fire".into()))
+        }
+
+        fn records_after(
+            &self,
+            _: &[u8],
+            _: Option<&[u8]>,
+            _: usize,
+            _: &dyn Fn(&[u8]) -> bool,
+        ) -> Result<crate::stored::Records, ReadError> {
             Err(ReadError::Unreadable("disk on fire".into()))
         }
     }

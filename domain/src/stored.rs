@@ -3,9 +3,9 @@
 //!
 //! A record whose key starts with [`STORED_PREFIX`] changes only when
 //! what it holds changes, which is rarely or never: a closed chunk of a
-//! branch's day log (written once), a closed or cancelled loan whole
-//! (written when the loan ends, and again if it changes while ended;
-//! gone when a reversal reopens it). Memory holds what it holds only until the
+//! branch's day log (written once), a closed or cancelled loan whole and
+//! its summary (written when the loan ends, and again if it changes while
+//! ended; gone when a reversal reopens it). Memory holds what it holds only until the
 //! checkpoint that saved it completes, and holds it again from the entry
 //! that changes it: a read made in the state's lock never meets a record
 //! being rewritten (reads outside it go back to the state). A store keeps,
@@ -69,12 +69,7 @@ pub trait StoredRecords: Send + Sync + std::fmt::Debug {
         after: Option<&[u8]>,
         limit: usize,
         skip: &dyn Fn(&[u8]) -> bool,
-    ) -> Result<Records, ReadError> {
-        let _ = (prefix, after, limit, skip);
-        Err(ReadError::Unreadable(
-            "this store does not list its records".into(),
-        ))
-    }
+    ) -> Result<Records, ReadError>;
 }
 
 /// [`StoredRecords::records_after`] over records kept in a map, for the

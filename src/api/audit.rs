@@ -38,8 +38,10 @@ use super::status;
 
 /// Loans taken in one hold of the read lock while listing loans in arrears.
 pub const LOANS_PER_HOLD: usize = 256;
-/// Most loans looked at for one page of loans in arrears: a page ends there
-/// (with a token) even when it holds fewer loans than asked.
+/// Most loans looked at for one page of loans in arrears (ended loans' summaries
+/// read from the state cache and passed over as not active then count too):
+/// a page ends there (with a token) even when it holds fewer loans than
+/// asked.
 pub const LOANS_PER_PAGE_MAX: usize = 10_000;
 
 /// The audit service over a running ledger.
@@ -799,9 +801,12 @@ impl ArrearsQuery {
     /// The page: loans in id order from the one after the token's, until
     /// the page is full, [`LOANS_PER_PAGE_MAX`] were looked at, or the
     /// loans end. The loans are taken [`LOANS_PER_HOLD`] at a time in short
-    /// holds of the read lock (shared handles, no copies) and looked at
-    /// after it is released, so the publisher never waits for a page's
-    /// arrears to be worked out, however slowly this read thread runs.
+    /// holds of the read lock (shared handles of the loans memory holds;
+    /// for a day before the latest any loan ended on, the summaries of
+    /// those it let go of, read from the state cache in the hold) and
+    /// looked at after it is released, so the publisher never waits for a
+    /// page's arrears to be worked out, however slowly this read thread
+    /// runs.
     fn page(self, ledger: &Ledger) -> Result<pb::ListLoansInArrearsResponse, DomainError> {
         let branch = self.branch.as_ref();
         let as_of = ledger.read(|state| {
@@ -834,8 +839,13 @@ impl ArrearsQuery {
             // cache only when one may have been active then.
             let taken = ledger
                 .read(|state| state.loans_after(last.as_ref(), LOANS_PER_HOLD, Some(as_of)))?;
+            if looked_at >= LOANS_PER_PAGE_MAX {
+                next = last;
+                break;
+            }
+            looked_at += taken.passed_over;
             for slot in &taken.loans {
-                if page.is_full() || looked_at == LOANS_PER_PAGE_MAX {
+                if page.is_full() || looked_at >= LOANS_PER_PAGE_MAX {
                     next = last;
                     break 'steps;
                 }

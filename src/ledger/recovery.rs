@@ -117,6 +117,7 @@ fn rebuild_saving_every(
         // No entry: the new state's records, head and format among them.
         let records: Vec<_> = state
             .export()
+            .map_err(|e| StoreError::State(e.to_string()))?
             .into_iter()
             .map(|(key, value)| (key, Some(value)))
             .collect();
@@ -622,6 +623,7 @@ mod tests {
         store.clear_state().unwrap();
         let records: Vec<_> = whole
             .export()
+            .unwrap()
             .into_iter()
             .map(|(key, value)| (key, Some(value)))
             .collect();

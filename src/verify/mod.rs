@@ -1115,7 +1115,10 @@ fn compare_state(
 ) -> Result<(), VerifyError> {
     let empty = BTreeMap::new();
     let stored = stored.map_or(&empty, |(_, records)| records);
-    let rebuilt = state.export();
+    let rebuilt = state.export().map_err(|e| VerifyError::State {
+        sequence,
+        message: e.to_string(),
+    })?;
     let rebuilt = if sequence == 0 && stored.is_empty() {
         BTreeMap::new()
     } else {

@@ -1069,7 +1069,13 @@ impl<'s> Stage<'s> {
         else {
             return Err("not a disbursement".into());
         };
-        if self.state.loans.contains_key(loan) {
+        // Her list names every loan she ever had, those memory let go of
+        // too.
+        let exists = |member: &Member| member.loans.contains(loan);
+        if self.state.loans.contains_key(loan)
+            || self.members.get(member_id).is_some_and(exists)
+            || self.state.members.get(member_id).is_some_and(|m| exists(m))
+        {
             return Err(format!("loan {loan} already exists"));
         }
         let branch = entry_branch(body)?;

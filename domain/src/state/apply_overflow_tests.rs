@@ -154,7 +154,7 @@ fn an_entry_that_overflows_a_balance_is_refused_and_changes_nothing() {
         *balance_after = Decimal::MAX;
     }
     let entry = body.seal(&books.state.last_hash());
-    let before = books.state.export();
+    let before = books.state.export().unwrap();
     let sequence = books.state.last_sequence();
     let _ = books.state.take_changes().unwrap();
 
@@ -164,7 +164,7 @@ fn an_entry_that_overflows_a_balance_is_refused_and_changes_nothing() {
     assert!(error.to_string().contains("overflow"), "{error}");
     assert_eq!(books.state.last_sequence(), sequence);
     assert!(
-        books.state.export() == before,
+        books.state.export().unwrap() == before,
         "a refused entry changed the state"
     );
     assert!(
@@ -220,7 +220,7 @@ fn second_members_deposit(books: &mut Books, date: NaiveDate) -> Entry {
 /// Applies `entry`, which must be refused for an overflow, leaving the
 /// state and its changes as they were; the ledger then goes on.
 fn refused_for_overflow(books: &mut Books, entry: &Entry) {
-    let before = books.state.export();
+    let before = books.state.export().unwrap();
     let _ = books.state.take_changes().unwrap();
     let error = books
         .state
@@ -228,7 +228,7 @@ fn refused_for_overflow(books: &mut Books, entry: &Entry) {
         .expect_err("an overflowing entry was applied");
     assert!(error.to_string().contains("overflow"), "{error}");
     assert!(
-        books.state.export() == before,
+        books.state.export().unwrap() == before,
         "a refused entry changed the state"
     );
     assert!(books.state.take_changes().unwrap().is_empty());

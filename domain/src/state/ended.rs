@@ -80,7 +80,7 @@ impl LoanSlot {
         }
     }
 
-    /// True when only its summary is held.
+    /// True for the summary of a loan memory let go of.
     pub fn is_summary(&self) -> bool {
         matches!(self, LoanSlot::Ended(_))
     }

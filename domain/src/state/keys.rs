@@ -449,8 +449,10 @@ impl LedgerState {
         self.changed.clear();
     }
 
-    /// Every record of the state, sorted by key bytes.
-    pub fn export(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    /// Every record of the state, sorted by key bytes: the ended loans
+    /// memory let go of read from the store, an error when it could not
+    /// list or read them.
+    pub fn export(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, DomainError> {
         let mut keys = vec![StateKey::Head, StateKey::Format, StateKey::Access];
         keys.extend(self.branches.keys().cloned().map(StateKey::Branch));
         keys.extend(self.centers.keys().cloned().map(StateKey::Center));
@@ -459,16 +461,33 @@ impl LedgerState {
         keys.extend(self.savings.keys().cloned().map(StateKey::Savings));
         keys.extend(self.loans.keys().cloned().map(StateKey::Loan));
         keys.extend(self.loans.keys().cloned().map(StateKey::LoanProgress));
-        // Those memory let go of too, as the store lists them (a store
-        // that cannot be read lists none, and reads none: `record`).
-        let ended = self.every_loan(None).unwrap_or_default();
-        for id in ended
-            .iter()
-            .filter(|loan| loan.has_ended())
-            .map(LoanSlot::id)
-        {
-            keys.push(StateKey::LoanSchedule(id.clone()));
-            keys.push(StateKey::LoanEnded(id.clone()));
+        // Those memory let go of too, as the store lists them.
+        let mut let_go = BTreeMap::new();
+        for loan in self.every_loan(None)? {
+            let id = loan.id().clone();
+            if loan.is_summary() {
+                // Its two records as the store holds them.
+                for key in [
+                    StateKey::LoanSchedule(id.clone()),
+                    StateKey::LoanEnded(id.clone()),
+                ] {
+                    let key = key.to_bytes();
+                    let value = self
+                        .stored
+                        .read(&key)
+                        .map_err(|error| stored_error(&format!("loan {id}'s records"), error))?
+                        .ok_or_else(|| DomainError::Damaged {
+                            message: format!(
+                                "record {:?} is missing from the state cache",
+                                String::from_utf8_lossy(&key)
+                            ),
+                        })?;
+                    let_go.insert(key, value);
+                }
+            } else if loan.has_ended() {
+                keys.push(StateKey::LoanSchedule(id.clone()));
+                keys.push(StateKey::LoanEnded(id));
+            }
         }
         if self.ended_latest.is_some() {
             keys.push(StateKey::EndedLatest);
@@ -513,9 +532,12 @@ impl LedgerState {
                 .carries()
                 .map(|((branch, date), _)| StateKey::Carry(branch.clone(), *date)),
         );
-        keys.iter()
+        let mut records: BTreeMap<Vec<u8>, Vec<u8>> = keys
+            .iter()
             .filter_map(|key| Some((key.to_bytes(), self.record(key)?)))
-            .collect()
+            .collect();
+        records.append(&mut let_go);
+        Ok(records)
     }
 
     /// Rebuilds a state from its records (as `export` gives them).
@@ -627,15 +649,16 @@ impl LedgerState {
     /// each read whole is held (checked against its summary when that was
     /// read too) until the state is given the store
     /// ([`LedgerState::keep_stored_in`]); each left in the store stays
-    /// there. Every such loan must have both its records, and none the
-    /// records of a running loan.
+    /// there. Every such loan must have both its records, must have ended,
+    /// and none may have the records of a running loan too.
     fn take_ended_loans(&mut self, ended: EndedRecords) -> Result<(), String> {
         let EndedRecords {
             wholes,
             summaries,
             schedule_ids,
             summary_ids,
-            ..
+            mut kept,
+            hasher,
         } = ended;
         if schedule_ids != summary_ids {
             return Err(format!(
@@ -655,7 +678,26 @@ impl LedgerState {
                 summary.id, summary.status
             ));
         }
+        // Those left in the store, by their ids' hashes (two ids with one
+        // hash by chance only).
+        kept.sort_unstable();
+        let kept_too = |id: &LoanId| {
+            use std::hash::BuildHasher;
+            kept.binary_search(&hasher.hash_one(id.as_str())).is_ok()
+        };
+        if let Some(id) = self.loans.keys().find(|id| kept_too(id)) {
+            return Err(format!(
+                "loan {id} has the records of a running loan and the record \
+                 {LOAN_SCHEDULE_PREFIX}{id} of an ended one"
+            ));
+        }
         for mut loan in wholes {
+            if !loan.has_ended() {
+                return Err(format!(
+                    "record {LOAN_SCHEDULE_PREFIX}{} holds a {:?} loan, not a closed or cancelled one",
+                    loan.id, loan.status
+                ));
+            }
             let id = loan.id.clone();
             if let Some(summary) = summaries.remove(&id)
                 && EndedLoan::of(&loan).as_ref() != Some(&summary)
@@ -1123,12 +1165,22 @@ struct EndedRecords {
     schedule_ids: IdSum,
     /// The loans with a summary ([`StateKey::LoanEnded`]), read or kept.
     summary_ids: IdSum,
+    /// The hashes of the ids of the loans whose record whole the store
+    /// kept unread: 8 bytes a loan until the state is made, to refuse one
+    /// that has a running loan's records too.
+    kept: Vec<u64>,
     hasher: FastHash,
 }
 
 impl EndedRecords {
     fn add_schedule(&mut self, id: &str) {
         self.schedule_ids.add(&self.hasher, id);
+    }
+
+    fn keep_schedule(&mut self, id: &str) {
+        use std::hash::BuildHasher;
+        self.add_schedule(id);
+        self.kept.push(self.hasher.hash_one(id));
     }
 
     fn add_summary(&mut self, id: &str) {
@@ -1321,7 +1373,7 @@ impl StateImport {
             if summary {
                 self.ended.add_summary(id);
             } else {
-                self.ended.add_schedule(id);
+                self.ended.keep_schedule(id);
             }
             self.any = true;
             return Ok(());

@@ -40,6 +40,7 @@ impl LedgerState {
             return Ok(LoansTaken {
                 next: next.filter(|_| held.len() == limit),
                 loans: held,
+                passed_over: 0,
             });
         };
         // Memory's is the loan as it stands (reopened, or ended again,
@@ -81,10 +82,13 @@ impl LedgerState {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let ended = ended
+        let read_count = ended.len();
+        let ended: Vec<LoanSlot> = ended
             .into_iter()
             .filter(|summary| active_on.is_none_or(|day| summary_active_on(summary, day)))
-            .map(|summary| LoanSlot::Ended(Arc::new(summary)));
+            .map(|summary| LoanSlot::Ended(Arc::new(summary)))
+            .collect();
+        let passed_over = read_count - ended.len();
         let mut loans: Vec<LoanSlot> = held.into_iter().chain(ended).collect();
         loans.sort_unstable_by(|a, b| a.id().cmp(b.id()));
         if let Some(bound) = &bound {
@@ -96,7 +100,11 @@ impl LedgerState {
         } else {
             bound
         };
-        Ok(LoansTaken { loans, next })
+        Ok(LoansTaken {
+            loans,
+            next,
+            passed_over,
+        })
     }
 
     /// Every loan ([`LedgerState::loans_after`] from the first, without a
@@ -131,4 +139,7 @@ pub struct LoansTaken {
     pub loans: Vec<LoanSlot>,
     /// The loan to go on after, when more may follow.
     pub next: Option<LoanId>,
+    /// Summaries read from the store and passed over, as not active on
+    /// the day asked.
+    pub passed_over: usize,
 }

@@ -212,7 +212,7 @@ impl LedgerState {
         let Some(action) = action_of(&command.body) else {
             return Ok(None);
         };
-        match self.branch_of(&command.body, lookup) {
+        match self.branch_of(&command.body, lookup)? {
             Some(branch) => self.access.authorize(principal, action, branch.as_ref())?,
             None => self.access.authorize_somewhere(principal, action)?,
         }
@@ -221,14 +221,21 @@ impl LedgerState {
 
     /// The branch a command writes in (`Some(None)`: the institution's
     /// catalogue), or `None` when an object it names does not exist
-    /// (deciding it then refuses it as not found).
-    fn branch_of(&self, body: &CommandBody, lookup: &LookupEntry<'_>) -> Option<Option<BranchId>> {
+    /// (deciding it then refuses it as not found). An error when a loan
+    /// memory let go of, which it names, cannot be read back: the command
+    /// is then refused before any permission is checked, not let through
+    /// as naming no loan.
+    fn branch_of(
+        &self,
+        body: &CommandBody,
+        lookup: &LookupEntry<'_>,
+    ) -> Result<Option<Option<BranchId>>, DomainError> {
         let member = |id: &MemberId| self.members.get(id).map(|m| m.branch.clone());
-        // A loan memory let go of is read back; one that cannot be is
-        // taken for none here, and deciding then says why it cannot be read.
-        let loan = |id: &LoanId| match self.held_loan(id) {
-            Some(loan) => Some(loan.branch.clone()),
-            None => self.loan(id).ok().flatten().map(|l| l.branch().clone()),
+        let loan = |id: &LoanId| -> Result<Option<BranchId>, DomainError> {
+            Ok(match self.held_loan(id) {
+                Some(loan) => Some(loan.branch.clone()),
+                None => self.loan(id)?.map(|loan| loan.branch().clone()),
+            })
         };
         let branch = match body {
             CommandBody::CreateBranch { branch_id, .. }
@@ -253,19 +260,19 @@ impl LedgerState {
             }
             CommandBody::DisburseTranche { loan_id, .. }
             | CommandBody::WriteOffLoan { loan_id, .. }
-            | CommandBody::RecordRepayment { loan_id, .. } => loan(loan_id),
+            | CommandBody::RecordRepayment { loan_id, .. } => loan(loan_id)?,
             CommandBody::ReverseEntry { sequence, .. } => {
                 if *sequence > self.last_sequence {
-                    return None;
+                    return Ok(None);
                 }
-                return lookup(*sequence).ok().flatten().map(|entry| entry.branch);
+                return Ok(lookup(*sequence).ok().flatten().map(|entry| entry.branch));
             }
             CommandBody::CreateProduct { .. }
             | CommandBody::UpdateProduct { .. }
             | CommandBody::DefineSavingsProduct { .. }
-            | CommandBody::Access(_) => return Some(None),
+            | CommandBody::Access(_) => return Ok(Some(None)),
         };
-        branch.map(Some)
+        Ok(branch.map(Some))
     }
 
     /// True when a decided command takes effect only once another manager
