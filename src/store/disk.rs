@@ -1511,6 +1511,71 @@ mod tests {
         assert_eq!(reader.read(b"cold/x/3").unwrap(), long(5));
     }
 
+    /// The records under a prefix read when asked are listed in key order
+    /// from the one after a given key, at most so many, each decompressed
+    /// and checked against its term; those the caller names are passed
+    /// over unread (not counted, not checked: they may be being written
+    /// again), and one edited on disk is refused, not listed.
+    #[test]
+    fn records_under_a_prefix_are_listed_in_order_checked_and_skipped_as_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let long = |fill: u8| vec![fill; 600];
+        let record = |key: &str, value: Vec<u8>| (key.as_bytes().to_vec(), Some(value));
+        store
+            .save_state(&[
+                record("cold/ended/A1", long(1)),
+                record("cold/ended/A2", b"two".to_vec()),
+                record("cold/ended/B", long(3)),
+                record("cold/ended/B1", b"four".to_vec()),
+                record("cold/loan/A1", b"other".to_vec()),
+                record("ended/A0", b"bare".to_vec()),
+            ])
+            .unwrap();
+        let reader = store.stored_records().unwrap();
+        let none = |_: &[u8]| false;
+        let keys = |records: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<String> {
+            records
+                .into_iter()
+                .map(|(key, _)| String::from_utf8(key).unwrap())
+                .collect()
+        };
+        let all = reader
+            .records_after(b"cold/ended/", None, usize::MAX, &none)
+            .unwrap();
+        assert_eq!(
+            all,
+            vec![
+                (b"cold/ended/A1".to_vec(), long(1)),
+                (b"cold/ended/A2".to_vec(), b"two".to_vec()),
+                (b"cold/ended/B".to_vec(), long(3)),
+                (b"cold/ended/B1".to_vec(), b"four".to_vec()),
+            ]
+        );
+        let after_a1 = reader.records_after(b"cold/ended/", Some(b"A1"), 2, &none);
+        assert_eq!(keys(after_a1.unwrap()), ["cold/ended/A2", "cold/ended/B"]);
+        // After "B", not after every key starting with it.
+        let after_b = reader.records_after(b"cold/ended/", Some(b"B"), 5, &none);
+        assert_eq!(keys(after_b.unwrap()), ["cold/ended/B1"]);
+        let held = |key: &[u8]| key.ends_with(b"A2") || key.ends_with(b"B");
+        let skipped = reader.records_after(b"cold/ended/", None, 2, &held);
+        assert_eq!(keys(skipped.unwrap()), ["cold/ended/A1", "cold/ended/B1"]);
+        // Edited behind the digest's back: refused when listed, unless
+        // passed over.
+        let db = || store.local.cache().unwrap();
+        db().insert(b"cold/ended/A2", &b"edited"[..]).unwrap();
+        let listed = reader.records_after(b"cold/ended/", None, usize::MAX, &none);
+        assert!(
+            matches!(&listed, Err(ReadError::Damaged(why)) if why.contains("cold/ended/A2")),
+            "{listed:?}"
+        );
+        let passed_over = reader.records_after(b"cold/ended/", None, usize::MAX, &held);
+        assert_eq!(
+            keys(passed_over.unwrap()),
+            ["cold/ended/A1", "cold/ended/B1"]
+        );
+    }
+
     /// Records read when asked are handed over by key only, after the
     /// others, and still add up to the digest (from the terms kept beside
     /// them); one read back is checked against its term, and so is every

@@ -665,9 +665,10 @@ async fn a_tranche_dated_into_a_closed_period_is_refused_and_one_after_it_is_not
 
 /// A closed loan's installments leave the server's memory once its state
 /// cache holds them, and are read back when asked. After a restart (which
-/// holds none of them) the loan reads as before: its schedule with every
-/// installment paid, its arrears on a day it was overdue, the member's
-/// loans; and the payment that closed it is reversed into the loan as it
+/// holds none of them, nor its summary) the loan reads as before: its
+/// schedule with every installment paid, its arrears on a day it was
+/// overdue and none from its payoff on, the member's loans; and the
+/// payment that closed it is reversed into the loan as it
 /// was before that payment, which reads the same after another restart.
 #[tokio::test]
 async fn a_closed_loan_reads_and_reopens_the_same_after_a_restart() {
@@ -709,9 +710,13 @@ async fn a_closed_loan_reads_and_reopens_the_same_after_a_restart() {
     };
     let loans = member(&mut app).await;
 
+    assert!(in_arrears(&mut app, "2024-02-20").await.is_empty());
+
     let mut app = app.restart().await;
     assert_eq!(app.loan(&loan, "2024-03-01").await, closed);
     assert_eq!(in_arrears(&mut app, overdue_on).await, arrears);
+    assert!(in_arrears(&mut app, "2024-02-20").await.is_empty());
+    assert_eq!(in_arrears(&mut app, "2024-02-19").await.len(), 1);
     assert_eq!(member(&mut app).await, loans);
 
     // Reversing the payoff gives the loan back as it was before it.
