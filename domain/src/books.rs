@@ -2098,28 +2098,6 @@ mod tests {
         );
     }
 
-    /// Records kept in a map, as the state cache keeps them.
-    #[derive(Debug)]
-    struct Kept(BTreeMap<Vec<u8>, Vec<u8>>);
-
-    impl StoredRecords for Kept {
-        fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-            Ok(self.0.get(key).cloned())
-        }
-
-        fn records_after(
-            &self,
-            prefix: &[u8],
-            after: Option<&[u8]>,
-            limit: usize,
-            skip: &dyn Fn(&[u8]) -> bool,
-        ) -> Result<crate::stored::Records, ReadError> {
-            Ok(crate::stored::records_after_in(
-                &self.0, prefix, after, limit, skip,
-            ))
-        }
-    }
-
     /// An entry's postings to one account: its date, and what each posted
     /// (several postings of an entry add up).
     type PlainEntry = (u64, Vec<(NaiveDate, Balance)>);
@@ -2339,8 +2317,8 @@ mod tests {
                 // The lines keep theirs, and their totals by date.
                 prop_assert_eq!(&books.lines, &read.lines);
             }
-            started.keep_in(Arc::new(Kept(kept.clone())));
-            in_runs.keep_in(Arc::new(Kept(kept)));
+            started.keep_in(Arc::new(crate::stored::KeptInMap::new(kept.clone())));
+            in_runs.keep_in(Arc::new(crate::stored::KeptInMap::new(kept)));
             prop_assert_eq!(&in_runs, &started);
             for index in 0..count {
                 prop_assert_eq!(started.is_let_go(&account, index as u64), index + 1 < count);

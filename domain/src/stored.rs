@@ -72,6 +72,39 @@ pub trait StoredRecords: Send + Sync + std::fmt::Debug {
     ) -> Result<Records, ReadError>;
 }
 
+/// Records kept in a map, as the state cache keeps those read when asked:
+/// what the tests' states let go of is read back from here.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct KeptInMap(
+    pub(crate) std::sync::Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
+);
+
+#[cfg(test)]
+impl KeptInMap {
+    pub(crate) fn new(records: std::collections::BTreeMap<Vec<u8>, Vec<u8>>) -> KeptInMap {
+        KeptInMap(std::sync::Mutex::new(records))
+    }
+}
+
+#[cfg(test)]
+impl StoredRecords for KeptInMap {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(self.0.lock().expect("not poisoned").get(key).cloned())
+    }
+
+    fn records_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        skip: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Records, ReadError> {
+        let records = self.0.lock().expect("not poisoned");
+        Ok(records_after_in(&records, prefix, after, limit, skip))
+    }
+}
+
 /// [`StoredRecords::records_after`] over records kept in a map, for the
 /// stores tests keep.
 #[cfg(test)]

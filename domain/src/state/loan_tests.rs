@@ -96,29 +96,7 @@ fn is_too_coarse(e: &DomainError) -> bool {
             && (message.contains("too coarse") || message.contains(" to 0")))
 }
 
-/// Records kept in a map, as the state cache keeps them: what a state let
-/// go of is read back from here.
-#[derive(Debug, Default)]
-struct CacheRecords(std::sync::Mutex<BTreeMap<Vec<u8>, Vec<u8>>>);
-
-impl crate::stored::StoredRecords for CacheRecords {
-    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
-        Ok(self.0.lock().expect("not poisoned").get(key).cloned())
-    }
-
-    fn records_after(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-        skip: &dyn Fn(&[u8]) -> bool,
-    ) -> Result<crate::stored::Records, crate::stored::ReadError> {
-        let kept = self.0.lock().expect("not poisoned");
-        Ok(crate::stored::records_after_in(
-            &kept, prefix, after, limit, skip,
-        ))
-    }
-}
+use crate::stored::KeptInMap as CacheRecords;
 
 /// A ledger whose cache records are checked against a full export after
 /// every entry.

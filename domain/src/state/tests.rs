@@ -1348,7 +1348,7 @@ proptest! {
             }
         }
         let mut started = startup.finish().unwrap();
-        started.keep_stored_in(Arc::new(RecordsKept(records.clone())));
+        started.keep_stored_in(Arc::new(crate::stored::KeptInMap::new(records.clone())));
         prop_assert_eq!(started.export().unwrap(), state.export().unwrap());
         // A state that lets go of what the store holds after each entry, as
         // a server's read side does, applies every entry to the same records
@@ -1367,7 +1367,7 @@ proptest! {
         // So does a state replayed from the journal, once its records are
         // in the store (a start that replayed past the cache, or rebuilt it).
         let mut kept_replay = replayed.clone();
-        kept_replay.keep_stored_in(Arc::new(RecordsKept(records.clone())));
+        kept_replay.keep_stored_in(Arc::new(crate::stored::KeptInMap::new(records.clone())));
         prop_assert_eq!(kept_replay.export().unwrap(), state.export().unwrap());
         for loan in state.loans.values() {
             for read in [&started, &kept_replay] {
@@ -2075,28 +2075,6 @@ fn figures_as_of_an_entry_whose_chunk_cannot_be_read_now_are_unavailable_not_dam
         other => panic!("expected Unavailable, got {other:?}"),
     }
     assert!(state.period_figures_at(&tb, day(0), day(30), None).is_ok());
-}
-
-/// Records kept in a map, as the state cache keeps those read when asked.
-#[derive(Debug)]
-struct RecordsKept(BTreeMap<Vec<u8>, Vec<u8>>);
-
-impl crate::stored::StoredRecords for RecordsKept {
-    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
-        Ok(self.0.get(key).cloned())
-    }
-
-    fn records_after(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-        skip: &dyn Fn(&[u8]) -> bool,
-    ) -> Result<crate::stored::Records, crate::stored::ReadError> {
-        Ok(crate::stored::records_after_in(
-            &self.0, prefix, after, limit, skip,
-        ))
-    }
 }
 
 /// Records saved into a map as a checkpoint saves them, and read from it.
