@@ -1334,17 +1334,23 @@ fn started_from(
     records: &BTreeMap<Vec<u8>, Vec<u8>>,
     store: Arc<dyn crate::stored::StoredRecords>,
 ) -> LedgerState {
+    let mut started = read_as_started(records).unwrap();
+    started.keep_stored_in(store);
+    started
+}
+
+/// The state `records` make up read as a server's startup reads them, the
+/// records read when asked taken by their keys alone.
+fn read_as_started(records: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<LedgerState, String> {
     let mut startup = StateImport::default();
     for (key, value) in records {
         if crate::stored::is_stored_key(key) {
-            startup.add_stored(key).unwrap();
+            startup.add_stored(key)?;
         } else {
-            startup.add(key, value).unwrap();
+            startup.add(key, value)?;
         }
     }
-    let mut started = startup.finish().unwrap();
-    started.keep_stored_in(store);
-    started
+    startup.finish()
 }
 
 /// The refusal the rules call for: a payment beyond what is due but short
@@ -2719,17 +2725,7 @@ fn a_cache_whose_ended_loan_records_disagree_is_refused() {
         }
         startup.finish().map(|_| ())
     };
-    let start_kept = |records: &BTreeMap<Vec<u8>, Vec<u8>>| {
-        let mut startup = StateImport::default();
-        for (key, value) in records {
-            if crate::stored::is_stored_key(key) {
-                startup.add_stored(key).unwrap();
-            } else {
-                startup.add(key, value).unwrap();
-            }
-        }
-        startup.finish().map(|_| ())
-    };
+    let start_kept = |records: &BTreeMap<Vec<u8>, Vec<u8>>| read_as_started(records).map(|_| ());
     assert_eq!(start_kept(&ledger.records), Ok(()));
     assert_eq!(start(&ledger.records), Ok(()));
     let summary_key = StateKey::LoanEnded(loan_id()).to_bytes();
