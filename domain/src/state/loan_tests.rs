@@ -2663,6 +2663,54 @@ fn commands_on_a_loan_let_go_of_are_refused_as_on_the_loan_whole() {
     }
 }
 
+/// A principal's command naming a loan let go of, on a store that cannot
+/// read the loan's summary just now: refused as unavailable before any
+/// permission is checked, not taken for a command naming no loan (which
+/// any principal allowed the action in some branch would pass, and then
+/// learn the loan's state from its refusal); read, the principal's
+/// permission in the loan's branch is checked first (this one has none).
+#[test]
+fn a_principals_command_on_a_loan_let_go_of_waits_for_its_branch_to_be_read() {
+    let (ledger, _) = paid_off_on_new_years_day();
+    let mut command = ledger.command(CommandBody::RecordRepayment {
+        loan_id: loan_id(),
+        amount: ledger.money(Decimal::from(10_000)),
+        effective_date: Some(date(2001, 1, 8)),
+    });
+    command.principal = Some(crate::ids::PrincipalId::parse("principal", "clerk@tb").unwrap());
+    let with_access = ExecContext {
+        rules_version: crate::entry::RULES_VERSION_ACCESS,
+        ..context()
+    };
+    let lookup = |sequence: u64| {
+        Ok(ledger
+            .entries
+            .get((sequence as usize).wrapping_sub(1))
+            .map(|e| e.body.clone()))
+    };
+    let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
+    let refused = unreadable.execute(&command, with_access, &lookup);
+    assert!(
+        matches!(
+            &refused,
+            Err(ExecuteError::Refused(DomainError::Unavailable { message })) if message.contains("ask again")
+        ),
+        "{refused:?}"
+    );
+    let readable = started_from(
+        &ledger.records,
+        Arc::new(CacheRecords::new(ledger.records.clone())),
+    );
+    let refused = readable.execute(&command, with_access, &lookup);
+    assert!(
+        matches!(
+            &refused,
+            Err(ExecuteError::Refused(DomainError::PermissionDenied { .. }))
+        ),
+        "{refused:?}"
+    );
+}
+
 /// Which of the state cache's records hold loan `LOAN`, by kind.
 fn loan_record_kinds(records: &BTreeMap<Vec<u8>, Vec<u8>>) -> BTreeSet<String> {
     let id = loan_id();
