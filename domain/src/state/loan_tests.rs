@@ -151,14 +151,24 @@ impl Ledger {
 
     /// Decides `body` against `state` (the ledger's or a copy).
     fn decide(&self, state: &LedgerState, body: CommandBody) -> Result<EntryBody, ExecuteError> {
-        let command = self.command(body);
+        self.decide_command(state, &self.command(body), context())
+    }
+
+    /// Decides `command` against `state` under `context`, earlier entries
+    /// read from the ledger's.
+    fn decide_command(
+        &self,
+        state: &LedgerState,
+        command: &Command,
+        context: ExecContext,
+    ) -> Result<EntryBody, ExecuteError> {
         let entries = &self.entries;
         let lookup = |sequence: u64| {
             Ok(entries
                 .get((sequence as usize).wrapping_sub(1))
                 .map(|e| e.body.clone()))
         };
-        state.execute(&command, context(), &lookup)
+        state.execute(command, context, &lookup)
     }
 
     /// Executes and applies `body`; checks the cache records after it.
@@ -1339,6 +1349,20 @@ fn started_from(
     started
 }
 
+/// Asserts that `refused` is a refusal as unavailable that says to ask
+/// again (a store that could not be read just now).
+fn assert_ask_again<T: std::fmt::Debug, E: Into<ExecuteError>>(refused: Result<T, E>) {
+    let refused = refused.map_err(Into::into);
+    assert!(
+        matches!(
+            &refused,
+            Err(ExecuteError::Refused(DomainError::Unavailable { message }))
+                if message.contains("ask again")
+        ),
+        "{refused:?}"
+    );
+}
+
 /// The state `records` make up read as a server's startup reads them, the
 /// records read when asked taken by their keys alone.
 fn read_as_started(records: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<LedgerState, String> {
@@ -2325,14 +2349,7 @@ fn a_payoff_of_a_loan_let_go_of_is_not_reversed_while_its_record_cannot_be_read(
     };
     let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
     assert!(!unreadable.loans.contains_key(&loan_id()));
-    let refused = ledger.decide(&unreadable, reversal());
-    assert!(
-        matches!(
-            &refused,
-            Err(ExecuteError::Refused(DomainError::Unavailable { message })) if message.contains("ask again")
-        ),
-        "{refused:?}"
-    );
+    assert_ask_again(ledger.decide(&unreadable, reversal()));
     let readable = started_from(
         &ledger.records,
         Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
@@ -2433,11 +2450,7 @@ fn loans_let_go_of_are_listed_for_the_days_they_were_active() {
     }
     let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
     assert!(unreadable.every_loan(Some(paid_on)).is_ok());
-    let refused = unreadable.every_loan(Some(day_before));
-    assert!(
-        matches!(&refused, Err(DomainError::Unavailable { message }) if message.contains("ask again")),
-        "{refused:?}"
-    );
+    assert_ask_again(unreadable.every_loan(Some(day_before)));
 }
 
 /// Her borrower steps are worked out again (at her next loan) from a loan
@@ -2651,15 +2664,7 @@ fn commands_on_a_loan_let_go_of_are_refused_as_on_the_loan_whole() {
             decided.as_ref().map_err(ToString::to_string),
             whole.as_ref().map_err(ToString::to_string),
         );
-        let refused = ledger.decide(&unreadable, body);
-        assert!(
-            matches!(
-                &refused,
-                Err(ExecuteError::Refused(DomainError::Unavailable { message }))
-                    if message.contains("ask again")
-            ),
-            "{refused:?}"
-        );
+        assert_ask_again(ledger.decide(&unreadable, body));
     }
 }
 
@@ -2682,26 +2687,13 @@ fn a_principals_command_on_a_loan_let_go_of_waits_for_its_branch_to_be_read() {
         rules_version: crate::entry::RULES_VERSION_ACCESS,
         ..context()
     };
-    let lookup = |sequence: u64| {
-        Ok(ledger
-            .entries
-            .get((sequence as usize).wrapping_sub(1))
-            .map(|e| e.body.clone()))
-    };
     let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
-    let refused = unreadable.execute(&command, with_access, &lookup);
-    assert!(
-        matches!(
-            &refused,
-            Err(ExecuteError::Refused(DomainError::Unavailable { message })) if message.contains("ask again")
-        ),
-        "{refused:?}"
-    );
+    assert_ask_again(ledger.decide_command(&unreadable, &command, with_access));
     let readable = started_from(
         &ledger.records,
         Arc::new(CacheRecords::new(ledger.records.clone())),
     );
-    let refused = readable.execute(&command, with_access, &lookup);
+    let refused = ledger.decide_command(&readable, &command, with_access);
     assert!(
         matches!(
             &refused,
@@ -2839,18 +2831,8 @@ fn as_of_reads_of_a_loan_let_go_of_read_it_back_or_say_so() {
     assert_eq!(whole.loans[0].status(), LoanStatus::Active);
     assert_eq!(member(&readable).unwrap(), whole);
     assert_eq!(loan(&readable).unwrap(), loan(&ledger.state).unwrap());
-    for refused in [
-        member(&unreadable).map(|_| ()),
-        loan(&unreadable).map(|_| ()),
-    ] {
-        assert!(
-            matches!(
-                &refused,
-                Err(DomainError::Unavailable { message }) if message.contains("ask again")
-            ),
-            "{refused:?}"
-        );
-    }
+    assert_ask_again(member(&unreadable));
+    assert_ask_again(loan(&unreadable));
 }
 
 /// The reversal that reopens a closed loan books to its account's history,
