@@ -758,6 +758,63 @@ pub const ACCOUNT_STEPS_PREFIX: &str = "steps/";
 /// Prefix of the keys of the lines' records of steps.
 pub const LINE_STEPS_PREFIX: &str = "linesteps/";
 
+/// Prefix of the key of a closed or cancelled loan's account's records of
+/// steps, kept in one record read when asked ([`crate::stored`]):
+/// `cold/steps/ACCOUNT`.
+pub const KEPT_STEPS_PREFIX: &str = "cold/steps/";
+
+/// The key of the record that keeps `account`'s records of steps whole
+/// once its loan ended ([`KEPT_STEPS_PREFIX`]).
+pub fn kept_steps_key(account: &AccountId) -> String {
+    format!("{KEPT_STEPS_PREFIX}{account}")
+}
+
+/// True for an account whose records of steps are kept in one record read
+/// when asked once what it belongs to ended: a loan's.
+pub fn is_kept_when_ended(account: &AccountId) -> bool {
+    matches!(account, AccountId::Loan(_))
+}
+
+/// The records of steps a kept record holds ([`kept_steps_key`]), each as
+/// [`Books::account_record`] gives it, in order.
+fn kept_records(key: &str, value: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    postcard::from_bytes(value).map_err(|e| format!("record {key:?}: {e}"))
+}
+
+/// The account a kept record's key names ([`kept_steps_key`]).
+fn kept_account_of(key: &[u8]) -> Option<AccountId> {
+    let account = std::str::from_utf8(key.strip_prefix(KEPT_STEPS_PREFIX.as_bytes())?).ok()?;
+    AccountId::parse("key", account)
+        .ok()
+        .filter(is_kept_when_ended)
+}
+
+/// `account`'s book as the value of its kept record ([`kept_steps_key`],
+/// `key`) makes it up.
+fn kept_book_of(
+    account: &AccountId,
+    key: &str,
+    value: &[u8],
+) -> Result<Option<AccountBook>, ReadError> {
+    let records = kept_records(key, value).map_err(ReadError::Damaged)?;
+    book_of_records(account, records)
+        .map_err(|why| ReadError::Damaged(format!("record {key:?}: {why}")))
+}
+
+/// `account`'s book made up of its records of steps (`None` when there are
+/// none), all held.
+fn book_of_records(
+    account: &AccountId,
+    records: Vec<Vec<u8>>,
+) -> Result<Option<AccountBook>, String> {
+    let mut import = BooksImport::default();
+    for (record, index) in records.into_iter().zip(0..) {
+        import.add(StepsOf::Account(account.clone()), index, record)?;
+    }
+    let mut books = import.finish()?;
+    Ok(books.accounts.remove(account))
+}
+
 /// A record's value split into its blocks' starts and its steps' bytes
 /// (and for an account, where it belongs).
 type RecordParts<'a> = (Option<(BranchId, Line)>, Vec<BlockStart>, &'a [u8]);
@@ -1161,10 +1218,15 @@ struct AccountSteps<'a> {
 impl StoredSteps for AccountSteps<'_> {
     fn steps_bytes(&self, index: usize) -> Result<Vec<u8>, ReadError> {
         let key = self.name(index);
-        let value = self
-            .store
-            .read_again(key.as_bytes())?
-            .ok_or_else(|| ReadError::Damaged(format!("record {key:?} is missing")))?;
+        let value = match self.store.read_again(key.as_bytes())? {
+            Some(value) => value,
+            // A loan's account, its records kept whole in one record
+            // since a checkpoint saved the loan ended (a reversal reopened
+            // it since, or memory has not let go of it yet): read from there.
+            None => self
+                .kept_record(index)?
+                .ok_or_else(|| ReadError::Damaged(format!("record {key:?} is missing")))?,
+        };
         let (_, _, bytes) = record_parts(&self.of, &value)
             .map_err(|why| ReadError::Damaged(format!("record {key:?}: {why}")))?;
         Ok(bytes.to_vec())
@@ -1172,6 +1234,24 @@ impl StoredSteps for AccountSteps<'_> {
 
     fn name(&self, index: usize) -> String {
         self.of.key(index as u64)
+    }
+}
+
+impl AccountSteps<'_> {
+    /// Record `index` as the account's kept record holds it, if it has one.
+    fn kept_record(&self, index: usize) -> Result<Option<Vec<u8>>, ReadError> {
+        let StepsOf::Account(account) = &self.of else {
+            return Ok(None);
+        };
+        if !is_kept_when_ended(account) {
+            return Ok(None);
+        }
+        let key = kept_steps_key(account);
+        let Some(value) = self.store.read(key.as_bytes())? else {
+            return Ok(None);
+        };
+        let mut records = kept_records(&key, &value).map_err(ReadError::Damaged)?;
+        Ok((index < records.len()).then(|| records.swap_remove(index)))
     }
 }
 
@@ -1293,6 +1373,16 @@ impl Books {
         self.accounts.get(account)
     }
 
+    /// The line of the books `account` is booked to, if it has postings
+    /// (a loan's account, held or let go of with its loan, is on the
+    /// loan portfolio's line, which its name gives).
+    pub fn account_line(&self, account: &AccountId) -> Option<Line> {
+        match self.accounts.get(account) {
+            Some(book) => Some(book.line.clone()),
+            None => is_kept_when_ended(account).then(|| Line::of(account, None)),
+        }
+    }
+
     /// Where `account`'s records let go of are read back from.
     fn stored_steps(&self, account: &AccountId) -> Option<AccountSteps<'_>> {
         self.store.as_deref().map(|store| AccountSteps {
@@ -1305,12 +1395,100 @@ impl Books {
     /// without postings): an error when a record of its steps let go of
     /// could not be read back, or is not the one written.
     pub fn account_as_of(&self, account: &AccountId, as_of: AsOf) -> Result<Balance, ReadError> {
-        let Some(book) = self.accounts.get(account) else {
+        let Some(book) = self.book_or_kept(account)? else {
             return Ok(Balance::default());
         };
         let stored = self.stored_steps(account);
         book.history
             .try_as_of(as_of, stored.as_ref().map(|s| s as &dyn StoredSteps))
+    }
+
+    /// `account`'s book: held, or read back whole from the record that
+    /// keeps it once its loan ended and memory let go of it
+    /// ([`Books::forget`]); `None` for an account without postings.
+    pub fn book_or_kept(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<std::borrow::Cow<'_, AccountBook>>, ReadError> {
+        if let Some(book) = self.accounts.get(account) {
+            return Ok(Some(std::borrow::Cow::Borrowed(book)));
+        }
+        Ok(self.kept_book(account)?.map(std::borrow::Cow::Owned))
+    }
+
+    /// `account`'s book read back from the record that keeps it, if the
+    /// store has one.
+    fn kept_book(&self, account: &AccountId) -> Result<Option<AccountBook>, ReadError> {
+        let Some(store) = self.store.as_deref() else {
+            return Ok(None);
+        };
+        if !is_kept_when_ended(account) {
+            return Ok(None);
+        }
+        let key = kept_steps_key(account);
+        let Some(value) = store.read(key.as_bytes())? else {
+            return Ok(None);
+        };
+        kept_book_of(account, &key, &value)
+    }
+
+    /// True when memory holds `account`'s book.
+    pub fn holds(&self, account: &AccountId) -> bool {
+        self.accounts.contains_key(account)
+    }
+
+    /// True on a copy that keeps only the lines ([`Books::keep_lines_only`]).
+    pub fn keeps_lines_only(&self) -> bool {
+        self.lines_only
+    }
+
+    /// `account`'s book read back whole from the record that keeps it, for
+    /// an entry to book to it again (the reversal that reopens its loan:
+    /// [`Books::bring_back`]): an error when the store cannot read it or
+    /// has none.
+    pub fn read_kept(&self, account: &AccountId) -> Result<AccountBook, ReadError> {
+        self.kept_book(account)?.ok_or_else(|| {
+            ReadError::Damaged(format!(
+                "record {:?} is missing from the state cache",
+                kept_steps_key(account)
+            ))
+        })
+    }
+
+    /// Holds `account`'s book read back ([`Books::read_kept`]) again.
+    pub fn bring_back(&mut self, account: AccountId, book: AccountBook) {
+        self.accounts.entry(account).or_insert(book);
+    }
+
+    /// Lets go of `account`'s book whole, once the store keeps its records
+    /// in the record read when asked ([`kept_steps_key`]): its loan ended
+    /// and a checkpoint saved it. Kept while the books have no store.
+    pub fn forget(&mut self, account: &AccountId) {
+        if self.store.is_some() {
+            self.accounts.remove(account);
+        }
+    }
+
+    /// The value of the record that keeps `account`'s records of steps
+    /// whole ([`kept_steps_key`]): each as [`Books::account_record`]
+    /// gives it, those let go of read back from the store (an error when
+    /// one cannot be); an empty list for an account without postings.
+    pub fn kept_steps_value(&self, account: &AccountId) -> Result<Vec<u8>, ReadError> {
+        let count = self
+            .accounts
+            .get(account)
+            .map_or(0, |book| book.history.steps.record_count() as u64);
+        let mut records = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            let record = self.account_record(account, index)?.ok_or_else(|| {
+                ReadError::Damaged(format!(
+                    "record {:?} is not held",
+                    StepsOf::Account(account.clone()).key(index)
+                ))
+            })?;
+            records.push(record);
+        }
+        Ok(crate::codec::encode(&records))
     }
 
     /// Every movement of `account` dated `from..=to`, in date order
@@ -1322,7 +1500,7 @@ impl Books {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<Movement>, ReadError> {
-        let Some(book) = self.accounts.get(account) else {
+        let Some(book) = self.book_or_kept(account)? else {
             return Ok(Vec::new());
         };
         let stored = self.stored_steps(account);
@@ -1432,9 +1610,58 @@ impl Books {
         self.accounts.range((start, Bound::Unbounded))
     }
 
-    /// How many accounts have postings.
-    pub fn account_count(&self) -> usize {
-        self.accounts.len()
+    /// At most `limit` accounts with a posting, in name order from
+    /// `after` on (exclusive): those memory holds, and the closed and
+    /// cancelled loans' accounts it let go of, read back from the store
+    /// (the records of those it holds passed over unread: memory's are the
+    /// newer). An error when the store cannot list or read them.
+    pub fn accounts_listed(
+        &self,
+        after: Option<&AccountId>,
+        limit: usize,
+    ) -> Result<Vec<(AccountId, std::borrow::Cow<'_, AccountBook>)>, ReadError> {
+        use std::borrow::Cow;
+        let held = self
+            .accounts_after(after)
+            .take(limit)
+            .map(|(account, book)| (account.clone(), Cow::Borrowed(book)));
+        let mut listed: Vec<(AccountId, Cow<'_, AccountBook>)> = held.collect();
+        if let Some(store) = self.store.as_deref() {
+            // Only loans' accounts are kept: none to list past them.
+            let start = match after {
+                Some(after @ AccountId::Loan(_)) => Some(after.to_string()),
+                Some(AccountId::Cash(_) | AccountId::InterestIncome(_)) | None => None,
+                Some(_) => return Ok(listed),
+            };
+            // Past the last held one taken, nothing kept can be listed.
+            let bound = (listed.len() == limit)
+                .then(|| listed.last().map(|(account, _)| account.clone()))
+                .flatten();
+            let skip = |key: &[u8]| {
+                kept_account_of(key).is_some_and(|account| self.accounts.contains_key(&account))
+            };
+            let kept = store.records_after(
+                KEPT_STEPS_PREFIX.as_bytes(),
+                start.as_deref().map(str::as_bytes),
+                limit,
+                &skip,
+            )?;
+            for (key, value) in kept {
+                let key = String::from_utf8_lossy(&key).into_owned();
+                let account = kept_account_of(key.as_bytes()).ok_or_else(|| {
+                    ReadError::Damaged(format!("record {key:?} names no loan's account"))
+                })?;
+                if bound.as_ref().is_some_and(|bound| account > *bound) {
+                    break;
+                }
+                if let Some(book) = kept_book_of(&account, &key, &value)? {
+                    listed.push((account, Cow::Owned(book)));
+                }
+            }
+            listed.sort_by(|a, b| a.0.cmp(&b.0));
+            listed.truncate(limit);
+        }
+        Ok(listed)
     }
 
     /// The state cache's record `index` of `account`'s steps (its value,

@@ -681,8 +681,14 @@ impl LedgerState {
         self.books.keep_in(store.clone());
         self.stored = StoredIn(Some(store));
         let changed = &self.changed;
+        let books = &mut self.books;
         self.loans.retain(|id, loan| {
-            !loan.has_ended() || changed.contains(&StateKey::LoanSchedule(id.clone()))
+            let keep = !loan.has_ended() || changed.contains(&StateKey::LoanSchedule(id.clone()));
+            if !keep {
+                // Its account's book goes with it, kept in one record.
+                books.forget(&AccountId::Loan(id.clone()));
+            }
+            keep
         });
         // Members' accounts' last records too (read back from the cache,
         // they were let go of as startup read them), unless one changed
@@ -705,6 +711,9 @@ impl LedgerState {
         }
         if self.loans.get(id).is_some_and(|loan| loan.has_ended()) {
             self.loans.remove(id);
+            // And its account's book, whose records the checkpoint kept in
+            // one ([`StateKey::LoanSteps`], noted changed with the loan's).
+            self.books.forget(&AccountId::Loan(id.clone()));
         }
     }
 
@@ -932,6 +941,34 @@ impl LedgerState {
         self.books
             .account_as_of(account, as_of)
             .map_err(|error| steps_unreadable(account, error))
+    }
+
+    /// The first date a movement of `account` is dated on (none for an
+    /// account without postings), read back for a closed loan's account
+    /// memory let go of.
+    pub fn account_first_date(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<NaiveDate>, DomainError> {
+        let book = self
+            .books
+            .book_or_kept(account)
+            .map_err(|error| steps_unreadable(account, error))?;
+        Ok(book.and_then(|book| book.history.first_date()))
+    }
+
+    /// At most `limit` accounts with a posting, in name order from `after`
+    /// on (exclusive), closed loans' accounts memory let go of read back
+    /// ([`Books::accounts_listed`]).
+    pub fn accounts_listed(
+        &self,
+        after: Option<&AccountId>,
+        limit: usize,
+    ) -> Result<Vec<(AccountId, std::borrow::Cow<'_, crate::books::AccountBook>)>, DomainError>
+    {
+        self.books
+            .accounts_listed(after, limit)
+            .map_err(|error| stored_error("the closed loans' accounts", error))
     }
 
     /// Every movement of `account` dated `from..=to`, in date order

@@ -17,7 +17,6 @@ use tonic::{Request, Response, Status};
 use crate::domain::DomainError;
 use crate::domain::access::Action;
 use crate::domain::account::AccountId;
-use crate::domain::books::AsOf;
 use crate::domain::entry::EntryBody;
 use crate::domain::entry::GENESIS_HASH;
 use crate::domain::ids::{BranchId, LoanId, MemberId};
@@ -206,10 +205,9 @@ impl AuditService for AuditApi {
                 may_read(&caller, Some(&state.account_branch(&read)?))?;
                 state.check_as_of("as_of", as_of)?;
                 let currency = state.account_currency(&read)?;
-                let balance = match as_of {
-                    AsOf::Latest => state.balance(&read),
-                    as_of => state.account_as_of(&read, as_of)?,
-                };
+                // Held, or read back for a closed loan's account memory
+                // let go of.
+                let balance = state.account_as_of(&read, as_of)?;
                 Ok::<_, DomainError>((currency, balance, state.reflects(as_of)))
             })
             .await?

@@ -33,6 +33,15 @@ mod export;
 
 use export::EXPORTS_AT_ONCE_MAX;
 
+/// Accounts a page of `ListAccounts` looks at, at most: those of other
+/// branches passed over count too, and closed loans' accounts are read
+/// back from the state cache. A page ends there (with a token) even when
+/// it holds fewer accounts than asked.
+pub const ACCOUNTS_PER_PAGE_MAX: usize = 10_000;
+
+/// Accounts taken at a time while a page of `ListAccounts` is made.
+const ACCOUNTS_PER_STEP: usize = 256;
+
 /// The books service over a running ledger.
 pub struct BooksApi {
     ledger: Arc<Ledger>,
@@ -357,39 +366,53 @@ impl BooksService for BooksApi {
             .read(move |state| {
                 books_of(&caller, state, branch.as_ref())?;
                 let mut page = Page::new(page_size);
-                let mut last = None;
+                // The last account looked at: the next page's start.
+                let mut last = after;
                 let mut more = false;
-                for (account, book) in state.books().accounts_after(after.as_ref()) {
-                    if branch.as_ref().is_some_and(|b| *b != book.branch) {
-                        continue;
-                    }
-                    if page.is_full() {
-                        more = true;
+                let mut looked_at = 0;
+                'steps: loop {
+                    let step = state.accounts_listed(last.as_ref(), ACCOUNTS_PER_STEP)?;
+                    if step.is_empty() {
                         break;
                     }
-                    let currency = state.books_currency(Some(&book.branch))?;
-                    let gl = chart.account(&book.line);
-                    let item = pb::ChartAccount {
-                        account: account.to_string(),
-                        branch_id: book.branch.to_string(),
-                        kind: kind_out(account.kind()) as i32,
-                        line: book.line.key(),
-                        gl_code: gl.code,
-                        gl_name: gl.name,
-                        balance: Some(money_out(
-                            book.history.latest().on_normal_side(account.kind()),
-                            currency,
-                        )),
-                    };
-                    if page.push(item).is_err() {
-                        more = true;
-                        break;
+                    for (account, book) in step {
+                        // Closed loans' accounts are read back from the
+                        // state cache: a page's work stays bounded.
+                        if looked_at >= ACCOUNTS_PER_PAGE_MAX
+                            || page.is_full() && branch.as_ref().is_none_or(|b| *b == book.branch)
+                        {
+                            more = true;
+                            break 'steps;
+                        }
+                        looked_at += 1;
+                        if branch.as_ref().is_some_and(|b| *b != book.branch) {
+                            last = Some(account);
+                            continue;
+                        }
+                        let currency = state.books_currency(Some(&book.branch))?;
+                        let gl = chart.account(&book.line);
+                        let item = pb::ChartAccount {
+                            account: account.to_string(),
+                            branch_id: book.branch.to_string(),
+                            kind: kind_out(account.kind()) as i32,
+                            line: book.line.key(),
+                            gl_code: gl.code,
+                            gl_name: gl.name,
+                            balance: Some(money_out(
+                                book.history.latest().on_normal_side(account.kind()),
+                                currency,
+                            )),
+                        };
+                        if page.push(item).is_err() {
+                            more = true;
+                            break 'steps;
+                        }
+                        last = Some(account);
                     }
-                    last = Some(account.to_string());
                 }
                 Ok((
                     page.into_items(),
-                    last.filter(|_| more),
+                    last.filter(|_| more).map(|last| last.to_string()),
                     state.last_sequence(),
                 ))
             })
@@ -548,15 +571,13 @@ impl BooksService for BooksApi {
                     let to = to.unwrap_or_else(|| state.today_for(Some(&branch), now));
                     // From the account's first movement, if it is on or
                     // before `to`.
-                    let from = from
-                        .or_else(|| {
-                            state
-                                .books()
-                                .account(&read_account)
-                                .and_then(|b| b.history.first_date())
-                                .filter(|first| *first <= to)
-                        })
-                        .unwrap_or(to);
+                    let from = match from {
+                        Some(from) => from,
+                        None => state
+                            .account_first_date(&read_account)?
+                            .filter(|first| *first <= to)
+                            .unwrap_or(to),
+                    };
                     if from > to {
                         return Err(DomainError::invalid(
                             "from",

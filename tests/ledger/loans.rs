@@ -2,6 +2,8 @@
 //! write-off and recovery. Every expected figure is worked out by hand beside
 //! it (declining balance at 52% a year weekly is 1% a week).
 
+use mfi_ledger::domain::account::AccountId;
+use mfi_ledger::domain::ids::LoanId;
 use mfi_ledger::pb;
 use tonic::Code;
 
@@ -709,23 +711,108 @@ async fn a_closed_loan_reads_and_reopens_the_same_after_a_restart() {
         }
     };
     let loans = member(&mut app).await;
+    let account = format!("loan:{loan}");
+    let books = account_books(&app, &account).await;
+    let (balance, statement, chart) = &books;
+    assert_eq!(
+        [&balance.debits, &balance.credits, &balance.balance].map(amount),
+        ["1000000", "1000000", "0"]
+    );
+    assert_eq!(statement.movements.len(), 2, "{statement:?}");
+    assert!(
+        chart.iter().any(|a| a.account == account),
+        "{account} in {chart:?}"
+    );
 
     assert!(in_arrears(&mut app, "2024-02-20").await.is_empty());
 
     let mut app = app.restart().await;
+    // Neither the loan nor its account's book is in memory now.
+    let held = |app: &App| {
+        let id = LoanId::parse("loan", &loan).unwrap();
+        app.ledger.read(|state| {
+            let account = AccountId::Loan(id.clone());
+            (
+                state.books().holds(&account),
+                state.loan(&id).unwrap().unwrap().is_summary(),
+            )
+        })
+    };
+    assert_eq!(held(&app), (false, true));
     assert_eq!(app.loan(&loan, "2024-03-01").await, closed);
     assert_eq!(in_arrears(&mut app, overdue_on).await, arrears);
     assert!(in_arrears(&mut app, "2024-02-20").await.is_empty());
     assert_eq!(in_arrears(&mut app, "2024-02-19").await.len(), 1);
     assert_eq!(member(&mut app).await, loans);
+    assert_eq!(account_books(&app, &account).await, books);
 
-    // Reversing the payoff gives the loan back as it was before it.
+    // Reversing the payoff gives the loan back as it was before it, and
+    // its account the payoff's reversal.
     app.reverse("reverse-payoff", closing).await.unwrap();
     let reopened = app.loan(&loan, "2024-03-01").await;
     assert_eq!(reopened.status, pb::LoanStatus::Active as i32);
     assert_eq!(reopened.schedule, unpaid.schedule);
     assert_eq!(reopened.principal_outstanding, unpaid.principal_outstanding);
     assert_eq!(reopened.days_in_arrears, unpaid.days_in_arrears);
+    assert_eq!(held(&app), (true, false));
+    let reopened_books = account_books(&app, &account).await;
+    let (balance, statement, _) = &reopened_books;
+    assert_eq!(amount(&balance.balance), "1000000");
+    assert_eq!(statement.movements.len(), 3, "{statement:?}");
     let mut app = app.restart().await;
     assert_eq!(app.loan(&loan, "2024-03-01").await, reopened);
+    assert_eq!(account_books(&app, &account).await, reopened_books);
+}
+
+/// What the books say of an account: its balance with its debits and
+/// credits, its statement from its first movement, and the branch's chart
+/// of accounts, read two at a time.
+async fn account_books(
+    app: &App,
+    account: &str,
+) -> (
+    pb::GetBalanceResponse,
+    pb::GetAccountStatementResponse,
+    Vec<pb::ChartAccount>,
+) {
+    let balance = app
+        .audit
+        .clone()
+        .get_balance(pb::GetBalanceRequest {
+            account: account.into(),
+            as_of: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut books = pb::books_service_client::BooksServiceClient::new(
+        crate::support::connect(app.address, &app.token).await,
+    );
+    let statement = books
+        .get_account_statement(pb::GetAccountStatementRequest {
+            account: account.into(),
+            from: String::new(),
+            to: "2024-03-31".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut chart, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = books
+            .list_accounts(pb::ListAccountsRequest {
+                branch_id: "TB".into(),
+                page_size: 2,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        chart.extend(page.accounts);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    (balance, statement, chart)
 }

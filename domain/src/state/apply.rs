@@ -86,8 +86,7 @@ impl LedgerState {
     /// the state is unchanged.
     pub fn apply(&mut self, entry: &Entry) -> Result<(), ApplyError> {
         let (commit, _) = self.stage_and_work_days(entry, Chain::Check)?;
-        self.commit_entry(entry, commit);
-        Ok(())
+        self.commit_entry(entry, commit)
     }
 
     /// Applies `entry` as [`LedgerState::apply`] does, and returns what it
@@ -102,7 +101,7 @@ impl LedgerState {
             commit: commit.clone(),
             days,
         };
-        self.commit_entry(entry, commit);
+        self.commit_entry(entry, commit)?;
         Ok(written)
     }
 
@@ -138,7 +137,7 @@ impl LedgerState {
             commit: commit.clone(),
             days,
         };
-        self.commit_entry(&entry, commit);
+        self.commit_entry(&entry, commit)?;
         Ok((entry, written))
     }
 
@@ -178,8 +177,7 @@ impl LedgerState {
             _ if !self.keeps_days() => commit.days = None,
             _ => {}
         }
-        self.commit_entry(entry, commit);
-        Ok(())
+        self.commit_entry(entry, commit)
     }
 
     /// Checks that `entry` follows the last applied one: sequence, hash
@@ -275,8 +273,56 @@ impl LedgerState {
         stage.finish().map_err(fail)
     }
 
+    /// Writes what staging `entry` worked out, and moves the head to it,
+    /// after reading back the books of the loans memory let go of that it
+    /// changes ([`LedgerState::books_to_bring_back`]): an error, with the
+    /// state as it was, when the store cannot give them.
+    fn commit_entry(&mut self, entry: &Entry, commit: Commit) -> Result<(), ApplyError> {
+        let books = self
+            .books_to_bring_back(&commit)
+            .map_err(|message| ApplyError {
+                sequence: entry.body.sequence,
+                message,
+            })?;
+        for (account, book) in books {
+            self.books.bring_back(account, book);
+        }
+        self.commit_staged(entry, commit);
+        Ok(())
+    }
+
+    /// The books of the closed or cancelled loans memory let go of that
+    /// `commit` changes (a reversal that reopens one), read back whole
+    /// from the store, for the entry to book to them: memory holds each
+    /// loan's account's book while the loan runs, and lets go of it with
+    /// the loan ([`LedgerState::saved`]). None on a copy that keeps only
+    /// the lines.
+    fn books_to_bring_back(
+        &self,
+        commit: &Commit,
+    ) -> Result<Vec<(AccountId, crate::books::AccountBook)>, String> {
+        if self.books.keeps_lines_only() {
+            return Ok(Vec::new());
+        }
+        let mut books = Vec::new();
+        for (loan, records) in &commit.loans {
+            let account = AccountId::Loan(loan.id.clone());
+            // A loan memory holds has its account's book held too (a new
+            // one has none yet); one let go of was ended before the entry.
+            if !records.ended || self.loans.contains_key(&loan.id) || self.books.holds(&account) {
+                continue;
+            }
+            let book = self
+                .books
+                .read_kept(&account)
+                .map_err(|error| format!("loan {}'s account: {error}", loan.id))?;
+            books.push((account, book));
+        }
+        Ok(books)
+    }
+
     /// Writes what staging `entry` worked out, and moves the head to it.
-    fn commit_entry(&mut self, entry: &Entry, commit: Commit) {
+    fn commit_staged(&mut self, entry: &Entry, commit: Commit) {
         let body = &entry.body;
         for (branch, changes) in commit.days.iter().flat_map(|days| days.iter()) {
             let before = self.days.get(branch);
@@ -430,6 +476,18 @@ impl LedgerState {
                 for chunk in 0..=keys::list_chunks(loan.history.len()) {
                     self.changed
                         .note(|| StateKey::LoanHistory(id.clone(), chunk));
+                }
+                // Its account's records of steps too: kept in one while the
+                // loan has ended, each under its own key while it runs.
+                self.changed.note(|| StateKey::LoanSteps(id.clone()));
+                let account = AccountId::Loan(id.clone());
+                for index in self
+                    .books
+                    .last_record(&account)
+                    .map_or(0..0, |last| 0..last + 1)
+                {
+                    self.changed
+                        .note(|| StateKey::Steps(account.clone(), index));
                 }
             } else {
                 if records.loan {

@@ -3,7 +3,10 @@
 //! that records sort by kind; values are postcard bytes.
 
 use super::*;
-use crate::books::{ACCOUNT_STEPS_PREFIX, Balance, LINE_STEPS_PREFIX, Line, StepsOf};
+use crate::books::{
+    ACCOUNT_STEPS_PREFIX, Balance, KEPT_STEPS_PREFIX, LINE_STEPS_PREFIX, Line, StepsOf,
+    kept_steps_key,
+};
 use crate::day_log::{CLOSED_CHUNK_PREFIX, DayChunk, OPEN_CHUNK_PREFIX};
 use crate::stored::ReadError;
 
@@ -64,6 +67,10 @@ pub enum StateKey {
     DayOpen(BranchId),
     /// The latest date a loan ended on ([`LedgerState::ended_latest`]).
     EndedLatest,
+    /// A closed or cancelled loan's account's records of steps, whole, in
+    /// one record read when asked ([`crate::stored`]), its
+    /// [`StateKey::Steps`] records then gone.
+    LoanSteps(LoanId),
 }
 
 /// A record: key bytes and value bytes, or `None` when the key is gone.
@@ -122,7 +129,11 @@ const ENDED_LATEST_KEY: &str = "ended-latest";
 /// ([`LOAN_ENDED_PREFIX`]), not at startup, and the latest date a loan
 /// ended on in a record of its own (a cache of 15 would have its summaries
 /// taken for records this build does not read, and no such date).
-pub const STATE_FORMAT: u32 = 16;
+/// 17: a closed or cancelled loan's account's records of steps in one
+/// record read when asked ([`StateKey::LoanSteps`]), not under the keys
+/// read at startup (a cache of 16 would have those accounts' books read
+/// at startup beside loans that ended, which this build refuses).
+pub const STATE_FORMAT: u32 = 17;
 
 /// Key prefix of a closed or cancelled loan's record, the loan whole
 /// ([`StateKey::LoanSchedule`]).
@@ -218,6 +229,7 @@ impl StateKey {
             StateKey::DayChunk(branch, first) => crate::day_log::closed_chunk_key(branch, *first),
             StateKey::DayOpen(branch) => crate::day_log::open_chunk_key(branch),
             StateKey::EndedLatest => ENDED_LATEST_KEY.to_owned(),
+            StateKey::LoanSteps(id) => kept_steps_key(&AccountId::Loan(id.clone())),
         }
         .into_bytes()
     }
@@ -268,10 +280,17 @@ impl LedgerState {
                 .map(encode),
             StateKey::Access => (!self.access.is_empty()).then(|| encode(&*self.access)),
             // Read back in part when let go of (an export's; a checkpoint
-            // takes a grown one through `grown_account_record`).
+            // takes a grown one through `grown_account_record`). None for
+            // a loan that ended: its records are kept in one
+            // (`StateKey::LoanSteps`).
             StateKey::Steps(account, index) => {
+                if self.steps_kept(account) {
+                    return None;
+                }
                 self.books.account_record(account, *index).ok().flatten()
             }
+            // Taken by `record_or_read`, which says when it cannot be read.
+            StateKey::LoanSteps(id) => self.loan_steps_record(id).ok().flatten(),
             StateKey::LineSteps(branch, line, index) => {
                 self.books.line_record(branch, line, *index)
             }
@@ -293,6 +312,46 @@ impl LedgerState {
         }
     }
 
+    /// The record of `key` in the current state, an error when what it
+    /// must be made of could not be read back from the store (a closed
+    /// or cancelled loan's account's records let go of): a checkpoint
+    /// then writes nothing, rather than a record without them.
+    fn record_or_read(&self, key: &StateKey) -> Result<Option<Vec<u8>>, ReadError> {
+        match key {
+            StateKey::LoanSteps(id) => self.loan_steps_record(id),
+            StateKey::Steps(account, index) if !self.steps_kept(account) => {
+                self.books.account_record(account, *index)
+            }
+            key => Ok(self.record(key)),
+        }
+    }
+
+    /// True when `account`'s records of steps are kept in one record
+    /// ([`StateKey::LoanSteps`]), not in its own: a loan's account once
+    /// the loan ended (memory holds it ended, or let go of it).
+    pub(super) fn steps_kept(&self, account: &AccountId) -> bool {
+        match account {
+            AccountId::Loan(id) => self.loans.get(id).is_none_or(|loan| loan.has_ended()),
+            _ => false,
+        }
+    }
+
+    /// The record keeping a closed or cancelled loan's account's records
+    /// of steps: made from the books while memory holds the loan, as the
+    /// store keeps it once memory let go of it; none while it runs.
+    fn loan_steps_record(&self, id: &LoanId) -> Result<Option<Vec<u8>>, ReadError> {
+        match self.loans.get(id) {
+            Some(loan) if loan.has_ended() => self
+                .books
+                .kept_steps_value(&AccountId::Loan(id.clone()))
+                .map(Some),
+            Some(_) => Ok(None),
+            None => self
+                .stored
+                .read(&StateKey::LoanSteps(id.clone()).to_bytes()),
+        }
+    }
+
     /// Loan `id` while it runs (active or written off): a closed or
     /// cancelled loan has none of the records of one.
     fn running_loan(&self, id: &LoanId) -> Option<&Loan> {
@@ -311,9 +370,10 @@ impl LedgerState {
         let keys = self.take_changed_keys();
         let mut records = Vec::with_capacity(keys.len());
         let mut grown = Vec::new();
+        let mut failed = None;
         for key in &keys {
             let grown_record = match key {
-                StateKey::Steps(account, index) => self
+                StateKey::Steps(account, index) if !self.steps_kept(account) => self
                     .books
                     .grown_account_record(account, *index)
                     .map(|record| (account.clone(), *index, record)),
@@ -324,7 +384,13 @@ impl LedgerState {
                     grown.push((records.len(), account, index, record));
                     None
                 }
-                None => self.record(key),
+                None => match self.record_or_read(key) {
+                    Ok(value) => value,
+                    Err(error) => {
+                        failed.get_or_insert(error);
+                        None
+                    }
+                },
             };
             records.push((key.to_bytes(), value));
         }
@@ -333,6 +399,7 @@ impl LedgerState {
             records,
             grown,
             store: self.books.stored_records(),
+            failed,
         }
     }
 
@@ -361,16 +428,34 @@ impl LedgerState {
     /// The keys changed since the last call, in key order.
     fn take_changed_keys(&mut self) -> Vec<StateKey> {
         let mut keys = self.changed.take();
+        // The loans that ended or reopened since: their accounts' records
+        // move between their own keys and the one that keeps them.
+        let moved: BTreeSet<LoanId> = keys
+            .iter()
+            .filter_map(|key| match key {
+                StateKey::LoanSteps(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        let moved_account = |account: &AccountId| match account {
+            AccountId::Loan(id) => moved.contains(id),
+            _ => false,
+        };
         // A closed day-log chunk let go of is in the store as it will stay:
         // its record is never written again (nor, unread, taken for gone).
         keys.retain(|key| match key {
             StateKey::DayChunk(branch, first) => !self.day_log.is_let_go(branch, *first),
             // And an account's record of steps let go of (closed, or a
-            // member's account's last one).
-            StateKey::Steps(account, index) => !self.books.is_let_go(account, *index),
+            // member's account's last one), unless its loan ended or
+            // reopened: its records then move.
+            StateKey::Steps(account, index) => {
+                !self.books.is_let_go(account, *index) || moved_account(account)
+            }
             // So are an ended loan's records once memory let go of it,
             // until the loan changes.
-            StateKey::LoanSchedule(id) | StateKey::LoanEnded(id) => self.loans.contains_key(id),
+            StateKey::LoanSchedule(id) | StateKey::LoanEnded(id) | StateKey::LoanSteps(id) => {
+                self.loans.contains_key(id)
+            }
             _ => true,
         });
         keys.sort_unstable();
@@ -391,7 +476,11 @@ impl LedgerState {
                 // is not named again when the next one opens), unless
                 // entries applied while it saved changed them again: the
                 // store then holds an older one, until the next checkpoint.
-                StateKey::Steps(account, index) if self.stored.0.is_some() => {
+                // Not a loan's that ended: its records went, kept in one
+                // (`StateKey::LoanSteps`), and its book goes with the loan.
+                StateKey::Steps(account, index)
+                    if self.stored.0.is_some() && !self.steps_kept(account) =>
+                {
                     for k in (0..=*index).rev() {
                         if self.books.is_let_go(account, k) {
                             break;
@@ -466,10 +555,11 @@ impl LedgerState {
         for loan in self.every_loan(None)? {
             let id = loan.id().clone();
             if loan.is_summary() {
-                // Its two records as the store holds them.
+                // Its three records as the store holds them.
                 for key in [
                     StateKey::LoanSchedule(id.clone()),
                     StateKey::LoanEnded(id.clone()),
+                    StateKey::LoanSteps(id.clone()),
                 ] {
                     let key = key.to_bytes();
                     let value = self
@@ -486,7 +576,12 @@ impl LedgerState {
                 }
             } else if loan.has_ended() {
                 keys.push(StateKey::LoanSchedule(id.clone()));
-                keys.push(StateKey::LoanEnded(id));
+                keys.push(StateKey::LoanEnded(id.clone()));
+                let key = StateKey::LoanSteps(id.clone());
+                let value = self
+                    .record_or_read(&key)
+                    .map_err(|error| stored_error(&format!("loan {id}'s account"), error))?;
+                let_go.extend(value.map(|value| (key.to_bytes(), value)));
             }
         }
         if self.ended_latest.is_some() {
@@ -514,6 +609,7 @@ impl LedgerState {
         keys.extend(
             self.books
                 .account_record_keys()
+                .filter(|(account, _)| !self.steps_kept(account))
                 .map(|(account, index)| StateKey::Steps(account.clone(), index)),
         );
         keys.extend(
@@ -532,10 +628,15 @@ impl LedgerState {
                 .carries()
                 .map(|((branch, date), _)| StateKey::Carry(branch.clone(), *date)),
         );
-        let mut records: BTreeMap<Vec<u8>, Vec<u8>> = keys
-            .iter()
-            .filter_map(|key| Some((key.to_bytes(), self.record(key)?)))
-            .collect();
+        let mut records = BTreeMap::new();
+        for key in &keys {
+            let value = self
+                .record_or_read(key)
+                .map_err(|error| stored_error("the state's records", error))?;
+            if let Some(value) = value {
+                records.insert(key.to_bytes(), value);
+            }
+        }
         records.append(&mut let_go);
         Ok(records)
     }
@@ -651,12 +752,13 @@ impl LedgerState {
     /// ([`LedgerState::keep_stored_in`]); each left in the store stays
     /// there. Every such loan must have both its records, must have ended,
     /// and none may have the records of a running loan too.
-    fn take_ended_loans(&mut self, ended: EndedRecords) -> Result<(), String> {
+    fn take_ended_loans(&mut self, ended: EndedRecords) -> Result<KeptLoans, String> {
         let EndedRecords {
             wholes,
             summaries,
             schedule_ids,
             summary_ids,
+            steps_ids,
             mut kept,
             hasher,
         } = ended;
@@ -666,6 +768,14 @@ impl LedgerState {
                  ({LOAN_SCHEDULE_PREFIX}) and the summaries of {} ({LOAN_ENDED_PREFIX}), \
                  not of the same loans",
                 schedule_ids.count, summary_ids.count
+            ));
+        }
+        if schedule_ids != steps_ids {
+            return Err(format!(
+                "the state cache holds the records of {} closed or cancelled loans \
+                 ({LOAN_SCHEDULE_PREFIX}) and the accounts' records of {} \
+                 ({KEPT_STEPS_PREFIX}), not of the same loans",
+                schedule_ids.count, steps_ids.count
             ));
         }
         let mut summaries: BTreeMap<LoanId, EndedLoan> = summaries
@@ -681,11 +791,11 @@ impl LedgerState {
         // Those left in the store, by their ids' hashes (two ids with one
         // hash by chance only).
         kept.sort_unstable();
-        let kept_too = |id: &LoanId| {
-            use std::hash::BuildHasher;
-            kept.binary_search(&hasher.hash_one(id.as_str())).is_ok()
+        let kept = KeptLoans {
+            hashes: kept,
+            hasher,
         };
-        if let Some(id) = self.loans.keys().find(|id| kept_too(id)) {
+        if let Some(id) = self.loans.keys().find(|id| kept.holds(id)) {
             return Err(format!(
                 "loan {id} has the records of a running loan and the record \
                  {LOAN_SCHEDULE_PREFIX}{id} of an ended one"
@@ -717,7 +827,7 @@ impl LedgerState {
             loan.keep_running_sums();
             self.loans.insert(id, Arc::new(loan));
         }
-        Ok(())
+        Ok(kept)
     }
 
     /// Builds the maps read back again at once from their entries in key
@@ -1096,6 +1206,19 @@ impl BooksRecords {
         Ok(())
     }
 
+    /// Takes in the records of steps a closed or cancelled loan's account
+    /// keeps in one ([`StateKey::LoanSteps`], `key`): for a state read
+    /// back whole ([`LedgerState::import`]), which holds the loan.
+    pub fn add_kept(&mut self, key: &str, account: AccountId, value: &[u8]) -> Result<(), String> {
+        let records: Vec<Vec<u8>> = decode(key, value)?;
+        for (record, index) in records.into_iter().zip(0..) {
+            self.import
+                .add(StepsOf::Account(account.clone()), index, record)?;
+            self.records += 1;
+        }
+        Ok(())
+    }
+
     /// Ends the reading of a share of the books' records: the records
     /// held appended and the totals by date worked out (on the thread
     /// that took them in).
@@ -1165,6 +1288,9 @@ struct EndedRecords {
     schedule_ids: IdSum,
     /// The loans with a summary ([`StateKey::LoanEnded`]), read or kept.
     summary_ids: IdSum,
+    /// The loans whose account's records of steps are kept in one
+    /// ([`StateKey::LoanSteps`]), read or kept.
+    steps_ids: IdSum,
     /// The hashes of the ids of the loans whose record whole the store
     /// kept unread: 8 bytes a loan until the state is made, to refuse one
     /// that has a running loan's records too.
@@ -1185,6 +1311,26 @@ impl EndedRecords {
 
     fn add_summary(&mut self, id: &str) {
         self.summary_ids.add(&self.hasher, id);
+    }
+
+    fn add_steps(&mut self, id: &str) {
+        self.steps_ids.add(&self.hasher, id);
+    }
+}
+
+/// The ids' hashes of the loans the store kept unread, sorted, to refuse
+/// a running loan's records beside them ([`StateImport::finish_with_books`]).
+struct KeptLoans {
+    hashes: Vec<u64>,
+    hasher: FastHash,
+}
+
+impl KeptLoans {
+    fn holds(&self, id: &LoanId) -> bool {
+        use std::hash::BuildHasher;
+        self.hashes
+            .binary_search(&self.hasher.hash_one(id.as_str()))
+            .is_ok()
     }
 }
 
@@ -1242,6 +1388,9 @@ pub struct Changes {
     /// and the record.
     grown: Vec<(usize, AccountId, u64, crate::books::GrownAccountRecord)>,
     store: Option<Arc<dyn crate::stored::StoredRecords>>,
+    /// Why a record taken under the lock could not be made (a closed
+    /// loan's account's record let go of, unreadable): nothing is written.
+    failed: Option<ReadError>,
 }
 
 /// What a checkpoint saved, once it is saved ([`LedgerState::saved_whole`]):
@@ -1271,7 +1420,11 @@ impl Changes {
             mut records,
             grown,
             store,
+            failed,
         } = self;
+        if let Some(error) = failed {
+            return Err((error, keys));
+        }
         let mut written = Vec::with_capacity(grown.len());
         for (at, account, index, record) in grown {
             match record.complete(store.as_deref()) {
@@ -1284,6 +1437,17 @@ impl Changes {
         }
         Ok((records, Saved { keys, written }))
     }
+}
+
+/// The loan whose account's records of steps a kept record's key names
+/// ([`StateKey::LoanSteps`]), if it is one.
+fn loan_steps_id(key: &str) -> Option<Result<LoanId, String>> {
+    let account = key.strip_prefix(KEPT_STEPS_PREFIX)?;
+    let id = match AccountId::parse("key", account) {
+        Ok(AccountId::Loan(id)) => Ok(id),
+        _ => Err(format!("record {key:?} names no loan's account")),
+    };
+    Some(id)
 }
 
 /// A record of one of a loan's lists: the loan, which list, the chunk.
@@ -1349,6 +1513,10 @@ impl StateImport {
             }
             self.ended.add_summary(id);
             self.ended.summaries.push(summary);
+        } else if let Some(id) = loan_steps_id(key) {
+            let id = id?;
+            self.ended.add_steps(id.as_str());
+            self.books.add_kept(key, AccountId::Loan(id), value)?;
         } else {
             self.state.import_record(key, value)?;
         }
@@ -1363,6 +1531,12 @@ impl StateImport {
     /// then given ([`LedgerState::keep_stored_in`]).
     pub fn add_stored(&mut self, key: &[u8]) -> Result<(), String> {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
+        if let Some(id) = loan_steps_id(key) {
+            self.append_list()?;
+            self.ended.add_steps(id?.as_str());
+            self.any = true;
+            return Ok(());
+        }
         let ended = key
             .strip_prefix(LOAN_SCHEDULE_PREFIX)
             .map(|id| (id, false))
@@ -1480,7 +1654,7 @@ impl StateImport {
             list: _,
             ended,
         } = self;
-        state.take_ended_loans(ended)?;
+        let kept = state.take_ended_loans(ended)?;
         state.pack_maps();
         books.absorb(added)?;
         any |= books.records > 0;
@@ -1495,6 +1669,25 @@ impl StateImport {
             ));
         }
         state.books = books.import.finish()?;
+        // A loan that ended has its account's records kept in one: none
+        // of its own beside them, nor for a loan held ended.
+        let refused = state
+            .books
+            .accounts_after(None)
+            .map(|(account, _)| account)
+            .find(|account| match account {
+                // One held whole has its kept record read with it, and its
+                // own would be read twice, or missing from the kept ones.
+                AccountId::Loan(id) => kept.holds(id),
+                _ => false,
+            });
+        if let Some(account) = refused {
+            return Err(format!(
+                "account {account} has its own records of steps, and its loan ended: \
+                 they are kept in record {}",
+                kept_steps_key(account)
+            ));
+        }
         // Each account's balance is what its history posted in all.
         state.balances = state
             .books

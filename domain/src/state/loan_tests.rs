@@ -281,6 +281,14 @@ impl Ledger {
             // holds it.
             let account = AccountId::Loan(loan_id());
             let books = self.cold.books();
+            // An ended loan's account's book goes whole with the loan.
+            assert_eq!(
+                !books.holds(&account),
+                let_go,
+                "a {:?} loan's account's book after entry {}",
+                loan.status,
+                entry.body.sequence
+            );
             if self.saving.is_none()
                 && let Some(last) = books.last_record(&account)
             {
@@ -2754,14 +2762,15 @@ fn a_paid_off_loan_is_its_whole_record_and_its_summary_until_reopened() {
 /// rebuilt from the journal then), naming what is wrong: a whole record
 /// with no summary, a summary or a whole record beside a running loan's
 /// records (read, or left in the store as a server starts), a whole loan
-/// read back that is not the one its summary describes.
+/// read back that is not the one its summary describes, its account's
+/// records kept in one missing, or beside records of their own.
 #[test]
 fn a_cache_whose_ended_loan_records_disagree_is_refused() {
     let (ledger, _) = paid_off_on_new_years_day();
     let start = |records: &BTreeMap<Vec<u8>, Vec<u8>>| {
         let mut startup = StateImport::default();
         for (key, value) in records {
-            startup.add(key, value).unwrap();
+            startup.add(key, value)?;
         }
         startup.finish().map(|_| ())
     };
@@ -2806,6 +2815,41 @@ fn a_cache_whose_ended_loan_records_disagree_is_refused() {
             .is_err_and(|why| why.contains("not the Closed loan its summary describes")),
         "{refused:?}"
     );
+    // Its account's records kept in one: missing, or beside records of
+    // their own (as a cache of format 16 held them).
+    let kept_key = StateKey::LoanSteps(loan_id()).to_bytes();
+    let mut no_steps = ledger.records.clone();
+    let kept = no_steps.remove(&kept_key).unwrap();
+    for refused in [start(&no_steps), start_kept(&no_steps)] {
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|why| why.contains("accounts' records of 0")),
+            "{refused:?}"
+        );
+    }
+    let records: Vec<Vec<u8>> = postcard::from_bytes(&kept).unwrap();
+    assert!(!records.is_empty());
+    let mut own_too = ledger.records.clone();
+    for (record, index) in records.into_iter().zip(0..) {
+        let key = StateKey::Steps(AccountId::Loan(loan_id()), index).to_bytes();
+        own_too.insert(key, record);
+    }
+    let refused = start_kept(&own_too);
+    assert!(
+        refused.as_ref().is_err_and(|why| why.contains(&format!(
+            "account loan:{} has its own records of steps, and its loan ended",
+            loan_id()
+        ))),
+        "{refused:?}"
+    );
+    let refused = start(&own_too);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|why| why.contains("read twice")),
+        "{refused:?}"
+    );
 }
 
 /// A member and her loan as they stood before the loan's payoff, asked of
@@ -2836,18 +2880,26 @@ fn as_of_reads_of_a_loan_let_go_of_read_it_back_or_say_so() {
 }
 
 /// The reversal that reopens a closed loan books to its account's history,
-/// whose last record the server's state let go of once a checkpoint saved
-/// it: the next checkpoint reads the steps let go of back to write the
-/// record whole, with the reversal's after them. When it cannot read them,
-/// it writes nothing (not a record without them) and keeps every change
-/// for the checkpoint after, which writes the record the state holds.
+/// which the server's state let go of whole with the loan once a
+/// checkpoint saved it (its records then kept in one, read when asked):
+/// applying the reversal reads the account's book back first. When the
+/// store cannot give it, the entry does not apply and the state is as it
+/// was; once it can, the next checkpoint writes the account's records
+/// under their own keys again, and the one that kept them goes.
 #[test]
-fn a_reopened_loans_account_is_written_whole_or_not_at_all() {
+fn a_reopened_loans_account_is_read_back_whole_or_not_at_all() {
     let (mut ledger, _, _) = paid_off_on_january_10();
     ledger.finish_saving();
     let account = AccountId::Loan(loan_id());
-    let last = ledger.cold.books().last_record(&account).unwrap();
-    assert!(!ledger.cold.books().holds_whole(&account, last));
+    let own = StateKey::Steps(account.clone(), 0).to_bytes();
+    let kept = StateKey::LoanSteps(loan_id()).to_bytes();
+    assert!(!ledger.cold.books().holds(&account));
+    assert!(!ledger.kept.0.lock().unwrap().contains_key(&own));
+    // Read back for a statement as the state holds it.
+    let (from, to) = (opened_on(), date(2025, 12, 31));
+    let movements =
+        |state: &LedgerState| state.books().account_movements(&account, from, to).unwrap();
+    assert_eq!(movements(&ledger.cold), movements(&ledger.state));
     let payoff = ledger.entries.last().unwrap().body.sequence;
     let reversal = ledger
         .decide(
@@ -2860,48 +2912,35 @@ fn a_reopened_loans_account_is_written_whole_or_not_at_all() {
         )
         .unwrap()
         .seal(&ledger.state.last_hash());
-    let key = StateKey::Steps(account.clone(), last);
-    let stored = ledger
-        .kept
-        .0
-        .lock()
-        .unwrap()
-        .remove(&key.to_bytes())
-        .unwrap();
+    let stored = ledger.kept.0.lock().unwrap().remove(&kept).unwrap();
+    let error = ledger.cold.apply(&reversal).unwrap_err();
+    assert!(error.to_string().contains("is missing"), "{error}");
+    assert_eq!(ledger.cold.last_sequence(), payoff);
+    assert!(!ledger.cold.books().holds(&account));
+    assert!(!ledger.cold.loans.contains_key(&loan_id()));
+    ledger.kept.0.lock().unwrap().insert(kept.clone(), stored);
     ledger.cold.apply(&reversal).unwrap();
     ledger.state.apply(&reversal).unwrap();
     assert_eq!(ledger.cold.loans[&loan_id()].status, LoanStatus::Active);
-    // As the server's persister does: the changes taken, then completed
-    // (the record read back) apart; a failed read gives the keys back to
-    // be marked changed again, and nothing to write.
-    let (error, keys) = ledger.cold.take_changes_to_save().complete().unwrap_err();
-    assert!(error.to_string().contains("is missing"), "{error}");
-    assert!(keys.contains(&key), "{keys:?}");
-    ledger.cold.mark_changed(keys);
-    ledger.kept.0.lock().unwrap().insert(key.to_bytes(), stored);
     let (keys, records) = ledger.cold.take_changes_with_keys().unwrap();
-    assert!(keys.contains(&key), "the record stays changed");
     let expected = ledger.state.export().unwrap();
     assert_eq!(records.len(), keys.len());
     for (name, value) in &records {
         assert_eq!(value.as_ref(), expected.get(name), "record {name:?}");
     }
-    // Read as the state holds it: the reversal after the steps let go of.
+    assert!(
+        records.contains(&(kept, None)),
+        "the record that kept them goes"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|(key, value)| *key == own && value.is_some()),
+        "its own records come back"
+    );
     ledger.save_cold(records);
     ledger.cold.saved(&keys);
-    let (from, to) = (opened_on(), reversal.body.effective_date);
-    assert_eq!(
-        ledger
-            .cold
-            .books()
-            .account_movements(&account, from, to)
-            .unwrap(),
-        ledger
-            .state
-            .books()
-            .account_movements(&account, from, to)
-            .unwrap()
-    );
+    assert_eq!(movements(&ledger.cold), movements(&ledger.state));
     assert_eq!(
         ledger.cold.balance(&account),
         ledger.state.balance(&account)

@@ -1372,6 +1372,9 @@ proptest! {
         for loan in state.loans.values() {
             for read in [&started, &kept_replay] {
                 prop_assert_eq!(!read.loans.contains_key(&loan.id), loan.has_ended());
+                // Its account's book goes with it.
+                let account = AccountId::Loan(loan.id.clone());
+                prop_assert_eq!(!read.books().holds(&account), loan.has_ended());
                 let whole = read.whole_loan(&loan.id).unwrap().unwrap();
                 prop_assert_eq!(&*whole, &**loan);
             }
@@ -1410,6 +1413,32 @@ proptest! {
                     }
                     prop_assert_eq!(listed_as(&active(&listed)), expected.clone(), "{} at a time, active on {:?}", limit, active_on);
                 }
+            }
+        }
+        // Listed a few at a time, the accounts memory let go of with their
+        // loans are read back among those it holds: the same accounts, once
+        // each and in order, where each belongs and what was posted to it;
+        // and each one read alone gives the state's balance and movements.
+        let listed_book = |account: &AccountId, book: &crate::books::AccountBook| {
+            (account.clone(), book.branch.clone(), book.line.clone(), book.history.latest())
+        };
+        let every_account: Vec<_> = state.books().accounts_after(None).map(|(a, b)| listed_book(a, b)).collect();
+        for read in [&started, &kept_replay, &cold] {
+            for limit in [1, 2, 5] {
+                let (mut listed, mut after) = (Vec::new(), None);
+                loop {
+                    let taken = read.accounts_listed(after.as_ref(), limit).unwrap();
+                    prop_assert!(taken.len() <= limit);
+                    let Some((last, _)) = taken.last() else { break };
+                    after = Some(last.clone());
+                    listed.extend(taken.iter().map(|(a, b)| listed_book(a, b)));
+                }
+                prop_assert_eq!(&listed, &every_account, "{} at a time", limit);
+            }
+            for (account, _, _, latest) in &every_account {
+                prop_assert_eq!(read.account_as_of(account, crate::books::AsOf::Latest).unwrap(), *latest);
+                prop_assert_eq!(read.account_as_of(account, crate::books::AsOf::Date(day(30))).unwrap(), state.account_as_of(account, crate::books::AsOf::Date(day(30))).unwrap());
+                prop_assert_eq!(read.account_movements(account, day(0), day(600)).unwrap(), state.account_movements(account, day(0), day(600)).unwrap());
             }
         }
         // The books balance: all debits equal all credits.

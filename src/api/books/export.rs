@@ -902,7 +902,7 @@ impl<'a> EntryRows<'a> {
         let postings = || entries.iter().flat_map(|e| &e.body.postings);
         let lines: Vec<Option<Line>> = self.ledger.read(|state| {
             postings()
-                .map(|p| state.books().account(&p.account).map(|b| b.line.clone()))
+                .map(|p| state.books().account_line(&p.account))
                 .collect()
         });
         let mut lines = lines.into_iter();
