@@ -789,6 +789,22 @@ fn kept_account_of(key: &[u8]) -> Option<AccountId> {
         .filter(is_kept_when_ended)
 }
 
+/// `account`'s book read back from the record that keeps it in `store`
+/// ([`kept_steps_key`]), if there is one.
+pub fn read_kept_book(
+    store: &dyn StoredRecords,
+    account: &AccountId,
+) -> Result<Option<AccountBook>, ReadError> {
+    if !is_kept_when_ended(account) {
+        return Ok(None);
+    }
+    let key = kept_steps_key(account);
+    let Some(value) = store.read(key.as_bytes())? else {
+        return Ok(None);
+    };
+    kept_book_of(account, &key, &value)
+}
+
 /// `account`'s book as the value of its kept record ([`kept_steps_key`],
 /// `key`) makes it up.
 fn kept_book_of(
@@ -1419,17 +1435,10 @@ impl Books {
     /// `account`'s book read back from the record that keeps it, if the
     /// store has one.
     fn kept_book(&self, account: &AccountId) -> Result<Option<AccountBook>, ReadError> {
-        let Some(store) = self.store.as_deref() else {
-            return Ok(None);
-        };
-        if !is_kept_when_ended(account) {
-            return Ok(None);
+        match self.store.as_deref() {
+            Some(store) => read_kept_book(store, account),
+            None => Ok(None),
         }
-        let key = kept_steps_key(account);
-        let Some(value) = store.read(key.as_bytes())? else {
-            return Ok(None);
-        };
-        kept_book_of(account, &key, &value)
     }
 
     /// True when memory holds `account`'s book.
@@ -1578,8 +1587,10 @@ impl Books {
     }
 
     /// True when `account`'s record `index` of steps was let go of and
-    /// the store holds it as it is (a checkpoint never writes it again
-    /// unless a posting grows it, which makes this false).
+    /// the store holds it as it is, under its key or, once the account's
+    /// loan ended, in the record that keeps them all (a checkpoint never
+    /// writes it again unless a posting grows it, which makes this false,
+    /// or it moves between the two).
     pub fn is_let_go(&self, account: &AccountId, index: u64) -> bool {
         self.accounts.get(account).is_some_and(|book| {
             usize::try_from(index).is_ok_and(|index| book.history.steps.is_let_go(index))

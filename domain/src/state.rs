@@ -473,6 +473,11 @@ pub struct LedgerState {
     /// Every account's debits and credits, for deciding commands: the
     /// books' histories hold them too, but the writer keeps no account's
     /// history. Empty on the read side ([`LedgerState::balances_in_books`]).
+    /// Made at startup from the accounts the books hold, so without the
+    /// closed loans' accounts memory let go of: such an account owes
+    /// nothing, and a reversal that reopens its loan starts its debits and
+    /// credits here from zero, its balance on its normal side (what
+    /// deciding reads, of savings accounts only) the same.
     balances: HashMap<AccountId, Balance, FastHash>,
     /// True on the read side's copy, which keeps every account's history:
     /// an account's balance is its history's last total, not kept a second
@@ -881,7 +886,10 @@ impl LedgerState {
         &self.books
     }
 
-    /// Debits and credits of an account (zero if never posted to).
+    /// Debits and credits of an account (zero if never posted to), as
+    /// memory holds it: a closed loan's account memory let go of reads as
+    /// zero here ([`LedgerState::balances`]); [`LedgerState::account_as_of`]
+    /// reads it back.
     pub fn balance(&self, account: &AccountId) -> Balance {
         if self.balances_in_books {
             return self

@@ -3,9 +3,10 @@
 //!
 //! A record whose key starts with [`STORED_PREFIX`] changes only when
 //! what it holds changes, which is rarely or never: a closed chunk of a
-//! branch's day log (written once), a closed or cancelled loan whole and
-//! its summary (written when the loan ends, and again if it changes while
-//! ended; gone when a reversal reopens it). Memory holds what it holds only until the
+//! branch's day log (written once), a closed or cancelled loan whole, its
+//! summary and its account's records of steps (written when the loan
+//! ends, and again if it changes while ended; gone when a reversal reopens
+//! it). Memory holds what it holds only until the
 //! checkpoint that saved it completes, and holds it again from the entry
 //! that changes it: a read made in the state's lock never meets a record
 //! being rewritten (reads outside it go back to the state). A store keeps,
@@ -49,8 +50,10 @@ pub trait StoredRecords: Send + Sync + std::fmt::Debug {
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
 
     /// A record read at startup and let go of since (an account's closed
-    /// record of steps, which never changes again): its value as the store
-    /// holds it, which the caller checks against what it kept of it.
+    /// record of steps, which never changes again, though it moves into
+    /// one read when asked when the account's loan ends): its value as the
+    /// store holds it (`None` once gone), which the caller checks against
+    /// what it kept of it.
     fn read_again(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         self.read(key)
     }

@@ -71,6 +71,43 @@ impl BooksApi {
     }
 }
 
+/// The accounts of a step of a `ListAccounts` page (at most
+/// [`ACCOUNTS_PER_STEP`] after `after`), each with its line of the chart
+/// when it is `branch`'s (every branch's when `None`); and the sequence
+/// they are as of.
+type AccountsStep = (Vec<(AccountId, Option<pb::ChartAccount>)>, u64);
+
+fn list_accounts_step(
+    state: &LedgerState,
+    chart: &crate::domain::books::Chart,
+    branch: Option<&BranchId>,
+    after: Option<&AccountId>,
+) -> Result<AccountsStep, DomainError> {
+    let mut step = Vec::new();
+    for (account, book) in state.accounts_listed(after, ACCOUNTS_PER_STEP)? {
+        if branch.is_some_and(|b| *b != book.branch) {
+            step.push((account, None));
+            continue;
+        }
+        let currency = state.books_currency(Some(&book.branch))?;
+        let gl = chart.account(&book.line);
+        let item = pb::ChartAccount {
+            account: account.to_string(),
+            branch_id: book.branch.to_string(),
+            kind: kind_out(account.kind()) as i32,
+            line: book.line.key(),
+            gl_code: gl.code,
+            gl_name: gl.name,
+            balance: Some(money_out(
+                book.history.latest().on_normal_side(account.kind()),
+                currency,
+            )),
+        };
+        step.push((account, Some(item)));
+    }
+    Ok((step, state.last_sequence()))
+}
+
 /// The branch named in `field`; empty names the institution.
 fn branch_in(field: &str, text: &str) -> Result<Option<BranchId>, DomainError> {
     (!text.is_empty())
@@ -363,60 +400,50 @@ impl BooksService for BooksApi {
         let chart = self.ledger.chart().clone();
         let filters = r.branch_id.clone();
         let (accounts, last, sequence) = self
-            .read(move |state| {
-                books_of(&caller, state, branch.as_ref())?;
+            .ledger
+            .read_off_runtime(move |ledger| {
+                ledger.read(|state| books_of(&caller, state, branch.as_ref()))?;
                 let mut page = Page::new(page_size);
                 // The last account looked at: the next page's start.
                 let mut last = after;
                 let mut more = false;
                 let mut looked_at = 0;
+                let mut sequence;
+                // A step of accounts a short hold of the read lock: closed
+                // loans' accounts are read back from the state cache.
                 'steps: loop {
-                    let step = state.accounts_listed(last.as_ref(), ACCOUNTS_PER_STEP)?;
+                    let (step, at) = ledger.read(|state| {
+                        list_accounts_step(state, &chart, branch.as_ref(), last.as_ref())
+                    })?;
+                    sequence = at;
                     if step.is_empty() {
                         break;
                     }
-                    for (account, book) in step {
-                        // Closed loans' accounts are read back from the
-                        // state cache: a page's work stays bounded.
-                        if looked_at >= ACCOUNTS_PER_PAGE_MAX
-                            || page.is_full() && branch.as_ref().is_none_or(|b| *b == book.branch)
-                        {
+                    for (account, item) in step {
+                        // A page's work stays bounded.
+                        if looked_at >= ACCOUNTS_PER_PAGE_MAX || page.is_full() && item.is_some() {
                             more = true;
                             break 'steps;
                         }
                         looked_at += 1;
-                        if branch.as_ref().is_some_and(|b| *b != book.branch) {
-                            last = Some(account);
-                            continue;
-                        }
-                        let currency = state.books_currency(Some(&book.branch))?;
-                        let gl = chart.account(&book.line);
-                        let item = pb::ChartAccount {
-                            account: account.to_string(),
-                            branch_id: book.branch.to_string(),
-                            kind: kind_out(account.kind()) as i32,
-                            line: book.line.key(),
-                            gl_code: gl.code,
-                            gl_name: gl.name,
-                            balance: Some(money_out(
-                                book.history.latest().on_normal_side(account.kind()),
-                                currency,
-                            )),
-                        };
-                        if page.push(item).is_err() {
+                        if let Some(item) = item
+                            && page.push(item).is_err()
+                        {
                             more = true;
                             break 'steps;
                         }
                         last = Some(account);
                     }
                 }
-                Ok((
+                Ok::<_, DomainError>((
                     page.into_items(),
                     last.filter(|_| more).map(|last| last.to_string()),
-                    state.last_sequence(),
+                    sequence,
                 ))
             })
-            .await?;
+            .await
+            .map_err(read_failed)?
+            .map_err(refuse)?;
         Ok(Response::new(pb::ListAccountsResponse {
             accounts,
             next_page_token: last

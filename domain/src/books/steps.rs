@@ -397,8 +397,8 @@ impl Steps {
     }
 
     /// True when record `index` was let go of ([`Steps::let_go`]) and
-    /// the store holds it as it is (not when steps were booked to it
-    /// since, [`Bytes::Grown`]).
+    /// the store holds it as it is, where [`StoredSteps`] reads it (not
+    /// when steps were booked to it since, [`Bytes::Grown`]).
     pub fn is_let_go(&self, index: usize) -> bool {
         matches!(self.records.get(index), Some(Bytes::Stored(..)))
     }

@@ -1670,7 +1670,8 @@ impl StateImport {
         }
         state.books = books.import.finish()?;
         // A loan that ended has its account's records kept in one: none
-        // of its own beside them, nor for a loan held ended.
+        // of its own beside those the store kept (beside those read, they
+        // are read twice, and without them the counts above differ).
         let refused = state
             .books
             .accounts_after(None)

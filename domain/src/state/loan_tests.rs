@@ -2343,6 +2343,31 @@ impl crate::stored::StoredRecords for Unreadable {
     }
 }
 
+/// A store that cannot read one record just now, and reads the others.
+#[derive(Debug)]
+struct BusyFor(Vec<u8>, Arc<CacheRecords>);
+
+impl crate::stored::StoredRecords for BusyFor {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
+        if key == self.0 {
+            return Err(crate::stored::ReadError::Unreadable(
+                "the disk is busy".into(),
+            ));
+        }
+        self.1.read(key)
+    }
+
+    fn records_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        skip: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<crate::stored::Records, crate::stored::ReadError> {
+        self.1.records_after(prefix, after, limit, skip)
+    }
+}
+
 /// A paid-off loan let go of, on a store that cannot read its records just
 /// now: reversing the payoff is refused as unavailable (ask again), not
 /// decided and then failing to apply, which would stop the writer; read,
@@ -2363,6 +2388,21 @@ fn a_payoff_of_a_loan_let_go_of_is_not_reversed_while_its_record_cannot_be_read(
         Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
     );
     assert!(ledger.decide(&readable, reversal()).is_ok());
+    // Nor while its account's book cannot be read back (the read side
+    // reads it to book the reversal): missing, or unreadable just now.
+    let kept = StateKey::LoanSteps(loan_id()).to_bytes();
+    let mut without_book = ledger.records.clone();
+    without_book.remove(&kept);
+    let refused = ledger.decide(
+        &started_from(&ledger.records, Arc::new(CacheRecords::new(without_book))),
+        reversal(),
+    );
+    assert!(
+        matches!(&refused, Err(ExecuteError::Refused(DomainError::Damaged { message })) if message.contains("is missing")),
+        "{refused:?}"
+    );
+    let busy = BusyFor(kept, Arc::new(CacheRecords::new(ledger.records.clone())));
+    assert_ask_again(ledger.decide(&started_from(&ledger.records, Arc::new(busy)), reversal()));
     // A cache whose closed loan has no record of its installments is
     // refused as a start reads it (and rebuilt from the journal then).
     let mut startup = StateImport::default();

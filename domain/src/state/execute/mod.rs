@@ -528,14 +528,40 @@ impl LedgerState {
             .ok_or_else(|| DomainError::not_found(field, "loan", id.as_str()))
     }
 
-    /// A loan whole: read back from the store when only its summary is
-    /// held ([`LedgerState::whole_loan`]).
+    /// A loan whole, for a command that changes it: read back from the
+    /// store when only its summary is held ([`LedgerState::whole_loan`]),
+    /// and then its account's book read too, which the read side reads
+    /// back to book the entry to it (the reversal that reopens the loan):
+    /// a store that cannot give either refuses the command here, rather
+    /// than stopping the ledger once the entry is written.
     pub(super) fn find_whole_loan(
         &self,
         field: &str,
         id: &LoanId,
     ) -> Result<Arc<Loan>, DomainError> {
-        super::whole_loan(self.stored.0.as_deref(), &self.find_loan(field, id)?)
+        let slot = self.find_loan(field, id)?;
+        let whole = super::whole_loan(self.stored.0.as_deref(), &slot)?;
+        if slot.is_summary()
+            && let Some(store) = self.stored.0.as_deref()
+        {
+            let account = AccountId::Loan(id.clone());
+            let what = || format!("loan {id}'s account");
+            match crate::books::read_kept_book(store, &account) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(DomainError::Damaged {
+                        message: format!(
+                            "{} is missing from the ledger's state cache (record {:?}); \
+                             `mfi-ledger verify` compares the state cache with the journal",
+                            what(),
+                            crate::books::kept_steps_key(&account)
+                        ),
+                    });
+                }
+                Err(error) => return Err(super::stored_error(&what(), error)),
+            }
+        }
+        Ok(whole)
     }
 }
 
