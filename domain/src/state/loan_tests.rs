@@ -1978,6 +1978,72 @@ fn reverse(
         .map(|e| e.body.clone())
 }
 
+/// A loan whose account has closed records of steps (let go of, under
+/// their own keys) is paid off: the checkpoint keeps every record in one
+/// and removes their own keys. Reopened, then paid off and reopened again
+/// while the checkpoint of that payoff still saves (which removes their
+/// own keys while memory, holding the loan again, refers to them), the
+/// next checkpoint writes every record under its own key again and
+/// removes the one that kept them; a statement reads each back as the
+/// state holds it. (The harness compares the store with the state's
+/// records after every checkpoint it completes at once.)
+#[test]
+fn a_loan_reopened_while_its_accounts_records_move_keeps_every_record() {
+    let rules = ProductRules {
+        interest_method: InterestMethod::Flat,
+        ..plain_rules()
+    };
+    let mut ledger = plain_loan(&rules, 1_000_000, None, 4);
+    let account = AccountId::Loan(loan_id());
+    let on = date(2001, 1, 1);
+    while ledger.state.books().last_record(&account) < Some(1) {
+        pay(&mut ledger, 1_000, on).unwrap();
+    }
+    // A payoff at an odd sequence is saved at once, at an even one still
+    // saving when the next entry applies.
+    let pay_off_at = |ledger: &mut Ledger, parity: u64| {
+        if (ledger.state.last_sequence() + 1) % 2 != parity {
+            pay(ledger, 1_000, on).unwrap();
+        }
+        let quote = ledger.loan().payoff_quote(on).unwrap();
+        let total = i64::try_from(quote.total().mantissa()).unwrap();
+        pay(ledger, total, on).unwrap().sequence
+    };
+    let own = |index| StateKey::Steps(account.clone(), index).to_bytes();
+    let kept_key = StateKey::LoanSteps(loan_id()).to_bytes();
+    let payoff = pay_off_at(&mut ledger, 1);
+    assert!(ledger.saving.is_none());
+    assert!(!ledger.cold.books().holds(&account));
+    {
+        let kept = ledger.kept.0.lock().unwrap();
+        assert!(!kept.contains_key(&own(0)) && !kept.contains_key(&own(1)));
+        assert!(kept.contains_key(&kept_key));
+    }
+    reverse(&mut ledger, payoff, None).unwrap();
+    ledger.finish_saving();
+    assert!(ledger.cold.books().is_let_go(&account, 0));
+    let payoff = pay_off_at(&mut ledger, 0);
+    assert!(ledger.saving.is_some());
+    // The reversal applies, then that checkpoint completes: its records
+    // are saved (the loan's own keys gone), the loan stays in memory.
+    reverse(&mut ledger, payoff, None).unwrap();
+    assert!(ledger.saving.is_none());
+    assert!(ledger.cold.loans.contains_key(&loan_id()));
+    let kept = ledger.kept.0.lock().unwrap().clone();
+    for index in 0..=1 {
+        assert!(
+            kept.contains_key(&own(index)),
+            "record {index} under its own key"
+        );
+    }
+    assert!(!kept.contains_key(&kept_key));
+    let (from, to) = (opened_on(), on);
+    assert_eq!(
+        ledger.cold.account_movements(&account, from, to).unwrap(),
+        ledger.state.account_movements(&account, from, to).unwrap()
+    );
+}
+
 /// A declining-balance loan cannot be paid off (nor prepaid) in a period
 /// whose interest `grace_on_interest` deferred: the interest already owed
 /// for the period is taken as the installment's (zero) interest less the
