@@ -21,7 +21,7 @@ use mfi_ledger::pb;
 use mfi_ledger::pb::books_service_client::BooksServiceClient;
 use tonic::Code;
 
-use crate::support::{App, Conn, assert_refused, connect};
+use crate::support::{App, Conn, assert_refused, chart, connect};
 use crate::totals::history;
 
 async fn books(app: &App) -> BooksServiceClient<Conn> {
@@ -379,26 +379,7 @@ async fn a_statement_runs_from_the_opening_balance_through_every_movement() {
 #[tokio::test]
 async fn the_chart_lists_every_account_with_its_line_and_code_page_by_page() {
     let app = history().await;
-    let mut books = books(&app).await;
-    let mut accounts = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = books
-            .list_accounts(pb::ListAccountsRequest {
-                branch_id: "TB".into(),
-                page_size: 3,
-                page_token: token,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(page.accounts.len() <= 3);
-        accounts.extend(page.accounts);
-        token = page.next_page_token;
-        if token.is_empty() {
-            break;
-        }
-    }
+    let accounts = chart(&mut books(&app).await, "TB", 3).await;
     let names: Vec<&str> = accounts.iter().map(|a| a.account.as_str()).collect();
     assert_eq!(
         names,

@@ -8,8 +8,8 @@ use mfi_ledger::pb;
 use tonic::Code;
 
 use crate::support::{
-    App, amount, application, assert_refused, books, borrower, create_product, ctx, flat_weekly,
-    loans_in_arrears, product_rules, spawn_app, vnd,
+    App, amount, application, assert_refused, books, borrower, chart, create_product, ctx,
+    flat_weekly, loans_in_arrears, product_rules, spawn_app, vnd,
 };
 
 /// Declining balance, weekly, 52% a year (1% a week), 4 installments.
@@ -797,22 +797,5 @@ async fn account_books(
         .await
         .unwrap()
         .into_inner();
-    let (mut chart, mut token) = (Vec::new(), String::new());
-    loop {
-        let page = books
-            .list_accounts(pb::ListAccountsRequest {
-                branch_id: "TB".into(),
-                page_size: 2,
-                page_token: token,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        chart.extend(page.accounts);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    (balance, statement, chart)
+    (balance, statement, chart(&mut books, "TB", 2).await)
 }

@@ -1115,3 +1115,30 @@ mod postgres {
         unreachable!()
     }
 }
+
+/// Every account of `branch`'s chart of accounts (every branch's when
+/// empty), read `page_size` at a time, each page checked to hold no more.
+pub async fn chart(
+    books: &mut pb::books_service_client::BooksServiceClient<Conn>,
+    branch: &str,
+    page_size: u32,
+) -> Vec<pb::ChartAccount> {
+    let (mut accounts, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = books
+            .list_accounts(pb::ListAccountsRequest {
+                branch_id: branch.into(),
+                page_size,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.accounts.len() <= page_size as usize);
+        accounts.extend(page.accounts);
+        if page.next_page_token.is_empty() {
+            return accounts;
+        }
+        token = page.next_page_token;
+    }
+}
