@@ -473,11 +473,12 @@ pub struct LedgerState {
     /// Every account's debits and credits, for deciding commands: the
     /// books' histories hold them too, but the writer keeps no account's
     /// history. Empty on the read side ([`LedgerState::balances_in_books`]).
-    /// Made at startup from the accounts the books hold, so without the
-    /// closed loans' accounts memory let go of: such an account owes
-    /// nothing, and a reversal that reopens its loan starts its debits and
-    /// credits here from zero, its balance on its normal side (what
-    /// deciding reads, of savings accounts only) the same.
+    /// Without the closed and cancelled loans' accounts (left out at
+    /// startup, and removed as a loan ends): such an account owes nothing,
+    /// and a reversal that reopens its loan starts its debits and credits
+    /// here from zero, its balance on its normal side (what deciding
+    /// reads, of savings accounts only) the same. So it holds the running
+    /// loans' accounts only, not one for every loan the branch ever made.
     balances: HashMap<AccountId, Balance, FastHash>,
     /// True on the read side's copy, which keeps every account's history:
     /// an account's balance is its history's last total, not kept a second

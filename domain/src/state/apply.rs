@@ -459,6 +459,8 @@ impl LedgerState {
                 self.changed.note(|| StateKey::Savings(id));
             }
         }
+        // Loans that ended: what deciding keeps of their accounts goes.
+        let mut ended = Vec::new();
         for (loan, records) in commit.loans {
             let id = &loan.id;
             if records.ended {
@@ -511,6 +513,9 @@ impl LedgerState {
                     self.ended_latest = Some(ended_on);
                     self.changed.note(|| StateKey::EndedLatest);
                 }
+                if !self.balances_in_books {
+                    ended.push(AccountId::Loan(id.clone()));
+                }
             }
             self.loans.insert(id.clone(), loan);
         }
@@ -520,6 +525,11 @@ impl LedgerState {
         if !self.balances_in_books {
             for (account, balance) in commit.balances {
                 self.balances.insert(account, balance);
+            }
+            // An ended loan's account owes nothing: deciding keeps no
+            // balance for it, as after a restart (`LedgerState::balances`).
+            for account in ended {
+                self.balances.remove(&account);
             }
         }
         if let Some((sequence, by)) = commit.reversed {

@@ -1689,10 +1689,12 @@ impl StateImport {
                 kept_steps_key(account)
             ));
         }
-        // Each account's balance is what its history posted in all.
+        // Each account's balance is what its history posted in all; none
+        // for an ended loan's, which owes nothing (`LedgerState::balances`).
         state.balances = state
             .books
             .accounts_after(None)
+            .filter(|(account, _)| !state.steps_kept(account))
             .map(|(account, book)| (account.clone(), book.history.latest()))
             .collect();
         for (branch, date, lines) in carries {
