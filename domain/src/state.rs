@@ -888,9 +888,10 @@ impl LedgerState {
     }
 
     /// Debits and credits of an account (zero if never posted to), as
-    /// memory holds it: a closed loan's account memory let go of reads as
-    /// zero here ([`LedgerState::balances`]); [`LedgerState::account_as_of`]
-    /// reads it back.
+    /// memory holds it: a closed or cancelled loan's account reads as zero
+    /// here on the writer, and on the read side once memory let go of it
+    /// ([`LedgerState::balances`]); [`LedgerState::account_as_of`] reads
+    /// it back.
     pub fn balance(&self, account: &AccountId) -> Balance {
         if self.balances_in_books {
             return self

@@ -377,8 +377,10 @@ impl Ledger {
         }
     }
 
+    /// An account's balance on its normal side, as the books hold it.
     fn balance(&self, account: &AccountId) -> Decimal {
-        self.state.balance(account).on_normal_side(account.kind())
+        let balance = self.state.account_as_of(account, AsOf::Latest).unwrap();
+        balance.on_normal_side(account.kind())
     }
 }
 
@@ -1222,7 +1224,8 @@ fn check_payoff(ledger: &Ledger) -> Result<(), TestCaseError> {
         prop_assert!(closed.principal_unpaid.is_zero());
         prop_assert!(
             after
-                .balance(&AccountId::Loan(loan_id()))
+                .account_as_of(&AccountId::Loan(loan_id()), AsOf::Latest)
+                .unwrap()
                 .on_normal_side(AccountKind::Asset)
                 .is_zero()
         );

@@ -1328,7 +1328,7 @@ proptest! {
         // entries came: every account's history and every line's. Each
         // account's balance, which has no record, is its history's.
         prop_assert_eq!(imported.books(), state.books());
-        prop_assert_eq!(&imported.balances, &state.balances);
+        prop_assert_eq!(as_decided(&imported.balances), as_decided(&state.balances));
         // So do the records taken in as startup takes them: the books' apart
         // from the rest, in key order each, shared out by history between
         // three.
@@ -1348,7 +1348,7 @@ proptest! {
         let split = rest.finish_with_books(books).unwrap();
         prop_assert_eq!(split.export().unwrap(), state.export().unwrap());
         prop_assert_eq!(split.books(), state.books());
-        prop_assert_eq!(&split.balances, &state.balances);
+        prop_assert_eq!(as_decided(&split.balances), as_decided(&state.balances));
         // Read back as a server starts, the records read when asked left in
         // the store: a closed or cancelled loan is let go of, and read back
         // whole it is the loan.
@@ -1472,7 +1472,7 @@ proptest! {
             }
             // The loan account holds the principal outstanding.
             let account = AccountId::Loan(loan.id.clone());
-            prop_assert_eq!(state.balance(&account).on_normal_side(account.kind()), loan.principal_outstanding());
+            prop_assert_eq!(every_balance(&state)[&account].on_normal_side(account.kind()), loan.principal_outstanding());
             let first = loan.installments.iter().position(|i| !i.is_paid()).unwrap_or(loan.installments.len());
             prop_assert_eq!(loan.first_unpaid as usize, first);
         }
@@ -1503,6 +1503,24 @@ proptest! {
         aggregates_equal_the_scan(&state)?;
         aggregates_equal_the_scan(&imported)?;
     }
+}
+
+/// What deciding reads of a writer's balances: each account's debits and
+/// credits, a loan's on its normal side only (a reopened loan's account
+/// starts again from zero there: `LedgerState::balances`).
+fn as_decided(
+    balances: &HashMap<AccountId, Balance, FastHash>,
+) -> BTreeMap<AccountId, (Decimal, Option<Balance>)> {
+    balances
+        .iter()
+        .map(|(account, balance)| {
+            let gross = (!matches!(account, AccountId::Loan(_))).then_some(*balance);
+            (
+                account.clone(),
+                (balance.on_normal_side(account.kind()), gross),
+            )
+        })
+        .collect()
 }
 
 /// Every account's debits and credits, from the books (the writer's map
