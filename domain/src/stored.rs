@@ -81,18 +81,31 @@ pub trait StoredRecords: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Default)]
 pub(crate) struct KeptInMap(
     pub(crate) std::sync::Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// A record it cannot read just now, if any.
+    Option<Vec<u8>>,
 );
 
 #[cfg(test)]
 impl KeptInMap {
     pub(crate) fn new(records: std::collections::BTreeMap<Vec<u8>, Vec<u8>>) -> KeptInMap {
-        KeptInMap(std::sync::Mutex::new(records))
+        KeptInMap(std::sync::Mutex::new(records), None)
+    }
+
+    /// Records kept in a map, of which record `key` cannot be read just now.
+    pub(crate) fn busy_for(
+        records: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+        key: Vec<u8>,
+    ) -> KeptInMap {
+        KeptInMap(std::sync::Mutex::new(records), Some(key))
     }
 }
 
 #[cfg(test)]
 impl StoredRecords for KeptInMap {
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        if self.1.as_deref() == Some(key) {
+            return Err(ReadError::Unreadable("the disk is busy".into()));
+        }
         Ok(self.0.lock().expect("not poisoned").get(key).cloned())
     }
 

@@ -1270,7 +1270,7 @@ fn check_replay(ledger: &Ledger) -> Result<(), TestCaseError> {
     // the store, a closed loan's installments among them.
     let started = started_from(
         &ledger.records,
-        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+        Arc::new(CacheRecords::new(ledger.records.clone())),
     );
     prop_assert!(
         started.export().unwrap() == ledger.state.export().unwrap(),
@@ -2412,31 +2412,6 @@ impl crate::stored::StoredRecords for Unreadable {
     }
 }
 
-/// A store that cannot read one record just now, and reads the others.
-#[derive(Debug)]
-struct BusyFor(Vec<u8>, Arc<CacheRecords>);
-
-impl crate::stored::StoredRecords for BusyFor {
-    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::stored::ReadError> {
-        if key == self.0 {
-            return Err(crate::stored::ReadError::Unreadable(
-                "the disk is busy".into(),
-            ));
-        }
-        self.1.read(key)
-    }
-
-    fn records_after(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-        skip: &dyn Fn(&[u8]) -> bool,
-    ) -> Result<crate::stored::Records, crate::stored::ReadError> {
-        self.1.records_after(prefix, after, limit, skip)
-    }
-}
-
 /// A paid-off loan let go of, on a store that cannot read its records just
 /// now: reversing the payoff is refused as unavailable (ask again), not
 /// decided and then failing to apply, which would stop the writer; read,
@@ -2454,7 +2429,7 @@ fn a_payoff_of_a_loan_let_go_of_is_not_reversed_while_its_record_cannot_be_read(
     assert_ask_again(ledger.decide(&unreadable, reversal()));
     let readable = started_from(
         &ledger.records,
-        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+        Arc::new(CacheRecords::new(ledger.records.clone())),
     );
     assert!(ledger.decide(&readable, reversal()).is_ok());
     // Nor while its account's book cannot be read back (the read side
@@ -2470,7 +2445,7 @@ fn a_payoff_of_a_loan_let_go_of_is_not_reversed_while_its_record_cannot_be_read(
         matches!(&refused, Err(ExecuteError::Refused(DomainError::Damaged { message })) if message.contains("is missing")),
         "{refused:?}"
     );
-    let busy = BusyFor(kept, Arc::new(CacheRecords::new(ledger.records.clone())));
+    let busy = CacheRecords::busy_for(ledger.records.clone(), kept);
     assert_ask_again(ledger.decide(&started_from(&ledger.records, Arc::new(busy)), reversal()));
     // A cache whose closed loan has no record of its installments is
     // refused as a start reads it (and rebuilt from the journal then).
@@ -2537,7 +2512,7 @@ fn loans_let_go_of_are_listed_for_the_days_they_were_active() {
     ledger.submit(second.disburse()).unwrap();
     let started = started_from(
         &ledger.records,
-        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+        Arc::new(CacheRecords::new(ledger.records.clone())),
     );
     assert!(
         !started.loans.contains_key(&loan_id()),
@@ -2580,7 +2555,7 @@ fn borrower_steps_are_worked_out_the_same_from_a_loan_let_go_of() {
     assert_eq!(ledger.loan().status, LoanStatus::Closed);
     let mut started = started_from(
         &ledger.records,
-        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+        Arc::new(CacheRecords::new(ledger.records.clone())),
     );
     assert!(
         !started.loans.contains_key(&loan_id()),
@@ -2700,10 +2675,7 @@ fn a_loan_let_go_of_whose_record_is_damaged_is_refused_as_damaged() {
     let mut records = ledger.records.clone();
     let key = StateKey::LoanSchedule(loan_id()).to_bytes();
     records.insert(key, b"not a loan's record".to_vec());
-    let started = started_from(
-        &ledger.records,
-        Arc::new(CacheRecords(std::sync::Mutex::new(records))),
-    );
+    let started = started_from(&ledger.records, Arc::new(CacheRecords::new(records)));
     assert!(!started.loans.contains_key(&loan_id()));
     let now = context().recorded_at;
     let refused = started.loan_view(&loan_id(), Some(date(2001, 1, 5)), now);
@@ -2728,7 +2700,7 @@ fn commands_on_a_loan_let_go_of_are_refused_as_on_the_loan_whole() {
     let (ledger, _) = paid_off_on_new_years_day();
     let readable = started_from(
         &ledger.records,
-        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+        Arc::new(CacheRecords::new(ledger.records.clone())),
     );
     let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
     assert!(!readable.loans.contains_key(&loan_id()));
@@ -2848,7 +2820,7 @@ fn a_paid_off_loan_is_its_whole_record_and_its_summary_until_reopened() {
     let running: BTreeSet<String> = ["loan/", "repaid/"].map(String::from).into();
     let ended: BTreeSet<String> = ["cold/loan/", "cold/ended/"].map(String::from).into();
     let start = |records: &BTreeMap<Vec<u8>, Vec<u8>>| {
-        let store = CacheRecords(std::sync::Mutex::new(records.clone()));
+        let store = CacheRecords::new(records.clone());
         started_from(records, Arc::new(store))
     };
     let (mut ledger, payoff) = paid_off_on_new_years_day();
@@ -2973,7 +2945,7 @@ fn as_of_reads_of_a_loan_let_go_of_read_it_back_or_say_so() {
     let lookup = |sequence: u64| Ok(ledger.entries[sequence as usize - 1].body.clone());
     let readable = started_from(
         &ledger.records,
-        Arc::new(CacheRecords(std::sync::Mutex::new(ledger.records.clone()))),
+        Arc::new(CacheRecords::new(ledger.records.clone())),
     );
     let unreadable = started_from(&ledger.records, Arc::new(Unreadable));
     let member =
