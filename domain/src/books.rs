@@ -39,7 +39,7 @@ pub use chart::{Chart, GlAccount};
 pub use steps::RECORD_STEPS;
 pub use steps::StoredAs;
 pub use steps::StoredSteps;
-use steps::{BlockStart, Disorder, GrownRecord, RecordRead, Step, Steps, held};
+use steps::{BlockStart, Disorder, GrownRecord, MovedRecord, RecordRead, Step, Steps, held};
 
 use crate::stored::{ReadError, StoredRecords};
 
@@ -398,6 +398,15 @@ impl History {
         }
     }
 
+    /// True when closed record `index` of the steps may move out of those
+    /// startup reads: a record follows it, and no step up to its last went
+    /// back in date (the first that did, `dated_from`, is in a later one).
+    fn is_moved(&self, index: usize) -> bool {
+        self.steps
+            .record_first_sequence(index + 1)
+            .is_some_and(|next| self.dated_from != 0 && self.dated_from >= next)
+    }
+
     /// The first entry whose postings are kept by date, apart from the
     /// steps (`None` while they are all in date order).
     pub fn dated_from(&self) -> Option<u64> {
@@ -630,16 +639,23 @@ pub struct AccountBook {
 pub struct PostedRecords {
     pub account: u64,
     pub line: u64,
+    /// The account's record this posting closed, which moves out of those
+    /// startup reads ([`moves_closed_records`]): the posting opened the
+    /// record after it.
+    pub moved: Option<u64>,
 }
 
 /// The head of an account's record of steps in the state cache: where the
 /// account belongs and where the record's blocks start; the steps' bytes
-/// follow it in the record's value as they are.
+/// follow it in the record's value as they are, unless the record moved
+/// out to one read when asked ([`closed_steps_key`]), when `moved` says
+/// what startup needs of it and no bytes follow.
 #[derive(Debug, Serialize, Deserialize)]
 struct AccountStepsHead {
     branch: BranchId,
     line: Line,
     starts: Vec<BlockStart>,
+    moved: Option<MovedRecord>,
 }
 
 /// A record's value: a postcard head followed by the steps' bytes.
@@ -692,6 +708,17 @@ impl Reading {
             keep || self.line,
         )?;
         self.in_date_order &= in_order;
+        self.settled = false;
+        Ok(())
+    }
+
+    /// Appends a closed record moved out of those startup reads: its steps
+    /// are in date order, as are all before it.
+    fn append_moved(&mut self, starts: &[BlockStart], moved: &MovedRecord) -> Result<(), String> {
+        if self.line || !self.in_date_order || self.disorder.from.is_some() {
+            return Err("it moved out, after a step back in date".into());
+        }
+        self.history.steps.append_moved(starts, moved)?;
         self.settled = false;
         Ok(())
     }
@@ -769,6 +796,46 @@ pub fn kept_steps_key(account: &AccountId) -> String {
     format!("{KEPT_STEPS_PREFIX}{account}")
 }
 
+/// Prefix of the keys of the accounts' closed records of steps moved out
+/// of those startup reads, each read when asked ([`crate::stored`]):
+/// `cold/closed/ACCOUNT/INDEX`.
+pub const CLOSED_STEPS_PREFIX: &str = "cold/closed/";
+
+/// The key of `account`'s record `index` of steps once it moved out
+/// ([`CLOSED_STEPS_PREFIX`]): its record under [`StepsOf::key`] then
+/// holds what startup takes of it, not its steps.
+pub fn closed_steps_key(account: &AccountId, index: u64) -> String {
+    format!("{CLOSED_STEPS_PREFIX}{account}/{index:010}")
+}
+
+/// The account and index a moved-out record's key names
+/// ([`closed_steps_key`]), if it is one.
+pub fn closed_steps_of(key: &str) -> Option<Result<(AccountId, u64), String>> {
+    let rest = key.strip_prefix(CLOSED_STEPS_PREFIX)?;
+    let parsed = rest
+        .rsplit_once('/')
+        .and_then(|(account, index)| {
+            Some((AccountId::parse("key", account).ok()?, index.parse().ok()?))
+        })
+        .filter(|(account, _)| moves_closed_records(account))
+        .ok_or_else(|| format!("record key {key:?}"));
+    Some(parsed)
+}
+
+/// True for an account whose closed records of steps move out of those
+/// startup reads, each to a record read when asked ([`closed_steps_key`]),
+/// once the record after it opens and if no step up to it went back in
+/// date: a savings account's, posted to at every meeting for as long as
+/// its member saves, whose history grows with the branch's years. Its
+/// record under its own key then keeps what startup needs to know of it
+/// (its blocks' starts and totals, its bytes' hash, dates and length),
+/// about a sixth of its steps' bytes. A loan's history ends with the loan
+/// (and moves whole then, [`kept_steps_key`]); the branch's own accounts'
+/// steps are read for every entry.
+pub fn moves_closed_records(account: &AccountId) -> bool {
+    matches!(account, AccountId::Savings(_))
+}
+
 /// True for an account whose records of steps are kept in one record read
 /// when asked once what it belongs to ended: a loan's.
 pub fn is_kept_when_ended(account: &AccountId) -> bool {
@@ -832,20 +899,39 @@ fn book_of_records(
 }
 
 /// A record's value split into its blocks' starts and its steps' bytes
-/// (and for an account, where it belongs).
-type RecordParts<'a> = (Option<(BranchId, Line)>, Vec<BlockStart>, &'a [u8]);
+/// (and for an account, where it belongs, and what startup takes of it
+/// if it moved out, its bytes then none).
+type RecordParts<'a> = (
+    Option<(BranchId, Line)>,
+    Vec<BlockStart>,
+    &'a [u8],
+    Option<MovedRecord>,
+);
 
 fn record_parts<'a>(of: &StepsOf, value: &'a [u8]) -> Result<RecordParts<'a>, String> {
     match of {
-        StepsOf::Account(_) => {
+        StepsOf::Account(account) => {
             let (head, bytes): (AccountStepsHead, &[u8]) =
                 postcard::take_from_bytes(value).map_err(|e| e.to_string())?;
-            Ok((Some((head.branch, head.line)), head.starts, bytes))
+            if head.moved.is_some() {
+                if !moves_closed_records(account) {
+                    return Err(format!("it moved out, and {account}'s records never do"));
+                }
+                if !bytes.is_empty() {
+                    return Err("it moved out, and holds steps".into());
+                }
+            }
+            Ok((
+                Some((head.branch, head.line)),
+                head.starts,
+                bytes,
+                head.moved,
+            ))
         }
         StepsOf::Line(..) => {
             let (starts, bytes): (Vec<BlockStart>, &[u8]) =
                 postcard::take_from_bytes(value).map_err(|e| e.to_string())?;
-            Ok((None, starts, bytes))
+            Ok((None, starts, bytes, None))
         }
     }
 }
@@ -890,6 +976,38 @@ pub struct BooksImport {
     /// Lets go of the accounts' closed records as they are read
     /// ([`BooksImport::letting_go`]).
     let_go: bool,
+    /// The records moved out taken in, by their steps' keys
+    /// ([`closed_steps_key`]), for startup to pair with those the store
+    /// keeps.
+    moved: KeySum,
+    /// Records moved out given whole ([`BooksImport::add_moved_whole`]),
+    /// taken in in their place.
+    moved_whole: BTreeMap<(AccountId, u64), Vec<u8>>,
+}
+
+/// A set of keys, as their number and the sum of their hashes: two sets
+/// that differ have the same sum by chance only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeySum {
+    pub count: u64,
+    sum: u64,
+}
+
+impl KeySum {
+    /// Adds `key`.
+    pub fn add(&mut self, key: &str) {
+        // FNV-1a, the same in every share of a reading.
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
+            (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(hash);
+    }
+
+    fn absorb(&mut self, other: KeySum) {
+        self.count += other.count;
+        self.sum = self.sum.wrapping_add(other.sum);
+    }
 }
 
 impl BooksImport {
@@ -938,6 +1056,14 @@ impl BooksImport {
         Ok(())
     }
 
+    /// Takes in `account`'s record `index` moved out, whole (its value
+    /// under [`closed_steps_key`]), in place of what its own key keeps of
+    /// it when that comes: for a state read back whole
+    /// ([`crate::state::LedgerState::import`]), which holds every record.
+    pub fn add_moved_whole(&mut self, account: AccountId, index: u64, value: Vec<u8>) {
+        self.moved_whole.insert((account, index), value);
+    }
+
     /// Records of `of` appended so far.
     fn records_of(&self, of: &StepsOf) -> u64 {
         let reading = match of {
@@ -961,7 +1087,7 @@ impl BooksImport {
         }
         let reading = match &run.of {
             StepsOf::Account(account) => {
-                let Some((Some((branch, line)), _, _)) = parts.first() else {
+                let Some((Some((branch, line)), _, _, _)) = parts.first() else {
                     return Err(format!("record {:?} has no line", run.of.key(run.first)));
                 };
                 let (held_branch, held_line, reading) = self
@@ -972,7 +1098,7 @@ impl BooksImport {
                     parts
                         .iter()
                         .zip(run.first..)
-                        .find_map(|((head, _, _), index)| {
+                        .find_map(|((head, _, _, _), index)| {
                             head.as_ref()
                                 .filter(|(b, l)| (b, l) != (&*held_branch, &*held_line))
                                 .map(|head| (head, index))
@@ -993,16 +1119,21 @@ impl BooksImport {
         };
         reading.history.steps.reserve_records(
             parts.len(),
-            parts.iter().map(|(_, starts, _)| starts.len()).sum(),
+            parts.iter().map(|(_, starts, _, _)| starts.len()).sum(),
         );
         // The run's last record is kept (it may be the history's last,
         // which booking goes on in), the others let go of as they are
         // read, and the one before the run once the run follows it.
         let last = run.first + parts.len() as u64 - 1;
-        for ((_, starts, bytes), index) in parts.iter().zip(run.first..) {
-            reading
-                .append(starts, bytes, !self.let_go || index == last)
-                .map_err(|why| format!("record {:?}: {why}", run.of.key(index)))?;
+        for ((_, starts, bytes, moved), index) in parts.iter().zip(run.first..) {
+            match (moved, &run.of) {
+                (Some(moved), StepsOf::Account(account)) => {
+                    self.moved.add(&closed_steps_key(account, index));
+                    reading.append_moved(starts, moved)
+                }
+                _ => reading.append(starts, bytes, !self.let_go || index == last),
+            }
+            .map_err(|why| format!("record {:?}: {why}", run.of.key(index)))?;
         }
         if self.let_go && run.first > 0 && !reading.line {
             reading.history.steps.let_go(run.first as usize - 1);
@@ -1044,7 +1175,11 @@ impl BooksImport {
             run: _,
             late,
             let_go: _,
+            moved,
+            moved_whole,
         } = other;
+        self.moved.absorb(moved);
+        self.moved_whole.extend(moved_whole);
         for (account, (branch, line, reading)) in accounts {
             match self.accounts.entry(account) {
                 std::collections::btree_map::Entry::Vacant(vacant) => {
@@ -1064,6 +1199,7 @@ impl BooksImport {
                                 branch: branch.clone(),
                                 line: line.clone(),
                                 starts,
+                                moved: None,
                             };
                             self.late.push(LateRecord {
                                 of: of.clone(),
@@ -1100,7 +1236,13 @@ impl BooksImport {
 
     /// The books the records make up: refused when a history's records
     /// leave a gap.
-    pub fn finish(mut self) -> Result<Books, String> {
+    pub fn finish(self) -> Result<Books, String> {
+        self.finish_with_moved().map(|(books, _)| books)
+    }
+
+    /// [`BooksImport::finish`], and the records moved out it took in, by
+    /// their steps' keys.
+    pub fn finish_with_moved(mut self) -> Result<(Books, KeySum), String> {
         self.append_run()?;
         let mut late = std::mem::take(&mut self.late);
         late.sort_by(|a, b| (&a.of, a.index).cmp(&(&b.of, b.index)));
@@ -1113,6 +1255,41 @@ impl BooksImport {
                 "record {:?} follows no record {}",
                 gap.of.key(gap.index),
                 gap.index - 1
+            ));
+        }
+        // Records moved out given whole: their steps held, checked against
+        // what their own keys keep of them.
+        for ((account, index), whole) in std::mem::take(&mut self.moved_whole) {
+            let key = closed_steps_key(&account, index);
+            let of = StepsOf::Account(account);
+            let StepsOf::Account(account) = &of else {
+                unreachable!()
+            };
+            let (_, starts, bytes, again) =
+                record_parts(&of, &whole).map_err(|why| format!("record {key:?}: {why}"))?;
+            let held = again.is_none()
+                && self
+                    .accounts
+                    .get_mut(account)
+                    .is_some_and(|(_, _, reading)| {
+                        reading.history.steps.hold_moved(index, &starts, bytes)
+                    });
+            if !held {
+                return Err(format!(
+                    "record {key:?} does not hold the steps of a record that moved out"
+                ));
+            }
+        }
+        // A record moves out only once a later one follows it.
+        if let Some((account, (_, _, reading))) = self
+            .accounts
+            .iter()
+            .find(|(_, (_, _, r))| r.history.steps.ends_moved())
+        {
+            return Err(format!(
+                "record {:?} moved out, and no record follows it",
+                StepsOf::Account(account.clone())
+                    .key(reading.history.steps.record_count() as u64 - 1)
             ));
         }
         self.settle()?;
@@ -1135,21 +1312,36 @@ impl BooksImport {
                 .or_default()
                 .insert(line, reading.history);
         }
-        Ok(Books {
+        let books = Books {
             accounts,
             lines,
             ..Books::default()
-        })
+        };
+        Ok((books, self.moved))
     }
 }
 
 /// An account's record of steps grown since it was let go of, as a
-/// checkpoint takes it ([`Books::grown_account_record`]).
+/// checkpoint takes it ([`Books::grown_account_record`]); or one let go
+/// of that moves out ([`Books::moved_record_to_complete`]), with what its
+/// own key then keeps, but for what its steps are stored as.
 #[derive(Debug)]
 pub struct GrownAccountRecord {
     account: AccountId,
     head: AccountStepsHead,
     record: GrownRecord,
+    moved: Option<AccountStepsHead>,
+}
+
+/// A record a checkpoint read back whole ([`GrownAccountRecord::complete`]).
+#[derive(Debug)]
+pub struct Completed {
+    /// Its value whole.
+    pub value: Vec<u8>,
+    /// What lets it be let go of again once saved ([`Books::note_written`]).
+    pub written: StoredAs,
+    /// For a record that moves out, the value its own key then keeps.
+    pub moved: Option<Vec<u8>>,
 }
 
 impl GrownAccountRecord {
@@ -1157,10 +1349,8 @@ impl GrownAccountRecord {
     /// `store` and checked, and what lets it be let go of again once
     /// saved ([`Books::note_written`]); an error when they cannot be read
     /// or are not those let go of (the checkpoint then writes nothing).
-    pub fn complete(
-        self,
-        store: Option<&dyn StoredRecords>,
-    ) -> Result<(Vec<u8>, StoredAs), ReadError> {
+    /// For a record that moves out, the value its own key then keeps too.
+    pub fn complete(self, store: Option<&dyn StoredRecords>) -> Result<Completed, ReadError> {
         let from = store.map(|store| AccountSteps {
             store,
             of: StepsOf::Account(self.account),
@@ -1168,7 +1358,23 @@ impl GrownAccountRecord {
         let (bytes, written) = self
             .record
             .complete(from.as_ref().map(|s| s as &dyn StoredSteps))?;
-        Ok((steps_value(&self.head, &bytes), written))
+        let moved = self.moved.map(|head| {
+            let head = AccountStepsHead {
+                moved: head.moved.map(|moved| moved.stored_as(written)),
+                ..head
+            };
+            steps_value(&head, &[])
+        });
+        Ok(Completed {
+            value: steps_value(&self.head, &bytes),
+            written,
+            moved,
+        })
+    }
+
+    /// True when it completes the value its record's own key keeps too.
+    pub fn completes_moved(&self) -> bool {
+        self.moved.is_some()
     }
 }
 
@@ -1180,6 +1386,7 @@ fn account_value(branch: &BranchId, line: &Line, read: Option<RecordRead<'_>>) -
         branch: branch.clone(),
         line: line.clone(),
         starts,
+        moved: None,
     };
     Some(steps_value(&head, &bytes))
 }
@@ -1243,9 +1450,27 @@ impl StoredSteps for AccountSteps<'_> {
                 .kept_record(index)?
                 .ok_or_else(|| ReadError::Damaged(format!("record {key:?} is missing")))?,
         };
-        let (_, _, bytes) = record_parts(&self.of, &value)
+        let (_, _, bytes, moved) = record_parts(&self.of, &value)
             .map_err(|why| ReadError::Damaged(format!("record {key:?}: {why}")))?;
-        Ok(bytes.to_vec())
+        if moved.is_none() {
+            return Ok(bytes.to_vec());
+        }
+        // Moved out: its steps are in the record read when asked.
+        let StepsOf::Account(account) = &self.of else {
+            return Err(ReadError::Damaged(format!("record {key:?} moved out")));
+        };
+        let closed = closed_steps_key(account, index as u64);
+        let value = self
+            .store
+            .read(closed.as_bytes())?
+            .ok_or_else(|| ReadError::Damaged(format!("record {closed:?} is missing")))?;
+        match record_parts(&self.of, &value) {
+            Ok((_, _, bytes, None)) => Ok(bytes.to_vec()),
+            Ok(_) => Err(ReadError::Damaged(format!(
+                "record {closed:?} holds no steps"
+            ))),
+            Err(why) => Err(ReadError::Damaged(format!("record {closed:?}: {why}"))),
+        }
     }
 
     fn name(&self, index: usize) -> String {
@@ -1302,10 +1527,19 @@ impl Books {
         }
         history.post(sequence, date, posted);
         let line_record = history.steps.last_record() as u64;
+        let mut moved = None;
         let account_record = match self.accounts.get_mut(account) {
             Some(book) => {
                 book.history.post(sequence, date, posted);
-                book.history.steps.last_record()
+                let last = book.history.steps.last_record();
+                if book.history.steps.len() % RECORD_STEPS == 1
+                    && last > 0
+                    && moves_closed_records(account)
+                    && book.history.is_moved(last - 1)
+                {
+                    moved = Some(last as u64 - 1);
+                }
+                last
             }
             None => {
                 let mut history = History::dated_by_steps();
@@ -1324,6 +1558,7 @@ impl Books {
         Some(PostedRecords {
             account: account_record as u64,
             line: line_record,
+            moved,
         })
     }
 
@@ -1679,8 +1914,30 @@ impl Books {
     /// `None` when there is no such record): the steps' bytes let go of
     /// read back from the store and checked against those let go of, an
     /// error when they cannot be (a checkpoint must then write nothing
-    /// rather than a record without them).
+    /// rather than a record without them). For a record moved out, what
+    /// startup takes of it ([`Books::moved_record_value`]; its steps are
+    /// [`Books::moved_account_record`]).
     pub fn account_record(
+        &self,
+        account: &AccountId,
+        index: u64,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        if self.is_moved(account, index)
+            && let Some(book) = self.accounts.get(account)
+            && let Ok(at) = usize::try_from(index)
+        {
+            let stored = self.stored_steps(account);
+            let stored = book
+                .history
+                .steps
+                .stored_as_read(at, stored.as_ref().map(|s| s as &dyn StoredSteps))?;
+            return Ok(stored.and_then(|stored| self.moved_record_value(account, index, stored)));
+        }
+        self.whole_account_record(account, index)
+    }
+
+    /// [`Books::account_record`] with its steps, moved out or not.
+    fn whole_account_record(
         &self,
         account: &AccountId,
         index: u64,
@@ -1699,6 +1956,57 @@ impl Books {
         Ok(account_value(&book.branch, &book.line, read))
     }
 
+    /// True when `account`'s record `index` of steps moved out of those
+    /// startup reads ([`moves_closed_records`]): its record under
+    /// [`StepsOf::key`] holds what startup takes of it, its steps are under
+    /// [`closed_steps_key`].
+    pub fn is_moved(&self, account: &AccountId, index: u64) -> bool {
+        moves_closed_records(account)
+            && usize::try_from(index).is_ok_and(|index| {
+                self.accounts
+                    .get(account)
+                    .is_some_and(|book| book.history.is_moved(index))
+            })
+    }
+
+    /// The state cache's record `index` of `account`'s steps whole, under
+    /// [`closed_steps_key`], if it moved out (`None` otherwise): read back
+    /// as [`Books::account_record`] reads a record.
+    pub fn moved_account_record(
+        &self,
+        account: &AccountId,
+        index: u64,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        if !self.is_moved(account, index) {
+            return Ok(None);
+        }
+        self.whole_account_record(account, index)
+    }
+
+    /// What `account`'s record `index` moved out keeps under
+    /// [`StepsOf::key`], given what its steps are stored as (`None` when
+    /// it did not move).
+    pub fn moved_record_value(
+        &self,
+        account: &AccountId,
+        index: u64,
+        stored: StoredAs,
+    ) -> Option<Vec<u8>> {
+        if !self.is_moved(account, index) {
+            return None;
+        }
+        let book = self.accounts.get(account)?;
+        let index = usize::try_from(index).ok()?;
+        let steps = &book.history.steps;
+        let head = AccountStepsHead {
+            branch: book.branch.clone(),
+            line: book.line.clone(),
+            starts: steps.starts(index)?,
+            moved: Some(steps.moved(index, stored)?),
+        };
+        Some(steps_value(&head, &[]))
+    }
+
     /// `account`'s record `index` if it grew since it was let go of: for
     /// a checkpoint to complete, reading the bytes let go of back, outside
     /// the state's lock ([`GrownAccountRecord::complete`]).
@@ -1714,11 +2022,59 @@ impl Books {
             branch: book.branch.clone(),
             line: book.line.clone(),
             starts: book.history.steps.starts(index)?,
+            moved: None,
         };
         Some(GrownAccountRecord {
             account: account.clone(),
             head,
             record,
+            moved: None,
+        })
+    }
+
+    /// `account`'s record `index` moved out, if memory let go of it: its
+    /// steps for a checkpoint to read back whole outside the state's lock
+    /// (under [`closed_steps_key`]), with what its own key then keeps when
+    /// that is not known without them (`with_moved`: a record grown since
+    /// it was let go of and not written since), both made by
+    /// [`GrownAccountRecord::complete`].
+    pub fn moved_record_to_complete(
+        &self,
+        account: &AccountId,
+        index: u64,
+        with_moved: bool,
+    ) -> Option<GrownAccountRecord> {
+        if !self.is_moved(account, index) {
+            return None;
+        }
+        let book = self.accounts.get(account)?;
+        let index = usize::try_from(index).ok()?;
+        let steps = &book.history.steps;
+        let record = steps.let_go_record(index)?;
+        let head = |moved| AccountStepsHead {
+            branch: book.branch.clone(),
+            line: book.line.clone(),
+            starts: steps.starts(index).unwrap_or_default(),
+            moved,
+        };
+        let moved = match with_moved {
+            true => Some(head(Some(steps.moved(index, StoredAs::UNKNOWN)?))),
+            false => None,
+        };
+        Some(GrownAccountRecord {
+            account: account.clone(),
+            head: head(None),
+            record,
+            moved,
+        })
+    }
+
+    /// True when what `account`'s record `index` moved out keeps under its
+    /// own key is known without reading its steps back
+    /// ([`Books::moved_record_to_complete`]).
+    pub fn moved_value_known(&self, account: &AccountId, index: u64) -> bool {
+        self.accounts.get(account).is_some_and(|book| {
+            usize::try_from(index).is_ok_and(|index| book.history.steps.stored_as_known(index))
         })
     }
 
@@ -2131,6 +2487,180 @@ mod tests {
             .map(|(b, l, k)| (b.clone(), l.clone(), k, books.line_record(b, l, k).unwrap()))
             .collect();
         (accounts, lines)
+    }
+
+    /// A savings account's closed records before its first step back in
+    /// date move out of those startup reads: read back from what their own
+    /// keys keep (their steps from the store), the books answer as those
+    /// that held them, every figure by entry and date and every movement;
+    /// given whole, they are held again as they were. Such a record is
+    /// refused where it cannot be: after a step back in date, as the last
+    /// of its history, not after the totals of the record before it, or
+    /// with steps that are not its own.
+    #[test]
+    fn moved_records_read_back_as_held_and_are_refused_out_of_place() {
+        let tb = BranchId::parse("branch", "TB").unwrap();
+        let savings = AccountId::parse("account", "savings:TB-1/C1").unwrap();
+        let line = Line::of(&savings, Some(SavingsKind::Voluntary));
+        let books_of = |date: &dyn Fn(u64) -> u32, amount: i64| {
+            let mut books = Books::default();
+            for n in 1..=300u64 {
+                let posted = Balance::of(Side::Credit, Decimal::from(amount + n as i64));
+                books.post(n, day(date(n)), &tb, &savings, line.clone(), posted);
+            }
+            books
+        };
+        let in_order = books_of(&|n| 1 + (n / 12) as u32, 10);
+        // Entry 50 dated back, in the first record.
+        let back = books_of(&|n| if n == 50 { 1 } else { 1 + (n / 12) as u32 }, 10);
+        let moved =
+            |books: &Books| -> Vec<bool> { (0..3).map(|k| books.is_moved(&savings, k)).collect() };
+        assert_eq!(moved(&in_order), [true, true, false]);
+        assert_eq!(moved(&back), [false, false, false]);
+        // The first step back the first of the second record: the first
+        // moves, as every step up to its last is in date order.
+        let second_back = books_of(&|n| if n == 129 { 1 } else { 1 + (n / 12) as u32 }, 10);
+        assert_eq!(moved(&second_back), [true, false, false]);
+        let (accounts, lines) = records_of(&in_order);
+        let steps: BTreeMap<Vec<u8>, Vec<u8>> = (0..2)
+            .map(|k| {
+                let whole = in_order.moved_account_record(&savings, k).unwrap().unwrap();
+                (closed_steps_key(&savings, k).into_bytes(), whole)
+            })
+            .collect();
+        let whole = steps[&closed_steps_key(&savings, 0).into_bytes()].len();
+        assert!(
+            accounts[0].2.len() * 3 < whole,
+            "what a moved record's own key keeps: {} bytes of {whole}",
+            accounts[0].2.len()
+        );
+        assert_eq!(in_order.moved_account_record(&savings, 2).unwrap(), None);
+
+        // Read back letting go, as startup reads them, the steps from a store.
+        let mut import = BooksImport::letting_go();
+        for (account, index, value) in accounts.clone() {
+            import.add(StepsOf::Account(account), index, value).unwrap();
+        }
+        for (branch, line, index, value) in lines.clone() {
+            import
+                .add(StepsOf::Line(branch, line), index, value)
+                .unwrap();
+        }
+        let (mut read, moved_keys) = import.finish_with_moved().unwrap();
+        assert_eq!(moved_keys.count, 2);
+        // The store holds what every record's own key keeps too.
+        let mut stored = steps.clone();
+        stored.extend(accounts.iter().map(|(account, index, value)| {
+            (
+                StepsOf::Account(account.clone()).key(*index).into_bytes(),
+                value.clone(),
+            )
+        }));
+        let store = Arc::new(crate::stored::KeptInMap::new(stored));
+        read.keep_in(store.clone());
+        let held = &in_order.account(&savings).unwrap().history;
+        for sequence in 0..=301 {
+            assert_eq!(
+                read.account_as_of(&savings, AsOf::Sequence(sequence))
+                    .unwrap(),
+                held.at_sequence(sequence),
+                "as of entry {sequence}"
+            );
+        }
+        for d in 1..=28 {
+            assert_eq!(
+                read.account_as_of(&savings, AsOf::Date(day(d))).unwrap(),
+                held.on_date(day(d)),
+                "on {}",
+                day(d)
+            );
+        }
+        for (from, to) in [(1, 28), (3, 3), (9, 14), (20, 28)] {
+            assert_eq!(
+                read.account_movements(&savings, day(from), day(to))
+                    .unwrap(),
+                held.movements(day(from), day(to))
+            );
+        }
+        // And its records are the same records again.
+        for (account, index, value) in &accounts {
+            assert_eq!(
+                &read.account_record(account, *index).unwrap().unwrap(),
+                value
+            );
+        }
+        // Its steps edited: refused as damaged, naming the record.
+        store.0.lock().unwrap().insert(
+            closed_steps_key(&savings, 0).into_bytes(),
+            steps[&closed_steps_key(&savings, 1).into_bytes()].clone(),
+        );
+        let damaged = read.account_as_of(&savings, AsOf::Sequence(5)).unwrap_err();
+        assert!(
+            matches!(&damaged, ReadError::Damaged(m) if m.contains("steps/savings:TB-1/C1/0000000000")),
+            "{damaged}"
+        );
+
+        // Given whole, they are held again: the books that held them.
+        let mut import = BooksImport::default();
+        for (key, value) in &steps {
+            let (account, index) = closed_steps_of(std::str::from_utf8(key).unwrap())
+                .unwrap()
+                .unwrap();
+            import.add_moved_whole(account, index, value.clone());
+        }
+        for (account, index, value) in accounts.clone() {
+            import.add(StepsOf::Account(account), index, value).unwrap();
+        }
+        for (branch, line, index, value) in lines.clone() {
+            import
+                .add(StepsOf::Line(branch, line), index, value)
+                .unwrap();
+        }
+        assert_eq!(import.finish().unwrap(), in_order);
+
+        let refused = |accounts: Vec<(AccountId, u64, Vec<u8>)>| {
+            Books::from_records(accounts, lines.clone()).unwrap_err()
+        };
+        // As its history's last.
+        let why = refused(accounts[..2].to_vec());
+        assert!(why.contains("no record follows it"), "{why}");
+        // After a step back: the first two records of the books whose
+        // first went back, then what the second's own key keeps here.
+        let (back_accounts, _) = records_of(&back);
+        let why = refused(vec![
+            back_accounts[0].clone(),
+            accounts[1].clone(),
+            back_accounts[2].clone(),
+        ]);
+        assert!(why.contains("after a step back in date"), "{why}");
+        // After other totals: another account's postings, of other amounts.
+        let (other, _) = records_of(&books_of(&|n| 1 + (n / 12) as u32, 20));
+        let why = refused(vec![
+            accounts[0].clone(),
+            other[1].clone(),
+            accounts[2].clone(),
+        ]);
+        assert!(why.contains("not those of the step before"), "{why}");
+        // Given whole with steps not its own: another record's, or its
+        // own with one amount edited (its last step's scale).
+        let first = steps[&closed_steps_key(&savings, 0).into_bytes()].clone();
+        let mut edited = first.clone();
+        *edited.last_mut().unwrap() ^= 1;
+        for wrong in [
+            steps[&closed_steps_key(&savings, 1).into_bytes()].clone(),
+            edited,
+        ] {
+            let mut import = BooksImport::default();
+            import.add_moved_whole(savings.clone(), 0, wrong);
+            for (account, index, value) in accounts.clone() {
+                import.add(StepsOf::Account(account), index, value).unwrap();
+            }
+            let why = import.finish().unwrap_err();
+            assert!(
+                why.contains("does not hold the steps of a record that moved out"),
+                "{why}"
+            );
+        }
     }
 
     #[test]

@@ -570,3 +570,160 @@ async fn an_accounts_older_steps_are_read_back_from_the_cache_after_a_restart() 
         );
     }
 }
+
+/// `count` deposits into `TB-0001/C1` from the `from`th on, fifty a day from
+/// the 3rd of January, in date order, six hundred a batch.
+async fn deposits_in_date_order(app: &mut App, from: usize, count: usize) {
+    let first = crate::support::date("2024-01-03");
+    for batch in (from..from + count).collect::<Vec<_>>().chunks(600) {
+        let commands = batch
+            .iter()
+            .map(|i| pb::BatchCommand {
+                command: Some(pb::batch_command::Command::DepositSavings(
+                    pb::DepositSavingsRequest {
+                        context: crate::support::ctx(&format!("in-order-{i}")),
+                        account_id: "TB-0001/C1".into(),
+                        amount: crate::support::vnd("1000"),
+                        effective_date: (first + chrono::Days::new(*i as u64 / 50)).to_string(),
+                    },
+                )),
+            })
+            .collect();
+        let results = app.submit_batch(commands).await;
+        let refused = results
+            .iter()
+            .find(|r| !matches!(r.result, Some(pb::batch_result::Result::DepositSavings(_))));
+        assert!(refused.is_none(), "{refused:?}");
+    }
+}
+
+/// Which of `account`'s records of steps the server holds as moved out of
+/// those startup reads.
+fn moved_records(app: &App, account: &str) -> Vec<u64> {
+    let account = mfi_ledger::domain::account::AccountId::parse("account", account).unwrap();
+    app.ledger.read(|state| {
+        let books = state.books();
+        books
+            .account_record_keys()
+            .filter(|(a, k)| **a == account && books.is_moved(&account, *k))
+            .map(|(_, k)| k)
+            .collect()
+    })
+}
+
+/// Of `account`'s records in the state cache of a stopped server: which
+/// keep their steps in a record read when asked (`cold/closed/`), and the
+/// length of what each record's own key keeps.
+fn cached_records(dir: &std::path::Path, account: &str) -> (Vec<u64>, Vec<usize>) {
+    let db = crate::support::open_cache_directly(dir);
+    let moved = db
+        .scan_prefix(format!("cold/closed/{account}/"))
+        .map(|item| {
+            let (key, _) = item.unwrap();
+            let key = String::from_utf8(key.to_vec()).unwrap();
+            key.rsplit_once('/').unwrap().1.parse().unwrap()
+        })
+        .collect();
+    let own = db
+        .scan_prefix(format!("steps/{account}/"))
+        .map(|item| item.unwrap().1.len())
+        .collect();
+    (moved, own)
+}
+
+/// A savings account's closed records of steps, deposits in date order,
+/// move out of those startup reads once the record after each opens: the
+/// state cache keeps each one's steps in a record read when asked, and
+/// its own key only what startup takes of it. Its balances and statements
+/// read the same after each restart, as more records close and move, and
+/// `verify` finds the cache as the journal's replay makes it; steps
+/// edited on disk are refused as damaged, and `verify` names the record.
+#[tokio::test]
+async fn a_savings_accounts_closed_records_move_out_of_startup_and_read_the_same() {
+    let mut app =
+        crate::support::spawn_app_with(checkpointing(), mfi_ledger::api::ServerLimits::default())
+            .await;
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    deposits_in_date_order(&mut app, 0, 1_200).await;
+    let account = "savings:TB-0001/C1";
+    // 1,200 steps: nine full records of 128 and a tenth, open.
+    assert_eq!(moved_records(&app, account), (0..9).collect::<Vec<u64>>());
+    let last = app.last_sequence().await;
+    let sequences: Vec<u64> = (1..=last).step_by(97).chain([last]).collect();
+    let before = account_reads(&mut app, account, &sequences).await;
+    assert_eq!(before.1[0].movements.len(), 1_200);
+
+    let dir = app.stop().await;
+    let (moved, own) = cached_records(dir.path(), account);
+    assert_eq!(
+        moved,
+        (0..9).collect::<Vec<u64>>(),
+        "moved out in the cache"
+    );
+    assert_eq!(own.len(), 10);
+    assert!(
+        own[..9].iter().all(|len| *len < 200) && own[9] > 200,
+        "what each record's own key keeps: {own:?}"
+    );
+    let mut app = crate::support::start_again(dir).await;
+    let (count, let_go) = account_records(&app, account);
+    assert_eq!((count, let_go), (10, 10), "none held after a restart");
+    assert_eq!(account_reads(&mut app, account, &sequences).await, before);
+
+    // More deposits close and move two more records.
+    deposits_in_date_order(&mut app, 1_200, 300).await;
+    assert_eq!(moved_records(&app, account), (0..11).collect::<Vec<u64>>());
+    let more = account_reads(&mut app, account, &sequences).await;
+    // January's: the last fifty are dated the 1st of February.
+    assert_eq!(more.1[0].movements.len(), 1_450);
+    assert_eq!(more.0[..sequences.len()], before.0[..sequences.len()]);
+    let dir = app.stop().await;
+    assert_eq!(
+        cached_records(dir.path(), account).0,
+        (0..11).collect::<Vec<u64>>()
+    );
+    let report = crate::support::verify(dir.path()).unwrap();
+    assert_eq!(report.state_not_compared, None, "{report:?}");
+    assert_eq!(report.state_compared_at, last + 300, "{report:?}");
+    let mut app = crate::support::start_again(dir).await;
+    assert_eq!(account_reads(&mut app, account, &sequences).await, more);
+
+    // The first record's steps replaced on disk by the second's.
+    let dir = app.stop().await;
+    {
+        let db = crate::support::open_cache_directly(dir.path());
+        let key = |k: u64| format!("cold/closed/{account}/{k:010}");
+        let second = db.get(key(1)).unwrap().unwrap();
+        db.insert(key(0), second).unwrap();
+        db.flush().unwrap();
+    }
+    let mut app = crate::support::start_again(dir).await;
+    assert_eq!(
+        app.last_sequence().await,
+        last + 300,
+        "started from its cache"
+    );
+    let mut books = pb::books_service_client::BooksServiceClient::new(
+        crate::support::connect(app.address, &app.token).await,
+    );
+    let damaged = books
+        .get_account_statement(pb::GetAccountStatementRequest {
+            account: account.into(),
+            from: String::new(),
+            to: "2024-01-31".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(damaged.code(), Code::DataLoss, "{damaged:?}");
+    let dir = app.stop().await;
+    match crate::support::verify(dir.path()) {
+        Err(error) => assert!(
+            error
+                .to_string()
+                .contains(&format!("cold/closed/{account}/0000000000")),
+            "{error}"
+        ),
+        Ok(report) => panic!("verify must report the edited record: {report:?}"),
+    }
+}

@@ -106,6 +106,11 @@ struct Grown {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoredAs(Check, Dates, u32);
 
+impl StoredAs {
+    /// A stand-in, until the record is read back ([`MovedRecord::stored_as`]).
+    pub const UNKNOWN: StoredAs = StoredAs([0; 16], (NaiveDate::MIN, NaiveDate::MIN), 0);
+}
+
 /// A record grown since it was let go of, as a checkpoint takes it to
 /// write it whole: what memory holds of it, completed by reading the
 /// bytes let go of back ([`GrownRecord::complete`]), which the server
@@ -162,6 +167,41 @@ where
         }
     }
     StoredAs(check_of(bytes), (first, last), len)
+}
+
+/// [`Tail::at`] after a record appended moved out ([`Steps::ends_moved`]).
+const MOVED_TAIL: u32 = u32::MAX;
+
+/// What startup takes in of a closed record moved out of the records it
+/// reads ([`Steps::moved`]): its blocks' totals before them and where
+/// they start in its bytes, the totals after it, and the hash, dates and
+/// length its bytes are checked and found by when read back. Its steps
+/// are in date order, as every step before them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedRecord {
+    blocks: Vec<(Balance, u32)>,
+    total: Balance,
+    check: Check,
+    #[serde(with = "crate::codec::date")]
+    first: NaiveDate,
+    #[serde(with = "crate::codec::date")]
+    last: NaiveDate,
+    len: u32,
+}
+
+impl MovedRecord {
+    /// The same record stored as `stored`: what a checkpoint that read it
+    /// back whole found ([`GrownRecord::complete`]).
+    pub fn stored_as(self, stored: StoredAs) -> MovedRecord {
+        let StoredAs(check, (first, last), len) = stored;
+        MovedRecord {
+            check,
+            first,
+            last,
+            len,
+            ..self
+        }
+    }
 }
 
 /// A record's blocks' starts and its steps' bytes, held or read back.
@@ -802,6 +842,214 @@ impl Steps {
         });
         self.len += added;
         Ok(in_date_order)
+    }
+
+    /// Appends the next record, moved out of the records startup reads
+    /// ([`MovedRecord`]): its steps are not walked (the store holds them,
+    /// read back and checked when asked), so it is checked against what
+    /// is known of the steps before it instead. Its blocks' starts must
+    /// follow the step before it in sequence and in date, and its totals
+    /// before it must be that step's. The caller knows no step before it
+    /// went back in date.
+    pub fn append_moved(
+        &mut self,
+        starts: &[BlockStart],
+        moved: &MovedRecord,
+    ) -> Result<(), String> {
+        if !self.len.is_multiple_of(RECORD_STEPS) {
+            return Err(format!(
+                "a record follows one of {} steps, not {RECORD_STEPS}",
+                self.len % RECORD_STEPS
+            ));
+        }
+        if starts.len() != RECORD_BLOCKS || moved.blocks.len() != RECORD_BLOCKS {
+            return Err(format!(
+                "a record moved out with {} blocks and {} totals, not {RECORD_BLOCKS}",
+                starts.len(),
+                moved.blocks.len()
+            ));
+        }
+        let mut previous = self.tail.map(|t| (t.step.sequence, t.step.date));
+        let mut total = self.tail.map_or(Balance::default(), |t| t.step.total);
+        let mut at = None;
+        for (start, (before, block_at)) in starts.iter().zip(&moved.blocks) {
+            if previous
+                .is_some_and(|(sequence, date)| start.sequence <= sequence || start.date < date)
+            {
+                return Err(format!(
+                    "a block starts at entry {} on {}, not after the step before it",
+                    start.sequence, start.date
+                ));
+            }
+            if at.is_none() && *before != total {
+                return Err("a record's totals before it are not those of the step before".into());
+            }
+            if at.is_some_and(|at| *block_at <= at)
+                || (at.is_none() && *block_at != 0)
+                || *block_at >= moved.len
+            {
+                return Err(format!("a block starts at byte {block_at} of the record"));
+            }
+            previous = Some((start.sequence, start.date));
+            total = *before;
+            at = Some(*block_at);
+        }
+        let (first, last) = (starts[0].date, starts[RECORD_BLOCKS - 1].date);
+        if moved.first != first || moved.last < last {
+            return Err(format!(
+                "a record moved out dated {} to {}, its blocks from {first} to {last}",
+                moved.first, moved.last
+            ));
+        }
+        self.blocks.extend(
+            starts
+                .iter()
+                .zip(&moved.blocks)
+                .map(|(start, (before, at))| Block {
+                    sequence: start.sequence,
+                    date: start.date,
+                    before: *before,
+                    at: *at,
+                }),
+        );
+        self.records.push(Bytes::Stored(
+            moved.check,
+            (moved.first, moved.last),
+            moved.len,
+        ));
+        // Its last step is not known here, only its date and totals (its
+        // entry is after its last block's start): a later record follows
+        // (the caller refuses a history ending with one,
+        // [`Steps::ends_moved`]), checked against these.
+        self.tail = Some(Tail {
+            step: Step {
+                sequence: starts[RECORD_BLOCKS - 1].sequence,
+                date: moved.last,
+                total: moved.total,
+            },
+            at: MOVED_TAIL,
+        });
+        self.len += RECORD_STEPS;
+        Ok(())
+    }
+
+    /// Record `index` let go of (grown since or not), as a checkpoint takes
+    /// it to read it back whole outside the state's lock
+    /// ([`GrownRecord::complete`]); `None` while held.
+    pub fn let_go_record(&self, index: usize) -> Option<GrownRecord> {
+        match self.records.get(index)? {
+            Bytes::Stored(check, _, len) => Some(GrownRecord {
+                index,
+                check: *check,
+                len: *len,
+                added: Vec::new(),
+                blocks: self
+                    .record_blocks(index)
+                    .map(|block| (self.blocks[block].date, self.blocks[block].at))
+                    .collect(),
+            }),
+            Bytes::Grown(_) => self.grown_record(index),
+            Bytes::Held(_) => None,
+        }
+    }
+
+    /// Closed record `index` as it is moved out of the records startup
+    /// reads ([`MovedRecord`]), given what it is stored as (its bytes'
+    /// hash, dates and length); `None` unless a later record follows it.
+    pub fn moved(&self, index: usize, stored: StoredAs) -> Option<MovedRecord> {
+        if index + 1 >= self.records.len() {
+            return None;
+        }
+        let blocks = self
+            .record_blocks(index)
+            .map(|block| (self.blocks[block].before, self.blocks[block].at))
+            .collect();
+        let total = self.blocks.get((index + 1) * RECORD_BLOCKS)?.before;
+        let StoredAs(check, (first, last), len) = stored;
+        Some(MovedRecord {
+            blocks,
+            total,
+            check,
+            first,
+            last,
+            len,
+        })
+    }
+
+    /// True when the last record was appended moved out
+    /// ([`Steps::append_moved`]): its last step not known, as no history
+    /// may end.
+    pub fn ends_moved(&self) -> bool {
+        self.tail.is_some_and(|tail| tail.at == MOVED_TAIL)
+    }
+
+    /// What record `index` is stored as: its bytes' hash, dates and length
+    /// (read back from `from` when grown since it was let go of).
+    pub fn stored_as_read(
+        &self,
+        index: usize,
+        from: Option<&dyn StoredSteps>,
+    ) -> Result<Option<StoredAs>, ReadError> {
+        match self.records.get(index) {
+            None => Ok(None),
+            Some(Bytes::Stored(check, dates, len)) => Ok(Some(StoredAs(*check, *dates, *len))),
+            Some(Bytes::Held(bytes)) => Ok(Some(self.stored_as(index, bytes))),
+            Some(Bytes::Grown(grown)) => match grown.written {
+                Some(written) => Ok(Some(written)),
+                None => {
+                    let bytes = self.record_bytes(index, from)?;
+                    Ok(Some(self.stored_as(index, &bytes)))
+                }
+            },
+        }
+    }
+
+    /// Holds again record `index`, appended moved out, given its blocks'
+    /// starts and steps' bytes (whole, [`Steps::record`]): true if they are
+    /// those it was appended as (their hash and length, and the blocks'
+    /// starts; the blocks' offsets in them and the dates they span).
+    pub fn hold_moved(&mut self, index: u64, starts: &[BlockStart], bytes: &[u8]) -> bool {
+        let Ok(index) = usize::try_from(index) else {
+            return false;
+        };
+        let Some(Bytes::Stored(check, dates, len)) = self.records.get(index) else {
+            return false;
+        };
+        if self.starts(index).as_deref() != Some(starts)
+            || bytes.len() != *len as usize
+            || check_of(bytes) != *check
+        {
+            return false;
+        }
+        // A block's steps must lie where the block says they start.
+        let fits = self.record_blocks(index).all(|block| {
+            let range = self.block_range(block, bytes.len());
+            range.start < range.end
+                && decode_checked(bytes, range.start)
+                    .is_some_and(|(raw, _)| (raw.sequence_gap, raw.day_gap) == (0, 0))
+        });
+        if !fits || self.stored_as(index, bytes).1 != *dates {
+            return false;
+        }
+        self.records[index] = Bytes::Held(bytes.to_vec());
+        true
+    }
+
+    /// True when what record `index` is stored as is known without reading
+    /// it back ([`Steps::stored_as_read`]).
+    pub fn stored_as_known(&self, index: usize) -> bool {
+        match self.records.get(index) {
+            Some(Bytes::Grown(grown)) => grown.written.is_some(),
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// The first entry of record `index`, if there is one.
+    pub fn record_first_sequence(&self, index: usize) -> Option<u64> {
+        self.blocks
+            .get(index.checked_mul(RECORD_BLOCKS)?)
+            .map(|b| b.sequence)
     }
 
     /// The totals at the end of each date a step is dated on, in date

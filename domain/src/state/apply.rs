@@ -379,6 +379,13 @@ impl LedgerState {
             if let Some(records) = records {
                 self.changed
                     .note(|| StateKey::Steps(posting.account.clone(), records.account));
+                // The record it closed moves out of those startup reads.
+                if let Some(moved) = records.moved {
+                    self.changed
+                        .note(|| StateKey::Steps(posting.account.clone(), moved));
+                    self.changed
+                        .note(|| StateKey::ClosedSteps(posting.account.clone(), moved));
+                }
                 let noted = (line, records.line);
                 if !lines_noted.iter().flatten().any(|seen| *seen == noted) {
                     self.changed

@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::books::{
-    ACCOUNT_STEPS_PREFIX, Balance, KEPT_STEPS_PREFIX, LINE_STEPS_PREFIX, Line, StepsOf,
-    kept_steps_key,
+    ACCOUNT_STEPS_PREFIX, Balance, CLOSED_STEPS_PREFIX, KEPT_STEPS_PREFIX, KeySum,
+    LINE_STEPS_PREFIX, Line, StepsOf, closed_steps_key, closed_steps_of, kept_steps_key,
 };
 use crate::day_log::{CLOSED_CHUNK_PREFIX, DayChunk, OPEN_CHUNK_PREFIX};
 use crate::stored::ReadError;
@@ -71,6 +71,12 @@ pub enum StateKey {
     /// one record read when asked ([`crate::stored`]), its
     /// [`StateKey::Steps`] records then gone.
     LoanSteps(LoanId),
+    /// A savings account's closed record of steps whole, moved out of those
+    /// read at startup once the record after it opened (and no step up to
+    /// it went back in date): read when asked ([`crate::stored`]), its
+    /// [`StateKey::Steps`] record then keeping only what startup takes of
+    /// it ([`crate::books::moves_closed_records`]).
+    ClosedSteps(AccountId, u64),
 }
 
 /// A record: key bytes and value bytes, or `None` when the key is gone.
@@ -133,7 +139,11 @@ const ENDED_LATEST_KEY: &str = "ended-latest";
 /// record read when asked ([`StateKey::LoanSteps`]), not under the keys
 /// read at startup (a cache of 16 would have those accounts' books read
 /// at startup beside loans that ended, which this build refuses).
-pub const STATE_FORMAT: u32 = 17;
+/// 18: a savings account's closed records of steps moved out of those read
+/// at startup, each to a record read when asked ([`StateKey::ClosedSteps`]),
+/// its own key keeping what startup takes of it; every account's records
+/// of steps say whether they moved (a cache of 17 would have them misread).
+pub const STATE_FORMAT: u32 = 18;
 
 /// Key prefix of a closed or cancelled loan's record, the loan whole
 /// ([`StateKey::LoanSchedule`]).
@@ -230,6 +240,7 @@ impl StateKey {
             StateKey::DayOpen(branch) => crate::day_log::open_chunk_key(branch),
             StateKey::EndedLatest => ENDED_LATEST_KEY.to_owned(),
             StateKey::LoanSteps(id) => kept_steps_key(&AccountId::Loan(id.clone())),
+            StateKey::ClosedSteps(account, index) => closed_steps_key(account, *index),
         }
         .into_bytes()
     }
@@ -291,6 +302,11 @@ impl LedgerState {
             }
             // Taken by `record_or_read`, which says when it cannot be read.
             StateKey::LoanSteps(id) => self.loan_steps_record(id).ok().flatten(),
+            StateKey::ClosedSteps(account, index) => self
+                .books
+                .moved_account_record(account, *index)
+                .ok()
+                .flatten(),
             StateKey::LineSteps(branch, line, index) => {
                 self.books.line_record(branch, line, *index)
             }
@@ -321,6 +337,9 @@ impl LedgerState {
             StateKey::LoanSteps(id) => self.loan_steps_record(id),
             StateKey::Steps(account, index) if !self.steps_kept(account) => {
                 self.books.account_record(account, *index)
+            }
+            StateKey::ClosedSteps(account, index) => {
+                self.books.moved_account_record(account, *index)
             }
             key => Ok(self.record(key)),
         }
@@ -371,17 +390,42 @@ impl LedgerState {
         let mut records = Vec::with_capacity(keys.len());
         let mut grown = Vec::new();
         let mut failed = None;
+        // Records moving out whose own keys' values wait for their steps
+        // to be read back (keys sort a record's own before its steps').
+        let mut moved_later: BTreeMap<(AccountId, u64), usize> = BTreeMap::new();
         for key in &keys {
             let grown_record = match key {
+                // What a record moving out keeps under its own key: made
+                // here when what its steps are stored as is known.
+                StateKey::Steps(account, index) if self.books.is_moved(account, *index) => {
+                    if !self.books.moved_value_known(account, *index) {
+                        moved_later.insert((account.clone(), *index), records.len());
+                        records.push((key.to_bytes(), None));
+                        continue;
+                    }
+                    None
+                }
                 StateKey::Steps(account, index) if !self.steps_kept(account) => self
                     .books
                     .grown_account_record(account, *index)
                     .map(|record| (account.clone(), *index, record)),
+                // Read back outside the lock, with its own key's value when
+                // that waits for it.
+                StateKey::ClosedSteps(account, index) => {
+                    let later = moved_later.contains_key(&(account.clone(), *index));
+                    self.books
+                        .moved_record_to_complete(account, *index, later)
+                        .map(|record| (account.clone(), *index, record))
+                }
                 _ => None,
             };
             let value = match grown_record {
                 Some((account, index, record)) => {
-                    grown.push((records.len(), account, index, record));
+                    let own = match record.completes_moved() {
+                        true => moved_later.remove(&(account.clone(), index)),
+                        false => None,
+                    };
+                    grown.push((records.len(), account, index, record, own));
                     None
                 }
                 None => match self.record_or_read(key) {
@@ -393,6 +437,13 @@ impl LedgerState {
                 },
             };
             records.push((key.to_bytes(), value));
+        }
+        // Each waits for its steps, noted changed with it.
+        if let Some((account, index)) = moved_later.keys().next() {
+            failed.get_or_insert(ReadError::Damaged(format!(
+                "record {:?} moves out without its steps",
+                String::from_utf8_lossy(&StateKey::Steps(account.clone(), *index).to_bytes())
+            )));
         }
         Changes {
             keys,
@@ -441,6 +492,15 @@ impl LedgerState {
             AccountId::Loan(id) => moved.contains(id),
             _ => false,
         };
+        // The closed records moving out of those read at startup: their own
+        // keys are written again, let go of or not.
+        let moving: BTreeSet<(AccountId, u64)> = keys
+            .iter()
+            .filter_map(|key| match key {
+                StateKey::ClosedSteps(account, index) => Some((account.clone(), *index)),
+                _ => None,
+            })
+            .collect();
         // A closed day-log chunk let go of is in the store as it will stay:
         // its record is never written again (nor, unread, taken for gone).
         keys.retain(|key| match key {
@@ -449,7 +509,9 @@ impl LedgerState {
             // member's account's last one), unless its loan ended or
             // reopened: its records then move.
             StateKey::Steps(account, index) => {
-                !self.books.is_let_go(account, *index) || moved_account(account)
+                !self.books.is_let_go(account, *index)
+                    || moved_account(account)
+                    || moving.contains(&(account.clone(), *index))
             }
             // So are an ended loan's records once memory let go of it,
             // until the loan changes.
@@ -611,6 +673,12 @@ impl LedgerState {
                 .account_record_keys()
                 .filter(|(account, _)| !self.steps_kept(account))
                 .map(|(account, index)| StateKey::Steps(account.clone(), index)),
+        );
+        keys.extend(
+            self.books
+                .account_record_keys()
+                .filter(|(account, index)| self.books.is_moved(account, *index))
+                .map(|(account, index)| StateKey::ClosedSteps(account.clone(), index)),
         );
         keys.extend(
             self.books.line_record_keys().map(|(branch, line, index)| {
@@ -1206,6 +1274,13 @@ impl BooksRecords {
         Ok(())
     }
 
+    /// Takes in an account's closed record of steps moved out, whole
+    /// ([`StateKey::ClosedSteps`]): for a state read back whole
+    /// ([`LedgerState::import`]).
+    pub fn add_moved_whole(&mut self, account: AccountId, index: u64, value: Vec<u8>) {
+        self.import.add_moved_whole(account, index, value);
+    }
+
     /// Takes in the records of steps a closed or cancelled loan's account
     /// keeps in one ([`StateKey::LoanSteps`], `key`): for a state read
     /// back whole ([`LedgerState::import`]), which holds the loan.
@@ -1270,6 +1345,9 @@ pub struct StateImport {
     list: Option<ListRun>,
     /// Closed and cancelled loans' records.
     ended: EndedRecords,
+    /// The keys of the accounts' closed records of steps moved out
+    /// ([`StateKey::ClosedSteps`]), read or kept.
+    closed: KeySum,
 }
 
 /// The closed and cancelled loans' records a state is rebuilt from: those
@@ -1386,7 +1464,13 @@ pub struct Changes {
     records: Vec<StateRecord>,
     /// Where in `records` each grown record goes, its account and index,
     /// and the record.
-    grown: Vec<(usize, AccountId, u64, crate::books::GrownAccountRecord)>,
+    grown: Vec<(
+        usize,
+        AccountId,
+        u64,
+        crate::books::GrownAccountRecord,
+        Option<usize>,
+    )>,
     store: Option<Arc<dyn crate::stored::StoredRecords>>,
     /// Why a record taken under the lock could not be made (a closed
     /// loan's account's record let go of, unreadable): nothing is written.
@@ -1426,11 +1510,14 @@ impl Changes {
             return Err((error, keys));
         }
         let mut written = Vec::with_capacity(grown.len());
-        for (at, account, index, record) in grown {
+        for (at, account, index, record, own) in grown {
             match record.complete(store.as_deref()) {
-                Ok((value, noted)) => {
-                    records[at].1 = Some(value);
-                    written.push((account, index, noted));
+                Ok(completed) => {
+                    records[at].1 = Some(completed.value);
+                    if let Some(own) = own {
+                        records[own].1 = completed.moved;
+                    }
+                    written.push((account, index, completed.written));
                 }
                 Err(error) => return Err((error, keys)),
             }
@@ -1517,6 +1604,10 @@ impl StateImport {
             let id = id?;
             self.ended.add_steps(id.as_str());
             self.books.add_kept(key, AccountId::Loan(id), value)?;
+        } else if let Some(closed) = closed_steps_of(key) {
+            let (account, index) = closed?;
+            self.closed.add(key);
+            self.books.add_moved_whole(account, index, value.to_vec());
         } else {
             self.state.import_record(key, value)?;
         }
@@ -1531,6 +1622,13 @@ impl StateImport {
     /// then given ([`LedgerState::keep_stored_in`]).
     pub fn add_stored(&mut self, key: &[u8]) -> Result<(), String> {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
+        if let Some(closed) = closed_steps_of(key) {
+            closed?;
+            self.append_list()?;
+            self.closed.add(key);
+            self.any = true;
+            return Ok(());
+        }
         if let Some(id) = loan_steps_id(key) {
             self.append_list()?;
             self.ended.add_steps(id?.as_str());
@@ -1653,6 +1751,7 @@ impl StateImport {
             day_logs,
             list: _,
             ended,
+            closed,
         } = self;
         let kept = state.take_ended_loans(ended)?;
         state.pack_maps();
@@ -1668,7 +1767,16 @@ impl StateImport {
                 "state records without a format record (written before format {STATE_FORMAT})"
             ));
         }
-        state.books = books.import.finish()?;
+        let (finished, moved) = books.import.finish_with_moved()?;
+        state.books = finished;
+        if moved != closed {
+            return Err(format!(
+                "the state cache holds {} closed records of steps moved out \
+                 ({ACCOUNT_STEPS_PREFIX}) and the steps of {} ({CLOSED_STEPS_PREFIX}), \
+                 not of the same records",
+                moved.count, closed.count
+            ));
+        }
         // A loan that ended has its account's records kept in one: none
         // of its own beside those the store kept (beside those read, they
         // are read twice, and without them the counts above differ).

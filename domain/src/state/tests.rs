@@ -2187,6 +2187,144 @@ impl crate::stored::StoredRecords for RecordsSaved {
     }
 }
 
+/// `entries` applied as a server's read side applies them, letting go of
+/// what the store holds: a checkpoint every `every` entries, saved before
+/// the next applies, or (`delayed`) only once the next checkpoint is taken;
+/// and a last one. The state, and the store its checkpoints saved to.
+fn replay_saving(
+    entries: &[Entry],
+    every: usize,
+    delayed: bool,
+) -> (LedgerState, Arc<RecordsSaved>) {
+    let kept = Arc::new(RecordsSaved::default());
+    let mut cold = LedgerState::new();
+    cold.keep_stored_in(kept.clone());
+    // A checkpoint taken, its grown records read back and saved once it
+    // completes, as a server's persister does outside the lock.
+    let complete = |cold: &mut LedgerState, changes: crate::state::Changes| {
+        let (records, saved) = changes.complete().unwrap();
+        kept.save(records);
+        cold.saved_whole(&saved);
+    };
+    let mut saving: Option<crate::state::Changes> = None;
+    for (n, entry) in entries.iter().enumerate() {
+        cold.apply(entry).unwrap();
+        if n % every == 0 {
+            if let Some(changes) = saving.take() {
+                complete(&mut cold, changes);
+            }
+            // Under the state's lock, nothing is read back: the records
+            // let go of that it writes whole, those that move out among
+            // them, are read back as it completes, outside it.
+            let reads = kept.1.load(std::sync::atomic::Ordering::Relaxed);
+            saving = Some(cold.take_changes_to_save());
+            assert_eq!(kept.1.load(std::sync::atomic::Ordering::Relaxed), reads);
+        }
+        if !delayed && let Some(changes) = saving.take() {
+            complete(&mut cold, changes);
+        }
+    }
+    if let Some(changes) = saving.take() {
+        complete(&mut cold, changes);
+    }
+    let changes = cold.take_changes_to_save();
+    complete(&mut cold, changes);
+    (cold, kept)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// A savings account's closed records move out of those startup reads
+    /// up to its first step back in date, wherever that falls, whatever
+    /// the checkpoints' cadence: the records every cadence saves are a
+    /// rebuild's; startup reads them back to the same state, refusing them
+    /// when a moved record's steps or its own record are missing; and its
+    /// balance as of every entry and date is the one held.
+    #[test]
+    fn closed_records_move_out_alike_for_any_step_back_and_cadence(
+        count in 130..420u32,
+        back in proptest::option::of(0..420u32),
+        every in 1..9usize,
+        delayed in any::<bool>(),
+    ) {
+        let mut state = LedgerState::new();
+        let mut records = BTreeMap::new();
+        let mut entries = Vec::new();
+        run(setup(), &mut state, &mut records, &mut entries);
+        for n in 0..count {
+            let deposit = Step::Deposit {
+                member: 0,
+                thousands: 10 + n,
+                day: if Some(n) == back { 0 } else { 1 + n / 4 },
+            };
+            let body = body_of(&deposit, &state);
+            run([body], &mut state, &mut records, &mut entries);
+        }
+        let savings = AccountId::Savings(SavingsAccountId::parse("a", "M0/C1").unwrap());
+        // Its steps' dates, one an entry that posted to it, from the
+        // journal: its records close every 128 steps, and those before the
+        // one its first step back in date is in move out.
+        let dates: Vec<NaiveDate> = entries
+            .iter()
+            .filter(|e| e.body.postings.iter().any(|p| p.account == savings))
+            .map(|e| e.body.effective_date)
+            .collect();
+        let per_record = crate::books::RECORD_STEPS;
+        let last = (dates.len() - 1) / per_record;
+        let first_back = (1..dates.len())
+            .find(|i| dates[*i] < dates[i - 1])
+            .map_or(usize::MAX, |i| i / per_record);
+        for k in 0..=last {
+            let moved = k < last && k < first_back;
+            let key = StateKey::ClosedSteps(savings.clone(), k as u64).to_bytes();
+            prop_assert_eq!(records.contains_key(&key), moved, "record {}", k);
+        }
+        let (cold, kept) = replay_saving(&entries, every, delayed);
+        prop_assert_eq!(&*kept.0.lock().unwrap(), &records);
+        prop_assert_eq!(cold.export().unwrap(), state.export().unwrap());
+
+        let startup = |records: &BTreeMap<Vec<u8>, Vec<u8>>| {
+            let mut startup = StateImport::default();
+            for (key, value) in records {
+                if crate::stored::is_stored_key(key) {
+                    startup.add_stored(key)?;
+                } else {
+                    startup.add(key, value)?;
+                }
+            }
+            startup.finish()
+        };
+        let mut started = startup(&records).unwrap();
+        started.keep_stored_in(Arc::new(crate::stored::KeptInMap::new(records.clone())));
+        prop_assert_eq!(started.export().unwrap(), state.export().unwrap());
+        let held = &state.books().account(&savings).unwrap().history;
+        for sequence in (0..=state.last_sequence() + 1).step_by(7) {
+            prop_assert_eq!(
+                started.books().account_as_of(&savings, crate::books::AsOf::Sequence(sequence)).unwrap(),
+                held.at_sequence(sequence)
+            );
+        }
+        for d in 0..=110 {
+            prop_assert_eq!(
+                started.books().account_as_of(&savings, crate::books::AsOf::Date(day(d))).unwrap(),
+                held.on_date(day(d))
+            );
+        }
+        // A moved record's steps, or its own record, missing: refused.
+        if let Some(key) = records.keys().find(|k| k.starts_with(b"cold/closed/")).cloned() {
+            let mut without = records.clone();
+            without.remove(&key);
+            let why = startup(&without).unwrap_err();
+            prop_assert!(why.contains("not of the same records"), "{}", why);
+            let mut without = records.clone();
+            let own = StateKey::Steps(savings.clone(), 0).to_bytes();
+            without.remove(&own);
+            prop_assert!(startup(&without).is_err());
+        }
+    }
+}
+
 /// An account's closed records of steps leave memory once a checkpoint
 /// saved them, not while entries applied during the save changed them
 /// again (the store then holds an older one), and so does a member's
@@ -2218,34 +2356,7 @@ fn an_accounts_closed_records_of_steps_are_read_back_as_they_were_held() {
     // and closed while grown when they fill it); and a checkpoint every
     // third entry, saved only after the next two applied.
     let replay = |every: usize, delayed: bool| {
-        let kept = Arc::new(RecordsSaved::default());
-        let mut cold = LedgerState::new();
-        cold.keep_stored_in(kept.clone());
-        // A checkpoint taken, its grown records read back and saved once
-        // it completes, as a server's persister does outside the lock.
-        let complete = |cold: &mut LedgerState, changes: crate::state::Changes| {
-            let (records, saved) = changes.complete().unwrap();
-            kept.save(records);
-            cold.saved_whole(&saved);
-        };
-        let mut saving: Option<crate::state::Changes> = None;
-        for (n, entry) in entries.iter().enumerate() {
-            cold.apply(entry).unwrap();
-            if n % every == 0 {
-                if let Some(changes) = saving.take() {
-                    complete(&mut cold, changes);
-                }
-                saving = Some(cold.take_changes_to_save());
-            }
-            if !delayed && let Some(changes) = saving.take() {
-                complete(&mut cold, changes);
-            }
-        }
-        if let Some(changes) = saving.take() {
-            complete(&mut cold, changes);
-        }
-        let changes = cold.take_changes_to_save();
-        complete(&mut cold, changes);
+        let (cold, kept) = replay_saving(&entries, every, delayed);
         assert_eq!(*kept.0.lock().unwrap(), records);
         assert!(
             cold.export().unwrap() == state.export().unwrap(),
@@ -2371,16 +2482,39 @@ fn an_accounts_closed_records_of_steps_are_read_back_as_they_were_held() {
     );
     assert!(cold.books().held_bytes() < state.books().held_bytes());
 
-    // The savings account's first record replaced in the store by its
-    // second: a figure it holds is refused as damaged, naming the record,
-    // and one held in memory still answers.
+    // The savings account's closed records before the first back-dated
+    // deposit (its first two of three) moved out of those startup reads:
+    // their steps each in a record read when asked, their own keeping what
+    // startup takes of them; the third, which went back in date, did not.
     let key = |k: u64| {
         crate::books::StepsOf::Account(savings.clone())
             .key(k)
             .into_bytes()
     };
-    let second = kept.0.lock().unwrap()[&key(1)].clone();
-    kept.0.lock().unwrap().insert(key(0), second);
+    let closed = |k: u64| crate::books::closed_steps_key(&savings, k).into_bytes();
+    for (k, moved) in [(0, true), (1, true), (2, false), (3, false)] {
+        assert_eq!(records.contains_key(&closed(k)), moved, "record {k}");
+        assert_eq!(
+            records[&key(k)].len() < 200,
+            moved,
+            "record {k}: {} bytes",
+            records[&key(k)].len()
+        );
+    }
+    let moved_bytes: usize = (0..2).map(|k| records[&key(k)].len()).sum();
+    let steps_bytes: usize = (0..2).map(|k| records[&closed(k)].len()).sum();
+    assert!(
+        moved_bytes * 3 < steps_bytes,
+        "{moved_bytes} of {steps_bytes}"
+    );
+    // The cash account's records never move.
+    assert!(!records.keys().any(|k| k.starts_with(b"cold/closed/cash")));
+
+    // The steps of the savings account's first record replaced in the
+    // store by its second's: a figure it holds is refused as damaged,
+    // naming the record, and one held in memory still answers.
+    let second = kept.0.lock().unwrap()[&closed(1)].clone();
+    kept.0.lock().unwrap().insert(closed(0), second);
     let damaged = cold
         .account_as_of(&savings, AsOf::Sequence(40))
         .unwrap_err();
@@ -2395,8 +2529,17 @@ fn an_accounts_closed_records_of_steps_are_read_back_as_they_were_held() {
         cold.account_as_of(&savings, AsOf::Sequence(last)).unwrap(),
         state.books().account(&savings).unwrap().history.latest()
     );
-    // A record gone is damage too; a store that cannot be read now is
-    // unavailable (ask again), not damage.
+    // A record gone is damage too, its steps' or its own; a store that
+    // cannot be read now is unavailable (ask again), not damage.
+    kept.0.lock().unwrap().remove(&closed(0));
+    let missing = cold
+        .account_as_of(&savings, AsOf::Date(day(5)))
+        .unwrap_err();
+    assert!(
+        matches!(&missing, DomainError::Damaged { message }
+            if message.contains("cold/closed/savings:M0/C1/0000000000") && message.contains("missing")),
+        "{missing}"
+    );
     kept.0.lock().unwrap().remove(&key(0));
     let missing = cold
         .account_as_of(&savings, AsOf::Date(day(5)))
