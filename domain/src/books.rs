@@ -713,10 +713,11 @@ impl Reading {
     }
 
     /// Appends a closed record moved out of those startup reads: its steps
-    /// are in date order, as are all before it.
+    /// are in date order, as are all before it (records move out from the
+    /// first, and [`BooksImport::finish`] refuses more than can).
     fn append_moved(&mut self, starts: &[BlockStart], moved: &MovedRecord) -> Result<(), String> {
-        if self.line || !self.in_date_order || self.disorder.from.is_some() {
-            return Err("it moved out, after a step back in date".into());
+        if self.line {
+            return Err("a line's record moved out".into());
         }
         self.history.steps.append_moved(starts, moved)?;
         self.settled = false;
@@ -983,6 +984,12 @@ pub struct BooksImport {
     /// Records moved out given whole ([`BooksImport::add_moved_whole`]),
     /// taken in in their place.
     moved_whole: BTreeMap<(AccountId, u64), Vec<u8>>,
+    /// What the records moved out taken in keep of them, for those given
+    /// whole to be checked against (not kept by an import letting go,
+    /// which is given none).
+    moved_kept: BTreeMap<(AccountId, u64), MovedRecord>,
+    /// How many records moved out each account's first records are.
+    moved_counts: BTreeMap<AccountId, u64>,
 }
 
 /// A set of keys, as their number and the sum of their hashes: two sets
@@ -1128,7 +1135,21 @@ impl BooksImport {
         for ((_, starts, bytes, moved), index) in parts.iter().zip(run.first..) {
             match (moved, &run.of) {
                 (Some(moved), StepsOf::Account(account)) => {
+                    // Records move out in order, from the first.
+                    let count = self.moved_counts.entry(account.clone()).or_default();
+                    if *count != index {
+                        return Err(format!(
+                            "record {:?} moved out, and record {} did not",
+                            run.of.key(index),
+                            *count
+                        ));
+                    }
+                    *count += 1;
                     self.moved.add(&closed_steps_key(account, index));
+                    if !self.let_go {
+                        self.moved_kept
+                            .insert((account.clone(), index), moved.clone());
+                    }
                     reading.append_moved(starts, moved)
                 }
                 _ => reading.append(starts, bytes, !self.let_go || index == last),
@@ -1177,9 +1198,13 @@ impl BooksImport {
             let_go: _,
             moved,
             moved_whole,
+            moved_kept,
+            moved_counts,
         } = other;
+        self.moved_counts.extend(moved_counts);
         self.moved.absorb(moved);
         self.moved_whole.extend(moved_whole);
+        self.moved_kept.extend(moved_kept);
         for (account, (branch, line, reading)) in accounts {
             match self.accounts.entry(account) {
                 std::collections::btree_map::Entry::Vacant(vacant) => {
@@ -1267,13 +1292,20 @@ impl BooksImport {
             };
             let (_, starts, bytes, again) =
                 record_parts(&of, &whole).map_err(|why| format!("record {key:?}: {why}"))?;
-            let held = again.is_none()
-                && self
-                    .accounts
-                    .get_mut(account)
-                    .is_some_and(|(_, _, reading)| {
-                        reading.history.steps.hold_moved(index, &starts, bytes)
-                    });
+            let moved = self.moved_kept.get(&(account.clone(), index));
+            let held = match (again, moved, usize::try_from(index)) {
+                (None, Some(moved), Ok(index)) => {
+                    self.accounts
+                        .get_mut(account)
+                        .is_some_and(|(_, _, reading)| {
+                            reading
+                                .history
+                                .steps
+                                .hold_moved(index, &starts, bytes, moved)
+                        })
+                }
+                _ => false,
+            };
             if !held {
                 return Err(format!(
                     "record {key:?} does not hold the steps of a record that moved out"
@@ -1293,6 +1325,24 @@ impl BooksImport {
             ));
         }
         self.settle()?;
+        // Every record that can move out has (they move with the record
+        // that opens after them, in the same checkpoint).
+        for (account, (_, _, reading)) in &self.accounts {
+            if !moves_closed_records(account) {
+                continue;
+            }
+            let history = &reading.history;
+            let closed = history.steps.record_count().saturating_sub(1);
+            let movable = (0..closed).take_while(|k| history.is_moved(*k)).count() as u64;
+            let moved = self.moved_counts.get(account).copied().unwrap_or(0);
+            if moved != movable {
+                return Err(format!(
+                    "{moved} of {account}'s closed records of steps moved out of those read \
+                     at startup, where {movable} can (record {:?} and those before it)",
+                    StepsOf::Account(account.clone()).key(movable.max(1) - 1)
+                ));
+            }
+        }
         let accounts = self
             .accounts
             .into_iter()
@@ -1360,7 +1410,7 @@ impl GrownAccountRecord {
             .complete(from.as_ref().map(|s| s as &dyn StoredSteps))?;
         let moved = self.moved.map(|head| {
             let head = AccountStepsHead {
-                moved: head.moved.map(|moved| moved.stored_as(written)),
+                moved: head.moved.map(|moved| moved.with_steps(&bytes, written)),
                 ..head
             };
             steps_value(&head, &[])
@@ -1922,16 +1972,8 @@ impl Books {
         account: &AccountId,
         index: u64,
     ) -> Result<Option<Vec<u8>>, ReadError> {
-        if self.is_moved(account, index)
-            && let Some(book) = self.accounts.get(account)
-            && let Ok(at) = usize::try_from(index)
-        {
-            let stored = self.stored_steps(account);
-            let stored = book
-                .history
-                .steps
-                .stored_as_read(at, stored.as_ref().map(|s| s as &dyn StoredSteps))?;
-            return Ok(stored.and_then(|stored| self.moved_record_value(account, index, stored)));
+        if self.is_moved(account, index) {
+            return self.moved_record_value(account, index);
         }
         self.whole_account_record(account, index)
     }
@@ -1984,27 +2026,31 @@ impl Books {
     }
 
     /// What `account`'s record `index` moved out keeps under
-    /// [`StepsOf::key`], given what its steps are stored as (`None` when
-    /// it did not move).
-    pub fn moved_record_value(
+    /// [`StepsOf::key`] (`None` when it did not move), made from its steps,
+    /// read back if let go of.
+    fn moved_record_value(
         &self,
         account: &AccountId,
         index: u64,
-        stored: StoredAs,
-    ) -> Option<Vec<u8>> {
-        if !self.is_moved(account, index) {
-            return None;
-        }
-        let book = self.accounts.get(account)?;
-        let index = usize::try_from(index).ok()?;
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        let (Some(book), Ok(index)) = (self.accounts.get(account), usize::try_from(index)) else {
+            return Ok(None);
+        };
         let steps = &book.history.steps;
+        let stored = self.stored_steps(account);
+        let (Some(starts), Some(moved)) = (
+            steps.starts(index),
+            steps.moved_read(index, stored.as_ref().map(|s| s as &dyn StoredSteps))?,
+        ) else {
+            return Ok(None);
+        };
         let head = AccountStepsHead {
             branch: book.branch.clone(),
             line: book.line.clone(),
-            starts: steps.starts(index)?,
-            moved: Some(steps.moved(index, stored)?),
+            starts,
+            moved: Some(moved),
         };
-        Some(steps_value(&head, &[]))
+        Ok(Some(steps_value(&head, &[])))
     }
 
     /// `account`'s record `index` if it grew since it was let go of: for
@@ -2058,7 +2104,7 @@ impl Books {
             moved,
         };
         let moved = match with_moved {
-            true => Some(head(Some(steps.moved(index, StoredAs::UNKNOWN)?))),
+            true => Some(head(Some(steps.moved_parts(index)?))),
             false => None,
         };
         Some(GrownAccountRecord {
@@ -2074,7 +2120,7 @@ impl Books {
     /// ([`Books::moved_record_to_complete`]).
     pub fn moved_value_known(&self, account: &AccountId, index: u64) -> bool {
         self.accounts.get(account).is_some_and(|book| {
-            usize::try_from(index).is_ok_and(|index| book.history.steps.stored_as_known(index))
+            usize::try_from(index).is_ok_and(|index| book.history.steps.is_held(index))
         })
     }
 
@@ -2624,7 +2670,7 @@ mod tests {
         // As its history's last.
         let why = refused(accounts[..2].to_vec());
         assert!(why.contains("no record follows it"), "{why}");
-        // After a step back: the first two records of the books whose
+        // After one that did not move: the first record of the books whose
         // first went back, then what the second's own key keeps here.
         let (back_accounts, _) = records_of(&back);
         let why = refused(vec![
@@ -2632,7 +2678,21 @@ mod tests {
             accounts[1].clone(),
             back_accounts[2].clone(),
         ]);
-        assert!(why.contains("after a step back in date"), "{why}");
+        assert!(why.contains("moved out, and record 0 did not"), "{why}");
+        // Held whole where they can move out (as a cache that missed them).
+        let whole = |k: u64| {
+            (
+                savings.clone(),
+                k,
+                in_order.moved_account_record(&savings, k).unwrap().unwrap(),
+            )
+        };
+        let why = refused(vec![whole(0), whole(1), accounts[2].clone()]);
+        assert!(
+            why.contains("0 of savings:TB-1/C1's closed records"),
+            "{why}"
+        );
+        assert!(why.contains("where 2 can"), "{why}");
         // After other totals: another account's postings, of other amounts.
         let (other, _) = records_of(&books_of(&|n| 1 + (n / 12) as u32, 20));
         let why = refused(vec![

@@ -180,6 +180,8 @@ const MOVED_TAIL: u32 = u32::MAX;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MovedRecord {
     blocks: Vec<(Balance, u32)>,
+    /// Its last step's entry.
+    last_sequence: u64,
     total: Balance,
     check: Check,
     #[serde(with = "crate::codec::date")]
@@ -190,11 +192,23 @@ pub struct MovedRecord {
 }
 
 impl MovedRecord {
-    /// The same record stored as `stored`: what a checkpoint that read it
-    /// back whole found ([`GrownRecord::complete`]).
-    pub fn stored_as(self, stored: StoredAs) -> MovedRecord {
+    /// The same record, its steps' bytes being `bytes` (stored as
+    /// `stored`): what a checkpoint that read it back whole found
+    /// ([`GrownRecord::complete`]). Made by [`Steps::moved_parts`], its
+    /// last step's entry was its last block's first.
+    pub fn with_steps(self, bytes: &[u8], stored: StoredAs) -> MovedRecord {
         let StoredAs(check, (first, last), len) = stored;
+        let mut last_sequence = self.last_sequence;
+        if let Some((_, at)) = self.blocks.last() {
+            let mut at = *at as usize;
+            while at < bytes.len() {
+                let (raw, next) = decode_raw(bytes, at);
+                last_sequence += raw.sequence_gap;
+                at = next;
+            }
+        }
         MovedRecord {
+            last_sequence,
             check,
             first,
             last,
@@ -895,6 +909,12 @@ impl Steps {
             at = Some(*block_at);
         }
         let (first, last) = (starts[0].date, starts[RECORD_BLOCKS - 1].date);
+        if moved.last_sequence < starts[RECORD_BLOCKS - 1].sequence {
+            return Err(format!(
+                "a record moved out ends at entry {}, before its last block starts",
+                moved.last_sequence
+            ));
+        }
         if moved.first != first || moved.last < last {
             return Err(format!(
                 "a record moved out dated {} to {}, its blocks from {first} to {last}",
@@ -917,13 +937,12 @@ impl Steps {
             (moved.first, moved.last),
             moved.len,
         ));
-        // Its last step is not known here, only its date and totals (its
-        // entry is after its last block's start): a later record follows
-        // (the caller refuses a history ending with one,
-        // [`Steps::ends_moved`]), checked against these.
+        // Its last step, whose offset in its bytes is not known here: a
+        // later record follows (the caller refuses a history ending with
+        // one, [`Steps::ends_moved`]), checked against it.
         self.tail = Some(Tail {
             step: Step {
-                sequence: starts[RECORD_BLOCKS - 1].sequence,
+                sequence: moved.last_sequence,
                 date: moved.last,
                 total: moved.total,
             },
@@ -953,27 +972,103 @@ impl Steps {
         }
     }
 
-    /// Closed record `index` as it is moved out of the records startup
-    /// reads ([`MovedRecord`]), given what it is stored as (its bytes'
-    /// hash, dates and length); `None` unless a later record follows it.
-    pub fn moved(&self, index: usize, stored: StoredAs) -> Option<MovedRecord> {
+    /// What closed record `index` moving out keeps of it but for its steps
+    /// ([`MovedRecord::with_steps`] completes it); `None` unless a later
+    /// record follows it.
+    pub fn moved_parts(&self, index: usize) -> Option<MovedRecord> {
         if index + 1 >= self.records.len() {
             return None;
         }
-        let blocks = self
-            .record_blocks(index)
-            .map(|block| (self.blocks[block].before, self.blocks[block].at))
-            .collect();
+        let blocks = self.record_blocks(index);
+        let last_sequence = self.blocks.get(blocks.end.checked_sub(1)?)?.sequence;
         let total = self.blocks.get((index + 1) * RECORD_BLOCKS)?.before;
-        let StoredAs(check, (first, last), len) = stored;
+        let StoredAs(check, (first, last), len) = StoredAs::UNKNOWN;
         Some(MovedRecord {
-            blocks,
+            blocks: blocks
+                .map(|block| (self.blocks[block].before, self.blocks[block].at))
+                .collect(),
+            last_sequence,
             total,
             check,
             first,
             last,
             len,
         })
+    }
+
+    /// Closed record `index` as it moves out of the records startup reads
+    /// ([`MovedRecord`]), its steps read back from `from` if let go of;
+    /// `None` unless a later record follows it.
+    pub fn moved_read(
+        &self,
+        index: usize,
+        from: Option<&dyn StoredSteps>,
+    ) -> Result<Option<MovedRecord>, ReadError> {
+        let Some(parts) = self.moved_parts(index) else {
+            return Ok(None);
+        };
+        let bytes = self.record_bytes(index, from)?;
+        let stored = self.stored_as(index, &bytes);
+        Ok(Some(parts.with_steps(&bytes, stored)))
+    }
+
+    /// Holds again record `index`, appended moved out as `moved` says,
+    /// given its blocks' starts and steps' bytes (whole, [`Steps::record`]):
+    /// true if they are those it moved out with. They are walked and checked
+    /// as startup checks a record it reads, from the totals before it:
+    /// every block's totals before it and start in the bytes, its last
+    /// step, the totals after it, its dates (in date order), its bytes' hash
+    /// and length must be what `moved` kept.
+    pub fn hold_moved(
+        &mut self,
+        index: usize,
+        starts: &[BlockStart],
+        bytes: &[u8],
+        moved: &MovedRecord,
+    ) -> bool {
+        let blocks = self.record_blocks(index);
+        let Some(first) = self.blocks.get(blocks.start) else {
+            return false;
+        };
+        if !matches!(self.records.get(index), Some(Bytes::Stored(..)))
+            || self.starts(index).as_deref() != Some(starts)
+            || bytes.len() != moved.len as usize
+            || check_of(bytes) != moved.check
+        {
+            return false;
+        }
+        // From a step just before its first, on its date, of the totals
+        // before it.
+        let mut walked = Steps {
+            tail: first.sequence.checked_sub(1).map(|sequence| Tail {
+                step: Step {
+                    sequence,
+                    date: first.date,
+                    total: first.before,
+                },
+                at: 0,
+            }),
+            ..Steps::default()
+        };
+        if walked.append_record_with(starts, bytes, None, None, false) != Ok(true) {
+            return false;
+        }
+        let Some(Bytes::Stored(_, dates, _)) = walked.records.first() else {
+            return false;
+        };
+        let walked_blocks: Vec<(Balance, u32)> =
+            walked.blocks.iter().map(|b| (b.before, b.at)).collect();
+        let same = walked.len == RECORD_STEPS
+            && walked_blocks == moved.blocks
+            && walked
+                .tail
+                .map(|t| (t.step.sequence, t.step.date, t.step.total))
+                == Some((moved.last_sequence, moved.last, moved.total))
+            && *dates == (moved.first, moved.last);
+        if same {
+            self.records[index] = Bytes::Held(bytes.to_vec());
+        }
+        same
     }
 
     /// True when the last record was appended moved out
@@ -983,66 +1078,9 @@ impl Steps {
         self.tail.is_some_and(|tail| tail.at == MOVED_TAIL)
     }
 
-    /// What record `index` is stored as: its bytes' hash, dates and length
-    /// (read back from `from` when grown since it was let go of).
-    pub fn stored_as_read(
-        &self,
-        index: usize,
-        from: Option<&dyn StoredSteps>,
-    ) -> Result<Option<StoredAs>, ReadError> {
-        match self.records.get(index) {
-            None => Ok(None),
-            Some(Bytes::Stored(check, dates, len)) => Ok(Some(StoredAs(*check, *dates, *len))),
-            Some(Bytes::Held(bytes)) => Ok(Some(self.stored_as(index, bytes))),
-            Some(Bytes::Grown(grown)) => match grown.written {
-                Some(written) => Ok(Some(written)),
-                None => {
-                    let bytes = self.record_bytes(index, from)?;
-                    Ok(Some(self.stored_as(index, &bytes)))
-                }
-            },
-        }
-    }
-
-    /// Holds again record `index`, appended moved out, given its blocks'
-    /// starts and steps' bytes (whole, [`Steps::record`]): true if they are
-    /// those it was appended as (their hash and length, and the blocks'
-    /// starts; the blocks' offsets in them and the dates they span).
-    pub fn hold_moved(&mut self, index: u64, starts: &[BlockStart], bytes: &[u8]) -> bool {
-        let Ok(index) = usize::try_from(index) else {
-            return false;
-        };
-        let Some(Bytes::Stored(check, dates, len)) = self.records.get(index) else {
-            return false;
-        };
-        if self.starts(index).as_deref() != Some(starts)
-            || bytes.len() != *len as usize
-            || check_of(bytes) != *check
-        {
-            return false;
-        }
-        // A block's steps must lie where the block says they start.
-        let fits = self.record_blocks(index).all(|block| {
-            let range = self.block_range(block, bytes.len());
-            range.start < range.end
-                && decode_checked(bytes, range.start)
-                    .is_some_and(|(raw, _)| (raw.sequence_gap, raw.day_gap) == (0, 0))
-        });
-        if !fits || self.stored_as(index, bytes).1 != *dates {
-            return false;
-        }
-        self.records[index] = Bytes::Held(bytes.to_vec());
-        true
-    }
-
-    /// True when what record `index` is stored as is known without reading
-    /// it back ([`Steps::stored_as_read`]).
-    pub fn stored_as_known(&self, index: usize) -> bool {
-        match self.records.get(index) {
-            Some(Bytes::Grown(grown)) => grown.written.is_some(),
-            Some(_) => true,
-            None => false,
-        }
+    /// True when record `index`'s steps are held (not let go of).
+    pub fn is_held(&self, index: usize) -> bool {
+        matches!(self.records.get(index), Some(Bytes::Held(_)))
     }
 
     /// The first entry of record `index`, if there is one.
