@@ -1338,8 +1338,8 @@ impl BooksImport {
             if moved != movable {
                 return Err(format!(
                     "{moved} of {account}'s closed records of steps moved out of those read \
-                     at startup, where {movable} can (record {:?} and those before it)",
-                    StepsOf::Account(account.clone()).key(movable.max(1) - 1)
+                     at startup, where {movable} can (record {:?} on)",
+                    StepsOf::Account(account.clone()).key(moved.min(movable))
                 ));
             }
         }
@@ -1408,13 +1408,16 @@ impl GrownAccountRecord {
         let (bytes, written) = self
             .record
             .complete(from.as_ref().map(|s| s as &dyn StoredSteps))?;
-        let moved = self.moved.map(|head| {
-            let head = AccountStepsHead {
-                moved: head.moved.map(|moved| moved.with_steps(&bytes, written)),
-                ..head
-            };
-            steps_value(&head, &[])
-        });
+        let moved = match self.moved {
+            Some(head) => {
+                let moved = match head.moved {
+                    Some(moved) => Some(moved.with_steps(&bytes, written)?),
+                    None => None,
+                };
+                Some(steps_value(&AccountStepsHead { moved, ..head }, &[]))
+            }
+            None => None,
+        };
         Ok(Completed {
             value: steps_value(&self.head, &bytes),
             written,
@@ -1965,8 +1968,7 @@ impl Books {
     /// read back from the store and checked against those let go of, an
     /// error when they cannot be (a checkpoint must then write nothing
     /// rather than a record without them). For a record moved out, what
-    /// startup takes of it ([`Books::moved_record_value`]; its steps are
-    /// [`Books::moved_account_record`]).
+    /// startup takes of it (its steps are [`Books::moved_account_record`]).
     pub fn account_record(
         &self,
         account: &AccountId,

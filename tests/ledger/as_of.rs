@@ -215,16 +215,31 @@ async fn branch_totals_and_portfolio_quality_as_of_an_entry_are_what_was_read_ri
 /// `count` deposits into `TB-0001/C1` over January (opened on the 2nd), from the `from`th on,
 /// six hundred a batch.
 async fn deposits_over_january(app: &mut App, from: usize, count: usize) {
+    deposits_dated(app, "january", from, count, |i| {
+        format!("2024-01-{:02}", 3 + i % 27)
+    })
+    .await;
+}
+
+/// `count` deposits into `TB-0001/C1` from the `from`th on, the `i`th
+/// dated `date(i)`, six hundred a batch.
+async fn deposits_dated(
+    app: &mut App,
+    prefix: &str,
+    from: usize,
+    count: usize,
+    date: impl Fn(usize) -> String,
+) {
     for batch in (from..from + count).collect::<Vec<_>>().chunks(600) {
         let commands = batch
             .iter()
             .map(|i| pb::BatchCommand {
                 command: Some(pb::batch_command::Command::DepositSavings(
                     pb::DepositSavingsRequest {
-                        context: crate::support::ctx(&format!("january-{i}")),
+                        context: crate::support::ctx(&format!("{prefix}-{i}")),
                         account_id: "TB-0001/C1".into(),
                         amount: crate::support::vnd("1000"),
-                        effective_date: format!("2024-01-{:02}", 3 + i % 27),
+                        effective_date: date(*i),
                     },
                 )),
             })
@@ -575,26 +590,10 @@ async fn an_accounts_older_steps_are_read_back_from_the_cache_after_a_restart() 
 /// the 3rd of January, in date order, six hundred a batch.
 async fn deposits_in_date_order(app: &mut App, from: usize, count: usize) {
     let first = crate::support::date("2024-01-03");
-    for batch in (from..from + count).collect::<Vec<_>>().chunks(600) {
-        let commands = batch
-            .iter()
-            .map(|i| pb::BatchCommand {
-                command: Some(pb::batch_command::Command::DepositSavings(
-                    pb::DepositSavingsRequest {
-                        context: crate::support::ctx(&format!("in-order-{i}")),
-                        account_id: "TB-0001/C1".into(),
-                        amount: crate::support::vnd("1000"),
-                        effective_date: (first + chrono::Days::new(*i as u64 / 50)).to_string(),
-                    },
-                )),
-            })
-            .collect();
-        let results = app.submit_batch(commands).await;
-        let refused = results
-            .iter()
-            .find(|r| !matches!(r.result, Some(pb::batch_result::Result::DepositSavings(_))));
-        assert!(refused.is_none(), "{refused:?}");
-    }
+    deposits_dated(app, "in-order", from, count, |i| {
+        (first + chrono::Days::new(i as u64 / 50)).to_string()
+    })
+    .await;
 }
 
 /// Which of `account`'s records of steps the server holds as moved out of

@@ -107,7 +107,7 @@ struct Grown {
 pub struct StoredAs(Check, Dates, u32);
 
 impl StoredAs {
-    /// A stand-in, until the record is read back ([`MovedRecord::stored_as`]).
+    /// A stand-in, until the record is read back ([`MovedRecord::with_steps`]).
     pub const UNKNOWN: StoredAs = StoredAs([0; 16], (NaiveDate::MIN, NaiveDate::MIN), 0);
 }
 
@@ -173,8 +173,9 @@ where
 const MOVED_TAIL: u32 = u32::MAX;
 
 /// What startup takes in of a closed record moved out of the records it
-/// reads ([`Steps::moved`]): its blocks' totals before them and where
-/// they start in its bytes, the totals after it, and the hash, dates and
+/// reads ([`Steps::moved_read`]): its blocks' totals before them and where
+/// they start in its bytes, its last step's entry, the totals after it,
+/// and the hash, dates and
 /// length its bytes are checked and found by when read back. Its steps
 /// are in date order, as every step before them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,26 +196,34 @@ impl MovedRecord {
     /// The same record, its steps' bytes being `bytes` (stored as
     /// `stored`): what a checkpoint that read it back whole found
     /// ([`GrownRecord::complete`]). Made by [`Steps::moved_parts`], its
-    /// last step's entry was its last block's first.
-    pub fn with_steps(self, bytes: &[u8], stored: StoredAs) -> MovedRecord {
+    /// last step's entry was its last block's first. An error when its last
+    /// block's steps do not decode.
+    pub fn with_steps(self, bytes: &[u8], stored: StoredAs) -> Result<MovedRecord, ReadError> {
         let StoredAs(check, (first, last), len) = stored;
         let mut last_sequence = self.last_sequence;
         if let Some((_, at)) = self.blocks.last() {
             let mut at = *at as usize;
             while at < bytes.len() {
-                let (raw, next) = decode_raw(bytes, at);
-                last_sequence += raw.sequence_gap;
-                at = next;
+                last_sequence = decode_checked(bytes, at)
+                    .and_then(|(raw, next)| {
+                        at = next;
+                        last_sequence.checked_add(raw.sequence_gap)
+                    })
+                    .ok_or_else(|| {
+                        ReadError::Damaged(format!(
+                            "a closed record's step at byte {at} does not decode"
+                        ))
+                    })?;
             }
         }
-        MovedRecord {
+        Ok(MovedRecord {
             last_sequence,
             check,
             first,
             last,
             len,
             ..self
-        }
+        })
     }
 }
 
@@ -1009,7 +1018,7 @@ impl Steps {
         };
         let bytes = self.record_bytes(index, from)?;
         let stored = self.stored_as(index, &bytes);
-        Ok(Some(parts.with_steps(&bytes, stored)))
+        parts.with_steps(&bytes, stored).map(Some)
     }
 
     /// Holds again record `index`, appended moved out as `moved` says,
@@ -1072,8 +1081,8 @@ impl Steps {
     }
 
     /// True when the last record was appended moved out
-    /// ([`Steps::append_moved`]): its last step not known, as no history
-    /// may end.
+    /// ([`Steps::append_moved`]): its last step's offset in its bytes not
+    /// known, as no history may end.
     pub fn ends_moved(&self) -> bool {
         self.tail.is_some_and(|tail| tail.at == MOVED_TAIL)
     }

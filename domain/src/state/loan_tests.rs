@@ -1376,7 +1376,7 @@ fn assert_ask_again<T: std::fmt::Debug, E: Into<ExecuteError>>(refused: Result<T
 
 /// The state `records` make up read as a server's startup reads them, the
 /// records read when asked taken by their keys alone.
-fn read_as_started(records: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<LedgerState, String> {
+pub(super) fn read_as_started(records: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<LedgerState, String> {
     let mut startup = StateImport::default();
     for (key, value) in records {
         if crate::stored::is_stored_key(key) {

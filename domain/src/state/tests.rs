@@ -2284,17 +2284,7 @@ proptest! {
         prop_assert_eq!(&*kept.0.lock().unwrap(), &records);
         prop_assert_eq!(cold.export().unwrap(), state.export().unwrap());
 
-        let startup = |records: &BTreeMap<Vec<u8>, Vec<u8>>| {
-            let mut startup = StateImport::default();
-            for (key, value) in records {
-                if crate::stored::is_stored_key(key) {
-                    startup.add_stored(key)?;
-                } else {
-                    startup.add(key, value)?;
-                }
-            }
-            startup.finish()
-        };
+        let startup = crate::state::loan_tests::read_as_started;
         let mut started = startup(&records).unwrap();
         started.keep_stored_in(Arc::new(crate::stored::KeptInMap::new(records.clone())));
         prop_assert_eq!(started.export().unwrap(), state.export().unwrap());
