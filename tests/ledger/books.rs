@@ -410,3 +410,95 @@ async fn the_chart_lists_every_account_with_its_line_and_code_page_by_page() {
         ("1311", "2000000")
     );
 }
+
+/// `count` members of `group`, `prefix-0002` on (the first is a branch's
+/// own), each with a compulsory savings account and one deposit into it
+/// (so that its account is in the books), a hundred members a batch.
+async fn savers(app: &mut App, prefix: &str, group: &str, count: usize) {
+    for chunk in (2..count + 2).collect::<Vec<_>>().chunks(100) {
+        let mut commands = Vec::new();
+        for n in chunk {
+            let member = format!("{prefix}-{n:04}");
+            let command = |command| pb::BatchCommand {
+                command: Some(command),
+            };
+            commands.push(command(pb::batch_command::Command::RegisterMember(
+                pb::RegisterMemberRequest {
+                    context: crate::support::ctx(&format!("register-{member}")),
+                    member_id: member.clone(),
+                    full_name: "Trần Thị Mai".into(),
+                    group_id: group.into(),
+                    joined_on: "2024-01-02".into(),
+                },
+            )));
+            commands.push(command(pb::batch_command::Command::OpenSavingsAccount(
+                pb::OpenSavingsAccountRequest {
+                    context: crate::support::ctx(&format!("open-{member}")),
+                    member_id: member.clone(),
+                    kind: pb::SavingsKind::Compulsory as i32,
+                    opened_on: "2024-01-02".into(),
+                },
+            )));
+            commands.push(command(pb::batch_command::Command::DepositSavings(
+                pb::DepositSavingsRequest {
+                    context: crate::support::ctx(&format!("deposit-{member}")),
+                    account_id: format!("{member}/C1"),
+                    amount: crate::support::vnd("50000"),
+                    effective_date: "2024-01-03".into(),
+                },
+            )));
+        }
+        let results = app.submit_batch(commands).await;
+        let refused = results
+            .iter()
+            .find(|r| matches!(r.result, Some(pb::batch_result::Result::Error(_)) | None));
+        assert!(refused.is_none(), "{refused:?}");
+    }
+}
+
+/// A chart longer than the accounts one short hold of the read lock looks
+/// at (256): a page of up to 1,000 spans several holds, and lists every
+/// account of the branch once and in order, passing another branch's among
+/// them, as pages of a few do; the institution's lists both branches'.
+#[tokio::test]
+async fn a_page_of_the_chart_spans_several_holds_of_the_read_lock() {
+    let mut app = crate::support::spawn_app().await;
+    app.branch_tb().await;
+    app.other_branch("HN", "VND").await;
+    // HN's savings accounts sort before TB's, among the accounts looked at.
+    savers(&mut app, "HN", "HN-G01", 150).await;
+    savers(&mut app, "TB", "TB-G01", 320).await;
+    let mut client = books(&app).await;
+    let whole = chart(&mut client, "TB", 1000).await;
+    let names: Vec<&str> = whole.iter().map(|a| a.account.as_str()).collect();
+    let savings = names
+        .iter()
+        .filter(|n| n.starts_with("savings:TB-"))
+        .count();
+    assert_eq!(savings, 320, "{names:?}");
+    assert!(names.iter().all(|n| !n.contains("HN")), "{names:?}");
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "in order, once each");
+    assert!(names.contains(&"cash:TB"));
+    // One page: every account in it.
+    let page = client
+        .list_accounts(pb::ListAccountsRequest {
+            branch_id: "TB".into(),
+            page_size: 1000,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.accounts, whole);
+    assert!(page.next_page_token.is_empty());
+    assert_eq!(chart(&mut client, "TB", 7).await, whole);
+    let institution = chart(&mut client, "", 1000).await;
+    let hn = chart(&mut client, "HN", 1000).await;
+    assert_eq!(institution.len(), whole.len() + hn.len());
+    assert_eq!(
+        hn.iter()
+            .filter(|a| a.account.starts_with("savings:HN-"))
+            .count(),
+        150
+    );
+}
