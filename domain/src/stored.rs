@@ -15,6 +15,13 @@
 //! checks each record against its own hash when it is read
 //! ([`StoredRecords::read`]). The records that change (the open chunk of a
 //! day log among them) keep other keys and are read at startup.
+//!
+//! Startup does not list them either: the store keeps the sum of their
+//! hashes beside the digest and adds that, checking it against the hashes
+//! kept on a thread of its own once startup is done (a record read before
+//! that check ends waits for it). Only the keys of the day logs' closed
+//! chunks are handed over at startup ([`LISTED_AT_STARTUP`]), for each
+//! day log to know where its chunks start.
 
 /// Key prefix of the records read when asked, not at startup.
 pub const STORED_PREFIX: &[u8] = b"cold/";
@@ -23,6 +30,14 @@ pub const STORED_PREFIX: &[u8] = b"cold/";
 pub fn is_stored_key(key: &[u8]) -> bool {
     key.starts_with(STORED_PREFIX)
 }
+
+/// Key prefix of the records read when asked whose keys a store hands over
+/// at startup (without their values): the day logs' closed chunks
+/// ([`crate::day_log::CLOSED_CHUNK_PREFIX`]), one every few hundred of a
+/// branch's entries. The keys of the others (closed loans, their summaries and
+/// steps, savings accounts' closed records of steps: most of the cache's
+/// keys on a long history) are not listed at startup.
+pub const LISTED_AT_STARTUP: &[u8] = crate::day_log::CLOSED_CHUNK_PREFIX.as_bytes();
 
 /// Why a record read when asked gave no value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -256,7 +256,7 @@ fn read_cache(store: &dyn Store, interner: &Arc<Interner>) -> Result<LedgerState
             }
         }
         let threads = feeds.len();
-        let mut import = StateImport::default();
+        let mut import = StateImport::at_startup();
         let loaded = store.load_state(&mut |key, value| {
             let Some(value) = value else {
                 return import.add_stored(key);
@@ -535,27 +535,30 @@ mod tests {
         }
     }
 
-    /// Every record of the store's state cache, those read when asked
-    /// (under `cold/`, which startup takes by key) read back.
+    /// Every record of the store's state cache: those startup reads, and
+    /// those read when asked (under `cold/`, which startup does not read)
+    /// listed and read back.
     fn cached(store: &DiskStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let mut records = BTreeMap::new();
         store
             .load_state(&mut |key, value| {
-                records.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+                if let Some(value) = value {
+                    records.insert(key.to_vec(), value.to_vec());
+                }
                 Ok(())
             })
             .unwrap();
         let stored = store.stored_records().expect("a store that reads back");
+        let cold = stored
+            .records_after(
+                crate::domain::stored::STORED_PREFIX,
+                None,
+                usize::MAX,
+                &|_| false,
+            )
+            .unwrap();
+        records.extend(cold);
         records
-            .into_iter()
-            .map(|(key, value)| {
-                let value = value.or_else(|| stored.read(&key).unwrap());
-                let value = value.unwrap_or_else(|| {
-                    panic!("record {} read back", String::from_utf8_lossy(&key))
-                });
-                (key, value)
-            })
-            .collect()
     }
 
     /// A cache rebuilt from the journal in steps, or a lost one (empty)

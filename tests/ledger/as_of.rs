@@ -726,3 +726,79 @@ async fn a_savings_accounts_closed_records_move_out_of_startup_and_read_the_same
         Ok(report) => panic!("verify must report the edited record: {report:?}"),
     }
 }
+
+/// A record read when asked removed on disk with the hash kept for it (so
+/// that each record left still matches its own): startup takes those hashes
+/// by their sum and reads on, and the check of them that follows finds
+/// they do not add up. Every read of such a record is refused as damaged,
+/// never answered from what is left; the rest is served; `verify` says the
+/// hashes do not add up; and the next start rebuilds the cache from the
+/// journal, after which every figure is the one given before.
+#[tokio::test]
+async fn a_record_read_when_asked_removed_with_its_hash_is_refused_until_rebuilt() {
+    let mut app =
+        crate::support::spawn_app_with(checkpointing(), mfi_ledger::api::ServerLimits::default())
+            .await;
+    app.branch_tb().await;
+    app.member("TB-0001").await;
+    deposits_in_date_order(&mut app, 0, 300).await;
+    let account = "savings:TB-0001/C1";
+    assert_eq!(moved_records(&app, account), [0, 1]);
+    let last = app.last_sequence().await;
+    let sequences: Vec<u64> = (1..=last).step_by(31).chain([last]).collect();
+    let before = account_reads(&mut app, account, &sequences).await;
+
+    let dir = app.stop().await;
+    {
+        let db = crate::support::open_cache_directly(dir.path());
+        let key = format!("cold/closed/{account}/0000000000");
+        assert!(db.remove(&key).unwrap().is_some());
+        let term = [&b"\xfe"[..], key.as_bytes()].concat();
+        assert!(db.remove(term).unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let mut app = crate::support::start_again(dir).await;
+    assert_eq!(app.last_sequence().await, last, "started from its cache");
+    let mut books = pb::books_service_client::BooksServiceClient::new(
+        crate::support::connect(app.address, &app.token).await,
+    );
+    // The record removed and the one left alike.
+    for (from, to) in [("2024-01-03", "2024-01-04"), ("2024-01-07", "2024-01-07")] {
+        let damaged = books
+            .get_account_statement(pb::GetAccountStatementRequest {
+                account: account.into(),
+                from: from.into(),
+                to: to.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(damaged.code(), Code::DataLoss, "{damaged:?}");
+        assert!(
+            damaged.message().contains("next start rebuilds"),
+            "{damaged:?}"
+        );
+    }
+    // The balance as it stands now is memory's.
+    let now = app
+        .audit
+        .get_balance(pb::GetBalanceRequest {
+            account: account.into(),
+            as_of: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(now, before.0[sequences.len() - 1]);
+    let dir = app.stop().await;
+    match crate::support::verify(dir.path()) {
+        Err(error) => assert!(error.to_string().contains("do not add up"), "{error}"),
+        Ok(report) => panic!("verify must report the hashes: {report:?}"),
+    }
+
+    // Rebuilt from the journal at the next start: every figure as before.
+    let mut app = crate::support::start_again(dir).await;
+    assert_eq!(account_reads(&mut app, account, &sequences).await, before);
+    let dir = app.stop().await;
+    let report = crate::support::verify(dir.path()).unwrap();
+    assert_eq!(report.state_compared_at, last, "{report:?}");
+}

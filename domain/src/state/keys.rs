@@ -815,20 +815,18 @@ impl LedgerState {
     }
 
     /// Takes in the closed and cancelled loans read back ([`EndedRecords`]):
-    /// each read whole is held (checked against its summary when that was
-    /// read too) until the state is given the store
-    /// ([`LedgerState::keep_stored_in`]); each left in the store stays
-    /// there. Every such loan must have both its records, must have ended,
-    /// and none may have the records of a running loan too.
-    fn take_ended_loans(&mut self, ended: EndedRecords) -> Result<KeptLoans, String> {
+    /// each read whole is held (checked against its summary) until the
+    /// state is given the store ([`LedgerState::keep_stored_in`]). Every
+    /// such loan must have its three records, must have ended, and none
+    /// may have the records of a running loan too.
+    fn take_ended_loans(&mut self, ended: EndedRecords) -> Result<(), String> {
         let EndedRecords {
             wholes,
             summaries,
             schedule_ids,
             summary_ids,
             steps_ids,
-            mut kept,
-            hasher,
+            hasher: _,
         } = ended;
         if schedule_ids != summary_ids {
             return Err(format!(
@@ -854,19 +852,6 @@ impl LedgerState {
             return Err(format!(
                 "loan {} has the records of a running loan and the summary of a {:?} one",
                 summary.id, summary.status
-            ));
-        }
-        // Those left in the store, by their ids' hashes (two ids with one
-        // hash by chance only).
-        kept.sort_unstable();
-        let kept = KeptLoans {
-            hashes: kept,
-            hasher,
-        };
-        if let Some(id) = self.loans.keys().find(|id| kept.holds(id)) {
-            return Err(format!(
-                "loan {id} has the records of a running loan and the record \
-                 {LOAN_SCHEDULE_PREFIX}{id} of an ended one"
             ));
         }
         for mut loan in wholes {
@@ -895,7 +880,7 @@ impl LedgerState {
             loan.keep_running_sums();
             self.loans.insert(id, Arc::new(loan));
         }
-        Ok(kept)
+        Ok(())
     }
 
     /// Builds the maps read back again at once from their entries in key
@@ -1346,14 +1331,16 @@ pub struct StateImport {
     /// Closed and cancelled loans' records.
     ended: EndedRecords,
     /// The keys of the accounts' closed records of steps moved out
-    /// ([`StateKey::ClosedSteps`]), read or kept.
+    /// ([`StateKey::ClosedSteps`]), read.
     closed: KeySum,
+    /// The records read when asked are not handed over, but for the day
+    /// logs' closed chunks by key ([`StateImport::at_startup`]); otherwise
+    /// each is handed over whole.
+    at_startup: bool,
 }
 
-/// The closed and cancelled loans' records a state is rebuilt from: those
-/// read (a store that reads them all, or [`LedgerState::import`]) and
-/// those the store keeps to be read when asked, counted without holding
-/// anything for each.
+/// The closed and cancelled loans' records a state is rebuilt from, read
+/// whole ([`LedgerState::import`]; startup reads none).
 #[derive(Default)]
 struct EndedRecords {
     /// Loans read whole, taken in with the rest: checked against their
@@ -1361,18 +1348,13 @@ struct EndedRecords {
     wholes: Vec<Loan>,
     /// Summaries read.
     summaries: Vec<EndedLoan>,
-    /// The loans with a record whole ([`StateKey::LoanSchedule`]), read or
-    /// kept.
+    /// The loans with a record whole ([`StateKey::LoanSchedule`]).
     schedule_ids: IdSum,
-    /// The loans with a summary ([`StateKey::LoanEnded`]), read or kept.
+    /// The loans with a summary ([`StateKey::LoanEnded`]).
     summary_ids: IdSum,
     /// The loans whose account's records of steps are kept in one
-    /// ([`StateKey::LoanSteps`]), read or kept.
+    /// ([`StateKey::LoanSteps`]).
     steps_ids: IdSum,
-    /// The hashes of the ids of the loans whose record whole the store
-    /// kept unread: 8 bytes a loan until the state is made, to refuse one
-    /// that has a running loan's records too.
-    kept: Vec<u64>,
     hasher: FastHash,
 }
 
@@ -1381,34 +1363,12 @@ impl EndedRecords {
         self.schedule_ids.add(&self.hasher, id);
     }
 
-    fn keep_schedule(&mut self, id: &str) {
-        use std::hash::BuildHasher;
-        self.add_schedule(id);
-        self.kept.push(self.hasher.hash_one(id));
-    }
-
     fn add_summary(&mut self, id: &str) {
         self.summary_ids.add(&self.hasher, id);
     }
 
     fn add_steps(&mut self, id: &str) {
         self.steps_ids.add(&self.hasher, id);
-    }
-}
-
-/// The ids' hashes of the loans the store kept unread, sorted, to refuse
-/// a running loan's records beside them ([`StateImport::finish_with_books`]).
-struct KeptLoans {
-    hashes: Vec<u64>,
-    hasher: FastHash,
-}
-
-impl KeptLoans {
-    fn holds(&self, id: &LoanId) -> bool {
-        use std::hash::BuildHasher;
-        self.hashes
-            .binary_search(&self.hasher.hash_one(id.as_str()))
-            .is_ok()
     }
 }
 
@@ -1552,9 +1512,27 @@ fn list_record(key: &str) -> Option<Result<(LoanId, bool, u64), String>> {
 }
 
 impl StateImport {
+    /// An import of the records a store reads at startup: every record
+    /// but those read when asked, of which only the day logs' closed
+    /// chunks are handed over, by key ([`StateImport::add_stored`]). The
+    /// others are read when asked, each checked against the hash the
+    /// store keeps for it, and the store checks those hashes against
+    /// their sum ([`crate::stored`]).
+    pub fn at_startup() -> StateImport {
+        StateImport {
+            at_startup: true,
+            ..StateImport::default()
+        }
+    }
+
     /// Takes in one record.
     pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
+        if self.at_startup && crate::stored::is_stored_key(key.as_bytes()) {
+            return Err(format!(
+                "record {key:?} is read when asked, and was handed over at startup"
+            ));
+        }
         match list_record(key) {
             Some(parsed) => {
                 let (loan, history, chunk) = parsed?;
@@ -1619,40 +1597,21 @@ impl StateImport {
 
     /// Takes in a record the store keeps without reading it
     /// ([`crate::stored`]): read when asked, from the store the state is
-    /// then given ([`LedgerState::keep_stored_in`]).
+    /// then given ([`LedgerState::keep_stored_in`]). Startup hands over
+    /// only the day logs' closed chunks so
+    /// ([`crate::stored::LISTED_AT_STARTUP`]), to an
+    /// import made by [`StateImport::at_startup`].
     pub fn add_stored(&mut self, key: &[u8]) -> Result<(), String> {
         let key = std::str::from_utf8(key).map_err(|_| "a record key is not text".to_owned())?;
-        if let Some(closed) = closed_steps_of(key) {
-            closed?;
-            self.append_list()?;
-            self.closed.add(key);
-            self.any = true;
-            return Ok(());
-        }
-        if let Some(id) = loan_steps_id(key) {
-            self.append_list()?;
-            self.ended.add_steps(id?.as_str());
-            self.any = true;
-            return Ok(());
-        }
-        let ended = key
-            .strip_prefix(LOAN_SCHEDULE_PREFIX)
-            .map(|id| (id, false))
-            .or_else(|| key.strip_prefix(LOAN_ENDED_PREFIX).map(|id| (id, true)));
-        if let Some((id, summary)) = ended {
-            LoanId::parse("key", id).map_err(|e| e.to_string())?;
-            self.append_list()?;
-            if summary {
-                self.ended.add_summary(id);
-            } else {
-                self.ended.keep_schedule(id);
-            }
-            self.any = true;
-            return Ok(());
+        if !self.at_startup {
+            return Err(format!(
+                "record {key:?} handed over by its key alone, to a reading of every record whole"
+            ));
         }
         let Some(rest) = key.strip_prefix(CLOSED_CHUNK_PREFIX) else {
             return Err(format!(
-                "record {key:?} is kept to be read when asked, and this build reads no such record"
+                "record {key:?} is read when asked, and startup lists only the day logs' \
+                 ({CLOSED_CHUNK_PREFIX})"
             ));
         };
         self.append_list()?;
@@ -1752,8 +1711,9 @@ impl StateImport {
             list: _,
             ended,
             closed,
+            at_startup,
         } = self;
-        let kept = state.take_ended_loans(ended)?;
+        state.take_ended_loans(ended)?;
         state.pack_maps();
         books.absorb(added)?;
         any |= books.records > 0;
@@ -1769,7 +1729,10 @@ impl StateImport {
         }
         let (finished, moved) = books.import.finish_with_moved()?;
         state.books = finished;
-        if moved != closed {
+        // At startup the records moved out are not handed over: one
+        // missing is refused when read, and the store checks the hashes
+        // kept for them against their sum.
+        if !at_startup && moved != closed {
             return Err(format!(
                 "the state cache holds {} closed records of steps moved out \
                  ({ACCOUNT_STEPS_PREFIX}) and the steps of {} ({CLOSED_STEPS_PREFIX}), \
@@ -1777,23 +1740,21 @@ impl StateImport {
                 moved.count, closed.count
             ));
         }
-        // A loan that ended has its account's records kept in one: none
-        // of its own beside those the store kept (beside those read, they
-        // are read twice, and without them the counts above differ).
+        // A loan that ended has its account's records kept in one (read
+        // whole with the loan, or left in the store with it): a loan's
+        // account with records of its own is a running loan's.
         let refused = state
             .books
             .accounts_after(None)
             .map(|(account, _)| account)
             .find(|account| match account {
-                // One held whole has its kept record read with it, and its
-                // own would be read twice, or missing from the kept ones.
-                AccountId::Loan(id) => kept.holds(id),
+                AccountId::Loan(id) => !state.loans.contains_key(id),
                 _ => false,
             });
         if let Some(account) = refused {
             return Err(format!(
-                "account {account} has its own records of steps, and its loan ended: \
-                 they are kept in record {}",
+                "account {account} has its own records of steps, and no running loan: \
+                 a loan's that ended are kept in record {}",
                 kept_steps_key(account)
             ));
         }
