@@ -978,8 +978,8 @@ pub struct BooksImport {
     /// ([`BooksImport::letting_go`]).
     let_go: bool,
     /// The records moved out taken in, by their steps' keys
-    /// ([`closed_steps_key`]), for startup to pair with those the store
-    /// keeps.
+    /// ([`closed_steps_key`]), for a reading of every record whole to pair
+    /// with the steps it was given (startup is given none).
     moved: KeySum,
     /// Records moved out given whole ([`BooksImport::add_moved_whole`]),
     /// taken in in their place.

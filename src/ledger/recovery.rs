@@ -69,14 +69,34 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
             state.keep_stored_in(stored);
         }
         match replay_saving(store, &mut state, journal_last, SAVE_EVERY) {
-            Ok(_) => {
-                store.flush_state()?;
+            // A clean stop's cache: nothing written, nothing to flush. What
+            // the store checks of the records it did not read goes on
+            // beside the server: a read of one of them waits for it, and
+            // if it finds them damaged, refuses them and has the next
+            // start rebuild the cache.
+            Ok(0) => {
                 tracing::info!(
                     last_sequence = state.last_sequence(),
                     "ledger recovered from cache and journal"
                 );
                 return Ok(state);
             }
+            // The saves waited for that check: a cache it found damaged is
+            // rebuilt now.
+            Ok(_) => match store.check_state() {
+                Ok(()) => {
+                    store.flush_state()?;
+                    tracing::info!(
+                        last_sequence = state.last_sequence(),
+                        "ledger recovered from cache and journal"
+                    );
+                    return Ok(state);
+                }
+                Err(error @ StoreError::Untrusted(_)) => {
+                    tracing::warn!(%error, "state cache does not match what was kept of it; rebuilding it from the journal");
+                }
+                Err(error) => return Err(error),
+            },
             Err(Stopped::Save(error)) => return Err(error),
             Err(Stopped::Replay(error)) => {
                 tracing::warn!(%error, "the state cache could not be brought up to the journal; rebuilding it from the journal");

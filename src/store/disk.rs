@@ -103,9 +103,11 @@ pub const DATA_FILE_MODE: u32 = 0o600;
 /// digest; it is not a signature.
 ///
 /// A record read when asked ([`STORED_PREFIX`]) has its term kept beside it
-/// (under `TERM_PREFIX`), written in the same batch: startup adds the
-/// kept terms instead of reading those records, and a read of one checks
-/// it against its term (`LocalFiles::stored_records`).
+/// (under `TERM_PREFIX`), written in the same batch, and the terms' sum
+/// beside the digest ([`TERMS_SUM_KEY`]): startup adds that sum instead of
+/// reading those records or listing their terms, and checks the terms
+/// against it afterwards; a read of one checks it against its term
+/// (`LocalFiles::stored_records`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheDigest([u8; 32]);
 
@@ -192,6 +194,10 @@ macro_rules! local_files_methods {
             self.local.flush_state()
         }
 
+        fn check_state(&self) -> Result<(), crate::store::StoreError> {
+            self.local.check_state()
+        }
+
         fn access_log(&self) -> Option<&crate::store::access_log::AccessLog> {
             Some(&self.local.access_log)
         }
@@ -265,14 +271,18 @@ struct StateCache {
     /// reading leaves running on a thread of its own
     /// ([`StateCache::reopen_beside`]): waited for before the database is
     /// used again.
-    reopening: Mutex<Option<std::thread::JoinHandle<Result<(), ReadError>>>>,
+    reopening: Mutex<Option<std::thread::JoinHandle<TermsFound>>>,
     /// What the last check of the terms kept against the sum startup took
     /// them by found wrong, if anything: every record read when asked then
-    /// answers it.
+    /// answers it, until the cache is cleared.
     terms: Mutex<Result<(), ReadError>>,
     /// Set as the store closes: a check of the terms still running stops.
     closing: AtomicBool,
 }
+
+/// What a check of the terms found ([`StateCache::check_terms`]), if it
+/// finished.
+type TermsFound = Option<Result<(), ReadError>>;
 
 impl StateCache {
     fn new(path: PathBuf, db: sled::Db) -> StateCache {
@@ -293,18 +303,22 @@ impl StateCache {
     /// and its term edited, removed or added together) are logged, the
     /// digest is removed so that the next start rebuilds the cache from
     /// the journal, and every record read when asked is refused until then.
-    fn check_terms(&self, db: &sled::Db, kept: CacheDigest) -> Result<(), ReadError> {
+    /// `None` when it did not finish: the store is closing, or sled could
+    /// not be read (logged: each record read when asked is still checked
+    /// against its own term, and nothing is held against the cache).
+    fn check_terms(&self, db: &sled::Db, kept: CacheDigest) -> TermsFound {
         let started = std::time::Instant::now();
         let found = match sum_of_terms(db, Some(&self.closing)) {
             Ok(Some(found)) => found,
-            // The store is closing: nothing is read any more.
-            Ok(None) => return Ok(()),
-            Err(StoreError::Untrusted(why)) => return Err(refuse_terms(db, why)),
-            Err(e) => {
-                return Err(ReadError::Unreadable(format!(
-                    "the hashes kept for the state cache's records read when asked could not \
-                     be checked: {e}"
-                )));
+            Ok(None) => return None,
+            Err(StoreError::Untrusted(why)) => return Some(Err(refuse_terms(db, why))),
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    "the hashes kept for the state cache's records read when asked could not be \
+                     checked against their sum; each such record is still checked against its own"
+                );
+                return None;
             }
         };
         if found == kept {
@@ -312,16 +326,17 @@ impl StateCache {
                 took = ?started.elapsed(),
                 "the hashes kept for the state cache's records read when asked add up to their sum"
             );
-            return Ok(());
+            return Some(Ok(()));
         }
-        Err(refuse_terms(
+        Some(Err(refuse_terms(
             db,
             "they do not add up to the sum kept of them".into(),
-        ))
+        )))
     }
 
     /// Waits for the check of the terms (and the close and open again)
-    /// startup left running, if any: what the last check found.
+    /// startup left running, if any: what the last check found (until the
+    /// cache is cleared).
     fn terms_checked(&self) -> Result<(), ReadError> {
         self.wait_reopened();
         self.terms
@@ -350,21 +365,27 @@ impl StateCache {
 
     /// Waits for a check of the terms, close and open again left running
     /// by [`StateCache::reopen_beside`], if any, and keeps what the check
-    /// found. Joined under the lock, so that a second caller waits for it
-    /// too (the thread never takes this lock, nor calls `get`).
+    /// found, if it finished. Joined under the lock, so that a second
+    /// caller waits for it too (the thread never takes this lock, nor
+    /// calls `get`).
     fn wait_reopened(&self) {
         let mut reopening = self
             .reopening
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(running) = reopening.take() {
-            let found = running.join().unwrap_or_else(|_| {
-                Err(ReadError::Unreadable(
-                    "the check of the hashes kept for the state cache's records read when \
-                     asked stopped"
-                        .into(),
-                ))
-            });
+            // Checking and reopening have nothing to panic on: if they did,
+            // the panic goes on here, as it would on one thread.
+            let found = running
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            self.keep_terms_check(found);
+        }
+    }
+
+    /// Keeps what a check of the terms found, if it finished.
+    fn keep_terms_check(&self, found: TermsFound) {
+        if let Some(found) = found {
             *self
                 .terms
                 .lock()
@@ -379,8 +400,9 @@ impl StateCache {
     /// simulated branch over ten years, closed and opened at startup).
     /// Before it closes `db`, the thread checks the terms kept there
     /// against `check`, the sum startup took them by, if any
-    /// ([`StateCache::check_terms`]): the rest of startup, and what the
-    /// server does next but use the cache, run beside that too.
+    /// ([`StateCache::check_terms`]): the rest of a clean restart, and
+    /// what the server then does but use the cache, run beside that too (a
+    /// replay past the cache saves, and so waits for it).
     fn reopen_beside(self: &Arc<Self>, db: sled::Db, check: Option<CacheDigest>) {
         // Held from before the thread starts: a `get` meanwhile waits.
         let mut reopening = self
@@ -391,7 +413,7 @@ impl StateCache {
         let started = std::thread::Builder::new()
             .name("cache-reopen".into())
             .spawn(move || {
-                let found = check.map_or(Ok(()), |kept| cache.check_terms(&db, kept));
+                let found = check.and_then(|kept| cache.check_terms(&db, kept));
                 cache.close(db);
                 // Its error, if any, is met again by the next `get`.
                 let _ = cache.get_or_open();
@@ -400,8 +422,8 @@ impl StateCache {
         match started {
             Ok(running) => *reopening = Some(running),
             // Without a thread (its closure, and the handle moved into it,
-            // dropped): closed here, opened again at the next `get`, and
-            // the terms checked then.
+            // dropped): closed here, and opened again and the terms checked
+            // here too, under the lock a reader waits on.
             Err(_) => {
                 let kept = self
                     .db
@@ -409,15 +431,12 @@ impl StateCache {
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .take();
                 drop(kept);
-                drop(reopening);
                 let found = match (check, self.get_or_open()) {
                     (Some(kept), Ok(db)) => self.check_terms(&db, kept),
-                    _ => Ok(()),
+                    _ => None,
                 };
-                *self
-                    .terms
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = found;
+                self.keep_terms_check(found);
+                drop(reopening);
             }
         }
     }
@@ -971,7 +990,7 @@ impl LocalFiles {
         let db = self.cache()?;
         // Not while the terms are being checked; after terms that did not
         // add up, with no digest, so that the next start rebuilds the cache.
-        let trusted = self.state.terms_checked().is_ok();
+        let trusted = !matches!(self.state.terms_checked(), Err(ReadError::Damaged(_)));
         let mut digest = stored_sum(&db, DIGEST_KEY)?.unwrap_or_default();
         let mut terms = match stored_sum(&db, TERMS_SUM_KEY)? {
             Some(terms) => terms,
@@ -1119,7 +1138,7 @@ impl LocalFiles {
             }
         });
         let trusted = read.and_then(|(found, count, terms)| match stored {
-            None if count == 0 => Ok(terms),
+            None if count == 0 && found == CacheDigest::default() => Ok(terms),
             Some(stored) if stored == found => Ok(terms),
             None => Err(StoreError::Untrusted(format!(
                 "{count} records and no digest of them"
@@ -1155,6 +1174,13 @@ impl LocalFiles {
             .clear()
             .map_err(|e| StoreError::State(e.to_string()))?;
         self.flush_state()
+    }
+
+    pub(super) fn check_state(&self) -> Result<(), StoreError> {
+        self.state.terms_checked().map_err(|error| match error {
+            ReadError::Damaged(why) => StoreError::Untrusted(why),
+            ReadError::Unreadable(why) => StoreError::State(why),
+        })
     }
 
     pub(super) fn flush_state(&self) -> Result<(), StoreError> {
@@ -1852,6 +1878,14 @@ mod tests {
         ));
         db().insert(super::TERMS_SUM_KEY, sum).unwrap();
         assert_eq!(every_record(&store).len(), 3);
+        // A term without its record: `verify` names it.
+        db().insert(super::term_key(b"cold/x/9"), &[1u8; 32][..])
+            .unwrap();
+        let read = super::records_of(&db());
+        assert!(
+            matches!(&read, Err(StoreError::Untrusted(why)) if why.contains("cold/x/9") && why.contains("edited or damaged")),
+            "{read:?}"
+        );
     }
 
     /// A store whose cache holds records read when asked (a day log's

@@ -153,8 +153,8 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// What takes in the state cache's records as [`Store::load_state`] reads
 /// them, each key with its value, or `None` for a record left in the store
-/// unread ([`crate::domain::stored`]): `Err` with why a record cannot be
-/// used.
+/// unread whose key startup lists ([`crate::domain::stored::LISTED_AT_STARTUP`]):
+/// `Err` with why a record cannot be used.
 pub type StateVisitor<'a> = dyn FnMut(&[u8], Option<&[u8]>) -> Result<(), String> + 'a;
 
 /// Durable journal plus derived-state cache.
@@ -185,11 +185,15 @@ pub trait Store: Send + Sync + 'static {
     fn save_state(&self, records: &[StateRecord]) -> Result<(), StoreError>;
 
     /// Hands every derived-state record to `visit`, in key order, one at a
-    /// time (they need not all be in memory at once), and checks them
-    /// against the digest recorded with them once all are read. On any
-    /// error, what `visit` made of them must not be used: `Untrusted` when
-    /// they do not add up to their digest, `State` when `visit` refused one
-    /// (its message) or they could not be read.
+    /// time (they need not all be in memory at once), but those read when
+    /// asked ([`crate::domain::stored`]: of those, only the keys startup
+    /// lists, without their values), and checks them against the digest
+    /// recorded with them once all are read (the records read when asked
+    /// by what the store keeps of them, checked further afterwards:
+    /// [`Store::check_state`]). On any error, what `visit` made of them
+    /// must not be used: `Untrusted` when they do not add up to their
+    /// digest, `State` when `visit` refused one (its message) or they could
+    /// not be read.
     fn load_state(&self, visit: &mut StateVisitor<'_>) -> Result<(), StoreError>;
 
     /// Where the records `load_state` left unread (or a state rebuilt from
@@ -202,6 +206,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes the derived-state cache through to its files.
     fn flush_state(&self) -> Result<(), StoreError>;
+
+    /// Waits for what the store checks of the state cache after
+    /// `load_state` returned, if anything (the embedded store: the hashes
+    /// kept for the records read when asked, against their sum, which a
+    /// read of one of those and a checkpoint wait for too): `Untrusted`
+    /// when it found them edited or damaged on disk.
+    fn check_state(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Hands the store the flag the ledger sets when it stops deciding (a
     /// fault): a store that holds a lease on its journal gives it back then,
