@@ -417,6 +417,12 @@ impl StateCache {
                 cache.close(db);
                 // Its error, if any, is met again by the next `get`.
                 let _ = cache.get_or_open();
+                // What the closed instance held, freed and given back to
+                // the system now: a clean restart does not wait for this
+                // thread, so the allocator's release after startup
+                // (`allocator::release_freed`) comes before it.
+                release_sled_garbage();
+                crate::allocator::release_freed();
                 found
             });
         match started {
