@@ -1,7 +1,9 @@
 //! The process's allocator, mimalloc, as the server and the benchmarks
 //! configure it (the binary and the benchmarks each declare it their
 //! `#[global_allocator]`; the library allocates with whatever its user
-//! declared, and these functions only configure mimalloc).
+//! declared, and these functions only configure mimalloc and have it give
+//! memory back: a thread that never allocated through it has nothing to
+//! give).
 
 use std::os::raw::c_long;
 
@@ -61,7 +63,10 @@ fn without_huge_pages() {
 /// Gives the memory the allocator holds free back to the system at once
 /// (whatever the delay): startup reads the state cache whole and builds
 /// the state from it, and what it freed would otherwise stay resident
-/// (at 10^6 entries, about 140 MiB more than the state holds).
+/// (at 10^6 entries, about 140 MiB more than the state holds). `serve`
+/// calls it once the ledger started, and the store's thread that closes
+/// the cache startup read once it closed it (after `serve`'s call, as a
+/// clean restart does not wait for that thread).
 pub fn release_freed() {
     // SAFETY: `mi_collect` only walks mimalloc's own heaps and returns their
     // free pages to the system; it touches no memory in use.

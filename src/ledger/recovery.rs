@@ -2,7 +2,9 @@
 //! rebuild from the journal alone when the cache does not fit: when its
 //! records do not add up to the digest recorded with them (edited or damaged
 //! on disk: the store refuses them), when its head is not the journal's entry
-//! at that sequence, or when the journal does not continue it.
+//! at that sequence, when the journal does not continue it, or when a replay
+//! past it saved and the store found the hashes it keeps of its records read
+//! when asked damaged (`Store::check_state`).
 
 use std::sync::Arc;
 
@@ -69,11 +71,13 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
             state.keep_stored_in(stored);
         }
         match replay_saving(store, &mut state, journal_last, SAVE_EVERY) {
-            // A clean stop's cache: nothing written, nothing to flush. What
-            // the store checks of the records it did not read goes on
-            // beside the server: a read of one of them waits for it, and
-            // if it finds them damaged, refuses them and has the next
-            // start rebuild the cache.
+            // A cache at the journal's end (a clean stop's, mostly):
+            // nothing written, nothing to flush. What the store checks of
+            // the records it did not read goes on beside the rest of
+            // startup and the server: the cache's next use (a checkpoint,
+            // a read of one of those records) waits for it, and if it
+            // finds them damaged, it refuses them and has the next start
+            // rebuild the cache.
             Ok(0) => {
                 tracing::info!(
                     last_sequence = state.last_sequence(),
@@ -82,7 +86,7 @@ fn recover_state(store: &dyn Store) -> Result<LedgerState, StoreError> {
                 return Ok(state);
             }
             // The saves waited for that check: a cache it found damaged is
-            // rebuilt now.
+            // rebuilt now (the replay is thrown away).
             Ok(_) => match store.check_state() {
                 Ok(()) => {
                     store.flush_state()?;

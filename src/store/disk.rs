@@ -374,11 +374,13 @@ impl StateCache {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(running) = reopening.take() {
-            // Checking and reopening have nothing to panic on: if they did,
-            // the panic goes on here, as it would on one thread.
-            let found = running
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            // Checking and reopening have nothing to panic on; if they did,
+            // the check did not finish (and the next `get` opens the cache
+            // if the reopening did not).
+            let found = running.join().unwrap_or_else(|_| {
+                tracing::error!("the state cache's check and open again stopped");
+                None
+            });
             self.keep_terms_check(found);
         }
     }
