@@ -87,6 +87,12 @@ pub struct Branch {
     /// no savings movement of that kind may be dated on or before it (the
     /// interest was paid on the balances then).
     pub interest_posted: Vec<(SavingsKind, NaiveDate)>,
+    /// The dates its closes folded its savings accounts' changes through
+    /// ([`SavingsAccount::folded`]), oldest first: each account's changes
+    /// up to one, after the one before, are in a record of their own read
+    /// when asked ([`StateKey::SavingsHistory`]). A reopening takes back
+    /// those it reopens.
+    pub folds: Vec<NaiveDate>,
 }
 
 /// How far a branch's books are closed.
@@ -199,39 +205,77 @@ pub struct SavingsAccount {
     /// The entry that opened it.
     pub opened: u64,
     /// Net change of the balance by effective date, so that a back-dated
-    /// withdrawal or reversal can be checked against every later balance.
+    /// withdrawal or reversal can be checked against every later balance:
+    /// those after [`SavingsAccount::folded`]'s date, when a close folded
+    /// the ones before (no entry is dated in a closed period).
     #[serde(with = "crate::codec::packed_amounts")]
     pub changes: crate::dated::PackedAmounts,
+    /// The changes its branch's closes took out of `changes`, through a
+    /// date, into records read when asked ([`StateKey::SavingsHistory`],
+    /// one a close): memory keeps their sum.
+    pub folded: Option<Folded>,
+}
+
+/// What a savings account keeps of the changes its branch's closes folded
+/// ([`SavingsAccount::folded`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folded {
+    /// The last date folded: every change on or before it is in the
+    /// records read when asked, none after it.
+    #[serde(with = "crate::codec::date")]
+    pub through: NaiveDate,
+    /// Their sum: the balance at the end of `through`, less the changes
+    /// `changes` still holds dated on or before it (none, unless a
+    /// reopening took back later folds only).
+    #[serde(with = "crate::codec::decimal")]
+    pub carried: Decimal,
 }
 
 impl SavingsAccount {
-    /// The lowest balance the account has on `from` or on any later date
-    /// with a change, and that date.
-    pub fn lowest_balance_from(&self, from: NaiveDate) -> (Decimal, NaiveDate) {
-        let mut running = Decimal::ZERO;
-        let mut lowest: Option<(Decimal, NaiveDate)> = None;
-        let mut consider = |balance: Decimal, date: NaiveDate| {
-            if lowest.is_none_or(|(low, _)| balance < low) {
-                lowest = Some((balance, date));
-            }
-        };
-        let mut from_seen = false;
-        for (date, change) in &self.changes {
-            if date > from && !from_seen {
-                consider(running, from);
-                from_seen = true;
-            }
-            running += change;
-            if date >= from {
-                consider(running, date);
-                from_seen = true;
-            }
+    /// The changes from `from` on and the balance before the first of
+    /// `changes` (the folded changes' sum), when memory holds them: `None`
+    /// when `from` is on or before the folded date, whose changes are in
+    /// the records read when asked ([`LedgerState::savings_from`]).
+    pub fn held_from(&self, from: NaiveDate) -> Option<(Decimal, &crate::dated::PackedAmounts)> {
+        match self.folded {
+            Some(folded) if from <= folded.through => None,
+            Some(folded) => Some((folded.carried, &self.changes)),
+            None => Some((Decimal::ZERO, &self.changes)),
         }
-        if !from_seen {
-            consider(running, from);
-        }
-        lowest.unwrap_or((Decimal::ZERO, from))
     }
+}
+
+/// The lowest balance an account has on `from` or on any later date with
+/// a change, and that date, from `changes` (every change from `from` on)
+/// and `opening`, the balance before the first of them.
+pub fn lowest_balance_from(
+    opening: Decimal,
+    changes: &crate::dated::PackedAmounts,
+    from: NaiveDate,
+) -> (Decimal, NaiveDate) {
+    let mut running = opening;
+    let mut lowest: Option<(Decimal, NaiveDate)> = None;
+    let mut consider = |balance: Decimal, date: NaiveDate| {
+        if lowest.is_none_or(|(low, _)| balance < low) {
+            lowest = Some((balance, date));
+        }
+    };
+    let mut from_seen = false;
+    for (date, change) in changes {
+        if date > from && !from_seen {
+            consider(running, from);
+            from_seen = true;
+        }
+        running += change;
+        if date >= from {
+            consider(running, date);
+            from_seen = true;
+        }
+    }
+    if !from_seen {
+        consider(running, from);
+    }
+    lowest.unwrap_or((opening, from))
 }
 
 /// Whether a loan is being repaid.
@@ -452,6 +496,13 @@ pub struct LedgerState {
     /// account in place (`Arc::make_mut`), since an account's change history
     /// grows with every deposit.
     savings: BTreeMap<SavingsAccountId, Arc<SavingsAccount>>,
+    /// The changes a close folded out of a savings account, by account and
+    /// the date folded through ([`StateKey::SavingsHistory`]): held until
+    /// the checkpoint that saved them completes (on a copy whose records
+    /// are never taken, the writer's, until a restart), then read back
+    /// from the store when a reopening or a back-dated question asks.
+    /// Shared by the writer and the read side.
+    savings_history: BTreeMap<(SavingsAccountId, NaiveDate), Arc<crate::dated::PackedAmounts>>,
     /// Shared, so that a read can take loans out of the lock and look at
     /// them after releasing it; applying an entry replaces a changed loan
     /// with a new one (it stages a copy anyway), never edits a shared one.
@@ -622,6 +673,7 @@ mod apply_overflow_tests;
 mod ended;
 mod entry_list;
 mod execute;
+mod folds;
 mod installments;
 #[cfg(test)]
 mod loan_tests;
@@ -687,6 +739,10 @@ impl LedgerState {
         self.books.keep_in(store.clone());
         self.stored = StoredIn(Some(store));
         let changed = &self.changed;
+        // Folded changes the store holds are read back from it.
+        self.savings_history.retain(|(account, through), _| {
+            changed.contains(&StateKey::SavingsHistory(account.clone(), *through))
+        });
         let books = &mut self.books;
         self.loans.retain(|id, loan| {
             let keep = !loan.has_ended() || changed.contains(&StateKey::LoanSchedule(id.clone()));

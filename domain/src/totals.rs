@@ -785,6 +785,16 @@ pub fn add_borrowing_changes(
     Ok(())
 }
 
+/// One of a member's savings accounts, as her borrower steps read it: its
+/// changes by date, and, when a close folded those through a date, that
+/// date and their sum (the balance then, but for the changes `changes`
+/// holds on or before it).
+#[derive(Clone, Copy, Debug)]
+pub struct SavingsChanges<'a> {
+    pub folded: Option<(NaiveDate, Decimal)>,
+    pub changes: &'a crate::dated::PackedAmounts,
+}
+
 /// The steps of a member's indicators, from her running loans' principal
 /// changes by date, what her loans that ended changed of the number she
 /// had outstanding ([`add_borrowing_changes`]), and her savings accounts'
@@ -794,18 +804,33 @@ pub fn add_borrowing_changes(
 /// end of that day; a borrower who saves when, in addition, her savings
 /// balance (all her accounts) is positive at the end of that day. Holding an
 /// account is not saving: a disbursement already requires one.
+///
+/// When a close folded any of her accounts' changes, the steps through
+/// the latest date folded are `kept`'s (her steps as they stood: nothing
+/// dated in a closed period changes), and those after it are worked out
+/// from where she stood at its end (the folded sums, and every other
+/// change up to it). An error, besides an overflow: `kept`'s steps through
+/// that date do not end where the changes say she stood.
 pub fn borrower_steps(
     loans_principal_changes: &[&crate::dated::DatedAmounts],
     ended_loans: &[BorrowingChange],
-    savings_changes: &[&crate::dated::PackedAmounts],
-) -> Result<Vec<BorrowerStep>, Overflow> {
+    savings_changes: &[SavingsChanges<'_>],
+    kept: &[BorrowerStep],
+) -> Result<Vec<BorrowerStep>, String> {
+    let folded = savings_changes
+        .iter()
+        .filter_map(|account| account.folded.map(|(through, _)| through))
+        .max();
     // Count of loans with principal outstanding, and savings, changing by
     // date: gathered in a list, each loan's and account's already in date
     // order, then sorted once (a stable sort, so that a date's changes
     // are summed in the order they came) and summed by date. Cheaper than
     // a map kept in order as they come, the way every disbursement and
     // loan closed works them out again.
-    let savings_count: usize = savings_changes.iter().map(|account| account.len()).sum();
+    let savings_count: usize = savings_changes
+        .iter()
+        .map(|account| account.changes.len())
+        .sum();
     let mut changes: Vec<(NaiveDate, i64, Decimal)> =
         Vec::with_capacity(savings_count + 2 * loans_principal_changes.len() + ended_loans.len());
     for change in ended_loans {
@@ -817,7 +842,7 @@ pub fn borrower_steps(
         })?;
     }
     for account in savings_changes {
-        for (date, change) in account.iter() {
+        for (date, change) in account.changes.iter() {
             changes.push((date, 0, change));
         }
     }
@@ -832,11 +857,38 @@ pub fn borrower_steps(
             _ => by_date.push((date, (loans, plus(Decimal::ZERO, saved)?))),
         }
     }
-    let changes = by_date;
+    let mut changes = by_date.into_iter().peekable();
     let mut steps = Vec::new();
     let mut active_loans = 0i64;
     let mut savings = Decimal::ZERO;
     let (mut borrower, mut with_savings) = (false, false);
+    if let Some(through) = folded {
+        for account in savings_changes {
+            if let Some((_, carried)) = account.folded {
+                savings = plus(savings, carried)?;
+            }
+        }
+        while let Some((_, (loans_change, savings_change))) =
+            changes.next_if(|(date, _)| *date <= through)
+        {
+            active_loans = plus_count(active_loans, loans_change)?;
+            savings = plus(savings, savings_change)?;
+        }
+        borrower = active_loans > 0;
+        with_savings = borrower && savings > Decimal::ZERO;
+        steps.extend(kept.iter().take_while(|step| step.date <= through).copied());
+        let stood = steps.iter().fold((0, 0), |(b, w), step| {
+            (b + step.borrower, w + step.with_savings)
+        });
+        if stood != (i64::from(borrower), i64::from(with_savings)) {
+            return Err(format!(
+                "her borrower steps through {through} end at {stood:?} (borrower, saving), \
+                 and her loans and savings then at ({}, {})",
+                i64::from(borrower),
+                i64::from(with_savings)
+            ));
+        }
+    }
     for (date, (loans_change, savings_change)) in changes {
         active_loans = plus_count(active_loans, loans_change)?;
         savings = plus(savings, savings_change)?;
@@ -970,12 +1022,81 @@ mod tests {
         }
     }
 
+    /// An account's changes as memory holds them all.
+    fn held(changes: &crate::dated::PackedAmounts) -> SavingsChanges<'_> {
+        SavingsChanges {
+            folded: None,
+            changes,
+        }
+    }
+
+    /// Her steps with her accounts' changes folded through a date are the
+    /// steps worked out from every change: those through the date kept as
+    /// they stood, those after from where she stood then. Steps kept that
+    /// do not end where the folded sums say she stood are refused.
+    #[test]
+    fn steps_worked_out_after_a_fold_are_those_of_every_change() {
+        let loan = changes(&[
+            ("2022-03-01", 1000),
+            ("2023-02-01", 500),
+            ("2023-06-01", -1500),
+        ]);
+        let compulsory = changes(&[("2022-03-01", 40), ("2022-11-01", -40), ("2023-01-10", 60)]);
+        let voluntary = changes(&[("2022-05-01", 10), ("2022-10-01", -10)]);
+        let whole =
+            borrower_steps(&[&loan], &[], &[held(&compulsory), held(&voluntary)], &[]).unwrap();
+        assert_eq!(whole.len(), 4, "{whole:?}");
+        for through in ["2022-04-30", "2022-10-31", "2022-12-31"] {
+            let through = date(through);
+            let after = |all: &crate::dated::PackedAmounts| -> crate::dated::PackedAmounts {
+                all.range((
+                    std::ops::Bound::Excluded(through),
+                    std::ops::Bound::Unbounded,
+                ))
+                .collect()
+            };
+            let carried = |all: &crate::dated::PackedAmounts| -> Decimal {
+                all.range(..=through).map(|(_, change)| change).sum()
+            };
+            let (compulsory_after, voluntary_after) = (after(&compulsory), after(&voluntary));
+            let folded = [
+                SavingsChanges {
+                    folded: Some((through, carried(&compulsory))),
+                    changes: &compulsory_after,
+                },
+                SavingsChanges {
+                    folded: Some((through, carried(&voluntary))),
+                    changes: &voluntary_after,
+                },
+            ];
+            assert_eq!(
+                borrower_steps(&[&loan], &[], &folded, &whole).unwrap(),
+                whole,
+                "folded through {through}"
+            );
+            // One account folded, the other held whole: the same.
+            assert_eq!(
+                borrower_steps(&[&loan], &[], &[folded[0], held(&voluntary)], &whole).unwrap(),
+                whole,
+                "one folded through {through}"
+            );
+            // Steps kept that say she was not a borrower then.
+            let refused = borrower_steps(&[&loan], &[], &folded, &[]).unwrap_err();
+            assert!(
+                refused.starts_with(&format!(
+                    "her borrower steps through {through} end at (0, 0)"
+                )),
+                "{refused}"
+            );
+        }
+    }
+
     #[test]
     fn a_member_with_overlapping_loans_counts_once() {
         let first = changes(&[("2023-01-10", 1000), ("2023-06-10", -1000)]);
         let second = changes(&[("2023-03-01", 500), ("2023-09-01", -500)]);
         let savings: crate::dated::PackedAmounts = changes(&[("2023-01-01", 50)]);
-        let steps = borrower_steps(&[&first, &second], &[], &[&savings]).unwrap();
+        let steps = borrower_steps(&[&first, &second], &[], &[held(&savings)], &[]).unwrap();
         assert_eq!(
             steps,
             vec![
@@ -997,7 +1118,7 @@ mod tests {
     fn savings_deposited_after_the_loan_starts_the_second_count_later() {
         let loan = changes(&[("2023-01-10", 1000)]);
         let savings: crate::dated::PackedAmounts = changes(&[("2023-02-01", 50)]);
-        let steps = borrower_steps(&[&loan], &[], &[&savings]).unwrap();
+        let steps = borrower_steps(&[&loan], &[], &[held(&savings)], &[]).unwrap();
         assert_eq!(
             steps,
             vec![
@@ -1023,7 +1144,7 @@ mod tests {
         let savings: crate::dated::PackedAmounts =
             changes(&[("2023-01-05", 50), ("2023-03-01", -50)]);
         let never = crate::dated::PackedAmounts::new();
-        let steps = borrower_steps(&[&loan], &[], &[&savings, &never]).unwrap();
+        let steps = borrower_steps(&[&loan], &[], &[held(&savings), held(&never)], &[]).unwrap();
         assert_eq!(
             steps,
             vec![
@@ -1040,7 +1161,7 @@ mod tests {
             ]
         );
         assert!(
-            borrower_steps(&[&loan], &[], &[&never])
+            borrower_steps(&[&loan], &[], &[held(&never)], &[])
                 .unwrap()
                 .iter()
                 .all(|s| s.with_savings == 0)

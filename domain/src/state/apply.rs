@@ -456,6 +456,22 @@ impl LedgerState {
             self.changed.note(|| StateKey::Savings(account.id.clone()));
             self.savings.insert(account.id.clone(), account);
         }
+        for account in commit.savings_whole {
+            self.changed.note(|| StateKey::Savings(account.id.clone()));
+            self.savings.insert(account.id.clone(), account);
+        }
+        for (id, through, changes) in commit.savings_history {
+            self.changed
+                .note(|| StateKey::SavingsHistory(id.clone(), through));
+            match changes {
+                Some(changes) => {
+                    self.savings_history.insert((id, through), changes);
+                }
+                None => {
+                    self.savings_history.remove(&(id, through));
+                }
+            }
+        }
         for (id, date, moved) in commit.savings_moves {
             if let Some(account) = self.savings.get_mut(&id) {
                 // Shared with the other side only until its first change
@@ -581,6 +597,16 @@ struct Commit {
     /// side writes it into its own copy of the account, in place, instead
     /// of both taking a copy of the whole change history.
     savings_moves: Vec<(SavingsAccountId, NaiveDate, Decimal)>,
+    /// Accounts a close folded or a reopening took folds back into,
+    /// replaced whole ([`super::folds`]).
+    savings_whole: Vec<Arc<SavingsAccount>>,
+    /// The changes a close folded out of each account, by the date folded
+    /// through (`None`: a reopening took them back).
+    savings_history: Vec<(
+        SavingsAccountId,
+        NaiveDate,
+        Option<Arc<crate::dated::PackedAmounts>>,
+    )>,
     /// Loans, and which of their records changed besides their progress.
     /// Shared: the read side takes the writer's (see [`Written`]).
     loans: Vec<(Arc<Loan>, LoanRecords)>,
@@ -801,6 +827,7 @@ impl<'s> Stage<'s> {
                     opened_on: date,
                     closed: None,
                     interest_posted: Vec::new(),
+                    folds: Vec::new(),
                 });
             }
             (
@@ -896,6 +923,7 @@ impl<'s> Stage<'s> {
                         opened_on: date,
                         opened: body.sequence,
                         changes: crate::dated::PackedAmounts::new(),
+                        folded: None,
                     },
                 );
             }
@@ -994,6 +1022,24 @@ impl<'s> Stage<'s> {
                     through: *through,
                     by: body.sequence,
                 });
+                // Its savings accounts' changes in the closed period are
+                // folded: no entry can change them until a reopening.
+                for account in self.state.savings.values() {
+                    if account.branch != *branch_id {
+                        continue;
+                    }
+                    if let Some((folded, changes)) = super::folds::fold(account, *through)? {
+                        self.commit.savings_history.push((
+                            account.id.clone(),
+                            *through,
+                            Some(Arc::new(changes)),
+                        ));
+                        self.commit.savings_whole.push(Arc::new(folded));
+                    }
+                }
+                if !self.commit.savings_whole.is_empty() {
+                    branch.folds.push(*through);
+                }
                 self.commit.branch = Some(branch);
             }
             (
@@ -1008,6 +1054,23 @@ impl<'s> Stage<'s> {
                     }),
                     _ => None,
                 };
+                // The folds it reopens are taken back into the accounts:
+                // its entries may be dated in the days they cover.
+                let taken = self
+                    .state
+                    .folds_taken_back(&branch, *closed_through)
+                    .map_err(|error| error.to_string())?;
+                for (account, dates) in taken {
+                    for date in dates {
+                        self.commit
+                            .savings_history
+                            .push((account.id.clone(), date, None));
+                    }
+                    self.commit.savings_whole.push(Arc::new(account));
+                }
+                branch
+                    .folds
+                    .retain(|date| closed_through.is_some_and(|through| *date <= through));
                 self.commit.branch = Some(branch);
             }
             (
@@ -1844,24 +1907,25 @@ impl Stage<'_> {
             let mut savings_changes = Vec::with_capacity(member.savings_accounts.len());
             for id in &member.savings_accounts {
                 savings_changes.push(match self.savings.get(id) {
-                    Some(account) => &account.changes,
-                    None => match moved_changes.iter().find(|(moved, _)| *moved == id) {
-                        Some((_, changes)) => changes,
-                        None => {
-                            &self
-                                .state
-                                .savings
-                                .get(id)
-                                .ok_or("unknown savings account")?
-                                .changes
+                    Some(account) => as_read_for_steps(account, &account.changes),
+                    None => {
+                        let account = self
+                            .state
+                            .savings
+                            .get(id)
+                            .ok_or("unknown savings account")?;
+                        match moved_changes.iter().find(|(moved, _)| *moved == id) {
+                            Some((_, changes)) => as_read_for_steps(account, changes),
+                            None => as_read_for_steps(account, &account.changes),
                         }
-                    },
+                    }
                 });
             }
             let steps = borrower_steps(
                 &principal_changes,
                 &member.ended_borrowing,
                 &savings_changes,
+                &member.borrower_steps,
             )?;
             if steps == member.borrower_steps {
                 continue;
@@ -2150,6 +2214,21 @@ fn move_on(
         changes.insert(date, new);
     }
     Ok(())
+}
+
+/// What a member's borrower steps read of one of her savings accounts:
+/// `changes`, its changes as the entry leaves them, and what it keeps of
+/// those a close folded.
+fn as_read_for_steps<'a>(
+    account: &SavingsAccount,
+    changes: &'a crate::dated::PackedAmounts,
+) -> crate::totals::SavingsChanges<'a> {
+    crate::totals::SavingsChanges {
+        folded: account
+            .folded
+            .map(|folded| (folded.through, folded.carried)),
+        changes,
+    }
 }
 
 /// The branch of an entry that must have one.

@@ -77,6 +77,10 @@ pub enum StateKey {
     /// [`StateKey::Steps`] record then keeping only what startup takes of
     /// it ([`crate::books::moves_closed_records`]).
     ClosedSteps(AccountId, u64),
+    /// The changes of a savings account a close folded, by the date it
+    /// folded them through ([`super::folds`]): written once, read when
+    /// asked ([`crate::stored`]), gone when a reopening takes them back.
+    SavingsHistory(SavingsAccountId, NaiveDate),
 }
 
 /// A record: key bytes and value bytes, or `None` when the key is gone.
@@ -143,7 +147,11 @@ const ENDED_LATEST_KEY: &str = "ended-latest";
 /// at startup, each to a record read when asked ([`StateKey::ClosedSteps`]),
 /// its own key keeping what startup takes of it; every account's records
 /// of steps say whether they moved (a cache of 17 would have them misread).
-pub const STATE_FORMAT: u32 = 18;
+/// 19: a savings account's changes in a closed period folded at the close
+/// into a record read when asked ([`StateKey::SavingsHistory`]), its own
+/// record keeping their sum, and each branch the dates it folded through
+/// (a cache of 18 would have its accounts and branches misread).
+pub const STATE_FORMAT: u32 = 19;
 
 /// Key prefix of a closed or cancelled loan's record, the loan whole
 /// ([`StateKey::LoanSchedule`]).
@@ -241,6 +249,9 @@ impl StateKey {
             StateKey::EndedLatest => ENDED_LATEST_KEY.to_owned(),
             StateKey::LoanSteps(id) => kept_steps_key(&AccountId::Loan(id.clone())),
             StateKey::ClosedSteps(account, index) => closed_steps_key(account, *index),
+            StateKey::SavingsHistory(account, through) => {
+                super::folds::history_key(account, *through)
+            }
         }
         .into_bytes()
     }
@@ -307,6 +318,10 @@ impl LedgerState {
                 .moved_account_record(account, *index)
                 .ok()
                 .flatten(),
+            StateKey::SavingsHistory(account, through) => self
+                .savings_history_record(account, *through)
+                .ok()
+                .flatten(),
             StateKey::LineSteps(branch, line, index) => {
                 self.books.line_record(branch, line, *index)
             }
@@ -340,6 +355,9 @@ impl LedgerState {
             }
             StateKey::ClosedSteps(account, index) => {
                 self.books.moved_account_record(account, *index)
+            }
+            StateKey::SavingsHistory(account, through) => {
+                self.savings_history_record(account, *through)
             }
             key => Ok(self.record(key)),
         }
@@ -533,6 +551,13 @@ impl LedgerState {
             match key {
                 StateKey::DayChunk(branch, first) => self.day_log.let_go(branch, *first),
                 StateKey::LoanSchedule(id) => self.let_go_of_ended(id),
+                // Folded changes, unless folded again since (a reopening
+                // and a close of the same date).
+                StateKey::SavingsHistory(account, through)
+                    if self.stored.0.is_some() && !self.changed.contains(key) =>
+                {
+                    self.savings_history.remove(&(account.clone(), *through));
+                }
                 // With the account's records before it that closed since
                 // they were saved (a record saved while it was the last
                 // is not named again when the next one opens), unless
@@ -610,6 +635,12 @@ impl LedgerState {
         keys.extend(self.groups.keys().cloned().map(StateKey::Group));
         keys.extend(self.members.keys().cloned().map(StateKey::Member));
         keys.extend(self.savings.keys().cloned().map(StateKey::Savings));
+        // Each account's folds: of its branch's, those through its own.
+        for account in self.savings.values() {
+            for through in self.fold_dates_from(account, NaiveDate::MIN) {
+                keys.push(StateKey::SavingsHistory(account.id.clone(), through));
+            }
+        }
         keys.extend(self.loans.keys().cloned().map(StateKey::Loan));
         keys.extend(self.loans.keys().cloned().map(StateKey::LoanProgress));
         // Those memory let go of too, as the store lists them.
@@ -1586,6 +1617,12 @@ impl StateImport {
             let (account, index) = closed?;
             self.closed.add(key);
             self.books.add_moved_whole(account, index, value.to_vec());
+        } else if let Some(history) = super::folds::history_of(key) {
+            let (account, through) = history?;
+            let changes = super::folds::decode_history(key, value, through)?;
+            self.state
+                .savings_history
+                .insert((account, through), Arc::new(changes));
         } else {
             self.state.import_record(key, value)?;
         }
@@ -1714,6 +1751,10 @@ impl StateImport {
             at_startup,
         } = self;
         state.take_ended_loans(ended)?;
+        // At startup the folded changes are left in the store.
+        if !at_startup {
+            state.check_folds()?;
+        }
         state.pack_maps();
         books.absorb(added)?;
         any |= books.records > 0;

@@ -2622,10 +2622,13 @@ fn a_new_loan_changes_her_borrower_steps_only_where_she_did_not_borrow() {
     let savings: Vec<_> = member
         .savings_accounts
         .iter()
-        .map(|id| &ledger.state.savings[id].changes)
+        .map(|id| crate::totals::SavingsChanges {
+            folded: None,
+            changes: &ledger.state.savings[id].changes,
+        })
         .collect();
     assert_eq!(
-        crate::totals::borrower_steps(&principal, &[], &savings).unwrap(),
+        crate::totals::borrower_steps(&principal, &[], &savings, &[]).unwrap(),
         member.borrower_steps
     );
 }
@@ -2658,10 +2661,13 @@ fn a_deposit_dated_before_her_loans_last_change_keeps_her_steps_as_a_scan_gives(
     let savings: Vec<_> = member
         .savings_accounts
         .iter()
-        .map(|id| &ledger.state.savings[id].changes)
+        .map(|id| crate::totals::SavingsChanges {
+            folded: None,
+            changes: &ledger.state.savings[id].changes,
+        })
         .collect();
     assert_eq!(
-        crate::totals::borrower_steps(&principal, &[], &savings).unwrap(),
+        crate::totals::borrower_steps(&principal, &[], &savings, &[]).unwrap(),
         member.borrower_steps
     );
 }

@@ -97,6 +97,11 @@ enum Step {
     Close {
         day: u32,
     },
+    /// Reopen the branch's books from a day on: the savings accounts'
+    /// changes the closes after it folded are taken back.
+    Reopen {
+        day: u32,
+    },
     /// Post the savings interest of a month of 2023 (1 to 12).
     Interest {
         month: u32,
@@ -142,6 +147,7 @@ fn step() -> impl Strategy<Value = Step> {
         }),
         3 => (1..6u64).prop_map(|back| Step::Reverse { back }),
         1 => prop_oneof![Just(364u32), 30..300u32].prop_map(|day| Step::Close { day }),
+        1 => (0..365u32).prop_map(|day| Step::Reopen { day }),
         1 => (1..=12u32).prop_map(|month| Step::Interest { month }),
         1 => (any::<bool>(), any::<bool>(), 1..50u32, day()).prop_map(|(capital, returned, millions, day)| Step::Fund {
             capital,
@@ -502,6 +508,11 @@ fn body_of(step: &Step, state: &LedgerState) -> CommandBody {
         Step::Close { day: d } => CommandBody::ClosePeriod {
             branch_id: id(BranchId::parse, "TB"),
             through: day(d),
+        },
+        Step::Reopen { day: d } => CommandBody::ReopenPeriod {
+            branch_id: id(BranchId::parse, "TB"),
+            from: day(d),
+            reason: Name::parse("reason", "a missed entry").unwrap(),
         },
         Step::Reverse { back } => CommandBody::ReverseEntry {
             sequence: state.last_sequence().saturating_sub(back).max(1),
@@ -1471,10 +1482,21 @@ proptest! {
         // No savings account is below zero on any day, and its changes by
         // date add up to its balance (interest postings count on it).
         for account in state.savings.values() {
-            let changes: Decimal = account.changes.values().sum();
+            let (opening, changes) = state.savings_from(account, day(0)).unwrap();
+            prop_assert_eq!(opening, Decimal::ZERO);
+            let held: Decimal = account.changes.values().sum::<Decimal>() + account.folded.map_or(Decimal::ZERO, |folded| folded.carried);
+            prop_assert_eq!(held, changes.values().sum::<Decimal>());
             let savings = AccountId::Savings(account.id.clone());
-            prop_assert_eq!(changes, state.balance(&savings).on_normal_side(savings.kind()), "{}", account.id);
-            let (lowest, on) = account.lowest_balance_from(day(0));
+            prop_assert_eq!(held, state.balance(&savings).on_normal_side(savings.kind()), "{}", account.id);
+            // Memory's changes and the folds read back are what its books
+            // posted, date by date.
+            let mut posted: BTreeMap<NaiveDate, Decimal> = BTreeMap::new();
+            for movement in state.account_movements(&savings, day(0), day(1000)).unwrap() {
+                *posted.entry(movement.date).or_default() += movement.posted.on_normal_side(savings.kind());
+            }
+            posted.retain(|_, change| !change.is_zero());
+            prop_assert_eq!(changes.iter().collect::<BTreeMap<_, _>>(), posted, "{}", account.id);
+            let (lowest, on) = crate::state::lowest_balance_from(opening, &changes, day(0));
             prop_assert!(lowest >= Decimal::ZERO, "{} is at {} on {}", account.id, lowest, on);
         }
         // No savings balance is negative, no loan over-repaid.
@@ -1573,15 +1595,17 @@ fn aggregates_equal_the_scan(state: &LedgerState) -> Result<(), TestCaseError> {
                     .loans
                     .iter()
                     .any(|l| state.loans[l].principal_on(as_of).unwrap() > Decimal::ZERO);
+                // Read from the books, not the changes by date it keeps
+                // (which a close folds).
                 let saved: Decimal = m
                     .savings_accounts
                     .iter()
                     .map(|a| {
-                        state.savings[a]
-                            .changes
-                            .range(..=as_of)
-                            .map(|(_, c)| c)
-                            .sum::<Decimal>()
+                        let account = AccountId::Savings(a.clone());
+                        state
+                            .account_as_of(&account, crate::books::AsOf::Date(as_of))
+                            .unwrap()
+                            .on_normal_side(account.kind())
                     })
                     .sum();
                 borrows && saved > Decimal::ZERO
@@ -1766,6 +1790,10 @@ proptest! {
             } else {
                 body_of(step, &state)
             };
+            // A reopening lets entries into the closed period: not here.
+            if matches!(body, CommandBody::ReopenPeriod { .. }) {
+                continue;
+            }
             let closes = matches!(body, CommandBody::ClosePeriod { .. });
             let retained_before = state.books().line(&tb, &Line::RetainedEarnings, AsOf::Latest);
             let before = state.last_sequence();
@@ -2552,4 +2580,125 @@ fn an_accounts_closed_records_of_steps_are_read_back_as_they_were_held() {
         .account_as_of(&cash, AsOf::Date(day(5)))
         .unwrap_err();
     assert!(matches!(now, DomainError::Unavailable { .. }), "{now}");
+}
+
+/// Interest for a month a close cut in two (closed through its 10th) is
+/// what it is without the close: the posting reads back the changes the
+/// close folded, from memory before a checkpoint, from the store once a
+/// start left them there. A reopening from before the close takes them
+/// back whole, and a withdrawal dated in the reopened days is checked
+/// against every balance from its date on.
+#[test]
+fn a_period_a_close_cut_in_two_reads_back_what_the_close_folded() {
+    let account = AccountId::Savings(SavingsAccountId::parse("a", "M0/C1").unwrap());
+    let savings = |state: &LedgerState| {
+        state
+            .balance(&account)
+            .on_normal_side(AccountKind::Liability)
+    };
+    let deposit = |thousands: u64, d: u32| CommandBody::DepositSavings {
+        account_id: SavingsAccountId::parse("a", "M0/C1").unwrap(),
+        amount: vnd(thousands * 1000),
+        effective_date: Some(day(d)),
+    };
+    let withdraw = |thousands: u64, d: u32| CommandBody::WithdrawSavings {
+        account_id: SavingsAccountId::parse("a", "M0/C1").unwrap(),
+        amount: vnd(thousands * 1000),
+        effective_date: Some(day(d)),
+    };
+    let tb = id(BranchId::parse, "TB");
+    // February 2023: days 31 to 58.
+    let interest = CommandBody::PostSavingsInterest {
+        branch_id: tb.clone(),
+        period_end: day(58),
+    };
+    let history = [
+        deposit(500, 3),
+        deposit(300, 33),
+        withdraw(700, 36),
+        deposit(200, 45),
+    ];
+    let (mut plain, mut plain_records, mut plain_entries) =
+        (LedgerState::new(), BTreeMap::new(), Vec::new());
+    run(setup(), &mut plain, &mut plain_records, &mut plain_entries);
+    run(
+        history.clone(),
+        &mut plain,
+        &mut plain_records,
+        &mut plain_entries,
+    );
+    let before = savings(&plain);
+    assert_eq!(before, Decimal::from(300_000));
+    run(
+        [interest.clone()],
+        &mut plain,
+        &mut plain_records,
+        &mut plain_entries,
+    );
+    let earned = savings(&plain) - before;
+    assert!(earned > Decimal::ZERO, "interest was posted");
+
+    let (mut closed, mut records, mut entries) = (LedgerState::new(), BTreeMap::new(), Vec::new());
+    run(setup(), &mut closed, &mut records, &mut entries);
+    run(history, &mut closed, &mut records, &mut entries);
+    run(
+        [CommandBody::ClosePeriod {
+            branch_id: tb.clone(),
+            through: day(40),
+        }],
+        &mut closed,
+        &mut records,
+        &mut entries,
+    );
+    let folded = closed.savings[&SavingsAccountId::parse("a", "M0/C1").unwrap()].clone();
+    assert_eq!(folded.changes.len(), 1, "the change after the 10th is held");
+    assert_eq!(
+        folded.folded,
+        Some(super::Folded {
+            through: day(40),
+            carried: Decimal::from(100_000)
+        })
+    );
+    assert!(records.contains_key(b"cold/savings-history/M0/C1/2023-02-10".as_slice()));
+    // Held, and read back as a start leaves it.
+    let mut started = super::loan_tests::read_as_started(&records).unwrap();
+    started.keep_stored_in(Arc::new(crate::stored::KeptInMap::new(records.clone())));
+    assert!(started.savings_history.is_empty());
+    let (mut started_records, mut started_entries) = (records.clone(), entries.clone());
+    let mut reopened = super::loan_tests::read_as_started(&records).unwrap();
+    reopened.keep_stored_in(Arc::new(crate::stored::KeptInMap::new(records.clone())));
+    let (reopened_records, reopened_entries) = (records.clone(), entries.clone());
+    for (state, records, entries) in [
+        (&mut closed, &mut records, &mut entries),
+        (&mut started, &mut started_records, &mut started_entries),
+    ] {
+        let before = savings(state);
+        run([interest.clone()], state, records, entries);
+        assert_eq!(savings(state) - before, earned);
+    }
+    // Reopened from 1 February on, from the store (before that interest
+    // was posted, which would refuse the days it paid on): the close's
+    // fold is taken back, and 150,000 withdrawn on the 5th, when the
+    // account held 800,000, would leave it at -50,000 on the 6th: refused.
+    // 90,000 is not.
+    let (started, mut records, mut entries) = (&mut reopened, reopened_records, reopened_entries);
+    let reopen = CommandBody::ReopenPeriod {
+        branch_id: tb,
+        from: day(31),
+        reason: Name::parse("reason", "a missed entry").unwrap(),
+    };
+    let held = savings(started);
+    run([reopen], started, &mut records, &mut entries);
+    assert_eq!(
+        started.branches[&id(BranchId::parse, "TB")].folds,
+        Vec::<NaiveDate>::new()
+    );
+    assert!(!records.contains_key(b"cold/savings-history/M0/C1/2023-02-10".as_slice()));
+    run([withdraw(150, 35)], started, &mut records, &mut entries);
+    let account_now = &started.savings[&SavingsAccountId::parse("a", "M0/C1").unwrap()];
+    assert_eq!(account_now.folded, None);
+    assert_eq!(account_now.changes.len(), 4);
+    assert_eq!(savings(started), held, "the withdrawal was refused");
+    run([withdraw(90, 35)], started, &mut records, &mut entries);
+    assert_eq!(savings(started), held - Decimal::from(90_000));
 }

@@ -181,6 +181,9 @@ impl LedgerState {
                 .filter(|a| a.branch == *branch_id && a.kind == *kind)
             {
                 let from = start.max(account.opened_on);
+                // The period's changes: memory's, or, for a period begun
+                // before a close that folded its first days, read back.
+                let (_, changes) = self.savings_from(account, from)?;
                 // The balance at the end of the day before `from`: today's
                 // less the changes dated from then on (few: the period's),
                 // so a posting reads the period, not the account's history.
@@ -188,7 +191,7 @@ impl LedgerState {
                     .balance(&AccountId::Savings(account.id.clone()))
                     .on_normal_side(AccountKind::Liability);
                 let since_from =
-                    crate::totals::sum(account.changes.range(from..).map(|(_, change)| change))
+                    crate::totals::sum(changes.range(from..).map(|(_, change)| change))
                         .map_err(overflow)?;
                 let opening = checked_sub(now, since_from).map_err(|_| too_large("period_end"))?;
                 let mut earned = Decimal::ZERO;
@@ -201,13 +204,12 @@ impl LedgerState {
                     if since > until {
                         continue;
                     }
-                    let before_since = crate::totals::sum(
-                        account.changes.range(from..since).map(|(_, change)| change),
-                    )
-                    .map_err(overflow)?;
+                    let before_since =
+                        crate::totals::sum(changes.range(from..since).map(|(_, change)| change))
+                            .map_err(overflow)?;
                     let part = accrued_from(
                         checked_add(opening, before_since).map_err(|_| too_large("period_end"))?,
-                        &account.changes,
+                        &changes,
                         since,
                         until,
                         version.rules.annual_rate_percent,
@@ -341,6 +343,10 @@ impl LedgerState {
             ));
         }
         let closed_through = from.pred_opt().filter(|day| *day >= branch.opened_on);
+        // The savings accounts' folds it reopens are read back when it
+        // applies: a store that cannot give them refuses it here, rather
+        // than stopping the ledger once the entry is written.
+        self.folds_taken_back(branch, closed_through)?;
         Ok(Decision {
             branch: Some(branch_id.clone()),
             effective_date: today_in(&branch.time_zone, context.recorded_at),

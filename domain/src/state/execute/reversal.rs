@@ -288,7 +288,8 @@ impl LedgerState {
         let state = self.savings.get(account).ok_or_else(|| {
             DomainError::not_found("sequence", "savings account", account.as_str())
         })?;
-        let (lowest, on) = state.lowest_balance_from(date);
+        let (opening, changes) = self.savings_from(state, date)?;
+        let (lowest, on) = crate::state::lowest_balance_from(opening, &changes, date);
         if lowest < amount {
             return Err(DomainError::precondition(
                 "sequence",

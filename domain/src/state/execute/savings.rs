@@ -124,7 +124,8 @@ impl LedgerState {
         today: NaiveDate,
     ) -> Result<(), DomainError> {
         let currency = branch.currency;
-        let (lowest, on) = account.lowest_balance_from(date);
+        let (opening, changes) = self.savings_from(account, date)?;
+        let (lowest, on) = crate::state::lowest_balance_from(opening, &changes, date);
         if lowest < amount && lowest < balance {
             return Err(DomainError::precondition(
                 "amount",
