@@ -87,12 +87,12 @@ pub struct Branch {
     /// no savings movement of that kind may be dated on or before it (the
     /// interest was paid on the balances then).
     pub interest_posted: Vec<(SavingsKind, NaiveDate)>,
-    /// The dates its closes folded its savings accounts' changes through
-    /// ([`SavingsAccount::folded`]), oldest first: each account's changes
-    /// up to one, after the one before, are in a record of their own read
-    /// when asked ([`StateKey::SavingsHistory`]). A reopening takes back
-    /// those it reopens.
-    pub folds: Vec<NaiveDate>,
+    /// Its closes' folds of its savings accounts' changes
+    /// ([`SavingsAccount::folded`]), oldest first: the changes up to each
+    /// one's date, after the one before, are in records read when asked
+    /// ([`StateKey::SavingsHistory`]). A reopening takes back those it
+    /// reopens.
+    pub folds: Vec<folds::Fold>,
 }
 
 /// How far a branch's books are closed.
@@ -211,8 +211,8 @@ pub struct SavingsAccount {
     #[serde(with = "crate::codec::packed_amounts")]
     pub changes: crate::dated::PackedAmounts,
     /// The changes its branch's closes took out of `changes`, through a
-    /// date, into records read when asked ([`StateKey::SavingsHistory`],
-    /// one a close): memory keeps their sum.
+    /// date, into records read when asked ([`StateKey::SavingsHistory`]):
+    /// memory keeps their sum.
     pub folded: Option<Folded>,
 }
 
@@ -496,13 +496,13 @@ pub struct LedgerState {
     /// account in place (`Arc::make_mut`), since an account's change history
     /// grows with every deposit.
     savings: BTreeMap<SavingsAccountId, Arc<SavingsAccount>>,
-    /// The changes a close folded out of a savings account, by account and
-    /// the date folded through ([`StateKey::SavingsHistory`]): held until
-    /// the checkpoint that saved them completes (on a copy whose records
-    /// are never taken, the writer's, until a restart), then read back
-    /// from the store when a reopening or a back-dated question asks.
-    /// Shared by the writer and the read side.
-    savings_history: BTreeMap<(SavingsAccountId, NaiveDate), Arc<crate::dated::PackedAmounts>>,
+    /// The records of the changes a close folded out of a branch's savings
+    /// accounts, by branch, date and index ([`StateKey::SavingsHistory`]):
+    /// held until the checkpoint that saved them completes (on a copy
+    /// whose records are never taken, the writer's, until a restart), then
+    /// read back from the store when a reopening or a question from before
+    /// a fold asks. Shared by the writer and the read side.
+    savings_history: BTreeMap<(BranchId, NaiveDate, u32), Arc<folds::FoldRecord>>,
     /// Shared, so that a read can take loans out of the lock and look at
     /// them after releasing it; applying an entry replaces a changed loan
     /// with a new one (it stages a copy anyway), never edits a shared one.
@@ -673,7 +673,7 @@ mod apply_overflow_tests;
 mod ended;
 mod entry_list;
 mod execute;
-mod folds;
+pub mod folds;
 mod installments;
 #[cfg(test)]
 mod loan_tests;
@@ -740,8 +740,8 @@ impl LedgerState {
         self.stored = StoredIn(Some(store));
         let changed = &self.changed;
         // Folded changes the store holds are read back from it.
-        self.savings_history.retain(|(account, through), _| {
-            changed.contains(&StateKey::SavingsHistory(account.clone(), *through))
+        self.savings_history.retain(|(branch, through, index), _| {
+            changed.contains(&StateKey::SavingsHistory(branch.clone(), *through, *index))
         });
         let books = &mut self.books;
         self.loans.retain(|id, loan| {

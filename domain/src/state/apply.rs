@@ -460,15 +460,16 @@ impl LedgerState {
             self.changed.note(|| StateKey::Savings(account.id.clone()));
             self.savings.insert(account.id.clone(), account);
         }
-        for (id, through, changes) in commit.savings_history {
+        for (branch, through, index, record) in commit.savings_history {
             self.changed
-                .note(|| StateKey::SavingsHistory(id.clone(), through));
-            match changes {
-                Some(changes) => {
-                    self.savings_history.insert((id, through), changes);
+                .note(|| StateKey::SavingsHistory(branch.clone(), through, index));
+            match record {
+                Some(record) => {
+                    self.savings_history
+                        .insert((branch, through, index), record);
                 }
                 None => {
-                    self.savings_history.remove(&(id, through));
+                    self.savings_history.remove(&(branch, through, index));
                 }
             }
         }
@@ -600,12 +601,14 @@ struct Commit {
     /// Accounts a close folded or a reopening took folds back into,
     /// replaced whole ([`super::folds`]).
     savings_whole: Vec<Arc<SavingsAccount>>,
-    /// The changes a close folded out of each account, by the date folded
-    /// through (`None`: a reopening took them back).
+    /// The records of the changes a close folded out of a branch's
+    /// accounts, by the date folded through and index (`None`: a reopening
+    /// took them back).
     savings_history: Vec<(
-        SavingsAccountId,
+        BranchId,
         NaiveDate,
-        Option<Arc<crate::dated::PackedAmounts>>,
+        u32,
+        Option<Arc<super::folds::FoldRecord>>,
     )>,
     /// Loans, and which of their records changed besides their progress.
     /// Shared: the read side takes the writer's (see [`Written`]).
@@ -1024,21 +1027,27 @@ impl<'s> Stage<'s> {
                 });
                 // Its savings accounts' changes in the closed period are
                 // folded: no entry can change them until a reopening.
+                let mut folded_changes = Vec::new();
                 for account in self.state.savings.values() {
                     if account.branch != *branch_id {
                         continue;
                     }
                     if let Some((folded, changes)) = super::folds::fold(account, *through)? {
-                        self.commit.savings_history.push((
-                            account.id.clone(),
-                            *through,
-                            Some(Arc::new(changes)),
-                        ));
+                        folded_changes.push((account.id.clone(), changes));
                         self.commit.savings_whole.push(Arc::new(folded));
                     }
                 }
-                if !self.commit.savings_whole.is_empty() {
-                    branch.folds.push(*through);
+                if !folded_changes.is_empty() {
+                    let (fold, records) = super::folds::fold_records(*through, folded_changes);
+                    for (index, record) in records {
+                        self.commit.savings_history.push((
+                            branch_id.clone(),
+                            *through,
+                            index,
+                            Some(Arc::new(record)),
+                        ));
+                    }
+                    branch.folds.push(fold);
                 }
                 self.commit.branch = Some(branch);
             }
@@ -1056,21 +1065,21 @@ impl<'s> Stage<'s> {
                 };
                 // The folds it reopens are taken back into the accounts:
                 // its entries may be dated in the days they cover.
-                let taken = self
+                let (taken, records) = self
                     .state
                     .folds_taken_back(&branch, *closed_through)
                     .map_err(|error| error.to_string())?;
-                for (account, dates) in taken {
-                    for date in dates {
-                        self.commit
-                            .savings_history
-                            .push((account.id.clone(), date, None));
-                    }
+                for account in taken {
                     self.commit.savings_whole.push(Arc::new(account));
+                }
+                for (through, index) in records {
+                    self.commit
+                        .savings_history
+                        .push((branch_id.clone(), through, index, None));
                 }
                 branch
                     .folds
-                    .retain(|date| closed_through.is_some_and(|through| *date <= through));
+                    .retain(|fold| closed_through.is_some_and(|through| fold.through <= through));
                 self.commit.branch = Some(branch);
             }
             (

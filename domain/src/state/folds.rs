@@ -1,8 +1,12 @@
 //! A savings account's changes by date folded at a close: what memory
 //! holds of an account is the changes after its branch's last close, and
 //! their sum before it ([`Folded`]); each close writes the changes it
-//! folds, one record an account, read when asked
-//! ([`StateKey::SavingsHistory`], [`crate::stored`]).
+//! folds into records read when asked ([`StateKey::SavingsHistory`],
+//! [`crate::stored`]), the branch's accounts shared out between them by a
+//! hash of their ids, [`FOLD_RECORD_ACCOUNTS`] or so a record (a record an
+//! account made every account a key of its own in the store at every
+//! close: its page table, its node cache and the terms startup checks
+//! grew with them).
 //!
 //! No entry is dated in a closed period ([`Branch::check_open`]), so what
 //! deciding and the members' borrower steps read of an account's changes
@@ -20,56 +24,150 @@ use crate::dated::PackedAmounts;
 use crate::stored::ReadError;
 use crate::totals::{minus, plus};
 
-/// Key prefix of the changes a close folded out of a savings account
-/// ([`StateKey::SavingsHistory`]), read when asked.
+/// Key prefix of the changes a close folded out of a branch's savings
+/// accounts ([`StateKey::SavingsHistory`]), read when asked.
 pub const SAVINGS_HISTORY_PREFIX: &str = "cold/savings-history/";
 
-/// The key of the changes folded out of `account` through `through`.
-pub(super) fn history_key(account: &SavingsAccountId, through: NaiveDate) -> String {
-    format!("{SAVINGS_HISTORY_PREFIX}{account}/{through}")
+/// About how many accounts' changes a record of a fold holds: a fold of
+/// `n` accounts has `n / FOLD_RECORD_ACCOUNTS` records, at least one.
+pub const FOLD_RECORD_ACCOUNTS: usize = 256;
+
+/// One close's fold of a branch's savings accounts ([`Branch::folds`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fold {
+    /// The date the close folded the accounts' changes through.
+    #[serde(with = "crate::codec::date")]
+    pub through: NaiveDate,
+    /// How many records hold them ([`record_of`] says which holds an
+    /// account's).
+    pub records: u32,
 }
 
-/// The account and the date folded through that a key names, if it is the
-/// key of folded changes.
-pub(super) fn history_of(key: &str) -> Option<Result<(SavingsAccountId, NaiveDate), String>> {
+/// The record of a fold of `records` that holds `account`'s changes: its
+/// id's FNV-1a hash, modulo `records` (part of the format: a build that
+/// shared them out otherwise would look for an account in another).
+pub fn record_of(account: &SavingsAccountId, records: u32) -> u32 {
+    let hash = account
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
+            (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    u32::try_from(hash % u64::from(records.max(1))).unwrap_or(0)
+}
+
+/// The changes one record of a fold holds: each account's, in id order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FoldRecord(Vec<(SavingsAccountId, PackedAmounts)>);
+
+impl FoldRecord {
+    /// `account`'s changes, if the record holds them.
+    pub fn get(&self, account: &SavingsAccountId) -> Option<&PackedAmounts> {
+        self.0
+            .binary_search_by(|(held, _)| held.cmp(account))
+            .ok()
+            .map(|at| &self.0[at].1)
+    }
+
+    /// Every account's changes, in id order.
+    pub fn accounts(&self) -> impl Iterator<Item = (&SavingsAccountId, &PackedAmounts)> {
+        self.0.iter().map(|(account, changes)| (account, changes))
+    }
+}
+
+/// A record of a fold as stored.
+#[derive(Serialize, Deserialize)]
+struct FoldedAccount {
+    account: SavingsAccountId,
+    #[serde(with = "crate::codec::packed_amounts")]
+    changes: PackedAmounts,
+}
+
+/// The key of record `index` of `branch`'s fold through `through`.
+pub(super) fn history_key(branch: &BranchId, through: NaiveDate, index: u32) -> String {
+    format!("{SAVINGS_HISTORY_PREFIX}{branch}/{through}/{index:04}")
+}
+
+/// The branch, date and record a key names, if it is the key of a record
+/// of a fold.
+pub(super) fn history_of(key: &str) -> Option<Result<(BranchId, NaiveDate, u32), String>> {
     let rest = key.strip_prefix(SAVINGS_HISTORY_PREFIX)?;
-    let parsed = rest
-        .rsplit_once('/')
-        .and_then(|(id, date)| {
-            Some((
-                SavingsAccountId::parse("key", id).ok()?,
-                NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?,
-            ))
-        })
-        .ok_or_else(|| format!("record key {key:?}"));
+    let mut parts = rest.rsplitn(3, '/');
+    let parsed = (|| {
+        let index = parts.next()?.parse().ok()?;
+        let through = NaiveDate::parse_from_str(parts.next()?, "%Y-%m-%d").ok()?;
+        let branch = BranchId::parse("key", parts.next()?).ok()?;
+        Some((branch, through, index))
+    })()
+    .ok_or_else(|| format!("record key {key:?}"));
     Some(parsed)
 }
 
-/// The record of folded changes: their packed bytes
-/// ([`crate::codec::packed_amounts`]).
-#[derive(Serialize, Deserialize)]
-struct HistoryRecord(#[serde(with = "crate::codec::packed_amounts")] PackedAmounts);
-
-/// The value of the record holding `changes`.
-pub(super) fn encode_history(changes: &PackedAmounts) -> Vec<u8> {
-    crate::codec::encode(&HistoryRecord(changes.clone()))
+/// The value of a record of a fold.
+pub(super) fn encode_history(record: &FoldRecord) -> Vec<u8> {
+    let accounts: Vec<FoldedAccount> = record
+        .0
+        .iter()
+        .map(|(account, changes)| FoldedAccount {
+            account: account.clone(),
+            changes: changes.clone(),
+        })
+        .collect();
+    crate::codec::encode(&accounts)
 }
 
-/// The changes a record of folded changes holds, which must be dated on or
-/// before `through`, the date its key names.
+/// A record of a fold through `through`, as read back: its accounts in id
+/// order, each with changes dated on or before `through` (which record of
+/// the fold holds which account `check_fold_record` checks).
 pub(super) fn decode_history(
     key: &str,
     value: &[u8],
     through: NaiveDate,
-) -> Result<PackedAmounts, String> {
-    let HistoryRecord(changes) =
+) -> Result<FoldRecord, String> {
+    let accounts: Vec<FoldedAccount> =
         postcard::from_bytes(value).map_err(|e| format!("record {key:?}: {e}"))?;
-    match changes.last_key_value() {
-        None => Err(format!("record {key:?} holds no change")),
-        Some((last, _)) if last > through => Err(format!(
-            "record {key:?} holds a change dated {last}, after {through}"
+    let mut read: Vec<(SavingsAccountId, PackedAmounts)> = Vec::with_capacity(accounts.len());
+    for FoldedAccount { account, changes } in accounts {
+        if read.last().is_some_and(|(last, _)| *last >= account) {
+            return Err(format!("record {key:?}: account {account} out of order"));
+        }
+        match changes.last_key_value() {
+            None => {
+                return Err(format!(
+                    "record {key:?} holds no change of account {account}"
+                ));
+            }
+            Some((last, _)) if last > through => {
+                return Err(format!(
+                    "record {key:?} holds a change of account {account} dated {last}, after {through}"
+                ));
+            }
+            Some(_) => read.push((account, changes)),
+        }
+    }
+    if read.is_empty() {
+        return Err(format!("record {key:?} holds no account"));
+    }
+    Ok(FoldRecord(read))
+}
+
+/// Refuses a record of a fold of `records` holding an account another of
+/// them holds ([`record_of`]).
+fn check_fold_record(
+    key: &str,
+    record: &FoldRecord,
+    index: u32,
+    records: u32,
+) -> Result<(), String> {
+    match record
+        .accounts()
+        .find(|(account, _)| record_of(account, records) != index)
+    {
+        Some((account, _)) => Err(format!(
+            "record {key:?} holds account {account}, whose changes are in record {} of {records}",
+            record_of(account, records)
         )),
-        Some(_) => Ok(changes),
+        None => Ok(()),
     }
 }
 
@@ -79,10 +177,6 @@ pub(super) fn fold(
     account: &SavingsAccount,
     through: NaiveDate,
 ) -> Result<Option<(SavingsAccount, PackedAmounts)>, String> {
-    let folding: PackedAmounts = account.changes.range(..=through).collect();
-    if folding.is_empty() {
-        return Ok(None);
-    }
     if account
         .folded
         .is_some_and(|folded| folded.through >= through)
@@ -91,6 +185,10 @@ pub(super) fn fold(
             "savings account {} is folded through {through} already",
             account.id
         ));
+    }
+    let folding: PackedAmounts = account.changes.range(..=through).collect();
+    if folding.is_empty() {
+        return Ok(None);
     }
     let mut kept: PackedAmounts = account
         .changes
@@ -117,6 +215,25 @@ pub(super) fn fold(
     Ok(Some((folded, folding)))
 }
 
+/// The records of a fold through `through` of `folded` (each account's
+/// changes folded, in id order): the fold, and each record by its index.
+pub(super) fn fold_records(
+    through: NaiveDate,
+    folded: Vec<(SavingsAccountId, PackedAmounts)>,
+) -> (Fold, Vec<(u32, FoldRecord)>) {
+    let records =
+        u32::try_from(folded.len().div_ceil(FOLD_RECORD_ACCOUNTS).max(1)).unwrap_or(u32::MAX);
+    let mut by_index: BTreeMap<u32, FoldRecord> = BTreeMap::new();
+    for (account, changes) in folded {
+        by_index
+            .entry(record_of(&account, records))
+            .or_default()
+            .0
+            .push((account, changes));
+    }
+    (Fold { through, records }, by_index.into_iter().collect())
+}
+
 /// `changes` and every change of `folds` together, summed by date.
 fn merged<'a>(
     changes: &PackedAmounts,
@@ -135,19 +252,19 @@ fn merged<'a>(
         .collect())
 }
 
-/// `account` with `folds` (the folds of it read back from the store)
-/// taken back into its changes, folded through `back_to` from then on (no
-/// longer folded without it).
+/// `account` with `folds` (its folded changes read back) taken back into
+/// its changes, folded through `back_to` from then on (no longer folded
+/// without it).
 pub(super) fn unfold(
     account: &SavingsAccount,
-    folds: &[(NaiveDate, Arc<PackedAmounts>)],
+    folds: &[PackedAmounts],
     back_to: Option<NaiveDate>,
 ) -> Result<SavingsAccount, String> {
     let Some(folded) = account.folded else {
         return Ok(account.clone());
     };
     let mut carried = folded.carried;
-    for (_, fold) in folds {
+    for fold in folds {
         carried = minus(carried, fold.sum()?)?;
     }
     let folded = match back_to {
@@ -168,92 +285,114 @@ pub(super) fn unfold(
         kind: account.kind,
         opened_on: account.opened_on,
         opened: account.opened,
-        changes: merged(&account.changes, folds.iter().map(|(_, fold)| &**fold))?,
+        changes: merged(&account.changes, folds)?,
         folded,
     })
 }
 
+/// What a reopening takes back ([`LedgerState::folds_taken_back`]): the
+/// accounts with their folds taken back, and the records those were in,
+/// by date and index.
+pub(super) type TakenBack = (Vec<SavingsAccount>, Vec<(NaiveDate, u32)>);
+
+/// The records of folds read back for one question (an interest posting
+/// reads each record its accounts share once).
+#[derive(Default)]
+pub struct FoldReads(BTreeMap<(BranchId, NaiveDate, u32), Arc<FoldRecord>>);
+
 impl LedgerState {
-    /// The changes a close folded out of `account` through `through`:
-    /// held, or read back from the store (`None`: there are none).
-    pub(super) fn savings_history(
+    /// `branch`'s fold through `through`, if it made one.
+    fn fold_of(&self, branch: &BranchId, through: NaiveDate) -> Option<Fold> {
+        self.branches
+            .get(branch)?
+            .folds
+            .iter()
+            .copied()
+            .find(|fold| fold.through == through)
+    }
+
+    /// Record `index` of `branch`'s fold through `through`: held, or read
+    /// back from the store (`None`: there is none).
+    fn fold_record(
         &self,
-        account: &SavingsAccountId,
+        branch: &BranchId,
         through: NaiveDate,
-    ) -> Result<Option<Arc<PackedAmounts>>, ReadError> {
-        if let Some(held) = self.savings_history.get(&(account.clone(), through)) {
+        index: u32,
+    ) -> Result<Option<Arc<FoldRecord>>, ReadError> {
+        if let Some(held) = self.savings_history.get(&(branch.clone(), through, index)) {
             return Ok(Some(held.clone()));
         }
-        let key = history_key(account, through);
+        let Some(fold) = self
+            .fold_of(branch, through)
+            .filter(|fold| index < fold.records)
+        else {
+            return Ok(None);
+        };
+        let key = history_key(branch, through, index);
         let Some(value) = self.stored.read(key.as_bytes())? else {
             return Ok(None);
         };
         decode_history(&key, &value, through)
-            .map(|changes| Some(Arc::new(changes)))
+            .and_then(|record| {
+                check_fold_record(&key, &record, index, fold.records)?;
+                Ok(Some(Arc::new(record)))
+            })
             .map_err(ReadError::Damaged)
     }
 
-    /// The record of the changes folded out of `account` through
-    /// `through`, while the account keeps them folded (`None` once a
-    /// reopening took them back, or when that close folded none of it).
+    /// The value of record `index` of `branch`'s fold through `through`,
+    /// while the branch keeps that fold (`None` once a reopening took it
+    /// back, or when no account's changes fell to that record).
     pub(super) fn savings_history_record(
         &self,
-        account: &SavingsAccountId,
+        branch: &BranchId,
         through: NaiveDate,
+        index: u32,
     ) -> Result<Option<Vec<u8>>, ReadError> {
-        if let Some(held) = self.savings_history.get(&(account.clone(), through)) {
+        if let Some(held) = self.savings_history.get(&(branch.clone(), through, index)) {
             return Ok(Some(encode_history(held)));
         }
-        if !self.folded_through(account, through) {
+        if self
+            .fold_of(branch, through)
+            .is_none_or(|fold| index >= fold.records)
+        {
             return Ok(None);
         }
-        self.stored.read(history_key(account, through).as_bytes())
+        self.stored
+            .read(history_key(branch, through, index).as_bytes())
     }
 
-    /// True when `account` keeps changes folded through `through`, a date
-    /// its branch folded through.
-    fn folded_through(&self, account: &SavingsAccountId, through: NaiveDate) -> bool {
-        self.savings.get(account).is_some_and(|held| {
-            held.folded.is_some_and(|folded| through <= folded.through)
-                && self
-                    .branches
-                    .get(&held.branch)
-                    .is_some_and(|branch| branch.folds.contains(&through))
-        })
-    }
-
-    /// The dates `account`'s changes were folded through, from `from` on
-    /// (each of its branch's folds on or after `from`, up to the
-    /// account's).
-    pub(super) fn fold_dates_from(
-        &self,
-        account: &SavingsAccount,
-        from: NaiveDate,
-    ) -> Vec<NaiveDate> {
-        let Some(folded) = account.folded else {
-            return Vec::new();
-        };
-        self.branches
-            .get(&account.branch)
-            .map_or(&[][..], |branch| &branch.folds)
-            .iter()
-            .copied()
-            .filter(|date| *date >= from && *date <= folded.through)
-            .collect()
-    }
-
-    /// The folds of `account` holding its changes from `from` on, read
-    /// back (held, or from the store), each with the date it was folded
-    /// through.
+    /// `account`'s folds holding its changes from `from` on: the changes
+    /// each of its branch's folds on or after `from`, up to the account's
+    /// own, holds of it.
     fn folds_from(
         &self,
         account: &SavingsAccount,
         from: NaiveDate,
-    ) -> Result<Vec<(NaiveDate, Arc<PackedAmounts>)>, ReadError> {
+        reads: &mut FoldReads,
+    ) -> Result<Vec<PackedAmounts>, ReadError> {
+        let Some(folded) = account.folded else {
+            return Ok(Vec::new());
+        };
+        let Some(branch) = self.branches.get(&account.branch) else {
+            return Ok(Vec::new());
+        };
         let mut folds = Vec::new();
-        for through in self.fold_dates_from(account, from) {
-            if let Some(changes) = self.savings_history(&account.id, through)? {
-                folds.push((through, changes));
+        for fold in &branch.folds {
+            if fold.through < from || fold.through > folded.through {
+                continue;
+            }
+            let index = record_of(&account.id, fold.records);
+            let key = (branch.id.clone(), fold.through, index);
+            let record = match reads.0.get(&key) {
+                Some(record) => Some(record.clone()),
+                None => self.fold_record(&branch.id, fold.through, index)?,
+            };
+            if let Some(record) = record {
+                if let Some(changes) = record.get(&account.id) {
+                    folds.push(changes.clone());
+                }
+                reads.0.insert(key, record);
             }
         }
         Ok(folds)
@@ -262,100 +401,73 @@ impl LedgerState {
     /// `account`'s changes from `from` on (perhaps some before), and the
     /// balance before the first of them: memory's when it holds them
     /// ([`SavingsAccount::held_from`]), with the folds they need read back
-    /// otherwise. An error when the store could not give them.
+    /// otherwise (kept in `reads` for the next account's question). An
+    /// error when the store could not give them.
     pub fn savings_from<'a>(
         &self,
         account: &'a SavingsAccount,
         from: NaiveDate,
+        reads: &mut FoldReads,
     ) -> Result<(Decimal, Cow<'a, PackedAmounts>), DomainError> {
         if let Some((opening, changes)) = account.held_from(from) {
             return Ok((opening, Cow::Borrowed(changes)));
         }
         let what = || format!("savings account {}'s changes", account.id);
         let folds = self
-            .folds_from(account, from)
+            .folds_from(account, from, reads)
             .map_err(|error| stored_error(&what(), error))?;
-        let damaged = |message: String| DomainError::Damaged {
+        let mut opening = account
+            .folded
+            .map_or(Decimal::ZERO, |folded| folded.carried);
+        for fold in &folds {
+            opening = minus(opening, fold.sum()?)?;
+        }
+        let changes = merged(&account.changes, &folds).map_err(|message| DomainError::Damaged {
             message: format!(
                 "{}: {message}; `mfi-ledger verify` compares the state cache with the journal",
                 what()
             ),
-        };
-        let mut opening = account
-            .folded
-            .map_or(Decimal::ZERO, |folded| folded.carried);
-        for (_, fold) in &folds {
-            opening = minus(opening, fold.sum()?)?;
-        }
-        let changes =
-            merged(&account.changes, folds.iter().map(|(_, fold)| &**fold)).map_err(damaged)?;
+        })?;
         Ok((opening, Cow::Owned(changes)))
-    }
-
-    /// Checks the folds of a state read back whole (`verify`'s reading;
-    /// startup leaves them in the store): each branch's are in date order,
-    /// within its closed period; every record of folded changes belongs
-    /// to an account that keeps them folded, at a date its branch folded
-    /// through; and each account's records add up to the sum it keeps.
-    pub(super) fn check_folds(&self) -> Result<(), String> {
-        for branch in self.branches.values() {
-            let closed = branch.closed.map(|closed| closed.through);
-            let ordered = branch.folds.windows(2).all(|pair| pair[0] < pair[1]);
-            let within = branch
-                .folds
-                .last()
-                .is_none_or(|last| closed.is_some_and(|through| *last <= through));
-            if !ordered || !within {
-                return Err(format!(
-                    "branch {} folded its savings accounts through {:?}, with its books closed through {closed:?}",
-                    branch.id, branch.folds
-                ));
-            }
-        }
-        let mut sums: BTreeMap<&SavingsAccountId, Decimal> = BTreeMap::new();
-        for ((account, through), changes) in &self.savings_history {
-            if !self.folded_through(account, *through) {
-                return Err(format!(
-                    "record {:?} holds changes of savings account {account} folded through \
-                     {through}, which neither it nor its branch keeps folded",
-                    history_key(account, *through)
-                ));
-            }
-            let sum = sums.entry(account).or_default();
-            *sum = plus(*sum, changes.sum()?)?;
-        }
-        for account in self.savings.values() {
-            let kept = account
-                .folded
-                .map_or(Decimal::ZERO, |folded| folded.carried);
-            let read = sums.get(&account.id).copied().unwrap_or_default();
-            if kept != read {
-                return Err(format!(
-                    "savings account {} keeps {kept} as the sum of its folded changes, and \
-                     its records of them ({SAVINGS_HISTORY_PREFIX}) add up to {read}",
-                    account.id
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// What reopening `branch`'s books after `closed_through` (from its
     /// first day, without one) takes back of its savings accounts' folds:
-    /// each account folded after it, with its folds after it read back
-    /// and taken into its changes, and the dates of the folds read. An
-    /// error when the store could not give them, or they do not add up to
-    /// what the account keeps of them.
+    /// each account folded after it, with those folds taken into its
+    /// changes, and the records of the folds taken back that exist, by
+    /// date and index. An error when the store could not give them, or
+    /// they do not add up to what an account keeps of them.
     pub(super) fn folds_taken_back(
         &self,
         branch: &Branch,
         closed_through: Option<NaiveDate>,
-    ) -> Result<Vec<(SavingsAccount, Vec<NaiveDate>)>, DomainError> {
+    ) -> Result<TakenBack, DomainError> {
         let reopened = |date: NaiveDate| closed_through.is_none_or(|through| date > through);
-        let Some(first) = branch.folds.iter().copied().find(|date| reopened(*date)) else {
-            return Ok(Vec::new());
-        };
-        let back_to = branch.folds.iter().copied().rfind(|date| !reopened(*date));
+        let what = || format!("branch {}'s savings accounts' folded changes", branch.id);
+        let mut records = Vec::new();
+        let mut folds: BTreeMap<&SavingsAccountId, Vec<PackedAmounts>> = BTreeMap::new();
+        let mut read = Vec::new();
+        for fold in branch.folds.iter().filter(|fold| reopened(fold.through)) {
+            for index in 0..fold.records {
+                let record = self
+                    .fold_record(&branch.id, fold.through, index)
+                    .map_err(|error| stored_error(&what(), error))?;
+                if let Some(record) = record {
+                    records.push((fold.through, index));
+                    read.push(record);
+                }
+            }
+        }
+        for record in &read {
+            for (account, changes) in record.accounts() {
+                folds.entry(account).or_default().push(changes.clone());
+            }
+        }
+        let back_to = branch
+            .folds
+            .iter()
+            .map(|fold| fold.through)
+            .rfind(|date| !reopened(*date));
         let mut taken = Vec::new();
         for account in self.savings.values() {
             if account.branch != branch.id
@@ -365,19 +477,94 @@ impl LedgerState {
             {
                 continue;
             }
-            let what = || format!("savings account {}'s changes", account.id);
-            let folds = self
-                .folds_from(account, first)
-                .map_err(|error| stored_error(&what(), error))?;
-            let whole =
-                unfold(account, &folds, back_to).map_err(|message| DomainError::Damaged {
-                    message: format!(
-                        "{message}; `mfi-ledger verify` compares the state cache with the journal"
-                    ),
-                })?;
-            taken.push((whole, folds.into_iter().map(|(date, _)| date).collect()));
+            let its = folds.remove(&account.id).unwrap_or_default();
+            let whole = unfold(account, &its, back_to).map_err(|message| DomainError::Damaged {
+                message: format!(
+                    "{message}; `mfi-ledger verify` compares the state cache with the journal"
+                ),
+            })?;
+            taken.push(whole);
         }
-        Ok(taken)
+        if let Some(account) = folds.keys().next() {
+            return Err(DomainError::Damaged {
+                message: format!(
+                    "{} hold changes of savings account {account}, which keeps none folded \
+                     there; `mfi-ledger verify` compares the state cache with the journal",
+                    what()
+                ),
+            });
+        }
+        Ok((taken, records))
+    }
+
+    /// Checks the folds of a state read back whole (`verify`'s reading;
+    /// startup leaves them in the store): each branch's are in date order,
+    /// within its closed period; every record of a fold is one of a fold
+    /// its branch keeps, and holds accounts of that branch that keep their
+    /// changes folded through it; and each account's folded changes add up
+    /// to the sum it keeps.
+    pub(super) fn check_folds(&self) -> Result<(), String> {
+        for branch in self.branches.values() {
+            let closed = branch.closed.map(|closed| closed.through);
+            let ordered = branch
+                .folds
+                .windows(2)
+                .all(|pair| pair[0].through < pair[1].through);
+            let within = branch
+                .folds
+                .last()
+                .is_none_or(|last| closed.is_some_and(|through| last.through <= through));
+            if !ordered || !within {
+                return Err(format!(
+                    "branch {} folded its savings accounts {:?}, with its books closed through {closed:?}",
+                    branch.id, branch.folds
+                ));
+            }
+        }
+        let mut sums: BTreeMap<&SavingsAccountId, Decimal> = BTreeMap::new();
+        for ((branch, through, index), record) in &self.savings_history {
+            let key = history_key(branch, *through, *index);
+            let Some(fold) = self.fold_of(branch, *through) else {
+                return Err(format!(
+                    "record {key:?} holds a fold its branch does not keep"
+                ));
+            };
+            if *index >= fold.records {
+                return Err(format!(
+                    "record {key:?} is past the {} records of its fold",
+                    fold.records
+                ));
+            }
+            check_fold_record(&key, record, *index, fold.records)?;
+            for (account, changes) in record.accounts() {
+                let folded_here = self.savings.get(account).is_some_and(|held| {
+                    held.branch == *branch
+                        && held.folded.is_some_and(|folded| *through <= folded.through)
+                });
+                if !folded_here {
+                    return Err(format!(
+                        "record {key:?} holds changes of savings account {account}, which \
+                         does not keep them folded there"
+                    ));
+                }
+                let sum = sums.entry(account).or_default();
+                *sum = plus(*sum, changes.sum()?)?;
+            }
+        }
+        for account in self.savings.values() {
+            let kept = account
+                .folded
+                .map_or(Decimal::ZERO, |folded| folded.carried);
+            let read = sums.get(&account.id).copied().unwrap_or_default();
+            if kept != read {
+                return Err(format!(
+                    "savings account {} keeps {kept} as the sum of its folded changes, and \
+                     the records of its branch's folds ({SAVINGS_HISTORY_PREFIX}) hold {read} of them",
+                    account.id
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -433,10 +620,19 @@ mod tests {
         assert_eq!(second.len(), 2);
         assert_eq!(twice.changes.len(), 1);
         assert_eq!(twice.folded.unwrap().carried, Decimal::from(25));
-        // Nothing left to fold, or folded through that date already.
-        assert!(fold(&twice, date("2023-12-31")).unwrap().is_none());
-        let again = fold(&account(&[("2022-01-03", 1)]), date("2021-12-31")).unwrap();
-        assert!(again.is_none());
+        // Nothing left to fold, or folded through a later date already.
+        assert!(
+            fold(&account(&[("2022-01-03", 1)]), date("2021-12-31"))
+                .unwrap()
+                .is_none()
+        );
+        for again in ["2023-06-30", "2023-12-31"] {
+            let refused = fold(&twice, date(again)).unwrap_err();
+            assert!(
+                refused.contains(&format!("folded through {again} already")),
+                "{refused}"
+            );
+        }
         // Every balance from a date after the fold is memory's.
         for from in ["2024-01-01", "2024-01-05", "2024-06-01"] {
             let (opening, changes) = twice.held_from(date(from)).unwrap();
@@ -451,72 +647,112 @@ mod tests {
         assert!(twice.held_from(date("2023-12-31")).is_none());
         assert!(twice.held_from(date("2022-02-01")).is_none());
         // Taken back one fold, then the other: the account as it was.
-        let fold_of =
-            |date_text: &str, changes: PackedAmounts| (date(date_text), Arc::new(changes));
         let back_once = unfold(
             &twice,
-            &[fold_of("2023-12-31", second.clone())],
+            std::slice::from_ref(&second),
             Some(date("2022-12-31")),
         )
         .unwrap();
         assert_eq!(back_once, once);
         assert_eq!(
-            unfold(&back_once, &[fold_of("2022-12-31", first.clone())], None).unwrap(),
+            unfold(&back_once, std::slice::from_ref(&first), None).unwrap(),
             whole
         );
-        let back_both = unfold(
-            &twice,
-            &[
-                fold_of("2022-12-31", first),
-                fold_of("2023-12-31", second.clone()),
-            ],
-            None,
-        )
-        .unwrap();
+        let back_both = unfold(&twice, &[first, second.clone()], None).unwrap();
         assert_eq!(back_both, whole);
         // A fold missing: what is read back does not add up to the sum kept.
-        let refused = unfold(&twice, &[fold_of("2023-12-31", second)], None).unwrap_err();
+        let refused = unfold(&twice, &[second], None).unwrap_err();
         assert!(
             refused.contains("leave 85 of it unaccounted for"),
             "{refused}"
         );
     }
 
-    /// A record of folded changes is read back as written, and refused
-    /// when it holds none, or a change after the date its key names.
+    /// A fold's accounts are shared out between records by their ids'
+    /// hash, about `FOLD_RECORD_ACCOUNTS` a record, each record in id
+    /// order; read back, each is as written, and refused when its
+    /// accounts are out of order, or have no change, or one after the
+    /// fold's date, or belong to another record.
     #[test]
-    fn a_record_of_folded_changes_holds_changes_up_to_its_date() {
-        let (_, folded) = fold(
-            &account(&[("2022-01-03", 100), ("2022-06-01", -40)]),
-            date("2022-12-31"),
-        )
-        .unwrap()
-        .unwrap();
-        let id = SavingsAccountId::parse("a", "M1/C1").unwrap();
-        let key = history_key(&id, date("2022-12-31"));
-        assert_eq!(key, "cold/savings-history/M1/C1/2022-12-31");
-        assert_eq!(history_of(&key).unwrap().unwrap(), (id, date("2022-12-31")));
+    fn a_folds_records_share_out_its_accounts_and_are_read_back_as_written() {
+        let through = date("2022-12-31");
+        let changes: PackedAmounts = [(date("2022-03-01"), Decimal::from(5))].into();
+        let ids: Vec<SavingsAccountId> = (0..700)
+            .map(|m| SavingsAccountId::parse("a", &format!("M{m:04}/C1")).unwrap())
+            .collect();
+        let (fold, records) = fold_records(
+            through,
+            ids.iter().map(|id| (id.clone(), changes.clone())).collect(),
+        );
+        assert_eq!(
+            fold,
+            Fold {
+                through,
+                records: 3
+            }
+        );
+        assert_eq!(records.len(), 3);
+        let mut seen = 0;
+        for (index, record) in &records {
+            let accounts: Vec<_> = record.accounts().map(|(id, _)| id.clone()).collect();
+            assert!(accounts.windows(2).all(|pair| pair[0] < pair[1]));
+            assert!(
+                accounts.len() > 150 && accounts.len() < 320,
+                "{}",
+                accounts.len()
+            );
+            assert!(accounts.iter().all(|id| record_of(id, 3) == *index));
+            seen += accounts.len();
+            let key = history_key(&BranchId::parse("b", "TB").unwrap(), through, *index);
+            assert_eq!(
+                key,
+                format!("cold/savings-history/TB/2022-12-31/{index:04}")
+            );
+            assert_eq!(
+                history_of(&key).unwrap().unwrap(),
+                (BranchId::parse("b", "TB").unwrap(), through, *index)
+            );
+            let value = encode_history(record);
+            let read = decode_history(&key, &value, through).unwrap();
+            assert_eq!(&read, record);
+            check_fold_record(&key, &read, *index, 3).unwrap();
+            let elsewhere = check_fold_record(&key, &read, (*index + 1) % 3, 3).unwrap_err();
+            assert!(
+                elsewhere.contains("whose changes are in record"),
+                "{elsewhere}"
+            );
+            let late = decode_history(&key, &value, date("2022-02-28")).unwrap_err();
+            assert!(
+                late.contains("dated 2022-03-01, after 2022-02-28"),
+                "{late}"
+            );
+        }
+        assert_eq!(seen, 700);
+        assert_eq!(
+            records[0].1.get(&ids[699]).is_some(),
+            record_of(&ids[699], 3) == records[0].0
+        );
+        // A record of no account, and accounts out of order.
+        let key = "cold/savings-history/TB/2022-12-31/0000";
+        let empty = encode_history(&FoldRecord::default());
         assert!(
-            history_of("cold/savings-history/M1/C1/2022-13-01")
+            decode_history(key, &empty, through)
+                .unwrap_err()
+                .contains("no account")
+        );
+        let reversed = FoldRecord(vec![
+            (ids[1].clone(), changes.clone()),
+            (ids[0].clone(), changes),
+        ]);
+        let refused = decode_history(key, &encode_history(&reversed), through).unwrap_err();
+        assert!(refused.contains("out of order"), "{refused}");
+        assert!(
+            history_of("cold/savings-history/TB/2022-13-01/0000")
                 .unwrap()
                 .is_err()
         );
         assert!(history_of("cold/loan/M1/L1").is_none());
-        let value = encode_history(&folded);
-        assert_eq!(
-            decode_history(&key, &value, date("2022-12-31")).unwrap(),
-            folded
-        );
-        let late = decode_history(&key, &value, date("2022-05-31")).unwrap_err();
-        assert!(
-            late.contains("dated 2022-06-01, after 2022-05-31"),
-            "{late}"
-        );
-        let empty = encode_history(&PackedAmounts::new());
-        assert!(
-            decode_history(&key, &empty, date("2022-12-31"))
-                .unwrap_err()
-                .contains("no change")
-        );
+        // One record for a fold of few accounts.
+        assert_eq!(fold_records(through, Vec::new()).0.records, 1);
     }
 }

@@ -77,10 +77,11 @@ pub enum StateKey {
     /// [`StateKey::Steps`] record then keeping only what startup takes of
     /// it ([`crate::books::moves_closed_records`]).
     ClosedSteps(AccountId, u64),
-    /// The changes of a savings account a close folded, by the date it
-    /// folded them through ([`super::folds`]): written once, read when
-    /// asked ([`crate::stored`]), gone when a reopening takes them back.
-    SavingsHistory(SavingsAccountId, NaiveDate),
+    /// One record of the changes a close folded out of a branch's savings
+    /// accounts, by the date it folded them through and the record's index
+    /// ([`super::folds`]): written once, read when asked
+    /// ([`crate::stored`]), gone when a reopening takes them back.
+    SavingsHistory(BranchId, NaiveDate, u32),
 }
 
 /// A record: key bytes and value bytes, or `None` when the key is gone.
@@ -249,8 +250,8 @@ impl StateKey {
             StateKey::EndedLatest => ENDED_LATEST_KEY.to_owned(),
             StateKey::LoanSteps(id) => kept_steps_key(&AccountId::Loan(id.clone())),
             StateKey::ClosedSteps(account, index) => closed_steps_key(account, *index),
-            StateKey::SavingsHistory(account, through) => {
-                super::folds::history_key(account, *through)
+            StateKey::SavingsHistory(branch, through, index) => {
+                super::folds::history_key(branch, *through, *index)
             }
         }
         .into_bytes()
@@ -318,8 +319,8 @@ impl LedgerState {
                 .moved_account_record(account, *index)
                 .ok()
                 .flatten(),
-            StateKey::SavingsHistory(account, through) => self
-                .savings_history_record(account, *through)
+            StateKey::SavingsHistory(branch, through, index) => self
+                .savings_history_record(branch, *through, *index)
                 .ok()
                 .flatten(),
             StateKey::LineSteps(branch, line, index) => {
@@ -356,8 +357,8 @@ impl LedgerState {
             StateKey::ClosedSteps(account, index) => {
                 self.books.moved_account_record(account, *index)
             }
-            StateKey::SavingsHistory(account, through) => {
-                self.savings_history_record(account, *through)
+            StateKey::SavingsHistory(branch, through, index) => {
+                self.savings_history_record(branch, *through, *index)
             }
             key => Ok(self.record(key)),
         }
@@ -553,10 +554,11 @@ impl LedgerState {
                 StateKey::LoanSchedule(id) => self.let_go_of_ended(id),
                 // Folded changes, unless folded again since (a reopening
                 // and a close of the same date).
-                StateKey::SavingsHistory(account, through)
+                StateKey::SavingsHistory(branch, through, index)
                     if self.stored.0.is_some() && !self.changed.contains(key) =>
                 {
-                    self.savings_history.remove(&(account.clone(), *through));
+                    self.savings_history
+                        .remove(&(branch.clone(), *through, *index));
                 }
                 // With the account's records before it that closed since
                 // they were saved (a record saved while it was the last
@@ -635,10 +637,14 @@ impl LedgerState {
         keys.extend(self.groups.keys().cloned().map(StateKey::Group));
         keys.extend(self.members.keys().cloned().map(StateKey::Member));
         keys.extend(self.savings.keys().cloned().map(StateKey::Savings));
-        // Each account's folds: of its branch's, those through its own.
-        for account in self.savings.values() {
-            for through in self.fold_dates_from(account, NaiveDate::MIN) {
-                keys.push(StateKey::SavingsHistory(account.id.clone(), through));
+        // Each branch's folds' records (those no account fell to have none).
+        for branch in self.branches.values() {
+            for fold in &branch.folds {
+                keys.extend(
+                    (0..fold.records).map(|index| {
+                        StateKey::SavingsHistory(branch.id.clone(), fold.through, index)
+                    }),
+                );
             }
         }
         keys.extend(self.loans.keys().cloned().map(StateKey::Loan));
@@ -1618,11 +1624,11 @@ impl StateImport {
             self.closed.add(key);
             self.books.add_moved_whole(account, index, value.to_vec());
         } else if let Some(history) = super::folds::history_of(key) {
-            let (account, through) = history?;
-            let changes = super::folds::decode_history(key, value, through)?;
+            let (branch, through, index) = history?;
+            let record = super::folds::decode_history(key, value, through)?;
             self.state
                 .savings_history
-                .insert((account, through), Arc::new(changes));
+                .insert((branch, through, index), Arc::new(record));
         } else {
             self.state.import_record(key, value)?;
         }

@@ -173,6 +173,8 @@ impl LedgerState {
         // Each account is credited once.
         let mut postings = Vec::new();
         let mut total = Decimal::ZERO;
+        // The records of folds the accounts' periods read back, once each.
+        let mut reads = super::super::folds::FoldReads::default();
         for (kind, versions, current) in &due {
             let (start, _) = current.rules.posting.period_of(period_end);
             for account in self
@@ -183,7 +185,7 @@ impl LedgerState {
                 let from = start.max(account.opened_on);
                 // The period's changes: memory's, or, for a period begun
                 // before a close that folded its first days, read back.
-                let (_, changes) = self.savings_from(account, from)?;
+                let (_, changes) = self.savings_from(account, from, &mut reads)?;
                 // The balance at the end of the day before `from`: today's
                 // less the changes dated from then on (few: the period's),
                 // so a posting reads the period, not the account's history.

@@ -288,7 +288,7 @@ impl LedgerState {
         let state = self.savings.get(account).ok_or_else(|| {
             DomainError::not_found("sequence", "savings account", account.as_str())
         })?;
-        let (opening, changes) = self.savings_from(state, date)?;
+        let (opening, changes) = self.savings_from(state, date, &mut Default::default())?;
         let (lowest, on) = crate::state::lowest_balance_from(opening, &changes, date);
         if lowest < amount {
             return Err(DomainError::precondition(

@@ -124,7 +124,7 @@ impl LedgerState {
         today: NaiveDate,
     ) -> Result<(), DomainError> {
         let currency = branch.currency;
-        let (opening, changes) = self.savings_from(account, date)?;
+        let (opening, changes) = self.savings_from(account, date, &mut Default::default())?;
         let (lowest, on) = crate::state::lowest_balance_from(opening, &changes, date);
         if lowest < amount && lowest < balance {
             return Err(DomainError::precondition(
