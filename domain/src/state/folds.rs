@@ -202,17 +202,27 @@ pub(super) fn fold(
         .folded
         .map_or(Decimal::ZERO, |folded| folded.carried);
     let carried = plus(before, folding.sum()?)?;
-    let folded = SavingsAccount {
+    let folded = with_changes(account, kept, Some(Folded { through, carried }));
+    Ok(Some((folded, folding)))
+}
+
+/// `account` with `changes` and `folded` in place of its own (its changes
+/// not copied on the way).
+fn with_changes(
+    account: &SavingsAccount,
+    changes: PackedAmounts,
+    folded: Option<Folded>,
+) -> SavingsAccount {
+    SavingsAccount {
         id: account.id.clone(),
         member: account.member.clone(),
         branch: account.branch.clone(),
         kind: account.kind,
         opened_on: account.opened_on,
         opened: account.opened,
-        changes: kept,
-        folded: Some(Folded { through, carried }),
-    };
-    Ok(Some((folded, folding)))
+        changes,
+        folded,
+    }
 }
 
 /// The records of a fold through `through` of `folded` (each account's
@@ -278,16 +288,11 @@ pub(super) fn unfold(
             ));
         }
     };
-    Ok(SavingsAccount {
-        id: account.id.clone(),
-        member: account.member.clone(),
-        branch: account.branch.clone(),
-        kind: account.kind,
-        opened_on: account.opened_on,
-        opened: account.opened,
-        changes: merged(&account.changes, folds)?,
+    Ok(with_changes(
+        account,
+        merged(&account.changes, folds)?,
         folded,
-    })
+    ))
 }
 
 /// What a reopening takes back ([`LedgerState::folds_taken_back`]): the
