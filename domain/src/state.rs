@@ -224,9 +224,9 @@ pub struct Folded {
     /// records read when asked, none after it.
     #[serde(with = "crate::codec::date")]
     pub through: NaiveDate,
-    /// Their sum: the balance at the end of `through`, less the changes
-    /// `changes` still holds dated on or before it (none, unless a
-    /// reopening took back later folds only).
+    /// Their sum: the balance at the end of `through` (`changes` holds
+    /// none dated on or before it: a reopening that takes back later
+    /// folds leaves the account folded through the last one it keeps).
     #[serde(with = "crate::codec::decimal")]
     pub carried: Decimal,
 }

@@ -29,7 +29,8 @@ use crate::totals::{minus, plus};
 pub const SAVINGS_HISTORY_PREFIX: &str = "cold/savings-history/";
 
 /// About how many accounts' changes a record of a fold holds: a fold of
-/// `n` accounts has `n / FOLD_RECORD_ACCOUNTS` records, at least one.
+/// `n` accounts has `n / FOLD_RECORD_ACCOUNTS` records rounded up, or
+/// fewer, so that none is empty ([`fold_records`]).
 pub const FOLD_RECORD_ACCOUNTS: usize = 256;
 
 /// One close's fold of a branch's savings accounts ([`Branch::folds`]).
@@ -227,12 +228,27 @@ fn with_changes(
 
 /// The records of a fold through `through` of `folded` (each account's
 /// changes folded, in id order): the fold, and each record by its index.
+/// Every record of a fold holds an account: the count is the one
+/// [`FOLD_RECORD_ACCOUNTS`] gives, less one until none is left empty (so
+/// a record missing from the store is damage, never an empty share, and
+/// a fold made again on a date a reopening took back holds every index
+/// it names).
 pub(super) fn fold_records(
     through: NaiveDate,
     folded: Vec<(SavingsAccountId, PackedAmounts)>,
 ) -> (Fold, Vec<(u32, FoldRecord)>) {
-    let records =
+    let mut records =
         u32::try_from(folded.len().div_ceil(FOLD_RECORD_ACCOUNTS).max(1)).unwrap_or(u32::MAX);
+    while records > 1 {
+        let mut used = vec![false; records as usize];
+        for (account, _) in &folded {
+            used[record_of(account, records) as usize] = true;
+        }
+        if used.iter().all(|used| *used) {
+            break;
+        }
+        records -= 1;
+    }
     let mut by_index: BTreeMap<u32, FoldRecord> = BTreeMap::new();
     for (account, changes) in folded {
         by_index
@@ -295,6 +311,11 @@ pub(super) fn unfold(
     ))
 }
 
+/// A record of a fold its branch keeps, not in the store.
+fn missing(key: &str) -> ReadError {
+    ReadError::Damaged(format!("record {key:?} is missing from the state cache"))
+}
+
 /// What a reopening takes back ([`LedgerState::folds_taken_back`]): the
 /// accounts with their folds taken back, and the records those were in,
 /// by date and index.
@@ -334,8 +355,10 @@ impl LedgerState {
             return Ok(None);
         };
         let key = history_key(branch, through, index);
-        let Some(value) = self.stored.read(key.as_bytes())? else {
-            return Ok(None);
+        let value = match self.stored.read(key.as_bytes())? {
+            Some(value) => value,
+            None if self.stored.0.is_some() => return Err(missing(&key)),
+            None => return Ok(None),
         };
         decode_history(&key, &value, through)
             .and_then(|record| {
@@ -363,8 +386,12 @@ impl LedgerState {
         {
             return Ok(None);
         }
-        self.stored
-            .read(history_key(branch, through, index).as_bytes())
+        let key = history_key(branch, through, index);
+        match self.stored.read(key.as_bytes())? {
+            Some(value) => Ok(Some(value)),
+            None if self.stored.0.is_some() => Err(missing(&key)),
+            None => Ok(None),
+        }
     }
 
     /// `account`'s folds holding its changes from `from` on: the changes
@@ -524,6 +551,23 @@ impl LedgerState {
                     "branch {} folded its savings accounts {:?}, with its books closed through {closed:?}",
                     branch.id, branch.folds
                 ));
+            }
+        }
+        for branch in self.branches.values() {
+            for fold in &branch.folds {
+                if let Some(index) = (0..fold.records).find(|index| {
+                    !self
+                        .savings_history
+                        .contains_key(&(branch.id.clone(), fold.through, *index))
+                }) {
+                    return Err(format!(
+                        "record {:?} of the {} of branch {}'s fold through {} is missing",
+                        history_key(&branch.id, fold.through, index),
+                        fold.records,
+                        branch.id,
+                        fold.through
+                    ));
+                }
             }
         }
         let mut sums: BTreeMap<&SavingsAccountId, Decimal> = BTreeMap::new();
@@ -747,7 +791,7 @@ mod tests {
         );
         let reversed = FoldRecord(vec![
             (ids[1].clone(), changes.clone()),
-            (ids[0].clone(), changes),
+            (ids[0].clone(), changes.clone()),
         ]);
         let refused = decode_history(key, &encode_history(&reversed), through).unwrap_err();
         assert!(refused.contains("out of order"), "{refused}");
@@ -757,7 +801,40 @@ mod tests {
                 .is_err()
         );
         assert!(history_of("cold/loan/M1/L1").is_none());
-        // One record for a fold of few accounts.
+        // One record for a fold of few accounts; none of a fold's records
+        // empty, whatever its number of accounts.
         assert_eq!(fold_records(through, Vec::new()).0.records, 1);
+        for n in [1, 2, 255, 256, 257, 300, 513, 700] {
+            let (fold, records) = fold_records(
+                through,
+                ids[..n]
+                    .iter()
+                    .map(|id| (id.clone(), changes.clone()))
+                    .collect(),
+            );
+            let indices: Vec<u32> = records.iter().map(|(index, _)| *index).collect();
+            assert_eq!(
+                indices,
+                (0..fold.records).collect::<Vec<_>>(),
+                "{n} accounts"
+            );
+            assert!(fold.records as usize <= n.div_ceil(FOLD_RECORD_ACCOUNTS).max(1));
+        }
+        // 257 accounts that would all fall to the first of two records:
+        // one record.
+        let first_of_two: Vec<SavingsAccountId> = (0..2000)
+            .map(|m| SavingsAccountId::parse("a", &format!("M{m:05}/C1")).unwrap())
+            .filter(|id| record_of(id, 2) == 0)
+            .take(257)
+            .collect();
+        assert_eq!(first_of_two.len(), 257);
+        let (fold, records) = fold_records(
+            through,
+            first_of_two
+                .into_iter()
+                .map(|id| (id, changes.clone()))
+                .collect(),
+        );
+        assert_eq!((fold.records, records.len()), (1, 1));
     }
 }

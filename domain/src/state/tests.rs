@@ -2702,3 +2702,91 @@ fn a_period_a_close_cut_in_two_reads_back_what_the_close_folded() {
     run([withdraw(90, 35)], started, &mut records, &mut entries);
     assert_eq!(savings(started), held - Decimal::from(90_000));
 }
+
+/// A close reopened and made again on the same date, twice, between two
+/// checkpoints of a state that reads what it let go of from its store:
+/// the store ends up with the records of a state that saved after every
+/// entry, no record a reopening took back is read back as if it stood
+/// (the balances from the reopened days are the live ones), and `verify`'s
+/// whole reading of them checks.
+#[test]
+fn a_close_reopened_and_made_again_between_checkpoints_leaves_the_last_ones_records() {
+    let tb = id(BranchId::parse, "TB");
+    let deposit = |m: usize, thousands: u64, d: u32| CommandBody::DepositSavings {
+        account_id: SavingsAccountId::parse("a", &format!("M{m}/C1")).unwrap(),
+        amount: vnd(thousands * 1000),
+        effective_date: Some(day(d)),
+    };
+    let close = || CommandBody::ClosePeriod {
+        branch_id: tb.clone(),
+        through: day(40),
+    };
+    let reopen = |d: u32| CommandBody::ReopenPeriod {
+        branch_id: tb.clone(),
+        from: day(d),
+        reason: Name::parse("reason", "a missed entry").unwrap(),
+    };
+    let (mut live, mut records, mut entries) = (LedgerState::new(), BTreeMap::new(), Vec::new());
+    run(setup(), &mut live, &mut records, &mut entries);
+    let first = entries.len();
+    run(
+        [
+            deposit(0, 500, 3),
+            deposit(1, 200, 33),
+            deposit(2, 100, 45),
+            close(),
+            reopen(31),
+            deposit(0, 50, 35),
+            close(),
+            reopen(20),
+            deposit(1, 70, 25),
+            close(),
+            deposit(2, 10, 50),
+        ],
+        &mut live,
+        &mut records,
+        &mut entries,
+    );
+    assert_eq!(entries.len(), first + 11, "every command was taken");
+    let kept = Arc::new(RecordsSaved::default());
+    let mut cold = LedgerState::new();
+    cold.keep_stored_in(kept.clone());
+    let close_at = first + 4;
+    for (at, entry) in entries.iter().enumerate() {
+        cold.apply(entry).unwrap();
+        // Saved once after the setup's entries and the first close, then
+        // only at the end.
+        if at + 1 == first || at + 1 == close_at || at + 1 == entries.len() {
+            let (keys, changed) = cold.take_changes_with_keys().unwrap();
+            kept.save(changed);
+            cold.saved(&keys);
+        }
+    }
+    assert_eq!(*kept.0.lock().unwrap(), records);
+    assert_eq!(cold.export().unwrap(), live.export().unwrap());
+    assert!(
+        cold.savings_history.is_empty(),
+        "every fold's records saved and let go of"
+    );
+    // One fold through day 40, its one record holding the three accounts.
+    let folds = &cold.branches[&tb].folds;
+    assert_eq!(folds.len(), 1);
+    let record = format!("cold/savings-history/TB/{}/0000", day(40));
+    assert!(records.contains_key(record.as_bytes()));
+    for m in 0..3 {
+        let account = &cold.savings[&SavingsAccountId::parse("a", &format!("M{m}/C1")).unwrap()];
+        let (opening, changes) = cold
+            .savings_from(account, day(0), &mut Default::default())
+            .unwrap();
+        let (live_opening, live_changes) = live
+            .savings_from(&live.savings[&account.id], day(0), &mut Default::default())
+            .unwrap();
+        assert_eq!(
+            (opening, changes.into_owned()),
+            (live_opening, live_changes.into_owned())
+        );
+    }
+    let imported =
+        LedgerState::import(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
+    assert_eq!(imported.export().unwrap(), records);
+}
