@@ -498,11 +498,12 @@ pub struct LedgerState {
     savings: BTreeMap<SavingsAccountId, Arc<SavingsAccount>>,
     /// The records of the changes a close folded out of a branch's savings
     /// accounts, by branch, date and index ([`StateKey::SavingsHistory`]):
-    /// held until the checkpoint that saved them completes (on a copy
-    /// whose records are never taken, the writer's, until a restart), then
-    /// read back from the store when a reopening or a question from before
-    /// a fold asks. Shared by the writer and the read side.
-    savings_history: BTreeMap<(BranchId, NaiveDate, u32), Arc<folds::FoldRecord>>,
+    /// held until the checkpoint that saved them completes (on the
+    /// writer's copy, whose records are never taken, as long as the read
+    /// side holds them), then read back from the store when a reopening or
+    /// a question from before a fold asks. Shared by the writer and the
+    /// read side.
+    savings_history: folds::HeldFolds,
     /// Shared, so that a read can take loans out of the lock and look at
     /// them after releasing it; applying an entry replaces a changed loan
     /// with a new one (it stages a copy anyway), never edits a shared one.
@@ -740,7 +741,7 @@ impl LedgerState {
         self.stored = StoredIn(Some(store));
         let changed = &self.changed;
         // Folded changes the store holds are read back from it.
-        self.savings_history.retain(|(branch, through, index), _| {
+        self.savings_history.retain(|(branch, through, index)| {
             changed.contains(&StateKey::SavingsHistory(branch.clone(), *through, *index))
         });
         let books = &mut self.books;
@@ -794,6 +795,7 @@ impl LedgerState {
     /// taken.
     pub fn keep_decisions_only(&mut self) {
         self.stop_tracking_changes();
+        self.savings_history.hold_while_shared();
         self.books.keep_lines_only();
         self.day_log.stop();
         self.days = BTreeMap::new();

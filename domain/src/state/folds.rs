@@ -311,6 +311,96 @@ pub(super) fn unfold(
     ))
 }
 
+/// A record of a fold, by branch, date folded through and index.
+type FoldKey = (BranchId, NaiveDate, u32);
+
+/// The records of folds a state holds ([`LedgerState::savings_history`]):
+/// shared by the writer's copy and the read side, which takes the
+/// writer's. The read side holds each until the checkpoint that saved it;
+/// the writer's copy, which never saves, holds each only as long as the
+/// read side does (`weak`), then reads it from the store like a record
+/// made before it started.
+#[derive(Clone, Debug, Default)]
+pub(super) struct HeldFolds {
+    records: BTreeMap<FoldKey, Held>,
+    /// Holds what it is given without keeping it (the writer's copy).
+    weak: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Held {
+    Kept(Arc<FoldRecord>),
+    WhileShared(std::sync::Weak<FoldRecord>),
+}
+
+impl HeldFolds {
+    /// The record of `key`, if held (and, on the writer's copy, still
+    /// held by the read side).
+    pub(super) fn get(&self, key: &FoldKey) -> Option<Arc<FoldRecord>> {
+        match self.records.get(key)? {
+            Held::Kept(record) => Some(record.clone()),
+            Held::WhileShared(record) => record.upgrade(),
+        }
+    }
+
+    pub(super) fn insert(&mut self, key: FoldKey, record: Arc<FoldRecord>) {
+        let held = match self.weak {
+            true => Held::WhileShared(Arc::downgrade(&record)),
+            false => Held::Kept(record),
+        };
+        self.records.insert(key, held);
+        // What the read side let go of since is in the store.
+        if self.weak {
+            self.records.retain(|_, held| match held {
+                Held::Kept(_) => true,
+                Held::WhileShared(record) => record.strong_count() > 0,
+            });
+        }
+    }
+
+    pub(super) fn remove(&mut self, key: &FoldKey) {
+        self.records.remove(key);
+    }
+
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&FoldKey) -> bool) {
+        self.records.retain(|key, _| keep(key));
+    }
+
+    /// Holds what it holds, and is given from now on, only while another
+    /// copy does (the writer's copy, [`LedgerState::keep_decisions_only`]).
+    pub(super) fn hold_while_shared(&mut self) {
+        self.weak = true;
+        for held in self.records.values_mut() {
+            if let Held::Kept(record) = held {
+                *held = Held::WhileShared(Arc::downgrade(record));
+            }
+        }
+    }
+
+    /// Every record held, by key.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&FoldKey, Arc<FoldRecord>)> {
+        self.records
+            .keys()
+            .filter_map(|key| Some((key, self.get(key)?)))
+    }
+
+    pub(super) fn contains_key(&self, key: &FoldKey) -> bool {
+        self.get(key).is_some()
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+/// Two states are equal whatever each holds only while the other does.
+impl PartialEq for HeldFolds {
+    fn eq(&self, other: &HeldFolds) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
 /// A record of a fold its branch keeps, not in the store.
 fn missing(key: &str) -> ReadError {
     ReadError::Damaged(format!("record {key:?} is missing from the state cache"))
@@ -346,7 +436,7 @@ impl LedgerState {
         index: u32,
     ) -> Result<Option<Arc<FoldRecord>>, ReadError> {
         if let Some(held) = self.savings_history.get(&(branch.clone(), through, index)) {
-            return Ok(Some(held.clone()));
+            return Ok(Some(held));
         }
         let Some(fold) = self
             .fold_of(branch, through)
@@ -378,7 +468,7 @@ impl LedgerState {
         index: u32,
     ) -> Result<Option<Vec<u8>>, ReadError> {
         if let Some(held) = self.savings_history.get(&(branch.clone(), through, index)) {
-            return Ok(Some(encode_history(held)));
+            return Ok(Some(encode_history(&held)));
         }
         if self
             .fold_of(branch, through)
@@ -570,8 +660,8 @@ impl LedgerState {
                 }
             }
         }
-        let mut sums: BTreeMap<&SavingsAccountId, Decimal> = BTreeMap::new();
-        for ((branch, through, index), record) in &self.savings_history {
+        let mut sums: BTreeMap<SavingsAccountId, Decimal> = BTreeMap::new();
+        for ((branch, through, index), record) in self.savings_history.iter() {
             let key = history_key(branch, *through, *index);
             let Some(fold) = self.fold_of(branch, *through) else {
                 return Err(format!(
@@ -584,7 +674,7 @@ impl LedgerState {
                     fold.records
                 ));
             }
-            check_fold_record(&key, record, *index, fold.records)?;
+            check_fold_record(&key, &record, *index, fold.records)?;
             for (account, changes) in record.accounts() {
                 let folded_here = self.savings.get(account).is_some_and(|held| {
                     held.branch == *branch
@@ -596,7 +686,7 @@ impl LedgerState {
                          does not keep them folded there"
                     ));
                 }
-                let sum = sums.entry(account).or_default();
+                let sum = sums.entry(account.clone()).or_default();
                 *sum = plus(*sum, changes.sum()?)?;
             }
         }

@@ -2790,3 +2790,87 @@ fn a_close_reopened_and_made_again_between_checkpoints_leaves_the_last_ones_reco
         LedgerState::import(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
     assert_eq!(imported.export().unwrap(), records);
 }
+
+/// The writer's copy holds a close's fold only as long as the read side
+/// does: once a checkpoint saved it and the read side let go of it, the
+/// writer holds none of it, and a reopening it decides then reads the
+/// fold from the store.
+#[test]
+fn the_writer_holds_a_fold_only_while_the_read_side_does() {
+    let tb = id(BranchId::parse, "TB");
+    let (mut live, mut records, mut entries) = (LedgerState::new(), BTreeMap::new(), Vec::new());
+    run(setup(), &mut live, &mut records, &mut entries);
+    let deposit = CommandBody::DepositSavings {
+        account_id: SavingsAccountId::parse("a", "M0/C1").unwrap(),
+        amount: vnd(500_000),
+        effective_date: Some(day(3)),
+    };
+    run([deposit], &mut live, &mut records, &mut entries);
+    let kept = Arc::new(RecordsSaved::default());
+    kept.save(
+        records
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect(),
+    );
+    let mut started = super::loan_tests::read_as_started(&records).unwrap();
+    started.keep_stored_in(kept.clone());
+    let (mut reader, mut writer) = started.split_for_writer();
+    let context = ExecContext {
+        recorded_at: Utc.with_ymd_and_hms(2024, 6, 30, 3, 0, 0).unwrap(),
+        rules_version: crate::entry::RULES_VERSION_FIRST,
+    };
+    let lookup = |_: u64| Ok(None);
+    let submit = |writer: &mut LedgerState, reader: &mut LedgerState, body: CommandBody| {
+        let command = Command {
+            request_id: RequestId::parse("r", &format!("w{}", writer.last_sequence())).unwrap(),
+            actor: Actor::parse("a", "clerk").unwrap(),
+            principal: None,
+            approval: None,
+            body,
+        };
+        let body = writer.execute(&command, context, &lookup).unwrap();
+        let (entry, written) = writer.seal_and_keep(body).unwrap();
+        reader.apply_written(&entry, written).unwrap();
+    };
+    submit(
+        &mut writer,
+        &mut reader,
+        CommandBody::ClosePeriod {
+            branch_id: tb.clone(),
+            through: day(40),
+        },
+    );
+    let key = (tb.clone(), day(40), 0);
+    assert!(
+        writer.savings_history.get(&key).is_some(),
+        "held while the read side holds it"
+    );
+    let (keys, changed) = reader.take_changes_with_keys().unwrap();
+    kept.save(changed);
+    reader.saved(&keys);
+    assert!(reader.savings_history.is_empty());
+    assert!(
+        writer.savings_history.is_empty(),
+        "let go of with the read side"
+    );
+    let account = SavingsAccountId::parse("a", "M0/C1").unwrap();
+    assert!(writer.savings[&account].folded.is_some());
+    submit(
+        &mut writer,
+        &mut reader,
+        CommandBody::ReopenPeriod {
+            branch_id: tb,
+            from: day(31),
+            reason: Name::parse("reason", "a missed entry").unwrap(),
+        },
+    );
+    for side in [&writer, &reader] {
+        let account = &side.savings[&account];
+        assert_eq!(account.folded, None);
+        assert_eq!(
+            account.changes.iter().collect::<Vec<_>>(),
+            [(day(3), Decimal::from(500_000))]
+        );
+    }
+}
