@@ -792,7 +792,10 @@ impl LedgerState {
     /// lines, not each account's history; no branch's days, which are left
     /// to the copy [`LedgerState::apply_written`] writes into. For the
     /// writer's copy, which answers no reads and whose records are never
-    /// taken.
+    /// taken. It holds the records of savings folds only while another
+    /// copy does (`folds::HeldFolds`): that copy, the read side, must hold
+    /// every one not yet in the store this state reads from, and take
+    /// what this one writes.
     pub fn keep_decisions_only(&mut self) {
         self.stop_tracking_changes();
         self.savings_history.hold_while_shared();

@@ -325,6 +325,10 @@ pub(super) struct HeldFolds {
     records: BTreeMap<FoldKey, Held>,
     /// Holds what it is given without keeping it (the writer's copy).
     weak: bool,
+    /// How many it held after it last let go of those no other copy
+    /// holds: it does so again once it holds twice as many, so inserts
+    /// cost no walk of them all each.
+    pruned_at: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -350,11 +354,12 @@ impl HeldFolds {
         };
         self.records.insert(key, held);
         // What the read side let go of since is in the store.
-        if self.weak {
+        if self.weak && self.records.len() >= 2 * self.pruned_at.max(64) {
             self.records.retain(|_, held| match held {
                 Held::Kept(_) => true,
                 Held::WhileShared(record) => record.strong_count() > 0,
             });
+            self.pruned_at = self.records.len();
         }
     }
 

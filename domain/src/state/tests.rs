@@ -2856,6 +2856,7 @@ fn the_writer_holds_a_fold_only_while_the_read_side_does() {
     );
     let account = SavingsAccountId::parse("a", "M0/C1").unwrap();
     assert!(writer.savings[&account].folded.is_some());
+    let reads = kept.1.load(std::sync::atomic::Ordering::Relaxed);
     submit(
         &mut writer,
         &mut reader,
@@ -2864,6 +2865,10 @@ fn the_writer_holds_a_fold_only_while_the_read_side_does() {
             from: day(31),
             reason: Name::parse("reason", "a missed entry").unwrap(),
         },
+    );
+    assert!(
+        kept.1.load(std::sync::atomic::Ordering::Relaxed) > reads,
+        "the reopening read the fold from the store"
     );
     for side in [&writer, &reader] {
         let account = &side.savings[&account];
